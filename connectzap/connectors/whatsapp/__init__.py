@@ -1,0 +1,1 @@
+"""The WhatsApp Cloud API connector: sends, webhooks, templates, profile -- and the sandbox."""

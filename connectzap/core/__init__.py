@@ -1,0 +1,1 @@
+"""connectzap's vendor-neutral engine. Import public names from :mod:`connectzap` instead."""

@@ -1,0 +1,151 @@
+"""The context every event hook receives as ``ctx``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from .errors import InvalidPhoneError
+from .messages import MessageContent, Outgoing
+from .models import Category, ConsentChange, Contact
+from .phones import contact_key, mask, to_e164
+from .store.schema import plugin_state
+
+if TYPE_CHECKING:
+    from .app import Connectzap
+
+
+class PluginState:
+    """Durable key/value state for one plugin. Writes are buffered and committed together with the
+    hook's proposals, only if the hook succeeds -- so state and sends never disagree."""
+
+    def __init__(self, app: Connectzap, plugin: str) -> None:
+        self._app = app
+        self._plugin = plugin
+        self.pending: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.pending:
+            value = self.pending[key]
+            return default if value is _DELETED else value
+        with self._app.db.read() as conn:
+            row = conn.execute(select(plugin_state.c.value).where(
+                plugin_state.c.plugin == self._plugin, plugin_state.c.key == key)).first()
+        return json.loads(row[0]) if row else default
+
+    def set(self, key: str, value: Any) -> None:
+        json.dumps(value)  # fail now, inside the hook, if it cannot be stored
+        self.pending[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pending[key] = _DELETED
+
+
+_DELETED = object()
+
+
+class EventContext:
+    """What a hook implementation may use besides its payload.
+
+    :ivar event_id: the journal id of the event.
+    :ivar source: the connector (or ``api``, ``cli``...) the event came from.
+    :ivar dedupe_key: the event's unique key within its source.
+    :ivar plugin: the name of the plugin being called.
+    :ivar config: this plugin's ``[plugins.NAME]`` section.
+    :ivar state: durable per-plugin state (:class:`PluginState`).
+    :ivar log: a logger named after the plugin.
+    """
+
+    def __init__(self, app: Connectzap, *, event_id: int, source: str, dedupe_key: str,
+                 received_at: datetime, plugin: str) -> None:
+        self.app = app
+        self.event_id = event_id
+        self.source = source
+        self.dedupe_key = dedupe_key
+        self.received_at = received_at
+        self.plugin = plugin
+        self.config: dict[str, Any] = app.settings.plugin_section(plugin.removeprefix("connector:"))
+        self.state = PluginState(app, plugin)
+        self.log = logging.getLogger(f"connectzap.plugin.{plugin}")
+        self.proposals: list[Outgoing] = []
+        self.consent_changes: list[ConsentChange] = []
+
+    @property
+    def settings(self) -> Any:
+        return self.app.settings
+
+    def send(self, to: Contact | str, content: MessageContent | dict[str, Any], *, key: str | None = None,
+             **options: Any) -> Outgoing:
+        """Propose a message. ``key`` makes it idempotent across events (default: per event and plugin).
+
+        The message is queued through the send gate only after the hook returns successfully.
+        """
+        outgoing = Outgoing.model_validate({"to": to, "content": content, "idempotency_key": key, **options})
+        self.proposals.append(outgoing)
+        return outgoing
+
+    def propose(self, outgoing: Outgoing) -> None:
+        self.proposals.append(outgoing)
+
+    def set_consent(self, change: ConsentChange) -> None:
+        """Record a consent change (e.g. a STOP keyword) when the hook succeeds; it then reaches
+        ``on_consent_changed`` like any other change."""
+        self.consent_changes.append(change)
+
+    def has_consent(self, phone: str, category: Category | str) -> bool:
+        """Whether the ledger currently holds an opt-in for ``category``."""
+        from . import consent
+        key = self._key(phone)
+        if key is None:
+            return False
+        with self.app.db.read() as conn:
+            record = consent.latest(conn, key, Category(category))
+        return bool(record and record.granted)
+
+    def window_open(self, phone: str) -> bool:
+        """Whether the contact wrote to us in the last 24 hours."""
+        from . import consent
+        key = self._key(phone)
+        if key is None:
+            return False
+        with self.app.db.read() as conn:
+            return consent.window_open(conn, key)
+
+    def contact_key(self, phone: str) -> str | None:
+        """The keyed hash connectzap stores instead of ``phone`` (None when not a valid number)."""
+        return self._key(phone)
+
+    def _key(self, phone: str) -> str | None:
+        try:
+            return contact_key(to_e164(phone), self.app.secret)
+        except InvalidPhoneError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"<EventContext event={self.event_id} source={self.source} plugin={self.plugin}>"
+
+
+def redact_for_log(value: Any) -> Any:
+    """Trace-safe copy of hook arguments: phone numbers masked, texts shortened."""
+    from pydantic import BaseModel
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k in ("phone", "recipient", "wa_id", "from", "to") and isinstance(v, str):
+                out[k] = mask(v)
+            elif k in ("body", "text") and isinstance(v, str):
+                out[k] = f"<{len(v)} chars>"
+            else:
+                out[k] = redact_for_log(v)
+        return out
+    if isinstance(value, list):
+        return [redact_for_log(v) for v in value]
+    if isinstance(value, EventContext):
+        return repr(value)
+    return value

@@ -1,0 +1,122 @@
+"""Typed facades over ``pm.hook``: callers never touch pluggy directly.
+
+Event hooks fan out one implementation at a time (pluggy itself stops at the first
+exception), so each plugin's failure is caught, recorded and retried on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import StartupError
+from .hookspecs import EVENT_HOOKS
+from .messages import Outgoing
+from .plugins import load_plugins, pm, strict
+
+if TYPE_CHECKING:
+    import click
+
+    from ..connectors.base import Connector
+
+log = logging.getLogger("connectzap.dispatch")
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    """One implementation of an event hook, callable on its own."""
+
+    name: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+    async def call(self, **kwargs: Any) -> list[Outgoing]:
+        args = {name: kwargs[name] for name in self.argnames if name in kwargs}
+        if os.environ.get("CONNECTZAP_TRACE_PLUGINS"):
+            from .context import redact_for_log
+            log.warning("hook %s(%s) -> %s", self.function.__name__, redact_for_log(args), self.name)
+        if inspect.iscoroutinefunction(self.function):
+            result = await self.function(**args)
+        else:
+            result = await asyncio.to_thread(self.function, **args)
+        while inspect.isawaitable(result):
+            result = await result
+        return as_proposals(result)
+
+
+def as_proposals(result: Any) -> list[Outgoing]:
+    if result is None:
+        return []
+    items = result if isinstance(result, (list, tuple)) else [result]
+    out = []
+    for item in items:
+        if isinstance(item, Outgoing):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(Outgoing.model_validate(item))
+        else:
+            raise TypeError(f"an event hook returned {type(item).__name__}; return Outgoing objects or None")
+    return out
+
+
+def event_targets(kind: str) -> list[HookTarget]:
+    """The implementations of the hook for event ``kind``, in pluggy's call order."""
+    load_plugins()
+    spec = EVENT_HOOKS.get(kind)
+    if spec is None:
+        return []
+    caller = getattr(pm.hook, spec[0])
+    targets = []
+    for impl in reversed(caller.get_hookimpls()):  # pluggy calls LIFO; keep the same order
+        targets.append(HookTarget(name=impl.plugin_name, function=impl.function, argnames=tuple(impl.argnames)))
+    return targets
+
+
+def collect_connectors() -> dict[str, type[Connector]]:
+    """Every connector class registered through ``register_connectors``, by name."""
+    load_plugins()
+    from ..connectors.base import Connector
+    found: dict[str, type[Connector]] = {}
+    origin: dict[str, str] = {}
+    for impl in pm.hook.register_connectors.get_hookimpls():
+        registered: list[type[Connector]] = []
+
+        def register(cls: type[Connector], _sink: list[type[Connector]] = registered) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Connector)):
+                raise StartupError(f"register_connectors got {cls!r}, not a Connector subclass")
+            _sink.append(cls)
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            if strict() or isinstance(exc, StartupError):
+                raise
+            log.error("plugin %s failed in register_connectors: %s", impl.plugin_name, exc)
+            continue
+        for cls in registered:
+            if cls.name in found and found[cls.name] is not cls:
+                raise StartupError(f"connector name {cls.name!r} registered twice: by {origin[cls.name]} "
+                                   f"and {impl.plugin_name}")
+            found[cls.name] = cls
+            origin[cls.name] = impl.plugin_name
+    return found
+
+
+def register_commands(cli: click.Group) -> None:
+    load_plugins()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            if strict():
+                raise
+            log.error("plugin %s failed in register_commands: %s", impl.plugin_name, exc)
+
+
+def hook_names() -> list[str]:
+    return sorted(name for name in dir(pm.hook) if not name.startswith("_"))

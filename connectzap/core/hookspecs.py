@@ -1,0 +1,148 @@
+"""Every connectzap hook, in one place.
+
+Two families:
+
+* **Event hooks** (``on_*``) are called by the dispatcher once per journaled event, one
+  implementation at a time. Each implementation is isolated: its exception is recorded and
+  retried on its own and never stops another plugin. They may be plain functions or
+  ``async def``; plain functions run in a worker thread, so blocking SDK calls are fine.
+  They *propose* messages with ``ctx.send(...)`` (or by returning :class:`Outgoing` objects)
+  and never call WhatsApp themselves: every proposal goes through the send gate.
+* **Registration hooks** (``register_*``) run once at start-up and fail fast.
+
+Implementations may accept any subset of the arguments (pluggy's opt-in arguments). Write
+``from connectzap import hookimpl``; never import pluggy in a plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from ..connectors.base import Connector
+    from .context import EventContext
+    from .messages import Outgoing
+    from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order
+
+hookspec = pluggy.HookspecMarker("connectzap")
+hookimpl = pluggy.HookimplMarker("connectzap")
+
+
+
+@hookspec
+def on_order_created(order: Order, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A shop reported a new order.
+
+    Called once per journaled order-created event, after the consents the order carried
+    (a checkout opt-in) were recorded.
+
+    :param order: the order, phone already E.164; ``order.shop`` names the shop.
+    :param ctx: the event context: ``ctx.send(...)`` proposes a message, ``ctx.state`` keeps
+        per-plugin durable state, ``ctx.config`` is this plugin's config section.
+    :returns: messages to propose (or ``None``). Proposals take effect only if the
+        implementation returns without raising.
+    """
+
+
+@hookspec
+def on_order_updated(order: Order, previous_status: str | None, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """An existing order changed (status, tracking, refund...).
+
+    Webhooks may arrive coalesced, repeated or out of order: compare with state you keep in
+    ``ctx.state`` rather than trusting ``previous_status`` alone.
+
+    :param order: the order as it is now.
+    :param previous_status: the status before this change when the source reports it, else ``None``.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``).
+    """
+
+
+@hookspec
+def on_lead(lead: Lead, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A CRM produced a new lead (or a contact became one).
+
+    :param lead: the lead with its contact and CRM properties.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``), e.g. a consented welcome template.
+    """
+
+
+@hookspec
+def on_inbound_message(message: InboundMessage, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A customer wrote to one of our WhatsApp numbers.
+
+    Called after connectzap opened or refreshed the 24-hour customer-service window, so a
+    free-form reply proposed here is allowed. Called once per wamid, even if WhatsApp
+    delivers the webhook again.
+
+    :param message: the inbound message; ``message.text`` is the readable text when there is any.
+    :param ctx: the event context.
+    :returns: replies to propose (or ``None``).
+    """
+
+
+@hookspec
+def on_message_status(status: MessageStatus, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A message we sent changed status: ``accepted`` (connectzap's own, with ``status.content``),
+    then WhatsApp's ``sent``, ``delivered``, ``read`` or ``failed``.
+
+    Statuses are applied monotonically to the stored message before this hook runs; the hook
+    still sees every distinct status once.
+
+    :param status: the status update; ``status.errors`` holds Meta's error details on failure.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``).
+    """
+
+
+@hookspec
+def on_consent_changed(change: ConsentChange, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """Consent for one category was granted or revoked (API, CLI, opt-out keyword, WhatsApp's
+    own "stop promotions", or a connector).
+
+    Called after the change is in the consent ledger. Use it to mirror consent to a CRM.
+
+    :param change: the change with its source and proof.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``), e.g. an opt-out confirmation.
+    """
+
+
+@hookspec
+def register_connectors(register: Callable[[type[Connector]], None]) -> None:
+    """Register connector classes (webhook sources and CRM/shop sync).
+
+    Called once at start-up. Call ``register(MyConnector)`` for each class; a second class
+    with the same ``name`` is a start-up error naming both.
+
+    :param register: the callback that records a connector class.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``connectzap`` command line.
+
+    Called once when the CLI starts. Decorate functions with ``@cli.command()`` or add groups.
+
+    :param cli: the root click group.
+    """
+
+
+EVENT_HOOKS: dict[str, tuple[str, ...]] = {
+    "order_created": ("on_order_created", "order"),
+    "order_updated": ("on_order_updated", "order"),
+    "lead": ("on_lead", "lead"),
+    "inbound_message": ("on_inbound_message", "message"),
+    "message_status": ("on_message_status", "status"),
+    "consent_changed": ("on_consent_changed", "change"),
+}
+"""Event kind -> (hook name, name of the payload argument)."""
+
+

@@ -1,0 +1,333 @@
+"""Outbound message content: what a plugin, the CLI or the REST API asks connectzap to send.
+
+The shapes follow WhatsApp's message types; turning them into Cloud API request bodies is the
+WhatsApp connector's job (:mod:`connectzap.connectors.whatsapp.payloads`). Limits Meta
+enforces are checked here, so a bad message is refused before it is queued.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .models import Category, Contact
+
+
+class Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @property
+    def is_template(self) -> bool:
+        return False
+
+
+class MediaRef(BaseModel):
+    """A media object by uploaded ``id``, public ``link``, or local ``file`` to upload first."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    link: str | None = None
+    file: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MediaRef:
+        if sum(x is not None for x in (self.id, self.link, self.file)) != 1:
+            raise ValueError("give exactly one of id, link or file")
+        return self
+
+
+# --- template parameters ----------------------------------------------------------------
+
+class CurrencyParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["currency"] = "currency"
+    fallback_value: str
+    code: str
+    amount_1000: int
+
+    @classmethod
+    def of(cls, amount: Decimal | float | str, code: str, fallback: str | None = None) -> CurrencyParam:
+        value = Decimal(str(amount))
+        return cls(fallback_value=fallback or f"{value:.2f} {code}", code=code, amount_1000=int(value * 1000))
+
+
+class DateTimeParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["date_time"] = "date_time"
+    fallback_value: str
+
+
+class TextParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"] = "text"
+    text: str
+
+
+BodyParam = Annotated[TextParam | CurrencyParam | DateTimeParam, Field(discriminator="type")]
+
+
+def _as_param(value: Any) -> Any:
+    if isinstance(value, (str, int, float, Decimal)):
+        return {"type": "text", "text": str(value)}
+    return value
+
+
+class HeaderParam(BaseModel):
+    """The header parameter of a template: text, a media object, or a location."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "image", "video", "document", "location"]
+    text: str | None = None
+    media: MediaRef | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    parameter_name: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> HeaderParam:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text header needs text")
+        if self.type in ("image", "video", "document") and self.media is None:
+            raise ValueError(f"a {self.type} header needs media")
+        if self.type == "location" and (self.latitude is None or self.longitude is None):
+            raise ValueError("a location header needs latitude and longitude")
+        return self
+
+
+class ButtonParam(BaseModel):
+    """A template button parameter: quick-reply payload, URL suffix, or copy-code coupon."""
+
+    model_config = ConfigDict(extra="forbid")
+    sub_type: Literal["quick_reply", "url", "copy_code", "flow"]
+    index: int = Field(ge=0, le=9)
+    payload: str | None = None
+    text: str | None = None
+    coupon_code: str | None = None
+    flow_token: str | None = None
+    flow_action_data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ButtonParam:
+        need = {"quick_reply": self.payload, "url": self.text, "copy_code": self.coupon_code,
+                "flow": self.flow_token}[self.sub_type]
+        if need is None:
+            field = {"quick_reply": "payload", "url": "text", "copy_code": "coupon_code", "flow": "flow_token"}
+            raise ValueError(f"a {self.sub_type} button needs {field[self.sub_type]}")
+        return self
+
+
+class TemplateContent(Content):
+    """An approved template. ``body`` is a list (positional) or a dict (named parameters)."""
+
+    type: Literal["template"] = "template"
+    name: str
+    language: str
+    header: HeaderParam | None = None
+    body: list[BodyParam] | dict[str, BodyParam] = Field(default_factory=list)
+    buttons: list[ButtonParam] = Field(default_factory=list)
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _wrap(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _as_param(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_as_param(v) for v in value]
+        return value
+
+    @property
+    def is_template(self) -> bool:
+        return True
+
+
+class TextContent(Content):
+    type: Literal["text"] = "text"
+    body: str = Field(min_length=1, max_length=4096)
+    preview_url: bool = False
+
+
+class MediaContent(Content):
+    type: Literal["image", "video", "audio", "document", "sticker"]
+    media: MediaRef
+    caption: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _caption(self) -> MediaContent:
+        if self.caption and self.type in ("audio", "sticker"):
+            raise ValueError(f"{self.type} messages take no caption")
+        return self
+
+
+class ReplyButton(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(min_length=1, max_length=20)
+
+
+class InteractiveHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "image", "video", "document"] = "text"
+    text: str | None = Field(default=None, max_length=60)
+    media: MediaRef | None = None
+
+
+class ButtonsContent(Content):
+    """Interactive reply buttons (1 to 3)."""
+
+    type: Literal["buttons"] = "buttons"
+    body: str = Field(min_length=1, max_length=1024)
+    buttons: list[ReplyButton] = Field(min_length=1, max_length=3)
+    header: InteractiveHeader | None = None
+    footer: str | None = Field(default=None, max_length=60)
+
+
+class ListRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=24)
+    description: str | None = Field(default=None, max_length=72)
+
+
+class ListSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, max_length=24)
+    rows: list[ListRow] = Field(min_length=1)
+
+
+class ListContent(Content):
+    """An interactive list: up to 10 sections and 10 rows in all."""
+
+    type: Literal["list"] = "list"
+    body: str = Field(min_length=1, max_length=4096)
+    button: str = Field(min_length=1, max_length=20)
+    sections: list[ListSection] = Field(min_length=1, max_length=10)
+    header: str | None = Field(default=None, max_length=60)
+    footer: str | None = Field(default=None, max_length=60)
+
+    @model_validator(mode="after")
+    def _rows(self) -> ListContent:
+        if sum(len(s.rows) for s in self.sections) > 10:
+            raise ValueError("a list holds at most 10 rows in all")
+        return self
+
+
+class CtaUrlContent(Content):
+    type: Literal["cta_url"] = "cta_url"
+    body: str = Field(min_length=1, max_length=1024)
+    display_text: str = Field(min_length=1, max_length=20)
+    url: str
+    header: InteractiveHeader | None = None
+    footer: str | None = Field(default=None, max_length=60)
+
+
+class ProductContent(Content):
+    type: Literal["product"] = "product"
+    catalog_id: str
+    product_retailer_id: str
+    body: str | None = Field(default=None, max_length=1024)
+    footer: str | None = Field(default=None, max_length=60)
+
+
+class ProductSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=24)
+    product_retailer_ids: list[str] = Field(min_length=1)
+
+
+class ProductListContent(Content):
+    type: Literal["product_list"] = "product_list"
+    catalog_id: str
+    header: str = Field(min_length=1, max_length=60)
+    body: str = Field(min_length=1, max_length=1024)
+    sections: list[ProductSection] = Field(min_length=1, max_length=10)
+    footer: str | None = Field(default=None, max_length=60)
+
+
+class LocationContent(Content):
+    type: Literal["location"] = "location"
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    name: str | None = None
+    address: str | None = None
+
+
+class ContactsContent(Content):
+    """Contact cards (Meta's vCard-like objects); each needs ``name.formatted_name``."""
+
+    type: Literal["contacts"] = "contacts"
+    contacts: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("contacts")
+    @classmethod
+    def _named(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for card in value:
+            if not (card.get("name") or {}).get("formatted_name"):
+                raise ValueError("every contact card needs name.formatted_name")
+        return value
+
+
+class ReactionContent(Content):
+    type: Literal["reaction"] = "reaction"
+    message_id: str
+    emoji: str = ""
+
+
+MessageContent = Annotated[
+    TemplateContent | TextContent | MediaContent | ButtonsContent | ListContent | CtaUrlContent
+    | ProductContent | ProductListContent | LocationContent | ContactsContent | ReactionContent,
+    Field(discriminator="type"),
+]
+
+
+class Outgoing(BaseModel):
+    """A message someone wants sent. It goes through the send gate, never straight to WhatsApp.
+
+    :ivar to: the recipient (a :class:`Contact` or a phone number string).
+    :ivar content: what to send.
+    :ivar idempotency_key: one key, one message, ever. Plugins get a stable default.
+    :ivar not_before: keep the message queued until this time (reminders).
+    :ivar fallback: a template to send instead when the 24-hour window turns out closed.
+    :ivar reply_to: the wamid this message quotes.
+    :ivar cancel_key: a later :class:`~connectzap.core.models.CancelRequest` with this key
+        cancels the message while it waits.
+    :ivar category: for free-form messages only a label; templates use their own category.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Contact
+    content: MessageContent
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    not_before: datetime | None = None
+    fallback: TemplateContent | None = None
+    reply_to: str | None = None
+    cancel_key: str | None = Field(default=None, max_length=255)
+    category: Category | None = None
+    business_phone_number_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _contact(cls, value: Any) -> Any:
+        return {"phone": value} if isinstance(value, str) else value
+
+
+def _register_event_payloads() -> None:
+    from .models import (CancelRequest, ConsentChange, Event, EventKind, InboundMessage, Lead, MessageStatus,
+                         Order, TemplateUpdate)
+
+    Event.payload_models.update({
+        EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
+        EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
+        EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
+        EventKind.SEND: Outgoing, EventKind.CANCEL: CancelRequest,
+    })
+
+
+_register_event_payloads()

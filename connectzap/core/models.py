@@ -1,0 +1,376 @@
+"""Typed domain models: who we talk to, what happened, and what consent says.
+
+Every connector turns its vendor's payload into these; every plugin receives them. Phone
+numbers are normalised to E.164 on the way in (see :mod:`connectzap.core.phones`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .phones import to_e164
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    """Base for connectzap models: unknown fields are kept (vendors add fields all the time)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Category(StrEnum):
+    """Consent category of a business-initiated message (Meta's template categories)."""
+
+    MARKETING = "marketing"
+    UTILITY = "utility"
+    AUTHENTICATION = "authentication"
+
+
+class Contact(Model):
+    """A person we may message. ``phone`` is E.164; ``country`` helps read national numbers.
+
+    Pass ``country`` (ISO alpha-2) or a validation context ``{"country": "DE"}`` when the
+    number may be written without its country code; the configured default region is the
+    last resort. ``wa_id`` and ``user_id`` (Meta's business-scoped user id) are kept as given.
+    """
+
+    phone: str | None = None
+    country: str | None = None
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    wa_id: str | None = None
+    user_id: str | None = None
+    external_id: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_phone(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, str):
+            data = {"phone": data}
+        if isinstance(data, dict) and data.get("phone") not in (None, ""):
+            context = info.context or {}
+            country = data.get("country") or context.get("country")
+            data = {**data, "phone": to_e164(data["phone"], country)}
+        elif isinstance(data, dict) and data.get("phone") == "":
+            data = {**data, "phone": None}
+        return data
+
+    @property
+    def display_name(self) -> str | None:
+        if self.name:
+            return self.name
+        parts = [p for p in (self.first_name, self.last_name) if p]
+        return " ".join(parts) or None
+
+
+class OrderItem(Model):
+    name: str
+    quantity: Decimal = Decimal(1)
+    sku: str | None = None
+    price: Decimal | None = None
+    total: Decimal | None = None
+
+
+class Order(Model):
+    """An order from a shop. ``status`` is the shop's own status name (``processing``, ``completed``...)."""
+
+    id: str
+    status: str
+    number: str | None = None
+    currency: str | None = None
+    total: Decimal | None = None
+    customer: Contact | None = None
+    items: list[OrderItem] = Field(default_factory=list)
+    shop: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    tracking_url: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", "number", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class Lead(Model):
+    """A lead or contact from a CRM, with whatever properties the CRM gave us."""
+
+    id: str
+    contact: Contact
+    stage: str | None = None
+    owner_id: str | None = None
+    created_at: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+# --- inbound WhatsApp ---------------------------------------------------------------------
+
+class MediaInfo(Model):
+    id: str | None = None
+    mime_type: str | None = None
+    sha256: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    url: str | None = None
+    voice: bool | None = None
+    animated: bool | None = None
+
+
+class LocationInfo(Model):
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class ReactionInfo(Model):
+    message_id: str | None = None
+    emoji: str | None = None
+
+
+class ReplyInfo(Model):
+    """A tap on a template quick reply (``button``) or an interactive button/list row."""
+
+    id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    payload: str | None = None
+
+
+class MessageContext(Model):
+    id: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    forwarded: bool | None = None
+    frequently_forwarded: bool | None = None
+
+
+class ApiErrorInfo(Model):
+    code: int | str | None = None
+    title: str | None = None
+    message: str | None = None
+    details: str | None = None
+
+
+class InboundMessage(Model):
+    """A message a customer sent to one of our WhatsApp numbers.
+
+    ``type`` is Meta's message type; unknown types keep their payload in ``raw``. ``text``
+    holds the readable text for any type that has some (text body, caption, button title).
+    """
+
+    wamid: str
+    type: str
+    timestamp: datetime
+    contact: Contact
+    business_phone_number_id: str | None = None
+    text: str | None = None
+    media: MediaInfo | None = None
+    location: LocationInfo | None = None
+    contacts: list[dict[str, Any]] | None = None
+    reaction: ReactionInfo | None = None
+    reply: ReplyInfo | None = None
+    order: dict[str, Any] | None = None
+    system: dict[str, Any] | None = None
+    context: MessageContext | None = None
+    referral: dict[str, Any] | None = None
+    errors: list[ApiErrorInfo] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusValue(StrEnum):
+    """Lifecycle of an outbound message. Ranks make status updates monotonic."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    UNKNOWN = "unknown"
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    FAILED = "failed"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_RANK[self]
+
+
+_STATUS_RANK = {
+    StatusValue.QUEUED: 0, StatusValue.SENDING: 1, StatusValue.UNKNOWN: 2, StatusValue.ACCEPTED: 3,
+    StatusValue.SENT: 4, StatusValue.DELIVERED: 5, StatusValue.READ: 6, StatusValue.PLAYED: 7,
+    StatusValue.FAILED: 8, StatusValue.REFUSED: 8, StatusValue.CANCELLED: 8,
+}
+
+
+class MessageStatus(Model):
+    """A status update for a message we sent (from Meta's status webhook or the sandbox).
+
+    ``outbox_id`` comes back from ``biz_opaque_callback_data``; ``content`` is filled only on
+    the ``accepted`` status connectzap emits itself, so CRM plugins can log what was sent.
+    """
+
+    wamid: str
+    status: str
+    timestamp: datetime
+    recipient: str | None = None
+    recipient_user_id: str | None = None
+    outbox_id: str | None = None
+    business_phone_number_id: str | None = None
+    errors: list[ApiErrorInfo] = Field(default_factory=list)
+    pricing: dict[str, Any] | None = None
+    conversation: dict[str, Any] | None = None
+    content: dict[str, Any] | None = None
+    category: str | None = None
+    source_event_id: int | None = None
+
+    @field_validator("recipient", mode="before")
+    @classmethod
+    def _e164(cls, value: Any) -> Any:
+        return to_e164(value) if value else None
+
+
+class ConsentChange(Model):
+    """A grant or revocation of consent for one category, with its proof."""
+
+    phone: str
+    category: Category
+    granted: bool
+    source: str
+    proof: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+    country: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("phone"):
+            data = {**data, "phone": to_e164(data["phone"], data.get("country"))}
+        return data
+
+
+class ConsentRecord(Model):
+    """One row of the consent ledger as stored: the contact is a keyed hash, never the number."""
+
+    contact_key: str
+    category: Category
+    granted: bool
+    source: str
+    proof: str | None = None
+    at: datetime
+
+
+class TemplateInfo(Model):
+    """An approved-or-not message template as cached from the WhatsApp Business Account."""
+
+    name: str
+    language: str
+    status: str = "APPROVED"
+    category: str = "UTILITY"
+    parameter_format: Literal["POSITIONAL", "NAMED"] = "POSITIONAL"
+    components: list[dict[str, Any]] = Field(default_factory=list)
+    id: str | None = None
+    waba_id: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("status", "category", "parameter_format", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class TemplateUpdate(Model):
+    """A change to a template reported by WhatsApp (status, category or quality)."""
+
+    name: str
+    language: str | None = None
+    id: str | None = None
+    waba_id: str | None = None
+    status: str | None = None
+    category: str | None = None
+    reason: str | None = None
+    quality: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class CancelRequest(Model):
+    """Cancel every scheduled message whose ``cancel_key`` matches (e.g. an appointment was cancelled)."""
+
+    cancel_key: str
+
+
+class EventKind(StrEnum):
+    ORDER_CREATED = "order_created"
+    ORDER_UPDATED = "order_updated"
+    LEAD = "lead"
+    INBOUND_MESSAGE = "inbound_message"
+    MESSAGE_STATUS = "message_status"
+    CONSENT_CHANGED = "consent_changed"
+    TEMPLATE_UPDATE = "template_update"
+    SEND = "send"
+    CANCEL = "cancel"
+
+
+class Event(Model):
+    """One journaled event: what a connector parsed from a delivery, before any plugin runs.
+
+    ``dedupe_key`` is unique per ``source``: a second delivery with the same key is
+    acknowledged and ignored. ``consents`` carried by the event are recorded in the consent
+    ledger before plugins see it (a checkout opt-in arrives with its order).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: EventKind
+    source: str
+    dedupe_key: str
+    data: dict[str, Any]
+    occurred_at: datetime = Field(default_factory=utcnow)
+    previous_status: str | None = None
+    consents: list[ConsentChange] = Field(default_factory=list)
+
+    payload_models: ClassVar[dict[EventKind, type[BaseModel]]] = {}
+
+    def payload(self) -> BaseModel:
+        """The typed model of ``data`` for this kind (Order, Lead, InboundMessage, ...)."""
+        return self.payload_models[self.kind].model_validate(self.data)
+
+    @classmethod
+    def of(
+        cls,
+        kind: EventKind | str,
+        model: BaseModel,
+        *,
+        source: str,
+        dedupe_key: str,
+        **extra: Any,
+    ) -> Event:
+        return cls(kind=EventKind(kind), source=source, dedupe_key=dedupe_key,
+                   data=model.model_dump(mode="json", by_alias=True, exclude_none=True), **extra)

@@ -1,0 +1,69 @@
+"""Phone numbers: E.164 via ``phonenumbers``, and the keyed hash that stands in for them at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import phonenumbers
+
+from .errors import InvalidPhoneError
+
+_default_region: str | None = None
+
+
+def set_default_region(region: str | None) -> None:
+    """Set the region used for numbers written without a country code (from ``phones.default_region``)."""
+    global _default_region
+    _default_region = region.upper() if region else None
+
+
+def default_region() -> str | None:
+    return _default_region
+
+
+def to_e164(raw: str | int, country: str | None = None) -> str:
+    """Normalise ``raw`` to E.164 (``+4915112345678``) or raise :class:`InvalidPhoneError`.
+
+    ``country`` (ISO 3166 alpha-2, e.g. the billing country of an order) is used for
+    national numbers; without it the configured default region is used. WhatsApp ids
+    (``wa_id``: digits with the country code, no ``+``) are accepted as international.
+    """
+    text = str(raw).strip()
+    if not text:
+        raise InvalidPhoneError("phone number is empty", field="phone")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    region = (country or _default_region or "").upper() or None
+    candidates = [text]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith("+") and digits and region is None:
+        candidates = ["+" + digits]  # a wa_id or a number already carrying its country code
+    elif not text.startswith("+") and digits:
+        candidates.append("+" + digits)  # national first, then "it was international after all"
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    raise InvalidPhoneError(f"not a valid phone number for region {region or 'unknown'}", field="phone")
+
+
+def wa_digits(e164: str) -> str:
+    """The Cloud API ``to`` form: E.164 without the plus."""
+    return e164.lstrip("+")
+
+
+def mask(e164: str | None) -> str:
+    """A phone number safe for logs: country code and last two digits only."""
+    if not e164:
+        return "?"
+    text = str(e164)
+    return text[:3] + "*" * max(len(text) - 5, 0) + text[-2:]
+
+
+def contact_key(e164: str, secret: bytes) -> str:
+    """The keyed hash that identifies a contact at rest (HMAC-SHA256, hex, 32 chars)."""
+    return hmac.new(secret, e164.encode(), hashlib.sha256).hexdigest()[:32]

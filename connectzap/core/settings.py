@@ -1,0 +1,189 @@
+"""Configuration: one TOML file, environment variables on top (``CONNECTZAP_SECTION__KEY``).
+
+The file comes from ``--config`` or ``CONNECTZAP_CONFIG``; without one, the embedded defaults
+run everything on this machine (SQLite under ``data_dir``, the sandbox channel). Connector and
+plugin sections (``[connectors.NAME]``, ``[plugins.NAME]``) are validated by their owners.
+Secrets are :class:`~pydantic.SecretStr` and never printed; :func:`redacted` masks the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "consumer_key", "keys", "authorization")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/connectzap.db``. ``postgresql+psycopg://...`` to scale out."""
+    pool_size: int = 5
+
+
+class PrivacySettings(Section):
+    hash_secret: SecretStr | None = None
+    """Key for the HMAC that replaces phone numbers at rest. Default: a random key kept in data_dir."""
+    retention_hours: float = Field(default=0, ge=0)
+    """How long payloads of finished events/messages are kept. 0 = erased at once."""
+
+
+class PhoneSettings(Section):
+    default_region: str | None = None
+    """ISO country used for numbers written without a country code, e.g. ``"DE"``."""
+
+
+class WorkerSettings(Section):
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=50, ge=1)
+    send_concurrency: int = Field(default=32, ge=1)
+    resend_unknown_after_seconds: float | None = Field(default=None, gt=0)
+    """Resend a message whose send timed out (status ``unknown``) when no status webhook settled it
+    within this time. Unset (the default): never resend; reconcile from status webhooks only."""
+
+
+class SandboxSettings(Section):
+    log_file: str | None = None
+    """JSON-lines file that receives every sandbox request body. Default ``<data_dir>/sandbox-sends.jsonl``."""
+    simulate_statuses: bool = True
+    quiet: bool = False
+
+
+class ApiSettings(Section):
+    keys: list[SecretStr] = Field(default_factory=list)
+    """Bearer keys accepted by the REST API; list several to rotate without downtime."""
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="CONNECTZAP_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Path(".connectzap")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    phones: PhoneSettings = Field(default_factory=PhoneSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    config_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables win over the file's values (passed in as init kwargs).
+        return (env_settings, init_settings)
+
+    # --- derived values --------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'connectzap.db'}"
+
+    @property
+    def sandbox_log(self) -> Path:
+        return Path(self.sandbox.log_file) if self.sandbox.log_file else self.data_dir / "sandbox-sends.jsonl"
+
+    def hash_secret(self) -> bytes:
+        """The HMAC key for contact hashes; created once in data_dir when not configured."""
+        if self.privacy.hash_secret is not None:
+            value = self.privacy.hash_secret.get_secret_value()
+            if len(value) < 16:
+                raise ConfigurationError("privacy.hash_secret must be at least 16 characters")
+            return value.encode()
+        path = self.data_dir / "hash-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def connector_section(self, name: str) -> dict[str, Any] | None:
+        return self.connectors.get(name)
+
+    def plugin_section(self, name: str) -> dict[str, Any]:
+        return self.plugins.get(name, {})
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (``path`` or ``CONNECTZAP_CONFIG``), apply env vars, validate.
+
+    Raises :class:`ConfigurationError` with one readable line per problem.
+    """
+    from pydantic import ValidationError
+
+    file = path or os.environ.get("CONNECTZAP_CONFIG")
+    data: dict[str, Any] = {}
+    if file:
+        p = Path(file)
+        if not p.is_file():
+            raise ConfigurationError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{p}: not valid TOML ({exc})") from None
+        data["config_path"] = p
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, prefix="config")) from None
+
+
+def describe_validation_error(exc: Any, prefix: str = "") -> str:
+    """One line per problem, never echoing the offending value (it may be a secret)."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        where = f"{prefix}.{where}" if prefix and where else (where or prefix)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def redacted(value: Any, key: str = "") -> Any:
+    """A copy of ``value`` (settings dump, headers, payload) with secrets masked."""
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return {k: redacted(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if key and _is_secret_key(key):
+            return ["**********" for _ in value]
+        return [redacted(v, key) for v in value]
+    if key and _is_secret_key(key) and value not in (None, "", False):
+        return "**********"
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,122 @@
+"""The database handle: engine set-up per dialect, migrations, transactions, small upsert helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import NullPool
+
+from ..errors import ConfigurationError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def now() -> float:
+    return time.time()
+
+
+class Database:
+    """One engine and the dialect quirks connectzap relies on.
+
+    SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``, so claims
+    by several workers serialise instead of failing late. PostgreSQL claims rows with
+    ``FOR UPDATE SKIP LOCKED``.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            self._prepare_sqlite_path(url)
+            self.engine: Engine = create_engine(url, poolclass=NullPool if ":memory:" not in url else None,
+                                                connect_args={"timeout": 30, "check_same_thread": False})
+            self._sqlite_setup(self.engine)
+        elif url.startswith(("postgresql", "postgres")):
+            if url.startswith("postgres://") or url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            try:
+                self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            except ModuleNotFoundError as exc:
+                raise ConfigurationError("PostgreSQL needs the driver: pip install 'connectzap[postgres]'") from exc
+        else:
+            raise ConfigurationError("database.url must be a sqlite:/// or postgresql:// URL")
+        self.dialect = self.engine.dialect.name
+        self.is_sqlite = self.dialect == "sqlite"
+
+    @staticmethod
+    def _prepare_sqlite_path(url: str) -> None:
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _sqlite_setup(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the write lock up front; readers must not (WAL lets them run alongside).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads (no write lock on SQLite)."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(readonly=True)
+
+    # --- dialect helpers ---------------------------------------------------------------
+
+    def insert(self, table: Table) -> Any:
+        return (sqlite.insert(table) if self.is_sqlite else postgresql.insert(table))
+
+    def upsert(self, conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
+        stmt = self.insert(table).values(**values)
+        update = {k: stmt.excluded[k] for k in values if k not in keys}
+        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update) if update
+                     else stmt.on_conflict_do_nothing(index_elements=keys))
+
+    def for_update(self, stmt: Any) -> Any:
+        """Row locks for claims: SKIP LOCKED on PostgreSQL; SQLite already holds the write lock."""
+        return stmt if self.is_sqlite else stmt.with_for_update(skip_locked=True)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - health check
+            return False

@@ -1,0 +1,157 @@
+"""The event journal and the per-target deliveries that fan each event out to plugins.
+
+An event is acknowledged only once it is committed here; its (source, dedupe_key) is unique,
+so a repeated delivery is a no-op. Workers claim due events with a lease: a worker that dies
+mid-event loses its lease and another picks the event up, re-running only the deliveries that
+had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, tuple_
+
+from ..models import Event
+from .database import Database, now
+from .schema import deliveries, events
+
+
+@dataclass(frozen=True)
+class Journaled:
+    event_id: int | None
+    duplicate: bool
+
+
+def append(db: Database, conn: Connection, batch: list[Event]) -> list[Journaled]:
+    """Insert events, skipping (source, dedupe_key) pairs already present. Order is kept."""
+    if not batch:
+        return []
+    t = now()
+    rows = [{"source": e.source, "dedupe_key": e.dedupe_key, "kind": e.kind.value,
+             "payload": e.model_dump_json(), "status": "pending", "attempts": 0,
+             "next_attempt_at": t, "received_at": t} for e in batch]
+    stmt = db.insert(events).values(rows).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+    inserted = {(r.source, r.dedupe_key): r.id
+                for r in conn.execute(stmt.returning(events.c.id, events.c.source, events.c.dedupe_key))}
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for e in batch:
+        pair = (e.source, e.dedupe_key)
+        fresh = pair in inserted and pair not in seen
+        seen.add(pair)
+        out.append(Journaled(inserted.get(pair), duplicate=not fresh))
+    return out
+
+
+def exists(conn: Connection, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not pairs:
+        return set()
+    rows = conn.execute(select(events.c.source, events.c.dedupe_key).where(
+        tuple_(events.c.source, events.c.dedupe_key).in_(pairs))).all()
+    return {(r[0], r[1]) for r in rows}
+
+
+def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
+    t = now()
+    stmt = db.for_update(
+        select(events.c.id, events.c.payload, events.c.attempts).where(
+            events.c.status == "pending", events.c.next_attempt_at <= t,
+            or_(events.c.claimed_until.is_(None), events.c.claimed_until < t))
+        .order_by(events.c.next_attempt_at, events.c.id).limit(limit))
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    conn.execute(events.update().where(events.c.id.in_(ids)).values(claimed_by=worker, claimed_until=t + lease))
+    return [{"id": r.id, "event": Event.model_validate_json(r.payload), "attempts": r.attempts} for r in rows]
+
+
+def ensure_deliveries(db: Database, conn: Connection, event_id: int, targets: list[str]) -> None:
+    if not targets:
+        return
+    t = now()
+    stmt = db.insert(deliveries).values([
+        {"event_id": event_id, "target": target, "status": "pending", "attempts": 0, "next_attempt_at": t,
+         "updated_at": t} for target in targets]).on_conflict_do_nothing(index_elements=["event_id", "target"])
+    conn.execute(stmt)
+
+
+def deliveries_of(conn: Connection, event_id: int) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(
+        select(deliveries).where(deliveries.c.event_id == event_id).order_by(deliveries.c.id))]
+
+
+def finish_delivery(conn: Connection, event_id: int, target: str, result: Any = None) -> None:
+    conn.execute(deliveries.update().where(deliveries.c.event_id == event_id, deliveries.c.target == target)
+                 .values(status="done", attempts=deliveries.c.attempts + 1, result=json.dumps(result, default=str),
+                         last_error=None, updated_at=now()))
+
+
+def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retry_at: float | None) -> None:
+    values: dict[str, Any] = {"attempts": deliveries.c.attempts + 1, "last_error": error[:2000], "updated_at": now()}
+    if retry_at is None:
+        values["status"] = "dead"
+    else:
+        values["next_attempt_at"] = retry_at
+    conn.execute(deliveries.update().where(deliveries.c.event_id == event_id, deliveries.c.target == target)
+                 .values(**values))
+
+
+def settle(conn: Connection, event_id: int, retention_seconds: float) -> str:
+    """Close the event when no delivery is pending, else schedule it for the next due delivery."""
+    rows = deliveries_of(conn, event_id)
+    pending = [r for r in rows if r["status"] == "pending"]
+    t = now()
+    if pending:
+        conn.execute(events.update().where(events.c.id == event_id).values(
+            next_attempt_at=min(r["next_attempt_at"] for r in pending), claimed_by=None, claimed_until=None,
+            attempts=events.c.attempts + 1,
+            last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]))
+        return "pending"
+    status = "dead" if any(r["status"] == "dead" for r in rows) else "done"
+    values: dict[str, Any] = {"status": status, "completed_at": t, "claimed_by": None, "claimed_until": None}
+    if retention_seconds <= 0:
+        values["payload"] = None
+    else:
+        values["erase_after"] = t + retention_seconds
+    conn.execute(events.update().where(events.c.id == event_id).values(**values))
+    return status
+
+
+def release(conn: Connection, event_id: int) -> None:
+    conn.execute(events.update().where(events.c.id == event_id).values(claimed_by=None, claimed_until=None))
+
+
+def erase_expired(conn: Connection) -> int:
+    """Drop payloads whose retention ran out."""
+    t = now()
+    return conn.execute(events.update().where(
+        events.c.erase_after.is_not(None), events.c.erase_after <= t).values(payload=None, erase_after=None)).rowcount
+
+
+def pending_count(conn: Connection) -> int:
+    from sqlalchemy import func
+    return conn.execute(select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
+
+
+def dead_letters(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    rows = conn.execute(select(deliveries.c.event_id, deliveries.c.target, deliveries.c.attempts,
+                               deliveries.c.last_error, deliveries.c.updated_at, events.c.source, events.c.kind)
+                        .join(events, events.c.id == deliveries.c.event_id)
+                        .where(deliveries.c.status == "dead").order_by(deliveries.c.updated_at.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def retry_dead(conn: Connection, event_id: int) -> int:
+    """Put an event's dead deliveries back in the queue (after the cause was fixed)."""
+    t = now()
+    count = conn.execute(deliveries.update().where(and_(deliveries.c.event_id == event_id,
+                                                        deliveries.c.status == "dead"))
+                         .values(status="pending", attempts=0, next_attempt_at=t)).rowcount
+    if count:
+        conn.execute(events.update().where(events.c.id == event_id, events.c.payload.is_not(None))
+                     .values(status="pending", next_attempt_at=t))
+    return count

@@ -1,0 +1,158 @@
+"""Table definitions (SQLAlchemy Core). Change them only together with an Alembic migration.
+
+Times are float seconds since the epoch (UTC): portable, sortable, cheap to compare. Columns
+that may hold personal data (``payload``, ``content``, ``recipient``) are nullable because they
+are erased once their row is finished; contacts are otherwise identified by a keyed hash.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint)
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
+
+events = Table(
+    "events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("dedupe_key", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # pending | done | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", Float, nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("completed_at", Float, nullable=True),
+    Column("erase_after", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("source", "dedupe_key", name="uq_events_source_dedupe"),
+    Index("ix_events_due", "status", "next_attempt_at"),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("target", String(128), nullable=False),  # a plugin name or connector:<name>
+    Column("status", String(16), nullable=False),  # pending | done | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("event_id", "target", name="uq_deliveries_event_target"),
+    Index("ix_deliveries_status", "status"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("contact_key", String(32), nullable=False),
+    Column("recipient", String(32), nullable=True),
+    Column("category", String(16), nullable=False),
+    Column("content_type", String(16), nullable=False),
+    Column("template_name", String(512), nullable=True),
+    Column("language", String(16), nullable=True),
+    Column("content", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error_details", Text, nullable=True),
+    Column("fbtrace_id", String(64), nullable=True),
+    Column("wamid", String(191), nullable=True),
+    Column("not_before", Float, nullable=True),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", Float, nullable=True),
+    Column("cancel_key", String(255), nullable=True),
+    Column("business_phone_number_id", String(64), nullable=True),
+    Column("source_event_id", BigInteger, nullable=True),
+    Column("plugin", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("erase_after", Float, nullable=True),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_wamid", "wamid"),
+    Index("ix_outbox_cancel", "cancel_key"),
+    Index("ix_outbox_contact", "contact_key"),
+    Index("ix_outbox_event", "source_event_id"),
+)
+
+consents = Table(
+    "consents", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_key", String(32), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("proof", Text, nullable=True),
+    Column("at", Float, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    Index("ix_consents_contact", "contact_key", "category", "at"),
+)
+
+windows = Table(
+    "windows", metadata,
+    Column("contact_key", String(32), primary_key=True),
+    Column("business_phone_number_id", String(64), primary_key=True),
+    Column("last_inbound_at", Float, nullable=False),
+)
+
+contacts = Table(
+    "contacts", metadata,
+    Column("contact_key", String(32), primary_key=True),
+    Column("unreachable_since", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+templates = Table(
+    "templates", metadata,
+    Column("name", String(512), primary_key=True),
+    Column("language", String(16), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("parameter_format", String(16), nullable=False),
+    Column("components", Text, nullable=False),
+    Column("template_id", String(64), nullable=True),
+    Column("waba_id", String(64), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+plugin_state = Table(
+    "plugin_state", metadata,
+    Column("plugin", String(128), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+flags = Table(
+    "flags", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+rate_counters = Table(
+    "rate_counters", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

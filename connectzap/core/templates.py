@@ -1,0 +1,142 @@
+"""The template cache the send gate checks, and what each template expects as parameters."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from .messages import TemplateContent
+from .models import TemplateInfo, TemplateUpdate
+from .store.database import Database, now
+from .store.schema import templates
+
+_PLACEHOLDER = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
+
+
+def _placeholders(text: str | None) -> list[str]:
+    seen: list[str] = []
+    for name in _PLACEHOLDER.findall(text or ""):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+@dataclass
+class Expectation:
+    """What a send of this template must supply."""
+
+    header: str | None = None  # None, "text", "image", "video", "document", "location"
+    header_params: list[str] = field(default_factory=list)
+    body_params: list[str] = field(default_factory=list)
+    buttons: dict[int, str] = field(default_factory=dict)  # index -> sub_type that needs a parameter
+
+
+def expectation(info: TemplateInfo) -> Expectation:
+    exp = Expectation()
+    for comp in info.components:
+        ctype = str(comp.get("type", "")).upper()
+        if ctype == "HEADER":
+            fmt = str(comp.get("format", "TEXT")).upper()
+            if fmt == "TEXT":
+                exp.header_params = _placeholders(comp.get("text"))
+                exp.header = "text" if exp.header_params else None
+            elif fmt in ("IMAGE", "VIDEO", "DOCUMENT", "LOCATION"):
+                exp.header = fmt.lower()
+        elif ctype == "BODY":
+            exp.body_params = _placeholders(comp.get("text"))
+        elif ctype == "BUTTONS":
+            for index, button in enumerate(comp.get("buttons", [])):
+                btype = str(button.get("type", "")).upper()
+                if btype == "URL" and _placeholders(button.get("url")):
+                    exp.buttons[index] = "url"
+                elif btype == "COPY_CODE":
+                    exp.buttons[index] = "copy_code"
+                elif btype == "FLOW":
+                    exp.buttons[index] = "flow"
+    return exp
+
+
+def check_params(info: TemplateInfo, content: TemplateContent) -> str | None:
+    """Why ``content`` does not fit ``info``, or None when it fits exactly."""
+    exp = expectation(info)
+    named = info.parameter_format == "NAMED"
+    if named and isinstance(content.body, list) and content.body:
+        return "template uses named parameters: pass body as a mapping"
+    if not named and isinstance(content.body, dict) and content.body:
+        return "template uses positional parameters: pass body as a list"
+    if named:
+        given = set(content.body) if isinstance(content.body, dict) else set()
+        if given != set(exp.body_params):
+            missing = sorted(set(exp.body_params) - given)
+            extra = sorted(given - set(exp.body_params))
+            return f"body parameters differ: missing {missing}, unexpected {extra}"
+    elif len(content.body) != len(exp.body_params):
+        return f"body expects {len(exp.body_params)} parameters, got {len(content.body)}"
+    if exp.header is None and content.header is not None:
+        return "template has no header parameter"
+    if exp.header is not None and (content.header is None or content.header.type != exp.header):
+        return f"template needs a {exp.header} header parameter"
+    if exp.header == "text" and named and content.header is not None \
+            and content.header.parameter_name not in exp.header_params:
+        return f"header parameter must be named {exp.header_params[0]}"
+    given_buttons = {b.index: b.sub_type for b in content.buttons if b.sub_type != "quick_reply"}
+    for index, sub_type in exp.buttons.items():
+        if given_buttons.get(index) != sub_type:
+            return f"button {index} needs a {sub_type} parameter"
+    for index in given_buttons:
+        if index not in exp.buttons:
+            return f"button {index} takes no parameter"
+    return None
+
+
+def get(conn: Connection, name: str, language: str) -> TemplateInfo | None:
+    row = conn.execute(select(templates).where(templates.c.name == name, templates.c.language == language)).first()
+    return _to_info(row) if row else None
+
+
+def languages(conn: Connection, name: str) -> list[str]:
+    return [r[0] for r in conn.execute(select(templates.c.language).where(templates.c.name == name)).all()]
+
+
+def all_templates(conn: Connection) -> list[TemplateInfo]:
+    return [_to_info(r) for r in conn.execute(select(templates).order_by(templates.c.name, templates.c.language))]
+
+
+def put(db: Database, conn: Connection, info: TemplateInfo) -> None:
+    db.upsert(conn, templates, {
+        "name": info.name, "language": info.language, "status": info.status, "category": info.category,
+        "parameter_format": info.parameter_format, "components": json.dumps(info.components),
+        "template_id": info.id, "waba_id": info.waba_id, "updated_at": now()}, ["name", "language"])
+
+
+def apply_update(db: Database, conn: Connection, update: TemplateUpdate) -> bool:
+    """Apply a status/category change from a webhook. Unknown templates are skipped (sync fetches them)."""
+    stmt = templates.update().where(templates.c.name == update.name)
+    if update.language:
+        stmt = stmt.where(templates.c.language == update.language)
+    values: dict[str, Any] = {"updated_at": now()}
+    if update.status:
+        values["status"] = update.status.upper()
+    if update.category:
+        values["category"] = update.category.upper()
+    if len(values) == 1:
+        return False
+    return bool(conn.execute(stmt.values(**values)).rowcount)
+
+
+def delete(conn: Connection, name: str, language: str | None = None) -> int:
+    stmt = templates.delete().where(templates.c.name == name)
+    if language:
+        stmt = stmt.where(templates.c.language == language)
+    return conn.execute(stmt).rowcount
+
+
+def _to_info(row: Any) -> TemplateInfo:
+    m = row._mapping
+    return TemplateInfo(name=m["name"], language=m["language"], status=m["status"], category=m["category"],
+                        parameter_format=m["parameter_format"], components=json.loads(m["components"]),
+                        id=m["template_id"], waba_id=m["waba_id"])

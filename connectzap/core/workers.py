@@ -1,0 +1,484 @@
+"""The dispatcher and the sender.
+
+Dispatcher: claims due events from the journal, applies the core's own bookkeeping (the
+"core" delivery: consent, windows, statuses, templates, direct sends) and then calls every
+target -- each hook implementation and each connector's sync method -- as its own delivery,
+with exponential backoff and jitter, until it succeeds or is dead-lettered.
+
+Sender: claims due outbox messages, re-checks the gate (consent may have been revoked while a
+reminder waited), paces them, hands them to the channel and records what the channel said.
+A message whose sender died mid-send is reconciled, never blindly resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from . import consent as ledger
+from . import gate, templates
+from .channel import NOT_SUPPORTED, OutboundSend
+from .context import EventContext
+from .dispatch import HookTarget, event_targets
+from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
+                     SkippableDeliveryError, SkippableError)
+from .hookspecs import EVENT_HOOKS
+from .messages import MessageContent, Outgoing
+from .models import (CancelRequest, Category, ConsentChange, Event, EventKind, InboundMessage, MessageStatus,
+                     TemplateUpdate)
+from .phones import contact_key
+from .store import journal, outbox
+from .store.database import now
+from .store.schema import flags, plugin_state, workers
+
+if TYPE_CHECKING:
+    from .app import Connectzap
+
+log = logging.getLogger("connectzap.workers")
+CONTENT = TypeAdapter(MessageContent)
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter in [0.5, 1.5) of the nominal delay."""
+    nominal = min(cap, base * (2 ** max(attempts - 1, 0)))
+    return nominal * (0.5 + random.random())
+
+
+@dataclass
+class _Target:
+    name: str
+    hook: HookTarget | None = None
+    connector_method: Any = None
+
+
+@dataclass
+class _SendOutcome:
+    row: dict[str, Any]
+    kind: str  # ok | retry | skip | fatal | paused | unknown | refused
+    wamid: str | None = None
+    error: Exception | None = None
+    retry_after: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    """One worker: a dispatcher loop and a sender loop sharing an engine."""
+
+    def __init__(self, app: Connectzap, *, worker_id: str | None = None) -> None:
+        self.app = app
+        self.db = app.db
+        self.cfg = app.settings.workers
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.pacer: Any = getattr(app, "pacer", None)
+
+    # ====================================================================================
+    # dispatcher
+    # ====================================================================================
+
+    def targets(self, kind: str) -> list[_Target]:
+        out = [_Target(name=h.name, hook=h) for h in event_targets(kind)] if kind in EVENT_HOOKS else []
+        for name, connector in self.app.connectors.items():
+            method = type(connector).sync_methods().get(kind)
+            if method:
+                out.append(_Target(name=f"connector:{name}", connector_method=getattr(connector, method)))
+        return out
+
+    async def dispatch_once(self) -> int:
+        claimed = await asyncio.to_thread(self._claim_events)
+        for row in claimed:
+            await self._process(row["id"], row["event"])
+        return len(claimed)
+
+    def _claim_events(self) -> list[dict[str, Any]]:
+        with self.db.begin() as conn:
+            return journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+
+    async def _process(self, event_id: int, event: Event) -> None:
+        targets = {t.name: t for t in self.targets(event.kind.value)}
+
+        def ensure() -> list[dict[str, Any]]:
+            with self.db.begin() as conn:
+                journal.ensure_deliveries(self.db, conn, event_id, ["core", *targets])
+                return journal.deliveries_of(conn, event_id)
+
+        deliveries = await asyncio.to_thread(ensure)
+        t = now()
+        core = next(d for d in deliveries if d["target"] == "core")
+        if core["status"] == "pending":
+            try:
+                await asyncio.to_thread(self._apply_core, event_id, event)
+            except Exception as exc:  # noqa: BLE001 - recorded and retried
+                log.exception("event %s: core bookkeeping failed", event_id)
+                await asyncio.to_thread(self._fail, event_id, "core", exc, core["attempts"] + 1)
+                await asyncio.to_thread(self._settle, event_id)
+                return
+        payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+        for delivery in deliveries:
+            target = targets.get(delivery["target"])
+            if delivery["status"] != "pending" or delivery["next_attempt_at"] > t:
+                continue
+            if target is None:  # its plugin is gone; keep it visible rather than silently done
+                if delivery["target"] != "core":
+                    await asyncio.to_thread(self._fail, event_id, delivery["target"],
+                                            RuntimeError("plugin is no longer installed"), self.cfg.max_attempts)
+                continue
+            await self._deliver(event_id, event, payload, target, delivery["attempts"] + 1)
+        await asyncio.to_thread(self._settle, event_id)
+
+    async def _deliver(self, event_id: int, event: Event, payload: Any, target: _Target, attempt: int) -> None:
+        ctx = EventContext(self.app, event_id=event_id, source=event.source, dedupe_key=event.dedupe_key,
+                           received_at=event.occurred_at, plugin=target.name)
+        try:
+            if target.hook is not None:
+                arg = EVENT_HOOKS[event.kind.value][1]
+                returned = await target.hook.call(**{arg: payload, "ctx": ctx,
+                                                     "previous_status": event.previous_status})
+            else:
+                from .dispatch import as_proposals
+                returned = as_proposals(await target.connector_method(payload, ctx))
+        except SkippableError as exc:
+            await asyncio.to_thread(self._commit, event_id, target.name, [], {},
+                                    {"skipped": exc.code, "detail": exc.message})
+            return
+        except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
+            log.warning("event %s: %s failed: %s: %s", event_id, target.name, type(exc).__name__, exc)
+            await asyncio.to_thread(self._fail, event_id, target.name, exc, attempt)
+            return
+        await asyncio.to_thread(self._commit, event_id, target.name, [*ctx.proposals, *returned],
+                                ctx.state.pending, None, ctx.consent_changes)
+
+    def _commit(self, event_id: int, target: str, proposals: list[Outgoing], state: dict[str, Any],
+                result: Any, consent_changes: list[ConsentChange] | None = None) -> None:
+        from .context import _DELETED
+        decisions = []
+        with self.db.begin() as conn:
+            for n, change in enumerate(consent_changes or []):
+                self._record_consent(conn, change, origin=f"event:{event_id}:{target}:{n}")
+            for index, proposal in enumerate(proposals):
+                key = f"{target}:{proposal.idempotency_key}" if proposal.idempotency_key \
+                    else f"event:{event_id}:{target}:{index}"
+                decision = gate.admit(self.db, conn, self.app.secret, proposal, idempotency_key=key,
+                                      source_event_id=event_id, plugin=target)
+                decisions.append(decision.as_dict())
+            for key, value in state.items():
+                if value is _DELETED:
+                    conn.execute(plugin_state.delete().where(plugin_state.c.plugin == target,
+                                                             plugin_state.c.key == key))
+                else:
+                    self.db.upsert(conn, plugin_state, {"plugin": target, "key": key, "value": json.dumps(value),
+                                                        "updated_at": now()}, ["plugin", "key"])
+            journal.finish_delivery(conn, event_id, target, result if result is not None else decisions)
+
+    def _fail(self, event_id: int, target: str, exc: Exception, attempt: int) -> None:
+        retry_at: float | None
+        if isinstance(exc, FatalError) or attempt >= self.cfg.max_attempts:
+            retry_at = None
+        else:
+            delay = getattr(exc, "retry_after", None) or backoff(attempt, self.cfg.backoff_base_seconds,
+                                                                 self.cfg.backoff_max_seconds)
+            retry_at = now() + delay
+        with self.db.begin() as conn:
+            journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
+
+    def _settle(self, event_id: int) -> None:
+        with self.db.begin() as conn:
+            journal.settle(conn, event_id, self.app.settings.privacy.retention_hours * 3600)
+
+    # --- the core's own bookkeeping ------------------------------------------------------
+
+    def _apply_core(self, event_id: int, event: Event) -> None:
+        result: dict[str, Any] = {}
+        with self.db.begin() as conn:
+            for change in event.consents:
+                self._record_consent(conn, change, origin=f"{event.source}:{event.dedupe_key}")
+            kind = event.kind
+            if kind == EventKind.INBOUND_MESSAGE:
+                message = InboundMessage.model_validate(event.data)
+                if message.contact.phone:
+                    key = contact_key(message.contact.phone, self.app.secret)
+                    ledger.open_window(self.db, conn, key, message.timestamp.timestamp(),
+                                       message.business_phone_number_id)
+            elif kind == EventKind.MESSAGE_STATUS:
+                status = MessageStatus.model_validate(event.data)
+                if status.status != "accepted":
+                    self._apply_status(conn, status)
+            elif kind == EventKind.CONSENT_CHANGED:
+                change = ConsentChange.model_validate(event.data)
+                ledger.record(self.db, conn, contact_key(change.phone, self.app.secret), change)
+            elif kind == EventKind.TEMPLATE_UPDATE:
+                result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
+            elif kind == EventKind.SEND:
+                outgoing = Outgoing.model_validate(event.data)
+                key = f"{event.source}:{outgoing.idempotency_key or event.dedupe_key}"
+                result = gate.admit(self.db, conn, self.app.secret, outgoing, idempotency_key=key,
+                                    source_event_id=event_id, plugin=event.source).as_dict()
+            elif kind == EventKind.CANCEL:
+                result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
+            journal.finish_delivery(conn, event_id, "core", result)
+
+    def _record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
+        key = contact_key(change.phone, self.app.secret)
+        if ledger.record(self.db, conn, key, change) and EVENT_HOOKS and self.targets("consent_changed"):
+            dedupe = f"{origin}:consent:{change.category.value}:{int(change.granted)}"
+            journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
+                                                    dedupe_key=dedupe)])
+
+    def _apply_status(self, conn: Any, status: MessageStatus) -> None:
+        error = status.errors[0] if status.errors else None
+        before = outbox.apply_status(conn, status.wamid, status.status,
+                                     str(error.code) if error and error.code is not None else None,
+                                     (error.details or error.message or error.title) if error else None,
+                                     status.outbox_id)
+        if before is None or status.status != "failed" or error is None:
+            return
+        code = str(error.code)
+        if code == "131050" and status.recipient:
+            self._record_consent(conn, ConsentChange(phone=status.recipient, category=Category.MARKETING,
+                                                     granted=False, source="whatsapp:131050",
+                                                     proof="WhatsApp reported the user stopped marketing messages"),
+                                 origin=f"status:{status.wamid}")
+        elif code == "131026":
+            ledger.mark_unreachable(self.db, conn, before["contact_key"])
+
+    # ====================================================================================
+    # sender
+    # ====================================================================================
+
+    async def send_once(self) -> int:
+        if await asyncio.to_thread(self.app.paused):
+            return 0
+        claimed = await asyncio.to_thread(self._claim_outbox)
+        if not claimed:
+            return 0
+        semaphore = asyncio.Semaphore(self.cfg.send_concurrency)
+
+        async def one(item: tuple[dict[str, Any], OutboundSend]) -> _SendOutcome:
+            async with semaphore:
+                return await self._send_one(*item)
+
+        outcomes = await asyncio.gather(*(one(item) for item in claimed))
+        await asyncio.to_thread(self._record, list(outcomes))
+        return len(outcomes)
+
+    def _claim_outbox(self) -> list[tuple[dict[str, Any], OutboundSend]]:
+        ready = []
+        with self.db.begin() as conn:
+            for row in outbox.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds):
+                stored = outbox.content_of(row) or {}
+                original = CONTENT.validate_python(stored["original"])
+                fallback = stored.get("fallback")
+                verdict = gate.evaluate(conn, row["contact_key"], original,
+                                        gate.TemplateContent.model_validate(fallback) if fallback else None,
+                                        row["business_phone_number_id"])
+                if verdict.reason:
+                    outbox.update(conn, row["id"], status="refused", reason=verdict.reason,
+                                  error_details=verdict.detail, claimed_by=None, claimed_until=None,
+                                  **outbox.erase_values(0))
+                    continue
+                ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
+                                                content=verdict.content, category=verdict.category,
+                                                reply_to=stored.get("reply_to"),
+                                                business_phone_number_id=row["business_phone_number_id"])))
+        return ready
+
+    async def _send_one(self, row: dict[str, Any], message: OutboundSend) -> _SendOutcome:
+        try:
+            if self.pacer is not None:
+                await self.pacer.acquire(message, row)
+            wamid = await self.app.channel.send(message)
+            return _SendOutcome(row, "ok", wamid=wamid, extra={"message": message})
+        except SendingPausedError as exc:
+            return _SendOutcome(row, "paused", error=exc)
+        except AmbiguousDeliveryError as exc:
+            return _SendOutcome(row, "unknown", error=exc)
+        except RetriableError as exc:
+            return _SendOutcome(row, "retry", error=exc, retry_after=exc.retry_after)
+        except SkippableDeliveryError as exc:
+            return _SendOutcome(row, "skip", error=exc, extra={"message": message})
+        except (FatalError, SkippableError) as exc:
+            return _SendOutcome(row, "fatal", error=exc)
+        except Exception as exc:  # noqa: BLE001 - an unexpected bug is retried, then failed
+            log.exception("message %s: unexpected error while sending", row["id"])
+            return _SendOutcome(row, "retry", error=exc)
+
+    def _record(self, outcomes: list[_SendOutcome]) -> None:
+        retention = self.app.settings.privacy.retention_hours * 3600
+        want_accepted = bool(self.targets("message_status"))
+        with self.db.begin() as conn:
+            for o in outcomes:
+                row = o.row
+                release = {"claimed_by": None, "claimed_until": None}
+                err = o.error
+                details = _error_fields(err)
+                if o.kind == "ok":
+                    outbox.mark_accepted(conn, row["id"], o.wamid, outbox.erase_values(retention))
+                    if want_accepted:
+                        self._journal_accepted(conn, row, o)
+                elif o.kind == "retry":
+                    if row["attempts"] + 1 > self.cfg.max_attempts:
+                        outbox.update(conn, row["id"], status="failed", reason="max_attempts", **details, **release,
+                                      **outbox.erase_values(retention))
+                    else:
+                        delay = o.retry_after or backoff(row["attempts"] + 1, self.cfg.backoff_base_seconds,
+                                                         self.cfg.backoff_max_seconds)
+                        outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + delay, **details,
+                                      **release)
+                elif o.kind == "paused":
+                    outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + 30, **details, **release)
+                    self.db.upsert(conn, flags, {"name": "sending_paused", "value": f"{err}", "updated_at": now()}, ["name"])
+                elif o.kind == "unknown":
+                    outbox.update(conn, row["id"], status="unknown", **details, **release)
+                elif o.kind == "skip":
+                    self._skipped(conn, row, o, details, release, retention)
+                else:
+                    outbox.update(conn, row["id"], status="failed", reason=getattr(err, "code", "fatal"),
+                                  **details, **release, **outbox.erase_values(retention))
+
+    def _skipped(self, conn: Any, row: dict[str, Any], o: _SendOutcome, details: dict[str, Any],
+                 release: dict[str, Any], retention: float) -> None:
+        code = getattr(o.error, "code", "undeliverable")
+        stored = outbox.content_of(row) or {}
+        message: OutboundSend = o.extra["message"]
+        if code == "window_closed" and stored.get("fallback") and not message.content.is_template:
+            fallback = stored["fallback"]
+            outbox.update(conn, row["id"], status="queued", next_attempt_at=now(), **release, **details,
+                          content=json.dumps({"content": fallback, "original": fallback, "fallback": None,
+                                              "reply_to": stored.get("reply_to")}),
+                          content_type="template", template_name=fallback.get("name"),
+                          language=fallback.get("language"))
+            return
+        if code == "opted_out":
+            self._record_consent(conn, ConsentChange(phone=message.recipient, category=Category.MARKETING,
+                                                     granted=False, source="whatsapp:131050",
+                                                     proof="WhatsApp refused a marketing message: the user "
+                                                           "stopped marketing messages"),
+                                 origin=f"send:{row['id']}")
+        elif code == "unreachable":
+            ledger.mark_unreachable(self.db, conn, row["contact_key"])
+        outbox.update(conn, row["id"], status="failed", reason=code, **details, **release,
+                      **outbox.erase_values(retention))
+
+    def _journal_accepted(self, conn: Any, row: dict[str, Any], o: _SendOutcome) -> None:
+        message: OutboundSend = o.extra["message"]
+        status = MessageStatus(wamid=o.wamid or "", status="accepted", timestamp=datetime.now(UTC),
+                               recipient=message.recipient, outbox_id=row["id"],
+                               business_phone_number_id=message.business_phone_number_id,
+                               content=message.content.model_dump(mode="json", exclude_none=True),
+                               category=message.category, source_event_id=row["source_event_id"])
+        journal.append(self.db, conn, [Event.of(EventKind.MESSAGE_STATUS, status, source="connectzap",
+                                                dedupe_key=f"accepted:{row['id']}")])
+
+    # --- crash recovery --------------------------------------------------------------------
+
+    async def recover_once(self) -> int:
+        """Settle messages left in ``sending`` by a dead worker, and resend old unknowns if configured."""
+        stale = await asyncio.to_thread(self._stale)
+        for row in stale:
+            answer = await self.app.channel.reconcile(row["id"])
+            await asyncio.to_thread(self._reconciled, row, answer)
+        resent = 0
+        if self.cfg.resend_unknown_after_seconds:
+            resent = await asyncio.to_thread(self._requeue_unknown, self.cfg.resend_unknown_after_seconds)
+        return len(stale) + resent
+
+    def _stale(self) -> list[dict[str, Any]]:
+        with self.db.begin() as conn:
+            rows = outbox.stale_sending(self.db, conn)
+            for row in rows:  # hold them while we ask the channel
+                outbox.update(conn, row["id"], claimed_by=self.id, claimed_until=now() + self.cfg.lease_seconds)
+            return rows
+
+    def _reconciled(self, row: dict[str, Any], answer: Any) -> None:
+        retention = self.app.settings.privacy.retention_hours * 3600
+        with self.db.begin() as conn:
+            release = {"claimed_by": None, "claimed_until": None}
+            if answer is NOT_SUPPORTED:
+                outbox.update(conn, row["id"], status="unknown", reason="crashed_mid_send", **release)
+            elif answer:
+                outbox.mark_accepted(conn, row["id"], answer, outbox.erase_values(retention))
+            else:
+                outbox.update(conn, row["id"], status="queued", next_attempt_at=now(), **release)
+
+    def _requeue_unknown(self, older_than: float) -> int:
+        from .store.schema import outbox as table
+        with self.db.begin() as conn:
+            return conn.execute(table.update().where(table.c.status == "unknown",
+                                                     table.c.updated_at < now() - older_than,
+                                                     table.c.content.is_not(None))
+                                .values(status="queued", next_attempt_at=now(), updated_at=now())).rowcount
+
+    # --- housekeeping and loops ------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        with self.db.begin() as conn:
+            journal.erase_expired(conn)
+            outbox.erase_expired(conn)
+            self.db.upsert(conn, workers, {"id": self.id, "kind": "worker", "pid": os.getpid(),
+                                           "started_at": now(), "heartbeat_at": now()}, ["id"])
+
+    def _goodbye(self) -> None:
+        with self.db.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == self.id))
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> None:
+        """Work until nothing is due (tests, ``simulate``). Retries scheduled later are left alone."""
+        for _ in range(max_rounds):
+            done = await self.dispatch_once()
+            done += await self.send_once()
+            done += await self.recover_once()
+            if done == 0:
+                return
+        raise RuntimeError("run_until_idle: still busy after max_rounds")
+
+    async def run(self, stop: asyncio.Event, *, dispatch: bool = True, send: bool = True) -> None:
+        """Run until ``stop`` is set; then finish what is in hand (graceful drain) and leave."""
+        await asyncio.to_thread(self.housekeeping)
+
+        async def loop(step: Any) -> None:
+            while not stop.is_set():
+                try:
+                    busy = await step()
+                except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
+                    log.exception("worker step failed; retrying")
+                    busy = 0
+                if not busy:
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.cfg.poll_interval_seconds)
+                    except TimeoutError:
+                        pass
+
+        async def chores() -> int:
+            await asyncio.to_thread(self.housekeeping)
+            await self.recover_once()
+            await asyncio.sleep(5)
+            return 1
+
+        tasks = []
+        if dispatch:
+            tasks.append(asyncio.create_task(loop(self.dispatch_once)))
+        if send:
+            tasks.append(asyncio.create_task(loop(self.send_once)))
+        tasks.append(asyncio.create_task(loop(chores)))
+        await stop.wait()
+        tasks[-1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self._goodbye)
+
+
+def _error_fields(err: Exception | None) -> dict[str, Any]:
+    if err is None:
+        return {}
+    details = getattr(err, "details", None) or str(err)
+    return {"error_code": str(getattr(err, "vendor_code", None) or getattr(err, "code", "")) or None,
+            "error_details": details[:2000] if details else None,
+            "fbtrace_id": getattr(err, "trace_id", None)}
