@@ -1,0 +1,56 @@
+"""``[connectors.whatsapp]``: Cloud API credentials, webhook secrets, limits.
+
+With no ``access_token`` the connector still runs (webhooks, if secrets are set) and sends go
+to the sandbox. With an ``access_token``, ``phone_number_id`` is required, and the webhook
+needs ``app_secrets`` and ``verify_token``: a connector that could accept unsigned webhooks
+does not start.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from ..base import ConnectorSettings
+
+
+class WhatsAppSettings(ConnectorSettings):
+    access_token: SecretStr | None = None
+    phone_number_id: str | None = None
+    """The default sending number. Inbound webhooks for other numbers are accepted and routed by id."""
+    phone_number_ids: list[str] = Field(default_factory=list)
+    """Further numbers behind the same webhook URL."""
+    waba_id: str | None = None
+    app_secrets: list[SecretStr] = Field(default_factory=list)
+    """Meta app secrets for X-Hub-Signature-256; list the new one first while rotating."""
+    verify_token: SecretStr | None = None
+    api_base_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+    marketing_messages_api: bool = False
+    """Send MARKETING templates through /{phone-number-id}/marketing_messages."""
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    messages_per_second: float = Field(default=80.0, gt=0, le=1000)
+    pair_spacing_seconds: float = Field(default=6.0, ge=0)
+    """Minimum time between two messages to the same recipient (Meta's pair rate limit)."""
+    daily_unique_recipients: int | None = Field(default=250, ge=1)
+    """Messaging-limit tier: unique recipients of business-initiated messages per rolling 24 h (None = unlimited)."""
+    transport: str = "aiohttp"
+    """HTTP transport under httpx: "aiohttp" (httpx-aiohttp) or "httpx" (httpx's own)."""
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> WhatsAppSettings:
+        if self.access_token is not None and self.enabled:
+            missing = [name for name, value in (("phone_number_id", self.phone_number_id),
+                                                ("app_secrets", self.app_secrets),
+                                                ("verify_token", self.verify_token)) if not value]
+            if missing:
+                raise ValueError(f"with an access_token, also set {', '.join(missing)}")
+        return self
+
+    @property
+    def live(self) -> bool:
+        """True when sends go to the Cloud API (credentials configured), False for the sandbox."""
+        return self.access_token is not None and self.enabled
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.api_base_url.rstrip('/')}/{self.api_version.strip('/')}"
