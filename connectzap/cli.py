@@ -426,6 +426,9 @@ def simulate(obj: Ctx, file: Any) -> None:
         if not isinstance(item, dict):
             raise click.ClickException(f"event {n}: expected a JSON object")
         item = {"source": "simulate", "dedupe_key": f"simulate:{_secrets.token_hex(8)}", **item}
+        if item.get("kind") in ("inbound_message", "message_status") and isinstance(item.get("data"), dict):
+            # A simulated customer message happens now unless the file says otherwise.
+            item["data"] = {"timestamp": datetime.now(UTC).isoformat(), **item["data"]}
         try:
             event = Event.model_validate(item)
             event.payload()

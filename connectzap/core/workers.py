@@ -122,7 +122,13 @@ class Worker:
                 await asyncio.to_thread(self._fail, event_id, "core", exc, core["attempts"] + 1)
                 await asyncio.to_thread(self._settle, event_id)
                 return
-        payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+        try:
+            payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+        except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
+            for name in targets:
+                await asyncio.to_thread(self._fail, event_id, name, exc, self.cfg.max_attempts)
+            await asyncio.to_thread(self._settle, event_id)
+            return
         for delivery in deliveries:
             target = targets.get(delivery["target"])
             if delivery["status"] != "pending" or delivery["next_attempt_at"] > t:
