@@ -91,6 +91,8 @@ def doctor(obj: Ctx) -> None:
     app = obj.app()
     click.echo(f"database: {app.db.dialect} ({'reachable' if app.db.ping() else 'UNREACHABLE'})")
     click.echo(f"channel: {app.channel.name}")
+    if app.paused():
+        click.echo(f"warning: sending is PAUSED: {app.paused()} (fix it, then: connectzap resume)")
     click.echo("connectors: " + (", ".join(sorted(app.connectors)) or "(none)"))
     from .core import templates
     with app.db.read() as conn:
@@ -335,6 +337,19 @@ def messages_show(obj: Ctx, message_id: str) -> None:
     for k in ("created_at", "updated_at", "not_before", "next_attempt_at"):
         shown[k] = _fmt_time(row[k])
     click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@pass_ctx
+def resume(obj: Ctx) -> None:
+    """Resume sending after it was paused (e.g. WhatsApp said the access token expired)."""
+    app = obj.app()
+    reason = app.paused()
+    if reason is None:
+        click.echo("sending is not paused")
+        return
+    app.set_paused(None)
+    click.echo(f"sending resumed (it was paused: {reason})")
 
 
 # --- events --------------------------------------------------------------------------------

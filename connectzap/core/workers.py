@@ -429,8 +429,11 @@ class Worker:
         with self.db.begin() as conn:
             journal.erase_expired(conn)
             outbox.erase_expired(conn)
-            self.db.upsert(conn, workers, {"id": self.id, "kind": "worker", "pid": os.getpid(),
-                                           "started_at": now(), "heartbeat_at": now()}, ["id"])
+            t = now()
+            beat = conn.execute(workers.update().where(workers.c.id == self.id).values(heartbeat_at=t))
+            if not beat.rowcount:
+                conn.execute(workers.insert().values(id=self.id, kind="worker", pid=os.getpid(), started_at=t,
+                                                     heartbeat_at=t))
 
     def _goodbye(self) -> None:
         with self.db.begin() as conn:
