@@ -78,6 +78,10 @@ def apply_status(conn: Connection, wamid: str, status: str, error_code: str | No
         values["wamid"] = wamid
     if status == "failed" and _RANK.get(current, 0) >= _RANK["delivered"] and current != "failed":
         values.update(error_code=error_code, error_details=error_details)
+    elif current == "failed" and _RANK["delivered"] <= _RANK.get(status, 0) < _RANK["failed"]:
+        # Meta: a message that got "delivered" reached at least one device, even if another failed;
+        # the order the two webhooks arrive in must not matter. The error stays recorded.
+        values["status"] = status
     elif _RANK.get(status, 0) > _RANK.get(current, 0) or current in ("unknown", "sending"):
         values["status"] = status
         if error_code is not None:

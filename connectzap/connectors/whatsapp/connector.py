@@ -1,0 +1,71 @@
+"""The WhatsApp Cloud API connector: the webhook edge for Meta, and the channel sends go through.
+
+It runs with no configuration at all (the sandbox): sends then go to the sandbox channel and
+the webhook answers every request with a refusal, because with no app secret nothing can be
+authenticated. With credentials, :meth:`WhatsAppConnector.make_channel` builds the live channel.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, ClassVar
+
+from ...core.errors import SignatureError
+from ...core.models import Event
+from ...core.signatures import verify_meta
+from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
+from . import webhooks
+from .settings import WhatsAppSettings
+
+if TYPE_CHECKING:
+    from ...core.channel import Channel
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+class WhatsAppConnector(Connector):
+    name: ClassVar[str] = "whatsapp"
+    title: ClassVar[str] = "WhatsApp Cloud API"
+    settings_model = WhatsAppSettings
+    routes: ClassVar[tuple[str, ...]] = ("/webhooks/whatsapp",)
+    methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
+    enabled_by_default: ClassVar[bool] = True
+
+    settings: WhatsAppSettings
+
+    @property
+    def own_numbers(self) -> frozenset[str]:
+        """The phone number ids configured as ours (empty = accept every number)."""
+        listed = [self.settings.phone_number_id, *self.settings.phone_number_ids]
+        return frozenset(n for n in listed if n)
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
+        """Meta's GET verification: echo ``hub.challenge`` as plain text, only for the right token."""
+        if request.method.upper() != "GET":
+            return None
+        expected = secret_value(self.settings.verify_token)
+        given = request.query.get("hub.verify_token") or ""
+        challenge = request.query.get("hub.challenge")
+        # Compare even when nothing is configured, so timing does not tell whether a token is set.
+        token_ok = hmac.compare_digest(given.encode(), expected.encode()) and bool(expected)
+        if request.query.get("hub.mode") == "subscribe" and token_ok and challenge is not None:
+            # text/plain: a JSON-quoted challenge fails Meta's check; HTML would reflect input.
+            return WebhookResponse(status=200, body=challenge, content_type="text/plain")
+        return WebhookResponse(status=403, body="Forbidden", content_type="text/plain")
+
+    def verify_request(self, request: WebhookRequest) -> None:
+        secrets = [secret_value(s) for s in self.settings.app_secrets]
+        if not any(secrets):
+            raise SignatureError("no app secret configured: set app_secrets in [connectors.whatsapp]")
+        verify_meta(request.body, request.header(SIGNATURE_HEADER), secrets)
+
+    def parse(self, request: WebhookRequest) -> list[Event]:
+        return webhooks.parse_body(request.body, own_numbers=self.own_numbers)
+
+    def make_channel(self) -> Channel:
+        """The live Cloud API channel with credentials, else the sandbox."""
+        if self.settings.live:
+            from .channel import build_channel  # written alongside; imported only when live
+            return build_channel(self.settings, self.app)  # type: ignore[no-any-return]
+        from .sandbox import SandboxChannel
+        return SandboxChannel(self.app)

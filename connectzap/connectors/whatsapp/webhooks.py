@@ -1,0 +1,374 @@
+"""Cloud API webhook bodies -> core events.
+
+Meta batches freely: one delivery may hold several ``entry`` objects, each with several
+``changes``, each with several messages and statuses. Every one of them becomes an event.
+Every field inside a change is treated as optional (a status may name its recipient by
+``wa_id`` only, a username user may have no ``wa_id`` at all); what we do not understand is
+kept in ``raw`` rather than dropped. Only a body that is not a WhatsApp webhook at all (bad
+JSON, not an object, another ``object``) is refused, with a :class:`PayloadError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from ...core import clock
+from ...core.errors import InvalidPhoneError, PayloadError
+from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
+                            LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
+                            TemplateUpdate)
+from ...core.phones import to_e164
+
+log = logging.getLogger("connectzap.whatsapp.webhooks")
+
+SOURCE = "whatsapp"
+OBJECT = "whatsapp_business_account"
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+TEMPLATE_FIELDS = ("message_template_status_update", "template_category_update", "message_template_quality_update")
+
+
+# --- tolerant readers: a wrong type is treated as absent, never as a crash -----------------
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        yield from (item for item in value if isinstance(item, dict))
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # ids such as message_template_id arrive as numbers
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _time(value: Any) -> datetime | None:
+    """Unix seconds, as a string (messages, statuses) or a number (entry.time, preferences)."""
+    seconds = _number(value)
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _phone(wa_id: str | None) -> str | None:
+    """E.164 for a wa_id, or None when it is absent or not a phone number (kept as wa_id anyway)."""
+    if not wa_id:
+        return None
+    try:
+        return to_e164(wa_id)
+    except InvalidPhoneError:
+        return None
+
+
+def _digest(*parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def _errors(value: Any) -> list[ApiErrorInfo]:
+    out = []
+    for error in _objects(value):
+        code = error.get("code")
+        extra = {"href": error["href"]} if _text(error.get("href")) else {}
+        out.append(ApiErrorInfo(
+            code=code if isinstance(code, (int, str)) and not isinstance(code, bool) else None,
+            title=_text(error.get("title")), message=_text(error.get("message")),
+            details=_text(_obj(error.get("error_data")).get("details")), **extra))
+    return out
+
+
+# --- the envelope ---------------------------------------------------------------------------
+
+def load(body: bytes) -> dict[str, Any]:
+    """The decoded envelope, or a PayloadError naming what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise PayloadError("body is not valid JSON (truncated or malformed)", field="body") from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply", field="body") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body must be a JSON object", field="body")
+    if document.get("object") != OBJECT:
+        raise PayloadError(f"object must be {OBJECT!r}", field="object")
+    if not isinstance(document.get("entry"), list):
+        raise PayloadError("entry must be a list", field="entry")
+    return document
+
+
+def parse_body(body: bytes, *, own_numbers: frozenset[str] = frozenset(),
+               received_at: datetime | None = None) -> list[Event]:
+    """Every event in a webhook body, in the order Meta listed them.
+
+    ``own_numbers``: when not empty, a change for any other ``phone_number_id`` is refused
+    (it was meant for another installation). ``received_at`` stands in for missing timestamps.
+    """
+    document = load(body)
+    now = received_at or clock.utcnow()
+    events: list[Event] = []
+    for entry in _objects(document["entry"]):
+        for change in _objects(entry.get("changes")):
+            handler = _HANDLERS.get(_text(change.get("field")) or "")
+            if handler is None:
+                continue  # fields we do not act on (account_update, calls, ...) are acknowledged
+            value = _obj(change.get("value"))
+            events.extend(handler(_Change(entry, change, value, own_numbers, now)))
+    return events
+
+
+class _Change:
+    """One ``entry[].changes[]`` item with what every handler needs from around it."""
+
+    def __init__(self, entry: dict[str, Any], change: dict[str, Any], value: dict[str, Any],
+                 own_numbers: frozenset[str], now: datetime) -> None:
+        self.entry_id = _text(entry.get("id"))
+        self.entry_time = _time(entry.get("time"))
+        self.field = _text(change.get("field")) or ""
+        self.value = value
+        self.now = now
+        self.phone_number_id = _text(_obj(value.get("metadata")).get("phone_number_id"))
+        if own_numbers and self.phone_number_id and self.phone_number_id not in own_numbers:
+            raise PayloadError(f"phone_number_id {self.phone_number_id} is not one of the configured numbers",
+                               field="entry.changes.value.metadata.phone_number_id")
+        self.contacts = list(_objects(value.get("contacts")))
+
+    def contact_for(self, wa_id: str | None, user_id: str | None) -> dict[str, Any]:
+        """The ``contacts[]`` item describing this sender/recipient (matched by wa_id or BSUID)."""
+        for contact in self.contacts:
+            if (wa_id and _text(contact.get("wa_id")) == wa_id) or (user_id and _text(contact.get("user_id")) == user_id):
+                return contact
+        return self.contacts[0] if len(self.contacts) == 1 else {}
+
+
+# --- messages -------------------------------------------------------------------------------
+
+def _sender(msg: dict[str, Any], change: _Change) -> Contact:
+    wa_id = _text(msg.get("from"))
+    user_id = _text(msg.get("from_user_id"))
+    found = change.contact_for(wa_id, user_id)
+    wa_id = wa_id or _text(found.get("wa_id"))
+    user_id = user_id or _text(found.get("user_id"))
+    profile = _obj(found.get("profile"))
+    attributes = {key: found[key] for key in ("parent_user_id", "identity_key_hash") if _text(found.get(key))}
+    if _text(msg.get("from_parent_user_id")):
+        attributes.setdefault("parent_user_id", msg["from_parent_user_id"])
+    if _text(profile.get("username")):
+        attributes["username"] = profile["username"]
+    return Contact(phone=_phone(wa_id), wa_id=wa_id, user_id=user_id, name=_text(profile.get("name")),
+                   attributes=attributes)
+
+
+def _media(body: dict[str, Any]) -> MediaInfo:
+    return MediaInfo(id=_text(body.get("id")), mime_type=_text(body.get("mime_type")),
+                     sha256=_text(body.get("sha256")), caption=_text(body.get("caption")),
+                     filename=_text(body.get("filename")), url=_text(body.get("url")),
+                     voice=_flag(body.get("voice")), animated=_flag(body.get("animated")))
+
+
+def _interactive_reply(interactive: dict[str, Any]) -> ReplyInfo | None:
+    kind = _text(interactive.get("type"))
+    if not kind:
+        return None
+    chosen = _obj(interactive.get(kind))
+    reply = ReplyInfo(id=_text(chosen.get("id")), title=_text(chosen.get("title")),
+                      description=_text(chosen.get("description")), type=kind)
+    if kind == "nfm_reply":  # a completed WhatsApp Flow: its answers are a JSON string
+        reply = reply.model_copy(update={"name": _text(chosen.get("name")), "body": _text(chosen.get("body"))})
+        answers = _text(chosen.get("response_json"))
+        try:
+            parsed = json.loads(answers) if answers else None
+        except (ValueError, RecursionError):
+            parsed = None
+        reply = reply.model_copy(update={"response_json": answers, "response": parsed})
+    return reply
+
+
+def _context(value: Any) -> MessageContext | None:
+    context = _obj(value)
+    if not context:
+        return None
+    extra = {key: context[key] for key in ("referred_product", "group_id") if key in context}
+    return MessageContext(id=_text(context.get("id")), from_=_text(context.get("from")),
+                          forwarded=_flag(context.get("forwarded")),
+                          frequently_forwarded=_flag(context.get("frequently_forwarded")), **extra)
+
+
+def _message_fields(kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+    """The typed fields for one message type; unknown types contribute nothing (``raw`` has them)."""
+    body = _obj(msg.get(kind))
+    if kind == "text":
+        return {"text": _text(body.get("body"))}
+    if kind in MEDIA_TYPES:
+        media = _media(body)
+        return {"media": media, "text": media.caption}
+    if kind == "location":
+        return {"location": LocationInfo(latitude=_number(body.get("latitude")),
+                                         longitude=_number(body.get("longitude")), name=_text(body.get("name")),
+                                         address=_text(body.get("address")), url=_text(body.get("url")))}
+    if kind == "contacts":
+        return {"contacts": list(_objects(msg.get("contacts")))}
+    if kind == "reaction":  # an empty or missing emoji means the reaction was removed
+        return {"reaction": ReactionInfo(message_id=_text(body.get("message_id")),
+                                         emoji=_text(body.get("emoji")) or None)}
+    if kind == "button":  # a tap on a template quick-reply button
+        title = _text(body.get("text"))
+        return {"reply": ReplyInfo(payload=_text(body.get("payload")), title=title, type="button"), "text": title}
+    if kind == "interactive":  # may come without the interactive object (a tap on an old message)
+        reply = _interactive_reply(body)
+        return {"reply": reply, "text": reply.title if reply else None}
+    if kind == "order":
+        return {"order": body or None, "text": _text(body.get("text")) or None}
+    if kind == "system":  # number or identity changed: not written by the user, so no text
+        system = dict(body)
+        new_phone = _phone(_text(body.get("wa_id")))
+        if new_phone:
+            system["new_phone"] = new_phone
+        return {"system": system or None}
+    return {}
+
+
+def _messages(change: _Change) -> Iterator[Event]:
+    shared_errors = _errors(change.value.get("errors"))  # Meta may put a message's errors beside it
+    for msg in _objects(change.value.get("messages")):
+        kind = _text(msg.get("type")) or "unknown"
+        wamid = _text(msg.get("id")) or "unidentified." + _digest(change.entry_id, msg)
+        timestamp = _time(msg.get("timestamp")) or change.now
+        referral = _obj(msg.get("referral")) or None
+        message = InboundMessage(
+            wamid=wamid, type=kind, timestamp=timestamp, contact=_sender(msg, change),
+            business_phone_number_id=change.phone_number_id, context=_context(msg.get("context")),
+            referral=referral, errors=_errors(msg.get("errors")) or shared_errors, raw=msg,
+            **_message_fields(kind, msg))
+        yield Event.of(EventKind.INBOUND_MESSAGE, message, source=SOURCE, dedupe_key=wamid, occurred_at=timestamp)
+    if shared_errors and not change.value.get("messages"):
+        log.warning("whatsapp webhook reported errors without a message: %s",
+                    [(e.code, e.title) for e in shared_errors])
+
+
+# --- statuses -------------------------------------------------------------------------------
+
+def _statuses(change: _Change) -> Iterator[Event]:
+    for item in _objects(change.value.get("statuses")):
+        wamid, value = _text(item.get("id")), _text(item.get("status"))
+        if not wamid or not value:
+            log.warning("whatsapp status without id or status ignored")
+            continue
+        recipient_wa_id = _text(item.get("recipient_id"))
+        is_group = item.get("recipient_type") == "group"
+        recipient_user_id = _text(item.get("recipient_user_id"))
+        found = change.contact_for(recipient_wa_id, recipient_user_id)
+        timestamp = _time(item.get("timestamp")) or change.now
+        extra = {key: item[key] for key in ("recipient_type", "group_id", "recipient_parent_user_id") if key in item}
+        status = MessageStatus(
+            wamid=wamid, status=value, timestamp=timestamp,
+            recipient=None if is_group else _phone(recipient_wa_id),
+            recipient_user_id=recipient_user_id or _text(found.get("user_id")),
+            recipient_wa_id=recipient_wa_id, outbox_id=_text(item.get("biz_opaque_callback_data")),
+            business_phone_number_id=change.phone_number_id, errors=_errors(item.get("errors")),
+            pricing=_obj(item.get("pricing")) or None, conversation=_obj(item.get("conversation")) or None,
+            **extra)
+        yield Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"{wamid}:{value}",
+                       occurred_at=timestamp)
+
+
+def _messages_field(change: _Change) -> Iterator[Event]:
+    yield from _messages(change)
+    yield from _statuses(change)
+
+
+# --- marketing preferences ------------------------------------------------------------------
+
+_PREFERENCE_GRANTS = {"stop": False, "resume": True}
+
+
+def _user_preferences(change: _Change) -> Iterator[Event]:
+    for pref in _objects(change.value.get("user_preferences")):
+        choice = _text(pref.get("value"))
+        wa_id = _text(pref.get("wa_id"))
+        phone = _phone(wa_id)
+        if choice not in _PREFERENCE_GRANTS or pref.get("category", "marketing_messages") != "marketing_messages":
+            log.info("whatsapp user_preferences %r for %r not acted on", choice, pref.get("category"))
+            continue
+        if phone is None:
+            log.warning("whatsapp user_preferences %s without a usable wa_id ignored", choice)
+            continue
+        at = _time(pref.get("timestamp")) or change.now
+        detail = _text(pref.get("detail"))
+        number = f" on number {change.phone_number_id}" if change.phone_number_id else ""
+        proof = f"WhatsApp user_preferences webhook: {choice}{number}" + (f" ({detail})" if detail else "")
+        consent = ConsentChange(phone=phone, category=Category.MARKETING, granted=_PREFERENCE_GRANTS[choice],
+                                source="whatsapp:user_preferences", proof=proof, at=at)
+        yield Event.of(EventKind.CONSENT_CHANGED, consent, source=SOURCE,
+                       dedupe_key=f"user_preferences:{wa_id}:{choice}:{int(at.timestamp())}", occurred_at=at)
+
+
+# --- templates (routed by WABA id: these changes carry no phone_number_id) -----------------
+
+def _template_update(change: _Change) -> Iterator[Event]:
+    value = change.value
+    name = _text(value.get("message_template_name"))
+    if not name:
+        log.warning("whatsapp %s without a template name ignored", change.field)
+        return
+    fields: dict[str, Any] = {"name": name, "language": _text(value.get("message_template_language")),
+                              "id": _text(value.get("message_template_id")), "waba_id": change.entry_id,
+                              "field": change.field}
+    if change.field == "message_template_status_update":
+        fields.update(status=_text(value.get("event")), reason=_text(value.get("reason")),
+                      reported_category=_text(value.get("message_template_category")))
+        for key in ("rejection_info", "disable_info", "other_info"):
+            if _obj(value.get(key)):
+                fields[key] = value[key]
+    elif change.field == "template_category_update":
+        # Impending changes name the category-to-be (correct_category) while new_category is still the
+        # current one; only a completed change (previous_category -> new_category) moves the cache.
+        impending = "correct_category" in value or "category_update_timestamp" in value
+        fields.update(change="impending" if impending else "completed",
+                      previous_category=_text(value.get("previous_category")),
+                      correct_category=_text(value.get("correct_category")),
+                      category_update_timestamp=_number(value.get("category_update_timestamp")))
+        if not impending:
+            fields["category"] = _text(value.get("new_category"))
+        else:
+            fields["current_category"] = _text(value.get("new_category"))
+    else:
+        fields.update(quality=_text(value.get("new_quality_score")),
+                      previous_quality=_text(value.get("previous_quality_score")))
+    update = TemplateUpdate(**{k: v for k, v in fields.items() if v is not None})
+    at = change.entry_time or change.now
+    yield Event.of(EventKind.TEMPLATE_UPDATE, update, source=SOURCE, occurred_at=at,
+                   dedupe_key=f"{change.field}:{fields['id'] or name}:{_digest(change.entry_id, change.entry_time, value)}")
+
+
+_HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
+    "messages": _messages_field,
+    "user_preferences": _user_preferences,
+    **{name: _template_update for name in TEMPLATE_FIELDS},
+}
