@@ -210,7 +210,8 @@ class Worker:
             kind = event.kind
             if kind == EventKind.INBOUND_MESSAGE:
                 message = InboundMessage.model_validate(event.data)
-                if message.contact.phone:
+                # A system notice (number changed) is not written by the user: it opens no window.
+                if message.contact.phone and message.type != "system":
                     key = contact_key(message.contact.phone, self.app.secret)
                     ledger.open_window(self.db, conn, key, message.timestamp.timestamp(),
                                        message.business_phone_number_id)
