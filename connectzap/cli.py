@@ -133,6 +133,35 @@ def worker(obj: Ctx, no_dispatch: bool, no_send: bool) -> None:
     asyncio.run(main())
 
 
+# --- serve ---------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default: api.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Listen port (default: api.port, 8080; 0 picks a free port).")
+@click.option("--no-workers", is_flag=True, help="Only the HTTP service; run `connectzap worker` elsewhere.")
+@pass_ctx
+def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool) -> None:
+    """Run the HTTP service (webhooks + REST API) and the workers until SIGTERM or Ctrl-C.
+
+    Shutdown is graceful: requests in flight are answered, queued webhooks journaled and the
+    workers finish what they hold before the process exits.
+    """
+    from .core.server import serve as run_server
+    app = obj.app()
+    api = app.settings.api
+    if not api.keys:
+        click.echo("warning: api.keys is empty: the REST API refuses every request", err=True)
+
+    def announce(url: str) -> None:
+        workers = "without workers" if no_workers else "with workers"
+        click.echo(f"connectzap serving on {url} ({app.db.dialect}, channel {app.channel.name}, {workers}); "
+                   f"webhooks: {', '.join(sorted(app.connectors)) or 'none'}", err=True)
+
+    run_server(app, host=host or api.host, port=api.port if port is None else port, run_workers=not no_workers,
+               announce=announce)
+
+
 # --- send ----------------------------------------------------------------------------------
 
 @cli.command()

@@ -68,6 +68,14 @@ class ApiSettings(Section):
     keys: list[SecretStr] = Field(default_factory=list)
     """Bearer keys accepted by the REST API; list several to rotate without downtime."""
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    """Larger request bodies are refused with 413 before they are parsed."""
+    host: str = "127.0.0.1"
+    """Address ``connectzap serve`` listens on (``--host`` overrides)."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port ``connectzap serve`` listens on (``--port`` overrides; 0 picks a free one)."""
+    trust_proxy_headers: bool = False
+    """Honour X-Forwarded-Proto/Host when rebuilding the URL a webhook was sent to (HubSpot v3 signs
+    it). Only behind a proxy you run, which overwrites those headers."""
 
 
 class Settings(BaseSettings):

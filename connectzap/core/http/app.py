@@ -1,0 +1,101 @@
+"""The FastAPI app factory: webhook routes from the connectors, REST ``/v1``, health, metrics.
+
+The app's lifespan owns the group-commit journal writer and, with ``run_workers``, a
+:class:`~connectzap.core.workers.Worker` in the same event loop. On shutdown (after the server
+stopped accepting and answered what was in flight) the writer commits what is queued and the
+worker finishes the work in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+import connectzap
+
+from ..app import Connectzap
+from ..metrics import CONTENT_TYPE, MeteredChannel, Metrics
+from ..store import journal, outbox
+from . import errors, rest, webhooks
+from .auth import ApiKeys
+from .guards import EdgeGuard
+from .journal_writer import JournalWriter
+from .schemas import Health
+
+log = logging.getLogger("connectzap.http")
+
+DESCRIPTION = """connectzap's REST API: send WhatsApp messages through the send gate (consent, 24-hour
+window, approved templates, idempotency), read their status, manage consent with proof.
+Every `/v1` request needs `Authorization: Bearer <api key>` (settings `api.keys`).
+Webhook endpoints (`/webhooks/...`) come from the enabled connectors and are not listed here."""
+
+
+def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
+    """Build the HTTP service for a started engine. ``run_workers`` also runs a worker in-process."""
+    if not engine.started:
+        engine.start()
+    writer = JournalWriter(engine.db)
+    metrics = Metrics()
+    settings = engine.settings.api
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        stop = asyncio.Event()
+        worker_task: asyncio.Task[None] | None = None
+        original_channel = engine._channel
+        if run_workers:
+            from ..workers import Worker
+            engine._channel = MeteredChannel(engine.channel, metrics)
+            worker = Worker(engine)
+            app.state.worker = worker
+            worker_task = asyncio.create_task(worker.run(stop), name="connectzap-worker")
+        try:
+            yield
+        finally:
+            await run_in_threadpool(writer.close)
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+                engine._channel = original_channel
+
+    app = FastAPI(title="connectzap", version=connectzap.__version__, description=DESCRIPTION,
+                  lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "consent"},
+                                                   {"name": "templates"}, {"name": "operations"}])
+    app.state.engine = engine
+    app.state.api_keys = ApiKeys(settings.keys)
+    app.state.metrics = metrics
+    app.state.journal_writer = writer
+    errors.install(app)
+    app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes)
+    app.include_router(rest.router)
+    webhooks.mount(app, engine.connectors, writer, metrics, settings.trust_proxy_headers)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Health of the service",
+             responses={503: {"model": Health, "description": "Something needs attention"}})
+    async def healthz() -> Any:
+        health = await run_in_threadpool(engine.health)
+        body = Health.model_validate(health).model_dump(mode="json")
+        return JSONResponse(body, status_code=200 if health["ok"] else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"},
+                        503: {"model": errors.ErrorBody, "description": "Database unavailable"}})
+    async def metrics_endpoint(request: Request) -> Response:
+        def depth() -> tuple[int, dict[str, int]]:
+            with engine.db.read() as conn:
+                return journal.pending_count(conn), outbox.counts(conn)
+
+        pending, messages = await run_in_threadpool(depth)
+        metrics.set_queue_depth(pending, messages)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,151 @@
+"""The REST API under ``/v1``: send messages through the gate, read them, manage consent, list templates.
+
+Endpoints are plain functions (FastAPI runs them in its thread pool, since the engine's store
+calls block). Errors are raised from the engine's exception tree and mapped in :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+
+from ..app import Connectzap
+from ..messages import Outgoing
+from ..models import Category, ConsentChange
+from ..phones import mask, to_e164
+from .auth import bearer_scheme
+from .errors import ErrorBody, error_response
+from .guards import ApiRoute
+from .schemas import ConsentGrant, ConsentState, ConsentView, MessagePage, MessageView, Queued, TemplateList
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (400, "Malformed request (e.g. invalid JSON)"), (401, "Missing or invalid API key"),
+        (413, "Body too large"), (422, "Invalid input"), (503, "Database unavailable"))
+}
+
+
+def _errors(*extra: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {**ERRORS, **{status: {"model": ErrorBody, "description": text} for status, text in extra}}
+
+
+router = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)])
+
+PhonePath = Annotated[str, Path(min_length=1, max_length=64, description="The contact's number, E.164 preferred.")]
+Country = Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country for a national number.")]
+
+
+def engine(request: Request) -> Connectzap:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+Engine = Annotated[Connectzap, Depends(engine)]
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+@router.post("/messages", status_code=202, response_model=Queued, tags=["messages"],
+             summary="Send a message through the send gate",
+             responses=_errors((409, "Idempotency-Key reused for a different message"),
+                               (415, "Body is not application/json"),
+                               (422, "Invalid input, or refused by the gate: `error` is the reason")))
+def post_message(app: Engine, outgoing: Outgoing,
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                               max_length=200)] = None) -> Any:
+    """Queue a message. With ``Idempotency-Key``, repeating the request returns the same message;
+    the same key with a different body is refused with 409. A refusal by the gate (no consent,
+    closed window, unknown template, ...) answers 422 with the reason as ``error``."""
+    decision = app.send(outgoing, idempotency_key=idempotency_key, source="api", strict_key=True)
+    if not decision.accepted:
+        detail = decision.detail
+        if detail is None:  # a repeated request: answer with the reason recorded the first time
+            detail = app.message(decision.id).get("error_details") or decision.reason
+        return error_response(422, decision.reason, detail, id=decision.id)
+    status = app.message(decision.id)["status"] if decision.duplicate else decision.status
+    return Queued(id=decision.id, status=status, duplicate=decision.duplicate)
+
+
+@router.get("/messages/{message_id}", response_model=MessageView, tags=["messages"], summary="One message",
+            responses=_errors((404, "No such message")))
+def get_message(app: Engine, message_id: Annotated[str, Path(min_length=1, max_length=64)]) -> MessageView:
+    return MessageView.of(app.message(message_id))
+
+
+@router.get("/messages", response_model=MessagePage, tags=["messages"], summary="Messages, newest first",
+            responses=_errors())
+def list_messages(
+        app: Engine,
+        phone: Annotated[str | None, Query(min_length=1, max_length=64, description="Recipient number.")] = None,
+        country: Country = None,
+        status: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+        since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601).")] = None,
+        until: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
+        cursor: Annotated[str | None, Query(min_length=1, max_length=64,
+                                            description="`next_cursor` of the previous page.")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> MessagePage:
+    number = to_e164(phone, country) if phone else None
+    rows = app.messages(phone=number, status=status, since=_epoch(since), until=_epoch(until), before_id=cursor,
+                        limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MessagePage(messages=[MessageView.of(r) for r in rows], next_cursor=rows[-1]["id"] if more else None)
+
+
+# --- consent ----------------------------------------------------------------------------------
+
+def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentState:
+    current = app.consent(phone, country)
+    return ConsentState(phone=mask(to_e164(phone, country)),
+                        categories={c.value: ConsentView.of(r) for c, r in current.items()},
+                        history=[ConsentView.of(r) for r in app.consent_history(phone, country)])
+
+
+@router.get("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
+            summary="Consent per category, with history", responses=_errors())
+def get_consent(app: Engine, phone: PhonePath, country: Country = None) -> ConsentState:
+    return _consent_state(app, phone, country)
+
+
+@router.put("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
+            summary="Record an opt-in with its proof",
+            responses=_errors((415, "Body is not application/json")))
+def put_consent(app: Engine, phone: PhonePath, grant: ConsentGrant) -> ConsentState:
+    number = to_e164(phone, grant.country)
+    at = grant.at if grant.at is None or grant.at.tzinfo else grant.at.replace(tzinfo=UTC)
+    for category in dict.fromkeys(grant.categories):
+        change = {"phone": number, "category": category, "granted": True, "source": grant.source,
+                  "proof": grant.proof}
+        app.set_consent(ConsentChange.model_validate({**change, "at": at} if at else change))
+    return _consent_state(app, number, None)
+
+
+@router.delete("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
+               summary="Revoke consent (one category, several, or all)", responses=_errors())
+def delete_consent(
+        app: Engine, phone: PhonePath, country: Country = None,
+        category: Annotated[list[Category] | None, Query(description="Repeat for several; omit for all.")] = None,
+        source: Annotated[str, Query(min_length=1, max_length=128)] = "api",
+        proof: Annotated[str | None, Query(max_length=4000)] = None) -> ConsentState:
+    number = to_e164(phone, country)
+    for cat in dict.fromkeys(category or list(Category)):
+        app.set_consent(ConsentChange(phone=number, category=cat, granted=False, source=source, proof=proof))
+    return _consent_state(app, number, None)
+
+
+# --- templates --------------------------------------------------------------------------------
+
+@router.get("/templates", response_model=TemplateList, tags=["templates"], summary="The cached templates",
+            responses=_errors())
+def list_templates(app: Engine) -> TemplateList:
+    from .. import templates
+    with app.db.read() as conn:
+        return TemplateList(templates=templates.all_templates(conn))
+

@@ -1,0 +1,121 @@
+"""Request and response bodies of the REST API (they are what ``/openapi.json`` describes)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import Category, ConsentRecord, TemplateInfo
+from ..phones import mask
+
+
+def _time(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class Queued(BaseModel):
+    """The gate accepted the message; it waits in the outbox for the sender."""
+
+    id: str
+    status: str
+    duplicate: bool = Field(False, description="True when this Idempotency-Key was seen before.")
+
+
+class MessageView(BaseModel):
+    """One outbound message. ``recipient`` is masked; ``content`` and ``recipient`` are null once erased."""
+
+    id: str
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+    error_code: str | None = None
+    category: str
+    content_type: str
+    template_name: str | None = None
+    language: str | None = None
+    recipient: str | None = None
+    content: dict[str, Any] | None = None
+    wamid: str | None = None
+    attempts: int
+    cancel_key: str | None = None
+    plugin: str | None = None
+    source_event_id: int | None = None
+    not_before: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> MessageView:
+        stored = json.loads(row["content"]) if row.get("content") else None
+        return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
+                   error_code=row["error_code"], category=row["category"], content_type=row["content_type"],
+                   template_name=row["template_name"], language=row["language"],
+                   recipient=mask(row["recipient"]) if row["recipient"] else None,
+                   content=stored.get("original") if isinstance(stored, dict) else None,
+                   wamid=row["wamid"], attempts=row["attempts"], cancel_key=row["cancel_key"],
+                   plugin=row["plugin"], source_event_id=row["source_event_id"],
+                   not_before=_time(row["not_before"]), created_at=_time(row["created_at"]),  # type: ignore[arg-type]
+                   updated_at=_time(row["updated_at"]))  # type: ignore[arg-type]
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageView]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next (older) page; null at the end.")
+
+
+class ConsentView(BaseModel):
+    category: Category
+    granted: bool
+    source: str
+    proof: str | None = None
+    at: datetime
+
+    @classmethod
+    def of(cls, record: ConsentRecord) -> ConsentView:
+        return cls(category=record.category, granted=record.granted, source=record.source, proof=record.proof,
+                   at=record.at)
+
+
+class ConsentState(BaseModel):
+    """Consent of one contact: the deciding record per category, and the full history (oldest first)."""
+
+    phone: str = Field(description="The number, masked.")
+    categories: dict[str, ConsentView]
+    history: list[ConsentView]
+
+
+class ConsentGrant(BaseModel):
+    """Record an opt-in for one or more categories, with where it was collected and its proof."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[Category] = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=128, description="Where the opt-in was collected.")
+    proof: str = Field(min_length=1, max_length=4000,
+                       description="The wording the customer agreed to, or a reference to it.")
+    at: datetime | None = Field(None, description="When consent was given; default now.")
+    country: str | None = Field(None, min_length=2, max_length=2,
+                                description="ISO country for a number without country code.")
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateInfo]
+
+
+class PluginError(BaseModel):
+    name: str
+    distribution: str | None = None
+    error: str
+
+
+class Health(BaseModel):
+    ok: bool
+    database: str
+    channel: str | None = None
+    workers: int = Field(description="Workers with a heartbeat in the last 30 seconds.")
+    paused: str | None = Field(None, description="Why sending is paused, when it is.")
+    plugin_errors: list[PluginError]
+    queue: dict[str, Any]
