@@ -1,0 +1,168 @@
+"""The WooCommerce connector: signed webhooks in, private order notes out.
+
+Ingress (per shop, ``/webhooks/woocommerce[/{shop}]``):
+
+* the creation ping (form body ``webhook_id=N``, unsigned) is answered 200 and nothing else;
+* everything else needs ``X-WC-Webhook-Signature`` (base64 HMAC-SHA256 of the raw body);
+* ``order.created`` / ``order.updated`` become order events carrying the checkout opt-in as
+  consent changes; ``action.woocommerce_order_status_<status>`` names only an order id, so it
+  becomes a *partial* order event that the plugin module completes with a REST fetch;
+  ``customer.created`` becomes consent events when the customer ticked the opt-in (and nothing
+  otherwise); other topics are acknowledged and ignored, so WooCommerce never disables the hook.
+
+Reply sync: a customer's WhatsApp message shortly after their latest order, and a failed
+delivery of an order notification, are added to the order as private notes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any
+
+from ...core.errors import PayloadError, SignatureError
+from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order
+from ...core.signatures import verify_woocommerce
+from ..base import Connector, WebhookRequest, WebhookResponse
+from . import replies
+from .mapping import consents_from, customer_of, gmt, order_from_json
+from .notes import ShopClient
+from .settings import ShopSettings, WooCommerceSettings
+
+if TYPE_CHECKING:
+    from ...core.context import EventContext
+
+_PING = re.compile(rb"^webhook_id=\d+$")
+_STATUS_ACTION = "woocommerce_order_status_"
+SOURCE = "woocommerce"
+
+
+class WooCommerceConnector(Connector):
+    name = "woocommerce"
+    title = "WooCommerce"
+    settings_model = WooCommerceSettings
+    routes = ("/webhooks/woocommerce", "/webhooks/woocommerce/{shop}")
+    methods = ("POST",)
+
+    settings: WooCommerceSettings
+
+    def __init__(self, settings: WooCommerceSettings, app: Any) -> None:  # type: ignore[override]
+        super().__init__(settings, app)
+        self._clients: dict[str, ShopClient] = {}
+
+    # --- shops -------------------------------------------------------------------------
+
+    def shop_name(self, request: WebhookRequest) -> str | None:
+        named = request.path_params.get("shop")
+        if named:
+            return named if named in self.settings.shops else None
+        return self.settings.default_shop()
+
+    def shop(self, name: str) -> ShopSettings:
+        return self.settings.shops[name]
+
+    def client(self, name: str) -> ShopClient:
+        if name not in self._clients:
+            self._clients[name] = ShopClient(name, self.settings.shops[name])
+        return self._clients[name]
+
+    # --- ingress -----------------------------------------------------------------------
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
+        if self.shop_name(request) is None:
+            return WebhookResponse(status=404, body={"error": "unknown_shop",
+                                                     "detail": "no such shop in [connectors.woocommerce.shops]"})
+        if request.header("x-wc-webhook-signature") is None and _PING.match(request.body.strip()):
+            return WebhookResponse(status=200, body={"ok": True})  # creation ping: WooCommerce wants exactly 200
+        return None
+
+    def verify_request(self, request: WebhookRequest) -> None:
+        name = self.shop_name(request)
+        if name is None:
+            raise SignatureError("unknown shop")
+        verify_woocommerce(request.body, request.header("x-wc-webhook-signature"), self.shop(name).secrets)
+
+    def parse(self, request: WebhookRequest) -> list[Event]:
+        name = self.shop_name(request)
+        assert name is not None  # handshake answered unknown shops
+        topic = (request.header("x-wc-webhook-topic") or "").strip()
+        if not topic:
+            raise PayloadError("X-WC-Webhook-Topic header is missing", field="X-WC-Webhook-Topic")
+        delivery = request.header("x-wc-webhook-delivery-id") or "body-" + hashlib.sha256(request.body).hexdigest()
+        dedupe = f"{name}:{delivery}"
+        data = _json(request.body)
+        if topic in ("order.created", "order.updated"):
+            kind = EventKind.ORDER_CREATED if topic == "order.created" else EventKind.ORDER_UPDATED
+            return [self.order_event(name, data, kind, dedupe)]
+        if topic.startswith("action."):
+            return self._action_events(name, data, dedupe)
+        if topic == "customer.created":
+            return self._customer_events(name, data, dedupe)
+        return []  # acknowledged: a non-2xx answer would count towards WooCommerce disabling the webhook
+
+    def order_event(self, name: str, data: Any, kind: EventKind, dedupe: str) -> Event:
+        """One REST v3 order as an event (webhooks and reconcile share this)."""
+        shop = self.shop(name)
+        order = order_from_json(data, name, shop)
+        at = order.updated_at or order.created_at
+        extra: dict[str, Any] = {"occurred_at": at} if at else {}
+        consents = consents_from(data, order.customer or customer_of(data), name, shop,
+                                 what=f"order {order.id}", at=order.created_at)
+        return Event.of(kind, order, source=SOURCE, dedupe_key=dedupe, consents=consents, **extra)
+
+    def _action_events(self, name: str, data: Any, dedupe: str) -> list[Event]:
+        if not isinstance(data, dict) or not isinstance(data.get("action"), str):
+            raise PayloadError("action webhook has no action", field="action")
+        action, arg = data["action"], data.get("arg")
+        if not action.startswith(_STATUS_ACTION) or not isinstance(arg, (int, str)) or not str(arg).isdigit():
+            return []
+        status = action.removeprefix(_STATUS_ACTION)
+        # Only the id is known; the plugin module fetches the order and journals it in full.
+        order = Order(id=str(arg), status=status, shop=name, partial=True)
+        return [Event.of(EventKind.ORDER_UPDATED, order, source=SOURCE, dedupe_key=dedupe)]
+
+    def _customer_events(self, name: str, data: Any, dedupe: str) -> list[Event]:
+        if not isinstance(data, dict) or data.get("id") in (None, ""):
+            raise PayloadError("customer payload has no id", field="id")
+        contact = customer_of(data)
+        changes = consents_from(data, contact, name, self.shop(name), what=f"customer {data['id']} sign-up",
+                                at=gmt(data.get("date_created_gmt")))
+        return [Event.of(EventKind.CONSENT_CHANGED, change, source=SOURCE,
+                         dedupe_key=f"{dedupe}:{change.category.value}") for change in changes]
+
+    # --- reply sync ----------------------------------------------------------------------
+
+    async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        if message.contact.phone is None or ctx.state.get(replies.noted_key(message.wamid)):
+            return
+        contact_key = ctx.contact_key(message.contact.phone)
+        target = await asyncio.to_thread(replies.latest_order, self.app, contact_key) if contact_key else None
+        if target is None or target["shop"] not in self.settings.shops:
+            return
+        shop = self.shop(target["shop"])
+        if not shop.has_rest_keys or not replies.within_window(target, message.timestamp, shop.notes_window_hours):
+            return
+        await asyncio.to_thread(self.client(target["shop"]).add_note, target["order"], replies.inbound_note(message))
+        ctx.state.set(replies.noted_key(message.wamid), {"shop": target["shop"], "order": target["order"]})
+
+    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        if status.status != "failed" or ctx.state.get(replies.noted_key(status.wamid, "failed")):
+            return
+        origin = await asyncio.to_thread(replies.notification_origin, self.app, status)
+        if origin is None or origin.shop not in self.settings.shops:
+            return
+        shop = self.shop(origin.shop)
+        if not shop.note_failures or not shop.has_rest_keys:
+            return
+        await asyncio.to_thread(self.client(origin.shop).add_note, origin.order, replies.failure_note(status, origin))
+        ctx.state.set(replies.noted_key(status.wamid, "failed"), {"shop": origin.shop, "order": origin.order})
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise PayloadError("body is not JSON", field="body") from None
+

@@ -1,0 +1,108 @@
+"""The shop's REST API (``/wp-json/wc/v3``) through the ``woocommerce`` package.
+
+The package is synchronous and returns raw ``requests`` responses (no raising, no paging, no
+retries), so this module classifies every answer into connectzap's error tree and callers run
+it in a thread (``asyncio.to_thread``); retries come from the dispatcher's delivery retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import requests
+from woocommerce import API
+
+from ...core.errors import (FatalDeliveryError, RetriableDeliveryError, SkippableDeliveryError)
+from .settings import ShopSettings
+
+PAGE_SIZE = 100  # WordPress caps per_page at 100
+
+
+class ShopClient:
+    """REST calls for one shop. Secrets stay inside the ``API`` object and never reach errors."""
+
+    def __init__(self, name: str, shop: ShopSettings) -> None:
+        self.name = name
+        self.shop = shop
+        self.api = API(url=shop.url, consumer_key=shop.consumer_key.get_secret_value() if shop.consumer_key else "",
+                       consumer_secret=shop.consumer_secret.get_secret_value() if shop.consumer_secret else "",
+                       version="wc/v3", timeout=shop.timeout_seconds, verify_ssl=shop.verify_ssl,
+                       query_string_auth=shop.query_string_auth, user_agent="connectzap")
+
+    def __repr__(self) -> str:
+        return f"<ShopClient {self.name} {self.shop.url}>"
+
+    def _call(self, method: str, endpoint: str, data: Any = None, **params: Any) -> requests.Response:
+        if not self.shop.has_rest_keys:
+            raise FatalDeliveryError(f"shop {self.name}: consumer_key/consumer_secret are not configured")
+        try:
+            if method == "GET":
+                response = self.api.get(endpoint, params=params)
+            else:
+                response = self.api.post(endpoint, data)
+        except requests.Timeout:
+            # A POST that timed out may have been applied; the caller's wamid memory covers the retry.
+            raise RetriableDeliveryError(f"shop {self.name}: {method} {endpoint} timed out") from None
+        except requests.RequestException as exc:
+            raise RetriableDeliveryError(f"shop {self.name}: {method} {endpoint} failed: {type(exc).__name__}") from None
+        check(response, self.name, f"{method} {endpoint}")
+        return response
+
+    def add_note(self, order_id: str, note: str) -> dict[str, Any]:
+        """A private note (``customer_note: false``: the customer is not emailed)."""
+        response = self._call("POST", f"orders/{order_id}/notes", {"note": note, "customer_note": False})
+        return _json(response, self.name)
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        return _json(self._call("GET", f"orders/{order_id}"), self.name)
+
+    def orders_modified_after(self, since: datetime) -> Iterator[dict[str, Any]]:
+        """Every order modified after ``since`` (UTC), oldest first, over all pages."""
+        page, pages = 1, 1
+        stamp = since.strftime("%Y-%m-%dT%H:%M:%S")
+        while page <= pages:
+            response = self._call("GET", "orders", modified_after=stamp, dates_are_gmt="true", orderby="modified",
+                                  order="asc", per_page=PAGE_SIZE, page=page, status="any")
+            body = _json(response, self.name)
+            if not isinstance(body, list):
+                raise RetriableDeliveryError(f"shop {self.name}: orders list is not a JSON array")
+            yield from (o for o in body if isinstance(o, dict))
+            try:
+                pages = int(response.headers.get("X-WP-TotalPages", "1"))
+            except ValueError:
+                pages = page
+            page += 1
+
+
+def check(response: requests.Response, shop: str, what: str) -> None:
+    """Raise by recovery intent: 429/5xx retry, 401/403 fatal (keys), other 4xx skip this item."""
+    status = response.status_code
+    if status < 300:
+        return
+    code = _error_code(response)
+    detail = f"shop {shop}: {what} answered HTTP {status}{f' ({code})' if code else ''}"
+    if status == 429 or status >= 500:
+        retry_after = response.headers.get("Retry-After")
+        raise RetriableDeliveryError(detail, http_status=status, vendor_code=code,
+                                     retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
+    if status in (401, 403):
+        raise FatalDeliveryError(detail + ": check the REST API keys and their read/write permission",
+                                 http_status=status, vendor_code=code)
+    raise SkippableDeliveryError(detail, http_status=status, vendor_code=code)
+
+
+def _error_code(response: requests.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body.get("code")) if isinstance(body, dict) and body.get("code") else None
+
+
+def _json(response: requests.Response, shop: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise RetriableDeliveryError(f"shop {shop}: the REST API did not answer JSON (pretty permalinks off?)") from None

@@ -1,0 +1,125 @@
+"""``[connectors.woocommerce]``: one entry per shop, each with its own secrets and REST keys.
+
+::
+
+    [connectors.woocommerce]
+    reconcile_interval_minutes = 15
+
+    [connectors.woocommerce.shops.main]
+    url = "https://shop.example.com"
+    webhook_secrets = ["the secret typed into WooCommerce -> Settings -> Advanced -> Webhooks"]
+    consumer_key = "ck_..."
+    consumer_secret = "cs_..."
+
+``POST /webhooks/woocommerce/main`` serves that shop; ``POST /webhooks/woocommerce`` serves the
+only shop (or the one named ``default``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ...core.models import Category
+from ..base import ConnectorSettings
+
+SHOP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+DEFAULT_CONSENT_KEYS = ["_connectzap_whatsapp_optin", "_wc_other/connectzap/whatsapp-optin"]
+TRUTHY = {"1", "yes", "on", "true", "y", "checked"}
+
+
+class ShopSettings(BaseModel):
+    """One WooCommerce shop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    """The shop's home URL; the REST API lives under ``{url}/wp-json/wc/v3`` (a local fake in tests)."""
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    """Secrets of the shop's webhooks. List two while rotating; an empty list refuses to start."""
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+    """REST API keys (read/write) for order notes and reconcile. Without them both are off."""
+    consent_meta_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_CONSENT_KEYS))
+    """Order/customer meta keys holding the checkout opt-in (classic field and block-checkout field)."""
+    consent_categories: list[Category] = Field(default_factory=lambda: [Category.UTILITY])
+    """What the checkout opt-in covers. Order updates are ``utility`` templates."""
+    marketing_meta_keys: list[str] = Field(default_factory=list)
+    """Separate opt-in field(s) for promotions; a ticked box grants ``marketing``."""
+    consent_wording: str | None = None
+    """The text next to the checkbox, stored with the proof."""
+    tracking_meta_keys: list[str] = Field(default_factory=lambda: ["_connectzap_tracking_url", "_tracking_url"])
+    """Meta keys that may hold a parcel tracking URL (the first one present wins)."""
+    notes_window_hours: float = Field(default=72, ge=0)
+    """Customer WhatsApp messages this long after their latest order become private order notes (0 = never)."""
+    note_failures: bool = True
+    """Add a private order note when an order notification could not be delivered."""
+    timeout_seconds: float = Field(default=15, gt=0)
+    verify_ssl: bool = True
+    query_string_auth: bool = False
+    """Send the REST keys as query parameters (for servers that strip the Authorization header)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local test shop)")
+        return value.rstrip("/")
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in self.webhook_secrets if s.get_secret_value()]
+
+    @property
+    def has_rest_keys(self) -> bool:
+        return bool(self.consumer_key and self.consumer_secret and self.consumer_key.get_secret_value()
+                    and self.consumer_secret.get_secret_value())
+
+    def consent_keys(self) -> dict[str, list[Category]]:
+        """Meta key -> the categories a ticked box grants."""
+        out: dict[str, list[Category]] = {k: list(self.consent_categories) for k in self.consent_meta_keys}
+        for key in self.marketing_meta_keys:
+            out.setdefault(key, []).append(Category.MARKETING)
+        return out
+
+
+class WooCommerceSettings(ConnectorSettings):
+    shops: dict[str, ShopSettings] = Field(min_length=1)
+    reconcile_interval_minutes: float = Field(default=0, ge=0)
+    """How often ``serve`` fetches recently modified orders (WooCommerce never retries a webhook). 0 = off."""
+    reconcile_first_lookback_hours: float = Field(default=24, gt=0)
+    """How far back the first reconcile of a shop looks."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in (data.get("shops") or {}):
+                if not SHOP_NAME.match(str(name)):
+                    raise ValueError(f"shop name {name!r}: use letters, digits, '-' or '_' (it is part of the URL)")
+        return data
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> WooCommerceSettings:
+        for name, shop in self.shops.items():
+            if not shop.secrets:
+                raise ValueError(f"shop {name!r} has no webhook_secrets; refusing to accept unsigned webhooks")
+        return self
+
+    def default_shop(self) -> str | None:
+        """The shop served by the path without a shop name."""
+        if len(self.shops) == 1:
+            return next(iter(self.shops))
+        return "default" if "default" in self.shops else None
+
+
+def ticked(value: Any) -> bool:
+    """Whether a checkout field value means "yes" (checkbox values differ between checkouts)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in TRUTHY

@@ -1,0 +1,243 @@
+"""Order notifications: each order status a shop reports becomes one consented WhatsApp template.
+
+Config (``[plugins.order_notifications]``)::
+
+    [[plugins.order_notifications.rules]]
+    status = "processing"                    # or a list: ["processing", "on-hold"]
+    template = "order_confirmation"
+    languages = { DE = "de", AT = "de", ES = "es" }   # by billing country...
+    default_language = "en"                  # ...else this (or set `language = "en"` to fix it)
+    params = ["{{ first_name }}", "{{ number }}", { type = "currency" }]   # jinja2, sandboxed
+    buttons = [{ index = 0, text = "{{ tracking_url }}" }]             # URL button suffix
+
+    [plugins.order_notifications.owner]      # optional: tell the shop owner about new orders
+    phone = "+4915112345678"
+    template = "new_order_alert"
+    language = "en"
+    params = ["{{ number }}", "{{ total }} {{ currency }}"]
+
+Which status notifies (webhooks arrive coalesced, repeated and out of order):
+
+* Each status has a rank (``status_rank``, defaults in :data:`DEFAULT_RANK`; unknown statuses
+  rank 3, between processing and completed). The plugin remembers per order the highest rank
+  it has seen and the statuses it has notified.
+* A status notifies when a rule matches it, it was not notified for this order before, and its
+  rank is not below the highest rank seen. So ``pending -> completed`` in one coalesced update
+  sends only the completed message; a late ``processing`` after ``completed`` sends nothing; a
+  repeated webhook sends nothing. The idempotency key ``{source}:{shop}:{order}:{status}`` makes
+  the outbox refuse a second message for the same status even if the memory were lost.
+* Draft statuses (``checkout-draft``, ``auto-draft``, ``draft``, ``new``) and partial orders never
+  notify and are not remembered.
+
+The customer needs a consent for the template's category (usually utility; the checkout opt-in
+records it). Without it the gate refuses with ``no_consent`` and the refusal is listed by
+``connectzap messages list``. The owner needs one too: ``connectzap consent grant +49... utility
+--proof "shop owner alerts"``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectzap import (ButtonParam, ConfigurationError, Contact, CurrencyParam, DateTimeParam, EventContext,
+                        HeaderParam, InvalidPhoneError, Order, TemplateContent, TextParam, hookimpl, to_e164)
+
+DEFAULT_RANK: dict[str, int] = {
+    "pending": 0, "failed": 1, "on-hold": 1, "processing": 2, "shipped": 3, "partially-shipped": 3,
+    "ready-for-pickup": 3, "completed": 4, "delivered": 4, "cancelled": 5, "refunded": 5,
+}
+UNKNOWN_RANK = 3
+DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
+
+
+class ParamSpec(BaseModel):
+    """A non-text parameter: ``{type="currency", amount=..., code=...}`` or ``{type="date_time", value=...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    amount: str = "{{ total }}"
+    code: str = "{{ currency }}"
+    value: str = ""
+    fallback: str | None = None
+
+
+class ButtonSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int = 0
+    sub_type: str = "url"
+    text: str
+
+
+class MessageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    template: str
+    language: str | None = None
+    languages: dict[str, str] = Field(default_factory=dict)
+    default_language: str = "en"
+    params: list[str | ParamSpec] | dict[str, str | ParamSpec] = Field(default_factory=list)
+    header: str | None = None
+    header_name: str | None = None
+    buttons: list[ButtonSpec] = Field(default_factory=list)
+
+    @field_validator("languages")
+    @classmethod
+    def _upper(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.upper(): v for k, v in value.items()}
+
+    def language_for(self, country: str | None) -> str:
+        if self.language:
+            return self.language
+        return self.languages.get((country or "").upper(), self.default_language)
+
+
+class Rule(MessageSpec):
+    status: str | list[str]
+    shops: list[str] = Field(default_factory=list)
+
+    def matches(self, status: str, shop: str | None) -> bool:
+        statuses = [self.status] if isinstance(self.status, str) else self.status
+        return status in statuses and (not self.shops or shop in self.shops)
+
+
+class OwnerSpec(MessageSpec):
+    phone: str
+    statuses: list[str] = Field(default_factory=lambda: ["processing", "on-hold", "completed"])
+    shops: list[str] = Field(default_factory=list)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        try:
+            return to_e164(value)
+        except InvalidPhoneError:
+            raise ValueError("not a valid phone number (write it with its country code, e.g. +49...)") from None
+
+
+class NotificationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[Rule] = Field(default_factory=list)
+    status_rank: dict[str, int] = Field(default_factory=dict)
+    owner: OwnerSpec | None = None
+
+    def rank(self, status: str) -> int:
+        return self.status_rank.get(status, DEFAULT_RANK.get(status, UNKNOWN_RANK))
+
+
+_parsed: dict[int, tuple[dict[str, Any], NotificationConfig]] = {}
+
+
+def config_of(ctx: EventContext) -> NotificationConfig:
+    cached = _parsed.get(id(ctx.config))
+    if cached is not None and cached[0] is ctx.config:
+        return cached[1]
+    try:
+        parsed = NotificationConfig.model_validate(ctx.config)
+    except ValidationError as exc:
+        from connectzap.core.settings import describe_validation_error
+        raise ConfigurationError(describe_validation_error(exc, "plugins.order_notifications")) from None
+    _parsed[id(ctx.config)] = (ctx.config, parsed)
+    return parsed
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> Any:
+    return _env.from_string(source)
+
+
+def render(source: str, values: dict[str, Any]) -> str:
+    """Render one parameter in the sandbox. A typo is a configuration error naming the text."""
+    try:
+        return str(_compiled(source).render(values))
+    except TemplateError as exc:
+        raise ConfigurationError(f"plugins.order_notifications: cannot render {source!r}: {exc}") from None
+
+
+def order_values(order: Order) -> dict[str, Any]:
+    """What parameters may use: ``{{ first_name }}``, ``{{ number }}``, ``{{ meta['_key'] }}``..."""
+    customer = order.customer or Contact()
+    total = f"{order.total:.2f}" if order.total is not None else ""
+    return {
+        "order": order.model_dump(mode="json"), "id": order.id, "number": order.number or order.id,
+        "status": order.status, "shop": order.shop, "currency": order.currency or "", "total": total,
+        "total_with_currency": f"{total} {order.currency or ''}".strip(),
+        "first_name": customer.first_name or "", "last_name": customer.last_name or "",
+        "name": customer.display_name or "", "email": customer.email or "", "country": customer.country or "",
+        "tracking_url": order.tracking_url, "meta": order.meta, "items": [i.model_dump(mode="json") for i in order.items],
+        "item_count": len(order.items),
+    }
+
+
+def _param(spec: str | ParamSpec, values: dict[str, Any]) -> Any:
+    if isinstance(spec, str):
+        return TextParam(text=render(spec, values))
+    if spec.type == "currency":
+        amount, code = render(spec.amount, values), render(spec.code, values)
+        try:
+            return CurrencyParam.of(Decimal(amount), code, render(spec.fallback, values) if spec.fallback else None)
+        except (InvalidOperation, ValueError):
+            raise ConfigurationError(f"plugins.order_notifications: currency amount {amount!r} is not a number") from None
+    if spec.type == "date_time":
+        return DateTimeParam(fallback_value=render(spec.value, values))
+    raise ConfigurationError(f"plugins.order_notifications: unknown parameter type {spec.type!r}")
+
+
+def build_template(spec: MessageSpec, order: Order) -> TemplateContent:
+    values = order_values(order)
+    body: Any = ({name: _param(p, values) for name, p in spec.params.items()} if isinstance(spec.params, dict)
+                 else [_param(p, values) for p in spec.params])
+    header = None
+    if spec.header is not None:
+        header = HeaderParam(type="text", text=render(spec.header, values), parameter_name=spec.header_name)
+    buttons = [ButtonParam(index=b.index, sub_type=b.sub_type, text=render(b.text, values))  # type: ignore[arg-type]
+               for b in spec.buttons]
+    country = order.customer.country if order.customer else None
+    return TemplateContent(name=spec.template, language=spec.language_for(country), body=body, header=header,
+                           buttons=buttons)
+
+
+# --- the decision -------------------------------------------------------------------------------
+
+def _notify(order: Order, ctx: EventContext) -> None:
+    config = config_of(ctx)
+    if (not config.rules and config.owner is None) or getattr(order, "partial", False) \
+            or order.status in DRAFT_STATUSES:
+        return
+    shop = order.shop or "-"
+    memory_key = f"order:{ctx.source}:{shop}:{order.id}"
+    memory = ctx.state.get(memory_key) or {"rank": -1, "sent": [], "owner": False}
+    rank = config.rank(order.status)
+    if rank < memory["rank"]:
+        return  # a late, lower-ranked status: the customer already heard about a later one
+    memory["rank"] = rank
+    rule = next((r for r in config.rules if r.matches(order.status, order.shop)), None)
+    if rule is not None and order.status not in memory["sent"]:
+        ctx.send(order.customer or Contact(), build_template(rule, order),
+                 key=f"{ctx.source}:{shop}:{order.id}:{order.status}")
+        memory["sent"].append(order.status)
+    owner = config.owner
+    if owner is not None and not memory["owner"] and order.status in owner.statuses \
+            and (not owner.shops or order.shop in owner.shops):
+        ctx.send(Contact(phone=owner.phone), build_template(owner, order), key=f"owner:{ctx.source}:{shop}:{order.id}")
+        memory["owner"] = True
+    ctx.state.set(memory_key, memory)
+
+
+@hookimpl
+def on_order_created(order: Order, ctx: EventContext) -> None:
+    _notify(order, ctx)
+
+
+@hookimpl
+def on_order_updated(order: Order, ctx: EventContext) -> None:
+    _notify(order, ctx)
