@@ -215,7 +215,14 @@ def _split_named(item: str) -> tuple[str, str]:
 
 def _drain(app: Any) -> None:
     from .core.workers import Worker
-    asyncio.run(Worker(app).run_until_idle())
+
+    async def drain() -> None:
+        try:
+            await Worker(app).run_until_idle()
+        finally:
+            await app.channel.aclose()  # the live channel's HTTP connections belong to this event loop
+
+    asyncio.run(drain())
 
 
 # --- consent -------------------------------------------------------------------------------

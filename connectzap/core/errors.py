@@ -175,3 +175,9 @@ class SendingPausedError(FatalDeliveryError):
     """The channel's credentials stopped working (e.g. Meta error 190): pause all sending until fixed."""
 
     code = "paused"
+
+
+class PacedError(RetriableError):
+    """A rate limit held the message back before it was sent: it waits, and this is not a failed attempt."""
+
+    code = "paced"

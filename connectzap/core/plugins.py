@@ -27,6 +27,7 @@ log = logging.getLogger("connectzap.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp",
+    "connectzap.connectors.whatsapp.commands",
     "connectzap.plugins.opt_out_keywords",
 )
 
@@ -77,6 +78,9 @@ def _record_failure(name: str, dist: str | None, exc: BaseException) -> None:
 def register_module(module_name: str, name: str | None = None) -> None:
     """Import ``module_name`` and register it, recording (or, strictly, raising) failures."""
     plugin_name = name or module_name.rsplit(".", 1)[-1]
+    existing = pm.get_plugin(plugin_name)
+    if existing is not None and getattr(existing, "__name__", None) != module_name:
+        plugin_name = module_name  # two bundled modules share a last name part (e.g. "commands")
     if pm.has_plugin(plugin_name):
         return
     try:

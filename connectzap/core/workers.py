@@ -30,7 +30,7 @@ from . import gate, templates
 from .channel import NOT_SUPPORTED, OutboundSend
 from .context import EventContext
 from .dispatch import HookTarget, event_targets
-from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
+from .errors import (AmbiguousDeliveryError, FatalError, PacedError, RetriableError, SendingPausedError,
                      SkippableDeliveryError, SkippableError)
 from .hookspecs import EVENT_HOOKS
 from .messages import MessageContent, Outgoing
@@ -331,6 +331,10 @@ class Worker:
                     outbox.mark_accepted(conn, row["id"], o.wamid, outbox.erase_values(retention))
                     if want_accepted:
                         self._journal_accepted(conn, row, o)
+                elif o.kind == "retry" and isinstance(err, PacedError):
+                    # held back by a rate limit before sending: it waits, and the attempt is given back
+                    outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + (o.retry_after or 1.0),
+                                  attempts=row["attempts"], **release)
                 elif o.kind == "retry":
                     if row["attempts"] + 1 > self.cfg.max_attempts:
                         outbox.update(conn, row["id"], status="failed", reason="max_attempts", **details, **release,

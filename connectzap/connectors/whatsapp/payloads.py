@@ -208,3 +208,11 @@ def validate_body(body: dict[str, Any]) -> None:
         need(bool(obj.get("message_id")), "reaction.message_id", "required")
     elif kind == "contacts":
         need(isinstance(obj, list) and len(obj) > 0, "contacts", "at least one contact card")
+
+
+def read_receipt_body(wamid: str, typing: bool = False) -> dict[str, Any]:
+    """Mark an inbound message read; ``typing`` also shows a typing indicator (up to 25 s)."""
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+    if typing:
+        body["typing_indicator"] = {"type": "text"}
+    return body

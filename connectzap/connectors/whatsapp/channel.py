@@ -1,0 +1,94 @@
+"""The live channel: messages go to the Cloud API (or a BSP / a local fake at ``api_base_url``).
+
+``send`` uploads local media, builds the request body (:mod:`.payloads`), routes MARKETING
+templates to ``/marketing_messages`` when enabled, and returns the wamid -- or raises from the
+core's exception tree (:mod:`.errors`), telling the pacer about pair and throughput limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ...core.channel import NOT_SUPPORTED, Channel, OutboundSend
+from ...core.errors import FatalDeliveryError, PayloadError, RetriableDeliveryError
+from ...core.phones import contact_key
+from . import errors
+from .client import GraphClient
+from .media import MediaUploader
+from .pacer import Pacer
+from .payloads import message_body
+from .settings import WhatsAppSettings
+
+if TYPE_CHECKING:
+    from ...core.app import Connectzap
+
+
+class CloudApiChannel:
+    name = "whatsapp"
+
+    def __init__(self, settings: WhatsAppSettings, client: GraphClient, *, pacer: Pacer | None = None,
+                 secret: bytes | None = None) -> None:
+        if not settings.phone_number_id:
+            from ...core.errors import ConfigurationError
+            raise ConfigurationError("connectors.whatsapp.phone_number_id is not set")
+        self.settings = settings
+        self.client = client
+        self.pacer = pacer
+        self.secret = secret
+        self.media = MediaUploader(client)
+
+    def __repr__(self) -> str:
+        return f"CloudApiChannel(number={self.settings.phone_number_id!r}, client={self.client!r})"
+
+    def route(self, message: OutboundSend) -> str:
+        """``messages`` or ``marketing_messages`` for this message."""
+        marketing = (self.settings.marketing_messages_api and message.category == "marketing"
+                     and message.content.is_template)
+        return "marketing_messages" if marketing else "messages"
+
+    async def send(self, message: OutboundSend) -> str:
+        number = message.business_phone_number_id or self.settings.phone_number_id
+        assert number is not None
+        content = await self.media.resolve(message.content, number)
+        if content is not message.content:
+            message = replace(message, content=content)
+        try:
+            body = message_body(message)
+        except PayloadError as exc:
+            raise FatalDeliveryError(f"cannot build the request: {exc.message}", code="invalid_parameter",
+                                     details=exc.message) from None
+        try:
+            return await self.client.send_message(number, body, marketing=self.route(message) != "messages")
+        except RetriableDeliveryError as exc:
+            await self._tell_pacer(exc, message, number)
+            raise
+
+    async def _tell_pacer(self, exc: RetriableDeliveryError, message: OutboundSend, number: str) -> None:
+        if self.pacer is None:
+            return
+        if exc.vendor_code == errors.PAIR_LIMIT and self.secret is not None:
+            await self.pacer.cool_down(contact_key(message.recipient, self.secret), number, exc.retry_after)
+        elif exc.vendor_code == errors.THROUGHPUT_LIMIT:
+            await self.pacer.slow_down(number, exc.retry_after or 1.0)
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        """Blue ticks for an inbound message (optionally with a typing indicator)."""
+        number = phone_number_id or self.settings.phone_number_id
+        assert number is not None
+        return await self.client.mark_read(number, wamid, typing=typing)
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        # The Cloud API cannot be asked "did you get this?": status webhooks carrying
+        # biz_opaque_callback_data (= the outbox id) settle it.
+        return NOT_SUPPORTED
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def build_channel(settings: WhatsAppSettings, app: Connectzap) -> Channel:
+    """The live channel for ``app``; also installs the database-backed pacer as ``app.pacer``."""
+    pacer = Pacer.from_settings(app.db, settings)
+    app.pacer = pacer  # type: ignore[attr-defined] - the sender looks for it there
+    return CloudApiChannel(settings, GraphClient(settings), pacer=pacer, secret=app.secret)

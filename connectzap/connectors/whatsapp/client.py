@@ -1,0 +1,156 @@
+"""An async client for the Graph API endpoints connectzap uses.
+
+httpx is the API; the transport under it is configurable (``transport``): ``"aiohttp"``
+(httpx-aiohttp) or ``"httpx"`` (httpx's own). The default was chosen by
+``bench/send_throughput.py`` (figures in docs/whatsapp-sending.md). The access token lives in
+a ``SecretStr`` and in the Authorization header only; it is never logged or shown in a repr.
+
+Every non-2xx answer becomes one exception from :mod:`.errors`; so does a request that got no
+answer -- ambiguous for sends (the message may be out), retriable for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ...core.errors import ConfigurationError, FatalDeliveryError
+from . import errors
+from .payloads import read_receipt_body
+from .settings import WhatsAppSettings
+
+TRANSPORTS = ("aiohttp", "httpx")
+
+
+def _transport(name: str, max_connections: int) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if name == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+        return AiohttpTransport(limits=limits)
+    if name == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits)
+    raise ConfigurationError(f"connectors.whatsapp.transport must be one of {', '.join(TRANSPORTS)}, got {name!r}")
+
+
+class GraphClient:
+    """One Graph API client per engine. It is created lazily inside the running event loop and
+    re-created when the loop changes (CLI commands run several short loops)."""
+
+    def __init__(self, settings: WhatsAppSettings, *, max_connections: int = 100) -> None:
+        if settings.access_token is None:
+            raise ConfigurationError("connectors.whatsapp.access_token is not set")
+        _transport(settings.transport, 1)  # fail at start-up on a bad transport name, not at first send
+        self.settings = settings
+        self.base_url = settings.graph_url + "/"
+        self.max_connections = max_connections
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"GraphClient(base_url={self.base_url!r}, transport={self.settings.transport!r})"
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._loop is not loop:
+            token = self.settings.access_token.get_secret_value()  # type: ignore[union-attr]
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url, headers={"Authorization": f"Bearer {token}"},
+                timeout=httpx.Timeout(self.settings.timeout_seconds),
+                transport=_transport(self.settings.transport, self.max_connections))
+            self._loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        http, self._http, self._loop = self._http, None, None
+        if http is not None:
+            await http.aclose()
+
+    # --- the one request path -----------------------------------------------------------
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
+                      files: Any = None, data: dict[str, Any] | None = None, is_send: bool = False) -> Any:
+        """Call the Graph API and return the parsed JSON, or raise a classified error.
+
+        ``is_send``: the request delivers a message, so no answer means "maybe sent".
+        """
+        try:
+            response = await self._client().request(method, path, json=json_body, params=params, files=files,
+                                                     data=data)
+            content = await response.aread()
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise errors.from_transport(exc, may_have_acted=is_send and method != "GET") from None
+        try:
+            payload = json.loads(content) if content else {}
+        except ValueError:
+            payload = None
+        if response.status_code >= 400 or (isinstance(payload, dict) and "error" in payload):
+            raise errors.classify(response.status_code, payload, response.headers)
+        if not isinstance(payload, (dict, list)):
+            raise errors.classify(502 if response.status_code < 300 else response.status_code,
+                                  {"error": {"message": "the API answered with something that is not JSON"}})
+        return payload
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def send_message(self, phone_number_id: str, body: dict[str, Any], *, marketing: bool = False) -> str:
+        """POST a message body; return its wamid. MARKETING templates may use /marketing_messages."""
+        path = f"{phone_number_id}/{'marketing_messages' if marketing else 'messages'}"
+        answer = await self.request("POST", path, json_body=body, is_send=True)
+        try:
+            return str(answer["messages"][0]["id"])
+        except (KeyError, IndexError, TypeError):
+            # accepted but no wamid: we cannot correlate statuses, yet it may well be out
+            from ...core.errors import AmbiguousDeliveryError
+            raise AmbiguousDeliveryError("the API accepted the message but returned no message id") from None
+
+    async def mark_read(self, phone_number_id: str, wamid: str, *, typing: bool = False) -> bool:
+        """Mark an inbound message read (and optionally show a typing indicator)."""
+        answer = await self.request("POST", f"{phone_number_id}/messages", json_body=read_receipt_body(wamid, typing))
+        return bool(answer.get("success"))
+
+    async def upload_media(self, phone_number_id: str, file: str | Path, mime_type: str | None = None) -> str:
+        """Upload a local file (multipart) and return its media id."""
+        path = Path(file)
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise FatalDeliveryError(f"cannot read media file {path.name}: {exc.strerror}",
+                                     code="media_file_unreadable") from None
+        mime = mime_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        answer = await self.request("POST", f"{phone_number_id}/media",
+                                    data={"messaging_product": "whatsapp", "type": mime},
+                                    files={"file": (path.name, content, mime)})
+        return str(answer["id"])
+
+    # --- paging ---------------------------------------------------------------------------
+
+    async def get_all(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """GET a list endpoint and follow every page (``paging.next``, else ``cursors.after``)."""
+        items: list[dict[str, Any]] = []
+        page_params: dict[str, Any] | None = dict(params or {})
+        seen: set[str] = set()
+        while True:
+            answer = await self.request("GET", path, params=page_params)
+            items.extend(answer.get("data") or [])
+            paging = answer.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            next_url = paging.get("next")
+            if not next_url or not after or after in seen:
+                return items
+            seen.add(after)
+            if self._same_host(next_url):
+                # follow Meta's own next link (it carries every parameter) -- but only to our host,
+                # so the token never goes anywhere else
+                path, page_params = next_url, None  # (httpx drops a URL's query when given params)
+            else:
+                page_params = {**(page_params or {}), "after": after}
+
+    def _same_host(self, url: str) -> bool:
+        ours, theirs = urlsplit(self.base_url), urlsplit(url)
+        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)

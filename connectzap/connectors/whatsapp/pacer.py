@@ -1,0 +1,252 @@
+"""Send pacing that holds across every worker process sharing one database.
+
+Three limits (``shared/research/whatsapp.md`` section 3):
+
+* **Per business number**: at most ``messages_per_second`` (Meta: 80 by default, up to
+  1,000). The database keeps one "next free slot" time per number; a process leases a run of
+  consecutive slots ``1/rate`` apart in one statement and sends each message at its slot, so
+  several processes together never exceed the rate, and 1,000 msg/s is tens of statements a
+  second, not a thousand. A little burst credit (``burst_seconds``) lets a sender that idled
+  for a moment catch up.
+* **Per recipient** (the pair limit, about one message every 6 s to one user): one "next
+  allowed" time per (number, recipient); a 131056 from Meta pushes it out by a longer cooldown.
+* **Unique recipients of business-initiated (template) messages in a rolling 24 hours** (the
+  portfolio's messaging-limit tier): a recipient counts from its first template in the window.
+  Counts are kept in 10-minute buckets and a bucket counts until it has entirely left the
+  window, so the limit is never overshot (at worst a slot frees up to 10 minutes late).
+
+Every ``acquire`` that arrives while a database round-trip is in flight joins the next one, so
+a worker's whole batch is decided in one transaction. Recipients are stored as the contact's
+keyed hash, never as a number. A message held back raises :class:`PacedError` with
+``retry_after``: it waits in the queue instead of failing, and the attempt is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from ...core.channel import OutboundSend
+from ...core.errors import PacedError
+from ...core.store.database import Database
+from ...core.store.schema import rate_counters
+
+DAY = 86400.0
+BUCKET = 600.0
+CLEANUP_EVERY = 3600.0
+PREFIX = "wa:"
+
+
+@dataclass
+class _Ask:
+    number: str
+    contact_key: str
+    business_initiated: bool
+    future: asyncio.Future[float]
+
+
+class Pacer:
+    def __init__(self, db: Database, *, default_number: str, messages_per_second: float = 80.0,
+                 pair_spacing_seconds: float = 6.0, pair_cooldown_seconds: float | None = None,
+                 daily_unique_recipients: int | None = None, scope: str = "portfolio",
+                 burst_seconds: float = 0.1) -> None:
+        self.db = db
+        self.default_number = default_number
+        self.interval = 1.0 / messages_per_second
+        self.pair_spacing = pair_spacing_seconds
+        self.pair_cooldown = pair_cooldown_seconds if pair_cooldown_seconds is not None else max(
+            2 * pair_spacing_seconds, 12.0)
+        self.daily_limit = daily_unique_recipients
+        self.scope = scope
+        self.burst = burst_seconds
+        self._pending: list[_Ask] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_cleanup = 0.0
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Any) -> Pacer:
+        return cls(db, default_number=settings.phone_number_id, messages_per_second=settings.messages_per_second,
+                   pair_spacing_seconds=settings.pair_spacing_seconds,
+                   daily_unique_recipients=settings.daily_unique_recipients, scope=settings.waba_id or "portfolio")
+
+    # --- what the sender calls ---------------------------------------------------------------
+
+    async def acquire(self, message: OutboundSend, row: dict[str, Any]) -> None:
+        """Wait for this message's slot, or raise :class:`PacedError` when it must wait longer."""
+        loop = asyncio.get_running_loop()
+        ask = _Ask(message.business_phone_number_id or self.default_number, row["contact_key"],
+                   message.content.is_template, loop.create_future())
+        self._pending.append(ask)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        slot = await ask.future
+        delay = slot - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def cool_down(self, contact_key: str, number: str | None = None, seconds: float | None = None) -> None:
+        """Meta said 131056 (pair limit): hold this recipient back for a while; others flow on."""
+        key = self._pair_key(number or self.default_number, contact_key)
+        await asyncio.to_thread(self._push_out, key, time.time() + (seconds or self.pair_cooldown))
+
+    async def slow_down(self, number: str | None = None, seconds: float = 1.0) -> None:
+        """Meta said 130429 (throughput): no slot for this number for ``seconds``."""
+        await asyncio.to_thread(self._push_out, f"{PREFIX}mps:{number or self.default_number}", time.time() + seconds)
+
+    # --- batching ------------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the rest of the worker's batch arrive
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await asyncio.to_thread(self._decide, batch)
+            except BaseException as exc:  # the database failed: every waiter hears it (and retries)
+                for ask in batch:
+                    if not ask.future.done():
+                        ask.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for ask, result in zip(batch, results, strict=True):
+                if ask.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    ask.future.set_exception(result)
+                else:
+                    ask.future.set_result(result)
+
+    def _decide(self, batch: list[_Ask]) -> list[float | Exception]:
+        t = time.time()
+        results: list[float | Exception | None] = [None] * len(batch)
+        live: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for i, ask in enumerate(batch):
+            pair = (ask.number, ask.contact_key)
+            if pair in seen and self.pair_spacing > 0:
+                results[i] = PacedError("pair limit: another message to this recipient goes first",
+                                        retry_after=self.pair_spacing)
+                continue
+            seen.add(pair)
+            live.append(i)
+        with self.db.begin() as conn:
+            if self.daily_limit is not None:
+                live = self._budget(conn, t, batch, live, results)
+            if self.pair_spacing > 0 and live:
+                live = self._pairs(conn, t, batch, live, results)
+            by_number: dict[str, list[int]] = {}
+            for i in live:
+                by_number.setdefault(batch[i].number, []).append(i)
+            for number, indexes in sorted(by_number.items()):
+                start = self._lease(conn, t, number, len(indexes))
+                for n, i in enumerate(indexes):
+                    results[i] = start + n * self.interval
+            if t - self._last_cleanup > CLEANUP_EVERY:
+                self._last_cleanup = t
+                conn.execute(rate_counters.delete().where(rate_counters.c.key.like(f"{PREFIX}%"),
+                                                          rate_counters.c.updated_at < t - DAY - 2 * BUCKET))
+        return [r if r is not None else PacedError("not decided") for r in results]
+
+    # --- the three limits ------------------------------------------------------------------
+
+    def _greatest(self, *args: Any) -> Any:
+        return func.max(*args) if self.db.is_sqlite else func.greatest(*args)
+
+    def _lease(self, conn: Any, t: float, number: str, n: int) -> float:
+        """Reserve ``n`` consecutive slots for ``number``; return the first slot's time."""
+        span = n * self.interval
+        stmt = self.db.insert(rate_counters).values(key=f"{PREFIX}mps:{number}", value=t + span, updated_at=t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": self._greatest(rate_counters.c.value, t - self.burst) + span, "updated_at": t},
+        ).returning(rate_counters.c.value)
+        end = float(conn.execute(stmt).scalar_one())
+        return end - span
+
+    def _pair_key(self, number: str, contact_key: str) -> str:
+        return f"{PREFIX}pair:{number}:{contact_key}"
+
+    def _pairs(self, conn: Any, t: float, batch: list[_Ask], live: list[int],
+               results: list[Any]) -> list[int]:
+        """Claim each recipient's next slot in one statement: granted where it was free."""
+        granted_until = t + self.pair_spacing
+        keys = {i: self._pair_key(batch[i].number, batch[i].contact_key) for i in live}
+        # sorted: processes lock rows in the same order, so they cannot deadlock each other
+        stmt = self.db.insert(rate_counters).values(
+            [{"key": k, "value": granted_until, "updated_at": t} for k in sorted(keys.values())])
+        free = rate_counters.c.value <= t
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": case((free, stmt.excluded.value), else_=rate_counters.c.value), "updated_at": t},
+        ).returning(rate_counters.c.key, rate_counters.c.value)
+        now_values = {row[0]: float(row[1]) for row in conn.execute(stmt)}
+        still = []
+        for i in live:
+            value = now_values[keys[i]]
+            if value == granted_until:
+                still.append(i)
+            else:
+                results[i] = PacedError("pair limit: this recipient got a message moments ago",
+                                        retry_after=max(value - t, 0.05))
+        return still
+
+    def _budget(self, conn: Any, t: float, batch: list[_Ask], live: list[int], results: list[Any]) -> list[int]:
+        """Admit business-initiated messages while the rolling 24 h unique-recipient budget lasts."""
+        asks = [i for i in live if batch[i].business_initiated]
+        if not asks:
+            return live
+        assert self.daily_limit is not None
+        base = f"{PREFIX}budget:{self.scope}:"
+        lock = f"{base}lock"
+        # Writing the lock row holds its row lock until commit: one budget decision at a time
+        # across processes (on SQLite the transaction's write lock already serialises them).
+        self.db.upsert(conn, rate_counters, {"key": lock, "value": 0.0, "updated_at": t}, ["key"])
+        recipient_keys = {batch[i].contact_key: f"{base}r:{batch[i].contact_key}" for i in asks}
+        counted = {row[0] for row in conn.execute(
+            select(rate_counters.c.key).where(rate_counters.c.key.in_(list(recipient_keys.values())),
+                                              rate_counters.c.value > t - DAY))}
+        fresh = [ck for ck, key in recipient_keys.items() if key not in counted]
+        if not fresh:
+            return live
+        now_bucket = math.floor(t / BUCKET)
+        first_bucket = math.floor((t - DAY) / BUCKET)  # partly outside the window, still counted in full
+        bucket_keys = {f"{base}b:{b}": b for b in range(first_bucket, now_bucket + 1)}
+        buckets = {bucket_keys[row[0]]: int(row[1]) for row in conn.execute(
+            select(rate_counters.c.key, rate_counters.c.value).where(rate_counters.c.key.in_(list(bucket_keys))))
+            if row[1]}
+        room = max(self.daily_limit - sum(buckets.values()), 0)
+        admitted = set(fresh[:room])
+        if admitted:
+            stmt = self.db.insert(rate_counters).values(
+                [{"key": recipient_keys[ck], "value": t, "updated_at": t} for ck in sorted(admitted)])
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                                    set_={"value": t, "updated_at": t}))
+            key = f"{base}b:{now_bucket}"
+            stmt = self.db.insert(rate_counters).values(key=key, value=float(len(admitted)), updated_at=t)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": rate_counters.c.value + len(admitted), "updated_at": t}))
+        if len(admitted) == len(fresh):
+            return live
+        oldest = min(buckets) if buckets else now_bucket
+        wait = max((oldest + 1) * BUCKET + DAY - t, 1.0)
+        still = []
+        for i in live:
+            ck = batch[i].contact_key
+            if batch[i].business_initiated and recipient_keys[ck] not in counted and ck not in admitted:
+                results[i] = PacedError(f"daily limit: {self.daily_limit} unique recipients in 24 hours reached",
+                                        retry_after=wait)
+            else:
+                still.append(i)
+        return still
+
+    def _push_out(self, key: str, until: float) -> None:
+        t = time.time()
+        with self.db.begin() as conn:
+            stmt = self.db.insert(rate_counters).values(key=key, value=until, updated_at=t)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": self._greatest(rate_counters.c.value, until), "updated_at": t}))

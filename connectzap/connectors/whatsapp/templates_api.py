@@ -1,0 +1,89 @@
+"""Message templates on the WhatsApp Business Account (``/{waba-id}/message_templates``),
+kept in step with the template cache the send gate checks (:mod:`connectzap.core.templates`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...core import templates as cache
+from ...core.errors import ConfigurationError, PayloadError
+from ...core.models import TemplateInfo
+from .client import GraphClient
+
+if TYPE_CHECKING:
+    from ...core.app import Connectzap
+
+FIELDS = "id,name,language,status,category,parameter_format,components"
+
+
+def _waba(client: GraphClient) -> str:
+    if not client.settings.waba_id:
+        raise ConfigurationError("connectors.whatsapp.waba_id is not set: templates live on the business account")
+    return client.settings.waba_id
+
+
+def to_info(item: dict[str, Any], waba_id: str | None) -> TemplateInfo:
+    return TemplateInfo(name=item["name"], language=item.get("language", ""), status=item.get("status", "PENDING"),
+                        category=item.get("category", "UTILITY"),
+                        parameter_format=str(item.get("parameter_format") or "POSITIONAL").upper(),
+                        components=item.get("components") or [], id=item.get("id"), waba_id=waba_id)
+
+
+async def fetch_all(client: GraphClient, name: str | None = None) -> list[TemplateInfo]:
+    """Every template on the account (every page), optionally only those called ``name``."""
+    waba = _waba(client)
+    params: dict[str, Any] = {"fields": FIELDS, "limit": 100}
+    if name:
+        params["name"] = name
+    return [to_info(item, waba) for item in await client.get_all(f"{waba}/message_templates", params)]
+
+
+async def sync(client: GraphClient, app: Connectzap) -> tuple[int, int]:
+    """Replace this account's cached templates with the remote ones. Returns (kept, removed)."""
+    waba = _waba(client)
+    remote = await fetch_all(client)
+    keep = {(t.name, t.language) for t in remote}
+    removed = 0
+    with app.db.begin() as conn:
+        for info in remote:
+            cache.put(app.db, conn, info)
+        for old in cache.all_templates(conn):
+            if old.waba_id in (waba, None) and (old.name, old.language) not in keep:
+                removed += cache.delete(conn, old.name, old.language)
+    return len(remote), removed
+
+
+def read_definition(path: str | Path) -> dict[str, Any]:
+    """A template definition file (JSON): name, language, category, components[, parameter_format]."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PayloadError(f"cannot read {path}: {exc.strerror}", field="file") from None
+    except ValueError as exc:
+        raise PayloadError(f"{path} is not valid JSON: {exc}", field="file") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"{path} must hold one JSON object", field="file")
+    missing = [k for k in ("name", "language", "category", "components") if not data.get(k)]
+    if missing:
+        raise PayloadError(f"{path} is missing {', '.join(missing)}", field=missing[0])
+    return data
+
+
+async def create(client: GraphClient, app: Connectzap, definition: dict[str, Any]) -> TemplateInfo:
+    """Submit a template for review and cache it with the status Meta answered (usually PENDING)."""
+    waba = _waba(client)
+    answer = await client.request("POST", f"{waba}/message_templates", json_body=definition)
+    info = to_info({**definition, **answer}, waba)
+    with app.db.begin() as conn:
+        cache.put(app.db, conn, info)
+    return info
+
+
+async def delete(client: GraphClient, app: Connectzap, name: str) -> int:
+    """Delete every language of template ``name`` remotely and from the cache."""
+    waba = _waba(client)
+    await client.request("DELETE", f"{waba}/message_templates", params={"name": name})
+    with app.db.begin() as conn:
+        return cache.delete(conn, name)

@@ -1,0 +1,297 @@
+"""A small local stand-in for the Graph API endpoints connectzap calls.
+
+Point ``[connectors.whatsapp] api_base_url`` at :attr:`FakeGraph.url`. It answers sends with
+wamids, uploads with media ids, keeps templates (paged like Meta: ``paging.cursors`` +
+``paging.next``) and a business profile, checks the Bearer token (code 190 otherwise), and
+can be told to fail or stall particular requests. Response shapes follow Meta's reference as
+summarised in ``shared/research/whatsapp.md``; this is a test double, not an emulator.
+
+In tests::
+
+    with FakeGraph(token="t") as fake:
+        fake.fail(131047, to="4915112345678", type="text")
+        ...
+
+For a benchmark run it as its own process: ``python -m connectzap.testing.fake_graph --port 8089``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Rule:
+    """Answer matching requests with an error (or stall them) ``times`` times (None = always)."""
+
+    code: int | None
+    http_status: int = 400
+    to: str | None = None
+    type: str | None = None
+    path: str | None = None
+    times: int | None = 1
+    delay: float = 0.0
+    details: str | None = None
+    is_transient: bool | None = None
+
+    def matches(self, path: str, body: dict[str, Any]) -> bool:
+        return ((self.to is None or body.get("to") == self.to)
+                and (self.type is None or body.get("type") == self.type)
+                and (self.path is None or path.endswith(self.path)))
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+    at: float = field(default_factory=time.time)
+
+
+class FakeGraph:
+    def __init__(self, *, token: str = "test-token", version: str = "v23.0", record: bool = True,
+                 page_size: int = 25, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token = token
+        self.version = version
+        self.record = record
+        self.page_size = page_size
+        self.host, self.port = host, port
+        self.requests: list[Recorded] = []
+        self.send_times: list[float] = []
+        self.rules: list[Rule] = []
+        self.templates: list[dict[str, Any]] = []
+        self.profile: dict[str, Any] = {"about": "", "address": "", "description": "", "email": "",
+                                        "websites": [], "vertical": "UNDEFINED", "messaging_product": "whatsapp"}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- scripting ----------------------------------------------------------------------------
+
+    def fail(self, code: int | None, *, http_status: int = 400, to: str | None = None, type: str | None = None,
+             path: str | None = None, times: int | None = 1, details: str | None = None,
+             is_transient: bool | None = None) -> Rule:
+        rule = Rule(code, http_status, to=to.lstrip("+") if to else None, type=type, path=path, times=times,
+                    details=details, is_transient=is_transient)
+        self.rules.append(rule)
+        return rule
+
+    def stall(self, seconds: float, *, to: str | None = None, times: int | None = 1) -> Rule:
+        """Answer matching sends only after ``seconds`` (longer than the client timeout = a timeout)."""
+        rule = Rule(None, 200, to=to.lstrip("+") if to else None, times=times, delay=seconds)
+        self.rules.append(rule)
+        return rule
+
+    def sends(self) -> list[dict[str, Any]]:
+        """Bodies of every message send (messages and marketing_messages), oldest first."""
+        return [r.body for r in self.requests if r.path.endswith(("/messages", "/marketing_messages"))
+                and isinstance(r.body, dict) and "type" in r.body]
+
+    # --- the server ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=200 * 1024 * 1024)
+        v = f"/{self.version}"
+        app.router.add_post(v + "/{number}/messages", self._send)
+        app.router.add_post(v + "/{number}/marketing_messages", self._send)
+        app.router.add_post(v + "/{number}/media", self._media)
+        app.router.add_get(v + "/{number}/whatsapp_business_profile", self._profile_get)
+        app.router.add_post(v + "/{number}/whatsapp_business_profile", self._profile_set)
+        app.router.add_get(v + "/{waba}/message_templates", self._templates_list)
+        app.router.add_post(v + "/{waba}/message_templates", self._templates_create)
+        app.router.add_delete(v + "/{waba}/message_templates", self._templates_delete)
+        return app
+
+    def start(self) -> FakeGraph:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="fake-graph", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> FakeGraph:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def error(code: int, message: str, *, http_status: int = 400, details: str | None = None,
+              is_transient: bool | None = None) -> web.Response:
+        error: dict[str, Any] = {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
+                                 "fbtrace_id": "AfakeTrace" + str(code)}
+        if details:
+            error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+        if is_transient is not None:
+            error["is_transient"] = is_transient
+        return web.json_response({"error": error}, status=http_status)
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _read(self, request: web.Request) -> Any:
+        if request.content_type == "application/json":
+            return await request.json()
+        return None
+
+    def _note(self, request: web.Request, body: Any) -> None:
+        if self.record:
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            self.requests.append(Recorded(request.method, request.path, body, headers))
+
+    def _rule_for(self, path: str, body: dict[str, Any]) -> Rule | None:
+        for rule in self.rules:
+            if (rule.times is None or rule.times > 0) and rule.matches(path, body):
+                if rule.times is not None:
+                    rule.times -= 1
+                return rule
+        return None
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        self._note(request, body)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token: Session has expired", http_status=401)
+        if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+            return self.error(100, "Invalid parameter", details="messaging_product must be whatsapp")
+        if body.get("status") == "read":
+            return web.json_response({"success": True})
+        rule = self._rule_for(request.path, body) if self.rules else None
+        if rule is not None:
+            if rule.delay:
+                await asyncio.sleep(rule.delay)
+            if rule.code is not None:
+                return self.error(rule.code, "scripted error", http_status=rule.http_status, details=rule.details,
+                                  is_transient=rule.is_transient)
+        self.send_times.append(time.time())
+        to = str(body.get("to", ""))
+        return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                                  "messages": [{"id": f"wamid.fake.{next(self._ids)}"}]})
+
+    async def _media(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form.get("file")
+        record = {"messaging_product": form.get("messaging_product"), "type": form.get("type"),
+                  "filename": getattr(upload, "filename", None),
+                  "size": len(upload.file.read()) if hasattr(upload, "file") else None}
+        self._note(request, record)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        if record["messaging_product"] != "whatsapp" or upload is None:
+            return self.error(100, "Invalid parameter", details="file and messaging_product are required")
+        return web.json_response({"id": f"media.fake.{next(self._ids)}"})
+
+    async def _profile_get(self, request: web.Request) -> web.Response:
+        self._note(request, dict(request.query))
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        return web.json_response({"data": [self.profile]})
+
+    async def _profile_set(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        self._note(request, body)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        allowed = {"about", "address", "description", "email", "websites", "vertical", "profile_picture_handle"}
+        unknown = set(body or {}) - allowed - {"messaging_product"}
+        if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp" or unknown:
+            return self.error(100, "Invalid parameter", details=f"unexpected fields: {sorted(unknown)}")
+        self.profile.update({k: v for k, v in body.items() if k in allowed})
+        return web.json_response({"success": True})
+
+    async def _templates_list(self, request: web.Request) -> web.Response:
+        self._note(request, dict(request.query))
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        items = [t for t in self.templates if "name" not in request.query or t["name"] == request.query["name"]]
+        size = int(request.query.get("limit", self.page_size))
+        start = int(request.query.get("after", "0") or 0)
+        page: dict[str, Any] = {"data": items[start:start + size]}
+        if items:
+            page["paging"] = {"cursors": {"before": str(start), "after": str(start + size)}}
+            if start + size < len(items):
+                query = {**request.query, "after": str(start + size)}
+                page["paging"]["next"] = str(request.url.with_query(query))
+        return web.json_response(page)
+
+    async def _templates_create(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        self._note(request, body)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        missing = [k for k in ("name", "language", "category", "components") if not (body or {}).get(k)]
+        if missing:
+            return self.error(100, "Invalid parameter", details=f"missing {', '.join(missing)}")
+        if any(t["name"] == body["name"] and t["language"] == body["language"] for t in self.templates):
+            return self.error(2388024, "Content in this language already exists",
+                              details="a template with this name and language exists")
+        template_id = str(next(self._ids) + 10**15)
+        self.templates.append({**body, "id": template_id, "status": "PENDING",
+                               "parameter_format": body.get("parameter_format", "POSITIONAL")})
+        return web.json_response({"id": template_id, "status": "PENDING", "category": body["category"]})
+
+    async def _templates_delete(self, request: web.Request) -> web.Response:
+        self._note(request, dict(request.query))
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        name = request.query.get("name")
+        keep = [t for t in self.templates if t["name"] != name]
+        if not name or len(keep) == len(self.templates):
+            return self.error(100, "Invalid parameter", details=f"template {name!r} not found")
+        self.templates = keep
+        return web.json_response({"success": True})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a local fake of the WhatsApp Graph API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--version", default="v23.0")
+    args = parser.parse_args()
+    fake = FakeGraph(token=args.token, version=args.version, record=False, host=args.host, port=args.port)
+    print(json.dumps({"url": f"http://{args.host}:{args.port}"}), flush=True)
+    web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
