@@ -13,13 +13,13 @@ retried delivery -- exactly like plugin hooks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from ..core.models import ConsentChange, Event, InboundMessage, MessageStatus
+from ..core.models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, Order
 
 if TYPE_CHECKING:
     from ..core.app import Connectzap
@@ -115,6 +115,15 @@ class Connector:
     async def sync_consent_changed(self, change: ConsentChange, ctx: EventContext) -> None:
         """Mirror a consent change to the external system."""
 
+    async def sync_order_created(self, order: Order, ctx: EventContext) -> None:
+        """Forward a new order (from any connector) to the external system."""
+
+    async def sync_order_updated(self, order: Order, ctx: EventContext) -> None:
+        """Forward an order change to the external system."""
+
+    async def sync_lead(self, lead: Lead, ctx: EventContext) -> None:
+        """Forward a new lead to the external system."""
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -125,10 +134,21 @@ class Connector:
         """Event kind -> sync method name, for the methods this class overrides."""
         out = {}
         for kind, method in (("inbound_message", "sync_inbound_message"), ("message_status", "sync_message_status"),
-                             ("consent_changed", "sync_consent_changed")):
+                             ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
+                             ("order_updated", "sync_order_updated"), ("lead", "sync_lead")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out
+
+    def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
+        """Delivery target name -> coroutine function, for events of ``kind``.
+
+        Each target is retried and dead-lettered on its own. The default is the overridden
+        sync method as ``connector:<name>``; a connector that forwards to several receivers
+        (the generic webhooks' subscriptions) returns one target per receiver.
+        """
+        method = type(self).sync_methods().get(kind)
+        return {f"connector:{self.name}": getattr(self, method)} if method else {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

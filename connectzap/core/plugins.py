@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp",
     "connectzap.connectors.whatsapp.commands",
     "connectzap.plugins.opt_out_keywords",
+    "connectzap.connectors.webhook",
 )
 
 ENTRY_POINT_GROUP = "connectzap"

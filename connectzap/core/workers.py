@@ -87,10 +87,9 @@ class Worker:
 
     def targets(self, kind: str) -> list[_Target]:
         out = [_Target(name=h.name, hook=h) for h in event_targets(kind)] if kind in EVENT_HOOKS else []
-        for name, connector in self.app.connectors.items():
-            method = type(connector).sync_methods().get(kind)
-            if method:
-                out.append(_Target(name=f"connector:{name}", connector_method=getattr(connector, method)))
+        for connector in self.app.connectors.values():
+            for target_name, method in connector.delivery_targets(kind).items():
+                out.append(_Target(name=target_name, connector_method=method))
         return out
 
     async def dispatch_once(self) -> int:

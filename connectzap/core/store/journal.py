@@ -19,6 +19,10 @@ from .database import Database, now
 from .schema import deliveries, events
 
 
+DEAD_LETTER_KEEP_SECONDS = 7 * 86400
+"""How long a dead-lettered event keeps its payload (at least), so ``events retry`` can replay it."""
+
+
 @dataclass(frozen=True)
 class Journaled:
     event_id: int | None
@@ -113,7 +117,9 @@ def settle(conn: Connection, event_id: int, retention_seconds: float) -> str:
         return "pending"
     status = "dead" if any(r["status"] == "dead" for r in rows) else "done"
     values: dict[str, Any] = {"status": status, "completed_at": t, "claimed_by": None, "claimed_until": None}
-    if retention_seconds <= 0:
+    if status == "dead":  # a dead letter keeps its payload a while so it can be retried once fixed
+        values["erase_after"] = t + max(retention_seconds, DEAD_LETTER_KEEP_SECONDS)
+    elif retention_seconds <= 0:
         values["payload"] = None
     else:
         values["erase_after"] = t + retention_seconds

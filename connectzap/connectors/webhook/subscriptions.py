@@ -1,0 +1,163 @@
+"""Outbound subscriptions: connectzap events POSTed as JSON, signed the Standard Webhooks way.
+
+Each subscription is its own delivery target (``connector:generic:NAME``) in the journal, so
+the engine retries it with backoff, dead-letters it after ``workers.max_attempts`` and never
+re-sends to a subscription that already succeeded because another one failed. The
+``webhook-id`` is stable per event and subscription: receivers dedupe on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, select
+
+from ...core.errors import FatalDeliveryError, NotFoundError, RetriableDeliveryError
+from ...core.models import Event
+from ...core.signatures import sign_standard
+from ...core.store.database import now
+from ...core.store.schema import deliveries, events
+from .settings import SubscriptionSpec
+
+TARGET_PREFIX = "connector:generic:"
+
+
+def target_name(subscription: str) -> str:
+    return TARGET_PREFIX + subscription
+
+
+def webhook_id(source: str, dedupe_key: str, subscription: str) -> str:
+    """The same for every attempt and replay of one event to one subscription."""
+    digest = hashlib.sha256(f"{source}\x00{dedupe_key}\x00{subscription}".encode()).hexdigest()[:32]
+    return f"msg_{digest}"
+
+
+def envelope(event: Event, event_id: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": event.kind.value, "timestamp": event.occurred_at.isoformat(),
+                            "event_id": event_id, "source": event.source, "data": event.data}
+    if event.previous_status is not None:
+        body["previous_status"] = event.previous_status
+    return body
+
+
+def signed_headers(msg_id: str, body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": sign_standard(msg_id, ts, body, secret)}
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(response: httpx.Response, subscription: str) -> None:
+    """2xx: done. 429, 408 and 5xx: retry (honouring Retry-After). Other answers: dead letter now."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    message = f"subscription {subscription}: receiver answered HTTP {status}"
+    if status in (408, 425, 429) or status >= 500:
+        raise RetriableDeliveryError(message, retry_after=retry_after(response.headers.get("retry-after")),
+                                     http_status=status)
+    raise FatalDeliveryError(message, http_status=status)
+
+
+class Deliverer:
+    """POSTs events for the connector. One HTTP client per event loop (workers may run several)."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._loop = loop
+        return self._client
+
+    async def post(self, subscription: str, spec: SubscriptionSpec, event: Event, event_id: int) -> int:
+        body = json.dumps(envelope(event, event_id), separators=(",", ":"), ensure_ascii=False).encode()
+        msg_id = webhook_id(event.source, event.dedupe_key, subscription)
+        headers = signed_headers(msg_id, body, spec.secret.get_secret_value())
+        try:
+            response = await self._http().post(spec.url, content=body, headers=headers,
+                                               timeout=spec.timeout_seconds)
+        except httpx.TimeoutException:
+            raise RetriableDeliveryError(f"subscription {subscription}: receiver timed out") from None
+        except httpx.HTTPError as exc:
+            raise RetriableDeliveryError(f"subscription {subscription}: {type(exc).__name__}") from None
+        classify(response, subscription)
+        return response.status_code
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except RuntimeError:  # its event loop is already gone
+                pass
+            self._client = None
+
+
+# --- inspection and replay (the CLI) ------------------------------------------------------
+
+def listing(conn: Connection, *, status: str | None = None, subscription: str | None = None,
+            limit: int = 100) -> list[dict[str, Any]]:
+    """Deliveries to subscriptions, newest first."""
+    query = (select(deliveries.c.event_id, deliveries.c.target, deliveries.c.status, deliveries.c.attempts,
+                    deliveries.c.next_attempt_at, deliveries.c.last_error, deliveries.c.updated_at,
+                    events.c.kind, events.c.source)
+             .join(events, events.c.id == deliveries.c.event_id)
+             .where(deliveries.c.target.startswith(TARGET_PREFIX, autoescape=True)))
+    if subscription:
+        query = query.where(deliveries.c.target == target_name(subscription))
+    if status:
+        query = query.where(deliveries.c.status == status)
+    rows = conn.execute(query.order_by(deliveries.c.updated_at.desc(), deliveries.c.id.desc()).limit(limit))
+    return [{**dict(r._mapping), "subscription": r.target[len(TARGET_PREFIX):]} for r in rows]
+
+
+def replay(conn: Connection, event_id: int, subscription: str | None = None) -> int:
+    """Queue an event again for one subscription (or every one it went to). Returns how many."""
+    row = conn.execute(select(events.c.payload).where(events.c.id == event_id)).first()
+    if row is None:
+        raise NotFoundError(f"no event {event_id}")
+    targets = deliveries.c.target == target_name(subscription) if subscription \
+        else deliveries.c.target.startswith(TARGET_PREFIX, autoescape=True)
+    found = conn.execute(select(deliveries.c.id).where(deliveries.c.event_id == event_id, targets)).all()
+    if not found:
+        raise NotFoundError(f"event {event_id} was not delivered to "
+                            + (f"subscription {subscription}" if subscription else "any subscription"))
+    if row.payload is None:
+        raise NotFoundError(f"event {event_id} no longer holds its payload (privacy.retention_hours); "
+                            "it cannot be replayed")
+    t = now()
+    count = conn.execute(deliveries.update().where(deliveries.c.event_id == event_id, targets)
+                         .values(status="pending", attempts=0, next_attempt_at=t, last_error=None,
+                                 updated_at=t)).rowcount
+    conn.execute(events.update().where(events.c.id == event_id).values(status="pending", next_attempt_at=t,
+                                                                       completed_at=None))
+    return count
+
+
+def load_event(conn: Connection, event_id: int) -> Event:
+    row = conn.execute(select(events.c.payload).where(events.c.id == event_id)).first()
+    if row is None or row.payload is None:
+        raise NotFoundError(f"event {event_id} has no payload to deliver")
+    return Event.model_validate_json(row.payload)
