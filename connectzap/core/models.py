@@ -336,6 +336,9 @@ class EventKind(StrEnum):
     TEMPLATE_UPDATE = "template_update"
     SEND = "send"
     CANCEL = "cancel"
+    RESOLVE = "resolve"
+    """A thin webhook (ids only) that its connector completes later, outside the webhook edge, by
+    fetching the record and journaling the full events. No event hook sees it."""
 
 
 class Event(Model):

@@ -30,6 +30,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp.commands",
     "connectzap.plugins.opt_out_keywords",
     "connectzap.connectors.webhook",
+    "connectzap.connectors.hubspot",
+    "connectzap.plugins.lead_welcome",
 )
 
 ENTRY_POINT_GROUP = "connectzap"

@@ -1,0 +1,115 @@
+"""The HubSpot connector: leads in, WhatsApp chats and consent back out.
+
+* Webhook edge (``POST /webhooks/hubspot``): verify, then journal thin ``resolve`` events.
+* ``resolve`` delivery (later, retried on its own): fetch the contact, journal a ``lead`` event
+  carrying the consents its properties state (or, for a consent property change, the consent
+  changes alone).
+* Reply sync: inbound messages and ``accepted`` outbound messages go on the contact's timeline;
+  consent changes made in connectzap are mirrored to the contact's consent properties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import select
+
+from ...core.errors import SkippableError
+from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus
+from ...core.store.schema import events
+from ..base import Connector, ConnectorSettings, WebhookRequest
+from . import webhooks
+from .client import HubSpotClient
+from .consent_sync import ConsentMirror
+from .contacts import ContactRef, Contacts
+from .settings import HubSpotSettings
+from .timeline import Entry, Timeline, describe_content
+
+if TYPE_CHECKING:
+    from ...core.app import Connectzap
+    from ...core.context import EventContext
+
+
+class HubSpotConnector(Connector):
+    name: ClassVar[str] = "hubspot"
+    title: ClassVar[str] = "HubSpot"
+    settings_model: ClassVar[type[ConnectorSettings]] = HubSpotSettings
+    routes: ClassVar[tuple[str, ...]] = ("/webhooks/hubspot",)
+    settings: HubSpotSettings
+
+    def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
+        super().__init__(settings, app)
+        self.client = HubSpotClient(self.settings)
+        self.contacts = Contacts(self.client, self.settings)
+        self.timeline = Timeline(self.client, self.contacts, self.settings)
+        self.consent_mirror = ConsentMirror(self.contacts, self.settings)
+
+    # --- ingress -------------------------------------------------------------------------
+
+    def verify_request(self, request: WebhookRequest) -> None:
+        webhooks.verify(self.settings, request)
+
+    def parse(self, request: WebhookRequest) -> list[Event]:
+        return webhooks.parse(self.settings, request)
+
+    # --- completing thin events --------------------------------------------------------------
+
+    def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
+        if kind == EventKind.RESOLVE.value:
+            return {f"connector:{self.name}": self._resolve_delivery}
+        return super().delivery_targets(kind)
+
+    async def _resolve_delivery(self, _payload: Any, ctx: EventContext) -> None:
+        if ctx.source != self.name:
+            return  # another connector's thin event
+        data = await asyncio.to_thread(self._event_data, ctx.event_id)
+        resolved = await self.resolve(data, ctx)
+        # Journaled in its own transaction; the dedupe keys make a retried delivery harmless.
+        await asyncio.to_thread(self.app.ingest, resolved)
+
+    def _event_data(self, event_id: int) -> dict[str, Any]:
+        with self.app.db.read() as conn:
+            payload = conn.execute(select(events.c.payload).where(events.c.id == event_id)).scalar_one()
+        return Event.model_validate_json(payload).data
+
+    async def resolve(self, data: dict[str, Any], ctx: EventContext) -> list[Event]:
+        """Fetch the contact a webhook named; return the lead (or consent) events it makes."""
+        portal, object_id = str(data["portal_id"]), str(data["object_id"])
+        contact = await self.contacts.fetch(object_id)
+        if contact is None:
+            raise SkippableError(f"HubSpot contact {object_id} no longer exists", code="not_found")
+        phone = self.contacts.phone_of(contact["properties"])
+        if phone is None:
+            raise SkippableError(f"HubSpot contact {object_id} has no valid WhatsApp number in "
+                                 f"{', '.join(self.settings.phone_properties)}", code="no_phone")
+        props = contact["properties"]
+        self.contacts.remember(ctx, phone, ContactRef(object_id, props.get("hubspot_owner_id") or None))
+        consents = self.contacts.consents_of(contact, portal, phone, datetime.now(UTC))
+        base = ctx.dedupe_key  # already (portal, trigger, object, time, property)
+        if data.get("purpose") == "consent":
+            return [Event.of(EventKind.CONSENT_CHANGED, change, source=self.name,
+                             dedupe_key=f"{base}:consent:{change.category.value}") for change in consents]
+        lead = self.contacts.lead_of(contact, portal, phone)
+        return [Event.of(EventKind.LEAD, lead, source=self.name, dedupe_key=f"{base}:lead", consents=consents)]
+
+    # --- reply sync -------------------------------------------------------------------------------
+
+    async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        if not self.settings.timeline or not message.contact.phone:
+            return
+        text = message.text or (f"[{message.type}]" if message.type != "text" else "")
+        await self.timeline.log(ctx, Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound",
+                                           text=text, at=message.timestamp, name=message.contact.name))
+
+    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.
+        if not self.settings.timeline or status.status != "accepted" or not status.recipient or not status.wamid:
+            return
+        await self.timeline.log(ctx, Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
+                                           text=describe_content(status.content), at=status.timestamp))
+
+    async def sync_consent_changed(self, change: ConsentChange, ctx: EventContext) -> None:
+        await self.consent_mirror.mirror(change, ctx)

@@ -1,0 +1,156 @@
+"""Finding HubSpot contacts by WhatsApp number, creating them when configured, reading leads.
+
+A number is searched as E.164 over every configured phone property (OR-ed filter groups),
+under the search API's own rate limit. The id found (or created) is kept in the connector's
+state under the contact's keyed hash: HubSpot's search index lags writes, so a contact created
+a moment ago would not be found again by searching, and we never store the number itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ...core.errors import InvalidPhoneError, SkippableError
+from ...core.models import Category, ConsentChange, Contact, Lead
+from ...core.phones import to_e164
+from . import marks
+from .client import HubSpotClient, HubSpotNotFound
+from .settings import HubSpotSettings
+
+if TYPE_CHECKING:
+    from ...core.context import EventContext
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    id: str
+    owner_id: str | None = None
+
+
+class Contacts:
+    def __init__(self, client: HubSpotClient, settings: HubSpotSettings) -> None:
+        self.client = client
+        self.settings = settings
+
+    # --- reading one contact -------------------------------------------------------------
+
+    async def fetch(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's properties (the ones the connector reads), or None when it is gone."""
+        try:
+            found = await self.client.call("get contact", self.client.contacts.get_by_id, contact_id,
+                                           properties=self.settings.fetched_properties())
+        except HubSpotNotFound:
+            return None
+        return {"id": str(found.id), "properties": dict(found.properties or {}),
+                "created_at": getattr(found, "created_at", None)}
+
+    def phone_of(self, properties: dict[str, Any]) -> str | None:
+        """The first configured phone property that holds a valid number, as E.164."""
+        country = properties.get(self.settings.country_property) if self.settings.country_property else None
+        if not (isinstance(country, str) and len(country.strip()) == 2):
+            country = self.settings.default_region
+        for name in self.settings.phone_properties:
+            raw = properties.get(name)
+            if raw in (None, ""):
+                continue
+            try:
+                return to_e164(str(raw), country.strip().upper() if country else None)
+            except InvalidPhoneError:
+                continue
+        return None
+
+    def lead_of(self, contact: dict[str, Any], portal_id: str, phone: str) -> Lead:
+        props = contact["properties"]
+        created = contact.get("created_at")
+        return Lead(id=contact["id"], stage=props.get("lifecyclestage"), owner_id=props.get("hubspot_owner_id"),
+                    created_at=created if isinstance(created, datetime) else None,
+                    contact=Contact(phone=phone, first_name=props.get("firstname"), last_name=props.get("lastname"),
+                                    email=props.get("email"), external_id=contact["id"]),
+                    properties=props, portal_id=portal_id, crm="hubspot")
+
+    def consents_of(self, contact: dict[str, Any], portal_id: str, phone: str, at: datetime) -> list[ConsentChange]:
+        """Opt-ins and opt-outs the contact's consent properties state, each with its proof."""
+        props = contact["properties"]
+        out = []
+        for category, rule in self.settings.consent.items():
+            value = props.get(rule.property)
+            if value in (None, ""):
+                continue
+            text = str(value).strip().casefold()
+            basis = props.get(rule.legal_basis_property) if rule.legal_basis_property else None
+            if text in {v.casefold() for v in rule.granted_values}:
+                if rule.legal_basis_property and str(basis or "").upper() not in rule.opt_in_legal_bases:
+                    continue  # "granted" without an opt-in legal basis is not WhatsApp consent
+                granted = True
+            elif text in {v.casefold() for v in rule.revoked_values}:
+                granted = False
+            else:
+                continue
+            proof = (f"HubSpot portal {portal_id}, contact {contact['id']}: property {rule.property}={value}"
+                     + (f", {rule.legal_basis_property}={basis}" if rule.legal_basis_property else "")
+                     + f" (read {at.isoformat()})")
+            out.append(ConsentChange(phone=phone, category=Category(category), granted=granted,
+                                     source=f"hubspot:{rule.property}", proof=proof, at=at))
+        return out
+
+    # --- finding by number -----------------------------------------------------------------
+
+    async def find(self, ctx: EventContext, phone: str, *, name: str | None = None) -> ContactRef | None:
+        """The contact with this number: from state, else by search, else created (if configured)."""
+        key = ctx.contact_key(phone)
+        if key is None:
+            raise SkippableError("not a valid phone number", code="invalid_phone")
+        cached = ctx.state.get(f"contact:{key}")
+        if cached:
+            return ContactRef(cached["id"], cached.get("owner"))
+        mark_key = f"creating-contact:{key}"
+        earlier = marks.earlier_attempt(ctx, mark_key, self.settings.search_index_lag_seconds)
+        found = await self.search(phone)
+        if found is None and self.settings.create_contacts:
+            await marks.put(ctx, mark_key, {})
+            found = await self.create(phone, name)
+        if earlier is not None or found is not None:
+            ctx.state.delete(mark_key)
+        if found is not None:
+            ctx.state.set(f"contact:{key}", {"id": found.id, "owner": found.owner_id})
+        return found
+
+    def remember(self, ctx: EventContext, phone: str, ref: ContactRef) -> None:
+        key = ctx.contact_key(phone)
+        if key is not None:
+            ctx.state.set(f"contact:{key}", {"id": ref.id, "owner": ref.owner_id})
+
+    async def search(self, phone: str) -> ContactRef | None:
+        from hubspot.crm.contacts import PublicObjectSearchRequest
+        groups = [{"filters": [{"propertyName": p, "operator": "EQ", "value": phone}]}
+                  for p in self.settings.phone_properties[:5]]  # HubSpot allows 5 filter groups
+        request = PublicObjectSearchRequest(filter_groups=groups, limit=10,
+                                            properties=["hubspot_owner_id", *self.settings.phone_properties],
+                                            sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}])
+        page = await self.client.call("search contacts", self.client.contact_search.do_search,
+                                      public_object_search_request=request, search=True)
+        results = list(page.results or [])
+        if not results:
+            return None
+        first = results[0]  # the oldest of any duplicates: usually the one people work with
+        return ContactRef(str(first.id), (first.properties or {}).get("hubspot_owner_id") or None)
+
+    async def create(self, phone: str, name: str | None) -> ContactRef:
+        from hubspot.crm.contacts import SimplePublicObjectInputForCreate
+        props = {self.settings.new_contact_phone_property: phone}
+        if name:
+            first, _, last = name.partition(" ")
+            props["firstname"] = first
+            if last:
+                props["lastname"] = last
+        created = await self.client.call("create contact", self.client.contacts.create,
+                                         simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+                                             properties=props, associations=[]), creates=True)
+        return ContactRef(str(created.id), None)
+
+    async def update(self, contact_id: str, properties: dict[str, str]) -> None:
+        from hubspot.crm.contacts import SimplePublicObjectInput
+        await self.client.call("update contact", self.client.contacts.update, contact_id,
+                               simple_public_object_input=SimplePublicObjectInput(properties=properties))

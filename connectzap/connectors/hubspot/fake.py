@@ -1,0 +1,191 @@
+"""A local stand-in for the few HubSpot CRM endpoints the connector uses (tests, demos).
+
+Point ``api_base_url`` at :attr:`FakeHubSpot.url`. It keeps contacts, communications and notes
+in memory, answers searches with EQ filters (OR-ed groups, AND-ed filters), can hide new records
+from search (HubSpot's index lag) and can answer scripted failures first (429, 5xx, 403).
+Request and response shapes follow HubSpot's CRM v3 API reference.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+OBJECTS = {"contacts", "communications", "notes"}
+
+
+@dataclass
+class Scripted:
+    method: str
+    path_prefix: str
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    authorization: str | None
+
+
+class FakeHubSpot:
+    def __init__(self, *, search_lag: bool = False) -> None:
+        self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in OBJECTS}
+        self.associations: list[tuple[str, str, str, int]] = []  # (object, id, contact id, type id)
+        self.requests: list[Recorded] = []
+        self.search_lag = search_lag
+        """When true, records created through the API are not found by search (until :meth:`index`)."""
+        self.unindexed: set[tuple[str, str]] = set()
+        self.script: deque[Scripted] = deque()
+        self._ids = itertools.count(1001)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> FakeHubSpot:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- set-up and inspection ---------------------------------------------------------------
+
+    def add_contact(self, properties: dict[str, Any], contact_id: str | None = None) -> str:
+        with self._lock:
+            new_id = contact_id or str(next(self._ids))
+            self.records["contacts"][new_id] = self._record(new_id, properties)
+        return new_id
+
+    def index(self) -> None:
+        self.unindexed.clear()
+
+    def fail_next(self, method: str, path_prefix: str, status: int, body: dict[str, Any] | None = None,
+                  headers: dict[str, str] | None = None) -> None:
+        self.script.append(Scripted(method.upper(), path_prefix, status, body or {"status": "error"}, headers or {}))
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.records[kind].values())
+
+    def calls(self, method: str, path_prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+    # --- behaviour ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(object_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        props = {k: None if v is None else str(v) for k, v in properties.items()}
+        props.setdefault("hs_object_id", object_id)
+        props.setdefault("createdate", stamp)
+        return {"id": object_id, "properties": props, "createdAt": stamp, "updatedAt": stamp, "archived": False}
+
+    def _view(self, record: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+        props = record["properties"]
+        shown = {k: props.get(k) for k in wanted} if wanted else dict(props)
+        shown["hs_object_id"] = record["id"]
+        return {**record, "properties": shown}
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any, dict[str, str]]:
+        for index, scripted in enumerate(self.script):
+            if scripted.method == method and path.startswith(scripted.path_prefix):
+                del self.script[index]
+                return scripted.status, scripted.body, scripted.headers
+        parts = [p for p in path.split("/") if p]
+        if parts[:3] != ["crm", "v3", "objects"] or len(parts) < 4 or parts[3] not in OBJECTS:
+            return 404, {"status": "error", "message": "unknown path", "category": "OBJECT_NOT_FOUND"}, {}
+        kind, rest = parts[3], parts[4:]
+        with self._lock:
+            if method == "POST" and rest == ["search"]:
+                return 200, self._search(kind, body or {}), {}
+            if method == "POST" and not rest:
+                new_id = str(next(self._ids))
+                record = self._record(new_id, (body or {}).get("properties", {}))
+                self.records[kind][new_id] = record
+                if self.search_lag:
+                    self.unindexed.add((kind, new_id))
+                for assoc in (body or {}).get("associations", []):
+                    for spec in assoc.get("types", []):
+                        self.associations.append((kind, new_id, str(assoc["to"]["id"]), int(spec["associationTypeId"])))
+                return 201, record, {}
+            record = self.records[kind].get(rest[0]) if rest else None
+            if record is None:
+                return 404, {"status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"}, {}
+            if method == "GET":
+                wanted = query.get("properties", [])
+                names = [n for item in wanted for n in item.split(",") if n]
+                return 200, self._view(record, names), {}
+            if method == "PATCH":
+                record["properties"].update({k: str(v) for k, v in (body or {}).get("properties", {}).items()})
+                return 200, record, {}
+        return 405, {"status": "error", "message": "method not allowed"}, {}
+
+    def _search(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+        groups = request.get("filterGroups") or []
+
+        def matches(record: dict[str, Any]) -> bool:
+            if (kind, record["id"]) in self.unindexed:
+                return False
+            props = record["properties"]
+            return any(all(self._filter(props, f) for f in g.get("filters", [])) for g in groups) if groups else True
+
+        found = [r for r in self.records[kind].values() if matches(r)]
+        wanted = request.get("properties") or None
+        return {"total": len(found), "results": [self._view(r, wanted) for r in found[: request.get("limit", 10)]]}
+
+    @staticmethod
+    def _filter(props: dict[str, Any], rule: dict[str, Any]) -> bool:
+        value = props.get(rule["propertyName"])
+        if rule.get("operator") == "EQ":
+            return value is not None and str(value).casefold() == str(rule.get("value")).casefold()
+        if rule.get("operator") == "HAS_PROPERTY":
+            return value not in (None, "")
+        raise ValueError(f"fake HubSpot does not implement operator {rule.get('operator')}")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                split = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                query = parse_qs(split.query)
+                fake.requests.append(Recorded(self.command, split.path, query, body,
+                                              self.headers.get("Authorization")))
+                status, answer, headers = fake.handle(self.command, split.path, query, body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = _serve  # noqa: N815 - http.server's naming
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        return Handler

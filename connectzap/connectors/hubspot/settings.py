@@ -1,0 +1,148 @@
+"""``[connectors.hubspot]``: the private app token, webhook secrets, which events make a lead,
+where phone numbers and consent live on the contact, and the API limits to respect.
+
+Fail closed: an enabled connector needs ``access_token`` and at least one way to authenticate
+webhooks (``client_secrets`` for app webhooks or signed workflow webhooks, ``workflow_secrets``
+for workflow webhooks that carry a shared secret); otherwise it does not start.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ...core.models import Category
+from ..base import ConnectorSettings
+
+LegalBasis = Literal["LEGITIMATE_INTEREST_PQL", "LEGITIMATE_INTEREST_CLIENT", "PERFORMANCE_OF_CONTRACT",
+                     "CONSENT_WITH_NOTICE", "NON_GDPR", "PROCESS_AND_STORE", "LEGITIMATE_INTEREST_OTHER"]
+"""HubSpot's ``legalBasis`` vocabulary (subscription preferences API)."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsentProperty(_Part):
+    """A contact property that holds WhatsApp opt-in for one category.
+
+    Read as an opt-in source when a contact is fetched; written back (``mirror``) when consent
+    changes in connectzap, whose ledger stays the source of truth.
+    """
+
+    property: str
+    granted_values: list[str] = Field(default_factory=lambda: ["granted", "true", "yes", "subscribed"])
+    """Values that mean "opted in" (case-insensitive). The first one is written when mirroring a grant."""
+    revoked_values: list[str] = Field(default_factory=lambda: ["revoked", "false", "no", "unsubscribed"])
+    """Values that mean "opted out". The first one is written when mirroring a revocation."""
+    legal_basis_property: str | None = None
+    """Optional property with the legal basis, in HubSpot's vocabulary (e.g. CONSENT_WITH_NOTICE)."""
+    opt_in_legal_bases: list[LegalBasis] = Field(default_factory=lambda: ["CONSENT_WITH_NOTICE", "NON_GDPR"])
+    """With ``legal_basis_property`` set, a "granted" value counts only with one of these bases."""
+    legal_basis_on_grant: LegalBasis = "CONSENT_WITH_NOTICE"
+    """Written to ``legal_basis_property`` when a grant is mirrored."""
+    at_property: str | None = None
+    """Optional property that receives the time of the last mirrored change (ISO 8601)."""
+    source_property: str | None = None
+    """Optional property that receives where the last mirrored change came from (e.g. whatsapp:keyword)."""
+    mirror: bool = True
+
+
+class LeadTrigger(_Part):
+    """A ``contact.propertyChange`` that makes a lead, e.g. lifecyclestage becoming ``lead``."""
+
+    property: str
+    values: list[str] = Field(default_factory=list)
+    """Values that trigger (case-insensitive); empty means any change of the property."""
+
+    def matches(self, name: str | None, value: object) -> bool:
+        if name != self.property:
+            return False
+        return not self.values or str(value or "").casefold() in {v.casefold() for v in self.values}
+
+
+class HubSpotSettings(ConnectorSettings):
+    access_token: SecretStr | None = None
+    """Private app access token (pat-...)."""
+    client_secrets: list[SecretStr] = Field(default_factory=list)
+    """The app's client secret(s) for X-HubSpot-Signature(-v3); list the new one first while rotating."""
+    workflow_secrets: list[SecretStr] = Field(default_factory=list)
+    """Shared secret(s) a workflow "Send a webhook" action sends as its API key."""
+    workflow_secret_name: str = "X-Connectzap-Secret"
+    """The API key name configured in the workflow action."""
+    workflow_secret_in: Literal["header", "query"] = "header"
+    signature_versions: list[Literal["v1", "v2", "v3"]] = Field(default_factory=lambda: ["v3", "v2", "v1"])
+    """Signature versions accepted. v1/v2 carry no timestamp (no replay protection); drop them if you can."""
+    signature_tolerance_seconds: float = Field(default=300, gt=0)
+    portal_id: str | None = None
+    """Your HubSpot account id; used for workflow deliveries that do not carry one."""
+
+    api_base_url: str = "https://api.hubapi.com"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    requests_per_10_seconds: int = Field(default=100, ge=1)
+    """Burst budget of the private app (100 on Free/Starter, 190 on Professional/Enterprise)."""
+    search_requests_per_second: float = Field(default=4.0, gt=0)
+    max_inline_retries: int = Field(default=2, ge=0)
+    """Retries inside one delivery for short waits; longer waits reschedule the delivery."""
+    inline_retry_max_seconds: float = Field(default=1.0, ge=0)
+    daily_limit_retry_seconds: float = Field(default=3600.0, gt=0)
+    """When HubSpot reports the DAILY limit, come back after this long."""
+
+    lead_on_creation: bool = True
+    """``contact.creation`` makes a lead."""
+    lead_triggers: list[LeadTrigger] = Field(
+        default_factory=lambda: [LeadTrigger(property="lifecyclestage", values=["lead"])])
+    phone_properties: list[str] = Field(default_factory=lambda: ["hs_whatsapp_phone_number", "mobilephone", "phone"])
+    """Where the WhatsApp number may be, in order of preference; all are searched for inbound senders."""
+    country_property: str | None = None
+    """A contact property holding an ISO country code, for numbers written without one."""
+    default_region: str | None = None
+    """ISO country for national numbers when the contact has none (else ``phones.default_region``)."""
+    lead_properties: list[str] = Field(default_factory=lambda: [
+        "firstname", "lastname", "email", "company", "lifecyclestage", "hubspot_owner_id", "createdate"])
+    """Properties fetched for a lead (phone and consent properties are always added)."""
+    consent: dict[Category, ConsentProperty] = Field(default_factory=dict)
+    """Per category (marketing, utility, authentication): the property that holds opt-in."""
+
+    timeline: bool = True
+    """Log inbound and outbound WhatsApp messages on the contact's timeline."""
+    timeline_object: Literal["communication", "note"] = "communication"
+    """Communications need them on the portal; a 403 switches to notes automatically."""
+    create_contacts: bool = False
+    """Create a contact for an unknown number (inbound message, outbound send, consent change)."""
+    new_contact_phone_property: str = "mobilephone"
+    """Where a created contact's number goes."""
+    owner_id: str | None = None
+    """hubspot_owner_id for timeline entries; default: the contact's owner (``use_contact_owner``)."""
+    use_contact_owner: bool = True
+    search_index_lag_seconds: float = Field(default=15.0, ge=0)
+    """How long HubSpot's search index may lag a create: a retry after an interrupted create waits this
+    long before searching for what it may have created."""
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> HubSpotSettings:
+        if not self.enabled:
+            return self
+        missing = []
+        if self.access_token is None or not self.access_token.get_secret_value():
+            missing.append("access_token (a private app token)")
+        if not any(s.get_secret_value() for s in [*self.client_secrets, *self.workflow_secrets]):
+            missing.append("client_secrets (app webhooks) or workflow_secrets (workflow webhooks)")
+        if missing:
+            raise ValueError("set " + " and ".join(missing))
+        return self
+
+    def fetched_properties(self) -> list[str]:
+        """Every contact property the connector reads, without repeats."""
+        names = [*self.lead_properties, *self.phone_properties, "hubspot_owner_id"]
+        if self.country_property:
+            names.append(self.country_property)
+        for rule in self.consent.values():
+            names.extend(p for p in (rule.property, rule.legal_basis_property) if p)
+        return list(dict.fromkeys(names))

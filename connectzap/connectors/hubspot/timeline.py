@@ -1,0 +1,152 @@
+"""WhatsApp messages on the contact's HubSpot timeline: one entry per wamid, ever.
+
+Each message becomes a Communication (channel WHATS_APP, logged from CRM, associated to the
+contact with HubSpot-defined type 81) or, where the portal has no Communications (configured,
+or a 403), a Note (type 202). HubSpot has no direction field, so the body says which way the
+message went, what it said and its wamid.
+
+Exactly once: the created id is kept in state per wamid (a keyed hash of it), and a durable mark
+written before each create lets a retry after a crash find what the interrupted attempt made
+(by its timestamp and wamid) instead of logging the message twice.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...core.errors import FatalDeliveryError, SkippableError
+from . import marks
+from .client import HubSpotClient
+from .contacts import ContactRef, Contacts
+from .settings import HubSpotSettings
+
+if TYPE_CHECKING:
+    from ...core.context import EventContext
+
+COMMUNICATION_TO_CONTACT = 81
+NOTE_TO_CONTACT = 202
+ObjectKind = Literal["communication", "note"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One WhatsApp message to log."""
+
+    wamid: str
+    phone: str
+    direction: Literal["inbound", "outbound"]
+    text: str
+    at: datetime
+    name: str | None = None
+
+    @property
+    def millis(self) -> int:
+        return int(self.at.timestamp() * 1000)
+
+    def body(self) -> str:
+        """The timeline text (HubSpot renders it as HTML, so the message is escaped)."""
+        arrow = "⬅ WhatsApp message received" if self.direction == "inbound" else "➡ WhatsApp message sent"
+        text = "<br>".join(html.escape(line) for line in self.text.splitlines()) or "(no text)"
+        return f"<p><strong>{arrow}</strong></p><p>{text}</p><p>wamid: {html.escape(self.wamid)}</p>"
+
+
+def describe_content(content: dict[str, Any] | None) -> str:
+    """Readable text for outbound content as the ``accepted`` status carries it."""
+    if not content:
+        return ""
+    kind = content.get("type")
+    if kind == "text":
+        return str(content.get("body", ""))
+    if kind == "template":
+        body = content.get("body") or []
+        values = body.values() if isinstance(body, dict) else body
+        params = [str(p.get("text") or p.get("fallback_value") or "") if isinstance(p, dict) else str(p)
+                  for p in values]
+        text = f"Template {content.get('name')} ({content.get('language')})"
+        return text + (": " + ", ".join(params) if params else "")
+    caption = content.get("caption") or content.get("body") or ""
+    return f"[{kind}] {caption}".strip()
+
+
+class Timeline:
+    def __init__(self, client: HubSpotClient, contacts: Contacts, settings: HubSpotSettings) -> None:
+        self.client = client
+        self.contacts = contacts
+        self.settings = settings
+        self.communications_unavailable = settings.timeline_object == "note"
+
+    async def log(self, ctx: EventContext, entry: Entry) -> None:
+        tag = marks.hashed(ctx, entry.wamid)
+        done_key, mark_key = f"timeline:{tag}", f"timeline-attempt:{tag}"
+        if ctx.state.get(done_key):
+            return
+        earlier = marks.earlier_attempt(ctx, mark_key, self.settings.search_index_lag_seconds)
+        if earlier is not None:
+            existing = await self.find_existing(entry, earlier.get("object", "communication"))
+            if existing is not None:
+                ctx.state.set(done_key, {"id": existing, "object": earlier.get("object")})
+                ctx.state.delete(mark_key)
+                return
+        contact = await self.contacts.find(ctx, entry.phone, name=entry.name)
+        if contact is None:
+            raise SkippableError("no HubSpot contact has this number (create_contacts is off)", code="no_contact")
+        kind: ObjectKind = "note" if self.communications_unavailable else "communication"
+        try:
+            created = await self._create(ctx, mark_key, kind, entry, contact)
+        except FatalDeliveryError as exc:
+            if kind != "communication" or exc.code != "hubspot_forbidden":
+                raise
+            ctx.log.warning("HubSpot refused a Communication (%s); logging WhatsApp messages as notes", exc.message)
+            self.communications_unavailable = True  # until restart: a portal may gain the feature
+            kind = "note"
+            created = await self._create(ctx, mark_key, kind, entry, contact)
+        ctx.state.set(done_key, {"id": created, "object": kind})
+        ctx.state.delete(mark_key)
+
+    def _owner(self, contact: ContactRef) -> str | None:
+        if self.settings.owner_id:
+            return self.settings.owner_id
+        return contact.owner_id if self.settings.use_contact_owner else None
+
+    async def _create(self, ctx: EventContext, mark_key: str, kind: ObjectKind, entry: Entry,
+                      contact: ContactRef) -> str:
+        await marks.put(ctx, mark_key, {"object": kind})
+        owner = self._owner(contact)
+        if kind == "communication":
+            from hubspot.crm.objects.communications import SimplePublicObjectInputForCreate
+            props = {"hs_communication_channel_type": "WHATS_APP", "hs_communication_logged_from": "CRM",
+                     "hs_communication_body": entry.body(), "hs_timestamp": str(entry.millis)}
+            api, type_id = self.client.communications, COMMUNICATION_TO_CONTACT
+        else:
+            from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate  # type: ignore[no-redef]
+            props = {"hs_note_body": entry.body(), "hs_timestamp": str(entry.millis)}
+            api, type_id = self.client.notes, NOTE_TO_CONTACT
+        if owner:
+            props["hubspot_owner_id"] = owner
+        associations = [{"to": {"id": contact.id},
+                         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}]
+        created = await self.client.call(f"create {kind}", api.create, creates=True,
+                                         simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+                                             properties=props, associations=associations))
+        return str(created.id)
+
+    async def find_existing(self, entry: Entry, kind: ObjectKind) -> str | None:
+        """The entry an interrupted attempt created: same timestamp, body carrying the wamid."""
+        if kind == "communication":
+            from hubspot.crm.objects.communications import PublicObjectSearchRequest
+            api, body_prop = self.client.communication_search, "hs_communication_body"
+            extra = [{"propertyName": "hs_communication_channel_type", "operator": "EQ", "value": "WHATS_APP"}]
+        else:
+            from hubspot.crm.objects.notes import PublicObjectSearchRequest  # type: ignore[no-redef]
+            api, body_prop, extra = self.client.note_search, "hs_note_body", []
+        filters = [{"propertyName": "hs_timestamp", "operator": "EQ", "value": str(entry.millis)}, *extra]
+        request = PublicObjectSearchRequest(filter_groups=[{"filters": filters}], properties=[body_prop], limit=100)
+        page = await self.client.call(f"search {kind}s", api.do_search, public_object_search_request=request,
+                                      search=True)
+        for item in page.results or []:
+            if entry.wamid in str((item.properties or {}).get(body_prop) or ""):
+                return str(item.id)
+        return None

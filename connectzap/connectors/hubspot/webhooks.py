@@ -1,0 +1,135 @@
+"""``POST /webhooks/hubspot``: authenticate, then turn deliveries into thin ``resolve`` events.
+
+Two kinds of delivery arrive here:
+
+* **App webhooks** -- a JSON array of events, signed with the app's client secret
+  (``X-HubSpot-Signature-v3`` + ``X-HubSpot-Request-Timestamp``, or the older
+  ``X-HubSpot-Signature`` with ``X-HubSpot-Signature-Version`` v1/v2).
+* **Workflow "Send a webhook" actions** -- one JSON object about one record, authenticated by a
+  shared secret in a header or query parameter (or signed like an app webhook).
+
+The payloads carry ids only. Fetching the contact is not done here (HubSpot gives us seconds to
+answer): each relevant event is journaled as a ``resolve`` event that the connector completes
+later (:meth:`HubSpotConnector.resolve`). ``eventId`` is not unique, so the dedupe key is
+(portal, subscription type, object id, occurredAt, property).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ...core import signatures
+from ...core.errors import PayloadError, SignatureError
+from ...core.models import Event, EventKind
+from ..base import WebhookRequest, secret_value
+from .settings import HubSpotSettings
+
+SOURCE = "hubspot"
+CONTACT_TYPE_ID = "0-1"  # objectTypeId of contacts in generic (object.*) subscriptions
+
+
+def verify(settings: HubSpotSettings, request: WebhookRequest) -> None:
+    """Raise :class:`SignatureError` unless a HubSpot signature or the workflow secret checks out."""
+    client_secrets = [secret_value(s) for s in settings.client_secrets]
+    v3 = request.header("x-hubspot-signature-v3")
+    signature = request.header("x-hubspot-signature")
+    if v3 is not None:
+        _allowed(settings, "v3")
+        signatures.verify_hubspot_v3(request.method, request.url, request.body, v3,
+                                     request.header("x-hubspot-request-timestamp"), client_secrets,
+                                     tolerance=settings.signature_tolerance_seconds)
+        return
+    if signature is not None:
+        version = (request.header("x-hubspot-signature-version") or "v1").strip().lower()
+        _allowed(settings, version)
+        if version == "v1":
+            signatures.verify_hubspot_v1(request.body, signature, client_secrets)
+        else:
+            signatures.verify_hubspot_v2(request.method, request.url, request.body, signature, client_secrets)
+        return
+    given = request.header(settings.workflow_secret_name) if settings.workflow_secret_in == "header" \
+        else request.query.get(settings.workflow_secret_name)
+    if given is None:
+        raise SignatureError("no HubSpot signature and no workflow secret")
+    signatures.verify_shared_secret(given, [secret_value(s) for s in settings.workflow_secrets])
+
+
+def _allowed(settings: HubSpotSettings, version: str) -> None:
+    if version not in settings.signature_versions:
+        raise SignatureError(f"signature version {version} is not accepted")
+
+
+def parse(settings: HubSpotSettings, request: WebhookRequest) -> list[Event]:
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise PayloadError("body is not JSON", field="body") from None
+    if isinstance(body, list):
+        return [e for i, item in enumerate(body) if (e := app_event(settings, item, i)) is not None]
+    if isinstance(body, dict):
+        return [workflow_event(settings, body, request.body)]
+    raise PayloadError("expected a JSON array of events or a workflow object", field="body")
+
+
+def _required(item: dict[str, Any], name: str, index: int) -> Any:
+    value = item.get(name)
+    if value in (None, ""):
+        raise PayloadError(f"event {index} has no {name}", field=f"[{index}].{name}")
+    return value
+
+
+def app_event(settings: HubSpotSettings, item: Any, index: int) -> Event | None:
+    """One app webhook event -> a resolve event, or None when it is not one we act on."""
+    if not isinstance(item, dict):
+        raise PayloadError(f"event {index} is not an object", field=f"[{index}]")
+    kind = str(_required(item, "subscriptionType", index))
+    object_id = str(_required(item, "objectId", index))
+    portal = str(_required(item, "portalId", index))
+    occurred = _required(item, "occurredAt", index)
+    family, _, action = kind.partition(".")
+    is_contact = family == "contact" or (family == "object" and str(item.get("objectTypeId")) == CONTACT_TYPE_ID)
+    if not is_contact:
+        return None
+    prop, value = item.get("propertyName"), item.get("propertyValue")
+    purpose = _purpose(settings, action, prop, value)
+    if purpose is None:
+        return None
+    data = {"portal_id": portal, "object_id": object_id, "purpose": purpose, "trigger": kind,
+            "property": prop, "value": value, "occurred_at": occurred, "change_source": item.get("changeSource")}
+    dedupe = f"{portal}:{kind}:{object_id}:{occurred}:{prop or ''}"
+    return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=dedupe,
+                 data={k: v for k, v in data.items() if v is not None})
+
+
+def _purpose(settings: HubSpotSettings, action: str, prop: str | None, value: Any) -> str | None:
+    if action == "creation":
+        return "lead" if settings.lead_on_creation else None
+    if action != "propertyChange":
+        return None
+    if any(trigger.matches(prop, value) for trigger in settings.lead_triggers):
+        return "lead"
+    if any(rule.property == prop or rule.legal_basis_property == prop for rule in settings.consent.values()):
+        return "consent"
+    return None
+
+
+def workflow_event(settings: HubSpotSettings, body: dict[str, Any], raw: bytes) -> Event:
+    """A workflow delivery names one contact: the full legacy contact JSON or a custom body."""
+    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    candidates = [body.get("objectId"), body.get("vid"), body.get("hs_object_id"), body.get("contactId"),
+                  _value(props.get("hs_object_id"))]
+    object_id = next((str(c) for c in candidates if c not in (None, "")), None)
+    if object_id is None:
+        raise PayloadError("workflow body names no contact: include objectId, vid or hs_object_id",
+                           field="objectId")
+    portal = str(body.get("portalId") or body.get("portal-id") or settings.portal_id or "0")
+    # No event time in a workflow body: the same bytes again are the same delivery.
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=f"{portal}:workflow:{object_id}:{digest}",
+                 data={"portal_id": portal, "object_id": object_id, "purpose": "lead", "trigger": "workflow"})
+
+
+def _value(prop: Any) -> Any:
+    return prop.get("value") if isinstance(prop, dict) else prop

@@ -1,0 +1,78 @@
+"""Lead welcome: a new lead who opted in gets one WhatsApp template, once per contact.
+
+Config (``[plugins.lead_welcome]``)::
+
+    template = "welcome_lead"          # an approved template in the cache
+    language = "en"
+    params = ["{{ firstname | default('there') }}", "{{ company }}"]   # or a table for named params
+    sources = ["hubspot"]              # optional: only leads from these connectors
+
+Parameters are rendered from the lead's CRM properties (plus ``lead`` and ``contact``) in
+jinja2's sandbox. Once per contact: the idempotency key is stable per source, portal and
+contact id, so repeated webhooks, a second trigger (creation, then lifecycle stage) or a worker
+restart never send it twice. A lead without consent for the template's category is skipped
+with a visible reason and no send is recorded, so a later trigger (after the contact opted
+in) can still welcome it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from connectzap import EventContext, Lead, TemplateContent, hookimpl
+from connectzap.core import templates
+from connectzap.core.errors import ConfigurationError, SkippableError
+
+_ENV = SandboxedEnvironment(autoescape=False)
+
+
+@lru_cache(maxsize=64)
+def _compiled(text: str) -> Any:
+    return _ENV.from_string(text)
+
+
+def render(text: str, values: dict[str, Any]) -> str:
+    """One parameter: a jinja2 template rendered in the sandbox, whitespace trimmed."""
+    try:
+        return str(_compiled(text).render(**values)).strip()
+    except TemplateError as exc:
+        raise ConfigurationError(f"lead_welcome: parameter {text!r} cannot be rendered: {exc}") from None
+
+
+def welcome_key(lead: Lead, source: str) -> str:
+    portal = (lead.model_extra or {}).get("portal_id") or ""
+    return f"welcome:{source}:{portal}:{lead.id}"
+
+
+@hookimpl
+def on_lead(lead: Lead, ctx: EventContext) -> None:
+    config = ctx.config
+    name, language = config.get("template"), config.get("language", "en")
+    if not name:
+        return  # not configured: nothing to send
+    sources = config.get("sources")
+    if sources and ctx.source not in sources:
+        return
+    phone = lead.contact.phone
+    if phone is None:
+        raise SkippableError(f"lead {lead.id} has no WhatsApp number", code="no_phone")
+    with ctx.app.db.read() as conn:
+        info = templates.get(conn, name, language)
+    if info is None:
+        raise SkippableError(f"template {name} ({language}) is not in the template cache", code="template_unknown")
+    category = info.category.lower()
+    if not ctx.has_consent(phone, category):
+        raise SkippableError(f"no {category} opt-in on record for lead {lead.id}; not welcomed (yet)",
+                             code="no_consent")
+    values = {**lead.properties, "lead": lead, "contact": lead.contact}
+    params = config.get("params", [])
+    body: list[str] | dict[str, str]
+    if isinstance(params, dict):
+        body = {key: render(str(text), values) for key, text in params.items()}
+    else:
+        body = [render(str(text), values) for text in params]
+    ctx.send(lead.contact, TemplateContent(name=name, language=language, body=body), key=welcome_key(lead, ctx.source))
