@@ -243,7 +243,7 @@ class FakeGraph:
         if not self._authorised(request):
             return self.error(190, "Error validating access token", http_status=401)
         items = [t for t in self.templates if "name" not in request.query or t["name"] == request.query["name"]]
-        size = int(request.query.get("limit", self.page_size))
+        size = min(int(request.query.get("limit", self.page_size)), self.page_size)  # a server-side cap, like Meta
         start = int(request.query.get("after", "0") or 0)
         page: dict[str, Any] = {"data": items[start:start + size]}
         if items:

@@ -122,7 +122,6 @@ class Pacer:
                     ask.future.set_result(result)
 
     def _decide(self, batch: list[_Ask]) -> list[float | Exception]:
-        t = time.time()
         results: list[float | Exception | None] = [None] * len(batch)
         live: list[int] = []
         seen: set[tuple[str, str]] = set()
@@ -135,6 +134,7 @@ class Pacer:
             seen.add(pair)
             live.append(i)
         with self.db.begin() as conn:
+            t = time.time()  # after waiting for the database, so slots start from the real now
             if self.daily_limit is not None:
                 live = self._budget(conn, t, batch, live, results)
             if self.pair_spacing > 0 and live:
