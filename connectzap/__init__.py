@@ -6,6 +6,7 @@ Plugins import what they need from here -- never from pluggy::
 """
 
 from .connectors.base import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
+from .core import signatures
 from .core.app import Connectzap
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
@@ -37,5 +38,5 @@ __all__ = [
     "ProductSection", "ReactionContent", "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError",
     "SendingPausedError", "Settings", "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError",
     "StatusValue", "TemplateContent", "TemplateInfo", "TemplateUpdate", "TextContent", "TextParam",
-    "WebhookRequest", "WebhookResponse", "__version__", "hookimpl", "load_settings", "to_e164",
+    "WebhookRequest", "WebhookResponse", "__version__", "hookimpl", "load_settings", "signatures", "to_e164",
 ]

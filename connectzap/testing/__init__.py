@@ -1,9 +1,33 @@
 """Test helpers for connectzap and its plugins, shipped in the wheel.
 
-``make_app`` builds an engine on a temporary SQLite file (or ``CONNECTZAP_TEST_DATABASE_URL``)
-with the sandbox channel; :func:`run` drives its workers synchronously until idle.
+* Engines: ``make_app`` builds one on a temporary SQLite file (or ``CONNECTZAP_TEST_DATABASE_URL``);
+  :func:`run` drives its workers synchronously until idle; ``seed_template`` fills the template cache.
+* :class:`FakeWhatsApp` records every Cloud API request body and fails on demand.
+* ``*_headers`` functions and :class:`Signer` sign requests for every supported scheme.
+* ``load_payload`` / ``sample_event`` give canonical WhatsApp webhooks and one event per kind.
+* :func:`registered_plugin` registers a plugin for the length of a ``with`` block.
+* :func:`connector_test_class` generates the connector conformance suite.
+
+The pytest plugin (loaded automatically) adds the fixtures ``connectzap_app``, ``fake_whatsapp``,
+``connectzap_factory`` and ``register_plugin``, and keeps installed plugins from loading under test.
 """
 
 from .apps import make_app, run, seed_template
+from .conformance import SUITES, ConformanceBase, connector_test_class, uses_samples
+from .fakes import FAILURES, FakeWhatsApp, delivery_error
+from .harness import ConnectorSpec, Harness, deliver, open_harness, put_templates
+from .payloads import load_payload, payload_bytes, payload_names, sample_event
+from .plugins import ConnectorRegistration, registered_plugin
+from .samples import Sample, samples_from_dir
+from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot_v2_headers, hubspot_v3_headers,
+                      meta_headers, shared_secret_headers, standard_webhooks_headers, webhook_request,
+                      woocommerce_headers)
 
-__all__ = ["make_app", "run", "seed_template"]
+__all__ = [
+    "FAILURES", "SUITES", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeWhatsApp", "Harness",
+    "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers", "hubspot_v1_headers",
+    "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers", "open_harness",
+    "payload_bytes", "payload_names", "put_templates", "registered_plugin", "run", "sample_event",
+    "samples_from_dir", "seed_template", "shared_secret_headers", "standard_webhooks_headers", "uses_samples",
+    "webhook_request", "woocommerce_headers",
+]

@@ -27,3 +27,41 @@ def connectzap_app(tmp_path: Path) -> Iterator[object]:
     yield app
     app.close()
     drop_postgres_schema(app.db.url)
+
+
+@pytest.fixture
+def fake_whatsapp() -> object:
+    """A :class:`~connectzap.testing.FakeWhatsApp` channel that records every request body."""
+    from .fakes import FakeWhatsApp
+    return FakeWhatsApp()
+
+
+@pytest.fixture
+def register_plugin() -> Iterator[object]:
+    """``register_plugin(plugin, name=None)`` registers a plugin until the test ends."""
+    from contextlib import ExitStack
+
+    from .plugins import registered_plugin
+    with ExitStack() as stack:
+        yield lambda plugin, name=None: stack.enter_context(registered_plugin(plugin, name))
+
+
+@pytest.fixture
+def connectzap_factory(tmp_path: Path) -> Iterator[object]:
+    """``connectzap_factory(channel=None, **settings)`` builds started engines (a FakeWhatsApp channel
+    by default, reachable as ``app.channel``), each on its own database; all are closed afterwards."""
+    from .apps import drop_postgres_schema, make_app
+    from .fakes import FakeWhatsApp
+    made: list[object] = []
+
+    def factory(channel: object = None, **settings: object) -> object:
+        directory = tmp_path / f"app{len(made)}"
+        directory.mkdir()
+        app = make_app(directory, channel=channel or FakeWhatsApp(), **settings)  # type: ignore[arg-type]
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.close()  # type: ignore[attr-defined]
+        drop_postgres_schema(app.db.url)  # type: ignore[attr-defined]

@@ -1,0 +1,130 @@
+"""A fake WhatsApp channel that records every request body it is asked to send.
+
+It builds the exact Cloud API body with the WhatsApp connector's own payload builder and
+validates it, so a test sees what WhatsApp would have received. It can be told to fail the
+next sends with a given classification, to test what the sender does with each kind of failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..connectors.whatsapp.payloads import message_body, validate_body
+from ..core.channel import OutboundSend
+from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, PayloadError,
+                           RetriableDeliveryError, SendingPausedError, SkippableDeliveryError)
+from ..core.models import Event, EventKind, MessageStatus
+
+# classification -> (exception class, code, Meta error code it stands for)
+FAILURES: dict[str, tuple[type[DeliveryError], str | None, int | None]] = {
+    "retry": (RetriableDeliveryError, None, 130429),
+    "window_closed": (SkippableDeliveryError, "window_closed", 131047),
+    "opted_out": (SkippableDeliveryError, "opted_out", 131050),
+    "unreachable": (SkippableDeliveryError, "unreachable", 131026),
+    "fatal": (FatalDeliveryError, None, 100),
+    "paused": (SendingPausedError, None, 190),
+    "ambiguous": (AmbiguousDeliveryError, None, None),
+}
+"""The classifications :meth:`FakeWhatsApp.fail_next` understands, as the sender sees them."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One send attempt: the request body, and the wamid (or the error) it got."""
+
+    body: dict[str, Any]
+    outbox_id: str
+    wamid: str | None
+    error: DeliveryError | None
+
+
+def delivery_error(classification: str, message: str | None = None) -> DeliveryError:
+    """The exception a real channel raises for ``classification`` (a key of :data:`FAILURES`)."""
+    try:
+        cls, code, vendor_code = FAILURES[classification]
+    except KeyError:
+        raise ValueError(f"unknown failure {classification!r}; use one of {', '.join(FAILURES)}") from None
+    text = message or f"fake WhatsApp failure: {classification}"
+    return cls(text, code=code, vendor_code=vendor_code, details=text)
+
+
+class FakeWhatsApp:
+    """A :class:`~connectzap.core.channel.Channel` for tests.
+
+    * ``attempts`` -- every send attempt, failed ones included (:class:`Recorded`).
+    * :meth:`sent` -- the request bodies that were accepted, oldest first.
+    * :meth:`fail_next` -- make the next sends raise the error for a classification.
+    """
+
+    name = "fake-whatsapp"
+
+    def __init__(self) -> None:
+        self.attempts: list[Recorded] = []
+        self._failures: deque[DeliveryError] = deque()
+        self.closed = False
+
+    def fail_next(self, classification: str | DeliveryError, times: int = 1) -> None:
+        """Fail the next ``times`` sends: ``"retry"``, ``"window_closed"``, ``"opted_out"``,
+        ``"unreachable"``, ``"fatal"``, ``"paused"``, ``"ambiguous"``, or an exception instance."""
+        error = classification if isinstance(classification, DeliveryError) else delivery_error(classification)
+        self._failures.extend([error] * times)
+
+    async def send(self, message: OutboundSend) -> str:
+        try:
+            body = message_body(message)
+            validate_body(body)
+        except PayloadError as exc:
+            # What the Cloud API does with a malformed body: error 100, never retried.
+            raise FatalDeliveryError(f"invalid request body: {exc.message}", vendor_code=100,
+                                     details=exc.message) from None
+        if self._failures:
+            error = self._failures.popleft()
+            self.attempts.append(Recorded(body, message.outbox_id, None, error))
+            raise error
+        wamid = "wamid.fake." + secrets.token_hex(10)
+        self.attempts.append(Recorded(body, message.outbox_id, wamid, None))
+        return wamid
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        for attempt in self.attempts:
+            if attempt.outbox_id == outbox_id and attempt.wamid:
+                return attempt.wamid
+        return None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    # --- reading what happened --------------------------------------------------------
+
+    def sent(self) -> list[dict[str, Any]]:
+        """Bodies of accepted sends, oldest first (the same shape as the sandbox's ``sent()``)."""
+        return [a.body for a in self.attempts if a.wamid]
+
+    def sent_to(self, phone: str) -> list[dict[str, Any]]:
+        digits = phone.lstrip("+")
+        return [b for b in self.sent() if b["to"] == digits]
+
+    def templates_sent(self) -> list[str]:
+        return [b["template"]["name"] for b in self.sent() if b["type"] == "template"]
+
+    def status_events(self, *statuses: str) -> list[Event]:
+        """Status webhook events (default ``sent`` and ``delivered``) for every accepted send,
+        ready for ``app.ingest``: what WhatsApp would report next."""
+        out = []
+        for attempt in self.attempts:
+            if not attempt.wamid:
+                continue
+            for status in statuses or ("sent", "delivered"):
+                update = MessageStatus(wamid=attempt.wamid, status=status, timestamp=datetime.now(UTC),
+                                       recipient="+" + attempt.body["to"], outbox_id=attempt.outbox_id)
+                out.append(Event.of(EventKind.MESSAGE_STATUS, update, source="whatsapp",
+                                    dedupe_key=f"{attempt.wamid}:{status}"))
+        return out
+
+    def reset(self) -> None:
+        self.attempts.clear()
+        self._failures.clear()
