@@ -17,9 +17,6 @@ from woocommerce import API
 from ...core.errors import (FatalDeliveryError, RetriableDeliveryError, SkippableDeliveryError)
 from .settings import ShopSettings
 
-PAGE_SIZE = 100  # WordPress caps per_page at 100
-
-
 class ShopClient:
     """REST calls for one shop. Secrets stay inside the ``API`` object and never reach errors."""
 
@@ -64,7 +61,7 @@ class ShopClient:
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S")
         while page <= pages:
             response = self._call("GET", "orders", modified_after=stamp, dates_are_gmt="true", orderby="modified",
-                                  order="asc", per_page=PAGE_SIZE, page=page, status="any")
+                                  order="asc", per_page=self.shop.reconcile_page_size, page=page, status="any")
             body = _json(response, self.name)
             if not isinstance(body, list):
                 raise RetriableDeliveryError(f"shop {self.name}: orders list is not a JSON array")

@@ -106,4 +106,4 @@ def failure_note(status: MessageStatus, origin: NotificationOrigin) -> str:
         if error.details:
             reason += f" ({error.details})"
     return (f"The WhatsApp notification for status '{origin.status}' (template {origin.template or '?'}) "
-            f"could not be delivered{reason}.")
+            f"could not be delivered{reason.rstrip('.')}.")

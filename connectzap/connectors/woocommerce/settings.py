@@ -57,6 +57,8 @@ class ShopSettings(BaseModel):
     """Customer WhatsApp messages this long after their latest order become private order notes (0 = never)."""
     note_failures: bool = True
     """Add a private order note when an order notification could not be delivered."""
+    reconcile_page_size: int = Field(default=100, ge=1, le=100)
+    """Orders per REST page when reconciling (WordPress allows at most 100)."""
     timeout_seconds: float = Field(default=15, gt=0)
     verify_ssl: bool = True
     query_string_auth: bool = False
