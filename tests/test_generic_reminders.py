@@ -1,0 +1,138 @@
+"""Scheduled reminders: wait in the outbox, fire when due, re-checked by the gate, cancelled and moved."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from generic_support import example_body, example_config, make_due, outbox_rows, post
+
+from connectzap.connectors.webhook.mapping import as_datetime
+from connectzap.core.errors import PayloadError
+from connectzap.core.models import Category, ConsentChange
+from connectzap.core.workers import Worker
+from connectzap.testing import seed_template, standard_webhooks_headers
+
+SECRET = "whsec_q4hnRiw3JONFzfu7ioJm3HhYlRjFq1b0"  # the one in tests/payloads/generic/appointments.toml
+PHONE = "+34612345678"
+EPOCH = datetime(2032, 5, 22, 9, 30, tzinfo=UTC)
+
+
+def booking_app(make, **source_changes):
+    config = example_config("appointments")
+    config["generic"]["sources"]["bookings"]["mappings"][0].update(source_changes)
+    app = make(connectors=config)
+    seed_template(app, "appointment_reminder", "Hi {{1}}, see you on {{2}}. Reply to change it.")
+    return app
+
+
+def deliver(app, name_or_payload, msg_id: str) -> dict:
+    body = example_body(name_or_payload) if isinstance(name_or_payload, str) else \
+        json.dumps(name_or_payload).encode()
+    response = post(app, "bookings", body, standard_webhooks_headers(body, SECRET, msg_id=msg_id))
+    assert response.status == 200, response.body
+    return response.body
+
+
+def booking(start: datetime) -> dict:
+    data = json.loads(example_body("appointment-booked"))
+    data["data"]["start"] = start.isoformat()
+    return data
+
+
+async def test_doc_example_booked_rescheduled_cancelled(make):
+    app = booking_app(make)
+    deliver(app, "appointment-booked", "msg_booked")
+    await Worker(app).run_until_idle()
+    [first] = outbox_rows(app)
+    assert first["status"] == "queued" and first["cancel_key"] == "generic:bookings:apt_7731"
+    assert first["not_before"] == datetime(2031, 5, 19, 7, 30, tzinfo=UTC).timestamp()  # 24 h before 09:30+02:00
+    assert app.consent(PHONE)[Category.UTILITY].source == "booking-page"
+
+    deliver(app, "appointment-rescheduled", "msg_moved")
+    assert deliver(app, "appointment-rescheduled", "msg_moved") == {"received": 0, "duplicates": 2}
+    await Worker(app).run_until_idle()
+    old, new = outbox_rows(app)
+    assert (old["id"], old["status"]) == (first["id"], "cancelled")
+    assert new["status"] == "queued" and new["not_before"] == datetime(2031, 5, 21, 14, 0, tzinfo=UTC).timestamp()
+
+    deliver(app, "appointment-cancelled", "msg_cancelled")
+    await Worker(app).run_until_idle()
+    assert [r["status"] for r in outbox_rows(app)] == ["cancelled", "cancelled"]
+    make_due(app)
+    await Worker(app).run_until_idle()
+    assert app.channel.sent() == []
+
+
+async def test_reminder_already_due_fires_once(make):
+    app = booking_app(make)
+    deliver(app, booking(datetime.now(UTC) + timedelta(hours=23)), "msg_soon")
+    deliver(app, booking(datetime.now(UTC) + timedelta(hours=23)), "msg_soon")  # the sender retried
+    await Worker(app).run_until_idle()
+    sent = app.channel.sent()
+    assert len(sent) == 1 and sent[0]["template"]["name"] == "appointment_reminder"
+    assert sent[0]["to"] == PHONE.lstrip("+")
+    assert [p["text"] for p in sent[0]["template"]["components"][0]["parameters"]] == ["Marta", "Tuesday 20 May, 9:30"]
+
+
+async def test_reminder_waits_then_fires_when_due(make):
+    app = booking_app(make)
+    start = datetime.now(UTC) + timedelta(days=3)
+    deliver(app, booking(start), "msg_later")
+    await Worker(app).run_until_idle()
+    [row] = outbox_rows(app)
+    assert row["status"] == "queued" and row["not_before"] == pytest.approx((start - timedelta(hours=24)).timestamp())
+    assert app.channel.sent() == []
+    make_due(app)  # two days pass
+    await Worker(app).run_until_idle()
+    assert len(app.channel.sent()) == 1 and outbox_rows(app)[0]["status"] in ("accepted", "sent", "delivered")
+
+
+async def test_consent_revoked_while_waiting_is_refused_when_due(make):
+    app = booking_app(make)
+    deliver(app, booking(datetime.now(UTC) + timedelta(days=3)), "msg_revoke")
+    await Worker(app).run_until_idle()
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=False, source="customer-call"))
+    make_due(app)
+    await Worker(app).run_until_idle()
+    [row] = outbox_rows(app)
+    assert (row["status"], row["reason"]) == ("refused", "opted_out")
+    assert app.channel.sent() == []
+
+
+async def test_if_past_skip_sends_nothing_for_a_passed_reminder(make):
+    app = booking_app(make, send_at={"field": "data.start", "offset": "-24h", "if_past": "skip"})
+    deliver(app, booking(datetime.now(UTC) + timedelta(hours=2)), "msg_late")
+    await Worker(app).run_until_idle()
+    assert outbox_rows(app) == [] and app.channel.sent() == []
+
+
+async def test_cancel_touches_only_its_own_source_and_key(make):
+    app = booking_app(make)
+    later = datetime.now(UTC) + timedelta(days=3)
+    deliver(app, booking(later), "msg_a")
+    other = booking(later)
+    other["data"]["appointment_id"] = "apt_other"
+    deliver(app, other, "msg_b")
+    deliver(app, "appointment-cancelled", "msg_c")
+    await Worker(app).run_until_idle()
+    statuses = {r["cancel_key"]: r["status"] for r in outbox_rows(app)}
+    assert statuses == {"generic:bookings:apt_7731": "cancelled", "generic:bookings:apt_other": "queued"}
+
+
+@pytest.mark.parametrize(("value", "zone", "expected"), [
+    ("2031-05-20T09:30:00", "Europe/Madrid", datetime(2031, 5, 20, 7, 30, tzinfo=UTC)),
+    ("2031-05-20T09:30:00Z", "Europe/Madrid", datetime(2031, 5, 20, 9, 30, tzinfo=UTC)),
+    (int(EPOCH.timestamp()), "UTC", EPOCH),
+    (int(EPOCH.timestamp()) * 1000, "UTC", EPOCH),  # milliseconds
+])
+def test_send_times(value, zone, expected):
+    assert as_datetime(value, "start", zone) == expected
+
+
+@pytest.mark.parametrize("value", ["next tuesday", True, [1]])
+def test_bad_send_time_names_the_field(value):
+    with pytest.raises(PayloadError) as caught:
+        as_datetime(value, "data.start", "UTC")
+    assert caught.value.field == "data.start"
