@@ -50,10 +50,10 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
         writer.start()
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
-        original_channel = engine._channel
+        original_channel = engine.channel
+        engine._channel = MeteredChannel(original_channel, metrics)  # sends made in this process are counted
         if run_workers:
             from ..workers import Worker
-            engine._channel = MeteredChannel(engine.channel, metrics)
             worker = Worker(engine)
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run(stop), name="connectzap-worker")
@@ -64,7 +64,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
             stop.set()
             if worker_task is not None:
                 await worker_task
-                engine._channel = original_channel
+            engine._channel = original_channel
 
     app = FastAPI(title="connectzap", version=connectzap.__version__, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "consent"},

@@ -11,6 +11,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -76,17 +78,31 @@ def is_json(content_type: str | None) -> bool:
 
 
 class ApiRoute(APIRoute):
-    """A ``/v1`` route: the API key is checked first, then (for routes with a body) that the body
-    is JSON (415 otherwise) -- both before the body is read or parsed."""
+    """A ``/v1`` route: the API key is checked first, then that every query parameter is one the
+    route knows, then (for routes with a body) that the body is JSON (415 otherwise) -- all before
+    the body is read or parsed."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         takes_body = self.body_field is not None
+        known = _query_names(self.dependant)
+        allowed = ", ".join(sorted(known)) or "none"
 
         async def checked(request: Request) -> Response:
             authenticate(request, request.app.state.api_keys)
+            if any(name not in known for name in request.query_params):
+                # A misspelt filter must not silently widen a listing to everything.
+                raise RequestValidationError([{"loc": ("query",), "msg": f"unknown query parameter; allowed: "
+                                               f"{allowed}", "type": "extra_forbidden"}])
             if takes_body and not is_json(request.headers.get("content-type")):
                 raise HTTPException(415, "send the body as application/json")
             return await handler(request)
 
         return checked
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

@@ -92,17 +92,23 @@ class JournalWriter:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def waiting(self) -> int:
+        """Submissions queued and not yet taken into a batch."""
+        return self._queue.qsize()
+
     # --- the request side ----------------------------------------------------------------
 
     async def submit(self, events: list[Event]) -> list[Journaled]:
         """Journal ``events`` durably; returns once the transaction holding them committed.
 
-        Submissions made before :meth:`start` wait in the queue and go out in the first batch.
+        Raises :class:`RetriableError` (the edge answers 503) when the writer is not running.
         """
         if not events:
             return []
-        if self._closed:
-            raise RetriableError("the service is shutting down", retry_after=5)
+        if self._closed or not self.running:
+            raise RetriableError("the journal writer is not running (shutting down, or the app's lifespan "
+                                 "was not started)", retry_after=5)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Journaled]] = loop.create_future()
         self._queue.put(_Pending(events, future, loop))

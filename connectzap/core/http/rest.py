@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BeforeValidator
 
 from ..app import Connectzap
 from ..messages import Outgoing
@@ -35,6 +36,16 @@ router = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bea
 
 PhonePath = Annotated[str, Path(min_length=1, max_length=64, description="The contact's number, E.164 preferred.")]
 Country = Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country for a national number.")]
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic would also read "1700000000" as a time; the documented format is ISO 8601 only.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def engine(request: Request) -> Connectzap:
@@ -86,8 +97,8 @@ def list_messages(
         phone: Annotated[str | None, Query(min_length=1, max_length=64, description="Recipient number.")] = None,
         country: Country = None,
         status: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
-        since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601).")] = None,
-        until: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
+        since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601).")] = None,
+        until: Annotated[IsoTime | None, Query(description="Created before (ISO 8601).")] = None,
         cursor: Annotated[str | None, Query(min_length=1, max_length=64,
                                             description="`next_cursor` of the previous page.")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> MessagePage:
