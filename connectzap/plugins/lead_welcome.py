@@ -23,9 +23,8 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from connectzap import EventContext, Lead, TemplateContent, hookimpl
+from connectzap import ConfigurationError, EventContext, Lead, SkippableError, TemplateContent, hookimpl
 from connectzap.core import templates
-from connectzap.core.errors import ConfigurationError, SkippableError
 
 _ENV = SandboxedEnvironment(autoescape=False)
 

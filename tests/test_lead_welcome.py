@@ -1,0 +1,136 @@
+"""The lead-welcome plugin: consented, once per contact, parameters from CRM properties in a sandbox."""
+
+from __future__ import annotations
+
+import pytest
+from hubspot_support import deliveries_of
+from hypothesis import given
+from hypothesis import strategies as st
+from jinja2.exceptions import SecurityError
+
+from connectzap import Category, ConsentChange, Contact, Event, Lead
+from connectzap.core.workers import Worker
+from connectzap.plugins import lead_welcome
+from connectzap.testing import seed_template
+
+PHONE = "+4915112345678"
+CONFIG = {"template": "welcome_lead", "language": "de", "params": ["{{ firstname | default('du') }}", "{{ company }}"]}
+
+
+def lead(contact_id: str = "501", portal: str = "62515", **props) -> Lead:
+    return Lead(id=contact_id, contact=Contact(phone=PHONE, first_name=props.get("firstname")),
+                properties={"firstname": "Lena", "company": "Acme", **props}, portal_id=portal)
+
+
+def journal(app, item: Lead, key: str, source: str = "hubspot") -> None:
+    app.ingest([Event.of("lead", item, source=source, dedupe_key=key)])
+
+
+def engine(make, config=None, category="MARKETING"):
+    app = make(plugins={"lead_welcome": config or CONFIG})
+    seed_template(app, "welcome_lead", "Hallo {{1}}, willkommen bei {{2}}!", language="de", category=category)
+    return app
+
+
+def opt_in(app, category=Category.MARKETING):
+    app.set_consent(ConsentChange(phone=PHONE, category=category, granted=True, source="form", proof="checkbox"))
+
+
+async def test_a_consented_lead_gets_the_template_with_rendered_params_once(make):
+    app = engine(make)
+    opt_in(app)
+    journal(app, lead(), "creation")
+    journal(app, lead(lifecyclestage="lead"), "became-lead")  # a second trigger for the same contact
+    await Worker(app).run_until_idle()
+    sent = app.channel.sent()
+    assert len(sent) == 1
+    template = sent[0]["template"]
+    assert (template["name"], template["language"]["code"]) == ("welcome_lead", "de")
+    assert [p["text"] for p in template["components"][0]["parameters"]] == ["Lena", "Acme"]
+
+
+async def test_another_contact_or_portal_is_welcomed_separately(make):
+    app = engine(make)
+    opt_in(app)
+    journal(app, lead("501"), "a")
+    journal(app, lead("502"), "b")
+    journal(app, lead("501", portal="99"), "c")
+    await Worker(app).run_until_idle()
+    assert len(app.channel.sent()) == 3
+
+
+async def test_no_consent_means_no_send_and_a_visible_reason_then_a_later_lead_is_welcomed(make):
+    app = engine(make)
+    journal(app, lead(), "creation")
+    await Worker(app).run_until_idle()
+    assert app.channel.sent() == []
+    [delivery] = deliveries_of(app, "lead_welcome")
+    assert "no_consent" in delivery["result"]
+    assert app.messages() == []  # nothing consumed the once-per-contact key
+    opt_in(app)
+    journal(app, lead(), "opted-in-later")
+    await Worker(app).run_until_idle()
+    assert len(app.channel.sent()) == 1
+
+
+async def test_utility_template_needs_utility_consent_not_marketing(make):
+    app = engine(make, category="UTILITY")
+    opt_in(app, Category.MARKETING)
+    journal(app, lead(), "x")
+    await Worker(app).run_until_idle()
+    assert app.channel.sent() == []
+    opt_in(app, Category.UTILITY)
+    journal(app, lead(), "y")
+    await Worker(app).run_until_idle()
+    assert len(app.channel.sent()) == 1
+
+
+async def test_named_params_and_source_filter(make):
+    config = {"template": "welcome_named", "language": "en", "params": {"name": "{{ firstname|upper }}"},
+              "sources": ["hubspot"]}
+    app = make(plugins={"lead_welcome": config})
+    seed_template(app, "welcome_named", "Hi {{name}}", parameter_format="NAMED", category="MARKETING")
+    opt_in(app)
+    journal(app, lead(), "from-another-crm", source="pipedrive")
+    journal(app, lead(), "from-hubspot")
+    await Worker(app).run_until_idle()
+    [sent] = app.channel.sent()
+    assert sent["template"]["components"][0]["parameters"] == [{"type": "text", "parameter_name": "name",
+                                                                "text": "LENA"}]
+
+
+async def test_unknown_template_is_skipped_not_refused(make):
+    app = make(plugins={"lead_welcome": CONFIG})
+    opt_in(app)
+    journal(app, lead(), "x")
+    await Worker(app).run_until_idle()
+    [delivery] = deliveries_of(app, "lead_welcome")
+    assert "template_unknown" in delivery["result"] and app.messages() == []
+
+
+async def test_a_broken_parameter_is_a_dead_letter_naming_it(make):
+    app = engine(make, {**CONFIG, "params": ["{{ firstname", "x"]})
+    opt_in(app)
+    journal(app, lead(), "x")
+    await Worker(app).run_until_idle()
+    [delivery] = deliveries_of(app, "lead_welcome")
+    assert delivery["status"] == "dead" and "cannot be rendered" in delivery["last_error"]
+
+
+def test_the_sandbox_blocks_unsafe_attribute_access():
+    with pytest.raises(SecurityError):
+        lead_welcome._compiled("{{ lead.__class__.__mro__ }}").render(lead=lead())
+    with pytest.raises(SecurityError):
+        lead_welcome._compiled("{{ ''.__class__.__subclasses__() }}").render()
+
+
+@given(st.text(max_size=40))
+def test_property_values_are_data_not_templates(value):
+    assert lead_welcome.render("{{ firstname }}", {"firstname": value}) == value.strip()
+
+
+def test_welcome_key_is_stable_per_source_portal_and_contact():
+    assert lead_welcome.welcome_key(lead("501"), "hubspot") == lead_welcome.welcome_key(lead("501"), "hubspot")
+    assert len({lead_welcome.welcome_key(lead("501"), "hubspot"), lead_welcome.welcome_key(lead("502"), "hubspot"),
+                lead_welcome.welcome_key(lead("501", portal="7"), "hubspot"),
+                lead_welcome.welcome_key(lead("501"), "pipedrive")}) == 4
