@@ -296,3 +296,14 @@ def test_secrets_do_not_leak_into_reprs(wc_app):
     text = repr(connector.settings) + repr(connector.client("main"))
     for secret in (SECRET, OLD_SECRET, "ck_test", "cs_test"):
         assert secret not in text
+
+
+def test_single_shop_shorthand_is_the_default_shop(make):
+    app = make(connectors={"woocommerce": shop_config()})
+    assert list(app.connectors["woocommerce"].settings.shops) == ["default"]
+    with pytest.raises(ConfigurationError) as info:
+        make("both", connectors={"woocommerce": {**shop_config(), "shops": {"default": shop_config()}}})
+    assert "not both" in str(info.value)
+    with pytest.raises(ConfigurationError) as none:
+        make("none", connectors={"woocommerce": {}})
+    assert "no shop configured" in str(none.value)

@@ -12,7 +12,8 @@
     consumer_secret = "cs_..."
 
 ``POST /webhooks/woocommerce/main`` serves that shop; ``POST /webhooks/woocommerce`` serves the
-only shop (or the one named ``default``).
+only shop (or the one named ``default``). One shop may also be written flat, straight under
+``[connectors.woocommerce]`` (``url = ...``, ``webhook_secrets = [...]``): it is the shop ``default``.
 """
 
 from __future__ import annotations
@@ -89,23 +90,40 @@ class ShopSettings(BaseModel):
 
 
 class WooCommerceSettings(ConnectorSettings):
-    shops: dict[str, ShopSettings] = Field(min_length=1)
+    shops: dict[str, ShopSettings] = Field(default_factory=dict)
     reconcile_interval_minutes: float = Field(default=0, ge=0)
     """How often ``serve`` fetches recently modified orders (WooCommerce never retries a webhook). 0 = off."""
     reconcile_first_lookback_hours: float = Field(default=24, gt=0)
     """How far back the first reconcile of a shop looks."""
 
+    # Single-shop shorthand: shop settings written at the top level become the shop "default"
+    # (declared here so they are known as secrets; after validation they live in ``shops``).
+    url: str | None = None
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+
     @model_validator(mode="before")
     @classmethod
-    def _names(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in (data.get("shops") or {}):
-                if not SHOP_NAME.match(str(name)):
-                    raise ValueError(f"shop name {name!r}: use letters, digits, '-' or '_' (it is part of the URL)")
+    def _shops(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        flat = {k: v for k, v in data.items() if k in ShopSettings.model_fields}
+        if flat:
+            shops = dict(data.get("shops") or {})
+            if "default" in shops:
+                raise ValueError("give the shop either at the top level or as shops.default, not both")
+            shops["default"] = flat
+            data = {**{k: v for k, v in data.items() if k not in flat}, "shops": shops}
+        for name in (data.get("shops") or {}):
+            if not SHOP_NAME.match(str(name)):
+                raise ValueError(f"shop name {name!r}: use letters, digits, '-' or '_' (it is part of the URL)")
         return data
 
     @model_validator(mode="after")
     def _fail_closed(self) -> WooCommerceSettings:
+        if not self.shops:
+            raise ValueError("no shop configured: add [connectors.woocommerce.shops.NAME] with url and webhook_secrets")
         for name, shop in self.shops.items():
             if not shop.secrets:
                 raise ValueError(f"shop {name!r} has no webhook_secrets; refusing to accept unsigned webhooks")
