@@ -86,7 +86,7 @@ def test_workflow_secret_in_a_header():
 
 
 def test_workflow_secret_in_a_query_parameter_with_a_configured_name():
-    settings = SETTINGS.model_copy(update={"workflow_secret_in": "query", "workflow_secret_name": "key"})
+    settings = SETTINGS.model_copy(update={"workflow_key_location": "query", "workflow_key_name": "key"})
     body = payload("workflow_custom.json")
     webhooks.verify(settings, request(body, query={"key": WORKFLOW_SECRET}, url=URL + "?key=" + WORKFLOW_SECRET))
     with pytest.raises(SignatureError):

@@ -69,9 +69,9 @@ class HubSpotSettings(ConnectorSettings):
     """The app's client secret(s) for X-HubSpot-Signature(-v3); list the new one first while rotating."""
     workflow_secrets: list[SecretStr] = Field(default_factory=list)
     """Shared secret(s) a workflow "Send a webhook" action sends as its API key."""
-    workflow_secret_name: str = "X-Connectzap-Secret"
+    workflow_key_name: str = "X-Connectzap-Secret"
     """The API key name configured in the workflow action."""
-    workflow_secret_in: Literal["header", "query"] = "header"
+    workflow_key_location: Literal["header", "query"] = "header"
     signature_versions: list[Literal["v1", "v2", "v3"]] = Field(default_factory=lambda: ["v3", "v2", "v1"])
     """Signature versions accepted. v1/v2 carry no timestamp (no replay protection); drop them if you can."""
     signature_tolerance_seconds: float = Field(default=300, gt=0)

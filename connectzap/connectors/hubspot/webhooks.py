@@ -22,12 +22,28 @@ from typing import Any
 
 from ...core import signatures
 from ...core.errors import PayloadError, SignatureError
-from ...core.models import Event, EventKind
+from ...core.models import Event, EventKind, Model
 from ..base import WebhookRequest, secret_value
 from .settings import HubSpotSettings
 
 SOURCE = "hubspot"
 CONTACT_TYPE_ID = "0-1"  # objectTypeId of contacts in generic (object.*) subscriptions
+
+
+class ContactNotice(Model):
+    """The data of a HubSpot ``resolve`` event: which contact to fetch, and why."""
+
+    portal_id: str
+    object_id: str
+    purpose: str  # "lead" or "consent"
+    trigger: str
+    property: str | None = None
+    value: Any = None
+    occurred_at: int | None = None
+    change_source: str | None = None
+
+
+Event.payload_models.setdefault(EventKind.RESOLVE, ContactNotice)
 
 
 def verify(settings: HubSpotSettings, request: WebhookRequest) -> None:
@@ -49,8 +65,8 @@ def verify(settings: HubSpotSettings, request: WebhookRequest) -> None:
         else:
             signatures.verify_hubspot_v2(request.method, request.url, request.body, signature, client_secrets)
         return
-    given = request.header(settings.workflow_secret_name) if settings.workflow_secret_in == "header" \
-        else request.query.get(settings.workflow_secret_name)
+    given = request.header(settings.workflow_key_name) if settings.workflow_key_location == "header" \
+        else request.query.get(settings.workflow_key_name)
     if given is None:
         raise SignatureError("no HubSpot signature and no workflow secret")
     signatures.verify_shared_secret(given, [secret_value(s) for s in settings.workflow_secrets])
