@@ -100,19 +100,21 @@ async def test_failures_of_other_messages_are_not_noted(shop_app):
         assert cassette.play_count == 0
 
 
+async def note_delivery(app, cassette: str, wamid: str) -> dict:
+    """Journal a reply, run the workers against ``cassette``; the connector's delivery for it."""
+    with wc_vcr.use_cassette(cassette):
+        message = inbound(wamid)
+        [journaled] = app.ingest([Event.of("inbound_message", message, source="whatsapp", dedupe_key=message.wamid)])
+        await Worker(app).run_until_idle()
+    [delivery] = deliveries(app, "connector:woocommerce", journaled.event_id)
+    return delivery
+
+
 async def test_a_missing_order_is_skipped_and_a_5xx_is_retried(shop_app):
     await deliver(shop_app, "order_created_classic.json", topic="order.created", delivery="d1")
-    with wc_vcr.use_cassette("note_order_missing.yaml"):
-        message = inbound("wamid.reply.404")
-        [first] = shop_app.ingest([Event.of("inbound_message", message, source="whatsapp", dedupe_key=message.wamid)])
-        await Worker(shop_app).run_until_idle()
-    [done] = deliveries(shop_app, "connector:woocommerce", first.event_id)
+    done = await note_delivery(shop_app, "note_order_missing.yaml", "wamid.reply.404")
     assert done["status"] == "done" and "woocommerce_rest_order_invalid_id" in done["result"]
-    with wc_vcr.use_cassette("note_server_error.yaml"):
-        message = inbound("wamid.reply.503")
-        [second] = shop_app.ingest([Event.of("inbound_message", message, source="whatsapp", dedupe_key=message.wamid)])
-        await Worker(shop_app).run_until_idle()
-    [waiting] = deliveries(shop_app, "connector:woocommerce", second.event_id)
+    waiting = await note_delivery(shop_app, "note_server_error.yaml", "wamid.reply.503")
     assert waiting["status"] == "pending" and "HTTP 503" in waiting["last_error"]
     with shop_app.db.read() as conn:
         assert journal.dead_letters(conn) == []
