@@ -130,8 +130,10 @@ class EventContext:
 
 
 def redact_for_log(value: Any) -> Any:
-    """Trace-safe copy of hook arguments: phone numbers masked, texts shortened."""
+    """Trace-safe copy of hook arguments: phone numbers masked, texts shortened, secrets hidden."""
     from pydantic import BaseModel
+
+    from .settings import _is_secret_key
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, dict):
@@ -141,6 +143,8 @@ def redact_for_log(value: Any) -> Any:
                 out[k] = mask(v)
             elif k in ("body", "text") and isinstance(v, str):
                 out[k] = f"<{len(v)} chars>"
+            elif _is_secret_key(str(k)) and v not in (None, "", [], {}):
+                out[k] = "**********"  # a token or key a payload happened to carry
             else:
                 out[k] = redact_for_log(v)
         return out

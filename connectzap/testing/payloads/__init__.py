@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -50,8 +51,13 @@ def payload_bytes(name: str) -> bytes:
 
 def sample_event(kind: str | EventKind, *, source: str | None = None, dedupe_key: str | None = None,
                  **data: Any) -> Event:
-    """The canonical event of ``kind``; keyword arguments replace fields of its ``data``."""
+    """The canonical event of ``kind``; keyword arguments replace fields of its ``data``.
+
+    Inbound messages and statuses are stamped *now* (unless ``timestamp`` is given), so an
+    inbound message opens a current 24-hour window as a real one would."""
     raw = load_payload(f"events/{EventKind(kind).value}")
+    if raw["kind"] in ("inbound_message", "message_status"):
+        raw["data"]["timestamp"] = datetime.now(UTC).isoformat()
     raw["data"].update(data)
     if source is not None:
         raw["source"] = source

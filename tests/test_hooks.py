@@ -1,0 +1,326 @@
+"""Every hook, exercised through the engine: event hooks via ingest + Worker.run_until_idle,
+register_connectors via collect_connectors, register_commands via the CLI. A meta-test fails when a
+hook has no ``test_hook_<name>`` here. Also: ``connectzap plugins`` and CONNECTZAP_TRACE_PLUGINS."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from connectzap import (Category, ConsentChange, Connector, ConnectorSettings, Outgoing, StartupError,
+                        TemplateContent, TextContent, hookimpl)
+from connectzap.cli import cli
+from connectzap.core.dispatch import collect_connectors, register_commands
+from connectzap.core.plugins import pm
+from connectzap.core.workers import Worker
+from connectzap.testing import FakeWhatsApp, registered_plugin, sample_event, seed_template
+
+PHONE = "+4915112345678"
+
+
+@pytest.fixture
+def fake_app(make):
+    app = make(channel=FakeWhatsApp())
+    seed_template(app, "hook_probe", "Hello {{1}}", category="UTILITY")
+    return app
+
+
+class Recorder:
+    """Records what each hook received."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+def probe(first: str) -> TemplateContent:
+    return TemplateContent(name="hook_probe", language="en", body=[first])
+
+
+async def test_hook_on_order_created(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_order_created(self, order, ctx):
+            seen.calls.append(("on_order_created", {"order": order, "source": ctx.source}))
+            ctx.send(order.customer, probe(order.customer.first_name or order.number))
+
+    with registered_plugin(Plugin()):
+        event = sample_event("order_created")  # carries a utility opt-in from checkout
+        fake_app.ingest([event])
+        fake_app.ingest([event])  # delivered twice: the hook still runs once
+        await Worker(fake_app).run_until_idle()
+    assert seen.names() == ["on_order_created"]
+    assert seen.calls[0][1]["order"].id == "1042" and seen.calls[0][1]["source"] == "shop"
+    assert [b["template"]["name"] for b in fake_app.channel.sent()] == ["hook_probe"]
+    assert fake_app.channel.sent()[0]["to"] == PHONE.lstrip("+")
+
+
+async def test_hook_on_order_updated(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_order_updated(self, order, previous_status):  # a subset of the arguments is fine
+            seen.calls.append(("on_order_updated", {"status": order.status, "previous": previous_status}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("order_updated")])
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_order_updated", {"status": "completed", "previous": "processing"})]
+
+
+async def test_hook_on_lead(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        async def on_lead(self, lead, ctx):  # async, and returning proposals instead of ctx.send
+            seen.calls.append(("on_lead", {"lead": lead}))
+            return [Outgoing(to=lead.contact, content=probe(lead.contact.first_name))]
+
+    event = sample_event("lead")
+    fake_app.set_consent(ConsentChange(phone=event.data["contact"]["phone"], category=Category.UTILITY, granted=True,
+                                       source="test", proof="form"))
+    with registered_plugin(Plugin()):
+        fake_app.ingest([event])
+        await Worker(fake_app).run_until_idle()
+    assert seen.names() == ["on_lead"] and seen.calls[0][1]["lead"].contact.first_name == "Sam"
+    assert [b["template"]["name"] for b in fake_app.channel.sent()] == ["hook_probe"]
+
+
+async def test_hook_on_inbound_message(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_inbound_message(self, message, ctx):
+            seen.calls.append(("on_inbound_message", {"text": message.text, "window": ctx.window_open(PHONE)}))
+            return Outgoing(to=message.contact, content=TextContent(body="Thanks, we will check."),
+                            reply_to=message.wamid)
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("inbound_message")])
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_inbound_message", {"text": "Where is my order?", "window": True})]
+    [reply] = fake_app.channel.sent()
+    assert reply["type"] == "text" and reply["context"] == {"message_id": "wamid.inbound.0001"}
+
+
+async def test_hook_on_message_status(fake_app):
+    seen: list[tuple[str, Any]] = []
+
+    class Plugin:
+        @hookimpl
+        def on_message_status(self, status):
+            seen.append((status.status, status.content))
+
+    fake_app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="t", proof="p"))
+    with registered_plugin(Plugin()):
+        fake_app.send(Outgoing(to=PHONE, content=probe("Ana")), idempotency_key="status-test")
+        await Worker(fake_app).run_until_idle()
+        fake_app.ingest(fake_app.channel.status_events("delivered", "sent"))  # out of order, as Meta may
+        await Worker(fake_app).run_until_idle()
+    assert [s for s, _ in seen] == ["accepted", "delivered", "sent"]
+    assert seen[0][1]["name"] == "hook_probe" and seen[1][1] is None
+    assert fake_app.messages()[0]["status"] == "delivered"  # monotonic: the late "sent" did not win
+
+
+async def test_hook_on_consent_changed(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_consent_changed(self, change, ctx):
+            seen.calls.append(("on_consent_changed", {"granted": change.granted, "category": change.category}))
+
+    with registered_plugin(Plugin()):
+        fake_app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t",
+                                           proof="form"))
+        fake_app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t",
+                                           proof="form"))  # unchanged: no second call
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_consent_changed", {"granted": True, "category": Category.MARKETING})]
+
+
+def test_hook_register_connectors():
+    class Probe(Connector):
+        name = "hook_probe_connector"
+        settings_model = ConnectorSettings
+        routes = ("/webhooks/hook_probe",)
+
+    class Impostor(Probe):
+        pass
+
+    class Plugin:
+        def __init__(self, cls):
+            self.cls = cls
+
+        @hookimpl
+        def register_connectors(self, register):
+            register(self.cls)
+
+    with registered_plugin(Plugin(Probe)):
+        assert collect_connectors()["hook_probe_connector"] is Probe
+        with registered_plugin(Plugin(Impostor)):
+            with pytest.raises(StartupError, match="registered twice"):
+                collect_connectors()
+    assert "hook_probe_connector" not in collect_connectors()
+
+    class NotAConnector:
+        @hookimpl
+        def register_connectors(self, register):
+            register(dict)
+
+    with registered_plugin(NotAConnector()), pytest.raises(StartupError, match="not a Connector"):
+        collect_connectors()
+
+
+def test_hook_register_commands():
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command(name="hook-probe-hello")
+            @click.argument("who")
+            def hello(who):
+                click.echo(f"hello {who}")
+
+    try:
+        with registered_plugin(Plugin()):
+            register_commands(cli)
+        result = CliRunner().invoke(cli, ["hook-probe-hello", "Ana"])
+        assert result.exit_code == 0 and result.output == "hello Ana\n"
+    finally:
+        cli.commands.pop("hook-probe-hello", None)
+
+
+def test_every_hook_has_a_test():
+    tested = {name.removeprefix("test_hook_") for name in globals() if name.startswith("test_hook_")}
+    hooks = {name for name in dir(pm.hook) if not name.startswith("_")}
+    assert hooks - tested == set(), f"hooks without a test_hook_<name>: {sorted(hooks - tested)}"
+    assert tested - hooks == set(), f"tests for hooks that do not exist: {sorted(tested - hooks)}"
+
+
+# --- `connectzap plugins` with real installed distributions ----------------------------------------
+
+def _fake_distribution(site: Path, dist: str, version: str, module: str, source: str) -> None:
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[connectzap]\n{module} = {module}\n")
+
+
+@pytest.fixture
+def installed_plugins(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(site, "connectzap-greeter", "1.2.3", "cz_greeter", """
+        from connectzap import hookimpl
+
+        @hookimpl
+        def on_lead(lead, ctx):
+            return None
+
+        @hookimpl
+        def on_inbound_message(message):
+            return None
+    """)
+    _fake_distribution(site, "connectzap-broken", "0.0.1", "cz_broken", "raise ImportError('needs acme-sdk')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTZAP_", "PYTEST_"))}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+def _connectzap(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connectzap", *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.slow
+def test_plugins_json_lists_distribution_version_hooks_and_errors(installed_plugins):
+    done = _connectzap(installed_plugins, "plugins", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    greeter = rows["cz_greeter"]
+    assert (greeter["distribution"], greeter["version"], greeter["hooks"], greeter["error"]) == \
+        ("connectzap-greeter", "1.2.3", ["on_inbound_message", "on_lead"], None)
+    broken = rows["cz_broken"]
+    assert broken["distribution"] == "connectzap-broken" and "needs acme-sdk" in broken["error"]
+    assert rows["opt_out_keywords"]["distribution"] == "connectzap" and rows["opt_out_keywords"]["error"] is None
+    only = json.loads(_connectzap(installed_plugins, "plugins", "--json", "--hook", "on_lead").stdout)
+    assert "cz_greeter" in {r["name"] for r in only} and "opt_out_keywords" not in {r["name"] for r in only}
+
+
+@pytest.mark.slow
+def test_plugins_table_shows_the_same(installed_plugins):
+    done = _connectzap({**installed_plugins, "COLUMNS": "200"}, "plugins")
+    assert done.returncode == 0, done.stderr
+    greeter = next(line for line in done.stdout.splitlines() if "cz_greeter" in line)
+    assert "connectzap-greeter" in greeter and "1.2.3" in greeter and "on_lead" in greeter
+    broken = next(line for line in done.stdout.splitlines() if "cz_broken" in line)
+    assert "needs acme-sdk" in broken
+
+
+def test_installed_plugins_are_not_loaded_under_test():
+    assert getattr(sys, "_called_from_test", False) is True
+    assert os.environ.get("CONNECTZAP_STRICT_PLUGINS") == "1"
+    from connectzap.core.plugins import _autoload_disabled
+    assert _autoload_disabled()
+
+
+# --- CONNECTZAP_TRACE_PLUGINS ------------------------------------------------------------------------
+
+async def test_trace_logs_every_hook_call_without_phones_or_secrets(fake_app, monkeypatch, caplog):
+    monkeypatch.setenv("CONNECTZAP_TRACE_PLUGINS", "1")
+    caplog.set_level(logging.DEBUG)
+    secret = "sk_live_0123456789abcdef"
+
+    class Plugin:
+        @hookimpl
+        def on_order_created(self, order):
+            return None
+
+        @hookimpl
+        def on_inbound_message(self, message):
+            return None
+
+    order = sample_event("order_created", meta={"api_key": secret, "note": "x"})
+    with registered_plugin(Plugin(), "traced"):
+        fake_app.ingest([order, sample_event("inbound_message")])
+        await Worker(fake_app).run_until_idle()
+    traces = [r.getMessage() for r in caplog.records if r.name == "connectzap.dispatch" and "traced" in r.getMessage()]
+    assert len(traces) == 2 and "on_order_created" in traces[0] and "on_inbound_message" in traces[1]
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    for leaked in (PHONE, PHONE.lstrip("+"), secret, "Where is my order?"):
+        assert leaked not in everything, f"{leaked!r} appears in the trace"
+
+
+async def test_trace_is_off_by_default(fake_app, monkeypatch, caplog):
+    monkeypatch.delenv("CONNECTZAP_TRACE_PLUGINS", raising=False)
+    caplog.set_level(logging.DEBUG)
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def on_lead(self, lead):
+            calls.append(lead.id)
+
+    with registered_plugin(Plugin(), "untraced"):
+        fake_app.ingest([sample_event("lead")])
+        await Worker(fake_app).run_until_idle()
+    assert calls == ["501"]
+    assert not [r for r in caplog.records if "untraced" in r.getMessage() and r.name == "connectzap.dispatch"]
