@@ -15,6 +15,7 @@ from ..core import ingress
 from ..core import templates as template_cache
 from ..core.app import Connectzap
 from ..core.models import TemplateInfo
+from ..core.settings import _is_secret_key
 from ..core.store.schema import events, outbox
 from .apps import drop_postgres_schema, make_app, run
 from .fakes import FakeWhatsApp
@@ -72,8 +73,11 @@ class ConnectorSpec:
     def secret_values(self) -> list[str]:
         """Every secret in the config, for "never printed" checks."""
         out: list[str] = []
-        for name in self.connector.settings_model.secret_fields():
-            value = self.config.get(name)
+        model = self.connector.settings_model
+        # Declared secrets, and settings whose names say they hold one (declared or not).
+        names = {*model.secret_fields(), *(n for n in model.model_fields if _is_secret_key(n))}
+        for name in sorted(names):
+            value = self.config.get(name, model.model_fields[name].default)
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and len(item) >= 4:
                     out.append(item)
