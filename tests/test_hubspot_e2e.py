@@ -3,6 +3,7 @@ and WhatsApp messages -> exactly one timeline entry on the right HubSpot contact
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -68,7 +69,7 @@ async def test_lead_without_opt_in_is_skipped_visibly_and_welcomed_after_opting_
     contact_id = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE})
     app = engine(make, fake)
     first = [{"portalId": 62515, "objectId": int(contact_id), "occurredAt": 1, "subscriptionType": "contact.creation"}]
-    body = __import__("json").dumps(first).encode()
+    body = json.dumps(first).encode()
     ingress.handle(app.connectors["hubspot"], request(body, v3(body)), app.ingest)
     await Worker(app).run_until_idle()
     assert app.channel.sent() == []
@@ -79,7 +80,7 @@ async def test_lead_without_opt_in_is_skipped_visibly_and_welcomed_after_opting_
         {"whatsapp_marketing_optin": "granted", "whatsapp_marketing_legal_basis": "CONSENT_WITH_NOTICE"})
     later = [{"portalId": 62515, "objectId": int(contact_id), "occurredAt": 2, "subscriptionType":
               "contact.propertyChange", "propertyName": "lifecyclestage", "propertyValue": "lead"}]
-    body = __import__("json").dumps(later).encode()
+    body = json.dumps(later).encode()
     ingress.handle(app.connectors["hubspot"], request(body, v3(body)), app.ingest)
     await Worker(app).run_until_idle()
     assert [s["template"]["name"] for s in app.channel.sent()] == ["welcome_lead"]
