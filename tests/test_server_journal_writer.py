@@ -48,7 +48,7 @@ async def test_deliveries_queued_behind_a_commit_share_one_transaction(app):
                 await wait_until(lambda: writer.waiting == 10)
             results = await asyncio.gather(first, *rest)
     finally:
-        await asyncio.to_thread(writer.close)
+        await writer.aclose()
     assert writer.batches == 2 and writer.journaled == 21
     assert [r.duplicate for r in results[0]] == [False]
     # Each request gets its own results back; "shared" is fresh only for the first request that had it.
@@ -76,7 +76,7 @@ async def test_a_failing_delivery_does_not_fail_the_others_in_its_batch(app):
         with pytest.raises(RuntimeError, match="cannot serialise"):
             await failing
     finally:
-        await asyncio.to_thread(writer.close)
+        await writer.aclose()
     assert journaled(app, "test") == 2
 
 
@@ -86,7 +86,7 @@ async def test_a_writer_that_is_not_running_refuses_instead_of_hanging(app):
         await writer.submit([event("early")])
     writer.start()
     assert (await writer.submit([event("on-time")]))[0].duplicate is False
-    await asyncio.to_thread(writer.close)
+    await writer.aclose()
     with pytest.raises(RetriableError):
         await writer.submit([event("late")])
     assert journaled(app, "test") == 1

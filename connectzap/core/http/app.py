@@ -60,7 +60,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
         try:
             yield
         finally:
-            await run_in_threadpool(writer.close)
+            await writer.aclose()
             stop.set()
             if worker_task is not None:
                 await worker_task

@@ -1,11 +1,12 @@
 """Group commit for the webhook edge: many concurrent deliveries, one transaction.
 
-Each webhook request hands its parsed events to :meth:`JournalWriter.submit` and waits. One
-writer thread takes everything that queued up while the previous transaction was committing,
-journals it in a single transaction and only then answers every waiting request. Under load
-the batches grow by themselves, so the cost of a commit (an fsync on PostgreSQL, the write lock
-on SQLite) is shared by all the deliveries in the batch; at low load a batch is one request and
-nothing waits for company.
+Each webhook request hands its parsed events to :meth:`JournalWriter.submit` and waits. A
+single writer task takes everything that queued up while the previous transaction was
+committing and journals it in one transaction on a dedicated database thread; only when that
+transaction committed are the waiting requests answered. Under load the batches grow by
+themselves, so the cost of a commit (an fsync on PostgreSQL, the write lock on SQLite) is shared
+by every delivery in the batch; at low load a batch is one request and nothing waits for company.
+Requests queue on the event loop itself, so the only hand-over between threads is one per batch.
 
 A batch that fails is retried one request at a time, so one bad delivery cannot fail the
 others; a request whose own transaction fails gets the exception (the edge answers 503 and the
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,64 +38,61 @@ log = logging.getLogger("connectzap.journal_writer")
 class _Pending:
     events: list[Event]
     future: asyncio.Future[list[Journaled]]
-    loop: asyncio.AbstractEventLoop
 
 
-_STOP = object()
+@dataclass
+class _Outcome:
+    results: list[Journaled] | None = None
+    error: BaseException | None = None
 
 
 class JournalWriter:
-    """A single writer thread that journals queued deliveries in shared transactions."""
+    """Journals queued deliveries in shared transactions. Start and stop it inside the event loop."""
 
     def __init__(self, db: Database, *, max_batch_events: int = 2000) -> None:
         self.db = db
         self.max_batch_events = max_batch_events
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: Connection | None = None
-        self._closed = False
+        self._closing = False
         self.batches = 0
         self.journaled = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        with self._lock:
-            self._closed = False
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="connectzap-journal-writer", daemon=True)
-                self._thread.start()
+        """Start the writer task on the running event loop."""
+        if self.running:
+            return
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connectzap-journal")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="connectzap-journal-writer")
 
-    def close(self) -> None:
-        """Journal everything already submitted, then stop the thread (blocks until it has)."""
-        with self._lock:
-            self._closed = True
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join()
-        # A request that slipped in behind the stop marker is told to come back, not left waiting.
-        late: list[_Pending] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Pending):
-                late.append(item)
-        if late:
-            gone = RetriableError("the service is shutting down", retry_after=5)
-            self._answer(late, [None] * len(late), [gone] * len(late))
+    async def aclose(self) -> None:
+        """Journal everything already submitted, then stop."""
+        if self._task is None:
+            return
+        self._closing = True
+        assert self._wakeup is not None and self._executor is not None
+        self._wakeup.set()
+        await self._task
+        self._task = None
+        executor, self._executor = self._executor, None
+        await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
+        executor.shutdown(wait=True)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._task is not None and not self._task.done() and not self._closing
 
     @property
     def waiting(self) -> int:
         """Submissions queued and not yet taken into a batch."""
-        return self._queue.qsize()
+        return len(self._pending)
 
     # --- the request side ----------------------------------------------------------------
 
@@ -106,47 +103,59 @@ class JournalWriter:
         """
         if not events:
             return []
-        if self._closed or not self.running:
+        if not self.running:
             raise RetriableError("the journal writer is not running (shutting down, or the app's lifespan "
                                  "was not started)", retry_after=5)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Journaled]] = loop.create_future()
-        self._queue.put(_Pending(events, future, loop))
+        future: asyncio.Future[list[Journaled]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(events, future))
+        assert self._wakeup is not None
+        self._wakeup.set()
         return await future
 
-    # --- the writer thread -----------------------------------------------------------------
+    # --- the writer task -------------------------------------------------------------------
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[_Pending] = []
-            if first is _STOP:
-                stopping = True
-            else:
-                batch.append(first)  # type: ignore[arg-type]
-            size = sum(len(p.events) for p in batch)
-            # Take whatever queued up while we were busy: that is the group in group commit.
-            while size < self.max_batch_events:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            batch = self._take()
+            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.future.done():  # the client went away; its events are journaled all the same
                     continue
-                batch.append(item)  # type: ignore[arg-type]
-                size += len(item.events)  # type: ignore[union-attr]
-            if batch:
-                self._commit(batch)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+                if outcome.error is not None:
+                    pending.future.set_exception(outcome.error)
+                else:
+                    pending.future.set_result(outcome.results or [])
+
+    def _take(self) -> list[_Pending]:
+        """Everything that queued up while the last transaction ran (up to the batch limit)."""
+        size = 0
+        for count, pending in enumerate(self._pending):
+            size += len(pending.events)
+            if size > self.max_batch_events and count:
+                batch, self._pending = self._pending[:count], self._pending[count:]
+                return batch
+        batch, self._pending = self._pending, []
+        return batch
+
+    # --- on the database thread --------------------------------------------------------------
 
     def _connection(self) -> Connection:
         if self._conn is None:
             self._conn = self.db.engine.connect()
         return self._conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _append(self, events: list[Event]) -> list[Journaled]:
         conn = self._connection()
@@ -163,57 +172,30 @@ class JournalWriter:
                 pass
             raise
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending]) -> list[_Outcome]:
         everything = [e for p in batch for e in p.events]
         try:
             results = self._append(everything)
         except Exception as exc:  # noqa: BLE001 - fall back to one transaction per request
             if len(batch) == 1:
                 log.exception("journal write failed")
-                self._answer(batch, [None], [exc])
-                return
-            answers: list[list[Journaled] | None] = []
-            errors: list[BaseException | None] = []
-            for pending in batch:
-                try:
-                    answers.append(self._append(pending.events))
-                    errors.append(None)
-                except Exception as error:  # noqa: BLE001
-                    log.exception("journal write failed")
-                    answers.append(None)
-                    errors.append(error)
-            self._answer(batch, answers, errors)
-            return
+                return [_Outcome(error=exc)]
+            return [self._commit_one(p) for p in batch]
         self.batches += 1
         self.journaled += len(everything)
-        split: list[list[Journaled] | None] = []
+        outcomes = []
         start = 0
         for pending in batch:
-            split.append(results[start:start + len(pending.events)])
+            outcomes.append(_Outcome(results=results[start:start + len(pending.events)]))
             start += len(pending.events)
-        self._answer(batch, split, [None] * len(batch))
+        return outcomes
 
-    @staticmethod
-    def _answer(batch: list[_Pending], answers: list[list[Journaled] | None],
-                errors: list[BaseException | None]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, list[Journaled] | None,
-                                                           BaseException | None]]] = {}
-        for pending, answer, error in zip(batch, answers, errors, strict=True):
-            by_loop.setdefault(pending.loop, []).append((pending, answer, error))
-        for loop, items in by_loop.items():
-            # One wake-up of the event loop per batch, not one per request.
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-
-def _resolve(items: list[tuple[_Pending, list[Journaled] | None, BaseException | None]]) -> None:
-    for pending, answer, error in items:
-        if pending.future.done():  # the client went away; the events are journaled all the same
-            continue
-        if error is not None:
-            pending.future.set_exception(error)
-        else:
-            pending.future.set_result(answer or [])
-
+    def _commit_one(self, pending: _Pending) -> _Outcome:
+        try:
+            results = self._append(pending.events)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("journal write failed")
+            return _Outcome(error=exc)
+        self.batches += 1
+        self.journaled += len(pending.events)
+        return _Outcome(results=results)
