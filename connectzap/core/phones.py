@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -35,6 +36,14 @@ def to_e164(raw: str | int, country: str | None = None) -> str:
     if text.startswith("00"):
         text = "+" + text[2:]
     region = (country or _default_region or "").upper() or None
+    return _parse_e164(text, region)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_e164(text: str, region: str | None) -> str:
+    # Parsing and validating is the costliest step of reading a webhook, and the same customers'
+    # numbers come back again and again (replies, delivery statuses): remember recent answers.
+    # Failures raise, and lru_cache does not keep those.
     candidates = [text]
     digits = "".join(ch for ch in text if ch.isdigit())
     if not text.startswith("+") and digits and region is None:

@@ -37,9 +37,11 @@ def append(db: Database, conn: Connection, batch: list[Event]) -> list[Journaled
     rows = [{"source": e.source, "dedupe_key": e.dedupe_key, "kind": e.kind.value,
              "payload": e.model_dump_json(), "status": "pending", "attempts": 0,
              "next_attempt_at": t, "received_at": t} for e in batch]
-    stmt = db.insert(events).values(rows).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+    # executemany form: the statement compiles once and is cached (a multi-row .values() would be
+    # compiled anew for every batch); returned rows are matched by key, so their order does not matter.
+    stmt = db.insert(events).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
     inserted = {(r.source, r.dedupe_key): r.id
-                for r in conn.execute(stmt.returning(events.c.id, events.c.source, events.c.dedupe_key))}
+                for r in conn.execute(stmt.returning(events.c.id, events.c.source, events.c.dedupe_key), rows)}
     out = []
     seen: set[tuple[str, str]] = set()
     for e in batch:
