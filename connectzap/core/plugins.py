@@ -32,6 +32,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.webhook",
     "connectzap.connectors.hubspot",
     "connectzap.plugins.lead_welcome",
+    "connectzap.scaffold",
 )
 
 ENTRY_POINT_GROUP = "connectzap"
