@@ -138,7 +138,7 @@ def worker(obj: Ctx, no_dispatch: bool, no_send: bool) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Listen address (default: api.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Listen port (default: api.port, 8080; 0 picks a free port).")
+              help="Listen port (default: api.port, 8000; 0 picks a free port).")
 @click.option("--no-workers", is_flag=True, help="Only the HTTP service; run `connectzap worker` elsewhere.")
 @pass_ctx
 def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool) -> None:
@@ -147,11 +147,13 @@ def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool) -> Non
     Shutdown is graceful: requests in flight are answered, queued webhooks journaled and the
     workers finish what they hold before the process exits.
     """
+    from .core.server import ensure_api_key
     from .core.server import serve as run_server
     app = obj.app()
     api = app.settings.api
-    if not api.keys:
-        click.echo("warning: api.keys is empty: the REST API refuses every request", err=True)
+    generated = ensure_api_key(app.settings)
+    if generated is not None:
+        click.echo(f"REST API key (no api.keys configured): {generated}", err=True)
 
     def announce(url: str) -> None:
         workers = "without workers" if no_workers else "with workers"

@@ -320,3 +320,17 @@ async def test_openapi_describes_the_api_and_its_bearer_auth(make):
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "422" in schema["paths"]["/v1/messages"]["post"]["responses"]
     assert docs.status_code == 200
+
+
+def test_serve_without_configured_keys_uses_one_generated_key(tmp_path):
+    from connectzap.core.server import ensure_api_key
+    from connectzap.core.settings import Settings
+    first = Settings(data_dir=tmp_path)
+    path = ensure_api_key(first)
+    again = Settings(data_dir=tmp_path)
+    assert path == ensure_api_key(again) == tmp_path / "api-key"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    key = path.read_text().strip()
+    assert len(key) >= 32 and [k.get_secret_value() for k in again.api.keys] == [key]
+    assert ensure_api_key(Settings(data_dir=tmp_path / "other", api={"keys": [KEY]})) is None
+    assert not (tmp_path / "other" / "api-key").exists()

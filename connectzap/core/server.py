@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from .app import Connectzap
+from .errors import ConfigurationError
 from .http import create_app
+from .settings import Settings
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "ensure_api_key", "serve"]
 
 log = logging.getLogger("connectzap.server")
 
@@ -33,6 +39,25 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def ensure_api_key(settings: Settings) -> Path | None:
+    """With no ``api.keys`` configured, use (creating it once) a random key in ``data_dir/api-key``,
+    readable only by its owner, so a first ``serve`` is usable at once. Returns the file, or None
+    when keys are configured."""
+    if settings.api.keys:
+        return None
+    path = settings.data_dir / "api-key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    key = path.read_text().strip()
+    if len(key) < 16:
+        raise ConfigurationError(f"{path} holds no usable API key (at least 16 characters); delete it to get a new one")
+    settings.api.keys = [SecretStr(key)]
+    return path
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

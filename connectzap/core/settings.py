@@ -71,7 +71,7 @@ class ApiSettings(Section):
     """Larger request bodies are refused with 413 before they are parsed."""
     host: str = "127.0.0.1"
     """Address ``connectzap serve`` listens on (``--host`` overrides)."""
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     """Port ``connectzap serve`` listens on (``--port`` overrides; 0 picks a free one)."""
     trust_proxy_headers: bool = False
     """Honour X-Forwarded-Proto/Host when rebuilding the URL a webhook was sent to (HubSpot v3 signs
