@@ -29,6 +29,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp",
     "connectzap.connectors.whatsapp.commands",
     "connectzap.plugins.opt_out_keywords",
+    "connectzap.connectors.woocommerce",
+    "connectzap.plugins.order_notifications",
     "connectzap.connectors.webhook",
     "connectzap.connectors.hubspot",
     "connectzap.plugins.lead_welcome",
