@@ -38,14 +38,21 @@ class Metrics:
         self.sends = Counter("connectzap_sends", "Channel sends by outcome.", ["outcome"], registry=r)
         self.send_latency = Histogram("connectzap_send_seconds", "Time the channel took per send.",
                                       buckets=SEND_BUCKETS, registry=r)
+        self._webhook_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self.queue_depth = Gauge("connectzap_queue_depth",
                                  "Events pending dispatch and messages per outbox status.", ["queue"], registry=r)
 
     def webhook_answered(self, source: str, status: int, seconds: float, fresh_events: int) -> None:
-        self.webhook_requests.labels(source, str(status)).inc()
-        self.webhook_ack.labels(source).observe(seconds)
+        children = self._webhook_children.get((source, status))
+        if children is None:  # looking labelled children up costs more than using them: keep them
+            children = (self.webhook_requests.labels(source, str(status)), self.webhook_ack.labels(source),
+                        self.events_received.labels(source))
+            self._webhook_children[(source, status)] = children
+        requests, ack, received = children
+        requests.inc()
+        ack.observe(seconds)
         if fresh_events:
-            self.events_received.labels(source).inc(fresh_events)
+            received.inc(fresh_events)
 
     def set_queue_depth(self, events_pending: int, messages: dict[str, int]) -> None:
         self.queue_depth.labels("events_pending").set(events_pending)

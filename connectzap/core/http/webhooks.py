@@ -88,7 +88,7 @@ def endpoint(connector: Connector, writer: JournalWriter, metrics: Metrics,
         for key, value in request.scope["headers"]:  # a repeated header: the first one counts
             headers.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
         incoming = WebhookRequest(method=request.method, url=received_url(request, trust_proxy),
-                                  path=request.url.path, headers=headers, body=body,
+                                  path=request.scope["path"], headers=headers, body=body,
                                   query=dict(request.query_params), path_params=dict(request.path_params),
                                   received_at=time.time())
         answer = await ingress.handle_async(connector, incoming, journal)
