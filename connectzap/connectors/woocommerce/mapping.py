@@ -117,9 +117,13 @@ def order_from_json(data: Any, shop_name: str, shop: ShopSettings) -> Order:
         tracking_url=tracking_url(meta, shop), meta=meta,
         refunded_total=str(refunded) if refunds else None,
         payment_method_title=data.get("payment_method_title") or None,
-        shipping_total=str(money(data.get("shipping_total"), "shipping_total") or "") or None,
+        shipping_total=_text(money(data.get("shipping_total"), "shipping_total")),
         currency_symbol=data.get("currency_symbol") or None,
     )
+
+
+def _text(value: Decimal | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: ShopSettings, *,
