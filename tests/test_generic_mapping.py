@@ -215,3 +215,15 @@ def test_cli_webhook_test_unknown_source(tmp_path):
     result = CliRunner().invoke(cli, ["--config", _config_file(tmp_path, "shop-order"), "webhook", "test", "nope",
                                       str(payload)])
     assert result.exit_code != 0 and "no source 'nope'" in result.output and "shop" in result.output
+
+
+def test_odd_value_types_are_422_not_500(make):
+    config = {"generic": {"sources": {"s": {"auth": {"scheme": "shared_secret", "secrets": ["t" * 20]}, "mappings": [
+        {"kind": "order_created", "phone": "p", "fields": {"id": "id", "status": "s", "customer.country": "c",
+                                                           "total": "t"}}]}}}}
+    app = make(connectors=config)
+    for odd in ({"c": 4.5}, {"t": {"a": 1}}, {"t": "NaN-ish"}):
+        body = json.dumps({"id": 1, "s": "paid", "p": "+4915112345678", "c": "DE", "t": "1.00", **odd}).encode()
+        response = post(app, "s", body, {"x-webhook-secret": "t" * 20})
+        assert response.status == 422, (odd, response.body)
+    assert journaled(app) == 0
