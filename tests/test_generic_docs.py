@@ -43,3 +43,27 @@ async def test_form_lead_example_as_written(make):
     await Worker(app).run_until_idle()
     record = app.consent("+447911123456")[Category.MARKETING]
     assert record.granted and record.source == "website-form" and record.proof.startswith("Yes, send me offers")
+
+
+async def test_examples_over_http(make):
+    """The real service mounts /webhooks/generic/{name}: 200, duplicate, 401, 404 and 422 over HTTP."""
+    from server_support import serving
+
+    from connectzap.testing import hmac_headers
+    engine = make(connectors=example_config("shop-order"))
+    body = example_body("shop-order")
+    signed = {**hmac_headers(body, "shop-signing-secret-change-me", header="X-Shop-Signature", prefix="sha256="),
+              "content-type": "application/json"}
+    async with serving(engine) as client:
+        first = await client.post("/webhooks/generic/shop", content=body, headers=signed)
+        again = await client.post("/webhooks/generic/shop", content=body, headers=signed)
+        forged = await client.post("/webhooks/generic/shop", content=body + b" ", headers=signed)
+        unknown = await client.post("/webhooks/generic/other", content=body, headers=signed)
+        broken = b'{"topic": "order.created", "delivery_id": "d2", "order": {}}'
+        missing = await client.post("/webhooks/generic/shop", content=broken, headers={
+            **hmac_headers(broken, "shop-signing-secret-change-me", header="X-Shop-Signature", prefix="sha256="),
+            "content-type": "application/json"})
+    assert (first.status_code, first.json()) == (200, {"received": 1, "duplicates": 0})
+    assert again.json() == {"received": 0, "duplicates": 1}
+    assert (forged.status_code, unknown.status_code, missing.status_code) == (401, 404, 422)
+    assert missing.json()["field"] == "order.id"
