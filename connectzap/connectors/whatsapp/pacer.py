@@ -67,6 +67,7 @@ class Pacer:
         self._pending: list[_Ask] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_cleanup = 0.0
+        self._local_next: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, db: Database, settings: Any) -> Pacer:
@@ -85,7 +86,12 @@ class Pacer:
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         slot = await ask.future
-        delay = slot - time.time()
+        # Never closer than 1/rate within this process either: when the event loop was busy and
+        # several slots are already past, they go out spaced, not as one burst.
+        now = time.time()
+        at = max(slot, self._local_next.get(ask.number, 0.0), now)
+        self._local_next[ask.number] = at + self.interval
+        delay = at - now
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -1,0 +1,156 @@
+"""Send throughput of the WhatsApp path, run by hand (not a test):
+
+    .venv/bin/python bench/send_throughput.py [--messages 5000] [--database-url postgresql+psycopg://...]
+
+1. transport: bare Graph client sends/s, httpx's own transport vs httpx over httpx-aiohttp;
+2. whole path for one phone number (gate -> durable outbox -> pacer -> channel -> status
+   bookkeeping) with the limiter at 1,000 msg/s;
+3. pacing accuracy with the limiter at 80 msg/s.
+
+The fake Graph server runs in its own process (connectzap.testing.fake_graph), as Meta would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectzap import Category, ConsentChange, Outgoing, TemplateContent  # noqa: E402
+from connectzap.connectors.whatsapp.client import GraphClient  # noqa: E402
+from connectzap.connectors.whatsapp.settings import WhatsAppSettings  # noqa: E402
+from connectzap.core.workers import Worker  # noqa: E402
+from connectzap.testing import make_app, seed_template  # noqa: E402
+
+NUMBER = "106540352242922"
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_fake() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "connectzap.testing.fake_graph", "--port", str(port),
+                             "--token", TOKEN], stdout=subprocess.PIPE, cwd=ROOT)
+    url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, url
+
+
+def section(url: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"access_token": TOKEN, "phone_number_id": NUMBER, "app_secrets": ["s"],
+                            "verify_token": "v", "api_base_url": url, "daily_unique_recipients": None}
+    data.update(overrides)
+    return data
+
+
+async def bare_client(url: str, transport: str, total: int, concurrency: int) -> float:
+    client = GraphClient(WhatsAppSettings(**section(url, transport=transport)), max_connections=concurrency)
+    body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234", "type": "text",
+            "text": {"body": "hi"}}
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with semaphore:
+            await client.send_message(NUMBER, body)
+
+    await asyncio.gather(*(one() for _ in range(200)))  # warm up connections
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return total / elapsed
+
+
+def whole_path(url: str, total: int, rate: float, database_url: str | None, transport: str,
+               batch: int, concurrency: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        app = make_app(Path(tmp), database_url=database_url,
+                       workers={"batch_size": batch, "send_concurrency": concurrency},
+                       connectors={"whatsapp": section(url, messages_per_second=rate, transport=transport)})
+        seed_template(app, "order_confirmation", "Order {{1}} confirmed")
+        phones = [f"+1650555{n:04d}" for n in range(total)]
+        for phone in phones:
+            app.set_consent(ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="bench",
+                                          proof="bench"))
+        sent_at: list[float] = []
+        channel_send = app.channel.send
+
+        async def timed_send(message: Any) -> str:
+            sent_at.append(time.perf_counter())
+            return await channel_send(message)
+
+        app.channel.send = timed_send  # type: ignore[method-assign]
+        started = time.perf_counter()
+        for n, phone in enumerate(phones):
+            app.send(Outgoing(to=phone, content=TemplateContent(name="order_confirmation", language="en",
+                                                                body=[str(n)])))
+        admitted = time.perf_counter()
+
+        async def drain() -> None:
+            await Worker(app).run_until_idle(max_rounds=100_000)
+            await app.aclose()
+
+        asyncio.run(drain())
+        finished = time.perf_counter()
+        counts = app.messages(limit=total + 10)
+        accepted = sum(r["status"] == "accepted" for r in counts)
+        app.close()
+    window = sent_at[-1] - sent_at[0] if len(sent_at) > 1 else 0.0
+    per_second = max(sum(1 for t in sent_at if s <= t < s + 1.0) for s in sent_at) if sent_at else 0
+    return {"accepted": accepted, "gate_per_s": total / (admitted - started),
+            "sender_per_s": total / (finished - admitted), "whole_path_per_s": total / (finished - started),
+            "send_rate": (len(sent_at) - 1) / window if window else 0.0, "max_in_any_1s": per_second}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--database-url")
+    parser.add_argument("--transport", default=None, help="only this transport for the whole-path runs")
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--skip-transport", action="store_true")
+    args = parser.parse_args()
+    proc, url = start_fake()
+    try:
+        if not args.skip_transport:
+            for transport in ("httpx", "aiohttp"):
+                for concurrency in (16, 64, 256):
+                    rate = asyncio.run(bare_client(url, transport, 5000, concurrency))
+                    print(f"transport {transport:8} concurrency {concurrency:4}: {rate:7.0f} sends/s", flush=True)
+        for transport in ([args.transport] if args.transport else ["aiohttp", "httpx"]):
+            result = whole_path(url, args.messages, 1000.0, args.database_url, transport, args.batch, args.concurrency)
+            print(f"whole path, limiter 1000/s, {transport}: " + json.dumps({k: round(v, 1) for k, v in result.items()}),
+                  flush=True)
+        paced = whole_path(url, 800, 80.0, args.database_url, args.transport or "aiohttp", args.batch,
+                           args.concurrency)
+        error = (paced["send_rate"] - 80.0) / 80.0 * 100
+        print(f"pacing at 80/s: measured {paced['send_rate']:.2f}/s ({error:+.2f} %), "
+              f"max {paced['max_in_any_1s']} in any 1 s window", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+if __name__ == "__main__":
+    main()
