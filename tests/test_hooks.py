@@ -9,8 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,6 +22,7 @@ from connectzap.core.dispatch import collect_connectors, register_commands
 from connectzap.core.plugins import pm
 from connectzap.core.workers import Worker
 from connectzap.testing import FakeWhatsApp, registered_plugin, sample_event, seed_template
+from connectzap.testing.venvs import fake_distribution
 
 PHONE = "+4915112345678"
 
@@ -216,19 +215,11 @@ def test_every_hook_has_a_test():
 
 # --- `connectzap plugins` with real installed distributions ----------------------------------------
 
-def _fake_distribution(site: Path, dist: str, version: str, module: str, source: str) -> None:
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[connectzap]\n{module} = {module}\n")
-
-
 @pytest.fixture
 def installed_plugins(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
-    _fake_distribution(site, "connectzap-greeter", "1.2.3", "cz_greeter", """
+    fake_distribution(site, "connectzap-greeter", "1.2.3", "cz_greeter", """
         from connectzap import hookimpl
 
         @hookimpl
@@ -239,7 +230,7 @@ def installed_plugins(tmp_path):
         def on_inbound_message(message):
             return None
     """)
-    _fake_distribution(site, "connectzap-broken", "0.0.1", "cz_broken", "raise ImportError('needs acme-sdk')\n")
+    fake_distribution(site, "connectzap-broken", "0.0.1", "cz_broken", "raise ImportError('needs acme-sdk')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTZAP_", "PYTEST_"))}
     env["PYTHONPATH"] = str(site)
     return env

@@ -23,6 +23,7 @@ from connectzap.testing import (FAILURES, FakeWhatsApp, Sample, Signer, hmac_hea
                                 payload_names, registered_plugin, sample_event, seed_template,
                                 shared_secret_headers, standard_webhooks_headers, webhook_request,
                                 woocommerce_headers)
+from connectzap.testing.venvs import fake_distribution
 
 PHONE = "+4915112345678"
 
@@ -327,11 +328,8 @@ def test_conformance_suite_fails_for_broken_connectors(tmp_path):
     (tmp_path / "test_kit_suite.py").write_text(textwrap.dedent(BROKEN_CONNECTORS))
     site = tmp_path / "site"
     site.mkdir()
-    (site / "cz_installed.py").write_text("from connectzap import hookimpl\n@hookimpl\ndef on_lead(lead):\n    pass\n")
-    info = site / "cz_installed-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cz-installed\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[connectzap]\ncz_installed = cz_installed\n")
+    fake_distribution(site, "cz-installed", "1.0", "cz_installed",
+                      "from connectzap import hookimpl\n@hookimpl\ndef on_lead(lead):\n    pass\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
     env["PYTHONPATH"] = str(site)
     report = tmp_path / "report.json"

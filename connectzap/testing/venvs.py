@@ -11,6 +11,7 @@ import os
 import site
 import subprocess
 import sysconfig
+import textwrap
 import venv
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,16 @@ def create_venv(root: Path) -> Venv:
     return made
 
 
+def fake_distribution(site_dir: Path, dist: str, version: str, module: str, source: str) -> None:
+    """Make ``module`` (with ``source``) look installed from distribution ``dist``, with an entry point
+    in the ``connectzap`` group, for any interpreter that has ``site_dir`` on its path."""
+    (site_dir / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site_dir / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[connectzap]\n{module} = {module}\n")
+
+
 def run_package_tests(venv_: Venv, package: Path, *pytest_args: str, timeout: float = 300) -> \
         subprocess.CompletedProcess[str]:
     """Run ``pytest`` in ``package`` with the venv's interpreter."""
@@ -67,4 +78,4 @@ def run_package_tests(venv_: Venv, package: Path, *pytest_args: str, timeout: fl
                      cwd=package, timeout=timeout)
 
 
-__all__ = ["Venv", "create_venv", "run_package_tests", "site_packages"]
+__all__ = ["Venv", "create_venv", "fake_distribution", "run_package_tests", "site_packages"]
