@@ -40,12 +40,12 @@ PATH = "/webhooks/whatsapp"
 
 # --- the load generator (runs in its own process) ---------------------------------------------
 
-def signed_bodies(count: int) -> list[tuple[bytes, str]]:
+def signed_bodies(count: int, numbers: int = 5000) -> list[tuple[bytes, str]]:
     from connectzap.core.signatures import sign_meta
     out = []
     now = int(time.time())
     for i in range(count):
-        wa_id = f"49151{10000000 + i % 5000:08d}"
+        wa_id = f"49151{10000000 + i % numbers:08d}"
         body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "changes": [{
             "field": "messages", "value": {
                 "messaging_product": "whatsapp",
@@ -58,8 +58,9 @@ def signed_bodies(count: int) -> list[tuple[bytes, str]]:
     return out
 
 
-async def generate(host: str, port: int, connections: int, seconds: float, max_requests: int) -> dict:
-    bodies = signed_bodies(max_requests)
+async def generate(host: str, port: int, connections: int, seconds: float, max_requests: int,
+                   numbers: int) -> dict:
+    bodies = signed_bodies(max_requests, numbers)
     requests = [(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
                  + b"\r\nContent-Type: application/json\r\nX-Hub-Signature-256: " + sig.encode()
                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body) for body, sig in bodies]
@@ -108,7 +109,8 @@ def run_generator(args: argparse.Namespace) -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        result = runner.run(generate(args.host, args.port, args.connections, args.seconds, args.max_requests))
+        result = runner.run(generate(args.host, args.port, args.connections, args.seconds, args.max_requests,
+                                     args.numbers))
     print(json.dumps(result))
 
 
@@ -165,7 +167,7 @@ def coordinate(args: argparse.Namespace) -> None:
     try:
         generator = subprocess.run([sys.executable, __file__, "--generate", "--host", host, "--port", port,
                                     "--connections", str(args.connections), "--seconds", str(args.seconds),
-                                    "--max-requests", str(args.max_requests)],
+                                    "--max-requests", str(args.max_requests), "--numbers", str(args.numbers)],
                                    capture_output=True, text=True, check=True)
     finally:
         cpu_used = cpu_seconds(server.pid) - cpu_before
@@ -178,6 +180,7 @@ def coordinate(args: argparse.Namespace) -> None:
     result["journaled_after_sigkill"] = journaled(folder, database_url)
     result["database"] = "postgresql" if database_url else "sqlite"
     result["workers_in_process"] = args.workers
+    result["distinct_numbers"] = args.numbers
     result["every_ack_durable"] = result["journaled_after_sigkill"] == result["acknowledged"]
     print(json.dumps(result, indent=2))
     if not result["every_ack_durable"]:
@@ -189,6 +192,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--numbers", type=int, default=5000,
+                        help="Distinct customer numbers the webhooks cycle through (default 5000).")
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema is used); default SQLite")
     parser.add_argument("--workers", action="store_true", help="Run the workers inside serve as well.")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
