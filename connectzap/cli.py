@@ -101,7 +101,8 @@ def doctor(obj: Ctx) -> None:
     from .core.plugins import load_failures
     problems = [f"plugin {f.name}: {f.error}" for f in load_failures()]
     if not settings.api.keys:
-        problems.append("api.keys is empty: the REST API will refuse every request")
+        click.echo("note: api.keys is empty: `serve` uses the generated key in "
+                   f"{settings.data_dir / 'api-key'}")
     for p in problems:
         click.echo(f"warning: {p}")
     if os.environ.get("CONNECTZAP_DOCTOR_SHOW"):

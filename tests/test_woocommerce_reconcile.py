@@ -109,3 +109,21 @@ async def test_reconcile_forever_is_off_without_an_interval(make):
     await asyncio.wait_for(reconcile_forever(app, asyncio.Event()), 5)  # returns at once
     plain = make("plain")
     await asyncio.wait_for(reconcile_forever(plain, asyncio.Event()), 5)
+
+
+async def test_worker_runs_the_periodic_reconcile_as_connector_background_work(make):
+    """`serve` and `connectzap worker` run Worker.run, which starts each connector's background work."""
+    from connectzap.connectors.woocommerce.reconcile import _save_last_seen
+    from connectzap.core.workers import Worker
+    app = make(connectors={"woocommerce": config(reconcile_interval_minutes=60, reconcile_first_lookback_hours=24)})
+    _save_last_seen(app, "main", datetime(2026, 3, 8, 12, tzinfo=UTC))
+    stop = asyncio.Event()
+    with wc_vcr.use_cassette("orders_modified_two_pages.yaml") as cassette:
+        task = asyncio.create_task(Worker(app).run(stop))
+        for _ in range(200):
+            if cassette.play_count:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert cassette.play_count == 1

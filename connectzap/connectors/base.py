@@ -13,6 +13,8 @@ retried delivery -- exactly like plugin hooks.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -125,6 +127,10 @@ class Connector:
         """Forward a new lead to the external system."""
 
     # --- lifecycle --------------------------------------------------------------------
+
+    async def background(self, stop: asyncio.Event) -> None:
+        """Long-running work that runs beside the workers until ``stop`` is set (e.g. a periodic
+        reconcile of webhooks the source failed to deliver). Default: nothing."""
 
     async def aclose(self) -> None:
         """Release clients. Called on shutdown."""

@@ -481,6 +481,8 @@ class Worker:
             tasks.append(asyncio.create_task(loop(self.dispatch_once)))
         if send:
             tasks.append(asyncio.create_task(loop(self.send_once)))
+        if dispatch:
+            tasks += [asyncio.create_task(c.background(stop)) for c in self.app.connectors.values()]
         tasks.append(asyncio.create_task(loop(chores)))
         await stop.wait()
         tasks[-1].cancel()

@@ -54,6 +54,11 @@ class WooCommerceConnector(Connector):
 
     # --- shops -------------------------------------------------------------------------
 
+    async def background(self, stop: asyncio.Event) -> None:
+        """Reconcile every shop periodically (``reconcile_interval_minutes``; 0 = off)."""
+        from .reconcile import reconcile_forever
+        await reconcile_forever(self.app, stop)
+
     def shop_name(self, request: WebhookRequest) -> str | None:
         named = request.path_params.get("shop")
         if named:
