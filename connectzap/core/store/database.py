@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.pool import NullPool
 
+from .. import clock
 from ..errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def now() -> float:
-    return time.time()
+    return clock.now()
 
 
 class Database:
@@ -33,7 +32,9 @@ class Database:
         self.url = url
         if url.startswith("sqlite"):
             self._prepare_sqlite_path(url)
-            self.engine: Engine = create_engine(url, poolclass=NullPool if ":memory:" not in url else None,
+            # A pool keeps connections open: closing the last one checkpoints and deletes the WAL,
+            # which made every transaction pay a file sync.
+            self.engine: Engine = create_engine(url,
                                                 connect_args={"timeout": 30, "check_same_thread": False})
             self._sqlite_setup(self.engine)
         elif url.startswith(("postgresql", "postgres")):

@@ -1,0 +1,393 @@
+"""Property: nothing reaches the channel without consent for its category, or free-form outside the window.
+
+A hypothesis state machine drives one engine through random sequences of consent changes
+(ledger API, events carrying consents, connector consent events, STOP/START keywords,
+WhatsApp 131050 statuses and send-time refusals), inbound messages at various ages, template
+re-categorisations, time passing, and sends from the API, from a plugin and from journaled
+``send`` events. A recording channel checks every message it receives against a small
+reference model of the documented rules:
+
+* a template of category C needs the latest consent record for C to be a grant, except that
+  a utility or authentication template needs none inside the 24-hour window the customer
+  opened (marketing always needs an opt-in); a revocation always refuses;
+* a free-form message needs the window to be open;
+* the template must be APPROVED when it leaves.
+
+The ledger's "latest" is the record with the newest consent time, ties broken by recording
+order -- the model keeps the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+
+from connectzap import (Category, ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus, Order,
+                        Outgoing, TemplateContent, TemplateUpdate, TextContent, hookimpl)
+from connectzap.core import clock
+from connectzap.core.channel import OutboundSend
+from connectzap.core.errors import SkippableDeliveryError
+from connectzap.core.plugins import pm
+from connectzap.core.workers import Worker
+from connectzap.testing import seed_template
+
+DAY = 24 * 3600
+START = 1_750_000_000.0
+
+# Each contact in the forms a connector might deliver it: E.164, wa_id digits, national + country.
+CONTACTS: dict[str, list[tuple[str, str | None]]] = {
+    "+4915112345678": [("+4915112345678", None), ("4915112345678", None), ("0151 12345678", "DE")],
+    "+12025550123": [("+1 202-555-0123", None), ("12025550123", None), ("(202) 555-0123", "US")],
+    "+5511987654321": [("+55 11 98765-4321", None), ("5511987654321", None), ("(11) 98765-4321", "BR")],
+}
+TEMPLATES = {"t_utility": "UTILITY", "t_marketing": "MARKETING", "t_auth": "AUTHENTICATION"}
+TEMPLATE_FOR = {Category(c.lower()): name for name, c in TEMPLATES.items()}
+NUMBERS = [None, "pn1", "pn2"]
+
+contacts = st.sampled_from(sorted(CONTACTS))
+forms = st.integers(min_value=0, max_value=2)
+categories = st.sampled_from(list(Category))
+grants = st.booleans()
+template_names = st.sampled_from(sorted(TEMPLATES))
+numbers = st.sampled_from(NUMBERS)
+
+
+def form_of(phone: str, index: int) -> tuple[str, str | None]:
+    return CONTACTS[phone][index]
+
+
+@dataclass
+class ReferenceModel:
+    """The documented rules, kept next to the engine in the simplest possible form."""
+
+    now: float = START
+    ledger: dict[tuple[str, str], tuple[float, int, bool]] = field(default_factory=dict)
+    windows: dict[tuple[str, str], float] = field(default_factory=dict)
+    templates: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (category, status)
+    seq: itertools.count = field(default_factory=itertools.count)
+
+    def consent(self, phone: str, category: str, granted: bool, at: float) -> None:
+        entry = (at, next(self.seq), granted)
+        current = self.ledger.get((phone, category))
+        if current is None or entry[:2] > current[:2]:
+            self.ledger[(phone, category)] = entry
+
+    def inbound(self, phone: str, number: str | None, at: float) -> None:
+        key = (phone, number or "")
+        self.windows[key] = max(self.windows.get(key, at), at)
+
+    def window_open(self, phone: str, number: str | None) -> bool:
+        times = [t for (p, n), t in self.windows.items() if p == phone and (number is None or n in (number, ""))]
+        return bool(times) and self.now < max(times) + DAY
+
+    def violation(self, message: OutboundSend) -> str | None:
+        window = self.window_open(message.recipient, message.business_phone_number_id)
+        content = message.content
+        if not content.is_template:
+            return None if window else "free-form message outside the window"
+        category, status = self.templates[content.name]
+        if status != "APPROVED":
+            return f"template {content.name} is {status}"
+        latest = self.ledger.get((message.recipient, category.lower()))
+        if latest is not None and not latest[2]:
+            return f"{category} template after an opt-out"
+        if latest is None and not (window and category != "MARKETING"):
+            return f"{category} template without consent (window open: {window})"
+        return None
+
+
+class CheckingChannel:
+    """Records every send and checks it against the model at the moment it arrives.
+
+    Contacts in ``blocked_marketing`` get WhatsApp's 131050 ("user stopped marketing
+    messages") for marketing templates, as the Cloud API would answer.
+    """
+
+    name = "checking"
+
+    def __init__(self, model: ReferenceModel) -> None:
+        self.model = model
+        self.sent: list[tuple[OutboundSend, str]] = []
+        self.violations: list[str] = []
+        self.blocked_marketing: set[str] = set()
+        self.refused_by_whatsapp: list[str] = []
+
+    async def send(self, message: OutboundSend) -> str:
+        problem = self.model.violation(message)
+        if problem:
+            self.violations.append(f"{problem}: {message.content.type} to {message.recipient}")
+        category = self.model.templates.get(getattr(message.content, "name", ""), ("", ""))[0]
+        if category == "MARKETING" and message.recipient in self.blocked_marketing:
+            self.refused_by_whatsapp.append(message.recipient)
+            raise SkippableDeliveryError("131050", code="opted_out", vendor_code=131050)
+        wamid = f"wamid.{secrets.token_hex(8)}"
+        self.sent.append((message, wamid))
+        return wamid
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return next((w for m, w in self.sent if m.outbox_id == outbox_id), None)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ProposingPlugin:
+    """Proposes whatever the order asks for in ``meta.propose``, and listens to consent changes
+    (so the engine journals consent notifications, a path that must not replay old consent)."""
+
+    def __init__(self) -> None:
+        self.consent_notifications = 0
+
+    @hookimpl
+    def on_order_created(self, order: Order, ctx: Any) -> list[Outgoing]:
+        assert order.customer is not None
+        return [Outgoing.model_validate({"to": order.customer, **spec}) for spec in order.meta["propose"]]
+
+    @hookimpl
+    def on_consent_changed(self, change: ConsentChange, ctx: Any) -> None:
+        self.consent_notifications += 1
+
+
+WHATS = ["t_utility", "t_marketing", "t_auth", "text", "text or t_utility", "text or t_marketing"]
+"""What a send asks for: a template, free-form text, or text with a fallback template."""
+
+
+def content_for(what: str) -> dict[str, Any]:
+    text = {"type": "text", "body": "hello"}
+    if what == "text":
+        return {"content": text}
+    name = what.rsplit(" ", 1)[-1]
+    template = {"type": "template", "name": name, "language": "en", "body": ["x"]}
+    return {"content": text, "fallback": template} if what.startswith("text ") else {"content": template}
+
+
+keys = st.sampled_from([None, "k1", "k2", "k3"])
+delays = st.sampled_from([None, 0, 3600, 2 * DAY])
+
+
+class GateMachine(RuleBasedStateMachine):
+    make: Callable[..., Any]
+    plugin: ProposingPlugin
+    counter = itertools.count()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = ReferenceModel()
+        self.channel = CheckingChannel(self.model)
+        self.clock = clock.use_clock(lambda: self.model.now)
+        self.clock.__enter__()
+        self.app = type(self).make(f"gate{next(self.counter)}", channel=self.channel)
+        self.worker = Worker(self.app)
+        self.ids = itertools.count()
+
+    def teardown(self) -> None:
+        self.clock.__exit__(None, None, None)
+
+    @initialize()
+    def seed(self) -> None:
+        for name, category in TEMPLATES.items():
+            seed_template(self.app, name, "Hello {{1}}", category=category)
+            self.model.templates[name] = (category, "APPROVED")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def at(self, seconds_ago: float) -> datetime:
+        return datetime.fromtimestamp(self.model.now - seconds_ago, UTC)
+
+    def uid(self, prefix: str) -> str:
+        return f"{prefix}{next(self.ids)}"
+
+    def ingest(self, *events: Event) -> None:
+        self.app.ingest(list(events))
+        self.drive()
+
+    def drive(self) -> None:
+        async def loop() -> None:
+            for _ in range(200):
+                busy = await self.worker.dispatch_once()
+                sends_before = len(self.channel.refused_by_whatsapp)
+                busy += await self.worker.send_once()
+                # WhatsApp's refusals become opt-outs once the sender records its batch.
+                for phone in self.channel.refused_by_whatsapp[sends_before:]:
+                    self.model.consent(phone, "marketing", False, self.model.now)
+                busy += await self.worker.recover_once()
+                if not busy:
+                    return
+            raise AssertionError("workers never went idle")
+        asyncio.run(loop())
+
+    def change(self, phone: str, form: int, category: Category, granted: bool, seconds_ago: float,
+               source: str) -> ConsentChange:
+        raw, country = form_of(phone, form)
+        return ConsentChange(phone=raw, country=country, category=category, granted=granted, source=source,
+                             proof=f"{source} proof", at=self.at(seconds_ago))
+
+    # --- consent ---------------------------------------------------------------------------
+
+    @rule(phone=contacts, form=forms, category=categories, granted=grants,
+          ago=st.sampled_from([0, 0, 60, 7200]), source=st.sampled_from(["api", "crm"]), lag=st.booleans())
+    def consent_from_api(self, phone: str, form: int, category: Category, granted: bool, ago: float,
+                         source: str, lag: bool) -> None:
+        """Recorded at once; with ``lag`` the workers have not caught up with its notification yet."""
+        self.model.consent(phone, category.value, granted, self.model.now - ago)
+        self.app.set_consent(self.change(phone, form, category, granted, ago, source))
+        if not lag:
+            self.drive()
+
+    @rule(phone=contacts, form=forms, category=categories, granted=grants,
+          ago=st.sampled_from([0, 60, 7200]), kind=st.sampled_from(["lead", "order", "consent_changed"]))
+    def consent_from_event(self, phone: str, form: int, category: Category, granted: bool, ago: float,
+                           kind: str) -> None:
+        change = self.change(phone, form, category, granted, ago, f"shop:{kind}")
+        raw, country = form_of(phone, form)
+        self.model.consent(phone, category.value, granted, self.model.now - ago)
+        if kind == "consent_changed":  # e.g. WhatsApp's user_preferences webhook, parsed by a connector
+            event = Event.of(EventKind.CONSENT_CHANGED, change, source="whatsapp", dedupe_key=self.uid("pref"))
+        elif kind == "lead":
+            event = Event(kind=EventKind.LEAD, source="crm", dedupe_key=self.uid("lead"), consents=[change],
+                          data={"id": "1", "contact": {"phone": raw, "country": country}})
+        else:  # a checkout opt-in arrives with its order; the plugin then proposes a template
+            event = Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=self.uid("order"),
+                          consents=[change],
+                          data={"id": "1", "status": "processing", "customer": {"phone": raw, "country": country},
+                                "meta": {"propose": [content_for(TEMPLATE_FOR[category])]}})
+        self.ingest(event)
+
+    @rule(phone=contacts, form=forms, ago=st.sampled_from([0, 0, 3600, 23 * 3600, 25 * 3600, 3 * DAY]),
+          text=st.sampled_from(["hi", "thanks", "where is my order?", "STOP", "start", "Stop promotions"]), number=numbers)
+    def inbound_message(self, phone: str, form: int, ago: float, text: str, number: str | None) -> None:
+        raw, country = form_of(phone, form)
+        when = self.model.now - ago
+        wamid = self.uid("wamid.in")
+        message = InboundMessage(wamid=wamid, type="text", timestamp=self.at(ago),
+                                 contact=Contact(phone=raw, country=country), text=text,
+                                 business_phone_number_id=number)
+        self.model.inbound(phone, number, when)
+        said = text.strip().casefold()
+        if said in ("stop", "stop promotions"):
+            self.model.consent(phone, "marketing", False, when)
+        elif said == "start":
+            self.model.consent(phone, "marketing", True, when)
+        self.ingest(Event.of(EventKind.INBOUND_MESSAGE, message, source="whatsapp", dedupe_key=wamid))
+
+    @precondition(lambda self: self.channel.sent)
+    @rule(data=st.data())
+    def whatsapp_reports_131050(self, data: st.DataObject) -> None:
+        message, wamid = data.draw(st.sampled_from(self.channel.sent))
+        status = MessageStatus(wamid=wamid, status="failed", timestamp=self.at(0), recipient=message.recipient,
+                               errors=[{"code": 131050, "title": "User stopped marketing messages"}])
+        self.model.consent(message.recipient, "marketing", False, self.model.now)
+        self.ingest(Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=self.uid("st")))
+
+    @rule(phone=contacts, blocked=st.booleans())
+    def whatsapp_blocks_marketing(self, phone: str, blocked: bool) -> None:
+        (self.channel.blocked_marketing.add if blocked else self.channel.blocked_marketing.discard)(phone)
+
+    # --- templates and time ------------------------------------------------------------------
+
+    @rule(name=template_names, category=st.sampled_from(["UTILITY", "MARKETING", "AUTHENTICATION", None]),
+          status=st.sampled_from([None, None, "APPROVED", "PAUSED", "REJECTED"]))
+    def template_changes(self, name: str, category: str | None, status: str | None) -> None:
+        before = self.model.templates[name]
+        self.model.templates[name] = (category or before[0], status or before[1])
+        update = TemplateUpdate(name=name, language="en", category=category, status=status)
+        self.ingest(Event.of(EventKind.TEMPLATE_UPDATE, update, source="whatsapp", dedupe_key=self.uid("tpl")))
+
+    @rule(seconds=st.sampled_from([60, 3600, 6 * 3600, 23 * 3600, 25 * 3600]))
+    def time_passes(self, seconds: float) -> None:
+        self.model.now += seconds
+        self.drive()
+
+    # --- sends ---------------------------------------------------------------------------------
+
+    def outgoing(self, phone: str, form: int, what: str, key: str | None, delay: float | None,
+                 number: str | None) -> dict[str, Any]:
+        raw, country = form_of(phone, form)
+        data = {"to": {"phone": raw, "country": country}, **content_for(what),
+                "idempotency_key": f"{key}:{phone}:{what}" if key else None, "business_phone_number_id": number}
+        if delay is not None:
+            data["not_before"] = self.at(-delay)
+        return data
+
+    @rule(via=st.sampled_from(["api", "api, workers lagging", "plugin", "send event"]),
+          phones=st.lists(contacts, min_size=1, max_size=3, unique=True), form=forms,
+          whats=st.lists(st.sampled_from(WHATS), min_size=1, max_size=4, unique=True), key=keys, delay=delays,
+          number=numbers)
+    def send(self, via: str, phones: list[str], form: int, whats: list[str], key: str | None,
+             delay: float | None, number: str | None) -> None:
+        for phone in phones:
+            specs = [self.outgoing(phone, form, what, key, delay, number) for what in whats]
+            if via == "plugin":
+                raw, country = form_of(phone, form)
+                proposals = [Outgoing.model_validate(spec).model_dump(mode="json", exclude={"to"}, exclude_none=True)
+                             for spec in specs]
+                self.app.ingest([Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=self.uid("order"),
+                                       data={"id": "2", "status": "processing", "meta": {"propose": proposals},
+                                             "customer": {"phone": raw, "country": country}})])
+            elif via == "send event":
+                self.app.ingest([Event.of(EventKind.SEND, Outgoing.model_validate(spec), source="api",
+                                          dedupe_key=self.uid("send")) for spec in specs])
+            else:
+                for spec in specs:
+                    self.app.send(Outgoing.model_validate(spec), idempotency_key=spec["idempotency_key"])
+        if via != "api, workers lagging":  # else it waits in the outbox while later steps change things
+            self.drive()
+
+    @invariant()
+    def nothing_sent_against_the_rules(self) -> None:
+        assert self.channel.violations == []
+
+
+@pytest.fixture
+def proposing_plugin() -> Any:
+    plugin = ProposingPlugin()
+    pm.register(plugin, name="gate_properties_plugin")
+    yield plugin
+    pm.unregister(name="gate_properties_plugin")
+
+
+@pytest.mark.slow
+def test_gate_never_sends_without_consent_or_outside_the_window(make: Callable[..., Any],
+                                                                proposing_plugin: ProposingPlugin) -> None:
+    GateMachine.make = staticmethod(make)  # type: ignore[assignment]
+    run_state_machine_as_test(GateMachine, settings=settings(
+        max_examples=30, stateful_step_count=30, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    assert proposing_plugin.consent_notifications > 0  # the notification path was exercised
+
+
+def test_reference_model_flags_what_the_gate_must_refuse() -> None:
+    """The checker itself can fail: each rule it encodes flags the matching bad send."""
+    model = ReferenceModel(templates={"m": ("MARKETING", "APPROVED"), "u": ("UTILITY", "APPROVED"),
+                                      "p": ("UTILITY", "PAUSED")})
+    phone = "+4915112345678"
+
+    def send(content: Any, number: str | None = None) -> str | None:
+        return model.violation(OutboundSend("m1", phone, content, "x", business_phone_number_id=number))
+
+    def template(name: str) -> TemplateContent:
+        return TemplateContent(name=name, language="en", body=["x"])
+
+    text = TextContent(body="hi")
+    assert send(text) and send(template("u")) and send(template("m"))
+    model.inbound(phone, "pn1", model.now - 3600)
+    assert send(text) is None and send(template("u")) is None
+    assert send(template("m")) and send(text, "pn2") and send(template("p"))
+    model.consent(phone, "marketing", True, model.now)
+    assert send(template("m")) is None
+    model.consent(phone, "marketing", False, model.now)  # same time, recorded later: it wins
+    assert send(template("m"))
+    model.consent(phone, "utility", False, model.now - 10)
+    assert send(template("u"))
+    model.now += DAY
+    assert send(text)
