@@ -1,0 +1,182 @@
+"""SIGKILL a real ``connectzap worker`` mid-run, restart it: no event lost, no message sent twice.
+
+The worker runs as users run it (``python -m connectzap --config FILE worker``) with a plugin
+installed the way pip installs one (a distribution with a ``connectzap`` entry point on the
+path, selected with ``CONNECTZAP_LOAD_PLUGINS``). The plugin proposes one template per order.
+The sandbox channel appends each request body to its JSON-lines log; after every kill the
+test looks for messages caught mid-send (in the log but still ``sending`` in the outbox) --
+those must be recovered by the sandbox's reconcile(), never sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind
+from connectzap.core.settings import load_settings
+from connectzap.core.store.schema import events, outbox
+from connectzap.testing import seed_template
+from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
+from connectzap.testing.venvs import fake_distribution
+
+pytestmark = pytest.mark.slow
+
+ORDERS = 300
+KILL_AFTER = (40, 140, 240)  # sandbox log lines seen before each SIGKILL
+PLUGIN = "cz_crash_plugin"
+PLUGIN_SOURCE = """
+from connectzap import TemplateContent, hookimpl
+
+@hookimpl
+def on_order_created(order, ctx):
+    ctx.send(order.customer, TemplateContent(name="order_confirmation", language="en", body=[order.id]),
+             key=f"order:{order.id}")
+"""
+
+
+@dataclass
+class Setup:
+    config: Path
+    log: Path
+    env: dict[str, str]
+    database_url: str
+
+
+@pytest.fixture
+def setup(backend: str, tmp_path: Path) -> Iterator[Setup]:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "cz-crash-plugin", "1.0", PLUGIN, PLUGIN_SOURCE)
+    if backend == "postgres":
+        url = _postgres_schema_url(os.environ["CONNECTZAP_TEST_DATABASE_URL"])
+    else:
+        url = f"sqlite:///{tmp_path / 'connectzap.db'}"
+    log = tmp_path / "sandbox.jsonl"
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+[database]
+url = "{url}"
+[privacy]
+hash_secret = "crash-test-secret-0123456789"
+[workers]
+lease_seconds = 2
+poll_interval_seconds = 0.05
+batch_size = 25
+[sandbox]
+quiet = true
+log_file = "{log}"
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
+    env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")
+    yield Setup(config, log, env, url)
+    drop_postgres_schema(url)
+
+
+def journal_orders(config: Path) -> None:
+    app = Connectzap(load_settings(config)).start()
+    try:
+        seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
+        batch = []
+        for n in range(ORDERS):
+            phone = f"+49151{10000000 + n}"
+            consent = ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="checkout",
+                                    proof="order confirmations by WhatsApp")
+            batch.append(Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"order-{n}",
+                               consents=[consent],
+                               data={"id": str(n), "status": "processing", "customer": {"phone": phone}}))
+        app.ingest(batch)
+    finally:
+        app.close()
+
+
+def start_worker(s: Setup) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(s.config), "worker"],
+                            env=s.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def logged_ids(log: Path) -> list[str]:
+    """biz_opaque_callback_data of every complete line in the sandbox log."""
+    if not log.exists():
+        return []
+    ids = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            ids.append(json.loads(line)["body"]["biz_opaque_callback_data"])
+        except ValueError:
+            continue  # a line still being written
+    return ids
+
+
+def wait_for(condition, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def idle(app: Connectzap) -> bool:
+    with app.db.read() as conn:
+        pending = conn.execute(select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
+        busy = conn.execute(select(func.count()).select_from(outbox).where(
+            outbox.c.status.in_(("queued", "sending", "unknown")))).scalar_one()
+        made = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+    return pending == 0 and busy == 0 and made == ORDERS
+
+
+def caught_mid_send(app: Connectzap, log: Path) -> int:
+    """Messages the dead worker had handed to the sandbox but not yet recorded as sent."""
+    with app.db.read() as conn:
+        sending = {r[0] for r in conn.execute(select(outbox.c.id).where(outbox.c.status == "sending"))}
+    return len(sending & set(logged_ids(log)))
+
+
+def test_sigkill_mid_run_loses_no_event_and_sends_nothing_twice(setup: Setup) -> None:
+    journal_orders(setup.config)
+    observer = Connectzap(load_settings(setup.config))
+    recovered_mid_send = 0
+    try:
+        for point in KILL_AFTER:
+            proc = start_worker(setup)
+            wait_for(lambda p=point: len(logged_ids(setup.log)) >= p, proc, 60, f"{point} sends")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert len(logged_ids(setup.log)) < ORDERS, "the worker finished before it could be killed"
+            recovered_mid_send += caught_mid_send(observer, setup.log)
+
+        proc = start_worker(setup)
+        try:
+            wait_for(lambda: idle(observer), proc, 120, "the restarted worker to finish")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+
+        with observer.db.read() as conn:
+            order_events = conn.execute(select(events.c.status, func.count()).where(events.c.source == "shop")
+                                        .group_by(events.c.status)).all()
+            keys = dict(conn.execute(select(outbox.c.id, outbox.c.idempotency_key)).all())
+            statuses = Counter(r[0] for r in conn.execute(select(outbox.c.status)))
+        assert order_events == [("done", ORDERS)]  # no event lost, none dead
+        sent = Counter(logged_ids(setup.log))
+        assert [m for m, n in sent.items() if n > 1] == []  # nothing sent twice
+        assert sorted(keys[m] for m in sent) == sorted(f"{PLUGIN}:order:{n}" for n in range(ORDERS))  # none missing
+        assert set(statuses) <= {"accepted", "sent", "delivered"}
+        # The reconcile path ran: some message was in the log but unrecorded when the worker died.
+        assert recovered_mid_send > 0
+    finally:
+        observer.close()
