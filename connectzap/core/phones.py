@@ -50,6 +50,8 @@ def _parse_e164(text: str, region: str | None) -> str:
         candidates = ["+" + digits]  # a wa_id or a number already carrying its country code
     elif not text.startswith("+") and digits:
         candidates.append("+" + digits)  # national first, then "it was international after all"
+        if _looks_international(digits, region):
+            candidates.reverse()
     for candidate in candidates:
         try:
             parsed = phonenumbers.parse(candidate, region)
@@ -58,6 +60,16 @@ def _parse_e164(text: str, region: str | None) -> str:
         if phonenumbers.is_valid_number(parsed):
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     raise InvalidPhoneError(f"not a valid phone number for region {region or 'unknown'}", field="phone")
+
+
+def _looks_international(digits: str, region: str) -> bool:
+    """A wa_id next to a country hint (``4915112345678`` with ``DE``): the digits start with the
+    country code where a national number would start with the trunk prefix. Read nationally it
+    would gain a second country code and become another contact."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = metadata.national_prefix if metadata is not None else None
+    code = str(phonenumbers.country_code_for_region(region))
+    return bool(trunk) and not digits.startswith(trunk) and digits.startswith(code)
 
 
 def wa_digits(e164: str) -> str:
