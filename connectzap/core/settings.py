@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         # Environment variables win over the file's values (passed in as init kwargs).
         return (env_settings, init_settings)
 
+    def __repr_args__(self) -> Any:
+        # Connector and plugin sections are plain dicts until their owners validate them, so
+        # their secrets are not SecretStr yet: mask them in repr()/str() too.
+        for name, value in super().__repr_args__():
+            yield name, (redacted(value) if name in ("connectors", "plugins") else value)
+
     # --- derived values --------------------------------------------------------------
 
     @property

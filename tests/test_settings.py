@@ -1,0 +1,96 @@
+"""Configuration: TOML, environment overrides, redaction, and connectors that fail closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectzap import Connectzap
+from connectzap.core.errors import ConfigurationError
+from connectzap.core.settings import load_settings, redacted
+
+TOKEN = "EAAG-very-secret-access-token"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "connectzap.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + text)
+    return path
+
+
+def test_toml_values_and_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[workers]\nmax_attempts = 3\nbatch_size = 7\n[phones]\ndefault_region = \"DE\"\n")
+    settings = load_settings(path)
+    assert (settings.workers.max_attempts, settings.workers.batch_size, settings.phones.default_region) == (3, 7, "DE")
+    assert settings.config_path == path
+    monkeypatch.setenv("CONNECTZAP_WORKERS__MAX_ATTEMPTS", "11")
+    monkeypatch.setenv("CONNECTZAP_PRIVACY__RETENTION_HOURS", "2.5")
+    settings = load_settings(path)
+    assert settings.workers.max_attempts == 11 and settings.workers.batch_size == 7  # env wins, file fills in
+    assert settings.privacy.retention_hours == 2.5
+    monkeypatch.setenv("CONNECTZAP_CONFIG", str(path))
+    assert load_settings().workers.batch_size == 7
+
+
+def test_defaults_run_on_this_machine(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""))
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'connectzap.db'}"
+    assert settings.sandbox_log == tmp_path / "data" / "sandbox-sends.jsonl"
+    secret = settings.hash_secret()
+    assert len(secret) >= 32 and settings.hash_secret() == secret  # generated once, then kept
+    assert (tmp_path / "data" / "hash-secret").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[workers]\nmax_attempts = 0\n", "workers.max_attempts"),
+    ("[workers]\nmax_attemps = 3\n", "workers.max_attemps"),
+    ("[privacy]\nretention_hours = -1\n", "privacy.retention_hours"),
+    ("data_dir = = 1\n", "not valid TOML"),
+])
+def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, text))
+    assert needle in caught.value.message and "\n" not in caught.value.message
+
+
+def test_short_hash_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[privacy]\nhash_secret = "tiny"\n'))
+    with pytest.raises(ConfigurationError) as caught:
+        settings.hash_secret()
+    assert "tiny" not in caught.value.message
+
+
+def test_secrets_are_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTZAP_API__KEYS", '["api-key-one-0123456789"]')
+    path = write(tmp_path, f'[privacy]\nhash_secret = "hash-secret-0123456789"\n'
+                           f'[connectors.whatsapp]\naccess_token = "{TOKEN}"\napp_secrets = ["app-secret-1"]\n'
+                           'verify_token = "verify-me"\nphone_number_id = "123"\n')
+    settings = load_settings(path)
+    shown = str(redacted(settings.model_dump())) + repr(settings) + str(settings)
+    for secret in ("api-key-one-0123456789", "hash-secret-0123456789", TOKEN, "app-secret-1", "verify-me"):
+        assert secret not in shown
+    assert redacted(settings.model_dump())["connectors"]["whatsapp"]["phone_number_id"] == "123"
+
+
+def test_whatsapp_with_a_token_but_no_app_secret_refuses_to_start(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[connectors.whatsapp]\naccess_token = "{TOKEN}"\nphone_number_id = "123"\n'
+                           'verify_token = "verify-me"\n')
+    app = Connectzap(load_settings(path))
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            app.start()
+    finally:
+        app.close()
+    message = caught.value.message
+    assert "whatsapp" in message and "app_secrets" in message and "\n" not in message
+    assert TOKEN not in message
+
+
+def test_a_disabled_connector_needs_no_secrets(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[connectors.whatsapp]\nenabled = false\naccess_token = "{TOKEN}"\n')
+    app = Connectzap(load_settings(path)).start()
+    try:
+        assert "whatsapp" not in app.connectors and app.channel.name == "sandbox"
+    finally:
+        app.close()
