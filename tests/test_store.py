@@ -1,0 +1,129 @@
+"""The durable store: idempotent migrations, SQLite pragmas, and claims shared safely by several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, select
+
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
+from connectzap.core.channel import OutboundSend
+from connectzap.core.plugins import pm
+from connectzap.core.store import outbox
+from connectzap.core.store.schema import events, metadata
+from connectzap.core.workers import Worker
+from connectzap.testing import seed_template
+
+PHONE = "+4915112345678"
+ORDERS = 120
+
+
+def test_migrations_run_twice_and_match_the_schema(app: Connectzap) -> None:
+    app.db.migrate()
+    app.db.migrate()
+    tables = set(inspect(app.db.engine).get_table_names())
+    assert set(metadata.tables) <= tables and "alembic_version" in tables
+
+
+def test_sqlite_pragmas(make: Callable[..., Connectzap], backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    app = make()
+    raw = app.db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert cursor.execute("PRAGMA secure_delete").fetchone()[0] == 1  # erased data leaves no trace
+    finally:
+        raw.close()
+
+
+def test_journal_skips_duplicates_within_and_across_batches(app: Connectzap) -> None:
+    order = Order(id="1", status="processing")
+    event = Event.of(EventKind.ORDER_CREATED, order, source="shop", dedupe_key="o-1")
+    first = app.ingest([event, event])
+    assert [r.duplicate for r in first] == [False, True]
+    assert app.ingest([event])[0].duplicate
+    other_source = Event.of(EventKind.ORDER_CREATED, order, source="crm", dedupe_key="o-1")
+    assert not app.ingest([other_source])[0].duplicate
+    with app.db.read() as conn:
+        assert len(conn.execute(select(events.c.id)).all()) == 2
+
+
+class SharedChannel:
+    """One channel both workers send through, counting every send per message."""
+
+    name = "shared"
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+
+    async def send(self, message: OutboundSend) -> str:
+        self.sent[message.outbox_id] += 1
+        await asyncio.sleep(0.001)  # let the other worker run in between
+        return f"wamid.{secrets.token_hex(6)}"
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class CountingPlugin:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    @hookimpl
+    def on_order_created(self, order: Order, ctx: Any) -> None:
+        self.calls[order.id] += 1
+        assert order.customer is not None
+        ctx.send(order.customer, TemplateContent(name="confirm", language="en", body=[order.id]))
+
+
+@pytest.fixture
+def counting_plugin() -> Iterator[CountingPlugin]:
+    plugin = CountingPlugin()
+    pm.register(plugin, name="store_counting_plugin")
+    yield plugin
+    pm.unregister(name="store_counting_plugin")
+
+
+@pytest.mark.slow
+async def test_two_workers_never_take_the_same_event_or_message(make: Callable[..., Connectzap],
+                                                                counting_plugin: CountingPlugin) -> None:
+    channel = SharedChannel()
+    first = make(channel=channel, workers={"batch_size": 5})
+    # A second engine (its own connection pool) on the same database: another worker process.
+    second = Connectzap(first.settings, channel=channel).start()
+    try:
+        seed_template(first, "confirm", "Order {{1}} confirmed")
+        first.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="t",
+                                        proof="box"))
+        first.ingest([Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"o-{n}",
+                            data={"id": str(n), "status": "processing", "customer": {"phone": PHONE}})
+                      for n in range(ORDERS)])
+        workers = [Worker(first, worker_id="w1"), Worker(second, worker_id="w2")]
+
+        async def work(worker: Worker) -> int:
+            busy = 0
+            for _ in range(400):
+                done = await worker.dispatch_once() + await worker.send_once()
+                busy += done
+                if not done:
+                    return busy
+            raise AssertionError("never idle")
+
+        shares = await asyncio.gather(*(work(w) for w in workers))
+        assert all(shares), shares  # both took part
+        assert counting_plugin.calls == Counter({str(n): 1 for n in range(ORDERS)})
+        assert len(channel.sent) == ORDERS and set(channel.sent.values()) == {1}
+        with first.db.read() as conn:
+            assert outbox.counts(conn) == {"accepted": ORDERS}
+    finally:
+        second.close()
