@@ -52,6 +52,7 @@ class Setup:
     log: Path
     env: dict[str, str]
     database_url: str
+    stderr: Path
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ log_file = "{log}"
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
     env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")
-    yield Setup(config, log, env, url)
+    yield Setup(config, log, env, url, tmp_path / "worker-stderr.log")
     drop_postgres_schema(url)
 
 
@@ -103,8 +104,11 @@ def journal_orders(config: Path) -> None:
 
 
 def start_worker(s: Setup) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(s.config), "worker"],
-                            env=s.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr goes to a file, not a pipe: nobody reads a pipe while the worker runs, and a full one
+    # would block the worker's logging.
+    with s.stderr.open("ab") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(s.config), "worker"],
+                                env=s.env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def logged_ids(log: Path) -> list[str]:
@@ -120,13 +124,14 @@ def logged_ids(log: Path) -> list[str]:
     return ids
 
 
-def wait_for(condition, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, proc: subprocess.Popen[bytes], s: Setup, timeout: float,  # type: ignore[no-untyped-def]
+             what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"worker exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"worker exited early ({proc.returncode}): {s.stderr.read_text()[-2000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}; worker stderr: {s.stderr.read_text()[-2000:]}")
         time.sleep(0.01)
 
 
@@ -153,7 +158,7 @@ def test_sigkill_mid_run_loses_no_event_and_sends_nothing_twice(setup: Setup) ->
     try:
         for point in KILL_AFTER:
             proc = start_worker(setup)
-            wait_for(lambda p=point: len(logged_ids(setup.log)) >= p, proc, 60, f"{point} sends")
+            wait_for(lambda p=point: len(logged_ids(setup.log)) >= p, proc, setup, 60, f"{point} sends")
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             assert len(logged_ids(setup.log)) < ORDERS, "the worker finished before it could be killed"
@@ -161,10 +166,10 @@ def test_sigkill_mid_run_loses_no_event_and_sends_nothing_twice(setup: Setup) ->
 
         proc = start_worker(setup)
         try:
-            wait_for(lambda: idle(observer), proc, 120, "the restarted worker to finish")
+            wait_for(lambda: idle(observer), proc, setup, 120, "the restarted worker to finish")
         finally:
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            assert proc.wait(30) == 0, setup.stderr.read_text()[-2000:]
 
         with observer.db.read() as conn:
             order_events = conn.execute(select(events.c.status, func.count()).where(events.c.source == "shop")
