@@ -45,7 +45,7 @@ def latest(conn: Connection, contact_key: str, category: Category | str) -> Cons
     row = conn.execute(
         select(consents).where(consents.c.contact_key == contact_key, consents.c.category == str(category))
         .order_by(consents.c.at.desc(), consents.c.id.desc()).limit(1)).first()
-    return _to_record(row) if row else None
+    return to_record(row) if row else None
 
 
 def current(conn: Connection, contact_key: str) -> dict[Category, ConsentRecord]:
@@ -56,10 +56,10 @@ def current(conn: Connection, contact_key: str) -> dict[Category, ConsentRecord]
 def history(conn: Connection, contact_key: str) -> list[ConsentRecord]:
     rows = conn.execute(select(consents).where(consents.c.contact_key == contact_key)
                         .order_by(consents.c.at, consents.c.id)).all()
-    return [_to_record(r) for r in rows]
+    return [to_record(r) for r in rows]
 
 
-def _to_record(row: object) -> ConsentRecord:
+def to_record(row: object) -> ConsentRecord:
     m = row._mapping  # type: ignore[attr-defined]
     return ConsentRecord(contact_key=m["contact_key"], category=Category(m["category"]), granted=m["granted"],
                          source=m["source"], proof=m["proof"], at=datetime.fromtimestamp(m["at"], UTC))
@@ -84,19 +84,25 @@ def open_window(db: Database, conn: Connection, contact_key: str, at: float, bus
 
 
 def last_inbound(conn: Connection, contact_key: str, business_number: str | None = None) -> float | None:
-    stmt = select(windows.c.last_inbound_at, windows.c.business_phone_number_id).where(
+    stmt = select(windows.c.business_phone_number_id, windows.c.last_inbound_at).where(
         windows.c.contact_key == contact_key)
-    rows = conn.execute(stmt).all()
-    if business_number:
-        # A window opened on this number, or one recorded before we knew the number.
-        rows = [r for r in rows if r[1] in (business_number, "")]
-    return max((r[0] for r in rows), default=None)
+    return latest_inbound([(r[0], r[1]) for r in conn.execute(stmt)], business_number)
+
+
+def latest_inbound(windows_of_contact: list[tuple[str, float]], business_number: str | None) -> float | None:
+    """The newest inbound time among (number, time) pairs that count for ``business_number``:
+    a window opened on that number, or one recorded before we knew the number."""
+    return max((at for number, at in windows_of_contact if not business_number or number in (business_number, "")),
+               default=None)
+
+
+def is_open(last: float | None, at: float | None = None) -> bool:
+    return last is not None and (at if at is not None else now()) < last + WINDOW_SECONDS
 
 
 def window_open(conn: Connection, contact_key: str, at: float | None = None,
                 business_number: str | None = None) -> bool:
-    last = last_inbound(conn, contact_key, business_number)
-    return last is not None and (at if at is not None else now()) < last + WINDOW_SECONDS
+    return is_open(last_inbound(conn, contact_key, business_number), at)
 
 
 def mark_unreachable(db: Database, conn: Connection, contact_key: str) -> None:

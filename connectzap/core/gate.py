@@ -26,10 +26,10 @@ from sqlalchemy import Connection, select
 from . import consent, templates
 from .errors import ConflictError
 from .messages import Outgoing, TemplateContent
-from .models import Category
+from .models import Category, ConsentRecord, TemplateInfo
 from .phones import contact_key
 from .store.database import Database, now
-from .store.schema import outbox
+from .store.schema import consents, contacts, outbox, windows
 
 REASONS = {
     "invalid_phone": "the recipient is not a valid phone number",
@@ -87,6 +87,68 @@ class Verdict:
     detail: str | None = None
 
 
+class Facts:
+    """What the gate needs to know about a contact and a template, read from the database."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
+        return consent.window_open(self.conn, key, at, business_number)
+
+    def latest(self, key: str, category: str) -> ConsentRecord | None:
+        return consent.latest(self.conn, key, category)
+
+    def unreachable(self, key: str) -> bool:
+        return consent.unreachable(self.conn, key)
+
+    def template(self, name: str, language: str) -> TemplateInfo | None:
+        return templates.get(self.conn, name, language)
+
+    def languages(self, name: str) -> list[str]:
+        return templates.languages(self.conn, name)
+
+
+class BatchFacts(Facts):
+    """The same answers for a batch of messages, loaded with one query per table (the sender's
+    re-check before every send would otherwise cost several queries per message)."""
+
+    def __init__(self, conn: Connection, keys: set[str], template_names: set[str]) -> None:
+        super().__init__(conn)
+        self._consent: dict[tuple[str, str], ConsentRecord] = {}
+        self._windows: dict[str, list[tuple[str, float]]] = {key: [] for key in keys}
+        self._templates: dict[tuple[str, str], TemplateInfo] = {}
+        if keys:
+            for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
+                                    .order_by(consents.c.at, consents.c.id)):
+                self._consent[(row.contact_key, row.category)] = consent.to_record(row)  # newest wins
+            for row in conn.execute(select(windows).where(windows.c.contact_key.in_(keys))):
+                self._windows[row.contact_key].append((row.business_phone_number_id, row.last_inbound_at))
+            self._unreachable = {r[0] for r in conn.execute(
+                select(contacts.c.contact_key).where(contacts.c.contact_key.in_(keys),
+                                                     contacts.c.unreachable_since.is_not(None)))}
+        else:
+            self._unreachable = set()
+        if template_names:
+            for info in templates.named(conn, template_names):
+                self._templates[(info.name, info.language)] = info
+
+    def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
+        return consent.is_open(consent.latest_inbound(self._windows.get(key, []), business_number), at)
+
+    def latest(self, key: str, category: str) -> ConsentRecord | None:
+        return self._consent.get((key, str(category)))
+
+    def unreachable(self, key: str) -> bool:
+        return key in self._unreachable
+
+    def template(self, name: str, language: str) -> TemplateInfo | None:
+        return self._templates.get((name, language))
+
+    def languages(self, name: str) -> list[str]:
+        return [lang for (n, lang) in self._templates if n == name]
+
+
 def clean_template(content: TemplateContent) -> TemplateContent:
     data = content.model_dump()
     body = data.get("body")
@@ -103,10 +165,10 @@ def clean_template(content: TemplateContent) -> TemplateContent:
     return TemplateContent.model_validate(data)
 
 
-def check_template(conn: Connection, content: TemplateContent) -> Verdict:
-    info = templates.get(conn, content.name, content.language)
+def check_template(facts: Facts, content: TemplateContent) -> Verdict:
+    info = facts.template(content.name, content.language)
     if info is None:
-        if templates.languages(conn, content.name):
+        if facts.languages(content.name):
             return Verdict(None, "utility", "language_missing",
                            f"{content.name} has no {content.language} translation")
         return Verdict(None, "utility", "template_unknown", f"{content.name} is not in the template cache")
@@ -120,27 +182,27 @@ def check_template(conn: Connection, content: TemplateContent) -> Verdict:
     return Verdict(cleaned, category)
 
 
-def evaluate(conn: Connection, key: str, content: Any, fallback: TemplateContent | None,
+def evaluate(facts: Facts, key: str, content: Any, fallback: TemplateContent | None,
              business_number: str | None = None, at: float | None = None) -> Verdict:
     """Decide whether ``content`` may go to contact ``key`` now; may swap in the fallback template."""
-    window = consent.window_open(conn, key, at, business_number)
+    window = facts.window_open(key, at, business_number)
     if not content.is_template:
         if window:
             return Verdict(content, "service")
         if fallback is None:
             return Verdict(None, "service", "window_closed", "the last customer message is over 24 hours old")
         content = fallback
-    verdict = check_template(conn, content)
+    verdict = check_template(facts, content)
     if verdict.reason:
         return verdict
-    record = consent.latest(conn, key, verdict.category) if verdict.category in Category._value2member_map_ else None
+    record = facts.latest(key, verdict.category) if verdict.category in Category._value2member_map_ else None
     if record is not None and not record.granted:
         return Verdict(None, verdict.category, "opted_out", f"opted out of {verdict.category} via {record.source}")
     if record is None or not record.granted:
         reply_in_window = window and verdict.category != Category.MARKETING.value
         if not reply_in_window:
             return Verdict(None, verdict.category, "no_consent", f"no {verdict.category} opt-in on record")
-    if consent.unreachable(conn, key) and not window:
+    if facts.unreachable(key) and not window:
         return Verdict(None, verdict.category, "unreachable", REASONS["unreachable"])
     return verdict
 
@@ -174,7 +236,7 @@ def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, 
         return _write(db, conn, message_id, idempotency_key, digest, "-", outgoing, None, "service",
                       "invalid_phone", REASONS["invalid_phone"], source_event_id, plugin)
     key = contact_key(phone, secret)
-    verdict = evaluate(conn, key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
+    verdict = evaluate(Facts(conn), key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
                        at=outgoing.not_before.timestamp() if outgoing.not_before else None)
     if verdict.reason:
         return _write(db, conn, message_id, idempotency_key, digest, key, outgoing, None, verdict.category,

@@ -52,6 +52,8 @@ class WorkerSettings(Section):
     poll_interval_seconds: float = Field(default=0.2, gt=0)
     batch_size: int = Field(default=50, ge=1)
     send_concurrency: int = Field(default=32, ge=1)
+    sender_lanes: int = Field(default=2, ge=1, le=8)
+    """Send loops per worker. Two let the next batch be claimed and paced while one is sending."""
     resend_unknown_after_seconds: float | None = Field(default=None, gt=0)
     """Resend a message whose send timed out (status ``unknown``) when no status webhook settled it
     within this time. Unset (the default): never resend; reconcile from status webhooks only."""

@@ -98,6 +98,11 @@ def get(conn: Connection, name: str, language: str) -> TemplateInfo | None:
     return _to_info(row) if row else None
 
 
+def named(conn: Connection, names: set[str]) -> list[TemplateInfo]:
+    """Every language of each template in ``names``."""
+    return [_to_info(r) for r in conn.execute(select(templates).where(templates.c.name.in_(names)))]
+
+
 def languages(conn: Connection, name: str) -> list[str]:
     return [r[0] for r in conn.execute(select(templates.c.language).where(templates.c.name == name)).all()]
 

@@ -62,6 +62,31 @@ class _Target:
 
 
 @dataclass
+class _Plan:
+    """One claimed event in a dispatch batch: its targets and the deliveries due now."""
+
+    event_id: int
+    event: Event
+    targets: dict[str, _Target]
+    payload: Any = None
+    due: list[tuple[_Target, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Delivery:
+    """What one target's call produced, to be committed (or failed) with the batch."""
+
+    event_id: int
+    target: str
+    attempt: int
+    proposals: list[Outgoing] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    consent_changes: list[ConsentChange] = field(default_factory=list)
+    result: Any = None
+    error: Exception | None = None
+
+
+@dataclass
 class _SendOutcome:
     row: dict[str, Any]
     kind: str  # ok | retry | skip | fatal | paused | unknown | refused
@@ -93,98 +118,134 @@ class Worker:
         return out
 
     async def dispatch_once(self) -> int:
+        """Handle one claimed batch of events. The claim, the deliveries and the core's bookkeeping
+        take one transaction each for the whole batch; each event with hooks to run commits their
+        outcomes in one more. Hooks run outside any transaction."""
         claimed = await asyncio.to_thread(self._claim_events)
-        for row in claimed:
-            await self._process(row["id"], row["event"])
+        if not claimed:
+            return 0
+        plans = await asyncio.to_thread(self._prepare, claimed)
+        quiet = []
+        for plan in plans:
+            if not plan.due:
+                quiet.append(plan)
+                continue
+            outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
+            # Committed before the next event runs: its hooks must see this one's state and sends.
+            await asyncio.to_thread(self._conclude, [plan], outcomes)
+        if quiet:
+            await asyncio.to_thread(self._conclude, quiet, [])
         return len(claimed)
 
     def _claim_events(self) -> list[dict[str, Any]]:
         with self.db.begin() as conn:
             return journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
 
-    async def _process(self, event_id: int, event: Event) -> None:
-        targets = {t.name: t for t in self.targets(event.kind.value)}
-
-        def ensure() -> list[dict[str, Any]]:
-            with self.db.begin() as conn:
-                journal.ensure_deliveries(self.db, conn, event_id, ["core", *targets])
-                return journal.deliveries_of(conn, event_id)
-
-        deliveries = await asyncio.to_thread(ensure)
+    def _prepare(self, claimed: list[dict[str, Any]]) -> list[_Plan]:
+        """Create the deliveries, run the core's own bookkeeping, and list the targets due now."""
         t = now()
-        core = next(d for d in deliveries if d["target"] == "core")
-        if core["status"] == "pending":
-            try:
-                await asyncio.to_thread(self._apply_core, event_id, event)
-            except Exception as exc:  # noqa: BLE001 - recorded and retried
-                log.exception("event %s: core bookkeeping failed", event_id)
-                await asyncio.to_thread(self._fail, event_id, "core", exc, core["attempts"] + 1)
-                await asyncio.to_thread(self._settle, event_id)
-                return
-        try:
-            payload = event.payload() if event.kind.value in EVENT_HOOKS else None
-        except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
-            for name in targets:
-                await asyncio.to_thread(self._fail, event_id, name, exc, self.cfg.max_attempts)
-            await asyncio.to_thread(self._settle, event_id)
-            return
-        for delivery in deliveries:
-            target = targets.get(delivery["target"])
-            if delivery["status"] != "pending" or delivery["next_attempt_at"] > t:
-                continue
-            if target is None:  # its plugin is gone; keep it visible rather than silently done
-                if delivery["target"] != "core":
-                    await asyncio.to_thread(self._fail, event_id, delivery["target"],
-                                            RuntimeError("plugin is no longer installed"), self.cfg.max_attempts)
-                continue
-            await self._deliver(event_id, event, payload, target, delivery["attempts"] + 1)
-        await asyncio.to_thread(self._settle, event_id)
+        by_kind: dict[str, dict[str, _Target]] = {}
+        plans = []
+        for row in claimed:
+            kind = row["event"].kind.value
+            if kind not in by_kind:
+                by_kind[kind] = {tg.name: tg for tg in self.targets(kind)}
+            plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
+        with self.db.begin() as conn:
+            journal.ensure_many(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
+            all_deliveries = journal.deliveries_of_many(conn, [p.event_id for p in plans])
+            for plan in plans:
+                event_id, event = plan.event_id, plan.event
+                deliveries = all_deliveries[event_id]
+                core = next(d for d in deliveries if d["target"] == "core")
+                if core["status"] == "pending":
+                    try:
+                        with conn.begin_nested():
+                            self._apply_core(conn, event_id, event)
+                    except Exception as exc:  # noqa: BLE001 - recorded and retried; plugins wait for it
+                        log.exception("event %s: core bookkeeping failed", event_id)
+                        self._fail(conn, event_id, "core", exc, core["attempts"] + 1)
+                        continue
+                try:
+                    plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+                except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
+                    for name in plan.targets:
+                        self._fail(conn, event_id, name, exc, self.cfg.max_attempts)
+                    continue
+                for delivery in deliveries:
+                    if delivery["status"] != "pending" or delivery["next_attempt_at"] > t \
+                            or delivery["target"] == "core":
+                        continue
+                    target = plan.targets.get(delivery["target"])
+                    if target is None:  # its plugin is gone; keep it visible rather than silently done
+                        self._fail(conn, event_id, delivery["target"], RuntimeError("plugin is no longer installed"),
+                                   self.cfg.max_attempts)
+                        continue
+                    plan.due.append((target, delivery["attempts"] + 1))
+        return plans
 
-    async def _deliver(self, event_id: int, event: Event, payload: Any, target: _Target, attempt: int) -> None:
-        ctx = EventContext(self.app, event_id=event_id, source=event.source, dedupe_key=event.dedupe_key,
+    async def _deliver(self, plan: _Plan, target: _Target, attempt: int) -> _Delivery:
+        event = plan.event
+        ctx = EventContext(self.app, event_id=plan.event_id, source=event.source, dedupe_key=event.dedupe_key,
                            received_at=event.occurred_at, plugin=target.name)
+        outcome = _Delivery(plan.event_id, target.name, attempt)
         try:
             if target.hook is not None:
                 arg = EVENT_HOOKS[event.kind.value][1]
-                returned = await target.hook.call(**{arg: payload, "ctx": ctx,
+                returned = await target.hook.call(**{arg: plan.payload, "ctx": ctx,
                                                      "previous_status": event.previous_status})
             else:
                 from .dispatch import as_proposals
-                returned = as_proposals(await target.connector_method(payload, ctx))
+                returned = as_proposals(await target.connector_method(plan.payload, ctx))
         except SkippableError as exc:
-            await asyncio.to_thread(self._commit, event_id, target.name, [], {},
-                                    {"skipped": exc.code, "detail": exc.message})
-            return
+            outcome.result = {"skipped": exc.code, "detail": exc.message}
+            return outcome
         except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
-            log.warning("event %s: %s failed: %s: %s", event_id, target.name, type(exc).__name__, exc)
-            await asyncio.to_thread(self._fail, event_id, target.name, exc, attempt)
-            return
-        await asyncio.to_thread(self._commit, event_id, target.name, [*ctx.proposals, *returned],
-                                ctx.state.pending, None, ctx.consent_changes)
+            log.warning("event %s: %s failed: %s: %s", plan.event_id, target.name, type(exc).__name__, exc)
+            outcome.error = exc
+            return outcome
+        outcome.proposals = [*ctx.proposals, *returned]
+        outcome.state = ctx.state.pending
+        outcome.consent_changes = ctx.consent_changes
+        return outcome
 
-    def _commit(self, event_id: int, target: str, proposals: list[Outgoing], state: dict[str, Any],
-                result: Any, consent_changes: list[ConsentChange] | None = None) -> None:
+    def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> None:
+        retention = self.app.settings.privacy.retention_hours * 3600
+        with self.db.begin() as conn:
+            for o in outcomes:
+                if o.error is None:
+                    try:
+                        with conn.begin_nested():  # one target's bad proposal rolls back only its own work
+                            self._commit(conn, o)
+                        continue
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
+                        o.error = exc
+                self._fail(conn, o.event_id, o.target, o.error, o.attempt)
+            for plan in plans:
+                journal.settle(conn, plan.event_id, retention)
+
+    def _commit(self, conn: Any, o: _Delivery) -> None:
         from .context import _DELETED
         decisions = []
-        with self.db.begin() as conn:
-            for n, change in enumerate(consent_changes or []):
-                self._record_consent(conn, change, origin=f"event:{event_id}:{target}:{n}")
-            for index, proposal in enumerate(proposals):
-                key = f"{target}:{proposal.idempotency_key}" if proposal.idempotency_key \
-                    else f"event:{event_id}:{target}:{index}"
-                decision = gate.admit(self.db, conn, self.app.secret, proposal, idempotency_key=key,
-                                      source_event_id=event_id, plugin=target)
-                decisions.append(decision.as_dict())
-            for key, value in state.items():
-                if value is _DELETED:
-                    conn.execute(plugin_state.delete().where(plugin_state.c.plugin == target,
-                                                             plugin_state.c.key == key))
-                else:
-                    self.db.upsert(conn, plugin_state, {"plugin": target, "key": key, "value": json.dumps(value),
-                                                        "updated_at": now()}, ["plugin", "key"])
-            journal.finish_delivery(conn, event_id, target, result if result is not None else decisions)
+        for n, change in enumerate(o.consent_changes):
+            self._record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
+        for index, proposal in enumerate(o.proposals):
+            key = f"{o.target}:{proposal.idempotency_key}" if proposal.idempotency_key \
+                else f"event:{o.event_id}:{o.target}:{index}"
+            decision = gate.admit(self.db, conn, self.app.secret, proposal, idempotency_key=key,
+                                  source_event_id=o.event_id, plugin=o.target)
+            decisions.append(decision.as_dict())
+        for key, value in o.state.items():
+            if value is _DELETED:
+                conn.execute(plugin_state.delete().where(plugin_state.c.plugin == o.target,
+                                                         plugin_state.c.key == key))
+            else:
+                self.db.upsert(conn, plugin_state, {"plugin": o.target, "key": key, "value": json.dumps(value),
+                                                    "updated_at": now()}, ["plugin", "key"])
+        journal.finish_delivery(conn, o.event_id, o.target, o.result if o.result is not None else decisions)
 
-    def _fail(self, event_id: int, target: str, exc: Exception, attempt: int) -> None:
+    def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
         retry_at: float | None
         if isinstance(exc, FatalError) or attempt >= self.cfg.max_attempts:
             retry_at = None
@@ -192,45 +253,39 @@ class Worker:
             delay = getattr(exc, "retry_after", None) or backoff(attempt, self.cfg.backoff_base_seconds,
                                                                  self.cfg.backoff_max_seconds)
             retry_at = now() + delay
-        with self.db.begin() as conn:
-            journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
-
-    def _settle(self, event_id: int) -> None:
-        with self.db.begin() as conn:
-            journal.settle(conn, event_id, self.app.settings.privacy.retention_hours * 3600)
+        journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
 
     # --- the core's own bookkeeping ------------------------------------------------------
 
-    def _apply_core(self, event_id: int, event: Event) -> None:
+    def _apply_core(self, conn: Any, event_id: int, event: Event) -> None:
         result: dict[str, Any] = {}
-        with self.db.begin() as conn:
-            for change in event.consents:
-                self._record_consent(conn, change, origin=f"{event.source}:{event.dedupe_key}")
-            kind = event.kind
-            if kind == EventKind.INBOUND_MESSAGE:
-                message = InboundMessage.model_validate(event.data)
-                # A system notice (number changed) is not written by the user: it opens no window.
-                if message.contact.phone and message.type != "system":
-                    key = contact_key(message.contact.phone, self.app.secret)
-                    ledger.open_window(self.db, conn, key, message.timestamp.timestamp(),
-                                       message.business_phone_number_id)
-            elif kind == EventKind.MESSAGE_STATUS:
-                status = MessageStatus.model_validate(event.data)
-                if status.status != "accepted":
-                    self._apply_status(conn, status)
-            elif kind == EventKind.CONSENT_CHANGED:
-                change = ConsentChange.model_validate(event.data)
-                ledger.record(self.db, conn, contact_key(change.phone, self.app.secret), change)
-            elif kind == EventKind.TEMPLATE_UPDATE:
-                result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
-            elif kind == EventKind.SEND:
-                outgoing = Outgoing.model_validate(event.data)
-                key = f"{event.source}:{outgoing.idempotency_key or event.dedupe_key}"
-                result = gate.admit(self.db, conn, self.app.secret, outgoing, idempotency_key=key,
-                                    source_event_id=event_id, plugin=event.source).as_dict()
-            elif kind == EventKind.CANCEL:
-                result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
-            journal.finish_delivery(conn, event_id, "core", result)
+        for change in event.consents:
+            self._record_consent(conn, change, origin=f"{event.source}:{event.dedupe_key}")
+        kind = event.kind
+        if kind == EventKind.INBOUND_MESSAGE:
+            message = InboundMessage.model_validate(event.data)
+            # A system notice (number changed) is not written by the user: it opens no window.
+            if message.contact.phone and message.type != "system":
+                key = contact_key(message.contact.phone, self.app.secret)
+                ledger.open_window(self.db, conn, key, message.timestamp.timestamp(),
+                                   message.business_phone_number_id)
+        elif kind == EventKind.MESSAGE_STATUS:
+            status = MessageStatus.model_validate(event.data)
+            if status.status != "accepted":
+                self._apply_status(conn, status)
+        elif kind == EventKind.CONSENT_CHANGED:
+            change = ConsentChange.model_validate(event.data)
+            ledger.record(self.db, conn, contact_key(change.phone, self.app.secret), change)
+        elif kind == EventKind.TEMPLATE_UPDATE:
+            result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
+        elif kind == EventKind.SEND:
+            outgoing = Outgoing.model_validate(event.data)
+            key = f"{event.source}:{outgoing.idempotency_key or event.dedupe_key}"
+            result = gate.admit(self.db, conn, self.app.secret, outgoing, idempotency_key=key,
+                                source_event_id=event_id, plugin=event.source).as_dict()
+        elif kind == EventKind.CANCEL:
+            result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
+        journal.finish_delivery(conn, event_id, "core", result)
 
     def _record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
         key = contact_key(change.phone, self.app.secret)
@@ -279,11 +334,17 @@ class Worker:
     def _claim_outbox(self) -> list[tuple[dict[str, Any], OutboundSend]]:
         ready = []
         with self.db.begin() as conn:
-            for row in outbox.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds):
-                stored = outbox.content_of(row) or {}
-                original = CONTENT.validate_python(stored["original"])
-                fallback = stored.get("fallback")
-                verdict = gate.evaluate(conn, row["contact_key"], original,
+            rows = outbox.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+            if not rows:
+                return []
+            stored = [outbox.content_of(row) or {} for row in rows]
+            names = {c["name"] for item in stored for c in (item.get("original"), item.get("fallback"))
+                     if c and c.get("type") == "template"}
+            facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names)
+            for row, item in zip(rows, stored, strict=True):
+                original = CONTENT.validate_python(item["original"])
+                fallback = item.get("fallback")
+                verdict = gate.evaluate(facts, row["contact_key"], original,
                                         gate.TemplateContent.model_validate(fallback) if fallback else None,
                                         row["business_phone_number_id"])
                 if verdict.reason:
@@ -293,7 +354,7 @@ class Worker:
                     continue
                 ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
                                                 content=verdict.content, category=verdict.category,
-                                                reply_to=stored.get("reply_to"),
+                                                reply_to=item.get("reply_to"),
                                                 business_phone_number_id=row["business_phone_number_id"])))
         return ready
 
@@ -321,15 +382,17 @@ class Worker:
         retention = self.app.settings.privacy.retention_hours * 3600
         want_accepted = bool(self.targets("message_status"))
         with self.db.begin() as conn:
+            sent = [o for o in outcomes if o.kind == "ok"]
+            outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent], outbox.erase_values(retention))
+            if want_accepted and sent:
+                journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:
                 row = o.row
                 release = {"claimed_by": None, "claimed_until": None}
                 err = o.error
                 details = _error_fields(err)
                 if o.kind == "ok":
-                    outbox.mark_accepted(conn, row["id"], o.wamid, outbox.erase_values(retention))
-                    if want_accepted:
-                        self._journal_accepted(conn, row, o)
+                    continue
                 elif o.kind == "retry" and isinstance(err, PacedError):
                     # held back by a rate limit before sending: it waits, and the attempt is given back
                     outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + (o.retry_after or 1.0),
@@ -378,15 +441,15 @@ class Worker:
         outbox.update(conn, row["id"], status="failed", reason=code, **details, **release,
                       **outbox.erase_values(retention))
 
-    def _journal_accepted(self, conn: Any, row: dict[str, Any], o: _SendOutcome) -> None:
+    def _accepted_event(self, o: _SendOutcome) -> Event:
+        """The ``accepted`` status hooks see: it carries what was sent, until the event is done."""
         message: OutboundSend = o.extra["message"]
         status = MessageStatus(wamid=o.wamid or "", status="accepted", timestamp=datetime.now(UTC),
-                               recipient=message.recipient, outbox_id=row["id"],
+                               recipient=message.recipient, outbox_id=o.row["id"],
                                business_phone_number_id=message.business_phone_number_id,
                                content=message.content.model_dump(mode="json", exclude_none=True),
-                               category=message.category, source_event_id=row["source_event_id"])
-        journal.append(self.db, conn, [Event.of(EventKind.MESSAGE_STATUS, status, source="connectzap",
-                                                dedupe_key=f"accepted:{row['id']}")])
+                               category=message.category, source_event_id=o.row["source_event_id"])
+        return Event.of(EventKind.MESSAGE_STATUS, status, source="connectzap", dedupe_key=f"accepted:{o.row['id']}")
 
     # --- crash recovery --------------------------------------------------------------------
 
@@ -480,7 +543,7 @@ class Worker:
         if dispatch:
             tasks.append(asyncio.create_task(loop(self.dispatch_once)))
         if send:
-            tasks.append(asyncio.create_task(loop(self.send_once)))
+            tasks += [asyncio.create_task(loop(self.send_once)) for _ in range(self.cfg.sender_lanes)]
         if dispatch:
             tasks += [asyncio.create_task(c.background(stop)) for c in self.app.connectors.values()]
         tasks.append(asyncio.create_task(loop(chores)))

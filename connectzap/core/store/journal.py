@@ -76,18 +76,28 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
 
 
 def ensure_deliveries(db: Database, conn: Connection, event_id: int, targets: list[str]) -> None:
-    if not targets:
-        return
+    ensure_many(db, conn, {event_id: targets})
+
+
+def ensure_many(db: Database, conn: Connection, targets_by_event: dict[int, list[str]]) -> None:
+    """Create the missing delivery rows of several events in one statement."""
     t = now()
-    stmt = db.insert(deliveries).values([
-        {"event_id": event_id, "target": target, "status": "pending", "attempts": 0, "next_attempt_at": t,
-         "updated_at": t} for target in targets]).on_conflict_do_nothing(index_elements=["event_id", "target"])
-    conn.execute(stmt)
+    rows = [{"event_id": event_id, "target": target, "status": "pending", "attempts": 0, "next_attempt_at": t,
+             "updated_at": t} for event_id, targets in targets_by_event.items() for target in targets]
+    if rows:
+        conn.execute(db.insert(deliveries).on_conflict_do_nothing(index_elements=["event_id", "target"]), rows)
 
 
 def deliveries_of(conn: Connection, event_id: int) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(
-        select(deliveries).where(deliveries.c.event_id == event_id).order_by(deliveries.c.id))]
+    return deliveries_of_many(conn, [event_id]).get(event_id, [])
+
+
+def deliveries_of_many(conn: Connection, event_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in conn.execute(select(deliveries).where(deliveries.c.event_id.in_(event_ids))
+                            .order_by(deliveries.c.event_id, deliveries.c.id)):
+        out.setdefault(row.event_id, []).append(dict(row._mapping))
+    return out
 
 
 def finish_delivery(conn: Connection, event_id: int, target: str, result: Any = None) -> None:

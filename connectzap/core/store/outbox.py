@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, bindparam, case, func, or_, select
 
 from ..models import StatusValue
 from .database import Database, now
@@ -45,12 +45,20 @@ def update(conn: Connection, message_id: str, **values: Any) -> None:
 
 
 def mark_accepted(conn: Connection, message_id: str, wamid: str | None, erase: dict[str, Any]) -> None:
-    """Record a successful send. A status webhook that raced ahead (``delivered``) is kept."""
-    conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.status.in_(("sending", "queued",
-                                                                                        "unknown")))
-                 .values(status="accepted"))
-    conn.execute(outbox.update().where(outbox.c.id == message_id).values(
-        wamid=wamid, claimed_by=None, claimed_until=None, updated_at=now(), **erase))
+    mark_accepted_many(conn, [(message_id, wamid)], erase)
+
+
+def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], erase: dict[str, Any]) -> None:
+    """Record successful sends in one statement. A status webhook that raced ahead (``delivered``)
+    keeps its status; only the wamid is added."""
+    if not sent:
+        return
+    stmt = outbox.update().where(outbox.c.id == bindparam("b_id")).values(
+        # Spelled out, not IN (...): an expanding IN cannot be used with executemany.
+        status=case((or_(outbox.c.status == "sending", outbox.c.status == "queued", outbox.c.status == "unknown"),
+                     "accepted"), else_=outbox.c.status),
+        wamid=bindparam("b_wamid"), claimed_by=None, claimed_until=None, updated_at=now(), **erase)
+    conn.execute(stmt, [{"b_id": message_id, "b_wamid": wamid} for message_id, wamid in sent])
 
 
 def erase_values(retention_seconds: float) -> dict[str, Any]:
