@@ -91,3 +91,15 @@ def test_mask_keeps_only_country_code_and_last_digits() -> None:
     assert mask("+4915112345678") == "+49*********78"
     assert "151123456" not in mask("+4915112345678")
     assert mask(None) == "?"
+
+
+def test_a_country_that_is_not_a_two_letter_code_is_a_clear_phone_error_not_a_crash():
+    from connectzap.core.errors import InvalidPhoneError
+    from connectzap.core.phones import to_e164
+    for country in (1.5, "DEU", "1A"):
+        with pytest.raises(InvalidPhoneError) as caught:
+            to_e164("030 1234567", country)  # type: ignore[arg-type]
+        assert caught.value.field == "country"
+    assert to_e164("+4930123456", "") == "+4930123456"  # empty means not given
+    with pytest.raises(InvalidPhoneError):
+        to_e164(["+4915112345678"])  # type: ignore[arg-type]

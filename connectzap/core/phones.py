@@ -30,6 +30,13 @@ def to_e164(raw: str | int, country: str | None = None) -> str:
     national numbers; without it the configured default region is used. WhatsApp ids
     (``wa_id``: digits with the country code, no ``+``) are accepted as international.
     """
+    if isinstance(country, str) and not country.strip():
+        country = None  # an empty billing country means "not given"
+    if country is not None and not (isinstance(country, str) and len(country.strip()) == 2
+                                    and country.strip().isalpha()):
+        raise InvalidPhoneError("country must be a two-letter ISO 3166 code, e.g. DE", field="country")
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+        raise InvalidPhoneError("phone number must be a string", field="phone")
     text = str(raw).strip()
     if not text:
         raise InvalidPhoneError("phone number is empty", field="phone")
