@@ -13,18 +13,16 @@ ORDER = ("order_created",)
 # dropping the topic is a payload problem (422), not a signature one.
 HEADERS = {"x-wc-webhook-topic": "order.created", "x-wc-webhook-resource": "order", "x-wc-webhook-event": "created",
            "x-wc-webhook-source": "https://shop.example.com/", "x-wc-webhook-id": "12",
-           "x-wc-webhook-delivery-id": "3f2b0c8d9e1a4b5c", "user-agent": "WooCommerce/9.4.1 Hookshot (WordPress/6.7.1)"}
-# The signer adds only the signature. (Signer.woocommerce() also adds the delivery headers; the suite's
-# missing-header test then journals the deliveries that legitimately pass without them and its
-# "nothing journaled" check trips over them.)
-SIGNATURE_ONLY = Signer("woocommerce", lambda request, secret, now: {
-    "x-wc-webhook-signature": sign_woocommerce(request.body, secret)})
+           "user-agent": "WooCommerce/9.4.1 Hookshot (WordPress/6.7.1)"}
+# Signer.woocommerce() adds the delivery headers too; requests without the delivery id are
+# legitimately accepted (deduped on a body hash), which the missing-header test allows.
+SIGNATURE_AND_DELIVERY = Signer.woocommerce()
 
 TestWooCommerceConformance = connector_test_class(
     WooCommerceConnector,
     config={"url": "https://shop.example.com", "webhook_secrets": [SECRET], "consumer_key": "ck_conformance",
             "consumer_secret": "cs_conformance"},
-    signer=SIGNATURE_ONLY,
+    signer=SIGNATURE_AND_DELIVERY,
     secret_field="webhook_secrets",
     plugins=[woocommerce_plugin],
     payloads=[
