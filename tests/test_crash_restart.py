@@ -79,6 +79,12 @@ batch_size = 25
 [sandbox]
 quiet = true
 log_file = "{log}"
+# No simulated statuses: they can settle a message before the kill, and then no message is ever
+# caught mid-send, which is the path this test must exercise.
+simulate_statuses = false
+# A real answer takes a while after Meta got the request; that gap is where a kill leaves a
+# message sent but unrecorded.
+latency_seconds = 0.05
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
     env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")

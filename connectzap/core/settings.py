@@ -64,6 +64,9 @@ class SandboxSettings(Section):
     """JSON-lines file that receives every sandbox request body. Default ``<data_dir>/sandbox-sends.jsonl``."""
     simulate_statuses: bool = True
     quiet: bool = False
+    latency_seconds: float = Field(default=0.0, ge=0, le=30)
+    """Pretend each answer takes this long after WhatsApp got the request, as a real round trip
+    does (for pacing experiments and crash-recovery tests)."""
 
 
 class ApiSettings(Section):

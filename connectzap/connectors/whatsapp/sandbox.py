@@ -7,6 +7,7 @@ body to a JSON-lines file, prints a one-line summary, and journals simulated ``s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -55,6 +56,8 @@ class SandboxChannel:
         if not self.app.settings.sandbox.quiet:
             what = body["type"] + (f" {body['template']['name']}" if body["type"] == "template" else "")
             print(f"[sandbox] {what} -> {mask(message.recipient)} ({wamid})", file=sys.stderr)
+        if self.app.settings.sandbox.latency_seconds:
+            await asyncio.sleep(self.app.settings.sandbox.latency_seconds)  # the answer is still on its way
         if self.app.settings.sandbox.simulate_statuses:
             self._simulate(message, wamid)
         return wamid
