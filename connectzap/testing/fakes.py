@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..connectors.whatsapp.payloads import message_body, validate_body
+from ..connectors.whatsapp.payloads import checked_body
 from ..core.channel import OutboundSend
-from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, PayloadError,
+from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError,
                            RetriableDeliveryError, SendingPausedError, SkippableDeliveryError)
 from ..core.models import Event, EventKind, MessageStatus
 
@@ -74,13 +74,7 @@ class FakeWhatsApp:
         self._failures.extend([error] * times)
 
     async def send(self, message: OutboundSend) -> str:
-        try:
-            body = message_body(message)
-            validate_body(body)
-        except PayloadError as exc:
-            # What the Cloud API does with a malformed body: error 100, never retried.
-            raise FatalDeliveryError(f"invalid request body: {exc.message}", vendor_code=100,
-                                     details=exc.message) from None
+        body = checked_body(message)
         if self._failures:
             error = self._failures.popleft()
             self.attempts.append(Recorded(body, message.outbox_id, None, error))

@@ -159,6 +159,19 @@ def message_body(message: OutboundSend) -> dict[str, Any]:
     return body
 
 
+def checked_body(message: OutboundSend) -> dict[str, Any]:
+    """The request body, refused the way the Cloud API refuses a malformed one (error 100, never
+    retried). Stand-ins for the API (the sandbox, test fakes) send only what would be accepted."""
+    from ...core.errors import FatalDeliveryError
+    try:
+        body = message_body(message)
+        validate_body(body)
+    except PayloadError as exc:
+        raise FatalDeliveryError(f"invalid request body: {exc.message}", vendor_code=100,
+                                 details=exc.message) from None
+    return body
+
+
 _TYPES = {"text", "image", "video", "audio", "document", "sticker", "location", "contacts", "reaction",
           "interactive", "template"}
 _MEDIA = {"image", "video", "audio", "document", "sticker"}

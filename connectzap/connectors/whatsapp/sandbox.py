@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...core.channel import OutboundSend
-from ...core.errors import FatalDeliveryError, PayloadError
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
-from .payloads import message_body, validate_body
+from .payloads import checked_body
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
-
 
 class SandboxChannel:
     name = "sandbox"
@@ -37,12 +35,7 @@ class SandboxChannel:
         self._lock = threading.Lock()
 
     async def send(self, message: OutboundSend) -> str:
-        try:
-            body = message_body(message)
-            validate_body(body)
-        except PayloadError as exc:
-            raise FatalDeliveryError(f"sandbox rejected the request body: {exc.message}", vendor_code=100,
-                                     details=exc.message) from None
+        body = checked_body(message)
         wamid = "wamid.sandbox." + secrets.token_hex(12)
         record = {"at": datetime.now(UTC).isoformat(), "wamid": wamid, "body": body}
         line = json.dumps(record, ensure_ascii=False) + "\n"
