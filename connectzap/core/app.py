@@ -117,6 +117,19 @@ class Connectzap:
         with self.db.begin() as conn:
             return gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key, strict_key=strict_key)
 
+    def send_many(self, messages: list[Outgoing], *, source: str = "api") -> list[gate.Decision]:
+        """Put several messages through the gate in one transaction (a campaign, a bulk import).
+
+        Each message gets exactly the checks :meth:`send` applies, in order; the consent, window
+        and template facts are read once for the batch. A message's own ``idempotency_key`` makes
+        it idempotent; without one each is new.
+        """
+        with self.db.begin() as conn:
+            facts = gate.facts_for(conn, self.secret, messages)
+            return [gate.admit(self.db, conn, self.secret, m, facts=facts,
+                               idempotency_key=f"{source}:{m.idempotency_key or gate.new_message_id()}")
+                    for m in messages]
+
     def message(self, message_id: str) -> dict[str, Any]:
         with self.db.read() as conn:
             row = outbox.get(conn, message_id)

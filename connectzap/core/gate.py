@@ -109,6 +109,13 @@ class Facts:
         return templates.languages(self.conn, name)
 
 
+def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> BatchFacts:
+    """Everything the gate will ask about ``messages``, loaded up front."""
+    keys = {contact_key(m.to.phone, secret) for m in messages if m.to.phone}
+    names = {c.name for m in messages for c in (m.content, m.fallback) if isinstance(c, TemplateContent)}
+    return BatchFacts(conn, keys, names)
+
+
 class BatchFacts(Facts):
     """The same answers for a batch of messages, loaded with one query per table (the sender's
     re-check before every send would otherwise cost several queries per message)."""
@@ -218,11 +225,13 @@ def _existing(conn: Connection, idempotency_key: str) -> Any:
 
 
 def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, idempotency_key: str,
-          source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False) -> Decision:
+          source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
+          facts: Facts | None = None) -> Decision:
     """Run every check and write the outcome to the outbox inside ``conn``'s transaction.
 
     With ``strict_key`` (the REST API), reusing a key for a different message is a
-    :class:`ConflictError`; otherwise the first message for a key simply wins.
+    :class:`ConflictError`; otherwise the first message for a key simply wins. ``facts`` may be a
+    :class:`BatchFacts` loaded for several messages admitted in the same transaction.
     """
     digest = request_hash(outgoing)
     found = _existing(conn, idempotency_key)
@@ -236,7 +245,7 @@ def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, 
         return _write(db, conn, message_id, idempotency_key, digest, "-", outgoing, None, "service",
                       "invalid_phone", REASONS["invalid_phone"], source_event_id, plugin)
     key = contact_key(phone, secret)
-    verdict = evaluate(Facts(conn), key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
+    verdict = evaluate(facts or Facts(conn), key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
                        at=outgoing.not_before.timestamp() if outgoing.not_before else None)
     if verdict.reason:
         return _write(db, conn, message_id, idempotency_key, digest, key, outgoing, None, verdict.category,

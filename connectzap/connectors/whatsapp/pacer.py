@@ -86,11 +86,11 @@ class Pacer:
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         slot = await ask.future
-        # Never closer than 1/rate within this process either: when the event loop was busy and
-        # several slots are already past, they go out spaced, not as one burst.
+        # When the event loop was busy and several slots are already past, they go out spaced at up
+        # to 1.25 times the rate -- not as one burst, and not shifted for good (which would lose rate).
         now = time.time()
         at = max(slot, self._local_next.get(ask.number, 0.0), now)
-        self._local_next[ask.number] = at + self.interval
+        self._local_next[ask.number] = at + (self.interval if at == slot else self.interval * 0.8)
         delay = at - now
         if delay > 0:
             await asyncio.sleep(delay)
