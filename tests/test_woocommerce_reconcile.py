@@ -92,16 +92,22 @@ async def test_reconcile_forever_runs_rounds_until_stopped(make):
     # seed "last seen" so the first round asks for the cassette's second window
     from connectzap.connectors.woocommerce.reconcile import _save_last_seen
     _save_last_seen(app, "main", datetime(2026, 3, 8, 12, tzinfo=UTC))
+    assert await first_round_plays(lambda stop: reconcile_forever(app, stop)) == 1
+
+
+async def first_round_plays(start) -> int:  # type: ignore[no-untyped-def]
+    """Start ``start(stop)``, wait for its first reconcile round (not for a duration), stop it, and
+    return how many recorded requests were played."""
     stop = asyncio.Event()
     with wc_vcr.use_cassette("orders_modified_two_pages.yaml") as cassette:
-        task = asyncio.create_task(reconcile_forever(app, stop))
-        for _ in range(200):  # wait for the first round, not for a duration
+        task = asyncio.create_task(start(stop))
+        for _ in range(200):
             if cassette.play_count:
                 break
             await asyncio.sleep(0.02)
         stop.set()
         await asyncio.wait_for(task, 10)
-        assert cassette.play_count == 1
+        return int(cassette.play_count)
 
 
 async def test_reconcile_forever_is_off_without_an_interval(make):
@@ -117,13 +123,4 @@ async def test_worker_runs_the_periodic_reconcile_as_connector_background_work(m
     from connectzap.core.workers import Worker
     app = make(connectors={"woocommerce": config(reconcile_interval_minutes=60, reconcile_first_lookback_hours=24)})
     _save_last_seen(app, "main", datetime(2026, 3, 8, 12, tzinfo=UTC))
-    stop = asyncio.Event()
-    with wc_vcr.use_cassette("orders_modified_two_pages.yaml") as cassette:
-        task = asyncio.create_task(Worker(app).run(stop))
-        for _ in range(200):
-            if cassette.play_count:
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        assert cassette.play_count == 1
+    assert await first_round_plays(Worker(app).run) == 1
