@@ -4,7 +4,6 @@ status-memory rule that keeps coalesced, repeated and out-of-order webhooks from
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from connectzap.core.store import journal
 from connectzap.core.workers import Worker
 from connectzap.plugins import order_notifications
 from connectzap.testing import seed_template
-from test_woocommerce_webhooks import PAYLOADS, payload, shop_config, wc_request
+from test_woocommerce_webhooks import payload, shop_config, wc_request
 
 ANA = "+34612345678"
 OWNER = "+4915112345678"

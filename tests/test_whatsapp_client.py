@@ -16,7 +16,7 @@ from connectzap.connectors.whatsapp.channel import CloudApiChannel
 from connectzap.connectors.whatsapp.client import GraphClient
 from connectzap.connectors.whatsapp.settings import WhatsAppSettings
 from connectzap.core.channel import OutboundSend
-from connectzap.core.errors import (AmbiguousDeliveryError, FatalDeliveryError, RetriableDeliveryError,
+from connectzap.core.errors import (FatalDeliveryError, RetriableDeliveryError,
                                     SendingPausedError, SkippableDeliveryError)
 from connectzap.core.messages import (ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam, DateTimeParam,
                                       HeaderParam, ListContent, LocationContent, MediaContent, MediaRef,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import connectzap.connectors.woocommerce as woocommerce_plugin
 from connectzap.connectors.woocommerce import WooCommerceConnector
-from connectzap.core.signatures import sign_woocommerce
 from connectzap.testing import Sample, Signer, connector_test_class
 from test_woocommerce_webhooks import PAYLOADS, SECRET
 

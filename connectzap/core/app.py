@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,7 +17,7 @@ from . import consent as ledger
 from . import gate
 from .channel import Channel
 from .dispatch import collect_connectors
-from .errors import ConfigurationError, InvalidPhoneError, NotFoundError
+from .errors import ConfigurationError, NotFoundError
 from .messages import Outgoing
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
 from .phones import contact_key, set_default_region, to_e164
@@ -198,14 +197,3 @@ class Connectzap:
                 result["queue"] = {"events_pending": journal.pending_count(conn), "messages": outbox.counts(conn)}
         result["ok"] = db_ok and not result["paused"] and not result["plugin_errors"]
         return result
-
-
-def parse_phone_or_none(phone: str, country: str | None = None) -> str | None:
-    try:
-        return to_e164(phone, country)
-    except InvalidPhoneError:
-        return None
-
-
-def utc(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None

@@ -116,7 +116,3 @@ def register_commands(cli: click.Group) -> None:
             if strict():
                 raise
             log.error("plugin %s failed in register_commands: %s", impl.plugin_name, exc)
-
-
-def hook_names() -> list[str]:
-    return sorted(name for name in dir(pm.hook) if not name.startswith("_"))

@@ -17,7 +17,7 @@ Implementations may accept any subset of the arguments (pluggy's opt-in argument
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
-
 from ..connectors.base import Connector, WebhookRequest, WebhookResponse
 from .errors import PayloadError, SignatureError
 from .models import Event
 from .store.journal import Journaled
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("connectzap.ingress")
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, tuple_
+from sqlalchemy import Connection, and_, or_, select
 
 from ..models import Event
 from .database import Database, now
@@ -50,14 +50,6 @@ def append(db: Database, conn: Connection, batch: list[Event]) -> list[Journaled
         seen.add(pair)
         out.append(Journaled(inserted.get(pair), duplicate=not fresh))
     return out
-
-
-def exists(conn: Connection, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    if not pairs:
-        return set()
-    rows = conn.execute(select(events.c.source, events.c.dedupe_key).where(
-        tuple_(events.c.source, events.c.dedupe_key).in_(pairs))).all()
-    return {(r[0], r[1]) for r in rows}
 
 
 def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
@@ -137,10 +129,6 @@ def settle(conn: Connection, event_id: int, retention_seconds: float) -> str:
         values["erase_after"] = t + retention_seconds
     conn.execute(events.update().where(events.c.id == event_id).values(**values))
     return status
-
-
-def release(conn: Connection, event_id: int) -> None:
-    conn.execute(events.update().where(events.c.id == event_id).values(claimed_by=None, claimed_until=None))
 
 
 def erase_expired(conn: Connection) -> int:

@@ -106,11 +106,6 @@ def get(conn: Connection, message_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def by_key(conn: Connection, idempotency_key: str) -> dict[str, Any] | None:
-    row = conn.execute(select(outbox).where(outbox.c.idempotency_key == idempotency_key)).first()
-    return dict(row._mapping) if row else None
-
-
 def listing(conn: Connection, *, contact_key: str | None = None, status: str | None = None,
             since: float | None = None, until: float | None = None, before_id: str | None = None,
             source_event_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
