@@ -75,10 +75,13 @@ class Connectzap:
         return built
 
     def _default_channel(self) -> Channel:
-        whatsapp = self.connectors.get("whatsapp")
-        make = getattr(whatsapp, "make_channel", None)
-        if make is not None:
-            return make()  # type: ignore[no-any-return]
+        """The channel of the first connector that offers one (``make_channel``: the bundled
+        WhatsApp connector gives the Cloud API when configured), else the sandbox."""
+        for connector in self.connectors.values():
+            make = getattr(connector, "make_channel", None)
+            if make is not None:
+                return make()  # type: ignore[no-any-return]
+        # The embedded default: without any sending connector, sends go to the sandbox.
         from ..connectors.whatsapp.sandbox import SandboxChannel
         return SandboxChannel(self)
 
@@ -154,6 +157,7 @@ class Connectzap:
             if changed:
                 dedupe = f"{key}:{change.category.value}:{int(change.granted)}:{change.at.timestamp():.6f}"
                 journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
+                                                        already_recorded=True,
                                                         dedupe_key=dedupe)])
         return changed
 

@@ -18,27 +18,19 @@ WINDOW_SECONDS = 24 * 3600
 
 
 def record(db: Database, conn: Connection, contact_key: str, change: ConsentChange) -> bool:
-    """Append ``change`` to the ledger. Returns False when it repeats the current state exactly,
-    or when this very change (same time, state, source and proof) is already recorded: replaying
-    an older change after a newer one must not make it the newest by recording order."""
+    """Append ``change`` to the ledger. Returns False when it repeats the current state exactly.
+
+    Records order by the time consent was given, then by recording order: an older change that
+    arrives late never outranks a newer one. (connectzap's own notifications of changes it already
+    recorded are marked ``Event.already_recorded`` and never come back here.)"""
     current = latest(conn, contact_key, change.category)
     if current is not None and current.granted == change.granted and current.source == change.source \
             and current.proof == change.proof:
-        return False
-    if _recorded(conn, contact_key, change):
         return False
     conn.execute(consents.insert().values(
         contact_key=contact_key, category=change.category.value, granted=change.granted,
         source=change.source[:128], proof=change.proof, at=change.at.timestamp(), recorded_at=now()))
     return True
-
-
-def _recorded(conn: Connection, contact_key: str, change: ConsentChange) -> bool:
-    proof = consents.c.proof.is_(None) if change.proof is None else consents.c.proof == change.proof
-    return conn.execute(select(consents.c.id).where(
-        consents.c.contact_key == contact_key, consents.c.category == change.category.value,
-        consents.c.granted == change.granted, consents.c.source == change.source[:128], proof,
-        consents.c.at == change.at.timestamp()).limit(1)).first() is not None
 
 
 def latest(conn: Connection, contact_key: str, category: Category | str) -> ConsentRecord | None:

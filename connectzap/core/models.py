@@ -359,6 +359,9 @@ class Event(Model):
     occurred_at: datetime = Field(default_factory=utcnow)
     previous_status: str | None = None
     consents: list[ConsentChange] = Field(default_factory=list)
+    already_recorded: bool = False
+    """Set on the ``consent_changed`` notification connectzap journals for a change it has already
+    written to the ledger: the hooks hear of it, the ledger does not record it a second time."""
 
     payload_models: ClassVar[dict[EventKind, type[BaseModel]]] = {}
 

@@ -273,7 +273,7 @@ class Worker:
             status = MessageStatus.model_validate(event.data)
             if status.status != "accepted":
                 self._apply_status(conn, status)
-        elif kind == EventKind.CONSENT_CHANGED:
+        elif kind == EventKind.CONSENT_CHANGED and not event.already_recorded:
             change = ConsentChange.model_validate(event.data)
             ledger.record(self.db, conn, contact_key(change.phone, self.app.secret), change)
         elif kind == EventKind.TEMPLATE_UPDATE:
@@ -289,9 +289,10 @@ class Worker:
 
     def _record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
         key = contact_key(change.phone, self.app.secret)
-        if ledger.record(self.db, conn, key, change) and EVENT_HOOKS and self.targets("consent_changed"):
+        if ledger.record(self.db, conn, key, change) and self.targets("consent_changed"):
             dedupe = f"{origin}:consent:{change.category.value}:{int(change.granted)}"
             journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
+                                                    already_recorded=True,
                                                     dedupe_key=dedupe)])
 
     def _apply_status(self, conn: Any, status: MessageStatus) -> None:

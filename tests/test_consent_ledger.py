@@ -1,0 +1,36 @@
+"""The consent ledger at equal timestamps: the last change applied decides."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from connectzap import Category, ConsentChange, Event, EventKind
+from connectzap.core.workers import Worker
+
+PHONE = "+12025550123"
+AT = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+
+def change(granted: bool, source: str = "crm") -> ConsentChange:
+    return ConsentChange(phone=PHONE, category=Category.MARKETING, granted=granted, source=source, proof="form", at=AT)
+
+
+async def test_a_repeated_opt_out_after_an_opt_in_at_the_same_time_wins(app):
+    # opt-out, opt-in, then the same opt-out again: the repeat is a real change, not a replay
+    for granted, source in ((False, "crm"), (True, "shop"), (False, "crm")):
+        app.ingest([Event(kind=EventKind.LEAD, source="crm", dedupe_key=f"lead-{granted}-{source}-{id(object())}",
+                          consents=[change(granted, source)], data={"id": "1", "contact": {"phone": PHONE}})])
+        await Worker(app).run_until_idle()
+    assert app.consent(PHONE)[Category.MARKETING].granted is False
+
+
+async def test_connectzaps_own_notification_does_not_record_a_change_again(app):
+    from connectzap.core import consent as ledger
+    app.set_consent(change(True, "api"))  # recorded now; its notification waits in the journal
+    # A later opt-out enters the ledger directly, with no notification of its own (the way the
+    # sender records WhatsApp's 131050 when nothing listens for consent changes).
+    with app.db.begin() as conn:
+        ledger.record(app.db, conn, app.contact_key(PHONE), change(False, "whatsapp:131050"))
+    await Worker(app).run_until_idle()  # the grant's notification reaches the hooks, not the ledger
+    assert app.consent(PHONE)[Category.MARKETING].granted is False
+    assert [r.granted for r in app.consent_history(PHONE)] == [True, False]
