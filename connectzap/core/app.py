@@ -115,22 +115,21 @@ class Connectzap:
              strict_key: bool = False) -> gate.Decision:
         """Put a message through the gate. Without a key, each call is a new message."""
         key = idempotency_key or outgoing.idempotency_key
-        key = f"{source}:{key}" if key else f"{source}:{gate.new_message_id()}"
         with self.db.begin() as conn:
-            return gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key, strict_key=strict_key)
+            return gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=_scoped_key(source, key),
+                              strict_key=strict_key, fresh_key=key is None)
 
     def send_many(self, messages: list[Outgoing], *, source: str = "api") -> list[gate.Decision]:
         """Put several messages through the gate in one transaction (a campaign, a bulk import).
 
         Each message gets exactly the checks :meth:`send` applies, in order; the consent, window
-        and template facts are read once for the batch. A message's own ``idempotency_key`` makes
-        it idempotent; without one each is new.
+        and template facts are read once for the batch and the outbox rows written in one
+        statement. A message's own ``idempotency_key`` makes it idempotent; without one each is new.
         """
+        admissions = [gate.Admission(m, _scoped_key(source, m.idempotency_key), fresh_key=m.idempotency_key is None)
+                      for m in messages]
         with self.db.begin() as conn:
-            facts = gate.facts_for(conn, self.secret, messages)
-            return [gate.admit(self.db, conn, self.secret, m, facts=facts,
-                               idempotency_key=f"{source}:{m.idempotency_key or gate.new_message_id()}")
-                    for m in messages]
+            return gate.admit_many(self.db, conn, self.secret, admissions)
 
     def message(self, message_id: str) -> dict[str, Any]:
         with self.db.read() as conn:
@@ -201,3 +200,8 @@ class Connectzap:
                 result["queue"] = {"events_pending": journal.pending_count(conn), "messages": outbox.counts(conn)}
         result["ok"] = db_ok and not result["paused"] and not result["plugin_errors"]
         return result
+
+
+def _scoped_key(source: str, key: str | None) -> str:
+    """Idempotency keys are per source; a message without one gets a key nobody else can hold."""
+    return f"{source}:{key or gate.new_message_id()}"

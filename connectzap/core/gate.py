@@ -156,7 +156,19 @@ class BatchFacts(Facts):
         return [lang for (n, lang) in self._templates if n == name]
 
 
+def _texts(content: TemplateContent) -> list[str | None]:
+    """Every free-text value Meta checks for whitespace, in a fixed order."""
+    body = content.body.values() if isinstance(content.body, dict) else content.body
+    texts: list[str | None] = [getattr(param, "text", None) for param in body]
+    texts.append(content.header.text if content.header else None)
+    texts += [value for b in content.buttons for value in (b.payload, b.text, b.coupon_code)]
+    return texts
+
+
 def clean_template(content: TemplateContent) -> TemplateContent:
+    """``content`` with its parameters' whitespace cleaned; the same object when nothing changes."""
+    if all(text is None or clean_param(text) == text for text in _texts(content)):
+        return content  # the common case: no copy, no re-validation
     data = content.model_dump()
     body = data.get("body")
     items = body.values() if isinstance(body, dict) else (body or [])
@@ -219,63 +231,136 @@ def request_hash(outgoing: Outgoing) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _existing(conn: Connection, idempotency_key: str) -> Any:
-    return conn.execute(select(outbox.c.id, outbox.c.status, outbox.c.reason, outbox.c.request_hash,
-                               outbox.c.error_details).where(outbox.c.idempotency_key == idempotency_key)).first()
+@dataclass(frozen=True)
+class Admission:
+    """One message for :func:`admit_many` and the idempotency key it is admitted under."""
+
+    outgoing: Outgoing
+    idempotency_key: str
+    fresh_key: bool = False
+    """The key was generated for this very call, so no earlier message can hold it: it is not
+    looked up and no request hash is kept for it."""
+
+
+_EXISTING_COLUMNS = (outbox.c.idempotency_key, outbox.c.id, outbox.c.status, outbox.c.reason,
+                     outbox.c.request_hash)
+_LOOKUP_CHUNK = 500  # bound parameters per IN (...): well inside every backend's limit
+
+
+def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for at in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[at:at + _LOOKUP_CHUNK]
+        for row in conn.execute(select(*_EXISTING_COLUMNS).where(outbox.c.idempotency_key.in_(chunk))):
+            found[row.idempotency_key] = row
+    return found
 
 
 def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, idempotency_key: str,
           source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-          facts: Facts | None = None) -> Decision:
-    """Run every check and write the outcome to the outbox inside ``conn``'s transaction.
+          facts: Facts | None = None, fresh_key: bool = False) -> Decision:
+    """:func:`admit_many` for one message."""
+    return admit_many(db, conn, secret, [Admission(outgoing, idempotency_key, fresh_key)],
+                      source_event_id=source_event_id, plugin=plugin, strict_key=strict_key, facts=facts)[0]
 
-    With ``strict_key`` (the REST API), reusing a key for a different message is a
-    :class:`ConflictError`; otherwise the first message for a key simply wins. ``facts`` may be a
-    :class:`BatchFacts` loaded for several messages admitted in the same transaction.
+
+def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[Admission], *,
+               source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
+               facts: Facts | None = None) -> list[Decision]:
+    """Run every check on each message, in order, and write the outcomes to the outbox inside
+    ``conn``'s transaction: one query per table for the facts, one for the keys, one insert.
+
+    A key already in the outbox (or earlier in the same batch) returns the first message for it,
+    marked ``duplicate``. With ``strict_key`` (the REST API), reusing a key for a different message
+    is a :class:`ConflictError`. ``facts`` may be a :class:`BatchFacts` loaded by the caller.
     """
-    digest = request_hash(outgoing)
-    found = _existing(conn, idempotency_key)
-    if found is not None:
-        if strict_key and found.request_hash != digest:
-            raise ConflictError("Idempotency-Key was already used for a different message")
-        return Decision(found.id, found.status, found.reason, None, duplicate=True, idempotency_key=idempotency_key)
-    message_id = new_message_id()
+    if not admissions:
+        return []
+    facts = facts or facts_for(conn, secret, [a.outgoing for a in admissions])
+    earlier = _existing(conn, [a.idempotency_key for a in admissions if not a.fresh_key])
+    decisions: list[Decision] = []
+    rows: list[dict[str, Any]] = []
+    for a in admissions:
+        digest = "" if a.fresh_key else request_hash(a.outgoing)
+        first = earlier.get(a.idempotency_key)
+        if first is not None:
+            if strict_key and first.request_hash != digest:
+                raise ConflictError("Idempotency-Key was already used for a different message")
+            decisions.append(Decision(first.id, first.status, first.reason, None, duplicate=True,
+                                      idempotency_key=a.idempotency_key))
+            continue
+        decision, row = _decide(secret, facts, a, digest, source_event_id, plugin)
+        earlier[a.idempotency_key] = _Earlier(a.idempotency_key, decision.id, decision.status, decision.reason,
+                                              digest)
+        decisions.append(decision)
+        rows.append(row)
+    lost = {row["idempotency_key"] for row in rows} - set(_insert(db, conn, rows))
+    if lost:  # another transaction committed the same key first (PostgreSQL): its message stands
+        winners = _existing(conn, sorted(lost))
+        for n, (a, decision) in enumerate(zip(admissions, decisions, strict=True)):
+            first = winners.get(a.idempotency_key)
+            if first is None:
+                continue
+            if strict_key and first.request_hash != request_hash(a.outgoing):
+                raise ConflictError("Idempotency-Key was already used for a different message")
+            decisions[n] = Decision(first.id, first.status, first.reason, None, duplicate=True,
+                                    idempotency_key=a.idempotency_key)
+    return decisions
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    """The fields of :data:`_EXISTING_COLUMNS` for a message admitted earlier in the same batch."""
+
+    idempotency_key: str
+    id: str
+    status: str
+    reason: str | None
+    request_hash: str
+
+
+def _insert(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert ``rows``; a key that is already taken is skipped. Returns the keys inserted."""
+    if not rows:
+        return []
+    stmt = (db.insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(outbox.c.idempotency_key))
+    return [r[0] for r in conn.execute(stmt, rows)]
+
+
+def _decide(secret: bytes, facts: Facts, a: Admission, digest: str, source_event_id: int | None,
+            plugin: str | None) -> tuple[Decision, dict[str, Any]]:
+    outgoing = a.outgoing
     phone = outgoing.to.phone
     if phone is None:
-        return _write(db, conn, message_id, idempotency_key, digest, "-", outgoing, None, "service",
-                      "invalid_phone", REASONS["invalid_phone"], source_event_id, plugin)
-    key = contact_key(phone, secret)
-    verdict = evaluate(facts or Facts(conn), key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
-                       at=outgoing.not_before.timestamp() if outgoing.not_before else None)
-    if verdict.reason:
-        return _write(db, conn, message_id, idempotency_key, digest, key, outgoing, None, verdict.category,
-                      verdict.reason, verdict.detail, source_event_id, plugin)
-    return _write(db, conn, message_id, idempotency_key, digest, key, outgoing, verdict.content, verdict.category,
-                  None, None, source_event_id, plugin)
-
-
-def _write(db: Database, conn: Connection, message_id: str, idempotency_key: str, digest: str, key: str,
-           outgoing: Outgoing, content: Any, category: str, reason: str | None, detail: str | None,
-           source_event_id: int | None, plugin: str | None) -> Decision:
+        verdict = Verdict(None, "service", "invalid_phone", REASONS["invalid_phone"])
+        key = "-"
+    else:
+        key = contact_key(phone, secret)
+        verdict = evaluate(facts, key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
+                           at=outgoing.not_before.timestamp() if outgoing.not_before else None)
+    message_id = new_message_id()
     t = now()
-    shown = content or outgoing.content
-    refused = reason is not None
+    refused = verdict.reason is not None
+    shown = outgoing.content if refused else verdict.content
     stored = None
     if not refused:
+        original = outgoing.content.model_dump(mode="json", exclude_none=True)
         stored = json.dumps({
-            "content": content.model_dump(mode="json", exclude_none=True),
-            "original": outgoing.content.model_dump(mode="json", exclude_none=True),
+            "content": original if shown is outgoing.content else shown.model_dump(mode="json", exclude_none=True),
+            "original": original,
             "fallback": outgoing.fallback.model_dump(mode="json", exclude_none=True) if outgoing.fallback else None,
             "reply_to": outgoing.reply_to,
         })
     not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
-    conn.execute(outbox.insert().values(
-        id=message_id, idempotency_key=idempotency_key, request_hash=digest, contact_key=key,
-        recipient=None if refused else outgoing.to.phone, category=category, content_type=shown.type,
+    status = "refused" if refused else "queued"
+    row = dict(
+        id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
+        recipient=None if refused else phone, category=verdict.category, content_type=shown.type,
         template_name=getattr(shown, "name", None), language=getattr(shown, "language", None),
-        content=stored, status="refused" if refused else "queued", reason=reason,
-        error_details=detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
+        content=stored, status=status, reason=verdict.reason,
+        error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
-    ))
-    return Decision(message_id, "refused" if refused else "queued", reason, detail, idempotency_key=idempotency_key)
+    )
+    return Decision(message_id, status, verdict.reason, verdict.detail, idempotency_key=a.idempotency_key), row

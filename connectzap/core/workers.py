@@ -227,15 +227,13 @@ class Worker:
 
     def _commit(self, conn: Any, o: _Delivery) -> None:
         from .context import _DELETED
-        decisions = []
         for n, change in enumerate(o.consent_changes):
             self._record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
-        for index, proposal in enumerate(o.proposals):
-            key = f"{o.target}:{proposal.idempotency_key}" if proposal.idempotency_key \
-                else f"event:{o.event_id}:{o.target}:{index}"
-            decision = gate.admit(self.db, conn, self.app.secret, proposal, idempotency_key=key,
-                                  source_event_id=o.event_id, plugin=o.target)
-            decisions.append(decision.as_dict())
+        admissions = [gate.Admission(proposal, f"{o.target}:{proposal.idempotency_key}" if proposal.idempotency_key
+                                     else f"event:{o.event_id}:{o.target}:{index}")
+                      for index, proposal in enumerate(o.proposals)]
+        decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
+                                                          source_event_id=o.event_id, plugin=o.target)]
         for key, value in o.state.items():
             if value is _DELETED:
                 conn.execute(plugin_state.delete().where(plugin_state.c.plugin == o.target,

@@ -160,7 +160,7 @@ class JournalWriter:
     def _append(self, events: list[Event]) -> list[Journaled]:
         conn = self._connection()
         try:
-            with conn.begin():
+            with self.db.writing(), conn.begin():
                 return journal.append(self.db, conn, events)
         except Exception:
             # The connection may be broken; the next transaction gets a fresh one.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,48 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def now() -> float:
     return clock.now()
+
+
+class FairLock:
+    """A lock that threads get in the order they asked for it, re-entrant for its holder.
+
+    SQLite has one writer at a time, and its busy handler retries by sleeping: a thread that
+    commits and at once begins again (a bulk admission) wins every race, and the sender's
+    claims starve until it is done. Handing the lock over in order lets them interleave.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._queue: deque[tuple[int, threading.Lock]] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None:
+                self._owner, self._depth = me, 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._queue.append((me, turn))
+        turn.acquire()  # released by the holder before us once we own the lock
+
+    def __exit__(self, *exc: object) -> None:
+        with self._mutex:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._queue:
+                # Handed over directly, so a thread that asks again at once cannot slip in first.
+                self._owner, turn = self._queue.popleft()
+                self._depth = 1
+                turn.release()
+            else:
+                self._owner = None
 
 
 class Database:
@@ -48,6 +92,7 @@ class Database:
             raise ConfigurationError("database.url must be a sqlite:/// or postgresql:// URL")
         self.dialect = self.engine.dialect.name
         self.is_sqlite = self.dialect == "sqlite"
+        self._writers = FairLock() if self.is_sqlite else None
 
     @staticmethod
     def _prepare_sqlite_path(url: str) -> None:
@@ -90,9 +135,13 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def writing(self) -> FairLock | nullcontext[None]:
+        """Held around every write transaction: in-process writers take turns (SQLite only)."""
+        return self._writers if self._writers is not None else nullcontext()
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self.writing(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
