@@ -526,7 +526,9 @@ class Worker:
                 except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
                     log.exception("worker step failed; retrying")
                     busy = 0
-                if not busy:
+                if busy < self.cfg.batch_size:
+                    # Caught up: let work gather until the next poll instead of taking the write
+                    # lock again for one or two rows (on SQLite each claim is a write transaction).
                     try:
                         await asyncio.wait_for(stop.wait(), self.cfg.poll_interval_seconds)
                     except TimeoutError:

@@ -136,7 +136,9 @@ class Database:
         self.engine.dispose()
 
     def writing(self) -> FairLock | nullcontext[None]:
-        """Held around every write transaction: in-process writers take turns (SQLite only)."""
+        """Held around every write transaction on SQLite: this process's writers take turns in
+        the order they asked (:class:`FairLock`). Writers in other processes still meet SQLite's
+        busy handler; PostgreSQL, which needs none of this, is the choice for several processes."""
         return self._writers if self._writers is not None else nullcontext()
 
     @contextmanager
