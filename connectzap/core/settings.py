@@ -50,6 +50,8 @@ class WorkerSettings(Section):
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=0.2, gt=0)
+    """How long a loop waits before looking again after a batch smaller than ``batch_size``; after a
+    full batch it looks again at once."""
     batch_size: int = Field(default=50, ge=1)
     send_concurrency: int = Field(default=32, ge=1)
     sender_lanes: int = Field(default=2, ge=1, le=8)
