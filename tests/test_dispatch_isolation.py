@@ -165,3 +165,21 @@ async def test_a_hook_returning_garbage_fails_alone(make: Any, plugins: tuple[Fl
         assert len(app.channel.sent()) == 1
     finally:
         pm.unregister(name="garbage")
+
+
+async def test_core_bookkeeping_that_fails_for_one_event_keeps_the_rest_of_its_batch(app: Connectzap) -> None:
+    # The batch's core bookkeeping runs under one savepoint; a failure in the middle must roll back
+    # only that event's part, not the consent recorded by the event before it or after it.
+    others = ["+4915112345671", "+4915112345672"]
+    good = [Event.of(EventKind.CONSENT_CHANGED, ConsentChange(phone=phone, category=Category.MARKETING, granted=True,
+                                                                source="t", proof="form"),
+                     source="t", dedupe_key=f"consent-{n}") for n, phone in enumerate(others)]
+    broken = Event(kind=EventKind.MESSAGE_STATUS, source="t", dedupe_key="broken", data={"status": "sent"})
+    first, bad, last = app.ingest([good[0], broken, good[1]])
+    await Worker(app).run_until_idle()
+    for phone in others:
+        assert app.consent(phone)[Category.MARKETING].granted
+    assert delivery(app, first.event_id, "core")["status"] == "done"
+    assert delivery(app, last.event_id, "core")["status"] == "done"
+    failed = delivery(app, bad.event_id, "core")
+    assert failed["status"] == "pending" and failed["attempts"] == 1 and "wamid" in failed["last_error"]

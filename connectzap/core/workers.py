@@ -154,18 +154,12 @@ class Worker:
         with self.db.begin() as conn:
             journal.ensure_many(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
             all_deliveries = journal.deliveries_of_many(conn, [p.event_id for p in plans])
+            failed = self._apply_cores(conn, plans, all_deliveries)
             for plan in plans:
                 event_id, event = plan.event_id, plan.event
                 deliveries = all_deliveries[event_id]
-                core = next(d for d in deliveries if d["target"] == "core")
-                if core["status"] == "pending":
-                    try:
-                        with conn.begin_nested():
-                            self._apply_core(conn, event_id, event)
-                    except Exception as exc:  # noqa: BLE001 - recorded and retried; plugins wait for it
-                        log.exception("event %s: core bookkeeping failed", event_id)
-                        self._fail(conn, event_id, "core", exc, core["attempts"] + 1)
-                        continue
+                if event_id in failed:
+                    continue
                 try:
                     plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
                 except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
@@ -183,6 +177,34 @@ class Worker:
                         continue
                     plan.due.append((target, delivery["attempts"] + 1))
         return plans
+
+    def _apply_cores(self, conn: Any, plans: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]]) -> set[int]:
+        """The core's bookkeeping for every event whose "core" delivery is pending; returns the
+        events where it failed (recorded for retry; their plugins wait). The batch runs under one
+        savepoint; only when something in it fails is it redone one savepoint per event, so that
+        one bad event never rolls back the others."""
+        todo = []
+        for plan in plans:
+            core = next(d for d in all_deliveries[plan.event_id] if d["target"] == "core")
+            if core["status"] == "pending":
+                todo.append((plan, core["attempts"] + 1))
+        try:
+            with conn.begin_nested():
+                for plan, _ in todo:
+                    self._apply_core(conn, plan.event_id, plan.event)
+            return set()
+        except Exception:  # noqa: BLE001 - find the culprit below
+            pass
+        failed = set()
+        for plan, attempt in todo:
+            try:
+                with conn.begin_nested():
+                    self._apply_core(conn, plan.event_id, plan.event)
+            except Exception as exc:  # noqa: BLE001 - recorded and retried; plugins wait for it
+                log.exception("event %s: core bookkeeping failed", plan.event_id)
+                self._fail(conn, plan.event_id, "core", exc, attempt)
+                failed.add(plan.event_id)
+        return failed
 
     async def _deliver(self, plan: _Plan, target: _Target, attempt: int) -> _Delivery:
         event = plan.event
@@ -222,8 +244,7 @@ class Worker:
                         log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
                         o.error = exc
                 self._fail(conn, o.event_id, o.target, o.error, o.attempt)
-            for plan in plans:
-                journal.settle(conn, plan.event_id, retention)
+            journal.settle_many(conn, [plan.event_id for plan in plans], retention)
 
     def _commit(self, conn: Any, o: _Delivery) -> None:
         from .context import _DELETED

@@ -110,25 +110,43 @@ def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retr
 
 def settle(conn: Connection, event_id: int, retention_seconds: float) -> str:
     """Close the event when no delivery is pending, else schedule it for the next due delivery."""
-    rows = deliveries_of(conn, event_id)
-    pending = [r for r in rows if r["status"] == "pending"]
+    return settle_many(conn, [event_id], retention_seconds)[event_id]
+
+
+def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float) -> dict[int, str]:
+    """:func:`settle` for several events: one query for their deliveries, and the events that are
+    simply done (the usual case) closed with one statement."""
+    by_event = deliveries_of_many(conn, event_ids)
     t = now()
-    if pending:
-        conn.execute(events.update().where(events.c.id == event_id).values(
-            next_attempt_at=min(r["next_attempt_at"] for r in pending), claimed_by=None, claimed_until=None,
-            attempts=events.c.attempts + 1,
-            last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]))
-        return "pending"
-    status = "dead" if any(r["status"] == "dead" for r in rows) else "done"
-    values: dict[str, Any] = {"status": status, "completed_at": t, "claimed_by": None, "claimed_until": None}
-    if status == "dead":  # a dead letter keeps its payload a while so it can be retried once fixed
-        values["erase_after"] = t + max(retention_seconds, DEAD_LETTER_KEEP_SECONDS)
-    elif retention_seconds <= 0:
-        values["payload"] = None
-    else:
-        values["erase_after"] = t + retention_seconds
-    conn.execute(events.update().where(events.c.id == event_id).values(**values))
-    return status
+    outcome: dict[int, str] = {}
+    done: list[int] = []
+    for event_id in event_ids:
+        rows = by_event.get(event_id, [])
+        pending = [r for r in rows if r["status"] == "pending"]
+        if pending:
+            conn.execute(events.update().where(events.c.id == event_id).values(
+                next_attempt_at=min(r["next_attempt_at"] for r in pending), claimed_by=None, claimed_until=None,
+                attempts=events.c.attempts + 1,
+                last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]))
+            outcome[event_id] = "pending"
+        elif any(r["status"] == "dead" for r in rows):
+            # a dead letter keeps its payload a while so it can be retried once fixed
+            conn.execute(events.update().where(events.c.id == event_id).values(
+                status="dead", completed_at=t, claimed_by=None, claimed_until=None,
+                erase_after=t + max(retention_seconds, DEAD_LETTER_KEEP_SECONDS)))
+            outcome[event_id] = "dead"
+        else:
+            done.append(event_id)
+            outcome[event_id] = "done"
+    if done:
+        values: dict[str, Any] = {"status": "done", "completed_at": t, "claimed_by": None, "claimed_until": None}
+        if retention_seconds <= 0:
+            values["payload"] = None
+        else:
+            values["erase_after"] = t + retention_seconds
+        for at in range(0, len(done), 500):
+            conn.execute(events.update().where(events.c.id.in_(done[at:at + 500])).values(**values))
+    return outcome
 
 
 def erase_expired(conn: Connection) -> int:
