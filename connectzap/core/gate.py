@@ -43,7 +43,6 @@ REASONS = {
     "unreachable": "WhatsApp reported this contact unreachable; waiting for them to write first",
     "invalid_message": "the message is not valid",
     "cancelled": "cancelled before it was due",
-    "idempotency_conflict": "this idempotency key was already used for a different message",
 }
 
 _SPACES = re.compile(r"\s+")
@@ -60,10 +59,7 @@ def new_message_id() -> str:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the gate did with a message: queued it (``status="queued"``) or refused it (``reason``).
-
-    ``status="conflict"`` (only with ``report_conflicts``): the key belongs to a different message,
-    ``id``; nothing was written for this one."""
+    """What the gate did with a message: queued it (``status="queued"``) or refused it (``reason``)."""
 
     id: str
     status: str
@@ -74,7 +70,7 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
-        return self.status not in ("refused", "conflict")
+        return self.status != "refused"
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "reason": self.reason, "detail": self.detail,
@@ -247,7 +243,7 @@ class Admission:
 
 
 _EXISTING_COLUMNS = (outbox.c.idempotency_key, outbox.c.id, outbox.c.status, outbox.c.reason,
-                     outbox.c.error_details, outbox.c.request_hash)
+                     outbox.c.request_hash)
 _LOOKUP_CHUNK = 500  # bound parameters per IN (...): well inside every backend's limit
 
 
@@ -270,15 +266,13 @@ def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, 
 
 def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[Admission], *,
                source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-               report_conflicts: bool = False, facts: Facts | None = None) -> list[Decision]:
+               facts: Facts | None = None) -> list[Decision]:
     """Run every check on each message, in order, and write the outcomes to the outbox inside
     ``conn``'s transaction: one query per table for the facts, one for the keys, one insert.
 
     A key already in the outbox (or earlier in the same batch) returns the first message for it,
     marked ``duplicate``. With ``strict_key`` (the REST API), reusing a key for a different message
-    is a :class:`ConflictError` -- or, with ``report_conflicts`` (a batch whose other messages must
-    still go through), that message's decision has ``status="conflict"``. ``facts`` may be a
-    :class:`BatchFacts` loaded by the caller.
+    is a :class:`ConflictError`. ``facts`` may be a :class:`BatchFacts` loaded by the caller.
     """
     if not admissions:
         return []
@@ -290,11 +284,14 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
         digest = "" if a.fresh_key else request_hash(a.outgoing)
         first = earlier.get(a.idempotency_key)
         if first is not None:
-            decisions.append(_repeated(a, first, digest, strict_key, report_conflicts))
+            if strict_key and first.request_hash != digest:
+                raise ConflictError("Idempotency-Key was already used for a different message")
+            decisions.append(Decision(first.id, first.status, first.reason, None, duplicate=True,
+                                      idempotency_key=a.idempotency_key))
             continue
         decision, row = _decide(secret, facts, a, digest, source_event_id, plugin)
         earlier[a.idempotency_key] = _Earlier(a.idempotency_key, decision.id, decision.status, decision.reason,
-                                              decision.detail, digest)
+                                              digest)
         decisions.append(decision)
         rows.append(row)
     lost = {row["idempotency_key"] for row in rows} - set(_insert(db, conn, rows))
@@ -302,20 +299,13 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
         winners = _existing(conn, sorted(lost))
         for n, (a, decision) in enumerate(zip(admissions, decisions, strict=True)):
             first = winners.get(a.idempotency_key)
-            if first is not None:
-                decisions[n] = _repeated(a, first, request_hash(a.outgoing), strict_key, report_conflicts)
+            if first is None:
+                continue
+            if strict_key and first.request_hash != request_hash(a.outgoing):
+                raise ConflictError("Idempotency-Key was already used for a different message")
+            decisions[n] = Decision(first.id, first.status, first.reason, None, duplicate=True,
+                                    idempotency_key=a.idempotency_key)
     return decisions
-
-
-def _repeated(a: Admission, first: Any, digest: str, strict_key: bool, report_conflicts: bool) -> Decision:
-    """The decision for a key that ``first`` (an outbox row or :class:`_Earlier`) already holds."""
-    if strict_key and first.request_hash != digest:
-        if not report_conflicts:
-            raise ConflictError("Idempotency-Key was already used for a different message")
-        return Decision(first.id, "conflict", "idempotency_conflict", REASONS["idempotency_conflict"],
-                        idempotency_key=a.idempotency_key)
-    return Decision(first.id, first.status, first.reason, first.error_details, duplicate=True,
-                    idempotency_key=a.idempotency_key)
 
 
 @dataclass(frozen=True)
@@ -326,7 +316,6 @@ class _Earlier:
     id: str
     status: str
     reason: str | None
-    error_details: str | None
     request_hash: str
 
 
