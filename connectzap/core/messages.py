@@ -67,21 +67,11 @@ class TextParam(BaseModel):
     text: str
 
 
-class _TextShorthand:
-    """In JSON a body parameter may also be a plain string or number: the text parameter
-    (``_as_param``). The API document must say so, or it calls ``"body": ["Ana"]`` invalid."""
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:
-        return {"anyOf": [handler(core_schema), {"type": "string"}, {"type": "number"}]}
-
-
-BodyParam = Annotated[TextParam | CurrencyParam | DateTimeParam, Field(discriminator="type"), _TextShorthand]
+BodyParam = Annotated[TextParam | CurrencyParam | DateTimeParam, Field(discriminator="type")]
 
 
 def _as_param(value: Any) -> Any:
-    # bool is an int to Python, but `true` is no parameter value anyone meant to send.
-    if isinstance(value, (str, int, float, Decimal)) and not isinstance(value, bool):
+    if isinstance(value, (str, int, float, Decimal)):
         return {"type": "text", "text": str(value)}
     return value
 
