@@ -100,8 +100,3 @@ def window_open(conn: Connection, contact_key: str, at: float | None = None,
 def mark_unreachable(db: Database, conn: Connection, contact_key: str) -> None:
     db.upsert(conn, contacts, {"contact_key": contact_key, "unreachable_since": now(), "updated_at": now()},
               ["contact_key"])
-
-
-def unreachable(conn: Connection, contact_key: str) -> bool:
-    row = conn.execute(select(contacts.c.unreachable_since).where(contacts.c.contact_key == contact_key)).first()
-    return bool(row and row[0])

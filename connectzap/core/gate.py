@@ -87,28 +87,6 @@ class Verdict:
     detail: str | None = None
 
 
-class Facts:
-    """What the gate needs to know about a contact and a template, read from the database."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
-        return consent.window_open(self.conn, key, at, business_number)
-
-    def latest(self, key: str, category: str) -> ConsentRecord | None:
-        return consent.latest(self.conn, key, category)
-
-    def unreachable(self, key: str) -> bool:
-        return consent.unreachable(self.conn, key)
-
-    def template(self, name: str, language: str) -> TemplateInfo | None:
-        return templates.get(self.conn, name, language)
-
-    def languages(self, name: str) -> list[str]:
-        return templates.languages(self.conn, name)
-
-
 def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> BatchFacts:
     """Everything the gate will ask about ``messages``, loaded up front."""
     keys = {contact_key(m.to.phone, secret) for m in messages if m.to.phone}
@@ -116,12 +94,11 @@ def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> Batc
     return BatchFacts(conn, keys, names)
 
 
-class BatchFacts(Facts):
-    """The same answers for a batch of messages, loaded with one query per table (the sender's
-    re-check before every send would otherwise cost several queries per message)."""
+class BatchFacts:
+    """What the gate needs to know about the contacts and templates of a batch of messages, loaded
+    with one query per table (admission and the sender's re-check both work a batch at a time)."""
 
     def __init__(self, conn: Connection, keys: set[str], template_names: set[str]) -> None:
-        super().__init__(conn)
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
         self._windows: dict[str, list[tuple[str, float]]] = {key: [] for key in keys}
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
@@ -184,7 +161,7 @@ def clean_template(content: TemplateContent) -> TemplateContent:
     return TemplateContent.model_validate(data)
 
 
-def check_template(facts: Facts, content: TemplateContent) -> Verdict:
+def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
     info = facts.template(content.name, content.language)
     if info is None:
         if facts.languages(content.name):
@@ -201,7 +178,7 @@ def check_template(facts: Facts, content: TemplateContent) -> Verdict:
     return Verdict(cleaned, category)
 
 
-def evaluate(facts: Facts, key: str, content: Any, fallback: TemplateContent | None,
+def evaluate(facts: BatchFacts, key: str, content: Any, fallback: TemplateContent | None,
              business_number: str | None = None, at: float | None = None) -> Verdict:
     """Decide whether ``content`` may go to contact ``key`` now; may swap in the fallback template."""
     window = facts.window_open(key, at, business_number)
@@ -258,7 +235,7 @@ def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
 
 def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, idempotency_key: str,
           source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-          facts: Facts | None = None, fresh_key: bool = False) -> Decision:
+          facts: BatchFacts | None = None, fresh_key: bool = False) -> Decision:
     """:func:`admit_many` for one message."""
     return admit_many(db, conn, secret, [Admission(outgoing, idempotency_key, fresh_key)],
                       source_event_id=source_event_id, plugin=plugin, strict_key=strict_key, facts=facts)[0]
@@ -266,7 +243,7 @@ def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, 
 
 def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[Admission], *,
                source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-               facts: Facts | None = None) -> list[Decision]:
+               facts: BatchFacts | None = None) -> list[Decision]:
     """Run every check on each message, in order, and write the outcomes to the outbox inside
     ``conn``'s transaction: one query per table for the facts, one for the keys, one insert.
 
@@ -328,7 +305,7 @@ def _insert(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list[
     return [r[0] for r in conn.execute(stmt, rows)]
 
 
-def _decide(secret: bytes, facts: Facts, a: Admission, digest: str, source_event_id: int | None,
+def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_event_id: int | None,
             plugin: str | None) -> tuple[Decision, dict[str, Any]]:
     outgoing = a.outgoing
     phone = outgoing.to.phone
