@@ -38,7 +38,7 @@ from connectzap.core.models import MessageStatus  # noqa: E402
 from connectzap.connectors.whatsapp.client import GraphClient  # noqa: E402
 from connectzap.connectors.whatsapp.settings import WhatsAppSettings  # noqa: E402
 from connectzap.core.store.schema import outbox as outbox_table  # noqa: E402
-from connectzap.core.workers import Worker  # noqa: E402
+from connectzap.core.worker import Worker  # noqa: E402
 from connectzap.testing import make_app, seed_template  # noqa: E402
 
 NUMBER = "106540352242922"

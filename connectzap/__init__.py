@@ -5,7 +5,7 @@ Plugins import what they need from here -- never from pluggy::
     from connectzap import hookimpl, Outgoing, TemplateContent
 """
 
-from .connectors.base import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
+from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
 from .core import signatures
 from .core.app import Connectzap
 from .core.context import EventContext

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from connectzap.connectors.base import WebhookResponse
+from connectzap.core.connector import WebhookResponse
 from connectzap.core import ingress
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import deliveries, events, outbox

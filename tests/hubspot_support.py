@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from connectzap.connectors.base import WebhookRequest
+from connectzap.core.connector import WebhookRequest
 from connectzap.core import signatures
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import deliveries, events

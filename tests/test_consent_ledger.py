@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connectzap import Category, ConsentChange, Event, EventKind
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 
 PHONE = "+12025550123"
 AT = datetime(2026, 11, 24, 12, tzinfo=UTC)

@@ -20,7 +20,7 @@ from connectzap.core import clock
 from connectzap.core.plugins import pm
 from connectzap.core.store import journal
 from connectzap.core.store.schema import events
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 PHONE = "+4915112345678"

@@ -64,7 +64,7 @@ def test_hook_example_runs_and_implements_that_hook(name):
     """Each example executes, and its @hookimpl functions are real hooks taking spec arguments."""
     _, body = DOCUMENTED[name]
     namespace: dict[str, object] = {"__name__": f"docs_example_{name}"}
-    exec(compile(CODE.search(body).group(1), f"plugin-hooks.md#{name}", "exec"), namespace)  # noqa: S102
+    exec(compile(CODE.search(body).group(1), f"plugin-hooks.md#{name}", "exec"), namespace)
     spec = hooks()
     impls = [f for f in namespace.values() if inspect.isfunction(f) and hasattr(f, "connectzap_impl")]
     assert name in {f.__name__ for f in impls}, f"the {name} example does not implement {name}"

@@ -38,7 +38,7 @@ from connectzap.core import clock
 from connectzap.core.channel import OutboundSend
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.plugins import pm
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 DAY = 24 * 3600

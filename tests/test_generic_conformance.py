@@ -12,7 +12,7 @@ import json
 
 from generic_support import EXAMPLES, example_config
 
-from connectzap.connectors.webhook import GenericConnector
+from connectzap.connectors.generic import GenericConnector
 from connectzap.testing import Sample, connector_test_class
 
 TOKEN = "conformance-form-token"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from connectzap.core.models import Category, Event
 from connectzap.core.store.schema import events
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import shared_secret_headers
 
 DOC = Path(__file__).parent.parent / "docs" / "generic-webhooks.md"

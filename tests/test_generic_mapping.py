@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectzap.cli import cli
-from connectzap.connectors.webhook.mapping import MappedSource
-from connectzap.connectors.webhook.settings import GenericSettings, parse_offset
-from connectzap.core.dispatch import register_commands
+from connectzap.connectors.generic.mapping import MappedSource
+from connectzap.connectors.generic.settings import GenericSettings, parse_offset
+from connectzap.core.hooks import register_commands
 from connectzap.core.errors import ConfigurationError, PayloadError
 from connectzap.core.models import Category, Event, Order
 from connectzap.core.store.schema import events
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import hmac_headers, shared_secret_headers
 
 SHOP_SECRET = "shop-signing-secret-change-me"

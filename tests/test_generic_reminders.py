@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from generic_support import example_body, example_config, make_due, outbox_rows, post
 
-from connectzap.connectors.webhook.mapping import as_datetime
+from connectzap.connectors.generic.mapping import as_datetime
 from connectzap.core.errors import PayloadError
 from connectzap.core.models import Category, ConsentChange
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template, standard_webhooks_headers
 
 SECRET = "whsec_q4hnRiw3JONFzfu7ioJm3HhYlRjFq1b0"  # the one in tests/payloads/generic/appointments.toml

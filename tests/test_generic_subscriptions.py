@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from generic_support import make_due, receiver
 
 from connectzap.cli import cli
-from connectzap.connectors.webhook import subscriptions
-from connectzap.core.dispatch import register_commands
+from connectzap.connectors.generic import subscriptions
+from connectzap.core.hooks import register_commands
 from connectzap.core.errors import NotFoundError, SignatureError
 from connectzap.core.models import Contact, Event, InboundMessage, Order
 from connectzap.core.signatures import verify_standard
 from connectzap.core.store.schema import deliveries
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 
 SECRET = "whsec_c3Vic2NyaXB0aW9uLXNpZ25pbmcta2V5LTAx"
 PHONE = "+4915112345678"

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from connectzap import (Category, ConsentChange, Connector, ConnectorSettings, Outgoing, StartupError,
                         TemplateContent, TextContent, hookimpl)
 from connectzap.cli import cli
-from connectzap.core.dispatch import collect_connectors, register_commands
+from connectzap.core.hooks import collect_connectors, register_commands
 from connectzap.core.plugins import pm
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import FakeWhatsApp, registered_plugin, sample_event, seed_template
 from connectzap.testing.venvs import fake_distribution
 
@@ -293,7 +293,7 @@ async def test_trace_logs_every_hook_call_without_phones_or_secrets(fake_app, mo
     with registered_plugin(Plugin(), "traced"):
         fake_app.ingest([order, sample_event("inbound_message")])
         await Worker(fake_app).run_until_idle()
-    traces = [r.getMessage() for r in caplog.records if r.name == "connectzap.dispatch" and "traced" in r.getMessage()]
+    traces = [r.getMessage() for r in caplog.records if r.name == "connectzap.hooks" and "traced" in r.getMessage()]
     assert len(traces) == 2 and "on_order_created" in traces[0] and "on_inbound_message" in traces[1]
     everything = "\n".join(r.getMessage() for r in caplog.records)
     for leaked in (PHONE, PHONE.lstrip("+"), secret, "Where is my order?"):
@@ -314,4 +314,4 @@ async def test_trace_is_off_by_default(fake_app, monkeypatch, caplog):
         fake_app.ingest([sample_event("lead")])
         await Worker(fake_app).run_until_idle()
     assert calls == ["501"]
-    assert not [r for r in caplog.records if "untraced" in r.getMessage() and r.name == "connectzap.dispatch"]
+    assert not [r for r in caplog.records if "untraced" in r.getMessage() and r.name == "connectzap.hooks"]

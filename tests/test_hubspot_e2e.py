@@ -12,7 +12,7 @@ import pytest
 from connectzap import Category, ConsentChange, Contact, Event, InboundMessage, Outgoing, TemplateContent
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.core import ingress
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 from hubspot_support import PHONE, TOKEN, deliveries_of, hubspot_config, make_due, payload, request, v3

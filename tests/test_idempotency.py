@@ -25,7 +25,7 @@ from connectzap import (Category, ConsentChange, Connectzap, Event, EventKind, O
 from connectzap.core import clock
 from connectzap.core.channel import OutboundSend
 from connectzap.core.plugins import pm
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 PHONE = "+4915112345678"

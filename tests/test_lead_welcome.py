@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 
 from connectzap import Category, ConsentChange, Contact, Event, Lead
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.plugins import lead_welcome
 from connectzap.testing import seed_template
 

@@ -15,7 +15,7 @@ from connectzap import Category, ConsentChange, Contact, Order
 from connectzap.cli import cli
 from connectzap.core import ingress
 from connectzap.core.store import journal
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.plugins import order_notifications
 from connectzap.testing import seed_template
 from test_woocommerce_webhooks import payload, shop_config, wc_request

@@ -20,7 +20,7 @@ from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, Eve
                         Outgoing, TemplateContent, TextContent, hookimpl)
 from connectzap.core import clock
 from connectzap.core.plugins import pm
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 PHONE = "+4915112345678"

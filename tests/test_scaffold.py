@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from connectzap.cli import cli
-from connectzap.core.dispatch import register_commands
+from connectzap.core.hooks import register_commands
 from connectzap.core.errors import ConfigurationError
 from connectzap.scaffold import PluginNames, create
 from connectzap.testing.venvs import create_venv, run_package_tests

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from server_support import AUTH, KEY, OLD_KEY, PHONE, api_engine, serving
 
 from connectzap.core.http.auth import ApiKeys
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 OTHER = "+4915199999901"

@@ -13,7 +13,7 @@ from server_support import (VERIFY_TOKEN, api_engine, client_for, inbound_text, 
                             serving)
 
 from connectzap import hookimpl
-from connectzap.connectors.base import Connector, WebhookRequest
+from connectzap.core.connector import Connector, WebhookRequest
 from connectzap.core.errors import PayloadError, SignatureError, StartupError
 from connectzap.core.models import CancelRequest, Event, EventKind
 from connectzap.core.plugins import pm

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connectzap import Category, ConsentChange, Contact, Event, InboundMessage, Outgoing, TemplateContent, TextContent
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 PHONE = "+4915112345678"

@@ -16,7 +16,7 @@ from connectzap.core.channel import OutboundSend
 from connectzap.core.plugins import pm
 from connectzap.core.store import outbox
 from connectzap.core.store.schema import events, metadata
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 PHONE = "+4915112345678"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from connectzap import Category, ConsentChange, Event, Outgoing, SignatureError, TemplateContent, hookimpl
 from connectzap.core import signatures
 from connectzap.core.plugins import pm
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import (FAILURES, FakeWhatsApp, Sample, Signer, hmac_headers, hubspot_v1_headers,
                                 hubspot_v2_headers, hubspot_v3_headers, load_payload, meta_headers, payload_bytes,
                                 payload_names, registered_plugin, sample_event, seed_template,

@@ -21,7 +21,7 @@ from connectzap.core.errors import (FatalDeliveryError, RetriableDeliveryError,
 from connectzap.core.messages import (ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam, DateTimeParam,
                                       HeaderParam, ListContent, LocationContent, MediaContent, MediaRef,
                                       ProductContent, ProductListContent, ReactionContent)
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 from connectzap.testing.fake_graph import FakeGraph
 

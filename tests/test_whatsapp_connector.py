@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from connectzap.connectors.base import WebhookRequest
+from connectzap.core.connector import WebhookRequest
 from connectzap.connectors.whatsapp import WhatsAppConnector
 from connectzap.connectors.whatsapp import channel as live_channel_module
 from connectzap.connectors.whatsapp.sandbox import SandboxChannel
 from connectzap.connectors.whatsapp.settings import WhatsAppSettings
 from connectzap.core import ingress
-from connectzap.core.dispatch import collect_connectors
+from connectzap.core.hooks import collect_connectors
 from connectzap.core.errors import ConfigurationError, SignatureError
 from connectzap.core.signatures import sign_meta
 from connectzap.core.store import journal

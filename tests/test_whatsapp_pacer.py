@@ -126,7 +126,7 @@ async def test_acquire_waits_for_its_slot_and_raises_when_held(app):
 
 async def test_paced_messages_wait_without_using_attempts(make):
     from connectzap import Category, ConsentChange, Outgoing
-    from connectzap.core.workers import Worker
+    from connectzap.core.worker import Worker
     from connectzap.testing import seed_template
     from connectzap.testing.fake_graph import FakeGraph
     with FakeGraph(token="tok") as fake:

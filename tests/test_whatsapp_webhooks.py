@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectzap import (Category, ConsentChange, EventKind, Outgoing, TemplateContent, TextContent, hookimpl)
-from connectzap.connectors.base import WebhookRequest, WebhookResponse
+from connectzap.core.connector import WebhookRequest, WebhookResponse
 from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress, templates
 from connectzap.core.errors import PayloadError
 from connectzap.core.plugins import load_plugins, pm
 from connectzap.core.signatures import sign_meta
 from connectzap.core.store.schema import events as events_table
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import make_app, run, seed_template
 
 FIXTURES = Path(__file__).parent / "payloads" / "whatsapp"

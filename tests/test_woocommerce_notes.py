@@ -14,8 +14,8 @@ import vcr
 from connectzap import Contact, Event, InboundMessage, MessageStatus
 from connectzap.core.errors import FatalDeliveryError, RetriableDeliveryError, SkippableDeliveryError
 from connectzap.core.store import journal
-from connectzap.core.workers import Worker
-from connectzap.connectors.woocommerce.notes import check
+from connectzap.core.worker import Worker
+from connectzap.connectors.woocommerce.rest import check
 from test_order_notifications import ANA, RULES, deliver, seed, templates_sent
 from test_woocommerce_webhooks import shop_config
 

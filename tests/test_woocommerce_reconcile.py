@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from connectzap.cli import cli
-from connectzap.core.dispatch import register_commands
-from connectzap.core.workers import Worker
+from connectzap.core.hooks import register_commands
+from connectzap.core.worker import Worker
 from connectzap.connectors.woocommerce import reconcile_forever
 from connectzap.connectors.woocommerce.reconcile import last_seen, reconcile_all
 from test_order_notifications import RULES, deliver, seed, templates_sent
@@ -120,7 +120,7 @@ async def test_reconcile_forever_is_off_without_an_interval(make):
 async def test_worker_runs_the_periodic_reconcile_as_connector_background_work(make):
     """`serve` and `connectzap worker` run Worker.run, which starts each connector's background work."""
     from connectzap.connectors.woocommerce.reconcile import _save_last_seen
-    from connectzap.core.workers import Worker
+    from connectzap.core.worker import Worker
     app = make(connectors={"woocommerce": config(reconcile_interval_minutes=60, reconcile_first_lookback_hours=24)})
     _save_last_seen(app, "main", datetime(2026, 3, 8, 12, tzinfo=UTC))
     assert await first_round_plays(Worker(app).run) == 1

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..connectors.base import Connector
+from .connector import Connector
 from . import consent as ledger
 from . import gate
 from .channel import Channel
-from .dispatch import collect_connectors
+from .hooks import collect_connectors
 from .errors import ConfigurationError, NotFoundError
 from .messages import Outgoing
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind

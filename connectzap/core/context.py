@@ -108,12 +108,12 @@ class EventContext:
 
     def window_open(self, phone: str) -> bool:
         """Whether the contact wrote to us in the last 24 hours."""
-        from . import consent
+        from . import windows
         key = self._key(phone)
         if key is None:
             return False
         with self.app.db.read() as conn:
-            return consent.window_open(conn, key)
+            return windows.window_open(conn, key)
 
     def contact_key(self, phone: str) -> str | None:
         """The keyed hash connectzap stores instead of ``phone`` (None when not a valid number)."""

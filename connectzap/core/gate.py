@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from . import consent, templates
+from .windows import is_open, latest_inbound
 from .errors import ConflictError
 from .messages import Outgoing, TemplateContent
 from .models import Category, ConsentRecord, TemplateInfo
@@ -118,7 +119,7 @@ class BatchFacts:
                 self._templates[(info.name, info.language)] = info
 
     def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
-        return consent.is_open(consent.latest_inbound(self._windows.get(key, []), business_number), at)
+        return is_open(latest_inbound(self._windows.get(key, []), business_number), at)
 
     def latest(self, key: str, category: str) -> ConsentRecord | None:
         return self._consent.get((key, str(category)))

@@ -24,7 +24,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from ..connectors.base import Connector
+    from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
     from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order

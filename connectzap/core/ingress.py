@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from ..connectors.base import Connector, WebhookRequest, WebhookResponse
+from .connector import Connector, WebhookRequest, WebhookResponse
 from .errors import PayloadError, SignatureError
 from .models import Event
 from .store.journal import Journaled

@@ -31,7 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.plugins.opt_out_keywords",
     "connectzap.connectors.woocommerce",
     "connectzap.plugins.order_notifications",
-    "connectzap.connectors.webhook",
+    "connectzap.connectors.generic",
     "connectzap.connectors.hubspot",
     "connectzap.plugins.lead_welcome",
     "connectzap.scaffold",

@@ -14,7 +14,7 @@ from ..core.app import Connectzap
 from ..core.channel import Channel
 from ..core.models import TemplateInfo
 from ..core.settings import Settings
-from ..core.workers import Worker
+from ..core.worker import Worker
 
 
 def _postgres_schema_url(base: str) -> str:

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ..connectors.base import Connector, ConnectorSettings
+from ..core.connector import Connector, ConnectorSettings
 from ..core import consent as ledger
-from ..core.dispatch import collect_connectors
+from ..core.hooks import collect_connectors
 from ..core.errors import ConfigurationError, PayloadError
 from ..core.hookspecs import hookimpl
 from ..core.messages import TemplateContent

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ..connectors.base import Connector, WebhookRequest, WebhookResponse
+from ..core.connector import Connector, WebhookRequest, WebhookResponse
 from ..core import ingress
 from ..core import templates as template_cache
 from ..core.app import Connectzap

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..connectors.base import Connector, WebhookRequest
+from ..core.connector import Connector, WebhookRequest
 from ..core.models import EventKind
 from .signing import webhook_request
 

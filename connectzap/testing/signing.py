@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from ..connectors.base import WebhookRequest
+from ..core.connector import WebhookRequest
 from ..core import signatures
 
 DEFAULT_HOST = "https://connectzap.test"

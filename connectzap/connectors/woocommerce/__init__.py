@@ -77,5 +77,5 @@ def register_commands(cli: click.Group) -> None:
             click.echo(f"{result.shop}: {result.fetched} order(s) modified since {result.since:%Y-%m-%d %H:%M:%S}Z, "
                        f"{result.journaled} new change(s); last seen {seen}")
         if wait:
-            from ...core.workers import Worker
+            from ...core.worker import Worker
             asyncio.run(Worker(app).run_until_idle())

@@ -28,7 +28,7 @@ from ...core.signatures import verify_woocommerce
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
 from .mapping import consents_from, customer_of, gmt, order_from_json
-from .notes import ShopClient
+from .rest import ShopClient
 from .settings import ShopSettings, WooCommerceSettings
 
 if TYPE_CHECKING:

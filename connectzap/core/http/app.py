@@ -53,7 +53,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
         original_channel = engine.channel
         engine._channel = MeteredChannel(original_channel, metrics)  # sends made in this process are counted
         if run_workers:
-            from ..workers import Worker
+            from ..worker import Worker
             worker = Worker(engine)
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run(stop), name="connectzap-worker")

@@ -176,7 +176,7 @@ class JournalWriter:
         everything = [e for p in batch for e in p.events]
         try:
             results = self._append(everything)
-        except Exception as exc:  # noqa: BLE001 - fall back to one transaction per request
+        except Exception as exc:
             if len(batch) == 1:
                 log.exception("journal write failed")
                 return [_Outcome(error=exc)]
@@ -193,7 +193,7 @@ class JournalWriter:
     def _commit_one(self, pending: _Pending) -> _Outcome:
         try:
             results = self._append(pending.events)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("journal write failed")
             return _Outcome(error=exc)
         self.batches += 1

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...connectors.base import Connector, WebhookRequest, WebhookResponse
+from ..connector import Connector, WebhookRequest, WebhookResponse
 from .. import ingress
 from ..errors import StartupError
 from ..models import Event

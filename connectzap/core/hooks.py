@@ -2,6 +2,8 @@
 
 Event hooks fan out one implementation at a time (pluggy itself stops at the first
 exception), so each plugin's failure is caught, recorded and retried on its own.
+:func:`delivery_targets` lists everything an event is delivered to: each hook
+implementation and each connector's sync method.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .connector import Connector
 from .errors import StartupError
 from .hookspecs import EVENT_HOOKS
 from .messages import Outgoing
@@ -22,9 +25,7 @@ from .plugins import load_plugins, pm, strict
 if TYPE_CHECKING:
     import click
 
-    from ..connectors.base import Connector
-
-log = logging.getLogger("connectzap.dispatch")
+log = logging.getLogger("connectzap.hooks")
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,28 @@ def event_targets(kind: str) -> list[HookTarget]:
     return targets
 
 
+@dataclass(frozen=True)
+class DeliveryTarget:
+    """One receiver of an event, retried and dead-lettered on its own: a hook implementation or
+    a connector's sync method (``connector:<name>``)."""
+
+    name: str
+    hook: HookTarget | None = None
+    connector_method: Callable[[Any, Any], Awaitable[Any]] | None = None
+
+
+def delivery_targets(kind: str, connectors: Iterable[Connector]) -> list[DeliveryTarget]:
+    """Every receiver of an event of ``kind``: hook implementations first, then connectors."""
+    out = [DeliveryTarget(name=h.name, hook=h) for h in event_targets(kind)] if kind in EVENT_HOOKS else []
+    for connector in connectors:
+        for target_name, method in connector.delivery_targets(kind).items():
+            out.append(DeliveryTarget(name=target_name, connector_method=method))
+    return out
+
+
 def collect_connectors() -> dict[str, type[Connector]]:
     """Every connector class registered through ``register_connectors``, by name."""
     load_plugins()
-    from ..connectors.base import Connector
     found: dict[str, type[Connector]] = {}
     origin: dict[str, str] = {}
     for impl in pm.hook.register_connectors.get_hookimpls():

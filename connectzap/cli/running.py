@@ -1,0 +1,78 @@
+"""``connectzap serve``, ``connectzap worker`` and ``connectzap resume``: running the service."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+
+from .base import Ctx, cli, pass_ctx
+
+
+@cli.command()
+@click.option("--no-dispatch", is_flag=True, help="Only send; do not run event hooks.")
+@click.option("--no-send", is_flag=True, help="Only run event hooks; do not send.")
+@pass_ctx
+def worker(obj: Ctx, no_dispatch: bool, no_send: bool) -> None:
+    """Run workers (dispatcher and sender) until SIGTERM or Ctrl-C; in-flight work is finished first."""
+    from ..core.worker import Worker
+    app = obj.app()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        w = Worker(app)
+        click.echo(f"worker {w.id} running on {app.db.dialect}, channel {app.channel.name}", err=True)
+        await w.run(stop, dispatch=not no_dispatch, send=not no_send)
+        await app.aclose()
+
+    asyncio.run(main())
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default: api.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Listen port (default: api.port, 8000; 0 picks a free port).")
+@click.option("--no-workers", is_flag=True, help="Only the HTTP service; run `connectzap worker` elsewhere.")
+@pass_ctx
+def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool) -> None:
+    """Run the HTTP service (webhooks + REST API) and the workers until SIGTERM or Ctrl-C.
+
+    Shutdown is graceful: requests in flight are answered, queued webhooks journaled and the
+    workers finish what they hold before the process exits.
+    """
+    from ..core.server import ensure_api_key
+    from ..core.server import serve as run_server
+    app = obj.app()
+    api = app.settings.api
+    generated = ensure_api_key(app.settings)
+    if generated is not None:
+        click.echo(f"REST API key (no api.keys configured): {generated}", err=True)
+
+    def announce(url: str) -> None:
+        workers = "without workers" if no_workers else "with workers"
+        click.echo(f"connectzap serving on {url} ({app.db.dialect}, channel {app.channel.name}, {workers}); "
+                   f"webhooks: {', '.join(sorted(app.connectors)) or 'none'}", err=True)
+
+    run_server(app, host=host or api.host, port=api.port if port is None else port, run_workers=not no_workers,
+               announce=announce)
+
+
+
+@cli.command()
+@pass_ctx
+def resume(obj: Ctx) -> None:
+    """Resume sending after it was paused (e.g. WhatsApp said the access token expired)."""
+    app = obj.app()
+    reason = app.paused()
+    if reason is None:
+        click.echo("sending is not paused")
+        return
+    app.set_paused(None)
+    click.echo(f"sending resumed (it was paused: {reason})")
+

@@ -1,0 +1,87 @@
+"""The core's own bookkeeping for each event, before any plugin sees it.
+
+Consents an event carries, the 24-hour window an inbound message opens, message statuses,
+the template cache, direct sends and cancellations. It runs as the ``core`` delivery of an
+event, inside the dispatcher's transaction, and is retried like any delivery when it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import consent as ledger
+from . import gate, reachability, templates, windows
+from .messages import Outgoing
+from .models import (CancelRequest, Category, ConsentChange, Event, EventKind, InboundMessage, MessageStatus,
+                     TemplateUpdate)
+from .phones import contact_key
+from .store import journal, outbox
+from .store.database import Database
+
+
+class Bookkeeping:
+    """The ``core`` delivery. ``has_targets(kind)`` says whether anyone listens to events of
+    ``kind`` (a consent change is journaled for the hooks only when someone does)."""
+
+    def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool]) -> None:
+        self.db = db
+        self.secret = secret
+        self.has_targets = has_targets
+
+    def apply(self, conn: Any, event_id: int, event: Event) -> None:
+        """Apply what the engine itself keeps for ``event`` and finish its ``core`` delivery."""
+        result: dict[str, Any] = {}
+        for change in event.consents:
+            self.record_consent(conn, change, origin=f"{event.source}:{event.dedupe_key}")
+        kind = event.kind
+        if kind == EventKind.INBOUND_MESSAGE:
+            message = InboundMessage.model_validate(event.data)
+            # A system notice (number changed) is not written by the user: it opens no window.
+            if message.contact.phone and message.type != "system":
+                key = contact_key(message.contact.phone, self.secret)
+                windows.open_window(self.db, conn, key, message.timestamp.timestamp(),
+                                   message.business_phone_number_id)
+        elif kind == EventKind.MESSAGE_STATUS:
+            status = MessageStatus.model_validate(event.data)
+            if status.status != "accepted":
+                self.apply_status(conn, status)
+        elif kind == EventKind.CONSENT_CHANGED and not event.already_recorded:
+            change = ConsentChange.model_validate(event.data)
+            ledger.record(self.db, conn, contact_key(change.phone, self.secret), change)
+        elif kind == EventKind.TEMPLATE_UPDATE:
+            result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
+        elif kind == EventKind.SEND:
+            outgoing = Outgoing.model_validate(event.data)
+            key = f"{event.source}:{outgoing.idempotency_key or event.dedupe_key}"
+            result = gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key,
+                                source_event_id=event_id, plugin=event.source).as_dict()
+        elif kind == EventKind.CANCEL:
+            result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
+        journal.finish_delivery(conn, event_id, "core", result)
+
+    def record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
+        key = contact_key(change.phone, self.secret)
+        if ledger.record(self.db, conn, key, change) and self.has_targets("consent_changed"):
+            dedupe = f"{origin}:consent:{change.category.value}:{int(change.granted)}"
+            journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
+                                                    already_recorded=True,
+                                                    dedupe_key=dedupe)])
+
+    def apply_status(self, conn: Any, status: MessageStatus) -> None:
+        error = status.errors[0] if status.errors else None
+        before = outbox.apply_status(conn, status.wamid, status.status,
+                                     str(error.code) if error and error.code is not None else None,
+                                     (error.details or error.message or error.title) if error else None,
+                                     status.outbox_id)
+        if before is None or status.status != "failed" or error is None:
+            return
+        code = str(error.code)
+        if code == "131050" and status.recipient:
+            self.record_consent(conn, ConsentChange(phone=status.recipient, category=Category.MARKETING,
+                                                     granted=False, source="whatsapp:131050",
+                                                     proof="WhatsApp reported the user stopped marketing messages"),
+                                 origin=f"status:{status.wamid}")
+        elif code == "131026":
+            reachability.mark_unreachable(self.db, conn, before["contact_key"])
+

@@ -1,0 +1,164 @@
+"""The contract every connector implements, bundled or third-party; the core owns it.
+
+A connector is a webhook source and, optionally, a place replies are synced back to. The
+HTTP edge calls, in order: :meth:`Connector.handshake` (set-up pings, GET verification),
+:meth:`Connector.verify_request` (signature on the raw bytes, fail closed) and
+:meth:`Connector.parse` (payload -> typed events with dedupe keys). Nothing else happens
+inline: the events are journaled and the request is answered.
+
+Reply sync methods (``sync_inbound_message``, ``sync_message_status``,
+``sync_consent_changed``) are called later by the dispatcher, each as its own isolated,
+retried delivery -- exactly like plugin hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from .models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, Order
+
+if TYPE_CHECKING:
+    from .app import Connectzap
+    from .context import EventContext
+
+
+class ConnectorSettings(BaseModel):
+    """Base for a connector's ``[connectors.NAME]`` section. Declare secrets as ``SecretStr``:
+    a required secret that is missing stops start-up with one line naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        out = []
+        for name, info in cls.model_fields.items():
+            text = str(info.annotation)
+            if "SecretStr" in text:
+                out.append(name)
+        return out
+
+
+@dataclass
+class WebhookRequest:
+    """A received webhook, framework-free. ``headers`` keys are lower-case; ``body`` is the raw bytes."""
+
+    method: str
+    url: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    received_at: float = 0.0
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass
+class WebhookResponse:
+    status: int = 200
+    body: bytes | str | dict[str, Any] = b""
+    content_type: str = "application/json"
+
+
+class Connector:
+    """Subclass this and register it with ``register_connectors(register)``.
+
+    Class attributes:
+
+    * ``name`` -- the config section and plugin target name (``[connectors.NAME]``).
+    * ``settings_model`` -- a :class:`ConnectorSettings` subclass.
+    * ``routes`` -- webhook paths, e.g. ``("/webhooks/shopx", "/webhooks/shopx/{shop}")``.
+    * ``methods`` -- HTTP methods the routes accept.
+    * ``enabled_by_default`` -- run even without a config section (the WhatsApp sandbox does).
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    routes: ClassVar[tuple[str, ...]] = ()
+    methods: ClassVar[tuple[str, ...]] = ("POST",)
+    enabled_by_default: ClassVar[bool] = False
+
+    def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
+        self.settings = settings
+        self.app = app
+
+    # --- ingress --------------------------------------------------------------------
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
+        """Answer set-up requests (GET verification, creation pings) without journaling. Default: none."""
+        return None
+
+    def verify_request(self, request: WebhookRequest) -> None:
+        """Raise :class:`~connectzap.core.errors.SignatureError` unless the request is authentic."""
+        raise NotImplementedError(f"{type(self).__name__} must implement verify_request")
+
+    def parse(self, request: WebhookRequest) -> list[Event]:
+        """Turn a verified request into events; raise :class:`~connectzap.core.errors.PayloadError`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement parse")
+
+    # --- reply sync (optional) -------------------------------------------------------
+
+    async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        """Write an inbound WhatsApp message back to the external system."""
+
+    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        """Write an outbound message's status (or, for ``accepted``, its content) back."""
+
+    async def sync_consent_changed(self, change: ConsentChange, ctx: EventContext) -> None:
+        """Mirror a consent change to the external system."""
+
+    async def sync_order_created(self, order: Order, ctx: EventContext) -> None:
+        """Forward a new order (from any connector) to the external system."""
+
+    async def sync_order_updated(self, order: Order, ctx: EventContext) -> None:
+        """Forward an order change to the external system."""
+
+    async def sync_lead(self, lead: Lead, ctx: EventContext) -> None:
+        """Forward a new lead to the external system."""
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def background(self, stop: asyncio.Event) -> None:
+        """Long-running work that runs beside the workers until ``stop`` is set (e.g. a periodic
+        reconcile of webhooks the source failed to deliver). Default: nothing."""
+
+    async def aclose(self) -> None:
+        """Release clients. Called on shutdown."""
+
+    @classmethod
+    def sync_methods(cls) -> dict[str, str]:
+        """Event kind -> sync method name, for the methods this class overrides."""
+        out = {}
+        for kind, method in (("inbound_message", "sync_inbound_message"), ("message_status", "sync_message_status"),
+                             ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
+                             ("order_updated", "sync_order_updated"), ("lead", "sync_lead")):
+            if getattr(cls, method) is not getattr(Connector, method):
+                out[kind] = method
+        return out
+
+    def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
+        """Delivery target name -> coroutine function, for events of ``kind``.
+
+        Each target is retried and dead-lettered on its own. The default is the overridden
+        sync method as ``connector:<name>``; a connector that forwards to several receivers
+        (the generic webhooks' subscriptions) returns one target per receiver.
+        """
+        method = type(self).sync_methods().get(kind)
+        return {f"connector:{self.name}": getattr(self, method)} if method else {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def secret_value(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""

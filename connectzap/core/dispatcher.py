@@ -1,0 +1,232 @@
+"""The dispatcher: journal -> the core's bookkeeping -> every hook and connector, each isolated.
+
+It claims due events from the journal, applies the core's own bookkeeping (the ``core``
+delivery) and then calls every target -- each hook implementation and each connector's sync
+method -- as its own delivery, with exponential backoff and jitter, until it succeeds or is
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import gate
+from .bookkeeping import Bookkeeping
+from .context import EventContext
+from .errors import FatalError, SkippableError
+from .hookspecs import EVENT_HOOKS
+from .hooks import DeliveryTarget, as_proposals, delivery_targets
+from .messages import Outgoing
+from .models import ConsentChange, Event
+from .retries import backoff
+from .store import journal
+from .store.database import now
+from .store.schema import plugin_state
+
+if TYPE_CHECKING:
+    from .app import Connectzap
+
+log = logging.getLogger("connectzap.dispatcher")
+
+
+@dataclass
+class _Plan:
+    """One claimed event in a dispatch batch: its targets and the deliveries due now."""
+
+    event_id: int
+    event: Event
+    targets: dict[str, DeliveryTarget]
+    payload: Any = None
+    due: list[tuple[DeliveryTarget, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Delivery:
+    """What one target's call produced, to be committed (or failed) with the batch."""
+
+    event_id: int
+    target: str
+    attempt: int
+    proposals: list[Outgoing] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    consent_changes: list[ConsentChange] = field(default_factory=list)
+    result: Any = None
+    error: Exception | None = None
+
+
+
+
+class Dispatcher:
+    """Claims due events and delivers each to the core's bookkeeping, then to every target."""
+
+    def __init__(self, app: Connectzap, worker_id: str, bookkeeping: Bookkeeping) -> None:
+        self.app = app
+        self.db = app.db
+        self.cfg = app.settings.workers
+        self.id = worker_id
+        self.bookkeeping = bookkeeping
+
+    def targets(self, kind: str) -> list[DeliveryTarget]:
+        return delivery_targets(kind, self.app.connectors.values())
+
+    async def dispatch_once(self) -> int:
+        """Handle one claimed batch of events. The claim, the deliveries and the core's bookkeeping
+        take one transaction each for the whole batch; each event with hooks to run commits their
+        outcomes in one more. Hooks run outside any transaction."""
+        claimed = await asyncio.to_thread(self._claim_events)
+        if not claimed:
+            return 0
+        plans = await asyncio.to_thread(self._prepare, claimed)
+        quiet = []
+        for plan in plans:
+            if not plan.due:
+                quiet.append(plan)
+                continue
+            outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
+            # Committed before the next event runs: its hooks must see this one's state and sends.
+            await asyncio.to_thread(self._conclude, [plan], outcomes)
+        if quiet:
+            await asyncio.to_thread(self._conclude, quiet, [])
+        return len(claimed)
+
+    def _claim_events(self) -> list[dict[str, Any]]:
+        with self.db.begin() as conn:
+            return journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+
+    def _prepare(self, claimed: list[dict[str, Any]]) -> list[_Plan]:
+        """Create the deliveries, run the core's own bookkeeping, and list the targets due now."""
+        t = now()
+        by_kind: dict[str, dict[str, DeliveryTarget]] = {}
+        plans = []
+        for row in claimed:
+            kind = row["event"].kind.value
+            if kind not in by_kind:
+                by_kind[kind] = {tg.name: tg for tg in self.targets(kind)}
+            plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
+        with self.db.begin() as conn:
+            journal.ensure_many(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
+            all_deliveries = journal.deliveries_of_many(conn, [p.event_id for p in plans])
+            failed = self._apply_cores(conn, plans, all_deliveries)
+            for plan in plans:
+                event_id, event = plan.event_id, plan.event
+                deliveries = all_deliveries[event_id]
+                if event_id in failed:
+                    continue
+                try:
+                    plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+                except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
+                    for name in plan.targets:
+                        self._fail(conn, event_id, name, exc, self.cfg.max_attempts)
+                    continue
+                for delivery in deliveries:
+                    if delivery["status"] != "pending" or delivery["next_attempt_at"] > t \
+                            or delivery["target"] == "core":
+                        continue
+                    target = plan.targets.get(delivery["target"])
+                    if target is None:  # its plugin is gone; keep it visible rather than silently done
+                        self._fail(conn, event_id, delivery["target"], RuntimeError("plugin is no longer installed"),
+                                   self.cfg.max_attempts)
+                        continue
+                    plan.due.append((target, delivery["attempts"] + 1))
+        return plans
+
+    def _apply_cores(self, conn: Any, plans: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]]) -> set[int]:
+        """The core's bookkeeping for every event whose "core" delivery is pending; returns the
+        events where it failed (recorded for retry; their plugins wait). The batch runs under one
+        savepoint; only when something in it fails is it redone one savepoint per event, so that
+        one bad event never rolls back the others."""
+        todo = []
+        for plan in plans:
+            core = next(d for d in all_deliveries[plan.event_id] if d["target"] == "core")
+            if core["status"] == "pending":
+                todo.append((plan, core["attempts"] + 1))
+        try:
+            with conn.begin_nested():
+                for plan, _ in todo:
+                    self.bookkeeping.apply(conn, plan.event_id, plan.event)
+            return set()
+        except Exception:  # noqa: BLE001 - find the culprit below
+            pass
+        failed = set()
+        for plan, attempt in todo:
+            try:
+                with conn.begin_nested():
+                    self.bookkeeping.apply(conn, plan.event_id, plan.event)
+            except Exception as exc:
+                log.exception("event %s: core bookkeeping failed", plan.event_id)
+                self._fail(conn, plan.event_id, "core", exc, attempt)
+                failed.add(plan.event_id)
+        return failed
+
+    async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> _Delivery:
+        event = plan.event
+        ctx = EventContext(self.app, event_id=plan.event_id, source=event.source, dedupe_key=event.dedupe_key,
+                           received_at=event.occurred_at, plugin=target.name)
+        outcome = _Delivery(plan.event_id, target.name, attempt)
+        try:
+            if target.hook is not None:
+                arg = EVENT_HOOKS[event.kind.value][1]
+                returned = await target.hook.call(**{arg: plan.payload, "ctx": ctx,
+                                                     "previous_status": event.previous_status})
+            else:
+                assert target.connector_method is not None
+                returned = as_proposals(await target.connector_method(plan.payload, ctx))
+        except SkippableError as exc:
+            outcome.result = {"skipped": exc.code, "detail": exc.message}
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
+            log.warning("event %s: %s failed: %s: %s", plan.event_id, target.name, type(exc).__name__, exc)
+            outcome.error = exc
+            return outcome
+        outcome.proposals = [*ctx.proposals, *returned]
+        outcome.state = ctx.state.pending
+        outcome.consent_changes = ctx.consent_changes
+        return outcome
+
+    def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> None:
+        retention = self.app.settings.privacy.retention_hours * 3600
+        with self.db.begin() as conn:
+            for o in outcomes:
+                if o.error is None:
+                    try:
+                        with conn.begin_nested():  # one target's bad proposal rolls back only its own work
+                            self._commit(conn, o)
+                        continue
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
+                        o.error = exc
+                self._fail(conn, o.event_id, o.target, o.error, o.attempt)
+            journal.settle_many(conn, [plan.event_id for plan in plans], retention)
+
+    def _commit(self, conn: Any, o: _Delivery) -> None:
+        from .context import _DELETED
+        for n, change in enumerate(o.consent_changes):
+            self.bookkeeping.record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
+        admissions = [gate.Admission(proposal, f"{o.target}:{proposal.idempotency_key}" if proposal.idempotency_key
+                                     else f"event:{o.event_id}:{o.target}:{index}")
+                      for index, proposal in enumerate(o.proposals)]
+        decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
+                                                          source_event_id=o.event_id, plugin=o.target)]
+        for key, value in o.state.items():
+            if value is _DELETED:
+                conn.execute(plugin_state.delete().where(plugin_state.c.plugin == o.target,
+                                                         plugin_state.c.key == key))
+            else:
+                self.db.upsert(conn, plugin_state, {"plugin": o.target, "key": key, "value": json.dumps(value),
+                                                    "updated_at": now()}, ["plugin", "key"])
+        journal.finish_delivery(conn, o.event_id, o.target, o.result if o.result is not None else decisions)
+
+    def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
+        retry_at: float | None
+        if isinstance(exc, FatalError) or attempt >= self.cfg.max_attempts:
+            retry_at = None
+        else:
+            delay = getattr(exc, "retry_after", None) or backoff(attempt, self.cfg.backoff_base_seconds,
+                                                                 self.cfg.backoff_max_seconds)
+            retry_at = now() + delay
+        journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
+

@@ -1,0 +1,120 @@
+"""A worker: the dispatcher, the sender lanes and the housekeeping chores, run together.
+
+``serve`` runs one in process; ``connectzap worker`` runs more, on this or other machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from typing import TYPE_CHECKING, Any
+
+from .bookkeeping import Bookkeeping
+from .dispatcher import Dispatcher
+from .hooks import delivery_targets
+from .sender import Sender
+from .store import journal, outbox
+from .store.database import now
+from .store.schema import workers
+
+if TYPE_CHECKING:
+    from .app import Connectzap
+
+log = logging.getLogger("connectzap.worker")
+
+
+class Worker:
+    """One worker: a dispatcher loop and sender loops sharing an engine."""
+
+    def __init__(self, app: Connectzap, *, worker_id: str | None = None) -> None:
+        self.app = app
+        self.db = app.db
+        self.cfg = app.settings.workers
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.bookkeeping = Bookkeeping(app.db, app.secret, self.has_targets)
+        self.dispatcher = Dispatcher(app, self.id, self.bookkeeping)
+        self.sender = Sender(app, self.id, self.bookkeeping, self.has_targets)
+
+    def has_targets(self, kind: str) -> bool:
+        return bool(delivery_targets(kind, self.app.connectors.values()))
+
+    async def dispatch_once(self) -> int:
+        """Handle one claimed batch of events."""
+        return await self.dispatcher.dispatch_once()
+
+    async def send_once(self) -> int:
+        """Send one claimed batch of messages."""
+        return await self.sender.send_once()
+
+    async def recover_once(self) -> int:
+        """Settle messages a dead worker left mid-send."""
+        return await self.sender.recover_once()
+
+    # --- housekeeping and loops ------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        with self.db.begin() as conn:
+            journal.erase_expired(conn)
+            outbox.erase_expired(conn)
+            t = now()
+            beat = conn.execute(workers.update().where(workers.c.id == self.id).values(heartbeat_at=t))
+            if not beat.rowcount:
+                conn.execute(workers.insert().values(id=self.id, kind="worker", pid=os.getpid(), started_at=t,
+                                                     heartbeat_at=t))
+
+    def _goodbye(self) -> None:
+        with self.db.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == self.id))
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> None:
+        """Work until nothing is due (tests, ``simulate``). Retries scheduled later are left alone."""
+        for _ in range(max_rounds):
+            done = await self.dispatch_once()
+            done += await self.send_once()
+            done += await self.recover_once()
+            if done == 0:
+                return
+        raise RuntimeError("run_until_idle: still busy after max_rounds")
+
+    async def run(self, stop: asyncio.Event, *, dispatch: bool = True, send: bool = True) -> None:
+        """Run until ``stop`` is set; then finish what is in hand (graceful drain) and leave."""
+        await asyncio.to_thread(self.housekeeping)
+
+        async def loop(step: Any) -> None:
+            while not stop.is_set():
+                try:
+                    busy = await step()
+                except Exception:
+                    log.exception("worker step failed; retrying")
+                    busy = 0
+                if busy < self.cfg.batch_size:
+                    # Caught up: let work gather until the next poll instead of taking the write
+                    # lock again for one or two rows (on SQLite each claim is a write transaction).
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.cfg.poll_interval_seconds)
+                    except TimeoutError:
+                        pass
+
+        async def chores() -> int:
+            await asyncio.to_thread(self.housekeeping)
+            await self.recover_once()
+            await asyncio.sleep(5)
+            return 1
+
+        tasks = []
+        if dispatch:
+            tasks.append(asyncio.create_task(loop(self.dispatch_once)))
+        if send:
+            tasks += [asyncio.create_task(loop(self.send_once)) for _ in range(self.cfg.sender_lanes)]
+        if dispatch:
+            tasks += [asyncio.create_task(c.background(stop)) for c in self.app.connectors.values()]
+        tasks.append(asyncio.create_task(loop(chores)))
+        await stop.wait()
+        tasks[-1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self._goodbye)
+
+
