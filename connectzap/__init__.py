@@ -24,6 +24,7 @@ from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord,
                           TemplateUpdate)
 from .core.phones import to_e164
 from .core.settings import Settings, load_settings
+from .core.simulation import OutboundCall
 
 __version__ = "0.1.0"
 
@@ -34,7 +35,8 @@ __all__ = [
     "DateTimeParam", "Decision", "DeliveryError", "Event", "EventContext", "EventKind", "FatalDeliveryError",
     "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "Lead", "ListContent", "ListRow",
     "ListSection", "LocationContent", "MediaContent", "MediaRef", "MessageContent", "MessageStatus",
-    "NotFoundError", "Order", "OrderItem", "Outgoing", "PayloadError", "ProductContent", "ProductListContent",
+    "NotFoundError", "Order", "OrderItem", "OutboundCall", "Outgoing", "PayloadError", "ProductContent",
+    "ProductListContent",
     "ProductSection", "ReactionContent", "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError",
     "SendingPausedError", "Settings", "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError",
     "StatusValue", "TemplateContent", "TemplateInfo", "TemplateUpdate", "TextContent", "TextParam",

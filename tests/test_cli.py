@@ -224,9 +224,10 @@ def test_simulate_good_invalid_json_and_invalid_event(config: Path, tmp_path: Pa
     ]))
     out = ok(run(config, "simulate", str(good)))
     assert "REFUSED template order_confirmation" in out and "no_consent" in out
-    assert "sandbox log:" in out
+    assert "simulation only: nothing was sent" in out
     ok(run(config, "consent", "grant", PHONE, "utility", "--proof", "checkbox"))
-    assert "SENT template order_confirmation" in ok(run(config, "simulate", str(good)))
+    assert "REFUSED template order_confirmation" in ok(run(config, "simulate", str(good)))
+    assert "WOULD SEND template order_confirmation" in ok(run(config, "simulate", "--real-consent", str(good)))
 
     not_json = tmp_path / "bad.json"
     not_json.write_text("{kind: order_created")

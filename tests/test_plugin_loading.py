@@ -88,7 +88,8 @@ def test_the_working_plugin_still_delivers_and_health_reports_the_broken_one(sit
     event_file.write_text(json.dumps(EVENT))
     simulated = connectzap(site, tmp_path, "simulate", str(event_file))
     assert simulated.returncode == 0, simulated.stderr
-    assert "SENT template order_confirmation [cz_good]" in simulated.stdout
+    assert "WOULD SEND template order_confirmation (en) to " in simulated.stdout
+    assert "[cz_good]" in simulated.stdout
 
     doctor = connectzap(site, tmp_path, "doctor")
     assert doctor.returncode == 0 and "warning: plugin cz_broken" in doctor.stdout

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -27,14 +27,20 @@ from .store import journal, outbox
 from .store.database import Database, now
 from .store.schema import flags
 
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
 log = logging.getLogger("connectzap")
 
 
 class Connectzap:
     """The running engine. Create it with settings (or the embedded defaults), then :meth:`start`."""
 
-    def __init__(self, settings: Settings | None = None, *, channel: Channel | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, channel: Channel | None = None,
+                 simulation: Simulation | None = None) -> None:
         self.settings = settings or load_settings()
+        self.simulation = simulation
+        """Set for a rehearsal (:mod:`.simulation`): the sandbox channel, connectors rehearsed, not called."""
         set_default_region(self.settings.phones.default_region)
         self.db = Database(self.settings.database_url, pool_size=self.settings.database.pool_size)
         self.secret = self.settings.hash_secret()
@@ -76,8 +82,9 @@ class Connectzap:
 
     def _default_channel(self) -> Channel:
         """The channel of the first connector that offers one (``make_channel``: the bundled
-        WhatsApp connector gives the Cloud API when configured), else the sandbox."""
-        for connector in self.connectors.values():
+        WhatsApp connector gives the Cloud API when configured), else the sandbox. A simulation
+        always gets the sandbox."""
+        for connector in self.connectors.values() if self.simulation is None else ():
             make = getattr(connector, "make_channel", None)
             if make is not None:
                 return make()  # type: ignore[no-any-return]

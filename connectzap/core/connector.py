@@ -26,6 +26,7 @@ from .models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, O
 if TYPE_CHECKING:
     from .app import Connectzap
     from .context import EventContext
+    from .simulation import OutboundCall
 
 
 class ConnectorSettings(BaseModel):
@@ -155,6 +156,18 @@ class Connector:
         """
         method = type(self).sync_methods().get(kind)
         return {f"connector:{self.name}": getattr(self, method)} if method else {}
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        """What delivering ``payload`` (an event of ``kind``) to ``target`` would do, without doing it.
+
+        ``connectzap simulate`` calls this instead of every delivery target (the core never calls a
+        connector's sync methods in a simulation). Return the requests the delivery would make,
+        built by the same code as the real ones; read connectzap's database if needed, but make no
+        request outside it. The default describes the delivery without its requests.
+        """
+        from .simulation import OutboundCall
+        return [OutboundCall(None, None, note=f"{type(self).__name__} would receive this {kind} event "
+                                              "(it does not describe its requests: Connector.rehearse)")]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -17,6 +17,7 @@ from .store.schema import plugin_state
 
 if TYPE_CHECKING:
     from .app import Connectzap
+    from .simulation import OutboundCall
 
 
 class PluginState:
@@ -77,6 +78,17 @@ class EventContext:
     @property
     def settings(self) -> Any:
         return self.app.settings
+
+    @property
+    def simulating(self) -> bool:
+        """True inside ``connectzap simulate``: a hook must then make no request outside connectzap
+        (describe it with :meth:`would` instead). Proposals go through the gate as usual."""
+        return self.app.simulation is not None
+
+    def would(self, call: OutboundCall) -> None:
+        """In a simulation, record a request this hook would make (``connectzap simulate`` shows it)."""
+        if self.app.simulation is not None:
+            self.app.simulation.record(self.event_id, self.plugin, call)
 
     def send(self, to: Contact | str, content: MessageContent | dict[str, Any], *, key: str | None = None,
              **options: Any) -> Outgoing:

@@ -71,7 +71,10 @@ class Dispatcher:
         self.bookkeeping = bookkeeping
 
     def targets(self, kind: str) -> list[DeliveryTarget]:
-        return delivery_targets(kind, self.app.connectors.values())
+        found = delivery_targets(kind, self.app.connectors.values())
+        if self.app.simulation is not None:  # connectors are rehearsed, never called
+            found = [self.app.simulation.stand_in(target, kind) for target in found]
+        return found
 
     async def dispatch_once(self) -> int:
         """Handle one claimed batch of events. The claim, the deliveries and the core's bookkeeping

@@ -86,6 +86,7 @@ class DeliveryTarget:
     name: str
     hook: HookTarget | None = None
     connector_method: Callable[[Any, Any], Awaitable[Any]] | None = None
+    connector: Connector | None = None
 
 
 def delivery_targets(kind: str, connectors: Iterable[Connector]) -> list[DeliveryTarget]:
@@ -93,7 +94,7 @@ def delivery_targets(kind: str, connectors: Iterable[Connector]) -> list[Deliver
     out = [DeliveryTarget(name=h.name, hook=h) for h in event_targets(kind)] if kind in EVENT_HOOKS else []
     for connector in connectors:
         for target_name, method in connector.delivery_targets(kind).items():
-            out.append(DeliveryTarget(name=target_name, connector_method=method))
+            out.append(DeliveryTarget(name=target_name, connector_method=method, connector=connector))
     return out
 
 

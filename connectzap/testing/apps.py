@@ -14,6 +14,7 @@ from ..core.app import Connectzap
 from ..core.channel import Channel
 from ..core.models import TemplateInfo
 from ..core.settings import Settings
+from ..core.simulation import Simulation
 from ..core.worker import Worker
 
 
@@ -41,8 +42,9 @@ def drop_postgres_schema(url: str) -> None:
 
 
 def make_app(tmp_path: Path, *, database_url: str | None = None, channel: Channel | None = None,
-             start: bool = True, **settings: Any) -> Connectzap:
-    """An engine in ``tmp_path``. PostgreSQL when ``database_url`` (or CONNECTZAP_TEST_DATABASE_URL) says so."""
+             start: bool = True, simulation: Simulation | None = None, **settings: Any) -> Connectzap:
+    """An engine in ``tmp_path``. PostgreSQL when ``database_url`` (or CONNECTZAP_TEST_DATABASE_URL) says so.
+    With ``simulation``, a simulating engine (connectors rehearsed: test a ``Connector.rehearse``)."""
     url = database_url or os.environ.get("CONNECTZAP_TEST_DATABASE_URL")
     if url and url.startswith("postgres"):
         url = _postgres_schema_url(url)
@@ -50,7 +52,7 @@ def make_app(tmp_path: Path, *, database_url: str | None = None, channel: Channe
     data.update(settings)
     if url:
         data.setdefault("database", {})["url"] = url
-    app = Connectzap(Settings(**data), channel=channel)
+    app = Connectzap(Settings(**data), channel=channel, simulation=simulation)
     return app.start() if start else app
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import SignatureError
 from ...core.models import Event
+from ...core.simulation import OutboundCall
 from ...core.signatures import verify_hmac, verify_shared_secret, verify_standard
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import subscriptions
@@ -80,13 +82,21 @@ class GenericConnector(Connector):
 
     async def _deliver(self, subscription: str, payload: Any, ctx: EventContext) -> None:
         spec = self.settings.subscriptions[subscription]
-
-        def load() -> Event:
-            with self.app.db.read() as conn:
-                return subscriptions.load_event(conn, ctx.event_id)
-
-        event = await asyncio.to_thread(load)
+        event = await asyncio.to_thread(self._event, ctx.event_id)
         await self.deliverer.post(subscription, spec, event, ctx.event_id)
+
+    def _event(self, event_id: int) -> Event:
+        with self.app.db.read() as conn:
+            return subscriptions.load_event(conn, event_id)
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        name = target.removeprefix(subscriptions.TARGET_PREFIX)
+        spec = self.settings.subscriptions[name]
+        event = await asyncio.to_thread(self._event, ctx.event_id)
+        request = subscriptions.request_for(name, spec, event, ctx.event_id)
+        return [OutboundCall("POST", spec.url, json.loads(request.body),
+                             headers={**request.headers, "webhook-signature": "v1,**********"},
+                             note=f"subscription {name}")]
 
     async def aclose(self) -> None:
         await self.deliverer.aclose()

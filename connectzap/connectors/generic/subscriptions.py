@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -78,6 +79,19 @@ def classify(response: httpx.Response, subscription: str) -> None:
     raise FatalDeliveryError(message, http_status=status)
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    body: bytes
+    headers: dict[str, str]
+
+
+def request_for(subscription: str, spec: SubscriptionSpec, event: Event, event_id: int) -> SignedRequest:
+    """The exact body and signed headers one event is POSTed to one subscription with."""
+    body = json.dumps(envelope(event, event_id), separators=(",", ":"), ensure_ascii=False).encode()
+    msg_id = webhook_id(event.source, event.dedupe_key, subscription)
+    return SignedRequest(body, signed_headers(msg_id, body, spec.secret.get_secret_value()))
+
+
 class Deliverer:
     """POSTs events for the connector. One HTTP client per event loop (workers may run several)."""
 
@@ -93,11 +107,9 @@ class Deliverer:
         return self._client
 
     async def post(self, subscription: str, spec: SubscriptionSpec, event: Event, event_id: int) -> int:
-        body = json.dumps(envelope(event, event_id), separators=(",", ":"), ensure_ascii=False).encode()
-        msg_id = webhook_id(event.source, event.dedupe_key, subscription)
-        headers = signed_headers(msg_id, body, spec.secret.get_secret_value())
+        request = request_for(subscription, spec, event, event_id)
         try:
-            response = await self._http().post(spec.url, content=body, headers=headers,
+            response = await self._http().post(spec.url, content=request.body, headers=request.headers,
                                                timeout=spec.timeout_seconds)
         except httpx.TimeoutException:
             raise RetriableDeliveryError(f"subscription {subscription}: receiver timed out") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from ...core.errors import SkippableError
 from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus
+from ...core.simulation import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
 from . import webhooks
@@ -97,19 +99,80 @@ class HubSpotConnector(Connector):
 
     # --- reply sync -------------------------------------------------------------------------------
 
-    async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+    def _inbound_entry(self, message: InboundMessage) -> Entry | None:
         if not self.settings.timeline or not message.contact.phone:
-            return
+            return None
         text = message.text or (f"[{message.type}]" if message.type != "text" else "")
-        await self.timeline.log(ctx, Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound",
-                                           text=text, at=message.timestamp, name=message.contact.name))
+        return Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound", text=text,
+                     at=message.timestamp, name=message.contact.name)
 
-    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+    def _outbound_entry(self, status: MessageStatus) -> Entry | None:
         # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.
         if not self.settings.timeline or status.status != "accepted" or not status.recipient or not status.wamid:
-            return
-        await self.timeline.log(ctx, Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
-                                           text=describe_content(status.content), at=status.timestamp))
+            return None
+        return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
+                     text=describe_content(status.content), at=status.timestamp)
+
+    async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        entry = self._inbound_entry(message)
+        if entry is not None:
+            await self.timeline.log(ctx, entry)
+
+    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        entry = self._outbound_entry(status)
+        if entry is not None:
+            await self.timeline.log(ctx, entry)
 
     async def sync_consent_changed(self, change: ConsentChange, ctx: EventContext) -> None:
         await self.consent_mirror.mirror(change, ctx)
+
+    # --- simulation ---------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.api_base_url.rstrip('/')}/crm/v3/objects/{path}"
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        if kind == EventKind.RESOLVE.value:
+            if ctx.source != self.name:
+                return []
+            data = await asyncio.to_thread(self._event_data, ctx.event_id)
+            fields = ",".join(self.settings.fetched_properties())
+            return [OutboundCall("GET", self._url(f"contacts/{data['object_id']}?properties={fields}"),
+                                 note="fetch the contact, then journal the lead or consent events it states "
+                                      "(a simulation reads nothing from HubSpot and stops here)")]
+        if kind == EventKind.CONSENT_CHANGED.value:
+            planned = await asyncio.to_thread(self.consent_mirror.pending, payload, ctx)
+            if planned is None:
+                return []
+            contact, calls = self._rehearse_find(ctx, payload.phone, None)
+            return [*calls, OutboundCall("PATCH", self._url(f"contacts/{contact.id}"), {"properties": planned[0]},
+                                         note="mirror the consent ledger to the contact's properties")]
+        entry = self._inbound_entry(payload) if kind == EventKind.INBOUND_MESSAGE.value \
+            else self._outbound_entry(payload) if kind == EventKind.MESSAGE_STATUS.value else None
+        if entry is None or ctx.state.get(self.timeline.keys(ctx, entry)[0]):
+            return []
+        contact, calls = self._rehearse_find(ctx, entry.phone, entry.name)
+        kind_name = self.timeline.object_kind
+        return [*calls, OutboundCall("POST", self._url(f"{kind_name}s"),
+                                     self.timeline.create_request(kind_name, entry, contact),
+                                     note=f"log the message on the contact's timeline as a {kind_name}")]
+
+    def _rehearse_find(self, ctx: EventContext, phone: str, name: str | None) -> tuple[ContactRef, list[OutboundCall]]:
+        """The contact a delivery would use, and the calls finding it would take."""
+        key = ctx.contact_key(phone)
+        cached = ctx.state.get(f"contact:{key}") if key else None
+        if cached:
+            return ContactRef(cached["id"], cached.get("owner")), []
+        request = self.contacts.search_request(phone)
+        body = {"filterGroups": request["filter_groups"], "properties": request["properties"],
+                "sorts": request["sorts"], "limit": request["limit"]}
+        calls = [OutboundCall("POST", self._url("contacts/search"), body, note="find the contact by number")]
+        if self.settings.create_contacts:
+            calls.append(OutboundCall("POST", self._url("contacts"),
+                                      {"properties": self.contacts.new_contact_properties(phone, name),
+                                       "associations": []},
+                                      note="only when the search finds no contact (create_contacts)"))
+        else:
+            calls[0] = replace(calls[0], note="find the contact by number; if none has it, nothing is written "
+                                              "(create_contacts is off)")
+        return ContactRef("<id found by the search>"), calls

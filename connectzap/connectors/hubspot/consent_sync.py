@@ -36,18 +36,27 @@ class ConsentMirror:
         self.contacts = contacts
         self.settings = settings
 
-    async def mirror(self, change: ConsentChange, ctx: EventContext) -> None:
+    def pending(self, change: ConsentChange, ctx: EventContext) -> tuple[dict[str, str], str] | None:
+        """The property values to write for ``change`` and the state key remembering them, or None
+        when nothing needs writing."""
         rule = self.settings.consent.get(change.category)
         if rule is None or not rule.mirror or change.source.startswith("hubspot"):
-            return
+            return None
         current = ctx.app.consent(change.phone).get(change.category)
         if current is None:
-            return
+            return None
         values = properties_for(rule, current.granted, current.at.isoformat(), current.source)
         key = ctx.contact_key(change.phone)
         state_key = f"consent-mirrored:{key}:{change.category.value}"
         if ctx.state.get(state_key) == values:
+            return None
+        return values, state_key
+
+    async def mirror(self, change: ConsentChange, ctx: EventContext) -> None:
+        planned = self.pending(change, ctx)
+        if planned is None:
             return
+        values, state_key = planned
         contact = await self.contacts.find(ctx, change.phone)
         if contact is None:
             ctx.log.info("consent change not mirrored: no HubSpot contact has this number")

@@ -122,13 +122,26 @@ class Contacts:
         if key is not None:
             ctx.state.set(f"contact:{key}", {"id": ref.id, "owner": ref.owner_id})
 
-    async def search(self, phone: str) -> ContactRef | None:
-        from hubspot.crm.contacts import PublicObjectSearchRequest
+    def search_request(self, phone: str) -> dict[str, Any]:
+        """The contact search for a number, as the SDK's keyword arguments (snake_case)."""
         groups = [{"filters": [{"propertyName": p, "operator": "EQ", "value": phone}]}
                   for p in self.settings.phone_properties[:5]]  # HubSpot allows 5 filter groups
-        request = PublicObjectSearchRequest(filter_groups=groups, limit=10,
-                                            properties=["hubspot_owner_id", *self.settings.phone_properties],
-                                            sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}])
+        return {"filter_groups": groups, "limit": 10,
+                "properties": ["hubspot_owner_id", *self.settings.phone_properties],
+                "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}]}
+
+    def new_contact_properties(self, phone: str, name: str | None) -> dict[str, str]:
+        props = {self.settings.new_contact_phone_property: phone}
+        if name:
+            first, _, last = name.partition(" ")
+            props["firstname"] = first
+            if last:
+                props["lastname"] = last
+        return props
+
+    async def search(self, phone: str) -> ContactRef | None:
+        from hubspot.crm.contacts import PublicObjectSearchRequest
+        request = PublicObjectSearchRequest(**self.search_request(phone))
         page = await self.client.call("search contacts", self.client.contact_search.do_search,
                                       public_object_search_request=request, search=True)
         results = list(page.results or [])
@@ -139,12 +152,7 @@ class Contacts:
 
     async def create(self, phone: str, name: str | None) -> ContactRef:
         from hubspot.crm.contacts import SimplePublicObjectInputForCreate
-        props = {self.settings.new_contact_phone_property: phone}
-        if name:
-            first, _, last = name.partition(" ")
-            props["firstname"] = first
-            if last:
-                props["lastname"] = last
+        props = self.new_contact_properties(phone, name)
         created = await self.client.call("create contact", self.client.contacts.create,
                                          simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
                                              properties=props, associations=[]), creates=True)

@@ -78,9 +78,14 @@ class Timeline:
         self.settings = settings
         self.communications_unavailable = settings.timeline_object == "note"
 
-    async def log(self, ctx: EventContext, entry: Entry) -> None:
+    @staticmethod
+    def keys(ctx: EventContext, entry: Entry) -> tuple[str, str]:
+        """The state keys: the entry is logged (done), an attempt to log it started (mark)."""
         tag = marks.hashed(ctx, entry.wamid)
-        done_key, mark_key = f"timeline:{tag}", f"timeline-attempt:{tag}"
+        return f"timeline:{tag}", f"timeline-attempt:{tag}"
+
+    async def log(self, ctx: EventContext, entry: Entry) -> None:
+        done_key, mark_key = self.keys(ctx, entry)
         if ctx.state.get(done_key):
             return
         earlier = marks.earlier_attempt(ctx, mark_key, self.settings.search_index_lag_seconds)
@@ -93,7 +98,7 @@ class Timeline:
         contact = await self.contacts.find(ctx, entry.phone, name=entry.name)
         if contact is None:
             raise SkippableError("no HubSpot contact has this number (create_contacts is off)", code="no_contact")
-        kind: ObjectKind = "note" if self.communications_unavailable else "communication"
+        kind = self.object_kind
         try:
             created = await self._create(ctx, mark_key, kind, entry, contact)
         except FatalDeliveryError as exc:
@@ -111,26 +116,38 @@ class Timeline:
             return self.settings.owner_id
         return contact.owner_id if self.settings.use_contact_owner else None
 
-    async def _create(self, ctx: EventContext, mark_key: str, kind: ObjectKind, entry: Entry,
-                      contact: ContactRef) -> str:
-        await marks.put(ctx, mark_key, {"object": kind})
-        owner = self._owner(contact)
+    @property
+    def object_kind(self) -> ObjectKind:
+        return "note" if self.communications_unavailable else "communication"
+
+    def create_request(self, kind: ObjectKind, entry: Entry, contact: ContactRef) -> dict[str, Any]:
+        """The body of the create call: the entry's properties and its association to the contact."""
         if kind == "communication":
-            from hubspot.crm.objects.communications import SimplePublicObjectInputForCreate
             props = {"hs_communication_channel_type": "WHATS_APP", "hs_communication_logged_from": "CRM",
                      "hs_communication_body": entry.body(), "hs_timestamp": str(entry.millis)}
-            api, type_id = self.client.communications, COMMUNICATION_TO_CONTACT
+            type_id = COMMUNICATION_TO_CONTACT
         else:
-            from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate  # type: ignore[no-redef]
             props = {"hs_note_body": entry.body(), "hs_timestamp": str(entry.millis)}
-            api, type_id = self.client.notes, NOTE_TO_CONTACT
+            type_id = NOTE_TO_CONTACT
+        owner = self._owner(contact)
         if owner:
             props["hubspot_owner_id"] = owner
         associations = [{"to": {"id": contact.id},
                          "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}]
+        return {"properties": props, "associations": associations}
+
+    async def _create(self, ctx: EventContext, mark_key: str, kind: ObjectKind, entry: Entry,
+                      contact: ContactRef) -> str:
+        await marks.put(ctx, mark_key, {"object": kind})
+        if kind == "communication":
+            from hubspot.crm.objects.communications import SimplePublicObjectInputForCreate
+            api = self.client.communications
+        else:
+            from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate  # type: ignore[no-redef]
+            api = self.client.notes
         created = await self.client.call(f"create {kind}", api.create, creates=True,
                                          simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
-                                             properties=props, associations=associations))
+                                             **self.create_request(kind, entry, contact)))
         return str(created.id)
 
     async def find_existing(self, entry: Entry, kind: ObjectKind) -> str | None:

@@ -43,9 +43,7 @@ class CloudApiChannel:
 
     def route(self, message: OutboundSend) -> str:
         """``messages`` or ``marketing_messages`` for this message."""
-        marketing = (self.settings.marketing_messages_api and message.category == "marketing"
-                     and message.content.is_template)
-        return "marketing_messages" if marketing else "messages"
+        return route(self.settings, message.category, message.content.is_template)
 
     async def send(self, message: OutboundSend) -> str:
         number = message.business_phone_number_id or self.settings.phone_number_id
@@ -85,6 +83,17 @@ class CloudApiChannel:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def route(settings: WhatsAppSettings, category: str, is_template: bool) -> str:
+    """``messages``, or ``marketing_messages`` for a MARKETING template when that API is enabled."""
+    marketing = settings.marketing_messages_api and category == "marketing" and is_template
+    return "marketing_messages" if marketing else "messages"
+
+
+def request_path(settings: WhatsAppSettings, category: str, is_template: bool, number: str | None = None) -> str:
+    """``{phone-number-id}/messages`` (or ``marketing_messages``): where a send is POSTed."""
+    return f"{number or settings.phone_number_id or '{phone-number-id}'}/{route(settings, category, is_template)}"
 
 
 def build_channel(settings: WhatsAppSettings, app: Connectzap) -> Channel:

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.hookspecs import hookimpl
+from ...core.simulation import OutboundCall
 from ..base import Connector
 from . import replies
 from .connector import SOURCE, WooCommerceConnector
 from .reconcile import feed_order, reconcile_all, reconcile_forever
+from .rest import ShopClient
 
 if TYPE_CHECKING:
     import click
@@ -35,6 +37,10 @@ async def _track(order: Order, ctx: EventContext) -> None:
     if getattr(order, "partial", False):
         connector = ctx.app.connectors.get("woocommerce")
         if isinstance(connector, WooCommerceConnector) and order.shop in connector.settings.shops:
+            if ctx.simulating:  # a rehearsal reads no shop: say what the fetch would be
+                ctx.would(OutboundCall("GET", ShopClient.url_for(connector.shop(order.shop), f"orders/{order.id}"),
+                                       note="fetch the order, then handle it as an order update"))
+                return
             data = await asyncio.to_thread(connector.client(order.shop).get_order, order.id)
             await asyncio.to_thread(feed_order, ctx.app, order.shop, data)
         return

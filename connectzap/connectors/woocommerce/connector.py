@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.errors import PayloadError, SignatureError
 from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order
 from ...core.signatures import verify_woocommerce
+from ...core.simulation import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
 from .mapping import consents_from, customer_of, gmt, order_from_json
@@ -140,29 +141,58 @@ class WooCommerceConnector(Connector):
     # --- reply sync ----------------------------------------------------------------------
 
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        note = await self._inbound_note(message, ctx)
+        if note is not None:
+            await self._add_note(note, ctx)
+
+    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        note = await self._failure_note(status, ctx)
+        if note is not None:
+            await self._add_note(note, ctx)
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        if kind == "inbound_message":
+            note = await self._inbound_note(payload, ctx)
+        elif kind == "message_status":
+            note = await self._failure_note(payload, ctx)
+        else:
+            note = None
+        if note is None:
+            return []
+        endpoint, body = ShopClient.note_request(note.order, note.text)
+        return [OutboundCall("POST", ShopClient.url_for(self.shop(note.shop), endpoint), body,
+                             note=f"a private note on order {note.order} of shop {note.shop}")]
+
+    async def _inbound_note(self, message: InboundMessage, ctx: EventContext) -> replies.Note | None:
+        """The note a customer's WhatsApp message makes on their latest order, if any."""
         if message.contact.phone is None or ctx.state.get(replies.noted_key(message.wamid)):
-            return
+            return None
         contact_key = ctx.contact_key(message.contact.phone)
         target = await asyncio.to_thread(replies.latest_order, self.app, contact_key) if contact_key else None
         if target is None or target["shop"] not in self.settings.shops:
-            return
+            return None
         shop = self.shop(target["shop"])
         if not shop.has_rest_keys or not replies.within_window(target, message.timestamp, shop.notes_window_hours):
-            return
-        await asyncio.to_thread(self.client(target["shop"]).add_note, target["order"], replies.inbound_note(message))
-        ctx.state.set(replies.noted_key(message.wamid), {"shop": target["shop"], "order": target["order"]})
+            return None
+        return replies.Note(target["shop"], target["order"], replies.inbound_note(message),
+                            replies.noted_key(message.wamid))
 
-    async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+    async def _failure_note(self, status: MessageStatus, ctx: EventContext) -> replies.Note | None:
+        """The note a failed order notification makes on its order, if any."""
         if status.status != "failed" or ctx.state.get(replies.noted_key(status.wamid, "failed")):
-            return
+            return None
         origin = await asyncio.to_thread(replies.notification_origin, self.app, status)
         if origin is None or origin.shop not in self.settings.shops:
-            return
+            return None
         shop = self.shop(origin.shop)
         if not shop.note_failures or not shop.has_rest_keys:
-            return
-        await asyncio.to_thread(self.client(origin.shop).add_note, origin.order, replies.failure_note(status, origin))
-        ctx.state.set(replies.noted_key(status.wamid, "failed"), {"shop": origin.shop, "order": origin.order})
+            return None
+        return replies.Note(origin.shop, origin.order, replies.failure_note(status, origin),
+                            replies.noted_key(status.wamid, "failed"))
+
+    async def _add_note(self, note: replies.Note, ctx: EventContext) -> None:
+        await asyncio.to_thread(self.client(note.shop).add_note, note.order, note.text)
+        ctx.state.set(note.state_key, {"shop": note.shop, "order": note.order})
 
 
 def _json(body: bytes) -> Any:

@@ -74,6 +74,16 @@ def inbound_note(message: InboundMessage) -> str:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A private note to add to an order, and the state key that records it was added."""
+
+    shop: str
+    order: str
+    text: str
+    state_key: str
+
+
+@dataclass(frozen=True)
 class NotificationOrigin:
     shop: str
     order: str

@@ -43,14 +43,25 @@ class ShopClient:
             # A POST that timed out may have been applied; the caller's wamid memory covers the retry.
             raise RetriableDeliveryError(f"shop {self.name}: {method} {endpoint} timed out") from None
         except requests.RequestException as exc:
-            raise RetriableDeliveryError(f"shop {self.name}: {method} {endpoint} failed: {type(exc).__name__}") from None
+            raise RetriableDeliveryError(
+                f"shop {self.name}: {method} {endpoint} failed: {type(exc).__name__}") from None
         check(response, self.name, f"{method} {endpoint}")
         return response
 
     def add_note(self, order_id: str, note: str) -> dict[str, Any]:
         """A private note (``customer_note: false``: the customer is not emailed)."""
-        response = self._call("POST", f"orders/{order_id}/notes", {"note": note, "customer_note": False})
+        response = self._call("POST", *self.note_request(order_id, note))
         return _json(response, self.name)
+
+    @staticmethod
+    def note_request(order_id: str, note: str) -> tuple[str, dict[str, Any]]:
+        """The endpoint and body of :meth:`add_note`."""
+        return f"orders/{order_id}/notes", {"note": note, "customer_note": False}
+
+    @staticmethod
+    def url_for(shop: ShopSettings, endpoint: str) -> str:
+        """The full URL the ``woocommerce`` package calls for ``endpoint`` (``/wp-json/wc/v3/...``)."""
+        return f"{shop.url.rstrip('/')}/wp-json/wc/v3/{endpoint}"
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return _json(self._call("GET", f"orders/{order_id}"), self.name)
@@ -102,4 +113,5 @@ def _json(response: requests.Response, shop: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise RetriableDeliveryError(f"shop {shop}: the REST API did not answer JSON (pretty permalinks off?)") from None
+        raise RetriableDeliveryError(
+            f"shop {shop}: the REST API did not answer JSON (pretty permalinks off?)") from None
