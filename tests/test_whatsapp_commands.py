@@ -47,15 +47,15 @@ pair_spacing_seconds = 0
     _install_plugin_commands()
     runner = CliRunner()
 
-    def invoke(*args: str):
-        return runner.invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(cli, ["--config", str(config), *args], catch_exceptions=False, input=input)
     return invoke
 
 
 def test_templates_sync_follows_pages_then_list_and_show(run, fake):
     result = run("templates", "sync")
     assert result.exit_code == 0, result.output
-    assert "synced 3 templates" in result.output
+    assert "synced 3 template(s) from the business account" in result.output
     pages = [r for r in fake.requests if r.path.endswith("/message_templates")]
     assert len(pages) == 2  # page size 2: the second page came from paging.next
     listed = run("templates", "list").output
@@ -63,7 +63,7 @@ def test_templates_sync_follows_pages_then_list_and_show(run, fake):
     shown = json.loads(run("templates", "show", "welcome").output)
     assert {t["language"] for t in shown} == {"de", "en"} and shown[0]["components"]
     fake.templates = fake.templates[:1]
-    assert "removed 2 gone from the account" in run("templates", "sync").output
+    assert "removed 2 gone from it" in run("templates", "sync").output
 
 
 def test_templates_create_and_delete(run, fake, tmp_path):
@@ -74,13 +74,15 @@ def test_templates_create_and_delete(run, fake, tmp_path):
     created = run("templates", "create", str(definition))
     assert created.exit_code == 0 and "created spring_sale (en): PENDING, MARKETING" in created.output
     assert any(t["name"] == "spring_sale" for t in fake.templates)
-    deleted = run("templates", "delete", "spring_sale")
+    kept = run("templates", "delete", "spring_sale", input="n\n")
+    assert kept.exit_code == 1 and any(t["name"] == "spring_sale" for t in fake.templates)
+    deleted = run("templates", "delete", "spring_sale", input="y\n")
     assert deleted.exit_code == 0 and "1 cached language removed" in deleted.output
     assert not any(t["name"] == "spring_sale" for t in fake.templates)
 
 
 def test_errors_are_one_clear_line(run, fake, tmp_path):
-    missing = run("templates", "delete", "no_such_template")
+    missing = run("templates", "delete", "no_such_template", "--yes")
     assert missing.exit_code == 1
     assert missing.output.strip().startswith("error: WhatsApp error 100") and "Traceback" not in missing.output
     bad = tmp_path / "bad.json"

@@ -69,6 +69,9 @@ class SandboxSettings(Section):
     latency_seconds: float = Field(default=0.0, ge=0, le=30)
     """Pretend each answer takes this long after WhatsApp got the request, as a real round trip
     does (for pacing experiments and crash-recovery tests)."""
+    template_approval_seconds: float = Field(default=10.0, ge=0, le=86400)
+    """How long a template created on the sandbox stays PENDING before its review ends (Meta's takes
+    minutes to a day); the outcome arrives as a template status event, as Meta's webhook would."""
 
 
 class ApiSettings(Section):

@@ -1,7 +1,8 @@
 """``connectzap templates ...`` and ``connectzap profile ...`` (registered through ``register_commands``).
 
 They talk to the Graph API at ``[connectors.whatsapp] api_base_url`` (Meta, a BSP, or a local
-fake) with the configured access token. Errors are one line (the root group prints them).
+fake) with the configured access token; without one, the template commands work on the sandbox
+(:mod:`.sandbox_templates`). Errors are one line (the root group prints them).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -21,15 +23,24 @@ from .settings import WhatsAppSettings
 T = TypeVar("T")
 
 
-def _settings(obj: Any) -> WhatsAppSettings:
+def fmt_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _whatsapp(obj: Any) -> WhatsAppSettings:
     from pydantic import ValidationError
 
     from ...core.settings import describe_validation_error
     section = obj.settings().connector_section("whatsapp") or {}
     try:
-        settings = WhatsAppSettings.model_validate(section)
+        return WhatsAppSettings.model_validate(section)
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, "connectors.whatsapp")) from None
+
+
+def _settings(obj: Any) -> WhatsAppSettings:
+    """The settings of a command that needs the Cloud API itself."""
+    settings = _whatsapp(obj)
     if not settings.live:
         raise ConfigurationError("connectors.whatsapp.access_token is not set: configure the Cloud API first")
     return settings
@@ -45,6 +56,15 @@ def _call(settings: WhatsAppSettings, work: Callable[[GraphClient], Awaitable[T]
     return asyncio.run(run())
 
 
+def _next_step(settings: WhatsAppSettings) -> str:
+    """What fills the template cache, in a command that works with this configuration."""
+    if not settings.live:
+        return "create one on the sandbox: connectzap templates create FILE"
+    if not settings.waba_id:
+        return "set waba_id in [connectors.whatsapp], then run: connectzap templates sync"
+    return "run: connectzap templates sync"
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(templates_group)
@@ -55,18 +75,28 @@ def register_commands(cli: click.Group) -> None:
 
 @click.group("templates")
 def templates_group() -> None:
-    """Message templates: sync the cache the send gate checks, create and delete them."""
+    """Message templates: sync the cache the send gate checks, create and delete them.
+
+    Without Cloud API credentials they live on the sandbox, which reviews new templates as Meta
+    would ([sandbox] template_approval_seconds later).
+    """
 
 
 @templates_group.command("sync")
 @click.pass_obj
 def templates_sync(obj: Any) -> None:
-    """Fetch every template (all pages) from the business account into the cache."""
-    from . import templates_api
-    settings = _settings(obj)
+    """Fetch every template (all pages) from the business account (or the sandbox) into the cache."""
+    settings = _whatsapp(obj)
     app = obj.app()
-    kept, removed = _call(settings, lambda c: templates_api.sync(c, app))
-    click.echo(f"synced {kept} templates" + (f", removed {removed} gone from the account" if removed else ""))
+    if settings.live:
+        from . import templates_api
+        kept, removed = _call(_settings(obj), lambda c: templates_api.sync(c, app))
+        where = "the business account"
+    else:
+        from . import sandbox_templates
+        kept, removed = sandbox_templates.sync(app)
+        where = "the sandbox"
+    click.echo(f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else ""))
 
 
 @templates_group.command("list")
@@ -74,13 +104,34 @@ def templates_sync(obj: Any) -> None:
 def templates_list(obj: Any) -> None:
     """List cached templates: name, language, status, category, parameter format."""
     from ...core import templates as cache
+    settings = _whatsapp(obj)
     app = obj.app()
     with app.db.read() as conn:
         rows = cache.all_templates(conn)
     for t in rows:
         click.echo(f"{t.name:40} {t.language:8} {t.status:10} {t.category:15} {t.parameter_format}")
     if not rows:
-        click.echo("no templates cached; run: connectzap templates sync")
+        click.echo(f"no templates cached; {_next_step(settings)}")
+    elif not settings.live:
+        _sandbox_reviews(app, {(t.name, t.language): t.status for t in rows})
+
+
+def _sandbox_reviews(app: Any, cached: dict[tuple[str, str], str]) -> None:
+    """Say when pending sandbox reviews end, and what brings their outcome into the cache."""
+    from . import sandbox_templates
+    for template in sandbox_templates.stored(app):
+        shown = cached.get((template.name, template.language))
+        if shown != "PENDING":
+            continue
+        when = fmt_time(template.review_at)
+        if template.status() == "PENDING":
+            click.echo(f"{template.name} ({template.language}): the sandbox's review ends at {when} UTC; "
+                       "a running `connectzap serve` applies the outcome then (or run `connectzap templates sync` "
+                       "after that)")
+        else:
+            click.echo(f"{template.name} ({template.language}): the sandbox's review ended at {when} UTC "
+                       f"({template.status()}); run `connectzap templates sync` or start `connectzap serve` "
+                       "to bring it into the cache")
 
 
 @templates_group.command("show")
@@ -90,11 +141,12 @@ def templates_show(obj: Any, name: str) -> None:
     """Show every cached language of template NAME with its components."""
     from ...core import templates as cache
     from ...core.errors import NotFoundError
+    settings = _whatsapp(obj)
     app = obj.app()
     with app.db.read() as conn:
         found = [t for t in cache.all_templates(conn) if t.name == name]
     if not found:
-        raise NotFoundError(f"no cached template {name!r}; run: connectzap templates sync")
+        raise NotFoundError(f"no cached template {name!r}; {_next_step(settings)}")
     click.echo(json.dumps([t.model_dump(mode="json") for t in found], indent=2, ensure_ascii=False))
 
 
@@ -104,23 +156,39 @@ def templates_show(obj: Any, name: str) -> None:
 def templates_create(obj: Any, file: str) -> None:
     """Submit the template defined in FILE (JSON: name, language, category, components) for review."""
     from . import templates_api
-    settings = _settings(obj)
+    settings = _whatsapp(obj)
     definition = templates_api.read_definition(file)
     app = obj.app()
-    info = _call(settings, lambda c: templates_api.create(c, app, definition))
-    click.echo(f"created {info.name} ({info.language}): {info.status}, {info.category}, id {info.id}")
+    if settings.live:
+        info = _call(_settings(obj), lambda c: templates_api.create(c, app, definition))
+        click.echo(f"created {info.name} ({info.language}): {info.status}, {info.category}, id {info.id}")
+        return
+    from . import sandbox_templates
+    created = sandbox_templates.create(app, definition)
+    click.echo(f"created {created.name} ({created.language}) on the sandbox: PENDING, {created.category}, "
+               f"id {created.id}; its review ends at {fmt_time(created.review_at)} UTC "
+               f"([sandbox] template_approval_seconds = {app.settings.sandbox.template_approval_seconds:g})")
 
 
 @templates_group.command("delete")
 @click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def templates_delete(obj: Any, name: str) -> None:
-    """Delete template NAME (every language) from the account and the cache."""
+def templates_delete(obj: Any, name: str, yes: bool) -> None:
+    """Delete template NAME (every language) from the account (or the sandbox) and the cache."""
     from . import templates_api
-    settings = _settings(obj)
+    settings = _whatsapp(obj)
+    where = "the business account" if settings.live else "the sandbox"
+    if not yes:
+        click.confirm(f"Delete template {name} in every language from {where}? Messages using it can no longer "
+                      "be sent", abort=True, err=True)
     app = obj.app()
-    removed = _call(settings, lambda c: templates_api.delete(c, app, name))
-    click.echo(f"deleted {name} ({removed} cached language{'s' if removed != 1 else ''} removed)")
+    if settings.live:
+        removed = _call(_settings(obj), lambda c: templates_api.delete(c, app, name))
+    else:
+        from . import sandbox_templates
+        removed = sandbox_templates.delete(app, name)
+    click.echo(f"deleted {name} from {where} ({removed} cached language{'s' if removed != 1 else ''} removed)")
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -160,6 +228,9 @@ def profile_set(obj: Any, about: str | None, address: str | None, description: s
                                                  ("vertical", vertical.upper() if vertical else None)) if v is not None}
     if websites:
         changes["websites"] = list(websites)
+    if not changes:
+        raise click.UsageError("give at least one field to change")
+    profile.check(changes)  # offline, before anything is sent
     settings = _settings(obj)
     _call(settings, lambda c: profile.update(c, changes))
     click.echo("profile updated: " + ", ".join(sorted(changes)))

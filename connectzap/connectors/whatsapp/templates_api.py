@@ -11,6 +11,7 @@ from ...core import templates as cache
 from ...core.errors import ConfigurationError, PayloadError
 from ...core.models import TemplateInfo
 from .client import GraphClient
+from .sandbox_templates import WABA_ID as SANDBOX_WABA
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -50,7 +51,8 @@ async def sync(client: GraphClient, app: Connectzap) -> tuple[int, int]:
         for info in remote:
             cache.put(app.db, conn, info)
         for old in cache.all_templates(conn):
-            if old.waba_id in (waba, None) and (old.name, old.language) not in keep:
+            # The sandbox's templates go too: the live account cannot send them.
+            if old.waba_id in (waba, None, SANDBOX_WABA) and (old.name, old.language) not in keep:
                 removed += cache.delete(conn, old.name, old.language)
     return len(remote), removed
 

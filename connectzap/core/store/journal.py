@@ -29,14 +29,15 @@ class Journaled:
     duplicate: bool
 
 
-def append(db: Database, conn: Connection, batch: list[Event]) -> list[Journaled]:
-    """Insert events, skipping (source, dedupe_key) pairs already present. Order is kept."""
+def append(db: Database, conn: Connection, batch: list[Event], *, due_at: float | None = None) -> list[Journaled]:
+    """Insert events, skipping (source, dedupe_key) pairs already present. Order is kept.
+    ``due_at``: workers take them only from then on (default: at once)."""
     if not batch:
         return []
     t = now()
     rows = [{"source": e.source, "dedupe_key": e.dedupe_key, "kind": e.kind.value,
              "payload": e.model_dump_json(), "status": "pending", "attempts": 0,
-             "next_attempt_at": t, "received_at": t} for e in batch]
+             "next_attempt_at": max(t, due_at or t), "received_at": t} for e in batch]
     # executemany form: the statement compiles once and is cached (a multi-row .values() would be
     # compiled anew for every batch); returned rows are matched by key, so their order does not matter.
     stmt = db.insert(events).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
