@@ -30,16 +30,21 @@ from .base import Ctx, cli, drain, pass_ctx
 @click.option("--live", is_flag=True,
               help="Feed the events into the real journal instead: real sends, CRM write-backs and subscriptions.")
 @click.option("--yes", is_flag=True, help="With --live: do not ask for confirmation (scripts).")
+@click.option("--webhook", "webhook_path", metavar="PATH",
+              help="FILE is a webhook body as a connector receives it at PATH, e.g. /webhooks/woocommerce/main.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="With --webhook: a request header (repeat), e.g. 'X-WC-Webhook-Topic: order.created'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_ctx
-def simulate(obj: Ctx, file: Any, real_consent: bool, live: bool, yes: bool, as_json: bool) -> None:
+def simulate(obj: Ctx, file: Any, real_consent: bool, live: bool, yes: bool, webhook_path: str | None,
+             headers: tuple[str, ...], as_json: bool) -> None:
     """Show what the event(s) in FILE would do: the gate's verdicts and why, the exact Cloud API
     requests, and the CRM and subscription calls -- without doing any of it.
 
     FILE holds one JSON item or a list. An item is a connectzap event,
     {"kind": "order_created", "data": {...}, "consents": [...]}, or a webhook as a connector
-    receives it, {"webhook": "/webhooks/woocommerce/main", "headers": {...}, "body": {...}}
-    (signatures are not checked).
+    receives it, {"webhook": "/webhooks/woocommerce/main", "headers": {...}, "body": {...}}.
+    With --webhook PATH, FILE is the webhook's body itself. Signatures are not checked.
 
     The simulation runs on a scratch database seeded read-only with your template cache (and,
     with --real-consent, your consent ledger) and is discarded afterwards: your database, the
@@ -49,7 +54,9 @@ def simulate(obj: Ctx, file: Any, real_consent: bool, live: bool, yes: bool, as_
         raise click.UsageError("--yes only confirms --live")
     if real_consent and live:
         raise click.UsageError("--real-consent is for simulations; --live already uses the real ledger")
-    items = _read_items(file)
+    if headers and not webhook_path:
+        raise click.UsageError("--header goes with --webhook")
+    items = [_webhook_item(webhook_path, headers, file)] if webhook_path else _read_items(file)
     settings = obj.settings()
     if live:
         app = obj.app()
@@ -85,6 +92,25 @@ def _read_items(file: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise click.ClickException(f"event {n}: expected a JSON object")
     return items
+
+
+def _webhook_item(path: str, headers: tuple[str, ...], file: Any) -> dict[str, Any]:
+    """A raw webhook body from FILE, as the item form holds it."""
+    parsed: dict[str, str] = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError(f"--header takes 'NAME: VALUE', got {header!r}")
+        parsed[name.strip()] = value.strip()
+    text = file.read()
+    try:
+        json.loads(text)
+        kind = "application/json"
+    except json.JSONDecodeError:
+        kind = "application/x-www-form-urlencoded"  # a form post, or whatever the source sends
+    if not any(name.lower() == "content-type" for name in parsed):
+        parsed["Content-Type"] = kind
+    return {"webhook": path, "headers": parsed, "body": text}
 
 
 def _events(app: Any, items: list[dict[str, Any]]) -> list[Any]:
@@ -124,7 +150,8 @@ def _webhook_events(app: Any, item: dict[str, Any]) -> list[Any]:
             found = re.fullmatch(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route)), path)
             if found is None:
                 continue
-            body = item.get("body", b"")
+            body = item.get("body", "")
+            # A string is the body as sent (bytes for the connector); anything else is JSON.
             raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
             headers.setdefault("content-type", "application/json" if not isinstance(body, str)
@@ -261,6 +288,8 @@ def _run(app: Any, events: list[Any], *, live: bool) -> Report:
                 elif isinstance(result, dict) and "skipped" in result:
                     entry["problems"].append({"target": d["target"], "status": f"skipped {result['skipped']}",
                                               "detail": result.get("detail")})
+                if d["target"] == "core" and isinstance(result, dict) and "cancelled" in result:
+                    entry["effects"].append(f"cancel: {result['cancelled']} waiting message(s) cancelled")
                 decisions = result
                 if isinstance(decisions, dict):  # the core's own step: a direct send
                     decisions = [decisions] if "id" in decisions else []
