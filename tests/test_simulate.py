@@ -273,6 +273,7 @@ def test_a_simulating_engine_rehearses_connectors_it_knows_nothing_about(make: A
     from connectzap.core.simulation import Simulation
     from connectzap.testing import run
     inbound = sample_event("inbound_message")
+    ThirdPartyConnector.called.clear()
     with registered_plugin(ConnectorRegistration(ThirdPartyConnector)):
         simulated = make("simulated", simulation=Simulation())
         simulated.ingest([inbound])
@@ -284,3 +285,28 @@ def test_a_simulating_engine_rehearses_connectors_it_knows_nothing_about(make: A
         real.ingest([inbound])
         run(real)
         assert ThirdPartyConnector.called == [InboundMessage.model_validate(inbound.data).wamid]
+
+
+class DescribingConnector(ThirdPartyConnector):
+    """A connector that describes its requests, tested the way docs/testing-connectors.md says."""
+
+    name = "describing_crm"
+    called: ClassVar[list[str]] = []
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[Any]:
+        from connectzap import OutboundCall
+        return [OutboundCall("POST", "https://crm.example/notes", {"text": payload.text})]
+
+
+def test_the_testing_kit_builds_a_rehearsing_engine(connectzap_factory: Any) -> None:
+    from connectzap.core.simulation import Simulation
+    from connectzap.testing import run
+    with registered_plugin(ConnectorRegistration(DescribingConnector)):
+        app = connectzap_factory(simulation=Simulation())
+        inbound = sample_event("inbound_message")
+        app.ingest([inbound])
+        run(app)
+    calls = [r.call for r in app.simulation.rehearsed if r.target == "connector:describing_crm"]
+    assert [(c.method, c.url, c.body) for c in calls] == [
+        ("POST", "https://crm.example/notes", {"text": InboundMessage.model_validate(inbound.data).text})]
+    assert DescribingConnector.called == []
