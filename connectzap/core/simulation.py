@@ -197,7 +197,7 @@ def read_tables(url: str, tables: Iterable[Table]) -> tuple[dict[str, list[dict[
                 seeding.rows[table.name] = len(rows)
     except SQLAlchemyError as exc:
         seeding.found = False
-        seeding.problem = type(exc.orig if getattr(exc, "orig", None) else exc).__name__
+        seeding.problem = type(exc).__name__
     finally:
         engine.dispose()
     return out, seeding
@@ -224,6 +224,7 @@ def scratch_settings(real: Settings, workdir: Path, *, hash_secret: str | None =
         "sandbox": real.sandbox.model_copy(update={"log_file": str(workdir / "sandbox-sends.jsonl"),
                                                    "quiet": True, "latency_seconds": 0.0,
                                                    "simulate_statuses": True}),
+        # The report reads numbers and payloads after the work is done; the whole folder goes afterwards.
         "privacy": real.privacy.model_copy(update={
             "hash_secret": SecretStr(hash_secret or secrets.token_hex(32)), "retention_hours": 1.0}),
     })
