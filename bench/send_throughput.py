@@ -104,7 +104,7 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
                        workers={"batch_size": batch, "send_concurrency": concurrency, "poll_interval_seconds": 0.01},
                        connectors={"whatsapp": section(url, messages_per_second=rate or 1000.0, transport=transport)})
         if rate is None:
-            app.pacer.interval = 1e-6  # type: ignore[attr-defined]
+            app.channel.pacer.interval = 1e-6  # type: ignore[attr-defined]
         seed_template(app, "order_confirmation", "Order {{1}} confirmed")
         phones = [f"+1650555{n:04d}" for n in range(total)]
         for phone in phones:

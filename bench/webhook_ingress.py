@@ -41,7 +41,7 @@ PATH = "/webhooks/whatsapp"
 # --- the load generator (runs in its own process) ---------------------------------------------
 
 def signed_bodies(count: int, numbers: int = 5000) -> list[tuple[bytes, str]]:
-    from connectzap.core.signatures import sign_meta
+    from connectzap.connectors.whatsapp.signatures import sign_meta
     out = []
     now = int(time.time())
     for i in range(count):

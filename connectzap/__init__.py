@@ -5,8 +5,8 @@ Plugins import what they need from here -- never from pluggy::
     from connectzap import hookimpl, Outgoing, TemplateContent
 """
 
+from . import signatures
 from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
-from .core import signatures
 from .core.app import Connectzap
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
@@ -25,8 +25,8 @@ from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord,
 from .core.phones import to_e164
 from .core.settings import Settings, load_settings
 from .core.simulation import OutboundCall
+from .core.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousDeliveryError", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest", "Category",

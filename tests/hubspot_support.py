@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import update
 
 from connectzap.core.connector import WebhookRequest
-from connectzap.core import signatures
+from connectzap.connectors.hubspot import signatures
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import deliveries, events
 

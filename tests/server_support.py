@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from connectzap.core.app import Connectzap
 from connectzap.core.server import create_app
-from connectzap.core.signatures import sign_meta
+from connectzap.connectors.whatsapp.signatures import sign_meta
 
 KEY = "test-key-0123456789abcdef"
 OLD_KEY = "old-key-0123456789abcdef"

@@ -35,7 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from connectzap import (Category, ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus, Order,
                         Outgoing, TemplateContent, TemplateUpdate, TextContent, hookimpl)
 from connectzap.core import clock
-from connectzap.core.channel import OutboundSend
+from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
@@ -106,7 +106,7 @@ class ReferenceModel:
         return None
 
 
-class CheckingChannel:
+class CheckingChannel(BaseChannel):
     """Records every send and checks it against the model at the moment it arrives.
 
     Contacts in ``blocked_marketing`` get WhatsApp's 131050 ("user stopped marketing
@@ -285,7 +285,8 @@ class GateMachine(RuleBasedStateMachine):
     def whatsapp_reports_131050(self, data: st.DataObject) -> None:
         message, wamid = data.draw(st.sampled_from(self.channel.sent))
         status = MessageStatus(wamid=wamid, status="failed", timestamp=self.at(0), recipient=message.recipient,
-                               errors=[{"code": 131050, "title": "User stopped marketing messages"}])
+                               errors=[{"code": 131050, "title": "User stopped marketing messages"}],
+                               outcome="opted_out")  # what the WhatsApp connector maps 131050 to
         self.model.consent(message.recipient, "marketing", False, self.model.now)
         self.ingest(Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=self.uid("st")))
 

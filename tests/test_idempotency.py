@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from connectzap import (Category, ConsentChange, Connectzap, Event, EventKind, Order, Outgoing, TemplateContent,
                         hookimpl)
 from connectzap.core import clock
-from connectzap.core.channel import OutboundSend
+from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
@@ -31,7 +31,7 @@ from connectzap.testing import seed_template
 PHONE = "+4915112345678"
 
 
-class CountingChannel:
+class CountingChannel(BaseChannel):
     name = "counting"
 
     def __init__(self) -> None:

@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from connectzap.connectors.hubspot import signatures as hubspot
+from connectzap.connectors.whatsapp import signatures as meta
+from connectzap.connectors.woocommerce import signatures as woo
 from connectzap.core import signatures as sig
 from connectzap.core.errors import SignatureError
 
@@ -34,17 +37,17 @@ def rejects(call, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_meta_known_vector() -> None:
-    assert sig.sign_meta(META_BODY, META_SECRET) == META_HEADER
-    sig.verify_meta(META_BODY, META_HEADER, [META_SECRET])
-    sig.verify_meta(META_BODY, META_HEADER.upper().replace("SHA256=", "sha256="), META_SECRET)  # hex case
-    assert "does not match" in rejects(sig.verify_meta, META_BODY + b" ", META_HEADER, META_SECRET)
-    assert "does not match" in rejects(sig.verify_meta, META_BODY, META_HEADER, "another-app-secret")
+    assert meta.sign_meta(META_BODY, META_SECRET) == META_HEADER
+    meta.verify_meta(META_BODY, META_HEADER, [META_SECRET])
+    meta.verify_meta(META_BODY, META_HEADER.upper().replace("SHA256=", "sha256="), META_SECRET)  # hex case
+    assert "does not match" in rejects(meta.verify_meta, META_BODY + b" ", META_HEADER, META_SECRET)
+    assert "does not match" in rejects(meta.verify_meta, META_BODY, META_HEADER, "another-app-secret")
 
 
 @pytest.mark.parametrize(("sign", "verify"), [
-    (sig.sign_meta, sig.verify_meta),
-    (sig.sign_woocommerce, sig.verify_woocommerce),
-    (sig.sign_hubspot_v1, sig.verify_hubspot_v1),
+    (meta.sign_meta, meta.verify_meta),
+    (woo.sign_woocommerce, woo.verify_woocommerce),
+    (hubspot.sign_hubspot_v1, hubspot.verify_hubspot_v1),
     (lambda body, secret: sig.sign_hmac(body, secret, prefix="v1="),
      lambda body, header, secrets: sig.verify_hmac(body, header, secrets, prefix="v1=")),
     (lambda body, secret: sig.sign_hmac(body, secret, encoding="base64", algo="sha1"),
@@ -64,26 +67,26 @@ def test_body_signatures(sign, verify) -> None:  # type: ignore[no-untyped-def]
 
 def test_hubspot_v2_signs_method_uri_and_body() -> None:
     uri = "https://example.com/webhooks/hubspot?portal=1"
-    header = sig.sign_hubspot_v2("POST", uri, BODY, OLD)
-    sig.verify_hubspot_v2("post", uri, BODY, header, [NEW, OLD])
-    rejects(sig.verify_hubspot_v2, "POST", uri + "&x=1", BODY, header, OLD)
-    rejects(sig.verify_hubspot_v2, "POST", uri, TAMPERED, header, OLD)
-    rejects(sig.verify_hubspot_v2, "POST", uri, BODY, None, OLD)
+    header = hubspot.sign_hubspot_v2("POST", uri, BODY, OLD)
+    hubspot.verify_hubspot_v2("post", uri, BODY, header, [NEW, OLD])
+    rejects(hubspot.verify_hubspot_v2, "POST", uri + "&x=1", BODY, header, OLD)
+    rejects(hubspot.verify_hubspot_v2, "POST", uri, TAMPERED, header, OLD)
+    rejects(hubspot.verify_hubspot_v2, "POST", uri, BODY, None, OLD)
 
 
 def test_hubspot_v3_timestamp_uri_decoding_and_staleness() -> None:
     now = 1_750_000_000.0
     ts = str(int(now * 1000))
     uri = "https://example.com/webhooks/hubspot?x=a%3Ab"
-    header = sig.sign_hubspot_v3("POST", uri, BODY, ts, OLD)
-    assert header == sig.sign_hubspot_v3("POST", "https://example.com/webhooks/hubspot?x=a:b", BODY, ts, OLD)
-    sig.verify_hubspot_v3("POST", uri, BODY, header, ts, [NEW, OLD], now=now + 299)
-    assert "tolerance" in rejects(sig.verify_hubspot_v3, "POST", uri, BODY, header, ts, OLD, now=now + 301)
-    rejects(sig.verify_hubspot_v3, "POST", uri, TAMPERED, header, ts, OLD, now=now)
-    rejects(sig.verify_hubspot_v3, "POST", uri, BODY, header, str(int(ts) + 1), OLD, now=now)
-    assert "Timestamp missing" in rejects(sig.verify_hubspot_v3, "POST", uri, BODY, header, None, OLD, now=now)
-    assert "not a number" in rejects(sig.verify_hubspot_v3, "POST", uri, BODY, header, "soon", OLD, now=now)
-    assert "missing" in rejects(sig.verify_hubspot_v3, "POST", uri, BODY, None, ts, OLD, now=now)
+    header = hubspot.sign_hubspot_v3("POST", uri, BODY, ts, OLD)
+    assert header == hubspot.sign_hubspot_v3("POST", "https://example.com/webhooks/hubspot?x=a:b", BODY, ts, OLD)
+    hubspot.verify_hubspot_v3("POST", uri, BODY, header, ts, [NEW, OLD], now=now + 299)
+    assert "tolerance" in rejects(hubspot.verify_hubspot_v3, "POST", uri, BODY, header, ts, OLD, now=now + 301)
+    rejects(hubspot.verify_hubspot_v3, "POST", uri, TAMPERED, header, ts, OLD, now=now)
+    rejects(hubspot.verify_hubspot_v3, "POST", uri, BODY, header, str(int(ts) + 1), OLD, now=now)
+    assert "Timestamp missing" in rejects(hubspot.verify_hubspot_v3, "POST", uri, BODY, header, None, OLD, now=now)
+    assert "not a number" in rejects(hubspot.verify_hubspot_v3, "POST", uri, BODY, header, "soon", OLD, now=now)
+    assert "missing" in rejects(hubspot.verify_hubspot_v3, "POST", uri, BODY, None, ts, OLD, now=now)
 
 
 def test_standard_webhooks() -> None:
@@ -108,3 +111,23 @@ def test_shared_secret() -> None:
     rejects(sig.verify_shared_secret, OLD + "x", OLD)
     rejects(sig.verify_shared_secret, None, OLD)
     rejects(sig.verify_shared_secret, "", OLD)
+
+
+# --- where the schemes live -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "home"), [
+    ("sign_meta", meta), ("verify_meta", meta), ("sign_woocommerce", woo), ("verify_woocommerce", woo),
+    ("sign_hubspot_v1", hubspot), ("verify_hubspot_v2", hubspot), ("verify_hubspot_v3", hubspot),
+])
+def test_vendor_schemes_live_in_their_connectors_and_keep_their_public_names(name, home) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    import connectzap
+    assert name not in vars(sig), "a vendor's scheme in the core"
+    with pytest.warns(DeprecationWarning, match=rf"{home.__name__}\.{name}"):
+        assert getattr(connectzap.signatures, name) is getattr(home, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the core's generic primitives are not deprecated
+        assert connectzap.signatures.verify_standard is sig.verify_standard
+    with pytest.raises(AttributeError):
+        connectzap.signatures.verify_nothing  # noqa: B018

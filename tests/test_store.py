@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
-from connectzap.core.channel import OutboundSend
+from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.plugins import pm
 from connectzap.core.store import outbox
 from connectzap.core.store.schema import events, metadata
@@ -55,7 +55,7 @@ def test_journal_skips_duplicates_within_and_across_batches(app: Connectzap) -> 
         assert len(conn.execute(select(events.c.id)).all()) == 2
 
 
-class SharedChannel:
+class SharedChannel(BaseChannel):
     """One channel both workers send through, counting every send per message."""
 
     name = "shared"

@@ -15,6 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectzap import Category, ConsentChange, Event, Outgoing, SignatureError, TemplateContent, hookimpl
+from connectzap.connectors.hubspot import signatures as hubspot
+from connectzap.connectors.whatsapp import signatures as meta
+from connectzap.connectors.woocommerce import signatures as woo
 from connectzap.core import signatures
 from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
@@ -103,14 +106,14 @@ SECRET = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), mi
 def test_every_helper_verifies_and_fails_for_another_body_or_secret(body, secret, other):
     uri, method = "https://connectzap.test/webhooks/x?a=1", "POST"
     checks = [
-        (meta_headers(body, secret), lambda h, b, s: signatures.verify_meta(b, h["x-hub-signature-256"], s)),
+        (meta_headers(body, secret), lambda h, b, s: meta.verify_meta(b, h["x-hub-signature-256"], s)),
         (woocommerce_headers(body, secret),
-         lambda h, b, s: signatures.verify_woocommerce(b, h["x-wc-webhook-signature"], s)),
-        (hubspot_v1_headers(body, secret), lambda h, b, s: signatures.verify_hubspot_v1(b, h["x-hubspot-signature"], s)),
+         lambda h, b, s: woo.verify_woocommerce(b, h["x-wc-webhook-signature"], s)),
+        (hubspot_v1_headers(body, secret), lambda h, b, s: hubspot.verify_hubspot_v1(b, h["x-hubspot-signature"], s)),
         (hubspot_v2_headers(method, uri, body, secret),
-         lambda h, b, s: signatures.verify_hubspot_v2(method, uri, b, h["x-hubspot-signature"], s)),
+         lambda h, b, s: hubspot.verify_hubspot_v2(method, uri, b, h["x-hubspot-signature"], s)),
         (hubspot_v3_headers(method, uri, body, secret),
-         lambda h, b, s: signatures.verify_hubspot_v3(method, uri, b, h["x-hubspot-signature-v3"],
+         lambda h, b, s: hubspot.verify_hubspot_v3(method, uri, b, h["x-hubspot-signature-v3"],
                                                       h["x-hubspot-request-timestamp"], s)),
         (standard_webhooks_headers(body, secret),
          lambda h, b, s: signatures.verify_standard(h["webhook-id"], h["webhook-timestamp"], h["webhook-signature"],
@@ -134,7 +137,7 @@ def test_signers_add_headers_and_declare_what_they_cover():
     assert request.headers["content-type"] == "application/json"
     signed = Signer.hubspot_v3().sign(request, "secret", now=1_700_000_000)
     assert signed.headers["x-hubspot-request-timestamp"] == "1700000000000"
-    signatures.verify_hubspot_v3("POST", request.url, request.body, signed.headers["x-hubspot-signature-v3"],
+    hubspot.verify_hubspot_v3("POST", request.url, request.body, signed.headers["x-hubspot-signature-v3"],
                                  "1700000000000", "secret", now=1_700_000_000)
     assert Signer.standard_webhooks().timestamped and not Signer.meta().timestamped
     assert not Signer.shared_secret().covers_body and Signer.woocommerce().covers_body

@@ -254,7 +254,7 @@ def open_window(app: Any) -> None:
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_live_send_is_accepted_with_wamid(make, fake, transport):
     app = make(connectors=live(fake, transport=transport))
-    assert isinstance(app.channel, CloudApiChannel) and app.pacer is not None
+    assert isinstance(app.channel, CloudApiChannel) and app.channel.pacer is not None
     seed_template(app, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed.")
     consent(app)
     decision = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_confirmation", language="en",

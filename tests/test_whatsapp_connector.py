@@ -14,7 +14,7 @@ from connectzap.connectors.whatsapp.settings import WhatsAppSettings
 from connectzap.core import ingress
 from connectzap.core.hooks import collect_connectors
 from connectzap.core.errors import ConfigurationError, SignatureError
-from connectzap.core.signatures import sign_meta
+from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core.store import journal
 
 # The known-good vector from the research notes (a real Meta-signed delivery; the secret was reset).

@@ -23,8 +23,9 @@ NUMBER = "106540352242922"
 def ask(n: int, *, template: bool = True) -> tuple[OutboundSend, dict[str, Any]]:
     content = TemplateContent(name="t", language="en") if template else TextContent(body="hi")
     phone = f"+1650555{n:04d}"
-    message = OutboundSend(outbox_id=f"m{n}", recipient=phone, content=content, category="utility")
-    return message, {"contact_key": f"{n:032x}"}
+    message = OutboundSend(outbox_id=f"m{n}", recipient=phone, content=content, category="utility",
+                           contact_key=f"{n:032x}")
+    return message, {"contact_key": message.contact_key}
 
 
 def pacer(db: Database, **kwargs: Any) -> Pacer:
@@ -118,10 +119,10 @@ def test_rate_rows_hold_keyed_hashes_never_numbers(app):
 
 async def test_acquire_waits_for_its_slot_and_raises_when_held(app):
     p = pacer(app.db, messages_per_second=1000.0, pair_spacing_seconds=6.0)
-    message, row = ask(1)
-    await asyncio.gather(p.acquire(message, row), p.acquire(*ask(2)))
+    message, _ = ask(1)
+    await asyncio.gather(p.acquire(message), p.acquire(ask(2)[0]))
     with pytest.raises(PacedError):
-        await p.acquire(message, row)
+        await p.acquire(message)
 
 
 async def test_paced_messages_wait_without_using_attempts(make):

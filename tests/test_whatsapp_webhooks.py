@@ -24,7 +24,7 @@ from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress, templates
 from connectzap.core.errors import PayloadError
 from connectzap.core.plugins import load_plugins, pm
-from connectzap.core.signatures import sign_meta
+from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core.store.schema import events as events_table
 from connectzap.core.worker import Worker
 from connectzap.testing import make_app, run, seed_template

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from connectzap import Category, ConfigurationError, Event, EventKind, Order, WebhookRequest
 from connectzap.core import ingress
 from connectzap.core.errors import SignatureError
-from connectzap.core.signatures import sign_woocommerce, verify_woocommerce
+from connectzap.connectors.woocommerce.signatures import sign_woocommerce, verify_woocommerce
 from connectzap.core.store.schema import events
 from connectzap.connectors.woocommerce.settings import ticked
 

@@ -43,6 +43,8 @@ def doctor(obj: Ctx) -> None:
     click.echo(f"templates cached: {len(cached)} ({sum(t.status == 'APPROVED' for t in cached)} approved)")
     from ..core.plugins import load_failures
     problems = [f"plugin {f.name}: {f.error}" for f in load_failures()]
+    if app.channel_missing:
+        problems.append(app.channel_missing)
     if not settings.api.keys:
         click.echo("note: api.keys is empty: `serve` uses the generated key in "
                    f"{settings.data_dir / 'api-key'}")

@@ -2,49 +2,68 @@
 
 ``Connectzap`` is what the CLI, the HTTP service and tests hold. Ingress goes through
 :meth:`Connectzap.ingest`; anything that wants a message sent goes through :meth:`send`
-(the gate); workers drain the journal and the outbox (:mod:`connectzap.core.workers`).
+(the gate); workers drain the journal and the outbox (:mod:`connectzap.core.worker`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy import func, select
 
-from .connector import Connector
 from . import consent as ledger
 from . import gate
-from .channel import Channel
-from .hooks import collect_connectors
+from .channel import Channel, LegacyChannel, NoChannel
+from .connector import Connector
+from .context import PluginState
 from .errors import ConfigurationError, NotFoundError
+from .hooks import collect_connectors
+from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
 from .phones import contact_key, set_default_region, to_e164
 from .plugins import load_failures, load_plugins
 from .settings import Settings, describe_validation_error, load_settings
-from .store import journal, outbox
+from .store import flags, journal, outbox
 from .store.database import Database, now
-from .store.schema import flags
+from .store.schema import workers
 
 if TYPE_CHECKING:
     from .simulation import Simulation
 
 log = logging.getLogger("connectzap")
 
+ChannelFactory = Callable[["Connectzap"], Channel]
+"""Builds a channel for an engine: a channel class taking the engine, or a function."""
+
 
 class Connectzap:
-    """The running engine. Create it with settings (or the embedded defaults), then :meth:`start`."""
+    """The running engine. Create it with settings (or the embedded defaults), then :meth:`start`.
 
-    def __init__(self, settings: Settings | None = None, *, channel: Channel | None = None,
+    ``channel`` is where sends go: a channel, or a :data:`ChannelFactory` called with the engine
+    (``channel=SandboxChannel``). Without one, :meth:`start` asks the connectors
+    (:meth:`Connector.make_channel`; a simulation asks for :meth:`Connector.make_rehearsal_channel`);
+    when none offers one, nothing is sent and messages wait in the queue (:attr:`channel_missing`
+    says why; so do ``/healthz`` and ``connectzap doctor``).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, channel: Channel | ChannelFactory | None = None,
                  simulation: Simulation | None = None) -> None:
         self.settings = settings or load_settings()
         self.simulation = simulation
-        """Set for a rehearsal (:mod:`.simulation`): the sandbox channel, connectors rehearsed, not called."""
+        """Set for a rehearsal (:mod:`.simulation`): a rehearsal channel, connectors rehearsed, not called."""
         set_default_region(self.settings.phones.default_region)
         self.db = Database(self.settings.database_url, pool_size=self.settings.database.pool_size)
         self.secret = self.settings.hash_secret()
-        self._channel = channel
+        self._channel: Channel | None = None
+        if channel is not None:
+            built = channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel
+            self._channel = _checked(built)
         self.connectors: dict[str, Connector] = {}
         self.started = False
 
@@ -59,7 +78,7 @@ class Connectzap:
         load_plugins()
         self.connectors = self._build_connectors()
         if self._channel is None:
-            self._channel = self._default_channel()
+            self._channel = self._channel_from_connectors()
         self.started = True
         return self
 
@@ -80,17 +99,19 @@ class Connectzap:
             built[name] = cls(settings, self)
         return built
 
-    def _default_channel(self) -> Channel:
-        """The channel of the first connector that offers one (``make_channel``: the bundled
-        WhatsApp connector gives the Cloud API when configured), else the sandbox. A simulation
-        always gets the sandbox."""
-        for connector in self.connectors.values() if self.simulation is None else ():
-            make = getattr(connector, "make_channel", None)
-            if make is not None:
-                return make()  # type: ignore[no-any-return]
-        # The embedded default: without any sending connector, sends go to the sandbox.
-        from ..connectors.whatsapp.sandbox import SandboxChannel
-        return SandboxChannel(self)
+    def _channel_from_connectors(self) -> Channel:
+        """The channel of the first connector that offers one (the bundled WhatsApp connector
+        does: the Cloud API when configured, else the sandbox), or a :class:`NoChannel`. A
+        simulation takes only a rehearsal channel (the WhatsApp connector's sandbox): it never sends."""
+        rehearsing = self.simulation is not None
+        for connector in self.connectors.values():
+            offered = connector.make_rehearsal_channel() if rehearsing else connector.make_channel()
+            if offered is not None:
+                return _checked(offered)
+        enabled = ", ".join(sorted(self.connectors)) or "none"
+        what = "a rehearsal channel" if rehearsing else "one"
+        return NoChannel(f"no channel: none of the enabled connectors ({enabled}) offers {what}, so messages wait "
+                         "in the queue; enable a connector that sends (is [connectors.whatsapp] enabled = false?)")
 
     @property
     def channel(self) -> Channel:
@@ -98,6 +119,23 @@ class Connectzap:
             self.start()
         assert self._channel is not None
         return self._channel
+
+    @property
+    def channel_missing(self) -> str | None:
+        """Why this engine has no channel to send through, or None when it has one."""
+        return self._channel.reason if isinstance(self._channel, NoChannel) else None
+
+    def use_channel(self, channel: Channel) -> Channel:
+        """Send through ``channel`` from now on (e.g. the same channel wrapped to count sends);
+        returns the channel used before."""
+        previous = self.channel
+        self._channel = _checked(channel)
+        return previous
+
+    def plugin_state(self, plugin: str) -> PluginState:
+        """Durable key/value state of ``plugin`` outside any hook (a cursor, a crash mark): reads
+        see what is committed, and each write commits at once. Inside a hook use ``ctx.state``."""
+        return PluginState(self, plugin, buffered=False)
 
     async def aclose(self) -> None:
         if self._channel is not None:
@@ -123,7 +161,8 @@ class Connectzap:
         """Put a message through the gate. Without a key, each call is a new message."""
         key = idempotency_key or outgoing.idempotency_key
         with self.db.begin() as conn:
-            return gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=_scoped_key(source, key),
+            return gate.admit(self.db, conn, self.secret, outgoing,
+                              idempotency_key=scoped_key(source, key) if key else unique_key(source),
                               strict_key=strict_key, fresh_key=key is None)
 
     def send_many(self, messages: list[Outgoing], *, source: str = "api") -> list[gate.Decision]:
@@ -133,7 +172,8 @@ class Connectzap:
         and template facts are read once for the batch and the outbox rows written in one
         statement. A message's own ``idempotency_key`` makes it idempotent; without one each is new.
         """
-        admissions = [gate.Admission(m, _scoped_key(source, m.idempotency_key), fresh_key=m.idempotency_key is None)
+        admissions = [gate.Admission(m, scoped_key(source, m.idempotency_key) if m.idempotency_key
+                                     else unique_key(source), fresh_key=m.idempotency_key is None)
                       for m in messages]
         with self.db.begin() as conn:
             return gate.admit_many(self.db, conn, self.secret, admissions)
@@ -181,26 +221,22 @@ class Connectzap:
 
     def paused(self) -> str | None:
         """Why sending is paused (e.g. an expired access token), or None."""
-        from sqlalchemy import select
         with self.db.read() as conn:
-            row = conn.execute(select(flags.c.value).where(flags.c.name == "sending_paused")).first()
-        return row[0] if row and row[0] else None
+            return flags.sending_paused(conn)
 
     def set_paused(self, reason: str | None) -> None:
         with self.db.begin() as conn:
-            self.db.upsert(conn, flags, {"name": "sending_paused", "value": reason, "updated_at": now()}, ["name"])
+            flags.pause_sending(self.db, conn, reason)
 
     def health(self) -> dict[str, Any]:
-        from sqlalchemy import func, select
-
-        from .store.schema import workers
         db_ok = self.db.ping()
+        missing = self.channel_missing
         result: dict[str, Any] = {"database": "ok" if db_ok else "unreachable",
-                                  "channel": getattr(self._channel, "name", None),
+                                  "channel": self._channel.name if self._channel is not None and not missing else None,
                                   "plugin_errors": [f.__dict__ for f in load_failures()],
-                                  "paused": None, "workers": 0, "queue": {}}
+                                  "paused": missing, "workers": 0, "queue": {}}
         if db_ok:
-            result["paused"] = self.paused()
+            result["paused"] = missing or self.paused()
             with self.db.read() as conn:
                 result["workers"] = conn.execute(select(func.count()).select_from(workers).where(
                     workers.c.heartbeat_at > now() - 30)).scalar_one()
@@ -209,6 +245,10 @@ class Connectzap:
         return result
 
 
-def _scoped_key(source: str, key: str | None) -> str:
-    """Idempotency keys are per source; a message without one gets a key nobody else can hold."""
-    return f"{source}:{key or gate.new_message_id()}"
+def _checked(channel: Any) -> Channel:
+    """``channel`` as the sender uses it. One written before ``pace`` existed is adapted, with a warning."""
+    if isinstance(channel, Channel):
+        return channel
+    warnings.warn(f"{type(channel).__name__} has no pace() method; subclass connectzap.core.channel.BaseChannel "
+                  "(channels without one are adapted for now)", DeprecationWarning, stacklevel=3)
+    return LegacyChannel(channel)

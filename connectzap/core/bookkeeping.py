@@ -12,9 +12,10 @@ from typing import Any
 
 from . import consent as ledger
 from . import gate, reachability, templates, windows
+from .idempotency import scoped_key
 from .messages import Outgoing
-from .models import (CancelRequest, Category, ConsentChange, Event, EventKind, InboundMessage, MessageStatus,
-                     TemplateUpdate)
+from .models import (CancelRequest, Category, ConsentChange, DeliveryOutcome, Event, EventKind, InboundMessage,
+                     MessageStatus, StatusValue, TemplateUpdate)
 from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
@@ -44,8 +45,8 @@ class Bookkeeping:
                                    message.business_phone_number_id)
         elif kind == EventKind.MESSAGE_STATUS:
             status = MessageStatus.model_validate(event.data)
-            if status.status != "accepted":
-                self.apply_status(conn, status)
+            if status.status != StatusValue.ACCEPTED:
+                self.apply_status(conn, status, reported_by=event.source)
         elif kind == EventKind.CONSENT_CHANGED and not event.already_recorded:
             change = ConsentChange.model_validate(event.data)
             ledger.record(self.db, conn, contact_key(change.phone, self.secret), change)
@@ -53,7 +54,7 @@ class Bookkeeping:
             result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
         elif kind == EventKind.SEND:
             outgoing = Outgoing.model_validate(event.data)
-            key = f"{event.source}:{outgoing.idempotency_key or event.dedupe_key}"
+            key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
             result = gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key,
                                 source_event_id=event_id, plugin=event.source).as_dict()
         elif kind == EventKind.CANCEL:
@@ -68,20 +69,30 @@ class Bookkeeping:
                                                     already_recorded=True,
                                                     dedupe_key=dedupe)])
 
-    def apply_status(self, conn: Any, status: MessageStatus) -> None:
+    def apply_status(self, conn: Any, status: MessageStatus, reported_by: str = "channel") -> None:
+        """Move the message's status on; a failure's neutral ``outcome`` may change what we know
+        about the recipient (``reported_by``: the event's source, e.g. ``whatsapp``)."""
         error = status.errors[0] if status.errors else None
         before = outbox.apply_status(conn, status.wamid, status.status,
                                      str(error.code) if error and error.code is not None else None,
                                      (error.details or error.message or error.title) if error else None,
                                      status.outbox_id)
-        if before is None or status.status != "failed" or error is None:
+        if before is None or status.status != StatusValue.FAILED or status.outcome is None:
             return
-        code = str(error.code)
-        if code == "131050" and status.recipient:
-            self.record_consent(conn, ConsentChange(phone=status.recipient, category=Category.MARKETING,
-                                                     granted=False, source="whatsapp:131050",
-                                                     proof="WhatsApp reported the user stopped marketing messages"),
-                                 origin=f"status:{status.wamid}")
-        elif code == "131026":
-            reachability.mark_unreachable(self.db, conn, before["contact_key"])
+        code = error.code if error is not None and error.code is not None else status.outcome.value
+        said = (error.title or error.message or "") if error is not None else ""
+        self.apply_outcome(conn, status.outcome, phone=status.recipient, contact_key=before["contact_key"],
+                           reported_by=f"{reported_by}:{code}",
+                           proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
+                           origin=f"status:{status.wamid}")
 
+    def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
+                      reported_by: str, proof: str, origin: str) -> None:
+        """What a failed delivery said about its recipient: an opt-out of marketing is recorded in
+        the ledger (with ``reported_by`` as its source and ``proof``); an unreachable number holds
+        business-initiated messages until the contact writes. Other outcomes change nothing here."""
+        if outcome is DeliveryOutcome.OPTED_OUT and phone:
+            self.record_consent(conn, ConsentChange(phone=phone, category=Category.MARKETING, granted=False,
+                                                    source=reported_by, proof=proof), origin=origin)
+        elif outcome is DeliveryOutcome.UNREACHABLE:
+            reachability.mark_unreachable(self.db, conn, contact_key)

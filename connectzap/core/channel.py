@@ -1,15 +1,28 @@
 """What the sender needs from a channel (the Cloud API client, the sandbox, a test fake).
 
-``send`` returns the wamid or raises from the exception tree, which says what happens next:
+A connector offers one through :meth:`~connectzap.core.connector.Connector.make_channel`; the
+engine takes the first it gets (or the one it was given). For each claimed message the sender
+calls :meth:`Channel.pace` and then :meth:`Channel.send`.
+
+``pace`` waits until the message may go out under the channel's rate limits, or raises
+:class:`~connectzap.core.errors.PacedError` with ``retry_after`` when it must wait longer: the
+message goes back to the queue and the attempt is not counted.
+
+``send`` returns the message id the channel gave (the wamid) or raises from the exception tree,
+which says what happens next:
 
 * :class:`~connectzap.core.errors.RetriableDeliveryError` -- back to the queue, with backoff.
-* :class:`~connectzap.core.errors.SkippableDeliveryError` -- this message fails; ``code`` may be
-  ``window_closed`` (send the fallback template if there is one), ``opted_out`` (record a
-  marketing opt-out) or ``unreachable`` (mark the contact).
+* :class:`~connectzap.core.errors.SkippableDeliveryError` -- this message fails; its ``code`` is
+  a :class:`~connectzap.core.models.DeliveryOutcome` when the failure says something about the
+  recipient: ``window_closed`` (send the fallback template if there is one), ``opted_out``
+  (record a marketing opt-out) or ``unreachable`` (mark the contact). A channel maps its
+  vendor's error codes to these; the core knows no vendor's codes.
 * :class:`~connectzap.core.errors.SendingPausedError` -- requeue and pause all sending.
 * :class:`~connectzap.core.errors.FatalDeliveryError` -- this message fails with the details.
 * :class:`~connectzap.core.errors.AmbiguousDeliveryError` -- it may have been sent: mark it
   ``unknown`` and reconcile; never resend blindly.
+
+Subclass :class:`BaseChannel` to get the optional parts (no pacing, no reconcile) for free.
 """
 
 from __future__ import annotations
@@ -17,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import RetriableDeliveryError
 from .messages import MessageContent
 
 
 @dataclass(frozen=True)
 class OutboundSend:
-    """One message as the channel sees it. ``outbox_id`` travels as ``biz_opaque_callback_data``."""
+    """One message as the channel sees it. ``outbox_id`` travels as ``biz_opaque_callback_data``;
+    ``contact_key`` is the recipient's keyed hash (what pacing keys per-recipient limits on)."""
 
     outbox_id: str
     recipient: str  # E.164
@@ -30,17 +45,24 @@ class OutboundSend:
     category: str
     reply_to: str | None = None
     business_phone_number_id: str | None = None
+    contact_key: str = ""
 
 
 NOT_SUPPORTED: Any = object()
+"""What :meth:`Channel.reconcile` answers when the channel cannot tell whether a message went out."""
 
 
 @runtime_checkable
 class Channel(Protocol):
     name: str
 
+    async def pace(self, message: OutboundSend) -> None:
+        """Wait until ``message`` may be sent under this channel's rate limits; raise
+        :class:`~connectzap.core.errors.PacedError` (with ``retry_after``) to hold it back."""
+        ...
+
     async def send(self, message: OutboundSend) -> str:
-        """Send one message; return its wamid."""
+        """Send one message; return its id at the channel (the wamid)."""
         ...
 
     async def reconcile(self, outbox_id: str) -> Any:
@@ -50,3 +72,64 @@ class Channel(Protocol):
 
     async def aclose(self) -> None:
         ...
+
+
+class BaseChannel:
+    """A channel with the optional parts filled in: no rate limits, no reconcile, nothing to close.
+    Subclasses set ``name`` and implement :meth:`send`."""
+
+    name: str = ""
+
+    async def pace(self, message: OutboundSend) -> None:
+        return None
+
+    async def send(self, message: OutboundSend) -> str:
+        raise NotImplementedError(f"{type(self).__name__} must implement send")
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return NOT_SUPPORTED
+
+    async def aclose(self) -> None:
+        return None
+
+
+class NoChannel(BaseChannel):
+    """Where sends would go when no connector offers a channel: nowhere. The engine reports
+    ``reason`` (health, ``doctor``) and the sender leaves the outbox alone, so messages wait in the
+    queue until a channel is configured -- none is failed or lost."""
+
+    name = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def send(self, message: OutboundSend) -> str:
+        # The sender never calls this; anyone else learns why, and the message may be tried again.
+        raise RetriableDeliveryError(self.reason, code="no_channel", retry_after=30.0)
+
+    def __repr__(self) -> str:
+        return f"NoChannel({self.reason!r})"
+
+
+class LegacyChannel(BaseChannel):
+    """Adapts a channel written before :meth:`Channel.pace` existed: it has no pacing of its own.
+    Deprecated; subclass :class:`BaseChannel` instead. Its other attributes are the wrapped one's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def send(self, message: OutboundSend) -> str:
+        return str(await self.inner.send(message))
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return await self.inner.reconcile(outbox_id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # what tests read from their own channel (``sent()``, ...)
+
+    def __repr__(self) -> str:
+        return f"LegacyChannel({self.inner!r})"

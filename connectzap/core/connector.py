@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from .channel import Channel
 from .models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, Order
 
 if TYPE_CHECKING:
@@ -126,6 +127,20 @@ class Connector:
 
     async def sync_lead(self, lead: Lead, ctx: EventContext) -> None:
         """Forward a new lead to the external system."""
+
+    # --- sending (optional) -----------------------------------------------------------
+
+    def make_channel(self) -> Channel | None:
+        """The channel sends go through, if this connector provides one (with its own rate limits:
+        :meth:`Channel.pace <connectzap.core.channel.Channel.pace>`). Called once at start-up; the
+        engine uses the first connector's channel it gets. Default: none."""
+        return None
+
+    def make_rehearsal_channel(self) -> Channel | None:
+        """The channel a simulation (``connectzap simulate``) sends through instead: it must reach
+        no one -- it validates and records what would have gone out (the WhatsApp connector's
+        sandbox). A simulating engine never takes :meth:`make_channel`'s. Default: none."""
+        return None
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -7,13 +7,11 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from .errors import InvalidPhoneError
 from .messages import MessageContent, Outgoing
 from .models import Category, ConsentChange, Contact
 from .phones import contact_key, mask, to_e164
-from .store.schema import plugin_state
+from .store import plugin_state
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -21,32 +19,46 @@ if TYPE_CHECKING:
 
 
 class PluginState:
-    """Durable key/value state for one plugin. Writes are buffered and committed together with the
-    hook's proposals, only if the hook succeeds -- so state and sends never disagree."""
+    """Durable key/value state of one plugin (values are JSON: dicts, lists, strings, numbers).
 
-    def __init__(self, app: Connectzap, plugin: str) -> None:
+    ``ctx.state`` in a hook is *buffered*: writes are committed together with the hook's
+    proposals, only if the hook succeeds -- so state and sends never disagree -- and ``get``
+    sees the hook's own writes at once. ``app.plugin_state(name)`` outside a hook (a cursor a
+    connector keeps, a mark written before a call that must survive a crash) commits each write
+    at once.
+    """
+
+    def __init__(self, app: Connectzap, plugin: str, *, buffered: bool = True) -> None:
         self._app = app
         self._plugin = plugin
+        self._buffered = buffered
         self.pending: dict[str, Any] = {}
+        """The buffered writes (key -> value or :data:`connectzap.core.store.plugin_state.DELETED`)."""
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.pending:
             value = self.pending[key]
-            return default if value is _DELETED else value
+            return default if value is plugin_state.DELETED else value
         with self._app.db.read() as conn:
-            row = conn.execute(select(plugin_state.c.value).where(
-                plugin_state.c.plugin == self._plugin, plugin_state.c.key == key)).first()
-        return json.loads(row[0]) if row else default
+            return plugin_state.read(conn, self._plugin, key, default)
 
     def set(self, key: str, value: Any) -> None:
         json.dumps(value)  # fail now, inside the hook, if it cannot be stored
-        self.pending[key] = value
+        self._change(key, value)
 
     def delete(self, key: str) -> None:
-        self.pending[key] = _DELETED
+        self._change(key, plugin_state.DELETED)
 
+    def _change(self, key: str, value: Any) -> None:
+        if self._buffered:
+            self.pending[key] = value
+            return
+        db = self._app.db
+        with db.begin() as conn:
+            plugin_state.write(db, conn, self._plugin, {key: value})
 
-_DELETED = object()
+    def __repr__(self) -> str:
+        return f"<PluginState {self._plugin}{' (buffered)' if self._buffered else ''}>"
 
 
 class EventContext:

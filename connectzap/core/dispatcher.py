@@ -9,7 +9,6 @@ dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 from . import gate
 from .bookkeeping import Bookkeeping
 from .context import EventContext
-from .errors import FatalError, SkippableError
+from .errors import FatalError, RetriableError, SkippableError
 from .hookspecs import EVENT_HOOKS
 from .hooks import DeliveryTarget, as_proposals, delivery_targets
+from .idempotency import proposal_key, scoped_key
 from .messages import Outgoing
 from .models import ConsentChange, Event
 from .retries import backoff
-from .store import journal
+from .store import journal, plugin_state
 from .store.database import now
-from .store.schema import plugin_state
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -206,21 +205,14 @@ class Dispatcher:
             journal.settle_many(conn, [plan.event_id for plan in plans], retention)
 
     def _commit(self, conn: Any, o: _Delivery) -> None:
-        from .context import _DELETED
         for n, change in enumerate(o.consent_changes):
             self.bookkeeping.record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
-        admissions = [gate.Admission(proposal, f"{o.target}:{proposal.idempotency_key}" if proposal.idempotency_key
-                                     else f"event:{o.event_id}:{o.target}:{index}")
+        admissions = [gate.Admission(proposal, scoped_key(o.target, proposal.idempotency_key)
+                                     if proposal.idempotency_key else proposal_key(o.event_id, o.target, index))
                       for index, proposal in enumerate(o.proposals)]
         decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
                                                           source_event_id=o.event_id, plugin=o.target)]
-        for key, value in o.state.items():
-            if value is _DELETED:
-                conn.execute(plugin_state.delete().where(plugin_state.c.plugin == o.target,
-                                                         plugin_state.c.key == key))
-            else:
-                self.db.upsert(conn, plugin_state, {"plugin": o.target, "key": key, "value": json.dumps(value),
-                                                    "updated_at": now()}, ["plugin", "key"])
+        plugin_state.write(self.db, conn, o.target, o.state)
         journal.finish_delivery(conn, o.event_id, o.target, o.result if o.result is not None else decisions)
 
     def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
@@ -228,8 +220,8 @@ class Dispatcher:
         if isinstance(exc, FatalError) or attempt >= self.cfg.max_attempts:
             retry_at = None
         else:
-            delay = getattr(exc, "retry_after", None) or backoff(attempt, self.cfg.backoff_base_seconds,
-                                                                 self.cfg.backoff_max_seconds)
+            hinted = exc.retry_after if isinstance(exc, RetriableError) else None
+            delay = hinted or backoff(attempt, self.cfg.backoff_base_seconds, self.cfg.backoff_max_seconds)
             retry_at = now() + delay
         journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +24,14 @@ from sqlalchemy import Connection, select
 from . import consent, templates
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
-from .messages import Outgoing, TemplateContent
-from .models import Category, ConsentRecord, TemplateInfo
+from .messages import Outgoing, TemplateContent, TextParam
+from .models import Category, ConsentRecord, StatusValue, TemplateInfo
 from .phones import contact_key
+from .store import outbox
 from .store.database import Database, now
-from .store.schema import consents, contacts, outbox, windows
+from .store.outbox import new_message_id
+from .store.schema import consents, contacts, windows
+from .store.schema import outbox as outbox_table
 
 REASONS = {
     "invalid_phone": "the recipient is not a valid phone number",
@@ -54,10 +55,6 @@ def clean_param(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def new_message_id() -> str:
-    return f"m{int(time.time() * 1000):011x}{secrets.token_hex(6)}"
-
-
 @dataclass(frozen=True)
 class Decision:
     """What the gate did with a message: queued it (``status="queued"``) or refused it (``reason``)."""
@@ -71,7 +68,7 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
-        return self.status != "refused"
+        return self.status != StatusValue.REFUSED
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "reason": self.reason, "detail": self.detail,
@@ -137,7 +134,7 @@ class BatchFacts:
 def _texts(content: TemplateContent) -> list[str | None]:
     """Every free-text value Meta checks for whitespace, in a fixed order."""
     body = content.body.values() if isinstance(content.body, dict) else content.body
-    texts: list[str | None] = [getattr(param, "text", None) for param in body]
+    texts: list[str | None] = [param.text if isinstance(param, TextParam) else None for param in body]
     texts.append(content.header.text if content.header else None)
     texts += [value for b in content.buttons for value in (b.payload, b.text, b.coupon_code)]
     return texts
@@ -220,18 +217,12 @@ class Admission:
     looked up and no request hash is kept for it."""
 
 
-_EXISTING_COLUMNS = (outbox.c.idempotency_key, outbox.c.id, outbox.c.status, outbox.c.reason,
-                     outbox.c.request_hash)
-_LOOKUP_CHUNK = 500  # bound parameters per IN (...): well inside every backend's limit
+_EXISTING_COLUMNS = (outbox_table.c.idempotency_key, outbox_table.c.id, outbox_table.c.status,
+                     outbox_table.c.reason, outbox_table.c.request_hash)
 
 
 def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for at in range(0, len(keys), _LOOKUP_CHUNK):
-        chunk = keys[at:at + _LOOKUP_CHUNK]
-        for row in conn.execute(select(*_EXISTING_COLUMNS).where(outbox.c.idempotency_key.in_(chunk))):
-            found[row.idempotency_key] = row
-    return found
+    return outbox.by_keys(conn, keys, _EXISTING_COLUMNS)
 
 
 def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, idempotency_key: str,
@@ -272,7 +263,7 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
                                               digest)
         decisions.append(decision)
         rows.append(row)
-    lost = {row["idempotency_key"] for row in rows} - set(_insert(db, conn, rows))
+    lost = {row["idempotency_key"] for row in rows} - set(outbox.add_many(db, conn, rows))
     if lost:  # another transaction committed the same key first (PostgreSQL): its message stands
         winners = _existing(conn, sorted(lost))
         for n, (a, decision) in enumerate(zip(admissions, decisions, strict=True)):
@@ -295,15 +286,6 @@ class _Earlier:
     status: str
     reason: str | None
     request_hash: str
-
-
-def _insert(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
-    """Insert ``rows``; a key that is already taken is skipped. Returns the keys inserted."""
-    if not rows:
-        return []
-    stmt = (db.insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(outbox.c.idempotency_key))
-    return [r[0] for r in conn.execute(stmt, rows)]
 
 
 def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_event_id: int | None,
@@ -331,11 +313,12 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
             "reply_to": outgoing.reply_to,
         })
     not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
-    status = "refused" if refused else "queued"
+    status = StatusValue.REFUSED if refused else StatusValue.QUEUED
+    template = shown if isinstance(shown, TemplateContent) else None
     row = dict(
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
         recipient=None if refused else phone, category=verdict.category, content_type=shown.type,
-        template_name=getattr(shown, "name", None), language=getattr(shown, "language", None),
+        template_name=template.name if template else None, language=template.language if template else None,
         content=stored, status=status, reason=verdict.reason,
         error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,

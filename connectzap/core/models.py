@@ -98,6 +98,10 @@ class Order(Model):
     updated_at: datetime | None = None
     tracking_url: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    partial: bool | None = None
+    """True when only the id and status are known (a thin webhook): hooks that need the rest wait
+    for the full order, which its connector fetches and journals as another event. Unset (None)
+    on a complete order, so its serialised form carries no such key."""
 
     @field_validator("id", "number", mode="before")
     @classmethod
@@ -223,11 +227,24 @@ _STATUS_RANK = {
 }
 
 
+class DeliveryOutcome(StrEnum):
+    """What a failed delivery says about the recipient, in neutral terms. A channel or its connector
+    maps its vendor's error codes to these; the core acts on them and knows no vendor's codes."""
+
+    WINDOW_CLOSED = "window_closed"
+    """Free-form messages need a customer message in the last 24 hours (a fallback template may go)."""
+    OPTED_OUT = "opted_out"
+    """The recipient stopped marketing messages at the channel: a marketing opt-out is recorded."""
+    UNREACHABLE = "unreachable"
+    """The number cannot receive messages: business-initiated sends wait until the contact writes."""
+
+
 class MessageStatus(Model):
     """A status update for a message we sent (from Meta's status webhook or the sandbox).
 
     ``outbox_id`` comes back from ``biz_opaque_callback_data``; ``content`` is filled only on
     the ``accepted`` status connectzap emits itself, so CRM plugins can log what was sent.
+    ``outcome`` is set on a ``failed`` status whose error says something about the recipient.
     """
 
     wamid: str
@@ -243,6 +260,7 @@ class MessageStatus(Model):
     content: dict[str, Any] | None = None
     category: str | None = None
     source_event_id: int | None = None
+    outcome: DeliveryOutcome | None = None
 
     @field_validator("recipient", mode="before")
     @classmethod

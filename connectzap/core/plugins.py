@@ -22,6 +22,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginLoadError
+from .version import __version__
 
 log = logging.getLogger("connectzap.plugins")
 
@@ -146,14 +147,12 @@ def load_failures() -> list[LoadFailure]:
 def get_plugins() -> list[dict[str, Any]]:
     """Every registered plugin: name, distribution, version, hooks; failed ones with their error."""
     load_plugins()
-    import connectzap
-
     rows: list[dict[str, Any]] = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
             continue
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        dist, version = _state.distributions.get(name, ("connectzap", connectzap.__version__))
+        dist, version = _state.distributions.get(name, ("connectzap", __version__))
         rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks,
                      "bundled": name not in _state.distributions, "error": None})
     for failure in _state.failures:

@@ -1,49 +1,80 @@
-"""The sender: outbox -> gate re-check -> rate limits -> channel -> what the channel said.
+"""The sender: outbox -> gate re-check -> the channel's pacing -> channel -> what the channel said.
 
 Consent may have been revoked while a reminder waited, so the gate is checked again before
-each send. A message whose sender died mid-send is reconciled, never blindly resent.
+each send. A message whose sender died mid-send is reconciled, never blindly resent. Every
+change of a message's state is a named transition of :mod:`connectzap.core.store.outbox`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from . import gate, reachability
+from . import gate
 from .bookkeeping import Bookkeeping
-from .channel import NOT_SUPPORTED, OutboundSend
-from .errors import (AmbiguousDeliveryError, FatalError, PacedError, RetriableError, SendingPausedError,
-                     SkippableDeliveryError, SkippableError)
-from .messages import MessageContent
-from .models import Category, ConsentChange, Event, EventKind, MessageStatus
+from .channel import NOT_SUPPORTED, Channel, OutboundSend
+from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
+                     SendingPausedError, SkippableDeliveryError, SkippableError)
+from .messages import MessageContent, TemplateContent
+from .models import DeliveryOutcome, Event, EventKind, MessageStatus, StatusValue
 from .retries import backoff
-from .store import journal, outbox
+from .store import flags, journal, outbox
 from .store.database import now
-from .store.schema import flags
+from .store.outbox import ErrorRecord
 
 if TYPE_CHECKING:
     from .app import Connectzap
 
 log = logging.getLogger("connectzap.sender")
 CONTENT = TypeAdapter(MessageContent)
+PAUSED_RETRY_SECONDS = 30.0
+
+
+class SendResult(StrEnum):
+    """What one send attempt came to, decided from what the channel returned or raised."""
+
+    SENT = "ok"
+    PACED = "paced"              # a rate limit held it back before it was sent; the attempt is given back
+    RETRY = "retry"              # not sent; try again later with backoff
+    UNDELIVERABLE = "skip"       # this message cannot reach this recipient (see DeliveryOutcome)
+    FAILED = "fatal"             # this message is wrong; it will never be sent
+    PAUSED = "paused"            # the channel's credentials or account stopped working: pause all sending
+    UNKNOWN = "unknown"          # it may have been sent; reconcile, never resend blindly
+
+
+def classify(exc: BaseException) -> SendResult:
+    """The result of an attempt that raised ``exc`` (the exception tree says what to do next)."""
+    if isinstance(exc, SendingPausedError):
+        return SendResult.PAUSED
+    if isinstance(exc, AmbiguousDeliveryError):
+        return SendResult.UNKNOWN
+    if isinstance(exc, PacedError):
+        return SendResult.PACED
+    if isinstance(exc, RetriableError):
+        return SendResult.RETRY
+    if isinstance(exc, SkippableDeliveryError):
+        return SendResult.UNDELIVERABLE
+    if isinstance(exc, (FatalError, SkippableError)):
+        return SendResult.FAILED
+    return SendResult.RETRY  # unexpected: logged by the caller, and tried again
 
 
 @dataclass
 class SendOutcome:
+    """One claimed message, what was sent for it, and what came of the attempt."""
+
     row: dict[str, Any]
-    kind: str  # ok | retry | skip | fatal | paused | unknown | refused
+    message: OutboundSend
+    result: SendResult
     wamid: str | None = None
     error: Exception | None = None
-    retry_after: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
 
 
 class Sender:
@@ -57,22 +88,24 @@ class Sender:
         self.id = worker_id
         self.bookkeeping = bookkeeping
         self.has_targets = has_targets
-        self.pacer: Any = getattr(app, "pacer", None)
 
     async def send_once(self) -> int:
+        if self.app.channel_missing:
+            return 0  # nowhere to send: messages wait in the queue (health and doctor say why)
         if await asyncio.to_thread(self.app.paused):
             return 0
         claimed = await asyncio.to_thread(self._claim_outbox)
         if not claimed:
             return 0
+        channel = self.app.channel
         semaphore = asyncio.Semaphore(self.cfg.send_concurrency)
 
         async def one(item: tuple[dict[str, Any], OutboundSend]) -> SendOutcome:
             async with semaphore:
-                return await self._send_one(*item)
+                return await self._send_one(channel, *item)
 
         outcomes = await asyncio.gather(*(one(item) for item in claimed))
-        await asyncio.to_thread(self._record, list(outcomes))
+        await asyncio.to_thread(self._record, channel, list(outcomes))
         return len(outcomes)
 
     def _claim_outbox(self) -> list[tuple[dict[str, Any], OutboundSend]]:
@@ -89,106 +122,83 @@ class Sender:
                 original = CONTENT.validate_python(item["original"])
                 fallback = item.get("fallback")
                 verdict = gate.evaluate(facts, row["contact_key"], original,
-                                        gate.TemplateContent.model_validate(fallback) if fallback else None,
+                                        TemplateContent.model_validate(fallback) if fallback else None,
                                         row["business_phone_number_id"])
                 if verdict.reason:
-                    outbox.update(conn, row["id"], status="refused", reason=verdict.reason,
-                                  error_details=verdict.detail, claimed_by=None, claimed_until=None,
-                                  **outbox.erase_values(0))
+                    outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     continue
                 ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
                                                 content=verdict.content, category=verdict.category,
                                                 reply_to=item.get("reply_to"),
-                                                business_phone_number_id=row["business_phone_number_id"])))
+                                                business_phone_number_id=row["business_phone_number_id"],
+                                                contact_key=row["contact_key"])))
         return ready
 
-    async def _send_one(self, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
+    async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
         try:
-            if self.pacer is not None:
-                await self.pacer.acquire(message, row)
-            wamid = await self.app.channel.send(message)
-            return SendOutcome(row, "ok", wamid=wamid, extra={"message": message})
-        except SendingPausedError as exc:
-            return SendOutcome(row, "paused", error=exc)
-        except AmbiguousDeliveryError as exc:
-            return SendOutcome(row, "unknown", error=exc)
-        except RetriableError as exc:
-            return SendOutcome(row, "retry", error=exc, retry_after=exc.retry_after)
-        except SkippableDeliveryError as exc:
-            return SendOutcome(row, "skip", error=exc, extra={"message": message})
-        except (FatalError, SkippableError) as exc:
-            return SendOutcome(row, "fatal", error=exc)
-        except Exception as exc:
-            log.exception("message %s: unexpected error while sending", row["id"])
-            return SendOutcome(row, "retry", error=exc)
+            await channel.pace(message)
+            wamid = await channel.send(message)
+        except Exception as exc:  # every failure is classified and recorded
+            result = classify(exc)
+            if result is SendResult.RETRY and not isinstance(exc, RetriableError):
+                log.exception("message %s: unexpected error while sending", row["id"])
+            return SendOutcome(row, message, result, error=exc)
+        return SendOutcome(row, message, SendResult.SENT, wamid=wamid)
 
-    def _record(self, outcomes: list[SendOutcome]) -> None:
+    def _record(self, channel: Channel, outcomes: list[SendOutcome]) -> None:
         retention = self.app.settings.privacy.retention_hours * 3600
         want_accepted = self.has_targets("message_status")
         with self.db.begin() as conn:
-            sent = [o for o in outcomes if o.kind == "ok"]
+            sent = [o for o in outcomes if o.result is SendResult.SENT]
             outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent], outbox.erase_values(retention))
             if want_accepted and sent:
                 journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:
-                row = o.row
-                release = {"claimed_by": None, "claimed_until": None}
-                err = o.error
-                details = _error_fields(err)
-                if o.kind == "ok":
+                row, err = o.row, o.error
+                error = error_record(err)
+                if o.result is SendResult.SENT:
                     continue
-                elif o.kind == "retry" and isinstance(err, PacedError):
-                    # held back by a rate limit before sending: it waits, and the attempt is given back
-                    outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + (o.retry_after or 1.0),
-                                  attempts=row["attempts"], **release)
-                elif o.kind == "retry":
+                elif o.result is SendResult.PACED:
+                    outbox.hold_back(conn, row["id"], now() + (_retry_after(err) or 1.0), attempts=row["attempts"])
+                elif o.result is SendResult.RETRY:
                     if row["attempts"] + 1 > self.cfg.max_attempts:
-                        outbox.update(conn, row["id"], status="failed", reason="max_attempts", **details, **release,
-                                      **outbox.erase_values(retention))
+                        outbox.fail(conn, row["id"], "max_attempts", error, outbox.erase_values(retention))
                     else:
-                        delay = o.retry_after or backoff(row["attempts"] + 1, self.cfg.backoff_base_seconds,
-                                                         self.cfg.backoff_max_seconds)
-                        outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + delay, **details,
-                                      **release)
-                elif o.kind == "paused":
-                    outbox.update(conn, row["id"], status="queued", next_attempt_at=now() + 30, **details, **release)
-                    self.db.upsert(conn, flags, {"name": "sending_paused", "value": f"{err}", "updated_at": now()}, ["name"])
-                elif o.kind == "unknown":
-                    outbox.update(conn, row["id"], status="unknown", **details, **release)
-                elif o.kind == "skip":
-                    self._skipped(conn, row, o, details, release, retention)
+                        delay = _retry_after(err) or backoff(row["attempts"] + 1, self.cfg.backoff_base_seconds,
+                                                             self.cfg.backoff_max_seconds)
+                        outbox.retry_later(conn, row["id"], now() + delay, error)
+                elif o.result is SendResult.PAUSED:
+                    outbox.retry_later(conn, row["id"], now() + PAUSED_RETRY_SECONDS, error)
+                    flags.pause_sending(self.db, conn, f"{err}")
+                elif o.result is SendResult.UNKNOWN:
+                    outbox.mark_unknown(conn, row["id"], error)
+                elif o.result is SendResult.UNDELIVERABLE:
+                    self._undeliverable(conn, channel, o, error, retention)
                 else:
-                    outbox.update(conn, row["id"], status="failed", reason=getattr(err, "code", "fatal"),
-                                  **details, **release, **outbox.erase_values(retention))
+                    reason = err.code if isinstance(err, ConnectzapError) else "fatal"
+                    outbox.fail(conn, row["id"], reason, error, outbox.erase_values(retention))
 
-    def _skipped(self, conn: Any, row: dict[str, Any], o: SendOutcome, details: dict[str, Any],
-                 release: dict[str, Any], retention: float) -> None:
-        code = getattr(o.error, "code", "undeliverable")
+    def _undeliverable(self, conn: Any, channel: Channel, o: SendOutcome, error: ErrorRecord,
+                       retention: float) -> None:
+        row, err = o.row, o.error
+        code = err.code if isinstance(err, ConnectzapError) else "undeliverable"
         stored = outbox.content_of(row) or {}
-        message: OutboundSend = o.extra["message"]
-        if code == "window_closed" and stored.get("fallback") and not message.content.is_template:
-            fallback = stored["fallback"]
-            outbox.update(conn, row["id"], status="queued", next_attempt_at=now(), **release, **details,
-                          content=json.dumps({"content": fallback, "original": fallback, "fallback": None,
-                                              "reply_to": stored.get("reply_to")}),
-                          content_type="template", template_name=fallback.get("name"),
-                          language=fallback.get("language"))
+        if code == DeliveryOutcome.WINDOW_CLOSED and stored.get("fallback") and not o.message.content.is_template:
+            outbox.switch_to_fallback(conn, row["id"], stored["fallback"], stored.get("reply_to"), error)
             return
-        if code == "opted_out":
-            self.bookkeeping.record_consent(conn, ConsentChange(phone=message.recipient, category=Category.MARKETING,
-                                                     granted=False, source="whatsapp:131050",
-                                                     proof="WhatsApp refused a marketing message: the user "
-                                                           "stopped marketing messages"),
-                                 origin=f"send:{row['id']}")
-        elif code == "unreachable":
-            reachability.mark_unreachable(self.db, conn, row["contact_key"])
-        outbox.update(conn, row["id"], status="failed", reason=code, **details, **release,
-                      **outbox.erase_values(retention))
+        outcome = next((known for known in DeliveryOutcome if known.value == code), None)
+        if outcome is not None:
+            vendor_code = err.vendor_code if isinstance(err, DeliveryError) else None
+            self.bookkeeping.apply_outcome(
+                conn, outcome, phone=o.message.recipient, contact_key=row["contact_key"],
+                reported_by=f"{channel.name}:{vendor_code or code}",
+                proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}")
+        outbox.fail(conn, row["id"], code, error, outbox.erase_values(retention))
 
     def _accepted_event(self, o: SendOutcome) -> Event:
         """The ``accepted`` status hooks see: it carries what was sent, until the event is done."""
-        message: OutboundSend = o.extra["message"]
-        status = MessageStatus(wamid=o.wamid or "", status="accepted", timestamp=datetime.now(UTC),
+        message = o.message
+        status = MessageStatus(wamid=o.wamid or "", status=StatusValue.ACCEPTED.value, timestamp=datetime.now(UTC),
                                recipient=message.recipient, outbox_id=o.row["id"],
                                business_phone_number_id=message.business_phone_number_id,
                                content=message.content.model_dump(mode="json", exclude_none=True),
@@ -199,6 +209,8 @@ class Sender:
 
     async def recover_once(self) -> int:
         """Settle messages left in ``sending`` by a dead worker, and resend old unknowns if configured."""
+        if self.app.channel_missing:
+            return 0  # only a channel can say whether they went out
         stale = await asyncio.to_thread(self._stale)
         for row in stale:
             answer = await self.app.channel.reconcile(row["id"])
@@ -212,33 +224,35 @@ class Sender:
         with self.db.begin() as conn:
             rows = outbox.stale_sending(self.db, conn)
             for row in rows:  # hold them while we ask the channel
-                outbox.update(conn, row["id"], claimed_by=self.id, claimed_until=now() + self.cfg.lease_seconds)
+                outbox.lease(conn, row["id"], self.id, now() + self.cfg.lease_seconds)
             return rows
 
     def _reconciled(self, row: dict[str, Any], answer: Any) -> None:
         retention = self.app.settings.privacy.retention_hours * 3600
         with self.db.begin() as conn:
-            release = {"claimed_by": None, "claimed_until": None}
             if answer is NOT_SUPPORTED:
-                outbox.update(conn, row["id"], status="unknown", reason="crashed_mid_send", **release)
+                outbox.mark_unknown(conn, row["id"], reason="crashed_mid_send")
             elif answer:
                 outbox.mark_accepted(conn, row["id"], answer, outbox.erase_values(retention))
             else:
-                outbox.update(conn, row["id"], status="queued", next_attempt_at=now(), **release)
+                outbox.requeue_now(conn, row["id"])
 
     def _requeue_unknown(self, older_than: float) -> int:
-        from .store.schema import outbox as table
         with self.db.begin() as conn:
-            return conn.execute(table.update().where(table.c.status == "unknown",
-                                                     table.c.updated_at < now() - older_than,
-                                                     table.c.content.is_not(None))
-                                .values(status="queued", next_attempt_at=now(), updated_at=now())).rowcount
+            return outbox.requeue_unknown(conn, older_than)
 
 
-def _error_fields(err: Exception | None) -> dict[str, Any]:
+def _retry_after(err: Exception | None) -> float | None:
+    return err.retry_after if isinstance(err, RetriableError) else None
+
+
+def error_record(err: Exception | None) -> ErrorRecord:
+    """What an attempt's exception leaves on the message (no error: nothing)."""
     if err is None:
-        return {}
-    details = getattr(err, "details", None) or str(err)
-    return {"error_code": str(getattr(err, "vendor_code", None) or getattr(err, "code", "")) or None,
-            "error_details": details[:2000] if details else None,
-            "fbtrace_id": getattr(err, "trace_id", None)}
+        return outbox.NO_ERROR
+    delivery = err if isinstance(err, DeliveryError) else None
+    code = err.code if isinstance(err, ConnectzapError) else ""
+    details = (delivery.details if delivery else None) or str(err)
+    return ErrorRecord(code=str((delivery.vendor_code if delivery else None) or code) or None,
+                       details=details[:2000] if details else None,
+                       trace_id=delivery.trace_id if delivery else None)

@@ -210,7 +210,7 @@ def build_template(spec: MessageSpec, order: Order) -> TemplateContent:
 
 def _notify(order: Order, ctx: EventContext) -> None:
     config = config_of(ctx)
-    if (not config.rules and config.owner is None) or getattr(order, "partial", False) \
+    if (not config.rules and config.owner is None) or order.partial \
             or order.status in DRAFT_STATUSES:
         return
     shop = order.shop or "-"

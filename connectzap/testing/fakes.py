@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..connectors.whatsapp.payloads import checked_body
-from ..core.channel import OutboundSend
+from ..core.channel import BaseChannel, OutboundSend
 from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError,
                            RetriableDeliveryError, SendingPausedError, SkippableDeliveryError)
 from ..core.models import Event, EventKind, MessageStatus
@@ -52,7 +52,7 @@ def delivery_error(classification: str, message: str | None = None) -> DeliveryE
     return cls(text, code=code, vendor_code=vendor_code, details=text)
 
 
-class FakeWhatsApp:
+class FakeWhatsApp(BaseChannel):
     """A :class:`~connectzap.core.channel.Channel` for tests.
 
     * ``attempts`` -- every send attempt, failed ones included (:class:`Recorded`).

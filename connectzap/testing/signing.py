@@ -1,4 +1,5 @@
-"""Signed test requests for every scheme in :mod:`connectzap.core.signatures`.
+"""Signed test requests for every scheme: the core's generic ones (:mod:`connectzap.core.signatures`)
+and each bundled connector's (``connectzap/connectors/NAME/signatures.py``).
 
 Each ``*_headers`` function returns a ready header dict (lower-case names, as
 :class:`~connectzap.WebhookRequest` expects). A :class:`Signer` bundles one scheme for the
@@ -16,8 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from ..connectors.hubspot.signatures import sign_hubspot_v1, sign_hubspot_v2, sign_hubspot_v3
+from ..connectors.whatsapp.signatures import sign_meta
+from ..connectors.woocommerce.signatures import sign_woocommerce
 from ..core.connector import WebhookRequest
-from ..core import signatures
+from ..core.signatures import sign_hmac, sign_standard
 
 DEFAULT_HOST = "https://connectzap.test"
 
@@ -49,33 +53,33 @@ def webhook_request(path: str, body: Any = b"", *, headers: Mapping[str, str] | 
 
 def meta_headers(body: bytes, app_secret: str) -> dict[str, str]:
     """``X-Hub-Signature-256`` as Meta (WhatsApp) sends it."""
-    return {"x-hub-signature-256": signatures.sign_meta(body, app_secret)}
+    return {"x-hub-signature-256": sign_meta(body, app_secret)}
 
 
 def woocommerce_headers(body: bytes, secret: str, *, topic: str = "order.created", delivery_id: str = "1",
                         webhook_id: str = "1", source: str = "https://shop.example/") -> dict[str, str]:
     """The headers WooCommerce sends with a webhook delivery, signed."""
     resource, _, event = topic.partition(".")
-    return {"x-wc-webhook-signature": signatures.sign_woocommerce(body, secret), "x-wc-webhook-topic": topic,
+    return {"x-wc-webhook-signature": sign_woocommerce(body, secret), "x-wc-webhook-topic": topic,
             "x-wc-webhook-resource": resource, "x-wc-webhook-event": event,
             "x-wc-webhook-delivery-id": delivery_id, "x-wc-webhook-id": webhook_id,
             "x-wc-webhook-source": source}
 
 
 def hubspot_v1_headers(body: bytes, client_secret: str) -> dict[str, str]:
-    return {"x-hubspot-signature": signatures.sign_hubspot_v1(body, client_secret),
+    return {"x-hubspot-signature": sign_hubspot_v1(body, client_secret),
             "x-hubspot-signature-version": "v1"}
 
 
 def hubspot_v2_headers(method: str, uri: str, body: bytes, client_secret: str) -> dict[str, str]:
-    return {"x-hubspot-signature": signatures.sign_hubspot_v2(method, uri, body, client_secret),
+    return {"x-hubspot-signature": sign_hubspot_v2(method, uri, body, client_secret),
             "x-hubspot-signature-version": "v2"}
 
 
 def hubspot_v3_headers(method: str, uri: str, body: bytes, client_secret: str, *,
                        timestamp_ms: int | None = None) -> dict[str, str]:
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    return {"x-hubspot-signature-v3": signatures.sign_hubspot_v3(method, uri, body, ts, client_secret),
+    return {"x-hubspot-signature-v3": sign_hubspot_v3(method, uri, body, ts, client_secret),
             "x-hubspot-request-timestamp": str(ts)}
 
 
@@ -86,12 +90,12 @@ def standard_webhooks_headers(body: bytes, secret: str, *, msg_id: str | None = 
     ts = int(time.time()) if timestamp is None else timestamp
     mid = msg_id or "msg_" + hashlib.sha256(body).hexdigest()[:24]
     return {"webhook-id": mid, "webhook-timestamp": str(ts),
-            "webhook-signature": signatures.sign_standard(mid, ts, body, secret)}
+            "webhook-signature": sign_standard(mid, ts, body, secret)}
 
 
 def hmac_headers(body: bytes, secret: str, *, header: str = "x-signature", encoding: str = "hex",
                  prefix: str = "", algo: str = "sha256") -> dict[str, str]:
-    return {header.lower(): signatures.sign_hmac(body, secret, encoding=encoding, prefix=prefix, algo=algo)}
+    return {header.lower(): sign_hmac(body, secret, encoding=encoding, prefix=prefix, algo=algo)}
 
 
 def shared_secret_headers(secret: str, *, header: str = "x-webhook-secret") -> dict[str, str]:
@@ -126,7 +130,7 @@ class Signer:
     def header_names(self, request: WebhookRequest, secret: str) -> list[str]:
         return sorted(self.build(request, secret, time.time()))
 
-    # --- the schemes in core.signatures ---
+    # --- the schemes connectzap knows ---
 
     @classmethod
     def meta(cls) -> Signer:

@@ -13,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import RetriableDeliveryError
-from ...core.store.database import now
-from ...core.store.schema import plugin_state
 
 if TYPE_CHECKING:
     from ...core.context import EventContext
@@ -32,14 +29,8 @@ def hashed(ctx: EventContext, value: str) -> str:
 
 async def put(ctx: EventContext, key: str, value: dict[str, Any]) -> None:
     """Write ``key`` for this plugin now, outside the delivery's transaction."""
-    db = ctx.app.db
-    row = {"plugin": ctx.plugin, "key": key, "value": json.dumps({**value, "at": time.time()}), "updated_at": now()}
-
-    def write() -> None:
-        with db.begin() as conn:
-            db.upsert(conn, plugin_state, row, ["plugin", "key"])
-
-    await asyncio.to_thread(write)
+    state = ctx.app.plugin_state(ctx.plugin)  # commits at once, unlike the buffered ctx.state
+    await asyncio.to_thread(state.set, key, {**value, "at": time.time()})
 
 
 def earlier_attempt(ctx: EventContext, key: str, lag: float) -> dict[str, Any] | None:

@@ -20,10 +20,11 @@ import hashlib
 import json
 from typing import Any
 
-from ...core import signatures
 from ...core.errors import PayloadError, SignatureError
 from ...core.models import Event, EventKind, Model
+from ...core.signatures import verify_shared_secret
 from ..base import WebhookRequest, secret_value
+from . import signatures
 from .settings import HubSpotSettings
 
 SOURCE = "hubspot"
@@ -69,7 +70,7 @@ def verify(settings: HubSpotSettings, request: WebhookRequest) -> None:
         else request.query.get(settings.workflow_key_name)
     if given is None:
         raise SignatureError("no HubSpot signature and no workflow secret")
-    signatures.verify_shared_secret(given, [secret_value(s) for s in settings.workflow_secrets])
+    verify_shared_secret(given, [secret_value(s) for s in settings.workflow_secrets])
 
 
 def _allowed(settings: HubSpotSettings, version: str) -> None:

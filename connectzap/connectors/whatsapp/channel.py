@@ -1,8 +1,10 @@
 """The live channel: messages go to the Cloud API (or a BSP / a local fake at ``api_base_url``).
 
-``send`` uploads local media, builds the request body (:mod:`.payloads`), routes MARKETING
-templates to ``/marketing_messages`` when enabled, and returns the wamid -- or raises from the
-core's exception tree (:mod:`.errors`), telling the pacer about pair and throughput limits.
+``pace`` waits for the message's slot under Meta's limits (:mod:`.pacer`, shared by every worker
+through the database). ``send`` uploads local media, builds the request body (:mod:`.payloads`),
+routes MARKETING templates to ``/marketing_messages`` when enabled, and returns the wamid -- or
+raises from the core's exception tree (:mod:`.errors`, which also maps Meta's codes to neutral
+outcomes), telling the pacer about pair and throughput limits.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ...core.channel import NOT_SUPPORTED, Channel, OutboundSend
-from ...core.errors import FatalDeliveryError, PayloadError, RetriableDeliveryError
+from ...core.channel import NOT_SUPPORTED, BaseChannel, OutboundSend
+from ...core.errors import ConfigurationError, FatalDeliveryError, PayloadError, RetriableDeliveryError
 from ...core.phones import contact_key
 from . import errors
 from .client import GraphClient
@@ -24,13 +26,12 @@ if TYPE_CHECKING:
     from ...core.app import Connectzap
 
 
-class CloudApiChannel:
+class CloudApiChannel(BaseChannel):
     name = "whatsapp"
 
     def __init__(self, settings: WhatsAppSettings, client: GraphClient, *, pacer: Pacer | None = None,
                  secret: bytes | None = None) -> None:
         if not settings.phone_number_id:
-            from ...core.errors import ConfigurationError
             raise ConfigurationError("connectors.whatsapp.phone_number_id is not set")
         self.settings = settings
         self.client = client
@@ -44,6 +45,11 @@ class CloudApiChannel:
     def route(self, message: OutboundSend) -> str:
         """``messages`` or ``marketing_messages`` for this message."""
         return route(self.settings, message.category, message.content.is_template)
+
+    async def pace(self, message: OutboundSend) -> None:
+        """Wait for this message's slot (per number, per recipient, daily unique recipients)."""
+        if self.pacer is not None:
+            await self.pacer.acquire(message)
 
     async def send(self, message: OutboundSend) -> str:
         number = message.business_phone_number_id or self.settings.phone_number_id
@@ -96,8 +102,7 @@ def request_path(settings: WhatsAppSettings, category: str, is_template: bool, n
     return f"{number or settings.phone_number_id or '{phone-number-id}'}/{route(settings, category, is_template)}"
 
 
-def build_channel(settings: WhatsAppSettings, app: Connectzap) -> Channel:
-    """The live channel for ``app``; also installs the database-backed pacer as ``app.pacer``."""
-    pacer = Pacer.from_settings(app.db, settings)
-    app.pacer = pacer  # type: ignore[attr-defined] - the sender looks for it there
-    return CloudApiChannel(settings, GraphClient(settings), pacer=pacer, secret=app.secret)
+def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChannel:
+    """The live channel for ``app``, paced through ``app``'s database."""
+    return CloudApiChannel(settings, GraphClient(settings), pacer=Pacer.from_settings(app.db, settings),
+                           secret=app.secret)

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...core.errors import SignatureError
 from ...core.models import Event
-from ...core.signatures import verify_meta
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import webhooks
+from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
+from .signatures import verify_meta
 
 if TYPE_CHECKING:
     from ...core.channel import Channel
@@ -63,9 +64,14 @@ class WhatsAppConnector(Connector):
         return webhooks.parse_body(request.body, own_numbers=self.own_numbers)
 
     def make_channel(self) -> Channel:
-        """The live Cloud API channel with credentials, else the sandbox."""
+        """The live Cloud API channel (with its database-backed pacing) when credentials are
+        configured, else the sandbox."""
         if self.settings.live:
-            from .channel import build_channel  # written alongside; imported only when live
-            return build_channel(self.settings, self.app)  # type: ignore[no-any-return]
-        from .sandbox import SandboxChannel
+            from . import channel  # the HTTP client stack, imported only when it is used
+            return channel.build_channel(self.settings, self.app)
+        return SandboxChannel(self.app)
+
+    def make_rehearsal_channel(self) -> Channel:
+        """Simulations always get the sandbox, credentials or not: it validates each request and
+        records it, and sends nothing."""
         return SandboxChannel(self.app)

@@ -22,6 +22,7 @@ import httpx
 
 from ...core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, RetriableDeliveryError,
                             SendingPausedError, SkippableDeliveryError)
+from ...core.models import DeliveryOutcome
 
 Kind = Literal["retry", "skip", "paused", "fatal"]
 
@@ -42,11 +43,17 @@ RETRY_AFTER: dict[int, float | None] = {
     133016: 300.0,           # register/deregister rate limit
 }
 
-# code -> reason code on the message; the core acts on window_closed / opted_out / unreachable
+# Meta's codes that say something about the recipient, as the core's neutral outcomes: the core
+# acts on these (fallback template, marketing opt-out, unreachable contact), on sends and statuses.
+OUTCOMES: dict[int, DeliveryOutcome] = {
+    131047: DeliveryOutcome.WINDOW_CLOSED,
+    131050: DeliveryOutcome.OPTED_OUT,     # the user stopped marketing messages
+    131026: DeliveryOutcome.UNREACHABLE,   # no WhatsApp account, old app, or not accepting messages
+}
+
+# code -> reason code on the message
 SKIP: dict[int, str] = {
-    131047: "window_closed",
-    131050: "opted_out",
-    131026: "unreachable",
+    **{code: outcome.value for code, outcome in OUTCOMES.items()},
     131049: "marketing_limited",      # "wait at least 24 hours": never resent automatically
     131021: "recipient_is_sender",
     131030: "recipient_not_allowed",  # test numbers: not in the allowed list
@@ -104,6 +111,12 @@ def reason_of(code: int | None, http_status: int) -> str:
     if code in PAUSE or 200 <= code <= 299:
         return "account_blocked" if code in (368, 131031, 131042, 131044) else "permission_denied"
     return FATAL_REASONS.get(code, "meta_error")
+
+
+def outcome_of(code: int | str | None) -> DeliveryOutcome | None:
+    """The neutral outcome of Meta error ``code`` (on a failed status or a send), if it has one."""
+    number = _int(code)
+    return OUTCOMES.get(number) if number is not None else None
 
 
 def _int(value: Any) -> int | None:

@@ -75,12 +75,12 @@ class Pacer:
                    pair_spacing_seconds=settings.pair_spacing_seconds,
                    daily_unique_recipients=settings.daily_unique_recipients, scope=settings.waba_id or "portfolio")
 
-    # --- what the sender calls ---------------------------------------------------------------
+    # --- what the channel calls ---------------------------------------------------------------
 
-    async def acquire(self, message: OutboundSend, row: dict[str, Any]) -> None:
+    async def acquire(self, message: OutboundSend) -> None:
         """Wait for this message's slot, or raise :class:`PacedError` when it must wait longer."""
         loop = asyncio.get_running_loop()
-        ask = _Ask(message.business_phone_number_id or self.default_number, row["contact_key"],
+        ask = _Ask(message.business_phone_number_id or self.default_number, message.contact_key,
                    message.content.is_template, loop.create_future())
         self._pending.append(ask)
         if self._flusher is None or self._flusher.done():

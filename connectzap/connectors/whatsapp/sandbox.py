@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...core.channel import OutboundSend
+from ...core.channel import BaseChannel, OutboundSend
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
 from .payloads import checked_body
@@ -25,7 +25,7 @@ from .payloads import checked_body
 if TYPE_CHECKING:
     from ...core.app import Connectzap
 
-class SandboxChannel:
+class SandboxChannel(BaseChannel):
     name = "sandbox"
 
     def __init__(self, app: Connectzap, log_file: Path | None = None) -> None:

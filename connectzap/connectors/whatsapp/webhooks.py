@@ -23,6 +23,7 @@ from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Even
                             LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
                             TemplateUpdate)
 from ...core.phones import to_e164
+from .errors import outcome_of
 
 log = logging.getLogger("connectzap.whatsapp.webhooks")
 
@@ -286,12 +287,14 @@ def _statuses(change: _Change) -> Iterator[Event]:
         found = change.contact_for(recipient_wa_id, recipient_user_id)
         timestamp = _time(item.get("timestamp")) or change.now
         extra = {key: item[key] for key in ("recipient_type", "group_id", "recipient_parent_user_id") if key in item}
+        failures = _errors(item.get("errors"))
+        outcome = outcome_of(failures[0].code) if value == "failed" and failures else None
         status = MessageStatus(
             wamid=wamid, status=value, timestamp=timestamp,
             recipient=None if is_group else _phone(recipient_wa_id),
             recipient_user_id=recipient_user_id or _text(found.get("user_id")),
             recipient_wa_id=recipient_wa_id, outbox_id=_text(item.get("biz_opaque_callback_data")),
-            business_phone_number_id=change.phone_number_id, errors=_errors(item.get("errors")),
+            business_phone_number_id=change.phone_number_id, errors=failures, outcome=outcome,
             pricing=_obj(item.get("pricing")) or None, conversation=_obj(item.get("conversation")) or None,
             **extra)
         yield Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"{wamid}:{value}",

@@ -34,7 +34,7 @@ def register_connectors(register: Callable[[type[Connector]], None]) -> None:
 async def _track(order: Order, ctx: EventContext) -> None:
     if ctx.source != SOURCE or order.shop is None:
         return
-    if getattr(order, "partial", False):
+    if order.partial:
         connector = ctx.app.connectors.get("woocommerce")
         if isinstance(connector, WooCommerceConnector) and order.shop in connector.settings.shops:
             if ctx.simulating:  # a rehearsal reads no shop: say what the fetch would be

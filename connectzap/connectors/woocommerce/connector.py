@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import PayloadError, SignatureError
 from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order
-from ...core.signatures import verify_woocommerce
 from ...core.simulation import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
-from .mapping import consents_from, customer_of, gmt, order_from_json
+from .mapping import SOURCE, consents_from, customer_of, gmt, order_event
+from .reconcile import reconcile_forever
 from .rest import ShopClient
 from .settings import ShopSettings, WooCommerceSettings
+from .signatures import verify_woocommerce
 
 if TYPE_CHECKING:
     from ...core.context import EventContext
 
 _PING = re.compile(rb"^webhook_id=\d+$")
 _STATUS_ACTION = "woocommerce_order_status_"
-SOURCE = "woocommerce"
 
 
 class WooCommerceConnector(Connector):
@@ -57,7 +57,6 @@ class WooCommerceConnector(Connector):
 
     async def background(self, stop: asyncio.Event) -> None:
         """Reconcile every shop periodically (``reconcile_interval_minutes``; 0 = off)."""
-        from .reconcile import reconcile_forever
         await reconcile_forever(self.app, stop)
 
     def shop_name(self, request: WebhookRequest) -> str | None:
@@ -110,13 +109,7 @@ class WooCommerceConnector(Connector):
 
     def order_event(self, name: str, data: Any, kind: EventKind, dedupe: str) -> Event:
         """One REST v3 order as an event (webhooks and reconcile share this)."""
-        shop = self.shop(name)
-        order = order_from_json(data, name, shop)
-        at = order.updated_at or order.created_at
-        extra: dict[str, Any] = {"occurred_at": at} if at else {}
-        consents = consents_from(data, order.customer or customer_of(data), name, shop,
-                                 what=f"order {order.id}", at=order.created_at)
-        return Event.of(kind, order, source=SOURCE, dedupe_key=dedupe, consents=consents, **extra)
+        return order_event(name, self.shop(name), data, kind, dedupe)
 
     def _action_events(self, name: str, data: Any, dedupe: str) -> list[Event]:
         if not isinstance(data, dict) or not isinstance(data.get("action"), str):

@@ -13,9 +13,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...core.errors import InvalidPhoneError, PayloadError
-from ...core.models import ConsentChange, Contact, Order, OrderItem
+from ...core.models import ConsentChange, Contact, Event, EventKind, Order, OrderItem
 from ...core.phones import to_e164
 from .settings import ShopSettings, ticked
+
+SOURCE = "woocommerce"
+"""The source of every event the WooCommerce connector journals (and its connector name)."""
 
 # Statuses WooCommerce uses before an order is really placed; they never notify.
 DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
@@ -147,3 +150,13 @@ def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: 
         changes.append(ConsentChange(phone=contact.phone, category=category, granted=True,
                                      source=f"woocommerce:{shop_name}", proof=proof, at=when))
     return changes
+
+
+def order_event(shop_name: str, shop: ShopSettings, data: Any, kind: EventKind, dedupe: str) -> Event:
+    """One REST v3 order as an event, with the opt-ins it carries (webhooks and reconcile share this)."""
+    order = order_from_json(data, shop_name, shop)
+    at = order.updated_at or order.created_at
+    extra: dict[str, Any] = {"occurred_at": at} if at else {}
+    consents = consents_from(data, order.customer or customer_of(data), shop_name, shop,
+                             what=f"order {order.id}", at=order.created_at)
+    return Event.of(kind, order, source=SOURCE, dedupe_key=dedupe, consents=consents, **extra)

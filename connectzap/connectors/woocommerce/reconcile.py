@@ -10,26 +10,22 @@ journaled twice but notifies once (the notifications plugin remembers per order 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from ...core.errors import ConfigurationError, ConnectzapError
 from ...core.models import EventKind
-from ...core.store.database import now
-from ...core.store.schema import plugin_state
-from .mapping import gmt
+from .mapping import SOURCE, gmt, order_event
+from .rest import ShopClient
+from .settings import WooCommerceSettings
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
-    from .connector import WooCommerceConnector
 
 log = logging.getLogger("connectzap.woocommerce.reconcile")
-STATE_PLUGIN = "woocommerce"
+STATE_PLUGIN = "woocommerce"  # the plugin module's state holds each shop's last seen change
 OVERLAP = timedelta(minutes=1)  # re-read a little: same-second changes and clock skew; dedupe absorbs it
 
 
@@ -46,11 +42,13 @@ def change_key(shop: str, data: dict[str, Any]) -> str:
     return f"reconcile:{shop}:{data.get('id')}:{data.get('date_modified_gmt') or data.get('date_modified')}"
 
 
-def connector_of(app: Connectzap) -> WooCommerceConnector:
-    connector = app.connectors.get("woocommerce")
-    if connector is None:
+def settings_of(app: Connectzap) -> WooCommerceSettings:
+    """The running WooCommerce connector's settings, or a clear error when it is not enabled."""
+    connector = app.connectors.get(SOURCE)
+    settings = connector.settings if connector is not None else None
+    if not isinstance(settings, WooCommerceSettings):
         raise ConfigurationError("the woocommerce connector is not configured ([connectors.woocommerce])")
-    return connector  # type: ignore[return-value]
+    return settings
 
 
 def _state_key(shop: str) -> str:
@@ -58,38 +56,32 @@ def _state_key(shop: str) -> str:
 
 
 def last_seen(app: Connectzap, shop: str) -> datetime | None:
-    with app.db.read() as conn:
-        row = conn.execute(select(plugin_state.c.value).where(plugin_state.c.plugin == STATE_PLUGIN,
-                                                              plugin_state.c.key == _state_key(shop))).first()
-    return datetime.fromisoformat(json.loads(row[0])) if row else None
+    seen = app.plugin_state(STATE_PLUGIN).get(_state_key(shop))
+    return datetime.fromisoformat(seen) if seen else None
 
 
 def _save_last_seen(app: Connectzap, shop: str, when: datetime) -> None:
-    with app.db.begin() as conn:
-        app.db.upsert(conn, plugin_state, {"plugin": STATE_PLUGIN, "key": _state_key(shop),
-                                           "value": json.dumps(when.isoformat()), "updated_at": now()},
-                      ["plugin", "key"])
+    app.plugin_state(STATE_PLUGIN).set(_state_key(shop), when.isoformat())
 
 
 def feed_order(app: Connectzap, shop: str, data: dict[str, Any]) -> bool:
     """Journal one fetched order as an ``order_updated`` event. True when it was new."""
-    connector = connector_of(app)
-    event = connector.order_event(shop, data, EventKind.ORDER_UPDATED, change_key(shop, data))
+    event = order_event(shop, settings_of(app).shops[shop], data, EventKind.ORDER_UPDATED, change_key(shop, data))
     return not app.ingest([event])[0].duplicate
 
 
 def reconcile_shop(app: Connectzap, shop: str, since: datetime | None = None) -> ReconcileResult:
     """Fetch every order of ``shop`` modified after ``since`` (default: last seen, minus a minute)."""
-    connector = connector_of(app)
-    if shop not in connector.settings.shops:
+    settings = settings_of(app)
+    if shop not in settings.shops:
         raise ConfigurationError(f"no shop {shop!r} in [connectors.woocommerce.shops]")
     if since is None:
         seen = last_seen(app, shop)
         since = seen - OVERLAP if seen else datetime.now(UTC) - timedelta(
-            hours=connector.settings.reconcile_first_lookback_hours)
+            hours=settings.reconcile_first_lookback_hours)
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     result = ReconcileResult(shop=shop, since=since, last_seen=last_seen(app, shop))
-    for data in connector.client(shop).orders_modified_after(since.astimezone(UTC)):
+    for data in ShopClient(shop, settings.shops[shop]).orders_modified_after(since.astimezone(UTC)):
         result.fetched += 1
         try:
             result.journaled += feed_order(app, shop, data)
@@ -103,8 +95,7 @@ def reconcile_shop(app: Connectzap, shop: str, since: datetime | None = None) ->
 
 
 def reconcile_all(app: Connectzap, shop: str | None = None, since: datetime | None = None) -> list[ReconcileResult]:
-    connector = connector_of(app)
-    names = [shop] if shop else [n for n, s in connector.settings.shops.items() if s.has_rest_keys]
+    names = [shop] if shop else [n for n, s in settings_of(app).shops.items() if s.has_rest_keys]
     return [reconcile_shop(app, name, since) for name in names]
 
 
@@ -114,8 +105,10 @@ async def reconcile_forever(app: Connectzap, stop: asyncio.Event) -> None:
     Returns at once when the connector is off or the interval is 0. Errors are logged and the
     next round tries again.
     """
-    connector = app.connectors.get("woocommerce")
-    interval = connector.settings.reconcile_interval_minutes * 60 if connector else 0  # type: ignore[attr-defined]
+    try:
+        interval = settings_of(app).reconcile_interval_minutes * 60
+    except ConfigurationError:  # the connector is off
+        return
     if not interval:
         return
     while not stop.is_set():
@@ -124,7 +117,8 @@ async def reconcile_forever(app: Connectzap, stop: asyncio.Event) -> None:
                 if result.journaled:
                     log.info("reconcile %s: %d missed change(s) journaled", result.shop, result.journaled)
         except Exception as exc:  # noqa: BLE001 - the loop must survive a shop being down
-            log.warning("reconcile failed: %s: %s", type(exc).__name__, getattr(exc, "message", exc))
+            log.warning("reconcile failed: %s: %s", type(exc).__name__,
+                        exc.message if isinstance(exc, ConnectzapError) else exc)
         try:
             await asyncio.wait_for(stop.wait(), interval)
         except TimeoutError:

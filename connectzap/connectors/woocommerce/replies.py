@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from ...core.context import PluginState
 from ...core.models import InboundMessage, MessageStatus, Order
 from ...core.store.schema import outbox
 
@@ -53,7 +52,7 @@ def remember_order(order: Order, ctx: EventContext) -> None:
 
 
 def latest_order(app: Connectzap, contact_key: str) -> dict[str, Any] | None:
-    found = PluginState(app, INDEX_PLUGIN).get(_index_key(contact_key))
+    found = app.plugin_state(INDEX_PLUGIN).get(_index_key(contact_key))
     return found if isinstance(found, dict) else None
 
 

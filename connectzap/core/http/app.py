@@ -18,11 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-import connectzap
-
 from ..app import Connectzap
 from ..metrics import CONTENT_TYPE, MeteredChannel, Metrics
 from ..store import journal, outbox
+from ..version import __version__
 from . import errors, rest, webhooks
 from .auth import ApiKeys
 from .guards import EdgeGuard
@@ -50,8 +49,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
         writer.start()
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
-        original_channel = engine.channel
-        engine._channel = MeteredChannel(original_channel, metrics)  # sends made in this process are counted
+        original_channel = engine.use_channel(MeteredChannel(engine.channel, metrics))  # sends here are counted
         if run_workers:
             from ..worker import Worker
             worker = Worker(engine)
@@ -64,9 +62,9 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
             stop.set()
             if worker_task is not None:
                 await worker_task
-            engine._channel = original_channel
+            engine.use_channel(original_channel)
 
-    app = FastAPI(title="connectzap", version=connectzap.__version__, description=DESCRIPTION,
+    app = FastAPI(title="connectzap", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "consent"},
                                                    {"name": "templates"}, {"name": "operations"}])
     app.state.engine = engine

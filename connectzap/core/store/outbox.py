@@ -1,8 +1,18 @@
-"""Outbox operations: claim due messages, record send results, apply statuses monotonically, erase."""
+"""The outbox, and every change of a message's state: each transition is one named function here.
+
+A message is admitted ``queued`` (or ``refused``) by the gate (:func:`add_many`), claimed
+``sending`` by a sender (:func:`claim`), and then -- by what the channel said -- ``accepted``,
+back to ``queued`` (paced, retried, switched to its fallback template), ``failed``, ``refused``
+(the send-time re-check) or ``unknown`` (it may have gone out). Status webhooks move it on
+monotonically (:func:`apply_status`). Nothing else writes to the table.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, or_, select
@@ -11,23 +21,70 @@ from ..models import StatusValue
 from .database import Database, now
 from .schema import outbox
 
-TERMINAL = {"sent", "delivered", "read", "played", "failed", "refused", "cancelled", "accepted"}
+S = StatusValue
+
+TERMINAL = {S.SENT, S.DELIVERED, S.READ, S.PLAYED, S.FAILED, S.REFUSED, S.CANCELLED, S.ACCEPTED}
 """Statuses after which the message body and raw number are no longer needed."""
 
 # Ranks for monotonic status: a late "sent" never overwrites "delivered" or "read".
 _RANK = {s.value: s.rank for s in StatusValue}
+_RELEASE = {"claimed_by": None, "claimed_until": None}
 
+
+def new_message_id() -> str:
+    """A message id: sortable by creation time, unguessable."""
+    return f"m{int(time.time() * 1000):011x}{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """What a failed attempt leaves on the message: the channel's error code, details and trace id."""
+
+    code: str | None = None
+    details: str | None = None
+    trace_id: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {"error_code": self.code, "error_details": self.details, "fbtrace_id": self.trace_id}
+
+
+NO_ERROR = ErrorRecord()
+
+
+# --- admission ----------------------------------------------------------------------------------
+
+def by_keys(conn: Connection, keys: list[str], columns: tuple[Any, ...], chunk: int = 500) -> dict[str, Any]:
+    """The messages already holding any of ``keys`` (their ``columns``), by idempotency key.
+    ``chunk`` bounds the parameters per ``IN (...)``, well inside every backend's limit."""
+    found: dict[str, Any] = {}
+    for at in range(0, len(keys), chunk):
+        for row in conn.execute(select(*columns).where(outbox.c.idempotency_key.in_(keys[at:at + chunk]))):
+            found[row.idempotency_key] = row
+    return found
+
+
+def add_many(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert admitted (or refused) messages; a key that is already taken is skipped. Returns the
+    keys inserted."""
+    if not rows:
+        return []
+    stmt = (db.insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(outbox.c.idempotency_key))
+    return [r[0] for r in conn.execute(stmt, rows)]
+
+
+# --- the sender's transitions ---------------------------------------------------------------------
 
 def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
     t = now()
     stmt = db.for_update(
-        select(outbox).where(outbox.c.status == "queued", outbox.c.next_attempt_at <= t,
+        select(outbox).where(outbox.c.status == S.QUEUED, outbox.c.next_attempt_at <= t,
                              or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < t))
         .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
     rows = [dict(r._mapping) for r in conn.execute(stmt)]
     if rows:
         conn.execute(outbox.update().where(outbox.c.id.in_([r["id"] for r in rows])).values(
-            status="sending", claimed_by=worker, claimed_until=t + lease, attempts=outbox.c.attempts + 1,
+            status=S.SENDING, claimed_by=worker, claimed_until=t + lease, attempts=outbox.c.attempts + 1,
             updated_at=t))
     return rows
 
@@ -35,13 +92,69 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
 def stale_sending(db: Database, conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
     """Messages whose sender died mid-send: the send may or may not have happened."""
     t = now()
-    stmt = db.for_update(select(outbox).where(outbox.c.status == "sending", outbox.c.claimed_until < t).limit(limit))
+    stmt = db.for_update(select(outbox).where(outbox.c.status == S.SENDING, outbox.c.claimed_until < t).limit(limit))
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def update(conn: Connection, message_id: str, **values: Any) -> None:
+def _update(conn: Connection, message_id: str, **values: Any) -> None:
     values.setdefault("updated_at", now())
     conn.execute(outbox.update().where(outbox.c.id == message_id).values(**values))
+
+
+def lease(conn: Connection, message_id: str, worker: str, until: float) -> None:
+    """Hold a message left ``sending`` by a dead worker while this one asks the channel about it."""
+    _update(conn, message_id, claimed_by=worker, claimed_until=until)
+
+
+def refuse(conn: Connection, message_id: str, reason: str, detail: str | None) -> None:
+    """The send-time re-check of the gate refused it (e.g. an opt-out arrived while it waited)."""
+    _update(conn, message_id, status=S.REFUSED, reason=reason, error_details=detail, **_RELEASE, **erase_values(0))
+
+
+def hold_back(conn: Connection, message_id: str, until: float, attempts: int) -> None:
+    """A rate limit held it back before it was sent: it waits, and the attempt is given back."""
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=until, attempts=attempts, **_RELEASE)
+
+
+def retry_later(conn: Connection, message_id: str, at: float, error: ErrorRecord) -> None:
+    """It was not sent this time (a retriable error, or sending paused): back to the queue until ``at``."""
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=at, **error.values(), **_RELEASE)
+
+
+def switch_to_fallback(conn: Connection, message_id: str, fallback: dict[str, Any], reply_to: str | None,
+                       error: ErrorRecord) -> None:
+    """The 24-hour window turned out closed: queue its fallback template in its place, at once."""
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=now(), **error.values(), **_RELEASE,
+            content=json.dumps({"content": fallback, "original": fallback, "fallback": None, "reply_to": reply_to}),
+            content_type="template", template_name=fallback.get("name"), language=fallback.get("language"))
+
+
+def fail(conn: Connection, message_id: str, reason: str, error: ErrorRecord, erase: dict[str, Any]) -> None:
+    """It will not be sent: ``reason`` says why (``max_attempts``, ``opted_out``, ...)."""
+    _update(conn, message_id, status=S.FAILED, reason=reason, **error.values(), **_RELEASE, **erase)
+
+
+def mark_unknown(conn: Connection, message_id: str, error: ErrorRecord | None = None,
+                 reason: str | None = None) -> None:
+    """It may or may not have been sent (a timeout, a crash mid-send): never resent blindly."""
+    values = error.values() if error is not None else {}
+    if reason is not None:
+        values["reason"] = reason
+    _update(conn, message_id, status=S.UNKNOWN, **values, **_RELEASE)
+
+
+def requeue_now(conn: Connection, message_id: str) -> None:
+    """The channel says a message left ``sending`` by a dead worker never went out: send it again."""
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=now(), **_RELEASE)
+
+
+def requeue_unknown(conn: Connection, older_than: float) -> int:
+    """Send again the ``unknown`` messages older than ``older_than`` seconds whose content is kept
+    (``workers.resend_unknown_after_seconds``: the operator accepts a possible duplicate)."""
+    t = now()
+    return conn.execute(outbox.update().where(outbox.c.status == S.UNKNOWN, outbox.c.updated_at < t - older_than,
+                                              outbox.c.content.is_not(None))
+                        .values(status=S.QUEUED, next_attempt_at=t, updated_at=t)).rowcount
 
 
 def mark_accepted(conn: Connection, message_id: str, wamid: str | None, erase: dict[str, Any]) -> None:
@@ -55,8 +168,8 @@ def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], era
         return
     stmt = outbox.update().where(outbox.c.id == bindparam("b_id")).values(
         # Spelled out, not IN (...): an expanding IN cannot be used with executemany.
-        status=case((or_(outbox.c.status == "sending", outbox.c.status == "queued", outbox.c.status == "unknown"),
-                     "accepted"), else_=outbox.c.status),
+        status=case((or_(outbox.c.status == S.SENDING, outbox.c.status == S.QUEUED, outbox.c.status == S.UNKNOWN),
+                     S.ACCEPTED.value), else_=outbox.c.status),
         wamid=bindparam("b_wamid"), claimed_by=None, claimed_until=None, updated_at=now(), **erase)
     conn.execute(stmt, [{"b_id": message_id, "b_wamid": wamid} for message_id, wamid in sent])
 
@@ -67,6 +180,8 @@ def erase_values(retention_seconds: float) -> dict[str, Any]:
         return {"content": None, "recipient": None}
     return {"erase_after": now() + retention_seconds}
 
+
+# --- statuses, cancellation, erasure --------------------------------------------------------------
 
 def apply_status(conn: Connection, wamid: str, status: str, error_code: str | None = None,
                  error_details: str | None = None, outbox_id: str | None = None) -> dict[str, Any] | None:
@@ -84,20 +199,20 @@ def apply_status(conn: Connection, wamid: str, status: str, error_code: str | No
     current = before["status"]
     if before["wamid"] is None and wamid:
         values["wamid"] = wamid
-    if status == "failed" and _RANK.get(current, 0) >= _RANK["delivered"] and current != "failed":
+    if status == S.FAILED and _RANK.get(current, 0) >= S.DELIVERED.rank and current != S.FAILED:
         values.update(error_code=error_code, error_details=error_details)
-    elif current == "failed" and _RANK["delivered"] <= _RANK.get(status, 0) < _RANK["failed"]:
+    elif current == S.FAILED and S.DELIVERED.rank <= _RANK.get(status, 0) < S.FAILED.rank:
         # Meta: a message that got "delivered" reached at least one device, even if another failed;
         # the order the two webhooks arrive in must not matter. The error stays recorded.
         values["status"] = status
-    elif _RANK.get(status, 0) > _RANK.get(current, 0) or current in ("unknown", "sending"):
+    elif _RANK.get(status, 0) > _RANK.get(current, 0) or current in (S.UNKNOWN, S.SENDING):
         values["status"] = status
         if error_code is not None:
             values.update(error_code=error_code, error_details=error_details)
-    if current in ("unknown", "sending"):
+    if current in (S.UNKNOWN, S.SENDING):
         values.update(claimed_by=None, claimed_until=None, recipient=None, content=None)
     if values:
-        update(conn, before["id"], **values)
+        _update(conn, before["id"], **values)
     return before
 
 
@@ -126,8 +241,9 @@ def listing(conn: Connection, *, contact_key: str | None = None, status: str | N
 
 
 def cancel(conn: Connection, cancel_key: str) -> int:
-    return conn.execute(outbox.update().where(outbox.c.cancel_key == cancel_key, outbox.c.status == "queued")
-                        .values(status="cancelled", reason="cancelled", content=None, recipient=None,
+    """Cancel every message still waiting under ``cancel_key``. Returns how many."""
+    return conn.execute(outbox.update().where(outbox.c.cancel_key == cancel_key, outbox.c.status == S.QUEUED)
+                        .values(status=S.CANCELLED, reason="cancelled", content=None, recipient=None,
                                 updated_at=now())).rowcount
 
 
