@@ -199,7 +199,7 @@ class FakeContext:
     def __init__(self, config: dict[str, Any], state: FakeState) -> None:
         self.config, self.state, self.sent = config, state, []
 
-    def send(self, to: Any, content: Any, *, key: str | None = None) -> None:
+    def send(self, to: Any, content: Any, *, key: str | None = None, **options: Any) -> None:
         self.sent.append((content.name, key))
 
 

@@ -30,6 +30,34 @@ def test_migrations_run_twice_and_match_the_schema(app: Connectzap) -> None:
     assert set(metadata.tables) <= tables and "alembic_version" in tables
 
 
+def test_migration_0002_gives_old_order_notifications_their_origin(app: Connectzap) -> None:
+    """Before 0002, a notification was known by its key; after it, by its origin -- for old rows too."""
+    from alembic import command
+    from alembic.config import Config
+
+    from connectzap.core.store import outbox as outbox_store
+    from connectzap.core.store.database import MIGRATIONS
+    from connectzap.core.store.schema import outbox
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with app.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    base = {"request_hash": "", "contact_key": "k", "category": "utility", "content_type": "template",
+            "status": "failed", "next_attempt_at": 0.0, "attempts": 1, "created_at": 0.0, "updated_at": 0.0}
+    keys = {"m1": "order_notifications:woocommerce:main:1042:completed",   # a customer notification
+            "m2": "order_notifications:owner:woocommerce:main:1042",       # the owner's: no order note
+            "m3": "api:order_notifications:woocommerce:main:1:x"}          # someone else's key
+    with app.db.engine.begin() as conn:  # rows as 0001 stored them: no origin column yet
+        conn.execute(outbox.insert(), [{**base, "id": i, "idempotency_key": k} for i, k in keys.items()])
+    app.db.migrate()
+    with app.db.read() as conn:
+        origins = {i: outbox_store.origin_of(outbox_store.get(conn, i) or {}) for i in keys}
+    assert origins == {"m1": {"source": "woocommerce", "shop": "main", "order": "1042", "status": "completed"},
+                       "m2": {}, "m3": {}}
+
+
 def test_sqlite_pragmas(make: Callable[..., Connectzap], backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("SQLite only")

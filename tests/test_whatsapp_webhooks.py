@@ -490,6 +490,29 @@ async def test_failed_after_delivered_keeps_delivered_and_records_the_error(wa):
     assert (row["status"], row["error_code"], row["error_details"]) == ("delivered", "131000", "details for 131000")
 
 
+@pytest.mark.parametrize(("value", "code", "outcome"), [
+    ("failed", 131050, "opted_out"), ("failed", 131026, "unreachable"), ("failed", 131047, "window_closed"),
+    ("failed", 131000, None), ("failed", None, None), ("delivered", 131050, None),
+])
+def test_a_failed_status_carries_the_neutral_outcome_of_metas_code(value, code, outcome):
+    [event] = parse_body(status_body(value, "wamid.x", "m1", code=code))
+    assert event.payload().outcome == outcome
+
+
+async def test_metas_opt_out_and_unreachable_codes_reach_the_ledger_and_the_gate(wa):
+    first, second = sent_template(wa, "outcome1"), sent_template(wa, "outcome2")
+    await Worker(wa).run_until_idle()
+    deliver(wa, status_body("failed", wa.message(first)["wamid"], first, code=131050))
+    await Worker(wa).run_until_idle()
+    record = wa.consent(USER)[Category.MARKETING]
+    assert (record.granted, record.source) == (False, "whatsapp:131050")
+    assert "131050" in (record.proof or "")
+    deliver(wa, status_body("failed", wa.message(second)["wamid"], second, code=131026))
+    await Worker(wa).run_until_idle()
+    again = wa.send(Outgoing(to=USER, content=TemplateContent(name="order_shipped", language="en", body=["43"])))
+    assert (again.status, again.reason) == ("refused", "unreachable")
+
+
 async def test_user_preferences_stop_then_resume_marketing(wa, recorder):
     deliver(wa, body_of("user_preferences_stop"))
     await Worker(wa).run_until_idle()

@@ -202,7 +202,8 @@ def evaluate(facts: BatchFacts, key: str, content: Any, fallback: TemplateConten
 
 
 def request_hash(outgoing: Outgoing) -> str:
-    data = outgoing.model_dump(mode="json", exclude={"idempotency_key"})
+    # ``origin`` counts only when given, so messages without one hash as they did before it existed.
+    data = outgoing.model_dump(mode="json", exclude={"idempotency_key", *(["origin"] if outgoing.origin is None else [])})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -323,5 +324,6 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
+        origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
     )
-    return Decision(message_id, status, verdict.reason, verdict.detail, idempotency_key=a.idempotency_key), row
+    return Decision(message_id, status.value, verdict.reason, verdict.detail, idempotency_key=a.idempotency_key), row

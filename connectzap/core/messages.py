@@ -297,6 +297,10 @@ class Outgoing(BaseModel):
     :ivar cancel_key: a later :class:`~connectzap.core.models.CancelRequest` with this key
         cancels the message while it waits.
     :ivar category: for free-form messages only a label; templates use their own category.
+    :ivar origin: ids naming the record the message is about, e.g. ``{"source": "woocommerce",
+        "shop": "main", "order": "1042", "status": "completed"}``. Kept with the message after its
+        text and number are erased (a connector writes a failed delivery back onto the record), so
+        ids only -- never personal data. At most 8 entries.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -311,6 +315,8 @@ class Outgoing(BaseModel):
     category: Category | None = None
     business_phone_number_id: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
+        Field(default=None, max_length=8)
 
     @field_validator("to", mode="before")
     @classmethod

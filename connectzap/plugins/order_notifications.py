@@ -223,7 +223,8 @@ def _notify(order: Order, ctx: EventContext) -> None:
     rule = next((r for r in config.rules if r.matches(order.status, order.shop)), None)
     if rule is not None and order.status not in memory["sent"]:
         ctx.send(order.customer or Contact(), build_template(rule, order),
-                 key=f"{ctx.source}:{shop}:{order.id}:{order.status}")
+                 key=f"{ctx.source}:{shop}:{order.id}:{order.status}",
+                 origin={"source": ctx.source, "shop": shop, "order": order.id, "status": order.status})
         memory["sent"].append(order.status)
     owner = config.owner
     if owner is not None and not memory["owner"] and order.status in owner.statuses \

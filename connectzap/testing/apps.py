@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from ..core.app import Connectzap
+from ..core.app import ChannelFactory, Connectzap
 from ..core.channel import Channel
 from ..core.models import TemplateInfo
 from ..core.settings import Settings
@@ -41,7 +41,7 @@ def drop_postgres_schema(url: str) -> None:
     engine.dispose()
 
 
-def make_app(tmp_path: Path, *, database_url: str | None = None, channel: Channel | None = None,
+def make_app(tmp_path: Path, *, database_url: str | None = None, channel: Channel | ChannelFactory | None = None,
              start: bool = True, simulation: Simulation | None = None, **settings: Any) -> Connectzap:
     """An engine in ``tmp_path``. PostgreSQL when ``database_url`` (or CONNECTZAP_TEST_DATABASE_URL) says so.
     With ``simulation``, a simulating engine (connectors rehearsed: test a ``Connector.rehearse``)."""

@@ -1,9 +1,9 @@
 """What goes back to the shop: which order a WhatsApp message belongs to, and the note text.
 
 The contact -> latest order index lives in the ``woocommerce`` plugin state, keyed by the
-contact's keyed hash (never the number). Order notifications are found again from their
-outbox idempotency key, ``order_notifications:woocommerce:{shop}:{order}:{status}``, which
-survives the erasure of message content.
+contact's keyed hash (never the number). An order notification names its order in its
+``origin`` (``{"source": "woocommerce", "shop", "order", "status"}``), which the outbox keeps
+after the message content is erased.
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from ...core.models import InboundMessage, MessageStatus, Order
-from ...core.store.schema import outbox
+from ...core.store import outbox
+from .mapping import SOURCE
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
     from ...core.context import EventContext
 
 INDEX_PLUGIN = "woocommerce"  # the plugin module's name: its hooks keep the index
-NOTIFICATIONS_PLUGIN = "order_notifications"
-NOTIFICATION_KEY_PREFIX = f"{NOTIFICATIONS_PLUGIN}:woocommerce:"
 
 
 def _index_key(contact_key: str) -> str:
@@ -91,20 +88,14 @@ class NotificationOrigin:
 
 
 def notification_origin(app: Connectzap, status: MessageStatus) -> NotificationOrigin | None:
-    """The order an outbound message was about, when the order-notifications plugin proposed it."""
-    query = select(outbox.c.idempotency_key, outbox.c.template_name)
-    if status.outbox_id:
-        query = query.where(outbox.c.id == status.outbox_id)
-    else:
-        query = query.where(outbox.c.wamid == status.wamid)
+    """The WooCommerce order an outbound message was about, when its origin names one."""
     with app.db.read() as conn:
-        row = conn.execute(query.limit(1)).first()
-    if row is None or not row[0].startswith(NOTIFICATION_KEY_PREFIX):
+        row = outbox.get(conn, status.outbox_id) if status.outbox_id else outbox.by_wamid(conn, status.wamid)
+    origin = outbox.origin_of(row) if row is not None else {}
+    if row is None or origin.get("source") != SOURCE or not all(origin.get(k) for k in ("shop", "order", "status")):
         return None
-    parts = row[0].removeprefix(NOTIFICATION_KEY_PREFIX).split(":")
-    if len(parts) != 3:
-        return None
-    return NotificationOrigin(shop=parts[0], order=parts[1], status=parts[2], template=row[1])
+    return NotificationOrigin(shop=origin["shop"], order=origin["order"], status=origin["status"],
+                              template=row["template_name"])
 
 
 def failure_note(status: MessageStatus, origin: NotificationOrigin) -> str:

@@ -221,6 +221,11 @@ def get(conn: Connection, message_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+def by_wamid(conn: Connection, wamid: str) -> dict[str, Any] | None:
+    row = conn.execute(select(outbox).where(outbox.c.wamid == wamid).limit(1)).first()
+    return dict(row._mapping) if row else None
+
+
 def listing(conn: Connection, *, contact_key: str | None = None, status: str | None = None,
             since: float | None = None, until: float | None = None, before_id: str | None = None,
             source_event_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -260,3 +265,8 @@ def erase_expired(conn: Connection) -> int:
 
 def content_of(row: dict[str, Any]) -> dict[str, Any] | None:
     return json.loads(row["content"]) if row.get("content") else None
+
+
+def origin_of(row: dict[str, Any]) -> dict[str, str]:
+    """The ids of what the message is about (:attr:`Outgoing.origin`); empty when it named none."""
+    return json.loads(row["origin"]) if row.get("origin") else {}

@@ -76,6 +76,7 @@ outbox = Table(
     Column("business_phone_number_id", String(64), nullable=True),
     Column("source_event_id", BigInteger, nullable=True),
     Column("plugin", String(128), nullable=True),
+    Column("origin", Text, nullable=True),  # JSON ids of what the message is about; kept after erasure
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("erase_after", Float, nullable=True),
