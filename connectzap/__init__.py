@@ -8,35 +8,35 @@ Plugins import what they need from here -- never from pluggy::
 from . import signatures
 from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
 from .core.app import Connectzap
+from .core.channel import BaseChannel, Channel, OutboundSend
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
                           DeliveryError, FatalDeliveryError, FatalError, InvalidPhoneError, NotFoundError,
-                          PayloadError, RefusedError, RetriableDeliveryError, RetriableError, SendingPausedError,
-                          SignatureError, SkippableDeliveryError, SkippableError, StartupError)
+                          PacedError, PayloadError, RefusedError, RetriableDeliveryError, RetriableError,
+                          SendingPausedError, SignatureError, SkippableDeliveryError, SkippableError, StartupError)
 from .core.gate import Decision
 from .core.hookspecs import hookimpl
 from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam,
                             DateTimeParam, HeaderParam, ListContent, ListRow, ListSection, LocationContent,
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, TemplateContent, TextContent, TextParam)
-from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, Event, EventKind,
-                          InboundMessage, Lead, MessageStatus, Order, OrderItem, StatusValue, TemplateInfo,
+from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, DeliveryOutcome, Event,
+                          EventKind, InboundMessage, Lead, MessageStatus, Order, OrderItem, StatusValue, TemplateInfo,
                           TemplateUpdate)
 from .core.phones import to_e164
 from .core.settings import Settings, load_settings
 from .core.simulation import OutboundCall
 from .core.version import __version__
 
-
 __all__ = [
-    "AmbiguousDeliveryError", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest", "Category",
-    "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError", "Connectzap",
-    "ConsentChange", "ConsentRecord", "Contact", "ContactsContent", "CtaUrlContent", "CurrencyParam",
-    "DateTimeParam", "Decision", "DeliveryError", "Event", "EventContext", "EventKind", "FatalDeliveryError",
-    "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "Lead", "ListContent", "ListRow",
-    "ListSection", "LocationContent", "MediaContent", "MediaRef", "MessageContent", "MessageStatus",
-    "NotFoundError", "Order", "OrderItem", "OutboundCall", "Outgoing", "PayloadError", "ProductContent",
-    "ProductListContent",
+    "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest",
+    "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings",
+    "ConnectzapError", "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactsContent",
+    "CtaUrlContent", "CurrencyParam", "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event",
+    "EventContext", "EventKind", "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage",
+    "InvalidPhoneError", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent",
+    "MediaRef", "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall",
+    "OutboundSend", "Outgoing", "PacedError", "PayloadError", "ProductContent", "ProductListContent",
     "ProductSection", "ReactionContent", "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError",
     "SendingPausedError", "Settings", "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError",
     "StatusValue", "TemplateContent", "TemplateInfo", "TemplateUpdate", "TextContent", "TextParam",

@@ -9,6 +9,12 @@ inline: the events are journaled and the request is answered.
 Reply sync methods (``sync_inbound_message``, ``sync_message_status``,
 ``sync_consent_changed``) are called later by the dispatcher, each as its own isolated,
 retried delivery -- exactly like plugin hooks.
+
+Declared extension points, all optional: :meth:`Connector.make_channel` (the connector sends
+messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`Connector.background`
+(periodic work beside the workers) and :meth:`Connector.delivery_targets` (several receivers per
+event). Durable state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)``
+elsewhere; settings are a :class:`ConnectorSettings` model. The core probes for nothing else.
 """
 
 from __future__ import annotations

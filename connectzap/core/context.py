@@ -7,10 +7,11 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import consent, windows
 from .errors import InvalidPhoneError
 from .messages import MessageContent, Outgoing
 from .models import Category, ConsentChange, Contact
-from .phones import contact_key, mask, to_e164
+from .phones import contact_key, to_e164
 from .store import plugin_state
 
 if TYPE_CHECKING:
@@ -122,7 +123,6 @@ class EventContext:
 
     def has_consent(self, phone: str, category: Category | str) -> bool:
         """Whether the ledger currently holds an opt-in for ``category``."""
-        from . import consent
         key = self._key(phone)
         if key is None:
             return False
@@ -132,7 +132,6 @@ class EventContext:
 
     def window_open(self, phone: str) -> bool:
         """Whether the contact wrote to us in the last 24 hours."""
-        from . import windows
         key = self._key(phone)
         if key is None:
             return False
@@ -152,28 +151,3 @@ class EventContext:
     def __repr__(self) -> str:
         return f"<EventContext event={self.event_id} source={self.source} plugin={self.plugin}>"
 
-
-def redact_for_log(value: Any) -> Any:
-    """Trace-safe copy of hook arguments: phone numbers masked, texts shortened, secrets hidden."""
-    from pydantic import BaseModel
-
-    from .settings import _is_secret_key
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k in ("phone", "recipient", "wa_id", "from", "to") and isinstance(v, str):
-                out[k] = mask(v)
-            elif k in ("body", "text") and isinstance(v, str):
-                out[k] = f"<{len(v)} chars>"
-            elif _is_secret_key(str(k)) and v not in (None, "", [], {}):
-                out[k] = "**********"  # a token or key a payload happened to carry
-            else:
-                out[k] = redact_for_log(v)
-        return out
-    if isinstance(value, list):
-        return [redact_for_log(v) for v in value]
-    if isinstance(value, EventContext):
-        return repr(value)
-    return value

@@ -16,11 +16,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from .connector import Connector
+from .context import EventContext
 from .errors import StartupError
 from .hookspecs import EVENT_HOOKS
 from .messages import Outgoing
+from .phones import mask
 from .plugins import load_plugins, pm, strict
+from .settings import _is_secret_key
 
 if TYPE_CHECKING:
     import click
@@ -39,7 +44,6 @@ class HookTarget:
     async def call(self, **kwargs: Any) -> list[Outgoing]:
         args = {name: kwargs[name] for name in self.argnames if name in kwargs}
         if os.environ.get("CONNECTZAP_TRACE_PLUGINS"):
-            from .context import redact_for_log
             log.warning("hook %s(%s) -> %s", self.function.__name__, redact_for_log(args), self.name)
         if inspect.iscoroutinefunction(self.function):
             result = await self.function(**args)
@@ -63,6 +67,30 @@ def as_proposals(result: Any) -> list[Outgoing]:
         else:
             raise TypeError(f"an event hook returned {type(item).__name__}; return Outgoing objects or None")
     return out
+
+
+def redact_for_log(value: Any) -> Any:
+    """Trace-safe copy of hook arguments (``CONNECTZAP_TRACE_PLUGINS``): phone numbers masked, texts
+    shortened, secrets hidden."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k in ("phone", "recipient", "wa_id", "from", "to") and isinstance(v, str):
+                out[k] = mask(v)
+            elif k in ("body", "text") and isinstance(v, str):
+                out[k] = f"<{len(v)} chars>"
+            elif _is_secret_key(str(k)) and v not in (None, "", [], {}):
+                out[k] = "**********"  # a token or key a payload happened to carry
+            else:
+                out[k] = redact_for_log(v)
+        return out
+    if isinstance(value, list):
+        return [redact_for_log(v) for v in value]
+    if isinstance(value, EventContext):
+        return repr(value)
+    return value
 
 
 def event_targets(kind: str) -> list[HookTarget]:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ...core.errors import AmbiguousDeliveryError, FatalDeliveryError, RetriableDeliveryError
 from ...core.messages import MediaRef
 from .client import GraphClient
@@ -31,13 +33,12 @@ class MediaUploader:
     async def _walk(self, value: Any, number: str) -> Any:
         if isinstance(value, MediaRef):
             return await self._uploaded(value, number) if value.file is not None else value
-        fields = getattr(type(value), "model_fields", None)
-        if not fields:
+        if not isinstance(value, BaseModel):
             return value
         changes = {}
-        for name in fields:
+        for name in type(value).model_fields:
             child = getattr(value, name)
-            if child is not None and (isinstance(child, MediaRef) or hasattr(type(child), "model_fields")):
+            if isinstance(child, BaseModel):  # a MediaRef, or a model that may hold one
                 new = await self._walk(child, number)
                 if new is not child:
                     changes[name] = new

@@ -1,7 +1,7 @@
 """The FastAPI app factory: webhook routes from the connectors, REST ``/v1``, health, metrics.
 
 The app's lifespan owns the group-commit journal writer and, with ``run_workers``, a
-:class:`~connectzap.core.workers.Worker` in the same event loop. On shutdown (after the server
+:class:`~connectzap.core.worker.Worker` in the same event loop. On shutdown (after the server
 stopped accepting and answered what was in flight) the writer commits what is queued and the
 worker finishes the work in hand.
 """

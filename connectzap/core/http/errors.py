@@ -117,7 +117,8 @@ def install(app: FastAPI) -> None:
             headers = {"Retry-After": str(int(exc.retry_after or 5))}
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        return error_response(status, exc.code, exc.message, field=getattr(exc, "field", None), headers=headers)
+        return error_response(status, exc.code, exc.message, field=exc.field if isinstance(exc, PayloadError) else None,
+                              headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
