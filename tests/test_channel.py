@@ -62,6 +62,18 @@ async def test_without_a_channel_messages_wait_and_health_says_why(make):
         later.close()
 
 
+async def test_the_http_service_reports_no_channel_and_its_worker_holds_the_queue(make):
+    from server_support import SETTINGS, serving
+    engine = consented(make(**{**SETTINGS, "connectors": NO_WHATSAPP}))
+    decision = engine.send(confirmation())
+    async with serving(engine) as client:
+        health = await client.get("/healthz")
+        await Worker(engine).run_until_idle()  # with the service's metered channel in place
+    assert health.status_code == 503 and health.json()["channel"] is None
+    assert health.json()["paused"].startswith("no channel:")
+    assert (engine.message(decision.id)["status"], engine.message(decision.id)["attempts"]) == ("queued", 0)
+
+
 def test_doctor_warns_when_no_connector_offers_a_channel(tmp_path: Path) -> None:
     config = tmp_path / "cz.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n[sandbox]\nquiet = true\n'

@@ -15,9 +15,10 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .channel import Channel, OutboundSend
+from .channel import BaseChannel, Channel, OutboundSend
 from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
                      SkippableDeliveryError)
+from .models import StatusValue
 
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
@@ -56,7 +57,7 @@ class Metrics:
 
     def set_queue_depth(self, events_pending: int, messages: dict[str, int]) -> None:
         self.queue_depth.labels("events_pending").set(events_pending)
-        for status in ("queued", "sending", "unknown"):
+        for status in (StatusValue.QUEUED, StatusValue.SENDING, StatusValue.UNKNOWN):
             self.queue_depth.labels(f"messages_{status}").set(messages.get(status, 0))
 
     def render(self) -> bytes:
@@ -80,13 +81,16 @@ def send_outcome(exc: BaseException | None) -> str:
     return "error"
 
 
-class MeteredChannel:
+class MeteredChannel(BaseChannel):
     """Wraps a channel to count sends by outcome and time them; everything else passes through."""
 
     def __init__(self, inner: Channel, metrics: Metrics) -> None:
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+
+    async def pace(self, message: OutboundSend) -> None:
+        await self.inner.pace(message)  # waiting for a slot is not part of the send's time
 
     async def send(self, message: OutboundSend) -> str:
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import select
 
 from ...core.errors import SkippableError
-from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus
+from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
 from ...core.simulation import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
@@ -108,7 +108,8 @@ class HubSpotConnector(Connector):
 
     def _outbound_entry(self, status: MessageStatus) -> Entry | None:
         # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.
-        if not self.settings.timeline or status.status != "accepted" or not status.recipient or not status.wamid:
+        if not self.settings.timeline or status.status != StatusValue.ACCEPTED or not status.recipient \
+                or not status.wamid:
             return None
         return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
                      text=describe_content(status.content), at=status.timestamp)

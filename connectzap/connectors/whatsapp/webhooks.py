@@ -21,7 +21,7 @@ from ...core import clock
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
                             LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
-                            TemplateUpdate)
+                            StatusValue, TemplateUpdate)
 from ...core.phones import to_e164
 from .errors import outcome_of
 
@@ -288,7 +288,7 @@ def _statuses(change: _Change) -> Iterator[Event]:
         timestamp = _time(item.get("timestamp")) or change.now
         extra = {key: item[key] for key in ("recipient_type", "group_id", "recipient_parent_user_id") if key in item}
         failures = _errors(item.get("errors"))
-        outcome = outcome_of(failures[0].code) if value == "failed" and failures else None
+        outcome = outcome_of(failures[0].code) if value == StatusValue.FAILED and failures else None
         status = MessageStatus(
             wamid=wamid, status=value, timestamp=timestamp,
             recipient=None if is_group else _phone(recipient_wa_id),

@@ -23,7 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import PayloadError, SignatureError
-from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order
+from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order, StatusValue
 from ...core.simulation import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
@@ -172,7 +172,7 @@ class WooCommerceConnector(Connector):
 
     async def _failure_note(self, status: MessageStatus, ctx: EventContext) -> replies.Note | None:
         """The note a failed order notification makes on its order, if any."""
-        if status.status != "failed" or ctx.state.get(replies.noted_key(status.wamid, "failed")):
+        if status.status != StatusValue.FAILED or ctx.state.get(replies.noted_key(status.wamid, "failed")):
             return None
         origin = await asyncio.to_thread(replies.notification_origin, self.app, status)
         if origin is None or origin.shop not in self.settings.shops:

@@ -49,7 +49,9 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
         writer.start()
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
-        original_channel = engine.use_channel(MeteredChannel(engine.channel, metrics))  # sends here are counted
+        original_channel = engine.channel
+        if engine.channel_missing is None:  # sends made in this process are counted
+            engine.use_channel(MeteredChannel(original_channel, metrics))
         if run_workers:
             from ..worker import Worker
             worker = Worker(engine)
