@@ -31,7 +31,8 @@ def payload(name: str) -> bytes:
 def request(body: bytes, headers: dict[str, str] | None = None, *, url: str = URL,
             query: dict[str, str] | None = None, method: str = "POST") -> WebhookRequest:
     return WebhookRequest(method=method, url=url, path="/webhooks/hubspot", body=body, query=query or {},
-                          headers={"content-type": "application/json", **{k.lower(): v for k, v in (headers or {}).items()}},
+                          headers={"content-type": "application/json",
+                                   **{k.lower(): v for k, v in (headers or {}).items()}},
                           received_at=time.time())
 
 

@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
 from connectzap import (Category, ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus, Order,
                         Outgoing, TemplateContent, TemplateUpdate, TextContent, hookimpl)
@@ -264,7 +265,8 @@ class GateMachine(RuleBasedStateMachine):
         self.ingest(event)
 
     @rule(phone=contacts, form=forms, ago=st.sampled_from([0, 0, 3600, 23 * 3600, 25 * 3600, 3 * DAY]),
-          text=st.sampled_from(["hi", "thanks", "where is my order?", "STOP", "start", "Stop promotions"]), number=numbers)
+          text=st.sampled_from(["hi", "thanks", "where is my order?", "STOP", "start", "Stop promotions"]),
+          number=numbers)
     def inbound_message(self, phone: str, form: int, ago: float, text: str, number: str | None) -> None:
         raw, country = form_of(phone, form)
         when = self.model.now - ago

@@ -55,7 +55,8 @@ def shop(make):
 
 async def deliver(app, data: dict[str, Any] | str, *, topic: str = "order.updated", delivery: str) -> None:
     body = json.dumps(payload(data) if isinstance(data, str) else data).encode()
-    response = ingress.handle(app.connectors["woocommerce"], wc_request(body, topic=topic, delivery=delivery), app.ingest)
+    request = wc_request(body, topic=topic, delivery=delivery)
+    response = ingress.handle(app.connectors["woocommerce"], request, app.ingest)
     assert response.status == 200, response.body
     await Worker(app).run_until_idle()
 

@@ -50,13 +50,15 @@ def cassette(name: str) -> Any:
 
 
 def meta_settings(**overrides: Any) -> WhatsAppSettings:
-    data: dict[str, Any] = {"access_token": "EAAG-not-a-real-token", "phone_number_id": NUMBER, "waba_id": "102290129340398",
-                            "app_secrets": ["s"], "verify_token": "v", "transport": "httpx"}
+    data: dict[str, Any] = {"access_token": "EAAG-not-a-real-token", "phone_number_id": NUMBER,
+                            "waba_id": "102290129340398", "app_secrets": ["s"], "verify_token": "v",
+                            "transport": "httpx"}
     data.update(overrides)
     return WhatsAppSettings(**data)
 
 
-def out(content: Any, *, reply_to: str | None = None, category: str = "utility", outbox_id: str = "msg1") -> OutboundSend:
+def out(content: Any, *, reply_to: str | None = None, category: str = "utility",
+        outbox_id: str = "msg1") -> OutboundSend:
     return OutboundSend(outbox_id=outbox_id, recipient=PHONE, content=content, category=category, reply_to=reply_to)
 
 
@@ -66,7 +68,8 @@ def out(content: Any, *, reply_to: str | None = None, category: str = "utility",
 
 MESSAGE_CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ("text", TextContent(body="text-message-content"), {}),
-    ("reply", TextContent(body="thanks"), {"reply_to": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUYzMjEzNDM2RTZGQ0MzMDJBRgA="}),
+    ("reply", TextContent(body="thanks"),
+     {"reply_to": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUYzMjEzNDM2RTZGQ0MzMDJBRgA="}),
     ("template_positional", TemplateContent(
         name="order_update", language="en_US",
         header=HeaderParam(type="image", media=MediaRef(link="https://example.com/the-image.jpg")),
@@ -132,7 +135,8 @@ async def test_every_message_type_matches_meta_reference_shapes():
 
 
 async def test_marketing_templates_use_marketing_messages_only_when_enabled():
-    promo = TemplateContent(name="seasonal_promotion_text_only", language="en", body=["the end of August", "25OFF", "25%"])
+    promo = TemplateContent(name="seasonal_promotion_text_only", language="en",
+                            body=["the end of August", "25OFF", "25%"])
     enabled = meta_settings(marketing_messages_api=True)
     channel = CloudApiChannel(enabled, GraphClient(enabled))
     with cassette("marketing_messages") as cas:

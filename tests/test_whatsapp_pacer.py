@@ -47,7 +47,7 @@ def decide(p: Pacer, asks: list[tuple[OutboundSend, dict[str, Any]]]) -> list[An
 
 
 async def decide_concurrently(pacers: list[Pacer], batches: list[list[Any]]) -> list[list[Any]]:
-    return list(await asyncio.gather(*(asyncio.to_thread(decide, p, b) for p, b in zip(pacers, batches))))
+    return list(await asyncio.gather(*(asyncio.to_thread(decide, p, b) for p, b in zip(pacers, batches, strict=True))))
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_slots_are_spaced_at_the_configured_rate(app):
     first = decide(p, [ask(n) for n in range(10)])
     then = decide(p, [ask(n) for n in range(10, 20)])
     slots = sorted(first + then)
-    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert min(gaps) == pytest.approx(1 / 80, abs=1e-6)  # epoch floats: ~2e-7 resolution
     assert slots[-1] - slots[0] == pytest.approx(19 / 80, abs=1e-6)
 
@@ -73,7 +73,7 @@ async def test_two_engines_share_one_rate(app, second):
     results = await decide_concurrently([a, b, a, b], [[ask(n) for n in range(k * 25, k * 25 + 25)] for k in range(4)])
     slots = sorted(s for batch in results for s in batch)
     assert len(slots) == 100
-    gaps = [y - x for x, y in zip(slots, slots[1:])]
+    gaps = [y - x for x, y in zip(slots, slots[1:], strict=False)]
     assert min(gaps) >= 1 / 200 - 1e-6, "two engines together exceeded the per-number rate"
 
 

@@ -304,9 +304,9 @@ _known_keys = st.sampled_from(["from", "id", "timestamp", "type", "text", "image
                                "pricing", "conversation", "wa_id", "value", "category", "user_id", "profile",
                                "message_template_name", "event", "new_category", "correct_category",
                                "new_quality_score", "message_template_id"])
-_item = st.dictionaries(_known_keys, _json | st.sampled_from(["text", "image", "interactive", "button", "system",
-                                                               "stop", "resume", "failed", "16505551234", "1700000000"]),
-                        max_size=8)
+_values = st.sampled_from(["text", "image", "interactive", "button", "system", "stop", "resume", "failed",
+                          "16505551234", "1700000000"])
+_item = st.dictionaries(_known_keys, _json | _values, max_size=8)
 _value = st.fixed_dictionaries({}, optional={
     "metadata": st.fixed_dictionaries({}, optional={"phone_number_id": _json | st.just(PNID)}) | _json,
     "contacts": st.lists(_item, max_size=2) | _json, "messages": st.lists(_item, max_size=3) | _json,

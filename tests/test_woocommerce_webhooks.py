@@ -89,7 +89,8 @@ def test_signature_vector_matches_an_independent_hmac():
     independent = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
     assert sign_woocommerce(body, SECRET) == independent
     verify_woocommerce(body, independent, [SECRET])
-    # a fixed vector, computed once with openssl: printf 'webhook body' | openssl dgst -sha256 -hmac key -binary | base64
+    # a fixed vector, computed once with openssl:
+    # printf 'webhook body' | openssl dgst -sha256 -hmac key -binary | base64
     assert sign_woocommerce(b"webhook body", "key") == base64.b64encode(
         hmac.new(b"key", b"webhook body", hashlib.sha256).digest()).decode()
 
@@ -197,7 +198,8 @@ def test_block_checkout_field_and_national_number(wc_app):
     [event] = journaled(wc_app)
     order = event.payload()
     assert order.status == "pending" and order.customer.phone == "+4915123456789"
-    assert [c.proof.split("field ")[1].split(" =")[0] for c in event.consents] == ["_wc_other/connectzap/whatsapp-optin"]
+    fields = [c.proof.split("field ")[1].split(" =")[0] for c in event.consents]
+    assert fields == ["_wc_other/connectzap/whatsapp-optin"]
 
 
 def test_unknown_fields_and_plugin_meta_are_tolerated(wc_app):

@@ -203,7 +203,8 @@ def evaluate(facts: BatchFacts, key: str, content: Any, fallback: TemplateConten
 
 def request_hash(outgoing: Outgoing) -> str:
     # ``origin`` counts only when given, so messages without one hash as they did before it existed.
-    data = outgoing.model_dump(mode="json", exclude={"idempotency_key", *(["origin"] if outgoing.origin is None else [])})
+    left_out = {"idempotency_key"} if outgoing.origin is not None else {"idempotency_key", "origin"}
+    data = outgoing.model_dump(mode="json", exclude=left_out)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -267,7 +268,7 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
     lost = {row["idempotency_key"] for row in rows} - set(outbox.add_many(db, conn, rows))
     if lost:  # another transaction committed the same key first (PostgreSQL): its message stands
         winners = _existing(conn, sorted(lost))
-        for n, (a, decision) in enumerate(zip(admissions, decisions, strict=True)):
+        for n, a in enumerate(admissions):
             first = winners.get(a.idempotency_key)
             if first is None:
                 continue

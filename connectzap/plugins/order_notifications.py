@@ -173,7 +173,8 @@ def order_values(order: Order) -> dict[str, Any]:
         "total_with_currency": f"{total} {order.currency or ''}".strip(),
         "first_name": customer.first_name or "", "last_name": customer.last_name or "",
         "name": customer.display_name or "", "email": customer.email or "", "country": customer.country or "",
-        "tracking_url": order.tracking_url, "meta": order.meta, "items": [i.model_dump(mode="json") for i in order.items],
+        "tracking_url": order.tracking_url, "meta": order.meta,
+        "items": [i.model_dump(mode="json") for i in order.items],
         "item_count": len(order.items),
     }
 
@@ -186,7 +187,8 @@ def _param(spec: str | ParamSpec, values: dict[str, Any]) -> Any:
         try:
             return CurrencyParam.of(Decimal(amount), code, render(spec.fallback, values) if spec.fallback else None)
         except (InvalidOperation, ValueError):
-            raise ConfigurationError(f"plugins.order_notifications: currency amount {amount!r} is not a number") from None
+            raise ConfigurationError(
+                f"plugins.order_notifications: currency amount {amount!r} is not a number") from None
     if spec.type == "date_time":
         return DateTimeParam(fallback_value=render(spec.value, values))
     raise ConfigurationError(f"plugins.order_notifications: unknown parameter type {spec.type!r}")

@@ -163,7 +163,8 @@ class _Change:
     def contact_for(self, wa_id: str | None, user_id: str | None) -> dict[str, Any]:
         """The ``contacts[]`` item describing this sender/recipient (matched by wa_id or BSUID)."""
         for contact in self.contacts:
-            if (wa_id and _text(contact.get("wa_id")) == wa_id) or (user_id and _text(contact.get("user_id")) == user_id):
+            if (wa_id and _text(contact.get("wa_id")) == wa_id) \
+                    or (user_id and _text(contact.get("user_id")) == user_id):
                 return contact
         return self.contacts[0] if len(self.contacts) == 1 else {}
 
@@ -366,8 +367,9 @@ def _template_update(change: _Change) -> Iterator[Event]:
                       previous_quality=_text(value.get("previous_quality_score")))
     update = TemplateUpdate(**{k: v for k, v in fields.items() if v is not None})
     at = change.entry_time or change.now
+    digest = _digest(change.entry_id, change.entry_time, value)
     yield Event.of(EventKind.TEMPLATE_UPDATE, update, source=SOURCE, occurred_at=at,
-                   dedupe_key=f"{change.field}:{fields['id'] or name}:{_digest(change.entry_id, change.entry_time, value)}")
+                   dedupe_key=f"{change.field}:{fields['id'] or name}:{digest}")
 
 
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {

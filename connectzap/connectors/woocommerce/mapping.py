@@ -95,7 +95,8 @@ def _items(data: dict[str, Any]) -> list[OrderItem]:
     for n, line in enumerate(data.get("line_items") or []):
         if not isinstance(line, dict):
             continue
-        items.append(OrderItem(name=str(line.get("name") or ""), quantity=money(line.get("quantity"), f"line_items.{n}.quantity") or 0,
+        items.append(OrderItem(name=str(line.get("name") or ""),
+                               quantity=money(line.get("quantity"), f"line_items.{n}.quantity") or 0,
                                sku=line.get("sku") or None, price=money(line.get("price"), f"line_items.{n}.price"),
                                total=money(line.get("total"), f"line_items.{n}.total")))
     return items
