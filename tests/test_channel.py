@@ -20,7 +20,9 @@ from connectzap import (Category, ConsentChange, Connector, ConnectorSettings, C
 from connectzap.connectors.whatsapp.sandbox import SandboxChannel
 from connectzap.core.clock import use_clock
 from connectzap.core.channel import BaseChannel, Channel, LegacyChannel, NoChannel, OutboundSend
-from connectzap.core.errors import PacedError
+from connectzap.core.errors import (AmbiguousDeliveryError, FatalDeliveryError, PacedError, RetriableDeliveryError,
+                                   SendingPausedError)
+from connectzap.core.sender import SendResult, classify
 from connectzap.core.worker import Worker
 from connectzap.testing import ConnectorRegistration, FakeWhatsApp, registered_plugin, seed_template
 
@@ -92,7 +94,6 @@ def test_doctor_warns_when_no_connector_offers_a_channel(tmp_path: Path) -> None
 def test_a_no_channel_send_is_a_retriable_refusal_with_the_reason() -> None:
     import asyncio
 
-    from connectzap.core.errors import RetriableDeliveryError
     with pytest.raises(RetriableDeliveryError, match="nothing here"):
         asyncio.run(NoChannel("nothing here").send(OutboundSend("m1", PHONE, confirmation().content, "utility")))
 
@@ -248,3 +249,32 @@ async def test_a_send_refused_as_unreachable_marks_the_contact(make):
     row = await sent_message(app)
     assert (row["status"], row["reason"]) == ("failed", "unreachable")
     assert app.send(confirmation("2")).reason == "unreachable"
+
+
+# --- what the sender makes of each answer ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("error", "result"), [
+    (SendingPausedError("token expired"), SendResult.PAUSED),
+    (AmbiguousDeliveryError("timeout"), SendResult.UNKNOWN),
+    (PacedError("slot", retry_after=1), SendResult.PACED),
+    (RetriableDeliveryError("429"), SendResult.RETRY),
+    (SkippableDeliveryError("stop", code="opted_out"), SendResult.UNDELIVERABLE),
+    (FatalDeliveryError("bad template"), SendResult.FAILED),
+    (RuntimeError("a bug in a channel"), SendResult.RETRY),
+])
+def test_every_answer_has_one_send_result(error, result):
+    assert classify(error) is result
+
+
+async def test_an_unexpected_channel_error_is_retried_with_its_text_on_record(make):
+    class BuggyChannel(BaseChannel):
+        name = "buggy"
+
+        async def send(self, message: OutboundSend) -> str:
+            raise RuntimeError("a bug in a channel")
+
+    app = consented(make(channel=BuggyChannel()))
+    decision = app.send(confirmation())
+    await Worker(app).run_until_idle()
+    row = app.message(decision.id)
+    assert (row["status"], row["attempts"], row["error_details"]) == ("queued", 1, "a bug in a channel")

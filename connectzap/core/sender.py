@@ -154,11 +154,11 @@ class Sender:
             if want_accepted and sent:
                 journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:
-                row, err = o.row, o.error
-                error = error_record(err)
                 if o.result is SendResult.SENT:
                     continue
-                elif o.result is SendResult.PACED:
+                row, err = o.row, o.error
+                error = error_record(err)
+                if o.result is SendResult.PACED:
                     outbox.hold_back(conn, row["id"], now() + (_retry_after(err) or 1.0), attempts=row["attempts"])
                 elif o.result is SendResult.RETRY:
                     if row["attempts"] + 1 > self.cfg.max_attempts:
