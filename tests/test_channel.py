@@ -278,3 +278,18 @@ async def test_an_unexpected_channel_error_is_retried_with_its_text_on_record(ma
     await Worker(app).run_until_idle()
     row = app.message(decision.id)
     assert (row["status"], row["attempts"], row["error_details"]) == ("queued", 1, "a bug in a channel")
+
+
+# --- a simulation never sends ----------------------------------------------------------------------------------
+
+def test_a_simulation_takes_the_rehearsal_channel_even_with_live_credentials(make):
+    from connectzap.core.simulation import Simulation
+    live = {"access_token": "EAAG-not-a-real-token", "phone_number_id": "106540352242922", "app_secrets": ["s"],
+            "verify_token": "v"}
+    assert make("live", connectors={"whatsapp": live}).channel.name == "whatsapp"  # the real engine: Cloud API
+    rehearsing = make("rehearsal", connectors={"whatsapp": live}, simulation=Simulation())
+    assert isinstance(rehearsing.channel, SandboxChannel)
+    with registered_plugin(ConnectorRegistration(SendingConnector)):
+        # a connector with only a live channel is never used by a simulation
+        only_live = make("only-live", connectors={**NO_WHATSAPP, "test_sender": {}}, simulation=Simulation())
+    assert isinstance(only_live.channel, NoChannel) and "rehearsal channel" in (only_live.channel_missing or "")

@@ -33,7 +33,6 @@ from .models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, O
 if TYPE_CHECKING:
     from .app import Connectzap
     from .context import EventContext
-    from .simulation import OutboundCall
 
 
 class ConnectorSettings(BaseModel):
@@ -186,12 +185,37 @@ class Connector:
         built by the same code as the real ones; read connectzap's database if needed, but make no
         request outside it. The default describes the delivery without its requests.
         """
-        from .simulation import OutboundCall
         return [OutboundCall(None, None, note=f"{type(self).__name__} would receive this {kind} event "
                                               "(it does not describe its requests: Connector.rehearse)")]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    """One request a connector (or a hook) would make outside connectzap, shown instead of made
+    (:meth:`Connector.rehearse`, ``connectzap simulate``).
+
+    ``method`` and ``url`` are None for an effect the connector does not describe as HTTP.
+    """
+
+    method: str | None
+    url: str | None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "url": self.url}
+        if self.headers:
+            out["headers"] = self.headers
+        if self.body is not None:
+            out["body"] = self.body
+        if self.note:
+            out["note"] = self.note
+        return out
+
 
 
 def secret_value(secret: SecretStr | None) -> str:

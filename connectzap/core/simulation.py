@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import Table, create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .connector import OutboundCall
 from .hooks import DeliveryTarget
 from .phones import mask
 from .settings import Settings, _is_secret_key
@@ -38,30 +39,6 @@ if TYPE_CHECKING:
     from .context import EventContext
 
 MASK = "**********"
-
-
-@dataclass(frozen=True)
-class OutboundCall:
-    """One request a connector (or a hook) would make outside connectzap, shown instead of made.
-
-    ``method`` and ``url`` are None for an effect the connector does not describe as HTTP.
-    """
-
-    method: str | None
-    url: str | None
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    note: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "url": self.url}
-        if self.headers:
-            out["headers"] = self.headers
-        if self.body is not None:
-            out["body"] = self.body
-        if self.note:
-            out["note"] = self.note
-        return out
 
 
 @dataclass(frozen=True)
