@@ -128,16 +128,16 @@ def test_worker_with_a_bad_config_is_one_line(tmp_path: Path) -> None:
 def test_send_refusal_then_success(config: Path) -> None:
     seed(config)
     refused = run(config, "send", PHONE, "--template", "order_confirmation", "--param", "42")
-    assert one_line_error(refused, 3).startswith("refused: no_consent")
+    assert one_line_error(refused, 3).startswith("error: refused: no_consent")
     ok(run(config, "consent", "grant", PHONE, "utility", "--proof", "checkbox"))
     out = ok(run(config, "send", PHONE, "--template", "order_confirmation", "--param", "42", "--key", "k1"))
     message_id, status = out.split()[:2]
     assert status == "delivered"
     again = ok(run(config, "send", PHONE, "--template", "order_confirmation", "--param", "42", "--key", "k1"))
     assert again.split()[0] == message_id  # same key, same message
-    assert one_line_error(run(config, "send", PHONE, "--text", "hello"), 3).startswith("refused: window_closed")
+    assert one_line_error(run(config, "send", PHONE, "--text", "hello"), 3).startswith("error: refused: window_closed")
     mismatch = run(config, "send", PHONE, "--template", "order_confirmation")
-    assert one_line_error(mismatch, 3).startswith("refused: param_mismatch")
+    assert one_line_error(mismatch, 3).startswith("error: refused: param_mismatch")
 
 
 def test_send_usage_and_input_errors(config: Path) -> None:
@@ -194,7 +194,7 @@ def test_messages_list_and_show(config: Path) -> None:
     message_id = ok(run(config, "send", PHONE, "--template", "order_confirmation", "--param", "42")).split()[0]
     listed = ok(run(config, "messages", "list", "--phone", PHONE))
     assert message_id in listed and "order_confirmation" in listed
-    shown = json.loads(ok(run(config, "messages", "show", message_id)))
+    shown = json.loads(ok(run(config, "messages", "show", message_id, "--json")))
     assert shown["id"] == message_id and shown["recipient"] is None and shown["content"] is None  # erased
     assert "no message" in one_line_error(run(config, "messages", "show", "m-nope"), 1)
 
@@ -234,7 +234,7 @@ def test_simulate_good_invalid_json_and_invalid_event(config: Path, tmp_path: Pa
     assert "not valid JSON" in one_line_error(run(config, "simulate", str(not_json)), 1)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"kind": "order_created", "data": {"status": "x"}}))
-    assert one_line_error(run(config, "simulate", str(wrong)), 1).startswith("Error: event 0:")
+    assert one_line_error(run(config, "simulate", str(wrong)), 1).startswith("error: event 0:")
     unknown_kind = tmp_path / "kind.json"
     unknown_kind.write_text(json.dumps({"kind": "teleport", "data": {}}))
     assert "event 0" in one_line_error(run(config, "simulate", str(unknown_kind)), 1)

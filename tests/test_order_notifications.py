@@ -198,10 +198,13 @@ class FakeContext:
     source = "woocommerce"
 
     def __init__(self, config: dict[str, Any], state: FakeState) -> None:
-        self.config, self.state, self.sent = config, state, []
+        self.config, self.state, self.sent, self.notes = config, state, [], []
 
     def send(self, to: Any, content: Any, *, key: str | None = None, **options: Any) -> None:
         self.sent.append((content.name, key))
+
+    def note(self, code: str, detail: str) -> None:
+        self.notes.append(code)
 
 
 STATUSES = ["pending", "on-hold", "failed", "processing", "shipped", "completed", "cancelled", "refunded",
@@ -219,6 +222,7 @@ def test_each_status_notifies_at_most_once_and_never_after_a_higher_one(sequence
         ctx = FakeContext(CONFIG, state)
         order_notifications._notify(Order(id="7", status=status, shop="main", customer=Contact(phone=ANA)), ctx)
         names = [name.removeprefix("t_") for name, _ in ctx.sent]
+        assert bool(names) != bool(ctx.notes)  # a send, or a note saying why not: never silence
         if status in order_notifications.DRAFT_STATUSES:
             assert names == []
             continue

@@ -5,11 +5,8 @@ Errors are one clear line and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import sys
+import logging
 
-import click
-
-from ..core.errors import ConnectzapError
 from . import (  # noqa: F401 - they register
     consent,
     events,
@@ -20,9 +17,12 @@ from . import (  # noqa: F401 - they register
     setup,
     simulate,
 )
-from .base import Ctx, cli, pass_ctx
+from .base import Ctx, cli, fail, pass_ctx
+from .exits import CommandFailed, ExitCode
+from .output import Column, emit, json_option, progress, track
 
-__all__ = ["Ctx", "cli", "main", "pass_ctx"]
+__all__ = ["Column", "CommandFailed", "Ctx", "ExitCode", "cli", "emit", "fail", "json_option", "main", "pass_ctx",
+           "progress", "track"]
 
 
 def _install_plugin_commands() -> None:
@@ -31,9 +31,11 @@ def _install_plugin_commands() -> None:
 
 
 def main() -> None:
+    # One-shot commands report outcomes themselves: only errors (a plugin that failed to load)
+    # reach stderr as log lines. `serve` and `worker` set their own level (--log-level).
+    logging.getLogger("connectzap").setLevel(logging.ERROR)
     try:
         _install_plugin_commands()
-    except ConnectzapError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a plugin's registration failure is one line like any other
+        fail(exc)
     cli(prog_name="connectzap")

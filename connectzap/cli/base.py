@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from ..core.errors import ConnectzapError
+from .exits import EPILOG, ExitCode, describe
 
 
 class Ctx:
@@ -33,25 +34,64 @@ pass_ctx = click.make_pass_decorator(Ctx)
 
 
 class Group(click.Group):
-    """Turns connectzap errors (and anything unexpected) into one line on stderr."""
+    """The root group: every failure of every command (bundled or a plugin's) becomes one line,
+    ``error: ...`` on stderr, and an exit code from :class:`~.exits.ExitCode` -- never a traceback."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # the root's own options (subcommands are parsed inside invoke)
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            fail(exc)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConnectzapError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(1)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit, KeyboardInterrupt):
+        except (click.exceptions.Exit, SystemExit):
             raise
+        except BrokenPipeError:
+            _quiet_stdout()
+            sys.exit(ExitCode.OK)  # the reader (`| head`) has what it wanted
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
         except Exception as exc:
-            if os.environ.get("CONNECTZAP_DEBUG"):
+            if os.environ.get("CONNECTZAP_DEBUG") and not isinstance(exc, (click.ClickException, click.Abort)):
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set CONNECTZAP_DEBUG=1 for details)",
-                       err=True)
-            sys.exit(2)
+            fail(exc)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            try:  # what is still buffered meets a closed pipe here, after the command returned
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _quiet_stdout()
+            except (ValueError, OSError):
+                pass
 
 
-@click.group(cls=Group)
+def fail(exc: BaseException) -> NoReturn:
+    """Print ``exc`` as one ``error: ...`` line and exit with its code."""
+    line, code = describe(exc)
+    try:
+        click.echo(f"error: {line}", err=True)
+    except BrokenPipeError:
+        pass
+    sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+@click.group(cls=Group, epilog=EPILOG)
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="CONNECTZAP_CONFIG",
               help="TOML config file (default: $CONNECTZAP_CONFIG, else built-in defaults).")
 @click.version_option(package_name="connectzap")
@@ -59,7 +99,6 @@ class Group(click.Group):
 def cli(ctx: click.Context, config: str | None) -> None:
     """connectzap: consented WhatsApp messages from your shop and CRM."""
     ctx.obj = Ctx(config)
-
 
 
 def fmt_time(ts: float | None) -> str:
@@ -76,4 +115,11 @@ def drain(app: Any) -> None:
         finally:
             await app.channel.aclose()  # the live channel's HTTP connections belong to this event loop
 
-    asyncio.run(run())
+    # The command reports what happened itself; the workers' own log lines would only repeat it.
+    logger = logging.getLogger("connectzap")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(run())
+    finally:
+        logger.setLevel(level)

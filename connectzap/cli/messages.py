@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from ..core.phones import mask
-from .base import Ctx, cli, fmt_time, pass_ctx
+from ..core.views import MessageView
+from .base import Ctx, cli, pass_ctx
+from .output import Column, TimeParam, emit, json_option
+
+MESSAGE_COLUMNS = [
+    Column("id"), Column("created", "created_at"), Column("status"), Column("to", "recipient"),
+    Column("message", lambda m: m.template_name or m.content_type), Column("reason"),
+    Column("scheduled", "not_before"),
+]
 
 
 @cli.group()
@@ -16,30 +21,33 @@ def messages() -> None:
 
 
 @messages.command("list")
-@click.option("--phone")
-@click.option("--status")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--phone", help="Only messages to this number.")
+@click.option("--country", help="Country for a national --phone, e.g. DE.")
+@click.option("--status", help="queued, refused, accepted, sent, delivered, read, failed, ...")
+@click.option("--since", type=TimeParam(), help="Created at or after: ISO 8601, or an age such as 2h or 7d.")
+@click.option("--until", type=TimeParam(), help="Created before: ISO 8601, or an age.")
+@click.option("--before", "before_id", metavar="ID", help="Page on: only messages older than this one.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
 @pass_ctx
-def messages_list(obj: Ctx, phone: str | None, status: str | None, limit: int) -> None:
-    """List recent messages, newest first."""
-    rows = obj.app().messages(phone=phone, status=status, limit=limit)
-    for r in rows:
-        what = r["template_name"] or r["content_type"]
-        click.echo(f"{r['id']} {fmt_time(r['created_at'])} {r['status']:9} {what}"
-                   + (f" reason={r['reason']}" if r["reason"] else ""))
-    if not rows:
-        click.echo("no messages")
+def messages_list(obj: Ctx, phone: str | None, country: str | None, status: str | None, since: float | None,
+                  until: float | None, before_id: str | None, limit: int, as_json: bool) -> None:
+    """List messages, newest first: status, masked recipient, the refusal or failure reason."""
+    from ..core.phones import to_e164
+    app = obj.app()
+    rows = app.messages(phone=to_e164(phone, country) if phone else None, status=status, since=since, until=until,
+                        before_id=before_id, limit=limit)
+    emit([MessageView.of(r) for r in rows], as_json, columns=MESSAGE_COLUMNS, empty="no messages")
 
 
 @messages.command("show")
 @click.argument("message_id")
+@json_option
 @pass_ctx
-def messages_show(obj: Ctx, message_id: str) -> None:
-    """Show one message. Its text and number are gone once it is finished."""
-    row = obj.app().message(message_id)
-    shown = {k: v for k, v in row.items() if k not in ("request_hash", "claimed_by", "claimed_until")}
-    shown["recipient"] = mask(row["recipient"]) if row["recipient"] else None
-    shown["content"] = json.loads(row["content"]) if row["content"] else None
-    for k in ("created_at", "updated_at", "not_before", "next_attempt_at"):
-        shown[k] = fmt_time(row[k])
-    click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+def messages_show(obj: Ctx, message_id: str, as_json: bool) -> None:
+    """Show one message and why it was refused or failed. Its text and number are gone once it is finished."""
+    view = MessageView.of(obj.app().message(message_id))
+    columns = [Column(name) for name in MessageView.model_fields if name not in ("content", "detail", "reason")]
+    columns[2:2] = [Column("reason"), Column("detail")]
+    columns.append(Column("content", lambda m: "erased" if m.content is None else "kept until it is finished"))
+    emit(view, as_json, columns=columns)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from .base import Ctx, cli, drain, pass_ctx
+from ..core.errors import RefusedError
+from .base import Ctx, cli, drain, fmt_time, pass_ctx
+from .exits import CommandFailed, ExitCode
 
 
 @cli.command()
@@ -41,15 +42,43 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
     decision = app.send(Outgoing(to=Contact.model_validate({"phone": phone, "country": country}), content=content),
                         idempotency_key=key, source="cli")
     if not decision.accepted:
-        click.echo(f"refused: {decision.reason} ({decision.detail})", err=True)
-        sys.exit(3)
+        hint = WHAT_TO_DO.get(decision.reason or "", "")
+        raise RefusedError(decision.reason or "refused", f"{decision.detail or decision.reason}{hint}")
     if wait:
         drain(app)
-    row = app.message(decision.id)
-    click.echo(f"{decision.id} {row['status']}" + (f" {row['wamid']}" if row["wamid"] else "")
-               + (f" ({row['reason']}: {row['error_details']})" if row["reason"] else ""))
-    if row["status"] == "failed":
-        sys.exit(4)
+    _report(app, app.message(decision.id), waited=wait)
+
+
+WHAT_TO_DO = {
+    "window_closed": " (connectzap send PHONE --template NAME; connectzap templates list shows them)",
+    "no_consent": " (record the customer's opt-in first: connectzap consent grant PHONE CATEGORY --proof ...)",
+    "template_unknown": " (connectzap templates sync, then connectzap templates list)",
+}
+
+
+def _report(app: Any, row: dict[str, Any], *, waited: bool) -> None:
+    """One line on stdout when the message went out (or waits as asked); one error line otherwise."""
+    mid, status = row["id"], row["status"]
+    why = f"{row['reason'] or row['error_code'] or 'error'}: {row['error_details'] or '-'}"
+    if status == "failed":
+        raise CommandFailed(f"message {mid} failed: {why}", ExitCode.FAILED)
+    if status == "refused":  # the sender's re-check (e.g. an opt-out while it waited)
+        raise CommandFailed(f"refused: {row['reason']}: {row['error_details']} (message {mid})", ExitCode.REFUSED)
+    if status == "unknown":
+        raise CommandFailed(f"WhatsApp did not confirm message {mid} ({row['error_details'] or 'no answer'}); it is "
+                      f"never resent blindly: its status webhook settles it (connectzap messages show {mid})",
+                      ExitCode.FAILED)
+    if status == "queued" and waited:
+        paused = app.paused()
+        if paused:
+            raise CommandFailed(f"sending is paused ({paused}): message {mid} waits in the queue; fix the cause, then "
+                          "connectzap resume", ExitCode.FAILED)
+        if row["attempts"] and row["error_details"]:
+            raise CommandFailed(f"message {mid} not sent: {row['error_details']}; it stays queued and a running "
+                          "`connectzap serve` or `connectzap worker` retries it", ExitCode.UNAVAILABLE)
+    scheduled = f" (scheduled for {fmt_time(row['not_before'])} UTC)" if status == "queued" and row["not_before"] \
+        else ""
+    click.echo(f"{mid} {status}" + (f" {row['wamid']}" if row["wamid"] else "") + scheduled)
 
 
 def _split_named(item: str) -> tuple[str, str]:

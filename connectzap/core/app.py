@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from . import consent as ledger
-from . import gate
+from . import gate, outcomes
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
@@ -25,13 +25,14 @@ from .errors import ConfigurationError, NotFoundError
 from .hooks import collect_connectors
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
-from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
+from .models import Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
 from .plugins import load_failures, load_plugins
 from .settings import Settings, describe_validation_error, load_settings
 from .store import flags, journal, outbox
 from .store.database import Database, now
 from .store.schema import workers
+from .views import DeadLetter, EventDetail, EventSummary
 
 if TYPE_CHECKING:
     from .simulation import Simulation
@@ -243,6 +244,45 @@ class Connectzap:
                 result["queue"] = {"events_pending": journal.pending_count(conn), "messages": outbox.counts(conn)}
         result["ok"] = db_ok and not result["paused"] and not result["plugin_errors"]
         return result
+
+    # --- what happened: events, their deliveries and outcomes; templates; the ledger ----------------
+    # The CLI and the REST API read the store through these methods only.
+
+    def events(self, *, source: str | None = None, kind: str | None = None, status: str | None = None,
+               since: float | None = None, until: float | None = None, before_id: int | None = None,
+               limit: int = 50) -> list[EventSummary]:
+        """Journaled events, newest first, each with what it became in one line."""
+        with self.db.read() as conn:
+            return outcomes.listing(conn, source=source, kind=kind, status=status, since=since, until=until,
+                                    before_id=before_id, limit=limit)
+
+    def event(self, event_id: int) -> EventDetail:
+        """One event with every delivery: status, attempts, last error, notes and proposed messages."""
+        with self.db.read() as conn:
+            found = outcomes.detail(conn, event_id)
+        if found is None:
+            raise NotFoundError(f"no event {event_id}")
+        return found
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self.db.read() as conn:
+            return outcomes.dead_letters(conn, limit)
+
+    def retry_dead(self, event_id: int) -> int:
+        """Queue an event's dead deliveries again; 0 when there are none (or its payload is erased)."""
+        with self.db.begin() as conn:
+            return journal.retry_dead(conn, event_id)
+
+    def templates(self) -> list[TemplateInfo]:
+        """The template cache the gate checks."""
+        from . import templates
+        with self.db.read() as conn:
+            return templates.all_templates(conn)
+
+    def consent_ledger(self) -> list[ConsentRecord]:
+        """Every consent record, oldest first (contacts appear as keyed hashes only)."""
+        with self.db.read() as conn:
+            return ledger.all_records(conn)
 
 
 def _checked(channel: Any) -> Channel:

@@ -53,3 +53,8 @@ def to_record(row: object) -> ConsentRecord:
     m = row._mapping  # type: ignore[attr-defined]
     return ConsentRecord(contact_key=m["contact_key"], category=Category(m["category"]), granted=m["granted"],
                          source=m["source"], proof=m["proof"], at=datetime.fromtimestamp(m["at"], UTC))
+
+
+def all_records(conn: Connection) -> list[ConsentRecord]:
+    """The whole ledger, oldest first (``consent export``)."""
+    return [to_record(r) for r in conn.execute(select(consents).order_by(consents.c.at, consents.c.id))]

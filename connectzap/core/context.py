@@ -87,6 +87,7 @@ class EventContext:
         self.log = logging.getLogger(f"connectzap.plugin.{plugin}")
         self.proposals: list[Outgoing] = []
         self.consent_changes: list[ConsentChange] = []
+        self.notes: list[dict[str, str]] = []
 
     @property
     def settings(self) -> Any:
@@ -115,6 +116,14 @@ class EventContext:
 
     def propose(self, outgoing: Outgoing) -> None:
         self.proposals.append(outgoing)
+
+    def note(self, code: str, detail: str) -> None:
+        """Say why this hook did what it did -- or nothing (``no_rule``, ``already_notified``...).
+
+        Kept with the event's delivery when the hook succeeds, and shown by ``connectzap events
+        show`` and ``GET /v1/events/{id}``. Never put a phone number or a message text in it.
+        """
+        self.notes.append({"code": str(code), "detail": str(detail)})
 
     def set_consent(self, change: ConsentChange) -> None:
         """Record a consent change (e.g. a STOP keyword) when the hook succeeds; it then reaches

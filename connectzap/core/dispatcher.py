@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import gate
+from . import gate, logs
 from .bookkeeping import Bookkeeping
 from .context import EventContext
 from .errors import FatalError, RetriableError, SkippableError
@@ -53,6 +53,7 @@ class _Delivery:
     proposals: list[Outgoing] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     consent_changes: list[ConsentChange] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)
     result: Any = None
     error: Exception | None = None
 
@@ -181,12 +182,12 @@ class Dispatcher:
             outcome.result = {"skipped": exc.code, "detail": exc.message}
             return outcome
         except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
-            log.warning("event %s: %s failed: %s: %s", plan.event_id, target.name, type(exc).__name__, exc)
-            outcome.error = exc
+            outcome.error = exc  # logged once its retry (or dead letter) is recorded
             return outcome
         outcome.proposals = [*ctx.proposals, *returned]
         outcome.state = ctx.state.pending
         outcome.consent_changes = ctx.consent_changes
+        outcome.notes = ctx.notes
         return outcome
 
     def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> None:
@@ -213,7 +214,9 @@ class Dispatcher:
         decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
                                                           source_event_id=o.event_id, plugin=o.target)]
         plugin_state.write(self.db, conn, o.target, o.state)
-        journal.finish_delivery(conn, o.event_id, o.target, o.result if o.result is not None else decisions)
+        result = o.result if o.result is not None else {"messages": decisions, "notes": o.notes} if o.notes \
+            else decisions
+        journal.finish_delivery(conn, o.event_id, o.target, result)
 
     def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
         retry_at: float | None
@@ -224,4 +227,11 @@ class Dispatcher:
             delay = hinted or backoff(attempt, self.cfg.backoff_base_seconds, self.cfg.backoff_max_seconds)
             retry_at = now() + delay
         journal.fail_delivery(conn, event_id, target, f"{type(exc).__name__}: {exc}", retry_at)
+        error = f"{type(exc).__name__}: {exc}"
+        if retry_at is None:
+            logs.emit(log, logging.ERROR, "dead letter", event=event_id, target=target, attempts=attempt, error=error,
+                      retry=f"connectzap events retry {event_id}")
+        else:
+            logs.emit(log, logging.WARNING, "delivery failed, will retry", event=event_id, target=target,
+                      attempt=attempt, retry_in=round(retry_at - now(), 1), error=error)
 

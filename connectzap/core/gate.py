@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import consent, templates
+from . import consent, logs, templates
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
 from .messages import Outgoing, TemplateContent, TextParam
@@ -32,6 +34,8 @@ from .store.database import Database, now
 from .store.outbox import new_message_id
 from .store.schema import consents, contacts, windows
 from .store.schema import outbox as outbox_table
+
+log = logging.getLogger("connectzap.gate")
 
 REASONS = {
     "invalid_phone": "the recipient is not a valid phone number",
@@ -116,7 +120,10 @@ class BatchFacts:
                 self._templates[(info.name, info.language)] = info
 
     def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
-        return is_open(latest_inbound(self._windows.get(key, []), business_number), at)
+        return is_open(self.last_inbound(key, business_number), at)
+
+    def last_inbound(self, key: str, business_number: str | None) -> float | None:
+        return latest_inbound(self._windows.get(key, []), business_number)
 
     def latest(self, key: str, category: str) -> ConsentRecord | None:
         return self._consent.get((key, str(category)))
@@ -184,7 +191,13 @@ def evaluate(facts: BatchFacts, key: str, content: Any, fallback: TemplateConten
         if window:
             return Verdict(content, "service")
         if fallback is None:
-            return Verdict(None, "service", "window_closed", "the last customer message is over 24 hours old")
+            last = facts.last_inbound(key, business_number)
+            said = ("the customer has not written to you yet" if last is None else
+                    f"the customer last wrote at {datetime.fromtimestamp(last, UTC):%Y-%m-%d %H:%M} UTC, "
+                    "over 24 hours ago")
+            return Verdict(None, "service", "window_closed",
+                           f"{said}; a free-form message can only answer a customer's message of the last 24 "
+                           "hours, so send an approved template instead")
         content = fallback
     verdict = check_template(facts, content)
     if verdict.reason:
@@ -276,6 +289,11 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
                 raise ConflictError("Idempotency-Key was already used for a different message")
             decisions[n] = Decision(first.id, first.status, first.reason, None, duplicate=True,
                                     idempotency_key=a.idempotency_key)
+    if log.isEnabledFor(logging.INFO):
+        for row in rows:
+            if row["status"] == "refused" and row["idempotency_key"] not in lost:
+                logs.emit(log, logging.INFO, "message refused", message_id=row["id"], reason=row["reason"],
+                          what=row["template_name"] or row["content_type"], plugin=plugin, event=source_event_id)
     return decisions
 
 

@@ -7,15 +7,11 @@ repeated delivery is acknowledged and ignored.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from .connector import Connector, WebhookRequest, WebhookResponse
 from .errors import PayloadError, SignatureError
 from .models import Event
 from .store.journal import Journaled
-
-log = logging.getLogger("connectzap.ingress")
-
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> WebhookResponse:
     body: dict[str, object] = {"error": code, "detail": detail}
@@ -31,8 +27,7 @@ def prepare(connector: Connector, request: WebhookRequest) -> WebhookResponse | 
         return answered
     try:
         connector.verify_request(request)
-    except SignatureError as exc:
-        log.warning("%s: rejected webhook: %s", connector.name, exc.message)
+    except SignatureError as exc:  # logged by the edge with the answer, once per webhook
         return _error(401, "bad_signature", exc.message)
     try:
         events = connector.parse(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 
 import phonenumbers
 
@@ -66,7 +67,10 @@ def _parse_e164(text: str, region: str | None) -> str:
             continue
         if phonenumbers.is_valid_number(parsed):
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    raise InvalidPhoneError(f"not a valid phone number for region {region or 'unknown'}", field="phone")
+    if region is None:
+        raise InvalidPhoneError("not a valid phone number (without a country code it needs a country)",
+                                field="phone")
+    raise InvalidPhoneError(f"not a valid phone number for region {region}", field="phone")
 
 
 def _looks_international(digits: str, region: str) -> bool:
@@ -95,3 +99,30 @@ def mask(e164: str | None) -> str:
 def contact_key(e164: str, secret: bytes) -> str:
     """The keyed hash that identifies a contact at rest (HMAC-SHA256, hex, 32 chars)."""
     return hmac.new(secret, e164.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+_DIGIT_RUN = re.compile(r"\+?\d[\d \-().]{5,}\d")
+_BARE_DIGITS = re.compile(r"(?<![\w+])\d{10,15}(?!\w)")
+
+
+def scrub(text: str) -> str:
+    """``text`` with every phone number in it masked (error texts and log lines may quote one).
+
+    Numbers written with their country code (``+49 151 ...``), in the default region's national
+    form, and bare WhatsApp ids (``4915112345678``) are found; other digits are left alone.
+    """
+    if not _DIGIT_RUN.search(text):
+        return text
+    spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, _default_region or "ZZ",
+                                                                       leniency=phonenumbers.Leniency.VALID)]
+    for m in _BARE_DIGITS.finditer(text):
+        try:
+            valid = phonenumbers.is_valid_number(phonenumbers.parse("+" + m.group()))
+        except phonenumbers.NumberParseException:
+            valid = False
+        if valid and not any(start <= m.start() < end for start, end in spans):
+            spans.append((m.start(), m.end()))
+    for start, end in sorted(spans, reverse=True):
+        digits = "".join(ch for ch in text[start:end] if ch.isdigit() or ch == "+")
+        text = text[:start] + mask(digits if digits.startswith(("+", "0")) else "+" + digits) + text[end:]
+    return text

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from . import gate
+from . import gate, logs
 from .bookkeeping import Bookkeeping
 from .channel import NOT_SUPPORTED, Channel, OutboundSend
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
                      SendingPausedError, SkippableDeliveryError, SkippableError)
 from .messages import MessageContent, TemplateContent
 from .models import DeliveryOutcome, Event, EventKind, MessageStatus, StatusValue
+from .phones import mask
 from .retries import backoff
 from .store import flags, journal, outbox
 from .store.database import now
@@ -106,6 +107,8 @@ class Sender:
 
         outcomes = await asyncio.gather(*(one(item) for item in claimed))
         await asyncio.to_thread(self._record, channel, list(outcomes))
+        for outcome in outcomes:
+            _log_send(outcome, self.cfg.max_attempts)
         return len(outcomes)
 
     def _claim_outbox(self) -> list[tuple[dict[str, Any], OutboundSend]]:
@@ -126,6 +129,7 @@ class Sender:
                                         row["business_phone_number_id"])
                 if verdict.reason:
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
+                    _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)
                     continue
                 ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
                                                 content=verdict.content, category=verdict.category,
@@ -240,6 +244,36 @@ class Sender:
     def _requeue_unknown(self, older_than: float) -> int:
         with self.db.begin() as conn:
             return outbox.requeue_unknown(conn, older_than)
+
+
+_LOGGED = {  # how each result is logged: level and message
+    SendResult.SENT: (logging.INFO, "message sent"),
+    SendResult.PACED: (logging.DEBUG, "message paced"),
+    SendResult.RETRY: (logging.WARNING, "message send will be retried"),
+    SendResult.UNDELIVERABLE: (logging.WARNING, "message failed"),
+    SendResult.FAILED: (logging.WARNING, "message failed"),
+    SendResult.PAUSED: (logging.ERROR, "sending paused"),
+    SendResult.UNKNOWN: (logging.WARNING, "message send unconfirmed (never resent blindly)"),
+}
+
+
+def _log_send(o: SendOutcome, max_attempts: int) -> None:
+    """One line per send outcome: which message, what happened, why -- never the number or the text."""
+    err = o.error
+    level, message = _LOGGED[o.result]
+    fields: dict[str, Any] = {"wamid": o.wamid}
+    if err is not None:
+        fields.update(reason=err.code if isinstance(err, ConnectzapError) else None,
+                      error=f"{type(err).__name__}: {err}")
+    if o.result is SendResult.RETRY and o.row["attempts"] + 1 > max_attempts:
+        level, message, fields["reason"] = logging.WARNING, "message failed", "max_attempts"
+    _log_outcome(level, message, o.row, **fields)
+
+
+def _log_outcome(level: int, message: str, row: dict[str, Any], **fields: Any) -> None:
+    logs.emit(log, level, message, message_id=row["id"], to=mask(row["recipient"]) if row.get("recipient") else None,
+              what=row.get("template_name") or row.get("content_type"), plugin=row.get("plugin"),
+              event=row.get("source_event_id"), attempt=row.get("attempts", 0) + 1, **fields)
 
 
 def _retry_after(err: Exception | None) -> float | None:

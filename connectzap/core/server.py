@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from .app import Connectzap
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StartupError
 from .http import create_app
 from .settings import Settings
 
@@ -60,6 +62,28 @@ def ensure_api_key(settings: Settings) -> Path | None:
     return path
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front, so an address in use is one clear :class:`StartupError`
+    (uvicorn would log it and exit from inside the event loop)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror} (check --host or api.host)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use (another connectzap serve?); "
+                               "choose another with --port or api.port") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror} (check --host or api.host)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -71,8 +95,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
               announce: Callable[[str], Any] | None = None, **uvicorn_options: Any) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    listener = listen(host, port)
     app = create_app(engine, run_workers=run_workers)
-    options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False,
+    # log_config=None: uvicorn keeps its hands off logging; `serve` configured it (connectzap.core.logs).
+    options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
                                "log_level": "warning", "timeout_graceful_shutdown": 30,
                                "server_header": False}
     options.update(uvicorn_options)
@@ -86,7 +112,7 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started and announce is not None:

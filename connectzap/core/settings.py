@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .errors import ConfigurationError
 
@@ -177,6 +177,18 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, prefix="config")) from None
+    except SettingsError as exc:
+        raise ConfigurationError(_describe_env_error(exc)) from None
+
+
+def _describe_env_error(exc: Exception) -> str:
+    """pydantic-settings says 'error parsing value for field "api"': name the variable, never its value."""
+    text = str(exc)
+    field = text.split('field "', 1)[1].split('"', 1)[0] if 'field "' in text else ""
+    prefix = f"CONNECTZAP_{field.upper()}"
+    names = sorted(name for name in os.environ if name.upper() == prefix or name.upper().startswith(prefix + "__"))
+    return (f"environment variable {' or '.join(names) or prefix + '__...'} cannot be read: lists and tables are "
+            """written as JSON, e.g. '["first", "second"]' or '{"name": "value"}'""")
 
 
 def describe_validation_error(exc: Any, prefix: str = "") -> str:

@@ -212,18 +212,29 @@ def build_template(spec: MessageSpec, order: Order) -> TemplateContent:
 
 def _notify(order: Order, ctx: EventContext) -> None:
     config = config_of(ctx)
-    if (not config.rules and config.owner is None) or order.partial \
-            or order.status in DRAFT_STATUSES:
+    # Every way of sending nothing leaves a note, so `connectzap events show` can say why.
+    if not config.rules and config.owner is None:
+        ctx.note("not_configured", "no rules in [plugins.order_notifications]")
+        return
+    if order.partial or order.status in DRAFT_STATUSES:
+        ctx.note("not_notified", f"a {'partial' if order.partial else 'draft'} order ({order.status}) never notifies")
         return
     shop = order.shop or "-"
     memory_key = f"order:{ctx.source}:{shop}:{order.id}"
     memory = ctx.state.get(memory_key) or {"rank": -1, "sent": [], "owner": False}
     rank = config.rank(order.status)
     if rank < memory["rank"]:
-        return  # a late, lower-ranked status: the customer already heard about a later one
+        # a late, lower-ranked status: the customer already heard about a later one
+        ctx.note("late_status", f"{order.status} arrived after a later status; not notified")
+        return
     memory["rank"] = rank
     rule = next((r for r in config.rules if r.matches(order.status, order.shop)), None)
-    if rule is not None and order.status not in memory["sent"]:
+    if rule is None:
+        ctx.note("no_rule", f"no rule matches status {order.status!r}"
+                            + (f" for shop {order.shop}" if order.shop else ""))
+    elif order.status in memory["sent"]:
+        ctx.note("already_notified", f"the customer was already notified of {order.status}")
+    else:
         ctx.send(order.customer or Contact(), build_template(rule, order),
                  key=f"{ctx.source}:{shop}:{order.id}:{order.status}",
                  origin={"source": ctx.source, "shop": shop, "order": order.id, "status": order.status})

@@ -67,8 +67,9 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
             engine.use_channel(original_channel)
 
     app = FastAPI(title="connectzap", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "consent"},
-                                                   {"name": "templates"}, {"name": "operations"}])
+                  lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "events"},
+                                                   {"name": "consent"}, {"name": "templates"},
+                                                   {"name": "operations"}])
     app.state.engine = engine
     app.state.api_keys = ApiKeys(settings.keys)
     app.state.metrics = metrics

@@ -6,20 +6,23 @@ calls block). Errors are raised from the engine's exception tree and mapped in :
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..app import Connectzap
+from ..errors import ConnectzapError
 from ..messages import Outgoing
 from ..models import Category, ConsentChange
 from ..phones import mask, to_e164
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
-from .schemas import ConsentGrant, ConsentState, ConsentView, MessagePage, MessageView, Queued, TemplateList
+from .schemas import (ConsentGrant, ConsentState, ConsentView, EventDetail, EventPage, MessagePage, MessageView,
+                      Queued, TemplateList)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
@@ -61,6 +64,29 @@ def _epoch(value: datetime | None) -> float | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
+class BadCursorError(ConnectzapError):
+    """A ``cursor`` that no listing handed out: answered 400, never an empty page."""
+
+    code = "bad_cursor"
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not a `next_cursor` from this listing; omit it to start at the newest")
+
+
+MESSAGE_ID = re.compile(r"m[0-9a-f]{12,40}")
+EVENT_CURSOR = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def _cursor(value: str | None, pattern: re.Pattern[str]) -> str | None:
+    if value is not None and not pattern.fullmatch(value):
+        raise BadCursorError()
+    return value
+
+
+def _cursor_docs(what: str) -> str:
+    return f"`next_cursor` of the previous page ({what}); anything else is answered 400 `bad_cursor`."
+
+
 # --- messages ---------------------------------------------------------------------------------
 
 @router.post("/messages", status_code=202, response_model=Queued, tags=["messages"],
@@ -100,14 +126,50 @@ def list_messages(
         since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601).")] = None,
         until: Annotated[IsoTime | None, Query(description="Created before (ISO 8601).")] = None,
         cursor: Annotated[str | None, Query(min_length=1, max_length=64,
-                                            description="`next_cursor` of the previous page.")] = None,
+                                            description=_cursor_docs("a message id"))] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> MessagePage:
+    before = _cursor(cursor, MESSAGE_ID)
     number = to_e164(phone, country) if phone else None
-    rows = app.messages(phone=number, status=status, since=_epoch(since), until=_epoch(until), before_id=cursor,
+    rows = app.messages(phone=number, status=status, since=_epoch(since), until=_epoch(until), before_id=before,
                         limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return MessagePage(messages=[MessageView.of(r) for r in rows], next_cursor=rows[-1]["id"] if more else None)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+@router.get("/events", response_model=EventPage, tags=["events"], summary="Events, newest first, with their outcome",
+            responses=_errors())
+def list_events(
+        app: Engine,
+        source: Annotated[str | None, Query(min_length=1, max_length=64,
+                                            description="Connector or origin, e.g. `woocommerce`.")] = None,
+        kind: Annotated[str | None, Query(min_length=1, max_length=32,
+                                          description="e.g. `order_updated`, `lead`, `inbound_message`.")] = None,
+        status: Annotated[Literal["pending", "done", "dead"] | None, Query()] = None,
+        since: Annotated[IsoTime | None, Query(description="Received at or after (ISO 8601).")] = None,
+        until: Annotated[IsoTime | None, Query(description="Received before (ISO 8601).")] = None,
+        cursor: Annotated[str | None, Query(min_length=1, max_length=64,
+                                            description=_cursor_docs("an event id"))] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> EventPage:
+    """Each event with what it became in one line (`outcome`): the messages it led to and the gate's
+    verdicts, a plugin's reason for skipping it, a retry in progress or a dead letter."""
+    before = _cursor(cursor, EVENT_CURSOR)
+    rows = app.events(source=source, kind=kind, status=status, since=_epoch(since), until=_epoch(until),
+                      before_id=int(before) if before else None, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EventPage(events=rows, next_cursor=str(rows[-1].id) if more else None)
+
+
+@router.get("/events/{event_id}", response_model=EventDetail, tags=["events"],
+            summary="One event and each of its deliveries", responses=_errors((404, "No such event")))
+def get_event(app: Engine, event_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> EventDetail:
+    """Every delivery of the event -- the core's bookkeeping, each plugin hook, each connector --
+    with its status, attempts, last error and result: the messages it proposed and the gate's
+    verdict on each, or why it skipped the event."""
+    return app.event(event_id)
 
 
 # --- consent ----------------------------------------------------------------------------------
@@ -156,7 +218,5 @@ def delete_consent(
 @router.get("/templates", response_model=TemplateList, tags=["templates"], summary="The cached templates",
             responses=_errors())
 def list_templates(app: Engine) -> TemplateList:
-    from .. import templates
-    with app.db.read() as conn:
-        return TemplateList(templates=templates.all_templates(conn))
+    return TemplateList(templates=app.templates())
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Category, ConsentRecord, TemplateInfo
-from ..phones import mask
+from ..views import EventDetail, EventPage, EventSummary, MessageView
 
-
-def _time(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+__all__ = ["ConsentGrant", "ConsentState", "ConsentView", "EventDetail", "EventPage", "EventSummary", "Health",
+           "MessagePage", "MessageView", "PluginError", "Queued", "TemplateList"]
 
 
 class Queued(BaseModel):
@@ -22,43 +20,6 @@ class Queued(BaseModel):
     id: str
     status: str
     duplicate: bool = Field(False, description="True when this Idempotency-Key was seen before.")
-
-
-class MessageView(BaseModel):
-    """One outbound message. ``recipient`` is masked; ``content`` and ``recipient`` are null once erased."""
-
-    id: str
-    status: str
-    reason: str | None = None
-    detail: str | None = None
-    error_code: str | None = None
-    category: str
-    content_type: str
-    template_name: str | None = None
-    language: str | None = None
-    recipient: str | None = None
-    content: dict[str, Any] | None = None
-    wamid: str | None = None
-    attempts: int
-    cancel_key: str | None = None
-    plugin: str | None = None
-    source_event_id: int | None = None
-    not_before: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> MessageView:
-        stored = json.loads(row["content"]) if row.get("content") else None
-        return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
-                   error_code=row["error_code"], category=row["category"], content_type=row["content_type"],
-                   template_name=row["template_name"], language=row["language"],
-                   recipient=mask(row["recipient"]) if row["recipient"] else None,
-                   content=stored.get("original") if isinstance(stored, dict) else None,
-                   wamid=row["wamid"], attempts=row["attempts"], cancel_key=row["cancel_key"],
-                   plugin=row["plugin"], source_event_id=row["source_event_id"],
-                   not_before=_time(row["not_before"]), created_at=_time(row["created_at"]),  # type: ignore[arg-type]
-                   updated_at=_time(row["updated_at"]))  # type: ignore[arg-type]
 
 
 class MessagePage(BaseModel):

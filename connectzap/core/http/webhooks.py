@@ -8,6 +8,7 @@ verify -> parse -> journal (group commit) -> 2xx; nothing is processed inline.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -17,10 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..connector import Connector, WebhookRequest, WebhookResponse
-from .. import ingress
+from .. import ingress, logs
 from ..errors import StartupError
 from ..models import Event
 from ..store.journal import Journaled
+
+log = logging.getLogger("connectzap.webhooks")
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -94,10 +97,24 @@ def endpoint(connector: Connector, writer: JournalWriter, metrics: Metrics,
         answer = await ingress.handle_async(connector, incoming, journal)
         response = render(answer)
         metrics.webhook_answered(source, answer.status, time.perf_counter() - started, fresh)
+        _log_answer(source, answer, fresh)
         return response
 
     webhook.__name__ = f"webhook_{source}"
     return webhook
+
+
+def _log_answer(source: str, answer: WebhookResponse, fresh: int) -> None:
+    """One line per webhook: accepted (how many new events) or refused (why)."""
+    if answer.status < 400:
+        if log.isEnabledFor(logging.INFO):
+            body = answer.body if isinstance(answer.body, dict) else {}
+            logs.emit(log, logging.INFO, "webhook accepted", source=source, status=answer.status, events=fresh,
+                      duplicates=body.get("duplicates"))
+        return
+    body = answer.body if isinstance(answer.body, dict) else {}
+    logs.emit(log, logging.WARNING, "webhook refused", source=source, status=answer.status,
+              error=body.get("error"), detail=body.get("detail"), field=body.get("field"))
 
 
 def mount(app: FastAPI, connectors: dict[str, Connector], writer: JournalWriter, metrics: Metrics,

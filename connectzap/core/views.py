@@ -1,0 +1,134 @@
+"""What connectzap shows of its records: the read models the CLI and the REST API share.
+
+Each view is safe to print: recipients are masked, message texts and payloads never appear
+(an event shows a one-line ``subject`` while its payload is kept, and ``payload: erased`` after),
+and times are UTC datetimes (ISO 8601 in JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .phones import mask
+
+
+def utc(ts: float | None) -> datetime | None:
+    """A stored time (float seconds since the epoch) as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class MessageView(BaseModel):
+    """One outbound message. ``recipient`` is masked; ``content`` and ``recipient`` are null once erased."""
+
+    id: str
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+    error_code: str | None = None
+    category: str
+    content_type: str
+    template_name: str | None = None
+    language: str | None = None
+    recipient: str | None = None
+    content: dict[str, Any] | None = None
+    wamid: str | None = None
+    attempts: int
+    cancel_key: str | None = None
+    plugin: str | None = None
+    source_event_id: int | None = None
+    not_before: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> MessageView:
+        stored = json.loads(row["content"]) if row.get("content") else None
+        return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
+                   error_code=row["error_code"], category=row["category"], content_type=row["content_type"],
+                   template_name=row["template_name"], language=row["language"],
+                   recipient=mask(row["recipient"]) if row["recipient"] else None,
+                   content=stored.get("original") if isinstance(stored, dict) else None,
+                   wamid=row["wamid"], attempts=row["attempts"], cancel_key=row["cancel_key"],
+                   plugin=row["plugin"], source_event_id=row["source_event_id"],
+                   not_before=utc(row["not_before"]), created_at=utc(row["created_at"]),  # type: ignore[arg-type]
+                   updated_at=utc(row["updated_at"]))  # type: ignore[arg-type]
+
+
+class Note(BaseModel):
+    """Why a plugin did what it did (or nothing): a stable ``code`` and one readable line."""
+
+    code: str
+    detail: str
+
+
+class MessageOutcome(BaseModel):
+    """A message an event's delivery proposed, and what became of it (its status now)."""
+
+    id: str
+    status: str = Field(description="queued, refused, accepted, sent, delivered, read, failed, cancelled, ...")
+    reason: str | None = Field(None, description="Why it was refused or failed (`no_consent`, `window_closed`...).")
+    detail: str | None = None
+    what: str = Field(description="The template name, or the message type.")
+    recipient: str | None = Field(None, description="Masked; null once erased.")
+    not_before: datetime | None = Field(None, description="Scheduled: not sent before this time.")
+    duplicate: bool = Field(False, description="An earlier event already proposed this message (same key).")
+
+
+class DeliveryView(BaseModel):
+    """One receiver of an event: the core's bookkeeping, a plugin hook or a connector, each retried alone."""
+
+    target: str = Field(description="`core`, a plugin name, or `connector:<name>`.")
+    role: Literal["core", "plugin", "connector"]
+    status: str = Field(description="pending, done or dead (a dead letter).")
+    outcome: str = Field(description="What it did, and why, in one line.")
+    attempts: int
+    last_error: str | None = None
+    next_attempt_at: datetime | None = Field(None, description="When a pending delivery is tried next.")
+    updated_at: datetime
+    skipped: Note | None = Field(None, description="Set when the plugin skipped the event on purpose.")
+    notes: list[Note] = Field(default_factory=list)
+    messages: list[MessageOutcome] = Field(default_factory=list)
+
+
+class EventSummary(BaseModel):
+    """One journaled event and, in one line, what it became."""
+
+    id: int
+    source: str
+    kind: str
+    dedupe_key: str
+    status: str = Field(description="pending, done or dead (some delivery failed every attempt).")
+    subject: str | None = Field(None, description="What the event is about (masked); null once the payload is erased.")
+    payload: Literal["kept", "erased"]
+    outcome: str = Field(description="What it became, and why, in one line.")
+    attempts: int
+    received_at: datetime
+    completed_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(None, description="When a pending event is looked at next.")
+
+
+class EventDetail(EventSummary):
+    """An event with each of its deliveries: status, attempts, last error, and result."""
+
+    deliveries: list[DeliveryView]
+
+
+class EventPage(BaseModel):
+    events: list[EventSummary]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next (older) page; null at the end.")
+
+
+class DeadLetter(BaseModel):
+    """A delivery that failed every attempt; ``connectzap events retry EVENT_ID`` queues it again."""
+
+    event_id: int
+    source: str
+    kind: str
+    target: str
+    attempts: int
+    last_error: str | None = None
+    updated_at: datetime
