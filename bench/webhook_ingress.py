@@ -116,21 +116,28 @@ def run_generator(args: argparse.Namespace) -> None:
 
 # --- the coordinator ---------------------------------------------------------------------------
 
-def start_server(folder: Path, database_url: str | None, workers: bool) -> tuple[subprocess.Popen[str], str]:
+def start_server(folder: Path, database_url: str | None, workers: bool,
+                 log_level: str) -> tuple[subprocess.Popen[str], str]:
     database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
     config = folder / "bench.toml"
     config.write_text(f'data_dir = "{folder}"\n{database}[api]\nkeys = ["{API_KEY}"]\n[sandbox]\nquiet = true\n'
                       f'[connectors.whatsapp]\napp_secrets = ["{APP_SECRET}"]\nverify_token = "bench"\n')
-    command = [str(Path(sys.executable).with_name("connectzap")), "--config", str(config), "serve", "--port", "0"]
+    command = [str(Path(sys.executable).with_name("connectzap")), "--config", str(config), "serve", "--port", "0",
+               "--log-level", log_level]
     if not workers:
         command.append("--no-workers")
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "CONNECTZAP_LOAD_PLUGINS": ""})
-    assert server.stderr is not None
-    for line in server.stderr:
-        if "serving on " in line:
-            return server, line.split("serving on ", 1)[1].split()[0]
-    raise SystemExit("server did not start")
+    # The log goes to a file, as an operator's would: a pipe nobody reads would stall the server.
+    log = folder / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(command, stderr=sink, stdout=subprocess.DEVNULL, text=True,
+                                  env={**os.environ, "CONNECTZAP_LOAD_PLUGINS": ""})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        for line in log.read_text().splitlines():
+            if "serving on " in line:
+                return server, line.split("serving on ", 1)[1].split()[0]
+        time.sleep(0.05)
+    raise SystemExit("server did not start:\n" + log.read_text())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,7 +168,7 @@ def fresh_postgres_schema(url: str) -> str:
 def coordinate(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cz-bench-"))
     database_url = fresh_postgres_schema(args.database_url) if args.database_url else None
-    server, url = start_server(folder, database_url, args.workers)
+    server, url = start_server(folder, database_url, args.workers, args.log_level)
     host, port = url.removeprefix("http://").rsplit(":", 1)
     cpu_before = cpu_seconds(server.pid)
     try:
@@ -180,6 +187,7 @@ def coordinate(args: argparse.Namespace) -> None:
     result["journaled_after_sigkill"] = journaled(folder, database_url)
     result["database"] = "postgresql" if database_url else "sqlite"
     result["workers_in_process"] = args.workers
+    result["log_level"] = args.log_level
     result["distinct_numbers"] = args.numbers
     result["every_ack_durable"] = result["journaled_after_sigkill"] == result["acknowledged"]
     print(json.dumps(result, indent=2))
@@ -196,6 +204,8 @@ def main() -> None:
                         help="Distinct customer numbers the webhooks cycle through (default 5000).")
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema is used); default SQLite")
     parser.add_argument("--workers", action="store_true", help="Run the workers inside serve as well.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="serve --log-level (default info, as serve runs: one line per webhook).")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--host", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -108,14 +107,9 @@ def consent_import(obj: Ctx, csv_file: Any, country: str | None) -> None:
 @pass_ctx
 def consent_export(obj: Ctx, output: Any) -> None:
     """Export the whole ledger as CSV. Contacts appear as keyed hashes: the ledger keeps no numbers."""
-    from sqlalchemy import select
-
-    from ..core.store.schema import consents
-    app = obj.app()
     writer = csv.writer(output)
     writer.writerow(["contact_key", "category", "granted", "source", "proof", "at"])
-    with app.db.read() as conn:
-        for r in conn.execute(select(consents).order_by(consents.c.at, consents.c.id)):
-            writer.writerow([r.contact_key, r.category, str(bool(r.granted)).lower(), r.source, r.proof or "",
-                             datetime.fromtimestamp(r.at, UTC).isoformat()])
+    for r in obj.app().consent_ledger():
+        writer.writerow([r.contact_key, r.category.value, str(r.granted).lower(), r.source, r.proof or "",
+                         r.at.isoformat()])
 

@@ -68,10 +68,12 @@ def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool, log_le
     Shutdown is graceful: requests in flight are answered, queued webhooks journaled and the
     workers finish what they hold before the process exits.
     """
-    from ..core.server import ensure_api_key
+    from ..core.server import ensure_api_key, listen
     from ..core.server import serve as run_server
     app = obj.app()
     api = app.settings.api
+    host, port = host or api.host, api.port if port is None else port
+    listener = listen(host, port)  # an address in use fails here, before anything else is said
     generated = ensure_api_key(app.settings)
     _configure_logging(app, log_level, log_format)
     if generated is not None:
@@ -84,9 +86,7 @@ def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool, log_le
                       f"webhooks: {', '.join(webhooks) or 'none'}", url=url, database=app.db.dialect,
                       channel=app.channel.name, workers=not no_workers, webhooks=webhooks)
 
-    run_server(app, host=host or api.host, port=api.port if port is None else port, run_workers=not no_workers,
-               announce=announce)
-
+    run_server(app, host=host, port=port, run_workers=not no_workers, announce=announce, listener=listener)
 
 
 @cli.command()

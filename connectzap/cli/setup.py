@@ -37,9 +37,7 @@ def doctor(obj: Ctx) -> None:
     if app.paused():
         click.echo(f"warning: sending is PAUSED: {app.paused()} (fix it, then: connectzap resume)")
     click.echo("connectors: " + (", ".join(sorted(app.connectors)) or "(none)"))
-    from ..core import templates
-    with app.db.read() as conn:
-        cached = templates.all_templates(conn)
+    cached = app.templates()
     click.echo(f"templates cached: {len(cached)} ({sum(t.status == 'APPROVED' for t in cached)} approved)")
     from ..core.plugins import load_failures
     problems = [f"plugin {f.name}: {f.error}" for f in load_failures()]

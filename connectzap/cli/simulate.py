@@ -245,6 +245,7 @@ def _print_message(m: dict[str, Any], live: bool) -> None:
 
 
 def _run(app: Any, events: list[Any], *, live: bool) -> Report:
+    from ..core.outcomes import read_result
     from ..core.simulation import Masker, mask_url, sandbox_requests
     from ..core.store import journal
     from ..core.store.schema import events as events_table
@@ -278,22 +279,20 @@ def _run(app: Any, events: list[Any], *, live: bool) -> Report:
                      "from_file": row.id in ours, "duplicate": False,
                      "effects": _effects(by_id.get(row.id), row.payload), "problems": [], "messages": [], "calls": []}
             for d in journal.deliveries_of(conn, row.id):
-                result = json.loads(d["result"]) if d["result"] else None
+                decisions, skipped, notes, recorded = read_result(d["result"])
                 if d["status"] == "pending" and not d["last_error"]:
                     entry["problems"].append({"target": d["target"], "status": "pending",
                                               "detail": "not handled yet: a running serve or worker will"})
                 elif d["status"] != "done" or d["last_error"]:
                     entry["problems"].append({"target": d["target"], "status": d["status"],
                                               "detail": d["last_error"]})
-                elif isinstance(result, dict) and "skipped" in result:
-                    entry["problems"].append({"target": d["target"], "status": f"skipped {result['skipped']}",
-                                              "detail": result.get("detail")})
-                if d["target"] == "core" and isinstance(result, dict) and "cancelled" in result:
-                    entry["effects"].append(f"cancel: {result['cancelled']} waiting message(s) cancelled")
-                decisions = result
-                if isinstance(decisions, dict):  # the core's own step: a direct send
-                    decisions = [decisions] if "id" in decisions else []
-                for decision in decisions or []:
+                elif skipped is not None:
+                    entry["problems"].append({"target": d["target"], "status": f"skipped {skipped.code}",
+                                              "detail": skipped.detail})
+                entry["problems"] += [{"target": d["target"], "status": n.code, "detail": n.detail} for n in notes]
+                if d["target"] == "core" and "cancelled" in recorded:
+                    entry["effects"].append(f"cancel: {recorded['cancelled']} waiting message(s) cancelled")
+                for decision in decisions:
                     entry["messages"].append(_message(app, decision, d["target"], requests, masker))
             if app.simulation is not None:
                 entry["calls"] = [{"target": r.target, **r.call.as_dict(),

@@ -29,7 +29,7 @@ from .errors import ConfigurationError, StartupError
 from .http import create_app
 from .settings import Settings
 
-__all__ = ["create_app", "ensure_api_key", "serve"]
+__all__ = ["create_app", "ensure_api_key", "listen", "serve"]
 
 log = logging.getLogger("connectzap.server")
 
@@ -93,9 +93,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
-              announce: Callable[[str], Any] | None = None, **uvicorn_options: Any) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
-    listener = listen(host, port)
+              announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
+              **uvicorn_options: Any) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (on ``listener`` when already bound)."""
+    listener = listener or listen(host, port)
     app = create_app(engine, run_workers=run_workers)
     # log_config=None: uvicorn keeps its hands off logging; `serve` configured it (connectzap.core.logs).
     options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
@@ -127,10 +128,11 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
 
 
 def serve(engine: Connectzap, *, host: str, port: int, run_workers: bool = True,
-          announce: Callable[[str], Any] | None = None) -> None:
+          announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None) -> None:
     """Run :func:`run` on uvloop when available (blocking)."""
     factory = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(run(engine, host=host, port=port, run_workers=run_workers, announce=announce))
+        runner.run(run(engine, host=host, port=port, run_workers=run_workers, announce=announce,
+                       listener=listener))
     if not sys.stdout.closed:
         sys.stdout.flush()

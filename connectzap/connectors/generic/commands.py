@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from ...cli.output import Column, emit, json_option
 from ...core.errors import ConfigurationError, PayloadError
+from ...core.phones import scrub
+from ...core.views import utc
 from .settings import GenericSettings
 
 
@@ -75,34 +77,29 @@ def webhooks() -> None:
     """Outbound webhook subscriptions: deliveries, dead letters, replays."""
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+DELIVERY_COLUMNS = [
+    Column("event", "event_id"), Column("kind"), Column("subscription"), Column("status"), Column("attempts"),
+    Column("updated", "updated_at"),
+    Column("next try", lambda r: r["next_attempt_at"] if r["status"] == "pending" and r["attempts"] else None),
+    Column("last error", "last_error"),
+]
 
 
 @webhooks.command("deliveries")
 @click.option("--status", type=click.Choice(["pending", "done", "dead"]))
 @click.option("--subscription", help="Only this subscription.")
 @click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def webhooks_deliveries(status: str | None, subscription: str | None, limit: int, as_json: bool) -> None:
     """List deliveries to subscriptions, newest first."""
     from . import subscriptions
     app = _obj().app()
     with app.db.read() as conn:
         rows = subscriptions.listing(conn, status=status, subscription=subscription, limit=limit)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    for r in rows:
-        line = (f"event {r['event_id']} {r['kind']} -> {r['subscription']}: {r['status']}, "
-                f"{r['attempts']} attempt(s), updated {_when(r['updated_at'])}")
-        if r["status"] == "pending" and r["attempts"]:
-            line += f", next try {_when(r['next_attempt_at'])}"
-        if r["last_error"]:
-            line += f", last error: {r['last_error']}"
-        click.echo(line)
-    if not rows:
-        click.echo("no deliveries")
+    for row in rows:
+        row["updated_at"], row["next_attempt_at"] = utc(row["updated_at"]), utc(row["next_attempt_at"])
+        row["last_error"] = scrub(row["last_error"]) if row["last_error"] else None
+    emit(rows, as_json, columns=DELIVERY_COLUMNS, empty="no deliveries")
 
 
 @webhooks.command("replay")
