@@ -124,7 +124,8 @@ def test_serve_on_a_port_in_use_is_one_line(folder):
                        "choose another with --port or api.port"
 
 
-@pytest.mark.parametrize("args", [["messages", "list"], ["messages", "list", "--json"], ["plugins"]])
+@pytest.mark.parametrize("args", [["messages", "list", "--limit", "2000"],
+                                  ["messages", "list", "--limit", "2000", "--json"], ["plugins"]])
 def test_a_reader_closing_the_pipe_ends_quietly(folder, args):
     if args[0] == "messages":
         from connectzap import Connectzap, load_settings
@@ -134,8 +135,7 @@ def test_a_reader_closing_the_pipe_ends_quietly(folder, args):
         app.close()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTZAP_", "PYTEST_"))}
     # As typed: `connectzap messages list | head -1`
-    shell = subprocess.run(["sh", "-c", f'"{CONNECTZAP}" --config cz.toml {" ".join(args)} --limit 2000 | head -1'
-                            if args[0] == "messages" else f'"{CONNECTZAP}" --config cz.toml {" ".join(args)} | head -1'],
+    shell = subprocess.run(["sh", "-c", f'"{CONNECTZAP}" --config cz.toml {" ".join(args)} | head -1'],
                            capture_output=True, text=True, cwd=folder, env=clean, timeout=120)
     assert shell.returncode == 0 and len(shell.stdout.splitlines()) == 1
     assert shell.stderr == "", shell.stderr  # no BrokenPipeError, no traceback

@@ -13,7 +13,7 @@ from enum import IntEnum
 import click
 from pydantic import ValidationError
 
-from ..core.errors import ConnectzapError, DeliveryError, InvalidPhoneError, RefusedError, RetriableError
+from ..core.errors import ConnectzapError, InvalidPhoneError, RefusedError, RetriableError
 
 
 class ExitCode(IntEnum):
@@ -32,8 +32,8 @@ MEANINGS = {
     ExitCode.ERROR: "error: configuration, input, not found, or unexpected",
     ExitCode.USAGE: "usage: unknown command or option, missing or malformed argument",
     ExitCode.REFUSED: "refused by the send gate (the reason is printed)",
-    ExitCode.FAILED: "failed at the channel, or the channel could not confirm the send",
-    ExitCode.UNAVAILABLE: "unavailable: the database or WhatsApp was not reachable; try again",
+    ExitCode.FAILED: "the message failed at the channel, or the channel could not confirm it",
+    ExitCode.UNAVAILABLE: "unavailable: the database, WhatsApp or another service did not answer; try again",
 }
 
 # "\b" keeps click from re-wrapping the lines of the table.
@@ -65,11 +65,9 @@ def describe(exc: BaseException) -> tuple[str, ExitCode]:
         return exc.message + _phone_hint(), ExitCode.ERROR
     if isinstance(exc, RefusedError):
         return f"refused: {exc.code}: {exc.message}", ExitCode.REFUSED
-    if isinstance(exc, RetriableError):
+    if isinstance(exc, RetriableError):  # e.g. WhatsApp, a shop or a CRM did not answer: try again later
         return exc.message, ExitCode.UNAVAILABLE
-    if isinstance(exc, DeliveryError):
-        return exc.message, ExitCode.FAILED
-    if isinstance(exc, ConnectzapError):
+    if isinstance(exc, ConnectzapError):  # incl. an API's refusal (a wrong token): a human must act
         return exc.message, ExitCode.ERROR
     if isinstance(exc, ValidationError):
         from ..core.settings import describe_validation_error
