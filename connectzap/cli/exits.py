@@ -62,7 +62,7 @@ def describe(exc: BaseException) -> tuple[str, ExitCode]:
     if isinstance(exc, click.exceptions.Abort):
         return "aborted", ExitCode.ERROR
     if isinstance(exc, InvalidPhoneError):
-        return exc.message + _phone_hint(), ExitCode.ERROR
+        return exc.message + (_phone_hint() if exc.field == "phone" else ""), ExitCode.ERROR
     if isinstance(exc, RefusedError):
         return f"refused: {exc.code}: {exc.message}", ExitCode.REFUSED
     if isinstance(exc, RetriableError):  # e.g. WhatsApp, a shop or a CRM did not answer: try again later

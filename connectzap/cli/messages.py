@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..core.models import StatusValue
 from ..core.views import MessageView
 from .base import Ctx, cli, pass_ctx
 from .output import Column, TimeParam, emit, json_option
@@ -23,7 +24,7 @@ def messages() -> None:
 @messages.command("list")
 @click.option("--phone", help="Only messages to this number.")
 @click.option("--country", help="Country for a national --phone, e.g. DE.")
-@click.option("--status", help="queued, refused, accepted, sent, delivered, read, failed, ...")
+@click.option("--status", type=click.Choice([s.value for s in StatusValue]), help="Only messages in this status.")
 @click.option("--since", type=TimeParam(), help="Created at or after: ISO 8601, or an age such as 2h or 7d.")
 @click.option("--until", type=TimeParam(), help="Created before: ISO 8601, or an age.")
 @click.option("--before", "before_id", metavar="ID", help="Page on: only messages older than this one.")
