@@ -7,19 +7,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import queue
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from server_support import APP_SECRET, inbound_text, meta_signed
+from test_serve_smoke import Served, wait_for
 
 from connectzap import ConsentChange
 from connectzap.core import logs
@@ -27,7 +21,6 @@ from connectzap.testing import seed_template
 from connectzap.testing.fake_graph import FakeGraph
 
 pytestmark = pytest.mark.slow
-CONNECTZAP = Path(sys.executable).with_name("connectzap")
 
 KEY = "rest-key-for-the-logging-test-0123"
 TOKEN = "EAAG-access-token-for-the-logging-test"
@@ -47,48 +40,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Serve:
-    """`connectzap serve` as an operator starts it, with stderr read on a thread."""
-
-    def __init__(self, config: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTZAP_", "PYTEST_"))}
-        self.process = subprocess.Popen([str(CONNECTZAP), "--config", str(config), "serve", "--port", "0",
-                                         "--log-level", "info", "--log-format", "json"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        env={**env, "CONNECTZAP_LOAD_PLUGINS": ""})
-        self.lines: list[str] = []
-        self.arrived: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            self.arrived.put(line)
-
-    def records(self) -> list[dict]:
-        return [json.loads(line) for line in list(self.lines)]
-
-    def wait_for(self, what: str, check, within: float = 60):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            if self.process.poll() is not None:
-                break
-            try:
-                self.arrived.get(timeout=0.2)
-            except queue.Empty:
-                pass
-        raise AssertionError(f"never logged: {what}\n" + "".join(self.lines))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
 
 
 def test_serve_logs_each_outcome_as_json_and_never_a_secret_a_number_or_a_text(make, tmp_path):
@@ -126,11 +77,9 @@ events = ["inbound_message"]
                                       proof="ticked the box"))
         app.close()
 
-        served = Serve(config)
+        served = Served(config, "--log-level", "info", "--log-format", "json")
         try:
-            start = served.wait_for("the start line", lambda: [r for r in served.records()
-                                                               if "serving on" in r["message"]])
-            base = start[0]["url"]
+            base = served.url()
             auth = {"Authorization": f"Bearer {KEY}"}
             with httpx.Client(base_url=base, timeout=30) as client:
                 body = inbound_text("wamid.logs-1", TEXT, wa_id=WRITER.lstrip("+"))
@@ -145,14 +94,14 @@ events = ["inbound_message"]
                 assert refused.status_code == 422
 
             def logged(message: str, **fields) -> list[dict]:  # type: ignore[no-untyped-def]
-                return [r for r in served.records() if r["message"] == message
+                return [r for r in map(json.loads, list(served.output)) if r["message"] == message
                         and all(r.get(k) == v for k, v in fields.items())]
 
-            accepted = served.wait_for("webhook accepted", lambda: logged("webhook accepted", source="whatsapp"))
-            refusal = served.wait_for("webhook refused", lambda: logged("webhook refused", source="whatsapp"))
-            went = served.wait_for("message sent", lambda: logged("message sent", message_id=sent.json()["id"]))
-            gate = served.wait_for("message refused", lambda: logged("message refused", reason="no_consent"))
-            dead = served.wait_for("dead letter", lambda: logged("dead letter", target="connector:generic:crm"))
+            accepted = wait_for(lambda: logged("webhook accepted", source="whatsapp"), "webhook accepted")
+            refusal = wait_for(lambda: logged("webhook refused", source="whatsapp"), "webhook refused")
+            went = wait_for(lambda: logged("message sent", message_id=sent.json()["id"]), "message sent")
+            gate = wait_for(lambda: logged("message refused", reason="no_consent"), "message refused")
+            dead = wait_for(lambda: logged("dead letter", target="connector:generic:crm"), "dead letter")
         finally:
             code = served.stop()
         assert graph.sends() and graph.sends()[0]["to"] == CUSTOMER.lstrip("+")  # it really went out
@@ -164,8 +113,8 @@ events = ["inbound_message"]
     assert gate[0]["message_id"] == refused.json()["id"]
     assert dead[0]["level"] == "error" and dead[0]["attempts"] == 1 and dead[0]["retry"].startswith("connectzap")
 
-    output = "".join(served.lines)
-    assert all(line.startswith("{") for line in served.lines), output  # JSON lines, every one
+    output = "".join(served.output)
+    assert all(line.startswith("{") for line in served.output), output  # JSON lines, every one
     for secret in SECRETS:
         assert secret not in output, f"a secret is in the log: {secret[:6]}..."
     for number in NUMBERS:
