@@ -54,7 +54,7 @@ class Group(click.Group):
             sys.exit(ExitCode.OK)  # the reader (`| head`) has what it wanted
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
         except Exception as exc:
             if os.environ.get("CONNECTZAP_DEBUG") and not isinstance(exc, (click.ClickException, click.Abort)):
                 raise

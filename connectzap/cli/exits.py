@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     REFUSED = 3
     FAILED = 4
     UNAVAILABLE = 5
+    INTERRUPTED = 130
 
 
 MEANINGS = {
@@ -34,10 +35,11 @@ MEANINGS = {
     ExitCode.REFUSED: "refused by the send gate (the reason is printed)",
     ExitCode.FAILED: "the message failed at the channel, or the channel could not confirm it",
     ExitCode.UNAVAILABLE: "unavailable: the database, WhatsApp or another service did not answer; try again",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
 # "\b" keeps click from re-wrapping the lines of the table.
-EPILOG = "Exit codes:\n\n\b\n" + "\n".join(f"{int(code)}  {text}" for code, text in MEANINGS.items())
+EPILOG = "Exit codes:\n\n\b\n" + "\n".join(f"{int(code):<4} {text}" for code, text in MEANINGS.items())
 
 
 class CommandFailed(click.ClickException):

@@ -145,7 +145,7 @@ def _message(decision: dict[str, Any], row: dict[str, Any] | None) -> MessageOut
 
 def _message_line(m: MessageOutcome) -> str:
     line = f"{m.what} {m.status}"
-    if m.reason:
+    if m.reason and m.reason != m.status:
         line += f" ({m.reason}" + (f": {m.detail})" if m.detail else ")")
     if m.status == "queued" and m.not_before is not None:
         line += f", scheduled for {m.not_before.isoformat()}"
@@ -187,7 +187,7 @@ def _event_outcome(row: dict[str, Any], views: list[DeliveryView]) -> str:
     if said:
         return "; ".join(said)
     if not any(v.role != "core" for v in views):
-        return f"done: nothing listens to {row['kind']} events"
+        return f"done: recorded; no plugin or connector listens to {row['kind']} events"
     return "done: no plugin proposed anything"
 
 
