@@ -77,7 +77,7 @@ events = ["inbound_message"]
                                       proof="ticked the box"))
         app.close()
 
-        served = Served(config, "--log-level", "info", "--log-format", "json")
+        served = Served(config, options=("--log-level", "info", "--log-format", "json"))
         try:
             base = served.url()
             auth = {"Authorization": f"Bearer {KEY}"}

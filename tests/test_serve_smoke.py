@@ -46,7 +46,7 @@ verify_token = "smoke-verify-token"
 class Served:
     """The process, and its stderr lines as they arrive (read on a thread, so nothing blocks)."""
 
-    def __init__(self, config: Path, *options: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> None:
         env = env or {**os.environ, "CONNECTZAP_LOAD_PLUGINS": ""}  # bundled plugins only
         self.process = subprocess.Popen([str(CONNECTZAP), "--config", str(config), "serve", "--port", "0", *options],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
