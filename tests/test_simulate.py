@@ -220,7 +220,7 @@ def test_live_asks_first_and_a_no_changes_nothing(world: World) -> None:
     before = world.snapshot()
     result = world.run("simulate", "--live", str(order_then_reply(world.folder)), input="n\n")
     assert result.returncode == 1
-    assert "Feed 2 event(s) into the real journal" in result.stderr and "Aborted" in result.stderr
+    assert "Feed 2 event(s) into the real journal" in result.stderr and "error: aborted" in result.stderr
     assert world.snapshot() == before and world.outside_calls() == []
 
 
