@@ -29,6 +29,7 @@ class MessageView(BaseModel):
     reason: str | None = None
     detail: str | None = None
     error_code: str | None = None
+    fbtrace_id: str | None = Field(None, description="The channel's trace id of a failed call (for Meta support).")
     category: str
     content_type: str
     template_name: str | None = None
@@ -41,6 +42,7 @@ class MessageView(BaseModel):
     plugin: str | None = None
     source_event_id: int | None = None
     not_before: datetime | None = None
+    next_attempt_at: datetime | None = Field(None, description="When a queued message is tried next.")
     created_at: datetime
     updated_at: datetime
 
@@ -48,13 +50,16 @@ class MessageView(BaseModel):
     def of(cls, row: dict[str, Any]) -> MessageView:
         stored = json.loads(row["content"]) if row.get("content") else None
         return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
-                   error_code=row["error_code"], category=row["category"], content_type=row["content_type"],
+                   error_code=row["error_code"], fbtrace_id=row.get("fbtrace_id"), category=row["category"],
+                   content_type=row["content_type"],
                    template_name=row["template_name"], language=row["language"],
                    recipient=mask(row["recipient"]) if row["recipient"] else None,
                    content=stored.get("original") if isinstance(stored, dict) else None,
                    wamid=row["wamid"], attempts=row["attempts"], cancel_key=row["cancel_key"],
                    plugin=row["plugin"], source_event_id=row["source_event_id"],
-                   not_before=utc(row["not_before"]), created_at=utc(row["created_at"]),  # type: ignore[arg-type]
+                   not_before=utc(row["not_before"]),
+                   next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "queued" else None,
+                   created_at=utc(row["created_at"]),  # type: ignore[arg-type]
                    updated_at=utc(row["updated_at"]))  # type: ignore[arg-type]
 
 
