@@ -6,6 +6,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,8 @@ def doctor(obj: Ctx) -> None:
     from ..core.settings import redacted
     settings = obj.settings()
     click.echo(f"config: {settings.config_path or '(built-in defaults)'}")
+    for label, where in resolved_paths(settings):
+        click.echo(f"  {label}: {where}")
     app = obj.app()
     click.echo(f"database: {app.db.dialect} ({'reachable' if app.db.ping() else 'UNREACHABLE'})")
     click.echo(f"channel: {app.channel.name}")
@@ -52,3 +55,19 @@ def doctor(obj: Ctx) -> None:
         click.echo(json.dumps(redacted(settings.model_dump()), indent=2, default=str))
     click.echo("ok" if not problems else f"{len(problems)} warning(s)")
 
+
+
+def resolved_paths(settings: Any) -> list[tuple[str, str]]:
+    """Every file and folder this configuration reads or writes, absolute, so an operator can see
+    that a cron job and ``serve`` share one database and one hash key."""
+    from ..core.simulation import mask_url, sqlite_path
+    url = settings.database_url
+    database = sqlite_path(url)
+    key_file = settings.hash_secret_file
+    return [
+        ("data dir", str(settings.data_dir)),
+        ("database file", str(database)) if database is not None else ("database url", mask_url(url)),
+        ("hash key", str(key_file) if key_file is not None else "privacy.hash_secret (from the config)"),
+        ("api key", str(settings.data_dir / "api-key") if not settings.api.keys else "api.keys (from the config)"),
+        ("sandbox log", str(settings.sandbox_log)),
+    ]

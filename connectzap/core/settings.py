@@ -1,7 +1,11 @@
 """Configuration: one TOML file, environment variables on top (``CONNECTZAP_SECTION__KEY``).
 
 The file comes from ``--config`` or ``CONNECTZAP_CONFIG``; without one, the embedded defaults
-run everything on this machine (SQLite under ``data_dir``, the sandbox channel). Connector and
+run everything on this machine (SQLite under ``data_dir``, the sandbox channel). Relative paths
+written in the file (``data_dir``, ``sandbox.log_file``, a SQLite ``database.url``) and the default
+``data_dir`` are resolved against the file's folder, so a command started from any directory (a
+cron job) finds the same database and hash key; relative paths from environment variables or
+without a file are resolved against the current directory, once, at load time. Connector and
 plugin sections (``[connectors.NAME]``, ``[plugins.NAME]``) are validated by their owners.
 Secrets are :class:`~pydantic.SecretStr` and never printed; :func:`redacted` masks the rest.
 """
@@ -14,12 +18,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .errors import ConfigurationError
 
 SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "consumer_key", "keys", "authorization")
+
+
+DEFAULT_DATA_DIR = ".connectzap"
 
 
 class Section(BaseModel):
@@ -93,7 +100,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONNECTZAP_", env_nested_delimiter="__", extra="forbid")
 
-    data_dir: Path = Path(".connectzap")
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    """SQLite file, sandbox log and generated keys. Relative: against the config file's folder."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     phones: PhoneSettings = Field(default_factory=PhoneSettings)
@@ -116,6 +124,20 @@ class Settings(BaseSettings):
         # Environment variables win over the file's values (passed in as init kwargs).
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        # Whatever is still relative here came from the environment or from code: it means the
+        # current directory, now -- not whichever directory a later process happens to run in.
+        if not self.data_dir.is_absolute():
+            self.data_dir = self.data_dir.absolute()
+        if self.config_path is not None and not self.config_path.is_absolute():
+            self.config_path = self.config_path.absolute()
+        if self.sandbox.log_file and not Path(self.sandbox.log_file).is_absolute():
+            self.sandbox.log_file = str(Path(self.sandbox.log_file).absolute())
+        if self.database.url:
+            self.database.url = sqlite_url_against(self.database.url, Path.cwd())
+        return self
+
     def __repr_args__(self) -> Any:
         # Connector and plugin sections are plain dicts until their owners validate them, so
         # their secrets are not SecretStr yet: mask them in repr()/str() too.
@@ -131,6 +153,11 @@ class Settings(BaseSettings):
     @property
     def sandbox_log(self) -> Path:
         return Path(self.sandbox.log_file) if self.sandbox.log_file else self.data_dir / "sandbox-sends.jsonl"
+
+    @property
+    def hash_secret_file(self) -> Path | None:
+        """Where the generated HMAC key lives; ``None`` when ``privacy.hash_secret`` is configured."""
+        return None if self.privacy.hash_secret is not None else self.data_dir / "hash-secret"
 
     def hash_secret(self) -> bytes:
         """The HMAC key for contact hashes; created once in data_dir when not configured."""
@@ -171,6 +198,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"{p}: not valid TOML ({exc})") from None
+        p = p.absolute()
+        data = resolve_file_paths(data, p.parent)
         data["config_path"] = p
     data.update(overrides)
     try:
@@ -179,6 +208,40 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigurationError(describe_validation_error(exc, prefix="config")) from None
     except SettingsError as exc:
         raise ConfigurationError(_describe_env_error(exc)) from None
+
+
+def resolve_file_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The file's relative paths (and the default ``data_dir``) made absolute against ``base``."""
+    data = dict(data)
+    data_dir = data.get("data_dir", DEFAULT_DATA_DIR)
+    if isinstance(data_dir, str):
+        data["data_dir"] = str(_against(Path(data_dir).expanduser(), base))
+    sandbox = data.get("sandbox")
+    if isinstance(sandbox, dict) and isinstance(sandbox.get("log_file"), str):
+        data["sandbox"] = {**sandbox, "log_file": str(_against(Path(sandbox["log_file"]).expanduser(), base))}
+    database = data.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        data["database"] = {**database, "url": sqlite_url_against(database["url"], base)}
+    return data
+
+
+def _against(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+def sqlite_url_against(url: str, base: Path) -> str:
+    """A SQLite URL whose relative file path is made absolute against ``base``; other URLs unchanged.
+
+    ``sqlite:///connectzap.db`` is relative (three slashes), ``sqlite:////srv/cz.db`` absolute;
+    in-memory databases and ``file:`` URIs are left as written.
+    """
+    scheme, sep, rest = url.partition(":///")
+    if not sep or not scheme.startswith("sqlite"):
+        return url
+    path, query_sep, query = rest.partition("?")
+    if path in ("", ":memory:") or path.startswith(("file:", "/")):
+        return url
+    return f"{scheme}:///{_against(Path(path).expanduser(), base)}{query_sep}{query}"
 
 
 def _describe_env_error(exc: Exception) -> str:
