@@ -60,7 +60,7 @@ def test_templates_sync_follows_pages_then_list_and_show(run, fake):
     assert len(pages) == 2  # page size 2: the second page came from paging.next
     listed = run("templates", "list").output
     assert "order_confirmation" in listed and "PENDING" in listed and "NAMED" in listed
-    shown = json.loads(run("templates", "show", "welcome").output)
+    shown = json.loads(run("templates", "show", "welcome", "--json").output)
     assert {t["language"] for t in shown} == {"de", "en"} and shown[0]["components"]
     fake.templates = fake.templates[:1]
     assert "removed 2 gone from it" in run("templates", "sync").output

@@ -10,6 +10,7 @@ import click
 from ..core.errors import ConnectzapError
 from ..core.phones import mask
 from .base import Ctx, cli, pass_ctx
+from .output import Column, emit, json_option
 
 
 @cli.group()
@@ -51,20 +52,21 @@ def consent_revoke(obj: Ctx, phone: str, category: str, source: str, proof: str 
     click.echo(f"{mask(phone)} {category}: revoked" + ("" if changed else " (unchanged)"))
 
 
+CONSENT_COLUMNS = [Column("category"), Column("consent", lambda r: "granted" if r.granted else "revoked"),
+                   Column("since", "at"), Column("source"), Column("proof")]
+
+
 @consent.command("show")
 @click.argument("phone")
 @click.option("--country")
 @click.option("--history", is_flag=True, help="Every record, oldest first.")
+@json_option
 @pass_ctx
-def consent_show(obj: Ctx, phone: str, country: str | None, history: bool) -> None:
-    """Show consent per category with its proof."""
+def consent_show(obj: Ctx, phone: str, country: str | None, history: bool, as_json: bool) -> None:
+    """Show consent per category with its proof (--history: every record)."""
     app = obj.app()
     records = app.consent_history(phone, country) if history else list(app.consent(phone, country).values())
-    if not records:
-        click.echo(f"{mask(phone)}: no consent on record")
-    for r in records:
-        click.echo(f"{r.category.value:15} {'granted' if r.granted else 'revoked':8} {r.at.isoformat()} "
-                   f"source={r.source} proof={r.proof or '-'}")
+    emit(records, as_json, columns=CONSENT_COLUMNS, empty=f"{mask(phone)}: no consent on record")
 
 
 @consent.command("import")

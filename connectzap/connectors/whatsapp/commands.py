@@ -8,13 +8,13 @@ fake) with the configured access token; without one, the template commands work 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
+from ...cli.output import Column, emit, json_option
 from ...core.errors import ConfigurationError
 from ...core.hookspecs import hookimpl
 from .client import GraphClient
@@ -99,24 +99,27 @@ def templates_sync(obj: Any) -> None:
     click.echo(f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else ""))
 
 
+TEMPLATE_COLUMNS = [Column("name"), Column("language"), Column("status"), Column("category"),
+                    Column("parameters", "parameter_format")]
+
+
 @templates_group.command("list")
+@json_option
 @click.pass_obj
-def templates_list(obj: Any) -> None:
+def templates_list(obj: Any, as_json: bool) -> None:
     """List cached templates: name, language, status, category, parameter format."""
     from ...core import templates as cache
     settings = _whatsapp(obj)
     app = obj.app()
     with app.db.read() as conn:
         rows = cache.all_templates(conn)
-    for t in rows:
-        click.echo(f"{t.name:40} {t.language:8} {t.status:10} {t.category:15} {t.parameter_format}")
-    if not rows:
-        click.echo(f"no templates cached; {_next_step(settings)}")
-    elif not settings.live:
-        _sandbox_reviews(app, {(t.name, t.language): t.status for t in rows})
+    emit(rows, as_json, columns=TEMPLATE_COLUMNS, empty=f"no templates cached; {_next_step(settings)}")
+    if rows and not settings.live:
+        # Notes for people: after a table on stdout; on stderr when stdout is JSON for a script.
+        _sandbox_reviews(app, {(t.name, t.language): t.status for t in rows}, err=as_json)
 
 
-def _sandbox_reviews(app: Any, cached: dict[tuple[str, str], str]) -> None:
+def _sandbox_reviews(app: Any, cached: dict[tuple[str, str], str], *, err: bool = False) -> None:
     """Say when pending sandbox reviews end, and what brings their outcome into the cache."""
     from . import sandbox_templates
     for template in sandbox_templates.stored(app):
@@ -127,18 +130,19 @@ def _sandbox_reviews(app: Any, cached: dict[tuple[str, str], str]) -> None:
         if template.status() == "PENDING":
             click.echo(f"{template.name} ({template.language}): the sandbox's review ends at {when} UTC; "
                        "a running `connectzap serve` applies the outcome then (or run `connectzap templates sync` "
-                       "after that)")
+                       "after that)", err=err)
         else:
             click.echo(f"{template.name} ({template.language}): the sandbox's review ended at {when} UTC "
                        f"({template.status()}); run `connectzap templates sync` or start `connectzap serve` "
-                       "to bring it into the cache")
+                       "to bring it into the cache", err=err)
 
 
 @templates_group.command("show")
 @click.argument("name")
+@json_option
 @click.pass_obj
-def templates_show(obj: Any, name: str) -> None:
-    """Show every cached language of template NAME with its components."""
+def templates_show(obj: Any, name: str, as_json: bool) -> None:
+    """Show every cached language of template NAME with its components (``--json``: as the Cloud API has them)."""
     from ...core import templates as cache
     from ...core.errors import NotFoundError
     settings = _whatsapp(obj)
@@ -147,7 +151,29 @@ def templates_show(obj: Any, name: str) -> None:
         found = [t for t in cache.all_templates(conn) if t.name == name]
     if not found:
         raise NotFoundError(f"no cached template {name!r}; {_next_step(settings)}")
-    click.echo(json.dumps([t.model_dump(mode="json") for t in found], indent=2, ensure_ascii=False))
+    if as_json:
+        emit(found, True)
+        return
+    for index, template in enumerate(found):
+        if index:
+            click.echo()
+        emit(template, False, columns=[
+            Column("name"), Column("language"), Column("status"), Column("category"),
+            Column("parameters", "parameter_format"), Column("id"),
+            *(Column(_component_label(c), lambda _, c=c: _component_text(c)) for c in template.components)])
+
+
+def _component_label(component: dict[str, Any]) -> str:
+    kind = str(component.get("type", "component")).lower()
+    return f"{kind} ({str(component['format']).lower()})" if component.get("format") else kind
+
+
+def _component_text(component: dict[str, Any]) -> str:
+    """A component in one line: its text, or its buttons' texts."""
+    if component.get("text"):
+        return " ".join(str(component["text"]).split())
+    buttons = component.get("buttons") or []
+    return " | ".join(f"[{b.get('type', '').lower()}] {b.get('text', '')}".strip() for b in buttons) or "-"
 
 
 @templates_group.command("create")
@@ -199,16 +225,14 @@ def profile_group() -> None:
 
 
 @profile_group.command("show")
+@json_option
 @click.pass_obj
-def profile_show(obj: Any) -> None:
+def profile_show(obj: Any, as_json: bool) -> None:
     """Show the business profile of the configured phone number."""
     from . import profile
     data = _call(_settings(obj), profile.show)
-    for key in (*profile.FIELDS, "profile_picture_url"):
-        value = data.get(key)
-        if isinstance(value, list):
-            value = ", ".join(value)
-        click.echo(f"{key:20} {value if value not in (None, '') else '-'}")
+    shown = {key: data.get(key) for key in (*profile.FIELDS, "profile_picture_url")}
+    emit(shown, as_json)
 
 
 @profile_group.command("set")
