@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from . import consent as ledger
-from . import gate, outcomes
+from . import gate, minimize, outcomes
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
@@ -151,9 +151,10 @@ class Connectzap:
     # --- ingress -------------------------------------------------------------------------
 
     def ingest(self, events: list[Event]) -> list[journal.Journaled]:
-        """Journal events durably (one transaction). Duplicates by (source, dedupe_key) are skipped."""
+        """Journal events durably (one transaction). Duplicates by (source, dedupe_key) are skipped.
+        Each event keeps only what its work needs (:mod:`.minimize`): a status loses its recipient's number."""
         with self.db.begin() as conn:
-            return journal.append(self.db, conn, events)
+            return journal.append(self.db, conn, minimize.for_journal(events, self.secret))
 
     # --- sending -------------------------------------------------------------------------
 

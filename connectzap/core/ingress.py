@@ -1,4 +1,4 @@
-"""The webhook edge, framework-free: handshake -> verify -> parse -> journal -> answer.
+"""The webhook edge, framework-free: handshake -> verify -> parse -> minimise -> journal -> answer.
 
 Nothing is processed inline. A bad signature is rejected before anything is stored; a payload
 that does not parse is rejected with the field that failed and nothing is journaled; a
@@ -8,10 +8,13 @@ repeated delivery is acknowledged and ignored.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+
+from . import minimize
 from .connector import Connector, WebhookRequest, WebhookResponse
 from .errors import PayloadError, SignatureError
 from .models import Event
 from .store.journal import Journaled
+
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> WebhookResponse:
     body: dict[str, object] = {"error": code, "detail": detail}
@@ -33,7 +36,7 @@ def prepare(connector: Connector, request: WebhookRequest) -> WebhookResponse | 
         events = connector.parse(request)
     except PayloadError as exc:
         return _error(422, exc.code, exc.message, exc.field)
-    return events
+    return minimize.for_journal(events, connector.app.secret)  # nothing stored that the work does not need
 
 
 def acknowledge(results: list[Journaled]) -> WebhookResponse:

@@ -245,12 +245,17 @@ class MessageStatus(Model):
     ``outbox_id`` comes back from ``biz_opaque_callback_data``; ``content`` is filled only on
     the ``accepted`` status connectzap emits itself, so CRM plugins can log what was sent.
     ``outcome`` is set on a ``failed`` status whose error says something about the recipient.
+
+    A status from outside (a webhook) is journaled without the recipient's number: ``contact_key``
+    (the keyed hash the consent ledger and the outbox use) names the contact instead, and
+    ``recipient`` is kept only on a failure whose ``outcome`` is ``opted_out`` (docs/privacy.md).
     """
 
     wamid: str
     status: str
     timestamp: datetime
     recipient: str | None = None
+    contact_key: str | None = None
     recipient_user_id: str | None = None
     outbox_id: str | None = None
     business_phone_number_id: str | None = None

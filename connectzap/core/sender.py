@@ -203,7 +203,8 @@ class Sender:
         """The ``accepted`` status hooks see: it carries what was sent, until the event is done."""
         message = o.message
         status = MessageStatus(wamid=o.wamid or "", status=StatusValue.ACCEPTED.value, timestamp=datetime.now(UTC),
-                               recipient=message.recipient, outbox_id=o.row["id"],
+                               recipient=message.recipient, contact_key=o.row["contact_key"],
+                               outbox_id=o.row["id"],
                                business_phone_number_id=message.business_phone_number_id,
                                content=message.content.model_dump(mode="json", exclude_none=True),
                                category=message.category, source_event_id=o.row["source_event_id"])

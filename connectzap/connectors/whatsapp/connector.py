@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...core.errors import SignatureError
 from ...core.models import Event
+from ...core.phones import contact_key
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import webhooks
 from .sandbox import SandboxChannel
@@ -61,7 +62,8 @@ class WhatsAppConnector(Connector):
         verify_meta(request.body, request.header(SIGNATURE_HEADER), secrets)
 
     def parse(self, request: WebhookRequest) -> list[Event]:
-        return webhooks.parse_body(request.body, own_numbers=self.own_numbers)
+        return webhooks.parse_body(request.body, own_numbers=self.own_numbers,
+                                   key_of=lambda e164: contact_key(e164, self.app.secret))
 
     def make_channel(self) -> Channel:
         """The live Cloud API channel (with its database-backed pacing) when credentials are

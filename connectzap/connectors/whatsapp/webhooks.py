@@ -125,11 +125,13 @@ def load(body: bytes) -> dict[str, Any]:
 
 
 def parse_body(body: bytes, *, own_numbers: frozenset[str] = frozenset(),
-               received_at: datetime | None = None) -> list[Event]:
+               received_at: datetime | None = None, key_of: Callable[[str], str] | None = None) -> list[Event]:
     """Every event in a webhook body, in the order Meta listed them.
 
     ``own_numbers``: when not empty, a change for any other ``phone_number_id`` is refused
     (it was meant for another installation). ``received_at`` stands in for missing timestamps.
+    ``key_of``: the keyed hash of an E.164 number (the engine's ``contact_key``); dedupe keys,
+    which are never erased, name a contact by it rather than by number.
     """
     document = load(body)
     now = received_at or clock.utcnow()
@@ -140,7 +142,7 @@ def parse_body(body: bytes, *, own_numbers: frozenset[str] = frozenset(),
             if handler is None:
                 continue  # fields we do not act on (account_update, calls, ...) are acknowledged
             value = _obj(change.get("value"))
-            events.extend(handler(_Change(entry, change, value, own_numbers, now)))
+            events.extend(handler(_Change(entry, change, value, own_numbers, now, key_of or _digest)))
     return events
 
 
@@ -148,12 +150,13 @@ class _Change:
     """One ``entry[].changes[]`` item with what every handler needs from around it."""
 
     def __init__(self, entry: dict[str, Any], change: dict[str, Any], value: dict[str, Any],
-                 own_numbers: frozenset[str], now: datetime) -> None:
+                 own_numbers: frozenset[str], now: datetime, key_of: Callable[[str], str]) -> None:
         self.entry_id = _text(entry.get("id"))
         self.entry_time = _time(entry.get("time"))
         self.field = _text(change.get("field")) or ""
         self.value = value
         self.now = now
+        self.key_of = key_of
         self.phone_number_id = _text(_obj(value.get("metadata")).get("phone_number_id"))
         if own_numbers and self.phone_number_id and self.phone_number_id not in own_numbers:
             raise PayloadError(f"phone_number_id {self.phone_number_id} is not one of the configured numbers",
@@ -330,7 +333,8 @@ def _user_preferences(change: _Change) -> Iterator[Event]:
         consent = ConsentChange(phone=phone, category=Category.MARKETING, granted=_PREFERENCE_GRANTS[choice],
                                 source="whatsapp:user_preferences", proof=proof, at=at)
         yield Event.of(EventKind.CONSENT_CHANGED, consent, source=SOURCE,
-                       dedupe_key=f"user_preferences:{wa_id}:{choice}:{int(at.timestamp())}", occurred_at=at)
+                       dedupe_key=f"user_preferences:{change.key_of(phone)}:{choice}:{int(at.timestamp())}",
+                       occurred_at=at)
 
 
 # --- templates (routed by WABA id: these changes carry no phone_number_id) -----------------
