@@ -62,13 +62,15 @@ def test_sqlite_pragmas(make: Callable[..., Connectzap], backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("SQLite only")
     app = make()
-    raw = app.db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert cursor.execute("PRAGMA secure_delete").fetchone()[0] == 1  # erased data leaves no trace
-    finally:
-        raw.close()
+    worker = Worker(app)
+    # Several connections open at once, so each is a separate SQLite connection from the pool: the
+    # pragmas are per connection, and the worker's dispatcher and sender take theirs from the same pool.
+    with app.db.read() as first, app.db.read() as second, worker.db.begin() as writing:
+        connections = [first, second, writing]
+        assert len({id(c.connection.dbapi_connection) for c in connections}) == 3
+        for conn in connections:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1  # erased data leaves no trace
 
 
 def test_journal_skips_duplicates_within_and_across_batches(app: Connectzap) -> None:

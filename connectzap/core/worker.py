@@ -56,6 +56,12 @@ class Worker:
     # --- housekeeping and loops ------------------------------------------------------------
 
     def housekeeping(self) -> None:
+        """Erase expired payloads, beat the heart, and (SQLite) checkpoint the WAL so erased data
+        does not stay in it (docs/privacy.md). Runs at start, every few seconds, and on leaving."""
+        self._housekeep()
+        self.db.checkpoint()
+
+    def _housekeep(self) -> None:
         with self.db.begin() as conn:
             journal.erase_expired(conn)
             outbox.erase_expired(conn)
@@ -68,6 +74,7 @@ class Worker:
     def _goodbye(self) -> None:
         with self.db.begin() as conn:
             conn.execute(workers.delete().where(workers.c.id == self.id))
+        self.db.checkpoint()
 
     async def run_until_idle(self, max_rounds: int = 1000) -> None:
         """Work until nothing is due (tests, ``simulate``). Retries scheduled later are left alone."""

@@ -111,8 +111,13 @@ class Database:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             # Erased payloads must not linger in freed pages (not every SQLite build defaults to this).
+            # A build that ignores the pragma would keep erased numbers and texts: refuse it.
             cur.execute("PRAGMA secure_delete=ON")
+            (secure,) = cur.execute("PRAGMA secure_delete").fetchone()
             cur.close()
+            if secure != 1:
+                raise ConfigurationError("this SQLite build ignores PRAGMA secure_delete, so erased data would "
+                                         "stay in the file: use another Python/SQLite build or PostgreSQL")
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -134,6 +139,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def checkpoint(self) -> bool:
+        """SQLite: copy the WAL into the database file and truncate it to zero bytes, so page
+        versions from before an erasure do not linger in the ``-wal`` file. True when done; False
+        when a reader held an old snapshot (the next call tries again) or on PostgreSQL (nothing to do)."""
+        if not self.is_sqlite:
+            return False
+        # Outside any transaction (a checkpoint cannot run inside one), in turn with this process's
+        # writers; a short busy wait, so a long reader delays the next try rather than the writers.
+        with self.writing(), self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            try:
+                cursor.execute("PRAGMA busy_timeout=1000")
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+        return busy == 0
 
     def writing(self) -> FairLock | nullcontext[None]:
         """Held around every write transaction on SQLite: this process's writers take turns in
