@@ -241,6 +241,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--skip-transport", action="store_true")
+    parser.add_argument("--run", type=int, action="append", metavar="N",
+                        help="only whole-path run N (0-5, repeatable); skips pacing and status runs")
     args = parser.parse_args()
     proc, url = start_fake()
     try:
@@ -260,12 +262,16 @@ def main() -> None:
              {"chunk": 100, "other_process": True}),
         ]
         for transport in ([args.transport] if args.transport else ["aiohttp", "httpx"]):
-            for label, rate, how in runs:
+            for n, (label, rate, how) in enumerate(runs):
+                if args.run and n not in args.run:
+                    continue
                 result = whole_path(url, args.messages, rate, args.database_url, transport, args.batch,
                                     args.concurrency, **how)
                 limiter = f"limiter {rate:.0f}/s" if rate else "no limiter"
                 print(f"whole path, {label}, {limiter}, {transport}: "
                       + json.dumps({k: round(v, 1) for k, v in result.items()}), flush=True)
+        if args.run:
+            return
         paced = whole_path(url, 1600, 80.0, args.database_url, args.transport or "aiohttp", args.batch,
                            args.concurrency)
         error = (paced["send_rate"] - 80.0) / 80.0 * 100

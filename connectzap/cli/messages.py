@@ -52,3 +52,26 @@ def messages_show(obj: Ctx, message_id: str, as_json: bool) -> None:
     columns[2:2] = [Column("reason"), Column("detail")]
     columns.append(Column("content", lambda m: "erased" if m.content is None else "kept until it is finished"))
     emit(view, as_json, columns=columns)
+
+
+UNKNOWN_COLUMNS = [
+    Column("id"), Column("unknown since", "unknown_since"), Column("age", lambda m: _age(m.age_seconds)),
+    Column("to", "recipient"), Column("message", lambda m: m.template_name or m.content_type),
+    Column("reason"), Column("then", lambda m: f"{m.then} at {m.settles_at:%Y-%m-%d %H:%M:%S} UTC"),
+]
+
+
+@messages.command("unknown")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@json_option
+@pass_ctx
+def messages_unknown(obj: Ctx, limit: int, as_json: bool) -> None:
+    """Messages that may or may not have been sent, the longest-waiting first: how long they have
+    been unknown, and what workers.unknown_policy does to them unless a status webhook comes first."""
+    emit(obj.app().unknown_messages(limit), as_json, columns=UNKNOWN_COLUMNS, empty="no unknown messages")
+
+
+def _age(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -32,7 +32,7 @@ from .settings import Settings, describe_validation_error, load_settings
 from .store import flags, journal, outbox
 from .store.database import Database, now
 from .store.schema import workers
-from .views import DeadLetter, EventDetail, EventSummary
+from .views import DeadLetter, EventDetail, EventSummary, UnknownMessage
 
 if TYPE_CHECKING:
     from .simulation import Simulation
@@ -191,6 +191,16 @@ class Connectzap:
         key = self.contact_key(phone) if phone else None
         with self.db.read() as conn:
             return outbox.listing(conn, contact_key=key, **filters)
+
+    def unknown_messages(self, limit: int = 200) -> list[UnknownMessage]:
+        """Messages that may or may not have been sent, the longest-waiting first, with their age and
+        what ``workers.unknown_policy`` will do once their grace period is over."""
+        cfg = self.settings.workers
+        with self.db.read() as conn:
+            rows = outbox.unknown_listing(conn, limit)
+        at = now()
+        return [UnknownMessage.of(row, at=at, grace=cfg.unknown_grace_seconds, policy=cfg.unknown_policy,
+                                  max_attempts=cfg.max_attempts) for row in rows]
 
     # --- consent ---------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """The sender: outbox -> gate re-check -> the channel's pacing -> channel -> what the channel said.
 
 Consent may have been revoked while a reminder waited, so the gate is checked again before
-each send. A message whose sender died mid-send is reconciled, never blindly resent. Every
-change of a message's state is a named transition of :mod:`connectzap.core.store.outbox`.
+each send. Right before a request goes to the channel its message is marked handed off
+(:mod:`.handoff`). A message whose sender died before that mark is queued again; one that died
+after it is reconciled, never blindly resent: it stays ``unknown`` until a status webhook or,
+after ``workers.unknown_grace_seconds``, ``workers.unknown_policy`` settles it. Every change of a
+message's state is a named transition of :mod:`connectzap.core.store.outbox`.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pydantic import TypeAdapter
 from . import gate, logs
 from .bookkeeping import Bookkeeping
 from .channel import NOT_SUPPORTED, Channel, OutboundSend
+from .handoff import HandOffMarks
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
                      SendingPausedError, SkippableDeliveryError, SkippableError)
 from .messages import MessageContent, TemplateContent
-from .models import DeliveryOutcome, Event, EventKind, MessageStatus, StatusValue
+from .models import ApiErrorInfo, DeliveryOutcome, Event, EventKind, MessageStatus, StatusValue
 from .phones import mask
 from .retries import backoff
 from .store import flags, journal, outbox
@@ -89,6 +93,11 @@ class Sender:
         self.id = worker_id
         self.bookkeeping = bookkeeping
         self.has_targets = has_targets
+        self.handoff = HandOffMarks(self._write_handoff)
+
+    def _write_handoff(self, message_ids: list[str]) -> None:
+        with self.db.begin() as conn:
+            outbox.hand_off(conn, message_ids)
 
     async def send_once(self) -> int:
         if self.app.channel_missing:
@@ -141,6 +150,7 @@ class Sender:
     async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
         try:
             await channel.pace(message)
+            await self.handoff.mark(row["id"])  # from here a crash leaves it unknown, not unsent
             wamid = await channel.send(message)
         except Exception as exc:  # every failure is classified and recorded
             result = classify(exc)
@@ -213,17 +223,16 @@ class Sender:
     # --- crash recovery --------------------------------------------------------------------
 
     async def recover_once(self) -> int:
-        """Settle messages left in ``sending`` by a dead worker, and resend old unknowns if configured."""
+        """Settle messages left in ``sending`` by a dead worker, and ``unknown`` ones past their grace."""
         if self.app.channel_missing:
             return 0  # only a channel can say whether they went out
         stale = await asyncio.to_thread(self._stale)
         for row in stale:
-            answer = await self.app.channel.reconcile(row["id"])
+            # Never handed off: the request never left that process, so it simply goes again.
+            answer = await self.app.channel.reconcile(row["id"]) if row["handed_off_at"] is not None else None
             await asyncio.to_thread(self._reconciled, row, answer)
-        resent = 0
-        if self.cfg.resend_unknown_after_seconds:
-            resent = await asyncio.to_thread(self._requeue_unknown, self.cfg.resend_unknown_after_seconds)
-        return len(stale) + resent
+        settled = await asyncio.to_thread(self._settle_unknown)
+        return len(stale) + settled
 
     def _stale(self) -> list[dict[str, Any]]:
         with self.db.begin() as conn:
@@ -237,14 +246,43 @@ class Sender:
         with self.db.begin() as conn:
             if answer is NOT_SUPPORTED:
                 outbox.mark_unknown(conn, row["id"], reason="crashed_mid_send")
+                _log_outcome(logging.WARNING, "message send unconfirmed after a crash", row,
+                             reason="crashed_mid_send")
             elif answer:
                 outbox.mark_accepted(conn, row["id"], answer, outbox.erase_values(retention))
             else:
                 outbox.requeue_now(conn, row["id"])
 
-    def _requeue_unknown(self, older_than: float) -> int:
+    def _settle_unknown(self) -> int:
+        """Apply ``workers.unknown_policy`` to ``unknown`` messages no status settled in the grace
+        period. A message that cannot be resent (its content is gone, or it used up its attempts)
+        fails instead: the policy never leaves one unresolved."""
+        retention = self.app.settings.privacy.retention_hours * 3600
+        failed: list[dict[str, Any]] = []
         with self.db.begin() as conn:
-            return outbox.requeue_unknown(conn, older_than)
+            rows = outbox.unknown_past_grace(self.db, conn, self.cfg.unknown_grace_seconds)
+            for row in rows:
+                resend = outbox.settles_by(row, self.cfg.unknown_policy, self.cfg.max_attempts) == "resend"
+                if resend and outbox.resend_unknown(conn, row["id"]):
+                    _log_outcome(logging.WARNING, "unconfirmed message resent", row, reason="resent_unconfirmed")
+                elif not resend and outbox.fail_unknown(conn, row["id"], outbox.erase_values(retention)):
+                    failed.append(row)
+                    _log_outcome(logging.WARNING, "message failed", row, reason="unconfirmed")
+            if failed and self.has_targets("message_status"):
+                journal.append(self.db, conn, [_unconfirmed_event(row) for row in failed])
+        return len(rows)
+
+
+def _unconfirmed_event(row: dict[str, Any]) -> Event:
+    """The ``failed`` status hooks see for a message no status settled (CRM notes, timelines)."""
+    status = MessageStatus(wamid=row["wamid"] or "", status=StatusValue.FAILED.value, timestamp=datetime.now(UTC),
+                           recipient=row["recipient"], outbox_id=row["id"],
+                           business_phone_number_id=row["business_phone_number_id"],
+                           category=row["category"], source_event_id=row["source_event_id"],
+                           errors=[ApiErrorInfo(code="unconfirmed", title="no confirmation from the channel",
+                                                details="its send may have been interrupted and no status "
+                                                        "came; not resent (workers.unknown_policy)")])
+    return Event.of(EventKind.MESSAGE_STATUS, status, source="connectzap", dedupe_key=f"unconfirmed:{row['id']}")
 
 
 _LOGGED = {  # how each result is logged: level and message

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -63,9 +64,26 @@ class WorkerSettings(Section):
     send_concurrency: int = Field(default=32, ge=1)
     sender_lanes: int = Field(default=2, ge=1, le=8)
     """Send loops per worker. Two let the next batch be claimed and paced while one is sending."""
+    unknown_policy: Literal["resend", "fail"] = "resend"
+    """What settles a message left ``unknown`` (its request may have reached the channel, no answer
+    came) when no status webhook did within ``unknown_grace_seconds``: ``resend`` it with the same
+    ``biz_opaque_callback_data``, or mark it ``failed`` (reason ``unconfirmed``) and tell
+    ``on_message_status``. See docs/whatsapp-sending.md for the duplicate risk."""
+    unknown_grace_seconds: float = Field(default=3600.0, gt=0)
+    """How long an ``unknown`` message waits for a status webhook before ``unknown_policy`` applies."""
     resend_unknown_after_seconds: float | None = Field(default=None, gt=0)
-    """Resend a message whose send timed out (status ``unknown``) when no status webhook settled it
-    within this time. Unset (the default): never resend; reconcile from status webhooks only."""
+    """Deprecated: ``unknown_policy = "resend"`` with ``unknown_grace_seconds`` set to this."""
+
+    @model_validator(mode="after")
+    def _old_resend_setting(self) -> WorkerSettings:
+        if self.resend_unknown_after_seconds is not None:
+            warnings.warn("workers.resend_unknown_after_seconds is deprecated: use workers.unknown_policy = "
+                          "\"resend\" and workers.unknown_grace_seconds", DeprecationWarning, stacklevel=2)
+            if "unknown_grace_seconds" not in self.model_fields_set:
+                self.unknown_grace_seconds = self.resend_unknown_after_seconds
+            if "unknown_policy" not in self.model_fields_set:
+                self.unknown_policy = "resend"
+        return self
 
 
 class SandboxSettings(Section):

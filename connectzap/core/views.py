@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .phones import mask
+from .store.outbox import settles_by
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -43,6 +44,8 @@ class MessageView(BaseModel):
     source_event_id: int | None = None
     not_before: datetime | None = None
     next_attempt_at: datetime | None = Field(None, description="When a queued message is tried next.")
+    unknown_since: datetime | None = Field(
+        None, description="When an unknown message became unknown: it may have been sent, no status came yet.")
     created_at: datetime
     updated_at: datetime
 
@@ -59,8 +62,35 @@ class MessageView(BaseModel):
                    plugin=row["plugin"], source_event_id=row["source_event_id"],
                    not_before=utc(row["not_before"]),
                    next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "queued" else None,
+                   unknown_since=utc(row.get("unknown_since")) if row["status"] == "unknown" else None,
                    created_at=utc(row["created_at"]),  # type: ignore[arg-type]
                    updated_at=utc(row["updated_at"]))  # type: ignore[arg-type]
+
+
+class UnknownMessage(BaseModel):
+    """A message that may or may not have been sent, and what will settle it if no status does."""
+
+    id: str
+    unknown_since: datetime
+    age_seconds: float
+    settles_at: datetime = Field(description="When workers.unknown_policy applies unless a status came first.")
+    then: Literal["resend", "fail"] = Field(description="What workers.unknown_policy will do then.")
+    reason: str | None = None
+    recipient: str | None = None
+    template_name: str | None = None
+    content_type: str
+    attempts: int
+    plugin: str | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any], *, at: float, grace: float, policy: Literal["resend", "fail"],
+           max_attempts: int) -> UnknownMessage:
+        since = row.get("unknown_since") or row["updated_at"]
+        return cls(id=row["id"], unknown_since=utc(since), age_seconds=round(max(at - since, 0.0), 1),  # type: ignore[arg-type]
+                   settles_at=utc(since + grace), then=settles_by(row, policy, max_attempts),  # type: ignore[arg-type]
+                   reason=row["reason"], recipient=mask(row["recipient"]) if row["recipient"] else None,
+                   template_name=row["template_name"], content_type=row["content_type"],
+                   attempts=row["attempts"], plugin=row["plugin"])
 
 
 class Note(BaseModel):

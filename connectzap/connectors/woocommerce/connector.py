@@ -172,7 +172,9 @@ class WooCommerceConnector(Connector):
 
     async def _failure_note(self, status: MessageStatus, ctx: EventContext) -> replies.Note | None:
         """The note a failed order notification makes on its order, if any."""
-        if status.status != StatusValue.FAILED or ctx.state.get(replies.noted_key(status.wamid, "failed")):
+        # A message that failed unconfirmed may never have had a wamid: its outbox id names it then.
+        noted = replies.noted_key(status.wamid or f"outbox:{status.outbox_id}", "failed")
+        if status.status != StatusValue.FAILED or ctx.state.get(noted):
             return None
         origin = await asyncio.to_thread(replies.notification_origin, self.app, status)
         if origin is None or origin.shop not in self.settings.shops:
@@ -181,7 +183,7 @@ class WooCommerceConnector(Connector):
         if not shop.note_failures or not shop.has_rest_keys:
             return None
         return replies.Note(origin.shop, origin.order, replies.failure_note(status, origin),
-                            replies.noted_key(status.wamid, "failed"))
+                            noted)
 
     async def _add_note(self, note: replies.Note, ctx: EventContext) -> None:
         await asyncio.to_thread(self.client(note.shop).add_note, note.order, note.text)

@@ -1,10 +1,12 @@
 """The outbox, and every change of a message's state: each transition is one named function here.
 
 A message is admitted ``queued`` (or ``refused``) by the gate (:func:`add_many`), claimed
-``sending`` by a sender (:func:`claim`), and then -- by what the channel said -- ``accepted``,
-back to ``queued`` (paced, retried, switched to its fallback template), ``failed``, ``refused``
-(the send-time re-check) or ``unknown`` (it may have gone out). Status webhooks move it on
-monotonically (:func:`apply_status`). Nothing else writes to the table.
+``sending`` by a sender (:func:`claim`), marked handed off right before its request goes to the
+channel (:func:`hand_off`), and then -- by what the channel said -- ``accepted``, back to
+``queued`` (paced, retried, switched to its fallback template), ``failed``, ``refused`` (the
+send-time re-check) or ``unknown`` (it may have gone out). Status webhooks move it on
+monotonically (:func:`apply_status`); an ``unknown`` one nobody settles is resent or failed after
+a grace period (:func:`unknown_past_grace`). Nothing else writes to the table.
 """
 
 from __future__ import annotations
@@ -85,8 +87,16 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
     if rows:
         conn.execute(outbox.update().where(outbox.c.id.in_([r["id"] for r in rows])).values(
             status=S.SENDING, claimed_by=worker, claimed_until=t + lease, attempts=outbox.c.attempts + 1,
-            updated_at=t))
+            handed_off_at=None, updated_at=t))
     return rows
+
+
+def hand_off(conn: Connection, message_ids: list[str]) -> None:
+    """These messages' requests are about to go to the channel: from now on a crash leaves them
+    ``unknown``, not simply unsent. One statement for every message of a group commit."""
+    if message_ids:
+        conn.execute(outbox.update().where(outbox.c.id.in_(message_ids), outbox.c.status == S.SENDING)
+                     .values(handed_off_at=now()))
 
 
 def stale_sending(db: Database, conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
@@ -136,25 +146,57 @@ def fail(conn: Connection, message_id: str, reason: str, error: ErrorRecord, era
 
 def mark_unknown(conn: Connection, message_id: str, error: ErrorRecord | None = None,
                  reason: str | None = None) -> None:
-    """It may or may not have been sent (a timeout, a crash mid-send): never resent blindly."""
+    """It may or may not have been sent (a timeout, a crash after it was handed off): never resent
+    blindly. A status webhook settles it; otherwise the settle policy does, after its grace period."""
     values = error.values() if error is not None else {}
     if reason is not None:
         values["reason"] = reason
-    _update(conn, message_id, status=S.UNKNOWN, **values, **_RELEASE)
+    _update(conn, message_id, status=S.UNKNOWN, unknown_since=now(), **values, **_RELEASE)
 
 
 def requeue_now(conn: Connection, message_id: str) -> None:
-    """The channel says a message left ``sending`` by a dead worker never went out: send it again."""
-    _update(conn, message_id, status=S.QUEUED, next_attempt_at=now(), **_RELEASE)
+    """A message left ``sending`` by a dead worker never went out (it was never handed off, or the
+    channel says so): send it again."""
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=now(), handed_off_at=None, **_RELEASE)
 
 
-def requeue_unknown(conn: Connection, older_than: float) -> int:
-    """Send again the ``unknown`` messages older than ``older_than`` seconds whose content is kept
-    (``workers.resend_unknown_after_seconds``: the operator accepts a possible duplicate)."""
+def unknown_past_grace(db: Database, conn: Connection, grace: float, limit: int = 100) -> list[dict[str, Any]]:
+    """``unknown`` messages no status settled within ``grace`` seconds, oldest first, locked for
+    this transaction (another worker skips them)."""
+    stmt = db.for_update(select(outbox).where(outbox.c.status == S.UNKNOWN, outbox.c.unknown_since < now() - grace)
+                         .order_by(outbox.c.unknown_since).limit(limit))
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def settles_by(row: dict[str, Any], policy: str, max_attempts: int) -> str:
+    """What the settle policy does to an ``unknown`` row past its grace: ``resend`` it, or ``fail`` it
+    (the policy says so, its content is gone, or it used up its attempts)."""
+    resend = policy == "resend" and row.get("content") is not None and row["attempts"] < max_attempts
+    return "resend" if resend else "fail"
+
+
+def unknown_listing(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """``unknown`` messages, the longest-waiting first."""
+    stmt = select(outbox).where(outbox.c.status == S.UNKNOWN).order_by(outbox.c.unknown_since, outbox.c.id)
+    return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+
+def resend_unknown(conn: Connection, message_id: str) -> bool:
+    """No status came within the grace period: send it again, with the same id (and so the same
+    ``biz_opaque_callback_data``). False if a status settled it meanwhile or its content is gone."""
     t = now()
-    return conn.execute(outbox.update().where(outbox.c.status == S.UNKNOWN, outbox.c.updated_at < t - older_than,
-                                              outbox.c.content.is_not(None))
-                        .values(status=S.QUEUED, next_attempt_at=t, updated_at=t)).rowcount
+    return bool(conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.status == S.UNKNOWN,
+                                                   outbox.c.content.is_not(None))
+                             .values(status=S.QUEUED, next_attempt_at=t, reason="resent_unconfirmed",
+                                     unknown_since=None, handed_off_at=None, updated_at=t)).rowcount)
+
+
+def fail_unknown(conn: Connection, message_id: str, erase: dict[str, Any]) -> bool:
+    """No status came within the grace period and the policy is not to resend: it failed as
+    ``unconfirmed``. False if a status settled it meanwhile."""
+    return bool(conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.status == S.UNKNOWN)
+                             .values(status=S.FAILED, reason="unconfirmed", updated_at=now(), **_RELEASE, **erase))
+                .rowcount)
 
 
 def mark_accepted(conn: Connection, message_id: str, wamid: str | None, erase: dict[str, Any]) -> None:

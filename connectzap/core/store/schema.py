@@ -72,6 +72,8 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_until", Float, nullable=True),
+    Column("handed_off_at", Float, nullable=True),  # set right before the channel got the request
+    Column("unknown_since", Float, nullable=True),  # when it became unknown: the settle grace counts from here
     Column("cancel_key", String(255), nullable=True),
     Column("business_phone_number_id", String(64), nullable=True),
     Column("source_event_id", BigInteger, nullable=True),
