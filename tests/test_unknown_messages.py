@@ -188,7 +188,8 @@ async def test_fail_policy_fails_unconfirmed_erases_and_tells_on_message_status(
     failed = [s for s in listener.seen if s.status == "failed"]
     assert sorted(s.outbox_id or "" for s in failed) == sorted(ids[:2])
     assert {str(s.errors[0].code) for s in failed} == {"unconfirmed"}
-    assert {s.recipient for s in failed} == set(PHONES[:2])
+    assert {s.recipient for s in failed} == {None}  # named by contact key, never by number
+    assert {s.contact_key for s in failed} == {app.contact_key(p) for p in PHONES[:2]}
 
 
 async def test_a_message_that_cannot_be_resent_fails_instead(make: Any, tick: Clock) -> None:

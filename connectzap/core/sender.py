@@ -274,9 +274,10 @@ class Sender:
 
 
 def _unconfirmed_event(row: dict[str, Any]) -> Event:
-    """The ``failed`` status hooks see for a message no status settled (CRM notes, timelines)."""
+    """The ``failed`` status hooks see for a message no status settled (CRM notes, timelines). Like a
+    failure from outside it names the contact by ``contact_key``, not by number."""
     status = MessageStatus(wamid=row["wamid"] or "", status=StatusValue.FAILED.value, timestamp=datetime.now(UTC),
-                           recipient=row["recipient"], outbox_id=row["id"],
+                           contact_key=row["contact_key"], outbox_id=row["id"],  # no number (docs/privacy.md)
                            business_phone_number_id=row["business_phone_number_id"],
                            category=row["category"], source_event_id=row["source_event_id"],
                            errors=[ApiErrorInfo(code="unconfirmed", title="no confirmation from the channel",
