@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tomllib
 
 import pytest
@@ -34,7 +36,7 @@ def test_cli_creates_the_package_layout(tmp_path):
     result = CliRunner().invoke(cli, ["plugin", "new", "acme-crm", "--directory", str(tmp_path), "--author", "Ana"])
     assert result.exit_code == 0, result.output
     root = tmp_path / "connectzap-acme-crm"
-    assert "pip install -e ." in result.output
+    assert "python -m pip install -e '.[test]'" in result.output and "python -m pytest" in result.output
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert project["project"]["name"] == "connectzap-acme-crm"
     assert project["project"]["entry-points"]["connectzap"] == {"acme_crm": "connectzap_acme_crm"}
@@ -65,3 +67,28 @@ def test_generated_package_installs_and_its_tests_pass(tmp_path):
     row = next(r for r in json.loads(listed.stdout) if r["name"] == "acme_crm")
     assert (row["distribution"], row["version"], row["hooks"], row["error"]) == \
         ("connectzap-acme-crm", "0.1.0", ["register_connectors"], None)
+
+
+@pytest.mark.slow
+def test_the_printed_next_steps_work_as_typed(tmp_path):
+    """The lines `plugin new` prints, run by a shell in a fresh virtualenv: install with the test
+    extra, then the package's tests pass. (Offline: the venv sees this environment's packages and
+    pip is told not to reach an index, so nothing is downloaded.)"""
+    env = create_venv(tmp_path / "venv")
+    made = env.run("-m", "connectzap", "plugin", "new", "acme-crm", "--directory", str(tmp_path / "work"),
+                   cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.split("next (in the virtualenv connectzap is installed in):\n", 1)[1].split("\n\n", 1)[0]
+    steps = [line.strip() for line in lines.splitlines()]
+    assert steps[0].startswith("cd ") and "pip install -e '.[test]'" in steps[1] and steps[-1].endswith("pytest")
+    shell_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
+    shell_env.pop("PYTHONPATH", None)
+    shell_env.update({"PATH": f"{env.root / 'bin'}:{shell_env.get('PATH', '')}", "VIRTUAL_ENV": str(env.root),
+                      "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                      "PYTHONDONTWRITEBYTECODE": "1"})
+    done = subprocess.run(["bash", "-ec", "\n".join(steps)], cwd=tmp_path, env=shell_env, capture_output=True,
+                          text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+    installed = env.run("-c", "import connectzap_acme_crm, sys; print(connectzap_acme_crm.__file__)")
+    assert str(tmp_path / "work" / "connectzap-acme-crm") in installed.stdout  # editable: the scaffolded sources

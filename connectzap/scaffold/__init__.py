@@ -9,6 +9,7 @@ the one-line conformance test. Its tests pass as generated.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -94,5 +95,15 @@ def register_commands(cli: click.Group) -> None:
         """Scaffold connectzap-NAME: a working connector, its conformance test and a README."""
         target = create(name, Path(directory), author=author)
         names = PluginNames.of(name)
-        click.echo(f"created {target}\n\nnext:\n  cd {target}\n  pip install -e .\n  pytest\n\n"
+        steps = "".join(f"  {step}\n" for step in next_steps(target))
+        click.echo(f"created {target}\n\nnext (in the virtualenv connectzap is installed in):\n{steps}\n"
                    f"then edit {names.module}/connector.py; docs: docs/writing-connectors.md")
+
+
+def next_steps(target: Path) -> list[str]:
+    """Shell lines that install the new package with its test extra and run its tests.
+
+    ``python -m`` runs pip and pytest with the interpreter that has connectzap, whichever
+    ``pytest`` script happens to be first on PATH; ``[test]`` brings pytest itself.
+    """
+    return [f"cd {shlex.quote(str(target))}", "python -m pip install -e '.[test]'", "python -m pytest"]

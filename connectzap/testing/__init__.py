@@ -8,12 +8,14 @@
 * :func:`registered_plugin` registers a plugin for the length of a ``with`` block.
 * :func:`connector_test_class` generates the connector conformance suite.
 
+The conformance suite needs pytest (``pip install 'connectzap[test]'``); it is imported on first use,
+so the rest -- e.g. ``python -m connectzap.testing.fake_graph`` -- works on a plain install.
+
 The pytest plugin (loaded automatically) adds the fixtures ``connectzap_app``, ``fake_whatsapp``,
 ``connectzap_factory`` and ``register_plugin``, and keeps installed plugins from loading under test.
 """
 
 from .apps import make_app, run, seed_template
-from .conformance import SUITES, ConformanceBase, connector_test_class, uses_samples
 from .fakes import FAILURES, FakeWhatsApp, delivery_error
 from .harness import ConnectorSpec, Harness, deliver, open_harness, put_templates
 from .payloads import load_payload, payload_bytes, payload_names, sample_event
@@ -25,9 +27,21 @@ from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot
 
 __all__ = [
     "FAILURES", "SUITES", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeWhatsApp", "Harness",
-    "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers", "hubspot_v1_headers",
-    "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers", "open_harness",
+    "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers",
+    "hubspot_v1_headers", "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers",
+    "open_harness",
     "payload_bytes", "payload_names", "put_templates", "registered_plugin", "run", "sample_event",
     "samples_from_dir", "seed_template", "shared_secret_headers", "standard_webhooks_headers", "uses_samples",
     "webhook_request", "woocommerce_headers",
 ]
+
+
+# Only the conformance suite imports pytest: load it when one of its names is first used.
+_CONFORMANCE = ("SUITES", "ConformanceBase", "connector_test_class", "uses_samples")
+
+
+def __getattr__(name: str) -> object:
+    if name in _CONFORMANCE:
+        from . import conformance
+        return getattr(conformance, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
