@@ -3,25 +3,37 @@
 On SQLite the raw bytes of the database file and its WAL are searched (freed pages included);
 on PostgreSQL every text column of every table. With ``retention_hours`` set, the same data is
 present until it expires (which also shows the scan can see it) and gone after ``erase_expired``.
+
+Real ``serve`` processes: a backlog of status webhooks that no worker has dispatched holds no
+number (``serve --no-workers``), and a campaign against the Graph stand-in, with status webhooks
+flowing back and one SIGKILL, leaves no number and no text in the database or the JSON log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+import phonenumbers
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, EventKind, InboundMessage, Order,
                         Outgoing, TemplateContent, TextContent, hookimpl)
+from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core import clock
 from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
+from test_serve_smoke import Served
 
 PHONE = "+4915112345678"
 PHONE_FORMS = ["+4915112345678", "4915112345678", "015112345678", "0151 12345678", "15112345678"]
@@ -67,19 +79,27 @@ def exercise(app: Connectzap) -> None:
 
 def found_in_database(app: Connectzap) -> list[str]:
     """Which of SECRETS the database still holds anywhere."""
-    if app.db.is_sqlite:  # the bytes as they are: no checkpoint here, the product's own must have run
-        path = Path(app.db.url.split(":///", 1)[1])
+    return found_at(app.db.url, SECRETS)
+
+
+def found_at(url: str, secrets: list[str]) -> list[str]:
+    """Which of ``secrets`` the database at ``url`` holds: in the raw bytes of a SQLite file and its
+    WAL (freed pages included), in any text column on PostgreSQL."""
+    if url.startswith("sqlite"):  # the bytes as they are: no checkpoint here, the product's own must have run
+        path = Path(url.split(":///", 1)[1])
         raw = b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
-        return [s for s in SECRETS if s.encode() in raw]
+        return [s for s in secrets if s.encode() in raw]
     found = set()
-    with app.db.engine.connect() as conn:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
         columns = conn.execute(text(
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying')")).all()
         assert columns
         for table, column in columns:
             for (value,) in conn.execute(text(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL')):
-                found.update(s for s in SECRETS if s in value)
+                found.update(s for s in secrets if s in value)
+    engine.dispose()
     return sorted(found)
 
 
@@ -110,3 +130,123 @@ def test_retention_keeps_payloads_until_they_expire(make: Any) -> None:
     with clock.use_clock(lambda: later):
         Worker(app).housekeeping()
     assert found_in_database(app) == []
+
+
+# --- real serve processes ------------------------------------------------------------------------
+
+APP_SECRET = "privacy-app-secret-0123456789"
+HASH_SECRET = "privacy-hash-secret-0123456789abcdef"
+TOKEN = "EAAG-privacy-access-token"
+PNID = "106540352242922"
+REGIONS = ["DE", "US", "GB", "FR", "BR", "IN", "ES", "IT"]
+
+
+def campaign_numbers(count: int) -> list[str]:
+    """``count`` distinct valid mobile numbers from several countries (E.164)."""
+    out: list[str] = []
+    for i in itertools.count():
+        region = REGIONS[i % len(REGIONS)]
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        digits = str(example.national_number)
+        candidate = phonenumbers.parse(f"+{example.country_code}{digits[:-4]}{(i * 7919) % 10000:04d}")
+        e164 = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+        if phonenumbers.is_valid_number(candidate) and e164 not in out:
+            out.append(e164)
+        if len(out) == count:
+            return out
+    raise AssertionError("unreachable")
+
+
+def number_forms(e164: str) -> list[str]:
+    """Every way the number could be written: E.164, digits only, national (as printed and as digits)."""
+    parsed = phonenumbers.parse(e164)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return sorted({e164, e164[1:], national, re.sub(r"\D", "", national), str(parsed.national_number)})
+
+
+def status_webhook(items: list[dict[str, Any]], names: dict[str, str]) -> bytes:
+    """One Meta delivery with several statuses (and the contacts block Meta adds, with profile names)."""
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+             "contacts": [{"wa_id": item["recipient_id"], "profile": {"name": names[item["recipient_id"]]}}
+                          for item in items],
+             "statuses": items}
+    return json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": "419561257915477", "changes": [{"field": "messages", "value": value}]}]}
+                      ).encode()
+
+
+def status_item(wamid: str, status: str, wa_id: str, callback: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                            "recipient_id": wa_id,
+                            "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"}}
+    if callback:
+        item["biz_opaque_callback_data"] = callback
+    return item
+
+
+def signed(body: bytes) -> dict[str, str]:
+    return {"X-Hub-Signature-256": sign_meta(body, APP_SECRET), "Content-Type": "application/json"}
+
+
+def serve_config(folder: Path, database_url: str, graph_url: str | None = None) -> Path:
+    live = (f'access_token = "{TOKEN}"\nphone_number_id = "{PNID}"\napi_base_url = "{graph_url}"\n'
+            if graph_url else "")
+    config = folder / "serve.toml"
+    config.write_text(f"""
+data_dir = "{folder}"
+[database]
+url = "{database_url}"
+[privacy]
+hash_secret = "{HASH_SECRET}"
+[workers]
+poll_interval_seconds = 0.05
+[sandbox]
+quiet = true
+simulate_statuses = false
+[connectors.whatsapp]
+app_secrets = ["{APP_SECRET}"]
+verify_token = "privacy-verify-token"
+{live}""")
+    return config
+
+
+def table_count(url: str, sql: str) -> int:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_backlog_of_undispatched_status_events_holds_no_number(make: Any) -> None:
+    """Workers down (``serve --no-workers``), status webhooks keep coming: the journal fills with
+    undispatched events, and not one of them holds a recipient's number or name."""
+    engine = make()
+    url, folder = engine.db.url, Path(engine.settings.data_dir)
+    engine.close()
+    recipients = campaign_numbers(120)
+    names = {n[1:]: f"Profilname-{i:03d}-Quokka" for i, n in enumerate(recipients)}
+    wamids = [f"wamid.backlog.{i:04d}" for i in range(len(recipients))]
+    served = Served(serve_config(folder, url), options=("--no-workers", "--log-format", "json"))
+    try:
+        with httpx.Client(base_url=served.url(), timeout=30) as client:
+            for at in range(0, len(recipients), 10):
+                items = [status_item(wamid, status, number[1:])
+                         for wamid, number in zip(wamids[at:at + 10], recipients[at:at + 10], strict=True)
+                         for status in ("sent", "delivered", "read")]
+                answer = client.post("/webhooks/whatsapp", content=(body := status_webhook(items, names)),
+                                     headers=signed(body))
+                assert answer.status_code == 200 and answer.json()["received"] == 30, answer.text
+    finally:
+        code = served.stop()
+    assert code == 0
+    assert table_count(url, "SELECT count(*) FROM events WHERE status = 'pending' AND payload IS NOT NULL") == 360
+    assert found_at(url, wamids) == wamids  # the backlog is there, and the scan reads it
+    personal = [form for number in recipients for form in number_forms(number)] + list(names.values())
+    assert found_at(url, personal) == []
+    log = "".join(served.output)
+    assert "webhook accepted" in log
+    assert [form for form in personal if form in log] == []
