@@ -59,8 +59,9 @@ class Connectzap:
         self.simulation = simulation
         """Set for a rehearsal (:mod:`.simulation`): a rehearsal channel, connectors rehearsed, not called."""
         set_default_region(self.settings.phones.default_region)
-        self.db = Database(self.settings.database_url, pool_size=self.settings.database.pool_size)
         self.secret = self.settings.hash_secret()
+        self.db = Database(self.settings.database_url, pool_size=self.settings.database.pool_size,
+                           secret=self.secret)
         self._channel: Channel | None = None
         if channel is not None:
             built = channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel

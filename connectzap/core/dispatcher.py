@@ -58,6 +58,18 @@ class _Delivery:
     error: Exception | None = None
 
 
+def _waves(claimed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Claimed rows in waves: the n-th wave holds the n-th event (in journal order) of every
+    ordering key; events without a key all go in the first wave. Claim order is kept otherwise."""
+    ids_by_key: dict[str, list[int]] = {}
+    for row in claimed:
+        if row["key"] is not None:
+            ids_by_key.setdefault(row["key"], []).append(row["id"])
+    rank = {event_id: n for ids in ids_by_key.values() for n, event_id in enumerate(sorted(ids))}
+    waves: list[list[dict[str, Any]]] = [[] for _ in range(max(map(len, ids_by_key.values()), default=1))]
+    for row in claimed:
+        waves[rank.get(row["id"], 0)].append(row)
+    return waves
 
 
 class Dispatcher:
@@ -79,11 +91,37 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Handle one claimed batch of events. The claim, the deliveries and the core's bookkeeping
         take one transaction each for the whole batch; each event with hooks to run commits their
-        outcomes in one more. Hooks run outside any transaction."""
+        outcomes in one more. Hooks run outside any transaction.
+
+        Events that share an ordering key come as a run, oldest first; they are handled in waves
+        (the first event of every key, then the second...), each event settled before the next
+        of its key starts -- the core's bookkeeping included. An event left pending (a delivery
+        to retry) holds back the rest of its run, which is given back to the journal."""
         claimed = await asyncio.to_thread(self._claim_events)
         if not claimed:
             return 0
-        plans = await asyncio.to_thread(self._prepare, claimed)
+        held = {row["id"] for row in claimed}
+        renewing = asyncio.create_task(self._keep_leases(held))
+        try:
+            stuck: set[str] = set()
+            for wave in _waves(claimed):
+                wave = [row for row in wave if row["key"] is None or row["key"] not in stuck]
+                if not wave:
+                    continue
+                outcome = await self._dispatch_wave(wave)
+                for row in wave:
+                    held.discard(row["id"])
+                    if row["key"] is not None and outcome.get(row["id"]) == "pending":
+                        stuck.add(row["key"])
+        finally:
+            renewing.cancel()
+        if held:
+            await asyncio.to_thread(self._release, sorted(held))
+        return len(claimed)
+
+    async def _dispatch_wave(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+        plans = await asyncio.to_thread(self._prepare, rows)
+        outcome: dict[int, str] = {}
         quiet = []
         for plan in plans:
             if not plan.due:
@@ -91,10 +129,31 @@ class Dispatcher:
                 continue
             outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
             # Committed before the next event runs: its hooks must see this one's state and sends.
-            await asyncio.to_thread(self._conclude, [plan], outcomes)
+            outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
         if quiet:
-            await asyncio.to_thread(self._conclude, quiet, [])
-        return len(claimed)
+            outcome |= await asyncio.to_thread(self._conclude, quiet, [])
+        return outcome
+
+    async def _keep_leases(self, held: set[int]) -> None:
+        """Renew the lease on the events of this batch not yet settled, so that a long batch keeps
+        its keys; a worker that dies stops renewing and its keys are free once the lease runs out."""
+        lease = self.cfg.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            ids = sorted(held)
+            if ids:
+                try:
+                    await asyncio.to_thread(self._renew, ids, now() + lease)
+                except Exception:  # noqa: BLE001 - the next renewal may succeed; the lease still runs
+                    log.warning("renewing the lease of %d events failed", len(ids), exc_info=True)
+
+    def _renew(self, ids: list[int], until: float) -> None:
+        with self.db.begin() as conn:
+            journal.renew(conn, ids, self.id, until)
+
+    def _release(self, ids: list[int]) -> None:
+        with self.db.begin() as conn:
+            journal.release(conn, ids, self.id)
 
     def _claim_events(self) -> list[dict[str, Any]]:
         with self.db.begin() as conn:
@@ -190,7 +249,7 @@ class Dispatcher:
         outcome.notes = ctx.notes
         return outcome
 
-    def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> None:
+    def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> dict[int, str]:
         retention = self.app.settings.privacy.retention_hours * 3600
         with self.db.begin() as conn:
             for o in outcomes:
@@ -203,7 +262,7 @@ class Dispatcher:
                         log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
                         o.error = exc
                 self._fail(conn, o.event_id, o.target, o.error, o.attempt)
-            journal.settle_many(conn, [plan.event_id for plan in plans], retention)
+            return journal.settle_many(conn, [plan.event_id for plan in plans], retention)
 
     def _commit(self, conn: Any, o: _Delivery) -> None:
         for n, change in enumerate(o.consent_changes):

@@ -10,6 +10,11 @@ Two families:
   and never call WhatsApp themselves: every proposal goes through the send gate.
 * **Registration hooks** (``register_*``) run once at start-up and fail fast.
 
+Events with the same ordering key (:attr:`Event.ordering_key`: the order, the lead, the contact --
+chosen by the connector or plugin that journals them) reach event hooks one at a time and in journal
+order, across all workers; events about different records run in parallel. Per-record state in
+``ctx.state`` is therefore read after the previous event of that record wrote it.
+
 Implementations may accept any subset of the arguments (pluggy's opt-in arguments). Write
 ``from connectzap import hookimpl``; never import pluggy in a plugin.
 """

@@ -385,6 +385,12 @@ class Event(Model):
     already_recorded: bool = False
     """Set on the ``consent_changed`` notification connectzap journals for a change it has already
     written to the ledger: the hooks hear of it, the ledger does not record it a second time."""
+    ordering_key: str | None = Field(default=None, max_length=512)
+    """What the event is about, for ordering: events with the same key are applied one at a time, in
+    journal order, by every worker together (``woocommerce:{shop}:order:{id}``, a lead, a contact).
+    Chosen by whoever journals the event; when unset, :func:`connectzap.core.ordering.key_of` picks
+    the contact for inbound messages, consent changes and sends, and nothing (no ordering) otherwise.
+    Only its keyed hash is stored; it is left out of the stored payload, so hooks never see it."""
 
     payload_models: ClassVar[dict[EventKind, type[BaseModel]]] = {}
 

@@ -188,6 +188,9 @@ class _Builder:
             previous = read(self.payload, FieldSpec(expr=self.mapping.previous_status, required=False),
                             "previous_status")
             extra["previous_status"] = _text(previous) if previous is not None else None
+        record_id = getattr(model, "id", None)
+        if record_id:  # events about one order (lead) apply in journal order, one at a time
+            extra["ordering_key"] = f"{self.source.source}:{'lead' if kind == 'lead' else 'order'}:{record_id}"
         return [self._event(EventKind(kind), model, self.dedupe, **extra)]
 
     # --- pieces -------------------------------------------------------------------------

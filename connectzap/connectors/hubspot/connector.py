@@ -95,7 +95,8 @@ class HubSpotConnector(Connector):
             return [Event.of(EventKind.CONSENT_CHANGED, change, source=self.name,
                              dedupe_key=f"{base}:consent:{change.category.value}") for change in consents]
         lead = self.contacts.lead_of(contact, portal, phone)
-        return [Event.of(EventKind.LEAD, lead, source=self.name, dedupe_key=f"{base}:lead", consents=consents)]
+        return [Event.of(EventKind.LEAD, lead, source=self.name, dedupe_key=f"{base}:lead", consents=consents,
+                         ordering_key=webhooks.ordering_key(portal, object_id))]
 
     # --- reply sync -------------------------------------------------------------------------------
 

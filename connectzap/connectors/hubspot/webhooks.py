@@ -117,7 +117,14 @@ def app_event(settings: HubSpotSettings, item: Any, index: int) -> Event | None:
             "property": prop, "value": value, "occurred_at": occurred, "change_source": item.get("changeSource")}
     dedupe = f"{portal}:{kind}:{object_id}:{occurred}:{prop or ''}"
     return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=dedupe,
+                 ordering_key=ordering_key(portal, object_id),
                  data={k: v for k, v in data.items() if v is not None})
+
+
+def ordering_key(portal: str, object_id: str) -> str:
+    """Everything about one HubSpot contact (its webhooks, then the lead they resolve to) is
+    applied in journal order, one event at a time."""
+    return f"{SOURCE}:{portal}:contact:{object_id}"
 
 
 def _purpose(settings: HubSpotSettings, action: str, prop: str | None, value: Any) -> str | None:
@@ -145,6 +152,7 @@ def workflow_event(settings: HubSpotSettings, body: dict[str, Any], raw: bytes) 
     # No event time in a workflow body: the same bytes again are the same delivery.
     digest = hashlib.sha256(raw).hexdigest()[:24]
     return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=f"{portal}:workflow:{object_id}:{digest}",
+                 ordering_key=ordering_key(portal, object_id),
                  data={"portal_id": portal, "object_id": object_id, "purpose": "lead", "trigger": "workflow"})
 
 

@@ -27,7 +27,7 @@ from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Orde
 from ...core.simulation import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
-from .mapping import SOURCE, consents_from, customer_of, gmt, order_event
+from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
 from .reconcile import reconcile_forever
 from .rest import ShopClient
 from .settings import ShopSettings, WooCommerceSettings
@@ -120,7 +120,8 @@ class WooCommerceConnector(Connector):
         status = action.removeprefix(_STATUS_ACTION)
         # Only the id is known; the plugin module fetches the order and journals it in full.
         order = Order(id=str(arg), status=status, shop=name, partial=True)
-        return [Event.of(EventKind.ORDER_UPDATED, order, source=SOURCE, dedupe_key=dedupe)]
+        return [Event.of(EventKind.ORDER_UPDATED, order, source=SOURCE, dedupe_key=dedupe,
+                         ordering_key=ordering_key(name, order.id))]
 
     def _customer_events(self, name: str, data: Any, dedupe: str) -> list[Event]:
         if not isinstance(data, dict) or data.get("id") in (None, ""):

@@ -153,6 +153,12 @@ def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: 
     return changes
 
 
+def ordering_key(shop_name: str, order_id: str) -> str:
+    """Every event about one order is applied in journal order, one at a time (the status-rank
+    rule of order notifications reads and writes per-order state)."""
+    return f"{SOURCE}:{shop_name}:order:{order_id}"
+
+
 def order_event(shop_name: str, shop: ShopSettings, data: Any, kind: EventKind, dedupe: str) -> Event:
     """One REST v3 order as an event, with the opt-ins it carries (webhooks and reconcile share this)."""
     order = order_from_json(data, shop_name, shop)
@@ -160,4 +166,5 @@ def order_event(shop_name: str, shop: ShopSettings, data: Any, kind: EventKind, 
     extra: dict[str, Any] = {"occurred_at": at} if at else {}
     consents = consents_from(data, order.customer or customer_of(data), shop_name, shop,
                              what=f"order {order.id}", at=order.created_at)
-    return Event.of(kind, order, source=SOURCE, dedupe_key=dedupe, consents=consents, **extra)
+    return Event.of(kind, order, source=SOURCE, dedupe_key=dedupe, consents=consents,
+                    ordering_key=ordering_key(shop_name, order.id), **extra)

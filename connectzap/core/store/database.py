@@ -72,8 +72,10 @@ class Database:
     ``FOR UPDATE SKIP LOCKED``.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, secret: bytes | None = None) -> None:
         self.url = url
+        self.secret = secret
+        """The engine's hash secret: stored keys (ordering keys) are keyed hashes made with it."""
         if url.startswith("sqlite"):
             self._prepare_sqlite_path(url)
             # A pool keeps connections open: closing the last one checkpoints and deletes the WAL,

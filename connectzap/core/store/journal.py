@@ -4,6 +4,11 @@ An event is acknowledged only once it is committed here; its (source, dedupe_key
 so a repeated delivery is a no-op. Workers claim due events with a lease: a worker that dies
 mid-event loses its lease and another picks the event up, re-running only the deliveries that
 had not finished.
+
+Events with the same ordering key (:mod:`..ordering`) are claimed one key at a time: a claim
+takes a key only when no event of it is claimed by anyone, and then the key's pending events
+from the oldest on, as long as each is due. The dispatcher runs them in that order. On
+PostgreSQL a transaction-scoped advisory lock on the key guards the claim across processes.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, text
 
+from .. import ordering
 from ..models import Event
 from .database import Database, now
 from .schema import deliveries, events
@@ -36,8 +42,9 @@ def append(db: Database, conn: Connection, batch: list[Event], *, due_at: float 
         return []
     t = now()
     rows = [{"source": e.source, "dedupe_key": e.dedupe_key, "kind": e.kind.value,
-             "payload": e.model_dump_json(), "status": "pending", "attempts": 0,
-             "next_attempt_at": max(t, due_at or t), "received_at": t} for e in batch]
+             "payload": e.model_dump_json(exclude={"ordering_key"}), "status": "pending", "attempts": 0,
+             "next_attempt_at": max(t, due_at or t), "received_at": t, "ordering_key": _stored_key(db, e)}
+            for e in batch]
     # executemany form: the statement compiles once and is cached (a multi-row .values() would be
     # compiled anew for every batch); returned rows are matched by key, so their order does not matter.
     stmt = db.insert(events).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
@@ -53,19 +60,96 @@ def append(db: Database, conn: Connection, batch: list[Event], *, due_at: float 
     return out
 
 
+def _stored_key(db: Database, event: Event) -> str | None:
+    key = ordering.key_of(event)
+    if key is None:
+        return None
+    if db.secret is None:
+        raise ValueError("journaling an event with an ordering key needs the engine's hash secret (Database.secret)")
+    return ordering.hashed(key, db.secret)
+
+
 def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due events to ``worker``, oldest due first. An event with an ordering
+    key comes only together with every older pending event of its key (a run, in journal order),
+    and only when no event of the key is leased to anyone (a live lease: a dead worker's key is
+    free again once its lease runs out). Each row has ``id``, ``event``, ``attempts`` and ``key``."""
     t = now()
+    other = events.alias("other")
+    # Leaves out events that could not be claimed anyway, so that they never fill the batch: an
+    # event behind an older one that is not due yet (a retry waiting), or of a key someone holds.
+    blocked = select(literal_column("1")).select_from(other).where(
+        other.c.ordering_key == events.c.ordering_key, other.c.status == literal_column("'pending'"),
+        other.c.id != events.c.id,
+        or_(and_(other.c.id < events.c.id, other.c.next_attempt_at > t), other.c.claimed_until >= t))
     stmt = db.for_update(
-        select(events.c.id, events.c.payload, events.c.attempts).where(
+        select(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key).where(
             events.c.status == "pending", events.c.next_attempt_at <= t,
-            or_(events.c.claimed_until.is_(None), events.c.claimed_until < t))
+            or_(events.c.claimed_until.is_(None), events.c.claimed_until < t),
+            or_(events.c.ordering_key.is_(None), ~blocked.exists()))
         .order_by(events.c.next_attempt_at, events.c.id).limit(limit))
     rows = conn.execute(stmt).all()
+    keyed = {r.ordering_key for r in rows if r.ordering_key is not None}
+    if keyed:
+        allowed = _runs(db, conn, rows, keyed, t)
+        rows = [r for r in rows if r.ordering_key is None or r.id in allowed]
     if not rows:
         return []
     ids = [r.id for r in rows]
     conn.execute(events.update().where(events.c.id.in_(ids)).values(claimed_by=worker, claimed_until=t + lease))
-    return [{"id": r.id, "event": Event.model_validate_json(r.payload), "attempts": r.attempts} for r in rows]
+    return [{"id": r.id, "event": Event.model_validate_json(r.payload), "attempts": r.attempts,
+             "key": r.ordering_key} for r in rows]
+
+
+def _runs(db: Database, conn: Connection, rows: list[Any], keys: set[str], t: float) -> set[int]:
+    """The selected keyed events this claim may take: per key, the longest run of the key's pending
+    events, oldest first, that this claim selected (and so locked) and that are due, provided no
+    event of the key is leased. Read afresh after taking the keys' advisory locks on PostgreSQL:
+    the selection above may predate another claimer's commit, this read cannot."""
+    if not db.is_sqlite:
+        # try-locks never wait (no deadlock between claimers); a key someone else is claiming
+        # right now is simply left for the next round.
+        by_lock = {ordering.lock_id(k): k for k in keys}
+        got = conn.execute(text("SELECT k FROM unnest(CAST(:ids AS bigint[])) AS k "
+                                "WHERE pg_try_advisory_xact_lock(k)"), {"ids": list(by_lock)}).scalars().all()
+        keys = {by_lock[k] for k in got}
+        if not keys:
+            return set()
+    selected = {r.id for r in rows}
+    pending = conn.execute(
+        select(events.c.id, events.c.ordering_key, events.c.next_attempt_at, events.c.claimed_until)
+        .where(events.c.ordering_key.in_(bindparam("keys", expanding=True)), events.c.status == "pending")
+        .order_by(events.c.ordering_key, events.c.id), {"keys": sorted(keys)}).all()
+    allowed: set[int] = set()
+    by_key: dict[str, list[Any]] = {}
+    for row in pending:
+        by_key.setdefault(row.ordering_key, []).append(row)
+    for run in by_key.values():
+        if any(r.claimed_until is not None and r.claimed_until >= t for r in run):
+            continue
+        for r in run:
+            if r.id not in selected or r.next_attempt_at > t:
+                break
+            allowed.add(r.id)
+    return allowed
+
+
+def renew(conn: Connection, event_ids: list[int], worker: str, until: float) -> int:
+    """Extend ``worker``'s lease on events it still holds (a long batch keeps its keys)."""
+    if not event_ids:
+        return 0
+    return conn.execute(events.update().where(events.c.id.in_(event_ids), events.c.claimed_by == worker,
+                                              events.c.status == "pending")
+                        .values(claimed_until=until)).rowcount
+
+
+def release(conn: Connection, event_ids: list[int], worker: str) -> None:
+    """Give back events ``worker`` claimed but will not run now (an older event of their key must
+    be retried first); they keep their place in the journal."""
+    if event_ids:
+        conn.execute(events.update().where(events.c.id.in_(event_ids), events.c.claimed_by == worker,
+                                           events.c.status == "pending")
+                     .values(claimed_by=None, claimed_until=None))
 
 
 def ensure_deliveries(db: Database, conn: Connection, event_id: int, targets: list[str]) -> None:

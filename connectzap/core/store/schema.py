@@ -8,7 +8,7 @@ are erased once their row is finished; contacts are otherwise identified by a ke
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 metadata = MetaData()
 
@@ -30,8 +30,12 @@ events = Table(
     Column("completed_at", Float, nullable=True),
     Column("erase_after", Float, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("ordering_key", String(32), nullable=True),  # keyed hash of Event.ordering_key
     UniqueConstraint("source", "dedupe_key", name="uq_events_source_dedupe"),
     Index("ix_events_due", "status", "next_attempt_at"),
+    # Claims ask "is an older event of this key still pending?": only pending rows matter.
+    Index("ix_events_ordering", "ordering_key", "id", postgresql_where=text("status = 'pending'"),
+          sqlite_where=text("status = 'pending'")),
 )
 
 deliveries = Table(

@@ -1,0 +1,56 @@
+"""Ordering keys: which events must be applied one at a time, in journal order.
+
+An event's ordering key names what it is about (an order, a lead, a contact). The dispatcher
+never runs two events with the same key at once, on any worker, and runs them in journal order;
+events with different keys (or none) run in parallel. The key is chosen by whoever journals the
+event (:attr:`Event.ordering_key`); :func:`key_of` supplies the contact when it is not set.
+
+Keys are stored as a keyed hash (like contacts): a key built from a phone number must not keep
+the number at rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from .models import Event, EventKind
+from .phones import InvalidPhoneError, to_e164
+
+_CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND}
+
+
+def contact(phone: str) -> str:
+    """The ordering key of everything about one contact (inbound messages, consent changes, sends)."""
+    return f"contact:{to_e164(phone)}"
+
+
+def key_of(event: Event) -> str | None:
+    """The event's ordering key: its own, else the contact for contact-shaped kinds, else none."""
+    if event.ordering_key:
+        return event.ordering_key
+    if event.kind not in _CONTACT_KINDS:
+        return None
+    data: dict[str, Any] = event.data
+    phone = data.get("phone") if event.kind == EventKind.CONSENT_CHANGED else \
+        (data.get("contact") if event.kind == EventKind.INBOUND_MESSAGE else data.get("to")) or {}
+    if isinstance(phone, dict):
+        phone = phone.get("phone")
+    if not phone:
+        return None
+    try:
+        return contact(str(phone))
+    except InvalidPhoneError:
+        return None  # the event fails where it is read; ordering it is moot
+
+
+def hashed(key: str, secret: bytes) -> str:
+    """The stored form of an ordering key (HMAC-SHA256, hex, 32 chars)."""
+    return hmac.new(secret, b"ordering:" + key.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def lock_id(stored: str) -> int:
+    """A signed 64-bit number for PostgreSQL's advisory locks, taken from the stored hash."""
+    value = int(stored[:16], 16)
+    return value - (1 << 64) if value >= 1 << 63 else value

@@ -1,0 +1,214 @@
+"""Ordering keys: events about one entity are claimed one key at a time, as a run in journal order."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectzap import Connectzap, Event, EventKind, Order, hookimpl
+from connectzap.core import clock, ordering
+from connectzap.core.plugins import pm
+from connectzap.core.store import journal
+from connectzap.core.store.schema import events
+from connectzap.testing import run
+
+PHONE = "+4915112345678"
+
+
+def order_event(order_id: str, status: str, n: int, *, keyed: bool = True) -> Event:
+    return Event.of(EventKind.ORDER_UPDATED, Order(id=order_id, status=status, shop="main"), source="shop",
+                    dedupe_key=f"{order_id}:{status}:{n}",
+                    ordering_key=f"shop:main:order:{order_id}" if keyed else None)
+
+
+def claim(app: Connectzap, worker: str, limit: int = 50, lease: float = 60.0) -> list[dict[str, Any]]:
+    with app.db.begin() as conn:
+        return journal.claim(app.db, conn, worker, limit, lease)
+
+
+def finish(app: Connectzap, ids: list[int]) -> None:
+    with app.db.begin() as conn:
+        journal.ensure_many(app.db, conn, {i: ["core"] for i in ids})
+        for i in ids:
+            journal.finish_delivery(conn, i, "core")
+        journal.settle_many(conn, ids, 3600)
+
+
+def order_of(row: dict[str, Any]) -> str:
+    return str(row["event"].data["id"])
+
+
+def test_the_key_is_stored_as_a_keyed_hash_and_left_out_of_the_payload(app: Connectzap) -> None:
+    consent = {"phone": PHONE, "category": "marketing", "granted": False, "source": "test"}
+    app.ingest([order_event("1", "processing", 0),
+                Event(kind=EventKind.CONSENT_CHANGED, source="test", dedupe_key="c1", data=consent),
+                Event(kind=EventKind.TEMPLATE_UPDATE, source="test", dedupe_key="t1", data={"name": "x"})])
+    with app.db.read() as conn:
+        rows = conn.execute(select(events.c.ordering_key, events.c.payload).order_by(events.c.id)).all()
+    assert [r.ordering_key for r in rows] == [ordering.hashed("shop:main:order:1", app.secret),
+                                              ordering.hashed(f"contact:{PHONE}", app.secret), None]
+    # a contact's key is not its contact hash either, and no raw key is kept anywhere in the row
+    assert rows[1].ordering_key != app.contact_key(PHONE)
+    assert "ordering_key" not in rows[0].payload and "shop:main:order:1" not in rows[0].payload
+
+
+def test_a_key_is_claimed_as_one_run_in_journal_order_and_held_against_other_claimers(app: Connectzap) -> None:
+    app.ingest([order_event("1", "pending", 0), order_event("2", "pending", 0), order_event("1", "processing", 1),
+                order_event("9", "pending", 0, keyed=False), order_event("1", "completed", 2),
+                order_event("2", "completed", 1)])
+    first = claim(app, "a", limit=2)
+    assert [(order_of(r), r["event"].data["status"]) for r in first] == [("1", "pending"), ("2", "pending")]
+    # order 1's run and order 2's run are held by "a": "b" gets only the unkeyed event
+    second = claim(app, "b")
+    assert [order_of(r) for r in second] == ["9"]
+    finish(app, [r["id"] for r in first])
+    third = claim(app, "b")
+    assert [(order_of(r), r["event"].data["status"]) for r in third] == [
+        ("1", "processing"), ("1", "completed"), ("2", "completed")]
+    assert claim(app, "a") == []
+
+
+def test_an_event_waiting_for_its_retry_holds_back_the_rest_of_its_key(app: Connectzap) -> None:
+    t0 = clock.now()
+    with clock.use_clock(lambda: t0):
+        app.ingest([order_event("1", "pending", 0), order_event("1", "completed", 1),
+                    order_event("2", "pending", 0)])
+        with app.db.begin() as conn:  # the first event failed once: retried in ten minutes
+            first_id = conn.execute(select(events.c.id).order_by(events.c.id).limit(1)).scalar_one()
+            conn.execute(events.update().where(events.c.id == first_id).values(next_attempt_at=t0 + 600))
+        other = claim(app, "a")
+        assert [order_of(r) for r in other] == ["2"]
+        finish(app, [r["id"] for r in other])
+    with clock.use_clock(lambda: t0 + 601):
+        taken = sorted(claim(app, "b"), key=lambda r: r["id"])  # the dispatcher applies them by id
+        assert [r["event"].data["status"] for r in taken] == ["pending", "completed"]
+
+
+def test_a_dead_workers_key_is_free_again_once_its_lease_runs_out(app: Connectzap) -> None:
+    t0 = clock.now()
+    with clock.use_clock(lambda: t0):
+        app.ingest([order_event("1", "pending", 0), order_event("1", "completed", 1)])
+        assert len(claim(app, "dies", lease=30)) == 2
+        assert claim(app, "b") == []
+    with clock.use_clock(lambda: t0 + 29):
+        assert claim(app, "b") == []
+    with clock.use_clock(lambda: t0 + 31):
+        taken = claim(app, "b")
+    assert [r["event"].data["status"] for r in taken] == ["pending", "completed"]
+
+
+def test_renewing_keeps_the_key_and_release_gives_it_back_in_order(app: Connectzap) -> None:
+    t0 = clock.now()
+    with clock.use_clock(lambda: t0):
+        app.ingest([order_event("1", "pending", 0), order_event("1", "completed", 1)])
+        ids = [r["id"] for r in claim(app, "a", lease=30)]
+        with app.db.begin() as conn:
+            assert journal.renew(conn, ids, "a", t0 + 90) == 2
+            assert journal.renew(conn, ids, "someone-else", t0 + 900) == 0
+    with clock.use_clock(lambda: t0 + 60):
+        assert claim(app, "b") == []
+        finish(app, ids[:1])
+        with app.db.begin() as conn:
+            journal.release(conn, ids[1:], "a")
+        assert [r["id"] for r in claim(app, "b")] == ids[1:]
+
+
+def test_two_claimers_at_once_never_hold_the_same_key_and_apply_each_key_in_order(app: Connectzap) -> None:
+    """Two threads claim, 'apply' and finish concurrently (each its own connection): a key is never
+    held by both, every key's events are applied in journal order, each exactly once."""
+    rng = random.Random(14)
+    stream = [order_event(str(rng.randrange(12)), f"s{n}", n, keyed=rng.random() < 0.9) for n in range(160)]
+    app.ingest(stream)
+    with app.db.read() as conn:
+        journal_order = dict(conn.execute(select(events.c.dedupe_key, events.c.id)).all())
+    holder: dict[str, str] = {}
+    applied: list[tuple[str | None, int]] = []
+    guard = threading.Lock()
+    problems: list[str] = []
+
+    def work(name: str) -> None:
+        idle = 0
+        while idle < 3:
+            rows = claim(app, name, limit=rng.choice([1, 3, 7]))
+            if not rows:
+                idle += 1
+                continue
+            idle = 0
+            keys = {r["key"] for r in rows if r["key"]}
+            with guard:
+                for key in keys:
+                    if key in holder:
+                        problems.append(f"{name} claimed a key {holder[key]} holds")
+                    holder[key] = name
+            for row in sorted(rows, key=lambda r: r["id"]):  # as the dispatcher applies them
+                time.sleep(0)  # let the other claimer in while this one holds its keys
+                with guard:
+                    applied.append((row["key"], row["id"]))
+            with guard:
+                for key in keys:
+                    del holder[key]  # before the commit below: nobody can claim it until then
+            finish(app, [r["id"] for r in rows])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert sorted(i for _, i in applied) == sorted(journal_order.values())
+    per_key: dict[str, list[int]] = {}
+    for key, event_id in applied:
+        if key is not None:
+            per_key.setdefault(key, []).append(event_id)
+    assert per_key and all(ids == sorted(ids) for ids in per_key.values())
+
+
+class Recorder:
+    """A plugin that fails the first attempt at one event, and records what it applied."""
+
+    def __init__(self, fail_once: str) -> None:
+        self.fail_once = fail_once
+        self.applied: list[str] = []
+
+    @hookimpl
+    def on_order_updated(self, order: Order) -> None:
+        if order.status == self.fail_once:
+            self.fail_once = ""
+            raise RuntimeError("the CRM is down")
+        self.applied.append(f"{order.id}:{order.status}")
+
+
+@pytest.fixture
+def recorder() -> Callable[[str], Recorder]:
+    made: list[Recorder] = []
+
+    def factory(fail_once: str) -> Recorder:
+        plugin = Recorder(fail_once)
+        pm.register(plugin, name="ordering-recorder")
+        made.append(plugin)
+        return plugin
+
+    yield factory  # type: ignore[misc]
+    for plugin in made:
+        pm.unregister(plugin)
+
+
+def test_a_failed_event_holds_back_its_key_in_the_dispatcher_until_it_succeeds(
+        app: Connectzap, recorder: Callable[[str], Recorder]) -> None:
+    plugin = recorder("b")
+    app.ingest([order_event("1", "a", 0), order_event("1", "b", 1), order_event("1", "c", 2),
+                order_event("2", "a", 0)])
+    t0 = clock.now()
+    with clock.use_clock(lambda: t0):
+        run(app)
+    # "c" came in the same run as "b" but waited behind it; order 2 went on
+    assert plugin.applied == ["1:a", "2:a"]
+    with clock.use_clock(lambda: t0 + 3600):
+        run(app)
+    assert plugin.applied == ["1:a", "2:a", "1:b", "1:c"]
