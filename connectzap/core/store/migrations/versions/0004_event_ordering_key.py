@@ -3,14 +3,14 @@
 Existing events get no key: those already pending are claimed as before (in parallel), only
 events journaled after the upgrade are ordered.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
