@@ -25,7 +25,7 @@ from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord,
                           TemplateUpdate)
 from .core.phones import to_e164
 from .core.settings import Settings, load_settings
-from .core.simulation import OutboundCall
+from .core.connector import OutboundCall
 from .core.version import __version__
 
 __all__ = [

@@ -5,6 +5,6 @@ import the same names from ``connectzap`` itself.
 """
 
 from ..core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse, secret_value
-from ..core.simulation import OutboundCall
+from ..core.connector import OutboundCall
 
 __all__ = ["Connector", "ConnectorSettings", "OutboundCall", "WebhookRequest", "WebhookResponse", "secret_value"]

@@ -7,8 +7,9 @@ time the consent was given (``at``), then by insertion. Contacts are keyed hashe
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, select
 
 from .models import Category, ConsentChange, ConsentRecord
 from .store.database import Database, now
@@ -49,8 +50,8 @@ def history(conn: Connection, contact_key: str) -> list[ConsentRecord]:
     return [to_record(r) for r in rows]
 
 
-def to_record(row: object) -> ConsentRecord:
-    m = row._mapping  # type: ignore[attr-defined]
+def to_record(row: Row[Any]) -> ConsentRecord:
+    m = row._mapping
     return ConsentRecord(contact_key=m["contact_key"], category=Category(m["category"]), granted=m["granted"],
                          source=m["source"], proof=m["proof"], at=datetime.fromtimestamp(m["at"], UTC))
 

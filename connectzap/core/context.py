@@ -16,7 +16,7 @@ from .store import plugin_state
 
 if TYPE_CHECKING:
     from .app import Connectzap
-    from .simulation import OutboundCall
+    from .connector import OutboundCall
 
 
 class PluginState:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, select
 from . import consent, logs, templates
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
-from .messages import Outgoing, TemplateContent, TextParam
+from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, ConsentRecord, StatusValue, TemplateInfo
 from .phones import contact_key
 from .store import outbox
@@ -83,7 +83,7 @@ class Decision:
 class Verdict:
     """The result of the consent/window/template checks for one message at one moment."""
 
-    content: TemplateContent | Any | None
+    content: MessageContent | None  # what to send; None exactly when ``reason`` says why not
     category: str
     reason: str | None = None
     detail: str | None = None
@@ -183,11 +183,11 @@ def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
     return Verdict(cleaned, category)
 
 
-def evaluate(facts: BatchFacts, key: str, content: Any, fallback: TemplateContent | None,
+def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: TemplateContent | None,
              business_number: str | None = None, at: float | None = None) -> Verdict:
     """Decide whether ``content`` may go to contact ``key`` now; may swap in the fallback template."""
     window = facts.window_open(key, at, business_number)
-    if not content.is_template:
+    if not isinstance(content, TemplateContent):
         if window:
             return Verdict(content, "service")
         if fallback is None:
@@ -323,6 +323,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     t = now()
     refused = verdict.reason is not None
     shown = outgoing.content if refused else verdict.content
+    assert shown is not None  # a verdict without a reason always carries the content to send
     stored = None
     if not refused:
         original = outgoing.content.model_dump(mode="json", exclude_none=True)

@@ -136,7 +136,7 @@ def announce(message: str, **fields: Any) -> None:
     for handler in handlers:
         # Text lines say it all in the message; JSON lines also carry the parts as fields.
         extra = {"fields": fields if isinstance(handler.formatter, JsonFormatter) else {}}
-        handler.handle(logger.makeRecord(ROOT, logging.INFO, __file__, 0, message, None, None, extra=extra))
+        handler.handle(logger.makeRecord(ROOT, logging.INFO, __file__, 0, message, (), None, extra=extra))
 
 
 def secret_values(*sources: Any) -> set[str]:

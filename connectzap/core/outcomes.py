@@ -14,7 +14,7 @@ Everything shown is masked: numbers are masked (also inside error texts), texts 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
@@ -80,7 +80,7 @@ def detail(conn: Connection, event_id: int) -> EventDetail | None:
 def dead_letters(conn: Connection, limit: int = 100) -> list[DeadLetter]:
     return [DeadLetter(event_id=r["event_id"], source=r["source"], kind=r["kind"], target=r["target"],
                        attempts=r["attempts"], last_error=scrub(r["last_error"]) if r["last_error"] else None,
-                       updated_at=utc(r["updated_at"]))  # type: ignore[arg-type]
+                       updated_at=utc(r["updated_at"]))
             for r in journal.dead_letters(conn, limit)]
 
 
@@ -119,10 +119,11 @@ def _delivery(row: dict[str, Any], messages: dict[str, dict[str, Any]]) -> Deliv
     decisions, skipped, notes, extra = read_result(row["result"]) if row["status"] == "done" else ([], None, [], {})
     shown = [_message(d, messages.get(d["id"])) for d in decisions]
     target = row["target"]
-    role = "core" if target == "core" else "connector" if target.startswith("connector:") else "plugin"
+    role: Literal["core", "plugin", "connector"] = (
+        "core" if target == "core" else "connector" if target.startswith("connector:") else "plugin")
     error = scrub(row["last_error"]) if row["last_error"] else None
     view = DeliveryView(target=target, role=role, status=row["status"], outcome="", attempts=row["attempts"],
-                        last_error=error, updated_at=utc(row["updated_at"]),  # type: ignore[arg-type]
+                        last_error=error, updated_at=utc(row["updated_at"]),
                         next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "pending" else None,
                         skipped=skipped, notes=notes, messages=shown)
     view.outcome = _delivery_outcome(view, extra)

@@ -54,12 +54,13 @@ def _parse_e164(text: str, region: str | None) -> str:
     # Failures raise, and lru_cache does not keep those.
     candidates = [text]
     digits = "".join(ch for ch in text if ch.isdigit())
-    if not text.startswith("+") and digits and region is None:
-        candidates = ["+" + digits]  # a wa_id or a number already carrying its country code
-    elif not text.startswith("+") and digits:
-        candidates.append("+" + digits)  # national first, then "it was international after all"
-        if _looks_international(digits, region):
-            candidates.reverse()
+    if not text.startswith("+") and digits:
+        if region is None:
+            candidates = ["+" + digits]  # a wa_id or a number already carrying its country code
+        else:
+            candidates.append("+" + digits)  # national first, then "it was international after all"
+            if _looks_international(digits, region):
+                candidates.reverse()
     for candidate in candidates:
         try:
             parsed = phonenumbers.parse(candidate, region)
@@ -79,8 +80,10 @@ def _looks_international(digits: str, region: str) -> bool:
     would gain a second country code and become another contact."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     trunk = metadata.national_prefix if metadata is not None else None
+    if not trunk:
+        return False
     code = str(phonenumbers.country_code_for_region(region))
-    return bool(trunk) and not digits.startswith(trunk) and digits.startswith(code)
+    return not digits.startswith(trunk) and digits.startswith(code)
 
 
 def wa_digits(e164: str) -> str:

@@ -7,6 +7,6 @@ import random
 
 def backoff(attempts: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter in [0.5, 1.5) of the nominal delay."""
-    nominal = min(cap, base * (2 ** max(attempts - 1, 0)))
+    nominal = min(cap, base * (2.0 ** max(attempts - 1, 0)))
     return nominal * (0.5 + random.random())
 

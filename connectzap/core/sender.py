@@ -140,6 +140,7 @@ class Sender:
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)
                     continue
+                assert verdict.content is not None  # a verdict without a reason carries the content to send
                 ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
                                                 content=verdict.content, category=verdict.category,
                                                 reply_to=item.get("reply_to"),

@@ -89,7 +89,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it on Linux and macOS
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,

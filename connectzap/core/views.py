@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, Field
 
 from .phones import mask
 from .store.outbox import settles_by
+
+
+@overload
+def utc(ts: float) -> datetime: ...
+@overload
+def utc(ts: None) -> None: ...
+@overload
+def utc(ts: float | None) -> datetime | None: ...
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -63,8 +71,8 @@ class MessageView(BaseModel):
                    not_before=utc(row["not_before"]),
                    next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "queued" else None,
                    unknown_since=utc(row.get("unknown_since")) if row["status"] == "unknown" else None,
-                   created_at=utc(row["created_at"]),  # type: ignore[arg-type]
-                   updated_at=utc(row["updated_at"]))  # type: ignore[arg-type]
+                   created_at=utc(row["created_at"]),
+                   updated_at=utc(row["updated_at"]))
 
 
 class UnknownMessage(BaseModel):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import SignatureError
 from ...core.models import Event
-from ...core.simulation import OutboundCall
+from ...core.connector import OutboundCall
 from ...core.signatures import verify_hmac, verify_shared_secret, verify_standard
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import subscriptions

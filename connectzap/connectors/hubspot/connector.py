@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ...core.errors import SkippableError
 from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
-from ...core.simulation import OutboundCall
+from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
 from . import webhooks

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.hookspecs import hookimpl
-from ...core.simulation import OutboundCall
+from ...core.connector import OutboundCall
 from ..base import Connector
 from . import replies
 from .connector import SOURCE, WooCommerceConnector

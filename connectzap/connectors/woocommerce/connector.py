@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import PayloadError, SignatureError
 from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order, StatusValue
-from ...core.simulation import OutboundCall
+from ...core.connector import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key

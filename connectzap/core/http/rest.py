@@ -52,7 +52,8 @@ IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def engine(request: Request) -> Connectzap:
-    return request.app.state.engine  # type: ignore[no-any-return]
+    running: Connectzap = request.app.state.engine  # set by create_app; starlette's State is untyped
+    return running
 
 
 Engine = Annotated[Connectzap, Depends(engine)]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from ..connector import Connector, WebhookRequest, WebhookResponse
 from .. import ingress, logs
@@ -54,7 +55,7 @@ def _first(value: str | None) -> str | None:
     return value.split(",", 1)[0].strip() or None if value else None
 
 
-def _server_host(scope: dict) -> str:  # type: ignore[type-arg]
+def _server_host(scope: Scope) -> str:
     server = scope.get("server")
     if not server:
         return "localhost"
@@ -121,7 +122,7 @@ def mount(app: FastAPI, connectors: dict[str, Connector], writer: JournalWriter,
           trust_proxy: bool) -> list[str]:
     """Add every connector's routes; two connectors claiming the same path and method stop start-up."""
     taken: dict[tuple[str, str], str] = {}
-    mounted = []
+    mounted: list[str] = []
     for name, connector in sorted(connectors.items()):
         methods = [m.upper() for m in type(connector).methods]
         for path in type(connector).routes:

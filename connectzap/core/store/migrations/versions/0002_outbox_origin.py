@@ -28,7 +28,8 @@ def upgrade() -> None:
     conn = op.get_bind()
     rows = conn.execute(sa.select(outbox.c.id, outbox.c.idempotency_key)
                         .where(outbox.c.idempotency_key.like(_OLD_PREFIX.replace("_", r"\_") + "%", escape="\\")))
-    for message_id, key in rows.all():
+    for row in rows.all():
+        message_id, key = row.id, row.idempotency_key
         parts = key[len(_OLD_PREFIX):].split(":")
         if len(parts) != 3:
             continue
