@@ -94,8 +94,8 @@ class UnknownMessage(BaseModel):
     def of(cls, row: dict[str, Any], *, at: float, grace: float, policy: Literal["resend", "fail"],
            max_attempts: int) -> UnknownMessage:
         since = row.get("unknown_since") or row["updated_at"]
-        return cls(id=row["id"], unknown_since=utc(since), age_seconds=round(max(at - since, 0.0), 1),  # type: ignore[arg-type]
-                   settles_at=utc(since + grace), then=settles_by(row, policy, max_attempts),  # type: ignore[arg-type]
+        return cls(id=row["id"], unknown_since=utc(since), age_seconds=round(max(at - since, 0.0), 1),
+                   settles_at=utc(since + grace), then=settles_by(row, policy, max_attempts),
                    reason=row["reason"], recipient=mask(row["recipient"]) if row["recipient"] else None,
                    template_name=row["template_name"], content_type=row["content_type"],
                    attempts=row["attempts"], plugin=row["plugin"])

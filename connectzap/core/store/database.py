@@ -160,7 +160,7 @@ class Database:
             finally:
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
-        return busy == 0
+        return int(busy) == 0  # the DB-API row is untyped; the busy flag is 0 or 1
 
     def writing(self) -> FairLock | nullcontext[None]:
         """Held around every write transaction on SQLite: this process's writers take turns in

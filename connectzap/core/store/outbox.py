@@ -15,7 +15,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, case, func, or_, select
 
@@ -168,7 +168,7 @@ def unknown_past_grace(db: Database, conn: Connection, grace: float, limit: int 
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def settles_by(row: dict[str, Any], policy: str, max_attempts: int) -> str:
+def settles_by(row: dict[str, Any], policy: str, max_attempts: int) -> Literal["resend", "fail"]:
     """What the settle policy does to an ``unknown`` row past its grace: ``resend`` it, or ``fail`` it
     (the policy says so, its content is gone, or it used up its attempts)."""
     resend = policy == "resend" and row.get("content") is not None and row["attempts"] < max_attempts
