@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from . import consent as ledger
-from . import gate, minimize, outcomes
+from . import gate, minimize, outcomes, payloads
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
@@ -25,7 +25,7 @@ from .errors import ConfigurationError, NotFoundError
 from .hooks import collect_connectors
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
-from .models import Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
+from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
 from .plugins import load_failures, load_plugins
 from .settings import Settings, describe_validation_error, load_settings
@@ -79,10 +79,22 @@ class Connectzap:
             self.db.migrate()
         load_plugins()
         self.connectors = self._build_connectors()
+        self._declare_payloads()
         if self._channel is None:
             self._channel = self._channel_from_connectors()
         self.started = True
         return self
+
+    def _declare_payloads(self) -> None:
+        """What reads each event kind beyond models.CORE_PAYLOADS: the core's ``send`` and each
+        connector's own kinds -- declared here, never by importing a module."""
+        payloads.declare(EventKind.SEND, Outgoing, "the core")
+        for name, connector in self.connectors.items():
+            for kind, model in connector.payload_models.items():
+                if kind in CORE_PAYLOADS or kind == EventKind.SEND:
+                    raise ConfigurationError(f"connector {name} declares a payload model for {kind} events, "
+                                             "which the core owns")
+                payloads.declare(str(kind), model, f"connector {name}")
 
     def _build_connectors(self) -> dict[str, Connector]:
         built: dict[str, Connector] = {}

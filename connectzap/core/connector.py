@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
-from .models import ConsentChange, Event, InboundMessage, Lead, MessageStatus, Order
+from .models import ConsentChange, Event, EventKind, InboundMessage, Lead, MessageStatus, Order
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -86,6 +86,7 @@ class Connector:
     * ``routes`` -- webhook paths, e.g. ``("/webhooks/shopx", "/webhooks/shopx/{shop}")``.
     * ``methods`` -- HTTP methods the routes accept.
     * ``enabled_by_default`` -- run even without a config section (the WhatsApp sandbox does).
+    * ``payload_models`` -- typed models for event kinds of its own (``{EventKind.RESOLVE: Notice}``).
     """
 
     name: ClassVar[str] = ""
@@ -94,6 +95,9 @@ class Connector:
     routes: ClassVar[tuple[str, ...]] = ()
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     enabled_by_default: ClassVar[bool] = False
+    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {}
+    """Models for event kinds this connector journals beyond the core's (e.g. a thin ``resolve``
+    notice it completes later); the engine declares them when it starts (:mod:`.payloads`)."""
 
     def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
         self.settings = settings

@@ -322,18 +322,3 @@ class Outgoing(BaseModel):
     @classmethod
     def _contact(cls, value: Any) -> Any:
         return {"phone": value} if isinstance(value, str) else value
-
-
-def _register_event_payloads() -> None:
-    from .models import (CancelRequest, ConsentChange, Event, EventKind, InboundMessage, Lead, MessageStatus,
-                         Order, TemplateUpdate)
-
-    Event.payload_models.update({
-        EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
-        EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
-        EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
-        EventKind.SEND: Outgoing, EventKind.CANCEL: CancelRequest,
-    })
-
-
-_register_event_payloads()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from . import clock
+from . import clock, payloads
 from .phones import to_e164
 
 
@@ -392,11 +392,20 @@ class Event(Model):
     the contact for inbound messages, consent changes and sends, and nothing (no ordering) otherwise.
     Only its keyed hash is stored; it is left out of the stored payload, so hooks never see it."""
 
-    payload_models: ClassVar[dict[EventKind, type[BaseModel]]] = {}
-
     def payload(self) -> BaseModel:
-        """The typed model of ``data`` for this kind (Order, Lead, InboundMessage, ...)."""
-        return self.payload_models[self.kind].model_validate(self.data)
+        """The typed model of ``data`` for this kind (Order, Lead, InboundMessage, ...).
+
+        Raises :class:`LookupError` for a kind nothing declared a model for: the kinds in
+        :data:`CORE_PAYLOADS` always work; ``send`` and connectors' own kinds once an engine
+        started (:mod:`.payloads`)."""
+        model = payload_model(self.kind)
+        if model is None:
+            raise LookupError(f"no payload model is declared for {self.kind.value} events")
+        return model.model_validate(self.data)
+
+    def has_typed_payload(self) -> bool:
+        """True when :meth:`payload` knows this kind's model."""
+        return payload_model(self.kind) is not None
 
     @classmethod
     def of(
@@ -410,3 +419,18 @@ class Event(Model):
     ) -> Event:
         return cls(kind=EventKind(kind), source=source, dedupe_key=dedupe_key,
                    data=model.model_dump(mode="json", by_alias=True, exclude_none=True), **extra)
+
+
+CORE_PAYLOADS: dict[str, type[BaseModel]] = {
+    EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
+    EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
+    EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
+    EventKind.CANCEL: CancelRequest,
+}
+"""The typed model of each kind whose model is defined in this module. ``send`` (its model is
+:class:`~connectzap.core.messages.Outgoing`) and connectors' kinds are declared at start-up."""
+
+
+def payload_model(kind: str) -> type[BaseModel] | None:
+    """The model that reads events of ``kind``, or ``None`` when nothing declared one (yet)."""
+    return CORE_PAYLOADS.get(kind) or payloads.declared(kind)

@@ -198,7 +198,7 @@ def _subject(payload: str | None) -> str | None:
         return None
     try:
         event = Event.model_validate_json(payload)
-        data: Any = event.payload() if event.kind in Event.payload_models else None
+        data: Any = event.payload() if event.has_typed_payload() else None
     except (ValidationError, ValueError):
         return None
     kind = event.kind

@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from ...core.errors import SkippableError
@@ -40,6 +41,7 @@ class HubSpotConnector(Connector):
     title: ClassVar[str] = "HubSpot"
     settings_model: ClassVar[type[ConnectorSettings]] = HubSpotSettings
     routes: ClassVar[tuple[str, ...]] = ("/webhooks/hubspot",)
+    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.ContactNotice}
     settings: HubSpotSettings
 
     def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:

@@ -44,8 +44,6 @@ class ContactNotice(Model):
     change_source: str | None = None
 
 
-Event.payload_models.setdefault(EventKind.RESOLVE, ContactNotice)
-
 
 def verify(settings: HubSpotSettings, request: WebhookRequest) -> None:
     """Raise :class:`SignatureError` unless a HubSpot signature or the workflow secret checks out."""

@@ -1,0 +1,34 @@
+"""Which typed model reads the ``data`` of an event kind that the models module does not define.
+
+The kinds whose models live beside :class:`~connectzap.core.models.Event` are declared there,
+in one table (``models.CORE_PAYLOADS``). The rest are declared when an engine starts
+(:meth:`Connectzap.start`): the core's ``send`` (:class:`~connectzap.core.messages.Outgoing`)
+and each enabled connector's :attr:`Connector.payload_models` (HubSpot's ``resolve``).
+Nothing is filled in as a side effect of importing a module, so what :meth:`Event.payload`
+can read never depends on which modules happened to load first.
+
+This module imports nothing from the rest of the core: ``models`` reads it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from .errors import ConfigurationError
+
+_declared: dict[str, tuple[type[BaseModel], str]] = {}
+
+
+def declare(kind: str, model: type[BaseModel], owner: str) -> None:
+    """Record that ``owner`` reads events of ``kind`` with ``model``. Declaring the same model
+    again is harmless; a different model for a kind someone already declared is an error."""
+    known = _declared.get(kind)
+    if known is not None and known[0] is not model:
+        raise ConfigurationError(f"{owner} and {known[1]} both declare a payload model for {kind} events")
+    _declared[kind] = (model, owner)
+
+
+def declared(kind: str) -> type[BaseModel] | None:
+    """The model declared for ``kind`` at start-up, or ``None``."""
+    found = _declared.get(kind)
+    return found[0] if found else None
