@@ -99,7 +99,7 @@ def die_mid_batch(app: Connectzap, handed_off: list[str]) -> None:
     """What a SIGKILLed worker leaves: every message claimed ``sending``, some marked handed off."""
     with app.db.begin() as conn:
         claimed = outbox.claim(app.db, conn, "dead-worker", 100, lease=30)
-        outbox.hand_off(conn, handed_off)
+        assert outbox.hand_off(conn, handed_off, "dead-worker") == set(handed_off)
     assert len(claimed) == len(PHONES)
 
 
@@ -235,9 +235,29 @@ async def test_unknown_messages_are_listed_with_their_age_and_what_settles_them(
     assert all(u.recipient and PHONES[0][-3:] not in u.recipient for u in listed if u.id == ids[0])
 
 
+async def test_a_sender_whose_lease_ran_out_before_the_hand_off_does_not_send(make: Any, tick: Clock) -> None:
+    """Recovery re-queues a claimed message that was never handed off; if its first sender was only
+    slow (not dead), that sender must not send it too: its hand-off mark fails and it lets go."""
+    channel = LiveLike()
+    app, ids = admitted(make, channel)
+    slow = Worker(app)
+    claimed = await asyncio.to_thread(slow.sender._claim_outbox)
+    assert len(claimed) == len(PHONES)
+    tick.t += 31  # the slow sender's lease runs out while it waits for its slots
+    await Worker(app).recover_once()
+    assert {status(app, m) for m in ids} == {"queued"}
+    outcomes = [await slow.sender._send_one(channel, row, message) for row, message in claimed]
+    assert {o.result.value for o in outcomes} == {"lost"} and channel.attempts == []
+    await asyncio.to_thread(slow.sender._record, channel, outcomes)  # records nothing for lost ones
+    assert {status(app, m) for m in ids} == {"queued"}
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert [channel.sends_of(m) for m in ids] == [1] * len(ids)
+
+
 async def test_a_failed_hand_off_mark_sends_nothing() -> None:
     """If the mark cannot be stored, the request must not go: its waiters all get the error."""
-    def broken(ids: list[str]) -> None:
+    def broken(ids: list[str]) -> set[str]:
         raise RuntimeError("disk full")
 
     marks = HandOffMarks(broken)
@@ -249,18 +269,21 @@ async def test_hand_off_marks_are_group_committed_and_durable_before_they_return
     written: list[list[str]] = []
     returned: list[str] = []
 
-    def write(ids: list[str]) -> None:
+    def write(ids: list[str]) -> set[str]:
         assert not set(ids) & set(returned)
         written.append(ids)
+        return {m for m in ids if m != "m7"}  # m7's claim was lost: it is not marked
 
     marks = HandOffMarks(write)
 
-    async def one(message_id: str) -> None:
-        await marks.mark(message_id)
+    async def one(message_id: str) -> bool:
+        marked = await marks.mark(message_id)
         assert any(message_id in group for group in written)  # stored before the send may start
         returned.append(message_id)
+        return marked
 
-    await asyncio.gather(*(one(f"m{n}") for n in range(40)))
+    answers = await asyncio.gather(*(one(f"m{n}") for n in range(40)))
+    assert [n for n, marked in enumerate(answers) if not marked] == [7]
     assert sorted(m for group in written for m in group) == sorted(f"m{n}" for n in range(40))
     assert len(written) < 40  # the ones that waited during a write went together
     assert max(len(group) for group in written) > 1

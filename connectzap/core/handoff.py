@@ -15,26 +15,28 @@ from collections.abc import Callable
 
 class HandOffMarks:
     """Group commit of hand-off marks. ``write(ids)`` stores the marks of ``ids`` in one
-    transaction (it runs in a thread); :meth:`mark` returns once its message's mark is durable."""
+    transaction (it runs in a thread) and returns the ids it marked; :meth:`mark` returns once its
+    message's mark is durable."""
 
-    def __init__(self, write: Callable[[list[str]], None]) -> None:
+    def __init__(self, write: Callable[[list[str]], set[str]]) -> None:
         self._write = write
-        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def mark(self, message_id: str) -> None:
-        """Return once ``message_id`` is marked handed off; raise what the write raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def mark(self, message_id: str) -> bool:
+        """Return once ``message_id`` is marked handed off: True, or False when it could not be
+        marked (this sender no longer holds it: it must not be sent). Raise what the write raised."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((message_id, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        await done
+        return await done
 
     async def _flush(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                await asyncio.to_thread(self._write, [message_id for message_id, _ in group])
+                marked = await asyncio.to_thread(self._write, [message_id for message_id, _ in group])
             except Exception as exc:  # noqa: BLE001 - every waiter learns it: none of them may send
                 for _, done in group:
                     if not done.done():
@@ -44,6 +46,6 @@ class HandOffMarks:
                     done.cancel()
                 raise
             else:
-                for _, done in group:
+                for message_id, done in group:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(message_id in marked)

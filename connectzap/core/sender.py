@@ -52,6 +52,7 @@ class SendResult(StrEnum):
     FAILED = "fatal"             # this message is wrong; it will never be sent
     PAUSED = "paused"            # the channel's credentials or account stopped working: pause all sending
     UNKNOWN = "unknown"          # it may have been sent; reconcile, never resend blindly
+    LOST = "lost"                # not sent: the lease ran out before the hand-off and recovery took it
 
 
 def classify(exc: BaseException) -> SendResult:
@@ -95,9 +96,9 @@ class Sender:
         self.has_targets = has_targets
         self.handoff = HandOffMarks(self._write_handoff)
 
-    def _write_handoff(self, message_ids: list[str]) -> None:
+    def _write_handoff(self, message_ids: list[str]) -> set[str]:
         with self.db.begin() as conn:
-            outbox.hand_off(conn, message_ids)
+            return outbox.hand_off(conn, message_ids, self.id)
 
     async def send_once(self) -> int:
         if self.app.channel_missing:
@@ -151,7 +152,8 @@ class Sender:
     async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
         try:
             await channel.pace(message)
-            await self.handoff.mark(row["id"])  # from here a crash leaves it unknown, not unsent
+            if not await self.handoff.mark(row["id"]):  # from here a crash leaves it unknown, not unsent
+                return SendOutcome(row, message, SendResult.LOST)
             wamid = await channel.send(message)
         except Exception as exc:  # every failure is classified and recorded
             result = classify(exc)
@@ -169,8 +171,8 @@ class Sender:
             if want_accepted and sent:
                 journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:
-                if o.result is SendResult.SENT:
-                    continue
+                if o.result in (SendResult.SENT, SendResult.LOST):
+                    continue  # a lost message is another sender's now: nothing to record
                 row, err = o.row, o.error
                 error = error_record(err)
                 if o.result is SendResult.PACED:
@@ -295,6 +297,8 @@ _LOGGED = {  # how each result is logged: level and message
     SendResult.FAILED: (logging.WARNING, "message failed"),
     SendResult.PAUSED: (logging.ERROR, "sending paused"),
     SendResult.UNKNOWN: (logging.WARNING, "message send unconfirmed (never resent blindly)"),
+    SendResult.LOST: (logging.WARNING, "message not sent: its lease ran out before the send (raise "
+                                       "workers.lease_seconds?); queued again"),
 }
 
 

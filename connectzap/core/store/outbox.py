@@ -91,12 +91,17 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
     return rows
 
 
-def hand_off(conn: Connection, message_ids: list[str]) -> None:
+def hand_off(conn: Connection, message_ids: list[str], worker: str) -> set[str]:
     """These messages' requests are about to go to the channel: from now on a crash leaves them
-    ``unknown``, not simply unsent. One statement for every message of a group commit."""
-    if message_ids:
-        conn.execute(outbox.update().where(outbox.c.id.in_(message_ids), outbox.c.status == S.SENDING)
-                     .values(handed_off_at=now()))
+    ``unknown``, not simply unsent. One statement for every message of a group commit. Returns
+    the ids marked: a message whose claim ``worker`` lost (its lease ran out and recovery took it)
+    is not marked, and must not be sent."""
+    if not message_ids:
+        return set()
+    stmt = (outbox.update().where(outbox.c.id.in_(message_ids), outbox.c.status == S.SENDING,
+                                  outbox.c.claimed_by == worker)
+            .values(handed_off_at=now()).returning(outbox.c.id))
+    return {r[0] for r in conn.execute(stmt)}
 
 
 def stale_sending(db: Database, conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
