@@ -30,6 +30,53 @@ def test_migrations_run_twice_and_match_the_schema(app: Connectzap) -> None:
     assert set(metadata.tables) <= tables and "alembic_version" in tables
 
 
+def _migrate_at_once(url: str, barrier: Any, results: Any) -> None:
+    """One process starting up: its own engine, then the migration, as soon as all are ready."""
+    from connectzap.core.store.database import Database
+    db = Database(url)
+    barrier.wait(timeout=120)
+    try:
+        db.migrate()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 -- the test reports what each process ran into
+        results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+def test_processes_starting_together_on_a_fresh_database_all_migrate_it(backend: str, tmp_path: Any) -> None:
+    """serve and workers started at the same moment (systemd starts both units at boot) on an empty
+    database: every one of them comes up, and the schema is there once."""
+    import multiprocessing
+
+    from sqlalchemy import create_engine, func, text
+
+    from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
+    from conftest import PG_URL
+    url = _postgres_schema_url(PG_URL) if backend == "postgres" and PG_URL else f"sqlite:///{tmp_path / 'fresh.db'}"
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(3), spawn.Queue()
+    processes = [spawn.Process(target=_migrate_at_once, args=(url, barrier, results)) for _ in range(3)]
+    try:
+        for process in processes:
+            process.start()
+        outcomes = sorted(results.get(timeout=180) for _ in processes)
+        for process in processes:
+            process.join(timeout=60)
+        assert outcomes == ["ok", "ok", "ok"]
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert set(metadata.tables) <= set(inspect(conn).get_table_names())
+            assert conn.execute(select(func.count()).select_from(text("alembic_version"))).scalar_one() == 1
+        engine.dispose()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        drop_postgres_schema(url)
+
+
 def test_migration_0002_gives_old_order_notifications_their_origin(app: Connectzap) -> None:
     """Before 0002, a notification was known by its key; after it, by its origin -- for old rows too."""
     from alembic import command

@@ -16,6 +16,7 @@ from .. import clock
 from ..errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x637A6D67  # a PostgreSQL advisory lock key of connectzap's own ("czmg")
 
 
 def now() -> float:
@@ -136,6 +137,11 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # serve and workers starting together (a fresh database, an upgrade) would each run the
+                # same DDL, and all but one fail on the tables the first created. One at a time: the
+                # next finds the schema current. Released at commit. (SQLite's BEGIN IMMEDIATE serialises.)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
