@@ -163,26 +163,28 @@ def test_consent_grant_revoke_show(config: Path) -> None:
     assert "--proof" in one_line_error(run(config, "consent", "grant", PHONE, "utility"), 2)
 
 
-def test_consent_import_skips_bad_rows_and_export_has_no_numbers(config: Path, tmp_path: Path) -> None:
+def test_consent_import_names_bad_rows_and_export_has_no_numbers(config: Path, tmp_path: Path) -> None:
     csv_file = tmp_path / "consents.csv"
     csv_file.write_text("phone,category,granted,source,proof\n"
                         f"{PHONE},marketing,yes,shop,newsletter box\n"
                         "not-a-phone,marketing,yes,shop,box\n"
                         "0151 23456789,utility,true,shop,checkout\n"
                         f"{PHONE},lottery,yes,shop,box\n")
-    result = run(config, "consent", "import", str(csv_file), "--country", "DE")
+    strict = run(config, "consent", "import", str(csv_file), "--country", "DE")
+    assert strict.exit_code == 1 and strict.stdout == ""
+    assert [line.split(": ")[1] for line in strict.stderr.splitlines()[:-1]] == ["line 3", "line 5"]
+    assert ok(run(config, "consent", "export")).strip().splitlines()[1:] == []
+    result = run(config, "consent", "import", str(csv_file), "--country", "DE", "--skip-invalid")
     assert result.exit_code == 0
-    assert result.stdout.strip() == "imported 2, skipped 2"
-    skipped = result.stderr.strip().splitlines()
-    assert [line.split(":")[0] for line in skipped] == ["line 3", "line 5"]
+    assert result.stdout.strip() == "imported 2, already recorded 0, skipped 2 bad line(s)"
     exported = ok(run(config, "consent", "export"))
     rows = exported.strip().splitlines()
-    assert rows[0].startswith("contact_key,category,granted") and len(rows) == 3
+    assert rows[0].startswith("contact_key,hash_key_id,category,granted") and len(rows) == 3
     for number in (PHONE, "4915112345678", "15123456789", "151 23456789"):
         assert number not in exported
     bad = tmp_path / "bad.csv"
     bad.write_text("number,consent\n1,2\n")
-    assert "CSV needs columns" in one_line_error(run(config, "consent", "import", str(bad)), 1)
+    assert "unknown column(s) 'number', 'consent'" in one_line_error(run(config, "consent", "import", str(bad)), 1)
 
 
 # --- messages / events / plugins -------------------------------------------------------------------

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from ..core.errors import ConnectzapError
 from ..core.phones import mask
 from .base import Ctx, cli, pass_ctx
-from .output import Column, emit, json_option
+from .exits import CommandFailed
+from .output import Column, emit, json_option, progress
 
 
 @cli.group()
@@ -30,11 +31,14 @@ CATEGORY = click.Choice(["marketing", "utility", "authentication"])
 @click.argument("phone")
 @click.argument("category", type=CATEGORY)
 @click.option("--source", default="cli", show_default=True, help="Where the opt-in was collected.")
-@click.option("--proof", required=True, help="The wording the customer agreed to, or a reference to it.")
+@click.option("--proof", help="The wording the customer agreed to, or a reference to it (required).")
 @click.option("--country")
 @pass_ctx
-def consent_grant(obj: Ctx, phone: str, category: str, source: str, proof: str, country: str | None) -> None:
-    """Record an opt-in for CATEGORY."""
+def consent_grant(obj: Ctx, phone: str, category: str, source: str, proof: str | None, country: str | None) -> None:
+    """Record an opt-in for CATEGORY, with its proof."""
+    from ..core.consent_files import PROOF_REQUIRED, proof_missing
+    if proof_missing(True, proof):  # the rule `consent import` applies to each row, in the same words
+        raise click.UsageError(f"missing --proof: {PROOF_REQUIRED}")
     changed = obj.app().set_consent(_change(phone, category, True, source, proof, country))
     click.echo(f"{mask(phone)} {category}: granted" + ("" if changed else " (unchanged)"))
 
@@ -69,49 +73,62 @@ def consent_show(obj: Ctx, phone: str, country: str | None, history: bool, as_js
     emit(records, as_json, columns=CONSENT_COLUMNS, empty=f"{mask(phone)}: no consent on record")
 
 
+SHOWN_BAD_LINES = 20
+
+
 @consent.command("import")
-@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
-@click.option("--country", help="Country for national numbers in the file.")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--country", help="Country for national numbers in the file (a row's own country column wins).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the good rows of a file with bad ones (default: a bad row stops the whole import).")
 @pass_ctx
-def consent_import(obj: Ctx, csv_file: Any, country: str | None) -> None:
-    """Import consent from CSV with columns phone,category,granted[,source,proof,at].
+def consent_import(obj: Ctx, csv_file: Any, country: str | None, skip_invalid: bool) -> None:
+    """Import consent from a CSV file: phone,category,granted[,source,proof,at,country], or a file
+    `consent export` wrote (contact_key,hash_key_id,...).
 
-    Bad rows are reported with their line number and skipped; good rows are imported.
+    Every row is checked first. A bad row (a granted value that is not true/false, a grant without
+    proof, a bad number or time) is named with its line, and nothing is imported unless
+    --skip-invalid is given. Rows the ledger already holds are not added again, so importing the
+    same file twice changes nothing the second time.
     """
-    from pydantic import ValidationError
-
-    from ..core.models import ConsentChange
+    from ..core.consent_files import BadHeader, check_header
     app = obj.app()
     reader = csv.DictReader(csv_file)
-    missing = {"phone", "category", "granted"} - set(reader.fieldnames or [])
-    if missing:
-        raise click.ClickException(f"CSV needs columns: {', '.join(sorted(missing))}")
-    imported = skipped = 0
-    for line, row in enumerate(reader, start=2):
-        try:
-            granted = str(row["granted"]).strip().lower() in ("1", "true", "yes", "y", "granted")
-            data: dict[str, Any] = {"phone": row["phone"], "category": row["category"].strip().lower(),
-                                    "granted": granted, "source": row.get("source") or "csv-import",
-                                    "proof": row.get("proof") or None, "country": row.get("country") or country}
-            if row.get("at"):
-                data["at"] = row["at"]
-            app.set_consent(ConsentChange.model_validate(data))
-            imported += 1
-        except (ValidationError, ConnectzapError, ValueError) as exc:
-            skipped += 1
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            click.echo(f"line {line}: skipped: {reason}", err=True)
-    click.echo(f"imported {imported}, skipped {skipped}")
+    try:
+        check_header(reader.fieldnames)
+    except BadHeader as exc:
+        raise CommandFailed(f"{csv_file.name}: {exc}") from None
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+    with progress("checking", None) as bar:
+        checked = app.check_consent_rows(_numbered(reader, bar), country)
+    for bad in checked.bad[:SHOWN_BAD_LINES]:
+        click.echo(f"{csv_file.name}: line {bad.line}: {bad.reason}", err=True)
+    if len(checked.bad) > SHOWN_BAD_LINES:
+        click.echo(f"{csv_file.name}: ... and {len(checked.bad) - SHOWN_BAD_LINES} more bad lines", err=True)
+    if checked.bad and not skip_invalid:
+        raise CommandFailed(f"{csv_file.name}: {len(checked.bad)} bad line(s), nothing imported; fix them "
+                            "(or import the other rows with --skip-invalid)")
+    with progress("importing", len(checked.rows)) as bar:
+        result = app.import_consent(checked.rows, bar.advance)
+    click.echo(f"imported {result.added}, already recorded {result.unchanged}"
+               + (f", skipped {len(checked.bad)} bad line(s)" if checked.bad else ""))
+
+
+def _numbered(reader: Any, bar: Any) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """Each record with its line number (where it ends, if a quoted field spans lines)."""
+    for row in reader:
+        yield reader.line_num, row
+        bar.advance(1)
 
 
 @consent.command("export")
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
 @pass_ctx
 def consent_export(obj: Ctx, output: Any) -> None:
-    """Export the whole ledger as CSV. Contacts appear as keyed hashes: the ledger keeps no numbers."""
+    """Export the whole ledger as CSV, oldest record first: every grant and revocation with its
+    source, proof and time. Contacts appear as keyed hashes (the ledger keeps no numbers), with the
+    id of the key that made them; `consent import` restores such a file where that key is configured.
+    """
     writer = csv.writer(output)
-    writer.writerow(["contact_key", "category", "granted", "source", "proof", "at"])
-    for r in obj.app().consent_ledger():
-        writer.writerow([r.contact_key, r.category.value, str(r.granted).lower(), r.source, r.proof or "",
-                         r.at.isoformat()])
-
+    for row in obj.app().consent_export():
+        writer.writerow(row)

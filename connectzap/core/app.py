@@ -10,13 +10,14 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from . import consent as ledger
+from . import consent_files
 from . import gate, minimize, outcomes, payloads
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
@@ -307,6 +308,21 @@ class Connectzap:
         """Every consent record, oldest first (contacts appear as keyed hashes only)."""
         with self.db.read() as conn:
             return ledger.all_records(conn)
+
+    def check_consent_rows(self, records: Iterable[tuple[int, Mapping[str, str | None]]],
+                           country: str | None = None) -> consent_files.CheckedFile:
+        """Check ``(line, row)`` pairs of a consent file (:mod:`.consent_files`); nothing is written."""
+        return consent_files.check_rows(records, self.secret, country)
+
+    def import_consent(self, rows: list[consent_files.ImportRow],
+                       advance: Callable[[int], None] = lambda n: None) -> consent_files.ImportResult:
+        """Write checked rows in one transaction: all of them, or (on any failure) none."""
+        with self.db.begin() as conn:
+            return consent_files.write(self.db, conn, rows, advance)
+
+    def consent_export(self) -> Iterator[list[str]]:
+        """The consent export's header and rows (:func:`.consent_files.export_rows`)."""
+        return consent_files.export_rows(self.consent_ledger(), self.secret)
 
 
 def _checked(channel: Any) -> Channel:
