@@ -20,8 +20,9 @@ def consent() -> None:
 
 
 def _change(phone: str, category: str, granted: bool, source: str, proof: str | None, country: str | None) -> Any:
-    from ..core.models import ConsentChange
-    return ConsentChange(phone=phone, category=category, granted=granted, source=source, proof=proof, country=country)
+    from ..core.models import Category, ConsentChange
+    return ConsentChange(phone=phone, category=Category(category), granted=granted, source=source, proof=proof,
+                         country=country)
 
 
 CATEGORY = click.Choice(["marketing", "utility", "authentication"])

@@ -160,7 +160,12 @@ def templates_show(obj: Any, name: str, as_json: bool) -> None:
         emit(template, False, columns=[
             Column("name"), Column("language"), Column("status"), Column("category"),
             Column("parameters", "parameter_format"), Column("id"),
-            *(Column(_component_label(c), lambda _, c=c: _component_text(c)) for c in template.components)])
+            *(_component_column(c) for c in template.components)])
+
+
+def _component_column(component: dict[str, Any]) -> Column:
+    text = _component_text(component)
+    return Column(_component_label(component), lambda _: text)
 
 
 def _component_label(component: dict[str, Any]) -> str:
