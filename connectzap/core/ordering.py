@@ -16,7 +16,8 @@ import hmac
 from typing import Any
 
 from .models import Event, EventKind
-from .phones import InvalidPhoneError, to_e164
+from .errors import InvalidPhoneError
+from .phones import to_e164
 
 _CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND}
 

@@ -14,10 +14,11 @@ PostgreSQL a transaction-scoped advisory lock on the key guards the claim across
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, text
+from sqlalchemy import Connection, Row, Select, and_, bindparam, literal_column, or_, select, text
 
 from .. import ordering
 from ..models import Event
@@ -78,7 +79,7 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
     other = events.alias("other")
     # Leaves out events that could not be claimed anyway, so that they never fill the batch: an
     # event behind an older one that is not due yet (a retry waiting), or of a key someone holds.
-    blocked = select(literal_column("1")).select_from(other).where(
+    blocked: Select[Any] = select(literal_column("1")).select_from(other).where(
         other.c.ordering_key == events.c.ordering_key, other.c.status == literal_column("'pending'"),
         other.c.id != events.c.id,
         or_(and_(other.c.id < events.c.id, other.c.next_attempt_at > t), other.c.claimed_until >= t))
@@ -101,7 +102,7 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
              "key": r.ordering_key} for r in rows]
 
 
-def _runs(db: Database, conn: Connection, rows: list[Any], keys: set[str], t: float) -> set[int]:
+def _runs(db: Database, conn: Connection, rows: Sequence[Row[Any]], keys: set[str], t: float) -> set[int]:
     """The selected keyed events this claim may take: per key, the longest run of the key's pending
     events, oldest first, that this claim selected (and so locked) and that are due, provided no
     event of the key is leased. Read afresh after taking the keys' advisory locks on PostgreSQL:
@@ -110,7 +111,7 @@ def _runs(db: Database, conn: Connection, rows: list[Any], keys: set[str], t: fl
         # try-locks never wait (no deadlock between claimers); a key someone else is claiming
         # right now is simply left for the next round.
         by_lock = {ordering.lock_id(k): k for k in keys}
-        got = conn.execute(text("SELECT k FROM unnest(CAST(:ids AS bigint[])) AS k "
+        got: Sequence[int] = conn.execute(text("SELECT k FROM unnest(CAST(:ids AS bigint[])) AS k "
                                 "WHERE pg_try_advisory_xact_lock(k)"), {"ids": list(by_lock)}).scalars().all()
         keys = {by_lock[k] for k in got}
         if not keys:
