@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,13 +13,17 @@ from .base import Ctx, cli, pass_ctx
 from .exits import CommandFailed
 from .output import Column, emit, json_option, progress
 
+if TYPE_CHECKING:
+    from ..core.models import ConsentChange
+
 
 @cli.group()
 def consent() -> None:
     """Grant, revoke, show, import and export consent."""
 
 
-def _change(phone: str, category: str, granted: bool, source: str, proof: str | None, country: str | None) -> Any:
+def _change(phone: str, category: str, granted: bool, source: str, proof: str | None,
+            country: str | None) -> ConsentChange:
     from ..core.models import Category, ConsentChange
     return ConsentChange(phone=phone, category=Category(category), granted=granted, source=source, proof=proof,
                          country=country)

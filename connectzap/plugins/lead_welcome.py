@@ -23,7 +23,8 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from connectzap import ConfigurationError, EventContext, Lead, SkippableError, TemplateContent, hookimpl
+from connectzap import (BodyParam, ConfigurationError, EventContext, Lead, SkippableError, TemplateContent, TextParam,
+                        hookimpl)
 from connectzap.core import templates
 
 _ENV = SandboxedEnvironment(autoescape=False)
@@ -69,9 +70,9 @@ def on_lead(lead: Lead, ctx: EventContext) -> None:
                              code="no_consent")
     values = {**lead.properties, "lead": lead, "contact": lead.contact}
     params = config.get("params", [])
-    body: list[str] | dict[str, str]
+    body: list[BodyParam] | dict[str, BodyParam]
     if isinstance(params, dict):
-        body = {key: render(str(text), values) for key, text in params.items()}
+        body = {key: TextParam(text=render(str(text), values)) for key, text in params.items()}
     else:
-        body = [render(str(text), values) for text in params]
+        body = [TextParam(text=render(str(text), values)) for text in params]
     ctx.send(lead.contact, TemplateContent(name=name, language=language, body=body), key=welcome_key(lead, ctx.source))

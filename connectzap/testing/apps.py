@@ -73,6 +73,7 @@ def seed_template(app: Connectzap, name: str, body: str, *, language: str = "en"
     """Put a template in the cache, as `connectzap templates sync` would."""
     from ..core import templates
     info = TemplateInfo(name=name, language=language, category=category, status=status,
+                        # a plain str in this helper's signature; the model upper-cases and checks it
                         parameter_format=parameter_format,  # type: ignore[arg-type]
                         components=[{"type": "BODY", "text": body}, *(extra_components or [])])
     with app.db.begin() as conn:

@@ -46,7 +46,7 @@ class GenericConnector(Connector):
 
     settings: GenericSettings
 
-    def __init__(self, settings: GenericSettings, app: Connectzap) -> None:  # type: ignore[override]
+    def __init__(self, settings: GenericSettings, app: Connectzap) -> None:
         super().__init__(settings, app)
         self.sources = {name: MappedSource(name, spec) for name, spec in settings.sources.items()}
         self.deliverer = subscriptions.Deliverer()

@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -299,7 +299,7 @@ class _Builder:
         events.append(self._event(EventKind.SEND, outgoing, self.dedupe))
         return events
 
-    def _send_time(self) -> datetime | None | bool:
+    def _send_time(self) -> datetime | Literal[False] | None:
         """When to send (None = now), or False when the time has passed and ``if_past = "skip"``."""
         spec = self.mapping.send_at
         if spec is None:

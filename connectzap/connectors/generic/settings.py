@@ -254,15 +254,19 @@ class SourceSpec(Spec):
     """A payload no mapping matches: answer 422 (reject) or 200 and journal nothing (ignore)."""
 
 
+SubscribedEvent = Literal["inbound_message", "message_status", "consent_changed", "order_created",
+                          "order_updated", "lead"]
+# Typed default: a bare list literal in a default_factory lambda reads as list[str] to mypy.
+_DEFAULT_EVENTS: tuple[SubscribedEvent, ...] = ("inbound_message", "message_status", "consent_changed")
+
+
 class SubscriptionSpec(Spec):
     """``[connectors.generic.subscriptions.NAME]``: connectzap events POSTed to ``url``, signed."""
 
     url: str
     secret: SecretStr
     """Standard Webhooks signing secret (``whsec_<base64>`` or any string)."""
-    events: list[Literal["inbound_message", "message_status", "consent_changed", "order_created",
-                         "order_updated", "lead"]] = Field(
-        default_factory=lambda: ["inbound_message", "message_status", "consent_changed"])
+    events: list[SubscribedEvent] = Field(default_factory=lambda: list(_DEFAULT_EVENTS))
     timeout_seconds: float = Field(default=15.0, gt=0)
 
     @field_validator("url")

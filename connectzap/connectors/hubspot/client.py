@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 import urllib3
 
@@ -141,14 +141,23 @@ def classify(status: int, headers: Any, body: Any, *, daily_retry: float = 3600.
                    correlation_id=data.get("correlationId") or _header(headers, "X-HubSpot-Correlation-Id"))
 
 
+class _ErrorFields(TypedDict):
+    """What every error made from a failure carries, whatever its kind."""
+
+    http_status: int
+    vendor_code: int | str
+    trace_id: str | None
+    details: str | None
+
+
 def to_error(failure: Failure, action: str) -> DeliveryError:
     """The connectzap error for a failure, by what the dispatcher should do."""
     what = f"HubSpot {action} failed ({failure.status}"
     what += f" {failure.policy}" if failure.policy else ""
     what += f" {failure.category}" if failure.category else ""
     what += ")" + (f": {failure.message}" if failure.message else "")
-    common = {"http_status": failure.status, "vendor_code": failure.category or failure.status,
-              "trace_id": failure.correlation_id, "details": failure.message or None}
+    common: _ErrorFields = {"http_status": failure.status, "vendor_code": failure.category or failure.status,
+                            "trace_id": failure.correlation_id, "details": failure.message or None}
     if failure.retriable:
         code = "hubspot_daily_limit" if failure.policy == "DAILY" else "hubspot_busy"
         return RetriableDeliveryError(what, retry_after=failure.retry_after, code=code, **common)

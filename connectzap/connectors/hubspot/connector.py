@@ -76,7 +76,7 @@ class HubSpotConnector(Connector):
 
     def _event_data(self, event_id: int) -> dict[str, Any]:
         with self.app.db.read() as conn:
-            payload = conn.execute(select(events.c.payload).where(events.c.id == event_id)).scalar_one()
+            payload: str = conn.execute(select(events.c.payload).where(events.c.id == event_id)).scalar_one()
         return Event.model_validate_json(payload).data
 
     async def resolve(self, data: dict[str, Any], ctx: EventContext) -> list[Event]:

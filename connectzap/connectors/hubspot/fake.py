@@ -66,7 +66,7 @@ class FakeHubSpot:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes | bytearray) else host}:{port}"
 
     # --- set-up and inspection ---------------------------------------------------------------
 
@@ -119,14 +119,14 @@ class FakeHubSpot:
                 return 200, self._search(kind, body or {}), {}
             if method == "POST" and not rest:
                 new_id = str(next(self._ids))
-                record = self._record(new_id, (body or {}).get("properties", {}))
-                self.records[kind][new_id] = record
+                created = self._record(new_id, (body or {}).get("properties", {}))
+                self.records[kind][new_id] = created
                 if self.search_lag:
                     self.unindexed.add((kind, new_id))
                 for assoc in (body or {}).get("associations", []):
                     for spec in assoc.get("types", []):
                         self.associations.append((kind, new_id, str(assoc["to"]["id"]), int(spec["associationTypeId"])))
-                return 201, record, {}
+                return 201, created, {}
             record = self.records[kind].get(rest[0]) if rest else None
             if record is None:
                 return 404, {"status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"}, {}

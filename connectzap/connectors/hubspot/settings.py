@@ -19,6 +19,12 @@ LegalBasis = Literal["LEGITIMATE_INTEREST_PQL", "LEGITIMATE_INTEREST_CLIENT", "P
                      "CONSENT_WITH_NOTICE", "NON_GDPR", "PROCESS_AND_STORE", "LEGITIMATE_INTEREST_OTHER"]
 """HubSpot's ``legalBasis`` vocabulary (subscription preferences API)."""
 
+SignatureVersion = Literal["v1", "v2", "v3"]
+
+# Typed defaults: a bare list literal in a default_factory lambda reads as list[str] to mypy.
+_OPT_IN_BASES: tuple[LegalBasis, ...] = ("CONSENT_WITH_NOTICE", "NON_GDPR")
+_SIGNATURE_VERSIONS: tuple[SignatureVersion, ...] = ("v3", "v2", "v1")
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,7 +44,7 @@ class ConsentProperty(_Part):
     """Values that mean "opted out". The first one is written when mirroring a revocation."""
     legal_basis_property: str | None = None
     """Optional property with the legal basis, in HubSpot's vocabulary (e.g. CONSENT_WITH_NOTICE)."""
-    opt_in_legal_bases: list[LegalBasis] = Field(default_factory=lambda: ["CONSENT_WITH_NOTICE", "NON_GDPR"])
+    opt_in_legal_bases: list[LegalBasis] = Field(default_factory=lambda: list(_OPT_IN_BASES))
     """With ``legal_basis_property`` set, a "granted" value counts only with one of these bases."""
     legal_basis_on_grant: LegalBasis = "CONSENT_WITH_NOTICE"
     """Written to ``legal_basis_property`` when a grant is mirrored."""
@@ -72,7 +78,7 @@ class HubSpotSettings(ConnectorSettings):
     workflow_key_name: str = "X-Connectzap-Secret"
     """The API key name configured in the workflow action."""
     workflow_key_location: Literal["header", "query"] = "header"
-    signature_versions: list[Literal["v1", "v2", "v3"]] = Field(default_factory=lambda: ["v3", "v2", "v1"])
+    signature_versions: list[SignatureVersion] = Field(default_factory=lambda: list(_SIGNATURE_VERSIONS))
     """Signature versions accepted. v1/v2 carry no timestamp (no replay protection); drop them if you can."""
     signature_tolerance_seconds: float = Field(default=300, gt=0)
     portal_id: str | None = None

@@ -143,7 +143,7 @@ class Timeline:
             from hubspot.crm.objects.communications import SimplePublicObjectInputForCreate
             api = self.client.communications
         else:
-            from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate  # type: ignore[no-redef]
+            from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate
             api = self.client.notes
         created = await self.client.call(f"create {kind}", api.create, creates=True,
                                          simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
@@ -157,7 +157,7 @@ class Timeline:
             api, body_prop = self.client.communication_search, "hs_communication_body"
             extra = [{"propertyName": "hs_communication_channel_type", "operator": "EQ", "value": "WHATS_APP"}]
         else:
-            from hubspot.crm.objects.notes import PublicObjectSearchRequest  # type: ignore[no-redef]
+            from hubspot.crm.objects.notes import PublicObjectSearchRequest
             api, body_prop, extra = self.client.note_search, "hs_note_body", []
         filters = [{"propertyName": "hs_timestamp", "operator": "EQ", "value": str(entry.millis)}, *extra]
         request = PublicObjectSearchRequest(filter_groups=[{"filters": filters}], properties=[body_prop], limit=100)

@@ -139,7 +139,8 @@ def _purpose(settings: HubSpotSettings, action: str, prop: str | None, value: An
 
 def workflow_event(settings: HubSpotSettings, body: dict[str, Any], raw: bytes) -> Event:
     """A workflow delivery names one contact: the full legacy contact JSON or a custom body."""
-    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    properties = body.get("properties")
+    props: dict[str, Any] = properties if isinstance(properties, dict) else {}
     candidates = [body.get("objectId"), body.get("vid"), body.get("hs_object_id"), body.get("contactId"),
                   _value(props.get("hs_object_id"))]
     object_id = next((str(c) for c in candidates if c not in (None, "")), None)

@@ -35,7 +35,7 @@ def _header_param(header: HeaderParam) -> dict[str, Any]:
             param["parameter_name"] = header.parameter_name
         return param
     if header.type == "location":
-        loc = {"latitude": header.latitude, "longitude": header.longitude}
+        loc: dict[str, float | str | None] = {"latitude": header.latitude, "longitude": header.longitude}
         loc.update({k: v for k, v in (("name", header.name), ("address", header.address)) if v})
         return {"type": "location", "location": loc}
     assert header.media is not None
@@ -116,11 +116,12 @@ def content_object(content: Any) -> tuple[str, dict[str, Any] | list[dict[str, A
     if isinstance(content, MediaContent):
         return content.type, media_object(content.media, content.caption)
     if isinstance(content, ButtonsContent):
-        action = {"buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons]}
+        action: dict[str, Any] = {
+            "buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons]}
         return "interactive", _interactive("button", content.body, action, _interactive_header(content.header),
                                            content.footer)
     if isinstance(content, ListContent):
-        sections = [{k: v for k, v in (("title", s.title),
+        sections: list[dict[str, Any]] = [{k: v for k, v in (("title", s.title),
                                        ("rows", [r.model_dump(exclude_none=True) for r in s.rows])) if v}
                     for s in content.sections]
         header = {"type": "text", "text": content.header} if content.header else None
@@ -187,9 +188,12 @@ def validate_body(body: dict[str, Any]) -> None:
     to = body.get("to")
     need(isinstance(to, str) and to.isdigit() and 7 <= len(to) <= 15, "to", "must be 7-15 digits")
     kind = body.get("type")
-    need(kind in _TYPES, "type", f"unknown message type {kind!r}")
+    # raised here rather than through need(), so that the checker sees kind and obj narrowed below
+    if kind not in _TYPES:
+        raise PayloadError(f"type: unknown message type {kind!r}", field="type")
     obj = body.get(kind)
-    need(obj is not None, kind, "missing the object for the message type")
+    if obj is None:
+        raise PayloadError(f"{kind}: missing the object for the message type", field=kind)
     cb = body.get("biz_opaque_callback_data")
     need(cb is None or (isinstance(cb, str) and len(cb) <= 512), "biz_opaque_callback_data", "at most 512 chars")
     if kind == "text":

@@ -58,6 +58,7 @@ class SandboxTemplate:
 
     def info(self, at: float | None = None) -> TemplateInfo:
         return TemplateInfo(name=self.name, language=self.language, status=self.status(at), category=self.category,
+                            # stored as create() checked it; the model checks it again
                             parameter_format=self.parameter_format,  # type: ignore[arg-type]
                             components=self.components, id=self.id, waba_id=WABA_ID)
 
@@ -72,7 +73,7 @@ def stored(app: Connectzap, name: str | None = None) -> list[SandboxTemplate]:
     if name is not None:
         query = query.where(plugin_state.c.key.startswith(f"template:{name}:", autoescape=True))
     with app.db.read() as conn:
-        rows = [SandboxTemplate(**json.loads(value)) for (value,) in conn.execute(query)]
+        rows = [SandboxTemplate(**json.loads(row.value)) for row in conn.execute(query)]
     return sorted(rows, key=lambda t: (t.name, t.language))
 
 

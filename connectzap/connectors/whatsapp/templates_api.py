@@ -28,7 +28,8 @@ def _waba(client: GraphClient) -> str:
 def to_info(item: dict[str, Any], waba_id: str | None) -> TemplateInfo:
     return TemplateInfo(name=item["name"], language=item.get("language", ""), status=item.get("status", "PENDING"),
                         category=item.get("category", "UTILITY"),
-                        parameter_format=str(item.get("parameter_format") or "POSITIONAL").upper(),
+                        # Meta's word, checked by the model: anything but POSITIONAL/NAMED is refused there
+                        parameter_format=str(item.get("parameter_format") or "POSITIONAL").upper(),  # type: ignore[arg-type]
                         components=item.get("components") or [], id=item.get("id"), waba_id=waba_id)
 
 

@@ -13,7 +13,8 @@ from ...core.hookspecs import hookimpl
 from ...core.connector import OutboundCall
 from ..base import Connector
 from . import replies
-from .connector import SOURCE, WooCommerceConnector
+from .connector import WooCommerceConnector
+from .mapping import SOURCE
 from .reconcile import feed_order, reconcile_all, reconcile_forever
 from .rest import ShopClient
 

@@ -49,7 +49,7 @@ class WooCommerceConnector(Connector):
 
     settings: WooCommerceSettings
 
-    def __init__(self, settings: WooCommerceSettings, app: Any) -> None:  # type: ignore[override]
+    def __init__(self, settings: WooCommerceSettings, app: Any) -> None:
         super().__init__(settings, app)
         self._clients: dict[str, ShopClient] = {}
 

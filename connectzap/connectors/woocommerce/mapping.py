@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...core.errors import InvalidPhoneError, PayloadError
-from ...core.models import ConsentChange, Contact, Event, EventKind, Order, OrderItem
+from ...core.models import Category, ConsentChange, Contact, Event, EventKind, Order, OrderItem
 from ...core.phones import to_e164
 from .settings import ShopSettings, ticked
 
@@ -96,7 +96,7 @@ def _items(data: dict[str, Any]) -> list[OrderItem]:
         if not isinstance(line, dict):
             continue
         items.append(OrderItem(name=str(line.get("name") or ""),
-                               quantity=money(line.get("quantity"), f"line_items.{n}.quantity") or 0,
+                               quantity=money(line.get("quantity"), f"line_items.{n}.quantity") or Decimal(0),
                                sku=line.get("sku") or None, price=money(line.get("price"), f"line_items.{n}.price"),
                                total=money(line.get("total"), f"line_items.{n}.total")))
     return items
@@ -137,11 +137,11 @@ def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: 
     if contact.phone is None:
         return []
     meta = meta_dict(data)
-    granted: dict[str, str] = {}
+    granted: dict[Category, str] = {}
     for key, categories in shop.consent_keys().items():
         if key in meta and ticked(meta[key]):
             for category in categories:
-                granted.setdefault(category.value, key)
+                granted.setdefault(category, key)
     when = at or datetime.now(UTC)
     changes = []
     for category, key in granted.items():
