@@ -34,3 +34,21 @@ async def test_connectzaps_own_notification_does_not_record_a_change_again(app):
     await Worker(app).run_until_idle()  # the grant's notification reaches the hooks, not the ledger
     assert app.consent(PHONE)[Category.MARKETING].granted is False
     assert [r.granted for r in app.consent_history(PHONE)] == [True, False]
+
+
+async def test_a_later_repeat_keeps_an_older_late_change_from_winning(app):
+    """Found by the gate's liveness property: a grant repeated an hour later was dropped as a
+    repeat, so an opt-out given in between (arriving last) outranked the newer grant."""
+    from datetime import timedelta
+
+    def at(minutes: int, granted: bool) -> ConsentChange:
+        return change(granted, "shop").model_copy(update={"at": AT + timedelta(minutes=minutes)})
+
+    assert app.set_consent(at(0, True)) is True
+    assert app.set_consent(at(60, True)) is False  # the same state: nothing to tell the hooks ...
+    app.set_consent(at(30, False))  # ... yet it is the newest word: this older opt-out arrives late
+    assert app.consent(PHONE)[Category.MARKETING].granted is True
+    assert app.consent(PHONE)[Category.MARKETING].at == AT + timedelta(minutes=60)
+    assert app.set_consent(at(45, True)) is False  # an older repeat changes nothing and is not kept
+    assert [(r.granted, (r.at - AT).seconds // 60) for r in app.consent_history(PHONE)] == [
+        (True, 0), (False, 30), (True, 60)]

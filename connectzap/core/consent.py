@@ -17,19 +17,23 @@ from .store.schema import consents
 
 
 def record(db: Database, conn: Connection, contact_key: str, change: ConsentChange) -> bool:
-    """Append ``change`` to the ledger. Returns False when it repeats the current state exactly.
+    """Append ``change`` to the ledger. Returns False when it repeats the current state exactly
+    (nothing to tell the hooks).
 
     Records order by the time consent was given, then by recording order: an older change that
-    arrives late never outranks a newer one. (connectzap's own notifications of changes it already
-    recorded are marked ``Event.already_recorded`` and never come back here.)"""
+    arrives late never outranks a newer one. A repeat given *later* than the current record is
+    still kept -- it moves the deciding time on, so an older opposite change arriving after it
+    cannot win. (connectzap's own notifications of changes it already recorded are marked
+    ``Event.already_recorded`` and never come back here.)"""
     current = latest(conn, contact_key, change.category)
-    if current is not None and current.granted == change.granted and current.source == change.source \
-            and current.proof == change.proof:
+    repeat = current is not None and current.granted == change.granted and current.source == change.source \
+        and current.proof == change.proof
+    if repeat and current is not None and change.at <= current.at:
         return False
     conn.execute(consents.insert().values(
         contact_key=contact_key, category=change.category.value, granted=change.granted,
         source=change.source[:128], proof=change.proof, at=change.at.timestamp(), recorded_at=now()))
-    return True
+    return not repeat
 
 
 def latest(conn: Connection, contact_key: str, category: Category | str) -> ConsentRecord | None:
