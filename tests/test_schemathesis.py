@@ -11,6 +11,7 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
                                                response_headers_conformance, response_schema_conformance,
                                                status_code_conformance)
@@ -41,4 +42,13 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers=AUTH, checks=CHECKS)
+    case.call_and_validate(headers=auth_for(case), checks=CHECKS)
+
+
+def auth_for(case: schemathesis.Case) -> dict[str, str]:
+    """A valid API key for every case whose headers were generated valid. Where schemathesis broke
+    the headers on purpose (dropped or mangled `Authorization`), the case goes out as generated:
+    putting our key back would turn a request meant to be refused into a valid one, and the
+    negative-data check would then blame the API for accepting it."""
+    headers = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    return {} if headers is not None and headers.mode.is_negative else AUTH

@@ -41,9 +41,13 @@ PhonePath = Annotated[str, Path(min_length=1, max_length=64, description="The co
 Country = Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country for a national number.")]
 
 
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _iso_only(value: Any) -> Any:
-    # pydantic would also read "1700000000" as a time; the documented format is ISO 8601 only.
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+    # pydantic would also read "1700000000" or "3e-27" as a Unix time; the documented format is
+    # an ISO 8601 date-time only, so anything that does not start like one is refused here.
+    if isinstance(value, str) and not _ISO_DATE_TIME.match(value.strip()):
         raise ValueError("use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
     return value
 
