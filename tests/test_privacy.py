@@ -33,6 +33,7 @@ from connectzap.core import clock
 from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
+from connectzap.testing.fake_graph import FakeGraph
 from test_serve_smoke import Served
 
 PHONE = "+4915112345678"
@@ -249,4 +250,102 @@ def test_a_backlog_of_undispatched_status_events_holds_no_number(make: Any) -> N
     assert found_at(url, personal) == []
     log = "".join(served.output)
     assert "webhook accepted" in log
+    assert [form for form in personal if form in log] == []
+
+
+def inbound_webhook(wamid: str, wa_id: str, name: str, body: str) -> bytes:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+             "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+             "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "text",
+                           "text": {"body": body}}]}
+    return json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": "419561257915477", "changes": [{"field": "messages", "value": value}]}]}
+                      ).encode()
+
+
+def until(check: Any, what: str, within: float = 180) -> Any:
+    """Poll ``check`` until it returns something true; fail naming ``what`` and the last answer."""
+    deadline = time.monotonic() + within
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what} (last: {last!r})")
+
+
+UNFINISHED = ("SELECT (SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending', 'unknown'))"
+              " + (SELECT count(*) FROM events WHERE status = 'pending')")
+
+
+@pytest.mark.slow
+def test_a_crash_and_a_campaign_leave_no_number_and_no_text_in_the_database_or_the_log(make: Any) -> None:
+    """A real ``serve`` sends a 300-message campaign (and replies to five customers who wrote)
+    through the Graph stand-in, whose status webhooks flow back; it is SIGKILLed mid-campaign and
+    restarted. Once the work is done, neither the database (SQLite file and WAL byte for byte, or
+    every PostgreSQL text column) nor the JSON log holds a number in any format, a name or a text."""
+    engine = make()
+    url, folder = engine.db.url, Path(engine.settings.data_dir)
+    seed_template(engine, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed.")
+    engine.close()
+    recipients = campaign_numbers(300)
+    writers = recipients[:5]
+    names = {n: f"Kundin-{i:03d}-Zephyrine" for i, n in enumerate(recipients)}
+    inbound = {n: f"Wo bleibt mein Paket {i}? Bitte bei Quastenflosser klingeln" for i, n in enumerate(writers)}
+    replies = {n: f"Ihr Paket {i} liegt beim Kiosk Wolpertinger" for i, n in enumerate(writers)}
+    personal = ([form for n in recipients for form in number_forms(n)] + list(names.values())
+                 + list(inbound.values()) + list(replies.values()))
+
+    with FakeGraph(token=TOKEN) as graph:
+        config = serve_config(folder, url, graph.url)
+        config.write_text(config.read_text().replace("[connectors.whatsapp]", "[connectors.whatsapp]\n"
+                          "messages_per_second = 40\ndaily_unique_recipients = 100000", 1)
+                          .replace("[workers]", "[workers]\nunknown_grace_seconds = 5\nlease_seconds = 5", 1))
+        from connectzap import Connectzap, load_settings
+        campaign = Connectzap(load_settings(config)).start()
+        for number in recipients:
+            campaign.set_consent(ConsentChange(phone=number, category=Category.UTILITY, granted=True,
+                                               source="checkout", proof="ticked the box at checkout"))
+        outputs: list[str] = []
+        served = Served(config, options=("--log-format", "json"))
+        try:
+            graph.report_statuses(served.url() + "/webhooks/whatsapp", APP_SECRET)
+            with httpx.Client(base_url=graph.webhook_url.rsplit("/webhooks", 1)[0], timeout=30) as client:
+                for i, number in enumerate(writers):
+                    body = inbound_webhook(f"wamid.in.{i}", number[1:], names[number], inbound[number])
+                    assert client.post("/webhooks/whatsapp", content=body, headers=signed(body)).status_code == 200
+            until(lambda: table_count(url, "SELECT count(*) FROM windows") == len(writers), "windows opened")
+            decisions = campaign.send_many([Outgoing(to=n, content=TextContent(body=replies[n])) for n in writers])
+            for at in range(0, len(recipients), 100):
+                decisions += campaign.send_many([
+                    Outgoing(to=n, content=TemplateContent(name="order_confirmation", language="en",
+                                                           body=[names[n], f"A{i:05d}"]))
+                    for i, n in enumerate(recipients[at:at + 100], start=at)])
+            assert [d.status for d in decisions] == ["queued"] * (len(writers) + len(recipients))
+            until(lambda: len(graph.sends()) >= 60, "the campaign under way")
+            served.process.kill()  # SIGKILL mid-campaign
+            served.process.wait(30)
+            outputs += served.output
+            assert len(graph.sends()) < len(decisions)  # it really died with work left
+            served = Served(config, options=("--log-format", "json"))
+            graph.webhook_url = served.url() + "/webhooks/whatsapp"
+            until(lambda: table_count(url, UNFINISHED) == 0 and graph.unreported == 0, "the work finished")
+            # While serve still runs: its own housekeeping must have cleared the -wal (SQLite).
+            deadline = time.monotonic() + 60
+            while (leftovers := found_at(url, personal)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert leftovers == []
+        finally:
+            code = served.stop()
+            outputs += served.output
+            campaign.close()
+        sent_to = {body["to"] for body in graph.sends()}
+    assert code == 0
+    assert sent_to == {n[1:] for n in recipients}  # every message went out, so the scan had data to miss
+    assert table_count(url, "SELECT count(*) FROM outbox WHERE status = 'delivered'") == len(decisions)
+    assert found_at(url, personal) == []  # and after the orderly stop
+    log = "".join(outputs)
+    assert "message sent" in log
     assert [form for form in personal if form in log] == []

@@ -13,6 +13,10 @@ In tests::
         ...
 
 For a benchmark run it as its own process: ``python -m connectzap.testing.fake_graph --port 8089``.
+
+Like Meta, it can report back: after :meth:`report_statuses`, every accepted send is followed by
+signed status webhooks (``sent``, ``delivered`` by default) posted to the given URL, batched,
+and retried until the receiver answers 200 (a receiver that is down gets them once it is back).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 
 @dataclass
@@ -73,6 +77,12 @@ class FakeGraph:
         self.profile: dict[str, Any] = {"about": "", "address": "", "description": "", "email": "",
                                         "websites": [], "vertical": "UNDEFINED", "messaging_product": "whatsapp"}
         self._ids = itertools.count(1)
+        self.webhook_url: str | None = None
+        self._webhook_secret = ""
+        self._report: tuple[str, ...] = ()
+        self._unreported: list[tuple[str, dict[str, Any]]] = []  # (phone_number_id, status item)
+        self.reported = 0
+        """How many status webhooks items the receiver has acknowledged."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -97,6 +107,16 @@ class FakeGraph:
         """Bodies of every message send (messages and marketing_messages), oldest first."""
         return [r.body for r in self.requests if r.path.endswith(("/messages", "/marketing_messages"))
                 and isinstance(r.body, dict) and "type" in r.body]
+
+    def report_statuses(self, url: str, app_secret: str, statuses: tuple[str, ...] = ("sent", "delivered")) -> None:
+        """From now on, follow every accepted send with signed status webhooks to ``url`` (change
+        :attr:`webhook_url` when the receiver moves, e.g. restarts on another port)."""
+        self.webhook_url, self._webhook_secret, self._report = url, app_secret, statuses
+
+    @property
+    def unreported(self) -> int:
+        """Status items accepted sends produced that the receiver has not acknowledged yet."""
+        return len(self._unreported)
 
     # --- the server ---------------------------------------------------------------------------
 
@@ -128,8 +148,11 @@ class FakeGraph:
             site = web.TCPSite(self._runner, self.host, self.port)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            reporter = self._loop.create_task(self._deliver_statuses())
             ready.set()
             self._loop.run_forever()
+            reporter.cancel()
+            self._loop.run_until_complete(asyncio.gather(reporter, return_exceptions=True))
             self._loop.run_until_complete(self._runner.cleanup())
             self._loop.close()
 
@@ -204,8 +227,48 @@ class FakeGraph:
                                   is_transient=rule.is_transient)
         self.send_times.append(time.time())
         to = str(body.get("to", ""))
+        wamid = f"wamid.fake.{next(self._ids)}"
+        for status in self._report:
+            item: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                                    "recipient_id": to}
+            if body.get("biz_opaque_callback_data"):
+                item["biz_opaque_callback_data"] = body["biz_opaque_callback_data"]
+            if status != "read":
+                item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility"}
+            self._unreported.append((request.match_info.get("number", ""), item))
         return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                                  "messages": [{"id": f"wamid.fake.{next(self._ids)}"}]})
+                                  "messages": [{"id": wamid}]})
+
+    async def _deliver_statuses(self) -> None:
+        """Post what :meth:`_send` queued, up to 100 statuses a webhook, until each is acknowledged."""
+        from ..connectors.whatsapp.signatures import sign_meta
+        async with ClientSession() as session:
+            while True:
+                batch = self._unreported[:100]
+                if not batch or not self.webhook_url:
+                    await asyncio.sleep(0.05)
+                    continue
+                number = batch[0][0]  # one webhook speaks for one of the business's numbers
+                same = next((n for n, queued in enumerate(batch) if queued[0] != number), len(batch))
+                batch = batch[:same]
+                value = {"messaging_product": "whatsapp",
+                         "metadata": {"display_phone_number": "15550783881", "phone_number_id": number},
+                         "statuses": [item for _, item in batch]}
+                body = json.dumps({"object": "whatsapp_business_account", "entry": [
+                    {"id": "0", "changes": [{"field": "messages", "value": value}]}]}).encode()
+                headers = {"X-Hub-Signature-256": sign_meta(body, self._webhook_secret),
+                           "Content-Type": "application/json"}
+                try:
+                    async with session.post(self.webhook_url, data=body, headers=headers,
+                                            timeout=ClientTimeout(total=30)) as answer:
+                        ok = answer.status == 200
+                except (ClientError, OSError, TimeoutError):
+                    ok = False
+                if ok:
+                    del self._unreported[:len(batch)]
+                    self.reported += len(batch)
+                else:  # the receiver is down or refused: Meta retries too
+                    await asyncio.sleep(0.2)
 
     async def _media(self, request: web.Request) -> web.Response:
         form = await request.post()
