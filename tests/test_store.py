@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select
 
-from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, Outgoing, TemplateContent, hookimpl
 from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.plugins import pm
 from connectzap.core.store import outbox
@@ -204,3 +204,20 @@ async def test_two_workers_never_take_the_same_event_or_message(make: Callable[.
             assert outbox.counts(conn) == {"accepted": ORDERS}
     finally:
         second.close()
+
+
+def test_a_crash_verdict_never_overwrites_a_status_that_settled_the_message(app: Connectzap) -> None:
+    """Recovery reads a dead worker's ``sending`` rows, asks the channel, then writes its verdict; a
+    status webhook applied in between (the message did go out) wins over the verdict."""
+    seed_template(app, "order_confirmation", "Hi {{1}}")
+    app.set_consent(ConsentChange(phone="+4915112345678", category=Category.UTILITY, granted=True, source="t"))
+    ids = [app.send(Outgoing(to="+4915112345678", content=TemplateContent(name="order_confirmation", language="en",
+                                                                          body=[str(i)]))).id for i in range(3)]
+    with app.db.begin() as conn:
+        assert len(outbox.claim(app.db, conn, "dead-worker", 10, 0.0)) == 3  # now ``sending``
+        for message_id in ids[:2]:  # the webhooks arrive: they were sent after all
+            assert outbox.apply_status(conn, f"wamid.{message_id}", "delivered", outbox_id=message_id) is not None
+        outbox.mark_unknown(conn, ids[0], reason="crashed_mid_send")
+        outbox.requeue_now(conn, ids[1])
+        outbox.mark_unknown(conn, ids[2], reason="crashed_mid_send")  # no status came: the verdict holds
+        assert [outbox.get(conn, i)["status"] for i in ids] == ["delivered", "delivered", "unknown"]  # type: ignore[index]

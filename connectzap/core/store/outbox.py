@@ -156,13 +156,20 @@ def mark_unknown(conn: Connection, message_id: str, error: ErrorRecord | None = 
     values = error.values() if error is not None else {}
     if reason is not None:
         values["reason"] = reason
-    _update(conn, message_id, status=S.UNKNOWN, unknown_since=now(), **values, **_RELEASE)
+    _update_while_sending(conn, message_id, status=S.UNKNOWN, unknown_since=now(), **values, **_RELEASE)
+
+
+def _update_while_sending(conn: Connection, message_id: str, **values: Any) -> None:
+    """Update a message only while it is still ``sending``: a status webhook may have settled it
+    since it was read (it went out after all), and that must not be overwritten with a guess."""
+    values.setdefault("updated_at", now())
+    conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.status == S.SENDING).values(**values))
 
 
 def requeue_now(conn: Connection, message_id: str) -> None:
     """A message left ``sending`` by a dead worker never went out (it was never handed off, or the
     channel says so): send it again."""
-    _update(conn, message_id, status=S.QUEUED, next_attempt_at=now(), handed_off_at=None, **_RELEASE)
+    _update_while_sending(conn, message_id, status=S.QUEUED, next_attempt_at=now(), handed_off_at=None, **_RELEASE)
 
 
 def unknown_past_grace(db: Database, conn: Connection, grace: float, limit: int = 100) -> list[dict[str, Any]]:
