@@ -86,7 +86,7 @@ async def test_search_answered_429_then_200_is_retried_inline(replay):
     client = HubSpotClient(hubspot(), sleep=no_sleep)
     with replay.use_cassette("contact_search_rate_limited.yaml") as cassette:
         assert await Contacts(client, hubspot()).search(PHONE) is None
-    assert cassette.play_count == 2
+    assert cassette.play_count == 2 and cassette.all_played
 
 
 async def test_get_contact_reads_the_lead_properties_and_its_consent(replay):
@@ -100,6 +100,7 @@ async def test_get_contact_reads_the_lead_properties_and_its_consent(replay):
     [consent] = contacts.consents_of(contact, "62515", PHONE, datetime(2026, 3, 2, tzinfo=UTC))
     assert consent.granted and consent.source == "hubspot:whatsapp_marketing_optin"
     assert "62515" in consent.proof and "51234567890" in consent.proof and "=granted" in consent.proof
+    assert cassette.all_played
 
 
 async def test_create_contact_puts_the_number_where_configured(replay):
@@ -108,6 +109,7 @@ async def test_create_contact_puts_the_number_where_configured(replay):
         created = await contacts.create(PHONE, "Ana García")
     assert created.id == "51234567999"
     assert replay.body()["properties"] == {"mobilephone": PHONE, "firstname": "Ana", "lastname": "García"}
+    assert cassette.all_played
 
 
 async def test_property_update_mirrors_consent(replay):
@@ -118,6 +120,7 @@ async def test_property_update_mirrors_consent(replay):
             "51234567890", properties_for(rule, False, "2026-03-02T10:20:00+00:00", "whatsapp:keyword"))
     assert replay.body()["properties"] == {"whatsapp_marketing_optin": "revoked",
                                             "whatsapp_marketing_consent_source": "whatsapp:keyword"}
+    assert cassette.all_played
 
 
 def entry() -> Entry:
@@ -135,8 +138,9 @@ def timeline_for(ctx: EventContext) -> Timeline:
 
 async def test_communication_is_created_with_association_81_and_the_owner(ctx, replay):
     timeline = timeline_for(ctx)
-    with replay.use_cassette("communication_create.yaml"):
+    with replay.use_cassette("communication_create.yaml") as cassette:
         await timeline.log(ctx, entry())
+    assert cassette.all_played
     body = replay.body()
     assert body["associations"] == [{"to": {"id": "51234567890"},
                                      "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 81}]}]
@@ -236,11 +240,16 @@ def test_the_client_repr_shows_no_token():
 def test_no_window_ever_holds_more_than_the_limit(limit, window, gaps):
     clock = [0.0]
     limiter = SlidingWindow(limit, window, clock=lambda: clock[0])
-    starts = []
+    asked, starts = [], []
     for gap in gaps:
         clock[0] += gap
+        asked.append(clock[0])
         starts.append(clock[0] + limiter.reserve())
-    starts.sort()
-    for i in range(len(starts) - limit):
-        assert starts[i + limit] - starts[i] >= window - 1e-9
-    assert starts[: min(limit, len(starts))] == sorted(starts)[: min(limit, len(starts))]
+    # never too many: any `limit + 1` consecutive starts span at least a window
+    ordered = sorted(starts)
+    for i in range(len(ordered) - limit):
+        assert ordered[i + limit] - ordered[i] >= window - 1e-9
+    # never too few: first come, first served, and nobody waits longer than the limit requires
+    for i, start in enumerate(starts):
+        earliest = asked[i] if i < limit else max(asked[i], starts[i - limit] + window)
+        assert start == pytest.approx(earliest, abs=1e-9)

@@ -128,5 +128,19 @@ def test_order_and_event_shapes() -> None:
 
 
 def test_typed_helpers_build_valid_content() -> None:
-    ButtonsContent(body="Pick one", buttons=[{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}])
-    ListContent(body="Menu", button="Open", sections=[{"title": "S", "rows": [ROW]}])
+    buttons = ButtonsContent(body="Pick one", buttons=[{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}])
+    menu = ListContent(body="Menu", button="Open", sections=[{"title": "S", "rows": [ROW]}])
+    assert [(b.id, b.title) for b in buttons.buttons] == [("yes", "Yes"), ("no", "No")]
+    assert (menu.sections[0].title, menu.sections[0].rows[0].id, menu.sections[0].rows[0].title) == ("S", "r", "Row")
+    assert buttons.model_dump(mode="json", exclude_none=True) == {
+        "type": "buttons", "body": "Pick one", "buttons": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]}
+    assert menu.model_dump(mode="json", exclude_none=True) == {
+        "type": "list", "body": "Menu", "button": "Open", "sections": [{"title": "S", "rows": [ROW]}]}
+    # what a helper builds is what the same dict parses to through the message-content union
+    for built in (buttons, menu):
+        parsed = CONTENT.validate_python(built.model_dump(mode="json"))
+        assert type(parsed) is type(built) and parsed == built
+    with pytest.raises(ValidationError):  # the helpers enforce Meta's limits too
+        ButtonsContent(body="Pick one", buttons=[{"id": str(n), "title": "t"} for n in range(4)])
+    with pytest.raises(ValidationError):
+        ListContent(body="Menu", button="Open", sections=[{"rows": [ROW] * 11}])
