@@ -1,48 +1,240 @@
-"""Opt-out (and opt-in) by keyword: a customer writing STOP stops marketing messages at once.
+"""Opt-out (and opt-in) by keyword: a customer writing STOP -- or BAJA, SAIR, PARE... -- stops
+marketing messages at once, and START (ALTA, VOLTAR...) resumes them. docs/consent.md explains it.
 
-Config (``[plugins.opt_out_keywords]``)::
+A keyword counts when it is the whole message (or a quick-reply button's payload), in any case and
+with or without accents or surrounding punctuation: ``Baja``, ``BAJA!`` and ``  baja `` all match.
+The confirmation is a free-form reply (the customer just opened the 24-hour window) in the
+customer's language: the keyword's own language when only one language uses it, else the
+language of the phone number's country, else ``default_language``.
 
-    stop = ["stop", "unsubscribe", "stopp", "cancelar", "arrêt"]   # case-insensitive, whole message
-    start = ["start", "subscribe"]       # re-subscribes marketing, with the message as proof
-    categories = ["marketing"]           # which categories a STOP revokes
-    confirm = true                       # reply with a short confirmation (free-form, inside the window)
-    stop_reply = "You will no longer receive offers from us. Reply START to subscribe again."
+Config (``[plugins.opt_out_keywords]``, every key optional)::
 
-Template quick-reply buttons whose payload is one of the keywords (an "Unsubscribe" button)
-count too.
+    categories = ["marketing"]     # what STOP revokes and START grants again
+    confirm = true                 # send the confirmation reply
+    default_language = "en"
+    stop = ["stop", "baja", "sair"]    # replaces the built-in STOP words (all languages)
+    start = ["start", "alta", "voltar"]
+    [plugins.opt_out_keywords.replies.es]
+    stop = "Listo, no te enviaremos más ofertas. Responde ALTA para volver a recibirlas."
+    [plugins.opt_out_keywords.countries]
+    CH = "de"                      # which language a country's customers read
 """
 
 from __future__ import annotations
 
+import logging
+import unicodedata
+from typing import Any
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from connectzap import Category, ConsentChange, EventContext, InboundMessage, TextContent, hookimpl
 
-DEFAULT_STOP = ("stop", "unsubscribe", "stop promotions", "stopp", "cancelar", "arrêt", "parar")
-DEFAULT_START = ("start", "subscribe")
+log = logging.getLogger("connectzap.plugins.opt_out_keywords")
+
+# Words per language, as customers write them. A word may belong to several languages (PARAR and
+# CANCELAR are Spanish and Portuguese); then the phone number's country picks the reply's language.
+STOP_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("stop", "unsubscribe", "stop promotions", "stop all", "stopall", "opt out", "optout"),
+    "es": ("baja", "darme de baja", "dar de baja", "parar", "cancelar", "cancelar suscripcion", "stop",
+           "no mas", "basta"),
+    "pt": ("sair", "pare", "parar", "cancelar", "descadastrar", "cancelar inscricao", "stop"),
+    "de": ("stopp", "stop", "abmelden"),
+    "fr": ("arret", "desabonner", "stop"),
+}
+START_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("start", "subscribe", "unstop"),
+    "es": ("alta", "darme de alta", "volver", "suscribir", "suscribirme", "start"),
+    "pt": ("voltar", "assinar", "inscrever", "receber", "start"),
+    "de": ("anmelden", "start"),
+    "fr": ("abonner", "start"),
+}
+
+# The confirmation, per language. Each names the word that undoes it, in the same language.
+REPLIES: dict[str, dict[str, str]] = {
+    "en": {"stop": "You will no longer receive offers from us. Reply START to subscribe again.",
+           "start": "You are subscribed to our offers again. Reply STOP to unsubscribe."},
+    "es": {"stop": "Ya no recibirás nuestras ofertas. Responde ALTA para volver a suscribirte.",
+           "start": "Vuelves a recibir nuestras ofertas. Responde BAJA para darte de baja."},
+    "pt": {"stop": "Você não receberá mais nossas ofertas. Responda VOLTAR para se inscrever novamente.",
+           "start": "Você voltou a receber nossas ofertas. Responda SAIR para cancelar."},
+}
+
+# The language a country's customers read, for the countries whose language has a built-in reply.
+COUNTRY_LANGUAGES: dict[str, str] = {
+    **dict.fromkeys(("ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN", "PY", "SV",
+                     "NI", "CR", "PA", "UY", "PR", "GQ"), "es"),
+    **dict.fromkeys(("BR", "PT", "AO", "MZ", "CV", "GW", "ST"), "pt"),
+    **dict.fromkeys(("US", "GB", "IE", "CA", "AU", "NZ", "ZA", "IN", "NG", "KE", "GH", "SG", "PH", "JM"), "en"),
+    **dict.fromkeys(("DE", "AT"), "de"),
+    **dict.fromkeys(("FR",), "fr"),
+}
 
 
-def _words(ctx: EventContext, key: str, default: tuple[str, ...]) -> set[str]:
-    return {str(w).strip().casefold() for w in ctx.config.get(key, default)}
+def normalise(text: str) -> str:
+    """How a message is compared with the keywords: case, accents, underscores (a button payload
+    such as ``STOP_PROMOTIONS``), surrounding punctuation and repeated spaces do not matter."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("_", " "))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return " ".join(plain.strip(" \t\r\n.!¡?¿,;:\"'()*-").split())
+
+
+def _language(tag: str) -> str:
+    """``pt_BR``, ``pt-br`` and ``PT`` are all ``pt``: replies are chosen by language, not region."""
+    return tag.strip().replace("-", "_").split("_", 1)[0].lower()
+
+
+class Reply(BaseModel):
+    """The confirmation texts of one language; a text left out keeps the built-in one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stop: str | None = Field(default=None, min_length=1, max_length=4096)
+    start: str | None = Field(default=None, min_length=1, max_length=4096)
+
+
+class KeywordSettings(BaseModel):
+    """``[plugins.opt_out_keywords]``. Unknown keys are refused: a misspelt ``replies`` must not
+    silently keep the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stop: list[str] = Field(default_factory=lambda: _all(STOP_WORDS))
+    """The STOP words (replaces the built-in list of every language)."""
+    start: list[str] = Field(default_factory=lambda: _all(START_WORDS))
+    categories: list[Category] = Field(default_factory=lambda: [Category.MARKETING], min_length=1)
+    confirm: bool = True
+    default_language: str = "en"
+    replies: dict[str, Reply] = Field(default_factory=dict)
+    countries: dict[str, str] = Field(default_factory=dict)
+    stop_reply: str | None = Field(default=None, min_length=1)
+    """Deprecated: one STOP reply for every language; use ``[replies.LANG] stop``."""
+    start_reply: str | None = Field(default=None, min_length=1)
+    """Deprecated: one START reply for every language; use ``[replies.LANG] start``."""
+
+    @field_validator("stop", "start")
+    @classmethod
+    def _words(cls, words: list[str]) -> list[str]:
+        cleaned = [normalise(w) for w in words]
+        if any(not w for w in cleaned):
+            raise ValueError("a keyword is empty (or punctuation only)")
+        return cleaned
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, tag: str) -> str:
+        return _language(tag)
+
+    @field_validator("replies")
+    @classmethod
+    def _reply_languages(cls, replies: dict[str, Reply]) -> dict[str, Reply]:
+        return {_language(tag): reply for tag, reply in replies.items()}
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
+        for country in countries:
+            if not (len(country) == 2 and country.isalpha()):
+                raise ValueError(f"{country!r} is not a two-letter country code (ISO 3166, e.g. CH)")
+        return {country.upper(): _language(tag) for country, tag in countries.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeywordSettings:
+        both = sorted(set(self.stop) & set(self.start))
+        if both:
+            raise ValueError(f"{', '.join(both)}: a word cannot be both a stop and a start keyword")
+        if self.default_language not in self.languages():
+            raise ValueError(f"default_language {self.default_language!r} has no reply texts: add "
+                             f"[plugins.opt_out_keywords.replies.{self.default_language}] with stop and start "
+                             f"(built in: {', '.join(sorted(REPLIES))})")
+        return self
+
+    def reply(self, which: str, language: str) -> str:
+        """The confirmation text for ``which`` ("stop" or "start") in ``language``; a text a language
+        lacks comes from ``default_language``, then English."""
+        single = self.stop_reply if which == "stop" else self.start_reply
+        for lang in (language, self.default_language, "en"):
+            configured = self.replies.get(lang)
+            text = getattr(configured, which) if configured is not None else None
+            # The deprecated single wording beats the built-in translations, as it always did.
+            text = text or single or REPLIES.get(lang, {}).get(which)
+            if text:
+                return text
+        return REPLIES["en"][which]
+
+    def languages(self) -> set[str]:
+        """Languages a reply can be written in: the built-in ones and those configured."""
+        return set(REPLIES) | set(self.replies)
+
+    def choose_language(self, said: str, which: str, phone: str) -> str:
+        """The reply's language: the keyword's own when one language alone uses it, else the phone
+        number's country's (when the keyword is one of its words, or the keyword is language-less),
+        else ``default_language``. Only languages with a reply qualify."""
+        table = STOP_WORDS if which == "stop" else START_WORDS
+        replies = self.languages()
+        of_word = [lang for lang, words in table.items() if said in words and lang in replies]
+        if len(of_word) == 1:
+            return of_word[0]
+        country = _country_language(phone, self.countries)
+        if country in replies and (not of_word or country in of_word):
+            return country
+        if of_word and self.default_language not in of_word:
+            return of_word[0]
+        return self.default_language if self.default_language in replies else "en"
+
+
+def _all(table: dict[str, tuple[str, ...]]) -> list[str]:
+    return list(dict.fromkeys(word for words in table.values() for word in words))
+
+
+def _country_language(phone: str, overrides: dict[str, str]) -> str | None:
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone))
+    except phonenumbers.NumberParseException:
+        return None
+    if region is None:
+        return None
+    return overrides.get(region) or COUNTRY_LANGUAGES.get(region)
+
+
+_cache: tuple[dict[str, Any], KeywordSettings] | None = None
+
+
+def settings_of(ctx: EventContext) -> KeywordSettings:
+    """This plugin's section as :class:`KeywordSettings` (validated once per distinct section)."""
+    global _cache
+    config = ctx.config
+    if _cache is not None and _cache[0] == config:
+        return _cache[1]
+    try:
+        settings = KeywordSettings.model_validate(config)
+    except ValidationError as exc:
+        from connectzap.core.settings import describe_validation_error
+        raise ValueError(describe_validation_error(exc, "plugins.opt_out_keywords")) from None
+    _cache = (dict(config), settings)
+    return settings
 
 
 @hookimpl
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
-    said = (message.reply.payload if message.reply and message.reply.payload else message.text) or ""
-    said = said.strip().casefold()
+    raw = (message.reply.payload if message.reply and message.reply.payload else message.text) or ""
     phone = message.contact.phone
+    said = normalise(raw)
     if not said or phone is None:
         return
-    categories = [Category(c) for c in ctx.config.get("categories", ["marketing"])]
-    if said in _words(ctx, "stop", DEFAULT_STOP):
-        granted, reply_key, default_reply = False, "stop_reply", \
-            "You will no longer receive offers from us. Reply START to subscribe again."
-    elif said in _words(ctx, "start", DEFAULT_START):
-        granted, reply_key, default_reply = True, "start_reply", "You are subscribed to our offers again."
+    config = settings_of(ctx)
+    if said in config.stop:
+        granted, which = False, "stop"
+    elif said in config.start:
+        granted, which = True, "start"
     else:
         return
-    for category in categories:
+    for category in config.categories:
         ctx.set_consent(ConsentChange(phone=phone, category=category, granted=granted,
                                       source="whatsapp:keyword", at=message.timestamp,
                                       proof=f"customer wrote {said!r} (message {message.wamid})"))
-    if ctx.config.get("confirm", True):
-        ctx.send(phone, TextContent(body=ctx.config.get(reply_key, default_reply)), reply_to=message.wamid,
+    if config.confirm:
+        language = config.choose_language(said, which, phone)
+        ctx.send(phone, TextContent(body=config.reply(which, language)), reply_to=message.wamid,
                  key=f"{message.wamid}:confirm")
