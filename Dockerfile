@@ -1,7 +1,7 @@
-# syntax=docker/dockerfile:1
 # connectzap as a container: `serve` by default, `worker` (or any other command) as the argument.
 #   docker build -t connectzap .
 #   docker run -p 127.0.0.1:8000:8000 -v connectzap-data:/data connectzap
+#   docker build --build-arg PYTHON_IMAGE=my-mirror/python:3.11-slim -t connectzap .   # another base
 # Configuration: CONNECTZAP_* environment variables, and/or a TOML file mounted read-only with
 # CONNECTZAP_CONFIG pointing at it. State (SQLite, generated keys, sandbox log) lives in /data.
 # See docs/deploying.md.
