@@ -170,7 +170,7 @@ def test_a_writer_that_begins_again_at_once_does_not_starve_a_waiting_one():
         waited = []
         for _ in range(20):
             start = turns
-            wait_for(lambda: turns > start + 1, "the greedy writer to take turns")
+            wait_for(lambda start=start: turns > start + 1, "the greedy writer to take turns")
             asked_at = turns
             with lock:
                 waited.append(turns - asked_at)

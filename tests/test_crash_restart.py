@@ -143,7 +143,8 @@ def wait_for(condition, proc: subprocess.Popen[bytes], s: Setup, timeout: float,
 
 def idle(app: Connectzap) -> bool:
     with app.db.read() as conn:
-        pending = conn.execute(select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
+        pending = conn.execute(
+            select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
         busy = conn.execute(select(func.count()).select_from(outbox).where(
             outbox.c.status.in_(("queued", "sending", "unknown")))).scalar_one()
         made = conn.execute(select(func.count()).select_from(outbox)).scalar_one()

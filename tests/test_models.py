@@ -30,7 +30,8 @@ def refuses(data: dict[str, Any]) -> None:
 LIMITS = [
     ({"type": "text", "body": "x" * 4096}, {"type": "text", "body": "x" * 4097}),
     ({"type": "text", "body": "x"}, {"type": "text", "body": ""}),
-    ({"type": "image", "media": MEDIA, "caption": "c" * 1024}, {"type": "image", "media": MEDIA, "caption": "c" * 1025}),
+    ({"type": "image", "media": MEDIA, "caption": "c" * 1024},
+     {"type": "image", "media": MEDIA, "caption": "c" * 1025}),
     ({"type": "audio", "media": MEDIA}, {"type": "audio", "media": MEDIA, "caption": "no captions on audio"}),
     ({"type": "sticker", "media": MEDIA}, {"type": "sticker", "media": MEDIA, "caption": "nor on stickers"}),
     ({"type": "document", "media": {"link": "https://x/y.pdf"}}, {"type": "document", "media": {}}),

@@ -47,7 +47,8 @@ class CommandFailed(click.ClickException):
 
     def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        # click declares exit_code on the class; each failure carries its own, as click reads it
+        self.exit_code = int(code)  # type: ignore[misc]
 
 
 def describe(exc: BaseException) -> tuple[str, ExitCode]:

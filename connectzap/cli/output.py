@@ -130,9 +130,10 @@ def emit(data: Any, as_json: bool, *, columns: Sequence[Column] | None = None, e
     # Piped: no box, no colour, one line per row however wide, no trailing blanks.
     from rich.console import Console
     table.box = None
-    console = Console(file=io.StringIO(), width=100_000, no_color=True, highlight=False, force_terminal=False)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, no_color=True, highlight=False, force_terminal=False)
     console.print(table)
-    click.echo("\n".join(line.rstrip() for line in console.file.getvalue().splitlines()))
+    click.echo("\n".join(line.rstrip() for line in buffer.getvalue().splitlines()))
 
 
 def _fields(row: Any) -> list[str]:
@@ -193,7 +194,7 @@ def progress(description: str, total: float | None = None) -> Iterator[_Progress
 def track(items: Iterable[T], description: str, total: float | None = None) -> Iterator[T]:
     """Iterate ``items`` with a progress bar (see :func:`progress`); ``total`` defaults to ``len(items)``."""
     if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
+        total = len(items)  # type: ignore[arg-type]  # hasattr above: a Sized the Iterable type cannot say
     with progress(description, total) as bar:
         for item in items:
             yield item

@@ -258,7 +258,7 @@ class Dispatcher:
                         with conn.begin_nested():  # one target's bad proposal rolls back only its own work
                             self._commit(conn, o)
                         continue
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - recorded as this target's failure below
                         log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
                         o.error = exc
                 self._fail(conn, o.event_id, o.target, o.error, o.attempt)

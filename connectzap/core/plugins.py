@@ -102,7 +102,7 @@ def _unregister_quietly(name: str) -> None:
     try:
         if pm.has_plugin(name):
             pm.unregister(name=name)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - cleanup after a failure that is already being reported
         pass
 
 
@@ -130,7 +130,7 @@ def load_plugins() -> None:
             pm.register(plugin, name=ep.name)
             if ep.dist is not None:
                 _state.distributions[ep.name] = (ep.dist.name, ep.dist.version)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - isolation: a broken plugin is recorded, the rest load
             _unregister_quietly(ep.name)
             _record_failure(ep.name, dist, exc)
     if allowed:

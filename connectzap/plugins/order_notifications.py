@@ -201,6 +201,7 @@ def build_template(spec: MessageSpec, order: Order) -> TemplateContent:
     header = None
     if spec.header is not None:
         header = HeaderParam(type="text", text=render(spec.header, values), parameter_name=spec.header_name)
+    # sub_type is a plain str in the plugin's settings; ButtonParam checks it against Meta's four
     buttons = [ButtonParam(index=b.index, sub_type=b.sub_type, text=render(b.text, values))  # type: ignore[arg-type]
                for b in spec.buttons]
     country = order.customer.country if order.customer else None

@@ -147,7 +147,7 @@ class FakeGraph:
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port)
             self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = self._runner.addresses[0][1]  # the port the OS chose when asked for 0
             reporter = self._loop.create_task(self._deliver_statuses())
             ready.set()
             self._loop.run_forever()
@@ -275,7 +275,7 @@ class FakeGraph:
         upload = form.get("file")
         record = {"messaging_product": form.get("messaging_product"), "type": form.get("type"),
                   "filename": getattr(upload, "filename", None),
-                  "size": len(upload.file.read()) if hasattr(upload, "file") else None}
+                  "size": len(upload.file.read()) if isinstance(upload, web.FileField) else None}
         self._note(request, record)
         if not self._authorised(request):
             return self.error(190, "Error validating access token", http_status=401)

@@ -236,7 +236,8 @@ class _Builder:
             field = self._expr_for(tuple(first.get("loc", ())), prefix)
             raise PayloadError(f"{field}: {first.get('msg', 'invalid')}", code="bad_field", field=field) from None
         except (TypeError, AttributeError, ArithmeticError):  # a validator met a value of an odd type
-            raise PayloadError(f"a payload value has a type the {model.__name__.lower()} cannot take", code="bad_field") from None
+            raise PayloadError(f"a payload value has a type the {model.__name__.lower()} cannot take",
+                               code="bad_field") from None
 
     def _consents(self) -> list[ConsentChange]:
         if not self.mapping.consents:

@@ -81,7 +81,7 @@ class GraphClient:
     def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._http is None or self._loop is not loop:
-            token = self.settings.access_token.get_secret_value()  # type: ignore[union-attr]
+            token = self.settings.access_token.get_secret_value()  # type: ignore[union-attr]  # __init__ checked it
             self._transport = _transport(self.settings.transport, self.max_connections)
             self._http = httpx.AsyncClient(
                 base_url=self.base_url, headers={"Authorization": f"Bearer {token}"},
