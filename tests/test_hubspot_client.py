@@ -92,7 +92,7 @@ async def test_search_answered_429_then_200_is_retried_inline(replay):
 async def test_get_contact_reads_the_lead_properties_and_its_consent(replay):
     settings = hubspot(consent={"marketing": {"property": "whatsapp_marketing_optin"}})
     contacts = Contacts(HubSpotClient(settings), settings)
-    with replay.use_cassette("contact_get.yaml"):
+    with replay.use_cassette("contact_get.yaml") as cassette:
         contact = await contacts.fetch("51234567890")
     asked = replay.sent[0].query
     assert ("properties", "whatsapp_marketing_optin") in asked and ("properties", "mobilephone") in asked
@@ -105,7 +105,7 @@ async def test_get_contact_reads_the_lead_properties_and_its_consent(replay):
 
 async def test_create_contact_puts_the_number_where_configured(replay):
     contacts = Contacts(HubSpotClient(hubspot()), hubspot())
-    with replay.use_cassette("contact_create.yaml"):
+    with replay.use_cassette("contact_create.yaml") as cassette:
         created = await contacts.create(PHONE, "Ana García")
     assert created.id == "51234567999"
     assert replay.body()["properties"] == {"mobilephone": PHONE, "firstname": "Ana", "lastname": "García"}
@@ -115,7 +115,7 @@ async def test_create_contact_puts_the_number_where_configured(replay):
 async def test_property_update_mirrors_consent(replay):
     settings = hubspot()
     rule = ConsentProperty(property="whatsapp_marketing_optin", source_property="whatsapp_marketing_consent_source")
-    with replay.use_cassette("contact_update.yaml"):
+    with replay.use_cassette("contact_update.yaml") as cassette:
         await Contacts(HubSpotClient(settings), settings).update(
             "51234567890", properties_for(rule, False, "2026-03-02T10:20:00+00:00", "whatsapp:keyword"))
     assert replay.body()["properties"] == {"whatsapp_marketing_optin": "revoked",
