@@ -77,7 +77,8 @@ def main() -> None:
         (request("GET", f"{BASE}/{PAGE}&page=1&status=any"), response(200, "OK", [completed, block], **paging)),
         (request("GET", f"{BASE}/{PAGE}&page=2&status=any"), response(200, "OK", [no_optin], **paging)),
         # the next run starts one minute before the last change seen (2026-03-08T12:00:00): nothing new
-        (request("GET", f"{BASE}/{PAGE.replace('2026-03-01T00%3A00%3A00', '2026-03-08T11%3A59%3A00')}&page=1&status=any"),
+        (request("GET", f"{BASE}/{PAGE.replace('2026-03-01T00%3A00%3A00', '2026-03-08T11%3A59%3A00')}"
+                        "&page=1&status=any"),
          response(200, "OK", [], **{"X-WP-Total": "0", "X-WP-TotalPages": "0"})),
     ])
     write("order_get_1042_completed.yaml", "_orders.md, Retrieve an order",
