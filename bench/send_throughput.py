@@ -33,13 +33,13 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectzap import Category, ConsentChange, Event, EventKind, Outgoing, TemplateContent  # noqa: E402
-from connectzap.core.models import MessageStatus  # noqa: E402
-from connectzap.connectors.whatsapp.client import GraphClient  # noqa: E402
-from connectzap.connectors.whatsapp.settings import WhatsAppSettings  # noqa: E402
-from connectzap.core.store.schema import outbox as outbox_table  # noqa: E402
-from connectzap.core.worker import Worker  # noqa: E402
-from connectzap.testing import make_app, seed_template  # noqa: E402
+from connectzap import Category, ConsentChange, Event, EventKind, Outgoing, TemplateContent  # noqa: E402 - after sys.path points at this checkout
+from connectzap.core.models import MessageStatus  # noqa: E402 - after sys.path points at this checkout
+from connectzap.connectors.whatsapp.client import GraphClient  # noqa: E402 - after sys.path points at this checkout
+from connectzap.connectors.whatsapp.settings import WhatsAppSettings  # noqa: E402 - after sys.path points at this checkout
+from connectzap.core.store.schema import outbox as outbox_table  # noqa: E402 - after sys.path points at this checkout
+from connectzap.core.worker import Worker  # noqa: E402 - after sys.path points at this checkout
+from connectzap.testing import make_app, seed_template  # noqa: E402 - after sys.path points at this checkout
 
 NUMBER = "106540352242922"
 TOKEN = "bench-token"
@@ -55,7 +55,7 @@ def start_fake() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "connectzap.testing.fake_graph", "--port", str(port),
                              "--token", TOKEN], stdout=subprocess.PIPE, cwd=ROOT)
-    url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]
+    url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]  # stdout=PIPE above
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -104,7 +104,7 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
                        workers={"batch_size": batch, "send_concurrency": concurrency, "poll_interval_seconds": 0.01},
                        connectors={"whatsapp": section(url, messages_per_second=rate or 1000.0, transport=transport)})
         if rate is None:
-            app.channel.pacer.interval = 1e-6  # type: ignore[attr-defined]
+            app.channel.pacer.interval = 1e-6  # type: ignore[attr-defined]  # the WhatsApp channel paces; Channel does not say
         seed_template(app, "order_confirmation", "Order {{1}} confirmed")
         phones = [f"+1650555{n:04d}" for n in range(total)]
         for phone in phones:
@@ -176,7 +176,7 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
 
         async def run() -> tuple[float, float, float]:
             await Worker(app).run_until_idle(max_rounds=100_000)  # the consent events of the set-up, untimed
-            app.channel.send = timed_send  # type: ignore[method-assign]
+            app.channel.send = timed_send  # type: ignore[method-assign]  # timed wrapper, benchmark only
             stop = asyncio.Event()
             if prefill:  # the outbox is full before the worker starts: sender, pacer and bookkeeping only
                 admit_all()
