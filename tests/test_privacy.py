@@ -26,8 +26,8 @@ import phonenumbers
 import pytest
 from sqlalchemy import create_engine, text
 
-from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, EventKind, InboundMessage, Order,
-                        Outgoing, TemplateContent, TextContent, hookimpl)
+from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, EventKind, InboundMessage, MessageStatus,
+                        Order, Outgoing, TemplateContent, TextContent, hookimpl)
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core import clock
 from connectzap.core.plugins import pm
@@ -132,6 +132,44 @@ def test_retention_keeps_payloads_until_they_expire(make: Any) -> None:
         Worker(app).housekeeping()
     assert found_in_database(app) == []
 
+
+
+class FailingCrmPlugin:
+    @hookimpl
+    def on_order_created(self, order: Order, ctx: Any) -> None:
+        raise LookupError(f"no CRM contact for {PHONE} (wa_id {PHONE[1:]})")
+
+
+def test_error_texts_kept_for_good_mask_the_numbers_they_quote(make: Any) -> None:
+    """A dead letter's error and a failed message's details outlive the payloads: a number quoted in
+    them is masked when it is written, not only when it is shown."""
+    app = make(workers={"max_attempts": 1})
+    pm.register(FailingCrmPlugin(), name="privacy_failing_crm")
+    try:
+        app.ingest([Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key="order-88",
+                          data={"id": "88", "status": "processing"})])
+        asyncio.run(Worker(app).run_until_idle())
+    finally:
+        pm.unregister(name="privacy_failing_crm")
+    seed_template(app, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed")
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="test"))
+    sent = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_confirmation", language="en",
+                                                               body=["A", "1"])))
+    asyncio.run(Worker(app).run_until_idle())
+    wamid = app.message(sent.id)["wamid"]
+    failed = MessageStatus(wamid=wamid, status="failed", timestamp=clock.utcnow(),
+                           errors=[{"code": 131026, "title": "Message undeliverable",
+                                    "details": f"Recipient {PHONE} cannot be reached"}])
+    app.ingest([Event.of(EventKind.MESSAGE_STATUS, failed, source="whatsapp", dedupe_key=f"{wamid}:failed")])
+    asyncio.run(Worker(app).run_until_idle())
+    with app.db.engine.connect() as conn:
+        kept = [value for (value,) in conn.execute(text(
+            "SELECT last_error FROM deliveries WHERE last_error IS NOT NULL UNION ALL "
+            "SELECT last_error FROM events WHERE last_error IS NOT NULL UNION ALL "
+            "SELECT error_details FROM outbox WHERE error_details IS NOT NULL"))]
+    assert any("LookupError: no CRM contact for +49*********78" in value for value in kept), kept
+    assert any("Recipient +49*********78 cannot be reached" in value for value in kept), kept
+    assert [form for form in (PHONE, PHONE[1:]) for value in kept if form in value] == []
 
 # --- real serve processes ------------------------------------------------------------------------
 

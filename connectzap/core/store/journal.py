@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, literal_column,
 
 from .. import ordering
 from ..models import Event
+from ..phones import scrub
 from .database import Database, now
 from .schema import deliveries, events
 
@@ -185,7 +186,9 @@ def finish_delivery(conn: Connection, event_id: int, target: str, result: Any = 
 
 
 def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retry_at: float | None) -> None:
-    values: dict[str, Any] = {"attempts": deliveries.c.attempts + 1, "last_error": error[:2000], "updated_at": now()}
+    # Error texts are kept for good (they explain a dead letter): a number quoted in one is masked.
+    values: dict[str, Any] = {"attempts": deliveries.c.attempts + 1, "last_error": scrub(error)[:2000],
+                              "updated_at": now()}
     if retry_at is None:
         values["status"] = "dead"
     else:

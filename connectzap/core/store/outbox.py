@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, bindparam, case, func, or_, select
 
 from ..models import StatusValue
+from ..phones import scrub
 from .database import Database, now
 from .schema import outbox
 
@@ -47,7 +48,9 @@ class ErrorRecord:
     trace_id: str | None = None
 
     def values(self) -> dict[str, Any]:
-        return {"error_code": self.code, "error_details": self.details, "fbtrace_id": self.trace_id}
+        # Kept after the message is erased: a number the channel quoted in its details is masked.
+        return {"error_code": self.code, "error_details": scrub(self.details) if self.details else None,
+                "fbtrace_id": self.trace_id}
 
 
 NO_ERROR = ErrorRecord()
@@ -241,6 +244,7 @@ def apply_status(conn: Connection, wamid: str, status: str, error_code: str | No
                  error_details: str | None = None, outbox_id: str | None = None) -> dict[str, Any] | None:
     """Move a message's status forward; never backwards. ``failed`` after ``delivered`` keeps delivered
     and records the error. Returns the row before the change, or None when the message is unknown."""
+    error_details = scrub(error_details) if error_details else None  # kept for good: no number in it
     row = None
     if wamid:
         row = conn.execute(select(outbox).where(outbox.c.wamid == wamid)).first()
