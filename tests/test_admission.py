@@ -30,11 +30,12 @@ def shipped(order: str) -> Outgoing:
     return Outgoing(to=PHONE, content=TemplateContent(name="shipped", language="en", body=[order]))
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
+def wait_for(condition: Callable[[], bool], what: str, *, while_alive: threading.Thread) -> None:
+    """Poll ``condition`` for as long as ``while_alive`` -- the thread that must bring it about -- runs.
+    No deadline: a slow machine only makes this slower; a thread that ends without it is the failure."""
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        if not while_alive.is_alive():
+            raise AssertionError(f"{what}: never happened ({while_alive.name} ended first)")
         time.sleep(0.01)
 
 
@@ -57,28 +58,34 @@ def race(app: Any, first: Outgoing, second: Outgoing, *, strict: bool) -> dict[s
     release = threading.Event()
 
     def hold_first() -> None:
-        with app.db.begin() as conn:
-            results["first"] = gate.admit(app.db, conn, app.secret, first, idempotency_key="api:k")
-            admitted.set()
-            release.wait(10)
+        try:
+            with app.db.begin() as conn:
+                results["first"] = gate.admit(app.db, conn, app.secret, first, idempotency_key="api:k")
+                admitted.set()
+                release.wait()
+        finally:
+            admitted.set()  # even when it failed: the second must not wait for ever
 
     def then_second() -> None:
-        admitted.wait(10)
+        admitted.wait()
+        if "first" not in results:
+            return
         try:
             results["second"] = app.send(second, idempotency_key="k", strict_key=strict)
         except ConflictError as exc:
             results["second"] = exc
 
-    threads = [threading.Thread(target=hold_first), threading.Thread(target=then_second)]
-    for thread in threads:
+    holder = threading.Thread(target=hold_first, name="the first admission")
+    follower = threading.Thread(target=then_second, name="the second admission")
+    for thread in (holder, follower):
         thread.start()
     try:
-        wait_for(admitted.is_set, "the first admission")
-        wait_for(second_is_waiting(app), "the second admission to wait for the first")
+        wait_for(admitted.is_set, "the first admission", while_alive=holder)
+        wait_for(second_is_waiting(app), "the second admission waiting for the first", while_alive=follower)
     finally:
         release.set()
-        for thread in threads:
-            thread.join(10)
+        for thread in (holder, follower):
+            thread.join()
     return results
 
 
@@ -142,13 +149,14 @@ def test_fair_lock_hands_over_in_the_order_asked():
     lock.__enter__()
     threads = []
     for n in range(5):
-        thread = threading.Thread(target=lambda n=n: (lock.__enter__(), order.append(n), lock.__exit__()))
+        thread = threading.Thread(target=lambda n=n: (lock.__enter__(), order.append(n), lock.__exit__()),
+                                  name=f"writer {n}")
         thread.start()
-        wait_for(lambda n=n: len(lock._queue) == n + 1, f"thread {n} to queue")
+        wait_for(lambda n=n: len(lock._queue) == n + 1, f"thread {n} to queue", while_alive=thread)
         threads.append(thread)
     lock.__exit__()
     for thread in threads:
-        thread.join(5)
+        thread.join()
     assert order == [0, 1, 2, 3, 4]
 
 
@@ -164,19 +172,19 @@ def test_a_writer_that_begins_again_at_once_does_not_starve_a_waiting_one():
                 turns += 1
                 time.sleep(0.001)
 
-    thread = threading.Thread(target=greedy)
+    thread = threading.Thread(target=greedy, name="the greedy writer")
     thread.start()
     try:
         waited = []
         for _ in range(20):
             start = turns
-            wait_for(lambda start=start: turns > start + 1, "the greedy writer to take turns")
+            wait_for(lambda start=start: turns > start + 1, "the greedy writer to take turns", while_alive=thread)
             asked_at = turns
             with lock:
                 waited.append(turns - asked_at)
     finally:
         stop.set()
-        thread.join(5)
+        thread.join()
     assert max(waited) <= 1  # at most the turn that was running when we asked
 
 
@@ -187,5 +195,5 @@ def test_fair_lock_is_reentrant_for_its_holder():
     acquired = threading.Event()
     thread = threading.Thread(target=lambda: (lock.__enter__(), acquired.set(), lock.__exit__()))
     thread.start()
-    thread.join(5)
+    thread.join()  # never returns if the nested exits left the lock held
     assert acquired.is_set()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from generic_support import journaled, post
 
+from connectzap.core.clock import use_clock
 from connectzap.core.errors import ConfigurationError
 from connectzap.testing import hmac_headers, shared_secret_headers, standard_webhooks_headers
 
@@ -89,9 +89,10 @@ def test_standard_valid_rotated_and_deduped_on_webhook_id(make):
 @pytest.mark.parametrize("case", ["tampered", "stale", "future", "missing_signature", "missing_id", "wrong_secret"])
 def test_standard_rejections(make, case):
     app = make(connectors=STANDARD)
-    when = {"stale": time.time() - 301, "future": time.time() + 301}.get(case)
+    now = 1_780_000_000  # the engine's clock, held still: a tolerance of 300 s is checked to the second
+    when = {"stale": now - 301, "future": now + 301}.get(case, now)
     headers = standard_webhooks_headers(BODY, "whsec_c29tZW9uZS1lbHNl" if case == "wrong_secret" else WHSEC_NEW,
-                                        timestamp=int(when) if when else None)
+                                        timestamp=when)
     if case == "missing_signature":
         del headers["webhook-signature"]
     if case == "missing_id":
@@ -99,7 +100,17 @@ def test_standard_rejections(make, case):
     body = BODY + b" " if case == "tampered" else BODY
     reason = {"stale": "tolerance", "future": "tolerance", "missing_signature": "required",
               "missing_id": "required"}.get(case, "does not match")
-    rejected(app, post(app, "src", body, headers), reason)
+    with use_clock(lambda: now):
+        rejected(app, post(app, "src", body, headers), reason)
+
+
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_standard_accepts_a_timestamp_right_at_the_tolerance(make, offset):
+    """The other side of the stale/future cases: the limit itself is still accepted."""
+    app = make(connectors=STANDARD)
+    now = 1_780_000_000
+    with use_clock(lambda: now):
+        accepted(post(app, "src", BODY, standard_webhooks_headers(BODY, WHSEC_NEW, timestamp=now + offset)))
 
 
 # --- shared secret ------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """The pacer: per-number slots, per-recipient spacing, the rolling 24 h unique-recipient budget --
 shared through the database, so two engines (own connection pools, like two processes) on one
-database together stay inside every limit. Slot times are checked, not measured: no timed tests."""
+database together stay inside every limit. Slot times are checked, not measured: no timed tests.
+The pacers read a clock held still at :data:`NOW` (as two processes reading one wall clock at once),
+so every wait is exact, however slow the machine."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from connectzap.core.store.database import Database
 from connectzap.core.store.schema import rate_counters
 
 NUMBER = "106540352242922"
+NOW = 2_966_667 * 600.0  # on a 10-minute boundary of the daily budget's buckets: its waits are round
 
 
 def ask(n: int, *, template: bool = True) -> tuple[OutboundSend, dict[str, Any]]:
@@ -30,7 +34,7 @@ def ask(n: int, *, template: bool = True) -> tuple[OutboundSend, dict[str, Any]]
 
 def pacer(db: Database, **kwargs: Any) -> Pacer:
     options: dict[str, Any] = {"messages_per_second": 1000.0, "pair_spacing_seconds": 0.0,
-                               "daily_unique_recipients": None, "burst_seconds": 0.0}
+                               "daily_unique_recipients": None, "burst_seconds": 0.0, "clock": lambda: NOW}
     options.update(kwargs)
     return Pacer(db, default_number=NUMBER, **options)
 
@@ -65,7 +69,7 @@ def test_slots_are_spaced_at_the_configured_rate(app):
     slots = sorted(first + then)
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert min(gaps) == pytest.approx(1 / 80, abs=1e-6)  # epoch floats: ~2e-7 resolution
-    assert slots[-1] - slots[0] == pytest.approx(19 / 80, abs=1e-6)
+    assert slots[0] == NOW and slots[-1] - slots[0] == pytest.approx(19 / 80, abs=1e-6)
 
 
 async def test_two_engines_share_one_rate(app, second):
@@ -78,11 +82,14 @@ async def test_two_engines_share_one_rate(app, second):
 
 
 async def test_recipient_spacing_holds_across_engines(app, second):
-    a, b = pacer(app.db, pair_spacing_seconds=6.0), pacer(second, pair_spacing_seconds=6.0)
+    # the second engine reads the clock a second later (two processes never decide at one instant)
+    a = pacer(app.db, pair_spacing_seconds=6.0)
+    b = pacer(second, pair_spacing_seconds=6.0, clock=lambda: NOW + 1)
     [ra], [rb] = await decide_concurrently([a, b], [[ask(1)], [ask(1)]])
     outcomes = sorted([ra, rb], key=lambda r: isinstance(r, PacedError))
     assert isinstance(outcomes[0], float) and isinstance(outcomes[1], PacedError)
-    assert 5.0 < outcomes[1].retry_after <= 6.0
+    # whichever went first holds the recipient for 6 s from its own instant
+    assert outcomes[1].retry_after == pytest.approx(5.0 if outcomes[0] == NOW else 7.0)
     # a second message to the same recipient in one batch waits too; other recipients flow
     batch = decide(a, [ask(2), ask(2), ask(3)])
     assert isinstance(batch[0], float) and isinstance(batch[1], PacedError) and isinstance(batch[2], float)
@@ -92,7 +99,7 @@ async def test_pair_limit_cooldown_holds_that_recipient_only(app):
     p = pacer(app.db, pair_spacing_seconds=1.0)
     await p.cool_down(f"{7:032x}", NUMBER, 30.0)
     held, other = decide(p, [ask(7), ask(8)])
-    assert isinstance(held, PacedError) and held.retry_after > 25 and isinstance(other, float)
+    assert isinstance(held, PacedError) and held.retry_after == pytest.approx(30.0) and other == NOW
 
 
 async def test_daily_budget_is_never_exceeded_by_two_engines(app, second):
@@ -102,7 +109,8 @@ async def test_daily_budget_is_never_exceeded_by_two_engines(app, second):
     admitted = [r for r in flat if isinstance(r, float)]
     waiting = [r for r in flat if isinstance(r, PacedError)]
     assert len(admitted) == 5 and len(waiting) == 7
-    assert all(w.retry_after > 23 * 3600 for w in waiting)  # until the oldest count leaves the window
+    # until the oldest count (its 10-minute bucket, counted in full) leaves the window
+    assert {w.retry_after for w in waiting} == {24 * 3600 + 600.0}
     # a recipient already counted in the window costs nothing more; free-form replies never count
     counted = next(n for n in range(12) if isinstance(flat[n], float))
     again = decide(b, [ask(counted), ask(99, template=False), ask(100)])
@@ -118,7 +126,8 @@ def test_rate_rows_hold_keyed_hashes_never_numbers(app):
 
 
 async def test_acquire_waits_for_its_slot_and_raises_when_held(app):
-    p = pacer(app.db, messages_per_second=1000.0, pair_spacing_seconds=6.0)
+    # acquire() sleeps until its slot: here it reads the real clock (nothing here asserts a duration)
+    p = pacer(app.db, messages_per_second=1000.0, pair_spacing_seconds=6.0, clock=time.time)
     message, _ = ask(1)
     await asyncio.gather(p.acquire(message), p.acquire(ask(2)[0]))
     with pytest.raises(PacedError):

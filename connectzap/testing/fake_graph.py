@@ -143,7 +143,8 @@ class FakeGraph:
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app(), access_log=None)
+            # A stalled answer (see :meth:`stall`) is dropped at stop, not waited for (aiohttp: 60 s).
+            self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port)
             self._loop.run_until_complete(site.start())

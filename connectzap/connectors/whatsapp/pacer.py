@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,9 @@ class Pacer:
     def __init__(self, db: Database, *, default_number: str, messages_per_second: float = 80.0,
                  pair_spacing_seconds: float = 6.0, pair_cooldown_seconds: float | None = None,
                  daily_unique_recipients: int | None = None, scope: str = "portfolio",
-                 burst_seconds: float = 0.1) -> None:
+                 burst_seconds: float = 0.1, clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self.clock = clock  # wall time shared with other processes through the database; tests pass their own
         self.default_number = default_number
         self.interval = 1.0 / messages_per_second
         self.pair_spacing = pair_spacing_seconds
@@ -88,7 +90,7 @@ class Pacer:
         slot = await ask.future
         # When the event loop was busy and several slots are already past, they go out spaced at up
         # to 1.25 times the rate -- not as one burst, and not shifted for good (which would lose rate).
-        now = time.time()
+        now = self.clock()
         at = max(slot, self._local_next.get(ask.number, 0.0), now)
         self._local_next[ask.number] = at + (self.interval if at == slot else self.interval * 0.8)
         delay = at - now
@@ -98,11 +100,11 @@ class Pacer:
     async def cool_down(self, contact_key: str, number: str | None = None, seconds: float | None = None) -> None:
         """Meta said 131056 (pair limit): hold this recipient back for a while; others flow on."""
         key = self._pair_key(number or self.default_number, contact_key)
-        await asyncio.to_thread(self._push_out, key, time.time() + (seconds or self.pair_cooldown))
+        await asyncio.to_thread(self._push_out, key, self.clock() + (seconds or self.pair_cooldown))
 
     async def slow_down(self, number: str | None = None, seconds: float = 1.0) -> None:
         """Meta said 130429 (throughput): no slot for this number for ``seconds``."""
-        await asyncio.to_thread(self._push_out, f"{PREFIX}mps:{number or self.default_number}", time.time() + seconds)
+        await asyncio.to_thread(self._push_out, f"{PREFIX}mps:{number or self.default_number}", self.clock() + seconds)
 
     # --- batching ------------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Pacer:
             seen.add(pair)
             live.append(i)
         with self.db.begin() as conn:
-            t = time.time()  # after waiting for the database, so slots start from the real now
+            t = self.clock()  # after waiting for the database, so slots start from the real now
             if self.daily_limit is not None:
                 live = self._budget(conn, t, batch, live, results)
             if self.pair_spacing > 0 and live:
@@ -251,7 +253,7 @@ class Pacer:
         return still
 
     def _push_out(self, key: str, until: float) -> None:
-        t = time.time()
+        t = self.clock()
         with self.db.begin() as conn:
             stmt = self.db.insert(rate_counters).values(key=key, value=until, updated_at=t)
             conn.execute(stmt.on_conflict_do_update(
