@@ -87,6 +87,8 @@ class Connector:
     * ``methods`` -- HTTP methods the routes accept.
     * ``enabled_by_default`` -- run even without a config section (the WhatsApp sandbox does).
     * ``payload_models`` -- typed models for event kinds of its own (``{EventKind.RESOLVE: Notice}``).
+    * ``optional_headers`` -- headers its senders sign deliveries with that it accepts a request
+      without (informational ones, e.g. a delivery id); the conformance suite fails it for any other.
     """
 
     name: ClassVar[str] = ""
@@ -98,6 +100,10 @@ class Connector:
     payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {}
     """Models for event kinds this connector journals beyond the core's (e.g. a thin ``resolve``
     notice it completes later); the engine declares them when it starts (:mod:`.payloads`)."""
+    optional_headers: ClassVar[tuple[str, ...]] = ()
+    """Headers (any case) a signed delivery carries that this connector does not need: a request
+    without one is still accepted. Declaring them is what lets the conformance suite tell an
+    informational header from a signature check that is not enforced."""
 
     def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
         self.settings = settings

@@ -45,6 +45,10 @@ class WooCommerceConnector(Connector):
     title = "WooCommerce"
     settings_model = WooCommerceSettings
     routes = ("/webhooks/woocommerce", "/webhooks/woocommerce/{shop}")
+    # Only the signature (and the topic) matter; without a delivery id a redelivery is recognised by
+    # its body's hash, and the others are informational.
+    optional_headers = ("x-wc-webhook-delivery-id", "x-wc-webhook-id", "x-wc-webhook-resource",
+                        "x-wc-webhook-event", "x-wc-webhook-source")
     methods = ("POST",)
 
     settings: WooCommerceSettings
