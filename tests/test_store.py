@@ -221,3 +221,30 @@ def test_a_crash_verdict_never_overwrites_a_status_that_settled_the_message(app:
         outbox.requeue_now(conn, ids[1])
         outbox.mark_unknown(conn, ids[2], reason="crashed_mid_send")  # no status came: the verdict holds
         assert [outbox.get(conn, i)["status"] for i in ids] == ["delivered", "delivered", "unknown"]  # type: ignore[index]
+
+
+def test_events_never_carry_an_empty_error_text(app: Connectzap) -> None:
+    """A delivery that has not run yet is not an error: the event's ``last_error`` stays NULL while
+    it waits and once it is done (it was '' before); a real failure's text is kept while pending."""
+    from connectzap.core.store import journal
+
+    def last_error(event_id: int) -> object:
+        with app.db.read() as conn:
+            return conn.execute(select(events.c.status, events.c.last_error).where(events.c.id == event_id)).one()
+
+    lead = {"id": "1", "contact": {"phone": "+4915112345678"}}
+    with app.db.begin() as conn:
+        quiet, failing = (j.event_id for j in journal.append(app.db, conn, [
+            Event(kind=EventKind.LEAD, source="t", dedupe_key=key, data=lead) for key in ("quiet", "failing")]))
+        assert quiet is not None and failing is not None
+        journal.ensure_many(app.db, conn, {quiet: ["a", "b"], failing: ["a", "b"]})
+        for event_id in (quiet, failing):
+            journal.finish_delivery(conn, event_id, "a")
+        journal.fail_delivery(conn, failing, "b", "RuntimeError: CRM down", retry_at=0.0)
+        assert journal.settle_many(conn, [quiet, failing], 3600) == {quiet: "pending", failing: "pending"}
+    assert tuple(last_error(quiet)) == ("pending", None)
+    assert tuple(last_error(failing)) == ("pending", "b: RuntimeError: CRM down")
+    with app.db.begin() as conn:
+        journal.finish_delivery(conn, quiet, "b")
+        assert journal.settle(conn, quiet, 3600) == "done"
+    assert tuple(last_error(quiet)) == ("done", None)

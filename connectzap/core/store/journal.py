@@ -216,7 +216,9 @@ def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float
             conn.execute(events.update().where(events.c.id == event_id).values(
                 next_attempt_at=min(r["next_attempt_at"] for r in pending), claimed_by=None, claimed_until=None,
                 attempts=events.c.attempts + 1,
-                last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]))
+                # NULL, never '', when the pending deliveries have not failed (only not run yet)
+                last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]
+                or None))
             outcome[event_id] = "pending"
         elif any(r["status"] == "dead" for r in rows):
             # a dead letter keeps its payload a while so it can be retried once fixed
