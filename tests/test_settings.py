@@ -95,3 +95,57 @@ def test_a_disabled_connector_needs_no_secrets(tmp_path: Path) -> None:
         assert "whatsapp" not in app.connectors and app.channel_missing is not None
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("which", ["hash key", "api key"])
+def test_processes_starting_together_get_one_generated_key_never_a_half_written_one(
+        which: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve and a worker starting on a fresh data_dir: the first holds still while generating its
+    key; the second, arriving meanwhile, must not read an empty file (an empty HMAC key would hash
+    every number differently, silently) and both must end up with one and the same key."""
+    import secrets
+    import threading
+
+    from connectzap.core.server import ensure_api_key
+    from connectzap.core.settings import Settings
+
+    generating, go_on = threading.Event(), threading.Event()
+    made = iter(f"generated-key-number-{n}-0123456789abcdef" for n in range(10))
+
+    def slow_first_then_quick(*_: object) -> str:
+        value = next(made)
+        if value.startswith("generated-key-number-0-"):
+            generating.set()
+            assert go_on.wait(timeout=30), "the second process never finished"
+        return value
+
+    name = "token_hex" if which == "hash key" else "token_urlsafe"
+    monkeypatch.setattr(secrets, name, slow_first_then_quick)
+
+    def key_of(settings: Settings) -> str:
+        if which == "hash key":
+            return settings.hash_secret().decode()
+        ensure_api_key(settings)
+        return settings.api.keys[0].get_secret_value()
+
+    first: list[str] = []
+    errors: list[BaseException] = []
+
+    def start_first() -> None:
+        try:
+            first.append(key_of(Settings(data_dir=tmp_path)))
+        except BaseException as exc:  # noqa: BLE001 -- reported by the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=start_first)
+    thread.start()
+    assert generating.wait(timeout=30)
+    try:
+        second = key_of(Settings(data_dir=tmp_path))  # while the first is still generating
+    finally:
+        go_on.set()
+        thread.join(timeout=30)
+    assert not errors, errors
+    assert second == first[0] == "generated-key-number-1-0123456789abcdef"
+    assert oct((tmp_path / ("hash-secret" if which == "hash key" else "api-key")).stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["hash-secret" if which == "hash key" else "api-key"]

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -27,7 +26,7 @@ from pydantic import SecretStr
 from .app import Connectzap
 from .errors import ConfigurationError, StartupError
 from .http import create_app
-from .settings import Settings
+from .settings import Settings, create_once
 
 __all__ = ["create_app", "ensure_api_key", "listen", "serve"]
 
@@ -50,12 +49,7 @@ def ensure_api_key(settings: Settings) -> Path | None:
     if settings.api.keys:
         return None
     path = settings.data_dir / "api-key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
-    key = path.read_text().strip()
+    key = create_once(path, lambda: secrets.token_urlsafe(32))
     if len(key) < 16:
         raise ConfigurationError(f"{path} holds no usable API key (at least 16 characters); delete it to get a new one")
     settings.api.keys = [SecretStr(key)]

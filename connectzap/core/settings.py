@@ -12,10 +12,13 @@ Secrets are :class:`~pydantic.SecretStr` and never printed; :func:`redacted` mas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 import tomllib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,18 +188,48 @@ class Settings(BaseSettings):
                 raise ConfigurationError("privacy.hash_secret must be at least 16 characters")
             return value.encode()
         path = self.data_dir / "hash-secret"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+        value = create_once(path, lambda: secrets.token_hex(32))
+        if len(value) < 16:
+            raise ConfigurationError(f"{path} holds no usable hash key (at least 16 characters); restore it from "
+                                     "your backup -- a new key would orphan every stored consent")
+        return value.encode()
 
     def connector_section(self, name: str) -> dict[str, Any] | None:
         return self.connectors.get(name)
 
     def plugin_section(self, name: str) -> dict[str, Any]:
         return self.plugins.get(name, {})
+
+
+def create_once(path: Path, make: Callable[[], str]) -> str:
+    """The content of ``path``, written first with ``make()`` (mode 0600) when the file is missing.
+
+    Processes starting together on one data_dir (serve and a worker) must all end up with the same
+    key, and none may read a half-written file: the content goes to a private temporary file that
+    is hard-linked into place, so the first link wins and the others read the winner's. Where the
+    file system has no hard links, an exclusive create is the fallback.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = make() + "\n"
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process linked its file first: that one is the key
+            except OSError:  # no hard links on this file system (some network and FUSE ones)
+                with contextlib.suppress(FileExistsError):
+                    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+                        fh.write(content)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+    return path.read_text().strip()
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
