@@ -19,7 +19,10 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    """``answers``: the JSON body to answer a path (query left out) with; ``{"id": 1}`` otherwise."""
+
+    def __init__(self, answers: dict[str, Any] | None = None) -> None:
+        self.answers = answers or {}
         self.requests: list[Received] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -49,7 +52,7 @@ class Receiver:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                data = b'{"id": 1}'
+                data = json.dumps(receiver.answers.get(self.path.split("?", 1)[0], {"id": 1})).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

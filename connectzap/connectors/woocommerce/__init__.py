@@ -85,4 +85,11 @@ def register_commands(cli: click.Group) -> None:
                        f"{result.journaled} new change(s); last seen {seen}")
         if wait:
             from ...core.worker import Worker
-            asyncio.run(Worker(app).run_until_idle())
+
+            async def handle() -> None:
+                try:
+                    await Worker(app).run_until_idle()
+                finally:  # the live channel's HTTP connections belong to this event loop: close them in it
+                    await app.channel.aclose()
+
+            asyncio.run(handle())
