@@ -24,21 +24,22 @@ from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord,
                           EventKind, InboundMessage, Lead, MessageStatus, Order, OrderItem, StatusValue, TemplateInfo,
                           TemplateUpdate)
 from .core.phones import to_e164
+from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
 from .core.connector import OutboundCall
 from .core.version import __version__
 
 __all__ = [
     "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest",
-    "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings",
-    "ConnectzapError", "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactsContent",
-    "CtaUrlContent", "CurrencyParam", "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event",
-    "EventContext", "EventKind", "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage",
-    "InvalidPhoneError", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent",
-    "MediaRef", "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall",
-    "OutboundSend", "Outgoing", "PacedError", "PayloadError", "ProductContent", "ProductListContent",
-    "ProductSection", "ReactionContent", "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError",
-    "SendingPausedError", "Settings", "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError",
-    "StatusValue", "TemplateContent", "TemplateInfo", "TemplateUpdate", "TextContent", "TextParam",
-    "WebhookRequest", "WebhookResponse", "__version__", "hookimpl", "load_settings", "signatures", "to_e164",
+    "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
+    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactsContent", "CtaUrlContent", "CurrencyParam",
+    "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
+    "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "JinjaText", "Lead",
+    "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef", "MessageContent",
+    "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend", "Outgoing", "PacedError",
+    "PayloadError", "PluginSettings", "ProductContent", "ProductListContent", "ProductSection", "ReactionContent",
+    "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings",
+    "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError", "StatusValue", "TemplateContent",
+    "TemplateInfo", "TemplateUpdate", "TemplateUse", "TextContent", "TextParam", "WebhookRequest", "WebhookResponse",
+    "__version__", "hookimpl", "jinja_names_known", "load_settings", "signatures", "to_e164",
 ]

@@ -188,6 +188,61 @@ def test_hook_register_connectors():
         collect_connectors()
 
 
+def test_hook_register_plugin_settings(tmp_path):
+    from connectzap import ConfigurationError, Contact, Event, Lead, PluginSettings, TemplateUse
+    from connectzap.core.hooks import collect_plugin_settings
+    from connectzap.testing import make_app, run
+
+    class ProbeSettings(PluginSettings):
+        greeting_template: str
+        language: str = "en"
+
+        def templates_used(self):
+            yield TemplateUse("greeting_template", self.greeting_template, (self.language,))
+
+    class Plugin:
+        def __init__(self, model):
+            self.model, self.seen = model, []
+
+        @hookimpl
+        def register_plugin_settings(self, register):
+            register("hook_probe", self.model)
+
+        @hookimpl
+        def on_lead(self, lead, ctx):
+            self.seen.append(ctx.plugin_settings)
+
+    plugin = Plugin(ProbeSettings)
+    with registered_plugin(plugin, name="hook_probe"):
+        assert collect_plugin_settings()["hook_probe"] is ProbeSettings
+        app = make_app(tmp_path / "ok", plugins={"hook_probe": {"greeting_template": "hi", "language": "de"}})
+        assert app.config_problems() == [
+            "configuration (environment or defaults): plugins.hook_probe.greeting_template: template 'hi' is not "
+            "in the template cache (create or approve it, then run: connectzap templates sync)"]
+        seed_template(app, "hi", "Hallo", language="de")
+        assert app.config_problems() == []
+        app.ingest([Event.of("lead", Lead(id="7", contact=Contact()), source="crm", dedupe_key="7")])
+        run(app)
+        assert [(type(s).__name__, s.greeting_template, s.language) for s in plugin.seen] == \
+            [("ProbeSettings", "hi", "de")]
+        with pytest.raises(ConfigurationError, match=r"plugins\.hook_probe\.greting_template: unknown key"):
+            make_app(tmp_path / "typo", plugins={"hook_probe": {"greting_template": "hi"}})
+        with pytest.raises(ConfigurationError, match=r"plugins\.hook_probe\.greeting_template: Field required"):
+            make_app(tmp_path / "missing", plugins={"hook_probe": {}})
+        with registered_plugin(Plugin(type("Other", (PluginSettings,), {}))):
+            with pytest.raises(StartupError, match=r"\[plugins.hook_probe\] declared twice"):
+                collect_plugin_settings()
+    assert "hook_probe" not in collect_plugin_settings()
+
+    class NotSettings:
+        @hookimpl
+        def register_plugin_settings(self, register):
+            register("x", dict)
+
+    with registered_plugin(NotSettings()), pytest.raises(StartupError, match="not a PluginSettings"):
+        collect_plugin_settings()
+
+
 def test_hook_register_commands():
     class Plugin:
         @hookimpl

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 
-from connectzap import Category, ConsentChange, Contact, Event, Lead
+from connectzap import Category, ConfigurationError, ConsentChange, Contact, Event, Lead
 from connectzap.core.worker import Worker
 from connectzap.plugins import lead_welcome
 from connectzap.testing import seed_template
@@ -108,8 +108,15 @@ async def test_unknown_template_is_skipped_not_refused(make):
     assert "template_unknown" in delivery["result"] and app.messages() == []
 
 
-async def test_a_broken_parameter_is_a_dead_letter_naming_it(make):
-    app = engine(make, {**CONFIG, "params": ["{{ firstname", "x"]})
+def test_a_parameter_that_is_not_jinja_stops_the_engine(make):
+    with pytest.raises(ConfigurationError) as caught:
+        engine(make, {**CONFIG, "params": ["{{ firstname", "x"]})
+    assert "plugins.lead_welcome.params.0: not valid Jinja" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+async def test_a_parameter_failing_on_one_lead_is_a_dead_letter_naming_it(make):
+    app = engine(make, {**CONFIG, "params": ["{{ no_such_property.upper() }}", "x"]})
     opt_in(app)
     journal(app, lead(), "x")
     await Worker(app).run_until_idle()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap import Category, ConsentChange, Contact, Order
+from connectzap import Category, ConfigurationError, ConsentChange, Contact, Order
 from connectzap.cli import cli
 from connectzap.core import ingress
 from connectzap.core.store import journal
@@ -164,14 +164,28 @@ async def test_owner_without_consent_is_refused(shop):
     assert [m["reason"] for m in refused] == ["no_consent"]
 
 
-async def test_a_broken_parameter_is_a_visible_dead_letter(shop):
+def test_a_misspelt_parameter_stops_the_engine_before_any_order(shop):
+    with pytest.raises(ConfigurationError) as caught:
+        shop(rules=[{"status": "processing", "template": "order_cancelled", "language": "en",
+                     "params": ["{{ numbr }}"]}])
+    assert caught.value.message.endswith(
+        "plugins.order_notifications.rules.0.params.0: unknown variable 'numbr' (did you mean 'number'?)")
+
+
+async def test_a_parameter_failing_on_one_order_is_a_visible_dead_letter(shop):
+    # Valid at start (meta is known), but this order has no such meta key: only that delivery fails.
     app = shop(rules=[{"status": "processing", "template": "order_cancelled", "language": "en",
-                       "params": ["{{ numbr }}"]}])
+                       "params": ["{{ meta['_no_such_key'] }}"]}])
     await deliver(app, "order_created_classic.json", topic="order.created", delivery="t1")
     with app.db.read() as conn:
         dead = journal.dead_letters(conn)
     assert app.messages() == [] and len(dead) == 1
-    assert "numbr" in json.dumps(dead[0], default=str)
+    assert "_no_such_key" in json.dumps(dead[0], default=str)
+
+
+def test_the_variables_a_parameter_may_read_are_what_rendering_offers():
+    values = order_notifications.order_values(Order(id="1", status="processing"))
+    assert set(values) == order_notifications.ORDER_VARIABLES
 
 
 def test_the_sandbox_blocks_attribute_tricks():
@@ -196,6 +210,8 @@ class FakeState:
 
 class FakeContext:
     source = "woocommerce"
+
+    plugin_settings = None  # not validated by an engine: the plugin validates config itself
 
     def __init__(self, config: dict[str, Any], state: FakeState) -> None:
         self.config, self.state, self.sent, self.notes = config, state, [], []

@@ -10,6 +10,7 @@ import click
 
 from ..core import logs
 from .base import Ctx, cli, pass_ctx
+from .setup import refuse_unready
 
 log_level_option = click.option(
     "--log-level", type=click.Choice(logs.LEVELS), default="info", show_default=True,
@@ -36,6 +37,7 @@ def worker(obj: Ctx, no_dispatch: bool, no_send: bool, log_level: str, log_forma
     """Run workers (dispatcher and sender) until SIGTERM or Ctrl-C; in-flight work is finished first."""
     from ..core.worker import Worker
     app = obj.app()
+    refuse_unready(app)
     _configure_logging(app, log_level, log_format)
 
     async def main() -> None:
@@ -71,6 +73,7 @@ def serve(obj: Ctx, host: str | None, port: int | None, no_workers: bool, log_le
     from ..core.server import ensure_api_key, listen
     from ..core.server import serve as run_server
     app = obj.app()
+    refuse_unready(app)  # never a dead letter at the first real order
     api = app.settings.api
     host, port = host or api.host, api.port if port is None else port
     listener = listen(host, port)  # an address in use fails here, before anything else is said

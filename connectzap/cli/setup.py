@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..core.settings import unknown_environment
 from .base import Ctx, cli, pass_ctx
 
 
@@ -44,6 +45,7 @@ def doctor(obj: Ctx) -> None:
     click.echo(f"templates cached: {len(cached)} ({sum(t.status == 'APPROVED' for t in cached)} approved)")
     from ..core.plugins import load_failures
     problems = [f"plugin {f.name}: {f.error}" for f in load_failures()]
+    problems += unknown_environment(dict(os.environ), environment_sections(app))
     if app.channel_missing:
         problems.append(app.channel_missing)
     if not settings.api.keys:
@@ -53,7 +55,26 @@ def doctor(obj: Ctx) -> None:
         click.echo(f"warning: {p}")
     if os.environ.get("CONNECTZAP_DOCTOR_SHOW"):
         click.echo(json.dumps(redacted(settings.model_dump()), indent=2, default=str))
+    refuse_unready(app)  # what serve and worker would refuse to run with: one line, exit 1
     click.echo("ok" if not problems else f"{len(problems)} warning(s)")
+
+
+def environment_sections(app: Any) -> dict[str, dict[str, set[str] | None]]:
+    """Connector and plugin section names with their keys (None: a section without a declared model)."""
+    from ..core.hooks import collect_connectors, plugin_names
+    connectors: dict[str, set[str] | None] = {
+        name: set(cls.settings_model.model_fields) for name, cls in collect_connectors().items()}
+    plugins: dict[str, set[str] | None] = {name: None for name in plugin_names()}
+    plugins.update({name: set(type(model).model_fields) for name, model in app.plugin_settings.items()})
+    return {"connectors": connectors, "plugins": plugins}
+
+
+def refuse_unready(app: Any) -> None:
+    """Raise a one-line ConfigurationError when the configuration names templates the cache lacks."""
+    from ..core.errors import ConfigurationError
+    problems = app.config_problems()
+    if problems:
+        raise ConfigurationError("; ".join(problems))
 
 
 

@@ -23,11 +23,12 @@ from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
 from .errors import ConfigurationError, NotFoundError
-from .hooks import collect_connectors
+from .hooks import collect_connectors, collect_plugin_settings, plugin_names
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
 from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
+from .plugin_settings import PluginSettings, did_you_mean, template_problems, validate_sections, where
 from .plugins import load_failures, load_plugins
 from .settings import Settings, describe_validation_error, load_settings
 from .store import flags, journal, outbox
@@ -68,6 +69,8 @@ class Connectzap:
             built = channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel
             self._channel = _checked(built)
         self.connectors: dict[str, Connector] = {}
+        self.plugin_settings: dict[str, PluginSettings] = {}
+        """Each declared ``[plugins.NAME]`` section, validated by :meth:`start` (``ctx.plugin_settings``)."""
         self.started = False
 
     # --- start-up ------------------------------------------------------------------------
@@ -79,6 +82,9 @@ class Connectzap:
         if migrate:
             self.db.migrate()
         load_plugins()
+        self.plugin_settings = validate_sections(self.settings.plugins, collect_plugin_settings(),
+                                                 owners=plugin_names() | set(collect_connectors()),
+                                                 config_path=self.settings.config_path)
         self.connectors = self._build_connectors()
         self._declare_payloads()
         if self._channel is None:
@@ -97,9 +103,24 @@ class Connectzap:
                                              "which the core owns")
                 payloads.declare(str(kind), model, f"connector {name}")
 
+    def config_problems(self) -> list[str]:
+        """What the configuration asks for that the database lacks: templates named in plugin
+        sections but missing from the template cache. One line each; ``doctor``, ``serve`` and
+        ``worker`` refuse to go on while there are any."""
+        from . import templates
+        with self.db.read() as conn:
+            cached = [(t.name, t.language) for t in templates.all_templates(conn)]
+        return template_problems(self.plugin_settings, cached, config_path=self.settings.config_path)
+
     def _build_connectors(self) -> dict[str, Connector]:
         built: dict[str, Connector] = {}
-        for name, cls in collect_connectors().items():
+        registered = collect_connectors()
+        if not load_failures():  # a section may belong to a connector whose plugin failed to load
+            for name in self.settings.connectors:
+                if name not in registered:
+                    raise ConfigurationError(f"{where(self.settings.config_path)}: [connectors.{name}]: no connector "
+                                             f"has this name{did_you_mean(name, registered)}")
+        for name, cls in registered.items():
             section = self.settings.connector_section(name)
             if section is None and not cls.enabled_by_default:
                 continue

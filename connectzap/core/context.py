@@ -69,7 +69,8 @@ class EventContext:
     :ivar source: the connector (or ``api``, ``cli``...) the event came from.
     :ivar dedupe_key: the event's unique key within its source.
     :ivar plugin: the name of the plugin being called.
-    :ivar config: this plugin's ``[plugins.NAME]`` section.
+    :ivar config: this plugin's ``[plugins.NAME]`` section as a plain dict (see also
+        :attr:`plugin_settings`, the validated model).
     :ivar state: durable per-plugin state (:class:`PluginState`).
     :ivar log: a logger named after the plugin.
     """
@@ -92,6 +93,12 @@ class EventContext:
     @property
     def settings(self) -> Any:
         return self.app.settings
+
+    @property
+    def plugin_settings(self) -> Any:
+        """This plugin's section as its declared :class:`~connectzap.PluginSettings` model,
+        validated at start-up; ``None`` when the plugin declared no model (use ``config``)."""
+        return self.app.plugin_settings.get(self.plugin.removeprefix("connector:"))
 
     @property
     def simulating(self) -> bool:

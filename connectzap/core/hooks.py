@@ -24,6 +24,7 @@ from .errors import StartupError
 from .hookspecs import EVENT_HOOKS
 from .messages import Outgoing
 from .phones import mask
+from .plugin_settings import PluginSettings
 from .plugins import load_plugins, pm, strict
 from .settings import _is_secret_key
 
@@ -153,6 +154,45 @@ def collect_connectors() -> dict[str, type[Connector]]:
             found[cls.name] = cls
             origin[cls.name] = impl.plugin_name
     return found
+
+
+def collect_plugin_settings() -> dict[str, type[PluginSettings]]:
+    """Every ``[plugins.NAME]`` settings model declared through ``register_plugin_settings``, by name."""
+    load_plugins()
+    found: dict[str, type[PluginSettings]] = {}
+    origin: dict[str, str] = {}
+    for impl in pm.hook.register_plugin_settings.get_hookimpls():
+        declared: list[tuple[str, type[PluginSettings]]] = []
+
+        def register(name: str, model: type[PluginSettings],
+                     _sink: list[tuple[str, type[PluginSettings]]] = declared) -> None:
+            if not (isinstance(model, type) and issubclass(model, PluginSettings)):
+                raise StartupError(f"register_plugin_settings got {model!r} for {name!r}, "
+                                   "not a PluginSettings subclass")
+            _sink.append((str(name), model))
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            if strict() or isinstance(exc, StartupError):
+                raise
+            log.error("plugin %s failed in register_plugin_settings: %s", impl.plugin_name, exc)
+            continue
+        for name, model in declared:
+            if name in found and found[name] is not model:
+                raise StartupError(f"settings for [plugins.{name}] declared twice: by {origin[name]} "
+                                   f"and {impl.plugin_name}")
+            found[name] = model
+            origin[name] = impl.plugin_name
+    return found
+
+
+def plugin_names() -> set[str]:
+    """Names of the registered plugins and of those that failed to load."""
+    load_plugins()
+    from .plugins import load_failures
+    return {name for name, plugin in pm.list_name_plugin() if plugin is not None} | \
+        {failure.name for failure in load_failures()}
 
 
 def register_commands(cli: click.Group) -> None:

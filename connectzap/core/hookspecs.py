@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .context import EventContext
     from .messages import Outgoing
     from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order
+    from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
 hookimpl = pluggy.HookimplMarker("connectzap")
@@ -127,6 +128,20 @@ def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     with the same ``name`` is a start-up error naming both.
 
     :param register: the callback that records a connector class.
+    """
+
+
+@hookspec
+def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    """Declare the settings model of a ``[plugins.NAME]`` section.
+
+    Called once at start-up. Call ``register("my_plugin", MySettings)`` with a
+    :class:`~connectzap.PluginSettings` subclass; the engine validates the section before it
+    starts (a typo'd key or Jinja that does not parse stops ``serve`` with one line naming the
+    file and the key) and hooks read the result as ``ctx.plugin_settings``. A second model for
+    the same name is a start-up error naming both plugins.
+
+    :param register: the callback that records a section name and its model.
     """
 
 

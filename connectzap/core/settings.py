@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import tomllib
@@ -261,6 +262,67 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigurationError(_describe_env_error(exc)) from None
 
 
+TOOL_VARIABLES: dict[str, str] = {
+    "CONNECTZAP_CONFIG": "the config file (as --config)",
+    "CONNECTZAP_DEBUG": "show tracebacks instead of one-line errors",
+    "CONNECTZAP_STRICT_PLUGINS": "a plugin that fails to load stops start-up",
+    "CONNECTZAP_LOAD_PLUGINS": "load only these installed plugins",
+    "CONNECTZAP_DISABLE_PLUGIN_AUTOLOAD": "load no installed plugin",
+    "CONNECTZAP_DISABLE_BUNDLED": "leave out these bundled plugins",
+    "CONNECTZAP_TRACE_PLUGINS": "log every event-hook call",
+    "CONNECTZAP_DOCTOR_SHOW": "doctor prints the whole (redacted) configuration",
+    "CONNECTZAP_TEST_DATABASE_URL": "the test suite's PostgreSQL",
+}
+"""Environment variables connectzap reads besides ``CONNECTZAP_<SECTION>__<KEY>`` settings."""
+
+
+def unknown_environment(environ: dict[str, str], sections: dict[str, dict[str, set[str] | None]]) -> list[str]:
+    """One line per ``CONNECTZAP_*`` variable that nothing reads (a typo such as a single ``_``
+    between section and key is silently ignored otherwise), with the closest real name.
+
+    ``sections`` maps ``connectors``/``plugins`` to {section name: its keys, or None if unknown}.
+    """
+    import difflib
+    core = _core_sections()
+    known = set(TOOL_VARIABLES) | {f"CONNECTZAP_{name.upper()}" for name in Settings.model_fields
+                                   if name not in core and name != "config_path"}
+    for name, model in core.items():
+        known |= {f"CONNECTZAP_{name.upper()}"} | {f"CONNECTZAP_{name.upper()}__{key.upper()}"
+                                                  for key in model.model_fields}
+    problems = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith("CONNECTZAP_") or upper in known:
+            continue
+        parts = upper.removeprefix("CONNECTZAP_").split("__")
+        table = sections.get(parts[0].lower())
+        if table is not None and len(parts) >= 2:
+            section = parts[1].lower()
+            keys = table.get(section)
+            if section in table and (keys is None or len(parts) == 2 or parts[2].lower() in keys):
+                continue
+            choices = [f"CONNECTZAP_{parts[0]}__{n.upper()}" for n in table]
+            if keys is not None and len(parts) > 2:
+                choices = [f"CONNECTZAP_{parts[0]}__{parts[1]}__{k.upper()}" for k in keys]
+        else:
+            choices = sorted(known)
+        # Compared without the prefix every name shares, or everything looks close.
+        stripped = {choice.removeprefix("CONNECTZAP_"): choice for choice in choices}
+        close = [stripped[c] for c in difflib.get_close_matches(upper.removeprefix("CONNECTZAP_"), stripped, n=1,
+                                                                 cutoff=0.75)]
+        problems.append(f"environment variable {variable} is not a connectzap setting"
+                        + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
+
+
+def _core_sections() -> dict[str, type[BaseModel]]:
+    out: dict[str, type[BaseModel]] = {}
+    for name, info in Settings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out[name] = info.annotation
+    return out
+
+
 def resolve_file_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """The file's relative paths (and the default ``data_dir``) made absolute against ``base``."""
     data = dict(data)
@@ -305,13 +367,33 @@ def _describe_env_error(exc: Exception) -> str:
             """written as JSON, e.g. '["first", "second"]' or '{"name": "value"}'""")
 
 
+# Errors a union reports for each alternative that did not fit ("not a dict", "not a string").
+# When another error explains the failure better, these are noise.
+_BRANCH_MISMATCH = {"dict_type", "model_type", "model_attributes_type", "list_type", "string_type", "int_type",
+                    "float_type", "bool_type", "is_instance_of"}
+_MEMBER_TAG = re.compile(r"^(?:[A-Z][a-z0-9]+){2,}$|^(?:str|int|float|bool)$")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """``rules.0.params.0`` -- without the tags pydantic adds for union members
+    (``list[union[...]]``, ``function-after[...]``, ``ParamSpec``)."""
+    return ".".join(str(x) for x in loc if not (isinstance(x, str) and ("[" in x or _MEMBER_TAG.match(x))))
+
+
 def describe_validation_error(exc: Any, prefix: str = "") -> str:
     """One line per problem, never echoing the offending value (it may be a secret)."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err.get("loc", ()))
+    errors = exc.errors()
+    telling = [err for err in errors if err.get("type") not in _BRANCH_MISMATCH]
+    parts: list[str] = []
+    for err in telling or errors:
+        where = _key_path(tuple(err.get("loc", ())))
         where = f"{prefix}.{where}" if prefix and where else (where or prefix)
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        line = f"{where}: {msg}"
+        if line not in parts:
+            parts.append(line)
     return "; ".join(parts)
 
 

@@ -17,15 +17,42 @@ in) can still welcome it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import Field
 
-from connectzap import (BodyParam, ConfigurationError, EventContext, Lead, SkippableError, TemplateContent, TextParam,
-                        hookimpl)
+from connectzap import (BodyParam, ConfigurationError, EventContext, JinjaText, Lead, PluginSettings, SkippableError,
+                        TemplateContent, TemplateUse, TextParam, hookimpl)
 from connectzap.core import templates
+
+
+class WelcomeSettings(PluginSettings):
+    """``[plugins.lead_welcome]``, validated when the engine starts. Without ``template`` the
+    plugin does nothing."""
+
+    template: str | None = None
+    language: str = "en"
+    params: list[JinjaText] | dict[str, JinjaText] = Field(default_factory=list)
+    """Rendered from the lead's CRM properties, which vary by CRM: only the syntax is checked at start."""
+    sources: list[str] = Field(default_factory=list)
+
+    def templates_used(self) -> Iterator[TemplateUse]:
+        if self.template:
+            yield TemplateUse("template", self.template, (self.language,))
+
+
+@hookimpl
+def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    register("lead_welcome", WelcomeSettings)
+
+
+def settings_of(ctx: EventContext) -> WelcomeSettings:
+    settings = ctx.plugin_settings
+    return settings if isinstance(settings, WelcomeSettings) else WelcomeSettings.model_validate(ctx.config)
 
 _ENV = SandboxedEnvironment(autoescape=False)
 
@@ -50,12 +77,11 @@ def welcome_key(lead: Lead, source: str) -> str:
 
 @hookimpl
 def on_lead(lead: Lead, ctx: EventContext) -> None:
-    config = ctx.config
-    name, language = config.get("template"), config.get("language", "en")
+    config = settings_of(ctx)
+    name, language = config.template, config.language
     if not name:
         return  # not configured: nothing to send
-    sources = config.get("sources")
-    if sources and ctx.source not in sources:
+    if config.sources and ctx.source not in config.sources:
         return
     phone = lead.contact.phone
     if phone is None:
@@ -69,7 +95,7 @@ def on_lead(lead: Lead, ctx: EventContext) -> None:
         raise SkippableError(f"no {category} opt-in on record for lead {lead.id}; not welcomed (yet)",
                              code="no_consent")
     values = {**lead.properties, "lead": lead, "contact": lead.contact}
-    params = config.get("params", [])
+    params = config.params
     body: list[BodyParam] | dict[str, BodyParam]
     if isinstance(params, dict):
         body = {key: TextParam(text=render(str(text), values)) for key, text in params.items()}

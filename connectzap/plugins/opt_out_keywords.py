@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectzap import Category, ConsentChange, EventContext, InboundMessage, TextContent, hookimpl
+from connectzap import (Category, ConsentChange, EventContext, InboundMessage, PluginSettings, TextContent,
+                        hookimpl)
 
 log = logging.getLogger("connectzap.plugins.opt_out_keywords")
 
@@ -94,11 +96,9 @@ class Reply(BaseModel):
     start: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
-class KeywordSettings(BaseModel):
-    """``[plugins.opt_out_keywords]``. Unknown keys are refused: a misspelt ``replies`` must not
-    silently keep the defaults."""
-
-    model_config = ConfigDict(extra="forbid")
+class KeywordSettings(PluginSettings):
+    """``[plugins.opt_out_keywords]``, validated when the engine starts. Unknown keys are refused:
+    a misspelt ``replies`` must not silently keep the defaults."""
 
     stop: list[str] = Field(default_factory=lambda: _all(STOP_WORDS))
     """The STOP words (replaces the built-in list of every language)."""
@@ -201,9 +201,18 @@ def _country_language(phone: str, overrides: dict[str, str]) -> str | None:
 _cache: tuple[dict[str, Any], KeywordSettings] | None = None
 
 
+@hookimpl
+def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    register("opt_out_keywords", KeywordSettings)
+
+
 def settings_of(ctx: EventContext) -> KeywordSettings:
-    """This plugin's section as :class:`KeywordSettings` (validated once per distinct section)."""
+    """This plugin's section as :class:`KeywordSettings`: the one the engine validated at start-up,
+    or (a context built by hand) validated here once per distinct section."""
     global _cache
+    declared = ctx.plugin_settings
+    if isinstance(declared, KeywordSettings):
+        return declared
     config = ctx.config
     if _cache is not None and _cache[0] == config:
         return _cache[1]

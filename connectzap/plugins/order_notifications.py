@@ -37,16 +37,31 @@ records it). Without it the gate refuses with ``no_consent`` and the refusal is 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectzap import (ButtonParam, ConfigurationError, Contact, CurrencyParam, DateTimeParam, EventContext,
-                        HeaderParam, InvalidPhoneError, Order, TemplateContent, TextParam, hookimpl, to_e164)
+                        HeaderParam, InvalidPhoneError, Order, PluginSettings, TemplateContent, TemplateUse,
+                        TextParam, hookimpl, jinja_names_known, to_e164)
+
+ORDER_VARIABLES = frozenset({
+    "order", "id", "number", "status", "shop", "currency", "total", "total_with_currency", "first_name",
+    "last_name", "name", "email", "country", "tracking_url", "meta", "items", "item_count"})
+"""What a parameter may read (:func:`order_values`); any other name is refused at start-up."""
+
+
+def _order_text(source: str) -> str:
+    return jinja_names_known(source, ORDER_VARIABLES)
+
+
+OrderText = Annotated[str, AfterValidator(_order_text)]
+"""Jinja rendered from an order: must parse and read only :data:`ORDER_VARIABLES`."""
 
 DEFAULT_RANK: dict[str, int] = {
     "pending": 0, "failed": 1, "on-hold": 1, "processing": 2, "shipped": 3, "partially-shipped": 3,
@@ -60,18 +75,18 @@ class ParamSpec(BaseModel):
     """A non-text parameter: ``{type="currency", amount=..., code=...}`` or ``{type="date_time", value=...}``."""
 
     model_config = ConfigDict(extra="forbid")
-    type: str
-    amount: str = "{{ total }}"
-    code: str = "{{ currency }}"
-    value: str = ""
-    fallback: str | None = None
+    type: Literal["currency", "date_time"]
+    amount: OrderText = "{{ total }}"
+    code: OrderText = "{{ currency }}"
+    value: OrderText = ""
+    fallback: OrderText | None = None
 
 
 class ButtonSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: int = 0
     sub_type: str = "url"
-    text: str
+    text: OrderText
 
 
 class MessageSpec(BaseModel):
@@ -80,8 +95,8 @@ class MessageSpec(BaseModel):
     language: str | None = None
     languages: dict[str, str] = Field(default_factory=dict)
     default_language: str = "en"
-    params: list[str | ParamSpec] | dict[str, str | ParamSpec] = Field(default_factory=list)
-    header: str | None = None
+    params: list[OrderText | ParamSpec] | dict[str, OrderText | ParamSpec] = Field(default_factory=list)
+    header: OrderText | None = None
     header_name: str | None = None
     buttons: list[ButtonSpec] = Field(default_factory=list)
 
@@ -94,6 +109,12 @@ class MessageSpec(BaseModel):
         if self.language:
             return self.language
         return self.languages.get((country or "").upper(), self.default_language)
+
+    def possible_languages(self) -> tuple[str, ...]:
+        """Every language this message may go out in, whatever the customer's country."""
+        if self.language:
+            return (self.language,)
+        return tuple(sorted({*self.languages.values(), self.default_language}))
 
 
 class Rule(MessageSpec):
@@ -119,8 +140,9 @@ class OwnerSpec(MessageSpec):
             raise ValueError("not a valid phone number (write it with its country code, e.g. +49...)") from None
 
 
-class NotificationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NotificationConfig(PluginSettings):
+    """``[plugins.order_notifications]``, validated when the engine starts."""
+
     rules: list[Rule] = Field(default_factory=list)
     status_rank: dict[str, int] = Field(default_factory=dict)
     owner: OwnerSpec | None = None
@@ -128,21 +150,29 @@ class NotificationConfig(BaseModel):
     def rank(self, status: str) -> int:
         return self.status_rank.get(status, DEFAULT_RANK.get(status, UNKNOWN_RANK))
 
+    def templates_used(self) -> Iterator[TemplateUse]:
+        for index, rule in enumerate(self.rules):
+            yield TemplateUse(f"rules.{index}.template", rule.template, rule.possible_languages())
+        if self.owner is not None:
+            yield TemplateUse("owner.template", self.owner.template, self.owner.possible_languages())
 
-_parsed: dict[int, tuple[dict[str, Any], NotificationConfig]] = {}
+
+@hookimpl
+def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    register("order_notifications", NotificationConfig)
 
 
 def config_of(ctx: EventContext) -> NotificationConfig:
-    cached = _parsed.get(id(ctx.config))
-    if cached is not None and cached[0] is ctx.config:
-        return cached[1]
+    """The section the engine validated at start-up; validated here only for a context built by
+    hand (a test calling the hook directly)."""
+    settings = ctx.plugin_settings
+    if isinstance(settings, NotificationConfig):
+        return settings
     try:
-        parsed = NotificationConfig.model_validate(ctx.config)
+        return NotificationConfig.model_validate(ctx.config)
     except ValidationError as exc:
         from connectzap.core.settings import describe_validation_error
         raise ConfigurationError(describe_validation_error(exc, "plugins.order_notifications")) from None
-    _parsed[id(ctx.config)] = (ctx.config, parsed)
-    return parsed
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -189,9 +219,7 @@ def _param(spec: str | ParamSpec, values: dict[str, Any]) -> Any:
         except (InvalidOperation, ValueError):
             raise ConfigurationError(
                 f"plugins.order_notifications: currency amount {amount!r} is not a number") from None
-    if spec.type == "date_time":
-        return DateTimeParam(fallback_value=render(spec.value, values))
-    raise ConfigurationError(f"plugins.order_notifications: unknown parameter type {spec.type!r}")
+    return DateTimeParam(fallback_value=render(spec.value, values))  # "date_time", the only other type
 
 
 def build_template(spec: MessageSpec, order: Order) -> TemplateContent:

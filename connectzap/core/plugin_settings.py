@@ -1,0 +1,146 @@
+"""Typed ``[plugins.NAME]`` sections, validated when the engine starts.
+
+A plugin declares its settings model through the ``register_plugin_settings`` hook::
+
+    class Settings(PluginSettings):
+        template: str
+        params: list[JinjaText] = []
+
+    @hookimpl
+    def register_plugin_settings(register):
+        register("my_plugin", Settings)
+
+:meth:`Connectzap.start` then validates the section (a typo'd key, a wrong type, Jinja that does
+not parse) and refuses to start with one line naming the file, the key and the reason; hooks read
+the result as ``ctx.plugin_settings``. A ``[plugins.NAME]`` section that no plugin owns is refused
+too, with the closest real name. What only the database can tell -- whether the templates a
+section names are in the template cache -- is checked by :func:`template_problems` (``doctor``,
+``serve`` and ``worker`` run it) through :meth:`PluginSettings.templates_used`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from jinja2 import TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigurationError
+from .settings import describe_validation_error
+
+
+@dataclass(frozen=True)
+class TemplateUse:
+    """A WhatsApp template a section sends: where it is named, its name, and each language it may
+    be sent in."""
+
+    key: str
+    name: str
+    languages: tuple[str, ...]
+
+
+class PluginSettings(BaseModel):
+    """Base for a plugin's ``[plugins.NAME]`` section. Unknown keys are refused (a typo must not
+    silently mean "use the default"); declare secrets as ``SecretStr``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def templates_used(self) -> Iterable[TemplateUse]:
+        """The templates this section sends, so a start-up check can find each in the template
+        cache. ``key`` is relative to the section, e.g. ``rules[0].template``. Default: none."""
+        return ()
+
+
+@lru_cache(maxsize=1)
+def _jinja() -> SandboxedEnvironment:
+    return SandboxedEnvironment(autoescape=False)
+
+
+def jinja_variables(source: str) -> set[str]:
+    """The names ``source`` reads (``{{ first_name }}`` -> ``first_name``); raises ``ValueError``
+    when it is not valid Jinja."""
+    try:
+        return set(meta.find_undeclared_variables(_jinja().parse(source)))
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"not valid Jinja: {exc.message} (line {exc.lineno})") from None
+
+
+def _parses(source: str) -> str:
+    jinja_variables(source)
+    return source
+
+
+JinjaText = Annotated[str, AfterValidator(_parses)]
+"""A string field that must be valid Jinja: a template that does not parse is refused at start."""
+
+
+def jinja_names_known(source: str, known: Iterable[str]) -> str:
+    """``source`` if every name it reads is in ``known``, else a ``ValueError`` naming the first
+    unknown one and the closest known name. For models whose render values are fixed."""
+    known = set(known)
+    unknown = sorted(jinja_variables(source) - known)
+    if unknown:
+        raise ValueError(f"unknown variable {unknown[0]!r}{did_you_mean(unknown[0], known)}")
+    return source
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def where(config_path: Path | None) -> str:
+    """How a one-line configuration error names its source."""
+    return str(config_path) if config_path is not None else "configuration (environment or defaults)"
+
+
+def validate_sections(sections: Mapping[str, Mapping[str, Any]], models: Mapping[str, type[PluginSettings]],
+                      *, owners: Iterable[str], config_path: Path | None) -> dict[str, PluginSettings]:
+    """Each declared section validated; an undeclared section that no loaded plugin owns refused.
+
+    ``owners`` are the names a section may carry without a model (plugins that read ``ctx.config``
+    as a plain dict, or failed to load and are reported elsewhere).
+    """
+    source = where(config_path)
+    names = set(models) | set(owners)
+    for name in sections:
+        if name not in names:
+            raise ConfigurationError(f"{source}: [plugins.{name}]: no plugin has this name"
+                                     f"{did_you_mean(name, models or names)}")
+    validated: dict[str, PluginSettings] = {}
+    for name, model in sorted(models.items()):
+        section = sections.get(name, {})
+        if not isinstance(section, Mapping):
+            raise ConfigurationError(f"{source}: plugins.{name}: must be a table")
+        try:
+            validated[name] = model.model_validate(dict(section))
+        except ValidationError as exc:
+            raise ConfigurationError(f"{source}: {describe_validation_error(exc, f'plugins.{name}')}") from None
+    return validated
+
+
+def template_problems(validated: Mapping[str, PluginSettings], cached: Iterable[tuple[str, str]],
+                      *, config_path: Path | None) -> list[str]:
+    """One line per template a section names that the template cache lacks (name, language)."""
+    have = set(cached)
+    names = {name for name, _ in have}
+    source = where(config_path)
+    problems = []
+    for plugin, settings in sorted(validated.items()):
+        for use in settings.templates_used():
+            missing = [lang for lang in use.languages if (use.name, lang) not in have]
+            if not missing:
+                continue
+            if use.name in names:
+                what = f"template {use.name!r} has no {', '.join(missing)} translation in the template cache"
+            else:
+                what = f"template {use.name!r} is not in the template cache{did_you_mean(use.name, names)}"
+            problems.append(f"{source}: plugins.{plugin}.{use.key}: {what} "
+                            "(create or approve it, then run: connectzap templates sync)")
+    return problems
