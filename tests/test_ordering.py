@@ -90,6 +90,20 @@ def test_an_event_waiting_for_its_retry_holds_back_the_rest_of_its_key(app: Conn
         assert [r["event"].data["status"] for r in taken] == ["pending", "completed"]
 
 
+def test_a_retried_head_is_claimed_even_when_later_events_of_its_key_fall_due_earlier(app: Connectzap) -> None:
+    """The head's retry time is later than its followers' arrival: a small batch must still take the
+    head (it used to fill with followers it could not take, and nothing moved)."""
+    t0 = clock.now()
+    with clock.use_clock(lambda: t0):
+        app.ingest([order_event("1", "pending", 0), order_event("1", "completed", 1),
+                    order_event("1", "refunded", 2)])
+        with app.db.begin() as conn:
+            head = conn.execute(select(events.c.id).order_by(events.c.id).limit(1)).scalar_one()
+            conn.execute(events.update().where(events.c.id == head).values(next_attempt_at=t0 + 5))
+    with clock.use_clock(lambda: t0 + 6):
+        assert [r["event"].data["status"] for r in claim(app, "a", limit=1)] == ["pending"]
+
+
 def test_a_dead_workers_key_is_free_again_once_its_lease_runs_out(app: Connectzap) -> None:
     t0 = clock.now()
     with clock.use_clock(lambda: t0):

@@ -161,7 +161,6 @@ class Dispatcher:
 
     def _prepare(self, claimed: list[dict[str, Any]]) -> list[_Plan]:
         """Create the deliveries, run the core's own bookkeeping, and list the targets due now."""
-        t = now()
         by_kind: dict[str, dict[str, DeliveryTarget]] = {}
         plans = []
         for row in claimed:
@@ -172,6 +171,7 @@ class Dispatcher:
         with self.db.begin() as conn:
             journal.ensure_many(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
             all_deliveries = journal.deliveries_of_many(conn, [p.event_id for p in plans])
+            t = now()  # after ensure_many: the deliveries it just created are due in this round
             failed = self._apply_cores(conn, plans, all_deliveries)
             for plan in plans:
                 event_id, event = plan.event_id, plan.event

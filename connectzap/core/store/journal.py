@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, literal_column, or_, select, text
+from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select, text
 
 from .. import ordering
 from ..models import Event
@@ -73,41 +73,44 @@ def _stored_key(db: Database, event: Event) -> str | None:
 
 def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
     """Lease up to ``limit`` due events to ``worker``, oldest due first. An event with an ordering
-    key comes only together with every older pending event of its key (a run, in journal order),
-    and only when no event of the key is leased to anyone (a live lease: a dead worker's key is
-    free again once its lease runs out). Each row has ``id``, ``event``, ``attempts`` and ``key``."""
+    key is taken only as the oldest pending event of its key and only when no event of the key is
+    leased to anyone (a live lease: a dead worker's key is free again once its lease runs out); the
+    key's next pending events come along while they are due and the batch has room (a run, in
+    journal order). Each row has ``id``, ``event``, ``attempts`` and ``key``."""
     t = now()
     other = events.alias("other")
-    # Leaves out events that could not be claimed anyway, so that they never fill the batch: an
-    # event behind an older one that is not due yet (a retry waiting), or of a key someone holds.
+    # Only the head of each key is a candidate, so events that cannot be claimed never fill the
+    # batch: one behind an older pending event of its key, or of a key someone holds.
     blocked: Select[Any] = select(literal_column("1")).select_from(other).where(
         other.c.ordering_key == events.c.ordering_key, other.c.status == literal_column("'pending'"),
-        other.c.id != events.c.id,
-        or_(and_(other.c.id < events.c.id, other.c.next_attempt_at > t), other.c.claimed_until >= t))
+        other.c.id != events.c.id, or_(other.c.id < events.c.id, other.c.claimed_until >= t))
     stmt = db.for_update(
-        select(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key).where(
+        select(events.c.id, events.c.ordering_key).where(
             events.c.status == "pending", events.c.next_attempt_at <= t,
             or_(events.c.claimed_until.is_(None), events.c.claimed_until < t),
             or_(events.c.ordering_key.is_(None), ~blocked.exists()))
         .order_by(events.c.next_attempt_at, events.c.id).limit(limit))
     rows = conn.execute(stmt).all()
-    keyed = {r.ordering_key for r in rows if r.ordering_key is not None}
-    if keyed:
-        allowed = _runs(db, conn, rows, keyed, t)
-        rows = [r for r in rows if r.ordering_key is None or r.id in allowed]
-    if not rows:
+    ids = [r.id for r in rows if r.ordering_key is None]
+    heads = {r.ordering_key: r.id for r in rows if r.ordering_key is not None}
+    if heads:
+        ids += _runs(db, conn, heads, t, limit - len(rows))
+    if not ids:
         return []
-    ids = [r.id for r in rows]
     conn.execute(events.update().where(events.c.id.in_(ids)).values(claimed_by=worker, claimed_until=t + lease))
+    claimed = conn.execute(select(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key)
+                           .where(events.c.id.in_(ids)).order_by(events.c.next_attempt_at, events.c.id)).all()
     return [{"id": r.id, "event": Event.model_validate_json(r.payload), "attempts": r.attempts,
-             "key": r.ordering_key} for r in rows]
+             "key": r.ordering_key} for r in claimed]
 
 
-def _runs(db: Database, conn: Connection, rows: Sequence[Row[Any]], keys: set[str], t: float) -> set[int]:
-    """The selected keyed events this claim may take: per key, the longest run of the key's pending
-    events, oldest first, that this claim selected (and so locked) and that are due, provided no
-    event of the key is leased. Read afresh after taking the keys' advisory locks on PostgreSQL:
-    the selection above may predate another claimer's commit, this read cannot."""
+def _runs(db: Database, conn: Connection, heads: dict[str, int], t: float, room: int) -> list[int]:
+    """The keyed events this claim takes: for each selected head, the head and, while ``room``
+    lasts, the key's next pending events that are due -- provided the head is still the key's
+    oldest pending event and no event of the key is leased. Read afresh after taking the keys'
+    advisory locks on PostgreSQL: the selection above may predate another claimer's commit (or an
+    older event of the key committed late), this read cannot."""
+    keys = set(heads)
     if not db.is_sqlite:
         # try-locks never wait (no deadlock between claimers); a key someone else is claiming
         # right now is simply left for the next round.
@@ -116,24 +119,26 @@ def _runs(db: Database, conn: Connection, rows: Sequence[Row[Any]], keys: set[st
                                 "WHERE pg_try_advisory_xact_lock(k)"), {"ids": list(by_lock)}).scalars().all()
         keys = {by_lock[k] for k in got}
         if not keys:
-            return set()
-    selected = {r.id for r in rows}
+            return []
     pending = conn.execute(
         select(events.c.id, events.c.ordering_key, events.c.next_attempt_at, events.c.claimed_until)
         .where(events.c.ordering_key.in_(bindparam("keys", expanding=True)), events.c.status == "pending")
         .order_by(events.c.ordering_key, events.c.id), {"keys": sorted(keys)}).all()
-    allowed: set[int] = set()
     by_key: dict[str, list[Any]] = {}
     for row in pending:
         by_key.setdefault(row.ordering_key, []).append(row)
-    for run in by_key.values():
-        if any(r.claimed_until is not None and r.claimed_until >= t for r in run):
+    taken: list[int] = []
+    for key, head in heads.items():
+        run = by_key.get(key, [])
+        if not run or run[0].id != head or any(r.claimed_until is not None and r.claimed_until >= t for r in run):
             continue
-        for r in run:
-            if r.id not in selected or r.next_attempt_at > t:
+        taken.append(head)
+        for r in run[1:]:
+            if room <= 0 or r.next_attempt_at > t:
                 break
-            allowed.add(r.id)
-    return allowed
+            taken.append(r.id)
+            room -= 1
+    return taken
 
 
 def renew(conn: Connection, event_ids: list[int], worker: str, until: float) -> int:
