@@ -407,3 +407,26 @@ def test_a_crash_and_a_campaign_leave_no_number_and_no_text_in_the_database_or_t
     log = "".join(outputs)
     assert "message sent" in log
     assert [form for form in personal if form in log] == []
+
+
+class ConsentListener:
+    @hookimpl
+    def on_consent_changed(self, change: ConsentChange, ctx: Any) -> None:
+        pass
+
+
+def consent_events(app: Connectzap) -> int:
+    with app.db.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM events WHERE kind = 'consent_changed'")).scalar_one())
+
+
+def test_a_consent_change_is_journaled_with_its_number_only_when_something_listens(app: Connectzap) -> None:
+    app.start()
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="checkout"))
+    assert consent_events(app) == 0 and app.consent(PHONE)[Category.UTILITY].granted  # recorded, nothing waits
+    pm.register(ConsentListener(), name="privacy_consent_listener")
+    try:
+        app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="checkout"))
+    finally:
+        pm.unregister(name="privacy_consent_listener")
+    assert consent_events(app) == 1  # the hook hears of it (and the number waits in the journal until then)

@@ -23,7 +23,7 @@ from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
 from .errors import ConfigurationError, NotFoundError
-from .hooks import collect_connectors, collect_plugin_settings, plugin_names
+from .hooks import collect_connectors, collect_plugin_settings, delivery_targets, plugin_names
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
 from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
@@ -243,11 +243,17 @@ class Connectzap:
         return contact_key(to_e164(phone, country), self.secret)
 
     def set_consent(self, change: ConsentChange) -> bool:
-        """Record a consent change now (an opt-out wins at once) and journal it for the hooks."""
+        """Record a consent change now (an opt-out wins at once) and journal it for the hooks.
+
+        The journaled notification holds the number until it is dispatched, so it is journaled only
+        when something listens to ``consent_changed`` (always, before :meth:`start` has loaded the
+        plugins and connectors that would say)."""
         key = contact_key(change.phone, self.secret)
+        listened = not self.started or bool(delivery_targets(EventKind.CONSENT_CHANGED.value,
+                                                             self.connectors.values()))
         with self.db.begin() as conn:
             changed = ledger.record(self.db, conn, key, change)
-            if changed:
+            if changed and listened:
                 dedupe = f"{key}:{change.category.value}:{int(change.granted)}:{change.at.timestamp():.6f}"
                 journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
                                                         already_recorded=True,
