@@ -248,3 +248,18 @@ def test_an_import_leaves_the_files_last_word_and_a_second_import_adds_nothing(a
         assert app.consent(phone)[category].granted is granted  # type: ignore[index]
     again = app.import_consent(app.check_consent_rows(as_records(rows)).rows)
     assert again.added == 0 and app.consent_ledger() == ledger
+
+
+def test_imported_changes_are_ordered_with_the_contacts_other_events(app: Connectzap):
+    """Each imported change is journaled with the ordering key the engine gives that contact's
+    events, so it is applied in order with the customer's messages and other consent changes."""
+    from sqlalchemy import select
+
+    from connectzap.core import ordering
+    checked = app.check_consent_rows(as_records([
+        {"phone": "0034 612 345 678", "category": "marketing", "granted": True, "source": "shop", "proof": "box",
+         "at": None}]))
+    app.import_consent(checked.rows)
+    with app.db.read() as conn:
+        stored = conn.execute(select(events.c.kind, events.c.ordering_key)).all()
+    assert stored == [("consent_changed", ordering.hashed(ordering.contact("+34612345678"), app.secret))]

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select
 from .errors import InvalidPhoneError
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
 from .phones import contact_key, to_e164
+from . import ordering
 from .store import journal
 from .store.database import Database, now
 from .store.schema import consents
@@ -257,7 +258,7 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
                             "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at})
             if row.change is not None:
                 changes.append(Event.of(EventKind.CONSENT_CHANGED, row.change, source=row.source,
-                                        already_recorded=True,
+                                        already_recorded=True, ordering_key=ordering.contact_e164(row.change.phone),
                                         dedupe_key=f"{row.contact_key}:{row.category.value}:{int(row.granted)}:"
                                                    f"{at:.6f}"))
         if inserts:

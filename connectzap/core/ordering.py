@@ -24,7 +24,12 @@ _CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKin
 
 def contact(phone: str) -> str:
     """The ordering key of everything about one contact (inbound messages, consent changes, sends)."""
-    return f"contact:{to_e164(phone)}"
+    return contact_e164(to_e164(phone))
+
+
+def contact_e164(e164: str) -> str:
+    """:func:`contact` for a number already in E.164 (a bulk import has parsed each number once)."""
+    return f"contact:{e164}"
 
 
 def key_of(event: Event) -> str | None:
