@@ -132,3 +132,28 @@ def test_a_misspelt_section_from_the_environment_is_refused_too(tmp_path: Path) 
     config = write(tmp_path, "")
     line = refused(connectzap(config, "doctor", env={"CONNECTZAP_PLUGINS__ORDER_NOTIFICATION__RULES": "[]"}))
     assert "[plugins.order_notification]: no plugin has this name (did you mean 'order_notifications'?)" in line
+
+
+GENERIC = """
+[connectors.generic.sources.bookings.auth]
+scheme = "standard"
+secrets = ["whsec_q4hnRiw3JONFzfu7ioJm3HhYlRjFq1b0"]
+
+[[connectors.generic.sources.bookings.mappings]]
+kind = "send"
+phone = "data.client.phone"
+template = "appointment_remindr"
+language = "en"
+"""
+
+
+@pytest.mark.slow
+def test_a_generic_send_mapping_naming_an_unknown_template_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path, RULE + GENERIC.replace("appointment_remindr", "order_confirmation"))
+    seed_cache(config)
+    assert connectzap(config, "doctor").stdout.strip().endswith("ok")
+    config.write_text(HEAD + RULE + GENERIC)
+    line = refused(connectzap(config, "serve"))
+    assert line == (f"error: {config}: connectors.generic.sources.bookings.mappings.0.template: template "
+                    "'appointment_remindr' is not in the template cache (create or approve it, then run: "
+                    "connectzap templates sync)")

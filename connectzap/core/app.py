@@ -104,13 +104,17 @@ class Connectzap:
                 payloads.declare(str(kind), model, f"connector {name}")
 
     def config_problems(self) -> list[str]:
-        """What the configuration asks for that the database lacks: templates named in plugin
-        sections but missing from the template cache. One line each; ``doctor``, ``serve`` and
+        """What the configuration asks for that the database lacks: templates named in plugin and
+        connector sections but missing from the template cache. One line each; ``doctor``, ``serve`` and
         ``worker`` refuse to go on while there are any."""
         from . import templates
         with self.db.read() as conn:
             cached = [(t.name, t.language) for t in templates.all_templates(conn)]
-        return template_problems(self.plugin_settings, cached, config_path=self.settings.config_path)
+        uses = [(f"plugins.{name}", use) for name, settings in sorted(self.plugin_settings.items())
+                for use in settings.templates_used()]
+        uses += [(f"connectors.{name}", use) for name, connector in sorted(self.connectors.items())
+                 for use in connector.settings.templates_used()]
+        return template_problems(uses, cached, config_path=self.settings.config_path)
 
     def _build_connectors(self) -> dict[str, Connector]:
         built: dict[str, Connector] = {}

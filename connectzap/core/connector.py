@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
+from .plugin_settings import TemplateUse
 from .models import ConsentChange, Event, EventKind, InboundMessage, Lead, MessageStatus, Order
 
 if TYPE_CHECKING:
@@ -41,6 +42,12 @@ class ConnectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
+
+    def templates_used(self) -> Iterable[TemplateUse]:
+        """The WhatsApp templates this section sends (key relative to the section), so ``doctor``,
+        ``serve`` and ``worker`` can refuse to run while one is missing from the template cache.
+        Default: none."""
+        return ()
 
     @classmethod
     def secret_fields(cls) -> list[str]:

@@ -125,22 +125,25 @@ def validate_sections(sections: Mapping[str, Mapping[str, Any]], models: Mapping
     return validated
 
 
-def template_problems(validated: Mapping[str, PluginSettings], cached: Iterable[tuple[str, str]],
+def template_problems(uses: Iterable[tuple[str, TemplateUse]], cached: Iterable[tuple[str, str]],
                       *, config_path: Path | None) -> list[str]:
-    """One line per template a section names that the template cache lacks (name, language)."""
+    """One line per template a section names that the template cache lacks (name, language).
+
+    ``uses`` pairs each :class:`TemplateUse` with its section (``plugins.NAME``, ``connectors.NAME``).
+    A use without languages (chosen per payload) needs the name in any language.
+    """
     have = set(cached)
     names = {name for name, _ in have}
     source = where(config_path)
     problems = []
-    for plugin, settings in sorted(validated.items()):
-        for use in settings.templates_used():
-            missing = [lang for lang in use.languages if (use.name, lang) not in have]
-            if not missing:
-                continue
-            if use.name in names:
-                what = f"template {use.name!r} has no {', '.join(missing)} translation in the template cache"
-            else:
-                what = f"template {use.name!r} is not in the template cache{did_you_mean(use.name, names)}"
-            problems.append(f"{source}: plugins.{plugin}.{use.key}: {what} "
-                            "(create or approve it, then run: connectzap templates sync)")
+    for section, use in uses:
+        missing = [lang for lang in use.languages if (use.name, lang) not in have]
+        if use.name in names and not missing:
+            continue
+        if use.name in names:
+            what = f"template {use.name!r} has no {', '.join(missing)} translation in the template cache"
+        else:
+            what = f"template {use.name!r} is not in the template cache{did_you_mean(use.name, names)}"
+        problems.append(f"{source}: {section}.{use.key}: {what} "
+                        "(create or approve it, then run: connectzap templates sync)")
     return problems

@@ -8,6 +8,7 @@ start-up with the expression named instead of failing on the first webhook.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +18,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...core.models import Category
+from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
 
 SUBSCRIBABLE = ("inbound_message", "message_status", "consent_changed", "order_created", "order_updated", "lead")
@@ -287,6 +289,14 @@ class SubscriptionSpec(Spec):
 class GenericSettings(ConnectorSettings):
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     subscriptions: dict[str, SubscriptionSpec] = Field(default_factory=dict)
+
+    def templates_used(self) -> Iterator[TemplateUse]:
+        for name, source in sorted(self.sources.items()):
+            for index, mapping in enumerate(source.mappings):
+                if mapping.kind == "send" and mapping.template:
+                    # A language read from the payload can be any: then only the name is certain.
+                    languages = () if mapping.language_field is not None else (mapping.language,)
+                    yield TemplateUse(f"sources.{name}.mappings.{index}.template", mapping.template, languages)
 
     @field_validator("sources", "subscriptions")
     @classmethod
