@@ -187,6 +187,13 @@ def phone_of(order_id: int) -> str:
     return f"+346{10_000_000 + order_id}"
 
 
+def seed_order_templates(app: Connectzap) -> None:
+    for name, body in (("order_confirmation", "Order {{1}} is confirmed."),
+                       ("order_shipped", "Order {{1}} is on its way."),
+                       ("order_cancelled", "Order {{1}} was cancelled.")):
+        seed_template(app, name, body)
+
+
 def expected_sends(statuses: list[str]) -> list[str]:
     """The documented rule (order_notifications module doc), applied in journal order: a status
     notifies when a rule matches, it was not notified before for the order, and its rank is not
@@ -216,10 +223,7 @@ def test_workers_apply_each_orders_shuffled_repeated_status_webhooks_in_journal_
 
     app = Connectzap(load_settings(setup.config)).start()
     try:
-        for name, body in (("order_confirmation", "Order {{1}} is confirmed."),
-                           ("order_shipped", "Order {{1}} is on its way."),
-                           ("order_cancelled", "Order {{1}} was cancelled.")):
-            seed_template(app, name, body)
+        seed_order_templates(app)
         for order_id in range(1, ORDERS + 1):
             app.set_consent(ConsentChange(phone=phone_of(order_id), category=Category.UTILITY, granted=True,
                                           source="checkout", proof="order updates by WhatsApp"))
@@ -278,6 +282,7 @@ def test_workers_apply_one_contacts_consent_changes_and_sends_in_journal_order(s
     stream = consent_stream(random.Random(2626))
     app = Connectzap(load_settings(setup.config)).start()
     try:
+        seed_order_templates(app)  # the workers refuse to start with rules naming unknown templates
         seed_template(app, "weekly_offer", "This week's offers are in.", category="MARKETING")
         with running_workers(setup, app) as alive:
             for at in range(0, len(stream), 7):  # arriving in small groups while the workers run
