@@ -59,7 +59,7 @@ def seed_cache(config: Path) -> None:
 
 CASES = {
     "typo'd key": (RULE.replace("template =", "templat ="),
-                   "plugins.order_notifications.rules.0.templat: unknown key"),
+                   "plugins.order_notifications.rules.0.templat: unknown key (did you mean 'template'?)"),
     "misspelt section": (RULE.replace("plugins.order_notifications", "plugins.order_notification"),
                          "[plugins.order_notification]: no plugin has this name "
                          "(did you mean 'order_notifications'?)"),

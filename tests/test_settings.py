@@ -149,3 +149,29 @@ def test_processes_starting_together_get_one_generated_key_never_a_half_written_
     assert second == first[0] == "generated-key-number-1-0123456789abcdef"
     assert oct((tmp_path / ("hash-secret" if which == "hash key" else "api-key")).stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in tmp_path.iterdir()] == ["hash-secret" if which == "hash key" else "api-key"]
+
+
+def test_an_unknown_key_names_the_closest_real_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, "[workers]\nmax_attemps = 3\n"))
+    assert caught.value.message == "config.workers.max_attemps: unknown key (did you mean 'max_attempts'?)"
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, "[workers]\nzzz = 3\n"))
+    assert caught.value.message == "config.workers.zzz: unknown key"  # nothing close: no guess
+
+
+def test_every_variable_the_code_reads_is_declared_so_doctor_does_not_call_it_unknown() -> None:
+    import re
+
+    import connectzap
+    from connectzap.core.settings import TOOL_VARIABLES, unknown_environment
+    root = Path(connectzap.__file__).parent
+    read = re.compile(r"""(?:environ(?:\.get)?\(|environ\[|getenv\(|envvar=|setdefault\()\s*"""
+                      r"""["'](CONNECTZAP_[A-Z_]+)["']""")
+    used = {name for path in root.rglob("*.py") for name in read.findall(path.read_text(encoding="utf-8"))}
+    assert used and used <= set(TOOL_VARIABLES), sorted(used - set(TOOL_VARIABLES))
+    assert unknown_environment({name: "1" for name in TOOL_VARIABLES}, {}) == []
+    assert unknown_environment({"CONNECTZAP_WORKERS__BATCH_SIZE": "5", "PATH": "/bin"}, {}) == []
+    assert unknown_environment({"CONNECTZAP_WORKERS__BATCH_SIZ": "5"}, {}) == [
+        "environment variable CONNECTZAP_WORKERS__BATCH_SIZ is not a connectzap setting "
+        "(did you mean CONNECTZAP_WORKERS__BATCH_SIZE?)"]

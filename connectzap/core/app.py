@@ -135,7 +135,8 @@ class Connectzap:
                 settings = cls.settings_model.model_validate(section)
             except ValidationError as exc:
                 raise ConfigurationError(
-                    f"connector {name} cannot start: {describe_validation_error(exc, f'connectors.{name}')}") from None
+                    f"connector {name} cannot start: "
+                    f"{describe_validation_error(exc, f'connectors.{name}', cls.settings_model)}") from None
             built[name] = cls(settings, self)
         return built
 

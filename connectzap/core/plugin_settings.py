@@ -121,7 +121,7 @@ def validate_sections(sections: Mapping[str, Mapping[str, Any]], models: Mapping
         try:
             validated[name] = model.model_validate(dict(section))
         except ValidationError as exc:
-            raise ConfigurationError(f"{source}: {describe_validation_error(exc, f'plugins.{name}')}") from None
+            raise ConfigurationError(f"{source}: {describe_validation_error(exc, f'plugins.{name}', model)}") from None
     return validated
 
 

@@ -257,7 +257,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigurationError(describe_validation_error(exc, prefix="config")) from None
+        raise ConfigurationError(describe_validation_error(exc, prefix="config", model=Settings)) from None
     except SettingsError as exc:
         raise ConfigurationError(_describe_env_error(exc)) from None
 
@@ -380,8 +380,31 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(x) for x in loc if not (isinstance(x, str) and ("[" in x or _MEMBER_TAG.match(x))))
 
 
-def describe_validation_error(exc: Any, prefix: str = "") -> str:
-    """One line per problem, never echoing the offending value (it may be a secret)."""
+def field_names(model: type[BaseModel]) -> set[str]:
+    """Every key ``model`` and the models nested in it accept (for "did you mean")."""
+    seen: set[type[BaseModel]] = set()
+    names: set[str] = set()
+
+    def walk(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return
+            seen.add(annotation)
+            for name, info in annotation.model_fields.items():
+                names.add(name)
+                walk(info.annotation)
+        for arg in getattr(annotation, "__args__", ()) or ():
+            walk(arg)
+
+    walk(model)
+    return names
+
+
+def describe_validation_error(exc: Any, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per problem, never echoing the offending value (it may be a secret). With
+    ``model``, an unknown key gets the closest key the model accepts."""
+    import difflib
+    known = sorted(field_names(model)) if model is not None else []
     errors = exc.errors()
     telling = [err for err in errors if err.get("type") not in _BRANCH_MISMATCH]
     parts: list[str] = []
@@ -391,6 +414,10 @@ def describe_validation_error(exc: Any, prefix: str = "") -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown key"
+            loc = err.get("loc") or ("",)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.75)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
         line = f"{where}: {msg}"
         if line not in parts:
             parts.append(line)
