@@ -585,8 +585,9 @@ def test_image_runs_the_compose_services_serve_and_worker_on_postgres(docker, fr
     serve = docker.run("serve-pg", *shared, "--health-interval", "2s",
                        "--health-start-period", "120s", command=tuple(services["serve"]["command"]))
     assert docker.health(serve) == "healthy", docker.logs(serve)
-    worker_check = services["worker"]["healthcheck"]["test"]
-    worker = docker.run("worker", *shared, "--health-cmd", shlex.join(worker_check[1:]), "--health-interval", "2s",
+    worker_check = services["worker"]["healthcheck"]
+    worker = docker.run("worker", *shared, "--health-cmd", shlex.join(worker_check["test"][1:]),
+                        "--health-timeout", worker_check["timeout"], "--health-interval", "2s",
                         "--health-start-period", "120s", command=tuple(services["worker"]["command"]))
     assert docker.health(worker) == "healthy", docker.logs(worker)
     key = docker("exec", serve, "cat", "/data/api-key").stdout.strip()
