@@ -7,14 +7,24 @@ authenticated. With credentials, :meth:`WhatsAppConnector.make_channel` builds t
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import TYPE_CHECKING, ClassVar
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+from sqlalchemy import select
 
 from ...core.errors import SignatureError
-from ...core.models import Event
+from ...core.connector import OutboundCall
+from ...core.context import EventContext
+from ...core.models import Event, EventKind
 from ...core.phones import contact_key
+from ...core.store.schema import events
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import webhooks
+from .pacer import record_limit
 from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
 from .signatures import verify_meta
@@ -23,6 +33,7 @@ if TYPE_CHECKING:
     from ...core.channel import Channel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+log = logging.getLogger("connectzap.whatsapp")
 
 
 class WhatsAppConnector(Connector):
@@ -32,6 +43,7 @@ class WhatsAppConnector(Connector):
     routes: ClassVar[tuple[str, ...]] = ("/webhooks/whatsapp",)
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
     enabled_by_default: ClassVar[bool] = True
+    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.LimitNotice}
 
     settings: WhatsAppSettings
 
@@ -64,6 +76,42 @@ class WhatsAppConnector(Connector):
     def parse(self, request: WebhookRequest) -> list[Event]:
         return webhooks.parse_body(request.body, own_numbers=self.own_numbers,
                                    key_of=lambda e164: contact_key(e164, self.app.secret))
+
+    # --- Meta's messaging limit -----------------------------------------------------------------
+
+    def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
+        if kind == EventKind.RESOLVE.value:
+            return {f"connector:{self.name}": self._apply_limit}
+        return super().delivery_targets(kind)
+
+    def _limit_notice(self, ctx: EventContext) -> webhooks.LimitNotice | None:
+        """The journaled notice of ``ctx``'s event when it is this connector's, about this account."""
+        if ctx.source != self.name:
+            return None  # another connector's thin event
+        with self.app.db.read() as conn:
+            payload: str = conn.execute(select(events.c.payload).where(events.c.id == ctx.event_id)).scalar_one()
+        notice = webhooks.LimitNotice.model_validate(Event.model_validate_json(payload).data)
+        waba = self.settings.waba_id
+        return None if waba and notice.waba_id and notice.waba_id != waba else notice
+
+    async def _apply_limit(self, _payload: Any, ctx: EventContext) -> None:
+        notice = await asyncio.to_thread(self._limit_notice, ctx)
+        if notice is None:
+            return
+        if self.settings.daily_unique_recipients is not None:
+            log.info("Meta reports a messaging limit of %s; daily_unique_recipients = %d stays in force",
+                     notice.reported, self.settings.daily_unique_recipients)
+            return
+        scope = self.settings.waba_id or "portfolio"
+        await asyncio.to_thread(record_limit, self.app.db, scope, notice.limit, ctx.received_at.timestamp())
+        log.info("messaging limit now %s (%s)", notice.limit or "unlimited", notice.reported)
+
+    async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        notice = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None
+        if notice is not None:
+            return [OutboundCall(None, None, note=f"would apply Meta's messaging limit {notice.reported} "
+                                                  "to the pacer (a simulation changes no limit)")]
+        return await super().rehearse(target, kind, payload, ctx)
 
     def make_channel(self) -> Channel:
         """The live Cloud API channel (with its database-backed pacing) when credentials are

@@ -41,6 +41,25 @@ DAY = 86400.0
 BUCKET = 600.0
 CLEANUP_EVERY = 3600.0
 PREFIX = "wa:"
+LIMIT_PREFIX = "wa-limit:"  # outside PREFIX: the hourly cleanup must not forget what Meta reported
+STARTING_LIMIT = 250
+"""The messaging limit assumed until Meta reports one: where every business portfolio starts."""
+
+
+def record_limit(db: Database, scope: str, limit: int | None, at: float) -> None:
+    """Store the messaging limit Meta reported for ``scope`` (None = unlimited), for every worker."""
+    with db.begin() as conn:
+        db.upsert(conn, rate_counters, {"key": f"{LIMIT_PREFIX}{scope}", "value": -1.0 if limit is None
+                                        else float(limit), "updated_at": at}, ["key"])
+
+
+def reported_limit(conn: Any, scope: str) -> int | None:
+    """The last limit Meta reported for ``scope`` (None = unlimited); :data:`STARTING_LIMIT` before any."""
+    value = conn.execute(select(rate_counters.c.value).where(
+        rate_counters.c.key == f"{LIMIT_PREFIX}{scope}")).scalar()
+    if value is None:
+        return STARTING_LIMIT
+    return None if value < 0 else int(value)
 
 
 @dataclass
@@ -55,7 +74,8 @@ class Pacer:
     def __init__(self, db: Database, *, default_number: str, messages_per_second: float = 80.0,
                  pair_spacing_seconds: float = 6.0, pair_cooldown_seconds: float | None = None,
                  daily_unique_recipients: int | None = None, scope: str = "portfolio",
-                 burst_seconds: float = 0.1, clock: Callable[[], float] = time.time) -> None:
+                 burst_seconds: float = 0.1, clock: Callable[[], float] = time.time,
+                 follow_meta: bool = False) -> None:
         self.db = db
         self.clock = clock  # wall time shared with other processes through the database; tests pass their own
         self.default_number = default_number
@@ -64,6 +84,8 @@ class Pacer:
         self.pair_cooldown = pair_cooldown_seconds if pair_cooldown_seconds is not None else max(
             2 * pair_spacing_seconds, 12.0)
         self.daily_limit = daily_unique_recipients
+        # With no limit configured, follow the one Meta reports (phone_number_quality_update webhooks)
+        self.follow_meta = follow_meta and daily_unique_recipients is None
         self.scope = scope
         self.burst = burst_seconds
         self._pending: list[_Ask] = []
@@ -75,7 +97,8 @@ class Pacer:
     def from_settings(cls, db: Database, settings: Any) -> Pacer:
         return cls(db, default_number=settings.phone_number_id, messages_per_second=settings.messages_per_second,
                    pair_spacing_seconds=settings.pair_spacing_seconds,
-                   daily_unique_recipients=settings.daily_unique_recipients, scope=settings.waba_id or "portfolio")
+                   daily_unique_recipients=settings.daily_unique_recipients, scope=settings.waba_id or "portfolio",
+                   follow_meta=settings.daily_unique_recipients is None)
 
     # --- what the channel calls ---------------------------------------------------------------
 
@@ -143,8 +166,9 @@ class Pacer:
             live.append(i)
         with self.db.begin() as conn:
             t = self.clock()  # after waiting for the database, so slots start from the real now
-            if self.daily_limit is not None:
-                live = self._budget(conn, t, batch, live, results)
+            limit = reported_limit(conn, self.scope) if self.follow_meta else self.daily_limit
+            if limit is not None:
+                live = self._budget(conn, t, batch, live, results, limit)
             if self.pair_spacing > 0 and live:
                 live = self._pairs(conn, t, batch, live, results)
             by_number: dict[str, list[int]] = {}
@@ -203,12 +227,12 @@ class Pacer:
                                         retry_after=max(value - t, 0.05))
         return still
 
-    def _budget(self, conn: Any, t: float, batch: list[_Ask], live: list[int], results: list[Any]) -> list[int]:
+    def _budget(self, conn: Any, t: float, batch: list[_Ask], live: list[int], results: list[Any],
+                limit: int) -> list[int]:
         """Admit business-initiated messages while the rolling 24 h unique-recipient budget lasts."""
         asks = [i for i in live if batch[i].business_initiated]
         if not asks:
             return live
-        assert self.daily_limit is not None
         base = f"{PREFIX}budget:{self.scope}:"
         lock = f"{base}lock"
         # Writing the lock row holds its row lock until commit: one budget decision at a time
@@ -227,7 +251,7 @@ class Pacer:
         buckets = {bucket_keys[row[0]]: int(row[1]) for row in conn.execute(
             select(rate_counters.c.key, rate_counters.c.value).where(rate_counters.c.key.in_(list(bucket_keys))))
             if row[1]}
-        room = max(self.daily_limit - sum(buckets.values()), 0)
+        room = max(limit - sum(buckets.values()), 0)
         admitted = set(fresh[:room])
         if admitted:
             stmt = self.db.insert(rate_counters).values(
@@ -246,7 +270,7 @@ class Pacer:
         for i in live:
             ck = batch[i].contact_key
             if batch[i].business_initiated and recipient_keys[ck] not in counted and ck not in admitted:
-                results[i] = PacedError(f"daily limit: {self.daily_limit} unique recipients in 24 hours reached",
+                results[i] = PacedError(f"daily limit: {limit} unique recipients in 24 hours reached",
                                         retry_after=wait)
             else:
                 still.append(i)

@@ -31,8 +31,10 @@ class WhatsAppSettings(ConnectorSettings):
     messages_per_second: float = Field(default=80.0, gt=0, le=1000)
     pair_spacing_seconds: float = Field(default=6.0, ge=0)
     """Minimum time between two messages to the same recipient (Meta's pair rate limit)."""
-    daily_unique_recipients: int | None = Field(default=250, ge=1)
-    """Messaging-limit tier: unique recipients of business-initiated messages per rolling 24 h (None = unlimited)."""
+    daily_unique_recipients: int | None = Field(default=None, ge=1)
+    """Unique recipients of business-initiated messages per rolling 24 h. Unset: the messaging limit
+    Meta reports in ``phone_number_quality_update`` webhooks (250, where every portfolio starts,
+    until one arrives); a number fixes it and Meta's reports are ignored."""
     transport: str = "aiohttp"
     """HTTP transport under httpx: "aiohttp" (httpx-aiohttp) or "httpx" (httpx's own)."""
 

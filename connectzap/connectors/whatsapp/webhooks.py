@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from ...core import clock
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
@@ -376,8 +378,54 @@ def _template_update(change: _Change) -> Iterator[Event]:
                    dedupe_key=f"{change.field}:{fields['id'] or name}:{digest}")
 
 
+# --- the messaging limit (per business portfolio since October 2025) ---------------------------
+
+class LimitNotice(BaseModel):
+    """Meta's messaging limit for a WhatsApp Business Account, as a ``resolve`` event the connector
+    applies to its pacer (no event hook sees it)."""
+
+    notice: str = "messaging_limit"
+    waba_id: str | None = None
+    limit: int | None
+    """Unique recipients of business-initiated messages per rolling 24 h; None = unlimited."""
+    reported: str
+    event: str | None = None
+
+
+def messaging_limit(reported: str) -> tuple[bool, int | None]:
+    """``(known, limit)`` for a limit as Meta writes it: ``TIER_250``, ``TIER_2K``, ``TIER_100K``,
+    ``TIER_UNLIMITED``, or a plain number; ``TIER_NOT_SET`` and anything else are not known."""
+    tier = reported.strip().upper().removeprefix("TIER_")
+    if tier == "UNLIMITED":
+        return True, None
+    scale = 1000 if tier.endswith("K") else 1_000_000 if tier.endswith("M") else 1
+    digits = tier[:-1] if scale > 1 else tier
+    try:
+        limit = int(float(digits) * scale)
+    except ValueError:
+        return False, None
+    return limit > 0, limit if limit > 0 else None
+
+
+def _limit_update(change: _Change) -> Iterator[Event]:
+    value = change.value
+    # max_daily_conversations_per_business replaces current_limit (removed in February 2026)
+    reported = _text(value.get("max_daily_conversations_per_business")) or _text(value.get("current_limit"))
+    if not reported:
+        return  # a throughput or quality change without a limit
+    known, limit = messaging_limit(reported)
+    if not known:
+        log.warning("whatsapp %s: messaging limit %r not understood, ignored", change.field, reported)
+        return
+    notice = LimitNotice(waba_id=change.entry_id, limit=limit, reported=reported, event=_text(value.get("event")))
+    yield Event(kind=EventKind.RESOLVE, source=SOURCE, data=notice.model_dump(),
+                occurred_at=change.entry_time or change.now,
+                dedupe_key=f"{change.field}:{_digest(change.entry_id, change.entry_time, value)}")
+
+
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "messages": _messages_field,
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
+    "phone_number_quality_update": _limit_update,
 }
