@@ -100,3 +100,26 @@ def test_a_connector_cannot_take_over_a_core_kind(tmp_path: Path) -> None:
     with registered_plugin(Plugin(), name="greedy_plugin"), \
             pytest.raises(ConfigurationError, match="connector greedy declares a payload model for order_created"):
         make_app(tmp_path)
+
+
+def test_two_connectors_each_read_their_own_resolve_events(tmp_path: Path) -> None:
+    """HubSpot's thin contact notices and WhatsApp's messaging-limit notices are both ``resolve``
+    events: each is read with the model its own connector declared, in one engine."""
+    from connectzap.connectors.hubspot.webhooks import ContactNotice
+    from connectzap.connectors.whatsapp.webhooks import LimitNotice
+    from connectzap.testing.apps import make_app
+
+    app = make_app(tmp_path, connectors={
+        "whatsapp": {"access_token": "t", "phone_number_id": "1", "app_secrets": ["s"], "verify_token": "v"},
+        "hubspot": {"access_token": "pat-na1-payload-test", "client_secrets": ["c"]}})
+    try:
+        limit = Event(kind=EventKind.RESOLVE, source="whatsapp", dedupe_key="w",
+                      data={"limit": 2000, "reported": "TIER_2K"})
+        contact = Event(kind=EventKind.RESOLVE, source="hubspot", dedupe_key="h",
+                        data={"portal_id": "1", "object_id": "2", "purpose": "lead", "trigger": "creation"})
+        assert isinstance(limit.payload(), LimitNotice) and limit.payload().limit == 2000  # type: ignore[attr-defined]
+        assert isinstance(contact.payload(), ContactNotice)
+    finally:
+        app.close()
+    with pytest.raises(ConfigurationError, match="from whatsapp"):  # one source, two models: refused
+        payloads.declare(EventKind.RESOLVE, Order, "connector other", source="whatsapp")

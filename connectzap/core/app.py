@@ -101,7 +101,10 @@ class Connectzap:
                 if kind in CORE_PAYLOADS or kind == EventKind.SEND:
                     raise ConfigurationError(f"connector {name} declares a payload model for {kind} events, "
                                              "which the core owns")
-                payloads.declare(str(kind), model, f"connector {name}")
+                # keyed by the connector's name, the source of the events it journals; the first one
+                # also reads the kind from sources no connector names (as before per-source models)
+                payloads.declare(str(kind), model, f"connector {name}", source=name)
+                payloads.declare_default(str(kind), model, f"connector {name}")
 
     def config_problems(self) -> list[str]:
         """What the configuration asks for that the database lacks: templates named in plugin and

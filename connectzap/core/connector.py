@@ -106,7 +106,8 @@ class Connector:
     enabled_by_default: ClassVar[bool] = False
     payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {}
     """Models for event kinds this connector journals beyond the core's (e.g. a thin ``resolve``
-    notice it completes later); the engine declares them when it starts (:mod:`.payloads`)."""
+    notice it completes later); the engine declares them when it starts (:mod:`.payloads`), for the
+    events whose source is this connector's name, so two connectors may each have a ``resolve``."""
     optional_headers: ClassVar[tuple[str, ...]] = ()
     """Headers (any case) a signed delivery carries that this connector does not need: a request
     without one is still accepted. Declaring them is what lets the conformance suite tell an

@@ -398,14 +398,14 @@ class Event(Model):
         Raises :class:`LookupError` for a kind nothing declared a model for: the kinds in
         :data:`CORE_PAYLOADS` always work; ``send`` and connectors' own kinds once an engine
         started (:mod:`.payloads`)."""
-        model = payload_model(self.kind)
+        model = payload_model(self.kind, self.source)
         if model is None:
             raise LookupError(f"no payload model is declared for {self.kind.value} events")
         return model.model_validate(self.data)
 
     def has_typed_payload(self) -> bool:
         """True when :meth:`payload` knows this kind's model."""
-        return payload_model(self.kind) is not None
+        return payload_model(self.kind, self.source) is not None
 
     @classmethod
     def of(
@@ -431,6 +431,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
 :class:`~connectzap.core.messages.Outgoing`) and connectors' kinds are declared at start-up."""
 
 
-def payload_model(kind: str) -> type[BaseModel] | None:
-    """The model that reads events of ``kind``, or ``None`` when nothing declared one (yet)."""
-    return CORE_PAYLOADS.get(kind) or payloads.declared(kind)
+def payload_model(kind: str, source: str | None = None) -> type[BaseModel] | None:
+    """The model that reads events of ``kind`` (from ``source``: a connector's own kinds are read
+    by the model its connector declared), or ``None`` when nothing declared one (yet)."""
+    return CORE_PAYLOADS.get(kind) or payloads.declared(kind, source)
