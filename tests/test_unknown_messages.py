@@ -144,6 +144,27 @@ async def test_a_status_webhook_settles_an_unknown_message_at_once_and_erases_it
     assert app.unknown_messages() == []
 
 
+async def test_a_status_received_in_time_but_not_yet_applied_holds_the_policy_back(make: Any, tick: Clock) -> None:
+    """After a restart the statuses may wait behind a backlog: one that arrived within the grace
+    period settles its message, however late it is applied; the resend waits for it."""
+    channel = LiveLike()
+    app, ids = admitted(make, channel, unknown_policy="resend")
+    die_mid_batch(app, handed_off=ids[:2])
+    tick.t += 31
+    await Worker(app).run_until_idle()
+    tick.t += GRACE - 10  # ids[0]'s status arrives in time; nothing applies it yet
+    app.ingest([Event.of(EventKind.MESSAGE_STATUS,
+                         MessageStatus(wamid="wamid.first", status="sent", timestamp=datetime.now(UTC),
+                                       outbox_id=ids[0]), source="whatsapp", dedupe_key="wamid.first:sent")])
+    tick.t += 20  # the grace period is over, the status still waits in the journal
+    await Worker(app).recover_once()
+    assert [status(app, m) for m in ids[:2]] == ["unknown", "unknown"]  # neither resent: statuses lag
+    await Worker(app).run_until_idle()  # applies the status, then settles what no status came for
+    await app.aclose()
+    assert (status(app, ids[0]), channel.sends_of(ids[0])) == ("sent", 0)
+    assert (status(app, ids[1]), channel.sends_of(ids[1])) == ("accepted", 1)
+
+
 async def test_resend_policy_resends_once_after_the_grace_period_with_the_same_callback_data(
         make: Any, tick: Clock) -> None:
     channel = LiveLike()

@@ -258,12 +258,15 @@ class Sender:
 
     def _settle_unknown(self) -> int:
         """Apply ``workers.unknown_policy`` to ``unknown`` messages no status settled in the grace
-        period. A message that cannot be resent (its content is gone, or it used up its attempts)
+        period -- counting only statuses already applied: one received in time that still waits in
+        the journal (a backlog after a restart) settles its message first. A message that cannot be resent (its content is gone, or it used up its attempts)
         fails instead: the policy never leaves one unresolved."""
         retention = self.app.settings.privacy.retention_hours * 3600
         failed: list[dict[str, Any]] = []
         with self.db.begin() as conn:
-            rows = outbox.unknown_past_grace(self.db, conn, self.cfg.unknown_grace_seconds)
+            waiting = journal.oldest_pending_received(conn, EventKind.MESSAGE_STATUS)
+            rows = outbox.unknown_past_grace(self.db, conn, self.cfg.unknown_grace_seconds,
+                                             now() if waiting is None else waiting)
             for row in rows:
                 resend = outbox.settles_by(row, self.cfg.unknown_policy, self.cfg.max_attempts) == "resend"
                 if resend and outbox.resend_unknown(conn, row["id"]):

@@ -257,6 +257,13 @@ def pending_count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
 
 
+def oldest_pending_received(conn: Connection, kind: str) -> float | None:
+    """When the oldest event of ``kind`` still waiting to be applied was received (None: none waits)."""
+    from sqlalchemy import func
+    return conn.execute(select(func.min(events.c.received_at))
+                        .where(events.c.status == "pending", events.c.kind == kind)).scalar()
+
+
 def dead_letters(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
     rows = conn.execute(select(deliveries.c.event_id, deliveries.c.target, deliveries.c.attempts,
                                deliveries.c.last_error, deliveries.c.updated_at, events.c.source, events.c.kind)

@@ -175,10 +175,14 @@ def requeue_now(conn: Connection, message_id: str) -> None:
     _update_while_sending(conn, message_id, status=S.QUEUED, next_attempt_at=now(), handed_off_at=None, **_RELEASE)
 
 
-def unknown_past_grace(db: Database, conn: Connection, grace: float, limit: int = 100) -> list[dict[str, Any]]:
+def unknown_past_grace(db: Database, conn: Connection, grace: float, statuses_applied_until: float,
+                       limit: int = 100) -> list[dict[str, Any]]:
     """``unknown`` messages no status settled within ``grace`` seconds, oldest first, locked for
-    this transaction (another worker skips them)."""
-    stmt = db.for_update(select(outbox).where(outbox.c.status == S.UNKNOWN, outbox.c.unknown_since < now() - grace)
+    this transaction (another worker skips them). ``statuses_applied_until``: every status received
+    before this time has been applied -- a status that arrived in time but waits behind a backlog
+    must still settle its message, so the grace period only ends where the applied statuses reach."""
+    stmt = db.for_update(select(outbox).where(outbox.c.status == S.UNKNOWN,
+                                              outbox.c.unknown_since < min(now(), statuses_applied_until) - grace)
                          .order_by(outbox.c.unknown_since).limit(limit))
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
