@@ -259,8 +259,9 @@ class Sender:
     def _settle_unknown(self) -> int:
         """Apply ``workers.unknown_policy`` to ``unknown`` messages no status settled in the grace
         period -- counting only statuses already applied: one received in time that still waits in
-        the journal (a backlog after a restart) settles its message first. A message that cannot be resent (its content is gone, or it used up its attempts)
-        fails instead: the policy never leaves one unresolved."""
+        the journal (a backlog after a restart) settles its message first. A message that cannot be
+        resent (its content is gone, or it used up its attempts) fails instead: the policy never
+        leaves one unresolved."""
         retention = self.app.settings.privacy.retention_hours * 3600
         failed: list[dict[str, Any]] = []
         with self.db.begin() as conn:

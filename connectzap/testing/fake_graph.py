@@ -27,6 +27,7 @@ import itertools
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,8 @@ class FakeGraph:
         self.profile: dict[str, Any] = {"about": "", "address": "", "description": "", "email": "",
                                         "websites": [], "vertical": "UNDEFINED", "messaging_product": "whatsapp"}
         self._ids = itertools.count(1)
+        self._accepted: Counter[str] = Counter()
+        self._accepted_lock = threading.Lock()
         self.webhook_url: str | None = None
         self._webhook_secret = ""
         self._report: tuple[str, ...] = ()
@@ -112,6 +115,12 @@ class FakeGraph:
         """From now on, follow every accepted send with signed status webhooks to ``url`` (change
         :attr:`webhook_url` when the receiver moves, e.g. restarts on another port)."""
         self.webhook_url, self._webhook_secret, self._report = url, app_secret, statuses
+
+    def accepted(self) -> Counter[str]:
+        """How many times each ``biz_opaque_callback_data`` was accepted (a copy; kept even when
+        ``record`` is off): a crash test's proof that nothing was sent twice or lost."""
+        with self._accepted_lock:
+            return Counter(self._accepted)
 
     @property
     def unreported(self) -> int:
@@ -229,6 +238,9 @@ class FakeGraph:
         self.send_times.append(time.time())
         to = str(body.get("to", ""))
         wamid = f"wamid.fake.{next(self._ids)}"
+        if body.get("biz_opaque_callback_data"):
+            with self._accepted_lock:
+                self._accepted[str(body["biz_opaque_callback_data"])] += 1
         for status in self._report:
             item: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
                                     "recipient_id": to}

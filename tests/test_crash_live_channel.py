@@ -1,0 +1,218 @@
+"""SIGKILL a real ``serve`` five times while it sends through the live Cloud API channel.
+
+``serve`` runs as the README starts it (``connectzap --config FILE serve --port N``), its WhatsApp
+connector configured with an access token and ``api_base_url`` pointing at the local Graph
+stand-in (:class:`connectzap.testing.fake_graph.FakeGraph`). The stand-in counts every accepted
+send by its ``biz_opaque_callback_data`` and posts a signed ``sent`` status webhook for each back
+to ``serve`` -- retrying while ``serve`` is dead, as Meta does. The live channel cannot be asked
+whether a message went out, so after each kill only the hand-off mark and the status webhooks can
+tell; what neither settles, ``workers.unknown_policy = "resend"`` settles after the grace period.
+
+Afterwards: every order's message was accepted by the stand-in exactly once (none lost, none
+twice), every message is ``sent`` (nothing left ``unknown``), and its text and number are erased.
+Each kill also measures how many messages it left ambiguous (handed off, unanswered) against those
+it left claimed but never handed off (simply queued again); the numbers go to stdout (``-s``).
+
+The run size is ``CONNECTZAP_CRASH_MESSAGES`` (default below; see the constant for why not 10,000).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from test_crash_restart import PLUGIN, PLUGIN_SOURCE
+
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind
+from connectzap.core.settings import load_settings
+from connectzap.core.store.schema import events, outbox
+from connectzap.testing import seed_template
+from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
+from connectzap.testing.fake_graph import FakeGraph
+from connectzap.testing.venvs import fake_distribution
+
+pytestmark = pytest.mark.slow
+
+# The issue asks for 10,000. On the 2-core shared CI machine (load ~14) serve got through about 6
+# orders a second end to end (dispatch, send, status webhook), so 2,000 took 5.5 minutes on SQLite
+# (2026-12-02) and 10,000 would take half an hour: 2,000 is the largest run that fits in a few
+# minutes there. CONNECTZAP_CRASH_MESSAGES=10000 runs the full size where there is room.
+MESSAGES = int(os.environ.get("CONNECTZAP_CRASH_MESSAGES", "2000"))
+KILLS = 5
+GRACE = 45.0  # workers.unknown_grace_seconds: long enough for the stand-in's retried statuses to land
+APP_SECRET = "crash-live-app-secret"
+TOKEN = "crash-live-token"
+CONNECTZAP = Path(sys.executable).with_name("connectzap")
+
+
+@dataclass
+class Run:
+    config: Path
+    env: dict[str, str]
+    port: int
+    database_url: str
+    stderr: Path
+    kills: list[dict[str, int]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraph]:
+    with FakeGraph(token=TOKEN, record=False) as fake:
+        yield fake
+
+
+@pytest.fixture
+def run(backend: str, tmp_path: Path, graph: FakeGraph) -> Iterator[Run]:
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "cz-crash-plugin", "1.0", PLUGIN, PLUGIN_SOURCE)
+    if backend == "postgres":
+        url = _postgres_schema_url(os.environ["CONNECTZAP_TEST_DATABASE_URL"])
+    else:
+        url = f"sqlite:///{tmp_path / 'connectzap.db'}"
+    port = free_port()
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+[database]
+url = "{url}"
+[privacy]
+hash_secret = "crash-live-secret-0123456789"
+[workers]
+lease_seconds = 3
+poll_interval_seconds = 0.05
+batch_size = 100
+unknown_policy = "resend"
+unknown_grace_seconds = {GRACE}
+[connectors.whatsapp]
+access_token = "{TOKEN}"
+phone_number_id = "106540352242922"
+app_secrets = ["{APP_SECRET}"]
+verify_token = "crash-live-verify"
+api_base_url = "{graph.url}"
+messages_per_second = 1000
+pair_spacing_seconds = 0
+daily_unique_recipients = 1000000
+timeout_seconds = 10
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
+    env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")
+    graph.report_statuses(f"http://127.0.0.1:{port}/webhooks/whatsapp", APP_SECRET, statuses=("sent",))
+    yield Run(config, env, port, url, tmp_path / "serve-stderr.log")
+    drop_postgres_schema(url)
+
+
+def journal_orders(config: Path) -> None:
+    app = Connectzap(load_settings(config)).start()
+    try:
+        seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
+        for at in range(0, MESSAGES, 500):
+            batch = []
+            for n in range(at, min(at + 500, MESSAGES)):
+                phone = f"+49151{10000000 + n}"
+                consent = ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="checkout",
+                                        proof="order confirmations by WhatsApp")
+                batch.append(Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"order-{n}",
+                                   consents=[consent],
+                                   data={"id": str(n), "status": "processing", "customer": {"phone": phone}}))
+            app.ingest(batch)
+    finally:
+        app.close()
+
+
+def start_serve(r: Run) -> subprocess.Popen[bytes]:
+    # stderr to a file: nobody reads a pipe while serve runs, and a full one would block it.
+    with r.stderr.open("ab") as stderr:
+        return subprocess.Popen([str(CONNECTZAP), "--config", str(r.config), "serve", "--port", str(r.port),
+                                 "--log-level", "warning"], env=r.env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], r: Run, timeout: float,
+             what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early ({proc.returncode}): {r.stderr.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; serve stderr: {r.stderr.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def left_by_kill(app: Connectzap, graph: FakeGraph) -> dict[str, int]:
+    """What a kill left claimed: handed off or not, and of the handed-off ones, how many the
+    stand-in really accepted (the rest never got there)."""
+    with app.db.read() as conn:
+        rows = conn.execute(select(outbox.c.id, outbox.c.handed_off_at).where(outbox.c.status == "sending")).all()
+    accepted = graph.accepted()
+    handed_off = [r.id for r in rows if r.handed_off_at is not None]
+    return {"claimed_not_handed_off": sum(1 for r in rows if r.handed_off_at is None),
+            "ambiguous": len(handed_off), "ambiguous_really_sent": sum(1 for m in handed_off if accepted[m])}
+
+
+def finished(app: Connectzap, graph: FakeGraph) -> bool:
+    with app.db.read() as conn:
+        pending = conn.execute(select(func.count()).select_from(events)
+                               .where(events.c.status == "pending")).scalar_one()
+        open_ = conn.execute(select(func.count()).select_from(outbox).where(
+            outbox.c.status.in_(("queued", "sending", "unknown", "accepted")))).scalar_one()
+        made = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+    return made == MESSAGES and open_ == 0 and pending == 0 and graph.unreported == 0
+
+
+def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_twice_leave_nothing_unknown(
+        run: Run, graph: FakeGraph) -> None:
+    journal_orders(run.config)
+    observer = Connectzap(load_settings(run.config))
+    try:
+        for k in range(1, KILLS + 1):
+            proc = start_serve(run)
+            point = MESSAGES * k // (KILLS + 1)
+            wait_for(lambda p=point: sum(graph.accepted().values()) >= p, proc, run, 300, f"{point} sends")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            run.kills.append(left_by_kill(observer, graph))
+        assert sum(graph.accepted().values()) < MESSAGES, "serve finished before the last kill"
+
+        proc = start_serve(run)
+        try:
+            wait_for(lambda: finished(observer, graph), proc, run, 300 + GRACE, "every message to be settled")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, run.stderr.read_text()[-3000:]
+
+        with observer.db.read() as conn:
+            order_events = conn.execute(select(events.c.status, func.count()).where(events.c.source == "shop")
+                                        .group_by(events.c.status)).all()
+            rows = conn.execute(select(outbox.c.id, outbox.c.idempotency_key, outbox.c.status, outbox.c.reason,
+                                       outbox.c.recipient, outbox.c.content)).all()
+        accepted = graph.accepted()
+        print(f"\n{MESSAGES} messages, {KILLS} SIGKILLs ({observer.db.dialect}); left by each kill: {run.kills}; "
+              f"resent after the grace period: {sum(1 for r in rows if r.reason == 'resent_unconfirmed')}")
+        assert order_events == [("done", MESSAGES)]  # no event lost, none dead
+        assert sorted(r.idempotency_key for r in rows) == sorted(f"{PLUGIN}:order:{n}" for n in range(MESSAGES))
+        reasons = {r.id: r.reason for r in rows}
+        twice = [(m, reasons.get(m)) for m, n in accepted.items() if n > 1]
+        assert twice == []  # nothing sent twice
+        assert set(accepted) == {r.id for r in rows}  # nothing lost: every message reached the stand-in
+        assert Counter(r.status for r in rows) == {"sent": MESSAGES}  # settled by its status, none unknown
+        assert [r.id for r in rows if r.recipient is not None or r.content is not None] == []  # erased
+        # The crash paths ran: some kill caught messages claimed but never handed off (re-queued).
+        assert sum(k["claimed_not_handed_off"] + k["ambiguous"] for k in run.kills) > 0
+    finally:
+        observer.close()
