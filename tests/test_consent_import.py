@@ -13,11 +13,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+
+from connectzap import ConsentChange, hookimpl
+from connectzap.core.consent_files import ImportRow
 
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import consents, events
@@ -250,16 +254,26 @@ def test_an_import_leaves_the_files_last_word_and_a_second_import_adds_nothing(a
     assert again.added == 0 and app.consent_ledger() == ledger
 
 
-def test_imported_changes_are_ordered_with_the_contacts_other_events(app: Connectzap):
-    """Each imported change is journaled with the ordering key the engine gives that contact's
-    events, so it is applied in order with the customer's messages and other consent changes."""
-    from sqlalchemy import select
+class ConsentListener:
+    @hookimpl
+    def on_consent_changed(self, change: ConsentChange, ctx: Any) -> None:
+        pass
 
+
+def test_imported_changes_reach_listeners_in_the_contacts_order(app: Connectzap):
+    """With nothing listening, an import journals nothing (no number waits in the journal), as
+    ``set_consent``; with a listener, each change is journaled with the ordering key the engine
+    gives that contact's events, so it is applied in order with the customer's other events."""
     from connectzap.core import ordering
-    checked = app.check_consent_rows(as_records([
-        {"phone": "0034 612 345 678", "category": "marketing", "granted": True, "source": "shop", "proof": "box",
-         "at": None}]))
-    app.import_consent(checked.rows)
+    from connectzap.testing import registered_plugin
+
+    def row(category: str) -> list[ImportRow]:
+        return app.check_consent_rows(as_records([{"phone": "0034 612 345 678", "category": category,
+                                                   "granted": True, "source": "shop", "proof": "box",
+                                                   "at": None}])).rows
+    assert app.import_consent(row("marketing")).added == 1
+    with registered_plugin(ConsentListener(), "import_consent_listener"):
+        assert app.import_consent(row("utility")).added == 1
     with app.db.read() as conn:
         stored = conn.execute(select(events.c.kind, events.c.ordering_key)).all()
     assert stored == [("consent_changed", ordering.hashed(ordering.contact("+34612345678"), app.secret))]

@@ -351,9 +351,12 @@ class Connectzap:
 
     def import_consent(self, rows: list[consent_files.ImportRow],
                        advance: Callable[[int], None] = lambda n: None) -> consent_files.ImportResult:
-        """Write checked rows in one transaction: all of them, or (on any failure) none."""
+        """Write checked rows in one transaction: all of them, or (on any failure) none. Like
+        :meth:`set_consent`, each new change is journaled for the hooks only when something listens."""
+        listened = not self.started or bool(delivery_targets(EventKind.CONSENT_CHANGED.value,
+                                                             self.connectors.values()))
         with self.db.begin() as conn:
-            return consent_files.write(self.db, conn, rows, advance)
+            return consent_files.write(self.db, conn, rows, advance, notify=listened)
 
     def consent_export(self) -> Iterator[list[str]]:
         """The consent export's header and rows (:func:`.consent_files.export_rows`)."""

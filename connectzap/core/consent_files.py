@@ -226,9 +226,9 @@ class _Seen:
 
 
 def write(db: Database, conn: Connection, rows: list[ImportRow],
-          advance: Callable[[int], None] = lambda n: None) -> ImportResult:
-    """Append the rows the ledger does not hold yet, in batches, and journal a consent change for
-    each that names a phone number (as :meth:`Connectzap.set_consent` does)."""
+          advance: Callable[[int], None] = lambda n: None, *, notify: bool = True) -> ImportResult:
+    """Append the rows the ledger does not hold yet, in batches, and (``notify``) journal a consent
+    change for each that names a phone number, as :meth:`Connectzap.set_consent` does."""
     seen: dict[tuple[str, str], _Seen] = {}
     loaded: set[str] = set()
     order = 0
@@ -256,7 +256,7 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
             state.add(at, 1 << 62 | order, (row.granted, row.source, row.proof), stored=False)
             inserts.append({"contact_key": row.contact_key, "category": row.category.value, "granted": row.granted,
                             "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at})
-            if row.change is not None:
+            if notify and row.change is not None:
                 changes.append(Event.of(EventKind.CONSENT_CHANGED, row.change, source=row.source,
                                         already_recorded=True, ordering_key=ordering.contact_e164(row.change.phone),
                                         dedupe_key=f"{row.contact_key}:{row.category.value}:{int(row.granted)}:"
