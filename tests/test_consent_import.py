@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
@@ -226,8 +226,15 @@ def as_records(rows: list[dict[str, object]]) -> list[tuple[int, dict[str, str |
             for line, r in enumerate(rows, start=2)]
 
 
+def _row(granted: bool, day: int | None) -> dict[str, object]:
+    return {"phone": ANA, "category": "marketing", "granted": granted, "source": "shop", "proof": "box A",
+            "at": None if day is None else datetime(2026, 1, 1 + day, tzinfo=UTC)}
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(ROW, max_size=12))
+# An undated repeat of the current state is still "now": a later-dated row of the file must not outrank it.
+@example(rows=[_row(False, 1), _row(False, None), _row(True, 2)])
 def test_an_import_leaves_the_files_last_word_and_a_second_import_adds_nothing(app: Connectzap, rows):
     with app.db.begin() as conn:
         conn.execute(delete(consents))

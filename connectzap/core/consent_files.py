@@ -197,32 +197,31 @@ Content = tuple[bool, str, "str | None"]  # (granted, source, proof)
 class _Seen:
     """What the ledger holds for one (contact, category), as far as this import needs it."""
 
-    latest: tuple[float, int, bool, str, str | None] | None = None  # (at, order, granted, source, proof)
     stored: dict[Content, list[float]] = field(default_factory=dict)  # before this import: content -> times
     imported: dict[Content, list[float]] = field(default_factory=dict)  # by this import
 
-    def add(self, at: float, order: int, content: Content, *, stored: bool) -> None:
-        if self.latest is None or (at, order) >= self.latest[:2]:
-            self.latest = (at, order, *content)
+    def add(self, at: float, content: Content, *, stored: bool) -> None:
         (self.stored if stored else self.imported).setdefault(content, []).append(at)
 
     def holds(self, row: ImportRow) -> bool:
         """The ledger already says what ``row`` says, so writing it would only repeat history:
 
-        * a row with a time: the same record (consent, source, proof and time) is there. It is
-          written otherwise, even when it repeats its neighbour: whether a row is redundant would
-          depend on the rows around it, and a second import must find exactly what the first wrote;
+        * a row with a time: the same record (consent, source, proof and time) is there;
         * a row without one (it takes effect now): the same consent, source and proof was recorded
-          before this import -- a file imported again must not re-grant what the customer revoked
-          since -- or it repeats the current state (as :func:`.consent.record` decides).
+          before this import -- so a file imported again adds nothing, and cannot re-grant what the
+          customer revoked since.
+
+        A row is written otherwise, even when it repeats the current state: a repeat at a later time
+        moves the deciding time on (as :func:`.consent.record` keeps it), and whether a row is
+        redundant must not depend on the rows around it, or a second import would differ.
         """
         content = (row.granted, row.source, row.proof)
-        if row.at_given:
-            at = row.at.timestamp()
-            # Times travel as ISO 8601 text, to the microsecond: a re-imported time is equal to that.
-            return any(abs(t - at) < 2e-6
-                       for times in (self.stored.get(content, ()), self.imported.get(content, ())) for t in times)
-        return content in self.stored or (self.latest is not None and self.latest[2:] == content)
+        if not row.at_given:
+            return content in self.stored
+        at = row.at.timestamp()
+        # Times travel as ISO 8601 text, to the microsecond: a re-imported time is equal to that.
+        return any(abs(t - at) < 2e-6
+                   for times in (self.stored.get(content, ()), self.imported.get(content, ())) for t in times)
 
 
 def write(db: Database, conn: Connection, rows: list[ImportRow],
@@ -231,16 +230,15 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
     change for each that names a phone number, as :meth:`Connectzap.set_consent` does."""
     seen: dict[tuple[str, str], _Seen] = {}
     loaded: set[str] = set()
-    order = 0
     added = unchanged = 0
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
         fresh_keys = sorted({r.contact_key for r in batch} - loaded)
         for known in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.granted,
-                                         consents.c.source, consents.c.proof, consents.c.at, consents.c.id)
+                                         consents.c.source, consents.c.proof, consents.c.at)
                                   .where(consents.c.contact_key.in_(fresh_keys))):
             seen.setdefault((known.contact_key, known.category), _Seen()).add(
-                known.at, known.id, (known.granted, known.source, known.proof), stored=True)
+                known.at, (known.granted, known.source, known.proof), stored=True)
         loaded.update(fresh_keys)
         inserts: list[dict[str, Any]] = []
         changes: list[Event] = []
@@ -250,10 +248,8 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
             if state.holds(row):
                 unchanged += 1
                 continue
-            order += 1
             at = row.at.timestamp()
-            # Rows of this import come after every stored row of the same time, as later recordings do.
-            state.add(at, 1 << 62 | order, (row.granted, row.source, row.proof), stored=False)
+            state.add(at, (row.granted, row.source, row.proof), stored=False)
             inserts.append({"contact_key": row.contact_key, "category": row.category.value, "granted": row.granted,
                             "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at})
             if notify and row.change is not None:
