@@ -268,8 +268,13 @@ async def test_consent_needs_proof_and_a_valid_number(make):
     async with serving(engine) as client:
         no_proof = await client.put(f"/v1/contacts/{quote(PHONE)}/consent", headers=AUTH,
                                     json={"categories": ["marketing"], "source": "web"})
+        blank_proof = await client.put(f"/v1/contacts/{quote(PHONE)}/consent", headers=AUTH,
+                                       json={"categories": ["utility"], "source": "web", "proof": " \t "})
         bad_number = await client.get("/v1/contacts/12/consent", headers=AUTH)
+        ledger = (await client.get(f"/v1/contacts/{quote(PHONE)}/consent", headers=AUTH)).json()
     assert no_proof.status_code == 422 and no_proof.json()["errors"][0]["loc"] == ["body", "proof"]
+    assert blank_proof.status_code == 422 and blank_proof.json()["errors"][0]["loc"] == ["body", "proof"]
+    assert ledger["history"] == [], ledger
     assert bad_number.status_code == 422 and bad_number.json()["error"] == "invalid_phone"
 
 

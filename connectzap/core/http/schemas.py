@@ -55,7 +55,8 @@ class ConsentGrant(BaseModel):
 
     categories: list[Category] = Field(min_length=1)
     source: str = Field(min_length=1, max_length=128, description="Where the opt-in was collected.")
-    proof: str = Field(min_length=1, max_length=4000,
+    # A proof of blanks is no proof: refused here as `consent grant` and `consent import` refuse it.
+    proof: str = Field(min_length=1, max_length=4000, pattern=r"\S",
                        description="The wording the customer agreed to, or a reference to it.")
     at: datetime | None = Field(None, description="When consent was given; default now.")
     country: str | None = Field(None, min_length=2, max_length=2,
