@@ -83,9 +83,12 @@ def _any_of(schema: dict[str, Any]) -> None:
     # The members' required ``type`` constants make them disjoint, so a plain ``anyOf`` says what
     # ``oneOf`` plus a discriminator said; its negation is simple enough for schema-driven fuzzers
     # (schemathesis could not build invalid arrays of the discriminated items: a run in five failed).
+    # In JSON a parameter may also be a plain string or number, the text parameter (``_as_param``):
+    # the document says so in the same flat ``anyOf``, or it would call ``"body": ["Ana"]`` invalid.
     if "oneOf" in schema:
         schema["anyOf"] = schema.pop("oneOf")
         schema.pop("discriminator", None)
+    schema.setdefault("anyOf", []).extend([{"type": "string"}, {"type": "number"}])
 
 
 BodyParam = Annotated[TextParam | CurrencyParam | DateTimeParam,
@@ -93,7 +96,8 @@ BodyParam = Annotated[TextParam | CurrencyParam | DateTimeParam,
 
 
 def _as_param(value: Any) -> Any:
-    if isinstance(value, (str, int, float, Decimal)):
+    # bool is an int to Python, but `true` is no parameter value anyone meant to send.
+    if isinstance(value, (str, int, float, Decimal)) and not isinstance(value, bool):
         return {"type": "text", "text": str(value)}
     return value
 
