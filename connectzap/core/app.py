@@ -210,18 +210,22 @@ class Connectzap:
                               idempotency_key=scoped_key(source, key) if key else unique_key(source),
                               strict_key=strict_key, fresh_key=key is None)
 
-    def send_many(self, messages: list[Outgoing], *, source: str = "api") -> list[gate.Decision]:
+    def send_many(self, messages: list[Outgoing], *, source: str = "api",
+                  strict_key: bool = False) -> list[gate.Decision]:
         """Put several messages through the gate in one transaction (a campaign, a bulk import).
 
         Each message gets exactly the checks :meth:`send` applies, in order; the consent, window
         and template facts are read once for the batch and the outbox rows written in one
         statement. A message's own ``idempotency_key`` makes it idempotent; without one each is new.
+        With ``strict_key``, a key already used for a different message (before, or earlier in
+        this batch) gives that message ``status="conflict"``; the others are admitted as usual.
         """
         admissions = [gate.Admission(m, scoped_key(source, m.idempotency_key) if m.idempotency_key
                                      else unique_key(source), fresh_key=m.idempotency_key is None)
                       for m in messages]
         with self.db.begin() as conn:
-            return gate.admit_many(self.db, conn, self.secret, admissions)
+            return gate.admit_many(self.db, conn, self.secret, admissions, strict_key=strict_key,
+                                   report_conflicts=True)
 
     def message(self, message_id: str) -> dict[str, Any]:
         with self.db.read() as conn:

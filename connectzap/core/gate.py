@@ -49,6 +49,7 @@ REASONS = {
     "unreachable": "WhatsApp reported this contact unreachable; waiting for them to write first",
     "invalid_message": "the message is not valid",
     "cancelled": "cancelled before it was due",
+    "idempotency_conflict": "this idempotency key was already used for a different message",
 }
 
 _SPACES = re.compile(r"\s+")
@@ -59,9 +60,15 @@ def clean_param(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+CONFLICT = "conflict"  # a decision only, never an outbox status: nothing is written for it
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What the gate did with a message: queued it (``status="queued"``) or refused it (``reason``)."""
+    """What the gate did with a message: queued it (``status="queued"``) or refused it (``reason``).
+
+    ``status="conflict"`` (only with ``report_conflicts``): the key belongs to a different message,
+    ``id``; nothing was written for this one."""
 
     id: str
     status: str
@@ -72,7 +79,7 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
-        return self.status != StatusValue.REFUSED
+        return self.status not in (StatusValue.REFUSED, CONFLICT)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "reason": self.reason, "detail": self.detail,
@@ -233,7 +240,7 @@ class Admission:
 
 
 _EXISTING_COLUMNS = (outbox_table.c.idempotency_key, outbox_table.c.id, outbox_table.c.status,
-                     outbox_table.c.reason, outbox_table.c.request_hash)
+                     outbox_table.c.reason, outbox_table.c.error_details, outbox_table.c.request_hash)
 
 
 def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
@@ -250,13 +257,15 @@ def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, 
 
 def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[Admission], *,
                source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-               facts: BatchFacts | None = None) -> list[Decision]:
+               report_conflicts: bool = False, facts: BatchFacts | None = None) -> list[Decision]:
     """Run every check on each message, in order, and write the outcomes to the outbox inside
     ``conn``'s transaction: one query per table for the facts, one for the keys, one insert.
 
     A key already in the outbox (or earlier in the same batch) returns the first message for it,
     marked ``duplicate``. With ``strict_key`` (the REST API), reusing a key for a different message
-    is a :class:`ConflictError`. ``facts`` may be a :class:`BatchFacts` loaded by the caller.
+    is a :class:`ConflictError` -- or, with ``report_conflicts`` (a batch whose other messages must
+    still go through), that message's decision has ``status="conflict"``. ``facts`` may be a
+    :class:`BatchFacts` loaded by the caller.
     """
     if not admissions:
         return []
@@ -268,14 +277,11 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
         digest = "" if a.fresh_key else request_hash(a.outgoing)
         first = earlier.get(a.idempotency_key)
         if first is not None:
-            if strict_key and first.request_hash != digest:
-                raise ConflictError("Idempotency-Key was already used for a different message")
-            decisions.append(Decision(first.id, first.status, first.reason, None, duplicate=True,
-                                      idempotency_key=a.idempotency_key))
+            decisions.append(_repeated(a, first, digest, strict_key, report_conflicts))
             continue
         decision, row = _decide(secret, facts, a, digest, source_event_id, plugin)
         earlier[a.idempotency_key] = _Earlier(a.idempotency_key, decision.id, decision.status, decision.reason,
-                                              digest)
+                                              decision.detail, digest)
         decisions.append(decision)
         rows.append(row)
     lost = {row["idempotency_key"] for row in rows} - set(outbox.add_many(db, conn, rows))
@@ -283,18 +289,25 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
         winners = _existing(conn, sorted(lost))
         for n, a in enumerate(admissions):
             first = winners.get(a.idempotency_key)
-            if first is None:
-                continue
-            if strict_key and first.request_hash != request_hash(a.outgoing):
-                raise ConflictError("Idempotency-Key was already used for a different message")
-            decisions[n] = Decision(first.id, first.status, first.reason, None, duplicate=True,
-                                    idempotency_key=a.idempotency_key)
+            if first is not None:
+                decisions[n] = _repeated(a, first, request_hash(a.outgoing), strict_key, report_conflicts)
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:
                 logs.emit(log, logging.INFO, "message refused", message_id=row["id"], reason=row["reason"],
                           what=row["template_name"] or row["content_type"], plugin=plugin, event=source_event_id)
     return decisions
+
+
+def _repeated(a: Admission, first: Any, digest: str, strict_key: bool, report_conflicts: bool) -> Decision:
+    """The decision for a key that ``first`` (an outbox row or :class:`_Earlier`) already holds."""
+    if strict_key and first.request_hash != digest:
+        if not report_conflicts:
+            raise ConflictError("Idempotency-Key was already used for a different message")
+        return Decision(first.id, CONFLICT, "idempotency_conflict", REASONS["idempotency_conflict"],
+                        idempotency_key=a.idempotency_key)
+    return Decision(first.id, first.status, first.reason, first.error_details, duplicate=True,
+                    idempotency_key=a.idempotency_key)
 
 
 @dataclass(frozen=True)
@@ -305,6 +318,7 @@ class _Earlier:
     id: str
     status: str
     reason: str | None
+    error_details: str | None
     request_hash: str
 
 

@@ -21,8 +21,8 @@ from ..phones import mask, to_e164
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
-from .schemas import (ConsentGrant, ConsentState, ConsentView, EventDetail, EventPage, MessagePage, MessageView,
-                      Queued, TemplateList)
+from .schemas import (BATCH_LIMIT, BatchResult, ConsentGrant, ConsentState, ConsentView, EventDetail, EventPage,
+                      MessageBatch, MessagePage, MessageView, Queued, TemplateList)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
@@ -106,13 +106,23 @@ def post_message(app: Engine, outgoing: Outgoing,
     the same key with a different body is refused with 409. A refusal by the gate (no consent,
     closed window, unknown template, ...) answers 422 with the reason as ``error``."""
     decision = app.send(outgoing, idempotency_key=idempotency_key, source="api", strict_key=True)
-    if not decision.accepted:
-        detail = decision.detail
-        if detail is None:  # a repeated request: answer with the reason recorded the first time
-            detail = app.message(decision.id).get("error_details") or decision.reason
-        return error_response(422, decision.reason, detail, id=decision.id)
-    status = app.message(decision.id)["status"] if decision.duplicate else decision.status
-    return Queued(id=decision.id, status=status, duplicate=decision.duplicate)
+    if not decision.accepted:  # a repeated request carries the status and detail recorded for its key
+        return error_response(422, decision.reason, decision.detail or decision.reason, id=decision.id)
+    return Queued(id=decision.id, status=decision.status, duplicate=decision.duplicate)
+
+
+@router.post("/messages/batch", response_model=BatchResult, tags=["messages"],
+             summary=f"Send up to {BATCH_LIMIT} messages through the send gate in one transaction",
+             responses=_errors((415, "Body is not application/json"),
+                               (422, f"Invalid input: `errors` names each invalid item by its index (`messages`, "
+                                     f"n, ...), or more than {BATCH_LIMIT} messages; nothing is stored")))
+def post_batch(app: Engine, batch: MessageBatch) -> BatchResult:
+    """Queue many messages at once (a campaign). Always 200 with one result per item, in order:
+    a refusal (`refused`, with the gate's `reason`) or a key already used for a different message
+    (`conflict`, reason `idempotency_conflict`) is reported on its item and never fails the others.
+    Items' `idempotency_key`s are the same keys as POST /v1/messages' `Idempotency-Key`: repeating
+    a batch answers with the same ids, `duplicate: true`, and stores nothing new."""
+    return BatchResult.of(app.send_many(batch.messages, source="api", strict_key=True))
 
 
 @router.get("/messages/{message_id}", response_model=MessageView, tags=["messages"], summary="One message",

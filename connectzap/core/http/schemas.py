@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidatorFunctionWrapHandler,
+                      WrapValidator, field_validator)
+from pydantic_core import PydanticCustomError
 
+from ..errors import PayloadError
+from ..gate import Decision
+from ..messages import Outgoing
 from ..models import Category, ConsentRecord, TemplateInfo
 from ..views import EventDetail, EventPage, EventSummary, MessageView
 
-__all__ = ["ConsentGrant", "ConsentState", "ConsentView", "EventDetail", "EventPage", "EventSummary", "Health",
-           "MessagePage", "MessageView", "PluginError", "Queued", "TemplateList"]
+__all__ = ["BATCH_LIMIT", "BatchItemResult", "BatchResult", "ConsentGrant", "ConsentState", "ConsentView",
+           "EventDetail", "EventPage", "EventSummary", "Health", "MessageBatch", "MessagePage", "MessageView",
+           "PluginError", "Queued", "TemplateList"]
+
+BATCH_LIMIT = 1000
 
 
 class Queued(BaseModel):
@@ -20,6 +29,88 @@ class Queued(BaseModel):
     id: str
     status: str
     duplicate: bool = Field(False, description="True when this Idempotency-Key was seen before.")
+
+
+_OUTGOING = TypeAdapter(Outgoing)
+
+
+def _strict_item(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A batch item validated as the JSON it was: no coercion the document does not describe
+    (``false`` for a number, ``"1"`` for an integer). A 200 answer would otherwise accept input
+    the OpenAPI schema calls invalid."""
+    if not isinstance(value, dict):
+        return handler(value)
+    try:
+        try:
+            return _OUTGOING.validate_json(json.dumps(value), strict=True)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False)[0]
+        handler(value)  # ordinary problems: raised here with their full location
+    except PayloadError as exc:
+        # An unreadable number raises InvalidPhoneError, which would end validation at the first
+        # bad item with no index; as a validation error every bad item is reported with its position.
+        raise PydanticCustomError(exc.code, "{problem}", {"problem": exc.message}) from None
+    where = ".".join(str(part) for part in first["loc"])
+    raise PydanticCustomError(first["type"], "{where}: {problem}", {"where": where, "problem": first["msg"]})
+
+
+BatchItem = Annotated[Outgoing, WrapValidator(_strict_item)]
+
+
+class MessageBatch(BaseModel):
+    """Up to 1000 messages for the gate, admitted together in one transaction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[BatchItem] = Field(
+        min_length=1, max_length=BATCH_LIMIT,
+        description="Each item is what POST /v1/messages takes; its own `idempotency_key` makes it idempotent.")
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _within_limit(cls, value: Any) -> Any:
+        # Checked before any item is validated: an oversized batch costs nothing to refuse.
+        if isinstance(value, list) and len(value) > BATCH_LIMIT:
+            raise PydanticCustomError("too_long", "at most {limit} messages per request, got {count}; split the batch",
+                                      {"limit": BATCH_LIMIT, "count": len(value)})
+        return value
+
+
+class BatchItemResult(BaseModel):
+    """What the gate did with one item of a batch."""
+
+    id: str | None = Field(description="The message id; null for a conflict (nothing was stored for it).")
+    status: str = Field(description="`queued`, `refused`, `conflict`, or for a duplicate the message's status now.")
+    reason: str | None = Field(None, description="For `refused` and `conflict`: the machine-readable reason.")
+    detail: str | None = Field(None, description="For `refused` and `conflict`: one readable line.")
+    duplicate: bool = Field(False, description="True when this item's idempotency key was seen before.")
+
+    @classmethod
+    def of(cls, decision: Decision) -> BatchItemResult:
+        if decision.status == "conflict":
+            return cls(id=None, status="conflict", reason=decision.reason, detail=decision.detail)
+        explained = decision.status == "refused"
+        return cls(id=decision.id, status=decision.status, reason=decision.reason if explained else None,
+                   detail=(decision.detail or decision.reason) if explained else None,
+                   duplicate=decision.duplicate)
+
+
+class BatchResult(BaseModel):
+    """One result per item, in the order sent, and how many ended which way."""
+
+    results: list[BatchItemResult]
+    accepted: int = Field(description="Items the gate accepted, now or (duplicates) before, whatever their status now.")
+    refused: int = Field(description="Items the gate refused (duplicates of refusals included).")
+    conflicts: int = Field(description="Items whose idempotency key belongs to a different message.")
+    duplicates: int = Field(description="Items whose idempotency key was seen before.")
+
+    @classmethod
+    def of(cls, decisions: list[Decision]) -> BatchResult:
+        results = [BatchItemResult.of(d) for d in decisions]
+        refused = sum(r.status == "refused" for r in results)
+        conflicts = sum(r.status == "conflict" for r in results)
+        return cls(results=results, accepted=len(results) - refused - conflicts, refused=refused,
+                   conflicts=conflicts, duplicates=sum(r.duplicate for r in results))
 
 
 class MessagePage(BaseModel):
