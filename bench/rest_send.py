@@ -110,11 +110,12 @@ def outbox_count(database: Path) -> int:
     return int(count)
 
 
-def run_mode(seeded: Path, folder: Path, *, batch: int, connections: int, messages: int, numbers: int) -> dict:
+def run_mode(seeded: Path, folder: Path, *, batch: int, connections: int, messages: int, numbers: int,
+             log_level: str) -> dict:
     folder.mkdir()
     database = folder / "connectzap.db"
     shutil.copy(seeded, database)
-    server, url = start_server(folder, f"sqlite:///{database}", workers=False)
+    server, url = start_server(folder, f"sqlite:///{database}", workers=False, log_level=log_level)
     host, port_text = url.removeprefix("http://").rsplit(":", 1)
     port = int(port_text)
     items = [message(n, numbers) for n in range(messages)]
@@ -139,6 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000, help="Messages per mode (default 10000).")
     parser.add_argument("--numbers", type=int, default=2_000, help="Distinct customers with an opt-in.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="serve --log-level (default info, as serve runs).")
     args = parser.parse_args()
     os.environ["CONNECTZAP_PRIVACY__HASH_SECRET"] = HASH_SECRET  # serve inherits the environment
     modes = [(0, 16), (100, 1), (100, 4), (1000, 1), (1000, 2)]
@@ -150,7 +153,7 @@ def main() -> None:
         results = []
         for batch, connections in modes:
             result = run_mode(seeded, folder / f"batch{batch}-c{connections}", batch=batch, connections=connections,
-                              messages=args.messages, numbers=args.numbers)
+                              messages=args.messages, numbers=args.numbers, log_level=args.log_level)
             print(json.dumps(result), file=sys.stderr)
             results.append(result)
         print(f"\n{'mode':<18} {'connections':>11} {'queued/s':>9} {'seconds':>8} {'stored':>7}")
