@@ -26,8 +26,8 @@ VENDOR_SDKS = frozenset({"hubspot", "woocommerce", "requests", "aiohttp", "httpx
                          "urllib3", "boto3", "twilio", "stripe", "shopify"})
 """Clients of external systems and HTTP libraries: they belong to the connectors that talk to them."""
 
-CORE_LIBRARIES = frozenset({"sqlalchemy", "alembic", "pydantic", "pydantic_settings", "pluggy", "fastapi",
-                            "starlette", "uvicorn", "uvloop", "click", "prometheus_client", "phonenumbers",
+CORE_LIBRARIES = frozenset({"sqlalchemy", "alembic", "pydantic", "pydantic_core", "pydantic_settings", "pluggy",
+                            "fastapi", "starlette", "uvicorn", "uvloop", "click", "prometheus_client", "phonenumbers",
                             "jinja2", "rich"})
 """Third-party libraries the core may use (storage, models, plugins, the HTTP edge, the CLI's
 helpers). A library that is not listed fails the test: add it here only if it is no vendor's SDK."""
