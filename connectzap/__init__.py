@@ -8,18 +8,21 @@ Plugins import what they need from here -- never from pluggy::
 from . import signatures
 from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
 from .core.app import Connectzap
+from .core.bsuids import is_bsuid
 from .core.channel import BaseChannel, Channel, OutboundSend
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
-                          DeliveryError, FatalDeliveryError, FatalError, InvalidPhoneError, NotFoundError,
-                          PacedError, PayloadError, RefusedError, RetriableDeliveryError, RetriableError,
-                          SendingPausedError, SignatureError, SkippableDeliveryError, SkippableError, StartupError)
+                          DeliveryError, FatalDeliveryError, FatalError, InvalidPhoneError, InvalidRecipientError,
+                          NotFoundError, PacedError, PayloadError, PhoneRequiredError, RefusedError,
+                          RetriableDeliveryError, RetriableError, SendingPausedError, SignatureError,
+                          SkippableDeliveryError, SkippableError, StartupError)
 from .core.gate import Decision
 from .core.hookspecs import hookimpl
 from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam,
                             DateTimeParam, HeaderParam, ListContent, ListRow, ListSection, LocationContent,
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
-                            ProductSection, ReactionContent, ReplyButton, TemplateContent, TextContent, TextParam)
+                            ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
+                            TextContent, TextParam)
 from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, DeliveryOutcome, Event,
                           EventKind, InboundMessage, Lead, MessageStatus, Order, OrderItem, StatusValue, TemplateInfo,
                           TemplateUpdate)
@@ -34,12 +37,14 @@ __all__ = [
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
-    "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "JinjaText", "Lead",
-    "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef", "MessageContent",
-    "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend", "Outgoing", "PacedError",
-    "PayloadError", "PluginSettings", "ProductContent", "ProductListContent", "ProductSection", "ReactionContent",
-    "RefusedError", "ReplyButton", "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings",
-    "SignatureError", "SkippableDeliveryError", "SkippableError", "StartupError", "StatusValue", "TemplateContent",
-    "TemplateInfo", "TemplateUpdate", "TemplateUse", "TextContent", "TextParam", "WebhookRequest", "WebhookResponse",
-    "__version__", "hookimpl", "jinja_names_known", "load_settings", "signatures", "to_e164",
+    "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "InvalidRecipientError",
+    "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",
+    "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend",
+    "Outgoing", "PacedError", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",
+    "ProductListContent", "ProductSection", "ReactionContent", "RefusedError", "ReplyButton",
+    "RequestContactInfoContent",
+    "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings", "SignatureError",
+    "SkippableDeliveryError", "SkippableError", "StartupError", "StatusValue", "TemplateContent", "TemplateInfo",
+    "TemplateUpdate", "TemplateUse", "TextContent", "TextParam", "WebhookRequest", "WebhookResponse", "__version__",
+    "hookimpl", "is_bsuid", "jinja_names_known", "load_settings", "signatures", "to_e164",
 ]

@@ -176,6 +176,30 @@ def test_bsuid_only_contact_without_wa_id():
     assert message.text == "Hello from a username account"
 
 
+def test_contact_with_both_phone_and_bsuid():
+    contact = only("bsuid_with_phone").contact
+    assert (contact.phone, contact.user_id) == (USER, "US.13491208655302741918")
+
+
+@pytest.mark.parametrize("name, kind, new_phone", [("system_user_changed_user_id", "user_changed_user_id", None),
+                                                   ("system_user_changed_number_bsuid", "user_changed_number",
+                                                    "+16505559876")])
+def test_bsuid_change_system_messages(name, kind, new_phone):
+    """Meta's system messages (Aug 2026): the new BSUID and the previous one, no contacts array."""
+    message = only(name)
+    assert message.type == "system" and message.text is None
+    assert message.system["type"] == kind and message.system.get("new_phone") == new_phone
+    assert message.system["user_id"] == "US.20583746102938475610"
+    assert message.system["previous_user_id"] == "US.13491208655302741918"
+
+
+def test_user_preferences_for_a_bsuid_only_customer():
+    event = parsed("user_preferences_stop_bsuid")[0]
+    change = event.payload()
+    assert (change.phone, change.user_id, change.granted) == (None, "US.13491208655302741918", False)
+    assert "US.1349" not in event.dedupe_key  # keyed by its hash, like a number
+
+
 def test_unknown_type_and_fields_are_kept_raw():
     doc = doc_of("text")
     msg = doc["entry"][0]["changes"][0]["value"]["messages"][0]

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from . import consent as ledger
 from . import consent_files
-from . import gate, minimize, outcomes, payloads
+from . import gate, identities, minimize, outcomes, payloads
+from .bsuids import is_bsuid
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
@@ -252,6 +253,13 @@ class Connectzap:
     # --- consent ---------------------------------------------------------------------------
 
     def contact_key(self, phone: str, country: str | None = None) -> str:
+        """The keyed hash the store knows a contact by: ``phone`` is a phone number, or a
+        business-scoped user id (BSUID), which resolves to the number it is linked to."""
+        if is_bsuid(phone):
+            with self.db.read() as conn:
+                key = identities.resolve(conn, self.secret, None, phone)
+            assert key is not None
+            return key
         return contact_key(to_e164(phone, country), self.secret)
 
     def set_consent(self, change: ConsentChange) -> bool:
@@ -260,10 +268,11 @@ class Connectzap:
         The journaled notification holds the number until it is dispatched, so it is journaled only
         when something listens to ``consent_changed`` (always, before :meth:`start` has loaded the
         plugins and connectors that would say)."""
-        key = contact_key(change.phone, self.secret)
         listened = not self.started or bool(delivery_targets(EventKind.CONSENT_CHANGED.value,
                                                              self.connectors.values()))
         with self.db.begin() as conn:
+            key = identities.resolve(conn, self.secret, change.phone, change.user_id)
+            assert key is not None  # a ConsentChange always names a phone or a BSUID
             changed = ledger.record(self.db, conn, key, change)
             if changed and listened:
                 dedupe = f"{key}:{change.category.value}:{int(change.granted)}:{change.at.timestamp():.6f}"

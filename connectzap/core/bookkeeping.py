@@ -11,12 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import consent as ledger
-from . import gate, reachability, templates, windows
+from . import gate, identities, reachability, templates, windows
 from .idempotency import scoped_key
 from .messages import Outgoing
 from .models import (CancelRequest, Category, ConsentChange, DeliveryOutcome, Event, EventKind, InboundMessage,
                      MessageStatus, StatusValue, TemplateUpdate)
-from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
 
@@ -38,18 +37,20 @@ class Bookkeeping:
         kind = event.kind
         if kind == EventKind.INBOUND_MESSAGE:
             message = InboundMessage.model_validate(event.data)
-            # A system notice (number changed) is not written by the user: it opens no window.
-            if message.contact.phone and message.type != "system":
-                key = contact_key(message.contact.phone, self.secret)
-                windows.open_window(self.db, conn, key, message.timestamp.timestamp(),
-                                   message.business_phone_number_id)
+            if message.type == "system":  # not written by the user: it opens no window
+                self.apply_system(conn, message)
+            else:
+                key = identities.observe(self.db, conn, self.secret, message.contact.phone, message.contact.user_id)
+                if key is not None:
+                    windows.open_window(self.db, conn, key, message.timestamp.timestamp(),
+                                        message.business_phone_number_id)
         elif kind == EventKind.MESSAGE_STATUS:
             status = MessageStatus.model_validate(event.data)
             if status.status != StatusValue.ACCEPTED:
                 self.apply_status(conn, status, reported_by=event.source)
         elif kind == EventKind.CONSENT_CHANGED and not event.already_recorded:
             change = ConsentChange.model_validate(event.data)
-            ledger.record(self.db, conn, contact_key(change.phone, self.secret), change)
+            ledger.record(self.db, conn, self.key_of(conn, change), change)
         elif kind == EventKind.TEMPLATE_UPDATE:
             result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
         elif kind == EventKind.SEND:
@@ -61,8 +62,28 @@ class Bookkeeping:
             result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
         journal.finish_delivery(conn, event_id, "core", result)
 
+    def key_of(self, conn: Any, change: ConsentChange) -> str:
+        key = identities.resolve(conn, self.secret, change.phone, change.user_id)
+        assert key is not None  # a ConsentChange always names a phone or a BSUID
+        return key
+
+    def apply_system(self, conn: Any, message: InboundMessage) -> None:
+        """A customer's number or BSUID changed (``user_changed_number``, ``user_changed_user_id``):
+        what we keep about them moves to the new identity (:func:`identities.renumber`)."""
+        system = message.system or {}
+        previous = system.get("previous_user_id")
+        new_user_id = system.get("user_id") or (message.contact.user_id if message.contact.user_id != previous
+                                                else None)
+        new_phone = system.get("new_phone")
+        old_phone = message.contact.phone if message.contact.phone != new_phone else None
+        if not (previous or old_phone) or not (new_user_id or new_phone):
+            return  # nothing to move from, or nowhere to move it
+        identities.renumber(self.db, conn, self.secret, old_phone=old_phone,
+                            old_user_id=previous if isinstance(previous, str) else None,
+                            new_phone=new_phone, new_user_id=new_user_id if isinstance(new_user_id, str) else None)
+
     def record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
-        key = contact_key(change.phone, self.secret)
+        key = self.key_of(conn, change)
         if ledger.record(self.db, conn, key, change) and self.has_targets("consent_changed"):
             dedupe = f"{origin}:consent:{change.category.value}:{int(change.granted)}"
             journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
@@ -81,18 +102,19 @@ class Bookkeeping:
             return
         code = error.code if error is not None and error.code is not None else status.outcome.value
         said = (error.title or error.message or "") if error is not None else ""
-        self.apply_outcome(conn, status.outcome, phone=status.recipient, contact_key=before["contact_key"],
+        self.apply_outcome(conn, status.outcome, phone=status.recipient, user_id=status.recipient_user_id,
+                           contact_key=before["contact_key"],
                            reported_by=f"{reported_by}:{code}",
                            proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
                            origin=f"status:{status.wamid}")
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
-                      reported_by: str, proof: str, origin: str) -> None:
+                      reported_by: str, proof: str, origin: str, user_id: str | None = None) -> None:
         """What a failed delivery said about its recipient: an opt-out of marketing is recorded in
         the ledger (with ``reported_by`` as its source and ``proof``); an unreachable number holds
         business-initiated messages until the contact writes. Other outcomes change nothing here."""
-        if outcome is DeliveryOutcome.OPTED_OUT and phone:
-            self.record_consent(conn, ConsentChange(phone=phone, category=Category.MARKETING, granted=False,
-                                                    source=reported_by, proof=proof), origin=origin)
+        if outcome is DeliveryOutcome.OPTED_OUT and (phone or user_id):
+            self.record_consent(conn, ConsentChange(phone=phone, user_id=user_id, category=Category.MARKETING,
+                                                    granted=False, source=reported_by, proof=proof), origin=origin)
         elif outcome is DeliveryOutcome.UNREACHABLE:
             reachability.mark_unreachable(self.db, conn, contact_key)

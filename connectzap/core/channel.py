@@ -40,7 +40,7 @@ class OutboundSend:
     ``contact_key`` is the recipient's keyed hash (what pacing keys per-recipient limits on)."""
 
     outbox_id: str
-    recipient: str  # E.164
+    recipient: str  # E.164, or a business-scoped user id (BSUID) for a customer known without a number
     content: MessageContent
     category: str
     reply_to: str | None = None

@@ -11,7 +11,6 @@ from . import consent, windows
 from .errors import InvalidPhoneError
 from .messages import MessageContent, Outgoing
 from .models import Category, ConsentChange, Contact
-from .phones import contact_key, to_e164
 from .store import plugin_state
 
 if TYPE_CHECKING:
@@ -155,12 +154,13 @@ class EventContext:
             return windows.window_open(conn, key)
 
     def contact_key(self, phone: str) -> str | None:
-        """The keyed hash connectzap stores instead of ``phone`` (None when not a valid number)."""
+        """The keyed hash connectzap stores instead of ``phone`` (None when not a valid number).
+        ``phone`` may be a business-scoped user id (BSUID): the key of the customer it names."""
         return self._key(phone)
 
     def _key(self, phone: str) -> str | None:
         try:
-            return contact_key(to_e164(phone), self.app.secret)
+            return self.app.contact_key(phone)
         except InvalidPhoneError:
             return None
 

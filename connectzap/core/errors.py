@@ -94,6 +94,12 @@ class InvalidPhoneError(PayloadError):
     code = "invalid_phone"
 
 
+class InvalidRecipientError(PayloadError):
+    """A recipient is neither a valid phone number nor a business-scoped user id (BSUID)."""
+
+    code = "invalid_recipient"
+
+
 # --- the send gate ----------------------------------------------------------------------------
 
 class RefusedError(SkippableError):
@@ -181,3 +187,11 @@ class PacedError(RetriableError):
     """A rate limit held the message back before it was sent: it waits, and this is not a failed attempt."""
 
     code = "paced"
+
+
+class PhoneRequiredError(FatalDeliveryError):
+    """The message can only go to a phone number (an authentication template) and the contact is
+    known by a business-scoped user id only: ask the customer for the number first (a
+    ``request_contact_info`` message), then send again."""
+
+    code = "phone_required"

@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import consent, logs, templates
+from . import consent, identities, logs, templates
+from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, ConsentRecord, StatusValue, TemplateInfo
-from .phones import contact_key
 from .store import outbox
 from .store.database import Database, now
 from .store.outbox import new_message_id
@@ -38,7 +38,9 @@ from .store.schema import outbox as outbox_table
 log = logging.getLogger("connectzap.gate")
 
 REASONS = {
-    "invalid_phone": "the recipient is not a valid phone number",
+    "invalid_phone": "the recipient is neither a valid phone number nor a business-scoped user id (BSUID)",
+    "phone_required": ("authentication templates go to phone numbers only, and this customer is known by a "
+                       "business-scoped user id (BSUID); ask for the number with a request_contact_info message"),
     "no_consent": "the contact has not opted in to this category",
     "opted_out": "the contact opted out of this category",
     "window_closed": "free-form messages need a customer message in the last 24 hours; send a template",
@@ -98,16 +100,21 @@ class Verdict:
 
 def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> BatchFacts:
     """Everything the gate will ask about ``messages``, loaded up front."""
-    keys = {contact_key(m.to.phone, secret) for m in messages if m.to.phone}
+    who = [(m.to.phone, m.to.user_id if is_bsuid(m.to.user_id) else None) for m in messages]
+    recipients = {pair: key for pair, key in zip(who, identities.resolve_many(conn, secret, who), strict=True)
+                  if key is not None}
     names = {c.name for m in messages for c in (m.content, m.fallback) if isinstance(c, TemplateContent)}
-    return BatchFacts(conn, keys, names)
+    return BatchFacts(conn, set(recipients.values()), names, recipients)
 
 
 class BatchFacts:
     """What the gate needs to know about the contacts and templates of a batch of messages, loaded
     with one query per table (admission and the sender's re-check both work a batch at a time)."""
 
-    def __init__(self, conn: Connection, keys: set[str], template_names: set[str]) -> None:
+    def __init__(self, conn: Connection, keys: set[str], template_names: set[str],
+                 recipients: dict[tuple[str | None, str | None], str] | None = None) -> None:
+        self.recipients = recipients or {}
+        """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
         self._windows: dict[str, list[tuple[str, float]]] = {key: [] for key in keys}
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
@@ -326,13 +333,17 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
             plugin: str | None) -> tuple[Decision, dict[str, Any]]:
     outgoing = a.outgoing
     phone = outgoing.to.phone
-    if phone is None:
+    user_id = outgoing.to.user_id if phone is None and is_bsuid(outgoing.to.user_id) else None
+    found = facts.recipients.get((phone, outgoing.to.user_id if is_bsuid(outgoing.to.user_id) else None))
+    if found is None:
         verdict = Verdict(None, "service", "invalid_phone", REASONS["invalid_phone"])
         key = "-"
     else:
-        key = contact_key(phone, secret)
+        key = found
         verdict = evaluate(facts, key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
                            at=outgoing.not_before.timestamp() if outgoing.not_before else None)
+        if verdict.reason is None and phone is None and verdict.category == Category.AUTHENTICATION.value:
+            verdict = Verdict(None, verdict.category, "phone_required", REASONS["phone_required"])
     message_id = new_message_id()
     t = now()
     refused = verdict.reason is not None
@@ -352,7 +363,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     template = shown if isinstance(shown, TemplateContent) else None
     row = dict(
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
-        recipient=None if refused else phone, category=verdict.category, content_type=shown.type,
+        recipient=None if refused else (phone or user_id), category=verdict.category, content_type=shown.type,
         template_name=template.name if template else None, language=template.language if template else None,
         content=stored, status=status, reason=verdict.reason,
         error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .bsuids import is_bsuid
 from .models import Category, Contact
 
 
@@ -252,6 +253,15 @@ class CtaUrlContent(Content):
     footer: str | None = Field(default=None, max_length=60)
 
 
+class RequestContactInfoContent(Content):
+    """A message with WhatsApp's own "share contact info" button: the way to ask a customer known
+    only by a business-scoped user id (a username, no number) for their phone number. The reply
+    is a ``contacts`` message holding their number; connectzap then links the two."""
+
+    type: Literal["request_contact_info"] = "request_contact_info"
+    body: str = Field(min_length=1, max_length=1024)
+
+
 class ProductContent(Content):
     type: Literal["product"] = "product"
     catalog_id: str
@@ -306,7 +316,8 @@ class ReactionContent(Content):
 
 MessageContent = Annotated[
     TemplateContent | TextContent | MediaContent | ButtonsContent | ListContent | CtaUrlContent
-    | ProductContent | ProductListContent | LocationContent | ContactsContent | ReactionContent,
+    | ProductContent | ProductListContent | LocationContent | ContactsContent | ReactionContent
+    | RequestContactInfoContent,
     Field(discriminator="type"),
 ]
 
@@ -314,7 +325,8 @@ MessageContent = Annotated[
 class Outgoing(BaseModel):
     """A message someone wants sent. It goes through the send gate, never straight to WhatsApp.
 
-    :ivar to: the recipient (a :class:`Contact` or a phone number string).
+    :ivar to: the recipient: a :class:`Contact`, a phone number, or a business-scoped user id
+        (``"US.13491208655302741918"``) for a customer known without a number.
     :ivar content: what to send.
     :ivar idempotency_key: one key, one message, ever. Plugins get a stable default.
     :ivar not_before: keep the message queued until this time (reminders).
@@ -347,4 +359,6 @@ class Outgoing(BaseModel):
     @field_validator("to", mode="before")
     @classmethod
     def _contact(cls, value: Any) -> Any:
-        return {"phone": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"user_id": value.strip()} if is_bsuid(value.strip()) else {"phone": value}
+        return value

@@ -7,7 +7,8 @@ is written down in docs/privacy.md; keep the two in step.
 
 * ``message_status`` from outside (a webhook, a channel): the wamid, the status, its errors,
   pricing and conversation. The recipient's number is replaced by its keyed hash
-  (``contact_key``) -- the outbox row already knows whom the message went to. The one exception
+  (``contact_key``), and so is a business-scoped user id (``recipient_user_id``) -- the outbox
+  row already knows whom the message went to. The one exception
   is a failure that says the recipient opted out: recording that opt-out and telling the CRM
   hooks needs the number, so such a status keeps it until it is dispatched (then the payload is
   erased like any other).
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bsuids import bsuid_key
 from .models import DeliveryOutcome, Event, EventKind
 from .phones import contact_key
 
-_STATUS_NUMBER_FIELDS = ("recipient", "recipient_wa_id")
-"""Where a status may name its recipient's number (``recipient_wa_id`` is Meta's digits-only form)."""
+_STATUS_NUMBER_FIELDS = ("recipient", "recipient_wa_id", "recipient_user_id")
+"""Where a status may name its recipient: the number (``recipient_wa_id`` is Meta's digits-only form)
+or the business-scoped user id, which is kept no more than a number."""
 
 
 def for_journal(events: list[Event], secret: bytes) -> list[Event]:
@@ -41,9 +44,11 @@ def _minimal(event: Event, secret: bytes) -> Event:
 
 def _status_without_number(data: dict[str, Any], secret: bytes) -> dict[str, Any]:
     kept = {k: v for k, v in data.items() if k not in _STATUS_NUMBER_FIELDS}
-    phone = data.get("recipient")
-    if phone and not kept.get("contact_key"):
-        kept["contact_key"] = contact_key(phone, secret)
-    if phone and data.get("outcome") == DeliveryOutcome.OPTED_OUT.value:
-        kept["recipient"] = phone  # the opt-out is recorded and mirrored by number (see the module doc)
+    phone, user_id = data.get("recipient"), data.get("recipient_user_id")
+    if (phone or user_id) and not kept.get("contact_key"):
+        # A BSUID's own hash: the edge has no database to see a phone it is linked to.
+        kept["contact_key"] = contact_key(phone, secret) if phone else bsuid_key(str(user_id), secret)
+    if data.get("outcome") == DeliveryOutcome.OPTED_OUT.value:
+        # the opt-out is recorded and mirrored by number or BSUID (see the module doc)
+        kept.update({name: value for name, value in (("recipient", phone), ("recipient_user_id", user_id)) if value})
     return kept

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from . import clock, payloads
+from .bsuids import checked_bsuid, is_bsuid
 from .phones import to_e164
 
 
@@ -40,7 +41,10 @@ class Contact(Model):
 
     Pass ``country`` (ISO alpha-2) or a validation context ``{"country": "DE"}`` when the
     number may be written without its country code; the configured default region is the
-    last resort. ``wa_id`` and ``user_id`` (Meta's business-scoped user id) are kept as given.
+    last resort. ``wa_id`` and ``user_id`` (Meta's business-scoped user id, BSUID) are kept as
+    given. A contact may have a BSUID and no phone (a WhatsApp user with a username): messages
+    then go to the BSUID. Written as one string, a contact is a phone number or a BSUID
+    (``"US.13491208655302741918"``).
     """
 
     phone: str | None = None
@@ -58,7 +62,7 @@ class Contact(Model):
     @classmethod
     def _normalise_phone(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, str):
-            data = {"phone": data}
+            data = {"user_id": data.strip()} if is_bsuid(data.strip()) else {"phone": data}
         if isinstance(data, dict) and data.get("phone") not in (None, ""):
             context = info.context or {}
             country = data.get("country") or context.get("country")
@@ -274,9 +278,11 @@ class MessageStatus(Model):
 
 
 class ConsentChange(Model):
-    """A grant or revocation of consent for one category, with its proof."""
+    """A grant or revocation of consent for one category, with its proof. The contact is a phone
+    number, a business-scoped user id (``user_id``, for a customer known without a number), or both."""
 
-    phone: str
+    phone: str | None = None
+    user_id: str | None = None
     category: Category
     granted: bool
     source: str
@@ -289,7 +295,15 @@ class ConsentChange(Model):
     def _normalise(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("phone"):
             data = {**data, "phone": to_e164(data["phone"], data.get("country"))}
+        if isinstance(data, dict) and data.get("user_id"):
+            data = {**data, "user_id": checked_bsuid(data["user_id"])}
         return data
+
+    @model_validator(mode="after")
+    def _someone(self) -> ConsentChange:
+        if not (self.phone or self.user_id):
+            raise ValueError("a consent change needs a phone number or a business-scoped user id")
+        return self
 
 
 class ConsentRecord(Model):

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from typing import Any
 
+from .bsuids import is_bsuid
 from .models import Event, EventKind
 from .errors import InvalidPhoneError
 from .phones import to_e164
@@ -39,12 +40,15 @@ def key_of(event: Event) -> str | None:
     if event.kind not in _CONTACT_KINDS:
         return None
     data: dict[str, Any] = event.data
-    phone = data.get("phone") if event.kind == EventKind.CONSENT_CHANGED else \
+    who = data if event.kind == EventKind.CONSENT_CHANGED else \
         (data.get("contact") if event.kind == EventKind.INBOUND_MESSAGE else data.get("to")) or {}
-    if isinstance(phone, dict):
-        phone = phone.get("phone")
+    if isinstance(who, str):
+        who = {"user_id": who} if is_bsuid(who) else {"phone": who}
+    phone = who.get("phone") if isinstance(who, dict) else None
     if not phone:
-        return None
+        # Known by BSUID only: the BSUID orders (the same customer's number, once known, is another key).
+        user_id = who.get("user_id") if isinstance(who, dict) else None
+        return f"contact:{user_id}" if is_bsuid(user_id) else None
     try:
         return contact(str(phone))
     except InvalidPhoneError:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from . import gate, logs
+from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
 from .channel import NOT_SUPPORTED, Channel, OutboundSend
 from .handoff import HandOffMarks
@@ -206,8 +206,9 @@ class Sender:
         outcome = next((known for known in DeliveryOutcome if known.value == code), None)
         if outcome is not None:
             vendor_code = err.vendor_code if isinstance(err, DeliveryError) else None
+            phone, user_id = bsuids.split(o.message.recipient)
             self.bookkeeping.apply_outcome(
-                conn, outcome, phone=o.message.recipient, contact_key=row["contact_key"],
+                conn, outcome, phone=phone, user_id=user_id, contact_key=row["contact_key"],
                 reported_by=f"{channel.name}:{vendor_code or code}",
                 proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}")
         outbox.fail(conn, row["id"], code, error, outbox.erase_values(retention))
@@ -215,8 +216,9 @@ class Sender:
     def _accepted_event(self, o: SendOutcome) -> Event:
         """The ``accepted`` status hooks see: it carries what was sent, until the event is done."""
         message = o.message
+        phone, user_id = bsuids.split(message.recipient)
         status = MessageStatus(wamid=o.wamid or "", status=StatusValue.ACCEPTED.value, timestamp=datetime.now(UTC),
-                               recipient=message.recipient, contact_key=o.row["contact_key"],
+                               recipient=phone, recipient_user_id=user_id, contact_key=o.row["contact_key"],
                                outbox_id=o.row["id"],
                                business_phone_number_id=message.business_phone_number_id,
                                content=message.content.model_dump(mode="json", exclude_none=True),

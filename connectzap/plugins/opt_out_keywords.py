@@ -31,7 +31,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectzap import (Category, ConsentChange, EventContext, InboundMessage, PluginSettings, TextContent,
-                        hookimpl)
+                        hookimpl, is_bsuid)
 
 log = logging.getLogger("connectzap.plugins.opt_out_keywords")
 
@@ -189,10 +189,14 @@ def _all(table: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 def _country_language(phone: str, overrides: dict[str, str]) -> str | None:
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone))
-    except phonenumbers.NumberParseException:
-        return None
+    # A business-scoped user id starts with the customer's country (``US.1349…``).
+    if is_bsuid(phone):
+        region: str | None = phone[:2]
+    else:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone))
+        except phonenumbers.NumberParseException:
+            return None
     if region is None:
         return None
     return overrides.get(region) or COUNTRY_LANGUAGES.get(region)
@@ -228,9 +232,11 @@ def settings_of(ctx: EventContext) -> KeywordSettings:
 @hookimpl
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     raw = (message.reply.payload if message.reply and message.reply.payload else message.text) or ""
-    phone = message.contact.phone
+    # A customer known by business-scoped user id only (a username, no number) may opt out too.
+    phone, user_id = message.contact.phone, message.contact.user_id
     said = normalise(raw)
-    if not said or phone is None:
+    who = phone or (user_id if is_bsuid(user_id) else None)
+    if not said or who is None:
         return
     config = settings_of(ctx)
     if said in config.stop:
@@ -240,10 +246,11 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     else:
         return
     for category in config.categories:
-        ctx.set_consent(ConsentChange(phone=phone, category=category, granted=granted,
+        ctx.set_consent(ConsentChange(phone=phone, user_id=None if phone else who, category=category,
+                                      granted=granted,
                                       source="whatsapp:keyword", at=message.timestamp,
                                       proof=f"customer wrote {said!r} (message {message.wamid})"))
     if config.confirm:
-        language = config.choose_language(said, which, phone)
-        ctx.send(phone, TextContent(body=config.reply(which, language)), reply_to=message.wamid,
+        language = config.choose_language(said, which, who)
+        ctx.send(who, TextContent(body=config.reply(which, language)), reply_to=message.wamid,
                  key=f"{message.wamid}:confirm")

@@ -40,7 +40,7 @@ class ConsentMirror:
         """The property values to write for ``change`` and the state key remembering them, or None
         when nothing needs writing."""
         rule = self.settings.consent.get(change.category)
-        if rule is None or not rule.mirror or change.source.startswith("hubspot"):
+        if rule is None or not rule.mirror or change.source.startswith("hubspot") or change.phone is None:
             return None
         current = ctx.app.consent(change.phone).get(change.category)
         if current is None:
@@ -57,6 +57,7 @@ class ConsentMirror:
         if planned is None:
             return
         values, state_key = planned
+        assert change.phone is not None  # pending() plans nothing without one
         contact = await self.contacts.find(ctx, change.phone)
         if contact is None:
             ctx.log.info("consent change not mirrored: no HubSpot contact has this number")

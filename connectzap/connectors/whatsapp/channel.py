@@ -72,7 +72,8 @@ class CloudApiChannel(BaseChannel):
         if self.pacer is None:
             return
         if exc.vendor_code == errors.PAIR_LIMIT and self.secret is not None:
-            await self.pacer.cool_down(contact_key(message.recipient, self.secret), number, exc.retry_after)
+            key = message.contact_key or contact_key(message.recipient, self.secret)
+            await self.pacer.cool_down(key, number, exc.retry_after)
         elif exc.vendor_code == errors.THROUGHPUT_LIMIT:
             await self.pacer.slow_down(number, exc.retry_after or 1.0)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.bsuids import BSUID, is_bsuid
 from ...core.channel import OutboundSend
-from ...core.errors import PayloadError
+from ...core.errors import PayloadError, PhoneRequiredError
 from ...core.messages import (ButtonsContent, ContactsContent, CtaUrlContent, HeaderParam, InteractiveHeader,
                               ListContent, LocationContent, MediaContent, MediaRef, ProductContent,
-                              ProductListContent, ReactionContent, TemplateContent, TextContent)
+                              ProductListContent, ReactionContent, RequestContactInfoContent, TemplateContent,
+                              TextContent)
 from ...core.phones import wa_digits
 
 
@@ -146,15 +148,23 @@ def content_object(content: Any) -> tuple[str, dict[str, Any] | list[dict[str, A
         return "contacts", content.contacts
     if isinstance(content, ReactionContent):
         return "reaction", {"message_id": content.message_id, "emoji": content.emoji}
+    if isinstance(content, RequestContactInfoContent):
+        return "interactive", _interactive("request_contact_info", content.body, {"name": "request_contact_info"})
     raise PayloadError(f"cannot send content of type {type(content).__name__}")
 
 
 def message_body(message: OutboundSend) -> dict[str, Any]:
     """The full JSON body for ``POST /{phone-number-id}/messages``."""
     kind, obj = content_object(message.content)
-    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
-                            "to": wa_digits(message.recipient), "type": kind, kind: obj,
-                            "biz_opaque_callback_data": message.outbox_id}
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    if is_bsuid(message.recipient):  # a customer known without a number: Meta's ``recipient`` field
+        if message.category == "authentication":
+            raise PhoneRequiredError("authentication templates go to phone numbers only; this customer is known "
+                                     "by a business-scoped user id", details="recipient is a BSUID")
+        body["recipient"] = message.recipient
+    else:
+        body["to"] = wa_digits(message.recipient)
+    body.update({"type": kind, kind: obj, "biz_opaque_callback_data": message.outbox_id})
     if message.reply_to:
         body["context"] = {"message_id": message.reply_to}
     return body
@@ -185,8 +195,13 @@ def validate_body(body: dict[str, Any]) -> None:
             raise PayloadError(f"{field}: {why}", field=field)
 
     need(body.get("messaging_product") == "whatsapp", "messaging_product", "must be 'whatsapp'")
-    to = body.get("to")
-    need(isinstance(to, str) and to.isdigit() and 7 <= len(to) <= 15, "to", "must be 7-15 digits")
+    to, recipient = body.get("to"), body.get("recipient")
+    need((to is None) != (recipient is None), "to", "give exactly one of to (a phone number) or recipient (a BSUID)")
+    if recipient is not None:
+        need(isinstance(recipient, str) and BSUID.fullmatch(recipient) is not None, "recipient",
+             "must be a business-scoped user id (two letters, a dot, up to 128 letters or digits)")
+    else:
+        need(isinstance(to, str) and to.isdigit() and 7 <= len(to) <= 15, "to", "must be 7-15 digits")
     kind = body.get("type")
     # raised here rather than through need(), so that the checker sees kind and obj narrowed below
     if kind not in _TYPES:
@@ -212,7 +227,8 @@ def validate_body(body: dict[str, Any]) -> None:
                     need("\n" not in text and "\t" not in text and "     " not in text,
                          "template.parameters.text", "no newlines, tabs or more than 4 consecutive spaces")
     elif kind == "interactive":
-        need(obj.get("type") in ("button", "list", "cta_url", "product", "product_list", "catalog_message", "flow"),
+        need(obj.get("type") in ("button", "list", "cta_url", "product", "product_list", "catalog_message", "flow",
+                                 "request_contact_info"),
              "interactive.type", "unknown interactive type")
         need("action" in obj, "interactive.action", "required")
         if obj["type"] == "button":

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...core.bsuids import split
 from ...core.channel import BaseChannel, OutboundSend
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
@@ -58,8 +59,9 @@ class SandboxChannel(BaseChannel):
     def _simulate(self, message: OutboundSend, wamid: str) -> None:
         events = []
         for status in ("sent", "delivered"):
-            st = MessageStatus(wamid=wamid, status=status, timestamp=datetime.now(UTC), recipient=message.recipient,
-                               outbox_id=message.outbox_id)
+            phone, user_id = split(message.recipient)
+            st = MessageStatus(wamid=wamid, status=status, timestamp=datetime.now(UTC), recipient=phone,
+                               recipient_user_id=user_id, outbox_id=message.outbox_id)
             events.append(Event.of(EventKind.MESSAGE_STATUS, st, source="sandbox", dedupe_key=f"{wamid}:{status}"))
         self.app.ingest(events)
 

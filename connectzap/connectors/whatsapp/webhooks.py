@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ...core import clock
+from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
                             LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
@@ -176,11 +177,22 @@ class _Change:
 
 # --- messages -------------------------------------------------------------------------------
 
+def _shared_own_number(msg: dict[str, Any]) -> str | None:
+    """The wa_id a customer shared by tapping a ``request_contact_info`` button: a ``contacts``
+    message whose one card has ``origin: contact_request`` and one WhatsApp number. A card the
+    customer forwarded (any other origin) is someone else's and names nobody here."""
+    cards = list(_objects(msg.get("contacts")))
+    if msg.get("type") != "contacts" or len(cards) != 1 or cards[0].get("origin") != "contact_request":
+        return None
+    numbers = {_text(phone.get("wa_id")) for phone in _objects(cards[0].get("phones"))} - {None}
+    return numbers.pop() if len(numbers) == 1 else None
+
+
 def _sender(msg: dict[str, Any], change: _Change) -> Contact:
     wa_id = _text(msg.get("from"))
     user_id = _text(msg.get("from_user_id"))
     found = change.contact_for(wa_id, user_id)
-    wa_id = wa_id or _text(found.get("wa_id"))
+    wa_id = wa_id or _text(found.get("wa_id")) or _shared_own_number(msg)
     user_id = user_id or _text(found.get("user_id"))
     profile = _obj(found.get("profile"))
     attributes = {key: found[key] for key in ("parent_user_id", "identity_key_hash") if _text(found.get(key))}
@@ -322,20 +334,24 @@ def _user_preferences(change: _Change) -> Iterator[Event]:
         choice = _text(pref.get("value"))
         wa_id = _text(pref.get("wa_id"))
         phone = _phone(wa_id)
+        user_id = _text(pref.get("user_id"))
+        user_id = user_id if is_bsuid(user_id) else None
         if choice not in _PREFERENCE_GRANTS or pref.get("category", "marketing_messages") != "marketing_messages":
             log.info("whatsapp user_preferences %r for %r not acted on", choice, pref.get("category"))
             continue
-        if phone is None:
-            log.warning("whatsapp user_preferences %s without a usable wa_id ignored", choice)
+        if phone is None and user_id is None:
+            log.warning("whatsapp user_preferences %s without a usable wa_id or user_id ignored", choice)
             continue
         at = _time(pref.get("timestamp")) or change.now
         detail = _text(pref.get("detail"))
         number = f" on number {change.phone_number_id}" if change.phone_number_id else ""
         proof = f"WhatsApp user_preferences webhook: {choice}{number}" + (f" ({detail})" if detail else "")
-        consent = ConsentChange(phone=phone, category=Category.MARKETING, granted=_PREFERENCE_GRANTS[choice],
-                                source="whatsapp:user_preferences", proof=proof, at=at)
+        consent = ConsentChange(phone=phone, user_id=user_id, category=Category.MARKETING,
+                                granted=_PREFERENCE_GRANTS[choice], source="whatsapp:user_preferences", proof=proof,
+                                at=at)
+        who = change.key_of(phone) if phone else change.key_of("bsuid:" + str(user_id))
         yield Event.of(EventKind.CONSENT_CHANGED, consent, source=SOURCE,
-                       dedupe_key=f"user_preferences:{change.key_of(phone)}:{choice}:{int(at.timestamp())}",
+                       dedupe_key=f"user_preferences:{who}:{choice}:{int(at.timestamp())}",
                        occurred_at=at)
 
 

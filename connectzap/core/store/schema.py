@@ -59,7 +59,7 @@ outbox = Table(
     Column("idempotency_key", String(255), nullable=False, unique=True),
     Column("request_hash", String(64), nullable=False),
     Column("contact_key", String(32), nullable=False),
-    Column("recipient", String(32), nullable=True),
+    Column("recipient", String(160), nullable=True),  # E.164, or a BSUID (up to 131 characters)
     Column("category", String(16), nullable=False),
     Column("content_type", String(16), nullable=False),
     Column("template_name", String(512), nullable=True),
@@ -118,6 +118,16 @@ contacts = Table(
     Column("contact_key", String(32), primary_key=True),
     Column("unreachable_since", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
+)
+
+identities = Table(
+    # A business-scoped user id (BSUID) seen together with a phone number: the BSUID's keyed hash
+    # points at the phone's. A BSUID with no row here is its own contact (its hash is the key).
+    "identities", metadata,
+    Column("identity_key", String(32), primary_key=True),
+    Column("contact_key", String(32), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_identities_contact", "contact_key"),
 )
 
 templates = Table(

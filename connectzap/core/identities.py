@@ -1,0 +1,120 @@
+"""Who a contact is: a phone number, a business-scoped user id (BSUID), or both.
+
+Since 2026 WhatsApp names every customer by a BSUID (``US.13491208655302741918``: the country,
+a dot, up to 128 letters and digits), unique per business portfolio; a customer with a username
+may come with no phone number at all. The store keys contacts by a keyed hash (HMAC) either way:
+
+* a phone number's hash is the contact key, as before BSUIDs existed;
+* a BSUID's hash (domain-separated from phones) is the key of a customer known by BSUID only;
+* a webhook carrying both links them: the BSUID's hash then points at the phone's key
+  (table ``identities``) and what was kept under the BSUID alone moves to the phone's key.
+
+A changed phone number gives the customer a new BSUID (Meta's ``user_changed_number`` and
+``user_changed_user_id`` system messages name the previous one): :func:`renumber` moves
+consent, opt-outs and windows to the new identity and unlinks the old number, which may be
+someone else's tomorrow. A phone number seen with a BSUID other than the one linked to it is
+such a recycled number: the earlier customer's records move to their own BSUID's key, so two
+customers are never merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, select
+
+from .bsuids import bsuid_key
+from .phones import contact_key
+from .store.database import Database, now
+from .store.schema import consents, contacts, identities, outbox, windows
+
+
+def resolve(conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
+    """The contact key of a customer known by ``phone`` (E.164) and/or ``user_id`` (a BSUID).
+
+    The phone decides when both are given; a BSUID resolves to the phone it is linked to."""
+    return resolve_many(conn, secret, [(phone, user_id)])[0]
+
+
+def resolve_many(conn: Connection, secret: bytes,
+                 who: list[tuple[str | None, str | None]]) -> list[str | None]:
+    """:func:`resolve` for many contacts with one query."""
+    wanted = {bsuid_key(user_id, secret) for phone, user_id in who if not phone and user_id}
+    linked = _links(conn, wanted)
+    keys: list[str | None] = []
+    for phone, user_id in who:
+        if phone:
+            keys.append(contact_key(phone, secret))
+        elif user_id:
+            own = bsuid_key(user_id, secret)
+            keys.append(linked.get(own, own))
+        else:
+            keys.append(None)
+    return keys
+
+
+def observe(db: Database, conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
+    """Record that ``phone`` and ``user_id`` were seen together (a webhook) and return the
+    contact key. With only one of them, nothing is recorded and its key is returned."""
+    if not (phone and user_id):
+        return resolve(conn, secret, phone, user_id)
+    key, own = contact_key(phone, secret), bsuid_key(user_id, secret)
+    if _links(conn, {own}).get(own) == key:
+        return key  # the usual case: nothing changed since the last message
+    # A different BSUID linked to this number: the number now belongs to another customer.
+    others: list[str] = list(conn.execute(select(identities.c.identity_key).where(
+        identities.c.contact_key == key, identities.c.identity_key != own)).scalars())
+    for other in others:
+        _move(db, conn, key, other)
+        conn.execute(identities.delete().where(identities.c.identity_key == other))
+    # What was kept under the BSUID alone belongs to the customer of this number.
+    if not _links(conn, {own}):
+        _move(db, conn, own, key)
+        # Same customer: their messages (queued ones are re-checked under this key) follow them.
+        conn.execute(outbox.update().where(outbox.c.contact_key == own).values(contact_key=key))
+    db.upsert(conn, identities, {"identity_key": own, "contact_key": key, "updated_at": now()}, ["identity_key"])
+    return key
+
+
+def renumber(db: Database, conn: Connection, secret: bytes, *, old_phone: str | None, old_user_id: str | None,
+             new_phone: str | None, new_user_id: str | None) -> str | None:
+    """A customer changed number (and so BSUID): their consent, opt-outs and windows move from the
+    old identity to the new one, and the old number and BSUID are no longer linked to them.
+    Returns the new contact key (None when the notice names no new identity)."""
+    old = resolve(conn, secret, old_phone, old_user_id)
+    new = resolve(conn, secret, new_phone, new_user_id)
+    if old is None or new is None or old == new:
+        return new
+    _move(db, conn, old, new)
+    stale = [bsuid_key(old_user_id, secret)] if old_user_id else []
+    conn.execute(identities.delete().where(identities.c.contact_key == old))  # links of the old number
+    if stale:
+        conn.execute(identities.delete().where(identities.c.identity_key.in_(stale)))
+    if new_phone and new_user_id:
+        observe(db, conn, secret, new_phone, new_user_id)
+    return new
+
+
+def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
+    wanted = sorted(set(identity_keys))
+    if not wanted:
+        return {}
+    rows = conn.execute(select(identities.c.identity_key, identities.c.contact_key)
+                        .where(identities.c.identity_key.in_(wanted))).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def _move(db: Database, conn: Connection, old: str, new: str) -> None:
+    """Everything the store keeps about contact ``old`` becomes ``new``'s: the consent ledger (its
+    times still decide), the windows (the newer time per business number) and the unreachable
+    mark (dropped: a new number may well be reachable)."""
+    conn.execute(consents.update().where(consents.c.contact_key == old).values(contact_key=new))
+    for number, at in conn.execute(select(windows.c.business_phone_number_id, windows.c.last_inbound_at)
+                                   .where(windows.c.contact_key == old)).all():
+        current = conn.execute(select(windows.c.last_inbound_at).where(
+            windows.c.contact_key == new, windows.c.business_phone_number_id == number)).scalar()
+        if current is None or current < at:
+            db.upsert(conn, windows, {"contact_key": new, "business_phone_number_id": number,
+                                      "last_inbound_at": at}, ["contact_key", "business_phone_number_id"])
+    conn.execute(windows.delete().where(windows.c.contact_key == old))
+    conn.execute(contacts.delete().where(contacts.c.contact_key == old))

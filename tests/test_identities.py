@@ -1,0 +1,215 @@
+"""Customers known by a business-scoped user id (BSUID), a phone number, or both, end to end.
+
+Fixtures built from Meta's webhook reference (marked here, since JSON takes no comments):
+``bsuid_only`` (a username customer: ``user_id``/``from_user_id`` and no ``wa_id``/``from``),
+``bsuid_with_phone`` (both), ``system_user_changed_user_id`` and ``system_user_changed_number_bsuid``
+(Meta's system messages webhook reference, updated Aug 11 2026: no contacts array; ``system.type``,
+``system.user_id``/``parent_user_id`` and ``system.previous_user_id``/``previous_parent_user_id``)
+and ``user_preferences_stop_bsuid`` (the user_preferences shape with ``user_id`` for ``wa_id``).
+Meta publishes placeholders, not values: the ids and numbers are ours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectzap import (Category, ConsentChange, Outgoing, PhoneRequiredError, RequestContactInfoContent,
+                        TemplateContent, TextContent)
+from connectzap.connectors.whatsapp.payloads import message_body, validate_body
+from connectzap.connectors.whatsapp.webhooks import parse_body
+from connectzap.core.channel import OutboundSend
+from connectzap.core.errors import PayloadError
+from connectzap.core.models import Contact
+from connectzap.core.worker import Worker
+from connectzap.testing import seed_template
+
+FIXTURES = Path(__file__).parent / "payloads" / "whatsapp"
+BSUID = "US.13491208655302741918"
+NEW_BSUID = "US.20583746102938475610"
+PHONE = "+16505551234"
+NEW_PHONE = "+16505559876"
+
+
+def a_minute_ago() -> datetime:
+    """Before any webhook built now (whose times are whole seconds): a later opt-out outranks it."""
+    return datetime.now(UTC) - timedelta(minutes=1)
+
+
+def webhook(name: str, *, text: str | None = None, wamid: str | None = None, **replace: Any) -> bytes:
+    """Fixture ``name`` as delivered now (a window counts from the message's own time)."""
+    doc = json.loads((FIXTURES / f"{name}.json").read_text())
+    value = doc["entry"][0]["changes"][0]["value"]
+    for message in value.get("messages", []):
+        message["timestamp"] = str(int(time.time()))
+        if text is not None:
+            message["text"] = {"body": text}
+        if wamid is not None:
+            message["id"] = wamid
+        message.update(replace)
+    for preference in value.get("user_preferences", []):
+        preference["timestamp"] = int(time.time())
+    for contact in value.get("contacts", []):
+        if "user_id" in replace:
+            contact["user_id"] = replace["from_user_id"] if "from_user_id" in replace else replace["user_id"]
+    return json.dumps(doc).encode()
+
+
+async def deliver(app: Any, body: bytes) -> None:
+    app.ingest(parse_body(body))
+    await Worker(app).run_until_idle()
+
+
+def granted(app: Any, who: str, category: Category = Category.MARKETING) -> bool | None:
+    record = app.consent(who).get(category)
+    return None if record is None else record.granted
+
+
+def promo() -> TemplateContent:
+    return TemplateContent(name="summer_sale", language="en", body=["Sam"])
+
+
+async def test_a_bsuid_only_customer_has_a_conversation(app):
+    """Before they write, a free-form message waits for the window; after, the reply goes to their
+    BSUID in Meta's ``recipient`` field (there is no number to put in ``to``) and is delivered."""
+    assert app.send(Outgoing(to=BSUID, content=TextContent(body="hello"))).reason == "window_closed"
+    await deliver(app, webhook("bsuid_only"))
+    reply = app.send(Outgoing(to=BSUID, content=TextContent(body="Hi Sam, how can we help?")))
+    assert reply.status == "queued", reply
+    await Worker(app).run_until_idle()
+    sent = app.channel.sent()[-1]
+    assert sent["recipient"] == BSUID and "to" not in sent and sent["text"]["body"] == "Hi Sam, how can we help?"
+    assert app.message(reply.id)["status"] == "delivered"
+
+
+async def test_a_bsuid_only_customer_opts_out_by_keyword(app):
+    seed_template(app, "summer_sale", "Hi {{1}}, 20% off today", category="MARKETING")
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t",
+                                  proof="signed up in the shop", at=a_minute_ago()))
+    assert app.send(Outgoing(to=BSUID, content=promo()), idempotency_key="before").status == "queued"
+    await deliver(app, webhook("bsuid_only", text="STOP", wamid="wamid.bsuid-stop"))
+    assert granted(app, BSUID) is False
+    refused = app.send(Outgoing(to=BSUID, content=promo()), idempotency_key="after")
+    assert (refused.status, refused.reason) == ("refused", "opted_out")
+    confirmations = [b for b in app.channel.sent() if b.get("context") == {"message_id": "wamid.bsuid-stop"}]
+    assert len(confirmations) == 1 and confirmations[0]["recipient"] == BSUID
+
+
+async def test_user_preferences_stop_for_a_bsuid(app):
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t",
+                                  at=a_minute_ago()))
+    await deliver(app, webhook("user_preferences_stop_bsuid"))
+    assert granted(app, BSUID) is False
+
+
+async def test_phone_and_bsuid_seen_together_are_one_customer(app):
+    """What was known under the BSUID alone (consent, the window) belongs to the number once a
+    webhook shows both; by either identifier it is the same customer afterwards."""
+    await deliver(app, webhook("bsuid_only"))
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t"))
+    assert granted(app, PHONE) is None
+    await deliver(app, webhook("bsuid_with_phone"))
+    assert granted(app, PHONE) is True and granted(app, BSUID) is True
+    assert app.contact_key(PHONE) == app.contact_key(BSUID)
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=False, source="t"))
+    assert granted(app, BSUID, Category.UTILITY) is False
+    assert app.send(Outgoing(to=PHONE, content=TextContent(body="hi"))).status == "queued"
+
+
+async def test_a_number_change_moves_consent_to_the_new_bsuid(app):
+    """``user_changed_user_id``: opt-in and opt-out follow the customer to their new BSUID; the old
+    BSUID and the old number (someone else's, some day) keep nothing of theirs."""
+    seed_template(app, "summer_sale", "Hi {{1}}, 20% off today", category="MARKETING")
+    await deliver(app, webhook("bsuid_with_phone"))
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=False, source="t"))
+    await deliver(app, webhook("system_user_changed_user_id"))
+    assert granted(app, NEW_BSUID) is True and granted(app, NEW_BSUID, Category.UTILITY) is False
+    assert granted(app, BSUID) is None and granted(app, PHONE) is None
+    assert app.send(Outgoing(to=NEW_BSUID, content=promo())).status == "queued"
+    assert app.send(Outgoing(to=PHONE, content=promo())).reason == "no_consent"
+
+
+async def test_user_changed_number_links_the_new_number_and_bsuid(app):
+    await deliver(app, webhook("bsuid_with_phone"))
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
+    await deliver(app, webhook("system_user_changed_number_bsuid"))
+    assert granted(app, NEW_PHONE) is True and granted(app, NEW_BSUID) is True
+    assert app.contact_key(NEW_PHONE) == app.contact_key(NEW_BSUID)
+    assert granted(app, PHONE) is None and granted(app, BSUID) is None
+
+
+async def test_a_recycled_number_is_a_new_customer(app):
+    """The number comes back with another BSUID: the earlier customer's consent stays theirs."""
+    await deliver(app, webhook("bsuid_with_phone"))
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
+    await deliver(app, webhook("bsuid_with_phone", wamid="wamid.recycled", from_user_id="BR.555", user_id="BR.555"))
+    assert granted(app, PHONE) is None and granted(app, "BR.555") is None
+    assert granted(app, BSUID) is True
+
+
+def test_authentication_templates_need_a_phone_number(app):
+    seed_template(app, "login_code", "{{1}} is your code", category="AUTHENTICATION")
+    for who in (BSUID, PHONE):
+        app.set_consent(ConsentChange(user_id=BSUID if who == BSUID else None, phone=PHONE if who == PHONE else None,
+                                      category=Category.AUTHENTICATION, granted=True, source="t"))
+    code = TemplateContent(name="login_code", language="en", body=["123456"])
+    refused = app.send(Outgoing(to=BSUID, content=code))
+    assert (refused.status, refused.reason) == ("refused", "phone_required")
+    assert "request_contact_info" in (refused.detail or "")
+    assert app.send(Outgoing(to=PHONE, content=code)).status == "queued"
+
+
+def test_the_channel_refuses_an_authentication_template_to_a_bsuid():
+    """Behind the gate, the request builder refuses too (a clear error, never a request Meta rejects)."""
+    message = OutboundSend(outbox_id="m1", recipient=BSUID, category="authentication",
+                           content=TemplateContent(name="login_code", language="en", body=["1"]))
+    with pytest.raises(PhoneRequiredError):
+        message_body(message)
+
+
+def test_request_contact_info_asks_for_the_number():
+    body = message_body(OutboundSend(outbox_id="m1", recipient=BSUID, category="service",
+                                     content=RequestContactInfoContent(body="Share your number to finish the order")))
+    validate_body(body)
+    assert body["recipient"] == BSUID and "to" not in body
+    assert body["interactive"] == {"type": "request_contact_info",
+                                   "body": {"text": "Share your number to finish the order"},
+                                   "action": {"name": "request_contact_info"}}
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"to": "16505551234", "recipient": BSUID}, "exactly one"),
+    ({}, "exactly one"),
+    ({"recipient": "US.ENT.11815799212886844830"}, "business-scoped"),
+    ({"recipient": "us.134912"}, "business-scoped"),
+])
+def test_a_request_names_one_valid_recipient(fields, problem):
+    body = {"messaging_product": "whatsapp", "type": "text", "text": {"body": "hi"}, **fields}
+    with pytest.raises(PayloadError, match=problem):
+        validate_body(body)
+
+
+async def test_the_shared_contact_card_links_the_number(app):
+    """The customer tapped "share contact info": the card (origin ``contact_request``) is their own
+    number, linked to their BSUID. A forwarded card (any other origin) links nothing."""
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t"))
+    card = {"name": {"formatted_name": "Sam"}, "phones": [{"phone": PHONE, "wa_id": "16505551234", "type": "CELL"}]}
+    await deliver(app, webhook("bsuid_only", wamid="wamid.forwarded", type="contacts", contacts=[
+        {**card, "origin": "other"}]))
+    assert granted(app, PHONE) is None
+    await deliver(app, webhook("bsuid_only", wamid="wamid.shared", type="contacts", contacts=[
+        {**card, "origin": "contact_request"}]))
+    assert granted(app, PHONE) is True
+
+
+@pytest.mark.parametrize("text, user_id", [("US.13491208655302741918", BSUID), (" BR.1502576394655843 ",
+                                                                                 "BR.1502576394655843")])
+def test_a_recipient_string_may_be_a_bsuid(text, user_id):
+    assert Outgoing(to=text, content=TextContent(body="x")).to == Contact(user_id=user_id)
+    assert Contact.model_validate(text).user_id == user_id
