@@ -205,11 +205,17 @@ class Connectzap:
     def send(self, outgoing: Outgoing, *, idempotency_key: str | None = None, source: str = "api",
              strict_key: bool = False) -> gate.Decision:
         """Put a message through the gate. Without a key, each call is a new message."""
-        key = idempotency_key or outgoing.idempotency_key
+        admission = self.admission(outgoing, idempotency_key=idempotency_key, source=source)
         with self.db.begin() as conn:
-            return gate.admit(self.db, conn, self.secret, outgoing,
-                              idempotency_key=scoped_key(source, key) if key else unique_key(source),
-                              strict_key=strict_key, fresh_key=key is None)
+            return gate.admit_many(self.db, conn, self.secret, [admission], strict_key=strict_key)[0]
+
+    def admission(self, outgoing: Outgoing, *, idempotency_key: str | None = None,
+                  source: str = "api") -> gate.Admission:
+        """``outgoing`` with the key it is admitted under: ``idempotency_key`` (or the message's own)
+        scoped to ``source``; without either, a key of its own, so each call is a new message."""
+        key = idempotency_key or outgoing.idempotency_key
+        return gate.Admission(outgoing, scoped_key(source, key) if key else unique_key(source),
+                              fresh_key=key is None)
 
     def send_many(self, messages: list[Outgoing], *, source: str = "api",
                   strict_key: bool = False) -> list[gate.Decision]:
@@ -221,9 +227,7 @@ class Connectzap:
         With ``strict_key``, a key already used for a different message (before, or earlier in
         this batch) gives that message ``status="conflict"``; the others are admitted as usual.
         """
-        admissions = [gate.Admission(m, scoped_key(source, m.idempotency_key) if m.idempotency_key
-                                     else unique_key(source), fresh_key=m.idempotency_key is None)
-                      for m in messages]
+        admissions = [self.admission(m, source=source) for m in messages]
         with self.db.begin() as conn:
             return gate.admit_many(self.db, conn, self.secret, admissions, strict_key=strict_key,
                                    report_conflicts=True)

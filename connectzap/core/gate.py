@@ -297,7 +297,10 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
         for n, a in enumerate(admissions):
             first = winners.get(a.idempotency_key)
             if first is not None:
-                decisions[n] = _repeated(a, first, request_hash(a.outgoing), strict_key, report_conflicts)
+                # A fresh key lost only to its own earlier commit (a transaction retried after its
+                # commit's answer was lost): the stored message is this one, not a conflict.
+                digest = "" if a.fresh_key else request_hash(a.outgoing)
+                decisions[n] = _repeated(a, first, digest, strict_key, report_conflicts)
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:

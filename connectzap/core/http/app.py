@@ -1,9 +1,9 @@
 """The FastAPI app factory: webhook routes from the connectors, REST ``/v1``, health, metrics.
 
-The app's lifespan owns the group-commit journal writer and, with ``run_workers``, a
-:class:`~connectzap.core.worker.Worker` in the same event loop. On shutdown (after the server
-stopped accepting and answered what was in flight) the writer commits what is queued and the
-worker finishes the work in hand.
+The app's lifespan owns the group-commit writers (webhook journal, single-message admissions)
+and, with ``run_workers``, a :class:`~connectzap.core.worker.Worker` in the same event loop.
+On shutdown (after the server stopped accepting and answered what was in flight) the writers
+commit what is queued and the worker finishes the work in hand.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..version import __version__
 from . import errors, rest, webhooks
 from .auth import ApiKeys
 from .guards import EdgeGuard
+from .admission_writer import AdmissionWriter
 from .journal_writer import JournalWriter
 from .schemas import Health
 
@@ -41,12 +42,14 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
     if not engine.started:
         engine.start()
     writer = JournalWriter(engine.db)
+    admissions = AdmissionWriter(engine.db, engine.secret)
     metrics = Metrics()
     settings = engine.settings.api
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        admissions.start()
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         original_channel = engine.channel
@@ -61,6 +64,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
             yield
         finally:
             await writer.aclose()
+            await admissions.aclose()
             stop.set()
             if worker_task is not None:
                 await worker_task
@@ -74,6 +78,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
     app.state.api_keys = ApiKeys(settings.keys)
     app.state.metrics = metrics
     app.state.journal_writer = writer
+    app.state.admission_writer = admissions
     errors.install(app)
     app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes)
     app.include_router(rest.router)

@@ -1,7 +1,8 @@
 """The REST API under ``/v1``: send messages through the gate, read them, manage consent, list templates.
 
 Endpoints are plain functions (FastAPI runs them in its thread pool, since the engine's store
-calls block). Errors are raised from the engine's exception tree and mapped in :mod:`.errors`.
+calls block), except single-message sends, which wait on the admission writer's group commit.
+Errors are raised from the engine's exception tree and mapped in :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
+from .. import gate
 from ..app import Connectzap
-from ..errors import ConnectzapError
+from ..errors import ConflictError, ConnectzapError
 from ..messages import Outgoing
 from ..models import Category, ConsentChange
 from ..phones import mask, to_e164
+from .admission_writer import AdmissionWriter
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
@@ -55,7 +58,7 @@ def _iso_only(value: Any) -> Any:
 IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
-def engine(request: Request) -> Connectzap:
+async def engine(request: Request) -> Connectzap:  # async: no thread hand-over just to read app state
     running: Connectzap = request.app.state.engine  # set by create_app; starlette's State is untyped
     return running
 
@@ -99,13 +102,17 @@ def _cursor_docs(what: str) -> str:
              responses=_errors((409, "Idempotency-Key reused for a different message"),
                                (415, "Body is not application/json"),
                                (422, "Invalid input, or refused by the gate: `error` is the reason")))
-def post_message(app: Engine, outgoing: Outgoing,
-                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
-                                                               max_length=200)] = None) -> Any:
+async def post_message(request: Request, app: Engine, outgoing: Outgoing,
+                       idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                                     max_length=200)] = None) -> Any:
     """Queue a message. With ``Idempotency-Key``, repeating the request returns the same message;
     the same key with a different body is refused with 409. A refusal by the gate (no consent,
     closed window, unknown template, ...) answers 422 with the reason as ``error``."""
-    decision = app.send(outgoing, idempotency_key=idempotency_key, source="api", strict_key=True)
+    # Concurrent requests share a transaction (group commit); each still gets its own decision.
+    writer: AdmissionWriter = request.app.state.admission_writer
+    decision = await writer.admit(app.admission(outgoing, idempotency_key=idempotency_key, source="api"))
+    if decision.status == gate.CONFLICT:
+        raise ConflictError("Idempotency-Key was already used for a different message")
     if not decision.accepted:  # a repeated request carries the status and detail recorded for its key
         return error_response(422, decision.reason, decision.detail or decision.reason, id=decision.id)
     return Queued(id=decision.id, status=decision.status, duplicate=decision.duplicate)
