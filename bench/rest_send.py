@@ -43,12 +43,13 @@ def phone(n: int) -> str:
 def seed(folder: Path, numbers: int) -> Path:
     """A migrated database with the template and the opt-ins; returns the SQLite file."""
     from connectzap import Category, ConsentChange
-    from connectzap.testing import make_app, seed_template
+    from connectzap.testing import make_app, run, seed_template
     app = make_app(folder, database_url=f"sqlite:///{folder / 'seed.db'}", privacy={"hash_secret": HASH_SECRET})
     seed_template(app, TEMPLATE, "Hi {{1}}, order {{2}} is confirmed.")
     for n in range(numbers):
         app.set_consent(ConsentChange(phone=phone(n), category=Category.UTILITY, granted=True, source="bench",
                                       proof="ticked 'send me order updates'"))
+    run(app)  # the consent events are dispatched here, not by the workers of a measured serve
     app.close()
     return folder / "seed.db"
 
@@ -98,14 +99,18 @@ async def load(host: str, port: int, requests: list[tuple[bytes, int]], connecti
             "messages_per_second": round(queued / elapsed, 1)}
 
 
-def outbox_count(database: Path) -> int:
+def outbox_count(database: Path, status: str | None = None) -> int:
+    """Messages in the outbox (with ``status``: only those, e.g. "accepted" by the Graph API)."""
     from sqlalchemy import func, select
 
     from connectzap.core.store.database import Database
     from connectzap.core.store.schema import outbox
     db = Database(f"sqlite:///{database}")
+    query = select(func.count()).select_from(outbox)
+    if status is not None:
+        query = query.where(outbox.c.status == status)
     with db.read() as conn:
-        count = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+        count = conn.execute(query).scalar_one()
     db.dispose()
     return int(count)
 

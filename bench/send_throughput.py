@@ -51,10 +51,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_fake() -> tuple[subprocess.Popen[bytes], str]:
+def start_fake(*options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The Graph stand-in in its own process; ``options`` go to its command line."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "connectzap.testing.fake_graph", "--port", str(port),
-                             "--token", TOKEN], stdout=subprocess.PIPE, cwd=ROOT)
+                             "--token", TOKEN, *options], stdout=subprocess.PIPE, cwd=ROOT)
     url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]  # stdout=PIPE above
     for _ in range(100):
         try:

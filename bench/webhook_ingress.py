@@ -36,21 +36,28 @@ from pathlib import Path
 APP_SECRET = "bench-app-secret"
 API_KEY = "bench-api-key-0123456789"
 PATH = "/webhooks/whatsapp"
+WABA_ID = "419561257915477"  # the business account and number the webhooks speak for
+PHONE_NUMBER_ID = "106540352242922"
 
 
 # --- the load generator (runs in its own process) ---------------------------------------------
 
-def signed_bodies(count: int, numbers: int = 5000) -> list[tuple[bytes, str]]:
+def signed_bodies(count: int, numbers: int = 5000, user_ids: bool = False) -> list[tuple[bytes, str]]:
+    """``user_ids``: each contact also carries a business-scoped user id, as Meta now sends (pywa
+    4.5 raises KeyError without one, see bench/compare_pywa.py)."""
     from connectzap.connectors.whatsapp.signatures import sign_meta
     out = []
     now = int(time.time())
     for i in range(count):
         wa_id = f"49151{10000000 + i % numbers:08d}"
-        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "changes": [{
+        contact = {"profile": {"name": "Bench"}, "wa_id": wa_id}
+        if user_ids:
+            contact["user_id"] = f"US.{10**19 + i % numbers}"
+        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{
             "field": "messages", "value": {
                 "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
+                "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                "contacts": [contact],
                 "messages": [{"from": wa_id, "id": f"wamid.bench.{os.getpid()}.{i}", "timestamp": str(now),
                               "type": "text", "text": {"body": f"order status please #{i}"}}]}}]}]},
                           separators=(",", ":")).encode()
@@ -117,11 +124,13 @@ def run_generator(args: argparse.Namespace) -> None:
 # --- the coordinator ---------------------------------------------------------------------------
 
 def start_server(folder: Path, database_url: str | None, workers: bool,
-                 log_level: str) -> tuple[subprocess.Popen[str], str]:
+                 log_level: str, whatsapp: dict[str, object] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``whatsapp``: more [connectors.whatsapp] settings (e.g. credentials and a Graph stand-in's URL)."""
     database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
+    more = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (whatsapp or {}).items())
     config = folder / "bench.toml"
     config.write_text(f'data_dir = "{folder}"\n{database}[api]\nkeys = ["{API_KEY}"]\n[sandbox]\nquiet = true\n'
-                      f'[connectors.whatsapp]\napp_secrets = ["{APP_SECRET}"]\nverify_token = "bench"\n')
+                      f'[connectors.whatsapp]\napp_secrets = ["{APP_SECRET}"]\nverify_token = "bench"\n{more}')
     command = [str(Path(sys.executable).with_name("connectzap")), "--config", str(config), "serve", "--port", "0",
                "--log-level", log_level]
     if not workers:
