@@ -49,6 +49,9 @@ pytestmark = pytest.mark.slow
 # fits in a few minutes there; CONNECTZAP_CRASH_MESSAGES=10000 runs the full size where there is room.
 MESSAGES = int(os.environ.get("CONNECTZAP_CRASH_MESSAGES", "1000"))
 KILLS = 5
+# Each wait allows 5 minutes plus half a second per message it waits for (about 2 orders a second, the
+# slowest rate measured on the shared machine): enough for 1,000 and for 10,000 alike.
+SEGMENT_TIMEOUT = 300 + 0.5 * MESSAGES / (KILLS + 1)
 GRACE = 45.0  # workers.unknown_grace_seconds: long enough for the stand-in's retried statuses to land
 APP_SECRET = "crash-live-app-secret"
 TOKEN = "crash-live-token"
@@ -183,7 +186,8 @@ def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_tw
         for k in range(1, KILLS + 1):
             proc = start_serve(run)
             point = MESSAGES * k // (KILLS + 1)
-            wait_for(lambda p=point: sum(graph.accepted().values()) >= p, proc, run, 300, f"{point} sends")
+            wait_for(lambda p=point: sum(graph.accepted().values()) >= p, proc, run, SEGMENT_TIMEOUT,
+                     f"{point} sends")
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             run.kills.append(left_by_kill(observer, graph))
@@ -191,7 +195,8 @@ def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_tw
 
         proc = start_serve(run)
         try:
-            wait_for(lambda: finished(observer, graph), proc, run, 300 + GRACE, "every message to be settled")
+            wait_for(lambda: finished(observer, graph), proc, run, SEGMENT_TIMEOUT + GRACE,
+                     "every message to be settled")
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0, run.stderr.read_text()[-3000:]
