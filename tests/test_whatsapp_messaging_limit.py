@@ -1,31 +1,42 @@
 """Meta's messaging limit (per business portfolio since October 2025) drives the pacer's daily
 unique-recipient budget: read from signed ``phone_number_quality_update`` webhooks -- the
 ``max_daily_conversations_per_business`` field, and ``current_limit`` from before February 2026 --
-shared by every worker through the database. Unset, the budget starts at 250; a configured
-``daily_unique_recipients`` wins over Meta's reports."""
+and from the phone number's Graph fields (at worker start, every ``messaging_limit_refresh_minutes``,
+``connectzap whatsapp limits``), shared by every worker through the database. Unset, the budget
+starts at 250; a configured ``daily_unique_recipients`` wins over Meta's reports."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import vcr
+from click.testing import CliRunner
 
-from connectzap.connectors.whatsapp.pacer import STARTING_LIMIT, Pacer, _Ask
+from connectzap.cli import _install_plugin_commands, cli
+from connectzap.connectors.whatsapp import limits
+from connectzap.connectors.whatsapp.client import GraphClient
+from connectzap.connectors.whatsapp.pacer import STARTING_LIMIT, Pacer, _Ask, record_limit
 from connectzap.connectors.whatsapp.webhooks import messaging_limit
 from connectzap.core.errors import PacedError
+from connectzap.core.worker import Worker
 from connectzap.testing import deliver, meta_headers, run, webhook_request
+from connectzap.testing.fake_graph import FakeGraph
 
 SECRET = "meta-app-secret-for-limit-tests"
+TOKEN = "token-for-limit-tests"
 WABA = "102290129340398"
 NOW = 1_780_000_000.0
 FRESH = itertools.count()  # every recipient new: one already counted in the window costs nothing
 
 
 def whatsapp(**extra: Any) -> dict[str, Any]:
-    return {"access_token": "token-for-limit-tests", "phone_number_id": "106540352242922", "waba_id": WABA,
+    return {"access_token": TOKEN, "phone_number_id": "106540352242922", "waba_id": WABA,
             "app_secrets": [SECRET], "verify_token": "v", **extra}
 
 
@@ -88,3 +99,131 @@ def test_a_configured_limit_wins_and_other_accounts_are_ignored(make: Any) -> No
 ])
 def test_meta_limit_spellings(reported: str, expected: tuple[bool, int | None]) -> None:
     assert messaging_limit(reported) == expected
+
+
+# --- the limit read from the phone number's Graph fields --------------------------------------
+
+CASSETTES = Path(__file__).parent.parent / "cassettes" / "whatsapp"
+
+
+def cassette(name: str) -> Any:
+    recorder = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none", filter_headers=["authorization"],
+                       match_on=["method", "scheme", "host", "path", "query"])
+    return recorder.use_cassette(f"{name}.yaml", allow_playback_repeats=False)
+
+
+async def test_the_budget_follows_the_phone_numbers_limit_field_by_api_version(make: Any, caplog: Any) -> None:
+    """Meta's reference: ``whatsapp_business_manager_messaging_limit`` from v24.0,
+    ``messaging_limit_tier`` before; a failed read keeps the budget and logs why, without the token."""
+    app = make(connectors={"whatsapp": whatsapp()})
+    settings = app.connectors["whatsapp"].settings
+    v24 = settings.model_copy(update={"api_version": "v24.0", "transport": "httpx"})
+    v23 = settings.model_copy(update={"api_version": "v23.0", "transport": "httpx"})
+    assert limits.in_force(app.db, settings)[0] == STARTING_LIMIT
+    with cassette("messaging_limit") as cas:
+        for step, config in enumerate((v24, v23, v24)):
+            client = GraphClient(config)
+            try:
+                reading = await limits.refresh(app.db, settings, client)
+            finally:
+                await client.aclose()
+            if step == 0:
+                assert reading is not None and (reading.field, reading.limit) == (limits.CURRENT_FIELD, 2000)
+                assert admitted(app, 2500) == 2000
+            elif step == 1:
+                assert reading is not None and (reading.field, reading.limit) == (limits.LEGACY_FIELD, 10_000)
+                assert admitted(app, 9000) == 8000
+            else:
+                assert reading is None  # the expired token: nothing stored
+        assert cas.all_played
+    budget, source = limits.in_force(app.db, settings)
+    assert budget == 10_000 and source.startswith("reported by Meta")
+    warning = [r.getMessage() for r in caplog.records if "could not read the messaging limit" in r.getMessage()]
+    assert len(warning) == 1 and "190" in warning[0] and "stays at 10000" in warning[0]
+    assert TOKEN not in caplog.text
+
+
+async def test_workers_read_the_limit_at_start_and_keep_the_budget_when_it_is_missing(make: Any, caplog: Any) -> None:
+    with FakeGraph(token=TOKEN) as fake:
+        fake.messaging_limit = "TIER_100K"
+        app = make(connectors={"whatsapp": whatsapp(api_base_url=fake.url, messaging_limit_refresh_minutes=0)})
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(app).run(stop))
+        deadline = time.monotonic() + 30
+        while limits.in_force(app.db, app.connectors["whatsapp"].settings)[0] != 100_000:
+            assert time.monotonic() < deadline, "the worker never read the limit"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await worker
+        asked = [r for r in fake.requests if r.method == "GET" and r.path.endswith("/106540352242922")]
+        assert [r.body for r in asked] == [{"fields": "messaging_limit_tier"}]  # the default api_version is v23.0
+        # An answer without the field stores nothing: the last reported limit stays.
+        fake.messaging_limit = None
+        await app.connectors["whatsapp"].background(asyncio.Event())
+    assert limits.in_force(app.db, app.connectors["whatsapp"].settings)[0] == 100_000
+    assert "messaging_limit_tier = None is not a messaging limit; the daily budget stays at 100000" in caplog.text
+
+
+async def test_a_configured_budget_is_not_replaced_by_the_graph_reading(make: Any) -> None:
+    with FakeGraph(token=TOKEN) as fake:
+        fake.messaging_limit = "TIER_UNLIMITED"
+        app = make(connectors={"whatsapp": whatsapp(api_base_url=fake.url, daily_unique_recipients=300)})
+        await app.connectors["whatsapp"].background(asyncio.Event())  # configured: nothing to follow
+        assert fake.requests == []
+        client = GraphClient(app.connectors["whatsapp"].settings)
+        try:
+            assert (await limits.refresh(app.db, app.connectors["whatsapp"].settings, client)) is not None
+        finally:
+            await client.aclose()
+    assert limits.in_force(app.db, app.connectors["whatsapp"].settings) == (300, "daily_unique_recipients (configured)")
+    assert admitted(app, 400) == 300
+
+
+def test_the_latest_observation_wins(make: Any) -> None:
+    """A webhook applied late (from a backlog) does not undo a newer reading, nor the reverse."""
+    app = make(connectors={"whatsapp": whatsapp()})
+    record_limit(app.db, WABA, 2000, at=NOW)
+    record_limit(app.db, WABA, 250, at=NOW - 60)  # observed earlier, applied later
+    assert limits.in_force(app.db, app.connectors["whatsapp"].settings)[0] == 2000
+    record_limit(app.db, WABA, None, at=NOW + 60)
+    assert limits.in_force(app.db, app.connectors["whatsapp"].settings)[0] is None
+
+
+@pytest.mark.parametrize(("version", "field"), [
+    ("v23.0", limits.LEGACY_FIELD), ("v22.0", limits.LEGACY_FIELD), ("v24.0", limits.CURRENT_FIELD),
+    ("v25.0", limits.CURRENT_FIELD), ("24", limits.CURRENT_FIELD), ("latest", limits.CURRENT_FIELD),
+])
+def test_the_field_follows_the_api_version(version: str, field: str) -> None:
+    assert limits.limit_field(version) == field
+
+
+def test_cli_reads_stores_and_shows_the_limit(tmp_path: Path) -> None:
+    with FakeGraph(token=TOKEN, version="v24.0") as fake:
+        fake.messaging_limit = "TIER_2K"
+        config = tmp_path / "connectzap.toml"
+        config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+[connectors.whatsapp]
+access_token = "{TOKEN}"
+phone_number_id = "106540352242922"
+waba_id = "{WABA}"
+app_secrets = ["{SECRET}"]
+verify_token = "v"
+api_base_url = "{fake.url}"
+api_version = "v24.0"
+""")
+        _install_plugin_commands()
+        runner = CliRunner()
+        before = runner.invoke(cli, ["--config", str(config), "whatsapp", "limits", "--no-refresh", "--json"])
+        assert before.exit_code == 0, before.output
+        assert json.loads(before.output)["daily_unique_recipients"] == "250" and fake.requests == []
+        result = runner.invoke(cli, ["--config", str(config), "whatsapp", "limits", "--json"])
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.output)
+        assert shown["field"] == limits.CURRENT_FIELD and shown["reported"] == "TIER_2K"
+        assert shown["daily_unique_recipients"] == "2000" and shown["source"].startswith("reported by Meta")
+        fake.token = "another-token"  # the stored token no longer works: one line, exit 5 or 1, budget kept
+        failed = runner.invoke(cli, ["--config", str(config), "whatsapp", "limits"])
+        assert failed.exit_code != 0 and TOKEN not in failed.output
+        kept = runner.invoke(cli, ["--config", str(config), "whatsapp", "limits", "--no-refresh", "--json"])
+        assert json.loads(kept.output)["daily_unique_recipients"] == "2000"

@@ -2,7 +2,8 @@
 
 Point ``[connectors.whatsapp] api_base_url`` at :attr:`FakeGraph.url`. It answers sends with
 wamids, uploads with media ids, keeps templates (paged like Meta: ``paging.cursors`` +
-``paging.next``) and a business profile, checks the Bearer token (code 190 otherwise), and
+``paging.next``), a business profile and the number's messaging limit (:attr:`FakeGraph.messaging_limit`,
+under the field name of the fake's API version), checks the Bearer token (code 190 otherwise), and
 can be told to fail or stall particular requests. Response shapes follow Meta's reference as
 summarised in ``shared/research/whatsapp.md``; this is a test double, not an emulator.
 
@@ -77,6 +78,8 @@ class FakeGraph:
         self.templates: list[dict[str, Any]] = []
         self.profile: dict[str, Any] = {"about": "", "address": "", "description": "", "email": "",
                                         "websites": [], "vertical": "UNDEFINED", "messaging_product": "whatsapp"}
+        self.messaging_limit: str | None = "TIER_250"
+        """What ``GET /{phone-number-id}`` reports as the messaging limit (None: the field is absent)."""
         self._ids = itertools.count(1)
         self._accepted: Counter[str] = Counter()
         self._accepted_lock = threading.Lock()
@@ -139,6 +142,7 @@ class FakeGraph:
         app.router.add_post(v + "/{number}/messages", self._send)
         app.router.add_post(v + "/{number}/marketing_messages", self._send)
         app.router.add_post(v + "/{number}/media", self._media)
+        app.router.add_get(v + "/{number}", self._phone_number)
         app.router.add_get(v + "/{number}/whatsapp_business_profile", self._profile_get)
         app.router.add_post(v + "/{number}/whatsapp_business_profile", self._profile_set)
         app.router.add_get(v + "/{waba}/message_templates", self._templates_list)
@@ -295,6 +299,23 @@ class FakeGraph:
         if record["messaging_product"] != "whatsapp" or upload is None:
             return self.error(100, "Invalid parameter", details="file and messaging_product are required")
         return web.json_response({"id": f"media.fake.{next(self._ids)}"})
+
+    async def _phone_number(self, request: web.Request) -> web.Response:
+        """The number's fields; only the messaging limit, named as the API version names it (Meta:
+        ``whatsapp_business_manager_messaging_limit`` from v24.0, ``messaging_limit_tier`` before)."""
+        self._note(request, dict(request.query))
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        from ..connectors.whatsapp.limits import limit_field
+        known = limit_field(self.version)
+        answer: dict[str, Any] = {"id": request.match_info["number"]}
+        for name in filter(None, request.query.get("fields", "").split(",")):
+            if name != known:  # as Graph answers a field the version does not have
+                return self.error(100, f"Tried accessing nonexisting field ({name}) on node type "
+                                       "(WhatsAppBusinessPhoneNumber)")
+            if self.messaging_limit is not None:
+                answer[name] = self.messaging_limit
+        return web.json_response(answer)
 
     async def _profile_get(self, request: web.Request) -> web.Response:
         self._note(request, dict(request.query))

@@ -1,4 +1,5 @@
-"""``connectzap templates ...`` and ``connectzap profile ...`` (registered through ``register_commands``).
+"""``connectzap templates ...``, ``connectzap profile ...`` and ``connectzap whatsapp limits``
+(registered through ``register_commands``).
 
 They talk to the Graph API at ``[connectors.whatsapp] api_base_url`` (Meta, a BSP, or a local
 fake) with the configured access token; without one, the template commands work on the sandbox
@@ -69,6 +70,7 @@ def _next_step(settings: WhatsAppSettings) -> str:
 def register_commands(cli: click.Group) -> None:
     cli.add_command(templates_group)
     cli.add_command(profile_group)
+    cli.add_command(whatsapp_group)
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -263,3 +265,35 @@ def profile_set(obj: Any, about: str | None, address: str | None, description: s
     settings = _settings(obj)
     _call(settings, lambda c: profile.update(c, changes))
     click.echo("profile updated: " + ", ".join(sorted(changes)))
+
+
+# --- the number's standing with Meta -----------------------------------------------------------
+
+@click.group("whatsapp")
+def whatsapp_group() -> None:
+    """The WhatsApp Business number's limits, as Meta reports them."""
+
+
+@whatsapp_group.command("limits")
+@click.option("--no-refresh", is_flag=True, help="Show the stored budget; do not ask the Graph API.")
+@json_option
+@click.pass_obj
+def whatsapp_limits(obj: Any, no_refresh: bool, as_json: bool) -> None:
+    """Read the messaging limit from the phone number's Graph fields, store it for every worker,
+    and show the daily unique-recipient budget in force (the workers also read it at start and
+    every messaging_limit_refresh_minutes)."""
+    import time
+
+    from . import limits
+    settings = _whatsapp(obj)
+    app = obj.app()
+    shown: dict[str, Any] = {"phone_number_id": settings.phone_number_id, "field": None, "reported": None}
+    if settings.live and not no_refresh:
+        reading = _call(settings, limits.read)  # a failed request is the command's error (one line)
+        limits.apply(app.db, settings, reading, time.time())
+        shown.update(field=reading.field, reported=reading.reported)
+    elif not settings.live:
+        click.echo("no access_token in [connectors.whatsapp]: nothing to read from the Graph API", err=True)
+    budget, source = limits.in_force(app.db, settings)
+    shown.update(daily_unique_recipients=limits.shown(budget), source=source)
+    emit(shown, as_json)

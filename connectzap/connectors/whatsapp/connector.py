@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,8 +22,7 @@ from ...core.models import Event, EventKind
 from ...core.phones import contact_key
 from ...core.store.schema import events
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
-from . import webhooks
-from .pacer import record_limit
+from . import limits, webhooks
 from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
 from .signatures import verify_meta
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
     from ...core.channel import Channel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-log = logging.getLogger("connectzap.whatsapp")
 
 
 class WhatsAppConnector(Connector):
@@ -98,13 +95,21 @@ class WhatsAppConnector(Connector):
         notice = await asyncio.to_thread(self._limit_notice, ctx)
         if notice is None:
             return
-        if self.settings.daily_unique_recipients is not None:
-            log.info("Meta reports a messaging limit of %s; daily_unique_recipients = %d stays in force",
-                     notice.reported, self.settings.daily_unique_recipients)
+        reading = limits.LimitReading("the phone_number_quality_update webhook", notice.reported, True, notice.limit)
+        await asyncio.to_thread(limits.apply, self.app.db, self.settings, reading, ctx.received_at.timestamp())
+
+    async def background(self, stop: asyncio.Event) -> None:
+        """Follow the messaging limit on the phone number's Graph fields (:mod:`.limits`): read at
+        start, then every ``messaging_limit_refresh_minutes``. Nothing to do on the sandbox or with
+        ``daily_unique_recipients`` configured."""
+        if not self.settings.live or self.settings.daily_unique_recipients is not None:
             return
-        scope = self.settings.waba_id or "portfolio"
-        await asyncio.to_thread(record_limit, self.app.db, scope, notice.limit, ctx.received_at.timestamp())
-        log.info("messaging limit now %s (%s)", notice.limit or "unlimited", notice.reported)
+        from .client import GraphClient  # the HTTP client stack, imported only when it is used
+        client = GraphClient(self.settings)
+        try:
+            await limits.follow(self.app.db, self.settings, client, stop)
+        finally:
+            await client.aclose()
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         notice = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None

@@ -47,19 +47,30 @@ STARTING_LIMIT = 250
 
 
 def record_limit(db: Database, scope: str, limit: int | None, at: float) -> None:
-    """Store the messaging limit Meta reported for ``scope`` (None = unlimited), for every worker."""
+    """Store the messaging limit Meta reported for ``scope`` at ``at`` (None = unlimited), for every
+    worker. The latest observation wins: a webhook applied late from a backlog does not undo a
+    newer reading of the phone number's fields, nor the other way round."""
+    row = {"key": f"{LIMIT_PREFIX}{scope}", "value": -1.0 if limit is None else float(limit), "updated_at": at}
     with db.begin() as conn:
-        db.upsert(conn, rate_counters, {"key": f"{LIMIT_PREFIX}{scope}", "value": -1.0 if limit is None
-                                        else float(limit), "updated_at": at}, ["key"])
+        stmt = db.insert(rate_counters).values(**row)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            where=stmt.excluded.updated_at >= rate_counters.c.updated_at))
+
+
+def stored_limit(conn: Any, scope: str) -> tuple[int | None, float] | None:
+    """The last limit Meta reported for ``scope`` (None = unlimited) and when; None before any."""
+    row = conn.execute(select(rate_counters.c.value, rate_counters.c.updated_at).where(
+        rate_counters.c.key == f"{LIMIT_PREFIX}{scope}")).first()
+    if row is None:
+        return None
+    return (None if row.value < 0 else int(row.value)), float(row.updated_at)
 
 
 def reported_limit(conn: Any, scope: str) -> int | None:
     """The last limit Meta reported for ``scope`` (None = unlimited); :data:`STARTING_LIMIT` before any."""
-    value = conn.execute(select(rate_counters.c.value).where(
-        rate_counters.c.key == f"{LIMIT_PREFIX}{scope}")).scalar()
-    if value is None:
-        return STARTING_LIMIT
-    return None if value < 0 else int(value)
+    stored = stored_limit(conn, scope)
+    return STARTING_LIMIT if stored is None else stored[0]
 
 
 @dataclass

@@ -33,8 +33,12 @@ class WhatsAppSettings(ConnectorSettings):
     """Minimum time between two messages to the same recipient (Meta's pair rate limit)."""
     daily_unique_recipients: int | None = Field(default=None, ge=1)
     """Unique recipients of business-initiated messages per rolling 24 h. Unset: the messaging limit
-    Meta reports in ``phone_number_quality_update`` webhooks (250, where every portfolio starts,
-    until one arrives); a number fixes it and Meta's reports are ignored."""
+    Meta reports, in ``phone_number_quality_update`` webhooks and in the phone number's Graph fields
+    (250, where every portfolio starts, until one arrives); a number fixes it and Meta's reports
+    are ignored."""
+    messaging_limit_refresh_minutes: float = Field(default=60.0, ge=0)
+    """With ``daily_unique_recipients`` unset, the workers read the messaging limit from the phone
+    number's Graph fields when they start and again this often (0: at start only)."""
     transport: str = "aiohttp"
     """HTTP transport under httpx: "aiohttp" (httpx-aiohttp) or "httpx" (httpx's own)."""
 
