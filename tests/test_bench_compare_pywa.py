@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import signal
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -118,3 +121,24 @@ def test_percentiles_of_known_latencies() -> None:
     assert round(bench.percentile_ms(latencies, 99), 3) == 99.01
     assert bench.percentile_ms([0.004], 99) == 4.0
     assert bench.percentile_ms([], 99) == 0.0
+
+
+def test_cpu_of_a_process_counts_its_children() -> None:
+    """A server of several processes is measured whole: CPU a child burns counts for the parent."""
+    burn = "import time\nwhile time.process_time() < 0.3: pass\nprint('burnt', flush=True)\ntime.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+                               "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "burnt\n"  # the child's line
+        assert bench.tree_cpu_seconds(parent.pid) >= 0.29
+    finally:
+        for child in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = child.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent.pid:
+                os.kill(int(child.parent.name), signal.SIGKILL)
+        parent.kill()
+        parent.wait()
