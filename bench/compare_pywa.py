@@ -220,6 +220,7 @@ def recipient(n: int) -> str:
 
 async def pywa_send(graph_url: str, token: str, phone_id: str, messages: int, tasks: int) -> dict[str, Any]:
     import httpx
+    import pywa
     from pywa_async import WhatsApp
     from pywa_async.errors import WhatsAppError
     from pywa_async.types.templates import BodyText, TemplateLanguage
@@ -249,7 +250,7 @@ async def pywa_send(graph_url: str, token: str, phone_id: str, messages: int, ta
     await asyncio.gather(*(sender() for _ in range(tasks)))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await session.aclose()
-    return {"sent": len(latencies), "failures": failures, "seconds": elapsed,
+    return {"pywa": pywa.__version__, "sent": len(latencies), "failures": failures, "seconds": elapsed,
             "per_second": len(latencies) / elapsed, "cpu_us": cpu / max(len(latencies), 1) * 1e6,
             "p50_ms": percentile_ms(latencies, 50),
             "p99_ms": percentile_ms(latencies, 99)}
@@ -468,7 +469,8 @@ def report(args: argparse.Namespace, command: str, started_at: datetime, pywa_se
 
     lines = [
         f"date: {started_at:%Y-%m-%d %H:%M} UTC; command: {command}",
-        f"machine: {os.cpu_count()} cores, load average (1 min) at the end {os.getloadavg()[0]:.2f}",
+        f"machine: {os.cpu_count()} cores, load average (1 min) at the end {os.getloadavg()[0]:.2f}; "
+        f"pywa {pywa_send['pywa']}",
         f"{args.messages:,} template sends (one recipient each); webhooks for {args.seconds:g} s over "
         f"{args.webhook_connections} connections; Graph stand-in answering at once",
         "",
@@ -492,7 +494,7 @@ def main() -> None:
     parser.add_argument("--pywa-python", default="/tmp/bench-venv/bin/python",
                         help="The Python of the venv pywa is installed in (see the set-up above).")
     parser.add_argument("--quick", action="store_true",
-                        help="A run under 2 minutes: 2,000 messages, 5 s of webhooks (overrides both).")
+                        help="A short run: 1,000 messages, 5 s of webhooks per server (overrides both).")
     parser.add_argument("--messages", type=int, default=10_000, help="Template sends per system (max 10,000).")
     parser.add_argument("--pywa-tasks", type=int, default=32, help="Concurrent pywa send loops (default 32).")
     parser.add_argument("--batch-size", type=int, default=100, help="Messages per POST /v1/messages/batch.")
@@ -518,7 +520,7 @@ def main() -> None:
         pywa_webhook_server(args.pywa_webhooks, args.app_secret, "/webhooks/whatsapp", args.waba_id, args.phone_id)
     else:
         if args.quick:
-            args.messages, args.seconds = 2_000, 5.0
+            args.messages, args.seconds = 1_000, 5.0
         if not 0 < args.messages <= 10_000:
             raise SystemExit("--messages: 1 to 10,000 (one distinct recipient each)")
         coordinate(args)
