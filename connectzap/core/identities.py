@@ -61,12 +61,7 @@ def observe(db: Database, conn: Connection, secret: bytes, phone: str | None, us
     key, own = contact_key(phone, secret), bsuid_key(user_id, secret)
     if _links(conn, {own}).get(own) == key:
         return key  # the usual case: nothing changed since the last message
-    # A different BSUID linked to this number: the number now belongs to another customer.
-    others: list[str] = list(conn.execute(select(identities.c.identity_key).where(
-        identities.c.contact_key == key, identities.c.identity_key != own)).scalars())
-    for other in others:
-        _move(db, conn, key, other)
-        conn.execute(identities.delete().where(identities.c.identity_key == other))
+    _evict(db, conn, key, keep=own)
     # What was kept under the BSUID alone belongs to the customer of this number.
     if not _links(conn, {own}):
         _move(db, conn, own, key)
@@ -81,18 +76,39 @@ def renumber(db: Database, conn: Connection, secret: bytes, *, old_phone: str | 
     """A customer changed number (and so BSUID): their consent, opt-outs and windows move from the
     old identity to the new one, and the old number and BSUID are no longer linked to them.
     Returns the new contact key (None when the notice names no new identity)."""
-    old = resolve(conn, secret, old_phone, old_user_id)
-    new = resolve(conn, secret, new_phone, new_user_id)
-    if old is None or new is None or old == new:
-        return new
-    _move(db, conn, old, new)
-    stale = [bsuid_key(old_user_id, secret)] if old_user_id else []
-    conn.execute(identities.delete().where(identities.c.contact_key == old))  # links of the old number
-    if stale:
-        conn.execute(identities.delete().where(identities.c.identity_key.in_(stale)))
+    old_own = bsuid_key(old_user_id, secret) if old_user_id else None
+    olds: set[str | None] = {resolve(conn, secret, None, old_user_id)} if old_user_id else set()
+    if old_phone:
+        number = contact_key(old_phone, secret)
+        holders: set[str | None] = set(conn.execute(select(identities.c.identity_key)
+                                   .where(identities.c.contact_key == number)).scalars())
+        if holders <= {old_own}:  # the number's records are this customer's, not a later holder's
+            olds.add(number)
+    # The new number may still hold an earlier customer's records: they go to that customer first.
     if new_phone and new_user_id:
         observe(db, conn, secret, new_phone, new_user_id)
+    elif new_phone:
+        _evict(db, conn, contact_key(new_phone, secret), keep=None)
+    new = resolve(conn, secret, new_phone, new_user_id)
+    if new is None:
+        return None
+    for old in olds - {new, None}:
+        assert old is not None
+        _move(db, conn, old, new)
+        conn.execute(identities.delete().where(identities.c.contact_key == old))  # the old number's links
+    if old_own is not None and old_own != new:
+        conn.execute(identities.delete().where(identities.c.identity_key == old_own))
     return new
+
+
+def _evict(db: Database, conn: Connection, key: str, keep: str | None) -> None:
+    """Number ``key`` is linked to a BSUID other than ``keep``: the number now belongs to another
+    customer, so what is kept under it goes to the earlier customer's own BSUID."""
+    others: list[str] = list(conn.execute(select(identities.c.identity_key).where(
+        identities.c.contact_key == key, identities.c.identity_key != keep)).scalars())
+    for other in others:
+        _move(db, conn, key, other)
+        conn.execute(identities.delete().where(identities.c.identity_key == other))
 
 
 def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
