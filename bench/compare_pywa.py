@@ -225,7 +225,10 @@ async def pywa_send(graph_url: str, token: str, phone_id: str, messages: int, ta
     from pywa_async.errors import WhatsAppError
     from pywa_async.types.templates import BodyText, TemplateLanguage
 
-    session = httpx.AsyncClient()  # what pywa_async creates when given none
+    # pywa_async's own default is a bare httpx.AsyncClient(), whose pool keeps 20 idle connections:
+    # with more tasks it would close and reopen connections all the time. Sized to the tasks, as
+    # pywa's docs invite ("use a custom client"), and as connectzap sizes its own pool.
+    session = httpx.AsyncClient(limits=httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks))
     wa = WhatsApp(phone_id=phone_id, token=token, session=session, api_version=GRAPH_VERSION.removeprefix("v"))
     session.base_url = httpx.URL(f"{graph_url}/{GRAPH_VERSION}")  # pywa sets graph.facebook.com; the stand-in
     latencies: list[float] = []
