@@ -13,6 +13,10 @@ twice), every message is ``sent`` (nothing left ``unknown``), and its text and n
 Each kill also measures how many messages it left ambiguous (handed off, unanswered) against those
 it left claimed but never handed off (simply queued again); the numbers go to stdout (``-s``).
 
+``serve`` is a supervisor with the edge and the workers as child processes; a kill is SIGKILL to
+all of them at once, as a power cut, ``docker kill`` or the kernel's OOM killer on the container
+would do (SIGKILL to the supervisor alone would only make the children drain and exit cleanly).
+
 The run size is ``CONNECTZAP_CRASH_MESSAGES`` (default below; see the constant for why not 10,000).
 """
 
@@ -146,6 +150,28 @@ def start_serve(r: Run) -> subprocess.Popen[bytes]:
                                  "--log-level", "warning"], env=r.env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
+def kill_all(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL serve and its children together; return once none runs (the port is free again)."""
+    children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    for pid in (proc.pid, *children):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while not all(map(gone, children)):
+        assert time.monotonic() < deadline, "serve's children outlived a SIGKILL"
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], r: Run, timeout: float,
              what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -188,8 +214,7 @@ def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_tw
             point = MESSAGES * k // (KILLS + 1)
             wait_for(lambda p=point: sum(graph.accepted().values()) >= p, proc, run, SEGMENT_TIMEOUT,
                      f"{point} sends")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            kill_all(proc)
             run.kills.append(left_by_kill(observer, graph))
         assert sum(graph.accepted().values()) < MESSAGES, "serve finished before the last kill"
 

@@ -1,4 +1,5 @@
-"""``connectzap serve``: the HTTP service and the workers in one process, one event loop.
+"""The HTTP service under uvicorn: one edge process (``connectzap serve`` runs several, and the
+workers, under :mod:`.supervisor`), optionally with a worker in the same event loop.
 
 :func:`create_app` builds the FastAPI app (see :mod:`connectzap.core.http`); :func:`serve` runs
 it under uvicorn. SIGTERM or SIGINT shuts down gracefully: stop accepting connections, answer
@@ -27,6 +28,7 @@ from .app import Connectzap
 from .errors import ConfigurationError, StartupError
 from .http import create_app
 from .settings import Settings, create_once
+from .supervisor import Lifeline
 
 __all__ = ["create_app", "ensure_api_key", "listen", "serve"]
 
@@ -88,8 +90,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
               announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
-              **uvicorn_options: Any) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully (on ``listener`` when already bound)."""
+              lifeline: Lifeline | None = None, **uvicorn_options: Any) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (on ``listener`` when already bound).
+    Under ``serve``'s supervisor (``lifeline``): say when listening, and drain if the supervisor is gone."""
     listener = listener or listen(host, port)
     app = create_app(engine, run_workers=run_workers)
     # log_config=None: uvicorn keeps its hands off logging; `serve` configured it (connectzap.core.logs).
@@ -113,6 +116,9 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
     if server.started and announce is not None:
         bound = server.servers[0].sockets[0].getsockname()
         announce(f"http://{bound[0]}:{bound[1]}")
+    if server.started and lifeline is not None:
+        lifeline.watch(lambda: stop(signal.SIGTERM))
+        lifeline.ready()
     try:
         await serving
     finally:
@@ -122,11 +128,12 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
 
 
 def serve(engine: Connectzap, *, host: str, port: int, run_workers: bool = True,
-          announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None) -> None:
+          announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
+          lifeline: Lifeline | None = None) -> None:
     """Run :func:`run` on uvloop when available (blocking)."""
     factory = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(run(engine, host=host, port=port, run_workers=run_workers, announce=announce,
-                       listener=listener))
+                       listener=listener, lifeline=lifeline))
     if not sys.stdout.closed:
         sys.stdout.flush()

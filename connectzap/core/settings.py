@@ -68,6 +68,9 @@ class WorkerSettings(Section):
     send_concurrency: int = Field(default=32, ge=1)
     sender_lanes: int = Field(default=2, ge=1, le=8)
     """Send loops per worker. Two let the next batch be claimed and paced while one is sending."""
+    processes: int | None = Field(default=None, ge=0, le=64)
+    """Worker processes ``connectzap serve`` starts (``--workers`` overrides). Unset: one per CPU core
+    but one (the edge's), at least one; 0: none, as ``--no-workers``."""
     unknown_policy: Literal["resend", "fail"] = "resend"
     """What settles a message left ``unknown`` (its request may have reached the channel, no answer
     came) when no status webhook did within ``unknown_grace_seconds``: ``resend`` it with the same
@@ -112,6 +115,9 @@ class ApiSettings(Section):
     """Address ``connectzap serve`` listens on (``--host`` overrides)."""
     port: int = Field(default=8000, ge=0, le=65535)
     """Port ``connectzap serve`` listens on (``--port`` overrides; 0 picks a free one)."""
+    processes: int = Field(default=1, ge=1, le=64)
+    """HTTP edge processes ``connectzap serve`` starts, all accepting on the one port
+    (``--edge-processes`` overrides)."""
     trust_proxy_headers: bool = False
     """Honour X-Forwarded-Proto/Host when rebuilding the URL a webhook was sent to (HubSpot v3 signs
     it). Only behind a proxy you run, which overwrites those headers."""
