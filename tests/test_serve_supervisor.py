@@ -18,31 +18,13 @@ import httpx
 import pytest
 from server_support import APP_SECRET, KEY, inbound_text, meta_signed
 from sqlalchemy import select
+from test_serve_smoke import write_config  # the same config as the one-process smoke test
 
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import events, workers
 
 pytestmark = pytest.mark.slow
 CONNECTZAP = Path(sys.executable).with_name("connectzap")
-
-
-def write_config(folder: Path, database_url: str) -> Path:
-    config = folder / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{folder}"
-[database]
-url = "{database_url}"
-[api]
-keys = ["{KEY}"]
-[sandbox]
-quiet = true
-[workers]
-poll_interval_seconds = 0.05
-[connectors.whatsapp]
-app_secrets = ["{APP_SECRET}"]
-verify_token = "supervisor-verify-token"
-""")
-    return config
 
 
 class Supervised:
