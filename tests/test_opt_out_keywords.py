@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,26 @@ def test_the_documented_configuration_is_valid():
     assert settings.reply("stop", "de").startswith("Sie erhalten keine Angebote")
     assert settings.reply("start", "pt") == REPLIES["pt"]["start"]  # left out: the built-in text
     assert settings.choose_language("stop", "stop", "+41791234567") == "de"
+
+
+def test_the_confirmation_goes_from_the_number_the_customer_wrote_to(make: Any) -> None:
+    """A business with several numbers behind one webhook: the reply leaves from the number the
+    customer wrote to, not the default one (the customer would get it from a stranger's number)."""
+    from sqlalchemy import select
+
+    from connectzap import Contact, Event, InboundMessage
+    from connectzap.core.store.schema import outbox
+    from connectzap.testing import run
+
+    app = make()
+    for n, number in enumerate(("second-number-1111", "third-number-2222")):
+        stop = InboundMessage(wamid=f"wamid.stop{n}", type="text", timestamp=datetime.now(UTC),
+                              contact=Contact(phone=f"+3461234567{n}"), business_phone_number_id=number, text="BAJA")
+        app.ingest([Event.of("inbound_message", stop, source="whatsapp", dedupe_key=stop.wamid)])
+    run(app)
+    with app.db.read() as conn:
+        sent = conn.execute(select(outbox.c.idempotency_key, outbox.c.business_phone_number_id, outbox.c.status)).all()
+    by_key = {row.idempotency_key.rsplit(":", 2)[-2]: row for row in sent}
+    assert {key: row.business_phone_number_id for key, row in by_key.items()} == {
+        "wamid.stop0": "second-number-1111", "wamid.stop1": "third-number-2222"}
+    assert {row.status for row in sent} <= {"accepted", "sent", "delivered"}  # inside that number's window

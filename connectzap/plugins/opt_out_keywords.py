@@ -3,9 +3,10 @@ marketing messages at once, and START (ALTA, VOLTAR...) resumes them. docs/conse
 
 A keyword counts when it is the whole message (or a quick-reply button's payload), in any case and
 with or without accents or surrounding punctuation: ``Baja``, ``BAJA!`` and ``  baja `` all match.
-The confirmation is a free-form reply (the customer just opened the 24-hour window) in the
-customer's language: the keyword's own language when only one language uses it, else the
-language of the phone number's country, else ``default_language``.
+The confirmation is a free-form reply (the customer just opened the 24-hour window), sent from the
+business number the customer wrote to, in the customer's language: the keyword's own language when
+only one language uses it, else the language of the phone number's country, else
+``default_language``.
 
 Config (``[plugins.opt_out_keywords]``, every key optional)::
 
@@ -252,5 +253,7 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
                                       proof=f"customer wrote {said!r} (message {message.wamid})"))
     if config.confirm:
         language = config.choose_language(said, which, who)
+        # From the number the customer wrote to: its window is the one just opened, and a reply
+        # from another of the business's numbers would come from a stranger.
         ctx.send(who, TextContent(body=config.reply(which, language)), reply_to=message.wamid,
-                 key=f"{message.wamid}:confirm")
+                 key=f"{message.wamid}:confirm", business_phone_number_id=message.business_phone_number_id)
