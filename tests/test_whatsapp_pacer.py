@@ -95,6 +95,17 @@ async def test_recipient_spacing_holds_across_engines(app, second):
     assert isinstance(batch[0], float) and isinstance(batch[1], PacedError) and isinstance(batch[2], float)
 
 
+async def test_recipient_spacing_holds_for_two_engines_deciding_at_one_instant(app, second):
+    """Both read the same clock: the second must not take the grant the first just stored (a grant
+    is what this statement changed, not a row that happens to hold the same time)."""
+    a, b = pacer(app.db, pair_spacing_seconds=6.0), pacer(second, pair_spacing_seconds=6.0)
+    first, then = decide(a, [ask(1), ask(2)]), decide(b, [ask(1), ask(3)])
+    assert isinstance(first[0], float) and isinstance(first[1], float) and isinstance(then[1], float)
+    assert isinstance(then[0], PacedError) and then[0].retry_after == pytest.approx(6.0)
+    [ra], [rb] = await decide_concurrently([a, b], [[ask(4)], [ask(4)]])
+    assert sorted(isinstance(r, PacedError) for r in (ra, rb)) == [False, True]
+
+
 async def test_pair_limit_cooldown_holds_that_recipient_only(app):
     p = pacer(app.db, pair_spacing_seconds=1.0)
     await p.cool_down(f"{7:032x}", NUMBER, 30.0)

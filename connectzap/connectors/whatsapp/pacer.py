@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from ...core.channel import OutboundSend
 from ...core.errors import PacedError
@@ -216,26 +216,32 @@ class Pacer:
 
     def _pairs(self, conn: Any, t: float, batch: list[_Ask], live: list[int],
                results: list[Any]) -> list[int]:
-        """Claim each recipient's next slot in one statement: granted where it was free."""
+        """Claim each recipient's next slot in one statement: granted where it was free.
+
+        A recipient's row holds only the time it is next free, not who holds it; so a grant is a
+        row this statement wrote (RETURNING gives only rows inserted or updated), never a row that
+        merely holds the time this statement would have written -- which another process deciding
+        at the same instant wrote first."""
         granted_until = t + self.pair_spacing
         keys = {i: self._pair_key(batch[i].number, batch[i].contact_key) for i in live}
         # sorted: processes lock rows in the same order, so they cannot deadlock each other
         stmt = self.db.insert(rate_counters).values(
             [{"key": k, "value": granted_until, "updated_at": t} for k in sorted(keys.values())])
-        free = rate_counters.c.value <= t
         stmt = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"value": case((free, stmt.excluded.value), else_=rate_counters.c.value), "updated_at": t},
-        ).returning(rate_counters.c.key, rate_counters.c.value)
-        now_values = {row[0]: float(row[1]) for row in conn.execute(stmt)}
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": t},
+            where=rate_counters.c.value <= t,  # only a free recipient is taken
+        ).returning(rate_counters.c.key)
+        granted = {row[0] for row in conn.execute(stmt)}
+        held = set(keys.values()) - granted
+        until = dict(conn.execute(select(rate_counters.c.key, rate_counters.c.value).where(
+            rate_counters.c.key.in_(held))).all()) if held else {}
         still = []
         for i in live:
-            value = now_values[keys[i]]
-            if value == granted_until:
+            if keys[i] in granted:
                 still.append(i)
             else:
                 results[i] = PacedError("pair limit: this recipient got a message moments ago",
-                                        retry_after=max(value - t, 0.05))
+                                        retry_after=max(float(until.get(keys[i], t)) - t, 0.05))
         return still
 
     def _budget(self, conn: Any, t: float, batch: list[_Ask], live: list[int], results: list[Any],
