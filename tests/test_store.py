@@ -248,3 +248,28 @@ def test_events_never_carry_an_empty_error_text(app: Connectzap) -> None:
         journal.finish_delivery(conn, quiet, "b")
         assert journal.settle(conn, quiet, 3600) == "done"
     assert tuple(last_error(quiet)) == ("done", None)
+
+
+def test_migration_0006_clears_the_empty_error_texts_of_old_events(app: Connectzap) -> None:
+    """Rows the journal wrote before it kept NULL: '' becomes NULL, done or pending; real texts stay."""
+    from alembic import command
+    from alembic.config import Config
+
+    from connectzap.core.store.database import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with app.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    base = {"source": "t", "kind": "lead", "attempts": 1, "next_attempt_at": 0.0, "received_at": 0.0}
+    rows = {"old-done": ("done", ""), "old-pending": ("pending", ""), "failed": ("pending", "b: RuntimeError: down"),
+            "dead": ("dead", "a: ValueError: bad"), "new-done": ("done", None)}
+    with app.db.engine.begin() as conn:  # as the journal wrote them before the fix
+        conn.execute(events.insert(), [{**base, "dedupe_key": key, "status": status, "last_error": error}
+                                       for key, (status, error) in rows.items()])
+    app.db.migrate()
+    with app.db.read() as conn:
+        now = dict(conn.execute(select(events.c.dedupe_key, events.c.last_error)).all())
+    assert now == {"old-done": None, "old-pending": None, "failed": "b: RuntimeError: down",
+                   "dead": "a: ValueError: bad", "new-done": None}
