@@ -236,3 +236,26 @@ def test_deferred_and_type_checking_imports_are_seen() -> None:
                      "def f():\n    import b\n")
     seen = {(node.names[0].name, guarded) for node, guarded in _import_nodes(tree) if isinstance(node, ast.Import)}
     assert seen == {("a", True), ("b", False)}
+
+
+# --- deprecated aliases -----------------------------------------------------------------------------
+
+def test_the_deprecated_workers_alias_still_works_and_nothing_of_ours_imports_it() -> None:
+    """``connectzap.core.workers`` stays for third parties, with its warning; the package does not
+    import it (pyproject's filterwarnings turns its warning into an error for the tests too)."""
+    import importlib
+    import warnings
+
+    importers = [f"{imp.module}:{imp.line}" for module in MODULES for imp in imports_of(module)
+                 if imp.target == "connectzap.core.workers"]
+    assert importers == []
+    sys.modules.pop("connectzap.core.workers", None)
+    with pytest.warns(DeprecationWarning, match="import Worker from connectzap.core.worker"):
+        alias = importlib.import_module("connectzap.core.workers")
+    from connectzap.core.worker import Worker
+    assert alias.Worker is Worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sys.modules.pop("connectzap.core.workers", None)
+        with pytest.raises(DeprecationWarning):
+            importlib.import_module("connectzap.core.workers")

@@ -16,7 +16,7 @@ from connectzap.core import gate
 from connectzap.core.messages import Outgoing
 from connectzap.core.models import Category, ConsentChange
 from connectzap.core.store.schema import outbox
-from connectzap.core.workers import Worker
+from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 OTHER = "+4915199999901"
