@@ -171,6 +171,11 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and all its descendants, live or reaped (Linux /proc):
     a server of several processes is measured whole. Per message it is the figure that holds when
     other work shares the machine."""
+    return sum(process_tree(pid).values())
+
+
+def process_tree(pid: int) -> dict[int, float]:
+    """A process and its live descendants, each with the CPU seconds it and its reaped children used."""
     parents: dict[int, int] = {}
     spent: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -182,15 +187,14 @@ def tree_cpu_seconds(pid: int) -> float:
         one = int(stat.parent.name)
         parents[one] = int(fields[1])
         spent[one] = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, and of reaped children
-    total, family = 0.0, {pid}
-    for one in sorted(spent, key=lambda p: p != pid):
+    family = {pid}
+    for one in spent:
         ancestor = one
         while ancestor not in family and ancestor in parents and ancestor > 1:
             ancestor = parents[ancestor]
         if ancestor in family:
             family.add(one)
-            total += spent[one]
-    return total
+    return {one: spent[one] for one in family if one in spent}
 
 
 def free_port() -> int:
@@ -315,7 +319,16 @@ def in_bench_venv(pywa_python: str, *arguments: str, **popen: Any) -> subprocess
 
 
 def stop(process: subprocess.Popen[Any], kill: bool = False) -> None:
-    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    """SIGTERM (the server stops its own children), or SIGKILL to it and every descendant (a
+    supervisor killed alone would leave its children serving)."""
+    if not kill:
+        process.send_signal(signal.SIGTERM)
+    else:
+        for pid in process_tree(process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     process.wait(timeout=60)
 
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -123,22 +124,38 @@ def test_percentiles_of_known_latencies() -> None:
     assert bench.percentile_ms([], 99) == 0.0
 
 
-def test_cpu_of_a_process_counts_its_children() -> None:
-    """A server of several processes is measured whole: CPU a child burns counts for the parent."""
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_server_of_several_processes_is_measured_and_killed_whole() -> None:
+    """CPU a child burns counts for its parent; a kill reaches the child too (a supervisor killed
+    alone would leave its children serving)."""
     burn = "import time\nwhile time.process_time() < 0.3: pass\nprint('burnt', flush=True)\ntime.sleep(30)"
     parent = subprocess.Popen([sys.executable, "-c",
                                f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\n"
                                "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    children: list[int] = []
     try:
         assert parent.stdout is not None and parent.stdout.readline() == "burnt\n"  # the child's line
+        children = [pid for pid in bench.process_tree(parent.pid) if pid != parent.pid]
+        assert len(children) == 1
         assert bench.tree_cpu_seconds(parent.pid) >= 0.29
+
+        bench.stop(parent, kill=True)
+
+        assert parent.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while alive(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(children[0])
     finally:
-        for child in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = child.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent.pid:
-                os.kill(int(child.parent.name), signal.SIGKILL)
-        parent.kill()
-        parent.wait()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
