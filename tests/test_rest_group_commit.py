@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from server_support import AUTH, PHONE, api_engine, serving
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from connectzap.core import gate
@@ -182,3 +182,46 @@ async def test_without_the_lifespan_a_request_gets_a_transaction_of_its_own(app,
     decision = await writer.admit(engine.admission(order("1", "alone")))
     assert decision.status == "queued" and writer.batches == 0 and writer.running is running
     assert stored(engine) == ["api:alone"]
+
+
+def test_a_consented_template_campaign_reads_no_windows_but_a_free_form_message_does(app):
+    """The 24-hour window facts are loaded only when a verdict needs them."""
+
+    engine = ready(app)
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.db.engine, "before_cursor_execute", record)
+    try:
+        decisions = engine.send_many([order(str(n), f"w{n}") for n in range(3)])
+        assert [d.status for d in decisions] == ["queued"] * 3
+        assert not [s for s in seen if "FROM windows" in s]
+        free = Outgoing.model_validate({"to": PHONE, "content": {"type": "text", "body": "hello"}})
+        assert engine.send(free).reason == "window_closed"
+        assert [s for s in seen if "FROM windows" in s]
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", record)
+
+
+def test_a_postgresql_connection_that_broke_fails_one_transaction_and_the_next_gets_a_fresh_one(app):
+    """Without a pre-ping per checkout: a disconnect invalidates the pool, so only the transaction
+    that met the broken connection fails (answered 503, retried), not every later one."""
+    if app.db.is_sqlite:
+        pytest.skip("PostgreSQL connections only")
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = ready(app)
+    engine.db.engine.dispose()
+    with engine.db.read() as conn:  # the pool's only connection from now on
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    outside = create_engine(engine.db.engine.url, poolclass=NullPool)
+    with outside.connect() as killer:
+        assert killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    outside.dispose()
+    with pytest.raises(OperationalError):
+        engine.send(order("broken", "broken"))
+    assert engine.send(order("fresh", "fresh")).status == "queued"
+    assert stored(engine) == ["api:fresh"]

@@ -116,14 +116,13 @@ class BatchFacts:
         self.recipients = recipients or {}
         """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
-        self._windows: dict[str, list[tuple[str, float]]] = {key: [] for key in keys}
+        self._conn, self._keys = conn, keys
+        self._windows: dict[str, list[tuple[str, float]]] | None = None  # loaded when a verdict needs them
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
         if keys:
             for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
                                     .order_by(consents.c.at, consents.c.id)):
                 self._consent[(row.contact_key, row.category)] = consent.to_record(row)  # newest wins
-            for row in conn.execute(select(windows).where(windows.c.contact_key.in_(keys))):
-                self._windows[row.contact_key].append((row.business_phone_number_id, row.last_inbound_at))
             self._unreachable = {r[0] for r in conn.execute(
                 select(contacts.c.contact_key).where(contacts.c.contact_key.in_(keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
@@ -137,6 +136,13 @@ class BatchFacts:
         return is_open(self.last_inbound(key, business_number), at)
 
     def last_inbound(self, key: str, business_number: str | None) -> float | None:
+        if self._windows is None:
+            # Only a free-form message, a reply without opt-in or an unreachable contact asks: a
+            # consented template campaign never does, so it does not pay for the query.
+            self._windows = {key: [] for key in self._keys}
+            if self._keys:
+                for row in self._conn.execute(select(windows).where(windows.c.contact_key.in_(self._keys))):
+                    self._windows[row.contact_key].append((row.business_phone_number_id, row.last_inbound_at))
         return latest_inbound(self._windows.get(key, []), business_number)
 
     def latest(self, key: str, category: str) -> ConsentRecord | None:
@@ -200,9 +206,8 @@ def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
 def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: TemplateContent | None,
              business_number: str | None = None, at: float | None = None) -> Verdict:
     """Decide whether ``content`` may go to contact ``key`` now; may swap in the fallback template."""
-    window = facts.window_open(key, at, business_number)
     if not isinstance(content, TemplateContent):
-        if window:
+        if facts.window_open(key, at, business_number):
             return Verdict(content, "service")
         if fallback is None:
             last = facts.last_inbound(key, business_number)
@@ -220,10 +225,11 @@ def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: Tem
     if record is not None and not record.granted:
         return Verdict(None, verdict.category, "opted_out", f"opted out of {verdict.category} via {record.source}")
     if record is None or not record.granted:
-        reply_in_window = window and verdict.category != Category.MARKETING.value
+        reply_in_window = (verdict.category != Category.MARKETING.value
+                           and facts.window_open(key, at, business_number))
         if not reply_in_window:
             return Verdict(None, verdict.category, "no_consent", f"no {verdict.category} opt-in on record")
-    if facts.unreachable(key) and not window:
+    if facts.unreachable(key) and not facts.window_open(key, at, business_number):
         return Verdict(None, verdict.category, "unreachable", REASONS["unreachable"])
     return verdict
 

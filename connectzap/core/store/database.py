@@ -88,7 +88,10 @@ class Database:
             if url.startswith("postgres://") or url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
             try:
-                self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+                # No pre-ping: it cost a round trip on every checkout (every request). A connection
+                # that broke (a server restart) fails its transaction as a disconnect, which
+                # invalidates the whole pool, so the retry (a 503's, a worker's next pass) gets fresh ones.
+                self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             except ModuleNotFoundError as exc:
                 raise ConfigurationError("PostgreSQL needs the driver: pip install 'connectzap[postgres]'") from exc
         else:
