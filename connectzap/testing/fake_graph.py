@@ -14,6 +14,8 @@ In tests::
         ...
 
 For a benchmark run it as its own process: ``python -m connectzap.testing.fake_graph --port 8089``.
+``latency_ms`` (``--latency-ms 150``) makes every answer wait that long first, as a round trip to
+Meta does; requests wait side by side, so throughput is then bounded by how many are in flight.
 
 Like Meta, it can report back: after :meth:`report_statuses`, every accepted send is followed by
 signed status webhooks (``sent``, ``delivered`` by default) posted to the given URL, batched,
@@ -66,8 +68,10 @@ class Recorded:
 
 class FakeGraph:
     def __init__(self, *, token: str = "test-token", version: str = "v23.0", record: bool = True,
-                 page_size: int = 25, host: str = "127.0.0.1", port: int = 0) -> None:
+                 page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0) -> None:
         self.token = token
+        self.latency_ms = latency_ms
+        """How long every answer waits before it is sent (may be changed while running)."""
         self.version = version
         self.record = record
         self.page_size = page_size
@@ -137,7 +141,7 @@ class FakeGraph:
         return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app = web.Application(client_max_size=200 * 1024 * 1024, middlewares=[self._latency])
         v = f"/{self.version}"
         app.router.add_post(v + "/{number}/messages", self._send)
         app.router.add_post(v + "/{number}/marketing_messages", self._send)
@@ -199,6 +203,13 @@ class FakeGraph:
         if is_transient is not None:
             error["is_transient"] = is_transient
         return web.json_response({"error": error}, status=http_status)
+
+    @web.middleware
+    async def _latency(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000)
+        answer: web.StreamResponse = await handler(request)
+        return answer
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
@@ -384,8 +395,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--token", default="test-token")
     parser.add_argument("--version", default="v23.0")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="Wait this long before every answer, like a round trip to Meta (default 0).")
     args = parser.parse_args()
-    fake = FakeGraph(token=args.token, version=args.version, record=False, host=args.host, port=args.port)
+    fake = FakeGraph(token=args.token, version=args.version, record=False, host=args.host, port=args.port,
+                     latency_ms=args.latency_ms)
     print(json.dumps({"url": f"http://{args.host}:{args.port}"}), flush=True)
     web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
 
