@@ -24,9 +24,10 @@ def consent() -> None:
 
 def _change(phone: str, category: str, granted: bool, source: str, proof: str | None,
             country: str | None) -> ConsentChange:
+    from ..core.bsuids import identify
     from ..core.models import Category, ConsentChange
-    return ConsentChange(phone=phone, category=Category(category), granted=granted, source=source, proof=proof,
-                         country=country)
+    return ConsentChange.model_validate({**identify(phone, country), "category": Category(category),
+                                         "granted": granted, "source": source, "proof": proof})
 
 
 CATEGORY = click.Choice(["marketing", "utility", "authentication"])

@@ -24,7 +24,9 @@ from .exits import CommandFailed, ExitCode
 @pass_ctx
 def send(obj: Ctx, phone: str, template_name: str | None, language: str, params: tuple[str, ...],
          named: tuple[str, ...], text: str | None, country: str | None, key: str | None, wait: bool) -> None:
-    """Send a template or a text to PHONE, through the send gate."""
+    """Send a template or a text to PHONE, through the send gate. PHONE may be a business-scoped
+    user id (BSUID, e.g. US.13491208655302741918) for a customer known without a number."""
+    from ..core.bsuids import identify
     from ..core.messages import Outgoing, TemplateContent, TextContent
     from ..core.models import Contact
     if bool(template_name) == bool(text):
@@ -39,7 +41,7 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
     else:
         content = TextContent(body=text or "")
     app = obj.app()
-    decision = app.send(Outgoing(to=Contact.model_validate({"phone": phone, "country": country}), content=content),
+    decision = app.send(Outgoing(to=Contact.model_validate(identify(phone, country)), content=content),
                         idempotency_key=key, source="cli")
     if not decision.accepted:
         hint = WHAT_TO_DO.get(decision.reason or "", "")
@@ -53,6 +55,7 @@ WHAT_TO_DO = {
     "window_closed": " (connectzap send PHONE --template NAME; connectzap templates list shows them)",
     "no_consent": " (record the customer's opt-in first: connectzap consent grant PHONE CATEGORY --proof ...)",
     "template_unknown": " (connectzap templates sync, then connectzap templates list)",
+    "phone_required": " (send a request_contact_info message inside the window; the number they share is linked)",
 }
 
 

@@ -16,6 +16,8 @@ from .phones import contact_key
 BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 """A BSUID. A parent BSUID (``US.ENT.…``, shared across portfolios) does not match: it is no recipient."""
 
+_MEANT_AS_BSUID = re.compile(r"\s*[A-Za-z]{2}\.")  # no phone number starts with two letters and a dot
+
 
 def is_bsuid(text: object) -> bool:
     return isinstance(text, str) and BSUID.fullmatch(text) is not None
@@ -47,3 +49,12 @@ def split(recipient: str | None) -> tuple[str | None, str | None]:
     if not recipient:
         return None, None
     return (None, recipient) if is_bsuid(recipient) else (recipient, None)
+
+
+def identify(text: str, country: str | None = None) -> dict[str, str | None]:
+    """A recipient written as one string (REST, CLI): ``{"user_id": ...}`` for a BSUID, checked
+    (:class:`InvalidRecipientError` when it starts like one but is malformed), else
+    ``{"phone": ..., "country": ...}`` for the phone-number rules to read."""
+    if _MEANT_AS_BSUID.match(text):
+        return {"user_id": checked_bsuid(text)}
+    return {"phone": text, "country": country}

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .bsuids import is_bsuid
+from .bsuids import checked_bsuid, identify
 from .models import Category, Contact
 
 
@@ -360,5 +360,7 @@ class Outgoing(BaseModel):
     @classmethod
     def _contact(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return {"user_id": value.strip()} if is_bsuid(value.strip()) else {"phone": value}
+            return identify(value)
+        if isinstance(value, dict) and not value.get("phone") and value.get("user_id"):
+            return {**value, "user_id": checked_bsuid(value["user_id"])}  # the recipient: a BSUID, or nothing
         return value

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from . import clock, payloads
-from .bsuids import checked_bsuid, is_bsuid
+from .bsuids import checked_bsuid, identify
 from .phones import to_e164
 
 
@@ -62,7 +62,7 @@ class Contact(Model):
     @classmethod
     def _normalise_phone(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, str):
-            data = {"user_id": data.strip()} if is_bsuid(data.strip()) else {"phone": data}
+            data = identify(data)
         if isinstance(data, dict) and data.get("phone") not in (None, ""):
             context = info.context or {}
             country = data.get("country") or context.get("country")

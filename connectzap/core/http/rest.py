@@ -19,6 +19,8 @@ from ..app import Connectzap
 from ..errors import ConflictError, ConnectzapError
 from ..messages import Outgoing
 from ..models import Category, ConsentChange
+from ..bsuids import identify
+from ..bsuids import mask as mask_bsuid
 from ..phones import mask, to_e164
 from .admission_writer import AdmissionWriter
 from .auth import bearer_scheme
@@ -40,7 +42,10 @@ def _errors(*extra: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)])
 
-PhonePath = Annotated[str, Path(min_length=1, max_length=64, description="The contact's number, E.164 preferred.")]
+PhonePath = Annotated[str, Path(min_length=1, max_length=140,
+                                description="The contact's number (E.164 preferred), or their business-scoped "
+                                            "user id (BSUID, e.g. `US.13491208655302741918`) when they have "
+                                            "no number on record.")]
 Country = Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country for a national number.")]
 
 
@@ -142,7 +147,8 @@ def get_message(app: Engine, message_id: Annotated[str, Path(min_length=1, max_l
             responses=_errors())
 def list_messages(
         app: Engine,
-        phone: Annotated[str | None, Query(min_length=1, max_length=64, description="Recipient number.")] = None,
+        phone: Annotated[str | None, Query(min_length=1, max_length=140,
+                                           description="Recipient number, or business-scoped user id.")] = None,
         country: Country = None,
         status: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
         since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601).")] = None,
@@ -151,7 +157,7 @@ def list_messages(
                                             description=_cursor_docs("a message id"))] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> MessagePage:
     before = _cursor(cursor, MESSAGE_ID)
-    number = to_e164(phone, country) if phone else None
+    number = next(iter(_contact(phone, country).values())) if phone else None
     rows = app.messages(phone=number, status=status, since=_epoch(since), until=_epoch(until), before_id=before,
                         limit=limit + 1)
     more = len(rows) > limit
@@ -196,9 +202,16 @@ def get_event(app: Engine, event_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -
 
 # --- consent ----------------------------------------------------------------------------------
 
+def _contact(text: str, country: str | None) -> dict[str, str]:
+    """The path's contact: ``{"phone": E.164}`` or ``{"user_id": BSUID}`` (a customer without a number)."""
+    who = identify(text, country)
+    return {"user_id": str(who["user_id"])} if who.get("user_id") else {"phone": to_e164(text, country)}
+
+
 def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentState:
+    who = _contact(phone, country)
     current = app.consent(phone, country)
-    return ConsentState(phone=mask(to_e164(phone, country)),
+    return ConsentState(phone=mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"]),
                         categories={c.value: ConsentView.of(r) for c, r in current.items()},
                         history=[ConsentView.of(r) for r in app.consent_history(phone, country)])
 
@@ -213,13 +226,12 @@ def get_consent(app: Engine, phone: PhonePath, country: Country = None) -> Conse
             summary="Record an opt-in with its proof",
             responses=_errors((415, "Body is not application/json")))
 def put_consent(app: Engine, phone: PhonePath, grant: ConsentGrant) -> ConsentState:
-    number = to_e164(phone, grant.country)
+    who = _contact(phone, grant.country)
     at = grant.at if grant.at is None or grant.at.tzinfo else grant.at.replace(tzinfo=UTC)
     for category in dict.fromkeys(grant.categories):
-        change = {"phone": number, "category": category, "granted": True, "source": grant.source,
-                  "proof": grant.proof}
+        change = {**who, "category": category, "granted": True, "source": grant.source, "proof": grant.proof}
         app.set_consent(ConsentChange.model_validate({**change, "at": at} if at else change))
-    return _consent_state(app, number, None)
+    return _consent_state(app, who.get("phone") or who["user_id"], None)
 
 
 @router.delete("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
@@ -229,10 +241,11 @@ def delete_consent(
         category: Annotated[list[Category] | None, Query(description="Repeat for several; omit for all.")] = None,
         source: Annotated[str, Query(min_length=1, max_length=128)] = "api",
         proof: Annotated[str | None, Query(max_length=4000)] = None) -> ConsentState:
-    number = to_e164(phone, country)
+    who = _contact(phone, country)
     for cat in dict.fromkeys(category or list(Category)):
-        app.set_consent(ConsentChange(phone=number, category=cat, granted=False, source=source, proof=proof))
-    return _consent_state(app, number, None)
+        app.set_consent(ConsentChange.model_validate({**who, "category": cat, "granted": False, "source": source,
+                                                      "proof": proof}))
+    return _consent_state(app, who.get("phone") or who["user_id"], None)
 
 
 # --- templates --------------------------------------------------------------------------------
