@@ -213,3 +213,17 @@ async def test_the_shared_contact_card_links_the_number(app):
 def test_a_recipient_string_may_be_a_bsuid(text, user_id):
     assert Outgoing(to=text, content=TextContent(body="x")).to == Contact(user_id=user_id)
     assert Contact.model_validate(text).user_id == user_id
+
+
+async def test_a_message_queued_for_the_old_number_is_not_sent_after_the_change(app):
+    seed_template(app, "summer_sale", "Hi {{1}}, 20% off today", category="MARKETING")
+    await deliver(app, webhook("bsuid_with_phone"))
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
+    due = datetime.now(UTC) + timedelta(seconds=1)
+    queued = app.send(Outgoing(to=PHONE, content=promo(), not_before=due))
+    assert queued.status == "queued"
+    await deliver(app, webhook("system_user_changed_user_id"))
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.1)
+    await Worker(app).run_until_idle()
+    assert (app.message(queued.id)["status"], app.message(queued.id)["reason"]) == ("refused", "no_consent")
+    assert app.channel.sent() == []
