@@ -4,16 +4,28 @@
     .venv/bin/python bench/webhook_ingress.py                 # SQLite, 10 s, 32 connections
     .venv/bin/python bench/webhook_ingress.py --seconds 20 --connections 64
     .venv/bin/python bench/webhook_ingress.py --database-url postgresql+psycopg://postgres@127.0.0.1/test
-    .venv/bin/python bench/webhook_ingress.py --workers      # workers running in the same process
+    .venv/bin/python bench/webhook_ingress.py --workers      # serve as the README starts it (edge + workers)
+    .venv/bin/python bench/webhook_ingress.py --modes no-workers,in-process,default --seconds 60 \
+        --baseline-seconds 20 --connections 16     # the three side by side, ratios, a 60 s backlog trace
+
+Modes (``--modes``, comma-separated, run one after another on fresh databases):
+  no-workers   ``serve --no-workers``: the edge alone (nothing is dispatched)
+  in-process   ``serve --in-process``: the edge and a worker in one process (how serve ran before)
+  default      ``serve``, as the README starts it: a supervisor, 1 edge process + worker processes
+  workers-N    ``serve --workers N``
+Every mode with workers also traces, each second, the events accepted (journaled) and dispatched
+(done) per second and the journal backlog (pending): the dispatcher keeps up when the backlog does not
+grow over the run.
 
 What it does:
-1. writes a temporary config (WhatsApp app secret, API key) and starts `connectzap serve --port 0`;
+1. writes a temporary config (WhatsApp app secret, API key) and starts `connectzap serve --port 0`
+   in the mode asked for;
 2. starts the load generator as a *second process*: it signs N distinct inbound-message webhooks
    up front, then keeps C keep-alive connections busy on loopback (closed loop: a connection
    sends its next request when the previous answer arrived) for a bounded time and request count,
    recording the time from sending a request to reading its full answer;
-3. the moment the generator has finished, sends SIGKILL to the server (no shutdown, no flush) and
-   counts the events in the journal: every acknowledged (200) delivery must be there.
+3. the moment the generator has finished, sends SIGKILL to the server and its children (no shutdown,
+   no flush) and counts the events in the journal: every acknowledged (200) delivery must be there.
 
 The load generator speaks HTTP/1.1 over asyncio streams directly: a full client library costs
 more CPU per request than the server does, and on a 2-core machine it would measure itself.
@@ -30,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +87,8 @@ async def generate(host: str, port: int, connections: int, seconds: float, max_r
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     next_index = 0
+    # The bodies are signed: the load starts now (the coordinator's backlog trace starts with it).
+    print("load starts", file=sys.stderr, flush=True)
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -123,24 +138,38 @@ def run_generator(args: argparse.Namespace) -> None:
 
 # --- the coordinator ---------------------------------------------------------------------------
 
+MODES = {"no-workers": ["--no-workers"], "in-process": ["--in-process"], "default": []}
+
+
+def serve_options(mode: str) -> list[str]:
+    if mode.startswith("workers-"):
+        return ["--workers", mode.removeprefix("workers-")]
+    try:
+        return MODES[mode]
+    except KeyError:
+        raise SystemExit(f"unknown mode {mode!r}: one of {', '.join(MODES)}, workers-N") from None
+
+
 def start_server(folder: Path, database_url: str | None, workers: bool,
-                 log_level: str, whatsapp: dict[str, object] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """``whatsapp``: more [connectors.whatsapp] settings (e.g. credentials and a Graph stand-in's URL)."""
+                 log_level: str, whatsapp: dict[str, object] | None = None,
+                 mode: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``whatsapp``: more [connectors.whatsapp] settings (e.g. credentials and a Graph stand-in's URL).
+    ``mode`` (see :data:`MODES`); without one, ``workers`` picks ``default`` (serve as the README
+    starts it) or ``no-workers``. Stop it with :func:`kill_tree` or SIGTERM to the process."""
     database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
     more = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (whatsapp or {}).items())
     config = folder / "bench.toml"
     config.write_text(f'data_dir = "{folder}"\n{database}[api]\nkeys = ["{API_KEY}"]\n[sandbox]\nquiet = true\n'
                       f'[connectors.whatsapp]\napp_secrets = ["{APP_SECRET}"]\nverify_token = "bench"\n{more}')
+    mode = mode or ("default" if workers else "no-workers")
     command = [str(Path(sys.executable).with_name("connectzap")), "--config", str(config), "serve", "--port", "0",
-               "--log-level", log_level]
-    if not workers:
-        command.append("--no-workers")
+               "--log-level", log_level, *serve_options(mode)]
     # The log goes to a file, as an operator's would: a pipe nobody reads would stall the server.
     log = folder / "serve.log"
     with log.open("w") as sink:
         server = subprocess.Popen(command, stderr=sink, stdout=subprocess.DEVNULL, text=True,
                                   env={**os.environ, "CONNECTZAP_LOAD_PLUGINS": ""})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # the supervisor waits for every child: slower on a busy machine
     while time.monotonic() < deadline and server.poll() is None:
         for line in log.read_text().splitlines():
             if "serving on " in line:
@@ -149,19 +178,59 @@ def start_server(folder: Path, database_url: str | None, workers: bool,
     raise SystemExit("server did not start:\n" + log.read_text())
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (serve's edge and worker processes; none in one-process modes)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def kill_tree(server: subprocess.Popen[str]) -> None:
+    """SIGKILL serve and its children at once: nothing drains, nothing is flushed."""
+    for pid in (server.pid, *children(server.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.wait()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(pid: int) -> dict[str, float]:
+    """CPU seconds of serve and of each child, by role (``supervisor``/``edge``/``worker``; ``serve``
+    when it is one process)."""
+    kids = children(pid)
+    out = {"supervisor" if kids else "serve": cpu_seconds(pid)}
+    for kid in kids:
+        try:
+            argv = Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        role = "edge" if b"serve" in argv else "worker"
+        out[f"{role}.{kid}"] = cpu_seconds(kid)
+    return out
+
+
+def sqlite_url(folder: Path) -> str:
+    from connectzap.core.settings import Settings
+    return Settings(data_dir=folder).database_url
 
 
 def journaled(folder: Path, database_url: str | None) -> int:
     from sqlalchemy import func, select
 
-    from connectzap.core.settings import Settings
     from connectzap.core.store.database import Database
     from connectzap.core.store.schema import events
-    url = database_url or Settings(data_dir=folder).database_url
+    url = database_url or sqlite_url(folder)
     db = Database(url)
     with db.read() as conn:
         count = conn.execute(select(func.count()).select_from(events).where(events.c.source == "whatsapp")).scalar_one()
@@ -174,33 +243,122 @@ def fresh_postgres_schema(url: str) -> str:
     return _postgres_schema_url(url)
 
 
-def coordinate(args: argparse.Namespace) -> None:
+def backlog_sampler(database_url: str, stop: threading.Event, into: list[tuple[float, int, int]]) -> None:
+    """Each second: (time, events journaled, events finished) for the WhatsApp source."""
+    from sqlalchemy import case, func, select
+
+    from connectzap.core.store.database import Database
+    from connectzap.core.store.schema import events
+    db = Database(database_url)
+    finished = func.sum(case((events.c.status.in_(("done", "dead")), 1), else_=0))
+    query = select(func.count(), finished).select_from(events).where(events.c.source == "whatsapp")
+    try:
+        while not stop.is_set():
+            with db.read() as conn:
+                total, done = conn.execute(query).one()
+            into.append((time.monotonic(), int(total), int(done or 0)))
+            stop.wait(1.0)
+    finally:
+        db.dispose()
+
+
+def trace_summary(samples: list[tuple[float, int, int]]) -> dict:
+    """Per-second accepted and dispatched rates and the backlog, and whether the backlog grew."""
+    rows = []
+    for (t0, total0, done0), (t1, total1, done1) in zip(samples, samples[1:], strict=False):
+        span = t1 - t0
+        rows.append({"second": round(t1 - samples[0][0], 1), "accepted_per_s": round((total1 - total0) / span),
+                     "dispatched_per_s": round((done1 - done0) / span), "backlog": total1 - done1})
+    if len(rows) < 4:
+        return {"per_second": rows}
+    # The backlog's trend over the run's second half (the first seconds fill the pipeline):
+    # least-squares slope in events per second; about 0 when the dispatcher keeps up.
+    half = rows[len(rows) // 2:]
+    xs = [r["second"] for r in half]
+    ys = [r["backlog"] for r in half]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    accepted = samples[-1][1] - samples[0][1]
+    dispatched = samples[-1][2] - samples[0][2]
+    span = samples[-1][0] - samples[0][0]
+    return {"accepted_per_s": round(accepted / span, 1), "dispatched_per_s": round(dispatched / span, 1),
+            "backlog_end": rows[-1]["backlog"], "backlog_max": max(r["backlog"] for r in rows),
+            "backlog_slope_second_half_per_s": round(slope, 1),
+            # keeps up: the backlog stays bounded -- it grows by less than 2 % of the accepted rate
+            "keeps_up": slope <= 0.02 * accepted / span, "per_second": rows}
+
+
+def run_mode(args: argparse.Namespace, mode: str, seconds: float) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="cz-bench-"))
     database_url = fresh_postgres_schema(args.database_url) if args.database_url else None
-    server, url = start_server(folder, database_url, args.workers, args.log_level)
+    server, url = start_server(folder, database_url, False, args.log_level, mode=mode)
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    cpu_before = cpu_seconds(server.pid)
+    traced = mode != "no-workers"
+    samples: list[tuple[float, int, int]] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=backlog_sampler, daemon=True,
+                               args=(database_url or sqlite_url(folder), stop, samples))
+    generator = subprocess.Popen([sys.executable, __file__, "--generate", "--host", host, "--port", port,
+                                  "--connections", str(args.connections), "--seconds", str(seconds),
+                                  "--max-requests", str(args.max_requests), "--numbers", str(args.numbers)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        generator = subprocess.run([sys.executable, __file__, "--generate", "--host", host, "--port", port,
-                                    "--connections", str(args.connections), "--seconds", str(args.seconds),
-                                    "--max-requests", str(args.max_requests), "--numbers", str(args.numbers)],
-                                   capture_output=True, text=True, check=True)
+        assert generator.stderr is not None
+        line = generator.stderr.readline()  # signing the bodies up front takes a while
+        cpu_before = cpu_by_process(server.pid)
+        if traced:
+            sampler.start()
+        out, err = generator.communicate()
+        if generator.returncode:
+            raise SystemExit(f"the load generator failed:\n{line}{err}")
     finally:
-        cpu_used = cpu_seconds(server.pid) - cpu_before
-        server.send_signal(signal.SIGKILL)  # right after the last 200: no graceful anything
-        server.wait()
-    result = json.loads(generator.stdout)
+        cpu_after = cpu_by_process(server.pid)
+        kill_tree(server)  # right after the last 200: no graceful anything
+        stop.set()
+        if traced:
+            sampler.join()
+    result = json.loads(out)
+    cpu_used = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
     # CPU the server spent per request: a figure that holds even when other work shares the machine.
-    result["server_cpu_us_per_request"] = round(cpu_used / max(result["requests"], 1) * 1e6, 1)
+    result["server_cpu_us_per_request"] = round(sum(cpu_used.values()) / max(result["requests"], 1) * 1e6, 1)
+    result["cpu_seconds_by_process"] = cpu_used
+    result["mode"] = mode
+    result["serve_options"] = serve_options(mode)
     result["load_average_1m"] = os.getloadavg()[0]
     result["journaled_after_sigkill"] = journaled(folder, database_url)
     result["database"] = "postgresql" if database_url else "sqlite"
-    result["workers_in_process"] = args.workers
     result["log_level"] = args.log_level
     result["distinct_numbers"] = args.numbers
     result["every_ack_durable"] = result["journaled_after_sigkill"] == result["acknowledged"]
-    print(json.dumps(result, indent=2))
-    if not result["every_ack_durable"]:
+    if traced:
+        result["backlog"] = trace_summary(samples)
+    return result
+
+
+def coordinate(args: argparse.Namespace) -> None:
+    modes = args.modes.split(",") if args.modes else ["default" if args.workers else "no-workers"]
+    for mode in modes:
+        serve_options(mode)  # an unknown mode fails before anything runs
+    results = {}
+    for mode in modes:
+        seconds = args.baseline_seconds if mode != "default" and args.baseline_seconds else args.seconds
+        results[mode] = run_mode(args, mode, seconds)
+        print(json.dumps({k: v for k, v in results[mode].items() if k != "backlog"}, indent=2), flush=True)
+        if "backlog" in results[mode]:
+            trace = results[mode]["backlog"]
+            for row in trace.get("per_second", []):
+                print(f"  {mode} t={row['second']:>5}s accepted/s={row['accepted_per_s']:>6} "
+                      f"dispatched/s={row['dispatched_per_s']:>6} backlog={row['backlog']}")
+            print(json.dumps({k: v for k, v in trace.items() if k != "per_second"}), flush=True)
+    if len(results) > 1:
+        print("\nmode            acked/s     p99 ms  CPU us/req  vs no-workers  vs in-process  keeps up")
+        for mode, r in results.items():
+            def ratio(base: str, r: dict = r) -> str:
+                return f"{r['per_second'] / results[base]['per_second']:.2f}x" if base in results else "-"
+            keeps = r.get("backlog", {}).get("keeps_up", "-")
+            print(f"{mode:<14}{r['per_second']:>9}{r['p99_ms']:>11}{r['server_cpu_us_per_request']:>12}"
+                  f"{ratio('no-workers'):>15}{ratio('in-process'):>15}  {keeps}")
+    if not all(r["every_ack_durable"] for r in results.values()):
         raise SystemExit("LOST: acknowledged deliveries missing from the journal")
 
 
@@ -212,7 +370,12 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=5000,
                         help="Distinct customer numbers the webhooks cycle through (default 5000).")
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema is used); default SQLite")
-    parser.add_argument("--workers", action="store_true", help="Run the workers inside serve as well.")
+    parser.add_argument("--workers", action="store_true",
+                        help="Run serve as the README starts it, workers included (--modes default).")
+    parser.add_argument("--modes", help="Comma-separated: no-workers, in-process, default, workers-N "
+                                        "(default: no-workers, or default with --workers).")
+    parser.add_argument("--baseline-seconds", type=float, default=None,
+                        help="Run every mode but default this long instead of --seconds.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="serve --log-level (default info, as serve runs: one line per webhook).")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
