@@ -11,7 +11,9 @@ reference model of the documented rules:
   a utility or authentication template needs none inside the 24-hour window the customer
   opened (marketing always needs an opt-in); a revocation always refuses;
 * a free-form message needs the window to be open;
-* the template must be APPROVED when it leaves.
+* the template must be APPROVED when it leaves; a message for a PAUSED template (that the rules
+  would otherwise allow) waits, and is judged again when the template's status changes or the
+  gate looks again.
 
 The ledger's "latest" is the record with the newest consent time, ties broken by recording
 order -- the model keeps the same order.
@@ -47,6 +49,7 @@ from connectzap.core import clock
 from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.plugins import pm
+from connectzap.core.sender import HOLD_RECHECK_SECONDS
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
@@ -110,14 +113,14 @@ class ReferenceModel:
                 return None
         name = what.rsplit(" ", 1)[-1]
         category, status = self.templates[name]
-        if status != "APPROVED":
+        if status not in ("APPROVED", "PAUSED"):
             return None
         latest = self.ledger.get((phone, category.lower()))
         if latest is not None and not latest[2]:
             return None
         if latest is None and not (window and category != "MARKETING"):
             return None
-        return name
+        return WAIT + name if status == "PAUSED" else name  # a paused template's message waits
 
     def violation(self, message: OutboundSend) -> str | None:
         window = self.window_open(message.recipient, message.business_phone_number_id)
@@ -135,14 +138,23 @@ class ReferenceModel:
         return None
 
 
+WAIT = "waits for "
+"""What :meth:`ReferenceModel.choice` answers (before the template's name) when the message waits
+for its paused template."""
+
+
 @dataclass
 class Request:
-    """A message the model expects the engine to hold until it is due, then send or refuse."""
+    """A message the model expects the engine to hold until it is due, then send or refuse.
+    ``recheck``/``waits_for``: it waits for a paused template, until that template's status changes
+    or the gate looks again (:data:`HOLD_RECHECK_SECONDS` later)."""
 
     phone: str
     what: str
     number: str | None
     due: float
+    recheck: float | None = None
+    waits_for: str | None = None
 
 
 def sent_as(message: OutboundSend) -> tuple[str, str, str | None]:
@@ -267,10 +279,14 @@ class GateMachine(RuleBasedStateMachine):
         or by WhatsApp for a contact who blocked marketing -- the model recorded that opt-out)."""
         still = []
         for r in self.waiting:
-            if r.due > self.model.now:
+            if r.due > self.model.now or (r.recheck is not None and r.recheck > self.model.now):
                 still.append(r)
                 continue
             chosen = self.model.choice(r.phone, r.what, r.number)
+            if chosen is not None and chosen.startswith(WAIT):
+                r.recheck, r.waits_for = self.model.now + HOLD_RECHECK_SECONDS, chosen.removeprefix(WAIT)
+                still.append(r)
+                continue
             if chosen is not None:
                 self.expected[(r.phone, chosen, r.number)] += 1
         self.waiting = still
@@ -389,6 +405,10 @@ class GateMachine(RuleBasedStateMachine):
         before = self.model.templates[name]
         self.model.templates[name] = (category or before[0], status or before[1])
         update = TemplateUpdate(name=name, language="en", category=category, status=status)
+        if status is not None:  # a status update releases the messages waiting for this template
+            for r in self.waiting:
+                if r.waits_for == name:
+                    r.recheck = self.model.now
         self.ingest(Event.of(EventKind.TEMPLATE_UPDATE, update, source="whatsapp", dedupe_key=self.uid("tpl")))
 
     @rule(seconds=st.sampled_from([60, 3600, 6 * 3600, 23 * 3600, 25 * 3600]))
@@ -509,7 +529,9 @@ def test_reference_model_predicts_what_the_gate_must_send() -> None:
     assert model.choice(phone, "text or t_marketing", None) == "text"
     assert model.choice(phone, "t_utility", None) == "t_utility"  # a reply inside the window
     assert model.choice(phone, "t_marketing", None) is None  # writing to us is no opt-in to promotions
-    assert model.choice(phone, "t_auth", None) is None  # not APPROVED
+    assert model.choice(phone, "t_auth", None) == WAIT + "t_auth"  # PAUSED: allowed, so it waits
+    model.templates["t_auth"] = ("AUTHENTICATION", "REJECTED")
+    assert model.choice(phone, "t_auth", None) is None  # neither APPROVED nor PAUSED
     assert model.choice(phone, "text or t_utility", None, at=model.now + DAY) is None  # judged when it is due
     model.consent(phone, "marketing", True, model.now)
     assert model.choice(phone, "text or t_marketing", None, at=model.now + DAY) == "t_marketing"

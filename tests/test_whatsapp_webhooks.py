@@ -310,6 +310,22 @@ def test_foreign_phone_number_refused_only_when_numbers_are_configured():
     assert len(parsed("template_approved", own_numbers=frozenset({"999"}))) == 1  # no number on template events
 
 
+@pytest.mark.parametrize(("name", "status"), [("template_paused", "PAUSED"), ("template_unpaused", "APPROVED"),
+                                            ("template_disabled", "DISABLED")])
+def test_template_pause_lifecycle_updates(name, status):
+    update = only(name)
+    assert (update.name, update.language, update.status, update.waba_id) == ("order_shipped", "en", status,
+                                                                              "419561257915477")
+    if status == "DISABLED":
+        assert update.model_extra["disable_info"] == {"disable_date": 1750700000}
+
+
+def test_failed_132015_says_the_paused_template_dropped_it():
+    status = only("status_failed_132015")
+    assert (status.status, status.reason, status.errors[0].code) == ("failed", "template_paused", 132015)
+    assert "paused" in status.errors[0].details and status.outcome is None
+
+
 def test_every_fixture_is_exercised_here():
     source = Path(__file__).read_text()
     unused = [p.stem for p in FIXTURES.glob("*.json") if f'"{p.stem}"' not in source]

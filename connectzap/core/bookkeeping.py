@@ -52,7 +52,11 @@ class Bookkeeping:
             change = ConsentChange.model_validate(event.data)
             ledger.record(self.db, conn, self.key_of(conn, change), change)
         elif kind == EventKind.TEMPLATE_UPDATE:
-            result["updated"] = templates.apply_update(self.db, conn, TemplateUpdate.model_validate(event.data))
+            update = TemplateUpdate.model_validate(event.data)
+            result["updated"] = templates.apply_update(self.db, conn, update)
+            if update.status:  # a pause ended (APPROVED) or became final (DISABLED): the gate looks again now
+                result["released"] = outbox.release_waiting(conn, update.name, update.language,
+                                                                outbox.WAITING_FOR_TEMPLATE)
         elif kind == EventKind.SEND:
             outgoing = Outgoing.model_validate(event.data)
             key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
@@ -97,7 +101,7 @@ class Bookkeeping:
         before = outbox.apply_status(conn, status.wamid, status.status,
                                      str(error.code) if error and error.code is not None else None,
                                      (error.details or error.message or error.title) if error else None,
-                                     status.outbox_id)
+                                     status.outbox_id, reason=status.reason)
         if before is None or status.status != StatusValue.FAILED or status.outcome is None:
             return
         code = error.code if error is not None and error.code is not None else status.outcome.value

@@ -48,6 +48,20 @@ class OutboundSend:
     contact_key: str = ""
 
 
+class SentId(str):
+    """A message id a channel's :meth:`Channel.send` may return instead of a plain string, to say
+    the channel accepted the message but holds its delivery: ``held`` names why (WhatsApp answers
+    ``held_for_quality_assessment`` while it paces a template). The message is pending, not failed:
+    its status webhooks settle it, and ``held`` shows as its ``reason`` meanwhile."""
+
+    held: str | None
+
+    def __new__(cls, value: str, held: str | None = None) -> SentId:
+        made = super().__new__(cls, value)
+        made.held = held
+        return made
+
+
 NOT_SUPPORTED: Any = object()
 """What :meth:`Channel.reconcile` answers when the channel cannot tell whether a message went out."""
 
@@ -62,7 +76,8 @@ class Channel(Protocol):
         ...
 
     async def send(self, message: OutboundSend) -> str:
-        """Send one message; return its id at the channel (the wamid)."""
+        """Send one message; return its id at the channel (the wamid), as a :class:`SentId` when
+        the channel holds its delivery."""
         ...
 
     async def reconcile(self, outbox_id: str) -> Any:

@@ -47,6 +47,8 @@ REASONS = {
     "template_unknown": "no template with this name is known; run `connectzap templates sync`",
     "language_missing": "the template has no approved translation in this language",
     "template_not_approved": "the template is not APPROVED",
+    "template_paused": "WhatsApp paused the template for low quality: the message waits (no request is made) until "
+                       "the pause ends, and is refused if the template is disabled",
     "param_mismatch": "the parameters do not match the template",
     "unreachable": "WhatsApp reported this contact unreachable; waiting for them to write first",
     "invalid_message": "the message is not valid",
@@ -96,6 +98,9 @@ class Verdict:
     category: str
     reason: str | None = None
     detail: str | None = None
+    hold: str | None = None
+    """Set (``template_paused``) when the message may go later but not now: ``content`` is what will
+    go; it waits in the queue, with no request to the channel, until the hold ends."""
 
 
 def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> BatchFacts:
@@ -194,12 +199,15 @@ def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
                            f"{content.name} has no {content.language} translation")
         return Verdict(None, "utility", "template_unknown", f"{content.name} is not in the template cache")
     category = info.category.lower()
-    if info.status != "APPROVED":
+    if info.status not in ("APPROVED", templates.PAUSED):
         return Verdict(None, category, "template_not_approved", f"{content.name} is {info.status}")
     cleaned = clean_template(content)
     problem = templates.check_params(info, cleaned)
     if problem:
         return Verdict(None, category, "param_mismatch", problem)
+    if info.status == templates.PAUSED:
+        return Verdict(cleaned, category, hold="template_paused",
+                       detail=f"{content.name} is paused by WhatsApp; the message waits until the pause ends")
     return Verdict(cleaned, category)
 
 
@@ -374,10 +382,11 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
         recipient=None if refused else (phone or user_id), category=verdict.category, content_type=shown.type,
         template_name=template.name if template else None, language=template.language if template else None,
-        content=stored, status=status, reason=verdict.reason,
+        content=stored, status=status, reason=verdict.reason or verdict.hold,
         error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
         origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
     )
-    return Decision(message_id, status.value, verdict.reason, verdict.detail, idempotency_key=a.idempotency_key), row
+    return Decision(message_id, status.value, verdict.reason or verdict.hold, verdict.detail,
+                    idempotency_key=a.idempotency_key), row

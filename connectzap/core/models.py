@@ -270,6 +270,9 @@ class MessageStatus(Model):
     category: str | None = None
     source_event_id: int | None = None
     outcome: DeliveryOutcome | None = None
+    reason: str | None = None
+    """On a ``failed`` status: why, as a short code the channel chose (``template_paused``,
+    ``unreachable``...); it becomes the message's ``reason``."""
 
     @field_validator("recipient", mode="before")
     @classmethod

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("connectzap.sender")
 CONTENT = TypeAdapter(MessageContent)
 PAUSED_RETRY_SECONDS = 30.0
+HOLD_RECHECK_SECONDS = 600.0
+"""How long a message held by the gate (its template paused) waits before the gate looks again;
+the template's status update releases it sooner."""
 
 
 class SendResult(StrEnum):
@@ -140,6 +143,12 @@ class Sender:
                 if verdict.reason:
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)
+                    continue
+                if verdict.hold:
+                    held = verdict.content if isinstance(verdict.content, TemplateContent) else None
+                    outbox.wait(conn, row["id"], now() + HOLD_RECHECK_SECONDS, row["attempts"], verdict.hold,
+                                verdict.detail, (held.name, held.language) if held else None)
+                    _log_outcome(logging.INFO, "message waits", row, reason=verdict.hold)
                     continue
                 assert verdict.content is not None  # a verdict without a reason carries the content to send
                 ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],

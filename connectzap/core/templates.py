@@ -14,6 +14,10 @@ from .models import TemplateInfo, TemplateUpdate
 from .store.database import Database, now
 from .store.schema import templates
 
+PAUSED = "PAUSED"
+"""WhatsApp's status for a template paused for low quality (3 h, then 6 h; a third pause disables
+it). Sends of it wait in the queue; the pause ends with the status back to APPROVED."""
+
 _PLACEHOLDER = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
 
 

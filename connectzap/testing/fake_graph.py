@@ -93,6 +93,9 @@ class FakeGraph:
         self._unreported: list[tuple[str, dict[str, Any]]] = []  # (phone_number_id, status item)
         self.reported = 0
         """How many status webhooks items the receiver has acknowledged."""
+        self.message_status: str | None = None
+        """When set (``held_for_quality_assessment``, ``paused``), accepted sends answer with it as
+        ``messages[0].message_status``, as Meta does while it paces a template."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -264,8 +267,11 @@ class FakeGraph:
             if status != "read":
                 item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility"}
             self._unreported.append((request.match_info.get("number", ""), item))
+        sent: dict[str, Any] = {"id": wamid}
+        if self.message_status:
+            sent["message_status"] = self.message_status
         return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                                  "messages": [{"id": wamid}]})
+                                  "messages": [sent]})
 
     async def _deliver_statuses(self) -> None:
         """Post what :meth:`_send` queued, up to 100 statuses a webhook, until each is acknowledged."""

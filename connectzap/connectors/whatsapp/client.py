@@ -24,12 +24,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...core.channel import SentId
 from ...core.errors import ConfigurationError, FatalDeliveryError
 from . import errors
 from .payloads import read_receipt_body
 from .settings import WhatsAppSettings
 
 TRANSPORTS = ("aiohttp", "httpx")
+HELD_STATUSES = ("held_for_quality_assessment", "paused")
+"""``messages[0].message_status`` values of a send answer that mean "accepted, delivery held"."""
 
 
 def _transport(name: str, max_connections: int) -> httpx.AsyncBaseTransport:
@@ -147,11 +150,16 @@ class GraphClient:
         path = f"{phone_number_id}/{'marketing_messages' if marketing else 'messages'}"
         answer = await self._send_json(path, body)
         try:
-            return str(answer["messages"][0]["id"])
+            sent = answer["messages"][0]
+            wamid = str(sent["id"])
         except (KeyError, IndexError, TypeError):
             # accepted but no wamid: we cannot correlate statuses, yet it may well be out
             from ...core.errors import AmbiguousDeliveryError
             raise AmbiguousDeliveryError("the API accepted the message but returned no message id") from None
+        # Pacing: Meta holds some template sends for a quality check (``held_for_quality_assessment``) or
+        # has paused their delivery (``paused``). Accepted and pending -- status webhooks say how it ends.
+        held = sent.get("message_status") if isinstance(sent, dict) else None
+        return SentId(wamid, held) if held in HELD_STATUSES else wamid
 
     async def mark_read(self, phone_number_id: str, wamid: str, *, typing: bool = False) -> bool:
         """Mark an inbound message read (and optionally show a typing indicator)."""

@@ -79,6 +79,18 @@ FATAL_REASONS: dict[int, str] = {
 }
 
 
+TEMPLATE_PAUSED = 132015
+TEMPLATE_DISABLED = 132016
+
+# What a template's pause means for a message, said plainly where Meta's answer has no details.
+EXPLANATIONS: dict[int, str] = {
+    TEMPLATE_PAUSED: "WhatsApp paused this message's template for low quality and dropped the message it held; "
+                     "it was not delivered and is not resent (the template's pause ends after 3 or 6 hours)",
+    TEMPLATE_DISABLED: "WhatsApp disabled this message's template after repeated pauses; it will not be sent "
+                       "again: replace the template",
+}
+
+
 def kind_of(code: int | None, http_status: int, is_transient: bool | None = None) -> Kind:
     """The one kind an error belongs to. Total: every (code, status, is_transient) has exactly one."""
     if code is not None:
@@ -102,6 +114,10 @@ def reason_of(code: int | None, http_status: int) -> str:
         return f"http_{http_status}"
     if code in SKIP:
         return SKIP[code]
+    if code == TEMPLATE_PAUSED:
+        return "template_paused"
+    if code == TEMPLATE_DISABLED:
+        return "template_disabled"
     if 132000 <= code <= 132999:
         return "template_error"
     if 2388000 <= code <= 2388999:
@@ -111,6 +127,12 @@ def reason_of(code: int | None, http_status: int) -> str:
     if code in PAUSE or 200 <= code <= 299:
         return "account_blocked" if code in (368, 131031, 131042, 131044) else "permission_denied"
     return FATAL_REASONS.get(code, "meta_error")
+
+
+def failure_reason(code: int | str | None) -> str | None:
+    """The reason a ``failed`` status with Meta error ``code`` leaves on its message."""
+    number = _int(code)
+    return reason_of(number, 400) if number is not None else None
 
 
 def outcome_of(code: int | str | None) -> DeliveryOutcome | None:
@@ -142,7 +164,7 @@ def classify(http_status: int, payload: Any, headers: Mapping[str, str] | None =
     data = error.get("error_data")
     # error_data is an object on send errors but may be a plain string on template-API errors
     details = data.get("details") if isinstance(data, dict) else (data if isinstance(data, str) else None)
-    details = details or error.get("error_user_msg")
+    details = details or error.get("error_user_msg") or (EXPLANATIONS.get(code) if code is not None else None)
     transient = error.get("is_transient")
     kind = kind_of(code, http_status, transient if isinstance(transient, bool) else None)
     title = error.get("message") or error.get("error_user_title") or f"HTTP {http_status}"

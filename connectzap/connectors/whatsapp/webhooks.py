@@ -26,7 +26,7 @@ from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Even
                             LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
                             StatusValue, TemplateUpdate)
 from ...core.phones import to_e164
-from .errors import outcome_of
+from .errors import EXPLANATIONS, failure_reason, outcome_of
 
 log = logging.getLogger("connectzap.whatsapp.webhooks")
 
@@ -305,18 +305,28 @@ def _statuses(change: _Change) -> Iterator[Event]:
         found = change.contact_for(recipient_wa_id, recipient_user_id)
         timestamp = _time(item.get("timestamp")) or change.now
         extra = {key: item[key] for key in ("recipient_type", "group_id", "recipient_parent_user_id") if key in item}
-        failures = _errors(item.get("errors"))
-        outcome = outcome_of(failures[0].code) if value == StatusValue.FAILED and failures else None
+        failures = [_explained(e) for e in _errors(item.get("errors"))]
+        failed = value == StatusValue.FAILED and bool(failures)
+        outcome = outcome_of(failures[0].code) if failed else None
         status = MessageStatus(
             wamid=wamid, status=value, timestamp=timestamp,
             recipient=None if is_group else _phone(recipient_wa_id),
             recipient_user_id=recipient_user_id or _text(found.get("user_id")),
             recipient_wa_id=recipient_wa_id, outbox_id=_text(item.get("biz_opaque_callback_data")),
             business_phone_number_id=change.phone_number_id, errors=failures, outcome=outcome,
+            reason=failure_reason(failures[0].code) if failed else None,
             pricing=_obj(item.get("pricing")) or None, conversation=_obj(item.get("conversation")) or None,
             **extra)
         yield Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"{wamid}:{value}",
                        occurred_at=timestamp)
+
+
+def _explained(error: ApiErrorInfo) -> ApiErrorInfo:
+    """``error`` with a plain explanation for codes that need one (a paused template's dropped message)."""
+    code = error.code if isinstance(error.code, int) else None
+    if error.details or code not in EXPLANATIONS:
+        return error
+    return error.model_copy(update={"details": EXPLANATIONS[code]})
 
 
 def _messages_field(change: _Change) -> Iterator[Event]:

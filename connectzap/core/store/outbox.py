@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, case, func, or_, select
 
+from ..channel import SentId
 from ..models import StatusValue
 from ..phones import scrub
 from .database import Database, now
@@ -134,6 +135,30 @@ def hold_back(conn: Connection, message_id: str, until: float, attempts: int) ->
     _update(conn, message_id, status=S.QUEUED, next_attempt_at=until, attempts=attempts, **_RELEASE)
 
 
+def wait(conn: Connection, message_id: str, until: float, attempts: int, reason: str, detail: str | None,
+         template: tuple[str, str] | None) -> None:
+    """The gate says "not now" (``template``, its name and language, is paused): back to the queue
+    until ``until`` or until :func:`release_waiting`, with ``reason`` showing why it waits; the
+    attempt is given back."""
+    named = {"template_name": template[0], "language": template[1]} if template else {}
+    _update(conn, message_id, status=S.QUEUED, next_attempt_at=until, attempts=attempts, reason=reason,
+            error_details=detail, **named, **_RELEASE)
+
+
+WAITING_FOR_TEMPLATE = "template_paused"
+"""The reason a queued message shows while it waits for its paused template (cleared when it is sent)."""
+
+
+def release_waiting(conn: Connection, template_name: str, language: str | None, reason: str) -> int:
+    """Make the messages waiting for template ``template_name`` (``reason``) due now: the gate's
+    re-check then sends them, or refuses them if the template can no longer be sent."""
+    stmt = outbox.update().where(outbox.c.status == S.QUEUED, outbox.c.template_name == template_name,
+                                 outbox.c.reason == reason)
+    if language:
+        stmt = stmt.where(outbox.c.language == language)
+    return conn.execute(stmt.values(next_attempt_at=now(), updated_at=now())).rowcount
+
+
 def retry_later(conn: Connection, message_id: str, at: float, error: ErrorRecord) -> None:
     """It was not sent this time (a retriable error, or sending paused): back to the queue until ``at``."""
     _update(conn, message_id, status=S.QUEUED, next_attempt_at=at, **error.values(), **_RELEASE)
@@ -224,15 +249,24 @@ def mark_accepted(conn: Connection, message_id: str, wamid: str | None, erase: d
 
 def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], erase: dict[str, Any]) -> None:
     """Record successful sends in one statement. A status webhook that raced ahead (``delivered``)
-    keeps its status; only the wamid is added."""
+    keeps its status; only the wamid is added. A wamid that is a :class:`SentId` with ``held``
+    leaves that reason on the message (accepted, delivery held)."""
     if not sent:
         return
+    held = [(message_id, wamid.held) for message_id, wamid in sent if isinstance(wamid, SentId) and wamid.held]
     stmt = outbox.update().where(outbox.c.id == bindparam("b_id")).values(
         # Spelled out, not IN (...): an expanding IN cannot be used with executemany.
         status=case((or_(outbox.c.status == S.SENDING, outbox.c.status == S.QUEUED, outbox.c.status == S.UNKNOWN),
                      S.ACCEPTED.value), else_=outbox.c.status),
-        wamid=bindparam("b_wamid"), claimed_by=None, claimed_until=None, updated_at=now(), **erase)
-    conn.execute(stmt, [{"b_id": message_id, "b_wamid": wamid} for message_id, wamid in sent])
+        wamid=bindparam("b_wamid"), claimed_by=None,
+        # the note of a wait for a paused template ends with it; any other reason stays on record
+        reason=case((outbox.c.reason == WAITING_FOR_TEMPLATE, None), else_=outbox.c.reason),
+        error_details=case((outbox.c.reason == WAITING_FOR_TEMPLATE, None), else_=outbox.c.error_details),
+        claimed_until=None, updated_at=now(), **erase)
+    conn.execute(stmt, [{"b_id": message_id, "b_wamid": None if wamid is None else str(wamid)}
+                        for message_id, wamid in sent])
+    for message_id, why in held:
+        _update(conn, message_id, reason=why)
 
 
 def erase_values(retention_seconds: float) -> dict[str, Any]:
@@ -245,9 +279,11 @@ def erase_values(retention_seconds: float) -> dict[str, Any]:
 # --- statuses, cancellation, erasure --------------------------------------------------------------
 
 def apply_status(conn: Connection, wamid: str, status: str, error_code: str | None = None,
-                 error_details: str | None = None, outbox_id: str | None = None) -> dict[str, Any] | None:
+                 error_details: str | None = None, outbox_id: str | None = None,
+                 reason: str | None = None) -> dict[str, Any] | None:
     """Move a message's status forward; never backwards. ``failed`` after ``delivered`` keeps delivered
-    and records the error. Returns the row before the change, or None when the message is unknown."""
+    and records the error; a message that does fail takes ``reason``. Returns the row before the change,
+    or None when the message is unknown."""
     error_details = scrub(error_details) if error_details else None  # kept for good: no number in it
     row = None
     if wamid:
@@ -271,6 +307,8 @@ def apply_status(conn: Connection, wamid: str, status: str, error_code: str | No
         values["status"] = status
         if error_code is not None:
             values.update(error_code=error_code, error_details=error_details)
+        if status == S.FAILED:
+            values["reason"] = reason
     if current in (S.UNKNOWN, S.SENDING):
         values.update(claimed_by=None, claimed_until=None, recipient=None, content=None)
     if values:
