@@ -123,6 +123,20 @@ async def test_property_update_mirrors_consent(replay):
     assert cassette.all_played
 
 
+async def test_the_bsuid_property_is_created_once_then_searched(replay, ctx):
+    """A customer without a number is searched by the BSUID property, which is created first when the
+    portal lacks it (GET answers 404); the next search does not ask again."""
+    contacts = Contacts(HubSpotClient(hubspot()), hubspot())
+    with replay.use_cassette("bsuid_property_and_search.yaml") as cassette:
+        found = await contacts.search_bsuid(ctx, "US.13491208655302741918")
+    assert (found.id, found.owner_id) == ("51234567890", "77701")
+    assert replay.body(0) == {"name": "whatsapp_bsuid", "label": "WhatsApp BSUID", "type": "string",
+                              "fieldType": "text", "groupName": "contactinformation",
+                              "description": contacts.bsuid_property_definition()["description"]}
+    assert replay.body(1)["filterGroups"][0]["filters"][0]["value"] == "US.13491208655302741918"
+    assert cassette.all_played and ctx.state.get("property:whatsapp_bsuid") is True
+
+
 def entry() -> Entry:
     return Entry(wamid="wamid.HBgLMzQ2MTIzNDU2NzgVAgASGBQzQUI=", phone=PHONE, direction="inbound",
                  text="Hola <b>equipo</b>", at=datetime.fromtimestamp(1772446500, UTC))

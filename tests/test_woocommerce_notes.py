@@ -77,6 +77,26 @@ async def test_replies_outside_the_window_or_without_an_order_are_not_noted(shop
         assert cassette.play_count == 0
 
 
+async def test_a_bsuid_only_reply_is_noted_on_the_linked_numbers_order_never_a_guessed_one(shop_app):
+    """A customer writing without their number (a WhatsApp username) is matched to an order only
+    through the number their business-scoped user id is linked to; an unlinked BSUID notes nothing."""
+    from connectzap.core import identities
+    bsuid = "ES.13491208655302741918"
+    await deliver(shop_app, "order_created_classic.json", topic="order.created", delivery="d1")
+    with wc_vcr.use_cassette("note_inbound_reply.yaml") as cassette:
+        unlinked = InboundMessage(wamid="wamid.bsuid.unlinked", type="text", timestamp=REPLY_AT,
+                                  contact=Contact(user_id=bsuid), text="Can you deliver after 6pm?")
+        shop_app.ingest([Event.of("inbound_message", unlinked, source="whatsapp", dedupe_key=unlinked.wamid)])
+        await Worker(shop_app).run_until_idle()
+        assert cassette.play_count == 0
+        with shop_app.db.begin() as conn:  # a webhook showed both (tests/test_identities.py covers how)
+            identities.observe(shop_app.db, conn, shop_app.secret, ANA, bsuid)
+        linked = unlinked.model_copy(update={"wamid": "wamid.bsuid.linked"})
+        shop_app.ingest([Event.of("inbound_message", linked, source="whatsapp", dedupe_key=linked.wamid)])
+        await Worker(shop_app).run_until_idle()
+        assert cassette.play_count == 1 and cassette.all_played
+
+
 async def test_a_failed_notification_is_noted_on_its_order(shop_app):
     await deliver(shop_app, "order_created_classic.json", topic="order.created", delivery="d1")
     [sent] = shop_app.messages()

@@ -214,6 +214,10 @@ class HubSpotClient:
         return self.sdk.crm.contacts.search_api
 
     @cached_property
+    def properties(self) -> Any:
+        return self.sdk.crm.properties.core_api
+
+    @cached_property
     def communications(self) -> Any:
         return self.sdk.crm.objects.communications.basic_api
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
 from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
 from ...core.connector import OutboundCall
@@ -103,19 +104,20 @@ class HubSpotConnector(Connector):
     # --- reply sync -------------------------------------------------------------------------------
 
     def _inbound_entry(self, message: InboundMessage) -> Entry | None:
-        if not self.settings.timeline or not message.contact.phone:
+        user_id = message.contact.user_id if is_bsuid(message.contact.user_id) else None
+        if not self.settings.timeline or not (message.contact.phone or user_id):
             return None
         text = message.text or (f"[{message.type}]" if message.type != "text" else "")
         return Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound", text=text,
-                     at=message.timestamp, name=message.contact.name)
+                     at=message.timestamp, name=message.contact.name, user_id=user_id)
 
     def _outbound_entry(self, status: MessageStatus) -> Entry | None:
         # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.
-        if not self.settings.timeline or status.status != StatusValue.ACCEPTED or not status.recipient \
-                or not status.wamid:
+        if not self.settings.timeline or status.status != StatusValue.ACCEPTED \
+                or not (status.recipient or status.recipient_user_id) or not status.wamid:
             return None
         return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
-                     text=describe_content(status.content), at=status.timestamp)
+                     text=describe_content(status.content), at=status.timestamp, user_id=status.recipient_user_id)
 
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
         entry = self._inbound_entry(message)
@@ -148,32 +150,36 @@ class HubSpotConnector(Connector):
             planned = await asyncio.to_thread(self.consent_mirror.pending, payload, ctx)
             if planned is None:
                 return []
-            contact, calls = self._rehearse_find(ctx, payload.phone, None)
+            contact, calls = self._rehearse_find(ctx, payload.phone, None, payload.user_id)
             return [*calls, OutboundCall("PATCH", self._url(f"contacts/{contact.id}"), {"properties": planned[0]},
                                          note="mirror the consent ledger to the contact's properties")]
         entry = self._inbound_entry(payload) if kind == EventKind.INBOUND_MESSAGE.value \
             else self._outbound_entry(payload) if kind == EventKind.MESSAGE_STATUS.value else None
         if entry is None or ctx.state.get(self.timeline.keys(ctx, entry)[0]):
             return []
-        contact, calls = self._rehearse_find(ctx, entry.phone, entry.name)
+        contact, calls = self._rehearse_find(ctx, entry.phone, entry.name, entry.user_id)
         kind_name = self.timeline.object_kind
         return [*calls, OutboundCall("POST", self._url(f"{kind_name}s"),
                                      self.timeline.create_request(kind_name, entry, contact),
                                      note=f"log the message on the contact's timeline as a {kind_name}")]
 
-    def _rehearse_find(self, ctx: EventContext, phone: str, name: str | None) -> tuple[ContactRef, list[OutboundCall]]:
+    def _rehearse_find(self, ctx: EventContext, phone: str | None, name: str | None,
+                       user_id: str | None = None) -> tuple[ContactRef, list[OutboundCall]]:
         """The contact a delivery would use, and the calls finding it would take."""
-        key = ctx.contact_key(phone)
+        who = phone or user_id
+        key = ctx.contact_key(who) if who else None
         cached = ctx.state.get(f"contact:{key}") if key else None
         if cached:
             return ContactRef(cached["id"], cached.get("owner")), []
-        request = self.contacts.search_request(phone)
+        request = self.contacts.search_request(phone) if phone else self.contacts.bsuid_search_request(str(user_id))
         body = {"filterGroups": request["filter_groups"], "properties": request["properties"],
                 "sorts": request["sorts"], "limit": request["limit"]}
-        calls = [OutboundCall("POST", self._url("contacts/search"), body, note="find the contact by number")]
+        calls = [OutboundCall("POST", self._url("contacts/search"), body,
+                              note="find the contact by number" if phone else "find the contact by BSUID")]
         if self.settings.create_contacts:
             calls.append(OutboundCall("POST", self._url("contacts"),
-                                      {"properties": self.contacts.new_contact_properties(phone, name),
+                                      {"properties": self.contacts.new_contact_properties(
+                                          phone, name, user_id=None if phone else user_id),
                                        "associations": []},
                                       note="only when the search finds no contact (create_contacts)"))
         else:

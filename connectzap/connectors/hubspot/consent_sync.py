@@ -40,13 +40,14 @@ class ConsentMirror:
         """The property values to write for ``change`` and the state key remembering them, or None
         when nothing needs writing."""
         rule = self.settings.consent.get(change.category)
-        if rule is None or not rule.mirror or change.source.startswith("hubspot") or change.phone is None:
+        who = change.phone or change.user_id
+        if rule is None or not rule.mirror or change.source.startswith("hubspot") or who is None:
             return None
-        current = ctx.app.consent(change.phone).get(change.category)
+        current = ctx.app.consent(who).get(change.category)
         if current is None:
             return None
         values = properties_for(rule, current.granted, current.at.isoformat(), current.source)
-        key = ctx.contact_key(change.phone)
+        key = ctx.contact_key(who)
         state_key = f"consent-mirrored:{key}:{change.category.value}"
         if ctx.state.get(state_key) == values:
             return None
@@ -57,10 +58,9 @@ class ConsentMirror:
         if planned is None:
             return
         values, state_key = planned
-        assert change.phone is not None  # pending() plans nothing without one
-        contact = await self.contacts.find(ctx, change.phone)
+        contact = await self.contacts.find(ctx, change.phone, user_id=change.user_id)
         if contact is None:
-            ctx.log.info("consent change not mirrored: no HubSpot contact has this number")
+            ctx.log.info("consent change not mirrored: no HubSpot contact has this number or BSUID")
             return
         await self.contacts.update(contact.id, values)
         ctx.state.set(state_key, values)

@@ -1,9 +1,12 @@
-"""Finding HubSpot contacts by WhatsApp number, creating them when configured, reading leads.
+"""Finding HubSpot contacts by WhatsApp number or BSUID, creating them when configured, reading leads.
 
 A number is searched as E.164 over every configured phone property (OR-ed filter groups),
-under the search API's own rate limit. The id found (or created) is kept in the connector's
+under the search API's own rate limit. A customer known only by a business-scoped user id
+(BSUID: a WhatsApp username, no number) is searched by ``bsuid_property``, a contact property
+created the first time it is needed. The id found (or created) is kept in the connector's
 state under the contact's keyed hash: HubSpot's search index lags writes, so a contact created
-a moment ago would not be found again by searching, and we never store the number itself.
+a moment ago would not be found again by searching, and we never store the number itself. A
+BSUID linked to a number has that number's key, so both find the same contact.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import InvalidPhoneError, SkippableError
+from ...core.errors import DeliveryError, InvalidPhoneError, SkippableError
 from ...core.models import Category, ConsentChange, Contact, Lead
 from ...core.phones import to_e164
 from . import marks
@@ -97,25 +100,83 @@ class Contacts:
 
     # --- finding by number -----------------------------------------------------------------
 
-    async def find(self, ctx: EventContext, phone: str, *, name: str | None = None) -> ContactRef | None:
-        """The contact with this number: from state, else by search, else created (if configured)."""
-        key = ctx.contact_key(phone)
+    async def find(self, ctx: EventContext, phone: str | None, *, user_id: str | None = None,
+                   name: str | None = None) -> ContactRef | None:
+        """The contact with this number -- or, without one, this BSUID: from state, else by search,
+        else created (if configured). With both, the BSUID is written on the contact once."""
+        key = ctx.contact_key(phone) if phone else (ctx.contact_key(user_id) if user_id else None)
         if key is None:
-            raise SkippableError("not a valid phone number", code="invalid_phone")
+            raise SkippableError("not a valid phone number or business-scoped user id", code="invalid_phone")
         cached = ctx.state.get(f"contact:{key}")
-        if cached:
-            return ContactRef(cached["id"], cached.get("owner"))
-        mark_key = f"creating-contact:{key}"
-        earlier = marks.earlier_attempt(ctx, mark_key, self.settings.search_index_lag_seconds)
-        found = await self.search(phone)
-        if found is None and self.settings.create_contacts:
-            await marks.put(ctx, mark_key, {})
-            found = await self.create(phone, name)
-        if earlier is not None or found is not None:
-            ctx.state.delete(mark_key)
-        if found is not None:
-            ctx.state.set(f"contact:{key}", {"id": found.id, "owner": found.owner_id})
+        found = ContactRef(cached["id"], cached.get("owner")) if cached else None
+        if found is None:
+            mark_key = f"creating-contact:{key}"
+            earlier = marks.earlier_attempt(ctx, mark_key, self.settings.search_index_lag_seconds)
+            found = await self.search(phone) if phone else await self.search_bsuid(ctx, str(user_id))
+            if found is None and self.settings.create_contacts:
+                await marks.put(ctx, mark_key, {})
+                # By number: the BSUID follows in note_bsuid; by BSUID: search_bsuid made its property.
+                found = await self.create(phone, name, user_id=None if phone else user_id)
+            if earlier is not None or found is not None:
+                ctx.state.delete(mark_key)
+            if found is not None:
+                ctx.state.set(f"contact:{key}", {"id": found.id, "owner": found.owner_id})
+        if found is not None and phone and user_id:
+            await self.note_bsuid(ctx, found, key, user_id)
         return found
+
+    async def note_bsuid(self, ctx: EventContext, contact: ContactRef, key: str, user_id: str) -> None:
+        """Write the BSUID on a contact found by number, so it is found when the number is hidden."""
+        noted = f"bsuid-noted:{key}"
+        if ctx.state.get(noted) == marks.hashed(ctx, user_id):
+            return
+        await self.ensure_bsuid_property(ctx)
+        await self.update(contact.id, {self.settings.bsuid_property: user_id})
+        ctx.state.set(noted, marks.hashed(ctx, user_id))
+
+    async def ensure_bsuid_property(self, ctx: EventContext) -> None:
+        """Create ``bsuid_property`` on the portal's contacts unless it exists (checked once)."""
+        name = self.settings.bsuid_property
+        if ctx.state.get(f"property:{name}"):
+            return
+        try:
+            await self.client.call("read contact property", self.client.properties.get_by_name, "contacts", name)
+        except HubSpotNotFound:
+            from hubspot.crm.properties import PropertyCreate
+            try:
+                await self.client.call("create contact property", self.client.properties.create, "contacts",
+                                       property_create=PropertyCreate(**self.bsuid_property_definition()),
+                                       creates=True)
+            except DeliveryError as exc:
+                if exc.http_status != 409:  # 409: created meanwhile (another worker): it exists
+                    raise
+        ctx.state.set(f"property:{name}", True)
+
+    def bsuid_property_definition(self) -> dict[str, str]:
+        """The property's definition (snake_case, as the SDK's PropertyCreate takes it)."""
+        return {"name": self.settings.bsuid_property, "label": "WhatsApp BSUID", "type": "string",
+                "field_type": "text", "group_name": "contactinformation",
+                "description": "The customer's WhatsApp business-scoped user id (written by connectzap): "
+                               "who they are when WhatsApp hides their number"}
+
+    async def search_bsuid(self, ctx: EventContext, user_id: str) -> ContactRef | None:
+        from hubspot.crm.contacts import PublicObjectSearchRequest
+        await self.ensure_bsuid_property(ctx)  # HubSpot refuses a search on an unknown property
+        request = PublicObjectSearchRequest(**self.bsuid_search_request(user_id))
+        page = await self.client.call("search contacts", self.client.contact_search.do_search,
+                                      public_object_search_request=request, search=True)
+        results = list(page.results or [])
+        if not results:
+            return None
+        first = results[0]
+        return ContactRef(str(first.id), (first.properties or {}).get("hubspot_owner_id") or None)
+
+    def bsuid_search_request(self, user_id: str) -> dict[str, Any]:
+        """The contact search for a BSUID, as the SDK's keyword arguments (snake_case)."""
+        return {"filter_groups": [{"filters": [{"propertyName": self.settings.bsuid_property, "operator": "EQ",
+                                                "value": user_id}]}],
+                "limit": 10, "properties": ["hubspot_owner_id", self.settings.bsuid_property],
+                "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}]}
 
     def remember(self, ctx: EventContext, phone: str, ref: ContactRef) -> None:
         key = ctx.contact_key(phone)
@@ -130,8 +191,11 @@ class Contacts:
                 "properties": ["hubspot_owner_id", *self.settings.phone_properties],
                 "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}]}
 
-    def new_contact_properties(self, phone: str, name: str | None) -> dict[str, str]:
-        props = {self.settings.new_contact_phone_property: phone}
+    def new_contact_properties(self, phone: str | None, name: str | None, *,
+                               user_id: str | None = None) -> dict[str, str]:
+        props = {self.settings.new_contact_phone_property: phone} if phone else {}
+        if user_id:
+            props[self.settings.bsuid_property] = user_id
         if name:
             first, _, last = name.partition(" ")
             props["firstname"] = first
@@ -150,9 +214,10 @@ class Contacts:
         first = results[0]  # the oldest of any duplicates: usually the one people work with
         return ContactRef(str(first.id), (first.properties or {}).get("hubspot_owner_id") or None)
 
-    async def create(self, phone: str, name: str | None) -> ContactRef:
+    async def create(self, phone: str | None, name: str | None, *, user_id: str | None = None) -> ContactRef:
+        """A new contact with this number, or this BSUID (its property must exist by then)."""
         from hubspot.crm.contacts import SimplePublicObjectInputForCreate
-        props = self.new_contact_properties(phone, name)
+        props = self.new_contact_properties(phone, name, user_id=user_id)
         created = await self.client.call("create contact", self.client.contacts.create,
                                          simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
                                              properties=props, associations=[]), creates=True)

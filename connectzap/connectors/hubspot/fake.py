@@ -48,6 +48,11 @@ class FakeHubSpot:
         """When true, records created through the API are not found by search (until :meth:`index`)."""
         self.unindexed: set[tuple[str, str]] = set()
         self.script: deque[Scripted] = deque()
+        self.properties: dict[str, dict[str, Any]] = {}
+        """Contact property definitions created through the properties API, by name."""
+        self.undefined: set[str] = set()
+        """Custom contact properties the portal lacks: a search filter or a write naming one is refused
+        with 400 (as HubSpot refuses an unknown property) until it is created through the properties API."""
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -111,9 +116,21 @@ class FakeHubSpot:
                 del self.script[index]
                 return scripted.status, scripted.body, scripted.headers
         parts = [p for p in path.split("/") if p]
+        if parts[:4] == ["crm", "v3", "properties", "contacts"]:
+            with self._lock:
+                return self._property(method, parts[4:], body or {})
         if parts[:3] != ["crm", "v3", "objects"] or len(parts) < 4 or parts[3] not in OBJECTS:
             return 404, {"status": "error", "message": "unknown path", "category": "OBJECT_NOT_FOUND"}, {}
         kind, rest = parts[3], parts[4:]
+        given = body if isinstance(body, dict) else {}
+        if rest == ["search"]:
+            named = [f.get("propertyName") for g in given.get("filterGroups", []) for f in g.get("filters", [])]
+        else:
+            named = list(given.get("properties") or {}) if method in ("POST", "PATCH") else []
+        unknown = sorted(n for n in named if n in self.undefined and n not in self.properties)
+        if kind == "contacts" and unknown:
+            return 400, {"status": "error", "category": "VALIDATION_ERROR",
+                         "message": f"Property \"{unknown[0]}\" does not exist"}, {}
         with self._lock:
             if method == "POST" and rest == ["search"]:
                 return 200, self._search(kind, body or {}), {}
@@ -137,6 +154,23 @@ class FakeHubSpot:
             if method == "PATCH":
                 record["properties"].update({k: str(v) for k, v in (body or {}).get("properties", {}).items()})
                 return 200, record, {}
+        return 405, {"status": "error", "message": "method not allowed"}, {}
+
+    def _property(self, method: str, rest: list[str], body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /crm/v3/properties/contacts/{name}`` and ``POST /crm/v3/properties/contacts``."""
+        if method == "GET" and len(rest) == 1:
+            found = self.properties.get(rest[0])
+            if found is None:
+                return 404, {"status": "error", "message": f"property {rest[0]} not found",
+                             "category": "OBJECT_NOT_FOUND"}, {}
+            return 200, found, {}
+        if method == "POST" and not rest:
+            name = str(body.get("name") or "")
+            if name in self.properties:
+                return 409, {"status": "error", "category": "CONFLICT",
+                             "message": f"A property named '{name}' already exists."}, {}
+            self.properties[name] = {**body, "hidden": False, "hubspotDefined": False}
+            return 201, self.properties[name], {}
         return 405, {"status": "error", "message": "method not allowed"}, {}
 
     def _search(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -119,6 +119,10 @@ class HubSpotSettings(ConnectorSettings):
     """Create a contact for an unknown number (inbound message, outbound send, consent change)."""
     new_contact_phone_property: str = "mobilephone"
     """Where a created contact's number goes."""
+    bsuid_property: str = Field(default="whatsapp_bsuid", min_length=1, max_length=100)
+    """A contact property holding the customer's WhatsApp business-scoped user id (BSUID): how a
+    customer who hides their number (a username) is matched. Created (a text property) the first
+    time it is needed; written on contacts found by number when the BSUID is known too."""
     owner_id: str | None = None
     """hubspot_owner_id for timeline entries; default: the contact's owner (``use_contact_owner``)."""
     use_contact_owner: bool = True

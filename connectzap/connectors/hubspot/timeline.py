@@ -36,11 +36,12 @@ class Entry:
     """One WhatsApp message to log."""
 
     wamid: str
-    phone: str
+    phone: str | None  # None: a customer known by business-scoped user id only
     direction: Literal["inbound", "outbound"]
     text: str
     at: datetime
     name: str | None = None
+    user_id: str | None = None
 
     @property
     def millis(self) -> int:
@@ -95,9 +96,10 @@ class Timeline:
                 ctx.state.set(done_key, {"id": existing, "object": earlier.get("object")})
                 ctx.state.delete(mark_key)
                 return
-        contact = await self.contacts.find(ctx, entry.phone, name=entry.name)
+        contact = await self.contacts.find(ctx, entry.phone, user_id=entry.user_id, name=entry.name)
         if contact is None:
-            raise SkippableError("no HubSpot contact has this number (create_contacts is off)", code="no_contact")
+            raise SkippableError("no HubSpot contact has this number or BSUID (create_contacts is off)",
+                                 code="no_contact")
         kind = self.object_kind
         try:
             created = await self._create(ctx, mark_key, kind, entry, contact)

@@ -163,9 +163,12 @@ class WooCommerceConnector(Connector):
 
     async def _inbound_note(self, message: InboundMessage, ctx: EventContext) -> replies.Note | None:
         """The note a customer's WhatsApp message makes on their latest order, if any."""
-        if message.contact.phone is None or ctx.state.get(replies.noted_key(message.wamid)):
+        # A customer known by BSUID only finds the orders of the number their BSUID is linked to
+        # (orders are indexed by number); an unlinked BSUID finds none: an order is never guessed.
+        who = message.contact.phone or message.contact.user_id
+        if who is None or ctx.state.get(replies.noted_key(message.wamid)):
             return None
-        contact_key = ctx.contact_key(message.contact.phone)
+        contact_key = ctx.contact_key(who)
         target = await asyncio.to_thread(replies.latest_order, self.app, contact_key) if contact_key else None
         if target is None or target["shop"] not in self.settings.shops:
             return None
