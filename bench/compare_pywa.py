@@ -12,10 +12,12 @@ Then::
     .venv/bin/python bench/compare_pywa.py --pywa-python /tmp/bench-venv/bin/python --quick
     .venv/bin/python bench/compare_pywa.py --pywa-python /tmp/bench-venv/bin/python \\
         --messages 10000 --seconds 20
+    .venv/bin/python bench/compare_pywa.py --quick --graph-latency-ms 150   # Meta's round trip
 
 What runs, in this order, against ONE Graph stand-in (connectzap.testing.fake_graph in its own
-process) and with ONE load generator (HTTP/1.1 written over asyncio streams, uvloop when present:
-keep-alive connections, requests built before the clock starts, closed loop):
+process, answering at once or after ``--graph-latency-ms``) and with ONE load generator (HTTP/1.1
+written over asyncio streams, uvloop when present: keep-alive connections, requests built before
+the clock starts, closed loop):
 
 1. pywa's ``send_template`` loop: pywa_async's client, ``--pywa-tasks`` tasks sending in a loop
    (no limiter, no durability, no consent check), to the stand-in;
@@ -442,7 +444,7 @@ def coordinate(args: argparse.Namespace) -> None:
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     started_at = datetime.now(UTC)
     folder = Path(tempfile.mkdtemp(prefix="cz-bench-pywa-"))
-    graph, graph_url = send_throughput.start_fake()
+    graph, graph_url = send_throughput.start_fake("--latency-ms", str(args.graph_latency_ms))
     try:
         clock = time.perf_counter()
         seeded = rest_send.seed(folder, args.messages)
@@ -488,7 +490,7 @@ def report(args: argparse.Namespace, command: str, started_at: datetime, pywa_se
         f"machine: {os.cpu_count()} cores, load average (1 min) at the end {os.getloadavg()[0]:.2f}; "
         f"pywa {pywa_send['pywa']}",
         f"{args.messages:,} template sends (one recipient each); webhooks for {args.seconds:g} s over "
-        f"{args.webhook_connections} connections; Graph stand-in answering at once",
+        f"{args.webhook_connections} connections; Graph stand-in answering after {args.graph_latency_ms:g} ms",
         "",
         "| what | throughput | p50 ms | p99 ms | CPU µs each | connectzap / pywa (throughput, CPU) |",
         "|---|---|---|---|---|---|",
@@ -513,6 +515,8 @@ def main() -> None:
                         help="A short run: 1,000 messages, 5 s of webhooks per server (overrides both).")
     parser.add_argument("--messages", type=int, default=10_000, help="Template sends per system (max 10,000).")
     parser.add_argument("--pywa-tasks", type=int, default=32, help="Concurrent pywa send loops (default 32).")
+    parser.add_argument("--graph-latency-ms", type=float, default=0.0,
+                        help="The Graph stand-in waits this long before every answer (150: a realistic round trip).")
     parser.add_argument("--batch-size", type=int, default=100, help="Messages per POST /v1/messages/batch.")
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--single-connections", type=int, default=32)
