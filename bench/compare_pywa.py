@@ -28,7 +28,7 @@ the clock starts, closed loop):
    ``accepted``). One distinct recipient per message, so Meta's pair spacing never waits;
 3. pywa's webhook server (pywa_async with a FastAPI app, run by uvicorn as uvicorn's CLI would:
    httptools and uvloop, no access log; signatures checked with the app secret) against
-   `connectzap serve` started as the README starts it (workers in the same command, log level info),
+   `connectzap serve` started as the README starts it (its workers included, log level info),
    both fed the same signed webhooks by the same generator over ``--webhook-connections``
    connections. Every contact carries a business-scoped ``user_id``: pywa 4.5 raises
    ``KeyError: 'user_id'`` on contacts without one.
@@ -500,7 +500,7 @@ def report(args: argparse.Namespace, command: str, started_at: datetime, pywa_se
         row(f"connectzap whole path, single REST, {args.single_connections} connections (request latency)",
             single, "msg/s", pywa_send),
         row("pywa webhook server (FastAPI, uvicorn)", pywa_hooks, "events/s"),
-        row("connectzap serve, as the README starts it (workers in the same command)", cz_hooks, "events/s",
+        row("connectzap serve, as the README starts it", cz_hooks, "events/s",
             pywa_hooks),
     ]
     return "\n".join(lines)
