@@ -227,3 +227,58 @@ async def test_a_message_queued_for_the_old_number_is_not_sent_after_the_change(
     await Worker(app).run_until_idle()
     assert (app.message(queued.id)["status"], app.message(queued.id)["reason"]) == ("refused", "no_consent")
     assert app.channel.sent() == []
+
+
+def failed_status(wamid: str, outbox_id: str, code: int, title: str) -> bytes:
+    """A failed status for a message sent to a BSUID, in the shape of Meta's status webhook reference:
+    the recipient named by ``recipient_user_id`` only (no ``recipient_id``, no number)."""
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"user_id": BSUID}],
+            "statuses": [{"id": wamid, "status": "failed", "timestamp": str(int(time.time())),
+                          "recipient_user_id": BSUID, "biz_opaque_callback_data": outbox_id,
+                          "errors": [{"code": code, "title": title, "message": title,
+                                      "error_data": {"details": title}}]}]}}]}]}).encode()
+
+
+async def sent_promo(app: Any, key: str) -> tuple[str, str]:
+    decision = app.send(Outgoing(to=BSUID, content=promo()), idempotency_key=key)
+    assert decision.status == "queued", decision
+    await Worker(app).run_until_idle()
+    return decision.id, app.message(decision.id)["wamid"]
+
+
+async def test_an_unreachable_bsuid_waits_until_the_customer_writes(make):
+    app = make(sandbox={"simulate_statuses": False})
+    seed_template(app, "summer_sale", "Hi {{1}}, 20% off today", category="MARKETING")
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t"))
+    outbox_id, wamid = await sent_promo(app, "first")
+    await deliver(app, failed_status(wamid, outbox_id, 131026, "Message undeliverable"))
+    refused = app.send(Outgoing(to=BSUID, content=promo()), idempotency_key="second")
+    assert (refused.status, refused.reason) == ("refused", "unreachable")
+    await deliver(app, webhook("bsuid_only"))
+    assert app.send(Outgoing(to=BSUID, content=promo()), idempotency_key="third").status == "queued"
+
+
+async def test_a_marketing_opt_out_reported_for_a_bsuid_is_recorded(make):
+    app = make(sandbox={"simulate_statuses": False})
+    seed_template(app, "summer_sale", "Hi {{1}}, 20% off today", category="MARKETING")
+    app.set_consent(ConsentChange(user_id=BSUID, category=Category.MARKETING, granted=True, source="t",
+                                  at=a_minute_ago()))
+    outbox_id, wamid = await sent_promo(app, "first")
+    await deliver(app, failed_status(wamid, outbox_id, 131050, "Unable to deliver the message"))
+    assert granted(app, BSUID) is False
+    assert app.consent(BSUID)[Category.MARKETING].source == "whatsapp:131050"
+
+
+async def test_the_longest_bsuid_is_stored_while_its_message_waits(app):
+    """A BSUID may be 131 characters: the outbox keeps it until the message is sent (migration 0005)."""
+    longest = "BR." + "7" * 128
+    app.set_consent(ConsentChange(user_id=longest, category=Category.UTILITY, granted=True, source="t"))
+    seed_template(app, "order_update", "Order {{1}} shipped")
+    queued = app.send(Outgoing(to=longest, content=TemplateContent(name="order_update", language="en", body=["7"])))
+    assert queued.status == "queued"
+    await Worker(app).run_until_idle()
+    assert app.channel.sent()[-1]["recipient"] == longest
