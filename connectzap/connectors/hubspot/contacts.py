@@ -160,16 +160,8 @@ class Contacts:
                                "who they are when WhatsApp hides their number"}
 
     async def search_bsuid(self, ctx: EventContext, user_id: str) -> ContactRef | None:
-        from hubspot.crm.contacts import PublicObjectSearchRequest
         await self.ensure_bsuid_property(ctx)  # HubSpot refuses a search on an unknown property
-        request = PublicObjectSearchRequest(**self.bsuid_search_request(user_id))
-        page = await self.client.call("search contacts", self.client.contact_search.do_search,
-                                      public_object_search_request=request, search=True)
-        results = list(page.results or [])
-        if not results:
-            return None
-        first = results[0]
-        return ContactRef(str(first.id), (first.properties or {}).get("hubspot_owner_id") or None)
+        return await self._oldest_match(self.bsuid_search_request(user_id))
 
     def bsuid_search_request(self, user_id: str) -> dict[str, Any]:
         """The contact search for a BSUID, as the SDK's keyword arguments (snake_case)."""
@@ -204,8 +196,11 @@ class Contacts:
         return props
 
     async def search(self, phone: str) -> ContactRef | None:
+        return await self._oldest_match(self.search_request(phone))
+
+    async def _oldest_match(self, search: dict[str, Any]) -> ContactRef | None:
         from hubspot.crm.contacts import PublicObjectSearchRequest
-        request = PublicObjectSearchRequest(**self.search_request(phone))
+        request = PublicObjectSearchRequest(**search)
         page = await self.client.call("search contacts", self.client.contact_search.do_search,
                                       public_object_search_request=request, search=True)
         results = list(page.results or [])
