@@ -155,6 +155,20 @@ async def test_hook_on_consent_changed(fake_app):
     assert seen.calls == [("on_consent_changed", {"granted": True, "category": Category.MARKETING})]
 
 
+async def test_hook_on_template_update(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_template_update(self, update, ctx):
+            seen.calls.append(("on_template_update", {"name": update.name, "status": update.status}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("template_update", name="hook_probe", language="en", status="PAUSED")])
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_template_update", {"name": "hook_probe", "status": "PAUSED"})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

@@ -277,7 +277,8 @@ def test_template_status_updates_route_by_waba_id():
 
 def test_template_category_update_impending_vs_completed():
     impending, completed = only("template_category_impending"), only("template_category_completed")
-    assert impending.category is None and impending.model_extra["correct_category"] == "MARKETING"
+    assert impending.category is None and impending.correct_category == "MARKETING"
+    assert impending.category_update_timestamp == 1750759200
     assert impending.model_extra["change"] == "impending"
     assert completed.category == "MARKETING" and completed.model_extra["previous_category"] == "UTILITY"
 

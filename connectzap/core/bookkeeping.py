@@ -7,17 +7,20 @@ event, inside the dispatcher's transaction, and is retried like any delivery whe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from . import consent as ledger
-from . import gate, identities, reachability, templates, windows
+from . import gate, identities, logs, reachability, templates, windows
 from .idempotency import scoped_key
 from .messages import Outgoing
 from .models import (CancelRequest, Category, ConsentChange, DeliveryOutcome, Event, EventKind, InboundMessage,
                      MessageStatus, StatusValue, TemplateUpdate)
 from .store import journal, outbox
 from .store.database import Database
+
+log = logging.getLogger("connectzap.bookkeeping")
 
 
 class Bookkeeping:
@@ -54,6 +57,11 @@ class Bookkeeping:
         elif kind == EventKind.TEMPLATE_UPDATE:
             update = TemplateUpdate.model_validate(event.data)
             result["updated"] = templates.apply_update(self.db, conn, update)
+            notice = templates.announcement(update)
+            if notice:  # before it takes effect: the operator hears of it now (and on_template_update)
+                logs.emit(log, logging.WARNING, "template category change announced", what=update.name,
+                          detail=notice)
+                result["announced"] = notice
             if update.status:  # a pause ended (APPROVED) or became final (DISABLED): the gate looks again now
                 result["released"] = outbox.release_waiting(conn, update.name, update.language,
                                                                 outbox.WAITING_FOR_TEMPLATE)

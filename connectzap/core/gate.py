@@ -198,7 +198,8 @@ def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
             return Verdict(None, "utility", "language_missing",
                            f"{content.name} has no {content.language} translation")
         return Verdict(None, "utility", "template_unknown", f"{content.name} is not in the template cache")
-    category = info.category.lower()
+    # From the time a re-categorisation Meta announced takes effect, the new category's consent rule applies.
+    category = info.category_at(now()).lower()
     if info.status not in ("APPROVED", templates.PAUSED):
         return Verdict(None, category, "template_not_approved", f"{content.name} is {info.status}")
     cleaned = clean_template(content)

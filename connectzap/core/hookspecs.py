@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
-    from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order
+    from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order, TemplateUpdate
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -121,6 +121,22 @@ def on_consent_changed(change: ConsentChange, ctx: EventContext) -> Outgoing | l
 
 
 @hookspec
+def on_template_update(update: TemplateUpdate, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """WhatsApp reported a change to a message template: its status (``APPROVED``, ``PAUSED``,
+    ``DISABLED``...), its category, or its quality score.
+
+    Called after the template cache the send gate checks was updated. An announced
+    re-categorisation (``update.correct_category`` with ``update.category_update_timestamp``,
+    24 hours ahead) arrives here before it takes effect: the moment to warn whoever owns the
+    template that, from then on, its sends need consent for the new category.
+
+    :param update: the change; ``name`` and ``language`` name the template.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``).
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -162,6 +178,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "inbound_message": ("on_inbound_message", "message"),
     "message_status": ("on_message_status", "status"),
     "consent_changed": ("on_consent_changed", "change"),
+    "template_update": ("on_template_update", "update"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

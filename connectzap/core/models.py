@@ -331,13 +331,23 @@ class TemplateInfo(Model):
     components: list[dict[str, Any]] = Field(default_factory=list)
     id: str | None = None
     waba_id: str | None = None
+    pending_category: str | None = None
+    """The category Meta announced it will move the template to (``template_category_update``)..."""
+    category_effective_at: float | None = None
+    """... from this time (unix seconds); until then ``category`` holds."""
 
     @field_validator("id", mode="before")
     @classmethod
     def _str_id(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
-    @field_validator("status", "category", "parameter_format", mode="before")
+    def category_at(self, at: float) -> str:
+        """The category whose consent rule applies to a send at ``at``."""
+        if self.pending_category and self.category_effective_at is not None and at >= self.category_effective_at:
+            return self.pending_category
+        return self.category
+
+    @field_validator("status", "category", "parameter_format", "pending_category", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
@@ -354,6 +364,10 @@ class TemplateUpdate(Model):
     category: str | None = None
     reason: str | None = None
     quality: str | None = None
+    correct_category: str | None = None
+    """An announced re-categorisation: the category the template will have..."""
+    category_update_timestamp: float | None = None
+    """... from this time (unix seconds). ``category`` stays unset until Meta reports it done."""
 
     @field_validator("id", mode="before")
     @classmethod

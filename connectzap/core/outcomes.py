@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
 from .models import Event, EventKind
+from .templates import announcement
 from .phones import mask, scrub
 from .store import journal
 from .store.schema import events, outbox
@@ -169,6 +170,10 @@ def _delivery_outcome(view: DeliveryView, extra: dict[str, Any]) -> str:
     parts += [f"{n.code}: {n.detail}" for n in view.notes]
     if "updated" in extra:
         parts.append("template cache updated" if extra["updated"] else "template cache already up to date")
+    if extra.get("announced"):
+        parts.append(f"warning: {extra['announced']}")
+    if extra.get("released"):
+        parts.append(f"{extra['released']} message(s) waiting for the template judged again")
     if "cancelled" in extra:
         parts.append(f"cancelled {extra['cancelled']} scheduled message(s)")
     if parts:
@@ -214,7 +219,7 @@ def _subject(payload: str | None) -> str | None:
     if kind == EventKind.CONSENT_CHANGED:
         return f"{data.category.value} {'granted' if data.granted else 'revoked'}{_to(data.phone)} via {data.source}"
     if kind == EventKind.TEMPLATE_UPDATE:
-        return f"template {data.name}" + (f" ({data.language})" if data.language else "") \
+        return announcement(data) or f"template {data.name}" + (f" ({data.language})" if data.language else "") \
             + (f" {data.status}" if data.status else "")
     if kind == EventKind.SEND:
         return f"send {getattr(data.content, 'name', None) or data.content.type}{_to(data.to.phone)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,18 +124,36 @@ def put(db: Database, conn: Connection, info: TemplateInfo) -> None:
 
 
 def apply_update(db: Database, conn: Connection, update: TemplateUpdate) -> bool:
-    """Apply a status/category change from a webhook. Unknown templates are skipped (sync fetches them)."""
+    """Apply a status/category change from a webhook; an announced category change is kept with
+    its effective time (:meth:`TemplateInfo.category_at`). Unknown templates are skipped (sync fetches them)."""
     stmt = templates.update().where(templates.c.name == update.name)
     if update.language:
         stmt = stmt.where(templates.c.language == update.language)
     values: dict[str, Any] = {"updated_at": now()}
     if update.status:
         values["status"] = update.status.upper()
-    if update.category:
-        values["category"] = update.category.upper()
+    if update.category:  # a change done: it replaces any announced one
+        values.update(category=update.category.upper(), pending_category=None, category_effective_at=None)
+    elif update.correct_category and update.category_update_timestamp is not None:
+        values.update(pending_category=update.correct_category.upper(),
+                      category_effective_at=update.category_update_timestamp)
     if len(values) == 1:
         return False
     return bool(conn.execute(stmt.values(**values)).rowcount)
+
+
+def announcement(update: TemplateUpdate) -> str | None:
+    """What an announced re-categorisation means for sends, in one line for the operator; None for
+    any other update."""
+    if not update.correct_category or update.category_update_timestamp is None:
+        return None
+    when = datetime.fromtimestamp(update.category_update_timestamp, UTC)
+    current = update.model_extra.get("current_category") if update.model_extra else None
+    was = f" (now {current})" if current else ""
+    new = update.correct_category.lower()
+    return (f"template {update.name}" + (f" ({update.language})" if update.language else "")
+            + f" becomes {update.correct_category.upper()}{was} on {when:%Y-%m-%d %H:%M} UTC: from then its "
+            f"sends need {new} consent")
 
 
 def delete(conn: Connection, name: str, language: str | None = None) -> int:
@@ -148,4 +167,5 @@ def _to_info(row: Any) -> TemplateInfo:
     m = row._mapping
     return TemplateInfo(name=m["name"], language=m["language"], status=m["status"], category=m["category"],
                         parameter_format=m["parameter_format"], components=json.loads(m["components"]),
-                        id=m["template_id"], waba_id=m["waba_id"])
+                        id=m["template_id"], waba_id=m["waba_id"], pending_category=m["pending_category"],
+                        category_effective_at=m["category_effective_at"])

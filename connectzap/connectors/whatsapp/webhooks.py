@@ -384,7 +384,8 @@ def _template_update(change: _Change) -> Iterator[Event]:
                 fields[key] = value[key]
     elif change.field == "template_category_update":
         # Impending changes name the category-to-be (correct_category) while new_category is still the
-        # current one; only a completed change (previous_category -> new_category) moves the cache.
+        # current one: the cache keeps it as pending, effective at category_update_timestamp; a completed
+        # change (previous_category -> new_category) sets the category itself.
         impending = "correct_category" in value or "category_update_timestamp" in value
         fields.update(change="impending" if impending else "completed",
                       previous_category=_text(value.get("previous_category")),

@@ -141,6 +141,9 @@ templates = Table(
     Column("template_id", String(64), nullable=True),
     Column("waba_id", String(64), nullable=True),
     Column("updated_at", Float, nullable=False),
+    # a re-categorisation Meta announced (template_category_update): the category from that time on
+    Column("pending_category", String(32), nullable=True),
+    Column("category_effective_at", Float, nullable=True),
 )
 
 plugin_state = Table(
