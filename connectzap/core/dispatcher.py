@@ -208,8 +208,7 @@ class Dispatcher:
                 todo.append((plan, core["attempts"] + 1))
         try:
             with conn.begin_nested():
-                for plan, _ in todo:
-                    self.bookkeeping.apply(conn, plan.event_id, plan.event)
+                self.bookkeeping.apply_many(conn, [(plan.event_id, plan.event) for plan, _ in todo])
             return set()
         except Exception:  # noqa: BLE001 - find the culprit below
             pass

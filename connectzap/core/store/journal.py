@@ -185,9 +185,19 @@ def deliveries_of_many(conn: Connection, event_ids: list[int]) -> dict[int, list
 
 
 def finish_delivery(conn: Connection, event_id: int, target: str, result: Any = None) -> None:
-    conn.execute(deliveries.update().where(deliveries.c.event_id == event_id, deliveries.c.target == target)
-                 .values(status="done", attempts=deliveries.c.attempts + 1, result=json.dumps(result, default=str),
-                         last_error=None, updated_at=now()))
+    finish_many(conn, target, {event_id: result})
+
+
+def finish_many(conn: Connection, target: str, results: dict[int, Any]) -> None:
+    """Finish ``target``'s delivery of several events, each with its result, in one statement."""
+    if not results:
+        return
+    conn.execute(deliveries.update().where(deliveries.c.event_id == bindparam("b_event"),
+                                           deliveries.c.target == target)
+                 .values(status="done", attempts=deliveries.c.attempts + 1, result=bindparam("b_result"),
+                         last_error=None, updated_at=now()),
+                 [{"b_event": event_id, "b_result": json.dumps(result, default=str)}
+                  for event_id, result in results.items()])
 
 
 def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retry_at: float | None) -> None:

@@ -278,25 +278,83 @@ def erase_values(retention_seconds: float) -> dict[str, Any]:
 
 # --- statuses, cancellation, erasure --------------------------------------------------------------
 
+@dataclass(frozen=True)
+class StatusReport:
+    """One status the channel reported for a message: by its ``wamid`` or, for a message whose
+    wamid we never learned (a crash mid-send), by our own id (``biz_opaque_callback_data``)."""
+
+    wamid: str
+    status: str
+    error_code: str | None = None
+    error_details: str | None = None
+    outbox_id: str | None = None
+    reason: str | None = None
+    """On a ``failed`` status: why, as a short code the channel chose; it becomes the message's ``reason``."""
+
+
 def apply_status(conn: Connection, wamid: str, status: str, error_code: str | None = None,
                  error_details: str | None = None, outbox_id: str | None = None,
                  reason: str | None = None) -> dict[str, Any] | None:
     """Move a message's status forward; never backwards. ``failed`` after ``delivered`` keeps delivered
     and records the error; a message that does fail takes ``reason``. Returns the row before the change,
     or None when the message is unknown."""
-    error_details = scrub(error_details) if error_details else None  # kept for good: no number in it
-    row = None
-    if wamid:
-        row = conn.execute(select(outbox).where(outbox.c.wamid == wamid)).first()
-    if row is None and outbox_id:
-        row = conn.execute(select(outbox).where(outbox.c.id == outbox_id)).first()
-    if row is None:
-        return None
-    before = dict(row._mapping)
+    return apply_statuses(conn, [StatusReport(wamid, status, error_code, error_details, outbox_id, reason)])[0]
+
+
+def apply_statuses(conn: Connection, reports: list[StatusReport]) -> list[dict[str, Any] | None]:
+    """:func:`apply_status` for several reports, in their order, with one locking read and one
+    write per changed message: the outcome is what applying them one by one gives (each report
+    sees the state the previous ones left). For each report, the row before it (None: unknown).
+
+    The rows are read ``FOR UPDATE`` (PostgreSQL; SQLite's writer holds the database): a status is
+    a read-modify-write, and two workers applying ``read`` and ``delivered`` of one message at once
+    must not let the later commit carry the older rank."""
+    if not reports:
+        return []
+    rows = _locked(conn, outbox.c.wamid, {r.wamid for r in reports if r.wamid})
+    by_wamid = {row["wamid"]: row for row in rows.values() if row["wamid"]}
+    # by our own id only what its wamid did not find (Meta echoes it as biz_opaque_callback_data)
+    rows |= _locked(conn, outbox.c.id, {r.outbox_id for r in reports
+                                        if r.outbox_id and r.wamid not in by_wamid and r.outbox_id not in rows})
+    changes: dict[str, dict[str, Any]] = {}
+    before: list[dict[str, Any] | None] = []
+    for report in reports:
+        row = by_wamid.get(report.wamid) if report.wamid else None
+        if row is None and report.outbox_id:
+            row = rows.get(report.outbox_id)
+        before.append(dict(row) if row is not None else None)
+        if row is None:
+            continue
+        values = _status_change(row, report)
+        if values:
+            row.update(values)
+            changes.setdefault(row["id"], {}).update(values)
+            if "wamid" in values:
+                by_wamid[row["wamid"]] = row
+    _write_changes(conn, changes)
+    return before
+
+
+def _locked(conn: Connection, column: Any, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The messages whose ``column`` is one of ``keys``, by id, locked for this transaction."""
+    found: dict[str, dict[str, Any]] = {}
+    ordered = sorted(keys)
+    for at in range(0, len(ordered), 500):
+        # id order: concurrent appliers lock the rows they share in the same order (no deadlock)
+        for row in conn.execute(select(outbox).where(column.in_(ordered[at:at + 500])).order_by(outbox.c.id)
+                                .with_for_update()):
+            found[row.id] = dict(row._mapping)
+    return found
+
+
+def _status_change(row: dict[str, Any], report: StatusReport) -> dict[str, Any]:
+    """The columns one status report changes on a message in state ``row``."""
+    status, error_code = report.status, report.error_code
+    error_details = scrub(report.error_details) if report.error_details else None  # kept for good: no number
     values: dict[str, Any] = {}
-    current = before["status"]
-    if before["wamid"] is None and wamid:
-        values["wamid"] = wamid
+    current = row["status"]
+    if row["wamid"] is None and report.wamid:
+        values["wamid"] = report.wamid
     if status == S.FAILED and _RANK.get(current, 0) >= S.DELIVERED.rank and current != S.FAILED:
         values.update(error_code=error_code, error_details=error_details)
     elif current == S.FAILED and S.DELIVERED.rank <= _RANK.get(status, 0) < S.FAILED.rank:
@@ -308,12 +366,23 @@ def apply_status(conn: Connection, wamid: str, status: str, error_code: str | No
         if error_code is not None:
             values.update(error_code=error_code, error_details=error_details)
         if status == S.FAILED:
-            values["reason"] = reason
+            values["reason"] = report.reason
     if current in (S.UNKNOWN, S.SENDING):
         values.update(claimed_by=None, claimed_until=None, recipient=None, content=None)
-    if values:
-        _update(conn, before["id"], **values)
-    return before
+    return values
+
+
+def _write_changes(conn: Connection, changes: dict[str, dict[str, Any]]) -> None:
+    """One UPDATE per message, batched (executemany) by the set of columns that changed."""
+    t = now()
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for message_id, values in changes.items():
+        columns = tuple(sorted(values))
+        by_columns.setdefault(columns, []).append({"b_id": message_id, **{f"b_{c}": values[c] for c in columns}})
+    for columns, params in by_columns.items():
+        stmt = outbox.update().where(outbox.c.id == bindparam("b_id")).values(
+            updated_at=t, **{c: bindparam(f"b_{c}") for c in columns})
+        conn.execute(stmt, params)
 
 
 def get(conn: Connection, message_id: str) -> dict[str, Any] | None:
