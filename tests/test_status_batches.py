@@ -123,3 +123,31 @@ def waiting_for_a_lock(app: Connectzap, pid: int) -> bool:
     with app.db.read() as conn:  # a new transaction each time: pg_stat_activity is a snapshot per transaction
         return bool(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p "
                                       "AND wait_event_type = 'Lock'"), {"p": pid}).scalar_one())
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.sampled_from(["queued", "sending", "unknown", "accepted", "sent", "refused"]),
+       statuses=st.lists(st.sampled_from(["sent", "delivered", "read", "played", "failed"]), unique=True),
+       seed=st.randoms(use_true_random=False))
+def test_where_a_message_ends_does_not_depend_on_the_order_its_statuses_came_in(
+        app: Connectzap, start: str, statuses: list[str], seed: Any) -> None:
+    """Why status events need no ordering key: applied in any order, a message's statuses leave it
+    in the same status (one a message can get once each: Meta's webhooks are deduplicated by
+    wamid and status). Only that each is applied atomically matters -- the row lock above."""
+    ids = getattr(app, "_status_test_ids", None) or admitted(app, 1)
+    app._status_test_ids = ids  # type: ignore[attr-defined]  # admitted once for every example
+    shuffled = list(statuses)
+    seed.shuffle(shuffled)
+
+    def final(order: list[str]) -> str:
+        with app.db.engine.connect() as conn, conn.begin() as tx:
+            conn.execute(outbox_table.update().where(outbox_table.c.id == ids[0]).values(status=start, wamid="w"))
+            for status in order:  # one call each, as separate batches would
+                code = "131026" if status == "failed" else None
+                outbox.apply_statuses(conn, [outbox.StatusReport("w", status, code)])
+            row = conn.execute(select(outbox_table.c.status, outbox_table.c.error_code)
+                               .where(outbox_table.c.id == ids[0])).one()
+            tx.rollback()
+        return f"{row.status} {row.error_code}"
+
+    assert final(shuffled) == final(statuses)

@@ -89,26 +89,28 @@ class Dispatcher:
         return found
 
     async def dispatch_once(self) -> int:
-        """Handle one claimed batch of events. The claim, the deliveries and the core's bookkeeping
-        take one transaction each for the whole batch; each event with hooks to run commits their
-        outcomes in one more. Hooks run outside any transaction.
+        """Handle one claimed batch of events. The claim and the first wave's deliveries and core
+        bookkeeping take one transaction for the whole batch (each later wave one more), and the
+        events with nothing else to run (no hook, no connector: most status events) are settled in
+        it too; each event with hooks to run commits their outcomes in one more. Hooks run outside
+        any transaction.
 
         Events that share an ordering key come as a run, oldest first; they are handled in waves
         (the first event of every key, then the second...), each event settled before the next
         of its key starts -- the core's bookkeeping included. An event left pending (a delivery
         to retry) holds back the rest of its run, which is given back to the journal."""
-        claimed = await asyncio.to_thread(self._claim_events)
+        claimed, first = await asyncio.to_thread(self._claim_and_prepare)
         if not claimed:
             return 0
         held = {row["id"] for row in claimed}
         renewing = asyncio.create_task(self._keep_leases(held))
         try:
             stuck: set[str] = set()
-            for wave in _waves(claimed):
+            for n, wave in enumerate(_waves(claimed)):
                 wave = [row for row in wave if row["key"] is None or row["key"] not in stuck]
                 if not wave:
                     continue
-                outcome = await self._dispatch_wave(wave)
+                outcome = await self._dispatch_wave(wave, first if n == 0 else None)
                 for row in wave:
                     held.discard(row["id"])
                     if row["key"] is not None and outcome.get(row["id"]) == "pending":
@@ -119,19 +121,19 @@ class Dispatcher:
             await asyncio.to_thread(self._release, sorted(held))
         return len(claimed)
 
-    async def _dispatch_wave(self, rows: list[dict[str, Any]]) -> dict[int, str]:
-        plans = await asyncio.to_thread(self._prepare, rows)
-        outcome: dict[int, str] = {}
-        quiet = []
+    async def _dispatch_wave(self, rows: list[dict[str, Any]],
+                             prepared: tuple[list[_Plan], dict[int, str]] | None = None) -> dict[int, str]:
+        """Run one wave: ``prepared`` (plans and the outcome of those already settled) when the
+        claim's transaction prepared it, else prepared here."""
+        if prepared is None:
+            prepared = await asyncio.to_thread(self._prepare, rows)
+        plans, outcome = prepared
         for plan in plans:
             if not plan.due:
-                quiet.append(plan)
-                continue
+                continue  # settled when it was prepared
             outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
             # Committed before the next event runs: its hooks must see this one's state and sends.
             outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
-        if quiet:
-            outcome |= await asyncio.to_thread(self._conclude, quiet, [])
         return outcome
 
     async def _keep_leases(self, held: set[int]) -> None:
@@ -155,12 +157,22 @@ class Dispatcher:
         with self.db.begin() as conn:
             journal.release(conn, ids, self.id)
 
-    def _claim_events(self) -> list[dict[str, Any]]:
+    def _claim_and_prepare(self) -> tuple[list[dict[str, Any]], tuple[list[_Plan], dict[int, str]] | None]:
+        """Claim a batch and prepare its first wave in the same transaction (one commit fewer per
+        batch; on PostgreSQL the claim's row and key locks are held until the wave is prepared)."""
         with self.db.begin() as conn:
-            return journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+            claimed = journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+            if not claimed:
+                return [], None
+            return claimed, self._prepare_in(conn, _waves(claimed)[0])
 
-    def _prepare(self, claimed: list[dict[str, Any]]) -> list[_Plan]:
-        """Create the deliveries, run the core's own bookkeeping, and list the targets due now."""
+    def _prepare(self, claimed: list[dict[str, Any]]) -> tuple[list[_Plan], dict[int, str]]:
+        with self.db.begin() as conn:
+            return self._prepare_in(conn, claimed)
+
+    def _prepare_in(self, conn: Any, claimed: list[dict[str, Any]]) -> tuple[list[_Plan], dict[int, str]]:
+        """Create the deliveries, run the core's own bookkeeping, and list the targets due now.
+        Events with no target due now are settled here; returns the plans and their outcome."""
         by_kind: dict[str, dict[str, DeliveryTarget]] = {}
         plans = []
         for row in claimed:
@@ -168,33 +180,44 @@ class Dispatcher:
             if kind not in by_kind:
                 by_kind[kind] = {tg.name: tg for tg in self.targets(kind)}
             plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
-        with self.db.begin() as conn:
-            journal.ensure_many(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
-            all_deliveries = journal.deliveries_of_many(conn, [p.event_id for p in plans])
-            t = now()  # after ensure_many: the deliveries it just created are due in this round
-            failed = self._apply_cores(conn, plans, all_deliveries)
-            for plan in plans:
-                event_id, event = plan.event_id, plan.event
-                deliveries = all_deliveries[event_id]
-                if event_id in failed:
+        all_deliveries = journal.ensure_and_read(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
+        t = now()  # after ensure_and_read: the deliveries it just created are due in this round
+        troubled = self._apply_cores(conn, plans, all_deliveries)
+        for plan in plans:
+            event_id, event = plan.event_id, plan.event
+            deliveries = all_deliveries[event_id]
+            if event_id in troubled:
+                continue
+            try:
+                plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+            except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
+                for name in plan.targets:
+                    self._fail(conn, event_id, name, exc, self.cfg.max_attempts)
+                troubled.add(event_id)
+                continue
+            for delivery in deliveries:
+                if delivery["status"] != "pending" or delivery["next_attempt_at"] > t \
+                        or delivery["target"] == "core":
                     continue
-                try:
-                    plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
-                except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
-                    for name in plan.targets:
-                        self._fail(conn, event_id, name, exc, self.cfg.max_attempts)
+                target = plan.targets.get(delivery["target"])
+                if target is None:  # its plugin is gone; keep it visible rather than silently done
+                    self._fail(conn, event_id, delivery["target"], RuntimeError("plugin is no longer installed"),
+                               self.cfg.max_attempts)
+                    troubled.add(event_id)
                     continue
-                for delivery in deliveries:
-                    if delivery["status"] != "pending" or delivery["next_attempt_at"] > t \
-                            or delivery["target"] == "core":
-                        continue
-                    target = plan.targets.get(delivery["target"])
-                    if target is None:  # its plugin is gone; keep it visible rather than silently done
-                        self._fail(conn, event_id, delivery["target"], RuntimeError("plugin is no longer installed"),
-                                   self.cfg.max_attempts)
-                        continue
-                    plan.due.append((target, delivery["attempts"] + 1))
-        return plans
+                plan.due.append((target, delivery["attempts"] + 1))
+        return plans, self._settle_quiet(conn, [p for p in plans if not p.due], all_deliveries, troubled)
+
+    def _settle_quiet(self, conn: Any, quiet: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]],
+                      troubled: set[int]) -> dict[int, str]:
+        """Settle the events with nothing to run now. Their deliveries as read when prepared are
+        still true, but for the core's, done now -- unless something failed on the way (then they
+        are read again)."""
+        retention = self.app.settings.privacy.retention_hours * 3600
+        known = {p.event_id: [dict(d, status="done") if d["target"] == "core" and d["status"] == "pending" else d
+                              for d in all_deliveries[p.event_id]] for p in quiet if p.event_id not in troubled}
+        outcome = journal.settle_many(conn, list(known), retention, known=known)
+        return outcome | journal.settle_many(conn, [p.event_id for p in quiet if p.event_id in troubled], retention)
 
     def _apply_cores(self, conn: Any, plans: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]]) -> set[int]:
         """The core's bookkeeping for every event whose "core" delivery is pending; returns the

@@ -97,9 +97,11 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
         ids += _runs(db, conn, heads, t, limit - len(rows))
     if not ids:
         return []
-    conn.execute(events.update().where(events.c.id.in_(ids)).values(claimed_by=worker, claimed_until=t + lease))
-    claimed = conn.execute(select(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key)
-                           .where(events.c.id.in_(ids)).order_by(events.c.next_attempt_at, events.c.id)).all()
+    claimed = sorted(conn.execute(events.update().where(events.c.id.in_(ids))
+                                  .values(claimed_by=worker, claimed_until=t + lease)
+                                  .returning(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key,
+                                             events.c.next_attempt_at)),
+                     key=lambda r: (r.next_attempt_at, r.id))
     return [{"id": r.id, "event": Event.model_validate_json(r.payload), "attempts": r.attempts,
              "key": r.ordering_key} for r in claimed]
 
@@ -165,11 +167,31 @@ def ensure_deliveries(db: Database, conn: Connection, event_id: int, targets: li
 
 def ensure_many(db: Database, conn: Connection, targets_by_event: dict[int, list[str]]) -> None:
     """Create the missing delivery rows of several events in one statement."""
-    t = now()
-    rows = [{"event_id": event_id, "target": target, "status": "pending", "attempts": 0, "next_attempt_at": t,
-             "updated_at": t} for event_id, targets in targets_by_event.items() for target in targets]
-    if rows:
+    if rows := _new_deliveries(targets_by_event):
         conn.execute(db.insert(deliveries).on_conflict_do_nothing(index_elements=["event_id", "target"]), rows)
+
+
+def _new_deliveries(targets_by_event: dict[int, list[str]]) -> list[dict[str, Any]]:
+    t = now()
+    return [{"event_id": event_id, "target": target, "status": "pending", "attempts": 0, "next_attempt_at": t,
+             "updated_at": t} for event_id, targets in targets_by_event.items() for target in targets]
+
+
+def ensure_and_read(db: Database, conn: Connection,
+                    targets_by_event: dict[int, list[str]]) -> dict[int, list[dict[str, Any]]]:
+    """:func:`ensure_many`, then every delivery of those events (:func:`deliveries_of_many`). An
+    event's first dispatch creates all its rows, and the insert returns them: no second query."""
+    rows = _new_deliveries(targets_by_event)
+    if not rows:
+        return {}
+    stmt = db.insert(deliveries).on_conflict_do_nothing(index_elements=["event_id", "target"])
+    created = [dict(r._mapping) for r in conn.execute(stmt.returning(*deliveries.c), rows)]
+    if len(created) < len(rows):  # some existed already (a retry, or a worker that died mid-dispatch)
+        return deliveries_of_many(conn, list(targets_by_event))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(created, key=lambda r: (r["event_id"], r["id"])):
+        out.setdefault(row["event_id"], []).append(row)
+    return out
 
 
 def deliveries_of(conn: Connection, event_id: int) -> list[dict[str, Any]]:
@@ -217,10 +239,14 @@ def settle(conn: Connection, event_id: int, retention_seconds: float) -> str:
     return settle_many(conn, [event_id], retention_seconds)[event_id]
 
 
-def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float) -> dict[int, str]:
-    """:func:`settle` for several events: one query for their deliveries, and the events that are
-    simply done (the usual case) closed with one statement."""
-    by_event = deliveries_of_many(conn, event_ids)
+def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float,
+                known: dict[int, list[dict[str, Any]]] | None = None) -> dict[int, str]:
+    """:func:`settle` for several events: one query for their deliveries (none when the caller
+    passes them as ``known``, as they stand in this transaction), and the events that are simply
+    done (the usual case) closed with one statement."""
+    if not event_ids:
+        return {}
+    by_event = known if known is not None else deliveries_of_many(conn, event_ids)
     t = now()
     outcome: dict[int, str] = {}
     done: list[int] = []
