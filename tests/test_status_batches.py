@@ -48,7 +48,7 @@ def test_a_batch_of_statuses_ends_where_one_by_one_ends(app: Connectzap, start: 
     ids = getattr(app, "_status_test_ids", None) or admitted(app, MESSAGES)
     app._status_test_ids = ids  # type: ignore[attr-defined]  # admitted once for every example
     batch = [outbox.StatusReport(f"wamid.{n}", status, code, "error details" if code else None,
-                                 ids[n] if n < MESSAGES and by_id else None)
+                                 ids[n] if n < MESSAGES and by_id else None, "template_paused" if code else None)
              for n, status, code, by_id in steps]
 
     def run(apply: Any) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -64,7 +64,7 @@ def test_a_batch_of_statuses_ends_where_one_by_one_ends(app: Connectzap, start: 
         return [b and {k: b[k] for k in KEPT} for b in befores], rows
 
     def one_by_one(conn: Connection) -> list[Any]:
-        return [outbox.apply_status(conn, r.wamid, r.status, r.error_code, r.error_details, r.outbox_id)
+        return [outbox.apply_status(conn, r.wamid, r.status, r.error_code, r.error_details, r.outbox_id, r.reason)
                 for r in batch]
 
     assert run(lambda conn: outbox.apply_statuses(conn, batch)) == run(one_by_one)
