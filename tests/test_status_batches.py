@@ -17,6 +17,7 @@ from connectzap import Category, Connectzap, ConsentChange, Outgoing, TemplateCo
 from connectzap.core.store import outbox
 from connectzap.core.store.schema import outbox as outbox_table
 from connectzap.testing import seed_template
+from conftest import NO_PG_REASON, PG_URL
 
 MESSAGES = 4
 KEPT = ("id", "status", "wamid", "error_code", "error_details", "reason", "claimed_by", "recipient", "content")
@@ -88,6 +89,7 @@ def test_a_batch_applies_the_documented_rule(app: Connectzap) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.skipif(not PG_URL, reason=NO_PG_REASON)
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_concurrent_statuses_of_one_message_never_move_it_back(app: Connectzap) -> None:
     """Worker A applies ``read`` and has not committed; worker B applies ``delivered`` of the same
