@@ -1,6 +1,12 @@
 """Send throughput of the WhatsApp path, run by hand (not a test):
 
     .venv/bin/python bench/send_throughput.py [--messages 10000] [--database-url postgresql+psycopg://...]
+    .venv/bin/python bench/send_throughput.py --rest-batch --latency-ms 0 --latency-ms 150 --lanes 4
+
+``--rest-batch`` runs only the whole path admitted through the public interface -- a `serve
+--no-workers` process taking POST /v1/messages/batch, 100 messages a request, while the worker
+sends -- once per ``--latency-ms`` of the Graph stand-in (how long each answer takes, as a round
+trip to Meta does).
 
 1. transport: bare Graph client sends/s, httpx's own transport vs httpx over httpx-aiohttp;
 2. whole path for one phone number (gate -> durable outbox -> pacer -> channel -> status
@@ -98,16 +104,18 @@ async def bare_client(url: str, transport: str, total: int, concurrency: int) ->
 
 def whole_path(url: str, total: int, rate: float | None, database_url: str | None, transport: str,
                batch: int, concurrency: int, prefill: bool = False, chunk: int = 1,
-               other_process: bool = False) -> dict[str, float]:
+               other_process: bool = False, rest_batch: int = 0, lanes: int = 2) -> dict[str, float]:
     """Admit ``total`` template sends through the gate -- one at a time as single REST calls would, or
     ``chunk`` at a time with ``send_many`` as a campaign would -- while a worker runs its real loop
     (Worker.run) beside them; time until every message is accepted.
 
     ``rate=None`` lifts the per-number limiter (the pacer still runs, with a 1 microsecond slot) to
-    show how much the path could carry: the headroom above Meta's 1,000 msg/s."""
+    show how much the path could carry: the headroom above Meta's 1,000 msg/s. ``rest_batch`` admits
+    through a `serve --no-workers` process instead, ``rest_batch`` messages per POST /v1/messages/batch."""
     with tempfile.TemporaryDirectory() as tmp:
         app = make_app(Path(tmp), database_url=database_url,
-                       workers={"batch_size": batch, "send_concurrency": concurrency, "poll_interval_seconds": 0.01},
+                       workers={"batch_size": batch, "send_concurrency": concurrency, "poll_interval_seconds": 0.01,
+                                "sender_lanes": lanes},
                        connectors={"whatsapp": section(url, messages_per_second=rate or 1000.0, transport=transport)})
         if rate is None:
             app.channel.pacer.interval = 1e-6  # type: ignore[attr-defined]  # the WhatsApp channel paces; Channel does not say
@@ -166,10 +174,13 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
             return time.perf_counter()
 
         admitter = start_admitter() if other_process else None
+        server = start_rest_admitter(Path(tmp), app.settings.database_url) if rest_batch else None
 
         def admit_all() -> float:
             if admitter is not None:
                 return admit_in_other_process(admitter)
+            if server is not None:
+                return admit_over_rest(server[1], phones, rest_batch)
             messages = [Outgoing(to=phone, content=TemplateContent(name="order_confirmation", language="en",
                                                                    body=[str(n)])) for n, phone in enumerate(phones)]
             if chunk <= 1:
@@ -197,7 +208,12 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
             await app.aclose()
             return started, admitted, finished
 
-        started, admitted, finished = asyncio.run(run())
+        try:
+            started, admitted, finished = asyncio.run(run())
+        finally:
+            if server is not None:
+                server[0].terminate()
+                server[0].wait(30)
         accepted = len(app.messages(status="accepted", limit=total + 10))
         app.close()
     window = sent_at[-1] - sent_at[0] if len(sent_at) > 1 else 0.0
@@ -205,6 +221,27 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
     return {"accepted": accepted, "gate_per_s": total / (admitted - started) if not prefill else 0.0,
             "whole_path_per_s": total / (finished - started),
             "send_rate": (len(sent_at) - 1) / window if window else 0.0, "max_in_any_1s": per_second}
+
+
+def start_rest_admitter(folder: Path, database_url: str) -> tuple[subprocess.Popen[str], str]:
+    """`serve --no-workers` on the bench's database (the same data_dir, so the same hash secret)."""
+    from webhook_ingress import start_server
+    return start_server(folder, database_url, workers=False, log_level="warning")
+
+
+def admit_over_rest(url: str, phones: list[str], per_request: int) -> float:
+    """POST every message to /v1/messages/batch, ``per_request`` a request, over 2 connections."""
+    from rest_send import load, request
+    host, port_text = url.removeprefix("http://").rsplit(":", 1)
+    items = [{"to": phone, "content": {"type": "template", "name": "order_confirmation", "language": "en",
+                                       "body": [str(n)]}} for n, phone in enumerate(phones)]
+    requests = [(request(host, int(port_text), "/v1/messages/batch",
+                         json.dumps({"messages": items[at:at + per_request]}).encode()), per_request)
+                for at in range(0, len(items), per_request)]
+    result = asyncio.run(load(host, int(port_text), requests, 2, batched=True))
+    if result["queued"] != len(phones):
+        raise RuntimeError(f"only {result['queued']} of {len(phones)} admitted: {result['statuses']}")
+    return time.perf_counter()
 
 
 def status_bookkeeping(total: int, database_url: str | None) -> float:
@@ -249,8 +286,28 @@ def main() -> None:
     parser.add_argument("--skip-transport", action="store_true")
     parser.add_argument("--run", type=int, action="append", metavar="N",
                         help="only whole-path run N (0-5, repeatable); skips pacing and status runs")
+    parser.add_argument("--lanes", type=int, default=2, help="workers.sender_lanes (default 2)")
+    parser.add_argument("--rest-batch", action="store_true",
+                        help="only the whole path admitted by POST /v1/messages/batch, limiter 1,000/s")
+    parser.add_argument("--latency-ms", type=float, action="append",
+                        help="the Graph stand-in's answer latency (default 0); repeat it with --rest-batch "
+                             "for a run at each")
     args = parser.parse_args()
-    proc, url = start_fake()
+    if args.rest_batch:
+        for latency in args.latency_ms or [0.0]:
+            proc, url = start_fake("--latency-ms", str(latency))
+            try:
+                result = whole_path(url, args.messages, 1000.0, args.database_url, args.transport or "aiohttp",
+                                    args.batch, args.concurrency, rest_batch=100, lanes=args.lanes)
+            finally:
+                proc.terminate()
+                proc.wait(5)
+            print(f"whole path, admitted by POST /v1/messages/batch (100 a request), limiter 1000/s, "
+                  f"Graph latency {latency:.0f} ms, batch {args.batch}, concurrency {args.concurrency}, "
+                  f"lanes {args.lanes}: " + json.dumps({k: round(v, 1) for k, v in result.items()}), flush=True)
+        return
+    # Without --rest-batch, the stand-in answers after the first --latency-ms (0 unless given).
+    proc, url = start_fake("--latency-ms", str((args.latency_ms or [0.0])[0]))
     try:
         if not args.skip_transport:
             for transport in ("httpx", "aiohttp"):
@@ -272,7 +329,7 @@ def main() -> None:
                 if args.run and n not in args.run:
                     continue
                 result = whole_path(url, args.messages, rate, args.database_url, transport, args.batch,
-                                    args.concurrency, **how)
+                                    args.concurrency, lanes=args.lanes, **how)
                 limiter = f"limiter {rate:.0f}/s" if rate else "no limiter"
                 print(f"whole path, {label}, {limiter}, {transport}: "
                       + json.dumps({k: round(v, 1) for k, v in result.items()}), flush=True)

@@ -154,3 +154,13 @@ def test_live_settings_build_the_live_channel(app, monkeypatch):
     live = connector(app, access_token="EAAG-token", phone_number_id="1", app_secrets=["s"], verify_token="v")
     assert live.make_channel() == "live-channel" and built == [(live.settings, app)]
     assert isinstance(connector(app).make_channel(), SandboxChannel) and len(built) == 1
+
+
+@pytest.mark.parametrize(("lanes", "concurrency", "connections"), [(2, 32, 100), (4, 200, 800), (1, 150, 150)])
+def test_the_live_channel_keeps_a_connection_for_every_send_in_flight(make, lanes, concurrency, connections):
+    # A send waiting for a connection waits out another's round trip: at 150 ms Graph latency a
+    # pool smaller than what the sender has in flight caps the number's rate below Meta's ceiling.
+    engine = make(workers={"sender_lanes": lanes, "send_concurrency": concurrency})
+    live = connector(engine, access_token="EAAG-token", phone_number_id="1", app_secrets=["s"], verify_token="v")
+    channel = live_channel_module.build_channel(live.settings, engine)
+    assert channel.client.max_connections == connections

@@ -67,7 +67,9 @@ class WorkerSettings(Section):
     batch_size: int = Field(default=50, ge=1)
     send_concurrency: int = Field(default=32, ge=1)
     sender_lanes: int = Field(default=2, ge=1, le=8)
-    """Send loops per worker. Two let the next batch be claimed and paced while one is sending."""
+    """Send loops per worker. Two let the next batch be claimed and paced while one is sending; with
+    a slow channel (a 150 ms round trip) each lane also waits out the latency, so more are needed:
+    at least 1 + rate x (latency + about 0.1 s) / ``batch_size`` (docs/whatsapp-sending.md)."""
     processes: int | None = Field(default=None, ge=0, le=64)
     """Worker processes ``connectzap serve`` starts (``--workers`` overrides). Unset: one per CPU core
     but one (the edge's), at least one; 0: none, as ``--no-workers``."""
