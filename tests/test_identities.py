@@ -282,3 +282,11 @@ async def test_the_longest_bsuid_is_stored_while_its_message_waits(app):
     assert queued.status == "queued"
     await Worker(app).run_until_idle()
     assert app.channel.sent()[-1]["recipient"] == longest
+
+
+async def test_a_number_change_without_bsuids_moves_consent_to_the_new_number(app):
+    """The older ``user_changed_number`` (``from`` and ``system.wa_id`` only, tests/payloads/whatsapp/system.json):
+    the customer's consent follows them to the new number too."""
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
+    await deliver(app, webhook("system"))
+    assert granted(app, NEW_PHONE) is True and granted(app, PHONE) is None
