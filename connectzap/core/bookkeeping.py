@@ -15,8 +15,8 @@ from . import consent as ledger
 from . import gate, identities, logs, reachability, templates, windows
 from .idempotency import scoped_key
 from .messages import Outgoing
-from .models import (CancelRequest, Category, ConsentChange, DeliveryOutcome, Event, EventKind, InboundMessage,
-                     MessageStatus, StatusValue, TemplateUpdate)
+from .models import (SENT_FROM_BUSINESS_APP, CancelRequest, Category, ConsentChange, DeliveryOutcome, Event,
+                     EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
 from .store import journal, outbox
 from .store.database import Database
 
@@ -71,7 +71,9 @@ class Bookkeeping:
                                         message.business_phone_number_id)
         elif kind == EventKind.MESSAGE_STATUS:
             status = MessageStatus.model_validate(event.data)
-            if status.status != StatusValue.ACCEPTED:
+            if status.sent_from == SENT_FROM_BUSINESS_APP:
+                result["recorded"] = self.record_sent_elsewhere(conn, event_id, status)
+            elif status.status != StatusValue.ACCEPTED:
                 self.apply_status(conn, status, reported_by=event.source)
         elif kind == EventKind.CONSENT_CHANGED and not event.already_recorded:
             change = ConsentChange.model_validate(event.data)
@@ -115,6 +117,20 @@ class Bookkeeping:
         identities.renumber(self.db, conn, self.secret, old_phone=old_phone,
                             old_user_id=previous if isinstance(previous, str) else None,
                             new_phone=new_phone, new_user_id=new_user_id if isinstance(new_user_id, str) else None)
+
+    def record_sent_elsewhere(self, conn: Any, event_id: int, status: MessageStatus) -> bool:
+        """A message the business sent itself (the WhatsApp Business app on a coexistence number):
+        recorded as an ``accepted`` outbound message, with nothing of its body or number kept, so the
+        statuses Meta reports for it apply. It is never queued, so no sender ever sends it. Returns
+        False when it was already recorded (a redelivered echo)."""
+        key = identities.observe(self.db, conn, self.secret, status.recipient, status.recipient_user_id)
+        if key is None:
+            return False
+        content_type = str((status.content or {}).get("type") or "unknown")
+        return outbox.record_sent_elsewhere(self.db, conn, wamid=status.wamid, contact_key=key,
+                                            content_type=content_type, sent_from=status.sent_from or "",
+                                            business_phone_number_id=status.business_phone_number_id,
+                                            source_event_id=event_id, at=status.timestamp.timestamp())
 
     def record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
         key = self.key_of(conn, change)

@@ -99,7 +99,9 @@ def on_message_status(status: MessageStatus, ctx: EventContext) -> Outgoing | li
     then WhatsApp's ``sent``, ``delivered``, ``read`` or ``failed``.
 
     Statuses are applied monotonically to the stored message before this hook runs; the hook
-    still sees every distinct status once.
+    still sees every distinct status once. An ``accepted`` status with ``status.sent_from ==
+    "business_app"`` is a message a person sent from the WhatsApp Business app on a coexistence
+    number: a human is handling that conversation (automations may want to stay quiet).
 
     :param status: the status update; ``status.errors`` holds Meta's error details on failure.
     :param ctx: the event context.

@@ -12,6 +12,10 @@ is written down in docs/privacy.md; keep the two in step.
   is a failure that says the recipient opted out: recording that opt-out and telling the CRM
   hooks needs the number, so such a status keeps it until it is dispatched (then the payload is
   erased like any other).
+* ``message_status`` of a message the business sent from the WhatsApp Business app (``sent_from``,
+  a coexistence echo): it is the only record of that message, so it keeps its recipient and what
+  was sent until it is dispatched -- the core records the message under the keyed hash, the CRM
+  connectors log it on the contact's timeline -- and is then erased like any other payload.
 * every other kind: its connector already keeps only what its mapping uses (see the review).
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bsuids import bsuid_key
-from .models import DeliveryOutcome, Event, EventKind
+from .models import SENT_FROM_BUSINESS_APP, DeliveryOutcome, Event, EventKind
 from .phones import contact_key
 
 _STATUS_NUMBER_FIELDS = ("recipient", "recipient_wa_id", "recipient_user_id")
@@ -37,6 +41,8 @@ def _minimal(event: Event, secret: bytes) -> Event:
     if event.kind != EventKind.MESSAGE_STATUS:
         return event
     data = event.data
+    if data.get("sent_from") == SENT_FROM_BUSINESS_APP:
+        return event  # an echo: its recipient is needed to record and log it (see the module doc)
     if not any(data.get(name) for name in _STATUS_NUMBER_FIELDS):
         return event
     return event.model_copy(update={"data": _status_without_number(data, secret)})

@@ -231,6 +231,10 @@ _STATUS_RANK = {
 }
 
 
+SENT_FROM_BUSINESS_APP = "business_app"
+""":attr:`MessageStatus.sent_from` of a message a person sent from the WhatsApp Business app."""
+
+
 class DeliveryOutcome(StrEnum):
     """What a failed delivery says about the recipient, in neutral terms. A channel or its connector
     maps its vendor's error codes to these; the core acts on them and knows no vendor's codes."""
@@ -252,7 +256,8 @@ class MessageStatus(Model):
 
     A status from outside (a webhook) is journaled without the recipient's number: ``contact_key``
     (the keyed hash the consent ledger and the outbox use) names the contact instead, and
-    ``recipient`` is kept only on a failure whose ``outcome`` is ``opted_out`` (docs/privacy.md).
+    ``recipient`` is kept only on a failure whose ``outcome`` is ``opted_out`` and on a message the
+    business sent from the WhatsApp Business app (``sent_from``), until it is dispatched (docs/privacy.md).
     """
 
     wamid: str
@@ -273,6 +278,11 @@ class MessageStatus(Model):
     reason: str | None = None
     """On a ``failed`` status: why, as a short code the channel chose (``template_paused``,
     ``unreachable``...); it becomes the message's ``reason``."""
+    sent_from: str | None = None
+    """``business_app`` on the ``accepted`` status of a message the business wrote itself in the
+    WhatsApp Business app on a coexistence number (Meta's ``smb_message_echoes``): a person, not
+    connectzap, answered the customer. connectzap records it as an outbound message (so its later
+    statuses apply and CRM connectors log it like any other) and never sends it."""
 
     @field_validator("recipient", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
                             LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
-                            StatusValue, TemplateUpdate)
+                            SENT_FROM_BUSINESS_APP, StatusValue, TemplateUpdate)
 from ...core.phones import to_e164
 from .errors import EXPLANATIONS, failure_reason, outcome_of
 
@@ -334,6 +334,48 @@ def _messages_field(change: _Change) -> Iterator[Event]:
     yield from _statuses(change)
 
 
+# --- coexistence: what the business wrote in the WhatsApp Business app ------------------------
+
+ECHO_CHANGES = ("edit", "revoke")
+"""Echo types that change an earlier message rather than send a new one (not recorded yet)."""
+
+
+def _echo_content(kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+    """What was sent, in the shape of connectzap's own outbound content (``type`` plus its text), so a
+    CRM connector describes an echo as it describes any message connectzap sent."""
+    fields = _message_fields(kind, msg)
+    text = fields.get("text")
+    if kind == "text":
+        return {"type": "text", "body": text or ""}
+    return {"type": kind, "caption": text} if text else {"type": kind}
+
+
+def _message_echoes(change: _Change) -> Iterator[Event]:
+    """``smb_message_echoes``: messages the business sent from the WhatsApp Business app (or a linked
+    device) on a coexistence number. Each becomes the ``accepted`` status of an outbound message marked
+    ``sent_from="business_app"``: the core records it (it is never sent) and its later statuses apply."""
+    for msg in _objects(change.value.get("message_echoes")):
+        wamid, kind = _text(msg.get("id")), _text(msg.get("type")) or "unknown"
+        if not wamid:
+            log.warning("whatsapp message echo without an id ignored")
+            continue
+        if kind in ECHO_CHANGES:
+            log.info("whatsapp message echo %s (%s of an earlier message) not recorded", wamid, kind)
+            continue
+        to, user_id = _text(msg.get("to")), _text(msg.get("to_user_id"))
+        user_id = user_id if is_bsuid(user_id) else None
+        if _phone(to) is None and user_id is None:
+            log.warning("whatsapp message echo %s without a usable recipient ignored", wamid)
+            continue
+        timestamp = _time(msg.get("timestamp")) or change.now
+        status = MessageStatus(wamid=wamid, status=StatusValue.ACCEPTED.value, timestamp=timestamp,
+                               recipient=_phone(to), recipient_user_id=user_id,
+                               business_phone_number_id=change.phone_number_id, category="service",
+                               content=_echo_content(kind, msg), sent_from=SENT_FROM_BUSINESS_APP)
+        yield Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"echo:{wamid}",
+                       occurred_at=timestamp)
+
+
 # --- marketing preferences ------------------------------------------------------------------
 
 _PREFERENCE_GRANTS = {"stop": False, "resume": True}
@@ -452,6 +494,7 @@ def _limit_update(change: _Change) -> Iterator[Event]:
 
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "messages": _messages_field,
+    "smb_message_echoes": _message_echoes,
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,

@@ -269,6 +269,22 @@ def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], era
         _update(conn, message_id, reason=why)
 
 
+def record_sent_elsewhere(db: Database, conn: Connection, *, wamid: str, contact_key: str, content_type: str,
+                          sent_from: str, business_phone_number_id: str | None, source_event_id: int,
+                          at: float) -> bool:
+    """A message that left by another way than connectzap (the business typed it in the WhatsApp
+    Business app): added ``accepted`` with its wamid, so the statuses Meta reports for it apply. No
+    body and no number are stored, and a sender never claims it (only ``queued`` rows are claimed).
+    Returns False when this wamid was already recorded."""
+    t = now()
+    row = dict(id=new_message_id(), idempotency_key=f"sent_from:{sent_from}:{wamid}", request_hash=sent_from,
+               contact_key=contact_key, recipient=None, category="service", content_type=content_type[:16],
+               content=None, status=S.ACCEPTED.value, wamid=wamid, next_attempt_at=at, attempts=0,
+               business_phone_number_id=business_phone_number_id, source_event_id=source_event_id,
+               origin=json.dumps({"sent_from": sent_from}), created_at=at, updated_at=t)
+    return bool(add_many(db, conn, [row]))
+
+
 def erase_values(retention_seconds: float) -> dict[str, Any]:
     """Column values that erase a finished message (or schedule its erasure)."""
     if retention_seconds <= 0:

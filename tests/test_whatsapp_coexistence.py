@@ -1,0 +1,184 @@
+"""Coexistence: a number used in the WhatsApp Business app and through connectzap at once.
+
+Fixtures in tests/payloads/whatsapp/coexistence/ are built from Meta's webhook reference (see the
+README there). ``smb_message_echoes`` -- what the business typed in the app -- becomes an outbound
+message that is recorded, never sent; its statuses apply and the CRM connectors log it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectzap import hookimpl
+from connectzap.connectors.hubspot.fake import FakeHubSpot
+from connectzap.connectors.whatsapp.signatures import sign_meta
+from connectzap.connectors.whatsapp.webhooks import parse_body
+from connectzap.core import ingress
+from connectzap.core.connector import WebhookRequest, WebhookResponse
+from connectzap.core.plugins import load_plugins, pm
+from connectzap.core.worker import Worker
+from connectzap.testing.fake_graph import FakeGraph
+from hubspot_support import hubspot_config
+from test_privacy import found_at
+
+FIXTURES = Path(__file__).parent / "payloads" / "whatsapp" / "coexistence"
+SECRET = "test-app-secret"
+PNID = "106540352242922"
+CUSTOMER = "+16505551234"
+ECHO_WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJECHOTEXT1"
+ECHO_TEXT = "Your table for four is booked for 8 pm."
+
+
+def body_of(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def signed(body: bytes) -> WebhookRequest:
+    return WebhookRequest(method="POST", url="https://hooks.example/webhooks/whatsapp", path="/webhooks/whatsapp",
+                          headers={"x-hub-signature-256": sign_meta(body, SECRET),
+                                   "content-type": "application/json"}, body=body)
+
+
+def deliver(app: Any, body: bytes) -> WebhookResponse:
+    return ingress.handle(app.connectors["whatsapp"], signed(body), app.ingest)
+
+
+def status_of(wamid: str, value: str) -> bytes:
+    """A ``messages`` status webhook for ``wamid`` (the shape of Meta's status reference)."""
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+            "statuses": [{"id": wamid, "status": value, "timestamp": "1739321090",
+                          "recipient_id": CUSTOMER.lstrip("+")}]}}]}]}).encode()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.statuses: list[Any] = []
+
+    @hookimpl
+    def on_message_status(self, status: Any) -> None:
+        self.statuses.append(status)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    load_plugins()
+    plugin = Recorder()
+    pm.register(plugin, name="test_coexistence_recorder")
+    yield plugin
+    pm.unregister(name="test_coexistence_recorder")
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraph]:
+    with FakeGraph(token="test-token") as server:
+        yield server
+
+
+def live(graph: FakeGraph) -> dict[str, Any]:
+    """A live Cloud API configuration against the local Graph stand-in."""
+    return {"access_token": "test-token", "phone_number_id": PNID, "app_secrets": [SECRET], "verify_token": "v",
+            "api_base_url": graph.url, "messages_per_second": 1000, "pair_spacing_seconds": 0, "timeout_seconds": 2}
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+def test_an_echo_is_the_accepted_status_of_a_message_sent_from_the_business_app():
+    [event] = parse_body(body_of("echo_text"))
+    status = event.payload()
+    assert (event.kind, event.source, event.dedupe_key) == ("message_status", "whatsapp", f"echo:{ECHO_WAMID}")
+    assert (status.wamid, status.status, status.sent_from) == (ECHO_WAMID, "accepted", "business_app")
+    assert (status.recipient, status.business_phone_number_id) == (CUSTOMER, PNID)
+    assert status.content == {"type": "text", "body": ECHO_TEXT}
+    assert int(status.timestamp.timestamp()) == 1739321024
+
+
+def test_media_echo_keeps_its_caption_and_edits_and_revokes_are_not_new_messages():
+    events = parse_body(body_of("echo_batch"))
+    assert [e.payload().content for e in events] == [{"type": "image", "caption": "The menu for tonight"}]
+
+
+def test_an_echo_without_a_recipient_is_dropped_not_guessed():
+    doc = json.loads(body_of("echo_text"))
+    del doc["entry"][0]["changes"][0]["value"]["message_echoes"][0]["to"]
+    assert parse_body(json.dumps(doc).encode()) == []
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+async def test_an_echo_is_recorded_never_sent_and_its_statuses_apply(make, graph, recorder):
+    app = make(connectors={"whatsapp": live(graph)})
+    first, again = deliver(app, body_of("echo_text")), deliver(app, body_of("echo_text"))
+    assert (first.body, again.body) == ({"received": 1, "duplicates": 0}, {"received": 0, "duplicates": 1})
+    await Worker(app).run_until_idle()
+    [row] = app.messages()
+    assert (row["wamid"], row["status"], row["content_type"]) == (ECHO_WAMID, "accepted", "text")
+    assert graph.requests == []  # not one Graph call: the business already sent it from the app
+    deliver(app, status_of(ECHO_WAMID, "delivered"))
+    deliver(app, status_of(ECHO_WAMID, "read"))
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert app.message(row["id"])["status"] == "read"
+    assert graph.requests == []
+    seen = [(s.status, s.sent_from) for s in recorder.statuses]
+    assert seen == [("accepted", "business_app"), ("delivered", None), ("read", None)]
+    assert recorder.statuses[0].recipient == CUSTOMER and recorder.statuses[0].content["body"] == ECHO_TEXT
+
+
+async def test_nothing_of_an_echo_remains_once_it_is_dispatched(make):
+    app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"}},
+               sandbox={"quiet": True, "simulate_statuses": False})
+    deliver(app, body_of("echo_text"))
+    secrets = [ECHO_TEXT, CUSTOMER, CUSTOMER.lstrip("+")]
+    assert found_at(app.db.url, secrets) != []  # journaled with what its work needs (the scan can see it)
+    worker = Worker(app)
+    await worker.run_until_idle()
+    worker.housekeeping()
+    assert found_at(app.db.url, secrets) == []
+    assert app.messages()[0]["wamid"] == ECHO_WAMID
+
+
+async def test_hubspot_logs_an_echo_on_the_timeline_like_any_outbound_message(make):
+    with FakeHubSpot() as crm:
+        ana = crm.add_contact({"firstname": "Ana", "mobilephone": CUSTOMER})
+        app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"},
+                               "hubspot": hubspot_config(crm.url)},
+                   sandbox={"quiet": True, "simulate_statuses": False})
+        deliver(app, body_of("echo_text"))
+        await Worker(app).run_until_idle()
+        [logged] = crm.objects("communications")
+        body = logged["properties"]["hs_communication_body"]
+        assert ECHO_TEXT in body and ECHO_WAMID in body
+        assert crm.associations[0][2] == ana
+        assert app.channel.sent() == []
+
+
+# --- property: any echo list parses to valid events or to nothing, never to a crash ----------------
+
+_scalar = st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.sampled_from(
+    ["text", "image", "edit", "revoke", "16505551234", "US.13491208655302741918", "1739321024"])
+_echo = st.dictionaries(st.sampled_from(["from", "to", "to_user_id", "id", "timestamp", "type", "text", "image",
+                                         "edit", "revoke"]),
+                        _scalar | st.dictionaries(st.sampled_from(["body", "caption", "id"]), _scalar, max_size=2),
+                        max_size=7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(echoes=st.lists(_echo, max_size=4) | _scalar)
+def test_arbitrary_echoes_parse_to_valid_statuses_or_nothing(echoes):
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "smb_message_echoes", "value": {"metadata": {"phone_number_id": PNID},
+                                                  "message_echoes": echoes}}]}]}).encode()
+    for event in parse_body(body):
+        status = event.payload()  # what the dispatcher does with it
+        assert status.sent_from == "business_app" and (status.recipient or status.recipient_user_id)
+        json.dumps(event.data)  # what the journal stores
