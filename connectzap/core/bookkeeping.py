@@ -39,7 +39,9 @@ class Bookkeeping:
         deliveries finished with one statement; the outcome is what applying them one by one gives."""
         statuses: list[tuple[int, MessageStatus, str]] = []
         for event_id, event in batch:
-            if event.kind == EventKind.MESSAGE_STATUS and not event.consents:
+            # an echo of a message sent from the Business app is a message to record, not a status
+            if event.kind == EventKind.MESSAGE_STATUS and not event.consents \
+                    and event.data.get("sent_from") != SENT_FROM_BUSINESS_APP:
                 statuses.append((event_id, MessageStatus.model_validate(event.data), event.source))
                 continue
             self._apply_statuses(conn, statuses)
