@@ -9,6 +9,7 @@ built from the documented shapes.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -325,6 +326,14 @@ def test_failed_132015_says_the_paused_template_dropped_it():
     status = only("status_failed_132015")
     assert (status.status, status.reason, status.errors[0].code) == ("failed", "template_paused", 132015)
     assert "paused" in status.errors[0].details and status.outcome is None
+
+
+def test_volume_pricing_tier_update_is_reported_in_the_log(caplog):
+    caplog.set_level(logging.WARNING, logger="connectzap.whatsapp.webhooks")
+    assert parsed("account_update_pricing_tier") == []  # acknowledged; nothing for the engine to do
+    [record] = caplog.records
+    assert record.getMessage() == ("WhatsApp volume pricing tier update for account 419561257915477: UTILITY "
+                                   "messages in INDIA are priced at tier 25000001:50000000 from 2025-11")
 
 
 def test_every_fixture_is_exercised_here():

@@ -6,6 +6,9 @@
 * ``connectzap_sends_total{outcome}`` -- channel sends: ok, retry, undeliverable, fatal, paused, unknown.
 * ``connectzap_send_seconds`` -- how long the channel took per send (histogram).
 * ``connectzap_queue_depth{queue}`` -- events pending and messages per outbox status, read at scrape time.
+* ``connectzap_priced_messages{category,type,billable}`` -- stored messages by the ``pricing`` of their
+  latest status (``marketing``/``utility``/...; ``regular``/``free_customer_service``/...), read at scrape
+  time: the billable ones are what Meta charges for.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class Metrics:
         self._webhook_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self.queue_depth = Gauge("connectzap_queue_depth",
                                  "Events pending dispatch and messages per outbox status.", ["queue"], registry=r)
+        self.priced = Gauge("connectzap_priced_messages",
+                            "Stored messages by the pricing of their latest status (Meta's per-message pricing).",
+                            ["category", "type", "billable"], registry=r)
 
     def webhook_answered(self, source: str, status: int, seconds: float, fresh_events: int) -> None:
         children = self._webhook_children.get((source, status))
@@ -59,6 +65,12 @@ class Metrics:
         self.queue_depth.labels("events_pending").set(events_pending)
         for status in (StatusValue.QUEUED, StatusValue.SENDING, StatusValue.UNKNOWN):
             self.queue_depth.labels(f"messages_{status}").set(messages.get(status, 0))
+
+    def set_pricing(self, counts: list[tuple[str, str, str, int]]) -> None:
+        """Read at scrape time from the store, like the queue depth: every worker's statuses count."""
+        self.priced.clear()
+        for category, kind, billable, count in counts:
+            self.priced.labels(category, kind, billable).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

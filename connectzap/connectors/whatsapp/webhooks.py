@@ -492,10 +492,34 @@ def _limit_update(change: _Change) -> Iterator[Event]:
                 dedupe_key=f"{change.field}:{_digest(change.entry_id, change.entry_time, value)}")
 
 
+# --- volume-based pricing tiers (account_update, since October 2025) -------------------------
+
+PRICING_TIER_UPDATE = "VOLUME_BASED_PRICING_TIER_UPDATE"
+
+
+def pricing_tier_line(value: dict[str, Any], waba_id: str | None) -> str | None:
+    """One line for the operator about a volume pricing tier change, or None for other account updates."""
+    if _text(value.get("event")) != PRICING_TIER_UPDATE:
+        return None
+    info = _obj(value.get("volume_tier_info"))
+    said = {key: _text(info.get(key)) or "?" for key in ("pricing_category", "region", "tier", "effective_month")}
+    return (f"WhatsApp volume pricing tier update for account {waba_id or '?'}: {said['pricing_category']} "
+            f"messages in {said['region']} are priced at tier {said['tier']} from {said['effective_month']}")
+
+
+def _account_update(change: _Change) -> Iterator[Event]:
+    """Reported in the operator log (the edge acknowledges it); nothing for the engine to do."""
+    line = pricing_tier_line(change.value, change.entry_id)
+    if line:
+        log.warning("%s", line)
+    return iter(())
+
+
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "messages": _messages_field,
     "smb_message_echoes": _message_echoes,
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,
+    "account_update": _account_update,
 }

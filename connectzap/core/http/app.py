@@ -96,12 +96,13 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
                               "description": "Prometheus text exposition format"},
                         503: {"model": errors.ErrorBody, "description": "Database unavailable"}})
     async def metrics_endpoint(request: Request) -> Response:
-        def depth() -> tuple[int, dict[str, int]]:
+        def depth() -> tuple[int, dict[str, int], list[tuple[str, str, str, int]]]:
             with engine.db.read() as conn:
-                return journal.pending_count(conn), outbox.counts(conn)
+                return journal.pending_count(conn), outbox.counts(conn), outbox.pricing_counts(conn)
 
-        pending, messages = await run_in_threadpool(depth)
+        pending, messages, priced = await run_in_threadpool(depth)
         metrics.set_queue_depth(pending, messages)
+        metrics.set_pricing(priced)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app

@@ -306,6 +306,8 @@ class StatusReport:
     outbox_id: str | None = None
     reason: str | None = None
     """On a ``failed`` status: why, as a short code the channel chose; it becomes the message's ``reason``."""
+    pricing: dict[str, Any] | None = None
+    """The status's ``pricing`` (per-message pricing): the latest one given is kept on the message."""
 
 
 def apply_status(conn: Connection, wamid: str, status: str, error_code: str | None = None,
@@ -385,6 +387,7 @@ def _status_change(row: dict[str, Any], report: StatusReport) -> dict[str, Any]:
             values["reason"] = report.reason
     if current in (S.UNKNOWN, S.SENDING):
         values.update(claimed_by=None, claimed_until=None, recipient=None, content=None)
+    values.update(pricing_values(report.pricing))
     return values
 
 
@@ -399,6 +402,30 @@ def _write_changes(conn: Connection, changes: dict[str, dict[str, Any]]) -> None
         stmt = outbox.update().where(outbox.c.id == bindparam("b_id")).values(
             updated_at=t, **{c: bindparam(f"b_{c}") for c in columns})
         conn.execute(stmt, params)
+
+
+def pricing_values(pricing: dict[str, Any] | None) -> dict[str, Any]:
+    """The pricing columns for a status's ``pricing`` (Meta's ``category``, ``type``, ``billable``);
+    nothing when the status carries none (a ``read`` status has none: what an earlier one said stays)."""
+    if not pricing:
+        return {}
+    category, kind, billable = pricing.get("category"), pricing.get("type"), pricing.get("billable")
+    values: dict[str, Any] = {}
+    if isinstance(category, str):
+        values["pricing_category"] = category[:48]
+    if isinstance(kind, str):
+        values["pricing_type"] = kind[:48]
+    if isinstance(billable, bool):
+        values["billable"] = billable
+    return values
+
+
+def pricing_counts(conn: Connection) -> list[tuple[str, str, str, int]]:
+    """Messages with pricing, by (category, type, billable as ``true``/``false``/``unknown``)."""
+    rows = conn.execute(select(outbox.c.pricing_category, outbox.c.pricing_type, outbox.c.billable, func.count())
+                        .where(outbox.c.pricing_category.is_not(None))
+                        .group_by(outbox.c.pricing_category, outbox.c.pricing_type, outbox.c.billable)).all()
+    return [(r[0], r[1] or "unknown", "unknown" if r[2] is None else str(bool(r[2])).lower(), r[3]) for r in rows]
 
 
 def get(conn: Connection, message_id: str) -> dict[str, Any] | None:

@@ -83,6 +83,10 @@ outbox = Table(
     Column("source_event_id", BigInteger, nullable=True),
     Column("plugin", String(128), nullable=True),
     Column("origin", Text, nullable=True),  # JSON ids of what the message is about; kept after erasure
+    # per-message pricing from the latest status that carried it (kept after erasure: no personal data)
+    Column("pricing_category", String(48), nullable=True),
+    Column("pricing_type", String(48), nullable=True),
+    Column("billable", Boolean, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("erase_after", Float, nullable=True),
