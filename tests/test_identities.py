@@ -290,3 +290,20 @@ async def test_a_number_change_without_bsuids_moves_consent_to_the_new_number(ap
     app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="t"))
     await deliver(app, webhook("system"))
     assert granted(app, NEW_PHONE) is True and granted(app, PHONE) is None
+
+
+def test_consent_import_takes_bsuids(app):
+    """`consent import`: the phone column may hold a BSUID. A linked BSUID's rows land on the number
+    it is linked to, an unlinked one on its own; a malformed one is a bad line like a bad number."""
+    from connectzap.core import identities
+    with app.db.begin() as conn:
+        identities.observe(app.db, conn, app.secret, PHONE, BSUID)
+    rows = [(2, {"phone": BSUID, "category": "marketing", "granted": "true", "source": "shop", "proof": "box"}),
+            (3, {"phone": NEW_BSUID, "category": "utility", "granted": "false", "source": "shop", "proof": ""}),
+            (4, {"phone": "US.1349-12", "category": "utility", "granted": "false", "source": "shop", "proof": ""})]
+    checked = app.check_consent_rows(rows)
+    assert [(bad.line, "business-scoped" in bad.reason) for bad in checked.bad] == [(4, True)]
+    assert app.import_consent(checked.rows).added == 2
+    assert granted(app, PHONE) is True and granted(app, BSUID) is True
+    assert granted(app, NEW_BSUID, Category.UTILITY) is False and granted(app, PHONE, Category.UTILITY) is None
+    assert app.import_consent(app.check_consent_rows(rows).rows).added == 0  # a second import adds nothing

@@ -13,16 +13,17 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from .errors import InvalidPhoneError
+from .bsuids import bsuid_key, identify
+from .errors import InvalidPhoneError, InvalidRecipientError
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
 from .phones import contact_key, to_e164
-from . import ordering
+from . import identities, ordering
 from .store import journal
 from .store.database import Database, now
 from .store.schema import consents
@@ -69,6 +70,9 @@ class ImportRow:
     at: datetime
     at_given: bool
     change: ConsentChange | None
+    by_bsuid: bool = False
+    """The contact is a business-scoped user id: ``contact_key`` is its own hash until :func:`write`
+    finds the number it is linked to."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,15 @@ def _row(line: int, row: dict[str, str], secret: bytes, key_id: str, country: st
     if phone and key_text:
         raise ValueError("give phone or contact_key, not both")
     change = None
+    try:
+        bsuid = identify(phone).get("user_id") if phone else None  # a customer known without a number
+    except InvalidRecipientError as exc:
+        raise ValueError(f"phone: {exc.message}") from None
+    if bsuid:
+        change = ConsentChange.model_construct(phone=None, user_id=bsuid, category=category, granted=granted,
+                                               source=source, proof=proof, at=at, country=None)
+        return ImportRow(line=line, contact_key=bsuid_key(bsuid, secret), category=category, granted=granted,
+                         source=source, proof=proof, at=at, at_given=at_given, change=change, by_bsuid=True)
     if phone:
         try:
             e164 = to_e164(phone, row.get("country") or country)
@@ -233,6 +246,9 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
     added = unchanged = 0
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
+        linked = identities.linked(conn, {r.contact_key for r in batch if r.by_bsuid})
+        if linked:
+            batch = [replace(r, contact_key=linked.get(r.contact_key, r.contact_key)) for r in batch]
         fresh_keys = sorted({r.contact_key for r in batch} - loaded)
         for known in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.granted,
                                          consents.c.source, consents.c.proof, consents.c.at)
@@ -255,7 +271,7 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
             if notify and row.change is not None:
                 changes.append(Event.of(EventKind.CONSENT_CHANGED, row.change, source=row.source,
                                         already_recorded=True, ordering_key=ordering.contact_e164(row.change.phone)
-                                        if row.change.phone else None,
+                                        if row.change.phone else f"contact:{row.change.user_id}",
                                         dedupe_key=f"{row.contact_key}:{row.category.value}:{int(row.granted)}:"
                                                    f"{at:.6f}"))
         if inserts:

@@ -111,6 +111,11 @@ def _evict(db: Database, conn: Connection, key: str, keep: str | None) -> None:
         conn.execute(identities.delete().where(identities.c.identity_key == other))
 
 
+def linked(conn: Connection, bsuid_keys: Iterable[str]) -> dict[str, str]:
+    """The number's contact key for each of ``bsuid_keys`` (BSUID hashes) that is linked to one."""
+    return _links(conn, bsuid_keys)
+
+
 def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
     wanted = sorted(set(identity_keys))
     if not wanted:
