@@ -24,26 +24,24 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import serve_support
+from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, database_url, free_port, gone, journal_orders,
+                           wait_for)
 from sqlalchemy import func, select
-from test_crash_restart import PLUGIN, PLUGIN_SOURCE
 
-from connectzap import Category, ConsentChange, Connectzap, Event, EventKind
+from connectzap import Connectzap
 from connectzap.core.settings import load_settings
 from connectzap.core.store.schema import events, outbox
-from connectzap.testing import seed_template
-from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
+from connectzap.testing.apps import drop_postgres_schema
 from connectzap.testing.fake_graph import FakeGraph
-from connectzap.testing.venvs import fake_distribution
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +57,6 @@ SEGMENT_TIMEOUT = 300 + 0.5 * MESSAGES / (KILLS + 1)
 GRACE = 45.0  # workers.unknown_grace_seconds: long enough for the stand-in's retried statuses to land
 APP_SECRET = "crash-live-app-secret"
 TOKEN = "crash-live-token"
-CONNECTZAP = Path(sys.executable).with_name("connectzap")
 
 
 @dataclass
@@ -72,12 +69,6 @@ class Run:
     kills: list[dict[str, int]] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def graph() -> Iterator[FakeGraph]:
     with FakeGraph(token=TOKEN, record=False) as fake:
@@ -86,19 +77,9 @@ def graph() -> Iterator[FakeGraph]:
 
 @pytest.fixture
 def run(backend: str, tmp_path: Path, graph: FakeGraph) -> Iterator[Run]:
-    site = tmp_path / "site"
-    site.mkdir()
-    fake_distribution(site, "cz-crash-plugin", "1.0", PLUGIN, PLUGIN_SOURCE)
-    if backend == "postgres":
-        url = _postgres_schema_url(os.environ["CONNECTZAP_TEST_DATABASE_URL"])
-    else:
-        url = f"sqlite:///{tmp_path / 'connectzap.db'}"
+    url = database_url(backend, tmp_path)
     port = free_port()
-    config = tmp_path / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-[database]
-url = "{url}"
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
 [privacy]
 hash_secret = "crash-live-secret-0123456789"
 [workers]
@@ -118,36 +99,13 @@ pair_spacing_seconds = 0
 daily_unique_recipients = 1000000
 timeout_seconds = 10
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
-    env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")
     graph.report_statuses(f"http://127.0.0.1:{port}/webhooks/whatsapp", APP_SECRET, statuses=("sent",))
-    yield Run(config, env, port, url, tmp_path / "serve-stderr.log")
+    yield Run(config, crash_plugin_env(tmp_path), port, url, tmp_path / "serve-stderr.log")
     drop_postgres_schema(url)
 
 
-def journal_orders(config: Path) -> None:
-    app = Connectzap(load_settings(config)).start()
-    try:
-        seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
-        for at in range(0, MESSAGES, 500):
-            batch = []
-            for n in range(at, min(at + 500, MESSAGES)):
-                phone = f"+49151{10000000 + n}"
-                consent = ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="checkout",
-                                        proof="order confirmations by WhatsApp")
-                batch.append(Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"order-{n}",
-                                   consents=[consent],
-                                   data={"id": str(n), "status": "processing", "customer": {"phone": phone}}))
-            app.ingest(batch)
-    finally:
-        app.close()
-
-
 def start_serve(r: Run) -> subprocess.Popen[bytes]:
-    # stderr to a file: nobody reads a pipe while serve runs, and a full one would block it.
-    with r.stderr.open("ab") as stderr:
-        return subprocess.Popen([str(CONNECTZAP), "--config", str(r.config), "serve", "--port", str(r.port),
-                                 "--log-level", "warning"], env=r.env, stdout=subprocess.DEVNULL, stderr=stderr)
+    return serve_support.start_serve(r.config, r.env, r.stderr, "--port", str(r.port), "--log-level", "warning")
 
 
 def kill_all(proc: subprocess.Popen[bytes]) -> None:
@@ -163,24 +121,6 @@ def kill_all(proc: subprocess.Popen[bytes]) -> None:
     while not all(map(gone, children)):
         assert time.monotonic() < deadline, "serve's children outlived a SIGKILL"
         time.sleep(0.01)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return True
-
-
-def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], r: Run, timeout: float,
-             what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early ({proc.returncode}): {r.stderr.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; serve stderr: {r.stderr.read_text()[-3000:]}")
-        time.sleep(0.05)
 
 
 def left_by_kill(app: Connectzap, graph: FakeGraph) -> dict[str, int]:
@@ -206,22 +146,22 @@ def finished(app: Connectzap, graph: FakeGraph) -> bool:
 
 def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_twice_leave_nothing_unknown(
         run: Run, graph: FakeGraph) -> None:
-    journal_orders(run.config)
+    journal_orders(run.config, MESSAGES)
     observer = Connectzap(load_settings(run.config))
     try:
         for k in range(1, KILLS + 1):
             proc = start_serve(run)
             point = MESSAGES * k // (KILLS + 1)
-            wait_for(lambda p=point: sum(graph.accepted().values()) >= p, proc, run, SEGMENT_TIMEOUT,
-                     f"{point} sends")
+            wait_for(lambda p=point: sum(graph.accepted().values()) >= p, f"{point} sends", SEGMENT_TIMEOUT,
+                     proc=proc, log=run.stderr)
             kill_all(proc)
             run.kills.append(left_by_kill(observer, graph))
         assert sum(graph.accepted().values()) < MESSAGES, "serve finished before the last kill"
 
         proc = start_serve(run)
         try:
-            wait_for(lambda: finished(observer, graph), proc, run, SEGMENT_TIMEOUT + GRACE,
-                     "every message to be settled")
+            wait_for(lambda: finished(observer, graph), "every message to be settled", SEGMENT_TIMEOUT + GRACE,
+                     proc=proc, log=run.stderr)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0, run.stderr.read_text()[-3000:]
@@ -235,7 +175,7 @@ def test_five_sigkills_of_serve_on_the_live_channel_lose_nothing_send_nothing_tw
         print(f"\n{MESSAGES} messages, {KILLS} SIGKILLs ({observer.db.dialect}); left by each kill: {run.kills}; "
               f"resent after the grace period: {sum(1 for r in rows if r.reason == 'resent_unconfirmed')}")
         assert order_events == [("done", MESSAGES)]  # no event lost, none dead
-        assert sorted(r.idempotency_key for r in rows) == sorted(f"{PLUGIN}:order:{n}" for n in range(MESSAGES))
+        assert sorted(r.idempotency_key for r in rows) == sorted(f"{CRASH_PLUGIN}:order:{n}" for n in range(MESSAGES))
         reasons = {r.id: r.reason for r in rows}
         twice = [(m, reasons.get(m)) for m, n in accepted.items() if n > 1]
         assert twice == []  # nothing sent twice

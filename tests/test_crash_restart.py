@@ -13,23 +13,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, database_url, journal_orders, start_worker,
+                           wait_for)
 from sqlalchemy import func, select
 
-from connectzap import Category, ConsentChange, Connectzap, Event, EventKind
+from connectzap import Connectzap
 from connectzap.core.settings import load_settings
 from connectzap.core.store.schema import events, outbox
-from connectzap.testing import seed_template
-from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
-from connectzap.testing.venvs import fake_distribution
+from connectzap.testing.apps import drop_postgres_schema
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +35,6 @@ pytestmark = pytest.mark.slow
 ORDERS = int(os.environ.get("CONNECTZAP_CRASH_MESSAGES", "300"))
 KILL_AFTER = tuple(ORDERS * n // 300 for n in (40, 140, 240))  # sandbox log lines seen before each SIGKILL
 SCALE = max(ORDERS / 300, 1.0)
-PLUGIN = "cz_crash_plugin"
-PLUGIN_SOURCE = """
-from connectzap import TemplateContent, hookimpl
-
-@hookimpl
-def on_order_created(order, ctx):
-    ctx.send(order.customer, TemplateContent(name="order_confirmation", language="en", body=[order.id]),
-             key=f"order:{order.id}")
-"""
 
 
 @dataclass
@@ -60,19 +48,9 @@ class Setup:
 
 @pytest.fixture
 def setup(backend: str, tmp_path: Path) -> Iterator[Setup]:
-    site = tmp_path / "site"
-    site.mkdir()
-    fake_distribution(site, "cz-crash-plugin", "1.0", PLUGIN, PLUGIN_SOURCE)
-    if backend == "postgres":
-        url = _postgres_schema_url(os.environ["CONNECTZAP_TEST_DATABASE_URL"])
-    else:
-        url = f"sqlite:///{tmp_path / 'connectzap.db'}"
+    url = database_url(backend, tmp_path)
     log = tmp_path / "sandbox.jsonl"
-    config = tmp_path / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-[database]
-url = "{url}"
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
 [privacy]
 hash_secret = "crash-test-secret-0123456789"
 [workers]
@@ -89,35 +67,8 @@ simulate_statuses = false
 # message sent but unrecorded.
 latency_seconds = 0.05
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
-    env.update(PYTHONPATH=str(site), CONNECTZAP_LOAD_PLUGINS=PLUGIN, CONNECTZAP_STRICT_PLUGINS="1")
-    yield Setup(config, log, env, url, tmp_path / "worker-stderr.log")
+    yield Setup(config, log, crash_plugin_env(tmp_path), url, tmp_path / "worker-stderr.log")
     drop_postgres_schema(url)
-
-
-def journal_orders(config: Path) -> None:
-    app = Connectzap(load_settings(config)).start()
-    try:
-        seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
-        batch = []
-        for n in range(ORDERS):
-            phone = f"+49151{10000000 + n}"
-            consent = ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="checkout",
-                                    proof="order confirmations by WhatsApp")
-            batch.append(Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"order-{n}",
-                               consents=[consent],
-                               data={"id": str(n), "status": "processing", "customer": {"phone": phone}}))
-        app.ingest(batch)
-    finally:
-        app.close()
-
-
-def start_worker(s: Setup) -> subprocess.Popen[bytes]:
-    # stderr goes to a file, not a pipe: nobody reads a pipe while the worker runs, and a full one
-    # would block the worker's logging.
-    with s.stderr.open("ab") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(s.config), "worker"],
-                                env=s.env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def logged_ids(log: Path) -> list[str]:
@@ -131,17 +82,6 @@ def logged_ids(log: Path) -> list[str]:
         except ValueError:
             continue  # a line still being written
     return ids
-
-
-def wait_for(condition, proc: subprocess.Popen[bytes], s: Setup, timeout: float,  # type: ignore[no-untyped-def]
-             what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited early ({proc.returncode}): {s.stderr.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; worker stderr: {s.stderr.read_text()[-2000:]}")
-        time.sleep(0.01 * SCALE)  # each look parses the whole log: look less often as it grows
 
 
 def idle(app: Connectzap) -> bool:
@@ -162,21 +102,23 @@ def caught_mid_send(app: Connectzap, log: Path) -> int:
 
 
 def test_sigkill_mid_run_loses_no_event_and_sends_nothing_twice(setup: Setup) -> None:
-    journal_orders(setup.config)
+    journal_orders(setup.config, ORDERS)
     observer = Connectzap(load_settings(setup.config))
     recovered_mid_send = 0
     try:
         for point in KILL_AFTER:
-            proc = start_worker(setup)
-            wait_for(lambda p=point: len(logged_ids(setup.log)) >= p, proc, setup, 60 * SCALE, f"{point} sends")
+            proc = start_worker(setup.config, setup.env, setup.stderr)
+            wait_for(lambda p=point: len(logged_ids(setup.log)) >= p, f"{point} sends", 60 * SCALE, proc=proc,
+                     log=setup.stderr, every=0.01 * SCALE)  # each look parses the whole log: fewer as it grows
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             assert len(logged_ids(setup.log)) < ORDERS, "the worker finished before it could be killed"
             recovered_mid_send += caught_mid_send(observer, setup.log)
 
-        proc = start_worker(setup)
+        proc = start_worker(setup.config, setup.env, setup.stderr)
         try:
-            wait_for(lambda: idle(observer), proc, setup, 120 * SCALE, "the restarted worker to finish")
+            wait_for(lambda: idle(observer), "the restarted worker to finish", 120 * SCALE, proc=proc,
+                     log=setup.stderr, every=0.01 * SCALE)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0, setup.stderr.read_text()[-2000:]
@@ -192,7 +134,8 @@ def test_sigkill_mid_run_loses_no_event_and_sends_nothing_twice(setup: Setup) ->
               f"final statuses: {dict(statuses)}")
         assert order_events == [("done", ORDERS)]  # no event lost, none dead
         assert [m for m, n in sent.items() if n > 1] == []  # nothing sent twice
-        assert sorted(keys[m] for m in sent) == sorted(f"{PLUGIN}:order:{n}" for n in range(ORDERS))  # none missing
+        expected = sorted(f"{CRASH_PLUGIN}:order:{n}" for n in range(ORDERS))
+        assert sorted(keys[m] for m in sent) == expected  # none missing
         assert set(statuses) <= {"accepted", "sent", "delivered"}
         # The reconcile path ran: some message was in the log but unrecorded when the worker died.
         assert recovered_mid_send > 0

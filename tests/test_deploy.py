@@ -13,14 +13,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import queue
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import httpx
 import pytest
 import yaml
 from conftest import NO_PG_REASON
+from serve_support import Running
 from sqlalchemy.engine import make_url
 
 from connectzap.cli import cli
@@ -317,44 +315,6 @@ def test_systemd_analyze_verifies_the_unit(role, tmp_path):
 
 
 # --- the compose services as real processes --------------------------------------------------------
-
-class Running:
-    """A process and its stderr lines as they arrive (read on a thread, so nothing blocks)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, within: float = 90) -> str:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if text in line:
-                return line
-        raise AssertionError(f"never said {text!r}:\n" + "".join(self.output))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-
 
 def wait_for(check, what: str, within: float = 90, every: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + within

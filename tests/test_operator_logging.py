@@ -7,13 +7,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 from server_support import APP_SECRET, inbound_text, meta_signed
-from test_serve_smoke import Served, wait_for
+from serve_support import Served, config_file, free_port, wait_for
 
 from connectzap import ConsentChange
 from connectzap.core import logs
@@ -36,23 +35,13 @@ SECRETS = [KEY, TOKEN, VERIFY, HASH, WHSEC, APP_SECRET]
 NUMBERS = [n for p in (CUSTOMER, WRITER, STRANGER) for n in (p, p.lstrip("+"))]
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_logs_each_outcome_as_json_and_never_a_secret_a_number_or_a_text(make, tmp_path):
     engine = make()
     seed_template(engine, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed.")
     engine.close()
     with FakeGraph(token=TOKEN) as graph:
         folder = Path(engine.settings.data_dir)
-        config = folder / "serve.toml"
-        config.write_text(f"""
-data_dir = "{folder}"
-[database]
-url = "{engine.db.url}"
+        config = config_file(folder / "serve.toml", data_dir=folder, database_url=engine.db.url, rest=f"""
 [api]
 keys = ["{KEY}"]
 [privacy]
@@ -67,7 +56,7 @@ app_secrets = ["{APP_SECRET}"]
 verify_token = "{VERIFY}"
 api_base_url = "{graph.url}"
 [connectors.generic.subscriptions.crm]
-url = "http://127.0.0.1:{closed_port()}/hook"
+url = "http://127.0.0.1:{free_port()}/hook"  # nothing listens there: the delivery fails
 secret = "{WHSEC}"
 events = ["inbound_message"]
 """)

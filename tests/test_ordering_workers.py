@@ -17,8 +17,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +36,8 @@ from connectzap.core.store.schema import deliveries, events, outbox, workers
 from connectzap.core.worker import Worker
 from connectzap.plugins.order_notifications import DEFAULT_RANK, UNKNOWN_RANK
 from connectzap.testing import seed_template
-from connectzap.testing.apps import _postgres_schema_url, drop_postgres_schema
+from connectzap.testing.apps import drop_postgres_schema
+from serve_support import config_file, database_url, process_env, start_worker
 from test_woocommerce_webhooks import SECRET, SHOP_URL, payload, wc_request
 
 pytestmark = pytest.mark.slow
@@ -71,21 +70,14 @@ class Setup:
 
 @pytest.fixture
 def setup(backend: str, tmp_path: Path) -> Iterator[Setup]:
-    if backend == "postgres":
-        url = _postgres_schema_url(os.environ["CONNECTZAP_TEST_DATABASE_URL"])
-    else:
-        url = f"sqlite:///{tmp_path / 'connectzap.db'}"
+    url = database_url(backend, tmp_path)
     rules = "\n".join(f"""
 [[plugins.order_notifications.rules]]
 status = "{status}"
 template = "{template}"
 language = "en"
 params = ["{{{{ number }}}}"]""" for status, template in NOTIFIED.items())
-    config = tmp_path / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-[database]
-url = "{url}"
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
 [privacy]
 hash_secret = "ordering-test-secret-0123456789"
 [workers]
@@ -100,8 +92,7 @@ url = "{SHOP_URL}"
 webhook_secrets = ["{SECRET}"]
 {rules}
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONNECTZAP_"))}
-    env.update(CONNECTZAP_LOAD_PLUGINS="")
+    env = process_env(CONNECTZAP_LOAD_PLUGINS="")
     logs = tmp_path / "logs"
     logs.mkdir()
     yield Setup(config, env, workers=3 if backend == "postgres" else 1, in_process=backend == "sqlite", logs=logs)
@@ -115,9 +106,7 @@ def running_workers(s: Setup, app: Connectzap) -> Iterator[Callable[[], None]]:
     none died; stops them all with SIGTERM (a graceful drain) and requires a clean exit."""
     procs = []
     for n in range(s.workers):
-        with (s.logs / f"worker-{n}.log").open("ab") as stderr:
-            procs.append(subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(s.config), "worker"],
-                                          env=s.env, stdout=subprocess.DEVNULL, stderr=stderr))
+        procs.append(start_worker(s.config, s.env, s.logs / f"worker-{n}.log"))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     thread = None

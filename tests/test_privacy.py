@@ -34,7 +34,7 @@ from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 from connectzap.testing.fake_graph import FakeGraph
-from test_serve_smoke import Served
+from serve_support import Served, config_file
 
 PHONE = "+4915112345678"
 PHONE_FORMS = ["+4915112345678", "4915112345678", "015112345678", "0151 12345678", "15112345678"]
@@ -231,11 +231,7 @@ def signed(body: bytes) -> dict[str, str]:
 def serve_config(folder: Path, database_url: str, graph_url: str | None = None) -> Path:
     live = (f'access_token = "{TOKEN}"\nphone_number_id = "{PNID}"\napi_base_url = "{graph_url}"\n'
             if graph_url else "")
-    config = folder / "serve.toml"
-    config.write_text(f"""
-data_dir = "{folder}"
-[database]
-url = "{database_url}"
+    return config_file(folder / "serve.toml", data_dir=folder, database_url=database_url, rest=f"""
 [privacy]
 hash_secret = "{HASH_SECRET}"
 [workers]
@@ -247,7 +243,6 @@ simulate_statuses = false
 app_secrets = ["{APP_SECRET}"]
 verify_token = "privacy-verify-token"
 {live}""")
-    return config
 
 
 def table_count(url: str, sql: str) -> int:

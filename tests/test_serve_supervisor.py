@@ -7,24 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from serve_support import CONNECTZAP, gone, sandbox_serve_config, wait_for
 from server_support import APP_SECRET, KEY, inbound_text, meta_signed
 from sqlalchemy import select
-from test_serve_smoke import write_config  # the same config as the one-process smoke test
 
 from connectzap.core.app import Connectzap
 from connectzap.core.store.schema import events, workers
 
 pytestmark = pytest.mark.slow
-CONNECTZAP = Path(sys.executable).with_name("connectzap")
 
 
 class Supervised:
@@ -72,24 +68,6 @@ class Supervised:
             raise
 
 
-def wait_for(check: Callable[[], Any], what: str, within: float = 60) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"  # exited, waiting for whoever is its parent now to reap it
-
-
 def statuses(engine: Connectzap) -> dict[str, str]:
     """dedupe key (the wamid) -> journal status."""
     with engine.db.read() as conn:
@@ -113,7 +91,7 @@ def served(make: Callable[..., Connectzap]) -> Iterator[tuple[Connectzap, Callab
     started: list[Supervised] = []
 
     def start(*options: str) -> Supervised:
-        s = Supervised(write_config(Path(engine.settings.data_dir), engine.db.url), *options)
+        s = Supervised(sandbox_serve_config(Path(engine.settings.data_dir), engine.db.url), *options)
         started.append(s)
         return s
 
