@@ -307,3 +307,14 @@ def test_consent_import_takes_bsuids(app):
     assert granted(app, PHONE) is True and granted(app, BSUID) is True
     assert granted(app, NEW_BSUID, Category.UTILITY) is False and granted(app, PHONE, Category.UTILITY) is None
     assert app.import_consent(app.check_consent_rows(rows).rows).added == 0  # a second import adds nothing
+
+
+def test_metas_refusal_of_a_bsuid_recipient_says_what_to_do():
+    """Error 131062 (a message type Meta does not deliver to a BSUID): this recipient only, never
+    retried, and the reason names the way out when Meta gives no details."""
+    from connectzap.connectors.whatsapp.errors import classify
+    from connectzap.core.errors import SkippableDeliveryError
+    error = classify(400, {"error": {"code": 131062, "message": "BSUID recipients not supported for this message",
+                                     "type": "OAuthException", "fbtrace_id": "A1"}})
+    assert isinstance(error, SkippableDeliveryError) and error.code == "bsuid_not_supported"
+    assert "request_contact_info" in (error.details or "")

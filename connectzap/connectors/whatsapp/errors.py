@@ -88,6 +88,8 @@ EXPLANATIONS: dict[int, str] = {
                      "it was not delivered and is not resent (the template's pause ends after 3 or 6 hours)",
     TEMPLATE_DISABLED: "WhatsApp disabled this message's template after repeated pauses; it will not be sent "
                        "again: replace the template",
+    131062: "this message cannot go to a business-scoped user id (BSUID); send it to the customer's phone "
+            "number, or ask for it with a request_contact_info message (docs/identities.md)",
 }
 
 
