@@ -3,6 +3,8 @@ phone number is, checked for its form (two capital letters, a dot, up to 128 let
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -11,7 +13,8 @@ from click.testing import CliRunner
 
 from connectzap.cli import cli
 from connectzap.testing import seed_template
-from server_support import AUTH, api_engine, serving
+from connectzap.core.worker import Worker
+from server_support import AUTH, api_engine, journaled, meta_signed, serving
 
 BSUID = "US.13491208655302741918"
 
@@ -66,3 +69,41 @@ def test_cli_grants_consent_and_refuses_an_authentication_template_to_a_bsuid(tm
                                "--param", "123456", "--no-wait"])
     assert sent.exit_code != 0 and "phone_required" in sent.output + str(sent.stderr)
     assert "request_contact_info" in sent.stderr
+
+
+async def test_a_signed_bsuid_only_webhook_opens_the_window_through_the_edge(make):
+    """Meta's webhook for a username customer (no wa_id, no from) through the signed HTTP edge, a
+    repeat acknowledged as a duplicate, then a reply by BSUID over the REST API is sent with
+    ``recipient``. The status webhook that follows is journaled without the BSUID."""
+    engine = api_engine(make)
+    doc = json.loads((Path(__file__).parent / "payloads" / "whatsapp" / "bsuid_only.json").read_text())
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time()))
+    body = json.dumps(doc).encode()
+    async with serving(engine) as client:
+        first = await client.post("/webhooks/whatsapp", content=body, headers=meta_signed(body))
+        again = await client.post("/webhooks/whatsapp", content=body, headers=meta_signed(body))
+        await Worker(engine).run_until_idle()
+        reply = await client.post("/v1/messages", headers=AUTH,
+                                  json={"to": BSUID, "content": {"type": "text", "body": "Hi Sam!"}})
+        await Worker(engine).run_until_idle()
+        wamid = (await client.get(f"/v1/messages/{reply.json()['id']}", headers=AUTH)).json()["wamid"]
+        status = {**doc}
+        status["entry"][0]["changes"][0]["value"] = {
+            "messaging_product": "whatsapp", "metadata": doc["entry"][0]["changes"][0]["value"]["metadata"],
+            "statuses": [{"id": wamid, "status": "read", "timestamp": str(int(time.time())),
+                          "recipient_user_id": BSUID, "biz_opaque_callback_data": reply.json()["id"]}]}
+        status_body = json.dumps(status).encode()
+        read = await client.post("/webhooks/whatsapp", content=status_body, headers=meta_signed(status_body))
+    assert first.status_code == 200 and again.status_code == 200 and journaled(engine, "whatsapp") == 2
+    assert reply.status_code == 202, reply.text
+    sent = engine.channel.sent()[-1]
+    assert sent["recipient"] == BSUID and "to" not in sent
+    assert read.status_code == 200
+    from sqlalchemy import select
+
+    from connectzap.core.store.schema import events
+    with engine.db.read() as conn:
+        payloads = [p for p in conn.execute(select(events.c.payload).where(events.c.kind == "message_status",
+                                                                        events.c.source == "whatsapp"))
+                    .scalars() if p]
+    assert payloads and all(BSUID not in p for p in payloads)
