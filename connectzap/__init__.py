@@ -23,9 +23,9 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
-from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, DeliveryOutcome, Event,
-                          EventKind, InboundMessage, Lead, MessageStatus, Order, OrderItem, StatusValue, TemplateInfo,
-                          TemplateUpdate)
+from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, ContactAction,
+                          ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead, MessageStatus,
+                          Order, OrderItem, StatusValue, TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
@@ -35,7 +35,8 @@ from .core.version import __version__
 __all__ = [
     "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
-    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactsContent", "CtaUrlContent", "CurrencyParam",
+    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange",
+    "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
     "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "InvalidRecipientError",
     "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",

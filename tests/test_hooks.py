@@ -169,6 +169,21 @@ async def test_hook_on_template_update(fake_app):
     assert seen.calls == [("on_template_update", {"name": "hook_probe", "status": "PAUSED"})]
 
 
+async def test_hook_on_contact_changed(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_contact_changed(self, change, ctx):
+            seen.calls.append(("on_contact_changed", {"phone": change.phone, "action": change.action,
+                                                      "name": change.full_name}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("contact_changed", full_name="Probe Person")])
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_contact_changed", {"phone": PHONE, "action": "saved", "name": "Probe Person"})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap import hookimpl
+from connectzap import Connector, hookimpl
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress
 from connectzap.core.connector import WebhookRequest, WebhookResponse
+from connectzap.core.phones import contact_key
 from connectzap.core.plugins import load_plugins, pm
 from connectzap.core.worker import Worker
 from connectzap.testing.fake_graph import FakeGraph
@@ -160,6 +161,78 @@ async def test_hubspot_logs_an_echo_on_the_timeline_like_any_outbound_message(ma
         assert ECHO_TEXT in body and ECHO_WAMID in body
         assert crm.associations[0][2] == ana
         assert app.channel.sent() == []
+
+
+# --- smb_app_state_sync: the Business app's contacts -> contact_changed ------------------------------
+
+def test_state_sync_saves_and_removes_contacts_and_drops_an_item_without_a_number():
+    events = parse_body(body_of("state_sync"), key_of=lambda text: contact_key(text, b"test-secret"))
+    changes = [e.payload() for e in events]
+    assert [(c.phone, c.action, c.full_name, c.first_name) for c in changes] == [
+        (CUSTOMER, "saved", "Pablo Morales", "Pablo"), ("+16505559876", "removed", None, None)]
+    assert {e.kind for e in events} == {"contact_changed"}
+    assert all(c.business_phone_number_id == PNID and int(c.at.timestamp()) == 1739321024 for c in changes)
+    assert all("Pablo" not in e.dedupe_key and "1650555" not in e.dedupe_key for e in events)
+    assert events[0].ordering_key != events[1].ordering_key  # one key per contact: its changes stay in order
+
+
+def test_the_same_contact_saved_twice_with_new_names_is_two_changes():
+    doc = json.loads(body_of("state_sync"))
+    items = doc["entry"][0]["changes"][0]["value"]["state_sync"]
+    renamed = json.loads(json.dumps(items[0]))
+    renamed["contact"]["full_name"] = "Pablo Morales Ruiz"
+    doc["entry"][0]["changes"][0]["value"]["state_sync"] = [items[0], renamed]
+    first, second = parse_body(json.dumps(doc).encode(), key_of=lambda text: contact_key(text, b"test-secret"))
+    assert first.dedupe_key != second.dedupe_key and first.ordering_key == second.ordering_key
+
+
+class ContactRecorder:
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+
+    @hookimpl
+    def on_contact_changed(self, change: Any) -> None:
+        self.changes.append(change)
+
+
+class AddressBookCrm(Connector):
+    """A CRM connector that receives contact changes (what HubSpot or a shop would get)."""
+
+    name = "test_address_book_crm"
+    received: list[Any] = []
+
+    async def sync_contact_changed(self, change: Any, ctx: Any) -> None:
+        type(self).received.append((change.phone, change.action))
+
+
+async def test_contact_changes_reach_hooks_and_crm_connectors_once_and_nothing_is_kept(make):
+    load_plugins()
+    hook = ContactRecorder()
+    AddressBookCrm.received = []
+
+    class Registers:
+        @hookimpl
+        def register_connectors(self, register):
+            register(AddressBookCrm)
+
+    pm.register(hook, name="test_contact_recorder")
+    pm.register(Registers(), name="test_address_book_crm_plugin")
+    try:
+        app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"},
+                               AddressBookCrm.name: {}},
+                   sandbox={"quiet": True, "simulate_statuses": False})
+        first, again = deliver(app, body_of("state_sync")), deliver(app, body_of("state_sync"))
+        assert (first.body, again.body) == ({"received": 2, "duplicates": 0}, {"received": 0, "duplicates": 2})
+        worker = Worker(app)
+        await worker.run_until_idle()
+        worker.housekeeping()
+    finally:
+        pm.unregister(name="test_contact_recorder")
+        pm.unregister(name="test_address_book_crm_plugin")
+    assert [(c.phone, c.action) for c in hook.changes] == [(CUSTOMER, "saved"), ("+16505559876", "removed")]
+    assert AddressBookCrm.received == [(CUSTOMER, "saved"), ("+16505559876", "removed")]
+    assert app.messages() == [] and app.channel.sent() == []
+    assert found_at(app.db.url, ["Pablo", "16505551234", "16505559876"]) == []
 
 
 # --- property: any echo list parses to valid events or to nothing, never to a crash ----------------

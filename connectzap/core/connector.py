@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
 from .plugin_settings import TemplateUse
-from .models import ConsentChange, Event, EventKind, InboundMessage, Lead, MessageStatus, Order
+from .models import ConsentChange, ContactChange, Event, EventKind, InboundMessage, Lead, MessageStatus, Order
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -151,6 +151,10 @@ class Connector:
     async def sync_lead(self, lead: Lead, ctx: EventContext) -> None:
         """Forward a new lead to the external system."""
 
+    async def sync_contact_changed(self, change: ContactChange, ctx: EventContext) -> None:
+        """Mirror a contact saved in or removed from the business's own address book (the WhatsApp
+        Business app's contacts on a coexistence number)."""
+
     # --- sending (optional) -----------------------------------------------------------
 
     def make_channel(self) -> Channel | None:
@@ -180,7 +184,8 @@ class Connector:
         out = {}
         for kind, method in (("inbound_message", "sync_inbound_message"), ("message_status", "sync_message_status"),
                              ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
-                             ("order_updated", "sync_order_updated"), ("lead", "sync_lead")):
+                             ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
+                             ("contact_changed", "sync_contact_changed")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
-    from .models import ConsentChange, InboundMessage, Lead, MessageStatus, Order, TemplateUpdate
+    from .models import ConsentChange, ContactChange, InboundMessage, Lead, MessageStatus, Order, TemplateUpdate
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -139,6 +139,22 @@ def on_template_update(update: TemplateUpdate, ctx: EventContext) -> Outgoing | 
 
 
 @hookspec
+def on_contact_changed(change: ContactChange, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A contact in the business's own address book was saved (added or edited) or removed: on a
+    coexistence number, the contacts of the WhatsApp Business app (all of them once, when the
+    provider first synchronises them, then each change).
+
+    Nothing is stored by connectzap: the change reaches this hook and the connectors' ``sync_contact_changed``,
+    which may create or rename the contact in a CRM. A saved contact has given no consent by being saved.
+
+    :param change: ``phone`` (E.164) or ``user_id``, ``action`` (``saved`` or ``removed``), the
+        names the business gave the contact (none on a removal), ``business_phone_number_id``, ``at``.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``).
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -181,6 +197,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "message_status": ("on_message_status", "status"),
     "consent_changed": ("on_consent_changed", "change"),
     "template_update": ("on_template_update", "update"),
+    "contact_changed": ("on_contact_changed", "change"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

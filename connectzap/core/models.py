@@ -290,6 +290,47 @@ class MessageStatus(Model):
         return to_e164(value) if value else None
 
 
+class ContactAction(StrEnum):
+    """What happened to a contact in the business's own address book."""
+
+    SAVED = "saved"
+    """Added, or edited (Meta's ``add`` covers both)."""
+    REMOVED = "removed"
+
+
+class ContactChange(Model):
+    """A contact in the business's own address book was saved or removed -- today the WhatsApp
+    Business app's contacts on a coexistence number (Meta's ``smb_app_state_sync``), including the
+    whole list once, when the provider first synchronises it.
+
+    ``full_name`` and ``first_name`` are the names the business gave the contact; a removal has none.
+    """
+
+    phone: str | None = None
+    user_id: str | None = None
+    action: ContactAction
+    full_name: str | None = None
+    first_name: str | None = None
+    business_phone_number_id: str | None = None
+    source: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("phone"):
+            data = {**data, "phone": to_e164(data["phone"])}
+        if isinstance(data, dict) and data.get("user_id"):
+            data = {**data, "user_id": checked_bsuid(data["user_id"])}
+        return data
+
+    @model_validator(mode="after")
+    def _someone(self) -> ContactChange:
+        if not (self.phone or self.user_id):
+            raise ValueError("a contact change needs a phone number or a business-scoped user id")
+        return self
+
+
 class ConsentChange(Model):
     """A grant or revocation of consent for one category, with its proof. The contact is a phone
     number, a business-scoped user id (``user_id``, for a customer known without a number), or both."""
@@ -399,6 +440,7 @@ class EventKind(StrEnum):
     MESSAGE_STATUS = "message_status"
     CONSENT_CHANGED = "consent_changed"
     TEMPLATE_UPDATE = "template_update"
+    CONTACT_CHANGED = "contact_changed"
     SEND = "send"
     CANCEL = "cancel"
     RESOLVE = "resolve"
@@ -466,6 +508,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
     EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
     EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
+    EventKind.CONTACT_CHANGED: ContactChange,
     EventKind.CANCEL: CancelRequest,
 }
 """The typed model of each kind whose model is defined in this module. ``send`` (its model is

@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from ...core import clock
 from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
-from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, Event, EventKind, InboundMessage,
-                            LocationInfo, MediaInfo, MessageContext, MessageStatus, ReactionInfo, ReplyInfo,
-                            SENT_FROM_BUSINESS_APP, StatusValue, TemplateUpdate)
+from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, ContactAction, ContactChange, Event,
+                            EventKind, InboundMessage, LocationInfo, MediaInfo, MessageContext, MessageStatus,
+                            ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue, TemplateUpdate)
 from ...core.phones import to_e164
 from .errors import EXPLANATIONS, failure_reason, outcome_of
 
@@ -376,6 +376,35 @@ def _message_echoes(change: _Change) -> Iterator[Event]:
                        occurred_at=timestamp)
 
 
+_STATE_SYNC_ACTIONS = {"add": ContactAction.SAVED, "remove": ContactAction.REMOVED}
+"""Meta's ``smb_app_state_sync`` actions: ``add`` is a contact added or edited."""
+
+
+def _app_state_sync(change: _Change) -> Iterator[Event]:
+    """``smb_app_state_sync``: the WhatsApp Business app's contacts on a coexistence number (the whole
+    list once, when synchronised, then every contact added, edited or removed) -> ``contact_changed``."""
+    for item in _objects(change.value.get("state_sync")):
+        if item.get("type") != "contact":
+            log.info("whatsapp smb_app_state_sync item of type %r not acted on", item.get("type"))
+            continue
+        contact = _obj(item.get("contact"))
+        action = _STATE_SYNC_ACTIONS.get(_text(item.get("action")) or "")
+        phone = _phone(_text(contact.get("phone_number")))
+        if action is None or phone is None:
+            log.warning("whatsapp smb_app_state_sync contact without a known action or a usable number ignored")
+            continue
+        at = _time(_obj(item.get("metadata")).get("timestamp")) or change.now
+        update = ContactChange(phone=phone, action=action, full_name=_text(contact.get("full_name")),
+                               first_name=_text(contact.get("first_name")),
+                               business_phone_number_id=change.phone_number_id,
+                               source="whatsapp:business_app_contacts", at=at)
+        # keyed hashes only: the dedupe key outlives the payload, and names and numbers must not
+        who = change.key_of(phone)
+        this = change.key_of(json.dumps([change.phone_number_id, item], sort_keys=True, default=str))
+        yield Event.of(EventKind.CONTACT_CHANGED, update, source=SOURCE, ordering_key=f"contact:{who}",
+                       dedupe_key=f"state_sync:{who}:{action.value}:{this}")
+
+
 # --- marketing preferences ------------------------------------------------------------------
 
 _PREFERENCE_GRANTS = {"stop": False, "resume": True}
@@ -518,6 +547,7 @@ def _account_update(change: _Change) -> Iterator[Event]:
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "messages": _messages_field,
     "smb_message_echoes": _message_echoes,
+    "smb_app_state_sync": _app_state_sync,
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,
