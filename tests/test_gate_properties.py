@@ -379,8 +379,8 @@ class GateMachine(RuleBasedStateMachine):
             self.model.consent(phone, "marketing", False, when)
         elif said == "start":
             self.model.consent(phone, "marketing", True, when)
-        if said in ("stop", "stop promotions", "start"):  # the keyword plugin confirms, inside the window
-            self.request("opt_out_keywords", f"{wamid}:confirm", phone, "text", None)
+        if said in ("stop", "stop promotions", "start"):  # the keyword plugin confirms from the number written to, inside its window
+            self.request("opt_out_keywords", f"{wamid}:confirm", phone, "text", number)
         self.ingest(Event.of(EventKind.INBOUND_MESSAGE, message, source="whatsapp", dedupe_key=wamid))
 
     @precondition(lambda self: self.channel.sent)
