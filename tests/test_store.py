@@ -77,20 +77,26 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate_it(backend:
         drop_postgres_schema(url)
 
 
-def test_migration_0002_gives_old_order_notifications_their_origin(app: Connectzap) -> None:
-    """Before 0002, a notification was known by its key; after it, by its origin -- for old rows too."""
+def downgrade(app: Connectzap, revision: str) -> None:
+    """Take the schema back to ``revision`` (a migration test then writes rows as it stored them)."""
     from alembic import command
     from alembic.config import Config
 
-    from connectzap.core.store import outbox as outbox_store
     from connectzap.core.store.database import MIGRATIONS
-    from connectzap.core.store.schema import outbox
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with app.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0001")
+        command.downgrade(cfg, revision)
+
+
+def test_migration_0002_gives_old_order_notifications_their_origin(app: Connectzap) -> None:
+    """Before 0002, a notification was known by its key; after it, by its origin -- for old rows too."""
+    from connectzap.core.store import outbox as outbox_store
+    from connectzap.core.store.schema import outbox
+
+    downgrade(app, "0001")
     base = {"request_hash": "", "contact_key": "k", "category": "utility", "content_type": "template",
             "status": "failed", "next_attempt_at": 0.0, "attempts": 1, "created_at": 0.0, "updated_at": 0.0}
     keys = {"m1": "order_notifications:woocommerce:main:1042:completed",   # a customer notification
@@ -252,16 +258,7 @@ def test_events_never_carry_an_empty_error_text(app: Connectzap) -> None:
 
 def test_migration_0006_clears_the_empty_error_texts_of_old_events(app: Connectzap) -> None:
     """Rows the journal wrote before it kept NULL: '' becomes NULL, done or pending; real texts stay."""
-    from alembic import command
-    from alembic.config import Config
-
-    from connectzap.core.store.database import MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with app.db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005")
+    downgrade(app, "0005")
     base = {"source": "t", "kind": "lead", "attempts": 1, "next_attempt_at": 0.0, "received_at": 0.0}
     rows = {"old-done": ("done", ""), "old-pending": ("pending", ""), "failed": ("pending", "b: RuntimeError: down"),
             "dead": ("dead", "a: ValueError: bad"), "new-done": ("done", None)}
