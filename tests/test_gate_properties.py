@@ -379,7 +379,8 @@ class GateMachine(RuleBasedStateMachine):
             self.model.consent(phone, "marketing", False, when)
         elif said == "start":
             self.model.consent(phone, "marketing", True, when)
-        if said in ("stop", "stop promotions", "start"):  # the keyword plugin confirms from the number written to, inside its window
+        # the keyword plugin confirms from the number written to, inside its window
+        if said in ("stop", "stop promotions", "start"):
             self.request("opt_out_keywords", f"{wamid}:confirm", phone, "text", number)
         self.ingest(Event.of(EventKind.INBOUND_MESSAGE, message, source="whatsapp", dedupe_key=wamid))
 
