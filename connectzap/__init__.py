@@ -23,9 +23,9 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
-from .core.models import (CancelRequest, Category, ConsentChange, ConsentRecord, Contact, ContactAction,
-                          ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead, MessageStatus,
-                          Order, OrderItem, StatusValue, TemplateInfo, TemplateUpdate)
+from .core.models import (CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
+                          ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead,
+                          MessageStatus, Order, OrderItem, StatusValue, TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
@@ -33,7 +33,8 @@ from .core.connector import OutboundCall
 from .core.version import __version__
 
 __all__ = [
-    "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CancelRequest",
+    "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CallActivity",
+    "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange",
     "ContactsContent", "CtaUrlContent", "CurrencyParam",

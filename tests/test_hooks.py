@@ -184,6 +184,21 @@ async def test_hook_on_contact_changed(fake_app):
     assert seen.calls == [("on_contact_changed", {"phone": PHONE, "action": "saved", "name": "Probe Person"})]
 
 
+async def test_hook_on_call(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_call(self, call, ctx):
+            seen.calls.append(("on_call", {"event": call.event, "seconds": call.duration_seconds}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("call")])
+        fake_app.ingest([sample_event("call")])  # the same call step again: journaled once
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_call", {"event": "terminate", "seconds": 120})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

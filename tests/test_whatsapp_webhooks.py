@@ -336,6 +336,22 @@ def test_volume_pricing_tier_update_is_reported_in_the_log(caplog):
                                    "messages in INDIA are priced at tier 25000001:50000000 from 2025-11")
 
 
+def test_calls_become_call_activity_without_session_data():
+    connect, terminate = only("call_connect"), only("call_terminate")
+    assert (connect.event, connect.direction, connect.contact.phone, connect.contact.name) == (
+        "connect", "USER_INITIATED", "+4915112345678", "Ana García")
+    assert "session" not in connect.model_dump() and connect.business_phone_number_id == PNID
+    assert (terminate.event, terminate.status, terminate.duration_seconds) == ("terminate", "COMPLETED", 120)
+    assert terminate.end_time.timestamp() - terminate.start_time.timestamp() == 120
+    assert terminate.call_id == connect.call_id
+    [ringing] = parsed("call_status")
+    call = ringing.payload()
+    assert (ringing.kind, call.event, call.status, call.direction, call.outbox_id, call.contact.phone) == (
+        "call", "status", "RINGING", "BUSINESS_INITIATED", "callback-42", "+4915112345678")
+    keys = {e.dedupe_key for name in ("call_connect", "call_terminate", "call_status") for e in parsed(name)}
+    assert len(keys) == 3
+
+
 def test_every_fixture_is_exercised_here():
     source = Path(__file__).read_text()
     unused = [p.stem for p in FIXTURES.glob("*.json") if f'"{p.stem}"' not in source]

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
 from .plugin_settings import TemplateUse
-from .models import ConsentChange, ContactChange, Event, EventKind, InboundMessage, Lead, MessageStatus, Order
+from .models import (CallActivity, ConsentChange, ContactChange, Event, EventKind, InboundMessage, Lead, MessageStatus,
+                     Order)
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -155,6 +156,9 @@ class Connector:
         """Mirror a contact saved in or removed from the business's own address book (the WhatsApp
         Business app's contacts on a coexistence number)."""
 
+    async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
+        """Log a WhatsApp call step (connected, rang, ended) as call activity in the external system."""
+
     # --- sending (optional) -----------------------------------------------------------
 
     def make_channel(self) -> Channel | None:
@@ -185,7 +189,8 @@ class Connector:
         for kind, method in (("inbound_message", "sync_inbound_message"), ("message_status", "sync_message_status"),
                              ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
                              ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
-                             ("contact_changed", "sync_contact_changed")):
+                             ("contact_changed", "sync_contact_changed"),
+                             ("call", "sync_call")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out

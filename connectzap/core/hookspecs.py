@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
-    from .models import ConsentChange, ContactChange, InboundMessage, Lead, MessageStatus, Order, TemplateUpdate
+    from .models import (CallActivity, ConsentChange, ContactChange, InboundMessage, Lead, MessageStatus, Order,
+                         TemplateUpdate)
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -155,6 +156,20 @@ def on_contact_changed(change: ContactChange, ctx: EventContext) -> Outgoing | l
 
 
 @hookspec
+def on_call(call: CallActivity, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A WhatsApp voice call with a customer moved on: it connected, rang or was answered or
+    rejected (business-initiated calls), or ended (with its duration).
+
+    Called once per call step WhatsApp reported (``call.event`` and ``call.status``). CRM
+    connectors log ended calls as call activity (HubSpot: a Call on the contact's timeline).
+
+    :param call: the call step; ``call.contact`` is the customer, ``call.call_id`` Meta's call id.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``), e.g. a follow-up after a missed call.
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -198,6 +213,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "consent_changed": ("on_consent_changed", "change"),
     "template_update": ("on_template_update", "update"),
     "contact_changed": ("on_contact_changed", "change"),
+    "call": ("on_call", "call"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

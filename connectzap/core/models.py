@@ -426,6 +426,29 @@ class TemplateUpdate(Model):
         return str(value) if isinstance(value, int) else value
 
 
+class CallActivity(Model):
+    """A WhatsApp voice call between a customer and one of our numbers, as one step of it: the call
+    connected (``connect``), a business-initiated call rang / was answered / rejected (``status``), or
+    it ended (``terminate``, with its times and ``duration_seconds``). ``call_id`` is Meta's wacid;
+    ``contact`` is the customer, whichever side called. No media or session data is kept."""
+
+    call_id: str
+    event: Literal["connect", "status", "terminate"]
+    timestamp: datetime
+    contact: Contact
+    status: str | None = None
+    """``RINGING``, ``ACCEPTED``, ``REJECTED`` (status); ``COMPLETED``, ``FAILED`` (terminate)."""
+    direction: str | None = None
+    """``USER_INITIATED`` or ``BUSINESS_INITIATED``."""
+    business_phone_number_id: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration_seconds: float | None = None
+    outbox_id: str | None = None
+    """``biz_opaque_callback_data`` of a business-initiated call."""
+    errors: list[ApiErrorInfo] = Field(default_factory=list)
+
+
 class CancelRequest(Model):
     """Cancel every scheduled message whose ``cancel_key`` matches (e.g. an appointment was cancelled)."""
 
@@ -441,6 +464,7 @@ class EventKind(StrEnum):
     CONSENT_CHANGED = "consent_changed"
     TEMPLATE_UPDATE = "template_update"
     CONTACT_CHANGED = "contact_changed"
+    CALL = "call"
     SEND = "send"
     CANCEL = "cancel"
     RESOLVE = "resolve"
@@ -509,6 +533,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
     EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
     EventKind.CONTACT_CHANGED: ContactChange,
+    EventKind.CALL: CallActivity,
     EventKind.CANCEL: CancelRequest,
 }
 """The typed model of each kind whose model is defined in this module. ``send`` (its model is

@@ -221,6 +221,8 @@ def _subject(payload: str | None) -> str | None:
     if kind == EventKind.TEMPLATE_UPDATE:
         return announcement(data) or f"template {data.name}" + (f" ({data.language})" if data.language else "") \
             + (f" {data.status}" if data.status else "")
+    if kind == EventKind.CALL:
+        return f"call {data.event}" + (f" {data.status}" if data.status else "") + _to(data.contact.phone)
     if kind == EventKind.SEND:
         return f"send {getattr(data.content, 'name', None) or data.content.type}{_to(data.to.phone)}"
     if kind == EventKind.CANCEL:

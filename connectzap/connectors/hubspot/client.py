@@ -226,6 +226,10 @@ class HubSpotClient:
         return self.sdk.crm.objects.communications.search_api
 
     @cached_property
+    def calls(self) -> Any:
+        return self.sdk.crm.objects.calls.basic_api
+
+    @cached_property
     def notes(self) -> Any:
         return self.sdk.crm.objects.notes.basic_api
 

@@ -21,11 +21,12 @@ from sqlalchemy import select
 
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
-from ...core.models import ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
+from ...core.models import CallActivity, ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
 from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
 from . import webhooks
+from .calls import CallLog
 from .client import HubSpotClient
 from .consent_sync import ConsentMirror
 from .contacts import ContactRef, Contacts
@@ -50,6 +51,7 @@ class HubSpotConnector(Connector):
         self.client = HubSpotClient(self.settings)
         self.contacts = Contacts(self.client, self.settings)
         self.timeline = Timeline(self.client, self.contacts, self.settings)
+        self.call_log = CallLog(self.client, self.contacts, self.timeline._owner)
         self.consent_mirror = ConsentMirror(self.contacts, self.settings)
 
     # --- ingress -------------------------------------------------------------------------
@@ -128,6 +130,10 @@ class HubSpotConnector(Connector):
         entry = self._outbound_entry(status)
         if entry is not None:
             await self.timeline.log(ctx, entry)
+
+    async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
+        if self.settings.timeline:
+            await self.call_log.log(ctx, call)
 
     async def sync_consent_changed(self, change: ConsentChange, ctx: EventContext) -> None:
         await self.consent_mirror.mirror(change, ctx)

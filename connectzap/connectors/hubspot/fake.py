@@ -1,6 +1,6 @@
 """A local stand-in for the few HubSpot CRM endpoints the connector uses (tests, demos).
 
-Point ``api_base_url`` at :attr:`FakeHubSpot.url`. It keeps contacts, communications and notes
+Point ``api_base_url`` at :attr:`FakeHubSpot.url`. It keeps contacts, communications, notes, calls
 in memory, answers searches with EQ filters (OR-ed groups, AND-ed filters), can hide new records
 from search (HubSpot's index lag) and can answer scripted failures first (429, 5xx, 403).
 Request and response shapes follow HubSpot's CRM v3 API reference.
@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-OBJECTS = {"contacts", "communications", "notes"}
+OBJECTS = {"contacts", "communications", "notes", "calls"}
 
 
 @dataclass

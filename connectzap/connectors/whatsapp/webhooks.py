@@ -22,9 +22,10 @@ from pydantic import BaseModel
 from ...core import clock
 from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
-from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, ContactAction, ContactChange, Event,
-                            EventKind, InboundMessage, LocationInfo, MediaInfo, MessageContext, MessageStatus,
-                            ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue, TemplateUpdate)
+from ...core.models import (ApiErrorInfo, CallActivity, Category, ConsentChange, Contact, ContactAction,
+                            ContactChange, Event, EventKind, InboundMessage, LocationInfo, MediaInfo, MessageContext,
+                            MessageStatus, ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue,
+                            TemplateUpdate)
 from ...core.phones import to_e164
 from .errors import EXPLANATIONS, failure_reason, outcome_of
 
@@ -521,6 +522,54 @@ def _limit_update(change: _Change) -> Iterator[Event]:
                 dedupe_key=f"{change.field}:{_digest(change.entry_id, change.entry_time, value)}")
 
 
+# --- calls (field "calls": connect/terminate in calls[], business-initiated call statuses in statuses[])
+
+def _call_party(item: dict[str, Any], change: _Change, customer_side: str) -> Contact:
+    wa_id = _text(item.get(customer_side))
+    user_id = _text(item.get(f"{customer_side}_user_id"))
+    found = change.contact_for(wa_id, user_id)
+    wa_id = wa_id or _text(found.get("wa_id"))
+    user_id = user_id or _text(found.get("user_id"))
+    return Contact(phone=_phone(wa_id), wa_id=wa_id, user_id=user_id,
+                   name=_text(_obj(found.get("profile")).get("name")))
+
+
+def _calls(change: _Change) -> Iterator[Event]:
+    shared_errors = _errors(change.value.get("errors"))
+    for item in _objects(change.value.get("calls")):
+        call_id, event = _text(item.get("id")), _text(item.get("event"))
+        if not call_id or event not in ("connect", "terminate"):
+            log.warning("whatsapp call without an id or a known event ignored")
+            continue
+        direction = _text(item.get("direction"))
+        # The customer is the caller of a user-initiated call and the callee of a business-initiated one.
+        customer_side = "to" if direction == "BUSINESS_INITIATED" else "from"
+        timestamp = _time(item.get("timestamp")) or change.now
+        duration = _number(item.get("duration"))
+        call = CallActivity(call_id=call_id, event=event, timestamp=timestamp,  # type: ignore[arg-type]
+                            contact=_call_party(item, change, customer_side), status=_text(item.get("status")),
+                            direction=direction, business_phone_number_id=change.phone_number_id,
+                            start_time=_time(item.get("start_time")), end_time=_time(item.get("end_time")),
+                            duration_seconds=duration, outbox_id=_text(item.get("biz_opaque_callback_data")),
+                            errors=_errors(item.get("errors")) or shared_errors)
+        yield Event.of(EventKind.CALL, call, source=SOURCE, occurred_at=timestamp,
+                       dedupe_key=f"call:{call_id}:{event}:{call.status or ''}")
+    for item in _objects(change.value.get("statuses")):
+        call_id, status = _text(item.get("id")), _text(item.get("status"))
+        if item.get("type") != "call" or not call_id or not status:
+            continue
+        recipient = _text(item.get("recipient_id"))
+        timestamp = _time(item.get("timestamp")) or change.now
+        call = CallActivity(call_id=call_id, event="status", timestamp=timestamp, status=status,
+                            direction="BUSINESS_INITIATED",
+                            contact=Contact(phone=_phone(recipient), wa_id=recipient,
+                                            user_id=_text(item.get("recipient_user_id"))),
+                            business_phone_number_id=change.phone_number_id,
+                            outbox_id=_text(item.get("biz_opaque_callback_data")), errors=_errors(item.get("errors")))
+        yield Event.of(EventKind.CALL, call, source=SOURCE, occurred_at=timestamp,
+                       dedupe_key=f"call:{call_id}:status:{status}")
+
+
 # --- volume-based pricing tiers (account_update, since October 2025) -------------------------
 
 PRICING_TIER_UPDATE = "VOLUME_BASED_PRICING_TIER_UPDATE"
@@ -552,4 +601,5 @@ _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,
     "account_update": _account_update,
+    "calls": _calls,
 }
