@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from hubspot_support import hubspot_config
 
-from connectzap import hookimpl
+from connectzap import Outgoing, TextContent, hookimpl
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.connectors.whatsapp import webhooks
+from connectzap.core import clock
 from connectzap.core.worker import Worker
 from connectzap.testing import registered_plugin
 
@@ -68,3 +69,16 @@ async def test_calls_are_journaled_even_without_any_listener(make):
     await Worker(app).run_until_idle()
     [event] = app.events(kind="call")
     assert event.status == "done" and event.dedupe_key.endswith(":status:RINGING")
+
+
+async def test_a_customers_call_opens_the_24_hour_window_and_a_business_call_does_not(make):
+    app = make()
+    # a business-initiated call ringing the customer: no window
+    webhook(app, "call_status")
+    await Worker(app).run_until_idle()
+    assert app.send(Outgoing(to=PHONE, content=TextContent(body="Sorry we missed you"))).reason == "window_closed"
+    with clock.use_clock(lambda: 1750600000.0 + 3600):  # an hour after the customer called (the fixture's time)
+        webhook(app, "call_connect")
+        await Worker(app).run_until_idle()
+        reply = app.send(Outgoing(to=PHONE, content=TextContent(body="Sorry we missed you")))
+    assert reply.status == "queued"

@@ -15,8 +15,8 @@ from . import consent as ledger
 from . import gate, identities, logs, reachability, templates, windows
 from .idempotency import scoped_key
 from .messages import Outgoing
-from .models import (SENT_FROM_BUSINESS_APP, CancelRequest, Category, ConsentChange, DeliveryOutcome, Event,
-                     EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
+from .models import (SENT_FROM_BUSINESS_APP, CallActivity, CancelRequest, Category, ConsentChange, DeliveryOutcome,
+                     Event, EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
 from .store import journal, outbox
 from .store.database import Database
 
@@ -71,6 +71,14 @@ class Bookkeeping:
                 if key is not None:
                     windows.open_window(self.db, conn, key, message.timestamp.timestamp(),
                                         message.business_phone_number_id)
+        elif kind == EventKind.CALL:
+            call = CallActivity.model_validate(event.data)
+            # A customer calling us opens or refreshes the 24-hour window, as a message does (Meta's
+            # customer service window: "when a WhatsApp user messages you or calls you").
+            if call.event == "connect" and call.direction == "USER_INITIATED":
+                key = identities.observe(self.db, conn, self.secret, call.contact.phone, call.contact.user_id)
+                if key is not None:
+                    windows.open_window(self.db, conn, key, call.timestamp.timestamp(), call.business_phone_number_id)
         elif kind == EventKind.MESSAGE_STATUS:
             status = MessageStatus.model_validate(event.data)
             if status.sent_from == SENT_FROM_BUSINESS_APP:
