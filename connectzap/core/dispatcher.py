@@ -57,6 +57,11 @@ class _Delivery:
     result: Any = None
     error: Exception | None = None
 
+    def leaves_nothing_to_see(self) -> bool:
+        """Succeeded without proposing a send, writing plugin state or changing consent: nothing another
+        event's hooks could read (its notes only explain it, in its own delivery's result)."""
+        return self.error is None and not (self.proposals or self.state or self.consent_changes)
+
 
 def _waves(claimed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Claimed rows in waves: the n-th wave holds the n-th event (in journal order) of every
@@ -128,12 +133,24 @@ class Dispatcher:
         if prepared is None:
             prepared = await asyncio.to_thread(self._prepare, rows)
         plans, outcome = prepared
+        quiet: list[_Plan] = []
+        quiet_outcomes: list[_Delivery] = []
         for plan in plans:
             if not plan.due:
                 continue  # settled when it was prepared
             outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
+            if all(o.leaves_nothing_to_see() for o in outcomes) and all(t.hook for t, _ in plan.due):
+                # Nothing the next event's hooks could see (no send, state or consent change): its
+                # outcome is committed with the rest of the wave, one transaction for all of them
+                # (the commonest case: an inbound message no plugin acts on). Connector methods
+                # (writes to a CRM) still commit one event at a time, so a crash repeats at most one.
+                quiet.append(plan)
+                quiet_outcomes += outcomes
+                continue
             # Committed before the next event runs: its hooks must see this one's state and sends.
             outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
+        if quiet:
+            outcome |= await asyncio.to_thread(self._conclude, quiet, quiet_outcomes)
         return outcome
 
     async def _keep_leases(self, held: set[int]) -> None:

@@ -1,0 +1,103 @@
+"""How many transactions dispatching takes: hooks that leave nothing behind share one commit per wave;
+a hook that proposes a send or writes state is committed before the next event runs, so the next
+event's hooks see it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
+from connectzap.core.plugins import pm
+from connectzap.core.store.schema import events
+from connectzap.core.worker import Worker
+from connectzap.testing import seed_template
+
+EVENTS = 12
+
+
+class Watching:
+    """Does nothing for most orders; for order ``act_on`` it writes state and proposes a message.
+    Records what each call saw in the state, to prove the write was committed before the next event."""
+
+    def __init__(self, act_on: str | None) -> None:
+        self.act_on = act_on
+        self.seen: dict[str, Any] = {}
+
+    @hookimpl
+    def on_order_created(self, order: Order, ctx: Any) -> None:
+        self.seen[order.id] = ctx.state.get("marked")
+        if order.id == self.act_on:
+            ctx.state.set("marked", order.id)
+            assert order.customer is not None
+            ctx.send(order.customer, TemplateContent(name="confirm", language="en", body=[order.id]))
+
+
+@pytest.fixture
+def watching(request: pytest.FixtureRequest) -> Iterator[Watching]:
+    plugin = Watching(getattr(request, "param", None))
+    pm.register(plugin, name="watching")
+    yield plugin
+    pm.unregister(name="watching")
+
+
+def orders(app: Connectzap) -> list[int]:
+    seed_template(app, "confirm", "Order {{1}} confirmed")
+    batch = []
+    for n in range(EVENTS):
+        phone = f"+49151{20000000 + n}"  # one contact each: every event has its own ordering key, one wave
+        app.set_consent(ConsentChange(phone=phone, category=Category.UTILITY, granted=True, source="t", proof="box"))
+        batch.append(Event(kind=EventKind.ORDER_CREATED, source="shop", dedupe_key=f"order-{n}",
+                           data={"id": str(n), "status": "processing", "customer": {"phone": phone}}))
+    return [j.event_id for j in app.ingest(batch)]
+
+
+def statuses(app: Connectzap, ids: list[int]) -> set[str]:
+    with app.db.read() as conn:
+        return set(conn.execute(select(events.c.status).where(events.c.id.in_(ids))).scalars())
+
+
+def commits_while(app: Connectzap, work: Any) -> int:
+    count = 0
+
+    def counted(_conn: Any) -> None:
+        nonlocal count
+        count += 1
+
+    sa_event.listen(app.db.engine, "commit", counted)
+    try:
+        work()
+    finally:
+        sa_event.remove(app.db.engine, "commit", counted)
+    return count
+
+
+def dispatch(app: Connectzap) -> int:
+    import asyncio
+    return asyncio.run(Worker(app).dispatch_once())
+
+
+def test_hooks_that_leave_nothing_share_one_commit_per_wave(make: Any, watching: Watching) -> None:
+    app = make()
+    ids = orders(app)
+    commits = commits_while(app, lambda: dispatch(app))
+    # claim, prepare (deliveries + the core's bookkeeping), one commit for the wave's outcomes:
+    # not one per event
+    assert commits <= 4, commits
+    assert statuses(app, ids) == {"done"}
+
+
+@pytest.mark.parametrize("watching", ["0"], indirect=True)
+def test_a_hook_that_writes_is_committed_before_the_next_event_runs(make: Any, watching: Watching) -> None:
+    app = make()
+    ids = orders(app)
+    commits = commits_while(app, lambda: dispatch(app))
+    assert commits >= 4  # order 0's outcome has its own commit, before the rest of the wave's
+    # every later order's hook saw what order 0's wrote
+    assert watching.seen == {"0": None, **{str(n): "0" for n in range(1, EVENTS)}}
+    assert len(app.channel.sent()) == 0  # proposals are queued, not sent, by the dispatcher
+    assert statuses(app, ids) == {"done"}
