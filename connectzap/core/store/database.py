@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,11 +37,12 @@ class FairLock:
     claims starve until it is done. Handing the lock over in order lets them interleave.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, between_processes: ProcessLock | None = None) -> None:
         self._mutex = threading.Lock()
         self._queue: deque[tuple[int, threading.Lock]] = deque()
         self._owner: int | None = None
         self._depth = 0
+        self._processes = between_processes
 
     def __enter__(self) -> None:
         me = threading.get_ident()
@@ -45,24 +52,61 @@ class FairLock:
                 return
             if self._owner is None:
                 self._owner, self._depth = me, 1
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            self._queue.append((me, turn))
-        turn.acquire()  # released by the holder before us once we own the lock
+                turn = None
+            else:
+                turn = threading.Lock()
+                turn.acquire()
+                self._queue.append((me, turn))
+        if turn is not None:
+            turn.acquire()  # released by the holder before us once we own the lock
+        if self._processes is not None:  # then take our process's turn among the others
+            try:
+                self._processes.acquire()
+            except BaseException:
+                with self._mutex:
+                    self._depth = 0
+                    self._hand_over()
+                raise
 
     def __exit__(self, *exc: object) -> None:
         with self._mutex:
             self._depth -= 1
             if self._depth:
                 return
-            if self._queue:
-                # Handed over directly, so a thread that asks again at once cannot slip in first.
-                self._owner, turn = self._queue.popleft()
-                self._depth = 1
-                turn.release()
-            else:
-                self._owner = None
+            if self._processes is not None:
+                self._processes.release()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """To the next thread in line, or free (called with the mutex held)."""
+        if self._queue:
+            # Handed over directly, so a thread that asks again at once cannot slip in first.
+            self._owner, turn = self._queue.popleft()
+            self._depth = 1
+            turn.release()
+        else:
+            self._owner = None
+
+
+class ProcessLock:
+    """An exclusive ``flock`` on a file next to the SQLite database, held by the process whose
+    thread holds the :class:`FairLock`: writers in other processes (``serve``'s edge and workers)
+    wait in the kernel and are woken when it is released. Without it they meet SQLite's busy
+    handler, which polls by sleeping (up to 100 ms a time): the edge's journal writer then waited
+    whole sleeps behind a worker's short transactions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 class Database:
@@ -98,13 +142,22 @@ class Database:
             raise ConfigurationError("database.url must be a sqlite:/// or postgresql:// URL")
         self.dialect = self.engine.dialect.name
         self.is_sqlite = self.dialect == "sqlite"
-        self._writers = FairLock() if self.is_sqlite else None
+        self._writers = FairLock(self._process_lock(url)) if self.is_sqlite else None
 
     @staticmethod
     def _prepare_sqlite_path(url: str) -> None:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _process_lock(url: str) -> ProcessLock | None:
+        """Writers of a database file take turns across processes too; an in-memory database has
+        only this process (and a ``file:`` URI is left to SQLite alone)."""
+        path = url.split(":///", 1)[-1]
+        if not path or path == ":memory:" or path.startswith("file:") or fcntl is None:
+            return None
+        return ProcessLock(Path(path).with_name(Path(path).name + "-writer"))
 
     @staticmethod
     def _sqlite_setup(engine: Engine) -> None:
@@ -173,8 +226,8 @@ class Database:
 
     def writing(self) -> FairLock | nullcontext[None]:
         """Held around every write transaction on SQLite: this process's writers take turns in
-        the order they asked (:class:`FairLock`). Writers in other processes still meet SQLite's
-        busy handler; PostgreSQL, which needs none of this, is the choice for several processes."""
+        the order they asked (:class:`FairLock`), and the processes on one file take turns through
+        a file lock (:class:`ProcessLock`); PostgreSQL needs none of this."""
         return self._writers if self._writers is not None else nullcontext()
 
     @contextmanager
