@@ -25,7 +25,7 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             TextContent, TextParam)
 from .core.models import (CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
                           ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead,
-                          MessageStatus, Order, OrderItem, StatusValue, TemplateInfo, TemplateUpdate)
+                          MessageStatus, Order, OrderItem, PastMessage, StatusValue, TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
@@ -42,7 +42,7 @@ __all__ = [
     "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "InvalidRecipientError",
     "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",
     "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend",
-    "Outgoing", "PacedError", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",
+    "Outgoing", "PacedError", "PastMessage", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",
     "ProductListContent", "ProductSection", "ReactionContent", "RefusedError", "ReplyButton",
     "RequestContactInfoContent",
     "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings", "SignatureError",

@@ -199,6 +199,20 @@ async def test_hook_on_call(fake_app):
     assert seen.calls == [("on_call", {"event": "terminate", "seconds": 120})]
 
 
+async def test_hook_on_past_message(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_past_message(self, message, ctx):
+            seen.calls.append(("on_past_message", {"direction": message.direction, "text": message.text}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("past_message", text="old chat")])
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_past_message", {"direction": "inbound", "text": "old chat"})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap import Connector, hookimpl
+from connectzap import Connector, Outgoing, TextContent, hookimpl
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.connectors.whatsapp.webhooks import parse_body
@@ -233,6 +233,60 @@ async def test_contact_changes_reach_hooks_and_crm_connectors_once_and_nothing_i
     assert AddressBookCrm.received == [(CUSTOMER, "saved"), ("+16505559876", "removed")]
     assert app.messages() == [] and app.channel.sent() == []
     assert found_at(app.db.url, ["Pablo", "16505551234", "16505559876"]) == []
+
+
+# --- history: the chat history shared at onboarding, opt-in ------------------------------------------
+
+HISTORY_TEXTS = ["Do you have a table for four on Friday?", "Yes, at 8 pm. Shall I book it?"]
+
+
+def test_history_is_dropped_unread_unless_it_is_turned_on():
+    assert parse_body(body_of("history")) == []
+    events = parse_body(body_of("history"), history=True)
+    past = [e.payload() for e in events]
+    assert [(m.direction, m.type, m.text, m.status) for m in past] == [
+        ("inbound", "text", HISTORY_TEXTS[0], "READ"), ("outbound", "text", HISTORY_TEXTS[1], "DELIVERED"),
+        ("inbound", "media_placeholder", None, "READ")]
+    assert {m.contact.phone for m in past} == {CUSTOMER} and {e.kind for e in events} == {"past_message"}
+    assert len({e.ordering_key for e in events}) == 1 and "1650555" not in (events[0].ordering_key or "")
+
+
+def test_declined_history_yields_nothing():
+    assert parse_body(body_of("history_declined"), history=True) == []
+
+
+def history_app(make: Any, crm: FakeHubSpot, *, on: bool) -> Any:
+    return make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v", "coexistence_history": on},
+                            "hubspot": hubspot_config(crm.url)},
+                sandbox={"quiet": True, "simulate_statuses": False})
+
+
+async def test_history_on_goes_to_the_crm_timeline_opens_no_window_and_is_not_kept(make):
+    with FakeHubSpot() as crm:
+        ana = crm.add_contact({"firstname": "Ana", "mobilephone": CUSTOMER})
+        app = history_app(make, crm, on=True)
+        assert deliver(app, body_of("history")).body == {"received": 3, "duplicates": 0}
+        worker = Worker(app)
+        await worker.run_until_idle()
+        bodies = [c["properties"]["hs_communication_body"] for c in crm.objects("communications")]
+        assert len(bodies) == 3 and all(a[2] == ana for a in crm.associations)
+        assert "received" in bodies[0] and HISTORY_TEXTS[0] in bodies[0]
+        assert "sent" in bodies[1] and HISTORY_TEXTS[1] in bodies[1]
+        refused = app.send(Outgoing(to=CUSTOMER, content=TextContent(body="Hello again")))
+        assert refused.reason == "window_closed"  # a message from the past opens no window
+        worker.housekeeping()
+        assert found_at(app.db.url, [*HISTORY_TEXTS, CUSTOMER, CUSTOMER.lstrip("+")]) == []
+        assert app.channel.sent() == []
+
+
+async def test_history_off_is_acknowledged_and_nothing_is_journaled(make):
+    with FakeHubSpot() as crm:
+        crm.add_contact({"firstname": "Ana", "mobilephone": CUSTOMER})
+        app = history_app(make, crm, on=False)
+        assert deliver(app, body_of("history")).status == 200
+        await Worker(app).run_until_idle()
+        assert crm.objects("communications") == []
+        assert found_at(app.db.url, [*HISTORY_TEXTS, CUSTOMER.lstrip("+")]) == []
 
 
 # --- property: any echo list parses to valid events or to nothing, never to a crash ----------------

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from .channel import Channel
 from .plugin_settings import TemplateUse
 from .models import (CallActivity, ConsentChange, ContactChange, Event, EventKind, InboundMessage, Lead, MessageStatus,
-                     Order)
+                     Order, PastMessage)
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -159,6 +159,10 @@ class Connector:
     async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
         """Log a WhatsApp call step (connected, rang, ended) as call activity in the external system."""
 
+    async def sync_past_message(self, message: PastMessage, ctx: EventContext) -> None:
+        """Log a message of the chat history a coexistence number shared at onboarding (a past
+        conversation entry, for a timeline)."""
+
     # --- sending (optional) -----------------------------------------------------------
 
     def make_channel(self) -> Channel | None:
@@ -190,7 +194,7 @@ class Connector:
                              ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
                              ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
                              ("contact_changed", "sync_contact_changed"),
-                             ("call", "sync_call")):
+                             ("call", "sync_call"), ("past_message", "sync_past_message")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .context import EventContext
     from .messages import Outgoing
     from .models import (CallActivity, ConsentChange, ContactChange, InboundMessage, Lead, MessageStatus, Order,
-                         TemplateUpdate)
+                         PastMessage, TemplateUpdate)
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -170,6 +170,22 @@ def on_call(call: CallActivity, ctx: EventContext) -> Outgoing | list[Outgoing] 
 
 
 @hookspec
+def on_past_message(message: PastMessage, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A message of the chat history a coexistence number shared at onboarding (the WhatsApp
+    Business app's last 180 days), when ``coexistence_history`` is on in ``[connectors.whatsapp]``.
+
+    History, not a conversation: it opened no 24-hour window, and replying to it would write to
+    customers about old chats. It is for logging (a CRM timeline); connectzap keeps none of it once
+    it is dispatched. Chunks may arrive out of order, so entries may too.
+
+    :param message: ``wamid``, ``direction`` (``inbound``/``outbound``), ``contact``, ``timestamp``,
+        ``type``, ``text``, the app's last ``status``.
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``); normally none.
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -214,6 +230,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "template_update": ("on_template_update", "update"),
     "contact_changed": ("on_contact_changed", "change"),
     "call": ("on_call", "call"),
+    "past_message": ("on_past_message", "message"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

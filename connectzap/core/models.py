@@ -290,6 +290,26 @@ class MessageStatus(Model):
         return to_e164(value) if value else None
 
 
+class PastMessage(Model):
+    """A message from before connectzap handled the number: the WhatsApp Business app's chat history
+    that a coexistence number shares once, at onboarding (Meta's ``history`` webhook, up to 180 days
+    back). Not a conversation to answer: it opens no window and no automation should reply to it.
+
+    ``direction`` is ``inbound`` (the customer wrote) or ``outbound`` (the business did);
+    ``contact`` is the customer either way. ``text`` is the text or the caption, when there is one.
+    ``status`` is the message's last status as the app knew it (``delivered``, ``read``...).
+    """
+
+    wamid: str
+    direction: Literal["inbound", "outbound"]
+    contact: Contact
+    timestamp: datetime
+    type: str
+    text: str | None = None
+    status: str | None = None
+    business_phone_number_id: str | None = None
+
+
 class ContactAction(StrEnum):
     """What happened to a contact in the business's own address book."""
 
@@ -465,6 +485,7 @@ class EventKind(StrEnum):
     TEMPLATE_UPDATE = "template_update"
     CONTACT_CHANGED = "contact_changed"
     CALL = "call"
+    PAST_MESSAGE = "past_message"
     SEND = "send"
     CANCEL = "cancel"
     RESOLVE = "resolve"
@@ -532,7 +553,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
     EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
     EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
-    EventKind.CONTACT_CHANGED: ContactChange,
+    EventKind.CONTACT_CHANGED: ContactChange, EventKind.PAST_MESSAGE: PastMessage,
     EventKind.CALL: CallActivity,
     EventKind.CANCEL: CancelRequest,
 }

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
-from ...core.models import CallActivity, ConsentChange, Event, EventKind, InboundMessage, MessageStatus, StatusValue
+from ...core.models import (CallActivity, ConsentChange, Event, EventKind, InboundMessage, MessageStatus, PastMessage,
+                             StatusValue)
 from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
@@ -121,6 +122,19 @@ class HubSpotConnector(Connector):
         return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
                      text=describe_content(status.content), at=status.timestamp, user_id=status.recipient_user_id)
 
+    def _past_entry(self, message: PastMessage) -> Entry | None:
+        # the coexistence chat history: logged like the live conversation, once per wamid
+        if not self.settings.timeline or not message.contact.phone:
+            return None
+        text = message.text or f"[{message.type}]"
+        return Entry(wamid=message.wamid, phone=message.contact.phone, direction=message.direction, text=text,
+                     at=message.timestamp)
+
+    async def sync_past_message(self, message: PastMessage, ctx: EventContext) -> None:
+        entry = self._past_entry(message)
+        if entry is not None:
+            await self.timeline.log(ctx, entry)
+
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
         entry = self._inbound_entry(message)
         if entry is not None:
@@ -160,7 +174,8 @@ class HubSpotConnector(Connector):
             return [*calls, OutboundCall("PATCH", self._url(f"contacts/{contact.id}"), {"properties": planned[0]},
                                          note="mirror the consent ledger to the contact's properties")]
         entry = self._inbound_entry(payload) if kind == EventKind.INBOUND_MESSAGE.value \
-            else self._outbound_entry(payload) if kind == EventKind.MESSAGE_STATUS.value else None
+            else self._outbound_entry(payload) if kind == EventKind.MESSAGE_STATUS.value \
+            else self._past_entry(payload) if kind == EventKind.PAST_MESSAGE.value else None
         if entry is None or ctx.state.get(self.timeline.keys(ctx, entry)[0]):
             return []
         contact, calls = self._rehearse_find(ctx, entry.phone, entry.name, entry.user_id)

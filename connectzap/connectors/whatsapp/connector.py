@@ -72,7 +72,8 @@ class WhatsAppConnector(Connector):
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         return webhooks.parse_body(request.body, own_numbers=self.own_numbers,
-                                   key_of=lambda e164: contact_key(e164, self.app.secret))
+                                   key_of=lambda e164: contact_key(e164, self.app.secret),
+                                   history=self.settings.coexistence_history)
 
     # --- Meta's messaging limit -----------------------------------------------------------------
 

@@ -39,6 +39,11 @@ class WhatsAppSettings(ConnectorSettings):
     messaging_limit_refresh_minutes: float = Field(default=60.0, ge=0)
     """With ``daily_unique_recipients`` unset, the workers read the messaging limit from the phone
     number's Graph fields when they start and again this often (0: at start only)."""
+    coexistence_history: bool = False
+    """Forward the chat history a coexistence number shares at onboarding (Meta's ``history``
+    webhook: up to 180 days of WhatsApp Business app chats) to hooks and CRM connectors as past
+    messages (``on_past_message``, ``sync_past_message``). Off: those webhooks are acknowledged and
+    nothing of them is journaled. Either way connectzap keeps no history once dispatched."""
     transport: str = "aiohttp"
     """HTTP transport under httpx: "aiohttp" (httpx-aiohttp) or "httpx" (httpx's own)."""
 

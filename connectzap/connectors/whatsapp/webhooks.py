@@ -24,7 +24,7 @@ from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.models import (ApiErrorInfo, CallActivity, Category, ConsentChange, Contact, ContactAction,
                             ContactChange, Event, EventKind, InboundMessage, LocationInfo, MediaInfo, MessageContext,
-                            MessageStatus, ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue,
+                            MessageStatus, PastMessage, ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue,
                             TemplateUpdate)
 from ...core.phones import to_e164
 from .errors import EXPLANATIONS, failure_reason, outcome_of
@@ -129,20 +129,24 @@ def load(body: bytes) -> dict[str, Any]:
 
 
 def parse_body(body: bytes, *, own_numbers: frozenset[str] = frozenset(),
-               received_at: datetime | None = None, key_of: Callable[[str], str] | None = None) -> list[Event]:
+               received_at: datetime | None = None, key_of: Callable[[str], str] | None = None,
+               history: bool = False) -> list[Event]:
     """Every event in a webhook body, in the order Meta listed them.
 
     ``own_numbers``: when not empty, a change for any other ``phone_number_id`` is refused
     (it was meant for another installation). ``received_at`` stands in for missing timestamps.
     ``key_of``: the keyed hash of an E.164 number (the engine's ``contact_key``); dedupe keys,
-    which are never erased, name a contact by it rather than by number.
+    which are never erased, name a contact by it rather than by number. ``history``: turn the
+    chat history a coexistence number shares (the ``history`` field) into events; off, it is
+    acknowledged and dropped unread.
     """
     document = load(body)
     now = received_at or clock.utcnow()
     events: list[Event] = []
     for entry in _objects(document["entry"]):
         for change in _objects(entry.get("changes")):
-            handler = _HANDLERS.get(_text(change.get("field")) or "")
+            field = _text(change.get("field")) or ""
+            handler = _HANDLERS.get(field) if history or field != "history" else None
             if handler is None:
                 continue  # fields we do not act on (account_update, calls, ...) are acknowledged
             value = _obj(change.get("value"))
@@ -406,6 +410,39 @@ def _app_state_sync(change: _Change) -> Iterator[Event]:
                        dedupe_key=f"state_sync:{who}:{action.value}:{this}")
 
 
+def _past_messages(change: _Change) -> Iterator[Event]:
+    """``history``: the WhatsApp Business app's chat history, shared once at onboarding (threads of
+    messages, in chunks that may arrive in any order). Each message becomes a ``past_message``; a
+    business that declined to share sends ``errors`` instead, which are logged."""
+    business = _phone(_text(_obj(change.value.get("metadata")).get("display_phone_number")))
+    for chunk in _objects(change.value.get("history")):
+        for error in _errors(chunk.get("errors")):
+            log.info("whatsapp history not shared: %s %s", error.code, error.title or error.message or "")
+        for thread in _objects(chunk.get("threads")):
+            customer_wa_id = _text(thread.get("id"))
+            customer = _phone(customer_wa_id)
+            if customer is None:
+                log.warning("whatsapp history thread without a usable customer number ignored")
+                continue
+            who = change.key_of(customer)
+            for msg in _objects(thread.get("messages")):
+                wamid = _text(msg.get("id"))
+                if not wamid:
+                    continue
+                # Meta names the receiver ("to") only on what the business sent
+                sender = _phone(_text(msg.get("from")))
+                outbound = "to" in msg or (business is not None and sender == business)
+                kind = _text(msg.get("type")) or "unknown"
+                timestamp = _time(msg.get("timestamp")) or change.now
+                past = PastMessage(wamid=wamid, direction="outbound" if outbound else "inbound",
+                                   contact=Contact(phone=customer, wa_id=customer_wa_id), timestamp=timestamp,
+                                   type=kind, text=_message_fields(kind, msg).get("text"),
+                                   status=_text(_obj(msg.get("history_context")).get("status")),
+                                   business_phone_number_id=change.phone_number_id)
+                yield Event.of(EventKind.PAST_MESSAGE, past, source=SOURCE, dedupe_key=f"history:{wamid}",
+                               ordering_key=f"contact:{who}", occurred_at=timestamp)
+
+
 # --- marketing preferences ------------------------------------------------------------------
 
 _PREFERENCE_GRANTS = {"stop": False, "resume": True}
@@ -597,6 +634,7 @@ _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "messages": _messages_field,
     "smb_message_echoes": _message_echoes,
     "smb_app_state_sync": _app_state_sync,
+    "history": _past_messages,
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,
