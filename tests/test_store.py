@@ -270,3 +270,38 @@ def test_migration_0006_clears_the_empty_error_texts_of_old_events(app: Connectz
         now = dict(conn.execute(select(events.c.dedupe_key, events.c.last_error)).all())
     assert now == {"old-done": None, "old-pending": None, "failed": "b: RuntimeError: down",
                    "dead": "a: ValueError: bad", "new-done": None}
+
+
+def test_housekeeping_erases_expired_payloads_by_index_not_by_scanning_every_row(app: Connectzap) -> None:
+    """Migration 0009: the erasure every worker runs every few seconds finds the rows to erase
+    through a partial index on ``erase_after``, in the journal and in the outbox; downgrading drops
+    the indexes and the next start brings them back."""
+    from sqlalchemy import event as sql_events
+
+    from connectzap.core.store import journal, outbox as outbox_store
+
+    def indexed() -> set[str]:
+        found = inspect(app.db.engine)
+        return {ix["name"] for table in ("events", "outbox") for ix in found.get_indexes(table)
+                if ix["name"] in ("ix_events_erase", "ix_outbox_erase")}
+
+    assert indexed() == {"ix_events_erase", "ix_outbox_erase"}
+    if app.db.is_sqlite:
+        sent: list[tuple[str, Any]] = []
+        with app.db.engine.connect() as conn:
+            def listener(*args: Any) -> None:
+                if args[2].startswith("UPDATE"):  # the erasures (not the transaction's own statements)
+                    sent.append((args[2], args[3]))
+
+            sql_events.listen(app.db.engine, "before_cursor_execute", listener)
+            journal.erase_expired(conn)
+            outbox_store.erase_expired(conn)
+            sql_events.remove(app.db.engine, "before_cursor_execute", listener)
+            plans = [" ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                       params).all())
+                     for statement, params in sent]
+        assert len(plans) == 2 and "INDEX ix_events_erase" in plans[0] and "INDEX ix_outbox_erase" in plans[1], plans
+    downgrade(app, "0008")
+    assert indexed() == set()
+    app.db.migrate()
+    assert indexed() == {"ix_events_erase", "ix_outbox_erase"}

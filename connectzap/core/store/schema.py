@@ -36,6 +36,9 @@ events = Table(
     # Claims ask "is an older event of this key still pending?": only pending rows matter.
     Index("ix_events_ordering", "ordering_key", "id", postgresql_where=text("status = 'pending'"),
           sqlite_where=text("status = 'pending'")),
+    # Housekeeping erases expired payloads every few seconds: only rows still to erase are indexed.
+    Index("ix_events_erase", "erase_after", postgresql_where=text("erase_after IS NOT NULL"),
+          sqlite_where=text("erase_after IS NOT NULL")),
 )
 
 deliveries = Table(
@@ -95,6 +98,8 @@ outbox = Table(
     Index("ix_outbox_cancel", "cancel_key"),
     Index("ix_outbox_contact", "contact_key"),
     Index("ix_outbox_event", "source_event_id"),
+    Index("ix_outbox_erase", "erase_after", postgresql_where=text("erase_after IS NOT NULL"),
+          sqlite_where=text("erase_after IS NOT NULL")),
 )
 
 consents = Table(
