@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from connectzap import Connector, Outgoing, TextContent, hookimpl
 from connectzap.connectors.hubspot.fake import FakeHubSpot
+import test_whatsapp_pacer as pacing
+from connectzap.connectors.whatsapp.pacer import Pacer
+from connectzap.connectors.whatsapp.settings import WhatsAppSettings
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress
@@ -287,6 +290,41 @@ async def test_history_off_is_acknowledged_and_nothing_is_journaled(make):
         await Worker(app).run_until_idle()
         assert crm.objects("communications") == []
         assert found_at(app.db.url, [*HISTORY_TEXTS, CUSTOMER.lstrip("+")]) == []
+
+
+# --- throughput: a coexistence number is paced at Meta's fixed 20 messages per second ----------------
+
+def gaps(slots: list[float]) -> list[float]:
+    ordered = sorted(slots)
+    return [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+
+
+def test_a_configured_coexistence_number_is_paced_at_20_per_second_whatever_the_setting(app):
+    assert PNID == pacing.NUMBER  # the number the pacing helpers ask for
+    paced = pacing.pacer(app.db, messages_per_second=1000.0, coexistence_numbers=frozenset({PNID}))
+    assert min(gaps(pacing.decide(paced, [pacing.ask(n) for n in range(10)]))) == pytest.approx(1 / 20, abs=1e-6)
+    other = pacing.pacer(app.db, messages_per_second=1000.0, coexistence_numbers=frozenset({"another-number"}))
+    slots = pacing.decide(other, [pacing.ask(n) for n in range(10, 20)])
+    assert min(gaps(slots)) == pytest.approx(1 / 1000, abs=1e-6)  # every other number keeps its own rate
+    slower = pacing.pacer(app.db, messages_per_second=5.0, coexistence_numbers=frozenset({"another-number"}))
+    assert slower.interval_for("another-number") == pytest.approx(1 / 5)  # a lower configured rate stays
+
+
+async def test_a_number_seen_in_a_coexistence_webhook_is_paced_at_20_per_second(make):
+    app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"}},
+               sandbox={"quiet": True, "simulate_statuses": False})
+    before = pacing.pacer(app.db, messages_per_second=1000.0)
+    assert min(gaps(pacing.decide(before, [pacing.ask(n) for n in range(5)]))) == pytest.approx(1 / 1000, abs=1e-6)
+    deliver(app, body_of("echo_text"))
+    after = pacing.pacer(app.db, messages_per_second=1000.0)  # any process, reading the database
+    assert min(gaps(pacing.decide(after, [pacing.ask(n) for n in range(5, 15)]))) == pytest.approx(1 / 20, abs=1e-6)
+    assert after.interval_for("106540352242999") == pytest.approx(1 / 1000)
+
+
+def test_the_coexistence_numbers_setting_reaches_the_pacer(app):
+    settings = WhatsAppSettings(coexistence_numbers=[PNID], phone_number_id=PNID, messages_per_second=80)
+    assert Pacer.from_settings(app.db, settings).interval_for(PNID) == pytest.approx(1 / 20)
+    assert Pacer.from_settings(app.db, settings).interval_for("another") == pytest.approx(1 / 80)
 
 
 # --- property: any echo list parses to valid events or to nothing, never to a crash ----------------

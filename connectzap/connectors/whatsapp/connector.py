@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,12 +23,13 @@ from ...core.models import Event, EventKind
 from ...core.phones import contact_key
 from ...core.store.schema import events
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
-from . import limits, webhooks
+from . import limits, pacer, webhooks
 from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
 from .signatures import verify_meta
 
 if TYPE_CHECKING:
+    from ...core.app import Connectzap
     from ...core.channel import Channel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -43,6 +45,11 @@ class WhatsAppConnector(Connector):
     payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.LimitNotice}
 
     settings: WhatsAppSettings
+    _coexistence_seen: set[str]
+
+    def __init__(self, settings: WhatsAppSettings, app: Connectzap) -> None:
+        super().__init__(settings, app)
+        self._coexistence_seen = set(self.settings.coexistence_numbers)  # already paced as such
 
     @property
     def own_numbers(self) -> frozenset[str]:
@@ -71,9 +78,18 @@ class WhatsAppConnector(Connector):
         verify_meta(request.body, request.header(SIGNATURE_HEADER), secrets)
 
     def parse(self, request: WebhookRequest) -> list[Event]:
-        return webhooks.parse_body(request.body, own_numbers=self.own_numbers,
-                                   key_of=lambda e164: contact_key(e164, self.app.secret),
-                                   history=self.settings.coexistence_history)
+        events = webhooks.parse_body(request.body, own_numbers=self.own_numbers,
+                                     key_of=lambda e164: contact_key(e164, self.app.secret),
+                                     history=self.settings.coexistence_history)
+        self._note_coexistence(events)
+        return events
+
+    def _note_coexistence(self, events: list[Event]) -> None:
+        """A coexistence webhook names a number that is also in the WhatsApp Business app: the pacer
+        (in every worker) holds it to Meta's 20 messages per second from then on."""
+        for number in webhooks.coexistence_numbers(events) - self._coexistence_seen:
+            pacer.record_coexistence(self.app.db, number, time.time())
+            self._coexistence_seen.add(number)
 
     # --- Meta's messaging limit -----------------------------------------------------------------
 

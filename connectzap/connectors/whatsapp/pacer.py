@@ -3,8 +3,10 @@
 Three limits (``shared/research/whatsapp.md`` section 3):
 
 * **Per business number**: at most ``messages_per_second`` (Meta: 80 by default, up to
-  1,000). The database keeps one "next free slot" time per number; a process leases a run of
-  consecutive slots ``1/rate`` apart in one statement and sends each message at its slot, so
+  1,000; a coexistence number -- also used in the WhatsApp Business app -- a fixed 20, applied
+  to the numbers configured as such and to those a coexistence webhook was seen for). The
+  database keeps one "next free slot" time per number; a process leases a run of consecutive
+  slots ``1/rate`` apart in one statement and sends each message at its slot, so
   several processes together never exceed the rate, and 1,000 msg/s is tens of statements a
   second, not a thousand. A little burst credit (``burst_seconds``) lets a sender that idled
   for a moment catch up.
@@ -44,6 +46,25 @@ PREFIX = "wa:"
 LIMIT_PREFIX = "wa-limit:"  # outside PREFIX: the hourly cleanup must not forget what Meta reported
 STARTING_LIMIT = 250
 """The messaging limit assumed until Meta reports one: where every business portfolio starts."""
+COEXISTENCE_PREFIX = "wa-coexistence:"  # outside PREFIX too: kept for as long as the number is
+COEXISTENCE_MESSAGES_PER_SECOND = 20.0
+"""Meta's fixed throughput of a coexistence number (the WhatsApp Business app and the Cloud API)."""
+COEXISTENCE_REFRESH_SECONDS = 60.0
+"""How often a pacer looks again for numbers detected as coexistence by any process."""
+
+
+def record_coexistence(db: Database, number: str, at: float) -> None:
+    """Remember, for every worker, that ``number`` (a phone number id) is a coexistence number: a
+    coexistence webhook (message echoes, app contacts, history) was received for it."""
+    with db.begin() as conn:
+        stmt = db.insert(rate_counters).values(key=f"{COEXISTENCE_PREFIX}{number}", value=1.0, updated_at=at)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+
+
+def detected_coexistence(conn: Any) -> set[str]:
+    """The phone number ids recorded by :func:`record_coexistence`."""
+    keys = conn.execute(select(rate_counters.c.key).where(rate_counters.c.key.like(f"{COEXISTENCE_PREFIX}%")))
+    return {key.removeprefix(COEXISTENCE_PREFIX) for (key,) in keys}
 
 
 def record_limit(db: Database, scope: str, limit: int | None, at: float) -> None:
@@ -86,7 +107,7 @@ class Pacer:
                  pair_spacing_seconds: float = 6.0, pair_cooldown_seconds: float | None = None,
                  daily_unique_recipients: int | None = None, scope: str = "portfolio",
                  burst_seconds: float = 0.1, clock: Callable[[], float] = time.time,
-                 follow_meta: bool = False) -> None:
+                 follow_meta: bool = False, coexistence_numbers: frozenset[str] = frozenset()) -> None:
         self.db = db
         self.clock = clock  # wall time shared with other processes through the database; tests pass their own
         self.default_number = default_number
@@ -103,13 +124,23 @@ class Pacer:
         self._flusher: asyncio.Task[None] | None = None
         self._last_cleanup = 0.0
         self._local_next: dict[str, float] = {}
+        self.coexistence_numbers = coexistence_numbers
+        self._detected: set[str] = set()
+        self._detected_read = -math.inf
 
     @classmethod
     def from_settings(cls, db: Database, settings: Any) -> Pacer:
         return cls(db, default_number=settings.phone_number_id, messages_per_second=settings.messages_per_second,
                    pair_spacing_seconds=settings.pair_spacing_seconds,
                    daily_unique_recipients=settings.daily_unique_recipients, scope=settings.waba_id or "portfolio",
-                   follow_meta=settings.daily_unique_recipients is None)
+                   follow_meta=settings.daily_unique_recipients is None,
+                   coexistence_numbers=frozenset(settings.coexistence_numbers))
+
+    def interval_for(self, number: str) -> float:
+        """The time between two slots of ``number``: never under Meta's 1/20 s for a coexistence number."""
+        if number in self.coexistence_numbers or number in self._detected:
+            return max(self.interval, 1.0 / COEXISTENCE_MESSAGES_PER_SECOND)
+        return self.interval
 
     # --- what the channel calls ---------------------------------------------------------------
 
@@ -126,7 +157,8 @@ class Pacer:
         # to 1.25 times the rate -- not as one burst, and not shifted for good (which would lose rate).
         now = self.clock()
         at = max(slot, self._local_next.get(ask.number, 0.0), now)
-        self._local_next[ask.number] = at + (self.interval if at == slot else self.interval * 0.8)
+        interval = self.interval_for(ask.number)
+        self._local_next[ask.number] = at + (interval if at == slot else interval * 0.8)
         delay = at - now
         if delay > 0:
             await asyncio.sleep(delay)
@@ -177,6 +209,8 @@ class Pacer:
             live.append(i)
         with self.db.begin() as conn:
             t = self.clock()  # after waiting for the database, so slots start from the real now
+            if t - self._detected_read >= COEXISTENCE_REFRESH_SECONDS:
+                self._detected, self._detected_read = detected_coexistence(conn), t
             limit = reported_limit(conn, self.scope) if self.follow_meta else self.daily_limit
             if limit is not None:
                 live = self._budget(conn, t, batch, live, results, limit)
@@ -186,9 +220,10 @@ class Pacer:
             for i in live:
                 by_number.setdefault(batch[i].number, []).append(i)
             for number, indexes in sorted(by_number.items()):
-                start = self._lease(conn, t, number, len(indexes))
+                interval = self.interval_for(number)
+                start = self._lease(conn, t, number, len(indexes), interval)
                 for n, i in enumerate(indexes):
-                    results[i] = start + n * self.interval
+                    results[i] = start + n * interval
             if t - self._last_cleanup > CLEANUP_EVERY:
                 self._last_cleanup = t
                 conn.execute(rate_counters.delete().where(rate_counters.c.key.like(f"{PREFIX}%"),
@@ -200,9 +235,9 @@ class Pacer:
     def _greatest(self, *args: Any) -> Any:
         return func.max(*args) if self.db.is_sqlite else func.greatest(*args)
 
-    def _lease(self, conn: Any, t: float, number: str, n: int) -> float:
-        """Reserve ``n`` consecutive slots for ``number``; return the first slot's time."""
-        span = n * self.interval
+    def _lease(self, conn: Any, t: float, number: str, n: int, interval: float) -> float:
+        """Reserve ``n`` consecutive slots ``interval`` apart for ``number``; return the first slot's time."""
+        span = n * interval
         stmt = self.db.insert(rate_counters).values(key=f"{PREFIX}mps:{number}", value=t + span, updated_at=t)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],

@@ -39,6 +39,11 @@ class WhatsAppSettings(ConnectorSettings):
     messaging_limit_refresh_minutes: float = Field(default=60.0, ge=0)
     """With ``daily_unique_recipients`` unset, the workers read the messaging limit from the phone
     number's Graph fields when they start and again this often (0: at start only)."""
+    coexistence_numbers: list[str] = Field(default_factory=list)
+    """Phone number ids also used in the WhatsApp Business app (coexistence): the pacer keeps them at
+    Meta's fixed 20 messages per second whatever ``messages_per_second`` says. A number is also
+    treated so, without being listed, once a coexistence webhook (message echoes, app contacts,
+    history) arrived for it."""
     coexistence_history: bool = False
     """Forward the chat history a coexistence number shares at onboarding (Meta's ``history``
     webhook: up to 180 days of WhatsApp Business app chats) to hooks and CRM connectors as past

@@ -154,6 +154,19 @@ def parse_body(body: bytes, *, own_numbers: frozenset[str] = frozenset(),
     return events
 
 
+def coexistence_numbers(events: list[Event]) -> set[str]:
+    """The phone number ids that parsed events show to be coexistence numbers: only a number also
+    used in the WhatsApp Business app gets message echoes, app contacts or history."""
+    found = set()
+    for event in events:
+        if event.kind in (EventKind.CONTACT_CHANGED, EventKind.PAST_MESSAGE) \
+                or event.data.get("sent_from") == SENT_FROM_BUSINESS_APP:
+            number = event.data.get("business_phone_number_id")
+            if isinstance(number, str) and number:
+                found.add(number)
+    return found
+
+
 class _Change:
     """One ``entry[].changes[]`` item with what every handler needs from around it."""
 
