@@ -339,3 +339,30 @@ def test_serve_without_configured_keys_uses_one_generated_key(tmp_path):
     assert len(key) >= 32 and [k.get_secret_value() for k in again.api.keys] == [key]
     assert ensure_api_key(Settings(data_dir=tmp_path / "other", api={"keys": [KEY]})) is None
     assert not (tmp_path / "other" / "api-key").exists()
+
+
+# --- scheduled sends --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00-05:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-12:00"])
+async def test_a_not_before_that_cannot_be_stored_is_refused_and_nothing_is_queued(make, when):
+    engine = api_engine(make)
+    seed_template(engine, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed.")
+    async with serving(engine) as client:
+        await grant(client)
+        answer = await client.post("/v1/messages", headers=AUTH, json=template() | {"not_before": when})
+        listed = await client.get("/v1/messages", headers=AUTH)
+    assert answer.status_code == 422 and "not_before" in answer.text
+    assert listed.status_code == 200 and listed.json()["messages"] == []
+
+
+async def test_a_not_before_without_a_zone_is_utc_and_listed_as_it_was_asked(make):
+    engine = api_engine(make)
+    seed_template(engine, "order_confirmation", "Hi {{1}}, order {{2}} is confirmed.")
+    async with serving(engine) as client:
+        await grant(client)
+        answer = await client.post("/v1/messages", headers=AUTH,
+                                   json=template() | {"not_before": "2031-05-04T10:30:00"})
+        listed = await client.get("/v1/messages", headers=AUTH)
+    assert answer.status_code in (200, 201, 202), answer.text
+    [message] = listed.json()["messages"]
+    assert datetime.fromisoformat(message["not_before"]) == datetime(2031, 5, 4, 10, 30, tzinfo=UTC)

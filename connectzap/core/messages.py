@@ -7,7 +7,7 @@ enforces are checked here, so a bad message is refused before it is queued.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -322,6 +322,10 @@ MessageContent = Annotated[
 ]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_STORABLE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 class Outgoing(BaseModel):
     """A message someone wants sent. It goes through the send gate, never straight to WhatsApp.
 
@@ -355,6 +359,20 @@ class Outgoing(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
         Field(default=None, max_length=8)
+
+    @field_validator("not_before")
+    @classmethod
+    def _storable_time(cls, value: datetime | None) -> datetime | None:
+        # Stored as seconds since the epoch and shown back as UTC: a time without a zone is read as
+        # UTC (not the host's zone), and one outside what can be shown back is refused here, not
+        # when the message is listed.
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if not _EPOCH <= value < _LAST_STORABLE:
+            raise ValueError("not_before must be a time between 1970-01-01 and 9998-12-31 (UTC)")
+        return value
 
     @field_validator("to", mode="before")
     @classmethod
