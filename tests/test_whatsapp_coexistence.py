@@ -29,6 +29,7 @@ from connectzap.core.phones import contact_key
 from connectzap.core.plugins import load_plugins, pm
 from connectzap.core.worker import Worker
 from connectzap.testing.fake_graph import FakeGraph
+from generic_support import receiver
 from hubspot_support import hubspot_config
 from test_privacy import found_at
 
@@ -290,6 +291,24 @@ async def test_history_off_is_acknowledged_and_nothing_is_journaled(make):
         await Worker(app).run_until_idle()
         assert crm.objects("communications") == []
         assert found_at(app.db.url, [*HISTORY_TEXTS, CUSTOMER.lstrip("+")]) == []
+
+
+async def test_a_generic_crm_subscription_receives_echoes_contacts_and_history(make):
+    async with receiver() as crm:
+        app = make(connectors={
+            "whatsapp": {"app_secrets": [SECRET], "verify_token": "v", "coexistence_history": True},
+            "generic": {"subscriptions": {"crm": {
+                "url": crm.url, "secret": "whsec_" + "c2VjcmV0LWZvci10ZXN0cw==",
+                "events": ["message_status", "contact_changed", "past_message"]}}}},
+            sandbox={"quiet": True, "simulate_statuses": False})
+        for name in ("echo_text", "state_sync", "history"):
+            deliver(app, body_of(name))
+        await Worker(app).run_until_idle()
+    posted = [json.loads(r["body"]) for r in crm.received]
+    assert sorted({p["type"] for p in posted}) == ["contact_changed", "message_status", "past_message"]
+    [echo] = [p["data"] for p in posted if p["type"] == "message_status"]
+    assert echo["sent_from"] == "business_app" and echo["content"]["body"] == ECHO_TEXT
+    assert len([p for p in posted if p["type"] == "past_message"]) == 3
 
 
 # --- throughput: a coexistence number is paced at Meta's fixed 20 messages per second ----------------

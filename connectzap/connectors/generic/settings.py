@@ -257,7 +257,7 @@ class SourceSpec(Spec):
 
 
 SubscribedEvent = Literal["inbound_message", "message_status", "consent_changed", "order_created",
-                          "order_updated", "lead"]
+                          "order_updated", "lead", "contact_changed", "past_message"]
 # Typed default: a bare list literal in a default_factory lambda reads as list[str] to mypy.
 _DEFAULT_EVENTS: tuple[SubscribedEvent, ...] = ("inbound_message", "message_status", "consent_changed")
 
