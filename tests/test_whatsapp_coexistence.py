@@ -239,6 +239,26 @@ async def test_contact_changes_reach_hooks_and_crm_connectors_once_and_nothing_i
     assert found_at(app.db.url, ["Pablo", "16505551234", "16505559876"]) == []
 
 
+@pytest.mark.parametrize("create", [True, False])
+async def test_hubspot_adds_a_saved_app_contact_only_with_create_contacts_and_deletes_nothing(make, create):
+    with FakeHubSpot() as crm:
+        gone = crm.add_contact({"firstname": "Old", "mobilephone": "+16505559876"})  # removed in the app
+        app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"},
+                               "hubspot": hubspot_config(crm.url, create_contacts=create)},
+                   sandbox={"quiet": True, "simulate_statuses": False})
+        deliver(app, body_of("state_sync"))
+        await Worker(app).run_until_idle()
+        contacts = {c["id"]: c["properties"] for c in crm.objects("contacts")}
+    assert gone in contacts  # a removal in the app deletes nothing in HubSpot
+    added = [p for i, p in contacts.items() if i != gone]
+    if create:
+        [pablo] = added
+        assert (pablo.get("firstname"), pablo.get("lastname")) == ("Pablo", "Morales")
+        assert CUSTOMER in pablo.values()
+    else:
+        assert added == []
+
+
 # --- history: the chat history shared at onboarding, opt-in ------------------------------------------
 
 HISTORY_TEXTS = ["Do you have a table for four on Friday?", "Yes, at 8 pm. Shall I book it?"]

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
-from ...core.models import (CallActivity, ConsentChange, Event, EventKind, InboundMessage, MessageStatus, PastMessage,
-                             StatusValue)
+from ...core.models import (CallActivity, ConsentChange, ContactAction, ContactChange, Event, EventKind,
+                             InboundMessage, MessageStatus, PastMessage, StatusValue)
 from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
@@ -134,6 +134,18 @@ class HubSpotConnector(Connector):
         entry = self._past_entry(message)
         if entry is not None:
             await self.timeline.log(ctx, entry)
+
+    async def sync_contact_changed(self, change: ContactChange, ctx: EventContext) -> None:
+        """A contact saved in the WhatsApp Business app (coexistence): with ``create_contacts`` on, one
+        HubSpot does not have yet is created with the name the business gave it. Existing contacts are
+        left as they are, and a removal from the app's address book deletes nothing in HubSpot."""
+        if change.action != ContactAction.SAVED:
+            raise SkippableError("a contact removed from the WhatsApp Business app stays in HubSpot",
+                                 code="not_mirrored")
+        if not self.settings.create_contacts:
+            raise SkippableError("create_contacts is off: contacts of the WhatsApp Business app are not "
+                                 "added to HubSpot", code="create_contacts_off")
+        await self.contacts.find(ctx, change.phone, user_id=change.user_id, name=change.full_name)
 
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
         entry = self._inbound_entry(message)
