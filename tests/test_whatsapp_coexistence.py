@@ -396,3 +396,25 @@ def test_arbitrary_echoes_parse_to_valid_statuses_or_nothing(echoes):
         status = event.payload()  # what the dispatcher does with it
         assert status.sent_from == "business_app" and (status.recipient or status.recipient_user_id)
         json.dumps(event.data)  # what the journal stores
+
+
+_item = st.dictionaries(st.sampled_from(["type", "contact", "action", "metadata", "threads", "errors", "id",
+                                         "messages", "from", "to", "timestamp", "text", "history_context"]),
+                        _scalar | st.sampled_from(["contact", "add", "remove"])
+                        | st.dictionaries(st.sampled_from(["phone_number", "full_name", "timestamp", "body", "status"]),
+                                          _scalar, max_size=3)
+                        | st.lists(st.dictionaries(st.sampled_from(["id", "messages", "from", "to", "type", "text"]),
+                                                   _scalar | st.lists(_echo, max_size=2), max_size=4), max_size=2),
+                        max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(["smb_app_state_sync", "history"]), items=st.lists(_item, max_size=3) | _scalar)
+def test_arbitrary_contacts_and_history_parse_to_valid_events_or_nothing(field, items):
+    key = "state_sync" if field == "smb_app_state_sync" else "history"
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": field, "value": {"metadata": {"phone_number_id": PNID, "display_phone_number": "15550783881"},
+                                   key: items}}]}]}).encode()
+    for event in parse_body(body, history=True):
+        event.payload()  # what the dispatcher does with it
+        json.dumps(event.data)  # what the journal stores
