@@ -259,6 +259,9 @@ class GateMachine(RuleBasedStateMachine):
                 self.every_allowed_message_sent_once()
         finally:
             self.clock.__exit__(None, None, None)
+            # Each example's engine gives its connections back now, not when the whole test ends:
+            # hundreds of examples would otherwise exhaust PostgreSQL's max_connections.
+            self.app.close()
 
     # --- the model's predictions ----------------------------------------------------------------
 

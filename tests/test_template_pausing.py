@@ -4,6 +4,7 @@ message with a clear reason. Webhook fixtures are built from Meta's reference (t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from connectzap import Category, ConsentChange, Outgoing, TemplateContent
 from connectzap.connectors.whatsapp import errors, webhooks
+from connectzap.core import clock
 from connectzap.core.errors import FatalDeliveryError
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
@@ -53,6 +55,25 @@ async def test_paused_template_waits_without_a_request_and_goes_when_the_pause_e
     assert [body["template"]["name"] for body in app.channel.sent()] == ["order_shipped"]
     row = app.message(decision.id)
     assert row["status"] in ("accepted", "sent", "delivered") and row["reason"] is None
+
+
+async def test_a_scheduled_message_released_from_a_pause_still_waits_for_its_time(app):
+    now = [1_900_000_000.0]
+    with clock.use_clock(lambda: now[0]):
+        ready(app)
+        webhook(app, "template_paused")
+        await Worker(app).run_until_idle()
+        later = datetime.fromtimestamp(now[0] + 3600, UTC)
+        decision = app.send(Outgoing(to=PHONE, content=shipped(), not_before=later))
+        assert (decision.status, decision.reason) == ("queued", "template_paused")
+
+        webhook(app, "template_unpaused")  # the pause ends before the message is due
+        await Worker(app).run_until_idle()
+        assert app.channel.sent() == [] and app.message(decision.id)["status"] == "queued"
+
+        now[0] += 3600  # its time comes
+        await Worker(app).run_until_idle()
+        assert [body["template"]["name"] for body in app.channel.sent()] == ["order_shipped"]
 
 
 async def test_message_queued_before_the_pause_waits_too(app):

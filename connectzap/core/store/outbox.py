@@ -150,13 +150,16 @@ WAITING_FOR_TEMPLATE = "template_paused"
 
 
 def release_waiting(conn: Connection, template_name: str, language: str | None, reason: str) -> int:
-    """Make the messages waiting for template ``template_name`` (``reason``) due now: the gate's
-    re-check then sends them, or refuses them if the template can no longer be sent."""
+    """Make the messages waiting for template ``template_name`` (``reason``) due now -- or at their
+    ``not_before``, when they were scheduled for later: the gate's re-check then sends them, or
+    refuses them if the template can no longer be sent."""
     stmt = outbox.update().where(outbox.c.status == S.QUEUED, outbox.c.template_name == template_name,
                                  outbox.c.reason == reason)
     if language:
         stmt = stmt.where(outbox.c.language == language)
-    return conn.execute(stmt.values(next_attempt_at=now(), updated_at=now())).rowcount
+    t = now()
+    due = case((outbox.c.not_before > t, outbox.c.not_before), else_=t)
+    return conn.execute(stmt.values(next_attempt_at=due, updated_at=t)).rowcount
 
 
 def retry_later(conn: Connection, message_id: str, at: float, error: ErrorRecord) -> None:
