@@ -1,4 +1,4 @@
-"""``connectzap templates`` / ``profile`` / ``send`` against the local fake Graph server."""
+"""``connectzap templates`` / ``profile`` / ``send`` / ``whatsapp webhook`` against the local fake Graph server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from connectzap.cli import _install_plugin_commands, cli
+from connectzap.connectors.whatsapp.webhook_override import CallbackOverride
+from connectzap.core.errors import PayloadError
 from connectzap.testing.fake_graph import FakeGraph
 
 NUMBER = "106540352242922"
@@ -115,3 +120,85 @@ def test_wrong_token_is_one_line(run, fake):
     result = run("profile", "show")
     assert result.exit_code == 1 and result.output.startswith("error: WhatsApp error 190")
     assert "cli-token" not in result.output
+
+# --- whatsapp webhook set|show (Meta's callback overrides; the fake answers as Meta's
+# "Webhook overrides" page describes, see connectzap.connectors.whatsapp.webhook_override) -----
+
+WEBHOOK_TOKEN = "s3cret-verify-token-7431"
+
+
+def _posts(fake: FakeGraph) -> list:
+    return [r for r in fake.requests if r.method == "POST"]
+
+
+def test_set_for_the_number_sends_webhook_configuration_and_show_reports_it(run, fake):
+    result = run("whatsapp", "webhook", "set", "https://orders.example/hook", "--verify-token", WEBHOOK_TOKEN)
+    assert result.exit_code == 0, result.output
+    assert f"number {NUMBER}: webhooks go to https://orders.example/hook" in result.output
+    [post] = _posts(fake)
+    assert post.path == f"/v23.0/{NUMBER}"
+    assert post.body == {"webhook_configuration": {"override_callback_uri": "https://orders.example/hook",
+                                                   "verify_token": WEBHOOK_TOKEN}}
+    shown = run("whatsapp", "webhook", "show", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == {
+        "phone_number_id": NUMBER, "phone_number": "https://orders.example/hook",
+        "whatsapp_business_account": None, "application": "https://app.example/webhooks/whatsapp",
+        "in_use": "phone_number"}
+    table = run("whatsapp", "webhook", "show")
+    assert "https://orders.example/hook" in table.output
+    assert WEBHOOK_TOKEN not in result.output + shown.output + table.output
+
+
+def test_set_for_another_number_with_the_token_asked_for_hidden(run, fake):
+    result = run("whatsapp", "webhook", "set", "https://crm.example/wa", "--number", "222", input=WEBHOOK_TOKEN + "\n")
+    assert result.exit_code == 0, result.output
+    assert WEBHOOK_TOKEN not in result.output  # the prompt hides what was typed
+    assert fake.number_overrides == {"222": {"override_callback_uri": "https://crm.example/wa",
+                                             "verify_token": WEBHOOK_TOKEN}}
+    shown = json.loads(run("whatsapp", "webhook", "show", "--number", "222", "--json").output)
+    assert shown["in_use"] == "phone_number"
+    # the configured number was not touched
+    assert json.loads(run("whatsapp", "webhook", "show", "--json").output)["in_use"] == "application"
+
+
+def test_whole_account_posts_to_subscribed_apps(run, fake):
+    result = run("whatsapp", "webhook", "set", "https://shop.example/wa", "--whole-account",
+                 input=WEBHOOK_TOKEN + "\n")
+    assert result.exit_code == 0, result.output
+    assert "business account waba1" in result.output and WEBHOOK_TOKEN not in result.output
+    [post] = _posts(fake)
+    assert post.path == "/v23.0/waba1/subscribed_apps"
+    assert post.body == {"override_callback_uri": "https://shop.example/wa", "verify_token": WEBHOOK_TOKEN}
+    shown = json.loads(run("whatsapp", "webhook", "show", "--json").output)
+    assert shown["whatsapp_business_account"] == "https://shop.example/wa"
+    assert shown["phone_number"] is None and shown["in_use"] == "whatsapp_business_account"
+
+
+@pytest.mark.parametrize("url", ["http://plain.example/hook", "https://", "https://x.example/" + "a" * 200])
+def test_a_url_meta_would_refuse_is_refused_before_anything_is_sent(run, fake, url):
+    result = run("whatsapp", "webhook", "set", url, "--verify-token", WEBHOOK_TOKEN)
+    assert result.exit_code != 0
+    assert "callback URL must" in result.output and WEBHOOK_TOKEN not in result.output
+    assert _posts(fake) == []
+
+
+def test_number_and_whole_account_exclude_each_other(run, fake):
+    result = run("whatsapp", "webhook", "set", "https://a.example/h", "--number", "1", "--whole-account",
+                 "--verify-token", WEBHOOK_TOKEN)
+    assert result.exit_code != 0 and _posts(fake) == []
+
+
+@given(host=st.from_regex(r"[a-z]{1,20}\.example", fullmatch=True), path=st.text("abc/-_", max_size=150),
+       secret=st.text(max_size=60))
+def test_an_acceptable_override_is_sent_whole_and_its_token_never_shown(host, path, secret):
+    token = "#vt#" + secret  # '#' is in neither the URL nor the repr, so a hit could only be the token
+    url = f"https://{host}/{path}"
+    override = CallbackOverride(url, SecretStr(token))
+    assert override.body() == {"override_callback_uri": url, "verify_token": token}
+    assert token not in repr(override) and token not in str(override)
+
+
+def test_an_empty_token_is_refused():
+    with pytest.raises(PayloadError):
+        CallbackOverride("https://a.example/h", SecretStr(""))

@@ -82,6 +82,12 @@ class FakeGraph:
         self.templates: list[dict[str, Any]] = []
         self.profile: dict[str, Any] = {"about": "", "address": "", "description": "", "email": "",
                                         "websites": [], "vertical": "UNDEFINED", "messaging_product": "whatsapp"}
+        self.app_callback_url: str | None = "https://app.example/webhooks/whatsapp"
+        """The app's default callback URL, as ``webhook_configuration.application`` reports it."""
+        self.number_overrides: dict[str, dict[str, str]] = {}
+        """Per phone number id: the ``webhook_configuration`` last set (``override_callback_uri``, ``verify_token``)."""
+        self.waba_overrides: dict[str, dict[str, str]] = {}
+        """Per business account id: ``override_callback_uri``/``verify_token`` last posted to ``subscribed_apps``."""
         self.messaging_limit: str | None = "TIER_250"
         """What ``GET /{phone-number-id}`` reports as the messaging limit (None: the field is absent)."""
         self._ids = itertools.count(1)
@@ -150,6 +156,8 @@ class FakeGraph:
         app.router.add_post(v + "/{number}/marketing_messages", self._send)
         app.router.add_post(v + "/{number}/media", self._media)
         app.router.add_get(v + "/{number}", self._phone_number)
+        app.router.add_post(v + "/{number}", self._phone_number_set)
+        app.router.add_post(v + "/{waba}/subscribed_apps", self._subscribe_app)
         app.router.add_get(v + "/{number}/whatsapp_business_profile", self._profile_get)
         app.router.add_post(v + "/{number}/whatsapp_business_profile", self._profile_set)
         app.router.add_get(v + "/{waba}/message_templates", self._templates_list)
@@ -325,14 +333,67 @@ class FakeGraph:
             return self.error(190, "Error validating access token", http_status=401)
         from ..connectors.whatsapp.limits import limit_field
         known = limit_field(self.version)
-        answer: dict[str, Any] = {"id": request.match_info["number"]}
+        number = request.match_info["number"]
+        answer: dict[str, Any] = {"id": number}
         for name in filter(None, request.query.get("fields", "").split(",")):
+            if name == "webhook_configuration":
+                answer[name] = self._webhook_configuration(number)
+                continue
             if name != known:  # as Graph answers a field the version does not have
                 return self.error(100, f"Tried accessing nonexisting field ({name}) on node type "
                                        "(WhatsAppBusinessPhoneNumber)")
             if self.messaging_limit is not None:
                 answer[name] = self.messaging_limit
         return web.json_response(answer)
+
+    def _webhook_configuration(self, number: str) -> dict[str, str]:
+        """Each level's callback URL, never a verify token. The fake's numbers all belong to the one
+        business account that has an override, if any."""
+        configured: dict[str, str] = {}
+        if number in self.number_overrides:
+            configured["phone_number"] = self.number_overrides[number]["override_callback_uri"]
+        if self.waba_overrides:
+            configured["whatsapp_business_account"] = next(iter(self.waba_overrides.values()))["override_callback_uri"]
+        if self.app_callback_url:
+            configured["application"] = self.app_callback_url
+        return configured
+
+    @staticmethod
+    def _override_error(body: Any) -> web.Response | None:
+        if not isinstance(body, dict) or not body.get("override_callback_uri") or not body.get("verify_token"):
+            return FakeGraph.error(100, "Invalid parameter",
+                                   details="override_callback_uri and verify_token are required")
+        if len(str(body["override_callback_uri"])) > 200:
+            return FakeGraph.error(100, "Invalid parameter", details="override_callback_uri: at most 200 characters")
+        return None
+
+    async def _phone_number_set(self, request: web.Request) -> web.Response:
+        """``POST /{phone-number-id}``: only ``webhook_configuration`` is understood."""
+        body = await self._read(request)
+        self._note(request, body)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        unknown = set(body or {}) - {"webhook_configuration"} if isinstance(body, dict) else {"body"}
+        if unknown:
+            return self.error(100, "Invalid parameter", details=f"unexpected fields: {sorted(unknown)}")
+        refused = self._override_error(body.get("webhook_configuration"))
+        if refused is not None:
+            return refused
+        self.number_overrides[request.match_info["number"]] = dict(body["webhook_configuration"])
+        return web.json_response({"success": True})
+
+    async def _subscribe_app(self, request: web.Request) -> web.Response:
+        """``POST /{waba-id}/subscribed_apps``: subscribes the app; with an override, sets it."""
+        body = await self._read(request)
+        self._note(request, body)
+        if not self._authorised(request):
+            return self.error(190, "Error validating access token", http_status=401)
+        if body:
+            refused = self._override_error(body)
+            if refused is not None:
+                return refused
+            self.waba_overrides[request.match_info["waba"]] = dict(body)
+        return web.json_response({"success": True})
 
     async def _profile_get(self, request: web.Request) -> web.Response:
         self._note(request, dict(request.query))

@@ -271,7 +271,7 @@ def profile_set(obj: Any, about: str | None, address: str | None, description: s
 
 @click.group("whatsapp")
 def whatsapp_group() -> None:
-    """The WhatsApp Business number's limits, as Meta reports them."""
+    """The WhatsApp Business number's limits and webhook routing, as Meta has them."""
 
 
 @whatsapp_group.command("limits")
@@ -296,4 +296,53 @@ def whatsapp_limits(obj: Any, no_refresh: bool, as_json: bool) -> None:
         click.echo("no access_token in [connectors.whatsapp]: nothing to read from the Graph API", err=True)
     budget, source = limits.in_force(app.db, settings)
     shown.update(daily_unique_recipients=limits.shown(budget), source=source)
+    emit(shown, as_json)
+
+
+@whatsapp_group.group("webhook")
+def webhook_group() -> None:
+    """Meta's alternate callback URL for a number or business account, so several services can
+    each receive their own numbers' webhooks (see docs/whatsapp-webhooks.md)."""
+
+
+@webhook_group.command("set")
+@click.argument("callback_url")
+@click.option("--number", "phone_number_id", help="Phone number id (default: [connectors.whatsapp] phone_number_id).")
+@click.option("--whole-account", is_flag=True,
+              help="Set it on the business account (waba_id) instead: every number without its own override.")
+@click.option("--waba-id", help="Business account id for --whole-account (default: [connectors.whatsapp] waba_id).")
+@click.option("--verify-token", prompt=True, hide_input=True,
+              help="The token Meta's handshake sends to CALLBACK_URL; asked for (hidden) when not given, "
+                   "and read from stdin when that is not a terminal -- better than a command line others can see.")
+@click.pass_obj
+def webhook_set(obj: Any, callback_url: str, phone_number_id: str | None, whole_account: bool, waba_id: str | None,
+                verify_token: str) -> None:
+    """Send the number's (or, with --whole-account, the business account's) webhooks to CALLBACK_URL.
+
+    Meta first sends its verification handshake to CALLBACK_URL with the verify token, so the
+    service there must already be running with that token."""
+    from pydantic import SecretStr
+
+    from . import webhook_override
+    if phone_number_id and whole_account:
+        raise click.UsageError("--number and --whole-account exclude each other")
+    override = webhook_override.CallbackOverride(callback_url, SecretStr(verify_token))  # checked before sending
+    settings = _settings(obj)
+    if whole_account:
+        waba = _call(settings, lambda c: webhook_override.set_for_waba(c, override, waba_id))
+        click.echo(f"business account {waba}: webhooks of numbers without their own override go to {callback_url}")
+    else:
+        number = _call(settings, lambda c: webhook_override.set_for_number(c, override, phone_number_id))
+        click.echo(f"number {number}: webhooks go to {callback_url}")
+
+
+@webhook_group.command("show")
+@click.option("--number", "phone_number_id", help="Phone number id (default: [connectors.whatsapp] phone_number_id).")
+@json_option
+@click.pass_obj
+def webhook_show(obj: Any, phone_number_id: str | None, as_json: bool) -> None:
+    """Show the callback URL set for the number, its business account and the app, and which one
+    Meta uses (the first set, in that order). Verify tokens are never shown: Meta does not return them."""
+    from . import webhook_override
+    shown = _call(_settings(obj), lambda c: webhook_override.show_for_number(c, phone_number_id))
     emit(shown, as_json)
