@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..core.clock import utcnow
 from ..core.settings import unknown_environment
 from .base import Ctx, cli, pass_ctx
 
@@ -46,6 +47,8 @@ def doctor(obj: Ctx) -> None:
     from ..core.plugins import load_failures
     problems = [f"plugin {f.name}: {f.error}" for f in load_failures()]
     problems += unknown_environment(dict(os.environ), environment_sections(app))
+    today = utcnow().date()
+    problems += [w for connector in app.connectors.values() for w in connector.settings.doctor_warnings(today)]
     if app.channel_missing:
         problems.append(app.channel_missing)
     if not settings.api.keys:

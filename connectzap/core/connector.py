@@ -23,6 +23,7 @@ import asyncio
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -49,6 +50,11 @@ class ConnectorSettings(BaseModel):
         ``serve`` and ``worker`` can refuse to run while one is missing from the template cache.
         Default: none."""
         return ()
+
+    def doctor_warnings(self, today: date) -> list[str]:
+        """What ``connectzap doctor`` should warn about in this section as of ``today`` (one line
+        each), beyond what validation refuses -- e.g. an API version about to be retired. Default: none."""
+        return []
 
     @classmethod
     def secret_fields(cls) -> list[str]:

@@ -8,6 +8,8 @@ does not start.
 
 from __future__ import annotations
 
+from datetime import date
+
 from pydantic import Field, SecretStr, model_validator
 
 from ..base import ConnectorSettings
@@ -61,6 +63,12 @@ class WhatsAppSettings(ConnectorSettings):
             if missing:
                 raise ValueError(f"with an access_token, also set {', '.join(missing)}")
         return self
+
+    def doctor_warnings(self, today: date) -> list[str]:
+        """The configured ``api_version`` when Meta retires it within 90 days, or it is unknown."""
+        from .api_versions import warning
+        found = warning(self.api_version, today) if self.enabled else None
+        return [found] if found else []
 
     @property
     def live(self) -> bool:
