@@ -70,7 +70,9 @@ class Run:
 
 @pytest.fixture
 def graph() -> Iterator[FakeGraph]:
-    with FakeGraph(token=TOKEN, record=False) as fake:
+    # A round trip of 20 ms keeps requests in flight at every kill, so each kill meets the crash
+    # paths (handed off and unanswered) instead of sometimes landing between two batches.
+    with FakeGraph(token=TOKEN, record=False, latency_ms=20) as fake:
         yield fake
 
 
