@@ -18,15 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from connectzap import (Category, ConsentChange, Event, EventKind, MessageStatus, Outgoing, TemplateContent,
-                        hookimpl)
+from connectzap import (Category, ConsentChange, Event, EventKind, MessageStatus, Outgoing, TemplateContent)
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core import ingress, minimize
 from connectzap.core.connector import WebhookRequest
 from connectzap.core.phones import contact_key
-from connectzap.core.plugins import load_plugins, pm
 from connectzap.core.store.schema import events as events_table
-from connectzap.testing import run, seed_template
+from connectzap.testing import HookRecorder, recording, run, seed_template
 
 SECRET = "edge-app-secret"
 KEY_SECRET = b"k" * 32
@@ -80,22 +78,10 @@ def stored_text(app: Any) -> str:
     return "\n".join(f"{row.dedupe_key} {row.payload or ''}" for row in stored_rows(app))
 
 
-class StatusRecorder:
-    def __init__(self) -> None:
-        self.statuses: list[MessageStatus] = []
-
-    @hookimpl
-    def on_message_status(self, status: MessageStatus, ctx: Any) -> None:
-        self.statuses.append(status)
-
-
 @pytest.fixture
-def recorder() -> Iterator[StatusRecorder]:
-    load_plugins()
-    plugin = StatusRecorder()
-    pm.register(plugin, name="edge_status_recorder")
-    yield plugin
-    pm.unregister(name="edge_status_recorder")
+def recorder() -> Iterator[HookRecorder]:
+    with recording("on_message_status") as seen:
+        yield seen
 
 
 @pytest.fixture
@@ -104,7 +90,7 @@ def wa(make: Any) -> Any:
                 sandbox={"quiet": True, "simulate_statuses": False})
 
 
-def test_a_status_webhook_is_journaled_without_the_number(wa: Any, recorder: StatusRecorder) -> None:
+def test_a_status_webhook_is_journaled_without_the_number(wa: Any, recorder: HookRecorder) -> None:
     answer = deliver(wa, status_body(USER[1:]))
     assert answer.status == 200 and answer.body["received"] == 1
     waiting = stored_text(wa)  # the backlog, before any worker ran
@@ -112,7 +98,7 @@ def test_a_status_webhook_is_journaled_without_the_number(wa: Any, recorder: Sta
     assert [form for form in USER_FORMS if form in waiting] == []
     assert "Edgar Edgecase" not in waiting
     run(wa)
-    [status] = recorder.statuses
+    [status] = recorder["on_message_status"]
     assert status.recipient is None and status.contact_key == wa.contact_key(USER)  # hooks can still match
     assert status.wamid == "wamid.edge.1" and status.pricing == {"billable": True, "pricing_model": "PMP",
                                                                   "category": "utility"}
@@ -131,14 +117,14 @@ def sent_marketing_message(app: Any) -> str:
 
 
 def test_an_opt_out_failure_keeps_the_number_until_dispatched_and_records_the_opt_out(
-        wa: Any, recorder: StatusRecorder) -> None:
+        wa: Any, recorder: HookRecorder) -> None:
     wamid = sent_marketing_message(wa)
-    recorder.statuses.clear()
+    recorder["on_message_status"].clear()
     deliver(wa, status_body(USER[1:], status="failed", code=131050, wamid=wamid))
     assert USER in stored_text(wa)  # the exception: the opt-out is recorded (and mirrored) by number
     run(wa)
     assert wa.consent(USER)[Category.MARKETING].granted is False
-    assert [(s.status, s.recipient) for s in recorder.statuses] == [("failed", USER)]
+    assert [(s.status, s.recipient) for s in recorder["on_message_status"]] == [("failed", USER)]
     assert [form for form in USER_FORMS if form in stored_text(wa)] == []  # erased once dispatched
 
 

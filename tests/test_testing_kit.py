@@ -23,7 +23,7 @@ from connectzap.core.plugins import pm
 from connectzap.core.worker import Worker
 from connectzap.testing import (FAILURES, FakeWhatsApp, Sample, Signer, hmac_headers, hubspot_v1_headers,
                                 hubspot_v2_headers, hubspot_v3_headers, load_payload, meta_headers, payload_bytes,
-                                payload_names, registered_plugin, sample_event, seed_template,
+                                payload_names, recording, registered_plugin, sample_event, seed_template,
                                 shared_secret_headers, standard_webhooks_headers, webhook_request,
                                 woocommerce_headers)
 from connectzap.testing.venvs import fake_distribution
@@ -209,6 +209,27 @@ def test_registered_plugin_leaves_bundled_plugins_alone():
     with registered_plugin(bundled) as name:
         assert name == "opt_out_keywords"
     assert pm.is_registered(bundled)
+
+
+async def test_recording_sees_only_the_named_hooks_in_order(consented):
+    """The recorder gets each event its hooks name, once, and no delivery for any other kind."""
+    app = consented
+    with recording("on_consent_changed") as seen:
+        app.ingest([sample_event("consent_changed", dedupe_key=f"kit-consent-{granted}", granted=granted)
+                    for granted in (False, True)])
+        app.ingest([sample_event("lead")])
+        await Worker(app).run_until_idle()
+    assert [change.granted for change in seen["on_consent_changed"]] == [False, True]
+    assert list(seen.calls) == ["on_consent_changed"]
+
+
+def test_recording_refuses_what_is_not_an_event_hook():
+    with pytest.raises(ValueError, match="not an event hook"):
+        with recording("register_connectors"):
+            pass
+    with pytest.raises(ValueError, match="not an event hook"):
+        with recording("on_no_such_event"):
+            pass
 
 
 def test_sample_spec_rejects_contradictions():

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap import Connector, Outgoing, TextContent, hookimpl
+from connectzap import Connector, Outgoing, TextContent
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 import test_whatsapp_pacer as pacing
 from connectzap.connectors.whatsapp.pacer import Pacer
@@ -26,8 +26,8 @@ from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress
 from connectzap.core.connector import WebhookRequest, WebhookResponse
 from connectzap.core.phones import contact_key
-from connectzap.core.plugins import load_plugins, pm
 from connectzap.core.worker import Worker
+from connectzap.testing import ConnectorRegistration, HookRecorder, recording, registered_plugin
 from connectzap.testing.fake_graph import FakeGraph
 from generic_support import receiver
 from hubspot_support import hubspot_config, make_due
@@ -75,22 +75,10 @@ async def settle(app: Any, worker: Worker | None = None) -> None:
     await worker.run_until_idle()
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.statuses: list[Any] = []
-
-    @hookimpl
-    def on_message_status(self, status: Any) -> None:
-        self.statuses.append(status)
-
-
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    load_plugins()
-    plugin = Recorder()
-    pm.register(plugin, name="test_coexistence_recorder")
-    yield plugin
-    pm.unregister(name="test_coexistence_recorder")
+def recorder() -> Iterator[HookRecorder]:
+    with recording("on_message_status") as seen:
+        yield seen
 
 
 @pytest.fixture
@@ -144,9 +132,10 @@ async def test_an_echo_is_recorded_never_sent_and_its_statuses_apply(make, graph
     await app.aclose()
     assert app.message(row["id"])["status"] == "read"
     assert graph.requests == []
-    seen = [(s.status, s.sent_from) for s in recorder.statuses]
-    assert seen == [("accepted", "business_app"), ("delivered", None), ("read", None)]
-    assert recorder.statuses[0].recipient == CUSTOMER and recorder.statuses[0].content["body"] == ECHO_TEXT
+    statuses = recorder["on_message_status"]
+    assert [(s.status, s.sent_from) for s in statuses] == [("accepted", "business_app"), ("delivered", None),
+                                                            ("read", None)]
+    assert statuses[0].recipient == CUSTOMER and statuses[0].content["body"] == ECHO_TEXT
 
 
 async def test_nothing_of_an_echo_remains_once_it_is_dispatched(make):
@@ -200,15 +189,6 @@ def test_the_same_contact_saved_twice_with_new_names_is_two_changes():
     assert first.dedupe_key != second.dedupe_key and first.ordering_key == second.ordering_key
 
 
-class ContactRecorder:
-    def __init__(self) -> None:
-        self.changes: list[Any] = []
-
-    @hookimpl
-    def on_contact_changed(self, change: Any) -> None:
-        self.changes.append(change)
-
-
 class AddressBookCrm(Connector):
     """A CRM connector that receives contact changes (what HubSpot or a shop would get)."""
 
@@ -220,18 +200,8 @@ class AddressBookCrm(Connector):
 
 
 async def test_contact_changes_reach_hooks_and_crm_connectors_once_and_nothing_is_kept(make):
-    load_plugins()
-    hook = ContactRecorder()
     AddressBookCrm.received = []
-
-    class Registers:
-        @hookimpl
-        def register_connectors(self, register):
-            register(AddressBookCrm)
-
-    pm.register(hook, name="test_contact_recorder")
-    pm.register(Registers(), name="test_address_book_crm_plugin")
-    try:
+    with recording("on_contact_changed") as hook, registered_plugin(ConnectorRegistration(AddressBookCrm)):
         app = make(connectors={"whatsapp": {"app_secrets": [SECRET], "verify_token": "v"},
                                AddressBookCrm.name: {}},
                    sandbox={"quiet": True, "simulate_statuses": False})
@@ -240,11 +210,9 @@ async def test_contact_changes_reach_hooks_and_crm_connectors_once_and_nothing_i
         worker = Worker(app)
         await worker.run_until_idle()
         worker.housekeeping()
-    finally:
-        pm.unregister(name="test_contact_recorder")
-        pm.unregister(name="test_address_book_crm_plugin")
-    assert [(c.phone, c.action) for c in hook.changes] == [(CUSTOMER, "saved"), ("+16505559876", "removed")]
-    assert AddressBookCrm.received == [(CUSTOMER, "saved"), ("+16505559876", "removed")]
+    expected = [(CUSTOMER, "saved"), ("+16505559876", "removed")]
+    assert [(c.phone, c.action) for c in hook["on_contact_changed"]] == expected
+    assert AddressBookCrm.received == expected
     assert app.messages() == [] and app.channel.sent() == []
     assert found_at(app.db.url, ["Pablo", "16505551234", "16505559876"]) == []
 

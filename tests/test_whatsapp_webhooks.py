@@ -19,16 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectzap import (Category, ConsentChange, EventKind, Outgoing, TemplateContent, TextContent, hookimpl)
+from connectzap import (Category, ConsentChange, EventKind, Outgoing, TemplateContent, TextContent)
 from connectzap.core.connector import WebhookRequest, WebhookResponse
 from connectzap.connectors.whatsapp.webhooks import parse_body
 from connectzap.core import ingress, templates
 from connectzap.core.errors import PayloadError
-from connectzap.core.plugins import load_plugins, pm
 from connectzap.connectors.whatsapp.signatures import sign_meta
 from connectzap.core.store.schema import events as events_table
 from connectzap.core.worker import Worker
-from connectzap.testing import make_app, run, seed_template
+from connectzap.testing import make_app, recording, run, seed_template
 
 FIXTURES = Path(__file__).parent / "payloads" / "whatsapp"
 SECRET = "test-app-secret"
@@ -413,34 +412,10 @@ def test_arbitrary_bytes_raise_nothing_but_payload_error(body):
 
 # --- end to end through ingress, the journal and the workers -----------------------------
 
-class Recorder:
-    """A plugin that remembers what the hooks saw."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self.statuses: list[Any] = []
-        self.consents: list[Any] = []
-
-    @hookimpl
-    def on_inbound_message(self, message):
-        self.messages.append(message)
-
-    @hookimpl
-    def on_message_status(self, status):
-        self.statuses.append(status)
-
-    @hookimpl
-    def on_consent_changed(self, change):
-        self.consents.append(change)
-
-
 @pytest.fixture
 def recorder():
-    load_plugins()
-    plugin = Recorder()
-    pm.register(plugin, name="test_whatsapp_recorder")
-    yield plugin
-    pm.unregister(name="test_whatsapp_recorder")
+    with recording("on_inbound_message", "on_message_status", "on_consent_changed") as seen:
+        yield seen
 
 
 def wa_settings(**extra: Any) -> dict[str, Any]:
@@ -476,8 +451,8 @@ async def test_inbound_opens_window_and_reaches_hook_once_despite_redelivery(wa,
     assert (first.status, first.body) == (200, {"received": 1, "duplicates": 0})
     assert (again.status, again.body) == (200, {"received": 0, "duplicates": 1})
     await Worker(wa).run_until_idle()
-    assert [m.wamid for m in recorder.messages] == ["wamid.fresh.1"]
-    assert recorder.messages[0].text == "Does it come in another color?"
+    assert [m.wamid for m in recorder["on_inbound_message"]] == ["wamid.fresh.1"]
+    assert recorder["on_inbound_message"][0].text == "Does it come in another color?"
     reply = wa.send(Outgoing(to=USER, content=TextContent(body="Yes, in blue."), reply_to="wamid.fresh.1"))
     assert reply.status == "queued", reply.reason
     await Worker(wa).run_until_idle()
@@ -496,7 +471,7 @@ async def test_system_message_reaches_hooks_but_opens_no_window(wa, recorder):
     doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time()))
     deliver(wa, json.dumps(doc).encode())
     await Worker(wa).run_until_idle()
-    assert [m.system["new_phone"] for m in recorder.messages] == ["+16505559876"]
+    assert [m.system["new_phone"] for m in recorder["on_inbound_message"]] == ["+16505559876"]
     assert wa.send(Outgoing(to=USER, content=TextContent(body="hi"))).reason == "window_closed"
 
 
@@ -541,7 +516,7 @@ async def test_statuses_are_monotonic_and_reach_the_hook_once_each(wa, recorder)
         deliver(wa, status_body(value, wamid, message_id))
     await Worker(wa).run_until_idle()
     assert wa.message(message_id)["status"] == "read"
-    seen = [s.status for s in recorder.statuses if s.wamid == wamid]
+    seen = [s.status for s in recorder["on_message_status"] if s.wamid == wamid]
     assert sorted(seen) == ["accepted", "delivered", "read", "sent"]
 
 
@@ -587,7 +562,7 @@ async def test_user_preferences_stop_then_resume_marketing(wa, recorder):
     deliver(wa, body_of("user_preferences_resume"))
     await Worker(wa).run_until_idle()
     assert wa.consent(USER)[Category.MARKETING].granted is True
-    assert [c.granted for c in recorder.consents] == [False, True]
+    assert [c.granted for c in recorder["on_consent_changed"]] == [False, True]
 
 
 async def test_template_events_update_the_cache(wa):

@@ -5,7 +5,8 @@
 * :class:`FakeWhatsApp` records every Cloud API request body and fails on demand.
 * ``*_headers`` functions and :class:`Signer` sign requests for every supported scheme.
 * ``load_payload`` / ``sample_event`` give canonical WhatsApp webhooks and one event per kind.
-* :func:`registered_plugin` registers a plugin for the length of a ``with`` block.
+* :func:`registered_plugin` registers a plugin for the length of a ``with`` block; :func:`recording`
+  registers one that records what the named event hooks receive.
 * :func:`connector_test_class` generates the connector conformance suite.
 
 The conformance suite needs pytest (``pip install 'connectzap[test]'``); it is imported on first use,
@@ -20,6 +21,7 @@ from .fakes import FAILURES, FakeWhatsApp, delivery_error
 from .harness import ConnectorSpec, Harness, deliver, open_harness, put_templates
 from .payloads import load_payload, payload_bytes, payload_names, sample_event
 from .plugins import ConnectorRegistration, registered_plugin
+from .recording import HookRecorder, recording
 from .samples import Sample, samples_from_dir
 from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot_v2_headers, hubspot_v3_headers,
                       meta_headers, shared_secret_headers, standard_webhooks_headers, webhook_request,
@@ -27,10 +29,11 @@ from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot
 
 __all__ = [
     "FAILURES", "SUITES", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeWhatsApp", "Harness",
+    "HookRecorder",
     "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers",
     "hubspot_v1_headers", "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers",
     "open_harness",
-    "payload_bytes", "payload_names", "put_templates", "registered_plugin", "run", "sample_event",
+    "payload_bytes", "payload_names", "put_templates", "recording", "registered_plugin", "run", "sample_event",
     "samples_from_dir", "seed_template", "shared_secret_headers", "standard_webhooks_headers", "uses_samples",
     "webhook_request", "woocommerce_headers",
 ]
