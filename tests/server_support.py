@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -72,3 +73,12 @@ def journaled(engine: Connectzap, source: str | None = None) -> int:
         stmt = stmt.where(events.c.source == source)
     with engine.db.read() as conn:
         return int(conn.execute(stmt).scalar_one())
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until ``condition()`` holds (a writer's queue reached a state)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never held")

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from server_support import AUTH, PHONE, api_engine, serving
+from server_support import AUTH, PHONE, api_engine, serving, wait_until
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -36,14 +36,6 @@ def ready(engine: Any) -> Any:
 def stored(engine: Any) -> list[str]:
     with engine.db.read() as conn:
         return [r[0] for r in conn.execute(select(outbox.c.idempotency_key).where(outbox.c.status != "refused"))]
-
-
-async def wait_until(condition: Any) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 async def queued_behind_a_commit(engine: Any, writer: AdmissionWriter,

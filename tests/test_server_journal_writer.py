@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from server_support import journaled
+from server_support import journaled, wait_until
 from sqlalchemy import text
 
 from connectzap.core.errors import RetriableError
@@ -23,14 +23,6 @@ class Unwritable(Event):
 
     def model_dump_json(self, **kwargs: Any) -> str:
         raise RuntimeError("cannot serialise")
-
-
-async def wait_until(condition: Any) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 async def test_deliveries_queued_behind_a_commit_share_one_transaction(app):
