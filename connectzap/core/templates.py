@@ -38,6 +38,7 @@ class Expectation:
     header_params: list[str] = field(default_factory=list)
     body_params: list[str] = field(default_factory=list)
     buttons: dict[int, str] = field(default_factory=dict)  # index -> sub_type that needs a parameter
+    fixed_buttons: set[int] = field(default_factory=set)  # WhatsApp's own buttons: no parameter of any kind
 
 
 def expectation(info: TemplateInfo) -> Expectation:
@@ -62,6 +63,8 @@ def expectation(info: TemplateInfo) -> Expectation:
                     exp.buttons[index] = "copy_code"
                 elif btype == "FLOW":
                     exp.buttons[index] = "flow"
+                elif btype == "REQUEST_CONTACT_INFO":
+                    exp.fixed_buttons.add(index)
     return exp
 
 
@@ -95,6 +98,9 @@ def check_params(info: TemplateInfo, content: TemplateContent) -> str | None:
     for index in given_buttons:
         if index not in exp.buttons:
             return f"button {index} takes no parameter"
+    fixed = sorted(exp.fixed_buttons & {b.index for b in content.buttons})
+    if fixed:
+        return f"button {fixed[0]} is WhatsApp's share-contact button and takes no parameter"
     return None
 
 

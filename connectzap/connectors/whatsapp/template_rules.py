@@ -7,7 +7,10 @@ with one parameter, body max 1024, footer max 60, at most 10 buttons, quick-repl
 copy-code examples max 20, examples required for every parameter) and the notes in
 ``shared/research/whatsapp.md`` section 4 (name syntax, categories, parameter formats, parameters
 at the start or end of the body refused with error 2388299, adjacent parameters rejected as
-INVALID_FORMAT).
+INVALID_FORMAT). The ``REQUEST_CONTACT_INFO`` button (a customer known by BSUID only shares their
+number with one tap) is taken from partners restating Meta (Gupshup's and Kapso's template guides,
+read 2026-12-02; Meta's own page was not found): marketing and utility templates only, the one
+button of its template, its label fixed by WhatsApp per language, no parameter when sent.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ PLACEHOLDER = re.compile(r"{{(.*?)}}")
 CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
 HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "GIF", "DOCUMENT", "LOCATION")
 BUTTON_TYPES = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE", "OTP", "FLOW", "MPM", "CATALOG", "SPM",
-                "VOICE_CALL")
+                "VOICE_CALL", "REQUEST_CONTACT_INFO")
 BUTTON_LIMITS = {"URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1}
 LABELLED = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "FLOW", "VOICE_CALL")
 
@@ -208,8 +211,22 @@ def _buttons(component: dict[str, Any], category: str) -> None:
     for kind, limit in BUTTON_LIMITS.items():
         if kinds.count(kind) > limit:
             raise _fail("BUTTONS.buttons", f"at most {limit} {kind} button(s)")
+    if "REQUEST_CONTACT_INFO" in kinds:
+        _request_contact_info(buttons, kinds, category)
     if category == "AUTHENTICATION" and kinds != ["OTP"]:
         raise _fail("BUTTONS.buttons", "an AUTHENTICATION template has exactly one OTP button")
     quick = [n for n, kind in enumerate(kinds) if kind == "QUICK_REPLY"]
     if quick and quick != list(range(quick[0], quick[0] + len(quick))):
         raise _fail("BUTTONS.buttons", "quick-reply buttons must be grouped together, before or after the others")
+
+
+def _request_contact_info(buttons: list[dict[str, Any]], kinds: list[str], category: str) -> None:
+    """The share-contact button stands alone; WhatsApp writes its label in the customer's language."""
+    if category not in ("MARKETING", "UTILITY"):
+        raise _fail("BUTTONS.buttons", "a REQUEST_CONTACT_INFO button needs a MARKETING or UTILITY template")
+    if kinds != ["REQUEST_CONTACT_INFO"]:
+        raise _fail("BUTTONS.buttons", "a REQUEST_CONTACT_INFO button is the only button of its template")
+    label = buttons[0].get("text")
+    if label is not None and (not isinstance(label, str) or len(label) > 25 or _placeholders(label)):
+        raise _fail("BUTTONS.buttons.0.text", "the label is WhatsApp's own (e.g. Share Contact Info): "
+                                              "leave it out or give at most 25 characters without parameters")
