@@ -9,6 +9,7 @@ from . import signatures
 from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
 from .core.app import Connectzap
 from .core.bsuids import is_bsuid
+from .core.business_hours import BusinessHours
 from .core.channel import BaseChannel, Channel, OutboundSend
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
@@ -34,7 +35,7 @@ from .core.version import __version__
 
 __all__ = [
     "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CallActivity",
-    "CancelRequest",
+    "BusinessHours", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange",
     "ContactsContent", "CtaUrlContent", "CurrencyParam",

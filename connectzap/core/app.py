@@ -20,6 +20,7 @@ from . import consent as ledger
 from . import consent_files
 from . import gate, identities, minimize, outcomes, payloads
 from .bsuids import is_bsuid
+from .business_hours import BusinessHours
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .context import PluginState
@@ -72,6 +73,8 @@ class Connectzap:
         self.connectors: dict[str, Connector] = {}
         self.plugin_settings: dict[str, PluginSettings] = {}
         """Each declared ``[plugins.NAME]`` section, validated by :meth:`start` (``ctx.plugin_settings``)."""
+        self.business_hours = BusinessHours(self.settings.business_hours)
+        """When the business answers (``[business_hours]``); ``ctx.business_hours`` in hooks."""
         self.started = False
 
     # --- start-up ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .store import plugin_state
 
 if TYPE_CHECKING:
     from .app import Connectzap
+    from .business_hours import BusinessHours
     from .connector import OutboundCall
 
 
@@ -98,6 +99,11 @@ class EventContext:
         """This plugin's section as its declared :class:`~connectzap.PluginSettings` model,
         validated at start-up; ``None`` when the plugin declared no model (use ``config``)."""
         return self.app.plugin_settings.get(self.plugin.removeprefix("connector:"))
+
+    @property
+    def business_hours(self) -> BusinessHours:
+        """The business's opening hours (``[business_hours]``): ``is_open(at)``, ``next_opening(at)``."""
+        return self.app.business_hours
 
     @property
     def simulating(self) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from .business_hours import BusinessHoursSettings
 from .errors import ConfigurationError
 
 SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "consumer_key", "keys", "authorization")
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
+    """When the business answers (:mod:`connectzap.core.business_hours`); unset: always open."""
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     config_path: Path | None = None
