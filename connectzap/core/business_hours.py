@@ -27,7 +27,7 @@ from functools import cached_property
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_MINUTES = 24 * 60
@@ -55,6 +55,18 @@ def _range(text: str) -> str:
 TimeRange = Annotated[str, AfterValidator(_range)]
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. \"Europe/Madrid\")") from None
+    return name
+
+
+ZoneName = Annotated[str, AfterValidator(_zone)]
+"""A settings field holding an IANA time zone name, refused at start when the zone is unknown."""
+
+
 def _minutes(text: str) -> tuple[int, int]:
     """A validated range as (start minute of the day, length in minutes)."""
     start_text, end_text = text.split("-")
@@ -69,7 +81,7 @@ class BusinessHoursSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
     """IANA time zone name (``Europe/Madrid``, ``America/Sao_Paulo``) the ranges are written in."""
     monday: list[TimeRange] = Field(default_factory=list)
     tuesday: list[TimeRange] = Field(default_factory=list)
@@ -80,15 +92,6 @@ class BusinessHoursSettings(BaseModel):
     sunday: list[TimeRange] = Field(default_factory=list)
     holidays: list[date] = Field(default_factory=list)
     """Local dates on which the business does not open (ranges starting on them are cancelled)."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone (e.g. \"Europe/Madrid\")") from None
-        return name
 
     @model_validator(mode="after")
     def _no_overlap(self) -> BusinessHoursSettings:
