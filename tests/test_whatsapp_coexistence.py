@@ -107,7 +107,9 @@ def test_an_echo_is_the_accepted_status_of_a_message_sent_from_the_business_app(
 
 def test_media_echo_keeps_its_caption_and_edits_and_revokes_are_not_new_messages():
     events = parse_body(body_of("echo_batch"))
-    assert [e.payload().content for e in events] == [{"type": "image", "caption": "The menu for tonight"}]
+    assert [(e.payload().status, e.payload().content) for e in events][0] == (
+        "accepted", {"type": "image", "caption": "The menu for tonight"})
+    assert [e.payload().status for e in events][1:] == ["revoked", "edited"]  # test_coexistence_changes
 
 
 def test_an_echo_without_a_recipient_is_dropped_not_guessed():

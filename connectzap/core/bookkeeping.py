@@ -15,8 +15,8 @@ from . import consent as ledger
 from . import gate, identities, logs, reachability, templates, windows
 from .idempotency import scoped_key
 from .messages import Outgoing
-from .models import (SENT_FROM_BUSINESS_APP, CallActivity, CancelRequest, Category, ConsentChange, DeliveryOutcome,
-                     Event, EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
+from .models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, CancelRequest, Category, ConsentChange,
+                     DeliveryOutcome, Event, EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
 from .store import journal, outbox
 from .store.database import Database
 
@@ -81,7 +81,9 @@ class Bookkeeping:
                     windows.open_window(self.db, conn, key, call.timestamp.timestamp(), call.business_phone_number_id)
         elif kind == EventKind.MESSAGE_STATUS:
             status = MessageStatus.model_validate(event.data)
-            if status.sent_from == SENT_FROM_BUSINESS_APP:
+            if status.sent_from == SENT_FROM_BUSINESS_APP and status.status in CHANGED_IN_APP:
+                result["changed"] = outbox.mark_changed_elsewhere(conn, status.wamid, status.status)
+            elif status.sent_from == SENT_FROM_BUSINESS_APP:
                 result["recorded"] = self.record_sent_elsewhere(conn, event_id, status)
             elif status.status != StatusValue.ACCEPTED:
                 self.apply_status(conn, status, reported_by=event.source)

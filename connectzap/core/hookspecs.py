@@ -102,7 +102,9 @@ def on_message_status(status: MessageStatus, ctx: EventContext) -> Outgoing | li
     Statuses are applied monotonically to the stored message before this hook runs; the hook
     still sees every distinct status once. An ``accepted`` status with ``status.sent_from ==
     "business_app"`` is a message a person sent from the WhatsApp Business app on a coexistence
-    number: a human is handling that conversation (automations may want to stay quiet).
+    number: a human is handling that conversation (automations may want to stay quiet). Such a
+    message edited or deleted in the app later comes as status ``edited`` (``status.content`` holds
+    the new text) or ``revoked``, with the same ``sent_from`` and the original ``status.wamid``.
 
     :param status: the status update; ``status.errors`` holds Meta's error details on failure.
     :param ctx: the event context.

@@ -234,6 +234,11 @@ _STATUS_RANK = {
 SENT_FROM_BUSINESS_APP = "business_app"
 """:attr:`MessageStatus.sent_from` of a message a person sent from the WhatsApp Business app."""
 
+CHANGED_IN_APP = ("edited", "revoked")
+""":attr:`MessageStatus.status` values of a change the business made in the WhatsApp Business app to a
+message sent earlier (``sent_from == "business_app"``): its text ``edited``, or the message deleted for
+everyone (``revoked``). They name no delivery step, so they never move the message's status."""
+
 
 class DeliveryOutcome(StrEnum):
     """What a failed delivery says about the recipient, in neutral terms. A channel or its connector
@@ -282,7 +287,9 @@ class MessageStatus(Model):
     """``business_app`` on the ``accepted`` status of a message the business wrote itself in the
     WhatsApp Business app on a coexistence number (Meta's ``smb_message_echoes``): a person, not
     connectzap, answered the customer. connectzap records it as an outbound message (so its later
-    statuses apply and CRM connectors log it like any other) and never sends it."""
+    statuses apply and CRM connectors log it like any other) and never sends it. Also on an
+    ``edited`` or ``revoked`` status (:data:`CHANGED_IN_APP`): the business changed message ``wamid``
+    in the app; an edit's ``content`` is the new text."""
 
     @field_validator("recipient", mode="before")
     @classmethod

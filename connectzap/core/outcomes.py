@@ -174,6 +174,9 @@ def _delivery_outcome(view: DeliveryView, extra: dict[str, Any]) -> str:
         parts.append(f"warning: {extra['announced']}")
     if extra.get("released"):
         parts.append(f"{extra['released']} message(s) waiting for the template judged again")
+    if "changed" in extra:  # an edit or deletion made in the WhatsApp Business app
+        parts.append("the message is marked as changed in the WhatsApp Business app" if extra["changed"]
+                     else "no recorded message has this wamid: nothing to mark")
     if "cancelled" in extra:
         parts.append(f"cancelled {extra['cancelled']} scheduled message(s)")
     if parts:

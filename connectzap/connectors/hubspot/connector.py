@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
-from ...core.models import (CallActivity, ConsentChange, ContactAction, ContactChange, Event, EventKind,
-                             InboundMessage, MessageStatus, PastMessage, StatusValue)
+from ...core.models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, ConsentChange, ContactAction,
+                             ContactChange, Event, EventKind, InboundMessage, MessageStatus, PastMessage, StatusValue)
 from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
@@ -122,6 +122,16 @@ class HubSpotConnector(Connector):
         return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
                      text=describe_content(status.content), at=status.timestamp, user_id=status.recipient_user_id)
 
+    @staticmethod
+    def _changed_entry(status: MessageStatus) -> Entry:
+        """The timeline entry of a message the business edited or deleted in the WhatsApp Business app."""
+        if status.status == "revoked":
+            text = "(deleted in the WhatsApp Business app)"
+        else:
+            text = f"{describe_content(status.content)}\n(edited in the WhatsApp Business app)".lstrip()
+        return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound", text=text,
+                     at=status.timestamp, user_id=status.recipient_user_id)
+
     def _past_entry(self, message: PastMessage) -> Entry | None:
         # the coexistence chat history: logged like the live conversation, once per wamid
         if not self.settings.timeline or not message.contact.phone:
@@ -153,6 +163,10 @@ class HubSpotConnector(Connector):
             await self.timeline.log(ctx, entry)
 
     async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
+        if status.status in CHANGED_IN_APP and status.sent_from == SENT_FROM_BUSINESS_APP:
+            if self.settings.timeline:
+                await self.timeline.amend(ctx, self._changed_entry(status))
+            return
         entry = self._outbound_entry(status)
         if entry is not None:
             await self.timeline.log(ctx, entry)

@@ -118,6 +118,23 @@ class Timeline:
             return self.settings.owner_id
         return contact.owner_id if self.settings.use_contact_owner else None
 
+    async def amend(self, ctx: EventContext, entry: Entry) -> None:
+        """Rewrite the body of the entry logged for ``entry.wamid`` (the message was edited or deleted
+        where it was sent). Repeating it writes the same body again, so a retry needs no mark."""
+        done_key, _ = self.keys(ctx, entry)
+        logged = ctx.state.get(done_key)
+        if not logged:
+            raise SkippableError("this message is not on the HubSpot timeline (never logged, or logged "
+                                 "before connectzap)", code="not_logged")
+        if logged.get("object") == "note":
+            from hubspot.crm.objects.notes import SimplePublicObjectInput
+            api, props = self.client.notes, {"hs_note_body": entry.body()}
+        else:
+            from hubspot.crm.objects.communications import SimplePublicObjectInput
+            api, props = self.client.communications, {"hs_communication_body": entry.body()}
+        await self.client.call("update the timeline entry", api.update, str(logged["id"]),
+                               simple_public_object_input=SimplePublicObjectInput(properties=props))
+
     @property
     def object_kind(self) -> ObjectKind:
         return "note" if self.communications_unavailable else "communication"

@@ -354,8 +354,9 @@ def _messages_field(change: _Change) -> Iterator[Event]:
 
 # --- coexistence: what the business wrote in the WhatsApp Business app ------------------------
 
-ECHO_CHANGES = ("edit", "revoke")
-"""Echo types that change an earlier message rather than send a new one (not recorded yet)."""
+ECHO_CHANGES = {"edit": "edited", "revoke": "revoked"}
+"""Echo types that change an earlier message (``<type>.original_message_id``) rather than send a new one,
+and the status (:data:`~connectzap.core.models.CHANGED_IN_APP`) each becomes."""
 
 
 def _echo_content(kind: str, msg: dict[str, Any]) -> dict[str, Any]:
@@ -371,14 +372,13 @@ def _echo_content(kind: str, msg: dict[str, Any]) -> dict[str, Any]:
 def _message_echoes(change: _Change) -> Iterator[Event]:
     """``smb_message_echoes``: messages the business sent from the WhatsApp Business app (or a linked
     device) on a coexistence number. Each becomes the ``accepted`` status of an outbound message marked
-    ``sent_from="business_app"``: the core records it (it is never sent) and its later statuses apply."""
+    ``sent_from="business_app"``: the core records it (it is never sent) and its later statuses apply.
+    An ``edit`` or ``revoke`` of an earlier message becomes an ``edited`` / ``revoked`` status of that
+    message (an edit carrying the new text, as an echo carries what was sent)."""
     for msg in _objects(change.value.get("message_echoes")):
         wamid, kind = _text(msg.get("id")), _text(msg.get("type")) or "unknown"
         if not wamid:
             log.warning("whatsapp message echo without an id ignored")
-            continue
-        if kind in ECHO_CHANGES:
-            log.info("whatsapp message echo %s (%s of an earlier message) not recorded", wamid, kind)
             continue
         to, user_id = _text(msg.get("to")), _text(msg.get("to_user_id"))
         user_id = user_id if is_bsuid(user_id) else None
@@ -386,11 +386,21 @@ def _message_echoes(change: _Change) -> Iterator[Event]:
             log.warning("whatsapp message echo %s without a usable recipient ignored", wamid)
             continue
         timestamp = _time(msg.get("timestamp")) or change.now
-        status = MessageStatus(wamid=wamid, status=StatusValue.ACCEPTED.value, timestamp=timestamp,
-                               recipient=_phone(to), recipient_user_id=user_id,
-                               business_phone_number_id=change.phone_number_id, category="service",
-                               content=_echo_content(kind, msg), sent_from=SENT_FROM_BUSINESS_APP)
-        yield Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"echo:{wamid}",
+        status, about = StatusValue.ACCEPTED.value, wamid
+        content: dict[str, Any] | None = _echo_content(kind, msg)
+        if kind in ECHO_CHANGES:
+            changed = _obj(msg.get(kind))
+            about = _text(changed.get("original_message_id")) or ""
+            if not about:
+                log.warning("whatsapp message echo %s (%s) names no original message; ignored", wamid, kind)
+                continue
+            edited = _obj(changed.get("message"))
+            status = ECHO_CHANGES[kind]
+            content = _echo_content(_text(edited.get("type")) or "unknown", edited) if kind == "edit" else None
+        record = MessageStatus(wamid=about, status=status, timestamp=timestamp, recipient=_phone(to),
+                               recipient_user_id=user_id, business_phone_number_id=change.phone_number_id,
+                               category="service", content=content, sent_from=SENT_FROM_BUSINESS_APP)
+        yield Event.of(EventKind.MESSAGE_STATUS, record, source=SOURCE, dedupe_key=f"echo:{wamid}",
                        occurred_at=timestamp)
 
 

@@ -11,7 +11,8 @@ Ingress (per shop, ``/webhooks/woocommerce[/{shop}]``):
   otherwise); other topics are acknowledged and ignored, so WooCommerce never disables the hook.
 
 Reply sync: a customer's WhatsApp message shortly after their latest order, and a failed
-delivery of an order notification, are added to the order as private notes.
+delivery of an order notification, are added to the order as private notes. Contacts of the
+WhatsApp Business app, its chat history and calls are skipped with their reason.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import PayloadError, SignatureError
-from ...core.models import Event, EventKind, InboundMessage, MessageStatus, Order, StatusValue
+from ...core.errors import PayloadError, SignatureError, SkippableError
+from ...core.models import (CallActivity, ContactChange, Event, EventKind, InboundMessage, MessageStatus, Order,
+                            PastMessage, StatusValue)
 from ...core.connector import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
@@ -147,6 +149,20 @@ class WooCommerceConnector(Connector):
         note = await self._failure_note(status, ctx)
         if note is not None:
             await self._add_note(note, ctx)
+
+    # What an order note is not for: skipped with the reason, so `connectzap events` says why.
+
+    async def sync_contact_changed(self, change: ContactChange, ctx: EventContext) -> None:
+        raise SkippableError("a contact saved in the WhatsApp Business app changes no order; WooCommerce "
+                             "customers come from checkout", code="not_an_order_change")
+
+    async def sync_past_message(self, message: PastMessage, ctx: EventContext) -> None:
+        raise SkippableError("the WhatsApp Business app's chat history is not added to orders: only live "
+                             "replies after an order become notes", code="history_not_noted")
+
+    async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
+        raise SkippableError("WhatsApp calls are not noted on orders (a CRM connector logs them)",
+                             code="calls_not_noted")
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         if kind == "inbound_message":

@@ -288,6 +288,22 @@ def record_sent_elsewhere(db: Database, conn: Connection, *, wamid: str, contact
     return bool(add_many(db, conn, [row]))
 
 
+REVOKED_ELSEWHERE = "revoked_in_app"
+
+
+def mark_changed_elsewhere(conn: Connection, wamid: str, change: str) -> bool:
+    """The business edited (``change="edited"``) or deleted for everyone (``"revoked"``) message
+    ``wamid`` in the WhatsApp Business app: its ``reason`` says so (``edited_in_app``,
+    ``revoked_in_app``); its delivery status stays what Meta reported. Nothing of the new text is
+    kept. A deletion is final: a later edit notice does not hide it. False when no message has
+    this wamid (sent before connectzap recorded the number's messages)."""
+    reason = f"{change}_in_app"
+    done = conn.execute(outbox.update().where(
+        outbox.c.wamid == wamid,
+        or_(outbox.c.reason.is_(None), outbox.c.reason != REVOKED_ELSEWHERE)).values(reason=reason, updated_at=now()))
+    return bool(done.rowcount) or conn.execute(select(outbox.c.id).where(outbox.c.wamid == wamid)).first() is not None
+
+
 def erase_values(retention_seconds: float) -> dict[str, Any]:
     """Column values that erase a finished message (or schedule its erasure)."""
     if retention_seconds <= 0:
