@@ -230,6 +230,10 @@ class HubSpotClient:
         return self.sdk.crm.objects.calls.basic_api
 
     @cached_property
+    def call_search(self) -> Any:
+        return self.sdk.crm.objects.calls.search_api
+
+    @cached_property
     def notes(self) -> Any:
         return self.sdk.crm.objects.notes.basic_api
 

@@ -52,7 +52,8 @@ class HubSpotConnector(Connector):
         self.client = HubSpotClient(self.settings)
         self.contacts = Contacts(self.client, self.settings)
         self.timeline = Timeline(self.client, self.contacts, self.settings)
-        self.call_log = CallLog(self.client, self.contacts, self.timeline._owner)
+        self.call_log = CallLog(self.client, self.contacts, self.timeline._owner,
+                                self.settings.search_index_lag_seconds)
         self.consent_mirror = ConsentMirror(self.contacts, self.settings)
 
     # --- ingress -------------------------------------------------------------------------
