@@ -18,6 +18,7 @@ from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictEr
                           RetriableDeliveryError, RetriableError, SendingPausedError, SignatureError,
                           SkippableDeliveryError, SkippableError, StartupError)
 from .core.gate import Decision
+from .core.keywords import leading_keyword, normalise_keyword
 from .core.hookspecs import hookimpl
 from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam,
                             DateTimeParam, HeaderParam, ListContent, ListRow, ListSection, LocationContent,
@@ -49,5 +50,6 @@ __all__ = [
     "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings", "SignatureError",
     "SkippableDeliveryError", "SkippableError", "StartupError", "StatusValue", "TemplateContent", "TemplateInfo",
     "TemplateUpdate", "TemplateUse", "TextContent", "TextParam", "WebhookRequest", "WebhookResponse", "__version__",
-    "hookimpl", "is_bsuid", "jinja_names_known", "load_settings", "signatures", "to_e164",
+    "hookimpl", "is_bsuid", "jinja_names_known", "leading_keyword", "load_settings", "normalise_keyword", "signatures",
+    "to_e164",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from fastapi import Request
 
 from connectzap import (Category, ConsentChange, Connector, ConnectorSettings, Outgoing, StartupError,
                         TemplateContent, TextContent, hookimpl)
@@ -317,6 +318,39 @@ def test_hook_register_commands():
         assert result.exit_code == 0 and result.output == "hello Ana\n"
     finally:
         cli.commands.pop("hook-probe-hello", None)
+
+
+async def test_hook_register_api_routes(make):
+    from server_support import AUTH, serving
+
+    class Plugin:
+        @hookimpl
+        def register_api_routes(self, router):
+            @router.get("/hook-probe/{who}")
+            def probe_route(who: str, request: Request) -> dict[str, Any]:
+                return {"hello": who, "engine": request.app.state.engine is not None}
+
+    with registered_plugin(Plugin()):
+        app = make(api={"keys": ["test-key-0123456789abcdef"]})
+        async with serving(app) as client:
+            anonymous = await client.get("/v1/hook-probe/ana")
+            answered = await client.get("/v1/hook-probe/ana", headers=AUTH)
+            typo = await client.get("/v1/hook-probe/ana", params={"x": "1"}, headers=AUTH)
+    assert anonymous.status_code == 401
+    assert answered.status_code == 200 and answered.json() == {"hello": "ana", "engine": True}
+    assert typo.status_code == 422
+
+
+def test_a_plugin_route_cannot_take_a_builtin_path(make):
+    from connectzap.core.server import create_app
+
+    class Plugin:
+        @hookimpl
+        def register_api_routes(self, router):
+            router.get("/templates")(lambda: {})
+
+    with registered_plugin(Plugin()), pytest.raises(StartupError, match="GET /v1/templates"):
+        create_app(make(api={"keys": ["test-key-0123456789abcdef"]}), run_workers=False)
 
 
 def test_every_hook_has_a_test():

@@ -183,6 +183,12 @@ class Connector:
         sandbox). A simulating engine never takes :meth:`make_channel`'s. Default: none."""
         return None
 
+    async def display_number(self, phone_number_id: str | None = None) -> str | None:
+        """The number customers see and write to (E.164) for the business's sending number
+        ``phone_number_id`` (None: the default one), when this connector can tell -- e.g. for a
+        ``wa.me`` link. Default: None (this connector does not know)."""
+        return None
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def background(self, stop: asyncio.Event) -> None:

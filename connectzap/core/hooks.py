@@ -30,6 +30,7 @@ from .settings import _is_secret_key
 
 if TYPE_CHECKING:
     import click
+    from fastapi import APIRouter
 
 log = logging.getLogger("connectzap.hooks")
 
@@ -204,3 +205,16 @@ def register_commands(cli: click.Group) -> None:
             if strict():
                 raise
             log.error("plugin %s failed in register_commands: %s", impl.plugin_name, exc)
+
+
+def register_api_routes(router: APIRouter) -> None:
+    """Let each plugin add its ``/v1`` routes to ``router``; one that fails is logged and skipped
+    (raised under ``CONNECTZAP_STRICT_PLUGINS``), like a failing ``register_commands``."""
+    load_plugins()
+    for impl in pm.hook.register_api_routes.get_hookimpls():
+        try:
+            impl.function(router=router)
+        except Exception as exc:
+            if strict():
+                raise
+            log.error("plugin %s failed in register_api_routes: %s", impl.plugin_name, exc)

@@ -28,6 +28,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from fastapi import APIRouter
 
     from .connector import Connector
     from .context import EventContext
@@ -219,6 +220,19 @@ def register_commands(cli: click.Group) -> None:
     Called once when the CLI starts. Decorate functions with ``@cli.command()`` or add groups.
 
     :param cli: the root click group.
+    """
+
+
+@hookspec
+def register_api_routes(router: APIRouter) -> None:
+    """Add endpoints to the REST API, under ``/v1`` and behind the same API keys.
+
+    Called once when the HTTP app is built. Declare routes on ``router`` with FastAPI's decorators
+    (``@router.get("/optin/qr")`` serves ``/v1/optin/qr``); the API key, the unknown-query-parameter
+    check and the error bodies apply to them as to the built-in routes. The engine is
+    ``request.app.state.engine``. A path the API already has is a start-up error.
+
+    :param router: a FastAPI ``APIRouter`` mounted at ``/v1``.
     """
 
 

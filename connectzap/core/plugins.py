@@ -29,6 +29,7 @@ log = logging.getLogger("connectzap.plugins")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp",
     "connectzap.connectors.whatsapp.commands",
+    "connectzap.plugins.optin",
     "connectzap.plugins.opt_out_keywords",
     "connectzap.connectors.woocommerce",
     "connectzap.plugins.order_notifications",

@@ -24,7 +24,6 @@ Config (``[plugins.opt_out_keywords]``, every key optional)::
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,9 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectzap import (Category, ConsentChange, EventContext, InboundMessage, PluginSettings, TextContent,
-                        hookimpl, is_bsuid)
+                        hookimpl, is_bsuid, normalise_keyword)
+
+from . import optin
 
 log = logging.getLogger("connectzap.plugins.opt_out_keywords")
 
@@ -75,12 +76,8 @@ COUNTRY_LANGUAGES: dict[str, str] = {
 }
 
 
-def normalise(text: str) -> str:
-    """How a message is compared with the keywords: case, accents, underscores (a button payload
-    such as ``STOP_PROMOTIONS``), surrounding punctuation and repeated spaces do not matter."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("_", " "))
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-    return " ".join(plain.strip(" \t\r\n.!¡?¿,;:\"'()*-").split())
+normalise = normalise_keyword
+"""How a message is compared with the keywords (shared with every plugin that reacts to words)."""
 
 
 def _language(tag: str) -> str:
@@ -245,6 +242,10 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     elif said in config.start:
         granted, which = True, "start"
     else:
+        return
+    if granted and optin.claims(ctx.app, raw):
+        # ALTA may also be an opt-in link's keyword: that plugin records and confirms it, once.
+        ctx.note("left_to_optin", "an opt-in link's keyword: the optin plugin answers it")
         return
     for category in config.categories:
         ctx.set_consent(ConsentChange(phone=phone, user_id=None if phone else who, category=category,

@@ -90,6 +90,8 @@ class FakeGraph:
         """Per business account id: ``override_callback_uri``/``verify_token`` last posted to ``subscribed_apps``."""
         self.messaging_limit: str | None = "TIER_250"
         """What ``GET /{phone-number-id}`` reports as the messaging limit (None: the field is absent)."""
+        self.display_phone_number = "+1 555-078-3881"
+        """What ``GET /{phone-number-id}?fields=display_phone_number`` answers (Meta's own spelling)."""
         self._ids = itertools.count(1)
         self._accepted: Counter[str] = Counter()
         self._accepted_lock = threading.Lock()
@@ -338,6 +340,9 @@ class FakeGraph:
         for name in filter(None, request.query.get("fields", "").split(",")):
             if name == "webhook_configuration":
                 answer[name] = self._webhook_configuration(number)
+                continue
+            if name == "display_phone_number":  # written as Meta shows it, not in E.164
+                answer[name] = self.display_phone_number
                 continue
             if name != known:  # as Graph answers a field the version does not have
                 return self.error(100, f"Tried accessing nonexisting field ({name}) on node type "

@@ -128,6 +128,20 @@ class WhatsAppConnector(Connector):
         finally:
             await client.aclose()
 
+    async def display_number(self, phone_number_id: str | None = None) -> str | None:
+        """The number's ``display_phone_number`` field from the Graph API (what customers see and
+        what ``wa.me`` links need). None on the sandbox, which has no number."""
+        number = phone_number_id or self.settings.phone_number_id
+        if not self.settings.live or not number:
+            return None
+        from .client import GraphClient
+        from .profile import display_number
+        client = GraphClient(self.settings)
+        try:
+            return await display_number(client, number)
+        finally:
+            await client.aclose()
+
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         notice = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None
         if notice is not None:

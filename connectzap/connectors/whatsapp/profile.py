@@ -68,3 +68,13 @@ async def update(client: GraphClient, changes: dict[str, Any], phone_number_id: 
     number = phone_number_id or client.settings.phone_number_id
     await client.request("POST", f"{number}/whatsapp_business_profile",
                          json_body={"messaging_product": "whatsapp", **changes})
+
+
+async def display_number(client: GraphClient, phone_number_id: str) -> str | None:
+    """The number's ``display_phone_number`` (Meta writes it as customers see it, e.g.
+    ``+1 555-078-3881``) as ``+`` and its digits, or None when the answer lacks it. Not checked
+    against a numbering plan: Meta's own test numbers (+1 555...) are valid WhatsApp numbers."""
+    answer = await client.request("GET", phone_number_id, params={"fields": "display_phone_number"})
+    shown = answer.get("display_phone_number") if isinstance(answer, dict) else None
+    digits = "".join(ch for ch in shown if ch.isdigit()) if isinstance(shown, str) else ""
+    return "+" + digits if 6 <= len(digits) <= 15 else None  # as optin's settings.international

@@ -82,6 +82,7 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
     errors.install(app)
     app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes)
     app.include_router(rest.router)
+    app.include_router(rest.plugin_router())
     webhooks.mount(app, engine.connectors, writer, metrics, settings.trust_proxy_headers)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Health of the service",

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
-from .. import gate
+from .. import gate, hooks
 from ..app import Connectzap
-from ..errors import ConflictError, ConnectzapError
+from ..errors import ConflictError, ConnectzapError, StartupError
 from ..messages import Outgoing
 from ..models import Category, ConsentChange
 from ..bsuids import identify
@@ -41,6 +42,20 @@ def _errors(*extra: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)])
+
+
+def plugin_router() -> APIRouter:
+    """The ``/v1`` routes plugins add (``register_api_routes``), guarded like the built-in ones; a
+    method and path the API already serves is refused at start-up."""
+    added = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)])
+    hooks.register_api_routes(added)
+    taken = {(route.path, method) for route in router.routes if isinstance(route, APIRoute)
+             for method in route.methods or ()}
+    for route in added.routes:
+        methods = sorted(route.methods or ()) if isinstance(route, APIRoute) else []
+        if isinstance(route, APIRoute) and any((route.path, method) in taken for method in methods):
+            raise StartupError(f"a plugin adds {', '.join(methods)} {route.path}, which the REST API already serves")
+    return added
 
 PhonePath = Annotated[str, Path(min_length=1, max_length=140,
                                 description="The contact's number (E.164 preferred), or their business-scoped "
