@@ -196,25 +196,23 @@ def plugin_names() -> set[str]:
         {failure.name for failure in load_failures()}
 
 
-def register_commands(cli: click.Group) -> None:
+def _each_registration(hook: str, **kwargs: Any) -> None:
+    """Call every implementation of a registration hook; one that fails is logged and skipped
+    (raised under ``CONNECTZAP_STRICT_PLUGINS``): the others' commands and routes still work."""
     load_plugins()
-    for impl in pm.hook.register_commands.get_hookimpls():
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         try:
-            impl.function(cli=cli)
+            impl.function(**kwargs)
         except Exception as exc:
             if strict():
                 raise
-            log.error("plugin %s failed in register_commands: %s", impl.plugin_name, exc)
+            log.error("plugin %s failed in %s: %s", impl.plugin_name, hook, exc)
+
+
+def register_commands(cli: click.Group) -> None:
+    _each_registration("register_commands", cli=cli)
 
 
 def register_api_routes(router: APIRouter) -> None:
-    """Let each plugin add its ``/v1`` routes to ``router``; one that fails is logged and skipped
-    (raised under ``CONNECTZAP_STRICT_PLUGINS``), like a failing ``register_commands``."""
-    load_plugins()
-    for impl in pm.hook.register_api_routes.get_hookimpls():
-        try:
-            impl.function(router=router)
-        except Exception as exc:
-            if strict():
-                raise
-            log.error("plugin %s failed in register_api_routes: %s", impl.plugin_name, exc)
+    """Let each plugin add its ``/v1`` routes to ``router``."""
+    _each_registration("register_api_routes", router=router)

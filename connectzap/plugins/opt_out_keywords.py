@@ -34,6 +34,7 @@ from connectzap import (Category, ConsentChange, EventContext, InboundMessage, P
                         hookimpl, is_bsuid, normalise_keyword)
 
 from . import optin
+from .optin.settings import language_of
 
 log = logging.getLogger("connectzap.plugins.opt_out_keywords")
 
@@ -80,9 +81,8 @@ normalise = normalise_keyword
 """How a message is compared with the keywords (shared with every plugin that reacts to words)."""
 
 
-def _language(tag: str) -> str:
-    """``pt_BR``, ``pt-br`` and ``PT`` are all ``pt``: replies are chosen by language, not region."""
-    return tag.strip().replace("-", "_").split("_", 1)[0].lower()
+_language = language_of
+"""``pt_BR``, ``pt-br`` and ``PT`` are all ``pt``: replies are chosen by language, not region."""
 
 
 class Reply(BaseModel):
