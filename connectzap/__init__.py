@@ -8,8 +8,10 @@ Plugins import what they need from here -- never from pluggy::
 from . import signatures
 from .core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse
 from .core.app import Connectzap
+from .core.automatic import AutomaticAnswer
 from .core.bsuids import is_bsuid
 from .core.business_hours import BusinessHours
+from .core.conversations import Conversation, ConversationState
 from .core.channel import BaseChannel, Channel, OutboundSend
 from .core.context import EventContext
 from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictError, ConnectzapError,
@@ -35,10 +37,11 @@ from .core.connector import OutboundCall
 from .core.version import __version__
 
 __all__ = [
-    "AmbiguousDeliveryError", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent", "CallActivity",
-    "BusinessHours", "CancelRequest",
+    "AmbiguousDeliveryError", "AutomaticAnswer", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent",
+    "BusinessHours", "CallActivity", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
-    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange",
+    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "Conversation",
+    "ConversationState",
     "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
     "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "InvalidRecipientError",

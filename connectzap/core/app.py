@@ -18,17 +18,18 @@ from sqlalchemy import func, select
 
 from . import consent as ledger
 from . import consent_files
-from . import gate, identities, minimize, outcomes, payloads
+from . import conversations, gate, identities, minimize, outcomes, payloads
 from .bsuids import is_bsuid
 from .business_hours import BusinessHours
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
+from .conversations import ConversationState, Handover
 from .context import PluginState
 from .errors import ConfigurationError, NotFoundError
 from .hooks import collect_connectors, collect_plugin_settings, delivery_targets, plugin_names
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
-from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Event, EventKind, TemplateInfo
+from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Contact, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
 from .plugin_settings import PluginSettings, did_you_mean, template_problems, validate_sections, where
 from .plugins import load_failures, load_plugins
@@ -268,6 +269,33 @@ class Connectzap:
             assert key is not None
             return key
         return contact_key(to_e164(phone, country), self.secret)
+
+    def contact_key_of(self, contact: Contact) -> str | None:
+        """The keyed hash of ``contact`` (by its phone, else its BSUID); None when it names neither."""
+        with self.db.read() as conn:
+            return identities.resolve(conn, self.secret, contact.phone, contact.user_id)
+
+    def conversation(self, contact: str) -> ConversationState:
+        """Who handles the conversation with ``contact`` (a phone number or a BSUID) now."""
+        key = self.contact_key(contact)
+        with self.db.read() as conn:
+            return conversations.state(conn, key)
+
+    def hand_to_human(self, contact: str, reason: str, minutes: int | None = None, *, by: str = "api") -> bool:
+        """Hand the conversation with ``contact`` to people for ``minutes`` (None: until released):
+        no automatic answers meanwhile. Returns whether it changed hands."""
+        return self._hand_over(contact, Handover("human", reason, minutes, by))
+
+    def release(self, contact: str, *, by: str = "api") -> bool:
+        """Give the conversation with ``contact`` back to the bot. Returns whether a person had it."""
+        return self._hand_over(contact, Handover("bot", by=by))
+
+    def _hand_over(self, contact: str, change: Handover) -> bool:
+        if change.minutes is not None and change.minutes <= 0:
+            raise ValueError("minutes must be positive (or none: until released)")
+        key = self.contact_key(contact)
+        with self.db.begin() as conn:
+            return conversations.apply(self.db, conn, key, change)
 
     def set_consent(self, change: ConsentChange) -> bool:
         """Record a consent change now (an opt-out wins at once) and journal it for the hooks.

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import consent, windows
+from .conversations import Conversation
 from .errors import InvalidPhoneError
 from .messages import MessageContent, Outgoing
 from .models import Category, ConsentChange, Contact
@@ -73,10 +74,11 @@ class EventContext:
         :attr:`plugin_settings`, the validated model).
     :ivar state: durable per-plugin state (:class:`PluginState`).
     :ivar log: a logger named after the plugin.
+    :ivar contact: the customer the event is about, when it names one.
     """
 
     def __init__(self, app: Connectzap, *, event_id: int, source: str, dedupe_key: str,
-                 received_at: datetime, plugin: str) -> None:
+                 received_at: datetime, plugin: str, contact: Contact | None = None) -> None:
         self.app = app
         self.event_id = event_id
         self.source = source
@@ -89,6 +91,24 @@ class EventContext:
         self.proposals: list[Outgoing] = []
         self.consent_changes: list[ConsentChange] = []
         self.notes: list[dict[str, str]] = []
+        self.contact = contact
+        self._conversation: Conversation | None = None
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation with the event's customer: who handles it (``handled_by``: ``"bot"`` or
+        ``"human"``), ``hand_to_human(reason, minutes=None)`` and ``release()``, committed with this
+        hook's proposals. Raises :class:`LookupError` for an event that names no customer."""
+        if self._conversation is None:
+            if self.contact is None:
+                raise LookupError(f"{self.source} event {self.event_id} names no customer: it has no conversation")
+            self._conversation = Conversation(self.app, self.contact, self.plugin)
+        return self._conversation
+
+    @property
+    def handovers(self) -> list[Any]:
+        """The conversation changes this hook made (buffered until it succeeds)."""
+        return self._conversation.pending if self._conversation is not None else []
 
     @property
     def settings(self) -> Any:

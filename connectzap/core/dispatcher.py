@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import gate, logs
+from . import arbitration, conversations, gate, identities, logs
 from .bookkeeping import Bookkeeping
 from .context import EventContext
 from .errors import FatalError, RetriableError, SkippableError
@@ -21,7 +21,8 @@ from .hookspecs import EVENT_HOOKS
 from .hooks import DeliveryTarget, as_proposals, delivery_targets
 from .idempotency import proposal_key, scoped_key
 from .messages import Outgoing
-from .models import ConsentChange, Event
+from .conversations import Handover
+from .models import ConsentChange, Contact, Event, InboundMessage
 from .retries import backoff
 from .store import journal, plugin_state
 from .store.database import now
@@ -54,13 +55,25 @@ class _Delivery:
     state: dict[str, Any] = field(default_factory=dict)
     consent_changes: list[ConsentChange] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    contact: Contact | None = None
     result: Any = None
     error: Exception | None = None
 
     def leaves_nothing_to_see(self) -> bool:
-        """Succeeded without proposing a send, writing plugin state or changing consent: nothing another
-        event's hooks could read (its notes only explain it, in its own delivery's result)."""
-        return self.error is None and not (self.proposals or self.state or self.consent_changes)
+        """Succeeded without proposing a send, writing plugin state, changing consent or handing the
+        conversation over: nothing another event's hooks could read (its notes only explain it, in
+        its own delivery's result)."""
+        return self.error is None and not (self.proposals or self.state or self.consent_changes or self.handovers)
+
+
+def _contact_of(payload: Any) -> Contact | None:
+    """The customer an event's payload names (an inbound message's sender, a lead...), if any."""
+    for name in ("contact", "customer"):
+        found = getattr(payload, name, None)
+        if isinstance(found, Contact) and (found.phone or found.user_id):
+            return found
+    return None
 
 
 def _waves(claimed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -265,9 +278,10 @@ class Dispatcher:
 
     async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> _Delivery:
         event = plan.event
+        contact = _contact_of(plan.payload)
         ctx = EventContext(self.app, event_id=plan.event_id, source=event.source, dedupe_key=event.dedupe_key,
-                           received_at=event.occurred_at, plugin=target.name)
-        outcome = _Delivery(plan.event_id, target.name, attempt)
+                           received_at=event.occurred_at, plugin=target.name, contact=contact)
+        outcome = _Delivery(plan.event_id, target.name, attempt, contact=contact)
         try:
             if target.hook is not None:
                 arg = EVENT_HOOKS[event.kind.value][1]
@@ -286,6 +300,7 @@ class Dispatcher:
         outcome.state = ctx.state.pending
         outcome.consent_changes = ctx.consent_changes
         outcome.notes = ctx.notes
+        outcome.handovers = ctx.handovers
         return outcome
 
     def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> dict[int, str]:
@@ -301,13 +316,36 @@ class Dispatcher:
                         log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
                         o.error = exc
                 self._fail(conn, o.event_id, o.target, o.error, o.attempt)
+            for plan in self._to_arbitrate(plans, outcomes):
+                self._arbitrate(conn, plan)
             return journal.settle_many(conn, [plan.event_id for plan in plans], retention)
+
+    @staticmethod
+    def _to_arbitrate(plans: list[_Plan], outcomes: list[_Delivery]) -> list[_Plan]:
+        """The events whose automatic answers may now be decided between: those where this round
+        proposed one, or finished a delivery tried before (which may complete a set held earlier)."""
+        asked = {o.event_id for o in outcomes if o.attempt > 1 or any(p.automatic for p in o.proposals)}
+        return [plan for plan in plans if plan.event_id in asked]
+
+    def _arbitrate(self, conn: Any, plan: _Plan) -> None:
+        """Pick the automatic answer of ``plan``'s event once no hook delivery of it is left to run
+        (:mod:`.automatic`); a connector still retrying a CRM write does not hold the answer back."""
+        waiting = [d for d in journal.deliveries_of(conn, plan.event_id) if d["status"] == "pending"
+                   and (d["target"] == "core" or getattr(plan.targets.get(d["target"]), "hook", None) is not None)]
+        if waiting:
+            return
+        message = plan.payload if isinstance(plan.payload, InboundMessage) else None
+        inbound = arbitration.Inbound(plan.event_id, f"wamid:{message.wamid}" if message else f"event:{plan.event_id}",
+                                    message.timestamp.timestamp() if message else None)
+        arbitration.arbitrate(self.db, conn, inbound, self.app.settings.automation.stale_after_minutes * 60)
 
     def _commit(self, conn: Any, o: _Delivery) -> None:
         for n, change in enumerate(o.consent_changes):
             self.bookkeeping.record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
+        self._hand_over(conn, o)
         admissions = [gate.Admission(proposal, scoped_key(o.target, proposal.idempotency_key)
-                                     if proposal.idempotency_key else proposal_key(o.event_id, o.target, index))
+                                     if proposal.idempotency_key else proposal_key(o.event_id, o.target, index),
+                                     held=proposal.automatic is not None)
                       for index, proposal in enumerate(o.proposals)]
         decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
                                                           source_event_id=o.event_id, plugin=o.target)]
@@ -315,6 +353,16 @@ class Dispatcher:
         result = o.result if o.result is not None else {"messages": decisions, "notes": o.notes} if o.notes \
             else decisions
         journal.finish_delivery(conn, o.event_id, o.target, result)
+
+    def _hand_over(self, conn: Any, o: _Delivery) -> None:
+        if not o.handovers or o.contact is None:
+            return
+        contact = o.contact
+        key = identities.resolve(conn, self.app.secret, contact.phone, contact.user_id)
+        if key is None:
+            return
+        for change in o.handovers:
+            conversations.apply(self.db, conn, key, change, event_id=o.event_id)
 
     def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
         retry_at: float | None

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import consent, identities, logs, templates
+from . import automatic, consent, identities, logs, templates
+from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
@@ -32,7 +33,7 @@ from .models import Category, ConsentRecord, StatusValue, TemplateInfo
 from .store import outbox
 from .store.database import Database, now
 from .store.outbox import new_message_id
-from .store.schema import consents, contacts, windows
+from .store.schema import consents, contacts, conversations, windows
 from .store.schema import outbox as outbox_table
 
 log = logging.getLogger("connectzap.gate")
@@ -54,6 +55,7 @@ REASONS = {
     "invalid_message": "the message is not valid",
     "cancelled": "cancelled before it was due",
     "idempotency_conflict": "this idempotency key was already used for a different message",
+    **automatic.REASONS,
 }
 
 _SPACES = re.compile(r"\s+")
@@ -123,6 +125,7 @@ class BatchFacts:
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
         self._conn, self._keys = conn, keys
         self._windows: dict[str, list[tuple[str, float]]] | None = None  # loaded when a verdict needs them
+        self._conversations: dict[str, tuple[float | None, int | None]] | None = None  # likewise
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
         if keys:
             for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
@@ -149,6 +152,17 @@ class BatchFacts:
                 for row in self._conn.execute(select(windows).where(windows.c.contact_key.in_(self._keys))):
                     self._windows[row.contact_key].append((row.business_phone_number_id, row.last_inbound_at))
         return latest_inbound(self._windows.get(key, []), business_number)
+
+    def human_handles(self, key: str, answering: int | None) -> bool:
+        """Whether a person handles ``key``'s conversation (see :func:`.arbitration.human_handles`);
+        asked only about automatic answers, so other batches do not pay for the query."""
+        if self._conversations is None:
+            self._conversations = {}
+            if self._keys:
+                for row in self._conn.execute(select(conversations).where(conversations.c.contact_key.in_(self._keys))):
+                    self._conversations[row.contact_key] = (row.until, row.event_id)
+        found = self._conversations.get(key)
+        return found is not None and handed_over(*found, now(), answering)
 
     def latest(self, key: str, category: str) -> ConsentRecord | None:
         return self._consent.get((key, str(category)))
@@ -246,6 +260,8 @@ def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: Tem
 def request_hash(outgoing: Outgoing) -> str:
     # ``origin`` counts only when given, so messages without one hash as they did before it existed.
     left_out = {"idempotency_key"} if outgoing.origin is not None else {"idempotency_key", "origin"}
+    if outgoing.automatic is None:  # likewise: hashes stay what they were before it existed
+        left_out.add("automatic")
     data = outgoing.model_dump(mode="json", exclude=left_out)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -259,6 +275,9 @@ class Admission:
     fresh_key: bool = False
     """The key was generated for this very call, so no earlier message can hold it: it is not
     looked up and no request hash is kept for it."""
+    held: bool = False
+    """Queue it held (:data:`.automatic.PENDING`, never due) until :func:`.automatic.arbitrate`
+    decides between the automatic answers to the same inbound message."""
 
 
 _EXISTING_COLUMNS = (outbox_table.c.idempotency_key, outbox_table.c.id, outbox_table.c.status,
@@ -362,6 +381,9 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
                            at=outgoing.not_before.timestamp() if outgoing.not_before else None)
         if verdict.reason is None and phone is None and verdict.category == Category.AUTHENTICATION.value:
             verdict = Verdict(None, verdict.category, "phone_required", REASONS["phone_required"])
+        if verdict.reason is None and outgoing.automatic and not a.held and facts.human_handles(key, source_event_id):
+            # held answers are decided by arbitration; any other (a bot answering later via REST) here
+            verdict = Verdict(None, verdict.category, "human_handling", REASONS["human_handling"])
     message_id = new_message_id()
     t = now()
     refused = verdict.reason is not None
@@ -379,15 +401,19 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
     status = StatusValue.REFUSED if refused else StatusValue.QUEUED
     template = shown if isinstance(shown, TemplateContent) else None
+    held = a.held and not refused
+    next_attempt_at = automatic.NEVER if held else not_before or t
+    reason = automatic.PENDING if held else verdict.reason or verdict.hold
     row = dict(
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
         recipient=None if refused else (phone or user_id), category=verdict.category, content_type=shown.type,
         template_name=template.name if template else None, language=template.language if template else None,
-        content=stored, status=status, reason=verdict.reason or verdict.hold,
-        error_details=verdict.detail, not_before=not_before, next_attempt_at=not_before or t, attempts=0,
+        content=stored, status=status, reason=reason,
+        error_details=verdict.detail, not_before=not_before, next_attempt_at=next_attempt_at, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
         origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
+        automatic=outgoing.automatic.value if outgoing.automatic else None,
     )
-    return Decision(message_id, status.value, verdict.reason or verdict.hold, verdict.detail,
+    return Decision(message_id, status.value, reason, verdict.detail,
                     idempotency_key=a.idempotency_key), row

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, select
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
-from .store.schema import consents, contacts, identities, outbox, windows
+from .store.schema import consents, contacts, conversations, identities, outbox, windows
 
 
 def resolve(conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
@@ -128,7 +128,7 @@ def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
 def _move(db: Database, conn: Connection, old: str, new: str) -> None:
     """Everything the store keeps about contact ``old`` becomes ``new``'s: the consent ledger (its
     times still decide), the windows (the newer time per business number) and the unreachable
-    mark (dropped: a new number may well be reachable)."""
+    mark (dropped: a new number may well be reachable); a handoff to people moves along."""
     conn.execute(consents.update().where(consents.c.contact_key == old).values(contact_key=new))
     for number, at in conn.execute(select(windows.c.business_phone_number_id, windows.c.last_inbound_at)
                                    .where(windows.c.contact_key == old)).all():
@@ -139,3 +139,7 @@ def _move(db: Database, conn: Connection, old: str, new: str) -> None:
                                       "last_inbound_at": at}, ["contact_key", "business_phone_number_id"])
     conn.execute(windows.delete().where(windows.c.contact_key == old))
     conn.execute(contacts.delete().where(contacts.c.contact_key == old))
+    # a person handling the old identity's conversation still does (unless the new one has its own)
+    if conn.execute(select(conversations.c.contact_key).where(conversations.c.contact_key == new)).first() is None:
+        conn.execute(conversations.update().where(conversations.c.contact_key == old).values(contact_key=new))
+    conn.execute(conversations.delete().where(conversations.c.contact_key == old))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .automatic import AutomaticAnswer
 from .bsuids import checked_bsuid, identify
 from .models import Category, Contact
 
@@ -343,6 +344,10 @@ class Outgoing(BaseModel):
         "shop": "main", "order": "1042", "status": "completed"}``. Kept with the message after its
         text and number are erased (a connector writes a failed delivery back onto the record), so
         ids only -- never personal data. At most 8 entries.
+    :ivar automatic: set on an answer nobody wrote for this customer (an FAQ rule, a welcome, a
+        bot...): the core then sends at most one automatic answer per inbound message (the first
+        :class:`~connectzap.AutomaticAnswer` kind wins), none while a person handles the
+        conversation and none to a stale message (:mod:`connectzap.core.automatic`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -359,6 +364,7 @@ class Outgoing(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
         Field(default=None, max_length=8)
+    automatic: AutomaticAnswer | None = None
 
     @field_validator("not_before")
     @classmethod

@@ -140,6 +140,9 @@ class Sender:
                 verdict = gate.evaluate(facts, row["contact_key"], original,
                                         TemplateContent.model_validate(fallback) if fallback else None,
                                         row["business_phone_number_id"])
+                if verdict.reason is None and row["automatic"] and facts.human_handles(row["contact_key"],
+                                                                                      row["source_event_id"]):
+                    verdict = gate.Verdict(None, verdict.category, "human_handling", gate.REASONS["human_handling"])
                 if verdict.reason:
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)

@@ -126,6 +126,12 @@ class ApiSettings(Section):
     it). Only behind a proxy you run, which overwrites those headers."""
 
 
+class AutomationSettings(Section):
+    stale_after_minutes: float = Field(default=10.0, gt=0)
+    """No automatic answer (FAQ, welcome, away, bot...) to an inbound message older than this: a
+    webhook backlog must not produce answers to questions asked long ago. Plugins may ask for less."""
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -141,6 +147,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     """When the business answers (:mod:`connectzap.core.business_hours`); unset: always open."""
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     config_path: Path | None = None

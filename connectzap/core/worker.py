@@ -12,6 +12,7 @@ import secrets
 import socket
 from typing import TYPE_CHECKING, Any
 
+from . import conversations
 from .bookkeeping import Bookkeeping
 from .dispatcher import Dispatcher
 from .hooks import delivery_targets
@@ -65,6 +66,7 @@ class Worker:
         with self.db.begin() as conn:
             journal.erase_expired(conn)
             outbox.erase_expired(conn)
+            conversations.erase_expired(conn)
             t = now()
             beat = conn.execute(workers.update().where(workers.c.id == self.id).values(heartbeat_at=t))
             if not beat.rowcount:

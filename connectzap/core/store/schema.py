@@ -86,6 +86,7 @@ outbox = Table(
     Column("source_event_id", BigInteger, nullable=True),
     Column("plugin", String(128), nullable=True),
     Column("origin", Text, nullable=True),  # JSON ids of what the message is about; kept after erasure
+    Column("automatic", String(16), nullable=True),  # an AutomaticAnswer kind: arbitrated per inbound message
     # per-message pricing from the latest status that carried it (kept after erasure: no personal data)
     Column("pricing_category", String(48), nullable=True),
     Column("pricing_type", String(48), nullable=True),
@@ -153,6 +154,28 @@ templates = Table(
     # a re-categorisation Meta announced (template_category_update): the category from that time on
     Column("pending_category", String(32), nullable=True),
     Column("category_effective_at", Float, nullable=True),
+)
+
+conversations = Table(
+    # Who answers a contact: a row only while people do (no row: the bot). Keyed by the keyed hash.
+    "conversations", metadata,
+    Column("contact_key", String(32), primary_key=True),
+    Column("handled_by", String(16), nullable=False),  # human
+    Column("reason", String(255), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("until", Float, nullable=True),  # NULL: until released
+    Column("event_id", BigInteger, nullable=True),  # the event whose hook handed it over, if any
+    Column("updated_at", Float, nullable=False),
+)
+
+automatic_answers = Table(
+    # The one automatic answer an inbound message got (or the reason it got none): taken once, ever.
+    "automatic_answers", metadata,
+    Column("inbound_key", String(255), primary_key=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("message_id", String(32), nullable=True),
+    Column("kind", String(16), nullable=True),
+    Column("at", Float, nullable=False),
 )
 
 plugin_state = Table(
