@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from connectzap import AutomaticAnswer, FatalError, Outgoing, RetriableError, TextContent, hookimpl
+from connectzap import (AutomaticAnswer, FatalError, InboundMessage, Outgoing, RetriableError, Settings, TextContent,
+                        hookimpl, load_settings)
 from connectzap.core.store.schema import deliveries, events, outbox
 from connectzap.core.worker import Worker
 from connectzap.testing import FakeWhatsApp, registered_plugin, sample_event
@@ -250,3 +253,22 @@ async def test_invariants_of_automatic_answers(engine, answerers, human, stale):
     else:  # an allowed automatic answer is sent: the first kind's
         best = min(a.kind.rank for a in candidates if a.kind is not None)
         assert automatic_sent[0] in [a.body for a in candidates if a.kind is not None and a.kind.rank == best]
+
+
+# --- docs/automation.md, "Automatic answers: the rules every plugin shares", as written ---------------
+
+def test_the_docs_example_and_setting_work_as_written(tmp_path):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "automation.md").read_text(encoding="utf-8")
+    section = doc.split("\n## Automatic answers: the rules every plugin shares\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (toml,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/automation.md", "exec"), namespace)
+    message = InboundMessage.model_validate(inbound(PHONE, "wamid.doc", age=timedelta(0)).data
+                                            | {"text": "¿Qué HORARIO tenéis?"})
+    answer = namespace["on_inbound_message"](message, None)
+    assert answer.automatic is AutomaticAnswer.faq and answer.reply_to == "wamid.doc"
+    config = tmp_path / "connectzap.toml"
+    config.write_text(toml.replace("= 10", "= 3"))
+    assert load_settings(config).automation.stale_after_minutes == 3
+    assert Settings().automation.stale_after_minutes == 10  # the default the doc names
