@@ -13,10 +13,12 @@ from typing import Any
 
 from . import consent as ledger
 from . import gate, identities, logs, reachability, templates, windows
+from .bsuids import bsuid_key
 from .idempotency import scoped_key
 from .messages import Outgoing
 from .models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, CancelRequest, Category, ConsentChange,
                      DeliveryOutcome, Event, EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
+from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
 
@@ -33,21 +35,36 @@ class Bookkeeping:
         self.has_targets = has_targets
 
     def apply_many(self, conn: Any, batch: list[tuple[int, Event]]) -> None:
-        """:meth:`apply` for several events, in their order. Consecutive status events -- most of
-        the traffic during a campaign -- are applied together (:func:`outbox.apply_statuses`: one
-        locking read and one write per message instead of both per status) and their ``core``
-        deliveries finished with one statement; the outcome is what applying them one by one gives."""
+        """:meth:`apply` for several events, in their order; the outcome is what applying them one by
+        one gives. Two kinds of runs are applied together, each with their ``core`` deliveries
+        finished in one statement:
+
+        * consecutive status events -- most of the traffic during a campaign --
+          (:func:`outbox.apply_statuses`: one locking read and one write per message instead of both
+          per status);
+        * consecutive inbound messages (:class:`_Openings`: the identities they name read once, their
+          windows opened with one statement)."""
         statuses: list[tuple[int, MessageStatus, str]] = []
+        openings = _Openings(self, conn, batch)
         for event_id, event in batch:
             # an echo of a message sent from the Business app is a message to record, not a status
             if event.kind == EventKind.MESSAGE_STATUS and not event.consents \
                     and event.data.get("sent_from") != SENT_FROM_BUSINESS_APP:
+                openings.flush()
                 statuses.append((event_id, MessageStatus.model_validate(event.data), event.source))
                 continue
             self._apply_statuses(conn, statuses)
             statuses = []
+            if event.kind == EventKind.INBOUND_MESSAGE and not event.consents:
+                message = InboundMessage.model_validate(event.data)
+                if message.type != "system":
+                    openings.add(event_id, message)
+                    continue
+            openings.flush()
             self.apply(conn, event_id, event)
+            openings.forget_links()  # a renumbering or a consent's link may have moved them
         self._apply_statuses(conn, statuses)
+        openings.flush()
 
     def _apply_statuses(self, conn: Any, batch: list[tuple[int, MessageStatus, str]]) -> None:
         applied = [(status, source) for _, status, source in batch if status.status != StatusValue.ACCEPTED]
@@ -182,6 +199,74 @@ class Bookkeeping:
                                                     granted=False, source=reported_by, proof=proof), origin=origin)
         elif outcome is DeliveryOutcome.UNREACHABLE:
             reachability.mark_unreachable(self.db, conn, contact_key)
+
+
+class _Openings:
+    """Inbound messages applied as one run: each contact's key as :meth:`Bookkeeping.apply` finds it
+    (a BSUID seen with a number is linked to it), the windows they open written together.
+
+    The links of every BSUID in the batch are read with one query. The usual message names a link
+    already known and changes nothing; one that links a BSUID anew (or takes a number over from an
+    earlier customer) goes through :func:`identities.observe`, which moves what is kept under the
+    old key -- so the windows collected so far are written first, and the links read are updated
+    as that function changes them."""
+
+    def __init__(self, bookkeeping: Bookkeeping, conn: Any, batch: list[tuple[int, Event]]) -> None:
+        self.bookkeeping = bookkeeping
+        self.conn = conn
+        secret = bookkeeping.secret
+        self._wanted = {bsuid_key(user_id, secret) for _, event in batch
+                        if event.kind == EventKind.INBOUND_MESSAGE
+                        and isinstance(user_id := (event.data.get("contact") or {}).get("user_id"), str) and user_id}
+        self._links: dict[str, str] | None = None
+        self.opened: list[tuple[str, str | None, float]] = []
+        self.finished: list[int] = []
+
+    def forget_links(self) -> None:
+        self._links = None
+
+    def links(self) -> dict[str, str]:
+        if self._links is None:
+            self._links = identities.linked(self.conn, self._wanted)
+        return self._links
+
+    def add(self, event_id: int, message: InboundMessage) -> None:
+        key = self.contact_key(message.contact.phone, message.contact.user_id)
+        if key is not None:
+            self.opened.append((key, message.business_phone_number_id, message.timestamp.timestamp()))
+        self.finished.append(event_id)
+
+    def contact_key(self, phone: str | None, user_id: str | None) -> str | None:
+        """What :func:`identities.observe` returns, without a query when the link is known."""
+        secret = self.bookkeeping.secret
+        if not user_id:
+            return contact_key(phone, secret) if phone else None
+        own = bsuid_key(user_id, secret)
+        if own not in self._wanted:  # not read with the others (the payload had it elsewhere)
+            self._wanted.add(own)
+            self.forget_links()
+        links = self.links()
+        if not phone:
+            return links.get(own, own)
+        key = contact_key(phone, secret)
+        if links.get(own) == key:
+            return key  # the usual case: nothing changed since the last message
+        self._write_windows()  # observe moves what is kept under these keys, windows included
+        observed = identities.observe(self.bookkeeping.db, self.conn, secret, phone, user_id)
+        # what observe did to the links: the number's other BSUIDs unlinked, this one linked to it
+        self._links = {k: v for k, v in links.items() if v != key}
+        if observed is not None:
+            self._links[own] = observed
+        return observed
+
+    def _write_windows(self) -> None:
+        windows.open_windows(self.bookkeeping.db, self.conn, self.opened)
+        self.opened = []
+
+    def flush(self) -> None:
+        self._write_windows()
+        journal.finish_many(self.conn, "core", {event_id: {} for event_id in self.finished})
+        self.finished = []
 
 
 def _report(status: MessageStatus) -> outbox.StatusReport:

@@ -17,17 +17,25 @@ WINDOW_SECONDS = 24 * 3600
 
 def open_window(db: Database, conn: Connection, contact_key: str, at: float, business_number: str | None) -> None:
     """Open or refresh the window from an inbound message's own timestamp (never moving it back)."""
-    key = {"contact_key": contact_key, "business_phone_number_id": business_number or ""}
-    row = conn.execute(select(windows.c.last_inbound_at).where(
-        windows.c.contact_key == contact_key, windows.c.business_phone_number_id == key["business_phone_number_id"])
-    ).first()
-    if row is None:
-        conn.execute(windows.insert().values(**key, last_inbound_at=at))
-    elif row[0] < at:
-        conn.execute(windows.update().where(
-            windows.c.contact_key == contact_key,
-            windows.c.business_phone_number_id == key["business_phone_number_id"]).values(last_inbound_at=at))
-    mark_reachable(conn, contact_key)  # the customer wrote: they have WhatsApp after all
+    open_windows(db, conn, [(contact_key, business_number, at)])
+
+
+def open_windows(db: Database, conn: Connection, opened: list[tuple[str, str | None, float]]) -> None:
+    """:func:`open_window` for several (contact key, business number, time) at once: one upsert
+    (a window only ever moves forward) and one statement marking the contacts reachable."""
+    if not opened:
+        return
+    newest: dict[tuple[str, str], float] = {}
+    for contact_key, business_number, at in opened:
+        key = (contact_key, business_number or "")
+        newest[key] = max(at, newest.get(key, at))  # one row per window: an upsert may touch each once
+    stmt = db.insert(windows)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["contact_key", "business_phone_number_id"],
+                                            set_={"last_inbound_at": stmt.excluded.last_inbound_at},
+                                            where=windows.c.last_inbound_at < stmt.excluded.last_inbound_at),
+                 [{"contact_key": k, "business_phone_number_id": n, "last_inbound_at": at}
+                  for (k, n), at in newest.items()])
+    mark_reachable(conn, {k for k, _ in newest})  # the customer wrote: they have WhatsApp after all
 
 
 def last_inbound(conn: Connection, contact_key: str, business_number: str | None = None) -> float | None:
