@@ -40,6 +40,7 @@ from .store.schema import workers
 from .views import DeadLetter, EventDetail, EventSummary, UnknownMessage
 
 if TYPE_CHECKING:
+    from .campaigns import Campaigns
     from .simulation import Simulation
 
 log = logging.getLogger("connectzap")
@@ -180,6 +181,12 @@ class Connectzap:
         previous = self.channel
         self._channel = _checked(channel)
         return previous
+
+    @property
+    def campaigns(self) -> Campaigns:
+        """Broadcasts of a template to an audience (:mod:`.campaigns`)."""
+        from .campaigns import Campaigns
+        return Campaigns(self)
 
     def plugin_state(self, plugin: str) -> PluginState:
         """Durable key/value state of ``plugin`` outside any hook (a cursor, a crash mark): reads

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .app import Connectzap
 
 log = logging.getLogger("connectzap.worker")
+CAMPAIGN_ROUND_SECONDS = 1.0
 
 
 class Worker:
@@ -53,6 +54,17 @@ class Worker:
     async def recover_once(self) -> int:
         """Settle messages a dead worker left mid-send."""
         return await self.sender.recover_once()
+
+    async def campaigns_once(self) -> int:
+        """One round of the campaign engine: start, follow, admit, finish."""
+        return await asyncio.to_thread(self.app.campaigns.run_once)
+
+    async def _campaigns_step(self) -> int:
+        """The campaign engine in the worker loop: at most one round a second however busy it is
+        (admission hands the work to the sender, which does the pacing)."""
+        await self.campaigns_once()
+        await asyncio.sleep(CAMPAIGN_ROUND_SECONDS)
+        return 0
 
     # --- housekeeping and loops ------------------------------------------------------------
 
@@ -84,6 +96,7 @@ class Worker:
             done = await self.dispatch_once()
             done += await self.send_once()
             done += await self.recover_once()
+            done += await self.campaigns_once()
             if done == 0:
                 return
         raise RuntimeError("run_until_idle: still busy after max_rounds")
@@ -120,6 +133,7 @@ class Worker:
             tasks += [asyncio.create_task(loop(self.send_once)) for _ in range(self.cfg.sender_lanes)]
         if dispatch:
             tasks += [asyncio.create_task(c.background(stop)) for c in self.app.connectors.values()]
+            tasks.append(asyncio.create_task(loop(self._campaigns_step)))
         tasks.append(asyncio.create_task(loop(chores)))
         await stop.wait()
         tasks[-1].cancel()

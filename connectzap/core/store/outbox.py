@@ -483,6 +483,15 @@ def cancel(conn: Connection, cancel_key: str) -> int:
                                 updated_at=now())).rowcount
 
 
+def take_back(conn: Connection, cancel_key: str, reason: str) -> list[str]:
+    """Cancel the messages still waiting under ``cancel_key`` (a paused or cancelled campaign takes
+    back what no sender has claimed); returns their ids. A message already claimed goes on."""
+    stmt = (outbox.update().where(outbox.c.cancel_key == cancel_key, outbox.c.status == S.QUEUED)
+            .values(status=S.CANCELLED, reason=reason, content=None, recipient=None, updated_at=now())
+            .returning(outbox.c.id))
+    return [r[0] for r in conn.execute(stmt)]
+
+
 def counts(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()
     return {r[0]: r[1] for r in rows}

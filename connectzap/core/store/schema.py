@@ -208,3 +208,52 @@ rate_counters = Table(
     Column("value", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+campaigns = Table(
+    # A broadcast of one template to an audience (connectzap.core.campaigns). The template holds no
+    # personal data (each recipient's parameters live with the recipient, until it is settled).
+    "campaigns", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("template", Text, nullable=False),  # JSON: name, language, header, buttons, default body
+    Column("business_phone_number_id", String(64), nullable=True),
+    Column("starts_at", Float, nullable=True),
+    Column("window_start", Integer, nullable=True),  # minutes after local midnight, in each recipient's zone
+    Column("window_end", Integer, nullable=True),
+    Column("rate_per_minute", Float, nullable=True),
+    Column("next_slot_at", Float, nullable=True),  # the campaign rate's next free send time
+    Column("waiting", Text, nullable=True),  # why nothing is admitted now, and until when
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_campaigns_state", "state"),
+)
+
+campaign_recipients = Table(
+    # One row per contact of a campaign's audience (deduplicated by contact). The number and the
+    # template parameters are kept only until the recipient's message is settled (then erased);
+    # the contact's keyed hash, the masked number and the outcome stay.
+    "campaign_recipients", metadata,
+    Column("campaign_id", String(32), primary_key=True),
+    Column("contact_key", String(32), primary_key=True),
+    Column("line", Integer, nullable=False),  # where it came from in the audience (admission order)
+    Column("recipient", String(32), nullable=True),  # E.164; erased once settled
+    Column("masked", String(32), nullable=False),
+    Column("zones", String(255), nullable=True),  # IANA time zones of the number's region, space-separated
+    Column("params", Text, nullable=True),  # JSON body parameters; erased once settled
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("message_id", String(32), nullable=True),
+    Column("message_status", String(16), nullable=True),  # the message's status when last looked at
+    Column("attempt", Integer, nullable=False, default=0),  # admissions so far: part of the idempotency key
+    Column("backoffs", Integer, nullable=False, default=0),  # times the per-user marketing limit deferred it
+    Column("due_at", Float, nullable=False),  # not admitted before (quiet hours, a per-user limit's backoff)
+    Column("admitted_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_campaign_recipients_due", "campaign_id", "outcome", "due_at", "line"),
+    Index("ix_campaign_recipients_message", "message_id"),
+)

@@ -1,0 +1,13 @@
+"""Campaigns: one approved template to a list of customers, through the send gate, within limits.
+
+:mod:`.states` (the state machine), :mod:`.audience` (files and lists), :mod:`.send_window`
+(quiet hours in each recipient's time zone), :mod:`.engine` (admission and outcomes, run by
+the workers), :mod:`.service` (what the CLI and the REST API call).
+"""
+
+from .audience import BadAudience, BadLine, Recipient, format_of, read_file, read_items
+from .service import AudienceResult, CampaignView, Campaigns, Preview
+from .states import Action, State
+
+__all__ = ["Action", "AudienceResult", "BadAudience", "BadLine", "CampaignView", "Campaigns", "Preview", "Recipient",
+           "State", "format_of", "read_file", "read_items"]

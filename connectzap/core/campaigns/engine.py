@@ -1,0 +1,301 @@
+"""The campaign engine: admits due recipients through the send gate, follows their messages.
+
+One :func:`tick` per worker every few seconds, for each running campaign, in one transaction:
+
+1. **Follow**: each admitted recipient's outcome follows its message's status (queued, sent,
+   delivered, read, failed with the channel's code, refused by the send-time re-check), and a
+   customer message after the send makes it ``replied``. A message the recipient's per-user
+   marketing limit turned away (``marketing_limited``: WhatsApp's 131049) is *deferred*: admitted
+   again after a growing delay (1 day, then 2), never at once.
+2. **Admit** the next recipients in audience order, each through :func:`..gate.admit_many`
+   exactly like any send (consent, template, idempotency), with the idempotency key
+   ``campaign:<id>:<contact>:<attempt>`` -- the admission and the recipient's new outcome commit
+   together, so a crash at any point neither loses a recipient nor admits one twice, and the
+   sender sends each admitted message once. Admission stops while the campaign already has
+   :data:`IN_FLIGHT` messages waiting in the outbox: the channel's own limits (the messaging-limit
+   budget, the per-number throughput and per-recipient pacing) hold those back, and the campaign
+   continues when they go out -- in the next 24-hour window when today's limit is used up.
+   A recipient outside the send window in their own time zone waits until it opens; the
+   campaign's rate spaces the messages' send times (``not_before``).
+3. **Finish** when no recipient is left to admit or waiting in the outbox.
+
+The number and parameters of a recipient are erased once its message is settled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from .. import gate
+from ..idempotency import scoped_key
+from ..messages import Outgoing, TemplateContent
+from ..models import StatusValue
+from ..store import outbox
+from ..store.database import Database, now
+from ..store.schema import campaign_recipients as recipients
+from ..store.schema import campaigns, windows
+from ..store.schema import outbox as outbox_table
+from . import send_window
+from .states import Action, State, after
+
+IN_FLIGHT = 1000
+"""At most this many of a campaign's messages wait in the outbox at once (what a pause takes back)."""
+BATCH = 500
+LOOKAHEAD = 10.0
+"""The campaign rate's send times are given out this far ahead at most."""
+PER_USER_LIMIT = "marketing_limited"
+"""The reason a channel gives a marketing message the recipient's per-user limit turned away."""
+BACKOFFS = (86400.0, 2 * 86400.0)
+"""The delays before a deferred recipient is admitted again; after the last one it has failed."""
+SETTLE_SECONDS = 86400.0
+"""A ``sent`` message whose delivery nobody reported in this long is settled (its number erased)."""
+FOLLOW_DAYS = 7.0
+"""A finished campaign's outcomes follow statuses and replies this long after it ended."""
+
+IN_OUTBOX = "queued"
+WAITING = ("pending", "deferred")
+FOLLOWED = (IN_OUTBOX, "sent", "delivered", "read")
+SETTLED = ("refused", "failed", "cancelled", "delivered", "read", "replied")
+OUTCOMES = ("pending", "deferred", "queued", "refused", "sent", "delivered", "read", "replied", "failed",
+            "cancelled")
+
+S = StatusValue
+_OUTCOME_OF = {S.QUEUED: IN_OUTBOX, S.SENDING: IN_OUTBOX, S.UNKNOWN: IN_OUTBOX, S.ACCEPTED: "sent", S.SENT: "sent",
+               S.DELIVERED: "delivered", S.READ: "read", S.PLAYED: "read", S.FAILED: "failed",
+               S.REFUSED: "refused", S.CANCELLED: "cancelled"}
+_ERASED = {"recipient": None, "params": None}
+
+
+def cancel_key(campaign_id: str) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def idempotency_key(campaign_id: str, contact: str, attempt: int) -> str:
+    return scoped_key("campaign", f"{campaign_id}:{contact}:{attempt}")
+
+
+def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
+    """The template a recipient gets: the campaign's, with the recipient's body parameters (a list
+    replaces the default body; named ones are merged over the campaign's)."""
+    body = template.get("body") or []
+    if isinstance(params, list) and params:
+        body = params
+    elif isinstance(params, dict) and params:
+        body = {**(body if isinstance(body, dict) else {}), **params}
+    return TemplateContent.model_validate({**template, "body": body})
+
+
+# --- follow ------------------------------------------------------------------------------------
+
+def follow(conn: Connection, campaign_id: str, limit: int = 2000) -> int:
+    """Bring recipients' outcomes up to date with their messages and the customers' replies."""
+    t = now()
+    changed = 0
+    rows = conn.execute(
+        select(recipients.c.contact_key, recipients.c.outcome, recipients.c.backoffs, outbox_table.c.status,
+               outbox_table.c.reason, outbox_table.c.error_code, outbox_table.c.error_details)
+        .join(outbox_table, outbox_table.c.id == recipients.c.message_id)
+        .where(recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_(FOLLOWED),
+               func.coalesce(recipients.c.message_status, "") != outbox_table.c.status)
+        .limit(limit)).all()
+    for row in rows:
+        values = _followed(row, t)
+        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign_id,
+                                               recipients.c.contact_key == row.contact_key)
+                     .values(message_status=row.status, updated_at=t, **values))
+        changed += 1
+    replied = (select(windows.c.contact_key).where(windows.c.contact_key == recipients.c.contact_key,
+                                                   windows.c.last_inbound_at > recipients.c.admitted_at)
+               .exists())
+    changed += conn.execute(recipients.update().where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_(("sent", "delivered", "read")), replied)
+        .values(outcome="replied", updated_at=t, **_ERASED)).rowcount
+    changed += conn.execute(recipients.update().where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome == "sent", recipients.c.recipient.is_not(None),
+        recipients.c.admitted_at < t - SETTLE_SECONDS).values(**_ERASED)).rowcount
+    return changed
+
+
+def _followed(row: Any, t: float) -> dict[str, Any]:
+    outcome = _OUTCOME_OF.get(row.status, IN_OUTBOX)
+    values: dict[str, Any] = {"outcome": outcome}
+    if outcome == "failed" and row.reason == PER_USER_LIMIT and row.backoffs < len(BACKOFFS):
+        # never resent at once: the recipient waits, and then goes through the gate again
+        return {"outcome": "deferred", "due_at": t + BACKOFFS[row.backoffs], "backoffs": row.backoffs + 1,
+                "reason": PER_USER_LIMIT, "error_code": row.error_code, "error_title": row.error_details,
+                "message_id": None}
+    if outcome in ("failed", "refused"):
+        values.update(reason=row.reason, error_code=row.error_code, error_title=row.error_details)
+    if outcome in SETTLED:
+        values.update(_ERASED)
+    return values
+
+
+# --- admit -------------------------------------------------------------------------------------
+
+def admit(db: Database, conn: Connection, secret: bytes, campaign: Any) -> tuple[int, str | None]:
+    """Admit the campaign's next due recipients. Returns how many, and why it waits (or None)."""
+    t = now()
+    waiting_in_outbox = conn.execute(select(func.count()).select_from(recipients).where(
+        recipients.c.campaign_id == campaign.id, recipients.c.outcome == IN_OUTBOX)).scalar_one()
+    room = min(BATCH, IN_FLIGHT - waiting_in_outbox)
+    if room <= 0:
+        return 0, _held_by_channel(conn, campaign.id, t)
+    slot = max(t, campaign.next_slot_at or t)
+    spacing = 60.0 / campaign.rate_per_minute if campaign.rate_per_minute else 0.0
+    if spacing:
+        if slot > t + LOOKAHEAD:
+            return 0, None  # the campaign rate: the next send times are already given out
+        room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
+    due = conn.execute(select(recipients).where(
+        recipients.c.campaign_id == campaign.id, recipients.c.outcome.in_(WAITING), recipients.c.due_at <= t)
+        .order_by(recipients.c.due_at, recipients.c.line).limit(room)).all()
+    if not due:
+        return 0, _next_due(conn, campaign.id, t)
+    template = json.loads(campaign.template)
+    ready, later = _in_window(due, campaign, t)
+    for contact, opens in later:
+        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
+                                               recipients.c.contact_key == contact).values(due_at=opens, updated_at=t))
+    if not ready:
+        return 0, None
+    admissions, send_times = [], []
+    for n, row in enumerate(ready):
+        at = slot + n * spacing
+        send_times.append(at)
+        outgoing = Outgoing(to=row.recipient, content=content_for(template, json.loads(row.params or "null")),
+                            cancel_key=cancel_key(campaign.id), origin={"campaign": campaign.id},
+                            business_phone_number_id=campaign.business_phone_number_id,
+                            not_before=_utc(at) if at > t else None)
+        admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt)))
+    decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}")
+    for row, decision in zip(ready, decisions, strict=True):
+        refused = not decision.accepted
+        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
+                                               recipients.c.contact_key == row.contact_key).values(
+            outcome="refused" if refused else IN_OUTBOX, message_id=decision.id, message_status=decision.status,
+            reason=decision.reason, error_title=decision.detail if refused else None, error_code=None,
+            attempt=row.attempt + 1, admitted_at=t, updated_at=t, **(_ERASED if refused else {})))
+    if spacing:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
+                     .values(next_slot_at=send_times[-1] + spacing))
+    return len(ready), None
+
+
+def _utc(at: float) -> Any:
+    from datetime import UTC, datetime
+    return datetime.fromtimestamp(at, UTC)
+
+
+def _in_window(due: Sequence[Any], campaign: Any, t: float) -> tuple[list[Any], list[tuple[str, float]]]:
+    """``due`` split into those inside the send window now and those waiting for it (with when it opens)."""
+    if campaign.window_start is None or campaign.window_end is None:
+        return list(due), []
+    ready, later = [], []
+    for row in due:
+        zones = tuple((row.zones or "").split())
+        opens = send_window.next_open(zones, t, campaign.window_start, campaign.window_end)
+        if opens <= t:
+            ready.append(row)
+        else:
+            later.append((row.contact_key, opens))
+    return ready, later
+
+
+def _next_due(conn: Connection, campaign_id: str, t: float) -> str | None:
+    first: float | None = conn.execute(select(func.min(recipients.c.due_at)).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_(WAITING))).scalar_one()
+    if first is None or first <= t:
+        return None
+    return f"the next recipients are due at {_utc(first):%Y-%m-%d %H:%M} UTC (their send window or a backoff)"
+
+
+def _held_by_channel(conn: Connection, campaign_id: str, t: float) -> str:
+    held: float | None = conn.execute(select(func.min(outbox_table.c.next_attempt_at)).where(
+        outbox_table.c.cancel_key == cancel_key(campaign_id), outbox_table.c.status == S.QUEUED)).scalar_one()
+    if held is not None and held > t + 60:
+        return (f"{IN_FLIGHT} messages wait in the outbox; the channel's limits (the messaging limit, "
+                f"throughput) hold them until {_utc(held):%Y-%m-%d %H:%M} UTC, and the campaign continues then")
+    return f"{IN_FLIGHT} messages wait in the outbox; more are admitted as they go out"
+
+
+# --- the whole tick ----------------------------------------------------------------------------
+
+def due_to_start(conn: Connection, t: float) -> list[str]:
+    return [r[0] for r in conn.execute(select(campaigns.c.id).where(campaigns.c.state == State.SCHEDULED,
+                                                                    campaigns.c.starts_at <= t))]
+
+
+def tick(db: Database, secret: bytes) -> int:
+    """One round over every campaign with work: start the scheduled ones that are due, follow,
+    admit, finish. Returns how much changed (0 when there was nothing to do)."""
+    t = now()
+    with db.read() as conn:
+        ids = [r[0] for r in conn.execute(select(campaigns.c.id).where(
+            campaigns.c.state.in_((State.SCHEDULED, State.RUNNING, State.PAUSED, State.FINISHED)),
+            (campaigns.c.ended_at.is_(None)) | (campaigns.c.ended_at > t - FOLLOW_DAYS * 86400)))]
+    done = 0
+    for campaign_id in ids:
+        with db.begin() as conn:
+            done += _tick_one(db, conn, secret, campaign_id)
+    return done
+
+
+def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str) -> int:
+    campaign = conn.execute(db.for_update(select(campaigns).where(campaigns.c.id == campaign_id))).first()
+    if campaign is None:
+        return 0  # another worker holds it (PostgreSQL), or it is gone
+    t = now()
+    done = 0
+    if campaign.state == State.SCHEDULED:
+        if campaign.starts_at is None or campaign.starts_at > t:
+            return 0
+        set_state(conn, campaign, Action.START)
+        campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
+        done += 1
+    done += follow(conn, campaign_id)
+    if campaign.state != State.RUNNING:
+        return done
+    admitted, waiting = admit(db, conn, secret, campaign)
+    done += admitted
+    left = conn.execute(select(func.count()).select_from(recipients).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX)))).scalar_one()
+    if not left:
+        set_state(conn, campaign, Action.FINISH)
+        return done + 1
+    if waiting != campaign.waiting:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(waiting=waiting, updated_at=t))
+    return done
+
+
+def set_state(conn: Connection, campaign: Any, action: Action) -> State:
+    """Move ``campaign`` (a row) by ``action``: the state machine decides; pausing and cancelling take
+    back what waits in the outbox, so nothing of the campaign stays queued."""
+    target = after(campaign.state, action)
+    t = now()
+    values: dict[str, Any] = {"state": target.value, "updated_at": t}
+    if target is State.RUNNING and campaign.started_at is None:
+        values["started_at"] = t
+    if action is Action.RESUME:
+        values["next_slot_at"] = None
+    if target in (State.FINISHED, State.CANCELLED):
+        values.update(ended_at=t, waiting=None)
+    if action in (Action.PAUSE, Action.CANCEL):
+        taken = outbox.take_back(conn, cancel_key(campaign.id), f"campaign_{target.value}")
+        mine = and_(recipients.c.campaign_id == campaign.id, recipients.c.message_id.in_(taken))
+        if action is Action.PAUSE:
+            # admitted again on resume, under a new key (the attempt it was taken back in is over)
+            conn.execute(update(recipients).where(mine).values(outcome="pending", message_id=None,
+                                                               message_status=None, due_at=t, updated_at=t))
+        else:
+            conn.execute(update(recipients).where(mine).values(outcome="cancelled", updated_at=t, **_ERASED))
+            conn.execute(update(recipients).where(recipients.c.campaign_id == campaign.id,
+                                                  recipients.c.outcome.in_(WAITING))
+                         .values(outcome="cancelled", updated_at=t, **_ERASED))
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(**values))
+    return target

@@ -1,0 +1,307 @@
+"""What the CLI and the REST API do with campaigns: create, load an audience, preview, control,
+show, list, results. Each method is one or a few transactions; the engine (:mod:`.engine`) does
+the sending, in the workers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, select
+
+from .. import gate
+from ..errors import ConflictError, NotFoundError, PayloadError
+from ..messages import TemplateContent
+from ..store.database import now
+from ..store.schema import campaign_recipients as recipients
+from ..store.schema import campaigns
+from . import engine, send_window
+from .audience import BadLine, Recipient
+from .states import Action, State
+
+if TYPE_CHECKING:
+    from ..app import Connectzap
+
+AUDIENCE_BATCH = 1000
+SHOWN_BAD_LINES = 100
+EDITABLE = (State.DRAFT, State.SCHEDULED)
+
+
+def new_campaign_id() -> str:
+    return f"c{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    id: str
+    name: str
+    state: str
+    template: str
+    language: str
+    window: str | None
+    rate_per_minute: float | None
+    starts_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    recipients: int
+    outcomes: dict[str, int]
+    waiting: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        for name in ("starts_at", "created_at", "started_at", "ended_at"):
+            value = data[name]
+            data[name] = value.isoformat() if value is not None else None
+        return data
+
+
+@dataclass
+class AudienceResult:
+    added: int = 0
+    duplicates: int = 0
+    bad: list[BadLine] = field(default_factory=list)
+    bad_count: int = 0
+    loaded: bool = True
+    """False when bad lines stopped the load (nothing was kept)."""
+
+
+@dataclass
+class Preview:
+    """Who the campaign can reach now, and why the others would be refused: the gate's own checks."""
+
+    recipients: int
+    category: str | None
+    reachable: int
+    refused: dict[str, int]
+    examples: dict[str, str]
+    """One detail per refusal reason (the gate's words)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _time(at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(at, UTC) if at is not None else None
+
+
+class Campaigns:
+    """The campaigns of an engine (``app.campaigns``)."""
+
+    def __init__(self, app: Connectzap) -> None:
+        self.app = app
+        self.db = app.db
+
+    # --- creating -------------------------------------------------------------------------
+
+    def create(self, name: str, template: dict[str, Any], *, starts_at: datetime | None = None,
+               window: str | None = None, rate_per_minute: float | None = None,
+               business_phone_number_id: str | None = None) -> CampaignView:
+        """A draft campaign of ``template`` (name, language, optional header, buttons and default body)."""
+        try:
+            checked = TemplateContent.model_validate({**template, "type": "template"})
+        except ValueError as exc:
+            raise PayloadError(f"template: {exc}") from None
+        if rate_per_minute is not None and not rate_per_minute > 0:
+            raise PayloadError("rate_per_minute must be more than 0")
+        start, end = send_window.parse_window(window) if window else (None, None)
+        t = now()
+        campaign_id = new_campaign_id()
+        stored = checked.model_dump(mode="json", exclude_none=True)
+        with self.db.begin() as conn:
+            conn.execute(campaigns.insert().values(
+                id=campaign_id, name=name, state=State.DRAFT.value, template=json.dumps(stored),
+                business_phone_number_id=business_phone_number_id,
+                starts_at=starts_at.timestamp() if starts_at else None, window_start=start, window_end=end,
+                rate_per_minute=rate_per_minute, created_at=t, updated_at=t))
+        return self.get(campaign_id)
+
+    def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
+                      skip_invalid: bool = False) -> AudienceResult:
+        """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
+        million lines take constant memory). A contact on several lines is kept once (its first).
+        A bad line stops the load and nothing is kept, unless ``skip_invalid``."""
+        self._editable(campaign_id)
+        with self.db.begin() as conn:
+            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+        result = AudienceResult()
+        batch: list[Recipient] = []
+        for row in rows:
+            if isinstance(row, BadLine):
+                result.bad_count += 1
+                if len(result.bad) < SHOWN_BAD_LINES:
+                    result.bad.append(row)
+                continue
+            batch.append(row)
+            if len(batch) >= AUDIENCE_BATCH:
+                self._add(campaign_id, batch, result)
+                batch = []
+        self._add(campaign_id, batch, result)
+        if result.bad_count and not skip_invalid:
+            with self.db.begin() as conn:
+                conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+            result.added = result.duplicates = 0
+            result.loaded = False
+        return result
+
+    def _add(self, campaign_id: str, batch: list[Recipient], result: AudienceResult) -> None:
+        if not batch:
+            return
+        t = now()
+        rows = [dict(campaign_id=campaign_id, contact_key=r.contact_key, line=r.line, recipient=r.phone,
+                     masked=r.masked, zones=" ".join(r.zones) or None,
+                     params=json.dumps(r.params) if r.params else None, outcome="pending", attempt=0, backoffs=0,
+                     due_at=0.0, updated_at=t) for r in batch]
+        stmt = (self.db.insert(recipients).on_conflict_do_nothing(index_elements=["campaign_id", "contact_key"])
+                .returning(recipients.c.line))
+        with self.db.begin() as conn:
+            added = len(conn.execute(stmt, rows).all())
+        result.added += added
+        result.duplicates += len(rows) - added
+
+    def _editable(self, campaign_id: str) -> Any:
+        row = self._row(campaign_id)
+        if row.state not in EDITABLE:
+            raise ConflictError(f"campaign {campaign_id} is {row.state}: its audience can only change while it is "
+                                "a draft or scheduled")
+        return row
+
+    # --- preview --------------------------------------------------------------------------
+
+    def preview(self, campaign_id: str) -> Preview:
+        """Run the gate's checks (:func:`..gate.evaluate`) over every recipient still to be admitted,
+        writing nothing: how many would be queued now, how many refused and why."""
+        row = self._row(campaign_id)
+        template = json.loads(row.template)
+        refused: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        reachable = total = 0
+        category: str | None = None
+        after_line = -1
+        while True:
+            with self.db.read() as conn:
+                batch = conn.execute(select(recipients.c.line, recipients.c.recipient, recipients.c.params)
+                                     .where(recipients.c.campaign_id == campaign_id,
+                                            recipients.c.outcome.in_(engine.WAITING),
+                                            recipients.c.line > after_line)
+                                     .order_by(recipients.c.line).limit(AUDIENCE_BATCH)).all()
+                if not batch:
+                    break
+                after_line = batch[-1].line
+                outgoing = [self._outgoing(template, r) for r in batch]
+                facts = gate.facts_for(conn, self.app.secret, outgoing)
+                for message in outgoing:
+                    total += 1
+                    key = facts.recipients.get((message.to.phone, None))
+                    if key is None:
+                        verdict = gate.Verdict(None, "service", "invalid_phone", gate.REASONS["invalid_phone"])
+                    else:
+                        verdict = gate.evaluate(facts, key, message.content, None, row.business_phone_number_id)
+                    category = category or (verdict.category if verdict.category != "service" else None)
+                    if verdict.reason:
+                        refused[verdict.reason] += 1
+                        examples.setdefault(verdict.reason, verdict.detail or gate.REASONS.get(verdict.reason, ""))
+                    else:
+                        reachable += 1
+        return Preview(total, category, reachable, dict(refused), examples)
+
+    @staticmethod
+    def _outgoing(template: dict[str, Any], row: Any) -> Any:
+        from ..messages import Outgoing
+        return Outgoing(to=row.recipient, content=engine.content_for(template, json.loads(row.params or "null")))
+
+    # --- control --------------------------------------------------------------------------
+
+    def start(self, campaign_id: str, at: datetime | None = None) -> CampaignView:
+        """Start now, or at ``at`` (scheduled: the engine starts it then)."""
+        if at is not None and at.timestamp() > now():
+            with self.db.begin() as conn:
+                row = self._locked(conn, campaign_id)
+                engine.set_state(conn, row, Action.SCHEDULE)
+                conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
+                             .values(starts_at=at.timestamp()))
+            return self.get(campaign_id)
+        return self.control(campaign_id, Action.START)
+
+    def control(self, campaign_id: str, action: Action | str) -> CampaignView:
+        """pause, resume, cancel (or start) -- refused with a :class:`ConflictError` when the state
+        does not allow it."""
+        with self.db.begin() as conn:
+            row = self._locked(conn, campaign_id)
+            if Action(action) is Action.START and not self._has_audience(conn, campaign_id):
+                raise ConflictError(f"campaign {campaign_id} has no audience; load one first")
+            engine.set_state(conn, row, Action(action))
+        return self.get(campaign_id)
+
+    def run_once(self) -> int:
+        """One engine round (what each worker does every few seconds)."""
+        return engine.tick(self.db, self.app.secret)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, campaign_id: str) -> CampaignView:
+        with self.db.read() as conn:
+            row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).first()
+            if row is None:
+                raise NotFoundError(f"no campaign {campaign_id}")
+            return self._view(conn, row)
+
+    def listing(self, limit: int = 100) -> list[CampaignView]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(campaigns).order_by(campaigns.c.id.desc()).limit(limit)).all()
+            return [self._view(conn, row) for row in rows]
+
+    def results(self, campaign_id: str, *, after_line: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Each recipient's outcome in audience order (masked number; no parameters)."""
+        self._row(campaign_id)
+        with self.db.read() as conn:
+            rows = conn.execute(select(recipients).where(recipients.c.campaign_id == campaign_id,
+                                                         recipients.c.line > after_line)
+                                .order_by(recipients.c.line).limit(limit)).all()
+        return [{"line": r.line, "phone": r.masked, "contact_key": r.contact_key, "outcome": r.outcome,
+                 "reason": r.reason, "error_code": r.error_code, "error_title": r.error_title,
+                 "message_id": r.message_id, "admitted_at": _time(r.admitted_at)} for r in rows]
+
+    def all_results(self, campaign_id: str) -> Iterator[dict[str, Any]]:
+        after = 0
+        while True:
+            page = self.results(campaign_id, after_line=after, limit=AUDIENCE_BATCH)
+            yield from page
+            if len(page) < AUDIENCE_BATCH:
+                return
+            after = page[-1]["line"]
+
+    def _view(self, conn: Connection, row: Any) -> CampaignView:
+        counts: dict[str, int] = dict(conn.execute(select(recipients.c.outcome, func.count()).where(
+            recipients.c.campaign_id == row.id).group_by(recipients.c.outcome)).all())
+        template = json.loads(row.template)
+        return CampaignView(
+            id=row.id, name=row.name, state=row.state, template=template["name"], language=template["language"],
+            window=send_window.shown(row.window_start, row.window_end), rate_per_minute=row.rate_per_minute,
+            starts_at=_time(row.starts_at), created_at=_time(row.created_at) or datetime.now(UTC),
+            started_at=_time(row.started_at), ended_at=_time(row.ended_at), recipients=sum(counts.values()),
+            outcomes={k: counts[k] for k in engine.OUTCOMES if counts.get(k)}, waiting=row.waiting)
+
+    def _row(self, campaign_id: str) -> Any:
+        with self.db.read() as conn:
+            row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).first()
+        if row is None:
+            raise NotFoundError(f"no campaign {campaign_id}")
+        return row
+
+    def _locked(self, conn: Connection, campaign_id: str) -> Any:
+        row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id).with_for_update()).first()
+        if row is None:
+            raise NotFoundError(f"no campaign {campaign_id}")
+        return row
+
+    @staticmethod
+    def _has_audience(conn: Connection, campaign_id: str) -> bool:
+        return conn.execute(select(recipients.c.line).where(recipients.c.campaign_id == campaign_id)
+                            .limit(1)).first() is not None

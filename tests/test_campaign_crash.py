@@ -1,0 +1,111 @@
+"""SIGKILL a real ``connectzap worker`` while it runs a campaign, restart it: every recipient ends
+with exactly one outcome and no Graph request is made twice.
+
+The worker runs as users run it (``python -m connectzap --config FILE worker``); the sandbox
+channel appends each request body to a JSON-lines log (slowly: 50 ms each, so kills land between
+a request and its recording). The campaign's admissions (engine) and sends (sender) both run in
+the killed process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from serve_support import config_file, database_url, process_env, start_worker, wait_for
+from sqlalchemy import select
+
+from connectzap import Category, ConsentChange, Connectzap
+from connectzap.core.campaigns import Action, read_file
+from connectzap.core.settings import load_settings
+from connectzap.core.store.schema import campaign_recipients, outbox
+from connectzap.testing import seed_template
+from connectzap.testing.apps import drop_postgres_schema
+
+pytestmark = pytest.mark.slow
+
+RECIPIENTS = 240
+UNCONSENTED = 20  # the last ones: refused by the gate, never sent
+KILL_AFTER = (30, 100, 170)
+
+
+def sent_ids(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    ids = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            ids.append(json.loads(line)["body"]["biz_opaque_callback_data"])
+        except ValueError:
+            continue  # a line still being written
+    return ids
+
+
+def test_a_campaign_killed_mid_run_sends_each_recipient_once(backend: str, tmp_path: Path) -> None:
+    url = database_url(backend, tmp_path)
+    log = tmp_path / "sandbox.jsonl"
+    stderr = tmp_path / "worker-stderr.log"
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
+[privacy]
+hash_secret = "campaign-crash-secret-0123456789"
+[workers]
+lease_seconds = 2
+poll_interval_seconds = 0.05
+batch_size = 10
+[sandbox]
+quiet = true
+log_file = "{log}"
+simulate_statuses = false
+latency_seconds = 0.05
+""")
+    app = Connectzap(load_settings(config)).start()
+    try:
+        seed_template(app, "newsletter", "Hello {{1}}, our December news", category="MARKETING")
+        phones = [f"+49151{20000000 + n}" for n in range(RECIPIENTS)]
+        for phone in phones[:RECIPIENTS - UNCONSENTED]:
+            app.set_consent(ConsentChange(phone=phone, category=Category.MARKETING, granted=True,
+                                          source="newsletter form", proof="double opt-in"))
+        made = app.campaigns.create("december", {"name": "newsletter", "language": "en"})
+        audience = "phone,1\n" + "".join(f"{p},Reader {n}\n" for n, p in enumerate(phones))
+        assert app.campaigns.load_audience(made.id, read_file(io.StringIO(audience), "csv", app.secret)).added \
+            == RECIPIENTS
+        app.campaigns.control(made.id, Action.START)
+        env = process_env()
+        for point in KILL_AFTER:
+            proc = start_worker(config, env, stderr)
+            wait_for(lambda p=point: len(sent_ids(log)) >= p, f"{point} sends", 120, proc=proc, log=stderr,
+                     every=0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert len(sent_ids(log)) < RECIPIENTS - UNCONSENTED, "the campaign finished before the kill"
+
+        proc = start_worker(config, env, stderr)
+        try:
+            wait_for(lambda: app.campaigns.get(made.id).state == "finished", "the campaign to finish", 180,
+                     proc=proc, log=stderr)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, stderr.read_text()[-2000:]
+
+        with app.db.read() as conn:
+            outcomes = dict(conn.execute(select(campaign_recipients.c.line, campaign_recipients.c.outcome)
+                                         .where(campaign_recipients.c.campaign_id == made.id)).all())
+            message_of = dict(conn.execute(select(campaign_recipients.c.message_id, campaign_recipients.c.line)
+                                           .where(campaign_recipients.c.campaign_id == made.id)).all())
+            campaign_rows = conn.execute(select(outbox.c.id, outbox.c.status)
+                                         .where(outbox.c.cancel_key == f"campaign:{made.id}")).all()
+        sent = Counter(sent_ids(log))
+        print(f"\n{RECIPIENTS} recipients, {len(KILL_AFTER)} SIGKILLs ({app.db.dialect}); requests "
+              f"{sum(sent.values())} ({len(sent)} distinct); outcomes {Counter(outcomes.values())}")
+        assert [m for m, n in sent.items() if n > 1] == []  # no Graph request twice
+        assert len(outcomes) == RECIPIENTS  # every recipient has exactly one outcome row
+        assert Counter(outcomes.values()) == {"sent": RECIPIENTS - UNCONSENTED, "refused": UNCONSENTED}
+        assert set(sent) == {m for m, s in campaign_rows if s != "refused"}  # one message per sent recipient
+        assert sorted(message_of[m] for m in sent) == list(range(2, RECIPIENTS - UNCONSENTED + 2))
+    finally:
+        app.close()
+        drop_postgres_schema(url)
