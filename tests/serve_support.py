@@ -5,6 +5,7 @@ orders journaled in bulk)."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -100,6 +101,19 @@ def wait_for(check: Callable[[], Any], what: str, within: float = 60, *, proc: s
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}{tail}")
         time.sleep(every)
+
+
+def logged_ids(log: Path) -> list[str]:
+    """biz_opaque_callback_data of every complete line in the sandbox log (one per request made)."""
+    if not log.exists():
+        return []
+    ids = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            ids.append(json.loads(line)["body"]["biz_opaque_callback_data"])
+        except ValueError:
+            continue  # a line still being written
+    return ids
 
 
 def free_port() -> int:

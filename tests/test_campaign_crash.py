@@ -10,13 +10,12 @@ the killed process.
 from __future__ import annotations
 
 import io
-import json
 import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from serve_support import config_file, database_url, process_env, start_worker, wait_for
+from serve_support import config_file, database_url, logged_ids, process_env, start_worker, wait_for
 from sqlalchemy import select
 
 from connectzap import Category, ConsentChange, Connectzap
@@ -31,18 +30,6 @@ pytestmark = pytest.mark.slow
 RECIPIENTS = 240
 UNCONSENTED = 20  # the last ones: refused by the gate, never sent
 KILL_AFTER = (30, 100, 170)
-
-
-def sent_ids(log: Path) -> list[str]:
-    if not log.exists():
-        return []
-    ids = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            ids.append(json.loads(line)["body"]["biz_opaque_callback_data"])
-        except ValueError:
-            continue  # a line still being written
-    return ids
 
 
 def test_a_campaign_killed_mid_run_sends_each_recipient_once(backend: str, tmp_path: Path) -> None:
@@ -77,11 +64,11 @@ latency_seconds = 0.05
         env = process_env()
         for point in KILL_AFTER:
             proc = start_worker(config, env, stderr)
-            wait_for(lambda p=point: len(sent_ids(log)) >= p, f"{point} sends", 120, proc=proc, log=stderr,
+            wait_for(lambda p=point: len(logged_ids(log)) >= p, f"{point} sends", 120, proc=proc, log=stderr,
                      every=0.01)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-            assert len(sent_ids(log)) < RECIPIENTS - UNCONSENTED, "the campaign finished before the kill"
+            assert len(logged_ids(log)) < RECIPIENTS - UNCONSENTED, "the campaign finished before the kill"
 
         proc = start_worker(config, env, stderr)
         try:
@@ -98,7 +85,7 @@ latency_seconds = 0.05
                                            .where(campaign_recipients.c.campaign_id == made.id)).all())
             campaign_rows = conn.execute(select(outbox.c.id, outbox.c.status)
                                          .where(outbox.c.cancel_key == f"campaign:{made.id}")).all()
-        sent = Counter(sent_ids(log))
+        sent = Counter(logged_ids(log))
         print(f"\n{RECIPIENTS} recipients, {len(KILL_AFTER)} SIGKILLs ({app.db.dialect}); requests "
               f"{sum(sent.values())} ({len(sent)} distinct); outcomes {Counter(outcomes.values())}")
         assert [m for m, n in sent.items() if n > 1] == []  # no Graph request twice

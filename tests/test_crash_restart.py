@@ -10,7 +10,6 @@ those must be recovered by the sandbox's reconcile(), never sent again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections import Counter
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, database_url, journal_orders, start_worker,
-                           wait_for)
+from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, database_url, journal_orders, logged_ids,
+                           start_worker, wait_for)
 from sqlalchemy import func, select
 
 from connectzap import Connectzap
@@ -69,19 +68,6 @@ latency_seconds = 0.05
 """)
     yield Setup(config, log, crash_plugin_env(tmp_path), url, tmp_path / "worker-stderr.log")
     drop_postgres_schema(url)
-
-
-def logged_ids(log: Path) -> list[str]:
-    """biz_opaque_callback_data of every complete line in the sandbox log."""
-    if not log.exists():
-        return []
-    ids = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            ids.append(json.loads(line)["body"]["biz_opaque_callback_data"])
-        except ValueError:
-            continue  # a line still being written
-    return ids
 
 
 def idle(app: Connectzap) -> bool:

@@ -3,14 +3,14 @@
 A campaign's recipients are admitted through the send gate like any message; each row keeps the
 recipient's outcome. The number and parameters are erased once the recipient's message is settled.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
