@@ -27,7 +27,7 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
-from .core.models import (CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
+from .core.models import (AdReferral, CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
                           ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead,
                           MessageStatus, Order, OrderItem, PastMessage, StatusValue, TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
@@ -37,7 +37,8 @@ from .core.connector import OutboundCall
 from .core.version import __version__
 
 __all__ = [
-    "AmbiguousDeliveryError", "AutomaticAnswer", "BaseChannel", "BodyParam", "ButtonParam", "ButtonsContent",
+    "AdReferral", "AmbiguousDeliveryError", "AutomaticAnswer", "BaseChannel", "BodyParam", "ButtonParam",
+    "ButtonsContent",
     "BusinessHours", "CallActivity", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "Conversation",

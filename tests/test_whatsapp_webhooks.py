@@ -164,7 +164,9 @@ def test_unsupported_type_keeps_error_and_raw():
 def test_referral_from_click_to_whatsapp_ad():
     message = only("referral")
     assert message.text == "Hi, is the summer offer still on?"
-    assert message.referral["source_type"] == "ad" and message.referral["ctwa_clid"].startswith("ARAk")
+    assert message.referral.source_type == "ad" and message.referral.ctwa_clid.startswith("ARAk")
+    assert message.referral.summary() == ("Click-to-WhatsApp ad 120226305854810726 · Summer sale · "
+                                          "https://fb.me/3cr4Wqqkk · ctwa_clid " + message.referral.ctwa_clid)
 
 
 def test_bsuid_only_contact_without_wa_id():

@@ -59,6 +59,8 @@ def write(name: str, doc: str, interactions: list[tuple[dict, dict]]) -> None:
 
 
 INBOUND_NOTE = "WhatsApp message from the customer (2026-03-02 12:30 UTC):\nCan you deliver after 6pm?"
+AD_NOTE = ("WhatsApp message from the customer (2026-03-02 12:30 UTC):\nIs the summer offer still on?\nLead source: "
+           "Click-to-WhatsApp ad 120226305854810726 · Summer sale · https://fb.me/3cr4Wqqkk · ctwa_clid ARAkLkA8rmlFe")
 FAILURE_NOTE = ("The WhatsApp notification for status 'processing' (template order_confirmation) could not be "
                 "delivered: 131049 This message was not delivered to maintain healthy ecosystem engagement.")
 PAGE = "orders?modified_after=2026-03-01T00%3A00%3A00&dates_are_gmt=true&orderby=modified&order=asc&per_page=2"
@@ -66,6 +68,7 @@ PAGE = "orders?modified_after=2026-03-01T00%3A00%3A00&dates_are_gmt=true&orderby
 
 def main() -> None:
     write("note_inbound_reply.yaml", "_order-notes.md, Create an order note", [note(281, INBOUND_NOTE)])
+    write("note_inbound_ad_reply.yaml", "_order-notes.md, Create an order note", [note(283, AD_NOTE)])
     write("note_delivery_failure.yaml", "_order-notes.md, Create an order note", [note(282, FAILURE_NOTE)])
 
     completed = fixture("order_updated_completed.json")

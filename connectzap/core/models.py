@@ -178,6 +178,30 @@ class ApiErrorInfo(Model):
     details: str | None = None
 
 
+class AdReferral(Model):
+    """Where a customer came from when their message followed a tap on a Click-to-WhatsApp ad or a
+    post (Meta's ``referral`` object, on the first message after the tap). ``ctwa_clid`` is the
+    click id Meta's Conversions API takes back to attribute the conversation to the ad. Every field
+    is optional; image/video/thumbnail URLs and the ad's welcome message are kept as given."""
+
+    source_type: str | None = None
+    """``ad`` or ``post``."""
+    source_id: str | None = None
+    source_url: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    ctwa_clid: str | None = None
+
+    def summary(self) -> str:
+        """One line for a CRM: what the customer tapped, its id and link, and the click id."""
+        parts = [f"{self.source_type or 'ad'} {self.source_id}" if self.source_id else (self.source_type or "ad")]
+        parts += [p for p in (self.headline, self.source_url) if p]
+        if self.ctwa_clid:
+            parts.append(f"ctwa_clid {self.ctwa_clid}")
+        return "Click-to-WhatsApp " + " · ".join(parts)
+
+
 class InboundMessage(Model):
     """A message a customer sent to one of our WhatsApp numbers.
 
@@ -199,7 +223,8 @@ class InboundMessage(Model):
     order: dict[str, Any] | None = None
     system: dict[str, Any] | None = None
     context: MessageContext | None = None
-    referral: dict[str, Any] | None = None
+    referral: AdReferral | None = None
+    """Set on the message that followed a tap on a Click-to-WhatsApp ad (or post): the lead's source."""
     errors: list[ApiErrorInfo] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)
 

@@ -113,7 +113,8 @@ class HubSpotConnector(Connector):
             return None
         text = message.text or (f"[{message.type}]" if message.type != "text" else "")
         return Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound", text=text,
-                     at=message.timestamp, name=message.contact.name, user_id=user_id)
+                     at=message.timestamp, name=message.contact.name, user_id=user_id,
+                     source=message.referral.summary() if message.referral else None)
 
     def _outbound_entry(self, status: MessageStatus) -> Entry | None:
         # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.
@@ -162,6 +163,8 @@ class HubSpotConnector(Connector):
         entry = self._inbound_entry(message)
         if entry is not None:
             await self.timeline.log(ctx, entry)
+        if message.referral is not None and self.settings.ad_source_property:
+            await self.contacts.note_ad_source(ctx, message)
 
     async def sync_message_status(self, status: MessageStatus, ctx: EventContext) -> None:
         if status.status in CHANGED_IN_APP and status.sent_from == SENT_FROM_BUSINESS_APP:

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import DeliveryError, InvalidPhoneError, SkippableError
-from ...core.models import Category, ConsentChange, Contact, Lead
+from ...core.bsuids import is_bsuid
+from ...core.models import Category, ConsentChange, Contact, InboundMessage, Lead
 from ...core.phones import to_e164
 from . import marks
 from .client import HubSpotClient, HubSpotNotFound
@@ -134,9 +135,31 @@ class Contacts:
         await self.update(contact.id, {self.settings.bsuid_property: user_id})
         ctx.state.set(noted, marks.hashed(ctx, user_id))
 
+    async def note_ad_source(self, ctx: EventContext, message: InboundMessage) -> None:
+        """Write the Click-to-WhatsApp ad the customer came from on their contact (once per message)."""
+        name, referral = self.settings.ad_source_property, message.referral
+        noted = f"ad-source:{marks.hashed(ctx, message.wamid)}"
+        if not name or referral is None or ctx.state.get(noted):
+            return
+        phone = message.contact.phone
+        user_id = message.contact.user_id if is_bsuid(message.contact.user_id) else None
+        contact = await self.find(ctx, phone, user_id=user_id, name=message.contact.name)
+        if contact is None:
+            raise SkippableError("no HubSpot contact has this number or BSUID to note the ad on (create_contacts "
+                                 "is off)", code="no_contact")
+        await self.ensure_property(ctx, name, {"name": name, "label": "WhatsApp ad source", "type": "string",
+                                               "field_type": "text", "group_name": "contactinformation",
+                                               "description": "The Click-to-WhatsApp ad the customer last came "
+                                                              "from (written by connectzap)"})
+        await self.update(contact.id, {name: referral.summary()})
+        ctx.state.set(noted, True)
+
     async def ensure_bsuid_property(self, ctx: EventContext) -> None:
         """Create ``bsuid_property`` on the portal's contacts unless it exists (checked once)."""
-        name = self.settings.bsuid_property
+        await self.ensure_property(ctx, self.settings.bsuid_property, self.bsuid_property_definition())
+
+    async def ensure_property(self, ctx: EventContext, name: str, definition: dict[str, str]) -> None:
+        """Create the contact property ``name`` unless it exists (checked once)."""
         if ctx.state.get(f"property:{name}"):
             return
         try:
@@ -145,7 +168,7 @@ class Contacts:
             from hubspot.crm.properties import PropertyCreate
             try:
                 await self.client.call("create contact property", self.client.properties.create, "contacts",
-                                       property_create=PropertyCreate(**self.bsuid_property_definition()),
+                                       property_create=PropertyCreate(**definition),
                                        creates=True)
             except DeliveryError as exc:
                 if exc.http_status != 409:  # 409: created meanwhile (another worker): it exists

@@ -123,6 +123,10 @@ class HubSpotSettings(ConnectorSettings):
     """A contact property holding the customer's WhatsApp business-scoped user id (BSUID): how a
     customer who hides their number (a username) is matched. Created (a text property) the first
     time it is needed; written on contacts found by number when the BSUID is known too."""
+    ad_source_property: str | None = Field(default="whatsapp_ad_source", max_length=100)
+    """A contact property that receives the Click-to-WhatsApp ad a customer came from (ad id,
+    headline, link, ``ctwa_clid``) when their message follows a tap on the ad: the lead's source.
+    Created (a text property) the first time it is needed; empty ("") or unset: not written."""
     owner_id: str | None = None
     """hubspot_owner_id for timeline entries; default: the contact's owner (``use_contact_owner``)."""
     use_contact_owner: bool = True

@@ -42,6 +42,8 @@ class Entry:
     at: datetime
     name: str | None = None
     user_id: str | None = None
+    source: str | None = None
+    """Where the customer came from (a Click-to-WhatsApp ad's summary), shown under the text."""
 
     @property
     def millis(self) -> int:
@@ -51,7 +53,8 @@ class Entry:
         """The timeline text (HubSpot renders it as HTML, so the message is escaped)."""
         arrow = "⬅ WhatsApp message received" if self.direction == "inbound" else "➡ WhatsApp message sent"
         text = "<br>".join(html.escape(line) for line in self.text.splitlines()) or "(no text)"
-        return f"<p><strong>{arrow}</strong></p><p>{text}</p><p>wamid: {html.escape(self.wamid)}</p>"
+        source = f"<p>Lead source: {html.escape(self.source)}</p>" if self.source else ""
+        return f"<p><strong>{arrow}</strong></p><p>{text}</p>{source}<p>wamid: {html.escape(self.wamid)}</p>"
 
 
 def describe_content(content: dict[str, Any] | None) -> str:

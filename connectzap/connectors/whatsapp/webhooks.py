@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from ...core import clock
 from ...core.bsuids import is_bsuid
 from ...core.errors import InvalidPhoneError, PayloadError
-from ...core.models import (ApiErrorInfo, CallActivity, Category, ConsentChange, Contact, ContactAction,
+from ...core.models import (AdReferral, ApiErrorInfo, CallActivity, Category, ConsentChange, Contact, ContactAction,
                             ContactChange, Event, EventKind, InboundMessage, LocationInfo, MediaInfo, MessageContext,
                             MessageStatus, PastMessage, ReactionInfo, ReplyInfo, SENT_FROM_BUSINESS_APP, StatusValue,
                             TemplateUpdate)
@@ -291,13 +291,23 @@ def _message_fields(kind: str, msg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _referral(value: Any) -> AdReferral | None:
+    """Meta's ``referral`` (a Click-to-WhatsApp ad or post): the named fields as text, the rest
+    (media URLs, ``welcome_message``) kept as given."""
+    given = _obj(value)
+    if not given:
+        return None
+    named = {name: _text(given.get(name)) for name in AdReferral.model_fields}
+    return AdReferral(**{**{k: v for k, v in given.items() if k not in named}, **named})
+
+
 def _messages(change: _Change) -> Iterator[Event]:
     shared_errors = _errors(change.value.get("errors"))  # Meta may put a message's errors beside it
     for msg in _objects(change.value.get("messages")):
         kind = _text(msg.get("type")) or "unknown"
         wamid = _text(msg.get("id")) or "unidentified." + _digest(change.entry_id, msg)
         timestamp = _time(msg.get("timestamp")) or change.now
-        referral = _obj(msg.get("referral")) or None
+        referral = _referral(msg.get("referral"))
         message = InboundMessage(
             wamid=wamid, type=kind, timestamp=timestamp, contact=_sender(msg, change),
             business_phone_number_id=change.phone_number_id, context=_context(msg.get("context")),

@@ -66,7 +66,9 @@ def inbound_note(message: InboundMessage) -> str:
         what = f"[{message.type}]"
     elif message.type != "text":
         what = f"[{message.type}] {what}"
-    return f"WhatsApp message from the customer ({message.timestamp:%Y-%m-%d %H:%M} UTC):\n{what}"
+    note = f"WhatsApp message from the customer ({message.timestamp:%Y-%m-%d %H:%M} UTC):\n{what}"
+    # the ad the customer tapped before writing: the shop sees where the order's follow-up came from
+    return note + (f"\nLead source: {message.referral.summary()}" if message.referral else "")
 
 
 @dataclass(frozen=True)
