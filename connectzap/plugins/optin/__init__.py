@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from connectzap import (ButtonsContent, ConsentChange, EventContext, InboundMessage, PluginSettings, ReplyButton,
-                        TextContent, hookimpl, is_bsuid, leading_keyword, normalise_keyword)
+from connectzap import (AutomaticAnswer, ButtonsContent, ConsentChange, EventContext, InboundMessage, PluginSettings,
+                        ReplyButton, TextContent, hookimpl, is_bsuid, leading_keyword, normalise_keyword)
 
 from . import links
 from .settings import OptinSettings
@@ -92,7 +92,9 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     if ctx.has_consent(who, link.category):
         ctx.note("already_granted", f"{link.category.value} consent already recorded: nothing recorded or sent again")
         return
-    reply = {"reply_to": message.wamid, "business_phone_number_id": message.business_phone_number_id}
+    # a keyword's answer: it outranks the other automatic answers to this message (an FAQ, a bot...)
+    reply = {"reply_to": message.wamid, "business_phone_number_id": message.business_phone_number_id,
+             "automatic": AutomaticAnswer.keyword}
     index = tapped[1] if tapped is not None else link.wording_index(message.text)
     wording = link.wordings[min(index, len(link.wordings) - 1)]
     if settings.double_opt_in and tapped is None:
