@@ -25,6 +25,7 @@ FAILURES: dict[str, tuple[type[DeliveryError], str | None, int | None]] = {
     "window_closed": (SkippableDeliveryError, "window_closed", 131047),
     "opted_out": (SkippableDeliveryError, "opted_out", 131050),
     "unreachable": (SkippableDeliveryError, "unreachable", 131026),
+    "marketing_limited": (SkippableDeliveryError, "marketing_limited", 131049),  # the per-user marketing limit
     "fatal": (FatalDeliveryError, None, 100),
     "paused": (SendingPausedError, None, 190),
     "ambiguous": (AmbiguousDeliveryError, None, None),

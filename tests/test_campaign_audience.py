@@ -1,0 +1,139 @@
+"""Audiences from CSV and JSON-lines files: checked line by line, deduplicated by contact, streamed;
+and the preview: the gate's own verdicts over the audience, before anything is sent."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectzap.core.campaigns import BadAudience, BadLine, Recipient, read_file, read_items
+from connectzap.core.campaigns.audience import format_of
+from connectzap.core.errors import ConflictError
+from connectzap.core.phones import contact_key
+from connectzap.testing import seed_template
+from test_campaigns import NUMBERS, campaign_with, grant
+
+SECRET = b"audience-test-secret"
+
+
+def read(text: str, fmt: str = "csv", country: str | None = None) -> list[Recipient | BadLine]:
+    return list(read_file(io.StringIO(text), fmt, SECRET, country))
+
+
+def test_csv_rows_become_recipients_with_positional_or_named_parameters() -> None:
+    [a, b] = read("phone,country,1,2\n+4915112345600,,Ana,10%\n0151 12345601,DE,Bo,20%\n")
+    assert isinstance(a, Recipient) and isinstance(b, Recipient)
+    assert (a.line, a.phone, a.params, a.masked) == (2, "+4915112345600", ["Ana", "10%"], "+49*********00")
+    assert (b.line, b.phone, b.params) == (3, "+4915112345601", ["Bo", "20%"])
+    assert a.contact_key == contact_key("+4915112345600", SECRET) and a.zones == ("Europe/Berlin",)
+    [named] = read("number,first_name\n+4915112345600,Ana\n")
+    assert isinstance(named, Recipient) and named.params == {"first_name": "Ana"}
+
+
+def test_bad_lines_are_named_with_their_line_number_and_reason() -> None:
+    rows = read('phone,1\n+4915112345600,Ana\nnot a number,Bo\n+4915112345601,\n+4915112345602,"Cy",extra\n,Di\n')
+    bad = [(r.line, r.reason) for r in rows if isinstance(r, BadLine)]
+    assert [line for line, _ in bad] == [3, 4, 5, 6]
+    assert "invalid phone number" in bad[0][1]
+    assert "empty" in bad[1][1]
+    assert "more field" in bad[2][1]
+    assert bad[3][1] == "no phone number"
+    assert all("not a number" not in reason for _, reason in bad)
+
+
+@pytest.mark.parametrize(("header", "problem"), [
+    ("name,1\n", "needs a phone column"),
+    ("phone,1,first_name\n", "mixes"),
+    ("phone,1,3\n", "must be 1 to 2"),
+])
+def test_a_header_that_cannot_be_an_audience_is_refused(header: str, problem: str) -> None:
+    with pytest.raises(BadAudience, match=problem):
+        read(header + "+4915112345600,a,b\n")
+
+
+def test_json_lines_are_read_line_by_line() -> None:
+    text = ('{"phone": "+4915112345600", "params": {"first_name": "Ana"}}\n\n'
+            '{"phone": "015112345601", "country": "DE", "params": ["Bo"]}\nnot json\n[1]\n'
+            '{"phone": "+4915112345602", "name": "x"}\n{"phone": "+4915112345603", "params": [true]}\n')
+    rows = read(text, "jsonl")
+    good = [r for r in rows if isinstance(r, Recipient)]
+    assert [(r.line, r.phone, r.params) for r in good] == [(1, "+4915112345600", {"first_name": "Ana"}),
+                                                           (3, "+4915112345601", ["Bo"])]
+    assert [(r.line, r.reason.split(":")[0]) for r in rows if isinstance(r, BadLine)] == [
+        (4, "not JSON"), (5, "each line must be a JSON object"), (6, "unknown field(s)"),
+        (7, "every parameter must be text or a number")]
+    assert format_of("list.JSONL") == "jsonl" and format_of("list.ndjson") == "jsonl" and format_of("a.csv") == "csv"
+
+
+def test_items_from_the_api_are_numbered_like_lines() -> None:
+    rows = list(read_items([{"phone": "+4915112345600"}, {"phone": "x"}], SECRET))
+    assert isinstance(rows[0], Recipient) and rows[1] == BadLine(2, rows[1].reason)
+
+
+@given(st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=30))
+@settings(max_examples=40, deadline=None)
+def test_loading_keeps_each_contact_once_at_its_first_line(tmp_path_factory, numbers: list[str]) -> None:
+    from connectzap.testing import make_app
+    app = make_app(tmp_path_factory.mktemp("audience"))
+    try:
+        seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
+        made = app.campaigns.create("dedupe", {"name": "spring_sale", "language": "en"})
+        text = "phone,1\n" + "".join(f"{n},x{i}\n" for i, n in enumerate(numbers))
+        result = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
+        assert (result.added, result.duplicates) == (len(set(numbers)), len(numbers) - len(set(numbers)))
+        first_line = {}
+        for i, n in enumerate(numbers):
+            first_line.setdefault(n, i + 2)
+        assert sorted(r["line"] for r in app.campaigns.results(made.id)) == sorted(first_line.values())
+    finally:
+        app.close()
+
+
+def test_bad_lines_stop_the_load_unless_skipped(app) -> None:
+    seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
+    text = "phone,1\n+4915112345600,Ana\nbad,Bo\n"
+    stopped = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
+    assert not stopped.loaded and stopped.bad == [BadLine(3, stopped.bad[0].reason)] and stopped.added == 0
+    assert app.campaigns.get(made.id).recipients == 0
+    skipped = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret),
+                                          skip_invalid=True)
+    assert skipped.loaded and skipped.added == 1 and skipped.bad_count == 1
+    assert app.campaigns.get(made.id).recipients == 1
+
+
+def test_the_audience_cannot_change_once_the_campaign_runs(app) -> None:
+    grant(app, NUMBERS[0])
+    made = campaign_with(app, NUMBERS[:1])
+    app.campaigns.control(made.id, "start")
+    with pytest.raises(ConflictError, match="is running"):
+        app.campaigns.load_audience(made.id, iter([]))
+
+
+# --- preview ------------------------------------------------------------------------------------------
+
+def test_the_preview_counts_who_can_be_reached_and_why_the_others_cannot(app) -> None:
+    for phone in NUMBERS[:3]:
+        grant(app, phone)
+    grant(app, NUMBERS[3], granted=False)
+    made = campaign_with(app, NUMBERS[:6])
+    preview = app.campaigns.preview(made.id)
+    assert (preview.recipients, preview.category, preview.reachable) == (6, "marketing", 3)
+    assert preview.refused == {"opted_out": 1, "no_consent": 2}
+    assert preview.examples["no_consent"] == "no marketing opt-in on record"
+    # it matches what the campaign then does, and it wrote nothing
+    assert app.campaigns.get(made.id).outcomes == {"pending": 6}
+    app.campaigns.control(made.id, "start")
+    app.campaigns.run_once()
+    assert app.campaigns.get(made.id).outcomes == {"queued": 3, "refused": 3}
+
+
+def test_the_preview_reports_parameters_that_do_not_fit_the_template(app) -> None:
+    grant(app, NUMBERS[0])
+    seed_template(app, "two_params", "Hi {{1}}, {{2}} off", category="MARKETING")
+    made = app.campaigns.create("p", {"name": "two_params", "language": "en"})
+    app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{NUMBERS[0]},Ana\n"), "csv", app.secret))
+    assert app.campaigns.preview(made.id).refused == {"param_mismatch": 1}
