@@ -28,8 +28,8 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
 from .core.models import (AdReferral, CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
-                          ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, InboundMessage, Lead,
-                          MessageStatus, Order, OrderItem, PastMessage, StatusValue, TemplateInfo, TemplateUpdate)
+                          ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, Handoff, InboundMessage,
+                          Lead, MessageStatus, Order, OrderItem, PastMessage, StatusValue, TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
@@ -45,7 +45,8 @@ __all__ = [
     "ConversationState",
     "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
-    "FatalDeliveryError", "FatalError", "HeaderParam", "InboundMessage", "InvalidPhoneError", "InvalidRecipientError",
+    "FatalDeliveryError", "FatalError", "Handoff", "HeaderParam", "InboundMessage", "InvalidPhoneError",
+    "InvalidRecipientError",
     "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",
     "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend",
     "Outgoing", "PacedError", "PastMessage", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",

@@ -214,6 +214,26 @@ async def test_hook_on_past_message(fake_app):
     assert seen.calls == [("on_past_message", {"direction": "inbound", "text": "old chat"})]
 
 
+async def test_hook_on_handoff(fake_app):
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_handoff(self, handoff, ctx):
+            seen.calls.append(("on_handoff", {"to": handoff.to, "phone": handoff.contact.phone, "by": handoff.by,
+                                              "until": handoff.until is not None}))
+
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("handoff")])
+        assert fake_app.hand_to_human(PHONE, "complaint", minutes=30, by="cli") is True
+        assert fake_app.hand_to_human(PHONE, "complaint", by="cli") is False  # already a person's: no event
+        assert fake_app.release(PHONE, by="api") is True
+        await Worker(fake_app).run_until_idle()
+    assert seen.calls == [("on_handoff", {"to": "human", "phone": PHONE, "by": "handoff", "until": True}),
+                          ("on_handoff", {"to": "human", "phone": PHONE, "by": "cli", "until": True}),
+                          ("on_handoff", {"to": "bot", "phone": PHONE, "by": "api", "until": False})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

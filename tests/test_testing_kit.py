@@ -151,7 +151,7 @@ def test_every_event_kind_has_a_payload_that_validates():
     events = payload_names("events")
     assert {n.split("/")[1] for n in events} == {"order_created", "order_updated", "lead", "inbound_message",
                                                  "message_status", "consent_changed", "template_update",
-                                                 "contact_changed", "call", "past_message"}
+                                                 "contact_changed", "call", "handoff", "past_message"}
     for name in events:
         event = Event.model_validate(load_payload(name))
         event.payload()

@@ -63,6 +63,8 @@ AD_NOTE = ("WhatsApp message from the customer (2026-03-02 12:30 UTC):\nIs the s
            "Click-to-WhatsApp ad 120226305854810726 · Summer sale · https://fb.me/3cr4Wqqkk · ctwa_clid ARAkLkA8rmlFe")
 FAILURE_NOTE = ("The WhatsApp notification for status 'processing' (template order_confirmation) could not be "
                 "delivered: 131049 This message was not delivered to maintain healthy ecosystem engagement.")
+HANDOFF_NOTE = ("WhatsApp conversation handed to a person (2026-03-02 12:35 UTC, until 2026-03-02 16:35 UTC): "
+                "asked for a person.")
 PAGE = "orders?modified_after=2026-03-01T00%3A00%3A00&dates_are_gmt=true&orderby=modified&order=asc&per_page=2"
 
 
@@ -70,6 +72,7 @@ def main() -> None:
     write("note_inbound_reply.yaml", "_order-notes.md, Create an order note", [note(281, INBOUND_NOTE)])
     write("note_inbound_ad_reply.yaml", "_order-notes.md, Create an order note", [note(283, AD_NOTE)])
     write("note_delivery_failure.yaml", "_order-notes.md, Create an order note", [note(282, FAILURE_NOTE)])
+    write("note_handoff.yaml", "_order-notes.md, Create an order note", [note(283, HANDOFF_NOTE)])
 
     completed = fixture("order_updated_completed.json")
     block = {**fixture("order_created_block.json"), "status": "processing", "date_modified_gmt": "2026-03-03T08:05:00"}

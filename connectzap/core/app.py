@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from . import consent as ledger
 from . import consent_files
 from . import conversations, gate, identities, minimize, outcomes, payloads
-from .bsuids import is_bsuid
+from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
 from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
@@ -301,8 +301,10 @@ class Connectzap:
         if change.minutes is not None and change.minutes <= 0:
             raise ValueError("minutes must be positive (or none: until released)")
         key = self.contact_key(contact)
+        listened = not self.started or bool(delivery_targets(EventKind.HANDOFF.value, self.connectors.values()))
         with self.db.begin() as conn:
-            return conversations.apply(self.db, conn, key, change)
+            return conversations.hand_over(self.db, conn, key, Contact.model_validate(identify(contact)), change,
+                                           listened=listened)
 
     def set_consent(self, change: ConsentChange) -> bool:
         """Record a consent change now (an opt-out wins at once) and journal it for the hooks.

@@ -30,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
 from .plugin_settings import TemplateUse
-from .models import (CallActivity, ConsentChange, ContactChange, Event, EventKind, InboundMessage, Lead, MessageStatus,
-                     Order, PastMessage)
+from .models import (CallActivity, ConsentChange, ContactChange, Event, EventKind, Handoff, InboundMessage, Lead,
+                     MessageStatus, Order, PastMessage)
+
+
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -162,6 +164,10 @@ class Connector:
         """Mirror a contact saved in or removed from the business's own address book (the WhatsApp
         Business app's contacts on a coexistence number)."""
 
+    async def sync_handoff(self, handoff: Handoff, ctx: EventContext) -> None:
+        """Put a change of hands of a conversation (to a person, back to the bot) on the customer's
+        record in the external system."""
+
     async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
         """Log a WhatsApp call step (connected, rang, ended) as call activity in the external system."""
 
@@ -206,7 +212,7 @@ class Connector:
                              ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
                              ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
                              ("contact_changed", "sync_contact_changed"),
-                             ("call", "sync_call"), ("past_message", "sync_past_message")):
+                             ("call", "sync_call"), ("handoff", "sync_handoff"), ("past_message", "sync_past_message")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out

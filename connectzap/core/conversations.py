@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Literal
 from sqlalchemy import Connection, select
 
 from .arbitration import human_handles
+from .models import Contact, Event, EventKind, Handoff
+from .store import journal
 from .store.database import Database, now
 from .store.schema import conversations
 from .views import utc
 
 if TYPE_CHECKING:
     from .app import Connectzap
-    from .models import Contact
 
 HandledBy = Literal["bot", "human"]
 
@@ -78,6 +79,22 @@ def apply(db: Database, conn: Connection, contact_key: str, change: Handover, ev
         db.upsert(conn, conversations, {"contact_key": contact_key, "handled_by": "human", "since": t,
                                         "event_id": event_id, **values}, ["contact_key"])
     return not was_human
+
+
+def hand_over(db: Database, conn: Connection, contact_key: str, contact: Contact, change: Handover, *,
+              listened: bool, event_id: int | None = None) -> bool:
+    """:func:`apply` ``change``; when the conversation changed hands and something listens to
+    ``handoff`` events (a CRM connector, a plugin), journal one for them. Returns whether it changed."""
+    t = now()
+    if not apply(db, conn, contact_key, change, event_id=event_id, at=t):
+        return False
+    if listened:
+        until = t + change.minutes * 60 if change.to == "human" and change.minutes is not None else None
+        handoff = Handoff(contact=contact, to=change.to, at=utc(t), reason=change.reason, by=change.by,
+                          until=utc(until) if until is not None else None)
+        journal.append(db, conn, [Event.of(EventKind.HANDOFF, handoff, source=change.by or "core",
+                                           dedupe_key=f"{contact_key}:{change.to}:{t:.6f}")])
+    return True
 
 
 def erase_expired(conn: Connection, at: float | None = None) -> int:

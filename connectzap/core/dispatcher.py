@@ -22,7 +22,7 @@ from .hooks import DeliveryTarget, as_proposals, delivery_targets
 from .idempotency import proposal_key, scoped_key
 from .messages import Outgoing
 from .conversations import Handover
-from .models import ConsentChange, Contact, Event, InboundMessage
+from .models import ConsentChange, Contact, Event, EventKind, InboundMessage
 from .retries import backoff
 from .store import journal, plugin_state
 from .store.database import now
@@ -361,8 +361,9 @@ class Dispatcher:
         key = identities.resolve(conn, self.app.secret, contact.phone, contact.user_id)
         if key is None:
             return
+        listened = self.bookkeeping.has_targets(EventKind.HANDOFF.value)
         for change in o.handovers:
-            conversations.apply(self.db, conn, key, change, event_id=o.event_id)
+            conversations.hand_over(self.db, conn, key, contact, change, listened=listened, event_id=o.event_id)
 
     def _fail(self, conn: Any, event_id: int, target: str, exc: Exception, attempt: int) -> None:
         retry_at: float | None

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
-    from .models import (CallActivity, ConsentChange, ContactChange, InboundMessage, Lead, MessageStatus, Order,
-                         PastMessage, TemplateUpdate)
+    from .models import (CallActivity, ConsentChange, ContactChange, Handoff, InboundMessage, Lead, MessageStatus,
+                         Order, PastMessage, TemplateUpdate)
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -189,6 +189,22 @@ def on_past_message(message: PastMessage, ctx: EventContext) -> Outgoing | list[
 
 
 @hookspec
+def on_handoff(handoff: Handoff, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A conversation changed hands: a person took it over (``handoff.to == "human"``: a keyword, a
+    rule, ``connectzap conversations handoff``, the REST API) or gave it back to the bot
+    (``"bot"``: released). While a person handles it the core sends no automatic answer.
+
+    Called once per change, after it is stored. CRM connectors put it on the customer's timeline
+    (HubSpot: a Communication; WooCommerce: a private note on the latest order).
+
+    :param handoff: ``contact``, ``to``, ``at``, ``reason``, ``by`` (a plugin, ``cli``, ``api``...),
+        ``until`` (None: until released).
+    :param ctx: the event context.
+    :returns: messages to propose (or ``None``), e.g. a note to the team's own number.
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -247,6 +263,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "contact_changed": ("on_contact_changed", "change"),
     "call": ("on_call", "call"),
     "past_message": ("on_past_message", "message"),
+    "handoff": ("on_handoff", "handoff"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

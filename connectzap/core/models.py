@@ -501,6 +501,19 @@ class CallActivity(Model):
     errors: list[ApiErrorInfo] = Field(default_factory=list)
 
 
+class Handoff(Model):
+    """A conversation changed hands: a person took it over (``to="human"``) or gave it back to the
+    bot (``to="bot"``). ``by`` says who did it: a plugin's name, ``cli``, ``api``, a connector.
+    ``until`` is when a handoff for a limited time ends by itself (None: until released)."""
+
+    contact: Contact
+    to: Literal["human", "bot"]
+    at: datetime
+    reason: str = ""
+    by: str = ""
+    until: datetime | None = None
+
+
 class CancelRequest(Model):
     """Cancel every scheduled message whose ``cancel_key`` matches (e.g. an appointment was cancelled)."""
 
@@ -518,6 +531,7 @@ class EventKind(StrEnum):
     CONTACT_CHANGED = "contact_changed"
     CALL = "call"
     PAST_MESSAGE = "past_message"
+    HANDOFF = "handoff"
     SEND = "send"
     CANCEL = "cancel"
     RESOLVE = "resolve"
@@ -586,7 +600,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
     EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
     EventKind.CONTACT_CHANGED: ContactChange, EventKind.PAST_MESSAGE: PastMessage,
-    EventKind.CALL: CallActivity,
+    EventKind.CALL: CallActivity, EventKind.HANDOFF: Handoff,
     EventKind.CANCEL: CancelRequest,
 }
 """The typed model of each kind whose model is defined in this module. ``send`` (its model is

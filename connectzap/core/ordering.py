@@ -20,7 +20,7 @@ from .models import Event, EventKind
 from .errors import InvalidPhoneError
 from .phones import to_e164
 
-_CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND}
+_CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND, EventKind.HANDOFF}
 
 
 def contact(phone: str) -> str:
@@ -41,7 +41,7 @@ def key_of(event: Event) -> str | None:
         return None
     data: dict[str, Any] = event.data
     who = data if event.kind == EventKind.CONSENT_CHANGED else \
-        (data.get("contact") if event.kind == EventKind.INBOUND_MESSAGE else data.get("to")) or {}
+        (data.get("contact") if event.kind in (EventKind.INBOUND_MESSAGE, EventKind.HANDOFF) else data.get("to")) or {}
     if isinstance(who, str):
         who = {"user_id": who} if is_bsuid(who) else {"phone": who}
     phone = who.get("phone") if isinstance(who, dict) else None

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
 from ...core.models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, ConsentChange, ContactAction,
-                             ContactChange, Event, EventKind, InboundMessage, MessageStatus, PastMessage, StatusValue)
+                             ContactChange, Event, EventKind, Handoff, InboundMessage, MessageStatus, PastMessage,
+                             StatusValue)
 from ...core.connector import OutboundCall
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
@@ -174,6 +175,22 @@ class HubSpotConnector(Connector):
         entry = self._outbound_entry(status)
         if entry is not None:
             await self.timeline.log(ctx, entry)
+
+    async def sync_handoff(self, handoff: Handoff, ctx: EventContext) -> None:
+        """A conversation handed to a person (or back to the bot): a Communication on the timeline."""
+        user_id = handoff.contact.user_id if is_bsuid(handoff.contact.user_id) else None
+        if not self.settings.timeline or not (handoff.contact.phone or user_id):
+            return
+        if handoff.to == "human":
+            heading = "👤 WhatsApp conversation handed to a person"
+            until = f"until {handoff.until:%Y-%m-%d %H:%M} UTC" if handoff.until else "until released"
+            text = f"{handoff.reason or 'no reason given'} ({until}; by {handoff.by or 'connectzap'})"
+        else:
+            heading = "🤖 WhatsApp conversation back to automatic answers"
+            text = f"released by {handoff.by or 'connectzap'}"
+        await self.timeline.log(ctx, Entry(wamid=f"handoff:{ctx.dedupe_key}", phone=handoff.contact.phone,
+                                           direction="inbound", text=text, at=handoff.at, name=handoff.contact.name,
+                                           user_id=user_id, heading=heading))
 
     async def sync_call(self, call: CallActivity, ctx: EventContext) -> None:
         if self.settings.timeline:

@@ -1,4 +1,4 @@
-"""WhatsApp messages on the contact's HubSpot timeline: one entry per wamid, ever.
+"""WhatsApp messages (and handoffs) on the contact's HubSpot timeline: one entry per wamid, ever.
 
 Each message becomes a Communication (channel WHATS_APP, logged from CRM, associated to the
 contact with HubSpot-defined type 81) or, where the portal has no Communications (configured,
@@ -44,6 +44,9 @@ class Entry:
     user_id: str | None = None
     source: str | None = None
     """Where the customer came from (a Click-to-WhatsApp ad's summary), shown under the text."""
+    heading: str | None = None
+    """Replaces the "message received/sent" line (a handoff is no message); ``wamid`` then holds
+    the entry's own id, shown last like a message's."""
 
     @property
     def millis(self) -> int:
@@ -51,10 +54,13 @@ class Entry:
 
     def body(self) -> str:
         """The timeline text (HubSpot renders it as HTML, so the message is escaped)."""
-        arrow = "⬅ WhatsApp message received" if self.direction == "inbound" else "➡ WhatsApp message sent"
+        arrow = self.heading or ("⬅ WhatsApp message received" if self.direction == "inbound"
+                                 else "➡ WhatsApp message sent")
         text = "<br>".join(html.escape(line) for line in self.text.splitlines()) or "(no text)"
         source = f"<p>Lead source: {html.escape(self.source)}</p>" if self.source else ""
-        return f"<p><strong>{arrow}</strong></p><p>{text}</p>{source}<p>wamid: {html.escape(self.wamid)}</p>"
+        label = "id" if self.heading else "wamid"
+        return (f"<p><strong>{html.escape(arrow)}</strong></p><p>{text}</p>{source}"
+                f"<p>{label}: {html.escape(self.wamid)}</p>")
 
 
 def describe_content(content: dict[str, Any] | None) -> str:

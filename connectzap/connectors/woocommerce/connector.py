@@ -21,11 +21,12 @@ import asyncio
 import json
 import hashlib
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import PayloadError, SignatureError, SkippableError
-from ...core.models import (CallActivity, ContactChange, Event, EventKind, InboundMessage, MessageStatus, Order,
-                            PastMessage, StatusValue)
+from ...core.models import (CallActivity, Contact, ContactChange, Event, EventKind, Handoff, InboundMessage,
+                            MessageStatus, Order, PastMessage, StatusValue)
 from ...core.connector import OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
@@ -164,11 +165,18 @@ class WooCommerceConnector(Connector):
         raise SkippableError("WhatsApp calls are not noted on orders (a CRM connector logs them)",
                              code="calls_not_noted")
 
+    async def sync_handoff(self, handoff: Handoff, ctx: EventContext) -> None:
+        note = await self._handoff_note(handoff, ctx)
+        if note is not None:
+            await self._add_note(note, ctx)
+
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         if kind == "inbound_message":
             note = await self._inbound_note(payload, ctx)
         elif kind == "message_status":
             note = await self._failure_note(payload, ctx)
+        elif kind == "handoff":
+            note = await self._handoff_note(payload, ctx)
         else:
             note = None
         if note is None:
@@ -179,20 +187,29 @@ class WooCommerceConnector(Connector):
 
     async def _inbound_note(self, message: InboundMessage, ctx: EventContext) -> replies.Note | None:
         """The note a customer's WhatsApp message makes on their latest order, if any."""
+        return await self._note_on_latest_order(message.contact, message.timestamp, replies.inbound_note(message),
+                                                replies.noted_key(message.wamid), ctx)
+
+    async def _handoff_note(self, handoff: Handoff, ctx: EventContext) -> replies.Note | None:
+        """The note a conversation handed to a person (or back) makes on the customer's latest order."""
+        return await self._note_on_latest_order(handoff.contact, handoff.at, replies.handoff_note(handoff),
+                                                replies.noted_key(ctx.dedupe_key, "handoff"), ctx)
+
+    async def _note_on_latest_order(self, contact: Contact, at: datetime, text: str, noted: str,
+                                    ctx: EventContext) -> replies.Note | None:
         # A customer known by BSUID only finds the orders of the number their BSUID is linked to
         # (orders are indexed by number); an unlinked BSUID finds none: an order is never guessed.
-        who = message.contact.phone or message.contact.user_id
-        if who is None or ctx.state.get(replies.noted_key(message.wamid)):
+        who = contact.phone or contact.user_id
+        if who is None or ctx.state.get(noted):
             return None
         contact_key = ctx.contact_key(who)
         target = await asyncio.to_thread(replies.latest_order, self.app, contact_key) if contact_key else None
         if target is None or target["shop"] not in self.settings.shops:
             return None
         shop = self.shop(target["shop"])
-        if not shop.has_rest_keys or not replies.within_window(target, message.timestamp, shop.notes_window_hours):
+        if not shop.has_rest_keys or not replies.within_window(target, at, shop.notes_window_hours):
             return None
-        return replies.Note(target["shop"], target["order"], replies.inbound_note(message),
-                            replies.noted_key(message.wamid))
+        return replies.Note(target["shop"], target["order"], text, noted)
 
     async def _failure_note(self, status: MessageStatus, ctx: EventContext) -> replies.Note | None:
         """The note a failed order notification makes on its order, if any."""

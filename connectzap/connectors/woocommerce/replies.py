@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...core.models import InboundMessage, MessageStatus, Order
+from ...core.models import Handoff, InboundMessage, MessageStatus, Order
 from ...core.store import outbox
 from .mapping import SOURCE
 
@@ -69,6 +69,14 @@ def inbound_note(message: InboundMessage) -> str:
     note = f"WhatsApp message from the customer ({message.timestamp:%Y-%m-%d %H:%M} UTC):\n{what}"
     # the ad the customer tapped before writing: the shop sees where the order's follow-up came from
     return note + (f"\nLead source: {message.referral.summary()}" if message.referral else "")
+
+
+def handoff_note(handoff: Handoff) -> str:
+    if handoff.to == "bot":
+        return f"WhatsApp conversation back to automatic answers ({handoff.at:%Y-%m-%d %H:%M} UTC)."
+    until = f"until {handoff.until:%Y-%m-%d %H:%M} UTC" if handoff.until else "until released"
+    return (f"WhatsApp conversation handed to a person ({handoff.at:%Y-%m-%d %H:%M} UTC, {until}): "
+            f"{handoff.reason or 'no reason given'}.")
 
 
 @dataclass(frozen=True)

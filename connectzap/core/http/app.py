@@ -72,7 +72,8 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
 
     app = FastAPI(title="connectzap", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "events"},
-                                                   {"name": "consent"}, {"name": "templates"},
+                                                   {"name": "consent"}, {"name": "conversations"},
+                                                   {"name": "templates"},
                                                    {"name": "operations"}])
     app.state.engine = engine
     app.state.api_keys = ApiKeys(settings.keys)

@@ -1,4 +1,5 @@
-"""The REST API under ``/v1``: send messages through the gate, read them, manage consent, list templates.
+"""The REST API under ``/v1``: send messages through the gate, read them, manage consent and who handles a
+conversation, list templates.
 
 Endpoints are plain functions (FastAPI runs them in its thread pool, since the engine's store
 calls block), except single-message sends, which wait on the admission writer's group commit.
@@ -27,8 +28,9 @@ from .admission_writer import AdmissionWriter
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
-from .schemas import (BATCH_LIMIT, BatchResult, ConsentGrant, ConsentState, ConsentView, EventDetail, EventPage,
-                      MessageBatch, MessagePage, MessageView, Queued, TemplateList)
+from .schemas import (BATCH_LIMIT, BatchResult, ConsentGrant, ConsentState, ConsentView, ConversationView,
+                      EventDetail, EventPage, HandoffRequest, MessageBatch, MessagePage, MessageView, Queued,
+                      TemplateList)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
@@ -261,6 +263,39 @@ def delete_consent(
         app.set_consent(ConsentChange.model_validate({**who, "category": cat, "granted": False, "source": source,
                                                       "proof": proof}))
     return _consent_state(app, who.get("phone") or who["user_id"], None)
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+def _conversation(app: Connectzap, contact: str, country: str | None, changed: bool = False) -> ConversationView:
+    who = _contact(contact, country)
+    now = app.conversation(who.get("phone") or who["user_id"])
+    return ConversationView(contact=mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"]),
+                            handled_by=now.handled_by, reason=now.reason, since=now.since, until=now.until,
+                            changed=changed)
+
+
+@router.get("/conversations/{contact}", response_model=ConversationView, tags=["conversations"],
+            summary="Who handles the conversation: the bot or a person", responses=_errors())
+def get_conversation(app: Engine, contact: PhonePath, country: Country = None) -> ConversationView:
+    return _conversation(app, contact, country)
+
+
+@router.post("/conversations/{contact}/handoff", response_model=ConversationView, tags=["conversations"],
+             summary="Hand the conversation to people (no automatic answers meanwhile)",
+             responses=_errors((415, "Body is not application/json")))
+def hand_off_conversation(app: Engine, contact: PhonePath, handoff: HandoffRequest) -> ConversationView:
+    who = _contact(contact, handoff.country)
+    changed = app.hand_to_human(who.get("phone") or who["user_id"], handoff.reason, handoff.minutes, by="api")
+    return _conversation(app, contact, handoff.country, changed)
+
+
+@router.post("/conversations/{contact}/release", response_model=ConversationView, tags=["conversations"],
+             summary="Give the conversation back to the bot (automatic answers resume)", responses=_errors())
+def release_conversation(app: Engine, contact: PhonePath, country: Country = None) -> ConversationView:
+    who = _contact(contact, country)
+    changed = app.release(who.get("phone") or who["user_id"], by="api")
+    return _conversation(app, contact, country, changed)
 
 
 # --- templates --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidatorFunctionWrapHandler,
                       WrapValidator, field_validator)
@@ -172,3 +172,25 @@ class Health(BaseModel):
     paused: str | None = Field(None, description="Why sending is paused, when it is.")
     plugin_errors: list[PluginError]
     queue: dict[str, Any]
+
+
+class ConversationView(BaseModel):
+    """Who handles the conversation with one contact: the bot (automatic answers) or a person."""
+
+    contact: str = Field(description="The number (or BSUID), masked.")
+    handled_by: Literal["bot", "human"]
+    reason: str | None = Field(default=None, description="Why a person has it.")
+    since: datetime | None = None
+    until: datetime | None = Field(default=None, description="When it goes back to the bot by itself; "
+                                                             "null while a person has it: until released.")
+    changed: bool = Field(default=False, description="Whether this request changed hands.")
+
+
+class HandoffRequest(BaseModel):
+    """Hand a conversation to people: no automatic answers to this contact meanwhile."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=255)
+    minutes: int | None = Field(default=None, gt=0, le=525_600,
+                                description="For how long; omit to keep it until released.")
+    country: str | None = Field(default=None, min_length=2, max_length=2)
