@@ -42,6 +42,9 @@ def doctor(obj: Ctx) -> None:
     if app.paused():
         click.echo(f"warning: sending is PAUSED: {app.paused()} (fix it, then: connectzap resume)")
     click.echo("connectors: " + (", ".join(sorted(app.connectors)) or "(none)"))
+    for connector in app.connectors.values():
+        for note in connector.settings.doctor_notes():
+            click.echo(f"  {note}")
     cached = app.templates()
     click.echo(f"templates cached: {len(cached)} ({sum(t.status == 'APPROVED' for t in cached)} approved)")
     from ..core.plugins import load_failures

@@ -58,6 +58,11 @@ class ConnectorSettings(BaseModel):
         each), beyond what validation refuses -- e.g. an API version about to be retired. Default: none."""
         return []
 
+    def doctor_notes(self) -> list[str]:
+        """What ``connectzap doctor`` should show about this section (one line each, never a secret),
+        e.g. which accounts it speaks for. Default: nothing."""
+        return []
+
     @classmethod
     def secret_fields(cls) -> list[str]:
         out = []

@@ -17,6 +17,11 @@ For a benchmark run it as its own process: ``python -m connectzap.testing.fake_g
 ``latency_ms`` (``--latency-ms 150``) makes every answer wait that long first, as a round trip to
 Meta does; requests wait side by side, so throughput is then bounded by how many are in flight.
 
+Several business accounts: :meth:`FakeGraph.add_account` gives a WABA its own token, numbers,
+templates and app secret. A request for one of its numbers (or the WABA) then needs that
+account's token, as Meta refuses a token without access to the object; status webhooks for its
+numbers name its WABA and are signed with its app secret.
+
 Like Meta, it can report back: after :meth:`report_statuses`, every accepted send is followed by
 signed status webhooks (``sent``, ``delivered`` by default) posted to the given URL, batched,
 and retried until the receiver answers 200 (a receiver that is down gets them once it is back).
@@ -66,6 +71,17 @@ class Recorded:
     at: float = field(default_factory=time.time)
 
 
+@dataclass
+class FakeAccount:
+    """A business account the fake knows: its token, numbers, app secret and templates."""
+
+    waba_id: str
+    token: str = field(repr=False)
+    numbers: tuple[str, ...]
+    app_secret: str = field(default="", repr=False)
+    templates: list[dict[str, Any]] = field(default_factory=list)
+
+
 class FakeGraph:
     def __init__(self, *, token: str = "test-token", version: str = "v23.0", record: bool = True,
                  page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0) -> None:
@@ -92,6 +108,8 @@ class FakeGraph:
         """What ``GET /{phone-number-id}`` reports as the messaging limit (None: the field is absent)."""
         self.display_phone_number = "+1 555-078-3881"
         """What ``GET /{phone-number-id}?fields=display_phone_number`` answers (Meta's own spelling)."""
+        self.accounts: list[FakeAccount] = []
+        """Business accounts with their own tokens (:meth:`add_account`); without any, one token serves all."""
         self._ids = itertools.count(1)
         self._accepted: Counter[str] = Counter()
         self._accepted_lock = threading.Lock()
@@ -123,6 +141,23 @@ class FakeGraph:
         rule = Rule(None, 200, to=to.lstrip("+") if to else None, times=times, delay=seconds)
         self.rules.append(rule)
         return rule
+
+    def add_account(self, waba_id: str, *, token: str, numbers: list[str] | tuple[str, ...],
+                    app_secret: str = "") -> FakeAccount:
+        """Know one more business account: its numbers and WABA answer only to ``token``, its
+        templates are its own, its status webhooks are signed with ``app_secret``."""
+        account = FakeAccount(waba_id, token, tuple(numbers), app_secret)
+        self.accounts.append(account)
+        return account
+
+    def owner(self, object_id: str) -> FakeAccount | None:
+        """The account a phone number id or WABA id belongs to, if the fake knows one."""
+        return next((a for a in self.accounts if object_id == a.waba_id or object_id in a.numbers), None)
+
+    def sends_from(self, number: str) -> list[Recorded]:
+        """Every recorded message send from ``number`` (with its headers, the token left out)."""
+        return [r for r in self.requests if r.path.endswith((f"/{number}/messages", f"/{number}/marketing_messages"))
+                and isinstance(r.body, dict) and "type" in r.body]
 
     def sends(self) -> list[dict[str, Any]]:
         """Bodies of every message send (messages and marketing_messages), oldest first."""
@@ -225,7 +260,18 @@ class FakeGraph:
         return answer
 
     def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.token}"
+        """The Bearer token may act on the request's number or WABA: its account's token when an
+        account owns it, else the fake's token (or any account's)."""
+        given = request.headers.get("Authorization")
+        target = request.match_info.get("number") or request.match_info.get("waba") or ""
+        owner = self.owner(target)
+        if owner is not None:
+            return given == f"Bearer {owner.token}"
+        return given in {f"Bearer {t}" for t in (self.token, *(a.token for a in self.accounts))}
+
+    def _templates(self, waba: str) -> list[dict[str, Any]]:
+        owner = self.owner(waba)
+        return owner.templates if owner is not None else self.templates
 
     async def _read(self, request: web.Request) -> Any:
         if request.content_type == "application/json":
@@ -295,12 +341,14 @@ class FakeGraph:
                 number = batch[0][0]  # one webhook speaks for one of the business's numbers
                 same = next((n for n, queued in enumerate(batch) if queued[0] != number), len(batch))
                 batch = batch[:same]
+                owner = self.owner(number)
+                secret = owner.app_secret if owner is not None and owner.app_secret else self._webhook_secret
                 value = {"messaging_product": "whatsapp",
                          "metadata": {"display_phone_number": "15550783881", "phone_number_id": number},
                          "statuses": [item for _, item in batch]}
-                body = json.dumps({"object": "whatsapp_business_account", "entry": [
-                    {"id": "0", "changes": [{"field": "messages", "value": value}]}]}).encode()
-                headers = {"X-Hub-Signature-256": sign_meta(body, self._webhook_secret),
+                entry = {"id": owner.waba_id if owner else "0", "changes": [{"field": "messages", "value": value}]}
+                body = json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+                headers = {"X-Hub-Signature-256": sign_meta(body, secret),
                            "Content-Type": "application/json"}
                 try:
                     async with session.post(self.webhook_url, data=body, headers=headers,
@@ -352,13 +400,15 @@ class FakeGraph:
         return web.json_response(answer)
 
     def _webhook_configuration(self, number: str) -> dict[str, str]:
-        """Each level's callback URL, never a verify token. The fake's numbers all belong to the one
-        business account that has an override, if any."""
+        """Each level's callback URL, never a verify token. A number of a known account (:meth:`add_account`)
+        sees its account's override; any other number the first account with an override."""
         configured: dict[str, str] = {}
         if number in self.number_overrides:
             configured["phone_number"] = self.number_overrides[number]["override_callback_uri"]
-        if self.waba_overrides:
-            configured["whatsapp_business_account"] = next(iter(self.waba_overrides.values()))["override_callback_uri"]
+        owner = self.owner(number)
+        waba = owner.waba_id if owner is not None else next(iter(self.waba_overrides), None)
+        if waba in self.waba_overrides:
+            configured["whatsapp_business_account"] = self.waba_overrides[waba]["override_callback_uri"]
         if self.app_callback_url:
             configured["application"] = self.app_callback_url
         return configured
@@ -422,7 +472,8 @@ class FakeGraph:
         self._note(request, dict(request.query))
         if not self._authorised(request):
             return self.error(190, "Error validating access token", http_status=401)
-        items = [t for t in self.templates if "name" not in request.query or t["name"] == request.query["name"]]
+        wanted = request.query.get("name")
+        items = [t for t in self._templates(request.match_info["waba"]) if wanted is None or t["name"] == wanted]
         size = min(int(request.query.get("limit", self.page_size)), self.page_size)  # a server-side cap, like Meta
         start = int(request.query.get("after", "0") or 0)
         page: dict[str, Any] = {"data": items[start:start + size]}
@@ -441,11 +492,12 @@ class FakeGraph:
         missing = [k for k in ("name", "language", "category", "components") if not (body or {}).get(k)]
         if missing:
             return self.error(100, "Invalid parameter", details=f"missing {', '.join(missing)}")
-        if any(t["name"] == body["name"] and t["language"] == body["language"] for t in self.templates):
+        stored = self._templates(request.match_info["waba"])
+        if any(t["name"] == body["name"] and t["language"] == body["language"] for t in stored):
             return self.error(2388024, "Content in this language already exists",
                               details="a template with this name and language exists")
         template_id = str(next(self._ids) + 10**15)
-        self.templates.append({**body, "id": template_id, "status": "PENDING",
+        stored.append({**body, "id": template_id, "status": "PENDING",
                                "parameter_format": body.get("parameter_format", "POSITIONAL")})
         return web.json_response({"id": template_id, "status": "PENDING", "category": body["category"]})
 
@@ -454,10 +506,11 @@ class FakeGraph:
         if not self._authorised(request):
             return self.error(190, "Error validating access token", http_status=401)
         name = request.query.get("name")
-        keep = [t for t in self.templates if t["name"] != name]
-        if not name or len(keep) == len(self.templates):
+        stored = self._templates(request.match_info["waba"])
+        keep = [t for t in stored if t["name"] != name]
+        if not name or len(keep) == len(stored):
             return self.error(100, "Invalid parameter", details=f"template {name!r} not found")
-        self.templates = keep
+        stored[:] = keep
         return web.json_response({"success": True})
 
 

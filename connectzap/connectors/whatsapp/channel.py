@@ -93,6 +93,51 @@ class CloudApiChannel(BaseChannel):
         await self.client.aclose()
 
 
+class AccountsChannel(BaseChannel):
+    """Several business accounts: each send leaves from its number (``business_phone_number_id``,
+    else the default number) through that number's account -- its token, its pacing, its daily
+    budget. A number no account lists is refused (fatal, with the number named); nothing is sent."""
+
+    name = "whatsapp"
+
+    def __init__(self, channels: dict[str, CloudApiChannel], default_number: str) -> None:
+        self.by_number = channels
+        self.default_number = default_number
+
+    def __repr__(self) -> str:
+        return f"AccountsChannel(numbers={sorted(self.by_number)!r})"
+
+    def _routed(self, message: OutboundSend) -> tuple[CloudApiChannel, OutboundSend]:
+        number = message.business_phone_number_id or self.default_number
+        channel = self.by_number.get(number)
+        if channel is None:
+            raise FatalDeliveryError(f"business_phone_number_id {number} is in no account of [connectors.whatsapp]",
+                                     code="unknown_number")
+        if message.business_phone_number_id != number:
+            message = replace(message, business_phone_number_id=number)
+        return channel, message
+
+    async def pace(self, message: OutboundSend) -> None:
+        if (message.business_phone_number_id or self.default_number) in self.by_number:
+            channel, message = self._routed(message)
+            await channel.pace(message)  # an unknown number waits for nothing: its send is refused
+
+    async def send(self, message: OutboundSend) -> str:
+        channel, message = self._routed(message)
+        return await channel.send(message)
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        channel = self.by_number.get(phone_number_id or self.default_number)
+        if channel is None:
+            raise FatalDeliveryError(f"phone number {phone_number_id} is in no account of [connectors.whatsapp]",
+                                     code="unknown_number")
+        return await channel.mark_read(wamid, typing=typing, phone_number_id=phone_number_id)
+
+    async def aclose(self) -> None:
+        for channel in {id(c): c for c in self.by_number.values()}.values():
+            await channel.aclose()
+
+
 def route(settings: WhatsAppSettings, category: str, is_template: bool) -> str:
     """``messages``, or ``marketing_messages`` for a MARKETING template when that API is enabled."""
     marketing = settings.marketing_messages_api and category == "marketing" and is_template
@@ -101,14 +146,25 @@ def route(settings: WhatsAppSettings, category: str, is_template: bool) -> str:
 
 def request_path(settings: WhatsAppSettings, category: str, is_template: bool, number: str | None = None) -> str:
     """``{phone-number-id}/messages`` (or ``marketing_messages``): where a send is POSTed."""
-    return f"{number or settings.phone_number_id or '{phone-number-id}'}/{route(settings, category, is_template)}"
+    return f"{number or settings.default_number or '{phone-number-id}'}/{route(settings, category, is_template)}"
 
 
-def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChannel:
+def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChannel | AccountsChannel:
     """The live channel for ``app``, paced through ``app``'s database, with a connection for every
-    send the worker may have in flight (:func:`connections_for`)."""
-    return CloudApiChannel(settings, GraphClient(settings, max_connections=connections_for(app.settings.workers)),
-                           pacer=Pacer.from_settings(app.db, settings), secret=app.secret)
+    send the worker may have in flight (:func:`connections_for`); with several accounts, one such
+    channel per account behind an :class:`AccountsChannel`."""
+    def one(view: WhatsAppSettings) -> CloudApiChannel:
+        client = GraphClient(view, max_connections=connections_for(app.settings.workers))
+        return CloudApiChannel(view, client, pacer=Pacer.from_settings(app.db, view), secret=app.secret)
+
+    if not settings.accounts:
+        return one(settings)
+    by_number: dict[str, CloudApiChannel] = {}
+    for view in settings.account_settings():
+        channel = one(view)
+        by_number.update((number, channel) for number in (view.phone_number_id, *view.phone_number_ids) if number)
+    assert settings.default_number is not None  # an account has at least one number
+    return AccountsChannel(by_number, settings.default_number)
 
 
 def connections_for(workers: WorkerSettings) -> int:

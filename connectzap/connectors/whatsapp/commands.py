@@ -39,12 +39,34 @@ def _whatsapp(obj: Any) -> WhatsAppSettings:
         raise ConfigurationError(describe_validation_error(exc, "connectors.whatsapp")) from None
 
 
-def _settings(obj: Any) -> WhatsAppSettings:
-    """The settings of a command that needs the Cloud API itself."""
+def _settings(obj: Any, account: str | None = None, number: str | None = None) -> WhatsAppSettings:
+    """The settings of a command that needs the Cloud API itself: those of the account ``--account``
+    or ``--number`` names (with neither, the default number's; with one account, the section)."""
     settings = _whatsapp(obj)
     if not settings.live:
         raise ConfigurationError("connectors.whatsapp.access_token is not set: configure the Cloud API first")
-    return settings
+    return settings.account_view(account, number)
+
+
+def _one_account(obj: Any, account: str | None, doing: str) -> WhatsAppSettings:
+    """The named account's settings; with several accounts the name is required (``doing`` says for what)."""
+    settings = _whatsapp(obj)
+    if len(settings.accounts) > 1 and account is None:
+        names = ", ".join(a.label for a in settings.accounts)
+        raise click.UsageError(f"several accounts are configured: pass --account to {doing} ({names})")
+    return _settings(obj, account)
+
+
+def _accounts(obj: Any, account: str | None) -> list[WhatsAppSettings]:
+    """The named account's settings, or every account's."""
+    if account is not None:
+        return [_settings(obj, account)]
+    _settings(obj)  # the same refusal when the Cloud API is not configured
+    return _whatsapp(obj).account_settings()
+
+
+ACCOUNT_OPTION = click.option("--account", help="Business account: its name or waba_id in "
+                                                "[[connectors.whatsapp.accounts]] (see docs/several-accounts.md).")
 
 
 def _call(settings: WhatsAppSettings, work: Callable[[GraphClient], Awaitable[T]]) -> T:
@@ -85,20 +107,24 @@ def templates_group() -> None:
 
 
 @templates_group.command("sync")
+@ACCOUNT_OPTION
 @click.pass_obj
-def templates_sync(obj: Any) -> None:
-    """Fetch every template (all pages) from the business account (or the sandbox) into the cache."""
+def templates_sync(obj: Any, account: str | None) -> None:
+    """Fetch every template (all pages) from the business account (or the sandbox) into the cache;
+    with several accounts, from each (or the one --account names)."""
     settings = _whatsapp(obj)
     app = obj.app()
-    if settings.live:
-        from . import templates_api
-        kept, removed = _call(_settings(obj), lambda c: templates_api.sync(c, app))
-        where = "the business account"
-    else:
+    if not settings.live:
         from . import sandbox_templates
         kept, removed = sandbox_templates.sync(app)
-        where = "the sandbox"
-    click.echo(f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else ""))
+        click.echo(f"synced {kept} template(s) from the sandbox" + (f", removed {removed} gone from it" if removed
+                                                                     else ""))
+        return
+    from . import templates_api
+    for view in _accounts(obj, account):
+        kept, removed = _call(view, lambda c: templates_api.sync(c, app))
+        where = f"business account {view.account_label}" if settings.accounts else "the business account"
+        click.echo(f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else ""))
 
 
 TEMPLATE_COLUMNS = [Column("name"), Column("language"), Column("status"), Column("category"),
@@ -185,15 +211,18 @@ def _component_text(component: dict[str, Any]) -> str:
 
 @templates_group.command("create")
 @click.argument("file", type=click.Path(dir_okay=False))
+@ACCOUNT_OPTION
 @click.pass_obj
-def templates_create(obj: Any, file: str) -> None:
-    """Submit the template defined in FILE (JSON: name, language, category, components) for review."""
+def templates_create(obj: Any, file: str, account: str | None) -> None:
+    """Submit the template defined in FILE (JSON: name, language, category, components) for review
+    (with several accounts, to the one --account names)."""
     from . import templates_api
     settings = _whatsapp(obj)
     definition = templates_api.read_definition(file)
     app = obj.app()
     if settings.live:
-        info = _call(_settings(obj), lambda c: templates_api.create(c, app, definition))
+        view = _one_account(obj, account, "say where the template goes")
+        info = _call(view, lambda c: templates_api.create(c, app, definition))
         click.echo(f"created {info.name} ({info.language}): {info.status}, {info.category}, id {info.id}")
         return
     from . import sandbox_templates
@@ -206,18 +235,21 @@ def templates_create(obj: Any, file: str) -> None:
 @templates_group.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@ACCOUNT_OPTION
 @click.pass_obj
-def templates_delete(obj: Any, name: str, yes: bool) -> None:
+def templates_delete(obj: Any, name: str, yes: bool, account: str | None) -> None:
     """Delete template NAME (every language) from the account (or the sandbox) and the cache."""
     from . import templates_api
     settings = _whatsapp(obj)
-    where = "the business account" if settings.live else "the sandbox"
+    view = _one_account(obj, account, "say which account's template to delete") if settings.live else settings
+    where = ("the sandbox" if not settings.live else f"business account {view.account_label}" if settings.accounts
+             else "the business account")
     if not yes:
         click.confirm(f"Delete template {name} in every language from {where}? Messages using it can no longer "
                       "be sent", abort=True, err=True)
     app = obj.app()
     if settings.live:
-        removed = _call(_settings(obj), lambda c: templates_api.delete(c, app, name))
+        removed = _call(view, lambda c: templates_api.delete(c, app, name))
     else:
         from . import sandbox_templates
         removed = sandbox_templates.delete(app, name)
@@ -231,13 +263,19 @@ def profile_group() -> None:
     """The business profile shown to customers."""
 
 
+NUMBER_OPTION = click.option("--number", "phone_number_id",
+                             help="Phone number id (default: [connectors.whatsapp] phone_number_id, or the first "
+                                  "account's first number).")
+
+
 @profile_group.command("show")
+@NUMBER_OPTION
 @json_option
 @click.pass_obj
-def profile_show(obj: Any, as_json: bool) -> None:
-    """Show the business profile of the configured phone number."""
+def profile_show(obj: Any, phone_number_id: str | None, as_json: bool) -> None:
+    """Show the business profile of the configured phone number (or --number's)."""
     from . import profile
-    data = _call(_settings(obj), profile.show)
+    data = _call(_settings(obj, number=phone_number_id), lambda c: profile.show(c, phone_number_id))
     shown = {key: data.get(key) for key in (*profile.FIELDS, "profile_picture_url")}
     emit(shown, as_json)
 
@@ -249,9 +287,10 @@ def profile_show(obj: Any, as_json: bool) -> None:
 @click.option("--email")
 @click.option("--website", "websites", multiple=True, help="Repeat for up to two websites.")
 @click.option("--vertical", help="Business category, e.g. RETAIL.")
+@NUMBER_OPTION
 @click.pass_obj
 def profile_set(obj: Any, about: str | None, address: str | None, description: str | None, email: str | None,
-                websites: tuple[str, ...], vertical: str | None) -> None:
+                websites: tuple[str, ...], vertical: str | None, phone_number_id: str | None) -> None:
     """Change the given profile fields; the others stay as they are."""
     from . import profile
     changes: dict[str, Any] = {k: v for k, v in (("about", about), ("address", address),
@@ -262,8 +301,8 @@ def profile_set(obj: Any, about: str | None, address: str | None, description: s
     if not changes:
         raise click.UsageError("give at least one field to change")
     profile.check(changes)  # offline, before anything is sent
-    settings = _settings(obj)
-    _call(settings, lambda c: profile.update(c, changes))
+    settings = _settings(obj, number=phone_number_id)
+    _call(settings, lambda c: profile.update(c, changes, phone_number_id))
     click.echo("profile updated: " + ", ".join(sorted(changes)))
 
 
@@ -276,27 +315,45 @@ def whatsapp_group() -> None:
 
 @whatsapp_group.command("limits")
 @click.option("--no-refresh", is_flag=True, help="Show the stored budget; do not ask the Graph API.")
+@ACCOUNT_OPTION
+@click.option("--number", "phone_number_id", help="Read this number's limit (its account's budget).")
 @json_option
 @click.pass_obj
-def whatsapp_limits(obj: Any, no_refresh: bool, as_json: bool) -> None:
+def whatsapp_limits(obj: Any, no_refresh: bool, account: str | None, phone_number_id: str | None,
+                    as_json: bool) -> None:
     """Read the messaging limit from the phone number's Graph fields, store it for every worker,
     and show the daily unique-recipient budget in force (the workers also read it at start and
-    every messaging_limit_refresh_minutes)."""
+    every messaging_limit_refresh_minutes). With several accounts: each account's (or the one
+    --account or --number names)."""
+    settings = _whatsapp(obj)
+    app = obj.app()
+    if not settings.live:
+        click.echo("no access_token in [connectors.whatsapp]: nothing to read from the Graph API", err=True)
+    if not settings.accounts:
+        emit(_limit_of(app, settings, phone_number_id, refresh=settings.live and not no_refresh), as_json)
+        return
+    views = ([settings.account_view(account, phone_number_id)] if account or phone_number_id
+             else settings.account_settings())
+    shown = [{"account": view.account_label,
+              **_limit_of(app, view, phone_number_id if account or phone_number_id else None, refresh=not no_refresh)}
+             for view in views]
+    emit(shown[0] if len(shown) == 1 else shown, as_json,
+         columns=None if len(shown) == 1 else [Column(k) for k in shown[0]])
+
+
+def _limit_of(app: Any, settings: WhatsAppSettings, number: str | None, *, refresh: bool) -> dict[str, Any]:
+    """One account's reading (when ``refresh``) and the budget then in force."""
     import time
 
     from . import limits
-    settings = _whatsapp(obj)
-    app = obj.app()
-    shown: dict[str, Any] = {"phone_number_id": settings.phone_number_id, "field": None, "reported": None}
-    if settings.live and not no_refresh:
-        reading = _call(settings, limits.read)  # a failed request is the command's error (one line)
+    shown: dict[str, Any] = {"phone_number_id": number or settings.phone_number_id, "field": None, "reported": None}
+    if refresh:
+        reading = _call(settings, lambda c: limits.read(c, number))  # a failed request is the command's error
         limits.apply(app.db, settings, reading, time.time())
         shown.update(field=reading.field, reported=reading.reported)
-    elif not settings.live:
-        click.echo("no access_token in [connectors.whatsapp]: nothing to read from the Graph API", err=True)
     budget, source = limits.in_force(app.db, settings)
     shown.update(daily_unique_recipients=limits.shown(budget), source=source)
-    emit(shown, as_json)
+    return shown
 
 
 @whatsapp_group.group("webhook")
@@ -307,16 +364,17 @@ def webhook_group() -> None:
 
 @webhook_group.command("set")
 @click.argument("callback_url")
-@click.option("--number", "phone_number_id", help="Phone number id (default: [connectors.whatsapp] phone_number_id).")
+@NUMBER_OPTION
 @click.option("--whole-account", is_flag=True,
               help="Set it on the business account (waba_id) instead: every number without its own override.")
 @click.option("--waba-id", help="Business account id for --whole-account (default: [connectors.whatsapp] waba_id).")
+@ACCOUNT_OPTION
 @click.option("--verify-token", prompt=True, hide_input=True,
               help="The token Meta's handshake sends to CALLBACK_URL; asked for (hidden) when not given, "
                    "and read from stdin when that is not a terminal -- better than a command line others can see.")
 @click.pass_obj
 def webhook_set(obj: Any, callback_url: str, phone_number_id: str | None, whole_account: bool, waba_id: str | None,
-                verify_token: str) -> None:
+                account: str | None, verify_token: str) -> None:
     """Send the number's (or, with --whole-account, the business account's) webhooks to CALLBACK_URL.
 
     Meta first sends its verification handshake to CALLBACK_URL with the verify token, so the
@@ -327,7 +385,10 @@ def webhook_set(obj: Any, callback_url: str, phone_number_id: str | None, whole_
     if phone_number_id and whole_account:
         raise click.UsageError("--number and --whole-account exclude each other")
     override = webhook_override.CallbackOverride(callback_url, SecretStr(verify_token))  # checked before sending
-    settings = _settings(obj)
+    if whole_account and waba_id and _whatsapp(obj).accounts:
+        account = account or waba_id  # with several accounts, the WABA names the account (and its token)
+    settings = (_one_account(obj, account, "say which business account") if whole_account
+                else _settings(obj, account, phone_number_id))
     if whole_account:
         waba = _call(settings, lambda c: webhook_override.set_for_waba(c, override, waba_id))
         click.echo(f"business account {waba}: webhooks of numbers without their own override go to {callback_url}")
@@ -337,12 +398,13 @@ def webhook_set(obj: Any, callback_url: str, phone_number_id: str | None, whole_
 
 
 @webhook_group.command("show")
-@click.option("--number", "phone_number_id", help="Phone number id (default: [connectors.whatsapp] phone_number_id).")
+@NUMBER_OPTION
 @json_option
 @click.pass_obj
 def webhook_show(obj: Any, phone_number_id: str | None, as_json: bool) -> None:
     """Show the callback URL set for the number, its business account and the app, and which one
     Meta uses (the first set, in that order). Verify tokens are never shown: Meta does not return them."""
     from . import webhook_override
-    shown = _call(_settings(obj), lambda c: webhook_override.show_for_number(c, phone_number_id))
+    shown = _call(_settings(obj, number=phone_number_id),
+                  lambda c: webhook_override.show_for_number(c, phone_number_id))
     emit(shown, as_json)

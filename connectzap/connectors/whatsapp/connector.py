@@ -26,7 +26,7 @@ from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import limits, pacer, webhooks
 from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
-from .signatures import verify_meta
+from .signatures import SigningAccount, verify_meta_accounts
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -53,9 +53,16 @@ class WhatsAppConnector(Connector):
 
     @property
     def own_numbers(self) -> frozenset[str]:
-        """The phone number ids configured as ours (empty = accept every number)."""
-        listed = [self.settings.phone_number_id, *self.settings.phone_number_ids]
-        return frozenset(n for n in listed if n)
+        """The phone number ids configured as ours, in every account (empty = accept every number)."""
+        return frozenset(self.settings.numbers)
+
+    @property
+    def signing_accounts(self) -> list[SigningAccount]:
+        """Each account's webhook secrets and the ids it owns (one entry for a single account)."""
+        return [SigningAccount(view.account_label, view.waba_id,
+                               frozenset(n for n in (view.phone_number_id, *view.phone_number_ids) if n),
+                               tuple(secret_value(s) for s in view.app_secrets))
+                for view in self.settings.account_settings()]
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
         """Meta's GET verification: echo ``hub.challenge`` as plain text, only for the right token."""
@@ -72,10 +79,12 @@ class WhatsAppConnector(Connector):
         return WebhookResponse(status=403, body="Forbidden", content_type="text/plain")
 
     def verify_request(self, request: WebhookRequest) -> None:
-        secrets = [secret_value(s) for s in self.settings.app_secrets]
-        if not any(secrets):
+        """The signature must come from the app secret of the account that owns every business
+        account and number the body names (:func:`.signatures.verify_meta_accounts`)."""
+        accounts = self.signing_accounts
+        if not any(any(account.secrets) for account in accounts):
             raise SignatureError("no app secret configured: set app_secrets in [connectors.whatsapp]")
-        verify_meta(request.body, request.header(SIGNATURE_HEADER), secrets)
+        verify_meta_accounts(request.body, request.header(SIGNATURE_HEADER), accounts)
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         events = webhooks.parse_body(request.body, own_numbers=self.own_numbers,
@@ -98,33 +107,43 @@ class WhatsAppConnector(Connector):
             return {f"connector:{self.name}": self._apply_limit}
         return super().delivery_targets(kind)
 
-    def _limit_notice(self, ctx: EventContext) -> webhooks.LimitNotice | None:
-        """The journaled notice of ``ctx``'s event when it is this connector's, about this account."""
+    def _limit_notice(self, ctx: EventContext) -> tuple[webhooks.LimitNotice, WhatsAppSettings] | None:
+        """The journaled notice of ``ctx``'s event when it is this connector's, with the settings
+        of the configured account it is about (None: no configured account's)."""
         if ctx.source != self.name:
             return None  # another connector's thin event
         with self.app.db.read() as conn:
             payload: str = conn.execute(select(events.c.payload).where(events.c.id == ctx.event_id)).scalar_one()
         notice = webhooks.LimitNotice.model_validate(Event.model_validate_json(payload).data)
-        waba = self.settings.waba_id
-        return None if waba and notice.waba_id and notice.waba_id != waba else notice
+        if self.settings.accounts and notice.waba_id is None:
+            return None  # with several accounts, a notice that names none could be anyone's
+        for view in self.settings.account_settings():
+            if not view.waba_id or not notice.waba_id or notice.waba_id == view.waba_id:
+                return notice, view
+        return None
 
     async def _apply_limit(self, _payload: Any, ctx: EventContext) -> None:
-        notice = await asyncio.to_thread(self._limit_notice, ctx)
-        if notice is None:
+        found = await asyncio.to_thread(self._limit_notice, ctx)
+        if found is None:
             return
+        notice, view = found
         reading = limits.LimitReading("the phone_number_quality_update webhook", notice.reported, True, notice.limit)
-        await asyncio.to_thread(limits.apply, self.app.db, self.settings, reading, ctx.received_at.timestamp())
+        await asyncio.to_thread(limits.apply, self.app.db, view, reading, ctx.received_at.timestamp())
 
     async def background(self, stop: asyncio.Event) -> None:
-        """Follow the messaging limit on the phone number's Graph fields (:mod:`.limits`): read at
-        start, then every ``messaging_limit_refresh_minutes``. Nothing to do on the sandbox or with
-        ``daily_unique_recipients`` configured."""
-        if not self.settings.live or self.settings.daily_unique_recipients is not None:
+        """Follow each account's messaging limit on its phone number's Graph fields (:mod:`.limits`):
+        read at start, then every ``messaging_limit_refresh_minutes``. Nothing to do on the sandbox
+        or for an account with ``daily_unique_recipients`` configured."""
+        if not self.settings.live:
             return
+        followed = [view for view in self.settings.account_settings() if view.daily_unique_recipients is None]
+        await asyncio.gather(*(self._follow_limit(view, stop) for view in followed))
+
+    async def _follow_limit(self, view: WhatsAppSettings, stop: asyncio.Event) -> None:
         from .client import GraphClient  # the HTTP client stack, imported only when it is used
-        client = GraphClient(self.settings)
+        client = GraphClient(view)
         try:
-            await limits.follow(self.app.db, self.settings, client, stop)
+            await limits.follow(self.app.db, view, client, stop)
         finally:
             await client.aclose()
 
@@ -143,9 +162,9 @@ class WhatsAppConnector(Connector):
             await client.aclose()
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
-        notice = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None
-        if notice is not None:
-            return [OutboundCall(None, None, note=f"would apply Meta's messaging limit {notice.reported} "
+        found = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None
+        if found is not None:
+            return [OutboundCall(None, None, note=f"would apply Meta's messaging limit {found[0].reported} "
                                                   "to the pacer (a simulation changes no limit)")]
         return await super().rehearse(target, kind, payload, ctx)
 

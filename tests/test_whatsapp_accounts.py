@@ -1,0 +1,375 @@
+"""Several WhatsApp Business Accounts behind one service ([[connectors.whatsapp.accounts]]): each
+with its own token, app secret and numbers. Inbound webhooks and statuses are routed by
+``phone_number_id`` and must be signed by the secret of the account that owns what they name;
+sends leave from the right number with that account's token (the Graph stand-in refuses any
+other); configuration mistakes stop start-up with one line. Webhook bodies are built here in the
+shape of Meta's webhook reference (as tests/payloads/whatsapp/text.json and status_delivered.json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from connectzap import Category, ConsentChange, Outgoing, TemplateContent, TextContent
+from connectzap.connectors.whatsapp.channel import AccountsChannel
+from connectzap.connectors.whatsapp.settings import WhatsAppSettings
+from connectzap.connectors.whatsapp.signatures import SigningAccount, sign_meta, verify_meta_accounts
+from connectzap.core import clock
+from connectzap.core.errors import ConfigurationError, SignatureError
+from connectzap.core.store import journal
+from connectzap.core.worker import Worker
+from connectzap.testing import deliver, meta_headers, run, seed_template, webhook_request
+from connectzap.testing.fake_graph import FakeGraph
+
+SHOP = {"waba": "102290129340398", "token": "EAAG-shop-token", "secret": "shop-app-secret",
+        "numbers": ["106540352242922", "106540352242923"]}
+OUTLET = {"waba": "204410775512001", "token": "EAAG-outlet-token", "secret": "outlet-app-secret",
+          "numbers": ["117700998811001"]}
+CUSTOMER = "+4915112345678"
+
+
+def accounts_config(api_base_url: str = "https://graph.invalid", **extra: Any) -> dict[str, Any]:
+    return {"verify_token": "verify", "api_base_url": api_base_url, "messages_per_second": 1000,
+            "pair_spacing_seconds": 0, "timeout_seconds": 5, **extra,
+            "accounts": [
+                {"name": "shop", "waba_id": SHOP["waba"], "access_token": SHOP["token"],
+                 "app_secrets": [SHOP["secret"]], "numbers": SHOP["numbers"]},
+                {"name": "outlet", "waba_id": OUTLET["waba"], "access_token": OUTLET["token"],
+                 "app_secrets": [OUTLET["secret"]], "numbers": OUTLET["numbers"]}]}
+
+
+def envelope(waba: str, number: str, value: dict[str, Any]) -> bytes:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550783881", "phone_number_id": number}, **value}
+    return json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": waba, "changes": [{"field": "messages", "value": value}]}]}).encode()
+
+
+def text_message(waba: str, number: str, wamid: str) -> bytes:
+    wa_id = CUSTOMER.lstrip("+")
+    return envelope(waba, number, {
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": wa_id}],
+        "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(clock.now())), "type": "text",
+                      "text": {"body": "Is my order on its way?"}}]})
+
+
+def status(waba: str, number: str, wamid: str, outbox_id: str, value: str = "delivered") -> bytes:
+    return envelope(waba, number, {"statuses": [
+        {"id": wamid, "status": value, "timestamp": str(int(clock.now())), "recipient_id": CUSTOMER.lstrip("+"),
+         "biz_opaque_callback_data": outbox_id}]})
+
+
+def post(app: Any, body: bytes, secret: str) -> Any:
+    return deliver(app, "whatsapp", webhook_request("/webhooks/whatsapp", body, headers=meta_headers(body, secret)))
+
+
+def journaled(app: Any) -> int:
+    with app.db.read() as conn:
+        return journal.pending_count(conn)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_the_single_account_configuration_is_the_one_account_case() -> None:
+    single = WhatsAppSettings(access_token="EAAG-one", phone_number_id="1001", phone_number_ids=["1002"],
+                              waba_id="77", app_secrets=["s"], verify_token="v")
+    assert single.account_settings() == [single] and single.numbers == ["1001", "1002"]
+    assert single.default_number == "1001" and single.account_view(number="1002") is single
+    several = WhatsAppSettings.model_validate(accounts_config())
+    views = several.account_settings()
+    assert [(v.account_label, v.waba_id, v.phone_number_id, v.phone_number_ids) for v in views] == [
+        ("shop", SHOP["waba"], SHOP["numbers"][0], SHOP["numbers"][1:]),
+        ("outlet", OUTLET["waba"], OUTLET["numbers"][0], [])]
+    assert [v.access_token.get_secret_value() for v in views if v.access_token] == [SHOP["token"], OUTLET["token"]]
+    assert several.live and several.default_number == SHOP["numbers"][0]
+    assert several.account_view(number=OUTLET["numbers"][0]).account_label == "outlet"
+    assert several.account_view(account=OUTLET["waba"]).account_label == "outlet"
+    for secret in (SHOP["token"], SHOP["secret"], OUTLET["token"], OUTLET["secret"]):
+        assert secret not in repr(several) and secret not in str(several.model_dump())
+
+
+def _mistake(config: dict[str, Any], account: int | None = None, **change: Any) -> dict[str, Any]:
+    if account is None:
+        return {**config, **change}
+    accounts = [dict(a) for a in config["accounts"]]
+    accounts[account].update(change)
+    return {**config, "accounts": accounts}
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    (_mistake(accounts_config(), 1, numbers=[SHOP["numbers"][1]]), f"phone number id {SHOP['numbers'][1]} appears"),
+    (_mistake(accounts_config(), 1, waba_id=SHOP["waba"], name="other"), f"waba_id {SHOP['waba']} appears"),
+    (_mistake(accounts_config(), 1, name="shop"), "account name shop appears"),
+    (_mistake(accounts_config(), 0, numbers=["1", "1"]), "phone number id 1 appears"),
+    (_mistake(accounts_config(), access_token=SHOP["token"]), "set access_token in each"),
+    (_mistake(accounts_config(), waba_id=SHOP["waba"]), "set waba_id in each"),
+    (_mistake(accounts_config(), phone_number_id="999"), "phone_number_id 999 is in no account"),
+    (_mistake(accounts_config(), 1, app_secrets=[]), "account outlet: set its app_secrets"),
+    (_mistake(accounts_config(), 0, numbers=[]), "numbers"),
+    (_mistake(accounts_config(), verify_token=None), "verify_token"),
+], ids=["number-twice", "waba-twice", "name-twice", "number-twice-in-one", "section-token", "section-waba",
+        "unknown-default-number", "no-app-secret", "no-numbers", "no-verify-token"])
+def test_mistakes_stop_start_up_with_one_line(make: Any, config: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        make(connectors={"whatsapp": config})
+    message = str(caught.value)
+    assert said in message and "\n" not in message
+    for secret in (SHOP["token"], SHOP["secret"], OUTLET["token"], OUTLET["secret"]):
+        assert secret not in message
+
+
+def test_app_secrets_of_the_section_serve_accounts_that_set_none(make: Any) -> None:
+    config = _mistake(accounts_config(app_secrets=["shared-app-secret"]), 1, app_secrets=[])
+    app = make(connectors={"whatsapp": config})
+    body = text_message(OUTLET["waba"], OUTLET["numbers"][0], "wamid.shared.1")
+    assert post(app, body, "shared-app-secret").status == 200
+    assert post(app, body, SHOP["secret"]).status == 401  # the shop's app does not speak for the outlet
+
+
+# --- inbound: routed by number, signed by the owner's app --------------------------------------
+
+def test_inbound_messages_are_routed_by_number_and_open_that_numbers_window(make: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config()})
+    shop_number, outlet_number = SHOP["numbers"][1], OUTLET["numbers"][0]
+    assert post(app, text_message(OUTLET["waba"], outlet_number, "wamid.outlet.1"), OUTLET["secret"]).status == 200
+    assert post(app, text_message(SHOP["waba"], shop_number, "wamid.shop.1"), SHOP["secret"]).status == 200
+    run(app)
+    from connectzap.core.store.schema import windows
+    with app.db.read() as conn:
+        opened = sorted(conn.execute(windows.select().with_only_columns(windows.c.business_phone_number_id)).scalars())
+    assert opened == sorted([shop_number, outlet_number])
+    # The customer wrote to the outlet's number and the shop's second number: a free-form reply may
+    # leave from either, not from the shop's first number (its window is closed).
+    reply = TextContent(body="Yes, tomorrow.")
+    for number, expected in ((outlet_number, "queued"), (shop_number, "queued"), (SHOP["numbers"][0], "refused")):
+        decision = app.send(Outgoing(to=CUSTOMER, content=reply, business_phone_number_id=number,
+                                     idempotency_key=f"reply-{number}"))
+        assert decision.status == expected, (number, decision)
+
+
+def test_a_webhook_signed_with_the_other_accounts_secret_is_refused(make: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config()})
+    for waba, number, wrong in ((OUTLET["waba"], OUTLET["numbers"][0], SHOP["secret"]),
+                                (SHOP["waba"], SHOP["numbers"][0], OUTLET["secret"]),
+                                # the outlet's number under the shop's account id, signed by the shop
+                                (SHOP["waba"], OUTLET["numbers"][0], SHOP["secret"]),
+                                # the shop's number under the outlet's account id, signed by the shop
+                                (OUTLET["waba"], SHOP["numbers"][0], SHOP["secret"])):
+        answer = post(app, text_message(waba, number, f"wamid.{number}.{waba}"), wrong)
+        assert answer.status == 401, (waba, number)
+        assert "whose app secret did not sign" in answer.body["detail"]
+        assert not any(s in json.dumps(answer.body) for s in (SHOP["secret"], OUTLET["secret"]))
+    unknown = post(app, text_message(SHOP["waba"], "999000111", "wamid.unknown"), SHOP["secret"])
+    assert unknown.status != 200  # a number no account lists: refused by the parser
+    assert journaled(app) == 0
+
+
+# --- outbound: each number with its account's token; statuses routed back ----------------------
+
+@pytest.fixture
+def graph() -> Any:
+    with FakeGraph(token="no-account-uses-this") as fake:
+        fake.add_account(SHOP["waba"], token=SHOP["token"], numbers=SHOP["numbers"], app_secret=SHOP["secret"])
+        fake.add_account(OUTLET["waba"], token=OUTLET["token"], numbers=OUTLET["numbers"],
+                         app_secret=OUTLET["secret"])
+        yield fake
+
+
+def consented(app: Any) -> None:
+    seed_template(app, "order_shipped", "Order {{1}} is on its way.")
+    app.set_consent(ConsentChange(phone=CUSTOMER, category=Category.UTILITY, granted=True, source="t", proof="box"))
+
+
+async def test_sends_leave_from_each_number_with_its_accounts_token_and_statuses_come_back(make: Any,
+                                                                                            graph: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config(graph.url)})
+    assert isinstance(app.channel, AccountsChannel)
+    consented(app)
+    content = TemplateContent(name="order_shipped", language="en", body=["42"])
+    ids = {}
+    for number in (None, SHOP["numbers"][1], OUTLET["numbers"][0]):
+        decision = app.send(Outgoing(to=CUSTOMER, content=content, business_phone_number_id=number,
+                                     idempotency_key=f"shipped-{number}"))
+        assert decision.status == "queued", decision
+        ids[number or SHOP["numbers"][0]] = decision.id
+    await Worker(app).run_until_idle()
+    for number, outbox_id in ids.items():
+        row = app.message(outbox_id)
+        assert row["status"] == "accepted", (number, row)
+        sent = graph.sends_from(number)
+        assert [r.body["biz_opaque_callback_data"] for r in sent] == [outbox_id]
+        assert "authorization" not in {k.lower() for k in sent[0].headers}  # the stand-in keeps no token
+    # Statuses come back through each account's app; each settles its own message.
+    for number, waba, secret in ((SHOP["numbers"][1], SHOP["waba"], SHOP["secret"]),
+                                 (OUTLET["numbers"][0], OUTLET["waba"], OUTLET["secret"])):
+        row = app.message(ids[number])
+        assert post(app, status(waba, number, row["wamid"], ids[number]), secret).status == 200
+    # ...and one signed by the wrong app changes nothing.
+    first = app.message(ids[SHOP["numbers"][0]])
+    forged = status(SHOP["waba"], SHOP["numbers"][0], first["wamid"], ids[SHOP["numbers"][0]], "read")
+    assert post(app, forged, OUTLET["secret"]).status == 401
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert {n: app.message(i)["status"] for n, i in ids.items()} == {
+        SHOP["numbers"][0]: "accepted", SHOP["numbers"][1]: "delivered", OUTLET["numbers"][0]: "delivered"}
+
+
+async def test_a_wrong_token_for_a_number_is_refused_by_the_stand_in(make: Any, graph: Any) -> None:
+    """The stand-in really checks whose token it is: with the accounts' tokens swapped, nothing is accepted."""
+    config = accounts_config(graph.url)
+    config["accounts"][0]["access_token"], config["accounts"][1]["access_token"] = OUTLET["token"], SHOP["token"]
+    app = make(connectors={"whatsapp": config})
+    consented(app)
+    decision = app.send(Outgoing(to=CUSTOMER, content=TemplateContent(name="order_shipped", language="en", body=["1"]),
+                                 business_phone_number_id=OUTLET["numbers"][0]))
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert app.message(decision.id)["status"] != "accepted"
+    assert graph.accepted() == {}
+
+
+async def test_a_send_naming_an_unknown_number_fails_and_nothing_is_sent(make: Any, graph: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config(graph.url)})
+    consented(app)
+    decision = app.send(Outgoing(to=CUSTOMER, content=TemplateContent(name="order_shipped", language="en", body=["1"]),
+                                 business_phone_number_id="555000111"))
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    row = app.message(decision.id)
+    assert row["status"] == "failed" and "555000111 is in no account" in (row["error_details"] or row["reason"] or "")
+    assert graph.sends() == []
+
+
+# --- the signature rule as a property ----------------------------------------------------------
+
+NUMBERS = [f"10{i}" for i in range(6)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(owner_of=st.lists(st.integers(0, 2), min_size=len(NUMBERS), max_size=len(NUMBERS)),
+       secrets=st.lists(st.sampled_from(["a", "b", "c"]), min_size=3, max_size=3),
+       signer=st.sampled_from(["a", "b", "c", "x"]),
+       named=st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=3))
+def test_accepted_exactly_when_the_signer_owns_every_named_number(owner_of: list[int], secrets: list[str],
+                                                                  signer: str, named: list[str]) -> None:
+    accounts = [SigningAccount(f"acc{i}", f"waba{i}",
+                               frozenset(n for n, o in zip(NUMBERS, owner_of, strict=True) if o == i), (secrets[i],))
+                for i in range(3)]
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [
+        {"id": "waba-unlisted", "changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": n}}}]}
+        for n in named]}).encode()
+    trusted = {a.label for a in accounts if a.secrets[0] == signer}  # accounts whose secret signed it
+    owners = {accounts[owner_of[NUMBERS.index(n)]].label for n in named}
+    try:
+        signed_by = verify_meta_accounts(body, sign_meta(body, signer), accounts)
+    except SignatureError:
+        assert not trusted or not owners <= trusted
+    else:
+        assert signed_by == trusted and owners <= trusted
+
+
+# --- commands: per account, per number -------------------------------------------------------
+
+@pytest.fixture
+def cli_run(tmp_path: Any, graph: Any) -> Any:
+    from click.testing import CliRunner
+
+    from connectzap.cli import _install_plugin_commands, cli
+    accounts = "".join(f"""
+[[connectors.whatsapp.accounts]]
+name = "{name}"
+waba_id = "{a['waba']}"
+access_token = "{a['token']}"
+app_secrets = ["{a['secret']}"]
+numbers = {json.dumps(a['numbers'])}
+""" for name, a in (("shop", SHOP), ("outlet", OUTLET)))
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+[sandbox]
+quiet = true
+[connectors.whatsapp]
+verify_token = "verify"
+api_base_url = "{graph.url}"
+{accounts}""")
+    _install_plugin_commands()
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Any:
+        return runner.invoke(cli, ["--config", str(config), *args], input=input)
+    return invoke
+
+
+def template(name: str, language: str = "en") -> dict[str, Any]:
+    return {"id": f"{name}-{language}", "name": name, "language": language, "status": "APPROVED",
+            "category": "UTILITY", "parameter_format": "POSITIONAL",
+            "components": [{"type": "BODY", "text": "Order {{1}} is on its way."}]}
+
+
+def test_templates_sync_each_account_with_its_token_and_keep_their_waba(cli_run: Any, graph: Any) -> None:
+    graph.owner(SHOP["waba"]).templates.append(template("shop_shipped"))
+    graph.owner(OUTLET["waba"]).templates.append(template("outlet_shipped"))
+    result = cli_run("templates", "sync")
+    assert result.exit_code == 0, result.output
+    assert "synced 1 template(s) from business account shop" in result.output
+    assert "synced 1 template(s) from business account outlet" in result.output
+    listed = json.loads(cli_run("templates", "list", "--json").output)
+    assert {(t["name"], t["waba_id"]) for t in listed} == {("shop_shipped", SHOP["waba"]),
+                                                          ("outlet_shipped", OUTLET["waba"])}
+    # The outlet's template goes from the outlet's account; the shop's stays cached.
+    graph.owner(OUTLET["waba"]).templates.clear()
+    again = cli_run("templates", "sync", "--account", "outlet")
+    assert again.exit_code == 0 and "removed 1" in again.output, again.output
+    assert [t["name"] for t in json.loads(cli_run("templates", "list", "--json").output)] == ["shop_shipped"]
+    assert cli_run("templates", "delete", "shop_shipped", "--yes").exit_code != 0  # which account? it must be said
+    deleted = cli_run("templates", "delete", "shop_shipped", "--yes", "--account", SHOP["waba"])
+    assert deleted.exit_code == 0, deleted.output
+    assert graph.owner(SHOP["waba"]).templates == []
+
+
+def test_limits_per_account_and_number(cli_run: Any, graph: Any) -> None:
+    graph.messaging_limit = "TIER_2K"
+    both = cli_run("whatsapp", "limits", "--json")
+    assert both.exit_code == 0, both.output
+    shown = json.loads(both.output)
+    assert [(s["account"], s["phone_number_id"], s["daily_unique_recipients"]) for s in shown] == [
+        ("shop", SHOP["numbers"][0], "2000"), ("outlet", OUTLET["numbers"][0], "2000")]
+    graph.messaging_limit = "TIER_10K"
+    one = json.loads(cli_run("whatsapp", "limits", "--number", SHOP["numbers"][1], "--json").output)
+    assert (one["account"], one["phone_number_id"], one["daily_unique_recipients"]) == (
+        "shop", SHOP["numbers"][1], "10000")
+    kept = json.loads(cli_run("whatsapp", "limits", "--account", "outlet", "--no-refresh", "--json").output)
+    assert kept["daily_unique_recipients"] == "2000"  # each account keeps its own budget
+    asked = [r.path.rsplit("/", 1)[1] for r in graph.requests if r.method == "GET"]
+    assert asked == [SHOP["numbers"][0], OUTLET["numbers"][0], SHOP["numbers"][1]]
+    unknown = cli_run("whatsapp", "limits", "--account", "nobody")
+    assert unknown.exit_code != 0 and "no account 'nobody'" in unknown.output
+
+
+def test_webhook_overrides_go_with_the_numbers_account_token(cli_run: Any, graph: Any) -> None:
+    url = "https://outlet.example/webhooks/whatsapp"
+    result = cli_run("whatsapp", "webhook", "set", url, "--number", OUTLET["numbers"][0], input="outlet-verify\n")
+    assert result.exit_code == 0, result.output  # the stand-in refuses any token but the outlet's
+    assert graph.number_overrides[OUTLET["numbers"][0]]["override_callback_uri"] == url
+    whole = cli_run("whatsapp", "webhook", "set", "https://shop.example/wh", "--whole-account", "--account", "shop",
+                    input="shop-verify\n")
+    assert whole.exit_code == 0, whole.output
+    assert list(graph.waba_overrides) == [SHOP["waba"]]
+    assert cli_run("whatsapp", "webhook", "set", url, "--whole-account", input="x\n").exit_code != 0
+    shown = json.loads(cli_run("whatsapp", "webhook", "show", "--number", SHOP["numbers"][1], "--json").output)
+    assert shown["whatsapp_business_account"] == "https://shop.example/wh" and shown["in_use"] == \
+        "whatsapp_business_account"
+    outlet = json.loads(cli_run("whatsapp", "webhook", "show", "--number", OUTLET["numbers"][0], "--json").output)
+    assert (outlet["phone_number"], outlet["whatsapp_business_account"]) == (url, None)
+
+
+def test_doctor_lists_each_account_without_secrets(cli_run: Any) -> None:
+    result = cli_run("doctor")
+    assert f"whatsapp account shop (waba {SHOP['waba']}): numbers {SHOP['numbers'][0]} (default), " \
+           f"{SHOP['numbers'][1]}" in result.output
+    assert f"whatsapp account outlet (waba {OUTLET['waba']}): numbers {OUTLET['numbers'][0]}" in result.output
+    for secret in (SHOP["token"], SHOP["secret"], OUTLET["token"], OUTLET["secret"]):
+        assert secret not in result.output
