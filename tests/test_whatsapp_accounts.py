@@ -373,3 +373,13 @@ def test_doctor_lists_each_account_without_secrets(cli_run: Any) -> None:
     assert f"whatsapp account outlet (waba {OUTLET['waba']}): numbers {OUTLET['numbers'][0]}" in result.output
     for secret in (SHOP["token"], SHOP["secret"], OUTLET["token"], OUTLET["secret"]):
         assert secret not in result.output
+
+
+async def test_the_display_number_is_read_with_the_numbers_account_token(make: Any, graph: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config(graph.url)})
+    connector = app.connectors["whatsapp"]
+    assert await connector.display_number(OUTLET["numbers"][0]) == "+15550783881"  # E.164 of the stand-in's
+    assert await connector.display_number() == "+15550783881"  # the default number, the shop's
+    asked = [r.path.rsplit("/", 1)[1] for r in graph.requests if r.method == "GET"]
+    assert asked == [OUTLET["numbers"][0], SHOP["numbers"][0]]  # the stand-in answered each to its own token
+    await app.aclose()

@@ -150,12 +150,12 @@ class WhatsAppConnector(Connector):
     async def display_number(self, phone_number_id: str | None = None) -> str | None:
         """The number's ``display_phone_number`` field from the Graph API (what customers see and
         what ``wa.me`` links need). None on the sandbox, which has no number."""
-        number = phone_number_id or self.settings.phone_number_id
+        number = phone_number_id or self.settings.default_number
         if not self.settings.live or not number:
             return None
         from .client import GraphClient
         from .profile import display_number
-        client = GraphClient(self.settings)
+        client = GraphClient(self.settings.account_view(number=number))  # the token of the number's account
         try:
             return await display_number(client, number)
         finally:
