@@ -24,6 +24,8 @@ from connectzap.core.worker import Worker
 from connectzap.testing import deliver, meta_headers, run, seed_template, webhook_request
 from connectzap.testing.fake_graph import FakeGraph
 
+from whatsapp_cli_support import whatsapp_cli
+
 SHOP = {"waba": "102290129340398", "token": "EAAG-shop-token", "secret": "shop-app-secret",
         "numbers": ["106540352242922", "106540352242923"]}
 OUTLET = {"waba": "204410775512001", "token": "EAAG-outlet-token", "secret": "outlet-app-secret",
@@ -275,9 +277,6 @@ def test_accepted_exactly_when_the_signer_owns_every_named_number(owner_of: list
 
 @pytest.fixture
 def cli_run(tmp_path: Any, graph: Any) -> Any:
-    from click.testing import CliRunner
-
-    from connectzap.cli import _install_plugin_commands, cli
     accounts = "".join(f"""
 [[connectors.whatsapp.accounts]]
 name = "{name}"
@@ -286,21 +285,7 @@ access_token = "{a['token']}"
 app_secrets = ["{a['secret']}"]
 numbers = {json.dumps(a['numbers'])}
 """ for name, a in (("shop", SHOP), ("outlet", OUTLET)))
-    config = tmp_path / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-[sandbox]
-quiet = true
-[connectors.whatsapp]
-verify_token = "verify"
-api_base_url = "{graph.url}"
-{accounts}""")
-    _install_plugin_commands()
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(cli, ["--config", str(config), *args], input=input)
-    return invoke
+    return whatsapp_cli(tmp_path, f'verify_token = "verify"\napi_base_url = "{graph.url}"\n{accounts}')
 
 
 def template(name: str, language: str = "en") -> dict[str, Any]:

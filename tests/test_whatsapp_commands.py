@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from connectzap.cli import _install_plugin_commands, cli
 from connectzap.connectors.whatsapp.webhook_override import CallbackOverride
 from connectzap.core.errors import PayloadError
 from connectzap.testing.fake_graph import FakeGraph
+
+from whatsapp_cli_support import whatsapp_cli
 
 NUMBER = "106540352242922"
 
@@ -35,12 +35,7 @@ def fake():
 
 @pytest.fixture
 def run(tmp_path: Path, fake: FakeGraph):
-    config = tmp_path / "connectzap.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-[sandbox]
-quiet = true
-[connectors.whatsapp]
+    return whatsapp_cli(tmp_path, f"""
 access_token = "cli-token"
 phone_number_id = "{NUMBER}"
 waba_id = "waba1"
@@ -48,13 +43,7 @@ app_secrets = ["secret"]
 verify_token = "verify"
 api_base_url = "{fake.url}"
 pair_spacing_seconds = 0
-""")
-    _install_plugin_commands()
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, ["--config", str(config), *args], catch_exceptions=False, input=input)
-    return invoke
+""", catch_exceptions=False)
 
 
 def test_templates_sync_follows_pages_then_list_and_show(run, fake):
