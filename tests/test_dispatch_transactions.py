@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
 from connectzap.core.plugins import pm
-from connectzap.core.store.schema import events
+from connectzap.core.store.schema import deliveries, events
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
@@ -31,6 +31,7 @@ class Watching:
     @hookimpl
     def on_order_created(self, order: Order, ctx: Any) -> None:
         self.seen[order.id] = ctx.state.get("marked")
+        ctx.note("seen", f"order {order.id}")
         if order.id == self.act_on:
             ctx.state.set("marked", order.id)
             assert order.customer is not None
@@ -61,19 +62,27 @@ def statuses(app: Connectzap, ids: list[int]) -> set[str]:
         return set(conn.execute(select(events.c.status).where(events.c.id.in_(ids))).scalars())
 
 
-def commits_while(app: Connectzap, work: Any) -> int:
-    count = 0
+def recorded_while(app: Connectzap, name: str, work: Any) -> list[tuple[Any, ...]]:
+    """The arguments of every ``name`` engine event (``commit``, ``before_cursor_execute``) during ``work``."""
+    seen: list[tuple[Any, ...]] = []
 
-    def counted(_conn: Any) -> None:
-        nonlocal count
-        count += 1
+    def record(*args: Any) -> None:
+        seen.append(args)
 
-    sa_event.listen(app.db.engine, "commit", counted)
+    sa_event.listen(app.db.engine, name, record)
     try:
         work()
     finally:
-        sa_event.remove(app.db.engine, "commit", counted)
-    return count
+        sa_event.remove(app.db.engine, name, record)
+    return seen
+
+
+def commits_while(app: Connectzap, work: Any) -> int:
+    return len(recorded_while(app, "commit", work))
+
+
+def statements_while(app: Connectzap, work: Any) -> list[str]:
+    return [" ".join(args[2].split()[:3]) for args in recorded_while(app, "before_cursor_execute", work)]
 
 
 def dispatch(app: Connectzap) -> int:
@@ -102,3 +111,23 @@ def test_a_hook_that_writes_is_committed_before_the_next_event_runs(make: Any, w
     assert watching.seen == {"0": None, **{str(n): "0" for n in range(1, EVENTS)}}
     assert len(app.channel.sent()) == 0  # proposals are queued, not sent, by the dispatcher
     assert statuses(app, ids) == {"done"}
+
+
+def test_deliveries_that_leave_nothing_are_finished_with_one_statement(make: Any, watching: Watching) -> None:
+    """No savepoint and no UPDATE per delivery: the wave's quiet deliveries (this hook's twelve) are
+    finished together, each still with its own result (its note)."""
+    app = make()
+    ids = orders(app)
+    statements = statements_while(app, lambda: dispatch(app))
+    # one savepoint: the core's bookkeeping for the batch; none per delivery
+    assert len([s for s in statements if s.startswith("SAVEPOINT")]) == 1, statements
+    # the core's deliveries (order events: one each, applied one by one) and then the hook's, together
+    hook_updates = [s for s in statements if s.startswith("UPDATE deliveries")]
+    assert len(hook_updates) <= EVENTS + 1, statements
+    with app.db.read() as conn:
+        results = {row.event_id: row.result for row in conn.execute(
+            select(deliveries.c.event_id, deliveries.c.result)
+            .where(deliveries.c.target == "watching", deliveries.c.status == "done"))}
+    assert sorted(results) == sorted(ids)
+    for n, event_id in enumerate(ids):
+        assert f"order {n}" in results[event_id]

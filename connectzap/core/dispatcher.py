@@ -306,7 +306,11 @@ class Dispatcher:
     def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> dict[int, str]:
         retention = self.app.settings.privacy.retention_hours * 3600
         with self.db.begin() as conn:
+            finished: list[tuple[int, str, Any]] = []
             for o in outcomes:
+                if o.leaves_nothing_to_see():  # nothing to admit or write: finished with the others below
+                    finished.append((o.event_id, o.target, self._result(o, [])))
+                    continue
                 if o.error is None:
                     try:
                         with conn.begin_nested():  # one target's bad proposal rolls back only its own work
@@ -316,6 +320,7 @@ class Dispatcher:
                         log.warning("event %s: %s: committing its outcome failed: %s", o.event_id, o.target, exc)
                         o.error = exc
                 self._fail(conn, o.event_id, o.target, o.error, o.attempt)
+            journal.finish_each(conn, finished)
             for plan in self._to_arbitrate(plans, outcomes):
                 self._arbitrate(conn, plan)
             return journal.settle_many(conn, [plan.event_id for plan in plans], retention)
@@ -350,9 +355,13 @@ class Dispatcher:
         decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
                                                           source_event_id=o.event_id, plugin=o.target)]
         plugin_state.write(self.db, conn, o.target, o.state)
-        result = o.result if o.result is not None else {"messages": decisions, "notes": o.notes} if o.notes \
+        journal.finish_delivery(conn, o.event_id, o.target, self._result(o, decisions))
+
+    @staticmethod
+    def _result(o: _Delivery, decisions: list[dict[str, Any]]) -> Any:
+        """What a finished delivery keeps: the gate's decisions on its proposals, with its notes."""
+        return o.result if o.result is not None else {"messages": decisions, "notes": o.notes} if o.notes \
             else decisions
-        journal.finish_delivery(conn, o.event_id, o.target, result)
 
     def _hand_over(self, conn: Any, o: _Delivery) -> None:
         if not o.handovers or o.contact is None:

@@ -207,19 +207,29 @@ def deliveries_of_many(conn: Connection, event_ids: list[int]) -> dict[int, list
 
 
 def finish_delivery(conn: Connection, event_id: int, target: str, result: Any = None) -> None:
-    finish_many(conn, target, {event_id: result})
+    finish_each(conn, [(event_id, target, result)])
 
 
 def finish_many(conn: Connection, target: str, results: dict[int, Any]) -> None:
     """Finish ``target``'s delivery of several events, each with its result, in one statement."""
-    if not results:
+    finish_each(conn, [(event_id, target, result) for event_id, result in results.items()])
+
+
+_FINISH = deliveries.update().where(deliveries.c.event_id == bindparam("b_event"),
+                                    deliveries.c.target == bindparam("b_target")).values(
+    status="done", attempts=deliveries.c.attempts + 1, result=bindparam("b_result"), last_error=None,
+    updated_at=bindparam("b_at"))
+"""Built once: constructing the statement anew cost more than running it (a dispatch wave finishes
+one delivery per event and hook)."""
+
+
+def finish_each(conn: Connection, finished: list[tuple[int, str, Any]]) -> None:
+    """Finish several deliveries -- (event id, target, result) -- in one statement."""
+    if not finished:
         return
-    conn.execute(deliveries.update().where(deliveries.c.event_id == bindparam("b_event"),
-                                           deliveries.c.target == target)
-                 .values(status="done", attempts=deliveries.c.attempts + 1, result=bindparam("b_result"),
-                         last_error=None, updated_at=now()),
-                 [{"b_event": event_id, "b_result": json.dumps(result, default=str)}
-                  for event_id, result in results.items()])
+    t = now()
+    conn.execute(_FINISH, [{"b_event": event_id, "b_target": target, "b_result": json.dumps(result, default=str),
+                            "b_at": t} for event_id, target, result in finished])
 
 
 def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retry_at: float | None) -> None:
