@@ -283,4 +283,5 @@ def test_imported_changes_reach_listeners_in_the_contacts_order(app: Connectzap)
         assert app.import_consent(row("utility")).added == 1
     with app.db.read() as conn:
         stored = conn.execute(select(events.c.kind, events.c.ordering_key)).all()
-    assert stored == [("consent_changed", ordering.hashed(ordering.contact("+34612345678"), app.secret))]
+    customer = ordering.contact(app.contact_key("+34612345678"))
+    assert stored == [("consent_changed", ordering.hashed(customer, app.secret))]

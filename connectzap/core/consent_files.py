@@ -270,8 +270,7 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
                             "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at})
             if notify and row.change is not None:
                 changes.append(Event.of(EventKind.CONSENT_CHANGED, row.change, source=row.source,
-                                        already_recorded=True, ordering_key=ordering.contact_e164(row.change.phone)
-                                        if row.change.phone else f"contact:{row.change.user_id}",
+                                        already_recorded=True, ordering_key=ordering.contact(row.contact_key),
                                         dedupe_key=f"{row.contact_key}:{row.category.value}:{int(row.granted)}:"
                                                    f"{at:.6f}"))
         if inserts:

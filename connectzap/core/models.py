@@ -562,7 +562,7 @@ class Event(Model):
     ordering_key: str | None = Field(default=None, max_length=512)
     """What the event is about, for ordering: events with the same key are applied one at a time, in
     journal order, by every worker together (``woocommerce:{shop}:order:{id}``, a lead, a contact).
-    Chosen by whoever journals the event; when unset, :func:`connectzap.core.ordering.key_of` picks
+    Chosen by whoever journals the event; when unset, :func:`connectzap.core.ordering.subject_of` picks
     the contact for inbound messages, consent changes and sends, and nothing (no ordering) otherwise.
     Only its keyed hash is stored; it is left out of the stored payload, so hooks never see it."""
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select, text
 
-from .. import ordering
-from ..models import Event
+from .. import identities, ordering
+from ..models import Event, EventKind
 from ..phones import scrub
 from .database import Database, now
 from .schema import deliveries, events
@@ -43,10 +43,11 @@ def append(db: Database, conn: Connection, batch: list[Event], *, due_at: float 
     if not batch:
         return []
     t = now()
+    batch = _statuses_under_linked_identity(conn, batch)
     rows = [{"source": e.source, "dedupe_key": e.dedupe_key, "kind": e.kind.value,
              "payload": e.model_dump_json(exclude={"ordering_key"}), "status": "pending", "attempts": 0,
-             "next_attempt_at": max(t, due_at or t), "received_at": t, "ordering_key": _stored_key(db, e)}
-            for e in batch]
+             "next_attempt_at": max(t, due_at or t), "received_at": t, "ordering_key": key}
+            for e, key in zip(batch, _stored_keys(db, conn, batch), strict=True)]
     # executemany form: the statement compiles once and is cached (a multi-row .values() would be
     # compiled anew for every batch); returned rows are matched by key, so their order does not matter.
     stmt = db.insert(events).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
@@ -62,13 +63,33 @@ def append(db: Database, conn: Connection, batch: list[Event], *, due_at: float 
     return out
 
 
-def _stored_key(db: Database, event: Event) -> str | None:
-    key = ordering.key_of(event)
-    if key is None:
-        return None
+def _stored_keys(db: Database, conn: Connection, batch: list[Event]) -> list[str | None]:
+    """Each event's stored ordering key: its own, else its customer's (:func:`ordering.contact` of the
+    contact key, a BSUID resolved to the number it is linked to: one query for the batch), else none."""
+    subjects = [ordering.subject_of(e) for e in batch]
+    if not any(e.ordering_key for e in batch) and not any(subjects):
+        return [None] * len(batch)
     if db.secret is None:
         raise ValueError("journaling an event with an ordering key needs the engine's hash secret (Database.secret)")
-    return ordering.hashed(key, db.secret)
+    resolved = iter(identities.resolve_many(conn, db.secret, [s for s in subjects if s is not None]))
+    keys: list[str | None] = []
+    for event, subject in zip(batch, subjects, strict=True):
+        customer = next(resolved) if subject is not None else None
+        key = event.ordering_key or (ordering.contact(customer) if customer else None)
+        keys.append(ordering.hashed(key, db.secret) if key else None)
+    return keys
+
+
+def _statuses_under_linked_identity(conn: Connection, batch: list[Event]) -> list[Event]:
+    """A status the edge keyed by the recipient's BSUID (it has no database to see links) is journaled
+    under the customer's key when that BSUID is linked to a number, as everything else about them is."""
+    named = {str(e.data["contact_key"]) for e in batch
+             if e.kind == EventKind.MESSAGE_STATUS and e.data.get("contact_key")}
+    links = identities.linked(conn, named) if named else {}
+    if not links:
+        return batch
+    return [e.model_copy(update={"data": {**e.data, "contact_key": links[e.data["contact_key"]]}})
+            if e.kind == EventKind.MESSAGE_STATUS and e.data.get("contact_key") in links else e for e in batch]
 
 
 def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
