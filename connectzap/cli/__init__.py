@@ -9,6 +9,7 @@ import logging
 
 from . import (  # noqa: F401 - they register
     consent,
+    console,
     conversations,
     events,
     messages,

@@ -89,9 +89,13 @@ def events_dead(obj: Ctx, limit: int, as_json: bool) -> None:
 
 
 @events.command("retry")
-@click.argument("event_id", type=int)
+@click.argument("event_id", type=int, required=False)
+@click.option("--target", metavar="NAME",
+              help="Retry every dead delivery of this receiver: a plugin, `core` or `connector:NAME`.")
 @pass_ctx
-def events_retry(obj: Ctx, event_id: int) -> None:
-    """Queue an event's dead deliveries again (once the cause is fixed)."""
-    n = obj.app().retry_dead(event_id)
+def events_retry(obj: Ctx, event_id: int | None, target: str | None) -> None:
+    """Queue an event's dead deliveries again, or (--target) all of one plugin's, once the cause is fixed."""
+    if event_id is None and target is None:
+        raise click.UsageError("name an EVENT_ID, or --target for every dead delivery of one plugin")
+    n = obj.app().retry_dead(event_id, target=target)
     click.echo(f"requeued {n} deliveries" if n else "nothing to retry (or its payload was already erased)")

@@ -116,7 +116,8 @@ def serve(obj: Ctx, host: str | None, port: int | None, edge_processes: int | No
     generated = ensure_api_key(app.settings)
     _configure_logging(app, log_level, log_format)
     if lifeline is not None:  # an edge under the supervisor, which announces for everyone
-        run_server(app, host=host, port=port, run_workers=False, listener=listener, lifeline=lifeline)
+        run_server(app, host=host, port=port, run_workers=False, listener=listener, lifeline=lifeline,
+                   extensions=http_extensions(app))
         return
     if generated is not None:
         logs.announce(f"REST API key (no api.keys configured): {generated}", api_key_file=str(generated))
@@ -135,12 +136,21 @@ def serve(obj: Ctx, host: str | None, port: int | None, edge_processes: int | No
                       webhooks=webhooks)
 
     if single:
-        run_server(app, host=host, port=port, run_workers=workers > 0, announce=announce, listener=listener)
+        run_server(app, host=host, port=port, run_workers=workers > 0, announce=announce, listener=listener,
+                   extensions=http_extensions(app))
         return
     code = supervise(obj, app, listener, edges=edges, workers=workers, log_level=log_level, log_format=log_format,
                      on_ready=lambda: announce(f"http://{bound[0]}:{bound[1]}"))
     if code:
         raise CommandFailed("serve stopped after a failure (see the lines above)")
+
+
+def http_extensions(app: Any) -> list[Any]:
+    """What ``serve`` adds to the HTTP service beyond webhooks and REST: the console, when enabled."""
+    if not app.settings.console.enabled:
+        return []
+    from ..console import mount
+    return [mount]
 
 
 def default_workers(settings: Any) -> int:
@@ -183,11 +193,9 @@ def _count(n: int, what: str) -> str:
 @pass_ctx
 def resume(obj: Ctx) -> None:
     """Resume sending after it was paused (e.g. WhatsApp said the access token expired)."""
-    app = obj.app()
-    reason = app.paused()
+    reason = obj.app().resume_sending()
     if reason is None:
         click.echo("sending is not paused")
         return
-    app.set_paused(None)
     click.echo(f"sending resumed (it was paused: {reason})")
 

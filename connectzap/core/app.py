@@ -11,7 +11,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -29,6 +29,7 @@ from .errors import ConfigurationError, NotFoundError
 from .hooks import collect_connectors, collect_plugin_settings, delivery_targets, plugin_names
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
+from .operators import Operators
 from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Contact, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
 from .plugin_settings import PluginSettings, did_you_mean, template_problems, validate_sections, where
@@ -68,6 +69,8 @@ class Connectzap:
         self.secret = self.settings.hash_secret()
         self.db = Database(self.settings.database_url, pool_size=self.settings.database.pool_size,
                            secret=self.secret)
+        self.operators = Operators(self.db)
+        """The console's users, sessions and audit log."""
         self._channel: Channel | None = None
         if channel is not None:
             built = channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel
@@ -250,8 +253,11 @@ class Connectzap:
             raise NotFoundError(f"no message {message_id}")
         return row
 
-    def messages(self, *, phone: str | None = None, **filters: Any) -> list[dict[str, Any]]:
-        key = self.contact_key(phone) if phone else None
+    def messages(self, *, phone: str | None = None, contact_key: str | None = None,
+                 **filters: Any) -> list[dict[str, Any]]:
+        """Messages, newest first (filters: :func:`.store.outbox.listing`); ``phone`` is hashed here,
+        or ``contact_key`` is the hash already."""
+        key = self.contact_key(phone) if phone else contact_key
         with self.db.read() as conn:
             return outbox.listing(conn, contact_key=key, **filters)
 
@@ -346,6 +352,24 @@ class Connectzap:
         with self.db.begin() as conn:
             flags.pause_sending(self.db, conn, reason)
 
+    def resume_sending(self) -> str | None:
+        """Resume paused sending; returns why it was paused (None: it was not)."""
+        reason = self.paused()
+        if reason is not None:
+            self.set_paused(None)
+        return reason
+
+    def queue_depths(self) -> QueueDepths:
+        """What ``/metrics`` reports at scrape time and the console shows: events waiting for
+        dispatch, messages per outbox status, and stored messages by pricing."""
+        with self.db.read() as conn:
+            return QueueDepths(journal.pending_count(conn), outbox.counts(conn), outbox.pricing_counts(conn))
+
+    def message_counts(self, since: float) -> dict[str, int]:
+        """Messages created since ``since``, per status (what became of them)."""
+        with self.db.read() as conn:
+            return outbox.counts(conn, since=since)
+
     def health(self) -> dict[str, Any]:
         db_ok = self.db.ping()
         missing = self.channel_missing
@@ -385,10 +409,11 @@ class Connectzap:
         with self.db.read() as conn:
             return outcomes.dead_letters(conn, limit)
 
-    def retry_dead(self, event_id: int) -> int:
-        """Queue an event's dead deliveries again; 0 when there are none (or its payload is erased)."""
+    def retry_dead(self, event_id: int | None = None, *, target: str | None = None) -> int:
+        """Queue dead deliveries again: an event's, or every one of ``target`` (a plugin, ``core`` or
+        ``connector:NAME``); 0 when there are none (or their payloads are erased)."""
         with self.db.begin() as conn:
-            return journal.retry_dead(conn, event_id)
+            return journal.retry_dead(conn, event_id, target=target)
 
     def templates(self) -> list[TemplateInfo]:
         """The template cache the gate checks."""
@@ -418,6 +443,12 @@ class Connectzap:
     def consent_export(self) -> Iterator[list[str]]:
         """The consent export's header and rows (:func:`.consent_files.export_rows`)."""
         return consent_files.export_rows(self.consent_ledger(), self.secret)
+
+
+class QueueDepths(NamedTuple):
+    events_pending: int
+    messages: dict[str, int]
+    priced: list[tuple[str, str, str, int]]
 
 
 def _checked(channel: Any) -> Channel:

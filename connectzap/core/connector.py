@@ -200,6 +200,14 @@ class Connector:
         ``wa.me`` link. Default: None (this connector does not know)."""
         return None
 
+    # --- what an operator sees (optional) -----------------------------------------------
+
+    def status_lines(self) -> list[tuple[str, str]]:
+        """What an operator should see about this connector now, as ``(label, value)`` pairs (the
+        console's overview shows them; e.g. the messaging limit and how much of it is used). May
+        read the store; must not call out. No secret and no customer number. Default: none."""
+        return []
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def background(self, stop: asyncio.Event) -> None:

@@ -17,7 +17,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from .app import Connectzap
 from .errors import ConfigurationError, StartupError
 from .http import create_app
+from .http.app import Extension
 from .settings import Settings, create_once
 from .supervisor import Lifeline
 
@@ -90,11 +91,12 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
               announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
-              lifeline: Lifeline | None = None, **uvicorn_options: Any) -> None:
+              lifeline: Lifeline | None = None, extensions: Sequence[Extension] = (),
+              **uvicorn_options: Any) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (on ``listener`` when already bound).
     Under ``serve``'s supervisor (``lifeline``): say when listening, and drain if the supervisor is gone."""
     listener = listener or listen(host, port)
-    app = create_app(engine, run_workers=run_workers)
+    app = create_app(engine, run_workers=run_workers, extensions=extensions)
     # log_config=None: uvicorn keeps its hands off logging; `serve` configured it (connectzap.core.logs).
     options: dict[str, Any] = {"http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
                                "log_level": "warning", "timeout_graceful_shutdown": 30,
@@ -129,11 +131,11 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
 
 def serve(engine: Connectzap, *, host: str, port: int, run_workers: bool = True,
           announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
-          lifeline: Lifeline | None = None) -> None:
+          lifeline: Lifeline | None = None, extensions: Sequence[Extension] = ()) -> None:
     """Run :func:`run` on uvloop when available (blocking)."""
     factory = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(run(engine, host=host, port=port, run_workers=run_workers, announce=announce,
-                       listener=listener, lifeline=lifeline))
+                       listener=listener, lifeline=lifeline, extensions=extensions))
     if not sys.stdout.closed:
         sys.stdout.flush()

@@ -132,6 +132,18 @@ class AutomationSettings(Section):
     webhook backlog must not produce answers to questions asked long ago. Plugins may ask for less."""
 
 
+class ConsoleSettings(Section):
+    enabled: bool = False
+    """Serve the operator console at ``/console`` (off unless turned on)."""
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a console login lasts."""
+    secure_cookies: bool = True
+    """Send the login cookie only over HTTPS (browsers also accept it from ``http://127.0.0.1`` and
+    ``http://localhost``). Turn off only to log in over plain HTTP on a network you trust."""
+    login_attempts: int = Field(default=5, ge=1, le=1000)
+    """Failed logins allowed per user name, and per client address, in 15 minutes."""
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -148,6 +160,7 @@ class Settings(BaseSettings):
     business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     """When the business answers (:mod:`connectzap.core.business_hours`); unset: always open."""
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     config_path: Path | None = None

@@ -130,6 +130,9 @@ class WhatsAppConnector(Connector):
         reading = limits.LimitReading("the phone_number_quality_update webhook", notice.reported, True, notice.limit)
         await asyncio.to_thread(limits.apply, self.app.db, view, reading, ctx.received_at.timestamp())
 
+    def status_lines(self) -> list[tuple[str, str]]:
+        return [("messaging limit", limits.usage(self.app.db, self.settings, time.time()))]
+
     async def background(self, stop: asyncio.Event) -> None:
         """Follow each account's messaging limit on its phone number's Graph fields (:mod:`.limits`):
         read at start, then every ``messaging_limit_refresh_minutes``. Nothing to do on the sandbox

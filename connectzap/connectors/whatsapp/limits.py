@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ...core.errors import ConnectzapError
-from .pacer import STARTING_LIMIT, record_limit, stored_limit
+from .pacer import STARTING_LIMIT, recipients_today, record_limit, stored_limit
 from .webhooks import messaging_limit
 
 if TYPE_CHECKING:
@@ -95,6 +95,14 @@ def in_force(db: Database, settings: WhatsAppSettings) -> tuple[int | None, str]
         return STARTING_LIMIT, "the starting limit (Meta has reported none yet)"
     limit, at = stored
     return limit, f"reported by Meta, stored {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def usage(db: Database, settings: WhatsAppSettings, at: float) -> str:
+    """The budget in force and how much of it the last 24 hours used, in one line."""
+    budget, source = in_force(db, settings)
+    with db.read() as conn:
+        used = recipients_today(conn, scope_of(settings), at)
+    return f"{used} of {shown(budget)} unique recipients in the last 24 h ({source})"
 
 
 def apply(db: Database, settings: WhatsAppSettings, reading: LimitReading, at: float) -> bool:

@@ -94,6 +94,14 @@ def reported_limit(conn: Any, scope: str) -> int | None:
     return STARTING_LIMIT if stored is None else stored[0]
 
 
+def recipients_today(conn: Any, scope: str, t: float) -> int:
+    """Unique recipients counted against the 24 h budget of ``scope`` (the buckets ``Pacer`` adds to)."""
+    base = f"{PREFIX}budget:{scope}:b:"
+    keys = [f"{base}{b}" for b in range(math.floor((t - DAY) / BUCKET), math.floor(t / BUCKET) + 1)]
+    total = conn.execute(select(func.sum(rate_counters.c.value)).where(rate_counters.c.key.in_(keys))).scalar()
+    return int(total or 0)
+
+
 @dataclass
 class _Ask:
     number: str

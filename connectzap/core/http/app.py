@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 
 from ..app import Connectzap
 from ..metrics import CONTENT_TYPE, MeteredChannel, Metrics
-from ..store import journal, outbox
 from ..version import __version__
 from . import errors, rest, webhooks
 from .auth import ApiKeys
@@ -37,8 +36,13 @@ Every `/v1` request needs `Authorization: Bearer <api key>` (settings `api.keys`
 Webhook endpoints (`/webhooks/...`) come from the enabled connectors and are not listed here."""
 
 
-def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
-    """Build the HTTP service for a started engine. ``run_workers`` also runs a worker in-process."""
+Extension = Callable[[FastAPI], None]
+"""Adds routes to the app (the operator console does); the core knows nothing of what they are."""
+
+
+def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Extension] = ()) -> FastAPI:
+    """Build the HTTP service for a started engine. ``run_workers`` also runs a worker in-process;
+    each of ``extensions`` is called with the app to add its routes."""
     if not engine.started:
         engine.start()
     writer = JournalWriter(engine.db)
@@ -85,6 +89,8 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
     app.include_router(rest.router)
     app.include_router(rest.plugin_router())
     webhooks.mount(app, engine.connectors, writer, metrics, settings.trust_proxy_headers)
+    for extend in extensions:
+        extend(app)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Health of the service",
              responses={503: {"model": Health, "description": "Something needs attention"}})
@@ -98,13 +104,9 @@ def create_app(engine: Connectzap, *, run_workers: bool) -> FastAPI:
                               "description": "Prometheus text exposition format"},
                         503: {"model": errors.ErrorBody, "description": "Database unavailable"}})
     async def metrics_endpoint(request: Request) -> Response:
-        def depth() -> tuple[int, dict[str, int], list[tuple[str, str, str, int]]]:
-            with engine.db.read() as conn:
-                return journal.pending_count(conn), outbox.counts(conn), outbox.pricing_counts(conn)
-
-        pending, messages, priced = await run_in_threadpool(depth)
-        metrics.set_queue_depth(pending, messages)
-        metrics.set_pricing(priced)
+        depths = await run_in_threadpool(engine.queue_depths)
+        metrics.set_queue_depth(depths.events_pending, depths.messages)
+        metrics.set_pricing(depths.priced)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app

@@ -339,13 +339,22 @@ def dead_letters(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def retry_dead(conn: Connection, event_id: int) -> int:
-    """Put an event's dead deliveries back in the queue (after the cause was fixed)."""
+def retry_dead(conn: Connection, event_id: int | None = None, *, target: str | None = None) -> int:
+    """Put dead deliveries back in the queue (after the cause was fixed): an event's, or every one
+    of ``target``, or both filters at once."""
+    if event_id is None and target is None:
+        raise ValueError("retry_dead needs an event id or a target")
     t = now()
-    count = conn.execute(deliveries.update().where(and_(deliveries.c.event_id == event_id,
-                                                        deliveries.c.status == "dead"))
+    which = [deliveries.c.status == "dead"]
+    if event_id is not None:
+        which.append(deliveries.c.event_id == event_id)
+    if target is not None:
+        which.append(deliveries.c.target == target)
+    event_ids = [r[0] for r in conn.execute(select(deliveries.c.event_id).where(and_(*which)).distinct())]
+    count = conn.execute(deliveries.update().where(and_(*which))
                          .values(status="pending", attempts=0, next_attempt_at=t)).rowcount
-    if count:
-        conn.execute(events.update().where(events.c.id == event_id, events.c.payload.is_not(None))
+    for chunk in range(0, len(event_ids), 500):
+        conn.execute(events.update().where(events.c.id.in_(event_ids[chunk:chunk + 500]),
+                                           events.c.payload.is_not(None))
                      .values(status="pending", next_attempt_at=t))
     return count

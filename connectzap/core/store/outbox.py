@@ -459,8 +459,13 @@ def by_wamid(conn: Connection, wamid: str) -> dict[str, Any] | None:
 
 def listing(conn: Connection, *, contact_key: str | None = None, status: str | None = None,
             since: float | None = None, until: float | None = None, before_id: str | None = None,
-            source_event_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+            source_event_id: int | None = None, reason: str | None = None, plugin: str | None = None,
+            limit: int = 50) -> list[dict[str, Any]]:
     stmt = select(outbox)
+    if reason:
+        stmt = stmt.where(outbox.c.reason == reason)
+    if plugin:
+        stmt = stmt.where(outbox.c.plugin == plugin)
     if contact_key:
         stmt = stmt.where(outbox.c.contact_key == contact_key)
     if status:
@@ -492,8 +497,12 @@ def take_back(conn: Connection, cancel_key: str, reason: str) -> list[str]:
     return [r[0] for r in conn.execute(stmt)]
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()
+def counts(conn: Connection, since: float | None = None) -> dict[str, int]:
+    """Messages per status (created since ``since``, when given)."""
+    stmt = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+    if since is not None:
+        stmt = stmt.where(outbox.c.created_at >= since)
+    rows = conn.execute(stmt).all()
     return {r[0]: r[1] for r in rows}
 
 

@@ -257,3 +257,32 @@ campaign_recipients = Table(
     Index("ix_campaign_recipients_due", "campaign_id", "outcome", "due_at", "line"),
     Index("ix_campaign_recipients_message", "message_id"),
 )
+
+# The operator console: who may log in, who is logged in (by a hash of the cookie's token) and what
+# they did. No password, token or customer number is stored in the clear.
+console_users = Table(
+    "console_users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id, with its own salt and parameters
+    Column("created_at", Float, nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("actor", String(80), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+console_audit = Table(
+    "console_audit", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("target", String(255), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("address", String(64), nullable=True),
+    Index("ix_console_audit_action", "action", "at"),
+)

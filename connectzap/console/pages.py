@@ -1,0 +1,339 @@
+"""The console's routes: login, the overview, messages and events -- each page reads through the
+engine's methods and :mod:`connectzap.core.views`, each action is the CLI's engine method, checked
+for CSRF and recorded in the audit log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from ..core.app import Connectzap
+from ..core.errors import ConnectzapError, NotFoundError
+from ..core.models import StatusValue
+from ..core.phones import mask, to_e164
+from ..core.views import MessageView
+from . import passwords, sessions
+from .rendering import render
+
+log = logging.getLogger("connectzap.console")
+
+STATIC = Path(__file__).with_name("static")
+LOGIN_WINDOW_SECONDS = 900.0
+DAY = 86400.0
+SINCE_CHOICES = {"1h": 3600.0, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+PAGE_SIZE = 50
+_CONTACT_KEY = re.compile(r"[0-9a-f]{32}")
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def mount(app: FastAPI) -> None:
+    """Add the console's routes to the HTTP service of ``app.state.engine``."""
+    app.include_router(router)
+
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _engine(request: Request) -> Connectzap:
+    engine: Connectzap = request.app.state.engine
+    return engine
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form body (every console form is one): the first value of each field."""
+    parsed = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after logging in: a console path only (never another site)."""
+    if value and value.startswith("/console") and "//" not in value and "\\" not in value:
+        return value
+    return "/console"
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return _see("/console/login?" + urlencode({"next": target}))
+
+
+# --- pages and actions: who may see and do ---------------------------------------------------------------
+
+def page(build: Callable[[Request, Connectzap, sessions.Session], Response]) -> Callable[..., Any]:
+    """A GET page: logged in, or sent to the login page. The page is built in the thread pool
+    (the engine's reads block)."""
+    async def handler(request: Request) -> Response:
+        engine = _engine(request)
+        session = await run_in_threadpool(sessions.current, request, engine)
+        if session is None:
+            return _to_login(request)
+        return await run_in_threadpool(build, request, engine, session)
+    handler.__name__ = build.__name__
+    return handler
+
+
+def action(do: Callable[[Request, Connectzap, sessions.Session, dict[str, str]], Response]) -> Callable[..., Any]:
+    """A POST action: a live session and the form's CSRF token, or 403 and nothing done."""
+    async def handler(request: Request) -> Response:
+        engine = _engine(request)
+        session = await run_in_threadpool(sessions.current, request, engine)
+        form = await _form(request)
+        if session is None:
+            return render(request, engine, None, "refused.html", status=403,
+                          why="Your session has ended. Log in again, then repeat what you did.")
+        if not sessions.csrf_ok(engine, session.token, form.get("csrf")):
+            return render(request, engine, session, "refused.html", status=403,
+                          why="This form is out of date (or did not come from this console). Reload the "
+                              "page and try again.")
+        return await run_in_threadpool(do, request, engine, session, form)
+    handler.__name__ = do.__name__
+    return handler
+
+
+# --- logging in and out ---------------------------------------------------------------------------------------
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    engine = _engine(request)
+    if await run_in_threadpool(sessions.current, request, engine) is not None:
+        return _see(_safe_next(request.query_params.get("next")))
+    return _login_form(request, engine)
+
+
+def _login_form(request: Request, engine: Connectzap, *, error: str | None = None, status: int = 200,
+                name: str = "") -> Response:
+    binding = sessions.login_binding(request)
+    response = render(request, engine, None, "login.html", status=status, error=error, name=name,
+                      login_csrf=sessions.csrf_token(engine, binding),
+                      next=_safe_next(request.query_params.get("next")))
+    sessions.set_login_binding(engine, response, binding)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    engine = _engine(request)
+    form = await _form(request)
+    if not sessions.csrf_ok(engine, request.cookies.get(sessions.LOGIN_COOKIE), form.get("csrf")):
+        return _login_form(request, engine, status=403, error="The login form was out of date: try again.")
+    name, password, key = form.get("name", "").strip()[:64], form.get("password", ""), form.get("api_key", "")
+    address = _address(request)
+    tried = name or "api key"
+    ops = engine.operators
+    settings = engine.settings.console
+    if await run_in_threadpool(ops.failed_logins, tried, address, LOGIN_WINDOW_SECONDS) >= settings.login_attempts:
+        return _login_form(request, engine, status=429, name=name,
+                           error="Too many failed logins: wait 15 minutes, then try again.")
+    if key:
+        actor = "api key" if request.app.state.api_keys.accepts(key) else None
+    elif name and password:
+        stored = await run_in_threadpool(ops.password_hash, name)
+        ok = await run_in_threadpool(passwords.check_password, stored, password)
+        actor = f"user:{name}" if ok else None
+    else:
+        return _login_form(request, engine, status=400, name=name,
+                           error="Enter your user name and password, or an API key.")
+    if actor is None:
+        await run_in_threadpool(ops.record, "anonymous", "login_failed", tried, None, address)
+        log.warning("console: failed login for %s", tried)
+        return _login_form(request, engine, status=401, name=name, error="That did not match: try again.")
+    response = _see(_safe_next(form.get("next")))
+    await run_in_threadpool(sessions.start, engine, response, actor)
+    await run_in_threadpool(ops.record, actor, "login", None, None, address)
+    return response
+
+
+def logout(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    response = _see("/console/login")
+    sessions.end(engine, response, session)
+    engine.operators.record(session.actor, "logout", address=_address(request))
+    return response
+
+
+# --- the overview -----------------------------------------------------------------------------------------------
+
+def overview(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    health = engine.health()
+    depths = engine.queue_depths() if health["database"] == "ok" else None
+    outcomes = engine.message_counts(time.time() - DAY) if depths is not None else {}
+    facts: list[tuple[str, str, str]] = []
+    for name, connector in sorted(engine.connectors.items()):
+        try:
+            facts += [(name, label, value) for label, value in connector.status_lines()]
+        except Exception as exc:  # noqa: BLE001 - one connector's trouble must not hide the page
+            facts.append((name, "status", f"unavailable ({type(exc).__name__})"))
+    return render(request, engine, session, "overview.html", nav="overview", health=health, depths=depths,
+                  outcomes=sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0])),
+                  outcomes_total=sum(outcomes.values()), facts=facts,
+                  audit=engine.operators.audit_log(10))
+
+
+def resume(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    reason = engine.resume_sending()
+    if reason is not None:
+        engine.operators.record(session.actor, "resume_sending", detail=f"was paused: {reason}",
+                                address=_address(request))
+    return _see("/console")
+
+
+# --- messages ----------------------------------------------------------------------------------------------------
+
+def messages(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    q = request.query_params
+    status = q.get("status") or None
+    if status not in {s.value for s in StatusValue}:
+        status = None
+    contact = q.get("contact") if _CONTACT_KEY.fullmatch(q.get("contact", "")) else None
+    since_choice = q.get("since") if q.get("since") in SINCE_CHOICES else None
+    before = q.get("before") if _MESSAGE_ID.fullmatch(q.get("before", "")) else None
+    filters: dict[str, Any] = {
+        "status": status, "reason": (q.get("reason") or "").strip()[:64] or None,
+        "plugin": (q.get("plugin") or "").strip()[:128] or None,
+        "since": time.time() - SINCE_CHOICES[since_choice] if since_choice else None,
+    }
+    rows = engine.messages(contact_key=contact, before_id=before, limit=PAGE_SIZE + 1, **filters)
+    views = [MessageView.of(r) for r in rows[:PAGE_SIZE]]
+    kept = {k: v for k, v in {"status": status, "reason": filters["reason"], "plugin": filters["plugin"],
+                              "since": since_choice, "contact": contact,
+                              "masked": q.get("masked") if contact else None}.items() if v}
+    older = ("?" + urlencode({**kept, "before": views[-1].id})) if len(rows) > PAGE_SIZE else None
+    return render(request, engine, session, "messages.html", nav="messages", messages=views, filters=kept,
+                  statuses=[s.value for s in StatusValue], since_choices=list(SINCE_CHOICES), older=older,
+                  search_error=q.get("search_error"))
+
+
+def search_number(request: Request, engine: Connectzap, session: sessions.Session,
+                  form: dict[str, str]) -> Response:
+    """The number is hashed here and only its keyed hash (and a masked form) goes into the next URL:
+    the full number is never in an address, a page or the store."""
+    try:
+        e164 = to_e164(form.get("phone", ""), form.get("country") or None)
+    except ConnectzapError as exc:
+        return _see("/console/messages?" + urlencode({"search_error": exc.message}))
+    return _see("/console/messages?" + urlencode({"contact": engine.contact_key(e164), "masked": mask(e164)}))
+
+
+def message(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    message_id = request.path_params["message_id"]
+    try:
+        view = MessageView.of(engine.message(message_id))
+    except NotFoundError:
+        return render(request, engine, session, "missing.html", status=404, nav="messages",
+                      what=f"no message {message_id}")
+    return render(request, engine, session, "message.html", nav="messages", m=view, steps=timeline(view))
+
+
+def timeline(view: MessageView) -> list[tuple[str, str]]:
+    """The steps of a message, each ``done``, ``now`` or ``todo``: admitted, accepted by WhatsApp,
+    sent, delivered, read -- or where it stopped (refused, failed, cancelled)."""
+    rank = StatusValue(view.status).rank
+    steps = [("admitted", "done")]
+    if view.status in (StatusValue.REFUSED, StatusValue.FAILED, StatusValue.CANCELLED):
+        return [*steps, (view.status, "stopped")]
+    for step in (StatusValue.ACCEPTED, StatusValue.SENT, StatusValue.DELIVERED, StatusValue.READ):
+        steps.append((step.value, "done" if rank >= step.rank else "todo"))
+    if view.status in (StatusValue.QUEUED, StatusValue.SENDING, StatusValue.UNKNOWN):
+        steps.insert(1, (view.status, "now"))
+    return steps
+
+
+def unknown(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    return render(request, engine, session, "unknown.html", nav="messages", unknown=engine.unknown_messages(200),
+                  policy=engine.settings.workers.unknown_policy,
+                  grace=engine.settings.workers.unknown_grace_seconds)
+
+
+# --- events and dead letters ---------------------------------------------------------------------------------
+
+def events(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    q = request.query_params
+    status = q.get("status") if q.get("status") in ("pending", "done", "dead") else None
+    source = (q.get("source") or "").strip()[:64] or None
+    before = int(q["before"]) if q.get("before", "").isdigit() else None
+    rows = engine.events(source=source, status=status, before_id=before, limit=PAGE_SIZE + 1)
+    kept = {k: v for k, v in {"status": status, "source": source}.items() if v}
+    older = ("?" + urlencode({**kept, "before": rows[PAGE_SIZE - 1].id})) if len(rows) > PAGE_SIZE else None
+    return render(request, engine, session, "events.html", nav="events", events=rows[:PAGE_SIZE], filters=kept,
+                  older=older)
+
+
+def event(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    raw = request.path_params["event_id"]
+    try:
+        detail = engine.event(int(raw)) if raw.isdigit() else None
+    except NotFoundError:
+        detail = None
+    if detail is None:
+        return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
+    return render(request, engine, session, "event.html", nav="events", e=detail)
+
+
+def dead(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    letters = engine.dead_letters(500)
+    by_target: dict[str, int] = {}
+    for letter in letters:
+        by_target[letter.target] = by_target.get(letter.target, 0) + 1
+    return render(request, engine, session, "dead.html", nav="dead", letters=letters,
+                  targets=sorted(by_target.items()), done=request.query_params.get("done"))
+
+
+def retry_event(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    raw = request.path_params["event_id"]
+    if not raw.isdigit():
+        return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
+    n = engine.retry_dead(int(raw))
+    engine.operators.record(session.actor, "retry_dead", f"event {raw}", f"{n} deliveries requeued",
+                            _address(request))
+    back = form.get("back") if form.get("back") in ("dead", "event") else "dead"
+    url = f"/console/events/{raw}" if back == "event" else "/console/dead"
+    return _see(url + "?" + urlencode({"done": f"requeued {n} deliveries of event {raw}"}))
+
+
+def retry_target(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    target = form.get("target", "").strip()[:128]
+    if not target:
+        return _see("/console/dead")
+    n = engine.retry_dead(target=target)
+    engine.operators.record(session.actor, "retry_dead", target, f"{n} deliveries requeued", _address(request))
+    return _see("/console/dead?" + urlencode({"done": f"requeued {n} deliveries of {target}"}))
+
+
+# --- assets ----------------------------------------------------------------------------------------------------
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        return Response(status_code=404)
+    return FileResponse(path, headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+router.add_api_route("", page(overview), methods=["GET"])
+router.add_api_route("/messages", page(messages), methods=["GET"])
+router.add_api_route("/messages/unknown", page(unknown), methods=["GET"])
+router.add_api_route("/messages/{message_id}", page(message), methods=["GET"])
+router.add_api_route("/events", page(events), methods=["GET"])
+router.add_api_route("/events/{event_id}", page(event), methods=["GET"])
+router.add_api_route("/dead", page(dead), methods=["GET"])
+router.add_api_route("/logout", action(logout), methods=["POST"])
+router.add_api_route("/resume", action(resume), methods=["POST"])
+router.add_api_route("/messages/search", action(search_number), methods=["POST"])
+router.add_api_route("/events/{event_id}/retry", action(retry_event), methods=["POST"])
+router.add_api_route("/dead/retry", action(retry_target), methods=["POST"])

@@ -1,0 +1,135 @@
+"""The console in a real browser: Debian's headless Chromium driven by Playwright, against
+``connectzap serve`` started as the README starts it (supervised processes, and ``--in-process``).
+Log in, resume paused sending, find the refused message and read its reason, retry a dead letter --
+each checked against the database. ``.ci/run`` installs Chromium; without it these skip, saying so.
+
+Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (docs/console.md's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_support import PASSWORD, PAUSE_REASON, PLUGINS_TOML, USER, tell_story
+from serve_support import Served, database_url, sandbox_serve_config, wait_for
+
+from connectzap.core.app import Connectzap
+from connectzap.core.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("CONNECTZAP_CHROMIUM", "/usr/bin/chromium"))
+WAIT_MS = 60_000  # generous: the machine may be busy with other tests
+SHOTS = os.environ.get("CONNECTZAP_CONSOLE_SCREENSHOTS")
+
+
+def _playwright() -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: .ci/run installs Debian's chromium (apt-get install chromium); "
+                    "set CONNECTZAP_CHROMIUM to use another")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    sync_api = _playwright()
+    profile = tmp_path / "chromium-profile"
+    with sync_api.sync_playwright() as p:
+        # a fresh profile each time (Playwright passes it as --user-data-dir)
+        launched = p.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, timeout=WAIT_MS,
+            viewport={"width": 1100, "height": 900},
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def shot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """The story in the database ``serve`` will use (told before the browser's event loop starts)."""
+    config = sandbox_serve_config(tmp_path, database_url("sqlite", tmp_path))
+    config.write_text(config.read_text() + "\n[console]\nenabled = true\n" + PLUGINS_TOML)
+    app = Connectzap(load_settings(config)).start()
+    try:
+        return config, tell_story(app)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("mode", [("--workers", "1"), ("--in-process",)], ids=["supervised", "in-process"])
+def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: tuple[Path, dict[str, int]],
+                                                  browser: Any) -> None:
+    config, ids = shop
+    check = Connectzap(load_settings(config))  # the database as the test reads it
+    refused_id = check.messages(status="refused")[0]["id"]
+    served = Served(config, options=mode)
+    try:
+        base = served.url()
+        page = browser.new_page()
+        page.set_default_timeout(WAIT_MS)
+
+        # logging in
+        page.goto(f"{base}/console")
+        page.get_by_label("User name").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        shot(page, "login")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_selector("#paused-reason")
+        assert page.text_content("#paused-reason") == PAUSE_REASON
+        shot(page, "overview")
+
+        # resuming paused sending
+        page.get_by_role("button", name="Resume sending").click()
+        page.wait_for_selector("#health-sending:text('on')")
+        wait_for(lambda: check.paused() is None, "sending resumed in the database", proc=served.process)
+
+        # the refused message and its reason
+        page.get_by_role("link", name="Messages", exact=True).click()
+        page.get_by_label("Status").select_option("refused")
+        page.get_by_role("button", name="Filter").click()
+        row = page.locator(f"tr[data-id='{refused_id}']")
+        assert row.locator(".reason").text_content() == "no_consent"
+        shot(page, "messages")
+        row.get_by_role("link").click()
+        page.wait_for_selector("#m-reason")
+        assert page.text_content("#m-reason") == "no_consent"
+        assert page.text_content("#m-status") == check.message(refused_id)["status"] == "refused"
+        shot(page, "message")
+
+        # retrying the dead letter
+        page.get_by_role("link", name="Dead letters").click()
+        assert page.locator(f"tr[data-event='{ids['dead']}']").count() == 1
+        shot(page, "dead-letters")
+        page.get_by_role("button", name=f"Retry event {ids['dead']}").click()
+        page.wait_for_selector("#done")
+        assert page.text_content("#done") == f"requeued 1 deliveries of event {ids['dead']}"
+        audit = wait_for(lambda: [a for a in check.operators.audit_log() if a["action"] == "retry_dead"],
+                         "the retry in the audit log")
+        assert audit[0]["actor"] == f"user:{USER}" and audit[0]["target"] == f"event {ids['dead']}"
+
+        page.get_by_role("link", name="Events").click()
+        page.wait_for_selector(f"tr[data-id='{ids['refused']}']")
+        shot(page, "events")
+    finally:
+        check.close()
+        assert served.stop() == 0, "".join(served.output)
+
+
+def test_chromium_is_where_the_tests_look(request: pytest.FixtureRequest) -> None:
+    """CI installs Chromium (.ci/run); this names the path the browser tests use, or why they skip."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    assert shutil.which(str(CHROMIUM)) is not None
