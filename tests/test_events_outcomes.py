@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_support import PLUGINS as ORDER_PLUGINS
 from server_support import AUTH, KEY, serving
 
 from connectzap import Contact, Lead, Order
@@ -24,13 +25,7 @@ ANA = "+34612345678"
 SECRET_TEXT = "my door code is 4711, leave it at the back"
 
 PLUGINS: dict[str, Any] = {
-    "order_notifications": {"rules": [
-        {"status": "processing", "template": "order_confirmation", "language": "en",
-         "params": ["{{ first_name }}", "{{ number }}"]},
-        # Valid at start (meta is a known variable); this order has no such key, so only its delivery dies.
-        {"status": "completed", "template": "order_shipped", "language": "en",
-         "params": ["{{ meta['tracking_numbr'] }}"]},
-    ]},
+    **ORDER_PLUGINS,  # a confirmation when processing; a shipping note whose delivery dies
     "lead_welcome": {"template": "welcome_lead", "language": "en", "params": ["{{ firstname }}"]},
 }
 
