@@ -5,6 +5,7 @@ actions do what the CLI's same engine methods do."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -210,3 +211,22 @@ async def test_the_overview_shows_the_metrics_numbers(shop):
     assert re.search(r'id="outcome-refused">1<', page)
     assert depths.messages.get("refused") == 1
     assert "whatsapp: messaging limit" in page and "0 of 250 unique recipients in the last 24 h" in page
+
+
+def test_each_whatsapp_account_shows_its_own_budget(make):
+    """With several accounts, each keeps its own daily budget: the overview lists one line each."""
+    from connectzap.connectors.whatsapp import pacer
+    accounts = [{"name": name, "waba_id": waba, "access_token": f"EAAG-{name}", "app_secrets": [f"{name}-secret"],
+                 "numbers": [number]} for name, waba, number in
+                (("shop", "102290129340398", "106540352242922"), ("outlet", "204410775512001", "117700998811001"))]
+    app = make(connectors={"whatsapp": {"verify_token": "v", "api_base_url": "https://graph.invalid",
+                                        "accounts": accounts}})
+    budget = pacer.Pacer(app.db, default_number="106540352242922", daily_unique_recipients=10,
+                         scope="102290129340398")
+    with app.db.begin() as conn:  # two recipients counted on the shop's budget, none on the outlet's
+        budget._budget(conn, time.time(), [pacer._Ask("106540352242922", k, True, None) for k in ("a", "b")],
+                       [0, 1], [None, None], 10)
+    lines = dict(app.connectors["whatsapp"].status_lines())
+    assert set(lines) == {"messaging limit (shop)", "messaging limit (outlet)"}
+    assert lines["messaging limit (shop)"].startswith("2 of 250 unique recipients in the last 24 h")
+    assert lines["messaging limit (outlet)"].startswith("0 of 250 unique recipients in the last 24 h")

@@ -131,7 +131,11 @@ class WhatsAppConnector(Connector):
         await asyncio.to_thread(limits.apply, self.app.db, view, reading, ctx.received_at.timestamp())
 
     def status_lines(self) -> list[tuple[str, str]]:
-        return [("messaging limit", limits.usage(self.app.db, self.settings, time.time()))]
+        at = time.time()
+        if not self.settings.accounts:
+            return [("messaging limit", limits.usage(self.app.db, self.settings, at))]
+        return [(f"messaging limit ({view.account_label})", limits.usage(self.app.db, view, at))
+                for view in self.settings.account_settings()]
 
     async def background(self, stop: asyncio.Event) -> None:
         """Follow each account's messaging limit on its phone number's Graph fields (:mod:`.limits`):
