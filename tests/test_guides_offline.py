@@ -23,7 +23,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 CONNECTZAP = Path(sys.executable).with_name("connectzap")
 FILE = re.compile(r"<!-- (?:file|example): (?:[\w./-]*/)?(?P<name>[\w.-]+) -->\n```\w*\n(?P<text>.*?)```\n", re.S)
 TRY = re.compile(r"<!-- try -->\n```sh\n(?P<text>.*?)```\n", re.S)
-GUIDES = ["woocommerce.md", "hubspot.md", "generic-webhooks.md"]
+GUIDES = ["woocommerce.md", "hubspot.md", "generic-webhooks.md", "campaigns.md"]
 
 
 def steps(text: str) -> list[tuple[str, str | None]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from . import (  # noqa: F401 - they register
+    campaigns,
     consent,
     console,
     conversations,

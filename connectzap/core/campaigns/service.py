@@ -4,6 +4,8 @@ the sending, in the workers."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import secrets
 import time
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, select
 
 from .. import gate
@@ -37,8 +40,9 @@ def new_campaign_id() -> str:
     return f"c{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
 
 
-@dataclass(frozen=True)
-class CampaignView:
+class CampaignView(BaseModel):
+    """A campaign as the CLI and the REST API show it."""
+
     id: str
     name: str
     state: str
@@ -51,15 +55,11 @@ class CampaignView:
     started_at: datetime | None
     ended_at: datetime | None
     recipients: int
-    outcomes: dict[str, int]
-    waiting: str | None
+    outcomes: dict[str, int] = Field(description="Recipients per outcome.")
+    waiting: str | None = Field(description="Why nothing is admitted now, and until when; null when nothing holds it.")
 
     def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        for name in ("starts_at", "created_at", "started_at", "ended_at"):
-            value = data[name]
-            data[name] = value.isoformat() if value is not None else None
-        return data
+        return self.model_dump(mode="json")
 
 
 @dataclass
@@ -85,6 +85,25 @@ class Preview:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+RESULT_COLUMNS = ["line", "phone", "contact_key", "outcome", "reason", "error_code", "error_title", "message_id",
+                  "admitted_at"]
+"""The columns of a campaign's results: masked numbers and keyed hashes, never a number or a parameter."""
+
+
+def results_csv(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Results as CSV text, the header first, then a row at a time (a million rows stream)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        at = row.get("admitted_at")
+        writer.writerow({**row, "admitted_at": at.isoformat() if at else ""})
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _time(at: float | None) -> datetime | None:
@@ -294,6 +313,15 @@ class Campaigns:
         if row is None:
             raise NotFoundError(f"no campaign {campaign_id}")
         return row
+
+    def resolve(self, ref: str) -> str:
+        """The id of the campaign ``ref`` names: its id, or its name (the newest campaign so named)."""
+        with self.db.read() as conn:
+            found = conn.execute(select(campaigns.c.id).where((campaigns.c.id == ref) | (campaigns.c.name == ref))
+                                 .order_by((campaigns.c.id == ref).desc(), campaigns.c.id.desc()).limit(1)).first()
+        if found is None:
+            raise NotFoundError(f"no campaign with the id or name {ref!r}; `connectzap campaigns list` shows them")
+        return str(found[0])
 
     def _locked(self, conn: Connection, campaign_id: str) -> Any:
         row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id).with_for_update()).first()

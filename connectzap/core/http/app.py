@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from ..app import Connectzap
 from ..metrics import CONTENT_TYPE, MeteredChannel, Metrics
 from ..version import __version__
-from . import errors, rest, webhooks
+from . import campaigns, errors, rest, webhooks
 from .auth import ApiKeys
 from .guards import EdgeGuard
 from .admission_writer import AdmissionWriter
@@ -77,7 +77,7 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
     app = FastAPI(title="connectzap", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "events"},
                                                    {"name": "consent"}, {"name": "conversations"},
-                                                   {"name": "templates"},
+                                                   {"name": "templates"}, {"name": "campaigns"},
                                                    {"name": "operations"}])
     app.state.engine = engine
     app.state.api_keys = ApiKeys(settings.keys)
@@ -87,6 +87,7 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
     errors.install(app)
     app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes)
     app.include_router(rest.router)
+    app.include_router(campaigns.router)
     app.include_router(rest.plugin_router())
     webhooks.mount(app, engine.connectors, writer, metrics, settings.trust_proxy_headers)
     for extend in extensions:

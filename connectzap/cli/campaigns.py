@@ -1,0 +1,229 @@
+"""``connectzap campaigns ...``: one approved template to a list of customers, through the send gate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from .base import Ctx, cli, drain, pass_ctx
+from .exits import CommandFailed
+from .output import Column, emit, emit_json, json_option, progress
+
+CAMPAIGN_COLUMNS = [Column("id"), Column("name"), Column("state"), Column("template"), Column("recipients"),
+                    Column("outcomes", lambda c: _counts(c.outcomes)), Column("waiting")]
+SHOWN_BAD_LINES = 20
+
+
+@cli.group()
+def campaigns() -> None:
+    """Send a template to a list of customers: create, preview, start, pause, resume, cancel, results."""
+
+
+def _counts(outcomes: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in outcomes.items()) or "-"
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-12-24T09:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _params(pairs: tuple[str, ...]) -> list[str] | dict[str, str]:
+    """``--param`` values: ``NAME=VALUE`` (named) or plain values (positional, in order)."""
+    named = [p for p in pairs if "=" in p]
+    if named and len(named) != len(pairs):
+        raise click.BadParameter("give every --param as NAME=VALUE, or none of them", param_hint="--param")
+    return dict(p.split("=", 1) for p in pairs) if named else list(pairs)
+
+
+def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
+          skip_invalid: bool) -> None:
+    from ..core.campaigns import BadAudience, format_of, read_file
+    name = getattr(audience, "name", "-")
+    try:
+        with progress("loading", None) as bar:
+            def counted() -> Any:
+                for row in read_file(audience, fmt or format_of(name), app.secret, country):
+                    bar.advance(1)
+                    yield row
+            result = app.campaigns.load_audience(campaign_id, counted(), skip_invalid=skip_invalid)
+    except BadAudience as exc:
+        raise CommandFailed(f"{name}: {exc}") from None
+    for bad in result.bad[:SHOWN_BAD_LINES]:
+        click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
+    if result.bad_count > SHOWN_BAD_LINES:
+        click.echo(f"{name}: ... and {result.bad_count - SHOWN_BAD_LINES} more bad lines", err=True)
+    if not result.loaded:
+        raise CommandFailed(f"{name}: {result.bad_count} bad line(s), no audience loaded; fix them (or load the "
+                            "other lines with --skip-invalid)")
+    click.echo(f"audience: {result.added} recipients" + (f", {result.duplicates} duplicate(s) of an earlier line "
+                                                         "skipped" if result.duplicates else "")
+               + (f", {result.bad_count} bad line(s) skipped" if result.bad_count else ""))
+
+
+AUDIENCE = click.File("r", encoding="utf-8-sig")
+FORMAT = click.Choice(["csv", "jsonl"])
+
+
+@campaigns.command("create")
+@click.argument("name")
+@click.option("--template", "template_name", required=True, help="An approved template's name.")
+@click.option("--language", default="en", show_default=True, help="The template's language code.")
+@click.option("--param", "params", multiple=True,
+              help="A body parameter every recipient gets unless the audience gives it (NAME=VALUE, or plain "
+                   "values in order); repeat it.")
+@click.option("--audience", type=AUDIENCE, help="CSV or JSON-lines file of recipients (- for stdin).")
+@click.option("--format", "fmt", type=FORMAT, help="The audience's format (default: by its file name; CSV).")
+@click.option("--country", help="Country for national numbers in the audience (a row's country column wins).")
+@click.option("--skip-invalid", is_flag=True, help="Load the good lines of an audience with bad ones.")
+@click.option("--window", help="Send only between these local times of each recipient, e.g. 09:00-20:00.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many messages a minute.")
+@click.option("--phone-number-id", help="The business number to send from (default: the configured one).")
+@json_option
+@pass_ctx
+def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, params: tuple[str, ...],
+                     audience: Any, fmt: str | None, country: str | None, skip_invalid: bool, window: str | None,
+                     rate: float | None, phone_number_id: str | None, as_json: bool) -> None:
+    """Create a draft campaign of an approved template, with its audience. Nothing is sent until
+    `connectzap campaigns start`; `preview` shows who can be reached first."""
+    app = obj.app()
+    try:
+        made = app.campaigns.create(name, {"name": template_name, "language": language, "body": _params(params)},
+                                    window=window, rate_per_minute=rate, business_phone_number_id=phone_number_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--window") from None
+    if audience is not None:
+        _load(app, made.id, audience, fmt, country, skip_invalid)
+    view = app.campaigns.get(made.id)
+    if as_json:
+        emit_json(view.as_dict())
+    else:
+        click.echo(f"created campaign {view.id} ({view.state}, {view.recipients} recipients)")
+
+
+@campaigns.command("audience")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.argument("audience", type=AUDIENCE)
+@click.option("--format", "fmt", type=FORMAT)
+@click.option("--country")
+@click.option("--skip-invalid", is_flag=True)
+@pass_ctx
+def campaigns_audience(obj: Ctx, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
+                       skip_invalid: bool) -> None:
+    """Replace a draft or scheduled campaign's audience with a CSV or JSON-lines file."""
+    app = obj.app()
+    _load(app, app.campaigns.resolve(campaign_id), audience, fmt, country, skip_invalid)
+
+
+@campaigns.command("preview")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@json_option
+@pass_ctx
+def campaigns_preview(obj: Ctx, campaign_id: str, as_json: bool) -> None:
+    """Who would get the template now and who would be refused, and why -- the send gate's own
+    checks (consent for the template's category, opt-outs, the template and its parameters).
+    Nothing is sent or written."""
+    app = obj.app()
+    preview = app.campaigns.preview(app.campaigns.resolve(campaign_id))
+    if as_json:
+        emit_json(preview.as_dict())
+        return
+    click.echo(f"{preview.recipients} recipients still to send to; category {preview.category or '-'}")
+    click.echo(f"  reachable now: {preview.reachable}")
+    for reason, n in sorted(preview.refused.items(), key=lambda item: -item[1]):
+        click.echo(f"  refused, {reason}: {n} ({preview.examples.get(reason, '')})")
+
+
+@campaigns.command("start")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--at", help="Start at this time (ISO 8601; UTC when no zone is given) instead of now.")
+@click.option("--wait", is_flag=True, help="Run the workers here until nothing more is due (to try it out; "
+                                           "`connectzap serve` sends it otherwise).")
+@pass_ctx
+def campaigns_start(obj: Ctx, campaign_id: str, at: str | None, wait: bool) -> None:
+    """Start a campaign now (the workers send it), or schedule it with --at."""
+    app = obj.app()
+    view = app.campaigns.start(app.campaigns.resolve(campaign_id), _when(at))
+    if wait:
+        drain(app)
+        view = app.campaigns.get(view.id)
+    click.echo(f"campaign {view.id}: {view.state}" + (f" for {view.starts_at:%Y-%m-%d %H:%M} UTC"
+                                                       if view.state == "scheduled" and view.starts_at else "")
+               + (f" ({_counts(view.outcomes)})" if wait else ""))
+
+
+def _control(action: str, doc: str) -> None:
+    @campaigns.command(action, help=doc)
+    @click.argument("campaign_id", metavar="CAMPAIGN")
+    @pass_ctx
+    def command(obj: Ctx, campaign_id: str) -> None:
+        app = obj.app()
+        view = app.campaigns.control(app.campaigns.resolve(campaign_id), action)
+        click.echo(f"campaign {view.id}: {view.state}")
+
+
+_control("pause", "Stop admitting recipients; what waits in the outbox is taken back (a message already being "
+                  "sent goes on).")
+_control("resume", "Continue a paused campaign where it stopped.")
+_control("cancel", "Stop for good: nobody else gets it, and nothing of it stays queued.")
+
+
+@campaigns.command("show")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@json_option
+@pass_ctx
+def campaigns_show(obj: Ctx, campaign_id: str, as_json: bool) -> None:
+    """A campaign's state, settings, counts per outcome, and what it waits for."""
+    app = obj.app()
+    view = app.campaigns.get(app.campaigns.resolve(campaign_id))
+    if as_json:
+        emit_json(view.as_dict())
+        return
+    columns = [Column(name) for name in ("id", "name", "state", "template", "language", "window",
+                                         "rate_per_minute", "starts_at", "created_at", "started_at", "ended_at",
+                                         "recipients")]
+    columns += [Column("outcomes", lambda c: _counts(c.outcomes)), Column("waiting")]
+    emit(view, False, columns=columns)
+
+
+@campaigns.command("list")
+@json_option
+@pass_ctx
+def campaigns_list(obj: Ctx, as_json: bool) -> None:
+    """Campaigns, newest first."""
+    views = obj.app().campaigns.listing()
+    if as_json:
+        emit_json([v.as_dict() for v in views])
+        return
+    emit(views, False, columns=CAMPAIGN_COLUMNS, empty="no campaigns")
+
+
+@campaigns.command("results")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--csv", "as_csv", is_flag=True, help="Every recipient as CSV (masked numbers).")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@json_option
+@pass_ctx
+def campaigns_results(obj: Ctx, campaign_id: str, as_csv: bool, output: Any, as_json: bool) -> None:
+    """Each recipient's outcome, in audience order: queued, refused (with the gate's reason), sent,
+    delivered, read, replied, failed (with the channel's code and title). Numbers are masked."""
+    app = obj.app()
+    rows = app.campaigns.all_results(app.campaigns.resolve(campaign_id))
+    if as_csv:
+        from ..core.campaigns import results_csv
+        for chunk in results_csv(rows):
+            output.write(chunk)
+        return
+    listed = list(rows)
+    if as_json:
+        emit_json(listed)
+        return
+    from ..core.campaigns import RESULT_COLUMNS
+    emit(listed, False, columns=[Column(c) for c in RESULT_COLUMNS if c != "contact_key"], empty="no recipients")

@@ -1,0 +1,221 @@
+"""REST ``/v1/campaigns``: create a campaign with its audience, preview it, control it, read its
+results (JSON pages, or every recipient as CSV). Same API keys and errors as the rest of ``/v1``."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..campaigns import (Action, AudienceResult, BadAudience, CampaignView, Preview, read_file, read_items,
+                         results_csv)
+from ..errors import PayloadError
+from ..messages import ButtonParam, HeaderParam
+from .auth import bearer_scheme
+from .errors import ErrorBody
+from .guards import ApiRoute
+from .rest import ERRORS, Engine, IsoTime
+
+router = APIRouter(prefix="/v1/campaigns", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)],
+                   tags=["campaigns"])
+
+AUDIENCE_LIMIT = 10_000
+"""Recipients in a JSON request; larger audiences are uploaded as a file (PUT .../audience)."""
+CampaignRef = Annotated[str, Path(min_length=1, max_length=200, description="The campaign's id, or its name.")]
+
+
+def _errors(*extra: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {**ERRORS, **{status: {"model": ErrorBody, "description": text}
+                         for status, text in ((404, "No such campaign"), *extra)}}
+
+
+class CampaignTemplate(BaseModel):
+    """The approved template every recipient gets; ``body`` is the default body parameters (each
+    recipient's own ``params`` replace a list, or are merged over named ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=2, max_length=16)
+    header: HeaderParam | None = None
+    body: list[str] | dict[str, str] = Field(default_factory=list)
+    buttons: list[ButtonParam] = Field(default_factory=list, max_length=10)
+
+
+class AudienceItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str = Field(min_length=1, max_length=64)
+    country: str | None = Field(None, min_length=2, max_length=2)
+    params: list[str] | dict[str, str] | None = None
+
+
+class CampaignCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    template: CampaignTemplate
+    audience: list[AudienceItem] = Field(default_factory=list, max_length=AUDIENCE_LIMIT)
+    country: str | None = Field(None, min_length=2, max_length=2,
+                                description="Country for national numbers in the audience.")
+    skip_invalid: bool = Field(False, description="Keep the valid recipients when some are invalid.")
+    window: str | None = Field(None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$",
+                               description="Send only between these local times of each recipient (09:00-20:00).")
+    rate_per_minute: float | None = Field(None, gt=0, le=1_000_000)
+    business_phone_number_id: str | None = Field(None, min_length=1, max_length=64)
+
+
+class BadLineOut(BaseModel):
+    line: int
+    reason: str
+
+
+class AudienceOut(BaseModel):
+    loaded: bool = Field(description="False when invalid lines stopped the load: nothing was kept.")
+    added: int
+    duplicates: int = Field(description="Lines naming a contact an earlier line named (the first is kept).")
+    invalid: int
+    invalid_lines: list[BadLineOut] = Field(description="The first 100 invalid lines, each with why.")
+
+    @classmethod
+    def of(cls, result: AudienceResult) -> AudienceOut:
+        return cls(loaded=result.loaded, added=result.added, duplicates=result.duplicates, invalid=result.bad_count,
+                   invalid_lines=[BadLineOut(line=b.line, reason=b.reason) for b in result.bad])
+
+
+class CreatedCampaign(BaseModel):
+    campaign: CampaignView
+    audience: AudienceOut
+
+
+class PreviewOut(BaseModel):
+    recipients: int
+    category: str | None
+    reachable: int = Field(description="Would be queued now: every check of the send gate passes.")
+    refused: dict[str, int] = Field(description="Would be refused, by the gate's reason.")
+    examples: dict[str, str] = Field(description="The gate's words for each reason.")
+
+    @classmethod
+    def of(cls, preview: Preview) -> PreviewOut:
+        return cls.model_validate(preview.as_dict())
+
+
+class ResultOut(BaseModel):
+    line: int
+    phone: str = Field(description="Masked.")
+    contact_key: str
+    outcome: str
+    reason: str | None
+    error_code: str | None
+    error_title: str | None
+    message_id: str | None
+    admitted_at: datetime | None
+
+
+class ResultPage(BaseModel):
+    results: list[ResultOut]
+    next_cursor: int | None = Field(None, description="Pass as `after` for the next page; null at the end.")
+
+
+def _resolve(app: Any, ref: str) -> str:
+    resolved: str = app.campaigns.resolve(ref)
+    return resolved
+
+
+@router.post("", status_code=201, response_model=CreatedCampaign, summary="Create a draft campaign with its audience",
+             responses=_errors((415, "Body is not application/json")))
+def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
+    """A draft: nothing is sent until it is started. Invalid recipients are listed with their index
+    (from 1) and why; unless ``skip_invalid``, none of the audience is kept then."""
+    try:
+        made = app.campaigns.create(body.name, body.template.model_dump(mode="json", exclude_none=True),
+                                    window=body.window, rate_per_minute=body.rate_per_minute,
+                                    business_phone_number_id=body.business_phone_number_id)
+    except ValueError as exc:
+        raise PayloadError(str(exc), field="window") from None
+    rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
+    loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
+    return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
+
+
+@router.put("/{campaign}/audience", response_model=AudienceOut, summary="Replace the audience with an uploaded file",
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}},
+            responses=_errors((409, "The campaign is no longer a draft or scheduled"),
+                              (415, "Body is not text/csv or application/x-ndjson")))
+async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
+                       country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
+                       skip_invalid: bool = False) -> AudienceOut:
+    """A CSV file (``phone``, optional ``country``, one column per body parameter) or JSON lines
+    (``{"phone": ..., "country": ..., "params": ...}``), checked line by line."""
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    fmt = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}.get(kind)
+    if fmt is None:
+        raise HTTPException(415, "send the audience as text/csv or application/x-ndjson")
+    data = await request.body()
+    campaign_id = await run_in_threadpool(_resolve, app, campaign)
+
+    def load() -> AudienceResult:
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="strict", newline="")
+        try:
+            return app.campaigns.load_audience(campaign_id, read_file(text, fmt, app.secret, country),
+                                               skip_invalid=skip_invalid)
+        except (BadAudience, UnicodeDecodeError) as exc:
+            raise PayloadError(f"audience: {exc}") from None
+
+    return AudienceOut.of(await run_in_threadpool(load))
+
+
+@router.get("", response_model=list[CampaignView], summary="Campaigns, newest first", responses=_errors())
+def list_campaigns(app: Engine, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[CampaignView]:
+    return app.campaigns.listing(limit)
+
+
+@router.get("/{campaign}", response_model=CampaignView, responses=_errors(),
+            summary="One campaign: state, counts per outcome, what it waits for")
+def get_campaign(app: Engine, campaign: CampaignRef) -> CampaignView:
+    return app.campaigns.get(_resolve(app, campaign))
+
+
+@router.get("/{campaign}/preview", response_model=PreviewOut, summary="Who can be reached now, and why not the others",
+            responses=_errors())
+def preview_campaign(app: Engine, campaign: CampaignRef) -> PreviewOut:
+    """The send gate's own checks over every recipient still to be sent to; nothing is written."""
+    return PreviewOut.of(app.campaigns.preview(_resolve(app, campaign)))
+
+
+@router.post("/{campaign}/start", response_model=CampaignView, summary="Start now, or schedule",
+             responses=_errors((409, "The campaign's state does not allow it")))
+def start_campaign(app: Engine, campaign: CampaignRef,
+                   at: Annotated[IsoTime | None, Query(description="Start then (ISO 8601) instead of now: the "
+                                                                   "campaign is scheduled.")] = None) -> CampaignView:
+    return app.campaigns.start(_resolve(app, campaign), at)
+
+
+@router.post("/{campaign}/{action}", response_model=CampaignView, summary="Pause, resume or cancel",
+             responses=_errors((409, "The campaign's state does not allow it")))
+def control_campaign(app: Engine, campaign: CampaignRef,
+                     action: Annotated[Literal["pause", "resume", "cancel"], Path()]) -> CampaignView:
+    return app.campaigns.control(_resolve(app, campaign), Action(action))
+
+
+@router.get("/{campaign}/results", response_model=ResultPage, summary="Each recipient's outcome, in audience order",
+            responses=_errors())
+def campaign_results(app: Engine, campaign: CampaignRef,
+                     after: Annotated[int, Query(ge=0, le=2**31 - 1, description="`next_cursor` of the previous page.")]
+                     = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> ResultPage:
+    rows = app.campaigns.results(_resolve(app, campaign), after_line=after, limit=limit)
+    return ResultPage(results=[ResultOut.model_validate(r) for r in rows],
+                      next_cursor=rows[-1]["line"] if len(rows) == limit else None)
+
+
+@router.get("/{campaign}/results.csv", summary="Every recipient's outcome as CSV (masked numbers)",
+            response_class=StreamingResponse, responses={
+                200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header"},
+                **_errors()})
+def campaign_results_csv(app: Engine, campaign: CampaignRef) -> StreamingResponse:
+    campaign_id = _resolve(app, campaign)
+    return StreamingResponse(results_csv(app.campaigns.all_results(campaign_id)), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{campaign_id}-results.csv"'})

@@ -1,0 +1,128 @@
+"""Campaigns from the REST API (/v1/campaigns) and the CLI (connectzap campaigns ...): the same
+engine methods, the same API keys, results as JSON pages and as CSV with masked numbers only."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from server_support import AUTH, api_engine, serving
+
+from connectzap.cli import cli
+from connectzap.core.worker import Worker
+from connectzap.testing import seed_template
+from test_campaigns import NUMBERS, grant
+
+TEMPLATE = {"name": "spring_sale", "language": "en"}
+
+
+def ready(make):
+    app = api_engine(make)
+    seed_template(app, "spring_sale", "Hi {{1}}, {{2}} off today", category="MARKETING")
+    for phone in NUMBERS[:2]:
+        grant(app, phone)
+    return app
+
+
+def test_rest_create_preview_start_and_results(make) -> None:
+    app = ready(make)
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            assert (await client.get("/v1/campaigns")).status_code == 401
+            audience = [{"phone": n, "params": [f"Ana{i}", "20%"]} for i, n in enumerate(NUMBERS[:3])]
+            audience.append({"phone": "12", "params": ["x", "y"]})
+            made = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "spring", "template": TEMPLATE, "audience": audience, "skip_invalid": True})
+            assert made.status_code == 201, made.text
+            body = made.json()
+            assert body["audience"]["added"] == 3 and body["audience"]["invalid_lines"][0]["line"] == 4
+            campaign = body["campaign"]["id"]
+            assert body["campaign"]["state"] == "draft"
+            preview = (await client.get(f"/v1/campaigns/{campaign}/preview", headers=AUTH)).json()
+            assert (preview["reachable"], preview["refused"]) == (2, {"no_consent": 1})
+            assert (await client.post("/v1/campaigns/spring/resume", headers=AUTH)).status_code == 409  # by name too
+            started = await client.post(f"/v1/campaigns/{campaign}/start", headers=AUTH)
+            assert started.json()["state"] == "running"
+            await Worker(app).run_until_idle()
+            shown = (await client.get("/v1/campaigns/spring", headers=AUTH)).json()
+            assert (shown["state"], shown["outcomes"]) == ("finished", {"refused": 1, "delivered": 2}) or \
+                (shown["state"], shown["outcomes"]) == ("finished", {"refused": 1, "sent": 2})
+            page = (await client.get(f"/v1/campaigns/{campaign}/results?limit=2", headers=AUTH)).json()
+            assert [r["line"] for r in page["results"]] == [1, 2] and page["next_cursor"] == 2
+            rest = (await client.get(f"/v1/campaigns/{campaign}/results?after=2", headers=AUTH)).json()
+            assert [r["outcome"] for r in rest["results"]] == ["refused"] and rest["next_cursor"] is None
+            exported = await client.get(f"/v1/campaigns/{campaign}/results.csv", headers=AUTH)
+            assert exported.headers["content-type"].startswith("text/csv")
+            rows = list(csv.DictReader(io.StringIO(exported.text)))
+            assert [r["phone"] for r in rows] == ["+49*********00", "+49*********01", "+49*********02"]
+            assert all(n.lstrip("+") not in exported.text for n in NUMBERS)
+            assert (await client.get("/v1/campaigns/nope", headers=AUTH)).status_code == 404
+
+    asyncio.run(walk())
+
+
+def test_rest_audience_upload_as_csv_and_json_lines(make) -> None:
+    app = ready(make)
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            made = await client.post("/v1/campaigns", headers=AUTH, json={"name": "upload", "template": TEMPLATE})
+            campaign = made.json()["campaign"]["id"]
+            text = "phone,1,2\n" + "".join(f"{n},Bo,10%\n" for n in NUMBERS[:4]) + "bad,x,y\n"
+            stopped = await client.put(f"/v1/campaigns/{campaign}/audience", content=text,
+                                       headers={**AUTH, "Content-Type": "text/csv"})
+            assert stopped.json() == {"loaded": False, "added": 0, "duplicates": 0, "invalid": 1,
+                                      "invalid_lines": [{"line": 6, "reason": stopped.json()["invalid_lines"][0]
+                                                         ["reason"]}]}
+            kept = await client.put(f"/v1/campaigns/{campaign}/audience?skip_invalid=true", content=text,
+                                    headers={**AUTH, "Content-Type": "text/csv"})
+            assert kept.json()["added"] == 4
+            lines = "\n".join(json.dumps({"phone": n, "params": ["Cy", "5%"]}) for n in NUMBERS[:2])
+            replaced = await client.put(f"/v1/campaigns/{campaign}/audience", content=lines,
+                                        headers={**AUTH, "Content-Type": "application/x-ndjson"})
+            assert replaced.json()["added"] == 2
+            assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 2
+            wrong = await client.put(f"/v1/campaigns/{campaign}/audience", content="x",
+                                     headers={**AUTH, "Content-Type": "text/plain"})
+            assert wrong.status_code == 415
+            header = await client.put(f"/v1/campaigns/{campaign}/audience", content="name\nAna\n",
+                                      headers={**AUTH, "Content-Type": "text/csv"})
+            assert header.status_code == 422 and "phone column" in header.text
+
+    asyncio.run(walk())
+
+
+def test_cli_walk(make, tmp_path: Path) -> None:
+    app = ready(make)
+    config = tmp_path / "cli.toml"
+    # the engine's own folder (its hash key) and database
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    audience = tmp_path / "list.csv"
+    audience.write_text("phone,1,2\n" + "".join(f"{n},Di,30%\n" for n in NUMBERS[:3]))
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "audience: 3 recipients" in run("campaigns", "create", "autumn", "--template", "spring_sale",
+                                           "--audience", str(audience))
+    preview = json.loads(run("campaigns", "preview", "autumn", "--json"))
+    assert preview["reachable"] == 2 and preview["refused"] == {"no_consent": 1}
+    assert "running" in run("campaigns", "start", "autumn")
+    assert "paused" in run("campaigns", "pause", "autumn")
+    refused = runner.invoke(cli, ["--config", str(config), "campaigns", "pause", "autumn"])
+    assert refused.exit_code != 0 and "cannot pause a campaign that is paused" in refused.output
+    assert "running" in run("campaigns", "resume", "autumn")
+    asyncio.run(Worker(app).run_until_idle())
+    assert json.loads(run("campaigns", "show", "autumn", "--json"))["state"] == "finished"
+    rows = list(csv.DictReader(io.StringIO(run("campaigns", "results", "autumn", "--csv"))))
+    assert [(r["phone"], r["outcome"] in ("sent", "delivered")) for r in rows] == [
+        ("+49*********00", True), ("+49*********01", True), ("+49*********02", False)]
+    assert [c["name"] for c in json.loads(run("campaigns", "list", "--json"))] == ["autumn"]
