@@ -25,7 +25,7 @@ from .channel import Channel, LegacyChannel, NoChannel
 from .connector import Connector
 from .conversations import ConversationState, Handover
 from .context import PluginState
-from .errors import ConfigurationError, NotFoundError
+from .errors import ConfigurationError, ConflictError, NotFoundError
 from .hooks import collect_connectors, collect_plugin_settings, delivery_targets, plugin_names
 from .idempotency import scoped_key, unique_key
 from .messages import Outgoing
@@ -230,6 +230,27 @@ class Connectzap:
         key = idempotency_key or outgoing.idempotency_key
         return gate.Admission(outgoing, scoped_key(source, key) if key else unique_key(source),
                               fresh_key=key is None)
+
+    def answer_later(self, inbound_key: str, event_id: int, messages: list[Outgoing], *,
+                     source: str) -> list[gate.Decision]:
+        """Send the automatic answer to an inbound message after its event was decided (a bot that
+        answers through the API): its messages (each with ``automatic`` set) go through the gate
+        together, only if the message has had no automatic answer yet -- else a
+        :class:`ConflictError` (``already_answered``) and nothing is sent. ``inbound_key`` is the
+        inbound message's wamid."""
+        from . import arbitration
+        kind = messages[0].automatic if messages else None
+        if kind is None or any(m.automatic != kind for m in messages):
+            raise ValueError("a late answer is one or more messages of one automatic kind")
+        admissions = [self.admission(m, idempotency_key=m.idempotency_key or f"{inbound_key}:{n}", source=source)
+                      for n, m in enumerate(messages)]
+        slot = arbitration.inbound_slot(inbound_key)
+        with self.db.begin() as conn:
+            if not arbitration.claim_late(self.db, conn, slot, event_id, None, kind):
+                raise ConflictError("this inbound message already had its automatic answer", code="already_answered")
+            decisions = gate.admit_many(self.db, conn, self.secret, admissions)
+            arbitration.claim_late_message(conn, slot, decisions[0].id)
+            return decisions
 
     def send_many(self, messages: list[Outgoing], *, source: str = "api",
                   strict_key: bool = False) -> list[gate.Decision]:

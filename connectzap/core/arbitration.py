@@ -63,8 +63,12 @@ def arbitrate(db: Database, conn: Connection, inbound: Inbound, stale_after_seco
     elif any(human_handles(conn, key, t, answering=inbound.event_id) for key in {r["contact_key"] for r in held}):
         reason = "human_handling"
     winner = None if reason else min(held, key=lambda r: AutomaticAnswer(r["automatic"]).rank)
+    # One answer may be several messages (a bot's text and then its buttons): the winner's plugin's
+    # other answers of the same kind go with it, in the order proposed.
+    going = [r for r in held if winner is not None and (r["plugin"], r["automatic"]) ==
+             (winner["plugin"], winner["automatic"])]
     for row in held:
-        if row is winner:
+        if any(row is g for g in going):
             continue
         detail = REASONS[reason] if reason else (
             f"the {winner['automatic']} answer of {winner['plugin']} went instead" if winner else None)
@@ -75,11 +79,36 @@ def arbitrate(db: Database, conn: Connection, inbound: Inbound, stale_after_seco
               "message_id": winner["id"] if winner else None, "kind": winner["automatic"] if winner else reason,
               "at": t}
     db.upsert(conn, automatic_answers, record, ["inbound_key"])
-    if winner is not None:
-        due = max(winner["not_before"] or t, t)
-        conn.execute(outbox.update().where(outbox.c.id == winner["id"]).values(
+    for row in going:
+        due = max(row["not_before"] or t, t)
+        conn.execute(outbox.update().where(outbox.c.id == row["id"]).values(
             reason=None, error_details=None, next_attempt_at=due, updated_at=t))
     return record
+
+
+def inbound_slot(wamid: str) -> str:
+    """The ``automatic_answers`` key of a customer's message: its wamid."""
+    return f"wamid:{wamid}"
+
+
+def claim_late(db: Database, conn: Connection, inbound_key: str, event_id: int, message_id: str | None,
+               kind: AutomaticAnswer) -> bool:
+    """Take ``inbound_key``'s slot for an answer sent after its event was decided (a bot answering
+    through the API): False when the message already had its automatic answer (or its reason for
+    none). Call inside the transaction that admits the answer."""
+    taken = conn.execute(select(automatic_answers.c.inbound_key).where(
+        automatic_answers.c.inbound_key == inbound_key)).first()
+    if taken is not None:
+        return False
+    db.upsert(conn, automatic_answers, {"inbound_key": inbound_key, "event_id": event_id, "message_id": message_id,
+                                        "kind": kind.value, "at": now()}, ["inbound_key"])
+    return True
+
+
+def claim_late_message(conn: Connection, inbound_key: str, message_id: str | None) -> None:
+    """Name the message that answered, once :func:`claim_late` took the slot and it was admitted."""
+    conn.execute(automatic_answers.update().where(automatic_answers.c.inbound_key == inbound_key)
+                 .values(message_id=message_id))
 
 
 def human_handles(conn: Connection, contact_key: str, at: float, answering: int | None = None) -> bool:

@@ -20,6 +20,9 @@ class AutomaticAnswer(StrEnum):
     """Closed now: when the business opens again."""
     welcome = "welcome"
     """A greeting on the first message (or after a long silence)."""
+    fallback = "fallback"
+    """Sent only when no other automatic answer goes: e.g. a chatbot that timed out says a person
+    will answer, unless an FAQ rule or the away message answers instead."""
 
     @property
     def rank(self) -> int:

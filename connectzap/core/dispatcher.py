@@ -340,8 +340,8 @@ class Dispatcher:
         if waiting:
             return
         message = plan.payload if isinstance(plan.payload, InboundMessage) else None
-        inbound = arbitration.Inbound(plan.event_id, f"wamid:{message.wamid}" if message else f"event:{plan.event_id}",
-                                    message.timestamp.timestamp() if message else None)
+        slot = arbitration.inbound_slot(message.wamid) if message else f"event:{plan.event_id}"
+        inbound = arbitration.Inbound(plan.event_id, slot, message.timestamp.timestamp() if message else None)
         arbitration.arbitrate(self.db, conn, inbound, self.app.settings.automation.stale_after_minutes * 60)
 
     def _commit(self, conn: Any, o: _Delivery) -> None:

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.whatsapp.commands",
     "connectzap.plugins.optin",
     "connectzap.plugins.opt_out_keywords",
+    "connectzap.plugins.chatbot",
     "connectzap.connectors.woocommerce",
     "connectzap.plugins.order_notifications",
     "connectzap.connectors.generic",

@@ -3,6 +3,7 @@
 * Engines: ``make_app`` builds one on a temporary SQLite file (or ``CONNECTZAP_TEST_DATABASE_URL``);
   :func:`run` drives its workers synchronously until idle; ``seed_template`` fills the template cache.
 * :class:`FakeWhatsApp` records every Cloud API request body and fails on demand.
+* :class:`FakeBot` stands in for the bot behind the chatbot bridge (answers, slow, errors, garbage).
 * ``*_headers`` functions and :class:`Signer` sign requests for every supported scheme.
 * ``load_payload`` / ``sample_event`` give canonical WhatsApp webhooks and one event per kind.
 * :func:`registered_plugin` registers a plugin for the length of a ``with`` block; :func:`recording`
@@ -17,6 +18,7 @@ The pytest plugin (loaded automatically) adds the fixtures ``connectzap_app``, `
 """
 
 from .apps import make_app, run, seed_template
+from .fake_bot import BotRequest, FakeBot
 from .fakes import FAILURES, FakeWhatsApp, delivery_error
 from .harness import ConnectorSpec, Harness, deliver, open_harness, put_templates
 from .payloads import load_payload, payload_bytes, payload_names, sample_event
@@ -28,7 +30,8 @@ from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot
                       woocommerce_headers)
 
 __all__ = [
-    "FAILURES", "SUITES", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeWhatsApp", "Harness",
+    "FAILURES", "SUITES", "BotRequest", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeBot",
+    "FakeWhatsApp", "Harness",
     "HookRecorder",
     "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers",
     "hubspot_v1_headers", "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers",

@@ -47,9 +47,11 @@ router = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bea
 
 
 def plugin_router() -> APIRouter:
-    """The ``/v1`` routes plugins add (``register_api_routes``), guarded like the built-in ones; a
-    method and path the API already serves is refused at start-up."""
-    added = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)])
+    """The ``/v1`` routes plugins add (``register_api_routes``), guarded like the built-in ones and
+    documented with their error answers; a method and path the API already serves is refused at
+    start-up."""
+    added = APIRouter(prefix="/v1", route_class=ApiRoute, dependencies=[Depends(bearer_scheme)],
+                      responses=_errors((415, "A body that is not JSON")))
     hooks.register_api_routes(added)
     taken = {(route.path, method) for route in router.routes if isinstance(route, APIRoute)
              for method in route.methods or ()}

@@ -18,10 +18,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
           "headers": {"X-Optin-Link": {"description": "The wa.me link the QR code holds",
                                        "schema": {"type": "string"}}},
           "description": "The QR code"},
-    401: {**_ERROR, "description": "Missing or invalid API key"},
     409: {**_ERROR, "description": "The keyword already signs up for another category"},
     422: {**_ERROR, "description": "Invalid input, or the plugin lacks business_name or the number"},
-    503: {**_ERROR, "description": "The Cloud API could not be asked for the number"},
 }
 
 

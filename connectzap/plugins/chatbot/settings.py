@@ -1,0 +1,46 @@
+"""``[plugins.chatbot]``: where the bot is, how it is signed, how long to wait, what to say when it
+cannot answer (docs/automation.md, "Chatbot bridge")."""
+
+from __future__ import annotations
+
+from pydantic import Field, HttpUrl, SecretStr, model_validator
+
+from connectzap import PluginSettings
+from connectzap.signatures import sign_standard
+
+DEFAULT_FALLBACK = "Sorry, our assistant cannot answer right now. A person will reply as soon as possible."
+
+
+class ChatbotSettings(PluginSettings):
+    """Every key optional; without ``url`` the plugin forwards nothing."""
+
+    url: HttpUrl | None = None
+    """The bot's endpoint: each inbound message is POSTed to it."""
+    secret: SecretStr | None = None
+    """Signs each request the Standard Webhooks way, like the generic outbound webhooks."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """How long to wait for the bot's answer before falling back."""
+    max_messages: int = Field(default=3, ge=1, le=5)
+    """The most messages one answer may have; more is a malformed answer."""
+    later_minutes: float = Field(default=60.0, gt=0, le=24 * 60)
+    """How long an answer through ``POST /v1/chatbot/answers`` is accepted after the bot said it
+    would answer later."""
+    fallback_text: str = Field(default=DEFAULT_FALLBACK, max_length=4096)
+    """Sent when the bot fails (timeout, error, malformed answer) and no FAQ rule, away message or
+    welcome answers instead; "" sends nothing."""
+    hand_to_human_on_failure: bool = False
+    """Also hand the conversation to a person when the bot fails."""
+    skip_types: list[str] = Field(default_factory=lambda: ["reaction", "system", "unsupported", "unknown"])
+    """Message types never forwarded (nothing to answer)."""
+
+    @model_validator(mode="after")
+    def _signed(self) -> ChatbotSettings:
+        if self.url is not None and (self.secret is None or not self.secret.get_secret_value()):
+            raise ValueError("with a url, also set secret: requests to the bot are signed")
+        if self.secret is not None:
+            try:  # a whsec_ secret is base64 (Standard Webhooks): refuse a broken one now, not per message
+                sign_standard("msg_check", 0, b"", self.secret.get_secret_value())
+            except ValueError:
+                raise ValueError("secret starts with whsec_ but the rest is not base64 (Standard Webhooks "
+                                 "secrets are whsec_ and base64)") from None
+        return self
