@@ -19,18 +19,10 @@ from connectzap import (AutomaticAnswer, EventContext, InboundMessage, OutboundC
                         hookimpl, is_bsuid)
 
 from . import bridge
-from .settings import ChatbotSettings
+from .settings import NAME, ChatbotSettings, waiting_key
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
-
-NAME = "chatbot"
-
-
-def waiting_key(wamid: str) -> str:
-    """The plugin state key of a message the bot said it would answer later."""
-    return f"waiting:{wamid}"
-
 
 @hookimpl
 def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectzap import (AutomaticAnswer, Connectzap, MessageContent, NotFoundError, Outgoing,
                         PayloadError)
 
-from .settings import ChatbotSettings
+from .settings import NAME, ChatbotSettings, waiting_key
 
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 
@@ -30,7 +30,6 @@ class LateAnswerResult(BaseModel):
 
 
 def answer(app: Connectzap, late: LateAnswer) -> LateAnswerResult:
-    from . import NAME, waiting_key
     settings = app.plugin_settings.get(NAME)
     limit = settings.max_messages if isinstance(settings, ChatbotSettings) else 3
     state = app.plugin_state(NAME)

@@ -8,6 +8,14 @@ from pydantic import Field, HttpUrl, SecretStr, model_validator
 from connectzap import PluginSettings
 from connectzap.signatures import sign_standard
 
+NAME = "chatbot"
+
+
+def waiting_key(wamid: str) -> str:
+    """The plugin state key of a message the bot said it would answer later."""
+    return f"waiting:{wamid}"
+
+
 DEFAULT_FALLBACK = "Sorry, our assistant cannot answer right now. A person will reply as soon as possible."
 
 
