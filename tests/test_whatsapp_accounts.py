@@ -368,3 +368,15 @@ async def test_the_display_number_is_read_with_the_numbers_account_token(make: A
     asked = [r.path.rsplit("/", 1)[1] for r in graph.requests if r.method == "GET"]
     assert asked == [OUTLET["numbers"][0], SHOP["numbers"][0]]  # the stand-in answered each to its own token
     await app.aclose()
+
+
+def test_a_template_name_used_by_two_accounts_is_reported_at_sync(cli_run: Any, graph: Any, caplog: Any) -> None:
+    graph.owner(SHOP["waba"]).templates.append(template("order_shipped"))
+    graph.owner(OUTLET["waba"]).templates.append(template("order_shipped"))
+    graph.owner(OUTLET["waba"]).templates.append(template("outlet_only"))
+    with caplog.at_level("WARNING", logger="connectzap.whatsapp.templates"):
+        assert cli_run("templates", "sync").exit_code == 0
+    said = [r.getMessage() for r in caplog.records if "replaces the one of" in r.getMessage()]
+    assert said == [f"whatsapp: template order_shipped (en) of business account {OUTLET['waba']} replaces the one "
+                    f"of business account {SHOP['waba']} in the template cache; give each account's templates their "
+                    "own names"]

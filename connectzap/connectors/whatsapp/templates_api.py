@@ -4,6 +4,7 @@ kept in step with the template cache the send gate checks (:mod:`connectzap.core
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ from ...core.errors import ConfigurationError, PayloadError
 from ...core.models import TemplateInfo
 from .client import GraphClient
 from .sandbox_templates import WABA_ID as SANDBOX_WABA
+
+log = logging.getLogger("connectzap.whatsapp.templates")
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -49,7 +52,14 @@ async def sync(client: GraphClient, app: Connectzap) -> tuple[int, int]:
     keep = {(t.name, t.language) for t in remote}
     removed = 0
     with app.db.begin() as conn:
+        others = {(t.name, t.language): t.waba_id for t in cache.all_templates(conn)
+                  if t.waba_id not in (waba, None, SANDBOX_WABA)}
         for info in remote:
+            if (info.name, info.language) in others:
+                # The cache holds one template per name and language (docs/several-accounts.md).
+                log.warning("whatsapp: template %s (%s) of business account %s replaces the one of business "
+                            "account %s in the template cache; give each account's templates their own names",
+                            info.name, info.language, waba, others[(info.name, info.language)])
             cache.put(app.db, conn, info)
         for old in cache.all_templates(conn):
             # The sandbox's templates go too: the live account cannot send them.
