@@ -62,7 +62,7 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 TEMPLATE = "order_confirmation"
-GRAPH_VERSION = "v23.0"
+GRAPH_VERSION = "v27.0"
 
 
 # --- the load generator ------------------------------------------------------------------------

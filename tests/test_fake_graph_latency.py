@@ -21,7 +21,7 @@ async def timed_sends(url: str, count: int) -> tuple[list[float], float]:
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer t"}) as client:
         async def one() -> float:
             started = time.perf_counter()
-            answer = await client.post("/v23.0/1/messages", json=SEND)
+            answer = await client.post("/v27.0/1/messages", json=SEND)
             assert answer.status_code == 200 and answer.json()["messages"][0]["id"].startswith("wamid.")
             return time.perf_counter() - started
 

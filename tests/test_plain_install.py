@@ -77,7 +77,7 @@ def test_fake_graph_runs_on_a_plain_install() -> None:
         url = json.loads(first)["url"]
         body = json.dumps({"messaging_product": "whatsapp", "to": "4915112345678", "type": "text",
                            "text": {"body": "hi"}}).encode()
-        request = urllib.request.Request(f"{url}/v23.0/1234/messages", data=body, method="POST",
+        request = urllib.request.Request(f"{url}/v27.0/1234/messages", data=body, method="POST",
                                          headers={"Authorization": "Bearer t0k", "Content-Type": "application/json"})
         for _ in range(100):  # the server binds just after printing its URL
             try:

@@ -135,7 +135,7 @@ def order_then_reply(folder: Path) -> Path:
 
 def assert_simulated_everything(out: str, world: World) -> None:
     assert "WOULD SEND template order_confirmation (en) to +34*******78 [order_notifications]" in out, out
-    assert f"POST {world.graph.url}/v23.0/{NUMBER_ID}/messages" in out
+    assert f"POST {world.graph.url}/v27.0/{NUMBER_ID}/messages" in out
     assert f"WOULD CALL [connector:woocommerce] POST {world.receiver.url}/wp-json/wc/v3/orders/1042/notes" in out
     assert f"WOULD CALL [connector:hubspot] POST {world.hubspot.url}/crm/v3/objects/contacts/search" in out
     assert f"WOULD CALL [connector:hubspot] POST {world.hubspot.url}/crm/v3/objects/communications" in out
@@ -186,7 +186,7 @@ def test_the_json_report_shows_verdicts_requests_and_calls_masked(world: World) 
     assert [(m["verdict"], m["template"], m["to"]) for m in messages] == [
         ("sent", "order_confirmation", "+34*******78")]
     request = messages[0]["request"]
-    assert request["url"] == f"{world.graph.url}/v23.0/{NUMBER_ID}/messages"
+    assert request["url"] == f"{world.graph.url}/v27.0/{NUMBER_ID}/messages"
     assert request["body"]["to"] == "+34*******78"
     assert request["body"]["template"]["components"] == [{"type": "body", "parameters": [
         {"type": "text", "text": "1042"}]}]

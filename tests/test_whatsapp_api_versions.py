@@ -32,7 +32,8 @@ def test_a_known_version_warns_exactly_within_90_days_of_its_end_or_after(versio
 
 def test_versions_without_an_announced_end_and_unknown_versions():
     assert warning(newest(), date(2030, 1, 1)) is None  # Meta has not dated it yet
-    assert newest() == "v26.0"
+    assert newest() == "v27.0"
+    assert warning("v26.0", date(2030, 1, 1)) is None  # nor this one (its successor is a month old)
     for odd in ("v99.0", "v23", "latest", ""):
         found = warning(odd, date(2026, 12, 2))
         assert found is not None and "unknown" in found
@@ -40,7 +41,7 @@ def test_versions_without_an_announced_end_and_unknown_versions():
 
 def test_the_default_version_is_not_about_to_end():
     default = WhatsAppSettings().api_version
-    assert default in END_OF_LIFE
+    assert default in END_OF_LIFE and default == newest()  # the default is the newest version Meta serves
     assert WhatsAppSettings().doctor_warnings(date(2026, 12, 2)) == []
     assert WhatsAppSettings(api_version="v20.0").doctor_warnings(date(2026, 9, 1))  # 23 days left
     assert WhatsAppSettings(api_version="v20.0", enabled=False).doctor_warnings(date(2026, 9, 1)) == []
@@ -49,6 +50,7 @@ def test_the_default_version_is_not_about_to_end():
 @pytest.mark.parametrize(("version", "today", "expected"), [
     ("v21.0", date(2026, 12, 2), "reaches its end of life on 2027-01-21 (50 days)"),
     ("v23.0", date(2026, 12, 2), None),
+    ("v27.0", date(2026, 12, 2), None),
     ("v7.5", date(2026, 12, 2), "'v7.5' is unknown"),
 ])
 def test_doctor_prints_the_warning_for_the_day_it_runs(tmp_path: Path, version, today, expected):

@@ -157,7 +157,7 @@ async def test_local_media_is_uploaded_then_sent_by_id(tmp_path):
         await channel.send(out(doc, outbox_id="doc1"))
         await channel.send(out(doc, outbox_id="doc2"))  # same file: no second upload
         assert cas.all_played
-        assert [r.path for r in cas.requests].count(f"/v23.0/{NUMBER}/media") == 1
+        assert [r.path for r in cas.requests].count(f"/v27.0/{NUMBER}/media") == 1
     await channel.aclose()
 
 

@@ -125,7 +125,7 @@ def test_set_for_the_number_sends_webhook_configuration_and_show_reports_it(run,
     assert result.exit_code == 0, result.output
     assert f"number {NUMBER}: webhooks go to https://orders.example/hook" in result.output
     [post] = _posts(fake)
-    assert post.path == f"/v23.0/{NUMBER}"
+    assert post.path == f"/v27.0/{NUMBER}"
     assert post.body == {"webhook_configuration": {"override_callback_uri": "https://orders.example/hook",
                                                    "verify_token": WEBHOOK_TOKEN}}
     shown = run("whatsapp", "webhook", "show", "--json")
@@ -157,7 +157,7 @@ def test_whole_account_posts_to_subscribed_apps(run, fake):
     assert result.exit_code == 0, result.output
     assert "business account waba1" in result.output and WEBHOOK_TOKEN not in result.output
     [post] = _posts(fake)
-    assert post.path == "/v23.0/waba1/subscribed_apps"
+    assert post.path == "/v27.0/waba1/subscribed_apps"
     assert post.body == {"override_callback_uri": "https://shop.example/wa", "verify_token": WEBHOOK_TOKEN}
     shown = json.loads(run("whatsapp", "webhook", "show", "--json").output)
     assert shown["whatsapp_business_account"] == "https://shop.example/wa"

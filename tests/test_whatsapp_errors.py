@@ -97,7 +97,7 @@ def test_any_garbage_body_still_classifies(body, status):
 
 
 def test_timeouts_are_ambiguous_for_sends_only():
-    request = httpx.Request("POST", "https://graph.facebook.com/v23.0/1/messages")
+    request = httpx.Request("POST", "https://graph.facebook.com/v27.0/1/messages")
     read_timeout = httpx.ReadTimeout("timed out", request=request)
     assert type(errors.from_transport(read_timeout, may_have_acted=True)) is AmbiguousDeliveryError
     assert type(errors.from_transport(read_timeout, may_have_acted=False)) is RetriableDeliveryError
@@ -107,7 +107,7 @@ def test_timeouts_are_ambiguous_for_sends_only():
 
 def test_aiohttp_dropped_connection_is_ambiguous_but_failed_connect_is_not():
     import aiohttp
-    request = httpx.Request("POST", "https://graph.facebook.com/v23.0/1/messages")
+    request = httpx.Request("POST", "https://graph.facebook.com/v27.0/1/messages")
     dropped = httpx.ConnectTimeout("dropped", request=request)
     dropped.__cause__ = aiohttp.ServerDisconnectedError()
     assert type(errors.from_transport(dropped, may_have_acted=True)) is AmbiguousDeliveryError

@@ -156,12 +156,12 @@ async def test_workers_read_the_limit_at_start_and_keep_the_budget_when_it_is_mi
         stop.set()
         await worker
         asked = [r for r in fake.requests if r.method == "GET" and r.path.endswith("/106540352242922")]
-        assert [r.body for r in asked] == [{"fields": "messaging_limit_tier"}]  # the default api_version is v23.0
+        assert [r.body for r in asked] == [{"fields": limits.CURRENT_FIELD}]  # the default api_version is v27.0
         # An answer without the field stores nothing: the last reported limit stays.
         fake.messaging_limit = None
         await app.connectors["whatsapp"].background(asyncio.Event())
     assert limits.in_force(app.db, app.connectors["whatsapp"].settings)[0] == 100_000
-    assert "messaging_limit_tier = None is not a messaging limit; the daily budget stays at 100000" in caplog.text
+    assert f"{limits.CURRENT_FIELD} = None is not a messaging limit; the daily budget stays at 100000" in caplog.text
 
 
 async def test_a_configured_budget_is_not_replaced_by_the_graph_reading(make: Any) -> None:

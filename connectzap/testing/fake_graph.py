@@ -83,7 +83,7 @@ class FakeAccount:
 
 
 class FakeGraph:
-    def __init__(self, *, token: str = "test-token", version: str = "v23.0", record: bool = True,
+    def __init__(self, *, token: str = "test-token", version: str = "v27.0", record: bool = True,
                  page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0) -> None:
         self.token = token
         self.latency_ms = latency_ms
@@ -519,7 +519,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--token", default="test-token")
-    parser.add_argument("--version", default="v23.0")
+    parser.add_argument("--version", default="v27.0")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="Wait this long before every answer, like a round trip to Meta (default 0).")
     args = parser.parse_args()

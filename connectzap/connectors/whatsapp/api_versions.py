@@ -3,8 +3,11 @@ configured ``api_version`` does.
 
 The dates are Meta's "Available until" column of the Graph API versions table
 (developers.facebook.com/docs/graph-api/changelog/versions, the current localized copies that
-list v26.0, read through the search tool on 2026-12-02). Meta sets a version's date only once a
-later version is out, so the newest ones have none ("TBD"): they count as known and current.
+list v26.0, read through the search tool on 2026-12-02). v27.0 comes from the English changelog
+(developers.facebook.com/documentation/development/graph-api/changelog: a version introduced
+November 4, 2026, "TBD") and Meta's blog post "Introducing Graph API v27.0" of that day, both
+read the same day; the localized copies did not list it yet. Meta sets a version's date only once
+a later version is out, so the newest ones have none ("TBD"): they count as known and current.
 When Meta publishes a new version, add it here.
 """
 
@@ -13,7 +16,8 @@ from __future__ import annotations
 from datetime import date
 
 END_OF_LIFE: dict[str, date | None] = {
-    "v26.0": None,  # released 2026-07-29
+    "v27.0": None,  # released 2026-11-04
+    "v26.0": None,  # released 2026-07-29; Meta still says TBD
     "v25.0": date(2028, 7, 29),
     "v24.0": date(2028, 2, 18),
     "v23.0": date(2027, 10, 8),

@@ -62,7 +62,7 @@ class WhatsAppSettings(ConnectorSettings):
     """Meta app secrets for X-Hub-Signature-256; list the new one first while rotating."""
     verify_token: SecretStr | None = None
     api_base_url: str = "https://graph.facebook.com"
-    api_version: str = "v23.0"
+    api_version: str = "v27.0"
     marketing_messages_api: bool = False
     """Send MARKETING templates through /{phone-number-id}/marketing_messages."""
     timeout_seconds: float = Field(default=15.0, gt=0)
