@@ -93,6 +93,29 @@ def test_a_configured_limit_wins_and_other_accounts_are_ignored(make: Any) -> No
     assert admitted(other, 400) == 250
 
 
+def test_business_capability_update_sets_the_budget(make: Any) -> None:
+    """``business_capability_update`` (fixture built from Meta's reference: the limit as a number)
+    moves the budget like the quality webhook; the per-phone field of before February 2026 counts
+    when it is the only one, ``-1`` meaning unlimited; a change of phone-number counts alone sets nothing."""
+    app = make(connectors={"whatsapp": whatsapp()})
+    body = (Path(__file__).parent / "payloads" / "whatsapp" / "business_capability_update.json").read_bytes()
+    answer = deliver(app, "whatsapp", webhook_request("/webhooks/whatsapp", body, headers=meta_headers(body, SECRET)))
+    assert answer.status == 200
+    run(app)
+    assert admitted(app, 2500) == 2000
+    # (recipients admitted while the limit was unlimited are not counted against a later limit)
+    for at, value, ask, room in ((1_780_000_100, {"max_phone_numbers_per_waba": 25}, 6000, 0),
+                                 (1_780_000_200, {"max_daily_conversation_per_phone": -1}, 6000, 6000),
+                                 (1_780_000_300, {"max_daily_conversations_per_business": "TIER_10K",
+                                                  "max_daily_conversation_per_phone": -1}, 9000, 10_000 - 2000)):
+        capability = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": WABA, "time": at,
+                                 "changes": [{"field": "business_capability_update", "value": value}]}]}).encode()
+        deliver(app, "whatsapp", webhook_request("/webhooks/whatsapp", capability,
+                                                 headers=meta_headers(capability, SECRET)))
+        run(app)
+        assert admitted(app, ask) == room, value
+
+
 @pytest.mark.parametrize(("reported", "expected"), [
     ("TIER_250", (True, 250)), ("TIER_2K", (True, 2000)), ("TIER_100K", (True, 100_000)), ("10000", (True, 10_000)),
     ("TIER_UNLIMITED", (True, None)), ("TIER_NOT_SET", (False, None)), ("", (False, None)), ("TIER_0", (False, None)),

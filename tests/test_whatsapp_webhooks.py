@@ -353,6 +353,21 @@ def test_calls_become_call_activity_without_session_data():
     assert len(keys) == 3
 
 
+def test_business_capability_update_is_a_messaging_limit_notice():
+    [event] = parsed("business_capability_update")
+    assert event.kind == "resolve"
+    assert (event.data["waba_id"], event.data["limit"], event.data["reported"]) == ("102290129340398", 2000, "2000")
+
+
+def test_a_shared_contact_card_names_its_sender():
+    """The answer to a share-contact button: the customer's own card (``contact_request``) gives the
+    number of a sender known by BSUID alone (tests/test_contact_info_templates.py goes end to end)."""
+    message = only("contact_request_answer")
+    assert (message.type, message.contact.user_id, message.contact.phone) == (
+        "contacts", "US.13491208655302741918", "+16505551234")
+    assert message.context is not None
+
+
 def test_every_fixture_is_exercised_here():
     source = Path(__file__).read_text()
     unused = [p.stem for p in FIXTURES.glob("*.json") if f'"{p.stem}"' not in source]

@@ -576,10 +576,18 @@ def messaging_limit(reported: str) -> tuple[bool, int | None]:
     return limit > 0, limit if limit > 0 else None
 
 
+LIMIT_FIELDS = ("max_daily_conversations_per_business", "current_limit", "max_daily_conversation_per_phone")
+"""Where a ``phone_number_quality_update`` or ``business_capability_update`` names the portfolio's
+messaging limit, the first present deciding: ``max_daily_conversations_per_business`` (``TIER_2K``...,
+or a number) replaced ``current_limit`` and ``max_daily_conversation_per_phone`` (``2000``..., ``-1``
+for unlimited), both removed in February 2026 (Meta's webhook references for both fields)."""
+
+
 def _limit_update(change: _Change) -> Iterator[Event]:
     value = change.value
-    # max_daily_conversations_per_business replaces current_limit (removed in February 2026)
-    reported = _text(value.get("max_daily_conversations_per_business")) or _text(value.get("current_limit"))
+    reported = next((text for text in (_text(value.get(name)) for name in LIMIT_FIELDS) if text), None)
+    if reported and reported.strip() == "-1":
+        reported = "TIER_UNLIMITED"  # the per-phone field's spelling of unlimited
     if not reported:
         return  # a throughput or quality change without a limit
     known, limit = messaging_limit(reported)
@@ -671,6 +679,7 @@ _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
     "user_preferences": _user_preferences,
     **{name: _template_update for name in TEMPLATE_FIELDS},
     "phone_number_quality_update": _limit_update,
+    "business_capability_update": _limit_update,
     "account_update": _account_update,
     "calls": _calls,
 }
