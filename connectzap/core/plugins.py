@@ -32,6 +32,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.plugins.optin",
     "connectzap.plugins.opt_out_keywords",
     "connectzap.plugins.chatbot",
+    "connectzap.plugins.handoff",
+    "connectzap.plugins.auto_replies",
     "connectzap.connectors.woocommerce",
     "connectzap.plugins.order_notifications",
     "connectzap.connectors.generic",

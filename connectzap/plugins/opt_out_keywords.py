@@ -27,14 +27,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectzap import (Category, ConsentChange, EventContext, InboundMessage, PluginSettings, TextContent,
                         hookimpl, is_bsuid, normalise_keyword)
 
 from . import optin
-from .optin.settings import language_of
+from .languages import COUNTRY_LANGUAGES, checked_countries, choose_language, language_of
+
+__all__ = ["COUNTRY_LANGUAGES", "REPLIES", "START_WORDS", "STOP_WORDS", "KeywordSettings", "normalise", "settings_of"]
 
 log = logging.getLogger("connectzap.plugins.opt_out_keywords")
 
@@ -65,17 +66,6 @@ REPLIES: dict[str, dict[str, str]] = {
     "pt": {"stop": "Você não receberá mais nossas ofertas. Responda VOLTAR para se inscrever novamente.",
            "start": "Você voltou a receber nossas ofertas. Responda SAIR para cancelar."},
 }
-
-# The language a country's customers read, for the countries whose language has a built-in reply.
-COUNTRY_LANGUAGES: dict[str, str] = {
-    **dict.fromkeys(("ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN", "PY", "SV",
-                     "NI", "CR", "PA", "UY", "PR", "GQ"), "es"),
-    **dict.fromkeys(("BR", "PT", "AO", "MZ", "CV", "GW", "ST"), "pt"),
-    **dict.fromkeys(("US", "GB", "IE", "CA", "AU", "NZ", "ZA", "IN", "NG", "KE", "GH", "SG", "PH", "JM"), "en"),
-    **dict.fromkeys(("DE", "AT"), "de"),
-    **dict.fromkeys(("FR",), "fr"),
-}
-
 
 normalise = normalise_keyword
 """How a message is compared with the keywords (shared with every plugin that reacts to words)."""
@@ -132,10 +122,7 @@ class KeywordSettings(PluginSettings):
     @field_validator("countries")
     @classmethod
     def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
-        for country in countries:
-            if not (len(country) == 2 and country.isalpha()):
-                raise ValueError(f"{country!r} is not a two-letter country code (ISO 3166, e.g. CH)")
-        return {country.upper(): _language(tag) for country, tag in countries.items()}
+        return checked_countries(countries)
 
     @model_validator(mode="after")
     def _consistent(self) -> KeywordSettings:
@@ -170,34 +157,12 @@ class KeywordSettings(PluginSettings):
         number's country's (when the keyword is one of its words, or the keyword is language-less),
         else ``default_language``. Only languages with a reply qualify."""
         table = STOP_WORDS if which == "stop" else START_WORDS
-        replies = self.languages()
-        of_word = [lang for lang, words in table.items() if said in words and lang in replies]
-        if len(of_word) == 1:
-            return of_word[0]
-        country = _country_language(phone, self.countries)
-        if country in replies and (not of_word or country in of_word):
-            return country
-        if of_word and self.default_language not in of_word:
-            return of_word[0]
-        return self.default_language if self.default_language in replies else "en"
+        of_word = [lang for lang, words in table.items() if said in words]
+        return choose_language(of_word, phone, self.languages(), self.default_language, self.countries)
 
 
 def _all(table: dict[str, tuple[str, ...]]) -> list[str]:
     return list(dict.fromkeys(word for words in table.values() for word in words))
-
-
-def _country_language(phone: str, overrides: dict[str, str]) -> str | None:
-    # A business-scoped user id starts with the customer's country (``US.1349…``).
-    if is_bsuid(phone):
-        region: str | None = phone[:2]
-    else:
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone))
-        except phonenumbers.NumberParseException:
-            return None
-    if region is None:
-        return None
-    return overrides.get(region) or COUNTRY_LANGUAGES.get(region)
 
 
 _cache: tuple[dict[str, Any], KeywordSettings] | None = None

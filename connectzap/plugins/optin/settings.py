@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectzap import Category, PluginSettings
 
+from ..languages import language_of
+
 PLACEHOLDERS = frozenset({"business", "keyword", "what"})
 """What a wording may name: ``{business}`` (``business_name``), ``{keyword}`` and ``{what}`` (what
 the customer signs up for, in words: "offers and news" for marketing)."""
@@ -37,11 +39,6 @@ BUILT_IN: dict[str, dict[str, str]] = {
            "ask": "Você quer receber {what} de {business} pelo WhatsApp? Toque em Sim para confirmar.",
            "button": "Sim"},
 }
-
-
-def language_of(tag: str) -> str:
-    """``pt_BR``, ``pt-br`` and ``PT`` are all ``pt``."""
-    return tag.strip().replace("-", "_").split("_", 1)[0].lower()
 
 
 def international(shown: str) -> str:
