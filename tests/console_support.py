@@ -58,6 +58,20 @@ def tell_story(app: Connectzap, *, pause: bool = True) -> dict[str, int]:
     return ids
 
 
+def unknown_message(app: Connectzap) -> str:
+    """A consented message to Ana left ``unknown``, as a worker killed after the hand-off leaves it."""
+    from connectzap import Category, ConsentChange, Outgoing, TemplateContent
+    from connectzap.core.store import outbox
+    app.set_consent(ConsentChange(phone=ANA, category=Category.UTILITY, granted=True, source="test", proof="box"))
+    mid = app.send(Outgoing(to=ANA, content=TemplateContent(name="order_confirmation", language="en",
+                                                            body=["Ana", "7"]))).id
+    with app.db.begin() as conn:
+        outbox.claim(app.db, conn, "gone", 10, lease=30)
+        outbox.hand_off(conn, [mid], "gone")
+        outbox.mark_unknown(conn, mid, reason="crashed_mid_send")
+    return mid
+
+
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from console_support import PAUSE_REASON, PLUGINS, tell_story
+from console_support import PAUSE_REASON, PLUGINS, tell_story, unknown_message
 
 from connectzap.cli import cli
 from connectzap.console.passwords import check_password
@@ -61,3 +61,12 @@ def test_events_retry_by_target_and_resume(shop):
     assert run(config, "resume").output.strip() == f"sending resumed (it was paused: {PAUSE_REASON})"
     assert app.paused() is None
     assert run(config, "resume").output.strip() == "sending is not paused"
+
+
+def test_messages_settle(shop):
+    app, _, config = shop
+    mid = unknown_message(app)
+    assert run(config, "messages", "settle", mid).output.strip() == "queued to be resent"
+    assert app.message(mid)["status"] == "queued"
+    again = run(config, "messages", "settle", mid)
+    assert again.exit_code == 1 and "is not unknown" in again.output

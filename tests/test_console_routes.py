@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from console_support import ANA, PASSWORD, PAUSE_REASON, PLUGINS, USER, csrf_of, log_in, tell_story
+from console_support import (ANA, PASSWORD, PAUSE_REASON, PLUGINS, USER, csrf_of, log_in, tell_story,
+                             unknown_message)
 from server_support import KEY
 
 from connectzap.cli.running import http_extensions
@@ -230,3 +231,21 @@ def test_each_whatsapp_account_shows_its_own_budget(make):
     assert set(lines) == {"messaging limit (shop)", "messaging limit (outlet)"}
     assert lines["messaging limit (shop)"].startswith("2 of 250 unique recipients in the last 24 h")
     assert lines["messaging limit (outlet)"].startswith("0 of 250 unique recipients in the last 24 h")
+
+
+async def test_settle_an_unknown_message_now(shop):
+    app, _ = shop
+    mid = unknown_message(app)
+    async with console(app) as client:
+        await log_in(client)
+        page = await client.get("/console/messages/unknown")
+        assert f"Settle now ({app.settings.workers.unknown_policy})" in page.text
+        assert digits(ANA) not in digits(page.text) and "+34*******78" in page.text
+        forged = await client.post(f"/console/messages/{mid}/settle", data={"csrf": "0" * 64})
+        assert forged.status_code == 403 and app.message(mid)["status"] == "unknown"
+        done = await client.post(f"/console/messages/{mid}/settle", data={"csrf": csrf_of(page.text)})
+        shown = (await client.get(done.headers["location"])).text
+    expected = {"resend": ("queued", "queued to be resent"), "fail": ("failed", "failed as unconfirmed")}[
+        app.settings.workers.unknown_policy]
+    assert app.message(mid)["status"] == expected[0] and f"message {mid}: {expected[1]}" in shown
+    assert [(a["action"], a["target"]) for a in app.operators.audit_log()][0] == ("settle_unknown", f"message {mid}")

@@ -189,6 +189,39 @@ async def test_resend_policy_resends_once_after_the_grace_period_with_the_same_c
     assert app.message(ids[0])["reason"] == "resent_unconfirmed"
 
 
+async def test_settle_now_applies_the_policy_before_the_grace_period(make: Any, tick: Clock) -> None:
+    """``connectzap messages settle`` and the console's Settle now: the same policy, at once, once."""
+    channel = LiveLike()
+    app, ids = admitted(make, channel, unknown_policy="resend")
+    die_mid_batch(app, handed_off=ids[:2])
+    tick.t += 31
+    await Worker(app).run_until_idle()
+    assert [status(app, m) for m in ids[:2]] == ["unknown"] * 2
+    assert app.settle_unknown(ids[0]) == "resend"  # well inside its grace period
+    assert app.settle_unknown(ids[0]) is None  # queued now: not unknown any more
+    assert app.settle_unknown(ids[2]) is None  # accepted: nothing to settle
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert (status(app, ids[0]), channel.sends_of(ids[0])) == ("accepted", 1)
+    assert (status(app, ids[1]), channel.sends_of(ids[1])) == ("unknown", 0)  # the other one still waits
+    assert app.message(ids[0])["reason"] == "resent_unconfirmed"
+
+
+async def test_settle_now_with_the_fail_policy_fails_and_tells_the_hooks(
+        make: Any, tick: Clock, listener: StatusListener) -> None:
+    channel = LiveLike()
+    app, ids = admitted(make, channel, unknown_policy="fail")
+    die_mid_batch(app, handed_off=ids[:1])
+    tick.t += 31
+    await Worker(app).run_until_idle()
+    assert app.settle_unknown(ids[0]) == "fail"
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    row = app.message(ids[0])
+    assert (row["status"], row["reason"], row["recipient"]) == ("failed", "unconfirmed", None)
+    assert [s.status for s in listener.seen if s.outbox_id == ids[0]] == ["failed"]
+
+
 async def test_fail_policy_fails_unconfirmed_erases_and_tells_on_message_status(
         make: Any, tick: Clock, listener: StatusListener) -> None:
     channel = LiveLike()

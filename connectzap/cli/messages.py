@@ -71,6 +71,18 @@ def messages_unknown(obj: Ctx, limit: int, as_json: bool) -> None:
     emit(obj.app().unknown_messages(limit), as_json, columns=UNKNOWN_COLUMNS, empty="no unknown messages")
 
 
+@messages.command("settle")
+@click.argument("message_id")
+@pass_ctx
+def messages_settle(obj: Ctx, message_id: str) -> None:
+    """Settle an unknown message now instead of at the end of its grace period: workers.unknown_policy
+    resends it (a duplicate if it did go out after all) or fails it as unconfirmed."""
+    done = obj.app().settle_unknown(message_id)
+    if done is None:
+        raise click.ClickException(f"message {message_id} is not unknown (a status may have settled it)")
+    click.echo("queued to be resent" if done == "resend" else "failed as unconfirmed")
+
+
 def _age(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)

@@ -257,7 +257,20 @@ def timeline(view: MessageView) -> list[tuple[str, str]]:
 def unknown(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
     return render(request, engine, session, "unknown.html", nav="messages", unknown=engine.unknown_messages(200),
                   policy=engine.settings.workers.unknown_policy,
-                  grace=engine.settings.workers.unknown_grace_seconds)
+                  grace=engine.settings.workers.unknown_grace_seconds, done=request.query_params.get("done"))
+
+
+def settle(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap messages settle``: the settle policy, now."""
+    message_id = request.path_params["message_id"]
+    if not _MESSAGE_ID.fullmatch(message_id):
+        return render(request, engine, session, "missing.html", status=404, nav="messages",
+                      what=f"no message {message_id}")
+    done = engine.settle_unknown(message_id)
+    said = {"resend": "queued to be resent", "fail": "failed as unconfirmed"}.get(done or "",
+                                                                                  "not unknown any more")
+    engine.operators.record(session.actor, "settle_unknown", f"message {message_id}", said, _address(request))
+    return _see("/console/messages/unknown?" + urlencode({"done": f"message {message_id}: {said}"}))
 
 
 # --- events and dead letters ---------------------------------------------------------------------------------
@@ -335,5 +348,6 @@ router.add_api_route("/dead", page(dead), methods=["GET"])
 router.add_api_route("/logout", action(logout), methods=["POST"])
 router.add_api_route("/resume", action(resume), methods=["POST"])
 router.add_api_route("/messages/search", action(search_number), methods=["POST"])
+router.add_api_route("/messages/{message_id}/settle", action(settle), methods=["POST"])
 router.add_api_route("/events/{event_id}/retry", action(retry_event), methods=["POST"])
 router.add_api_route("/dead/retry", action(retry_target), methods=["POST"])

@@ -292,6 +292,15 @@ class Connectzap:
         return [UnknownMessage.of(row, at=at, grace=cfg.unknown_grace_seconds, policy=cfg.unknown_policy,
                                   max_attempts=cfg.max_attempts) for row in rows]
 
+    def settle_unknown(self, message_id: str) -> str | None:
+        """Settle an ``unknown`` message now, as ``workers.unknown_policy`` would once its grace period
+        is over: ``"resend"`` or ``"fail"``; None when it is not (or no longer) unknown."""
+        from .sender import settle_unknown
+        notify = bool(delivery_targets(EventKind.MESSAGE_STATUS.value, self.connectors.values()))
+        with self.db.begin() as conn:
+            done = settle_unknown(self, conn, outbox.unknown_locked(self.db, conn, message_id), notify=notify)
+        return done.get(message_id)
+
     # --- consent ---------------------------------------------------------------------------
 
     def contact_key(self, phone: str, country: str | None = None) -> str:

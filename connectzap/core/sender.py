@@ -276,22 +276,36 @@ class Sender:
         the journal (a backlog after a restart) settles its message first. A message that cannot be
         resent (its content is gone, or it used up its attempts) fails instead: the policy never
         leaves one unresolved."""
-        retention = self.app.settings.privacy.retention_hours * 3600
-        failed: list[dict[str, Any]] = []
         with self.db.begin() as conn:
             waiting = journal.oldest_pending_received(conn, EventKind.MESSAGE_STATUS)
             rows = outbox.unknown_past_grace(self.db, conn, self.cfg.unknown_grace_seconds,
                                              now() if waiting is None else waiting)
-            for row in rows:
-                resend = outbox.settles_by(row, self.cfg.unknown_policy, self.cfg.max_attempts) == "resend"
-                if resend and outbox.resend_unknown(conn, row["id"]):
-                    _log_outcome(logging.WARNING, "unconfirmed message resent", row, reason="resent_unconfirmed")
-                elif not resend and outbox.fail_unknown(conn, row["id"], outbox.erase_values(retention)):
-                    failed.append(row)
-                    _log_outcome(logging.WARNING, "message failed", row, reason="unconfirmed")
-            if failed and self.has_targets("message_status"):
-                journal.append(self.db, conn, [_unconfirmed_event(row) for row in failed])
+            settle_unknown(self.app, conn, rows, notify=self.has_targets("message_status"))
         return len(rows)
+
+
+def settle_unknown(app: Connectzap, conn: Any, rows: list[dict[str, Any]], *, notify: bool) -> dict[str, str]:
+    """Apply ``workers.unknown_policy`` to ``unknown`` rows locked in this transaction: resend each
+    (same id, so the same ``biz_opaque_callback_data``), or fail it as ``unconfirmed`` when the policy
+    says so or it cannot be resent (content gone, attempts used up); ``notify`` journals the failed
+    status for the hooks. Returns what was done to each message settled (one a status settled
+    meanwhile is left out). The workers call it past the grace period; an operator, at once."""
+    cfg = app.settings.workers
+    retention = app.settings.privacy.retention_hours * 3600
+    done: dict[str, str] = {}
+    failed: list[dict[str, Any]] = []
+    for row in rows:
+        resend = outbox.settles_by(row, cfg.unknown_policy, cfg.max_attempts) == "resend"
+        if resend and outbox.resend_unknown(conn, row["id"]):
+            done[row["id"]] = "resend"
+            _log_outcome(logging.WARNING, "unconfirmed message resent", row, reason="resent_unconfirmed")
+        elif not resend and outbox.fail_unknown(conn, row["id"], outbox.erase_values(retention)):
+            done[row["id"]] = "fail"
+            failed.append(row)
+            _log_outcome(logging.WARNING, "message failed", row, reason="unconfirmed")
+    if failed and notify:
+        journal.append(app.db, conn, [_unconfirmed_event(row) for row in failed])
+    return done
 
 
 def _unconfirmed_event(row: dict[str, Any]) -> Event:

@@ -215,6 +215,12 @@ def unknown_past_grace(db: Database, conn: Connection, grace: float, statuses_ap
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def unknown_locked(db: Database, conn: Connection, message_id: str) -> list[dict[str, Any]]:
+    """The message, locked for this transaction, while it is ``unknown`` (else nothing)."""
+    stmt = db.for_update(select(outbox).where(outbox.c.id == message_id, outbox.c.status == S.UNKNOWN))
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
 def settles_by(row: dict[str, Any], policy: str, max_attempts: int) -> Literal["resend", "fail"]:
     """What the settle policy does to an ``unknown`` row past its grace: ``resend`` it, or ``fail`` it
     (the policy says so, its content is gone, or it used up its attempts)."""
