@@ -380,3 +380,12 @@ def test_a_template_name_used_by_two_accounts_is_reported_at_sync(cli_run: Any, 
     assert said == [f"whatsapp: template order_shipped (en) of business account {OUTLET['waba']} replaces the one "
                     f"of business account {SHOP['waba']} in the template cache; give each account's templates their "
                     "own names"]
+
+
+def test_a_simulation_shows_the_request_leaving_from_the_messages_number(make: Any) -> None:
+    from connectzap.cli.simulate import _cloud_api_url
+    app = make(connectors={"whatsapp": accounts_config("https://graph.example")})
+    body = {"type": "template"}
+    assert _cloud_api_url(app, body, "utility", OUTLET["numbers"][0]) == \
+        f"https://graph.example/v27.0/{OUTLET['numbers'][0]}/messages"
+    assert _cloud_api_url(app, body, "utility") == f"https://graph.example/v27.0/{SHOP['numbers'][0]}/messages"

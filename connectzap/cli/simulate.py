@@ -384,7 +384,8 @@ def _message(app: Any, decision: dict[str, Any], target: str, requests: dict[str
     body = requests.get(m["id"])
     if body is not None:
         masker.add(body.get("to"))
-        out["request"] = {"url": _cloud_api_url(app, body, m["category"]), "body": body}
+        out["request"] = {"url": _cloud_api_url(app, body, m["category"], m.get("business_phone_number_id")),
+                          "body": body}
     return out
 
 
@@ -397,12 +398,14 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
 
 
-def _cloud_api_url(app: Any, body: dict[str, Any], category: str) -> str:
+def _cloud_api_url(app: Any, body: dict[str, Any], category: str, number: str | None = None) -> str:
+    """Where the live channel would POST ``body``: from ``number`` (the message's own), else from
+    the default number."""
     from ..connectors.whatsapp.channel import request_path
     from ..connectors.whatsapp.settings import WhatsAppSettings
     connector = app.connectors.get("whatsapp")
     settings = connector.settings if connector is not None else WhatsAppSettings()
-    return f"{settings.graph_url}/{request_path(settings, category, body.get('type') == 'template')}"
+    return f"{settings.graph_url}/{request_path(settings, category, body.get('type') == 'template', number)}"
 
 
 def _collect_numbers(events: list[Any], masker: Any) -> None:
