@@ -12,6 +12,8 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from automation_support import CUSTOMER, WHATSAPP, again, receive, sent_bodies, text, wamid_of
 from connectzap import AutomaticAnswer, ConfigurationError, StartupError, TextContent, hookimpl
@@ -163,3 +165,39 @@ def test_config_mistakes_stop_the_start_in_one_line(make, section, problem):
     with pytest.raises((ConfigurationError, StartupError)) as raised:
         make(plugins={"chatbot": section})
     assert problem in str(raised.value) and "\n" not in str(raised.value)
+
+
+# --- whatever the bot answers: valid messages, or a failure -- never anything else -------------------
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=20)
+_TEXTS = st.lists(st.builds(lambda body: {"type": "text", "body": body}, st.text(min_size=1, max_size=50)),
+                  max_size=5)
+
+
+@given(st.one_of(_JSON.map(lambda v: {"messages": v}), _JSON, _TEXTS.map(lambda m: {"messages": m})))
+def test_any_answer_is_valid_messages_or_a_failure(answer):
+    import httpx
+
+    from connectzap.plugins.chatbot.bridge import BotFailure, _contents
+    try:
+        contents = _contents(httpx.Response(200, json=answer), limit=3)
+    except BotFailure:
+        return
+    # accepted: a "messages" list of up to 3 valid contents, none dropped; empty = "I answer later"
+    assert isinstance(answer, dict) and isinstance(answer.get("messages"), list)
+    if not answer["messages"]:
+        assert contents is None
+    else:
+        assert contents is not None and 1 <= len(contents) == len(answer["messages"]) <= 3
+
+
+@given(_TEXTS.filter(lambda m: 1 <= len(m) <= 3))
+def test_every_allowed_answer_is_kept_whole(messages):
+    import httpx
+
+    from connectzap.plugins.chatbot.bridge import _contents
+    contents = _contents(httpx.Response(200, json={"messages": messages}), limit=3)
+    assert [(c.type, c.body) for c in contents] == [("text", m["body"]) for m in messages]

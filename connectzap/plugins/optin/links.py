@@ -8,6 +8,7 @@ wording it was shown with: the consent proof names the one the customer sent.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,9 +131,9 @@ async def publish(app: Connectzap, *, keyword: str, category: Category, text: st
     if not isinstance(settings, OptinSettings):
         raise ConfigurationError("the optin plugin is not loaded")
     state = app.plugin_state("optin")
-    link, stored = make(settings, state.get(STATE_KEY), keyword=keyword, category=category, text=text,
-                        language=language)
+    known = await asyncio.to_thread(state.get, STATE_KEY)  # the store blocks: not on the event loop
+    link, stored = make(settings, known, keyword=keyword, category=category, text=text, language=language)
     number = await business_number(app, settings, phone_number_id)
-    if stored != state.get(STATE_KEY):
-        state.set(STATE_KEY, stored)
+    if stored != known:
+        await asyncio.to_thread(state.set, STATE_KEY, stored)
     return link, wa_me(number, link.text)
