@@ -8,10 +8,13 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from connectzap import Connectzap
-from connectzap.testing import deliver, meta_headers, run, webhook_request
+from connectzap.core import clock
+from connectzap.testing import FakeWhatsApp, deliver, meta_headers, run, webhook_request
 
 APP_SECRET = "meta-app-secret-for-automation"
 WHATSAPP = {"whatsapp": {"app_secrets": [APP_SECRET], "verify_token": "verify-token-for-automation"}}
@@ -51,13 +54,53 @@ def wamid_of(webhook: dict[str, Any]) -> str:
 def receive(app: Connectzap, *webhooks: dict[str, Any]) -> None:
     """Deliver each webhook signed, as Meta does, then run the workers until idle."""
     for webhook in webhooks:
-        body = json.dumps(webhook, separators=(",", ":")).encode()
-        answer = deliver(app, "whatsapp", webhook_request("/webhooks/whatsapp", body,
-                                                          headers=meta_headers(body, APP_SECRET)))
-        assert answer.status == 200, answer
+        deliver_signed(app, webhook)
     run(app)
+
+
+def deliver_signed(app: Connectzap, webhook: dict[str, Any]) -> None:
+    """Hand one webhook to the WhatsApp connector, signed as Meta signs it (journaled, not yet run)."""
+    body = json.dumps(webhook, separators=(",", ":")).encode()
+    request = webhook_request("/webhooks/whatsapp", body, headers=meta_headers(body, APP_SECRET))
+    answer = deliver(app, "whatsapp", request)
+    assert answer.status == 200, answer
 
 
 def sent_bodies(app: Connectzap) -> list[dict[str, Any]]:
     """The Cloud API request bodies the fake channel received, oldest first."""
     return list(app.channel.sent())  # type: ignore[attr-defined]
+
+
+class Customers:
+    """Customers writing to one engine, each message at its own time: the engine's clock reads that
+    time while the message is received and answered, so nothing is stale."""
+
+    def __init__(self, app: Connectzap) -> None:
+        self.app = app
+
+    def write(self, wa_id: str, at: datetime, body: str = "Hola", *, wamid: str | None = None) -> str:
+        webhook = envelope({"type": "text", "text": {"body": body}, **({"id": wamid} if wamid else {})}, wa_id=wa_id)
+        webhook["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(at.timestamp()))
+        with clock.use_clock(lambda: at.timestamp() + 2):
+            receive(self.app, webhook)
+        return wamid_of(webhook)
+
+    def answers(self, wa_id: str | None = None) -> list[str]:
+        return [body["text"]["body"] for body in sent_bodies(self.app)
+                if body.get("type") == "text" and (wa_id is None or body["to"] == wa_id)]
+
+
+MADRID_HOURS = {"timezone": "Europe/Madrid", **{day: ["10:00-14:00", "17:00-20:00"] for day in
+                                                ("monday", "tuesday", "wednesday", "thursday", "friday")}}
+
+
+def chats(make: Callable[..., Connectzap]) -> Callable[..., Customers]:
+    """``build(welcome={...}, away={...}, business_hours={...})``: a new engine each call, on the
+    test's backend, with the WhatsApp connector verifying webhooks and a fake channel."""
+    built = itertools.count(1)
+
+    def build(**plugins: Any) -> Customers:
+        hours = plugins.pop("business_hours", MADRID_HOURS)
+        return Customers(make(f"app{next(built)}", channel=FakeWhatsApp(), connectors=WHATSAPP, plugins=plugins,
+                              business_hours=hours))
+    return build

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from automation_support import chats
 
 from connectzap import InboundMessage, load_settings
 from connectzap.testing import sample_event
@@ -59,7 +60,50 @@ def test_the_business_hours_plugin_example_runs_as_written(tmp_path: Path, make)
     assert notes == [("closed", "next opening 2026-12-07 08:00 UTC")]
 
 
-@pytest.mark.parametrize("title", ["Business hours"])
+@pytest.mark.parametrize("title", ["Business hours", "Welcome", "Away"])
 def test_each_section_shows_spanish_portuguese_and_english_setups(title: str):
-    text = section(title)
-    assert "Europe/Madrid" in text and "America/Sao_Paulo" in text and "America/New_York" in text
+    examples = blocks(title, "toml")
+    assert len(examples) == 3
+    if title == "Business hours":
+        zones = ["Europe/Madrid", "America/Sao_Paulo", "America/New_York"]
+        assert [z for z, example in zip(zones, examples, strict=True) if z in example] == zones
+    else:
+        assert [f'default_language = "{lang}"' in ex for lang, ex in zip("es pt en".split(), examples, strict=True)] \
+            == [True, True, True]
+
+
+@pytest.fixture
+def customers(make):
+    return chats(make)
+
+
+@pytest.mark.parametrize(("index", "customer"), [(0, "34612345678"), (1, "5511987654321"), (2, "16505551234")])
+def test_the_welcome_and_away_examples_answer_as_written(tmp_path: Path, customers, index: int, customer: str):
+    """Each language's business hours, welcome and away examples, read from one file as `serve` would."""
+    hours, welcome, away = (blocks(title, "toml")[index] for title in ("Business hours", "Welcome", "Away"))
+    config = tmp_path / "connectzap.toml"
+    config.write_text("\n".join((hours, welcome, away)))
+    settings = load_settings(config)
+    chat = customers(business_hours=settings.business_hours.model_dump(), **settings.plugins)
+    (welcome_text,) = settings.plugins["welcome"]["texts"].values()
+    (away_text,) = settings.plugins["away"]["texts"].values()
+    zone = chat.app.business_hours.zone
+    sunday_noon = datetime(2026, 12, 6, 12, tzinfo=zone)   # closed in all three
+    tuesday_11 = datetime(2026, 12, 1, 11, tzinfo=zone)    # open in all three
+    chat.write(customer, tuesday_11.astimezone(UTC))
+    assert chat.answers(customer) == [welcome_text]
+    chat.write(customer, sunday_noon.astimezone(UTC))
+    opening = chat.app.business_hours.next_opening(sunday_noon)
+    assert opening is not None
+    said = chat.answers(customer)[-1]
+    prefix = away_text.split("{{")[0]
+    assert len(chat.answers(customer)) == 2 and said.startswith(prefix)
+    assert f"{opening.astimezone(zone).hour % 12 or 12}:00" in said   # the opening's hour, in words
+
+
+def test_the_typing_indicator_off_switch_loads_as_written(tmp_path: Path):
+    (toml,) = blocks("Read receipts and typing indicator", "toml")
+    config = tmp_path / "connectzap.toml"
+    config.write_text(toml)
+    assert load_settings(config).automation.typing_indicator is False
+    assert load_settings(None).automation.typing_indicator is True

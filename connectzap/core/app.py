@@ -32,7 +32,7 @@ from .messages import Outgoing
 from .operators import Operators
 from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Contact, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
-from .plugin_settings import PluginSettings, did_you_mean, template_problems, validate_sections, where
+from .plugin_settings import PluginSettings, check_together, did_you_mean, template_problems, validate_sections, where
 from .plugins import load_failures, load_plugins
 from .settings import Settings, describe_validation_error, load_settings
 from .store import flags, journal, outbox
@@ -94,6 +94,7 @@ class Connectzap:
         self.plugin_settings = validate_sections(self.settings.plugins, collect_plugin_settings(),
                                                  owners=plugin_names() | set(collect_connectors()),
                                                  config_path=self.settings.config_path)
+        check_together(self.plugin_settings, self.settings)
         self.connectors = self._build_connectors()
         self._declare_payloads()
         if self._channel is None:

@@ -22,7 +22,13 @@ which says what happens next:
 * :class:`~connectzap.core.errors.AmbiguousDeliveryError` -- it may have been sent: mark it
   ``unknown`` and reconcile; never resend blindly.
 
-Subclass :class:`BaseChannel` to get the optional parts (no pacing, no reconcile) for free.
+Subclass :class:`BaseChannel` to get the optional parts (no pacing, no reconcile, no read
+receipts) for free.
+
+Optional: :class:`ReadReceipts` -- ``mark_read`` tells the customer their message was read and,
+with ``typing=True``, shows a typing indicator until the answer arrives. The sender calls it right
+before an automatic answer to an inbound message (``[automation] typing_indicator``); a channel
+that cannot answers False and the answer goes all the same.
 """
 
 from __future__ import annotations
@@ -89,9 +95,21 @@ class Channel(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadReceipts(Protocol):
+    """What a channel that can mark inbound messages read offers (:class:`BaseChannel` declares it)."""
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        """Mark the inbound message ``wamid`` read (its sender sees blue ticks); with ``typing``,
+        also show a typing indicator (WhatsApp drops it when the answer arrives, or after 25 s).
+        ``phone_number_id`` is the business number the message was written to. Returns whether
+        the channel did it; raises from the exception tree like :meth:`Channel.send`."""
+        ...
+
+
 class BaseChannel:
-    """A channel with the optional parts filled in: no rate limits, no reconcile, nothing to close.
-    Subclasses set ``name`` and implement :meth:`send`."""
+    """A channel with the optional parts filled in: no rate limits, no reconcile, no read receipts,
+    nothing to close. Subclasses set ``name`` and implement :meth:`send`."""
 
     name: str = ""
 
@@ -103,6 +121,9 @@ class BaseChannel:
 
     async def reconcile(self, outbox_id: str) -> Any:
         return NOT_SUPPORTED
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        return False  # nothing to mark: the channel has no read receipts
 
     async def aclose(self) -> None:
         return None

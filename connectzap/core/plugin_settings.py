@@ -32,7 +32,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigurationError
-from .settings import describe_validation_error
+from .settings import Settings, describe_validation_error
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ class PluginSettings(BaseModel):
         """The templates this section sends, so a start-up check can find each in the template
         cache. ``key`` is relative to the section, e.g. ``rules[0].template``. Default: none."""
         return ()
+
+    def problem_with(self, settings: Settings) -> str | None:
+        """What is wrong with this section given the rest of the configuration (e.g. it needs
+        ``[business_hours]``), in one line, or None. Checked when the engine starts. Default: nothing."""
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -123,6 +128,14 @@ def validate_sections(sections: Mapping[str, Mapping[str, Any]], models: Mapping
         except ValidationError as exc:
             raise ConfigurationError(f"{source}: {describe_validation_error(exc, f'plugins.{name}', model)}") from None
     return validated
+
+
+def check_together(validated: Mapping[str, PluginSettings], settings: Settings) -> None:
+    """Refuse to start, with one line, when a section does not fit the rest of the configuration."""
+    for name, section in sorted(validated.items()):
+        problem = section.problem_with(settings)
+        if problem:
+            raise ConfigurationError(f"{where(settings.config_path)}: plugins.{name}: {problem}")
 
 
 def template_problems(uses: Iterable[tuple[str, TemplateUse]], cached: Iterable[tuple[str, str]],

@@ -34,6 +34,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.plugins.chatbot",
     "connectzap.plugins.handoff",
     "connectzap.plugins.auto_replies",
+    "connectzap.plugins.away",
+    "connectzap.plugins.welcome",
     "connectzap.connectors.woocommerce",
     "connectzap.plugins.order_notifications",
     "connectzap.connectors.generic",

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 
 from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
-from .channel import NOT_SUPPORTED, Channel, OutboundSend
+from .channel import NOT_SUPPORTED, Channel, OutboundSend, ReadReceipts
 from .handoff import HandOffMarks
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
                      SendingPausedError, SkippableDeliveryError, SkippableError)
@@ -164,6 +164,8 @@ class Sender:
     async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
         try:
             await channel.pace(message)
+            if row["automatic"] and message.reply_to and self.app.settings.automation.typing_indicator:
+                await _show_typing(channel, row, message)
             if not await self.handoff.mark(row["id"]):  # from here a crash leaves it unknown, not unsent
                 return SendOutcome(row, message, SendResult.LOST)
             wamid = await channel.send(message)
@@ -332,6 +334,19 @@ _LOGGED = {  # how each result is logged: level and message
     SendResult.LOST: (logging.WARNING, "message not sent: its lease ran out before the send (raise "
                                        "workers.lease_seconds?); queued again"),
 }
+
+
+async def _show_typing(channel: Channel, row: dict[str, Any], message: OutboundSend) -> None:
+    """Mark the customer's message read and show the typing indicator before the automatic answer
+    to it (Meta: only when an answer follows -- this one, admitted and about to go). Best effort:
+    the answer matters more than the ticks."""
+    if not isinstance(channel, ReadReceipts) or message.reply_to is None:
+        return
+    try:
+        await channel.mark_read(message.reply_to, typing=True, phone_number_id=message.business_phone_number_id)
+    except Exception as exc:  # noqa: BLE001 - logged; the answer goes all the same
+        _log_outcome(logging.INFO, "read receipt not sent", row, error=type(exc).__name__,
+                     code=getattr(exc, "code", None))
 
 
 def _log_send(o: SendOutcome, max_attempts: int) -> None:

@@ -130,6 +130,10 @@ class AutomationSettings(Section):
     stale_after_minutes: float = Field(default=10.0, gt=0)
     """No automatic answer (FAQ, welcome, away, bot...) to an inbound message older than this: a
     webhook backlog must not produce answers to questions asked long ago. Plugins may ask for less."""
+    typing_indicator: bool = True
+    """Right before an automatic answer that quotes the customer's message goes out, mark that
+    message read (blue ticks) and show WhatsApp's typing indicator (channels that can: the Cloud
+    API, the sandbox). A failure there never holds the answer back."""
 
 
 class ConsoleSettings(Section):

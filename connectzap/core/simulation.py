@@ -235,8 +235,8 @@ def sandbox_requests(app: Connectzap) -> dict[str, dict[str, Any]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line:
             continue
-        record = json.loads(line)
-        outbox_id = record["body"].get("biz_opaque_callback_data")
+        body = json.loads(line).get("body")  # read receipts are logged too, without a message body
+        outbox_id = body.get("biz_opaque_callback_data") if body else None
         if outbox_id:
-            out[outbox_id] = record["body"]
+            out[outbox_id] = body
     return out

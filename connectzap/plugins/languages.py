@@ -1,6 +1,7 @@
 """Which language to answer a customer in, for every bundled plugin that writes to customers
-(opt-out confirmations, handoff confirmations, FAQ answers): the language of the words they wrote
-when only one language uses them, else the language of their number's country, else a default.
+(opt-out and handoff confirmations, FAQ answers, welcome and away messages): the language of the
+words they wrote when only one language uses them, else the language of their number's country,
+else a default.
 
 WhatsApp tells us no customer language; the number's country (a BSUID starts with it too) and the
 words themselves are what there is.
@@ -9,10 +10,14 @@ words themselves are what there is.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Annotated, ClassVar, Self, TypeVar
 
 import phonenumbers
+from pydantic import Field, field_validator, model_validator
 
-from connectzap import is_bsuid
+from connectzap import EventContext, PluginSettings, is_bsuid
+
+SettingsT = TypeVar("SettingsT", bound=PluginSettings)
 
 # The language a country's customers read, for the countries whose language has built-in texts.
 COUNTRY_LANGUAGES: dict[str, str] = {
@@ -67,3 +72,61 @@ def choose_language(word_languages: Sequence[str], who: str | None, available: C
     if of_word and default not in of_word:
         return of_word[0]
     return default if default in available else "en"
+
+
+class LanguageChoice(PluginSettings):
+    """The keys of a plugin that answers in the customer's language: ``default_language`` and
+    ``countries`` overrides (which language a country's customers read, e.g. ``CH = "de"``)."""
+
+    default_language: str = "en"
+    countries: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, tag: str) -> str:
+        return language_of(tag)
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
+        return checked_countries(countries)
+
+
+class TextsByLanguage(LanguageChoice):
+    """Settings of a plugin that answers with one text per language: ``texts`` (language -> text;
+    one given replaces the built-in :attr:`BUILT_IN` one) and the :class:`LanguageChoice` keys.
+    Subclasses set :attr:`BUILT_IN` and :attr:`SECTION` and add their own keys."""
+
+    BUILT_IN: ClassVar[dict[str, str]] = {}
+    SECTION: ClassVar[str] = ""
+
+    texts: dict[str, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=dict)
+
+    @field_validator("texts")
+    @classmethod
+    def _text_languages(cls, texts: dict[str, str]) -> dict[str, str]:
+        return {language_of(tag): text for tag, text in texts.items()}
+
+    @model_validator(mode="after")
+    def _default_has_text(self) -> Self:
+        if self.default_language not in self.languages():
+            raise ValueError(f"default_language {self.default_language!r} has no text: add it to "
+                             f"[{self.SECTION}.texts] (built in: {', '.join(sorted(self.BUILT_IN))})")
+        return self
+
+    def languages(self) -> set[str]:
+        """Languages a text exists in: the built-in ones and those configured."""
+        return set(self.BUILT_IN) | set(self.texts)
+
+    def text_for(self, who: str) -> tuple[str, str]:
+        """(language, text) to answer ``who`` with: their country's language when it has a text,
+        else ``default_language``."""
+        language = choose_language((), who, self.languages(), self.default_language, self.countries)
+        return language, self.texts.get(language) or self.BUILT_IN[language]
+
+
+def settings_of(ctx: EventContext, model: type[SettingsT]) -> SettingsT:
+    """The hook's section as ``model``: the one the engine validated at start, or (a context built
+    by hand in a test) validated now."""
+    declared = ctx.plugin_settings
+    return declared if isinstance(declared, model) else model.model_validate(ctx.config)

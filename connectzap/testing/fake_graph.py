@@ -164,6 +164,11 @@ class FakeGraph:
         return [r.body for r in self.requests if r.path.endswith(("/messages", "/marketing_messages"))
                 and isinstance(r.body, dict) and "type" in r.body]
 
+    def read_receipts(self) -> list[dict[str, Any]]:
+        """Bodies of every read receipt (``status: read``, maybe with ``typing_indicator``), oldest first."""
+        return [r.body for r in self.requests if r.path.endswith("/messages") and isinstance(r.body, dict)
+                and r.body.get("status") == "read"]
+
     def report_statuses(self, url: str, app_secret: str, statuses: tuple[str, ...] = ("sent", "delivered")) -> None:
         """From now on, follow every accepted send with signed status webhooks to ``url`` (change
         :attr:`webhook_url` when the receiver moves, e.g. restarts on another port)."""
@@ -301,7 +306,7 @@ class FakeGraph:
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
             return self.error(100, "Invalid parameter", details="messaging_product must be whatsapp")
         if body.get("status") == "read":
-            return web.json_response({"success": True})
+            return self._read_receipt(body)
         rule = self._rule_for(request.path, body) if self.rules else None
         if rule is not None:
             if rule.delay:
@@ -328,6 +333,15 @@ class FakeGraph:
             sent["message_status"] = self.message_status
         return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                                   "messages": [sent]})
+
+    def _read_receipt(self, body: dict[str, Any]) -> web.Response:
+        # As Meta's typing-indicators reference: the received message's id; a typing indicator of type text.
+        if not str(body.get("message_id", "")).startswith("wamid."):
+            return self.error(100, "Invalid parameter", details="message_id must be the id of a received message")
+        typing = body.get("typing_indicator")
+        if typing is not None and typing != {"type": "text"}:
+            return self.error(100, "Invalid parameter", details="typing_indicator.type must be text")
+        return web.json_response({"success": True})
 
     async def _deliver_statuses(self) -> None:
         """Post what :meth:`_send` queued, up to 100 statuses a webhook, until each is acknowledged."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..connectors.whatsapp.payloads import checked_body
+from ..connectors.whatsapp.payloads import checked_body, read_receipt_body
 from ..core.channel import BaseChannel, OutboundSend
 from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError,
                            RetriableDeliveryError, SendingPausedError, SkippableDeliveryError)
@@ -65,6 +65,10 @@ class FakeWhatsApp(BaseChannel):
 
     def __init__(self) -> None:
         self.attempts: list[Recorded] = []
+        self.reads: list[dict[str, Any]] = []
+        """Read receipt request bodies (``status: read``, with ``typing_indicator`` when asked), oldest first."""
+        self.order: list[str] = []
+        """What reached the channel, in order: ``read:<wamid>`` and ``send:<outbox id>``."""
         self._failures: deque[DeliveryError] = deque()
         self.closed = False
 
@@ -82,7 +86,13 @@ class FakeWhatsApp(BaseChannel):
             raise error
         wamid = "wamid.fake." + secrets.token_hex(10)
         self.attempts.append(Recorded(body, message.outbox_id, wamid, None))
+        self.order.append(f"send:{message.outbox_id}")
         return wamid
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        self.reads.append(read_receipt_body(wamid, typing))
+        self.order.append(f"read:{wamid}")
+        return True
 
     async def reconcile(self, outbox_id: str) -> Any:
         for attempt in self.attempts:
@@ -122,4 +132,6 @@ class FakeWhatsApp(BaseChannel):
 
     def reset(self) -> None:
         self.attempts.clear()
+        self.reads.clear()
+        self.order.clear()
         self._failures.clear()

@@ -21,7 +21,7 @@ from ...core.bsuids import split
 from ...core.channel import BaseChannel, OutboundSend
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
-from .payloads import checked_body
+from .payloads import checked_body, read_receipt_body
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -38,15 +38,7 @@ class SandboxChannel(BaseChannel):
     async def send(self, message: OutboundSend) -> str:
         body = checked_body(message)
         wamid = "wamid.sandbox." + secrets.token_hex(12)
-        record = {"at": datetime.now(UTC).isoformat(), "wamid": wamid, "body": body}
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        with self._lock:
-            # One write() of one line with O_APPEND: a crash leaves whole lines only.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
+        self._append({"at": datetime.now(UTC).isoformat(), "wamid": wamid, "body": body})
         if not self.app.settings.sandbox.quiet:
             what = body["type"] + (f" {body['template']['name']}" if body["type"] == "template" else "")
             print(f"[sandbox] {what} -> {mask(message.recipient)} ({wamid})", file=sys.stderr)
@@ -55,6 +47,21 @@ class SandboxChannel(BaseChannel):
         if self.app.settings.sandbox.simulate_statuses:
             self._simulate(message, wamid)
         return wamid
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        """Log the read receipt (and typing indicator) request the Cloud API would get."""
+        self._append({"at": datetime.now(UTC).isoformat(), "read": read_receipt_body(wamid, typing)})
+        return True
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            # One write() of one line with O_APPEND: a crash leaves whole lines only.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
 
     def _simulate(self, message: OutboundSend, wamid: str) -> None:
         events = []
@@ -80,10 +87,17 @@ class SandboxChannel(BaseChannel):
         return None
 
     def sent(self) -> list[dict[str, Any]]:
-        """Every request body the sandbox accepted, oldest first."""
+        """Every message request body the sandbox accepted, oldest first."""
+        return [record["body"] for record in self._records() if "body" in record]
+
+    def read_receipts(self) -> list[dict[str, Any]]:
+        """Every read receipt (and typing indicator) request body, oldest first."""
+        return [record["read"] for record in self._records() if "read" in record]
+
+    def _records(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line)["body"] for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
 
     async def aclose(self) -> None:
         return None

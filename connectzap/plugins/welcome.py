@@ -1,0 +1,91 @@
+"""Welcome: greet a customer on their first message -- or on the first after a long silence.
+
+Config (``[plugins.welcome]``; docs/automation.md, "Welcome")::
+
+    enabled = true
+    after_silence_days = 90        # greet again after this long without a message; 0 = only the first
+    default_language = "es"
+    [plugins.welcome.texts]
+    es = "¡Hola! Gracias por escribirnos. Te respondemos enseguida."
+
+How "first" is known without keeping any message: the plugin keeps, per contact, the time of the
+customer's last message, under the contact's keyed hash (the same HMAC key consent and windows
+use; no number, no text). The time is rewritten only when it moved by an hour or more, so a busy
+chat does not write on every message; a silence is therefore measured to within an hour. The
+core's 24-hour window table cannot tell: it is refreshed by the very message being answered
+before any plugin sees it.
+
+The greeting is an automatic answer (``AutomaticAnswer.welcome``, the lowest precedence): the
+core sends it only if no other automatic answer (a keyword confirmation, an FAQ, the away
+message...) answers the same message, never while a person handles the conversation and never to
+a stale message. A first message answered by something else counts as greeted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from pydantic import Field
+
+from connectzap import AutomaticAnswer, EventContext, InboundMessage, PluginSettings, TextContent, hookimpl, is_bsuid
+from connectzap.plugins.languages import TextsByLanguage, settings_of
+
+GREETINGS: dict[str, str] = {
+    "es": "¡Hola! Gracias por escribirnos. Te respondemos enseguida.",
+    "pt": "Olá! Obrigado por nos escrever. Já vamos te responder.",
+    "en": "Hi! Thanks for writing to us. We will get back to you shortly.",
+}
+
+SEEN_EVERY_SECONDS = 3600
+"""How far the customer's last-message time must move before it is written again."""
+
+# Not written by the customer, or not a message to greet (a reaction to one of ours).
+_NOT_GREETED = frozenset({"system", "reaction", "unsupported"})
+
+
+class WelcomeSettings(TextsByLanguage):
+    """``[plugins.welcome]``, validated when the engine starts. Off unless ``enabled``."""
+
+    BUILT_IN: ClassVar[dict[str, str]] = GREETINGS
+    SECTION: ClassVar[str] = "plugins.welcome"
+
+    enabled: bool = False
+    after_silence_days: float = Field(default=0, ge=0)
+    """Greet again a customer who wrote nothing for this many days; 0: only the very first message."""
+
+
+@hookimpl
+def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    register("welcome", WelcomeSettings)
+
+
+def customer_of(message: InboundMessage) -> str | None:
+    """Who wrote: their number, or their business-scoped user id when WhatsApp shows no number."""
+    phone, user_id = message.contact.phone, message.contact.user_id
+    return phone or (user_id if is_bsuid(user_id) else None)
+
+
+@hookimpl
+def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
+    config = settings_of(ctx, WelcomeSettings)
+    who = customer_of(message)
+    if not config.enabled or who is None or message.type in _NOT_GREETED:
+        return
+    key = ctx.contact_key(who)
+    if key is None:
+        return
+    at = message.timestamp.timestamp()
+    seen = f"seen:{key}"
+    last = ctx.state.get(seen)
+    if last is None or at - last >= SEEN_EVERY_SECONDS:
+        ctx.state.set(seen, at)
+    if last is not None:
+        silence = at - last
+        if not config.after_silence_days or silence < config.after_silence_days * 86400:
+            ctx.note("known_contact", "the customer wrote before" + (
+                f" ({silence / 86400:.1f} days ago, less than after_silence_days)" if config.after_silence_days
+                and silence >= 0 else ""))
+            return
+    ctx.send(who, TextContent(body=config.text_for(who)[1]), reply_to=message.wamid, key=f"welcome:{message.wamid}",
+             business_phone_number_id=message.business_phone_number_id, automatic=AutomaticAnswer.welcome)

@@ -1,0 +1,205 @@
+"""The welcome and away plugins, driven by signed WhatsApp webhooks through the WhatsApp connector
+(as Meta would post them), with the engine's clock set to each message's time so nothing is stale.
+
+Welcome: once on the first message, again after the configured silence, in the customer's
+language. Away: only outside business hours (across Madrid's DST change), at most once per
+customer per N hours, with the next opening written in the customer's language."""
+
+from __future__ import annotations
+
+import json
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from automation_support import MADRID_HOURS, chats
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectzap import ConfigurationError, load_settings
+from connectzap.core.business_hours import DAYS
+from connectzap.plugins.away import AwaySettings, opening_words
+from connectzap.plugins.welcome import WelcomeSettings
+
+SPAIN, BRAZIL, US, GERMANY = "34612345678", "5511987654321", "16505551234", "4915112345678"
+
+
+@pytest.fixture
+def customers(make):
+    return chats(make)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+# --- welcome ------------------------------------------------------------------------------------------
+
+def test_a_first_message_is_welcomed_once_in_the_customers_language(customers):
+    chat = customers(welcome={"enabled": True, "default_language": "en"})
+    monday = utc(2026, 12, 7, 11)
+    chat.write(SPAIN, monday)
+    chat.write(SPAIN, monday + timedelta(minutes=5))
+    chat.write(BRAZIL, monday + timedelta(minutes=6))
+    chat.write(GERMANY, monday + timedelta(minutes=7))
+    assert chat.answers(SPAIN) == ["¡Hola! Gracias por escribirnos. Te respondemos enseguida."]
+    assert chat.answers(BRAZIL) == ["Olá! Obrigado por nos escrever. Já vamos te responder."]
+    assert chat.answers(GERMANY) == ["Hi! Thanks for writing to us. We will get back to you shortly."]
+
+
+def test_a_customer_silent_for_longer_than_after_silence_days_is_welcomed_again(customers):
+    chat = customers(welcome={"enabled": True, "after_silence_days": 30, "texts": {"es": "¡Bienvenido!"}})
+    start = utc(2026, 1, 5, 11)
+    chat.write(SPAIN, start)
+    chat.write(SPAIN, start + timedelta(days=10))       # 10 days of silence: known
+    chat.write(SPAIN, start + timedelta(days=39))       # 29 days after the last one: still known
+    chat.write(SPAIN, start + timedelta(days=70))       # 31 days: welcomed again
+    assert chat.answers(SPAIN) == ["¡Bienvenido!", "¡Bienvenido!"]
+
+
+def test_welcome_is_off_until_enabled_and_keeps_no_message_text(customers):
+    chat = customers(welcome={"texts": {"es": "¡Hola!"}})
+    chat.write(SPAIN, utc(2026, 12, 7, 11), body="mi pedido 1234")
+    assert chat.answers() == []
+    on = customers(welcome={"enabled": True})
+    on.write(SPAIN, utc(2026, 12, 7, 11), body="mi pedido 1234")
+    with on.app.db.read() as conn:
+        stored = conn.exec_driver_sql("SELECT key, value FROM plugin_state WHERE plugin = 'welcome'").all()
+    assert len(stored) == 1
+    assert SPAIN not in str(stored) and "pedido" not in str(stored)
+
+
+def test_a_replayed_webhook_is_welcomed_once(customers):
+    chat = customers(welcome={"enabled": True})
+    at = utc(2026, 12, 7, 11)
+    chat.write(SPAIN, at, wamid="wamid.same")
+    chat.write(SPAIN, at, wamid="wamid.same")
+    assert len(chat.answers(SPAIN)) == 1
+
+
+# --- away ---------------------------------------------------------------------------------------------
+
+def test_away_answers_outside_hours_with_the_next_opening_and_is_silent_when_open(customers):
+    chat = customers(away={"enabled": True})
+    chat.write(SPAIN, utc(2026, 12, 7, 14, 30))   # Monday 15:30 in Madrid: closed until 17:00
+    chat.write(BRAZIL, utc(2026, 12, 5, 12))      # Saturday
+    chat.write(US, utc(2026, 12, 7, 10))          # Monday 11:00 in Madrid: open
+    assert chat.answers(SPAIN) == ["¡Gracias por escribirnos! Ahora estamos cerrados. Abrimos hoy a las 17:00 y "
+                                   "te responderemos entonces."]
+    assert chat.answers(BRAZIL) == ["Obrigado pela mensagem! Agora estamos fechados. Abrimos na segunda-feira às "
+                                    "10:00 e responderemos assim que possível."]
+    assert chat.answers(US) == []
+
+
+def test_away_follows_the_business_clock_across_the_dst_change(customers):
+    chat = customers(away={"enabled": True, "texts": {"es": "Cerrado. Abrimos {{ next_opening }}."}})
+    # 08:30 UTC on two Mondays: 09:30 CET before Madrid's change (closed), 10:30 CEST after it (open).
+    chat.write(SPAIN, utc(2026, 3, 23, 8, 30))
+    chat.write(BRAZIL, utc(2026, 3, 30, 8, 30))
+    # Saturday night before the change: the opening is Monday 10:00 CEST, one hour earlier in UTC.
+    chat.write(US, utc(2026, 3, 28, 22))
+    assert chat.answers(SPAIN) == ["Cerrado. Abrimos hoy a las 10:00."]
+    assert chat.answers(BRAZIL) == []
+    assert chat.answers(US) == ["Thanks for your message! We are closed right now. We open on Monday at 10:00 AM "
+                                "and will answer you then."]
+
+
+def test_away_goes_at_most_once_per_customer_every_n_hours(customers):
+    chat = customers(away={"enabled": True, "once_every_hours": 12})
+    saturday = utc(2026, 12, 5, 9)
+    for hours in (0, 1, 11.9, 12, 13, 30):
+        chat.write(SPAIN, saturday + timedelta(hours=hours))
+    chat.write(BRAZIL, saturday + timedelta(hours=1))   # another customer has their own allowance
+    assert len(chat.answers(SPAIN)) == 3                 # at 0, 12 and 30 hours
+    assert len(chat.answers(BRAZIL)) == 1
+
+
+def test_a_holiday_is_closed_and_the_message_names_the_day_after(customers):
+    chat = customers(away={"enabled": True, "default_language": "es"},
+                     business_hours={**MADRID_HOURS, "holidays": ["2026-12-08"]})
+    chat.write(SPAIN, utc(2026, 12, 8, 10))   # Tuesday, a holiday
+    assert chat.answers(SPAIN) == ["¡Gracias por escribirnos! Ahora estamos cerrados. Abrimos mañana a las 10:00 y "
+                                   "te responderemos entonces."]
+
+
+# --- the next opening in words -------------------------------------------------------------------------
+
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+@pytest.mark.parametrize(("opening", "language", "expected"), [
+    (datetime(2026, 12, 7, 17, 0, tzinfo=MADRID), "es", "hoy a las 17:00"),
+    (datetime(2026, 12, 8, 9, 30, tzinfo=MADRID), "es", "mañana a las 9:30"),
+    (datetime(2026, 12, 10, 13, 0, tzinfo=MADRID), "es", "el jueves a las 13:00"),
+    (datetime(2026, 12, 8, 1, 0, tzinfo=MADRID), "es", "mañana a la 1:00"),
+    (datetime(2026, 12, 21, 9, 0, tzinfo=MADRID), "es", "el lunes 21 de diciembre a las 9:00"),
+    (datetime(2026, 12, 7, 17, 0, tzinfo=MADRID), "pt", "hoje às 17:00"),
+    (datetime(2026, 12, 12, 9, 0, tzinfo=MADRID), "pt", "no sábado às 9:00"),
+    (datetime(2026, 12, 21, 9, 0, tzinfo=MADRID), "pt", "na segunda-feira, 21 de dezembro, às 9:00"),
+    (datetime(2026, 12, 7, 17, 0, tzinfo=MADRID), "en", "today at 5:00 PM"),
+    (datetime(2026, 12, 8, 0, 15, tzinfo=MADRID), "en", "tomorrow at 12:15 AM"),
+    (datetime(2026, 12, 21, 12, 0, tzinfo=MADRID), "en", "on Monday, December 21 at 12:00 PM"),
+    (datetime(2026, 12, 21, 12, 0, tzinfo=MADRID), "de", "2026-12-21 12:00"),
+])
+def test_the_next_opening_is_written_as_customers_say_it(opening, language, expected):
+    monday_afternoon = datetime(2026, 12, 7, 15, 0, tzinfo=MADRID)
+    assert opening_words(opening, monday_afternoon, language) == expected
+
+
+@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)), st.integers(0, 400 * 24 * 60),
+       st.sampled_from(["es", "pt", "en"]))
+def test_the_words_name_the_openings_day_and_time(now, minutes, language):
+    opening = now + timedelta(minutes=minutes)
+    words = opening_words(opening, now, language)
+    days = (opening.date() - now.date()).days
+    if days >= 7:
+        assert str(opening.day) in words
+    if language != "en":
+        assert f"{opening.hour}:{opening.minute:02d}" in words
+    else:
+        assert f"{opening.hour % 12 or 12}:{opening.minute:02d} {'AM' if opening.hour < 12 else 'PM'}" in words
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ("[plugins.away]\nenabled = true\n",
+     "plugins.away: enabled, but [business_hours] has no opening ranges"),
+    ('[business_hours]\nmonday = ["09:00-14:00"]\n[plugins.away]\nenabled = true\n'
+     '[plugins.away.texts]\nes = "Abrimos {{ nex_opening }}"\n',
+     "plugins.away.texts: unknown variable 'nex_opening' (did you mean 'next_opening'?)"),
+    ('[plugins.away]\nonce_every_hours = 0\n', "plugins.away.once_every_hours: Input should be greater than 0"),
+    ('[plugins.welcome]\ndefault_language = "fr"\n', "plugins.welcome: default_language 'fr' has no text"),
+    ('[plugins.welcome]\nafter_silence_days = -1\n', "plugins.welcome.after_silence_days"),
+    ('[plugins.welcome]\nenable = true\n', "plugins.welcome.enable: unknown key (did you mean 'enabled'?)"),
+])
+def test_a_config_mistake_fails_at_start_with_one_line(tmp_path: Path, make, section: str, expected: str):
+    config = tmp_path / "connectzap.toml"
+    config.write_text(section)
+    settings = load_settings(config)
+    with pytest.raises(ConfigurationError) as raised:
+        make(plugins=settings.plugins, business_hours=settings.business_hours.model_dump())
+    message = str(raised.value)
+    assert expected in message and "\n" not in message
+
+
+def test_the_settings_models_are_what_the_engine_validates(make):
+    app = make(plugins={"welcome": {"enabled": True}, "away": {"enabled": True}}, business_hours=MADRID_HOURS)
+    assert isinstance(app.plugin_settings["welcome"], WelcomeSettings)
+    assert isinstance(app.plugin_settings["away"], AwaySettings)
+
+
+def test_connectzap_simulate_shows_the_away_answer_it_would_send(tmp_path: Path):
+    """As a user tries it: `connectzap simulate` with the sandbox (which also logs the read receipt)."""
+    from test_opt_out_keywords import config_file, cz, inbound
+    closed_day = DAYS[(datetime.now(UTC).weekday() + 3) % 7]   # open three days from now only
+    config = config_file(tmp_path, f'[business_hours]\n{closed_day} = ["09:00-10:00"]\n'
+                                   '[plugins.away]\nenabled = true\n')
+    items = tmp_path / "inbound.json"
+    items.write_text(json.dumps([inbound(SPAIN, "Hola", 1)]))
+    report = json.loads(cz(config, "simulate", str(items), "--json").stdout)
+    (event,) = [e for e in report["events"] if e["kind"] == "inbound_message"]
+    (answer,) = [m for m in event["messages"] if m["target"] == "away"]
+    assert answer["request"]["body"]["text"]["body"].startswith("¡Gracias por escribirnos! Ahora estamos cerrados.")
