@@ -80,6 +80,21 @@ def test_a_send_by_number_never_overtakes_one_by_bsuid_for_the_same_customer(app
     assert second.event_id is not None
 
 
+def test_events_waiting_under_a_bsuid_join_the_number_when_the_link_is_seen(app: Any) -> None:
+    """Sent by BSUID before anyone knew the number, then by number: once a webhook links the two, the
+    waiting BSUID send is ordered with the number's and still goes first."""
+    early, other = app.ingest([about("ana", False, "send"), about("ben", True, "send")])
+    with app.db.begin() as conn:
+        identities.observe(app.db, conn, app.secret, PHONE, BSUID)
+    [late] = app.ingest([about("ana", True, "send")])
+    assert len(set(stored_keys(app, [early.event_id, late.event_id, other.event_id]))) == 2
+    with app.db.begin() as conn:
+        taken = [row["id"] for row in journal.claim(app.db, conn, "a", 10, 60)]
+    assert late.event_id not in taken or taken.index(early.event_id) < taken.index(late.event_id)
+    with app.db.begin() as conn:
+        assert journal.claim(app.db, conn, "b", 10, 60) == []  # nothing of Ana's runs beside it
+
+
 def test_a_status_reported_by_bsuid_alone_is_journaled_under_the_linked_customer(app: Any) -> None:
     link_all(app)
     [journaled] = app.ingest(parse_body(failed_status("wamid.by-bsuid", "m-1", 131026, "Message undeliverable")))

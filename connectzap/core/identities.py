@@ -23,10 +23,11 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
 
+from . import ordering
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
-from .store.schema import consents, contacts, conversations, identities, outbox, windows
+from .store.schema import consents, contacts, conversations, events, identities, outbox, windows
 
 
 def resolve(conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
@@ -65,8 +66,12 @@ def observe(db: Database, conn: Connection, secret: bytes, phone: str | None, us
     # What was kept under the BSUID alone belongs to the customer of this number.
     if not _links(conn, {own}):
         _move(db, conn, own, key)
-        # Same customer: their messages (queued ones are re-checked under this key) follow them.
+        # Same customer: their messages (queued ones are re-checked under this key) follow them,
+        # and so do their events still waiting, ordered with the number's from now on (by journal order).
         conn.execute(outbox.update().where(outbox.c.contact_key == own).values(contact_key=key))
+        conn.execute(events.update().where(events.c.ordering_key == ordering.hashed(ordering.contact(own), secret),
+                                           events.c.status == "pending")
+                     .values(ordering_key=ordering.hashed(ordering.contact(key), secret)))
     db.upsert(conn, identities, {"identity_key": own, "contact_key": key, "updated_at": now()}, ["identity_key"])
     return key
 
