@@ -201,3 +201,22 @@ def test_every_allowed_answer_is_kept_whole(messages):
     from connectzap.plugins.chatbot.bridge import _contents
     contents = _contents(httpx.Response(200, json={"messages": messages}), limit=3)
     assert [(c.type, c.body) for c in contents] == [("text", m["body"]) for m in messages]
+
+
+def test_simulate_shows_the_request_and_asks_no_bot(tmp_path, bot):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    bot.answer({"type": "text", "body": "respuesta del bot"})
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[sandbox]\nquiet = true\n[plugins.chatbot]\n'
+                      f'url = "{bot.url}"\nsecret = "{SECRET}"\n')
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps([{"webhook": "/webhooks/whatsapp", "body": text("hola")}]))
+    done = subprocess.run([str(Path(sys.executable).with_name("connectzap")), "--config", str(config), "simulate",
+                           str(items), "--json"], capture_output=True, text=True, timeout=300, check=True)
+    [call] = json.loads(done.stdout)["events"][0]["calls"]
+    assert call["target"] == "chatbot" and call["method"] == "POST" and call["url"] == bot.url
+    assert json.loads(call["body"])["data"]["text"] == "hola" and CUSTOMER not in call["body"]
+    assert bot.requests == []
