@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from .. import gate
 from ..idempotency import scoped_key
@@ -54,6 +54,8 @@ BACKOFFS = (86400.0, 2 * 86400.0)
 """The delays before a deferred recipient is admitted again; after the last one it has failed."""
 SETTLE_SECONDS = 86400.0
 """A ``sent`` message whose delivery nobody reported in this long is settled (its number erased)."""
+MARGIN = 60.0
+"""Seconds of changes :func:`follow` reads again: longer than any write transaction takes to commit."""
 FOLLOW_DAYS = 7.0
 """A finished campaign's outcomes follow statuses and replies this long after it ended."""
 
@@ -92,32 +94,45 @@ def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
 
 # --- follow ------------------------------------------------------------------------------------
 
-def follow(conn: Connection, campaign_id: str, limit: int = 2000) -> int:
-    """Bring recipients' outcomes up to date with their messages and the customers' replies."""
+def follow(conn: Connection, campaign: Any, limit: int = 5000) -> int:
+    """Bring recipients' outcomes up to date with their messages and the customers' replies.
+
+    Only what changed since the last look is read -- the campaign's messages updated since then
+    (index on the outbox's cancel key and update time) and the customers who wrote since then --
+    so a round costs what changed, not the size of the campaign. :data:`MARGIN` seconds are read
+    again each time: a change stamped just before the last look may have committed after it."""
     t = now()
+    since = (campaign.followed_until or 0.0) - MARGIN
     changed = 0
     rows = conn.execute(
         select(recipients.c.contact_key, recipients.c.outcome, recipients.c.backoffs, outbox_table.c.status,
                outbox_table.c.reason, outbox_table.c.error_code, outbox_table.c.error_details)
-        .join(outbox_table, outbox_table.c.id == recipients.c.message_id)
-        .where(recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_(FOLLOWED),
+        .join(recipients, and_(recipients.c.campaign_id == campaign.id,
+                               recipients.c.message_id == outbox_table.c.id))
+        .where(outbox_table.c.cancel_key == cancel_key(campaign.id), outbox_table.c.updated_at >= since,
+               recipients.c.outcome.in_(FOLLOWED),
                func.coalesce(recipients.c.message_status, "") != outbox_table.c.status)
         .limit(limit)).all()
     for row in rows:
         values = _followed(row, t)
-        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign_id,
+        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
                                                recipients.c.contact_key == row.contact_key)
                      .values(message_status=row.status, updated_at=t, **values))
         changed += 1
-    replied = (select(windows.c.contact_key).where(windows.c.contact_key == recipients.c.contact_key,
-                                                   windows.c.last_inbound_at > recipients.c.admitted_at)
-               .exists())
+    wrote = select(windows.c.contact_key).where(windows.c.last_inbound_at >= since,
+                                                windows.c.contact_key == recipients.c.contact_key,
+                                                windows.c.last_inbound_at > recipients.c.admitted_at)
     changed += conn.execute(recipients.update().where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_(("sent", "delivered", "read")), replied)
-        .values(outcome="replied", updated_at=t, **_ERASED)).rowcount
-    changed += conn.execute(recipients.update().where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome == "sent", recipients.c.recipient.is_not(None),
-        recipients.c.admitted_at < t - SETTLE_SECONDS).values(**_ERASED)).rowcount
+        recipients.c.campaign_id == campaign.id, recipients.c.outcome.in_(("sent", "delivered", "read")),
+        recipients.c.contact_key.in_(select(windows.c.contact_key).where(windows.c.last_inbound_at >= since)),
+        wrote.exists()).values(outcome="replied", updated_at=t, **_ERASED)).rowcount
+    if int(since // 3600) != int(t // 3600):  # hourly: a sent message nobody reported on for a day is settled
+        changed += conn.execute(recipients.update().where(
+            recipients.c.campaign_id == campaign.id, recipients.c.outcome == "sent",
+            recipients.c.recipient.is_not(None), recipients.c.admitted_at < t - SETTLE_SECONDS)
+            .values(**_ERASED)).rowcount
+    if len(rows) < limit:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(followed_until=t))
     return changed
 
 
@@ -159,9 +174,11 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any) -> tuple
         return 0, _next_due(conn, campaign.id, t)
     template = json.loads(campaign.template)
     ready, later = _in_window(due, campaign, t)
-    for contact, opens in later:
+    if later:
         conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
-                                               recipients.c.contact_key == contact).values(due_at=opens, updated_at=t))
+                                               recipients.c.contact_key == bindparam("b_contact"))
+                     .values(due_at=bindparam("b_due"), updated_at=t),
+                     [{"b_contact": contact, "b_due": opens} for contact, opens in later])
     if not ready:
         return 0, None
     admissions, send_times = [], []
@@ -172,15 +189,24 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any) -> tuple
                             cancel_key=cancel_key(campaign.id), origin={"campaign": campaign.id},
                             business_phone_number_id=campaign.business_phone_number_id,
                             not_before=_utc(at) if at > t else None)
-        admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt)))
+        # fresh_key: no earlier message can hold this key -- the key is admitted in the transaction that
+        # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
+        # looking it up; the outbox's unique key still stops a second message, whatever happens.
+        admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt),
+                                         fresh_key=True))
     decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}")
-    for row, decision in zip(ready, decisions, strict=True):
-        refused = not decision.accepted
-        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
-                                               recipients.c.contact_key == row.contact_key).values(
-            outcome="refused" if refused else IN_OUTBOX, message_id=decision.id, message_status=decision.status,
-            reason=decision.reason, error_title=decision.detail if refused else None, error_code=None,
-            attempt=row.attempt + 1, admitted_at=t, updated_at=t, **(_ERASED if refused else {})))
+    admitted = [{"b_contact": row.contact_key, "b_outcome": "refused" if not decision.accepted else IN_OUTBOX,
+                 "b_message": decision.id, "b_status": decision.status, "b_reason": decision.reason,
+                 "b_title": None if decision.accepted else decision.detail, "b_attempt": row.attempt + 1,
+                 "b_number": row.recipient if decision.accepted else None,
+                 "b_params": row.params if decision.accepted else None}
+                for row, decision in zip(ready, decisions, strict=True)]
+    conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
+                                           recipients.c.contact_key == bindparam("b_contact")).values(
+        outcome=bindparam("b_outcome"), message_id=bindparam("b_message"), message_status=bindparam("b_status"),
+        reason=bindparam("b_reason"), error_title=bindparam("b_title"), error_code=None,
+        attempt=bindparam("b_attempt"), admitted_at=t, updated_at=t,
+        recipient=bindparam("b_number"), params=bindparam("b_params")), admitted)  # a refused one is settled: erased
     if spacing:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
                      .values(next_slot_at=send_times[-1] + spacing))
@@ -258,14 +284,14 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str) -
         set_state(conn, campaign, Action.START)
         campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
         done += 1
-    done += follow(conn, campaign_id)
+    done += follow(conn, campaign)
     if campaign.state != State.RUNNING:
         return done
     admitted, waiting = admit(db, conn, secret, campaign)
     done += admitted
-    left = conn.execute(select(func.count()).select_from(recipients).where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX)))).scalar_one()
-    if not left:
+    left = conn.execute(select(recipients.c.line).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX))).limit(1)).first()
+    if left is None:
         set_state(conn, campaign, Action.FINISH)
         return done + 1
     if waiting != campaign.waiting:

@@ -97,6 +97,7 @@ outbox = Table(
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_wamid", "wamid"),
     Index("ix_outbox_cancel", "cancel_key"),
+    Index("ix_outbox_cancel_updated", "cancel_key", "updated_at"),  # a campaign's changed messages
     Index("ix_outbox_contact", "contact_key"),
     Index("ix_outbox_event", "source_event_id"),
     Index("ix_outbox_erase", "erase_after", postgresql_where=text("erase_after IS NOT NULL"),
@@ -121,6 +122,7 @@ windows = Table(
     Column("contact_key", String(32), primary_key=True),
     Column("business_phone_number_id", String(64), primary_key=True),
     Column("last_inbound_at", Float, nullable=False),
+    Index("ix_windows_inbound", "last_inbound_at"),  # who wrote lately (a campaign's replies)
 )
 
 contacts = Table(
@@ -224,6 +226,7 @@ campaigns = Table(
     Column("rate_per_minute", Float, nullable=True),
     Column("next_slot_at", Float, nullable=True),  # the campaign rate's next free send time
     Column("waiting", Text, nullable=True),  # why nothing is admitted now, and until when
+    Column("followed_until", Float, nullable=True),  # outcomes follow the messages' changes up to here
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),

@@ -1,0 +1,82 @@
+"""A campaign's audience and admission at scale, run by hand (not a test):
+
+    .venv/bin/python bench/campaign.py [--recipients 1000000] [--database-url postgresql+psycopg://...]
+
+Writes a CSV of N distinct German mobile numbers with two template parameters, grants each a
+marketing opt-in (straight into the ledger: setup, not measured), then measures what a user's
+campaign does: the audience streamed into the campaign (``load_audience``), and the engine's
+rounds admitting every recipient into the outbox through the send gate (the in-flight cap lifted,
+since no sender drains the outbox here). Prints each phase's wall time and rate, and the process's
+peak RSS. The default database is a fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectzap.core.campaigns import Action, engine, read_file  # noqa: E402
+from connectzap.core.phones import contact_key  # noqa: E402
+from connectzap.core.store.schema import consents  # noqa: E402
+from connectzap.testing import make_app, seed_template  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    n = args.recipients
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        app = make_app(root, database_url=args.database_url or f"sqlite:///{root / 'bench.db'}",
+                       privacy={"hash_secret": "bench-secret-0123456789abcdef"}, sandbox={"quiet": True})
+        seed_template(app, "december_news", "Hi {{1}}, {{2}} off until Sunday", category="MARKETING")
+        audience = root / "audience.csv"
+        with audience.open("w") as fh:
+            fh.write("phone,1,2\n")
+            for i in range(n):
+                fh.write(f"+49151{10_000_000 + i},Reader {i},20%\n")
+        t = time.time()
+        for at in range(0, n, 10_000):
+            with app.db.begin() as conn:
+                conn.execute(consents.insert(), [
+                    dict(contact_key=contact_key(f"+49151{10_000_000 + i}", app.secret), category="marketing",
+                         granted=True, source="bench", proof="bench opt-in", at=t, recorded_at=t)
+                    for i in range(at, min(at + 10_000, n))])
+        print(f"{n} recipients on {app.db.dialect}, load average {os.getloadavg()[0]:.1f}; "
+              f"setup done, peak RSS {peak_mb():.0f} MB")
+
+        made = app.campaigns.create("bench", {"name": "december_news", "language": "en"})
+        started = time.perf_counter()
+        with audience.open(encoding="utf-8") as fh:
+            loaded = app.campaigns.load_audience(made.id, read_file(fh, "csv", app.secret))
+        elapsed = time.perf_counter() - started
+        print(f"audience   {elapsed:7.1f} s  {loaded.added / elapsed:8.0f} recipients/s  peak RSS {peak_mb():.0f} MB")
+
+        engine.IN_FLIGHT = n + 1  # nothing sends here: let admission run through the whole list
+        engine.BATCH = 2000
+        app.campaigns.control(made.id, Action.START)
+        started = time.perf_counter()
+        while app.campaigns.run_once():
+            pass
+        elapsed = time.perf_counter() - started
+        view = app.campaigns.get(made.id)
+        print(f"admission  {elapsed:7.1f} s  {n / elapsed:8.0f} recipients/s  peak RSS {peak_mb():.0f} MB  "
+              f"outcomes {view.outcomes}")
+        app.close()
+
+
+if __name__ == "__main__":
+    main()
