@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectzap.core.campaigns import Action, engine, read_file  # noqa: E402
-from connectzap.core.phones import contact_key  # noqa: E402
-from connectzap.core.store.schema import consents  # noqa: E402
-from connectzap.testing import make_app, seed_template  # noqa: E402
+from connectzap.core.campaigns import Action, engine, read_file
+from connectzap.core.phones import contact_key
+from connectzap.core.store.schema import consents
+from connectzap.testing import make_app, seed_template
 
 
 def peak_mb() -> float:
