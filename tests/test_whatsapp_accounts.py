@@ -275,9 +275,9 @@ def test_accepted_exactly_when_the_signer_owns_every_named_number(owner_of: list
 
 # --- commands: per account, per number -------------------------------------------------------
 
-@pytest.fixture
-def cli_run(tmp_path: Any, graph: Any) -> Any:
-    accounts = "".join(f"""
+def accounts_toml() -> str:
+    """Both accounts as ``[[connectors.whatsapp.accounts]]`` tables."""
+    return "".join(f"""
 [[connectors.whatsapp.accounts]]
 name = "{name}"
 waba_id = "{a['waba']}"
@@ -285,6 +285,11 @@ access_token = "{a['token']}"
 app_secrets = ["{a['secret']}"]
 numbers = {json.dumps(a['numbers'])}
 """ for name, a in (("shop", SHOP), ("outlet", OUTLET)))
+
+
+@pytest.fixture
+def cli_run(tmp_path: Any, graph: Any) -> Any:
+    accounts = accounts_toml()
     return whatsapp_cli(tmp_path, f'verify_token = "verify"\napi_base_url = "{graph.url}"\n{accounts}')
 
 

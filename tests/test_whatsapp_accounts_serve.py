@@ -5,7 +5,6 @@ HTTP and settle each message, and an inbound message signed by the other account
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from serve_support import Served, config_file, wait_for
 from server_support import AUTH, KEY, PHONE, meta_signed
-from test_whatsapp_accounts import OUTLET, SHOP, text_message
+from test_whatsapp_accounts import OUTLET, SHOP, accounts_toml, text_message
 
 from connectzap.testing import seed_template
 from connectzap.testing.fake_graph import FakeGraph
@@ -21,15 +20,8 @@ from connectzap.testing.fake_graph import FakeGraph
 pytestmark = pytest.mark.slow
 
 
-def accounts_toml(graph_url: str) -> str:
-    accounts = "".join(f"""
-[[connectors.whatsapp.accounts]]
-name = "{name}"
-waba_id = "{a['waba']}"
-access_token = "{a['token']}"
-app_secrets = ["{a['secret']}"]
-numbers = {json.dumps(a['numbers'])}
-""" for name, a in (("shop", SHOP), ("outlet", OUTLET)))
+def serve_toml(graph_url: str) -> str:
+    accounts = accounts_toml()
     return f"""
 [api]
 keys = ["{KEY}"]
@@ -50,7 +42,7 @@ def test_serve_sends_from_each_account_and_takes_back_each_accounts_statuses(mak
         for a in (SHOP, OUTLET):
             graph.add_account(a["waba"], token=a["token"], numbers=a["numbers"], app_secret=a["secret"])
         served = Served(config_file(folder / "connectzap.toml", data_dir=folder, database_url=engine.db.url,
-                                    rest=accounts_toml(graph.url)))
+                                    rest=serve_toml(graph.url)))
         try:
             base = served.url()
             graph.report_statuses(f"{base}/webhooks/whatsapp", app_secret="no-account-uses-this")
