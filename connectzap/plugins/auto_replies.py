@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connectzap import (AutomaticAnswer, ButtonsContent, EventContext, InboundMessage, ListContent, MessageContent,
                         PluginSettings, TemplateContent, TemplateUse, hookimpl, is_bsuid)
 
-from .languages import checked_countries, choose_language, language_of
+from .languages import LanguageChoice, choose_language, language_of
 from .matching import contains, words_of
 
 RuleName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
@@ -100,27 +100,14 @@ class Rule(BaseModel):
                 yield from (row.id for section in content.sections for row in section.rows)
 
 
-class AutoRepliesSettings(PluginSettings):
+class AutoRepliesSettings(LanguageChoice):
     """``[plugins.auto_replies]``, validated when the engine starts (one line naming the mistake)."""
 
     rules: list[Rule] = Field(default_factory=list)
-    default_language: str = "en"
-    """The answer's language when neither the words nor the number's country choose one it has."""
     cooldown_minutes: float = Field(default=60, ge=0)
     """A rule answers a contact at most once in this time (0: always); taps are always answered."""
     stale_after_minutes: float | None = Field(default=None, gt=0)
     """Answer no message older than this (the core's ``[automation] stale_after_minutes`` applies too)."""
-    countries: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("default_language")
-    @classmethod
-    def _default_language(cls, tag: str) -> str:
-        return language_of(tag)
-
-    @field_validator("countries")
-    @classmethod
-    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
-        return checked_countries(countries)
 
     @model_validator(mode="after")
     def _consistent(self) -> AutoRepliesSettings:

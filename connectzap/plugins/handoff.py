@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectzap import AutomaticAnswer, EventContext, InboundMessage, PluginSettings, TextContent, hookimpl, is_bsuid
 
-from .languages import checked_countries, choose_language, language_of
+from .languages import LanguageChoice, choose_language, language_of
 from .matching import contains, words_of
 
 # Words (and phrases) per language that ask for a person. HUMANO is Spanish and Portuguese: the
@@ -44,7 +44,7 @@ REPLIES: dict[str, str] = {
 }
 
 
-class HandoffSettings(PluginSettings):
+class HandoffSettings(LanguageChoice):
     """``[plugins.handoff]``, validated when the engine starts."""
 
     enabled: bool = False
@@ -53,11 +53,8 @@ class HandoffSettings(PluginSettings):
     minutes: int = Field(default=240, ge=0, le=525_600)
     """How long people keep the conversation before automatic answers resume; 0: until released."""
     confirm: bool = True
-    default_language: str = "en"
     replies: dict[str, str] = Field(default_factory=dict)
     """Language -> the confirmation text (the built-in ones cover es, pt, en)."""
-    countries: dict[str, str] = Field(default_factory=dict)
-    """Country code -> the language its customers read, where the built-in table is not right."""
 
     @field_validator("keywords")
     @classmethod
@@ -67,22 +64,12 @@ class HandoffSettings(PluginSettings):
             raise ValueError("a handoff keyword is empty (or punctuation only)")
         return out
 
-    @field_validator("default_language")
-    @classmethod
-    def _default_language(cls, tag: str) -> str:
-        return language_of(tag)
-
     @field_validator("replies")
     @classmethod
     def _replies(cls, replies: dict[str, str]) -> dict[str, str]:
         if any(not text.strip() for text in replies.values()):
             raise ValueError("a handoff reply is empty")
         return {language_of(tag): text for tag, text in replies.items()}
-
-    @field_validator("countries")
-    @classmethod
-    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
-        return checked_countries(countries)
 
     @model_validator(mode="after")
     def _default_has_a_reply(self) -> HandoffSettings:

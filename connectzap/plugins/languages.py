@@ -79,7 +79,9 @@ class LanguageChoice(PluginSettings):
     ``countries`` overrides (which language a country's customers read, e.g. ``CH = "de"``)."""
 
     default_language: str = "en"
+    """The answer's language when neither the words nor the number's country choose one it has."""
     countries: dict[str, str] = Field(default_factory=dict)
+    """Country code -> the language its customers read, where the built-in table is not right."""
 
     @field_validator("default_language")
     @classmethod

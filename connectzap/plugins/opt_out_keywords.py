@@ -33,7 +33,7 @@ from connectzap import (Category, ConsentChange, EventContext, InboundMessage, P
                         hookimpl, is_bsuid, normalise_keyword)
 
 from . import optin
-from .languages import COUNTRY_LANGUAGES, checked_countries, choose_language, language_of
+from .languages import COUNTRY_LANGUAGES, LanguageChoice, choose_language, language_of
 
 __all__ = ["COUNTRY_LANGUAGES", "REPLIES", "START_WORDS", "STOP_WORDS", "KeywordSettings", "normalise", "settings_of"]
 
@@ -84,7 +84,7 @@ class Reply(BaseModel):
     start: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
-class KeywordSettings(PluginSettings):
+class KeywordSettings(LanguageChoice):
     """``[plugins.opt_out_keywords]``, validated when the engine starts. Unknown keys are refused:
     a misspelt ``replies`` must not silently keep the defaults."""
 
@@ -93,9 +93,7 @@ class KeywordSettings(PluginSettings):
     start: list[str] = Field(default_factory=lambda: _all(START_WORDS))
     categories: list[Category] = Field(default_factory=lambda: [Category.MARKETING], min_length=1)
     confirm: bool = True
-    default_language: str = "en"
     replies: dict[str, Reply] = Field(default_factory=dict)
-    countries: dict[str, str] = Field(default_factory=dict)
     stop_reply: str | None = Field(default=None, min_length=1)
     """Deprecated: one STOP reply for every language; use ``[replies.LANG] stop``."""
     start_reply: str | None = Field(default=None, min_length=1)
@@ -109,20 +107,10 @@ class KeywordSettings(PluginSettings):
             raise ValueError("a keyword is empty (or punctuation only)")
         return cleaned
 
-    @field_validator("default_language")
-    @classmethod
-    def _default_language(cls, tag: str) -> str:
-        return _language(tag)
-
     @field_validator("replies")
     @classmethod
     def _reply_languages(cls, replies: dict[str, Reply]) -> dict[str, Reply]:
         return {_language(tag): reply for tag, reply in replies.items()}
-
-    @field_validator("countries")
-    @classmethod
-    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
-        return checked_countries(countries)
 
     @model_validator(mode="after")
     def _consistent(self) -> KeywordSettings:
