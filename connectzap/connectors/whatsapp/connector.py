@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -51,14 +52,15 @@ class WhatsAppConnector(Connector):
         super().__init__(settings, app)
         self._coexistence_seen = set(self.settings.coexistence_numbers)  # already paced as such
 
-    @property
+    @cached_property
     def own_numbers(self) -> frozenset[str]:
         """The phone number ids configured as ours, in every account (empty = accept every number)."""
         return frozenset(self.settings.numbers)
 
-    @property
+    @cached_property
     def signing_accounts(self) -> list[SigningAccount]:
-        """Each account's webhook secrets and the ids it owns (one entry for a single account)."""
+        """Each account's webhook secrets and the ids it owns (one entry for a single account);
+        worked out once, not per webhook (settings do not change while the connector runs)."""
         return [SigningAccount(view.account_label, view.waba_id,
                                frozenset(n for n in (view.phone_number_id, *view.phone_number_ids) if n),
                                tuple(secret_value(s) for s in view.app_secrets))
