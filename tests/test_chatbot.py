@@ -138,6 +138,29 @@ async def test_a_bot_that_answers_later_does_so_once_through_the_api(make, bot):
     assert wrong.status_code == 422 and first.status_code == 200 and second.status_code == 404
     await asyncio.to_thread(run, app)
     assert texts(app) == ["Tu pedido 1042 llega mañana."]
+    # the fallback that waited for the bot's deadline was withdrawn by the answer, not just delayed
+    outcomes = sorted((m["status"], m["reason"]) for m in app.messages())
+    assert outcomes == [("accepted", None), ("refused", "automatic_superseded")], outcomes
+
+
+async def test_a_bot_that_never_answers_later_leaves_the_fallback(make, bot):
+    import time
+    from server_support import serving
+    bot.later()
+    app = bridged(make, bot, later_minutes=0.02)    # 1.2 s
+    question = text("¿seguís abiertos?")
+    await asyncio.to_thread(receive, app, question)
+    assert sent_bodies(app) == []                   # not yet: the bot may still answer
+    deadline = time.monotonic() + 60                # generous: a loaded machine
+    while not sent_bodies(app) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(run, app)
+    assert texts(app) == [FALLBACK]
+    answer = {"in_reply_to": wamid_of(question), "to": "+" + CUSTOMER,
+              "messages": [{"type": "text", "body": "demasiado tarde"}]}
+    async with serving(app) as client:
+        late = await client.post("/v1/chatbot/answers", json=answer, headers={"Authorization": f"Bearer {KEY}"})
+    assert late.status_code in (404, 409) and texts(app) == [FALLBACK]
 
 
 async def test_a_late_answer_to_a_message_already_answered_is_refused(make, bot):

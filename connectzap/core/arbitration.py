@@ -95,11 +95,15 @@ def claim_late(db: Database, conn: Connection, inbound_key: str, event_id: int, 
                kind: AutomaticAnswer) -> bool:
     """Take ``inbound_key``'s slot for an answer sent after its event was decided (a bot answering
     through the API): False when the message already had its automatic answer (or its reason for
-    none). Call inside the transaction that admits the answer."""
-    taken = conn.execute(select(automatic_answers.c.inbound_key).where(
+    none). A ``fallback`` answer still waiting to go (deferred while the bot had time to answer)
+    gives way and is withdrawn. Call inside the transaction that admits the answer."""
+    taken = conn.execute(select(automatic_answers.c.message_id, automatic_answers.c.kind).where(
         automatic_answers.c.inbound_key == inbound_key)).first()
     if taken is not None:
-        return False
+        waiting_fallback = taken.kind == AutomaticAnswer.fallback.value and taken.message_id is not None
+        if not waiting_fallback or not outbox_store.withdraw_queued(
+                conn, taken.message_id, "automatic_superseded", f"the late {kind.value} answer went instead"):
+            return False
     db.upsert(conn, automatic_answers, {"inbound_key": inbound_key, "event_id": event_id, "message_id": message_id,
                                         "kind": kind.value, "at": now()}, ["inbound_key"])
     return True

@@ -130,6 +130,14 @@ def refuse(conn: Connection, message_id: str, reason: str, detail: str | None) -
     _update(conn, message_id, status=S.REFUSED, reason=reason, error_details=detail, **_RELEASE, **erase_values(0))
 
 
+def withdraw_queued(conn: Connection, message_id: str, reason: str, detail: str | None) -> bool:
+    """Refuse a message only while it is still ``queued`` (a sender may be taking it right now):
+    True when it was withdrawn, False when it is on its way or settled."""
+    done = conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.status == S.QUEUED).values(
+        status=S.REFUSED, reason=reason, error_details=detail, updated_at=now(), **_RELEASE, **erase_values(0)))
+    return done.rowcount == 1
+
+
 def hold_back(conn: Connection, message_id: str, until: float, attempts: int) -> None:
     """A rate limit held it back before it was sent: it waits, and the attempt is given back."""
     _update(conn, message_id, status=S.QUEUED, next_attempt_at=until, attempts=attempts, **_RELEASE)

@@ -12,6 +12,7 @@ Nothing is forwarded while a person handles the conversation.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -69,10 +70,15 @@ async def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None
             ctx.conversation.hand_to_human("the chatbot could not answer")
         return
     if answer is None:
+        until = time.time() + settings.later_minutes * 60
         ctx.state.set(waiting_key(message.wamid), {
-            "event": ctx.event_id, "contact": ctx.contact_key(who), "until": time.time() + settings.later_minutes * 60,
+            "event": ctx.event_id, "contact": ctx.contact_key(who), "until": until,
             "number": message.business_phone_number_id})
         ctx.note("bot_answers_later", "the bot will answer through POST /v1/chatbot/answers")
+        if settings.fallback_text:  # goes at `until` unless the bot's answer (or another) replaces it
+            ctx.send(who, TextContent(body=settings.fallback_text), key=f"{message.wamid}:chatbot-fallback",
+                     reply_to=message.wamid, automatic=AutomaticAnswer.fallback,
+                     not_before=datetime.fromtimestamp(until, UTC), **reply)
         return
     for n, content in enumerate(answer):
         ctx.send(who, content, key=f"{message.wamid}:chatbot:{n}", reply_to=message.wamid if n == 0 else None,

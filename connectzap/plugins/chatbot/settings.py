@@ -30,9 +30,9 @@ class ChatbotSettings(PluginSettings):
     """How long to wait for the bot's answer before falling back."""
     max_messages: int = Field(default=3, ge=1, le=5)
     """The most messages one answer may have; more is a malformed answer."""
-    later_minutes: float = Field(default=60.0, gt=0, le=24 * 60)
-    """How long an answer through ``POST /v1/chatbot/answers`` is accepted after the bot said it
-    would answer later."""
+    later_minutes: float = Field(default=10.0, gt=0, le=23 * 60)
+    """How long a bot that said it would answer later has to answer through ``POST
+    /v1/chatbot/answers``; after that the fallback goes (unless another answer went)."""
     fallback_text: str = Field(default=DEFAULT_FALLBACK, max_length=4096)
     """Sent when the bot fails (timeout, error, malformed answer) and no FAQ rule, away message or
     welcome answers instead; "" sends nothing."""
