@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's headless Chromium driven by Playwright, against
 ``connectzap serve`` started as the README starts it (supervised processes, and ``--in-process``).
-Log in, resume paused sending, find the refused message and read its reason, retry a dead letter --
-each checked against the database. ``.ci/run`` installs Chromium; without it these skip, saying so.
+Log in, resume paused sending, find the refused message and read its reason, retry a dead letter,
+grant consent with its proof -- each checked against the database. ``.ci/run`` installs Chromium;
+without it these skip, saying so.
 
 Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (docs/console.md's)."""
 
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_support import PASSWORD, PAUSE_REASON, PLUGINS_TOML, USER, tell_story
+from console_support import ANA, PASSWORD, PAUSE_REASON, PLUGINS_TOML, USER, tell_story
 from serve_support import Served, database_url, sandbox_serve_config, wait_for
 
 from connectzap.core.app import Connectzap
+from connectzap.core.models import Category
 from connectzap.core.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = Path(os.environ.get("CONNECTZAP_CHROMIUM", "/usr/bin/chromium"))
 WAIT_MS = 60_000  # generous: the machine may be busy with other tests
 SHOTS = os.environ.get("CONNECTZAP_CONSOLE_SCREENSHOTS")
+PROOF = "Said yes to order updates on WhatsApp by phone, call of 2 December"
 
 
 def _playwright() -> Any:
@@ -123,6 +126,24 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: t
         page.get_by_role("link", name="Events").click()
         page.wait_for_selector(f"tr[data-id='{ids['refused']}']")
         shot(page, "events")
+
+        # granting consent, with its proof
+        page.get_by_role("link", name="Contacts").click()
+        page.get_by_label("Number (full, with country code)").fill(ANA)
+        page.get_by_role("button", name="Look up").click()
+        page.wait_for_selector("#consent")
+        assert page.text_content("#contact") == "+34*******78"
+        page.get_by_label("Number", exact=True).fill(ANA)
+        page.get_by_label("Category").select_option("utility")
+        page.get_by_label("Proof", exact=False).fill(PROOF)
+        page.get_by_role("button", name="Grant").click()
+        page.wait_for_selector("#done")
+        assert page.text_content("#done") == "+34*******78: utility granted"
+        assert page.text_content("tr[data-category='utility'] td") == "granted"
+        record = check.consent(ANA)[Category.UTILITY]
+        assert (record.granted, record.proof, record.source) == (True, PROOF, f"console:{USER}")
+        assert ANA.lstrip("+") not in page.content()  # the number typed twice is in no page
+        shot(page, "contacts")
     finally:
         check.close()
         assert served.stop() == 0, "".join(served.output)

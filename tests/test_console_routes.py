@@ -4,6 +4,7 @@ actions do what the CLI's same engine methods do."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import AsyncIterator
@@ -249,3 +250,44 @@ async def test_settle_an_unknown_message_now(shop):
         app.settings.workers.unknown_policy]
     assert app.message(mid)["status"] == expected[0] and f"message {mid}: {expected[1]}" in shown
     assert [(a["action"], a["target"]) for a in app.operators.audit_log()][0] == ("settle_unknown", f"message {mid}")
+
+
+async def test_look_a_contact_up_and_grant_and_revoke_consent_with_proof(shop):
+    from connectzap.core import windows
+    from connectzap.core.models import Category
+    app, _ = shop
+    proof = "Ticked 'WhatsApp me about my order' at checkout, order 1088"
+    async with console(app) as client:
+        await log_in(client)
+        page = await client.get("/console/contacts")
+        found = await client.post("/console/contacts/lookup", data={"csrf": csrf_of(page.text), "phone": ANA})
+        where = found.headers["location"]
+        assert f"contact={app.contact_key(ANA)}" in where and digits(ANA) not in digits(where.split("masked=")[0])
+        shown = (await client.get(where)).text
+        assert "never opened" in shown and shown.count("none on record") == 3
+        assert digits(ANA) not in digits(shown) and "+34*******78" in shown
+
+        form = {"csrf": csrf_of(shown), "phone": ANA, "category": "utility", "action": "grant",
+                "back": app.contact_key(ANA), "masked": "+34*******78"}
+        no_proof = await client.post("/console/contacts/consent", data={**form, "proof": "  "})
+        assert "needs its proof" in (await client.get(no_proof.headers["location"])).text
+        assert app.consent(ANA) == {}
+        forged = await client.post("/console/contacts/consent", data={**form, "proof": proof, "csrf": "1" * 64})
+        assert forged.status_code == 403 and app.consent(ANA) == {}
+
+        granted = await client.post("/console/contacts/consent", data={**form, "proof": proof})
+        after = (await client.get(granted.headers["location"])).text
+        record = app.consent(ANA)[Category.UTILITY]
+        assert (record.granted, record.source, record.proof) == (True, f"console:{USER}", proof)
+        assert "+34*******78: utility granted" in after and proof in html.unescape(after)
+
+        revoked = await client.post("/console/contacts/consent",
+                                    data={**form, "action": "revoke", "source": "phone call", "proof": ""})
+        assert "utility revoked" in (await client.get(revoked.headers["location"])).text
+        assert [(r.granted, r.source) for r in app.consent_history(ANA)] == [(True, f"console:{USER}"),
+                                                                             (False, "phone call")]
+        with app.db.begin() as conn:  # Ana writes: her window opens for 24 hours
+            windows.open_window(app.db, conn, app.contact_key(ANA), time.time(), None)
+        assert "open until" in (await client.get(where)).text
+    audit = [(a["action"], a["target"]) for a in app.operators.audit_log() if a["action"].startswith("consent")]
+    assert audit == [("consent_revoke", "+34*******78 utility"), ("consent_grant", "+34*******78 utility")]

@@ -24,10 +24,8 @@ def consent() -> None:
 
 def _change(phone: str, category: str, granted: bool, source: str, proof: str | None,
             country: str | None) -> ConsentChange:
-    from ..core.bsuids import identify
-    from ..core.models import Category, ConsentChange
-    return ConsentChange.model_validate({**identify(phone, country), "category": Category(category),
-                                         "granted": granted, "source": source, "proof": proof})
+    from ..core.consent import change
+    return change(phone, category, granted, source, proof, country)
 
 
 CATEGORY = click.Choice(["marketing", "utility", "authentication"])

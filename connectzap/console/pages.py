@@ -18,9 +18,12 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from ..core.app import Connectzap
 from ..core.errors import ConnectzapError, NotFoundError
-from ..core.models import StatusValue
+from ..core.consent import change as consent_change
+from ..core.consent_files import PROOF_REQUIRED, proof_missing
+from ..core.models import Category, StatusValue
 from ..core.phones import mask, to_e164
-from ..core.views import MessageView
+from ..core.views import MessageView, utc
+from ..core.windows import WINDOW_SECONDS, is_open
 from . import passwords, sessions
 from .rendering import render
 
@@ -273,6 +276,60 @@ def settle(request: Request, engine: Connectzap, session: sessions.Session, form
     return _see("/console/messages/unknown?" + urlencode({"done": f"message {message_id}: {said}"}))
 
 
+# --- contacts and consent --------------------------------------------------------------------------------------
+
+def contacts(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    """Look a contact up by the keyed hash a search made; consent per category, its history, the window."""
+    q = request.query_params
+    contact = q.get("contact") if _CONTACT_KEY.fullmatch(q.get("contact", "")) else None
+    context: dict[str, Any] = {"contact": contact, "masked": q.get("masked") if contact else None,
+                               "error": q.get("error"), "done": q.get("done"), "categories": list(Category)}
+    if contact:
+        last = engine.last_inbound(contact)
+        context.update(current=engine.consent(key=contact), history=engine.consent_history(key=contact),
+                       window_closes=utc(last + WINDOW_SECONDS) if last is not None else None,
+                       window_open=is_open(last))
+    return render(request, engine, session, "contacts.html", nav="contacts", **context)
+
+
+def _contact_url(engine: Connectzap, e164: str, **extra: str) -> str:
+    return "/console/contacts?" + urlencode({"contact": engine.contact_key(e164), "masked": mask(e164), **extra})
+
+
+def look_up(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    try:
+        e164 = to_e164(form.get("phone", ""), form.get("country") or None)
+    except ConnectzapError as exc:
+        return _see("/console/contacts?" + urlencode({"error": exc.message}))
+    return _see(_contact_url(engine, e164))
+
+
+def change_consent(request: Request, engine: Connectzap, session: sessions.Session,
+                   form: dict[str, str]) -> Response:
+    """``connectzap consent grant|revoke``: the same change, recorded with the operator as its source
+    unless another is given. A grant needs its proof (the rule every way of granting applies)."""
+    granted = form.get("action") == "grant"
+    proof = form.get("proof", "").strip() or None
+    source = form.get("source", "").strip()[:100] or f"console:{session.who}"
+    back = form.get("back") if _CONTACT_KEY.fullmatch(form.get("back", "")) else None
+    try:
+        e164 = to_e164(form.get("phone", ""), form.get("country") or None)
+        if form.get("category") not in {c.value for c in Category}:
+            raise ConnectzapError("choose a category")
+        if proof_missing(granted, proof):
+            raise ConnectzapError(PROOF_REQUIRED)
+        change = consent_change(e164, form["category"], granted, source, proof)
+    except ConnectzapError as exc:
+        extra = {"contact": back, "masked": form.get("masked", "")} if back else {}
+        return _see("/console/contacts?" + urlencode({**extra, "error": exc.message}))
+    changed = engine.set_consent(change)
+    verb = "granted" if granted else "revoked"
+    said = f"{change.category.value} {verb}" + ("" if changed else " (unchanged)")
+    engine.operators.record(session.actor, f"consent_{'grant' if granted else 'revoke'}",
+                            f"{mask(e164)} {change.category.value}", said, _address(request))
+    return _see(_contact_url(engine, e164, done=f"{mask(e164)}: {said}"))
+
+
 # --- events and dead letters ---------------------------------------------------------------------------------
 
 def events(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
@@ -345,7 +402,10 @@ router.add_api_route("/messages/{message_id}", page(message), methods=["GET"])
 router.add_api_route("/events", page(events), methods=["GET"])
 router.add_api_route("/events/{event_id}", page(event), methods=["GET"])
 router.add_api_route("/dead", page(dead), methods=["GET"])
+router.add_api_route("/contacts", page(contacts), methods=["GET"])
 router.add_api_route("/logout", action(logout), methods=["POST"])
+router.add_api_route("/contacts/lookup", action(look_up), methods=["POST"])
+router.add_api_route("/contacts/consent", action(change_consent), methods=["POST"])
 router.add_api_route("/resume", action(resume), methods=["POST"])
 router.add_api_route("/messages/search", action(search_number), methods=["POST"])
 router.add_api_route("/messages/{message_id}/settle", action(settle), methods=["POST"])

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from . import consent as ledger
 from . import consent_files
-from . import conversations, gate, identities, minimize, outcomes, payloads
+from . import conversations, gate, identities, minimize, outcomes, payloads, windows
 from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
 from .channel import Channel, LegacyChannel, NoChannel
@@ -362,15 +362,23 @@ class Connectzap:
                                                         dedupe_key=dedupe)])
         return changed
 
-    def consent(self, phone: str, country: str | None = None) -> dict[Category, ConsentRecord]:
-        key = self.contact_key(phone, country)
+    def consent(self, phone: str | None = None, country: str | None = None, *,
+                key: str | None = None) -> dict[Category, ConsentRecord]:
+        """The deciding record per category of ``phone`` (hashed here), or of the contact ``key``."""
+        key = key or self.contact_key(str(phone), country)
         with self.db.read() as conn:
             return ledger.current(conn, key)
 
-    def consent_history(self, phone: str, country: str | None = None) -> list[ConsentRecord]:
-        key = self.contact_key(phone, country)
+    def consent_history(self, phone: str | None = None, country: str | None = None, *,
+                        key: str | None = None) -> list[ConsentRecord]:
+        key = key or self.contact_key(str(phone), country)
         with self.db.read() as conn:
             return ledger.history(conn, key)
+
+    def last_inbound(self, key: str) -> float | None:
+        """When the contact ``key`` last wrote (their 24-hour window runs from then), or None."""
+        with self.db.read() as conn:
+            return windows.last_inbound(conn, key)
 
     # --- health ----------------------------------------------------------------------------
 

@@ -16,6 +16,15 @@ from .store.database import Database, now
 from .store.schema import consents
 
 
+def change(phone: str, category: str, granted: bool, source: str, proof: str | None,
+           country: str | None = None) -> ConsentChange:
+    """A consent change for ``phone`` (a number, national with ``country``, or a BSUID), as the CLI
+    and the console record one."""
+    from .bsuids import identify
+    return ConsentChange.model_validate({**identify(phone, country), "category": Category(category),
+                                         "granted": granted, "source": source, "proof": proof})
+
+
 def record(db: Database, conn: Connection, contact_key: str, change: ConsentChange) -> bool:
     """Append ``change`` to the ledger. Returns False when it repeats the current state exactly
     (nothing to tell the hooks).
