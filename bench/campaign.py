@@ -26,6 +26,7 @@ from connectzap.core.campaigns import Action, engine, read_file
 from connectzap.core.phones import contact_key
 from connectzap.core.store.schema import consents
 from connectzap.testing import make_app, seed_template
+from connectzap.testing.apps import drop_postgres_schema
 
 
 def peak_mb() -> float:
@@ -76,6 +77,7 @@ def main() -> None:
         print(f"admission  {elapsed:7.1f} s  {n / elapsed:8.0f} recipients/s  peak RSS {peak_mb():.0f} MB  "
               f"outcomes {view.outcomes}")
         app.close()
+        drop_postgres_schema(app.settings.database_url)
 
 
 if __name__ == "__main__":

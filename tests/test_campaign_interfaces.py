@@ -122,7 +122,52 @@ def test_cli_walk(make, tmp_path: Path) -> None:
     assert "running" in run("campaigns", "resume", "autumn")
     asyncio.run(Worker(app).run_until_idle())
     assert json.loads(run("campaigns", "show", "autumn", "--json"))["state"] == "finished"
+    watched = run("campaigns", "show", "autumn", "--watch").splitlines()
+    assert watched[0].startswith("finished: ") and "refused 1" in watched[0]  # not a terminal: a line per change
+    report = json.loads(run("campaigns", "report", "autumn", "--json"))
+    assert report["reached"] == 2 and report["refused_by_reason"] == {"no_consent": 1}
     rows = list(csv.DictReader(io.StringIO(run("campaigns", "results", "autumn", "--csv"))))
     assert [(r["phone"], r["outcome"] in ("sent", "delivered")) for r in rows] == [
         ("+49*********00", True), ("+49*********01", True), ("+49*********02", False)]
     assert [c["name"] for c in json.loads(run("campaigns", "list", "--json"))] == ["autumn"]
+
+
+def test_the_report_counts_rates_failures_refusals_replies_and_pricing(make, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from connectzap import Event, EventKind, InboundMessage, MessageStatus
+    from connectzap.testing import FakeWhatsApp, run as run_workers
+    app = ready(make)
+    fake = FakeWhatsApp()
+    app.use_channel(fake)
+    for phone in NUMBERS[2:4]:
+        grant(app, phone)
+    made = app.campaigns.create("report", TEMPLATE)
+    from connectzap.core.campaigns import read_file
+    text = "phone,1,2\n" + "".join(f"{n},Eve,5%\n" for n in NUMBERS[:5])
+    app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
+    fake.fail_next("fatal")
+    app.campaigns.control(made.id, "start")
+    run_workers(app)
+    at = datetime.now(UTC)
+    pricing = {"category": "marketing", "type": "regular", "billable": True}
+    events = []
+    for attempt in fake.attempts:
+        if attempt.wamid:
+            for status in ("delivered", "read"):
+                events.append(Event.of(EventKind.MESSAGE_STATUS, MessageStatus(
+                    wamid=attempt.wamid, status=status, timestamp=at, outbox_id=attempt.outbox_id,
+                    recipient="+" + attempt.body["to"], pricing=pricing), source="whatsapp",
+                    dedupe_key=f"{attempt.wamid}:{status}"))
+    first = "+" + fake.sent()[0]["to"]
+    events.append(Event.of(EventKind.INBOUND_MESSAGE, InboundMessage(
+        wamid="wamid.reply", type="text", timestamp=at, contact={"phone": first}, text="tell me more"),
+        source="whatsapp", dedupe_key="wamid.reply"))
+    app.ingest(events)
+    run_workers(app)
+    report = app.campaigns.report(made.id)
+    assert report.outcomes == {"refused": 1, "read": 2, "replied": 1, "failed": 1}
+    assert (report.reached, report.delivered_rate, report.read_rate, report.replied_rate) == (3, 1.0, 1.0, 0.3333)
+    assert report.failed_by_code == {"100": 1}
+    assert report.refused_by_reason == {"no_consent": 1}
+    assert report.pricing == [{"category": "marketing", "type": "regular", "billable": True, "messages": 3}]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sys
+
 import click
 
 from .base import Ctx, cli, drain, pass_ctx
@@ -177,12 +179,16 @@ _control("cancel", "Stop for good: nobody else gets it, and nothing of it stays 
 
 @campaigns.command("show")
 @click.argument("campaign_id", metavar="CAMPAIGN")
+@click.option("--watch", is_flag=True, help="Follow it until it ends or pauses: a live progress bar with the counts "
+                                            "per outcome on a terminal, a line per change otherwise.")
 @json_option
 @pass_ctx
-def campaigns_show(obj: Ctx, campaign_id: str, as_json: bool) -> None:
+def campaigns_show(obj: Ctx, campaign_id: str, watch: bool, as_json: bool) -> None:
     """A campaign's state, settings, counts per outcome, and what it waits for."""
     app = obj.app()
     view = app.campaigns.get(app.campaigns.resolve(campaign_id))
+    if watch:
+        view = _watch(app, view)
     if as_json:
         emit_json(view.as_dict())
         return
@@ -191,6 +197,60 @@ def campaigns_show(obj: Ctx, campaign_id: str, as_json: bool) -> None:
                                          "recipients")]
     columns += [Column("outcomes", lambda c: _counts(c.outcomes)), Column("waiting")]
     emit(view, False, columns=columns)
+
+
+WATCH_SECONDS = 1.0
+OPEN = ("pending", "deferred", "queued")
+
+
+def _line(view: Any) -> str:
+    return f"{view.state}: {_counts(view.outcomes)}" + (f" -- {view.waiting}" if view.waiting else "")
+
+
+def _watch(app: Any, view: Any) -> Any:
+    """Show ``view`` as it changes until its campaign is no longer running or scheduled."""
+    import time
+    with progress(view.name, view.recipients) as bar:
+        shown, last = 0, ""
+        while True:
+            done = view.recipients - sum(view.outcomes.get(k, 0) for k in OPEN)
+            bar.advance(done - shown)
+            shown = done
+            line = _line(view)
+            if line != last and not sys.stderr.isatty():
+                click.echo(line)
+            last = line
+            if view.state not in ("running", "scheduled"):
+                return view
+            time.sleep(WATCH_SECONDS)
+            view = app.campaigns.get(view.id)
+
+
+@campaigns.command("report")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@json_option
+@pass_ctx
+def campaigns_report(obj: Ctx, campaign_id: str, as_json: bool) -> None:
+    """How a campaign did: counts, delivered/read/replied rates of those reached, failures by the
+    channel's code, refusals by reason, and Meta's per-message pricing of its messages."""
+    app = obj.app()
+    report = app.campaigns.report(app.campaigns.resolve(campaign_id))
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+
+    def pct(rate: float | None) -> str:
+        return "-" if rate is None else f"{rate:.1%}"
+
+    columns = [Column("recipients"), Column("outcomes", lambda r: _counts(r.outcomes)), Column("reached"),
+               Column("delivered", lambda r: pct(r.delivered_rate)), Column("read", lambda r: pct(r.read_rate)),
+               Column("replied", lambda r: pct(r.replied_rate)),
+               Column("failed by code", lambda r: _counts(r.failed_by_code)),
+               Column("refused by reason", lambda r: _counts(r.refused_by_reason)),
+               Column("pricing", lambda r: ", ".join(
+                   f"{p['category']}/{p['type']}{'' if p['billable'] else ' (free)'} {p['messages']}"
+                   for p in r.pricing) or "-")]
+    emit(report, False, columns=columns)
 
 
 @campaigns.command("list")

@@ -6,8 +6,9 @@ the workers), :mod:`.service` (what the CLI and the REST API call).
 """
 
 from .audience import BadAudience, BadLine, Recipient, format_of, read_file, read_items
-from .service import RESULT_COLUMNS, AudienceResult, CampaignView, Campaigns, Preview, results_csv
+from .service import RESULT_COLUMNS, AudienceResult, CampaignReport, CampaignView, Campaigns, Preview, results_csv
 from .states import Action, State
 
-__all__ = ["RESULT_COLUMNS", "Action", "AudienceResult", "BadAudience", "BadLine", "CampaignView", "Campaigns",
+__all__ = ["RESULT_COLUMNS", "Action", "AudienceResult", "BadAudience", "BadLine", "CampaignReport", "CampaignView",
+           "Campaigns",
            "Preview", "Recipient", "State", "format_of", "read_file", "read_items", "results_csv"]

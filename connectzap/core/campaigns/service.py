@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from .. import gate
 from ..errors import ConflictError, NotFoundError, PayloadError
@@ -104,6 +104,35 @@ def results_csv(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+class CampaignReport(BaseModel):
+    """How a campaign did: its counts, the rates of those it reached, failures by the channel's code,
+    refusals by the gate's reason, and what Meta's per-message pricing said about its messages."""
+
+    id: str
+    recipients: int
+    outcomes: dict[str, int]
+    reached: int = Field(description="Accepted by the channel: sent, delivered, read or replied.")
+    delivered_rate: float | None = Field(description="Of those reached, delivered (or further); null when none.")
+    read_rate: float | None
+    replied_rate: float | None
+    failed_by_code: dict[str, int]
+    refused_by_reason: dict[str, int]
+    pricing: list[dict[str, Any]] = Field(description="Messages by Meta's pricing category, type and billable flag.")
+
+
+REACHED = ("sent", "delivered", "read", "replied")
+
+
+def _by(conn: Connection, column: Any, *where: Any) -> dict[str, int]:
+    """Rows matching ``where``, counted by ``column`` (``unknown`` for none)."""
+    rows = conn.execute(select(column, func.count()).where(*where).group_by(column)).all()
+    return {str(row[0] or "unknown"): int(row[1]) for row in rows}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _time(at: float | None) -> datetime | None:
@@ -286,6 +315,31 @@ class Campaigns:
         return [{"line": r.line, "phone": r.masked, "contact_key": r.contact_key, "outcome": r.outcome,
                  "reason": r.reason, "error_code": r.error_code, "error_title": r.error_title,
                  "message_id": r.message_id, "admitted_at": _time(r.admitted_at)} for r in rows]
+
+    def report(self, campaign_id: str) -> CampaignReport:
+        """Counts, rates, failures by code, refusals by reason and pricing, from the stored outcomes."""
+        from ..store.schema import outbox
+        self._row(campaign_id)
+        mine = recipients.c.campaign_id == campaign_id
+        with self.db.read() as conn:
+            outcomes: dict[str, int] = dict(conn.execute(select(recipients.c.outcome, func.count()).where(mine)
+                                                         .group_by(recipients.c.outcome)).all())
+            failed = _by(conn, recipients.c.error_code, mine, recipients.c.outcome == "failed")
+            refused = _by(conn, recipients.c.reason, mine, recipients.c.outcome == "refused")
+            priced = conn.execute(
+                select(outbox.c.pricing_category, outbox.c.pricing_type, outbox.c.billable, func.count())
+                .join(recipients, and_(mine, recipients.c.message_id == outbox.c.id))
+                .where(outbox.c.pricing_category.is_not(None))
+                .group_by(outbox.c.pricing_category, outbox.c.pricing_type, outbox.c.billable)).all()
+        reached = sum(outcomes.get(k, 0) for k in REACHED)
+        delivered = sum(outcomes.get(k, 0) for k in ("delivered", "read", "replied"))
+        read = sum(outcomes.get(k, 0) for k in ("read", "replied"))
+        return CampaignReport(
+            id=campaign_id, recipients=sum(outcomes.values()),
+            outcomes={k: outcomes[k] for k in engine.OUTCOMES if outcomes.get(k)}, reached=reached,
+            delivered_rate=_rate(delivered, reached), read_rate=_rate(read, reached),
+            replied_rate=_rate(outcomes.get("replied", 0), reached), failed_by_code=failed, refused_by_reason=refused,
+            pricing=[{"category": c, "type": t, "billable": b, "messages": n} for c, t, b, n in priced])
 
     def all_results(self, campaign_id: str) -> Iterator[dict[str, Any]]:
         after = 0

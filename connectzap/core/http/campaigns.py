@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..campaigns import (Action, AudienceResult, BadAudience, CampaignView, Preview, read_file, read_items,
-                         results_csv)
+from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, Preview, read_file,
+                         read_items, results_csv)
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
 from .auth import bearer_scheme
@@ -184,6 +184,12 @@ def get_campaign(app: Engine, campaign: CampaignRef) -> CampaignView:
 def preview_campaign(app: Engine, campaign: CampaignRef) -> PreviewOut:
     """The send gate's own checks over every recipient still to be sent to; nothing is written."""
     return PreviewOut.of(app.campaigns.preview(_resolve(app, campaign)))
+
+
+@router.get("/{campaign}/report", response_model=CampaignReport, responses=_errors(),
+            summary="Counts, rates, failures by code, refusals by reason, pricing")
+def campaign_report(app: Engine, campaign: CampaignRef) -> CampaignReport:
+    return app.campaigns.report(_resolve(app, campaign))
 
 
 @router.post("/{campaign}/start", response_model=CampaignView, summary="Start now, or schedule",
