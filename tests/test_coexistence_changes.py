@@ -9,9 +9,14 @@ guide describe them (both read 2026-12-02).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from pathlib import Path
 from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hubspot_support import hubspot_config
 from test_privacy import found_at
@@ -28,6 +33,7 @@ IMAGE_WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJECHOIMAGE1"
 EDITED_TEXT = "Your table for four is booked for 8:30 pm."
 WHATSAPP = {"app_secrets": [SECRET], "verify_token": "v"}
 QUIET = {"quiet": True, "simulate_statuses": False}
+_examples = itertools.count()
 
 
 def change_echo(kind: str, original: str, own_id: str, text: str | None = None) -> bytes:
@@ -108,3 +114,35 @@ async def test_woocommerce_says_why_it_notes_no_app_contact_history_or_call(make
     for kind, code in expected.items():
         outcomes = [e.outcome for e in app.events(kind=kind)]
         assert outcomes and all(f"connector:woocommerce: skipped ({code})" in o for o in outcomes), (kind, outcomes)
+
+
+_steps = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["edit", "revoke"])), max_size=8)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_steps)
+def test_a_messages_mark_is_what_was_last_done_to_it_and_a_deletion_is_final(make, steps):
+    """Any sequence of edits and deletions of three messages sent from the app: each ends marked
+    ``revoked_in_app`` if it was ever deleted, else ``edited_in_app`` if ever edited, else unmarked;
+    its delivery status never moves and nothing is ever sent. (Each example's engine is closed at its
+    end, so PostgreSQL's connections are not exhausted.)"""
+    example = next(_examples)
+    app = make(f"p{example}", connectors={"whatsapp": WHATSAPP}, sandbox=QUIET)
+    try:
+        originals = [f"wamid.prop-{example}-{n}" for n in range(3)]
+        for wamid in originals:
+            doc = json.loads(body_of("echo_text"))
+            doc["entry"][0]["changes"][0]["value"]["message_echoes"][0]["id"] = wamid
+            deliver(app, json.dumps(doc).encode())
+        for step, (which, kind) in enumerate(steps):
+            text = "new text" if kind == "edit" else None
+            deliver(app, change_echo(kind, originals[which], f"wamid.change-{example}-{step}", text))
+        asyncio.run(Worker(app).run_until_idle())
+        expected = {}
+        for n, wamid in enumerate(originals):
+            done = {kind for which, kind in steps if which == n}
+            expected[wamid] = "revoked_in_app" if "revoke" in done else "edited_in_app" if done else None
+        assert reasons(app) == expected
+        assert {row["status"] for row in app.messages()} == {"accepted"} and app.channel.sent() == []
+    finally:
+        app.close()
