@@ -137,6 +137,23 @@ async def test_a_dead_letter_lets_the_held_answer_go(engine):
     assert sent_bodies(engine) == ["Welcome!"]
 
 
+async def test_an_answer_held_past_the_staleness_limit_is_refused_by_the_housekeeping(make):
+    # its other plugin keeps failing (retries hours apart): the answer never waits for ever
+    engine = make(channel=FakeWhatsApp(), workers={"backoff_base_seconds": 3600})
+    with plugins(Answerer("Welcome!", AutomaticAnswer.welcome), Answerer("Hours", AutomaticAnswer.faq, failures=9)):
+        [journaled] = engine.ingest([inbound(PHONE, "wamid.x1")])
+        worker = Worker(engine)
+        await worker.run_until_idle()
+    [held] = rows_of(engine, journaled.event_id).values()
+    worker.housekeeping()
+    assert rows_of(engine, journaled.event_id)[held["plugin"]]["status"] == "queued"  # not stale yet
+    with engine.db.begin() as conn:
+        conn.execute(outbox.update().values(created_at=time.time() - 11 * 60))
+    worker.housekeeping()
+    row = rows_of(engine, journaled.event_id)[held["plugin"]]
+    assert (row["status"], row["reason"], row["content"]) == ("refused", "stale_inbound", None)
+
+
 async def test_no_automatic_answer_while_a_person_handles_the_conversation(engine):
     faq, plain = Answerer("We open at 9.", AutomaticAnswer.faq), Answerer("Thanks, noted.", None)
     assert engine.hand_to_human(PHONE, "complaint", by="cli") is True

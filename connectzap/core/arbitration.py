@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from .automatic import PENDING, REASONS, AutomaticAnswer
+from .automatic import NEVER, PENDING, REASONS, AutomaticAnswer
 from .store import outbox as outbox_store
 from .store.database import Database, now
 from .store.schema import automatic_answers, conversations, outbox
@@ -113,6 +113,20 @@ def claim_late_message(conn: Connection, inbound_key: str, message_id: str | Non
     """Name the message that answered, once :func:`claim_late` took the slot and it was admitted."""
     conn.execute(automatic_answers.update().where(automatic_answers.c.inbound_key == inbound_key)
                  .values(message_id=message_id))
+
+
+def expire_held(conn: Connection, stale_after_seconds: float, at: float | None = None) -> int:
+    """Refuse the answers still held past the staleness limit -- their event's last plugin
+    delivery never finished in a way that arbitrates (its plugin was removed, its payload could not
+    be read): by now they would answer a stale message anyway. Housekeeping runs it."""
+    t = now() if at is None else at
+    # held answers are never due: the (status, next_attempt_at) index finds them without a scan
+    stuck = [r[0] for r in conn.execute(select(outbox.c.id).where(
+        outbox.c.status == "queued", outbox.c.next_attempt_at >= NEVER, outbox.c.reason == PENDING,
+        outbox.c.created_at < t - stale_after_seconds).limit(500))]
+    for message_id in stuck:
+        outbox_store.refuse(conn, message_id, "stale_inbound", REASONS["stale_inbound"])
+    return len(stuck)
 
 
 def human_handles(conn: Connection, contact_key: str, at: float, answering: int | None = None) -> bool:

@@ -12,7 +12,7 @@ import secrets
 import socket
 from typing import TYPE_CHECKING, Any
 
-from . import conversations
+from . import arbitration, conversations
 from .bookkeeping import Bookkeeping
 from .dispatcher import Dispatcher
 from .hooks import delivery_targets
@@ -79,6 +79,7 @@ class Worker:
             journal.erase_expired(conn)
             outbox.erase_expired(conn)
             conversations.erase_expired(conn)
+            arbitration.expire_held(conn, self.app.settings.automation.stale_after_minutes * 60)
             t = now()
             beat = conn.execute(workers.update().where(workers.c.id == self.id).values(heartbeat_at=t))
             if not beat.rowcount:
