@@ -203,3 +203,23 @@ def test_connectzap_simulate_shows_the_away_answer_it_would_send(tmp_path: Path)
     (event,) = [e for e in report["events"] if e["kind"] == "inbound_message"]
     (answer,) = [m for m in event["messages"] if m["target"] == "away"]
     assert answer["request"]["body"]["text"]["body"].startswith("¡Gracias por escribirnos! Ahora estamos cerrados.")
+
+
+def test_a_first_message_that_is_a_stop_keyword_gets_only_its_confirmation(customers):
+    chat = customers(welcome={"enabled": True}, away={"enabled": True})
+    chat.write(SPAIN, utc(2026, 12, 5, 12), body="BAJA")      # Saturday: closed, and a first message
+    assert chat.answers(SPAIN) == ["Ya no recibirás nuestras ofertas. Responde ALTA para volver a suscribirte."]
+    chat.write(BRAZIL, utc(2026, 12, 7, 11), body="Olá")      # Monday, open: the welcome alone
+    assert chat.answers(BRAZIL) == ["Olá! Obrigado por nos escrever. Já vamos te responder."]
+
+
+def test_connectzap_events_shows_why_no_away_message_went(customers):
+    chat = customers(away={"enabled": True, "once_every_hours": 12})
+    saturday = utc(2026, 12, 5, 9)
+    chat.write(SPAIN, saturday)
+    chat.write(SPAIN, saturday + timedelta(hours=2))
+    (latest, *_) = chat.app.events(kind="inbound_message")
+    (away,) = [d for d in chat.app.event(latest.id).deliveries if d.target == "away"]
+    assert [(n.code, n.detail) for n in away.notes] == [
+        ("away_recently", "an away message went 2.0 h ago (once_every_hours = 12)")]
+    assert away.messages == []

@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectzap import (Category, ConsentChange, EventContext, InboundMessage, PluginSettings, TextContent,
-                        hookimpl, is_bsuid, normalise_keyword)
+from connectzap import (AutomaticAnswer, Category, ConsentChange, EventContext, InboundMessage, PluginSettings,
+                        TextContent, hookimpl, is_bsuid, normalise_keyword)
 
 from . import optin
 from .languages import COUNTRY_LANGUAGES, LanguageChoice, choose_language, language_of
@@ -209,5 +209,7 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
         language = config.choose_language(said, which, who)
         # From the number the customer wrote to: its window is the one just opened, and a reply
         # from another of the business's numbers would come from a stranger.
+        # A keyword's confirmation: it goes instead of a welcome, an away message or an FAQ answer.
         ctx.send(who, TextContent(body=config.reply(which, language)), reply_to=message.wamid,
-                 key=f"{message.wamid}:confirm", business_phone_number_id=message.business_phone_number_id)
+                 key=f"{message.wamid}:confirm", business_phone_number_id=message.business_phone_number_id,
+                 automatic=AutomaticAnswer.keyword)
