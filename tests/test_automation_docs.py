@@ -107,3 +107,15 @@ def test_the_typing_indicator_off_switch_loads_as_written(tmp_path: Path):
     config.write_text(toml)
     assert load_settings(config).automation.typing_indicator is False
     assert load_settings(None).automation.typing_indicator is True
+
+
+def test_the_starter_configs_business_hours_block_works_uncommented(tmp_path: Path, make):
+    starter = (Path(__file__).resolve().parents[1] / "connectzap" / "starter.toml").read_text(encoding="utf-8")
+    block = starter.split("# Business hours, and the welcome and away messages", 1)[1].split("\n\n", 1)[0]
+    toml = "\n".join(line.removeprefix("# ") for line in block.splitlines()[1:])
+    config = tmp_path / "connectzap.toml"
+    config.write_text(toml)
+    settings = load_settings(config)
+    app = make(business_hours=settings.business_hours.model_dump(), plugins=settings.plugins)
+    assert app.business_hours.is_open(datetime(2026, 12, 4, 22, 30, tzinfo=UTC))   # Friday 23:30 in Madrid
+    assert app.plugin_settings["away"].enabled and app.plugin_settings["welcome"].after_silence_days == 90

@@ -7,6 +7,7 @@ customer per N hours, with the next opening written in the customer's language."
 
 from __future__ import annotations
 
+import copy
 import json
 
 from datetime import UTC, datetime, timedelta
@@ -14,14 +15,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from automation_support import MADRID_HOURS, chats
+from automation_support import MADRID_HOURS, chats, deliver_signed, sent_bodies
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connectzap import ConfigurationError, load_settings
+from connectzap.core import clock
 from connectzap.core.business_hours import DAYS
 from connectzap.plugins.away import AwaySettings, opening_words
 from connectzap.plugins.welcome import WelcomeSettings
+from connectzap.testing import run
 
 SPAIN, BRAZIL, US, GERMANY = "34612345678", "5511987654321", "16505551234", "4915112345678"
 
@@ -223,3 +226,21 @@ def test_connectzap_events_shows_why_no_away_message_went(customers):
     assert [(n.code, n.detail) for n in away.notes] == [
         ("away_recently", "an away message went 2.0 h ago (once_every_hours = 12)")]
     assert away.messages == []
+
+
+def test_a_customer_known_only_by_business_scoped_user_id_is_welcomed_once(customers):
+    """A WhatsApp user with a username and no visible number: welcomed through their BSUID."""
+    chat = customers(welcome={"enabled": True})
+    payload = json.loads((Path(__file__).parent / "payloads" / "whatsapp" / "bsuid_only.json").read_text())
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    monday = utc(2026, 12, 7, 11)
+    for n in range(2):
+        webhook = copy.deepcopy(payload)
+        webhook["entry"][0]["changes"][0]["value"]["messages"][0].update(
+            {"id": f"{message['id']}{n}", "timestamp": str(int((monday + timedelta(minutes=n)).timestamp()))})
+        with clock.use_clock(lambda n=n: (monday + timedelta(minutes=n, seconds=2)).timestamp()):
+            deliver_signed(chat.app, webhook)
+            run(chat.app)
+    welcomed = [body for body in sent_bodies(chat.app) if body.get("type") == "text"]
+    assert [(body.get("recipient") or body.get("to"), body["text"]["body"]) for body in welcomed] == [
+        ("US.13491208655302741918", "Hi! Thanks for writing to us. We will get back to you shortly.")]
