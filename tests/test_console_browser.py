@@ -18,6 +18,7 @@ import pytest
 from console_support import ANA, PASSWORD, PAUSE_REASON, PLUGINS_TOML, USER, tell_story
 from serve_support import Served, database_url, sandbox_serve_config, wait_for
 
+from connectzap import Outgoing, TemplateContent
 from connectzap.core.app import Connectzap
 from connectzap.core.models import Category
 from connectzap.core.settings import load_settings
@@ -98,6 +99,13 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: t
         page.get_by_role("button", name="Resume sending").click()
         page.wait_for_selector("#health-sending:text('on')")
         wait_for(lambda: check.paused() is None, "sending resumed in the database", proc=served.process)
+
+        # the overview's numbers follow the database without a reload
+        refused = page.text_content("#outcome-refused")
+        assert refused == str(check.message_counts(0)["refused"])
+        check.send(Outgoing(to="+34600000001", content=TemplateContent(name="order_confirmation", language="en",
+                                                                       body=["Bea", "9"])))
+        page.wait_for_selector(f"#outcome-refused:text-is('{int(refused) + 1}')")
 
         # the refused message and its reason
         page.get_by_role("link", name="Messages", exact=True).click()

@@ -291,3 +291,15 @@ async def test_look_a_contact_up_and_grant_and_revoke_consent_with_proof(shop):
         assert "open until" in (await client.get(where)).text
     audit = [(a["action"], a["target"]) for a in app.operators.audit_log() if a["action"].startswith("consent")]
     assert audit == [("consent_revoke", "+34*******78 utility"), ("consent_grant", "+34*******78 utility")]
+
+
+async def test_the_live_numbers_need_a_session_and_match_the_page(shop):
+    app, _ = shop
+    async with console(app) as client:
+        assert (await client.get("/console/live")).status_code == 401
+        await log_in(client)
+        page = (await client.get("/console")).text
+        numbers = (await client.get("/console/live")).json()["numbers"]
+    for cell, n in numbers.items():
+        assert f'id="{cell}">{n}<' in page, cell
+    assert numbers["outcome-refused"] == 1 and numbers["depth-events_pending"] == app.queue_depths().events_pending

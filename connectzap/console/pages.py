@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from ..core.app import Connectzap
+from ..core.app import Connectzap, QueueDepths
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.consent import change as consent_change
 from ..core.consent_files import PROOF_REQUIRED, proof_missing
@@ -25,7 +25,7 @@ from ..core.phones import mask, to_e164
 from ..core.views import MessageView, utc
 from ..core.windows import WINDOW_SECONDS, is_open
 from . import passwords, sessions
-from .rendering import render
+from .rendering import HEADERS, render
 
 log = logging.getLogger("connectzap.console")
 
@@ -183,9 +183,34 @@ def overview(request: Request, engine: Connectzap, session: sessions.Session) ->
         except Exception as exc:  # noqa: BLE001 - one connector's trouble must not hide the page
             facts.append((name, "status", f"unavailable ({type(exc).__name__})"))
     return render(request, engine, session, "overview.html", nav="overview", health=health, depths=depths,
+                  depth_rows=_depth_rows(depths) if depths is not None else [],
                   outcomes=sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0])),
                   outcomes_total=sum(outcomes.values()), facts=facts,
                   audit=engine.operators.audit_log(10))
+
+
+@router.get("/live")
+async def live(request: Request) -> Response:
+    """The overview's changing numbers, for its script to refresh in place (the page works without)."""
+    engine = _engine(request)
+    if await run_in_threadpool(sessions.current, request, engine) is None:
+        return JSONResponse({"error": "log in"}, status_code=401, headers=HEADERS)
+
+    def read() -> dict[str, Any]:
+        depths = engine.queue_depths()
+        outcomes = engine.message_counts(time.time() - DAY)
+        numbers = {f"depth-{status}": n for status, n in _depth_rows(depths)}
+        numbers.update({f"outcome-{status}": n for status, n in outcomes.items()})
+        numbers["outcome-total"] = sum(outcomes.values())
+        return {"numbers": numbers, "paused": engine.paused()}
+
+    return JSONResponse(await run_in_threadpool(read), headers=HEADERS)
+
+
+def _depth_rows(depths: QueueDepths) -> list[tuple[str, int]]:
+    """The queue depths the overview shows: what /metrics exports as ``connectzap_queue_depth``."""
+    return [("events_pending", depths.events_pending)] + [
+        (f"messages_{status}", depths.messages.get(status, 0)) for status in ("queued", "sending", "unknown")]
 
 
 def resume(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
