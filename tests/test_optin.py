@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from automation_support import CUSTOMER, WHATSAPP, again, button_reply, receive, sent_bodies, text
@@ -121,6 +121,7 @@ def test_the_link_carries_the_text_exactly(wording):
 
 
 @given(keyword=st.from_regex(r"[A-Za-zÁÉÍÓÚáéíóúÑñ]{2,12}", fullmatch=True), rest=st.text(max_size=80))
+@example(keyword="AA", rest="\x1f")   # a control separator str.split treats as a space
 def test_a_message_starting_with_the_keyword_is_recognised(keyword, rest):
     key = normalise_keyword(keyword)
     assert leading_keyword(f"{keyword}: {rest}", {key}) == key

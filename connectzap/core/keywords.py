@@ -14,7 +14,8 @@ def normalise_keyword(text: str) -> str:
     """``text`` as keywords are compared: ``"  ¡Baja! "`` and ``"BAJA"`` both give ``"baja"``."""
     decomposed = unicodedata.normalize("NFKD", text.replace("_", " "))
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-    return " ".join(plain.strip(_EDGES).split())
+    # spaces first (str.split also knows control separators such as \x1f), then the edges
+    return " ".join(plain.split()).strip(_EDGES)
 
 
 def leading_keyword(text: str, keywords: set[str]) -> str | None:
