@@ -185,6 +185,29 @@ class Served(Running):
 
 # --- the crash tests' shop ------------------------------------------------------------------------
 
+def crash_settings(log: Path) -> str:
+    """The crash tests' settings: a fixed hash key (the observer reads what the workers wrote),
+    leases and polls short enough for kills to matter, and the sandbox writing every request to
+    ``log``."""
+    return f"""
+[privacy]
+hash_secret = "crash-test-secret-0123456789"
+[workers]
+lease_seconds = 2
+poll_interval_seconds = 0.05
+batch_size = 25
+[sandbox]
+quiet = true
+log_file = "{log}"
+# No simulated statuses: they can settle a message before the kill, and then no message is ever
+# caught mid-send, which is the path these tests must exercise.
+simulate_statuses = false
+# A real answer takes a while after Meta got the request; that gap is where a kill leaves a
+# message sent but unrecorded.
+latency_seconds = 0.05
+"""
+
+
 CRASH_PLUGIN = "cz_crash_plugin"
 CRASH_PLUGIN_SOURCE = """
 from connectzap import TemplateContent, hookimpl

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from serve_support import config_file, database_url, logged_ids, process_env, start_worker, wait_for
+from serve_support import config_file, crash_settings, database_url, logged_ids, process_env, start_worker, wait_for
 from sqlalchemy import func, select
 
 from connectzap import Connectzap, Event, EventKind
@@ -55,18 +55,8 @@ def idle(app: Connectzap) -> bool:
 def test_sigkill_mid_answers_keeps_one_automatic_answer_per_message(backend: str, tmp_path: Path) -> None:
     url = database_url(backend, tmp_path)
     log, stderr = tmp_path / "sandbox.jsonl", tmp_path / "worker-stderr.log"
-    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
-[privacy]
-hash_secret = "crash-test-secret-0123456789"
-[workers]
-lease_seconds = 2
-poll_interval_seconds = 0.05
-batch_size = 25
-[sandbox]
-quiet = true
-log_file = "{log}"
-simulate_statuses = false
-latency_seconds = 0.05
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url,
+                         rest=crash_settings(log) + """
 [automation]
 stale_after_minutes = 120
 typing_indicator = false

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, database_url, journal_orders, logged_ids,
-                           start_worker, wait_for)
+from serve_support import (CRASH_PLUGIN, config_file, crash_plugin_env, crash_settings, database_url, journal_orders,
+                           logged_ids, start_worker, wait_for)
 from sqlalchemy import func, select
 
 from connectzap import Connectzap
@@ -49,23 +49,8 @@ class Setup:
 def setup(backend: str, tmp_path: Path) -> Iterator[Setup]:
     url = database_url(backend, tmp_path)
     log = tmp_path / "sandbox.jsonl"
-    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest=f"""
-[privacy]
-hash_secret = "crash-test-secret-0123456789"
-[workers]
-lease_seconds = 2
-poll_interval_seconds = 0.05
-batch_size = 25
-[sandbox]
-quiet = true
-log_file = "{log}"
-# No simulated statuses: they can settle a message before the kill, and then no message is ever
-# caught mid-send, which is the path this test must exercise.
-simulate_statuses = false
-# A real answer takes a while after Meta got the request; that gap is where a kill leaves a
-# message sent but unrecorded.
-latency_seconds = 0.05
-""")
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url,
+                         rest=crash_settings(log))
     yield Setup(config, log, crash_plugin_env(tmp_path), url, tmp_path / "worker-stderr.log")
     drop_postgres_schema(url)
 
