@@ -5,15 +5,17 @@ event's hooks see it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
-from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Order, TemplateContent, hookimpl
+from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, EventKind, InboundMessage, Order,
+                        Outgoing, TemplateContent, hookimpl)
 from connectzap.core.plugins import pm
-from connectzap.core.store.schema import deliveries, events
+from connectzap.core.store.schema import deliveries, events, outbox
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
@@ -131,3 +133,90 @@ def test_deliveries_that_leave_nothing_are_finished_with_one_statement(make: Any
     assert sorted(results) == sorted(ids)
     for n, event_id in enumerate(ids):
         assert f"order {n}" in results[event_id]
+
+
+class Reading:
+    """A plain-function inbound hook that only looks (as do the bundled ones: opt-out and opt-in keywords)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def on_inbound_message(self, message: InboundMessage, ctx: Any) -> None:
+        self.seen.append(message.wamid)
+
+
+def test_a_wave_of_plain_function_hooks_takes_one_trip_to_a_thread(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim, then the wave's hook calls (this plugin's and the bundled ones', all plain functions)
+    and its commit in one trip: not a trip per call."""
+    import asyncio
+    app = make()
+    when = datetime.now(UTC)
+    ids = [j.event_id for j in app.ingest([Event.of(EventKind.INBOUND_MESSAGE, InboundMessage(
+        wamid=f"wamid.{n}", type="text", text="hello", timestamp=when,
+        contact=Contact(phone=f"+49151{20000000 + n}")), source="whatsapp", dedupe_key=f"m{n}")
+        for n in range(EVENTS)])]
+    trips: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(function, "__name__", repr(function)))
+        return await real(function, *args, **kwargs)
+
+    reading = Reading()
+    pm.register(reading, name="reading")
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    try:
+        dispatch(app)
+    finally:
+        pm.unregister(name="reading")
+    assert len(trips) <= 2, trips
+    assert reading.seen == [f"wamid.{n}" for n in range(EVENTS)]
+    assert statuses(app, ids) == {"done"}
+
+
+class Deferring:
+    """A plain function that returns a coroutine, and an async hook: both kinds still run, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def on_order_created(self, order: Order, ctx: Any) -> Any:
+        self.calls.append(f"plain {order.id}")
+
+        async def later() -> Outgoing:
+            assert order.customer is not None
+            return Outgoing(to=order.customer, content=TemplateContent(name="confirm", language="en", body=[order.id]))
+        return later()
+
+
+class Awaiting:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    @hookimpl
+    async def on_order_created(self, order: Order, ctx: Any) -> None:
+        self.calls.append(f"async {order.id}")
+
+
+def test_a_plain_hook_may_return_an_awaitable_and_async_hooks_keep_their_turn(make: Any) -> None:
+    app = make()
+    deferring = Deferring()
+    pm.register(deferring, name="deferring")
+    pm.register(Awaiting(deferring.calls), name="awaiting")
+    try:
+        ids = orders(app)
+        dispatch(app)
+    finally:
+        pm.unregister(name="deferring")
+        pm.unregister(name="awaiting")
+    assert statuses(app, ids) == {"done"}
+    # every order reached both hooks, each order's hooks in pluggy's order, orders one after another
+    assert len(deferring.calls) == 2 * EVENTS
+    firsts = [deferring.calls[n].split()[0] for n in range(0, 2 * EVENTS, 2)]
+    assert len(set(firsts)) == 1
+    assert [c.split()[1] for c in deferring.calls[::2]] == [c.split()[1] for c in deferring.calls[1::2]]
+    with app.db.read() as conn:
+        queued = conn.execute(select(outbox.c.id).where(outbox.c.template_name == "confirm")).all()
+    assert len(queued) == EVENTS  # the coroutine's proposals went through the gate

@@ -9,6 +9,7 @@ dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,11 +61,46 @@ class _Delivery:
     result: Any = None
     error: Exception | None = None
 
+    def failed(self, exc: Exception) -> _Delivery:
+        if isinstance(exc, SkippableError):
+            self.result = {"skipped": exc.code, "detail": exc.message}
+        else:
+            self.error = exc  # logged once its retry (or dead letter) is recorded
+        return self
+
+    def succeeded(self, ctx: EventContext, returned: list[Outgoing]) -> _Delivery:
+        self.proposals = [*ctx.proposals, *returned]
+        self.state = ctx.state.pending
+        self.consent_changes = ctx.consent_changes
+        self.notes = ctx.notes
+        self.handovers = ctx.handovers
+        return self
+
     def leaves_nothing_to_see(self) -> bool:
         """Succeeded without proposing a send, writing plugin state, changing consent or handing the
         conversation over: nothing another event's hooks could read (its notes only explain it, in
         its own delivery's result)."""
         return self.error is None and not (self.proposals or self.state or self.consent_changes or self.handovers)
+
+
+@dataclass
+class _Quiet:
+    """The events of a wave whose outcomes wait to be committed together at its end."""
+
+    plans: list[_Plan] = field(default_factory=list)
+    outcomes: list[_Delivery] = field(default_factory=list)
+
+    def take(self, plan: _Plan, outcomes: list[_Delivery]) -> bool:
+        """Keep ``plan`` for the wave's last commit when its hooks left nothing the next event's hooks
+        could see (no send, state, consent or conversation change: the commonest case, an inbound
+        message no plugin acts on); False when it must be committed before the next event runs.
+        Connector methods (writes to a CRM) still commit one event at a time, so a crash repeats at
+        most one."""
+        if all(o.leaves_nothing_to_see() for o in outcomes) and all(t.hook for t, _ in plan.due):
+            self.plans.append(plan)
+            self.outcomes += outcomes
+            return True
+        return False
 
 
 def _contact_of(payload: Any) -> Contact | None:
@@ -146,24 +182,44 @@ class Dispatcher:
         if prepared is None:
             prepared = await asyncio.to_thread(self._prepare, rows)
         plans, outcome = prepared
-        quiet: list[_Plan] = []
-        quiet_outcomes: list[_Delivery] = []
-        for plan in plans:
-            if not plan.due:
-                continue  # settled when it was prepared
-            outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
-            if all(o.leaves_nothing_to_see() for o in outcomes) and all(t.hook for t, _ in plan.due):
-                # Nothing the next event's hooks could see (no send, state or consent change): its
-                # outcome is committed with the rest of the wave, one transaction for all of them
-                # (the commonest case: an inbound message no plugin acts on). Connector methods
-                # (writes to a CRM) still commit one event at a time, so a crash repeats at most one.
-                quiet.append(plan)
-                quiet_outcomes += outcomes
+        quiet = _Quiet()
+        due = [plan for plan in plans if plan.due]
+        at = 0
+        while at < len(due):
+            # Plans whose every target is a plain-function hook run in one trip to a thread, their
+            # commits too: a trip per hook call (asyncio.to_thread) cost more than most hooks do.
+            run = list(itertools.takewhile(self._blocking, due[at:]))
+            if run:
+                at += len(run)
+                outcome |= await asyncio.to_thread(self._run_blocking, run, quiet, asyncio.get_running_loop(),
+                                                   at == len(due))
                 continue
-            # Committed before the next event runs: its hooks must see this one's state and sends.
-            outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
-        if quiet:
-            outcome |= await asyncio.to_thread(self._conclude, quiet, quiet_outcomes)
+            plan = due[at]
+            at += 1
+            outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
+            if not quiet.take(plan, outcomes):
+                outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
+        if quiet.plans:
+            outcome |= await asyncio.to_thread(self._conclude, quiet.plans, quiet.outcomes)
+        return outcome
+
+    @staticmethod
+    def _blocking(plan: _Plan) -> bool:
+        return all(target.hook is not None and target.hook.blocking for target, _ in plan.due)
+
+    def _run_blocking(self, plans: list[_Plan], quiet: _Quiet, loop: asyncio.AbstractEventLoop,
+                      last: bool) -> dict[int, str]:
+        """Run ``plans`` (plain-function hooks only) in this thread, in order, each event that left
+        something to see committed before the next runs; ``last``: the wave ends with them, so
+        its quiet outcomes are committed here too."""
+        outcome: dict[int, str] = {}
+        for plan in plans:
+            outcomes = [self._deliver_blocking(plan, target, attempt, loop) for target, attempt in plan.due]
+            if not quiet.take(plan, outcomes):
+                outcome |= self._conclude([plan], outcomes)
+        if last and quiet.plans:
+            outcome |= self._conclude(quiet.plans, quiet.outcomes)
+            quiet.plans, quiet.outcomes = [], []
         return outcome
 
     async def _keep_leases(self, held: set[int]) -> None:
@@ -276,32 +332,40 @@ class Dispatcher:
                 failed.add(plan.event_id)
         return failed
 
-    async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> _Delivery:
+    def _start(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> tuple[EventContext, _Delivery]:
         event = plan.event
         contact = _contact_of(plan.payload)
         ctx = EventContext(self.app, event_id=plan.event_id, source=event.source, dedupe_key=event.dedupe_key,
                            received_at=event.occurred_at, plugin=target.name, contact=contact)
-        outcome = _Delivery(plan.event_id, target.name, attempt, contact=contact)
+        return ctx, _Delivery(plan.event_id, target.name, attempt, contact=contact)
+
+    @staticmethod
+    def _hook_args(plan: _Plan, ctx: EventContext) -> dict[str, Any]:
+        return {EVENT_HOOKS[plan.event.kind.value][1]: plan.payload, "ctx": ctx,
+                "previous_status": plan.event.previous_status}
+
+    async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> _Delivery:
+        ctx, outcome = self._start(plan, target, attempt)
         try:
             if target.hook is not None:
-                arg = EVENT_HOOKS[event.kind.value][1]
-                returned = await target.hook.call(**{arg: plan.payload, "ctx": ctx,
-                                                     "previous_status": event.previous_status})
+                returned = await target.hook.call(**self._hook_args(plan, ctx))
             else:
                 assert target.connector_method is not None
                 returned = as_proposals(await target.connector_method(plan.payload, ctx))
-        except SkippableError as exc:
-            outcome.result = {"skipped": exc.code, "detail": exc.message}
-            return outcome
         except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
-            outcome.error = exc  # logged once its retry (or dead letter) is recorded
-            return outcome
-        outcome.proposals = [*ctx.proposals, *returned]
-        outcome.state = ctx.state.pending
-        outcome.consent_changes = ctx.consent_changes
-        outcome.notes = ctx.notes
-        outcome.handovers = ctx.handovers
-        return outcome
+            return outcome.failed(exc)
+        return outcome.succeeded(ctx, returned)
+
+    def _deliver_blocking(self, plan: _Plan, target: DeliveryTarget, attempt: int,
+                          loop: asyncio.AbstractEventLoop) -> _Delivery:
+        """:meth:`_deliver` of a plain-function hook, from a worker thread."""
+        assert target.hook is not None
+        ctx, outcome = self._start(plan, target, attempt)
+        try:
+            returned = target.hook.call_blocking(loop, **self._hook_args(plan, ctx))
+        except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
+            return outcome.failed(exc)
+        return outcome.succeeded(ctx, returned)
 
     def _conclude(self, plans: list[_Plan], outcomes: list[_Delivery]) -> dict[int, str]:
         retention = self.app.settings.privacy.retention_hours * 3600

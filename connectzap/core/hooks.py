@@ -43,17 +43,38 @@ class HookTarget:
     function: Callable[..., Any]
     argnames: tuple[str, ...]
 
-    async def call(self, **kwargs: Any) -> list[Outgoing]:
+    @property
+    def blocking(self) -> bool:
+        """A plain function: it runs off the event loop (in a thread), where it may block."""
+        return not inspect.iscoroutinefunction(self.function)
+
+    def _args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         args = {name: kwargs[name] for name in self.argnames if name in kwargs}
         if os.environ.get("CONNECTZAP_TRACE_PLUGINS"):
             log.warning("hook %s(%s) -> %s", self.function.__name__, redact_for_log(args), self.name)
-        if inspect.iscoroutinefunction(self.function):
-            result = await self.function(**args)
-        else:
+        return args
+
+    async def call(self, **kwargs: Any) -> list[Outgoing]:
+        args = self._args(kwargs)
+        if self.blocking:
             result = await asyncio.to_thread(self.function, **args)
-        while inspect.isawaitable(result):
-            result = await result
+        else:
+            result = await self.function(**args)
+        return as_proposals(await _settled(result))
+
+    def call_blocking(self, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> list[Outgoing]:
+        """:meth:`call` for a :attr:`blocking` hook from a thread that is not ``loop``'s; an awaitable it
+        returns is awaited on ``loop``."""
+        result = self.function(**self._args(kwargs))
+        if inspect.isawaitable(result):
+            result = asyncio.run_coroutine_threadsafe(_settled(result), loop).result()
         return as_proposals(result)
+
+
+async def _settled(result: Any) -> Any:
+    while inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 def as_proposals(result: Any) -> list[Outgoing]:
