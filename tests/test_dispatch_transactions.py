@@ -4,6 +4,7 @@ event's hooks see it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from connectzap import (Category, ConsentChange, Connectzap, Contact, Event, EventKind, InboundMessage, Order,
-                        Outgoing, TemplateContent, hookimpl)
+                        Outgoing, PluginSettings, TemplateContent, hookimpl)
 from connectzap.core.plugins import pm
 from connectzap.core.store.schema import deliveries, events, outbox
 from connectzap.core.worker import Worker
@@ -88,7 +89,6 @@ def statements_while(app: Connectzap, work: Any) -> list[str]:
 
 
 def dispatch(app: Connectzap) -> int:
-    import asyncio
     return asyncio.run(Worker(app).dispatch_once())
 
 
@@ -149,13 +149,8 @@ class Reading:
 def test_a_wave_of_plain_function_hooks_takes_one_trip_to_a_thread(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The claim, then the wave's hook calls (this plugin's and the bundled ones', all plain functions)
     and its commit in one trip: not a trip per call."""
-    import asyncio
     app = make()
-    when = datetime.now(UTC)
-    ids = [j.event_id for j in app.ingest([Event.of(EventKind.INBOUND_MESSAGE, InboundMessage(
-        wamid=f"wamid.{n}", type="text", text="hello", timestamp=when,
-        contact=Contact(phone=f"+49151{20000000 + n}")), source="whatsapp", dedupe_key=f"m{n}")
-        for n in range(EVENTS)])]
+    ids = inbound(app, EVENTS)
     trips: list[str] = []
     real = asyncio.to_thread
 
@@ -220,3 +215,62 @@ def test_a_plain_hook_may_return_an_awaitable_and_async_hooks_keep_their_turn(ma
     with app.db.read() as conn:
         queued = conn.execute(select(outbox.c.id).where(outbox.c.template_name == "confirm")).all()
     assert len(queued) == EVENTS  # the coroutine's proposals went through the gate
+
+
+class Idle(PluginSettings):
+    """Off unless ``enabled``: the dispatcher then does not call this plugin's hook at all."""
+
+    enabled: bool = False
+
+    def wants(self, kind: str) -> bool:
+        return self.enabled
+
+
+class Optional:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def register_plugin_settings(self, register: Any) -> None:
+        register("optional", Idle)
+
+    @hookimpl
+    def on_inbound_message(self, message: InboundMessage, ctx: Any) -> None:
+        self.seen.append(message.wamid)
+
+
+def inbound(app: Connectzap, count: int) -> list[int]:
+    when = datetime.now(UTC)
+    return [j.event_id for j in app.ingest([Event.of(EventKind.INBOUND_MESSAGE, InboundMessage(
+        wamid=f"wamid.{n}", type="text", text="hello", timestamp=when,
+        contact=Contact(phone=f"+49151{20000000 + n}")), source="whatsapp", dedupe_key=f"m{n}")
+        for n in range(count)])]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_hook_its_configuration_leaves_idle_is_not_called(make: Any, enabled: bool) -> None:
+    """Both sides: unconfigured, no call and no delivery; enabled, a call and a delivery per event.
+    A delivery created while it was enabled is finished as skipped once it is not (no dead letter)."""
+    optional = Optional()
+    pm.register(optional, name="optional")
+    try:
+        app = make(plugins={"optional": {"enabled": enabled}})
+        ids = inbound(app, 3)
+        if not enabled:  # a delivery left from when the plugin was on
+            with app.db.begin() as conn:
+                conn.execute(deliveries.insert().values(event_id=ids[0], target="optional", status="pending",
+                                                        attempts=0, next_attempt_at=0, updated_at=0))
+        asyncio.run(Worker(app).run_until_idle())
+    finally:
+        pm.unregister(name="optional")
+    assert statuses(app, ids) == {"done"}
+    with app.db.read() as conn:
+        rows = conn.execute(select(deliveries.c.event_id, deliveries.c.status, deliveries.c.result)
+                            .where(deliveries.c.target == "optional")).all()
+    if enabled:
+        assert optional.seen == [f"wamid.{n}" for n in range(3)]
+        assert sorted(r.event_id for r in rows) == sorted(ids)
+    else:
+        assert optional.seen == []
+        assert [(r.event_id, r.status) for r in rows] == [(ids[0], "done")]
+        assert "not_configured" in rows[0].result

@@ -135,12 +135,23 @@ class Dispatcher:
         self.cfg = app.settings.workers
         self.id = worker_id
         self.bookkeeping = bookkeeping
+        self._idle_by_kind: dict[str, set[str]] = {}
 
     def targets(self, kind: str) -> list[DeliveryTarget]:
-        found = delivery_targets(kind, self.app.connectors.values())
+        """Who receives events of ``kind``: every hook implementation and connector but the hooks whose
+        plugin's configuration gives them nothing to do (:meth:`PluginSettings.wants`)."""
+        found = [target for target in delivery_targets(kind, self.app.connectors.values())
+                 if target.name not in self._idle(kind)]
         if self.app.simulation is not None:  # connectors are rehearsed, never called
             found = [self.app.simulation.stand_in(target, kind) for target in found]
         return found
+
+    def _idle(self, kind: str) -> set[str]:
+        """The plugins whose hook for ``kind`` their configuration leaves idle (fixed at start: cached)."""
+        if kind not in self._idle_by_kind:
+            self._idle_by_kind[kind] = {name for name, settings in self.app.plugin_settings.items()
+                                        if not settings.wants(kind)}
+        return self._idle_by_kind[kind]
 
     async def dispatch_once(self) -> int:
         """Handle one claimed batch of events. The claim and the first wave's deliveries and core
@@ -286,6 +297,13 @@ class Dispatcher:
                         or delivery["target"] == "core":
                     continue
                 target = plan.targets.get(delivery["target"])
+                if target is None and delivery["target"] in self._idle(event.kind.value):
+                    # created before its plugin's configuration left it idle: nothing to do now
+                    journal.finish_delivery(conn, event_id, delivery["target"],
+                                            {"skipped": "not_configured", "detail": "its configuration leaves "
+                                             "this hook nothing to do"})
+                    delivery["status"] = "done"
+                    continue
                 if target is None:  # its plugin is gone; keep it visible rather than silently done
                     self._fail(conn, event_id, delivery["target"], RuntimeError("plugin is no longer installed"),
                                self.cfg.max_attempts)

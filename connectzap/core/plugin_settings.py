@@ -51,6 +51,12 @@ class PluginSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def wants(self, kind: str) -> bool:
+        """Whether this configuration gives the plugin's hook for events of ``kind`` (``inbound_message``...)
+        anything to do. False (an optional feature left unconfigured) and the dispatcher does not call
+        that hook at all: no delivery, no call. Default: True. Read once per process, at start."""
+        return True
+
     def templates_used(self) -> Iterable[TemplateUse]:
         """The templates this section sends, so a start-up check can find each in the template
         cache. ``key`` is relative to the section, e.g. ``rules[0].template``. Default: none."""

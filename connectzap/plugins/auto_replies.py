@@ -109,6 +109,9 @@ class AutoRepliesSettings(LanguageChoice):
     stale_after_minutes: float | None = Field(default=None, gt=0)
     """Answer no message older than this (the core's ``[automation] stale_after_minutes`` applies too)."""
 
+    def wants(self, kind: str) -> bool:
+        return bool(self.rules)  # no rule: nothing ever answers
+
     @model_validator(mode="after")
     def _consistent(self) -> AutoRepliesSettings:
         names = [rule.name for rule in self.rules]

@@ -96,6 +96,9 @@ class AwaySettings(TextsByLanguage):
     once_every_hours: float = Field(default=12, gt=0)
     """At most one away message per customer within this many hours."""
 
+    def wants(self, kind: str) -> bool:
+        return self.enabled
+
     @field_validator("texts")
     @classmethod
     def _known_variables(cls, texts: dict[str, str]) -> dict[str, str]:

@@ -56,6 +56,9 @@ class HandoffSettings(LanguageChoice):
     replies: dict[str, str] = Field(default_factory=dict)
     """Language -> the confirmation text (the built-in ones cover es, pt, en)."""
 
+    def wants(self, kind: str) -> bool:
+        return self.enabled
+
     @field_validator("keywords")
     @classmethod
     def _keywords(cls, table: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -54,6 +54,9 @@ class WelcomeSettings(TextsByLanguage):
     after_silence_days: float = Field(default=0, ge=0)
     """Greet again a customer who wrote nothing for this many days; 0: only the very first message."""
 
+    def wants(self, kind: str) -> bool:
+        return self.enabled
+
 
 @hookimpl
 def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:

@@ -38,6 +38,9 @@ class ChatbotSettings(PluginSettings):
     welcome answers instead; "" sends nothing."""
     hand_to_human_on_failure: bool = False
     """Also hand the conversation to a person when the bot fails."""
+
+    def wants(self, kind: str) -> bool:
+        return self.url is not None  # without a bot nothing is forwarded
     skip_types: list[str] = Field(default_factory=lambda: ["reaction", "system", "unsupported", "unknown"])
     """Message types never forwarded (nothing to answer)."""
 
