@@ -55,8 +55,19 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             launched.close()
 
 
+# Every control has a label; nothing is wider than the screen (wide tables scroll in their own box).
+USABLE = """() => {
+  const unlabelled = [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+    .filter(c => c.labels.length === 0).map(c => c.name);
+  const wide = document.documentElement.scrollWidth > document.documentElement.clientWidth + 1;
+  return {unlabelled, wide};
+}"""
+
+
 def shot(page: Any, name: str) -> None:
-    if SHOTS:
+    """Check the page is usable at the test's screen size, and save a screenshot of a desktop-sized one."""
+    assert page.evaluate(USABLE) == {"unlabelled": [], "wide": False}, name
+    if SHOTS and page.viewport_size["width"] >= 1000:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
 
@@ -73,9 +84,10 @@ def shop(tmp_path: Path) -> tuple[Path, dict[str, int]]:
         app.close()
 
 
-@pytest.mark.parametrize("mode", [("--workers", "1"), ("--in-process",)], ids=["supervised", "in-process"])
-def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: tuple[Path, dict[str, int]],
-                                                  browser: Any) -> None:
+@pytest.mark.parametrize(("mode", "screen"), [(("--workers", "1"), (1100, 900)), (("--in-process",), (390, 844))],
+                         ids=["supervised-desktop", "in-process-phone"])
+def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen: tuple[int, int],
+                                                  shop: tuple[Path, dict[str, int]], browser: Any) -> None:
     config, ids = shop
     check = Connectzap(load_settings(config))  # the database as the test reads it
     refused_id = check.messages(status="refused")[0]["id"]
@@ -83,6 +95,7 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: t
     try:
         base = served.url()
         page = browser.new_page()
+        page.set_viewport_size({"width": screen[0], "height": screen[1]})
         page.set_default_timeout(WAIT_MS)
 
         # logging in
@@ -93,6 +106,8 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], shop: t
         page.get_by_role("button", name="Log in").click()
         page.wait_for_selector("#paused-reason")
         assert page.text_content("#paused-reason") == PAUSE_REASON
+        page.keyboard.press("Tab")  # the keyboard's first stop: the skip link to the content
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
         shot(page, "overview")
 
         # resuming paused sending
