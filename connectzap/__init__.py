@@ -27,9 +27,10 @@ from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsCont
                             MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
-from .core.models import (AdReferral, CallActivity, CancelRequest, Category, ConsentChange, ConsentRecord, Contact,
-                          ContactAction, ContactChange, DeliveryOutcome, Event, EventKind, Handoff, InboundMessage,
-                          Lead, MessageStatus, Order, OrderItem, PastMessage, StatusValue, TemplateInfo, TemplateUpdate)
+from .core.models import (AdReferral, CallActivity, CampaignFinished, CancelRequest, Category, ConsentChange,
+                          ConsentRecord, Contact, ContactAction, ContactChange, DeliveryOutcome, Event, EventKind,
+                          Handoff, InboundMessage, Lead, MessageStatus, Order, OrderItem, PastMessage, StatusValue,
+                          TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
@@ -39,7 +40,7 @@ from .core.version import __version__
 __all__ = [
     "AdReferral", "AmbiguousDeliveryError", "AutomaticAnswer", "BaseChannel", "BodyParam", "ButtonParam",
     "ButtonsContent",
-    "BusinessHours", "CallActivity", "CancelRequest",
+    "BusinessHours", "CallActivity", "CampaignFinished", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "Conversation",
     "ConversationState",

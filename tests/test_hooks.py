@@ -234,6 +234,36 @@ async def test_hook_on_handoff(fake_app):
                           ("on_handoff", {"to": "bot", "phone": PHONE, "by": "api", "until": False})]
 
 
+async def test_hook_on_campaign_finished(fake_app):
+    import io
+
+    from connectzap.core.campaigns import read_file
+    seen = Recorder()
+
+    class Plugin:
+        @hookimpl
+        def on_campaign_finished(self, campaign, ctx):
+            seen.calls.append(("on_campaign_finished", {"name": campaign.name, "state": campaign.state,
+                                                        "outcomes": campaign.outcomes}))
+
+    seed_template(fake_app, "news", "Hi {{1}}", category="MARKETING")
+    fake_app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="test",
+                                       proof="form"))
+    audience = f"phone,1\n{PHONE},Ana\n+4915112345600,Bo\n"
+    with registered_plugin(Plugin()):
+        fake_app.ingest([sample_event("campaign_finished")])
+        for name in ("sent", "dropped"):
+            made = fake_app.campaigns.create(name, {"name": "news", "language": "en"})
+            fake_app.campaigns.load_audience(made.id, read_file(io.StringIO(audience), "csv", fake_app.secret))
+        fake_app.campaigns.control(fake_app.campaigns.resolve("sent"), "start")
+        fake_app.campaigns.control(fake_app.campaigns.resolve("dropped"), "cancel")
+        await Worker(fake_app).run_until_idle()
+    assert sorted(seen.calls, key=lambda c: c[1]["name"]) == [
+        ("on_campaign_finished", {"name": "december", "state": "finished", "outcomes": {"delivered": 2, "refused": 1}}),
+        ("on_campaign_finished", {"name": "dropped", "state": "cancelled", "outcomes": {"cancelled": 2}}),
+        ("on_campaign_finished", {"name": "sent", "state": "finished", "outcomes": {"refused": 1, "sent": 1}})]
+
+
 def test_hook_register_connectors():
     class Probe(Connector):
         name = "hook_probe_connector"

@@ -61,6 +61,7 @@ async def test_fake_records_exact_cloud_api_bodies(consented):
 @pytest.mark.parametrize("kind, status, reason", [
     ("retry", "queued", None), ("fatal", "failed", "fatal"), ("window_closed", "failed", "window_closed"),
     ("unreachable", "failed", "unreachable"), ("ambiguous", "unknown", None), ("opted_out", "failed", "opted_out"),
+    ("marketing_limited", "failed", "marketing_limited"),
 ])
 async def test_fake_failures_reach_the_sender_classified(consented, kind, status, reason):
     consented.channel.fail_next(kind)
@@ -84,7 +85,8 @@ async def test_fake_paused_stops_all_sending(consented):
 def test_fake_refuses_unknown_failure_kinds():
     with pytest.raises(ValueError, match="unknown failure"):
         FakeWhatsApp().fail_next("flaky")
-    assert set(FAILURES) == {"retry", "window_closed", "opted_out", "unreachable", "fatal", "paused", "ambiguous"}
+    assert set(FAILURES) == {"retry", "window_closed", "opted_out", "unreachable", "fatal", "paused", "ambiguous",
+                             "marketing_limited"}
 
 
 async def test_fake_status_events_settle_the_message(consented):
@@ -151,7 +153,8 @@ def test_every_event_kind_has_a_payload_that_validates():
     events = payload_names("events")
     assert {n.split("/")[1] for n in events} == {"order_created", "order_updated", "lead", "inbound_message",
                                                  "message_status", "consent_changed", "template_update",
-                                                 "contact_changed", "call", "handoff", "past_message"}
+                                                 "contact_changed", "call", "handoff", "past_message",
+                                                 "campaign_finished"}
     for name in events:
         event = Event.model_validate(load_payload(name))
         event.payload()

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
 from .plugin_settings import TemplateUse
-from .models import (CallActivity, ConsentChange, ContactChange, Event, EventKind, Handoff, InboundMessage, Lead,
-                     MessageStatus, Order, PastMessage)
+from .models import (CallActivity, CampaignFinished, ConsentChange, ContactChange, Event, EventKind, Handoff,
+                     InboundMessage, Lead, MessageStatus, Order, PastMessage)
 
 
 
@@ -169,6 +169,9 @@ class Connector:
         """Mirror a contact saved in or removed from the business's own address book (the WhatsApp
         Business app's contacts on a coexistence number)."""
 
+    async def sync_campaign_finished(self, campaign: CampaignFinished, ctx: EventContext) -> None:
+        """Write a campaign's results back to the external system (a contact property, a note)."""
+
     async def sync_handoff(self, handoff: Handoff, ctx: EventContext) -> None:
         """Put a change of hands of a conversation (to a person, back to the bot) on the customer's
         record in the external system."""
@@ -225,7 +228,8 @@ class Connector:
                              ("consent_changed", "sync_consent_changed"), ("order_created", "sync_order_created"),
                              ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
                              ("contact_changed", "sync_contact_changed"),
-                             ("call", "sync_call"), ("handoff", "sync_handoff"), ("past_message", "sync_past_message")):
+                             ("call", "sync_call"), ("handoff", "sync_handoff"), ("past_message", "sync_past_message"),
+                             ("campaign_finished", "sync_campaign_finished")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method
         return out

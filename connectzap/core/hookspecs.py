@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from .connector import Connector
     from .context import EventContext
     from .messages import Outgoing
-    from .models import (CallActivity, ConsentChange, ContactChange, Handoff, InboundMessage, Lead, MessageStatus,
-                         Order, PastMessage, TemplateUpdate)
+    from .models import (CallActivity, CampaignFinished, ConsentChange, ContactChange, Handoff, InboundMessage, Lead,
+                         MessageStatus, Order, PastMessage, TemplateUpdate)
     from .plugin_settings import PluginSettings
 
 hookspec = pluggy.HookspecMarker("connectzap")
@@ -205,6 +205,20 @@ def on_handoff(handoff: Handoff, ctx: EventContext) -> Outgoing | list[Outgoing]
 
 
 @hookspec
+def on_campaign_finished(campaign: CampaignFinished, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
+    """A campaign ended: every recipient has an outcome (``campaign.state == "finished"``), or it
+    was cancelled. Called once per campaign, after the end is stored; CRM connectors get it as
+    ``sync_campaign_finished`` to write the results back.
+
+    :param campaign: ``id``, ``name``, ``state``, ``template``, ``language``, ``started_at``,
+        ``ended_at``, ``recipients`` and ``outcomes`` (recipients per outcome).
+    :param ctx: the event context; ``ctx.app.campaigns.all_results(campaign.id)`` gives each
+        recipient's outcome (masked number, contact key).
+    :returns: messages to propose (or ``None``), e.g. a summary to the marketer's own number.
+    """
+
+
+@hookspec
 def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes (webhook sources and CRM/shop sync).
 
@@ -264,6 +278,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "call": ("on_call", "call"),
     "past_message": ("on_past_message", "message"),
     "handoff": ("on_handoff", "handoff"),
+    "campaign_finished": ("on_campaign_finished", "campaign"),
 }
 """Event kind -> (hook name, name of the payload argument)."""
 

@@ -514,6 +514,22 @@ class Handoff(Model):
     until: datetime | None = None
 
 
+class CampaignFinished(Model):
+    """A campaign ended: every recipient has an outcome (``state="finished"``), or it was cancelled.
+    ``outcomes`` counts its recipients per outcome (``sent``, ``delivered``, ``refused``, ...);
+    each recipient's own outcome is in the campaign's results (masked numbers, keyed hashes)."""
+
+    id: str
+    name: str
+    state: Literal["finished", "cancelled"]
+    template: str
+    language: str
+    started_at: datetime | None = None
+    ended_at: datetime
+    recipients: int
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+
 class CancelRequest(Model):
     """Cancel every scheduled message whose ``cancel_key`` matches (e.g. an appointment was cancelled)."""
 
@@ -532,6 +548,7 @@ class EventKind(StrEnum):
     CALL = "call"
     PAST_MESSAGE = "past_message"
     HANDOFF = "handoff"
+    CAMPAIGN_FINISHED = "campaign_finished"
     SEND = "send"
     CANCEL = "cancel"
     RESOLVE = "resolve"
@@ -601,6 +618,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.CONSENT_CHANGED: ConsentChange, EventKind.TEMPLATE_UPDATE: TemplateUpdate,
     EventKind.CONTACT_CHANGED: ContactChange, EventKind.PAST_MESSAGE: PastMessage,
     EventKind.CALL: CallActivity, EventKind.HANDOFF: Handoff,
+    EventKind.CAMPAIGN_FINISHED: CampaignFinished,
     EventKind.CANCEL: CancelRequest,
 }
 """The typed model of each kind whose model is defined in this module. ``send`` (its model is

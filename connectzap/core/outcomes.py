@@ -226,6 +226,8 @@ def _subject(payload: str | None) -> str | None:
             + (f" {data.status}" if data.status else "")
     if kind == EventKind.CALL:
         return f"call {data.event}" + (f" {data.status}" if data.status else "") + _to(data.contact.phone)
+    if kind == EventKind.CAMPAIGN_FINISHED:
+        return f"campaign {data.name} {data.state}"
     if kind == EventKind.HANDOFF:
         return f"conversation to {'a person' if data.to == 'human' else 'the bot'}" + _to(data.contact.phone)
     if kind == EventKind.SEND:

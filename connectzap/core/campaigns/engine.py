@@ -34,8 +34,8 @@ from sqlalchemy import Connection, and_, bindparam, func, select, update
 from .. import gate
 from ..idempotency import scoped_key
 from ..messages import Outgoing, TemplateContent
-from ..models import StatusValue
-from ..store import outbox
+from ..models import CampaignFinished, Event, EventKind, StatusValue
+from ..store import journal, outbox
 from ..store.database import Database, now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
@@ -257,7 +257,7 @@ def due_to_start(conn: Connection, t: float) -> list[str]:
                                                                     campaigns.c.starts_at <= t))]
 
 
-def tick(db: Database, secret: bytes) -> int:
+def tick(db: Database, secret: bytes, notify: bool = True) -> int:
     """One round over every campaign with work: start the scheduled ones that are due, follow,
     admit, finish. Returns how much changed (0 when there was nothing to do)."""
     t = now()
@@ -268,11 +268,11 @@ def tick(db: Database, secret: bytes) -> int:
     done = 0
     for campaign_id in ids:
         with db.begin() as conn:
-            done += _tick_one(db, conn, secret, campaign_id)
+            done += _tick_one(db, conn, secret, campaign_id, notify)
     return done
 
 
-def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str) -> int:
+def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, notify: bool) -> int:
     campaign = conn.execute(db.for_update(select(campaigns).where(campaigns.c.id == campaign_id))).first()
     if campaign is None:
         return 0  # another worker holds it (PostgreSQL), or it is gone
@@ -293,10 +293,27 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str) -
         recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX))).limit(1)).first()
     if left is None:
         set_state(conn, campaign, Action.FINISH)
+        if notify:
+            announce_end(db, conn, campaign_id)
         return done + 1
     if waiting != campaign.waiting:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(waiting=waiting, updated_at=t))
     return done
+
+
+def announce_end(db: Database, conn: Connection, campaign_id: str) -> None:
+    """Journal the campaign's end for ``on_campaign_finished`` (in the transaction that ends it)."""
+    row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
+    counts = {r[0]: int(r[1]) for r in conn.execute(
+        select(recipients.c.outcome, func.count()).where(recipients.c.campaign_id == campaign_id)
+        .group_by(recipients.c.outcome))}
+    template = json.loads(row.template)
+    ended = CampaignFinished(id=row.id, name=row.name, state=row.state, template=template["name"],
+                             language=template["language"], started_at=_utc(row.started_at) if row.started_at else None,
+                             ended_at=_utc(row.ended_at or now()), recipients=sum(counts.values()),
+                             outcomes={k: counts[k] for k in OUTCOMES if counts.get(k)})
+    journal.append(db, conn, [Event.of(EventKind.CAMPAIGN_FINISHED, ended, source="campaigns",
+                                       dedupe_key=f"campaign:{campaign_id}:{row.state}")])
 
 
 def set_state(conn: Connection, campaign: Any, action: Action) -> State:

@@ -284,12 +284,22 @@ class Campaigns:
             row = self._locked(conn, campaign_id)
             if Action(action) is Action.START and not self._has_audience(conn, campaign_id):
                 raise ConflictError(f"campaign {campaign_id} has no audience; load one first")
-            engine.set_state(conn, row, Action(action))
+            ended = engine.set_state(conn, row, Action(action)) is State.CANCELLED
+            if ended and self._announced():
+                engine.announce_end(self.db, conn, campaign_id)
         return self.get(campaign_id)
 
     def run_once(self) -> int:
         """One engine round (what each worker does every few seconds)."""
-        return engine.tick(self.db, self.app.secret)
+        return engine.tick(self.db, self.app.secret, self._announced())
+
+    def _announced(self) -> bool:
+        """Whether a campaign's end is journaled: only when something listens to it (always before
+        the engine has loaded the plugins and connectors that would say)."""
+        from ..hooks import delivery_targets
+        from ..models import EventKind
+        return not self.app.started or bool(delivery_targets(EventKind.CAMPAIGN_FINISHED.value,
+                                                             self.app.connectors.values()))
 
     # --- reading --------------------------------------------------------------------------
 
