@@ -9,7 +9,6 @@ Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (doc
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,9 +170,3 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         check.close()
         assert served.stop() == 0, "".join(served.output)
 
-
-def test_chromium_is_where_the_tests_look(request: pytest.FixtureRequest) -> None:
-    """CI installs Chromium (.ci/run); this names the path the browser tests use, or why they skip."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    assert shutil.which(str(CHROMIUM)) is not None

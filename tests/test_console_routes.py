@@ -303,3 +303,20 @@ async def test_the_live_numbers_need_a_session_and_match_the_page(shop):
     for cell, n in numbers.items():
         assert f'id="{cell}">{n}<' in page, cell
     assert numbers["outcome-refused"] == 1 and numbers["depth-events_pending"] == app.queue_depths().events_pending
+
+
+async def test_event_filters(shop):
+    app, ids = shop
+    async with console(app) as client:
+        await log_in(client)
+
+        async def listed(query: str) -> set[int]:
+            page = (await client.get(f"/console/events?{query}")).text
+            return {int(n) for n in re.findall(r'<tr data-id="(\d+)">', page)}
+
+        assert await listed("") == set(ids.values())
+        assert await listed("status=dead") == {ids["dead"]}
+        assert await listed("kind=order_updated&since=1h&source=woocommerce") == set(ids.values())
+        assert await listed("kind=lead") == set()
+        assert await listed("source=hubspot") == set()
+        assert await listed("status=bogus&kind=bogus") == set(ids.values())  # unknown values filter nothing

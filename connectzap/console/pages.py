@@ -20,7 +20,7 @@ from ..core.app import Connectzap, QueueDepths
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.consent import change as consent_change
 from ..core.consent_files import PROOF_REQUIRED, proof_missing
-from ..core.models import Category, StatusValue
+from ..core.models import Category, EventKind, StatusValue
 from ..core.phones import mask, to_e164
 from ..core.views import MessageView, utc
 from ..core.windows import WINDOW_SECONDS, is_open
@@ -361,12 +361,15 @@ def events(request: Request, engine: Connectzap, session: sessions.Session) -> R
     q = request.query_params
     status = q.get("status") if q.get("status") in ("pending", "done", "dead") else None
     source = (q.get("source") or "").strip()[:64] or None
+    kind = q.get("kind") if q.get("kind") in {k.value for k in EventKind} else None
+    since_choice = q.get("since") if q.get("since") in SINCE_CHOICES else None
     before = int(q["before"]) if q.get("before", "").isdigit() else None
-    rows = engine.events(source=source, status=status, before_id=before, limit=PAGE_SIZE + 1)
-    kept = {k: v for k, v in {"status": status, "source": source}.items() if v}
+    rows = engine.events(source=source, status=status, kind=kind, before_id=before, limit=PAGE_SIZE + 1,
+                         since=time.time() - SINCE_CHOICES[since_choice] if since_choice else None)
+    kept = {k: v for k, v in {"status": status, "source": source, "kind": kind, "since": since_choice}.items() if v}
     older = ("?" + urlencode({**kept, "before": rows[PAGE_SIZE - 1].id})) if len(rows) > PAGE_SIZE else None
     return render(request, engine, session, "events.html", nav="events", events=rows[:PAGE_SIZE], filters=kept,
-                  older=older)
+                  older=older, kinds=[k.value for k in EventKind], since_choices=list(SINCE_CHOICES))
 
 
 def event(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
