@@ -305,3 +305,30 @@ def test_housekeeping_erases_expired_payloads_by_index_not_by_scanning_every_row
     assert indexed() == set()
     app.db.migrate()
     assert indexed() == {"ix_events_erase", "ix_outbox_erase"}
+
+
+def test_migration_0014_keys_templates_by_account_and_keeps_the_old_ones(app: Connectzap) -> None:
+    """Before 0014 a template was known by name and language; after it by its account too. Old rows
+    keep their WABA, or become of no particular account, so one account looks them up as before."""
+    from connectzap.core import templates as cache
+    from connectzap.core.store.schema import templates
+
+    downgrade(app, "0013")
+    base = {"status": "APPROVED", "category": "UTILITY", "parameter_format": "POSITIONAL", "components": "[]",
+            "updated_at": 0.0}
+    with app.db.engine.begin() as conn:  # rows as 0013 stored them: waba_id nullable, not in the key
+        conn.execute(templates.insert(), [{**base, "name": "order_shipped", "language": "en", "waba_id": "77"},
+                                          {**base, "name": "order_ready", "language": "en", "waba_id": None}])
+    app.db.migrate()
+    with app.db.begin() as conn:
+        cache.put(app.db, conn, cache.get(conn, "order_shipped", "en").model_copy(update={"waba_id": "88"}))
+        found = {(t.name, t.waba_id) for t in cache.all_templates(conn)}
+        assert found == {("order_shipped", "77"), ("order_shipped", "88"), ("order_ready", None)}
+        assert cache.get(conn, "order_ready", "en", "77") is not None  # of no particular account: any may send it
+        assert cache.get(conn, "order_shipped", "en", "99") is None
+    downgrade(app, "0013")  # back: one row per name and language again
+    with app.db.engine.connect() as conn:
+        rows = sorted((r.name, r.waba_id) for r in conn.execute(templates.select().with_only_columns(
+            templates.c.name, templates.c.waba_id)))
+    assert rows == [("order_ready", None), ("order_shipped", "77")]
+    app.db.migrate()

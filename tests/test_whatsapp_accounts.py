@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from connectzap import Category, ConsentChange, Outgoing, TemplateContent, TextContent
 from connectzap.connectors.whatsapp.channel import AccountsChannel
@@ -375,16 +375,135 @@ async def test_the_display_number_is_read_with_the_numbers_account_token(make: A
     await app.aclose()
 
 
-def test_a_template_name_used_by_two_accounts_is_reported_at_sync(cli_run: Any, graph: Any, caplog: Any) -> None:
+def test_a_template_name_used_by_two_accounts_is_kept_for_each_at_sync(cli_run: Any, graph: Any, caplog: Any) -> None:
     graph.owner(SHOP["waba"]).templates.append(template("order_shipped"))
-    graph.owner(OUTLET["waba"]).templates.append(template("order_shipped"))
+    graph.owner(OUTLET["waba"]).templates.append({**template("order_shipped"), "category": "MARKETING"})
     graph.owner(OUTLET["waba"]).templates.append(template("outlet_only"))
-    with caplog.at_level("WARNING", logger="connectzap.whatsapp.templates"):
+    with caplog.at_level("WARNING"):
         assert cli_run("templates", "sync").exit_code == 0
-    said = [r.getMessage() for r in caplog.records if "replaces the one of" in r.getMessage()]
-    assert said == [f"whatsapp: template order_shipped (en) of business account {OUTLET['waba']} replaces the one "
-                    f"of business account {SHOP['waba']} in the template cache; give each account's templates their "
-                    "own names"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    cached = json.loads(cli_run("templates", "list", "--json").output)
+    listed = {(t["name"], t["waba_id"], t["category"]) for t in cached}
+    assert listed == {("order_shipped", SHOP["waba"], "UTILITY"), ("order_shipped", OUTLET["waba"], "MARKETING"),
+                      ("outlet_only", OUTLET["waba"], "UTILITY")}
+    # A sync of one account replaces only its own templates.
+    graph.owner(OUTLET["waba"]).templates.clear()
+    assert "removed 2" in cli_run("templates", "sync", "--account", "outlet").output
+    assert [(t["name"], t["waba_id"]) for t in json.loads(cli_run("templates", "list", "--json").output)] == [
+        ("order_shipped", SHOP["waba"])]
+
+
+# --- templates per account: each number sends its own account's --------------------------------
+
+def two_accounts_templates(app: Any) -> None:
+    """``order_shipped`` (en) in both accounts, different text and category; ``outlet_only`` in the outlet's."""
+    seed_template(app, "order_shipped", "Order {{1}} is on its way.", waba_id=SHOP["waba"])
+    seed_template(app, "order_shipped", "{{1}}: 20% off your next order, code {{2}}.", category="MARKETING",
+                  waba_id=OUTLET["waba"])
+    seed_template(app, "outlet_only", "Order {{1}} is ready for pickup.", waba_id=OUTLET["waba"])
+    app.set_consent(ConsentChange(phone=CUSTOMER, category=Category.UTILITY, granted=True, source="t", proof="box"))
+
+
+async def test_each_number_sends_the_template_of_its_own_account(make: Any, graph: Any) -> None:
+    app = make(connectors={"whatsapp": accounts_config(graph.url)})
+    two_accounts_templates(app)
+
+    def send(number: str | None, name: str, *body: str) -> Any:
+        return app.send(Outgoing(to=CUSTOMER, content=TemplateContent(name=name, language="en", body=list(body)),
+                                 business_phone_number_id=number))
+
+    shop_default, shop_other = (send(n, "order_shipped", "42") for n in (None, SHOP["numbers"][1]))
+    assert (shop_default.status, shop_other.status) == ("queued", "queued")
+    outlet = OUTLET["numbers"][0]
+    # The outlet's order_shipped takes two parameters and is MARKETING: the shop's does not stand in for it.
+    assert send(outlet, "order_shipped", "42").reason == "param_mismatch"
+    assert send(outlet, "order_shipped", "Sheena", "SAVE20").reason == "no_consent"
+    app.set_consent(ConsentChange(phone=CUSTOMER, category=Category.MARKETING, granted=True, source="t", proof="box"))
+    offer = send(outlet, "order_shipped", "Sheena", "SAVE20")
+    assert offer.status == "queued"
+    # A template only the outlet has, sent from a shop number: refused before it is queued, both accounts named.
+    for number in (None, SHOP["numbers"][1]):
+        refused = send(number, "outlet_only", "42")
+        assert (refused.status, refused.reason) == ("refused", "template_not_in_account")
+        assert OUTLET["waba"] in (refused.detail or "") and SHOP["waba"] in (refused.detail or "")
+    assert send(outlet, "outlet_only", "42").status == "queued"
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    sent = sorted((number, r.body["template"]["name"], len(r.body["template"]["components"][0]["parameters"]))
+                  for number in (*SHOP["numbers"], outlet) for r in graph.sends_from(number))
+    assert sent == sorted([(SHOP["numbers"][0], "order_shipped", 1), (SHOP["numbers"][1], "order_shipped", 1),
+                           (outlet, "order_shipped", 2), (outlet, "outlet_only", 1)])
+    assert len(graph.sends()) == 4
+
+
+async def test_a_template_webhook_changes_only_its_accounts_template(make: Any, graph: Any) -> None:
+    from connectzap.core import templates
+
+    app = make(connectors={"whatsapp": accounts_config(graph.url)})
+    two_accounts_templates(app)
+    body = {"object": "whatsapp_business_account", "entry": [{"id": OUTLET["waba"], "time": 1751247548, "changes": [
+        {"field": "message_template_status_update",
+         "value": {"event": "PAUSED", "message_template_id": 1689556908129835, "message_template_name": "order_shipped",
+                   "message_template_language": "en", "reason": "LOW_QUALITY"}},
+        {"field": "template_category_update",
+         "value": {"message_template_id": 1689556908129835, "message_template_name": "order_shipped",
+                   "message_template_language": "en", "previous_category": "MARKETING",
+                   "new_category": "UTILITY"}}]}]}
+    assert post(app, json.dumps(body).encode(), OUTLET["secret"]).status == 200
+    await Worker(app).run_until_idle()
+    with app.db.read() as conn:
+        shop = templates.get(conn, "order_shipped", "en", SHOP["waba"])
+        outlet = templates.get(conn, "order_shipped", "en", OUTLET["waba"])
+    await app.aclose()
+    assert shop is not None and (shop.status, shop.category, shop.waba_id) == ("APPROVED", "UTILITY", SHOP["waba"])
+    assert outlet is not None and (outlet.status, outlet.category) == ("PAUSED", "UTILITY")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(owned=st.dictionaries(st.tuples(st.sampled_from(["order_shipped", "order_ready"]), st.sampled_from(["en", "de"]),
+                                       st.sampled_from([SHOP["waba"], OUTLET["waba"]])),
+                             st.sampled_from(["APPROVED", "REJECTED", "PAUSED"]), max_size=8),
+       name=st.sampled_from(["order_shipped", "order_ready"]), language=st.sampled_from(["en", "de"]),
+       number=st.sampled_from([None, *SHOP["numbers"], *OUTLET["numbers"]]))
+def test_a_template_passes_the_gate_exactly_when_the_numbers_account_has_it_approved(
+        accounts_app: Any, owned: dict[tuple[str, str, str], str], name: str, language: str,
+        number: str | None) -> None:
+    from connectzap.core import gate
+    from connectzap.core.store.schema import templates as cache
+
+    with accounts_app.db.begin() as conn:
+        conn.execute(cache.delete())
+    for (n, lang, waba), state in owned.items():
+        seed_template(accounts_app, n, "Order {{1}} is on its way.", language=lang, status=state, waba_id=waba)
+    waba = OUTLET["waba"] if number in OUTLET["numbers"] else SHOP["waba"]
+    with accounts_app.db.read() as conn:
+        facts = gate.BatchFacts(conn, set(), {name}, accounts=accounts_app.business_accounts)
+        verdict = gate.check_template(facts, TemplateContent(name=name, language=language, body=["42"]), number)
+    assert (verdict.reason is None) == (owned.get((name, language, waba)) in ("APPROVED", "PAUSED"))
+    others = {w for (n, lang, w) in owned if (n, lang) == (name, language)} - {waba}
+    if (name, language, waba) not in owned and others:
+        assert verdict.reason == "template_not_in_account"
+
+
+@pytest.fixture
+def accounts_app(make: Any) -> Any:
+    return make(connectors={"whatsapp": accounts_config()})
+
+
+def test_one_account_sends_any_cached_template_as_before(make: Any) -> None:
+    """One account (no accounts list): a template synced under its WABA, or of none, goes from every number."""
+    app = make(connectors={"whatsapp": {"access_token": "EAAG-one", "phone_number_id": "1001",
+                                        "phone_number_ids": ["1002"], "waba_id": "77", "app_secrets": ["s"],
+                                        "verify_token": "v"}})
+    assert app.business_accounts is None
+    seed_template(app, "order_shipped", "Order {{1}} is on its way.", waba_id="77")
+    seed_template(app, "order_ready", "Order {{1}} is ready.")
+    app.set_consent(ConsentChange(phone=CUSTOMER, category=Category.UTILITY, granted=True, source="t", proof="box"))
+    for name in ("order_shipped", "order_ready"):
+        for number in (None, "1002"):
+            decision = app.send(Outgoing(to=CUSTOMER, business_phone_number_id=number,
+                                         content=TemplateContent(name=name, language="en", body=["42"])))
+            assert decision.status == "queued", decision
 
 
 def test_a_simulation_shows_the_request_leaving_from_the_messages_number(make: Any) -> None:

@@ -38,6 +38,7 @@ from .settings import Settings, describe_validation_error, load_settings
 from .store import flags, journal, outbox
 from .store.database import Database, now
 from .store.schema import workers
+from .templates import BusinessAccounts
 from .views import DeadLetter, EventDetail, EventSummary, UnknownMessage
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ class Connectzap:
         self.connectors: dict[str, Connector] = {}
         self.plugin_settings: dict[str, PluginSettings] = {}
         """Each declared ``[plugins.NAME]`` section, validated by :meth:`start` (``ctx.plugin_settings``)."""
+        self.business_accounts: BusinessAccounts | None = None
+        """Which business account's templates each number sends (:meth:`Connector.business_accounts`),
+        set by :meth:`start`; None: every cached template counts for every number."""
         self.business_hours = BusinessHours(self.settings.business_hours)
         """When the business answers (``[business_hours]``); ``ctx.business_hours`` in hooks."""
         self.started = False
@@ -97,6 +101,8 @@ class Connectzap:
         check_together(self.plugin_settings, self.settings)
         self.connectors = self._build_connectors()
         self._declare_payloads()
+        self.business_accounts = next((found for found in (c.business_accounts() for c in self.connectors.values())
+                                       if found is not None), None)
         if self._channel is None:
             self._channel = self._channel_from_connectors()
         self.started = True
@@ -222,7 +228,8 @@ class Connectzap:
         """Put a message through the gate. Without a key, each call is a new message."""
         admission = self.admission(outgoing, idempotency_key=idempotency_key, source=source)
         with self.db.begin() as conn:
-            return gate.admit_many(self.db, conn, self.secret, [admission], strict_key=strict_key)[0]
+            return gate.admit_many(self.db, conn, self.secret, [admission], strict_key=strict_key,
+                                   accounts=self.business_accounts)[0]
 
     def admission(self, outgoing: Outgoing, *, idempotency_key: str | None = None,
                   source: str = "api") -> gate.Admission:
@@ -249,7 +256,7 @@ class Connectzap:
         with self.db.begin() as conn:
             if not arbitration.claim_late(self.db, conn, slot, event_id, None, kind):
                 raise ConflictError("this inbound message already had its automatic answer", code="already_answered")
-            decisions = gate.admit_many(self.db, conn, self.secret, admissions)
+            decisions = gate.admit_many(self.db, conn, self.secret, admissions, accounts=self.business_accounts)
             arbitration.claim_late_message(conn, slot, decisions[0].id)
             return decisions
 
@@ -266,7 +273,7 @@ class Connectzap:
         admissions = [self.admission(m, source=source) for m in messages]
         with self.db.begin() as conn:
             return gate.admit_many(self.db, conn, self.secret, admissions, strict_key=strict_key,
-                                   report_conflicts=True)
+                                   report_conflicts=True, accounts=self.business_accounts)
 
     def message(self, message_id: str) -> dict[str, Any]:
         with self.db.read() as conn:

@@ -21,6 +21,7 @@ from .models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, Cance
 from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
+from .templates import BusinessAccounts
 
 log = logging.getLogger("connectzap.bookkeeping")
 
@@ -29,10 +30,13 @@ class Bookkeeping:
     """The ``core`` delivery. ``has_targets(kind)`` says whether anyone listens to events of
     ``kind`` (a consent change is journaled for the hooks only when someone does)."""
 
-    def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool]) -> None:
+    def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool],
+                 accounts: Callable[[], BusinessAccounts | None] = lambda: None) -> None:
         self.db = db
         self.secret = secret
         self.has_targets = has_targets
+        self.accounts = accounts
+        """Which business account's templates each number sends (the engine's, once started)."""
 
     def apply_many(self, conn: Any, batch: list[tuple[int, Event]]) -> None:
         """:meth:`apply` for several events, in their order; the outcome is what applying them one by
@@ -122,7 +126,7 @@ class Bookkeeping:
             outgoing = Outgoing.model_validate(event.data)
             key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
             result = gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key,
-                                source_event_id=event_id, plugin=event.source).as_dict()
+                                source_event_id=event_id, plugin=event.source, accounts=self.accounts()).as_dict()
         elif kind == EventKind.CANCEL:
             result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
         journal.finish_delivery(conn, event_id, "core", result)

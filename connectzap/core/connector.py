@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
 from .plugin_settings import TemplateUse
+from .templates import BusinessAccounts
 from .models import (CallActivity, CampaignFinished, ConsentChange, ContactChange, Event, EventKind, Handoff,
                      InboundMessage, Lead, MessageStatus, Order, PastMessage)
 
@@ -189,6 +190,14 @@ class Connector:
         """The channel sends go through, if this connector provides one (with its own rate limits:
         :meth:`Channel.pace <connectzap.core.channel.Channel.pace>`). Called once at start-up; the
         engine uses the first connector's channel it gets. Default: none."""
+        return None
+
+    def business_accounts(self) -> BusinessAccounts | None:
+        """Which business account (WABA) each of this connector's numbers sends from, when it
+        serves several and each has its own templates: the send gate then checks a message against
+        the templates of the account of the number it leaves from. Called once at start-up; the
+        engine uses the first connector's answer. Default: none (every cached template counts for
+        every number)."""
         return None
 
     def make_rehearsal_channel(self) -> Channel | None:

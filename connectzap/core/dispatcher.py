@@ -435,7 +435,8 @@ class Dispatcher:
                                      held=proposal.automatic is not None)
                       for index, proposal in enumerate(o.proposals)]
         decisions = [d.as_dict() for d in gate.admit_many(self.db, conn, self.app.secret, admissions,
-                                                          source_event_id=o.event_id, plugin=o.target)]
+                                                          source_event_id=o.event_id, plugin=o.target,
+                                                          accounts=self.app.business_accounts)]
         plugin_state.write(self.db, conn, o.target, o.state)
         journal.finish_delivery(conn, o.event_id, o.target, self._result(o, decisions))
 

@@ -46,6 +46,8 @@ REASONS = {
     "opted_out": "the contact opted out of this category",
     "window_closed": "free-form messages need a customer message in the last 24 hours; send a template",
     "template_unknown": "no template with this name is known; run `connectzap templates sync`",
+    "template_not_in_account": ("the template belongs to another business account than the number the message "
+                                "leaves from; send it from a number of that account, or create it in this one"),
     "language_missing": "the template has no approved translation in this language",
     "template_not_approved": "the template is not APPROVED",
     "template_paused": "WhatsApp paused the template for low quality: the message waits (no request is made) until "
@@ -105,13 +107,15 @@ class Verdict:
     go; it waits in the queue, with no request to the channel, until the hold ends."""
 
 
-def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing]) -> BatchFacts:
-    """Everything the gate will ask about ``messages``, loaded up front."""
+def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing],
+              accounts: templates.BusinessAccounts | None = None) -> BatchFacts:
+    """Everything the gate will ask about ``messages``, loaded up front; ``accounts`` tells which
+    business account's templates each number sends (None: any cached template, as with one account)."""
     who = [(m.to.phone, m.to.user_id if is_bsuid(m.to.user_id) else None) for m in messages]
     recipients = {pair: key for pair, key in zip(who, identities.resolve_many(conn, secret, who), strict=True)
                   if key is not None}
     names = {c.name for m in messages for c in (m.content, m.fallback) if isinstance(c, TemplateContent)}
-    return BatchFacts(conn, set(recipients.values()), names, recipients)
+    return BatchFacts(conn, set(recipients.values()), names, recipients, accounts)
 
 
 class BatchFacts:
@@ -119,14 +123,16 @@ class BatchFacts:
     with one query per table (admission and the sender's re-check both work a batch at a time)."""
 
     def __init__(self, conn: Connection, keys: set[str], template_names: set[str],
-                 recipients: dict[tuple[str | None, str | None], str] | None = None) -> None:
+                 recipients: dict[tuple[str | None, str | None], str] | None = None,
+                 accounts: templates.BusinessAccounts | None = None) -> None:
         self.recipients = recipients or {}
         """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
         self._conn, self._keys = conn, keys
         self._windows: dict[str, list[tuple[str, float]]] | None = None  # loaded when a verdict needs them
         self._conversations: dict[str, tuple[float | None, int | None]] | None = None  # likewise
-        self._templates: dict[tuple[str, str], TemplateInfo] = {}
+        self.accounts = accounts
+        self._templates: dict[tuple[str, str], list[TemplateInfo]] = {}  # every account's version
         if keys:
             for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
                                     .order_by(consents.c.at, consents.c.id)):
@@ -138,7 +144,7 @@ class BatchFacts:
             self._unreachable = set()
         if template_names:
             for info in templates.named(conn, template_names):
-                self._templates[(info.name, info.language)] = info
+                self._templates.setdefault((info.name, info.language), []).append(info)
 
     def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
         return is_open(self.last_inbound(key, business_number), at)
@@ -170,11 +176,20 @@ class BatchFacts:
     def unreachable(self, key: str) -> bool:
         return key in self._unreachable
 
-    def template(self, name: str, language: str) -> TemplateInfo | None:
-        return self._templates.get((name, language))
+    def account_of(self, business_number: str | None) -> str | None:
+        """The business account (WABA) whose templates a message from ``business_number`` sends."""
+        return self.accounts.of(business_number) if self.accounts else None
 
-    def languages(self, name: str) -> list[str]:
-        return [lang for (n, lang) in self._templates if n == name]
+    def template(self, name: str, language: str, account: str | None = None) -> TemplateInfo | None:
+        """The template ``account``'s numbers send (see :func:`.templates.get`)."""
+        return templates.pick(self._templates.get((name, language), []))(account)
+
+    def owners(self, name: str, language: str) -> list[str]:
+        """The business accounts that have the template in ``language``."""
+        return sorted({info.waba_id or templates.ANY_ACCOUNT for info in self._templates.get((name, language), [])})
+
+    def languages(self, name: str, account: str | None = None) -> list[str]:
+        return [lang for (n, lang) in self._templates if n == name and self.template(n, lang, account)]
 
 
 def _texts(content: TemplateContent) -> list[str | None]:
@@ -205,10 +220,17 @@ def clean_template(content: TemplateContent) -> TemplateContent:
     return TemplateContent.model_validate(data)
 
 
-def check_template(facts: BatchFacts, content: TemplateContent) -> Verdict:
-    info = facts.template(content.name, content.language)
+def check_template(facts: BatchFacts, content: TemplateContent, business_number: str | None = None) -> Verdict:
+    account = facts.account_of(business_number)
+    info = facts.template(content.name, content.language, account)
     if info is None:
-        if facts.languages(content.name):
+        owners = facts.owners(content.name, content.language)
+        if owners:  # only other accounts have it: Meta would refuse the send as fatal
+            number = f"number {business_number}" if business_number else "the default number"
+            return Verdict(None, "utility", "template_not_in_account",
+                           f"{content.name} ({content.language}) is a template of business account "
+                           f"{', '.join(owners)}, not of business account {account}, which {number} belongs to")
+        if facts.languages(content.name, account):
             return Verdict(None, "utility", "language_missing",
                            f"{content.name} has no {content.language} translation")
         return Verdict(None, "utility", "template_unknown", f"{content.name} is not in the template cache")
@@ -241,7 +263,7 @@ def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: Tem
                            f"{said}; a free-form message can only answer a customer's message of the last 24 "
                            "hours, so send an approved template instead")
         content = fallback
-    verdict = check_template(facts, content)
+    verdict = check_template(facts, content, business_number)
     if verdict.reason:
         return verdict
     record = facts.latest(key, verdict.category) if verdict.category in Category._value2member_map_ else None
@@ -290,15 +312,18 @@ def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
 
 def admit(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, *, idempotency_key: str,
           source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-          facts: BatchFacts | None = None, fresh_key: bool = False) -> Decision:
+          facts: BatchFacts | None = None, fresh_key: bool = False,
+          accounts: templates.BusinessAccounts | None = None) -> Decision:
     """:func:`admit_many` for one message."""
     return admit_many(db, conn, secret, [Admission(outgoing, idempotency_key, fresh_key)],
-                      source_event_id=source_event_id, plugin=plugin, strict_key=strict_key, facts=facts)[0]
+                      source_event_id=source_event_id, plugin=plugin, strict_key=strict_key, facts=facts,
+                      accounts=accounts)[0]
 
 
 def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[Admission], *,
                source_event_id: int | None = None, plugin: str | None = None, strict_key: bool = False,
-               report_conflicts: bool = False, facts: BatchFacts | None = None) -> list[Decision]:
+               report_conflicts: bool = False, facts: BatchFacts | None = None,
+               accounts: templates.BusinessAccounts | None = None) -> list[Decision]:
     """Run every check on each message, in order, and write the outcomes to the outbox inside
     ``conn``'s transaction: one query per table for the facts, one for the keys, one insert.
 
@@ -306,11 +331,12 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
     marked ``duplicate``. With ``strict_key`` (the REST API), reusing a key for a different message
     is a :class:`ConflictError` -- or, with ``report_conflicts`` (a batch whose other messages must
     still go through), that message's decision has ``status="conflict"``. ``facts`` may be a
-    :class:`BatchFacts` loaded by the caller.
+    :class:`BatchFacts` loaded by the caller; else they are loaded with ``accounts`` (which
+    business account's templates each number sends: the engine's :attr:`~.app.Connectzap.business_accounts`).
     """
     if not admissions:
         return []
-    facts = facts or facts_for(conn, secret, [a.outgoing for a in admissions])
+    facts = facts or facts_for(conn, secret, [a.outgoing for a in admissions], accounts)
     earlier = _existing(conn, [a.idempotency_key for a in admissions if not a.fresh_key])
     decisions: list[Decision] = []
     rows: list[dict[str, Any]] = []

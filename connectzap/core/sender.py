@@ -133,7 +133,8 @@ class Sender:
             stored = [outbox.content_of(row) or {} for row in rows]
             names = {c["name"] for item in stored for c in (item.get("original"), item.get("fallback"))
                      if c and c.get("type") == "template"}
-            facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names)
+            facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names,
+                                    accounts=self.app.business_accounts)
             for row, item in zip(rows, stored, strict=True):
                 original = CONTENT.validate_python(item["original"])
                 fallback = item.get("fallback")

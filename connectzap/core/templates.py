@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,28 @@ from .store.schema import templates
 PAUSED = "PAUSED"
 """WhatsApp's status for a template paused for low quality (3 h, then 6 h; a third pause disables
 it). Sends of it wait in the queue; the pause ends with the status back to APPROVED."""
+
+ANY_ACCOUNT = ""
+"""The ``waba_id`` of a cached template of no particular business account (added by hand or by a
+test): any number may send it. A synced template is kept under its account's WABA."""
+
+
+@dataclass(frozen=True)
+class BusinessAccounts:
+    """Which business account (WABA) each number sends from, so a send is checked against the
+    templates of its own account. Offered by the connector that serves several accounts
+    (:meth:`~connectzap.core.connector.Connector.business_accounts`); without it every cached
+    template counts for every number, as with one account."""
+
+    numbers: Mapping[str, str]
+    """phone number id -> the WABA it belongs to"""
+    default: str | None
+    """the WABA of the default number (a message that names no number leaves from it)"""
+
+    def of(self, number: str | None) -> str | None:
+        """The WABA ``number`` (None: the default number) sends from; None when not known."""
+        return self.numbers.get(number) if number else self.default
+
 
 _PLACEHOLDER = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
 
@@ -104,9 +127,23 @@ def check_params(info: TemplateInfo, content: TemplateContent) -> str | None:
     return None
 
 
-def get(conn: Connection, name: str, language: str) -> TemplateInfo | None:
-    row = conn.execute(select(templates).where(templates.c.name == name, templates.c.language == language)).first()
-    return _to_info(row) if row else None
+def get(conn: Connection, name: str, language: str, account: str | None = None) -> TemplateInfo | None:
+    """The template ``account`` (a WABA) may send: its own, else one of no particular account;
+    with ``account`` None, any account's (one of no particular account first)."""
+    return pick(_to_info(r) for r in conn.execute(
+        select(templates).where(templates.c.name == name, templates.c.language == language)))(account)
+
+
+def pick(found: Iterable[TemplateInfo]) -> Callable[[str | None], TemplateInfo | None]:
+    """From the accounts' versions of one template (name and language): the one a number of a
+    given account sends."""
+    by_account = {info.waba_id or ANY_ACCOUNT: info for info in found}
+
+    def choose(account: str | None) -> TemplateInfo | None:
+        if account is None:
+            return by_account.get(ANY_ACCOUNT) or next(iter(by_account.values()), None)
+        return by_account.get(account) or by_account.get(ANY_ACCOUNT)
+    return choose
 
 
 def named(conn: Connection, names: set[str]) -> list[TemplateInfo]:
@@ -119,20 +156,26 @@ def languages(conn: Connection, name: str) -> list[str]:
 
 
 def all_templates(conn: Connection) -> list[TemplateInfo]:
-    return [_to_info(r) for r in conn.execute(select(templates).order_by(templates.c.name, templates.c.language))]
+    return [_to_info(r) for r in conn.execute(
+        select(templates).order_by(templates.c.name, templates.c.language, templates.c.waba_id))]
 
 
 def put(db: Database, conn: Connection, info: TemplateInfo) -> None:
     db.upsert(conn, templates, {
         "name": info.name, "language": info.language, "status": info.status, "category": info.category,
         "parameter_format": info.parameter_format, "components": json.dumps(info.components),
-        "template_id": info.id, "waba_id": info.waba_id, "updated_at": now()}, ["name", "language"])
+        "template_id": info.id, "waba_id": info.waba_id or ANY_ACCOUNT, "updated_at": now()},
+        ["waba_id", "name", "language"])
 
 
 def apply_update(db: Database, conn: Connection, update: TemplateUpdate) -> bool:
     """Apply a status/category change from a webhook; an announced category change is kept with
-    its effective time (:meth:`TemplateInfo.category_at`). Unknown templates are skipped (sync fetches them)."""
+    its effective time (:meth:`TemplateInfo.category_at`). Unknown templates are skipped (sync fetches them).
+    An update that names its business account (the webhook's ``entry.id``) changes only that account's
+    template (or one of no particular account), never another account's of the same name."""
     stmt = templates.update().where(templates.c.name == update.name)
+    if update.waba_id:
+        stmt = stmt.where(templates.c.waba_id.in_((update.waba_id, ANY_ACCOUNT)))
     if update.language:
         stmt = stmt.where(templates.c.language == update.language)
     values: dict[str, Any] = {"updated_at": now()}
@@ -162,10 +205,14 @@ def announcement(update: TemplateUpdate) -> str | None:
             f"sends need {new} consent")
 
 
-def delete(conn: Connection, name: str, language: str | None = None) -> int:
+def delete(conn: Connection, name: str, language: str | None = None, account: str | None = None) -> int:
+    """Delete ``name`` (one ``language``, else every one) from the cache: only ``account``'s when
+    given (a WABA; :data:`ANY_ACCOUNT`: the one of no particular account), else every account's."""
     stmt = templates.delete().where(templates.c.name == name)
     if language:
         stmt = stmt.where(templates.c.language == language)
+    if account is not None:
+        stmt = stmt.where(templates.c.waba_id == account)
     return conn.execute(stmt).rowcount
 
 
@@ -173,5 +220,5 @@ def _to_info(row: Any) -> TemplateInfo:
     m = row._mapping
     return TemplateInfo(name=m["name"], language=m["language"], status=m["status"], category=m["category"],
                         parameter_format=m["parameter_format"], components=json.loads(m["components"]),
-                        id=m["template_id"], waba_id=m["waba_id"], pending_category=m["pending_category"],
+                        id=m["template_id"], waba_id=m["waba_id"] or None, pending_category=m["pending_category"],
                         category_effective_at=m["category_effective_at"])

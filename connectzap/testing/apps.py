@@ -69,13 +69,14 @@ def run(app: Connectzap, worker: Worker | None = None) -> Worker:
 
 def seed_template(app: Connectzap, name: str, body: str, *, language: str = "en", category: str = "UTILITY",
                   status: str = "APPROVED", parameter_format: str = "POSITIONAL",
-                  extra_components: list[dict[str, Any]] | None = None) -> TemplateInfo:
-    """Put a template in the cache, as `connectzap templates sync` would."""
+                  extra_components: list[dict[str, Any]] | None = None, waba_id: str | None = None) -> TemplateInfo:
+    """Put a template in the cache, as `connectzap templates sync` would (of business account
+    ``waba_id``; None: of no particular account, so any number may send it)."""
     from ..core import templates
     info = TemplateInfo(name=name, language=language, category=category, status=status,
                         # a plain str in this helper's signature; the model upper-cases and checks it
                         parameter_format=parameter_format,  # type: ignore[arg-type]
-                        components=[{"type": "BODY", "text": body}, *(extra_components or [])])
+                        components=[{"type": "BODY", "text": body}, *(extra_components or [])], waba_id=waba_id)
     with app.db.begin() as conn:
         templates.put(app.db, conn, info)
     return info

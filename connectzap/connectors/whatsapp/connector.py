@@ -23,6 +23,7 @@ from ...core.context import EventContext
 from ...core.models import Event, EventKind
 from ...core.phones import contact_key
 from ...core.store.schema import events
+from ...core.templates import BusinessAccounts
 from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import limits, pacer, webhooks
 from .sandbox import SandboxChannel
@@ -65,6 +66,14 @@ class WhatsAppConnector(Connector):
                                frozenset(n for n in (view.phone_number_id, *view.phone_number_ids) if n),
                                tuple(secret_value(s) for s in view.app_secrets))
                 for view in self.settings.account_settings()]
+
+    def business_accounts(self) -> BusinessAccounts | None:
+        """With several accounts, each number's WABA: its sends use its own account's templates."""
+        if not self.settings.accounts or not self.settings.live:
+            return None  # one account (or the sandbox): every cached template is its
+        return BusinessAccounts({number: view.waba_id for view in self.settings.account_settings() if view.waba_id
+                                 for number in (view.phone_number_id, *view.phone_number_ids) if number},
+                                self.settings.account_view().waba_id)
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
         """Meta's GET verification: echo ``hub.challenge`` as plain text, only for the right token."""

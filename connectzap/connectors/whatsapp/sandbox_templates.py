@@ -129,7 +129,7 @@ def sync(app: Connectzap) -> tuple[int, int]:
             cache.put(app.db, conn, template.info())
         for old in cache.all_templates(conn):
             if old.waba_id == WABA_ID and (old.name, old.language) not in keep:
-                removed += cache.delete(conn, old.name, old.language)
+                removed += cache.delete(conn, old.name, old.language, WABA_ID)
     return len(current), removed
 
 

@@ -4,7 +4,6 @@ kept in step with the template cache the send gate checks (:mod:`connectzap.core
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +12,6 @@ from ...core.errors import ConfigurationError, PayloadError
 from ...core.models import TemplateInfo
 from .client import GraphClient
 from .sandbox_templates import WABA_ID as SANDBOX_WABA
-
-log = logging.getLogger("connectzap.whatsapp.templates")
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -52,19 +49,14 @@ async def sync(client: GraphClient, app: Connectzap) -> tuple[int, int]:
     keep = {(t.name, t.language) for t in remote}
     removed = 0
     with app.db.begin() as conn:
-        others = {(t.name, t.language): t.waba_id for t in cache.all_templates(conn)
-                  if t.waba_id not in (waba, None, SANDBOX_WABA)}
-        for info in remote:
-            if (info.name, info.language) in others:
-                # The cache holds one template per name and language (docs/several-accounts.md).
-                log.warning("whatsapp: template %s (%s) of business account %s replaces the one of business "
-                            "account %s in the template cache; give each account's templates their own names",
-                            info.name, info.language, waba, others[(info.name, info.language)])
+        for info in remote:  # kept under this account's WABA: another account's of the same name stays
             cache.put(app.db, conn, info)
         for old in cache.all_templates(conn):
-            # The sandbox's templates go too: the live account cannot send them.
-            if old.waba_id in (waba, None, SANDBOX_WABA) and (old.name, old.language) not in keep:
-                removed += cache.delete(conn, old.name, old.language)
+            # The sandbox's templates go too (the live account cannot send them), and any of no
+            # particular account: the account's own now stand for them.
+            if old.waba_id in (None, SANDBOX_WABA) or (old.waba_id == waba and (old.name, old.language) not in keep):
+                gone = cache.delete(conn, old.name, old.language, old.waba_id or cache.ANY_ACCOUNT)
+                removed += gone if (old.name, old.language) not in keep else 0  # else replaced, not removed
     return len(remote), removed
 
 
@@ -99,4 +91,4 @@ async def delete(client: GraphClient, app: Connectzap, name: str) -> int:
     waba = _waba(client)
     await client.request("DELETE", f"{waba}/message_templates", params={"name": name})
     with app.db.begin() as conn:
-        return cache.delete(conn, name)
+        return cache.delete(conn, name, account=waba) + cache.delete(conn, name, account=cache.ANY_ACCOUNT)

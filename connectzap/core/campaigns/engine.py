@@ -41,6 +41,7 @@ from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
 from ..store.schema import outbox as outbox_table
 from . import send_window
+from ..templates import BusinessAccounts
 from .states import Action, State, after
 
 IN_FLIGHT = 1000
@@ -153,7 +154,8 @@ def _followed(row: Any, t: float) -> dict[str, Any]:
 
 # --- admit -------------------------------------------------------------------------------------
 
-def admit(db: Database, conn: Connection, secret: bytes, campaign: Any) -> tuple[int, str | None]:
+def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
+          accounts: BusinessAccounts | None = None) -> tuple[int, str | None]:
     """Admit the campaign's next due recipients. Returns how many, and why it waits (or None)."""
     t = now()
     waiting_in_outbox = conn.execute(select(func.count()).select_from(recipients).where(
@@ -194,7 +196,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any) -> tuple
         # looking it up; the outbox's unique key still stops a second message, whatever happens.
         admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt),
                                          fresh_key=True))
-    decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}")
+    decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}", accounts=accounts)
     admitted = [{"b_contact": row.contact_key, "b_outcome": "refused" if not decision.accepted else IN_OUTBOX,
                  "b_message": decision.id, "b_status": decision.status, "b_reason": decision.reason,
                  "b_title": None if decision.accepted else decision.detail, "b_attempt": row.attempt + 1,
@@ -257,7 +259,7 @@ def due_to_start(conn: Connection, t: float) -> list[str]:
                                                                     campaigns.c.starts_at <= t))]
 
 
-def tick(db: Database, secret: bytes, notify: bool = True) -> int:
+def tick(db: Database, secret: bytes, notify: bool = True, accounts: BusinessAccounts | None = None) -> int:
     """One round over every campaign with work: start the scheduled ones that are due, follow,
     admit, finish. Returns how much changed (0 when there was nothing to do)."""
     t = now()
@@ -268,11 +270,12 @@ def tick(db: Database, secret: bytes, notify: bool = True) -> int:
     done = 0
     for campaign_id in ids:
         with db.begin() as conn:
-            done += _tick_one(db, conn, secret, campaign_id, notify)
+            done += _tick_one(db, conn, secret, campaign_id, notify, accounts)
     return done
 
 
-def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, notify: bool) -> int:
+def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, notify: bool,
+              accounts: BusinessAccounts | None) -> int:
     campaign = conn.execute(db.for_update(select(campaigns).where(campaigns.c.id == campaign_id))).first()
     if campaign is None:
         return 0  # another worker holds it (PostgreSQL), or it is gone
@@ -287,7 +290,7 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
     done += follow(conn, campaign)
     if campaign.state != State.RUNNING:
         return done
-    admitted, waiting = admit(db, conn, secret, campaign)
+    admitted, waiting = admit(db, conn, secret, campaign, accounts)
     done += admitted
     left = conn.execute(select(recipients.c.line).where(
         recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX))).limit(1)).first()

@@ -243,7 +243,7 @@ class Campaigns:
                     break
                 after_line = batch[-1].line
                 outgoing = [self._outgoing(template, r) for r in batch]
-                facts = gate.facts_for(conn, self.app.secret, outgoing)
+                facts = gate.facts_for(conn, self.app.secret, outgoing, self.app.business_accounts)
                 for message in outgoing:
                     total += 1
                     key = facts.recipients.get((message.to.phone, None))
@@ -291,7 +291,7 @@ class Campaigns:
 
     def run_once(self) -> int:
         """One engine round (what each worker does every few seconds)."""
-        return engine.tick(self.db, self.app.secret, self._announced())
+        return engine.tick(self.db, self.app.secret, self._announced(), self.app.business_accounts)
 
     def _announced(self) -> bool:
         """Whether a campaign's end is journaled: only when something listens to it (always before

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi.concurrency import run_in_threadpool
 
 from .. import gate
+from ..templates import BusinessAccounts
 from .group_commit import GroupCommit
 
 if TYPE_CHECKING:
@@ -29,14 +30,17 @@ class AdmissionWriter(GroupCommit[gate.Admission, gate.Decision]):
 
     what = "admission"
 
-    def __init__(self, db: Database, secret: bytes, *, max_group_items: int = 1000) -> None:
+    def __init__(self, db: Database, secret: bytes, *, max_group_items: int = 1000,
+                 accounts: BusinessAccounts | None = None) -> None:
         super().__init__(db, max_group_items=max_group_items)
         self.secret = secret
+        self.accounts = accounts  # which business account's templates each number sends
 
     def _write(self, conn: Connection, items: list[gate.Admission]) -> list[gate.Decision]:
         # Conflicts are reported per message (the request answers 409), never raised: a raise
         # would roll back the whole group for one request's mistake.
-        return gate.admit_many(self.db, conn, self.secret, items, strict_key=True, report_conflicts=True)
+        return gate.admit_many(self.db, conn, self.secret, items, strict_key=True, report_conflicts=True,
+                               accounts=self.accounts)
 
     async def admit(self, admission: gate.Admission) -> gate.Decision:
         """The gate's decision on one message, committed. Without the writer's task (an app whose

@@ -46,7 +46,7 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
     if not engine.started:
         engine.start()
     writer = JournalWriter(engine.db)
-    admissions = AdmissionWriter(engine.db, engine.secret)
+    admissions = AdmissionWriter(engine.db, engine.secret, accounts=engine.business_accounts)
     metrics = Metrics()
     settings = engine.settings.api
 

@@ -143,7 +143,10 @@ identities = Table(
 )
 
 templates = Table(
+    # One row per business account's template: ``waba_id`` '' is a template of no particular account
+    # (added by hand or by a test), which any account's number may send (see :mod:`..templates`).
     "templates", metadata,
+    Column("waba_id", String(64), primary_key=True),
     Column("name", String(512), primary_key=True),
     Column("language", String(16), primary_key=True),
     Column("status", String(32), nullable=False),
@@ -151,7 +154,6 @@ templates = Table(
     Column("parameter_format", String(16), nullable=False),
     Column("components", Text, nullable=False),
     Column("template_id", String(64), nullable=True),
-    Column("waba_id", String(64), nullable=True),
     Column("updated_at", Float, nullable=False),
     # a re-categorisation Meta announced (template_category_update): the category from that time on
     Column("pending_category", String(32), nullable=True),
