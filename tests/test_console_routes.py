@@ -101,6 +101,7 @@ async def test_an_api_key_logs_in_and_no_page_shows_a_key_or_a_full_number(shop)
         assert wrong.status_code == 401
         assert (await log_in(client, api_key=KEY)).status_code == 303
         pages = ["/console", "/console/messages", "/console/events", "/console/dead", "/console/messages/unknown",
+                 "/console/templates", f"/console/contacts?contact={app.contact_key(ANA)}",
                  f"/console/events/{ids['refused']}", f"/console/events/{ids['dead']}"]
         refused = app.messages(status="refused")[0]["id"]
         pages.append(f"/console/messages/{refused}")
@@ -320,3 +321,17 @@ async def test_event_filters(shop):
         assert await listed("kind=lead") == set()
         assert await listed("source=hubspot") == set()
         assert await listed("status=bogus&kind=bogus") == set(ids.values())  # unknown values filter nothing
+
+
+async def test_the_templates_page_lists_the_cache_the_gate_checks(shop):
+    from connectzap.testing import seed_template
+    app, _ = shop
+    seed_template(app, "winter_sale", "Hi {{1}}, 20% off today", category="MARKETING", status="PAUSED")
+    async with console(app) as client:
+        await log_in(client)
+        page = (await client.get("/console/templates")).text
+    rows = dict(re.findall(r'<tr data-template="([^"]+)">(.*?)</tr>', page, flags=re.S))
+    assert set(rows) == {f"{t.name}:{t.language}" for t in app.templates()}
+    assert "PAUSED" in rows["winter_sale:en"] and "MARKETING" in rows["winter_sale:en"]
+    assert "Hi {{1}}, 20% off today" in html.unescape(rows["winter_sale:en"])
+    assert "APPROVED" in rows["order_confirmation:en"]
