@@ -10,6 +10,7 @@ import re
 import time
 import tomllib
 import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,10 @@ from automation_support import WHATSAPP, again, button_reply, envelope, receive,
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectzap import AutomaticAnswer, ConfigurationError, StartupError
+from connectzap import AutomaticAnswer, ConfigurationError, Event, EventKind, MessageStatus, StartupError
 from connectzap.plugins.auto_replies import AutoRepliesSettings
 from connectzap.plugins.matching import contains, words_of
-from connectzap.testing import FakeWhatsApp
+from connectzap.testing import FakeWhatsApp, run
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "automation.md"
 SPAIN, BRAZIL, US, GERMANY = "34612345678", "5511987654321", "16505551234", "4915112345678"
@@ -177,6 +178,23 @@ def test_the_keyword_confirmation_wins_over_an_faq_answer_to_the_same_message(ma
     [event] = [e for e in app.events(kind="inbound_message")]
     reasons = {m.reason for d in app.event(event.id).deliveries for m in d.messages}
     assert "automatic_superseded" in reasons
+
+
+def test_a_person_answering_from_the_whatsapp_business_app_takes_the_conversation_over(make):
+    app = shop(make, HANDOFF_PT, SPANISH)
+    echo = MessageStatus(wamid="wamid.echo.1", status="accepted", timestamp=datetime.now(UTC), recipient="+" + SPAIN,
+                         sent_from="business_app", content={"type": "text", "text": {"body": "Hola, soy Marta"}})
+    app.ingest([Event.of(EventKind.MESSAGE_STATUS, echo, source="whatsapp", dedupe_key="echo-1")])
+    run(app)
+    state = app.conversation("+" + SPAIN)
+    assert state.handled_by == "human" and state.reason == "a person answered from the WhatsApp Business app"
+    receive(app, text("¿horario?"))
+    assert answers(app) == []  # the bot does not talk over Marta
+    quiet = shop(make, {"plugins": {"handoff": {**HANDOFF_PT["plugins"]["handoff"], "app_replies": False}}})
+    other = echo.model_copy(update={"wamid": "wamid.echo.2", "recipient": "+" + BRAZIL})
+    quiet.ingest([Event.of(EventKind.MESSAGE_STATUS, other, source="whatsapp", dedupe_key="echo-2")])
+    run(quiet)
+    assert quiet.conversation("+" + BRAZIL).handled_by == "bot"
 
 
 def test_the_handoff_plugin_is_off_until_enabled(make):

@@ -21,7 +21,7 @@ from connectzap.core.plugins import pm
 from connectzap.core.store import journal
 from connectzap.core.store.schema import events
 from connectzap.core.worker import Worker
-from connectzap.testing import seed_template
+from connectzap.testing import registered_plugin, seed_template
 
 PHONE = "+4915112345678"
 
@@ -184,3 +184,24 @@ async def test_core_bookkeeping_that_fails_for_one_event_keeps_the_rest_of_its_b
     assert delivery(app, last.event_id, "core")["status"] == "done"
     failed = delivery(app, bad.event_id, "core")
     assert failed["status"] == "pending" and failed["attempts"] == 1 and "wamid" in failed["last_error"]
+
+
+async def test_core_bookkeeping_retried_keeps_its_backoff_and_the_plugins_wait_for_it(app: Connectzap) -> None:
+    # With a plugin listening, the event used to come back at once for the plugin's delivery, and
+    # the failing core bookkeeping ran again each time: every attempt in a tight loop, then dead.
+    heard: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def on_message_status(self, status: Any) -> None:
+            heard.append(status.wamid)
+
+    with registered_plugin(Listener()):
+        [bad] = app.ingest([Event(kind=EventKind.MESSAGE_STATUS, source="t", dedupe_key="broken",
+                                  data={"status": "sent"})])
+        await Worker(app).run_until_idle()
+    core = delivery(app, bad.event_id, "core")
+    assert (core["status"], core["attempts"]) == ("pending", 1) and heard == []
+    with app.db.read() as conn:
+        waits_until = conn.execute(select(events.c.next_attempt_at).where(events.c.id == bad.event_id)).scalar()
+    assert waits_until == core["next_attempt_at"]  # the event comes back when the core's retry is due

@@ -23,7 +23,7 @@ from .hooks import DeliveryTarget, as_proposals, delivery_targets
 from .idempotency import proposal_key, scoped_key
 from .messages import Outgoing
 from .conversations import Handover
-from .models import ConsentChange, Contact, Event, EventKind, InboundMessage
+from .models import ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus
 from .retries import backoff
 from .store import journal, plugin_state
 from .store.database import now
@@ -104,12 +104,15 @@ class _Quiet:
 
 
 def _contact_of(payload: Any) -> Contact | None:
-    """The customer an event's payload names (an inbound message's sender, a lead...), if any."""
+    """The customer an event's payload names (an inbound message's sender, a lead, the recipient of
+    a message a person sent from the WhatsApp Business app...), if any."""
     for name in ("contact", "customer"):
         found = getattr(payload, name, None)
         if isinstance(found, Contact) and (found.phone or found.user_id):
             return found
-    return None
+    if isinstance(payload, MessageStatus) and (payload.recipient or payload.recipient_user_id):
+        return Contact(phone=payload.recipient, user_id=payload.recipient_user_id)  # a status's number is
+    return None  # kept only where it is needed (docs/privacy.md): such a message's echo, an opt-out
 
 
 def _waves(claimed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -279,7 +282,7 @@ class Dispatcher:
             plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
         all_deliveries = journal.ensure_and_read(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
         t = now()  # after ensure_and_read: the deliveries it just created are due in this round
-        troubled = self._apply_cores(conn, plans, all_deliveries)
+        troubled = self._apply_cores(conn, plans, all_deliveries, t)
         for plan in plans:
             event_id, event = plan.event_id, plan.event
             deliveries = all_deliveries[event_id]
@@ -323,20 +326,26 @@ class Dispatcher:
         outcome = journal.settle_many(conn, list(known), retention, known=known)
         return outcome | journal.settle_many(conn, [p.event_id for p in quiet if p.event_id in troubled], retention)
 
-    def _apply_cores(self, conn: Any, plans: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]]) -> set[int]:
-        """The core's bookkeeping for every event whose "core" delivery is pending; returns the
-        events where it failed (recorded for retry; their plugins wait). The batch runs under one
-        savepoint; only when something in it fails is it redone one savepoint per event, so that
-        one bad event never rolls back the others."""
+    def _apply_cores(self, conn: Any, plans: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]],
+                     t: float) -> set[int]:
+        """The core's bookkeeping for every event whose "core" delivery is pending and due at ``t``;
+        returns the events whose plugins must wait: it failed (recorded for retry), or its retry is
+        not due yet (the event came back because another of its deliveries was: the core keeps its
+        backoff). The batch runs under one savepoint; only when something in it fails is it redone
+        one savepoint per event, so that one bad event never rolls back the others."""
         todo = []
+        waiting = set()
         for plan in plans:
             core = next(d for d in all_deliveries[plan.event_id] if d["target"] == "core")
             if core["status"] == "pending":
+                if core["next_attempt_at"] > t:
+                    waiting.add(plan.event_id)
+                    continue
                 todo.append((plan, core["attempts"] + 1))
         try:
             with conn.begin_nested():
                 self.bookkeeping.apply_many(conn, [(plan.event_id, plan.event) for plan, _ in todo])
-            return set()
+            return waiting
         except Exception:  # noqa: BLE001 - find the culprit below
             pass
         failed = set()
@@ -348,7 +357,7 @@ class Dispatcher:
                 log.exception("event %s: core bookkeeping failed", plan.event_id)
                 self._fail(conn, plan.event_id, "core", exc, attempt)
                 failed.add(plan.event_id)
-        return failed
+        return failed | waiting
 
     def _start(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> tuple[EventContext, _Delivery]:
         event = plan.event

@@ -24,7 +24,9 @@ from collections.abc import Callable
 
 from pydantic import Field, field_validator, model_validator
 
-from connectzap import AutomaticAnswer, EventContext, InboundMessage, PluginSettings, TextContent, hookimpl, is_bsuid
+from connectzap import (AutomaticAnswer, EventContext, InboundMessage, MessageStatus, PluginSettings, StatusValue,
+                        TextContent, hookimpl, is_bsuid)
+from connectzap.core.models import SENT_FROM_BUSINESS_APP
 
 from .languages import LanguageChoice, choose_language, language_of
 from .matching import contains, words_of
@@ -53,6 +55,9 @@ class HandoffSettings(LanguageChoice):
     minutes: int = Field(default=240, ge=0, le=525_600)
     """How long people keep the conversation before automatic answers resume; 0: until released."""
     confirm: bool = True
+    app_replies: bool = True
+    """A message a person writes in the WhatsApp Business app (a coexistence number) hands the
+    conversation to people too: the bot stops talking over them."""
     replies: dict[str, str] = Field(default_factory=dict)
     """Language -> the confirmation text (the built-in ones cover es, pt, en)."""
 
@@ -102,6 +107,19 @@ def register_plugin_settings(register: Callable[[str, type[PluginSettings]], Non
 def settings_of(ctx: EventContext) -> HandoffSettings:
     declared = ctx.plugin_settings
     return declared if isinstance(declared, HandoffSettings) else HandoffSettings.model_validate(ctx.config)
+
+
+@hookimpl
+def on_message_status(status: MessageStatus, ctx: EventContext) -> None:
+    if status.sent_from != SENT_FROM_BUSINESS_APP or status.status != StatusValue.ACCEPTED:
+        return
+    config = settings_of(ctx)
+    if not (config.enabled and config.app_replies) or ctx.contact is None:
+        return
+    if ctx.conversation.handled_by == "human":
+        ctx.note("already_with_a_person", "the conversation is already handled by a person")
+        return
+    ctx.conversation.hand_to_human("a person answered from the WhatsApp Business app", config.minutes or None)
 
 
 @hookimpl

@@ -285,8 +285,10 @@ def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float
         rows = by_event.get(event_id, [])
         pending = [r for r in rows if r["status"] == "pending"]
         if pending:
+            # While the core's bookkeeping waits for its retry, the plugins wait with it.
+            first = [r for r in pending if r["target"] == "core"] or pending
             conn.execute(events.update().where(events.c.id == event_id).values(
-                next_attempt_at=min(r["next_attempt_at"] for r in pending), claimed_by=None, claimed_until=None,
+                next_attempt_at=min(r["next_attempt_at"] for r in first), claimed_by=None, claimed_until=None,
                 attempts=events.c.attempts + 1,
                 # NULL, never '', when the pending deliveries have not failed (only not run yet)
                 last_error="; ".join(f"{r['target']}: {r['last_error']}" for r in pending if r["last_error"])[:2000]
