@@ -11,8 +11,9 @@ one worker's dispatcher in this process until the journal is empty, and reports 
 
 * the worker's CPU time (user + system of this process while dispatching; the journaling before
   is not counted),
-* SQL statements sent to the database (each one a round trip) and commits, and which statements
-  they were (first words and table), so a change to the dispatch path shows what it saved.
+* SQL statements sent to the database (a round trip each; an executemany counts once) and commits,
+  and which statements they were (first words and table), so a change to the dispatch path shows
+  what it saved.
 
 ``--profile N`` also prints the N functions with the most cumulative time (cProfile).
 """
