@@ -436,6 +436,36 @@ async def test_each_number_sends_the_template_of_its_own_account(make: Any, grap
     assert len(graph.sends()) == 4
 
 
+async def test_the_rest_api_and_the_sender_check_the_numbers_account_too(make: Any, graph: Any) -> None:
+    """REST admission refuses another account's template; a queued message whose account's template
+    went (a later sync) is refused at the sender's re-check, though the other account still has it."""
+    from server_support import AUTH, SETTINGS, serving
+
+    from connectzap.core import templates
+
+    app = make(api=SETTINGS["api"], connectors={"whatsapp": accounts_config(graph.url)})
+    two_accounts_templates(app)
+    message = {"to": CUSTOMER, "content": {"type": "template", "name": "outlet_only", "language": "en",
+                                           "body": ["42"]}}
+    async with serving(app) as client:
+        from_shop = (await client.post("/v1/messages", headers=AUTH, json=message)).json()
+        queued = (await client.post("/v1/messages", headers=AUTH,
+                                    json={**message, "business_phone_number_id": OUTLET["numbers"][0]})).json()
+        shipped = (await client.post("/v1/messages", headers=AUTH, json={
+            "to": CUSTOMER, "business_phone_number_id": SHOP["numbers"][1],
+            "content": {"type": "template", "name": "order_shipped", "language": "en", "body": ["42"]}})).json()
+    assert from_shop["error"] == "template_not_in_account" and OUTLET["waba"] in from_shop["detail"], from_shop
+    assert queued["status"] == shipped["status"] == "queued"
+    with app.db.begin() as conn:  # the shop's order_shipped is gone from its account; the outlet's stays
+        assert templates.delete(conn, "order_shipped", "en", SHOP["waba"]) == 1
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert app.message(queued["id"])["status"] == "accepted"
+    row = app.message(shipped["id"])
+    assert (row["status"], row["reason"]) == ("refused", "template_not_in_account")
+    assert graph.sends_from(SHOP["numbers"][1]) == [] and len(graph.sends_from(OUTLET["numbers"][0])) == 1
+
+
 async def test_a_template_webhook_changes_only_its_accounts_template(make: Any, graph: Any) -> None:
     from connectzap.core import templates
 

@@ -55,6 +55,8 @@ WHAT_TO_DO = {
     "window_closed": " (connectzap send PHONE --template NAME; connectzap templates list shows them)",
     "no_consent": " (record the customer's opt-in first: connectzap consent grant PHONE CATEGORY --proof ...)",
     "template_unknown": " (connectzap templates sync, then connectzap templates list)",
+    "template_not_in_account": (" (send it with business_phone_number_id set to a number of the account that has "
+                                "it; connectzap templates list --json shows each template's waba_id)"),
     "phone_required": " (send a request_contact_info message inside the window; the number they share is linked)",
 }
 
