@@ -335,3 +335,25 @@ async def test_the_templates_page_lists_the_cache_the_gate_checks(shop):
     assert "PAUSED" in rows["winter_sale:en"] and "MARKETING" in rows["winter_sale:en"]
     assert "Hi {{1}}, 20% off today" in html.unescape(rows["winter_sale:en"])
     assert "APPROVED" in rows["order_confirmation:en"]
+
+
+async def test_with_several_accounts_the_templates_page_shows_each_accounts_own(make):
+    """Two accounts' templates of one name and language: a row each, with its account and its own text."""
+    from connectzap.console.passwords import hash_password
+    from connectzap.testing import seed_template
+    accounts = [{"name": name, "waba_id": waba, "access_token": f"EAAG-{name}", "app_secrets": [f"{name}-secret"],
+                 "numbers": [number]} for name, waba, number in
+                (("shop", "102290129340398", "106540352242922"), ("outlet", "204410775512001", "117700998811001"))]
+    app = make(api={"keys": [KEY]}, console={"enabled": True},
+               connectors={"whatsapp": {"verify_token": "v", "api_base_url": "https://graph.invalid",
+                                        "accounts": accounts}})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "order_shipped", "Order {{1}} is on its way.", waba_id="102290129340398")
+    seed_template(app, "order_shipped", "{{1}}: 20% off, code {{2}}", category="MARKETING", waba_id="204410775512001")
+    async with console(app) as client:
+        await log_in(client)
+        page = (await client.get("/console/templates")).text
+    rows = dict(re.findall(r'<tr data-template="([^"]+)">(.*?)</tr>', page, flags=re.S))
+    shop, outlet = rows["order_shipped:en@102290129340398"], rows["order_shipped:en@204410775512001"]
+    assert "Order {{1}} is on its way." in html.unescape(shop) and "20% off" not in shop
+    assert "{{1}}: 20% off, code {{2}}" in html.unescape(outlet) and "MARKETING" in outlet

@@ -359,10 +359,12 @@ def change_consent(request: Request, engine: Connectzap, session: sessions.Sessi
 
 def templates(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
     """The template cache the gate checks (``connectzap templates list``): read-only for now."""
-    rows = sorted(engine.templates(), key=lambda t: (t.name, t.language))
-    bodies = {(t.name, t.language): next((c.get("text") for c in t.components
-                                          if str(c.get("type", "")).upper() == "BODY"), None) for t in rows}
-    return render(request, engine, session, "templates.html", nav="templates", templates=rows, bodies=bodies)
+    rows = sorted(engine.templates(), key=lambda t: (t.name, t.language, t.waba_id or ""))
+    # keyed by account too: with several accounts, each may have its own text under one name
+    bodies = {(t.waba_id, t.name, t.language): next((c.get("text") for c in t.components
+                                                     if str(c.get("type", "")).upper() == "BODY"), None) for t in rows}
+    return render(request, engine, session, "templates.html", nav="templates", templates=rows, bodies=bodies,
+                  several_accounts=engine.business_accounts is not None)
 
 
 # --- events and dead letters ---------------------------------------------------------------------------------
