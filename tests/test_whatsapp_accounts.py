@@ -466,6 +466,29 @@ async def test_the_rest_api_and_the_sender_check_the_numbers_account_too(make: A
     assert graph.sends_from(SHOP["numbers"][1]) == [] and len(graph.sends_from(OUTLET["numbers"][0])) == 1
 
 
+def test_a_campaign_previews_and_admits_with_its_numbers_account(make: Any) -> None:
+    import io
+
+    from connectzap.core.campaigns.audience import read_file
+
+    app = make(connectors={"whatsapp": accounts_config()})
+    two_accounts_templates(app)
+    outcomes, made_from = {}, {}
+    for number in (SHOP["numbers"][1], OUTLET["numbers"][0]):
+        made = app.campaigns.create(f"pickup from {number}", {"name": "outlet_only", "language": "en"},
+                                    business_phone_number_id=number)
+        assert app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{CUSTOMER},42\n"), "csv",
+                                                              app.secret)).added == 1
+        preview = app.campaigns.preview(made.id)
+        outcomes[number], made_from[number] = (preview.reachable, preview.refused), made.id
+        app.campaigns.start(made.id)
+    assert outcomes == {SHOP["numbers"][1]: (0, {"template_not_in_account": 1}), OUTLET["numbers"][0]: (1, {})}
+    app.campaigns.run_once()
+    reasons = {number: [r["reason"] for r in app.campaigns.results(campaign_id)]
+               for number, campaign_id in made_from.items()}
+    assert reasons == {SHOP["numbers"][1]: ["template_not_in_account"], OUTLET["numbers"][0]: [None]}
+
+
 async def test_a_template_webhook_changes_only_its_accounts_template(make: Any, graph: Any) -> None:
     from connectzap.core import templates
 
