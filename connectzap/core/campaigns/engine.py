@@ -197,22 +197,32 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt),
                                          fresh_key=True))
     decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}", accounts=accounts)
-    admitted = [{"b_contact": row.contact_key, "b_outcome": "refused" if not decision.accepted else IN_OUTBOX,
-                 "b_message": decision.id, "b_status": decision.status, "b_reason": decision.reason,
-                 "b_title": None if decision.accepted else decision.detail, "b_attempt": row.attempt + 1,
-                 "b_number": row.recipient if decision.accepted else None,
-                 "b_params": row.params if decision.accepted else None}
-                for row, decision in zip(ready, decisions, strict=True)]
-    conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
-                                           recipients.c.contact_key == bindparam("b_contact")).values(
-        outcome=bindparam("b_outcome"), message_id=bindparam("b_message"), message_status=bindparam("b_status"),
-        reason=bindparam("b_reason"), error_title=bindparam("b_title"), error_code=None,
-        attempt=bindparam("b_attempt"), admitted_at=t, updated_at=t,
-        recipient=bindparam("b_number"), params=bindparam("b_params")), admitted)  # a refused one is settled: erased
+    _record_admitted(conn, campaign.id, t, [
+        (row.contact_key, IN_OUTBOX if decision.accepted else "refused", decision.id, decision.status,
+         decision.reason, None if decision.accepted else decision.detail, row.attempt + 1,
+         row.recipient if decision.accepted else None,  # a refused one is settled: number and parameters erased
+         row.params if decision.accepted else None)
+        for row, decision in zip(ready, decisions, strict=True)])
     if spacing:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
                      .values(next_slot_at=send_times[-1] + spacing))
     return len(ready), None
+
+
+_ADMITTED = ("contact", "outcome", "message", "status", "reason", "title", "attempt", "number", "params")
+
+
+def _record_admitted(conn: Connection, campaign_id: str, t: float, rows: list[tuple[Any, ...]]) -> None:
+    """Each admitted recipient's outcome (tuples of :data:`_ADMITTED`), one executemany for the batch
+    (psycopg pipelines it; an UPDATE ... FROM (VALUES ...) measured no faster on PostgreSQL)."""
+    names = _ADMITTED
+    changes: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
+    conn.execute(recipients.update().where(recipients.c.campaign_id == campaign_id,
+                                           recipients.c.contact_key == changes["contact"]).values(
+        outcome=changes["outcome"], message_id=changes["message"], message_status=changes["status"],
+        reason=changes["reason"], error_title=changes["title"], error_code=None, attempt=changes["attempt"],
+        admitted_at=t, updated_at=t, recipient=changes["number"], params=changes["params"]),
+        [{f"b_{name}": value for name, value in zip(names, row, strict=True)} for row in rows])
 
 
 def _utc(at: float) -> Any:
