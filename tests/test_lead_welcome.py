@@ -142,3 +142,30 @@ def test_welcome_key_is_stable_per_source_portal_and_contact():
     assert len({lead_welcome.welcome_key(lead("501"), "hubspot"), lead_welcome.welcome_key(lead("502"), "hubspot"),
                 lead_welcome.welcome_key(lead("501", portal="7"), "hubspot"),
                 lead_welcome.welcome_key(lead("501"), "pipedrive")}) == 4
+
+
+async def test_with_several_accounts_the_default_numbers_account_template_decides(make):
+    """The welcome leaves from the default number: its account's template (UTILITY here) decides which
+    consent it needs, not another account's of the same name (MARKETING), so a utility opt-in welcomes."""
+    from sqlalchemy import select
+
+    from connectzap.core.store.schema import outbox
+
+    accounts = [{"name": name, "waba_id": waba, "access_token": f"EAAG-{name}", "app_secrets": [f"{name}-secret"],
+                 "numbers": [number]} for name, waba, number in
+                (("outlet", "204410775512001", "117700998811001"), ("shop", "102290129340398", "106540352242922"))]
+    app = make(plugins={"lead_welcome": CONFIG},
+               connectors={"whatsapp": {"verify_token": "v", "api_base_url": "https://graph.invalid",
+                                        "accounts": accounts}})
+    for waba, category in (("102290129340398", "MARKETING"), ("204410775512001", "UTILITY")):  # the outlet's is default
+        seed_template(app, "welcome_lead", "Hallo {{1}}, willkommen bei {{2}}!", language="de", category=category,
+                      waba_id=waba)
+    opt_in(app, Category.UTILITY)
+    journal(app, lead(), "creation")
+    worker = Worker(app)
+    while await worker.dispatch_once():
+        pass
+    with app.db.read() as conn:
+        rows = conn.execute(select(outbox.c.status, outbox.c.category, outbox.c.template_name)).all()
+    assert [tuple(r) for r in rows] == [("queued", "utility", "welcome_lead")]
+    assert [d["status"] for d in deliveries_of(app, "lead_welcome")] == ["done"]

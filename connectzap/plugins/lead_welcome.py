@@ -86,8 +86,9 @@ def on_lead(lead: Lead, ctx: EventContext) -> None:
     phone = lead.contact.phone
     if phone is None:
         raise SkippableError(f"lead {lead.id} has no WhatsApp number", code="no_phone")
+    accounts = ctx.app.business_accounts  # the welcome leaves from the default number: its account's template
     with ctx.app.db.read() as conn:
-        info = templates.get(conn, name, language)
+        info = templates.get(conn, name, language, accounts.of(None) if accounts else None)
     if info is None:
         raise SkippableError(f"template {name} ({language}) is not in the template cache", code="template_unknown")
     category = info.category.lower()
