@@ -34,7 +34,7 @@ from .core.models import (AdReferral, CallActivity, CampaignFinished, CancelRequ
 from .core.phones import to_e164
 from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
-from .core.connector import OutboundCall
+from .core.connector import OperatorAction, OutboundCall
 from .core.version import __version__
 
 __all__ = [
@@ -49,7 +49,8 @@ __all__ = [
     "FatalDeliveryError", "FatalError", "Handoff", "HeaderParam", "InboundMessage", "InvalidPhoneError",
     "InvalidRecipientError",
     "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",
-    "MessageContent", "MessageStatus", "NotFoundError", "Order", "OrderItem", "OutboundCall", "OutboundSend",
+    "MessageContent", "MessageStatus", "NotFoundError", "OperatorAction", "Order", "OrderItem", "OutboundCall",
+    "OutboundSend",
     "Outgoing", "PacedError", "PastMessage", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",
     "ProductListContent", "ProductSection", "ReactionContent", "RefusedError", "ReplyButton",
     "RequestContactInfoContent",

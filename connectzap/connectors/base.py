@@ -5,6 +5,7 @@ import the same names from ``connectzap`` itself.
 """
 
 from ..core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse, secret_value
-from ..core.connector import OutboundCall
+from ..core.connector import OperatorAction, OutboundCall
 
-__all__ = ["Connector", "ConnectorSettings", "OutboundCall", "WebhookRequest", "WebhookResponse", "secret_value"]
+__all__ = ["Connector", "ConnectorSettings", "OperatorAction", "OutboundCall", "WebhookRequest", "WebhookResponse",
+           "secret_value"]

@@ -12,9 +12,10 @@ retried delivery -- exactly like plugin hooks.
 
 Declared extension points, all optional: :meth:`Connector.make_channel` (the connector sends
 messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`Connector.background`
-(periodic work beside the workers) and :meth:`Connector.delivery_targets` (several receivers per
-event). Durable state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)``
-elsewhere; settings are a :class:`ConnectorSettings` model. The core probes for nothing else.
+(periodic work beside the workers), :meth:`Connector.delivery_targets` (several receivers per
+event) and :meth:`Connector.operator_actions` (what an operator may run from the console). Durable
+state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)`` elsewhere;
+settings are a :class:`ConnectorSettings` model. The core probes for nothing else.
 """
 
 from __future__ import annotations
@@ -220,6 +221,12 @@ class Connector:
         read the store; must not call out. No secret and no customer number. Default: none."""
         return []
 
+    def operator_actions(self) -> list[OperatorAction]:
+        """What an operator may run on this connector from the console (e.g. a reconcile of missed
+        webhooks), each the same function its CLI command runs. Called on every console page view: build
+        the list from settings only, without calling out. Default: none."""
+        return []
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def background(self, stop: asyncio.Event) -> None:
@@ -266,6 +273,23 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """One thing an operator may run on a connector from the console (:meth:`Connector.operator_actions`).
+
+    ``name`` is its id in the console's form (letters, digits, ``_`` and ``-``); ``label`` the button;
+    ``description`` one line saying what it does. ``run`` does it (blocking; the console calls it in a
+    worker thread) and returns one line for the operator and the audit log -- never a secret or a
+    customer's number. It raises a :class:`~connectzap.core.errors.ConnectzapError` whose message the
+    operator can act on when it cannot be done.
+    """
+
+    name: str
+    label: str
+    description: str
+    run: Callable[[], str]
 
 
 @dataclass(frozen=True)

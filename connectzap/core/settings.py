@@ -146,6 +146,9 @@ class ConsoleSettings(Section):
     ``http://localhost``). Turn off only to log in over plain HTTP on a network you trust."""
     login_attempts: int = Field(default=5, ge=1, le=1000)
     """Failed logins allowed per user name, and per client address, in 15 minutes."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    """The address vendors reach this service at (``https://hooks.example.com``), for the webhook
+    URLs the connectors page shows; default: the address the page was asked at."""
 
 
 class Settings(BaseSettings):

@@ -80,9 +80,7 @@ def register_commands(cli: click.Group) -> None:
         """
         app = obj.app()
         for result in reconcile_all(app, shop, since):
-            seen = result.last_seen.isoformat() if result.last_seen else "-"
-            click.echo(f"{result.shop}: {result.fetched} order(s) modified since {result.since:%Y-%m-%d %H:%M:%S}Z, "
-                       f"{result.journaled} new change(s); last seen {seen}")
+            click.echo(result.summary())
         if wait:
             from ...core.worker import Worker
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 from ...core.errors import PayloadError, SignatureError, SkippableError
 from ...core.models import (CallActivity, Contact, ContactChange, Event, EventKind, Handoff, InboundMessage,
                             MessageStatus, Order, PastMessage, StatusValue)
-from ...core.connector import OutboundCall
+from ...core.connector import OperatorAction, OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import replies
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
-from .reconcile import reconcile_forever
+from .reconcile import reconcile_all, reconcile_forever
 from .rest import ShopClient
 from .settings import ShopSettings, WooCommerceSettings
 from .signatures import verify_woocommerce
@@ -65,6 +65,18 @@ class WooCommerceConnector(Connector):
     async def background(self, stop: asyncio.Event) -> None:
         """Reconcile every shop periodically (``reconcile_interval_minutes``; 0 = off)."""
         await reconcile_forever(self.app, stop)
+
+    def operator_actions(self) -> list[OperatorAction]:
+        """The console's "Run reconcile now": ``connectzap woocommerce reconcile --no-wait`` (the
+        serving workers handle what it journals). Offered when a shop has REST keys."""
+        if not any(shop.has_rest_keys for shop in self.settings.shops.values()):
+            return []
+        return [OperatorAction("reconcile", "Run reconcile now",
+                               "Fetch the orders changed since the last one seen and journal the changes "
+                               "whose webhooks never arrived.", self._reconcile_now)]
+
+    def _reconcile_now(self) -> str:
+        return "; ".join(result.summary() for result in reconcile_all(self.app))
 
     def shop_name(self, request: WebhookRequest) -> str | None:
         named = request.path_params.get("shop")

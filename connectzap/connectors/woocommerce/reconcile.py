@@ -37,6 +37,12 @@ class ReconcileResult:
     journaled: int = 0
     last_seen: datetime | None = None
 
+    def summary(self) -> str:
+        """One line for the operator (the CLI's and the console's)."""
+        seen = self.last_seen.isoformat() if self.last_seen else "-"
+        return (f"{self.shop}: {self.fetched} order(s) modified since {self.since:%Y-%m-%d %H:%M:%S}Z, "
+                f"{self.journaled} new change(s); last seen {seen}")
+
 
 def change_key(shop: str, data: dict[str, Any]) -> str:
     return f"reconcile:{shop}:{data.get('id')}:{data.get('date_modified_gmt') or data.get('date_modified')}"
