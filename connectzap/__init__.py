@@ -11,6 +11,7 @@ from .core.app import Connectzap
 from .core.automatic import AutomaticAnswer
 from .core.bsuids import is_bsuid
 from .core.business_hours import BusinessHours
+from .core.contact_times import ContactTime
 from .core.conversations import Conversation, ConversationState
 from .core.channel import BaseChannel, Channel, OutboundSend
 from .core.context import EventContext
@@ -42,7 +43,8 @@ __all__ = [
     "ButtonsContent",
     "BusinessHours", "CallActivity", "CampaignFinished", "CancelRequest",
     "Category", "Channel", "ConfigurationError", "ConflictError", "Connector", "ConnectorSettings", "ConnectzapError",
-    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "Conversation",
+    "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "ContactTime",
+    "Conversation",
     "ConversationState",
     "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",

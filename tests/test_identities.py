@@ -318,3 +318,26 @@ def test_metas_refusal_of_a_bsuid_recipient_says_what_to_do():
                                      "type": "OAuthException", "fbtrace_id": "A1"}})
     assert isinstance(error, SkippableDeliveryError) and error.code == "bsuid_not_supported"
     assert "request_contact_info" in (error.details or "")
+
+
+@pytest.mark.parametrize("under_bsuid, under_number, kept", [(100.0, 50.0, 100.0), (50.0, 100.0, 100.0),
+                                                             (100.0, None, 100.0)])
+def test_a_declared_contact_time_moves_to_the_linked_number_keeping_the_later(app, under_bsuid, under_number, kept):
+    """connectzap.ContactTime: a plugin's per-customer time under the BSUID's key joins the number's
+    key when they are linked; an undeclared state key and another plugin's keys stay where they are."""
+    from connectzap import ContactTime
+    from connectzap.core import identities
+    from connectzap.core.bsuids import bsuid_key
+    seen = ContactTime("seen_in_identities_test")
+    own, number = bsuid_key(BSUID, app.secret), app.contact_key(PHONE)
+    bsuid_state, number_state = app.plugin_state("p"), app.plugin_state("p")
+    bsuid_state.set(seen.key(own), under_bsuid)
+    bsuid_state.set(f"undeclared:{own}", 1)
+    if under_number is not None:
+        number_state.set(seen.key(number), under_number)
+    with app.db.begin() as conn:
+        identities.observe(app.db, conn, app.secret, PHONE, BSUID)
+    state = app.plugin_state("p")
+    assert state.get(seen.key(number)) == kept
+    assert state.get(seen.key(own)) is None
+    assert state.get(f"undeclared:{own}") == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from automation_support import MADRID_HOURS, chats, deliver_signed, sent_bodies
+from automation_support import MADRID_HOURS, chats, deliver_signed, envelope, receive, sent_bodies
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -244,3 +244,64 @@ def test_a_customer_known_only_by_business_scoped_user_id_is_welcomed_once(custo
     welcomed = [body for body in sent_bodies(chat.app) if body.get("type") == "text"]
     assert [(body.get("recipient") or body.get("to"), body["text"]["body"]) for body in welcomed] == [
         ("US.13491208655302741918", "Hi! Thanks for writing to us. We will get back to you shortly.")]
+
+
+# --- the same customer under several identifiers ----------------------------------------------------------
+
+SAM_BSUID, SAM_NUMBER = "US.13491208655302741918", "16505551234"
+
+
+def write_as(chat, at: datetime, *, phone: str | None = None, user_id: str | None = None) -> None:
+    """A message from a customer shown by number, by BSUID, or both (Meta's shapes, tests/payloads/whatsapp)."""
+    message: dict = {"type": "text", "text": {"body": "Hola"}, **({"from": phone} if phone else {}),
+                     **({"from_user_id": user_id} if user_id else {})}
+    contact: dict = {"profile": {"name": "Sam"}, **({"wa_id": phone} if phone else {}),
+                     **({"user_id": user_id} if user_id else {})}
+    webhook = envelope({**message, "timestamp": str(int(at.timestamp()))})
+    value = webhook["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [contact]
+    value["messages"][0] = {k: v for k, v in value["messages"][0].items() if k != "from"} | message
+    with clock.use_clock(lambda: at.timestamp() + 2):
+        receive(chat.app, webhook)
+
+
+def welcomes(chat) -> int:
+    return sum(1 for body in sent_bodies(chat.app) if body.get("type") == "text" and "Thanks for writing" in
+               body["text"]["body"])
+
+
+@pytest.mark.parametrize("first, then", [
+    ({"user_id": SAM_BSUID}, {"phone": SAM_NUMBER, "user_id": SAM_BSUID}),      # the number shows up later
+    ({"phone": SAM_NUMBER, "user_id": SAM_BSUID}, {"user_id": SAM_BSUID}),      # the number is hidden later
+    ({"phone": SAM_NUMBER}, {"phone": SAM_NUMBER, "user_id": SAM_BSUID}),       # known before BSUIDs existed
+], ids=["bsuid-then-number", "number-then-bsuid", "number-then-both"])
+def test_a_customer_is_welcomed_once_whichever_linked_identifier_they_write_with(customers, first, then):
+    chat = customers(welcome={"enabled": True, "default_language": "en"})
+    monday = utc(2026, 12, 7, 11)
+    write_as(chat, monday, **first)
+    write_as(chat, monday + timedelta(hours=2), **then)
+    write_as(chat, monday + timedelta(hours=4), **first)
+    assert welcomes(chat) == 1
+
+
+def test_a_customer_who_changed_number_is_not_welcomed_again(customers):
+    chat = customers(welcome={"enabled": True, "default_language": "en"})
+    monday = utc(2026, 12, 7, 11)
+    write_as(chat, monday, phone=SAM_NUMBER, user_id=SAM_BSUID)
+    notice = json.loads((Path(__file__).parent / "payloads" / "whatsapp" /
+                         "system_user_changed_number_bsuid.json").read_text())
+    notice["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int((monday + timedelta(hours=1))
+                                                                                    .timestamp()))
+    with clock.use_clock(lambda: (monday + timedelta(hours=1, seconds=2)).timestamp()):
+        receive(chat.app, notice)
+    write_as(chat, monday + timedelta(hours=2), phone="16505559876", user_id="US.20583746102938475610")
+    assert welcomes(chat) == 1
+
+
+def test_the_away_allowance_follows_the_customer_when_their_number_is_linked(customers):
+    chat = customers(away={"enabled": True, "once_every_hours": 12, "default_language": "en"})
+    saturday = utc(2026, 12, 5, 9)
+    write_as(chat, saturday, user_id=SAM_BSUID)
+    write_as(chat, saturday + timedelta(hours=1), phone=SAM_NUMBER, user_id=SAM_BSUID)
+    write_as(chat, saturday + timedelta(hours=2), user_id=SAM_BSUID)
+    assert len([b for b in sent_bodies(chat.app) if b.get("type") == "text"]) == 1

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
 
-from . import ordering
+from . import contact_times, ordering
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
@@ -133,7 +133,9 @@ def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
 def _move(db: Database, conn: Connection, old: str, new: str) -> None:
     """Everything the store keeps about contact ``old`` becomes ``new``'s: the consent ledger (its
     times still decide), the windows (the newer time per business number) and the unreachable
-    mark (dropped: a new number may well be reachable); a handoff to people moves along."""
+    mark (dropped: a new number may well be reachable); a handoff to people moves along, and so
+    do the plugins' per-customer times (:mod:`connectzap.core.contact_times`)."""
+    contact_times.move(db, conn, old, new)
     conn.execute(consents.update().where(consents.c.contact_key == old).values(contact_key=new))
     for number, at in conn.execute(select(windows.c.business_phone_number_id, windows.c.last_inbound_at)
                                    .where(windows.c.contact_key == old)).all():

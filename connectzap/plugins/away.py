@@ -16,10 +16,11 @@ business's time zone name. A customer's language is their number's country's whe
 else ``default_language``.
 
 The "once every N hours" mark is kept per contact under its keyed hash (no number, no text), from
-the time of the message answered, so a replayed or late webhook does not move it. The answer is an
-automatic one (``AutomaticAnswer.away``): the core sends at most one automatic answer per inbound
-message (a keyword confirmation or an FAQ answer goes instead of this), none while a person
-handles the conversation, none to a stale message.
+the time of the message answered, so a replayed or late webhook does not move it; like the
+welcome's, it follows the customer when their number and BSUID are linked or change
+(:class:`connectzap.ContactTime`). The answer is an automatic one (``AutomaticAnswer.away``): the
+core sends at most one automatic answer per inbound message (a keyword confirmation or an FAQ answer
+goes instead of this), none while a person handles the conversation, none to a stale message.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any, ClassVar
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator
 
-from connectzap import (AutomaticAnswer, EventContext, InboundMessage, PluginSettings, Settings, TextContent, hookimpl,
-                        jinja_names_known)
+from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, Settings,
+                        TextContent, hookimpl, jinja_names_known)
 from connectzap.plugins.languages import TextsByLanguage, settings_of
 from connectzap.plugins.welcome import customer_of
 
@@ -44,6 +45,9 @@ AWAY_TEXTS: dict[str, str] = {
     "en": "Thanks for your message! We are closed right now. We open {{ next_opening }} and will answer you then.",
 }
 VARIABLES = ("next_opening", "timezone")
+
+LAST_AWAY = ContactTime("away")
+"""When the customer was last answered with the away message; it follows them across identifiers."""
 
 DAYS: dict[str, tuple[str, ...]] = {
     "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
@@ -135,8 +139,7 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     if key is None:
         return
     at = message.timestamp.timestamp()
-    mark = f"away:{key}"
-    last = ctx.state.get(mark)
+    last = LAST_AWAY.get(ctx, key)
     if last is not None and abs(at - last) < config.once_every_hours * 3600:
         ctx.note("away_recently", f"an away message went {abs(at - last) / 3600:.1f} h ago "
                                   f"(once_every_hours = {config.once_every_hours:g})")
@@ -148,6 +151,6 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     language, text = config.text_for(who)
     words = opening_words(opening.astimezone(hours.zone), message.timestamp.astimezone(hours.zone), language)
     body = str(_compiled(text).render(next_opening=words, timezone=str(hours.zone))).strip()
-    ctx.state.set(mark, at)
+    LAST_AWAY.set(ctx, key, at)
     ctx.send(who, TextContent(body=body), reply_to=message.wamid, key=f"away:{message.wamid}",
              business_phone_number_id=message.business_phone_number_id, automatic=AutomaticAnswer.away)

@@ -9,11 +9,13 @@ Config (``[plugins.welcome]``; docs/automation.md, "Welcome")::
     es = "¡Hola! Gracias por escribirnos. Te respondemos enseguida."
 
 How "first" is known without keeping any message: the plugin keeps, per contact, the time of the
-customer's last message, under the contact's keyed hash (the same HMAC key consent and windows
-use; no number, no text). The time is rewritten only when it moved by an hour or more, so a busy
-chat does not write on every message; a silence is therefore measured to within an hour. The
-core's 24-hour window table cannot tell: it is refreshed by the very message being answered
-before any plugin sees it.
+customer's last message, under the contact's keyed hash (the same HMAC key consent and windows use;
+no number, no text). It is a :class:`connectzap.ContactTime`: when WhatsApp links the customer's
+BSUID to their number, or they change number, it moves with them, so they are not greeted again for
+writing under another identifier. The time is rewritten only when it moved by an hour or more, so a
+busy chat does not write on every message; a silence is therefore measured to within an hour. The
+core's 24-hour window table cannot tell: it is refreshed by the very message being answered before
+any plugin sees it.
 
 The greeting is an automatic answer (``AutomaticAnswer.welcome``, the lowest precedence): the
 core sends it only if no other automatic answer (a keyword confirmation, an FAQ, the away
@@ -28,7 +30,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from connectzap import AutomaticAnswer, EventContext, InboundMessage, PluginSettings, TextContent, hookimpl, is_bsuid
+from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, TextContent,
+                        hookimpl, is_bsuid)
 from connectzap.plugins.languages import TextsByLanguage, settings_of
 
 GREETINGS: dict[str, str] = {
@@ -36,6 +39,9 @@ GREETINGS: dict[str, str] = {
     "pt": "Olá! Obrigado por nos escrever. Já vamos te responder.",
     "en": "Hi! Thanks for writing to us. We will get back to you shortly.",
 }
+
+LAST_SEEN = ContactTime("seen")
+"""When the customer last wrote; it follows them when their number and BSUID are linked or change."""
 
 SEEN_EVERY_SECONDS = 3600
 """How far the customer's last-message time must move before it is written again."""
@@ -79,10 +85,9 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     if key is None:
         return
     at = message.timestamp.timestamp()
-    seen = f"seen:{key}"
-    last = ctx.state.get(seen)
+    last = LAST_SEEN.get(ctx, key)
     if last is None or at - last >= SEEN_EVERY_SECONDS:
-        ctx.state.set(seen, at)
+        LAST_SEEN.set(ctx, key, at)
     if last is not None:
         silence = at - last
         if not config.after_silence_days or silence < config.after_silence_days * 86400:
