@@ -341,6 +341,11 @@ class Connectzap:
         """Give the conversation with ``contact`` back to the bot. Returns whether a person had it."""
         return self._hand_over(contact, Handover("bot", by=by))
 
+    def handled_by_people(self, limit: int = 200) -> list[conversations.HandledConversation]:
+        """The conversations people handle now (no automatic answers to them), most recent first."""
+        with self.db.read() as conn:
+            return conversations.handled_by_people(conn, limit)
+
     def _hand_over(self, contact: str, change: Handover) -> bool:
         if change.minutes is not None and change.minutes <= 0:
             raise ValueError("minutes must be positive (or none: until released)")

@@ -97,6 +97,27 @@ def hand_over(db: Database, conn: Connection, contact_key: str, contact: Contact
     return True
 
 
+@dataclass(frozen=True)
+class HandledConversation:
+    """A conversation a person handles now, known by its contact's keyed hash only (no number is kept)."""
+
+    contact_key: str
+    reason: str
+    since: datetime
+    until: datetime | None
+    event_id: int | None
+
+
+def handled_by_people(conn: Connection, limit: int, at: float | None = None) -> list[HandledConversation]:
+    """The conversations people handle at ``at`` (expired handoffs left out), most recent first."""
+    t = now() if at is None else at
+    rows = conn.execute(select(conversations).where(
+        (conversations.c.until.is_(None)) | (conversations.c.until > t)).order_by(
+        conversations.c.since.desc(), conversations.c.contact_key).limit(limit)).all()
+    return [HandledConversation(r.contact_key, r.reason, utc(r.since), utc(r.until) if r.until else None, r.event_id)
+            for r in rows]
+
+
 def erase_expired(conn: Connection, at: float | None = None) -> int:
     """Forget the handoffs whose time is over (they are the bot's again)."""
     t = now() if at is None else at

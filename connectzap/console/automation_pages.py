@@ -1,0 +1,72 @@
+"""The console's automation page: business hours (open now, next opening) and the conversations
+people handle now, each released here with the function ``connectzap conversations release`` runs
+(:meth:`~connectzap.core.app.Connectzap.release`), checked for CSRF and audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ..core.app import Connectzap
+from ..core.business_hours import DAYS
+from ..core.conversations import HandledConversation
+from ..core.errors import ConnectzapError, NotFoundError
+from ..core.phones import mask, to_e164
+from . import sessions
+from .pages import _CONTACT_KEY, _address, _see, action, page, router
+from .rendering import render
+
+
+@dataclass
+class HandledRow:
+    """A conversation a person handles, with who it is with as far as the store can still tell."""
+
+    handled: HandledConversation
+    subject: str | None
+
+
+def _subject(engine: Connectzap, handled: HandledConversation) -> str | None:
+    """The masked contact of the event whose hook handed it over, while that event's payload is kept."""
+    if handled.event_id is None:
+        return None
+    try:
+        return engine.event(handled.event_id).subject
+    except NotFoundError:
+        return None
+
+
+def automation(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    hours = engine.business_hours
+    now = datetime.now(UTC)
+    opening = hours.next_opening(now) if hours.configured else None
+    rows = [HandledRow(h, _subject(engine, h)) for h in engine.handled_by_people()]
+    q = request.query_params
+    return render(request, engine, session, "automation.html", nav="automation", hours=hours,
+                  schedule=[(day, getattr(hours.settings, day)) for day in DAYS],
+                  open_now=hours.is_open(now), opening=opening,
+                  opening_local=opening.astimezone(hours.zone) if opening else None,
+                  handled=rows, done=q.get("done"), error=q.get("error"))
+
+
+def release(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap conversations release``: the number is typed again (the page never had it) and
+    must be the row's contact, so the conversation released is the one the operator chose."""
+    key = form.get("contact") if _CONTACT_KEY.fullmatch(form.get("contact", "")) else None
+    try:
+        e164 = to_e164(form.get("phone", ""), form.get("country") or None)
+        if key is None or engine.contact_key(e164) != key:
+            raise ConnectzapError("that number is not this conversation's contact")
+    except ConnectzapError as exc:
+        return _see("/console/automation?" + urlencode({"error": exc.message}))
+    changed = engine.release(e164, by=f"console:{session.who}")
+    said = "given back to the bot" if changed else "already with the bot"
+    engine.operators.record(session.actor, "conversation_release", mask(e164), said, _address(request))
+    return _see("/console/automation?" + urlencode({"done": f"{mask(e164)}: {said}"}))
+
+
+router.add_api_route("/automation", page(automation), methods=["GET"])
+router.add_api_route("/automation/release", action(release), methods=["POST"])

@@ -1,0 +1,72 @@
+"""The console's automation page: business hours as the engine reads them, the conversations people
+handle (no full number on the page) and Release -- what ``connectzap conversations release`` does,
+only for the number typed again matching the row, with the form's CSRF token, audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from console_support import ANA, PLUGINS, csrf_of, log_in, tell_story
+from server_support import KEY
+from test_console_routes import console, digits
+
+from connectzap.console.rendering import when
+
+BOB = "+34699000111"
+HOURS = {"timezone": "Europe/Madrid", "monday": ["09:00-10:00"], "friday": ["22:00-02:00"],
+         "holidays": ["2026-12-25"]}
+
+
+@pytest.fixture
+def shop(make):
+    app = make(api={"keys": [KEY]}, plugins=PLUGINS, console={"enabled": True}, business_hours=HOURS)
+    tell_story(app, pause=False)
+    app.hand_to_human(ANA, "refund question", 90, by="test")
+    app.hand_to_human(BOB, "complaint", by="test")
+    return app
+
+
+async def test_the_page_needs_a_login_and_shows_hours_and_who_people_handle(shop):
+    async with console(shop) as client:
+        assert (await client.get("/console/automation")).status_code == 303
+        await log_in(client)
+        before = datetime.now(UTC)
+        page = await client.get("/console/automation")
+        after = datetime.now(UTC)
+    text = page.text
+    assert page.status_code == 200 and 'aria-current="page">Automation' in text
+    assert '<td>09:00-10:00</td>' in text and '<td>22:00-02:00</td>' in text and "2026-12-25" in text
+    assert "Europe/Madrid" in text
+    hours = shop.business_hours
+    if hours.is_open(before) == hours.is_open(after):  # not asked right at an opening or a closing
+        assert (">open<" if hours.is_open(before) else ">closed<") in text
+        if not hours.is_open(before):
+            assert when(hours.next_opening(before)) in text or when(hours.next_opening(after)) in text
+    rows = text.split('<table id="handled">')[1].split("</table>")[0]
+    assert rows.count("<tr data-contact=") == 2
+    assert "refund question" in rows and "complaint" in rows and "until released" in rows
+    assert f'data-contact="{shop.contact_key(ANA)}"' in rows and f'data-contact="{shop.contact_key(BOB)}"' in rows
+    for number in (ANA, BOB):
+        assert digits(number) not in digits(text)
+    assert KEY not in text and shop.secret.hex() not in text
+
+
+async def test_release_needs_csrf_and_the_rows_number_and_does_what_the_cli_does(shop):
+    async with console(shop) as client:
+        await log_in(client)
+        page = await client.get("/console/automation")
+        form = {"contact": shop.contact_key(ANA), "phone": ANA}
+        forged = await client.post("/console/automation/release", data={**form, "csrf": "0" * 64})
+        assert forged.status_code == 403 and shop.conversation(ANA).handled_by == "human"
+        wrong = await client.post("/console/automation/release",
+                                  data={**form, "phone": BOB, "csrf": csrf_of(page.text)})
+        assert "not this conversation" in (await client.get(wrong.headers["location"])).text
+        assert shop.conversation(ANA).handled_by == shop.conversation(BOB).handled_by == "human"
+        done = await client.post("/console/automation/release", data={**form, "csrf": csrf_of(page.text)})
+        shown = await client.get(done.headers["location"])
+        assert "+34*******78: given back to the bot" in shown.text
+        assert shown.text.count("<tr data-contact=") == 1
+    assert shop.conversation(ANA).handled_by == "bot" and shop.conversation(BOB).handled_by == "human"
+    [audited] = [a for a in shop.operators.audit_log() if a["action"] == "conversation_release"]
+    assert (audited["actor"], audited["target"]) == ("user:shopowner", "+34*******78")
