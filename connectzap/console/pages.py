@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap, QueueDepths
 from ..core.errors import ConnectzapError, NotFoundError
@@ -92,20 +93,51 @@ def page(build: Callable[[Request, Connectzap, sessions.Session], Response]) -> 
     return handler
 
 
+def _refusal(request: Request, engine: Connectzap, session: sessions.Session | None,
+             form: dict[str, str]) -> Response | None:
+    """Why a POST may not act (403), or None: it needs a live session and the form's CSRF token."""
+    if session is None:
+        return render(request, engine, None, "refused.html", status=403,
+                      why="Your session has ended. Log in again, then repeat what you did.")
+    if not sessions.csrf_ok(engine, session.token, form.get("csrf")):
+        return render(request, engine, session, "refused.html", status=403,
+                      why="This form is out of date (or did not come from this console). Reload the "
+                          "page and try again.")
+    return None
+
+
 def action(do: Callable[[Request, Connectzap, sessions.Session, dict[str, str]], Response]) -> Callable[..., Any]:
     """A POST action: a live session and the form's CSRF token, or 403 and nothing done."""
     async def handler(request: Request) -> Response:
         engine = _engine(request)
         session = await run_in_threadpool(sessions.current, request, engine)
         form = await _form(request)
-        if session is None:
-            return render(request, engine, None, "refused.html", status=403,
-                          why="Your session has ended. Log in again, then repeat what you did.")
-        if not sessions.csrf_ok(engine, session.token, form.get("csrf")):
-            return render(request, engine, session, "refused.html", status=403,
-                          why="This form is out of date (or did not come from this console). Reload the "
-                              "page and try again.")
+        refusal = _refusal(request, engine, session, form)
+        if refusal is not None or session is None:
+            return refusal or Response(status_code=403)
         return await run_in_threadpool(do, request, engine, session, form)
+    handler.__name__ = do.__name__
+    return handler
+
+
+Upload = Callable[[Request, Connectzap, sessions.Session, dict[str, str], dict[str, UploadFile]], Response]
+
+
+def upload_action(do: Upload) -> Callable[..., Any]:
+    """A multipart POST action (a form with a file): checked like :func:`action`. The files are
+    spooled by the parser (to disk past a megabyte), so ``do`` reads them as streams."""
+    async def handler(request: Request) -> Response:
+        engine = _engine(request)
+        session = await run_in_threadpool(sessions.current, request, engine)
+        if not (request.headers.get("content-type") or "").startswith("multipart/form-data"):
+            return await action(lambda *_: Response(status_code=415))(request)
+        async with request.form(max_files=1, max_fields=50) as parsed:
+            form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+            files = {k: v for k, v in parsed.items() if isinstance(v, UploadFile)}
+            refusal = _refusal(request, engine, session, form)
+            if refusal is not None or session is None:
+                return refusal or Response(status_code=403)
+            return await run_in_threadpool(do, request, engine, session, form, files)
     handler.__name__ = do.__name__
     return handler
 

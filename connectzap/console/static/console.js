@@ -1,5 +1,5 @@
 // connectzap console: the pages work without this file. It asks before a bulk action (forms with
-// data-confirm), and keeps the overview's numbers current (the element with data-live names the
+// data-confirm), and keeps the overview's (or a campaign's) numbers current (the element with data-live names the
 // JSON to poll; each number's element has the id the JSON gives it).
 "use strict";
 document.addEventListener("submit", function (event) {

@@ -1,0 +1,273 @@
+"""The console's Campaigns page: list, create from an uploaded audience, preview, start, pause,
+resume, cancel, follow, results -- each through :class:`connectzap.core.campaigns.Campaigns`, the
+methods ``connectzap campaigns ...`` and ``/v1/campaigns`` call."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from ..core.app import Connectzap
+from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, results_csv
+from ..core.campaigns.service import SHOWN_BAD_LINES
+from ..core.campaigns.states import allowed
+from ..core.errors import ConnectzapError, NotFoundError
+from ..core.templates import expectation
+from . import sessions
+from .pages import _address, _engine, _see, action, page, router, upload_action
+from .rendering import HEADERS, render
+
+RESULTS_PAGE = 200
+OPEN = ("pending", "deferred", "queued")
+"""Outcomes still to come: the rest of the recipients are done (what ``campaigns show --watch`` counts)."""
+_CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CONTROLS = (Action.PAUSE, Action.RESUME, Action.CANCEL)
+
+
+def _template_choices(engine: Connectzap) -> list[dict[str, Any]]:
+    """The approved templates in the cache, each with the audience columns its body asks for."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in sorted(engine.templates(), key=lambda t: (t.name, t.language)):
+        if t.status == "APPROVED":
+            seen.setdefault((t.name, t.language), {"value": f"{t.name}|{t.language}", "name": t.name,
+                                                   "language": t.language, "category": t.category,
+                                                   "params": expectation(t).body_params})
+    return list(seen.values())
+
+
+def campaigns(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    return _listing(request, engine, session)
+
+
+def _listing(request: Request, engine: Connectzap, session: sessions.Session, *, status: int = 200,
+             **context: Any) -> Response:
+    return render(request, engine, session, "campaigns.html", status=status, nav="campaigns",
+                  campaigns=engine.campaigns.listing(), templates=_template_choices(engine),
+                  form=context.pop("form", {}), **context)
+
+
+def _body(text: str) -> list[str] | dict[str, str] | str:
+    """The default body parameters, one a line: ``NAME=VALUE`` (named) or plain values in order;
+    a string says why not."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    named = [line for line in lines if "=" in line]
+    if named and len(named) != len(lines):
+        return "give every default parameter as NAME=VALUE, or none of them"
+    return dict(line.split("=", 1) for line in lines) if named else lines
+
+
+def _when(text: str) -> datetime | None | str:
+    """A start time from a ``datetime-local`` field (UTC) or ISO 8601; a string says why not."""
+    if not text.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return f"{text.strip()!r} is not a time such as 2026-12-24T09:00"
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _text(stream: BinaryIO) -> io.TextIOWrapper:
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str, country: str | None) -> tuple[list[BadLine], int]:
+    """The audience's bad lines (the first shown ones) and how many, read with the loader the CLI uses,
+    before anything is created: a file with a bad line leaves no campaign behind."""
+    shown: list[BadLine] = []
+    count = 0
+    text = _text(upload.file)
+    try:
+        for row in read_file(text, fmt, engine.secret, country):
+            if isinstance(row, BadLine):
+                count += 1
+                if len(shown) < SHOWN_BAD_LINES:
+                    shown.append(row)
+    finally:
+        text.detach()
+    upload.file.seek(0)
+    return shown, count
+
+
+def create(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],
+           files: dict[str, UploadFile]) -> Response:
+    """``connectzap campaigns create NAME --template T --audience FILE ...``: a draft with its audience."""
+    kept = {k: form.get(k, "") for k in ("name", "template", "params", "window", "rate", "country")}
+    kept["skip_invalid"] = "on" if form.get("skip_invalid") else ""
+
+    def again(error: str, bad: list[BadLine] | None = None, bad_count: int = 0) -> Response:
+        return _listing(request, engine, session, status=400, form=kept, error=error, bad=bad or [],
+                        bad_count=bad_count)
+
+    upload = files.get("audience")
+    name = form.get("name", "").strip()[:200]
+    template_name, _, language = form.get("template", "").partition("|")
+    body = _body(form.get("params", ""))
+    country = form.get("country", "").strip().upper() or None
+    rate_text = form.get("rate", "").strip()
+    if not name:
+        return again("Give the campaign a name.")
+    if not template_name or not language:
+        return again("Choose a template.")
+    if isinstance(body, str):
+        return again(body)
+    if upload is None or not upload.filename:
+        return again("Choose the audience file (CSV or JSON lines).")
+    try:
+        rate = float(rate_text) if rate_text else None
+    except ValueError:
+        return again(f"The rate {rate_text!r} is not a number of messages a minute.")
+    fmt = format_of(upload.filename)
+    try:
+        bad, bad_count = _bad_lines(engine, upload, fmt, country)
+    except (BadAudience, UnicodeDecodeError) as exc:
+        return again(f"{upload.filename}: {exc}")
+    skip = bool(form.get("skip_invalid"))
+    if bad_count and not skip:
+        return again(f"{upload.filename}: {bad_count} bad line(s), nothing was created; fix them (or tick "
+                     "“load the other lines”).", bad, bad_count)
+    try:
+        made = engine.campaigns.create(name, {"name": template_name, "language": language, "body": body},
+                                       window=form.get("window", "").strip() or None, rate_per_minute=rate)
+    except (ConnectzapError, ValueError) as exc:
+        return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
+    text = _text(upload.file)
+    try:
+        loaded = engine.campaigns.load_audience(made.id, read_file(text, fmt, engine.secret, country),
+                                                skip_invalid=skip)
+    finally:
+        text.detach()
+    said = f"{loaded.added} recipients" + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
+        + (f", {loaded.bad_count} bad line(s) skipped" if loaded.bad_count else "")
+    engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
+    return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
+
+
+def _found(request: Request, engine: Connectzap, session: sessions.Session) -> Any:
+    """The campaign the path names, or the not-found page."""
+    raw = request.path_params["campaign_id"]
+    try:
+        if not _CAMPAIGN_ID.fullmatch(raw):
+            raise NotFoundError(raw)
+        return engine.campaigns.get(raw)
+    except NotFoundError:
+        return render(request, engine, session, "missing.html", status=404, nav="campaigns",
+                      what=f"no campaign {raw}")
+
+
+def _progress(view: Any) -> dict[str, Any]:
+    """The numbers the campaign page shows and its script refreshes, by element id."""
+    done = view.recipients - sum(view.outcomes.get(k, 0) for k in OPEN)
+    numbers: dict[str, Any] = {"campaign-state": view.state, "campaign-done": done,
+                               "campaign-recipients": view.recipients, "campaign-waiting": view.waiting or "-"}
+    numbers.update({f"outcome-{k}": n for k, n in view.outcomes.items()})
+    return numbers
+
+
+def campaign(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    q = request.query_params
+    after = int(q["after"]) if q.get("after", "").isdigit() else 0
+    rows = engine.campaigns.results(view.id, after_line=after, limit=RESULTS_PAGE + 1)
+    older = ("?" + urlencode({"after": rows[RESULTS_PAGE - 1]["line"]})) if len(rows) > RESULTS_PAGE else None
+    controls = [a.value for a in CONTROLS if allowed(view.state, a)]
+    return render(request, engine, session, "campaign.html", nav="campaigns", c=view, numbers=_progress(view),
+                  results=rows[:RESULTS_PAGE], more=older, controls=controls,
+                  startable=allowed(view.state, Action.START), live=view.state in (State.RUNNING, State.SCHEDULED),
+                  done=q.get("done"), error=q.get("error"))
+
+
+def preview(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    """``connectzap campaigns preview``: the gate's checks over everyone still to be sent to."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    shown = engine.campaigns.preview(view.id)
+    refused = sorted(shown.refused.items(), key=lambda kv: (-kv[1], kv[0]))
+    return render(request, engine, session, "campaign_preview.html", nav="campaigns", c=view, p=shown,
+                  refused=refused, startable=allowed(view.state, Action.START))
+
+
+def _back(campaign_id: str, **said: str) -> Response:
+    return _see(f"/console/campaigns/{campaign_id}?" + urlencode(said))
+
+
+def start(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap campaigns start [--at]``."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    at = _when(form.get("at", ""))
+    if isinstance(at, str):
+        return _back(view.id, error=at)
+    try:
+        started = engine.campaigns.start(view.id, at)
+    except ConnectzapError as exc:
+        return _back(view.id, error=exc.message)
+    said = started.state + (f" for {started.starts_at:%Y-%m-%d %H:%M} UTC"
+                            if started.state == State.SCHEDULED and started.starts_at else "")
+    engine.operators.record(session.actor, "campaign_start", f"campaign {view.id}", said, _address(request))
+    return _back(view.id, done=f"{view.name}: {said}")
+
+
+def control(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap campaigns pause|resume|cancel``."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    what = request.path_params["what"]
+    if what not in {a.value for a in CONTROLS}:
+        return render(request, engine, session, "missing.html", status=404, nav="campaigns", what=f"no action {what}")
+    try:
+        changed = engine.campaigns.control(view.id, Action(what))
+    except ConnectzapError as exc:
+        return _back(view.id, error=exc.message)
+    engine.operators.record(session.actor, f"campaign_{what}", f"campaign {view.id}", changed.state,
+                            _address(request))
+    return _back(view.id, done=f"{view.name}: {changed.state}")
+
+
+def results(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    """``connectzap campaigns results --csv``: the same CSV (masked numbers), streamed."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    rows: Iterator[str] = results_csv(engine.campaigns.all_results(view.id))
+    return StreamingResponse(rows, media_type="text/csv", headers={
+        **HEADERS, "Content-Disposition": f'attachment; filename="{view.id}-results.csv"'})
+
+
+async def live(request: Request) -> Response:
+    """A campaign's changing numbers for its page's script (the page works without)."""
+    engine = _engine(request)
+    if await run_in_threadpool(sessions.current, request, engine) is None:
+        return JSONResponse({"error": "log in"}, status_code=401, headers=HEADERS)
+    raw = request.path_params["campaign_id"]
+    try:
+        view = await run_in_threadpool(engine.campaigns.get, raw) if _CAMPAIGN_ID.fullmatch(raw) else None
+    except NotFoundError:
+        view = None
+    if view is None:
+        return JSONResponse({"error": "no such campaign"}, status_code=404, headers=HEADERS)
+    return JSONResponse({"numbers": _progress(view)}, headers=HEADERS)
+
+
+router.add_api_route("/campaigns", page(campaigns), methods=["GET"])
+router.add_api_route("/campaigns", upload_action(create), methods=["POST"])
+router.add_api_route("/campaigns/{campaign_id}", page(campaign), methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/preview", page(preview), methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/live", live, methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/results.csv", page(results), methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/start", action(start), methods=["POST"])
+router.add_api_route("/campaigns/{campaign_id}/{what}", action(control), methods=["POST"])

@@ -1,0 +1,194 @@
+"""The console's Campaigns page without a browser: login and CSRF on every action, an uploaded
+audience checked line by line (a bad line keeps nothing), the preview the CLI shows, pause/resume/
+cancel in the database, the live numbers, and results with masked numbers only (the CLI's CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from console_support import PASSWORD, USER, csrf_of, log_in
+from server_support import KEY
+from test_campaigns import NUMBERS, grant
+from test_console_routes import console, digits
+
+from connectzap.cli import cli
+from connectzap.console.passwords import hash_password
+from connectzap.core.campaigns import State
+from connectzap.core.store.schema import campaign_recipients, campaigns
+from connectzap.testing import seed_template
+from sqlalchemy import func, select
+
+AUDIENCE = "phone,1,2\n" + "".join(f"{n},Di,30%\n" for n in NUMBERS[:3])
+"""Three recipients; the first two consented to marketing, the third did not."""
+
+
+@pytest.fixture
+def shop(make):
+    app = make(api={"keys": [KEY]}, console={"enabled": True})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "spring_sale", "Hi {{1}}, {{2}} off today", category="MARKETING")
+    for phone in NUMBERS[:2]:
+        grant(app, phone)
+    return app
+
+
+def stored(app) -> tuple[int, int]:
+    """Campaigns and campaign recipients in the database."""
+    with app.db.read() as conn:
+        return (conn.execute(select(func.count()).select_from(campaigns)).scalar_one(),
+                conn.execute(select(func.count()).select_from(campaign_recipients)).scalar_one())
+
+
+async def create(client, text: str, *, filename: str = "list.csv", **fields: str):
+    page = await client.get("/console/campaigns")
+    form = {"csrf": csrf_of(page.text), "name": "autumn", "template": "spring_sale|en", **fields}
+    return await client.post("/console/campaigns", data=form,
+                             files={"audience": (filename, text.encode(), "text/csv")})
+
+
+def cli_run(app, tmp_path: Path, *args: str) -> str:
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_every_campaign_page_needs_a_login_and_every_action_its_csrf_token(shop):
+    app = shop
+    made = app.campaigns.create("draft", {"name": "spring_sale", "language": "en"})
+    async with console(app) as client:
+        for path in ("/console/campaigns", f"/console/campaigns/{made.id}", f"/console/campaigns/{made.id}/preview",
+                     f"/console/campaigns/{made.id}/results.csv"):
+            answer = await client.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login"), path
+        assert (await client.get(f"/console/campaigns/{made.id}/live")).status_code == 401
+        upload = {"audience": ("list.csv", AUDIENCE.encode(), "text/csv")}
+        form = {"csrf": "0" * 64, "name": "x", "template": "spring_sale|en"}
+        nobody = await client.post("/console/campaigns", data=form, files=upload)
+        assert nobody.status_code == 403 and "session has ended" in nobody.text and stored(app) == (1, 0)
+        await log_in(client)
+        forged = await client.post("/console/campaigns", data=form, files=upload)
+        assert forged.status_code == 403 and "out of date" in forged.text and stored(app) == (1, 0)
+        plain = await client.post("/console/campaigns", data={"name": "x", "template": "spring_sale|en"})
+        assert plain.status_code == 403 and stored(app) == (1, 0)
+        app.campaigns.load_audience(made.id, iter([]))
+        for what in ("start", "pause", "resume", "cancel"):
+            for csrf in ({"csrf": "f" * 64}, {}):
+                answer = await client.post(f"/console/campaigns/{made.id}/{what}", data=csrf)
+                assert answer.status_code == 403, what
+        assert app.campaigns.get(made.id).state == State.DRAFT
+    assert not [a for a in app.operators.audit_log() if a["action"].startswith("campaign")]
+
+
+async def test_an_upload_with_a_bad_line_names_it_and_keeps_nothing(shop):
+    app = shop
+    bad = AUDIENCE + "not a number,Di,30%\n" + f"{NUMBERS[4]},Di,\n"
+    async with console(app) as client:
+        await log_in(client)
+        answer = await create(client, bad)
+        assert answer.status_code == 400
+        shown = answer.text
+        assert "line 5: invalid phone number" in shown and "line 6: a parameter is empty" in shown
+        assert "2 bad line(s), nothing was created" in shown
+        assert stored(app) == (0, 0)
+        jsonl = await create(client, '{"phone": "+4915112345600"}\n{"phone": 7, "nope": 1}\n', filename="l.jsonl")
+        assert jsonl.status_code == 400 and "line 2: unknown field(s): nope" in jsonl.text
+        header = await create(client, "name,1\nAna,x\n")
+        assert header.status_code == 400 and "the header needs a phone column" in header.text
+        assert stored(app) == (0, 0)
+        # the other lines, when asked for
+        skipped = await create(client, bad, skip_invalid="on")
+        assert skipped.status_code == 303
+        assert "3 recipients, 2 bad line(s) skipped" in (await client.get(skipped.headers["location"])).text
+    assert stored(app) == (1, 3)
+
+
+async def test_the_preview_is_the_clis_for_the_same_audience(shop, tmp_path):
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, AUDIENCE, params="")
+        assert made.status_code == 303
+        campaign_id = made.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        page = (await client.get(f"/console/campaigns/{campaign_id}/preview")).text
+    audience = tmp_path / "list.csv"
+    audience.write_text(AUDIENCE)
+    cli_run(app, tmp_path, "campaigns", "create", "by-cli", "--template", "spring_sale", "--audience", str(audience))
+    for ref in (campaign_id, "by-cli"):
+        expected = json.loads(cli_run(app, tmp_path, "campaigns", "preview", ref, "--json"))
+        assert re.search(rf'id="preview-recipients">{expected["recipients"]}<', page)
+        assert re.search(rf'id="preview-reachable" class="ok">{expected["reachable"]}<', page)
+        shown = dict(re.findall(r'<tr data-reason="([a-z_]+)"><th scope="row">[a-z_]+</th><td class="n">(\d+)<',
+                                page))
+        assert {k: int(v) for k, v in shown.items()} == expected["refused"]
+    assert expected["reachable"] == 2 and expected["refused"] == {"no_consent": 1}
+
+
+async def test_start_pause_resume_cancel_change_the_state_in_the_database(shop):
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, AUDIENCE, rate="1", window="00:00-23:59")
+        where = made.headers["location"]
+        campaign_id = where.split("?")[0].rsplit("/", 1)[1]
+        page = (await client.get(where)).text
+        assert "created autumn: 3 recipients" in page and 'id="campaign-state">draft<' in page
+
+        async def act(what: str, **form: str) -> str:
+            current = (await client.get(f"/console/campaigns/{campaign_id}")).text
+            answer = await client.post(f"/console/campaigns/{campaign_id}/{what}",
+                                       data={"csrf": csrf_of(current), **form})
+            assert answer.status_code == 303
+            return (await client.get(answer.headers["location"])).text
+
+        later = await act("start", at="2999-01-01T09:00")
+        assert app.campaigns.get(campaign_id).state == State.SCHEDULED and "scheduled for 2999-01-01 09:00" in later
+        await act("start")
+        assert app.campaigns.get(campaign_id).state == State.RUNNING
+        live = (await client.get(f"/console/campaigns/{campaign_id}/live")).json()["numbers"]
+        assert live["campaign-state"] == "running" and live["campaign-recipients"] == 3
+        await act("pause")
+        assert app.campaigns.get(campaign_id).state == State.PAUSED
+        refused = await act("pause")  # the engine's refusal, shown; nothing changes
+        assert "cannot pause a campaign that is paused" in refused
+        assert app.campaigns.get(campaign_id).state == State.PAUSED
+        await act("resume")
+        assert app.campaigns.get(campaign_id).state == State.RUNNING
+        await act("cancel")
+        assert app.campaigns.get(campaign_id).state == State.CANCELLED
+        assert (await client.post(f"/console/campaigns/{campaign_id}/explode",
+                                  data={"csrf": csrf_of(page)})).status_code == 404
+    audit = [(a["action"], a["detail"]) for a in app.operators.audit_log() if a["action"].startswith("campaign")]
+    assert audit == [("campaign_cancel", "cancelled"), ("campaign_resume", "running"), ("campaign_pause", "paused"),
+                     ("campaign_start", "running"), ("campaign_start", "scheduled for 2999-01-01 09:00 UTC"),
+                     ("campaign_create", "3 recipients")]
+
+
+async def test_results_and_their_csv_show_masked_numbers_only_and_equal_the_clis(shop, tmp_path):
+    from connectzap.core.worker import Worker
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, AUDIENCE)
+        assert made.status_code == 303, made.text
+        campaign_id = made.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        app.campaigns.start(campaign_id)
+        await Worker(app).run_until_idle()
+        page = (await client.get(f"/console/campaigns/{campaign_id}")).text
+        listing = (await client.get("/console/campaigns")).text
+        download = await client.get(f"/console/campaigns/{campaign_id}/results.csv")
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert download.text == cli_run(app, tmp_path, "campaigns", "results", campaign_id, "--csv")
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert [r["phone"] for r in rows] == ["+49*********00", "+49*********01", "+49*********02"]
+    assert rows[2]["reason"] == "no_consent"
+    for text in (page, listing, download.text):
+        assert not any(digits(n) in digits(text) for n in NUMBERS[:3])
+    assert "+49*********02" in page and "no_consent" in page and f'data-campaign="{campaign_id}"' in listing
