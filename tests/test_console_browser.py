@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's headless Chromium driven by Playwright, against
 ``connectzap serve`` started as the README starts it (supervised processes, and ``--in-process``).
 Log in, resume paused sending, find the refused message and read its reason, retry a dead letter,
-grant consent with its proof -- each checked against the database. ``.ci/run`` installs Chromium;
+grant consent with its proof, create a campaign from an uploaded list, preview and start it -- each
+checked against the database. ``.ci/run`` installs Chromium;
 without it these skip, saying so.
 
 Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (docs/console.md's)."""
@@ -166,6 +167,33 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         assert (record.granted, record.proof, record.source) == (True, PROOF, f"console:{USER}")
         assert ANA.lstrip("+") not in page.content()  # the number typed twice is in no page
         shot(page, "contacts")
+
+        # a campaign: upload its audience, preview it, start it
+        audience = config.parent / "audience.csv"
+        audience.write_text(f"phone,1,2\n{ANA},Ana,7\n+34600000002,Bea,8\n")  # Ana consented just now
+        page.get_by_role("link", name="Campaigns").click()
+        page.get_by_label("Name", exact=True).fill("december")
+        page.get_by_label("Template (approved)").select_option("order_confirmation|en")
+        page.get_by_label("Audience (CSV or JSON lines)").set_input_files(str(audience))
+        shot(page, "campaigns")
+        page.get_by_role("button", name="Create draft").click()
+        page.wait_for_selector("#done")
+        assert page.text_content("#done") == "created december: 2 recipients"
+        campaign_id = check.campaigns.resolve("december")
+        page.get_by_role("link", name="Preview who can be reached").click()
+        page.wait_for_selector("#preview-reachable")
+        expected = check.campaigns.preview(campaign_id)
+        assert (expected.reachable, expected.refused) == (1, {"no_consent": 1})
+        assert page.text_content("#preview-reachable") == "1"
+        assert page.text_content("tr[data-reason='no_consent'] td") == "1"
+        page.get_by_role("link", name="Back to the campaign").click()
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.wait_for_selector("#done")
+        assert page.text_content("#done") == "december: running"
+        wait_for(lambda: check.campaigns.get(campaign_id).state in ("running", "finished"),
+                 "the campaign started in the database", proc=served.process)
+        assert "+34*******78" in page.content() and ANA.lstrip("+") not in page.content()
+        shot(page, "campaign")
     finally:
         check.close()
         assert served.stop() == 0, "".join(served.output)
