@@ -192,3 +192,35 @@ async def test_results_and_their_csv_show_masked_numbers_only_and_equal_the_clis
     for text in (page, listing, download.text):
         assert not any(digits(n) in digits(text) for n in NUMBERS[:3])
     assert "+49*********02" in page and "no_consent" in page and f'data-campaign="{campaign_id}"' in listing
+
+
+async def test_a_new_audience_with_a_bad_line_leaves_the_old_one_and_a_started_campaign_keeps_its_own(shop):
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, AUDIENCE)
+        campaign_id = made.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        path = f"/console/campaigns/{campaign_id}"
+
+        async def replace(text: str, csrf: str | None = None):
+            token = csrf or csrf_of((await client.get(path)).text)
+            return await client.post(f"{path}/audience", data={"csrf": token},
+                                     files={"audience": ("new.csv", text.encode(), "text/csv")})
+
+        forged = await replace("phone,1,2\n" + f"{NUMBERS[5]},Di,30%\n", csrf="e" * 64)
+        assert forged.status_code == 403 and stored(app) == (1, 3)
+        bad = await replace("phone,1,2\n" + f"{NUMBERS[5]},Di,30%\n" + "12,Di,30%\n")
+        assert bad.status_code == 400 and "line 3: invalid phone number" in bad.text
+        assert "the audience is unchanged" in bad.text
+        assert [r["phone"] for r in app.campaigns.results(campaign_id)] == ["+49*********00", "+49*********01",
+                                                                           "+49*********02"]
+        good = await replace("phone,1,2\n" + f"{NUMBERS[5]},Di,30%\n")
+        assert "new audience: 1 recipients" in (await client.get(good.headers["location"])).text
+        assert [r["phone"] for r in app.campaigns.results(campaign_id)] == ["+49*********05"]
+        app.campaigns.start(campaign_id)
+        assert 'id="audience"' not in (await client.get(path)).text
+        late = await replace(AUDIENCE, csrf=csrf_of((await client.get(path)).text))
+        assert "its audience can only change while it is a draft or scheduled" in (
+            await client.get(late.headers["location"])).text
+        assert stored(app) == (1, 1)
+    assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "campaign_audience"] == ["1 recipients"]

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap
 from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, results_csv
-from ..core.campaigns.service import SHOWN_BAD_LINES
+from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
 from ..core.campaigns.states import allowed
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.templates import expectation
@@ -126,30 +126,71 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         rate = float(rate_text) if rate_text else None
     except ValueError:
         return again(f"The rate {rate_text!r} is not a number of messages a minute.")
-    fmt = format_of(upload.filename)
-    try:
-        bad, bad_count = _bad_lines(engine, upload, fmt, country)
-    except (BadAudience, UnicodeDecodeError) as exc:
-        return again(f"{upload.filename}: {exc}")
     skip = bool(form.get("skip_invalid"))
-    if bad_count and not skip:
-        return again(f"{upload.filename}: {bad_count} bad line(s), nothing was created; fix them (or tick "
-                     "“load the other lines”).", bad, bad_count)
+    problem = _check_upload(engine, upload, country, skip, "nothing was created")
+    if problem is not None:
+        return again(*problem)
     try:
         made = engine.campaigns.create(name, {"name": template_name, "language": language, "body": body},
                                        window=form.get("window", "").strip() or None, rate_per_minute=rate)
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
-    text = _text(upload.file)
-    try:
-        loaded = engine.campaigns.load_audience(made.id, read_file(text, fmt, engine.secret, country),
-                                                skip_invalid=skip)
-    finally:
-        text.detach()
-    said = f"{loaded.added} recipients" + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
-        + (f", {loaded.bad_count} bad line(s) skipped" if loaded.bad_count else "")
+    said = _load(engine, made.id, upload, country, skip)
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
+
+
+def _check_upload(engine: Connectzap, upload: UploadFile, country: str | None, skip: bool,
+                  kept: str) -> tuple[str, list[BadLine], int] | None:
+    """Why the uploaded audience cannot be loaded (the message, the bad lines shown, how many), or None."""
+    name = upload.filename or "the audience"
+    try:
+        bad, bad_count = _bad_lines(engine, upload, format_of(name), country)
+    except (BadAudience, UnicodeDecodeError) as exc:
+        return f"{name}: {exc}", [], 0
+    if bad_count and not skip:
+        return (f"{name}: {bad_count} bad line(s), {kept}; fix them (or tick “load the other lines”).", bad,
+                bad_count)
+    return None
+
+
+def _load(engine: Connectzap, campaign_id: str, upload: UploadFile, country: str | None, skip: bool) -> str:
+    """Load a checked upload as the campaign's audience (``Campaigns.load_audience``); what was loaded."""
+    text = _text(upload.file)
+    try:
+        loaded = engine.campaigns.load_audience(
+            campaign_id, read_file(text, format_of(upload.filename or ""), engine.secret, country), skip_invalid=skip)
+    finally:
+        text.detach()
+    return f"{loaded.added} recipients" + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
+        + (f", {loaded.bad_count} bad line(s) skipped" if loaded.bad_count else "")
+
+
+def replace_audience(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],
+                     files: dict[str, UploadFile]) -> Response:
+    """``connectzap campaigns audience``: a draft's or scheduled campaign's new audience. A file with
+    bad lines is refused before anything changes: the audience it had stays."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    upload = files.get("audience")
+    if upload is None or not upload.filename:
+        return _back(view.id, error="Choose the audience file (CSV or JSON lines).")
+    if view.state not in EDITABLE:
+        return _back(view.id, error=f"The campaign is {view.state}: its audience can only change while it is a "
+                                    "draft or scheduled.")
+    country = form.get("country", "").strip().upper() or None
+    skip = bool(form.get("skip_invalid"))
+    problem = _check_upload(engine, upload, country, skip, "the audience is unchanged")
+    if problem is not None:
+        error, bad, bad_count = problem
+        return _campaign_page(request, engine, session, view, status=400, error=error, bad=bad, bad_count=bad_count)
+    try:
+        said = _load(engine, view.id, upload, country, skip)
+    except ConnectzapError as exc:
+        return _back(view.id, error=exc.message)
+    engine.operators.record(session.actor, "campaign_audience", f"campaign {view.id}", said, _address(request))
+    return _back(view.id, done=f"new audience: {said}")
 
 
 def _found(request: Request, engine: Connectzap, session: sessions.Session) -> Any:
@@ -178,14 +219,20 @@ def campaign(request: Request, engine: Connectzap, session: sessions.Session) ->
     if isinstance(view, Response):
         return view
     q = request.query_params
+    return _campaign_page(request, engine, session, view, done=q.get("done"), error=q.get("error"))
+
+
+def _campaign_page(request: Request, engine: Connectzap, session: sessions.Session, view: Any, *,
+                   status: int = 200, **context: Any) -> Response:
+    q = request.query_params
     after = int(q["after"]) if q.get("after", "").isdigit() else 0
     rows = engine.campaigns.results(view.id, after_line=after, limit=RESULTS_PAGE + 1)
     older = ("?" + urlencode({"after": rows[RESULTS_PAGE - 1]["line"]})) if len(rows) > RESULTS_PAGE else None
     controls = [a.value for a in CONTROLS if allowed(view.state, a)]
-    return render(request, engine, session, "campaign.html", nav="campaigns", c=view, numbers=_progress(view),
-                  results=rows[:RESULTS_PAGE], more=older, controls=controls,
-                  startable=allowed(view.state, Action.START), live=view.state in (State.RUNNING, State.SCHEDULED),
-                  done=q.get("done"), error=q.get("error"))
+    return render(request, engine, session, "campaign.html", status=status, nav="campaigns", c=view,
+                  numbers=_progress(view), results=rows[:RESULTS_PAGE], more=older, controls=controls,
+                  startable=allowed(view.state, Action.START), editable=view.state in EDITABLE,
+                  live=view.state in (State.RUNNING, State.SCHEDULED), **context)
 
 
 def preview(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
@@ -269,5 +316,6 @@ router.add_api_route("/campaigns/{campaign_id}", page(campaign), methods=["GET"]
 router.add_api_route("/campaigns/{campaign_id}/preview", page(preview), methods=["GET"])
 router.add_api_route("/campaigns/{campaign_id}/live", live, methods=["GET"])
 router.add_api_route("/campaigns/{campaign_id}/results.csv", page(results), methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/audience", upload_action(replace_audience), methods=["POST"])
 router.add_api_route("/campaigns/{campaign_id}/start", action(start), methods=["POST"])
 router.add_api_route("/campaigns/{campaign_id}/{what}", action(control), methods=["POST"])
