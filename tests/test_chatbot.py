@@ -243,3 +243,29 @@ def test_simulate_shows_the_request_and_asks_no_bot(tmp_path, bot):
     assert call["target"] == "chatbot" and call["method"] == "POST" and call["url"] == bot.url
     assert json.loads(call["body"])["data"]["text"] == "hola" and CUSTOMER not in call["body"]
     assert bot.requests == []
+
+
+def test_a_waiting_record_is_forgotten_once_later_minutes_passed(make, bot):
+    """"I answer later" keeps a small record (event id, hashed customer, number) for
+    POST /v1/chatbot/answers; once later_minutes passed the fallback has gone (or been
+    superseded) and no answer is taken, so the housekeeping erases it, not before."""
+    import time
+
+    from connectzap.core import clock
+    from connectzap.core.worker import Worker
+    bot.later()
+    app = bridged(make, bot, later_minutes=10)
+    asked = time.time()
+    receive(app, text("¿tenéis talla 42?"))
+
+    def waiting() -> list:
+        with app.db.read() as conn:
+            return conn.exec_driver_sql("SELECT key FROM plugin_state WHERE plugin = 'chatbot'").all()
+
+    assert len(waiting()) == 1
+    with clock.use_clock(lambda: asked + 9 * 60):
+        Worker(app).housekeeping()
+    assert len(waiting()) == 1                      # the bot may still answer
+    with clock.use_clock(lambda: asked + 11 * 60):
+        Worker(app).housekeeping()
+    assert waiting() == []

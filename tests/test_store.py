@@ -332,3 +332,33 @@ def test_migration_0014_keys_templates_by_account_and_keeps_the_old_ones(app: Co
             templates.c.name, templates.c.waba_id)))
     assert rows == [("order_ready", None), ("order_shipped", "77")]
     app.db.migrate()
+
+
+def test_migration_0015_keeps_plugin_state_and_forgets_only_what_was_set_to_be_forgotten(app: Connectzap) -> None:
+    """0015 adds plugin_state.forget_at: rows from before keep their values (no deadline); a value set
+    with ``forget_at`` is unseen after it and deleted by the housekeeping, other rows stay."""
+    from sqlalchemy import text
+
+    from connectzap.core import clock
+    from connectzap.core.worker import Worker
+
+    downgrade(app, "0014")
+    with app.db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO plugin_state (plugin, key, value, updated_at) "
+                          "VALUES ('p', 'cursor', '41', 0)"))
+    app.db.migrate()
+    state = app.plugin_state("p")
+    later = clock.now() + 61
+    state.set("waiting", {"event": 1}, forget_at=later - 1)
+    assert state.get("waiting") == {"event": 1} and state.get("cursor") == 41
+    with clock.use_clock(lambda: later):
+        assert state.get("waiting") is None
+        Worker(app).housekeeping()
+    with app.db.read() as conn:
+        assert conn.execute(text("SELECT key, forget_at FROM plugin_state WHERE plugin = 'p'")).all() == [
+            ("cursor", None)]
+    state.set("cursor", 42, forget_at=later - 1)
+    state.set("cursor", 43)                          # set again without a deadline: kept
+    with clock.use_clock(lambda: later):
+        Worker(app).housekeeping()
+    assert state.get("cursor") == 43

@@ -40,13 +40,18 @@ class PluginState:
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.pending:
             value = self.pending[key]
+            if isinstance(value, plugin_state.Forgotten):
+                return value.value
             return default if value is plugin_state.DELETED else value
         with self._app.db.read() as conn:
             return plugin_state.read(conn, self._plugin, key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, *, forget_at: float | None = None) -> None:
+        """Keep ``value`` under ``key``; with ``forget_at`` (a POSIX time) only until then: the
+        housekeeping deletes it after that time (a record useless after a deadline), and ``get``
+        no longer sees it."""
         json.dumps(value)  # fail now, inside the hook, if it cannot be stored
-        self._change(key, value)
+        self._change(key, value if forget_at is None else plugin_state.Forgotten(value, forget_at))
 
     def delete(self, key: str) -> None:
         self._change(key, plugin_state.DELETED)

@@ -17,7 +17,7 @@ from .bookkeeping import Bookkeeping
 from .dispatcher import Dispatcher
 from .hooks import delivery_targets
 from .sender import Sender
-from .store import journal, outbox
+from .store import journal, outbox, plugin_state
 from .store.database import now
 from .store.schema import workers
 
@@ -79,6 +79,7 @@ class Worker:
             journal.erase_expired(conn)
             outbox.erase_expired(conn)
             conversations.erase_expired(conn)
+            plugin_state.erase_expired(conn)
             arbitration.expire_held(conn, self.app.settings.automation.stale_after_minutes * 60)
             t = now()
             beat = conn.execute(workers.update().where(workers.c.id == self.id).values(heartbeat_at=t))

@@ -188,6 +188,10 @@ plugin_state = Table(
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When the housekeeping forgets the value (a plugin's record that is useless after a deadline).
+    Column("forget_at", Float, nullable=True),
+    Index("ix_plugin_state_forget", "forget_at", postgresql_where=text("forget_at IS NOT NULL"),
+          sqlite_where=text("forget_at IS NOT NULL")),
 )
 
 flags = Table(

@@ -73,7 +73,7 @@ async def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None
         until = time.time() + settings.later_minutes * 60
         ctx.state.set(waiting_key(message.wamid), {
             "event": ctx.event_id, "contact": ctx.contact_key(who), "until": until,
-            "number": message.business_phone_number_id})
+            "number": message.business_phone_number_id}, forget_at=until)  # no answer is taken after `until`
         ctx.note("bot_answers_later", "the bot will answer through POST /v1/chatbot/answers")
         if settings.fallback_text:  # goes at `until` unless the bot's answer (or another) replaces it
             ctx.send(who, TextContent(body=settings.fallback_text), key=f"{message.wamid}:chatbot-fallback",
