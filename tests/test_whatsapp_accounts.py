@@ -566,3 +566,29 @@ def test_a_simulation_shows_the_request_leaving_from_the_messages_number(make: A
     assert _cloud_api_url(app, body, "utility", OUTLET["numbers"][0]) == \
         f"https://graph.example/v27.0/{OUTLET['numbers'][0]}/messages"
     assert _cloud_api_url(app, body, "utility") == f"https://graph.example/v27.0/{SHOP['numbers'][0]}/messages"
+
+
+def test_the_start_up_check_wants_each_template_in_the_account_of_the_number_that_sends_it(make: Any) -> None:
+    """`doctor` / `serve` start (app.config_problems): a template a section sends from the default number
+    must be in the default number's account (or of no particular account); one sent in reply, from the
+    number the customer wrote to, in every account. Another account's template of that name does not do."""
+    lead = {"template": "welcome_lead", "language": "en"}
+    faq = {"rules": [{"name": "hours", "keywords": ["horario"], "answer": {
+        "en": {"type": "template", "name": "opening_hours", "language": "en"}}}], "default_language": "en"}
+    app = make(connectors={"whatsapp": accounts_config()}, plugins={"lead_welcome": lead, "auto_replies": faq})
+    assert app.business_accounts is not None and app.business_accounts.default == SHOP["waba"]
+    seed_template(app, "welcome_lead", "Hi {{1}}!", waba_id=OUTLET["waba"])     # not the default number's account
+    seed_template(app, "opening_hours", "We open at 9.", waba_id=SHOP["waba"])  # the outlet's numbers lack it
+    problems = app.config_problems()
+    assert len(problems) == 2, problems
+    assert "plugins.lead_welcome.template: template 'welcome_lead' is not in the templates of business account " \
+           f"{SHOP['waba']}" in problems[1]
+    assert "plugins.auto_replies.rules[0].answer.en: template 'opening_hours' is not in the templates of business " \
+           f"account {OUTLET['waba']}" in problems[0]
+    seed_template(app, "welcome_lead", "Hi {{1}}!", waba_id=SHOP["waba"])
+    seed_template(app, "opening_hours", "We open at 9.", waba_id=OUTLET["waba"])
+    assert app.config_problems() == []
+    with app.db.begin() as conn:  # a template of no particular account serves every number
+        conn.exec_driver_sql("DELETE FROM templates WHERE name = 'opening_hours'")
+    seed_template(app, "opening_hours", "We open at 9.")
+    assert app.config_problems() == []

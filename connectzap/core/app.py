@@ -124,16 +124,18 @@ class Connectzap:
 
     def config_problems(self) -> list[str]:
         """What the configuration asks for that the database lacks: templates named in plugin and
-        connector sections but missing from the template cache. One line each; ``doctor``, ``serve`` and
-        ``worker`` refuse to go on while there are any."""
+        connector sections but missing from the template cache (with several business accounts:
+        from the templates of the account whose number sends them). One line each; ``doctor``,
+        ``serve`` and ``worker`` refuse to go on while there are any."""
         from . import templates
         with self.db.read() as conn:
-            cached = [(t.name, t.language) for t in templates.all_templates(conn)]
+            cached = [(t.name, t.language, t.waba_id) for t in templates.all_templates(conn)]
         uses = [(f"plugins.{name}", use) for name, settings in sorted(self.plugin_settings.items())
                 for use in settings.templates_used()]
         uses += [(f"connectors.{name}", use) for name, connector in sorted(self.connectors.items())
                  for use in connector.settings.templates_used()]
-        return template_problems(uses, cached, config_path=self.settings.config_path)
+        return template_problems(uses, cached, config_path=self.settings.config_path,
+                                 accounts=self.business_accounts)
 
     def _build_connectors(self) -> dict[str, Connector]:
         built: dict[str, Connector] = {}

@@ -33,6 +33,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigurationError
 from .settings import Settings, describe_validation_error
+from .templates import ANY_ACCOUNT, BusinessAccounts
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class TemplateUse:
     key: str
     name: str
     languages: tuple[str, ...]
+    replies: bool = False
+    """Sent in answer to a customer's message, from the number they wrote to (so, with several
+    business accounts, every account must have it); False: from the default sending number."""
 
 
 class PluginSettings(BaseModel):
@@ -144,25 +148,57 @@ def check_together(validated: Mapping[str, PluginSettings], settings: Settings) 
             raise ConfigurationError(f"{where(settings.config_path)}: plugins.{name}: {problem}")
 
 
-def template_problems(uses: Iterable[tuple[str, TemplateUse]], cached: Iterable[tuple[str, str]],
-                      *, config_path: Path | None) -> list[str]:
-    """One line per template a section names that the template cache lacks (name, language).
+def template_problems(uses: Iterable[tuple[str, TemplateUse]], cached: Iterable[tuple[str, str, str | None]],
+                      *, config_path: Path | None, accounts: BusinessAccounts | None = None) -> list[str]:
+    """One line per template a section names that the template cache lacks.
 
-    ``uses`` pairs each :class:`TemplateUse` with its section (``plugins.NAME``, ``connectors.NAME``).
-    A use without languages (chosen per payload) needs the name in any language.
+    ``uses`` pairs each :class:`TemplateUse` with its section (``plugins.NAME``, ``connectors.NAME``);
+    ``cached`` holds each cached template's name, language and business account (WABA; empty or
+    None: of no particular account). A use without languages (chosen per payload) needs the name in
+    any language. With several ``accounts``, the account of the number that sends the template must
+    have it (or a version of no particular account): the default number's, or every account's for
+    a use that :attr:`~TemplateUse.replies`.
     """
-    have = set(cached)
-    names = {name for name, _ in have}
+    held: dict[tuple[str, str], set[str]] = {}
+    for name, language, waba_id in cached:
+        held.setdefault((name, language), set()).add(waba_id or ANY_ACCOUNT)
+    names = {name for name, _ in held}
     source = where(config_path)
     problems = []
     for section, use in uses:
-        missing = [lang for lang in use.languages if (use.name, lang) not in have]
-        if use.name in names and not missing:
-            continue
-        if use.name in names:
-            what = f"template {use.name!r} has no {', '.join(missing)} translation in the template cache"
-        else:
-            what = f"template {use.name!r} is not in the template cache{did_you_mean(use.name, names)}"
-        problems.append(f"{source}: {section}.{use.key}: {what} "
-                        "(create or approve it, then run: connectzap templates sync)")
+        what = _missing(use, held, names) or _missing_in_account(use, held, accounts)
+        if what:
+            problems.append(f"{source}: {section}.{use.key}: {what} "
+                            "(create or approve it, then run: connectzap templates sync)")
     return problems
+
+
+def _missing(use: TemplateUse, held: Mapping[tuple[str, str], set[str]], names: set[str]) -> str | None:
+    """What the cache lacks of ``use`` whatever the account."""
+    missing = [lang for lang in use.languages if (use.name, lang) not in held]
+    if use.name not in names:
+        return f"template {use.name!r} is not in the template cache{did_you_mean(use.name, names)}"
+    if missing:
+        return f"template {use.name!r} has no {', '.join(missing)} translation in the template cache"
+    return None
+
+
+def _missing_in_account(use: TemplateUse, held: Mapping[tuple[str, str], set[str]],
+                        accounts: BusinessAccounts | None) -> str | None:
+    """What the account of a number sending ``use`` lacks of it (the first such account)."""
+    if accounts is None:
+        return None
+    senders: list[str | None] = [*sorted(set(accounts.numbers.values()))] if use.replies else [accounts.default]
+    languages = use.languages or tuple(sorted({lang for name, lang in held if name == use.name}))
+    for account in senders:
+        if account is None:
+            continue
+        has = [lang for lang in languages if held[(use.name, lang)] & {account, ANY_ACCOUNT}]
+        whose = ("it answers from the number the customer wrote to, which may be one of this account's"
+                 if use.replies else "the account of the default number, which sends it")
+        if not has or (use.languages and len(has) < len(languages)):
+            lacking = [lang for lang in languages if lang not in has]
+            detail = (f"is not in the templates of business account {account}" if not has else
+                      f"has no {', '.join(lacking)} translation in the templates of business account {account}")
+            return f"template {use.name!r} {detail} ({whose})"
+    return None

@@ -136,7 +136,7 @@ class AutoRepliesSettings(LanguageChoice):
         for n, rule in enumerate(self.rules):
             for lang, content in rule.answer.items():
                 if isinstance(content, TemplateContent):
-                    yield TemplateUse(f"rules[{n}].answer.{lang}", content.name, (content.language,))
+                    yield TemplateUse(f"rules[{n}].answer.{lang}", content.name, (content.language,), replies=True)
 
     def match(self, message: InboundMessage) -> tuple[Rule, list[str], bool] | None:
         """The rule answering ``message``, the languages of the words that chose it, and whether
