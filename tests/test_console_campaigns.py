@@ -224,3 +224,26 @@ async def test_a_new_audience_with_a_bad_line_leaves_the_old_one_and_a_started_c
             await client.get(late.headers["location"])).text
         assert stored(app) == (1, 1)
     assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "campaign_audience"] == ["1 recipients"]
+
+
+async def test_an_audience_may_be_larger_than_other_requests_up_to_its_own_limit(make):
+    """``console.max_upload_bytes`` for the audience uploads; ``api.max_body_bytes`` for the rest."""
+    app = make(api={"keys": [KEY], "max_body_bytes": 4000}, console={"enabled": True, "max_upload_bytes": 40_000})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "spring_sale", "Hi {{1}}, {{2}} off today", category="MARKETING")
+    big = "phone,1,2\n" + "".join(f"+4915112{n:06d},Di,30%\n" for n in range(300))  # ~6,600 bytes
+    assert 4000 < len(big) < 40_000
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, big)
+        assert made.status_code == 303 and stored(app) == (1, 300)
+        campaign_id = made.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        page = (await client.get(f"/console/campaigns/{campaign_id}")).text
+        replaced = await client.post(f"/console/campaigns/{campaign_id}/audience", data={"csrf": csrf_of(page)},
+                                     files={"audience": ("new.csv", big.encode(), "text/csv")})
+        assert replaced.status_code == 303
+        huge = await create(client, big * 7)
+        assert huge.status_code == 413 and stored(app) == (1, 300)
+        other = await client.post(f"/console/campaigns/{campaign_id}/pause", data={"csrf": csrf_of(page),
+                                                                                   "pad": "x" * 5000})
+        assert other.status_code == 413

@@ -39,9 +39,14 @@ _CONTACT_KEY = re.compile(r"[0-9a-f]{32}")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+UPLOADS = re.compile(r"/console/campaigns(/[A-Za-z0-9_-]{1,64}/audience)?")
+"""The console's file uploads (a campaign's audience): allowed up to ``console.max_upload_bytes``."""
+
+
 def mount(app: FastAPI) -> None:
     """Add the console's routes to the HTTP service of ``app.state.engine``."""
     app.include_router(router)
+    app.state.larger_bodies.append((UPLOADS, app.state.engine.settings.console.max_upload_bytes))
 
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -129,6 +134,8 @@ def upload_action(do: Upload) -> Callable[..., Any]:
     async def handler(request: Request) -> Response:
         engine = _engine(request)
         session = await run_in_threadpool(sessions.current, request, engine)
+        if session is None:  # nothing of a stranger's upload is read
+            return _refusal(request, engine, None, {}) or Response(status_code=403)
         if not (request.headers.get("content-type") or "").startswith("multipart/form-data"):
             return await action(lambda *_: Response(status_code=415))(request)
         async with request.form(max_files=1, max_fields=50) as parsed:

@@ -149,6 +149,9 @@ class ConsoleSettings(Section):
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     """The address vendors reach this service at (``https://hooks.example.com``), for the webhook
     URLs the connectors page shows; default: the address the page was asked at."""
+    max_upload_bytes: int = Field(default=64 * 1_048_576, gt=0)
+    """The largest audience file the Campaigns page accepts (every other request keeps
+    ``api.max_body_bytes``); only a logged-in session's upload is read."""
 
 
 class Settings(BaseSettings):

@@ -85,7 +85,8 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
     app.state.journal_writer = writer
     app.state.admission_writer = admissions
     errors.install(app)
-    app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes)
+    app.state.larger_bodies = []  # (path pattern, bytes): routes an extension lets take bigger uploads
+    app.add_middleware(EdgeGuard, max_body_bytes=settings.max_body_bytes, larger=app.state.larger_bodies)
     app.include_router(rest.router)
     app.include_router(campaigns.router)
     app.include_router(rest.plugin_router())
