@@ -117,7 +117,8 @@ def test_two_connectors_each_read_their_own_resolve_events(tmp_path: Path) -> No
                       data={"limit": 2000, "reported": "TIER_2K"})
         contact = Event(kind=EventKind.RESOLVE, source="hubspot", dedupe_key="h",
                         data={"portal_id": "1", "object_id": "2", "purpose": "lead", "trigger": "creation"})
-        assert isinstance(limit.payload(), LimitNotice) and limit.payload().limit == 2000  # type: ignore[attr-defined]
+        notice = limit.payload().root  # type: ignore[attr-defined]
+        assert isinstance(notice, LimitNotice) and notice.limit == 2000
         assert isinstance(contact.payload(), ContactNotice)
     finally:
         app.close()

@@ -250,3 +250,27 @@ api_version = "v24.0"
         assert failed.exit_code != 0 and TOKEN not in failed.output
         kept = runner.invoke(cli, ["--config", str(config), "whatsapp", "limits", "--no-refresh", "--json"])
         assert json.loads(kept.output)["daily_unique_recipients"] == "2000"
+
+
+def test_a_volume_pricing_tier_update_is_listed_by_connectzap_events_and_logged_once(make: Any, caplog: Any) -> None:
+    """account_update VOLUME_BASED_PRICING_TIER_UPDATE (tests/payloads/whatsapp/account_update_pricing_tier.json):
+    one journaled event whose line `connectzap events list` shows, logged once by the worker, even
+    when Meta delivers it twice."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    app = make(connectors={"whatsapp": whatsapp()})
+    body = (Path(__file__).parent / "payloads" / "whatsapp" / "account_update_pricing_tier.json").read_bytes()
+    for _ in range(2):
+        request = webhook_request("/webhooks/whatsapp", body, headers=meta_headers(body, SECRET))
+        answer = deliver(app, "whatsapp", request)
+        assert answer.status == 200, answer.body
+    line = ("WhatsApp volume pricing tier update for account 419561257915477: UTILITY messages in INDIA are "
+            "priced at tier 25000001:50000000 from 2025-11")
+    [waiting] = app.events(kind="resolve")
+    assert (waiting.status, waiting.subject) == ("pending", line), waiting
+    run(app)
+    [listed] = app.events(kind="resolve")  # done: the payload is erased, the outcome keeps the line
+    assert (listed.status, listed.outcome) == ("done", f"connector:whatsapp: pricing_tier_update: {line}"), listed
+    assert [r.getMessage() for r in caplog.records if "pricing tier" in r.getMessage()] == [line]
+    assert admitted(app, 300) == STARTING_LIMIT  # not a messaging limit: the budget is untouched

@@ -9,7 +9,6 @@ built from the documented shapes.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -329,12 +328,16 @@ def test_failed_132015_says_the_paused_template_dropped_it():
     assert "paused" in status.errors[0].details and status.outcome is None
 
 
-def test_volume_pricing_tier_update_is_reported_in_the_log(caplog):
-    caplog.set_level(logging.WARNING, logger="connectzap.whatsapp.webhooks")
-    assert parsed("account_update_pricing_tier") == []  # acknowledged; nothing for the engine to do
-    [record] = caplog.records
-    assert record.getMessage() == ("WhatsApp volume pricing tier update for account 419561257915477: UTILITY "
-                                   "messages in INDIA are priced at tier 25000001:50000000 from 2025-11")
+def test_volume_pricing_tier_update_is_journaled_as_an_account_notice():
+    [event] = parsed("account_update_pricing_tier")
+    assert (event.kind, event.source) == (EventKind.RESOLVE, "whatsapp")
+    notice = event.data
+    assert (notice["notice"], notice["waba_id"], notice["tier"]) == ("pricing_tier", "419561257915477",
+                                                                      "25000001:50000000")
+    assert parse_body(body_of("account_update_pricing_tier"))[0].dedupe_key == event.dedupe_key  # a retry: same key
+    other = json.loads(body_of("account_update_pricing_tier"))
+    other["entry"][0]["changes"][0]["value"] = {"event": "PARTNER_ADDED"}
+    assert parse_body(json.dumps(other).encode()) == []  # other account updates: acknowledged, nothing journaled
 
 
 def test_calls_become_call_activity_without_session_data():

@@ -234,7 +234,9 @@ def _subject(payload: str | None) -> str | None:
         return f"send {getattr(data.content, 'name', None) or data.content.type}{_to(data.to.phone)}"
     if kind == EventKind.CANCEL:
         return f"cancel messages keyed {data.cancel_key}"
-    return None
+    # A connector's own payload model (its ``resolve`` notices) may say what the event is about.
+    said = getattr(data, "subject", None)
+    return said() if callable(said) else None
 
 
 def _to(phone: str | None) -> str:

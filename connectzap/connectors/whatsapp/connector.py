@@ -44,7 +44,7 @@ class WhatsAppConnector(Connector):
     routes: ClassVar[tuple[str, ...]] = ("/webhooks/whatsapp",)
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
     enabled_by_default: ClassVar[bool] = True
-    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.LimitNotice}
+    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.AccountNotice}
 
     settings: WhatsAppSettings
     _coexistence_seen: set[str]
@@ -115,17 +115,19 @@ class WhatsAppConnector(Connector):
 
     def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
         if kind == EventKind.RESOLVE.value:
-            return {f"connector:{self.name}": self._apply_limit}
+            return {f"connector:{self.name}": self._apply_notice}
         return super().delivery_targets(kind)
 
-    def _limit_notice(self, ctx: EventContext) -> tuple[webhooks.LimitNotice, WhatsAppSettings] | None:
-        """The journaled notice of ``ctx``'s event when it is this connector's, with the settings
-        of the configured account it is about (None: no configured account's)."""
+    def _account_notice(self, ctx: EventContext) -> webhooks.LimitNotice | webhooks.PricingTierNotice | None:
+        """The journaled notice of ``ctx``'s event when it is this connector's."""
         if ctx.source != self.name:
             return None  # another connector's thin event
         with self.app.db.read() as conn:
             payload: str = conn.execute(select(events.c.payload).where(events.c.id == ctx.event_id)).scalar_one()
-        notice = webhooks.LimitNotice.model_validate(Event.model_validate_json(payload).data)
+        return webhooks.AccountNotice.model_validate(Event.model_validate_json(payload).data).root
+
+    def _limit_notice(self, notice: webhooks.LimitNotice) -> tuple[webhooks.LimitNotice, WhatsAppSettings] | None:
+        """``notice`` with the settings of the configured account it is about (None: no configured account's)."""
         if self.settings.accounts and notice.waba_id is None:
             return None  # with several accounts, a notice that names none could be anyone's
         for view in self.settings.account_settings():
@@ -133,8 +135,15 @@ class WhatsAppConnector(Connector):
                 return notice, view
         return None
 
-    async def _apply_limit(self, _payload: Any, ctx: EventContext) -> None:
-        found = await asyncio.to_thread(self._limit_notice, ctx)
+    async def _apply_notice(self, _payload: Any, ctx: EventContext) -> None:
+        notice = await asyncio.to_thread(self._account_notice, ctx)
+        if isinstance(notice, webhooks.PricingTierNotice):
+            # Where operators look: the event's outcome (`connectzap events`, kept after its payload
+            # is erased) and the log, once per journaled update.
+            ctx.note("pricing_tier_update", notice.subject())
+            webhooks.log.warning("%s", notice.subject())
+            return
+        found = self._limit_notice(notice) if notice is not None else None
         if found is None:
             return
         notice, view = found
@@ -180,7 +189,10 @@ class WhatsAppConnector(Connector):
             await client.aclose()
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
-        found = await asyncio.to_thread(self._limit_notice, ctx) if kind == EventKind.RESOLVE.value else None
+        notice = await asyncio.to_thread(self._account_notice, ctx) if kind == EventKind.RESOLVE.value else None
+        if isinstance(notice, webhooks.PricingTierNotice):
+            return [OutboundCall(None, None, note=f"would report: {notice.subject()}")]
+        found = self._limit_notice(notice) if notice is not None else None
         if found is not None:
             return [OutboundCall(None, None, note=f"would apply Meta's messaging limit {found[0].reported} "
                                                   "to the pacer (a simulation changes no limit)")]

@@ -15,9 +15,9 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from ...core import clock
 from ...core.bsuids import is_bsuid
@@ -553,7 +553,7 @@ class LimitNotice(BaseModel):
     """Meta's messaging limit for a WhatsApp Business Account, as a ``resolve`` event the connector
     applies to its pacer (no event hook sees it)."""
 
-    notice: str = "messaging_limit"
+    notice: Literal["messaging_limit"] = "messaging_limit"
     waba_id: str | None = None
     limit: int | None
     """Unique recipients of business-initiated messages per rolling 24 h; None = unlimited."""
@@ -653,22 +653,48 @@ def _calls(change: _Change) -> Iterator[Event]:
 PRICING_TIER_UPDATE = "VOLUME_BASED_PRICING_TIER_UPDATE"
 
 
-def pricing_tier_line(value: dict[str, Any], waba_id: str | None) -> str | None:
-    """One line for the operator about a volume pricing tier change, or None for other account updates."""
+class PricingTierNotice(BaseModel):
+    """A volume pricing tier change of a WhatsApp Business Account, as a ``resolve`` event: the
+    connector reports it in the operator log, and ``connectzap events`` lists it with its line."""
+
+    notice: Literal["pricing_tier"]
+    waba_id: str | None = None
+    pricing_category: str | None = None
+    region: str | None = None
+    tier: str | None = None
+    effective_month: str | None = None
+
+    def subject(self) -> str:
+        said = [value or "?" for value in (self.pricing_category, self.region, self.tier, self.effective_month)]
+        return (f"WhatsApp volume pricing tier update for account {self.waba_id or '?'}: {said[0]} "
+                f"messages in {said[1]} are priced at tier {said[2]} from {said[3]}")
+
+
+class AccountNotice(RootModel[LimitNotice | PricingTierNotice]):
+    """What the WhatsApp connector journals as ``resolve`` events: account-level news only it acts on."""
+
+    def subject(self) -> str | None:
+        return self.root.subject() if isinstance(self.root, PricingTierNotice) else None
+
+
+def pricing_tier_notice(value: dict[str, Any], waba_id: str | None) -> PricingTierNotice | None:
+    """The volume pricing tier change an ``account_update`` reports, or None for other account updates."""
     if _text(value.get("event")) != PRICING_TIER_UPDATE:
         return None
     info = _obj(value.get("volume_tier_info"))
-    said = {key: _text(info.get(key)) or "?" for key in ("pricing_category", "region", "tier", "effective_month")}
-    return (f"WhatsApp volume pricing tier update for account {waba_id or '?'}: {said['pricing_category']} "
-            f"messages in {said['region']} are priced at tier {said['tier']} from {said['effective_month']}")
+    return PricingTierNotice(notice="pricing_tier", waba_id=waba_id, **{
+        key: _text(info.get(key)) for key in ("pricing_category", "region", "tier", "effective_month")})
 
 
 def _account_update(change: _Change) -> Iterator[Event]:
-    """Reported in the operator log (the edge acknowledges it); nothing for the engine to do."""
-    line = pricing_tier_line(change.value, change.entry_id)
-    if line:
-        log.warning("%s", line)
-    return iter(())
+    """A volume pricing tier change is journaled for the operator (``connectzap events``; the
+    connector logs it once); other account updates are acknowledged, nothing to do."""
+    notice = pricing_tier_notice(change.value, change.entry_id)
+    if notice is None:
+        return
+    yield Event(kind=EventKind.RESOLVE, source=SOURCE, data=notice.model_dump(),
+                occurred_at=change.entry_time or change.now,
+                dedupe_key=f"{change.field}:{_digest(change.entry_id, change.entry_time, change.value)}")
 
 
 _HANDLERS: dict[str, Callable[[_Change], Iterator[Event]]] = {
