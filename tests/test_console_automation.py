@@ -4,6 +4,7 @@ only for the number typed again matching the row, with the form's CSRF token, au
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
@@ -18,9 +19,23 @@ HOURS = {"timezone": "Europe/Madrid", "monday": ["09:00-10:00"], "friday": ["22:
          "holidays": ["2026-12-25"]}
 
 
+BOT_SECRET = "whsec_" + base64.b64encode(b"console-automation-bot-secret").decode()
+LONG_ANSWER = "We open Monday 9 to 10 and Friday night. " * 12
+AUTOMATION = {
+    "auto_replies": {"rules": [{"name": "opening_hours", "keywords": ["horario", "hours"], "buttons": ["when"],
+                                "answer": {"en": {"type": "text", "body": LONG_ANSWER}}},
+                               {"name": "agent", "regex": ["^human"], "handoff": True}]},
+    "welcome": {"enabled": True, "texts": {"en": "Welcome to the shop!"}},
+    "away": {"enabled": True, "once_every_hours": 6},
+    "chatbot": {"url": "https://bot.example.com/hook?token=tok-in-the-query", "secret": BOT_SECRET},
+    "optin": {"business_name": "Tienda Ana", "links": [{"keyword": "ALTA", "category": "marketing"}]},
+}
+
+
 @pytest.fixture
 def shop(make):
-    app = make(api={"keys": [KEY]}, plugins=PLUGINS, console={"enabled": True}, business_hours=HOURS)
+    app = make(api={"keys": [KEY]}, plugins={**PLUGINS, **AUTOMATION}, console={"enabled": True},
+               business_hours=HOURS)
     tell_story(app, pause=False)
     app.hand_to_human(ANA, "refund question", 90, by="test")
     app.hand_to_human(BOB, "complaint", by="test")
@@ -70,3 +85,19 @@ async def test_release_needs_csrf_and_the_rows_number_and_does_what_the_cli_does
     assert shop.conversation(ANA).handled_by == "bot" and shop.conversation(BOB).handled_by == "human"
     [audited] = [a for a in shop.operators.audit_log() if a["action"] == "conversation_release"]
     assert (audited["actor"], audited["target"]) == ("user:shopowner", "+34*******78")
+
+
+async def test_what_answers_automatically_is_summarised_without_secrets(shop):
+    async with console(shop) as client:
+        await log_in(client)
+        text = (await client.get("/console/automation")).text
+    section = text.split('<h2 id="plugins">')[1].split("</section>")[0]
+    rule = section.split("<dt>rule opening_hours</dt><dd>")[1].split("</dd>")[0]
+    assert rule.startswith("matches the tap opening_hours, when or words horario, hours; answers We open Monday")
+    assert rule.endswith("…") and len(rule) == 160 and LONG_ANSWER not in section  # shortened
+    assert "<dt>rule agent</dt><dd>matches the tap agent or patterns ^human; answers nothing; then a person" in section
+    assert "<dt>welcome</dt><dd>on: once</dd>" in section and "Welcome to the shop!" in section
+    assert "at most once every 6 hours" in section
+    assert "forwards to https://bot.example.com/hook, signed (secret set)" in section
+    assert "<dt>link ALTA</dt><dd>marketing</dd>" in section and "Tienda Ana" in section
+    assert BOT_SECRET not in text and "tok-in-the-query" not in text and KEY not in text

@@ -1,4 +1,5 @@
-"""The console's automation page: business hours (open now, next opening) and the conversations
+"""The console's automation page: what each automation plugin is set to do (its section's
+``console_summary``), business hours (open now, next opening) and the conversations
 people handle now, each released here with the function ``connectzap conversations release`` runs
 (:meth:`~connectzap.core.app.Connectzap.release`), checked for CSRF and audited."""
 
@@ -39,6 +40,27 @@ def _subject(engine: Connectzap, handled: HandledConversation) -> str | None:
         return None
 
 
+SHOWN_CHARACTERS = 160
+
+
+def shortened(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 1] + "…"
+
+
+def plugin_summaries(engine: Connectzap) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each configured plugin section's :meth:`~connectzap.core.plugin_settings.PluginSettings.console_summary`,
+    long values shortened; sections with nothing to show are left out."""
+    out = []
+    for name, section in sorted(engine.plugin_settings.items()):
+        try:
+            lines = section.console_summary()
+        except Exception as exc:  # noqa: BLE001 - one section's trouble must not hide the page
+            lines = [("summary", f"unavailable ({type(exc).__name__})")]
+        if lines:
+            out.append((name, [(label, shortened(value)) for label, value in lines]))
+    return out
+
+
 def automation(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
     hours = engine.business_hours
     now = datetime.now(UTC)
@@ -49,7 +71,7 @@ def automation(request: Request, engine: Connectzap, session: sessions.Session) 
                   schedule=[(day, getattr(hours.settings, day)) for day in DAYS],
                   open_now=hours.is_open(now), opening=opening,
                   opening_local=opening.astimezone(hours.zone) if opening else None,
-                  handled=rows, done=q.get("done"), error=q.get("error"))
+                  handled=rows, plugins=plugin_summaries(engine), done=q.get("done"), error=q.get("error"))
 
 
 def release(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:

@@ -71,6 +71,12 @@ class PluginSettings(BaseModel):
         ``[business_hours]``), in one line, or None. Checked when the engine starts. Default: nothing."""
         return None
 
+    def console_summary(self) -> list[tuple[str, str]]:
+        """What the console's automation page shows about this section, as ``(label, value)`` pairs:
+        whether it is on, what it matches, what it answers. Never a secret (say whether one is set)
+        nor a customer's number; the page shortens long values. Default: nothing (not shown)."""
+        return []
+
 
 @lru_cache(maxsize=1)
 def _jinja() -> SandboxedEnvironment:

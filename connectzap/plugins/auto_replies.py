@@ -91,6 +91,25 @@ class Rule(BaseModel):
         """Language ("" for none) -> the keywords, normalised (the validator made it a table)."""
         return self.keywords if isinstance(self.keywords, dict) else {"": self.keywords}
 
+    def matches(self) -> str:
+        """What this rule answers, in words (the console's automation page)."""
+        words = [w for words in self.keyword_table().values() for w in words]
+        parts = [f"the tap {', '.join([self.name, *self.buttons])}"]
+        parts += [f"words {', '.join(words)}"] if words else []
+        parts += [f"patterns {', '.join(self.regex)}"] if self.regex else []
+        parts += [f"{', '.join(self.types)} messages"] if self.types else []
+        return " or ".join(parts)
+
+    def answer_preview(self, language: str) -> str:
+        """The answer in ``language`` (else the first), as its text or its kind."""
+        content = self.answer.get(language) or next(iter(self.answer.values()), None)
+        if content is None:
+            return "nothing"
+        if isinstance(content, TemplateContent):
+            return f"the template {content.name}"
+        shown = content.model_dump()
+        return str(shown.get("body") or shown.get("text") or f"a {shown.get('type', 'message')} message")
+
     def targets(self) -> Iterator[str]:
         """The reply ids its answers offer (buttons, list rows): each must name a rule."""
         for content in self.answer.values():
@@ -128,6 +147,11 @@ class AutoRepliesSettings(LanguageChoice):
                 raise ValueError(f"rule {rule.name!r} has no answer in default_language "
                                  f"{self.default_language!r}")
         return self
+
+    def console_summary(self) -> list[tuple[str, str]]:
+        return [(f"rule {rule.name}", f"matches {rule.matches()}; answers {rule.answer_preview(self.default_language)}"
+                                      f"{'; then a person takes over' if rule.handoff else ''}")
+                for rule in self.rules]
 
     def longest_cooldown(self) -> float:
         return max([self.cooldown_minutes, *(r.cooldown_minutes or 0 for r in self.rules)])

@@ -98,6 +98,10 @@ class AwaySettings(TextsByLanguage):
 
     enabled: bool = False
     once_every_hours: float = Field(default=12, gt=0)
+
+    def console_summary(self) -> list[tuple[str, str]]:
+        state = f"on: outside business hours, at most once every {self.once_every_hours:g} hours"
+        return [("away", state if self.enabled else "off"), *self.texts_summary()]
     """At most one away message per customer within this many hours."""
 
     def wants(self, kind: str) -> bool:

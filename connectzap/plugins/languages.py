@@ -104,6 +104,10 @@ class TextsByLanguage(LanguageChoice):
 
     texts: dict[str, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=dict)
 
+    def texts_summary(self) -> list[tuple[str, str]]:
+        """Each answer text by language (the configured ones, else the built-in), for the console."""
+        return [(f"text ({language})", text) for language, text in sorted((self.texts or self.BUILT_IN).items())]
+
     @field_validator("texts")
     @classmethod
     def _text_languages(cls, texts: dict[str, str]) -> dict[str, str]:

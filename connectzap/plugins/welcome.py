@@ -58,6 +58,10 @@ class WelcomeSettings(TextsByLanguage):
 
     enabled: bool = False
     after_silence_days: float = Field(default=0, ge=0)
+
+    def console_summary(self) -> list[tuple[str, str]]:
+        again = f"again after {self.after_silence_days:g} days of silence" if self.after_silence_days else "once"
+        return [("welcome", f"on: {again}" if self.enabled else "off"), *self.texts_summary()]
     """Greet again a customer who wrote nothing for this many days; 0: only the very first message."""
 
     def wants(self, kind: str) -> bool:

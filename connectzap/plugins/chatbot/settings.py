@@ -55,3 +55,14 @@ class ChatbotSettings(PluginSettings):
                 raise ValueError("secret starts with whsec_ but the rest is not base64 (Standard Webhooks "
                                  "secrets are whsec_ and base64)") from None
         return self
+
+    def console_summary(self) -> list[tuple[str, str]]:
+        if self.url is None:
+            return [("chatbot", "off (no url)")]
+        # the address without its query or user part: either may carry a token
+        port = f":{self.url.port}" if self.url.port not in (None, 80, 443) else ""
+        where = f"{self.url.scheme}://{self.url.host}{port}{self.url.path or ''}"
+        failure = "; on failure a person takes over" if self.hand_to_human_on_failure else ""
+        return [("chatbot", f"on: forwards to {where}, signed (secret set), {self.timeout_seconds:g} s to answer"
+                            f"{failure}"),
+                ("fallback text", self.fallback_text or "(none)")]

@@ -135,6 +135,12 @@ class OptinSettings(PluginSettings):
             raise ValueError("links need business_name: WhatsApp's policy wants an opt-in to name the business")
         return self
 
+    def console_summary(self) -> list[tuple[str, str]]:
+        mode = "double opt-in (a Yes button records it)" if self.double_opt_in else "the keyword records it"
+        return [("opt-in", f"{mode}; links in {self.language} by default; business: {self.business_name or '(unset)'}"),
+                *((f"link {link.keyword}", f"{link.category.value}{f' ({link.language})' if link.language else ''}")
+                  for link in self.links)]
+
     def wording(self, language: str, which: str) -> str:
         """The ``which`` text (text, confirmed, ask, button) of ``language``: configured, else built in."""
         configured = self.replies.get(language)
