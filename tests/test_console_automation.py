@@ -8,10 +8,11 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
-from console_support import ANA, PLUGINS, csrf_of, log_in, tell_story
+from console_support import ANA, PASSWORD, PLUGINS, USER, csrf_of, log_in, tell_story
 from server_support import KEY
 from test_console_routes import console, digits
 
+from connectzap.console.passwords import hash_password
 from connectzap.console.rendering import when
 
 BOB = "+34699000111"
@@ -101,3 +102,12 @@ async def test_what_answers_automatically_is_summarised_without_secrets(shop):
     assert "forwards to https://bot.example.com/hook, signed (secret set)" in section
     assert "<dt>link ALTA</dt><dd>marketing</dd>" in section and "Tienda Ana" in section
     assert BOT_SECRET not in text and "tok-in-the-query" not in text and KEY not in text
+
+
+async def test_a_plugin_left_off_says_so_without_its_texts(make):
+    app = make(console={"enabled": True}, plugins={"welcome": {"enabled": False, "texts": {"en": "Hello there!"}}})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    async with console(app) as client:
+        await log_in(client)
+        text = (await client.get("/console/automation")).text
+    assert "<dt>welcome</dt><dd>off</dd>" in text and "Hello there!" not in text

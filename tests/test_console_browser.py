@@ -194,6 +194,14 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
                  "the campaign started in the database", proc=served.process)
         assert "+34*******78" in page.content() and ANA.lstrip("+") not in page.content()
         shot(page, "campaign")
+
+        # the connectors and the automation: read-only here (their actions: test_console_connectors/automation)
+        page.get_by_role("link", name="Connectors").click()
+        page.wait_for_selector("section.connector [data-state]")
+        shot(page, "connectors")
+        page.get_by_role("link", name="Automation").click()
+        page.wait_for_selector("#open-now")
+        shot(page, "automation")
     finally:
         check.close()
         assert served.stop() == 0, "".join(served.output)

@@ -101,7 +101,7 @@ class AwaySettings(TextsByLanguage):
 
     def console_summary(self) -> list[tuple[str, str]]:
         state = f"on: outside business hours, at most once every {self.once_every_hours:g} hours"
-        return [("away", state if self.enabled else "off"), *self.texts_summary()]
+        return [("away", state), *self.texts_summary()] if self.enabled else [("away", "off")]
     """At most one away message per customer within this many hours."""
 
     def wants(self, kind: str) -> bool:

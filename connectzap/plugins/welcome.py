@@ -61,7 +61,7 @@ class WelcomeSettings(TextsByLanguage):
 
     def console_summary(self) -> list[tuple[str, str]]:
         again = f"again after {self.after_silence_days:g} days of silence" if self.after_silence_days else "once"
-        return [("welcome", f"on: {again}" if self.enabled else "off"), *self.texts_summary()]
+        return [("welcome", f"on: {again}"), *self.texts_summary()] if self.enabled else [("welcome", "off")]
     """Greet again a customer who wrote nothing for this many days; 0: only the very first message."""
 
     def wants(self, kind: str) -> bool:
