@@ -5,6 +5,7 @@ only for the number typed again matching the row, with the form's CSRF token, au
 from __future__ import annotations
 
 import base64
+import html
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,7 @@ from server_support import KEY
 from test_console_routes import console, digits
 
 from connectzap.console.passwords import hash_password
+from connectzap.core.models import Category
 from connectzap.console.rendering import when
 
 BOB = "+34699000111"
@@ -29,7 +31,8 @@ AUTOMATION = {
     "welcome": {"enabled": True, "texts": {"en": "Welcome to the shop!"}},
     "away": {"enabled": True, "once_every_hours": 6},
     "chatbot": {"url": "https://bot.example.com/hook?token=tok-in-the-query", "secret": BOT_SECRET},
-    "optin": {"business_name": "Tienda Ana", "links": [{"keyword": "ALTA", "category": "marketing"}]},
+    "optin": {"business_name": "Tienda Ana", "number": "+34600000000",
+              "links": [{"keyword": "ALTA", "category": "marketing"}]},
 }
 
 
@@ -111,3 +114,26 @@ async def test_a_plugin_left_off_says_so_without_its_texts(make):
         await log_in(client)
         text = (await client.get("/console/automation")).text
     assert "<dt>welcome</dt><dd>off</dd>" in text and "Hello there!" not in text
+
+
+async def test_the_optin_link_is_the_clis_and_needs_csrf(shop):
+    from connectzap.plugins.optin import links
+    async with console(shop) as client:
+        await log_in(client)
+        page = await client.get("/console/automation")
+        form = {"category": "utility", "keyword": "VERANO"}
+        forged = await client.post("/console/automation/optin-link", data={**form, "csrf": "0" * 64})
+        assert forged.status_code == 403 and "verano" not in (shop.plugin_state("optin").get(links.STATE_KEY) or {})
+        empty = await client.post("/console/automation/optin-link",
+                                  data={"category": "utility", "keyword": " ", "csrf": csrf_of(page.text)})
+        assert empty.status_code == 422 and 'id="optin-error"' in empty.text
+        made = await client.post("/console/automation/optin-link", data={**form, "csrf": csrf_of(page.text)})
+    assert made.status_code == 200 and "verano" in shop.plugin_state("optin").get(links.STATE_KEY)
+    # what connectzap optin link / GET /v1/optin/qr answer now: the same link, found again
+    link, url = await links.publish(shop, keyword="VERANO", category=Category.UTILITY)
+    assert url.startswith("https://wa.me/34600000000?text=") and link.category is Category.UTILITY
+    assert f'<code class="urls" id="optin-url">{html.escape(url)}</code>' in made.text
+    qr = made.text.split('id="optin-qr" src="data:image/svg+xml;base64,')[1].split('"')[0]
+    assert base64.b64decode(qr) == links.qr_svg(url)
+    [audited] = [a for a in shop.operators.audit_log() if a["action"] == "optin_link"]
+    assert (audited["target"], audited["detail"]) == ("VERANO", "utility")

@@ -5,7 +5,12 @@ people handle now, each released here with the function ``connectzap conversatio
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio.from_thread
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -16,6 +21,7 @@ from ..core.app import Connectzap
 from ..core.business_hours import DAYS
 from ..core.conversations import HandledConversation
 from ..core.errors import ConnectzapError, NotFoundError
+from ..core.models import Category
 from ..core.phones import mask, to_e164
 from . import sessions
 from .pages import _CONTACT_KEY, _address, _see, action, page, router
@@ -61,7 +67,7 @@ def plugin_summaries(engine: Connectzap) -> list[tuple[str, list[tuple[str, str]
     return out
 
 
-def automation(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+def automation(request: Request, engine: Connectzap, session: sessions.Session, **extra: Any) -> Response:
     hours = engine.business_hours
     now = datetime.now(UTC)
     opening = hours.next_opening(now) if hours.configured else None
@@ -71,7 +77,26 @@ def automation(request: Request, engine: Connectzap, session: sessions.Session) 
                   schedule=[(day, getattr(hours.settings, day)) for day in DAYS],
                   open_now=hours.is_open(now), opening=opening,
                   opening_local=opening.astimezone(hours.zone) if opening else None,
-                  handled=rows, plugins=plugin_summaries(engine), done=q.get("done"), error=q.get("error"))
+                  handled=rows, plugins=plugin_summaries(engine), done=q.get("done"), error=q.get("error"),
+                  categories=[c.value for c in Category], optin="optin" in engine.plugin_settings, **extra)
+
+
+def optin_link(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap optin link`` / ``GET /v1/optin/qr``: the same function makes (or finds again) the
+    link and remembers its keyword; the page shows the ``wa.me`` address and its QR code (SVG)."""
+    from ..plugins.optin import links  # the bundled plugin's own code, only when it is loaded
+
+    keyword = form.get("keyword", "").strip()[:40]
+    try:
+        if form.get("category") not in {c.value for c in Category} or not keyword:
+            raise ConnectzapError("choose a category and type a keyword")
+        _, url = anyio.from_thread.run(partial(links.publish, engine, keyword=keyword,
+                                               category=Category(form["category"])))
+    except ConnectzapError as exc:
+        return automation(request, engine, session, optin_error=exc.message, status=422)
+    engine.operators.record(session.actor, "optin_link", keyword, form["category"], _address(request))
+    qr = "data:image/svg+xml;base64," + base64.b64encode(links.qr_svg(url)).decode("ascii")
+    return automation(request, engine, session, optin_url=url, optin_qr=qr, optin_keyword=keyword)
 
 
 def release(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
@@ -92,3 +117,4 @@ def release(request: Request, engine: Connectzap, session: sessions.Session, for
 
 router.add_api_route("/automation", page(automation), methods=["GET"])
 router.add_api_route("/automation/release", action(release), methods=["POST"])
+router.add_api_route("/automation/optin-link", action(optin_link), methods=["POST"])
