@@ -50,10 +50,12 @@ from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.plugins import pm
 from connectzap.core.sender import HOLD_RECHECK_SECONDS
+from connectzap.core.settings import AutomationSettings
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
 DAY = 24 * 3600
+STALE_AFTER_MINUTES = AutomationSettings().stale_after_minutes
 START = 1_750_000_000.0
 
 # Each contact in the forms a connector might deliver it: E.164, wa_id digits, national + country.
@@ -382,8 +384,10 @@ class GateMachine(RuleBasedStateMachine):
             self.model.consent(phone, "marketing", False, when)
         elif said == "start":
             self.model.consent(phone, "marketing", True, when)
-        # the keyword plugin confirms from the number written to, inside its window
-        if said in ("stop", "stop promotions", "start"):
+        # the keyword plugin confirms from the number written to, inside its window -- unless the
+        # message is already older than the automatic-answer staleness limit when it is dispatched
+        # (a webhook backlog must not produce stale answers); the consent change holds either way
+        if said in ("stop", "stop promotions", "start") and ago < STALE_AFTER_MINUTES * 60:
             self.request("opt_out_keywords", f"{wamid}:confirm", phone, "text", number)
         self.ingest(Event.of(EventKind.INBOUND_MESSAGE, message, source="whatsapp", dedupe_key=wamid))
 
