@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from . import consent, windows
 from .conversations import Conversation
@@ -13,6 +15,8 @@ from .errors import InvalidPhoneError
 from .messages import MessageContent, Outgoing
 from .models import Category, ConsentChange, Contact
 from .store import plugin_state
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -124,6 +128,12 @@ class EventContext:
         """This plugin's section as its declared :class:`~connectzap.PluginSettings` model,
         validated at start-up; ``None`` when the plugin declared no model (use ``config``)."""
         return self.app.plugin_settings.get(self.plugin.removeprefix("connector:"))
+
+    def settings_as(self, model: type[ModelT]) -> ModelT:
+        """This plugin's section as ``model``: the instance the engine validated at start-up, or,
+        for a context built by hand (a test calling a hook directly), ``config`` validated now."""
+        declared = self.plugin_settings
+        return declared if isinstance(declared, model) else model.model_validate(self.config)
 
     @property
     def business_hours(self) -> BusinessHours:

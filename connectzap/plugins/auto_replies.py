@@ -190,8 +190,7 @@ def register_plugin_settings(register: Callable[[str, type[PluginSettings]], Non
 
 
 def settings_of(ctx: EventContext) -> AutoRepliesSettings:
-    declared = ctx.plugin_settings
-    return declared if isinstance(declared, AutoRepliesSettings) else AutoRepliesSettings.model_validate(ctx.config)
+    return ctx.settings_as(AutoRepliesSettings)
 
 
 def _cooling(ctx: EventContext, config: AutoRepliesSettings, rule: Rule, contact_key: str, at: float,

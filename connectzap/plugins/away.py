@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 
 from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, Settings,
                         TextContent, hookimpl, jinja_names_known)
-from connectzap.plugins.languages import TextsByLanguage, settings_of
+from connectzap.plugins.languages import TextsByLanguage
 from connectzap.plugins.welcome import customer_of
 
 AWAY_TEXTS: dict[str, str] = {
@@ -132,7 +132,7 @@ def _compiled(text: str) -> Any:
 
 @hookimpl
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
-    config = settings_of(ctx, AwaySettings)
+    config = ctx.settings_as(AwaySettings)
     who = customer_of(message)
     hours = ctx.business_hours
     if not config.enabled or who is None or message.type in ("system", "reaction") or not hours.configured:

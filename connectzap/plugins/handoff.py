@@ -105,8 +105,7 @@ def register_plugin_settings(register: Callable[[str, type[PluginSettings]], Non
 
 
 def settings_of(ctx: EventContext) -> HandoffSettings:
-    declared = ctx.plugin_settings
-    return declared if isinstance(declared, HandoffSettings) else HandoffSettings.model_validate(ctx.config)
+    return ctx.settings_as(HandoffSettings)
 
 
 @hookimpl

@@ -10,14 +10,13 @@ words themselves are what there is.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, ClassVar, Self, TypeVar
+from typing import Annotated, ClassVar, Self
 
 import phonenumbers
 from pydantic import Field, field_validator, model_validator
 
-from connectzap import EventContext, PluginSettings, is_bsuid
+from connectzap import PluginSettings, is_bsuid
 
-SettingsT = TypeVar("SettingsT", bound=PluginSettings)
 
 # The language a country's customers read, for the countries whose language has built-in texts.
 COUNTRY_LANGUAGES: dict[str, str] = {
@@ -129,10 +128,3 @@ class TextsByLanguage(LanguageChoice):
         else ``default_language``."""
         language = choose_language((), who, self.languages(), self.default_language, self.countries)
         return language, self.texts.get(language) or self.BUILT_IN[language]
-
-
-def settings_of(ctx: EventContext, model: type[SettingsT]) -> SettingsT:
-    """The hook's section as ``model``: the one the engine validated at start, or (a context built
-    by hand in a test) validated now."""
-    declared = ctx.plugin_settings
-    return declared if isinstance(declared, model) else model.model_validate(ctx.config)

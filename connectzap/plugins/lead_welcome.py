@@ -51,8 +51,7 @@ def register_plugin_settings(register: Callable[[str, type[PluginSettings]], Non
 
 
 def settings_of(ctx: EventContext) -> WelcomeSettings:
-    settings = ctx.plugin_settings
-    return settings if isinstance(settings, WelcomeSettings) else WelcomeSettings.model_validate(ctx.config)
+    return ctx.settings_as(WelcomeSettings)
 
 _ENV = SandboxedEnvironment(autoescape=False)
 

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, TextContent,
                         hookimpl, is_bsuid)
-from connectzap.plugins.languages import TextsByLanguage, settings_of
+from connectzap.plugins.languages import TextsByLanguage
 
 GREETINGS: dict[str, str] = {
     "es": "¡Hola! Gracias por escribirnos. Te respondemos enseguida.",
@@ -81,7 +81,7 @@ def customer_of(message: InboundMessage) -> str | None:
 
 @hookimpl
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
-    config = settings_of(ctx, WelcomeSettings)
+    config = ctx.settings_as(WelcomeSettings)
     who = customer_of(message)
     if not config.enabled or who is None or message.type in _NOT_GREETED:
         return

@@ -37,8 +37,7 @@ def register_api_routes(router: APIRouter) -> None:
 
 
 def settings_of(ctx: EventContext) -> ChatbotSettings:
-    declared = ctx.plugin_settings
-    return declared if isinstance(declared, ChatbotSettings) else ChatbotSettings.model_validate(ctx.config)
+    return ctx.settings_as(ChatbotSettings)
 
 
 @hookimpl

@@ -47,8 +47,7 @@ def register_api_routes(router: APIRouter) -> None:
 
 
 def settings_of(ctx: EventContext) -> OptinSettings:
-    declared = ctx.plugin_settings
-    return declared if isinstance(declared, OptinSettings) else OptinSettings.model_validate(ctx.config)
+    return ctx.settings_as(OptinSettings)
 
 
 def claims(app: Any, text: str | None) -> bool:
