@@ -25,7 +25,8 @@ from .core.keywords import leading_keyword, normalise_keyword
 from .core.hookspecs import hookimpl
 from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam,
                             DateTimeParam, HeaderParam, ListContent, ListRow, ListSection, LocationContent,
-                            MediaContent, MediaRef, MessageContent, Outgoing, ProductContent, ProductListContent,
+                            MediaContent, MediaRef, MessageContent, MessageContentItem, Outgoing, ProductContent,
+                            ProductListContent,
                             ProductSection, ReactionContent, ReplyButton, RequestContactInfoContent, TemplateContent,
                             TextContent, TextParam)
 from .core.models import (AdReferral, CallActivity, CampaignFinished, CancelRequest, Category, ConsentChange,
@@ -51,7 +52,8 @@ __all__ = [
     "FatalDeliveryError", "FatalError", "Handoff", "HeaderParam", "InboundMessage", "InvalidPhoneError",
     "InvalidRecipientError",
     "JinjaText", "Lead", "ListContent", "ListRow", "ListSection", "LocationContent", "MediaContent", "MediaRef",
-    "MessageContent", "MessageStatus", "NotFoundError", "OperatorAction", "Order", "OrderItem", "OutboundCall",
+    "MessageContent", "MessageContentItem",
+    "MessageStatus", "NotFoundError", "OperatorAction", "Order", "OrderItem", "OutboundCall",
     "OutboundSend",
     "Outgoing", "PacedError", "PastMessage", "PayloadError", "PhoneRequiredError", "PluginSettings", "ProductContent",
     "ProductListContent", "ProductSection", "ReactionContent", "RefusedError", "ReplyButton",

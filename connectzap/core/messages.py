@@ -81,15 +81,19 @@ class TextParam(BaseModel):
     text: str
 
 
-def _any_of(schema: dict[str, Any]) -> None:
+def _flat_any_of(schema: dict[str, Any]) -> None:
     # The members' required ``type`` constants make them disjoint, so a plain ``anyOf`` says what
     # ``oneOf`` plus a discriminator said; its negation is simple enough for schema-driven fuzzers
     # (schemathesis could not build invalid arrays of the discriminated items: a run in five failed).
-    # In JSON a parameter may also be a plain string or number, the text parameter (``_as_param``):
-    # the document says so in the same flat ``anyOf``, or it would call ``"body": ["Ana"]`` invalid.
     if "oneOf" in schema:
         schema["anyOf"] = schema.pop("oneOf")
         schema.pop("discriminator", None)
+
+
+def _any_of(schema: dict[str, Any]) -> None:
+    # In JSON a parameter may also be a plain string or number, the text parameter (``_as_param``):
+    # the document says so in the same flat ``anyOf``, or it would call ``"body": ["Ana"]`` invalid.
+    _flat_any_of(schema)
     schema.setdefault("anyOf", []).extend([{"type": "string"}, {"type": "number"}])
 
 
@@ -321,6 +325,10 @@ MessageContent = Annotated[
     | RequestContactInfoContent,
     Field(discriminator="type"),
 ]
+
+MessageContentItem = Annotated[MessageContent, Field(json_schema_extra=_flat_any_of)]
+""":data:`MessageContent` as an item of a list in an API document: the same validation, described
+as a flat ``anyOf`` (see ``_flat_any_of``)."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectzap import (AutomaticAnswer, Connectzap, MessageContent, NotFoundError, Outgoing,
+from connectzap import (AutomaticAnswer, Connectzap, MessageContentItem, NotFoundError, Outgoing,
                         PayloadError)
 
 from .settings import NAME, ChatbotSettings, waiting_key
@@ -22,7 +22,7 @@ class LateAnswer(BaseModel):
 
     in_reply_to: Annotated[str, Field(min_length=1, max_length=255, description="The inbound message's wamid")]
     to: Annotated[str, Field(min_length=1, max_length=140, description="The customer (data.contact of the request)")]
-    messages: Annotated[list[MessageContent], Field(min_length=1, max_length=5)]
+    messages: Annotated[list[MessageContentItem], Field(min_length=1, max_length=5)]
 
 
 class LateAnswerResult(BaseModel):
