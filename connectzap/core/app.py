@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from . import consent as ledger
 from . import consent_files
-from . import conversations, gate, identities, minimize, outcomes, payloads, windows
+from . import conversations, gate, identities, minimize, outcomes, payloads, replies, windows
 from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
 from .channel import Channel, LegacyChannel, NoChannel
@@ -28,7 +28,7 @@ from .context import PluginState
 from .errors import ConfigurationError, ConflictError, NotFoundError
 from .hooks import collect_connectors, collect_plugin_settings, delivery_targets, plugin_names
 from .idempotency import scoped_key, unique_key
-from .messages import Outgoing
+from .messages import Outgoing, TemplateContent
 from .operators import Operators
 from .models import CORE_PAYLOADS, Category, ConsentChange, ConsentRecord, Contact, Event, EventKind, TemplateInfo
 from .phones import contact_key, set_default_region, to_e164
@@ -347,6 +347,44 @@ class Connectzap:
         """The conversations people handle now (no automatic answers to them), most recent first."""
         with self.db.read() as conn:
             return conversations.handled_by_people(conn, limit)
+
+    def window(self, contact: str, country: str | None = None) -> replies.WindowState:
+        """The 24-hour windows ``contact`` (a phone number or a BSUID) opened, and when each closes."""
+        key = self.contact_key(contact, country)
+        with self.db.read() as conn:
+            return replies.window_state(conn, key, now())
+
+    def reply(self, contact: str, text: str, *, country: str | None = None,
+              fallback: TemplateContent | None = None, fallback_params: list[str] | None = None,
+              business_number: str | None = None, idempotency_key: str | None = None,
+              by: str = "api") -> replies.AgentReply:
+        """A person's reply to ``contact``: ``text`` inside the 24-hour window, else ``fallback`` (by
+        default the ``[replies]`` template with ``fallback_params``); refused ``window_closed`` when
+        the window is closed and there is no template. Sent from ``business_number``, by default the
+        number the customer wrote to last. An admitted reply hands the conversation to people for
+        ``[replies] handoff_minutes`` in the same transaction; a repeated ``idempotency_key`` returns
+        the first reply's message and changes nothing."""
+        cfg = self.settings.replies
+        who = Contact.model_validate(identify(contact, country))
+        key = self.contact_key(contact, country)
+        template = fallback or replies.configured_fallback(cfg.fallback_template, cfg.fallback_language,
+                                                           fallback_params or [])
+        with self.db.begin() as conn:
+            state = replies.window_state(conn, key, now())
+            number = replies.reply_number(state, business_number)
+            message = replies.reply_message(who, text, template, number)
+            admission = self.admission(message, idempotency_key=idempotency_key, source=f"reply:{by}")
+            decision = gate.admit_many(self.db, conn, self.secret, [admission], strict_key=True,
+                                       accounts=self.business_accounts)[0]
+            handed = False
+            if decision.accepted and not decision.duplicate and cfg.handoff_minutes:
+                listened = not self.started or bool(delivery_targets(EventKind.HANDOFF.value,
+                                                                     self.connectors.values()))
+                handed = conversations.hand_over(self.db, conn, key, who, Handover(
+                    "human", "agent reply", cfg.handoff_minutes, by), listened=listened)
+            row = outbox.get(conn, decision.id) if decision.accepted else None
+        sent_as = row["content_type"] if row and row["content_type"] in ("text", "template") else None
+        return replies.AgentReply(decision, sent_as, state, handed)
 
     def _hand_over(self, contact: str, change: Handover) -> bool:
         if change.minutes is not None and change.minutes <= 0:

@@ -136,6 +136,15 @@ class AutomationSettings(Section):
     API, the sandbox). A failure there never holds the answer back."""
 
 
+class ReplySettings(Section):
+    fallback_template: str | None = Field(default=None, min_length=1, max_length=512)
+    """The approved template a person's reply goes as when the customer's 24-hour window is closed
+    (e.g. "You have a new message about order {{1}}"); none: such a reply is refused ``window_closed``."""
+    fallback_language: str = Field(default="en", min_length=2, max_length=15)
+    handoff_minutes: int = Field(default=60, ge=0, le=525_600)
+    """For how long a person's reply hands the conversation to people (no automatic answers); 0: not at all."""
+
+
 class ConsoleSettings(Section):
     enabled: bool = False
     """Serve the operator console at ``/console`` (off unless turned on)."""
@@ -171,6 +180,7 @@ class Settings(BaseSettings):
     """When the business answers (:mod:`connectzap.core.business_hours`); unset: always open."""
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    replies: ReplySettings = Field(default_factory=ReplySettings)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     config_path: Path | None = None

@@ -30,7 +30,7 @@ from .errors import ErrorBody, error_response
 from .guards import ApiRoute
 from .schemas import (BATCH_LIMIT, BatchResult, ConsentGrant, ConsentState, ConsentView, ConversationView,
                       EventDetail, EventPage, HandoffRequest, MessageBatch, MessagePage, MessageView, Queued,
-                      TemplateList)
+                      ReplyRequest, ReplyResult, TemplateList, WindowView)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
@@ -227,10 +227,14 @@ def _contact(text: str, country: str | None) -> dict[str, str]:
     return {"user_id": str(who["user_id"])} if who.get("user_id") else {"phone": to_e164(text, country)}
 
 
+def _masked(who: dict[str, str]) -> str:
+    return mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"])
+
+
 def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentState:
     who = _contact(phone, country)
     current = app.consent(phone, country)
-    return ConsentState(phone=mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"]),
+    return ConsentState(phone=_masked(who),
                         categories={c.value: ConsentView.of(r) for c, r in current.items()},
                         history=[ConsentView.of(r) for r in app.consent_history(phone, country)])
 
@@ -272,7 +276,7 @@ def delete_consent(
 def _conversation(app: Connectzap, contact: str, country: str | None, changed: bool = False) -> ConversationView:
     who = _contact(contact, country)
     now = app.conversation(who.get("phone") or who["user_id"])
-    return ConversationView(contact=mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"]),
+    return ConversationView(contact=_masked(who),
                             handled_by=now.handled_by, reason=now.reason, since=now.since, until=now.until,
                             changed=changed)
 
@@ -298,6 +302,39 @@ def release_conversation(app: Engine, contact: PhonePath, country: Country = Non
     who = _contact(contact, country)
     changed = app.release(who.get("phone") or who["user_id"], by="api")
     return _conversation(app, contact, country, changed)
+
+
+@router.post("/conversations/{contact}/reply", response_model=ReplyResult, tags=["conversations"],
+             summary="A person's reply: free-form inside the 24-hour window, the fallback template outside",
+             responses=_errors((409, "Idempotency-Key reused for a different reply"),
+                               (415, "Body is not application/json"),
+                               (422, "Invalid input, or refused by the gate: `error` is the reason "
+                                     "(`window_closed` when the window is closed and no template is set)")))
+def reply_to_conversation(app: Engine, contact: PhonePath, reply: ReplyRequest,
+                          idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                                        max_length=200)] = None) -> Any:
+    """Answer a customer without knowing their window: the text goes while the window they opened
+    is open, otherwise the `fallback` template (by default the `[replies]` template with
+    `fallback_params`). The reply hands the conversation to people for `[replies] handoff_minutes`
+    (no automatic answers meanwhile). With `Idempotency-Key`, repeating the request returns the same
+    message and changes nothing."""
+    who = _contact(contact, reply.country)
+    done = app.reply(who.get("phone") or who["user_id"], reply.text, fallback=reply.fallback,
+                     fallback_params=reply.fallback_params, business_number=reply.business_phone_number_id,
+                     idempotency_key=idempotency_key, by="api")
+    decision = done.decision  # a key reused for a different reply raised ConflictError (409)
+    if not decision.accepted or done.sent_as is None:
+        return error_response(422, decision.reason or "refused", decision.detail or decision.reason or "refused",
+                              id=decision.id)
+    return ReplyResult(id=decision.id, status=decision.status, sent_as=done.sent_as, duplicate=decision.duplicate,
+                       handed_off=done.handed_off, window=WindowView.of(_masked(who), done.window))
+
+
+@router.get("/contacts/{phone}/window", response_model=WindowView, tags=["conversations"],
+            summary="The customer's 24-hour windows and when they close", responses=_errors())
+def get_window(app: Engine, phone: PhonePath, country: Country = None) -> WindowView:
+    who = _contact(phone, country)
+    return WindowView.of(_masked(who), app.window(who.get("phone") or who["user_id"]))
 
 
 # --- templates --------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import PayloadError
 from ..gate import Decision
-from ..messages import Outgoing
+from ..messages import Outgoing, TemplateContent
+from ..replies import WindowState
 from ..models import Category, ConsentRecord, TemplateInfo
 from ..views import EventDetail, EventPage, EventSummary, MessageView
 
 __all__ = ["BATCH_LIMIT", "BatchItemResult", "BatchResult", "ConsentGrant", "ConsentState", "ConsentView",
            "EventDetail", "EventPage", "EventSummary", "Health", "MessageBatch", "MessagePage", "MessageView",
-           "PluginError", "Queued", "TemplateList"]
+           "PluginError", "Queued", "ReplyRequest", "ReplyResult", "TemplateList", "WindowView"]
 
 BATCH_LIMIT = 1000
 
@@ -194,3 +195,53 @@ class HandoffRequest(BaseModel):
     minutes: int | None = Field(default=None, gt=0, le=525_600,
                                 description="For how long; omit to keep it until released.")
     country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class NumberWindowView(BaseModel):
+    business_phone_number_id: str = Field(description="The business number the customer wrote to "
+                                                      "(empty: recorded before the number was known).")
+    last_inbound_at: datetime
+    closes_at: datetime
+    open: bool
+
+
+class WindowView(BaseModel):
+    """The customer's 24-hour service windows: free-form messages are allowed while one is open."""
+
+    contact: str = Field(description="The number (or BSUID), masked.")
+    open: bool
+    closes_at: datetime | None = Field(default=None, description="When the last open window closes; "
+                                                                 "null when none is open.")
+    numbers: list[NumberWindowView] = Field(description="One window per business number, newest first.")
+
+    @classmethod
+    def of(cls, contact: str, state: WindowState) -> WindowView:
+        return cls(contact=contact, open=state.open, closes_at=state.closes_at,
+                   numbers=[NumberWindowView(business_phone_number_id=n.business_phone_number_id,
+                                             last_inbound_at=n.last_inbound_at, closes_at=n.closes_at, open=n.open)
+                            for n in state.numbers])
+
+
+class ReplyRequest(BaseModel):
+    """A person's reply: free-form inside the 24-hour window, a template outside it."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4096)
+    fallback: TemplateContent | None = Field(default=None, description="The template to send when the "
+                                             "window is closed; default: the `[replies]` template.")
+    fallback_params: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=20, description="Body parameters of the `[replies]` template.")
+    business_phone_number_id: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "The number to answer from; default: the one the customer wrote to last."))
+    country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class ReplyResult(BaseModel):
+    """What became of the reply."""
+
+    id: str
+    status: str
+    sent_as: Literal["text", "template"] = Field(description="`text` inside the window, `template` outside.")
+    duplicate: bool = Field(False, description="True when this Idempotency-Key was seen before.")
+    handed_off: bool = Field(description="Whether this reply handed the conversation to people.")
+    window: WindowView
