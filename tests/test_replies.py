@@ -99,12 +99,12 @@ async def test_a_closed_window_without_a_template_is_refused_not_dropped_and_han
 async def test_a_repeated_reply_sends_once_and_a_different_one_under_the_same_key_is_a_conflict(make):
     app = _engine(make)
     _wrote(app, ANA, hours_ago=1)
-    headers = {**AUTH, "Idempotency-Key": "note-77"}
+    headers, where = {**AUTH, "Idempotency-Key": "note-77"}, f"/v1/conversations/{ANA}/reply"
     async with serving(app) as client:
-        first = (await client.post(f"/v1/conversations/{ANA}/reply", headers=headers, json={"text": "On its way"})).json()
+        first = (await client.post(where, headers=headers, json={"text": "On its way"})).json()
         app.release(ANA)
-        again = (await client.post(f"/v1/conversations/{ANA}/reply", headers=headers, json={"text": "On its way"})).json()
-        other = await client.post(f"/v1/conversations/{ANA}/reply", headers=headers, json={"text": "Different"})
+        again = (await client.post(where, headers=headers, json={"text": "On its way"})).json()
+        other = await client.post(where, headers=headers, json={"text": "Different"})
     assert (again["id"], again["duplicate"], again["handed_off"]) == (first["id"], True, False)
     assert app.conversation(ANA).handled_by == "bot"  # a replayed reply does not take the conversation again
     assert other.status_code == 409

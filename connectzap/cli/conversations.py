@@ -101,6 +101,7 @@ def conversations_reply(obj: Ctx, contact: str, text: str, params: tuple[str, ..
     d = done.decision
     if not d.accepted:
         raise RefusedError(d.reason or "refused", d.detail or d.reason or "refused")
-    row = {"id": d.id, "status": d.status, "sent_as": done.sent_as, "duplicate": d.duplicate, "handed_off": done.handed_off, "window": _window_row(contact, done.window)}
+    row = {"id": d.id, "status": d.status, "sent_as": done.sent_as, "duplicate": d.duplicate,
+           "handed_off": done.handed_off, "window": _window_row(contact, done.window)}
     emit(row, as_json, columns=[Column("id"), Column("status"), Column("sent as", "sent_as"),
                                 Column("handed off", "handed_off")])
