@@ -34,7 +34,7 @@ from .core.models import (AdReferral, CallActivity, CampaignFinished, CancelRequ
                           Handoff, InboundMessage, Lead, MessageStatus, Order, OrderItem, PastMessage, StatusValue,
                           TemplateInfo, TemplateUpdate)
 from .core.phones import to_e164
-from .core.plugin_settings import JinjaText, PluginSettings, TemplateUse, jinja_names_known
+from .core.plugin_settings import ConsentLink, JinjaText, PluginSettings, TemplateUse, jinja_names_known
 from .core.settings import Settings, load_settings
 from .core.connector import OperatorAction, OutboundCall
 from .core.version import __version__
@@ -47,7 +47,7 @@ __all__ = [
     "Connectzap", "ConsentChange", "ConsentRecord", "Contact", "ContactAction", "ContactChange", "ContactTime",
     "Conversation",
     "ConversationState",
-    "ContactsContent", "CtaUrlContent", "CurrencyParam",
+    "ConsentLink", "ContactsContent", "CtaUrlContent", "CurrencyParam",
     "DateTimeParam", "Decision", "DeliveryError", "DeliveryOutcome", "Event", "EventContext", "EventKind",
     "FatalDeliveryError", "FatalError", "Handoff", "HeaderParam", "InboundMessage", "InvalidPhoneError",
     "InvalidRecipientError",

@@ -13,7 +13,9 @@ from console_support import ANA, PASSWORD, PLUGINS, USER, csrf_of, log_in, tell_
 from server_support import KEY
 from test_console_routes import console, digits
 
+from connectzap import ConsentLink, PluginSettings, hookimpl
 from connectzap.console.passwords import hash_password
+from connectzap.core.plugins import pm
 from connectzap.core.models import Category
 from connectzap.console.rendering import when
 
@@ -137,3 +139,60 @@ async def test_the_optin_link_is_the_clis_and_needs_csrf(shop):
     assert base64.b64decode(qr) == links.qr_svg(url)
     [audited] = [a for a in shop.operators.audit_log() if a["action"] == "optin_link"]
     assert (audited["target"], audited["detail"]) == ("VERANO", "utility")
+
+
+class Leaflet(PluginSettings):
+    """A third-party section that makes consent links its own way, through the declared methods."""
+
+    prefix: str = "https://links.example.com/"
+
+    def makes_consent_links(self) -> bool:
+        return True
+
+    async def consent_link(self, app, *, keyword: str, category: Category) -> ConsentLink:
+        return ConsentLink(f"{self.prefix}{category.value}/{keyword}", b"<svg>leaflet</svg>")
+
+
+class LeafletPlugin:
+    @hookimpl
+    def register_plugin_settings(self, register) -> None:
+        register("leaflet", Leaflet)
+
+
+async def test_the_link_form_uses_any_plugins_declared_consent_link_and_is_hidden_without_one(make):
+    plain = make("plain", console={"enabled": True})
+    plain.operators.add_user(USER, hash_password(PASSWORD))
+    async with console(plain) as client:
+        await log_in(client)
+        page = await client.get("/console/automation")
+        refused = await client.post("/console/automation/optin-link",
+                                    data={"category": "marketing", "keyword": "X", "csrf": csrf_of(page.text)})
+    assert 'action="/console/automation/optin-link"' not in page.text  # no plugin makes links: no form
+    assert refused.status_code == 422 and "no loaded plugin makes opt-in links" in refused.text
+    assert not [a for a in plain.operators.audit_log() if a["action"] == "optin_link"]
+
+    pm.register(LeafletPlugin(), name="leaflet")
+    try:
+        app = make("leaflet", console={"enabled": True}, plugins={"leaflet": {}})
+    finally:
+        pm.unregister(name="leaflet")
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    async with console(app) as client:
+        await log_in(client)
+        page = await client.get("/console/automation")
+        made = await client.post("/console/automation/optin-link",
+                                 data={"category": "utility", "keyword": "PROMO", "csrf": csrf_of(page.text)})
+    assert 'id="optin-links"' in page.text and made.status_code == 200
+    assert '<code class="urls" id="optin-url">https://links.example.com/utility/PROMO</code>' in made.text
+    qr = made.text.split('id="optin-qr" src="data:image/svg+xml;base64,')[1].split('"')[0]
+    assert base64.b64decode(qr) == b"<svg>leaflet</svg>"
+    [audited] = [a for a in app.operators.audit_log() if a["action"] == "optin_link"]
+    assert (audited["target"], audited["detail"]) == ("PROMO", "utility")
+
+
+async def test_the_optin_plugins_consent_link_is_the_link_publish_makes(shop):
+    from connectzap.plugins.optin import links
+    made = await shop.plugin_settings["optin"].consent_link(shop, keyword="OTOÑO", category=Category.MARKETING)
+    _, url = await links.publish(shop, keyword="OTOÑO", category=Category.MARKETING)
+    assert made == ConsentLink(url, links.qr_svg(url)) and shop.plugin_settings["optin"].makes_consent_links()
+    assert not PluginSettings().makes_consent_links()

@@ -23,6 +23,7 @@ from ..core.conversations import HandledConversation
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.models import Category
 from ..core.phones import mask, to_e164
+from ..core.plugin_settings import PluginSettings
 from . import sessions
 from .pages import _CONTACT_KEY, _address, _see, action, page, router
 from .rendering import render
@@ -78,25 +79,32 @@ def automation(request: Request, engine: Connectzap, session: sessions.Session, 
                   open_now=hours.is_open(now), opening=opening,
                   opening_local=opening.astimezone(hours.zone) if opening else None,
                   handled=rows, plugins=plugin_summaries(engine), done=q.get("done"), error=q.get("error"),
-                  categories=[c.value for c in Category], optin="optin" in engine.plugin_settings, **extra)
+                  categories=[c.value for c in Category], optin=bool(link_makers(engine)), **extra)
+
+
+def link_makers(engine: Connectzap) -> list[PluginSettings]:
+    """The configured plugin sections that make consent links (``PluginSettings.makes_consent_links``)."""
+    return [section for _, section in sorted(engine.plugin_settings.items()) if section.makes_consent_links()]
 
 
 def optin_link(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
-    """``connectzap optin link`` / ``GET /v1/optin/qr``: the same function makes (or finds again) the
-    link and remembers its keyword; the page shows the ``wa.me`` address and its QR code (SVG)."""
-    from ..plugins.optin import links  # the bundled plugin's own code, only when it is loaded
-
+    """``connectzap optin link`` / ``GET /v1/optin/qr``: the plugin's declared
+    :meth:`~connectzap.PluginSettings.consent_link` makes (or finds again) the link and remembers its
+    keyword; the page shows the ``wa.me`` address and its QR code (SVG)."""
     keyword = form.get("keyword", "").strip()[:40]
+    makers = link_makers(engine)
     try:
+        if not makers:
+            raise ConnectzapError("no loaded plugin makes opt-in links")
         if form.get("category") not in {c.value for c in Category} or not keyword:
             raise ConnectzapError("choose a category and type a keyword")
-        _, url = anyio.from_thread.run(partial(links.publish, engine, keyword=keyword,
-                                               category=Category(form["category"])))
+        made = anyio.from_thread.run(partial(makers[0].consent_link, engine, keyword=keyword,
+                                             category=Category(form["category"])))
     except ConnectzapError as exc:
         return automation(request, engine, session, optin_error=exc.message, status=422)
     engine.operators.record(session.actor, "optin_link", keyword, form["category"], _address(request))
-    qr = "data:image/svg+xml;base64," + base64.b64encode(links.qr_svg(url)).decode("ascii")
-    return automation(request, engine, session, optin_url=url, optin_qr=qr, optin_keyword=keyword)
+    qr = "data:image/svg+xml;base64," + base64.b64encode(made.qr_svg).decode("ascii")
+    return automation(request, engine, session, optin_url=made.url, optin_qr=qr, optin_keyword=keyword)
 
 
 def release(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:

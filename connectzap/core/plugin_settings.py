@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
@@ -33,7 +33,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigurationError
 from .settings import Settings, describe_validation_error
+from .models import Category
 from .templates import ANY_ACCOUNT, BusinessAccounts
+
+if TYPE_CHECKING:
+    from .app import Connectzap
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,15 @@ class TemplateUse:
     replies: bool = False
     """Sent in answer to a customer's message, from the number they wrote to (so, with several
     business accounts, every account must have it); False: from the default sending number."""
+
+
+@dataclass(frozen=True)
+class ConsentLink:
+    """A link a customer follows to give consent (a ``wa.me`` address whose prefilled message records
+    it), and its QR code as SVG."""
+
+    url: str
+    qr_svg: bytes
 
 
 class PluginSettings(BaseModel):
@@ -76,6 +89,17 @@ class PluginSettings(BaseModel):
         whether it is on, what it matches, what it answers. Never a secret (say whether one is set)
         nor a customer's number; the page shortens long values. Default: nothing (not shown)."""
         return []
+
+    def makes_consent_links(self) -> bool:
+        """Whether :meth:`consent_link` makes links (the console's Automation page then offers its
+        form). Default: False."""
+        return False
+
+    async def consent_link(self, app: Connectzap, *, keyword: str, category: Category) -> ConsentLink:
+        """Make (or find again) the link whose message, sent by a customer, records consent for
+        ``category``; called on the server's event loop by the console. Raise a
+        :class:`~connectzap.ConnectzapError` saying why not. Default: no links (ConfigurationError)."""
+        raise ConfigurationError("this plugin makes no consent links")
 
 
 @lru_cache(maxsize=1)
