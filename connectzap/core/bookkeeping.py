@@ -278,4 +278,4 @@ def _report(status: MessageStatus) -> outbox.StatusReport:
     return outbox.StatusReport(status.wamid, status.status,
                                str(error.code) if error and error.code is not None else None,
                                (error.details or error.message or error.title) if error else None,
-                               status.outbox_id, status.reason, status.pricing)
+                               status.outbox_id, status.reason, status.pricing, status.timestamp.timestamp())

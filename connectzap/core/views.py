@@ -54,6 +54,14 @@ class MessageView(BaseModel):
     next_attempt_at: datetime | None = Field(None, description="When a queued message is tried next.")
     unknown_since: datetime | None = Field(
         None, description="When an unknown message became unknown: it may have been sent, no status came yet.")
+    sent_at: datetime | None = Field(None, description="When the channel first reported it sent.")
+    delivered_at: datetime | None = Field(None, description="When it was first reported delivered.")
+    read_at: datetime | None = Field(None, description="When it was first reported read (or played).")
+    failed_at: datetime | None = Field(None, description="When it was first reported failed.")
+    billable: bool | None = Field(None, description="Meta's per-message pricing: whether it is charged.")
+    pricing_category: str | None = Field(None, description="Meta's pricing category (marketing, utility, ...).")
+    pricing_type: str | None = Field(
+        None, description="Meta's pricing type: regular, free_customer_service, free_entry_point, ...")
     created_at: datetime
     updated_at: datetime
 
@@ -71,6 +79,10 @@ class MessageView(BaseModel):
                    not_before=utc(row["not_before"]),
                    next_attempt_at=utc(row["next_attempt_at"]) if row["status"] == "queued" else None,
                    unknown_since=utc(row.get("unknown_since")) if row["status"] == "unknown" else None,
+                   sent_at=utc(row.get("sent_at")), delivered_at=utc(row.get("delivered_at")),
+                   read_at=utc(row.get("read_at")), failed_at=utc(row.get("failed_at")),
+                   billable=row.get("billable"), pricing_category=row.get("pricing_category"),
+                   pricing_type=row.get("pricing_type"),
                    created_at=utc(row["created_at"]),
                    updated_at=utc(row["updated_at"]))
 

@@ -126,7 +126,7 @@ def follow(conn: Connection, campaign: Any, limit: int = 5000) -> int:
     changed += conn.execute(recipients.update().where(
         recipients.c.campaign_id == campaign.id, recipients.c.outcome.in_(("sent", "delivered", "read")),
         recipients.c.contact_key.in_(select(windows.c.contact_key).where(windows.c.last_inbound_at >= since)),
-        wrote.exists()).values(outcome="replied", updated_at=t, **_ERASED)).rowcount
+        wrote.exists()).values(outcome="replied", replied_at=_reply_time, updated_at=t, **_ERASED)).rowcount
     if int(since // 3600) != int(t // 3600):  # hourly: a sent message nobody reported on for a day is settled
         changed += conn.execute(recipients.update().where(
             recipients.c.campaign_id == campaign.id, recipients.c.outcome == "sent",
@@ -135,6 +135,11 @@ def follow(conn: Connection, campaign: Any, limit: int = 5000) -> int:
     if len(rows) < limit:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(followed_until=t))
     return changed
+
+
+_reply_time = (select(func.max(windows.c.last_inbound_at)).where(windows.c.contact_key == recipients.c.contact_key)
+               .scalar_subquery())
+"""When the customer last wrote: looked at every few seconds, it is (close to) their first reply."""
 
 
 def _followed(row: Any, t: float) -> dict[str, Any]:

@@ -341,6 +341,8 @@ class StatusReport:
     """On a ``failed`` status: why, as a short code the channel chose; it becomes the message's ``reason``."""
     pricing: dict[str, Any] | None = None
     """The status's ``pricing`` (per-message pricing): the latest one given is kept on the message."""
+    at: float | None = None
+    """When the channel says the status happened (the webhook's ``timestamp``); None: now."""
 
 
 def apply_status(conn: Connection, wamid: str, status: str, error_code: str | None = None,
@@ -421,7 +423,23 @@ def _status_change(row: dict[str, Any], report: StatusReport) -> dict[str, Any]:
     if current in (S.UNKNOWN, S.SENDING):
         values.update(claimed_by=None, claimed_until=None, recipient=None, content=None)
     values.update(pricing_values(report.pricing))
+    values.update(status_time(row, report))
     return values
+
+
+TIME_COLUMNS: dict[str, str] = {S.SENT.value: "sent_at", S.DELIVERED.value: "delivered_at", S.READ.value: "read_at",
+                                S.PLAYED.value: "read_at", S.FAILED.value: "failed_at"}
+"""The column keeping when a message first got each status the channel reports."""
+
+
+def status_time(row: dict[str, Any], report: StatusReport) -> dict[str, Any]:
+    """The time column ``report`` sets on ``row``: the earliest time reported for that status wins,
+    whatever order the webhooks arrive in (a status Meta retries keeps its first time)."""
+    column = TIME_COLUMNS.get(report.status)
+    if column is None:
+        return {}
+    at = report.at if report.at is not None else now()
+    return {column: at} if row.get(column) is None or at < row[column] else {}
 
 
 def _write_changes(conn: Connection, changes: dict[str, dict[str, Any]]) -> None:

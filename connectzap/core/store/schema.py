@@ -91,6 +91,11 @@ outbox = Table(
     Column("pricing_category", String(48), nullable=True),
     Column("pricing_type", String(48), nullable=True),
     Column("billable", Boolean, nullable=True),
+    # when Meta first reported each status (the status webhook's timestamp); kept after erasure
+    Column("sent_at", Float, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("read_at", Float, nullable=True),  # read, or played (voice)
+    Column("failed_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("erase_after", Float, nullable=True),
@@ -262,6 +267,7 @@ campaign_recipients = Table(
     Column("backoffs", Integer, nullable=False, default=0),  # times the per-user marketing limit deferred it
     Column("due_at", Float, nullable=False),  # not admitted before (quiet hours, a per-user limit's backoff)
     Column("admitted_at", Float, nullable=True),
+    Column("replied_at", Float, nullable=True),  # the customer's first message after the send
     Column("updated_at", Float, nullable=False),
     Index("ix_campaign_recipients_due", "campaign_id", "outcome", "due_at", "line"),
     Index("ix_campaign_recipients_message", "message_id"),
