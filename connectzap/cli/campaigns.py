@@ -70,7 +70,32 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
                + (f", {result.bad_count} bad line(s) skipped" if result.bad_count else ""))
 
 
+def _field_map(pairs: tuple[str, ...]) -> list[str] | dict[str, str] | None:
+    """``--param-from`` values: ``PARAM=FIELD`` (named parameters) or plain fields (positional)."""
+    return _params(pairs) if pairs else None
+
+
+def _open_source(app: Any, spec: str, field_map: tuple[str, ...], country: str | None) -> Any:
+    from ..core.campaigns.sources import parse_from
+    source, options = parse_from(spec)
+    return app.campaigns.open_source(source, options, _field_map(field_map), country)
+
+
+def _load_source(app: Any, campaign_id: str, opened: Any, spec: str) -> None:
+    result = app.campaigns.load_source(campaign_id, opened)
+    for bad in result.bad[:SHOWN_BAD_LINES]:
+        click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
+    skipped = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
+    click.echo(f"audience from {spec}: {result.added} recipients"
+               + (f", {result.duplicates} duplicate(s) of an earlier record skipped" if result.duplicates else "")
+               + (f", {result.bad_count} skipped ({skipped})" if result.bad_count else ""))
+
+
 AUDIENCE = click.File("r", encoding="utf-8-sig")
+FROM_HELP = ("Read the audience from a connector instead of a file: hubspot-list:LIST_ID, "
+             "woocommerce:days=30,min_total=50,status=completed (see docs/campaigns.md).")
+PARAM_FROM_HELP = ("With --from: a body parameter from each record's field (PARAM=FIELD for named parameters, "
+                   "or the fields in order); repeat it.")
 FORMAT = click.Choice(["csv", "jsonl"])
 
 
@@ -82,6 +107,8 @@ FORMAT = click.Choice(["csv", "jsonl"])
               help="A body parameter every recipient gets unless the audience gives it (NAME=VALUE, or plain "
                    "values in order); repeat it.")
 @click.option("--audience", type=AUDIENCE, help="CSV or JSON-lines file of recipients (- for stdin).")
+@click.option("--from", "from_source", metavar="SOURCE:SPEC", help=FROM_HELP)
+@click.option("--param-from", "param_from", multiple=True, help=PARAM_FROM_HELP)
 @click.option("--format", "fmt", type=FORMAT, help="The audience's format (default: by its file name; CSV).")
 @click.option("--country", help="Country for national numbers in the audience (a row's country column wins).")
 @click.option("--skip-invalid", is_flag=True, help="Load the good lines of an audience with bad ones.")
@@ -91,11 +118,17 @@ FORMAT = click.Choice(["csv", "jsonl"])
 @json_option
 @pass_ctx
 def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, params: tuple[str, ...],
-                     audience: Any, fmt: str | None, country: str | None, skip_invalid: bool, window: str | None,
+                     audience: Any, from_source: str | None, param_from: tuple[str, ...], fmt: str | None,
+                     country: str | None, skip_invalid: bool, window: str | None,
                      rate: float | None, phone_number_id: str | None, as_json: bool) -> None:
     """Create a draft campaign of an approved template, with its audience. Nothing is sent until
     `connectzap campaigns start`; `preview` shows who can be reached first."""
     app = obj.app()
+    if audience is not None and from_source:
+        raise click.UsageError("give the audience as --audience FILE or --from SOURCE:SPEC, not both")
+    # The source is opened (its first page read) before the campaign exists: a missing list
+    # or refused credentials leave nothing behind.
+    opened = _open_source(app, from_source, param_from, country) if from_source else None
     try:
         made = app.campaigns.create(name, {"name": template_name, "language": language, "body": _params(params)},
                                     window=window, rate_per_minute=rate, business_phone_number_id=phone_number_id)
@@ -103,6 +136,12 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
         raise click.BadParameter(str(exc), param_hint="--window") from None
     if audience is not None:
         _load(app, made.id, audience, fmt, country, skip_invalid)
+    if opened is not None and from_source:
+        try:
+            _load_source(app, made.id, opened, from_source)
+        except BaseException:
+            app.campaigns.discard(made.id)
+            raise
     view = app.campaigns.get(made.id)
     if as_json:
         emit_json(view.as_dict())
@@ -112,16 +151,25 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
 
 @campaigns.command("audience")
 @click.argument("campaign_id", metavar="CAMPAIGN")
-@click.argument("audience", type=AUDIENCE)
+@click.argument("audience", type=AUDIENCE, required=False)
+@click.option("--from", "from_source", metavar="SOURCE:SPEC", help=FROM_HELP)
+@click.option("--param-from", "param_from", multiple=True, help=PARAM_FROM_HELP)
 @click.option("--format", "fmt", type=FORMAT)
 @click.option("--country")
 @click.option("--skip-invalid", is_flag=True)
 @pass_ctx
-def campaigns_audience(obj: Ctx, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
-                       skip_invalid: bool) -> None:
-    """Replace a draft or scheduled campaign's audience with a CSV or JSON-lines file."""
+def campaigns_audience(obj: Ctx, campaign_id: str, audience: Any, from_source: str | None,
+                       param_from: tuple[str, ...], fmt: str | None, country: str | None, skip_invalid: bool) -> None:
+    """Replace a draft or scheduled campaign's audience with a CSV or JSON-lines file, or with the
+    records of a connector's source (--from)."""
     app = obj.app()
-    _load(app, app.campaigns.resolve(campaign_id), audience, fmt, country, skip_invalid)
+    if (audience is None) == (not from_source):
+        raise click.UsageError("give the audience as a FILE or as --from SOURCE:SPEC (one of them)")
+    campaign = app.campaigns.resolve(campaign_id)
+    if from_source:
+        _load_source(app, campaign, _open_source(app, from_source, param_from, country), from_source)
+    else:
+        _load(app, campaign, audience, fmt, country, skip_invalid)
 
 
 @campaigns.command("preview")

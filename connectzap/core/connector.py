@@ -11,7 +11,9 @@ Reply sync methods (``sync_inbound_message``, ``sync_message_status``,
 retried delivery -- exactly like plugin hooks.
 
 Declared extension points, all optional: :meth:`Connector.make_channel` (the connector sends
-messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`Connector.background`
+messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`Connector.audience`
+(campaign audiences read from the external system, for the sources in ``audience_sources``),
+:meth:`Connector.background`
 (periodic work beside the workers), :meth:`Connector.delivery_targets` (several receivers per
 event) and :meth:`Connector.operator_actions` (what an operator may run from the console). Durable
 state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)`` elsewhere;
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -128,6 +130,10 @@ class Connector:
     """Headers (any case) a signed delivery carries that this connector does not need: a request
     without one is still accepted. Declaring them is what lets the conformance suite tell an
     informational header from a signature check that is not enforced."""
+    audience_sources: ClassVar[tuple[str, ...]] = ()
+    """Campaign audience sources this connector reads (e.g. ``("hubspot_list",)``): a campaign
+    created ``--from hubspot-list:123`` (REST ``{"source": "hubspot_list", ...}``) is filled by
+    :meth:`audience` of the connector that names the source here."""
 
     def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
         self.settings = settings
@@ -184,6 +190,19 @@ class Connector:
     async def sync_past_message(self, message: PastMessage, ctx: EventContext) -> None:
         """Log a message of the chat history a coexistence number shared at onboarding (a past
         conversation entry, for a timeline)."""
+
+    # --- campaign audiences (optional) -------------------------------------------------
+
+    def audience(self, query: AudienceQuery) -> AsyncIterator[AudienceMember]:
+        """The members of the audience ``query`` describes (its ``source`` is one of
+        :attr:`audience_sources`), read page by page so that memory stays flat in the list's size.
+
+        Yield every record, also one without a phone number (``phone=None``: the campaign counts it
+        as skipped, with the reason). Raise :class:`~connectzap.core.errors.PayloadError` for options
+        it cannot use, :class:`~connectzap.core.errors.NotFoundError` when the list does not exist,
+        and the delivery errors of the tree (auth: fatal; 429/5xx: retriable) when the system fails:
+        the campaign then keeps nothing of the audience. Default: no source."""
+        raise NotImplementedError(f"{type(self).__name__} reads no campaign audience")
 
     # --- sending (optional) -----------------------------------------------------------
 
@@ -273,6 +292,32 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+@dataclass(frozen=True)
+class AudienceQuery:
+    """What a campaign asks a connector's :meth:`Connector.audience` for.
+
+    ``options`` are the source's own (``{"id": "123"}`` for a list; filters), as the user gave them:
+    text from the CLI, JSON values from the REST API -- the connector checks them. ``fields`` are
+    the record properties the template's parameters come from: each member carries their values.
+    """
+
+    source: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AudienceMember:
+    """One record of an external audience. ``ref`` is its id there (what a write-back after the
+    campaign addresses; never a phone number); ``phone`` as the record has it (the campaign
+    normalises it, with ``country`` for a national number); ``fields`` the asked-for values."""
+
+    ref: str
+    phone: str | None
+    country: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -528,6 +528,9 @@ class CampaignFinished(Model):
     ended_at: datetime
     recipients: int
     outcomes: dict[str, int] = Field(default_factory=dict)
+    audience_source: str | None = None
+    """The connector source the audience was read from (e.g. ``hubspot_list``), None for a file:
+    that connector's write-back finds each recipient's record in ``Campaigns.source_outcomes``."""
 
 
 class CancelRequest(Model):

@@ -210,6 +210,18 @@ class HubSpotClient:
         return self.sdk.crm.contacts.basic_api
 
     @cached_property
+    def contact_batch(self) -> Any:
+        return self.sdk.crm.contacts.batch_api
+
+    @cached_property
+    def lists(self) -> Any:
+        return self.sdk.crm.lists.lists_api
+
+    @cached_property
+    def list_memberships(self) -> Any:
+        return self.sdk.crm.lists.memberships_api
+
+    @cached_property
     def contact_search(self) -> Any:
         return self.sdk.crm.contacts.search_api
 

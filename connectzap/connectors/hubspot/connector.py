@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,10 +24,12 @@ from ...core.errors import SkippableError
 from ...core.models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, ConsentChange, ContactAction,
                              ContactChange, Event, EventKind, Handoff, InboundMessage, MessageStatus, PastMessage,
                              StatusValue)
-from ...core.connector import OutboundCall
+from ...core.connector import AudienceMember, AudienceQuery, OutboundCall
+from ...core.models import CampaignFinished
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
-from . import webhooks
+from . import audience, webhooks
+from .campaign_results import CampaignResults
 from .calls import CallLog
 from .client import HubSpotClient
 from .consent_sync import ConsentMirror
@@ -46,6 +48,7 @@ class HubSpotConnector(Connector):
     settings_model: ClassVar[type[ConnectorSettings]] = HubSpotSettings
     routes: ClassVar[tuple[str, ...]] = ("/webhooks/hubspot",)
     payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {EventKind.RESOLVE: webhooks.ContactNotice}
+    audience_sources: ClassVar[tuple[str, ...]] = (audience.SOURCE,)
     settings: HubSpotSettings
 
     def __init__(self, settings: ConnectorSettings, app: Connectzap) -> None:
@@ -56,6 +59,16 @@ class HubSpotConnector(Connector):
         self.call_log = CallLog(self.client, self.contacts, self.timeline._owner,
                                 self.settings.search_index_lag_seconds)
         self.consent_mirror = ConsentMirror(self.contacts, self.settings)
+        self.list_audience = audience.ListAudience(self.client, self.contacts, self.settings)
+        self.campaign_results = CampaignResults(self.client, self.contacts)
+
+    # --- campaigns: audiences from lists, outcomes back on the contacts ----------------------
+
+    def audience(self, query: AudienceQuery) -> AsyncIterator[AudienceMember]:
+        return self.list_audience.members(query)
+
+    async def sync_campaign_finished(self, campaign: CampaignFinished, ctx: EventContext) -> None:
+        await self.campaign_results.write(campaign, ctx)
 
     # --- ingress -------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class FakeHubSpot:
         self.script: deque[Scripted] = deque()
         self.properties: dict[str, dict[str, Any]] = {}
         """Contact property definitions created through the properties API, by name."""
+        self.lists: dict[str, list[str]] = {}
+        """Contact lists: list id -> member contact ids (:meth:`add_list`)."""
         self.undefined: set[str] = set()
         """Custom contact properties the portal lacks: a search filter or a write naming one is refused
         with 400 (as HubSpot refuses an unknown property) until it is created through the properties API."""
@@ -80,6 +82,10 @@ class FakeHubSpot:
             new_id = contact_id or str(next(self._ids))
             self.records["contacts"][new_id] = self._record(new_id, properties)
         return new_id
+
+    def add_list(self, list_id: str, members: list[str]) -> None:
+        with self._lock:
+            self.lists[list_id] = list(members)
 
     def index(self) -> None:
         self.unindexed.clear()
@@ -116,6 +122,12 @@ class FakeHubSpot:
                 del self.script[index]
                 return scripted.status, scripted.body, scripted.headers
         parts = [p for p in path.split("/") if p]
+        if parts[:3] == ["crm", "v3", "lists"] and method == "GET":
+            with self._lock:
+                return self._list(parts[3:], query)
+        if parts[:5] == ["crm", "v3", "objects", "contacts", "batch"] and method == "POST":
+            with self._lock:
+                return self._batch(parts[5:], body or {})
         if parts[:4] == ["crm", "v3", "properties", "contacts"]:
             with self._lock:
                 return self._property(method, parts[4:], body or {})
@@ -172,6 +184,57 @@ class FakeHubSpot:
             self.properties[name] = {**body, "hidden": False, "hubspotDefined": False}
             return 201, self.properties[name], {}
         return 405, {"status": "error", "message": "method not allowed"}, {}
+
+    def _list(self, rest: list[str], query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /crm/v3/lists/{id}`` and ``GET /crm/v3/lists/{id}/memberships`` (ascending record ids,
+        ``limit`` up to 250, ``after`` the last id of the previous page)."""
+        members = self.lists.get(rest[0]) if rest else None
+        if members is None:
+            return 404, {"status": "error", "message": "List does not exist", "category": "OBJECT_NOT_FOUND"}, {}
+        if rest[1:] == []:
+            return 200, {"list": {"listId": rest[0], "objectTypeId": "0-1", "name": f"list {rest[0]}",
+                                  "processingType": "MANUAL", "size": len(members)}}, {}
+        if rest[1:] != ["memberships"]:
+            return 404, {"status": "error", "message": "unknown path", "category": "OBJECT_NOT_FOUND"}, {}
+        limit = min(int((query.get("limit") or ["100"])[0]), 250)
+        after = (query.get("after") or [""])[0] or None
+        ordered = sorted(members, key=int)
+        start = next((i for i, m in enumerate(ordered) if after is None or int(m) > int(after)), len(ordered))
+        page = ordered[start:start + limit]
+        out: dict[str, Any] = {"results": [{"recordId": m, "membershipTimestamp": "2026-11-30T09:00:00Z"}
+                                           for m in page], "total": len(members)}
+        if start + limit < len(ordered):
+            out["paging"] = {"next": {"after": page[-1]}}
+        return 200, out, {}
+
+    def _batch(self, rest: list[str], body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """``POST /crm/v3/objects/contacts/batch/read`` and ``.../batch/update`` (up to 100 inputs;
+        an update naming a missing contact is refused whole, as a 404... the stand-in's choice)."""
+        inputs = body.get("inputs") or []
+        if len(inputs) > 100:
+            return 400, {"status": "error", "category": "VALIDATION_ERROR", "message": "too many inputs"}, {}
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        done = {"status": "COMPLETE", "startedAt": stamp, "completedAt": stamp}
+        contacts = self.records["contacts"]
+        if rest == ["read"]:
+            wanted = body.get("properties") or None
+            return 200, {**done, "results": [self._view(contacts[i["id"]], wanted) for i in inputs
+                                             if i["id"] in contacts]}, {}
+        if rest == ["update"]:
+            missing = [i["id"] for i in inputs if i["id"] not in contacts]
+            if missing:
+                return 404, {"status": "error", "category": "OBJECT_NOT_FOUND",
+                             "message": f"Could not get some CONTACT objects, they may be deleted or not exist. "
+                                        f"Check that ids are valid. Missing: {missing}"}, {}
+            unknown = sorted({n for i in inputs for n in i.get("properties", {})
+                              if n in self.undefined and n not in self.properties})
+            if unknown:
+                return 400, {"status": "error", "category": "VALIDATION_ERROR",
+                             "message": f"Property \"{unknown[0]}\" does not exist"}, {}
+            for i in inputs:
+                contacts[i["id"]]["properties"].update({k: str(v) for k, v in i.get("properties", {}).items()})
+            return 200, {**done, "results": [contacts[i["id"]] for i in inputs]}, {}
+        return 404, {"status": "error", "message": "unknown path", "category": "OBJECT_NOT_FOUND"}, {}
 
     def _search(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
         groups = request.get("filterGroups") or []

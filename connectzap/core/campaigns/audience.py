@@ -34,6 +34,8 @@ class Recipient:
     masked: str
     zones: tuple[str, ...]
     params: Params
+    ref: str | None = None
+    """The record's id in the external source it came from (a HubSpot contact, a shop's customer)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class BadAudience(ValueError):
     """The file cannot be read as an audience at all (its header, its format)."""
 
 
-def _recipient(line: int, phone: Any, country: Any, params: Any, secret: bytes,
-               default_country: str | None) -> Recipient | BadLine:
+def recipient(line: int, phone: Any, country: Any, params: Any, secret: bytes,
+              default_country: str | None, *, ref: str | None = None) -> Recipient | BadLine:
+    """One checked recipient; ``ref`` is its record's id in an external source (see :mod:`.sources`)."""
     if phone is None or not str(phone).strip():
         return BadLine(line, "no phone number")
     if country is not None and not isinstance(country, str):
@@ -59,7 +62,7 @@ def _recipient(line: int, phone: Any, country: Any, params: Any, secret: bytes,
     checked = _params(params)
     if isinstance(checked, str):
         return BadLine(line, checked)
-    return Recipient(line, e164, contact_key(e164, secret), mask(e164), zones_of(e164), checked)
+    return Recipient(line, e164, contact_key(e164, secret), mask(e164), zones_of(e164), checked, ref)
 
 
 def _params(params: Any) -> Params | str:
@@ -103,7 +106,7 @@ def read_csv(stream: TextIO, secret: bytes, country: str | None = None) -> Itera
             yield BadLine(reader.line_num, f"{len(row[None])} more field(s) than the header has")
             continue
         params: Any = [row[c] for c in order] if positional else {c: row[c] for c in others}
-        yield _recipient(reader.line_num, row.get(phone_column), row.get(COUNTRY_COLUMN) or None, params, secret,
+        yield recipient(reader.line_num, row.get(phone_column), row.get(COUNTRY_COLUMN) or None, params, secret,
                          country)
 
 
@@ -123,14 +126,14 @@ def read_jsonl(lines: Iterable[str], secret: bytes, country: str | None = None) 
         if unknown:
             yield BadLine(number, f"unknown field(s): {', '.join(sorted(unknown))} (use phone, country, params)")
             continue
-        yield _recipient(number, item.get("phone"), item.get("country"), item.get("params"), secret, country)
+        yield recipient(number, item.get("phone"), item.get("country"), item.get("params"), secret, country)
 
 
 def read_items(items: Iterable[dict[str, Any]], secret: bytes,
                country: str | None = None) -> Iterator[Recipient | BadLine]:
     """An audience given as objects (the REST API): numbered from 1, like lines."""
     for number, item in enumerate(items, start=1):
-        yield _recipient(number, item.get("phone"), item.get("country"), item.get("params"), secret, country)
+        yield recipient(number, item.get("phone"), item.get("country"), item.get("params"), secret, country)
 
 
 def read_file(stream: TextIO, fmt: str, secret: bytes, country: str | None = None) -> Iterator[Recipient | BadLine]:

@@ -329,7 +329,8 @@ def announce_end(db: Database, conn: Connection, campaign_id: str) -> None:
     ended = CampaignFinished(id=row.id, name=row.name, state=row.state, template=template["name"],
                              language=template["language"], started_at=_utc(row.started_at) if row.started_at else None,
                              ended_at=_utc(row.ended_at or now()), recipients=sum(counts.values()),
-                             outcomes={k: counts[k] for k in OUTCOMES if counts.get(k)})
+                             outcomes={k: counts[k] for k in OUTCOMES if counts.get(k)},
+                             audience_source=row.audience_source)
     journal.append(db, conn, [Event.of(EventKind.CAMPAIGN_FINISHED, ended, source="campaigns",
                                        dedupe_key=f"campaign:{campaign_id}:{row.state}")])
 

@@ -10,7 +10,8 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,9 @@ from ..messages import TemplateContent
 from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
-from . import engine, send_window
+from . import engine, send_window, sources
 from .audience import BadLine, Recipient
+from .sources import FieldMap
 from .states import Action, State
 
 if TYPE_CHECKING:
@@ -70,6 +72,26 @@ class AudienceResult:
     bad_count: int = 0
     loaded: bool = True
     """False when bad lines stopped the load (nothing was kept)."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
+
+
+def _reason_of(bad: BadLine) -> str:
+    """A bad line's reason without what names the line's record or echoes its value."""
+    reason = bad.reason.split(": ", 1)[1] if _RECORD_PREFIX.match(bad.reason) else bad.reason
+    return reason.split(":", 1)[0].strip()
+
+
+_RECORD_PREFIX = re.compile(r"^[\w.:-]+: ")
+
+
+@dataclass
+class SourceRows:
+    """An opened audience source (:meth:`Campaigns.open_source`): its rows, and the reader to close."""
+
+    source: str
+    reader: sources.SourceReader
+    rows: Iterator[Recipient | BadLine]
 
 
 @dataclass
@@ -171,38 +193,86 @@ class Campaigns:
         return self.get(campaign_id)
 
     def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
-                      skip_invalid: bool = False) -> AudienceResult:
+                      skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
         million lines take constant memory). A contact on several lines is kept once (its first).
-        A bad line stops the load and nothing is kept, unless ``skip_invalid``."""
+        A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
+        the rows' source (re-raised). ``source``: the connector source the rows came from."""
         self._editable(campaign_id)
         with self.db.begin() as conn:
             conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+            conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
         result = AudienceResult()
         batch: list[Recipient] = []
-        for row in rows:
-            if isinstance(row, BadLine):
-                result.bad_count += 1
-                if len(result.bad) < SHOWN_BAD_LINES:
-                    result.bad.append(row)
-                continue
-            batch.append(row)
-            if len(batch) >= AUDIENCE_BATCH:
-                self._add(campaign_id, batch, result)
-                batch = []
-        self._add(campaign_id, batch, result)
+        try:
+            for row in rows:
+                if isinstance(row, BadLine):
+                    result.bad_count += 1
+                    result.skipped[_reason_of(row)] += 1
+                    if len(result.bad) < SHOWN_BAD_LINES:
+                        result.bad.append(row)
+                    continue
+                batch.append(row)
+                if len(batch) >= AUDIENCE_BATCH:
+                    self._add(campaign_id, batch, result)
+                    batch = []
+            self._add(campaign_id, batch, result)
+        except BaseException:
+            self._clear(campaign_id)
+            raise
         if result.bad_count and not skip_invalid:
-            with self.db.begin() as conn:
-                conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+            self._clear(campaign_id)
             result.added = result.duplicates = 0
             result.loaded = False
         return result
+
+    def _clear(self, campaign_id: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+
+    def open_source(self, source: str, options: Mapping[str, Any], field_map: FieldMap | None = None,
+                    country: str | None = None) -> SourceRows:
+        """The audience ``source`` (a connector's, e.g. ``hubspot_list`` with ``{"id": "123"}``) as
+        rows to :meth:`load_audience`. Its first page is read now: a missing list or refused
+        credentials raise here, before anything is created or replaced."""
+        connector = sources.source_connector(self.app.connectors.values(), source)
+        reader = sources.SourceReader(connector.audience(sources.query_for(source, options, field_map)))
+        return SourceRows(source, reader, sources.rows(reader, field_map, self.app.secret, country))
+
+    def load_source(self, campaign_id: str, opened: SourceRows) -> AudienceResult:
+        """Replace the audience with an opened source's records; those without a usable number are
+        skipped and counted by reason (a CRM list always has some), never a reason to stop."""
+        try:
+            return self.load_audience(campaign_id, opened.rows, skip_invalid=True, source=opened.source)
+        finally:
+            opened.reader.close()
+
+    def discard(self, campaign_id: str) -> None:
+        """Delete a draft that could not be completed (its audience's source failed)."""
+        with self.db.begin() as conn:
+            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+            conn.execute(campaigns.delete().where(campaigns.c.id == campaign_id,
+                                                  campaigns.c.state == State.DRAFT.value))
+
+    def source_outcomes(self, campaign_id: str, *, after_line: int = 0,
+                        limit: int = AUDIENCE_BATCH) -> list[tuple[int, str, str, str | None]]:
+        """``(line, source_ref, outcome, reason)`` of the recipients read from a source, in audience
+        order (the reason: the gate's, or the channel's error code): what a connector writes back to
+        its records when the campaign has ended."""
+        with self.db.read() as conn:
+            found = conn.execute(select(recipients.c.line, recipients.c.source_ref, recipients.c.outcome,
+                                        recipients.c.reason, recipients.c.error_code)
+                                 .where(recipients.c.campaign_id == campaign_id, recipients.c.line > after_line,
+                                        recipients.c.source_ref.is_not(None))
+                                 .order_by(recipients.c.line).limit(limit)).all()
+        return [(int(r.line), str(r.source_ref), str(r.outcome), r.reason or r.error_code) for r in found]
 
     def _add(self, campaign_id: str, batch: list[Recipient], result: AudienceResult) -> None:
         if not batch:
             return
         t = now()
         rows = [dict(campaign_id=campaign_id, contact_key=r.contact_key, line=r.line, recipient=r.phone,
+                     source_ref=r.ref,
                      masked=r.masked, zones=" ".join(r.zones) or None,
                      params=json.dumps(r.params) if r.params else None, outcome="pending", attempt=0, backoffs=0,
                      due_at=0.0, updated_at=t) for r in batch]

@@ -53,11 +53,38 @@ class AudienceItem(BaseModel):
     params: list[str] | dict[str, str] | None = None
 
 
+SourceOption = str | int | float | bool | list[str]
+
+
+class AudienceSource(BaseModel):
+    """An audience read from an enabled connector, e.g. ``{"source": "hubspot_list", "id": "123"}``
+    or ``{"source": "woocommerce", "days": 30, "min_total": 50, "status": ["completed"]}``. Every
+    field besides these is an option of the source (docs/campaigns.md lists them)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, SourceOption] = Field(init=False)
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                        description="hubspot_list, woocommerce, or another connector's source.")
+    params_from: list[str] | dict[str, str] | None = Field(
+        None, description="Body parameters from each record's fields: a list (positional) or parameter -> field.")
+    country: str | None = Field(None, min_length=2, max_length=2,
+                                description="Country for national numbers of records that name none.")
+
+    def options(self) -> dict[str, SourceOption]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+def _open(app: Any, given: AudienceSource) -> Any:
+    return app.campaigns.open_source(given.source, given.options(), given.params_from, given.country)
+
+
 class CampaignCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     template: CampaignTemplate
     audience: list[AudienceItem] = Field(default_factory=list, max_length=AUDIENCE_LIMIT)
+    audience_source: AudienceSource | None = Field(
+        None, description="Read the audience from a connector instead (then leave `audience` empty).")
     country: str | None = Field(None, min_length=2, max_length=2,
                                 description="Country for national numbers in the audience.")
     skip_invalid: bool = Field(False, description="Keep the valid recipients when some are invalid.")
@@ -78,11 +105,15 @@ class AudienceOut(BaseModel):
     duplicates: int = Field(description="Lines naming a contact an earlier line named (the first is kept).")
     invalid: int
     invalid_lines: list[BadLineOut] = Field(description="The first 100 invalid lines, each with why.")
+    invalid_by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Invalid lines (records of a source: skipped) by reason, e.g. no phone number.")
 
     @classmethod
     def of(cls, result: AudienceResult) -> AudienceOut:
         return cls(loaded=result.loaded, added=result.added, duplicates=result.duplicates, invalid=result.bad_count,
-                   invalid_lines=[BadLineOut(line=b.line, reason=b.reason) for b in result.bad])
+                   invalid_lines=[BadLineOut(line=b.line, reason=b.reason) for b in result.bad],
+                   invalid_by_reason=dict(result.skipped))
 
 
 class CreatedCampaign(BaseModel):
@@ -128,16 +159,42 @@ def _resolve(app: Any, ref: str) -> str:
              responses=_errors((415, "Body is not application/json")))
 def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
     """A draft: nothing is sent until it is started. Invalid recipients are listed with their index
-    (from 1) and why; unless ``skip_invalid``, none of the audience is kept then."""
+    (from 1) and why; unless ``skip_invalid``, none of the audience is kept then. With
+    ``audience_source`` the records come from a connector (those without a usable number are skipped
+    and counted); if the source fails (no such list, refused credentials), no campaign is created."""
+    if body.audience and body.audience_source:
+        raise PayloadError("give `audience` or `audience_source`, not both", field="audience_source")
+    opened = _open(app, body.audience_source) if body.audience_source else None
     try:
         made = app.campaigns.create(body.name, body.template.model_dump(mode="json", exclude_none=True),
                                     window=body.window, rate_per_minute=body.rate_per_minute,
                                     business_phone_number_id=body.business_phone_number_id)
     except ValueError as exc:
+        if opened is not None:
+            opened.reader.close()
         raise PayloadError(str(exc), field="window") from None
-    rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
-    loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
+    if opened is not None:
+        try:
+            loaded = app.campaigns.load_source(made.id, opened)
+        except BaseException:
+            app.campaigns.discard(made.id)
+            raise
+    else:
+        rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
+        loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
     return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
+
+
+@router.put("/{campaign}/audience/source", response_model=AudienceOut,
+            summary="Replace the audience with the records of a connector's source",
+            responses=_errors((409, "The campaign is no longer a draft or scheduled"),
+                              (415, "Body is not application/json")))
+def put_audience_source(app: Engine, campaign: CampaignRef, body: AudienceSource) -> AudienceOut:
+    """E.g. ``{"source": "hubspot_list", "id": "123", "params_from": {"first_name": "firstname"}}``.
+    The source is read first: when it fails (no such list, refused credentials) the audience is
+    left as it was."""
+    campaign_id = _resolve(app, campaign)
+    return AudienceOut.of(app.campaigns.load_source(campaign_id, _open(app, body)))
 
 
 @router.put("/{campaign}/audience", response_model=AudienceOut, summary="Replace the audience with an uploaded file",

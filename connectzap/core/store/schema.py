@@ -238,6 +238,7 @@ campaigns = Table(
     Column("next_slot_at", Float, nullable=True),  # the campaign rate's next free send time
     Column("waiting", Text, nullable=True),  # why nothing is admitted now, and until when
     Column("followed_until", Float, nullable=True),  # outcomes follow the messages' changes up to here
+    Column("audience_source", String(64), nullable=True),  # e.g. hubspot_list: whose records source_ref names
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
@@ -269,6 +270,8 @@ campaign_recipients = Table(
     Column("admitted_at", Float, nullable=True),
     Column("replied_at", Float, nullable=True),  # the customer's first message after the send
     Column("updated_at", Float, nullable=False),
+    # The record's id in the audience's source (a CRM contact id; no number), for the write-back.
+    Column("source_ref", String(128), nullable=True),
     Index("ix_campaign_recipients_due", "campaign_id", "outcome", "due_at", "line"),
     Index("ix_campaign_recipients_message", "message_id"),
 )

@@ -1,0 +1,266 @@
+"""Campaign audiences from a HubSpot list and the outcomes written back to the contacts: against
+the local stand-in (FakeHubSpot) end to end, and the requests themselves against cassettes built
+from HubSpot's API reference."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import vcr
+from click.testing import CliRunner
+from hubspot_support import hubspot_config
+from server_support import AUTH, SETTINGS, serving
+
+from connectzap.cli import cli
+from connectzap.connectors.hubspot import audience as list_audience
+from connectzap.connectors.hubspot.client import HubSpotClient
+from connectzap.connectors.hubspot.contacts import Contacts
+from connectzap.connectors.hubspot.fake import FakeHubSpot
+from connectzap.connectors.hubspot.settings import HubSpotSettings
+from connectzap.core.connector import AudienceQuery
+from connectzap.core.context import EventContext
+from connectzap.core.errors import FatalDeliveryError, NotFoundError, PayloadError
+from connectzap.core.models import CampaignFinished
+from connectzap.core.worker import Worker
+from connectzap.testing import seed_template
+from test_campaigns import grant
+
+CASSETTES = Path(__file__).parent.parent / "cassettes" / "hubspot"
+TEMPLATE = {"name": "winter_news", "language": "en"}
+A, B, C = "+4915112345601", "+4915112345602", "+4915112345603"
+
+
+@pytest.fixture
+def fake():
+    with FakeHubSpot() as server:
+        yield server
+
+
+def contacts_in(fake: FakeHubSpot) -> list[str]:
+    """A list of seven: three reachable, one sharing a number with another, one without a number,
+    one with a number that is not one, one national number (Germany, the portal's default region)."""
+    ids = [fake.add_contact({"mobilephone": A, "firstname": "Ana"}, "101"),
+           fake.add_contact({"phone": B, "firstname": "Ben"}, "102"),
+           fake.add_contact({"firstname": "Nobody"}, "103"),
+           fake.add_contact({"hs_whatsapp_phone_number": A, "firstname": "Ana twin"}, "104"),
+           fake.add_contact({"phone": "12", "firstname": "Typo"}, "105"),
+           fake.add_contact({"mobilephone": "0151 12345603", "firstname": "Cleo"}, "106"),
+           fake.add_contact({"mobilephone": "+4915112345604"}, "107")]
+    fake.add_list("77", ids)
+    return ids
+
+
+def engine(make, fake: FakeHubSpot):
+    app = make(api=SETTINGS["api"], connectors={**SETTINGS["connectors"],
+                                                "hubspot": hubspot_config(fake.url, default_region="DE")})
+    seed_template(app, "winter_news", "Hi {{first_name}}, the winter collection is in", category="MARKETING",
+                  parameter_format="NAMED")
+    return app
+
+
+def load(app, spec: str = "77", **kwargs):
+    opened = app.campaigns.open_source("hubspot_list", {"id": spec}, {"first_name": "firstname"}, **kwargs)
+    made = app.campaigns.create("winter", TEMPLATE)
+    return made.id, app.campaigns.load_source(made.id, opened)
+
+
+def test_a_list_is_read_page_by_page_normalised_and_deduplicated(make, fake, monkeypatch) -> None:
+    contacts_in(fake)
+    monkeypatch.setattr(list_audience, "MEMBERSHIP_PAGE", 3)
+    app = engine(make, fake)
+    campaign, result = load(app)
+    # 101, 102, 106 (national number), 107; 104 repeats 101's number; 103 has none; 105's is not one
+    assert (result.added, result.duplicates, result.bad_count) == (4, 1, 2)
+    assert dict(result.skipped) == {"no phone number": 1, "invalid phone number": 1}
+    assert [b.reason.split(":")[0] for b in result.bad] == ["103", "105"]
+    pages = fake.calls("GET", "/crm/v3/lists/77/memberships")
+    assert [p.query.get("after") for p in pages] == [None, ["103"], ["106"]]
+    assert all(len(r.body["inputs"]) <= 100 for r in fake.calls("POST", "/crm/v3/objects/contacts/batch/read"))
+    rows = app.campaigns.source_outcomes(campaign)
+    assert [ref for _line, ref, _o, _r in rows] == ["101", "102", "106", "107"]
+    shown = app.campaigns.results(campaign)
+    assert [r["phone"] for r in shown] == ["+49*********01", "+49*********02", "+49*********03", "+49*********04"]
+    preview = app.campaigns.preview(campaign)
+    # 107 has no first name: its named parameter falls back to the campaign's default (none): refused
+    assert preview.refused == {"no_consent": 3, "param_mismatch": 1}
+
+
+def test_an_empty_list_makes_an_empty_audience(make, fake) -> None:
+    fake.add_list("5", [])
+    app = engine(make, fake)
+    _campaign, result = load(app, "5")
+    assert (result.added, result.bad_count, result.loaded) == (0, 0, True)
+
+
+def test_a_missing_list_or_refused_token_creates_nothing(make, fake) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    with pytest.raises(NotFoundError, match="HubSpot has no list 404"):
+        load(app, "404")
+    fake.fail_next("GET", "/crm/v3/lists/77", 401, {"status": "error", "category": "INVALID_AUTHENTICATION",
+                                                    "message": "Authentication credentials not found."})
+    with pytest.raises(FatalDeliveryError, match="access token"):
+        load(app)
+    with pytest.raises(PayloadError, match="the list's id"):
+        load(app, "newsletter")
+    assert app.campaigns.listing() == []
+
+
+def test_a_failure_after_the_first_page_keeps_nothing_of_the_audience(make, fake, monkeypatch) -> None:
+    contacts_in(fake)
+    monkeypatch.setattr(list_audience, "MEMBERSHIP_PAGE", 2)
+    app = engine(make, fake)
+    made = app.campaigns.create("winter", TEMPLATE)
+    opened = app.campaigns.open_source("hubspot_list", {"id": "77"})
+    for _ in range(3):  # the client's inline retries, then the delivery error
+        fake.fail_next("POST", "/crm/v3/objects/contacts/batch/read", 403, {"status": "error",
+                                                                              "message": "scope missing"})
+    with pytest.raises(FatalDeliveryError):
+        app.campaigns.load_source(made.id, opened)
+    assert app.campaigns.get(made.id).recipients == 0
+
+
+def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n'
+                      f'[connectors.hubspot]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in
+                                                          hubspot_config(fake.url, default_region="DE").items()
+                                                          if not isinstance(v, dict)))
+    runner = CliRunner()
+    made = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "winter", "--template", "winter_news",
+                               "--from", "hubspot-list:77", "--param-from", "first_name=firstname"])
+    assert made.exit_code == 0, made.output
+    assert "audience from hubspot-list:77: 4 recipients, 1 duplicate(s)" in made.output
+    assert "2 skipped (no phone number 1, invalid phone number 1)" in made.output
+    missing = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "other", "--template",
+                                  "winter_news", "--from", "hubspot-list:404"])
+    assert missing.exit_code != 0 and "HubSpot has no list 404" in missing.output
+    assert [c.name for c in app.campaigns.listing()] == ["winter"]
+
+    async def rest() -> None:
+        async with serving(app) as client:
+            body = {"name": "rest", "template": TEMPLATE,
+                    "audience_source": {"source": "hubspot_list", "id": "77",
+                                        "params_from": {"first_name": "firstname"}}}
+            created = await client.post("/v1/campaigns", headers=AUTH, json=body)
+            assert created.status_code == 201, created.text
+            assert created.json()["audience"]["added"] == 4
+            assert created.json()["audience"]["invalid_by_reason"] == {"no phone number": 1, "invalid phone number": 1}
+            gone = await client.post("/v1/campaigns", headers=AUTH, json={**body, "name": "gone", "audience_source": {
+                "source": "hubspot_list", "id": "404"}})
+            assert gone.status_code == 404 and "HubSpot has no list 404" in gone.text
+            unknown = await client.post("/v1/campaigns", headers=AUTH, json={**body, "name": "x", "audience_source": {
+                "source": "salesforce_report", "id": "1"}})
+            assert unknown.status_code == 422 and "hubspot_list" in unknown.text
+            campaign = created.json()["campaign"]["id"]
+            fake.add_list("8", ["101"])
+            replaced = await client.put(f"/v1/campaigns/{campaign}/audience/source", headers=AUTH,
+                                        json={"source": "hubspot_list", "id": "8"})
+            assert replaced.status_code == 200 and replaced.json()["added"] == 1
+            kept = await client.put(f"/v1/campaigns/{campaign}/audience/source", headers=AUTH,
+                                    json={"source": "hubspot_list", "id": "404"})
+            assert kept.status_code == 404
+            assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 1
+
+    asyncio.run(rest())
+    assert sorted(c.name for c in app.campaigns.listing()) == ["rest", "winter"]
+
+
+def test_outcomes_are_written_back_once_across_a_replay(make, fake) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    grant(app, A)
+    grant(app, B)
+    campaign, _ = load(app)
+    app.campaigns.start(campaign)
+    asyncio.run(Worker(app).run_until_idle())
+    assert app.campaigns.get(campaign).state == "finished"
+    written = {c["id"]: c["properties"] for c in fake.objects("contacts")
+               if c["properties"].get("connectzap_last_campaign")}
+    assert set(written) == {"101", "102", "106", "107"}
+    assert written["101"]["connectzap_last_campaign"] == "winter"
+    assert written["101"]["connectzap_last_campaign_outcome"] in ("sent", "delivered")
+    assert written["106"]["connectzap_last_campaign_outcome"] == "refused (no_consent)"
+    assert "connectzap_last_campaign" in fake.properties  # created on first use
+    updates = len(fake.calls("POST", "/crm/v3/objects/contacts/batch/update"))
+    assert updates == 1
+
+    view = app.campaigns.get(campaign)
+    ended = CampaignFinished(id=campaign, name="winter", state="finished", template="winter_news", language="en",
+                             ended_at=datetime.now(UTC), recipients=view.recipients, audience_source="hubspot_list")
+    ctx = EventContext(app, event_id=99, source="campaigns", dedupe_key="replay", received_at=datetime.now(UTC),
+                       plugin="connector:hubspot")
+    asyncio.run(app.connectors["hubspot"].sync_campaign_finished(ended, ctx))
+    assert len(fake.calls("POST", "/crm/v3/objects/contacts/batch/update")) == updates
+    other = ended.model_copy(update={"audience_source": None})  # a campaign from a file: nothing to write
+    asyncio.run(app.connectors["hubspot"].sync_campaign_finished(other.model_copy(update={"id": "c2"}), ctx))
+    assert len(fake.calls("POST", "/crm/v3/objects/contacts/batch/update")) == updates
+
+
+def test_a_batch_naming_a_deleted_contact_writes_the_others(make, fake) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    campaign, _ = load(app)
+    app.campaigns.control(campaign, "cancel")
+    del fake.records["contacts"]["102"]
+    asyncio.run(Worker(app).run_until_idle())
+    written = {c["id"] for c in fake.objects("contacts") if c["properties"].get("connectzap_last_campaign")}
+    assert written == {"101", "106", "107"}
+    outcome = fake.records["contacts"]["101"]["properties"]["connectzap_last_campaign_outcome"]
+    assert outcome == "cancelled"
+
+
+# --- cassettes: the requests as HubSpot's reference has them ---------------------------------------------
+
+def replay() -> vcr.VCR:
+    return vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none", filter_headers=["authorization"],
+                   match_on=("method", "scheme", "host", "port", "path", "query", "body"))
+
+
+def settings() -> HubSpotSettings:
+    return HubSpotSettings(access_token="pat-na1-cassette-token", client_secrets=["s"],
+                           lead_properties=["firstname"], inline_retry_max_seconds=1.0)
+
+
+def test_cassette_two_pages_of_memberships_and_their_contacts() -> None:
+    client = HubSpotClient(settings())
+    reader = list_audience.ListAudience(client, Contacts(client, client.settings), client.settings)
+
+    async def read() -> list:
+        return [m async for m in reader.members(AudienceQuery("hubspot_list", {"id": "4711"}, ("firstname",)))]
+
+    with replay().use_cassette("list_memberships_two_pages.yaml") as cassette:
+        members = asyncio.run(read())
+    assert cassette.all_played
+    assert [(m.ref, m.phone, dict(m.fields)) for m in members] == [
+        ("51234567801", "+34612345601", {"firstname": "Lucía"}), ("51234567802", None, {"firstname": "Marc"}),
+        ("51234567803", "+34612345603", {"firstname": "Nuria"})]
+
+
+def test_cassette_missing_list() -> None:
+    client = HubSpotClient(settings())
+    reader = list_audience.ListAudience(client, Contacts(client, client.settings), client.settings)
+
+    async def read() -> list:
+        return [m async for m in reader.members(AudienceQuery("hubspot_list", {"id": "999"}))]
+
+    with replay().use_cassette("list_missing.yaml"), pytest.raises(NotFoundError, match="no list 999"):
+        asyncio.run(read())
+
+
+def test_cassette_batch_update_of_outcomes() -> None:
+    from connectzap.connectors.hubspot.campaign_results import update_request
+    from connectzap.core.campaigns.write_back import Outcome
+    client = HubSpotClient(settings())
+    body = update_request("december", [Outcome("51234567801", "delivered", None),
+                                       Outcome("51234567803", "refused", "no_consent")])
+    with replay().use_cassette("contacts_batch_update_campaign.yaml") as cassette:
+        answer = asyncio.run(client.call("update contacts", list_audience.as_json(client.contact_batch.update),
+                                         batch_input_simple_public_object_batch_input=body))
+    assert cassette.all_played and answer["status"] == "COMPLETE"
