@@ -78,7 +78,8 @@ def test_rest_audience_upload_as_csv_and_json_lines(make) -> None:
                                        headers={**AUTH, "Content-Type": "text/csv"})
             assert stopped.json() == {"loaded": False, "added": 0, "duplicates": 0, "invalid": 1,
                                       "invalid_lines": [{"line": 6, "reason": stopped.json()["invalid_lines"][0]
-                                                         ["reason"]}]}
+                                                         ["reason"]}],
+                                      "invalid_by_reason": {"invalid phone number": 1}}
             kept = await client.put(f"/v1/campaigns/{campaign}/audience?skip_invalid=true", content=text,
                                     headers={**AUTH, "Content-Type": "text/csv"})
             assert kept.json()["added"] == 4
