@@ -5,14 +5,14 @@ A campaign's audience may come from an external system (a HubSpot list, a shop's
 (``source_ref``, a CRM id, not a number) so the connector can write the outcome back to the same
 record once the campaign has ended. Existing rows get none: they came from files.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
