@@ -437,11 +437,16 @@ class FakeGraph:
         return None
 
     async def _phone_number_set(self, request: web.Request) -> web.Response:
-        """``POST /{phone-number-id}``: only ``webhook_configuration`` is understood."""
+        """``POST /{phone-number-id}``: only ``webhook_configuration`` is understood; ``POST
+        /{template-id}`` (the same route): only ``message_send_ttl_seconds``, within Meta's bounds."""
         body = await self._read(request)
         self._note(request, body)
         if not self._authorised(request):
             return self.error(190, "Error validating access token", http_status=401)
+        template = next((t for t in [*self.templates, *(t for a in self.accounts for t in a.templates)]
+                         if t.get("id") == request.match_info["number"]), None)
+        if template is not None:
+            return self._template_ttl(template, body)
         unknown = set(body or {}) - {"webhook_configuration"} if isinstance(body, dict) else {"body"}
         if unknown:
             return self.error(100, "Invalid parameter", details=f"unexpected fields: {sorted(unknown)}")
@@ -449,6 +454,18 @@ class FakeGraph:
         if refused is not None:
             return refused
         self.number_overrides[request.match_info["number"]] = dict(body["webhook_configuration"])
+        return web.json_response({"success": True})
+
+    TTL_BOUNDS = {"MARKETING": (43_200, 2_592_000), "UTILITY": (30, 43_200), "AUTHENTICATION": (30, 900)}
+    """Meta's ``message_send_ttl_seconds`` bounds per category ("Configure message time-to-live")."""
+
+    def _template_ttl(self, template: dict[str, Any], body: Any) -> web.Response:
+        ttl = body.get("message_send_ttl_seconds") if isinstance(body, dict) else None
+        low, high = self.TTL_BOUNDS.get(str(template.get("category")).upper(), (30, 2_592_000))
+        if set(body or {}) != {"message_send_ttl_seconds"} or not isinstance(ttl, int) or not low <= ttl <= high:
+            return self.error(100, "Invalid parameter",
+                              details=f"message_send_ttl_seconds must be {low} to {high} for this template")
+        template["message_send_ttl_seconds"] = ttl
         return web.json_response({"success": True})
 
     async def _subscribe_app(self, request: web.Request) -> web.Response:

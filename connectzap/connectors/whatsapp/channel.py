@@ -2,18 +2,22 @@
 
 ``pace`` waits for the message's slot under Meta's limits (:mod:`.pacer`, shared by every worker
 through the database). ``send`` uploads local media, builds the request body (:mod:`.payloads`),
-routes MARKETING templates to ``/marketing_messages`` when enabled, and returns the wamid -- or
+routes MARKETING templates to ``/marketing_messages`` when enabled (falling back to ``/messages``
+only on a refusal Meta answered, never after a timeout), and returns the wamid -- or
 raises from the core's exception tree (:mod:`.errors`, which also maps Meta's codes to neutral
 outcomes), telling the pacer about pair and throughput limits.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...core.channel import NOT_SUPPORTED, BaseChannel, OutboundSend
-from ...core.errors import ConfigurationError, FatalDeliveryError, PayloadError, RetriableDeliveryError
+from ...core.errors import (ConfigurationError, FatalDeliveryError, PayloadError, RetriableDeliveryError,
+                            SendingPausedError)
 from ...core.phones import contact_key
 from . import errors
 from .client import GraphClient
@@ -25,6 +29,12 @@ from .settings import WhatsAppSettings
 if TYPE_CHECKING:
     from ...core.app import Connectzap
     from ...core.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+REFUSAL_HOLD_SECONDS = 600
+"""After the Marketing Messages API refused a number, its marketing goes through /messages this long
+before the API is tried again (onboarding may be completed meanwhile)."""
 
 
 class CloudApiChannel(BaseChannel):
@@ -39,6 +49,8 @@ class CloudApiChannel(BaseChannel):
         self.pacer = pacer
         self.secret = secret
         self.media = MediaUploader(client)
+        self._mm_refused_until: dict[str, float] = {}
+        """Per number: until when marketing goes through /messages after a Marketing Messages API refusal."""
 
     def __repr__(self) -> str:
         return f"CloudApiChannel(number={self.settings.phone_number_id!r}, client={self.client!r})"
@@ -63,11 +75,36 @@ class CloudApiChannel(BaseChannel):
         except PayloadError as exc:
             raise FatalDeliveryError(f"cannot build the request: {exc.message}", code="invalid_parameter",
                                      details=exc.message) from None
+        marketing = self.route(message) == "marketing_messages" and not self._mm_refused(number)
         try:
-            return await self.client.send_message(number, body, marketing=self.route(message) != "messages")
+            if marketing:
+                return await self._send_marketing(number, body)
+            return await self.client.send_message(number, body)
         except RetriableDeliveryError as exc:
             await self._tell_pacer(exc, message, number)
             raise
+
+    async def _send_marketing(self, number: str, body: dict[str, Any]) -> str:
+        """Through ``/marketing_messages``; when Meta *refuses* it there with one of
+        ``marketing_messages_fallback_codes`` (an error answer: nothing was sent), once more through
+        ``/messages``, and the number's marketing goes there for :data:`REFUSAL_HOLD_SECONDS`.
+        A timeout, a dropped connection or a retriable answer never falls back: the request may
+        have acted (or is to be tried again on the same route), and a second route could send twice."""
+        sharing = self.settings.marketing_message_activity_sharing
+        try:
+            return await self.client.send_message(
+                number, body if sharing is None else {**body, "message_activity_sharing": sharing}, marketing=True)
+        except (FatalDeliveryError, SendingPausedError) as exc:
+            if exc.vendor_code not in self.settings.marketing_messages_fallback_codes:
+                raise
+            self._mm_refused_until[number] = time.monotonic() + REFUSAL_HOLD_SECONDS
+            log.warning("the Marketing Messages API refused number %s (WhatsApp error %s): sending its marketing "
+                        "templates through the Cloud API's /messages for %d minutes", number, exc.vendor_code,
+                        REFUSAL_HOLD_SECONDS // 60)
+        return await self.client.send_message(number, body)
+
+    def _mm_refused(self, number: str) -> bool:
+        return self._mm_refused_until.get(number, 0.0) > time.monotonic()
 
     async def _tell_pacer(self, exc: RetriableDeliveryError, message: OutboundSend, number: str) -> None:
         if self.pacer is None:

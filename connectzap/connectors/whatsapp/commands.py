@@ -232,6 +232,26 @@ def templates_create(obj: Any, file: str, account: str | None) -> None:
                f"([sandbox] template_approval_seconds = {app.settings.sandbox.template_approval_seconds:g})")
 
 
+@templates_group.command("ttl")
+@click.argument("name")
+@click.argument("seconds", type=int)
+@ACCOUNT_OPTION
+@click.pass_obj
+def templates_ttl(obj: Any, name: str, seconds: int, account: str | None) -> None:
+    """Set the time-to-live of template NAME (every language) to SECONDS: how long WhatsApp tries to
+    deliver a message before dropping it. Meta's bounds: MARKETING 43200-2592000 (12 h to 30 days,
+    honoured on the Marketing Messages API only), UTILITY 30-43200, AUTHENTICATION 30-900."""
+    from . import templates_api
+    settings = _whatsapp(obj)
+    if not settings.live:
+        raise click.ClickException("templates ttl needs the live Cloud API ([connectors.whatsapp] access_token)")
+    app = obj.app()
+    view = _one_account(obj, account, "say whose template it is")
+    done = _call(view, lambda c: templates_api.set_ttl(c, app, name, seconds))
+    for info in done:
+        click.echo(f"{info.name} ({info.language}, {info.category}): time-to-live {seconds} s")
+
+
 @templates_group.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

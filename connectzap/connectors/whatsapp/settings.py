@@ -23,6 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from ...core.errors import ConfigurationError
 from ..base import ConnectorSettings
 
+MM_FALLBACK_CODES = (10, 200)
+"""Graph's "no permission for this" codes, which is how a business not (yet) onboarded to the
+Marketing Messages API is refused there. Meta publishes no code list of its own for that API's
+refusals that we could find: [connectors.whatsapp] marketing_messages_fallback_codes adds others."""
+MARKETING_TTL = (43_200, 2_592_000)
+"""Meta's bounds for a marketing template's ``message_send_ttl_seconds`` (12 h to 30 days), honoured
+on the Marketing Messages API only (docs: "Configure message time-to-live")."""
+TEMPLATE_TTL = {"MARKETING": MARKETING_TTL, "UTILITY": (30, 43_200), "AUTHENTICATION": (30, 900)}
+"""Meta's ``message_send_ttl_seconds`` bounds per template category."""
+
 ACCOUNT_ONLY = ("access_token", "waba_id", "phone_number_ids")
 """Section keys that name one account's credentials or numbers: with ``accounts``, each account says them."""
 
@@ -45,6 +55,8 @@ class WhatsAppAccount(BaseModel):
     """Per number; default: the section's."""
     daily_unique_recipients: int | None = Field(default=None, ge=1)
     """Default: the section's (unset: the messaging limit Meta reports for this account)."""
+    marketing_messages_api: bool | None = None
+    """Whether this account's MARKETING templates go through the Marketing Messages API; default: the section's."""
 
     @property
     def label(self) -> str:
@@ -64,7 +76,18 @@ class WhatsAppSettings(ConnectorSettings):
     api_base_url: str = "https://graph.facebook.com"
     api_version: str = "v27.0"
     marketing_messages_api: bool = False
-    """Send MARKETING templates through /{phone-number-id}/marketing_messages."""
+    """Send MARKETING templates through /{phone-number-id}/marketing_messages (Meta's Marketing
+    Messages API: the business portfolio must be onboarded to it)."""
+    marketing_messages_fallback_codes: list[int] = Field(default_factory=lambda: list(MM_FALLBACK_CODES))
+    """Meta error codes with which a refusal of the Marketing Messages API sends the message through
+    /messages instead (once; never after a timeout). Empty: never fall back (a refusal fails the
+    message, like Meta's STRICT product policy)."""
+    marketing_message_activity_sharing: bool | None = None
+    """``message_activity_sharing`` on Marketing Messages API sends (unset: Meta's default)."""
+    marketing_ttl_seconds: int | None = Field(default=None, ge=MARKETING_TTL[0], le=MARKETING_TTL[1])
+    """Time-to-live of MARKETING templates on the Marketing Messages API (Meta: 12 hours to 30 days;
+    its default is 30 days): set as ``message_send_ttl_seconds`` on marketing templates
+    ``connectzap templates create`` submits, and by ``connectzap templates ttl`` on existing ones."""
     timeout_seconds: float = Field(default=15.0, gt=0)
     messages_per_second: float = Field(default=80.0, gt=0, le=1000)
     pair_spacing_seconds: float = Field(default=6.0, ge=0)
@@ -147,6 +170,8 @@ class WhatsAppSettings(ConnectorSettings):
                 "phone_number_id": account.numbers[0], "phone_number_ids": account.numbers[1:],
                 "messages_per_second": account.messages_per_second or self.messages_per_second,
                 "daily_unique_recipients": account.daily_unique_recipients or self.daily_unique_recipients,
+                "marketing_messages_api": (self.marketing_messages_api if account.marketing_messages_api is None
+                                           else account.marketing_messages_api),
                 "accounts": []})
             view._account = account.label
             views.append(view)

@@ -12,6 +12,7 @@ from ...core.errors import ConfigurationError, PayloadError
 from ...core.models import TemplateInfo
 from .client import GraphClient
 from .sandbox_templates import WABA_ID as SANDBOX_WABA
+from .settings import MARKETING_TTL, TEMPLATE_TTL
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -76,9 +77,51 @@ def read_definition(path: str | Path) -> dict[str, Any]:
     return data
 
 
-async def create(client: GraphClient, app: Connectzap, definition: dict[str, Any]) -> TemplateInfo:
-    """Submit a template for review and cache it with the status Meta answered (usually PENDING)."""
+def checked_ttl(category: str, seconds: Any) -> int:
+    """``seconds`` as a template's ``message_send_ttl_seconds``, or a :class:`PayloadError` naming
+    Meta's bounds for ``category``: marketing 12 h to 30 days (honoured on the Marketing Messages API
+    only), utility 30 s to 12 h, authentication 30 s to 15 min; -1 (30 days) for the latter two."""
+    low, high = TEMPLATE_TTL.get(category.upper(), MARKETING_TTL)
+    allowed = low <= seconds <= high or (seconds == -1 and category.upper() != "MARKETING")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not allowed:
+        raise PayloadError(f"message_send_ttl_seconds of a {category.upper()} template must be {low} to {high} "
+                           f"seconds, not {seconds!r}", field="message_send_ttl_seconds")
+    return seconds
+
+
+def with_ttl(definition: dict[str, Any], marketing_ttl: int | None) -> dict[str, Any]:
+    """``definition`` with its time-to-live checked, and ``[connectors.whatsapp] marketing_ttl_seconds``
+    added to a MARKETING one that names none."""
+    category = str(definition.get("category", ""))
+    if definition.get("message_send_ttl_seconds") is not None:
+        checked_ttl(category, definition["message_send_ttl_seconds"])
+    elif category.upper() == "MARKETING" and marketing_ttl is not None:
+        return {**definition, "message_send_ttl_seconds": marketing_ttl}
+    return definition
+
+
+async def set_ttl(client: GraphClient, app: Connectzap, name: str, seconds: int) -> list[TemplateInfo]:
+    """Set the time-to-live of every language of template ``name`` on this account (``POST
+    /{template-id}``); the templates as cached. A :class:`PayloadError` when none is cached with an
+    id (``connectzap templates sync`` first) or ``seconds`` is out of the category's bounds."""
     waba = _waba(client)
+    with app.db.read() as conn:
+        found = [t for t in cache.all_templates(conn) if t.name == name and t.waba_id == waba and t.id]
+    if not found:
+        raise PayloadError(f"no template {name!r} of account {waba} is known here; run connectzap templates sync",
+                           field="name")
+    for info in found:
+        checked_ttl(info.category, seconds)
+    for info in found:
+        await client.request("POST", str(info.id), json_body={"message_send_ttl_seconds": seconds})
+    return found
+
+
+async def create(client: GraphClient, app: Connectzap, definition: dict[str, Any]) -> TemplateInfo:
+    """Submit a template for review and cache it with the status Meta answered (usually PENDING).
+    A MARKETING one gets ``marketing_ttl_seconds`` as its time-to-live unless it names one."""
+    waba = _waba(client)
+    definition = with_ttl(definition, client.settings.marketing_ttl_seconds)
     answer = await client.request("POST", f"{waba}/message_templates", json_body=definition)
     info = to_info({**definition, **answer}, waba)
     with app.db.begin() as conn:
