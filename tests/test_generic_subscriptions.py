@@ -13,7 +13,7 @@ from generic_support import make_due, receiver
 from connectzap.cli import cli
 from connectzap.connectors.generic import subscriptions
 from connectzap.core.hooks import register_commands
-from connectzap.core.errors import NotFoundError, SignatureError
+from connectzap.core.errors import ConflictError, NotFoundError, SignatureError
 from connectzap.core.models import Contact, Event, InboundMessage, Order
 from connectzap.core.signatures import verify_standard
 from connectzap.core.store.schema import deliveries
@@ -148,13 +148,37 @@ async def test_replay_refuses_unknown_and_erased_events(make):
         app = make(connectors={"generic": {"subscriptions": {"crm": subscription(crm.url)}}})
         event_id = inbound(app)
         await Worker(app).run_until_idle()
-    with app.db.begin() as conn:
-        with pytest.raises(NotFoundError, match="no longer holds its payload"):
-            subscriptions.replay(conn, event_id, "crm")  # retention 0: the delivered payload is gone
-        with pytest.raises(NotFoundError, match="no event"):
-            subscriptions.replay(conn, 999999)
-        with pytest.raises(NotFoundError, match="subscription other"):
-            subscriptions.replay(conn, event_id, "other")
+    with pytest.raises(NotFoundError, match="no longer holds its payload"):
+        subscriptions.replay(app, event_id, "crm")  # retention 0: the delivered payload is gone
+    with pytest.raises(NotFoundError, match="no event"):
+        subscriptions.replay(app, 999999, "crm")
+    with pytest.raises(ConflictError, match="not replayed"):
+        subscriptions.replay(app, event_id, "other")  # no such subscription: not this connector's target
+    with pytest.raises(ConflictError, match="not replayed"):
+        app.replay_delivery(event_id, "core")  # a plugin's or the core's delivery never runs twice this way
+    assert delivery(app, event_id, "connector:generic:crm")["status"] == "done"
+
+
+async def test_a_delivered_webhook_is_replayed_once_with_the_same_webhook_id(make):
+    """Replay of a done delivery (the receiver lost it): queued once, sent once more with the same
+    webhook-id and body; replaying it while queued is refused, so it is not queued twice."""
+    async with receiver() as crm:
+        app = make(privacy={"retention_hours": 24},
+                   connectors={"generic": {"subscriptions": {"crm": subscription(crm.url)}}})
+        event_id = inbound(app)
+        await Worker(app).run_until_idle()
+        assert app.replayable("connector:generic:crm") and not app.replayable("core")
+        assert app.replay_delivery(event_id, "connector:generic:crm") == "done"
+        with pytest.raises(ConflictError, match="still queued"):
+            app.replay_delivery(event_id, "connector:generic:crm")
+        assert delivery(app, event_id, "connector:generic:crm")["attempts"] == 0
+        await Worker(app).run_until_idle()
+        await Worker(app).run_until_idle()
+    assert len(crm.received) == 2 and crm.received[0]["body"] == crm.received[1]["body"]
+    assert {r["headers"]["webhook-id"] for r in crm.received} == {
+        subscriptions.webhook_id("whatsapp", "wamid.in1", "crm")}
+    assert delivery(app, event_id, "connector:generic:crm")["status"] == "done"
+    assert app.event(event_id).status == "done"
 
 
 def test_retry_after_header_forms():

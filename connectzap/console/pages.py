@@ -431,7 +431,9 @@ def event(request: Request, engine: Connectzap, session: sessions.Session) -> Re
         detail = None
     if detail is None:
         return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
-    return render(request, engine, session, "event.html", nav="events", e=detail)
+    replayable = {d.target for d in detail.deliveries if d.status != "pending" and engine.replayable(d.target)}
+    return render(request, engine, session, "event.html", nav="events", e=detail, replayable=replayable,
+                  done=request.query_params.get("done"), error=request.query_params.get("error"))
 
 
 def dead(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
@@ -453,6 +455,22 @@ def retry_event(request: Request, engine: Connectzap, session: sessions.Session,
     back = form.get("back") if form.get("back") in ("dead", "event") else "dead"
     url = f"/console/events/{raw}" if back == "event" else "/console/dead"
     return _see(url + "?" + urlencode({"done": f"requeued {n} deliveries of event {raw}"}))
+
+
+def replay(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
+    """``connectzap webhooks replay EVENT_ID --subscription NAME``: one finished outbound webhook
+    delivery queued again (:meth:`~connectzap.core.app.Connectzap.replay_delivery`), same webhook-id."""
+    raw = request.path_params["event_id"]
+    if not raw.isdigit():
+        return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
+    target = form.get("target", "").strip()[:128]
+    try:
+        was = engine.replay_delivery(int(raw), target)
+    except ConnectzapError as exc:
+        return _see(f"/console/events/{raw}?" + urlencode({"error": exc.message}))
+    engine.operators.record(session.actor, "delivery_replay", f"event {raw} to {target}", f"was {was}, queued again",
+                            _address(request))
+    return _see(f"/console/events/{raw}?" + urlencode({"done": f"{target}: queued again (it was {was})"}))
 
 
 def retry_target(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
@@ -490,4 +508,5 @@ router.add_api_route("/resume", action(resume), methods=["POST"])
 router.add_api_route("/messages/search", action(search_number), methods=["POST"])
 router.add_api_route("/messages/{message_id}/settle", action(settle), methods=["POST"])
 router.add_api_route("/events/{event_id}/retry", action(retry_event), methods=["POST"])
+router.add_api_route("/events/{event_id}/replay", action(replay), methods=["POST"])
 router.add_api_route("/dead/retry", action(retry_target), methods=["POST"])

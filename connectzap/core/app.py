@@ -506,6 +506,24 @@ class Connectzap:
         with self.db.begin() as conn:
             return journal.retry_dead(conn, event_id, target=target)
 
+    def replayable(self, target: str) -> bool:
+        """Whether a finished delivery to ``target`` may be sent again on request: only when the
+        connector that owns it says so (:meth:`.Connector.replays`)."""
+        return any(connector.replays(target) for connector in self.connectors.values())
+
+    def replay_delivery(self, event_id: int, target: str) -> str:
+        """Send an event to one delivery target again -- a dead outbound webhook after its receiver
+        was fixed, or a delivered one the receiver lost -- with what the connector sends every time
+        (the generic subscriptions: the same ``webhook-id``, so a receiver that has it ignores the
+        copy). Returns the status the delivery had. Refused (:class:`.ConflictError`) for targets
+        whose connector does not declare replays: a plugin's delivery runs its hook again, which
+        is :meth:`retry_dead` for a dead one and never done for one that succeeded."""
+        if not self.replayable(target):
+            raise ConflictError(f"deliveries to {target} are not replayed (only outbound webhooks are); "
+                                "retry a dead letter instead")
+        with self.db.begin() as conn:
+            return journal.replay(conn, event_id, target)
+
     def templates(self) -> list[TemplateInfo]:
         """The template cache the gate checks."""
         from . import templates

@@ -246,6 +246,13 @@ class Connector:
         the list from settings only, without calling out. Default: none."""
         return []
 
+    def replays(self, target: str) -> bool:
+        """Whether a delivery to ``target`` (one of this connector's delivery targets) may be queued
+        again after it finished, done or dead (:meth:`Connectzap.replay_delivery`, the Events page's
+        Replay): True only when sending it twice is harmless because the receiver recognises the
+        copy (a stable id per event and target). Default: False."""
+        return False
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def background(self, stop: asyncio.Event) -> None:

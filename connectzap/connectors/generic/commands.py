@@ -108,8 +108,6 @@ def webhooks_deliveries(status: str | None, subscription: str | None, limit: int
 def webhooks_replay(event_id: int, subscription: str | None) -> None:
     """Queue EVENT_ID again for delivery (a dead letter after the receiver was fixed, or a re-send)."""
     from . import subscriptions
-    app = _obj().app()
-    with app.db.begin() as conn:
-        count = subscriptions.replay(conn, event_id, subscription)
+    count = subscriptions.replay(_obj().app(), event_id, subscription)
     click.echo(f"event {event_id}: {count} deliver{'y' if count == 1 else 'ies'} queued again; "
                "running workers send it on their next round")

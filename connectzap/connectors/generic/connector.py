@@ -89,6 +89,11 @@ class GenericConnector(Connector):
         with self.app.db.read() as conn:
             return subscriptions.load_event(conn, event_id)
 
+    def replays(self, target: str) -> bool:
+        # every attempt and replay carries the same webhook-id: receivers drop the copy
+        return target.startswith(subscriptions.TARGET_PREFIX) and \
+            target.removeprefix(subscriptions.TARGET_PREFIX) in self.settings.subscriptions
+
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         name = target.removeprefix(subscriptions.TARGET_PREFIX)
         spec = self.settings.subscriptions[name]

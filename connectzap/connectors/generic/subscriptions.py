@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import Connection, select
@@ -25,6 +25,9 @@ from ...core.signatures import sign_standard
 from ...core.store.database import now
 from ...core.store.schema import deliveries, events
 from .settings import SubscriptionSpec
+
+if TYPE_CHECKING:
+    from ...core.app import Connectzap
 
 TARGET_PREFIX = "connector:generic:"
 
@@ -145,27 +148,19 @@ def listing(conn: Connection, *, status: str | None = None, subscription: str | 
     return [{**dict(r._mapping), "subscription": r.target[len(TARGET_PREFIX):]} for r in rows]
 
 
-def replay(conn: Connection, event_id: int, subscription: str | None = None) -> int:
-    """Queue an event again for one subscription (or every one it went to). Returns how many."""
-    row = conn.execute(select(events.c.payload).where(events.c.id == event_id)).first()
-    if row is None:
-        raise NotFoundError(f"no event {event_id}")
-    targets = deliveries.c.target == target_name(subscription) if subscription \
-        else deliveries.c.target.startswith(TARGET_PREFIX, autoescape=True)
-    found = conn.execute(select(deliveries.c.id).where(deliveries.c.event_id == event_id, targets)).all()
-    if not found:
-        raise NotFoundError(f"event {event_id} was not delivered to "
-                            + (f"subscription {subscription}" if subscription else "any subscription"))
-    if row.payload is None:
-        raise NotFoundError(f"event {event_id} no longer holds its payload (privacy.retention_hours); "
-                            "it cannot be replayed")
-    t = now()
-    count = conn.execute(deliveries.update().where(deliveries.c.event_id == event_id, targets)
-                         .values(status="pending", attempts=0, next_attempt_at=t, last_error=None,
-                                 updated_at=t)).rowcount
-    conn.execute(events.update().where(events.c.id == event_id).values(status="pending", next_attempt_at=t,
-                                                                       completed_at=None))
-    return count
+def replay(app: Connectzap, event_id: int, subscription: str | None = None) -> int:
+    """Queue an event again for one subscription (or every one it went to that is not still queued),
+    through :meth:`Connectzap.replay_delivery`. Returns how many."""
+    if subscription:
+        app.replay_delivery(event_id, target_name(subscription))
+        return 1
+    targets = [d.target for d in app.event(event_id).deliveries
+               if d.target.startswith(TARGET_PREFIX) and d.status != "pending"]
+    if not targets:
+        raise NotFoundError(f"event {event_id} has no finished delivery to a subscription")
+    for target in targets:
+        app.replay_delivery(event_id, target)
+    return len(targets)
 
 
 def load_event(conn: Connection, event_id: int) -> Event:

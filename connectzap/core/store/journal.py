@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select, text
 
 from .. import identities, ordering
+from ..errors import ConflictError, NotFoundError
 from ..models import Event, EventKind
 from ..phones import scrub
 from .database import Database, now
@@ -339,6 +340,31 @@ def dead_letters(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
                         .join(events, events.c.id == deliveries.c.event_id)
                         .where(deliveries.c.status == "dead").order_by(deliveries.c.updated_at.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
+
+
+def replay(conn: Connection, event_id: int, target: str) -> str:
+    """Queue one finished delivery (done or dead) again, as if it had not been tried: attempts from
+    zero, the event pending again. Returns the status it had. Refused (nothing changed) when the
+    event or that delivery does not exist, when it is still queued, or when the event's payload is
+    erased (there is nothing to deliver)."""
+    row = conn.execute(select(events.c.payload).where(events.c.id == event_id)).first()
+    if row is None:
+        raise NotFoundError(f"no event {event_id}")
+    found = conn.execute(select(deliveries.c.id, deliveries.c.status)
+                         .where(deliveries.c.event_id == event_id, deliveries.c.target == target)).first()
+    if found is None:
+        raise NotFoundError(f"event {event_id} has no delivery to {target}")
+    if found.status == "pending":
+        raise ConflictError(f"the delivery of event {event_id} to {target} is still queued: nothing to replay")
+    if row.payload is None:
+        raise NotFoundError(f"event {event_id} no longer holds its payload (privacy.retention_hours); "
+                            "it cannot be replayed")
+    t = now()
+    conn.execute(deliveries.update().where(deliveries.c.id == found.id)
+                 .values(status="pending", attempts=0, next_attempt_at=t, last_error=None, updated_at=t))
+    conn.execute(events.update().where(events.c.id == event_id)
+                 .values(status="pending", next_attempt_at=t, completed_at=None))
+    return str(found.status)
 
 
 def retry_dead(conn: Connection, event_id: int | None = None, *, target: str | None = None) -> int:
