@@ -22,7 +22,6 @@ from sqlalchemy import Connection, select
 from ...core.errors import FatalDeliveryError, NotFoundError, RetriableDeliveryError
 from ...core.models import Event
 from ...core.signatures import sign_standard
-from ...core.store.database import now
 from ...core.store.schema import deliveries, events
 from .settings import SubscriptionSpec
 
