@@ -17,6 +17,7 @@ from connectzap import (AutomaticAnswer, ButtonsContent, ConsentChange, EventCon
                         ReplyButton, TextContent, hookimpl, is_bsuid, leading_keyword, normalise_keyword)
 
 from . import links
+from .section import OptinSection
 from .settings import OptinSettings
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ link's normalised keyword (``optin:yes:0:alta``)."""
 
 @hookimpl
 def register_plugin_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
-    register(NAME, OptinSettings)
+    register(NAME, OptinSection)
 
 
 @hookimpl

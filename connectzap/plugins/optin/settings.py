@@ -4,14 +4,11 @@ single or double opt-in, and links declared in config (docs/automation.md, "Opt-
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectzap import Category, ConsentLink, PluginSettings
-
-if TYPE_CHECKING:
-    from connectzap import Connectzap
+from connectzap import Category, PluginSettings
 
 from ..languages import language_of
 
@@ -143,16 +140,6 @@ class OptinSettings(PluginSettings):
         return [("opt-in", f"{mode}; links in {self.language} by default; business: {self.business_name or '(unset)'}"),
                 *((f"link {link.keyword}", f"{link.category.value}{f' ({link.language})' if link.language else ''}")
                   for link in self.links)]
-
-    def makes_consent_links(self) -> bool:
-        return bool(self.business_name)  # a link's text names the business: without it, no link
-
-    async def consent_link(self, app: Connectzap, *, keyword: str, category: Category) -> ConsentLink:
-        """What ``connectzap optin link`` and ``GET /v1/optin/qr`` make: the link (found again when
-        it exists), remembered so its keyword records consent, and its QR code."""
-        from . import links  # links reads these settings: imported when first used
-        _, url = await links.publish(app, keyword=keyword, category=category)
-        return ConsentLink(url, links.qr_svg(url))
 
     def wording(self, language: str, which: str) -> str:
         """The ``which`` text (text, confirmed, ask, button) of ``language``: configured, else built in."""
