@@ -104,6 +104,61 @@ def main() -> None:
          response(401, "Unauthorized", {"code": "woocommerce_rest_cannot_view",
                                         "message": "Sorry, you cannot list resources.", "data": {"status": 401}})),
     ])
+    campaign_cassettes()
+
+
+AUDIENCE = ("orders?status=completed%2Cprocessing&orderby=id&order=asc&per_page=100&after=2026-11-01T00%3A00%3A00"
+            "&dates_are_gmt=true")
+
+
+def shop_order(order_id: int, customer: int, total: str, first_name: str, phone: str, country: str = "DE") -> dict:
+    base = fixture("order_updated_completed.json")
+    billing = {**base["billing"], "first_name": first_name, "last_name": "Muster", "country": country, "phone": phone,
+               "email": f"{first_name.lower()}@example.com"}
+    return {**base, "id": order_id, "number": str(order_id), "customer_id": customer, "total": total,
+            "billing": billing, "shipping": {**base["shipping"], "first_name": first_name},
+            "date_created_gmt": "2026-11-20T10:00:00", "meta_data": []}
+
+
+def customer(customer_id: int, first_name: str, meta: list[dict]) -> dict:
+    return {"id": customer_id, "date_created": "2026-01-05T10:00:00", "date_created_gmt": "2026-01-05T09:00:00",
+            "date_modified": "2026-12-02T10:00:00", "date_modified_gmt": "2026-12-02T09:00:00",
+            "email": f"{first_name.lower()}@example.com", "first_name": first_name, "last_name": "Muster",
+            "role": "customer", "username": first_name.lower(), "is_paying_customer": True,
+            "meta_data": [{"id": 900 + i, **m} for i, m in enumerate(meta)],
+            "_links": {"self": [{"href": f"{BASE}/customers/{customer_id}"}]}}
+
+
+def campaign_cassettes() -> None:
+    """Orders filtered for a campaign audience (two pages), and the outcomes written back."""
+    paging = {"X-WP-Total": "7", "X-WP-TotalPages": "2"}
+    first = [shop_order(2001, 25, "30.00", "Ana", "+4915112345601"),
+             shop_order(2002, 0, "80.00", "Ben", "015112345602"),
+             shop_order(2003, 26, "20.00", "Cleo", "")]
+    second = [shop_order(2004, 25, "25.00", "Ana", "+4915112345601"),
+              shop_order(2005, 26, "40.00", "Cleo", ""),
+              shop_order(2006, 27, "10.00", "Dana", "+4915112345607"),
+              shop_order(2007, 28, "99.00", "Ben", "+49 151 12345602")]
+    write("orders_audience_two_pages.yaml", "_orders.md, List all orders (status, after, dates_are_gmt, orderby); "
+          "_introduction.md, Pagination", [
+              (request("GET", f"{BASE}/{AUDIENCE}&page=1"), response(200, "OK", first, **paging)),
+              (request("GET", f"{BASE}/{AUDIENCE}&page=2"), response(200, "OK", second, **paging)),
+          ])
+    write("orders_audience_unauthorized.yaml", "_authentication.md (wrong keys)", [
+        (request("GET", f"{BASE}/{AUDIENCE}&page=1"),
+         response(401, "Unauthorized", {"code": "woocommerce_rest_cannot_view",
+                                        "message": "Sorry, you cannot list resources.", "data": {"status": 401}})),
+    ])
+    outcome = [{"key": "connectzap_last_campaign", "value": "winter"},
+               {"key": "connectzap_last_campaign_outcome", "value": "refused (no_consent)"}]
+    guest_order = {**shop_order(2002, 0, "80.00", "Ben", "015112345602"),
+                   "meta_data": [{"id": 950 + i, **m} for i, m in enumerate(outcome)]}
+    write("campaign_outcomes_batch.yaml", "_orders.md and _customers.md, Batch update (up to 100 objects)", [
+        (request("POST", f"{BASE}/orders/batch", {"update": [{"id": 2002, "meta_data": outcome}]}),
+         response(200, "OK", {"update": [guest_order]})),
+        (request("POST", f"{BASE}/customers/batch", {"update": [{"id": 25, "meta_data": outcome}]}),
+         response(200, "OK", {"update": [customer(25, "Ana", outcome)]})),
+    ])
 
 
 if __name__ == "__main__":

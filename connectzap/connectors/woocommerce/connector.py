@@ -21,15 +21,17 @@ import asyncio
 import json
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...core.errors import PayloadError, SignatureError, SkippableError
-from ...core.models import (CallActivity, Contact, ContactChange, Event, EventKind, Handoff, InboundMessage,
-                            MessageStatus, Order, PastMessage, StatusValue)
-from ...core.connector import OperatorAction, OutboundCall
+from ...core.models import (CallActivity, CampaignFinished, Contact, ContactChange, Event, EventKind, Handoff,
+                            InboundMessage, MessageStatus, Order, PastMessage, StatusValue)
+from ...core.campaigns.write_back import Outcome, write_back
+from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
 from ..base import Connector, WebhookRequest, WebhookResponse
-from . import replies
+from . import audience, replies
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
 from .reconcile import reconcile_all, reconcile_forever
 from .rest import ShopClient
@@ -53,6 +55,7 @@ class WooCommerceConnector(Connector):
     optional_headers = ("x-wc-webhook-delivery-id", "x-wc-webhook-id", "x-wc-webhook-resource",
                         "x-wc-webhook-event", "x-wc-webhook-source")
     methods = ("POST",)
+    audience_sources: ClassVar[tuple[str, ...]] = (audience.SOURCE,)
 
     settings: WooCommerceSettings
 
@@ -77,6 +80,18 @@ class WooCommerceConnector(Connector):
 
     def _reconcile_now(self) -> str:
         return "; ".join(result.summary() for result in reconcile_all(self.app))
+
+    # --- campaigns: audiences by order history, outcomes back on the customers ----------------
+
+    def audience(self, query: AudienceQuery) -> AsyncIterator[AudienceMember]:
+        found = audience.query_filter(query, sorted(self.settings.shops), self.settings.default_shop())
+        return audience.ShopAudience(self.client(found.shop), found).members(query.fields)
+
+    async def sync_campaign_finished(self, campaign: CampaignFinished, ctx: EventContext) -> None:
+        async def write(batch: list[Outcome]) -> None:
+            await audience.write_batch(self.client, campaign.name, batch)
+
+        await write_back(ctx, campaign, audience.SOURCE, audience.WRITE_BATCH, write)
 
     def shop_name(self, request: WebhookRequest) -> str | None:
         named = request.path_params.get("shop")

@@ -81,20 +81,29 @@ class ShopClient:
 
     def orders_modified_after(self, since: datetime) -> Iterator[dict[str, Any]]:
         """Every order modified after ``since`` (UTC), oldest first, over all pages."""
-        page, pages = 1, 1
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S")
+        for page in self.pages("orders", modified_after=stamp, dates_are_gmt="true", orderby="modified",
+                               order="asc", per_page=self.shop.reconcile_page_size, status="any"):
+            yield from page
+
+    def pages(self, endpoint: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
+        """A listing endpoint's pages, one request each, as ``X-WP-TotalPages`` says there are."""
+        page, pages = 1, 1
         while page <= pages:
-            response = self._call("GET", "orders", modified_after=stamp, dates_are_gmt="true", orderby="modified",
-                                  order="asc", per_page=self.shop.reconcile_page_size, page=page, status="any")
+            response = self._call("GET", endpoint, **params, page=page)
             body = _json(response, self.name)
             if not isinstance(body, list):
-                raise RetriableDeliveryError(f"shop {self.name}: orders list is not a JSON array")
-            yield from (o for o in body if isinstance(o, dict))
+                raise RetriableDeliveryError(f"shop {self.name}: the {endpoint} list is not a JSON array")
+            yield [item for item in body if isinstance(item, dict)]
             try:
                 pages = int(response.headers.get("X-WP-TotalPages", "1"))
             except ValueError:
                 pages = page
             page += 1
+
+    def batch_update(self, endpoint: str, updates: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST {endpoint}/batch`` with ``{"update": [...]}`` (WooCommerce takes up to 100)."""
+        return dict(_json(self._call("POST", f"{endpoint}/batch", {"update": updates}), self.name) or {})
 
 
 def check(response: requests.Response, shop: str, what: str) -> None:
