@@ -211,7 +211,8 @@ def on_campaign_finished(campaign: CampaignFinished, ctx: EventContext) -> Outgo
     ``sync_campaign_finished`` to write the results back.
 
     :param campaign: ``id``, ``name``, ``state``, ``template``, ``language``, ``started_at``,
-        ``ended_at``, ``recipients`` and ``outcomes`` (recipients per outcome).
+        ``ended_at``, ``recipients``, ``outcomes`` (recipients per outcome) and ``audience_source``
+        (the connector source its audience was read from, None for a file).
     :param ctx: the event context; ``ctx.app.campaigns.all_results(campaign.id)`` gives each
         recipient's outcome (masked number, contact key).
     :returns: messages to propose (or ``None``), e.g. a summary to the marketer's own number.
