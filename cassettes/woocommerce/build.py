@@ -52,6 +52,19 @@ def note(note_id: int, text: str, order: int = 1042) -> tuple[dict, dict]:
             response(201, "Created", created, Location=f"/wp-json/wc/v3/orders/{order}/notes/{note_id}"))
 
 
+def customer_notes(order: int = 1042) -> tuple[dict, dict]:
+    """The order's notes to the customer: the agent's (id 290) and an older one."""
+    listed = [{"id": note_id, "author": "Marta", "date_created": created, "date_created_gmt": created_gmt,
+               "note": text, "customer_note": True,
+               "_links": {"self": [{"href": f"{BASE}/orders/{order}/notes/{note_id}"}],
+                          "collection": [{"href": f"{BASE}/orders/{order}/notes"}],
+                          "up": [{"href": f"{BASE}/orders/{order}"}]}}
+              for note_id, text, created, created_gmt in (
+                  (290, AGENT_NOTE, "2026-03-02T14:05:00", "2026-03-02T13:05:00"),
+                  (287, "Thanks for your order!", "2026-03-02T12:20:00", "2026-03-02T11:20:00"))]
+    return request("GET", f"{BASE}/orders/{order}/notes?type=customer"), response(200, "OK", listed)
+
+
 def write(name: str, doc: str, interactions: list[tuple[dict, dict]]) -> None:
     data = {"interactions": [{"request": r, "response": s} for r, s in interactions], "version": 1}
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120)
@@ -65,6 +78,13 @@ FAILURE_NOTE = ("The WhatsApp notification for status 'processing' (template ord
                 "delivered: 131049 This message was not delivered to maintain healthy ecosystem engagement.")
 HANDOFF_NOTE = ("WhatsApp conversation handed to a person (2026-03-02 12:35 UTC, until 2026-03-02 16:35 UTC): "
                 "asked for a person.")
+AGENT_NOTE = "Your parcel leaves today; the courier calls before 6pm."
+SENT_NOTE = "The note to the customer was sent on WhatsApp as a message (the customer's 24-hour window is open)."
+TEMPLATE_NOTE = ("The note to the customer went on WhatsApp as the template new_message_notice: the customer's "
+                 "24-hour window was closed, so the note itself could not be sent; the template tells them there is "
+                 "a new message about this order.")
+NO_NUMBER_NOTE = ("The note to the customer was not sent on WhatsApp: the order's billing phone is missing or not a "
+                  "valid number.")
 PAGE = "orders?modified_after=2026-03-01T00%3A00%3A00&dates_are_gmt=true&orderby=modified&order=asc&per_page=2"
 
 
@@ -99,6 +119,15 @@ def main() -> None:
          response(503, "Service Unavailable", {"code": "maintenance", "message": "Briefly unavailable"},
                   **{"Retry-After": "120"})),
     ])
+    order = fixture("order_created_classic.json")
+    fetched = (request("GET", f"{BASE}/orders/1042"), response(200, "OK", order))
+    for name, outcome in (("customer_note_sent.yaml", SENT_NOTE), ("customer_note_template.yaml", TEMPLATE_NOTE)):
+        write(name, "_orders.md, Retrieve an order; _order-notes.md, List all order notes, Create an order note",
+              [fetched, customer_notes(), note(291, outcome)])
+    no_phone = {**order, "billing": {**order["billing"], "phone": ""}}
+    write("customer_note_no_phone.yaml", "_orders.md, Retrieve an order; _order-notes.md",
+          [(request("GET", f"{BASE}/orders/1042"), response(200, "OK", no_phone)), customer_notes(),
+           note(292, NO_NUMBER_NOTE)])
     write("orders_unauthorized.yaml", "_authentication.md (wrong keys)", [
         (request("GET", f"{BASE}/{PAGE}&page=1&status=any"),
          response(401, "Unauthorized", {"code": "woocommerce_rest_cannot_view",

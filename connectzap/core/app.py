@@ -112,9 +112,10 @@ class Connectzap:
         """What reads each event kind beyond models.CORE_PAYLOADS: the core's ``send`` and each
         connector's own kinds -- declared here, never by importing a module."""
         payloads.declare(EventKind.SEND, Outgoing, "the core")
+        payloads.declare(EventKind.REPLY, replies.ReplyRequest, "the core")
         for name, connector in self.connectors.items():
             for kind, model in connector.payload_models.items():
-                if kind in CORE_PAYLOADS or kind == EventKind.SEND:
+                if kind in CORE_PAYLOADS or kind in (EventKind.SEND, EventKind.REPLY):
                     raise ConfigurationError(f"connector {name} declares a payload model for {kind} events, "
                                              "which the core owns")
                 # keyed by the connector's name, the source of the events it journals; the first one
@@ -364,27 +365,14 @@ class Connectzap:
         number the customer wrote to last. An admitted reply hands the conversation to people for
         ``[replies] handoff_minutes`` in the same transaction; a repeated ``idempotency_key`` returns
         the first reply's message and changes nothing."""
-        cfg = self.settings.replies
-        who = Contact.model_validate(identify(contact, country))
-        key = self.contact_key(contact, country)
-        template = fallback or replies.configured_fallback(cfg.fallback_template, cfg.fallback_language,
-                                                           fallback_params or [])
+        request = replies.ReplyRequest(to=Contact.model_validate(identify(contact, country)), text=text,
+                                       fallback=fallback, fallback_params=fallback_params or [],
+                                       business_phone_number_id=business_number, by=by)
+        key = scoped_key(f"reply:{by}", idempotency_key) if idempotency_key else unique_key(f"reply:{by}")
+        listened = not self.started or bool(delivery_targets(EventKind.HANDOFF.value, self.connectors.values()))
         with self.db.begin() as conn:
-            state = replies.window_state(conn, key, now())
-            number = replies.reply_number(state, business_number)
-            message = replies.reply_message(who, text, template, number)
-            admission = self.admission(message, idempotency_key=idempotency_key, source=f"reply:{by}")
-            decision = gate.admit_many(self.db, conn, self.secret, [admission], strict_key=True,
-                                       accounts=self.business_accounts)[0]
-            handed = False
-            if decision.accepted and not decision.duplicate and cfg.handoff_minutes:
-                listened = not self.started or bool(delivery_targets(EventKind.HANDOFF.value,
-                                                                     self.connectors.values()))
-                handed = conversations.hand_over(self.db, conn, key, who, Handover(
-                    "human", "agent reply", cfg.handoff_minutes, by), listened=listened)
-            row = outbox.get(conn, decision.id) if decision.accepted else None
-        sent_as = row["content_type"] if row and row["content_type"] in ("text", "template") else None
-        return replies.AgentReply(decision, sent_as, state, handed)
+            return replies.admit(self.db, conn, self.secret, request, key, settings=self.settings.replies,
+                                 accounts=self.business_accounts, handoff_listened=listened, strict_key=True)
 
     def _hand_over(self, contact: str, change: Handover) -> bool:
         if change.minutes is not None and change.minutes <= 0:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import consent as ledger
-from . import gate, identities, logs, reachability, templates, windows
+from . import gate, identities, logs, reachability, replies, templates, windows
 from .bsuids import bsuid_key
 from .idempotency import scoped_key
 from .messages import Outgoing
@@ -21,6 +21,7 @@ from .models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, Cance
 from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
+from .settings import ReplySettings
 from .templates import BusinessAccounts
 
 log = logging.getLogger("connectzap.bookkeeping")
@@ -31,12 +32,14 @@ class Bookkeeping:
     ``kind`` (a consent change is journaled for the hooks only when someone does)."""
 
     def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool],
-                 accounts: Callable[[], BusinessAccounts | None] = lambda: None) -> None:
+                 accounts: Callable[[], BusinessAccounts | None] = lambda: None,
+                 reply_settings: ReplySettings | None = None) -> None:
         self.db = db
         self.secret = secret
         self.has_targets = has_targets
         self.accounts = accounts
         """Which business account's templates each number sends (the engine's, once started)."""
+        self.reply_settings = reply_settings or ReplySettings()
 
     def apply_many(self, conn: Any, batch: list[tuple[int, Event]]) -> None:
         """:meth:`apply` for several events, in their order; the outcome is what applying them one by
@@ -127,6 +130,12 @@ class Bookkeeping:
             key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
             result = gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key,
                                 source_event_id=event_id, plugin=event.source, accounts=self.accounts()).as_dict()
+        elif kind == EventKind.REPLY:
+            request = replies.ReplyRequest.model_validate(event.data)
+            key = scoped_key(f"reply:{event.source}", request.idempotency_key or event.dedupe_key)
+            result = replies.admit(self.db, conn, self.secret, request, key, settings=self.reply_settings,
+                                   accounts=self.accounts(), source_event_id=event_id,
+                                   handoff_listened=self.has_targets(EventKind.HANDOFF.value)).as_dict()
         elif kind == EventKind.CANCEL:
             result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
         journal.finish_delivery(conn, event_id, "core", result)

@@ -42,6 +42,7 @@ from .models import (CallActivity, CampaignFinished, ConsentChange, ContactChang
 if TYPE_CHECKING:
     from .app import Connectzap
     from .context import EventContext
+    from .replies import ReplyRequest
 
 
 class ConnectorSettings(BaseModel):
@@ -180,6 +181,12 @@ class Connector:
     async def sync_campaign_finished(self, campaign: CampaignFinished, ctx: EventContext) -> None:
         """Write a campaign's results back to the external system (a contact property, a note)."""
 
+    async def sync_reply(self, reply: ReplyRequest, ctx: EventContext) -> None:
+        """Write what became of a person's reply (an event of kind ``reply``, e.g. one this connector
+        journaled from an order note) back to where it was written: the message the core admitted for
+        it is ``ctx.app.messages(source_event_id=ctx.event_id)`` -- sent as text inside the 24-hour
+        window, as the ``[replies]`` template outside it, or refused with the gate's reason."""
+
     async def sync_handoff(self, handoff: Handoff, ctx: EventContext) -> None:
         """Put a change of hands of a conversation (to a person, back to the bot) on the customer's
         record in the external system."""
@@ -271,6 +278,7 @@ class Connector:
                              ("order_updated", "sync_order_updated"), ("lead", "sync_lead"),
                              ("contact_changed", "sync_contact_changed"),
                              ("call", "sync_call"), ("handoff", "sync_handoff"), ("past_message", "sync_past_message"),
+                             ("reply", "sync_reply"),
                              ("campaign_finished", "sync_campaign_finished")):
             if getattr(cls, method) is not getattr(Connector, method):
                 out[kind] = method

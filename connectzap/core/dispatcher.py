@@ -289,7 +289,10 @@ class Dispatcher:
             if event_id in troubled:
                 continue
             try:
-                plan.payload = event.payload() if event.kind.value in EVENT_HOOKS else None
+                # Hooks' kinds always (an unreadable payload fails at once); other kinds -- a reply, a
+                # connector's own resolve notice -- when a connector listens and a model reads them.
+                plan.payload = event.payload() if event.kind.value in EVENT_HOOKS or (
+                    plan.targets and event.has_typed_payload()) else None
             except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
                 for name in plan.targets:
                     self._fail(conn, event_id, name, exc, self.cfg.max_attempts)

@@ -553,6 +553,9 @@ class EventKind(StrEnum):
     HANDOFF = "handoff"
     CAMPAIGN_FINISHED = "campaign_finished"
     SEND = "send"
+    REPLY = "reply"
+    """A person's reply to a customer (an order note, a CRM reply): the core sends the text inside
+    the 24-hour window, the ``[replies]`` template outside it (:class:`~connectzap.core.replies.ReplyRequest`)."""
     CANCEL = "cancel"
     RESOLVE = "resolve"
     """A thin webhook (ids only) that its connector completes later, outside the webhook edge, by

@@ -21,7 +21,8 @@ from .models import Event, EventKind
 from .errors import InvalidPhoneError
 from .phones import to_e164
 
-_CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND, EventKind.HANDOFF}
+_CONTACT_KINDS = {EventKind.INBOUND_MESSAGE, EventKind.CONSENT_CHANGED, EventKind.SEND, EventKind.REPLY,
+                  EventKind.HANDOFF}
 
 
 def contact(key: str) -> str:

@@ -232,6 +232,8 @@ def _subject(payload: str | None) -> str | None:
         return f"conversation to {'a person' if data.to == 'human' else 'the bot'}" + _to(data.contact.phone)
     if kind == EventKind.SEND:
         return f"send {getattr(data.content, 'name', None) or data.content.type}{_to(data.to.phone)}"
+    if kind == EventKind.REPLY:
+        return f"a reply by {data.by}{_to(data.to.phone)}"
     if kind == EventKind.CANCEL:
         return f"cancel messages keyed {data.cancel_key}"
     # A connector's own payload model (its ``resolve`` notices) may say what the event is about.

@@ -14,16 +14,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select
 
+from . import conversations, gate, identities
+from .conversations import Handover
 from .gate import Decision
 from .messages import Outgoing, TemplateContent, TextContent
 from .models import Contact
+from .store import outbox
+from .store.database import Database, now
 from .store.schema import windows
 from .views import utc
 from .windows import WINDOW_SECONDS
+
+if TYPE_CHECKING:
+    from .settings import ReplySettings
+    from .templates import BusinessAccounts
 
 SentAs = Literal["text", "template"]
 
@@ -77,14 +86,63 @@ def reply_number(state: WindowState, asked: str | None) -> str | None:
 
 
 def reply_message(contact: Contact, text: str, fallback: TemplateContent | None, business_number: str | None,
-                  *, idempotency_key: str | None = None) -> Outgoing:
+                  *, origin: dict[str, str] | None = None) -> Outgoing:
     return Outgoing(to=contact, content=TextContent(body=text), fallback=fallback,
-                    business_phone_number_id=business_number, idempotency_key=idempotency_key)
+                    business_phone_number_id=business_number, origin=origin)
 
 
 def configured_fallback(name: str | None, language: str, params: list[str]) -> TemplateContent | None:
     """The ``[replies]`` template with the caller's parameters; None when none is configured."""
     return TemplateContent.model_validate({"name": name, "language": language, "body": params}) if name else None
+
+
+class ReplyRequest(BaseModel):
+    """A person's reply, as a connector journals it (an event of kind ``reply``): an order note
+    written to the customer, a reply typed in a CRM. The core admits it like
+    :meth:`Connectzap.reply <connectzap.core.app.Connectzap.reply>` does, exactly once per event.
+
+    :ivar origin: ids naming the record the reply came from (``{"source": "woocommerce", "shop":
+        "main", "order": "1042", "note": "311"}``); kept with the message after its text is erased.
+    :ivar by: who wrote it, as the conversation's handoff records it (a connector's name).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Contact
+    text: str = Field(min_length=1, max_length=4096)
+    fallback: TemplateContent | None = None
+    fallback_params: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(default_factory=list,
+                                                                                         max_length=20)
+    business_phone_number_id: str | None = None
+    origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
+        Field(default=None, max_length=8)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    by: str = Field(default="api", min_length=1, max_length=64)
+
+
+def admit(db: Database, conn: Connection, secret: bytes, request: ReplyRequest, key: str, *,
+          settings: ReplySettings, accounts: BusinessAccounts | None, handoff_listened: bool,
+          strict_key: bool = False, source_event_id: int | None = None) -> AgentReply:
+    """Put ``request`` through the gate under idempotency ``key`` inside ``conn``'s transaction: the
+    text with the fallback template (the request's, else ``[replies]``'s), from the number the
+    customer wrote to last; when admitted for the first time, hand the conversation to people."""
+    at = now()
+    contact_key = identities.resolve(conn, secret, request.to.phone, request.to.user_id)
+    state = window_state(conn, contact_key, at) if contact_key else WindowState([])
+    template = request.fallback or configured_fallback(settings.fallback_template, settings.fallback_language,
+                                                       request.fallback_params)
+    message = reply_message(request.to, request.text, template, reply_number(state, request.business_phone_number_id),
+                            origin=request.origin)
+    decision = gate.admit_many(db, conn, secret, [gate.Admission(message, key)], strict_key=strict_key,
+                               source_event_id=source_event_id, plugin=request.by if source_event_id else None,
+                               accounts=accounts)[0]
+    handed = False
+    if decision.accepted and not decision.duplicate and settings.handoff_minutes and contact_key:
+        handed = conversations.hand_over(db, conn, contact_key, request.to, Handover(
+            "human", "agent reply", settings.handoff_minutes, request.by), listened=handoff_listened)
+    row = outbox.get(conn, decision.id) if decision.accepted else None
+    sent_as: SentAs | None = row["content_type"] if row and row["content_type"] in ("text", "template") else None
+    return AgentReply(decision, sent_as, state, handed)
 
 
 @dataclass(frozen=True)
@@ -97,3 +155,8 @@ class AgentReply:
     sent_as: SentAs | None
     window: WindowState
     handed_off: bool
+
+    def as_dict(self) -> dict[str, object]:
+        """What the event's ``core`` delivery records (``connectzap events show``)."""
+        return {**self.decision.as_dict(), "sent_as": self.sent_as, "handed_off": self.handed_off,
+                "window_open": self.window.open}

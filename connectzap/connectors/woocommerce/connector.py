@@ -23,15 +23,19 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from ...core.errors import PayloadError, SignatureError, SkippableError
 from ...core.models import (CallActivity, CampaignFinished, Contact, ContactChange, Event, EventKind, Handoff,
                             InboundMessage, MessageStatus, Order, PastMessage, StatusValue)
 from ...core.campaigns.write_back import Outcome, write_back
 from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
+from ...core.replies import ReplyRequest
 from ..base import Connector, WebhookRequest, WebhookResponse
-from . import audience, replies
+from . import audience, customer_notes, replies
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
 from .reconcile import reconcile_all, reconcile_forever
 from .rest import ShopClient
@@ -56,6 +60,8 @@ class WooCommerceConnector(Connector):
                         "x-wc-webhook-event", "x-wc-webhook-source")
     methods = ("POST",)
     audience_sources: ClassVar[tuple[str, ...]] = (audience.SOURCE,)
+    payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {
+        EventKind.RESOLVE: customer_notes.CustomerNote}
 
     settings: WooCommerceSettings
 
@@ -149,6 +155,8 @@ class WooCommerceConnector(Connector):
         if not isinstance(data, dict) or not isinstance(data.get("action"), str):
             raise PayloadError("action webhook has no action", field="action")
         action, arg = data["action"], data.get("arg")
+        if action == customer_notes.ACTION:
+            return [customer_notes.notice_event(name, arg, dedupe)] if self.shop(name).send_customer_notes else []
         if not action.startswith(_STATUS_ACTION) or not isinstance(arg, (int, str)) or not str(arg).isdigit():
             return []
         status = action.removeprefix(_STATUS_ACTION)
@@ -165,6 +173,46 @@ class WooCommerceConnector(Connector):
                                 at=gmt(data.get("date_created_gmt")))
         return [Event.of(EventKind.CONSENT_CHANGED, change, source=SOURCE,
                          dedupe_key=f"{dedupe}:{change.category.value}") for change in changes]
+
+    # --- notes to the customer ------------------------------------------------------------
+
+    def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
+        if kind == EventKind.RESOLVE.value:
+            return {f"connector:{self.name}": self._complete_note}
+        return super().delivery_targets(kind)
+
+    async def _complete_note(self, notice: Any, ctx: EventContext) -> None:
+        """Fetch the order and its customer notes; journal the note as a ``reply`` (or note on the
+        order why it cannot go)."""
+        if ctx.source != self.name or not isinstance(notice, customer_notes.CustomerNote):
+            return  # another connector's thin event
+        client = self.client(notice.shop)
+        if ctx.simulating:
+            ctx.would(OutboundCall("GET", ShopClient.url_for(self.shop(notice.shop), f"orders/{notice.order}"),
+                                   note="fetch the order (the customer's number), then send the note on WhatsApp"))
+            return
+        order = await asyncio.to_thread(client.get_order, notice.order)
+        notes = await asyncio.to_thread(client.customer_notes, notice.order)
+        key = customer_notes.note_key(notice, notes)
+        reply = customer_notes.reply_of(notice, order, key)
+        if reply is None:
+            noted = replies.noted_key(key, "no-number")
+            if not ctx.state.get(noted):
+                await self._add_note(replies.Note(notice.shop, notice.order, customer_notes.NO_NUMBER_NOTE, noted), ctx)
+            raise SkippableError(f"order {notice.order} has no valid WhatsApp number", code="no_phone")
+        # Journaled in its own transaction; its dedupe key (the note's id) makes a retry harmless.
+        await asyncio.to_thread(self.app.ingest, [Event.of(EventKind.REPLY, reply, source=self.name, dedupe_key=key)])
+
+    async def sync_reply(self, reply: ReplyRequest, ctx: EventContext) -> None:
+        origin = reply.origin or {}
+        if origin.get("source") != self.name or origin.get("shop") not in self.settings.shops:
+            return
+        noted = replies.noted_key(ctx.dedupe_key, "reply")
+        if ctx.state.get(noted) or not self.shop(origin["shop"]).has_rest_keys:
+            return
+        admitted = await asyncio.to_thread(self.app.messages, source_event_id=ctx.event_id, limit=1)
+        text = customer_notes.outcome_note(admitted[0] if admitted else None)
+        await self._add_note(replies.Note(origin["shop"], origin["order"], text, noted), ctx)
 
     # --- reply sync ----------------------------------------------------------------------
 

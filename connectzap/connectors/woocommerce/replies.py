@@ -91,10 +91,13 @@ class Note:
 
 @dataclass(frozen=True)
 class NotificationOrigin:
+    """The order a message was about: an order notification (``status``) or a note to the customer (``note``)."""
+
     shop: str
     order: str
-    status: str
+    status: str | None
     template: str | None
+    note: str | None = None
 
 
 def notification_origin(app: Connectzap, status: MessageStatus) -> NotificationOrigin | None:
@@ -102,10 +105,11 @@ def notification_origin(app: Connectzap, status: MessageStatus) -> NotificationO
     with app.db.read() as conn:
         row = outbox.get(conn, status.outbox_id) if status.outbox_id else outbox.by_wamid(conn, status.wamid)
     origin = outbox.origin_of(row) if row is not None else {}
-    if row is None or origin.get("source") != SOURCE or not all(origin.get(k) for k in ("shop", "order", "status")):
+    if row is None or origin.get("source") != SOURCE or not all(origin.get(k) for k in ("shop", "order")) \
+            or not (origin.get("status") or origin.get("note")):
         return None
-    return NotificationOrigin(shop=origin["shop"], order=origin["order"], status=origin["status"],
-                              template=row["template_name"])
+    return NotificationOrigin(shop=origin["shop"], order=origin["order"], status=origin.get("status"),
+                              template=row["template_name"], note=origin.get("note"))
 
 
 def failure_note(status: MessageStatus, origin: NotificationOrigin) -> str:
@@ -115,5 +119,7 @@ def failure_note(status: MessageStatus, origin: NotificationOrigin) -> str:
         reason = f": {error.code} {error.title or error.message or ''}".rstrip()
         if error.details:
             reason += f" ({error.details})"
+    if origin.note:
+        return f"The WhatsApp message for the note to the customer could not be delivered{reason.rstrip('.')}."
     return (f"The WhatsApp notification for status '{origin.status}' (template {origin.template or '?'}) "
             f"could not be delivered{reason.rstrip('.')}.")

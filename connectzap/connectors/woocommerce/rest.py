@@ -79,6 +79,11 @@ class ShopClient:
     def get_order(self, order_id: str) -> dict[str, Any]:
         return _json(self._call("GET", f"orders/{order_id}"), self.name)
 
+    def customer_notes(self, order_id: str) -> list[dict[str, Any]]:
+        """The order's notes to the customer (``type=customer``), newest first."""
+        body = _json(self._call("GET", f"orders/{order_id}/notes", type="customer"), self.name)
+        return [n for n in body if isinstance(n, dict)] if isinstance(body, list) else []
+
     def orders_modified_after(self, since: datetime) -> Iterator[dict[str, Any]]:
         """Every order modified after ``since`` (UTC), oldest first, over all pages."""
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S")

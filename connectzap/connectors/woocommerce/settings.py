@@ -58,6 +58,10 @@ class ShopSettings(BaseModel):
     """Customer WhatsApp messages this long after their latest order become private order notes (0 = never)."""
     note_failures: bool = True
     """Add a private order note when an order notification could not be delivered."""
+    send_customer_notes: bool = True
+    """Send each note to the customer written on an order to the customer on WhatsApp (needs an
+    Action webhook for ``woocommerce_new_customer_note``; the text inside the 24-hour window, the
+    ``[replies]`` template outside it), and note on the order what became of it."""
     reconcile_page_size: int = Field(default=100, ge=1, le=100)
     """Orders per REST page when reconciling (WordPress allows at most 100)."""
     timeout_seconds: float = Field(default=15, gt=0)
