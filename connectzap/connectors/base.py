@@ -5,7 +5,7 @@ import the same names from ``connectzap`` itself.
 """
 
 from ..core.connector import Connector, ConnectorSettings, WebhookRequest, WebhookResponse, secret_value
-from ..core.connector import OperatorAction, OutboundCall
+from ..core.connector import OperatorAction, OutboundCall, TemplateAccount, TemplateManagement
 
 __all__ = ["Connector", "ConnectorSettings", "OperatorAction", "OutboundCall", "WebhookRequest", "WebhookResponse",
-           "secret_value"]
+           "TemplateAccount", "TemplateManagement", "secret_value"]

@@ -7,7 +7,7 @@ the engine's methods) and acts through the same engine methods as the CLI: no SQ
 
 from __future__ import annotations
 
-from . import automation_pages, campaigns, connector_pages  # noqa: F401 - importing them adds their routes
+from . import automation_pages, campaigns, connector_pages, template_pages  # noqa: F401 - importing them adds their routes
 from .pages import mount
 
 __all__ = ["mount"]

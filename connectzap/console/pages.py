@@ -394,18 +394,6 @@ def change_consent(request: Request, engine: Connectzap, session: sessions.Sessi
     return _see(_contact_url(engine, e164, done=f"{mask(e164)}: {said}"))
 
 
-# --- templates -------------------------------------------------------------------------------------------------
-
-def templates(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
-    """The template cache the gate checks (``connectzap templates list``): read-only for now."""
-    rows = sorted(engine.templates(), key=lambda t: (t.name, t.language, t.waba_id or ""))
-    # keyed by account too: with several accounts, each may have its own text under one name
-    bodies = {(t.waba_id, t.name, t.language): next((c.get("text") for c in t.components
-                                                     if str(c.get("type", "")).upper() == "BODY"), None) for t in rows}
-    return render(request, engine, session, "templates.html", nav="templates", templates=rows, bodies=bodies,
-                  several_accounts=engine.business_accounts is not None)
-
-
 # --- events and dead letters ---------------------------------------------------------------------------------
 
 def events(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
@@ -500,7 +488,6 @@ router.add_api_route("/events", page(events), methods=["GET"])
 router.add_api_route("/events/{event_id}", page(event), methods=["GET"])
 router.add_api_route("/dead", page(dead), methods=["GET"])
 router.add_api_route("/contacts", page(contacts), methods=["GET"])
-router.add_api_route("/templates", page(templates), methods=["GET"])
 router.add_api_route("/logout", action(logout), methods=["POST"])
 router.add_api_route("/contacts/lookup", action(look_up), methods=["POST"])
 router.add_api_route("/contacts/consent", action(change_consent), methods=["POST"])

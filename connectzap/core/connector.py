@@ -15,7 +15,8 @@ messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`
 (campaign audiences read from the external system, for the sources in ``audience_sources``),
 :meth:`Connector.background`
 (periodic work beside the workers), :meth:`Connector.delivery_targets` (several receivers per
-event) and :meth:`Connector.operator_actions` (what an operator may run from the console). Durable
+event), :meth:`Connector.operator_actions` (what an operator may run from the console) and
+:meth:`Connector.template_management` (the message templates it syncs and creates). Durable
 state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)`` elsewhere;
 settings are a :class:`ConnectorSettings` model. The core probes for nothing else.
 """
@@ -23,7 +24,7 @@ settings are a :class:`ConnectorSettings` model. The core probes for nothing els
 from __future__ import annotations
 
 import asyncio
-
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -260,6 +261,12 @@ class Connector:
         copy (a stable id per event and target). Default: False."""
         return False
 
+    def template_management(self) -> TemplateManagement | None:
+        """The message templates this connector keeps in the template cache, as an operator syncs and
+        creates them (the console's Templates page; the same functions as the connector's CLI
+        commands). Built from settings only, without calling out. Default: none."""
+        return None
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def background(self, stop: asyncio.Event) -> None:
@@ -350,6 +357,46 @@ class OperatorAction:
     label: str
     description: str
     run: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class TemplateAccount:
+    """A business account whose templates an operator syncs and creates (:class:`TemplateManagement`)."""
+
+    name: str
+    """What :meth:`TemplateManagement.sync` and :meth:`~TemplateManagement.create` take as ``account``."""
+    waba_id: str | None
+    """The ``waba_id`` its templates carry in the cache."""
+
+
+class TemplateManagement(ABC):
+    """Message templates as an operator manages them (:meth:`Connector.template_management`).
+
+    Each method is what the connector's own CLI commands run, so the console and the CLI sync,
+    check and create a template by one implementation. Errors are a
+    :class:`~connectzap.core.errors.ConnectzapError` an operator can act on: a refused definition
+    is a :class:`~connectzap.core.errors.PayloadError` naming its field; the vendor's refusal keeps
+    its code and title in the message, never a credential.
+    """
+
+    @abstractmethod
+    def accounts(self) -> list[TemplateAccount]:
+        """The accounts templates live in, the default one first (no calling out)."""
+
+    @abstractmethod
+    async def sync(self, account: str | None = None) -> list[str]:
+        """Replace the cached templates of ``account`` (None: every account's) with the vendor's;
+        one line per account saying what changed."""
+
+    @abstractmethod
+    def check(self, definition: dict[str, Any]) -> None:
+        """Raise :class:`~connectzap.core.errors.PayloadError` for what the vendor refuses outright
+        in a new template's ``definition`` (name, language, category, components[, parameter_format])."""
+
+    @abstractmethod
+    async def create(self, definition: dict[str, Any], account: str | None = None) -> str:
+        """Check ``definition``, submit it for review in ``account`` (None: the only one; with
+        several it is required) and cache it; one line saying what became of it."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -20,12 +19,9 @@ from ...core.errors import ConfigurationError
 from ...core.hookspecs import hookimpl
 from .client import GraphClient
 from .settings import WhatsAppSettings
+from .template_management import fmt_time
 
 T = TypeVar("T")
-
-
-def fmt_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _whatsapp(obj: Any) -> WhatsAppSettings:
@@ -55,14 +51,6 @@ def _one_account(obj: Any, account: str | None, doing: str) -> WhatsAppSettings:
         names = ", ".join(a.label for a in settings.accounts)
         raise click.UsageError(f"several accounts are configured: pass --account to {doing} ({names})")
     return _settings(obj, account)
-
-
-def _accounts(obj: Any, account: str | None) -> list[WhatsAppSettings]:
-    """The named account's settings, or every account's."""
-    if account is not None:
-        return [_settings(obj, account)]
-    _settings(obj)  # the same refusal when the Cloud API is not configured
-    return _whatsapp(obj).account_settings()
 
 
 ACCOUNT_OPTION = click.option("--account", help="Business account: its name or waba_id in "
@@ -112,19 +100,11 @@ def templates_group() -> None:
 def templates_sync(obj: Any, account: str | None) -> None:
     """Fetch every template (all pages) from the business account (or the sandbox) into the cache;
     with several accounts, from each (or the one --account names)."""
+    from . import template_management
     settings = _whatsapp(obj)
     app = obj.app()
-    if not settings.live:
-        from . import sandbox_templates
-        kept, removed = sandbox_templates.sync(app)
-        click.echo(f"synced {kept} template(s) from the sandbox" + (f", removed {removed} gone from it" if removed
-                                                                     else ""))
-        return
-    from . import templates_api
-    for view in _accounts(obj, account):
-        kept, removed = _call(view, lambda c: templates_api.sync(c, app))
-        where = f"business account {view.account_label}" if settings.accounts else "the business account"
-        click.echo(f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else ""))
+    for line in asyncio.run(template_management.sync(app, settings, account if settings.live else None)):
+        click.echo(line)
 
 
 TEMPLATE_COLUMNS = [Column("name"), Column("language"), Column("status"), Column("category"),
@@ -216,20 +196,13 @@ def _component_text(component: dict[str, Any]) -> str:
 def templates_create(obj: Any, file: str, account: str | None) -> None:
     """Submit the template defined in FILE (JSON: name, language, category, components) for review
     (with several accounts, to the one --account names)."""
-    from . import templates_api
+    from . import template_management, templates_api
     settings = _whatsapp(obj)
     definition = templates_api.read_definition(file)
     app = obj.app()
     if settings.live:
-        view = _one_account(obj, account, "say where the template goes")
-        info = _call(view, lambda c: templates_api.create(c, app, definition))
-        click.echo(f"created {info.name} ({info.language}): {info.status}, {info.category}, id {info.id}")
-        return
-    from . import sandbox_templates
-    created = sandbox_templates.create(app, definition)
-    click.echo(f"created {created.name} ({created.language}) on the sandbox: PENDING, {created.category}, "
-               f"id {created.id}; its review ends at {fmt_time(created.review_at)} UTC "
-               f"([sandbox] template_approval_seconds = {app.settings.sandbox.template_approval_seconds:g})")
+        account = _one_account(obj, account, "say where the template goes").account_label
+    click.echo(asyncio.run(template_management.create(app, settings, definition, account if settings.live else None)))
 
 
 @templates_group.command("ttl")

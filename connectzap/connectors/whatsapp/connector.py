@@ -28,6 +28,7 @@ from ..base import Connector, WebhookRequest, WebhookResponse, secret_value
 from . import limits, pacer, webhooks
 from .sandbox import SandboxChannel
 from .settings import WhatsAppSettings
+from .template_management import WhatsAppTemplates
 from .signatures import SigningAccount, verify_meta_accounts
 
 if TYPE_CHECKING:
@@ -205,6 +206,11 @@ class WhatsAppConnector(Connector):
             from . import channel  # the HTTP client stack, imported only when it is used
             return channel.build_channel(self.settings, self.app)
         return SandboxChannel(self.app)
+
+    def template_management(self) -> WhatsAppTemplates:
+        """The business accounts' templates (the sandbox's without credentials), synced and created
+        by the functions ``connectzap templates sync|create`` run."""
+        return WhatsAppTemplates(self.app, self.settings)
 
     def make_rehearsal_channel(self) -> Channel:
         """Simulations always get the sandbox, credentials or not: it validates each request and
