@@ -19,6 +19,7 @@ from ..core.app import Connectzap
 from ..core.connector import TemplateManagement
 from ..core.errors import ConflictError, ConnectzapError, NotFoundError, PayloadError
 from ..core.messages import Outgoing, TemplateContent
+from ..core.models import Contact
 from ..core.phones import mask, to_e164
 from ..core.views import MessageView
 from . import sessions, template_forms
@@ -146,8 +147,8 @@ def test_send(request: Request, engine: Connectzap, session: sessions.Session, f
         e164 = to_e164(form.get("phone", ""), kept["country"].strip().upper() or None)
     except ConnectzapError as exc:
         return again(exc.message, "phone")
-    decision = engine.send(Outgoing(to=e164, content=TemplateContent(name=name, language=language, body=body)),
-                           source="console")
+    content = TemplateContent.model_validate({"name": name, "language": language, "body": body})
+    decision = engine.send(Outgoing(to=Contact(phone=e164), content=content), source="console")
     said = f"{name} ({language}): {decision.status}" + (f", {decision.reason}" if decision.reason else "")
     engine.operators.record(session.actor, "template_test_send", mask(e164), f"message {decision.id}: {said}",
                             _address(request))
