@@ -264,3 +264,36 @@ def test_cassette_batch_update_of_outcomes() -> None:
         answer = asyncio.run(client.call("update contacts", list_audience.as_json(client.contact_batch.update),
                                          batch_input_simple_public_object_batch_input=body))
     assert cassette.all_played and answer["status"] == "COMPLETE"
+
+
+def test_console_creates_a_campaign_from_a_list(make, fake) -> None:
+    from console_support import PASSWORD, USER, csrf_of, log_in
+    from test_console_routes import console
+
+    from connectzap.console.passwords import hash_password
+    contacts_in(fake)
+    app = make(api=SETTINGS["api"], console={"enabled": True},
+               connectors={**SETTINGS["connectors"], "hubspot": hubspot_config(fake.url, default_region="DE")})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "winter_news", "Hi {{first_name}}, the winter collection is in", category="MARKETING",
+                  parameter_format="NAMED")
+
+    async def walk() -> None:
+        async with console(app) as client:
+            await log_in(client)
+            page = await client.get("/console/campaigns")
+            assert 'name="source"' in page.text and "hubspot_list" in page.text
+            form = {"csrf": csrf_of(page.text), "name": "winter", "template": "winter_news|en",
+                    "params_from": "first_name=firstname"}
+            missing = await client.post("/console/campaigns", data={**form, "source": "hubspot-list:404"},
+                                        files={"audience": ("", b"", "text/csv")})
+            assert missing.status_code == 400 and "HubSpot has no list 404" in missing.text
+            assert app.campaigns.listing() == []
+            made = await client.post("/console/campaigns", data={**form, "source": "hubspot-list:77"},
+                                     files={"audience": ("", b"", "text/csv")})
+            assert made.status_code == 303, made.text
+            shown = await client.get(made.headers["location"])
+            assert "4 recipients from hubspot-list:77, 1 duplicate(s) skipped, 2 skipped" in shown.text
+
+    asyncio.run(walk())
+    assert [c.recipients for c in app.campaigns.listing()] == [4]

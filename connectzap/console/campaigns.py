@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from ..core.app import Connectzap
 from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, results_csv
 from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
+from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.templates import expectation
@@ -52,6 +53,7 @@ def _listing(request: Request, engine: Connectzap, session: sessions.Session, *,
              **context: Any) -> Response:
     return render(request, engine, session, "campaigns.html", status=status, nav="campaigns",
                   campaigns=engine.campaigns.listing(), templates=_template_choices(engine),
+                  sources=sorted({name for c in engine.connectors.values() for name in c.audience_sources}),
                   form=context.pop("form", {}), **context)
 
 
@@ -101,7 +103,8 @@ def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str, country: str | 
 def create(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],
            files: dict[str, UploadFile]) -> Response:
     """``connectzap campaigns create NAME --template T --audience FILE ...``: a draft with its audience."""
-    kept = {k: form.get(k, "") for k in ("name", "template", "params", "window", "rate", "country")}
+    kept = {k: form.get(k, "") for k in ("name", "template", "params", "window", "rate", "country", "source",
+                                         "params_from")}
     kept["skip_invalid"] = "on" if form.get("skip_invalid") else ""
 
     def again(error: str, bad: list[BadLine] | None = None, bad_count: int = 0) -> Response:
@@ -120,12 +123,21 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again("Choose a template.")
     if isinstance(body, str):
         return again(body)
-    if upload is None or not upload.filename:
+    source = form.get("source", "").strip()
+    has_file = upload is not None and bool(upload.filename)
+    if has_file and source:
+        return again("Give the audience as a file or as a source, not both.")
+    if not has_file and not source:
         return again("Choose the audience file (CSV or JSON lines).")
     try:
         rate = float(rate_text) if rate_text else None
     except ValueError:
         return again(f"The rate {rate_text!r} is not a number of messages a minute.")
+    template = {"name": template_name, "language": language, "body": body}
+    window = form.get("window", "").strip() or None
+    if source:
+        return _create_from_source(request, engine, session, name, template, window, rate, form, again)
+    assert upload is not None
     skip = bool(form.get("skip_invalid"))
     problem = _check_upload(engine, upload, country, skip, "nothing was created")
     if problem is not None:
@@ -136,6 +148,39 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
     said = _load(engine, made.id, upload, country, skip)
+    engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
+    return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
+
+
+def _create_from_source(request: Request, engine: Connectzap, session: sessions.Session, name: str,
+                        template: dict[str, Any], window: str | None, rate: float | None, form: dict[str, str],
+                        again: Callable[[str], Response]) -> Response:
+    """``connectzap campaigns create NAME --from SOURCE:SPEC``: the source's first page is read
+    before the campaign exists, so a missing list or refused keys create nothing."""
+    spec = form.get("source", "").strip()
+    field_map = _body(form.get("params_from", ""))
+    if isinstance(field_map, str):
+        return again(field_map.replace("default parameter", "parameter from a field"))
+    country = form.get("country", "").strip().upper() or None
+    try:
+        source, options = parse_from(spec)
+        opened = engine.campaigns.open_source(source, options, field_map or None, country)
+    except ConnectzapError as exc:
+        return again(f"{spec}: {exc.message}")
+    try:
+        made = engine.campaigns.create(name, template, window=window, rate_per_minute=rate)
+    except (ConnectzapError, ValueError) as exc:
+        opened.reader.close()
+        return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
+    try:
+        loaded = engine.campaigns.load_source(made.id, opened)
+    except ConnectzapError as exc:
+        engine.campaigns.discard(made.id)
+        return again(f"{spec}: {exc.message}")
+    skipped = ", ".join(f"{reason} {n}" for reason, n in loaded.skipped.most_common())
+    said = f"{loaded.added} recipients from {spec}" \
+        + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
+        + (f", {loaded.bad_count} skipped ({skipped})" if loaded.bad_count else "")
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
 
