@@ -398,44 +398,80 @@ def webhook_requests(count: int, port: int) -> list[bytes]:
             for body, signature in webhook_ingress.signed_bodies(count, user_ids=True)]
 
 
-def webhooks_to_pywa(pywa_python: str, count: int, connections: int, seconds: float) -> dict[str, Any]:
+def until(done: Callable[[], bool], timeout: float) -> float:
+    """Poll ``done`` until it says yes (or ``timeout`` seconds pass); the seconds it took."""
+    started = time.perf_counter()
+    while not done() and time.perf_counter() - started < timeout:
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+def measured(server: subprocess.Popen[Any], port: int, count: int, warm_up: int, connections: int, seconds: float,
+             caught_up: Callable[[int], bool]) -> tuple[Load, float, float]:
+    """The same for both servers: ``warm_up`` webhooks first (each server's first requests import and
+    compile what later ones reuse), waited for until handled (``caught_up(n)``: the server has handled
+    all ``n`` acknowledged so far), outside the clock; then the timed load, and the wait until the
+    server has handled what it acknowledged. Returns the load, the server's CPU seconds over the load
+    *and* that wait (the work a webhook causes is counted whole, the handling a server defers
+    included), and the seconds of that wait."""
+    requests = webhook_requests(warm_up + count, port)
+    warm = run_fast(lambda: drive("127.0.0.1", port, requests[:warm_up], min(connections, 4)))
+    until(lambda: caught_up(warm.statuses.get(200, 0)), 120)
+    cpu = tree_cpu_seconds(server.pid)
+    load = run_fast(lambda: drive("127.0.0.1", port, requests[warm_up:], connections, seconds))
+    acknowledged = warm.statuses.get(200, 0) + load.statuses.get(200, 0)
+    drained = until(lambda: caught_up(acknowledged), 300)
+    cpu = tree_cpu_seconds(server.pid) - cpu
+    return load, cpu, drained
+
+
+def webhooks_to_pywa(pywa_python: str, count: int, warm_up: int, connections: int, seconds: float) -> dict[str, Any]:
     _, _, webhook_ingress = bench_modules()
     port = free_port()
     server = in_bench_venv(pywa_python, "--pywa-webhooks", str(port), "--app-secret", webhook_ingress.APP_SECRET,
                            "--waba-id", webhook_ingress.WABA_ID, "--phone-id", webhook_ingress.PHONE_NUMBER_ID)
     try:
         wait_for_port(port, server)
-        requests = webhook_requests(count, port)
-        cpu = tree_cpu_seconds(server.pid)
-        load = run_fast(lambda: drive("127.0.0.1", port, requests, connections, seconds))
-        cpu = tree_cpu_seconds(server.pid) - cpu
-        time.sleep(0.5)  # pywa handles an update after answering it: let the last ones through
-        handled = get_json(port, HANDLED_PATH)["handled"]
+        load, cpu, drained = measured(server, port, count, warm_up, connections, seconds,
+                                      lambda n: get_json(port, HANDLED_PATH)["handled"] >= n)
+        handled = get_json(port, HANDLED_PATH)["handled"] - warm_up
     finally:
         stop(server)
-    return {**figures(load, cpu), "handled": handled}
+    return {**figures(load, cpu, drained), "handled": handled}
 
 
-def webhooks_to_connectzap(folder: Path, count: int, connections: int, seconds: float) -> dict[str, Any]:
+def webhooks_to_connectzap(folder: Path, database_url: str | None, count: int, warm_up: int, connections: int,
+                           seconds: float) -> dict[str, Any]:
     _, _, webhook_ingress = bench_modules()
     folder.mkdir()
-    server, url = webhook_ingress.start_server(folder, None, workers=True, log_level="info")
+    url_of_schema = webhook_ingress.fresh_postgres_schema(database_url) if database_url else None
+    server, url = webhook_ingress.start_server(folder, url_of_schema, workers=True, log_level="info")
     port = int(url.rsplit(":", 1)[1])
+    journal = webhook_ingress.JournalCounts(url_of_schema or webhook_ingress.sqlite_url(folder))
+
+    def caught_up(n: int) -> bool:
+        total, finished = journal.counts()
+        return total >= n and finished >= total
+
     try:
-        requests = webhook_requests(count, port)
-        cpu = tree_cpu_seconds(server.pid)
-        load = run_fast(lambda: drive("127.0.0.1", port, requests, connections, seconds))
-        cpu = tree_cpu_seconds(server.pid) - cpu
+        load, cpu, drained = measured(server, port, count, warm_up, connections, seconds,
+                                      caught_up)
     finally:
-        stop(server, kill=True)  # right after the last answer: what was acknowledged must be journaled
-    return {**figures(load, cpu), "journaled": webhook_ingress.journaled(folder, None)}
+        stop(server, kill=True)  # what was acknowledged must be journaled (and, waited for, dispatched)
+        journal.close()
+    journaled = webhook_ingress.journaled(folder, url_of_schema) - warm_up
+    return {**figures(load, cpu, drained), "journaled": journaled,
+            "database": "postgresql" if database_url else "sqlite"}
 
 
-def figures(load: Load, cpu: float) -> dict[str, Any]:
+def figures(load: Load, cpu: float, drained: float) -> dict[str, Any]:
+    """``per_second``: acknowledged during the load; ``handled_per_second``: the same events over the
+    load and the wait until the server had handled every one (what a server sustains)."""
     acknowledged = load.statuses.get(200, 0)
     return {"per_second": load.per_second(200), "cpu_us": cpu / max(acknowledged, 1) * 1e6,
-            "p50_ms": load.quantile_ms(50), "p99_ms": load.quantile_ms(99), "acknowledged": acknowledged,
-            "statuses": load.statuses}
+            "handled_per_second": acknowledged / (load.seconds + drained) if load.seconds else 0.0,
+            "drain_seconds": drained, "p50_ms": load.quantile_ms(50), "p99_ms": load.quantile_ms(99),
+            "acknowledged": acknowledged, "statuses": load.statuses}
 
 
 def coordinate(args: argparse.Namespace) -> None:
@@ -443,66 +479,92 @@ def coordinate(args: argparse.Namespace) -> None:
     os.environ["CONNECTZAP_PRIVACY__HASH_SECRET"] = rest_send.HASH_SECRET  # serve inherits it; seed() uses it
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     started_at = datetime.now(UTC)
+    parts = set(args.parts.split(","))
     folder = Path(tempfile.mkdtemp(prefix="cz-bench-pywa-"))
-    graph, graph_url = send_throughput.start_fake("--latency-ms", str(args.graph_latency_ms))
+    sends: list[tuple[str, dict[str, Any], str, bool]] = []
+    hooks: list[tuple[str, dict[str, Any], str, bool]] = []
+    pywa_version = "?"
     try:
-        clock = time.perf_counter()
-        seeded = rest_send.seed(folder, args.messages)
-        print(f"seeded {args.messages} opt-ins in {time.perf_counter() - clock:.1f} s", file=sys.stderr)
-        pywa_send = send_with_pywa(args.pywa_python, graph_url, args.messages, args.pywa_tasks)
-        print("pywa send_template loop:", json.dumps(pywa_send), file=sys.stderr)
-        batch = send_with_connectzap(seeded, folder / "batch", graph_url, args.messages, args.batch_size,
-                                     args.batch_connections)
-        print("connectzap REST batch:", json.dumps(batch), file=sys.stderr)
-        single = send_with_connectzap(seeded, folder / "single", graph_url, args.messages, 0,
-                                      args.single_connections)
-        print("connectzap REST single:", json.dumps(single), file=sys.stderr)
-        count = args.webhook_requests or int(args.seconds * 5000)
-        pywa_hooks = webhooks_to_pywa(args.pywa_python, count, args.webhook_connections, args.seconds)
-        print("pywa webhooks:", json.dumps(pywa_hooks), file=sys.stderr)
-        cz_hooks = webhooks_to_connectzap(folder / "webhooks", count, args.webhook_connections, args.seconds)
-        print("connectzap webhooks:", json.dumps(cz_hooks), file=sys.stderr)
+        if "sends" in parts:
+            graph, graph_url = send_throughput.start_fake("--latency-ms", str(args.graph_latency_ms))
+            try:
+                clock = time.perf_counter()
+                seeded = rest_send.seed(folder, args.messages)
+                print(f"seeded {args.messages} opt-ins in {time.perf_counter() - clock:.1f} s", file=sys.stderr)
+                pywa_send = send_with_pywa(args.pywa_python, graph_url, args.messages, args.pywa_tasks)
+                pywa_version = pywa_send["pywa"]
+                print("pywa send_template loop:", json.dumps(pywa_send), file=sys.stderr)
+                batch = send_with_connectzap(seeded, folder / "batch", graph_url, args.messages, args.batch_size,
+                                             args.batch_connections)
+                print("connectzap REST batch:", json.dumps(batch), file=sys.stderr)
+                single = send_with_connectzap(seeded, folder / "single", graph_url, args.messages, 0,
+                                              args.single_connections)
+                print("connectzap REST single:", json.dumps(single), file=sys.stderr)
+            finally:
+                stop(graph)
+            sends = [(f"pywa send_template loop, {args.pywa_tasks} tasks (send latency)", pywa_send, "msg/s", False),
+                     (f"connectzap whole path, REST batch of {args.batch_size}, {args.batch_connections} connections "
+                      "(request latency)", batch, "msg/s", True),
+                     (f"connectzap whole path, single REST, {args.single_connections} connections "
+                      "(request latency)", single, "msg/s", True)]
+        if "webhooks" in parts:
+            count = args.webhook_requests or int(args.seconds * 5000)
+            pywa_hooks = webhooks_to_pywa(args.pywa_python, count, args.warm_up, args.webhook_connections,
+                                          args.seconds)
+            print("pywa webhooks:", json.dumps(pywa_hooks), file=sys.stderr)
+            cz_hooks = webhooks_to_connectzap(folder / "webhooks", args.database_url, count, args.warm_up,
+                                              args.webhook_connections, args.seconds)
+            print("connectzap webhooks:", json.dumps(cz_hooks), file=sys.stderr)
+            database = "PostgreSQL" if args.database_url else "SQLite"
+            hooks = [("pywa webhook server (FastAPI, uvicorn)", pywa_hooks, "events/s", False),
+                     (f"connectzap serve, as the README starts it ({database})", cz_hooks, "events/s", True)]
+            if pywa_hooks["handled"] != pywa_hooks["acknowledged"]:
+                print(f"note: pywa's handler saw {pywa_hooks['handled']} of {pywa_hooks['acknowledged']} "
+                      "acknowledged webhooks", file=sys.stderr)
+            if cz_hooks["journaled"] != cz_hooks["acknowledged"]:
+                raise SystemExit("LOST: acknowledged webhooks missing from connectzap's journal")
     finally:
-        stop(graph)
         import shutil
         shutil.rmtree(folder, ignore_errors=True)
-    print(report(args, command, started_at, pywa_send, batch, single, pywa_hooks, cz_hooks))
-    if pywa_hooks["handled"] != pywa_hooks["acknowledged"]:
-        print(f"note: pywa's handler saw {pywa_hooks['handled']} of {pywa_hooks['acknowledged']} acknowledged "
-              "webhooks (it answers before handling)", file=sys.stderr)
-    if cz_hooks["journaled"] != cz_hooks["acknowledged"]:
-        raise SystemExit("LOST: acknowledged webhooks missing from connectzap's journal")
+    print(report(args, command, started_at, pywa_version, sends, hooks))
 
 
-def report(args: argparse.Namespace, command: str, started_at: datetime, pywa_send: dict[str, Any],
-           batch: dict[str, Any], single: dict[str, Any], pywa_hooks: dict[str, Any],
-           cz_hooks: dict[str, Any]) -> str:
-    def row(what: str, figure: dict[str, Any], unit: str, base: dict[str, Any] | None = None) -> str:
-        ratios = "-"
-        if base is not None:
-            ratios = (f"{figure['per_second'] / base['per_second']:.2f}x, "
-                      f"CPU {figure['cpu_us'] / base['cpu_us']:.2f}x")
-        return (f"| {what} | {figure['per_second']:,.0f} {unit} | {figure['p50_ms']:.1f} | "
-                f"{figure['p99_ms']:.1f} | {figure['cpu_us']:,.0f} | {ratios} |")
+def report(args: argparse.Namespace, command: str, started_at: datetime, pywa_version: str,
+           sends: list[tuple[str, dict[str, Any], str, bool]],
+           hooks: list[tuple[str, dict[str, Any], str, bool]]) -> str:
+    """Two tables, each with pywa's row first and connectzap's compared with it."""
+    def rows(measured: list[tuple[str, dict[str, Any], str, bool]], handled: bool) -> list[str]:
+        out = []
+        base = measured[0][1]
+        for what, figure, unit, compared in measured:
+            ratios = "-"
+            if compared:
+                ratios = (f"{figure['per_second'] / base['per_second']:.2f}x, "
+                          f"CPU {figure['cpu_us'] / base['cpu_us']:.2f}x")
+            more = f" {figure['handled_per_second']:,.0f} ({figure['drain_seconds']:.1f} s) |" if handled else ""
+            out.append(f"| {what} | {figure['per_second']:,.0f} {unit} |{more} {figure['p50_ms']:.1f} | "
+                       f"{figure['p99_ms']:.1f} | {figure['cpu_us']:,.0f} | {ratios} |")
+        return out
 
     lines = [
         f"date: {started_at:%Y-%m-%d %H:%M} UTC; command: {command}",
         f"machine: {os.cpu_count()} cores, load average (1 min) at the end {os.getloadavg()[0]:.2f}; "
-        f"pywa {pywa_send['pywa']}",
-        f"{args.messages:,} template sends (one recipient each); webhooks for {args.seconds:g} s over "
-        f"{args.webhook_connections} connections; Graph stand-in answering after {args.graph_latency_ms:g} ms",
-        "",
-        "| what | throughput | p50 ms | p99 ms | CPU µs each | connectzap / pywa (throughput, CPU) |",
-        "|---|---|---|---|---|---|",
-        row(f"pywa send_template loop, {args.pywa_tasks} tasks (send latency)", pywa_send, "msg/s"),
-        row(f"connectzap whole path, REST batch of {args.batch_size}, {args.batch_connections} connections "
-            "(request latency)", batch, "msg/s", pywa_send),
-        row(f"connectzap whole path, single REST, {args.single_connections} connections (request latency)",
-            single, "msg/s", pywa_send),
-        row("pywa webhook server (FastAPI, uvicorn)", pywa_hooks, "events/s"),
-        row("connectzap serve, as the README starts it", cz_hooks, "events/s",
-            pywa_hooks),
+        f"pywa {pywa_version}",
     ]
+    if sends:
+        lines += [
+            f"{args.messages:,} template sends (one recipient each); Graph stand-in answering after "
+            f"{args.graph_latency_ms:g} ms", "",
+            "| what | throughput | p50 ms | p99 ms | CPU µs each | connectzap / pywa (throughput, CPU) |",
+            "|---|---|---|---|---|---|", *rows(sends, handled=False), ""]
+    if hooks:
+        lines += [
+            f"webhooks for {args.seconds:g} s over {args.webhook_connections} connections, after "
+            f"{args.warm_up} to warm up; handled/s: the events over the load and the wait until the server had "
+            "handled them all (that wait in brackets); CPU over both", "",
+            "| what | acknowledged/s | handled/s (drain) | p50 ms | p99 ms | CPU µs each | "
+            "connectzap / pywa (acknowledged, CPU) |",
+            "|---|---|---|---|---|---|---|", *rows(hooks, handled=True)]
     return "\n".join(lines)
 
 
@@ -524,6 +586,12 @@ def main() -> None:
     parser.add_argument("--webhook-connections", type=int, default=16)
     parser.add_argument("--webhook-requests", type=int, default=0,
                         help="Distinct signed webhooks built beforehand (default 5,000 per second of run).")
+    parser.add_argument("--warm-up", type=int, default=200,
+                        help="Webhooks each server gets (and handles) before the clock starts (default 200).")
+    parser.add_argument("--parts", default="sends,webhooks",
+                        help="What to run: sends, webhooks, or both (default sends,webhooks).")
+    parser.add_argument("--database-url", default=None,
+                        help="connectzap's webhooks on PostgreSQL (a fresh schema of this database); default SQLite.")
     # the pywa half, started by the coordinator in pywa's venv
     parser.add_argument("--pywa-send", metavar="GRAPH_URL", help=argparse.SUPPRESS)
     parser.add_argument("--pywa-webhooks", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -238,6 +238,27 @@ def journaled(folder: Path, database_url: str | None) -> int:
     return int(count)
 
 
+class JournalCounts:
+    """The WhatsApp events journaled and those finished (done or dead), read on demand."""
+
+    def __init__(self, database_url: str) -> None:
+        from sqlalchemy import case, func, select
+
+        from connectzap.core.store.database import Database
+        from connectzap.core.store.schema import events
+        self.db = Database(database_url)
+        finished = func.sum(case((events.c.status.in_(("done", "dead")), 1), else_=0))
+        self.query = select(func.count(), finished).select_from(events).where(events.c.source == "whatsapp")
+
+    def counts(self) -> tuple[int, int]:
+        with self.db.read() as conn:
+            total, done = conn.execute(self.query).one()
+        return int(total), int(done or 0)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
 def fresh_postgres_schema(url: str) -> str:
     from connectzap.testing.apps import _postgres_schema_url
     return _postgres_schema_url(url)
@@ -245,21 +266,14 @@ def fresh_postgres_schema(url: str) -> str:
 
 def backlog_sampler(database_url: str, stop: threading.Event, into: list[tuple[float, int, int]]) -> None:
     """Each second: (time, events journaled, events finished) for the WhatsApp source."""
-    from sqlalchemy import case, func, select
-
-    from connectzap.core.store.database import Database
-    from connectzap.core.store.schema import events
-    db = Database(database_url)
-    finished = func.sum(case((events.c.status.in_(("done", "dead")), 1), else_=0))
-    query = select(func.count(), finished).select_from(events).where(events.c.source == "whatsapp")
+    journal = JournalCounts(database_url)
     try:
         while not stop.is_set():
-            with db.read() as conn:
-                total, done = conn.execute(query).one()
-            into.append((time.monotonic(), int(total), int(done or 0)))
+            total, done = journal.counts()
+            into.append((time.monotonic(), total, done))
             stop.wait(1.0)
     finally:
-        db.dispose()
+        journal.close()
 
 
 def trace_summary(samples: list[tuple[float, int, int]]) -> dict:

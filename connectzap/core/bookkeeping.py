@@ -219,10 +219,13 @@ class _Openings:
     (a BSUID seen with a number is linked to it), the windows they open written together.
 
     The links of every BSUID in the batch are read with one query. The usual message names a link
-    already known and changes nothing; one that links a BSUID anew (or takes a number over from an
-    earlier customer) goes through :func:`identities.observe`, which moves what is kept under the
-    old key -- so the windows collected so far are written first, and the links read are updated
-    as that function changes them."""
+    already known and changes nothing. A BSUID seen with a number for the first time is linked to
+    it; when that link has nothing else to do (:func:`identities.plain_first_links`: one query for
+    the run's new BSUIDs) the links are recorded together with one statement. Any other (a number
+    taken over from an earlier customer, something kept under the BSUID alone, a BSUID or number
+    named otherwise elsewhere in the batch) goes through :func:`identities.observe`, which moves what
+    is kept under the old key -- so the links and windows collected so far are written first, and
+    the links read are updated as that function changes them."""
 
     def __init__(self, bookkeeping: Bookkeeping, conn: Any, batch: list[tuple[int, Event]]) -> None:
         self.bookkeeping = bookkeeping
@@ -232,11 +235,15 @@ class _Openings:
                         if event.kind == EventKind.INBOUND_MESSAGE
                         and isinstance(user_id := (event.data.get("contact") or {}).get("user_id"), str) and user_id}
         self._links: dict[str, str] | None = None
+        self._firsts = _single_pairings(batch, secret)
+        self._plain: set[str] | None = None  # of _firsts, those linked with nothing else to do
+        self.linking: dict[str, str] = {}
         self.opened: list[tuple[str, str | None, float]] = []
         self.finished: list[int] = []
 
     def forget_links(self) -> None:
         self._links = None
+        self._plain = None
 
     def links(self) -> dict[str, str]:
         if self._links is None:
@@ -264,6 +271,10 @@ class _Openings:
         key = contact_key(phone, secret)
         if links.get(own) == key:
             return key  # the usual case: nothing changed since the last message
+        if own not in links and own in self.plain_first_links() and self._firsts[own] == key:
+            self.linking[own] = key  # recorded with the run's other first links
+            links[own] = key
+            return key
         self._write_windows()  # observe moves what is kept under these keys, windows included
         observed = identities.observe(self.bookkeeping.db, self.conn, secret, phone, user_id)
         # what observe did to the links: the number's other BSUIDs unlinked, this one linked to it
@@ -272,14 +283,50 @@ class _Openings:
             self._links[own] = observed
         return observed
 
+    def plain_first_links(self) -> set[str]:
+        """The batch's BSUIDs, not linked when read, whose first link has nothing else to do; read
+        once per run of inbound messages (statuses and other events in between may change it)."""
+        if self._plain is None:
+            links = self.links()
+            self._plain = identities.plain_first_links(
+                self.conn, self.bookkeeping.secret, {own: key for own, key in self._firsts.items() if own not in links})
+        return self._plain
+
     def _write_windows(self) -> None:
+        identities.link(self.bookkeeping.db, self.conn, self.linking)
+        self.linking = {}
         windows.open_windows(self.bookkeeping.db, self.conn, self.opened)
         self.opened = []
 
     def flush(self) -> None:
+        self._plain = None
         self._write_windows()
         journal.finish_many(self.conn, "core", {event_id: {} for event_id in self.finished})
         self.finished = []
+
+
+def _single_pairings(batch: list[tuple[int, Event]], secret: bytes) -> dict[str, str]:
+    """The BSUID keys of ``batch`` named with one number only (never alone, never with another
+    number), that number named with no other BSUID, each with its number's contact key: their first
+    link cannot depend on another event of the batch. Read from every event that names a contact."""
+    numbers_of: dict[str, set[str | None]] = {}
+    bsuids_of: dict[str, set[str]] = {}
+    for _, event in batch:
+        contact = event.data.get("contact")
+        if not isinstance(contact, dict):
+            continue
+        phone, user_id = contact.get("phone"), contact.get("user_id")
+        if isinstance(user_id, str) and user_id:
+            own = bsuid_key(user_id, secret)
+            key = contact_key(phone, secret) if isinstance(phone, str) and phone else None
+            numbers_of.setdefault(own, set()).add(key)
+            if key is not None:
+                bsuids_of.setdefault(key, set()).add(own)
+    singles: dict[str, str] = {}
+    for own, keys in numbers_of.items():
+        if len(keys) == 1 and (key := next(iter(keys))) is not None and bsuids_of[key] == {own}:
+            singles[own] = key
+    return singles
 
 
 def _report(status: MessageStatus) -> outbox.StatusReport:

@@ -50,9 +50,14 @@ class ContactTime:
         ctx.state.set(self.key(contact_key), at)
 
 
+def keys_of(contact_key: str) -> list[str]:
+    """The plugin-state keys every declared time of ``contact_key`` is kept under."""
+    return sorted(f"{name}:{contact_key}" for name in _DECLARED)
+
+
 def move(db: Database, conn: Connection, old: str, new: str) -> None:
     """Every declared time kept under contact ``old`` becomes ``new``'s (the later one when both have one)."""
-    names = sorted(f"{name}:{old}" for name in _DECLARED)
+    names = keys_of(old)
     if not names:
         return
     rows = conn.execute(select(plugin_state.c.plugin, plugin_state.c.key, plugin_state.c.value)

@@ -19,15 +19,15 @@ customers are never merged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, literal, select, union_all
 
 from . import contact_times, ordering
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
-from .store.schema import consents, contacts, conversations, events, identities, outbox, windows
+from .store.schema import consents, contacts, conversations, events, identities, outbox, plugin_state, windows
 
 
 def resolve(conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
@@ -74,6 +74,52 @@ def observe(db: Database, conn: Connection, secret: bytes, phone: str | None, us
                      .values(ordering_key=ordering.hashed(ordering.contact(key), secret)))
     db.upsert(conn, identities, {"identity_key": own, "contact_key": key, "updated_at": now()}, ["identity_key"])
     return key
+
+
+def plain_first_links(conn: Connection, secret: bytes, firsts: Mapping[str, str]) -> set[str]:
+    """Of ``firsts`` (a BSUID's key -> the contact key of the number it was seen with; none of these
+    BSUIDs linked yet), the BSUIDs whose first link :func:`observe` would only record: no other BSUID
+    is linked to the number (nothing to evict), and nothing is kept under the BSUID alone (no
+    consent, window, unreachable mark, conversation, plugin time, outbox message or pending event:
+    nothing to move). One query for all of them; :func:`link` then records them together."""
+    if not firsts:
+        return set()
+    owns = sorted(firsts)
+    numbers = sorted(set(firsts.values()))
+    by_ordering = {ordering.hashed(ordering.contact(own), secret): own for own in owns}
+    by_time = {name: own for own in owns for name in contact_times.keys_of(own)}
+    what, key = "what", "key"
+    parts = [select(literal("number").label(what), identities.c.contact_key.label(key))
+             .where(identities.c.contact_key.in_(numbers))]
+    parts += [select(literal("own").label(what), table.c.contact_key.label(key)).where(table.c.contact_key.in_(owns))
+              for table in (consents, windows, contacts, conversations, outbox)]
+    parts.append(select(literal("ordering").label(what), events.c.ordering_key.label(key))
+                 .where(events.c.ordering_key.in_(sorted(by_ordering)), events.c.status == "pending"))
+    if by_time:
+        parts.append(select(literal("time").label(what), plugin_state.c.key.label(key))
+                     .where(plugin_state.c.key.in_(sorted(by_time))))
+    busy_numbers: set[str] = set()
+    busy: set[str] = set()
+    for kind, value in conn.execute(union_all(*parts)).all():
+        found = str(value)
+        if kind == "number":
+            busy_numbers.add(found)
+        else:
+            busy.add(by_ordering[found] if kind == "ordering" else by_time[found] if kind == "time" else found)
+    return {own for own, number in firsts.items() if own not in busy and number not in busy_numbers}
+
+
+def link(db: Database, conn: Connection, links: Mapping[str, str]) -> None:
+    """Record ``links`` (a BSUID's key -> its number's contact key) with one statement: what
+    :func:`observe` records once :func:`plain_first_links` found it has nothing else to do."""
+    if not links:
+        return
+    stmt = db.insert(identities)
+    at = now()
+    conn.execute(stmt.on_conflict_do_update(index_elements=["identity_key"],
+                                            set_={"contact_key": stmt.excluded.contact_key,
+                                                  "updated_at": stmt.excluded.updated_at}),
+                 [{"identity_key": own, "contact_key": key, "updated_at": at} for own, key in sorted(links.items())])
 
 
 def renumber(db: Database, conn: Connection, secret: bytes, *, old_phone: str | None, old_user_id: str | None,
