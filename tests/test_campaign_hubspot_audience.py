@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -297,3 +298,37 @@ def test_console_creates_a_campaign_from_a_list(make, fake) -> None:
 
     asyncio.run(walk())
     assert [c.recipients for c in app.campaigns.listing()] == [4]
+
+
+def test_a_write_back_interrupted_by_the_rate_limit_resumes_where_it_stopped(make, fake, monkeypatch) -> None:
+    from hubspot_support import make_due
+
+    from connectzap.connectors.hubspot import campaign_results
+    contacts_in(fake)
+    monkeypatch.setattr(campaign_results, "WRITE_BATCH", 2)
+    app = engine(make, fake)
+    campaign, _ = load(app)  # four recipients: two batches of two
+    app.campaigns.control(campaign, "cancel")
+    busy = {"status": "error", "policyName": "TEN_SECONDLY_ROLLING", "message": "You have reached your secondly limit."}
+
+    original = fake.handle
+    seen: list[int] = []
+
+    def second_batch_busy(method, path, query, body):  # the first batch passes, the second meets the limit once
+        if path.endswith("/batch/update"):
+            seen.append(1)
+            if len(seen) == 2:
+                return 429, busy, {"Retry-After": "0.3"}  # longer than an inline retry may wait (0.2 s)
+        return original(method, path, query, body)
+
+    monkeypatch.setattr(fake, "handle", second_batch_busy)
+    asyncio.run(Worker(app).run_until_idle())
+    first = [r.body["inputs"] for r in fake.calls("POST", "/crm/v3/objects/contacts/batch/update")]
+    assert [[i["id"] for i in batch] for batch in first] == [["101", "102"], ["106", "107"]]
+    assert "connectzap_last_campaign" not in fake.records["contacts"]["106"]["properties"]
+    time.sleep(0.35)  # the client's shared pause after the 429 (no timing is asserted)
+    make_due(app)
+    asyncio.run(Worker(app).run_until_idle())
+    after = [[i["id"] for i in r.body["inputs"]] for r in fake.calls("POST", "/crm/v3/objects/contacts/batch/update")]
+    assert after == [["101", "102"], ["106", "107"], ["106", "107"]]  # the written batch is not written again
+    assert fake.records["contacts"]["107"]["properties"]["connectzap_last_campaign_outcome"] == "cancelled"
