@@ -179,6 +179,14 @@ def test_outcomes_are_written_back_once_across_a_replay(make, fake) -> None:
     grant(app, A)
     grant(app, B)
     campaign, _ = load(app)
+    rehearsal_ctx = EventContext(app, event_id=98, source="campaigns", dedupe_key="simulate",
+                                 received_at=datetime.now(UTC), plugin="connector:hubspot")
+    planned = asyncio.run(app.connectors["hubspot"].rehearse("connector:hubspot", "campaign_finished", CampaignFinished(
+        id=campaign, name="winter", state="finished", template="winter_news", language="en",
+        ended_at=datetime.now(UTC), recipients=4, audience_source="hubspot_list"), rehearsal_ctx))
+    assert [(c.method, c.url.rsplit("/crm", 1)[1], [i["id"] for i in c.body["inputs"]]) for c in planned] == [
+        ("POST", "/v3/objects/contacts/batch/update", ["101", "102", "106", "107"])]
+    assert fake.calls("POST", "/crm/v3/objects/contacts/batch/update") == []  # a rehearsal sends nothing
     app.campaigns.start(campaign)
     asyncio.run(Worker(app).run_until_idle())
     assert app.campaigns.get(campaign).state == "finished"
@@ -199,6 +207,7 @@ def test_outcomes_are_written_back_once_across_a_replay(make, fake) -> None:
                        plugin="connector:hubspot")
     asyncio.run(app.connectors["hubspot"].sync_campaign_finished(ended, ctx))
     assert len(fake.calls("POST", "/crm/v3/objects/contacts/batch/update")) == updates
+    assert asyncio.run(app.connectors["hubspot"].rehearse("connector:hubspot", "campaign_finished", ended, ctx)) == []
     other = ended.model_copy(update={"audience_source": None})  # a campaign from a file: nothing to write
     asyncio.run(app.connectors["hubspot"].sync_campaign_finished(other.model_copy(update={"id": "c2"}), ctx))
     assert len(fake.calls("POST", "/crm/v3/objects/contacts/batch/update")) == updates

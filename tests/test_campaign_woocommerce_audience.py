@@ -124,6 +124,25 @@ def test_outcomes_written_back_once_across_a_replay(shop_app) -> None:
     with wc_vcr.use_cassette("campaign_outcomes_batch.yaml") as again:
         asyncio.run(shop_app.connectors["woocommerce"].sync_campaign_finished(ended, ctx))
     assert again.play_count == 0  # a replayed hook writes nothing
+    rehearsed = shop_app.connectors["woocommerce"].rehearse("connector:woocommerce", "campaign_finished", ended, ctx)
+    assert asyncio.run(rehearsed) == []  # nothing left to write
+
+
+def test_a_simulation_shows_the_batch_updates_and_sends_nothing(shop_app) -> None:
+    from connectzap.core.context import EventContext
+    with wc_vcr.use_cassette("orders_audience_two_pages.yaml"):
+        campaign, _ = load(shop_app)
+    ended = CampaignFinished(id=campaign, name="winter", state="cancelled", template="winter_news", language="en",
+                             ended_at=datetime.now(UTC), recipients=2, audience_source="woocommerce")
+    ctx = EventContext(shop_app, event_id=98, source="campaigns", dedupe_key="simulate",
+                       received_at=datetime.now(UTC), plugin="connector:woocommerce")
+    calls = asyncio.run(shop_app.connectors["woocommerce"].rehearse("connector:woocommerce", "campaign_finished",
+                                                                    ended, ctx))
+    assert [(c.url, [u["id"] for u in c.body["update"]]) for c in calls] == [
+        ("https://shop.example.com/wp-json/wc/v3/orders/batch", [2002]),
+        ("https://shop.example.com/wp-json/wc/v3/customers/batch", [25])]
+    assert calls[1].body["update"][0]["meta_data"][1] == {"key": "connectzap_last_campaign_outcome",
+                                                          "value": "pending"}
 
 
 def test_cli_create_from_the_shop(shop_app, tmp_path: Path) -> None:

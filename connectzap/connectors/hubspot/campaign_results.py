@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...core.campaigns.write_back import Outcome, write_back
+from ...core.campaigns.write_back import Outcome, unwritten, write_back
+from ...core.connector import OutboundCall
 from ...core.errors import SkippableDeliveryError
 from .audience import SOURCE, as_json
 from .client import HubSpotClient, HubSpotNotFound
@@ -70,3 +71,9 @@ class CampaignResults:
                         continue
 
         await write_back(ctx, campaign, SOURCE, WRITE_BATCH, write_batch)
+
+    def rehearse(self, campaign: CampaignFinished, ctx: EventContext, url: str) -> list[OutboundCall]:
+        """The batch updates :meth:`write` would send now (``connectzap simulate``); blocking."""
+        return [OutboundCall("POST", url, update_request(campaign.name, batch),
+                             note="write the campaign's outcome to the contacts its list named")
+                for batch in unwritten(ctx, campaign, SOURCE, WRITE_BATCH)]

@@ -218,6 +218,9 @@ class HubSpotConnector(Connector):
         return f"{self.settings.api_base_url.rstrip('/')}/crm/v3/objects/{path}"
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        if kind == EventKind.CAMPAIGN_FINISHED.value:
+            return await asyncio.to_thread(self.campaign_results.rehearse, payload, ctx,
+                                           self._url("contacts/batch/update"))
         if kind == EventKind.RESOLVE.value:
             if ctx.source != self.name:
                 return []

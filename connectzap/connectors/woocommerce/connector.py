@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from ...core.errors import PayloadError, SignatureError, SkippableError
 from ...core.models import (CallActivity, CampaignFinished, Contact, ContactChange, Event, EventKind, Handoff,
                             InboundMessage, MessageStatus, Order, PastMessage, StatusValue)
-from ...core.campaigns.write_back import Outcome, write_back
+from ...core.campaigns.write_back import Outcome, unwritten, write_back
 from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
 from ...core.replies import ReplyRequest
 from ..base import Connector, WebhookRequest, WebhookResponse
@@ -98,6 +98,13 @@ class WooCommerceConnector(Connector):
             await audience.write_batch(self.client, campaign.name, batch)
 
         await write_back(ctx, campaign, audience.SOURCE, audience.WRITE_BATCH, write)
+
+    def _rehearse_campaign(self, campaign: CampaignFinished, ctx: EventContext) -> list[OutboundCall]:
+        """The batch updates the write-back would send now (``connectzap simulate``)."""
+        return [OutboundCall("POST", ShopClient.url_for(self.shop(shop), f"{endpoint}/batch"), {"update": updates},
+                             note="write the campaign's outcome to the shop's records as meta data")
+                for batch in unwritten(ctx, campaign, audience.SOURCE, audience.WRITE_BATCH)
+                for (shop, endpoint), updates in audience.updates_by_shop(campaign.name, batch).items()]
 
     def shop_name(self, request: WebhookRequest) -> str | None:
         named = request.path_params.get("shop")
@@ -246,6 +253,8 @@ class WooCommerceConnector(Connector):
             await self._add_note(note, ctx)
 
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
+        if kind == "campaign_finished":
+            return await asyncio.to_thread(self._rehearse_campaign, payload, ctx)
         if kind == "inbound_message":
             note = await self._inbound_note(payload, ctx)
         elif kind == "message_status":

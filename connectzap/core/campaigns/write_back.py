@@ -11,7 +11,7 @@ value set to the same thing again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,10 @@ class Outcome:
         return f"{self.outcome} ({self.reason})" if self.reason else self.outcome
 
 
+def _key(campaign_id: str, first_line: int) -> str:
+    return f"campaign_written:{campaign_id}:{first_line}"  # batches start at fixed lines: stable keys
+
+
 async def write_back(ctx: EventContext, campaign: CampaignFinished, source: str, batch_size: int,
                      write: Callable[[list[Outcome]], Awaitable[None]]) -> int:
     """Call ``write`` for each batch of the campaign's recipients read from ``source`` not yet
@@ -47,9 +51,22 @@ async def write_back(ctx: EventContext, campaign: CampaignFinished, source: str,
                                        limit=batch_size)
         if not rows:
             return written
-        key = f"campaign_written:{campaign.id}:{rows[0][0]}"  # batches start at fixed lines: stable keys
+        key = _key(campaign.id, rows[0][0])
         if not await asyncio.to_thread(marks.get, key):
             await write([Outcome(ref, outcome, reason) for _line, ref, outcome, reason in rows])
             await asyncio.to_thread(marks.set, key, True)
             written += 1
+        after = rows[-1][0]
+
+
+def unwritten(ctx: EventContext, campaign: CampaignFinished, source: str, batch_size: int) -> Iterator[list[Outcome]]:
+    """The batches :func:`write_back` would write now, without writing or marking anything (for a
+    connector's ``rehearse`` in ``connectzap simulate``). Blocking: reads the database."""
+    if campaign.audience_source != source:
+        return
+    marks = ctx.app.plugin_state(ctx.plugin)
+    after = 0
+    while rows := ctx.app.campaigns.source_outcomes(campaign.id, after_line=after, limit=batch_size):
+        if not marks.get(_key(campaign.id, rows[0][0])):
+            yield [Outcome(ref, outcome, reason) for _line, ref, outcome, reason in rows]
         after = rows[-1][0]
