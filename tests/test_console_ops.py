@@ -1,10 +1,13 @@
 """The console's operations on outbound webhooks and consent: Replay of a generic subscription's
 delivery (the engine's ``replay_delivery``, what ``connectzap webhooks replay`` runs). Each action
-needs a session and the form's CSRF token, is audited, and puts no full number on a page."""
+needs a session and the form's CSRF token, is audited, and puts no full number on a page. And the
+Contacts page's consent CSV import (``connectzap consent import``'s reader and engine method), with
+and without the page's script."""
 
 from __future__ import annotations
 
 import html
+import json
 
 import pytest
 from console_support import PASSWORD, USER, csrf_of, log_in
@@ -13,6 +16,7 @@ from test_console_routes import console, digits
 from test_generic_subscriptions import PHONE, delivery, inbound, subscription
 
 from connectzap.console.passwords import hash_password
+from connectzap.core.models import Category
 from connectzap.core.worker import Worker
 
 TARGET = "connector:generic:crm"
@@ -72,3 +76,97 @@ async def test_no_replay_button_for_deliveries_that_cannot_be_replayed(webhook_s
             await log_in(client)
             page = await client.get(f"/console/events/{event_id}")
     assert page.status_code == 200 and "/replay" not in page.text
+
+
+# --- consent import ---------------------------------------------------------------------------------------------
+
+HEADER = "phone,category,granted,source,proof,at\n"
+GOOD = ["+4915112300001,marketing,yes,newsletter,Ticked the WhatsApp box,2025-06-01T10:00:00Z",
+        "+4915112300002,utility,true,checkout,Order form opt-in,2025-06-01T10:00:00Z"]
+BAD_PROOF = "+4915112300003,marketing,yes,newsletter,,2025-06-01T10:00:00Z"
+BAD_GRANTED = "+4915112300004,marketing,maybe,newsletter,proof,2025-06-01T10:00:00Z"
+
+
+def csv_file(*lines: str) -> bytes:
+    return (HEADER + "".join(line + "\n" for line in lines)).encode()
+
+
+@pytest.fixture
+def ledger_shop(make):
+    app = make(console={"enabled": True, "max_upload_bytes": 100_000}, api={"max_body_bytes": 4000})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    return app
+
+
+def granted(app) -> int:
+    return sum(1 for r in app.consent_ledger() if r.granted)
+
+
+async def post_import(client, body: bytes, csrf: str, *, progress: bool = False, **fields: str):
+    return await client.post("/console/contacts/import", data={"csrf": csrf, **fields},
+                             files={"file": ("optins.csv", body, "text/csv")},
+                             headers={"X-Console-Progress": "1"} if progress else {})
+
+
+async def test_import_without_js_checks_everything_first_and_names_bad_lines(ledger_shop):
+    app = ledger_shop
+    async with console(app) as client:
+        stranger = await post_import(client, csv_file(*GOOD), "x")
+        assert stranger.status_code == 403 and granted(app) == 0
+        await log_in(client)
+        page = await client.get("/console/contacts")
+        assert 'action="/console/contacts/import"' in page.text and 'enctype="multipart/form-data"' in page.text
+        csrf = csrf_of(page.text)
+        forged = await post_import(client, csv_file(*GOOD), "0" * 64)
+        assert forged.status_code == 403 and granted(app) == 0
+        bad = await post_import(client, csv_file(GOOD[0], BAD_PROOF, GOOD[1], BAD_GRANTED), csrf)
+        assert bad.status_code == 400 and granted(app) == 0  # nothing half-applied
+        text = html.unescape(bad.text)
+        assert "line 3: an opt-in needs its proof" in text and "line 5: granted 'maybe' is not true or false" in text
+        assert "2 bad line(s), nothing imported" in text
+        header = await post_import(client, b"telefono,categoria\n+4915112300001,marketing\n", csrf)
+        assert header.status_code == 400 and "unknown column(s) 'telefono'" in html.unescape(header.text)
+        skipped = await post_import(client, csv_file(GOOD[0], BAD_PROOF, GOOD[1]), csrf, skip_invalid="on")
+        assert skipped.status_code == 200 and granted(app) == 2
+        assert "imported 2, already recorded 0, skipped 1 bad line(s)" in skipped.text
+        again = await post_import(client, csv_file(*GOOD), csrf)
+        assert again.status_code == 200 and "imported 0, already recorded 2" in again.text and granted(app) == 2
+    for answer in (bad, skipped, again):
+        assert not any(digits(line.split(",")[0]) in digits(answer.text) for line in (*GOOD, BAD_PROOF, BAD_GRANTED))
+    audits = [(a["action"], a["detail"]) for a in app.operators.audit_log() if a["action"] == "consent_import"]
+    assert len(audits) == 4 and ("consent_import", "imported 0, already recorded 2") in audits
+    assert app.consent("+4915112300001")[Category.MARKETING].source == "newsletter"
+
+
+async def test_import_with_progress_streams_what_it_did_then_the_result(ledger_shop):
+    app = ledger_shop
+    lines = [f"+49151124{n:05d},marketing,yes,form,Ticked the box,2025-06-01T10:00:00Z" for n in range(1200)]
+    async with console(app) as client:
+        await log_in(client)
+        csrf = csrf_of((await client.get("/console/contacts")).text)
+        answer = await post_import(client, "".join(f"{line}\n" for line in [HEADER.strip(), *lines]).encode(),
+                                   csrf, progress=True)
+        said = [json.loads(line) for line in answer.text.splitlines()]
+        refused = await post_import(client, csv_file(BAD_PROOF), csrf, progress=True)
+        refusal = [json.loads(line) for line in refused.text.splitlines()]
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
+    assert {"phase": "checking", "lines": 1200} in said
+    assert [s["done"] for s in said if s["phase"] == "importing"] == [0, 1000, 1200]
+    assert said[-1]["phase"] == "done" and said[-1]["ok"] and "imported 1200, already recorded 0" in said[-1]["html"]
+    assert granted(app) == 1200
+    assert refusal[-1]["ok"] is False and "line 2: an opt-in needs its proof" in html.unescape(refusal[-1]["html"])
+    assert not [s for s in refusal if s["phase"] == "importing"] and granted(app) == 1200
+    assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "consent_import"][0].startswith(
+        "optins.csv: 1 bad line(s)")
+
+
+async def test_import_upload_limit_is_the_consoles(ledger_shop):
+    app = ledger_shop
+    async with console(app) as client:
+        await log_in(client)
+        csrf = csrf_of((await client.get("/console/contacts")).text)
+        fits = await post_import(client, csv_file(*GOOD * 40), csrf)  # over api.max_body_bytes, under the console's
+        huge = await post_import(client, csv_file(*GOOD * 700), csrf)
+    assert fits.status_code == 200, fits.text[:300]
+    assert granted(app) == 2
+    assert huge.status_code == 413

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -95,16 +94,14 @@ def consent_import(obj: Ctx, csv_file: Any, country: str | None, skip_invalid: b
     --skip-invalid is given. Rows the ledger already holds are not added again, so importing the
     same file twice changes nothing the second time.
     """
-    from ..core.consent_files import BadHeader, check_header
+    from ..core.consent_files import BadHeader, records
     app = obj.app()
-    reader = csv.DictReader(csv_file)
-    try:
-        check_header(reader.fieldnames)
-    except BadHeader as exc:
-        raise CommandFailed(f"{csv_file.name}: {exc}") from None
-    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
     with progress("checking", None) as bar:
-        checked = app.check_consent_rows(_numbered(reader, bar), country)
+        try:
+            rows = records(csv_file, bar.advance)
+        except BadHeader as exc:
+            raise CommandFailed(f"{csv_file.name}: {exc}") from None
+        checked = app.check_consent_rows(rows, country)
     for bad in checked.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{csv_file.name}: line {bad.line}: {bad.reason}", err=True)
     if len(checked.bad) > SHOWN_BAD_LINES:
@@ -116,13 +113,6 @@ def consent_import(obj: Ctx, csv_file: Any, country: str | None, skip_invalid: b
         result = app.import_consent(checked.rows, bar.advance)
     click.echo(f"imported {result.added}, already recorded {result.unchanged}"
                + (f", skipped {len(checked.bad)} bad line(s)" if checked.bad else ""))
-
-
-def _numbered(reader: Any, bar: Any) -> Iterator[tuple[int, dict[str, str | None]]]:
-    """Each record with its line number (where it ends, if a quoted field spans lines)."""
-    for row in reader:
-        yield reader.line_num, row
-        bar.advance(1)
 
 
 @consent.command("export")

@@ -7,7 +7,8 @@ the engine's methods) and acts through the same engine methods as the CLI: no SQ
 
 from __future__ import annotations
 
-from . import automation_pages, campaigns, connector_pages, template_pages  # noqa: F401 - importing them adds their routes
+# importing them adds their routes
+from . import automation_pages, campaigns, connector_pages, consent_import, template_pages  # noqa: F401
 from .pages import mount
 
 __all__ = ["mount"]

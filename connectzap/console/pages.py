@@ -39,8 +39,8 @@ _CONTACT_KEY = re.compile(r"[0-9a-f]{32}")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-UPLOADS = re.compile(r"/console/campaigns(/[A-Za-z0-9_-]{1,64}/audience)?")
-"""The console's file uploads (a campaign's audience): allowed up to ``console.max_upload_bytes``."""
+UPLOADS = re.compile(r"/console/campaigns(/[A-Za-z0-9_-]{1,64}/audience)?|/console/contacts/import")
+"""The console's file uploads (a campaign's audience, a consent file): allowed up to ``console.max_upload_bytes``."""
 
 
 def mount(app: FastAPI) -> None:
@@ -342,8 +342,10 @@ def settle(request: Request, engine: Connectzap, session: sessions.Session, form
 
 # --- contacts and consent --------------------------------------------------------------------------------------
 
-def contacts(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
-    """Look a contact up by the keyed hash a search made; consent per category, its history, the window."""
+def contacts(request: Request, engine: Connectzap, session: sessions.Session, *, status: int = 200,
+             **extra: Any) -> Response:
+    """Look a contact up by the keyed hash a search made; consent per category, its history, the window
+    (``extra``: what an import on this page says)."""
     q = request.query_params
     contact = q.get("contact") if _CONTACT_KEY.fullmatch(q.get("contact", "")) else None
     context: dict[str, Any] = {"contact": contact, "masked": q.get("masked") if contact else None,
@@ -353,7 +355,7 @@ def contacts(request: Request, engine: Connectzap, session: sessions.Session) ->
         context.update(current=engine.consent(key=contact), history=engine.consent_history(key=contact),
                        window_closes=utc(last + WINDOW_SECONDS) if last is not None else None,
                        window_open=is_open(last))
-    return render(request, engine, session, "contacts.html", nav="contacts", **context)
+    return render(request, engine, session, "contacts.html", status=status, nav="contacts", **context, **extra)
 
 
 def _contact_url(engine: Connectzap, e164: str, **extra: str) -> str:

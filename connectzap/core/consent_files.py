@@ -9,13 +9,14 @@ same file twice leaves one history.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, select
 
@@ -113,6 +114,22 @@ def check_header(columns: Iterable[str] | None) -> None:
         missing.append("hash_key_id")
     if missing:
         raise BadHeader(f"missing column(s): {', '.join(missing)}")
+
+
+def records(stream: TextIO, seen: Callable[[int], None] = lambda n: None
+            ) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """A CSV file's ``(line, row)`` pairs for :func:`check_rows` (the line where a row ends, when a
+    quoted field spans lines), ``seen(1)`` after each. Raises :class:`BadHeader` at once, before any
+    row is read, when its columns cannot be imported."""
+    reader = csv.DictReader(stream)
+    check_header(reader.fieldnames)
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+
+    def numbered() -> Iterator[tuple[int, dict[str, str | None]]]:
+        for row in reader:
+            yield reader.line_num, row
+            seen(1)
+    return numbered()
 
 
 def check_rows(records: Iterable[tuple[int, Mapping[str, str | None]]], secret: bytes,

@@ -159,7 +159,7 @@ class ConsoleSettings(Section):
     """The address vendors reach this service at (``https://hooks.example.com``), for the webhook
     URLs the connectors page shows; default: the address the page was asked at."""
     max_upload_bytes: int = Field(default=64 * 1_048_576, gt=0)
-    """The largest audience file the Campaigns page accepts (every other request keeps
+    """The largest file the console accepts (a campaign's audience, a consent CSV; every other request keeps
     ``api.max_body_bytes``); only a logged-in session's upload is read."""
 
 
