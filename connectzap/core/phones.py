@@ -99,6 +99,15 @@ def mask(e164: str | None) -> str:
     return text[:3] + "*" * max(len(text) - 5, 0) + text[-2:]
 
 
+def country_of(e164: str) -> str | None:
+    """The ISO 3166 region of a number (``DE``), or None when its country code names none (``001``)."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" and len(region) == 2 else None
+
+
 def contact_key(e164: str, secret: bytes) -> str:
     """The keyed hash that identifies a contact at rest (HMAC-SHA256, hex, 32 chars)."""
     return hmac.new(secret, e164.encode(), hashlib.sha256).hexdigest()[:32]

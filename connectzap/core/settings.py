@@ -20,6 +20,7 @@ import tempfile
 import tomllib
 import warnings
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,6 +164,36 @@ class ConsoleSettings(Section):
     ``api.max_body_bytes``); only a logged-in session's upload is read."""
 
 
+class PricingSettings(Section):
+    """What a billable message costs, for campaign reports: Meta's per-message pricing says which
+    messages are billable and in which category, not what they cost (its rate card is published as
+    a file to download, not an API), so the prices are yours to enter from your rate card or bill."""
+
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code the prices are in (shown beside every cost)."""
+    rates: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+    """Price per billable message: ``rates.<pricing category>.<recipient country>``, the country an
+    ISO 3166 code (``DE``) or ``"*"`` for every other; the category is Meta's (``marketing``,
+    ``utility``, ``authentication``, ``authentication_international``...)."""
+
+    @model_validator(mode="after")
+    def _checked(self) -> PricingSettings:
+        for category, by_market in self.rates.items():
+            for market, price in by_market.items():
+                if market != "*" and not re.fullmatch(r"[A-Z]{2}", market):
+                    raise ValueError(f"pricing.rates.{category}: {market!r} is not a country code (DE) or \"*\"")
+                if not price.is_finite() or price < 0:
+                    raise ValueError(f"pricing.rates.{category}.{market}: a price is a number of at least 0")
+        return self
+
+    def price(self, category: str | None, country: str | None) -> Decimal | None:
+        """The price of one billable message of ``category`` to ``country``; None: not in the table."""
+        by_market = self.rates.get(category or "")
+        if by_market is None:
+            return None
+        return by_market.get(country or "*", by_market.get("*"))
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -181,6 +212,7 @@ class Settings(BaseSettings):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     replies: ReplySettings = Field(default_factory=ReplySettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     config_path: Path | None = None

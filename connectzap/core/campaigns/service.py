@@ -13,6 +13,7 @@ from collections import Counter
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from sqlalchemy import Connection, and_, func, select
 from .. import gate
 from ..errors import ConflictError, NotFoundError, PayloadError
 from ..messages import TemplateContent
+from ..phones import country_of
+from ..settings import PricingSettings
 from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
@@ -142,15 +145,69 @@ class CampaignReport(BaseModel):
     failed_by_code: dict[str, int]
     refused_by_reason: dict[str, int]
     pricing: list[dict[str, Any]] = Field(description="Messages by Meta's pricing category, type and billable flag.")
+    replied_within_hours: float = Field(description="The N of replied_within: hours from the send to the reply.")
+    replied_within: int = Field(description="Recipients who replied within replied_within_hours of the send.")
+    replied_within_rate: float | None = Field(description="Of those reached, replied within replied_within_hours.")
+    currency: str = Field(description="ISO 4217 code of the costs ([pricing] currency).")
+    cost: str = Field(description="What the billable messages cost at the [pricing] rates (a decimal number).")
+    cost_by_outcome: dict[str, str] = Field(description="The cost by the recipients' outcome (decimal numbers).")
+    billable_messages: int = Field(description="Messages Meta's pricing called billable.")
+    unpriced_billable: int = Field(description="Billable messages with no [pricing] rate for their category and "
+                                               "country: not in the cost.")
 
 
 REACHED = ("sent", "delivered", "read", "replied")
+REPORT_CSV_COLUMNS = ["kind", "key", "count", "rate", "cost", "currency"]
+
+
+def report_csv(report: CampaignReport) -> str:
+    """A report as one flat CSV table: a row per outcome (with its cost), per rate, per failure code,
+    per refusal reason, and the total."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REPORT_CSV_COLUMNS)
+    money = report.currency
+    for outcome, count in report.outcomes.items():
+        writer.writerow(["outcome", outcome, count, _rate(count, report.recipients),
+                         report.cost_by_outcome.get(outcome, "0"), money])
+    for key, rate in (("delivered", report.delivered_rate), ("read", report.read_rate),
+                      ("replied", report.replied_rate),
+                      (f"replied_within_{report.replied_within_hours:g}h", report.replied_within_rate)):
+        writer.writerow(["rate", key, report.replied_within if key.startswith("replied_within") else "",
+                         "" if rate is None else rate, "", ""])
+    for code, count in report.failed_by_code.items():
+        writer.writerow(["failed_code", code, count, "", "", ""])
+    for reason, count in report.refused_by_reason.items():
+        writer.writerow(["refused_reason", reason, count, "", "", ""])
+    writer.writerow(["unpriced_billable", "", report.unpriced_billable, "", "", ""])
+    writer.writerow(["total", "", report.recipients, "", report.cost, money])
+    return buffer.getvalue()
+
+
+def costs(rows: Iterable[tuple[str, str | None, str | None, int]], table: PricingSettings
+          ) -> tuple[Decimal, dict[str, Decimal], int]:
+    """The cost of billable messages counted by (outcome, pricing category, country): the total,
+    by outcome, and how many had no rate (left out of both)."""
+    total, unpriced = Decimal(0), 0
+    by_outcome: dict[str, Decimal] = {}
+    for outcome, category, country, count in rows:
+        price = table.price(category, country)
+        if price is None:
+            unpriced += count
+            continue
+        by_outcome[outcome] = by_outcome.get(outcome, Decimal(0)) + price * count
+        total += price * count
+    return total, by_outcome, unpriced
 
 
 def _by(conn: Connection, column: Any, *where: Any) -> dict[str, int]:
     """Rows matching ``where``, counted by ``column`` (``unknown`` for none)."""
     rows = conn.execute(select(column, func.count()).where(*where).group_by(column)).all()
     return {str(row[0] or "unknown"): int(row[1]) for row in rows}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -273,7 +330,7 @@ class Campaigns:
         t = now()
         rows = [dict(campaign_id=campaign_id, contact_key=r.contact_key, line=r.line, recipient=r.phone,
                      source_ref=r.ref,
-                     masked=r.masked, zones=" ".join(r.zones) or None,
+                     masked=r.masked, zones=" ".join(r.zones) or None, country=country_of(r.phone),
                      params=json.dumps(r.params) if r.params else None, outcome="pending", attempt=0, backoffs=0,
                      due_at=0.0, updated_at=t) for r in batch]
         stmt = (self.db.insert(recipients).on_conflict_do_nothing(index_elements=["campaign_id", "contact_key"])
@@ -396,12 +453,22 @@ class Campaigns:
                  "reason": r.reason, "error_code": r.error_code, "error_title": r.error_title,
                  "message_id": r.message_id, "admitted_at": _time(r.admitted_at)} for r in rows]
 
-    def report(self, campaign_id: str) -> CampaignReport:
-        """Counts, rates, failures by code, refusals by reason and pricing, from the stored outcomes."""
+    def report(self, campaign_id: str, *, replied_within_hours: float = 24.0) -> CampaignReport:
+        """Counts, rates, failures by code, refusals by reason, pricing and cost (at the ``[pricing]``
+        rates), from the stored outcomes; replies within ``replied_within_hours`` of the send."""
         from ..store.schema import outbox
         self._row(campaign_id)
         mine = recipients.c.campaign_id == campaign_id
+        joined = and_(mine, recipients.c.message_id == outbox.c.id)
+        sent_at = func.coalesce(outbox.c.sent_at, recipients.c.admitted_at)
         with self.db.read() as conn:
+            billed = conn.execute(
+                select(recipients.c.outcome, outbox.c.pricing_category, recipients.c.country, func.count())
+                .join(recipients, joined).where(outbox.c.billable.is_(True))
+                .group_by(recipients.c.outcome, outbox.c.pricing_category, recipients.c.country)).all()
+            quick = conn.execute(select(func.count()).select_from(outbox).join(recipients, joined).where(
+                recipients.c.outcome == "replied", recipients.c.replied_at.is_not(None),
+                recipients.c.replied_at - sent_at <= replied_within_hours * 3600)).scalar_one()
             outcomes: dict[str, int] = dict(conn.execute(select(recipients.c.outcome, func.count()).where(mine)
                                                          .group_by(recipients.c.outcome)).all())
             failed = _by(conn, recipients.c.error_code, mine, recipients.c.outcome == "failed")
@@ -414,7 +481,13 @@ class Campaigns:
         reached = sum(outcomes.get(k, 0) for k in REACHED)
         delivered = sum(outcomes.get(k, 0) for k in ("delivered", "read", "replied"))
         read = sum(outcomes.get(k, 0) for k in ("read", "replied"))
+        counted = [(str(r[0]), _text(r[1]), _text(r[2]), int(r[3])) for r in billed]
+        total, by_outcome, unpriced = costs(counted, self.app.settings.pricing)
         return CampaignReport(
+            replied_within_hours=replied_within_hours, replied_within=quick, replied_within_rate=_rate(quick, reached),
+            currency=self.app.settings.pricing.currency, cost=str(total),
+            cost_by_outcome={k: str(v) for k, v in by_outcome.items()},
+            billable_messages=sum(n for *_, n in counted), unpriced_billable=unpriced,
             id=campaign_id, recipients=sum(outcomes.values()),
             outcomes={k: outcomes[k] for k in engine.OUTCOMES if outcomes.get(k)}, reached=reached,
             delivered_rate=_rate(delivered, reached), read_rate=_rate(read, reached),

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, Preview, read_file,
-                         read_items, results_csv)
+                         read_items, report_csv, results_csv)
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
 from .auth import bearer_scheme
@@ -243,10 +243,27 @@ def preview_campaign(app: Engine, campaign: CampaignRef) -> PreviewOut:
     return PreviewOut.of(app.campaigns.preview(_resolve(app, campaign)))
 
 
+RepliedWithin = Annotated[float, Query(gt=0, le=24 * 365, description="Hours from the send within which a reply "
+                                                                      "counts for `replied_within`.")]
+
+
 @router.get("/{campaign}/report", response_model=CampaignReport, responses=_errors(),
-            summary="Counts, rates, failures by code, refusals by reason, pricing")
-def campaign_report(app: Engine, campaign: CampaignRef) -> CampaignReport:
-    return app.campaigns.report(_resolve(app, campaign))
+            summary="Counts, rates, failures by code, refusals by reason, pricing, cost")
+def campaign_report(app: Engine, campaign: CampaignRef, replied_within_hours: RepliedWithin = 24.0) -> CampaignReport:
+    return app.campaigns.report(_resolve(app, campaign), replied_within_hours=replied_within_hours)
+
+
+@router.get("/{campaign}/report.csv", summary="The report as one CSV table: outcomes with their cost, rates, "
+                                              "failures by code, refusals by reason, total",
+            response_class=StreamingResponse, responses={
+                200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header"},
+                **_errors()})
+def campaign_report_csv(app: Engine, campaign: CampaignRef, replied_within_hours: RepliedWithin = 24.0
+                        ) -> StreamingResponse:
+    campaign_id = _resolve(app, campaign)
+    text = report_csv(app.campaigns.report(campaign_id, replied_within_hours=replied_within_hours))
+    return StreamingResponse(iter([text]), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{campaign_id}-report.csv"'})
 
 
 @router.post("/{campaign}/start", response_model=CampaignView, summary="Start now, or schedule",

@@ -269,6 +269,7 @@ campaign_recipients = Table(
     Column("due_at", Float, nullable=False),  # not admitted before (quiet hours, a per-user limit's backoff)
     Column("admitted_at", Float, nullable=True),
     Column("replied_at", Float, nullable=True),  # the customer's first message after the send
+    Column("country", String(2), nullable=True),  # ISO 3166 of the number: the market its price is looked up in
     Column("updated_at", Float, nullable=False),
     # The record's id in the audience's source (a CRM contact id; no number), for the write-back.
     Column("source_ref", String(128), nullable=True),
