@@ -31,7 +31,10 @@ the clock starts, closed loop):
    `connectzap serve` started as the README starts it (its workers included, log level info),
    both fed the same signed webhooks by the same generator over ``--webhook-connections``
    connections. Every contact carries a business-scoped ``user_id``: pywa 4.5 raises
-   ``KeyError: 'user_id'`` on contacts without one.
+   ``KeyError: 'user_id'`` on contacts without one. Both are measured alike: ``--warm-up`` webhooks
+   first (outside the clock, waited for until handled), then the load, then the wait until every
+   acknowledged webhook is handled (pywa's handler counted it, connectzap's dispatcher finished it);
+   the CPU per event covers the load and that wait, start-up never.
 
 Latencies mean what each side answers: pywa's send latency is one Graph round trip; connectzap's is
 the REST request (admission: the gate's verdict, durably queued), its throughput the whole path.
@@ -272,6 +275,7 @@ def pywa_webhook_server(port: int, app_secret: str, path: str, waba_id: str, pho
     """pywa's FastAPI webhook under uvicorn until SIGTERM. Its message handler counts, as a bot's
     cheapest handler would; GET HANDLED_PATH tells the count (uvicorn ends the process by the signal
     it caught, so nothing can be printed after it)."""
+    import pywa
     import uvicorn
     from fastapi import FastAPI
     from pywa_async import WhatsApp
@@ -287,8 +291,8 @@ def pywa_webhook_server(port: int, app_secret: str, path: str, waba_id: str, pho
         handled += 1
 
     @app.get(HANDLED_PATH)
-    async def how_many() -> dict[str, int]:
-        return {"handled": handled}
+    async def how_many() -> dict[str, Any]:
+        return {"handled": handled, "pywa": pywa.__version__}
 
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)).run()
 
@@ -434,10 +438,10 @@ def webhooks_to_pywa(pywa_python: str, count: int, warm_up: int, connections: in
         wait_for_port(port, server)
         load, cpu, drained = measured(server, port, count, warm_up, connections, seconds,
                                       lambda n: get_json(port, HANDLED_PATH)["handled"] >= n)
-        handled = get_json(port, HANDLED_PATH)["handled"] - warm_up
+        answer = get_json(port, HANDLED_PATH)
     finally:
         stop(server)
-    return {**figures(load, cpu, drained), "handled": handled}
+    return {**figures(load, cpu, drained), "handled": answer["handled"] - warm_up, "pywa": answer["pywa"]}
 
 
 def webhooks_to_connectzap(folder: Path, database_url: str | None, count: int, warm_up: int, connections: int,
@@ -512,6 +516,7 @@ def coordinate(args: argparse.Namespace) -> None:
             pywa_hooks = webhooks_to_pywa(args.pywa_python, count, args.warm_up, args.webhook_connections,
                                           args.seconds)
             print("pywa webhooks:", json.dumps(pywa_hooks), file=sys.stderr)
+            pywa_version = pywa_hooks["pywa"]
             cz_hooks = webhooks_to_connectzap(folder / "webhooks", args.database_url, count, args.warm_up,
                                               args.webhook_connections, args.seconds)
             print("connectzap webhooks:", json.dumps(cz_hooks), file=sys.stderr)
