@@ -121,9 +121,13 @@ class SourceReader:
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        if isinstance(self._members, AsyncGenerator):
-            self._loop.run_until_complete(self._members.aclose())
-        self._loop.close()
+        try:
+            if isinstance(self._members, AsyncGenerator):
+                self._loop.run_until_complete(self._members.aclose())
+            # the connector's calls ran in this loop's threads: let them finish before it goes
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
 
 
 def query_for(source: str, options: Mapping[str, Any], field_map: FieldMap | None) -> AudienceQuery:
