@@ -79,8 +79,8 @@ def signed_bodies(count: int, numbers: int = 5000, user_ids: bool = False) -> li
 
 
 async def generate(host: str, port: int, connections: int, seconds: float, max_requests: int,
-                   numbers: int) -> dict:
-    bodies = signed_bodies(max_requests, numbers)
+                   numbers: int, user_ids: bool = False) -> dict:
+    bodies = signed_bodies(max_requests, numbers, user_ids=user_ids)
     requests = [(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
                  + b"\r\nContent-Type: application/json\r\nX-Hub-Signature-256: " + sig.encode()
                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body) for body, sig in bodies]
@@ -132,7 +132,7 @@ def run_generator(args: argparse.Namespace) -> None:
         runner = asyncio.Runner()
     with runner:
         result = runner.run(generate(args.host, args.port, args.connections, args.seconds, args.max_requests,
-                                     args.numbers))
+                                     args.numbers, args.user_ids))
     print(json.dumps(result))
 
 
@@ -314,7 +314,8 @@ def run_mode(args: argparse.Namespace, mode: str, seconds: float) -> dict:
                                args=(database_url or sqlite_url(folder), stop, samples))
     generator = subprocess.Popen([sys.executable, __file__, "--generate", "--host", host, "--port", port,
                                   "--connections", str(args.connections), "--seconds", str(seconds),
-                                  "--max-requests", str(args.max_requests), "--numbers", str(args.numbers)],
+                                  "--max-requests", str(args.max_requests), "--numbers", str(args.numbers),
+                                  *(["--user-ids"] if args.user_ids else [])],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert generator.stderr is not None
@@ -343,6 +344,7 @@ def run_mode(args: argparse.Namespace, mode: str, seconds: float) -> dict:
     result["database"] = "postgresql" if database_url else "sqlite"
     result["log_level"] = args.log_level
     result["distinct_numbers"] = args.numbers
+    result["contacts_with_bsuids"] = args.user_ids
     result["every_ack_durable"] = result["journaled_after_sigkill"] == result["acknowledged"]
     if traced:
         result["backlog"] = trace_summary(samples)
@@ -384,6 +386,8 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=5000,
                         help="Distinct customer numbers the webhooks cycle through (default 5000).")
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema is used); default SQLite")
+    parser.add_argument("--user-ids", action="store_true",
+                        help="Every contact also carries a BSUID (as in bench/compare_pywa.py).")
     parser.add_argument("--workers", action="store_true",
                         help="Run serve as the README starts it, workers included (--modes default).")
     parser.add_argument("--modes", help="Comma-separated: no-workers, in-process, default, workers-N "
