@@ -1,16 +1,19 @@
 """The console in a real browser: Debian's headless Chromium driven by Playwright, against
 ``connectzap serve`` started as the README starts it (supervised processes, and ``--in-process``).
 Log in, resume paused sending, find the refused message and read its reason, retry a dead letter,
-grant consent with its proof, create a campaign from an uploaded list, preview and start it -- each
-checked against the database. ``.ci/run`` installs Chromium;
-without it these skip, saying so.
+grant consent with its proof, create a campaign from an uploaded list, preview and start it; import
+a consent file with progress and replay a dead outbound webhook -- each checked against the database.
+``.ci/run`` installs Chromium; without it these skip, saying so.
 
 Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (docs/console.md's)."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ import pytest
 from console_support import ANA, PASSWORD, PAUSE_REASON, PLUGINS_TOML, USER, tell_story
 from serve_support import Served, database_url, sandbox_serve_config, wait_for
 
-from connectzap import Outgoing, TemplateContent
+from connectzap import Contact, Event, InboundMessage, Outgoing, TemplateContent
+from connectzap.console.passwords import hash_password
 from connectzap.core.app import Connectzap
 from connectzap.core.models import Category
 from connectzap.core.settings import load_settings
@@ -206,3 +210,101 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         check.close()
         assert served.stop() == 0, "".join(served.output)
 
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: answers ``status`` and keeps each request's ``webhook-id``."""
+
+    status = 503
+    ids: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        type(self).ids.append(self.headers.get("webhook-id") or "")
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("CrmReceiver", (Receiver,), {"status": 503, "ids": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    finally:
+        server.shutdown()
+
+
+def test_consent_import_with_progress_and_a_webhook_replay(tmp_path: Path, browser: Any,
+                                                           receiver: tuple[str, type[Receiver]]) -> None:
+    """Import a consent file (a bad line refuses it whole, named; then the other lines), and replay
+    a dead outbound webhook once its receiver is fixed -- each checked against the database."""
+    url, crm = receiver
+    config = sandbox_serve_config(tmp_path, database_url("sqlite", tmp_path))
+    config.write_text(config.read_text().replace("[workers]\n", "[workers]\nmax_attempts = 1\n")
+                      + f'\n[console]\nenabled = true\n[connectors.generic.subscriptions.crm]\nurl = "{url}"\n'
+                        f'secret = "whsec_{"c2VjcmV0LWZvci10aGUtYnJvd3Nlci10ZXN0"}"\nevents = ["inbound_message"]\n')
+    app = Connectzap(load_settings(config)).start()
+    try:
+        app.operators.add_user(USER, hash_password(PASSWORD))
+    finally:
+        app.close()
+    check = Connectzap(load_settings(config))
+    served = Served(config, options=("--in-process",))
+    try:
+        base = served.url()
+        event_id = check.ingest([Event.of("inbound_message", InboundMessage(
+            wamid="wamid.browser1", type="text", timestamp=datetime.now(UTC), contact=Contact(phone=ANA),
+            text="Where is my order?"), source="whatsapp", dedupe_key="wamid.browser1")])[0].event_id
+
+        def crm_delivery() -> str:
+            return next((d.status for d in check.event(event_id).deliveries if d.target == "connector:generic:crm"), "")
+        wait_for(lambda: crm_delivery() == "dead", "the webhook dead-lettered", proc=served.process)
+
+        page = browser.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{base}/console")
+        page.get_by_label("User name").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_selector("nav")
+
+        # the consent import: a bad line refuses the whole file and is named; then the other lines
+        optins = tmp_path / "optins.csv"
+        optins.write_text("phone,category,granted,source,proof,at\n"
+                          "+4915112300001,marketing,yes,newsletter,Ticked the WhatsApp box,2025-06-01T10:00:00Z\n"
+                          "+4915112300002,marketing,yes,newsletter,,2025-06-01T10:00:00Z\n"
+                          "+4915112300003,utility,true,checkout,Order form opt-in,2025-06-01T10:00:00Z\n")
+        page.get_by_role("link", name="Contacts").click()
+        page.get_by_label("CSV file", exact=True).set_input_files(str(optins))
+        page.get_by_role("button", name="Import").click()
+        page.wait_for_selector("#import-result #bad-lines")
+        assert page.text_content("#bad-lines li").startswith("line 3: an opt-in needs its proof")
+        assert check.consent("+4915112300001") == {}
+        page.get_by_label("Import the other lines when some are bad").check()
+        page.get_by_role("button", name="Import").click()
+        page.wait_for_selector("#import-result .done")
+        assert "imported 2, already recorded 0, skipped 1 bad line(s)" in page.text_content("#import-result .done")
+        assert check.consent("+4915112300003")[Category.UTILITY].proof == "Order form opt-in"
+        assert "15112300001" not in page.content()
+        shot(page, "consent-import")
+
+        # the replay of the dead webhook, once the receiver answers again
+        crm.status = 200
+        page.goto(f"{base}/console/events/{event_id}")
+        shot(page, "event")
+        page.get_by_role("button", name="Replay to connector:generic:crm").click()
+        page.wait_for_selector("#done")
+        wait_for(lambda: crm_delivery() == "done", "the replayed webhook delivered", proc=served.process)
+        assert len(crm.ids) == 2 and len(set(crm.ids)) == 1  # the same webhook-id: the receiver can dedupe
+        assert [a["action"] for a in check.operators.audit_log()][:2] == ["delivery_replay", "consent_import"]
+        page.reload()  # delivered, and (privacy.retention_hours = 0) its payload erased: nothing to replay now
+        assert page.get_by_role("button", name="Replay to connector:generic:crm").count() == 0
+    finally:
+        check.close()
+        assert served.stop() == 0, "".join(served.output)

@@ -78,6 +78,18 @@ async def test_no_replay_button_for_deliveries_that_cannot_be_replayed(webhook_s
     assert page.status_code == 200 and "/replay" not in page.text
 
 
+async def test_no_replay_button_once_the_payload_is_erased(webhook_shop):
+    async with receiver() as crm:
+        app = webhook_shop(crm.url)  # privacy.retention_hours = 0: a delivered event's payload goes at once
+        event_id = inbound(app)
+        await Worker(app).run_until_idle()
+        async with console(app) as client:
+            await log_in(client)
+            page = await client.get(f"/console/events/{event_id}")
+    assert delivery(app, event_id, TARGET)["status"] == "done"
+    assert page.status_code == 200 and "/replay" not in page.text
+
+
 # --- consent import ---------------------------------------------------------------------------------------------
 
 HEADER = "phone,category,granted,source,proof,at\n"

@@ -421,7 +421,9 @@ def event(request: Request, engine: Connectzap, session: sessions.Session) -> Re
         detail = None
     if detail is None:
         return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
-    replayable = {d.target for d in detail.deliveries if d.status != "pending" and engine.replayable(d.target)}
+    # a replay needs the payload (a delivered event keeps it for privacy.retention_hours only)
+    replayable = {d.target for d in detail.deliveries
+                  if detail.payload == "kept" and d.status != "pending" and engine.replayable(d.target)}
     return render(request, engine, session, "event.html", nav="events", e=detail, replayable=replayable,
                   done=request.query_params.get("done"), error=request.query_params.get("error"))
 
