@@ -79,7 +79,8 @@ def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Pat
     app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
     app.campaigns.control(made.id, "start")
     run_workers(app)
-    sent_at = datetime.fromtimestamp(time.time() - 7200, UTC)  # two hours before the reply
+    sent_at = time.time() - 7200  # two hours before the reply; delivered after 30 minutes, read after 90
+    after = {"sent": 0, "delivered": 1800, "read": 5400}
     billable = {"category": "marketing", "type": "regular", "billable": True, "pricing_model": "PMP"}
     events = []
     for attempt in fake.attempts:
@@ -87,44 +88,47 @@ def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Pat
         steps = [("sent", None), ("delivered", billable)] + ([("read", None)] if to != SPAIN else [])
         for status, pricing in steps:
             events.append(Event.of(EventKind.MESSAGE_STATUS, MessageStatus(
-                wamid=attempt.wamid, status=status, timestamp=sent_at, outbox_id=attempt.outbox_id, recipient=to,
+                wamid=attempt.wamid, status=status, timestamp=datetime.fromtimestamp(sent_at + after[status], UTC),
+                outbox_id=attempt.outbox_id, recipient=to,
                 pricing=pricing), source="whatsapp", dedupe_key=f"{attempt.wamid}:{status}"))
     events.append(Event.of(EventKind.INBOUND_MESSAGE, InboundMessage(
         wamid="wamid.reply", type="text", timestamp=datetime.now(UTC), contact={"phone": NUMBERS[0]}, text="more"),
         source="whatsapp", dedupe_key="wamid.reply"))
     app.ingest(events)
     run_workers(app)
-    report = app.campaigns.report(made.id, replied_within_hours=3)
+    report = app.campaigns.report(made.id, within_hours=3)
     assert report.outcomes == {"refused": 1, "delivered": 1, "read": 1, "replied": 1}
     assert (report.currency, report.billable_messages, report.unpriced_billable) == ("EUR", 3, 0)
     assert Decimal(report.cost) == Decimal("0.1365") * 2 + Decimal("0.05")
     assert {k: Decimal(v) for k, v in report.cost_by_outcome.items()} == {
         "replied": Decimal("0.1365"), "read": Decimal("0.1365"), "delivered": Decimal("0.05")}
-    assert (report.replied_within, report.replied_within_rate) == (1, 0.3333)
-    assert app.campaigns.report(made.id, replied_within_hours=1).replied_within == 0  # two hours is too late
+    assert (report.delivered_within, report.read_within, report.replied_within) == (3, 2, 1)
+    assert (report.read_within_rate, report.replied_within_rate) == (0.6667, 0.3333)
+    early = app.campaigns.report(made.id, within_hours=1)  # delivered in time; read and the reply were later
+    assert (early.delivered_within, early.read_within, early.replied_within) == (3, 0, 0)
 
     config = tmp_path / "cli.toml"
     config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n'
                       '[pricing]\ncurrency = "EUR"\n[pricing.rates.marketing]\nDE = 0.1365\n"*" = 0.05\n')
     result = CliRunner().invoke(cli, ["--config", str(config), "campaigns", "report", "costs", "--csv",
-                                      "--replied-within", "3"])
+                                      "--within", "3"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     by = {(r["kind"], r["key"]): r for r in rows}
     assert Decimal(by[("total", "")]["cost"]) == Decimal("0.3230") and by[("total", "")]["currency"] == "EUR"
     assert by[("outcome", "delivered")]["cost"] == "0.05" and by[("outcome", "refused")]["cost"] == "0"
-    assert by[("rate", "replied_within_3h")]["count"] == "1"
+    assert by[("rate", "replied_within_3h")]["count"] == "1" and by[("rate", "read_within_3h")]["rate"] == "0.6667"
     shown = json.loads(CliRunner().invoke(cli, ["--config", str(config), "campaigns", "report", "costs",
                                                 "--json"]).output)
-    assert shown["cost"] == report.cost and shown["replied_within_hours"] == 24
+    assert shown["cost"] == report.cost and shown["within_hours"] == 24
 
     async def over_rest() -> None:
         async with serving(app) as client:
-            answer = await client.get(f"/v1/campaigns/{made.id}/report.csv?replied_within_hours=1", headers=AUTH)
+            answer = await client.get(f"/v1/campaigns/{made.id}/report.csv?within_hours=1", headers=AUTH)
             assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
             got = {(r["kind"], r["key"]): r for r in csv.DictReader(io.StringIO(answer.text))}
-            assert got[("rate", "replied_within_1h")]["count"] == "0" and got[("total", "")]["cost"] == report.cost
-            body = (await client.get(f"/v1/campaigns/{made.id}/report?replied_within_hours=3", headers=AUTH)).json()
+            assert got[("rate", "delivered_within_1h")]["count"] == "3" and got[("total", "")]["cost"] == report.cost
+            body = (await client.get(f"/v1/campaigns/{made.id}/report?within_hours=3", headers=AUTH)).json()
             assert body["replied_within"] == 1 and body["cost_by_outcome"] == report.cost_by_outcome
 
     asyncio.run(over_rest())

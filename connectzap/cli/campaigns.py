@@ -276,17 +276,18 @@ def _watch(app: Any, view: Any) -> Any:
 
 @campaigns.command("report")
 @click.argument("campaign_id", metavar="CAMPAIGN")
-@click.option("--replied-within", "hours", type=click.FloatRange(0, 24 * 365, min_open=True), default=24.0,
-              show_default=True, help="Hours from the send within which a reply counts for replied_within.")
+@click.option("--within", "hours", type=click.FloatRange(0, 24 * 365, min_open=True), default=24.0,
+              show_default=True, help="Hours from the send within which a delivery, read or reply counts for the "
+                                      "*_within rates.")
 @click.option("--csv", "as_csv", is_flag=True, help="As one CSV table (outcomes with their cost, rates, codes).")
 @json_option
 @pass_ctx
 def campaigns_report(obj: Ctx, campaign_id: str, hours: float, as_csv: bool, as_json: bool) -> None:
-    """How a campaign did: counts, delivered/read/replied rates of those reached (and replies within
-    --replied-within hours), failures by the channel's code, refusals by reason, Meta's per-message
+    """How a campaign did: counts, delivered/read/replied rates of those reached (and within
+    --within hours of the send), failures by the channel's code, refusals by reason, Meta's per-message
     pricing of its messages, and their cost at the [pricing] rates."""
     app = obj.app()
-    report = app.campaigns.report(app.campaigns.resolve(campaign_id), replied_within_hours=hours)
+    report = app.campaigns.report(app.campaigns.resolve(campaign_id), within_hours=hours)
     if as_csv:
         from ..core.campaigns import report_csv
         click.echo(report_csv(report), nl=False)
@@ -301,7 +302,9 @@ def campaigns_report(obj: Ctx, campaign_id: str, hours: float, as_csv: bool, as_
     columns = [Column("recipients"), Column("outcomes", lambda r: _counts(r.outcomes)), Column("reached"),
                Column("delivered", lambda r: pct(r.delivered_rate)), Column("read", lambda r: pct(r.read_rate)),
                Column("replied", lambda r: pct(r.replied_rate)),
-               Column("replied within", lambda r: f"{pct(r.replied_within_rate)} in {r.replied_within_hours:g} h"),
+               Column(f"within {hours:g} h", lambda r: f"delivered {pct(r.delivered_within_rate)}, "
+                                                       f"read {pct(r.read_within_rate)}, "
+                                                       f"replied {pct(r.replied_within_rate)}"),
                Column("cost", lambda r: f"{r.cost} {r.currency}" + (
                    f" ({r.unpriced_billable} billable without a rate)" if r.unpriced_billable else "")),
                Column("cost by outcome", lambda r: ", ".join(f"{k} {v}" for k, v in r.cost_by_outcome.items()) or "-"),

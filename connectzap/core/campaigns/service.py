@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
 from .. import gate
 from ..errors import ConflictError, NotFoundError, PayloadError
@@ -145,9 +145,14 @@ class CampaignReport(BaseModel):
     failed_by_code: dict[str, int]
     refused_by_reason: dict[str, int]
     pricing: list[dict[str, Any]] = Field(description="Messages by Meta's pricing category, type and billable flag.")
-    replied_within_hours: float = Field(description="The N of replied_within: hours from the send to the reply.")
-    replied_within: int = Field(description="Recipients who replied within replied_within_hours of the send.")
-    replied_within_rate: float | None = Field(description="Of those reached, replied within replied_within_hours.")
+    within_hours: float = Field(description="The N of the *_within counts: hours from the send (its `sent` "
+                                            "status, else its admission).")
+    delivered_within: int = Field(description="Messages reported delivered within within_hours of the send.")
+    delivered_within_rate: float | None = Field(description="Of those reached, delivered within within_hours.")
+    read_within: int = Field(description="Messages reported read within within_hours of the send.")
+    read_within_rate: float | None = Field(description="Of those reached, read within within_hours.")
+    replied_within: int = Field(description="Recipients who replied within within_hours of the send.")
+    replied_within_rate: float | None = Field(description="Of those reached, replied within within_hours.")
     currency: str = Field(description="ISO 4217 code of the costs ([pricing] currency).")
     cost: str = Field(description="What the billable messages cost at the [pricing] rates (a decimal number).")
     cost_by_outcome: dict[str, str] = Field(description="The cost by the recipients' outcome (decimal numbers).")
@@ -170,11 +175,14 @@ def report_csv(report: CampaignReport) -> str:
     for outcome, count in report.outcomes.items():
         writer.writerow(["outcome", outcome, count, _rate(count, report.recipients),
                          report.cost_by_outcome.get(outcome, "0"), money])
-    for key, rate in (("delivered", report.delivered_rate), ("read", report.read_rate),
-                      ("replied", report.replied_rate),
-                      (f"replied_within_{report.replied_within_hours:g}h", report.replied_within_rate)):
-        writer.writerow(["rate", key, report.replied_within if key.startswith("replied_within") else "",
-                         "" if rate is None else rate, "", ""])
+    hours = f"{report.within_hours:g}h"
+    rates: list[tuple[str, int | str, float | None]] = [
+        ("delivered", "", report.delivered_rate), ("read", "", report.read_rate), ("replied", "", report.replied_rate),
+        (f"delivered_within_{hours}", report.delivered_within, report.delivered_within_rate),
+        (f"read_within_{hours}", report.read_within, report.read_within_rate),
+        (f"replied_within_{hours}", report.replied_within, report.replied_within_rate)]
+    for key, within, rate in rates:
+        writer.writerow(["rate", key, within, "" if rate is None else rate, "", ""])
     for code, count in report.failed_by_code.items():
         writer.writerow(["failed_code", code, count, "", "", ""])
     for reason, count in report.refused_by_reason.items():
@@ -453,9 +461,9 @@ class Campaigns:
                  "reason": r.reason, "error_code": r.error_code, "error_title": r.error_title,
                  "message_id": r.message_id, "admitted_at": _time(r.admitted_at)} for r in rows]
 
-    def report(self, campaign_id: str, *, replied_within_hours: float = 24.0) -> CampaignReport:
+    def report(self, campaign_id: str, *, within_hours: float = 24.0) -> CampaignReport:
         """Counts, rates, failures by code, refusals by reason, pricing and cost (at the ``[pricing]``
-        rates), from the stored outcomes; replies within ``replied_within_hours`` of the send."""
+        rates), from the stored outcomes; deliveries, reads and replies within ``within_hours`` of the send."""
         from ..store.schema import outbox
         self._row(campaign_id)
         mine = recipients.c.campaign_id == campaign_id
@@ -466,9 +474,14 @@ class Campaigns:
                 select(recipients.c.outcome, outbox.c.pricing_category, recipients.c.country, func.count())
                 .join(recipients, joined).where(outbox.c.billable.is_(True))
                 .group_by(recipients.c.outcome, outbox.c.pricing_category, recipients.c.country)).all()
-            quick = conn.execute(select(func.count()).select_from(outbox).join(recipients, joined).where(
-                recipients.c.outcome == "replied", recipients.c.replied_at.is_not(None),
-                recipients.c.replied_at - sent_at <= replied_within_hours * 3600)).scalar_one()
+            limit = within_hours * 3600
+
+            def within(at: Any) -> Any:
+                return func.coalesce(func.sum(case((at - sent_at <= limit, 1), else_=0)), 0)
+
+            quick = conn.execute(select(within(outbox.c.delivered_at), within(outbox.c.read_at),
+                                        within(recipients.c.replied_at))
+                                 .select_from(outbox).join(recipients, joined)).one()
             outcomes: dict[str, int] = dict(conn.execute(select(recipients.c.outcome, func.count()).where(mine)
                                                          .group_by(recipients.c.outcome)).all())
             failed = _by(conn, recipients.c.error_code, mine, recipients.c.outcome == "failed")
@@ -481,10 +494,13 @@ class Campaigns:
         reached = sum(outcomes.get(k, 0) for k in REACHED)
         delivered = sum(outcomes.get(k, 0) for k in ("delivered", "read", "replied"))
         read = sum(outcomes.get(k, 0) for k in ("read", "replied"))
+        delivered_soon, read_soon, replied_soon = (int(n) for n in quick)
         counted = [(str(r[0]), _text(r[1]), _text(r[2]), int(r[3])) for r in billed]
         total, by_outcome, unpriced = costs(counted, self.app.settings.pricing)
         return CampaignReport(
-            replied_within_hours=replied_within_hours, replied_within=quick, replied_within_rate=_rate(quick, reached),
+            within_hours=within_hours, delivered_within=delivered_soon, read_within=read_soon,
+            replied_within=replied_soon, delivered_within_rate=_rate(delivered_soon, reached),
+            read_within_rate=_rate(read_soon, reached), replied_within_rate=_rate(replied_soon, reached),
             currency=self.app.settings.pricing.currency, cost=str(total),
             cost_by_outcome={k: str(v) for k, v in by_outcome.items()},
             billable_messages=sum(n for *_, n in counted), unpriced_billable=unpriced,

@@ -243,14 +243,14 @@ def preview_campaign(app: Engine, campaign: CampaignRef) -> PreviewOut:
     return PreviewOut.of(app.campaigns.preview(_resolve(app, campaign)))
 
 
-RepliedWithin = Annotated[float, Query(gt=0, le=24 * 365, description="Hours from the send within which a reply "
-                                                                      "counts for `replied_within`.")]
+WithinHours = Annotated[float, Query(gt=0, le=24 * 365, description="Hours from the send within which a delivery, "
+                                                                    "read or reply counts for the `*_within` rates.")]
 
 
 @router.get("/{campaign}/report", response_model=CampaignReport, responses=_errors(),
             summary="Counts, rates, failures by code, refusals by reason, pricing, cost")
-def campaign_report(app: Engine, campaign: CampaignRef, replied_within_hours: RepliedWithin = 24.0) -> CampaignReport:
-    return app.campaigns.report(_resolve(app, campaign), replied_within_hours=replied_within_hours)
+def campaign_report(app: Engine, campaign: CampaignRef, within_hours: WithinHours = 24.0) -> CampaignReport:
+    return app.campaigns.report(_resolve(app, campaign), within_hours=within_hours)
 
 
 @router.get("/{campaign}/report.csv", summary="The report as one CSV table: outcomes with their cost, rates, "
@@ -258,10 +258,10 @@ def campaign_report(app: Engine, campaign: CampaignRef, replied_within_hours: Re
             response_class=StreamingResponse, responses={
                 200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header"},
                 **_errors()})
-def campaign_report_csv(app: Engine, campaign: CampaignRef, replied_within_hours: RepliedWithin = 24.0
+def campaign_report_csv(app: Engine, campaign: CampaignRef, within_hours: WithinHours = 24.0
                         ) -> StreamingResponse:
     campaign_id = _resolve(app, campaign)
-    text = report_csv(app.campaigns.report(campaign_id, replied_within_hours=replied_within_hours))
+    text = report_csv(app.campaigns.report(campaign_id, within_hours=within_hours))
     return StreamingResponse(iter([text]), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{campaign_id}-report.csv"'})
 
