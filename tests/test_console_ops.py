@@ -10,6 +10,7 @@ import html
 import json
 
 import pytest
+from sqlalchemy import select
 from console_support import PASSWORD, USER, csrf_of, log_in
 from generic_support import make_due, receiver
 from test_console_routes import console, digits
@@ -17,7 +18,9 @@ from test_generic_subscriptions import PHONE, delivery, inbound, subscription
 
 from connectzap.console.passwords import hash_password
 from connectzap.core.models import Category
+from connectzap.core.store.schema import campaigns
 from connectzap.core.worker import Worker
+from connectzap.testing import seed_template
 
 TARGET = "connector:generic:crm"
 
@@ -182,3 +185,53 @@ async def test_import_upload_limit_is_the_consoles(ledger_shop):
     assert fits.status_code == 200, fits.text[:300]
     assert granted(app) == 2
     assert huge.status_code == 413
+
+
+# --- send from: the number a console campaign leaves from -------------------------------------------------------
+
+def two_accounts() -> list[dict[str, object]]:
+    return [{"name": name, "waba_id": waba, "access_token": f"EAAG-{name}", "app_secrets": [f"{name}-secret"],
+             "numbers": numbers} for name, waba, numbers in
+            (("shop", "102290129340398", ["106540352242922", "106540352242923"]),
+             ("outlet", "204410775512001", ["117700998811001"]))]
+
+
+def sent_from(app) -> dict[str, str | None]:
+    with app.db.read() as conn:
+        return {r.name: r.business_phone_number_id for r in conn.execute(
+            select(campaigns.c.name, campaigns.c.business_phone_number_id))}
+
+
+async def new_campaign(client, name: str, **fields: str):
+    page = await client.get("/console/campaigns")
+    return page, await client.post("/console/campaigns", data={
+        "csrf": csrf_of(page.text), "name": name, "template": "spring_sale|en", **fields},
+        files={"audience": ("list.csv", b"phone,1,2\n+4915112300001,Di,30%\n", "text/csv")})
+
+
+async def test_with_several_numbers_a_campaign_is_sent_from_the_one_chosen(make):
+    app = make(console={"enabled": True}, connectors={"whatsapp": {
+        "verify_token": "v", "api_base_url": "https://graph.invalid", "accounts": two_accounts()}})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "spring_sale", "Hi {{1}}, {{2}} off today", category="MARKETING")
+    async with console(app) as client:
+        await log_in(client)
+        page, chosen = await new_campaign(client, "outlet-sale", send_from="117700998811001")
+        _, default = await new_campaign(client, "default-sale")
+        _, unknown = await new_campaign(client, "nowhere", send_from="999")
+    assert '<label for="n-send-from">Send from</label>' in page.text
+    assert '<option value="106540352242923">' in page.text and '<option value="117700998811001">' in page.text
+    assert chosen.status_code == default.status_code == 303
+    assert unknown.status_code == 400 and "Choose a number to send from" in unknown.text
+    assert sent_from(app) == {"outlet-sale": "117700998811001", "default-sale": None}
+
+
+async def test_with_one_number_there_is_no_choice(make):
+    app = make(console={"enabled": True})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "spring_sale", "Hi {{1}}, {{2}} off today", category="MARKETING")
+    async with console(app) as client:
+        await log_in(client)
+        page, refused = await new_campaign(client, "sale", send_from="106540352242922")
+    assert 'name="send_from"' not in page.text
+    assert refused.status_code == 400 and sent_from(app) == {}

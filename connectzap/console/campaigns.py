@@ -49,10 +49,17 @@ def campaigns(request: Request, engine: Connectzap, session: sessions.Session) -
     return _listing(request, engine, session)
 
 
+def senders(engine: Connectzap) -> dict[str, str]:
+    """The numbers a campaign may be sent from (phone number id -> its account's WABA) when there are
+    several (docs/several-accounts.md); empty with one number: nothing to choose."""
+    accounts = engine.business_accounts
+    return dict(sorted(accounts.numbers.items())) if accounts is not None and len(accounts.numbers) > 1 else {}
+
+
 def _listing(request: Request, engine: Connectzap, session: sessions.Session, *, status: int = 200,
              **context: Any) -> Response:
     return render(request, engine, session, "campaigns.html", status=status, nav="campaigns",
-                  campaigns=engine.campaigns.listing(), templates=_template_choices(engine),
+                  campaigns=engine.campaigns.listing(), templates=_template_choices(engine), senders=senders(engine),
                   sources=sorted({name for c in engine.connectors.values() for name in c.audience_sources}),
                   form=context.pop("form", {}), **context)
 
@@ -104,7 +111,7 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
            files: dict[str, UploadFile]) -> Response:
     """``connectzap campaigns create NAME --template T --audience FILE ...``: a draft with its audience."""
     kept = {k: form.get(k, "") for k in ("name", "template", "params", "window", "rate", "country", "source",
-                                         "params_from")}
+                                         "params_from", "send_from")}
     kept["skip_invalid"] = "on" if form.get("skip_invalid") else ""
 
     def again(error: str, bad: list[BadLine] | None = None, bad_count: int = 0) -> Response:
@@ -123,6 +130,9 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again("Choose a template.")
     if isinstance(body, str):
         return again(body)
+    sender = form.get("send_from", "").strip() or None
+    if sender is not None and sender not in senders(engine):
+        return again("Choose a number to send from (or the default number).")
     source = form.get("source", "").strip()
     has_file = upload is not None and bool(upload.filename)
     if has_file and source:
@@ -136,7 +146,7 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
     template = {"name": template_name, "language": language, "body": body}
     window = form.get("window", "").strip() or None
     if source:
-        return _create_from_source(request, engine, session, name, template, window, rate, form, again)
+        return _create_from_source(request, engine, session, name, template, window, rate, sender, form, again)
     assert upload is not None
     skip = bool(form.get("skip_invalid"))
     problem = _check_upload(engine, upload, country, skip, "nothing was created")
@@ -144,7 +154,8 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again(*problem)
     try:
         made = engine.campaigns.create(name, {"name": template_name, "language": language, "body": body},
-                                       window=form.get("window", "").strip() or None, rate_per_minute=rate)
+                                       window=form.get("window", "").strip() or None, rate_per_minute=rate,
+                                       business_phone_number_id=sender)
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
     said = _load(engine, made.id, upload, country, skip)
@@ -153,8 +164,8 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
 
 
 def _create_from_source(request: Request, engine: Connectzap, session: sessions.Session, name: str,
-                        template: dict[str, Any], window: str | None, rate: float | None, form: dict[str, str],
-                        again: Callable[[str], Response]) -> Response:
+                        template: dict[str, Any], window: str | None, rate: float | None, sender: str | None,
+                        form: dict[str, str], again: Callable[[str], Response]) -> Response:
     """``connectzap campaigns create NAME --from SOURCE:SPEC``: the source's first page is read
     before the campaign exists, so a missing list or refused keys create nothing."""
     spec = form.get("source", "").strip()
@@ -168,7 +179,8 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
     except ConnectzapError as exc:
         return again(f"{spec}: {exc.message}")
     try:
-        made = engine.campaigns.create(name, template, window=window, rate_per_minute=rate)
+        made = engine.campaigns.create(name, template, window=window, rate_per_minute=rate,
+                                       business_phone_number_id=sender)
     except (ConnectzapError, ValueError) as exc:
         opened.reader.close()
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
