@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,14 +51,25 @@ def pending(app: Connectzap) -> int:
                                 .where(events.c.status == "pending")).scalar_one())
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds used so far by a PostgreSQL server process on this host (/proc, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(config: str) -> None:
     """One worker process: connect, say ready, wait for "go", dispatch until the journal is empty."""
     app = Connectzap(load_settings(config)).start()
     worker = Worker(app)
+    backends: set[int] = set()  # PostgreSQL: the server processes serving this worker, for their CPU
+    if not app.db.is_sqlite:
+        event.listen(app.db.engine, "connect", lambda dbapi, _record: backends.add(dbapi.info.backend_pid))
+        app.db.engine.dispose()
     pending(app)  # the pool holds a live connection before the clock starts
     print("ready", flush=True)
     sys.stdin.readline()
     cpu = time.process_time()
+    server_before = {pid: server_cpu(pid) for pid in backends}
 
     async def drain() -> int:
         done, idle = 0, 0
@@ -73,7 +85,9 @@ def child(config: str) -> None:
         return done
 
     done = asyncio.run(drain())
-    print(json.dumps({"dispatched": done, "cpu_s": time.process_time() - cpu}), flush=True)
+    used = time.process_time() - cpu
+    server = sum(server_cpu(pid) - server_before.get(pid, 0.0) for pid in backends)
+    print(json.dumps({"dispatched": done, "cpu_s": used, "server_cpu_s": server}), flush=True)
     app.close()
 
 
@@ -115,6 +129,7 @@ url = "{url}"
 hash_secret = "status-bench-secret-0123456789abcdef"
 [workers]
 batch_size = {args.batch}
+{f"status_batch_size = {args.status_batch}" if args.status_batch else ""}
 poll_interval_seconds = 0.01
 [sandbox]
 quiet = true
@@ -127,6 +142,7 @@ simulate_statuses = false
                                   stdout=subprocess.PIPE, text=True) for _ in range(args.workers)]
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         for proc in procs:
             assert proc.stdin is not None
@@ -135,22 +151,29 @@ simulate_statuses = false
         while pending(app):
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
+        load_after = os.getloadavg()[0]
         reports = [json.loads(proc.communicate(timeout=120)[0].strip().splitlines()[-1]) for proc in procs]
         with app.db.read() as conn:
             by_status = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
             done = conn.execute(select(func.count()).select_from(events)
-                                .where(events.c.kind == "message_status", events.c.status == "done")).scalar_one()
+                                .where(events.c.kind == "message_status", events.c.source == "whatsapp",
+                                       events.c.status == "done")).scalar_one()
     finally:
         app.close()
         if base:
             drop_postgres_schema(url)
     statuses = 3 * args.messages
+    # the sender's own "accepted" events (source connectzap) were dispatched while preparing
     if by_status != {"read": args.messages} or done != statuses or sum(r["dispatched"] for r in reports) != statuses:
         raise RuntimeError(f"not exact: outbox {by_status}, {done} events done, reports {reports}")
     return {"database": "postgresql" if base else "sqlite", "messages": args.messages, "statuses": statuses,
             "order": args.order, "workers": args.workers, "batch": args.batch,
+            "status_batch": args.status_batch,
             "statuses_per_second": round(statuses / elapsed),
-            "worker_cpu_ms_per_status": round(sum(r["cpu_s"] for r in reports) * 1000 / statuses, 3)}
+            "worker_cpu_ms_per_status": round(sum(r["cpu_s"] for r in reports) * 1000 / statuses, 3),
+            "server_cpu_ms_per_status": round(sum(r["server_cpu_s"] for r in reports) * 1000 / statuses, 3)
+            if base else None,
+            "load_1min": [round(load_before, 1), round(load_after, 1)]}
 
 
 def main() -> None:
@@ -158,6 +181,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes dispatching")
     parser.add_argument("--batch", type=int, default=50, help="workers.batch_size (50 is the default)")
+    parser.add_argument("--status-batch", type=int, default=None,
+                        help="workers.status_batch_size (default: the setting's default, 200)")
     parser.add_argument("--order", choices=("waves", "interleaved", "shuffled"), default="waves")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)

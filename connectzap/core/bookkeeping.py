@@ -54,9 +54,7 @@ class Bookkeeping:
         statuses: list[tuple[int, MessageStatus, str]] = []
         openings = _Openings(self, conn, batch)
         for event_id, event in batch:
-            # an echo of a message sent from the Business app is a message to record, not a status
-            if event.kind == EventKind.MESSAGE_STATUS and not event.consents \
-                    and event.data.get("sent_from") != SENT_FROM_BUSINESS_APP:
+            if batched_status(event):
                 openings.flush()
                 statuses.append((event_id, MessageStatus.model_validate(event.data), event.source))
                 continue
@@ -73,12 +71,20 @@ class Bookkeeping:
         self._apply_statuses(conn, statuses)
         openings.flush()
 
-    def _apply_statuses(self, conn: Any, batch: list[tuple[int, MessageStatus, str]]) -> None:
+    def apply_statuses(self, conn: Any, batch: list[tuple[int, Event]], *, record: bool = True) -> None:
+        """:meth:`apply_many` for status events only (each :func:`batched_status`); ``record=False``:
+        they have no ``core`` delivery to finish (the dispatcher settles them without one)."""
+        assert all(batched_status(event) for _, event in batch)
+        self._apply_statuses(conn, [(event_id, MessageStatus.model_validate(event.data), event.source)
+                                    for event_id, event in batch], record=record)
+
+    def _apply_statuses(self, conn: Any, batch: list[tuple[int, MessageStatus, str]], *, record: bool = True) -> None:
         applied = [(status, source) for _, status, source in batch if status.status != StatusValue.ACCEPTED]
         befores = outbox.apply_statuses(conn, [_report(status) for status, _ in applied])
         for (status, source), before in zip(applied, befores, strict=True):
             self._after_status(conn, status, before, source)
-        journal.finish_many(conn, "core", {event_id: {} for event_id, _, _ in batch})
+        if record:
+            journal.finish_many(conn, "core", {event_id: {} for event_id, _, _ in batch})
 
     def apply(self, conn: Any, event_id: int, event: Event) -> None:
         """Apply what the engine itself keeps for ``event`` and finish its ``core`` delivery."""
@@ -300,6 +306,8 @@ class _Openings:
 
     def flush(self) -> None:
         self._plain = None
+        if not (self.opened or self.finished or self.linking):
+            return  # between two statuses of a batch: nothing to write
         self._write_windows()
         journal.finish_many(self.conn, "core", {event_id: {} for event_id in self.finished})
         self.finished = []
@@ -327,6 +335,14 @@ def _single_pairings(batch: list[tuple[int, Event]], secret: bytes) -> dict[str,
         if len(keys) == 1 and (key := next(iter(keys))) is not None and bsuids_of[key] == {own}:
             singles[own] = key
     return singles
+
+
+def batched_status(event: Event) -> bool:
+    """A status event applied with the others of its batch (:func:`outbox.apply_statuses`), its core
+    result empty: not an echo of a message sent from the Business app (a message to record) and
+    carrying no consent."""
+    return event.kind == EventKind.MESSAGE_STATUS and not event.consents \
+        and event.data.get("sent_from") != SENT_FROM_BUSINESS_APP
 
 
 def _report(status: MessageStatus) -> outbox.StatusReport:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import arbitration, conversations, gate, identities, logs
-from .bookkeeping import Bookkeeping
+from .bookkeeping import Bookkeeping, batched_status
 from .context import EventContext
 from .errors import FatalError, RetriableError, SkippableError
 from .hookspecs import EVENT_HOOKS
@@ -261,10 +261,16 @@ class Dispatcher:
         """Claim a batch and prepare its first wave in the same transaction (one commit fewer per
         batch; on PostgreSQL the claim's row and key locks are held until the wave is prepared)."""
         with self.db.begin() as conn:
-            claimed = journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+            claimed = journal.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds,
+                                    statuses_up_to=self._status_batch())
             if not claimed:
                 return [], None
             return claimed, self._prepare_in(conn, _waves(claimed)[0])
+
+    def _status_batch(self) -> int:
+        """How many status events one claim may take: ``status_batch_size`` while nothing listens to
+        them (they are applied in the claim's transaction), else ``batch_size`` as for any event."""
+        return 0 if self.targets(EventKind.MESSAGE_STATUS.value) else self.cfg.status_batch_size
 
     def _prepare(self, claimed: list[dict[str, Any]]) -> tuple[list[_Plan], dict[int, str]]:
         with self.db.begin() as conn:
@@ -280,6 +286,10 @@ class Dispatcher:
             if kind not in by_kind:
                 by_kind[kind] = {tg.name: tg for tg in self.targets(kind)}
             plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
+        bare = self._apply_bare_statuses(conn, [p for p in plans if not p.targets and batched_status(p.event)])
+        plans = [p for p in plans if p.event_id not in bare]
+        if not plans:
+            return [], bare
         all_deliveries = journal.ensure_and_read(self.db, conn, {p.event_id: ["core", *p.targets] for p in plans})
         t = now()  # after ensure_and_read: the deliveries it just created are due in this round
         troubled = self._apply_cores(conn, plans, all_deliveries, t)
@@ -289,10 +299,10 @@ class Dispatcher:
             if event_id in troubled:
                 continue
             try:
-                # Hooks' kinds always (an unreadable payload fails at once); other kinds -- a reply, a
-                # connector's own resolve notice -- when a connector listens and a model reads them.
-                plan.payload = event.payload() if event.kind.value in EVENT_HOOKS or (
-                    plan.targets and event.has_typed_payload()) else None
+                # Only a target reads it. Hooks' kinds always (an unreadable payload fails at once);
+                # other kinds -- a reply, a connector's own resolve notice -- when a model reads them.
+                plan.payload = event.payload() if plan.targets and (
+                    event.kind.value in EVENT_HOOKS or event.has_typed_payload()) else None
             except Exception as exc:  # noqa: BLE001 - a payload that cannot be read never will be
                 for name in plan.targets:
                     self._fail(conn, event_id, name, exc, self.cfg.max_attempts)
@@ -316,7 +326,31 @@ class Dispatcher:
                     troubled.add(event_id)
                     continue
                 plan.due.append((target, delivery["attempts"] + 1))
-        return plans, self._settle_quiet(conn, [p for p in plans if not p.due], all_deliveries, troubled)
+        return plans, bare | self._settle_quiet(conn, [p for p in plans if not p.due], all_deliveries, troubled)
+
+    def _apply_bare_statuses(self, conn: Any, plans: list[_Plan]) -> dict[int, str]:
+        """Status events nobody listens to, dispatched for the first time: applied and settled here
+        without delivery rows -- the event's ``done``, committed with what it changed, is the whole
+        record, and writing a ``core`` delivery only to finish it was most of a status's cost. Any
+        that already has deliveries (a retry, a listener since removed), and the whole lot when
+        applying them fails, take the usual way below, where a failure is recorded per event.
+        Returns the outcome of those settled here."""
+        if not plans:
+            return {}
+        seen = journal.deliveries_of_many(conn, [p.event_id for p in plans])
+        fresh = [p for p in plans if p.event_id not in seen]
+        if not fresh:
+            return {}
+        try:
+            with conn.begin_nested():
+                self.bookkeeping.apply_statuses(conn, [(p.event_id, p.event) for p in fresh], record=False)
+        except Exception:  # noqa: BLE001 - redone one event at a time by the usual path, which records it
+            log.warning("applying %d status events in bulk failed; applying them one by one", len(fresh),
+                        exc_info=True)
+            return {}
+        retention = self.app.settings.privacy.retention_hours * 3600
+        return journal.settle_many(conn, [p.event_id for p in fresh], retention,
+                                   known={p.event_id: [] for p in fresh})
 
     def _settle_quiet(self, conn: Any, quiet: list[_Plan], all_deliveries: dict[int, list[dict[str, Any]]],
                       troubled: set[int]) -> dict[int, str]:

@@ -93,13 +93,19 @@ def _statuses_under_linked_identity(conn: Connection, batch: list[Event]) -> lis
             if e.kind == EventKind.MESSAGE_STATUS and e.data.get("contact_key") in links else e for e in batch]
 
 
-def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
+def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float,
+          *, statuses_up_to: int = 0) -> list[dict[str, Any]]:
     """Lease up to ``limit`` due events to ``worker``, oldest due first. An event with an ordering
     key is taken only as the oldest pending event of its key and only when no event of the key is
     leased to anyone (a live lease: a dead worker's key is free again once its lease runs out); the
     key's next pending events come along while they are due and the batch has room (a run, in
-    journal order). Each row has ``id``, ``event``, ``attempts`` and ``key``."""
+    journal order). Each row has ``id``, ``event``, ``attempts`` and ``key``.
+
+    ``statuses_up_to``: when larger than ``limit``, a batch that begins with status events may hold
+    up to that many of them (the dispatcher applies statuses nobody listens to itself, cheaply in
+    bulk); it ends before the first other event past ``limit``."""
     t = now()
+    wide = max(limit, statuses_up_to)
     other = events.alias("other")
     # Only the head of each key is a candidate, so events that cannot be claimed never fill the
     # batch: one behind an older pending event of its key, or of a key someone holds.
@@ -107,12 +113,15 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
         other.c.ordering_key == events.c.ordering_key, other.c.status == literal_column("'pending'"),
         other.c.id != events.c.id, or_(other.c.id < events.c.id, other.c.claimed_until >= t))
     stmt = db.for_update(
-        select(events.c.id, events.c.ordering_key).where(
+        select(events.c.id, events.c.ordering_key, events.c.kind).where(
             events.c.status == "pending", events.c.next_attempt_at <= t,
             or_(events.c.claimed_until.is_(None), events.c.claimed_until < t),
             or_(events.c.ordering_key.is_(None), ~blocked.exists()))
-        .order_by(events.c.next_attempt_at, events.c.id).limit(limit))
+        .order_by(events.c.next_attempt_at, events.c.id).limit(wide))
     rows = conn.execute(stmt).all()
+    if len(rows) > limit:
+        not_status = next((n for n, r in enumerate(rows) if r.kind != EventKind.MESSAGE_STATUS.value), len(rows))
+        rows = rows[:max(limit, not_status)]  # the rest stay pending (on PostgreSQL: locked until this commit)
     ids = [r.id for r in rows if r.ordering_key is None]
     heads = {r.ordering_key: r.id for r in rows if r.ordering_key is not None}
     if heads:
