@@ -28,7 +28,7 @@ from ...core.connector import AudienceMember, AudienceQuery, OutboundCall
 from ...core.models import CampaignFinished
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
-from . import audience, webhooks
+from . import audience, webhooks, workflow_sends
 from .campaign_results import CampaignResults
 from .calls import CallLog
 from .client import HubSpotClient
@@ -83,7 +83,21 @@ class HubSpotConnector(Connector):
     def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
         if kind == EventKind.RESOLVE.value:
             return {f"connector:{self.name}": self._resolve_delivery}
+        if kind == EventKind.SEND.value and self.settings.workflow_sends and self.settings.timeline:
+            return {f"connector:{self.name}": self._workflow_send_outcome}
         return super().delivery_targets(kind)
+
+    async def _workflow_send_outcome(self, outgoing: Any, ctx: EventContext) -> None:
+        """A workflow send the gate refused goes on the contact's timeline with the reason (an admitted
+        one appears there as the message itself, once WhatsApp accepted it)."""
+        if ctx.source != self.name:
+            return
+        admitted = await asyncio.to_thread(self.app.messages, source_event_id=ctx.event_id, limit=1)
+        if not admitted or admitted[0]["status"] != "refused" or outgoing is None:
+            return
+        await self.timeline.log(ctx, Entry(wamid=f"refused:{ctx.dedupe_key}", phone=outgoing.to.phone,
+                                           direction="outbound", text=workflow_sends.refusal_text(admitted[0]),
+                                           at=datetime.now(UTC), heading="⛔ WhatsApp message not sent"))
 
     async def _resolve_delivery(self, _payload: Any, ctx: EventContext) -> None:
         if ctx.source != self.name:
@@ -115,6 +129,9 @@ class HubSpotConnector(Connector):
         if data.get("purpose") == "consent":
             return [Event.of(EventKind.CONSENT_CHANGED, change, source=self.name,
                              dedupe_key=f"{base}:consent:{change.category.value}") for change in consents]
+        if data.get("purpose") == "send":
+            return [workflow_sends.send_event(self.settings, data, contact, phone, consents, base,
+                                              webhooks.ordering_key(portal, object_id))]
         lead = self.contacts.lead_of(contact, portal, phone)
         return [Event.of(EventKind.LEAD, lead, source=self.name, dedupe_key=f"{base}:lead", consents=consents,
                          ordering_key=webhooks.ordering_key(portal, object_id))]

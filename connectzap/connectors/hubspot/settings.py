@@ -55,6 +55,18 @@ class ConsentProperty(_Part):
     mirror: bool = True
 
 
+class WorkflowSend(_Part):
+    """A "Send WhatsApp" workflow action: the approved template a workflow webhook with
+    ``?send=NAME`` sends the enrolled contact, through the send gate like every message (the
+    template's own category decides which consent the contact needs)."""
+
+    template: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en", min_length=2, max_length=15)
+    params: list[str] = Field(default_factory=list, max_length=20)
+    """Property names filling ``{{1}}``, ``{{2}}``, ...: a field of a customised workflow body (where
+    a deal's or company's properties can be put), else the contact's property of that name."""
+
+
 class LeadTrigger(_Part):
     """A ``contact.propertyChange`` that makes a lead, e.g. lifecyclestage becoming ``lead``."""
 
@@ -119,6 +131,8 @@ class HubSpotSettings(ConnectorSettings):
     """Create a contact for an unknown number (inbound message, outbound send, consent change)."""
     new_contact_phone_property: str = "mobilephone"
     """Where a created contact's number goes."""
+    workflow_sends: dict[str, WorkflowSend] = Field(default_factory=dict)
+    """Named "Send WhatsApp" workflow actions (``POST /webhooks/hubspot?send=NAME``)."""
     bsuid_property: str = Field(default="whatsapp_bsuid", min_length=1, max_length=100)
     """A contact property holding the customer's WhatsApp business-scoped user id (BSUID): how a
     customer who hides their number (a username) is matched. Created (a text property) the first
@@ -159,4 +173,6 @@ class HubSpotSettings(ConnectorSettings):
             names.append(self.country_property)
         for rule in self.consent.values():
             names.extend(p for p in (rule.property, rule.legal_basis_property) if p)
+        for send in self.workflow_sends.values():
+            names.extend(send.params)
         return list(dict.fromkeys(names))

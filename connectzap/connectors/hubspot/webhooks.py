@@ -42,6 +42,10 @@ class ContactNotice(Model):
     value: Any = None
     occurred_at: int | None = None
     change_source: str | None = None
+    send: str | None = None
+    """For a "Send WhatsApp" workflow action: the ``workflow_sends`` entry it names."""
+    values: dict[str, str] | None = None
+    """Of that action: the template parameters its customised body carried (only those)."""
 
 
 
@@ -84,7 +88,9 @@ def parse(settings: HubSpotSettings, request: WebhookRequest) -> list[Event]:
     if isinstance(body, list):
         return [e for i, item in enumerate(body) if (e := app_event(settings, item, i)) is not None]
     if isinstance(body, dict):
-        return [workflow_event(settings, body, request.body)]
+        send = request.query.get("send")
+        return [workflow_event(settings, body, request.body) if send is None
+                else workflow_send_event(settings, body, request.body, send)]
     raise PayloadError("expected a JSON array of events or a workflow object", field="body")
 
 
@@ -153,6 +159,24 @@ def workflow_event(settings: HubSpotSettings, body: dict[str, Any], raw: bytes) 
     return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=f"{portal}:workflow:{object_id}:{digest}",
                  ordering_key=ordering_key(portal, object_id),
                  data={"portal_id": portal, "object_id": object_id, "purpose": "lead", "trigger": "workflow"})
+
+
+def workflow_send_event(settings: HubSpotSettings, body: dict[str, Any], raw: bytes, send: str) -> Event:
+    """A "Send WhatsApp" workflow action (``?send=NAME``): which contact, and the template
+    parameters the body carries; nothing else of the body is kept."""
+    action = settings.workflow_sends.get(send)
+    if action is None:
+        known = ", ".join(sorted(settings.workflow_sends)) or "none configured"
+        raise PayloadError(f"no workflow send named {send!r} in [connectors.hubspot.workflow_sends] ({known})",
+                           field="send")
+    lead = workflow_event(settings, body, raw)
+    properties = body.get("properties")
+    props: dict[str, Any] = properties if isinstance(properties, dict) else {}
+    values = {name: str(v) for name in action.params
+              if (v := _value(body.get(name, props.get(name)))) not in (None, "")}
+    data = {**lead.data, "purpose": "send", "send": send, "values": values}
+    dedupe = lead.dedupe_key.replace(":workflow:", f":send:{send}:")
+    return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=dedupe, ordering_key=lead.ordering_key, data=data)
 
 
 def _value(prop: Any) -> Any:
