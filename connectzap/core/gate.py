@@ -128,6 +128,9 @@ class BatchFacts:
         self.recipients = recipients or {}
         """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
         self._consent: dict[tuple[str, str], ConsentRecord] = {}
+        self._consent_rows: dict[tuple[str, str], Any] = {}  # made records when first asked (most never are)
+        self._expectations: dict[tuple[str | None, str, str], templates.Expectation] = {}
+        self._picked: dict[tuple[str, str, str | None], TemplateInfo | None] = {}
         self._conn, self._keys = conn, keys
         self._windows: dict[str, list[tuple[str, float]]] | None = None  # loaded when a verdict needs them
         self._conversations: dict[str, tuple[float | None, int | None]] | None = None  # likewise
@@ -136,7 +139,7 @@ class BatchFacts:
         if keys:
             for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
                                     .order_by(consents.c.at, consents.c.id)):
-                self._consent[(row.contact_key, row.category)] = consent.to_record(row)  # newest wins
+                self._consent_rows[(row.contact_key, row.category)] = row  # newest wins
             self._unreachable = {r[0] for r in conn.execute(
                 select(contacts.c.contact_key).where(contacts.c.contact_key.in_(keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
@@ -171,7 +174,11 @@ class BatchFacts:
         return found is not None and handed_over(*found, now(), answering)
 
     def latest(self, key: str, category: str) -> ConsentRecord | None:
-        return self._consent.get((key, str(category)))
+        wanted = (key, str(category))
+        record = self._consent.get(wanted)
+        if record is None and wanted in self._consent_rows:
+            record = self._consent[wanted] = consent.to_record(self._consent_rows[wanted])
+        return record
 
     def unreachable(self, key: str) -> bool:
         return key in self._unreachable
@@ -182,7 +189,18 @@ class BatchFacts:
 
     def template(self, name: str, language: str, account: str | None = None) -> TemplateInfo | None:
         """The template ``account``'s numbers send (see :func:`.templates.get`)."""
-        return templates.pick(self._templates.get((name, language), []))(account)
+        wanted = (name, language, account)
+        if wanted not in self._picked:  # a batch asks about the same template for every message
+            self._picked[wanted] = templates.pick(self._templates.get((name, language), []))(account)
+        return self._picked[wanted]
+
+    def expectation(self, info: TemplateInfo) -> templates.Expectation:
+        """What a send of ``info`` must supply (:func:`.templates.expectation`), worked out once a batch."""
+        wanted = (info.waba_id, info.name, info.language)
+        found = self._expectations.get(wanted)
+        if found is None:
+            found = self._expectations[wanted] = templates.expectation(info)
+        return found
 
     def owners(self, name: str, language: str) -> list[str]:
         """The business accounts that have the template in ``language``."""
@@ -239,7 +257,7 @@ def check_template(facts: BatchFacts, content: TemplateContent, business_number:
     if info.status not in ("APPROVED", templates.PAUSED):
         return Verdict(None, category, "template_not_approved", f"{content.name} is {info.status}")
     cleaned = clean_template(content)
-    problem = templates.check_params(info, cleaned)
+    problem = templates.check_params(info, cleaned, facts.expectation(info))
     if problem:
         return Verdict(None, category, "param_mismatch", problem)
     if info.status == templates.PAUSED:

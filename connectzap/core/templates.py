@@ -91,9 +91,10 @@ def expectation(info: TemplateInfo) -> Expectation:
     return exp
 
 
-def check_params(info: TemplateInfo, content: TemplateContent) -> str | None:
-    """Why ``content`` does not fit ``info``, or None when it fits exactly."""
-    exp = expectation(info)
+def check_params(info: TemplateInfo, content: TemplateContent, exp: Expectation | None = None) -> str | None:
+    """Why ``content`` does not fit ``info`` (whose :func:`expectation` ``exp`` is, when already
+    worked out), or None when it fits exactly."""
+    exp = exp or expectation(info)
     named = info.parameter_format == "NAMED"
     if named and isinstance(content.body, list) and content.body:
         return "template uses named parameters: pass body as a mapping"

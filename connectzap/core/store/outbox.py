@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, case, func, or_, select
 from ..channel import SentId
 from ..models import StatusValue
 from ..phones import scrub
+from . import bulk
 from .database import Database, now
 from .schema import outbox
 
@@ -74,9 +75,13 @@ def add_many(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list
     keys inserted."""
     if not rows:
         return []
-    stmt = (db.insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(outbox.c.idempotency_key))
-    return [r[0] for r in conn.execute(stmt, rows)]
+    if bulk.insert_new(db, conn, outbox, rows, "idempotency_key") == len(rows):
+        return [row["idempotency_key"] for row in rows]
+    # Some key was taken already: those stored under one of these ids are the ones inserted.
+    ids = {row["id"] for row in rows}
+    stored = by_keys(conn, [row["idempotency_key"] for row in rows], (outbox.c.idempotency_key, outbox.c.id))
+    return [row["idempotency_key"] for row in rows
+            if (found := stored.get(row["idempotency_key"])) is not None and found.id in ids]
 
 
 # --- the sender's transitions ---------------------------------------------------------------------
