@@ -18,11 +18,14 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from console_support import PASSWORD, USER, log_in
 from server_support import AUTH, serving
+from test_console_routes import console
 
 from connectzap import Event, EventKind, InboundMessage, MessageStatus
 from connectzap.cli import cli
-from connectzap.core.campaigns import read_file
+from connectzap.console.passwords import hash_password
+from connectzap.core.campaigns import read_file, report_csv
 from connectzap.core.campaigns.service import costs
 from connectzap.core.settings import PricingSettings
 from connectzap.testing import FakeWhatsApp, run as run_workers
@@ -132,3 +135,16 @@ def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Pat
             assert body["replied_within"] == 1 and body["cost_by_outcome"] == report.cost_by_outcome
 
     asyncio.run(over_rest())
+
+    async def on_the_console() -> None:
+        app.operators.add_user(USER, hash_password(PASSWORD))
+        async with console(app) as client:
+            await log_in(client)
+            page = (await client.get(f"/console/campaigns/{made.id}")).text
+            assert 'id="cost-delivered">0.05<' in page and 'id="cost-read">0.1365<' in page
+            assert "0.3230 EUR for 3 billable messages" in page
+            assert "delivered 100.0%, read 66.7%, replied 33.3%" in page
+            exported = await client.get(f"/console/campaigns/{made.id}/report.csv")
+            assert exported.status_code == 200 and exported.text == report_csv(app.campaigns.report(made.id))
+
+    asyncio.run(on_the_console())

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap
-from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, results_csv
+from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, report_csv, results_csv
 from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
 from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
@@ -289,7 +289,8 @@ def _campaign_page(request: Request, engine: Connectzap, session: sessions.Sessi
     return render(request, engine, session, "campaign.html", status=status, nav="campaigns", c=view,
                   numbers=_progress(view), results=rows[:RESULTS_PAGE], more=older, controls=controls,
                   startable=allowed(view.state, Action.START), editable=view.state in EDITABLE,
-                  live=view.state in (State.RUNNING, State.SCHEDULED), **context)
+                  live=view.state in (State.RUNNING, State.SCHEDULED), report=engine.campaigns.report(view.id),
+                  **context)
 
 
 def preview(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
@@ -352,6 +353,15 @@ def results(request: Request, engine: Connectzap, session: sessions.Session) -> 
         **HEADERS, "Content-Disposition": f'attachment; filename="{view.id}-results.csv"'})
 
 
+def report(request: Request, engine: Connectzap, session: sessions.Session) -> Response:
+    """``connectzap campaigns report --csv``: the same table (outcomes with their cost, rates, codes)."""
+    view = _found(request, engine, session)
+    if isinstance(view, Response):
+        return view
+    return Response(report_csv(engine.campaigns.report(view.id)), media_type="text/csv", headers={
+        **HEADERS, "Content-Disposition": f'attachment; filename="{view.id}-report.csv"'})
+
+
 async def live(request: Request) -> Response:
     """A campaign's changing numbers for its page's script (the page works without)."""
     engine = _engine(request)
@@ -373,6 +383,7 @@ router.add_api_route("/campaigns/{campaign_id}", page(campaign), methods=["GET"]
 router.add_api_route("/campaigns/{campaign_id}/preview", page(preview), methods=["GET"])
 router.add_api_route("/campaigns/{campaign_id}/live", live, methods=["GET"])
 router.add_api_route("/campaigns/{campaign_id}/results.csv", page(results), methods=["GET"])
+router.add_api_route("/campaigns/{campaign_id}/report.csv", page(report), methods=["GET"])
 router.add_api_route("/campaigns/{campaign_id}/audience", upload_action(replace_audience), methods=["POST"])
 router.add_api_route("/campaigns/{campaign_id}/start", action(start), methods=["POST"])
 router.add_api_route("/campaigns/{campaign_id}/{what}", action(control), methods=["POST"])
