@@ -2,7 +2,8 @@
 ``connectzap serve`` started as the README starts it (supervised processes, and ``--in-process``).
 Log in, resume paused sending, find the refused message and read its reason, retry a dead letter,
 grant consent with its proof, create a campaign from an uploaded list, preview and start it; import
-a consent file with progress and replay a dead outbound webhook -- each checked against the database.
+a consent file with progress and replay a dead outbound webhook; create a template on the sandbox
+with its preview and test-send it -- each checked against the database.
 ``.ci/run`` installs Chromium; without it these skip, saying so.
 
 Screenshots of each page go to ``$CONNECTZAP_CONSOLE_SCREENSHOTS`` when set (docs/console.md's)."""
@@ -305,6 +306,96 @@ def test_consent_import_with_progress_and_a_webhook_replay(tmp_path: Path, brows
         assert [a["action"] for a in check.operators.audit_log()][:2] == ["delivery_replay", "consent_import"]
         page.reload()  # delivered, and (privacy.retention_hours = 0) its payload erased: nothing to replay now
         assert page.get_by_role("button", name="Replay to connector:generic:crm").count() == 0
+    finally:
+        check.close()
+        assert served.stop() == 0, "".join(served.output)
+
+
+# --- templates: create one on the sandbox, wait for its review, send it as a test --------------
+
+TEMPLATE_BODY = "Hi {{1}}, your parcel {{2}} arrives today."
+
+
+@pytest.fixture
+def template_shop(tmp_path: Path) -> Path:
+    """The sandbox reviewing new templates within a second, a console user and Ana's utility consent."""
+    from connectzap import ConsentChange
+    from connectzap.console.passwords import hash_password
+    config = sandbox_serve_config(tmp_path, database_url("sqlite", tmp_path))
+    text = config.read_text().replace("[sandbox]\n", "[sandbox]\ntemplate_approval_seconds = 1\n")
+    config.write_text(text + "\n[console]\nenabled = true\n")
+    app = Connectzap(load_settings(config)).start()
+    try:
+        app.operators.add_user(USER, hash_password(PASSWORD))
+        app.set_consent(ConsentChange(phone=ANA, category=Category.UTILITY, granted=True, source="test",
+                                      proof="ticked the box at checkout"))
+    finally:
+        app.close()
+    return config
+
+
+def test_a_shop_owner_creates_and_test_sends_a_template(template_shop: Path, browser: Any) -> None:
+    config = template_shop
+    check = Connectzap(load_settings(config))
+    served = Served(config, options=("--in-process",))
+    try:
+        base = served.url()
+        page = browser.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{base}/console/templates")
+        page.get_by_label("User name").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_selector("#create-form")
+
+        # the form, its preview (nothing created yet), then the submission
+        create = page.get_by_role("region", name="New template")
+        create.get_by_label("Name (lowercase letters, digits, _)").fill("parcel_today")
+        create.get_by_label("Category").select_option("UTILITY")
+        create.get_by_label("Body", exact=True).fill(TEMPLATE_BODY)
+        create.get_by_label("Body parameter examples, one a line (named: name=value)").fill("Ana\nA-17")
+        create.get_by_label("Footer (optional, no parameters)").fill("Tienda Ana")
+        create.get_by_label("Quick replies, one label a line").fill("Where is it?")
+        create.get_by_role("button", name="Preview").click()
+        page.wait_for_selector("#preview-body")
+        assert page.text_content("#preview-body") == "Hi Ana, your parcel A-17 arrives today."
+        assert check.templates() == []
+        shot(page, "template-preview")
+        create.get_by_role("button", name="Submit for review").click()
+        page.wait_for_selector("#done")
+        assert page.text_content("#done").startswith("created parcel_today (en) on the sandbox: PENDING")
+        assert page.text_content("tr[data-template='parcel_today:en@sandbox'] [data-status]") == "PENDING"
+        assert [a["action"] for a in check.operators.audit_log()][0] == "template_create"
+
+        # the sandbox's review ends a second later; the worker applies it as Meta's webhook
+        wait_for(lambda: [t for t in check.templates() if t.name == "parcel_today" and t.status == "APPROVED"],
+                 "the sandbox approved the template", proc=served.process)
+        page.get_by_role("link", name="Templates", exact=True).click()
+        assert page.text_content("tr[data-template='parcel_today:en@sandbox'] [data-status]") == "APPROVED"
+
+        # a test send to Ana (consented): admitted to the outbox, linked
+        page.get_by_label("Template (approved)").select_option("parcel_today|en")
+        page.get_by_label("Number (full, with country code)").fill(ANA)
+        page.get_by_label("Body parameters, one a line (named: NAME=VALUE)").fill("Ana\nA-17")
+        page.get_by_role("button", name="Send test").click()
+        page.wait_for_selector("#sent-status")
+        sent_id = page.get_attribute("#sent a", "href").rsplit("/", 1)[1]
+        assert check.message(sent_id)["template_name"] == "parcel_today"
+        assert page.text_content("#sent-status") in ("queued", "sending", "sent", "delivered", "read")
+        assert "+34*******78" in page.content() and ANA.lstrip("+") not in page.content()
+
+        # and one to a number without consent: refused, with the gate's reason
+        page.get_by_label("Template (approved)").select_option("parcel_today|en")
+        page.get_by_label("Number (full, with country code)").fill("+34600000002")
+        page.get_by_label("Body parameters, one a line (named: NAME=VALUE)").fill("Bea\nB-2")
+        page.get_by_role("button", name="Send test").click()
+        page.wait_for_selector("#sent-reason")
+        assert page.text_content("#sent-status") == "refused" and page.text_content("#sent-reason") == "no_consent"
+        shot(page, "templates")
+        page.set_viewport_size({"width": 390, "height": 844})  # usable on a phone too
+        shot(page, "templates-phone")
+        wait_for(lambda: check.message(sent_id)["status"] in ("sent", "delivered", "read"),
+                 "the sandbox sent the test message", proc=served.process)
     finally:
         check.close()
         assert served.stop() == 0, "".join(served.output)
