@@ -186,9 +186,11 @@ def graph():
     with FakeGraph(token="console-token") as server:
         server.templates = [
             {"id": "1", "name": "order_confirmation", "language": "en", "status": "APPROVED", "category": "UTILITY",
-             "parameter_format": "POSITIONAL", "components": [{"type": "BODY", "text": "Order {{1}} confirmed"}]},
+             "parameter_format": "POSITIONAL", "components": [{"type": "BODY", "text": "Order {{1}} confirmed"}],
+             "quality_score": {"score": "GREEN", "date": 1764633600}},
             {"id": "2", "name": "welcome", "language": "de", "status": "REJECTED", "category": "MARKETING",
-             "parameter_format": "NAMED", "components": [{"type": "BODY", "text": "Hallo {{first_name}}"}]},
+             "parameter_format": "NAMED", "components": [{"type": "BODY", "text": "Hallo {{first_name}}"}],
+             "quality_score": {"score": "RED", "date": 1764633600}},
         ]
         yield server
 
@@ -207,9 +209,13 @@ async def test_live_sync_and_create_go_to_the_business_account(make, graph):
         await log_in(client)
         synced = await post(client, "/console/templates/sync", account="waba1")
         page = (await client.get(synced.headers["location"])).text
+        red = (await client.get("/console/templates?quality=RED&account=waba1")).text
         created = await post(client, "/console/templates/create", do="create", **SPRING)
     assert "synced 2 template(s) from the business account" in page
-    assert {"order_confirmation:en@waba1", "welcome:de@waba1"} <= set(rows_of(page))
+    rows = rows_of(page)
+    assert {"order_confirmation:en@waba1", "welcome:de@waba1"} <= set(rows)
+    assert '<td class="quality-green" data-quality>GREEN</td>' in rows["order_confirmation:en@waba1"]
+    assert set(rows_of(red)) == {"welcome:de@waba1"}
     assert created.status_code == 303 and "created+spring_sale+%28en%29%3A+PENDING" in created.headers["location"]
     posted = [r for r in graph.requests if r.method == "POST" and r.path.endswith("/waba1/message_templates")]
     assert [p.body["name"] for p in posted] == ["spring_sale"]

@@ -599,6 +599,8 @@ async def test_template_events_update_the_cache(wa):
     await Worker(wa).run_until_idle()
     assert cached("order_shipped") == ("APPROVED", "UTILITY")  # impending: not moved yet
     assert cached("abandoned_cart") == ("REJECTED", "MARKETING")
+    with wa.db.read() as conn:  # the quality update rated order_shipped only
+        assert [templates.get(conn, n, "en").quality for n in ("order_shipped", "abandoned_cart")] == ["YELLOW", None]
     deliver(wa, body_of("template_category_completed"))
     await Worker(wa).run_until_idle()
     assert cached("order_shipped") == ("APPROVED", "MARKETING")

@@ -28,7 +28,7 @@ from .pages import _MESSAGE_ID, _address, _see, action, page, router
 from .rendering import render
 
 CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
-FILTERS = ("account", "status", "category", "language")
+FILTERS = ("account", "status", "category", "quality", "language")
 
 
 def manager(engine: Connectzap) -> TemplateManagement | None:
@@ -51,7 +51,7 @@ def templates(request: Request, engine: Connectzap, session: sessions.Session, *
     cached = sorted(engine.templates(), key=lambda t: (t.name, t.language, t.waba_id or ""))
     chosen = {k: q.get(k, "") for k in FILTERS}
     rows = [t for t in cached if (not chosen["account"] or (t.waba_id or "") == chosen["account"])
-            and all(not chosen[k] or getattr(t, k) == chosen[k] for k in ("status", "category", "language"))]
+            and all(not chosen[k] or getattr(t, k) == chosen[k] for k in FILTERS[1:])]
     managed = manager(engine)
     sent = q.get("sent") if _MESSAGE_ID.fullmatch(q.get("sent", "")) else None
     try:

@@ -438,6 +438,8 @@ class TemplateInfo(Model):
     """The category Meta announced it will move the template to (``template_category_update``)..."""
     category_effective_at: float | None = None
     """... from this time (unix seconds); until then ``category`` holds."""
+    quality: str | None = None
+    """Meta's quality rating (GREEN, YELLOW, RED or UNKNOWN), as last synced or reported; None: not known."""
 
     @field_validator("id", mode="before")
     @classmethod

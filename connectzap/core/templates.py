@@ -165,12 +165,13 @@ def put(db: Database, conn: Connection, info: TemplateInfo) -> None:
     db.upsert(conn, templates, {
         "name": info.name, "language": info.language, "status": info.status, "category": info.category,
         "parameter_format": info.parameter_format, "components": json.dumps(info.components),
-        "template_id": info.id, "waba_id": info.waba_id or ANY_ACCOUNT, "updated_at": now()},
+        "template_id": info.id, "waba_id": info.waba_id or ANY_ACCOUNT, "quality": info.quality,
+        "updated_at": now()},
         ["waba_id", "name", "language"])
 
 
 def apply_update(db: Database, conn: Connection, update: TemplateUpdate) -> bool:
-    """Apply a status/category change from a webhook; an announced category change is kept with
+    """Apply a status/category/quality change from a webhook; an announced category change is kept with
     its effective time (:meth:`TemplateInfo.category_at`). Unknown templates are skipped (sync fetches them).
     An update that names its business account (the webhook's ``entry.id``) changes only that account's
     template (or one of no particular account), never another account's of the same name."""
@@ -182,6 +183,8 @@ def apply_update(db: Database, conn: Connection, update: TemplateUpdate) -> bool
     values: dict[str, Any] = {"updated_at": now()}
     if update.status:
         values["status"] = update.status.upper()
+    if update.quality:
+        values["quality"] = update.quality.upper()
     if update.category:  # a change done: it replaces any announced one
         values.update(category=update.category.upper(), pending_category=None, category_effective_at=None)
     elif update.correct_category and update.category_update_timestamp is not None:
@@ -222,4 +225,4 @@ def _to_info(row: Any) -> TemplateInfo:
     return TemplateInfo(name=m["name"], language=m["language"], status=m["status"], category=m["category"],
                         parameter_format=m["parameter_format"], components=json.loads(m["components"]),
                         id=m["template_id"], waba_id=m["waba_id"] or None, pending_category=m["pending_category"],
-                        category_effective_at=m["category_effective_at"])
+                        category_effective_at=m["category_effective_at"], quality=m["quality"])

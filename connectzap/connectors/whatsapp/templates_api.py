@@ -17,7 +17,7 @@ from .settings import MARKETING_TTL, TEMPLATE_TTL
 if TYPE_CHECKING:
     from ...core.app import Connectzap
 
-FIELDS = "id,name,language,status,category,parameter_format,components"
+FIELDS = "id,name,language,status,category,parameter_format,components,quality_score"
 
 
 def _waba(client: GraphClient) -> str:
@@ -31,7 +31,14 @@ def to_info(item: dict[str, Any], waba_id: str | None) -> TemplateInfo:
                         category=item.get("category", "UTILITY"),
                         # Meta's word, checked by the model: anything but POSITIONAL/NAMED is refused there
                         parameter_format=str(item.get("parameter_format") or "POSITIONAL").upper(),  # type: ignore[arg-type]
-                        components=item.get("components") or [], id=item.get("id"), waba_id=waba_id)
+                        components=item.get("components") or [], id=item.get("id"), waba_id=waba_id,
+                        quality=_quality(item.get("quality_score")))
+
+
+def _quality(score: Any) -> str | None:
+    """``quality_score`` as Meta returns it (``{"score": "GREEN", "date": ...}``): its rating."""
+    value = score.get("score") if isinstance(score, dict) else None
+    return str(value).upper() if value else None
 
 
 async def fetch_all(client: GraphClient, name: str | None = None) -> list[TemplateInfo]:

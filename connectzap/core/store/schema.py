@@ -163,6 +163,8 @@ templates = Table(
     # a re-categorisation Meta announced (template_category_update): the category from that time on
     Column("pending_category", String(32), nullable=True),
     Column("category_effective_at", Float, nullable=True),
+    # Meta's quality rating of the template (GREEN, YELLOW, RED, UNKNOWN); None until synced or updated
+    Column("quality", String(16), nullable=True),
 )
 
 conversations = Table(
