@@ -4,14 +4,14 @@ Read with the templates on sync (``quality_score``) and changed by
 ``message_template_quality_update`` webhooks; the console's Templates page shows and filters by it.
 Existing rows have none until the next sync or quality update.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0018'
-down_revision = '0017'
+revision = '0019'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
