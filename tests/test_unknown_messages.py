@@ -295,7 +295,7 @@ async def test_a_sender_whose_lease_ran_out_before_the_hand_off_does_not_send(ma
     channel = LiveLike()
     app, ids = admitted(make, channel)
     slow = Worker(app)
-    claimed = await asyncio.to_thread(slow.sender._claim_outbox)
+    claimed = await asyncio.to_thread(slow.sender._claim_outbox, slow.sender.claim_size())
     assert len(claimed) == len(PHONES)
     tick.t += 31  # the slow sender's lease runs out while it waits for its slots
     await Worker(app).recover_once()

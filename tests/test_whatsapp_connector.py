@@ -164,3 +164,15 @@ def test_the_live_channel_keeps_a_connection_for_every_send_in_flight(make, lane
     live = connector(engine, access_token="EAAG-token", phone_number_id="1", app_secrets=["s"], verify_token="v")
     channel = live_channel_module.build_channel(live.settings, engine)
     assert channel.client.max_connections == connections
+
+
+@pytest.mark.parametrize(("rate", "connections"), [(80.0, 100), (1000.0, 1000)])
+def test_with_lanes_sized_automatically_the_pool_covers_rate_times_the_longest_latency_sized_for(make, rate,
+                                                                                                connections):
+    # Little's law: at 1,000 msg/s and a 1 s round trip, 1,000 requests are in flight at once.
+    engine = make()
+    live = connector(engine, access_token="EAAG-token", phone_number_id="1", app_secrets=["s"], verify_token="v",
+                     messages_per_second=rate)
+    channel = live_channel_module.build_channel(live.settings, engine)
+    assert channel.client.max_connections == connections
+    assert channel.messages_per_second() == rate

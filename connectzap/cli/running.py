@@ -66,7 +66,9 @@ def worker(obj: Ctx, no_dispatch: bool, no_send: bool, log_level: str, log_forma
         await w.run(stop, dispatch=not no_dispatch, send=not no_send)
         await app.aclose()
 
-    asyncio.run(main())
+    from ..core.event_loop import loop_factory
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed, as the edge
+        runner.run(main())
 
 
 # --- serve ---------------------------------------------------------------------------------

@@ -107,6 +107,16 @@ class ReadReceipts(Protocol):
         ...
 
 
+@runtime_checkable
+class Throughput(Protocol):
+    """What a channel with rate limits of its own offers (:class:`BaseChannel` declares it)."""
+
+    def messages_per_second(self) -> float | None:
+        """Messages per second this channel may send in all, across the numbers it sends from;
+        None when it knows no limit."""
+        ...
+
+
 class BaseChannel:
     """A channel with the optional parts filled in: no rate limits, no reconcile, no read receipts,
     nothing to close. Subclasses set ``name`` and implement :meth:`send`."""
@@ -124,6 +134,9 @@ class BaseChannel:
 
     async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
         return False  # nothing to mark: the channel has no read receipts
+
+    def messages_per_second(self) -> float | None:
+        return None  # no rate limit of its own
 
     async def aclose(self) -> None:
         return None
@@ -160,6 +173,9 @@ class LegacyChannel(BaseChannel):
 
     async def reconcile(self, outbox_id: str) -> Any:
         return await self.inner.reconcile(outbox_id)
+
+    def messages_per_second(self) -> float | None:
+        return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

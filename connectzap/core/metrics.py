@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .channel import BaseChannel, Channel, OutboundSend
+from .channel import BaseChannel, Channel, OutboundSend, Throughput
 from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
                      SkippableDeliveryError)
 from .models import StatusValue
@@ -118,6 +118,9 @@ class MeteredChannel(BaseChannel):
 
     async def reconcile(self, outbox_id: str) -> Any:
         return await self.inner.reconcile(outbox_id)
+
+    def messages_per_second(self) -> float | None:
+        return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

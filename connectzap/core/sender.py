@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +23,9 @@ from pydantic import TypeAdapter
 
 from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
-from .channel import NOT_SUPPORTED, Channel, OutboundSend, ReadReceipts
+from .channel import NOT_SUPPORTED, Channel, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
+from .lanes import LaneSizing
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
                      SendingPausedError, SkippableDeliveryError, SkippableError)
 from .messages import MessageContent, TemplateContent
@@ -98,36 +100,58 @@ class Sender:
         self.bookkeeping = bookkeeping
         self.has_targets = has_targets
         self.handoff = HandOffMarks(self._write_handoff)
+        self.sizing = LaneSizing(self.cfg.batch_size, self.cfg.send_concurrency, self.cfg.sender_lanes)
 
     def _write_handoff(self, message_ids: list[str]) -> set[str]:
         with self.db.begin() as conn:
             return outbox.hand_off(conn, message_ids, self.id)
+
+    def _size(self) -> LaneSizing:
+        """The lanes' shape for the channel as it is now (its rate may change with the config)."""
+        channel = self.app.channel
+        self.sizing.rate = channel.messages_per_second() if isinstance(channel, Throughput) else None
+        return self.sizing
+
+    def lanes(self) -> int:
+        """How many send lanes the worker should run now (:mod:`.lanes`)."""
+        return self._size().lanes()
+
+    def claim_size(self) -> int:
+        """Messages one lane claims at a time: a lane that got fewer waits for the next poll."""
+        return self._size().claim_size()
 
     async def send_once(self) -> int:
         if self.app.channel_missing:
             return 0  # nowhere to send: messages wait in the queue (health and doctor say why)
         if await asyncio.to_thread(self.app.paused):
             return 0
-        claimed = await asyncio.to_thread(self._claim_outbox)
+        sizing = self._size()
+        started = time.perf_counter()
+        claimed = await asyncio.to_thread(self._claim_outbox, sizing.claim_size())
         if not claimed:
             return 0
+        claim_seconds = time.perf_counter() - started
         channel = self.app.channel
-        semaphore = asyncio.Semaphore(self.cfg.send_concurrency)
+        semaphore = asyncio.Semaphore(sizing.concurrency())
+        latencies: list[float] = []
 
         async def one(item: tuple[dict[str, Any], OutboundSend]) -> SendOutcome:
             async with semaphore:
-                return await self._send_one(channel, *item)
+                return await self._send_one(channel, *item, latencies=latencies)
 
         outcomes = await asyncio.gather(*(one(item) for item in claimed))
+        started = time.perf_counter()
         await asyncio.to_thread(self._record, channel, list(outcomes))
+        sizing.observe(sum(latencies) / len(latencies) if latencies else None,
+                       claim_seconds + time.perf_counter() - started)
         for outcome in outcomes:
             _log_send(outcome, self.cfg.max_attempts)
         return len(outcomes)
 
-    def _claim_outbox(self) -> list[tuple[dict[str, Any], OutboundSend]]:
+    def _claim_outbox(self, limit: int) -> list[tuple[dict[str, Any], OutboundSend]]:
         ready = []
         with self.db.begin() as conn:
-            rows = outbox.claim(self.db, conn, self.id, self.cfg.batch_size, self.cfg.lease_seconds)
+            rows = outbox.claim(self.db, conn, self.id, limit, self.cfg.lease_seconds)
             if not rows:
                 return []
             stored = [outbox.content_of(row) or {} for row in rows]
@@ -162,14 +186,18 @@ class Sender:
                                                 contact_key=row["contact_key"])))
         return ready
 
-    async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend) -> SendOutcome:
+    async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend, *,
+                        latencies: list[float] | None = None) -> SendOutcome:
         try:
             await channel.pace(message)
             if row["automatic"] and message.reply_to and self.app.settings.automation.typing_indicator:
                 await _show_typing(channel, row, message)
             if not await self.handoff.mark(row["id"]):  # from here a crash leaves it unknown, not unsent
                 return SendOutcome(row, message, SendResult.LOST)
+            started = time.perf_counter()
             wamid = await channel.send(message)
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
         except Exception as exc:  # every failure is classified and recorded
             result = classify(exc)
             if result is SendResult.RETRY and not isinstance(exc, RetriableError):

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from .app import Connectzap
 from .errors import ConfigurationError, StartupError
+from .event_loop import loop_factory
 from .http import create_app
 from .http.app import Extension
 from .settings import Settings, create_once
@@ -81,14 +82,6 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it on Linux and macOS
-        return None
-    return uvloop.new_event_loop
-
-
 async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
               announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
               lifeline: Lifeline | None = None, extensions: Sequence[Extension] = (),
@@ -133,7 +126,7 @@ def serve(engine: Connectzap, *, host: str, port: int, run_workers: bool = True,
           announce: Callable[[str], Any] | None = None, listener: socket.socket | None = None,
           lifeline: Lifeline | None = None, extensions: Sequence[Extension] = ()) -> None:
     """Run :func:`run` on uvloop when available (blocking)."""
-    factory = _loop_factory()
+    factory = loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(run(engine, host=host, port=port, run_workers=run_workers, announce=announce,
                        listener=listener, lifeline=lifeline, extensions=extensions))

@@ -74,10 +74,12 @@ class WorkerSettings(Section):
     ``batch_size`` at a time. On SQLite the batch holds the write lock while it is applied (about
     0.2 ms per status), so a much larger value delays webhook acknowledgements."""
     send_concurrency: int = Field(default=32, ge=1)
-    sender_lanes: int = Field(default=2, ge=1, le=8)
-    """Send loops per worker. Two let the next batch be claimed and paced while one is sending; with
-    a slow channel (a 150 ms round trip) each lane also waits out the latency, so more are needed:
-    at least 1 + rate x (latency + about 0.1 s) / ``batch_size`` (docs/whatsapp-sending.md)."""
+    sender_lanes: int | None = Field(default=None, ge=1, le=16)
+    """Send loops per worker. Unset: sized by Little's law from the channel's rate and the send
+    latency the worker measures, each lane claiming a fifth of a second of the rate (two lanes of
+    ``batch_size`` and ``send_concurrency`` when the channel knows no rate). Set, that many lanes of
+    ``batch_size`` messages, ``send_concurrency`` in flight each: at least 1 + rate x (latency +
+    about 0.1 s) / ``batch_size`` (docs/whatsapp-sending.md)."""
     processes: int | None = Field(default=None, ge=0, le=64)
     """Worker processes ``connectzap serve`` starts (``--workers`` overrides). Unset: one per CPU core
     but one (the edge's), at least one; 0: none, as ``--no-workers``."""

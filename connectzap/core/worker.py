@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connectzap.worker")
 CAMPAIGN_ROUND_SECONDS = 1.0
+LANE_CHECK_SECONDS = 1.0
+"""How often the worker matches its send lanes to the count the sender wants (:mod:`.lanes`)."""
 
 
 class Worker:
@@ -108,20 +110,37 @@ class Worker:
         """Run until ``stop`` is set; then finish what is in hand (graceful drain) and leave."""
         await asyncio.to_thread(self.housekeeping)
 
-        async def loop(step: Any) -> None:
-            while not stop.is_set():
+        async def loop(step: Any, full: Any = lambda: self.cfg.batch_size, more: Any = lambda: True) -> None:
+            while not stop.is_set() and more():
                 try:
                     busy = await step()
                 except Exception:
                     log.exception("worker step failed; retrying")
                     busy = 0
-                if busy < self.cfg.batch_size:
+                if busy < full():
                     # Caught up: let work gather until the next poll instead of taking the write
                     # lock again for one or two rows (on SQLite each claim is a write transaction).
                     try:
                         await asyncio.wait_for(stop.wait(), self.cfg.poll_interval_seconds)
                     except TimeoutError:
                         pass
+
+        lanes: list[asyncio.Task[None]] = []
+
+        def lane(index: int) -> asyncio.Task[None]:
+            # a lane past the wanted count ends after its round (the count follows the latency)
+            return asyncio.create_task(loop(self.send_once, self.sender.claim_size,
+                                            lambda: index < self.sender.lanes()))
+
+        async def size_lanes() -> int:
+            """Start lanes up to the count the sender wants; a finished lane's place is taken again."""
+            for index in range(self.sender.lanes()):
+                if index >= len(lanes):
+                    lanes.append(lane(index))
+                elif lanes[index].done():
+                    lanes[index] = lane(index)
+            await asyncio.sleep(LANE_CHECK_SECONDS)
+            return 0
 
         async def chores() -> int:
             await asyncio.to_thread(self.housekeeping)
@@ -133,7 +152,7 @@ class Worker:
         if dispatch:
             tasks.append(asyncio.create_task(loop(self.dispatch_once)))
         if send:
-            tasks += [asyncio.create_task(loop(self.send_once)) for _ in range(self.cfg.sender_lanes)]
+            tasks.append(asyncio.create_task(loop(size_lanes, full=lambda: 0)))
         if dispatch:
             tasks += [asyncio.create_task(c.background(stop)) for c in self.app.connectors.values()]
             tasks.append(asyncio.create_task(loop(self._campaigns_step)))
@@ -141,6 +160,7 @@ class Worker:
         await stop.wait()
         tasks[-1].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*lanes, return_exceptions=True)  # each finishes the round in hand
         await asyncio.to_thread(self._goodbye)
 
 

@@ -11,6 +11,7 @@ outcomes), telling the pacer about pair and throughput limits.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.channel import NOT_SUPPORTED, BaseChannel, OutboundSend
 from ...core.errors import (ConfigurationError, FatalDeliveryError, PayloadError, RetriableDeliveryError,
                             SendingPausedError)
+from ...core.lanes import MAX_LATENCY_SECONDS
 from ...core.phones import contact_key
 from . import errors
 from .client import GraphClient
@@ -115,6 +117,14 @@ class CloudApiChannel(BaseChannel):
         elif exc.vendor_code == errors.THROUGHPUT_LIMIT:
             await self.pacer.slow_down(number, exc.retry_after or 1.0)
 
+    def messages_per_second(self) -> float:
+        """The configured rate of each number this channel sends from, together (the sender sizes
+        its lanes from it); a coexistence number counts at Meta's fixed 20."""
+        numbers = [n for n in (self.settings.phone_number_id, *self.settings.phone_number_ids) if n]
+        if self.pacer is None:
+            return self.settings.messages_per_second * len(numbers)
+        return sum(1.0 / self.pacer.interval_for(n) for n in numbers)
+
     async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
         """Blue ticks for an inbound message (optionally with a typing indicator)."""
         number = phone_number_id or self.settings.phone_number_id
@@ -163,6 +173,9 @@ class AccountsChannel(BaseChannel):
         channel, message = self._routed(message)
         return await channel.send(message)
 
+    def messages_per_second(self) -> float:
+        return sum(c.messages_per_second() for c in {id(c): c for c in self.by_number.values()}.values())
+
     async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
         channel = self.by_number.get(phone_number_id or self.default_number)
         if channel is None:
@@ -191,7 +204,7 @@ def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChanne
     send the worker may have in flight (:func:`connections_for`); with several accounts, one such
     channel per account behind an :class:`AccountsChannel`."""
     def one(view: WhatsAppSettings) -> CloudApiChannel:
-        client = GraphClient(view, max_connections=connections_for(app.settings.workers))
+        client = GraphClient(view, max_connections=connections_for(app.settings.workers, view.messages_per_second))
         return CloudApiChannel(view, client, pacer=Pacer.from_settings(app.db, view), secret=app.secret)
 
     if not settings.accounts:
@@ -204,8 +217,12 @@ def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChanne
     return AccountsChannel(by_number, settings.default_number)
 
 
-def connections_for(workers: WorkerSettings) -> int:
-    """HTTP connections to keep for the worker's sends: each lane has up to ``send_concurrency``
-    requests in flight, and a request waiting for a free connection waits out a whole round trip
-    of another one (at 150 ms, 100 connections cap a number at about 660 msg/s). At least 100."""
-    return max(100, workers.sender_lanes * workers.send_concurrency)
+def connections_for(workers: WorkerSettings, messages_per_second: float) -> int:
+    """HTTP connections to keep for the worker's sends (at least 100). A request waiting for a free
+    connection waits out a whole round trip of another one (at 150 ms, 100 connections cap a number
+    at about 660 msg/s). With ``sender_lanes`` set, each lane has up to ``send_concurrency`` requests
+    in flight; unset, the sender keeps rate x latency in flight (:mod:`connectzap.core.lanes`), so
+    the pool covers round trips of up to :data:`~connectzap.core.lanes.MAX_LATENCY_SECONDS`."""
+    if workers.sender_lanes is not None:
+        return max(100, workers.sender_lanes * workers.send_concurrency)
+    return max(100, math.ceil(messages_per_second * MAX_LATENCY_SECONDS))
