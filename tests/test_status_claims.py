@@ -120,15 +120,16 @@ def order_event(n: int) -> Event:
 def test_a_claim_takes_up_to_status_batch_size_statuses_and_batch_size_of_anything_else(app: Connectzap) -> None:
     first = app.ingest([status_event(f"wamid.a{n}", "sent") for n in range(120)])
     orders = app.ingest([order_event(n) for n in range(5)])
-    app.ingest([status_event(f"wamid.b{n}", "sent") for n in range(100)])
+    later = app.ingest([status_event(f"wamid.b{n}", "sent") for n in range(100)])
     with app.db.begin() as conn:
         claimed = journal.claim(app.db, conn, "w1", 50, 60, statuses_up_to=200)
-    # the statuses before the first order, beyond batch_size; not the order past batch_size
-    assert [row["id"] for row in claimed] == [j.event_id for j in first]
+    # the first 50 are statuses: more statuses, past the orders, which stay free for other workers
+    assert [row["id"] for row in claimed] == [j.event_id for j in first] + [j.event_id for j in later][:80]
     with app.db.begin() as conn:
         claimed = journal.claim(app.db, conn, "w1", 50, 60, statuses_up_to=200)
     # an order among the first 50: batch_size rules the whole batch
-    assert len(claimed) == 50 and [row["id"] for row in claimed][:5] == [j.event_id for j in orders]
+    assert [row["id"] for row in claimed] == [j.event_id for j in orders] + [j.event_id for j in later][80:]
+    app.ingest([status_event(f"wamid.c{n}", "sent") for n in range(60)])
     with app.db.begin() as conn:
         claimed = journal.claim(app.db, conn, "w1", 50, 60)
     assert len(claimed) == 50  # without statuses_up_to: batch_size, statuses or not

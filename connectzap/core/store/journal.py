@@ -103,25 +103,28 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float,
 
     ``statuses_up_to``: when larger than ``limit``, a batch that begins with status events may hold
     up to that many of them (the dispatcher applies statuses nobody listens to itself, cheaply in
-    bulk); it ends before the first other event past ``limit``."""
+    bulk): when the first ``limit`` due events are all statuses, more due statuses are added, and
+    only statuses are read for that, so no other event is held from the other workers."""
     t = now()
-    wide = max(limit, statuses_up_to)
     other = events.alias("other")
     # Only the head of each key is a candidate, so events that cannot be claimed never fill the
     # batch: one behind an older pending event of its key, or of a key someone holds.
     blocked: Select[Any] = select(literal_column("1")).select_from(other).where(
         other.c.ordering_key == events.c.ordering_key, other.c.status == literal_column("'pending'"),
         other.c.id != events.c.id, or_(other.c.id < events.c.id, other.c.claimed_until >= t))
-    stmt = db.for_update(
-        select(events.c.id, events.c.ordering_key, events.c.kind).where(
-            events.c.status == "pending", events.c.next_attempt_at <= t,
-            or_(events.c.claimed_until.is_(None), events.c.claimed_until < t),
-            or_(events.c.ordering_key.is_(None), ~blocked.exists()))
-        .order_by(events.c.next_attempt_at, events.c.id).limit(wide))
-    rows = conn.execute(stmt).all()
-    if len(rows) > limit:
-        not_status = next((n for n, r in enumerate(rows) if r.kind != EventKind.MESSAGE_STATUS.value), len(rows))
-        rows = rows[:max(limit, not_status)]  # the rest stay pending (on PostgreSQL: locked until this commit)
+    due = (events.c.status == "pending", events.c.next_attempt_at <= t,
+           or_(events.c.claimed_until.is_(None), events.c.claimed_until < t),
+           or_(events.c.ordering_key.is_(None), ~blocked.exists()))
+    candidates = select(events.c.id, events.c.ordering_key, events.c.kind).order_by(events.c.next_attempt_at,
+                                                                                    events.c.id)
+    rows = list(conn.execute(db.for_update(candidates.where(*due).limit(limit))).all())
+    status = EventKind.MESSAGE_STATUS.value
+    if statuses_up_to > limit and len(rows) == limit and all(r.kind == status for r in rows):
+        # Only more status events are read (and, on PostgreSQL, locked): the other kinds stay free for
+        # the other workers. Statuses carry no ordering key, so taking them past another event is safe.
+        rows += conn.execute(db.for_update(candidates.where(*due, events.c.kind == status,
+                                                            events.c.id.not_in([r.id for r in rows]))
+                                           .limit(statuses_up_to - limit))).all()
     ids = [r.id for r in rows if r.ordering_key is None]
     heads = {r.ordering_key: r.id for r in rows if r.ordering_key is not None}
     if heads:
