@@ -381,7 +381,7 @@ def test_a_shop_owner_creates_and_test_sends_a_template(template_shop: Path, bro
         page.wait_for_selector("#sent-status")
         sent_id = page.get_attribute("#sent a", "href").rsplit("/", 1)[1]
         assert check.message(sent_id)["template_name"] == "parcel_today"
-        assert page.text_content("#sent-status") in ("queued", "sending", "sent", "delivered", "read")
+        assert page.text_content("#sent-status") in ("queued", "sending", "accepted", "sent", "delivered", "read")
         assert "+34*******78" in page.content() and ANA.lstrip("+") not in page.content()
 
         # and one to a number without consent: refused, with the gate's reason
