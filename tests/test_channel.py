@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from connectzap import (Category, ConsentChange, Connector, ConnectorSettings, Connectzap, Event, EventKind,
-                        MessageStatus, Outgoing, SkippableDeliveryError, TemplateContent, WebhookRequest)
+                        MessageStatus, Outgoing, SkippableDeliveryError, TemplateContent, TextContent,
+                        WebhookRequest)
 from connectzap.connectors.whatsapp.sandbox import SandboxChannel
 from connectzap.core.clock import use_clock
-from connectzap.core.channel import BaseChannel, Channel, LegacyChannel, NoChannel, OutboundSend
+from connectzap.core.channel import (EMAIL, SMS, WHATSAPP, BaseChannel, Channel, LegacyChannel, NoChannel,
+                                    OutboundSend)
 from connectzap.core.errors import (AmbiguousDeliveryError, FatalDeliveryError, PacedError, RetriableDeliveryError,
                                    SendingPausedError)
 from connectzap.core.sender import SendResult, classify
@@ -198,6 +200,47 @@ async def test_a_channel_without_pace_is_adapted_with_a_warning(make):
     decision = app.send(confirmation())
     await Worker(app).run_until_idle()
     assert old.sent == [decision.id] and app.channel.sent == old.sent  # its own attributes still reachable
+
+
+async def test_a_channel_without_medium_is_adapted_as_a_whatsapp_channel_and_keeps_its_pacing(make):
+    class PreMediumChannel:  # written against the protocol before medium existed
+        name = "paced"
+
+        def __init__(self) -> None:
+            self.paced: list[str] = []
+            self.sent: list[str] = []
+
+        async def pace(self, message: OutboundSend) -> None:
+            self.paced.append(message.outbox_id)
+
+        async def send(self, message: OutboundSend) -> str:
+            self.sent.append(message.outbox_id)
+            return "wamid.paced"
+
+        async def reconcile(self, outbox_id: str) -> Any:
+            return None
+
+        async def aclose(self) -> None:
+            return None
+
+    old = PreMediumChannel()
+    with pytest.warns(DeprecationWarning, match="PreMediumChannel has no medium attribute"):
+        app = consented(make(channel=old))
+    assert isinstance(app.channel, LegacyChannel) and app.channel.medium == WHATSAPP
+    decision = app.send(confirmation())
+    await Worker(app).run_until_idle()
+    assert old.paced == old.sent == [decision.id]
+
+
+def test_channels_send_on_whatsapp_unless_they_say_otherwise():
+    class Mail(BaseChannel):
+        name = "mail"
+        medium = EMAIL
+
+    assert FakeWhatsApp().medium == WHATSAPP and Mail().medium == EMAIL
+    assert isinstance(Mail(), Channel)
+    assert OutboundSend("o1", "+15551234567", TextContent(body="hi"), "utility").medium == WHATSAPP
+    assert {WHATSAPP, EMAIL, SMS} == {"whatsapp", "email", "sms"}
 
 
 def test_a_proper_channel_is_used_as_given(make):

@@ -21,7 +21,7 @@ from . import consent_files
 from . import conversations, gate, identities, minimize, outcomes, payloads, replies, windows
 from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
-from .channel import Channel, LegacyChannel, NoChannel
+from .channel import Channel, LegacyChannel, NoChannel, PreMediumChannel
 from .connector import Connector
 from .conversations import ConversationState, Handover
 from .context import PluginState
@@ -549,9 +549,12 @@ class QueueDepths(NamedTuple):
 
 
 def _checked(channel: Any) -> Channel:
-    """``channel`` as the sender uses it. One written before ``pace`` existed is adapted, with a warning."""
+    """``channel`` as the sender uses it. One written before ``pace`` or ``medium`` existed is
+    adapted (it sends on WhatsApp), with a warning."""
     if isinstance(channel, Channel):
         return channel
-    warnings.warn(f"{type(channel).__name__} has no pace() method; subclass connectzap.core.channel.BaseChannel "
-                  "(channels without one are adapted for now)", DeprecationWarning, stacklevel=3)
+    missing = "medium attribute" if isinstance(channel, PreMediumChannel) else "pace() method"
+    warnings.warn(f"{type(channel).__name__} has no {missing}; subclass connectzap.core.channel.BaseChannel "
+                  "(channels without one are adapted for now, as WhatsApp channels)", DeprecationWarning,
+                  stacklevel=3)
     return LegacyChannel(channel)

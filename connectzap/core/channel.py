@@ -1,8 +1,11 @@
 """What the sender needs from a channel (the Cloud API client, the sandbox, a test fake).
 
-A connector offers one through :meth:`~connectzap.core.connector.Connector.make_channel`; the
-engine takes the first it gets (or the one it was given). For each claimed message the sender
-calls :meth:`Channel.pace` and then :meth:`Channel.send`.
+A connector offers one through :meth:`~connectzap.core.connector.Connector.make_channel`. Each
+channel names the **medium** it sends on (``medium``: :data:`WHATSAPP`, :data:`EMAIL`, :data:`SMS`,
+or any other lower-case name a plugin brings); the engine holds one channel per medium, the first
+offered for it (or the one it was given), and sends each message through the channel of the
+message's medium (:attr:`OutboundSend.medium`). For each claimed message the sender calls
+:meth:`Channel.pace` and then :meth:`Channel.send`.
 
 ``pace`` waits until the message may go out under the channel's rate limits, or raises
 :class:`~connectzap.core.errors.PacedError` with ``retry_after`` when it must wait longer: the
@@ -34,24 +37,37 @@ that cannot answers False and the answer goes all the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .errors import RetriableDeliveryError
 from .messages import MessageContent
 
 
+WHATSAPP: Final = "whatsapp"
+"""The WhatsApp Business Cloud API: the default medium, the only one with a 24 h window."""
+EMAIL: Final = "email"
+"""Email: the recipient is an email address."""
+SMS: Final = "sms"
+"""SMS: the recipient is an E.164 number."""
+
+
 @dataclass(frozen=True)
 class OutboundSend:
     """One message as the channel sees it. ``outbox_id`` travels as ``biz_opaque_callback_data``;
-    ``contact_key`` is the recipient's keyed hash (what pacing keys per-recipient limits on)."""
+    ``contact_key`` is the recipient's keyed hash (what pacing keys per-recipient limits on).
+
+    ``medium`` is the medium the message goes out on (the sender hands it only to that medium's
+    channel); ``recipient`` is an address on that medium: E.164 (or, on WhatsApp, a business-scoped
+    user id) for :data:`WHATSAPP` and :data:`SMS`, an email address for :data:`EMAIL`."""
 
     outbox_id: str
-    recipient: str  # E.164, or a business-scoped user id (BSUID) for a customer known without a number
+    recipient: str  # E.164, a business-scoped user id (BSUID), or an email address: see ``medium``
     content: MessageContent
     category: str
     reply_to: str | None = None
     business_phone_number_id: str | None = None
     contact_key: str = ""
+    medium: str = WHATSAPP
 
 
 class SentId(str):
@@ -75,6 +91,10 @@ NOT_SUPPORTED: Any = object()
 @runtime_checkable
 class Channel(Protocol):
     name: str
+    """This channel's name, for logs and error records (``fake-whatsapp``, ``cloud-api``)."""
+    medium: str
+    """The medium this channel sends on (:data:`WHATSAPP`, :data:`EMAIL`, :data:`SMS`, ...): the
+    engine gives it only messages whose :attr:`OutboundSend.medium` is this one."""
 
     async def pace(self, message: OutboundSend) -> None:
         """Wait until ``message`` may be sent under this channel's rate limits; raise
@@ -93,6 +113,18 @@ class Channel(Protocol):
 
     async def aclose(self) -> None:
         ...
+
+
+@runtime_checkable
+class PreMediumChannel(Protocol):
+    """The shape of a channel written before :attr:`Channel.medium` existed (adapted as a
+    :class:`LegacyChannel` on :data:`WHATSAPP`)."""
+
+    name: str
+
+    async def pace(self, message: OutboundSend) -> None: ...
+
+    async def send(self, message: OutboundSend) -> str: ...
 
 
 @runtime_checkable
@@ -119,9 +151,11 @@ class Throughput(Protocol):
 
 class BaseChannel:
     """A channel with the optional parts filled in: no rate limits, no reconcile, no read receipts,
-    nothing to close. Subclasses set ``name`` and implement :meth:`send`."""
+    nothing to close, medium :data:`WHATSAPP`. Subclasses set ``name`` (and ``medium`` when they
+    send on another medium) and implement :meth:`send`."""
 
     name: str = ""
+    medium: str = WHATSAPP
 
     async def pace(self, message: OutboundSend) -> None:
         return None
@@ -161,12 +195,17 @@ class NoChannel(BaseChannel):
 
 
 class LegacyChannel(BaseChannel):
-    """Adapts a channel written before :meth:`Channel.pace` existed: it has no pacing of its own.
-    Deprecated; subclass :class:`BaseChannel` instead. Its other attributes are the wrapped one's."""
+    """Adapts a channel written before :meth:`Channel.pace` or :attr:`Channel.medium` existed: it
+    paces with its own ``pace`` if it has one, and sends on :data:`WHATSAPP` (the only medium there
+    was). Deprecated; subclass :class:`BaseChannel` instead. Its other attributes are the wrapped one's."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
+
+    async def pace(self, message: OutboundSend) -> None:
+        if isinstance(self.inner, PreMediumChannel):
+            await self.inner.pace(message)
 
     async def send(self, message: OutboundSend) -> str:
         return str(await self.inner.send(message))
