@@ -40,6 +40,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.plugins.order_notifications",
     "connectzap.connectors.generic",
     "connectzap.connectors.hubspot",
+    "connectzap.connectors.email",
     "connectzap.plugins.lead_welcome",
     "connectzap.scaffold",
 )

@@ -1,0 +1,79 @@
+"""One outbound send as an email (:class:`email.message.EmailMessage`): headers, the text part and,
+when the template has one, the HTML part as ``multipart/alternative``.
+
+The Message-ID is made from the message's own id (``<outbox_id.cz@sender domain>``), so a retry
+of the same message carries the same Message-ID and a provider's bounce names it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate
+
+from ...core.channel import OutboundSend
+from ...core.errors import SkippableDeliveryError
+from ...core.messages import TemplateContent, TextContent
+from .rendering import Rendered, TemplateRenderer
+from .settings import EmailSettings
+from .unsubscribe import UnsubscribeLinks, unsubscribe_refusal
+
+POSTMARK_METADATA = "X-PM-Metadata-connectzap_outbox"
+"""Postmark hands custom ``X-PM-Metadata-*`` headers back in its webhooks' ``Metadata``: the bounce
+webhook finds the message by it."""
+
+
+def message_id_for(outbox_id: str, domain: str) -> str:
+    return f"<{outbox_id}.cz@{domain}>"
+
+
+@dataclass(frozen=True)
+class Composed:
+    message: EmailMessage
+    message_id: str
+
+
+class Composer:
+    def __init__(self, settings: EmailSettings) -> None:
+        self.settings = settings
+        self.renderer = TemplateRenderer(settings.templates_dir, settings.default_language)
+
+    def compose(self, send: OutboundSend, recipient: str) -> Composed:
+        """The email for ``send`` to ``recipient`` (a checked bare address). Raises
+        :class:`SkippableDeliveryError` when the content cannot be an email or breaks a rule."""
+        settings = self.settings
+        links = UnsubscribeLinks.for_message(settings.list_unsubscribe_mailto, settings.list_unsubscribe_url,
+                                             send.outbox_id)
+        rendered = self._render(send, links)
+        refusal = unsubscribe_refusal(send.category, links, rendered.text, rendered.html)
+        if refusal is not None:
+            raise SkippableDeliveryError(refusal, code="unsubscribe_missing")
+        message_id = message_id_for(send.outbox_id, settings.sender_domain)
+        mail = EmailMessage(policy=SMTP)
+        mail["From"] = settings.from_address
+        mail["To"] = recipient
+        mail["Subject"] = rendered.subject
+        mail["Date"] = formatdate(localtime=False)
+        mail["Message-ID"] = message_id
+        if settings.reply_to:
+            mail["Reply-To"] = settings.reply_to
+        if send.category == "marketing":
+            for name, value in links.headers().items():
+                mail[name] = value
+        if settings.webhook_provider == "postmark":
+            mail[POSTMARK_METADATA] = send.outbox_id
+        mail.set_content(rendered.text)
+        if rendered.html is not None:
+            mail.add_alternative(rendered.html, subtype="html")
+        return Composed(mail, message_id)
+
+    def _render(self, send: OutboundSend, links: UnsubscribeLinks) -> Rendered:
+        content = send.content
+        if isinstance(content, TextContent):
+            return Rendered(subject=self.settings.default_subject, text=content.body)
+        if isinstance(content, TemplateContent):
+            extra = {"unsubscribe_url": links.in_body() or ""}
+            return self.renderer.render(content, extra)
+        raise SkippableDeliveryError(f"an email carries text or a template, not {content.type!r} content",
+                                     code="unsupported_content")

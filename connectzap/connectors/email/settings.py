@@ -1,0 +1,151 @@
+"""``[connectors.email]``: the SMTP relay email goes out through, where templates live, the
+unsubscribe addresses of marketing email, and the credentials of the bounce webhook.
+
+Every setting is checked when the configuration loads, so a bad relay or address stops start-up
+with one line naming it instead of failing on the first send. The SMTP password and the webhook
+passwords are secrets: never shown in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ..base import ConnectorSettings
+
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def checked_address(value: str, what: str) -> str:
+    """``value`` as a single mailbox (``Shop <shop@example.com>`` or ``shop@example.com``); raises
+    ValueError naming ``what`` otherwise. CR and LF are refused: they would split a header."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{what} must be one line")
+    name, addr = parseaddr(value)
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or "." not in domain or " " in addr:
+        raise ValueError(f"{what} {value!r} is not an email address like 'Shop <shop@example.com>'")
+    Address(display_name=name, addr_spec=addr)  # the stdlib's own check of the address' syntax
+    return value
+
+
+class EmailSettings(ConnectorSettings):
+    """The email channel. ``host`` and ``from_address`` are required; the rest has defaults."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Default: 587 for ``starttls``, 465 for ``tls``, 25 for ``none``."""
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    """``starttls`` upgrades a plain connection (port 587); ``tls`` is TLS from the first byte
+    (port 465); ``none`` sends in the clear and is only allowed without a login."""
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    """A CA bundle to verify the relay's certificate with, instead of the system's (a private relay)."""
+    helo_name: str | None = None
+    """The name connectzap greets the relay with (EHLO). Default: the domain of ``from_address``."""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    from_address: str
+    reply_to: str | None = None
+    default_subject: str = Field(default="A message for you", min_length=1)
+    """The subject of a plain-text send (a message that names no template)."""
+    templates_dir: Path | None = None
+    """Where named templates live: ``<templates_dir>/<name>/<language>/subject.txt, body.txt, body.html``."""
+    default_language: str = "en"
+    """The language tried last when a template has neither the asked language nor its base language."""
+    messages_per_second: float | None = Field(default=None, gt=0)
+    """The relay's sending limit, if it has one."""
+    list_unsubscribe_mailto: str | None = None
+    """The address a mail client writes to when the reader unsubscribes (``List-Unsubscribe: <mailto:...>``)."""
+    list_unsubscribe_url: str | None = None
+    """The https address of the one-click unsubscribe (RFC 8058); ``{outbox_id}`` is replaced by the
+    message's id, so the page knows which message (and so which contact) it is about."""
+    webhook_provider: Literal["postmark"] = "postmark"
+    webhook_username: str = "connectzap"
+    webhook_passwords: list[SecretStr] = Field(default_factory=list)
+    """The HTTP Basic password(s) the provider's webhook calls ``/webhooks/email`` with. Several may be
+    given while one is replaced; none refuses every call."""
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return checked_address(value, "from_address")
+
+    @field_validator("default_subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("default_subject must be one line")
+        return value
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        return None if value is None else checked_address(value, "reply_to")
+
+    @field_validator("list_unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.removeprefix("mailto:")
+        checked_address(value, "list_unsubscribe_mailto")
+        if parseaddr(value)[1] != value:
+            raise ValueError("list_unsubscribe_mailto must be a bare address, like unsubscribe@shop.example")
+        return value
+
+    @field_validator("list_unsubscribe_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("https://") or any(c in value for c in " <>\r\n"):
+            raise ValueError("list_unsubscribe_url must be an https:// address (RFC 8058 one-click needs https)")
+        try:
+            value.format(outbox_id="x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("list_unsubscribe_url may contain {outbox_id} and no other {placeholder}") from None
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"templates_dir {str(value)!r} is not a directory")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"ca_file {str(value)!r} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if self.username is not None and self.tls == "none":
+            raise ValueError("a login needs tls = 'starttls' or 'tls': the password would cross the network in clear")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or DEFAULT_PORTS[self.tls]
+
+    @property
+    def sender(self) -> str:
+        """The bare address of ``from_address`` (the SMTP envelope's sender)."""
+        return parseaddr(self.from_address)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender.rpartition("@")[2]
+
+    def doctor_notes(self) -> list[str]:
+        login = f", login {self.username}" if self.username else ""
+        return [f"email via {self.host}:{self.smtp_port} ({self.tls}{login}) from {self.sender}"]

@@ -1,0 +1,64 @@
+"""Marketing email's unsubscribe: the ``List-Unsubscribe`` headers (RFC 2369, one-click RFC 8058)
+and the email channel's own rule that a marketing email shows an unsubscribe link in its body.
+
+Both are pure functions over the settings and the rendered body, so the rule can be tested (and,
+once the core asks each medium for its rules before a send, declared there) on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...core.models import Category
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+@dataclass(frozen=True)
+class UnsubscribeLinks:
+    """Where one message's reader unsubscribes: a mailbox, an https address, or both."""
+
+    mailto: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def for_message(cls, mailto: str | None, url_pattern: str | None, outbox_id: str) -> UnsubscribeLinks:
+        return cls(mailto=mailto, url=url_pattern.format(outbox_id=outbox_id) if url_pattern else None)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.mailto or self.url)
+
+    def headers(self) -> dict[str, str]:
+        """``List-Unsubscribe`` (https first: clients prefer it) and, with an https address,
+        ``List-Unsubscribe-Post`` asking for RFC 8058's one-click POST. Nothing when unconfigured."""
+        targets = [f"<{self.url}>"] if self.url else []
+        if self.mailto:
+            targets.append(f"<mailto:{self.mailto}?subject=unsubscribe>")
+        out = {"List-Unsubscribe": ", ".join(targets)} if targets else {}
+        if self.url:
+            out["List-Unsubscribe-Post"] = ONE_CLICK
+        return out
+
+    def in_body(self) -> str | None:
+        """What a body must contain to show the reader a way out: the https address, else the mailbox."""
+        return self.url or (f"mailto:{self.mailto}" if self.mailto else None)
+
+
+def unsubscribe_refusal(category: str, links: UnsubscribeLinks, text: str, html: str | None) -> str | None:
+    """Why a message may not go out under the email channel's rule, or None when it may: a marketing
+    email needs unsubscribe addresses configured and the link in every body it has (the HTML one
+    escapes ``&`` in a URL, so the escaped form counts too)."""
+    if category != Category.MARKETING.value:
+        return None
+    needle = links.in_body()
+    if needle is None:
+        return ("a marketing email needs list_unsubscribe_url or list_unsubscribe_mailto in [connectors.email]: "
+                "it must carry an unsubscribe link")
+    bodies = {"text": text} if html is None else {"text": text, "html": html}
+    for part, body in bodies.items():
+        forms = (needle, needle.replace("&", "&amp;")) if part == "html" else (needle,)
+        if not any(form in body for form in forms):
+            return (f"a marketing email must show its unsubscribe link ({{{{ unsubscribe_url }}}}) in its {part} "
+                    "body, and this one does not")
+    return None
