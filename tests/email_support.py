@@ -98,7 +98,7 @@ def smtp_relay(tmp_path: Path, mode: str = "starttls", auth: bool = True) -> Ite
         kwargs.update(tls_context=server_context, require_starttls=True)
     elif mode == "tls":
         kwargs.update(ssl_context=server_context)
-    if auth and mode != "none":  # aiosmtpd counts only STARTTLS as TLS; with TLS from the first byte it is TLS all along
+    if auth and mode != "none":  # aiosmtpd counts only STARTTLS as TLS; TLS from the first byte is TLS all along
         kwargs.update(authenticator=relay.authenticate, auth_require_tls=mode == "starttls")
     controller = Controller(relay, **kwargs)
     controller.start()

@@ -262,3 +262,9 @@ async def test_marketing_email_without_an_unsubscribe_link_is_refused(tmp_path: 
         await channel(relay, templates_dir=str(templates), **unsubscribe).send(send(content, category="utility"))
     assert caught.value.code == "unsubscribe_missing" and said in caught.value.message
     assert len(relay.received) == 1 and "List-Unsubscribe" not in relay.received[0].message  # utility goes, plain
+
+
+def test_the_channel_sends_on_the_email_medium() -> None:
+    from connectzap.core.channel import EMAIL, Channel
+    ch = EmailChannel(EmailSettings(host="h", from_address="s@shop.example"))
+    assert isinstance(ch, Channel) and ch.medium == EMAIL

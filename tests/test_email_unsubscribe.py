@@ -33,7 +33,8 @@ def test_a_body_without_the_link_is_always_refused(text: str, html: str) -> None
 
 def test_headers_follow_rfc_8058() -> None:
     both = UnsubscribeLinks(mailto="u@shop.example", url="https://shop.example/u")
-    assert both.headers() == {"List-Unsubscribe": "<https://shop.example/u>, <mailto:u@shop.example?subject=unsubscribe>",
-                              "List-Unsubscribe-Post": ONE_CLICK}
+    assert both.headers() == {
+        "List-Unsubscribe": "<https://shop.example/u>, <mailto:u@shop.example?subject=unsubscribe>",
+        "List-Unsubscribe-Post": ONE_CLICK}
     assert UnsubscribeLinks().headers() == {}
     assert UnsubscribeLinks(mailto="u@shop.example").in_body() == "mailto:u@shop.example"

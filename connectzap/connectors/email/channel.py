@@ -14,7 +14,7 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
-from ...core.channel import BaseChannel, OutboundSend
+from ...core.channel import EMAIL, BaseChannel, OutboundSend
 from ...core.errors import SkippableDeliveryError
 from .composing import Composer
 from .settings import EmailSettings
@@ -38,7 +38,7 @@ def recipient_address(recipient: str) -> str:
 
 class EmailChannel(BaseChannel):
     name = "email"
-    medium = "email"
+    medium = EMAIL
 
     def __init__(self, settings: EmailSettings) -> None:
         self.settings = settings
