@@ -85,3 +85,11 @@ def test_the_hubspot_guide_names_every_hubspot_key() -> None:
                if name != "enabled" and not re.search(rf"^#? ?{name} = ", guide, re.MULTILINE)
                and f"`{name}`" not in guide and f"[connectors.hubspot.{name}." not in guide]
     assert missing == [], f"docs/hubspot.md does not document {missing}"
+
+
+@pytest.mark.parametrize("section", ["review_requests"])
+def test_the_woocommerce_order_flows_are_in_the_readme_table(section: str) -> None:
+    from connectzap.connectors.woocommerce.settings import WooCommerceSettings
+    model = WooCommerceSettings.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    assert documented_keys(table()[f"connectors.woocommerce.{section}"]) >= set(model.model_fields)

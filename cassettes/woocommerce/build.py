@@ -134,6 +134,7 @@ def main() -> None:
                                         "message": "Sorry, you cannot list resources.", "data": {"status": 401}})),
     ])
     campaign_cassettes()
+    review_cassettes()
 
 
 AUDIENCE = ("orders?status=completed%2Cprocessing&orderby=id&order=asc&per_page=100&after=2026-11-01T00%3A00%3A00"
@@ -188,6 +189,47 @@ def campaign_cassettes() -> None:
         (request("POST", f"{BASE}/customers/batch", {"update": [{"id": 25, "meta_data": outcome}]}),
          response(200, "OK", {"update": [customer(25, "Ana", outcome)]})),
     ])
+
+
+REVIEW_SENT_NOTE = "WhatsApp review request sent (template review_request)."
+
+
+def product(product_id: int, name: str, slug: str) -> dict:
+    """A product as ``GET products/{id}`` returns it (the fields a review link needs, and a few more)."""
+    return {"id": product_id, "name": name, "slug": slug, "permalink": f"https://shop.example.com/product/{slug}/",
+            "type": "simple", "status": "publish", "sku": "COF-1KG", "price": "24.79", "reviews_allowed": True,
+            "average_rating": "4.60", "rating_count": 12,
+            "_links": {"self": [{"href": f"{BASE}/products/{product_id}"}]}}
+
+
+def review_cassettes() -> None:
+    """A due review request reads the order again (and the first product for its permalink), then
+    notes on the order what became of it."""
+    completed = fixture("order_updated_completed.json")
+    get = request("GET", f"{BASE}/orders/1042")
+    write("review_sent.yaml", "_orders.md, Retrieve an order; _products.md, Retrieve a product; _order-notes.md",
+          [(get, response(200, "OK", completed)),
+           (request("GET", f"{BASE}/products/87"), response(200, "OK", product(87, "Organic Coffee Beans 1kg",
+                                                                                  "organic-coffee-beans-1kg"))),
+           note(301, REVIEW_SENT_NOTE)])
+    write("review_opted_out.yaml", "_orders.md, Retrieve an order; _products.md, Retrieve a product; _order-notes.md",
+          [(get, response(200, "OK", completed)),
+           (request("GET", f"{BASE}/products/87"), response(200, "OK", product(87, "Organic Coffee Beans 1kg",
+                                                                                  "organic-coffee-beans-1kg"))),
+           note(303, "WhatsApp review request not sent (opted_out): opted out of utility via whatsapp-keyword.")])
+    refund = {"id": 1101, "reason": "Damaged mug", "total": "-8.14"}
+    for name, order, text in (
+            ("review_refunded.yaml", fixture("order_updated_refunded.json"),
+             "WhatsApp review request not sent: the order is refunded."),
+            ("review_cancelled.yaml", fixture("order_updated_cancelled.json"),
+             "WhatsApp review request not sent: the order is cancelled."),
+            ("review_partial_refund.yaml", {**completed, "refunds": [refund]},
+             "WhatsApp review request not sent: the order has refunds."),
+            ("review_reopened.yaml", {**completed, "status": "processing"},
+             "WhatsApp review request not sent: the order is processing now, no longer completed; it is "
+             "scheduled again when the order is completed again.")):
+        write(name, "_orders.md, Retrieve an order; _order-notes.md, Create an order note",
+              [(get, response(200, "OK", order)), note(302, text)])
 
 
 if __name__ == "__main__":

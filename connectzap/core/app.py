@@ -218,11 +218,13 @@ class Connectzap:
 
     # --- ingress -------------------------------------------------------------------------
 
-    def ingest(self, events: list[Event]) -> list[journal.Journaled]:
+    def ingest(self, events: list[Event], *, due_at: float | None = None) -> list[journal.Journaled]:
         """Journal events durably (one transaction). Duplicates by (source, dedupe_key) are skipped.
-        Each event keeps only what its work needs (:mod:`.minimize`): a status loses its recipient's number."""
+        Each event keeps only what its work needs (:mod:`.minimize`): a status loses its recipient's number.
+        ``due_at`` (POSIX time): workers take the events only from then on -- timed work (a
+        connector's follow-up days later) that survives restarts like any journaled event."""
         with self.db.begin() as conn:
-            return journal.append(self.db, conn, minimize.for_journal(events, self.secret))
+            return journal.append(self.db, conn, minimize.for_journal(events, self.secret), due_at=due_at)
 
     # --- sending -------------------------------------------------------------------------
 

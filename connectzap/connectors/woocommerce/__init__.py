@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.hookspecs import hookimpl
 from ...core.connector import OutboundCall
 from ..base import Connector
-from . import replies
+from . import replies, review_requests
 from .connector import WooCommerceConnector
 from .mapping import SOURCE
 from .reconcile import feed_order, reconcile_all, reconcile_forever
@@ -46,6 +46,9 @@ async def _track(order: Order, ctx: EventContext) -> None:
             await asyncio.to_thread(feed_order, ctx.app, order.shop, data)
         return
     replies.remember_order(order, ctx)
+    connector = ctx.app.connectors.get("woocommerce")
+    if isinstance(connector, WooCommerceConnector) and order.shop in connector.settings.shops:
+        review_requests.schedule(order, ctx, connector.settings.review_requests)
 
 
 @hookimpl

@@ -35,7 +35,8 @@ from ...core.campaigns.write_back import Outcome, unwritten, write_back
 from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
 from ...core.replies import ReplyRequest
 from ..base import Connector, WebhookRequest, WebhookResponse
-from . import audience, customer_notes, replies
+from . import audience, customer_notes, replies, review_requests
+from .notices import ShopNotice
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
 from .reconcile import reconcile_all, reconcile_forever
 from .rest import ShopClient
@@ -61,7 +62,7 @@ class WooCommerceConnector(Connector):
     methods = ("POST",)
     audience_sources: ClassVar[tuple[str, ...]] = (audience.SOURCE,)
     payload_models: ClassVar[Mapping[EventKind, type[BaseModel]]] = {
-        EventKind.RESOLVE: customer_notes.CustomerNote}
+        EventKind.RESOLVE: ShopNotice}
 
     settings: WooCommerceSettings
 
@@ -185,14 +186,35 @@ class WooCommerceConnector(Connector):
 
     def delivery_targets(self, kind: str) -> dict[str, Callable[[Any, EventContext], Awaitable[Any]]]:
         if kind == EventKind.RESOLVE.value:
-            return {f"connector:{self.name}": self._complete_note}
+            return {f"connector:{self.name}": self._resolve}
         return super().delivery_targets(kind)
 
-    async def _complete_note(self, notice: Any, ctx: EventContext) -> None:
+    async def _resolve(self, notice: Any, ctx: EventContext) -> None:
+        if ctx.source != self.name or not isinstance(notice, ShopNotice):
+            return  # another connector's thin event
+        if isinstance(notice.root, review_requests.ReviewDue):
+            await self._settle_review(notice.root, ctx)
+        else:
+            await self._complete_note(notice.root, ctx)
+
+    async def _settle_review(self, notice: review_requests.ReviewDue, ctx: EventContext) -> None:
+        """A review request fell due: read the order again, send or give up, and note it on the order."""
+        if notice.shop not in self.settings.shops:
+            raise SkippableError(f"shop {notice.shop} is no longer configured", code="unknown_shop")
+        if ctx.simulating:
+            ctx.would(OutboundCall("GET", ShopClient.url_for(self.shop(notice.shop), f"orders/{notice.order}"),
+                                   note="read the order again, then send the review request or note why not"))
+            return
+        settled = await review_requests.settle(self.app, self.client(notice.shop), notice,
+                                               self.settings.review_requests)
+        review_requests.record(self.app, notice, settled)
+        noted = replies.noted_key(f"{notice.shop}:{notice.order}:{notice.round}", "review")
+        if settled.note is not None and not ctx.state.get(noted):
+            await self._add_note(replies.Note(notice.shop, notice.order, settled.note, noted), ctx)
+
+    async def _complete_note(self, notice: customer_notes.CustomerNote, ctx: EventContext) -> None:
         """Fetch the order and its customer notes; journal the note as a ``reply`` (or note on the
         order why it cannot go)."""
-        if ctx.source != self.name or not isinstance(notice, customer_notes.CustomerNote):
-            return  # another connector's thin event
         client = self.client(notice.shop)
         if ctx.simulating:
             ctx.would(OutboundCall("GET", ShopClient.url_for(self.shop(notice.shop), f"orders/{notice.order}"),

@@ -79,6 +79,10 @@ class ShopClient:
     def get_order(self, order_id: str) -> dict[str, Any]:
         return _json(self._call("GET", f"orders/{order_id}"), self.name)
 
+    def get_product(self, product_id: str) -> dict[str, Any]:
+        body = _json(self._call("GET", f"products/{product_id}"), self.name)
+        return body if isinstance(body, dict) else {}
+
     def customer_notes(self, order_id: str) -> list[dict[str, Any]]:
         """The order's notes to the customer (``type=customer``), newest first."""
         body = _json(self._call("GET", f"orders/{order_id}/notes", type="customer"), self.name)

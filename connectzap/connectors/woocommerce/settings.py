@@ -24,7 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...core.models import Category
+from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
+from .review_settings import ReviewRequestSettings
 
 SHOP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -99,6 +101,8 @@ class WooCommerceSettings(ConnectorSettings):
     """How often ``serve`` fetches recently modified orders (WooCommerce never retries a webhook). 0 = off."""
     reconcile_first_lookback_hours: float = Field(default=24, gt=0)
     """How far back the first reconcile of a shop looks."""
+    review_requests: ReviewRequestSettings = Field(default_factory=ReviewRequestSettings)
+    """Ask for a product review N days after an order is completed (off by default)."""
 
     # Single-shop shorthand: shop settings written at the top level become the shop "default"
     # (declared here so they are known as secrets; after validation they live in ``shops``).
@@ -132,6 +136,9 @@ class WooCommerceSettings(ConnectorSettings):
             if not shop.secrets:
                 raise ValueError(f"shop {name!r} has no webhook_secrets; refusing to accept unsigned webhooks")
         return self
+
+    def templates_used(self) -> list[TemplateUse]:
+        return self.review_requests.templates_used("review_requests.template")
 
     def default_shop(self) -> str | None:
         """The shop served by the path without a shop name."""
