@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
@@ -105,6 +105,20 @@ class PluginSettings(BaseModel):
 @lru_cache(maxsize=1)
 def _jinja() -> SandboxedEnvironment:
     return SandboxedEnvironment(autoescape=False)
+
+
+@lru_cache(maxsize=512)
+def _strict(source: str) -> Any:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False).from_string(source)
+
+
+def render_strict(source: str, values: Mapping[str, Any], *, section: str) -> str:
+    """``source`` rendered in the sandbox over ``values``; a name it reads that ``values`` lacks
+    (or any other rendering error) is a :class:`ConfigurationError` naming ``section`` and the text."""
+    try:
+        return str(_strict(source).render(values))
+    except TemplateError as exc:
+        raise ConfigurationError(f"{section}: cannot render {source!r}: {exc}") from None
 
 
 def jinja_variables(source: str) -> set[str]:

@@ -39,16 +39,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectzap import (ButtonParam, ConfigurationError, Contact, CurrencyParam, DateTimeParam, EventContext,
                         HeaderParam, InvalidPhoneError, Order, PluginSettings, TemplateContent, TemplateUse,
                         TextParam, hookimpl, jinja_names_known, to_e164)
+from connectzap.core.plugin_settings import render_strict
 
 ORDER_VARIABLES = frozenset({
     "order", "id", "number", "status", "shop", "currency", "total", "total_with_currency", "first_name",
@@ -177,20 +175,9 @@ def config_of(ctx: EventContext) -> NotificationConfig:
 
 # --- rendering ------------------------------------------------------------------------------
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-@lru_cache(maxsize=512)
-def _compiled(source: str) -> Any:
-    return _env.from_string(source)
-
-
 def render(source: str, values: dict[str, Any]) -> str:
     """Render one parameter in the sandbox. A typo is a configuration error naming the text."""
-    try:
-        return str(_compiled(source).render(values))
-    except TemplateError as exc:
-        raise ConfigurationError(f"plugins.order_notifications: cannot render {source!r}: {exc}") from None
+    return render_strict(source, values, section="plugins.order_notifications")
 
 
 def order_values(order: Order) -> dict[str, Any]:

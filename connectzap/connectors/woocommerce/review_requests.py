@@ -24,18 +24,16 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from ...core.connector import OutboundCall
-from ...core.errors import ConfigurationError, SkippableError
+from ...core.errors import SkippableError
 from ...core.gate import REASONS
 from ...core.messages import ButtonParam, Outgoing, TemplateContent, TextParam
 from ...core.models import Event, EventKind, Order
+from ...core.plugin_settings import render_strict
 from .mapping import SOURCE, customer_of, money, ordering_key
 from .review_settings import ReviewRequestSettings
 
@@ -128,19 +126,8 @@ def decide(data: dict[str, Any], settings: ReviewRequestSettings) -> Verdict:
     return Verdict("send", "")
 
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-@lru_cache(maxsize=256)
-def _compiled(source: str) -> Any:
-    return _env.from_string(source)
-
-
 def _render(source: str, values: dict[str, Any]) -> str:
-    try:
-        return str(_compiled(source).render(values))
-    except TemplateError as exc:
-        raise ConfigurationError(f"connectors.woocommerce.review_requests: cannot render {source!r}: {exc}") from None
+    return render_strict(source, values, section="connectors.woocommerce.review_requests")
 
 
 def first_product(data: dict[str, Any]) -> dict[str, Any]:
