@@ -34,10 +34,12 @@ class PluginState:
     at once.
     """
 
-    def __init__(self, app: Connectzap, plugin: str, *, buffered: bool = True) -> None:
+    def __init__(self, app: Connectzap, plugin: str, *, buffered: bool = True,
+                 reads: plugin_state.Reads | None = None) -> None:
         self._app = app
         self._plugin = plugin
         self._buffered = buffered
+        self._reads = reads
         self.pending: dict[str, Any] = {}
         """The buffered writes (key -> value or :data:`connectzap.core.store.plugin_state.DELETED`)."""
 
@@ -47,6 +49,8 @@ class PluginState:
             if isinstance(value, plugin_state.Forgotten):
                 return value.value
             return default if value is plugin_state.DELETED else value
+        if self._reads is not None:
+            return self._reads.get(self._plugin, key, default)
         with self._app.db.read() as conn:
             return plugin_state.read(conn, self._plugin, key, default)
 
@@ -67,6 +71,7 @@ class PluginState:
         db = self._app.db
         with db.begin() as conn:
             plugin_state.write(db, conn, self._plugin, {key: value})
+        plugin_state.changed()
 
     def __repr__(self) -> str:
         return f"<PluginState {self._plugin}{' (buffered)' if self._buffered else ''}>"
@@ -87,7 +92,8 @@ class EventContext:
     """
 
     def __init__(self, app: Connectzap, *, event_id: int, source: str, dedupe_key: str,
-                 received_at: datetime, plugin: str, contact: Contact | None = None) -> None:
+                 received_at: datetime, plugin: str, contact: Contact | None = None,
+                 state_reads: plugin_state.Reads | None = None) -> None:
         self.app = app
         self.event_id = event_id
         self.source = source
@@ -95,7 +101,7 @@ class EventContext:
         self.received_at = received_at
         self.plugin = plugin
         self.config: dict[str, Any] = app.settings.plugin_section(plugin.removeprefix("connector:"))
-        self.state = PluginState(app, plugin)
+        self.state = PluginState(app, plugin, reads=state_reads)
         self.log = logging.getLogger(f"connectzap.plugin.{plugin}")
         self.proposals: list[Outgoing] = []
         self.consent_changes: list[ConsentChange] = []

@@ -197,6 +197,7 @@ class Dispatcher:
             prepared = await asyncio.to_thread(self._prepare, rows)
         plans, outcome = prepared
         quiet = _Quiet()
+        reads = plugin_state.Reads(self.db)  # hooks' state reads, shared by this wave's events
         due = [plan for plan in plans if plan.due]
         at = 0
         while at < len(due):
@@ -205,12 +206,12 @@ class Dispatcher:
             run = list(itertools.takewhile(self._blocking, due[at:]))
             if run:
                 at += len(run)
-                outcome |= await asyncio.to_thread(self._run_blocking, run, quiet, asyncio.get_running_loop(),
-                                                   at == len(due))
+                outcome |= await asyncio.to_thread(self._run_blocking, run, quiet, reads,
+                                                   asyncio.get_running_loop(), at == len(due))
                 continue
             plan = due[at]
             at += 1
-            outcomes = [await self._deliver(plan, target, attempt) for target, attempt in plan.due]
+            outcomes = [await self._deliver(plan, target, attempt, reads) for target, attempt in plan.due]
             if not quiet.take(plan, outcomes):
                 outcome |= await asyncio.to_thread(self._conclude, [plan], outcomes)
         if quiet.plans:
@@ -221,14 +222,14 @@ class Dispatcher:
     def _blocking(plan: _Plan) -> bool:
         return all(target.hook is not None and target.hook.blocking for target, _ in plan.due)
 
-    def _run_blocking(self, plans: list[_Plan], quiet: _Quiet, loop: asyncio.AbstractEventLoop,
-                      last: bool) -> dict[int, str]:
+    def _run_blocking(self, plans: list[_Plan], quiet: _Quiet, reads: plugin_state.Reads,
+                      loop: asyncio.AbstractEventLoop, last: bool) -> dict[int, str]:
         """Run ``plans`` (plain-function hooks only) in this thread, in order, each event that left
         something to see committed before the next runs; ``last``: the wave ends with them, so
         its quiet outcomes are committed here too."""
         outcome: dict[int, str] = {}
         for plan in plans:
-            outcomes = [self._deliver_blocking(plan, target, attempt, loop) for target, attempt in plan.due]
+            outcomes = [self._deliver_blocking(plan, target, attempt, reads, loop) for target, attempt in plan.due]
             if not quiet.take(plan, outcomes):
                 outcome |= self._conclude([plan], outcomes)
         if last and quiet.plans:
@@ -396,11 +397,14 @@ class Dispatcher:
                 failed.add(plan.event_id)
         return failed | waiting
 
-    def _start(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> tuple[EventContext, _Delivery]:
+    def _start(self, plan: _Plan, target: DeliveryTarget, attempt: int,
+               reads: plugin_state.Reads) -> tuple[EventContext, _Delivery]:
         event = plan.event
         contact = _contact_of(plan.payload)
+        # a connector method never shares the wave's reads: it mixes them with marks committed at once
         ctx = EventContext(self.app, event_id=plan.event_id, source=event.source, dedupe_key=event.dedupe_key,
-                           received_at=event.occurred_at, plugin=target.name, contact=contact)
+                           received_at=event.occurred_at, plugin=target.name, contact=contact,
+                           state_reads=reads if target.hook is not None else None)
         return ctx, _Delivery(plan.event_id, target.name, attempt, contact=contact)
 
     @staticmethod
@@ -408,8 +412,9 @@ class Dispatcher:
         return {EVENT_HOOKS[plan.event.kind.value][1]: plan.payload, "ctx": ctx,
                 "previous_status": plan.event.previous_status}
 
-    async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int) -> _Delivery:
-        ctx, outcome = self._start(plan, target, attempt)
+    async def _deliver(self, plan: _Plan, target: DeliveryTarget, attempt: int,
+                       reads: plugin_state.Reads) -> _Delivery:
+        ctx, outcome = self._start(plan, target, attempt, reads)
         try:
             if target.hook is not None:
                 returned = await target.hook.call(**self._hook_args(plan, ctx))
@@ -420,11 +425,11 @@ class Dispatcher:
             return outcome.failed(exc)
         return outcome.succeeded(ctx, returned)
 
-    def _deliver_blocking(self, plan: _Plan, target: DeliveryTarget, attempt: int,
+    def _deliver_blocking(self, plan: _Plan, target: DeliveryTarget, attempt: int, reads: plugin_state.Reads,
                           loop: asyncio.AbstractEventLoop) -> _Delivery:
         """:meth:`_deliver` of a plain-function hook, from a worker thread."""
         assert target.hook is not None
-        ctx, outcome = self._start(plan, target, attempt)
+        ctx, outcome = self._start(plan, target, attempt, reads)
         try:
             returned = target.hook.call_blocking(loop, **self._hook_args(plan, ctx))
         except Exception as exc:  # noqa: BLE001 - isolation: record and retry this target alone
@@ -451,7 +456,10 @@ class Dispatcher:
             journal.finish_each(conn, finished)
             for plan in self._to_arbitrate(plans, outcomes):
                 self._arbitrate(conn, plan)
-            return journal.settle_many(conn, [plan.event_id for plan in plans], retention)
+            settled = journal.settle_many(conn, [plan.event_id for plan in plans], retention)
+        if len(finished) < len(outcomes):  # committed something a hook could read: the wave's reads are stale
+            plugin_state.changed()
+        return settled
 
     @staticmethod
     def _to_arbitrate(plans: list[_Plan], outcomes: list[_Delivery]) -> list[_Plan]:

@@ -26,12 +26,62 @@ class Forgotten:
     at: float
 
 
-def read(conn: Connection, plugin: str, key: str, default: Any = None) -> Any:
+Row = tuple[str, float | None] | None
+"""A key's stored JSON text and ``forget_at``, or None when there is no row."""
+
+_writes = 0
+"""How many times this process has written plugin state: a cache of rows read (:class:`Reads`) is
+good only while it has not moved."""
+
+
+def read_row(conn: Connection, plugin: str, key: str) -> Row:
     row = conn.execute(select(plugin_state.c.value, plugin_state.c.forget_at).where(
         plugin_state.c.plugin == plugin, plugin_state.c.key == key)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def value_of(row: Row, default: Any = None) -> Any:
+    """The value ``row`` holds (decoded afresh each time: a caller may change what it gets)."""
     if row is None or (row[1] is not None and row[1] <= now()):  # forgotten, or about to be
         return default
     return json.loads(row[0])
+
+
+def read(conn: Connection, plugin: str, key: str, default: Any = None) -> Any:
+    return value_of(read_row(conn, plugin, key), default)
+
+
+def changed() -> None:
+    """Say that this process committed plugin state: every :class:`Reads` forgets what it read."""
+    global _writes
+    _writes += 1
+
+
+class Reads:
+    """The rows hooks read during one wave of the dispatcher, so that a key every inbound message
+    reads (the optin plugin's link book) is read once per wave, not once per message. They are
+    dropped whenever this process commits plugin state, consent or anything else a hook could read
+    (:func:`changed`: the dispatcher after an event that left something to see, and every write
+    made at once); a value another process writes meanwhile is seen from the next wave on, as if it
+    had been written a moment later.
+    Connector methods never use it: they mix buffered reads with marks committed at once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._rows: dict[tuple[str, str], Row] = {}
+        self._writes = _writes
+
+    def get(self, plugin: str, key: str, default: Any = None) -> Any:
+        if self._writes != _writes:
+            self.clear()
+        if (plugin, key) not in self._rows:
+            with self._db.read() as conn:
+                self._rows[plugin, key] = read_row(conn, plugin, key)
+        return value_of(self._rows[plugin, key], default)
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._writes = _writes
 
 
 def write(db: Database, conn: Connection, plugin: str, changes: Mapping[str, Any]) -> None:
