@@ -268,3 +268,22 @@ def test_the_channel_sends_on_the_email_medium() -> None:
     from connectzap.core.channel import EMAIL, Channel
     ch = EmailChannel(EmailSettings(host="h", from_address="s@shop.example"))
     assert isinstance(ch, Channel) and ch.medium == EMAIL
+
+
+def test_relative_paths_mean_the_config_files_folder(tmp_path: Path, templates: Path) -> None:
+    settings = EmailSettings(host="h", from_address="s@shop.example", templates_dir=templates.name)
+    assert settings.against(templates.parent).templates_dir == templates
+    with pytest.raises(ValueError, match="templates_dir"):
+        settings.against(tmp_path / "elsewhere")
+
+
+def test_the_connector_resolves_templates_against_the_config_file(tmp_path: Path, templates: Path) -> None:
+    from connectzap.core.errors import ConfigurationError
+    from connectzap.testing import make_app
+    config = {"connectors": {"email": {"host": "h", "from_address": "s@shop.example",
+                                       "templates_dir": templates.name}}}
+    app = make_app(tmp_path, config_path=templates.parent / "connectzap.toml", **config)
+    assert app.connectors["email"].settings.templates_dir == templates
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ConfigurationError, match=r"\[connectors.email\] templates_dir"):
+        make_app(tmp_path / "b", config_path=tmp_path / "nowhere" / "connectzap.toml", **config)

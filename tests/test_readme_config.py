@@ -93,3 +93,9 @@ def test_the_woocommerce_order_flows_are_in_the_readme_table(section: str) -> No
     model = WooCommerceSettings.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
     assert documented_keys(table()[f"connectors.woocommerce.{section}"]) >= set(model.model_fields)
+
+
+def test_the_email_row_lists_exactly_the_email_keys() -> None:
+    from connectzap.connectors.email import EmailSettings
+    assert documented_keys(table()["connectors.email"]) == set(EmailSettings.model_fields) - {"enabled"} | {
+        "starttls", "tls", "none"}

@@ -114,16 +114,31 @@ class EmailSettings(ConnectorSettings):
     @field_validator("templates_dir")
     @classmethod
     def _templates(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
+        # A relative folder is checked once it is resolved against the config file's (:meth:`against`).
+        if value is not None and value.is_absolute() and not value.is_dir():
             raise ValueError(f"templates_dir {str(value)!r} is not a directory")
         return value
 
     @field_validator("ca_file")
     @classmethod
     def _ca(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is not None and value.is_absolute() and not value.is_file():
             raise ValueError(f"ca_file {str(value)!r} does not exist")
         return value
+
+    def against(self, folder: Path) -> EmailSettings:
+        """These settings with relative ``templates_dir`` and ``ca_file`` resolved against ``folder``
+        (the config file's), like every relative path in the file; ValueError names one that is not there."""
+        changes: dict[str, Path] = {}
+        if self.templates_dir is not None and not self.templates_dir.is_absolute():
+            changes["templates_dir"] = folder / self.templates_dir
+            if not changes["templates_dir"].is_dir():
+                raise ValueError(f"templates_dir {str(changes['templates_dir'])!r} is not a directory")
+        if self.ca_file is not None and not self.ca_file.is_absolute():
+            changes["ca_file"] = folder / self.ca_file
+            if not changes["ca_file"].is_file():
+                raise ValueError(f"ca_file {str(changes['ca_file'])!r} does not exist")
+        return self.model_copy(update=changes) if changes else self
 
     @model_validator(mode="after")
     def _login(self) -> EmailSettings:
