@@ -99,3 +99,11 @@ def test_the_email_row_lists_exactly_the_email_keys() -> None:
     from connectzap.connectors.email import EmailSettings
     assert documented_keys(table()["connectors.email"]) == set(EmailSettings.model_fields) - {"enabled"} | {
         "starttls", "tls", "none"}
+
+
+def test_the_sms_row_and_guide_name_every_sms_key() -> None:
+    from connectzap.connectors.sms.settings import SmsSettings
+    keys = set(SmsSettings.model_fields) - {"enabled"}
+    assert keys - documented_keys(table()["connectors.sms"]) == set()
+    guide = (README.parent / "docs" / "sms.md").read_text(encoding="utf-8")
+    assert [name for name in sorted(keys) if f"| `{name}` |" not in guide] == []

@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "connectzap.connectors.hubspot",
     "connectzap.connectors.email",
     "connectzap.plugins.lead_welcome",
+    "connectzap.connectors.sms",
     "connectzap.scaffold",
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..connectors.hubspot.signatures import sign_hubspot_v1, sign_hubspot_v2, sign_hubspot_v3
+from ..connectors.sms.signatures import form_params, sign_twilio
 from ..connectors.whatsapp.signatures import sign_meta
 from ..connectors.woocommerce.signatures import sign_woocommerce
 from ..core.connector import WebhookRequest
@@ -64,6 +65,11 @@ def woocommerce_headers(body: bytes, secret: str, *, topic: str = "order.created
             "x-wc-webhook-resource": resource, "x-wc-webhook-event": event,
             "x-wc-webhook-delivery-id": delivery_id, "x-wc-webhook-id": webhook_id,
             "x-wc-webhook-source": source}
+
+
+def twilio_headers(url: str, body: bytes, auth_token: str) -> dict[str, str]:
+    """``X-Twilio-Signature`` as Twilio sends it with a form POST of ``body`` to ``url``."""
+    return {"x-twilio-signature": sign_twilio(url, form_params(body), auth_token)}
 
 
 def hubspot_v1_headers(body: bytes, client_secret: str) -> dict[str, str]:
@@ -139,6 +145,10 @@ class Signer:
     @classmethod
     def woocommerce(cls, **extra: str) -> Signer:
         return cls("woocommerce", lambda r, s, now: woocommerce_headers(r.body, s, **extra))
+
+    @classmethod
+    def twilio(cls) -> Signer:
+        return cls("twilio", lambda r, s, now: twilio_headers(r.url, r.body, s))
 
     @classmethod
     def hubspot_v1(cls) -> Signer:
