@@ -13,6 +13,7 @@ from generic_support import make_due, receiver
 from connectzap.cli import cli
 from connectzap.connectors.generic import subscriptions
 from connectzap.core.hooks import register_commands
+from connectzap.core.retries import retry_after_header
 from connectzap.core.errors import ConflictError, NotFoundError, SignatureError
 from connectzap.core.models import Contact, Event, InboundMessage, Order
 from connectzap.core.signatures import verify_standard
@@ -182,7 +183,8 @@ async def test_a_delivered_webhook_is_replayed_once_with_the_same_webhook_id(mak
 
 
 def test_retry_after_header_forms():
-    assert subscriptions.retry_after("30") == 30.0
-    assert subscriptions.retry_after(None) is None and subscriptions.retry_after("soon") is None
+    # one parser for every connector's Retry-After (core.retries): delta-seconds or an HTTP date
+    assert retry_after_header("30") == 30.0 and retry_after_header("-5") == 0.0
+    assert retry_after_header(None) is None and retry_after_header("soon") is None
     later = datetime.fromtimestamp(time.time() + 60, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert 55 <= subscriptions.retry_after(later) <= 61
+    assert 55 <= (retry_after_header(later) or 0) <= 61

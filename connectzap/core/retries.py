@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+
+from . import clock
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -10,3 +13,18 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     nominal = min(cap, base * (2.0 ** max(attempts - 1, 0)))
     return nominal * (0.5 + random.random())
 
+
+
+def retry_after_header(value: str | None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header (delta-seconds or an HTTP date);
+    None when it is missing or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - clock.now(), 0.0)
+    except (TypeError, ValueError):
+        return None

@@ -9,7 +9,6 @@ re-sends to a subscription that already succeeded because another one failed. Th
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import time
@@ -21,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from ...core.errors import FatalDeliveryError, NotFoundError, RetriableDeliveryError
 from ...core.models import Event
+from ...core.retries import retry_after_header
 from ...core.signatures import sign_standard
 from ...core.store.schema import deliveries, events
 from .settings import SubscriptionSpec
@@ -55,20 +55,6 @@ def signed_headers(msg_id: str, body: bytes, secret: str, timestamp: int | None 
             "webhook-signature": sign_standard(msg_id, ts, body, secret)}
 
 
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
 def classify(response: httpx.Response, subscription: str) -> None:
     """2xx: done. 429, 408 and 5xx: retry (honouring Retry-After). Other answers: dead letter now."""
     status = response.status_code
@@ -76,7 +62,7 @@ def classify(response: httpx.Response, subscription: str) -> None:
         return
     message = f"subscription {subscription}: receiver answered HTTP {status}"
     if status in (408, 425, 429) or status >= 500:
-        raise RetriableDeliveryError(message, retry_after=retry_after(response.headers.get("retry-after")),
+        raise RetriableDeliveryError(message, retry_after=retry_after_header(response.headers.get("retry-after")),
                                      http_status=status)
     raise FatalDeliveryError(message, http_status=status)
 

@@ -24,6 +24,7 @@ import httpx
 from ...core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, RetriableDeliveryError,
                             SendingPausedError, SkippableDeliveryError)
 from ...core.models import DeliveryOutcome
+from ...core.retries import retry_after_header
 
 AUTHENTICATE = 20003
 TOO_MANY_REQUESTS = 20429
@@ -102,14 +103,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    raw = (headers or {}).get("retry-after")
-    try:
-        return max(float(raw), 0.0) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def describe(code: int | None) -> str:
     """A line about Twilio error ``code`` without any of the request's data."""
     if code is None:
@@ -137,7 +130,7 @@ def classify(http_status: int, payload: Any, headers: Mapping[str, str] | None =
     fields: dict[str, Any] = {"vendor_code": code, "http_status": http_status}
     message = describe(code) if code is not None else f"Twilio answered HTTP {http_status}"
     if http_status == 429 or code == TOO_MANY_REQUESTS or http_status >= 500:
-        wait = _retry_after(headers)
+        wait = retry_after_header((headers or {}).get("retry-after"))
         if wait is None and (http_status == 429 or code == TOO_MANY_REQUESTS):
             wait = RETRY_SECONDS
         return RetriableDeliveryError(message, retry_after=wait,

@@ -23,6 +23,7 @@ import httpx
 from ...core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, RetriableDeliveryError,
                             SendingPausedError, SkippableDeliveryError)
 from ...core.models import DeliveryOutcome
+from ...core.retries import retry_after_header
 
 Kind = Literal["retry", "skip", "paused", "fatal"]
 
@@ -150,14 +151,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
-    raw = (headers or {}).get("retry-after")
-    try:
-        return max(float(raw), 0.0) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def classify(http_status: int, payload: Any, headers: Mapping[str, str] | None = None) -> DeliveryError:
     """Turn an error response (status + parsed JSON, or anything else) into one exception."""
     error = payload.get("error") if isinstance(payload, dict) else None
@@ -177,7 +170,7 @@ def classify(http_status: int, payload: Any, headers: Mapping[str, str] | None =
                               "trace_id": error.get("fbtrace_id"), "http_status": http_status,
                               "data": {k: error[k] for k in ("type", "error_subcode") if k in error}}
     if kind == "retry":
-        wait = _retry_after_header(headers)
+        wait = retry_after_header((headers or {}).get("retry-after"))
         if wait is None and code is not None:
             wait = RETRY_AFTER.get(code)
         fields["code"] = "rate_limited" if code in (THROUGHPUT_LIMIT, PAIR_LIMIT, 4, 80007) else "retry"
