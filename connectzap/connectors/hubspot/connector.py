@@ -4,6 +4,8 @@
 * ``resolve`` delivery (later, retried on its own): fetch the contact, journal a ``lead`` event
   carrying the consents its properties state (or, for a consent property change, the consent
   changes alone).
+* Agents' replies: a note on a contact that starts with ``agent_reply_prefix`` is sent to the
+  contact (:mod:`.agent_replies`), and what became of it goes on the timeline.
 * Reply sync: inbound messages and ``accepted`` outbound messages go on the contact's timeline;
   consent changes made in connectzap are mirrored to the contact's consent properties.
 """
@@ -28,7 +30,8 @@ from ...core.connector import AudienceMember, AudienceQuery, OutboundCall
 from ...core.models import CampaignFinished
 from ...core.store.schema import events
 from ..base import Connector, ConnectorSettings, WebhookRequest
-from . import audience, webhooks, workflow_sends
+from ...core.replies import ReplyRequest
+from . import agent_replies, audience, webhooks, workflow_sends
 from .campaign_results import CampaignResults
 from .calls import CallLog
 from .client import HubSpotClient
@@ -115,6 +118,8 @@ class HubSpotConnector(Connector):
     async def resolve(self, data: dict[str, Any], ctx: EventContext) -> list[Event]:
         """Fetch the contact a webhook named; return the lead (or consent) events it makes."""
         portal, object_id = str(data["portal_id"]), str(data["object_id"])
+        if data.get("purpose") == "reply":
+            return await self._agent_reply(portal, object_id, ctx)
         contact = await self.contacts.fetch(object_id)
         if contact is None:
             raise SkippableError(f"HubSpot contact {object_id} no longer exists", code="not_found")
@@ -135,6 +140,59 @@ class HubSpotConnector(Connector):
         lead = self.contacts.lead_of(contact, portal, phone)
         return [Event.of(EventKind.LEAD, lead, source=self.name, dedupe_key=f"{base}:lead", consents=consents,
                          ordering_key=webhooks.ordering_key(portal, object_id))]
+
+    # --- agents' replies written in HubSpot -----------------------------------------------------
+
+    async def _agent_reply(self, portal: str, note_id: str, ctx: EventContext) -> list[Event]:
+        """Fetch a new note and, when it is a WhatsApp reply on one contact with a number, the
+        ``reply`` event that sends it (keyed by the note: one message however often it comes)."""
+        note = await agent_replies.fetch_note(self.client, note_id)
+        if note is None:
+            raise SkippableError(f"HubSpot note {note_id} no longer exists", code="not_found")
+        text = agent_replies.reply_text(self.settings, note.body)
+        if text is None:
+            return []  # an ordinary note
+        if len(note.contact_ids) != 1:
+            for contact_id in note.contact_ids:
+                await self._reply_refused(ctx, note.id, contact_id,
+                                          agent_replies.SEVERAL_CONTACTS.format(count=len(note.contact_ids)))
+            raise SkippableError(f"HubSpot note {note.id} is on {len(note.contact_ids)} contacts, not one",
+                                 code="not_one_contact")
+        contact_id = note.contact_ids[0]
+        contact = await self.contacts.fetch(contact_id)
+        if contact is None:
+            raise SkippableError(f"HubSpot contact {contact_id} no longer exists", code="not_found")
+        props = contact["properties"]
+        phone = self.contacts.phone_of(props)
+        if phone is None:
+            await self._reply_refused(ctx, note.id, contact_id, agent_replies.NO_NUMBER.format(
+                properties=", ".join(self.settings.phone_properties)))
+            raise SkippableError(f"HubSpot contact {contact_id} has no valid WhatsApp number", code="no_phone")
+        self.contacts.remember(ctx, phone, ContactRef(contact_id, props.get("hubspot_owner_id") or None))
+        consents = self.contacts.consents_of(contact, portal, phone, datetime.now(UTC))
+        reply = agent_replies.reply_of(self.settings, portal, note, text, contact_id, contact, phone)
+        return [Event.of(EventKind.REPLY, reply, source=self.name, dedupe_key=f"{portal}:note:{note.id}:reply",
+                         consents=consents, ordering_key=webhooks.ordering_key(portal, contact_id))]
+
+    async def _reply_refused(self, ctx: EventContext, note_id: str, contact_id: str, text: str) -> None:
+        await self._reply_outcome(ctx, note_id, contact_id, None, agent_replies.NOT_SENT, text)
+
+    async def _reply_outcome(self, ctx: EventContext, note_id: str, contact_id: str, phone: str | None,
+                             heading: str, text: str) -> None:
+        """One timeline entry per note and contact: what became of the reply."""
+        if self.settings.timeline:
+            entry = Entry(wamid=f"reply:{note_id}:{contact_id}", phone=phone, direction="outbound", text=text,
+                          at=datetime.now(UTC), heading=heading)
+            await self.timeline.log(ctx, entry, contact=ContactRef(contact_id))
+
+    async def sync_reply(self, reply: ReplyRequest, ctx: EventContext) -> None:
+        """What became of an agent's reply written in HubSpot, on the contact's timeline."""
+        origin = reply.origin or {}
+        if origin.get("source") != self.name or not origin.get("contact") or not origin.get("note"):
+            return
+        admitted = await asyncio.to_thread(self.app.messages, source_event_id=ctx.event_id, limit=1)
+        heading, text = agent_replies.outcome(admitted[0] if admitted else None)
+        await self._reply_outcome(ctx, origin["note"], origin["contact"], reply.to.phone, heading, text)
 
     # --- reply sync -------------------------------------------------------------------------------
 
@@ -242,6 +300,11 @@ class HubSpotConnector(Connector):
             if ctx.source != self.name:
                 return []
             data = await asyncio.to_thread(self._event_data, ctx.event_id)
+            if data.get("purpose") == "reply":
+                return [OutboundCall("GET", self._url(f"notes/{data['object_id']}?properties=hs_note_body"
+                                                      "&associations=contacts"),
+                                     note="fetch the note; when it starts with the reply prefix, fetch its contact "
+                                          "and send the reply (a simulation reads nothing from HubSpot)")]
             fields = ",".join(self.settings.fetched_properties())
             return [OutboundCall("GET", self._url(f"contacts/{data['object_id']}?properties={fields}"),
                                  note="fetch the contact, then journal the lead or consent events it states "

@@ -83,6 +83,15 @@ class FakeHubSpot:
             self.records["contacts"][new_id] = self._record(new_id, properties)
         return new_id
 
+    def add_note(self, body: str, contact_ids: list[str]) -> str:
+        """A note as an agent writes it on contact records (HTML body, associated with type 202)."""
+        with self._lock:
+            new_id = str(next(self._ids))
+            stamp = str(int(datetime.now(UTC).timestamp() * 1000))
+            self.records["notes"][new_id] = self._record(new_id, {"hs_note_body": body, "hs_timestamp": stamp})
+            self.associations.extend(("notes", new_id, contact, 202) for contact in contact_ids)
+        return new_id
+
     def add_list(self, list_id: str, members: list[str]) -> None:
         with self._lock:
             self.lists[list_id] = list(members)
@@ -115,6 +124,12 @@ class FakeHubSpot:
         shown = {k: props.get(k) for k in wanted} if wanted else dict(props)
         shown["hs_object_id"] = record["id"]
         return {**record, "properties": shown}
+
+    def _contacts_of(self, kind: str, object_id: str) -> dict[str, Any]:
+        """A record's associated contacts, as a GET with ``associations=contacts`` shows them."""
+        linked = [{"id": contact, "type": f"{kind[:-1]}_to_contact"}
+                  for owner, oid, contact, _ in self.associations if (owner, oid) == (kind, object_id)]
+        return {"contacts": {"results": linked}} if linked else {}
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any, dict[str, str]]:
         for index, scripted in enumerate(self.script):
@@ -162,7 +177,10 @@ class FakeHubSpot:
             if method == "GET":
                 wanted = query.get("properties", [])
                 names = [n for item in wanted for n in item.split(",") if n]
-                return 200, self._view(record, names), {}
+                view = self._view(record, names)
+                if "contacts" in [n for item in query.get("associations", []) for n in item.split(",")]:
+                    view["associations"] = self._contacts_of(kind, record["id"])
+                return 200, view, {}
             if method == "PATCH":
                 record["properties"].update({k: str(v) for k, v in (body or {}).get("properties", {}).items()})
                 return 200, record, {}

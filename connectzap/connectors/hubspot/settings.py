@@ -133,6 +133,14 @@ class HubSpotSettings(ConnectorSettings):
     """Where a created contact's number goes."""
     workflow_sends: dict[str, WorkflowSend] = Field(default_factory=dict)
     """Named "Send WhatsApp" workflow actions (``POST /webhooks/hubspot?send=NAME``)."""
+    agent_replies: bool = False
+    """Send a note written on a contact that starts with ``agent_reply_prefix`` to the contact on
+    WhatsApp (needs the app's webhook subscription to note creation)."""
+    agent_reply_prefix: str = Field(default="WhatsApp:", min_length=1, max_length=40)
+    """What a note starts with to be sent (case-insensitive); the text after it is the reply."""
+    agent_reply_params: list[str] = Field(default_factory=list, max_length=20)
+    """Contact properties filling the ``[replies]`` fallback template's ``{{1}}``, ``{{2}}``, ...
+    (sent when the customer's 24-hour window is closed)."""
     bsuid_property: str = Field(default="whatsapp_bsuid", min_length=1, max_length=100)
     """A contact property holding the customer's WhatsApp business-scoped user id (BSUID): how a
     customer who hides their number (a username) is matched. Created (a text property) the first
@@ -175,4 +183,6 @@ class HubSpotSettings(ConnectorSettings):
             names.extend(p for p in (rule.property, rule.legal_basis_property) if p)
         for send in self.workflow_sends.values():
             names.extend(send.params)
+        if self.agent_replies:
+            names.extend(self.agent_reply_params)
         return list(dict.fromkeys(names))

@@ -94,7 +94,8 @@ class Timeline:
         tag = marks.hashed(ctx, entry.wamid)
         return f"timeline:{tag}", f"timeline-attempt:{tag}"
 
-    async def log(self, ctx: EventContext, entry: Entry) -> None:
+    async def log(self, ctx: EventContext, entry: Entry, contact: ContactRef | None = None) -> None:
+        """Log ``entry`` once, on ``contact`` when known, else on the contact found by number or BSUID."""
         done_key, mark_key = self.keys(ctx, entry)
         if ctx.state.get(done_key):
             return
@@ -105,7 +106,7 @@ class Timeline:
                 ctx.state.set(done_key, {"id": existing, "object": earlier.get("object")})
                 ctx.state.delete(mark_key)
                 return
-        contact = await self.contacts.find(ctx, entry.phone, user_id=entry.user_id, name=entry.name)
+        contact = contact or await self.contacts.find(ctx, entry.phone, user_id=entry.user_id, name=entry.name)
         if contact is None:
             raise SkippableError("no HubSpot contact has this number or BSUID (create_contacts is off)",
                                  code="no_contact")

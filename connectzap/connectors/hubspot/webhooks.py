@@ -5,6 +5,8 @@ Two kinds of delivery arrive here:
 * **App webhooks** -- a JSON array of events, signed with the app's client secret
   (``X-HubSpot-Signature-v3`` + ``X-HubSpot-Request-Timestamp``, or the older
   ``X-HubSpot-Signature`` with ``X-HubSpot-Signature-Version`` v1/v2).
+  A note's creation (``object.creation`` of objectTypeId ``0-46``) may be an agent's WhatsApp
+  reply (:mod:`.agent_replies`).
 * **Workflow "Send a webhook" actions** -- one JSON object about one record, authenticated by a
   shared secret in a header or query parameter (or signed like an app webhook).
 
@@ -24,7 +26,7 @@ from ...core.errors import PayloadError, SignatureError
 from ...core.models import Event, EventKind, Model
 from ...core.signatures import verify_shared_secret
 from ..base import WebhookRequest, secret_value
-from . import signatures
+from . import agent_replies, signatures
 from .settings import HubSpotSettings
 
 SOURCE = "hubspot"
@@ -36,7 +38,7 @@ class ContactNotice(Model):
 
     portal_id: str
     object_id: str
-    purpose: str  # "lead" or "consent"
+    purpose: str  # "lead", "consent", "send" or "reply" (then ``object_id`` is the note's id)
     trigger: str
     property: str | None = None
     value: Any = None
@@ -110,6 +112,8 @@ def app_event(settings: HubSpotSettings, item: Any, index: int) -> Event | None:
     portal = str(_required(item, "portalId", index))
     occurred = _required(item, "occurredAt", index)
     family, _, action = kind.partition(".")
+    if family == "object" and str(item.get("objectTypeId")) == agent_replies.NOTE_TYPE_ID:
+        return note_event(settings, portal, kind, action, object_id, occurred)
     is_contact = family == "contact" or (family == "object" and str(item.get("objectTypeId")) == CONTACT_TYPE_ID)
     if not is_contact:
         return None
@@ -123,6 +127,18 @@ def app_event(settings: HubSpotSettings, item: Any, index: int) -> Event | None:
     return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=dedupe,
                  ordering_key=ordering_key(portal, object_id),
                  data={k: v for k, v in data.items() if v is not None})
+
+
+def note_event(settings: HubSpotSettings, portal: str, kind: str, action: str, note_id: str,
+               occurred: Any) -> Event | None:
+    """A note created in HubSpot may be an agent's WhatsApp reply: fetched later (the webhook names
+    only the note), when ``agent_replies`` is on."""
+    if action != "creation" or not settings.agent_replies:
+        return None
+    return Event(kind=EventKind.RESOLVE, source=SOURCE, dedupe_key=f"{portal}:{kind}:note:{note_id}:{occurred}",
+                 ordering_key=f"{SOURCE}:{portal}:note:{note_id}",
+                 data={"portal_id": portal, "object_id": note_id, "purpose": "reply", "trigger": kind,
+                       "occurred_at": occurred})
 
 
 def ordering_key(portal: str, object_id: str) -> str:
