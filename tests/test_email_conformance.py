@@ -7,7 +7,6 @@ from pathlib import Path
 
 import connectzap.connectors.email as email_plugin
 from connectzap.connectors.email import EmailConnector
-from connectzap.connectors.email.signatures import sign_basic_auth
 from connectzap.testing import Sample, Signer, connector_test_class
 
 PAYLOADS = Path(__file__).parent / "payloads" / "postmark"
@@ -15,8 +14,7 @@ USER = "postmark-hooks"
 PASSWORD = "hook-pass-3e1d"
 STATUS = ("message_status",)
 
-BASIC_AUTH = Signer("http-basic", lambda request, secret, now: {"authorization": sign_basic_auth(USER, secret)},
-                    covers_body=False)
+BASIC_AUTH = Signer.basic_auth(USER)
 
 TestEmailConformance = connector_test_class(
     EmailConnector,

@@ -25,15 +25,16 @@ from .payloads import load_payload, payload_bytes, payload_names, sample_event
 from .plugins import ConnectorRegistration, registered_plugin
 from .recording import HookRecorder, recording
 from .samples import Sample, samples_from_dir
-from .signing import (Signer, as_body, hmac_headers, hubspot_v1_headers, hubspot_v2_headers, hubspot_v3_headers,
-                      meta_headers, shared_secret_headers, standard_webhooks_headers, webhook_request,
-                      woocommerce_headers)
+from .signing import (Signer, as_body, basic_auth_headers, hmac_headers, hubspot_v1_headers, hubspot_v2_headers,
+                      hubspot_v3_headers, meta_headers, shared_secret_headers, standard_webhooks_headers,
+                      webhook_request, woocommerce_headers)
 
 __all__ = [
     "FAILURES", "SUITES", "BotRequest", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeBot",
     "FakeWhatsApp", "Harness",
     "HookRecorder",
-    "Sample", "Signer", "as_body", "connector_test_class", "deliver", "delivery_error", "hmac_headers",
+    "Sample", "Signer", "as_body", "basic_auth_headers", "connector_test_class", "deliver", "delivery_error",
+    "hmac_headers",
     "hubspot_v1_headers", "hubspot_v2_headers", "hubspot_v3_headers", "load_payload", "make_app", "meta_headers",
     "open_harness",
     "payload_bytes", "payload_names", "put_templates", "recording", "registered_plugin", "run", "sample_event",

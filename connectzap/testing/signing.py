@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from ..connectors.email.signatures import sign_basic_auth
 from ..connectors.hubspot.signatures import sign_hubspot_v1, sign_hubspot_v2, sign_hubspot_v3
 from ..connectors.sms.signatures import form_params, sign_twilio
 from ..connectors.whatsapp.signatures import sign_meta
@@ -104,6 +105,11 @@ def hmac_headers(body: bytes, secret: str, *, header: str = "x-signature", encod
     return {header.lower(): sign_hmac(body, secret, encoding=encoding, prefix=prefix, algo=algo)}
 
 
+def basic_auth_headers(username: str, password: str) -> dict[str, str]:
+    """``Authorization: Basic ...``, as a sender with credentials in the webhook URL sends it (Postmark)."""
+    return {"authorization": sign_basic_auth(username, password)}
+
+
 def shared_secret_headers(secret: str, *, header: str = "x-webhook-secret") -> dict[str, str]:
     return {header.lower(): secret}
 
@@ -174,6 +180,11 @@ class Signer:
              algo: str = "sha256") -> Signer:
         return cls(f"hmac-{algo}", lambda r, s, now: hmac_headers(r.body, s, header=header, encoding=encoding,
                                                                   prefix=prefix, algo=algo))
+
+    @classmethod
+    def basic_auth(cls, username: str) -> Signer:
+        """HTTP Basic credentials: ``username`` and the secret as the password (it covers no body)."""
+        return cls("http-basic", lambda r, s, now: basic_auth_headers(username, s), covers_body=False)
 
     @classmethod
     def shared_secret(cls, header: str = "x-webhook-secret") -> Signer:
