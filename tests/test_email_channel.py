@@ -69,6 +69,16 @@ async def test_text_send_over_starttls_with_login(tmp_path: Path) -> None:
     assert "List-Unsubscribe" not in mail  # not marketing
 
 
+async def test_non_ascii_and_dot_lines_arrive_intact(tmp_path: Path) -> None:
+    body = "Olá Ana, ça va? 🎉\n.a line that starts with a dot\n.\nend"
+    with smtp_relay(tmp_path) as relay:
+        await channel(relay, default_subject="Pedido nº 7 — confirmação").send(send(TextContent(body=body)))
+    [got] = relay.received
+    assert all(byte < 128 for byte in got.raw)  # 7-bit on the wire: no relay needs 8BITMIME
+    assert got.message["Subject"] == "Pedido nº 7 — confirmação"
+    assert got.message.get_content().replace("\r\n", "\n").rstrip("\n") == body
+
+
 async def test_implicit_tls(tmp_path: Path) -> None:
     with smtp_relay(tmp_path, mode="tls") as relay:
         await channel(relay, tls="tls").send(send(TextContent(body="over TLS")))

@@ -19,6 +19,10 @@ from .rendering import Rendered, TemplateRenderer
 from .settings import EmailSettings
 from .unsubscribe import UnsubscribeLinks, unsubscribe_refusal
 
+SEVEN_BIT = SMTP.clone(cte_type="7bit")
+"""Headers RFC 2047-encoded and bodies quoted-printable or base64 when they are not ASCII, so a relay
+without 8BITMIME takes the message as it is."""
+
 POSTMARK_METADATA = "X-PM-Metadata-connectzap_outbox"
 """Postmark hands custom ``X-PM-Metadata-*`` headers back in its webhooks' ``Metadata``: the bounce
 webhook finds the message by it."""
@@ -50,7 +54,7 @@ class Composer:
         if refusal is not None:
             raise SkippableDeliveryError(refusal, code="unsubscribe_missing")
         message_id = message_id_for(send.outbox_id, settings.sender_domain)
-        mail = EmailMessage(policy=SMTP)
+        mail = EmailMessage(policy=SEVEN_BIT)
         mail["From"] = settings.from_address
         mail["To"] = recipient
         mail["Subject"] = rendered.subject
