@@ -11,18 +11,22 @@ import html
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hubspot_support import CLIENT_SECRET, PHONE, deliveries_of, hubspot_config, payload, request, v3
 from hypothesis import given
 from hypothesis import strategies as st
+from test_hubspot_client import hubspot, replay  # noqa: F401 - HubSpot's reference answers, replayed
 
 from connectzap.connectors.hubspot import agent_replies
+from connectzap.connectors.hubspot.client import HubSpotClient
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.connectors.hubspot.settings import HubSpotSettings
 from connectzap.core import ingress, windows
 from connectzap.core.app import Connectzap
+from connectzap.core.context import EventContext
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
@@ -162,3 +166,30 @@ def test_the_reply_is_the_text_after_the_prefix_whatever_html_holds_it(text: str
     body = f"<p>{html.escape('whatsapp:' + text)}</p>"
     assert agent_replies.reply_text(settings, body) == (text.strip() or None)
     assert agent_replies.reply_text(settings, f"<p>{html.escape('x' + text)}</p>") is None
+
+
+async def test_the_note_is_read_with_its_contacts_as_hubspots_reference_answers(replay):  # noqa: F811
+    client = HubSpotClient(hubspot())
+    with replay.use_cassette("note_get_with_contacts.yaml") as cassette:
+        note = await agent_replies.fetch_note(client, "81234567001")
+        gone = await agent_replies.fetch_note(client, "81234567002")
+    asked = replay.sent[0].query
+    assert ("associations", "contacts") in asked and ("properties", "hs_note_body") in asked
+    assert note is not None and note.contact_ids == ["51234567890"] and gone is None
+    settings = HubSpotSettings(enabled=False, agent_replies=True)
+    assert agent_replies.reply_text(settings, note.body) == "Your quote is ready & valid until Friday.\nAna"
+    assert cassette.all_played
+
+
+async def test_a_simulation_shows_the_note_it_would_read_and_reads_nothing(make, fake):
+    contact = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE})
+    app = engine(make, fake)
+    note = fake.add_note(NOTE, [contact])
+    assert created(app, note) == 200
+    [event] = app.events(source="hubspot")
+    ctx = EventContext(app, event_id=event.id, source="hubspot", dedupe_key="simulate", received_at=datetime.now(UTC),
+                       plugin="connector:hubspot")
+    [call] = await app.connectors["hubspot"].rehearse("connector:hubspot", "resolve", None, ctx)
+    assert (call.method, call.url.split("/crm/v3/objects/")[1]) == (
+        "GET", f"notes/{note}?properties=hs_note_body&associations=contacts")
+    assert fake.calls("GET", "/crm/v3/objects/notes") == []
