@@ -297,3 +297,13 @@ def test_the_connector_resolves_templates_against_the_config_file(tmp_path: Path
     (tmp_path / "b").mkdir()
     with pytest.raises(ConfigurationError, match=r"\[connectors.email\] templates_dir"):
         make_app(tmp_path / "b", config_path=tmp_path / "nowhere" / "connectzap.toml", **config)
+
+
+async def test_pace_sends_back_a_message_that_would_wait_long_for_the_relays_limit() -> None:
+    from connectzap.core.errors import PacedError
+    ch = EmailChannel(EmailSettings(host="h", from_address="s@shop.example", messages_per_second=0.1))
+    await ch.pace(send(TextContent(body="x")))  # the first slot is now
+    with pytest.raises(PacedError) as caught:
+        await ch.pace(send(TextContent(body="x")))  # the next is 10 s away
+    assert caught.value.retry_after == pytest.approx(10, abs=0.5) and ch.messages_per_second() == 0.1
+    assert EmailChannel(EmailSettings(host="h", from_address="s@shop.example")).rate is None

@@ -8,7 +8,9 @@ message id is the Message-ID the channel gave the email.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from email.headerregistry import Address
 from email.utils import parseaddr
 
@@ -17,6 +19,7 @@ import aiosmtplib
 from ...core.channel import EMAIL, BaseChannel, OutboundSend
 from ...core.errors import SkippableDeliveryError
 from .composing import Composer
+from .rate import SendRate
 from .settings import EmailSettings
 from .smtp_errors import Stage, delivery_error
 
@@ -44,6 +47,14 @@ class EmailChannel(BaseChannel):
         self.settings = settings
         self.composer = Composer(settings)
         self._tls_context: ssl.SSLContext | None = None
+        rate = settings.messages_per_second
+        self.rate = SendRate(rate) if rate is not None else None
+
+    async def pace(self, message: OutboundSend) -> None:
+        if self.rate is not None:
+            wait = self.rate.reserve(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def tls_context(self) -> ssl.SSLContext:
         if self._tls_context is None:  # built once: loading a CA bundle reads files
