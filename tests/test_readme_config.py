@@ -87,7 +87,7 @@ def test_the_hubspot_guide_names_every_hubspot_key() -> None:
     assert missing == [], f"docs/hubspot.md does not document {missing}"
 
 
-@pytest.mark.parametrize("section", ["review_requests"])
+@pytest.mark.parametrize("section", ["review_requests", "order_lookup"])
 def test_the_woocommerce_order_flows_are_in_the_readme_table(section: str) -> None:
     from connectzap.connectors.woocommerce.settings import WooCommerceSettings
     model = WooCommerceSettings.model_fields[section].annotation

@@ -135,6 +135,7 @@ def main() -> None:
     ])
     campaign_cassettes()
     review_cassettes()
+    lookup_cassettes()
 
 
 AUDIENCE = ("orders?status=completed%2Cprocessing&orderby=id&order=asc&per_page=100&after=2026-11-01T00%3A00%3A00"
@@ -230,6 +231,39 @@ def review_cassettes() -> None:
              "scheduled again when the order is completed again.")):
         write(name, "_orders.md, Retrieve an order; _order-notes.md, Create an order note",
               [(get, response(200, "OK", order)), note(302, text)])
+
+
+LOOKUP_SEARCH = "orders?search=612345678&orderby=date&order=desc&per_page=20&status=any"
+
+
+def lookup_cassettes() -> None:
+    """A customer asks about an order: the order read by its number (or missing), and the newest
+    orders found by the sender's national number (one of them another customer's)."""
+    completed = fixture("order_updated_completed.json")
+    get = request("GET", f"{BASE}/orders/1042")
+    write("lookup_order_1042.yaml", "_orders.md, Retrieve an order", [(get, response(200, "OK", completed))])
+    write("lookup_order_missing.yaml", "_orders.md, Retrieve an order (error shape from the WP REST API)", [
+        (request("GET", f"{BASE}/orders/9999"),
+         response(404, "Not Found", {"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.",
+                                     "data": {"status": 404}}))])
+    shipments = [{"tracking_provider": "correos", "custom_tracking_provider": "", "custom_tracking_link": "",
+                  "tracking_number": "PK0001", "date_shipped": "1772697600", "tracking_id": "a1"},
+                 {"tracking_provider": "", "custom_tracking_provider": "SEUR",
+                  "custom_tracking_link": "https://www.seur.example/track?n=ES777", "tracking_number": "ES777",
+                  "date_shipped": "1772784000", "tracking_id": "b2"}]
+    tracked = {**completed, "meta_data": [m for m in completed["meta_data"] if m["key"] != "_connectzap_tracking_url"]
+               + [{"id": 20430, "key": "_wc_shipment_tracking_items", "value": shipments}]}
+    write("lookup_shipment_tracking.yaml", "_orders.md, Retrieve an order (meta_data of the Shipment Tracking "
+          "extension)", [(get, response(200, "OK", tracked))])
+    newer = {**fixture("order_created_classic.json"), "id": 1045, "number": "1045", "status": "processing",
+             "date_created_gmt": "2026-03-09T10:00:00", "date_modified_gmt": "2026-03-09T10:00:00"}
+    stranger = {**completed, "id": 1050, "number": "1050", "date_created_gmt": "2026-03-10T10:00:00",
+                "billing": {**completed["billing"], "first_name": "Bea", "phone": "+34 612 34 56 79",
+                            "email": "bea@example.com"}}
+    write("lookup_latest.yaml", "_orders.md, Retrieve an order; List all orders (search, orderby, order)", [
+        (get, response(200, "OK", completed)),
+        (request("GET", f"{BASE}/{LOOKUP_SEARCH}"),
+         response(200, "OK", [stranger, newer, completed], **{"X-WP-Total": "3", "X-WP-TotalPages": "1"}))])
 
 
 if __name__ == "__main__":

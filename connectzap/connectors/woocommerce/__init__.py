@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.hookspecs import hookimpl
 from ...core.connector import OutboundCall
 from ..base import Connector
-from . import replies, review_requests
+from . import order_lookup, replies, review_requests
 from .connector import WooCommerceConnector
 from .mapping import SOURCE
 from .reconcile import feed_order, reconcile_all, reconcile_forever
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import click
 
     from ...core.context import EventContext
-    from ...core.models import Order
+    from ...core.models import InboundMessage, Order
 
 __all__ = ["WooCommerceConnector", "reconcile_forever"]
 
@@ -59,6 +59,13 @@ async def on_order_created(order: Order, ctx: EventContext) -> None:
 @hookimpl
 async def on_order_updated(order: Order, ctx: EventContext) -> None:
     await _track(order, ctx)
+
+
+@hookimpl
+async def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
+    connector = ctx.app.connectors.get("woocommerce")
+    if isinstance(connector, WooCommerceConnector):
+        await order_lookup.answer(message, ctx, connector)
 
 
 @hookimpl

@@ -79,6 +79,13 @@ class ShopClient:
     def get_order(self, order_id: str) -> dict[str, Any]:
         return _json(self._call("GET", f"orders/{order_id}"), self.name)
 
+    def search_orders(self, term: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest orders (any status) whose searchable fields -- the billing and shipping
+        addresses, email and phone as the customer typed them -- contain ``term``."""
+        body = _json(self._call("GET", "orders", search=term, orderby="date", order="desc", per_page=limit,
+                                status="any"), self.name)
+        return [o for o in body if isinstance(o, dict)] if isinstance(body, list) else []
+
     def get_product(self, product_id: str) -> dict[str, Any]:
         body = _json(self._call("GET", f"products/{product_id}"), self.name)
         return body if isinstance(body, dict) else {}

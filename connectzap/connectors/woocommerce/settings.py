@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ...core.models import Category
 from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
+from .lookup_settings import OrderLookupSettings
 from .review_settings import ReviewRequestSettings
 
 SHOP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -103,6 +104,8 @@ class WooCommerceSettings(ConnectorSettings):
     """How far back the first reconcile of a shop looks."""
     review_requests: ReviewRequestSettings = Field(default_factory=ReviewRequestSettings)
     """Ask for a product review N days after an order is completed (off by default)."""
+    order_lookup: OrderLookupSettings = Field(default_factory=OrderLookupSettings)
+    """Answer a customer who writes an order number or taps "Where is my order?" (off by default)."""
 
     # Single-shop shorthand: shop settings written at the top level become the shop "default"
     # (declared here so they are known as secrets; after validation they live in ``shops``).
