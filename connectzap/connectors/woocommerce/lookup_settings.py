@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from ...plugins.languages import checked_countries, language_of
+from ...plugins.languages import LanguageChoice, language_of
 
 DEFAULT_PATTERNS = [
     r"#\s?(\d{2,12})\b",
@@ -33,10 +33,10 @@ DEFAULT_QUICK_REPLIES = ["Where is my order?", "¿Dónde está mi pedido?", "Ond
                          "WHERE_IS_MY_ORDER"]
 
 
-class OrderLookupSettings(BaseModel):
-    """How customers ask for their order's status, and how often a wrong number may be tried."""
-
-    model_config = ConfigDict(extra="forbid")
+class OrderLookupSettings(LanguageChoice):
+    """How customers ask for their order's status, and how often a wrong number may be tried
+    (``default_language`` and ``countries`` choose the answer's language, as for the bundled
+    automatic answers)."""
 
     enabled: bool = False
     patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PATTERNS))
@@ -51,10 +51,6 @@ class OrderLookupSettings(BaseModel):
     """Order numbers that found nothing of the sender's, per contact within ``miss_window_minutes``;
     past it the contact gets no answer to numbers until the window has passed."""
     miss_window_minutes: float = Field(default=60, gt=0)
-    default_language: str = "en"
-    """The answer's language when the sender's country has no built-in or configured wording."""
-    countries: dict[str, str] = Field(default_factory=dict)
-    """Country code -> the language its customers read, where the built-in table is not right."""
     statuses: dict[str, dict[str, str]] = Field(default_factory=dict)
     """Language -> status -> wording, replacing or adding to the built-in wording."""
     not_found: dict[str, str] = Field(default_factory=dict)
@@ -75,16 +71,6 @@ class OrderLookupSettings(BaseModel):
                 raise ValueError(f"pattern {pattern!r} needs exactly one group (the order number), "
                                  f"it has {compiled.groups}")
         return patterns
-
-    @field_validator("default_language")
-    @classmethod
-    def _language(cls, tag: str) -> str:
-        return language_of(tag)
-
-    @field_validator("countries")
-    @classmethod
-    def _countries(cls, countries: dict[str, str]) -> dict[str, str]:
-        return checked_countries(countries)
 
     @field_validator("statuses", "not_found")
     @classmethod
