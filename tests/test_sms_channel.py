@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sms_support import AUTH_TOKEN, FROM, PUBLIC_URL, Answer, TwilioStandIn, settings, twilio_error
 
 from connectzap.connectors.sms.channel import TwilioSmsChannel, quiet_hours_wait
@@ -268,3 +270,17 @@ async def test_the_cassette_of_twilios_reference_answers() -> None:
     assert sid == "SM1f0e8ae6ade43cb3c0ce4525424e404f"
     assert (raised.value.code, raised.value.vendor_code) == ("unreachable", 21211)
     assert cassette.all_played
+
+
+@given(st.integers(min_value=400, max_value=599), st.one_of(st.none(), st.integers(min_value=10000, max_value=99999)),
+       st.text(min_size=1, max_size=60), st.one_of(st.none(), st.sampled_from(["5", "0", "soon"])))
+def test_every_twilio_error_lands_in_one_branch_of_the_tree_without_twilios_text(
+        status: int, code: int | None, message: str, retry_after: str | None) -> None:
+    from connectzap.connectors.sms.errors import classify
+    payload = {"code": code, "message": f"{message} +14155550100", "status": status}
+    error = classify(status, payload, {"retry-after": retry_after} if retry_after else None)
+    kinds = [isinstance(error, k) for k in (RetriableDeliveryError, SkippableDeliveryError, SendingPausedError,
+                                           FatalDeliveryError)]
+    assert kinds.count(True) == (2 if isinstance(error, SendingPausedError) else 1)  # paused is fatal too
+    assert isinstance(error, RetriableDeliveryError) == (status == 429 or status >= 500 or code == 20429)
+    assert "+14155550100" not in str(error) and error.vendor_code == code and error.http_status == status
