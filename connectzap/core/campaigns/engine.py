@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, select, text, update
 
 from .. import gate
 from ..idempotency import scoped_key
@@ -57,6 +57,8 @@ SETTLE_SECONDS = 86400.0
 """A ``sent`` message whose delivery nobody reported in this long is settled (its number erased)."""
 MARGIN = 60.0
 """Seconds of changes :func:`follow` reads again: longer than any write transaction takes to commit."""
+CHUNK = 1000
+"""Recipients looked up by message id this many at a time."""
 FOLLOW_DAYS = 7.0
 """A finished campaign's outcomes follow statuses and replies this long after it ended."""
 
@@ -109,31 +111,41 @@ def _content(base: TemplateContent, template: dict[str, Any], params: str | None
 
 # --- follow ------------------------------------------------------------------------------------
 
-def follow(conn: Connection, campaign: Any, limit: int = 5000) -> int:
+def follow(db: Database, conn: Connection, campaign: Any, limit: int = 5000) -> int:
     """Bring recipients' outcomes up to date with their messages and the customers' replies.
 
     Only what changed since the last look is read -- the campaign's messages updated since then
     (index on the outbox's cancel key and update time) and the customers who wrote since then --
     so a round costs what changed, not the size of the campaign. :data:`MARGIN` seconds are read
-    again each time: a change stamped just before the last look may have committed after it."""
+    again each time: a change stamped just before the last look may have committed after it. The
+    messages admission inserted are not among them until something changes them (admission
+    records their status on the recipient itself), so a round does not re-read the last minute's
+    admissions; the recipients that changed are written in one statement per kind of change."""
     t = now()
     since = (campaign.followed_until or 0.0) - MARGIN
-    changed = 0
-    rows = conn.execute(
-        select(recipients.c.contact_key, recipients.c.outcome, recipients.c.backoffs, outbox_table.c.status,
-               outbox_table.c.reason, outbox_table.c.error_code, outbox_table.c.error_details)
-        .join(recipients, and_(recipients.c.campaign_id == campaign.id,
-                               recipients.c.message_id == outbox_table.c.id))
-        .where(outbox_table.c.cancel_key == cancel_key(campaign.id), outbox_table.c.updated_at >= since,
-               recipients.c.outcome.in_(FOLLOWED),
-               func.coalesce(recipients.c.message_status, "") != outbox_table.c.status)
-        .limit(limit)).all()
-    for row in rows:
-        values = _followed(row, t)
-        conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
-                                               recipients.c.contact_key == row.contact_key)
-                     .values(message_status=row.status, updated_at=t, **values))
-        changed += 1
+    changed_since = {m.id: m for m in conn.execute(changed_messages(campaign.id, since))}
+    # Their recipients by message id, a chunk at a time: a join would let PostgreSQL start from the
+    # recipients (the whole campaign) while its statistics do not know the campaign yet.
+    rows = []
+    ids = list(changed_since)
+    for at in range(0, len(ids), CHUNK):
+        for r in conn.execute(select(recipients.c.contact_key, recipients.c.outcome, recipients.c.backoffs,
+                                     recipients.c.message_id, recipients.c.message_status).where(
+                recipients.c.campaign_id == campaign.id, recipients.c.message_id.in_(ids[at:at + CHUNK]),
+                recipients.c.outcome.in_(FOLLOWED))):
+            message = changed_since[r.message_id]
+            if r.message_status != message.status:
+                rows.append((r, message))
+        if len(rows) >= limit:
+            break
+    by_change: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r, message in rows:
+        values = {"campaign_id": campaign.id, "contact_key": r.contact_key, "message_status": message.status,
+                  "updated_at": t, **_followed(r.backoffs, message, t)}
+        by_change.setdefault(tuple(values), []).append(values)
+    for same_columns in by_change.values():
+        bulk.update_by(db, conn, recipients, ("campaign_id", "contact_key"), same_columns)
+    changed = len(rows)
     wrote = select(windows.c.contact_key).where(windows.c.last_inbound_at >= since,
                                                 windows.c.contact_key == recipients.c.contact_key,
                                                 windows.c.last_inbound_at > recipients.c.admitted_at)
@@ -151,17 +163,32 @@ def follow(conn: Connection, campaign: Any, limit: int = 5000) -> int:
     return changed
 
 
+def changed_messages(campaign_id: str, since: float) -> Select[Any]:
+    """The campaign's messages changed after admission, stamped ``since`` or later (the partial index
+    ``ix_outbox_cancel_changed``). :func:`follow` reads these first, then their recipients: a plan
+    starting from the recipients would read the whole campaign."""
+    return (select(outbox_table.c.id, outbox_table.c.status, outbox_table.c.reason, outbox_table.c.error_code,
+                   outbox_table.c.error_details)
+            .where(outbox_table.c.cancel_key == cancel_key(campaign_id), outbox_table.c.updated_at >= since,
+                   _CHANGED_SINCE_ADMITTED))
+
+
+_CHANGED_SINCE_ADMITTED = text("(outbox.status <> 'queued' OR outbox.updated_at > outbox.created_at)")
+"""The predicate of ``ix_outbox_cancel_changed`` (:data:`..store.schema.CHANGED_SINCE_ADMITTED`) as
+literal SQL: with 'queued' a bound parameter the planner could not use the partial index."""
+
 _reply_time = (select(func.max(windows.c.last_inbound_at)).where(windows.c.contact_key == recipients.c.contact_key)
                .scalar_subquery())
 """When the customer last wrote: looked at every few seconds, it is (close to) their first reply."""
 
 
-def _followed(row: Any, t: float) -> dict[str, Any]:
+def _followed(backoffs: int, row: Any, t: float) -> dict[str, Any]:
+    """A recipient's new values for its message ``row`` (status, reason, error) after ``backoffs`` deferrals."""
     outcome = _OUTCOME_OF.get(row.status, IN_OUTBOX)
     values: dict[str, Any] = {"outcome": outcome}
-    if outcome == "failed" and row.reason == PER_USER_LIMIT and row.backoffs < len(BACKOFFS):
+    if outcome == "failed" and row.reason == PER_USER_LIMIT and backoffs < len(BACKOFFS):
         # never resent at once: the recipient waits, and then goes through the gate again
-        return {"outcome": "deferred", "due_at": t + BACKOFFS[row.backoffs], "backoffs": row.backoffs + 1,
+        return {"outcome": "deferred", "due_at": t + BACKOFFS[backoffs], "backoffs": backoffs + 1,
                 "reason": PER_USER_LIMIT, "error_code": row.error_code, "error_title": row.error_details,
                 "message_id": None}
     if outcome in ("failed", "refused"):
@@ -323,7 +350,7 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
         set_state(conn, campaign, Action.START)
         campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()
         done += 1
-    done += follow(conn, campaign)
+    done += follow(db, conn, campaign)
     if campaign.state != State.RUNNING:
         return done
     admitted, waiting = admit(db, conn, secret, campaign, accounts)
