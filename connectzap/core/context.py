@@ -64,6 +64,16 @@ class PluginState:
     def delete(self, key: str) -> None:
         self._change(key, plugin_state.DELETED)
 
+    def claim(self, key: str, value: Any, *, forget_at: float | None = None) -> Any:
+        """Take ``key`` for ``value`` unless it holds a value already; return the value it holds
+        then (``value`` when this call took it). Committed at once, buffered or not: for a step
+        that must happen once however many workers and retries race for it (one status change
+        per order). Never forgotten before ``forget_at`` when given."""
+        json.dumps(value)
+        db = self._app.db
+        with db.begin() as conn:
+            return plugin_state.claim(db, conn, self._plugin, key, value, forget_at=forget_at)
+
     def _change(self, key: str, value: Any) -> None:
         if self._buffered:
             self.pending[key] = value

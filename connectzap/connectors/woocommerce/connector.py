@@ -35,7 +35,7 @@ from ...core.campaigns.write_back import Outcome, unwritten, write_back
 from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
 from ...core.replies import ReplyRequest
 from ..base import Connector, WebhookRequest, WebhookResponse
-from . import audience, customer_notes, replies, review_requests
+from . import audience, cod, customer_notes, replies, review_requests
 from .notices import ShopNotice
 from .mapping import SOURCE, consents_from, customer_of, gmt, order_event, ordering_key
 from .reconcile import reconcile_all, reconcile_forever
@@ -69,6 +69,7 @@ class WooCommerceConnector(Connector):
     def __init__(self, settings: WooCommerceSettings, app: Any) -> None:
         super().__init__(settings, app)
         self._clients: dict[str, ShopClient] = {}
+        self.cod = cod.CashOnDelivery(app, settings.shops, self.client)
 
     # --- shops -------------------------------------------------------------------------
 
@@ -194,6 +195,8 @@ class WooCommerceConnector(Connector):
             return  # another connector's thin event
         if isinstance(notice.root, review_requests.ReviewDue):
             await self._settle_review(notice.root, ctx)
+        elif isinstance(notice.root, cod.CodDue):
+            await self.cod.due(notice.root, ctx)
         else:
             await self._complete_note(notice.root, ctx)
 
@@ -245,7 +248,15 @@ class WooCommerceConnector(Connector):
 
     # --- reply sync ----------------------------------------------------------------------
 
+    async def sync_order_created(self, order: Order, ctx: EventContext) -> None:
+        """Ask a cash-on-delivery customer to confirm (when the shop's ``cod`` section says so)."""
+        await self.cod.ask(order, ctx)
+
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:
+        tap = cod.tap_of(message)
+        if tap is not None:  # a Confirm / Cancel button: its own order note, not the reply's
+            await self.cod.answer(tap, message, ctx)
+            return
         note = await self._inbound_note(message, ctx)
         if note is not None:
             await self._add_note(note, ctx)
@@ -277,6 +288,9 @@ class WooCommerceConnector(Connector):
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         if kind == "campaign_finished":
             return await asyncio.to_thread(self._rehearse_campaign, payload, ctx)
+        if kind == "inbound_message" and cod.tap_of(payload) is not None:
+            return [OutboundCall(None, None, note="a cash-on-delivery answer: the order's status and a private note "
+                                                  "(the shop is read first)")]
         if kind == "inbound_message":
             note = await self._inbound_note(payload, ctx)
         elif kind == "message_status":

@@ -120,6 +120,7 @@ def order_from_json(data: Any, shop_name: str, shop: ShopSettings) -> Order:
         created_at=gmt(data.get("date_created_gmt")), updated_at=gmt(data.get("date_modified_gmt")),
         tracking_url=tracking_url(meta, shop), meta=meta,
         refunded_total=str(refunded) if refunds else None,
+        payment_method=data.get("payment_method") or None,
         payment_method_title=data.get("payment_method_title") or None,
         shipping_total=_text(money(data.get("shipping_total"), "shipping_total")),
         currency_symbol=data.get("currency_symbol") or None,

@@ -40,6 +40,8 @@ class ShopClient:
             if method == "GET":
                 response = (self.api.get(endpoint, params=params) if self.api.is_ssl
                             else self._oauth_get(endpoint, params))
+            elif method == "PUT":
+                response = self.api.put(endpoint, data)
             else:
                 response = self.api.post(endpoint, data)
         except requests.Timeout:
@@ -75,6 +77,10 @@ class ShopClient:
     def url_for(shop: ShopSettings, endpoint: str) -> str:
         """The full URL the ``woocommerce`` package calls for ``endpoint`` (``/wp-json/wc/v3/...``)."""
         return f"{shop.url.rstrip('/')}/wp-json/wc/v3/{endpoint}"
+
+    def set_status(self, order_id: str, status: str) -> dict[str, Any]:
+        """``PUT orders/{id}`` with the new status (WooCommerce runs its usual status-change actions)."""
+        return dict(_json(self._call("PUT", f"orders/{order_id}", {"status": status}), self.name) or {})
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return _json(self._call("GET", f"orders/{order_id}"), self.name)

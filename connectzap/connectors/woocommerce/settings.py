@@ -28,6 +28,7 @@ from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
 from .lookup_settings import OrderLookupSettings
 from .review_settings import ReviewRequestSettings
+from .cod_settings import CodSettings
 
 SHOP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -65,6 +66,8 @@ class ShopSettings(BaseModel):
     """Send each note to the customer written on an order to the customer on WhatsApp (needs an
     Action webhook for ``woocommerce_new_customer_note``; the text inside the 24-hour window, the
     ``[replies]`` template outside it), and note on the order what became of it."""
+    cod: CodSettings = Field(default_factory=CodSettings)
+    """Ask cash-on-delivery customers to confirm or cancel on WhatsApp (:mod:`.cod_settings`)."""
     reconcile_page_size: int = Field(default=100, ge=1, le=100)
     """Orders per REST page when reconciling (WordPress allows at most 100)."""
     timeout_seconds: float = Field(default=15, gt=0)
@@ -141,7 +144,8 @@ class WooCommerceSettings(ConnectorSettings):
         return self
 
     def templates_used(self) -> list[TemplateUse]:
-        return self.review_requests.templates_used("review_requests.template")
+        cod = [use for name, shop in sorted(self.shops.items()) for use in shop.cod.templates_used(f"shops.{name}.cod")]
+        return [*self.review_requests.templates_used("review_requests.template"), *cod]
 
     def default_shop(self) -> str | None:
         """The shop served by the path without a shop name."""

@@ -96,6 +96,17 @@ def write(db: Database, conn: Connection, plugin: str, changes: Mapping[str, Any
                                            "updated_at": now(), "forget_at": forget_at}, ["plugin", "key"])
 
 
+def claim(db: Database, conn: Connection, plugin: str, key: str, value: Any, *, forget_at: float | None = None) -> Any:
+    """Keep ``value`` under ``key`` unless the key holds a value already, and return the value it
+    holds now: ``value`` when this call took it. Of several workers racing for one key, one wins
+    (on PostgreSQL the others wait for its commit, then read its value)."""
+    row = {"plugin": plugin, "key": key, "value": json.dumps(value), "updated_at": now(), "forget_at": forget_at}
+    conn.execute(plugin_state.delete().where(plugin_state.c.plugin == plugin, plugin_state.c.key == key,
+                                             plugin_state.c.forget_at.is_not(None), plugin_state.c.forget_at <= now()))
+    conn.execute(db.insert(plugin_state).on_conflict_do_nothing(index_elements=["plugin", "key"]).values(row))
+    return read(conn, plugin, key)
+
+
 def erase_expired(conn: Connection, at: float | None = None) -> int:
     """Forget the values whose ``forget_at`` came (the housekeeping, every few seconds)."""
     t = now() if at is None else at
