@@ -40,6 +40,10 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
 
+    def respond(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """The status and JSON body to answer with (a stand-in with state overrides this)."""
+        return 200, self.answers.get(path, {"id": 1})
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
@@ -52,8 +56,9 @@ class Receiver:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                data = json.dumps(receiver.answers.get(self.path.split("?", 1)[0], {"id": 1})).encode()
-                self.send_response(200)
+                status, answer = receiver.respond(self.command, self.path.split("?", 1)[0], body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
