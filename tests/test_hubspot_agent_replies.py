@@ -131,11 +131,27 @@ async def test_a_contact_without_a_number_or_a_note_on_two_contacts_is_refused_o
     await Worker(app).run_until_idle()
     assert app.channel.sent() == [] and app.messages(phone=PHONE) == []
     entries = outcome_entries(fake)
-    assert sum("no valid WhatsApp number" in e for e in entries) == 1
+    assert sum("no valid WhatsApp number (or BSUID) in hs_whatsapp_phone_number, mobilephone, phone, "
+               "whatsapp_bsuid" in e for e in entries) == 1
     assert sum("this note is on 2" in e for e in entries) == 2  # on each contact it is on
     skipped = {json.loads(d["result"]).get("skipped") for d in deliveries_of(app, "connector:hubspot")
                if d["result"]}
     assert {"no_phone", "not_one_contact"} <= skipped
+
+
+async def test_a_customer_who_hides_their_number_is_answered_by_the_bsuid_the_contact_holds(make, fake):
+    bsuid = "US.13491208655302741918"
+    contact = fake.add_contact({"firstname": "Ana", "whatsapp_bsuid": bsuid})
+    app = engine(make, fake)
+    with app.db.begin() as conn:  # Ana wrote an hour ago, with her username only
+        windows.open_window(app.db, conn, app.contact_key(bsuid), time.time() - 3600, None)
+    assert created(app, fake.add_note(NOTE, [contact])) == 200
+    await Worker(app).run_until_idle()
+    [sent] = app.channel.sent()
+    assert (sent["type"], sent["text"]["body"], sent.get("recipient", sent.get("to"))) == ("text", ANSWER, bsuid)
+    [entry] = outcome_entries(fake)
+    assert "WhatsApp reply sent" in entry
+    assert app.conversation(bsuid).handled_by == "human"
 
 
 async def test_an_ordinary_note_sends_nothing_and_with_agent_replies_off_notes_are_not_fetched(make, fake):

@@ -29,7 +29,7 @@ SOURCE = "hubspot"
 NOTE_TYPE_ID = "0-46"  # objectTypeId of notes in generic (object.*) webhook subscriptions
 MAX_TEXT = 4096  # WhatsApp's limit on a text message's body
 NOT_SENT = "⛔ WhatsApp reply not sent"
-NO_NUMBER = "The contact has no valid WhatsApp number in {properties}: nothing was sent."
+NO_NUMBER = "The contact has no valid WhatsApp number (or BSUID) in {properties}: nothing was sent."
 SEVERAL_CONTACTS = "A WhatsApp reply goes to one contact; this note is on {count}. Nothing was sent."
 
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/li)\b[^>]*>", re.IGNORECASE)
@@ -74,13 +74,13 @@ async def fetch_note(client: HubSpotClient, note_id: str) -> Note | None:
 
 
 def reply_of(settings: HubSpotSettings, portal: str, note: Note, text: str, contact_id: str,
-             contact: dict[str, Any], phone: str) -> ReplyRequest:
+             contact: dict[str, Any], to: Contact) -> ReplyRequest:
     """The reply to journal: keyed by the note (sent once, however often HubSpot delivers it), with
     the ``[replies]`` template's parameters from the contact's ``agent_reply_params`` properties."""
     props: dict[str, Any] = contact["properties"]
     # An empty property leaves its parameter out: the gate then refuses the template, saying why.
     params = [value[:1024] for name in settings.agent_reply_params if (value := str(props.get(name) or "").strip())]
-    return ReplyRequest(to=Contact(phone=phone), text=text[:MAX_TEXT], fallback_params=params,
+    return ReplyRequest(to=to, text=text[:MAX_TEXT], fallback_params=params,
                         origin={"source": SOURCE, "portal": portal, "contact": contact_id, "note": note.id},
                         idempotency_key=f"{portal}:note:{note.id}", by=SOURCE)
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from ...core.bsuids import is_bsuid
 from ...core.errors import SkippableError
-from ...core.models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, ConsentChange, ContactAction,
+from ...core.models import (CHANGED_IN_APP, Contact, SENT_FROM_BUSINESS_APP, CallActivity, ConsentChange, ContactAction,
                              ContactChange, Event, EventKind, Handoff, InboundMessage, MessageStatus, PastMessage,
                              StatusValue)
 from ...core.connector import AudienceMember, AudienceQuery, OutboundCall
@@ -164,13 +164,19 @@ class HubSpotConnector(Connector):
             raise SkippableError(f"HubSpot contact {contact_id} no longer exists", code="not_found")
         props = contact["properties"]
         phone = self.contacts.phone_of(props)
-        if phone is None:
+        # A customer who hides their number is reached by the BSUID the contact holds.
+        user_id = None if phone else str(props.get(self.settings.bsuid_property) or "").strip()
+        if not phone and not is_bsuid(user_id):
             await self._reply_refused(ctx, note.id, contact_id, agent_replies.NO_NUMBER.format(
-                properties=", ".join(self.settings.phone_properties)))
-            raise SkippableError(f"HubSpot contact {contact_id} has no valid WhatsApp number", code="no_phone")
-        self.contacts.remember(ctx, phone, ContactRef(contact_id, props.get("hubspot_owner_id") or None))
-        consents = self.contacts.consents_of(contact, portal, phone, datetime.now(UTC))
-        reply = agent_replies.reply_of(self.settings, portal, note, text, contact_id, contact, phone)
+                properties=", ".join([*self.settings.phone_properties, self.settings.bsuid_property])))
+            raise SkippableError(f"HubSpot contact {contact_id} has no valid WhatsApp number or BSUID",
+                                 code="no_phone")
+        consents = []
+        if phone:
+            self.contacts.remember(ctx, phone, ContactRef(contact_id, props.get("hubspot_owner_id") or None))
+            consents = self.contacts.consents_of(contact, portal, phone, datetime.now(UTC))
+        reply = agent_replies.reply_of(self.settings, portal, note, text, contact_id, contact,
+                                       Contact(phone=phone, user_id=user_id or None))
         return [Event.of(EventKind.REPLY, reply, source=self.name, dedupe_key=f"{portal}:note:{note.id}:reply",
                          consents=consents, ordering_key=webhooks.ordering_key(portal, contact_id))]
 

@@ -184,5 +184,5 @@ class HubSpotSettings(ConnectorSettings):
         for send in self.workflow_sends.values():
             names.extend(send.params)
         if self.agent_replies:
-            names.extend(self.agent_reply_params)
+            names.extend([*self.agent_reply_params, self.bsuid_property])
         return list(dict.fromkeys(names))
