@@ -42,6 +42,15 @@ def answers(app, wa_id: str) -> list[str]:
     return [b["text"]["body"] for b in app.channel.sent() if b.get("type") == "text" and b["to"] == wa_id]
 
 
+def hook_notes(app) -> list[str]:
+    """The codes the woocommerce plugin's inbound-message hook noted (why it answered, or not)."""
+    import json
+
+    from test_woocommerce_notes import deliveries
+    return [note["code"] for d in deliveries(app, "woocommerce") if d["status"] == "done"
+            for note in json.loads(d["result"] or "{}").get("notes", [])]
+
+
 def ask(app, wa_id: str, body: str, cassette: str | None = None) -> None:
     webhook = text(body, wa_id=wa_id)
     if cassette is None:
@@ -89,6 +98,7 @@ def test_repeated_misses_are_rate_limited_per_contact(shop):
     for _ in range(4):
         ask(app, STRANGER, "order 1042", "lookup_order_1042.yaml")
     assert answers(app, STRANGER) == [NEUTRAL_ES, NEUTRAL_ES]
+    assert hook_notes(app) == ["order_not_found", "order_not_found", "lookup_limited", "lookup_limited"]
     ask(app, ANA, "order 1042", "lookup_order_1042.yaml")  # another contact is not limited
     assert len(answers(app, ANA)) == 1
 
@@ -106,8 +116,18 @@ def test_where_is_my_order_answers_about_the_senders_latest_orders_only(shop):
 def test_no_answer_while_a_person_handles_the_conversation(shop):
     app = shop()
     app.hand_to_human("+" + ANA, "agent on it")
-    ask(app, ANA, "pedido 1042")  # no cassette: a request to the shop would fail the test
-    assert answers(app, ANA) == []
+    ask(app, ANA, "pedido 1042")
+    assert answers(app, ANA) == [] and hook_notes(app) == ["human_handling"]
+
+
+def test_a_stale_question_reads_no_shop_and_gets_no_answer(shop):
+    import time
+
+    from connectzap.core import clock
+    app = shop()
+    with clock.use_clock(lambda: time.time() + 3600):  # the webhook is handled an hour after it was sent
+        ask(app, ANA, "pedido 1042")
+    assert answers(app, ANA) == [] and hook_notes(app) == ["stale"]
 
 
 def test_a_message_without_an_order_question_is_left_alone(shop):

@@ -83,6 +83,8 @@ async def test_sent_once_n_days_after_completion_and_never_again(shop):
         await deliver(app, "order_updated_completed.json", delivery="c1")
         await deliver(app, "order_updated_completed.json", delivery="c1")  # the same delivery
         await deliver(app, "order_updated_completed.json", delivery="c2")  # WooCommerce sending it again
+        [due] = app.events(kind="resolve")
+        assert due.subject == "the review request for order 1042 of shop main" and due.status == "pending"
         now.move(days=6, hours=23)
         with review_vcr.use_cassette("review_sent.yaml") as cassette:
             await run(app)
@@ -105,6 +107,19 @@ async def test_sent_once_n_days_after_completion_and_never_again(shop):
         now.move(days=30)
         await run(app)  # no cassette: any request to the shop would fail the test
     assert len(reviews_sent(app)) == 1
+
+
+async def test_a_scheduled_request_survives_a_restart(shop, make):
+    app = shop()
+    with frozen(COMPLETED) as now:
+        await deliver(app, "order_updated_completed.json", delivery="c1")
+        app.close()  # the process ends with the request scheduled
+        restarted = make(connectors={"woocommerce": {"shops": {"main": shop_config()}, "review_requests": REVIEWS}})
+        now.move(days=8)
+        with review_vcr.use_cassette("review_sent.yaml") as played:
+            await run(restarted)
+        assert played.all_played
+    assert len(reviews_sent(restarted)) == 1
 
 
 @pytest.mark.parametrize(("cassette", "note"), [

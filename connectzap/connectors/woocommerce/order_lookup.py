@@ -7,8 +7,8 @@ Order of decisions (the ``woocommerce`` plugin's ``on_inbound_message``):
    text itself) asks about the sender's latest orders; else the first pattern that matches the
    text names an order number; else the message is not for this flow.
 2. *Who asks.* The sender's contact key (the keyed hash of their number; a BSUID linked to a
-   number resolves to that number's key). A person handling the conversation means no automatic
-   answer at all.
+   number resolves to that number's key). A person handling the conversation, or a message older
+   than ``[automation] stale_after_minutes``, means no answer at all (and no shop is read).
 3. *Too many misses?* More than ``max_misses`` numbers that found nothing of the sender's within
    ``miss_window_minutes``: no answer to numbers until the window passes (noted on the event).
 4. *Find.* A number: ``GET orders/{number}`` in each shop. The latest orders: the order the
@@ -243,6 +243,10 @@ async def answer(message: InboundMessage, ctx: EventContext, connector: WooComme
         ctx.note("human_handling", "order lookup: a person handles this conversation")
         return
     now = clock.now()
+    stale = ctx.settings.automation.stale_after_minutes * 60
+    if now - message.timestamp.timestamp() > stale:  # the gate would refuse the answer: read no shop for it
+        ctx.note("stale", "order lookup: the message is older than [automation] stale_after_minutes")
+        return
     misses_key = f"lookup-misses:{sender}"
     window = settings.miss_window_minutes * 60
     misses = [t for t in ctx.state.get(misses_key) or [] if t > now - window]
