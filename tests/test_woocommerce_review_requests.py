@@ -109,7 +109,9 @@ async def test_sent_once_n_days_after_completion_and_never_again(shop):
     assert len(reviews_sent(app)) == 1
 
 
-async def test_a_scheduled_request_survives_a_restart(shop, make):
+async def test_a_scheduled_request_survives_a_restart(shop, make, backend):
+    if backend != "sqlite":
+        pytest.skip("a second engine on the same database: the test kit gives each PostgreSQL engine a fresh schema")
     app = shop()
     with frozen(COMPLETED) as now:
         await deliver(app, "order_updated_completed.json", delivery="c1")
