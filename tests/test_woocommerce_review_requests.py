@@ -174,6 +174,17 @@ async def test_an_opted_out_customer_is_not_asked_and_the_order_says_why(shop):
     assert reviews_sent(app) == []
 
 
+async def test_a_template_of_another_category_is_not_sent(shop):
+    app = shop(category="marketing")  # the seeded template is UTILITY (as if Meta had re-categorised it)
+    with frozen(COMPLETED) as now:
+        await deliver(app, "order_updated_completed.json", delivery="c1")
+        now.move(days=8)
+        with review_vcr.use_cassette("review_wrong_category.yaml") as played:
+            await run(app)
+        assert played.all_played
+    assert reviews_sent(app) == []
+
+
 async def test_off_by_default_schedules_nothing(make):
     app = make(connectors={"woocommerce": {"shops": {"main": shop_config()}}})
     await deliver(app, "order_updated_completed.json", delivery="c1")

@@ -208,16 +208,22 @@ def review_cassettes() -> None:
     notes on the order what became of it."""
     completed = fixture("order_updated_completed.json")
     get = request("GET", f"{BASE}/orders/1042")
+    coffee = (request("GET", f"{BASE}/products/87"),
+              response(200, "OK", product(87, "Organic Coffee Beans 1kg", "organic-coffee-beans-1kg")))
     write("review_sent.yaml", "_orders.md, Retrieve an order; _products.md, Retrieve a product; _order-notes.md",
           [(get, response(200, "OK", completed)),
-           (request("GET", f"{BASE}/products/87"), response(200, "OK", product(87, "Organic Coffee Beans 1kg",
-                                                                                  "organic-coffee-beans-1kg"))),
+           coffee,
            note(301, REVIEW_SENT_NOTE)])
     write("review_opted_out.yaml", "_orders.md, Retrieve an order; _products.md, Retrieve a product; _order-notes.md",
           [(get, response(200, "OK", completed)),
-           (request("GET", f"{BASE}/products/87"), response(200, "OK", product(87, "Organic Coffee Beans 1kg",
-                                                                                  "organic-coffee-beans-1kg"))),
+           coffee,
            note(303, "WhatsApp review request not sent (opted_out): opted out of utility via whatsapp-keyword.")])
+    write("review_wrong_category.yaml", "_orders.md, Retrieve an order; _products.md, Retrieve a product; "
+          "_order-notes.md", [
+              (get, response(200, "OK", completed)),
+              coffee,
+              note(304, "WhatsApp review request not sent: template review_request (es) is a utility template, and "
+                        "review_requests.category is marketing.")])
     refund = {"id": 1101, "reason": "Damaged mug", "total": "-8.14"}
     for name, order, text in (
             ("review_refunded.yaml", fixture("order_updated_refunded.json"),

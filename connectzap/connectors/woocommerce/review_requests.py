@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from ...core import clock, templates
 from ...core.connector import OutboundCall
 from ...core.errors import SkippableError
 from ...core.gate import REASONS
@@ -169,6 +170,20 @@ def build_message(data: dict[str, Any], settings: ReviewRequestSettings, shop: s
                     origin={"source": SOURCE, "shop": shop, "order": order, "flow": "review_request"})
 
 
+def category_mismatch(app: Connectzap, message: Outgoing, settings: ReviewRequestSettings) -> str | None:
+    """Why the template may not go as the configured category, if its category (now) is another.
+    A template missing from the cache is left to the gate (``template_unknown``)."""
+    content = message.content
+    assert isinstance(content, TemplateContent)
+    with app.db.read() as conn:
+        info = templates.get(conn, content.name, content.language)
+    actual = info.category_at(clock.now()).lower() if info is not None else settings.category
+    if actual == settings.category:
+        return None
+    return (f"template {content.name} ({content.language}) is a {actual} template, and review_requests.category "
+            f"is {settings.category}")
+
+
 def outcome_note(decision: Decision, template: str) -> str:
     if decision.accepted:
         return f"WhatsApp review request sent (template {template})."
@@ -206,6 +221,9 @@ async def settle(app: Connectzap, client: ShopClient, notice: ReviewDue, setting
         product = await asyncio.to_thread(client.get_product, str(first_product(data)["product_id"]))
         permalink = str(product.get("permalink") or "") or None
     message = build_message(data, settings, notice.shop, client.shop.url, permalink)
+    mismatch = await asyncio.to_thread(category_mismatch, app, message, settings)
+    if mismatch:
+        return Settled(f"WhatsApp review request not sent: {mismatch}.", "refused")
     decision = await asyncio.to_thread(app.send, message, source=SOURCE)
     return Settled(outcome_note(decision, settings.template or ""), "sent" if decision.accepted else "refused")
 

@@ -7,6 +7,7 @@ is completed (the logic is in :mod:`.review_requests`).
     enabled = true
     days_after_completion = 7
     template = "review_request"                  # a utility or marketing template, as approved by Meta
+    category = "utility"                         # what it must be; a template Meta re-categorised is not sent
     language = "en"
     languages = { ES = "es", MX = "es" }         # by billing country, else `language`
     params = ["{{ first_name or 'there' }}", "{{ product_name }}"]
@@ -16,7 +17,7 @@ is completed (the logic is in :mod:`.review_requests`).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -59,6 +60,10 @@ class ReviewRequestSettings(BaseModel):
     template: str | None = None
     """The approved template; its category (utility or marketing, as Meta approved it) decides which
     consent the gate asks for."""
+    category: Literal["utility", "marketing"] = "utility"
+    """What the request is meant to go as. The gate asks the consent of the template's own category
+    (as Meta approved it); a template whose category is another one -- Meta re-categorises templates
+    -- is not sent, and the order note says why."""
     language: str = "en"
     languages: dict[str, str] = Field(default_factory=dict)
     """Billing country -> template language; other countries get ``language``."""
