@@ -28,6 +28,7 @@ from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
 from .store.schema import consents, contacts, conversations, events, identities, outbox, plugin_state, windows
+from .store.among import among
 
 
 def resolve(conn: Connection, secret: bytes, phone: str | None, user_id: str | None) -> str | None:
@@ -90,14 +91,15 @@ def plain_first_links(conn: Connection, secret: bytes, firsts: Mapping[str, str]
     by_time = {name: own for own in owns for name in contact_times.keys_of(own)}
     what, key = "what", "key"
     parts = [select(literal("number").label(what), identities.c.contact_key.label(key))
-             .where(identities.c.contact_key.in_(numbers))]
-    parts += [select(literal("own").label(what), table.c.contact_key.label(key)).where(table.c.contact_key.in_(owns))
+             .where(among(conn, identities.c.contact_key, numbers))]
+    parts += [select(literal("own").label(what), table.c.contact_key.label(key))
+              .where(among(conn, table.c.contact_key, owns))
               for table in (consents, windows, contacts, conversations, outbox)]
     parts.append(select(literal("ordering").label(what), events.c.ordering_key.label(key))
-                 .where(events.c.ordering_key.in_(sorted(by_ordering)), events.c.status == "pending"))
+                 .where(among(conn, events.c.ordering_key, sorted(by_ordering)), events.c.status == "pending"))
     if by_time:
         parts.append(select(literal("time").label(what), plugin_state.c.key.label(key))
-                     .where(plugin_state.c.key.in_(sorted(by_time))))
+                     .where(among(conn, plugin_state.c.key, sorted(by_time))))
     busy_numbers: set[str] = set()
     busy: set[str] = set()
     for kind, value in conn.execute(union_all(*parts)).all():
@@ -172,7 +174,7 @@ def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
     if not wanted:
         return {}
     rows = conn.execute(select(identities.c.identity_key, identities.c.contact_key)
-                        .where(identities.c.identity_key.in_(wanted))).all()
+                        .where(among(conn, identities.c.identity_key, wanted))).all()
     return {row[0]: row[1] for row in rows}
 
 

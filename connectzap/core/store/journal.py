@@ -26,6 +26,7 @@ from ..models import Event, EventKind
 from ..phones import scrub
 from .database import Database, now
 from .schema import deliveries, events
+from .among import among
 
 
 DEAD_LETTER_KEEP_SECONDS = 7 * 86400
@@ -131,7 +132,7 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float,
         ids += _runs(db, conn, heads, t, limit - len(rows))
     if not ids:
         return []
-    claimed = sorted(conn.execute(events.update().where(events.c.id.in_(ids))
+    claimed = sorted(conn.execute(events.update().where(among(conn, events.c.id, ids))
                                   .values(claimed_by=worker, claimed_until=t + lease)
                                   .returning(events.c.id, events.c.payload, events.c.attempts, events.c.ordering_key,
                                              events.c.next_attempt_at)),
@@ -158,8 +159,8 @@ def _runs(db: Database, conn: Connection, heads: dict[str, int], t: float, room:
             return []
     pending = conn.execute(
         select(events.c.id, events.c.ordering_key, events.c.next_attempt_at, events.c.claimed_until)
-        .where(events.c.ordering_key.in_(bindparam("keys", expanding=True)), events.c.status == "pending")
-        .order_by(events.c.ordering_key, events.c.id), {"keys": sorted(keys)}).all()
+        .where(among(conn, events.c.ordering_key, sorted(keys)), events.c.status == "pending")
+        .order_by(events.c.ordering_key, events.c.id)).all()
     by_key: dict[str, list[Any]] = {}
     for row in pending:
         by_key.setdefault(row.ordering_key, []).append(row)
@@ -181,7 +182,7 @@ def renew(conn: Connection, event_ids: list[int], worker: str, until: float) -> 
     """Extend ``worker``'s lease on events it still holds (a long batch keeps its keys)."""
     if not event_ids:
         return 0
-    return conn.execute(events.update().where(events.c.id.in_(event_ids), events.c.claimed_by == worker,
+    return conn.execute(events.update().where(among(conn, events.c.id, event_ids), events.c.claimed_by == worker,
                                               events.c.status == "pending")
                         .values(claimed_until=until)).rowcount
 
@@ -190,7 +191,7 @@ def release(conn: Connection, event_ids: list[int], worker: str) -> None:
     """Give back events ``worker`` claimed but will not run now (an older event of their key must
     be retried first); they keep their place in the journal."""
     if event_ids:
-        conn.execute(events.update().where(events.c.id.in_(event_ids), events.c.claimed_by == worker,
+        conn.execute(events.update().where(among(conn, events.c.id, event_ids), events.c.claimed_by == worker,
                                            events.c.status == "pending")
                      .values(claimed_by=None, claimed_until=None))
 
@@ -234,7 +235,7 @@ def deliveries_of(conn: Connection, event_id: int) -> list[dict[str, Any]]:
 
 def deliveries_of_many(conn: Connection, event_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
-    for row in conn.execute(select(deliveries).where(deliveries.c.event_id.in_(event_ids))
+    for row in conn.execute(select(deliveries).where(among(conn, deliveries.c.event_id, event_ids))
                             .order_by(deliveries.c.event_id, deliveries.c.id)):
         out.setdefault(row.event_id, []).append(dict(row._mapping))
     return out
@@ -323,7 +324,7 @@ def settle_many(conn: Connection, event_ids: list[int], retention_seconds: float
         else:
             values["erase_after"] = t + retention_seconds
         for at in range(0, len(done), 500):
-            conn.execute(events.update().where(events.c.id.in_(done[at:at + 500])).values(**values))
+            conn.execute(events.update().where(among(conn, events.c.id, done[at:at + 500])).values(**values))
     return outcome
 
 

@@ -25,6 +25,7 @@ from ..phones import scrub
 from . import bulk
 from .database import Database, now
 from .schema import outbox
+from .among import among
 
 S = StatusValue
 
@@ -94,7 +95,7 @@ def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float)
         .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
     rows = [dict(r._mapping) for r in conn.execute(stmt)]
     if rows:
-        conn.execute(outbox.update().where(outbox.c.id.in_([r["id"] for r in rows])).values(
+        conn.execute(outbox.update().where(among(conn, outbox.c.id, [r["id"] for r in rows])).values(
             status=S.SENDING, claimed_by=worker, claimed_until=t + lease, attempts=outbox.c.attempts + 1,
             handed_off_at=None, updated_at=t))
     return rows
@@ -107,7 +108,7 @@ def hand_off(conn: Connection, message_ids: list[str], worker: str) -> set[str]:
     is not marked, and must not be sent."""
     if not message_ids:
         return set()
-    stmt = (outbox.update().where(outbox.c.id.in_(message_ids), outbox.c.status == S.SENDING,
+    stmt = (outbox.update().where(among(conn, outbox.c.id, message_ids), outbox.c.status == S.SENDING,
                                   outbox.c.claimed_by == worker)
             .values(handed_off_at=now()).returning(outbox.c.id))
     return {r[0] for r in conn.execute(stmt)}
