@@ -109,6 +109,17 @@ async def test_outside_the_window_the_template_goes_with_the_contacts_name(make,
     assert app.conversation(PHONE).handled_by == "human"
 
 
+async def test_a_template_of_its_own_replaces_the_replies_one_for_hubspot_notes(make, fake):
+    contact = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE, "whatsapp_utility_optin": "granted"})
+    app = engine(make, fake, agent_reply_template="sales_followup", agent_reply_language="es")
+    seed_template(app, "sales_followup", "Hola {{1}}, tu comercial te ha escrito. Responde para leerlo.", language="es")
+    assert created(app, fake.add_note(NOTE, [contact])) == 200  # never wrote: no window
+    await Worker(app).run_until_idle()
+    [sent] = app.channel.sent()
+    assert (sent["template"]["name"], sent["template"]["language"]["code"]) == ("sales_followup", "es")
+    assert [p["text"] for p in sent["template"]["components"][0]["parameters"]] == ["Ana"]
+
+
 async def test_without_consent_for_the_template_nothing_goes_and_the_timeline_says_why(make, fake):
     contact = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE})
     app = engine(make, fake)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.models import Contact
-from ...core.replies import ReplyRequest
+from ...core.replies import ReplyRequest, configured_fallback
 from .client import HubSpotClient, HubSpotNotFound
 from .settings import HubSpotSettings
 
@@ -76,11 +76,13 @@ async def fetch_note(client: HubSpotClient, note_id: str) -> Note | None:
 def reply_of(settings: HubSpotSettings, portal: str, note: Note, text: str, contact_id: str,
              contact: dict[str, Any], to: Contact) -> ReplyRequest:
     """The reply to journal: keyed by the note (sent once, however often HubSpot delivers it), with
-    the ``[replies]`` template's parameters from the contact's ``agent_reply_params`` properties."""
+    the fallback template (``agent_reply_template``, else ``[replies]``'s) filled from the contact's
+    ``agent_reply_params`` properties."""
     props: dict[str, Any] = contact["properties"]
     # An empty property leaves its parameter out: the gate then refuses the template, saying why.
     params = [value[:1024] for name in settings.agent_reply_params if (value := str(props.get(name) or "").strip())]
-    return ReplyRequest(to=to, text=text[:MAX_TEXT], fallback_params=params,
+    fallback = configured_fallback(settings.agent_reply_template, settings.agent_reply_language, params)
+    return ReplyRequest(to=to, text=text[:MAX_TEXT], fallback=fallback, fallback_params=[] if fallback else params,
                         origin={"source": SOURCE, "portal": portal, "contact": contact_id, "note": note.id},
                         idempotency_key=f"{portal}:note:{note.id}", by=SOURCE)
 

@@ -138,9 +138,13 @@ class HubSpotSettings(ConnectorSettings):
     WhatsApp (needs the app's webhook subscription to note creation)."""
     agent_reply_prefix: str = Field(default="WhatsApp:", min_length=1, max_length=40)
     """What a note starts with to be sent (case-insensitive); the text after it is the reply."""
+    agent_reply_template: str | None = Field(default=None, min_length=1, max_length=512)
+    """The approved template sent instead of a reply when the customer's 24-hour window is closed;
+    unset: ``[replies] fallback_template`` (which a shop may word for orders)."""
+    agent_reply_language: str = Field(default="en", min_length=2, max_length=15)
+    """The language of ``agent_reply_template``."""
     agent_reply_params: list[str] = Field(default_factory=list, max_length=20)
-    """Contact properties filling the ``[replies]`` fallback template's ``{{1}}``, ``{{2}}``, ...
-    (sent when the customer's 24-hour window is closed)."""
+    """Contact properties filling that template's ``{{1}}``, ``{{2}}``, ..."""
     bsuid_property: str = Field(default="whatsapp_bsuid", min_length=1, max_length=100)
     """A contact property holding the customer's WhatsApp business-scoped user id (BSUID): how a
     customer who hides their number (a username) is matched. Created (a text property) the first
