@@ -307,3 +307,29 @@ async def test_pace_sends_back_a_message_that_would_wait_long_for_the_relays_lim
         await ch.pace(send(TextContent(body="x")))  # the next is 10 s away
     assert caught.value.retry_after == pytest.approx(10, abs=0.5) and ch.messages_per_second() == 0.1
     assert EmailChannel(EmailSettings(host="h", from_address="s@shop.example")).rate is None
+
+
+@given(st.lists(st.text(min_size=1, max_size=30), min_size=2, max_size=2))
+def test_any_parameter_arrives_as_text_in_both_parts(tmp_path_factory: Any, params: list[str]) -> None:
+    import email as stdlib_email
+    import html as stdlib_html
+    from email.policy import default as default_policy
+
+    from markupsafe import escape
+
+    from connectzap.connectors.email.composing import Composer
+    root = tmp_path_factory.getbasetemp() / "prop-templates"
+    if not root.exists():
+        write_template(root, "t", "en", "S {{ params[0] }}", "T[{{ params[0] }}|{{ params[1] }}]",
+                       "<p>H[{{ params[0] }}|{{ params[1] }}]</p>")
+    composer = Composer(EmailSettings(host="h", from_address="s@shop.example", templates_dir=str(root)))
+    composed = composer.compose(send(TemplateContent(name="t", language="en", body=params)), "ana@example.org")
+    mail = stdlib_email.message_from_bytes(composed.message.as_bytes(), policy=default_policy)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    norm = [p.replace("\r\n", "\n").replace("\r", "\n") for p in params]
+    assert f"T[{norm[0]}|{norm[1]}]" in text.replace("\r\n", "\n")
+    flat = html.replace("\r\n", "\n")
+    assert f"H[{escape(norm[0])}|{escape(norm[1])}]" in flat and flat.count("<") == 2  # only the template's tags
+    assert stdlib_html.unescape(flat).count(f"H[{norm[0]}|{norm[1]}]") == 1
+    assert mail["Subject"] == " ".join(f"S {params[0]}".split())  # one line, whatever the parameter holds
