@@ -133,21 +133,23 @@ async def test_without_consent_for_the_template_nothing_goes_and_the_timeline_sa
     assert app.conversation(PHONE).handled_by == "bot"
 
 
-async def test_a_contact_without_a_number_or_a_note_on_two_contacts_is_refused_on_the_timeline(make, fake):
+async def test_no_number_two_contacts_or_a_text_too_long_is_refused_on_the_timeline(make, fake):
     nameless = fake.add_contact({"firstname": "Bo"})
     ana = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE})
     app = engine(make, fake)
     created(app, fake.add_note(NOTE, [nameless]))
     created(app, fake.add_note(NOTE, [nameless, ana]))
+    created(app, fake.add_note(f"<p>WhatsApp: {'x' * 4097}</p>", [ana]))
     await Worker(app).run_until_idle()
     assert app.channel.sent() == [] and app.messages(phone=PHONE) == []
     entries = outcome_entries(fake)
+    assert sum("4,097 characters" in e for e in entries) == 1
     assert sum("no valid WhatsApp number (or BSUID) in hs_whatsapp_phone_number, mobilephone, phone, "
                "whatsapp_bsuid" in e for e in entries) == 1
     assert sum("this note is on 2" in e for e in entries) == 2  # on each contact it is on
     skipped = {json.loads(d["result"]).get("skipped") for d in deliveries_of(app, "connector:hubspot")
                if d["result"]}
-    assert {"no_phone", "not_one_contact"} <= skipped
+    assert {"no_phone", "not_one_contact", "too_long"} <= skipped
 
 
 async def test_a_customer_who_hides_their_number_is_answered_by_the_bsuid_the_contact_holds(make, fake):

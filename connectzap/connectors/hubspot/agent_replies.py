@@ -30,6 +30,8 @@ NOTE_TYPE_ID = "0-46"  # objectTypeId of notes in generic (object.*) webhook sub
 MAX_TEXT = 4096  # WhatsApp's limit on a text message's body
 NOT_SENT = "⛔ WhatsApp reply not sent"
 NO_NUMBER = "The contact has no valid WhatsApp number (or BSUID) in {properties}: nothing was sent."
+TOO_LONG = ("The reply has {length:,} characters; a WhatsApp message takes 4,096. Nothing was sent: write it "
+            "again in shorter notes.")
 SEVERAL_CONTACTS = "A WhatsApp reply goes to one contact; this note is on {count}. Nothing was sent."
 
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/li)\b[^>]*>", re.IGNORECASE)
@@ -82,7 +84,7 @@ def reply_of(settings: HubSpotSettings, portal: str, note: Note, text: str, cont
     # An empty property leaves its parameter out: the gate then refuses the template, saying why.
     params = [value[:1024] for name in settings.agent_reply_params if (value := str(props.get(name) or "").strip())]
     fallback = configured_fallback(settings.agent_reply_template, settings.agent_reply_language, params)
-    return ReplyRequest(to=to, text=text[:MAX_TEXT], fallback=fallback, fallback_params=[] if fallback else params,
+    return ReplyRequest(to=to, text=text, fallback=fallback, fallback_params=[] if fallback else params,
                         origin={"source": SOURCE, "portal": portal, "contact": contact_id, "note": note.id},
                         idempotency_key=f"{portal}:note:{note.id}", by=SOURCE)
 

@@ -159,6 +159,9 @@ class HubSpotConnector(Connector):
             raise SkippableError(f"HubSpot note {note.id} is on {len(note.contact_ids)} contacts, not one",
                                  code="not_one_contact")
         contact_id = note.contact_ids[0]
+        if len(text) > agent_replies.MAX_TEXT:
+            await self._reply_refused(ctx, note.id, contact_id, agent_replies.TOO_LONG.format(length=len(text)))
+            raise SkippableError(f"HubSpot note {note.id} is longer than a WhatsApp message", code="too_long")
         contact = await self.contacts.fetch(contact_id)
         if contact is None:
             raise SkippableError(f"HubSpot contact {contact_id} no longer exists", code="not_found")
