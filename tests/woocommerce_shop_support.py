@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from receiver_support import Receiver
@@ -23,6 +24,9 @@ class FakeShop(Receiver):
         self.status_changes: list[tuple[str, str]] = []
         """``(order id, new status)`` of every change made through the REST API."""
         self._lock = threading.Lock()
+        self.after_status_change: Callable[[str, str], None] | None = None
+        """Called once a status change is applied, before the answer goes back (a crash test kills
+        the caller there)."""
 
     def __enter__(self) -> FakeShop:
         super().__enter__()
@@ -65,5 +69,7 @@ class FakeShop(Receiver):
                 if "status" in body and body["status"] != order["status"]:
                     order["status"] = body["status"]
                     self.status_changes.append((order_id, body["status"]))
+                    if self.after_status_change is not None:
+                        self.after_status_change(order_id, body["status"])
                 return 200, order
             return 200, order

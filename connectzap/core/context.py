@@ -72,7 +72,9 @@ class PluginState:
         json.dumps(value)
         db = self._app.db
         with db.begin() as conn:
-            return plugin_state.claim(db, conn, self._plugin, key, value, forget_at=forget_at)
+            held = plugin_state.claim(db, conn, self._plugin, key, value, forget_at=forget_at)
+        plugin_state.changed()
+        return held
 
     def _change(self, key: str, value: Any) -> None:
         if self._buffered:

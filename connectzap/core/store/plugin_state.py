@@ -103,8 +103,9 @@ def claim(db: Database, conn: Connection, plugin: str, key: str, value: Any, *, 
     row = {"plugin": plugin, "key": key, "value": json.dumps(value), "updated_at": now(), "forget_at": forget_at}
     conn.execute(plugin_state.delete().where(plugin_state.c.plugin == plugin, plugin_state.c.key == key,
                                              plugin_state.c.forget_at.is_not(None), plugin_state.c.forget_at <= now()))
-    conn.execute(db.insert(plugin_state).on_conflict_do_nothing(index_elements=["plugin", "key"]).values(row))
-    return read(conn, plugin, key)
+    taken = conn.execute(db.insert(plugin_state).on_conflict_do_nothing(index_elements=["plugin", "key"])
+                         .values(row).returning(plugin_state.c.key)).first()
+    return value if taken is not None else read(conn, plugin, key)
 
 
 def erase_expired(conn: Connection, at: float | None = None) -> int:
