@@ -10,7 +10,7 @@ from .base import Ctx, cli, pass_ctx
 from .output import Column, TimeParam, emit, json_option
 
 MESSAGE_COLUMNS = [
-    Column("id"), Column("created", "created_at"), Column("status"), Column("to", "recipient"),
+    Column("id"), Column("created", "created_at"), Column("status"), Column("on", "medium"), Column("to", "recipient"),
     Column("message", lambda m: m.template_name or m.content_type), Column("reason"),
     Column("scheduled", "not_before"),
 ]

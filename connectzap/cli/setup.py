@@ -39,6 +39,8 @@ def doctor(obj: Ctx) -> None:
     app = obj.app()
     click.echo(f"database: {app.db.dialect} ({'reachable' if app.db.ping() else 'UNREACHABLE'})")
     click.echo(f"channel: {app.channel.name}")
+    for medium, channel in sorted(app.channels.items()):
+        click.echo(f"  {medium}: {channel.name}")
     if app.paused():
         click.echo(f"warning: sending is PAUSED: {app.paused()} (fix it, then: connectzap resume)")
     click.echo("connectors: " + (", ".join(sorted(app.connectors)) or "(none)"))

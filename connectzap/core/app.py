@@ -21,7 +21,7 @@ from . import consent_files
 from . import conversations, gate, identities, minimize, outcomes, payloads, replies, windows
 from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
-from .channel import Channel, LegacyChannel, NoChannel, PreMediumChannel
+from .channel import WHATSAPP, Channel, LegacyChannel, NoChannel, PreMediumChannel
 from .connector import Connector
 from .conversations import ConversationState, Handover
 from .context import PluginState
@@ -55,10 +55,11 @@ class Connectzap:
     """The running engine. Create it with settings (or the embedded defaults), then :meth:`start`.
 
     ``channel`` is where sends go: a channel, or a :data:`ChannelFactory` called with the engine
-    (``channel=SandboxChannel``). Without one, :meth:`start` asks the connectors
-    (:meth:`Connector.make_channel`; a simulation asks for :meth:`Connector.make_rehearsal_channel`);
-    when none offers one, nothing is sent and messages wait in the queue (:attr:`channel_missing`
-    says why; so do ``/healthz`` and ``connectzap doctor``).
+    (``channel=SandboxChannel``); it sends on its medium, and :meth:`use_channel` adds others.
+    Without one, :meth:`start` asks the connectors (:meth:`Connector.make_channel`; a simulation
+    asks for :meth:`Connector.make_rehearsal_channel`) and keeps the first channel offered for each
+    medium (:attr:`channels`). Messages on a medium without a channel wait in the queue
+    (:meth:`channel_for` says why; so do ``/healthz`` and ``connectzap doctor``).
     """
 
     def __init__(self, settings: Settings | None = None, *, channel: Channel | ChannelFactory | None = None,
@@ -72,10 +73,11 @@ class Connectzap:
                            secret=self.secret)
         self.operators = Operators(self.db)
         """The console's users, sessions and audit log."""
-        self._channel: Channel | None = None
+        self._channels: dict[str, Channel] | None = None  # medium -> its channel, once known
+        self._spare: list[Channel] = []  # offered for a medium already taken: only closed
         if channel is not None:
-            built = channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel
-            self._channel = _checked(built)
+            built = _checked(channel(self) if isinstance(channel, type) or inspect.isroutine(channel) else channel)
+            self._channels = {built.medium: built}
         self.connectors: dict[str, Connector] = {}
         self.plugin_settings: dict[str, PluginSettings] = {}
         """Each declared ``[plugins.NAME]`` section, validated by :meth:`start` (``ctx.plugin_settings``)."""
@@ -103,8 +105,8 @@ class Connectzap:
         self._declare_payloads()
         self.business_accounts = next((found for found in (c.business_accounts() for c in self.connectors.values())
                                        if found is not None), None)
-        if self._channel is None:
-            self._channel = self._channel_from_connectors()
+        if self._channels is None:
+            self._channels = self._channels_from_connectors()
         self.started = True
         return self
 
@@ -162,37 +164,68 @@ class Connectzap:
             built[name] = cls(settings, self)
         return built
 
-    def _channel_from_connectors(self) -> Channel:
-        """The channel of the first connector that offers one (the bundled WhatsApp connector
-        does: the Cloud API when configured, else the sandbox), or a :class:`NoChannel`. A
-        simulation takes only a rehearsal channel (the WhatsApp connector's sandbox): it never sends."""
+    def _channels_from_connectors(self) -> dict[str, Channel]:
+        """Each medium's channel: the first a connector offers for it (the bundled WhatsApp
+        connector offers one for ``whatsapp``: the Cloud API when configured, else the sandbox). A
+        channel offered for a medium already taken is kept only to be closed. A simulation takes
+        only rehearsal channels (the WhatsApp connector's sandbox): it never sends."""
         rehearsing = self.simulation is not None
+        found: dict[str, Channel] = {}
         for connector in self.connectors.values():
             offered = connector.make_rehearsal_channel() if rehearsing else connector.make_channel()
-            if offered is not None:
-                return _checked(offered)
+            if offered is None:
+                continue
+            checked = _checked(offered)
+            if checked.medium in found:
+                self._spare.append(checked)
+            else:
+                found[checked.medium] = checked
+        return found
+
+    def _no_channel(self, medium: str) -> NoChannel:
         enabled = ", ".join(sorted(self.connectors)) or "none"
-        what = "a rehearsal channel" if rehearsing else "one"
-        return NoChannel(f"no channel: none of the enabled connectors ({enabled}) offers {what}, so messages wait "
-                         "in the queue; enable a connector that sends (is [connectors.whatsapp] enabled = false?)")
+        what = "a rehearsal channel" if self.simulation is not None else "one"
+        if medium == WHATSAPP:
+            return NoChannel(f"no channel: none of the enabled connectors ({enabled}) offers {what}, so messages "
+                             "wait in the queue; enable a connector that sends (is [connectors.whatsapp] enabled "
+                             "= false?)")
+        return NoChannel(f"no {medium} channel: none of the enabled connectors ({enabled}) offers {what} for "
+                         f"{medium}, so {medium} messages wait in the queue; enable a connector that sends {medium}",
+                         medium)
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """Each medium's channel (a copy), only the media that have one."""
+        if self._channels is None:
+            self.start()
+        assert self._channels is not None
+        return dict(self._channels)
+
+    def channel_for(self, medium: str) -> Channel:
+        """Where messages on ``medium`` go: its channel, or a :class:`NoChannel` saying why there is none."""
+        return self.channels.get(medium) or self._no_channel(medium)
 
     @property
     def channel(self) -> Channel:
-        if self._channel is None:
-            self.start()
-        assert self._channel is not None
-        return self._channel
+        """The channel of the default medium, WhatsApp (a :class:`NoChannel` when there is none)."""
+        return self.channel_for(WHATSAPP)
 
     @property
     def channel_missing(self) -> str | None:
-        """Why this engine has no channel to send through, or None when it has one."""
-        return self._channel.reason if isinstance(self._channel, NoChannel) else None
+        """Why this engine has no channel at all to send through, or None when it has one."""
+        return None if self.channels else self._no_channel(WHATSAPP).reason
 
     def use_channel(self, channel: Channel) -> Channel:
-        """Send through ``channel`` from now on (e.g. the same channel wrapped to count sends);
-        returns the channel used before."""
-        previous = self.channel
-        self._channel = _checked(channel)
+        """Send through ``channel`` from now on, on its medium (e.g. the same channel wrapped to count
+        sends, or a second medium's channel in a test); returns the channel used before on that
+        medium (a :class:`NoChannel` when there was none)."""
+        checked = _checked(channel)
+        previous = self.channel_for(checked.medium)
+        assert self._channels is not None
+        if isinstance(checked, NoChannel):  # putting back "none" (what an earlier call returned)
+            self._channels.pop(checked.medium, None)
+        else:
+            self._channels[checked.medium] = checked
         return previous
 
     @property
@@ -207,8 +240,8 @@ class Connectzap:
         return PluginState(self, plugin, buffered=False)
 
     async def aclose(self) -> None:
-        if self._channel is not None:
-            await self._channel.aclose()
+        for channel in [*(self._channels or {}).values(), *self._spare]:
+            await channel.aclose()
         for connector in self.connectors.values():
             await connector.aclose()
         self.db.dispose()
@@ -398,7 +431,7 @@ class Connectzap:
             assert key is not None  # a ConsentChange always names a phone or a BSUID
             changed = ledger.record(self.db, conn, key, change)
             if changed and listened:
-                dedupe = f"{key}:{change.category.value}:{int(change.granted)}:{change.at.timestamp():.6f}"
+                dedupe = f"{key}:{ledger.subject(change)}:{int(change.granted)}:{change.at.timestamp():.6f}"
                 journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
                                                         already_recorded=True,
                                                         dedupe_key=dedupe)])
@@ -455,7 +488,8 @@ class Connectzap:
         db_ok = self.db.ping()
         missing = self.channel_missing
         result: dict[str, Any] = {"database": "ok" if db_ok else "unreachable",
-                                  "channel": self._channel.name if self._channel is not None and not missing else None,
+                                  "channel": self.channel.name if WHATSAPP in self.channels else None,
+                                  "channels": {medium: c.name for medium, c in sorted(self.channels.items())},
                                   "plugin_errors": [f.__dict__ for f in load_failures()],
                                   "paused": missing, "workers": 0, "queue": {}}
         if db_ok:

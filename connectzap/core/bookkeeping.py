@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import consent as ledger
+from .media import WHATSAPP
 from . import gate, identities, logs, reachability, replies, templates, windows
 from .bsuids import bsuid_key
 from .idempotency import scoped_key
@@ -183,7 +184,7 @@ class Bookkeeping:
     def record_consent(self, conn: Any, change: ConsentChange, origin: str) -> None:
         key = self.key_of(conn, change)
         if ledger.record(self.db, conn, key, change) and self.has_targets("consent_changed"):
-            dedupe = f"{origin}:consent:{change.category.value}:{int(change.granted)}"
+            dedupe = f"{origin}:consent:{ledger.subject(change)}:{int(change.granted)}"
             journal.append(self.db, conn, [Event.of(EventKind.CONSENT_CHANGED, change, source=change.source,
                                                     already_recorded=True,
                                                     dedupe_key=dedupe)])
@@ -209,14 +210,17 @@ class Bookkeeping:
                            origin=f"status:{status.wamid}")
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
-                      reported_by: str, proof: str, origin: str, user_id: str | None = None) -> None:
-        """What a failed delivery said about its recipient: an opt-out of marketing is recorded in
-        the ledger (with ``reported_by`` as its source and ``proof``); an unreachable number holds
-        business-initiated messages until the contact writes. Other outcomes change nothing here."""
+                      reported_by: str, proof: str, origin: str, user_id: str | None = None,
+                      medium: str = WHATSAPP) -> None:
+        """What a failed delivery on ``medium`` said about its recipient: an opt-out of marketing is
+        recorded in the ledger for that medium (with ``reported_by`` as its source and ``proof``); a
+        number unreachable on WhatsApp holds business-initiated WhatsApp messages until the contact
+        writes. Other outcomes change nothing here."""
         if outcome is DeliveryOutcome.OPTED_OUT and (phone or user_id):
             self.record_consent(conn, ConsentChange(phone=phone, user_id=user_id, category=Category.MARKETING,
-                                                    granted=False, source=reported_by, proof=proof), origin=origin)
-        elif outcome is DeliveryOutcome.UNREACHABLE:
+                                                    granted=False, source=reported_by, proof=proof, medium=medium),
+                                origin=origin)
+        elif outcome is DeliveryOutcome.UNREACHABLE and medium == WHATSAPP:
             reachability.mark_unreachable(self.db, conn, contact_key)
 
 

@@ -28,6 +28,10 @@ which says what happens next:
 Subclass :class:`BaseChannel` to get the optional parts (no pacing, no reconcile, no read
 receipts) for free.
 
+Optional: :class:`MediumRules` -- ``refusal(message, at)``: the medium's own rules beyond
+consent (quiet hours for SMS, an unsubscribe link in marketing email), asked right before each
+send; a :class:`Refusal` with ``retry_at`` makes the message wait, one without refuses it.
+
 Optional: :class:`ReadReceipts` -- ``mark_read`` tells the customer their message was read and,
 with ``typing=True``, shows a typing indicator until the answer arrives. The sender calls it right
 before an automatic answer to an inbound message (``[automation] typing_indicator``); a channel
@@ -37,18 +41,14 @@ that cannot answers False and the answer goes all the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import RetriableDeliveryError
+from .media import EMAIL, SMS, WHATSAPP
 from .messages import MessageContent
 
-
-WHATSAPP: Final = "whatsapp"
-"""The WhatsApp Business Cloud API: the default medium, the only one with a 24 h window."""
-EMAIL: Final = "email"
-"""Email: the recipient is an email address."""
-SMS: Final = "sms"
-"""SMS: the recipient is an E.164 number."""
+__all__ = ["EMAIL", "NOT_SUPPORTED", "SMS", "WHATSAPP", "BaseChannel", "Channel", "LegacyChannel", "MediumRules",
+           "NoChannel", "OutboundSend", "PreMediumChannel", "ReadReceipts", "Refusal", "SentId", "Throughput"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,29 @@ class PreMediumChannel(Protocol):
     async def send(self, message: OutboundSend) -> str: ...
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a channel will not send a message (:meth:`MediumRules.refusal`). ``reason`` is a short
+    machine-readable name (``quiet_hours``, ``unsubscribe_missing``); ``detail`` says it for people.
+    With ``retry_at`` (unix seconds) the message waits in the queue until then and is checked again;
+    without, it is refused."""
+
+    reason: str
+    detail: str
+    retry_at: float | None = None
+
+
+@runtime_checkable
+class MediumRules(Protocol):
+    """A medium's own rules beyond consent, checked by the sender right before each send (after
+    the gate's re-check): quiet hours for SMS, an unsubscribe link in marketing email.
+    :class:`BaseChannel` declares it and answers None (no rules)."""
+
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        """None when ``message`` may go at ``at`` (unix seconds); else why not, as a :class:`Refusal`."""
+        ...
+
+
 @runtime_checkable
 class ReadReceipts(Protocol):
     """What a channel that can mark inbound messages read offers (:class:`BaseChannel` declares it)."""
@@ -172,6 +195,9 @@ class BaseChannel:
     def messages_per_second(self) -> float | None:
         return None  # no rate limit of its own
 
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        return None  # no rules of its own beyond the gate's
+
     async def aclose(self) -> None:
         return None
 
@@ -183,8 +209,9 @@ class NoChannel(BaseChannel):
 
     name = "none"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, medium: str = WHATSAPP) -> None:
         self.reason = reason
+        self.medium = medium
 
     async def send(self, message: OutboundSend) -> str:
         # The sender never calls this; anyone else learns why, and the message may be tried again.
@@ -215,6 +242,9 @@ class LegacyChannel(BaseChannel):
 
     def messages_per_second(self) -> float | None:
         return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
+
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        return self.inner.refusal(message, at) if isinstance(self.inner, MediumRules) else None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

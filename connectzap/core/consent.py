@@ -1,7 +1,9 @@
-"""The consent ledger: per contact and category, with proof.
+"""The consent ledger: per contact, category and medium, with proof.
 
-The ledger is append-only: the newest record for (contact, category) decides, ordered by the
-time the consent was given (``at``), then by insertion. Contacts are keyed hashes only.
+The ledger is append-only: the newest record for (contact, category, medium) decides, ordered by
+the time the consent was given (``at``), then by insertion. Contacts are keyed hashes only.
+Consent on one medium says nothing about another; records from before media existed are
+WhatsApp's, and every function here asks about WhatsApp unless told another ``medium``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from .media import WHATSAPP
 from .models import Category, ConsentChange, ConsentRecord
 from .store.database import Database, now
 from .store.schema import consents
 
 
 def change(phone: str, category: str, granted: bool, source: str, proof: str | None,
-           country: str | None = None) -> ConsentChange:
-    """A consent change for ``phone`` (a number, national with ``country``, or a BSUID), as the CLI
-    and the console record one."""
+           country: str | None = None, medium: str = WHATSAPP) -> ConsentChange:
+    """A consent change for ``phone`` (a number, national with ``country``, or a BSUID) on
+    ``medium``, as the CLI and the console record one."""
     from .bsuids import identify
     return ConsentChange.model_validate({**identify(phone, country), "category": Category(category),
-                                         "granted": granted, "source": source, "proof": proof})
+                                         "granted": granted, "source": source, "proof": proof, "medium": medium})
+
+
+def subject(change: ConsentChange) -> str:
+    """What a change is about, for keys that name it: its category, and its medium unless
+    WhatsApp (so keys of WhatsApp changes are what they were before media existed)."""
+    return change.category.value if change.medium == WHATSAPP else f"{change.category.value}:{change.medium}"
 
 
 def record(db: Database, conn: Connection, contact_key: str, change: ConsentChange) -> bool:
@@ -34,39 +43,53 @@ def record(db: Database, conn: Connection, contact_key: str, change: ConsentChan
     still kept -- it moves the deciding time on, so an older opposite change arriving after it
     cannot win. (connectzap's own notifications of changes it already recorded are marked
     ``Event.already_recorded`` and never come back here.)"""
-    current = latest(conn, contact_key, change.category)
+    current = latest(conn, contact_key, change.category, change.medium)
     repeat = current is not None and current.granted == change.granted and current.source == change.source \
         and current.proof == change.proof
     if repeat and current is not None and change.at <= current.at:
         return False
     conn.execute(consents.insert().values(
         contact_key=contact_key, category=change.category.value, granted=change.granted,
-        source=change.source[:128], proof=change.proof, at=change.at.timestamp(), recorded_at=now()))
+        source=change.source[:128], proof=change.proof, at=change.at.timestamp(), recorded_at=now(),
+        medium=change.medium))
     return not repeat
 
 
-def latest(conn: Connection, contact_key: str, category: Category | str) -> ConsentRecord | None:
+def latest(conn: Connection, contact_key: str, category: Category | str,
+           medium: str = WHATSAPP) -> ConsentRecord | None:
     row = conn.execute(
-        select(consents).where(consents.c.contact_key == contact_key, consents.c.category == str(category))
+        select(consents).where(consents.c.contact_key == contact_key, consents.c.category == str(category),
+                               consents.c.medium == medium)
         .order_by(consents.c.at.desc(), consents.c.id.desc()).limit(1)).first()
     return to_record(row) if row else None
 
 
-def current(conn: Connection, contact_key: str) -> dict[Category, ConsentRecord]:
-    """The deciding record per category (categories never mentioned are absent)."""
-    return {cat: rec for cat in Category if (rec := latest(conn, contact_key, cat)) is not None}
+def current(conn: Connection, contact_key: str, medium: str = WHATSAPP) -> dict[Category, ConsentRecord]:
+    """The deciding record per category on ``medium`` (categories never mentioned are absent)."""
+    return {cat: rec for cat in Category if (rec := latest(conn, contact_key, cat, medium)) is not None}
 
 
-def history(conn: Connection, contact_key: str) -> list[ConsentRecord]:
-    rows = conn.execute(select(consents).where(consents.c.contact_key == contact_key)
-                        .order_by(consents.c.at, consents.c.id)).all()
-    return [to_record(r) for r in rows]
+def by_medium(conn: Connection, contact_key: str) -> dict[str, dict[Category, ConsentRecord]]:
+    """The deciding record per category, for each medium the contact has any record on."""
+    deciding: dict[str, dict[Category, ConsentRecord]] = {}
+    for record in history(conn, contact_key):  # oldest first: the newest of each pair stays
+        deciding.setdefault(record.medium, {})[record.category] = record
+    return dict(sorted(deciding.items()))
+
+
+def history(conn: Connection, contact_key: str, medium: str | None = None) -> list[ConsentRecord]:
+    """Every record of the contact, oldest first (on ``medium`` only, when given)."""
+    query = select(consents).where(consents.c.contact_key == contact_key)
+    if medium is not None:
+        query = query.where(consents.c.medium == medium)
+    return [to_record(r) for r in conn.execute(query.order_by(consents.c.at, consents.c.id)).all()]
 
 
 def to_record(row: Row[Any]) -> ConsentRecord:
     m = row._mapping
     return ConsentRecord(contact_key=m["contact_key"], category=Category(m["category"]), granted=m["granted"],
-                         source=m["source"], proof=m["proof"], at=datetime.fromtimestamp(m["at"], UTC))
+                         source=m["source"], proof=m["proof"], at=datetime.fromtimestamp(m["at"], UTC),
+                         medium=m["medium"])
 
 
 def all_records(conn: Connection) -> list[ConsentRecord]:

@@ -1,14 +1,19 @@
 """The send gate: the only way a message reaches the outbox, and the last check before it leaves.
 
-Order of checks: recipient -> idempotency -> template (known, APPROVED, language, exact
-parameters) -> consent for the category -> 24-hour window -> durable outbox. Each refusal
-has a machine-readable reason the caller sees (:data:`REASONS`), and is itself recorded, so
-"why didn't the customer get a message?" always has an answer.
+Order of checks on WhatsApp: recipient -> idempotency -> template (known, APPROVED, language,
+exact parameters) -> consent for the category on WhatsApp -> 24-hour window -> durable outbox.
+On any other medium (email, sms, ...): recipient -> idempotency -> consent for the message's
+category on that medium -> durable outbox; at send time the sender then asks the medium's
+channel for its own rules (:class:`~.channel.MediumRules`: quiet hours, an unsubscribe link).
+Each refusal has a machine-readable reason the caller sees (:data:`REASONS`), and is itself
+recorded, so "why didn't the customer get a message?" always has an answer.
 
-The consent rule: a template of category C needs the contact's opt-in for C. Inside the
-24-hour window the customer opened, a reply needs none -- free-form messages, and utility or
+The consent rule: a template of category C needs the contact's opt-in for C on WhatsApp. Inside
+the 24-hour window the customer opened, a reply needs none -- free-form messages, and utility or
 authentication templates -- but a marketing template still needs a marketing opt-in (a
-customer writing to us is not an opt-in to promotions). An opt-out always wins, at once.
+customer writing to us is not an opt-in to promotions). Other media have no window: every
+message needs the opt-in for its category on its medium, and consent on one medium says nothing
+about another. An opt-out always wins, at once.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
+from .media import WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, ConsentRecord, StatusValue, TemplateInfo
 from .store import outbox
@@ -42,8 +48,8 @@ REASONS = {
     "invalid_phone": "the recipient is neither a valid phone number nor a business-scoped user id (BSUID)",
     "phone_required": ("authentication templates go to phone numbers only, and this customer is known by a "
                        "business-scoped user id (BSUID); ask for the number with a request_contact_info message"),
-    "no_consent": "the contact has not opted in to this category",
-    "opted_out": "the contact opted out of this category",
+    "no_consent": "the contact has not opted in to this category (on this medium)",
+    "opted_out": "the contact opted out of this category (on this medium)",
     "window_closed": "free-form messages need a customer message in the last 24 hours; send a template",
     "template_unknown": "no template with this name is known; run `connectzap templates sync`",
     "template_not_in_account": ("the template belongs to another business account than the number the message "
@@ -127,8 +133,8 @@ class BatchFacts:
                  accounts: templates.BusinessAccounts | None = None) -> None:
         self.recipients = recipients or {}
         """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
-        self._consent: dict[tuple[str, str], ConsentRecord] = {}
-        self._consent_rows: dict[tuple[str, str], Any] = {}  # made records when first asked (most never are)
+        self._consent: dict[tuple[str, str, str], ConsentRecord] = {}
+        self._consent_rows: dict[tuple[str, str, str], Any] = {}  # made records when first asked (most never are)
         self._expectations: dict[tuple[str | None, str, str], templates.Expectation] = {}
         self._picked: dict[tuple[str, str, str | None], TemplateInfo | None] = {}
         self._conn, self._keys = conn, keys
@@ -139,7 +145,7 @@ class BatchFacts:
         if keys:
             for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
                                     .order_by(consents.c.at, consents.c.id)):
-                self._consent_rows[(row.contact_key, row.category)] = row  # newest wins
+                self._consent_rows[(row.contact_key, row.category, row.medium)] = row  # newest wins
             self._unreachable = {r[0] for r in conn.execute(
                 select(contacts.c.contact_key).where(contacts.c.contact_key.in_(keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
@@ -173,8 +179,8 @@ class BatchFacts:
         found = self._conversations.get(key)
         return found is not None and handed_over(*found, now(), answering)
 
-    def latest(self, key: str, category: str) -> ConsentRecord | None:
-        wanted = (key, str(category))
+    def latest(self, key: str, category: str, medium: str = WHATSAPP) -> ConsentRecord | None:
+        wanted = (key, str(category), medium)
         record = self._consent.get(wanted)
         if record is None and wanted in self._consent_rows:
             record = self._consent[wanted] = consent.to_record(self._consent_rows[wanted])
@@ -267,8 +273,13 @@ def check_template(facts: BatchFacts, content: TemplateContent, business_number:
 
 
 def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: TemplateContent | None,
-             business_number: str | None = None, at: float | None = None) -> Verdict:
-    """Decide whether ``content`` may go to contact ``key`` now; may swap in the fallback template."""
+             business_number: str | None = None, at: float | None = None, *, medium: str = WHATSAPP,
+             category: str | None = None) -> Verdict:
+    """Decide whether ``content`` may go to contact ``key`` on ``medium`` now; on WhatsApp it may
+    swap in the fallback template. ``category`` is the message's own (required off WhatsApp, where
+    no template cache says it)."""
+    if medium != WHATSAPP:
+        return _evaluate_elsewhere(facts, key, content, medium, category or Category.MARKETING.value)
     if not isinstance(content, TemplateContent):
         if facts.window_open(key, at, business_number):
             return Verdict(content, "service")
@@ -297,11 +308,25 @@ def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: Tem
     return verdict
 
 
+def _evaluate_elsewhere(facts: BatchFacts, key: str, content: MessageContent, medium: str,
+                        category: str) -> Verdict:
+    """A medium without WhatsApp's rules: no window, no template cache (the channel renders its own
+    templates), so the opt-in for the message's category on this very medium decides."""
+    record = facts.latest(key, category, medium)
+    if record is not None and not record.granted:
+        return Verdict(None, category, "opted_out", f"opted out of {category} on {medium} via {record.source}")
+    if record is None:
+        return Verdict(None, category, "no_consent", f"no {category} opt-in on {medium} on record")
+    return Verdict(content, category)
+
+
 def request_hash(outgoing: Outgoing) -> str:
     # ``origin`` counts only when given, so messages without one hash as they did before it existed.
     left_out = {"idempotency_key"} if outgoing.origin is not None else {"idempotency_key", "origin"}
     if outgoing.automatic is None:  # likewise: hashes stay what they were before it existed
         left_out.add("automatic")
+    if outgoing.medium == WHATSAPP:  # likewise
+        left_out.add("medium")
     data = outgoing.model_dump(mode="json", exclude=left_out)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -422,7 +447,8 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     else:
         key = found
         verdict = evaluate(facts, key, outgoing.content, outgoing.fallback, outgoing.business_phone_number_id,
-                           at=outgoing.not_before.timestamp() if outgoing.not_before else None)
+                           at=outgoing.not_before.timestamp() if outgoing.not_before else None,
+                           medium=outgoing.medium, category=outgoing.category.value if outgoing.category else None)
         if verdict.reason is None and phone is None and verdict.category == Category.AUTHENTICATION.value:
             verdict = Verdict(None, verdict.category, "phone_required", REASONS["phone_required"])
         if verdict.reason is None and outgoing.automatic and not a.held and facts.human_handles(key, source_event_id):
@@ -457,7 +483,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
         origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
-        automatic=outgoing.automatic.value if outgoing.automatic else None,
+        automatic=outgoing.automatic.value if outgoing.automatic else None, medium=outgoing.medium,
     )
     return Decision(message_id, status.value, reason, verdict.detail,
                     idempotency_key=a.idempotency_key), row

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import media
 from .automatic import AutomaticAnswer
 from .bsuids import checked_bsuid, identify
 from .models import Category, Contact
@@ -356,9 +357,13 @@ class Outgoing(BaseModel):
         bot...): the core then sends at most one automatic answer per inbound message (the first
         :class:`~connectzap.AutomaticAnswer` kind wins), none while a person handles the
         conversation and none to a stale message (:mod:`connectzap.core.automatic`).
+    :ivar medium: the medium it goes out on (``channel`` in JSON): ``whatsapp`` (the default),
+        ``email`` (to ``to.email``) or ``sms`` (to ``to.phone``), or another a plugin's channel
+        sends on. On any medium but WhatsApp ``category`` is required: it names the consent the
+        message needs there.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     to: Contact
     content: MessageContent
@@ -373,6 +378,27 @@ class Outgoing(BaseModel):
     origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
         Field(default=None, max_length=8)
     automatic: AutomaticAnswer | None = None
+    medium: str = Field(default=media.WHATSAPP, alias="channel", max_length=16,
+                        description="The medium the message goes out on: whatsapp (the default), email (to "
+                                    "to.email) or sms (to to.phone); on any but whatsapp, category is required.")
+
+    @field_validator("medium")
+    @classmethod
+    def _medium(cls, value: str) -> str:
+        return media.checked(value)
+
+    @model_validator(mode="after")
+    def _addressed_for_its_medium(self) -> Outgoing:
+        if self.medium == media.WHATSAPP:
+            return self
+        if self.category is None:
+            raise ValueError(f"a message on {self.medium} needs a category (marketing, utility or authentication): "
+                             "it names the consent the message needs there")
+        if self.medium == media.EMAIL and not self.to.email:
+            raise ValueError("a message on email needs to.email, the recipient's email address")
+        if self.medium != media.EMAIL and not self.to.phone:
+            raise ValueError(f"a message on {self.medium} needs to.phone, the recipient's number")
+        return self
 
     @field_validator("not_before")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .channel import BaseChannel, Channel, OutboundSend, Throughput
+from .channel import BaseChannel, Channel, MediumRules, OutboundSend, Refusal, Throughput
 from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
                      SkippableDeliveryError)
 from .models import StatusValue
@@ -100,6 +100,7 @@ class MeteredChannel(BaseChannel):
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+        self.medium = inner.medium
 
     async def pace(self, message: OutboundSend) -> None:
         await self.inner.pace(message)  # waiting for a slot is not part of the send's time
@@ -121,6 +122,9 @@ class MeteredChannel(BaseChannel):
 
     def messages_per_second(self) -> float | None:
         return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
+
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        return self.inner.refusal(message, at) if isinstance(self.inner, MediumRules) else None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from . import clock, payloads
+from . import clock, media, payloads
 from .bsuids import checked_bsuid, identify
 from .phones import to_e164
 
@@ -384,8 +384,9 @@ class ContactChange(Model):
 
 
 class ConsentChange(Model):
-    """A grant or revocation of consent for one category, with its proof. The contact is a phone
-    number, a business-scoped user id (``user_id``, for a customer known without a number), or both."""
+    """A grant or revocation of consent for one category on one medium (``whatsapp`` unless said),
+    with its proof. The contact is a phone number, a business-scoped user id (``user_id``, for a
+    customer known without a number), or both."""
 
     phone: str | None = None
     user_id: str | None = None
@@ -395,6 +396,13 @@ class ConsentChange(Model):
     proof: str | None = None
     at: datetime = Field(default_factory=utcnow)
     country: str | None = None
+    medium: str = Field(default=media.WHATSAPP, max_length=16,
+                        description="The medium the consent is for: whatsapp (the default), email, sms, ...")
+
+    @field_validator("medium")
+    @classmethod
+    def _medium(cls, value: str) -> str:
+        return media.checked(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -421,6 +429,7 @@ class ConsentRecord(Model):
     source: str
     proof: str | None = None
     at: datetime
+    medium: str = media.WHATSAPP
 
 
 class TemplateInfo(Model):

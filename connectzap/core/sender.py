@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 
 from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
-from .channel import NOT_SUPPORTED, Channel, OutboundSend, ReadReceipts, Throughput
+from .channel import EMAIL, NOT_SUPPORTED, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
 from .lanes import LaneSizing
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
@@ -107,9 +107,11 @@ class Sender:
             return outbox.hand_off(conn, message_ids, self.id)
 
     def _size(self) -> LaneSizing:
-        """The lanes' shape for the channel as it is now (its rate may change with the config)."""
-        channel = self.app.channel
-        self.sizing.rate = channel.messages_per_second() if isinstance(channel, Throughput) else None
+        """The lanes' shape for the channels as they are now (their rates may change with the config):
+        sized for the sum of the rates the channels declare."""
+        rates = [rate for channel in self.app.channels.values()
+                 if isinstance(channel, Throughput) and (rate := channel.messages_per_second()) is not None]
+        self.sizing.rate = sum(rates) if rates else None
         return self.sizing
 
     def lanes(self) -> int:
@@ -121,37 +123,40 @@ class Sender:
         return self._size().claim_size()
 
     async def send_once(self) -> int:
-        if self.app.channel_missing:
+        channels = self.app.channels
+        if not channels:
             return 0  # nowhere to send: messages wait in the queue (health and doctor say why)
         if await asyncio.to_thread(self.app.paused):
             return 0
         sizing = self._size()
         started = time.perf_counter()
-        claimed = await asyncio.to_thread(self._claim_outbox, sizing.claim_size())
+        # only messages on a medium with a channel are claimed: the others wait in the queue
+        claimed = await asyncio.to_thread(self._claim_outbox, sizing.claim_size(), channels)
         if not claimed:
             return 0
         claim_seconds = time.perf_counter() - started
-        channel = self.app.channel
         semaphore = asyncio.Semaphore(sizing.concurrency())
         latencies: list[float] = []
 
         async def one(item: tuple[dict[str, Any], OutboundSend]) -> SendOutcome:
             async with semaphore:
-                return await self._send_one(channel, *item, latencies=latencies)
+                return await self._send_one(channels[item[1].medium], *item, latencies=latencies)
 
         outcomes = await asyncio.gather(*(one(item) for item in claimed))
         started = time.perf_counter()
-        await asyncio.to_thread(self._record, channel, list(outcomes))
+        await asyncio.to_thread(self._record, channels, list(outcomes))
         sizing.observe(sum(latencies) / len(latencies) if latencies else None,
                        claim_seconds + time.perf_counter() - started)
         for outcome in outcomes:
             _log_send(outcome, self.cfg.max_attempts)
         return len(outcomes)
 
-    def _claim_outbox(self, limit: int) -> list[tuple[dict[str, Any], OutboundSend]]:
+    def _claim_outbox(self, limit: int,
+                      channels: dict[str, Channel] | None = None) -> list[tuple[dict[str, Any], OutboundSend]]:
+        channels = self.app.channels if channels is None else channels
         ready = []
         with self.db.begin() as conn:
-            rows = outbox.claim(self.db, conn, self.id, limit, self.cfg.lease_seconds)
+            rows = outbox.claim(self.db, conn, self.id, limit, self.cfg.lease_seconds, media=channels)
             if not rows:
                 return []
             stored = [outbox.content_of(row) or {} for row in rows]
@@ -164,7 +169,8 @@ class Sender:
                 fallback = item.get("fallback")
                 verdict = gate.evaluate(facts, row["contact_key"], original,
                                         TemplateContent.model_validate(fallback) if fallback else None,
-                                        row["business_phone_number_id"])
+                                        row["business_phone_number_id"], medium=row["medium"],
+                                        category=row["category"])
                 if verdict.reason is None and row["automatic"] and facts.human_handles(row["contact_key"],
                                                                                       row["source_event_id"]):
                     verdict = gate.Verdict(None, verdict.category, "human_handling", gate.REASONS["human_handling"])
@@ -179,11 +185,21 @@ class Sender:
                     _log_outcome(logging.INFO, "message waits", row, reason=verdict.hold)
                     continue
                 assert verdict.content is not None  # a verdict without a reason carries the content to send
-                ready.append((row, OutboundSend(outbox_id=row["id"], recipient=row["recipient"],
-                                                content=verdict.content, category=verdict.category,
-                                                reply_to=item.get("reply_to"),
-                                                business_phone_number_id=row["business_phone_number_id"],
-                                                contact_key=row["contact_key"])))
+                message = OutboundSend(outbox_id=row["id"], recipient=row["recipient"], content=verdict.content,
+                                       category=verdict.category, reply_to=item.get("reply_to"),
+                                       business_phone_number_id=row["business_phone_number_id"],
+                                       contact_key=row["contact_key"], medium=row["medium"])
+                channel = channels[row["medium"]]
+                refusal = channel.refusal(message, now()) if isinstance(channel, MediumRules) else None
+                if refusal is not None and refusal.retry_at is not None:
+                    outbox.wait(conn, row["id"], refusal.retry_at, row["attempts"], refusal.reason, refusal.detail,
+                                None)
+                    _log_outcome(logging.INFO, "message waits", row, reason=refusal.reason)
+                elif refusal is not None:
+                    outbox.refuse(conn, row["id"], refusal.reason, refusal.detail)
+                    _log_outcome(logging.INFO, "message refused before sending", row, reason=refusal.reason)
+                else:
+                    ready.append((row, message))
         return ready
 
     async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend, *,
@@ -205,7 +221,7 @@ class Sender:
             return SendOutcome(row, message, result, error=exc)
         return SendOutcome(row, message, SendResult.SENT, wamid=wamid)
 
-    def _record(self, channel: Channel, outcomes: list[SendOutcome]) -> None:
+    def _record(self, channels: dict[str, Channel], outcomes: list[SendOutcome]) -> None:
         retention = self.app.settings.privacy.retention_hours * 3600
         want_accepted = self.has_targets("message_status")
         with self.db.begin() as conn:
@@ -233,7 +249,7 @@ class Sender:
                 elif o.result is SendResult.UNKNOWN:
                     outbox.mark_unknown(conn, row["id"], error)
                 elif o.result is SendResult.UNDELIVERABLE:
-                    self._undeliverable(conn, channel, o, error, retention)
+                    self._undeliverable(conn, channels[o.message.medium], o, error, retention)
                 else:
                     reason = err.code if isinstance(err, ConnectzapError) else "fatal"
                     outbox.fail(conn, row["id"], reason, error, outbox.erase_values(retention))
@@ -249,11 +265,13 @@ class Sender:
         outcome = next((known for known in DeliveryOutcome if known.value == code), None)
         if outcome is not None:
             vendor_code = err.vendor_code if isinstance(err, DeliveryError) else None
-            phone, user_id = bsuids.split(o.message.recipient)
+            # an email address is no number: the contact key names who opted out (see identities)
+            phone, user_id = bsuids.split(o.message.recipient) if o.message.medium != EMAIL else (None, None)
             self.bookkeeping.apply_outcome(
                 conn, outcome, phone=phone, user_id=user_id, contact_key=row["contact_key"],
                 reported_by=f"{channel.name}:{vendor_code or code}",
-                proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}")
+                proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}",
+                medium=o.message.medium)
         outbox.fail(conn, row["id"], code, error, outbox.erase_values(retention))
 
     def _accepted_event(self, o: SendOutcome) -> Event:
@@ -272,19 +290,21 @@ class Sender:
 
     async def recover_once(self) -> int:
         """Settle messages left in ``sending`` by a dead worker, and ``unknown`` ones past their grace."""
-        if self.app.channel_missing:
+        channels = self.app.channels
+        if not channels:
             return 0  # only a channel can say whether they went out
-        stale = await asyncio.to_thread(self._stale)
+        stale = await asyncio.to_thread(self._stale, channels)
         for row in stale:
             # Never handed off: the request never left that process, so it simply goes again.
-            answer = await self.app.channel.reconcile(row["id"]) if row["handed_off_at"] is not None else None
+            channel = channels[row["medium"]]
+            answer = await channel.reconcile(row["id"]) if row["handed_off_at"] is not None else None
             await asyncio.to_thread(self._reconciled, row, answer)
         settled = await asyncio.to_thread(self._settle_unknown)
         return len(stale) + settled
 
-    def _stale(self) -> list[dict[str, Any]]:
+    def _stale(self, channels: dict[str, Channel]) -> list[dict[str, Any]]:
         with self.db.begin() as conn:
-            rows = outbox.stale_sending(self.db, conn)
+            rows = outbox.stale_sending(self.db, conn, media=channels)
             for row in rows:  # hold them while we ask the channel
                 outbox.lease(conn, row["id"], self.id, now() + self.cfg.lease_seconds)
             return rows

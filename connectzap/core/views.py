@@ -40,6 +40,7 @@ class MessageView(BaseModel):
     error_code: str | None = None
     fbtrace_id: str | None = Field(None, description="The channel's trace id of a failed call (for Meta support).")
     category: str
+    medium: str = Field("whatsapp", description="The medium it goes out on: whatsapp, email, sms, ...")
     content_type: str
     template_name: str | None = None
     language: str | None = None
@@ -70,7 +71,7 @@ class MessageView(BaseModel):
         stored = json.loads(row["content"]) if row.get("content") else None
         return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
                    error_code=row["error_code"], fbtrace_id=row.get("fbtrace_id"), category=row["category"],
-                   content_type=row["content_type"],
+                   medium=row.get("medium") or "whatsapp", content_type=row["content_type"],
                    template_name=row["template_name"], language=row["language"],
                    recipient=mask(row["recipient"]) if row["recipient"] else None,
                    content=stored.get("original") if isinstance(stored, dict) else None,

@@ -2,7 +2,8 @@
 
 * Engines: ``make_app`` builds one on a temporary SQLite file (or ``CONNECTZAP_TEST_DATABASE_URL``);
   :func:`run` drives its workers synchronously until idle; ``seed_template`` fills the template cache.
-* :class:`FakeWhatsApp` records every Cloud API request body and fails on demand.
+* :class:`FakeWhatsApp` records every Cloud API request body and fails on demand;
+  :class:`FakeChannel` does the same for any other medium (email, sms).
 * :class:`FakeBot` stands in for the bot behind the chatbot bridge (answers, slow, errors, garbage).
 * ``*_headers`` functions and :class:`Signer` sign requests for every supported scheme.
 * ``load_payload`` / ``sample_event`` give canonical WhatsApp webhooks and one event per kind.
@@ -19,7 +20,7 @@ The pytest plugin (loaded automatically) adds the fixtures ``connectzap_app``, `
 
 from .apps import make_app, run, seed_template
 from .fake_bot import BotRequest, FakeBot
-from .fakes import FAILURES, FakeWhatsApp, delivery_error
+from .fakes import FAILURES, FakeChannel, FakeWhatsApp, delivery_error
 from .harness import ConnectorSpec, Harness, deliver, open_harness, put_templates
 from .payloads import load_payload, payload_bytes, payload_names, sample_event
 from .plugins import ConnectorRegistration, registered_plugin
@@ -31,7 +32,7 @@ from .signing import (Signer, as_body, basic_auth_headers, hmac_headers, hubspot
 
 __all__ = [
     "FAILURES", "SUITES", "BotRequest", "ConformanceBase", "ConnectorRegistration", "ConnectorSpec", "FakeBot",
-    "FakeWhatsApp", "Harness",
+    "FakeChannel", "FakeWhatsApp", "Harness",
     "HookRecorder",
     "Sample", "Signer", "as_body", "basic_auth_headers", "connector_test_class", "deliver", "delivery_error",
     "hmac_headers",

@@ -1,7 +1,8 @@
-"""A fake WhatsApp channel that records every request body it is asked to send.
+"""Fake channels for tests: WhatsApp, recording every request body it is asked to send, and
+:class:`FakeChannel`, any other medium (email, sms), recording every message.
 
-It builds the exact Cloud API body with the WhatsApp connector's own payload builder and
-validates it, so a test sees what WhatsApp would have received. It can be told to fail the
+The WhatsApp fake builds the exact Cloud API body with the WhatsApp connector's own payload builder
+and validates it, so a test sees what WhatsApp would have received. Both can be told to fail the
 next sends with a given classification, to test what the sender does with each kind of failure.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..connectors.whatsapp.payloads import checked_body, read_receipt_body
-from ..core.channel import BaseChannel, OutboundSend
+from ..core.channel import BaseChannel, OutboundSend, Refusal
 from ..core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError,
                            RetriableDeliveryError, SendingPausedError, SkippableDeliveryError)
 from ..core.models import Event, EventKind, MessageStatus
@@ -135,3 +136,44 @@ class FakeWhatsApp(BaseChannel):
         self.reads.clear()
         self.order.clear()
         self._failures.clear()
+
+
+class FakeChannel(BaseChannel):
+    """A channel on any ``medium`` (``"email"``, ``"sms"``, ...) for tests: it records each
+    :class:`~connectzap.core.channel.OutboundSend` it accepts (:attr:`messages`), can fail the next
+    sends like :class:`FakeWhatsApp` (:meth:`fail_next`) and can apply a rule of its medium
+    (:attr:`rule`: a function from message and time to a :class:`~connectzap.core.channel.Refusal`
+    or None)."""
+
+    def __init__(self, medium: str, name: str | None = None) -> None:
+        self.medium = medium
+        self.name = name or f"fake-{medium}"
+        self.messages: list[OutboundSend] = []
+        self.ids: dict[str, str] = {}  # outbox id -> the id it was given
+        self.rule: Any = None
+        self._failures: deque[DeliveryError] = deque()
+        self.closed = False
+
+    def fail_next(self, classification: str | DeliveryError, times: int = 1) -> None:
+        """Fail the next ``times`` sends (the classifications of :data:`FAILURES`, or an exception)."""
+        error = classification if isinstance(classification, DeliveryError) else delivery_error(classification)
+        self._failures.extend([error] * times)
+
+    async def send(self, message: OutboundSend) -> str:
+        if self._failures:
+            raise self._failures.popleft()
+        self.messages.append(message)
+        self.ids[message.outbox_id] = sent = f"{self.medium}.fake.{secrets.token_hex(8)}"
+        return sent
+
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        return self.rule(message, at) if self.rule is not None else None
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return self.ids.get(outbox_id)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def sent_to(self, address: str) -> list[OutboundSend]:
+        return [m for m in self.messages if m.recipient == address]

@@ -56,9 +56,9 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
         admissions.start()
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
-        original_channel = engine.channel
-        if engine.channel_missing is None:  # sends made in this process are counted
-            engine.use_channel(MeteredChannel(original_channel, metrics))
+        original_channels = engine.channels
+        for channel in original_channels.values():  # sends made in this process are counted
+            engine.use_channel(MeteredChannel(channel, metrics))
         if run_workers:
             from ..worker import Worker
             worker = Worker(engine)
@@ -72,7 +72,8 @@ def create_app(engine: Connectzap, *, run_workers: bool, extensions: Sequence[Ex
             stop.set()
             if worker_task is not None:
                 await worker_task
-            engine.use_channel(original_channel)
+            for channel in original_channels.values():
+                engine.use_channel(channel)
 
     app = FastAPI(title="connectzap", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[{"name": "messages"}, {"name": "events"},

@@ -168,7 +168,9 @@ class PluginError(BaseModel):
 class Health(BaseModel):
     ok: bool
     database: str
-    channel: str | None = None
+    channel: str | None = Field(None, description="The WhatsApp channel's name (the default medium).")
+    channels: dict[str, str] = Field(default_factory=dict,
+                                     description="Each medium's channel by name (whatsapp, email, sms, ...).")
     workers: int = Field(description="Workers with a heartbeat in the last 30 seconds.")
     paused: str | None = Field(None, description="Why sending is paused, when it is.")
     plugin_errors: list[PluginError]

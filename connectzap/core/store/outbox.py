@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,12 +88,16 @@ def add_many(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list
 
 # --- the sender's transitions ---------------------------------------------------------------------
 
-def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float) -> list[dict[str, Any]]:
+def claim(db: Database, conn: Connection, worker: str, limit: int, lease: float,
+          media: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Claim up to ``limit`` due messages for ``worker`` -- only those on ``media`` when given (the
+    media that have a channel: the others wait in the queue)."""
     t = now()
-    stmt = db.for_update(
-        select(outbox).where(outbox.c.status == S.QUEUED, outbox.c.next_attempt_at <= t,
-                             or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < t))
-        .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
+    query = select(outbox).where(outbox.c.status == S.QUEUED, outbox.c.next_attempt_at <= t,
+                                 or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < t))
+    if media is not None:
+        query = query.where(outbox.c.medium.in_(sorted(media)))
+    stmt = db.for_update(query.order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
     rows = [dict(r._mapping) for r in conn.execute(stmt)]
     if rows:
         conn.execute(outbox.update().where(among(conn, outbox.c.id, [r["id"] for r in rows])).values(
@@ -114,10 +119,15 @@ def hand_off(conn: Connection, message_ids: list[str], worker: str) -> set[str]:
     return {r[0] for r in conn.execute(stmt)}
 
 
-def stale_sending(db: Database, conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
-    """Messages whose sender died mid-send: the send may or may not have happened."""
+def stale_sending(db: Database, conn: Connection, limit: int = 100,
+                  media: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Messages whose sender died mid-send: the send may or may not have happened (only those on
+    ``media`` when given: only their channels can say)."""
     t = now()
-    stmt = db.for_update(select(outbox).where(outbox.c.status == S.SENDING, outbox.c.claimed_until < t).limit(limit))
+    query = select(outbox).where(outbox.c.status == S.SENDING, outbox.c.claimed_until < t)
+    if media is not None:
+        query = query.where(outbox.c.medium.in_(sorted(media)))
+    stmt = db.for_update(query.limit(limit))
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 

@@ -91,6 +91,7 @@ outbox = Table(
     Column("plugin", String(128), nullable=True),
     Column("origin", Text, nullable=True),  # JSON ids of what the message is about; kept after erasure
     Column("automatic", String(16), nullable=True),  # an AutomaticAnswer kind: arbitrated per inbound message
+    Column("medium", String(16), nullable=False, server_default="whatsapp"),  # whose channel sends it
     # per-message pricing from the latest status that carried it (kept after erasure: no personal data)
     Column("pricing_category", String(48), nullable=True),
     Column("pricing_type", String(48), nullable=True),
@@ -126,7 +127,8 @@ consents = Table(
     Column("proof", Text, nullable=True),
     Column("at", Float, nullable=False),
     Column("recorded_at", Float, nullable=False),
-    Index("ix_consents_contact", "contact_key", "category", "at"),
+    Column("medium", String(16), nullable=False, server_default="whatsapp"),  # consent is per category and medium
+    Index("ix_consents_contact", "contact_key", "category", "medium", "at"),
 )
 
 windows = Table(
