@@ -107,8 +107,8 @@ def test_messages_list_and_show_as_a_user_reads_them(tmp_path):
         return done.stdout
 
     header, row = run("messages", "list").splitlines()
-    assert header.split() == ["id", "created", "status", "to", "message", "reason", "scheduled"]
-    assert row.split()[0] == decision.id and "refused" in row and "no_consent" in row
+    assert header.split() == ["id", "created", "status", "on", "to", "message", "reason", "scheduled"]
+    assert row.split()[0] == decision.id and "whatsapp" in row.split() and "no_consent" in row
     [listed] = json.loads(run("messages", "list", "--json"))
     assert listed["id"] == decision.id and datetime.fromisoformat(listed["created_at"]).tzinfo is not None
     shown = run("messages", "show", decision.id)

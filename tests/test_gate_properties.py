@@ -1,4 +1,5 @@
-"""Property: nothing reaches the channel without consent for its category, or free-form outside the window.
+"""Property: nothing reaches a channel without consent for its category on its medium, or free-form
+outside the window on WhatsApp.
 
 A hypothesis state machine drives one engine through random sequences of consent changes
 (ledger API, events carrying consents, connector consent events, STOP/START keywords,
@@ -13,7 +14,10 @@ reference model of the documented rules:
 * a free-form message needs the window to be open;
 * the template must be APPROVED when it leaves; a message for a PAUSED template (that the rules
   would otherwise allow) waits, and is judged again when the template's status changes or the
-  gate looks again.
+  gate looks again;
+* a message on SMS (a second medium, its own channel) needs the latest consent record for its
+  category *on SMS* to be a grant -- no window, and WhatsApp's consent says nothing about it, nor
+  SMS's about WhatsApp.
 
 The ledger's "latest" is the record with the newest consent time, ties broken by recording
 order -- the model keeps the same order.
@@ -46,7 +50,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 from connectzap import (Category, ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus, Order,
                         Outgoing, TemplateContent, TemplateUpdate, TextContent, hookimpl)
 from connectzap.core import clock
-from connectzap.core.channel import BaseChannel, OutboundSend
+from connectzap.core.channel import SMS, WHATSAPP, BaseChannel, OutboundSend
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.plugins import pm
 from connectzap.core.sender import HOLD_RECHECK_SECONDS
@@ -85,16 +89,20 @@ class ReferenceModel:
     """The documented rules, kept next to the engine in the simplest possible form."""
 
     now: float = START
-    ledger: dict[tuple[str, str], tuple[float, int, bool]] = field(default_factory=dict)
+    ledger: dict[tuple[str, str, str], tuple[float, int, bool]] = field(default_factory=dict)
     windows: dict[tuple[str, str], float] = field(default_factory=dict)
     templates: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (category, status)
     seq: itertools.count = field(default_factory=itertools.count)
 
-    def consent(self, phone: str, category: str, granted: bool, at: float) -> None:
+    def consent(self, phone: str, category: str, granted: bool, at: float, medium: str = WHATSAPP) -> None:
         entry = (at, next(self.seq), granted)
-        current = self.ledger.get((phone, category))
+        current = self.ledger.get((phone, category, medium))
         if current is None or entry[:2] > current[:2]:
-            self.ledger[(phone, category)] = entry
+            self.ledger[(phone, category, medium)] = entry
+
+    def granted(self, phone: str, category: str, medium: str) -> bool:
+        latest = self.ledger.get((phone, category, medium))
+        return latest is not None and latest[2]
 
     def inbound(self, phone: str, number: str | None, at: float) -> None:
         key = (phone, number or "")
@@ -106,7 +114,10 @@ class ReferenceModel:
 
     def choice(self, phone: str, what: str, number: str | None, at: float | None = None) -> str | None:
         """What the rules let go to ``phone`` for a request of ``what`` (see :data:`WHATS`): ``"text"``,
-        a template name, or None when nothing may go. ``at``: the moment the window is judged at."""
+        a template name, ``sms <category>``, or None when nothing may go. ``at``: the moment the
+        window is judged at."""
+        if what.startswith("sms "):  # no window, no template: the category's consent on SMS decides
+            return what if self.granted(phone, what.removeprefix("sms "), SMS) else None
         window = self.window_open(phone, number, at)
         if what == "text" or what.startswith("text "):
             if window:
@@ -117,7 +128,7 @@ class ReferenceModel:
         category, status = self.templates[name]
         if status not in ("APPROVED", "PAUSED"):
             return None
-        latest = self.ledger.get((phone, category.lower()))
+        latest = self.ledger.get((phone, category.lower(), WHATSAPP))
         if latest is not None and not latest[2]:
             return None
         if latest is None and not (window and category != "MARKETING"):
@@ -125,6 +136,9 @@ class ReferenceModel:
         return WAIT + name if status == "PAUSED" else name  # a paused template's message waits
 
     def violation(self, message: OutboundSend) -> str | None:
+        if message.medium == SMS:
+            granted = self.granted(message.recipient, message.category, SMS)
+            return None if granted else f"sms {message.category} message without sms consent"
         window = self.window_open(message.recipient, message.business_phone_number_id)
         content = message.content
         if not content.is_template:
@@ -132,7 +146,7 @@ class ReferenceModel:
         category, status = self.templates[content.name]
         if status != "APPROVED":
             return f"template {content.name} is {status}"
-        latest = self.ledger.get((message.recipient, category.lower()))
+        latest = self.ledger.get((message.recipient, category.lower(), WHATSAPP))
         if latest is not None and not latest[2]:
             return f"{category} template after an opt-out"
         if latest is None and not (window and category != "MARKETING"):
@@ -162,6 +176,8 @@ class Request:
 def sent_as(message: OutboundSend) -> tuple[str, str, str | None]:
     """How the liveness check compares a send with the model's prediction."""
     content = message.content
+    if message.medium == SMS:
+        return (message.recipient, f"sms {message.category}", message.business_phone_number_id)
     return (message.recipient, content.name if content.is_template else content.type,
             message.business_phone_number_id)
 
@@ -175,8 +191,9 @@ class CheckingChannel(BaseChannel):
 
     name = "checking"
 
-    def __init__(self, model: ReferenceModel) -> None:
+    def __init__(self, model: ReferenceModel, medium: str = WHATSAPP) -> None:
         self.model = model
+        self.medium = medium
         self.sent: list[tuple[OutboundSend, str]] = []
         self.violations: list[str] = []
         self.blocked_marketing: set[str] = set()
@@ -218,12 +235,16 @@ class ProposingPlugin:
         self.consent_notifications += 1
 
 
-WHATS = ["t_utility", "t_marketing", "t_auth", "text", "text or t_utility", "text or t_marketing"]
-"""What a send asks for: a template, free-form text, or text with a fallback template."""
+WHATS = ["t_utility", "t_marketing", "t_auth", "text", "text or t_utility", "text or t_marketing",
+         "sms utility", "sms marketing"]
+"""What a send asks for: a template, free-form text, text with a fallback template, or a text on SMS
+of a category."""
 
 
 def content_for(what: str) -> dict[str, Any]:
     text = {"type": "text", "body": "hello"}
+    if what.startswith("sms "):
+        return {"content": text, "medium": SMS, "category": what.removeprefix("sms ")}
     if what == "text":
         return {"content": text}
     name = what.rsplit(" ", 1)[-1]
@@ -244,9 +265,11 @@ class GateMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = ReferenceModel()
         self.channel = CheckingChannel(self.model)
+        self.texts = CheckingChannel(self.model, SMS)  # a second medium, with its own consent
         self.clock = clock.use_clock(lambda: self.model.now)
         self.clock.__enter__()
         self.app = type(self).make(f"gate{next(self.counter)}", channel=self.channel)
+        self.app.use_channel(self.texts)
         self.worker = Worker(self.app)
         self.ids = itertools.count()
         self.keys: set[str] = set()  # scoped idempotency keys already used
@@ -331,20 +354,21 @@ class GateMachine(RuleBasedStateMachine):
         self.settle_due()
 
     def change(self, phone: str, form: int, category: Category, granted: bool, seconds_ago: float,
-               source: str) -> ConsentChange:
+               source: str, medium: str = WHATSAPP) -> ConsentChange:
         raw, country = form_of(phone, form)
         return ConsentChange(phone=raw, country=country, category=category, granted=granted, source=source,
-                             proof=f"{source} proof", at=self.at(seconds_ago))
+                             proof=f"{source} proof", at=self.at(seconds_ago), medium=medium)
 
     # --- consent ---------------------------------------------------------------------------
 
     @rule(phone=contacts, form=forms, category=categories, granted=grants,
-          ago=st.sampled_from([0, 0, 60, 7200]), source=st.sampled_from(["api", "crm"]), lag=st.booleans())
+          ago=st.sampled_from([0, 0, 60, 7200]), source=st.sampled_from(["api", "crm"]), lag=st.booleans(),
+          medium=st.sampled_from([WHATSAPP, WHATSAPP, SMS]))
     def consent_from_api(self, phone: str, form: int, category: Category, granted: bool, ago: float,
-                         source: str, lag: bool) -> None:
+                         source: str, lag: bool, medium: str) -> None:
         """Recorded at once; with ``lag`` the workers have not caught up with its notification yet."""
-        self.model.consent(phone, category.value, granted, self.model.now - ago)
-        self.app.set_consent(self.change(phone, form, category, granted, ago, source))
+        self.model.consent(phone, category.value, granted, self.model.now - ago, medium)
+        self.app.set_consent(self.change(phone, form, category, granted, ago, source, medium))
         if not lag:
             self.drive()
 
@@ -464,13 +488,16 @@ class GateMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_sent_against_the_rules(self) -> None:
-        assert self.channel.violations == []
+        assert self.channel.violations == [] and self.texts.violations == []
+        assert all(m.medium == WHATSAPP for m, _ in self.channel.sent) and all(m.medium == SMS
+                                                                               for m, _ in self.texts.sent)
 
     @invariant()
     def every_allowed_message_sent_once(self) -> None:
-        ids = [message.outbox_id for message, _ in self.channel.sent]
+        sent = self.channel.sent + self.texts.sent
+        ids = [message.outbox_id for message, _ in sent]
         assert len(ids) == len(set(ids)), "a message reached the channel twice"
-        assert Counter(sent_as(message) for message, _ in self.channel.sent) == self.expected
+        assert Counter(sent_as(message) for message, _ in sent) == self.expected
 
 
 @pytest.fixture
@@ -523,6 +550,12 @@ def test_reference_model_flags_what_the_gate_must_refuse() -> None:
     assert send(template("u"))
     model.now += DAY
     assert send(text)
+    on_sms = OutboundSend("m2", phone, text, "utility", medium=SMS)
+    assert model.violation(on_sms)  # whatsapp's window and consent say nothing about sms
+    model.consent(phone, "utility", True, model.now, SMS)
+    assert model.violation(on_sms) is None and send(template("u"))  # nor sms's about whatsapp
+    model.consent(phone, "utility", False, model.now, SMS)
+    assert model.violation(on_sms)
 
 
 def test_reference_model_predicts_what_the_gate_must_send() -> None:
@@ -543,3 +576,8 @@ def test_reference_model_predicts_what_the_gate_must_send() -> None:
     assert model.choice(phone, "text or t_utility", None, at=model.now + DAY) is None  # judged when it is due
     model.consent(phone, "marketing", True, model.now)
     assert model.choice(phone, "text or t_marketing", None, at=model.now + DAY) == "t_marketing"
+    assert model.choice(phone, "sms marketing", None) is None  # whatsapp's opt-in is not sms's
+    model.consent(phone, "marketing", True, model.now, SMS)
+    model.consent(phone, "marketing", False, model.now)  # revoked on whatsapp: sms still allowed
+    assert model.choice(phone, "sms marketing", None) == "sms marketing"
+    assert model.choice(phone, "text or t_marketing", None, at=model.now + DAY) is None
