@@ -4,14 +4,14 @@ A message goes out on one medium, through that medium's channel; consent is reco
 category *and* medium. Every row written before media existed was WhatsApp's, so both columns
 default to 'whatsapp'. The consent index leads with the medium's records of one contact.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0020'
-down_revision = '0019'
+revision = '0021'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 
