@@ -47,8 +47,8 @@ def hook_notes(app) -> list[str]:
     import json
 
     from test_woocommerce_notes import deliveries
-    return [note["code"] for d in deliveries(app, "woocommerce") if d["status"] == "done"
-            for note in json.loads(d["result"] or "{}").get("notes", [])]
+    results = [json.loads(d["result"] or "{}") for d in deliveries(app, "woocommerce") if d["status"] == "done"]
+    return [note["code"] for result in results if isinstance(result, dict) for note in result.get("notes", [])]
 
 
 def ask(app, wa_id: str, body: str, cassette: str | None = None) -> None:
@@ -128,6 +128,16 @@ def test_a_stale_question_reads_no_shop_and_gets_no_answer(shop):
     with clock.use_clock(lambda: time.time() + 3600):  # the webhook is handled an hour after it was sent
         ask(app, ANA, "pedido 1042")
     assert answers(app, ANA) == [] and hook_notes(app) == ["stale"]
+
+
+def test_a_cash_on_delivery_tap_is_left_to_its_own_flow(shop):
+    app = shop()
+    webhook = envelope({"type": "button", "button": {"payload": "cod:main:1042:confirm:" + "0" * 24,
+                                                     "text": "Confirm order #1042"}}, wa_id=ANA)
+    with lookup_vcr.use_cassette("lookup_order_1042.yaml", allow_playback_repeats=True):
+        deliver_signed(app, webhook)
+        run(app)
+    assert hook_notes(app) == [] and not any("Pedido 1042" in a for a in answers(app, ANA))
 
 
 def test_a_message_without_an_order_question_is_left_alone(shop):

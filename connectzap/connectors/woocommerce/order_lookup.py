@@ -40,7 +40,7 @@ from ...core.errors import SkippableDeliveryError
 from ...core.messages import TextContent
 from ...core.models import InboundMessage
 from ...plugins.languages import country_language
-from . import replies
+from . import cod, replies
 from .lookup_settings import OrderLookupSettings
 from .mapping import DRAFT_STATUSES, customer_of, meta_dict, tracking_url
 from .rest import ShopClient
@@ -230,8 +230,8 @@ class Finder:
 async def answer(message: InboundMessage, ctx: EventContext, connector: WooCommerceConnector) -> None:
     """Answer an order question in ``message`` (see the module for the order of decisions)."""
     settings = connector.settings.order_lookup
-    if not settings.enabled or message.type == "system":
-        return
+    if not settings.enabled or message.type == "system" or cod.tap_of(message) is not None:
+        return  # a cash-on-delivery tap is answered by its own flow, whatever its title says
     question = question_of(message, settings)
     if question is None:
         return
