@@ -211,3 +211,13 @@ def test_no_sender_ever_learns_about_another_contacts_order(make, owners, asked,
     for number, other in orders.items():
         if order_lookup.customer_of(other).phone != "+" + sender:
             assert number not in said
+
+
+def test_a_simulation_reads_no_shop_and_says_what_it_would_read(make):
+    from connectzap.core.simulation import Simulation
+    app = make(simulation=Simulation(), connectors={
+        **WHATSAPP, "woocommerce": {"shops": {"main": shop_config()}, "order_lookup": {"enabled": True}}})
+    ask(app, ANA, "pedido 1042")  # no cassette, and no request to the shop either
+    calls = [r.call for r in app.simulation.rehearsed if r.target == "woocommerce"]
+    assert [(c.method, c.url) for c in calls] == [("GET", "https://shop.example.com/wp-json/wc/v3/orders/1042")]
+    assert hook_notes(app) == []

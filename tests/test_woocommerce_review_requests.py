@@ -212,3 +212,14 @@ def test_the_verdict_never_sends_after_a_cancel_or_a_full_refund(status, refunds
         assert verdict.action == "later"
     else:
         assert verdict.action == "send"
+
+
+async def test_a_simulation_schedules_nothing_and_says_what_it_would_schedule(make):
+    from connectzap.core.simulation import Simulation
+    app = make(simulation=Simulation(),
+               connectors={"woocommerce": {"shops": {"main": shop_config()}, "review_requests": REVIEWS}})
+    with frozen(COMPLETED):
+        await deliver(app, "order_updated_completed.json", delivery="c1")
+    assert app.events(kind="resolve") == []
+    notes = [r.call.note or "" for r in app.simulation.rehearsed if r.target == "woocommerce"]
+    assert notes == ["schedule the review request of order 1042 for 2026-03-11 16:02 UTC"]

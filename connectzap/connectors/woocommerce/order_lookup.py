@@ -257,8 +257,9 @@ async def answer(message: InboundMessage, ctx: EventContext, connector: WooComme
     shops = [name for name, shop in connector.settings.shops.items()
              if settings.applies_to(name) and shop.has_rest_keys]
     if ctx.simulating:
+        endpoint = f"orders/{question.number}" if question.number is not None else "orders"
         for shop in shops:
-            ctx.would(OutboundCall("GET", ShopClient.url_for(connector.shop(shop), "orders"),
+            ctx.would(OutboundCall("GET", ShopClient.url_for(connector.shop(shop), endpoint),
                                    note="look the order up, then answer with its status if it is the sender's"))
         return
     finder = Finder(connector, shops, sender, ctx.contact_key)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,7 +88,7 @@ def schedule(order: Order, ctx: EventContext, settings: ReviewRequestSettings) -
     notice = ReviewDue(notice="review_request", shop=order.shop, order=order.id, round=int(record.get("round", 0)) + 1)
     if ctx.simulating:  # a rehearsal journals nothing: it says what would be scheduled
         ctx.would(OutboundCall(None, None, note=f"schedule the review request of order {order.id} for "
-                                                f"{datetime.fromtimestamp(due):%Y-%m-%d %H:%M}"))
+                                                f"{datetime.fromtimestamp(due, UTC):%Y-%m-%d %H:%M} UTC"))
         return
     event = Event.of(EventKind.RESOLVE, notice, source=SOURCE, dedupe_key=f"{key}:{notice.round}",
                      ordering_key=ordering_key(order.shop, order.id))
