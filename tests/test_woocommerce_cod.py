@@ -21,6 +21,7 @@ from woocommerce_shop_support import FakeShop
 
 from connectzap.connectors.woocommerce import cod
 from connectzap.core import clock, ingress
+from connectzap.core.models import EventKind
 from connectzap.testing import run, seed_template
 
 ORDER_ID = "1042"
@@ -325,3 +326,14 @@ def test_any_sequence_changes_the_status_at_most_once(make, shop, steps, action)
     if answered and "shop" not in steps[:steps.index(answered[0])] and "hours" not in steps[:steps.index(answered[0])]:
         assert changes == [(order_id, "processing" if answered[0] == "confirm" else "cancelled")]
 
+
+
+def test_a_rehearsal_says_the_question_would_be_asked(make, shop) -> None:
+    app = build(make, shop)
+    flow = app.connectors["woocommerce"].cod
+    order = app.connectors["woocommerce"].order_event("main", cod_order(), EventKind.ORDER_CREATED, "d").payload()
+    [call] = flow.rehearse_ask(order)
+    assert call.note == ("ask the customer to confirm cash on delivery with the template cod_confirmation "
+                         "(a reminder after 6 h, the timeout after 24 h)")
+    not_cod = order.model_copy(update={"payment_method": "stripe"})
+    assert flow.rehearse_ask(not_cod) == [] and shop.requests == []

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ...core.clock import now
+from ...core.connector import OutboundCall
 from ...core.idempotency import scoped_key
 from ...core.messages import ButtonParam, TemplateContent, TextContent
 from ...core.models import Event, EventKind, InboundMessage, Order
@@ -178,6 +179,17 @@ class CashOnDelivery:
             event = Event.of(EventKind.RESOLVE, due, source=SOURCE, dedupe_key=_message_key(shop, order.id, step))
             await asyncio.to_thread(self.app.ingest, [event], due_at=t + hours * 3600)
 
+    def rehearse_ask(self, order: Order) -> list[OutboundCall]:
+        """What :meth:`ask` would do (``connectzap simulate``: the gate's verdict on the question is
+        not part of a rehearsal)."""
+        cod = self._cod(order.shop or "")
+        if cod is None or order.partial or why_not_asked(order, cod) is not None:
+            return []
+        later = [f"{step} after {hours:g} h" for step, hours in (("a reminder", cod.reminder_hours),
+                                                                  ("the timeout", cod.timeout_hours)) if hours]
+        return [OutboundCall(None, None, note=f"ask the customer to confirm cash on delivery with the template "
+                                              f"{cod.template}" + (f" ({', '.join(later)})" if later else ""))]
+
     # --- 2. the customer's answer ---------------------------------------------------------------
 
     async def answer(self, tap: Tap, message: InboundMessage, ctx: EventContext) -> None:
@@ -221,7 +233,10 @@ class CashOnDelivery:
         cod = self._cod(due.shop)
         key = state_key(due.shop, due.order)
         record = ctx.state.get(key)
-        if cod is None or record is None or record["state"] not in OPEN:
+        if cod is None:
+            ctx.note("cod_off", f"shop {due.shop} no longer asks for cash-on-delivery confirmations: no {due.step}")
+            return
+        if record is None or record["state"] not in OPEN:
             ctx.note("cod_answered", f"order {due.order} needs no {due.step}: "
                                      f"{record['state'] if record else 'no confirmation was asked'}")
             return

@@ -288,6 +288,8 @@ class WooCommerceConnector(Connector):
     async def rehearse(self, target: str, kind: str, payload: Any, ctx: EventContext) -> list[OutboundCall]:
         if kind == "campaign_finished":
             return await asyncio.to_thread(self._rehearse_campaign, payload, ctx)
+        if kind == "order_created":
+            return self.cod.rehearse_ask(payload)
         if kind == "inbound_message" and cod.tap_of(payload) is not None:
             return [OutboundCall(None, None, note="a cash-on-delivery answer: the order's status and a private note "
                                                   "(the shop is read first)")]
