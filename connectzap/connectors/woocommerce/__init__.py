@@ -5,7 +5,7 @@ a REST fetch, one remembers each customer's latest order so their replies land o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +62,14 @@ async def on_order_updated(order: Order, ctx: EventContext) -> None:
 
 
 @hookimpl
-async def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
+def on_inbound_message(message: InboundMessage, ctx: EventContext) -> Coroutine[Any, Any, None] | None:
+    # A plain function returning the lookup's coroutine, not an async hook: every deployment calls
+    # it for every inbound message, and one async hook in a wave makes the dispatcher send each
+    # other plain hook to a thread on its own; without the connector there is nothing to await.
     connector = ctx.app.connectors.get("woocommerce")
     if isinstance(connector, WooCommerceConnector):
-        await order_lookup.answer(message, ctx, connector)
+        return order_lookup.answer(message, ctx, connector)
+    return None
 
 
 @hookimpl
