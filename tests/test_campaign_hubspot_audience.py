@@ -341,3 +341,107 @@ def test_a_write_back_interrupted_by_the_rate_limit_resumes_where_it_stopped(mak
     after = [[i["id"] for i in r.body["inputs"]] for r in fake.calls("POST", "/crm/v3/objects/contacts/batch/update")]
     assert after == [["101", "102"], ["106", "107"], ["106", "107"]]  # the written batch is not written again
     assert fake.records["contacts"]["107"]["properties"]["connectzap_last_campaign_outcome"] == "cancelled"
+
+
+# --- outcomes as timeline notes (campaign_timeline) -------------------------------------------------
+
+def timeline_engine(make, fake: FakeHubSpot):
+    app = make(api=SETTINGS["api"], connectors={**SETTINGS["connectors"], "hubspot": hubspot_config(
+        fake.url, default_region="DE", campaign_timeline=True)})
+    seed_template(app, "winter_news", "Hi {{first_name}}, the winter collection is in", category="MARKETING",
+                  parameter_format="NAMED")
+    return app
+
+
+def campaign_notes(fake: FakeHubSpot) -> dict[str, list[str]]:
+    """The notes' bodies by the contact they are on."""
+    on: dict[str, list[str]] = {}
+    for kind, note, contact, type_id in fake.associations:
+        if kind == "notes" and type_id == 202:
+            on.setdefault(contact, []).append(fake.records["notes"][note]["properties"]["hs_note_body"])
+    return on
+
+
+def test_each_recipient_gets_one_timeline_note_across_a_replay(make, fake) -> None:
+    contacts_in(fake)
+    app = timeline_engine(make, fake)
+    grant(app, A)
+    campaign, _ = load(app)
+    app.campaigns.start(campaign)
+    asyncio.run(Worker(app).run_until_idle())
+    notes = campaign_notes(fake)
+    assert sorted(notes) == ["101", "102", "106", "107"] and all(len(n) == 1 for n in notes.values())
+    assert "WhatsApp campaign winter" in notes["101"][0] and "Outcome: refused (no_consent)" in notes["106"][0]
+    assert notes["101"][0].endswith(f"connectzap campaign entry {campaign}/101</p>")
+    assert len(fake.calls("POST", "/crm/v3/objects/notes/batch/create")) == 1  # one batch of four
+    view = app.campaigns.get(campaign)
+    ended = CampaignFinished(id=campaign, name="winter", state="finished", template="winter_news", language="en",
+                             ended_at=datetime.now(UTC), recipients=view.recipients, audience_source="hubspot_list")
+    ctx = EventContext(app, event_id=99, source="campaigns", dedupe_key="replay", received_at=datetime.now(UTC),
+                       plugin="connector:hubspot")
+    asyncio.run(app.connectors["hubspot"].sync_campaign_finished(ended, ctx))
+    assert len(fake.calls("POST", "/crm/v3/objects/notes/batch/create")) == 1
+    assert campaign_notes(fake) == notes
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_made_again(make, fake, monkeypatch) -> None:
+    from hubspot_support import make_due
+
+    from connectzap.connectors.hubspot import campaign_timeline
+    contacts_in(fake)
+    monkeypatch.setattr(campaign_timeline, "CREATE_BATCH", 2)
+    monkeypatch.setattr(campaign_timeline, "SEARCH_PAGE", 1)  # the search pages through what it finds
+    app = timeline_engine(make, fake)
+    campaign, _ = load(app)  # four recipients: two batches of two
+    app.campaigns.control(campaign, "cancel")
+    original = fake.handle
+    creates: list[int] = []
+
+    def second_answer_lost(method, path, query, body):  # HubSpot made the second batch, its answer never came
+        answer = original(method, path, query, body)
+        if path.endswith("/notes/batch/create"):
+            creates.append(1)
+            if len(creates) == 2:
+                return 502, {"status": "error", "message": "Bad gateway"}, {}
+        return answer
+
+    monkeypatch.setattr(fake, "handle", second_answer_lost)
+    asyncio.run(Worker(app).run_until_idle())
+    make_due(app)
+    asyncio.run(Worker(app).run_until_idle())
+    notes = campaign_notes(fake)
+    assert sorted(notes) == ["101", "102", "106", "107"]
+    assert all(len(n) == 1 and "Outcome: cancelled" in n[0] for n in notes.values())  # none twice
+    assert len(creates) == 2  # the retry found the lost batch's notes and created nothing
+
+
+def test_a_deleted_contact_gets_no_note_and_the_others_do(make, fake) -> None:
+    contacts_in(fake)
+    app = timeline_engine(make, fake)
+    campaign, _ = load(app)
+    app.campaigns.control(campaign, "cancel")
+    del fake.records["contacts"]["102"]
+    asyncio.run(Worker(app).run_until_idle())
+    assert sorted(campaign_notes(fake)) == ["101", "106", "107"]
+
+
+def test_without_campaign_timeline_no_note_is_written(make, fake) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    campaign, _ = load(app)
+    app.campaigns.control(campaign, "cancel")
+    asyncio.run(Worker(app).run_until_idle())
+    assert fake.calls("POST", "/crm/v3/objects/notes/batch/create") == [] and campaign_notes(fake) == {}
+
+
+def test_cassette_batch_create_of_timeline_notes() -> None:
+    from connectzap.connectors.hubspot.campaign_timeline import CampaignTimeline
+    from connectzap.core.campaigns.write_back import Outcome
+    client = HubSpotClient(settings())
+    ended = CampaignFinished(id="c1a23b0000000000beef", name="december", state="finished", template="december_news",
+                             language="en", ended_at=datetime(2026, 12, 1, 10, tzinfo=UTC), recipients=2,
+                             audience_source="hubspot_list")
+    batch = [Outcome("51234567801", "delivered", None), Outcome("51234567803", "refused", "no_consent")]
+    with replay().use_cassette("notes_batch_create_campaign.yaml") as cassette:
+        asyncio.run(CampaignTimeline(client, 0).create(ended, batch, 1796119200000))
+    assert cassette.all_played

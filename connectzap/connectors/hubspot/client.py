@@ -250,6 +250,10 @@ class HubSpotClient:
         return self.sdk.crm.objects.notes.basic_api
 
     @cached_property
+    def note_batch(self) -> Any:
+        return self.sdk.crm.objects.notes.batch_api
+
+    @cached_property
     def note_search(self) -> Any:
         return self.sdk.crm.objects.notes.search_api
 

@@ -33,6 +33,7 @@ from ..base import Connector, ConnectorSettings, WebhookRequest
 from ...core.replies import ReplyRequest
 from . import agent_replies, audience, webhooks, workflow_sends
 from .campaign_results import CampaignResults
+from .campaign_timeline import CampaignTimeline
 from .calls import CallLog
 from .client import HubSpotClient
 from .consent_sync import ConsentMirror
@@ -64,6 +65,7 @@ class HubSpotConnector(Connector):
         self.consent_mirror = ConsentMirror(self.contacts, self.settings)
         self.list_audience = audience.ListAudience(self.client, self.contacts, self.settings)
         self.campaign_results = CampaignResults(self.client, self.contacts)
+        self.campaign_timeline = CampaignTimeline(self.client, self.settings.search_index_lag_seconds)
 
     # --- campaigns: audiences from lists, outcomes back on the contacts ----------------------
 
@@ -72,6 +74,8 @@ class HubSpotConnector(Connector):
 
     async def sync_campaign_finished(self, campaign: CampaignFinished, ctx: EventContext) -> None:
         await self.campaign_results.write(campaign, ctx)
+        if self.settings.campaign_timeline:
+            await self.campaign_timeline.write(campaign, ctx)
 
     # --- ingress -------------------------------------------------------------------------
 

@@ -143,6 +143,9 @@ class FakeHubSpot:
         if parts[:5] == ["crm", "v3", "objects", "contacts", "batch"] and method == "POST":
             with self._lock:
                 return self._batch(parts[5:], body or {})
+        if parts[:4] == ["crm", "v3", "objects", "notes"] and parts[4:] == ["batch", "create"] and method == "POST":
+            with self._lock:
+                return self._create_notes((body or {}).get("inputs") or [])
         if parts[:4] == ["crm", "v3", "properties", "contacts"]:
             with self._lock:
                 return self._property(method, parts[4:], body or {})
@@ -254,6 +257,29 @@ class FakeHubSpot:
             return 200, {**done, "results": [contacts[i["id"]] for i in inputs]}, {}
         return 404, {"status": "error", "message": "unknown path", "category": "OBJECT_NOT_FOUND"}, {}
 
+    def _create_notes(self, inputs: list[dict[str, Any]]) -> tuple[int, Any, dict[str, str]]:
+        """``POST /crm/v3/objects/notes/batch/create`` (up to 100 inputs, each with its associations);
+        one associated to a missing contact refuses the whole batch (the stand-in's choice of answer)."""
+        if len(inputs) > 100:
+            return 400, {"status": "error", "category": "VALIDATION_ERROR", "message": "too many inputs"}, {}
+        missing = sorted({str(a["to"]["id"]) for i in inputs for a in i.get("associations", [])
+                          if str(a["to"]["id"]) not in self.records["contacts"]})
+        if missing:
+            return 400, {"status": "error", "category": "VALIDATION_ERROR",
+                         "message": f"One or more association targets do not exist: {missing}"}, {}
+        created = []
+        for item in inputs:
+            new_id = str(next(self._ids))
+            self.records["notes"][new_id] = record = self._record(new_id, item.get("properties", {}))
+            if self.search_lag:
+                self.unindexed.add(("notes", new_id))
+            for assoc in item.get("associations", []):
+                for spec in assoc.get("types", []):
+                    self.associations.append(("notes", new_id, str(assoc["to"]["id"]), int(spec["associationTypeId"])))
+            created.append(record)
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        return 201, {"status": "COMPLETE", "startedAt": stamp, "completedAt": stamp, "results": created}, {}
+
     def _search(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
         groups = request.get("filterGroups") or []
 
@@ -265,7 +291,12 @@ class FakeHubSpot:
 
         found = [r for r in self.records[kind].values() if matches(r)]
         wanted = request.get("properties") or None
-        return {"total": len(found), "results": [self._view(r, wanted) for r in found[: request.get("limit", 10)]]}
+        start, limit = int(request.get("after") or 0), request.get("limit", 10)
+        page: dict[str, Any] = {"total": len(found),
+                                "results": [self._view(r, wanted) for r in found[start:start + limit]]}
+        if start + limit < len(found):
+            page["paging"] = {"next": {"after": str(start + limit)}}
+        return page
 
     @staticmethod
     def _filter(props: dict[str, Any], rule: dict[str, Any]) -> bool:

@@ -125,6 +125,8 @@ class HubSpotSettings(ConnectorSettings):
 
     timeline: bool = True
     """Log inbound and outbound WhatsApp messages on the contact's timeline."""
+    campaign_timeline: bool = False
+    """Also log each recipient's outcome of a campaign to a HubSpot list as a Note on the contact."""
     timeline_object: Literal["communication", "note"] = "communication"
     """Communications need them on the portal; a 403 switches to notes automatically."""
     create_contacts: bool = False

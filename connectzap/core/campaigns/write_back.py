@@ -34,14 +34,16 @@ class Outcome:
         return f"{self.outcome} ({self.reason})" if self.reason else self.outcome
 
 
-def _key(campaign_id: str, first_line: int) -> str:
-    return f"campaign_written:{campaign_id}:{first_line}"  # batches start at fixed lines: stable keys
+def _key(campaign_id: str, first_line: int, what: str) -> str:
+    return f"campaign_{what}:{campaign_id}:{first_line}"  # batches start at fixed lines: stable keys
 
 
 async def write_back(ctx: EventContext, campaign: CampaignFinished, source: str, batch_size: int,
-                     write: Callable[[list[Outcome]], Awaitable[None]]) -> int:
+                     write: Callable[[list[Outcome]], Awaitable[None]], what: str = "written") -> int:
     """Call ``write`` for each batch of the campaign's recipients read from ``source`` not yet
-    written; returns how many batches it wrote now. Campaigns of another source are left alone."""
+    written; returns how many batches it wrote now. Campaigns of another source are left alone.
+    ``what`` names the kind of write-back: each kind marks its own batches (a connector may write
+    the outcomes to a field and as a timeline entry)."""
     if campaign.audience_source != source:
         return 0
     marks = ctx.app.plugin_state(ctx.plugin)  # commits at once, unlike the buffered ctx.state
@@ -51,7 +53,7 @@ async def write_back(ctx: EventContext, campaign: CampaignFinished, source: str,
                                        limit=batch_size)
         if not rows:
             return written
-        key = _key(campaign.id, rows[0][0])
+        key = _key(campaign.id, rows[0][0], what)
         if not await asyncio.to_thread(marks.get, key):
             await write([Outcome(ref, outcome, reason) for _line, ref, outcome, reason in rows])
             await asyncio.to_thread(marks.set, key, True)
@@ -59,7 +61,8 @@ async def write_back(ctx: EventContext, campaign: CampaignFinished, source: str,
         after = rows[-1][0]
 
 
-def unwritten(ctx: EventContext, campaign: CampaignFinished, source: str, batch_size: int) -> Iterator[list[Outcome]]:
+def unwritten(ctx: EventContext, campaign: CampaignFinished, source: str, batch_size: int,
+              what: str = "written") -> Iterator[list[Outcome]]:
     """The batches :func:`write_back` would write now, without writing or marking anything (for a
     connector's ``rehearse`` in ``connectzap simulate``). Blocking: reads the database."""
     if campaign.audience_source != source:
@@ -67,6 +70,6 @@ def unwritten(ctx: EventContext, campaign: CampaignFinished, source: str, batch_
     marks = ctx.app.plugin_state(ctx.plugin)
     after = 0
     while rows := ctx.app.campaigns.source_outcomes(campaign.id, after_line=after, limit=batch_size):
-        if not marks.get(_key(campaign.id, rows[0][0])):
+        if not marks.get(_key(campaign.id, rows[0][0], what)):
             yield [Outcome(ref, outcome, reason) for _line, ref, outcome, reason in rows]
         after = rows[-1][0]
