@@ -333,3 +333,17 @@ def test_any_parameter_arrives_as_text_in_both_parts(tmp_path_factory: Any, para
     assert f"H[{escape(norm[0])}|{escape(norm[1])}]" in flat and flat.count("<") == 2  # only the template's tags
     assert stdlib_html.unescape(flat).count(f"H[{norm[0]}|{norm[1]}]") == 1
     assert mail["Subject"] == " ".join(f"S {params[0]}".split())  # one line, whatever the parameter holds
+
+
+def test_the_unsubscribe_rule_is_the_channels_declared_refusal(templates: Path) -> None:
+    from connectzap.core.channel import MediumRules
+    ch = EmailChannel(EmailSettings(host="h", from_address="s@shop.example", templates_dir=str(templates),
+                                    list_unsubscribe_url="https://shop.example/u/{outbox_id}"))
+    assert isinstance(ch, MediumRules)
+    no_link = TemplateContent(name="no_link", language="en")
+    refusal = ch.refusal(send(no_link, category="marketing"), 0.0)
+    assert refusal is not None and refusal.reason == "unsubscribe_missing" and refusal.retry_at is None
+    assert ch.refusal(send(no_link, category="utility"), 0.0) is None
+    newsletter = TemplateContent(name="newsletter", language="en", body={"first_name": "Ana"})
+    assert ch.refusal(send(newsletter, category="marketing"), 0.0) is None
+    assert ch.refusal(send(TemplateContent(name="nope", language="en"), category="marketing"), 0.0) is None

@@ -33,7 +33,7 @@ from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
-from .media import WHATSAPP
+from .media import EMAIL, WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, ConsentRecord, StatusValue, TemplateInfo
 from .store import outbox
@@ -435,6 +435,11 @@ class _Earlier:
     request_hash: str
 
 
+def _address(outgoing: Outgoing, phone_or_user_id: str | None) -> str | None:
+    """Where the channel sends: the email address on email, the number (or BSUID) elsewhere."""
+    return outgoing.to.email if outgoing.medium == EMAIL else phone_or_user_id
+
+
 def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_event_id: int | None,
             plugin: str | None) -> tuple[Decision, dict[str, Any]]:
     outgoing = a.outgoing
@@ -476,7 +481,8 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     reason = automatic.PENDING if held else verdict.reason or verdict.hold
     row = dict(
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
-        recipient=None if refused else (phone or user_id), category=verdict.category, content_type=shown.type,
+        recipient=None if refused else _address(outgoing, phone or user_id), category=verdict.category,
+        content_type=shown.type,
         template_name=template.name if template else None, language=template.language if template else None,
         content=stored, status=status, reason=reason,
         error_details=verdict.detail, not_before=not_before, next_attempt_at=next_attempt_at, attempts=0,

@@ -277,7 +277,7 @@ class Sender:
     def _accepted_event(self, o: SendOutcome) -> Event:
         """The ``accepted`` status hooks see: it carries what was sent, until the event is done."""
         message = o.message
-        phone, user_id = bsuids.split(message.recipient)
+        phone, user_id = bsuids.split(message.recipient) if message.medium != EMAIL else (None, None)
         status = MessageStatus(wamid=o.wamid or "", status=StatusValue.ACCEPTED.value, timestamp=datetime.now(UTC),
                                recipient=phone, recipient_user_id=user_id, contact_key=o.row["contact_key"],
                                outbox_id=o.row["id"],

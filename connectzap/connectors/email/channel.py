@@ -16,7 +16,7 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
-from ...core.channel import EMAIL, BaseChannel, OutboundSend
+from ...core.channel import EMAIL, BaseChannel, OutboundSend, Refusal
 from ...core.errors import SkippableDeliveryError
 from .composing import Composer
 from .rate import SendRate
@@ -73,6 +73,11 @@ class EmailChannel(BaseChannel):
                                start_tls=settings.tls == "starttls", tls_context=self.tls_context(),
                                local_hostname=settings.helo_name or settings.sender_domain,
                                timeout=settings.timeout_seconds)
+
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        """The email channel's rule: a marketing email shows its unsubscribe link (:mod:`.unsubscribe`)."""
+        why = self.composer.refusal(message)
+        return Refusal("unsubscribe_missing", why) if why is not None else None
 
     async def send(self, message: OutboundSend) -> str:
         address = recipient_address(message.recipient)

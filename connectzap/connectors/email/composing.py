@@ -47,11 +47,10 @@ class Composer:
         """The email for ``send`` to ``recipient`` (a checked bare address). Raises
         :class:`SkippableDeliveryError` when the content cannot be an email or breaks a rule."""
         settings = self.settings
-        links = UnsubscribeLinks.for_message(settings.list_unsubscribe_mailto, settings.list_unsubscribe_url,
-                                             send.outbox_id)
-        rendered = self._render(send, links)
+        links = self.links(send)
+        rendered = self.render(send, links)
         refusal = unsubscribe_refusal(send.category, links, rendered.text, rendered.html)
-        if refusal is not None:
+        if refusal is not None:  # the sender asked refusal() first; this keeps the rule for any other caller
             raise SkippableDeliveryError(refusal, code="unsubscribe_missing")
         message_id = message_id_for(send.outbox_id, settings.sender_domain)
         mail = EmailMessage(policy=SEVEN_BIT)
@@ -72,7 +71,23 @@ class Composer:
             mail.add_alternative(rendered.html, subtype="html")
         return Composed(mail, message_id)
 
-    def _render(self, send: OutboundSend, links: UnsubscribeLinks) -> Rendered:
+    def links(self, send: OutboundSend) -> UnsubscribeLinks:
+        return UnsubscribeLinks.for_message(self.settings.list_unsubscribe_mailto, self.settings.list_unsubscribe_url,
+                                            send.outbox_id)
+
+    def refusal(self, send: OutboundSend) -> str | None:
+        """Why ``send`` breaks the email channel's rule (a marketing email shows its unsubscribe link),
+        or None. Content that cannot be rendered is not refused here: the send fails with its reason."""
+        if send.category != "marketing":
+            return None
+        links = self.links(send)
+        try:
+            rendered = self.render(send, links)
+        except SkippableDeliveryError:
+            return None
+        return unsubscribe_refusal(send.category, links, rendered.text, rendered.html)
+
+    def render(self, send: OutboundSend, links: UnsubscribeLinks) -> Rendered:
         content = send.content
         if isinstance(content, TextContent):
             return Rendered(subject=self.settings.default_subject, text=content.body)

@@ -1,8 +1,8 @@
 """Marketing email's unsubscribe: the ``List-Unsubscribe`` headers (RFC 2369, one-click RFC 8058)
 and the email channel's own rule that a marketing email shows an unsubscribe link in its body.
 
-Both are pure functions over the settings and the rendered body, so the rule can be tested (and,
-once the core asks each medium for its rules before a send, declared there) on its own.
+Both are pure functions over the settings and the rendered body. The channel declares the rule as
+its :meth:`~connectzap.core.channel.MediumRules.refusal`, which the sender asks before each send.
 """
 
 from __future__ import annotations

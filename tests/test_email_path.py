@@ -1,0 +1,93 @@
+"""The whole path of an email: a message on medium email goes through the engine to a real SMTP
+server (aiosmtpd), shows as any message does, and Postmark's webhooks settle it (delivered; a hard
+bounce fails it as hard_bounce). The email channel's own rule refuses a marketing email without its
+unsubscribe link before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from connectzap import Category, ConsentChange, Connectzap, Outgoing, TemplateContent
+from connectzap.core.channel import EMAIL
+from connectzap.core.worker import Worker
+from connectzap.testing import Signer, deliver, webhook_request
+from email_support import Relay, email_config, smtp_relay
+
+PHONE = "+4915112345678"
+ADDRESS = "ana@example.org"
+HOOK_USER, HOOK_PASSWORD = "postmark", "hook-pass-path"
+PAYLOADS = Path(__file__).parent / "payloads" / "postmark"
+
+
+def templates(root: Path) -> Path:
+    for name, text, html in (("order_confirmation", "Order {{ params[0] }} is confirmed",
+                              "<p>Order {{ params[0] }}</p>"), ("sale", "Big sale", "<p>Big sale</p>")):
+        folder = root / name / "en"
+        folder.mkdir(parents=True)
+        (folder / "subject.txt").write_text(f"{name} {{{{ params[0] if params else '' }}}}")
+        (folder / "body.txt").write_text(text)
+        (folder / "body.html").write_text(html)
+    return root
+
+
+def email_app(make: Any, relay: Relay, tmp_path: Path) -> Connectzap:
+    section = email_config(relay, templates_dir=str(templates(tmp_path / "tpl")), webhook_username=HOOK_USER,
+                           webhook_passwords=[HOOK_PASSWORD], list_unsubscribe_url="https://shop.example/u/{outbox_id}")
+    app = make(connectors={"email": section})  # WhatsApp: the sandbox; email: the connector's channel
+    for category in (Category.UTILITY, Category.MARKETING):
+        app.set_consent(ConsentChange(phone=PHONE, category=category, granted=True, source="test", proof="form",
+                                      medium=EMAIL))
+    return app
+
+
+def email(name: str, category: Category) -> Outgoing:
+    return Outgoing(to={"phone": PHONE, "email": ADDRESS}, medium=EMAIL, category=category,
+                    content=TemplateContent(name=name, language="en", body=["1001"]))
+
+
+def postmark(app: Connectzap, record: str, outbox_id: str) -> int:
+    body = json.loads((PAYLOADS / record).read_bytes())
+    body["Metadata"] = {"connectzap_outbox": outbox_id}
+    request = Signer.basic_auth(HOOK_USER).sign(webhook_request("/webhooks/email", body), HOOK_PASSWORD)
+    return deliver(app, "email", request).status
+
+
+async def test_an_email_goes_out_and_a_hard_bounce_fails_it(make: Any, tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        app = email_app(make, relay, tmp_path)
+        assert app.channels[EMAIL].name == "email"
+        sent = app.send(email("order_confirmation", Category.UTILITY))
+        await Worker(app).run_until_idle()
+    [got] = relay.received
+    assert got.rcpt_tos == [ADDRESS] and got.message["Subject"] == "order_confirmation 1001"
+    row = app.message(sent.id)
+    assert row is not None and row["status"] == "accepted" and row["medium"] == EMAIL
+    assert row["wamid"] == got.message["Message-ID"]
+    assert postmark(app, "bounce_hard.json", sent.id) == 200
+    await Worker(app).run_until_idle()
+    row = app.message(sent.id)
+    assert row is not None and row["status"] == "failed" and row["reason"] == "hard_bounce"
+
+
+async def test_a_delivery_webhook_marks_the_email_delivered(make: Any, tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        app = email_app(make, relay, tmp_path)
+        sent = app.send(email("order_confirmation", Category.UTILITY))
+        await Worker(app).run_until_idle()
+    assert len(relay.received) == 1 and (app.message(sent.id) or {})["status"] == "accepted"
+    assert postmark(app, "delivery.json", sent.id) == 200
+    await Worker(app).run_until_idle()
+    assert (app.message(sent.id) or {})["status"] == "delivered"
+
+
+async def test_a_marketing_email_without_its_unsubscribe_link_is_refused_before_sending(make: Any,
+                                                                                       tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        app = email_app(make, relay, tmp_path)
+        refused = app.send(email("sale", Category.MARKETING))
+        await Worker(app).run_until_idle()
+    assert relay.received == []
+    row = app.message(refused.id)
+    assert row is not None and row["status"] == "refused" and row["reason"] == "unsubscribe_missing"
