@@ -19,8 +19,8 @@ from sms_support import AUTH_TOKEN, FROM, PUBLIC_URL, Answer, TwilioStandIn, set
 from connectzap.connectors.sms.channel import TwilioSmsChannel, quiet_hours_wait
 from connectzap.connectors.sms.client import TwilioClient
 from connectzap.connectors.sms.settings import SmsSettings
-from connectzap.core.channel import NOT_SUPPORTED, SMS, Channel, OutboundSend
-from connectzap.core.errors import (AmbiguousDeliveryError, ConnectzapError, FatalDeliveryError, PacedError,
+from connectzap.core.channel import NOT_SUPPORTED, SMS, Channel, MediumRules, OutboundSend
+from connectzap.core.errors import (AmbiguousDeliveryError, FatalDeliveryError,
                                     PhoneRequiredError, RetriableDeliveryError, SendingPausedError,
                                     SkippableDeliveryError)
 from connectzap.core.messages import MediaContent, MediaRef, TemplateContent, TextContent
@@ -244,16 +244,15 @@ def test_marketing_waits_for_the_recipients_morning_other_categories_do_not() ->
     assert quiet_hours_wait(off, outbound(to=berlin, category="marketing"), night) is None
 
 
-async def test_pace_holds_a_marketing_sms_at_night_without_counting_an_attempt() -> None:
-    from connectzap.core.clock import use_clock
+def test_quiet_hours_are_the_channels_declared_rule() -> None:
     channel = channel_for(None)
-    with use_clock(lambda: _at(2, 0, "Europe/Berlin")):
-        with pytest.raises(PacedError) as raised:
-            await channel.pace(outbound(to="+4915112345678", category="marketing"))
-        await channel.pace(outbound(to="+4915112345678", category="utility"))
-    assert raised.value.code == "quiet_hours" and raised.value.retry_after is not None
-    assert isinstance(raised.value, ConnectzapError)
-
+    assert isinstance(channel, MediumRules)
+    night = _at(2, 0, "Europe/Berlin")
+    refusal = channel.refusal(outbound(to="+4915112345678", category="marketing"), night)
+    assert refusal is not None and refusal.reason == "quiet_hours" and refusal.retry_at is not None
+    assert _at(8, 0, "Europe/Berlin") <= refusal.retry_at <= _at(8, 5, "Europe/Berlin")  # waits, is not refused
+    assert "08:00-21:00" in refusal.detail
+    assert channel.refusal(outbound(to="+4915112345678", category="utility"), night) is None
 
 async def test_the_cassette_of_twilios_reference_answers() -> None:
     import vcr

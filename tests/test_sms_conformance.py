@@ -26,8 +26,7 @@ TestSmsConformance = connector_test_class(
     payloads=[
         form("delivered", status_params(SID, "delivered"), query={"outbox": "ob-1"}, expect_kinds=("message_status",)),
         form("undelivered", status_params(SID, "undelivered", error_code="30003"), expect_kinds=("message_status",)),
-        # consent per medium is not in the ledger yet: the keyword is acknowledged, not journaled
-        form("stop", inbound_params("STOP", sid="SM" + "c" * 32)),
+        form("stop", inbound_params("STOP", sid="SM" + "c" * 32), expect_kinds=("consent_changed",) * 3),
         form("hello", inbound_params("hello", sid="SM" + "d" * 32)),
         form("unknown_status", status_params(SID, "exploded"), expect="error", error_field="MessageStatus"),
         form("other_account", {**status_params(SID, "sent"), "AccountSid": "AC" + "e" * 32}, expect="error",

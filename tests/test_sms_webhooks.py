@@ -127,14 +127,14 @@ def test_an_opt_out_keyword_revokes_sms_consent_in_every_category(text: str) -> 
     assert [e.kind for e in events] == [EventKind.CONSENT_CHANGED] * 3
     assert {e.data["category"] for e in events} == {c.value for c in Category}
     assert all(e.data["granted"] is False and e.data["phone"] == CUSTOMER and e.data["source"] == "sms"
-               for e in events)
+               and e.data["medium"] == "sms" for e in events)
     assert "Twilio message SM" in events[0].data["proof"]
 
 
 @pytest.mark.parametrize("text", ["START", "unstop", "Yes"])
 def test_an_opt_in_keyword_grants_it_again(text: str) -> None:
     events = parsed(inbound_params(text))
-    assert len(events) == 3 and all(e.data["granted"] is True for e in events)
+    assert len(events) == 3 and all(e.data["granted"] is True and e.data["medium"] == "sms" for e in events)
 
 
 def test_advanced_opt_out_names_the_keyword_and_other_texts_are_not_kept() -> None:

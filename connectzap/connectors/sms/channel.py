@@ -1,10 +1,12 @@
 """The SMS channel: a message's text (:mod:`.rendering`), counted in segments (:mod:`.segments`),
 sent through Twilio (:mod:`.client`), with quiet hours for marketing.
 
-``pace`` holds a marketing SMS while it is night for the recipient: the number's time zones come
-from phonenumbers' data (:mod:`connectzap.core.campaigns.send_window`, the same reading campaigns
-use), and the message waits, as a :class:`~connectzap.core.errors.PacedError` that counts no
-attempt, until ``marketing_send_window`` opens in every zone the number may be in.
+Quiet hours are the SMS medium's rule (:class:`~connectzap.core.channel.MediumRules`, which the
+sender asks right before each send): :meth:`TwilioSmsChannel.refusal` holds a marketing SMS while
+it is night for the recipient -- the number's time zones come from phonenumbers' data
+(:mod:`connectzap.core.campaigns.send_window`, the same reading campaigns use) -- and the message
+waits in the queue, no attempt counted, until ``marketing_send_window`` opens in every zone the
+number may be in.
 
 ``send`` refuses a text longer than ``max_segments`` before anything leaves, and logs the count
 (encoding, segments) with the outbox id -- never the text or the number. The status callback URL
@@ -17,10 +19,9 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
-from ...core import clock
 from ...core.campaigns import send_window
-from ...core.channel import NOT_SUPPORTED, SMS, BaseChannel, OutboundSend
-from ...core.errors import FatalDeliveryError, PacedError, PhoneRequiredError
+from ...core.channel import NOT_SUPPORTED, SMS, BaseChannel, OutboundSend, Refusal
+from ...core.errors import FatalDeliveryError, PhoneRequiredError
 from .client import TwilioClient
 from .rendering import render
 from .segments import SegmentCount, count_segments
@@ -42,11 +43,13 @@ class TwilioSmsChannel(BaseChannel):
     def __repr__(self) -> str:
         return f"TwilioSmsChannel(client={self.client!r})"
 
-    async def pace(self, message: OutboundSend) -> None:
-        wait = quiet_hours_wait(self.settings, message, clock.now())
-        if wait is not None:
-            raise PacedError("quiet hours: marketing SMS wait until the recipient's morning",
-                             code="quiet_hours", retry_after=wait)
+    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
+        """Quiet hours: a marketing SMS waits for the recipient's morning (None: it may go now)."""
+        wait = quiet_hours_wait(self.settings, message, at)
+        if wait is None:
+            return None
+        return Refusal("quiet_hours", f"marketing SMS go out between {self.settings.marketing_send_window} of the "
+                                      "recipient's local time; this one waits until then", retry_at=at + wait)
 
     def text_of(self, message: OutboundSend) -> tuple[str, SegmentCount]:
         """The body ``message`` goes with and what it costs; a text over ``max_segments`` is refused."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from ...core import clock
 from ...core.channel import Channel
 from ...core.errors import SignatureError
 from ...core.phones import contact_key
-from ...core.models import Event, EventKind
+from ...core.models import Event
 from ..base import Connector, WebhookRequest
 from . import webhooks
 from .channel import TwilioSmsChannel
@@ -18,8 +17,6 @@ from .signatures import SIGNATURE_HEADER, verify_twilio
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
-
-log = logging.getLogger(__name__)
 
 
 class SmsConnector(Connector):
@@ -50,17 +47,9 @@ class SmsConnector(Connector):
         verify_twilio(self.signed_urls(request), request.body, request.header(SIGNATURE_HEADER), token)
 
     def parse(self, request: WebhookRequest) -> list[Event]:
-        events = webhooks.parse(request.body, request.query, account_sid=self.settings.account_sid,
-                                now=clock.utcnow(), key_of=lambda e164: contact_key(e164, self.app.secret),
-                                opt_out=self.settings.opt_out_keywords, opt_in=self.settings.opt_in_keywords)
-        # The consent ledger has no medium yet: an SMS STOP journaled now would revoke WhatsApp
-        # consent. Twilio itself blocks every SMS to a customer who texted STOP (a send answers
-        # 21610, recorded as opted_out), so nothing goes out meanwhile; the keyword is only logged.
-        kept = [e for e in events if e.kind != EventKind.CONSENT_CHANGED]
-        if len(kept) < len(events):
-            log.info("sms %s keyword received; SMS consent is not recorded until the ledger keeps consent per "
-                     "medium (Twilio enforces it)", "opt-in" if events[-1].data.get("granted") else "opt-out")
-        return kept
+        return webhooks.parse(request.body, request.query, account_sid=self.settings.account_sid, now=clock.utcnow(),
+                              key_of=lambda e164: contact_key(e164, self.app.secret),
+                              opt_out=self.settings.opt_out_keywords, opt_in=self.settings.opt_in_keywords)
 
     def make_channel(self) -> Channel:
         return TwilioSmsChannel(self.settings)

@@ -12,7 +12,7 @@ error, its reason and, when it says something about the recipient, its outcome
 (:mod:`.errors`). ``read`` is ``read``; ``canceled`` is ``cancelled``.
 
 An inbound text that is one of the opt-out keywords (STOP, UNSUBSCRIBE, ...) revokes the
-customer's consent to SMS in every category (Twilio itself now blocks every message to them from
+customer's consent on the ``sms`` medium in every category (Twilio itself now blocks every message to them from
 this sender); one of the opt-in keywords (START, UNSTOP, YES) grants it again. Any other inbound
 text is acknowledged and not kept.
 
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.keywords import normalise_keyword
+from ...core.media import SMS
 from ...core.models import (ApiErrorInfo, Category, ConsentChange, DeliveryOutcome, Event, EventKind, MessageStatus,
                             StatusValue)
 from ...core.phones import to_e164
@@ -132,8 +133,8 @@ def inbound_events(params: Mapping[str, str], *, now: datetime, opt_out: Iterabl
     sender = _phone(params, "From")
     word = "an opt-in" if granted else "an opt-out"
     proof = f"texted {word} keyword to {params.get('To', 'the SMS sender')} (Twilio message {sid})"
-    changes = [ConsentChange(phone=sender, category=category, granted=granted, source=SOURCE, proof=proof, at=now)
-               for category in KEYWORD_CATEGORIES]
+    changes = [ConsentChange(phone=sender, category=category, granted=granted, source=SOURCE, proof=proof, at=now,
+                             medium=SMS) for category in KEYWORD_CATEGORIES]
     return [Event.of(EventKind.CONSENT_CHANGED, change, source=SOURCE, dedupe_key=f"{sid}:{change.category.value}",
                      occurred_at=now) for change in changes]
 
