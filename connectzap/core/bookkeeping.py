@@ -207,7 +207,7 @@ class Bookkeeping:
                            contact_key=before["contact_key"],
                            reported_by=f"{reported_by}:{code}",
                            proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
-                           origin=f"status:{status.wamid}")
+                           origin=f"status:{status.wamid}", medium=before.get("medium") or WHATSAPP)
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,
