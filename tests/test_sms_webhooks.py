@@ -179,3 +179,18 @@ def test_a_callback_signed_for_the_public_url_passes_behind_a_proxy(make: Callab
     assert deliver(engine, "sms", proxied).status == 200
     unsigned = callback(status_params(SID, "sent"), outbox="ob-1", token=None)
     assert deliver(engine, "sms", unsigned).status in (401, 403)
+
+
+KEYWORDS_OUT = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
+KEYWORDS_IN = ["START", "YES", "UNSTOP"]
+
+
+@given(st.sampled_from(KEYWORDS_OUT + KEYWORDS_IN), st.data())
+def test_a_keyword_counts_in_any_case_with_surrounding_punctuation(word: str, data: st.DataObject) -> None:
+    cased = "".join(c.upper() if data.draw(st.booleans()) else c.lower() for c in word)
+    edges = st.text(alphabet=" \t!.¡?", max_size=3)
+    said = data.draw(edges) + cased + data.draw(edges)
+    assert webhooks.keyword_change(said, KEYWORDS_OUT, KEYWORDS_IN) is (word in KEYWORDS_IN)
+    # with another word it is a sentence, not a keyword
+    other = data.draw(st.sampled_from(["please", "now", "the offers"]))
+    assert webhooks.keyword_change(f"{cased} {other}", KEYWORDS_OUT, KEYWORDS_IN) is None
