@@ -222,6 +222,9 @@ def test_settings_refuse_what_cannot_work() -> None:
     shown = repr(SmsSettings(**settings())) + str(SmsSettings(**settings()).model_dump())
     assert AUTH_TOKEN not in shown
     assert SmsSettings(**settings(from_number="MyShop")).from_number == "MyShop"
+    notes = SmsSettings(**settings(status_callback_url=PUBLIC_URL)).doctor_notes()
+    assert notes == [f"sends from {FROM}; status callbacks on; marketing window 08:00-21:00; at most 10 segments"]
+    assert AUTH_TOKEN not in " ".join(notes)
 
 
 def _at(hour: int, minute: int = 0, zone: str = "UTC") -> float:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sms_support import PUBLIC_URL, TwilioStandIn, callback, inbound_params, settings, status_params
+from sms_support import PUBLIC_URL, Answer, TwilioStandIn, callback, inbound_params, settings, status_params
 
 from connectzap import Category, ConsentChange, Connectzap, Outgoing, TextContent
 from connectzap.core import consent as ledger
@@ -158,3 +158,20 @@ async def test_stop_and_start_change_sms_consent_and_nothing_else(make: Callable
     await Worker(app).run_until_idle()
     assert set(consent_on(app, SMS).values()) == {True}
     assert app.send(text()).status == "queued"
+
+
+async def test_a_send_without_an_answer_is_never_repeated_and_its_callback_settles_it(
+        make: Callable[..., Connectzap], twilio: TwilioStandIn) -> None:
+    app = engine(make, twilio)
+    grant(app, Category.UTILITY)
+    twilio.script.append(Answer(drop=True))  # Twilio took the request; the answer never came back
+    decision = app.send(text())
+    await Worker(app).run_until_idle()
+    assert app.message(decision.id)["status"] == "unknown" and len(twilio.calls) == 1
+    sid = "SM" + "9" * 32  # the id Twilio gave the message it did send
+    answer = deliver(app, "sms", callback(status_params(sid, "delivered", to=PHONE), outbox=decision.id))
+    assert answer.status == 200
+    await Worker(app).run_until_idle()
+    row = app.message(decision.id)
+    assert (row["status"], row["wamid"]) == ("delivered", sid)
+    assert len(twilio.calls) == 1  # never sent twice
