@@ -9,8 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from connectzap import Category, ConsentChange, Connectzap, Outgoing, TemplateContent
 from connectzap.core.channel import EMAIL
+from connectzap.core.store.schema import contacts
 from connectzap.core.worker import Worker
 from connectzap.testing import Signer, deliver, webhook_request
 from email_support import Relay, email_config, smtp_relay
@@ -69,6 +72,11 @@ async def test_an_email_goes_out_and_a_hard_bounce_fails_it(make: Any, tmp_path:
     await Worker(app).run_until_idle()
     row = app.message(sent.id)
     assert row is not None and row["status"] == "failed" and row["reason"] == "hard_bounce"
+    # a bounced address says nothing about the contact's WhatsApp: they are not held back there
+    with app.db.engine.connect() as conn:
+        held = conn.execute(select(contacts.c.unreachable_since).where(
+            contacts.c.contact_key == row["contact_key"])).first()
+    assert held is None or held[0] is None
 
 
 async def test_a_delivery_webhook_marks_the_email_delivered(make: Any, tmp_path: Path) -> None:
