@@ -103,7 +103,7 @@ def bounce_events(data: Mapping[str, Any], record_id: int | str, sender_domain: 
 
 
 def complaint_events(data: Mapping[str, Any], record_id: int | str, sender_domain: str) -> list[Event]:
-    """A spam complaint revokes the contact's email marketing consent. The consent ledger knows
-    contacts by phone number or BSUID only until consent is kept per medium, so for now the
-    complaint is acknowledged and changes nothing (docs/email.md says so)."""
+    """A spam complaint should revoke the contact's marketing consent on email. A consent change
+    names a phone number or BSUID, and the complaint names only the message, so for now it is
+    acknowledged and changes nothing (docs/email.md says so)."""
     return []
