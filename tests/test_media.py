@@ -237,3 +237,110 @@ async def test_listings_rest_and_console_show_each_messages_medium(make):
             page = (await client.get("/console/messages")).text
             detail = (await client.get(f"/console/messages/{decision.id}")).text
     assert '<td class="medium">sms</td>' in page and '<dd id="m-medium">sms</dd>' in detail
+
+
+# --- email addresses ---------------------------------------------------------------------------------------
+
+ADDRESS = "Ana.Lopez@Example.COM"
+
+
+def email_to(address: str = ADDRESS, **more: Any) -> Outgoing:
+    return Outgoing(to={"email": address, **more}, content=TextContent(body="Your order shipped"), medium=EMAIL,
+                    category=Category.UTILITY)
+
+
+def test_an_email_recipient_is_checked_and_normalised_before_it_is_queued():
+    assert email_to().to.email == "Ana.Lopez@example.com"  # the domain normalised; the local part kept
+    for bad in ("ana", "ana@", "ana@@example.com", "ana@example..com"):
+        with pytest.raises(ValidationError, match="not a valid email address"):
+            email_to(bad)
+
+
+async def test_email_to_a_customer_known_by_address_only_keys_them_by_its_hash_and_erases_it(make):
+    from connectzap.core.email_addresses import email_key
+    mail = FakeChannel(EMAIL)
+    app = make(channel=FakeWhatsApp(), privacy={"retention_hours": 0})
+    app.use_channel(mail)
+    refused = app.send(email_to())
+    assert (refused.status, refused.reason) == ("refused", "no_consent")
+    app.set_consent(ConsentChange(email=ADDRESS, category=Category.UTILITY, granted=True, source="form",
+                                  proof="ticked", medium=EMAIL))
+    assert app.consent(ADDRESS, medium=EMAIL)[Category.UTILITY].granted
+    decision = app.send(email_to("ana.lopez@example.com"), idempotency_key="mail-1")  # same customer: same key
+    row = app.message(decision.id)
+    key = email_key("Ana.Lopez@example.com", app.secret)
+    assert (row["contact_key"], row["recipient"], row["medium"]) == (key, "ana.lopez@example.com", EMAIL)
+    from connectzap.core.views import MessageView
+    assert MessageView.of(row).recipient == "a***@example.com"
+    await Worker(app).run_until_idle()
+    assert [(m.recipient, m.medium) for m in mail.messages] == [("ana.lopez@example.com", EMAIL)]
+    with app.db.begin() as conn:
+        from connectzap.core.store import outbox
+        outbox.erase_expired(conn)
+    settled = app.message(decision.id)
+    assert settled["status"] == "accepted" and settled["recipient"] is None and settled["content"] is None
+
+
+async def test_email_to_a_customer_with_a_number_is_theirs_and_needs_email_consent(make):
+    mail = FakeChannel(EMAIL)
+    app = make(channel=FakeWhatsApp())
+    app.use_channel(mail)
+    grant(app, Category.UTILITY)  # whatsapp's consent: not email's
+    assert app.send(email_to(phone=PHONE)).reason == "no_consent"
+    grant(app, Category.UTILITY, EMAIL)
+    decision = app.send(email_to(phone=PHONE), idempotency_key="k")
+    assert app.message(decision.id)["contact_key"] == app.contact_key(PHONE)
+    assert app.consent_by_medium(PHONE)[EMAIL][Category.UTILITY].granted
+
+
+# --- the CLI and the REST API ---------------------------------------------------------------------------
+
+def test_cli_send_and_consent_take_a_channel_and_a_medium(make, tmp_path):
+    from click.testing import CliRunner
+
+    from connectzap.cli import cli
+    app = make()
+    config = tmp_path / "cz.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.db.url}"\n')
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["--config", str(config), *args])
+
+    granted = run("consent", "grant", PHONE, "utility", "--medium", "sms", "--proof", "form")
+    assert granted.exit_code == 0 and "utility on sms: granted" in granted.output, granted.output
+    assert app.consent(PHONE, medium=SMS)[Category.UTILITY].granted and app.consent(PHONE) == {}
+    shown = run("consent", "show", PHONE)
+    assert "sms" in shown.output and "granted" in shown.output
+    no_category = run("send", PHONE, "--text", "hi", "--channel", "sms")
+    assert no_category.exit_code == 2 and "needs a category" in no_category.output
+    bad_address = run("send", "ana@", "--text", "hi", "--channel", "email", "--category", "utility")
+    assert bad_address.exit_code == 2 and "not a valid email address" in bad_address.output
+    queued = run("send", PHONE, "--text", "hi", "--channel", "sms", "--category", "utility", "--no-wait")
+    assert queued.exit_code == 0, queued.output
+    assert [(m["medium"], m["status"]) for m in app.messages()] == [(SMS, "queued")]  # no sms channel: it waits
+    revoked = run("consent", "revoke", ADDRESS, "utility", "--medium", "email")
+    assert revoked.exit_code == 0 and "A***@Example.COM utility on email: revoked" in revoked.output
+
+
+async def test_rest_sends_on_a_channel_and_keeps_consent_per_medium(make):
+    from server_support import AUTH, KEY, serving
+    app, _, texts = with_sms(make, api={"keys": [KEY]})
+    async with serving(app) as client:
+        put = await client.put(f"/v1/contacts/{PHONE}/consent", headers=AUTH, json={
+            "categories": ["utility", "marketing"], "source": "form", "proof": "ticked", "medium": "sms"})
+        assert put.status_code == 200, put.text
+        state = put.json()
+        assert state["categories"] == {} and sorted(state["media"]["sms"]) == ["marketing", "utility"]
+        sent = await client.post("/v1/messages", headers=AUTH, json={
+            "to": PHONE, "channel": "sms", "category": "utility", "content": {"type": "text", "body": "hi"}})
+        assert sent.status_code == 202 and sent.json()["status"] == "queued", sent.text
+        unaddressed = await client.post("/v1/messages", headers=AUTH, json={
+            "to": PHONE, "channel": "email", "category": "utility", "content": {"type": "text", "body": "hi"}})
+        assert unaddressed.status_code == 422 and "to.email" in unaddressed.text
+        gone = await client.delete(f"/v1/contacts/{PHONE}/consent", headers=AUTH,
+                                   params={"category": "marketing", "medium": "sms"})
+        assert gone.json()["media"]["sms"]["marketing"]["granted"] is False
+        assert gone.json()["media"]["sms"]["utility"]["granted"] is True
+    await Worker(app).run_until_idle()
+    assert [m.medium for m in texts.messages] == [SMS]

@@ -22,12 +22,19 @@ def consent() -> None:
 
 
 def _change(phone: str, category: str, granted: bool, source: str, proof: str | None,
-            country: str | None) -> ConsentChange:
+            country: str | None, medium: str) -> ConsentChange:
+    from pydantic import ValidationError
+
     from ..core.consent import change
-    return change(phone, category, granted, source, proof, country)
+    try:
+        return change(phone, category, granted, source, proof, country, medium)
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
 
 
 CATEGORY = click.Choice(["marketing", "utility", "authentication"])
+MEDIUM = click.option("--medium", default="whatsapp", show_default=True,
+                      help="The medium the consent is for: whatsapp, email (PHONE may be the address) or sms.")
 
 
 @consent.command("grant")
@@ -36,14 +43,16 @@ CATEGORY = click.Choice(["marketing", "utility", "authentication"])
 @click.option("--source", default="cli", show_default=True, help="Where the opt-in was collected.")
 @click.option("--proof", help="The wording the customer agreed to, or a reference to it (required).")
 @click.option("--country")
+@MEDIUM
 @pass_ctx
-def consent_grant(obj: Ctx, phone: str, category: str, source: str, proof: str | None, country: str | None) -> None:
+def consent_grant(obj: Ctx, phone: str, category: str, source: str, proof: str | None, country: str | None,
+                  medium: str) -> None:
     """Record an opt-in for CATEGORY, with its proof."""
     from ..core.consent_files import PROOF_REQUIRED, proof_missing
     if proof_missing(True, proof):  # the rule `consent import` applies to each row, in the same words
         raise click.UsageError(f"missing --proof: {PROOF_REQUIRED}")
-    changed = obj.app().set_consent(_change(phone, category, True, source, proof, country))
-    click.echo(f"{mask(phone)} {category}: granted" + ("" if changed else " (unchanged)"))
+    changed = obj.app().set_consent(_change(phone, category, True, source, proof, country, medium))
+    click.echo(f"{_masked(phone)} {category}{_on(medium)}: granted" + ("" if changed else " (unchanged)"))
 
 
 @consent.command("revoke")
@@ -52,15 +61,27 @@ def consent_grant(obj: Ctx, phone: str, category: str, source: str, proof: str |
 @click.option("--source", default="cli", show_default=True)
 @click.option("--proof", default=None)
 @click.option("--country")
+@MEDIUM
 @pass_ctx
-def consent_revoke(obj: Ctx, phone: str, category: str, source: str, proof: str | None, country: str | None) -> None:
+def consent_revoke(obj: Ctx, phone: str, category: str, source: str, proof: str | None, country: str | None,
+                   medium: str) -> None:
     """Record an opt-out for CATEGORY; it wins at once, also over queued messages."""
-    changed = obj.app().set_consent(_change(phone, category, False, source, proof, country))
-    click.echo(f"{mask(phone)} {category}: revoked" + ("" if changed else " (unchanged)"))
+    changed = obj.app().set_consent(_change(phone, category, False, source, proof, country, medium))
+    click.echo(f"{_masked(phone)} {category}{_on(medium)}: revoked" + ("" if changed else " (unchanged)"))
 
 
-CONSENT_COLUMNS = [Column("category"), Column("consent", lambda r: "granted" if r.granted else "revoked"),
-                   Column("since", "at"), Column("source"), Column("proof")]
+def _masked(who: str) -> str:
+    from ..core.email_addresses import mask as mask_address
+    return mask_address(who) if "@" in who else mask(who)
+
+
+def _on(medium: str) -> str:
+    return "" if medium == "whatsapp" else f" on {medium}"  # what it said before media existed
+
+
+CONSENT_COLUMNS = [Column("category"), Column("medium"),
+                   Column("consent", lambda r: "granted" if r.granted else "revoked"), Column("since", "at"),
+                   Column("source"), Column("proof")]
 
 
 @consent.command("show")
@@ -72,7 +93,8 @@ CONSENT_COLUMNS = [Column("category"), Column("consent", lambda r: "granted" if 
 def consent_show(obj: Ctx, phone: str, country: str | None, history: bool, as_json: bool) -> None:
     """Show consent per category with its proof (--history: every record)."""
     app = obj.app()
-    records = app.consent_history(phone, country) if history else list(app.consent(phone, country).values())
+    records = app.consent_history(phone, country) if history else [
+        record for deciding in app.consent_by_medium(phone, country).values() for record in deciding.values()]
     emit(records, as_json, columns=CONSENT_COLUMNS, empty=f"{mask(phone)}: no consent on record")
 
 

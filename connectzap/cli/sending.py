@@ -21,14 +21,20 @@ from .exits import CommandFailed, ExitCode
 @click.option("--country", help="Country for a national number, e.g. DE.")
 @click.option("--key", help="Idempotency key: the same key never sends twice.")
 @click.option("--wait/--no-wait", default=True, help="Run the workers until the message is handled.")
+@click.option("--channel", "medium", default="whatsapp", show_default=True,
+              help="The medium: whatsapp, sms, or email (PHONE is then the email address).")
+@click.option("--category", type=click.Choice(["marketing", "utility", "authentication"]),
+              help="The consent the message needs (required with any --channel but whatsapp).")
 @pass_ctx
 def send(obj: Ctx, phone: str, template_name: str | None, language: str, params: tuple[str, ...],
-         named: tuple[str, ...], text: str | None, country: str | None, key: str | None, wait: bool) -> None:
+         named: tuple[str, ...], text: str | None, country: str | None, key: str | None, wait: bool,
+         medium: str, category: str | None) -> None:
     """Send a template or a text to PHONE, through the send gate. PHONE may be a business-scoped
-    user id (BSUID, e.g. US.13491208655302741918) for a customer known without a number."""
+    user id (BSUID, e.g. US.13491208655302741918) for a customer known without a number, or with
+    --channel email an email address."""
     from ..core.bsuids import identify
     from ..core.messages import Outgoing, TemplateContent, TextContent
-    from ..core.models import Contact
+    from ..core.models import Category, Contact
     if bool(template_name) == bool(text):
         raise click.UsageError("give exactly one of --template or --text")
     if template_name:
@@ -40,9 +46,14 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
         content: Any = TemplateContent(name=template_name, language=language, body=body)
     else:
         content = TextContent(body=text or "")
+    from pydantic import ValidationError
+    try:
+        to = Contact(email=phone) if medium == "email" else Contact.model_validate(identify(phone, country))
+        outgoing = Outgoing(to=to, content=content, medium=medium, category=Category(category) if category else None)
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     app = obj.app()
-    decision = app.send(Outgoing(to=Contact.model_validate(identify(phone, country)), content=content),
-                        idempotency_key=key, source="cli")
+    decision = app.send(outgoing, idempotency_key=key, source="cli")
     if not decision.accepted:
         hint = WHAT_TO_DO.get(decision.reason or "", "")
         raise RefusedError(decision.reason or "refused", f"{decision.detail or decision.reason}{hint}")

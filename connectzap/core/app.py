@@ -351,7 +351,11 @@ class Connectzap:
 
     def contact_key(self, phone: str, country: str | None = None) -> str:
         """The keyed hash the store knows a contact by: ``phone`` is a phone number, or a
-        business-scoped user id (BSUID), which resolves to the number it is linked to."""
+        business-scoped user id (BSUID), which resolves to the number it is linked to, or the email
+        address of a customer known only by it."""
+        if "@" in phone:
+            from .email_addresses import email_key, normalized
+            return email_key(normalized(phone), self.secret)
         if is_bsuid(phone):
             with self.db.read() as conn:
                 key = identities.resolve(conn, self.secret, None, phone)
@@ -427,8 +431,7 @@ class Connectzap:
         listened = not self.started or bool(delivery_targets(EventKind.CONSENT_CHANGED.value,
                                                              self.connectors.values()))
         with self.db.begin() as conn:
-            key = identities.resolve(conn, self.secret, change.phone, change.user_id)
-            assert key is not None  # a ConsentChange always names a phone or a BSUID
+            key = ledger.contact_of(conn, self.secret, change)
             changed = ledger.record(self.db, conn, key, change)
             if changed and listened:
                 dedupe = f"{key}:{ledger.subject(change)}:{int(change.granted)}:{change.at.timestamp():.6f}"
@@ -438,11 +441,19 @@ class Connectzap:
         return changed
 
     def consent(self, phone: str | None = None, country: str | None = None, *,
-                key: str | None = None) -> dict[Category, ConsentRecord]:
-        """The deciding record per category of ``phone`` (hashed here), or of the contact ``key``."""
+                key: str | None = None, medium: str = WHATSAPP) -> dict[Category, ConsentRecord]:
+        """The deciding record per category on ``medium`` of ``phone`` (hashed here), or of the
+        contact ``key``."""
         key = key or self.contact_key(str(phone), country)
         with self.db.read() as conn:
-            return ledger.current(conn, key)
+            return ledger.current(conn, key, medium)
+
+    def consent_by_medium(self, phone: str | None = None, country: str | None = None, *,
+                          key: str | None = None) -> dict[str, dict[Category, ConsentRecord]]:
+        """The deciding record per category, for each medium the contact has any record on."""
+        key = key or self.contact_key(str(phone), country)
+        with self.db.read() as conn:
+            return ledger.by_medium(conn, key)
 
     def consent_history(self, phone: str | None = None, country: str | None = None, *,
                         key: str | None = None) -> list[ConsentRecord]:

@@ -148,9 +148,7 @@ class Bookkeeping:
         journal.finish_delivery(conn, event_id, "core", result)
 
     def key_of(self, conn: Any, change: ConsentChange) -> str:
-        key = identities.resolve(conn, self.secret, change.phone, change.user_id)
-        assert key is not None  # a ConsentChange always names a phone or a BSUID
-        return key
+        return ledger.contact_of(conn, self.secret, change)
 
     def apply_system(self, conn: Any, message: InboundMessage) -> None:
         """A customer's number or BSUID changed (``user_changed_number``, ``user_changed_user_id``):

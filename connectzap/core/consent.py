@@ -21,11 +21,24 @@ from .store.schema import consents
 
 def change(phone: str, category: str, granted: bool, source: str, proof: str | None,
            country: str | None = None, medium: str = WHATSAPP) -> ConsentChange:
-    """A consent change for ``phone`` (a number, national with ``country``, or a BSUID) on
-    ``medium``, as the CLI and the console record one."""
+    """A consent change for ``phone`` (a number, national with ``country``, a BSUID, or an email
+    address) on ``medium``, as the CLI and the console record one."""
     from .bsuids import identify
-    return ConsentChange.model_validate({**identify(phone, country), "category": Category(category),
+    who = {"email": phone} if "@" in phone else identify(phone, country)  # an address: a customer known by email
+    return ConsentChange.model_validate({**who, "category": Category(category),
                                          "granted": granted, "source": source, "proof": proof, "medium": medium})
+
+
+def contact_of(conn: Connection, secret: bytes, change: ConsentChange) -> str:
+    """The contact key ``change`` is recorded under: its number's or BSUID's (see :mod:`.identities`),
+    else, for a customer known only by email address, the address's keyed hash."""
+    from . import identities
+    from .email_addresses import email_key
+    key = identities.resolve(conn, secret, change.phone, change.user_id)
+    if key is None:
+        assert change.email is not None  # a ConsentChange always names a phone, a BSUID or an address
+        key = email_key(change.email, secret)
+    return key
 
 
 def subject(change: ConsentChange) -> str:

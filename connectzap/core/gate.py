@@ -33,6 +33,7 @@ from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
 from .errors import ConflictError
+from .email_addresses import email_key
 from .media import EMAIL, WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, ConsentRecord, StatusValue, TemplateInfo
@@ -121,7 +122,12 @@ def facts_for(conn: Connection, secret: bytes, messages: list[Outgoing],
     recipients = {pair: key for pair, key in zip(who, identities.resolve_many(conn, secret, who), strict=True)
                   if key is not None}
     names = {c.name for m in messages for c in (m.content, m.fallback) if isinstance(c, TemplateContent)}
-    return BatchFacts(conn, set(recipients.values()), names, recipients, accounts)
+    # an email to a customer known by number or BSUID is theirs; else the address's own key
+    emails = {m.to.email: email_key(m.to.email, secret) for m, pair in zip(messages, who, strict=True)
+              if m.medium == EMAIL and m.to.email and pair not in recipients}
+    facts = BatchFacts(conn, set(recipients.values()) | set(emails.values()), names, recipients, accounts)
+    facts.emails = emails
+    return facts
 
 
 class BatchFacts:
@@ -133,6 +139,9 @@ class BatchFacts:
                  accounts: templates.BusinessAccounts | None = None) -> None:
         self.recipients = recipients or {}
         """The contact key of each (phone, BSUID) pair the batch sends to (see :mod:`.identities`)."""
+        self.emails: dict[str, str] = {}
+        """The contact key of each email address the batch sends to whose customer it knows by no
+        number or BSUID (:func:`.email_addresses.email_key`)."""
         self._consent: dict[tuple[str, str, str], ConsentRecord] = {}
         self._consent_rows: dict[tuple[str, str, str], Any] = {}  # made records when first asked (most never are)
         self._expectations: dict[tuple[str | None, str, str], templates.Expectation] = {}
@@ -446,6 +455,8 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     phone = outgoing.to.phone
     user_id = outgoing.to.user_id if phone is None and is_bsuid(outgoing.to.user_id) else None
     found = facts.recipients.get((phone, outgoing.to.user_id if is_bsuid(outgoing.to.user_id) else None))
+    if found is None and outgoing.medium == EMAIL and outgoing.to.email:
+        found = facts.emails.get(outgoing.to.email)
     if found is None:
         verdict = Verdict(None, "service", "invalid_phone", REASONS["invalid_phone"])
         key = "-"

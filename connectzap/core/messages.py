@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import media
+from . import email_addresses, media
 from .automatic import AutomaticAnswer
 from .bsuids import checked_bsuid, identify
 from .models import Category, Contact
@@ -396,6 +396,8 @@ class Outgoing(BaseModel):
                              "it names the consent the message needs there")
         if self.medium == media.EMAIL and not self.to.email:
             raise ValueError("a message on email needs to.email, the recipient's email address")
+        if self.medium == media.EMAIL and self.to.email:
+            self.to = self.to.model_copy(update={"email": email_addresses.normalized(self.to.email)})
         if self.medium != media.EMAIL and not self.to.phone:
             raise ValueError(f"a message on {self.medium} needs to.phone, the recipient's number")
         return self

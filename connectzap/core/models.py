@@ -398,11 +398,19 @@ class ConsentChange(Model):
     country: str | None = None
     medium: str = Field(default=media.WHATSAPP, max_length=16,
                         description="The medium the consent is for: whatsapp (the default), email, sms, ...")
+    email: str | None = Field(default=None, description="For a customer known only by email address: the address "
+                                                        "(kept as its keyed hash, like numbers).")
 
     @field_validator("medium")
     @classmethod
     def _medium(cls, value: str) -> str:
         return media.checked(value)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        from .email_addresses import normalized
+        return normalized(value) if value else None
 
     @model_validator(mode="before")
     @classmethod
@@ -415,8 +423,8 @@ class ConsentChange(Model):
 
     @model_validator(mode="after")
     def _someone(self) -> ConsentChange:
-        if not (self.phone or self.user_id):
-            raise ValueError("a consent change needs a phone number or a business-scoped user id")
+        if not (self.phone or self.user_id or self.email):
+            raise ValueError("a consent change needs a phone number, a business-scoped user id or an email address")
         return self
 
 

@@ -23,14 +23,14 @@ from pydantic import TypeAdapter
 
 from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
-from .channel import EMAIL, NOT_SUPPORTED, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
+from .channel import EMAIL, NOT_SUPPORTED, WHATSAPP, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
 from .lanes import LaneSizing
 from .errors import (AmbiguousDeliveryError, ConnectzapError, DeliveryError, FatalError, PacedError, RetriableError,
                      SendingPausedError, SkippableDeliveryError, SkippableError)
 from .messages import MessageContent, TemplateContent
 from .models import ApiErrorInfo, DeliveryOutcome, Event, EventKind, MessageStatus, StatusValue
-from .phones import mask
+from .email_addresses import masked_recipient
 from .retries import backoff
 from .store import flags, journal, outbox
 from .store.database import now
@@ -412,7 +412,8 @@ def _log_send(o: SendOutcome, max_attempts: int) -> None:
 
 
 def _log_outcome(level: int, message: str, row: dict[str, Any], **fields: Any) -> None:
-    logs.emit(log, level, message, message_id=row["id"], to=mask(row["recipient"]) if row.get("recipient") else None,
+    logs.emit(log, level, message, message_id=row["id"],
+              to=masked_recipient(row["recipient"], row.get("medium") or WHATSAPP) if row.get("recipient") else None,
               what=row.get("template_name") or row.get("content_type"), plugin=row.get("plugin"),
               event=row.get("source_event_id"), attempt=row.get("attempts", 0) + 1, **fields)
 

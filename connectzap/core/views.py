@@ -13,6 +13,7 @@ from typing import Any, Literal, overload
 
 from pydantic import BaseModel, Field
 
+from .email_addresses import masked_recipient
 from .phones import mask
 from .store.outbox import settles_by
 
@@ -73,7 +74,8 @@ class MessageView(BaseModel):
                    error_code=row["error_code"], fbtrace_id=row.get("fbtrace_id"), category=row["category"],
                    medium=row.get("medium") or "whatsapp", content_type=row["content_type"],
                    template_name=row["template_name"], language=row["language"],
-                   recipient=mask(row["recipient"]) if row["recipient"] else None,
+                   recipient=masked_recipient(row["recipient"], row.get("medium") or "whatsapp")
+                   if row["recipient"] else None,
                    content=stored.get("original") if isinstance(stored, dict) else None,
                    wamid=row["wamid"], attempts=row["attempts"], cancel_key=row["cancel_key"],
                    plugin=row["plugin"], source_event_id=row["source_event_id"],

@@ -28,7 +28,8 @@ from .admission_writer import AdmissionWriter
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
-from .schemas import (BATCH_LIMIT, BatchResult, ConsentGrant, ConsentState, ConsentView, ConversationView,
+from .schemas import (BATCH_LIMIT, MEDIUM_PATTERN, BatchResult, ConsentGrant, ConsentState, ConsentView,
+                      ConversationView,
                       EventDetail, EventPage, HandoffRequest, MessageBatch, MessagePage, MessageView, Queued,
                       ReplyRequest, ReplyResult, TemplateList, WindowView)
 
@@ -234,8 +235,11 @@ def _masked(who: dict[str, str]) -> str:
 def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentState:
     who = _contact(phone, country)
     current = app.consent(phone, country)
+    media = app.consent_by_medium(phone, country)
     return ConsentState(phone=_masked(who),
                         categories={c.value: ConsentView.of(r) for c, r in current.items()},
+                        media={medium: {c.value: ConsentView.of(r) for c, r in deciding.items()}
+                               for medium, deciding in media.items()},
                         history=[ConsentView.of(r) for r in app.consent_history(phone, country)])
 
 
@@ -252,7 +256,8 @@ def put_consent(app: Engine, phone: PhonePath, grant: ConsentGrant) -> ConsentSt
     who = _contact(phone, grant.country)
     at = grant.at if grant.at is None or grant.at.tzinfo else grant.at.replace(tzinfo=UTC)
     for category in dict.fromkeys(grant.categories):
-        change = {**who, "category": category, "granted": True, "source": grant.source, "proof": grant.proof}
+        change = {**who, "category": category, "granted": True, "source": grant.source, "proof": grant.proof,
+                  "medium": grant.medium}
         app.set_consent(ConsentChange.model_validate({**change, "at": at} if at else change))
     return _consent_state(app, who.get("phone") or who["user_id"], None)
 
@@ -263,11 +268,14 @@ def delete_consent(
         app: Engine, phone: PhonePath, country: Country = None,
         category: Annotated[list[Category] | None, Query(description="Repeat for several; omit for all.")] = None,
         source: Annotated[str, Query(min_length=1, max_length=128)] = "api",
-        proof: Annotated[str | None, Query(max_length=4000)] = None) -> ConsentState:
+        proof: Annotated[str | None, Query(max_length=4000)] = None,
+        medium: Annotated[str, Query(pattern=MEDIUM_PATTERN, max_length=16,
+                                     description="The medium to revoke on (default whatsapp).")] = "whatsapp",
+) -> ConsentState:
     who = _contact(phone, country)
     for cat in dict.fromkeys(category or list(Category)):
         app.set_consent(ConsentChange.model_validate({**who, "category": cat, "granted": False, "source": source,
-                                                      "proof": proof}))
+                                                      "proof": proof, "medium": medium}))
     return _consent_state(app, who.get("phone") or who["user_id"], None)
 
 

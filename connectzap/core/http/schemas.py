@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import PayloadError
 from ..gate import Decision
+from ..media import NAME
 from ..messages import Outgoing, TemplateContent
 from ..replies import WindowState
 from ..models import Category, ConsentRecord, TemplateInfo
@@ -125,19 +126,25 @@ class ConsentView(BaseModel):
     source: str
     proof: str | None = None
     at: datetime
+    medium: str = Field("whatsapp", description="The medium the consent is for (whatsapp, email, sms, ...).")
 
     @classmethod
     def of(cls, record: ConsentRecord) -> ConsentView:
         return cls(category=record.category, granted=record.granted, source=record.source, proof=record.proof,
-                   at=record.at)
+                   at=record.at, medium=record.medium)
 
 
 class ConsentState(BaseModel):
     """Consent of one contact: the deciding record per category, and the full history (oldest first)."""
 
     phone: str = Field(description="The number, masked.")
-    categories: dict[str, ConsentView]
+    categories: dict[str, ConsentView] = Field(description="The deciding record per category on WhatsApp.")
+    media: dict[str, dict[str, ConsentView]] = Field(
+        default_factory=dict, description="The deciding record per category, for each medium with any record.")
     history: list[ConsentView]
+
+
+MEDIUM_PATTERN = NAME.pattern
 
 
 class ConsentGrant(BaseModel):
@@ -153,6 +160,8 @@ class ConsentGrant(BaseModel):
     at: datetime | None = Field(None, description="When consent was given; default now.")
     country: str | None = Field(None, min_length=2, max_length=2,
                                 description="ISO country for a number without country code.")
+    medium: str = Field("whatsapp", pattern=MEDIUM_PATTERN, max_length=16,
+                        description="The medium the opt-in is for: whatsapp (the default), email, sms, ...")
 
 
 class TemplateList(BaseModel):
