@@ -344,3 +344,30 @@ async def test_rest_sends_on_a_channel_and_keeps_consent_per_medium(make):
         assert gone.json()["media"]["sms"]["utility"]["granted"] is True
     await Worker(app).run_until_idle()
     assert [m.medium for m in texts.messages] == [SMS]
+
+
+async def test_the_console_contact_page_shows_and_changes_consent_per_medium(make):
+    import httpx
+    from console_support import PASSWORD, USER, csrf_of, log_in
+
+    from connectzap.console import mount
+    from connectzap.console.passwords import hash_password
+    from connectzap.core.http import create_app
+    app = make(console={"enabled": True})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    grant(app, Category.MARKETING, SMS)
+    served = create_app(app, run_workers=False, extensions=[mount])
+    where = f"/console/contacts?contact={app.contact_key(PHONE)}"
+    async with served.router.lifespan_context(served):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served),
+                                     base_url="https://testserver") as client:
+            await log_in(client)
+            page = (await client.get(where)).text
+            assert 'data-medium="sms" data-category="marketing"' in page and 'data-medium="email"' not in page
+            assert page.count("none on record") == 5  # whatsapp's three, sms's other two
+            changed = await client.post("/console/contacts/consent", data={
+                "csrf": csrf_of(page), "phone": PHONE, "category": "utility", "medium": "email", "action": "grant",
+                "proof": "said yes on the phone", "back": app.contact_key(PHONE)})
+            shown = (await client.get(changed.headers["location"])).text
+    assert "utility on email granted" in shown and 'data-medium="email"' in shown
+    assert app.consent(PHONE, medium=EMAIL)[Category.UTILITY].granted and app.consent(PHONE) == {}

@@ -21,6 +21,7 @@ from ..core.app import Connectzap, QueueDepths
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.consent import change as consent_change
 from ..core.consent_files import PROOF_REQUIRED, proof_missing
+from ..core.media import EMAIL, SMS, WHATSAPP
 from ..core.models import Category, EventKind, StatusValue
 from ..core.phones import mask, to_e164
 from ..core.views import MessageView, utc
@@ -340,6 +341,10 @@ def settle(request: Request, engine: Connectzap, session: sessions.Session, form
     return _see("/console/messages/unknown?" + urlencode({"done": f"message {message_id}: {said}"}))
 
 
+MEDIA = (WHATSAPP, EMAIL, SMS)
+"""The media the contacts page offers consent for."""
+
+
 # --- contacts and consent --------------------------------------------------------------------------------------
 
 def contacts(request: Request, engine: Connectzap, session: sessions.Session, *, status: int = 200,
@@ -349,10 +354,14 @@ def contacts(request: Request, engine: Connectzap, session: sessions.Session, *,
     q = request.query_params
     contact = q.get("contact") if _CONTACT_KEY.fullmatch(q.get("contact", "")) else None
     context: dict[str, Any] = {"contact": contact, "masked": q.get("masked") if contact else None,
-                               "error": q.get("error"), "done": q.get("done"), "categories": list(Category)}
+                               "error": q.get("error"), "done": q.get("done"), "categories": list(Category),
+                               "media": list(MEDIA)}
     if contact:
         last = engine.last_inbound(contact)
-        context.update(current=engine.consent(key=contact), history=engine.consent_history(key=contact),
+        by_medium = engine.consent_by_medium(key=contact)
+        # WhatsApp's rows always (the default medium); another medium's once it has a record
+        shown = {WHATSAPP: by_medium.get(WHATSAPP, {}), **by_medium}
+        context.update(current=shown[WHATSAPP], by_medium=shown, history=engine.consent_history(key=contact),
                        window_closes=utc(last + WINDOW_SECONDS) if last is not None else None,
                        window_open=is_open(last))
     return render(request, engine, session, "contacts.html", status=status, nav="contacts", **context, **extra)
@@ -384,15 +393,19 @@ def change_consent(request: Request, engine: Connectzap, session: sessions.Sessi
             raise ConnectzapError("choose a category")
         if proof_missing(granted, proof):
             raise ConnectzapError(PROOF_REQUIRED)
-        change = consent_change(e164, form["category"], granted, source, proof)
+        medium = form.get("medium") or WHATSAPP
+        if medium not in MEDIA:
+            raise ConnectzapError("choose a medium")
+        change = consent_change(e164, form["category"], granted, source, proof, medium=medium)
     except ConnectzapError as exc:
         extra = {"contact": back, "masked": form.get("masked", "")} if back else {}
         return _see("/console/contacts?" + urlencode({**extra, "error": exc.message}))
     changed = engine.set_consent(change)
     verb = "granted" if granted else "revoked"
-    said = f"{change.category.value} {verb}" + ("" if changed else " (unchanged)")
+    on = "" if change.medium == WHATSAPP else f" on {change.medium}"  # WhatsApp's reads as before media existed
+    said = f"{change.category.value}{on} {verb}" + ("" if changed else " (unchanged)")
     engine.operators.record(session.actor, f"consent_{'grant' if granted else 'revoke'}",
-                            f"{mask(e164)} {change.category.value}", said, _address(request))
+                            f"{mask(e164)} {change.category.value}{on}", said, _address(request))
     return _see(_contact_url(engine, e164, done=f"{mask(e164)}: {said}"))
 
 
