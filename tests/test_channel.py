@@ -336,3 +336,62 @@ def test_a_simulation_takes_the_rehearsal_channel_even_with_live_credentials(mak
         # a connector with only a live channel is never used by a simulation
         only_live = make("only-live", connectors={**NO_WHATSAPP, "test_sender": {}}, simulation=Simulation())
     assert isinstance(only_live.channel, NoChannel) and "rehearsal channel" in (only_live.channel_missing or "")
+
+
+# --- wrappers pass every part of the protocol through ---------------------------------------
+
+class EveryPart(BaseChannel):
+    """A channel that answers every optional part differently from BaseChannel's defaults."""
+
+    name = "every-part"
+    medium = SMS
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def pace(self, message: OutboundSend) -> None:
+        self.calls.append(("pace", message.outbox_id))
+
+    async def send(self, message: OutboundSend) -> str:
+        return f"id-{message.outbox_id}"
+
+    async def reconcile(self, outbox_id: str) -> Any:
+        return f"id-{outbox_id}"
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        self.calls.append(("mark_read", (wamid, typing, phone_number_id)))
+        return True
+
+    def messages_per_second(self) -> float | None:
+        return 7.0
+
+    def refusal(self, message: OutboundSend, at: float) -> Any:
+        return ("quiet", at)
+
+    async def aclose(self) -> None:
+        self.calls.append(("aclose", None))
+
+
+def test_every_part_a_channel_declares_is_passed_through_by_the_wrapper_base():
+    """A new optional part on BaseChannel that WrappedChannel does not forward would answer the
+    default for every wrapped channel (as MeteredChannel once did for read receipts under serve)."""
+    from connectzap.core.channel import WrappedChannel
+    parts = {n for n, v in vars(BaseChannel).items() if callable(v) and not n.startswith("_")}
+    assert parts >= {"pace", "send", "reconcile", "mark_read", "messages_per_second", "refusal", "aclose"}
+    assert parts <= set(vars(WrappedChannel)), parts - set(vars(WrappedChannel))
+
+
+async def test_the_metered_channel_keeps_read_receipts_pacing_rules_and_medium():
+    from connectzap.core.metrics import MeteredChannel, Metrics
+    inner = EveryPart()
+    metered = MeteredChannel(inner, Metrics())
+    message = OutboundSend(outbox_id="m1", recipient=PHONE, content=TextContent(body="hi"), category="utility",
+                           medium=SMS)
+    assert metered.medium == SMS and metered.name == "every-part"
+    await metered.pace(message)
+    assert await metered.send(message) == "id-m1"
+    assert await metered.reconcile("m1") == "id-m1"
+    assert await metered.mark_read("wamid.in", typing=True, phone_number_id="pn1") is True
+    assert metered.messages_per_second() == 7.0 and metered.refusal(message, 5.0) == ("quiet", 5.0)
+    await metered.aclose()
+    assert inner.calls == [("pace", "m1"), ("mark_read", ("wamid.in", True, "pn1")), ("aclose", None)]

@@ -221,24 +221,30 @@ class NoChannel(BaseChannel):
         return f"NoChannel({self.reason!r})"
 
 
-class LegacyChannel(BaseChannel):
-    """Adapts a channel written before :meth:`Channel.pace` or :attr:`Channel.medium` existed: it
-    paces with its own ``pace`` if it has one, and sends on :data:`WHATSAPP` (the only medium there
-    was). Deprecated; subclass :class:`BaseChannel` instead. Its other attributes are the wrapped one's."""
+class WrappedChannel(BaseChannel):
+    """A channel around another one: every part of the protocol, optional ones included, passes
+    through to ``inner`` unless a subclass changes it. Wrappers build on this so none drops a part
+    (a wrapper that answered :class:`BaseChannel`'s defaults would silently turn off read receipts,
+    pacing or a medium's rules for the channel inside). Other attributes are the wrapped one's."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, medium: str | None = None) -> None:
         self.inner = inner
         self.name = inner.name
+        self.medium = inner.medium if medium is None else medium
 
     async def pace(self, message: OutboundSend) -> None:
-        if isinstance(self.inner, PreMediumChannel):
-            await self.inner.pace(message)
+        await self.inner.pace(message)
 
     async def send(self, message: OutboundSend) -> str:
-        return str(await self.inner.send(message))
+        return await self.inner.send(message)  # type: ignore[no-any-return]  # the inner channel's id
 
     async def reconcile(self, outbox_id: str) -> Any:
         return await self.inner.reconcile(outbox_id)
+
+    async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
+        if not isinstance(self.inner, ReadReceipts):
+            return False
+        return await self.inner.mark_read(wamid, typing=typing, phone_number_id=phone_number_id)
 
     def messages_per_second(self) -> float | None:
         return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
@@ -253,4 +259,20 @@ class LegacyChannel(BaseChannel):
         return getattr(self.inner, name)  # what tests read from their own channel (``sent()``, ...)
 
     def __repr__(self) -> str:
-        return f"LegacyChannel({self.inner!r})"
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class LegacyChannel(WrappedChannel):
+    """Adapts a channel written before :meth:`Channel.pace` or :attr:`Channel.medium` existed: it
+    paces with its own ``pace`` if it has one, and sends on :data:`WHATSAPP` (the only medium there
+    was). Deprecated; subclass :class:`BaseChannel` instead."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, medium=WHATSAPP)
+
+    async def pace(self, message: OutboundSend) -> None:
+        if isinstance(self.inner, PreMediumChannel):
+            await self.inner.pace(message)
+
+    async def send(self, message: OutboundSend) -> str:
+        return str(await self.inner.send(message))

@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .channel import BaseChannel, Channel, MediumRules, OutboundSend, Refusal, Throughput
+from .channel import Channel, OutboundSend, WrappedChannel
 from .errors import (AmbiguousDeliveryError, FatalError, RetriableError, SendingPausedError,
                      SkippableDeliveryError)
 from .models import StatusValue
@@ -93,20 +93,15 @@ def send_outcome(exc: BaseException | None) -> str:
     return "error"
 
 
-class MeteredChannel(BaseChannel):
+class MeteredChannel(WrappedChannel):
     """Wraps a channel to count sends by outcome and time them; everything else passes through."""
 
     def __init__(self, inner: Channel, metrics: Metrics) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.metrics = metrics
-        self.name = inner.name
-        self.medium = inner.medium
-
-    async def pace(self, message: OutboundSend) -> None:
-        await self.inner.pace(message)  # waiting for a slot is not part of the send's time
 
     async def send(self, message: OutboundSend) -> str:
-        started = time.perf_counter()
+        started = time.perf_counter()  # waiting for a pace slot is not part of the send's time
         try:
             wamid = await self.inner.send(message)
         except Exception as exc:
@@ -115,19 +110,4 @@ class MeteredChannel(BaseChannel):
         finally:
             self.metrics.send_latency.observe(time.perf_counter() - started)
         self.metrics.sends.labels("ok").inc()
-        return wamid
-
-    async def reconcile(self, outbox_id: str) -> Any:
-        return await self.inner.reconcile(outbox_id)
-
-    def messages_per_second(self) -> float | None:
-        return self.inner.messages_per_second() if isinstance(self.inner, Throughput) else None
-
-    def refusal(self, message: OutboundSend, at: float) -> Refusal | None:
-        return self.inner.refusal(message, at) if isinstance(self.inner, MediumRules) else None
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        return wamid  # type: ignore[no-any-return]  # the inner channel's id
