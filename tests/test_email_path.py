@@ -1,7 +1,8 @@
 """The whole path of an email: a message on medium email goes through the engine to a real SMTP
 server (aiosmtpd), shows as any message does, and Postmark's webhooks settle it (delivered; a hard
 bounce fails it as hard_bounce). The email channel's own rule refuses a marketing email without its
-unsubscribe link before anything is sent."""
+unsubscribe link before anything is sent. A spam complaint revokes the contact's marketing consent
+on email only."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectzap import Category, ConsentChange, Connectzap, Outgoing, TemplateContent
-from connectzap.core.channel import EMAIL
+from connectzap import Category, ConsentChange, Connectzap, Outgoing, TemplateContent, hookimpl
+from connectzap.core import consent as ledger
+from connectzap.core.channel import EMAIL, WHATSAPP
+from connectzap.core.plugins import pm
 from connectzap.core.store.schema import contacts
 from connectzap.core.worker import Worker
 from connectzap.testing import Signer, deliver, webhook_request
@@ -26,7 +29,8 @@ PAYLOADS = Path(__file__).parent / "payloads" / "postmark"
 
 def templates(root: Path) -> Path:
     for name, text, html in (("order_confirmation", "Order {{ params[0] }} is confirmed",
-                              "<p>Order {{ params[0] }}</p>"), ("sale", "Big sale", "<p>Big sale</p>")):
+                              "<p>Order {{ params[0] }}</p>"), ("sale", "Big sale", "<p>Big sale</p>"),
+                             ("news", "News; leave: {{ unsubscribe_url }}", "<p>{{ unsubscribe_url }}</p>")):
         folder = root / name / "en"
         folder.mkdir(parents=True)
         (folder / "subject.txt").write_text(f"{name} {{{{ params[0] if params else '' }}}}")
@@ -99,3 +103,46 @@ async def test_a_marketing_email_without_its_unsubscribe_link_is_refused_before_
     assert relay.received == []
     row = app.message(refused.id)
     assert row is not None and row["status"] == "refused" and row["reason"] == "unsubscribe_missing"
+
+
+class ConsentHeard:
+    def __init__(self) -> None:
+        self.changes: list[ConsentChange] = []
+
+    @hookimpl
+    def on_consent_changed(self, change: ConsentChange, ctx: Any) -> None:
+        self.changes.append(change)
+
+
+async def test_a_spam_complaint_revokes_marketing_on_email_only_once(make: Any, tmp_path: Path) -> None:
+    heard = ConsentHeard()
+    pm.register(heard, name="email_path_consent_heard")
+    try:
+        with smtp_relay(tmp_path) as relay:
+            app = email_app(make, relay, tmp_path)
+            app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="test",
+                                          proof="form"))  # WhatsApp's own opt-in
+            sent = app.send(email("news", Category.MARKETING))
+            await Worker(app).run_until_idle()
+        assert len(relay.received) == 1
+        heard.changes.clear()
+        assert postmark(app, "spam_complaint.json", sent.id) == 200
+        await Worker(app).run_until_idle()
+        revoked = app.consent(PHONE, medium=EMAIL)[Category.MARKETING]
+        assert not revoked.granted and revoked.source == "email:512" and "spam complaint" in (revoked.proof or "")
+        assert app.consent(PHONE, medium=EMAIL)[Category.UTILITY].granted  # only marketing
+        assert app.consent(PHONE)[Category.MARKETING].granted  # WhatsApp's consent is untouched
+        row = app.message(sent.id)
+        assert row is not None and row["status"] == "delivered"  # the complaint proves it arrived
+        [change] = heard.changes
+        assert change.medium == EMAIL and not change.granted and change.contact_key == row["contact_key"]
+        assert postmark(app, "spam_complaint.json", sent.id) == 200  # Postmark retries: nothing changes
+        await Worker(app).run_until_idle()
+        assert len(heard.changes) == 1
+        with app.db.read() as conn:
+            assert len(ledger.history(conn, row["contact_key"], EMAIL)) == 3  # 2 grants, 1 revocation
+            assert len(ledger.history(conn, row["contact_key"], WHATSAPP)) == 1
+        later = app.send(email("news", Category.MARKETING))
+        assert later.reason == "opted_out"
+    finally:
+        pm.unregister(name="email_path_consent_heard")

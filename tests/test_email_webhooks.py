@@ -31,6 +31,19 @@ def test_a_hard_bounce_fails_the_message_and_says_unreachable() -> None:
     assert status.timestamp.microsecond == 907025
 
 
+def test_a_spam_complaint_delivers_the_message_then_opts_its_contact_out() -> None:
+    delivered, complaint = (event.payload() for event in
+                            parse_postmark((PAYLOADS / "spam_complaint.json").read_bytes(), "shop.example"))
+    assert isinstance(delivered, MessageStatus) and isinstance(complaint, MessageStatus)
+    assert delivered.status == "delivered" and delivered.wamid == complaint.wamid == "<m0003.cz@shop.example>"
+    assert complaint.status == "failed" and complaint.outcome is DeliveryOutcome.OPTED_OUT
+    assert complaint.reason == "spam_complaint" and complaint.outbox_id == "m0003"
+    assert complaint.recipient is None  # the address is not kept: the core finds the contact by the message
+    events = parse_postmark((PAYLOADS / "spam_complaint.json").read_bytes(), "shop.example")
+    assert [e.dedupe_key for e in events] == ["<m0003.cz@shop.example>:delivered", "postmark:complaint:42"]
+    assert "udo@example.org" not in json.dumps([e.data for e in events])
+
+
 def test_a_delivery_marks_the_message_delivered() -> None:
     [event] = parse_postmark((PAYLOADS / "delivery.json").read_bytes(), "shop.example")
     status = event.payload()
@@ -39,7 +52,8 @@ def test_a_delivery_marks_the_message_delivered() -> None:
 
 
 @pytest.mark.parametrize("change", [{"Type": "SoftBounce"}, {"Type": "Transient"}, {"Metadata": {}},
-                                    {"Metadata": None}, {"RecordType": "Open"}])
+                                    {"Metadata": None}, {"RecordType": "Open"},
+                                    {"RecordType": "SpamComplaint", "Metadata": {}}])
 def test_what_says_nothing_about_our_message_journals_nothing(change: dict[str, object]) -> None:
     record = {**json.loads((PAYLOADS / "bounce_hard.json").read_bytes()), **change}
     assert parse_postmark(json.dumps(record).encode(), "shop.example") == []

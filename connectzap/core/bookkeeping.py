@@ -211,12 +211,16 @@ class Bookkeeping:
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,
                       medium: str = WHATSAPP) -> None:
         """What a failed delivery on ``medium`` said about its recipient: an opt-out of marketing is
-        recorded in the ledger for that medium (with ``reported_by`` as its source and ``proof``); a
-        number unreachable on WhatsApp holds business-initiated WhatsApp messages until the contact
-        writes. Other outcomes change nothing here."""
-        if outcome is DeliveryOutcome.OPTED_OUT and (phone or user_id):
+        recorded in the ledger for that medium (with ``reported_by`` as its source and ``proof``) --
+        for the number or BSUID the status names, else for the message's contact (an email spam
+        complaint names only the message); a number unreachable on WhatsApp holds
+        business-initiated WhatsApp messages until the contact writes. Other outcomes change nothing
+        here."""
+        if outcome is DeliveryOutcome.OPTED_OUT:
+            named = bool(phone or user_id)
             self.record_consent(conn, ConsentChange(phone=phone, user_id=user_id, category=Category.MARKETING,
-                                                    granted=False, source=reported_by, proof=proof, medium=medium),
+                                                    granted=False, source=reported_by, proof=proof, medium=medium,
+                                                    contact_key=None if named else contact_key),
                                 origin=origin)
         elif outcome is DeliveryOutcome.UNREACHABLE and medium == WHATSAPP:
             reachability.mark_unreachable(self.db, conn, contact_key)

@@ -31,13 +31,16 @@ def change(phone: str, category: str, granted: bool, source: str, proof: str | N
 
 def contact_of(conn: Connection, secret: bytes, change: ConsentChange) -> str:
     """The contact key ``change`` is recorded under: its number's or BSUID's (see :mod:`.identities`),
-    else, for a customer known only by email address, the address's keyed hash."""
+    else, for a customer known only by email address, the address's keyed hash, else the key the
+    change names itself (a change about the recipient of one of our messages)."""
     from . import identities
     from .email_addresses import email_key
     key = identities.resolve(conn, secret, change.phone, change.user_id)
-    if key is None:
-        assert change.email is not None  # a ConsentChange always names a phone, a BSUID or an address
+    if key is None and change.email:
         key = email_key(change.email, secret)
+    if key is None:
+        assert change.contact_key is not None  # a ConsentChange always names someone
+        key = change.contact_key
     return key
 
 

@@ -120,7 +120,9 @@ def on_consent_changed(change: ConsentChange, ctx: EventContext) -> Outgoing | l
 
     Called after the change is in the consent ledger. Use it to mirror consent to a CRM.
 
-    :param change: the change with its source and proof.
+    :param change: the change with its source, proof and medium. It names the customer by number,
+        BSUID or email address -- or, for an opt-out derived from one of our messages (an email spam
+        complaint), only by ``contact_key``.
     :param ctx: the event context.
     :returns: messages to propose (or ``None``), e.g. an opt-out confirmation.
     """

@@ -386,7 +386,9 @@ class ContactChange(Model):
 class ConsentChange(Model):
     """A grant or revocation of consent for one category on one medium (``whatsapp`` unless said),
     with its proof. The contact is a phone number, a business-scoped user id (``user_id``, for a
-    customer known without a number), or both."""
+    customer known without a number), or both; an email address for a customer known only by it;
+    or, for a change the core derives from a message it sent (a spam complaint names only the
+    message), the contact's key as the ledger keeps it (``contact_key``)."""
 
     phone: str | None = None
     user_id: str | None = None
@@ -400,6 +402,9 @@ class ConsentChange(Model):
                         description="The medium the consent is for: whatsapp (the default), email, sms, ...")
     email: str | None = Field(default=None, description="For a customer known only by email address: the address "
                                                         "(kept as its keyed hash, like numbers).")
+    contact_key: str | None = Field(default=None, max_length=64,
+                                    description="For a change about the recipient of a message connectzap sent, "
+                                                "known by nothing else (a spam complaint): the contact's keyed hash.")
 
     @field_validator("medium")
     @classmethod
@@ -423,7 +428,7 @@ class ConsentChange(Model):
 
     @model_validator(mode="after")
     def _someone(self) -> ConsentChange:
-        if not (self.phone or self.user_id or self.email):
+        if not (self.phone or self.user_id or self.email or self.contact_key):
             raise ValueError("a consent change needs a phone number, a business-scoped user id or an email address")
         return self
 

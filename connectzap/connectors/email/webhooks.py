@@ -8,7 +8,7 @@ A Postmark webhook carries one record (``RecordType``). What it becomes:
   header the channel adds, which Postmark hands back in ``Metadata``.
 * ``Delivery``: a ``delivered`` status.
 * Other bounce types (soft, transient, auto-responder...) change nothing: acknowledged, no event.
-* ``SpamComplaint``: see :func:`complaint_events`.
+* ``SpamComplaint``: the contact opts out of marketing email (:func:`complaint_events`).
 
 The customer's address in the payload is read by nobody and stored nowhere.
 """
@@ -103,7 +103,22 @@ def bounce_events(data: Mapping[str, Any], record_id: int | str, sender_domain: 
 
 
 def complaint_events(data: Mapping[str, Any], record_id: int | str, sender_domain: str) -> list[Event]:
-    """A spam complaint should revoke the contact's marketing consent on email. A consent change
-    names a phone number or BSUID, and the complaint names only the message, so for now it is
-    acknowledged and changes nothing (docs/email.md says so)."""
-    return []
+    """A reader marked the email as spam: the message was delivered, and its contact opts out of
+    marketing on email. The complaint names only the message, so it becomes a ``failed`` status
+    with outcome ``opted_out`` after a ``delivered`` one (a failure after delivery keeps the
+    message delivered, with the complaint as its error); the core records the opt-out for the
+    message's contact on the message's medium."""
+    outbox_id = _outbox_id(data)
+    if outbox_id is None:
+        return []
+    at = _time(data.get("BouncedAt"), "BouncedAt")
+    wamid = message_id_for(outbox_id, sender_domain)
+    delivered = MessageStatus(wamid=wamid, status=StatusValue.DELIVERED.value, timestamp=at, outbox_id=outbox_id)
+    error = ApiErrorInfo(code=data.get("TypeCode") if isinstance(data.get("TypeCode"), int) else None,
+                         title="spam complaint", details=None)
+    complaint = MessageStatus(wamid=wamid, status=StatusValue.FAILED.value, timestamp=at, outbox_id=outbox_id,
+                              errors=[error], outcome=DeliveryOutcome.OPTED_OUT, reason="spam_complaint")
+    return [Event.of(EventKind.MESSAGE_STATUS, delivered, source=SOURCE, dedupe_key=f"{wamid}:delivered",
+                     occurred_at=at),
+            Event.of(EventKind.MESSAGE_STATUS, complaint, source=SOURCE, dedupe_key=f"postmark:complaint:{record_id}",
+                     occurred_at=at)]
