@@ -78,11 +78,23 @@ def delivery_events(data: Mapping[str, Any], sender_domain: str) -> list[Event]:
     outbox_id = _outbox_id(data)
     if outbox_id is None:
         return []
-    at = _time(data.get("DeliveredAt"), "DeliveredAt")
+    return [_delivered(outbox_id, sender_domain, _time(data.get("DeliveredAt"), "DeliveredAt"))]
+
+
+def _delivered(outbox_id: str, sender_domain: str, at: datetime) -> Event:
     wamid = message_id_for(outbox_id, sender_domain)
     status = MessageStatus(wamid=wamid, status=StatusValue.DELIVERED.value, timestamp=at, outbox_id=outbox_id)
-    return [Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"{wamid}:delivered",
-                     occurred_at=at)]
+    return Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"{wamid}:delivered", occurred_at=at)
+
+
+def _failure(outbox_id: str, sender_domain: str, at: datetime, data: Mapping[str, Any], title: str,
+             outcome: DeliveryOutcome, reason: str, dedupe_key: str) -> Event:
+    """A ``failed`` status of message ``outbox_id`` with ``outcome``, Postmark's type code as its error."""
+    error = ApiErrorInfo(code=data.get("TypeCode") if isinstance(data.get("TypeCode"), int) else None,
+                         title=title, details=None)
+    status = MessageStatus(wamid=message_id_for(outbox_id, sender_domain), status=StatusValue.FAILED.value,
+                           timestamp=at, outbox_id=outbox_id, errors=[error], outcome=outcome, reason=reason)
+    return Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=dedupe_key, occurred_at=at)
 
 
 def bounce_events(data: Mapping[str, Any], record_id: int | str, sender_domain: str) -> list[Event]:
@@ -93,13 +105,8 @@ def bounce_events(data: Mapping[str, Any], record_id: int | str, sender_domain: 
     if outbox_id is None:
         return []  # not sent by connectzap (or sent before the metadata header): nothing of ours to mark
     at = _time(data.get("BouncedAt"), "BouncedAt")
-    error = ApiErrorInfo(code=data.get("TypeCode") if isinstance(data.get("TypeCode"), int) else None,
-                         title=str(data.get("Name") or bounce_type), details=None)
-    status = MessageStatus(wamid=message_id_for(outbox_id, sender_domain), status=StatusValue.FAILED.value,
-                           timestamp=at, outbox_id=outbox_id, errors=[error], outcome=DeliveryOutcome.UNREACHABLE,
-                           reason="hard_bounce")
-    return [Event.of(EventKind.MESSAGE_STATUS, status, source=SOURCE, dedupe_key=f"postmark:bounce:{record_id}",
-                     occurred_at=at)]
+    return [_failure(outbox_id, sender_domain, at, data, str(data.get("Name") or bounce_type),
+                     DeliveryOutcome.UNREACHABLE, "hard_bounce", f"postmark:bounce:{record_id}")]
 
 
 def complaint_events(data: Mapping[str, Any], record_id: int | str, sender_domain: str) -> list[Event]:
@@ -112,13 +119,6 @@ def complaint_events(data: Mapping[str, Any], record_id: int | str, sender_domai
     if outbox_id is None:
         return []
     at = _time(data.get("BouncedAt"), "BouncedAt")
-    wamid = message_id_for(outbox_id, sender_domain)
-    delivered = MessageStatus(wamid=wamid, status=StatusValue.DELIVERED.value, timestamp=at, outbox_id=outbox_id)
-    error = ApiErrorInfo(code=data.get("TypeCode") if isinstance(data.get("TypeCode"), int) else None,
-                         title="spam complaint", details=None)
-    complaint = MessageStatus(wamid=wamid, status=StatusValue.FAILED.value, timestamp=at, outbox_id=outbox_id,
-                              errors=[error], outcome=DeliveryOutcome.OPTED_OUT, reason="spam_complaint")
-    return [Event.of(EventKind.MESSAGE_STATUS, delivered, source=SOURCE, dedupe_key=f"{wamid}:delivered",
-                     occurred_at=at),
-            Event.of(EventKind.MESSAGE_STATUS, complaint, source=SOURCE, dedupe_key=f"postmark:complaint:{record_id}",
-                     occurred_at=at)]
+    return [_delivered(outbox_id, sender_domain, at),
+            _failure(outbox_id, sender_domain, at, data, "spam complaint", DeliveryOutcome.OPTED_OUT,
+                     "spam_complaint", f"postmark:complaint:{record_id}")]
