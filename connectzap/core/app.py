@@ -234,6 +234,13 @@ class Connectzap:
         from .campaigns import Campaigns
         return Campaigns(self)
 
+    def marketing_messages_api(self, number: str | None) -> bool | None:
+        """Whether ``number`` (None: the default number) may send through Meta's Marketing Messages
+        API, as the first connector that sends from it says (:meth:`Connector.marketing_messages_api`);
+        None when none does (or the engine is not started)."""
+        return next((found for found in (c.marketing_messages_api(number) for c in self.connectors.values())
+                     if found is not None), None)
+
     def plugin_state(self, plugin: str) -> PluginState:
         """Durable key/value state of ``plugin`` outside any hook (a cursor, a crash mark): reads
         see what is committed, and each write commits at once. Inside a hook use ``ctx.state``."""

@@ -68,6 +68,9 @@ class OutboundSend:
     business_phone_number_id: str | None = None
     contact_key: str = ""
     medium: str = WHATSAPP
+    prefer_marketing_api: bool | None = None
+    """For a marketing template: True sends it through Meta's Marketing Messages API, False through
+    the Cloud API; None leaves it to the number's account (a campaign's ``marketing_api``)."""
 
 
 class SentId(str):

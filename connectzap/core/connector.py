@@ -228,6 +228,13 @@ class Connector:
         every number)."""
         return None
 
+    def marketing_messages_api(self, number: str | None) -> bool | None:
+        """Whether sends from ``number`` (None: the default number) may go through Meta's Marketing
+        Messages API -- its account has it configured. A campaign that asks for that API
+        (``marketing_api = use``) is refused when no connector answers True. Default: None (this
+        connector does not send from that number)."""
+        return None
+
     def make_rehearsal_channel(self) -> Channel | None:
         """The channel a simulation (``connectzap simulate``) sends through instead: it must reach
         no one -- it validates and records what would have gone out (the WhatsApp connector's

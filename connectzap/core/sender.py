@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 
 from . import bsuids, gate, logs
 from .bookkeeping import Bookkeeping
+from .campaigns.marketing_api import preferences as marketing_api_preferences
 from .channel import EMAIL, NOT_SUPPORTED, WHATSAPP, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
 from .lanes import LaneSizing
@@ -164,6 +165,7 @@ class Sender:
                      if c and c.get("type") == "template"}
             facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names,
                                     accounts=self.app.business_accounts)
+            marketing_api = marketing_api_preferences(conn, rows)  # a campaign's own choice, by sender
             for row, item in zip(rows, stored, strict=True):
                 original = CONTENT.validate_python(item["original"])
                 fallback = item.get("fallback")
@@ -188,7 +190,8 @@ class Sender:
                 message = OutboundSend(outbox_id=row["id"], recipient=row["recipient"], content=verdict.content,
                                        category=verdict.category, reply_to=item.get("reply_to"),
                                        business_phone_number_id=row["business_phone_number_id"],
-                                       contact_key=row["contact_key"], medium=row["medium"])
+                                       contact_key=row["contact_key"], medium=row["medium"],
+                                       prefer_marketing_api=marketing_api.get(row["plugin"]))
                 channel = channels[row["medium"]]
                 refusal = channel.refusal(message, now()) if isinstance(channel, MediumRules) else None
                 if refusal is not None and refusal.retry_at is not None:

@@ -59,7 +59,7 @@ class CloudApiChannel(BaseChannel):
 
     def route(self, message: OutboundSend) -> str:
         """``messages`` or ``marketing_messages`` for this message."""
-        return route(self.settings, message.category, message.content.is_template)
+        return route(self.settings, message.category, message.content.is_template, message.prefer_marketing_api)
 
     async def pace(self, message: OutboundSend) -> None:
         """Wait for this message's slot (per number, per recipient, daily unique recipients)."""
@@ -77,16 +77,19 @@ class CloudApiChannel(BaseChannel):
         except PayloadError as exc:
             raise FatalDeliveryError(f"cannot build the request: {exc.message}", code="invalid_parameter",
                                      details=exc.message) from None
-        marketing = self.route(message) == "marketing_messages" and not self._mm_refused(number)
+        # A campaign that chose the Marketing Messages API (prefer_marketing_api) never falls back:
+        # Meta's refusal fails the message, with its code, rather than sending it another way.
+        chosen = message.prefer_marketing_api is True
+        marketing = self.route(message) == "marketing_messages" and (chosen or not self._mm_refused(number))
         try:
             if marketing:
-                return await self._send_marketing(number, body)
+                return await self._send_marketing(number, body, fallback=not chosen)
             return await self.client.send_message(number, body)
         except RetriableDeliveryError as exc:
             await self._tell_pacer(exc, message, number)
             raise
 
-    async def _send_marketing(self, number: str, body: dict[str, Any]) -> str:
+    async def _send_marketing(self, number: str, body: dict[str, Any], *, fallback: bool = True) -> str:
         """Through ``/marketing_messages``; when Meta *refuses* it there with one of
         ``marketing_messages_fallback_codes`` (an error answer: nothing was sent), once more through
         ``/messages``, and the number's marketing goes there for :data:`REFUSAL_HOLD_SECONDS`.
@@ -99,6 +102,12 @@ class CloudApiChannel(BaseChannel):
         except (FatalDeliveryError, SendingPausedError) as exc:
             if exc.vendor_code not in self.settings.marketing_messages_fallback_codes:
                 raise
+            if not fallback:  # this message only: the number's other sends are not at fault
+                raise FatalDeliveryError(
+                    f"the Marketing Messages API refused it (WhatsApp error {exc.vendor_code}) and its campaign "
+                    "chose that API (marketing_api = use): not sent through the Cloud API instead",
+                    code="marketing_messages_refused", vendor_code=exc.vendor_code, details=exc.details,
+                    trace_id=exc.trace_id, http_status=exc.http_status) from None
             self._mm_refused_until[number] = time.monotonic() + REFUSAL_HOLD_SECONDS
             log.warning("the Marketing Messages API refused number %s (WhatsApp error %s): sending its marketing "
                         "templates through the Cloud API's /messages for %d minutes", number, exc.vendor_code,
@@ -188,9 +197,11 @@ class AccountsChannel(BaseChannel):
             await channel.aclose()
 
 
-def route(settings: WhatsAppSettings, category: str, is_template: bool) -> str:
-    """``messages``, or ``marketing_messages`` for a MARKETING template when that API is enabled."""
-    marketing = settings.marketing_messages_api and category == "marketing" and is_template
+def route(settings: WhatsAppSettings, category: str, is_template: bool, prefer: bool | None = None) -> str:
+    """``messages``, or ``marketing_messages`` for a MARKETING template when that API is chosen:
+    ``prefer`` (a campaign's ``marketing_api``: True use, False avoid), else the account's setting."""
+    wanted = settings.marketing_messages_api if prefer is None else prefer
+    marketing = wanted and category == "marketing" and is_template
     return "marketing_messages" if marketing else "messages"
 
 

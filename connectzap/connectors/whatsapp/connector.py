@@ -76,6 +76,15 @@ class WhatsAppConnector(Connector):
                                  for number in (view.phone_number_id, *view.phone_number_ids) if number},
                                 self.settings.account_view().waba_id)
 
+    def marketing_messages_api(self, number: str | None) -> bool | None:
+        """The ``marketing_messages_api`` setting of the account ``number`` belongs to (None: the
+        default number's); None for a number no account lists."""
+        wanted = number or self.settings.default_number
+        for view in self.settings.account_settings():
+            if wanted is None or wanted in (view.phone_number_id, *view.phone_number_ids):
+                return view.marketing_messages_api
+        return None
+
     def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
         """Meta's GET verification: echo ``hub.challenge`` as plain text, only for the right token."""
         if request.method.upper() != "GET":

@@ -41,6 +41,7 @@ from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
 from ..store.schema import outbox as outbox_table
 from . import send_window
+from .marketing_api import SENDER_PREFIX
 from ..templates import BusinessAccounts
 from .states import Action, State, after
 
@@ -252,7 +253,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
                                                        for row in ready if row.recipient}
     facts = gate.BatchFacts(conn, set(known.values()), {base.name}, known, accounts)
-    decisions = gate.admit_many(db, conn, secret, admissions, plugin=f"campaign:{campaign.id}", facts=facts)
+    decisions = gate.admit_many(db, conn, secret, admissions, plugin=SENDER_PREFIX + campaign.id, facts=facts)
     _record_admitted(db, conn, campaign.id, t, [
         (row.contact_key, IN_OUTBOX if decision.accepted else "refused", decision.id, decision.status,
          decision.reason, None if decision.accepted else decision.detail, row.attempt + 1,

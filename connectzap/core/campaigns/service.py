@@ -29,6 +29,7 @@ from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
 from . import engine, send_window, sources
+from . import marketing_api as mm_api
 from .audience import BadLine, Recipient
 from .sources import FieldMap
 from .states import Action, State
@@ -62,6 +63,9 @@ class CampaignView(BaseModel):
     recipients: int
     outcomes: dict[str, int] = Field(description="Recipients per outcome.")
     waiting: str | None = Field(description="Why nothing is admitted now, and until when; null when nothing holds it.")
+    marketing_api: mm_api.MarketingApi = Field(
+        "account", description="How its marketing template is sent: through Meta's Marketing Messages API (use), "
+                               "the Cloud API (avoid), or as the number's account is configured (account).")
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -237,8 +241,9 @@ class Campaigns:
 
     def create(self, name: str, template: dict[str, Any], *, starts_at: datetime | None = None,
                window: str | None = None, rate_per_minute: float | None = None,
-               business_phone_number_id: str | None = None) -> CampaignView:
-        """A draft campaign of ``template`` (name, language, optional header, buttons and default body)."""
+               business_phone_number_id: str | None = None, marketing_api: str | None = None) -> CampaignView:
+        """A draft campaign of ``template`` (name, language, optional header, buttons and default body);
+        ``marketing_api``: use, avoid or account (:mod:`.marketing_api`)."""
         try:
             checked = TemplateContent.model_validate({**template, "type": "template"})
         except ValueError as exc:
@@ -246,6 +251,7 @@ class Campaigns:
         if rate_per_minute is not None and not rate_per_minute > 0:
             raise PayloadError("rate_per_minute must be more than 0")
         start, end = send_window.parse_window(window) if window else (None, None)
+        choice = self._marketing_api(marketing_api, business_phone_number_id)
         t = now()
         campaign_id = new_campaign_id()
         stored = checked.model_dump(mode="json", exclude_none=True)
@@ -254,8 +260,14 @@ class Campaigns:
                 id=campaign_id, name=name, state=State.DRAFT.value, template=json.dumps(stored),
                 business_phone_number_id=business_phone_number_id,
                 starts_at=starts_at.timestamp() if starts_at else None, window_start=start, window_end=end,
-                rate_per_minute=rate_per_minute, created_at=t, updated_at=t))
+                rate_per_minute=rate_per_minute, marketing_api=choice, created_at=t, updated_at=t))
         return self.get(campaign_id)
+
+    def _marketing_api(self, choice: str | None, number: str | None) -> str | None:
+        """The stored form of a campaign's ``marketing_api``, refused when its number cannot honour it."""
+        value = mm_api.stored(choice)
+        mm_api.check(value, number, self.app.marketing_messages_api)
+        return value
 
     def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
                       skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
@@ -361,6 +373,7 @@ class Campaigns:
         """Run the gate's checks (:func:`..gate.evaluate`) over every recipient still to be admitted,
         writing nothing: how many would be queued now, how many refused and why."""
         row = self._row(campaign_id)
+        mm_api.check(row.marketing_api, row.business_phone_number_id, self.app.marketing_messages_api)
         template = json.loads(row.template)
         refused: Counter[str] = Counter()
         examples: dict[str, str] = {}
@@ -528,7 +541,8 @@ class Campaigns:
             window=send_window.shown(row.window_start, row.window_end), rate_per_minute=row.rate_per_minute,
             starts_at=_time(row.starts_at), created_at=_time(row.created_at) or datetime.now(UTC),
             started_at=_time(row.started_at), ended_at=_time(row.ended_at), recipients=sum(counts.values()),
-            outcomes={k: counts[k] for k in engine.OUTCOMES if counts.get(k)}, waiting=row.waiting)
+            outcomes={k: counts[k] for k in engine.OUTCOMES if counts.get(k)}, waiting=row.waiting,
+            marketing_api=mm_api.shown(row.marketing_api))
 
     def _row(self, campaign_id: str) -> Any:
         with self.db.read() as conn:

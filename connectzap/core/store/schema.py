@@ -250,6 +250,7 @@ campaigns = Table(
     Column("waiting", Text, nullable=True),  # why nothing is admitted now, and until when
     Column("followed_until", Float, nullable=True),  # outcomes follow the messages' changes up to here
     Column("audience_source", String(64), nullable=True),  # e.g. hubspot_list: whose records source_ref names
+    Column("marketing_api", String(8), nullable=True),  # use | avoid; null: the number's account decides
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),

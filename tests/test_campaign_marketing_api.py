@@ -1,0 +1,122 @@
+"""A campaign's own choice of the Marketing Messages API (``marketing_api``: account, use, avoid):
+the route its marketing template takes against the local Graph stand-in
+(connectzap.testing.fake_graph, as tests/test_marketing_messages.py), the refusal of ``use`` where
+the number's account has no such API, and the choice as ``campaign status`` and the REST API show it."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from test_marketing_messages import PROMO
+from test_whatsapp_client import NUMBER, PHONE, fake, live, meta_settings, out
+
+from connectzap import Category, ConsentChange
+from connectzap.connectors.whatsapp.channel import route
+from connectzap.core.campaigns import Action, read_file
+from connectzap.core.campaigns import marketing_api as mm_api
+from connectzap.core.errors import PayloadError
+from connectzap.core.store.schema import campaigns
+from connectzap.testing import run, seed_template
+
+__all__ = ["fake"]  # the fixture, imported for this module's tests
+
+
+def sent_campaign(app: Any, choice: str | None) -> str:
+    """A one-recipient campaign of a marketing template with ``choice``, run to the end; its id."""
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="test",
+                                  proof="newsletter form"))
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api=choice)
+    app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{PHONE},20%\n"), "csv", app.secret))
+    app.campaigns.control(made.id, Action.START)
+    run(app)
+    return made.id
+
+
+def routes(fake: Any) -> list[str]:
+    return [r.path.rsplit("/", 1)[-1] for r in fake.requests if r.path.endswith(("/messages", "/marketing_messages"))]
+
+
+@pytest.mark.parametrize(("account", "choice", "expected"), [
+    (False, None, "messages"), (False, "account", "messages"), (True, "account", "marketing_messages"),
+    (True, "avoid", "messages"), (False, "avoid", "messages"), (True, "use", "marketing_messages")])
+def test_each_choice_takes_its_route(make, fake, account: bool, choice: str | None, expected: str) -> None:
+    app = make(connectors=live(fake, marketing_messages_api=account))
+    campaign_id = sent_campaign(app, choice)
+    assert routes(fake) == [expected]
+    view = app.campaigns.get(campaign_id)
+    assert view.outcomes == {"sent": 1}
+    assert view.marketing_api == (choice or "account")
+
+
+def test_use_where_the_account_has_no_marketing_messages_api_is_refused_at_create(make, fake) -> None:
+    app = make(connectors=live(fake, marketing_messages_api=False))
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    with pytest.raises(PayloadError, match="no Marketing Messages API configured") as refused:
+        app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api="use")
+    assert refused.value.field == "marketing_api"
+    with app.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(campaigns)).scalar_one() == 0  # nothing kept
+
+
+def test_use_is_refused_at_preview_once_the_account_no_longer_has_the_api(make, fake, monkeypatch) -> None:
+    app = make(connectors=live(fake, marketing_messages_api=True))
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api="use")
+    assert app.campaigns.preview(made.id).recipients == 0
+    monkeypatch.setattr(app.connectors["whatsapp"].settings, "marketing_messages_api", False)  # config changed
+    with pytest.raises(PayloadError, match="marketing_api is use"):
+        app.campaigns.preview(made.id)
+
+
+def test_an_unknown_choice_is_a_clear_error() -> None:
+    with pytest.raises(PayloadError, match="marketing_api must be one of account, use, avoid, not 'always'"):
+        mm_api.stored("always")
+
+
+def test_use_never_falls_back_to_messages_when_meta_refuses(make, fake) -> None:
+    # With the account's own setting a listed refusal goes once through /messages
+    # (test_marketing_messages); a campaign that chose the API fails the message instead.
+    fake.fail(10, http_status=403, path="/marketing_messages", details="terms of service not accepted")
+    app = make(connectors=live(fake, marketing_messages_api=True))
+    campaign_id = sent_campaign(app, "use")
+    assert routes(fake) == ["marketing_messages"]
+    assert app.campaigns.get(campaign_id).outcomes == {"failed": 1}  # that message only: sending goes on
+    assert app.paused() is None
+    [result] = app.campaigns.results(campaign_id)
+    assert result["error_code"] == "10"
+    assert not fake.accepted()
+
+
+@given(account=st.booleans(), prefer=st.sampled_from([None, True, False]),
+       category=st.sampled_from(["marketing", "utility", "authentication", "service"]), template=st.booleans())
+def test_route_follows_the_campaigns_choice_else_the_account(account: bool, prefer: bool | None, category: str,
+                                                            template: bool) -> None:
+    view = meta_settings(marketing_messages_api=account)
+    wanted = account if prefer is None else prefer
+    marketing = wanted and category == "marketing" and template
+    assert route(view, category, template, prefer) == ("marketing_messages" if marketing else "messages")
+
+
+@pytest.mark.parametrize("choice", ["use", "avoid", "account"])
+def test_stored_and_shown_round_trip(choice: str) -> None:
+    value = mm_api.stored(choice)
+    assert mm_api.shown(value) == choice
+    assert mm_api.preference(value) is {"use": True, "avoid": False, "account": None}[choice]
+
+
+async def test_the_channel_honours_the_preference_over_the_account(fake) -> None:
+    from connectzap.connectors.whatsapp.channel import CloudApiChannel
+    from connectzap.connectors.whatsapp.client import GraphClient
+    from dataclasses import replace
+    view = meta_settings(marketing_messages_api=False, api_base_url=fake.url, access_token="test-token")
+    channel = CloudApiChannel(view, GraphClient(view))
+    await channel.send(replace(out(PROMO, category="marketing", outbox_id="m1"), prefer_marketing_api=True))
+    await channel.aclose()
+    assert routes(fake) == ["marketing_messages"]
+    assert fake.requests[-1].path.startswith("/v") and NUMBER in fake.requests[-1].path
