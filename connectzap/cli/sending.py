@@ -25,10 +25,13 @@ from .exits import CommandFailed, ExitCode
               help="The medium: whatsapp, sms, or email (PHONE is then the email address).")
 @click.option("--category", type=click.Choice(["marketing", "utility", "authentication"]),
               help="The consent the message needs (required with any --channel but whatsapp).")
+@click.option("--fallback", "fallback_media", metavar="MEDIA",
+              help="Media to fall back on, in order (e.g. sms,email), when WhatsApp cannot deliver it.")
+@click.option("--email", help="The customer's email address, for an email fallback.")
 @pass_ctx
 def send(obj: Ctx, phone: str, template_name: str | None, language: str, params: tuple[str, ...],
          named: tuple[str, ...], text: str | None, country: str | None, key: str | None, wait: bool,
-         medium: str, category: str | None) -> None:
+         medium: str, category: str | None, fallback_media: str | None, email: str | None) -> None:
     """Send a template or a text to PHONE, through the send gate. PHONE may be a business-scoped
     user id (BSUID, e.g. US.13491208655302741918) for a customer known without a number, or with
     --channel email an email address."""
@@ -49,7 +52,10 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
     from pydantic import ValidationError
     try:
         to = Contact(email=phone) if medium == "email" else Contact.model_validate(identify(phone, country))
-        outgoing = Outgoing(to=to, content=content, medium=medium, category=Category(category) if category else None)
+        if email:
+            to = to.model_copy(update={"email": email})
+        outgoing = Outgoing(to=to, content=content, medium=medium, category=Category(category) if category else None,
+                            fallback_media=[m.strip() for m in (fallback_media or "").split(",") if m.strip()])
     except ValidationError as exc:
         raise click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     app = obj.app()

@@ -8,12 +8,12 @@ event, inside the dispatcher's transaction, and is retried like any delivery whe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from . import consent as ledger
 from .media import WHATSAPP
-from . import gate, identities, logs, reachability, replies, templates, windows
+from . import fallbacks, gate, identities, logs, reachability, replies, templates, windows
 from .bsuids import bsuid_key
 from .idempotency import scoped_key
 from .messages import Outgoing
@@ -34,13 +34,18 @@ class Bookkeeping:
 
     def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool],
                  accounts: Callable[[], BusinessAccounts | None] = lambda: None,
-                 reply_settings: ReplySettings | None = None) -> None:
+                 reply_settings: ReplySettings | None = None, fallback_codes: Collection[str] = (),
+                 retention_seconds: float = 0) -> None:
         self.db = db
         self.secret = secret
         self.has_targets = has_targets
         self.accounts = accounts
         """Which business account's templates each number sends (the engine's, once started)."""
         self.reply_settings = reply_settings or ReplySettings()
+        self.fallback_codes = frozenset(fallback_codes)
+        """Error codes of a failed message that trigger its fallback (``[fallback] codes``)."""
+        self.retention_seconds = retention_seconds
+        """``privacy.retention_hours`` in seconds: a message kept for its fallback is erased by it once settled."""
 
     def apply_many(self, conn: Any, batch: list[tuple[int, Event]]) -> None:
         """:meth:`apply` for several events, in their order; the outcome is what applying them one by
@@ -197,6 +202,11 @@ class Bookkeeping:
         """What a failed status says about its recipient, once the status is applied (``before``:
         the message as it was, None when it is not ours)."""
         error = status.errors[0] if status.errors else None
+        if before is not None and status.status in fallbacks.SETTLED and fallbacks.wanted(before):
+            if status.status == StatusValue.FAILED:
+                self.fall_back(conn, before["id"], status.outcome.value if status.outcome else None,
+                               str(error.code) if error is not None and error.code is not None else None)
+            outbox.erase(conn, before["id"], outbox.erase_values(self.retention_seconds))  # settled: no more kept
         if before is None or status.status != StatusValue.FAILED or status.outcome is None:
             return
         code = error.code if error is not None and error.code is not None else status.outcome.value
@@ -206,6 +216,13 @@ class Bookkeeping:
                            reported_by=f"{reported_by}:{code}",
                            proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
                            origin=f"status:{status.wamid}", medium=before.get("medium") or WHATSAPP)
+
+    def fall_back(self, conn: Any, message_id: str, outcome: str | None, error_code: str | None) -> None:
+        """Admit message ``message_id``'s fallback when its failure (neutral ``outcome``, the vendor's
+        ``error_code``) triggers one (:mod:`.fallbacks`); any later trigger finds it and adds none."""
+        trigger = fallbacks.triggered(outcome, error_code, self.fallback_codes)
+        if trigger is not None:
+            fallbacks.fall_back(self.db, conn, self.secret, message_id, trigger, accounts=self.accounts())
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,

@@ -352,6 +352,8 @@ class Admission:
     held: bool = False
     """Queue it held (:data:`.automatic.PENDING`, never due) until :func:`.automatic.arbitrate`
     decides between the automatic answers to the same inbound message."""
+    fallback_of: str | None = None
+    """The message this one stands in for (:mod:`.fallbacks`)."""
 
 
 _EXISTING_COLUMNS = (outbox_table.c.idempotency_key, outbox_table.c.id, outbox_table.c.status,
@@ -444,6 +446,15 @@ class _Earlier:
     request_hash: str
 
 
+def _fallback_fields(outgoing: Outgoing) -> dict[str, Any]:
+    """What a fallback needs kept with the message's content until it is settled (:mod:`.fallbacks`):
+    the media to fall back on and, for email, the address (erased with the content)."""
+    if not outgoing.fallback_media:
+        return {}
+    email = outgoing.to.email if EMAIL in outgoing.fallback_media else None
+    return {"fallback_media": outgoing.fallback_media, "email": email}
+
+
 def _address(outgoing: Outgoing, phone_or_user_id: str | None) -> str | None:
     """Where the channel sends: the email address on email, the number (or BSUID) elsewhere."""
     return outgoing.to.email if outgoing.medium == EMAIL else phone_or_user_id
@@ -483,6 +494,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
             "original": original,
             "fallback": outgoing.fallback.model_dump(mode="json", exclude_none=True) if outgoing.fallback else None,
             "reply_to": outgoing.reply_to,
+            **_fallback_fields(outgoing),
         })
     not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
     status = StatusValue.REFUSED if refused else StatusValue.QUEUED
@@ -501,6 +513,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
         origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
         automatic=outgoing.automatic.value if outgoing.automatic else None, medium=outgoing.medium,
+        fallback_of=a.fallback_of,
     )
     return Decision(message_id, status.value, reason, verdict.detail,
                     idempotency_key=a.idempotency_key), row

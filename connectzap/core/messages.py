@@ -361,6 +361,10 @@ class Outgoing(BaseModel):
         ``email`` (to ``to.email``) or ``sms`` (to ``to.phone``), or another a plugin's channel
         sends on. On any medium but WhatsApp ``category`` is required: it names the consent the
         message needs there.
+    :ivar fallback_media: the media to fall back on (``fallback_channels`` in JSON), in order, when
+        the WhatsApp message cannot be delivered (:mod:`connectzap.core.fallbacks`): at most one
+        fallback message goes, on the first of them whose consent holds. ``to.email`` is the address
+        an ``email`` fallback goes to.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -381,14 +385,34 @@ class Outgoing(BaseModel):
     medium: str = Field(default=media.WHATSAPP, alias="channel", max_length=16,
                         description="The medium the message goes out on: whatsapp (the default), email (to "
                                     "to.email) or sms (to to.phone); on any but whatsapp, category is required.")
+    fallback_media: list[Annotated[str, Field(pattern=media.NAME.pattern, max_length=16)]] = Field(
+        default_factory=list, alias="fallback_channels", max_length=4,
+        description="Media to fall back on, in order, when the WhatsApp message cannot be delivered (no "
+                    "WhatsApp account, a configured error code): one fallback message goes on the first whose "
+                    "consent holds; email needs to.email.")
 
     @field_validator("medium")
     @classmethod
     def _medium(cls, value: str) -> str:
         return media.checked(value)
 
+    @field_validator("fallback_media")
+    @classmethod
+    def _fallback_media(cls, value: list[str]) -> list[str]:
+        checked = [media.checked(m) for m in value]
+        if len(set(checked)) != len(checked):
+            raise ValueError("fallback_channels names a medium twice")
+        return checked
+
     @model_validator(mode="after")
     def _addressed_for_its_medium(self) -> Outgoing:
+        if self.fallback_media and self.medium != media.WHATSAPP:
+            raise ValueError("fallback_channels is for a message on whatsapp: only WhatsApp's outcomes trigger a "
+                             "fallback")
+        if media.WHATSAPP in self.fallback_media:
+            raise ValueError("fallback_channels cannot name whatsapp: it is the medium the message falls back from")
+        if self.to.email and (self.medium == media.EMAIL or media.EMAIL in self.fallback_media):
+            self.to = self.to.model_copy(update={"email": email_addresses.normalized(self.to.email)})
         if self.medium == media.WHATSAPP:
             return self
         if self.category is None:
@@ -396,8 +420,6 @@ class Outgoing(BaseModel):
                              "it names the consent the message needs there")
         if self.medium == media.EMAIL and not self.to.email:
             raise ValueError("a message on email needs to.email, the recipient's email address")
-        if self.medium == media.EMAIL and self.to.email:
-            self.to = self.to.model_copy(update={"email": email_addresses.normalized(self.to.email)})
         if self.medium != media.EMAIL and not self.to.phone:
             raise ValueError(f"a message on {self.medium} needs to.phone, the recipient's number")
         return self

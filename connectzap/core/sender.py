@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from . import bsuids, gate, logs
+from . import bsuids, fallbacks, gate, logs
 from .bookkeeping import Bookkeeping
 from .campaigns.marketing_api import preferences as marketing_api_preferences
 from .channel import EMAIL, NOT_SUPPORTED, WHATSAPP, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
@@ -229,7 +229,12 @@ class Sender:
         want_accepted = self.has_targets("message_status")
         with self.db.begin() as conn:
             sent = [o for o in outcomes if o.result is SendResult.SENT]
-            outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent], outbox.erase_values(retention))
+            # a message that may still fall back keeps what its fallback needs until a status settles it
+            keep = {o.row["id"] for o in sent if fallbacks.wanted(o.row)}
+            outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent if o.row["id"] not in keep],
+                                      outbox.erase_values(retention))
+            outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent if o.row["id"] in keep],
+                                      outbox.erase_values(max(retention, self.app.settings.fallback.keep_hours * 3600)))
             if want_accepted and sent:
                 journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:
@@ -255,6 +260,7 @@ class Sender:
                     self._undeliverable(conn, channels[o.message.medium], o, error, retention)
                 else:
                     reason = err.code if isinstance(err, ConnectzapError) else "fatal"
+                    self.bookkeeping.fall_back(conn, row["id"], None, error.code)  # before its data is erased
                     outbox.fail(conn, row["id"], reason, error, outbox.erase_values(retention))
 
     def _undeliverable(self, conn: Any, channel: Channel, o: SendOutcome, error: ErrorRecord,
@@ -275,6 +281,7 @@ class Sender:
                 reported_by=f"{channel.name}:{vendor_code or code}",
                 proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}",
                 medium=o.message.medium)
+        self.bookkeeping.fall_back(conn, row["id"], code, error.code)  # before its data is erased
         outbox.fail(conn, row["id"], code, error, outbox.erase_values(retention))
 
     def _accepted_event(self, o: SendOutcome) -> Event:

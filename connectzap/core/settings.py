@@ -154,6 +154,18 @@ class ReplySettings(Section):
     """For how long a person's reply hands the conversation to people (no automatic answers); 0: not at all."""
 
 
+class FallbackSettings(Section):
+    codes: list[str] = Field(default_factory=list, max_length=100)
+    """Error codes of a failed WhatsApp message (the vendor's, e.g. ``"131049"``, or a channel's
+    ``code``) that trigger the message's fallback (``fallback_channels``), besides ``unreachable``
+    (no WhatsApp account), which always does."""
+    keep_hours: float = Field(default=24, ge=0, le=720)
+    """How long a sent WhatsApp message that names fallback media keeps its content and the
+    recipient's address, waiting for a failed status to fall back on (``privacy.retention_hours``
+    when longer). A ``delivered``, ``read`` or ``failed`` status settles it sooner: then its data is
+    erased as any message's."""
+
+
 class ConsoleSettings(Section):
     enabled: bool = False
     """Serve the operator console at ``/console`` (off unless turned on)."""
@@ -220,6 +232,7 @@ class Settings(BaseSettings):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     replies: ReplySettings = Field(default_factory=ReplySettings)
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -42,6 +42,8 @@ class MessageView(BaseModel):
     fbtrace_id: str | None = Field(None, description="The channel's trace id of a failed call (for Meta support).")
     category: str
     medium: str = Field("whatsapp", description="The medium it goes out on: whatsapp, email, sms, ...")
+    fallback_of: str | None = Field(
+        None, description="The WhatsApp message this one is the fallback of (fallback_channels), if it is one.")
     content_type: str
     template_name: str | None = None
     language: str | None = None
@@ -72,7 +74,8 @@ class MessageView(BaseModel):
         stored = json.loads(row["content"]) if row.get("content") else None
         return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
                    error_code=row["error_code"], fbtrace_id=row.get("fbtrace_id"), category=row["category"],
-                   medium=row.get("medium") or "whatsapp", content_type=row["content_type"],
+                   medium=row.get("medium") or "whatsapp", fallback_of=row.get("fallback_of"),
+                   content_type=row["content_type"],
                    template_name=row["template_name"], language=row["language"],
                    recipient=masked_recipient(row["recipient"], row.get("medium") or "whatsapp")
                    if row["recipient"] else None,

@@ -554,6 +554,11 @@ def counts(conn: Connection, since: float | None = None) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def erase(conn: Connection, message_id: str, erase: dict[str, Any]) -> None:
+    """Apply :func:`erase_values` to a message kept longer for a while (one that may fall back)."""
+    _update(conn, message_id, **erase)
+
+
 def erase_expired(conn: Connection) -> int:
     t = now()
     return conn.execute(outbox.update().where(outbox.c.erase_after.is_not(None), outbox.c.erase_after <= t)

@@ -92,6 +92,7 @@ outbox = Table(
     Column("origin", Text, nullable=True),  # JSON ids of what the message is about; kept after erasure
     Column("automatic", String(16), nullable=True),  # an AutomaticAnswer kind: arbitrated per inbound message
     Column("medium", String(16), nullable=False, server_default="whatsapp"),  # whose channel sends it
+    Column("fallback_of", String(32), nullable=True),  # the message this one stands in for (a fallback)
     # per-message pricing from the latest status that carried it (kept after erasure: no personal data)
     Column("pricing_category", String(48), nullable=True),
     Column("pricing_type", String(48), nullable=True),

@@ -1,0 +1,108 @@
+"""Fallback: one message on another medium when a WhatsApp message cannot be delivered.
+
+A WhatsApp send may name media to fall back on (:attr:`.messages.Outgoing.fallback_media`, in
+order). When it ends in a trigger (:func:`triggered`) -- the number has no WhatsApp account
+(``unreachable``) or it failed with an error code listed in ``[fallback] codes`` -- the core admits
+**one** fallback message: on each listed medium in turn, the same content goes through the gate as
+any send does (consent for the message's category on that medium; an opted-out customer is refused
+there), until one is admitted.
+
+Exactly once: each medium's attempt is admitted under a key derived from the original message's id
+(:func:`fallback_key`), so a replayed failure status, or one processed again after a crash, finds
+the decisions already taken -- refusals included, recorded like any refused send -- and adds none.
+The fallback is linked to its original (``outbox.fallback_of``).
+
+Where it goes: SMS to the original's number (a customer known only by a business-scoped user id
+has none); email to the ``to.email`` the original named, kept with its content until it is settled
+and erased with it. Content and address must still be there: a failure reported after the
+message's data was erased (``privacy.retention_hours``) triggers no fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import Connection
+
+from . import gate, logs, templates
+from .bsuids import is_bsuid
+from .media import EMAIL, WHATSAPP
+from .messages import Outgoing
+from .models import Category, Contact, DeliveryOutcome
+from .store import outbox
+from .store.database import Database
+
+log = logging.getLogger("connectzap.fallbacks")
+
+
+def triggered(outcome: str | None, error_code: str | None, codes: Collection[str]) -> str | None:
+    """The trigger a failure is, or None: ``unreachable`` (its neutral outcome), or ``failed`` when
+    its error code is one of ``codes`` (``[fallback] codes``)."""
+    if outcome == DeliveryOutcome.UNREACHABLE.value:
+        return "unreachable"
+    if error_code is not None and str(error_code) in codes:
+        return "failed"
+    return None
+
+
+def wanted(row: dict[str, Any]) -> bool:
+    """Whether outbox ``row`` names media to fall back on (so its data is kept until it is settled)."""
+    content = row.get("content")
+    return bool(content and '"fallback_media"' in content and (outbox.content_of(row) or {}).get("fallback_media"))
+
+
+SETTLED = frozenset({"delivered", "read", "played", "failed"})
+"""The statuses after which a message falls back no more: its kept data may go."""
+
+
+def fallback_key(message_id: str, medium: str) -> str:
+    """The idempotency key of the fallback on ``medium`` of message ``message_id``: derived from the
+    original, so every later trigger finds the first one's decision."""
+    return f"fallback:{message_id}:{medium}"
+
+
+def fall_back(db: Database, conn: Connection, secret: bytes, message_id: str, trigger: str, *,
+              accounts: templates.BusinessAccounts | None = None) -> gate.Decision | None:
+    """Admit the fallback of message ``message_id`` (which ended in ``trigger``) inside ``conn``'s
+    transaction: the first listed medium the gate admits it on. Returns that decision (``duplicate``
+    when an earlier trigger admitted it), or None when none was admitted or none is wanted."""
+    row = outbox.get(conn, message_id)
+    stored = outbox.content_of(row) if row is not None else None
+    if row is None or stored is None or row["medium"] != WHATSAPP or row["fallback_of"] is not None:
+        return None
+    for medium in stored.get("fallback_media") or []:
+        outgoing = _outgoing(row, stored, medium)
+        if outgoing is None:
+            continue  # no address on that medium
+        admission = gate.Admission(outgoing, fallback_key(message_id, medium), fallback_of=message_id)
+        decision = gate.admit_many(db, conn, secret, [admission], source_event_id=row["source_event_id"],
+                                   plugin=row["plugin"], accounts=accounts)[0]
+        if decision.accepted:
+            if not decision.duplicate:
+                logs.emit(log, logging.INFO, "fallback admitted", message_id=decision.id, fallback_of=message_id,
+                          medium=medium, trigger=trigger)
+            return decision
+    return None
+
+
+def _outgoing(row: dict[str, Any], stored: dict[str, Any], medium: str) -> Outgoing | None:
+    """The fallback on ``medium``: the original's content, category and origin, to its address there."""
+    recipient = row["recipient"]
+    if not recipient:
+        return None  # erased: the message was settled long ago
+    # the customer the original went to, so the gate reads their consent on the other medium
+    to = Contact(user_id=recipient) if is_bsuid(recipient) else Contact(phone=recipient)
+    if medium == EMAIL:
+        if not stored.get("email"):
+            return None
+        to = to.model_copy(update={"email": stored["email"]})
+    elif to.phone is None:
+        return None  # a customer known by a business-scoped user id only has no number to text
+    # a free-form service message has no category of its own: off WhatsApp it needs utility consent
+    category = row["category"] if row["category"] in Category.__members__.values() else Category.UTILITY
+    return Outgoing.model_validate({
+        "to": to, "content": stored["original"], "channel": medium, "category": category,
+        "business_phone_number_id": row["business_phone_number_id"],
+        "origin": outbox.origin_of(row) or None})

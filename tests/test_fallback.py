@@ -1,0 +1,292 @@
+"""Fallback: a WhatsApp message that cannot be delivered is followed by exactly one message on the
+first listed medium whose consent holds, linked to it, however often the failure is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Outgoing, TemplateContent
+from connectzap.core.channel import EMAIL, SMS, WHATSAPP
+from connectzap.core.errors import FatalDeliveryError, SkippableDeliveryError
+from connectzap.core.fallbacks import fallback_key, triggered
+from connectzap.core.models import MessageStatus
+from connectzap.core.store.schema import outbox
+from connectzap.core.worker import Worker
+from connectzap.testing import FakeChannel, FakeWhatsApp, seed_template
+
+PHONE = "+4915112345678"
+EMAIL_ADDRESS = "ana@example.com"
+
+
+def grant(app: Connectzap, medium: str, granted: bool = True, category: Category = Category.UTILITY) -> None:
+    app.set_consent(ConsentChange(phone=PHONE, category=category, granted=granted, source="test", proof="form",
+                                  medium=medium))
+
+
+def engine(make: Callable[..., Connectzap], **settings: Any) -> tuple[Connectzap, FakeWhatsApp, FakeChannel,
+                                                                       FakeChannel]:
+    whatsapp, texts, mails = FakeWhatsApp(), FakeChannel(SMS), FakeChannel(EMAIL)
+    app = make(channel=whatsapp, **settings)
+    app.use_channel(texts)
+    app.use_channel(mails)
+    seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
+    grant(app, WHATSAPP)
+    return app, whatsapp, texts, mails
+
+
+def confirmation(*media: str, email: str | None = EMAIL_ADDRESS) -> Outgoing:
+    return Outgoing.model_validate({
+        "to": {"phone": PHONE, "email": email},
+        "content": {"type": "template", "name": "order_confirmation", "language": "en", "body": ["1042"]},
+        "fallback_channels": list(media)})
+
+
+def fallbacks_of(app: Connectzap, message_id: str) -> list[dict[str, Any]]:
+    with app.db.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(outbox).where(outbox.c.fallback_of == message_id))]
+
+
+def admitted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["status"] != "refused"]
+
+
+async def send_failing(app: Connectzap, whatsapp: FakeWhatsApp, error: Exception, *media: str) -> str:
+    whatsapp.fail_next(error)
+    decision = app.send(confirmation(*media))
+    assert decision.accepted
+    await Worker(app).run_until_idle()
+    return decision.id
+
+
+def unreachable() -> SkippableDeliveryError:
+    return SkippableDeliveryError("no WhatsApp account", code="unreachable", vendor_code=131026)
+
+
+def failed_status(app: Connectzap, message_id: str, n: int = 0, **fields: Any) -> Event:
+    status = MessageStatus(wamid=app.message(message_id)["wamid"], status="failed", timestamp=datetime.now(UTC),
+                           outbox_id=message_id, **fields)
+    return Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=f"{message_id}:failed:{n}")
+
+
+# --- the triggers ------------------------------------------------------------------------------------------
+
+async def test_an_unreachable_number_gets_one_sms_linked_to_its_whatsapp_message(make):
+    app, whatsapp, texts, mails = engine(make)
+    grant(app, SMS)
+    original = await send_failing(app, whatsapp, unreachable(), SMS, EMAIL)
+    assert app.message(original)["status"] == "failed"
+    [fallback] = fallbacks_of(app, original)
+    assert (fallback["medium"], fallback["status"], fallback["idempotency_key"]) == (
+        SMS, "accepted", fallback_key(original, SMS))
+    [sms] = texts.messages
+    assert (sms.recipient, sms.category, sms.outbox_id) == (PHONE, "utility", fallback["id"])
+    assert sms.content == TemplateContent(name="order_confirmation", language="en", body=["1042"])
+    assert mails.messages == []
+
+
+async def test_a_failure_with_a_configured_code_falls_back_and_another_code_does_not(make):
+    app, whatsapp, texts, _ = engine(make, fallback={"codes": ["131049"]})
+    grant(app, SMS)
+    listed = await send_failing(app, whatsapp, FatalDeliveryError("not delivered", vendor_code=131049), SMS)
+    other = await send_failing(app, whatsapp, FatalDeliveryError("bad parameter", vendor_code=132000), SMS)
+    assert len(admitted(fallbacks_of(app, listed))) == 1
+    assert fallbacks_of(app, other) == []
+    assert len(texts.messages) == 1
+
+
+async def test_a_failed_status_with_a_configured_code_falls_back_once_however_often_it_is_replayed(make):
+    app, _, texts, _ = engine(make, fallback={"codes": ["131049"]})
+    grant(app, SMS)
+    decision = app.send(confirmation(SMS))
+    await Worker(app).run_until_idle()
+    failure = {"errors": [{"code": 131049, "title": "not delivered to maintain healthy ecosystem engagement"}]}
+    for n in range(3):  # the webhook redelivered, and the same status reported again under another key
+        app.ingest([failed_status(app, decision.id, n, **failure), failed_status(app, decision.id, n, **failure)])
+        await Worker(app).run_until_idle()
+    assert len(fallbacks_of(app, decision.id)) == 1
+    assert len(texts.messages) == 1
+
+
+async def test_an_unreachable_status_falls_back(make):
+    app, _, texts, _ = engine(make)
+    grant(app, SMS)
+    decision = app.send(confirmation(SMS))
+    await Worker(app).run_until_idle()
+    app.ingest([failed_status(app, decision.id, outcome="unreachable", errors=[{"code": 131026}])])
+    await Worker(app).run_until_idle()
+    assert [m.outbox_id for m in texts.messages] == [r["id"] for r in fallbacks_of(app, decision.id)]
+
+
+async def test_a_message_without_fallback_media_or_a_plain_failure_has_no_fallback(make):
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    fatal = await send_failing(app, whatsapp, FatalDeliveryError("bad parameter", vendor_code=132000), SMS)
+    plain = await send_failing(app, whatsapp, unreachable())
+    assert fallbacks_of(app, plain) == fallbacks_of(app, fatal) == []
+    assert texts.messages == []
+
+
+# --- consent on the fallback medium ---------------------------------------------------------------------------
+
+async def test_without_consent_on_the_first_medium_the_next_one_is_used(make):
+    app, whatsapp, texts, mails = engine(make)
+    grant(app, EMAIL)  # none on SMS
+    original = await send_failing(app, whatsapp, unreachable(), SMS, EMAIL)
+    rows = {r["medium"]: r for r in fallbacks_of(app, original)}
+    assert (rows[SMS]["status"], rows[SMS]["reason"]) == ("refused", "no_consent")
+    assert rows[EMAIL]["status"] == "accepted"
+    assert texts.messages == [] and [m.recipient for m in mails.messages] == [EMAIL_ADDRESS]
+
+
+async def test_opted_out_everywhere_means_no_fallback(make):
+    app, whatsapp, texts, mails = engine(make)
+    grant(app, SMS, granted=False)
+    grant(app, EMAIL, granted=False)
+    original = await send_failing(app, whatsapp, unreachable(), SMS, EMAIL)
+    assert admitted(fallbacks_of(app, original)) == []
+    assert texts.messages == mails.messages == []
+
+
+async def test_email_without_an_address_is_skipped(make):
+    app, whatsapp, _, mails = engine(make)
+    grant(app, EMAIL)
+    whatsapp.fail_next(unreachable())
+    decision = app.send(confirmation(EMAIL, email=None))
+    await Worker(app).run_until_idle()
+    assert fallbacks_of(app, decision.id) == [] and mails.messages == []
+
+
+def test_fallback_media_are_checked() -> None:
+    with pytest.raises(ValidationError, match="whatsapp"):
+        confirmation(WHATSAPP)
+    with pytest.raises(ValidationError, match="twice"):
+        confirmation(SMS, SMS)
+    with pytest.raises(ValidationError, match="email"):
+        confirmation(EMAIL, email="not an address")
+    with pytest.raises(ValidationError, match="only WhatsApp"):
+        Outgoing.model_validate({"to": PHONE, "channel": SMS, "category": "utility",
+                                 "content": {"type": "text", "body": "hi"}, "fallback_channels": [EMAIL]})
+
+
+def test_the_triggers() -> None:
+    assert triggered("unreachable", None, ()) == "unreachable"
+    assert triggered(None, "131049", {"131049"}) == "failed"
+    assert triggered("opted_out", "131050", {"131049"}) is None
+    assert triggered(None, None, {"131049"}) is None
+
+
+# --- any sequence of failures and replays: at most one, exactly one when a consented medium exists ---------
+
+EXAMPLES = itertools.count()
+EVENTS = st.lists(st.sampled_from(["unreachable", "coded", "uncoded", "delivered"]), min_size=1, max_size=6)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=EVENTS, consented=st.sampled_from([(), (SMS,), (EMAIL,), (SMS, EMAIL)]),
+       media=st.sampled_from([(SMS,), (EMAIL,), (SMS, EMAIL), (EMAIL, SMS)]))
+def test_any_sequence_of_failure_reports_admits_at_most_one_fallback(make, events, consented, media):
+    app, _, texts, mails = engine(make, sub=f"example{next(EXAMPLES)}", fallback={"codes": ["131049"]})
+    for medium in (SMS, EMAIL):
+        grant(app, medium, granted=medium in consented)
+    decision = app.send(confirmation(*media))
+    asyncio.run(Worker(app).run_until_idle())
+    statuses = {"unreachable": {"outcome": "unreachable", "errors": [{"code": 131026}]},
+                "coded": {"errors": [{"code": 131049}]}, "uncoded": {"errors": [{"code": 131000}]}}
+    for n, event in enumerate(events):
+        if event == "delivered":
+            status = MessageStatus(wamid=app.message(decision.id)["wamid"], status="delivered",
+                                   timestamp=datetime.now(UTC), outbox_id=decision.id)
+            app.ingest([Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=f"d{n}")])
+        else:
+            app.ingest([failed_status(app, decision.id, n, **statuses[event])])
+        asyncio.run(Worker(app).run_until_idle())
+    sent = [m.outbox_id for m in texts.messages + mails.messages]
+    fallbacks = admitted(fallbacks_of(app, decision.id))
+    triggering = events[0] in ("unreachable", "coded")  # the first status settles the message either way
+    assert len(fallbacks) == len(sent) <= 1
+    assert len(fallbacks) == (1 if triggering and set(media) & set(consented) else 0)
+    if fallbacks:  # the first listed medium with consent
+        assert fallbacks[0]["medium"] == next(m for m in media if m in consented)
+
+
+# --- what is kept, and for how long ------------------------------------------------------------------------
+
+async def test_a_sent_message_keeps_what_its_fallback_needs_only_until_a_status_settles_it(make):
+    app, _, texts, _ = engine(make)  # privacy.retention_hours = 0: anything else is erased once sent
+    grant(app, SMS)
+    plain = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_confirmation", language="en",
+                                                                body=["1"])))
+    kept = app.send(confirmation(SMS, EMAIL))
+    await Worker(app).run_until_idle()
+    assert (app.message(plain.id)["recipient"], app.message(plain.id)["content"]) == (None, None)
+    row = app.message(kept.id)
+    assert row["recipient"] == PHONE and EMAIL_ADDRESS in row["content"] and row["erase_after"] is not None
+    status = MessageStatus(wamid=row["wamid"], status="delivered", timestamp=datetime.now(UTC), outbox_id=kept.id)
+    app.ingest([Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key="delivered")])
+    await Worker(app).run_until_idle()
+    assert (app.message(kept.id)["recipient"], app.message(kept.id)["content"]) == (None, None)
+    app.ingest([failed_status(app, kept.id, outcome="unreachable")])  # too late: it reached the customer
+    await Worker(app).run_until_idle()
+    assert fallbacks_of(app, kept.id) == [] and texts.messages == []
+
+
+# --- the interfaces ----------------------------------------------------------------------------------------
+
+async def test_rest_takes_fallback_channels_and_shows_the_link(make):
+    from server_support import AUTH, SETTINGS, serving
+    whatsapp, texts = FakeWhatsApp(), FakeChannel(SMS)
+    app = make(channel=whatsapp, **SETTINGS)
+    app.use_channel(texts)
+    seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
+    grant(app, WHATSAPP)
+    grant(app, SMS)
+    whatsapp.fail_next(unreachable())
+    body = {"to": {"phone": PHONE, "email": EMAIL_ADDRESS}, "fallback_channels": ["sms", "email"],
+            "content": {"type": "template", "name": "order_confirmation", "language": "en", "body": ["1042"]}}
+    async with serving(app) as client:
+        queued = await client.post("/v1/messages", json=body, headers=AUTH)
+        assert queued.status_code == 202, queued.text
+        bad = await client.post("/v1/messages", json={**body, "fallback_channels": ["whatsapp"]}, headers=AUTH)
+        await Worker(app).run_until_idle()
+        page = (await client.get("/v1/messages", headers=AUTH)).json()["messages"]
+    assert bad.status_code == 422 and "whatsapp" in bad.text
+    [fallback] = [m for m in page if m["fallback_of"] == queued.json()["id"]]
+    assert (fallback["medium"], fallback["status"]) == (SMS, "accepted")
+    assert [m.outbox_id for m in texts.messages] == [fallback["id"]]
+
+
+def test_cli_send_takes_fallback_media_and_an_email(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from connectzap.cli import cli
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[sandbox]\nquiet = true\n')
+    from connectzap import load_settings
+    engine = Connectzap(load_settings(config)).start()
+    seed_template(engine, "order_confirmation", "Order {{1}} is confirmed")
+    grant(engine, WHATSAPP)
+    engine.close()
+
+    def send(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--config", str(config), "send", PHONE, "--template", "order_confirmation",
+                                        "--param", "1042", "--no-wait", *args])
+
+    done = send("--fallback", "sms,email", "--email", "Ana@Example.com")
+    assert done.exit_code == 0, done.output
+    wrong = send("--fallback", "whatsapp")
+    assert wrong.exit_code == 2 and "whatsapp" in wrong.stderr
+    engine = Connectzap(load_settings(config)).start()
+    [row] = engine.messages()
+    engine.close()
+    assert '"fallback_media": ["sms", "email"]' in row["content"]
+    assert '"email": "Ana@example.com"' in row["content"]  # the domain normalised
