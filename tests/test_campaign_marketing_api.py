@@ -6,6 +6,7 @@ the number's account has no such API, and the choice as ``campaign status`` and 
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import pytest
@@ -120,3 +121,76 @@ async def test_the_channel_honours_the_preference_over_the_account(fake) -> None
     await channel.aclose()
     assert routes(fake) == ["marketing_messages"]
     assert fake.requests[-1].path.startswith("/v") and NUMBER in fake.requests[-1].path
+
+
+# --- the interfaces: REST create and status, CLI create and show, the console's campaign page -------------
+
+def test_rest_create_takes_the_choice_shows_it_and_refuses_use_without_the_api(make) -> None:
+    import asyncio
+
+    from server_support import AUTH, api_engine, serving
+    app = api_engine(make)  # no connector with a Marketing Messages API
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    template = {"name": "spring_sale", "language": "en"}
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            made = await client.post("/v1/campaigns", headers=AUTH,
+                                     json={"name": "spring", "template": template, "marketing_api": "avoid"})
+            assert made.status_code == 201, made.text
+            assert made.json()["campaign"]["marketing_api"] == "avoid"
+            shown = (await client.get("/v1/campaigns/spring", headers=AUTH)).json()
+            assert shown["marketing_api"] == "avoid"
+            plain = await client.post("/v1/campaigns", headers=AUTH, json={"name": "plain", "template": template})
+            assert plain.json()["campaign"]["marketing_api"] == "account"
+            refused = await client.post("/v1/campaigns", headers=AUTH,
+                                        json={"name": "use", "template": template, "marketing_api": "use"})
+            assert refused.status_code == 422 and "no Marketing Messages API configured" in refused.text
+            wrong = await client.post("/v1/campaigns", headers=AUTH,
+                                      json={"name": "odd", "template": template, "marketing_api": "always"})
+            assert wrong.status_code == 422
+            names = [c["name"] for c in (await client.get("/v1/campaigns", headers=AUTH)).json()]
+            assert sorted(names) == ["plain", "spring"]  # nothing kept of the refused ones
+
+    asyncio.run(walk())
+
+
+def test_cli_create_takes_the_choice_and_show_prints_it(make, tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from connectzap.cli import cli
+    app = make()
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--config", str(config), "campaigns", *args], catch_exceptions=False)
+
+    assert invoke("create", "autumn", "--template", "spring_sale", "--marketing-api", "avoid").exit_code == 0
+    text = invoke("show", "autumn").output
+    assert re.search(r"marketing_api\W+avoid", text), text
+    assert json.loads(invoke("show", "autumn", "--json").output)["marketing_api"] == "avoid"
+    assert invoke("create", "plain", "--template", "spring_sale").exit_code == 0
+    assert json.loads(invoke("show", "plain", "--json").output)["marketing_api"] == "account"
+    refused = invoke("create", "winter", "--template", "spring_sale", "--marketing-api", "use")
+    assert refused.exit_code != 0 and "no Marketing Messages API configured" in refused.output
+    assert [c["name"] for c in json.loads(invoke("list", "--json").output)] == ["plain", "autumn"]
+
+
+async def test_the_console_campaign_page_shows_the_choice(make) -> None:
+    from console_support import PASSWORD, USER, log_in
+    from server_support import KEY
+    from test_console_routes import console
+
+    from connectzap.console.passwords import hash_password
+    app = make(api={"keys": [KEY]}, console={"enabled": True})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api="avoid")
+    async with console(app) as client:
+        await log_in(client)
+        page = (await client.get(f"/console/campaigns/{made.id}")).text
+    assert re.search(r'id="campaign-marketing-api">not used \(Cloud API\)<', page), page

@@ -115,12 +115,15 @@ FORMAT = click.Choice(["csv", "jsonl"])
 @click.option("--window", help="Send only between these local times of each recipient, e.g. 09:00-20:00.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many messages a minute.")
 @click.option("--phone-number-id", help="The business number to send from (default: the configured one).")
+@click.option("--marketing-api", type=click.Choice(["account", "use", "avoid"]), default="account", show_default=True,
+              help="Send a marketing template through Meta's Marketing Messages API (use), the Cloud API (avoid), "
+                   "or as the number's account is configured (account).")
 @json_option
 @pass_ctx
 def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, params: tuple[str, ...],
                      audience: Any, from_source: str | None, param_from: tuple[str, ...], fmt: str | None,
                      country: str | None, skip_invalid: bool, window: str | None,
-                     rate: float | None, phone_number_id: str | None, as_json: bool) -> None:
+                     rate: float | None, phone_number_id: str | None, marketing_api: str, as_json: bool) -> None:
     """Create a draft campaign of an approved template, with its audience. Nothing is sent until
     `connectzap campaigns start`; `preview` shows who can be reached first."""
     app = obj.app()
@@ -131,7 +134,8 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
     opened = _open_source(app, from_source, param_from, country) if from_source else None
     try:
         made = app.campaigns.create(name, {"name": template_name, "language": language, "body": _params(params)},
-                                    window=window, rate_per_minute=rate, business_phone_number_id=phone_number_id)
+                                    window=window, rate_per_minute=rate, business_phone_number_id=phone_number_id,
+                                    marketing_api=marketing_api)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
     if audience is not None:
@@ -242,7 +246,7 @@ def campaigns_show(obj: Ctx, campaign_id: str, watch: bool, as_json: bool) -> No
         return
     columns = [Column(name) for name in ("id", "name", "state", "template", "language", "window",
                                          "rate_per_minute", "starts_at", "created_at", "started_at", "ended_at",
-                                         "recipients")]
+                                         "marketing_api", "recipients")]
     columns += [Column("outcomes", lambda c: _counts(c.outcomes)), Column("waiting")]
     emit(view, False, columns=columns)
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, Preview, read_file,
                          read_items, report_csv, results_csv)
+from ..campaigns.marketing_api import MarketingApi
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
 from .auth import bearer_scheme
@@ -92,6 +93,10 @@ class CampaignCreate(BaseModel):
                                description="Send only between these local times of each recipient (09:00-20:00).")
     rate_per_minute: float | None = Field(None, gt=0, le=1_000_000)
     business_phone_number_id: str | None = Field(None, min_length=1, max_length=64)
+    marketing_api: MarketingApi = Field(
+        "account", description="Send its marketing template through Meta's Marketing Messages API (use), the Cloud "
+                               "API (avoid), or as the number's account is configured (account). use is refused "
+                               "when that account has no Marketing Messages API configured.")
 
 
 class BadLineOut(BaseModel):
@@ -168,10 +173,13 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
     try:
         made = app.campaigns.create(body.name, body.template.model_dump(mode="json", exclude_none=True),
                                     window=body.window, rate_per_minute=body.rate_per_minute,
-                                    business_phone_number_id=body.business_phone_number_id)
-    except ValueError as exc:
+                                    business_phone_number_id=body.business_phone_number_id,
+                                    marketing_api=body.marketing_api)
+    except (PayloadError, ValueError) as exc:
         if opened is not None:
             opened.reader.close()
+        if isinstance(exc, PayloadError):  # e.g. marketing_api use where the account has no such API
+            raise
         raise PayloadError(str(exc), field="window") from None
     if opened is not None:
         try:
