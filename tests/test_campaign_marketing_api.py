@@ -180,17 +180,27 @@ def test_cli_create_takes_the_choice_and_show_prints_it(make, tmp_path) -> None:
     assert [c["name"] for c in json.loads(invoke("list", "--json").output)] == ["plain", "autumn"]
 
 
-async def test_the_console_campaign_page_shows_the_choice(make) -> None:
+async def test_the_console_creates_with_the_choice_refuses_use_without_the_api_and_shows_it(make) -> None:
     from console_support import PASSWORD, USER, log_in
     from server_support import KEY
+    from test_console_campaigns import AUDIENCE, create, stored
     from test_console_routes import console
 
     from connectzap.console.passwords import hash_password
     app = make(api={"keys": [KEY]}, console={"enabled": True})
     app.operators.add_user(USER, hash_password(PASSWORD))
     seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
-    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api="avoid")
     async with console(app) as client:
         await log_in(client)
-        page = (await client.get(f"/console/campaigns/{made.id}")).text
+        form = (await client.get("/console/campaigns")).text
+        assert re.search(r'<option value="account" selected>', form)
+        refused = await create(client, AUDIENCE, marketing_api="use")
+        assert refused.status_code == 400 and "no Marketing Messages API configured" in refused.text
+        assert 'value="use" selected' in refused.text  # the form keeps the choice
+        assert stored(app) == (0, 0)  # nothing kept
+        made = await create(client, AUDIENCE, marketing_api="avoid")
+        assert made.status_code == 303, made.text
+        page = (await client.get(made.headers["location"])).text
     assert re.search(r'id="campaign-marketing-api">not used \(Cloud API\)<', page), page
+    [view] = app.campaigns.listing()
+    assert view.marketing_api == "avoid"

@@ -111,7 +111,7 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
            files: dict[str, UploadFile]) -> Response:
     """``connectzap campaigns create NAME --template T --audience FILE ...``: a draft with its audience."""
     kept = {k: form.get(k, "") for k in ("name", "template", "params", "window", "rate", "country", "source",
-                                         "params_from", "send_from")}
+                                         "params_from", "send_from", "marketing_api")}
     kept["skip_invalid"] = "on" if form.get("skip_invalid") else ""
 
     def again(error: str, bad: list[BadLine] | None = None, bad_count: int = 0) -> Response:
@@ -145,8 +145,10 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again(f"The rate {rate_text!r} is not a number of messages a minute.")
     template = {"name": template_name, "language": language, "body": body}
     window = form.get("window", "").strip() or None
+    choice = form.get("marketing_api", "").strip() or None  # checked by create (use needs the API configured)
     if source:
-        return _create_from_source(request, engine, session, name, template, window, rate, sender, form, again)
+        return _create_from_source(request, engine, session, name, template, window, rate, sender, choice, form,
+                                   again)
     assert upload is not None
     skip = bool(form.get("skip_invalid"))
     problem = _check_upload(engine, upload, country, skip, "nothing was created")
@@ -154,8 +156,8 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again(*problem)
     try:
         made = engine.campaigns.create(name, {"name": template_name, "language": language, "body": body},
-                                       window=form.get("window", "").strip() or None, rate_per_minute=rate,
-                                       business_phone_number_id=sender)
+                                       window=window, rate_per_minute=rate, business_phone_number_id=sender,
+                                       marketing_api=choice)
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
     said = _load(engine, made.id, upload, country, skip)
@@ -165,7 +167,7 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
 
 def _create_from_source(request: Request, engine: Connectzap, session: sessions.Session, name: str,
                         template: dict[str, Any], window: str | None, rate: float | None, sender: str | None,
-                        form: dict[str, str], again: Callable[[str], Response]) -> Response:
+                        choice: str | None, form: dict[str, str], again: Callable[[str], Response]) -> Response:
     """``connectzap campaigns create NAME --from SOURCE:SPEC``: the source's first page is read
     before the campaign exists, so a missing list or refused keys create nothing."""
     spec = form.get("source", "").strip()
@@ -180,7 +182,7 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
         return again(f"{spec}: {exc.message}")
     try:
         made = engine.campaigns.create(name, template, window=window, rate_per_minute=rate,
-                                       business_phone_number_id=sender)
+                                       business_phone_number_id=sender, marketing_api=choice)
     except (ConnectzapError, ValueError) as exc:
         opened.reader.close()
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
