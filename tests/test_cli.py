@@ -154,10 +154,10 @@ def test_consent_grant_revoke_show(config: Path) -> None:
     assert "(unchanged)" in ok(run(config, "consent", "grant", PHONE, "marketing", "--proof", "newsletter box"))
     assert "revoked" in ok(run(config, "consent", "revoke", PHONE, "marketing"))
     shown = ok(run(config, "consent", "show", PHONE))
-    assert shown.splitlines()[1].split()[:2] == ["marketing", "revoked"]  # under the header row
+    assert shown.splitlines()[1].split()[:3] == ["marketing", "whatsapp", "revoked"]  # under the header row
     history = ok(run(config, "consent", "show", "0151 12345678", "--country", "DE", "--history"))
     # The repeated grant is "(unchanged)" but kept: it moves the deciding time on (core.consent.record).
-    assert [line.split()[1] for line in history.splitlines()[1:]] == ["granted", "granted", "revoked"]
+    assert [line.split()[2] for line in history.splitlines()[1:]] == ["granted", "granted", "revoked"]
     assert "no consent on record" in ok(run(config, "consent", "show", "+12025550123"))
     assert PHONE not in shown + history
     assert one_line_error(run(config, "consent", "grant", PHONE, "spam", "--proof", "x"), 2)

@@ -97,8 +97,8 @@ def test_consent_show_json_and_table(config: Path):
     assert [r["granted"] for r in history] == [True, False] and history[0]["proof"] == "newsletter box"
     assert iso(history[0]["at"]) <= iso(history[1]["at"])
     table = run(config, "consent", "show", PHONE, "--history").stdout.splitlines()
-    assert table[0].split() == ["category", "consent", "since", "source", "proof"]
-    assert [line.split()[1] for line in table[1:]] == ["granted", "revoked"]
+    assert table[0].split() == ["category", "medium", "consent", "since", "source", "proof"]
+    assert [line.split()[1:3] for line in table[1:]] == [["whatsapp", "granted"], ["whatsapp", "revoked"]]
     assert json.loads(run(config, "consent", "show", "+12025550123", "--json").stdout) == []
 
 

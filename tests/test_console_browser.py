@@ -167,7 +167,7 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         page.get_by_role("button", name="Grant").click()
         page.wait_for_selector("#done")
         assert page.text_content("#done") == "+34*******78: utility granted"
-        assert page.text_content("tr[data-category='utility'] td") == "granted"
+        assert page.text_content("tr[data-medium='whatsapp'][data-category='utility'] [data-consent]") == "granted"
         record = check.consent(ANA)[Category.UTILITY]
         assert (record.granted, record.proof, record.source) == (True, PROOF, f"console:{USER}")
         assert ANA.lstrip("+") not in page.content()  # the number typed twice is in no page
