@@ -18,7 +18,7 @@ from connectzap.core.channel import EMAIL, WHATSAPP
 from connectzap.core.plugins import pm
 from connectzap.core.store.schema import contacts
 from connectzap.core.worker import Worker
-from connectzap.testing import Signer, deliver, webhook_request
+from connectzap.testing import Signer, deliver, seed_template, webhook_request
 from email_support import Relay, email_config, smtp_relay
 
 PHONE = "+4915112345678"
@@ -54,8 +54,8 @@ def email(name: str, category: Category) -> Outgoing:
                     content=TemplateContent(name=name, language="en", body=["1001"]))
 
 
-def postmark(app: Connectzap, record: str, outbox_id: str) -> int:
-    body = json.loads((PAYLOADS / record).read_bytes())
+def postmark(app: Connectzap, record: str, outbox_id: str, **fields: Any) -> int:
+    body = {**json.loads((PAYLOADS / record).read_bytes()), **fields}
     body["Metadata"] = {"connectzap_outbox": outbox_id}
     request = Signer.basic_auth(HOOK_USER).sign(webhook_request("/webhooks/email", body), HOOK_PASSWORD)
     return deliver(app, "email", request).status
@@ -81,6 +81,33 @@ async def test_an_email_goes_out_and_a_hard_bounce_fails_it(make: Any, tmp_path:
         held = conn.execute(select(contacts.c.unreachable_since).where(
             contacts.c.contact_key == row["contact_key"])).first()
     assert held is None or held[0] is None
+    seed_template(app, "order_update", "Order {{1}} is on its way")
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="test", proof="form"))
+    on_whatsapp = app.send(Outgoing(to={"phone": PHONE}, content=TemplateContent(name="order_update", language="en",
+                                                                                 body=["1001"])))
+    assert on_whatsapp.reason is None and on_whatsapp.status == "queued"
+    # ... but a later email to the bounced contact is held back, by the gate, before any SMTP
+    later = app.send(email("order_confirmation", Category.UTILITY))
+    assert later.reason == "unreachable" and "email" in (later.detail or "")
+    # a new opt-in on email (the customer gave an address that works) lets email go again
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="account page",
+                                  proof="new address confirmed", medium=EMAIL))
+    assert app.send(email("order_confirmation", Category.UTILITY)).reason is None
+
+
+async def test_a_later_delivery_on_email_clears_a_bounce_an_older_one_does_not(make: Any, tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        app = email_app(make, relay, tmp_path)
+        first, second, third = (app.send(email("order_confirmation", Category.UTILITY)) for _ in range(3))
+        await Worker(app).run_until_idle()
+    assert len(relay.received) == 3
+    assert postmark(app, "bounce_hard.json", second.id) == 200  # bounced in 2026
+    assert postmark(app, "delivery.json", first.id, DeliveredAt="2020-01-01T00:00:00Z") == 200  # older, told later
+    await Worker(app).run_until_idle()
+    assert app.send(email("order_confirmation", Category.UTILITY)).reason == "unreachable"
+    assert postmark(app, "delivery.json", third.id, DeliveredAt="2099-01-01T00:00:00Z") == 200
+    await Worker(app).run_until_idle()
+    assert app.send(email("order_confirmation", Category.UTILITY)).reason is None
 
 
 async def test_a_delivery_webhook_marks_the_email_delivered(make: Any, tmp_path: Path) -> None:

@@ -199,15 +199,21 @@ class Bookkeeping:
 
     def _after_status(self, conn: Any, status: MessageStatus, before: dict[str, Any] | None,
                       reported_by: str) -> None:
-        """What a failed status says about its recipient, once the status is applied (``before``:
-        the message as it was, None when it is not ours)."""
+        """What a status says about its recipient, once the status is applied (``before``: the
+        message as it was, None when it is not ours): a failure's outcome, or -- off WhatsApp -- that
+        a delivery reached them; a settled message's fallback."""
+        if before is None:
+            return
         error = status.errors[0] if status.errors else None
-        if before is not None and status.status in fallbacks.SETTLED and fallbacks.wanted(before):
+        if status.status in fallbacks.SETTLED and fallbacks.wanted(before):
             if status.status == StatusValue.FAILED:
                 self.fall_back(conn, before["id"], status.outcome.value if status.outcome else None,
                                str(error.code) if error is not None and error.code is not None else None)
             outbox.erase(conn, before["id"], outbox.erase_values(self.retention_seconds))  # settled: no more kept
-        if before is None or status.status != StatusValue.FAILED or status.outcome is None:
+        medium = before.get("medium") or WHATSAPP
+        if medium != WHATSAPP and status.status == StatusValue.DELIVERED:
+            reachability.reached(self.db, conn, before["contact_key"], medium, status.timestamp.timestamp())
+        if status.status != StatusValue.FAILED or status.outcome is None:
             return
         code = error.code if error is not None and error.code is not None else status.outcome.value
         said = (error.title or error.message or "") if error is not None else ""
@@ -215,7 +221,7 @@ class Bookkeeping:
                            contact_key=before["contact_key"],
                            reported_by=f"{reported_by}:{code}",
                            proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
-                           origin=f"status:{status.wamid}", medium=before.get("medium") or WHATSAPP)
+                           origin=f"status:{status.wamid}", medium=medium, at=status.timestamp.timestamp())
 
     def fall_back(self, conn: Any, message_id: str, outcome: str | None, error_code: str | None) -> None:
         """Admit message ``message_id``'s fallback when its failure (neutral ``outcome``, the vendor's
@@ -226,21 +232,23 @@ class Bookkeeping:
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,
-                      medium: str = WHATSAPP) -> None:
+                      medium: str = WHATSAPP, at: float | None = None) -> None:
         """What a failed delivery on ``medium`` said about its recipient: an opt-out of marketing is
         recorded in the ledger for that medium (with ``reported_by`` as its source and ``proof``) --
         for the number or BSUID the status names, else for the message's contact (an email spam
         complaint names only the message); a number unreachable on WhatsApp holds
-        business-initiated WhatsApp messages until the contact writes. Other outcomes change nothing
-        here."""
+        business-initiated WhatsApp messages until the contact writes; unreachable on another medium
+        (a hard-bounced address), every message on that medium until a later delivery or opt-in
+        there (:mod:`.reachability`; ``at``: when the failure happened). Other outcomes change
+        nothing here."""
         if outcome is DeliveryOutcome.OPTED_OUT:
             named = bool(phone or user_id)
             self.record_consent(conn, ConsentChange(phone=phone, user_id=user_id, category=Category.MARKETING,
                                                     granted=False, source=reported_by, proof=proof, medium=medium,
                                                     contact_key=None if named else contact_key),
                                 origin=origin)
-        elif outcome is DeliveryOutcome.UNREACHABLE and medium == WHATSAPP:
-            reachability.mark_unreachable(self.db, conn, contact_key)
+        elif outcome is DeliveryOutcome.UNREACHABLE:
+            reachability.mark_unreachable(self.db, conn, contact_key, medium, at)
 
 
 class _Openings:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from . import reachability
 from .media import WHATSAPP
 from .models import Category, ConsentChange, ConsentRecord
 from .store.database import Database, now
@@ -68,6 +69,8 @@ def record(db: Database, conn: Connection, contact_key: str, change: ConsentChan
         contact_key=contact_key, category=change.category.value, granted=change.granted,
         source=change.source[:128], proof=change.proof, at=change.at.timestamp(), recorded_at=now(),
         medium=change.medium))
+    if change.granted and change.medium != WHATSAPP:  # a new opt-in there: e.g. a new, working address
+        reachability.reached(db, conn, contact_key, change.medium, change.at.timestamp(), if_marked=True)
     return not repeat
 
 

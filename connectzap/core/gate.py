@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import automatic, consent, identities, logs, templates
+from . import automatic, consent, identities, logs, reachability, templates
 from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
@@ -149,6 +149,7 @@ class BatchFacts:
         self._conn, self._keys = conn, keys
         self._windows: dict[str, list[tuple[str, float]]] | None = None  # loaded when a verdict needs them
         self._conversations: dict[str, tuple[float | None, int | None]] | None = None  # likewise
+        self._unreachable_elsewhere: set[tuple[str, str]] | None = None  # likewise (messages off WhatsApp)
         self.accounts = accounts
         self._templates: dict[tuple[str, str], list[TemplateInfo]] = {}  # every account's version
         if keys:
@@ -195,8 +196,12 @@ class BatchFacts:
             record = self._consent[wanted] = consent.to_record(self._consent_rows[wanted])
         return record
 
-    def unreachable(self, key: str) -> bool:
-        return key in self._unreachable
+    def unreachable(self, key: str, medium: str = WHATSAPP) -> bool:
+        if medium == WHATSAPP:
+            return key in self._unreachable
+        if self._unreachable_elsewhere is None:  # only a batch with messages off WhatsApp asks
+            self._unreachable_elsewhere = reachability.unreachable_on(self._conn, self._keys)
+        return (key, medium) in self._unreachable_elsewhere
 
     def account_of(self, business_number: str | None) -> str | None:
         """The business account (WABA) whose templates a message from ``business_number`` sends."""
@@ -326,6 +331,10 @@ def _evaluate_elsewhere(facts: BatchFacts, key: str, content: MessageContent, me
         return Verdict(None, category, "opted_out", f"opted out of {category} on {medium} via {record.source}")
     if record is None:
         return Verdict(None, category, "no_consent", f"no {category} opt-in on {medium} on record")
+    if facts.unreachable(key, medium):
+        return Verdict(None, category, "unreachable",
+                       f"{medium} reported this contact unreachable (e.g. a hard bounce); held back until a later "
+                       f"message on {medium} is delivered or a new opt-in on {medium} is recorded")
     return Verdict(content, category)
 
 

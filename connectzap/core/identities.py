@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, literal, select, union_all
 
-from . import contact_times, ordering
+from . import contact_times, ordering, reachability
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
-from .store.schema import consents, contacts, conversations, events, identities, outbox, plugin_state, windows
+from .store.schema import (consents, contacts, conversations, events, identities, outbox, plugin_state,
+                           unreachable_media, windows)
 from .store.among import among
 
 
@@ -94,7 +95,7 @@ def plain_first_links(conn: Connection, secret: bytes, firsts: Mapping[str, str]
              .where(among(conn, identities.c.contact_key, numbers))]
     parts += [select(literal("own").label(what), table.c.contact_key.label(key))
               .where(among(conn, table.c.contact_key, owns))
-              for table in (consents, windows, contacts, conversations, outbox)]
+              for table in (consents, windows, contacts, unreachable_media, conversations, outbox)]
     parts.append(select(literal("ordering").label(what), events.c.ordering_key.label(key))
                  .where(among(conn, events.c.ordering_key, sorted(by_ordering)), events.c.status == "pending"))
     if by_time:
@@ -181,8 +182,9 @@ def _links(conn: Connection, identity_keys: Iterable[str]) -> dict[str, str]:
 def _move(db: Database, conn: Connection, old: str, new: str) -> None:
     """Everything the store keeps about contact ``old`` becomes ``new``'s: the consent ledger (its
     times still decide), the windows (the newer time per business number) and the unreachable
-    mark (dropped: a new number may well be reachable); a handoff to people moves along, and so
-    do the plugins' per-customer times (:mod:`connectzap.core.contact_times`)."""
+    mark (WhatsApp's dropped: a new number may well be reachable; another medium's kept); a
+    handoff to people moves along, and so do the plugins' per-customer times
+    (:mod:`connectzap.core.contact_times`)."""
     contact_times.move(db, conn, old, new)
     conn.execute(consents.update().where(consents.c.contact_key == old).values(contact_key=new))
     for number, at in conn.execute(select(windows.c.business_phone_number_id, windows.c.last_inbound_at)
@@ -194,6 +196,13 @@ def _move(db: Database, conn: Connection, old: str, new: str) -> None:
                                       "last_inbound_at": at}, ["contact_key", "business_phone_number_id"])
     conn.execute(windows.delete().where(windows.c.contact_key == old))
     conn.execute(contacts.delete().where(contacts.c.contact_key == old))
+    # another medium's mark (a bounced address) is not about the number: it moves along, newer time kept
+    for mark in conn.execute(select(unreachable_media).where(unreachable_media.c.contact_key == old)).all():
+        if mark.failed_at is not None:
+            reachability.mark_unreachable(db, conn, new, mark.medium, mark.failed_at)
+        if mark.reached_at is not None:
+            reachability.reached(db, conn, new, mark.medium, mark.reached_at)
+    conn.execute(unreachable_media.delete().where(unreachable_media.c.contact_key == old))
     # a person handling the old identity's conversation still does (unless the new one has its own)
     if conn.execute(select(conversations.c.contact_key).where(conversations.c.contact_key == new)).first() is None:
         conn.execute(conversations.update().where(conversations.c.contact_key == old).values(contact_key=new))

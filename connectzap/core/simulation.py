@@ -32,7 +32,7 @@ from .connector import OutboundCall
 from .hooks import DeliveryTarget
 from .phones import mask
 from .settings import Settings, _is_secret_key
-from .store.schema import consents, contacts, templates, windows
+from .store.schema import consents, contacts, templates, unreachable_media, windows
 
 if TYPE_CHECKING:
     from .app import Connectzap
@@ -121,7 +121,7 @@ class Masker:
 # --- the scratch engine ----------------------------------------------------------------------
 
 SEEDED_ALWAYS: tuple[Table, ...] = (templates,)
-SEEDED_WITH_CONSENT: tuple[Table, ...] = (consents, windows, contacts)
+SEEDED_WITH_CONSENT: tuple[Table, ...] = (consents, windows, contacts, unreachable_media)
 
 
 @dataclass

@@ -147,6 +147,17 @@ contacts = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+unreachable_media = Table(
+    # Whether a medium other than WhatsApp can reach a contact (an email address that hard-bounced):
+    # the newest failure saying it cannot and the newest delivery saying it can; the newer decides,
+    # whatever order they arrive in. WhatsApp's own mark is contacts.unreachable_since.
+    "unreachable_media", metadata,
+    Column("contact_key", String(32), primary_key=True),
+    Column("medium", String(16), primary_key=True),
+    Column("failed_at", Float, nullable=True),
+    Column("reached_at", Float, nullable=True),
+)
+
 identities = Table(
     # A business-scoped user id (BSUID) seen together with a phone number: the BSUID's keyed hash
     # points at the phone's. A BSUID with no row here is its own contact (its hash is the key).
