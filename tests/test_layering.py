@@ -28,7 +28,7 @@ VENDOR_SDKS = frozenset({"hubspot", "woocommerce", "requests", "aiohttp", "httpx
 
 CORE_LIBRARIES = frozenset({"sqlalchemy", "alembic", "pydantic", "pydantic_core", "pydantic_settings", "pluggy",
                             "fastapi", "starlette", "uvicorn", "uvloop", "click", "prometheus_client", "phonenumbers",
-                            "jinja2", "rich"})
+                            "jinja2", "rich", "email_validator"})
 """Third-party libraries the core may use (storage, models, plugins, the HTTP edge, the CLI's
 helpers). A library that is not listed fails the test: add it here only if it is no vendor's SDK."""
 

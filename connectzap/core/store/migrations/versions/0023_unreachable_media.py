@@ -1,14 +1,14 @@
 """unreachable_media: contacts a medium other than WhatsApp cannot reach (a hard-bounced email
 address), per medium, so a later message on that medium is held back while WhatsApp stays open.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0022'
-down_revision = '0021'
+revision = '0023'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 
