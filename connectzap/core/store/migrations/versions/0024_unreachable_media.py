@@ -1,14 +1,14 @@
 """unreachable_media: contacts a medium other than WhatsApp cannot reach (a hard-bounced email
 address), per medium, so a later message on that medium is held back while WhatsApp stays open.
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0023'
-down_revision = '0022'
+revision = '0024'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
