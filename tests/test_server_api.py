@@ -278,6 +278,31 @@ async def test_consent_needs_proof_and_a_valid_number(make):
     assert bad_number.status_code == 422 and bad_number.json()["error"] == "invalid_phone"
 
 
+async def test_consent_of_a_customer_known_only_by_email_address(make):
+    engine = api_engine(make)
+    address = "Ana@Example.ORG"
+    async with serving(engine) as client:
+        put = await client.put(f"/v1/contacts/{quote(address)}/consent", headers=AUTH,
+                               json={"categories": ["marketing"], "source": "newsletter form",
+                                     "proof": "box 'news by email' ticked", "medium": "email"})
+        read = (await client.get(f"/v1/contacts/{quote('Ana@example.org')}/consent", headers=AUTH)).json()
+        on_whatsapp = await client.put(f"/v1/contacts/{quote(address)}/consent", headers=AUTH,
+                                       json={"categories": ["marketing"], "source": "web", "proof": "form"})
+        not_an_address = await client.get(f"/v1/contacts/{quote('ana@@example')}/consent", headers=AUTH)
+        revoked = (await client.delete(f"/v1/contacts/{quote(address)}/consent", headers=AUTH,
+                                       params={"medium": "email", "category": "marketing"})).json()
+    assert put.status_code == 200, put.text
+    answer = put.json()
+    assert answer["phone"] == "A***@example.org" and "Ana@" not in json.dumps(answer)
+    assert answer["categories"] == {} and answer["media"]["email"]["marketing"]["granted"] is True
+    assert {**read, "phone": None} == {**answer, "phone": None}  # the domain's case does not matter: one customer
+    assert engine.consent("Ana@example.org", medium="email")["marketing"].granted is False  # revoked since
+    assert revoked["media"]["email"]["marketing"]["granted"] is False
+    assert on_whatsapp.status_code == 422 and on_whatsapp.json()["error"] == "invalid_recipient"
+    assert "medium email" in on_whatsapp.json()["detail"]
+    assert not_an_address.status_code == 422 and not_an_address.json()["error"] == "invalid_recipient"
+
+
 # --- templates, health, metrics, docs -------------------------------------------------------------
 
 async def test_templates_come_from_the_cache(make):

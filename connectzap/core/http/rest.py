@@ -18,11 +18,14 @@ from pydantic import BeforeValidator
 
 from .. import gate, hooks
 from ..app import Connectzap
-from ..errors import ConflictError, ConnectzapError, StartupError
+from ..errors import ConflictError, ConnectzapError, InvalidRecipientError, StartupError
 from ..messages import Outgoing
 from ..models import Category, ConsentChange
 from ..bsuids import identify
 from ..bsuids import mask as mask_bsuid
+from ..email_addresses import mask as mask_address
+from ..email_addresses import normalized
+from ..media import EMAIL
 from ..phones import mask, to_e164
 from .admission_writer import AdmissionWriter
 from .auth import bearer_scheme
@@ -67,6 +70,10 @@ PhonePath = Annotated[str, Path(min_length=1, max_length=140,
                                             "user id (BSUID, e.g. `US.13491208655302741918`) when they have "
                                             "no number on record.")]
 Country = Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country for a national number.")]
+ConsentPath = Annotated[str, Path(min_length=1, max_length=254,
+                                  description="The contact's number (E.164 preferred), their business-scoped user id "
+                                              "(BSUID) when they have no number on record, or -- for consent on "
+                                              "medium `email` -- the email address of a customer known only by it.")]
 
 
 _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -228,12 +235,33 @@ def _contact(text: str, country: str | None) -> dict[str, str]:
     return {"user_id": str(who["user_id"])} if who.get("user_id") else {"phone": to_e164(text, country)}
 
 
+def _consent_contact(text: str, country: str | None, medium: str | None) -> dict[str, str]:
+    """The consent routes' contact: as :func:`_contact`, or ``{"email": address}`` for a customer
+    known only by email, whose consent is on medium ``email`` (``medium`` None: any, to read it)."""
+    if "@" not in text:
+        return _contact(text, country)
+    if medium not in (None, EMAIL):
+        raise InvalidRecipientError(f"an email address names a customer on medium email only; consent on {medium} "
+                                    "needs their number or business-scoped user id", field="phone")
+    try:
+        return {"email": normalized(text)}
+    except ValueError as exc:
+        raise InvalidRecipientError(str(exc), field="phone") from None
+
+
+def _named(who: dict[str, str]) -> str:
+    return who.get("phone") or who.get("user_id") or who["email"]
+
+
 def _masked(who: dict[str, str]) -> str:
+    if "email" in who:
+        return mask_address(who["email"])
     return mask_bsuid(who["user_id"]) if "user_id" in who else mask(who["phone"])
 
 
 def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentState:
-    who = _contact(phone, country)
+    who = _consent_contact(phone, country, None)
+    phone = _named(who)
     current = app.consent(phone, country)
     media = app.consent_by_medium(phone, country)
     return ConsentState(phone=_masked(who),
@@ -245,38 +273,38 @@ def _consent_state(app: Connectzap, phone: str, country: str | None) -> ConsentS
 
 @router.get("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
             summary="Consent per category, with history", responses=_errors())
-def get_consent(app: Engine, phone: PhonePath, country: Country = None) -> ConsentState:
+def get_consent(app: Engine, phone: ConsentPath, country: Country = None) -> ConsentState:
     return _consent_state(app, phone, country)
 
 
 @router.put("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
             summary="Record an opt-in with its proof",
             responses=_errors((415, "Body is not application/json")))
-def put_consent(app: Engine, phone: PhonePath, grant: ConsentGrant) -> ConsentState:
-    who = _contact(phone, grant.country)
+def put_consent(app: Engine, phone: ConsentPath, grant: ConsentGrant) -> ConsentState:
+    who = _consent_contact(phone, grant.country, grant.medium)
     at = grant.at if grant.at is None or grant.at.tzinfo else grant.at.replace(tzinfo=UTC)
     for category in dict.fromkeys(grant.categories):
         change = {**who, "category": category, "granted": True, "source": grant.source, "proof": grant.proof,
                   "medium": grant.medium}
         app.set_consent(ConsentChange.model_validate({**change, "at": at} if at else change))
-    return _consent_state(app, who.get("phone") or who["user_id"], None)
+    return _consent_state(app, _named(who), None)
 
 
 @router.delete("/contacts/{phone}/consent", response_model=ConsentState, tags=["consent"],
                summary="Revoke consent (one category, several, or all)", responses=_errors())
 def delete_consent(
-        app: Engine, phone: PhonePath, country: Country = None,
+        app: Engine, phone: ConsentPath, country: Country = None,
         category: Annotated[list[Category] | None, Query(description="Repeat for several; omit for all.")] = None,
         source: Annotated[str, Query(min_length=1, max_length=128)] = "api",
         proof: Annotated[str | None, Query(max_length=4000)] = None,
         medium: Annotated[str, Query(pattern=MEDIUM_PATTERN, max_length=16,
                                      description="The medium to revoke on (default whatsapp).")] = "whatsapp",
 ) -> ConsentState:
-    who = _contact(phone, country)
+    who = _consent_contact(phone, country, medium)
     for cat in dict.fromkeys(category or list(Category)):
         app.set_consent(ConsentChange.model_validate({**who, "category": cat, "granted": False, "source": source,
                                                       "proof": proof, "medium": medium}))
-    return _consent_state(app, who.get("phone") or who["user_id"], None)
+    return _consent_state(app, _named(who), None)
 
 
 # --- conversations ----------------------------------------------------------------------------

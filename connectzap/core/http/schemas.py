@@ -137,7 +137,7 @@ class ConsentView(BaseModel):
 class ConsentState(BaseModel):
     """Consent of one contact: the deciding record per category, and the full history (oldest first)."""
 
-    phone: str = Field(description="The number, masked.")
+    phone: str = Field(description="The number (or BSUID, or email address), masked.")
     categories: dict[str, ConsentView] = Field(description="The deciding record per category on WhatsApp.")
     media: dict[str, dict[str, ConsentView]] = Field(
         default_factory=dict, description="The deciding record per category, for each medium with any record.")
