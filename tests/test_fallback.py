@@ -290,3 +290,57 @@ def test_cli_send_takes_fallback_media_and_an_email(tmp_path) -> None:
     engine.close()
     assert '"fallback_media": ["sms", "email"]' in row["content"]
     assert '"email": "Ana@example.com"' in row["content"]  # the domain normalised
+
+
+# --- refused at the gate --------------------------------------------------------------------------------------
+
+def text(*media: str) -> Outgoing:
+    return Outgoing.model_validate({"to": {"phone": PHONE, "email": EMAIL_ADDRESS}, "category": "utility",
+                                    "content": {"type": "text", "body": "Your parcel is on its way"},
+                                    "fallback_channels": list(media)})
+
+
+async def test_a_free_form_message_outside_the_window_falls_back_once_as_it_is_refused(make):
+    app, _, texts, _ = engine(make)
+    grant(app, SMS)
+    first = app.send(text(SMS), idempotency_key="parcel-1")
+    again = app.send(text(SMS), idempotency_key="parcel-1")  # the same request repeated
+    assert (first.status, first.reason, again.id, again.duplicate) == ("refused", "window_closed", first.id, True)
+    [fallback] = fallbacks_of(app, first.id)
+    assert (fallback["medium"], fallback["status"], fallback["category"]) == (SMS, "queued", "utility")
+    await Worker(app).run_until_idle()
+    assert [m.content.body for m in texts.messages] == ["Your parcel is on its way"]  # type: ignore[union-attr]
+    assert app.message(first.id)["content"] is None  # the refused original keeps nothing
+
+
+async def test_a_contact_marked_unreachable_gets_the_fallback_of_the_next_message(make):
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    await send_failing(app, whatsapp, unreachable())  # no fallback named: the contact is only marked
+    refused = app.send(confirmation(SMS))
+    assert refused.reason == "unreachable"
+    assert [r["status"] for r in fallbacks_of(app, refused.id)] == ["queued"]
+    await Worker(app).run_until_idle()
+    assert len(texts.messages) == 1
+
+
+async def test_a_window_that_closed_while_the_message_waited_falls_back_at_the_send_time_check(make):
+    from datetime import timedelta
+
+    from connectzap.core.clock import use_clock
+    from connectzap.testing import sample_event
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    app.ingest([sample_event("inbound_message", dedupe_key="w1", wamid="w1",
+                             contact={"phone": PHONE, "wa_id": PHONE.lstrip("+")},
+                             timestamp=(datetime.now(UTC) - timedelta(hours=23, minutes=30)).isoformat())])
+    await Worker(app).run_until_idle()
+    queued = app.send(text(SMS))
+    assert queued.status == "queued"
+    later = datetime.now(UTC).timestamp() + 3600
+    with use_clock(lambda: later):
+        await Worker(app).run_until_idle()
+        assert (app.message(queued.id)["status"], app.message(queued.id)["reason"]) == ("refused", "window_closed")
+        await Worker(app).run_until_idle()  # the fallback was queued by the round that refused the original
+    assert whatsapp.sent() == [] and len(texts.messages) == 1
+    assert [r["id"] for r in fallbacks_of(app, queued.id)] == [texts.messages[0].outbox_id]

@@ -228,7 +228,11 @@ class Bookkeeping:
         ``error_code``) triggers one (:mod:`.fallbacks`); any later trigger finds it and adds none."""
         trigger = fallbacks.triggered(outcome, error_code, self.fallback_codes)
         if trigger is not None:
-            fallbacks.fall_back(self.db, conn, self.secret, message_id, trigger, accounts=self.accounts())
+            self.fall_back_on(conn, message_id, trigger)
+
+    def fall_back_on(self, conn: Any, message_id: str, trigger: str) -> None:
+        """Admit message ``message_id``'s fallback, if it names one, for ``trigger``."""
+        fallbacks.fall_back(self.db, conn, self.secret, message_id, trigger, accounts=self.accounts())
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,

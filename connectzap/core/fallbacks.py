@@ -1,8 +1,9 @@
 """Fallback: one message on another medium when a WhatsApp message cannot be delivered.
 
 A WhatsApp send may name media to fall back on (:attr:`.messages.Outgoing.fallback_media`, in
-order). When it ends in a trigger (:func:`triggered`) -- the number has no WhatsApp account
-(``unreachable``) or it failed with an error code listed in ``[fallback] codes`` -- the core admits
+order). When it ends in a trigger -- the number has no WhatsApp account (``unreachable``), it
+failed with an error code listed in ``[fallback] codes`` (:func:`triggered`), or the gate refused it
+as ``unreachable`` or ``window_closed`` with no template to go as (:data:`REFUSALS`) -- the core admits
 **one** fallback message: on each listed medium in turn, the same content goes through the gate as
 any send does (consent for the message's category on that medium; an opted-out customer is refused
 there), until one is admitted.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -63,6 +65,11 @@ def fallback_key(message_id: str, medium: str) -> str:
     return f"fallback:{message_id}:{medium}"
 
 
+REFUSALS = {"unreachable": "unreachable", "window_closed": "window_closed_no_template"}
+"""The gate's refusals that trigger a fallback, and the trigger each is: the contact is marked
+unreachable on WhatsApp; a free-form message outside the 24-hour window with no template to go as."""
+
+
 def fall_back(db: Database, conn: Connection, secret: bytes, message_id: str, trigger: str, *,
               accounts: templates.BusinessAccounts | None = None) -> gate.Decision | None:
     """Admit the fallback of message ``message_id`` (which ended in ``trigger``) inside ``conn``'s
@@ -72,37 +79,72 @@ def fall_back(db: Database, conn: Connection, secret: bytes, message_id: str, tr
     stored = outbox.content_of(row) if row is not None else None
     if row is None or stored is None or row["medium"] != WHATSAPP or row["fallback_of"] is not None:
         return None
-    for medium in stored.get("fallback_media") or []:
-        outgoing = _outgoing(row, stored, medium)
+    wanted = Wanted(message_id, row["recipient"], stored.get("email"), stored["original"], row["category"],
+                    row["business_phone_number_id"], outbox.origin_of(row) or None)
+    return _admit_first(db, conn, secret, wanted, stored.get("fallback_media") or [], trigger,
+                        source_event_id=row["source_event_id"], plugin=row["plugin"], accounts=accounts)
+
+
+def fall_back_refused(db: Database, conn: Connection, secret: bytes, message_id: str, refused: Outgoing,
+                      category: str, trigger: str, *, source_event_id: int | None, plugin: str | None,
+                      accounts: templates.BusinessAccounts | None) -> gate.Decision | None:
+    """:func:`fall_back` for a message the gate refused as it was admitted (its row keeps no content
+    or address): the fallback is made from ``refused`` itself."""
+    to = refused.to
+    wanted = Wanted(message_id, to.phone or to.user_id, to.email, refused.content.model_dump(mode="json",
+                                                                                              exclude_none=True),
+                    category, refused.business_phone_number_id, refused.origin)
+    return _admit_first(db, conn, secret, wanted, refused.fallback_media, trigger, source_event_id=source_event_id,
+                        plugin=plugin, accounts=accounts)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a fallback is made from: the original message's id, its recipient (number or BSUID) and
+    email address, its content, category, business number and origin."""
+
+    message_id: str
+    recipient: str | None
+    email: str | None
+    content: dict[str, Any]
+    category: str
+    business_phone_number_id: str | None
+    origin: dict[str, str] | None
+
+
+def _admit_first(db: Database, conn: Connection, secret: bytes, wanted: Wanted, media: list[str], trigger: str, *,
+                 source_event_id: int | None, plugin: str | None,
+                 accounts: templates.BusinessAccounts | None) -> gate.Decision | None:
+    for medium in media:
+        outgoing = _outgoing(wanted, medium)
         if outgoing is None:
             continue  # no address on that medium
-        admission = gate.Admission(outgoing, fallback_key(message_id, medium), fallback_of=message_id)
-        decision = gate.admit_many(db, conn, secret, [admission], source_event_id=row["source_event_id"],
-                                   plugin=row["plugin"], accounts=accounts)[0]
+        admission = gate.Admission(outgoing, fallback_key(wanted.message_id, medium), fallback_of=wanted.message_id)
+        decision = gate.admit_many(db, conn, secret, [admission], source_event_id=source_event_id, plugin=plugin,
+                                   accounts=accounts)[0]
         if decision.accepted:
             if not decision.duplicate:
-                logs.emit(log, logging.INFO, "fallback admitted", message_id=decision.id, fallback_of=message_id,
-                          medium=medium, trigger=trigger)
+                logs.emit(log, logging.INFO, "fallback admitted", message_id=decision.id,
+                          fallback_of=wanted.message_id, medium=medium, trigger=trigger)
             return decision
     return None
 
 
-def _outgoing(row: dict[str, Any], stored: dict[str, Any], medium: str) -> Outgoing | None:
+def _outgoing(wanted: Wanted, medium: str) -> Outgoing | None:
     """The fallback on ``medium``: the original's content, category and origin, to its address there."""
-    recipient = row["recipient"]
+    recipient = wanted.recipient
     if not recipient:
         return None  # erased: the message was settled long ago
     # the customer the original went to, so the gate reads their consent on the other medium
     to = Contact(user_id=recipient) if is_bsuid(recipient) else Contact(phone=recipient)
     if medium == EMAIL:
-        if not stored.get("email"):
+        if not wanted.email:
             return None
-        to = to.model_copy(update={"email": stored["email"]})
+        to = to.model_copy(update={"email": wanted.email})
     elif to.phone is None:
         return None  # a customer known by a business-scoped user id only has no number to text
     # a free-form service message has no category of its own: off WhatsApp it needs utility consent
-    category = row["category"] if row["category"] in Category.__members__.values() else Category.UTILITY
+    category = wanted.category if wanted.category in Category.__members__.values() else Category.UTILITY
     return Outgoing.model_validate({
-        "to": to, "content": stored["original"], "channel": medium, "category": category,
-        "business_phone_number_id": row["business_phone_number_id"],
-        "origin": outbox.origin_of(row) or None})
+        "to": to, "content": wanted.content, "channel": medium, "category": category,
+        "business_phone_number_id": wanted.business_phone_number_id, "origin": wanted.origin})

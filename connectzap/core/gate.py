@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import automatic, consent, identities, logs, reachability, templates
+from . import automatic, consent, fallbacks, identities, logs, reachability, templates
 from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
@@ -424,12 +424,27 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
                 # commit's answer was lost): the stored message is this one, not a conflict.
                 digest = "" if a.fresh_key else request_hash(a.outgoing)
                 decisions[n] = _repeated(a, first, digest, strict_key, report_conflicts)
+    _fall_back_refused(db, conn, secret, admissions, decisions, rows, lost, source_event_id=source_event_id,
+                       plugin=plugin, accounts=accounts)
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:
                 logs.emit(log, logging.INFO, "message refused", message_id=row["id"], reason=row["reason"],
                           what=row["template_name"] or row["content_type"], plugin=plugin, event=source_event_id)
     return decisions
+
+
+def _fall_back_refused(db: Database, conn: Connection, secret: bytes, admissions: list[Admission],
+                       decisions: list[Decision], rows: list[dict[str, Any]], lost: set[str], *,
+                       source_event_id: int | None, plugin: str | None,
+                       accounts: templates.BusinessAccounts | None) -> None:
+    """The fallback of each message refused here for a reason that triggers one (:data:`.fallbacks.REFUSALS`)."""
+    categories = {row["id"]: row["category"] for row in rows if row["status"] == "refused"}
+    for a, decision in zip(admissions, decisions, strict=True):
+        trigger = fallbacks.REFUSALS.get(decision.reason or "") if a.outgoing.fallback_media else None
+        if trigger and decision.id in categories and a.idempotency_key not in lost:
+            fallbacks.fall_back_refused(db, conn, secret, decision.id, a.outgoing, categories[decision.id], trigger,
+                                        source_event_id=source_event_id, plugin=plugin, accounts=accounts)
 
 
 def _repeated(a: Admission, first: Any, digest: str, strict_key: bool, report_conflicts: bool) -> Decision:

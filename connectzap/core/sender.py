@@ -177,6 +177,8 @@ class Sender:
                                                                                       row["source_event_id"]):
                     verdict = gate.Verdict(None, verdict.category, "human_handling", gate.REASONS["human_handling"])
                 if verdict.reason:
+                    if (trigger := fallbacks.REFUSALS.get(verdict.reason)) is not None:  # before its data is erased
+                        self.bookkeeping.fall_back_on(conn, row["id"], trigger)
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)
                     continue
