@@ -285,3 +285,49 @@ def test_imported_changes_reach_listeners_in_the_contacts_order(app: Connectzap)
         stored = conn.execute(select(events.c.kind, events.c.ordering_key)).all()
     customer = ordering.contact(app.contact_key("+34612345678"))
     assert stored == [("consent_changed", ordering.hashed(customer, app.secret))]
+
+
+def records_of(text: str) -> list[tuple[int, dict[str, str | None]]]:
+    from io import StringIO
+
+    from connectzap.core.consent_files import records
+    return list(records(StringIO(text)))
+
+
+def test_a_medium_column_records_each_row_on_its_medium_and_an_export_keeps_it(app: Connectzap):
+    """Rows name their medium (WhatsApp when the column is absent or empty, as before media
+    existed); an address is a customer known only by email; the export carries the medium, so
+    it imports back onto the same medium (and importing it again adds nothing)."""
+    old_file = HEADER + f"{ANA},marketing,true,shop,box A,2026-01-05T10:00:00Z\n"
+    with_media = ("phone,category,granted,source,proof,at,medium\n"
+                  f"{ANA},marketing,false,support,,2026-01-06T10:00:00Z,email\n"
+                  f"{ANA},utility,true,shop,box B,2026-01-06T10:00:00Z,\n"
+                  "Ana@Example.org,marketing,true,newsletter,box C,2026-01-07T10:00:00Z,email\n")
+    for text in (old_file, with_media):
+        checked = app.check_consent_rows(records_of(text))
+        assert checked.bad == [] and app.import_consent(checked.rows).added == len(checked.rows)
+    assert app.consent(ANA)["marketing"].granted and app.consent(ANA)["utility"].granted  # WhatsApp's
+    assert not app.consent(ANA, medium="email")["marketing"].granted  # email's own, apart
+    assert app.consent("ana@example.org", medium="email")["marketing"].granted
+    assert app.consent("ana@example.org") == {}
+    exported = list(app.consent_export())
+    assert exported[0][-1] == "medium" and sorted(r[-1] for r in exported[1:]) == ["email", "email", "whatsapp",
+                                                                                   "whatsapp"]
+    dump = "\n".join(",".join(f'"{v}"' for v in row) for row in exported) + "\n"
+    again = app.check_consent_rows(records_of(dump))
+    assert again.bad == [] and app.import_consent(again.rows).added == 0  # the same records, medium and all
+    old_export = "\n".join(",".join(f'"{v}"' for v in row[:-1]) for row in exported) + "\n"
+    as_whatsapp = app.check_consent_rows(records_of(old_export))  # an export from before media existed
+    assert {row.medium for row in as_whatsapp.rows} == {"whatsapp"}
+
+
+@pytest.mark.parametrize(("phone", "medium", "reason"), [
+    (ANA, "E-Mail", "is not a medium"),
+    ("ana@example.org", "whatsapp", "on medium email only"),
+    ("ana@@example.org", "email", "not a valid email address"),
+])
+def test_a_bad_medium_or_address_is_a_bad_line(app: Connectzap, phone: str, medium: str, reason: str):
+    checked = app.check_consent_rows(records_of("phone,category,granted,source,proof,at,medium\n"
+                                                f"{phone},marketing,true,shop,box,,{medium}\n"))
+    [bad] = checked.bad
+    assert checked.rows == [] and bad.line == 2 and reason in bad.reason

@@ -1,7 +1,9 @@
 """Consent ledger files: CSV import (checked whole before anything is written) and export.
 
-An import file names contacts by phone number (``phone``) or, in a file ``consent export`` wrote,
-by the ledger's keyed hash (``contact_key`` with ``hash_key_id``). Every row is checked first; a
+An import file names contacts by phone number (``phone``; an email address for a customer known
+only by it, on medium ``email``) or, in a file ``consent export`` wrote, by the ledger's keyed hash
+(``contact_key`` with ``hash_key_id``). Each row is for one medium (``medium``; WhatsApp when the
+column is absent or empty, so files from before media existed import as they did). Every row is checked first; a
 file with a bad row changes nothing unless the caller asks to skip bad rows. Writing is batched
 in one transaction, and a row the ledger already holds is not written again, so importing the
 same file twice leaves one history.
@@ -21,16 +23,19 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, select
 
 from .bsuids import bsuid_key, identify
+from .email_addresses import email_key, normalized
+from .media import EMAIL, WHATSAPP, checked
 from .errors import InvalidPhoneError, InvalidRecipientError
 from .models import Category, ConsentChange, ConsentRecord, Event, EventKind
 from .phones import contact_key, to_e164
+from . import consent as ledger
 from . import identities, ordering
 from .store import journal
 from .store.database import Database, now
 from .store.schema import consents
 
-PHONE_COLUMNS = ("phone", "category", "granted", "source", "proof", "at", "country")
-EXPORT_COLUMNS = ("contact_key", "hash_key_id", "category", "granted", "source", "proof", "at")
+PHONE_COLUMNS = ("phone", "category", "granted", "source", "proof", "at", "country", "medium")
+EXPORT_COLUMNS = ("contact_key", "hash_key_id", "category", "granted", "source", "proof", "at", "medium")
 KNOWN_COLUMNS = frozenset(PHONE_COLUMNS) | frozenset(EXPORT_COLUMNS)
 DEFAULT_SOURCE = "csv-import"
 SOURCE_LENGTH = 128  # the ledger's column
@@ -72,6 +77,7 @@ class ImportRow:
     at_given: bool
     change: ConsentChange | None
     by_bsuid: bool = False
+    medium: str = WHATSAPP
     """The contact is a business-scoped user id: ``contact_key`` is its own hash until :func:`write`
     finds the number it is linked to."""
 
@@ -170,6 +176,10 @@ def _row(line: int, row: dict[str, str], secret: bytes, key_id: str, country: st
     proof = row.get("proof") or None
     if proof_missing(granted, proof):
         raise ValueError(f"{PROOF_REQUIRED} (the proof column is empty)")
+    try:
+        medium = checked(row.get("medium") or WHATSAPP)
+    except ValueError as exc:
+        raise ValueError(f"medium: {exc}") from None
     at_given = bool(row.get("at"))
     at = _time(row["at"]) if at_given else datetime.fromtimestamp(now(), UTC)
     if at > latest_allowed:
@@ -178,15 +188,29 @@ def _row(line: int, row: dict[str, str], secret: bytes, key_id: str, country: st
     if phone and key_text:
         raise ValueError("give phone or contact_key, not both")
     change = None
+    if "@" in phone:  # a customer known only by email address
+        if medium != EMAIL:
+            raise ValueError(f"phone: an email address names a customer on medium email only (medium is {medium})")
+        try:
+            address = normalized(phone)
+        except ValueError as exc:
+            raise ValueError(f"phone: {exc}") from None
+        change = ConsentChange.model_construct(phone=None, user_id=None, email=address, category=category,
+                                               granted=granted, source=source, proof=proof, at=at, country=None,
+                                               medium=medium, contact_key=None)
+        return ImportRow(line=line, contact_key=email_key(address, secret), category=category, granted=granted,
+                         source=source, proof=proof, at=at, at_given=at_given, change=change, medium=medium)
     try:
         bsuid = identify(phone).get("user_id") if phone else None  # a customer known without a number
     except InvalidRecipientError as exc:
         raise ValueError(f"phone: {exc.message}") from None
     if bsuid:
         change = ConsentChange.model_construct(phone=None, user_id=bsuid, category=category, granted=granted,
-                                               source=source, proof=proof, at=at, country=None)
+                                               source=source, proof=proof, at=at, country=None, medium=medium,
+                                               email=None, contact_key=None)
         return ImportRow(line=line, contact_key=bsuid_key(bsuid, secret), category=category, granted=granted,
-                         source=source, proof=proof, at=at, at_given=at_given, change=change, by_bsuid=True)
+                         source=source, proof=proof, at=at, at_given=at_given, change=change, by_bsuid=True,
+                         medium=medium)
     if phone:
         try:
             e164 = to_e164(phone, row.get("country") or country)
@@ -194,8 +218,9 @@ def _row(line: int, row: dict[str, str], secret: bytes, key_id: str, country: st
             raise ValueError(f"phone: {exc.message}") from None
         key = contact_key(e164, secret)
         # Every field is checked above; validating the model again would parse the number twice.
-        change = ConsentChange.model_construct(phone=e164, category=category, granted=granted, source=source,
-                                               proof=proof, at=at, country=None)
+        change = ConsentChange.model_construct(phone=e164, user_id=None, category=category, granted=granted,
+                                               source=source, proof=proof, at=at, country=None, medium=medium,
+                                               email=None, contact_key=None)
     elif key_text:
         if not _CONTACT_KEY.fullmatch(key_text):
             raise ValueError("contact_key is not a contact key from `connectzap consent export` (32 hex digits)")
@@ -207,7 +232,7 @@ def _row(line: int, row: dict[str, str], secret: bytes, key_id: str, country: st
     else:
         raise ValueError("no phone (or contact_key)")
     return ImportRow(line=line, contact_key=key, category=category, granted=granted, source=source, proof=proof,
-                     at=at, at_given=at_given, change=change)
+                     at=at, at_given=at_given, change=change, medium=medium)
 
 
 def _time(text: str) -> datetime:
@@ -225,7 +250,7 @@ Content = tuple[bool, str, "str | None"]  # (granted, source, proof)
 
 @dataclass
 class _Seen:
-    """What the ledger holds for one (contact, category), as far as this import needs it."""
+    """What the ledger holds for one (contact, category, medium), as far as this import needs it."""
 
     stored: dict[Content, list[float]] = field(default_factory=dict)  # before this import: content -> times
     imported: dict[Content, list[float]] = field(default_factory=dict)  # by this import
@@ -258,7 +283,7 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
           advance: Callable[[int], None] = lambda n: None, *, notify: bool = True) -> ImportResult:
     """Append the rows the ledger does not hold yet, in batches, and (``notify``) journal a consent
     change for each that names a phone number, as :meth:`Connectzap.set_consent` does."""
-    seen: dict[tuple[str, str], _Seen] = {}
+    seen: dict[tuple[str, str, str], _Seen] = {}
     loaded: set[str] = set()
     added = unchanged = 0
     for start in range(0, len(rows), BATCH):
@@ -268,28 +293,29 @@ def write(db: Database, conn: Connection, rows: list[ImportRow],
             batch = [replace(r, contact_key=linked.get(r.contact_key, r.contact_key)) for r in batch]
         fresh_keys = sorted({r.contact_key for r in batch} - loaded)
         for known in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.granted,
-                                         consents.c.source, consents.c.proof, consents.c.at)
+                                         consents.c.source, consents.c.proof, consents.c.at, consents.c.medium)
                                   .where(consents.c.contact_key.in_(fresh_keys))):
-            seen.setdefault((known.contact_key, known.category), _Seen()).add(
+            seen.setdefault((known.contact_key, known.category, known.medium), _Seen()).add(
                 known.at, (known.granted, known.source, known.proof), stored=True)
         loaded.update(fresh_keys)
         inserts: list[dict[str, Any]] = []
         changes: list[Event] = []
         recorded_at = now()
         for row in batch:
-            state = seen.setdefault((row.contact_key, row.category.value), _Seen())
+            state = seen.setdefault((row.contact_key, row.category.value, row.medium), _Seen())
             if state.holds(row):
                 unchanged += 1
                 continue
             at = row.at.timestamp()
             state.add(at, (row.granted, row.source, row.proof), stored=False)
             inserts.append({"contact_key": row.contact_key, "category": row.category.value, "granted": row.granted,
-                            "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at})
+                            "source": row.source, "proof": row.proof, "at": at, "recorded_at": recorded_at,
+                            "medium": row.medium})
             if notify and row.change is not None:
                 changes.append(Event.of(EventKind.CONSENT_CHANGED, row.change, source=row.source,
                                         already_recorded=True, ordering_key=ordering.contact(row.contact_key),
-                                        dedupe_key=f"{row.contact_key}:{row.category.value}:{int(row.granted)}:"
-                                                   f"{at:.6f}"))
+                                        dedupe_key=f"{row.contact_key}:{ledger.subject(row.change)}:"
+                                                   f"{int(row.granted)}:{at:.6f}"))
         if inserts:
             conn.execute(consents.insert(), inserts)
             journal.append(db, conn, changes)
@@ -306,4 +332,4 @@ def export_rows(records: Iterable[ConsentRecord], secret: bytes) -> Iterator[lis
     yield list(EXPORT_COLUMNS)
     for r in records:
         yield [r.contact_key, key_id, r.category.value, "true" if r.granted else "false", r.source, r.proof or "",
-               r.at.isoformat()]
+               r.at.isoformat(), r.medium]
