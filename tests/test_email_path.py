@@ -173,3 +173,13 @@ async def test_a_spam_complaint_revokes_marketing_on_email_only_once(make: Any, 
         assert later.reason == "opted_out"
     finally:
         pm.unregister(name="email_path_consent_heard")
+
+
+async def test_a_mailbox_the_relay_says_does_not_exist_holds_later_email_back(make: Any, tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        app = email_app(make, relay, tmp_path)
+        relay.rcpt_reply = "550 5.1.1 No such user here"
+        sent = app.send(email("order_confirmation", Category.UTILITY))
+        await Worker(app).run_until_idle()
+    assert relay.received == [] and (app.message(sent.id) or {})["status"] == "failed"
+    assert app.send(email("order_confirmation", Category.UTILITY)).reason == "unreachable"
