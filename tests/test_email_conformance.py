@@ -27,7 +27,8 @@ TestEmailConformance = connector_test_class(
         Sample.from_file(PAYLOADS / "bounce_hard.json", expect_kinds=STATUS, expect_sends=0),
         Sample.from_file(PAYLOADS / "delivery.json", expect_kinds=STATUS, expect_sends=0),
         Sample.from_file(PAYLOADS / "bounce_soft.json", expect_kinds=(), expect_sends=0),
-        Sample.from_file(PAYLOADS / "spam_complaint.json", expect_kinds=(), expect_sends=0),
+        # a complaint: the message was delivered, then its contact opted out of marketing on email
+        Sample.from_file(PAYLOADS / "spam_complaint.json", expect_kinds=STATUS * 2, expect_sends=0),
         Sample(name="no_record_type", body={"ID": 1, "Type": "HardBounce"}, expect="error", error_field="RecordType"),
         Sample(name="bounce_without_id", body={"RecordType": "Bounce", "Type": "HardBounce"}, expect="error",
                error_field="ID"),
