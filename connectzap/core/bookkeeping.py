@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 
 from . import consent as ledger
@@ -232,7 +233,8 @@ class Bookkeeping:
 
     def fall_back_on(self, conn: Any, message_id: str, trigger: str) -> None:
         """Admit message ``message_id``'s fallback, if it names one, for ``trigger``."""
-        fallbacks.fall_back(self.db, conn, self.secret, message_id, trigger, accounts=self.accounts())
+        fallbacks.fall_back(conn, message_id, trigger,
+                            admit=partial(gate.admit_fallback, self.db, conn, self.secret, accounts=self.accounts()))
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,

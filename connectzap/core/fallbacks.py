@@ -24,17 +24,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection
 
-from . import gate, logs, templates
+from . import logs
 from .bsuids import is_bsuid
 from .media import EMAIL, WHATSAPP
 from .messages import Outgoing
 from .models import Category, Contact, DeliveryOutcome
 from .store import outbox
-from .store.database import Database
+
+if TYPE_CHECKING:
+    from .gate import Decision
 
 log = logging.getLogger("connectzap.fallbacks")
 
@@ -70,8 +72,16 @@ REFUSALS = {"unreachable": "unreachable", "window_closed": "window_closed_no_tem
 unreachable on WhatsApp; a free-form message outside the 24-hour window with no template to go as."""
 
 
-def fall_back(db: Database, conn: Connection, secret: bytes, message_id: str, trigger: str, *,
-              accounts: templates.BusinessAccounts | None = None) -> gate.Decision | None:
+class AdmitFallback(Protocol):
+    """How a fallback message is admitted: :func:`.gate.admit_fallback` with the database, the
+    transaction and the accounts bound. Passed in rather than imported, because the gate itself asks
+    for the fallback of a message it refuses (:func:`fall_back_refused`)."""
+
+    def __call__(self, outgoing: Outgoing, idempotency_key: str, fallback_of: str, *,
+                 source_event_id: int | None, plugin: str | None) -> Decision: ...
+
+
+def fall_back(conn: Connection, message_id: str, trigger: str, *, admit: AdmitFallback) -> Decision | None:
     """Admit the fallback of message ``message_id`` (which ended in ``trigger``) inside ``conn``'s
     transaction: the first listed medium the gate admits it on. Returns that decision (``duplicate``
     when an earlier trigger admitted it), or None when none was admitted or none is wanted."""
@@ -81,21 +91,20 @@ def fall_back(db: Database, conn: Connection, secret: bytes, message_id: str, tr
         return None
     wanted = Wanted(message_id, row["recipient"], stored.get("email"), stored["original"], row["category"],
                     row["business_phone_number_id"], outbox.origin_of(row) or None)
-    return _admit_first(db, conn, secret, wanted, stored.get("fallback_media") or [], trigger,
-                        source_event_id=row["source_event_id"], plugin=row["plugin"], accounts=accounts)
+    return _admit_first(wanted, stored.get("fallback_media") or [], trigger, admit,
+                        source_event_id=row["source_event_id"], plugin=row["plugin"])
 
 
-def fall_back_refused(db: Database, conn: Connection, secret: bytes, message_id: str, refused: Outgoing,
-                      category: str, trigger: str, *, source_event_id: int | None, plugin: str | None,
-                      accounts: templates.BusinessAccounts | None) -> gate.Decision | None:
+def fall_back_refused(message_id: str, refused: Outgoing, category: str, trigger: str, *,
+                      source_event_id: int | None, plugin: str | None, admit: AdmitFallback) -> Decision | None:
     """:func:`fall_back` for a message the gate refused as it was admitted (its row keeps no content
     or address): the fallback is made from ``refused`` itself."""
     to = refused.to
     wanted = Wanted(message_id, to.phone or to.user_id, to.email, refused.content.model_dump(mode="json",
                                                                                               exclude_none=True),
                     category, refused.business_phone_number_id, refused.origin)
-    return _admit_first(db, conn, secret, wanted, refused.fallback_media, trigger, source_event_id=source_event_id,
-                        plugin=plugin, accounts=accounts)
+    return _admit_first(wanted, refused.fallback_media, trigger, admit, source_event_id=source_event_id,
+                        plugin=plugin)
 
 
 @dataclass(frozen=True)
@@ -112,16 +121,14 @@ class Wanted:
     origin: dict[str, str] | None
 
 
-def _admit_first(db: Database, conn: Connection, secret: bytes, wanted: Wanted, media: list[str], trigger: str, *,
-                 source_event_id: int | None, plugin: str | None,
-                 accounts: templates.BusinessAccounts | None) -> gate.Decision | None:
+def _admit_first(wanted: Wanted, media: list[str], trigger: str, admit: AdmitFallback, *,
+                 source_event_id: int | None, plugin: str | None) -> Decision | None:
     for medium in media:
         outgoing = _outgoing(wanted, medium)
         if outgoing is None:
             continue  # no address on that medium
-        admission = gate.Admission(outgoing, fallback_key(wanted.message_id, medium), fallback_of=wanted.message_id)
-        decision = gate.admit_many(db, conn, secret, [admission], source_event_id=source_event_id, plugin=plugin,
-                                   accounts=accounts)[0]
+        decision = admit(outgoing, fallback_key(wanted.message_id, medium), wanted.message_id,
+                         source_event_id=source_event_id, plugin=plugin)
         if decision.accepted:
             if not decision.duplicate:
                 logs.emit(log, logging.INFO, "fallback admitted", message_id=decision.id,

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 from typing import Any
 
@@ -443,8 +444,18 @@ def _fall_back_refused(db: Database, conn: Connection, secret: bytes, admissions
     for a, decision in zip(admissions, decisions, strict=True):
         trigger = fallbacks.REFUSALS.get(decision.reason or "") if a.outgoing.fallback_media else None
         if trigger and decision.id in categories and a.idempotency_key not in lost:
-            fallbacks.fall_back_refused(db, conn, secret, decision.id, a.outgoing, categories[decision.id], trigger,
-                                        source_event_id=source_event_id, plugin=plugin, accounts=accounts)
+            fallbacks.fall_back_refused(decision.id, a.outgoing, categories[decision.id], trigger,
+                                        source_event_id=source_event_id, plugin=plugin,
+                                        admit=partial(admit_fallback, db, conn, secret, accounts=accounts))
+
+
+def admit_fallback(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, idempotency_key: str,
+                   fallback_of: str, *, source_event_id: int | None, plugin: str | None,
+                   accounts: templates.BusinessAccounts | None) -> Decision:
+    """Admit ``outgoing`` as the fallback of message ``fallback_of`` (:mod:`.fallbacks`), through
+    every check like any send."""
+    return admit_many(db, conn, secret, [Admission(outgoing, idempotency_key, fallback_of=fallback_of)],
+                      source_event_id=source_event_id, plugin=plugin, accounts=accounts)[0]
 
 
 def _repeated(a: Admission, first: Any, digest: str, strict_key: bool, report_conflicts: bool) -> Decision:
