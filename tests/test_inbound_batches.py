@@ -190,13 +190,8 @@ test_first_links_in_bulk_end_as_one_at_a_time = settings(  # type: ignore[assign
 )(test_first_links_in_bulk_end_as_one_at_a_time)
 
 
-def test_a_run_of_new_contacts_links_them_with_a_few_statements(app: Any) -> None:
-    """Fifty messages from contacts never seen, each with a number and a BSUID: the links read once,
-    what is kept under the new BSUIDs read once, the links recorded with one statement -- not the
-    seventeen statements of :func:`identities.observe` per message. Each is linked all the same."""
-    people = [(f"+1650555{3000 + n}", f"US.3{n:019d}") for n in range(50)]
-    reset(app, [], [])
-    batch = [(n, message(n, phone, user_id, n, NUMBERS[0])) for n, (phone, user_id) in enumerate(people, start=1)]
+def statements_applying(app: Any, batch: list[Any]) -> list[str]:
+    """The first word of each statement one ``Bookkeeping.apply_many`` of ``batch`` runs."""
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -209,6 +204,17 @@ def test_a_run_of_new_contacts_links_them_with_a_few_statements(app: Any) -> Non
             bookkeeping.apply_many(conn, batch)
         finally:
             sa_event.remove(app.db.engine, "before_cursor_execute", seen)
+    return statements
+
+
+def test_a_run_of_new_contacts_links_them_with_a_few_statements(app: Any) -> None:
+    """Fifty messages from contacts never seen, each with a number and a BSUID: the links read once,
+    what is kept under the new BSUIDs read once, the links recorded with one statement -- not the
+    seventeen statements of :func:`identities.observe` per message. Each is linked all the same."""
+    people = [(f"+1650555{3000 + n}", f"US.3{n:019d}") for n in range(50)]
+    reset(app, [], [])
+    batch = [(n, message(n, phone, user_id, n, NUMBERS[0])) for n, (phone, user_id) in enumerate(people, start=1)]
+    statements = statements_applying(app, batch)
     assert len(statements) <= 7, statements
     assert sorted(dump(app)["identities"]) == sorted((bsuid_key(user_id, app.secret), contact_key(phone, app.secret))
                                                      for phone, user_id in people)
@@ -225,17 +231,6 @@ def test_a_run_of_known_contacts_opens_its_windows_with_a_few_statements(app: An
         for phone, user_id in people:
             ids.observe(app.db, conn, app.secret, phone, user_id)
     batch = [(n, message(n, phone, user_id, n, NUMBERS[0])) for n, (phone, user_id) in enumerate(people, start=1)]
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.split(None, 1)[0])
-
-    bookkeeping = Bookkeeping(app.db, app.secret, lambda kind: False)
-    with app.db.begin() as conn:
-        sa_event.listen(app.db.engine, "before_cursor_execute", seen)
-        try:
-            bookkeeping.apply_many(conn, batch)
-        finally:
-            sa_event.remove(app.db.engine, "before_cursor_execute", seen)
+    statements = statements_applying(app, batch)
     assert len(statements) <= 4, statements
     assert len(dump(app)["windows"]) == 50
