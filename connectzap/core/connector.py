@@ -155,6 +155,12 @@ class Connector:
         """Turn a verified request into events; raise :class:`~connectzap.core.errors.PayloadError`."""
         raise NotImplementedError(f"{type(self).__name__} must implement parse")
 
+    def accepted(self, request: WebhookRequest, received: int, duplicates: int) -> WebhookResponse:
+        """The answer once the request's events are journaled (``received`` new, ``duplicates`` seen
+        before). Default: 200 with both counts as JSON. A route a person opens in a browser (the
+        email connector's unsubscribe) answers a page instead."""
+        return WebhookResponse(status=200, body={"received": received, "duplicates": duplicates})
+
     # --- reply sync (optional) -------------------------------------------------------
 
     async def sync_inbound_message(self, message: InboundMessage, ctx: EventContext) -> None:

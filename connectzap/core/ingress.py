@@ -39,9 +39,9 @@ def prepare(connector: Connector, request: WebhookRequest) -> WebhookResponse | 
     return minimize.for_journal(events, connector.app.secret)  # nothing stored that the work does not need
 
 
-def acknowledge(results: list[Journaled]) -> WebhookResponse:
+def acknowledge(connector: Connector, request: WebhookRequest, results: list[Journaled]) -> WebhookResponse:
     fresh = sum(1 for r in results if not r.duplicate)
-    return WebhookResponse(status=200, body={"received": fresh, "duplicates": len(results) - fresh})
+    return connector.accepted(request, fresh, len(results) - fresh)
 
 
 def handle(connector: Connector, request: WebhookRequest,
@@ -49,7 +49,7 @@ def handle(connector: Connector, request: WebhookRequest,
     prepared = prepare(connector, request)
     if isinstance(prepared, WebhookResponse):
         return prepared
-    return acknowledge(journal(prepared))
+    return acknowledge(connector, request, journal(prepared))
 
 
 async def handle_async(connector: Connector, request: WebhookRequest,
@@ -57,4 +57,4 @@ async def handle_async(connector: Connector, request: WebhookRequest,
     prepared = prepare(connector, request)
     if isinstance(prepared, WebhookResponse):
         return prepared
-    return acknowledge(await journal(prepared))
+    return acknowledge(connector, request, await journal(prepared))

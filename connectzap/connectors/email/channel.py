@@ -43,9 +43,9 @@ class EmailChannel(BaseChannel):
     name = "email"
     medium = EMAIL
 
-    def __init__(self, settings: EmailSettings) -> None:
+    def __init__(self, settings: EmailSettings, unsubscribe_key: bytes | None = None) -> None:
         self.settings = settings
-        self.composer = Composer(settings)
+        self.composer = Composer(settings, unsubscribe_key)
         self._tls_context: ssl.SSLContext | None = None
         rate = settings.messages_per_second
         self.rate = SendRate(rate) if rate is not None else None

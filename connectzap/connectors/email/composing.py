@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 
+from ...core import clock
 from ...core.channel import OutboundSend
 from ...core.errors import SkippableDeliveryError
 from ...core.messages import TemplateContent, TextContent
@@ -39,8 +40,13 @@ class Composed:
 
 
 class Composer:
-    def __init__(self, settings: EmailSettings) -> None:
+    def __init__(self, settings: EmailSettings, unsubscribe_key: bytes | None = None) -> None:
+        """``unsubscribe_key`` signs the links to connectzap's own unsubscribe; it is required when
+        ``unsubscribe_base_url`` is set (the connector derives it from the install's secret)."""
+        if settings.unsubscribe_base_url is not None and not unsubscribe_key:
+            raise ValueError("unsubscribe_base_url needs a key to sign unsubscribe links with")
         self.settings = settings
+        self.unsubscribe_key = unsubscribe_key
         self.renderer = TemplateRenderer(settings.templates_dir, settings.default_language)
 
     def compose(self, send: OutboundSend, recipient: str) -> Composed:
@@ -72,7 +78,15 @@ class Composer:
         return Composed(mail, message_id)
 
     def links(self, send: OutboundSend) -> UnsubscribeLinks:
-        return UnsubscribeLinks.for_message(self.settings.list_unsubscribe_mailto, self.settings.list_unsubscribe_url,
+        settings = self.settings
+        if settings.unsubscribe_base_url is not None and self.unsubscribe_key:
+            if not send.contact_key:  # nobody to unsubscribe: the mailbox alone, if any (else refused)
+                return UnsubscribeLinks(mailto=settings.list_unsubscribe_mailto)
+            expires = int(clock.now()) + settings.unsubscribe_valid_days * 86400
+            return UnsubscribeLinks.served(settings.list_unsubscribe_mailto, settings.unsubscribe_base_url,
+                                           self.unsubscribe_key, send.contact_key, send.category, send.medium,
+                                           expires)
+        return UnsubscribeLinks.for_message(settings.list_unsubscribe_mailto, settings.list_unsubscribe_url,
                                             send.outbox_id)
 
     def refusal(self, send: OutboundSend) -> str | None:

@@ -64,6 +64,13 @@ class EmailSettings(ConnectorSettings):
     list_unsubscribe_url: str | None = None
     """The https address of the one-click unsubscribe (RFC 8058); ``{outbox_id}`` is replaced by the
     message's id, so the page knows which message (and so which contact) it is about."""
+    unsubscribe_base_url: str | None = None
+    """The https address connectzap itself is reached at (``https://hooks.shop.example``): marketing
+    email then links to connectzap's own one-click unsubscribe, ``<base>/unsubscribe/email/<token>``,
+    instead of ``list_unsubscribe_url``."""
+    unsubscribe_valid_days: int = Field(default=90, ge=30, le=3650)
+    """How long a link served by connectzap keeps working after the email was sent (at least 30 days:
+    a reader must be able to unsubscribe from an email that is a month old)."""
     webhook_provider: Literal["postmark"] = "postmark"
     webhook_username: str = "connectzap"
     webhook_passwords: list[SecretStr] = Field(default_factory=list)
@@ -111,6 +118,16 @@ class EmailSettings(ConnectorSettings):
             raise ValueError("list_unsubscribe_url may contain {outbox_id} and no other {placeholder}") from None
         return value
 
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("https://") or any(c in value for c in " <>{}?#\r\n"):
+            raise ValueError("unsubscribe_base_url must be an https:// address without a query, like "
+                             "https://hooks.shop.example (RFC 8058 one-click needs https)")
+        return value.rstrip("/")
+
     @field_validator("templates_dir")
     @classmethod
     def _templates(cls, value: Path | None) -> Path | None:
@@ -146,6 +163,9 @@ class EmailSettings(ConnectorSettings):
             raise ValueError("username and password go together: set both or neither")
         if self.username is not None and self.tls == "none":
             raise ValueError("a login needs tls = 'starttls' or 'tls': the password would cross the network in clear")
+        if self.unsubscribe_base_url is not None and self.list_unsubscribe_url is not None:
+            raise ValueError("set unsubscribe_base_url (connectzap serves the unsubscribe) or list_unsubscribe_url "
+                             "(your own page), not both")
         return self
 
     @property

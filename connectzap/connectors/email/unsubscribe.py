@@ -10,8 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core.models import Category
+from .signatures import sign_unsubscribe
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+ROUTE = "/unsubscribe/email/{token}"
+"""connectzap's own one-click unsubscribe (``unsubscribe_base_url``): GET shows a confirmation page,
+POST unsubscribes (:mod:`.unsubscribe_page`)."""
+
+
+def served_url(base_url: str, token: str) -> str:
+    """The address of connectzap's own unsubscribe for ``token``, under ``base_url``."""
+    return base_url + ROUTE.format(token=token)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,14 @@ class UnsubscribeLinks:
     @classmethod
     def for_message(cls, mailto: str | None, url_pattern: str | None, outbox_id: str) -> UnsubscribeLinks:
         return cls(mailto=mailto, url=url_pattern.format(outbox_id=outbox_id) if url_pattern else None)
+
+    @classmethod
+    def served(cls, mailto: str | None, base_url: str, key: bytes, contact_key: str, category: str, medium: str,
+               expires: int) -> UnsubscribeLinks:
+        """Links to connectzap's own unsubscribe: a token signed over the contact's keyed hash, the
+        category and the medium, valid until ``expires`` (seconds since the epoch)."""
+        token = sign_unsubscribe(contact_key, category, medium, expires, key)
+        return cls(mailto=mailto, url=served_url(base_url, token))
 
     @property
     def configured(self) -> bool:
