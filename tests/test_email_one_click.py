@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from connectzap import Category, ConsentChange, Connectzap, hookimpl
+from connectzap import Category, ConsentChange, Connectzap
 from connectzap.connectors.email.settings import EmailSettings
 from connectzap.connectors.email.signatures import (UnsubscribeClaim, sign_unsubscribe, unsubscribe_key,
                                                     verify_unsubscribe)
@@ -29,7 +29,7 @@ from connectzap.core.store.schema import events
 from connectzap.core.worker import Worker
 from connectzap.testing import deliver, webhook_request
 from email_support import email_config, smtp_relay
-from test_email_path import ADDRESS, PHONE, email, templates
+from test_email_path import ADDRESS, PHONE, ConsentHeard, email, templates
 
 KEY = unsubscribe_key(b"install-secret-for-tests")
 CONTACT = "0123456789abcdef0123456789abcdef"
@@ -93,15 +93,6 @@ def test_the_base_url_must_be_https_and_excludes_an_own_page() -> None:
 
 
 # --- the whole path ---------------------------------------------------------------------------
-
-class ConsentHeard:
-    def __init__(self) -> None:
-        self.changes: list[ConsentChange] = []
-
-    @hookimpl
-    def on_consent_changed(self, change: ConsentChange, ctx: Any) -> None:
-        self.changes.append(change)
-
 
 @pytest.fixture
 def heard() -> Any:
