@@ -5,7 +5,9 @@ Plugins may bring others: any lower-case name matching :data:`NAME`."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, Field
 
 WHATSAPP: Final = "whatsapp"
 """The WhatsApp Business Cloud API: the default medium, the only one with a 24 h window."""
@@ -24,3 +26,7 @@ def checked(medium: str) -> str:
         raise ValueError(f"{medium!r} is not a medium: use whatsapp, email, sms or another lower-case name of "
                          "at most 16 letters, digits, '-' or '_'")
     return medium
+
+
+Medium = Annotated[str, Field(max_length=16), AfterValidator(checked)]
+"""A medium's name in a model field: checked by :func:`checked`, so every model says the same."""

@@ -382,27 +382,21 @@ class Outgoing(BaseModel):
     origin: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=255)]] | None = \
         Field(default=None, max_length=8)
     automatic: AutomaticAnswer | None = None
-    medium: str = Field(default=media.WHATSAPP, alias="channel", max_length=16,
+    medium: media.Medium = Field(default=media.WHATSAPP, alias="channel",
                         description="The medium the message goes out on: whatsapp (the default), email (to "
                                     "to.email) or sms (to to.phone); on any but whatsapp, category is required.")
-    fallback_media: list[Annotated[str, Field(pattern=media.NAME.pattern, max_length=16)]] = Field(
+    fallback_media: list[media.Medium] = Field(
         default_factory=list, alias="fallback_channels", max_length=4,
         description="Media to fall back on, in order, when the WhatsApp message cannot be delivered (no "
                     "WhatsApp account, a configured error code): one fallback message goes on the first whose "
                     "consent holds; email needs to.email.")
 
-    @field_validator("medium")
-    @classmethod
-    def _medium(cls, value: str) -> str:
-        return media.checked(value)
-
     @field_validator("fallback_media")
     @classmethod
     def _fallback_media(cls, value: list[str]) -> list[str]:
-        checked = [media.checked(m) for m in value]
-        if len(set(checked)) != len(checked):
+        if len(set(value)) != len(value):
             raise ValueError("fallback_channels names a medium twice")
-        return checked
+        return value
 
     @model_validator(mode="after")
     def _addressed_for_its_medium(self) -> Outgoing:

@@ -398,18 +398,13 @@ class ConsentChange(Model):
     proof: str | None = None
     at: datetime = Field(default_factory=utcnow)
     country: str | None = None
-    medium: str = Field(default=media.WHATSAPP, max_length=16,
-                        description="The medium the consent is for: whatsapp (the default), email, sms, ...")
+    medium: media.Medium = Field(default=media.WHATSAPP,
+                                 description="The medium the consent is for: whatsapp (the default), email, sms, ...")
     email: str | None = Field(default=None, description="For a customer known only by email address: the address "
                                                         "(kept as its keyed hash, like numbers).")
     contact_key: str | None = Field(default=None, max_length=64,
                                     description="For a change about the recipient of a message connectzap sent, "
                                                 "known by nothing else (a spam complaint): the contact's keyed hash.")
-
-    @field_validator("medium")
-    @classmethod
-    def _medium(cls, value: str) -> str:
-        return media.checked(value)
 
     @field_validator("email")
     @classmethod
