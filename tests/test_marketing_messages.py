@@ -7,6 +7,7 @@ rest against the local Graph stand-in (connectzap.testing.fake_graph)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from connectzap.connectors.whatsapp import errors, templates_api
 from connectzap.connectors.whatsapp.channel import CloudApiChannel
 from connectzap.connectors.whatsapp.client import GraphClient
 from connectzap.connectors.whatsapp.settings import MARKETING_TTL, WhatsAppSettings
-from connectzap.core.errors import AmbiguousDeliveryError, DeliveryError, PayloadError
+from connectzap.core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, PacedError, PayloadError,
+                                   SendingPausedError)
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 
@@ -98,6 +100,76 @@ async def test_after_a_refusal_the_number_uses_messages_for_a_while():
     await channel.send(out(PROMO, category="marketing", outbox_id="a"))
     await channel.send(out(PROMO, category="marketing", outbox_id="b"))
     assert client.calls == ["marketing_messages", "messages", "messages"]
+
+
+# --- a refusal of the Marketing Messages API stops only what must stop ---------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(sends=st.lists(st.tuples(st.sampled_from(["marketing", "utility"]), st.booleans(), st.sampled_from(ANSWERS)),
+                      min_size=1, max_size=6),
+       fallback=st.booleans())
+async def test_a_refusal_never_pauses_other_sending(sends: list[tuple[str, bool, str]], fallback: bool) -> None:
+    """Any sequence of sends (marketing or utility, its campaign choosing the API or not) and answers:
+    only Meta's token/account errors (190, or code 10 from /messages) pause all sending; a refusal of
+    the Marketing Messages API (code 10 there) fails that one message unless it may go through
+    /messages, and afterwards the number's marketing that may not go there waits without a request,
+    while everything else goes on."""
+    view = meta_settings(marketing_messages_api=True, marketing_messages_fallback_codes=[10] if fallback else [])
+    client = ScriptedClient([])
+    channel = CloudApiChannel(view, client)  # type: ignore[arg-type]  # the scripted stand-in
+    refused = False
+    for n, (category, chosen, answer) in enumerate(sends):
+        client.answers = [answer, "ok"]  # the first request gets the drawn answer, a fallback "ok"
+        message = replace(out(PROMO, category=category, outbox_id=f"m{n}"), prefer_marketing_api=chosen or None)
+        calls, accepted = len(client.calls), len(client.accepted)
+        may_fall_back = fallback and not chosen
+        try:
+            await channel.pace(message)
+            await channel.send(message)
+            error: Exception | None = None
+        except (DeliveryError, PacedError) as exc:
+            error = exc
+        mine = client.calls[calls:]
+        assert len(client.accepted) - accepted <= 1  # never two routes that may both have sent it
+        # all sending pauses for the token or account (190), or a permission refused on /messages itself
+        pauses = answer == "paused" or (answer == "refused" and mine[:1] == ["messages"])
+        assert isinstance(error, SendingPausedError) == (bool(mine) and pauses), (mine, error)
+        if category == "utility":
+            assert mine == ["messages"]  # a marketing refusal never holds anything else back
+        elif refused and not may_fall_back:
+            assert mine == [] and isinstance(error, PacedError)  # waits for the hold, nothing asked
+        elif refused:
+            assert mine == ["messages"]  # a listed refusal: through /messages during the hold
+        elif answer == "refused":
+            refused = True
+            if may_fall_back:
+                assert mine == ["marketing_messages", "messages"] and error is None
+            else:
+                assert mine == ["marketing_messages"]
+                assert isinstance(error, FatalDeliveryError) and error.code == "marketing_messages_refused"
+                assert error.vendor_code == 10
+        else:
+            assert mine == ["marketing_messages"]
+
+
+async def test_no_fallback_codes_a_refusal_fails_only_that_message_and_holds_marketing(make, fake):
+    """The bug: with marketing_messages_fallback_codes = [] Meta's code 10 paused all sending."""
+    fake.fail(10, http_status=403, path="/marketing_messages")
+    app = make(connectors=live(fake, marketing_messages_api=True, marketing_messages_fallback_codes=[]))
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    seed_template(app, "order_ready", "Your order {{1}} is ready", category="UTILITY")
+    consent(app, Category.MARKETING)
+    consent(app, Category.UTILITY)
+    promo = app.send(Outgoing(to=PHONE, content=TemplateContent(name="spring_sale", language="en", body=["20%"])))
+    await Worker(app).run_until_idle()
+    notice = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_ready", language="en", body=["A1"])))
+    await Worker(app).run_until_idle()
+    await app.aclose()
+    assert not app.paused()
+    failed = app.message(promo.id)
+    assert failed["status"] == "failed" and failed["error_code"] == "10", failed
+    assert app.message(notice.id)["status"] == "accepted"
+    assert [r.path.rsplit("/", 1)[-1] for r in fake.requests] == ["marketing_messages", "messages"]
 
 
 # --- end to end against the Graph stand-in ----------------------------------------------------

@@ -17,8 +17,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...core.channel import NOT_SUPPORTED, BaseChannel, OutboundSend
-from ...core.errors import (ConfigurationError, FatalDeliveryError, PayloadError, RetriableDeliveryError,
-                            SendingPausedError)
+from ...core.errors import (ConfigurationError, FatalDeliveryError, PacedError, PayloadError,
+                            RetriableDeliveryError, SendingPausedError)
 from ...core.lanes import MAX_LATENCY_SECONDS
 from ...core.phones import contact_key
 from . import errors
@@ -35,8 +35,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFUSAL_HOLD_SECONDS = 600
-"""After the Marketing Messages API refused a number, its marketing goes through /messages this long
-before the API is tried again (onboarding may be completed meanwhile)."""
+"""After the Marketing Messages API refused a number, its marketing goes through /messages (where the
+code allows it) or waits this long before the API is tried again (onboarding may be completed meanwhile)."""
+
+
+def mm_refusal(exc: FatalDeliveryError | SendingPausedError) -> bool:
+    """Whether an error answer of ``/marketing_messages`` refuses that API, not the account: Graph's
+    "no permission for this" codes (10, 200-299). Sent to ``/messages`` they would pause all sending;
+    there they say only that the portfolio may not use the Marketing Messages API (the token and the
+    account still send through ``/messages``, where a real permission problem shows and pauses)."""
+    code = exc.vendor_code
+    return isinstance(code, int) and (code == 10 or 200 <= code <= 299)
 
 
 class CloudApiChannel(BaseChannel):
@@ -51,8 +60,8 @@ class CloudApiChannel(BaseChannel):
         self.pacer = pacer
         self.secret = secret
         self.media = MediaUploader(client)
-        self._mm_refused_until: dict[str, float] = {}
-        """Per number: until when marketing goes through /messages after a Marketing Messages API refusal."""
+        self._mm_refused_until: dict[str, tuple[float, int]] = {}
+        """Per number: until when, and with which code, the Marketing Messages API refused it last."""
 
     def __repr__(self) -> str:
         return f"CloudApiChannel(number={self.settings.phone_number_id!r}, client={self.client!r})"
@@ -62,7 +71,10 @@ class CloudApiChannel(BaseChannel):
         return route(self.settings, message.category, message.content.is_template, message.prefer_marketing_api)
 
     async def pace(self, message: OutboundSend) -> None:
-        """Wait for this message's slot (per number, per recipient, daily unique recipients)."""
+        """Wait for this message's slot (per number, per recipient, daily unique recipients); a marketing
+        message the Marketing Messages API's refusal holds back waits without taking one (:meth:`_mm_wait`)."""
+        if self.route(message) == "marketing_messages":
+            self._mm_wait(message, message.business_phone_number_id or self.settings.phone_number_id or "")
         if self.pacer is not None:
             await self.pacer.acquire(message)
 
@@ -80,7 +92,9 @@ class CloudApiChannel(BaseChannel):
         # A campaign that chose the Marketing Messages API (prefer_marketing_api) never falls back:
         # Meta's refusal fails the message, with its code, rather than sending it another way.
         chosen = message.prefer_marketing_api is True
-        marketing = self.route(message) == "marketing_messages" and (chosen or not self._mm_refused(number))
+        marketing = self.route(message) == "marketing_messages"
+        if marketing and self._mm_wait(message, number):
+            marketing = False  # a listed refusal: through /messages until the hold ends
         try:
             if marketing:
                 return await self._send_marketing(number, body, fallback=not chosen)
@@ -90,32 +104,58 @@ class CloudApiChannel(BaseChannel):
             raise
 
     async def _send_marketing(self, number: str, body: dict[str, Any], *, fallback: bool = True) -> str:
-        """Through ``/marketing_messages``; when Meta *refuses* it there with one of
-        ``marketing_messages_fallback_codes`` (an error answer: nothing was sent), once more through
-        ``/messages``, and the number's marketing goes there for :data:`REFUSAL_HOLD_SECONDS`.
-        A timeout, a dropped connection or a retriable answer never falls back: the request may
-        have acted (or is to be tried again on the same route), and a second route could send twice."""
+        """Through ``/marketing_messages``. When Meta *refuses* it there (:func:`mm_refusal`: an error
+        answer, nothing was sent), the number's marketing is held off that API for
+        :data:`REFUSAL_HOLD_SECONDS`, and this message goes once through ``/messages`` when the code
+        is one of ``marketing_messages_fallback_codes`` (and ``fallback``), else fails -- a refusal
+        of this API never pauses the channel's other sends. A timeout, a dropped connection or a
+        retriable answer never falls back: the request may have acted (or is to be tried again on
+        the same route), and a second route could send twice."""
         sharing = self.settings.marketing_message_activity_sharing
         try:
             return await self.client.send_message(
                 number, body if sharing is None else {**body, "message_activity_sharing": sharing}, marketing=True)
         except (FatalDeliveryError, SendingPausedError) as exc:
-            if exc.vendor_code not in self.settings.marketing_messages_fallback_codes:
+            listed = exc.vendor_code in self.settings.marketing_messages_fallback_codes
+            if not (listed or mm_refusal(exc)):
                 raise
-            if not fallback:  # this message only: the number's other sends are not at fault
+            code = int(exc.vendor_code or 0)
+            self._mm_refused_until[number] = (time.monotonic() + REFUSAL_HOLD_SECONDS, code)
+            if not (fallback and listed):  # this message only: the number's other sends are not at fault
+                why = ("its campaign chose that API (marketing_api = use)" if listed else
+                       "marketing_messages_fallback_codes does not list that code")
+                log.warning("the Marketing Messages API refused number %s (WhatsApp error %s): the message fails and "
+                            "marketing that may only go through that API waits %d minutes before it is tried again",
+                            number, code, REFUSAL_HOLD_SECONDS // 60)
                 raise FatalDeliveryError(
-                    f"the Marketing Messages API refused it (WhatsApp error {exc.vendor_code}) and its campaign "
-                    "chose that API (marketing_api = use): not sent through the Cloud API instead",
+                    f"the Marketing Messages API refused it (WhatsApp error {exc.vendor_code}) and {why}: "
+                    "not sent through the Cloud API instead",
                     code="marketing_messages_refused", vendor_code=exc.vendor_code, details=exc.details,
                     trace_id=exc.trace_id, http_status=exc.http_status) from None
-            self._mm_refused_until[number] = time.monotonic() + REFUSAL_HOLD_SECONDS
             log.warning("the Marketing Messages API refused number %s (WhatsApp error %s): sending its marketing "
                         "templates through the Cloud API's /messages for %d minutes", number, exc.vendor_code,
                         REFUSAL_HOLD_SECONDS // 60)
         return await self.client.send_message(number, body)
 
-    def _mm_refused(self, number: str) -> bool:
-        return self._mm_refused_until.get(number, 0.0) > time.monotonic()
+    def _mm_wait(self, message: OutboundSend, number: str) -> bool:
+        """While the Marketing Messages API's refusal of ``number`` holds: True when ``message`` goes
+        through ``/messages`` instead (the refusal's code is listed and its campaign did not choose
+        the API); else :class:`PacedError` -- it waits (not a failed attempt, nothing asked) and the
+        API is asked again after the hold. False when nothing holds."""
+        held = self._mm_hold(number)
+        if held is None:
+            return False
+        until, code = held
+        if message.prefer_marketing_api is not True and code in self.settings.marketing_messages_fallback_codes:
+            return True
+        raise PacedError(f"the Marketing Messages API refused number {number} (WhatsApp error {code}) moments ago; "
+                         "its marketing that may only go through that API waits until it is tried again",
+                         code="marketing_messages_held", retry_after=max(1.0, until - time.monotonic()))
+
+    def _mm_hold(self, number: str) -> tuple[float, int] | None:
+        """(until, Meta's code) while the Marketing Messages API's last refusal of ``number`` holds."""
+        held = self._mm_refused_until.get(number)
+        return held if held is not None and held[0] > time.monotonic() else None
 
     async def _tell_pacer(self, exc: RetriableDeliveryError, message: OutboundSend, number: str) -> None:
         if self.pacer is None:
