@@ -22,6 +22,7 @@ from ..core.errors import ConnectzapError, NotFoundError
 from ..core.consent import change as consent_change
 from ..core.consent_files import PROOF_REQUIRED, proof_missing
 from ..core.media import EMAIL, SMS, WHATSAPP
+from ..core.media import NAME as MEDIUM_NAME
 from ..core.models import Category, EventKind, StatusValue
 from ..core.phones import mask, to_e164
 from ..core.views import MessageView, utc
@@ -274,17 +275,18 @@ def messages(request: Request, engine: Connectzap, session: sessions.Session) ->
     filters: dict[str, Any] = {
         "status": status, "reason": (q.get("reason") or "").strip()[:64] or None,
         "plugin": (q.get("plugin") or "").strip()[:128] or None,
+        "medium": q.get("medium") if MEDIUM_NAME.match(q.get("medium", "")) else None,
         "since": time.time() - SINCE_CHOICES[since_choice] if since_choice else None,
     }
     rows = engine.messages(contact_key=contact, before_id=before, limit=PAGE_SIZE + 1, **filters)
     views = [MessageView.of(r) for r in rows[:PAGE_SIZE]]
     kept = {k: v for k, v in {"status": status, "reason": filters["reason"], "plugin": filters["plugin"],
-                              "since": since_choice, "contact": contact,
+                              "medium": filters["medium"], "since": since_choice, "contact": contact,
                               "masked": q.get("masked") if contact else None}.items() if v}
     older = ("?" + urlencode({**kept, "before": views[-1].id})) if len(rows) > PAGE_SIZE else None
     return render(request, engine, session, "messages.html", nav="messages", messages=views, filters=kept,
                   statuses=[s.value for s in StatusValue], since_choices=list(SINCE_CHOICES), older=older,
-                  search_error=q.get("search_error"))
+                  media=sorted({*MEDIA, *engine.channels}), search_error=q.get("search_error"))
 
 
 def search_number(request: Request, engine: Connectzap, session: sessions.Session,
@@ -305,7 +307,10 @@ def message(request: Request, engine: Connectzap, session: sessions.Session) -> 
     except NotFoundError:
         return render(request, engine, session, "missing.html", status=404, nav="messages",
                       what=f"no message {message_id}")
-    return render(request, engine, session, "message.html", nav="messages", m=view, steps=timeline(view))
+    # the other way round from ``fallback_of``: what stood in for this one (refused tries included)
+    fallbacks = [MessageView.of(r) for r in engine.messages(fallback_of=view.id, limit=20)]
+    return render(request, engine, session, "message.html", nav="messages", m=view, steps=timeline(view),
+                  fallbacks=fallbacks)
 
 
 def timeline(view: MessageView) -> list[tuple[str, str]]:

@@ -508,8 +508,14 @@ def by_wamid(conn: Connection, wamid: str) -> dict[str, Any] | None:
 def listing(conn: Connection, *, contact_key: str | None = None, status: str | None = None,
             since: float | None = None, until: float | None = None, before_id: str | None = None,
             source_event_id: int | None = None, reason: str | None = None, plugin: str | None = None,
-            limit: int = 50) -> list[dict[str, Any]]:
+            medium: str | None = None, fallback_of: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Messages, newest first; ``medium``: only those going out on it; ``fallback_of``: the fallbacks
+    (admitted or refused) of that message (by ``ix_outbox_fallback_of``)."""
     stmt = select(outbox)
+    if medium:
+        stmt = stmt.where(outbox.c.medium == medium)
+    if fallback_of:
+        stmt = stmt.where(outbox.c.fallback_of == fallback_of)
     if reason:
         stmt = stmt.where(outbox.c.reason == reason)
     if plugin:

@@ -114,6 +114,9 @@ outbox = Table(
           sqlite_where=text(CHANGED_SINCE_ADMITTED)),
     Index("ix_outbox_contact", "contact_key"),
     Index("ix_outbox_event", "source_event_id"),
+    # a message's fallbacks (the console links them both ways); only fallbacks are in it
+    Index("ix_outbox_fallback_of", "fallback_of", postgresql_where=text("fallback_of IS NOT NULL"),
+          sqlite_where=text("fallback_of IS NOT NULL")),
     Index("ix_outbox_erase", "erase_after", postgresql_where=text("erase_after IS NOT NULL"),
           sqlite_where=text("erase_after IS NOT NULL")),
 )
