@@ -117,14 +117,18 @@ async def test_a_failed_status_with_a_configured_code_falls_back_once_however_of
     assert len(texts.messages) == 1
 
 
-async def test_an_unreachable_status_falls_back(make):
+@pytest.mark.parametrize("failure", [{"outcome": "unreachable", "errors": [{"code": 131026}]},
+                                     # WhatsApp dropped the message it held because its template was paused
+                                     {"reason": "template_paused", "errors": [{"code": 132015}]}])
+async def test_an_unreachable_or_template_paused_status_falls_back(make, failure):
     app, _, texts, _ = engine(make)
     grant(app, SMS)
     decision = app.send(confirmation(SMS))
     await Worker(app).run_until_idle()
-    app.ingest([failed_status(app, decision.id, outcome="unreachable", errors=[{"code": 131026}])])
+    app.ingest([failed_status(app, decision.id, **failure)])
     await Worker(app).run_until_idle()
     assert [m.outbox_id for m in texts.messages] == [r["id"] for r in fallbacks_of(app, decision.id)]
+    assert len(texts.messages) == 1
 
 
 async def test_a_message_without_fallback_media_or_a_plain_failure_has_no_fallback(make):
@@ -344,3 +348,79 @@ async def test_a_window_that_closed_while_the_message_waited_falls_back_at_the_s
         await Worker(app).run_until_idle()  # the fallback was queued by the round that refused the original
     assert whatsapp.sent() == [] and len(texts.messages) == 1
     assert [r["id"] for r in fallbacks_of(app, queued.id)] == [texts.messages[0].outbox_id]
+
+
+# --- a paused template ------------------------------------------------------------------------------------------
+
+def pause(app: Connectzap, status: str = "PAUSED") -> None:
+    seed_template(app, "order_confirmation", "Order {{1}} is confirmed", status=status)
+
+
+async def test_a_message_for_a_paused_template_naming_fallback_media_is_withdrawn_for_its_fallback(make):
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    pause(app)
+    first = app.send(confirmation(SMS), idempotency_key="order-1")
+    again = app.send(confirmation(SMS), idempotency_key="order-1")  # the same request repeated
+    plain = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_confirmation", language="en",
+                                                                body=["7"])))
+    assert (first.status, first.reason, again.id, again.duplicate) == ("refused", "template_paused", first.id, True)
+    assert (plain.status, plain.reason) == ("queued", "template_paused")  # no fallback named: it waits, as before
+    [fallback] = fallbacks_of(app, first.id)
+    assert (fallback["medium"], fallback["status"]) == (SMS, "queued")
+    assert fallback["id"] in (first.detail or "") and app.message(first.id)["content"] is None
+    await Worker(app).run_until_idle()
+    pause(app, "APPROVED")  # the pause ends: only the message without a fallback goes on WhatsApp
+    app.ingest([template_update("APPROVED")])
+    await Worker(app).run_until_idle()
+    assert [m.outbox_id for m in texts.messages] == [fallback["id"]]
+    assert len(whatsapp.sent()) == 1 and app.message(plain.id)["status"] != "queued"
+
+
+async def test_a_paused_template_without_consent_elsewhere_keeps_the_message_waiting(make):
+    app, whatsapp, texts, _ = engine(make)  # no SMS consent: no fallback can go, so the original waits
+    pause(app)
+    decision = app.send(confirmation(SMS))
+    assert (decision.status, decision.reason) == ("queued", "template_paused")
+    assert [(r["status"], r["reason"]) for r in fallbacks_of(app, decision.id)] == [("refused", "no_consent")]
+    await Worker(app).run_until_idle()
+    assert app.message(decision.id)["status"] == "queued" and texts.messages == [] and whatsapp.sent() == []
+
+
+async def test_a_template_paused_while_the_message_waited_withdraws_it_at_the_send_time_check(make):
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    queued = app.send(confirmation(SMS))
+    assert (queued.status, queued.reason) == ("queued", None)
+    pause(app)  # the cache says PAUSED (a sync), no webhook: the sender's check finds it
+    await Worker(app).run_until_idle()
+    row = app.message(queued.id)
+    assert (row["status"], row["reason"]) == ("refused", "template_paused")
+    await Worker(app).run_until_idle()  # the fallback was queued by the round that refused the original
+    assert whatsapp.sent() == [] and [m.outbox_id for m in texts.messages] == [
+        r["id"] for r in fallbacks_of(app, queued.id)]
+
+
+def template_update(status: str, name: str = "order_confirmation") -> Event:
+    from connectzap.core.models import TemplateUpdate
+    return Event.of(EventKind.TEMPLATE_UPDATE, TemplateUpdate(name=name, language="en", status=status),
+                    source="whatsapp", dedupe_key=f"{name}:{status}:{next(EXAMPLES)}")
+
+
+async def test_the_pause_webhook_withdraws_queued_messages_naming_fallback_media_and_only_them(make):
+    from datetime import timedelta
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    due = app.send(confirmation(SMS))
+    plain = app.send(Outgoing(to=PHONE, content=TemplateContent(name="order_confirmation", language="en",
+                                                                body=["7"])))
+    later = app.send(confirmation(SMS).model_copy(update={"not_before": datetime.now(UTC) + timedelta(hours=5)}))
+    app.ingest([template_update("PAUSED")])
+    assert await Worker(app).dispatch_once() > 0  # the webhook's event alone: no sender has looked yet
+    assert (app.message(due.id)["status"], app.message(due.id)["reason"]) == ("refused", "template_paused")
+    assert [r["status"] for r in fallbacks_of(app, due.id)] == ["queued"]
+    assert app.message(plain.id)["status"] == app.message(later.id)["status"] == "queued"  # waits; its time later
+    assert fallbacks_of(app, later.id) == []
+    await Worker(app).run_until_idle()
+    assert whatsapp.sent() == [] and len(texts.messages) == 1
+

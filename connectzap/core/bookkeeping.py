@@ -138,6 +138,8 @@ class Bookkeeping:
             if update.status:  # a pause ended (APPROVED) or became final (DISABLED): the gate looks again now
                 result["released"] = outbox.release_waiting(conn, update.name, update.language,
                                                                 outbox.WAITING_FOR_TEMPLATE)
+            if update.status == templates.PAUSED:
+                result["withdrawn"] = self.withdraw_paused(conn, update.name, update.language)
         elif kind == EventKind.SEND:
             outgoing = Outgoing.model_validate(event.data)
             key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
@@ -209,7 +211,8 @@ class Bookkeeping:
         if status.status in fallbacks.SETTLED and fallbacks.wanted(before):
             if status.status == StatusValue.FAILED:
                 self.fall_back(conn, before["id"], status.outcome.value if status.outcome else None,
-                               str(error.code) if error is not None and error.code is not None else None)
+                               str(error.code) if error is not None and error.code is not None else None,
+                               reason=status.reason)
             outbox.erase(conn, before["id"], outbox.erase_values(self.retention_seconds))  # settled: no more kept
         medium = before.get("medium") or WHATSAPP
         if medium != WHATSAPP and status.status == StatusValue.DELIVERED:
@@ -224,17 +227,42 @@ class Bookkeeping:
                            proof=f"{reported_by} reported a failed message: {code} {said}".rstrip(),
                            origin=f"status:{status.wamid}", medium=medium, at=status.timestamp.timestamp())
 
-    def fall_back(self, conn: Any, message_id: str, outcome: str | None, error_code: str | None) -> None:
+    def fall_back(self, conn: Any, message_id: str, outcome: str | None, error_code: str | None, *,
+                  reason: str | None = None) -> None:
         """Admit message ``message_id``'s fallback when its failure (neutral ``outcome``, the vendor's
-        ``error_code``) triggers one (:mod:`.fallbacks`); any later trigger finds it and adds none."""
-        trigger = fallbacks.triggered(outcome, error_code, self.fallback_codes)
+        ``error_code``, the channel's ``reason``) triggers one (:mod:`.fallbacks`); any later trigger
+        finds it and adds none."""
+        trigger = fallbacks.triggered(outcome, error_code, self.fallback_codes, reason)
         if trigger is not None:
             self.fall_back_on(conn, message_id, trigger)
 
     def fall_back_on(self, conn: Any, message_id: str, trigger: str) -> None:
         """Admit message ``message_id``'s fallback, if it names one, for ``trigger``."""
-        fallbacks.fall_back(conn, message_id, trigger,
-                            admit=partial(gate.admit_fallback, self.db, conn, self.secret, accounts=self.accounts()))
+        fallbacks.fall_back(conn, message_id, trigger, admit=self._admit_fallback(conn))
+
+    def instead(self, conn: Any, message_id: str, trigger: str, detail: str) -> str | None:
+        """Withdraw message ``message_id`` (locked, not handed to the channel) for its fallback
+        (:func:`.fallbacks.instead`): the refusal's detail when it was withdrawn, else None."""
+        return fallbacks.instead(conn, message_id, trigger, trigger, detail, admit=self._admit_fallback(conn))
+
+    def _admit_fallback(self, conn: Any) -> fallbacks.AdmitFallback:
+        return partial(gate.admit_fallback, self.db, conn, self.secret, accounts=self.accounts())
+
+    def withdraw_paused(self, conn: Any, name: str, language: str | None) -> int:
+        """WhatsApp paused template ``name``: each message for it that is queued and due, names
+        fallback media and has not been handed to WhatsApp is withdrawn for its fallback now
+        (:data:`.fallbacks.TEMPLATE_PAUSED`), instead of waiting for the pause to end. Returns how many."""
+        rows = outbox.queued_with_template(conn, name, language)
+        if not rows:
+            return 0
+        facts = gate.BatchFacts(conn, set(), {name}, accounts=self.accounts())
+        withdrawn = 0
+        for row in rows:  # the pause is of the template the message's own number sends
+            info = facts.template(name, row["language"], facts.account_of(row["business_phone_number_id"]))
+            if info is not None and info.status == templates.PAUSED and fallbacks.wanted(row) and \
+                    self.instead(conn, row["id"], fallbacks.TEMPLATE_PAUSED, f"{name} is paused by WhatsApp"):
+                withdrawn += 1
+        return withdrawn
 
     def apply_outcome(self, conn: Any, outcome: DeliveryOutcome, *, phone: str | None, contact_key: str,
                       reported_by: str, proof: str, origin: str, user_id: str | None = None,

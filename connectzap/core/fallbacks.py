@@ -41,11 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("connectzap.fallbacks")
 
 
-def triggered(outcome: str | None, error_code: str | None, codes: Collection[str]) -> str | None:
-    """The trigger a failure is, or None: ``unreachable`` (its neutral outcome), or ``failed`` when
-    its error code is one of ``codes`` (``[fallback] codes``)."""
+def triggered(outcome: str | None, error_code: str | None, codes: Collection[str],
+              reason: str | None = None) -> str | None:
+    """The trigger a failure is, or None: ``unreachable`` (its neutral outcome), ``template_paused``
+    (the channel's reason: WhatsApp dropped the message because its template was paused), or
+    ``failed`` when its error code is one of ``codes`` (``[fallback] codes``)."""
     if outcome == DeliveryOutcome.UNREACHABLE.value:
         return "unreachable"
+    if reason == TEMPLATE_PAUSED:
+        return TEMPLATE_PAUSED
     if error_code is not None and str(error_code) in codes:
         return "failed"
     return None
@@ -66,6 +70,11 @@ def fallback_key(message_id: str, medium: str) -> str:
     original, so every later trigger finds the first one's decision."""
     return f"fallback:{message_id}:{medium}"
 
+
+TEMPLATE_PAUSED = "template_paused"
+"""The trigger (and the refusal reason) of a message whose template WhatsApp paused: the gate would
+hold it until the pause ends, so a message naming fallback media is withdrawn for its fallback
+instead (:func:`instead`), and one WhatsApp dropped for the pause (its failure's reason) falls back."""
 
 REFUSALS = {"unreachable": "unreachable", "window_closed": "window_closed_no_template"}
 """The gate's refusals that trigger a fallback, and the trigger each is: the contact is marked
@@ -93,6 +102,21 @@ def fall_back(conn: Connection, message_id: str, trigger: str, *, admit: AdmitFa
                     row["business_phone_number_id"], outbox.origin_of(row) or None)
     return _admit_first(wanted, stored.get("fallback_media") or [], trigger, admit,
                         source_event_id=row["source_event_id"], plugin=row["plugin"])
+
+
+def instead(conn: Connection, message_id: str, trigger: str, reason: str, detail: str, *,
+            admit: AdmitFallback) -> str | None:
+    """Withdraw message ``message_id`` -- still queued, or claimed by the sender asking about it, and
+    locked by the caller -- for its fallback: when :func:`fall_back` admits one (or an earlier
+    trigger did), the original is refused with ``reason`` in the same transaction, so the two never
+    both go. When none is admitted (no consent on any listed medium), the original stays as it is.
+    Returns the refusal's detail, or None when it was not withdrawn."""
+    decision = fall_back(conn, message_id, trigger, admit=admit)
+    if decision is None:
+        return None
+    said = f"{detail}; withdrawn for its fallback {decision.id}"
+    outbox.refuse(conn, message_id, reason, said)
+    return said
 
 
 def fall_back_refused(message_id: str, refused: Outgoing, category: str, trigger: str, *,

@@ -59,7 +59,8 @@ REASONS = {
     "language_missing": "the template has no approved translation in this language",
     "template_not_approved": "the template is not APPROVED",
     "template_paused": "WhatsApp paused the template for low quality: the message waits (no request is made) until "
-                       "the pause ends, and is refused if the template is disabled",
+                       "the pause ends, and is refused if the template is disabled; a message naming fallback "
+                       "media is refused instead, and its fallback goes",
     "param_mismatch": "the parameters do not match the template",
     "unreachable": "WhatsApp reported this contact unreachable; waiting for them to write first",
     "invalid_message": "the message is not valid",
@@ -427,6 +428,7 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
                 decisions[n] = _repeated(a, first, digest, strict_key, report_conflicts)
     _fall_back_refused(db, conn, secret, admissions, decisions, rows, lost, source_event_id=source_event_id,
                        plugin=plugin, accounts=accounts)
+    _withdraw_held(db, conn, secret, admissions, decisions, rows, lost, accounts=accounts)
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:
@@ -447,6 +449,27 @@ def _fall_back_refused(db: Database, conn: Connection, secret: bytes, admissions
             fallbacks.fall_back_refused(decision.id, a.outgoing, categories[decision.id], trigger,
                                         source_event_id=source_event_id, plugin=plugin,
                                         admit=partial(admit_fallback, db, conn, secret, accounts=accounts))
+
+
+def _withdraw_held(db: Database, conn: Connection, secret: bytes, admissions: list[Admission],
+                   decisions: list[Decision], rows: list[dict[str, Any]], lost: set[str], *,
+                   accounts: templates.BusinessAccounts | None) -> None:
+    """A message held here because its template is paused (``template_paused``) that names fallback
+    media and is due now is withdrawn for its fallback (:func:`.fallbacks.instead`): refused, in
+    this transaction, once its fallback is admitted. One scheduled for later waits as any held
+    message: the sender's check when it is due decides."""
+    held = {row["id"]: row for row in rows if row["reason"] == fallbacks.TEMPLATE_PAUSED
+            and row["status"] == StatusValue.QUEUED and (row["not_before"] or 0) <= row["created_at"]}
+    for n, (a, decision) in enumerate(zip(admissions, decisions, strict=True)):
+        row = held.get(decision.id)
+        if row is None or not a.outgoing.fallback_media or decision.duplicate or a.idempotency_key in lost:
+            continue
+        said = fallbacks.instead(conn, decision.id, fallbacks.TEMPLATE_PAUSED, fallbacks.TEMPLATE_PAUSED,
+                                 f"{row['template_name']} is paused by WhatsApp",
+                                 admit=partial(admit_fallback, db, conn, secret, accounts=accounts))
+        if said is not None:
+            decisions[n] = Decision(decision.id, StatusValue.REFUSED.value, fallbacks.TEMPLATE_PAUSED, said,
+                                    idempotency_key=decision.idempotency_key)
 
 
 def admit_fallback(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, idempotency_key: str,

@@ -182,6 +182,10 @@ class Sender:
                     outbox.refuse(conn, row["id"], verdict.reason, verdict.detail)
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.reason)
                     continue
+                if verdict.hold == fallbacks.TEMPLATE_PAUSED and fallbacks.wanted(row) and self.bookkeeping.instead(
+                        conn, row["id"], verdict.hold, f"{getattr(verdict.content, 'name', '')} is paused by WhatsApp"):
+                    _log_outcome(logging.INFO, "message refused before sending", row, reason=verdict.hold)
+                    continue  # withdrawn: its fallback goes instead of waiting for the pause to end
                 if verdict.hold:
                     held = verdict.content if isinstance(verdict.content, TemplateContent) else None
                     outbox.wait(conn, row["id"], now() + HOLD_RECHECK_SECONDS, row["attempts"], verdict.hold,
@@ -262,7 +266,8 @@ class Sender:
                     self._undeliverable(conn, channels[o.message.medium], o, error, retention)
                 else:
                     reason = err.code if isinstance(err, ConnectzapError) else "fatal"
-                    self.bookkeeping.fall_back(conn, row["id"], None, error.code)  # before its data is erased
+                    # before its data is erased
+                    self.bookkeeping.fall_back(conn, row["id"], None, error.code, reason=reason)
                     outbox.fail(conn, row["id"], reason, error, outbox.erase_values(retention))
 
     def _undeliverable(self, conn: Any, channel: Channel, o: SendOutcome, error: ErrorRecord,
@@ -283,7 +288,7 @@ class Sender:
                 reported_by=f"{channel.name}:{vendor_code or code}",
                 proof=f"{channel.name} refused a marketing message: {err}", origin=f"send:{row['id']}",
                 medium=o.message.medium)
-        self.bookkeeping.fall_back(conn, row["id"], code, error.code)  # before its data is erased
+        self.bookkeeping.fall_back(conn, row["id"], code, error.code, reason=code)  # before its data is erased
         outbox.fail(conn, row["id"], code, error, outbox.erase_values(retention))
 
     def _accepted_event(self, o: SendOutcome) -> Event:

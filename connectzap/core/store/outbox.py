@@ -186,6 +186,20 @@ def release_waiting(conn: Connection, template_name: str, language: str | None, 
     return conn.execute(stmt.values(next_attempt_at=due, updated_at=t)).rowcount
 
 
+def queued_with_template(conn: Connection, template_name: str, language: str | None) -> list[dict[str, Any]]:
+    """The WhatsApp messages still queued for template ``template_name`` (in ``language``, when
+    given) that are due by now and name media to fall back on, locked for this transaction (a sender
+    claiming one waits, then finds it no longer queued)."""
+    t = now()
+    stmt = select(outbox).where(outbox.c.status == S.QUEUED, outbox.c.medium == "whatsapp",
+                                outbox.c.template_name == template_name,
+                                or_(outbox.c.not_before.is_(None), outbox.c.not_before <= t),
+                                outbox.c.content.like('%"fallback_media"%'))
+    if language:
+        stmt = stmt.where(outbox.c.language == language)
+    return [dict(r._mapping) for r in conn.execute(stmt.order_by(outbox.c.id).with_for_update())]
+
+
 def retry_later(conn: Connection, message_id: str, at: float, error: ErrorRecord) -> None:
     """It was not sent this time (a retriable error, or sending paused): back to the queue until ``at``."""
     _update(conn, message_id, status=S.QUEUED, next_attempt_at=at, **error.values(), **_RELEASE)
