@@ -7,6 +7,7 @@ of the same message carries the same Message-ID and a provider's bounce names it
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -24,9 +25,27 @@ SEVEN_BIT = SMTP.clone(cte_type="7bit")
 """Headers RFC 2047-encoded and bodies quoted-printable or base64 when they are not ASCII, so a relay
 without 8BITMIME takes the message as it is."""
 
-POSTMARK_METADATA = "X-PM-Metadata-connectzap_outbox"
+OUTBOX_VARIABLE = "connectzap_outbox"
+POSTMARK_METADATA = f"X-PM-Metadata-{OUTBOX_VARIABLE}"
 """Postmark hands custom ``X-PM-Metadata-*`` headers back in its webhooks' ``Metadata``: the bounce
 webhook finds the message by it."""
+
+
+SENDGRID_SMTPAPI = "X-SMTPAPI"
+"""SendGrid reads unique arguments from this header of a message sent through its SMTP relay and
+hands them back as top-level fields of each Event Webhook event."""
+MAILGUN_VARIABLES = "X-Mailgun-Variables"
+"""Mailgun hands the variables of this header back as ``user-variables`` in each webhook."""
+
+
+def provider_headers(provider: str, outbox_id: str) -> dict[str, str]:
+    """The header through which ``provider`` hands the message's id back in its webhooks."""
+    if provider == "postmark":
+        return {POSTMARK_METADATA: outbox_id}
+    variables = {OUTBOX_VARIABLE: outbox_id}
+    if provider == "sendgrid":
+        return {SENDGRID_SMTPAPI: json.dumps({"unique_args": variables}, separators=(",", ":"))}
+    return {MAILGUN_VARIABLES: json.dumps(variables, separators=(",", ":"))}
 
 
 def message_id_for(outbox_id: str, domain: str) -> str:
@@ -70,8 +89,8 @@ class Composer:
         if send.category == "marketing":
             for name, value in links.headers().items():
                 mail[name] = value
-        if settings.webhook_provider == "postmark":
-            mail[POSTMARK_METADATA] = send.outbox_id
+        for name, value in provider_headers(settings.webhook_provider, send.outbox_id).items():
+            mail[name] = value
         mail.set_content(rendered.text)
         if rendered.html is not None:
             mail.add_alternative(rendered.html, subtype="html")

@@ -17,9 +17,10 @@ from ..base import Connector, WebhookRequest, WebhookResponse
 from . import unsubscribe_page as page
 from .channel import EmailChannel
 from .settings import EmailSettings
-from .signatures import UnsubscribeClaim, unsubscribe_key, verify_basic_auth, verify_unsubscribe
+from .signatures import (SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP, UnsubscribeClaim, unsubscribe_key,
+                         verify_basic_auth, verify_mailgun, verify_sendgrid, verify_unsubscribe)
 from .unsubscribe import ROUTE
-from .webhooks import SOURCE, parse_postmark
+from .webhooks import SOURCE, parse_mailgun, parse_postmark, parse_sendgrid
 
 if TYPE_CHECKING:
     from ...core.app import Connectzap
@@ -78,13 +79,23 @@ class EmailConnector(Connector):
         if page.is_unsubscribe(request):
             self.claim(request)
             return
-        verify_basic_auth(request.header("authorization"), self.settings.webhook_username,
-                          [p.get_secret_value() for p in self.settings.webhook_passwords])
+        settings = self.settings
+        if settings.webhook_provider == "sendgrid":
+            verify_sendgrid(request.body, request.header(SENDGRID_SIGNATURE), request.header(SENDGRID_TIMESTAMP),
+                            settings.webhook_public_key, tolerance=settings.webhook_tolerance_seconds)
+        elif settings.webhook_provider == "mailgun":
+            verify_mailgun(request.body, [k.get_secret_value() for k in settings.webhook_signing_keys],
+                           tolerance=settings.webhook_tolerance_seconds)
+        else:
+            verify_basic_auth(request.header("authorization"), settings.webhook_username,
+                              [p.get_secret_value() for p in settings.webhook_passwords])
 
     def parse(self, request: WebhookRequest) -> list[Event]:
         if page.is_unsubscribe(request):
             return page.unsubscribe_events(self.claim(request), clock.now(), self.name)
-        return parse_postmark(request.body, self.settings.sender_domain)
+        parse = {"sendgrid": parse_sendgrid, "mailgun": parse_mailgun}.get(self.settings.webhook_provider,
+                                                                          parse_postmark)
+        return parse(request.body, self.settings.sender_domain)
 
     def accepted(self, request: WebhookRequest, received: int, duplicates: int) -> WebhookResponse:
         if page.is_unsubscribe(request):

@@ -71,11 +71,22 @@ class EmailSettings(ConnectorSettings):
     unsubscribe_valid_days: int = Field(default=90, ge=30, le=3650)
     """How long a link served by connectzap keeps working after the email was sent (at least 30 days:
     a reader must be able to unsubscribe from an email that is a month old)."""
-    webhook_provider: Literal["postmark"] = "postmark"
+    webhook_provider: Literal["postmark", "sendgrid", "mailgun"] = "postmark"
+    """Who calls ``/webhooks/email`` with deliveries, bounces and complaints, and so how a call is
+    authenticated: Postmark with HTTP Basic (``webhook_username``, ``webhook_passwords``), SendGrid
+    with its ECDSA signature (``webhook_public_key``), Mailgun with its HMAC (``webhook_signing_keys``)."""
     webhook_username: str = "connectzap"
     webhook_passwords: list[SecretStr] = Field(default_factory=list)
     """The HTTP Basic password(s) the provider's webhook calls ``/webhooks/email`` with. Several may be
     given while one is replaced; none refuses every call."""
+    webhook_public_key: str | None = None
+    """SendGrid: the signed Event Webhook's verification key (base64, as SendGrid shows it, or PEM).
+    Not a secret; without it every call is refused."""
+    webhook_signing_keys: list[SecretStr] = Field(default_factory=list)
+    """Mailgun: the HTTP webhook signing key(s). Several may be given while one is replaced; none
+    refuses every call."""
+    webhook_tolerance_seconds: int = Field(default=300, ge=30, le=86400)
+    """SendGrid and Mailgun: how far a signed timestamp may be from now (older calls are replays)."""
 
     @field_validator("from_address")
     @classmethod
@@ -127,6 +138,14 @@ class EmailSettings(ConnectorSettings):
             raise ValueError("unsubscribe_base_url must be an https:// address without a query, like "
                              "https://hooks.shop.example (RFC 8058 one-click needs https)")
         return value.rstrip("/")
+
+    @field_validator("webhook_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .signatures import sendgrid_public_key
+            sendgrid_public_key(value)  # ValueError says what is wrong with it
+        return value
 
     @field_validator("templates_dir")
     @classmethod
