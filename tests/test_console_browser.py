@@ -139,6 +139,10 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         assert page.text_content("#m-reason") == "no_consent"
         assert page.text_content("#m-status") == check.message(refused_id)["status"] == "refused"
         shot(page, "message")
+        page.get_by_role("link", name="Messages", exact=True).click()
+        page.get_by_role("link", name="Unknown messages (may or may not have been sent)").click()
+        page.wait_for_selector("h1:text('Unknown messages')")
+        shot(page, "unknown")
 
         # retrying the dead letter
         page.get_by_role("link", name="Dead letters").click()
@@ -191,6 +195,7 @@ def test_a_shop_owner_fixes_things_in_the_console(mode: tuple[str, ...], screen:
         assert (expected.reachable, expected.refused) == (1, {"no_consent": 1})
         assert page.text_content("#preview-reachable") == "1"
         assert page.text_content("tr[data-reason='no_consent'] td") == "1"
+        shot(page, "campaign-preview")
         page.get_by_role("link", name="Back to the campaign").click()
         page.get_by_role("button", name="Start", exact=True).click()
         page.wait_for_selector("#done")
