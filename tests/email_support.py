@@ -3,6 +3,7 @@ STARTTLS or TLS from the first byte on a throwaway CA (trustme), AUTH, and repli
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import ssl
@@ -43,8 +44,19 @@ class Relay:
     rcpt_reply: str | None = None
     data_reply: str | None = None
     drop_in_data: bool = False
+    close_after_data: bool = False
+    sessions: list[Any] = field(default_factory=list)
+    mails: int = 0  # MAIL FROM commands: one per message the client started
+
+    @property
+    def connections(self) -> int:
+        """How many SMTP connections started a message (one session per connection)."""
+        return len(self.sessions)
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.mails += 1
+        if not any(seen is session for seen in self.sessions):
+            self.sessions.append(session)
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address
@@ -67,6 +79,8 @@ class Relay:
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       email.message_from_bytes(raw, policy=default),  # type: ignore[arg-type]
                                       raw, server.transport.get_extra_info("ssl_object") is not None, login))
+        if self.close_after_data:  # the relay hangs up on a connection right after the answer (an idle timeout)
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
         return "250 Message accepted"
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:

@@ -3,6 +3,8 @@ first byte, AUTH, the MIME it sends, and every SMTP failure mapped to the except
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +349,92 @@ def test_the_unsubscribe_rule_is_the_channels_declared_refusal(templates: Path) 
     newsletter = TemplateContent(name="newsletter", language="en", body={"first_name": "Ana"})
     assert ch.refusal(send(newsletter, category="marketing"), 0.0) is None
     assert ch.refusal(send(TemplateContent(name="nope", language="en"), category="marketing"), 0.0) is None
+
+
+# --- connections kept across messages ---------------------------------------------------------------
+
+async def test_one_connection_carries_many_messages_up_to_the_limit(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay, connection_max_messages=3)
+        for number in range(7):
+            await mailer.send(send(TextContent(body=f"message {number}"), outbox_id=f"m{number}"))
+        await mailer.aclose()
+    assert [got.message["Message-ID"] for got in relay.received] == [f"<m{n}.cz@shop.example>" for n in range(7)]
+    assert relay.connections == 3 and relay.logins == ["shop"] * 3  # 3 + 3 + 1, one login each
+    assert mailer.kept == []
+
+
+async def test_a_connection_per_message_when_the_limit_is_one(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay, connection_max_messages=1)
+        for number in range(3):
+            await mailer.send(send(TextContent(body="hi"), outbox_id=f"m{number}"))
+        assert mailer.kept == []
+    assert relay.connections == 3 and len(relay.received) == 3
+
+
+async def test_an_idle_connection_is_closed_not_reused(tmp_path: Path) -> None:
+    now = [1000.0]
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay, connection_idle_seconds=30)
+        mailer.monotonic = lambda: now[0]
+        await mailer.send(send(TextContent(body="one"), outbox_id="m1"))
+        now[0] += 29
+        await mailer.send(send(TextContent(body="two"), outbox_id="m2"))
+        assert relay.connections == 1
+        now[0] += 31
+        await mailer.send(send(TextContent(body="three"), outbox_id="m3"))
+        await mailer.aclose()
+    assert relay.connections == 2 and len(relay.received) == 3
+
+
+async def test_a_connection_the_relay_dropped_is_replaced_and_the_message_goes_once(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        relay.close_after_data = True  # the relay hangs up after each message
+        mailer = channel(relay)
+        await mailer.send(send(TextContent(body="one"), outbox_id="m1"))
+        await asyncio.sleep(0.2)  # the hang-up arrives
+        await mailer.send(send(TextContent(body="two"), outbox_id="m2"))
+        await mailer.aclose()
+    assert [got.message["Message-ID"] for got in relay.received] == ["<m1.cz@shop.example>", "<m2.cz@shop.example>"]
+    assert relay.connections == 2 and relay.mails == 2
+
+
+async def test_a_drop_noticed_only_at_mail_from_is_retried_on_a_new_connection(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay)
+        relay.close_after_data = True
+        await mailer.send(send(TextContent(body="one"), outbox_id="m1"))
+        relay.close_after_data = False
+        time.sleep(0.3)  # the relay hangs up meanwhile; blocking, so this loop has not read the hang-up yet
+        [kept] = mailer.kept
+        assert kept.smtp.is_connected  # as far as the client knows: MAIL FROM is what finds out
+        await mailer.send(send(TextContent(body="two"), outbox_id="m2"))
+        await mailer.aclose()
+    assert [got.message["Message-ID"] for got in relay.received] == ["<m1.cz@shop.example>", "<m2.cz@shop.example>"]
+    assert relay.connections == 2
+
+
+async def test_a_drop_during_data_on_a_kept_connection_stays_ambiguous(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay)
+        await mailer.send(send(TextContent(body="one"), outbox_id="m1"))
+        relay.drop_in_data = True
+        with pytest.raises(AmbiguousDeliveryError):
+            await mailer.send(send(TextContent(body="two"), outbox_id="m2"))
+        assert mailer.kept == []  # a failed connection is never kept
+        relay.drop_in_data = False
+        await mailer.send(send(TextContent(body="three"), outbox_id="m3"))
+        await mailer.aclose()
+    assert [got.message["Message-ID"] for got in relay.received] == ["<m1.cz@shop.example>", "<m3.cz@shop.example>"]
+    assert relay.mails == 3 and relay.connections == 2  # m2 was started once, on the kept connection, never again
+
+
+async def test_a_refused_recipient_on_a_kept_connection_is_not_retried(tmp_path: Path) -> None:
+    with smtp_relay(tmp_path) as relay:
+        mailer = channel(relay)
+        await mailer.send(send(TextContent(body="one"), outbox_id="m1"))
+        relay.rcpt_reply = "550 5.1.1 No such user"
+        with pytest.raises(SkippableDeliveryError):
+            await mailer.send(send(TextContent(body="two"), outbox_id="m2"))
+    assert relay.connections == 1 and len(relay.received) == 1

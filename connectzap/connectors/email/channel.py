@@ -1,9 +1,16 @@
-"""The email channel: one SMTP conversation per message through the configured relay.
+"""The email channel: SMTP through the configured relay, connections kept across messages.
 
 For each send: check the recipient is an email address, compose the email (templates, headers,
-the marketing rule), then connect (STARTTLS or TLS from the first byte, login), MAIL FROM, RCPT
-TO, DATA. Each stage's failure maps to the exception tree (:mod:`.smtp_errors`); the returned
-message id is the Message-ID the channel gave the email.
+the marketing rule), then take a connection -- a kept one, or a new one (STARTTLS or TLS from the
+first byte, login) -- and MAIL FROM, RCPT TO, DATA. Each stage's failure maps to the exception tree
+(:mod:`.smtp_errors`); the returned message id is the Message-ID the channel gave the email.
+
+Connections are kept per worker process (each channel instance, in its event loop): after a
+message the connection goes back to be used again, until it has carried
+``connection_max_messages`` or sat unused for ``connection_idle_seconds``. Any failure closes it.
+A kept connection the relay closed meanwhile fails at MAIL FROM, before anything of the message is
+sent: the message then goes once more on a new connection. A connection lost during DATA stays
+ambiguous (the relay may have the message) and is never retried here.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
 
@@ -39,6 +47,24 @@ def recipient_address(recipient: str) -> str:
     return addr
 
 
+@dataclass
+class Kept:
+    """One SMTP connection and what decides whether it may carry another message."""
+
+    smtp: aiosmtplib.SMTP
+    loop: asyncio.AbstractEventLoop
+    sent: int = 0
+    idle_since: float = 0.0
+
+
+def closed_by_relay(exc: BaseException) -> bool:
+    """Whether ``exc`` at MAIL FROM says the relay dropped the connection (no reply, or ``421``:
+    "closing the channel") rather than refusing the message."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, (aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError))
+
+
 class EmailChannel(BaseChannel):
     name = "email"
     medium = EMAIL
@@ -49,6 +75,8 @@ class EmailChannel(BaseChannel):
         self._tls_context: ssl.SSLContext | None = None
         rate = settings.messages_per_second
         self.rate = SendRate(rate) if rate is not None else None
+        self.kept: list[Kept] = []
+        self.monotonic = time.monotonic  # tests move it instead of waiting
 
     async def pace(self, message: OutboundSend) -> None:
         if self.rate is not None:
@@ -82,23 +110,73 @@ class EmailChannel(BaseChannel):
     async def send(self, message: OutboundSend) -> str:
         address = recipient_address(message.recipient)
         composed = self.composer.compose(message, address)
+        content = composed.message.as_bytes()
+        fresh_only = False
+        while True:
+            stage: Stage = "connect"
+            connection: Kept | None = None
+            try:
+                connection = await self.take(fresh_only)
+                stage = "envelope"
+                await connection.smtp.mail(self.settings.sender)
+                await connection.smtp.rcpt(address)
+                stage = "data"
+                await connection.smtp.data(content)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                reused = connection is not None and connection.sent > 0
+                if connection is not None:
+                    connection.smtp.close()
+                if reused and stage == "envelope" and closed_by_relay(exc):
+                    fresh_only = True  # nothing of the message was sent: once more, on a new connection
+                    continue
+                raise delivery_error(exc, stage) from None
+            await self.give_back(connection)
+            return composed.message_id
+
+    async def take(self, fresh_only: bool = False) -> Kept:
+        """A kept connection that may carry another message, else a new one. Kept connections of
+        another event loop, idle too long, or closed meanwhile are let go on the way."""
+        loop = asyncio.get_running_loop()
+        now = self.monotonic()
+        usable: list[Kept] = []
+        for kept in self.kept:
+            if kept.loop is not loop:
+                continue  # its loop is gone (a restarted worker loop): nothing to say goodbye on
+            if fresh_only or now - kept.idle_since > self.settings.connection_idle_seconds \
+                    or not kept.smtp.is_connected:
+                await self.goodbye(kept)
+            else:
+                usable.append(kept)
+        self.kept = usable
+        if self.kept:
+            return self.kept.pop()  # the most recently used: the least likely to have been dropped
         smtp = self.client()
-        stage: Stage = "connect"
+        await smtp.connect()
+        return Kept(smtp, loop)
+
+    async def give_back(self, connection: Kept) -> None:
+        """After a message went: keep the connection for the next one, or close it when it carried
+        ``connection_max_messages``."""
+        connection.sent += 1
+        if connection.sent >= self.settings.connection_max_messages or not connection.smtp.is_connected:
+            await self.goodbye(connection)
+            return
+        connection.idle_since = self.monotonic()
+        self.kept.append(connection)
+
+    @staticmethod
+    async def goodbye(connection: Kept) -> None:
         try:
-            await smtp.connect()
-            stage = "envelope"
-            await smtp.mail(self.settings.sender)
-            await smtp.rcpt(address)
-            stage = "data"
-            await smtp.data(composed.message.as_bytes())
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            smtp.close()
-            raise delivery_error(exc, stage) from None
-        try:
-            await smtp.quit()
+            await connection.smtp.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            smtp.close()  # the relay took the message already; a failed goodbye changes nothing
-        return composed.message_id
+            connection.smtp.close()  # the relay has the messages already; a failed goodbye changes nothing
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        kept, self.kept = self.kept, []
+        for connection in kept:
+            if connection.loop is loop:
+                await self.goodbye(connection)
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.settings.host}:{self.settings.smtp_port}, {self.settings.tls})"

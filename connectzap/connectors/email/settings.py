@@ -49,6 +49,11 @@ class EmailSettings(ConnectorSettings):
     helo_name: str | None = None
     """The name connectzap greets the relay with (EHLO). Default: the domain of ``from_address``."""
     timeout_seconds: float = Field(default=30.0, gt=0)
+    connection_max_messages: int = Field(default=100, ge=1, le=10000)
+    """How many emails one SMTP connection carries before it is closed and a new one opened (1: a
+    connection per email, as before connections were kept)."""
+    connection_idle_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a kept connection may sit unused before it is closed rather than used again."""
     from_address: str
     reply_to: str | None = None
     default_subject: str = Field(default="A message for you", min_length=1)
