@@ -17,8 +17,9 @@ PUBLIC = {("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/conso
 LIVE = re.compile(r"/live$")  # polled by the pages' script: 401, not a redirect
 
 # What a form would carry if it were real: enough for each action to do something, were it let through.
-FORM = {"phone": ANA, "category": "utility", "action": "grant", "proof": "ticked the box", "target": "order_notifications",
-        "name": "winter", "template": "order_confirmation|en", "params": "Ana\n7", "keyword": "hola",
+FORM = {"phone": ANA, "category": "utility", "action": "grant", "proof": "ticked the box",
+        "target": "order_notifications", "name": "winter", "template": "order_confirmation|en", "params": "Ana\n7",
+        "keyword": "hola",
         "body": "Hi {{1}}", "language": "en", "medium": "whatsapp"}
 
 
@@ -32,7 +33,8 @@ def snapshot(app, campaign_id: str) -> dict[str, object]:
     return {"audit": [(a["action"], a["target"]) for a in app.operators.audit_log()],
             "dead": [d.event_id for d in app.dead_letters()], "paused": app.paused(),
             "consent": app.consent(ANA), "campaign": app.campaigns.get(campaign_id).state,
-            "campaigns": len(app.campaigns.listing()), "messages": [(m["id"], m["status"]) for m in app.messages(limit=500)],
+            "campaigns": len(app.campaigns.listing()),
+            "messages": [(m["id"], m["status"]) for m in app.messages(limit=500)],
             "templates": [(t.name, t.status) for t in app.templates()], "events": len(app.events(limit=500))}
 
 
