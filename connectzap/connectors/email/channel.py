@@ -24,10 +24,12 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
+from ...core import clock
 from ...core.channel import EMAIL, BaseChannel, OutboundSend, Refusal
 from ...core.errors import SkippableDeliveryError
+from ...core.store.database import Database
 from .composing import Composer
-from .rate import SendRate
+from .rate import SendRate, SharedSendRate
 from .settings import EmailSettings
 from .smtp_errors import Stage, delivery_error
 
@@ -69,20 +71,28 @@ class EmailChannel(BaseChannel):
     name = "email"
     medium = EMAIL
 
-    def __init__(self, settings: EmailSettings, unsubscribe_key: bytes | None = None) -> None:
+    def __init__(self, settings: EmailSettings, unsubscribe_key: bytes | None = None,
+                 db: Database | None = None) -> None:
+        """``db``: the engine's database, where ``messages_per_second`` is shared by every worker
+        process (without one, each process keeps its own)."""
         self.settings = settings
         self.composer = Composer(settings, unsubscribe_key)
         self._tls_context: ssl.SSLContext | None = None
         rate = settings.messages_per_second
-        self.rate = SendRate(rate) if rate is not None else None
+        self.rate: SendRate | None = SendRate(rate) if rate is not None and db is None else None
+        self.shared_rate = SharedSendRate(db, f"{settings.host}:{settings.smtp_port}", rate) \
+            if rate is not None and db is not None else None
         self.kept: list[Kept] = []
         self.monotonic = time.monotonic  # tests move it instead of waiting
 
     async def pace(self, message: OutboundSend) -> None:
-        if self.rate is not None:
+        wait = 0.0
+        if self.shared_rate is not None:
+            wait = await asyncio.to_thread(self.shared_rate.reserve, clock.now())
+        elif self.rate is not None:
             wait = self.rate.reserve(time.monotonic())
-            if wait > 0:
-                await asyncio.sleep(wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def tls_context(self) -> ssl.SSLContext:
         if self._tls_context is None:  # built once: loading a CA bundle reads files

@@ -103,7 +103,7 @@ class EmailConnector(Connector):
         return super().accepted(request, received, duplicates)
 
     def make_channel(self) -> Channel | None:
-        return EmailChannel(self.settings, self.unsubscribe_key)
+        return EmailChannel(self.settings, self.unsubscribe_key, self.app.db)
 
     def status_lines(self) -> list[tuple[str, str]]:
         return [("SMTP relay", f"{self.settings.host}:{self.settings.smtp_port} ({self.settings.tls})")]
