@@ -208,3 +208,26 @@ async def test_the_bounce_webhook_still_takes_post_only(make: Any, tmp_path: Pat
     app, _ = await sent_link(make, tmp_path)
     answer = deliver(app, "email", webhook_request("/webhooks/email", method="GET"))
     assert answer.status == 405
+
+
+async def test_the_unsubscribe_over_http(make: Any) -> None:
+    """Through the real HTTP edge (Starlette routing, the {token} path parameter, form bodies)."""
+    from server_support import journaled, serving
+    app = make(connectors={"email": {"host": "smtp.shop.example", "from_address": "Ana's Shop <shop@shop.example>",
+                                     "unsubscribe_base_url": BASE}})
+    connector = app.connectors["email"]
+    token = sign_unsubscribe(app.contact_key(PHONE), "marketing", "email", int(time.time()) + 3600,
+                             connector.unsubscribe_key)  # type: ignore[attr-defined]
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with serving(app) as client:
+        page = await client.get(f"/unsubscribe/email/{token}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert '<form method="post">' in page.text and journaled(app, "email") == 0
+        done = await client.post(f"/unsubscribe/email/{token}", content=ONE_CLICK, headers=form)
+        again = await client.post(f"/unsubscribe/email/{token}", content=ONE_CLICK, headers=form)
+        altered = token[:-1] + ("B" if token.endswith("A") else "A")
+        forged = await client.post(f"/unsubscribe/email/{altered}", content=ONE_CLICK, headers=form)
+        bounce_get = await client.get("/webhooks/email")
+    assert done.status_code == again.status_code == 200 and "You are unsubscribed" in again.text
+    assert forged.status_code == 400 and bounce_get.status_code == 405
+    assert journaled(app, "email") == 1
