@@ -22,6 +22,7 @@ from .core.errors import (AmbiguousDeliveryError, ConfigurationError, ConflictEr
                           SkippableDeliveryError, SkippableError, StartupError)
 from .core.gate import Decision
 from .core.keywords import leading_keyword, normalise_keyword
+from .core.media import inbound_media
 from .core.hookspecs import hookimpl
 from .core.messages import (BodyParam, ButtonParam, ButtonsContent, ContactsContent, CtaUrlContent, CurrencyParam,
                             DateTimeParam, HeaderParam, ListContent, ListRow, ListSection, LocationContent,
@@ -61,6 +62,7 @@ __all__ = [
     "RetriableDeliveryError", "RetriableError", "SendingPausedError", "Settings", "SignatureError",
     "SkippableDeliveryError", "SkippableError", "StartupError", "StatusValue", "TemplateContent", "TemplateInfo",
     "TemplateUpdate", "TemplateUse", "TextContent", "TextParam", "WebhookRequest", "WebhookResponse", "__version__",
-    "hookimpl", "is_bsuid", "jinja_names_known", "leading_keyword", "load_settings", "normalise_keyword", "signatures",
+    "hookimpl", "inbound_media", "is_bsuid",
+    "jinja_names_known", "leading_keyword", "load_settings", "normalise_keyword", "signatures",
     "to_e164",
 ]

@@ -27,7 +27,7 @@ TestSmsConformance = connector_test_class(
         form("delivered", status_params(SID, "delivered"), query={"outbox": "ob-1"}, expect_kinds=("message_status",)),
         form("undelivered", status_params(SID, "undelivered", error_code="30003"), expect_kinds=("message_status",)),
         form("stop", inbound_params("STOP", sid="SM" + "c" * 32), expect_kinds=("consent_changed",) * 3),
-        form("hello", inbound_params("hello", sid="SM" + "d" * 32)),
+        form("hello", inbound_params("hello", sid="SM" + "d" * 32), expect_kinds=("inbound_message",)),
         form("unknown_status", status_params(SID, "exploded"), expect="error", error_field="MessageStatus"),
         form("other_account", {**status_params(SID, "sent"), "AccountSid": "AC" + "e" * 32}, expect="error",
              error_field="AccountSid"),

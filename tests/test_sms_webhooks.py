@@ -137,12 +137,12 @@ def test_an_opt_in_keyword_grants_it_again(text: str) -> None:
     assert len(events) == 3 and all(e.data["granted"] is True and e.data["medium"] == "sms" for e in events)
 
 
-def test_advanced_opt_out_names_the_keyword_and_other_texts_are_not_kept() -> None:
+def test_advanced_opt_out_names_the_keyword_and_other_texts_are_inbound_messages() -> None:
     # Twilio's Advanced Opt-Out sends OptOutType for the service's own (e.g. localised) keywords
     assert all(e.data["granted"] is False for e in parsed(inbound_params("ARRET", OptOutType="STOP")))
-    assert parsed(inbound_params("ARRET")) == []
-    assert parsed(inbound_params("stop sending me the newsletter please")) == []
-    assert parsed(inbound_params("hello")) == []
+    for text in ("ARRET", "stop sending me the newsletter please", "hello"):
+        assert [(e.kind, e.data["medium"], e.data["text"]) for e in parsed(inbound_params(text))] == [
+            (EventKind.INBOUND_MESSAGE, "sms", text)]
 
 
 # --- through the HTTP edge ---------------------------------------------------------------------

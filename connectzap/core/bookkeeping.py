@@ -1,6 +1,7 @@
 """The core's own bookkeeping for each event, before any plugin sees it.
 
-Consents an event carries, the 24-hour window an inbound message opens, message statuses,
+Consents an event carries, the 24-hour window an inbound WhatsApp message opens (a message on
+another medium, an SMS, opens none), message statuses,
 the template cache, direct sends and cancellations. It runs as the ``core`` delivery of an
 event, inside the dispatcher's transaction, and is retried like any delivery when it fails.
 """
@@ -69,7 +70,7 @@ class Bookkeeping:
             statuses = []
             if event.kind == EventKind.INBOUND_MESSAGE and not event.consents:
                 message = InboundMessage.model_validate(event.data)
-                if message.type != "system":
+                if message.type != "system" and message.medium == WHATSAPP:
                     openings.add(event_id, message)
                     continue
             openings.flush()
@@ -101,7 +102,9 @@ class Bookkeeping:
         kind = event.kind
         if kind == EventKind.INBOUND_MESSAGE:
             message = InboundMessage.model_validate(event.data)
-            if message.type == "system":  # not written by the user: it opens no window
+            if message.medium != WHATSAPP:
+                pass  # an SMS (or email) opens no WhatsApp window; the core keeps nothing of it
+            elif message.type == "system":  # not written by the user: it opens no window
                 self.apply_system(conn, message)
             else:
                 key = identities.observe(self.db, conn, self.secret, message.contact.phone, message.contact.user_id)

@@ -21,6 +21,7 @@ from .errors import FatalError, RetriableError, SkippableError
 from .hookspecs import EVENT_HOOKS
 from .hooks import DeliveryTarget, as_proposals, delivery_targets
 from .idempotency import proposal_key, scoped_key
+from .media import WHATSAPP
 from .messages import Outgoing
 from .conversations import Handover
 from .models import ConsentChange, Contact, Event, EventKind, InboundMessage, MessageStatus
@@ -140,10 +141,11 @@ class Dispatcher:
         self.bookkeeping = bookkeeping
         self._idle_by_kind: dict[str, set[str]] = {}
 
-    def targets(self, kind: str) -> list[DeliveryTarget]:
+    def targets(self, kind: str, medium: str | None = None) -> list[DeliveryTarget]:
         """Who receives events of ``kind``: every hook implementation and connector but the hooks whose
-        plugin's configuration gives them nothing to do (:meth:`PluginSettings.wants`)."""
-        found = [target for target in delivery_targets(kind, self.app.connectors.values())
+        plugin's configuration gives them nothing to do (:meth:`PluginSettings.wants`) and, for an
+        inbound message on ``medium``, the hooks that do not act on that medium (:func:`inbound_media`)."""
+        found = [target for target in delivery_targets(kind, self.app.connectors.values(), medium)
                  if target.name not in self._idle(kind)]
         if self.app.simulation is not None:  # connectors are rehearsed, never called
             found = [self.app.simulation.stand_in(target, kind) for target in found]
@@ -280,13 +282,16 @@ class Dispatcher:
     def _prepare_in(self, conn: Any, claimed: list[dict[str, Any]]) -> tuple[list[_Plan], dict[int, str]]:
         """Create the deliveries, run the core's own bookkeeping, and list the targets due now.
         Events with no target due now are settled here; returns the plans and their outcome."""
-        by_kind: dict[str, dict[str, DeliveryTarget]] = {}
+        by_kind: dict[tuple[str, str | None], dict[str, DeliveryTarget]] = {}
         plans = []
         for row in claimed:
             kind = row["event"].kind.value
-            if kind not in by_kind:
-                by_kind[kind] = {tg.name: tg for tg in self.targets(kind)}
-            plans.append(_Plan(row["id"], row["event"], by_kind[kind]))
+            # an inbound message goes to the hooks that act on its medium (WhatsApp when unnamed)
+            medium = str(row["event"].data.get("medium") or WHATSAPP) if kind == EventKind.INBOUND_MESSAGE.value \
+                else None
+            if (kind, medium) not in by_kind:
+                by_kind[kind, medium] = {tg.name: tg for tg in self.targets(kind, medium)}
+            plans.append(_Plan(row["id"], row["event"], by_kind[kind, medium]))
         bare = self._apply_bare_statuses(conn, [p for p in plans if not p.targets and batched_status(p.event)])
         plans = [p for p in plans if p.event_id not in bare]
         if not plans:

@@ -22,7 +22,9 @@ from .connector import Connector
 from .context import EventContext
 from .errors import StartupError
 from .hookspecs import EVENT_HOOKS
+from .media import declared_inbound_media
 from .messages import Outgoing
+from .models import EventKind
 from .phones import mask
 from .plugin_settings import PluginSettings
 from .plugins import load_plugins, pm, strict
@@ -42,6 +44,13 @@ class HookTarget:
     name: str
     function: Callable[..., Any]
     argnames: tuple[str, ...]
+    media: frozenset[str] | None = None
+    """The media of the inbound messages it is called for (None: every event it hooks);
+    :func:`connectzap.core.media.inbound_media`."""
+
+    def accepts(self, medium: str | None) -> bool:
+        """Whether it is called for an event on ``medium`` (None: an event of no medium)."""
+        return self.media is None or medium is None or medium in self.media
 
     @property
     def blocking(self) -> bool:
@@ -125,7 +134,9 @@ def event_targets(kind: str) -> list[HookTarget]:
     caller = getattr(pm.hook, spec[0])
     targets = []
     for impl in reversed(caller.get_hookimpls()):  # pluggy calls LIFO; keep the same order
-        targets.append(HookTarget(name=impl.plugin_name, function=impl.function, argnames=tuple(impl.argnames)))
+        declared = declared_inbound_media(impl.function) if kind == EventKind.INBOUND_MESSAGE.value else None
+        targets.append(HookTarget(name=impl.plugin_name, function=impl.function, argnames=tuple(impl.argnames),
+                                  media=declared))
     return targets
 
 
@@ -140,9 +151,11 @@ class DeliveryTarget:
     connector: Connector | None = None
 
 
-def delivery_targets(kind: str, connectors: Iterable[Connector]) -> list[DeliveryTarget]:
-    """Every receiver of an event of ``kind``: hook implementations first, then connectors."""
-    out = [DeliveryTarget(name=h.name, hook=h) for h in event_targets(kind)] if kind in EVENT_HOOKS else []
+def delivery_targets(kind: str, connectors: Iterable[Connector], medium: str | None = None) -> list[DeliveryTarget]:
+    """Every receiver of an event of ``kind``: hook implementations first, then connectors. With
+    ``medium`` (an inbound message's), only the hooks that act on it; connectors get every medium."""
+    out = [DeliveryTarget(name=h.name, hook=h) for h in event_targets(kind)
+           if h.accepts(medium)] if kind in EVENT_HOOKS else []
     for connector in connectors:
         for target_name, method in connector.delivery_targets(kind).items():
             out.append(DeliveryTarget(name=target_name, connector_method=method, connector=connector))

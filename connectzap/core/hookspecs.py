@@ -83,13 +83,23 @@ def on_lead(lead: Lead, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
 
 @hookspec
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> Outgoing | list[Outgoing] | None:
-    """A customer wrote to one of our WhatsApp numbers.
+    """A customer wrote to one of our WhatsApp numbers -- or, ``message.medium`` says so, on another
+    medium: an SMS to our Twilio number (``"sms"``).
 
-    Called after connectzap opened or refreshed the 24-hour customer-service window, so a
-    free-form reply proposed here is allowed. Called once per wamid, even if WhatsApp
-    delivers the webhook again.
+    For WhatsApp, called after connectzap opened or refreshed the 24-hour customer-service window,
+    so a free-form reply proposed here is allowed. Called once per message id (``message.wamid``:
+    an SMS's is Twilio's ``MessageSid``), even if the webhook comes again.
 
-    :param message: the inbound message; ``message.text`` is the readable text when there is any.
+    An implementation is called for WhatsApp messages only unless it declares other media with
+    ``@inbound_media("whatsapp", "sms")`` (or ``"*"``: every medium) under ``@hookimpl``. A message
+    on another medium opens no WhatsApp window: answer an SMS with ``medium="sms"`` on the
+    ``Outgoing`` (it needs the customer's consent on SMS). Automatic answers to it are arbitrated
+    like a WhatsApp message's: at most one per message. Connectors' ``sync_inbound_message`` gets
+    every medium.
+
+    :param message: the inbound message; ``message.text`` is the readable text when there is any,
+        ``message.medium`` where it came from (``whatsapp`` by default), ``message.media_types`` the
+        content types of an MMS's attachments (recorded, never fetched).
     :param ctx: the event context.
     :returns: replies to propose (or ``None``).
     """

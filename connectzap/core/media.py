@@ -5,7 +5,8 @@ Plugins may bring others: any lower-case name matching :data:`NAME`."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import AfterValidator, Field
 
@@ -30,3 +31,39 @@ def checked(medium: str) -> str:
 
 Medium = Annotated[str, Field(max_length=16), AfterValidator(checked)]
 """A medium's name in a model field: checked by :func:`checked`, so every model says the same."""
+
+
+EVERY: Final = "*"
+"""Given to :func:`inbound_media`: every medium, including ones added later."""
+DEFAULT_INBOUND_MEDIA: Final = frozenset({WHATSAPP})
+"""What an ``on_inbound_message`` implementation that declares nothing is called for."""
+_DECLARED = "connectzap_inbound_media"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def inbound_media(*names: str) -> Callable[[_F], _F]:
+    """Declare the media an ``on_inbound_message`` implementation acts on (``"*"``: every one)::
+
+        @hookimpl
+        @inbound_media("whatsapp", "sms")
+        def on_inbound_message(message, ctx): ...
+
+    Undeclared, an implementation is called for WhatsApp messages only: answers written for WhatsApp
+    (buttons, templates, the 24-hour window) would be wrong by SMS. Connectors' ``sync_*`` methods
+    (a CRM's timeline) get every medium and read ``message.medium``."""
+    if not names:
+        raise ValueError("inbound_media() needs at least one medium, or '*' for every one")
+    chosen = frozenset(name if name == EVERY else checked(name) for name in names)
+
+    def declare(function: _F) -> _F:
+        setattr(function, _DECLARED, chosen)
+        return function
+
+    return declare
+
+
+def declared_inbound_media(function: Callable[..., Any]) -> frozenset[str] | None:
+    """The media ``function`` (an ``on_inbound_message`` implementation) acts on; None: every one."""
+    chosen: frozenset[str] = getattr(function, _DECLARED, DEFAULT_INBOUND_MEDIA)
+    return None if EVERY in chosen else chosen

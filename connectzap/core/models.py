@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from . import clock, media, payloads
+from .media import Medium
 from .bsuids import checked_bsuid, identify
 from .phones import to_e164
 
@@ -203,16 +204,27 @@ class AdReferral(Model):
 
 
 class InboundMessage(Model):
-    """A message a customer sent to one of our WhatsApp numbers.
+    """A message a customer sent us: to one of our WhatsApp numbers, or -- ``medium`` says which --
+    on another medium (an SMS to our Twilio number).
 
     ``type`` is Meta's message type; unknown types keep their payload in ``raw``. ``text``
     holds the readable text for any type that has some (text body, caption, button title).
+    ``wamid`` is the message's id where it came from (Twilio's ``MessageSid`` for an SMS).
     """
 
     wamid: str
     type: str
     timestamp: datetime
     contact: Contact
+    medium: Medium = Field(default=media.WHATSAPP,  # not media.Medium: the field ``media`` below shadows the module
+                           description="The medium the message came on: whatsapp (the default), sms, ...")
+    """Where the customer wrote: ``whatsapp`` (the default: payloads journaled before the field
+    existed are WhatsApp messages) or another medium. Only a WhatsApp message opens the 24-hour
+    window, and event hooks see other media only when their plugin declares them
+    (:func:`connectzap.inbound_media`)."""
+    media_types: list[str] = Field(default_factory=list)
+    """The content types of the attachments of a message that may carry several (an MMS), in
+    order: recorded, never fetched. Their number is ``len(media_types)``."""
     business_phone_number_id: str | None = None
     text: str | None = None
     media: MediaInfo | None = None

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
+from .media import WHATSAPP
 from .models import Event, EventKind
 from .templates import announcement
 from .phones import mask, scrub
@@ -216,7 +217,8 @@ def _subject(payload: str | None) -> str | None:
     if kind == EventKind.LEAD:
         return f"lead {data.id}" + (f" ({data.stage})" if data.stage else "") + _to(data.contact.phone)
     if kind == EventKind.INBOUND_MESSAGE:
-        return f"{data.type} message" + (f" from {mask(data.contact.phone)}" if data.contact.phone else "")
+        on = "" if data.medium == WHATSAPP else f" by {data.medium}"  # an SMS says so
+        return f"{data.type} message{on}" + (f" from {mask(data.contact.phone)}" if data.contact.phone else "")
     if kind == EventKind.MESSAGE_STATUS:
         return f"{data.status} for message {data.outbox_id or data.wamid}"
     if kind == EventKind.CONSENT_CHANGED:

@@ -214,9 +214,12 @@ class HubSpotConnector(Connector):
         if not self.settings.timeline or not (message.contact.phone or user_id):
             return None
         text = message.text or (f"[{message.type}]" if message.type != "text" else "")
+        if message.media_types:  # an MMS: its attachments by type only (never fetched)
+            text = "\n".join([*([message.text] if message.text else []),
+                              f"[{len(message.media_types)} attachment(s): {', '.join(message.media_types)}]"])
         return Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound", text=text,
                      at=message.timestamp, name=message.contact.name, user_id=user_id,
-                     source=message.referral.summary() if message.referral else None)
+                     source=message.referral.summary() if message.referral else None, medium=message.medium)
 
     def _outbound_entry(self, status: MessageStatus) -> Entry | None:
         # Only connectzap's own "accepted" carries what was sent; later statuses change nothing here.

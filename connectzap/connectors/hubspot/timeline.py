@@ -1,7 +1,8 @@
-"""WhatsApp messages (and handoffs) on the contact's HubSpot timeline: one entry per wamid, ever.
+"""WhatsApp messages (and handoffs), and SMS customers send, on the contact's HubSpot timeline:
+one entry per wamid (an SMS: its Twilio id), ever.
 
-Each message becomes a Communication (channel WHATS_APP, logged from CRM, associated to the
-contact with HubSpot-defined type 81) or, where the portal has no Communications (configured,
+Each message becomes a Communication (channel WHATS_APP, an SMS channel SMS; logged from CRM,
+associated to the contact with HubSpot-defined type 81) or, where the portal has no Communications (configured,
 or a 403), a Note (type 202). HubSpot has no direction field, so the body says which way the
 message went, what it said and its wamid.
 
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...core.errors import FatalDeliveryError, SkippableError
+from ...core.media import SMS, WHATSAPP
 from . import marks
 from .client import HubSpotClient
 from .contacts import ContactRef, Contacts
@@ -29,11 +31,14 @@ if TYPE_CHECKING:
 COMMUNICATION_TO_CONTACT = 81
 NOTE_TO_CONTACT = 202
 ObjectKind = Literal["communication", "note"]
+WHATS_APP = "WHATS_APP"
+CHANNEL_TYPES = {WHATSAPP: WHATS_APP, SMS: "SMS"}
+"""Our medium -> HubSpot's ``hs_communication_channel_type`` (another medium is logged as WhatsApp's)."""
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One WhatsApp message to log."""
+    """One message to log (WhatsApp unless ``medium`` says otherwise)."""
 
     wamid: str
     phone: str | None  # None: a customer known by business-scoped user id only
@@ -47,18 +52,25 @@ class Entry:
     heading: str | None = None
     """Replaces the "message received/sent" line (a handoff is no message); ``wamid`` then holds
     the entry's own id, shown last like a message's."""
+    medium: str = WHATSAPP
+    """Where the message went: ``sms`` is logged as an SMS Communication (``wamid`` is Twilio's id)."""
 
     @property
     def millis(self) -> int:
         return int(self.at.timestamp() * 1000)
 
+    @property
+    def channel_type(self) -> str:
+        """The Communication's ``hs_communication_channel_type``."""
+        return CHANNEL_TYPES.get(self.medium, WHATS_APP)
+
     def body(self) -> str:
         """The timeline text (HubSpot renders it as HTML, so the message is escaped)."""
-        arrow = self.heading or ("⬅ WhatsApp message received" if self.direction == "inbound"
-                                 else "➡ WhatsApp message sent")
+        said = "SMS" if self.medium == SMS else "WhatsApp message"
+        arrow = self.heading or (f"⬅ {said} received" if self.direction == "inbound" else f"➡ {said} sent")
         text = "<br>".join(html.escape(line) for line in self.text.splitlines()) or "(no text)"
         source = f"<p>Lead source: {html.escape(self.source)}</p>" if self.source else ""
-        label = "id" if self.heading else "wamid"
+        label = "id" if self.heading else "wamid" if self.medium == WHATSAPP else f"{self.medium} id"
         return (f"<p><strong>{html.escape(arrow)}</strong></p><p>{text}</p>{source}"
                 f"<p>{label}: {html.escape(self.wamid)}</p>")
 
@@ -152,7 +164,7 @@ class Timeline:
     def create_request(self, kind: ObjectKind, entry: Entry, contact: ContactRef) -> dict[str, Any]:
         """The body of the create call: the entry's properties and its association to the contact."""
         if kind == "communication":
-            props = {"hs_communication_channel_type": "WHATS_APP", "hs_communication_logged_from": "CRM",
+            props = {"hs_communication_channel_type": entry.channel_type, "hs_communication_logged_from": "CRM",
                      "hs_communication_body": entry.body(), "hs_timestamp": str(entry.millis)}
             type_id = COMMUNICATION_TO_CONTACT
         else:
@@ -184,7 +196,7 @@ class Timeline:
         if kind == "communication":
             from hubspot.crm.objects.communications import PublicObjectSearchRequest
             api, body_prop = self.client.communication_search, "hs_communication_body"
-            extra = [{"propertyName": "hs_communication_channel_type", "operator": "EQ", "value": "WHATS_APP"}]
+            extra = [{"propertyName": "hs_communication_channel_type", "operator": "EQ", "value": entry.channel_type}]
         else:
             from hubspot.crm.objects.notes import PublicObjectSearchRequest
             api, body_prop, extra = self.client.note_search, "hs_note_body", []

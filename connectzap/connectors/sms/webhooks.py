@@ -14,10 +14,13 @@ error, its reason and, when it says something about the recipient, its outcome
 An inbound text that is one of the opt-out keywords (STOP, UNSUBSCRIBE, ...) revokes the
 customer's consent on the ``sms`` medium in every category (Twilio itself now blocks every message to them from
 this sender); one of the opt-in keywords (START, UNSTOP, YES) grants it again. Any other inbound
-text is acknowledged and not kept.
+text is an ``inbound_message`` on the ``sms`` medium, keyed by its ``MessageSid`` (a replay adds
+nothing); an MMS's attachments are recorded by content type and count, never fetched.
 
 Nothing here keeps a number: a status names its contact by keyed hash (``contact_key``) and by
 number only on an opt-out failure (the core records the opt-out for that number, then forgets it).
+An inbound message carries the sender's number and text to its hooks, as a WhatsApp one does; the
+journal erases both with the payload once the work is done.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from datetime import datetime
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.keywords import normalise_keyword
 from ...core.media import SMS
-from ...core.models import (ApiErrorInfo, Category, ConsentChange, DeliveryOutcome, Event, EventKind, MessageStatus,
-                            StatusValue)
+from ...core.models import (ApiErrorInfo, Category, ConsentChange, Contact, DeliveryOutcome, Event, EventKind,
+                            InboundMessage, MediaInfo, MessageStatus, StatusValue)
 from ...core.phones import to_e164
 from .errors import describe, failure_reason, outcome_of
 from .signatures import form_params
@@ -44,6 +47,8 @@ STATUSES: dict[str, StatusValue] = {
 }
 """Twilio's ``MessageStatus`` -> the core's status."""
 INBOUND = ("received", "receiving")
+MAX_MEDIA = 10
+"""Twilio delivers at most 10 attachments with one MMS."""
 KEYWORD_CATEGORIES = tuple(Category)
 """What an SMS opt-out keyword revokes (and an opt-in keyword grants again): every category, as
 Twilio blocks every message to a recipient who texted STOP, whatever it is about."""
@@ -119,18 +124,47 @@ def keyword_change(text: str, opt_out: Iterable[str], opt_in: Iterable[str]) -> 
     return None
 
 
+def media_types(params: Mapping[str, str]) -> list[str]:
+    """The content types of an MMS's attachments (``NumMedia``, ``MediaContentType0``...), in order;
+    their URLs (``MediaUrl0``...) are not read: connectzap fetches no SMS media."""
+    count = params.get("NumMedia", "").strip() or "0"
+    if not count.isdigit() or int(count) > MAX_MEDIA:
+        raise PayloadError("NumMedia is not a number of attachments", field="NumMedia")
+    return [params.get(f"MediaContentType{n}", "").strip().lower() or "application/octet-stream"
+            for n in range(int(count))]
+
+
+def kind_of(content_type: str) -> str:
+    """The message type an attachment's content type makes, named as WhatsApp names its own."""
+    major = content_type.partition("/")[0]
+    return major if major in ("image", "video", "audio") else "document"
+
+
+def inbound_message(params: Mapping[str, str], sid: str, sender: str, *, now: datetime) -> Event:
+    """A text that is no keyword as an ``inbound_message`` on the ``sms`` medium, once per ``MessageSid``.
+    Twilio sends no time with it: it is received now. An MMS's attachments are recorded by type
+    and count only (:func:`media_types`)."""
+    types = media_types(params)
+    text = params.get("Body", "") or None
+    message = InboundMessage(wamid=sid, type=kind_of(types[0]) if types else "text", timestamp=now,
+                             contact=Contact(phone=sender), medium=SMS, text=text, media_types=types,
+                             media=MediaInfo(mime_type=types[0]) if types else None)
+    return Event.of(EventKind.INBOUND_MESSAGE, message, source=SOURCE, dedupe_key=sid, occurred_at=now)
+
+
 def inbound_events(params: Mapping[str, str], *, now: datetime, opt_out: Iterable[str],
                    opt_in: Iterable[str]) -> list[Event]:
-    """The consent changes an inbound text asks for (none for a text that is no keyword)."""
+    """The consent changes an inbound text asks for, or -- a text that is no keyword -- the
+    inbound message itself."""
     sid = _required(params, "MessageSid")
     # Twilio's Advanced Opt-Out names the keyword's kind itself; otherwise the text is read.
     kind = params.get("OptOutType", "").strip().upper()
     granted = {"STOP": False, "START": True}.get(kind)
     if granted is None:
         granted = keyword_change(params.get("Body", ""), opt_out, opt_in)
-    if granted is None:
-        return []
     sender = _phone(params, "From")
+    if granted is None:
+        return [inbound_message(params, sid, sender, now=now)]
     word = "an opt-in" if granted else "an opt-out"
     proof = f"texted {word} keyword to {params.get('To', 'the SMS sender')} (Twilio message {sid})"
     changes = [ConsentChange(phone=sender, category=category, granted=granted, source=SOURCE, proof=proof, at=now,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...core.media import SMS
 from ...core.models import Handoff, InboundMessage, MessageStatus, Order
 from ...core.store import outbox
 from .mapping import SOURCE
@@ -66,7 +67,8 @@ def inbound_note(message: InboundMessage) -> str:
         what = f"[{message.type}]"
     elif message.type != "text":
         what = f"[{message.type}] {what}"
-    note = f"WhatsApp message from the customer ({message.timestamp:%Y-%m-%d %H:%M} UTC):\n{what}"
+    said = "SMS" if message.medium == SMS else "WhatsApp message"
+    note = f"{said} from the customer ({message.timestamp:%Y-%m-%d %H:%M} UTC):\n{what}"
     # the ad the customer tapped before writing: the shop sees where the order's follow-up came from
     return note + (f"\nLead source: {message.referral.summary()}" if message.referral else "")
 
