@@ -192,35 +192,55 @@ def test_the_triggers() -> None:
 # --- any sequence of failures and replays: at most one, exactly one when a consented medium exists ---------
 
 EXAMPLES = itertools.count()
-EVENTS = st.lists(st.sampled_from(["unreachable", "coded", "uncoded", "delivered"]), min_size=1, max_size=6)
+EVENTS = st.lists(st.sampled_from(["unreachable", "coded", "uncoded", "delivered", "late"]), min_size=1, max_size=6)
+"""What happens to the WhatsApp message after it was sent: a failed status (its error unreachable, a
+configured code, another code), a delivered status, or ``late``: 11 minutes pass (a timed message's
+``fallback_after_minutes`` = 10 are up; a held message is checked again)."""
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=EVENTS, consented=st.sampled_from([(), (SMS,), (EMAIL,), (SMS, EMAIL)]),
-       media=st.sampled_from([(SMS,), (EMAIL,), (SMS, EMAIL), (EMAIL, SMS)]))
-def test_any_sequence_of_failure_reports_admits_at_most_one_fallback(make, events, consented, media):
-    app, _, texts, mails = engine(make, sub=f"example{next(EXAMPLES)}", fallback={"codes": ["131049"]})
-    for medium in (SMS, EMAIL):
-        grant(app, medium, granted=medium in consented)
-    decision = app.send(confirmation(*media))
-    asyncio.run(Worker(app).run_until_idle())
-    statuses = {"unreachable": {"outcome": "unreachable", "errors": [{"code": 131026}]},
-                "coded": {"errors": [{"code": 131049}]}, "uncoded": {"errors": [{"code": 131000}]}}
-    for n, event in enumerate(events):
-        if event == "delivered":
-            status = MessageStatus(wamid=app.message(decision.id)["wamid"], status="delivered",
-                                   timestamp=datetime.now(UTC), outbox_id=decision.id)
-            app.ingest([Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=f"d{n}")])
-        else:
-            app.ingest([failed_status(app, decision.id, n, **statuses[event])])
+       media=st.sampled_from([(SMS,), (EMAIL,), (SMS, EMAIL), (EMAIL, SMS)]), timed=st.booleans(),
+       paused=st.booleans())
+def test_any_sequence_of_triggers_admits_at_most_one_fallback(make, events, consented, media, timed, paused):
+    import time
+
+    from connectzap.core.clock import use_clock
+    offset = [0.0]
+    with use_clock(lambda: time.time() + offset[0]):
+        app, whatsapp, texts, mails = engine(make, sub=f"example{next(EXAMPLES)}", fallback={"codes": ["131049"]})
+        for medium in (SMS, EMAIL):
+            grant(app, medium, granted=medium in consented)
+        if paused:  # the template is paused when the message is sent: it never goes on WhatsApp
+            pause(app)
+        decision = app.send(urgent(*media) if timed else confirmation(*media))
         asyncio.run(Worker(app).run_until_idle())
+        failures = {"unreachable": {"outcome": "unreachable", "errors": [{"code": 131026}]},
+                    "coded": {"errors": [{"code": 131049}]}, "uncoded": {"errors": [{"code": 131000}]}}
+        for n, event in enumerate(events):
+            if event == "late":
+                offset[0] += 11 * 60
+            elif paused:
+                continue  # never sent: WhatsApp reports nothing about it
+            elif event == "delivered":
+                app.ingest([status_of(app, decision.id, "delivered", n)])
+            else:
+                app.ingest([failed_status(app, decision.id, n, **failures[event])])
+            asyncio.run(Worker(app).run_until_idle())
+        asyncio.run(Worker(app).run_until_idle())  # a fallback admitted by the last round goes
     sent = [m.outbox_id for m in texts.messages + mails.messages]
     fallbacks = admitted(fallbacks_of(app, decision.id))
-    triggering = events[0] in ("unreachable", "coded")  # the first status settles the message either way
+    statuses = [e for e in events if e != "late"]
+    # the first status settles the message either way; a timed message late before it falls back
+    triggering = paused or (timed and events[0] == "late") or (bool(statuses) and statuses[0] in ("unreachable",
+                                                                                                     "coded"))
     assert len(fallbacks) == len(sent) <= 1
     assert len(fallbacks) == (1 if triggering and set(media) & set(consented) else 0)
     if fallbacks:  # the first listed medium with consent
         assert fallbacks[0]["medium"] == next(m for m in media if m in consented)
+    if paused:  # withdrawn exactly when its fallback went; else it still waits for the pause to end
+        assert whatsapp.sent() == []
+        assert app.message(decision.id)["status"] == ("refused" if fallbacks else "queued")
 
 
 # --- what is kept, and for how long ------------------------------------------------------------------------
@@ -424,3 +444,122 @@ async def test_the_pause_webhook_withdraws_queued_messages_naming_fallback_media
     await Worker(app).run_until_idle()
     assert whatsapp.sent() == [] and len(texts.messages) == 1
 
+
+
+# --- no delivered within N minutes ------------------------------------------------------------------------------
+
+def urgent(*media: str, minutes: int = 10) -> Outgoing:
+    fields = confirmation(*media).model_dump(by_alias=True)
+    return Outgoing.model_validate({**fields, "fallback_after_minutes": minutes})
+
+
+def status_of(app: Connectzap, message_id: str, value: str, n: int = 0) -> Event:
+    status = MessageStatus(wamid=app.message(message_id)["wamid"], status=value, timestamp=datetime.now(UTC),
+                           outbox_id=message_id)
+    return Event.of(EventKind.MESSAGE_STATUS, status, source="whatsapp", dedupe_key=f"{message_id}:{value}:{n}")
+
+
+def minutes_later(minutes: float) -> Any:
+    from connectzap.core.clock import use_clock
+    later = datetime.now(UTC).timestamp() + minutes * 60
+    return use_clock(lambda: later)
+
+
+async def test_a_time_critical_message_not_delivered_in_time_falls_back_once(make):
+    from connectzap.core.models import FallbackDue
+    app, whatsapp, texts, _ = engine(make, fallback={"keep_hours": 0})  # the check keeps what it needs anyway
+    grant(app, SMS)
+    decision = app.send(urgent(SMS))
+    await Worker(app).run_until_idle()
+    app.ingest([status_of(app, decision.id, "sent")])
+    await Worker(app).run_until_idle()
+    assert app.message(decision.id)["content"] is not None and fallbacks_of(app, decision.id) == []
+    with minutes_later(9):  # not yet
+        await Worker(app).run_until_idle()
+        assert fallbacks_of(app, decision.id) == []
+    with minutes_later(11):
+        await Worker(app).run_until_idle()
+        await Worker(app).run_until_idle()
+        # the check again (a replay), and a late failure: nothing more
+        again = Event.of(EventKind.FALLBACK_DUE, FallbackDue(message_id=decision.id, minutes=10), source="connectzap",
+                         dedupe_key="replayed")
+        app.ingest([again, failed_status(app, decision.id, outcome="unreachable", errors=[{"code": 131026}])])
+        await Worker(app).run_until_idle()
+    [fallback] = fallbacks_of(app, decision.id)
+    assert [m.outbox_id for m in texts.messages] == [fallback["id"]]
+    assert len(whatsapp.sent()) == 1  # the original stays sent: it may still arrive
+    assert (app.message(decision.id)["content"], app.message(decision.id)["recipient"]) == (None, None)
+
+
+@pytest.mark.parametrize("answer", ["delivered", "read", "failed"])
+async def test_a_time_critical_message_that_was_delivered_or_failed_in_time_does_not_fall_back(make, answer):
+    app, _, texts, _ = engine(make)
+    grant(app, SMS)
+    decision = app.send(urgent(SMS))
+    await Worker(app).run_until_idle()
+    app.ingest([status_of(app, decision.id, answer)])  # failed with no trigger: the failure decided
+    await Worker(app).run_until_idle()
+    with minutes_later(11):
+        await Worker(app).run_until_idle()
+    assert fallbacks_of(app, decision.id) == [] and texts.messages == []
+
+
+async def test_a_time_critical_message_still_queued_is_withdrawn_for_its_fallback(make):
+    app, whatsapp, texts, _ = engine(make)
+    grant(app, SMS)
+    decision = app.send(urgent(SMS))
+    no_consent = app.send(urgent(EMAIL))  # no email consent: no fallback, so it is not withdrawn
+    with minutes_later(11):  # nothing sent it meanwhile (sending paused, say): the check comes first
+        assert await Worker(app).dispatch_once() > 0
+        row = app.message(decision.id)
+        assert (row["status"], row["reason"]) == ("refused", "not_delivered_in_time")
+        assert app.message(no_consent.id)["status"] == "queued"
+        await Worker(app).run_until_idle()
+    assert [m.outbox_id for m in texts.messages] == [r["id"] for r in fallbacks_of(app, decision.id)]
+    assert [m["to"] for m in whatsapp.sent()] == [PHONE.lstrip("+")]  # only the one without a fallback
+
+
+def test_fallback_after_minutes_is_checked(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="needs fallback_channels"):
+        urgent()
+    for wrong in (0, 1441):
+        with pytest.raises(ValidationError, match="fallback_after_minutes"):
+            urgent(SMS, minutes=wrong)
+    assert urgent(SMS, minutes=1440).fallback_after_minutes == 1440
+
+
+async def test_rest_and_cli_take_fallback_after_minutes(make, tmp_path):
+    from click.testing import CliRunner
+    from server_support import AUTH, SETTINGS, serving
+
+    from connectzap.cli import cli
+    app = make(**SETTINGS)
+    seed_template(app, "order_confirmation", "Order {{1}} is confirmed")
+    grant(app, WHATSAPP)
+    body = {"to": {"phone": PHONE}, "fallback_channels": ["sms"], "fallback_after_minutes": 15,
+            "content": {"type": "template", "name": "order_confirmation", "language": "en", "body": ["1042"]}}
+    async with serving(app) as client:
+        queued = await client.post("/v1/messages", json=body, headers=AUTH)
+        alone = await client.post("/v1/messages", json={**body, "fallback_channels": []}, headers=AUTH)
+        too_long = await client.post("/v1/messages", json={**body, "fallback_after_minutes": 5000}, headers=AUTH)
+        batch = await client.post("/v1/messages/batch", json={"messages": [{**body, "idempotency_key": "b1"}]},
+                                  headers=AUTH)
+    assert queued.status_code == 202, queued.text
+    assert alone.status_code == too_long.status_code == 422
+    assert "fallback_channels" in alone.text and "fallback_after_minutes" in too_long.text
+    assert batch.status_code == 200 and batch.json()["results"][0]["status"] == "queued"
+    with app.db.read() as conn:
+        from connectzap.core.store.schema import events
+        checks = conn.execute(select(events.c.dedupe_key, events.c.next_attempt_at)
+                              .where(events.c.kind == "fallback_due")).all()
+    row = app.message(queued.json()["id"])
+    assert len(checks) == 2 and f"fallback_after:{row['id']}" in {c.dedupe_key for c in checks}
+    assert min(c.next_attempt_at for c in checks) >= row["created_at"] + 15 * 60
+
+    config = tmp_path / "connectzap.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[sandbox]\nquiet = true\n')
+    args = ["--config", str(config), "send", PHONE, "--template", "order_confirmation", "--no-wait"]
+    without = CliRunner().invoke(cli, [*args, "--fallback-after", "5"])
+    out_of_range = CliRunner().invoke(cli, [*args, "--fallback", "sms", "--fallback-after", "0"])
+    assert without.exit_code == out_of_range.exit_code == 2
+    assert "needs fallback_channels" in without.stderr and "--fallback-after" in out_of_range.stderr

@@ -27,11 +27,15 @@ from .exits import CommandFailed, ExitCode
               help="The consent the message needs (required with any --channel but whatsapp).")
 @click.option("--fallback", "fallback_media", metavar="MEDIA",
               help="Media to fall back on, in order (e.g. sms,email), when WhatsApp cannot deliver it.")
+@click.option("--fallback-after", "fallback_after", metavar="MINUTES", type=click.IntRange(1, 1440),
+              help="Time-critical: send the fallback when the message is not delivered within MINUTES "
+                   "(needs --fallback; the WhatsApp message may still arrive later).")
 @click.option("--email", help="The customer's email address, for an email fallback.")
 @pass_ctx
 def send(obj: Ctx, phone: str, template_name: str | None, language: str, params: tuple[str, ...],
          named: tuple[str, ...], text: str | None, country: str | None, key: str | None, wait: bool,
-         medium: str, category: str | None, fallback_media: str | None, email: str | None) -> None:
+         medium: str, category: str | None, fallback_media: str | None, fallback_after: int | None,
+         email: str | None) -> None:
     """Send a template or a text to PHONE, through the send gate. PHONE may be a business-scoped
     user id (BSUID, e.g. US.13491208655302741918) for a customer known without a number, or with
     --channel email an email address."""
@@ -55,7 +59,8 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
         if email:
             to = to.model_copy(update={"email": email})
         outgoing = Outgoing(to=to, content=content, medium=medium, category=Category(category) if category else None,
-                            fallback_media=[m.strip() for m in (fallback_media or "").split(",") if m.strip()])
+                            fallback_media=[m.strip() for m in (fallback_media or "").split(",") if m.strip()],
+                            fallback_after_minutes=fallback_after)
     except ValidationError as exc:
         raise click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     app = obj.app()

@@ -20,7 +20,8 @@ from .bsuids import bsuid_key
 from .idempotency import scoped_key
 from .messages import Outgoing
 from .models import (CHANGED_IN_APP, SENT_FROM_BUSINESS_APP, CallActivity, CancelRequest, Category, ConsentChange,
-                     DeliveryOutcome, Event, EventKind, InboundMessage, MessageStatus, StatusValue, TemplateUpdate)
+                     DeliveryOutcome, Event, EventKind, FallbackDue, InboundMessage, MessageStatus, StatusValue,
+                     TemplateUpdate)
 from .phones import contact_key
 from .store import journal, outbox
 from .store.database import Database
@@ -154,6 +155,8 @@ class Bookkeeping:
             result = replies.admit(self.db, conn, self.secret, request, key, settings=self.reply_settings,
                                    accounts=self.accounts(), source_event_id=event_id,
                                    handoff_listened=self.has_targets(EventKind.HANDOFF.value)).as_dict()
+        elif kind == EventKind.FALLBACK_DUE:
+            result = self.fall_back_late(conn, FallbackDue.model_validate(event.data))
         elif kind == EventKind.CANCEL:
             result["cancelled"] = outbox.cancel(conn, CancelRequest.model_validate(event.data).cancel_key)
         journal.finish_delivery(conn, event_id, "core", result)
@@ -250,6 +253,22 @@ class Bookkeeping:
 
     def _admit_fallback(self, conn: Any) -> fallbacks.AdmitFallback:
         return partial(gate.admit_fallback, self.db, conn, self.secret, accounts=self.accounts())
+
+    def fall_back_late(self, conn: Any, due: FallbackDue) -> dict[str, Any]:
+        """A time-critical message's ``fallback_after_minutes`` are up: unless it was delivered or
+        read (or it failed, or never went), its one fallback goes now. Still queued, it is withdrawn
+        in the same transaction (:meth:`instead`) so the two never both go; handed to WhatsApp, it
+        may still arrive later. Its kept data is then erased: nothing more can fall back."""
+        row = outbox.get_locked(conn, due.message_id)
+        if row is None or row["medium"] != WHATSAPP or row["status"] not in fallbacks.LATE:
+            return {"late": False, "status": row["status"] if row else None}
+        if row["status"] == StatusValue.QUEUED:
+            said = self.instead(conn, row["id"], fallbacks.NOT_DELIVERED, f"not sent within {due.minutes} minutes")
+            return {"late": True, "withdrawn": said is not None}
+        self.fall_back_on(conn, row["id"], fallbacks.NOT_DELIVERED)
+        if row["status"] in (StatusValue.ACCEPTED, StatusValue.SENT):
+            outbox.erase(conn, row["id"], outbox.erase_values(self.retention_seconds))
+        return {"late": True}
 
     def withdraw_paused(self, conn: Any, name: str, language: str | None) -> int:
         """WhatsApp paused template ``name``: each message for it that is queued and due, names

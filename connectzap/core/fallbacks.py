@@ -34,6 +34,7 @@ from .media import EMAIL, WHATSAPP
 from .messages import Outgoing
 from .models import Category, Contact, DeliveryOutcome
 from .store import outbox
+from .store.database import now
 
 if TYPE_CHECKING:
     from .gate import Decision
@@ -61,6 +62,14 @@ def wanted(row: dict[str, Any]) -> bool:
     return bool(content and '"fallback_media"' in content and (outbox.content_of(row) or {}).get("fallback_media"))
 
 
+def kept_for(row: dict[str, Any], seconds: float) -> float:
+    """How long a sent message that :func:`wanted` a fallback keeps its data: ``seconds``
+    (``[fallback] keep_hours``, or ``privacy.retention_hours`` when longer), and at least until its
+    ``fallback_after_minutes`` check is due -- else that check would find nothing to send."""
+    due = (outbox.content_of(row) or {}).get("fallback_due")
+    return max(seconds, float(due) - now() + 60) if due is not None else seconds
+
+
 SETTLED = frozenset({"delivered", "read", "played", "failed"})
 """The statuses after which a message falls back no more: its kept data may go."""
 
@@ -75,6 +84,16 @@ TEMPLATE_PAUSED = "template_paused"
 """The trigger (and the refusal reason) of a message whose template WhatsApp paused: the gate would
 hold it until the pause ends, so a message naming fallback media is withdrawn for its fallback
 instead (:func:`instead`), and one WhatsApp dropped for the pause (its failure's reason) falls back."""
+
+NOT_DELIVERED = "not_delivered_in_time"
+"""The trigger of a time-critical message (``fallback_after_minutes``) that was neither delivered
+nor read, nor failed, when its time was up; also the reason a message still queued then is
+withdrawn with (:data:`LATE`)."""
+
+LATE = frozenset({"queued", "sending", "accepted", "sent", "unknown"})
+"""The statuses in which a message is late when its ``fallback_after_minutes`` are up: it falls
+back. Delivered or read, it arrived; failed, its failure's own triggers decided; refused or
+cancelled, it never goes."""
 
 REFUSALS = {"unreachable": "unreachable", "window_closed": "window_closed_no_template"}
 """The gate's refusals that trigger a fallback, and the trigger each is: the contact is marked

@@ -37,8 +37,8 @@ from .errors import ConflictError
 from .email_addresses import email_key
 from .media import EMAIL, WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
-from .models import Category, ConsentRecord, StatusValue, TemplateInfo
-from .store import outbox
+from .models import Category, ConsentRecord, Event, EventKind, FallbackDue, StatusValue, TemplateInfo
+from .store import journal, outbox
 from .store.database import Database, now
 from .store.outbox import new_message_id
 from .store.schema import consents, contacts, conversations, windows
@@ -347,6 +347,8 @@ def request_hash(outgoing: Outgoing) -> str:
         left_out.add("automatic")
     if outgoing.medium == WHATSAPP:  # likewise
         left_out.add("medium")
+    if outgoing.fallback_after_minutes is None:  # likewise
+        left_out.add("fallback_after_minutes")
     data = outgoing.model_dump(mode="json", exclude=left_out)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -429,6 +431,7 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
     _fall_back_refused(db, conn, secret, admissions, decisions, rows, lost, source_event_id=source_event_id,
                        plugin=plugin, accounts=accounts)
     _withdraw_held(db, conn, secret, admissions, decisions, rows, lost, accounts=accounts)
+    _schedule_fallback_checks(db, conn, admissions, decisions, rows, lost)
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:
@@ -472,6 +475,28 @@ def _withdraw_held(db: Database, conn: Connection, secret: bytes, admissions: li
                                     idempotency_key=decision.idempotency_key)
 
 
+def _schedule_fallback_checks(db: Database, conn: Connection, admissions: list[Admission],
+                              decisions: list[Decision], rows: list[dict[str, Any]], lost: set[str]) -> None:
+    """For each message queued here with ``fallback_after_minutes``: the check of its delivery,
+    journaled in this transaction and due at its time (:data:`.models.EventKind.FALLBACK_DUE`)."""
+    queued = {row["id"]: row for row in rows if row["status"] == StatusValue.QUEUED}
+    for a, decision in zip(admissions, decisions, strict=True):
+        minutes = a.outgoing.fallback_after_minutes
+        row = queued.get(decision.id)
+        if minutes is None or row is None or not decision.accepted or decision.duplicate or \
+                a.idempotency_key in lost:
+            continue
+        check = Event.of(EventKind.FALLBACK_DUE, FallbackDue(message_id=decision.id, minutes=minutes),
+                         source="connectzap", dedupe_key=f"fallback_after:{decision.id}")
+        # no ordering key: an event due later would hold back every later event of its key
+        journal.append(db, conn, [check], due_at=fallback_due(row["not_before"], row["created_at"], minutes))
+
+
+def fallback_due(not_before: float | None, created_at: float, minutes: int) -> float:
+    """When a message's ``fallback_after_minutes`` are up: counted from when it was due."""
+    return (not_before or created_at) + minutes * 60
+
+
 def admit_fallback(db: Database, conn: Connection, secret: bytes, outgoing: Outgoing, idempotency_key: str,
                    fallback_of: str, *, source_event_id: int | None, plugin: str | None,
                    accounts: templates.BusinessAccounts | None) -> Decision:
@@ -504,13 +529,16 @@ class _Earlier:
     request_hash: str
 
 
-def _fallback_fields(outgoing: Outgoing) -> dict[str, Any]:
+def _fallback_fields(outgoing: Outgoing, not_before: float | None, t: float) -> dict[str, Any]:
     """What a fallback needs kept with the message's content until it is settled (:mod:`.fallbacks`):
-    the media to fall back on and, for email, the address (erased with the content)."""
+    the media to fall back on, for email the address (erased with the content), and when a
+    ``fallback_after_minutes`` check is due (the data is kept at least until then)."""
     if not outgoing.fallback_media:
         return {}
     email = outgoing.to.email if EMAIL in outgoing.fallback_media else None
-    return {"fallback_media": outgoing.fallback_media, "email": email}
+    minutes = outgoing.fallback_after_minutes
+    due = {"fallback_due": fallback_due(not_before, t, minutes)} if minutes is not None else {}
+    return {"fallback_media": outgoing.fallback_media, "email": email, **due}
 
 
 def _address(outgoing: Outgoing, phone_or_user_id: str | None) -> str | None:
@@ -541,6 +569,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
             verdict = Verdict(None, verdict.category, "human_handling", REASONS["human_handling"])
     message_id = new_message_id()
     t = now()
+    not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
     refused = verdict.reason is not None
     shown = outgoing.content if refused else verdict.content
     assert shown is not None  # a verdict without a reason always carries the content to send
@@ -552,9 +581,8 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
             "original": original,
             "fallback": outgoing.fallback.model_dump(mode="json", exclude_none=True) if outgoing.fallback else None,
             "reply_to": outgoing.reply_to,
-            **_fallback_fields(outgoing),
+            **_fallback_fields(outgoing, not_before, t),
         })
-    not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
     status = StatusValue.REFUSED if refused else StatusValue.QUEUED
     template = shown if isinstance(shown, TemplateContent) else None
     held = a.held and not refused

@@ -332,6 +332,10 @@ MessageContentItem = Annotated[MessageContent, Field(json_schema_extra=_flat_any
 as a flat ``anyOf`` (see ``_flat_any_of``)."""
 
 
+MAX_FALLBACK_AFTER_MINUTES = 1440
+"""The longest :attr:`Outgoing.fallback_after_minutes`: a message waiting for it keeps its content
+and address until then (docs/channels.md, "Fallback")."""
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LAST_STORABLE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -365,6 +369,9 @@ class Outgoing(BaseModel):
         the WhatsApp message cannot be delivered (:mod:`connectzap.core.fallbacks`): at most one
         fallback message goes, on the first of them whose consent holds. ``to.email`` is the address
         an ``email`` fallback goes to.
+    :ivar fallback_after_minutes: for a time-critical message: when it is not ``delivered`` (or
+        ``read``) this many minutes after it was due, its fallback goes (1 to 1440; needs
+        ``fallback_media``). The original may still arrive later: WhatsApp does not take it back.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -390,6 +397,11 @@ class Outgoing(BaseModel):
         description="Media to fall back on, in order, when the WhatsApp message cannot be delivered (no "
                     "WhatsApp account, a configured error code): one fallback message goes on the first whose "
                     "consent holds; email needs to.email.")
+    fallback_after_minutes: int | None = Field(
+        default=None, ge=1, le=MAX_FALLBACK_AFTER_MINUTES,
+        description="For a time-critical message: when it is not delivered (or read) this many minutes after it "
+                    "was due, its fallback goes on fallback_channels (which it needs). The WhatsApp message may "
+                    "still arrive later.")
 
     @field_validator("fallback_media")
     @classmethod
@@ -405,6 +417,9 @@ class Outgoing(BaseModel):
                              "fallback")
         if media.WHATSAPP in self.fallback_media:
             raise ValueError("fallback_channels cannot name whatsapp: it is the medium the message falls back from")
+        if self.fallback_after_minutes is not None and not self.fallback_media:
+            raise ValueError("fallback_after_minutes needs fallback_channels: the media its fallback goes on when the "
+                             "message is not delivered in time")
         if self.to.email and (self.medium == media.EMAIL or media.EMAIL in self.fallback_media):
             self.to = self.to.model_copy(update={"email": email_addresses.normalized(self.to.email)})
         if self.medium == media.WHATSAPP:

@@ -588,6 +588,9 @@ class EventKind(StrEnum):
     """A person's reply to a customer (an order note, a CRM reply): the core sends the text inside
     the 24-hour window, the ``[replies]`` template outside it (:class:`~connectzap.core.replies.ReplyRequest`)."""
     CANCEL = "cancel"
+    FALLBACK_DUE = "fallback_due"
+    """The time of a message's ``fallback_after_minutes`` is up: the core checks whether it was
+    delivered and, if not, sends its fallback (:class:`FallbackDue`). No event hook sees it."""
     RESOLVE = "resolve"
     """A thin webhook (ids only) that its connector completes later, outside the webhook edge, by
     fetching the record and journaling the full events. No event hook sees it."""
@@ -649,6 +652,14 @@ class Event(Model):
                    data=model.model_dump(mode="json", by_alias=True, exclude_none=True), **extra)
 
 
+class FallbackDue(Model):
+    """The check :attr:`~connectzap.core.messages.Outgoing.fallback_after_minutes` asked for,
+    journaled when message ``message_id`` was admitted and due at its time."""
+
+    message_id: str = Field(max_length=64)
+    minutes: int
+
+
 CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.ORDER_CREATED: Order, EventKind.ORDER_UPDATED: Order, EventKind.LEAD: Lead,
     EventKind.INBOUND_MESSAGE: InboundMessage, EventKind.MESSAGE_STATUS: MessageStatus,
@@ -656,7 +667,7 @@ CORE_PAYLOADS: dict[str, type[BaseModel]] = {
     EventKind.CONTACT_CHANGED: ContactChange, EventKind.PAST_MESSAGE: PastMessage,
     EventKind.CALL: CallActivity, EventKind.HANDOFF: Handoff,
     EventKind.CAMPAIGN_FINISHED: CampaignFinished,
-    EventKind.CANCEL: CancelRequest,
+    EventKind.CANCEL: CancelRequest, EventKind.FALLBACK_DUE: FallbackDue,
 }
 """The typed model of each kind whose model is defined in this module. ``send`` (its model is
 :class:`~connectzap.core.messages.Outgoing`) and connectors' kinds are declared at start-up."""

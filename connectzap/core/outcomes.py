@@ -238,6 +238,8 @@ def _subject(payload: str | None) -> str | None:
         return f"a reply by {data.by}{_to(data.to.phone)}"
     if kind == EventKind.CANCEL:
         return f"cancel messages keyed {data.cancel_key}"
+    if kind == EventKind.FALLBACK_DUE:
+        return f"is message {data.message_id} delivered after {data.minutes} minutes? if not, its fallback"
     # A connector's own payload model (its ``resolve`` notices) may say what the event is about.
     said = getattr(data, "subject", None)
     return said() if callable(said) else None

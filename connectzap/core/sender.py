@@ -236,11 +236,13 @@ class Sender:
         with self.db.begin() as conn:
             sent = [o for o in outcomes if o.result is SendResult.SENT]
             # a message that may still fall back keeps what its fallback needs until a status settles it
-            keep = {o.row["id"] for o in sent if fallbacks.wanted(o.row)}
+            keep = {o.row["id"]: fallbacks.kept_for(o.row, max(retention, self.app.settings.fallback.keep_hours * 3600))
+                    for o in sent if fallbacks.wanted(o.row)}
             outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent if o.row["id"] not in keep],
                                       outbox.erase_values(retention))
-            outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent if o.row["id"] in keep],
-                                      outbox.erase_values(max(retention, self.app.settings.fallback.keep_hours * 3600)))
+            for seconds in set(keep.values()):  # one write for all but messages with a check due later
+                outbox.mark_accepted_many(conn, [(o.row["id"], o.wamid) for o in sent
+                                                 if keep.get(o.row["id"]) == seconds], outbox.erase_values(seconds))
             if want_accepted and sent:
                 journal.append(self.db, conn, [self._accepted_event(o) for o in sent])
             for o in outcomes:

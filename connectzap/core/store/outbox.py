@@ -514,6 +514,11 @@ def get(conn: Connection, message_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+def get_locked(conn: Connection, message_id: str) -> dict[str, Any] | None:
+    """:func:`get`, the row locked for this transaction (a sender claiming it waits)."""
+    return _locked(conn, outbox.c.id, {message_id}).get(message_id)
+
+
 def by_wamid(conn: Connection, wamid: str) -> dict[str, Any] | None:
     row = conn.execute(select(outbox).where(outbox.c.wamid == wamid).limit(1)).first()
     return dict(row._mapping) if row else None
