@@ -1,9 +1,11 @@
 """SMS customers send, through the real edge (signed Twilio form posts): journaled as inbound messages
 on the ``sms`` medium once per MessageSid, given to the hooks that declare the medium, logged on the
-HubSpot timeline as SMS, never opening a WhatsApp window, and nothing of them kept once the work is done."""
+HubSpot timeline and sent by the generic connector's webhooks as SMS, never opening a WhatsApp
+window, and nothing of them kept once the work is done."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from generic_support import receiver
 from server_support import serving
 from sms_support import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, callback, inbound_params, settings
 
@@ -22,6 +25,7 @@ from connectzap.connectors.sms.signatures import sign_twilio
 from connectzap.core.channel import SMS, WHATSAPP
 from connectzap.core.errors import PayloadError
 from connectzap.core.media import EVERY, declared_inbound_media
+from connectzap.core.signatures import verify_standard
 from connectzap.core.worker import Worker
 from connectzap.testing import deliver, registered_plugin, sample_event
 from hubspot_support import hubspot_config
@@ -31,6 +35,7 @@ PHONE = "+4915112345678"
 TEXT = "Is the blue jacket back in stock? Zebrastrasse 17"
 SID = "SM" + "c" * 32
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+WEBHOOK_SECRET = "whsec_c3Vic2NyaXB0aW9uLXNpZ25pbmcta2V5LTAx"
 KEYWORDS = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "START", "YES", "UNSTOP"]
 
 
@@ -207,3 +212,20 @@ async def test_hubspot_logs_the_sms_on_the_contacts_timeline_as_sms(make: Callab
     assert "Zebrastrasse 17" in body and "1 attachment(s): image/png" in body
     assert hubspot.associations == [("communications", entry["id"], ana, 81)]
     assert app.window(PHONE).open is False
+
+
+async def test_the_generic_connectors_webhook_delivers_the_sms_marked_as_sms(make: Callable[..., Connectzap]) -> None:
+    async with receiver() as crm:
+        app = sms_engine(make, generic={"subscriptions": {"crm": {"url": crm.url, "secret": WEBHOOK_SECRET}}})
+        request = callback(inbound_params(TEXT, sender=PHONE, sid=SID))
+        assert deliver(app, "sms", request).status == 200
+        assert deliver(app, "sms", request).status == 200  # a replay: still one webhook
+        await Worker(app).run_until_idle()
+    [sent] = crm.ok()
+    h = sent["headers"]
+    verify_standard(h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature"), sent["body"],
+                    [WEBHOOK_SECRET])
+    body = json.loads(sent["body"])
+    assert (body["type"], body["source"]) == ("inbound_message", "sms")
+    assert (body["data"]["medium"], body["data"]["wamid"], body["data"]["text"]) == (SMS, SID, TEXT)
+    assert body["data"]["contact"]["phone"] == PHONE
