@@ -204,3 +204,168 @@ async def test_the_console_creates_with_the_choice_refuses_use_without_the_api_a
     assert re.search(r'id="campaign-marketing-api">not used \(Cloud API\)<', page), page
     [view] = app.campaigns.listing()
     assert view.marketing_api == "avoid"
+
+
+# --- changing the choice after create; use checked again at start and resume ----------------------
+
+def loaded_campaign(app: Any, choice: str | None) -> str:
+    """A one-recipient draft campaign of a marketing template with ``choice``; its id."""
+    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="test",
+                                  proof="newsletter form"))
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api=choice)
+    app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{PHONE},20%\n"), "csv", app.secret))
+    return str(made.id)
+
+
+def test_the_choice_changes_exactly_while_nothing_of_the_campaign_sends(make, fake) -> None:
+    """Both sides: any state a campaign can reach takes the change iff it is draft, scheduled or paused;
+    a refused change leaves the stored choice as it was."""
+    from datetime import UTC, datetime, timedelta
+
+    from hypothesis import settings
+
+    from connectzap.core.errors import ConflictError
+    app = make(connectors=live(fake, marketing_messages_api=True))
+    loaded_campaign(app, "avoid")  # the template and the consent
+    template = {"name": "spring_sale", "language": "en"}
+    audience = f"phone,1\n{PHONE},20%\n"
+
+    @settings(max_examples=40, deadline=None)
+    @given(path=st.lists(st.sampled_from(["start", "pause", "resume", "cancel", "schedule"]), max_size=4),
+           choice=st.sampled_from(["account", "use", "avoid"]))
+    def walk(path: list[str], choice: str) -> None:
+        made = app.campaigns.create("spring", template, marketing_api="avoid")
+        app.campaigns.load_audience(made.id, read_file(io.StringIO(audience), "csv", app.secret))
+        for step in path:
+            try:
+                if step == "schedule":
+                    app.campaigns.start(made.id, datetime.now(UTC) + timedelta(hours=1))
+                else:
+                    app.campaigns.control(made.id, step)
+            except ConflictError:
+                pass
+        state = app.campaigns.get(made.id).state
+        try:
+            app.campaigns.set_marketing_api(made.id, choice)
+            changed = True
+        except ConflictError as exc:
+            assert "draft, scheduled or paused" in exc.message
+            changed = False
+        assert changed == (state in ("draft", "scheduled", "paused"))
+        assert app.campaigns.get(made.id).marketing_api == (choice if changed else "avoid")
+
+    walk()
+
+
+def test_use_after_create_needs_the_api_and_the_new_choice_takes_its_route(make, fake) -> None:
+    app = make(connectors=live(fake, marketing_messages_api=False))
+    campaign_id = loaded_campaign(app, None)
+    with pytest.raises(PayloadError, match="no Marketing Messages API configured"):
+        app.campaigns.set_marketing_api(campaign_id, "use")
+    assert app.campaigns.get(campaign_id).marketing_api == "account"
+    with pytest.raises(PayloadError, match="marketing_api must be one of"):
+        app.campaigns.set_marketing_api(campaign_id, "always")
+    app.connectors["whatsapp"].settings.marketing_messages_api = True
+    assert app.campaigns.set_marketing_api(campaign_id, "use").marketing_api == "use"
+    app.campaigns.control(campaign_id, Action.START)
+    run(app)
+    assert routes(fake) == ["marketing_messages"]
+
+
+def test_use_is_checked_again_at_start_resume_and_a_scheduled_start(make, fake, monkeypatch) -> None:
+    """An account whose Marketing Messages API was switched off since: start and resume are refused
+    with a clear message and nothing is sent; a scheduled campaign stays scheduled and says why."""
+    from datetime import UTC, datetime, timedelta
+
+    app = make(connectors=live(fake, marketing_messages_api=True))
+    campaign_id = loaded_campaign(app, "use")
+    settings = app.connectors["whatsapp"].settings
+    monkeypatch.setattr(settings, "marketing_messages_api", False)  # switched off since create
+    with pytest.raises(PayloadError, match="marketing_api is use, but the account of the default number"):
+        app.campaigns.control(campaign_id, Action.START)
+    assert app.campaigns.get(campaign_id).state == "draft"
+    run(app)
+    assert routes(fake) == [] and app.campaigns.get(campaign_id).outcomes == {"pending": 1}
+
+    # scheduled (while the API was on), due now with the API off: not started, and shown why
+    monkeypatch.setattr(settings, "marketing_messages_api", True)
+    app.campaigns.start(campaign_id, datetime.now(UTC) + timedelta(hours=1))
+    monkeypatch.setattr(settings, "marketing_messages_api", False)
+    with app.db.begin() as conn:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(starts_at=0.0))
+    run(app)
+    view = app.campaigns.get(campaign_id)
+    assert view.state == "scheduled" and view.waiting and "not started: marketing_api is use" in view.waiting
+    assert routes(fake) == []
+
+    # on again: it starts by itself; paused and switched off, resume is refused
+    monkeypatch.setattr(settings, "marketing_messages_api", True)
+    app.campaigns.run_once()
+    assert app.campaigns.get(campaign_id).state == "running"
+    app.campaigns.control(campaign_id, Action.PAUSE)
+    monkeypatch.setattr(settings, "marketing_messages_api", False)
+    with pytest.raises(PayloadError, match="marketing_api is use"):
+        app.campaigns.control(campaign_id, Action.RESUME)
+    assert app.campaigns.get(campaign_id).state == "paused"
+    assert app.campaigns.set_marketing_api(campaign_id, "avoid").marketing_api == "avoid"  # the way out
+    app.campaigns.control(campaign_id, Action.RESUME)
+    run(app)
+    assert routes(fake) == ["messages"]
+
+
+def test_rest_and_cli_change_the_choice(make, tmp_path) -> None:
+    import asyncio
+    import json
+
+    from click.testing import CliRunner
+    from server_support import AUTH, api_engine, serving
+
+    from connectzap.cli import cli
+    app = api_engine(make)
+    campaign_id = loaded_campaign(app, None)
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            changed = await client.put(f"/v1/campaigns/{campaign_id}/marketing_api", headers=AUTH,
+                                       json={"marketing_api": "avoid"})
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["marketing_api"] == "avoid"
+            refused = await client.put(f"/v1/campaigns/{campaign_id}/marketing_api", headers=AUTH,
+                                       json={"marketing_api": "use"})
+            assert refused.status_code == 422 and "no Marketing Messages API configured" in refused.text
+            missing = await client.put("/v1/campaigns/nope/marketing_api", headers=AUTH,
+                                       json={"marketing_api": "avoid"})
+            assert missing.status_code == 404
+            app.campaigns.control(campaign_id, Action.START)
+            running = await client.put(f"/v1/campaigns/{campaign_id}/marketing_api", headers=AUTH,
+                                       json={"marketing_api": "account"})
+            assert running.status_code == 409 and "pause it first" in running.text
+
+    asyncio.run(walk())
+    app.campaigns.control(campaign_id, Action.PAUSE)
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "campaigns", "marketing-api", "spring", "account",
+                                      "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["marketing_api"] == "account"
+
+
+@pytest.mark.parametrize(("account", "prefer", "expected"), [
+    (False, None, "messages"), (True, None, "marketing_messages"), (True, False, "messages"),
+    (False, True, "marketing_messages")])
+def test_simulate_shows_the_route_by_the_campaigns_choice_else_the_account(make, fake, account: bool,
+                                                                           prefer: bool | None, expected: str) -> None:
+    from connectzap.cli.simulate import _campaign_choice, _cloud_api_url
+    app = make(connectors=live(fake, marketing_messages_api=account))
+    choice = {None: "account", True: "use", False: "avoid"}[prefer]
+    if choice == "use":
+        app.connectors["whatsapp"].settings.marketing_messages_api = True  # use is accepted only with the API
+    campaign_id = loaded_campaign(app, choice)
+    app.connectors["whatsapp"].settings.marketing_messages_api = account
+    message = {"plugin": f"campaign:{campaign_id}"}
+    assert _campaign_choice(app, message) is prefer
+    assert _campaign_choice(app, {"plugin": "orders"}) is None
+    url = _cloud_api_url(app, {"type": "template"}, "marketing", None, _campaign_choice(app, message))
+    assert url.endswith(f"/{NUMBER}/{expected}")

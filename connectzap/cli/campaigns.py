@@ -223,6 +223,23 @@ def _control(action: str, doc: str) -> None:
         click.echo(f"campaign {view.id}: {view.state}")
 
 
+@campaigns.command("marketing-api")
+@click.argument("campaign_id", metavar="CAMPAIGN")
+@click.argument("choice", type=click.Choice(["account", "use", "avoid"]))
+@json_option
+@pass_ctx
+def campaigns_marketing_api(obj: Ctx, campaign_id: str, choice: str, as_json: bool) -> None:
+    """Change how the campaign's marketing template goes out (as `create --marketing-api`): through
+    Meta's Marketing Messages API (use), the Cloud API (avoid), or as the number's account is
+    configured (account). Only while it is a draft, scheduled or paused."""
+    app = obj.app()
+    view = app.campaigns.set_marketing_api(app.campaigns.resolve(campaign_id), choice)
+    if as_json:
+        emit_json(view.as_dict())
+    else:
+        click.echo(f"campaign {view.id} ({view.state}): marketing_api {view.marketing_api}")
+
+
 _control("pause", "Stop admitting recipients; what waits in the outbox is taken back (a message already being "
                   "sent goes on).")
 _control("resume", "Continue a paused campaign where it stopped.")

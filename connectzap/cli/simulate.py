@@ -384,8 +384,8 @@ def _message(app: Any, decision: dict[str, Any], target: str, requests: dict[str
     body = requests.get(m["id"])
     if body is not None:
         masker.add(body.get("to"))
-        out["request"] = {"url": _cloud_api_url(app, body, m["category"], m.get("business_phone_number_id")),
-                          "body": body}
+        out["request"] = {"url": _cloud_api_url(app, body, m["category"], m.get("business_phone_number_id"),
+                                                _campaign_choice(app, m)), "body": body}
     return out
 
 
@@ -398,14 +398,27 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
 
 
-def _cloud_api_url(app: Any, body: dict[str, Any], category: str, number: str | None = None) -> str:
+def _campaign_choice(app: Any, message: dict[str, Any]) -> bool | None:
+    """The Marketing Messages API choice of the campaign that sent ``message`` (None: not a
+    campaign's, or it leaves the choice to the account), as the sender tells the channel."""
+    from ..core.campaigns.marketing_api import preferences
+    with app.db.read() as conn:
+        return preferences(conn, [message]).get(message.get("plugin") or "")
+
+
+def _cloud_api_url(app: Any, body: dict[str, Any], category: str, number: str | None = None,
+                   prefer: bool | None = None) -> str:
     """Where the live channel would POST ``body``: from ``number`` (the message's own), else from
-    the default number."""
+    the default number; a marketing template by ``prefer`` (its campaign's choice), else by the
+    setting of that number's account."""
     from ..connectors.whatsapp.channel import request_path
     from ..connectors.whatsapp.settings import WhatsAppSettings
     connector = app.connectors.get("whatsapp")
     settings = connector.settings if connector is not None else WhatsAppSettings()
-    return f"{settings.graph_url}/{request_path(settings, category, body.get('type') == 'template', number)}"
+    if prefer is None and connector is not None:
+        prefer = connector.marketing_messages_api(number)
+    path = request_path(settings, category, body.get("type") == "template", number, prefer)
+    return f"{settings.graph_url}/{path}"
 
 
 def _collect_numbers(events: list[Any], masker: Any) -> None:

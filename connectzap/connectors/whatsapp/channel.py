@@ -245,9 +245,12 @@ def route(settings: WhatsAppSettings, category: str, is_template: bool, prefer: 
     return "marketing_messages" if marketing else "messages"
 
 
-def request_path(settings: WhatsAppSettings, category: str, is_template: bool, number: str | None = None) -> str:
-    """``{phone-number-id}/messages`` (or ``marketing_messages``): where a send is POSTed."""
-    return f"{number or settings.default_number or '{phone-number-id}'}/{route(settings, category, is_template)}"
+def request_path(settings: WhatsAppSettings, category: str, is_template: bool, number: str | None = None,
+                 prefer: bool | None = None) -> str:
+    """``{phone-number-id}/messages`` (or ``marketing_messages``): where a send is POSTed; ``prefer``
+    as for :func:`route` (a campaign's choice, else the account's setting)."""
+    path = route(settings, category, is_template, prefer)
+    return f"{number or settings.default_number or '{phone-number-id}'}/{path}"
 
 
 def build_channel(settings: WhatsAppSettings, app: Connectzap) -> CloudApiChannel | AccountsChannel:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, select, text, update
@@ -323,9 +323,12 @@ def due_to_start(conn: Connection, t: float) -> list[str]:
                                                                     campaigns.c.starts_at <= t))]
 
 
-def tick(db: Database, secret: bytes, notify: bool = True, accounts: BusinessAccounts | None = None) -> int:
+def tick(db: Database, secret: bytes, notify: bool = True, accounts: BusinessAccounts | None = None,
+         unsendable: Callable[[Any], str | None] | None = None) -> int:
     """One round over every campaign with work: start the scheduled ones that are due, follow,
-    admit, finish. Returns how much changed (0 when there was nothing to do)."""
+    admit, finish. Returns how much changed (0 when there was nothing to do). ``unsendable`` says
+    why a campaign (its row) cannot start now: a due scheduled campaign then stays scheduled and
+    shows why (``waiting``) until it can."""
     t = now()
     with db.read() as conn:
         ids = [r[0] for r in conn.execute(select(campaigns.c.id).where(
@@ -334,12 +337,12 @@ def tick(db: Database, secret: bytes, notify: bool = True, accounts: BusinessAcc
     done = 0
     for campaign_id in ids:
         with db.begin() as conn:
-            done += _tick_one(db, conn, secret, campaign_id, notify, accounts)
+            done += _tick_one(db, conn, secret, campaign_id, notify, accounts, unsendable)
     return done
 
 
 def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, notify: bool,
-              accounts: BusinessAccounts | None) -> int:
+              accounts: BusinessAccounts | None, unsendable: Callable[[Any], str | None] | None = None) -> int:
     campaign = conn.execute(db.for_update(select(campaigns).where(campaigns.c.id == campaign_id))).first()
     if campaign is None:
         return 0  # another worker holds it (PostgreSQL), or it is gone
@@ -347,6 +350,11 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
     done = 0
     if campaign.state == State.SCHEDULED:
         if campaign.starts_at is None or campaign.starts_at > t:
+            return 0
+        why = unsendable(campaign) if unsendable is not None else None
+        if why is not None:
+            if why != campaign.waiting:
+                conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(waiting=why, updated_at=t))
             return 0
         set_state(conn, campaign, Action.START)
         campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).one()

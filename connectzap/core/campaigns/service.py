@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 AUDIENCE_BATCH = 1000
 SHOWN_BAD_LINES = 100
 EDITABLE = (State.DRAFT, State.SCHEDULED)
+CHOICE_EDITABLE = (State.DRAFT, State.SCHEDULED, State.PAUSED)
+"""While a campaign's Marketing Messages API choice may change: nothing of it is sending then
+(a pause takes back what waited in the outbox)."""
 
 
 def new_campaign_id() -> str:
@@ -269,6 +272,20 @@ class Campaigns:
         mm_api.check(value, number, self.app.marketing_messages_api)
         return value
 
+    def set_marketing_api(self, campaign_id: str, choice: str) -> CampaignView:
+        """Change the campaign's ``marketing_api`` (use, avoid or account) while it is a draft,
+        scheduled or paused -- ``use`` only where its number's account has the API configured."""
+        value = mm_api.stored(choice)
+        with self.db.begin() as conn:
+            row = self._locked(conn, campaign_id)
+            if row.state not in CHOICE_EDITABLE:
+                raise ConflictError(f"campaign {campaign_id} is {row.state}: its marketing_api can only change while "
+                                    "it is a draft, scheduled or paused (pause it first)")
+            mm_api.check(value, row.business_phone_number_id, self.app.marketing_messages_api)
+            conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
+                         .values(marketing_api=value, updated_at=now()))
+        return self.get(campaign_id)
+
     def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
                       skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
@@ -419,6 +436,7 @@ class Campaigns:
         if at is not None and at.timestamp() > now():
             with self.db.begin() as conn:
                 row = self._locked(conn, campaign_id)
+                self._can_send(row)
                 engine.set_state(conn, row, Action.SCHEDULE)
                 conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
                              .values(starts_at=at.timestamp()))
@@ -432,14 +450,30 @@ class Campaigns:
             row = self._locked(conn, campaign_id)
             if Action(action) is Action.START and not self._has_audience(conn, campaign_id):
                 raise ConflictError(f"campaign {campaign_id} has no audience; load one first")
+            if Action(action) in (Action.START, Action.RESUME):
+                self._can_send(row)
             ended = engine.set_state(conn, row, Action(action)) is State.CANCELLED
             if ended and self._announced():
                 engine.announce_end(self.db, conn, campaign_id)
         return self.get(campaign_id)
 
+    def _can_send(self, row: Any) -> None:
+        """Refuse to start or resume a campaign whose choice its number's account no longer honours
+        (``use``, the account's Marketing Messages API switched off since): nothing is sent."""
+        mm_api.check(row.marketing_api, row.business_phone_number_id, self.app.marketing_messages_api)
+
     def run_once(self) -> int:
         """One engine round (what each worker does every few seconds)."""
-        return engine.tick(self.db, self.app.secret, self._announced(), self.app.business_accounts)
+        return engine.tick(self.db, self.app.secret, self._announced(), self.app.business_accounts,
+                           self._unsendable)
+
+    def _unsendable(self, row: Any) -> str | None:
+        """Why a scheduled campaign cannot start now (the engine leaves it scheduled and shows why)."""
+        try:
+            self._can_send(row)
+        except PayloadError as exc:
+            return f"not started: {exc.message}"
+        return None
 
     def _announced(self) -> bool:
         """Whether a campaign's end is journaled: only when something listens to it (always before

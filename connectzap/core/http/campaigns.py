@@ -274,6 +274,22 @@ def campaign_report_csv(app: Engine, campaign: CampaignRef, within_hours: Within
                              headers={"Content-Disposition": f'attachment; filename="{campaign_id}-report.csv"'})
 
 
+class MarketingApiChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marketing_api: MarketingApi = Field(
+        description="Send its marketing template through Meta's Marketing Messages API (use), the Cloud API "
+                    "(avoid), or as the number's account is configured (account). use is refused when that "
+                    "account has no Marketing Messages API configured.")
+
+
+@router.put("/{campaign}/marketing_api", response_model=CampaignView,
+            summary="Change how its marketing template goes out (draft, scheduled or paused)",
+            responses=_errors((409, "The campaign is running or has ended"),
+                              (415, "Body is not application/json")))
+def put_marketing_api(app: Engine, campaign: CampaignRef, body: MarketingApiChange) -> CampaignView:
+    return app.campaigns.set_marketing_api(_resolve(app, campaign), body.marketing_api)
+
+
 @router.post("/{campaign}/start", response_model=CampaignView, summary="Start now, or schedule",
              responses=_errors((409, "The campaign's state does not allow it")))
 def start_campaign(app: Engine, campaign: CampaignRef,
