@@ -4,21 +4,31 @@ callback; quiet hours hold marketing SMS; STOP and START change SMS consent and 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
+from console_support import PASSWORD, USER, log_in
 from sms_support import PUBLIC_URL, Answer, TwilioStandIn, callback, inbound_params, settings, status_params
+from test_console_routes import console
 
 from connectzap import Category, ConsentChange, Connectzap, Outgoing, TextContent
 from connectzap.core import consent as ledger
 from connectzap.core.channel import SMS, WHATSAPP
 from connectzap.core.clock import use_clock
 from connectzap.core.worker import Worker
+from connectzap.cli import messages as cli_messages
+from connectzap.cli.base import Ctx
+from connectzap.connectors.sms.segments import count_segments
+from connectzap.console.passwords import hash_password
 from connectzap.testing import deliver
 
 PHONE = "+4915112345678"
+API_KEY = "sms-test-api-key-0123456789abcdef"
 
 
 @pytest.fixture
@@ -175,3 +185,31 @@ async def test_a_send_without_an_answer_is_never_repeated_and_its_callback_settl
     row = app.message(decision.id)
     assert (row["status"], row["wamid"]) == ("delivered", sid)
     assert len(twilio.calls) == 1  # never sent twice
+
+
+async def test_the_segment_count_is_kept_on_the_message_and_shown(make: Callable[..., Connectzap],
+                                                                   twilio: TwilioStandIn) -> None:
+    app = make(connectors={"sms": settings(api_base_url=twilio.url, status_callback_url=PUBLIC_URL)},
+               api={"keys": [API_KEY]}, console={"enabled": True})
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    grant(app, Category.UTILITY)
+    long_ucs2 = "Ihre Sendung ist unterwegs, Grüße aus Köln ú " * 2  # 'ú' is no GSM-7: UCS-2, 67 per segment
+    assert count_segments(long_ucs2).segments == 2
+    short, long = app.send(text()), app.send(text(long_ucs2))
+    whatsapp = app.send(Outgoing(to=PHONE, content=TextContent(body="hi"), category=Category.UTILITY))
+    await Worker(app).run_until_idle()
+    assert (app.message(short.id)["segments"], app.message(long.id)["segments"]) == (1, 2)
+    assert app.message(whatsapp.id)["segments"] is None  # only SMS are counted in segments
+    ctx = Ctx(None)
+    ctx._app = app
+    shown = CliRunner().invoke(cli_messages.messages, ["show", long.id, "--json"], obj=ctx)
+    assert json.loads(shown.stdout)["segments"] == 2
+    assert re.search(r"^segments\s+2$", CliRunner().invoke(cli_messages.messages, ["show", long.id], obj=ctx).stdout,
+                     flags=re.M)
+    async with console(app) as client:
+        rest = await client.get(f"/v1/messages/{long.id}", headers={"Authorization": f"Bearer {API_KEY}"})
+        await log_in(client)
+        page = (await client.get(f"/console/messages/{long.id}")).text
+        other = (await client.get(f"/console/messages/{whatsapp.id}")).text
+    assert rest.status_code == 200 and rest.json()["segments"] == 2
+    assert re.search(r'id="m-segments">2<', page) and 'id="m-segments"' not in other

@@ -77,13 +77,17 @@ class SentId(str):
     """A message id a channel's :meth:`Channel.send` may return instead of a plain string, to say
     the channel accepted the message but holds its delivery: ``held`` names why (WhatsApp answers
     ``held_for_quality_assessment`` while it paces a template). The message is pending, not failed:
-    its status webhooks settle it, and ``held`` shows as its ``reason`` meanwhile."""
+    its status webhooks settle it, and ``held`` shows as its ``reason`` meanwhile. ``segments`` is
+    what the message cost where the medium bills in parts (an SMS's GSM-7/UCS-2 segments): kept on
+    the message record."""
 
     held: str | None
+    segments: int | None
 
-    def __new__(cls, value: str, held: str | None = None) -> SentId:
+    def __new__(cls, value: str, held: str | None = None, *, segments: int | None = None) -> SentId:
         made = super().__new__(cls, value)
         made.held = held
+        made.segments = segments
         return made
 
 

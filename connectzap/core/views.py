@@ -44,6 +44,7 @@ class MessageView(BaseModel):
     medium: str = Field("whatsapp", description="The medium it goes out on: whatsapp, email, sms, ...")
     fallback_of: str | None = Field(
         None, description="The WhatsApp message this one is the fallback of (fallback_channels), if it is one.")
+    segments: int | None = Field(None, description="An SMS's segments (GSM-7 or UCS-2), as sent and billed.")
     content_type: str
     template_name: str | None = None
     language: str | None = None
@@ -75,7 +76,7 @@ class MessageView(BaseModel):
         return cls(id=row["id"], status=row["status"], reason=row["reason"], detail=row["error_details"],
                    error_code=row["error_code"], fbtrace_id=row.get("fbtrace_id"), category=row["category"],
                    medium=row.get("medium") or "whatsapp", fallback_of=row.get("fallback_of"),
-                   content_type=row["content_type"],
+                   segments=row.get("segments"), content_type=row["content_type"],
                    template_name=row["template_name"], language=row["language"],
                    recipient=masked_recipient(row["recipient"], row.get("medium") or "whatsapp")
                    if row["recipient"] else None,

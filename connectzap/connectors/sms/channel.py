@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ...core.campaigns import send_window
-from ...core.channel import NOT_SUPPORTED, SMS, BaseChannel, OutboundSend, Refusal
+from ...core.channel import NOT_SUPPORTED, SMS, BaseChannel, OutboundSend, Refusal, SentId
 from ...core.errors import FatalDeliveryError, PhoneRequiredError
 from .client import TwilioClient
 from .rendering import render
@@ -88,7 +88,7 @@ class TwilioSmsChannel(BaseChannel):
         sid = str(answer["sid"])
         log.info("sms for outbox %s accepted by Twilio as %s: %d segment(s), %s", message.outbox_id, sid,
                  count.segments, count.encoding)
-        return sid
+        return SentId(sid, segments=count.segments)  # kept on the message record (outbox.segments)
 
     async def reconcile(self, outbox_id: str) -> Any:
         # Twilio keeps no reference of ours on a message, so listing messages cannot tell which

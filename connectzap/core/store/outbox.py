@@ -297,7 +297,7 @@ def mark_accepted(conn: Connection, message_id: str, wamid: str | None, erase: d
 def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], erase: dict[str, Any]) -> None:
     """Record successful sends in one statement. A status webhook that raced ahead (``delivered``)
     keeps its status; only the wamid is added. A wamid that is a :class:`SentId` with ``held``
-    leaves that reason on the message (accepted, delivery held)."""
+    leaves that reason on the message (accepted, delivery held); one with ``segments`` records them."""
     if not sent:
         return
     held = [(message_id, wamid.held) for message_id, wamid in sent if isinstance(wamid, SentId) and wamid.held]
@@ -314,6 +314,9 @@ def mark_accepted_many(conn: Connection, sent: list[tuple[str, str | None]], era
                         for message_id, wamid in sent])
     for message_id, why in held:
         _update(conn, message_id, reason=why)
+    for message_id, wamid in sent:
+        if isinstance(wamid, SentId) and wamid.segments is not None:
+            _update(conn, message_id, segments=wamid.segments)
 
 
 def record_sent_elsewhere(db: Database, conn: Connection, *, wamid: str, contact_key: str, content_type: str,

@@ -93,6 +93,7 @@ outbox = Table(
     Column("automatic", String(16), nullable=True),  # an AutomaticAnswer kind: arbitrated per inbound message
     Column("medium", String(16), nullable=False, server_default="whatsapp"),  # whose channel sends it
     Column("fallback_of", String(32), nullable=True),  # the message this one stands in for (a fallback)
+    Column("segments", Integer, nullable=True),  # what an SMS cost: its GSM-7/UCS-2 segments (migration 0026)
     # per-message pricing from the latest status that carried it (kept after erasure: no personal data)
     Column("pricing_category", String(48), nullable=True),
     Column("pricing_type", String(48), nullable=True),
