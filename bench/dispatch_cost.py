@@ -4,6 +4,7 @@
     .venv/bin/python bench/dispatch_cost.py --events 5000 --profile 25
     .venv/bin/python bench/dispatch_cost.py --user-ids    # contacts carry BSUIDs, as Meta sends them now
     .venv/bin/python bench/dispatch_cost.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/dispatch_cost.py --database-url ... --lanes 1   # one dispatch loop (SQLite's default)
 
 It journals signed-webhook-shaped inbound messages (the bodies of bench/webhook_ingress.py, parsed
 by the WhatsApp connector as the edge does) into a fresh engine with the bundled plugins, then runs
@@ -12,8 +13,8 @@ one worker's dispatcher in this process until the journal is empty, and reports 
 * the worker's CPU time (user + system of this process while dispatching; the journaling before
   is not counted),
 * SQL statements sent to the database (a round trip each; an executemany counts once) and commits,
-  and which statements they were (first words and table), so a change to the dispatch path shows
-  what it saved.
+  and which statements they were (first words and table) with the wall time from sending each to
+  its answer, so a change to the dispatch path shows what it saved and where a worker waits.
 
 ``--profile N`` also prints the N functions with the most cumulative time (cProfile).
 """
@@ -27,6 +28,7 @@ import pstats
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -58,13 +60,22 @@ class Counting:
     def __init__(self, engine: Any) -> None:
         self.on = False
         self.statements: Counter[str] = Counter()
+        self.waited: Counter[str] = Counter()  # wall seconds from sending a statement to its answer
         self.commits = 0
+        self._sent = threading.local()
         sa_event.listen(engine, "before_cursor_execute", self._statement)
+        sa_event.listen(engine, "after_cursor_execute", self._answered)
         sa_event.listen(engine, "commit", self._commit)
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if self.on:
             self.statements[label(statement)] += 1
+            self._sent.at = time.perf_counter()
+
+    def _answered(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self.on and getattr(self._sent, "at", None) is not None:
+            self.waited[label(statement)] += time.perf_counter() - self._sent.at
+            self._sent.at = None
 
     def _commit(self, _conn: Any) -> None:
         if self.on:
@@ -78,13 +89,19 @@ def journal(app: Any, count: int, user_ids: bool) -> None:
         app.ingest(events[start:start + 500])
 
 
-async def drain(worker: Worker) -> int:
-    done = 0
-    while True:
-        n = await worker.dispatch_once()
-        if n == 0:
-            return done
-        done += n
+async def drain(worker: Worker, lanes: int = 1) -> int:
+    """Dispatch until the journal is empty, with ``lanes`` dispatch loops at once (as
+    :meth:`Worker.run` keeps ``workers.dispatch_lanes`` of them)."""
+    async def lane() -> int:
+        done = 0
+        while n := await worker.dispatch_once():
+            done += n
+        return done
+
+    total = 0
+    while got := sum(await asyncio.gather(*(lane() for _ in range(lanes)))):
+        total += got
+    return total
 
 
 def main() -> None:
@@ -94,6 +111,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="workers.batch_size (default: the setting's)")
     parser.add_argument("--user-ids", action="store_true",
                         help="each contact also carries a BSUID (as in bench/compare_pywa.py): identities are linked")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="dispatch loops at once (workers.dispatch_lanes; default: the worker's, "
+                             "2 on PostgreSQL, 1 on SQLite)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions (cumulative)")
     args = parser.parse_args()
 
@@ -111,7 +131,8 @@ def main() -> None:
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler:
                 profiler.enable()
-            done = asyncio.run(drain(worker))
+            lanes = args.lanes or worker.dispatch_lanes()
+            done = asyncio.run(drain(worker, lanes))
             if profiler:
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -123,11 +144,14 @@ def main() -> None:
 
     statements = sum(counting.statements.values())
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; events dispatched: {done}; "
-          f"batch size {app.settings.workers.batch_size}{'; contacts with BSUIDs' if args.user_ids else ''}")
+          f"batch size {app.settings.workers.batch_size}; {lanes} dispatch lane(s)"
+          f"{'; contacts with BSUIDs' if args.user_ids else ''}")
     print(f"worker CPU per event: {cpu / done * 1e6:,.0f} µs (wall {wall / done * 1e6:,.0f} µs)")
     print(f"statements per event: {statements / done:.2f}; commits per event: {counting.commits / done:.3f}")
+    waited = sum(counting.waited.values())
+    print(f"wall time in statements per event: {waited / done * 1e6:,.0f} µs (per event, by statement below)")
     for name, n in counting.statements.most_common():
-        print(f"  {n / done:7.3f}  {name}")
+        print(f"  {n / done:7.3f}  {counting.waited[name] / done * 1e6:7,.0f} µs  {name}")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -16,6 +17,7 @@ from connectzap.core import clock, ordering
 from connectzap.core.plugins import pm
 from connectzap.core.store import journal
 from connectzap.core.store.schema import events
+from connectzap.core.worker import Worker
 from connectzap.testing import run
 
 PHONE = "+4915112345678"
@@ -227,3 +229,71 @@ def test_a_failed_event_holds_back_its_key_in_the_dispatcher_until_it_succeeds(
     with clock.use_clock(lambda: t0 + 3600):
         run(app)
     assert plugin.applied == ["1:a", "2:a", "1:b", "1:c"]
+
+
+class Overlap:
+    """A plugin that notes each order event it applies, and any time two of one order ran at once."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, int]] = []
+        self.running: set[str] = set()
+        self.overlaps: list[str] = []
+        self.guard = threading.Lock()
+
+    @hookimpl
+    def on_order_updated(self, order: Order) -> None:
+        with self.guard:
+            if order.id in self.running:
+                self.overlaps.append(order.id)
+            self.running.add(order.id)
+        time.sleep(0.001)  # hold the key a moment: the other lane's thread runs meanwhile
+        with self.guard:
+            self.running.discard(order.id)
+            self.applied.append((order.id, int(str(order.status)[1:])))
+
+
+@pytest.mark.parametrize("seed", [3, 15])
+def test_two_dispatch_lanes_of_one_worker_apply_each_key_once_in_journal_order_never_two_at_once(
+        make: Callable[..., Connectzap], seed: int) -> None:
+    """``workers.dispatch_lanes = 2``: two dispatch loops of one worker (one worker id) claim and run
+    batches at the same time, their hooks in two threads. Every event is applied exactly once, the
+    events of one order in journal order and never two at the same time (the lease is the lock, as
+    between workers); unkeyed events too."""
+    app = make(workers={"dispatch_lanes": 2, "batch_size": 7})
+    worker = Worker(app)
+    assert worker.dispatch_lanes() == 2
+    rng = random.Random(seed)
+    stream = [order_event(str(rng.randrange(9)), f"s{n}", n) if rng.random() < 0.85
+              else order_event(f"u{n}", f"s{n}", n, keyed=False) for n in range(120)]
+    app.ingest(stream)
+    plugin = Overlap()
+    pm.register(plugin, name="ordering-overlap")
+    try:
+        asyncio.run(drain_with_lanes(worker, 2))
+    finally:
+        pm.unregister(plugin)
+    assert plugin.overlaps == []
+    assert sorted(n for _, n in plugin.applied) == list(range(len(stream)))  # each once
+    for order_id in {e.data["id"] for e in stream if e.ordering_key}:
+        journaled = [int(e.data["status"][1:]) for e in stream if e.data["id"] == order_id]
+        assert [n for o, n in plugin.applied if o == order_id] == journaled, f"order {order_id} out of order"
+    with app.db.read() as conn:
+        assert set(conn.execute(select(events.c.status)).scalars()) == {"done"}
+
+
+async def drain_with_lanes(worker: Worker, lanes: int) -> None:
+    """Dispatch until nothing is due, ``lanes`` dispatch loops at once (as :meth:`Worker.run` does)."""
+    async def lane() -> int:
+        done = 0
+        while n := await worker.dispatch_once():
+            done += n
+        return done
+
+    while sum(await asyncio.gather(*(lane() for _ in range(lanes)))):
+        pass
+
+
+def test_dispatch_lanes_default_to_two_on_postgresql_and_one_on_sqlite(make: Callable[..., Connectzap],
+                                                                       backend: str) -> None:
+    assert Worker(make()).dispatch_lanes() == (2 if backend == "postgres" else 1)
+    assert Worker(make("set", workers={"dispatch_lanes": 3})).dispatch_lanes() == 3

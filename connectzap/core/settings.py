@@ -80,6 +80,11 @@ class WorkerSettings(Section):
     ``batch_size`` and ``send_concurrency`` when the channel knows no rate). Set, that many lanes of
     ``batch_size`` messages, ``send_concurrency`` in flight each: at least 1 + rate x (latency +
     about 0.1 s) / ``batch_size`` (docs/whatsapp-sending.md)."""
+    dispatch_lanes: int | None = Field(default=None, ge=1, le=8)
+    """Dispatch loops per worker, each claiming and running its own batches. Unset: 2 on PostgreSQL
+    (one loop claims and prepares its batch while the other's hooks run and commit, so a worker does
+    not wait on one round trip at a time), 1 on SQLite (its writers take turns anyway). Ordering per
+    key holds across lanes as across workers: the lease is the lock (docs/serving.md)."""
     processes: int | None = Field(default=None, ge=0, le=64)
     """Worker processes ``connectzap serve`` starts (``--workers`` overrides). Unset: one per CPU core
     but one (the edge's), at least one; 0: none, as ``--no-workers``."""

@@ -47,6 +47,13 @@ class Worker:
     def has_targets(self, kind: str) -> bool:
         return bool(delivery_targets(kind, self.app.connectors.values()))
 
+    def dispatch_lanes(self) -> int:
+        """How many dispatch loops :meth:`run` keeps going (``workers.dispatch_lanes``; unset: 2 on
+        PostgreSQL, where one loop's claim overlaps the other's hooks and commits, 1 on SQLite)."""
+        if self.cfg.dispatch_lanes is not None:
+            return self.cfg.dispatch_lanes
+        return 1 if self.db.is_sqlite else 2
+
     async def dispatch_once(self) -> int:
         """Handle one claimed batch of events."""
         return await self.dispatcher.dispatch_once()
@@ -151,7 +158,7 @@ class Worker:
 
         tasks = []
         if dispatch:
-            tasks.append(asyncio.create_task(loop(self.dispatch_once)))
+            tasks += [asyncio.create_task(loop(self.dispatch_once)) for _ in range(self.dispatch_lanes())]
         if send:
             tasks.append(asyncio.create_task(loop(size_lanes, full=lambda: 0)))
         if dispatch:
