@@ -362,3 +362,38 @@ def test_migration_0015_keeps_plugin_state_and_forgets_only_what_was_set_to_be_f
     with clock.use_clock(lambda: later):
         Worker(app).housekeeping()
     assert state.get("cursor") == 43
+
+
+def test_plugin_state_is_looked_up_by_key_alone_through_its_own_index(app: Connectzap) -> None:
+    """Migration 0025: the per-customer times (``contact_times``) are looked up by key without the
+    plugin -- in the check of a new BSUID's first link -- and the primary key (plugin, key) cannot
+    serve that; ``ix_plugin_state_key`` does, on both databases. Downgraded, the plan loses it."""
+    from sqlalchemy import event as sql_events
+
+    from connectzap.core import identities
+
+    sent: list[tuple[str, Any]] = []
+
+    def listener(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    def plan_of_first_link_check() -> str:
+        sent.clear()
+        with app.db.begin() as conn:
+            sql_events.listen(app.db.engine, "before_cursor_execute", listener)
+            try:
+                identities.plain_first_links(conn, app.secret, {"b" * 32: "c" * 32})
+            finally:
+                sql_events.remove(app.db.engine, "before_cursor_execute", listener)
+            statement, params = next((s, p) for s, p in sent if "plugin_state" in s)
+            if app.db.is_sqlite:
+                return " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                         params).all())
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an empty table: say what it could use
+            return " ".join(str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + statement, params).all())
+
+    assert "ix_plugin_state_key" in plan_of_first_link_check()
+    downgrade(app, "0024")
+    assert "ix_plugin_state_key" not in plan_of_first_link_check()
+    app.db.migrate()
+    assert "ix_plugin_state_key" in plan_of_first_link_check()

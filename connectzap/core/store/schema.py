@@ -224,6 +224,8 @@ plugin_state = Table(
     Column("forget_at", Float, nullable=True),
     Index("ix_plugin_state_forget", "forget_at", postgresql_where=text("forget_at IS NOT NULL"),
           sqlite_where=text("forget_at IS NOT NULL")),
+    # Lookups by key alone (a customer's times, contact_times): the primary key starts with the plugin.
+    Index("ix_plugin_state_key", "key"),
 )
 
 flags = Table(
