@@ -3,14 +3,14 @@
 when a customer's records move). The primary key (plugin, key) cannot serve them, so without it
 they read the whole table, which grows with the customers.
 
-Revision ID: 0025
-Revises: 0024
+Revision ID: 0026
+Revises: 0025
 """
 
 from alembic import op
 
-revision = "0025"
-down_revision = "0024"
+revision = "0026"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
