@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from . import consent as ledger
 from . import consent_files
-from . import conversations, gate, identities, minimize, outcomes, payloads, replies, windows
+from . import conversations, fallbacks, gate, identities, minimize, outcomes, payloads, replies, windows
 from .bsuids import identify, is_bsuid
 from .business_hours import BusinessHours
 from .channel import WHATSAPP, Channel, LegacyChannel, NoChannel, PreMediumChannel
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connectzap")
 
+def _no_rule(outgoing: Outgoing) -> list[str] | None:
+    return None
+
+
 ChannelFactory = Callable[["Connectzap"], Channel]
 """Builds a channel for an engine: a channel class taking the engine, or a function."""
 
@@ -56,10 +60,11 @@ class Connectzap:
 
     ``channel`` is where sends go: a channel, or a :data:`ChannelFactory` called with the engine
     (``channel=SandboxChannel``); it sends on its medium, and :meth:`use_channel` adds others.
-    Without one, :meth:`start` asks the connectors (:meth:`Connector.make_channel`; a simulation
-    asks for :meth:`Connector.make_rehearsal_channel`) and keeps the first channel offered for each
-    medium (:attr:`channels`). Messages on a medium without a channel wait in the queue
-    (:meth:`channel_for` says why; so do ``/healthz`` and ``connectzap doctor``).
+    For every other medium (for all of them without one), :meth:`start` asks the connectors
+    (:meth:`Connector.make_channel`; a simulation asks for :meth:`Connector.make_rehearsal_channel`)
+    and keeps the first channel offered for each medium (:attr:`channels`). Messages on a medium
+    without a channel wait in the queue (:meth:`channel_for` says why; so do ``/healthz`` and
+    ``connectzap doctor``).
     """
 
     def __init__(self, settings: Settings | None = None, *, channel: Channel | ChannelFactory | None = None,
@@ -105,8 +110,8 @@ class Connectzap:
         self._declare_payloads()
         self.business_accounts = next((found for found in (c.business_accounts() for c in self.connectors.values())
                                        if found is not None), None)
-        if self._channels is None:
-            self._channels = self._channels_from_connectors()
+        given = self._channels or {}  # the channel passed in (and any added since): they keep their media
+        self._channels = {**self._channels_from_connectors(taken=set(given)), **given}
         self.started = True
         return self
 
@@ -164,11 +169,12 @@ class Connectzap:
             built[name] = cls(settings, self)
         return built
 
-    def _channels_from_connectors(self) -> dict[str, Channel]:
+    def _channels_from_connectors(self, taken: set[str]) -> dict[str, Channel]:
         """Each medium's channel: the first a connector offers for it (the bundled WhatsApp
         connector offers one for ``whatsapp``: the Cloud API when configured, else the sandbox). A
-        channel offered for a medium already taken is kept only to be closed. A simulation takes
-        only rehearsal channels (the WhatsApp connector's sandbox): it never sends."""
+        channel offered for a medium already taken -- by an earlier connector, or in ``taken`` (the
+        engine was given a channel for it) -- is kept only to be closed. A simulation takes only
+        rehearsal channels (the WhatsApp connector's sandbox): it never sends."""
         rehearsing = self.simulation is not None
         found: dict[str, Channel] = {}
         for connector in self.connectors.values():
@@ -176,7 +182,7 @@ class Connectzap:
             if offered is None:
                 continue
             checked = _checked(offered)
-            if checked.medium in found:
+            if checked.medium in found or checked.medium in taken:
                 self._spare.append(checked)
             else:
                 found[checked.medium] = checked
@@ -281,8 +287,18 @@ class Connectzap:
         """``outgoing`` with the key it is admitted under: ``idempotency_key`` (or the message's own)
         scoped to ``source``; without either, a key of its own, so each call is a new message."""
         key = idempotency_key or outgoing.idempotency_key
-        return gate.Admission(outgoing, scoped_key(source, key) if key else unique_key(source),
+        return gate.Admission(self.configured(outgoing), scoped_key(source, key) if key else unique_key(source),
                               fresh_key=key is None)
+
+    def configured(self, outgoing: Outgoing, plugin: str | None = None) -> Outgoing:
+        """``outgoing`` with the fallback media configured for it (:func:`.fallbacks.configured`):
+        those of ``plugin``'s settings when it proposed the message, else those of the connector
+        its ``origin`` names (a shop's ``fallback``), else ``[fallback] media``."""
+        settings = self.plugin_settings.get(plugin.removeprefix("connector:")) if plugin else None
+        connector = self.connectors.get((outgoing.origin or {}).get("source", ""))
+        return fallbacks.configured(outgoing, settings.fallback_media if settings is not None else _no_rule,
+                                    connector.fallback_media if connector is not None else _no_rule,
+                                    self.settings.fallback.media)
 
     def answer_later(self, inbound_key: str, event_id: int, messages: list[Outgoing], *,
                      source: str) -> list[gate.Decision]:

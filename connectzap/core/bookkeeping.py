@@ -38,7 +38,7 @@ class Bookkeeping:
     def __init__(self, db: Database, secret: bytes, has_targets: Callable[[str], bool],
                  accounts: Callable[[], BusinessAccounts | None] = lambda: None,
                  reply_settings: ReplySettings | None = None, fallback_codes: Collection[str] = (),
-                 retention_seconds: float = 0) -> None:
+                 retention_seconds: float = 0, configured: Callable[..., Outgoing] = lambda o, plugin=None: o) -> None:
         self.db = db
         self.secret = secret
         self.has_targets = has_targets
@@ -49,6 +49,9 @@ class Bookkeeping:
         """Error codes of a failed message that trigger its fallback (``[fallback] codes``)."""
         self.retention_seconds = retention_seconds
         """``privacy.retention_hours`` in seconds: a message kept for its fallback is erased by it once settled."""
+        self.configured = configured
+        """A message journaled to be sent, with its configured fallback media
+        (the engine's :meth:`.app.Connectzap.configured`)."""
 
     def apply_many(self, conn: Any, batch: list[tuple[int, Event]]) -> None:
         """:meth:`apply` for several events, in their order; the outcome is what applying them one by
@@ -145,7 +148,7 @@ class Bookkeeping:
             if update.status == templates.PAUSED:
                 result["withdrawn"] = self.withdraw_paused(conn, update.name, update.language)
         elif kind == EventKind.SEND:
-            outgoing = Outgoing.model_validate(event.data)
+            outgoing = self.configured(Outgoing.model_validate(event.data), event.source)
             key = scoped_key(event.source, outgoing.idempotency_key or event.dedupe_key)
             result = gate.admit(self.db, conn, self.secret, outgoing, idempotency_key=key,
                                 source_event_id=event_id, plugin=event.source, accounts=self.accounts()).as_dict()

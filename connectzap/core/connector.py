@@ -16,7 +16,8 @@ messages: a :class:`~connectzap.core.channel.Channel`, pacing included), :meth:`
 :meth:`Connector.background`
 (periodic work beside the workers), :meth:`Connector.delivery_targets` (several receivers per
 event), :meth:`Connector.operator_actions` (what an operator may run from the console) and
-:meth:`Connector.template_management` (the message templates it syncs and creates). Durable
+:meth:`Connector.template_management` (the message templates it syncs and creates) and
+:meth:`Connector.fallback_media` (the media a message about one of its records falls back on). Durable
 state goes through ``ctx.state`` in a sync method and ``self.app.plugin_state(name)`` elsewhere;
 settings are a :class:`ConnectorSettings` model. The core probes for nothing else.
 """
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .channel import Channel
+from .messages import Outgoing
 from .plugin_settings import TemplateUse
 from .templates import BusinessAccounts
 from .models import (CallActivity, CampaignFinished, ConsentChange, ContactChange, Event, EventKind, Handoff,
@@ -239,6 +241,14 @@ class Connector:
         Messages API -- its account has it configured. A campaign that asks for that API
         (``marketing_api = use``) is refused when no connector answers True. Default: None (this
         connector does not send from that number)."""
+        return None
+
+    def fallback_media(self, outgoing: Outgoing) -> list[str] | None:
+        """The media ``outgoing`` -- a WhatsApp message about one of this connector's records
+        (``origin["source"]`` names this connector) that names none itself -- falls back on, in
+        order, when WhatsApp cannot deliver it (docs/channels.md, "Fallback"), e.g. a shop's
+        ``fallback = ["sms", "email"]`` for its order notifications. Asked as the message is
+        admitted. Default: None (no rule here: ``[fallback] media`` applies)."""
         return None
 
     def make_rehearsal_channel(self) -> Channel | None:

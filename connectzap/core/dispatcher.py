@@ -489,7 +489,8 @@ class Dispatcher:
         for n, change in enumerate(o.consent_changes):
             self.bookkeeping.record_consent(conn, change, origin=f"event:{o.event_id}:{o.target}:{n}")
         self._hand_over(conn, o)
-        admissions = [gate.Admission(proposal, scoped_key(o.target, proposal.idempotency_key)
+        admissions = [gate.Admission(self.app.configured(proposal, o.target),
+                                     scoped_key(o.target, proposal.idempotency_key)
                                      if proposal.idempotency_key else proposal_key(o.event_id, o.target, index),
                                      held=proposal.automatic is not None)
                       for index, proposal in enumerate(o.proposals)]

@@ -13,6 +13,10 @@ Exactly once: each medium's attempt is admitted under a key derived from the ori
 the decisions already taken -- refusals included, recorded like any refused send -- and adds none.
 The fallback is linked to its original (``outbox.fallback_of``).
 
+Which media: those the message names (``fallback_channels``), else those configured for it
+(:func:`configured`): its connector's rule for the record it is about (a shop's ``fallback``,
+:meth:`.connector.Connector.fallback_media`), else ``[fallback] media``.
+
 Where it goes: SMS to the original's number (a customer known only by a business-scoped user id
 has none); email to the ``to.email`` the original named, kept with its content until it is settled
 and erased with it. Content and address must still be there: a failure reported after the
@@ -22,10 +26,11 @@ message's data was erased (``privacy.retention_hours``) triggers no fallback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from . import logs
@@ -54,6 +59,43 @@ def triggered(outcome: str | None, error_code: str | None, codes: Collection[str
     if error_code is not None and str(error_code) in codes:
         return "failed"
     return None
+
+
+Rule = Callable[[Outgoing], "list[str] | None"]
+"""Who may name the media a message falls back on: a list (``[]``: none) decides, None leaves it to the next."""
+
+
+def configured(outgoing: Outgoing, plugin: Rule, connector: Rule, default: Sequence[str]) -> Outgoing:
+    """``outgoing`` with the media configured for it to fall back on, as it is admitted. A WhatsApp
+    message that names none itself gets, the first that answers: the rule of the plugin that
+    proposed it (:meth:`.plugin_settings.PluginSettings.fallback_media`, e.g. an order notification
+    rule's ``fallback``); for a message about a record (one with an ``origin``) the rule of the
+    connector the origin names (:meth:`.connector.Connector.fallback_media`, e.g. a shop's
+    ``fallback``), else ``default`` (``[fallback] media``). Email is dropped from them when the
+    message's address is none (an invalid billing address must not refuse the WhatsApp message)."""
+    if outgoing.fallback_media or outgoing.medium != WHATSAPP:
+        return outgoing
+    media = plugin(outgoing)
+    if media is None and outgoing.origin:
+        media = connector(outgoing)
+        if media is None:
+            media = list(default)
+    return with_media(outgoing, media or [])
+
+
+def with_media(outgoing: Outgoing, media: Sequence[str]) -> Outgoing:
+    """``outgoing`` falling back on ``media`` (validated as if it had named them, so an email
+    address is normalised); without email when its address is not one."""
+    if not media:
+        return outgoing
+    fields = {name: getattr(outgoing, name) for name in type(outgoing).model_fields}
+    try:
+        return Outgoing.model_validate({**fields, "fallback_media": list(media)})
+    except ValidationError:
+        if EMAIL not in media:
+            raise
+        rest = [m for m in media if m != EMAIL]
+        return with_media(outgoing.model_copy(update={"to": outgoing.to.model_copy(update={"email": None})}), rest)
 
 
 def wanted(row: dict[str, Any]) -> bool:

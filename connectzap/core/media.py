@@ -67,3 +67,18 @@ def declared_inbound_media(function: Callable[..., Any]) -> frozenset[str] | Non
     """The media ``function`` (an ``on_inbound_message`` implementation) acts on; None: every one."""
     chosen: frozenset[str] = getattr(function, _DECLARED, DEFAULT_INBOUND_MEDIA)
     return None if EVERY in chosen else chosen
+
+
+def fallback_list(media: list[str]) -> list[str]:
+    """``media`` when it is a valid list of media to fall back on (each a medium's name, none
+    twice, never WhatsApp, the medium a message falls back from); else a ValueError."""
+    names = [checked(m) for m in media]
+    if WHATSAPP in names:
+        raise ValueError("cannot name whatsapp: it is the medium a message falls back from")
+    if len(set(names)) != len(names):
+        raise ValueError("names a medium twice")
+    return names
+
+
+FallbackMedia = Annotated[list[str], AfterValidator(fallback_list), Field(max_length=4)]
+"""A configured list of media to fall back on, in order (``fallback = ["sms", "email"]``)."""

@@ -37,6 +37,7 @@ from .models import Category
 from .templates import ANY_ACCOUNT, BusinessAccounts
 
 if TYPE_CHECKING:
+    from .messages import Outgoing
     from .app import Connectzap
 
 
@@ -82,6 +83,14 @@ class PluginSettings(BaseModel):
     def problem_with(self, settings: Settings) -> str | None:
         """What is wrong with this section given the rest of the configuration (e.g. it needs
         ``[business_hours]``), in one line, or None. Checked when the engine starts. Default: nothing."""
+        return None
+
+    def fallback_media(self, outgoing: Outgoing) -> list[str] | None:
+        """The media ``outgoing`` -- a WhatsApp message this plugin proposed that names none itself
+        -- falls back on, in order, when WhatsApp cannot deliver it (docs/channels.md, "Fallback"),
+        e.g. the ``fallback`` of the order notification rule that made it; ``[]`` for none. Asked
+        as the message is admitted. Default: None (no rule here: the connector the message's
+        ``origin`` names decides, else ``[fallback] media``)."""
         return None
 
     def console_summary(self) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .business_hours import BusinessHoursSettings
 from .errors import ConfigurationError
+from .media import FallbackMedia
 
 SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey", "consumer_key", "keys", "authorization")
 
@@ -164,6 +165,11 @@ class FallbackSettings(Section):
     """Error codes of a failed WhatsApp message (the vendor's, e.g. ``"131049"``, or a channel's
     ``code``) that trigger the message's fallback (``fallback_channels``), besides ``unreachable``
     (no WhatsApp account), which always does."""
+    media: FallbackMedia = Field(default_factory=list)
+    """The media a WhatsApp message about a record (one with an ``origin``: an order notification,
+    a reminder, a review request) falls back on when neither it, its plugin nor its connector (a
+    shop's ``fallback``) names any, e.g. ``["sms", "email"]``. Default: none. A person's reply, an
+    automatic answer and a campaign message have no origin: never."""
     keep_hours: float = Field(default=24, ge=0, le=720)
     """How long a sent WhatsApp message that names fallback media keeps its content and the
     recipient's address, waiting for a failed status to fall back on (``privacy.retention_hours``

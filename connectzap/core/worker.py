@@ -40,7 +40,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.bookkeeping = Bookkeeping(app.db, app.secret, self.has_targets, lambda: app.business_accounts,
                                        app.settings.replies, app.settings.fallback.codes,
-                                       app.settings.privacy.retention_hours * 3600)
+                                       app.settings.privacy.retention_hours * 3600, app.configured)
         self.dispatcher = Dispatcher(app, self.id, self.bookkeeping)
         self.sender = Sender(app, self.id, self.bookkeeping, self.has_targets)
 

@@ -29,6 +29,10 @@ Which status notifies (webhooks arrive coalesced, repeated and out of order):
 * Draft statuses (``checkout-draft``, ``auto-draft``, ``draft``, ``new``) and partial orders never
   notify and are not remembered.
 
+Fallback: ``fallback = ["sms", "email"]`` in the section or a rule names the media a customer's
+notification goes on when WhatsApp cannot deliver it (docs/channels.md, "Fallback"); unset, the
+shop's ``fallback`` applies (docs/woocommerce.md), else ``[fallback] media``.
+
 The customer needs a consent for the template's category (usually utility; the checkout opt-in
 records it). Without it the gate refuses with ``no_consent`` and the refusal is listed by
 ``connectzap messages list``. The owner needs one too: ``connectzap consent grant +49... utility
@@ -46,6 +50,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from connectzap import (ButtonParam, ConfigurationError, Contact, CurrencyParam, DateTimeParam, EventContext,
                         HeaderParam, InvalidPhoneError, Order, PluginSettings, TemplateContent, TemplateUse,
                         TextParam, hookimpl, jinja_names_known, to_e164)
+from connectzap.core.media import FallbackMedia
+from connectzap.core.messages import Outgoing
 from connectzap.core.plugin_settings import render_strict
 
 ORDER_VARIABLES = frozenset({
@@ -118,6 +124,9 @@ class MessageSpec(BaseModel):
 class Rule(MessageSpec):
     status: str | list[str]
     shops: list[str] = Field(default_factory=list)
+    fallback: FallbackMedia | None = None
+    """The media this rule's messages fall back on when WhatsApp cannot deliver them, e.g.
+    ``["sms", "email"]``; ``[]``: none. Default: the section's ``fallback``."""
 
     def matches(self, status: str, shop: str | None) -> bool:
         statuses = [self.status] if isinstance(self.status, str) else self.status
@@ -144,6 +153,19 @@ class NotificationConfig(PluginSettings):
     rules: list[Rule] = Field(default_factory=list)
     status_rank: dict[str, int] = Field(default_factory=dict)
     owner: OwnerSpec | None = None
+    fallback: FallbackMedia | None = None
+    """The media order notifications fall back on (a rule's own ``fallback`` first); ``[]``: none.
+    Default: the shop's (``[connectors.woocommerce.shops.NAME] fallback``), else ``[fallback] media``."""
+
+    def fallback_media(self, outgoing: Outgoing) -> list[str] | None:
+        """A customer's notification: its rule's ``fallback``, else the section's. The owner's
+        alert names no order (no ``origin``) and never falls back."""
+        origin = outgoing.origin or {}
+        if "status" not in origin:
+            return None if origin else []
+        shop = origin.get("shop")
+        rule = next((r for r in self.rules if r.matches(origin["status"], None if shop == "-" else shop)), None)
+        return rule.fallback if rule is not None and rule.fallback is not None else self.fallback
 
     def rank(self, status: str) -> int:
         return self.status_rank.get(status, DEFAULT_RANK.get(status, UNKNOWN_RANK))

@@ -105,6 +105,10 @@ def state_key(shop: str, order: str) -> str:
     return f"cod:{shop}:{order}"
 
 
+FLOW = "cod"
+"""The ``flow`` in the origin of a cash-on-delivery question: its fallback is ``cod.fallback``."""
+
+
 def _message_key(shop: str, order: str, what: str) -> str:
     return f"cod:{shop}:{order}:{what}"
 
@@ -167,8 +171,8 @@ class CashOnDelivery:
         assert order.customer is not None and order.customer.phone is not None  # why_not_asked checked it
         contact = ctx.contact_key(order.customer.phone)
         t = now()
-        ctx.send(order.customer.model_copy(update={"email": None}), question(order, cod, self.app.secret),
-                 key=_message_key(shop, order.id, "ask"), origin={"source": SOURCE, "shop": shop, "order": order.id})
+        ctx.send(order.customer, question(order, cod, self.app.secret), key=_message_key(shop, order.id, "ask"),
+                 origin={"source": SOURCE, "shop": shop, "order": order.id, "flow": FLOW})
         forget = t + max(cod.timeout_hours, cod.reminder_hours) * 3600 + KEEP_SECONDS
         ctx.state.set(key, {"state": "asked", "contact": contact}, forget_at=forget)
         timers = [(step, hours) for step, hours in (("reminder", cod.reminder_hours), ("timeout", cod.timeout_hours))
@@ -252,10 +256,9 @@ class CashOnDelivery:
                 ctx.note("cod_closed", f"order {due.order} is {order.status}: no reminder")
                 return
             if order.customer is not None and order.customer.phone is not None:
-                ctx.send(order.customer.model_copy(update={"email": None}),
-                         question(order, cod, self.app.secret, cod.reminder_template),
+                ctx.send(order.customer, question(order, cod, self.app.secret, cod.reminder_template),
                          key=_message_key(due.shop, due.order, "reminder"),
-                         origin={"source": SOURCE, "shop": due.shop, "order": due.order})
+                         origin={"source": SOURCE, "shop": due.shop, "order": due.order, "flow": FLOW})
             ctx.state.set(key, {**record, "state": "reminded"})
             return
         hours = f"{cod.timeout_hours:g}"

@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ...core.media import FallbackMedia
 from ...core.plugin_settings import TemplateUse
 from ...plugins.order_notifications import MessageSpec, OrderText
 
@@ -59,6 +60,10 @@ class CodSettings(MessageSpec):
     timeout_action: Literal["nothing", "on-hold", "cancel"] = "nothing"
     confirmed_reply: OrderText = "Thank you! Order {{ number }} is confirmed: we will deliver it soon."
     cancelled_reply: OrderText = "Order {{ number }} is cancelled, as you asked."
+    fallback: FallbackMedia = Field(default_factory=list)
+    """The media the question (and its reminder) falls back on when WhatsApp cannot deliver it,
+    e.g. ``["sms"]``: the SMS or email template of the same name, which must say how to confirm
+    without the buttons. Default: none (the shop's ``fallback`` does not apply: a tap is the answer)."""
     unchanged_reply: OrderText = "Order {{ number }} can no longer be changed here: it is {{ status }}."
     """The answer to a tap that changes nothing (a second tap, after the timeout, after the shop changed
     the order); ``{{ status }}`` is the order's current status."""

@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from ...core.media import WHATSAPP
 from ...core.errors import PayloadError, SignatureError, SkippableError
 from ...core.models import (CallActivity, CampaignFinished, Contact, ContactChange, Event, EventKind, Handoff,
                             InboundMessage, MessageStatus, Order, PastMessage, StatusValue)
 from ...core.campaigns.write_back import Outcome, unwritten, write_back
 from ...core.connector import AudienceMember, AudienceQuery, OperatorAction, OutboundCall
+from ...core.messages import Outgoing
 from ...core.replies import ReplyRequest
 from ..base import Connector, WebhookRequest, WebhookResponse
 from . import audience, cod, customer_notes, replies, review_requests
@@ -108,6 +110,19 @@ class WooCommerceConnector(Connector):
                 for batch in unwritten(ctx, campaign, audience.SOURCE, audience.WRITE_BATCH)
                 for (shop, endpoint), updates in audience.updates_by_shop(campaign.name, batch).items()]
 
+    # --- fallback: the shop's rule for messages about its orders -------------------------------
+
+    def fallback_media(self, outgoing: Outgoing) -> list[str] | None:
+        """A message about one of a shop's orders falls back on the shop's ``fallback``; a
+        cash-on-delivery question on its ``cod.fallback`` only (a tap is its answer)."""
+        origin = outgoing.origin or {}
+        shop = self.settings.shops.get(origin.get("shop", ""))
+        if shop is None:
+            return None
+        if origin.get("flow") == cod.FLOW:
+            return shop.cod.fallback
+        return shop.fallback
+
     def shop_name(self, request: WebhookRequest) -> str | None:
         named = request.path_params.get("shop")
         if named:
@@ -181,7 +196,8 @@ class WooCommerceConnector(Connector):
         changes = consents_from(data, contact, name, self.shop(name), what=f"customer {data['id']} sign-up",
                                 at=gmt(data.get("date_created_gmt")))
         return [Event.of(EventKind.CONSENT_CHANGED, change, source=SOURCE,
-                         dedupe_key=f"{dedupe}:{change.category.value}") for change in changes]
+                         dedupe_key=f"{dedupe}:{change.category.value}" + (
+                             "" if change.medium == WHATSAPP else f":{change.medium}")) for change in changes]
 
     # --- notes to the customer ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...core.errors import InvalidPhoneError, PayloadError
+from ...core.media import WHATSAPP
 from ...core.models import Category, ConsentChange, Contact, Event, EventKind, Order, OrderItem
 from ...core.phones import to_e164
 from .settings import ShopSettings, ticked
@@ -133,23 +134,29 @@ def _text(value: Decimal | None) -> str | None:
 
 def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: ShopSettings, *,
                   what: str, at: datetime | None) -> list[ConsentChange]:
-    """Opt-ins found in the configured meta keys, with proof. An unticked box records nothing:
+    """Opt-ins found in the configured meta keys, with proof: on WhatsApp (``consent_meta_keys``,
+    ``marketing_meta_keys``) and on other media (``medium_consent_meta_keys``, for fallback
+    messages; an email opt-in is kept under the customer's number). An unticked box records nothing:
     a later order without the box does not undo an opt-in given earlier."""
     if contact.phone is None:
         return []
     meta = meta_dict(data)
-    granted: dict[Category, str] = {}
-    for key, categories in shop.consent_keys().items():
-        if key in meta and ticked(meta[key]):
-            for category in categories:
-                granted.setdefault(category, key)
+    granted: dict[tuple[str, Category], str] = {}
+    fields = [(WHATSAPP, shop.consent_keys())] + [
+        (medium, {key: list(shop.consent_categories) for key in keys})
+        for medium, keys in shop.medium_consent_meta_keys.items()]
+    for medium, keys in fields:
+        for key, categories in keys.items():
+            if key in meta and ticked(meta[key]):
+                for category in categories:
+                    granted.setdefault((medium, category), key)
     when = at or datetime.now(UTC)
     changes = []
-    for category, key in granted.items():
+    for (medium, category), key in granted.items():
         wording = f'; wording: "{shop.consent_wording}"' if shop.consent_wording else ""
         proof = (f"WooCommerce shop {shop_name} ({shop.url}), {what}: field {key} = {meta[key]!r} "
                  f"at {when.isoformat()}{wording}")
-        changes.append(ConsentChange(phone=contact.phone, category=category, granted=True,
+        changes.append(ConsentChange(phone=contact.phone, category=category, granted=True, medium=medium,
                                      source=f"woocommerce:{shop_name}", proof=proof, at=when))
     return changes
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ...core.media import WHATSAPP, FallbackMedia, checked
 from ...core.models import Category
 from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
@@ -54,8 +55,16 @@ class ShopSettings(BaseModel):
     """What the checkout opt-in covers. Order updates are ``utility`` templates."""
     marketing_meta_keys: list[str] = Field(default_factory=list)
     """Separate opt-in field(s) for promotions; a ticked box grants ``marketing``."""
+    medium_consent_meta_keys: dict[str, list[str]] = Field(default_factory=dict)
+    """Opt-in fields for other media, e.g. ``{ sms = ["_connectzap_sms_optin"], email =
+    ["_connectzap_email_optin"] }``: a ticked box grants ``consent_categories`` on that medium (what
+    a ``fallback`` there needs). The WhatsApp opt-in's key may be listed when its wording covers them."""
     consent_wording: str | None = None
     """The text next to the checkbox, stored with the proof."""
+    fallback: FallbackMedia | None = None
+    """The media a WhatsApp message about this shop's orders (order notifications, review requests,
+    notes to the customer) falls back on when WhatsApp cannot deliver it, e.g. ``["sms", "email"]``;
+    ``[]``: none. Default: ``[fallback] media``. Cash-on-delivery questions use ``cod.fallback``."""
     tracking_meta_keys: list[str] = Field(default_factory=lambda: ["_connectzap_tracking_url", "_tracking_url"])
     """Meta keys that may hold a parcel tracking URL (the first one present wins)."""
     notes_window_hours: float = Field(default=72, ge=0)
@@ -90,6 +99,14 @@ class ShopSettings(BaseModel):
     def has_rest_keys(self) -> bool:
         return bool(self.consumer_key and self.consumer_secret and self.consumer_key.get_secret_value()
                     and self.consumer_secret.get_secret_value())
+
+    @field_validator("medium_consent_meta_keys")
+    @classmethod
+    def _media(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for medium in value:
+            if checked(medium) == WHATSAPP:
+                raise ValueError("the WhatsApp opt-in's fields are consent_meta_keys")
+        return value
 
     def consent_keys(self) -> dict[str, list[Category]]:
         """Meta key -> the categories a ticked box grants."""
