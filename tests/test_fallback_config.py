@@ -20,7 +20,7 @@ from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.store.schema import outbox
 from connectzap.connectors.woocommerce.mapping import consents_from
 from connectzap.connectors.woocommerce.settings import ShopSettings
-from connectzap.testing import FakeChannel, FakeWhatsApp
+from connectzap.testing import FakeChannel, FakeWhatsApp, seed_template
 from test_order_notifications import RULES, deliver, seed
 from test_woocommerce_webhooks import payload, shop_config
 from sms_support import settings as sms_settings
@@ -187,3 +187,28 @@ def test_an_engine_given_a_whatsapp_channel_takes_the_connectors_channels_for_ot
     assert app.channels[SMS] is texts
     plain = make(sub="plain", channel=FakeWhatsApp())
     assert set(plain.channels) == {WHATSAPP}
+
+
+# --- campaigns: no fallback (docs/channels.md, "Campaigns") ---------------------------------------------------
+
+async def test_a_campaign_message_to_a_number_without_whatsapp_falls_back_on_nothing(make):
+    import io
+
+    from connectzap import ConsentChange
+    from connectzap.core.campaigns import Action, read_file
+    from connectzap.core.worker import Worker
+    whatsapp, texts = FakeWhatsApp(), FakeChannel(SMS)
+    app = make(channel=whatsapp, fallback={"media": ["sms"]})  # the default for messages about a record
+    app.use_channel(texts)
+    for medium in (WHATSAPP, SMS):
+        app.set_consent(ConsentChange(phone=ANA, category=Category.MARKETING, granted=True, source="test",
+                                      proof="form", medium=medium))
+    seed_template(app, "spring_sale", "Hi {{1}}, the spring sale starts today", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
+    app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{ANA},Ana\n"), "csv", app.secret))
+    whatsapp.fail_next(no_whatsapp())
+    app.campaigns.control(made.id, Action.START)
+    await Worker(app).run_until_idle()
+    [result] = app.campaigns.results(made.id)
+    assert result["outcome"] == "failed"
+    assert [r for r in rows(app) if r["fallback_of"]] == [] and texts.messages == []

@@ -168,8 +168,8 @@ class FallbackSettings(Section):
     media: FallbackMedia = Field(default_factory=list)
     """The media a WhatsApp message about a record (one with an ``origin``: an order notification,
     a reminder, a review request) falls back on when neither it, its plugin nor its connector (a
-    shop's ``fallback``) names any, e.g. ``["sms", "email"]``. Default: none. A person's reply, an
-    automatic answer and a campaign message have no origin: never."""
+    shop's ``fallback``) names any, e.g. ``["sms", "email"]``. Default: none. A person's reply and an
+    automatic answer have no origin, and a campaign's messages are admitted by the campaign: never."""
     keep_hours: float = Field(default=24, ge=0, le=720)
     """How long a sent WhatsApp message that names fallback media keeps its content and the
     recipient's address, waiting for a failed status to fall back on (``privacy.retention_hours``
