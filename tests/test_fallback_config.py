@@ -10,11 +10,14 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from connectzap import Category, ConfigurationError, Contact, Outgoing, TemplateContent
 from connectzap.core import consent as ledger
+from connectzap.core.fallbacks import configured as configure
 from connectzap.core.channel import EMAIL, SMS, WHATSAPP
 from connectzap.core.errors import SkippableDeliveryError
 from connectzap.core.store.schema import outbox
@@ -212,3 +215,34 @@ async def test_a_campaign_message_to_a_number_without_whatsapp_falls_back_on_not
     [result] = app.campaigns.results(made.id)
     assert result["outcome"] == "failed"
     assert [r for r in rows(app) if r["fallback_of"]] == [] and texts.messages == []
+
+
+# --- the order of the rules, over every combination -------------------------------------------------------------
+
+MEDIA_LISTS = st.one_of(st.none(), st.lists(st.sampled_from([SMS, EMAIL, "push"]), unique=True, max_size=3))
+
+
+@given(own=st.lists(st.sampled_from([SMS, EMAIL]), unique=True, max_size=2), plugin=MEDIA_LISTS,
+       connector=MEDIA_LISTS, default=st.lists(st.sampled_from([SMS, EMAIL]), unique=True, max_size=2),
+       about_a_record=st.booleans())
+def test_the_first_rule_that_answers_decides_and_a_message_naming_media_keeps_them(
+        own, plugin, connector, default, about_a_record):
+    message = Outgoing(to={"phone": ANA, "email": ANA_EMAIL}, fallback_media=own,
+                       origin={"source": "shop", "order": "1"} if about_a_record else None,
+                       content=TemplateContent(name="order_confirmation", language="en"))
+    asked: list[str] = []
+
+    def rule(name: str, answer: list[str] | None) -> Any:
+        return lambda _: asked.append(name) or answer
+
+    got = configure(message, rule("plugin", plugin), rule("connector", connector), default).fallback_media
+    if own:
+        expected, questions = own, []
+    elif plugin is not None:
+        expected, questions = plugin, ["plugin"]
+    elif not about_a_record:
+        expected, questions = [], ["plugin"]
+    else:
+        expected = connector if connector is not None else default
+        questions = ["plugin", "connector"]
+    assert got == expected and asked == questions
