@@ -365,7 +365,7 @@ def test_migration_0015_keeps_plugin_state_and_forgets_only_what_was_set_to_be_f
 
 
 def test_plugin_state_is_looked_up_by_key_alone_through_its_own_index(app: Connectzap) -> None:
-    """Migration 0026: the per-customer times (``contact_times``) are looked up by key without the
+    """Migration 0027: the per-customer times (``contact_times``) are looked up by key without the
     plugin -- in the check of a new BSUID's first link -- and the primary key (plugin, key) cannot
     serve that; ``ix_plugin_state_key`` does, on both databases. Downgraded, the plan loses it."""
     from sqlalchemy import event as sql_events
@@ -393,7 +393,7 @@ def test_plugin_state_is_looked_up_by_key_alone_through_its_own_index(app: Conne
             return " ".join(str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + statement, params).all())
 
     assert "ix_plugin_state_key" in plan_of_first_link_check()
-    downgrade(app, "0025")
+    downgrade(app, "0026")
     assert "ix_plugin_state_key" not in plan_of_first_link_check()
     app.db.migrate()
     assert "ix_plugin_state_key" in plan_of_first_link_check()

@@ -3,14 +3,14 @@
 when a customer's records move). The primary key (plugin, key) cannot serve them, so without it
 they read the whole table, which grows with the customers.
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0027
+Revises: 0026
 """
 
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
