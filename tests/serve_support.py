@@ -79,6 +79,17 @@ def start_worker(config: Path, env: dict[str, str], stderr: Path) -> subprocess.
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
+def finish_with_worker(config: Path, env: dict[str, str], stderr: Path, check: Callable[[], Any], what: str,
+                       within: float) -> None:
+    """Start a worker, wait until ``check`` holds, then stop it with SIGTERM: it must exit cleanly."""
+    proc = start_worker(config, env, stderr)
+    try:
+        wait_for(check, what, within, proc=proc, log=stderr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, stderr.read_text()[-3000:]
+
+
 def start_serve(config: Path, env: dict[str, str], stderr: Path, *options: str) -> subprocess.Popen[bytes]:
     """``connectzap --config FILE serve OPTIONS``, stderr to a file (as :func:`start_worker`)."""
     with stderr.open("ab") as err:

@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from serve_support import config_file, crash_settings, database_url, logged_ids, process_env, start_worker, wait_for
+from serve_support import (config_file, crash_settings, database_url, finish_with_worker, logged_ids, process_env,
+                           start_worker, wait_for)
 from sqlalchemy import func, select
 
 from connectzap import Connectzap, Event, EventKind
@@ -82,12 +83,7 @@ body = "We open at 9."
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             assert len(logged_ids(log)) < MESSAGES, "the worker finished before it could be killed"
-        proc = start_worker(config, env, stderr)
-        try:
-            wait_for(lambda: idle(observer), "the restarted worker to finish", 240, proc=proc, log=stderr)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, stderr.read_text()[-2000:]
+        finish_with_worker(config, env, stderr, lambda: idle(observer), "the restarted worker to finish", 240)
         sent = Counter(logged_ids(log))
         with observer.db.read() as conn:
             rows = {r.id: r for r in conn.execute(select(outbox.c.id, outbox.c.automatic, outbox.c.source_event_id,
