@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Select, and_, bindparam, func, select, text, update
 
 from .. import gate
@@ -96,6 +97,26 @@ def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
     return TemplateContent.model_validate({**template, "body": body})
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _copied(model: M, **changes: Any) -> M:
+    """``model.model_copy(update=changes)`` for admission's hot loop: the same fields and fields-set,
+    without the copy protocol's generic path (``changes`` are already valid values; the models
+    copied here have no extra fields and no private attributes)."""
+    new = model.__class__.__new__(model.__class__)
+    fields = model.__dict__.copy()
+    fields.update(changes)
+    object.__setattr__(new, "__dict__", fields)
+    object.__setattr__(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new
+
+
+_TEXT = TextParam(type="text", text="-")
+
+
 def _content(base: TemplateContent, template: dict[str, Any], params: str | None) -> TemplateContent:
     """:func:`content_for` of the stored ``params`` (JSON), without validating ``base`` again when
     they are plain text -- what every audience loader stores; anything else is validated in full."""
@@ -103,10 +124,10 @@ def _content(base: TemplateContent, template: dict[str, Any], params: str | None
     if not given:
         return base
     if isinstance(given, list) and all(type(v) is str for v in given):
-        return base.model_copy(update={"body": [TextParam.model_construct(type="text", text=v) for v in given]})
+        return _copied(base, body=[_copied(_TEXT, text=v) for v in given])
     if isinstance(given, dict) and all(type(v) is str for v in given.values()):
-        named = {k: TextParam.model_construct(type="text", text=v) for k, v in given.items()}
-        return base.model_copy(update={"body": {**(base.body if isinstance(base.body, dict) else {}), **named}})
+        named = {k: _copied(_TEXT, text=v) for k, v in given.items()}
+        return _copied(base, body={**(base.body if isinstance(base.body, dict) else {}), **named})
     return content_for(template, given)
 
 
@@ -241,9 +262,8 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
     for n, row in enumerate(ready):
         at = slot + n * spacing
         send_times.append(at)
-        outgoing = everyone.model_copy(update={
-            "to": everyone.to.model_copy(update={"phone": row.recipient}),
-            "content": _content(base, template, row.params), "not_before": _utc(at) if at > t else None})
+        outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
+                           content=_content(base, template, row.params), not_before=_utc(at) if at > t else None)
         # fresh_key: no earlier message can hold this key -- the key is admitted in the transaction that
         # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
         # looking it up; the outbox's unique key still stops a second message, whatever happens.

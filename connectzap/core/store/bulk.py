@@ -10,6 +10,7 @@ caller's transaction, and PostgreSQL one statement whose parameters are one arra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
@@ -40,6 +41,12 @@ def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[str]:
     return names
 
 
+def _getter(names: Sequence[str]) -> Any:
+    """A row dict -> the tuple of its ``names`` values, in C (``itemgetter`` of one name gives no tuple)."""
+    get = itemgetter(*names)
+    return get if len(names) > 1 else lambda row: (get(row),)
+
+
 def _quoted(conn: Connection, names: Sequence[str]) -> list[str]:
     quote = conn.dialect.identifier_preparer.quote
     return [quote(n) for n in names]
@@ -64,7 +71,7 @@ def insert_new(db: Database, conn: Connection, table: Table, rows: Sequence[dict
     if db.is_sqlite:
         sql = (f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))}) "
                f"ON CONFLICT ({unique}) DO NOTHING")
-        return int(conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows]).rowcount)
+        return int(conn.exec_driver_sql(sql, list(map(_getter(names), rows))).rowcount)
     types, arrays = _arrays(table, names, rows)
     sql = (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) "
            f"ON CONFLICT ({unique}) DO NOTHING")
@@ -84,7 +91,7 @@ def update_by(db: Database, conn: Connection, table: Table, keys: Sequence[str],
         order = values + list(keys)
         sql = (f"UPDATE {table.name} SET {', '.join(f'{q[n]} = ?' for n in values)} "
                f"WHERE {' AND '.join(f'{q[k]} = ?' for k in keys)}")
-        return int(conn.exec_driver_sql(sql, [tuple(row[n] for n in order) for row in rows]).rowcount)
+        return int(conn.exec_driver_sql(sql, list(map(_getter(order), rows))).rowcount)
     types, arrays = _arrays(table, names, rows)
     given = ", ".join(f"%s::{t}" for t in types)
     sql = (f"UPDATE {table.name} AS t SET {', '.join(f'{q[n]} = u.{q[n]}' for n in values)} "
