@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from ..core.app import Connectzap, QueueDepths
+from ..core.app import Connectzap, QueueDepths, Throughput
 from ..core.errors import ConnectzapError, NotFoundError
 from ..core.consent import change as consent_change
 from ..core.consent_files import PROOF_REQUIRED, proof_missing
@@ -217,6 +217,7 @@ def overview(request: Request, engine: Connectzap, session: sessions.Session) ->
     health = engine.health()
     depths = engine.queue_depths() if health["database"] == "ok" else None
     outcomes = engine.message_counts(time.time() - DAY) if depths is not None else {}
+    flow = _flow_rows(engine.throughput()) if depths is not None else []
     facts: list[tuple[str, str, str]] = []
     for name, connector in sorted(engine.connectors.items()):
         try:
@@ -226,7 +227,7 @@ def overview(request: Request, engine: Connectzap, session: sessions.Session) ->
     return render(request, engine, session, "overview.html", nav="overview", health=health, depths=depths,
                   depth_rows=_depth_rows(depths) if depths is not None else [],
                   outcomes=sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0])),
-                  outcomes_total=sum(outcomes.values()), facts=facts,
+                  outcomes_total=sum(outcomes.values()), facts=facts, flow=flow,
                   audit=engine.operators.audit_log(10))
 
 
@@ -243,9 +244,17 @@ async def live(request: Request) -> Response:
         numbers = {f"depth-{status}": n for status, n in _depth_rows(depths)}
         numbers.update({f"outcome-{status}": n for status, n in outcomes.items()})
         numbers["outcome-total"] = sum(outcomes.values())
+        numbers.update({f"flow-{name}": per_minute for name, _label, per_minute in _flow_rows(engine.throughput())})
         return {"numbers": numbers, "paused": engine.paused()}
 
     return JSONResponse(await run_in_threadpool(read), headers=HEADERS)
+
+
+def _flow_rows(flow: Throughput) -> list[tuple[str, str, float]]:
+    """The overview's throughput lines: (id, what, per minute over the last five minutes)."""
+    return [("events", "events received", flow.per_minute(flow.events_received)),
+            ("admitted", "messages admitted", flow.per_minute(flow.messages_admitted)),
+            ("handed-off", "messages handed to a channel", flow.per_minute(flow.messages_handed_off))]
 
 
 def _depth_rows(depths: QueueDepths) -> list[tuple[str, int]]:

@@ -513,6 +513,15 @@ class Connectzap:
         with self.db.read() as conn:
             return QueueDepths(journal.pending_count(conn), outbox.counts(conn), outbox.pricing_counts(conn))
 
+    def throughput(self, seconds: float = 300.0) -> Throughput:
+        """How much flowed in the last ``seconds``: events journaled (webhooks, CRM and shop events),
+        messages admitted, and messages handed to a channel. Read from the database, so it counts every
+        process of a ``serve`` (``/metrics`` counters are per process)."""
+        since = now() - seconds
+        with self.db.read() as conn:
+            admitted, handed_off = outbox.flow_counts(conn, since)
+            return Throughput(seconds, journal.received_count(conn, since), admitted, handed_off)
+
     def message_counts(self, since: float) -> dict[str, int]:
         """Messages created since ``since``, per status (what became of them)."""
         with self.db.read() as conn:
@@ -610,6 +619,17 @@ class Connectzap:
     def consent_export(self) -> Iterator[list[str]]:
         """The consent export's header and rows (:func:`.consent_files.export_rows`)."""
         return consent_files.export_rows(self.consent_ledger(), self.secret)
+
+
+class Throughput(NamedTuple):
+    """What :meth:`Connectzap.throughput` counted over its last ``seconds``."""
+    seconds: float
+    events_received: int
+    messages_admitted: int
+    messages_handed_off: int
+
+    def per_minute(self, count: int) -> float:
+        return round(count * 60.0 / self.seconds, 1)
 
 
 class QueueDepths(NamedTuple):

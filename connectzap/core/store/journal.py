@@ -340,6 +340,12 @@ def pending_count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(events).where(events.c.status == "pending")).scalar_one()
 
 
+def received_count(conn: Connection, since: float) -> int:
+    """Events journaled since ``since`` (by ``ix_events_received``)."""
+    from sqlalchemy import func
+    return conn.execute(select(func.count()).select_from(events).where(events.c.received_at >= since)).scalar_one()
+
+
 def oldest_pending_received(conn: Connection, kind: str) -> float | None:
     """When the oldest event of ``kind`` still waiting to be applied was received (None: none waits)."""
     from sqlalchemy import func

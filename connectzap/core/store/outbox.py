@@ -582,6 +582,16 @@ def counts(conn: Connection, since: float | None = None) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def flow_counts(conn: Connection, since: float) -> tuple[int, int]:
+    """Messages admitted since ``since``, and messages handed to a channel since then among those
+    admitted in the day before it (by ``ix_outbox_created``, never a scan of the whole outbox)."""
+    admitted = conn.execute(select(func.count()).select_from(outbox)
+                            .where(outbox.c.created_at >= since)).scalar_one()
+    handed_off = conn.execute(select(func.count()).select_from(outbox).where(
+        outbox.c.created_at >= since - 86400.0, outbox.c.handed_off_at >= since)).scalar_one()
+    return admitted, handed_off
+
+
 def erase(conn: Connection, message_id: str, erase: dict[str, Any]) -> None:
     """Apply :func:`erase_values` to a message kept longer for a while (one that may fall back)."""
     _update(conn, message_id, **erase)

@@ -37,6 +37,7 @@ events = Table(
     Column("ordering_key", String(32), nullable=True),  # keyed hash of Event.ordering_key
     UniqueConstraint("source", "dedupe_key", name="uq_events_source_dedupe"),
     Index("ix_events_due", "status", "next_attempt_at"),
+    Index("ix_events_received", "received_at"),  # the console's throughput: events of the last minutes
     # Claims ask "is an older event of this key still pending?": only pending rows matter.
     Index("ix_events_ordering", "ordering_key", "id", postgresql_where=text("status = 'pending'"),
           sqlite_where=text("status = 'pending'")),
@@ -107,6 +108,7 @@ outbox = Table(
     Column("updated_at", Float, nullable=False),
     Column("erase_after", Float, nullable=True),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_created", "created_at"),  # messages of the last minutes / 24 hours (console, counts)
     Index("ix_outbox_wamid", "wamid"),
     Index("ix_outbox_cancel", "cancel_key"),
     # A campaign's messages changed since they were admitted (what its outcomes follow): admission's
