@@ -132,7 +132,7 @@ def test_the_rule_then_the_section_then_the_shop_then_the_default_decide(make):
     assert configured(app, "order_notifications", **about, status="completed") == [EMAIL]
     assert configured(app, "order_notifications", **about, status="cancelled") == [SMS, EMAIL]  # the shop's
     assert configured(app, "order_notifications") == []  # the owner's alert names no order
-    assert configured(app, None, **about) == [SMS, EMAIL]  # a review request, a note to the customer
+    assert configured(app, None, **about) == [SMS, EMAIL]  # a review request
     assert configured(app, None, **{**about, "flow": "cod"}) == []  # a question answered by a tap
     assert configured(app, None, source="hubspot", record="7") == [SMS]  # [fallback] media
     assert configured(app, "welcome") == []  # no origin: a reply, an automatic answer, a campaign

@@ -62,9 +62,10 @@ class ShopSettings(BaseModel):
     consent_wording: str | None = None
     """The text next to the checkbox, stored with the proof."""
     fallback: FallbackMedia | None = None
-    """The media a WhatsApp message about this shop's orders (order notifications, review requests,
-    notes to the customer) falls back on when WhatsApp cannot deliver it, e.g. ``["sms", "email"]``;
-    ``[]``: none. Default: ``[fallback] media``. Cash-on-delivery questions use ``cod.fallback``."""
+    """The media a WhatsApp message about this shop's orders (order notifications, review requests;
+    not a note to the customer, a person's reply) falls back on when WhatsApp cannot deliver it,
+    e.g. ``["sms", "email"]``; ``[]``: none. Default: ``[fallback] media``. Cash-on-delivery
+    questions use ``cod.fallback``."""
     tracking_meta_keys: list[str] = Field(default_factory=lambda: ["_connectzap_tracking_url", "_tracking_url"])
     """Meta keys that may hold a parcel tracking URL (the first one present wins)."""
     notes_window_hours: float = Field(default=72, ge=0)
