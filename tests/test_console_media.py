@@ -5,10 +5,12 @@ with their reason. No full number reaches a page."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from console_support import PASSWORD, USER, log_in
+from server_support import KEY
 from test_console_routes import console, digits
 
 from connectzap import Category, ConsentChange, Outgoing
@@ -27,7 +29,7 @@ async def shop(make):
     refused) and then SMS (admitted); and a WhatsApp message that went out. Returns the app and
     the ids: the original, its SMS fallback, its refused email try, and the one that went out."""
     whatsapp = FakeWhatsApp()
-    app = make(channel=whatsapp, console={"enabled": True})
+    app = make(channel=whatsapp, console={"enabled": True}, api={"keys": [KEY]})
     app.use_channel(FakeChannel(SMS))
     app.use_channel(FakeChannel(EMAIL))
     app.operators.add_user(USER, hash_password(PASSWORD))
@@ -99,3 +101,40 @@ async def test_a_fallback_links_to_its_original_and_the_original_to_its_fallback
     assert 'id="m-fallback-of"' not in original
     for page in (original, fallback, refused, alone):
         assert digits(PHONE) not in digits(page)
+
+
+async def test_rest_and_the_cli_filter_messages_by_medium_and_by_the_message_they_fall_back_for(shop, tmp_path):
+    """What the console's filters show, REST ``GET /v1/messages?channel=&fallback_of=`` and
+    ``connectzap messages list --channel --fallback-of`` show too; a bad medium is refused."""
+    import httpx
+    from click.testing import CliRunner
+
+    from connectzap.cli import cli
+    from connectzap.core.http.app import create_app
+    app, ids = shop
+    served = create_app(app, run_workers=False)
+    async with served.router.lifespan_context(served):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t",
+                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
+            async def listed_by(**query: str) -> set[str]:
+                answer = await client.get("/v1/messages", params=query)
+                assert answer.status_code == 200, answer.text
+                return {m["id"] for m in answer.json()["messages"]}
+            assert await listed_by(channel="sms") == {ids["sms"]}
+            assert await listed_by(channel="whatsapp") == {ids["original"], ids["went"]}
+            assert await listed_by(fallback_of=ids["original"]) == {ids["sms"], ids["email"]}
+            assert await listed_by(fallback_of=ids["went"]) == set()
+            assert (await client.get("/v1/messages", params={"channel": "SMS;"})).status_code == 422
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.db.url}"\n')
+
+    def cli_lists(*args: str) -> set[str]:
+        done = CliRunner().invoke(cli, ["--config", str(config), "messages", "list", "--json", *args],
+                                  catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return {m["id"] for m in json.loads(done.output)}
+    assert cli_lists("--channel", "sms") == {ids["sms"]}
+    assert cli_lists("--fallback-of", ids["original"]) == {ids["sms"], ids["email"]}
+    assert cli_lists() == set(ids.values())
+    refused = CliRunner().invoke(cli, ["--config", str(config), "messages", "list", "--channel", "SMS;"])
+    assert refused.exit_code == 2 and "is not a medium" in refused.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..core import media
 from ..core.models import StatusValue
 from ..core.views import MessageView
 from .base import Ctx, cli, pass_ctx
@@ -16,6 +17,13 @@ MESSAGE_COLUMNS = [
 ]
 
 
+def _medium(value: str | None) -> str | None:
+    try:
+        return media.checked(value) if value is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.group()
 def messages() -> None:
     """Inspect outbound messages."""
@@ -25,19 +33,23 @@ def messages() -> None:
 @click.option("--phone", help="Only messages to this number.")
 @click.option("--country", help="Country for a national --phone, e.g. DE.")
 @click.option("--status", type=click.Choice([s.value for s in StatusValue]), help="Only messages in this status.")
+@click.option("--channel", "medium", callback=lambda _c, _p, v: _medium(v),
+              help="Only messages going out on this medium: whatsapp, email, sms, ...")
+@click.option("--fallback-of", metavar="ID", help="Only the fallbacks (admitted or refused) of this message.")
 @click.option("--since", type=TimeParam(), help="Created at or after: ISO 8601, or an age such as 2h or 7d.")
 @click.option("--until", type=TimeParam(), help="Created before: ISO 8601, or an age.")
 @click.option("--before", "before_id", metavar="ID", help="Page on: only messages older than this one.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option
 @pass_ctx
-def messages_list(obj: Ctx, phone: str | None, country: str | None, status: str | None, since: float | None,
-                  until: float | None, before_id: str | None, limit: int, as_json: bool) -> None:
-    """List messages, newest first: status, masked recipient, the refusal or failure reason."""
+def messages_list(obj: Ctx, phone: str | None, country: str | None, status: str | None, medium: str | None,
+                  fallback_of: str | None, since: float | None, until: float | None, before_id: str | None,
+                  limit: int, as_json: bool) -> None:
+    """List messages, newest first: status, the medium, masked recipient, the refusal or failure reason."""
     from ..core.phones import to_e164
     app = obj.app()
     rows = app.messages(phone=to_e164(phone, country) if phone else None, status=status, since=since, until=until,
-                        before_id=before_id, limit=limit)
+                        before_id=before_id, medium=medium, fallback_of=fallback_of, limit=limit)
     emit([MessageView.of(r) for r in rows], as_json, columns=MESSAGE_COLUMNS, empty="no messages")
 
 

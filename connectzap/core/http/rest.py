@@ -25,6 +25,7 @@ from ..bsuids import identify
 from ..bsuids import mask as mask_bsuid
 from ..email_addresses import mask as mask_address
 from ..email_addresses import normalized
+from .. import media
 from ..media import EMAIL
 from ..phones import mask, to_e164
 from .admission_writer import AdmissionWriter
@@ -178,6 +179,10 @@ def list_messages(
                                            description="Recipient number, or business-scoped user id.")] = None,
         country: Country = None,
         status: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+        channel: Annotated[str | None, Query(pattern=media.NAME.pattern, description=(
+            "Only messages going out on this medium: whatsapp, email, sms, ..."))] = None,
+        fallback_of: Annotated[str | None, Query(pattern=f"^{MESSAGE_ID.pattern}$", description=(
+            "Only the fallbacks (admitted or refused) of this message."))] = None,
         since: Annotated[IsoTime | None, Query(description="Created at or after (ISO 8601).")] = None,
         until: Annotated[IsoTime | None, Query(description="Created before (ISO 8601).")] = None,
         cursor: Annotated[str | None, Query(min_length=1, max_length=64,
@@ -186,7 +191,7 @@ def list_messages(
     before = _cursor(cursor, MESSAGE_ID)
     number = next(iter(_contact(phone, country).values())) if phone else None
     rows = app.messages(phone=number, status=status, since=_epoch(since), until=_epoch(until), before_id=before,
-                        limit=limit + 1)
+                        medium=channel, fallback_of=fallback_of, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return MessagePage(messages=[MessageView.of(r) for r in rows], next_cursor=rows[-1]["id"] if more else None)
