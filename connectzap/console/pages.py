@@ -241,7 +241,7 @@ async def live(request: Request) -> Response:
     def read() -> dict[str, Any]:
         depths = engine.queue_depths()
         outcomes = engine.message_counts(time.time() - DAY)
-        numbers = {f"depth-{status}": n for status, n in _depth_rows(depths)}
+        numbers: dict[str, float] = {f"depth-{status}": n for status, n in _depth_rows(depths)}
         numbers.update({f"outcome-{status}": n for status, n in outcomes.items()})
         numbers["outcome-total"] = sum(outcomes.values())
         numbers.update({f"flow-{name}": per_minute for name, _label, per_minute in _flow_rows(engine.throughput())})
