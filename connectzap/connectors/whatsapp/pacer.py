@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from ...core.channel import OutboundSend
 from ...core.errors import PacedError
@@ -267,14 +267,16 @@ class Pacer:
         at the same instant wrote first."""
         granted_until = t + self.pair_spacing
         keys = {i: self._pair_key(batch[i].number, batch[i].contact_key) for i in live}
-        # sorted: processes lock rows in the same order, so they cannot deadlock each other
-        stmt = self.db.insert(rate_counters).values(
-            [{"key": k, "value": granted_until, "updated_at": t} for k in sorted(keys.values())])
+        # sorted: processes lock rows in the same order, so they cannot deadlock each other. One
+        # statement with a row of parameters per recipient (executemany, sent as multi-row VALUES
+        # by SQLAlchemy's insertmanyvalues): compiled once and cached, where a literal multi-row
+        # VALUES was compiled anew for every batch (about a third of the pacer's CPU).
+        stmt = self.db.insert(rate_counters).values(key=bindparam("k"), value=granted_until, updated_at=t)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": t},
             where=rate_counters.c.value <= t,  # only a free recipient is taken
         ).returning(rate_counters.c.key)
-        granted = {row[0] for row in conn.execute(stmt)}
+        granted = {row[0] for row in conn.execute(stmt, [{"k": k} for k in sorted(keys.values())])}
         held = set(keys.values()) - granted
         until = dict(conn.execute(select(rate_counters.c.key, rate_counters.c.value).where(
             rate_counters.c.key.in_(held))).all()) if held else {}
@@ -314,10 +316,9 @@ class Pacer:
         room = max(limit - sum(buckets.values()), 0)
         admitted = set(fresh[:room])
         if admitted:
-            stmt = self.db.insert(rate_counters).values(
-                [{"key": recipient_keys[ck], "value": t, "updated_at": t} for ck in sorted(admitted)])
-            conn.execute(stmt.on_conflict_do_update(index_elements=["key"],
-                                                    set_={"value": t, "updated_at": t}))
+            stmt = self.db.insert(rate_counters).values(key=bindparam("k"), value=t, updated_at=t)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": t, "updated_at": t}),
+                         [{"k": recipient_keys[ck]} for ck in sorted(admitted)])
             key = f"{base}b:{now_bucket}"
             stmt = self.db.insert(rate_counters).values(key=key, value=float(len(admitted)), updated_at=t)
             conn.execute(stmt.on_conflict_do_update(
