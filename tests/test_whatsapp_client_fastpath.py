@@ -96,3 +96,69 @@ async def test_the_configured_timeout_applies_to_sends(transport):
         assert "timeout" in str(caught.value).lower() or "timed out" in str(caught.value).lower()
         assert (await client.send_message(NUMBER, BODY)).startswith("wamid.fake.")  # the pool still works
         await client.aclose()
+
+
+# --- the aiohttp transport: sends go straight to its session -----------------------------------
+
+
+async def test_on_aiohttp_a_send_puts_on_the_wire_what_the_generic_path_puts():
+    with FakeGraph(token="test-token") as fake:
+        client = GraphClient(settings(access_token="test-token", api_base_url=fake.url, transport="aiohttp"))
+        for marketing in (False, True):
+            route = "marketing_messages" if marketing else "messages"
+            await client.request("POST", f"{NUMBER}/{route}", json_body=BODY, is_send=True)
+            assert (await client.send_message(NUMBER, BODY, marketing=marketing)).startswith("wamid.fake.")
+        assert client._aiohttp_send is not None  # the direct path was taken
+        # one pool: the direct sends reuse the transport's connection, none is opened for them
+        assert client._aiohttp_send.session is client._transport.client  # type: ignore[union-attr]
+        await client.aclose()
+    sent = fake.sends_from(NUMBER)
+    assert len(sent) == 4
+    for generic, fast in (sent[0:2], sent[2:4]):
+        assert (fast.method, fast.path, fast.body) == (generic.method, generic.path, generic.body)
+        assert {k.lower(): v for k, v in fast.headers.items()} == {k.lower(): v for k, v in generic.headers.items()}
+    assert sent[3].path.endswith("/marketing_messages")
+
+
+@pytest.mark.parametrize(("code", "http_status", "expected"), [
+    (131026, 400, SkippableDeliveryError),
+    (130429, 400, RetriableDeliveryError),  # throughput: try again later
+])
+async def test_on_aiohttp_error_answers_are_classified_as_before(code, http_status, expected):
+    with FakeGraph(token="test-token") as fake:
+        client = GraphClient(settings(access_token="test-token", api_base_url=fake.url, transport="aiohttp"))
+        fake.fail(code, http_status=http_status, times=None)
+        with pytest.raises(expected):
+            await client.send_message(NUMBER, BODY)
+        await client.aclose()
+
+
+async def test_on_aiohttp_a_gzipped_answer_is_read_and_a_dropped_connection_is_ambiguous():
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["to"] == "drop":
+            assert request.transport is not None
+            request.transport.close()  # the request arrived: it may have been acted on
+            return web.Response()
+        response = web.json_response({"messages": [{"id": "wamid.gz" + "x" * 2000}]})
+        response.enable_compression(web.ContentCoding.gzip)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v27.0/{number}/messages", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        client = GraphClient(settings(api_base_url=f"http://127.0.0.1:{port}", transport="aiohttp"))
+        assert await client.send_message(NUMBER, BODY) == "wamid.gz" + "x" * 2000
+        with pytest.raises(AmbiguousDeliveryError) as caught:
+            await client.send_message(NUMBER, {**BODY, "to": "drop"})
+        assert "secret-token" not in str(caught.value) + repr(client)
+        await client.aclose()
+    finally:
+        await runner.cleanup()
