@@ -136,3 +136,48 @@ def test_bad_send_time_names_the_field(value):
     with pytest.raises(PayloadError) as caught:
         as_datetime(value, "data.start", "UTC")
     assert caught.value.field == "data.start"
+
+
+@pytest.mark.parametrize("sms_box, refusal", [(True, None), (False, "opted_out"), (None, "no_consent")])
+async def test_a_reminder_falls_back_on_the_media_its_mapping_names_with_consent_from_the_payload(
+        make, sms_box, refusal):
+    """A send mapping names ``fallback`` media and a consent on SMS from the booking page's box: a
+    number without WhatsApp gets the reminder by SMS once (a replayed delivery adds nothing); with the
+    box unticked (an opt-out) or absent (nothing recorded) the SMS is refused with that reason; ``email`` is skipped for a payload with no
+    address, and the WhatsApp reminder still goes."""
+    from connectzap.core.channel import SMS
+    from connectzap.core.errors import SkippableDeliveryError
+    from connectzap.testing import FakeChannel, FakeWhatsApp
+    config = example_config("appointments")
+    mapping = config["generic"]["sources"]["bookings"]["mappings"][0]
+    mapping.update(fallback=["email", "sms"], fallback_after_minutes=30)
+    mapping["consents"] = [*mapping["consents"], {"category": "utility", "source": "booking-page", "medium": "sms",
+                                                  "granted": "data.client.sms_reminders",
+                                                  "proof": "'Or remind me by SMS'"}]
+    whatsapp, sms = FakeWhatsApp(), FakeChannel(SMS)
+    app = make(connectors=config, channel=whatsapp)
+    app.use_channel(sms)
+    seed_template(app, "appointment_reminder", "Hi {{1}}, see you on {{2}}. Reply to change it.")
+    payload = booking(datetime.now(UTC) + timedelta(hours=23))
+    payload["data"]["client"]["sms_reminders"] = sms_box
+    whatsapp.fail_next(SkippableDeliveryError("no WhatsApp account", code="unreachable", vendor_code=131026))
+    deliver(app, payload, "msg_soon")
+    deliver(app, payload, "msg_soon")
+    await Worker(app).run_until_idle()
+    rows = outbox_rows(app)
+    [original] = [r for r in rows if r["medium"] == "whatsapp"]
+    assert (original["status"], original["reason"]) == ("failed", "unreachable")
+    fallbacks = [r for r in rows if r["fallback_of"] == original["id"]]
+    assert [r["medium"] for r in fallbacks] == ["sms"]  # no address: no email try
+    if refusal is None:
+        assert fallbacks[0]["status"] == "accepted" and len(sms.sent_to(PHONE)) == 1
+    else:
+        assert (fallbacks[0]["status"], fallbacks[0]["reason"]) == ("refused", refusal) and sms.messages == []
+
+
+def test_fallback_belongs_to_send_mappings(make):
+    config = example_config("appointments")
+    cancel = config["generic"]["sources"]["bookings"]["mappings"][-1]
+    cancel["fallback"] = ["sms"]
+    with pytest.raises(Exception, match="fallback belong to send mappings"):
+        make(connectors=config)

@@ -21,6 +21,7 @@ from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ValidationError
 
 from ...core.errors import InvalidPhoneError, PayloadError
+from ...core.media import EMAIL
 from ...core.messages import Outgoing, TemplateContent
 from ...core.models import CancelRequest, ConsentChange, Contact, Event, EventKind, Lead, Order
 from .settings import FieldSpec, MappingSpec, SourceSpec
@@ -255,7 +256,7 @@ class _Builder:
                 granted = value
             proof = search(spec.proof, self.payload) if spec.proof else None
             data = {"phone": _text(phone), "country": _text(country) if country is not None else None,
-                    "category": spec.category, "granted": granted, "source": spec.source,
+                    "category": spec.category, "granted": granted, "source": spec.source, "medium": spec.medium,
                     "proof": _text(proof) if proof is not None else None, "at": self.now}
             out.append(self._validate(ConsentChange, data, prefix="consent"))
         return out
@@ -289,10 +290,13 @@ class _Builder:
         key = None
         if m.idempotency_key:
             key = bounded(_text(read(self.payload, FieldSpec(expr=m.idempotency_key), "idempotency_key")))
+        # email is a fallback only for a payload that gave an address: a booking without one still reminds
+        fallback = [medium for medium in m.fallback if medium != EMAIL or contact.email]
         try:
             content = TemplateContent(name=m.template or "", language=language, body=body)
             outgoing = Outgoing(to=contact, content=content, not_before=not_before or None, cancel_key=cancel_key,
-                                idempotency_key=key)
+                                idempotency_key=key, fallback_media=fallback,
+                                fallback_after_minutes=m.fallback_after_minutes if fallback else None)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise PayloadError(f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}",

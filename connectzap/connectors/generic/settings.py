@@ -17,6 +17,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...core.business_hours import ZoneName
+from ...core.media import WHATSAPP, Medium
 from ...core.models import Category
 from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
@@ -115,6 +116,9 @@ class ConsentSpec(Spec):
     category: Category
     source: str
     """A label recorded as where consent was collected, e.g. ``"checkout"``."""
+    medium: Medium = WHATSAPP
+    """The medium the consent is for: ``whatsapp`` (the default), or ``sms``/``email`` for the
+    fallback a send names (an email opt-in is kept under the contact's number)."""
     proof: str | None = None
     """Expression for the wording or reference the person agreed to."""
     granted: str | None = None
@@ -152,6 +156,11 @@ class MappingSpec(Spec):
     """Default: the event's dedupe key, so a repeated delivery never sends twice."""
     replace: bool = False
     """With ``cancel_key``: cancel what is still waiting under the key before queueing this one."""
+    fallback: list[Medium] = Field(default_factory=list, max_length=4)
+    """Media the message falls back on, in order, when WhatsApp cannot deliver it (docs/channels.md,
+    "Fallback"); ``email`` goes to ``fields`` ``email``."""
+    fallback_after_minutes: int | None = Field(default=None, ge=1, le=1440)
+    """Also fall back when the message is not delivered within this many minutes of being due."""
     # kind = "send" or "cancel"
     cancel_key: str | None = None
 
@@ -195,8 +204,9 @@ class MappingSpec(Spec):
             raise ValueError(f"a {self.kind} mapping needs {', '.join(missing)}")
         if self.replace and not self.cancel_key:
             raise ValueError("replace = true needs a cancel_key")
-        if (self.send_at or self.parameters or self.replace) and self.kind != "send":
-            raise ValueError("send_at, parameters and replace belong to send mappings")
+        if (self.send_at or self.parameters or self.replace or self.fallback or self.fallback_after_minutes) \
+                and self.kind != "send":
+            raise ValueError("send_at, parameters, replace and fallback belong to send mappings")
         return self
 
 
