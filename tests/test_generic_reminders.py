@@ -143,8 +143,8 @@ async def test_a_reminder_falls_back_on_the_media_its_mapping_names_with_consent
         make, sms_box, refusal):
     """A send mapping names ``fallback`` media and a consent on SMS from the booking page's box: a
     number without WhatsApp gets the reminder by SMS once (a replayed delivery adds nothing); with the
-    box unticked (an opt-out) or absent (nothing recorded) the SMS is refused with that reason; ``email`` is skipped for a payload with no
-    address, and the WhatsApp reminder still goes."""
+    box unticked (an opt-out) or absent (nothing recorded) the SMS is refused with that reason;
+    ``email`` is skipped for a payload with no address, and the WhatsApp reminder still goes."""
     from connectzap.core.channel import SMS
     from connectzap.core.errors import SkippableDeliveryError
     from connectzap.testing import FakeChannel, FakeWhatsApp

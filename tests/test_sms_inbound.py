@@ -229,3 +229,28 @@ async def test_the_generic_connectors_webhook_delivers_the_sms_marked_as_sms(mak
     assert (body["type"], body["source"]) == ("inbound_message", "sms")
     assert (body["data"]["medium"], body["data"]["wamid"], body["data"]["text"]) == (SMS, SID, TEXT)
     assert body["data"]["contact"]["phone"] == PHONE
+
+
+async def test_hubspot_logs_a_sent_sms_as_an_sms(make: Callable[..., Connectzap], hubspot: FakeHubSpot) -> None:
+    """The ``accepted`` status of a message sent on SMS names its medium, so the timeline says SMS
+    (a WhatsApp message's still says WhatsApp)."""
+    from connectzap import Outgoing
+    from connectzap.testing import FakeChannel, FakeWhatsApp
+    ana = hubspot.add_contact({"firstname": "Ana", "mobilephone": PHONE})
+    app = make(connectors={"hubspot": hubspot_config(hubspot.url)}, channel=FakeWhatsApp())
+    app.use_channel(FakeChannel(SMS))
+    for medium in (SMS, WHATSAPP):
+        app.set_consent(ConsentChange(phone=PHONE, category=Category.UTILITY, granted=True, source="test",
+                                      proof="form", medium=medium))
+    app.ingest([sample_event("inbound_message")])  # opens Ana's window for the WhatsApp text
+    await Worker(app).run_until_idle()
+    for medium in (SMS, WHATSAPP):
+        app.send(Outgoing.model_validate({"to": {"phone": PHONE}, "channel": medium, "category": "utility",
+                                          "content": {"type": "text", "body": f"Shipped, by {medium}"}}))
+    await Worker(app).run_until_idle()
+    sent = {e["properties"]["hs_communication_body"]: e["properties"]["hs_communication_channel_type"]
+            for e in hubspot.objects("communications") if "sent" in e["properties"]["hs_communication_body"]}
+    by_medium = {medium: [kind for body, kind in sent.items() if f"Shipped, by {medium}" in body]
+                 for medium in (SMS, WHATSAPP)}
+    assert by_medium == {SMS: ["SMS"], WHATSAPP: ["WHATS_APP"]}, sent
+    assert all(a[2] == ana for a in hubspot.associations)

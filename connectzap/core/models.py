@@ -327,6 +327,9 @@ class MessageStatus(Model):
     statuses apply and CRM connectors log it like any other) and never sends it. Also on an
     ``edited`` or ``revoked`` status (:data:`CHANGED_IN_APP`): the business changed message ``wamid``
     in the app; an edit's ``content`` is the new text."""
+    medium: media.Medium = media.WHATSAPP
+    """The medium the message went out on, on the ``accepted`` status connectzap emits (a CRM logs an
+    SMS as an SMS); ``whatsapp`` on statuses from Meta."""
 
     @field_validator("recipient", mode="before")
     @classmethod

@@ -302,7 +302,8 @@ class Sender:
                                outbox_id=o.row["id"],
                                business_phone_number_id=message.business_phone_number_id,
                                content=message.content.model_dump(mode="json", exclude_none=True),
-                               category=message.category, source_event_id=o.row["source_event_id"])
+                               category=message.category, source_event_id=o.row["source_event_id"],
+                               medium=message.medium)
         return Event.of(EventKind.MESSAGE_STATUS, status, source="connectzap", dedupe_key=f"accepted:{o.row['id']}")
 
     # --- crash recovery --------------------------------------------------------------------

@@ -227,7 +227,8 @@ class HubSpotConnector(Connector):
                 or not (status.recipient or status.recipient_user_id) or not status.wamid:
             return None
         return Entry(wamid=status.wamid, phone=status.recipient, direction="outbound",
-                     text=describe_content(status.content), at=status.timestamp, user_id=status.recipient_user_id)
+                     text=describe_content(status.content), at=status.timestamp, user_id=status.recipient_user_id,
+                     medium=status.medium)
 
     @staticmethod
     def _changed_entry(status: MessageStatus) -> Entry:
