@@ -175,9 +175,12 @@ async def test_a_reminder_falls_back_on_the_media_its_mapping_names_with_consent
         assert (fallbacks[0]["status"], fallbacks[0]["reason"]) == ("refused", refusal) and sms.messages == []
 
 
-def test_fallback_belongs_to_send_mappings(make):
+@pytest.mark.parametrize("where, fallback, refusal", [
+    (-1, ["sms"], "fallback belong to send mappings"),
+    (0, ["whatsapp"], "cannot name whatsapp"),
+    (0, ["sms", "sms"], "names a medium twice")])
+def test_a_mapping_fallback_that_cannot_be_is_refused_at_start(make, where, fallback, refusal):
     config = example_config("appointments")
-    cancel = config["generic"]["sources"]["bookings"]["mappings"][-1]
-    cancel["fallback"] = ["sms"]
-    with pytest.raises(Exception, match="fallback belong to send mappings"):
+    config["generic"]["sources"]["bookings"]["mappings"][where]["fallback"] = fallback
+    with pytest.raises(Exception, match=refusal):
         make(connectors=config)

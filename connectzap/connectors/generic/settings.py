@@ -17,7 +17,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...core.business_hours import ZoneName
-from ...core.media import WHATSAPP, Medium
+from ...core.media import WHATSAPP, FallbackMedia, Medium
 from ...core.models import Category
 from ...core.plugin_settings import TemplateUse
 from ..base import ConnectorSettings
@@ -156,7 +156,7 @@ class MappingSpec(Spec):
     """Default: the event's dedupe key, so a repeated delivery never sends twice."""
     replace: bool = False
     """With ``cancel_key``: cancel what is still waiting under the key before queueing this one."""
-    fallback: list[Medium] = Field(default_factory=list, max_length=4)
+    fallback: FallbackMedia = Field(default_factory=list)
     """Media the message falls back on, in order, when WhatsApp cannot deliver it (docs/channels.md,
     "Fallback"); ``email`` goes to ``fields`` ``email``."""
     fallback_after_minutes: int | None = Field(default=None, ge=1, le=1440)
