@@ -169,3 +169,33 @@ async def test_with_several_accounts_the_default_numbers_account_template_decide
         rows = conn.execute(select(outbox.c.status, outbox.c.category, outbox.c.template_name)).all()
     assert [tuple(r) for r in rows] == [("queued", "utility", "welcome_lead")]
     assert [d["status"] for d in deliveries_of(app, "lead_welcome")] == ["done"]
+
+
+@pytest.mark.parametrize("fallback, emailed", [(["email"], 1), ([], 0)])
+async def test_the_welcome_falls_back_on_the_media_its_settings_name(make, fallback, emailed):
+    """``fallback = ["email"]``: a lead whose number has no WhatsApp gets the welcome once by email, at
+    the CRM contact's address, with consent on email; ``[]`` names none."""
+    from connectzap.core.channel import EMAIL
+    from connectzap.core.errors import SkippableDeliveryError
+    from connectzap.testing import FakeChannel, FakeWhatsApp
+    whatsapp, email = FakeWhatsApp(), FakeChannel(EMAIL)
+    app = make(plugins={"lead_welcome": {**CONFIG, "fallback": fallback}}, channel=whatsapp,
+               fallback={"media": ["email"]})
+    app.use_channel(email)
+    seed_template(app, "welcome_lead", "Hallo {{1}}, willkommen bei {{2}}!", language="de", category="MARKETING")
+    opt_in(app)
+    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="form",
+                                  proof="checkbox", medium=EMAIL))
+    whatsapp.fail_next(SkippableDeliveryError("no WhatsApp account", code="unreachable", vendor_code=131026))
+    item = Lead(id="501", contact=Contact(phone=PHONE, email="lena@example.com"),
+                properties={"firstname": "Lena", "company": "Acme"}, portal_id="62515")
+    journal(app, item, "creation")
+    journal(app, item, "creation-again")
+    await Worker(app).run_until_idle()
+    assert len(email.sent_to("lena@example.com")) == emailed and len(email.messages) == emailed
+    assert [m["status"] for m in app.messages(medium="whatsapp")] == ["failed"]
+
+
+def test_the_welcome_cannot_fall_back_on_whatsapp(make):
+    with pytest.raises(ConfigurationError, match="cannot name whatsapp"):
+        make(plugins={"lead_welcome": {**CONFIG, "fallback": ["whatsapp"]}})

@@ -28,6 +28,8 @@ from pydantic import Field
 from connectzap import (BodyParam, ConfigurationError, EventContext, JinjaText, Lead, PluginSettings, SkippableError,
                         TemplateContent, TemplateUse, TextParam, hookimpl)
 from connectzap.core import templates
+from connectzap.core.media import FallbackMedia
+from connectzap.core.messages import Outgoing
 
 
 class WelcomeSettings(PluginSettings):
@@ -39,10 +41,16 @@ class WelcomeSettings(PluginSettings):
     params: list[JinjaText] | dict[str, JinjaText] = Field(default_factory=list)
     """Rendered from the lead's CRM properties, which vary by CRM: only the syntax is checked at start."""
     sources: list[str] = Field(default_factory=list)
+    fallback: FallbackMedia | None = None
+    """The media the welcome falls back on, in order, when WhatsApp cannot deliver it (e.g.
+    ``["email"]``: the CRM contact's address); ``[]``: none. Default: ``[fallback] media``."""
 
     def templates_used(self) -> Iterator[TemplateUse]:
         if self.template:
             yield TemplateUse("template", self.template, (self.language,))
+
+    def fallback_media(self, outgoing: Outgoing) -> list[str] | None:
+        return self.fallback
 
 
 @hookimpl
