@@ -199,7 +199,8 @@ async def test_listing_filters_by_recipient_status_and_time(make):
         later = (await client.get("/v1/messages", params={"since": future}, headers=AUTH)).json()
         earlier = (await client.get("/v1/messages", params={"until": future}, headers=AUTH)).json()
         misspelt = await client.get("/v1/messages", params={"phone_number": PHONE}, headers=AUTH)
-    assert misspelt.status_code == 422 and "allowed: channel, country, cursor, fallback_of, limit" in misspelt.json()["detail"]
+    assert misspelt.status_code == 422
+    assert "allowed: channel, country, cursor, fallback_of, limit" in misspelt.json()["detail"]
     assert PHONE not in misspelt.text
     assert len(mine["messages"]) == 2 and len(national["messages"]) == 1
     assert len(refused["messages"]) == 3  # free-form outside the window: all refused
