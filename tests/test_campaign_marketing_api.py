@@ -29,14 +29,10 @@ __all__ = ["fake"]  # the fixture, imported for this module's tests
 
 def sent_campaign(app: Any, choice: str | None) -> str:
     """A one-recipient campaign of a marketing template with ``choice``, run to the end; its id."""
-    seed_template(app, "spring_sale", "Spring sale: {{1}} off", category="MARKETING")
-    app.set_consent(ConsentChange(phone=PHONE, category=Category.MARKETING, granted=True, source="test",
-                                  proof="newsletter form"))
-    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"}, marketing_api=choice)
-    app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{PHONE},20%\n"), "csv", app.secret))
-    app.campaigns.control(made.id, Action.START)
+    made = loaded_campaign(app, choice)
+    app.campaigns.control(made, Action.START)
     run(app)
-    return made.id
+    return made
 
 
 def routes(fake: Any) -> list[str]:
