@@ -18,9 +18,11 @@ from test_whatsapp_client import NUMBER, PHONE, cassette, consent, fake, live, m
 
 from connectzap import Category, Outgoing, TemplateContent
 from connectzap.connectors.whatsapp import errors, templates_api
-from connectzap.connectors.whatsapp.channel import CloudApiChannel
+from connectzap.connectors.whatsapp.channel import REFUSAL_HOLD_SECONDS, CloudApiChannel
 from connectzap.connectors.whatsapp.client import GraphClient
+from connectzap.connectors.whatsapp.pacer import Pacer
 from connectzap.connectors.whatsapp.settings import MARKETING_TTL, WhatsAppSettings
+from connectzap.core.store.database import Database
 from connectzap.core.errors import (AmbiguousDeliveryError, DeliveryError, FatalDeliveryError, PacedError, PayloadError,
                                    SendingPausedError)
 from connectzap.core.worker import Worker
@@ -267,3 +269,63 @@ async def test_created_marketing_templates_get_the_ttl_and_templates_ttl_changes
         await templates_api.set_ttl(client, app, "no_such_template", 86_400)
     assert utility.id and len([r for r in fake.requests if r.path.endswith(f"/{made.id}")]) == 1
     await client.aclose()
+
+
+# --- the hold is shared: every worker on the database sees another's refusal ----------------------
+
+class Clock:
+    """One wall clock the two "processes" read (moved by hand: no timed test)."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def worker_channel(db: Database, clock: Clock, view: WhatsAppSettings) -> tuple[CloudApiChannel, ScriptedClient]:
+    client = ScriptedClient([])
+    pacer = Pacer(db, default_number=NUMBER, messages_per_second=1000.0, pair_spacing_seconds=0.0,
+                  daily_unique_recipients=None, burst_seconds=0.0, clock=clock)
+    return CloudApiChannel(view, client, pacer=pacer), client  # type: ignore[arg-type]  # the scripted stand-in
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+async def test_a_refusal_holds_the_numbers_marketing_in_every_worker_until_the_hold_ends(app, fallback: bool) -> None:
+    """Worker A's refusal from /marketing_messages reaches worker B (its own pool, like another
+    process): B asks that API nothing more for the hold -- its marketing waits, or goes through
+    /messages where the code is listed -- while B's utility sends go on; after the hold B tries the
+    API again."""
+    view = meta_settings(marketing_messages_api=True, marketing_messages_fallback_codes=[10] if fallback else [])
+    other = Database(app.db.url)
+    clock = Clock()
+    try:
+        a, a_client = worker_channel(app.db, clock, view)
+        b, b_client = worker_channel(other, clock, view)
+        a_client.answers = ["refused"]
+        try:
+            await a.send(out(PROMO, category="marketing", outbox_id="a1"))
+        except FatalDeliveryError:
+            assert not fallback
+        clock.t += 1
+        promo = out(PROMO, category="marketing", outbox_id="b1")
+        if fallback:
+            await b.pace(promo)
+            await b.send(promo)
+            assert b_client.calls == ["messages"]  # straight to /messages: the API is not asked again
+        else:
+            with pytest.raises(PacedError) as held:
+                await b.pace(promo)
+            assert held.value.code == "marketing_messages_held" and held.value.retry_after == pytest.approx(599)
+            assert b_client.calls == []
+        await b.send(out(TemplateContent(name="order_ready", language="en"), outbox_id="b2"))
+        assert b_client.calls[-1] == "messages"  # utility is never held
+        calls = len(b_client.calls)
+        clock.t += REFUSAL_HOLD_SECONDS
+        await b.pace(promo)
+        await b.send(promo)
+        assert b_client.calls[calls:] == ["marketing_messages"]  # the hold is over: the API is asked again
+        await a.aclose()
+        await b.aclose()
+    finally:
+        other.dispose()

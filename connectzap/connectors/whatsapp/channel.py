@@ -61,7 +61,9 @@ class CloudApiChannel(BaseChannel):
         self.secret = secret
         self.media = MediaUploader(client)
         self._mm_refused_until: dict[str, tuple[float, int]] = {}
-        """Per number: until when, and with which code, the Marketing Messages API refused it last."""
+        """Per number: until when (wall time), and with which code, the Marketing Messages API refused it
+        last. With a pacer, as every worker sharing the database recorded it (:meth:`_mm_refresh`)."""
+        self._clock = pacer.clock if pacer is not None else time.time
 
     def __repr__(self) -> str:
         return f"CloudApiChannel(number={self.settings.phone_number_id!r}, client={self.client!r})"
@@ -74,6 +76,7 @@ class CloudApiChannel(BaseChannel):
         """Wait for this message's slot (per number, per recipient, daily unique recipients); a marketing
         message the Marketing Messages API's refusal holds back waits without taking one (:meth:`_mm_wait`)."""
         if self.route(message) == "marketing_messages":
+            await self._mm_refresh()
             self._mm_wait(message, message.business_phone_number_id or self.settings.phone_number_id or "")
         if self.pacer is not None:
             await self.pacer.acquire(message)
@@ -93,8 +96,10 @@ class CloudApiChannel(BaseChannel):
         # Meta's refusal fails the message, with its code, rather than sending it another way.
         chosen = message.prefer_marketing_api is True
         marketing = self.route(message) == "marketing_messages"
-        if marketing and self._mm_wait(message, number):
-            marketing = False  # a listed refusal: through /messages until the hold ends
+        if marketing:
+            await self._mm_refresh()
+            if self._mm_wait(message, number):
+                marketing = False  # a listed refusal: through /messages until the hold ends
         try:
             if marketing:
                 return await self._send_marketing(number, body, fallback=not chosen)
@@ -120,7 +125,11 @@ class CloudApiChannel(BaseChannel):
             if not (listed or mm_refusal(exc)):
                 raise
             code = int(exc.vendor_code or 0)
-            self._mm_refused_until[number] = (time.monotonic() + REFUSAL_HOLD_SECONDS, code)
+            if self.pacer is not None:  # every worker holds the number's marketing, not only this one
+                until = await self.pacer.hold_marketing(number, code, REFUSAL_HOLD_SECONDS)
+            else:
+                until = self._clock() + REFUSAL_HOLD_SECONDS
+            self._mm_refused_until[number] = (until, code)
             if not (fallback and listed):  # this message only: the number's other sends are not at fault
                 why = ("its campaign chose that API (marketing_api = use)" if listed else
                        "marketing_messages_fallback_codes does not list that code")
@@ -150,12 +159,17 @@ class CloudApiChannel(BaseChannel):
             return True
         raise PacedError(f"the Marketing Messages API refused number {number} (WhatsApp error {code}) moments ago; "
                          "its marketing that may only go through that API waits until it is tried again",
-                         code="marketing_messages_held", retry_after=max(1.0, until - time.monotonic()))
+                         code="marketing_messages_held", retry_after=max(1.0, until - self._clock()))
 
     def _mm_hold(self, number: str) -> tuple[float, int] | None:
         """(until, Meta's code) while the Marketing Messages API's last refusal of ``number`` holds."""
         held = self._mm_refused_until.get(number)
-        return held if held is not None and held[0] > time.monotonic() else None
+        return held if held is not None and held[0] > self._clock() else None
+
+    async def _mm_refresh(self) -> None:
+        """Take in the refusals other workers recorded (the pacer reads them again every few seconds)."""
+        if self.pacer is not None:
+            self._mm_refused_until = await self.pacer.marketing_holds()
 
     async def _tell_pacer(self, exc: RetriableDeliveryError, message: OutboundSend, number: str) -> None:
         if self.pacer is None:

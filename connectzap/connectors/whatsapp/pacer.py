@@ -51,6 +51,9 @@ COEXISTENCE_MESSAGES_PER_SECOND = 20.0
 """Meta's fixed throughput of a coexistence number (the WhatsApp Business app and the Cloud API)."""
 COEXISTENCE_REFRESH_SECONDS = 60.0
 """How often a pacer looks again for numbers detected as coexistence by any process."""
+MM_HOLD_PREFIX = f"{PREFIX}mm-refused:"  # under PREFIX: the hourly cleanup forgets holds a day old
+MM_HOLD_REFRESH_SECONDS = 5.0
+"""How often a pacer looks again for Marketing Messages API refusals another process recorded."""
 
 
 def record_coexistence(db: Database, number: str, at: float) -> None:
@@ -65,6 +68,26 @@ def detected_coexistence(conn: Any) -> set[str]:
     """The phone number ids recorded by :func:`record_coexistence`."""
     keys = conn.execute(select(rate_counters.c.key).where(rate_counters.c.key.like(f"{COEXISTENCE_PREFIX}%")))
     return {key.removeprefix(COEXISTENCE_PREFIX) for (key,) in keys}
+
+
+def record_mm_refusal(db: Database, number: str, code: int, until: float, at: float) -> None:
+    """Remember, for every worker, that the Marketing Messages API refused ``number`` with Meta's
+    ``code`` and that its marketing is held off that API until ``until`` (wall time)."""
+    with db.begin() as conn:
+        stmt = db.insert(rate_counters).values(key=f"{MM_HOLD_PREFIX}{number}:{code}", value=until, updated_at=at)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+
+
+def mm_refusals(conn: Any, t: float) -> dict[str, tuple[float, int]]:
+    """Per number: (until, Meta's code) of the latest Marketing Messages API refusal still holding at ``t``."""
+    rows = conn.execute(select(rate_counters.c.key, rate_counters.c.value, rate_counters.c.updated_at).where(
+        rate_counters.c.key.like(f"{MM_HOLD_PREFIX}%"), rate_counters.c.value > t).order_by(rate_counters.c.updated_at))
+    held: dict[str, tuple[float, int]] = {}
+    for key, until, _ in rows:  # the latest refusal of a number wins (rows come oldest first)
+        number, code = str(key).removeprefix(MM_HOLD_PREFIX).rsplit(":", 1)
+        held[number] = (float(until), int(code))
+    return held
 
 
 def record_limit(db: Database, scope: str, limit: int | None, at: float) -> None:
@@ -135,6 +158,8 @@ class Pacer:
         self.coexistence_numbers = coexistence_numbers
         self._detected: set[str] = set()
         self._detected_read = -math.inf
+        self._mm_holds: dict[str, tuple[float, int]] = {}
+        self._mm_holds_read = -math.inf
 
     @classmethod
     def from_settings(cls, db: Database, settings: Any) -> Pacer:
@@ -179,6 +204,32 @@ class Pacer:
     async def slow_down(self, number: str | None = None, seconds: float = 1.0) -> None:
         """Meta said 130429 (throughput): no slot for this number for ``seconds``."""
         await asyncio.to_thread(self._push_out, f"{PREFIX}mps:{number or self.default_number}", self.clock() + seconds)
+
+    async def hold_marketing(self, number: str, code: int, seconds: float) -> float:
+        """The Marketing Messages API refused ``number`` (Meta's ``code``): hold its marketing off that
+        API for ``seconds`` in every worker (each sees it within :data:`MM_HOLD_REFRESH_SECONDS`).
+        Returns the hold's end (wall time)."""
+        t = self.clock()
+        until = t + seconds
+        self._mm_holds[number] = (until, code)
+        await asyncio.to_thread(record_mm_refusal, self.db, number, code, until, t)
+        return until
+
+    async def marketing_holds(self) -> dict[str, tuple[float, int]]:
+        """Per number: (until, code) of the Marketing Messages API refusals holding now, as any worker
+        recorded them (read again at most every :data:`MM_HOLD_REFRESH_SECONDS`)."""
+        t = self.clock()
+        if t - self._mm_holds_read >= MM_HOLD_REFRESH_SECONDS:
+            self._mm_holds_read = t  # before the read: concurrent callers do not all go to the database
+
+            def read() -> dict[str, tuple[float, int]]:
+                with self.db.read() as conn:
+                    return mm_refusals(conn, t)
+            shared = await asyncio.to_thread(read)
+            for number, held in shared.items():
+                if held[0] > self._mm_holds.get(number, (-math.inf, 0))[0]:
+                    self._mm_holds[number] = held
+        return {number: held for number, held in self._mm_holds.items() if held[0] > t}
 
     # --- batching ------------------------------------------------------------------------------
 
