@@ -62,7 +62,8 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
                             fallback_media=[m.strip() for m in (fallback_media or "").split(",") if m.strip()],
                             fallback_after_minutes=fallback_after)
     except ValidationError as exc:
-        raise click.UsageError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        raise click.UsageError("; ".join(_in_cli_words(e["msg"].removeprefix("Value error, "))
+                                         for e in exc.errors())) from None
     app = obj.app()
     decision = app.send(outgoing, idempotency_key=key, source="cli")
     if not decision.accepted:
@@ -71,6 +72,17 @@ def send(obj: Ctx, phone: str, template_name: str | None, language: str, params:
     if wait:
         drain(app)
     _report(app, app.message(decision.id), waited=wait)
+
+
+CLI_WORDS = {"fallback_after_minutes": "--fallback-after", "fallback_channels": "--fallback", "to.email": "--email",
+             "to.phone": "PHONE"}
+"""The message model's field names as its errors quote them, and the option a CLI user typed instead."""
+
+
+def _in_cli_words(message: str) -> str:
+    for field, option in CLI_WORDS.items():
+        message = message.replace(field, option)
+    return message
 
 
 WHAT_TO_DO = {
