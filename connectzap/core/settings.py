@@ -68,6 +68,9 @@ class WorkerSettings(Section):
     """How long a loop waits before looking again after a batch smaller than ``batch_size``; after a
     full batch it looks again at once."""
     batch_size: int = Field(default=50, ge=1)
+    """Events a dispatch loop claims at once, and messages a send lane claims when the sender does not
+    size its lanes. On PostgreSQL a dispatch loop that finds a backlog claims twice as many after each
+    full claim, up to 4x this, and this many again after a short one (``dispatcher.ClaimSize``)."""
     status_batch_size: int = Field(default=200, ge=1)
     """How many status events a dispatcher claims at once while nothing listens to them (no
     ``on_message_status`` hook, no connector): it applies them itself in the claim's transaction, and
