@@ -156,6 +156,8 @@ class Sender:
                       channels: dict[str, Channel] | None = None) -> list[tuple[dict[str, Any], OutboundSend]]:
         channels = self.app.channels if channels is None else channels
         ready = []
+        # a runtime-checkable Protocol's isinstance walks its members each time: ask once per channel
+        with_rules = {medium: channel for medium, channel in channels.items() if isinstance(channel, MediumRules)}
         with self.db.begin() as conn:
             rows = outbox.claim(self.db, conn, self.id, limit, self.cfg.lease_seconds, media=channels)
             if not rows:
@@ -198,8 +200,8 @@ class Sender:
                                        business_phone_number_id=row["business_phone_number_id"],
                                        contact_key=row["contact_key"], medium=row["medium"],
                                        prefer_marketing_api=marketing_api.get(row["plugin"]))
-                channel = channels[row["medium"]]
-                refusal = channel.refusal(message, now()) if isinstance(channel, MediumRules) else None
+                rules = with_rules.get(row["medium"])
+                refusal = rules.refusal(message, now()) if rules is not None else None
                 if refusal is not None and refusal.retry_at is not None:
                     outbox.wait(conn, row["id"], refusal.retry_at, row["attempts"], refusal.reason, refusal.detail,
                                 None)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from httpx_aiohttp import AiohttpTransport
 
 TRANSPORTS = ("aiohttp", "httpx")
+SEND_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+"""The encoder of send bodies, made once (``json.dumps`` with options builds one per call): the
+bytes httpx's ``json=`` would send."""
 HELD_STATUSES = ("held_for_quality_assessment", "paused")
 """``messages[0].message_status`` values of a send answer that mean "accepted, delivery held"."""
 
@@ -174,8 +177,7 @@ class GraphClient:
         url = self._send_urls.get(path)
         if url is None:  # the URL AsyncClient would build, parsed once per number and route
             url = self._send_urls[path] = http.build_request("POST", path).url
-        # the bytes httpx's json= would send
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        content = SEND_JSON.encode(body).encode()
         if self._aiohttp_send is not None:
             try:
                 return await self._aiohttp_send.post(str(url), content)
