@@ -407,13 +407,14 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
     earlier = _existing(conn, [a.idempotency_key for a in admissions if not a.fresh_key])
     decisions: list[Decision] = []
     rows: list[dict[str, Any]] = []
+    origins: dict[int, tuple[Any, str]] = {}  # a batch's messages mostly share one origin: encoded once
     for a in admissions:
         digest = "" if a.fresh_key else request_hash(a.outgoing)
         first = earlier.get(a.idempotency_key)
         if first is not None:
             decisions.append(_repeated(a, first, digest, strict_key, report_conflicts))
             continue
-        decision, row = _decide(secret, facts, a, digest, source_event_id, plugin)
+        decision, row = _decide(secret, facts, a, digest, source_event_id, plugin, origins)
         earlier[a.idempotency_key] = _Earlier(a.idempotency_key, decision.id, decision.status, decision.reason,
                                               decision.detail, digest)
         decisions.append(decision)
@@ -546,8 +547,33 @@ def _address(outgoing: Outgoing, phone_or_user_id: str | None) -> str | None:
     return outgoing.to.email if outgoing.medium == EMAIL else phone_or_user_id
 
 
+def _stored(outgoing: Outgoing, shown: MessageContent, not_before: float | None, t: float) -> str:
+    """The stored message (what the sender sends and a fallback needs) as JSON: ``content`` (what
+    the gate let through), ``original``, ``fallback``, ``reply_to`` and :func:`_fallback_fields`.
+    The contents are encoded by pydantic straight to JSON (the same values as their ``mode="json"``
+    dump), and once when the gate sent the content unchanged -- the common case, a recipient's
+    cost in a campaign."""
+    original = outgoing.content.model_dump_json(exclude_none=True)
+    sent = original if shown is outgoing.content else shown.model_dump_json(exclude_none=True)
+    rest = json.dumps({
+        "fallback": outgoing.fallback.model_dump(mode="json", exclude_none=True) if outgoing.fallback else None,
+        "reply_to": outgoing.reply_to,
+        **_fallback_fields(outgoing, not_before, t),
+    })
+    return f'{{"content": {sent}, "original": {original}, {rest[1:]}'
+
+
+def _origin_json(origin: dict[str, Any], encoded: dict[int, tuple[Any, str]]) -> str:
+    """``origin`` as stored (sorted JSON), encoded once per object in a batch (``encoded``: by id,
+    with the object itself, so the id cannot be reused while the batch runs)."""
+    found = encoded.get(id(origin))
+    if found is None or found[0] is not origin:
+        found = encoded[id(origin)] = (origin, json.dumps(origin, sort_keys=True))
+    return found[1]
+
+
 def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_event_id: int | None,
-            plugin: str | None) -> tuple[Decision, dict[str, Any]]:
+            plugin: str | None, encoded: dict[int, tuple[Any, str]]) -> tuple[Decision, dict[str, Any]]:
     outgoing = a.outgoing
     phone = outgoing.to.phone
     user_id = outgoing.to.user_id if phone is None and is_bsuid(outgoing.to.user_id) else None
@@ -573,16 +599,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
     refused = verdict.reason is not None
     shown = outgoing.content if refused else verdict.content
     assert shown is not None  # a verdict without a reason always carries the content to send
-    stored = None
-    if not refused:
-        original = outgoing.content.model_dump(mode="json", exclude_none=True)
-        stored = json.dumps({
-            "content": original if shown is outgoing.content else shown.model_dump(mode="json", exclude_none=True),
-            "original": original,
-            "fallback": outgoing.fallback.model_dump(mode="json", exclude_none=True) if outgoing.fallback else None,
-            "reply_to": outgoing.reply_to,
-            **_fallback_fields(outgoing, not_before, t),
-        })
+    stored = _stored(outgoing, shown, not_before, t) if not refused else None
     status = StatusValue.REFUSED if refused else StatusValue.QUEUED
     template = shown if isinstance(shown, TemplateContent) else None
     held = a.held and not refused
@@ -597,7 +614,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         error_details=verdict.detail, not_before=not_before, next_attempt_at=next_attempt_at, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
-        origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
+        origin=_origin_json(outgoing.origin, encoded) if outgoing.origin else None,
         automatic=outgoing.automatic.value if outgoing.automatic else None, medium=outgoing.medium,
         fallback_of=a.fallback_of,
     )
