@@ -33,6 +33,18 @@ def test_csv_rows_become_recipients_with_positional_or_named_parameters() -> Non
     assert isinstance(named, Recipient) and named.params == {"first_name": "Ana"}
 
 
+@given(st.sampled_from(["+4915112345600", "+12015550123", "+16135550123", "+442071838750", "+79161234567",
+                        "+5511912345678", "+819012345678", "+971501234567"]))
+def test_a_recipients_zones_and_region_are_those_of_its_number(number: str) -> None:
+    """Read from the number parsed once for both, they are what looking each up alone gives: the
+    zones the send window uses and the country the campaign's costs are counted by."""
+    from connectzap.core.campaigns.send_window import zones_of
+    from connectzap.core.phones import country_of
+    [r] = read(f"phone\n{number}\n")
+    assert isinstance(r, Recipient), r
+    assert (r.zones, r.country) == (zones_of(r.phone), country_of(r.phone))
+
+
 def test_bad_lines_are_named_with_their_line_number_and_reason() -> None:
     rows = read('phone,1\n+4915112345600,Ana\nnot a number,Bo\n+4915112345601,\n+4915112345602,"Cy",extra\n,Di\n')
     bad = [(r.line, r.reason) for r in rows if isinstance(r, BadLine)]

@@ -20,7 +20,7 @@ CONTENT: TypeAdapter[Any] = TypeAdapter(MessageContent)
 
 templates = st.builds(
     lambda name, body, named, header: {"type": "template", "name": name, "language": "de",
-                                       "body": dict(zip(map(str, range(len(body))), body)) if named else body,
+                                       "body": {str(n): v for n, v in enumerate(body)} if named else body,
                                        **({"header": {"type": "text", "text": header}} if header else {})},
     TEXT, st.lists(TEXT, max_size=3), st.booleans(), st.one_of(st.none(), TEXT))
 others = st.one_of(

@@ -102,9 +102,14 @@ def mask(e164: str | None) -> str:
 def country_of(e164: str) -> str | None:
     """The ISO 3166 region of a number (``DE``), or None when its country code names none (``001``)."""
     try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        return country_of_number(phonenumbers.parse(e164))
     except phonenumbers.NumberParseException:
         return None
+
+
+def country_of_number(number: phonenumbers.PhoneNumber) -> str | None:
+    """:func:`country_of` a number already parsed."""
+    region = phonenumbers.region_code_for_number(number)
     return region if region and region != "ZZ" and len(region) == 2 else None
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import Connection, and_, case, func, select
 from .. import gate
 from ..errors import ConflictError, NotFoundError, PayloadError
 from ..messages import TemplateContent
-from ..phones import country_of
 from ..settings import PricingSettings
+from ..store import bulk
 from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
@@ -367,13 +367,11 @@ class Campaigns:
         t = now()
         rows = [dict(campaign_id=campaign_id, contact_key=r.contact_key, line=r.line, recipient=r.phone,
                      source_ref=r.ref,
-                     masked=r.masked, zones=" ".join(r.zones) or None, country=country_of(r.phone),
+                     masked=r.masked, zones=" ".join(r.zones) or None, country=r.country,
                      params=json.dumps(r.params) if r.params else None, outcome="pending", attempt=0, backoffs=0,
                      due_at=0.0, updated_at=t) for r in batch]
-        stmt = (self.db.insert(recipients).on_conflict_do_nothing(index_elements=["campaign_id", "contact_key"])
-                .returning(recipients.c.line))
-        with self.db.begin() as conn:
-            added = len(conn.execute(stmt, rows).all())
+        with self.db.begin() as conn:  # one statement at the driver's level: a recipient already there is skipped
+            added = bulk.insert_new(self.db, conn, recipients, rows, "campaign_id, contact_key")
         result.added += added
         result.duplicates += len(rows) - added
 

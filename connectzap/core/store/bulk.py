@@ -62,8 +62,8 @@ def _arrays(table: Table, names: list[str], rows: Sequence[dict[str, Any]]) -> t
 
 
 def insert_new(db: Database, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], unique: str) -> int:
-    """Insert ``rows`` (dicts with the same keys), skipping any whose ``unique`` column value is
-    already taken; returns how many were inserted."""
+    """Insert ``rows`` (dicts with the same keys), skipping any whose ``unique`` column value (or
+    values: ``"a, b"`` names a unique pair) is already taken; returns how many were inserted."""
     if not rows:
         return 0
     names = _columns(table, rows)
