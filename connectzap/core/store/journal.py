@@ -26,6 +26,7 @@ from ..models import Event, EventKind
 from ..phones import scrub
 from .database import Database, now
 from .schema import deliveries, events
+from . import bulk
 from .among import among
 
 
@@ -219,8 +220,13 @@ def ensure_and_read(db: Database, conn: Connection,
     rows = _new_deliveries(targets_by_event)
     if not rows:
         return {}
-    stmt = db.insert(deliveries).on_conflict_do_nothing(index_elements=["event_id", "target"])
-    created = [dict(r._mapping) for r in conn.execute(stmt.returning(*deliveries.c), rows)]
+    found: Sequence[Any]
+    if db.is_sqlite:
+        stmt = db.insert(deliveries).on_conflict_do_nothing(index_elements=["event_id", "target"])
+        found = conn.execute(stmt.returning(*deliveries.c), rows).all()
+    else:  # a batch's rows as one array per column, not a parameter per value
+        found = bulk.insert_new_returning(conn, deliveries, rows, "event_id, target")
+    created = [dict(r._mapping) for r in found]
     if len(created) < len(rows):  # some existed already (a retry, or a worker that died mid-dispatch)
         return deliveries_of_many(conn, list(targets_by_event))
     out: dict[int, list[dict[str, Any]]] = {}
