@@ -387,7 +387,11 @@ def test_a_shop_owner_creates_and_test_sends_a_template(template_shop: Path, bro
         sent_id = page.get_attribute("#sent a", "href").rsplit("/", 1)[1]
         assert check.message(sent_id)["template_name"] == "parcel_today"
         assert page.text_content("#sent-status") in ("queued", "sending", "accepted", "sent", "delivered", "read")
-        assert "+34*******78" in page.content() and ANA.lstrip("+") not in page.content()
+        # masked while the outbox still holds the number; once the sandbox has taken the message and
+        # (retention_hours = 0) the number is erased -- which a loaded machine lets happen before this
+        # page is rendered -- the page says so instead. The full number is never shown.
+        assert ("+34*******78" in page.content()) != ("a number no longer kept" in page.content())
+        assert ANA.lstrip("+") not in page.content()
 
         # and one to a number without consent: refused, with the gate's reason
         page.get_by_label("Template (approved)").select_option("parcel_today|en")
