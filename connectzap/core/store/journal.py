@@ -264,13 +264,27 @@ _FINISH = deliveries.update().where(deliveries.c.event_id == bindparam("b_event"
 one delivery per event and hook)."""
 
 
+_FINISH_ARRAYS = (
+    "UPDATE deliveries AS d SET status = 'done', attempts = d.attempts + 1, result = u.result, last_error = NULL, "
+    "updated_at = %s FROM unnest(%s::int8[], %s::text[], %s::text[]) AS u(event_id, target, result) "
+    "WHERE d.event_id = u.event_id AND d.target = u.target")
+"""PostgreSQL: a wave's finished deliveries as one array per column -- one statement text whatever the
+wave's size, where an executemany sends and psycopg adapts a row at a time."""
+
+
 def finish_each(conn: Connection, finished: list[tuple[int, str, Any]]) -> None:
     """Finish several deliveries -- (event id, target, result) -- in one statement."""
     if not finished:
         return
     t = now()
-    conn.execute(_FINISH, [{"b_event": event_id, "b_target": target, "b_result": json.dumps(result, default=str),
-                            "b_at": t} for event_id, target, result in finished])
+    results = [json.dumps(result, default=str) for _, _, result in finished]
+    pairs = [(event_id, target) for event_id, target, _ in finished]
+    # A pair named twice would be finished once by the join (the executemany counts both attempts).
+    if conn.dialect.name == "postgresql" and len(set(pairs)) == len(pairs):
+        conn.exec_driver_sql(_FINISH_ARRAYS, (t, [e for e, _ in pairs], [g for _, g in pairs], results))
+        return
+    conn.execute(_FINISH, [{"b_event": event_id, "b_target": target, "b_result": result, "b_at": t}
+                           for (event_id, target), result in zip(pairs, results, strict=True)])
 
 
 def fail_delivery(conn: Connection, event_id: int, target: str, error: str, retry_at: float | None) -> None:
