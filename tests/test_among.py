@@ -1,7 +1,7 @@
 """``store.among``: the rows ``column IN (values)`` selects, for any list (empty, duplicates, values
 no row has), on both databases -- and on PostgreSQL as one parameter, so the statement's text is
 the same whatever the list's length (psycopg parses a statement with more than 50 parameters anew
-on every execution)."""
+on every execution); on SQLite as one JSON parameter from ``LONG`` values on."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from connectzap import Connectzap
-from connectzap.core.store.among import among
+from connectzap.core.store.among import LONG, among
 from connectzap.core.store.schema import identities
 
-KEYS = [f"k{n}" for n in range(80)]
+KEYS = [f"k{n}" for n in range(240)]
 
 
 def seeded(app: Connectzap) -> None:
@@ -27,7 +27,8 @@ def seeded(app: Connectzap) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(KEYS + ["missing"]), max_size=120))
+@given(st.one_of(st.lists(st.sampled_from(KEYS + ["missing"]), max_size=40),
+                 st.lists(st.sampled_from(KEYS + ["missing"]), min_size=LONG - 5, max_size=2 * LONG)))
 def test_among_selects_what_in_selects(app: Connectzap, wanted: list[str]) -> None:
     seeded(app)
     with app.db.read() as conn:
@@ -48,13 +49,14 @@ def test_on_postgresql_the_statement_text_does_not_grow_with_the_list(app: Conne
     sa_event.listen(app.db.engine, "before_cursor_execute", record)
     try:
         with app.db.read() as conn:
-            for size in (1, 50, 80):
+            for size in (1, 50, 80, LONG, 2 * LONG):
                 conn.execute(select(identities.c.identity_key).where(among(conn, identities.c.identity_key,
                                                                            KEYS[:size]))).all()
     finally:
         sa_event.remove(app.db.engine, "before_cursor_execute", record)
     selects = [t for t in texts if t.lstrip().upper().startswith("SELECT")]
     if app.db.is_sqlite:
-        assert len(set(selects)) == 3  # IN (?, ?, ...): one placeholder per value
+        # IN (?, ?, ...) below LONG values, one placeholder per value; from LONG on one JSON parameter
+        assert len(set(selects)) == 4
     else:
         assert len(set(selects)) == 1, selects

@@ -59,6 +59,6 @@ def test_stored_message_reads_back_as_the_values_it_holds(content: dict[str, Any
                         fallback_after_minutes=minutes if fallback_media else None)
     shown = outgoing.content if changed is None else TemplateContent.model_validate(changed)
     t = 1.75e9
-    assert json.loads(gate._stored(outgoing, shown, not_before, t)) == _expected(outgoing, shown, not_before, t)
-    assert CONTENT.validate_json(gate._stored(outgoing, shown, not_before, t).split('"original": ')[0]
+    assert json.loads(gate.stored_json(outgoing, shown, not_before, t)) == _expected(outgoing, shown, not_before, t)
+    assert CONTENT.validate_json(gate.stored_json(outgoing, shown, not_before, t).split('"original": ')[0]
                                  .removeprefix('{"content": ').rstrip(", ")) == shown

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from . import automatic, consent, fallbacks, identities, logs, reachability, templates
+from . import automatic, fallbacks, identities, logs, reachability, templates
 from .arbitration import handed_over
 from .bsuids import is_bsuid
 from .windows import is_open, latest_inbound
@@ -37,8 +37,9 @@ from .errors import ConflictError
 from .email_addresses import email_key
 from .media import EMAIL, WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
-from .models import Category, ConsentRecord, Event, EventKind, FallbackDue, StatusValue, TemplateInfo
+from .models import Category, Event, EventKind, FallbackDue, StatusValue, TemplateInfo
 from .store import journal, outbox
+from .store.among import among
 from .store.database import Database, now
 from .store.outbox import new_message_id
 from .store.schema import consents, contacts, conversations, windows
@@ -144,8 +145,7 @@ class BatchFacts:
         self.emails: dict[str, str] = {}
         """The contact key of each email address the batch sends to whose customer it knows by no
         number or BSUID (:func:`.email_addresses.email_key`)."""
-        self._consent: dict[tuple[str, str, str], ConsentRecord] = {}
-        self._consent_rows: dict[tuple[str, str, str], Any] = {}  # made records when first asked (most never are)
+        self._consent_rows: dict[tuple[str, str, str], Any] = {}  # the newest ledger row of each
         self._expectations: dict[tuple[str | None, str, str], templates.Expectation] = {}
         self._picked: dict[tuple[str, str, str | None], TemplateInfo | None] = {}
         self._conn, self._keys = conn, keys
@@ -155,11 +155,13 @@ class BatchFacts:
         self.accounts = accounts
         self._templates: dict[tuple[str, str], list[TemplateInfo]] = {}  # every account's version
         if keys:
-            for row in conn.execute(select(consents).where(consents.c.contact_key.in_(keys))
-                                    .order_by(consents.c.at, consents.c.id)):
+            for row in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.medium,
+                                           consents.c.granted, consents.c.source)
+                                    .where(among(conn, consents.c.contact_key, keys))
+                                    .order_by(consents.c.at, consents.c.id)).all():
                 self._consent_rows[(row.contact_key, row.category, row.medium)] = row  # newest wins
             self._unreachable = {r[0] for r in conn.execute(
-                select(contacts.c.contact_key).where(contacts.c.contact_key.in_(keys),
+                select(contacts.c.contact_key).where(among(conn, contacts.c.contact_key, keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
         else:
             self._unreachable = set()
@@ -191,12 +193,11 @@ class BatchFacts:
         found = self._conversations.get(key)
         return found is not None and handed_over(*found, now(), answering)
 
-    def latest(self, key: str, category: str, medium: str = WHATSAPP) -> ConsentRecord | None:
-        wanted = (key, str(category), medium)
-        record = self._consent.get(wanted)
-        if record is None and wanted in self._consent_rows:
-            record = self._consent[wanted] = consent.to_record(self._consent_rows[wanted])
-        return record
+    def consent_given(self, key: str, category: str, medium: str = WHATSAPP) -> tuple[bool, str] | None:
+        """Whether ``key``'s newest consent record for ``category`` on ``medium`` grants it, and its
+        source; None when there is none."""
+        row = self._consent_rows.get((key, category, medium))
+        return None if row is None else (bool(row.granted), row.source)
 
     def unreachable(self, key: str, medium: str = WHATSAPP) -> bool:
         if medium == WHATSAPP:
@@ -260,7 +261,11 @@ def clean_template(content: TemplateContent) -> TemplateContent:
     return TemplateContent.model_validate(data)
 
 
-def check_template(facts: BatchFacts, content: TemplateContent, business_number: str | None = None) -> Verdict:
+def sendable_template(facts: BatchFacts, content: TemplateContent,
+                      business_number: str | None = None) -> tuple[TemplateInfo, str] | Verdict:
+    """The first checks of :func:`check_template`, those that depend on the template alone: its
+    cached version ``business_number`` may send and the category whose consent rule applies, or
+    the refusal."""
     account = facts.account_of(business_number)
     info = facts.template(content.name, content.language, account)
     if info is None:
@@ -278,13 +283,27 @@ def check_template(facts: BatchFacts, content: TemplateContent, business_number:
     category = info.category_at(now()).lower()
     if info.status not in ("APPROVED", templates.PAUSED):
         return Verdict(None, category, "template_not_approved", f"{content.name} is {info.status}")
+    return info, category
+
+
+def paused(content: MessageContent, category: str) -> Verdict:
+    """The verdict on a fitting message whose template WhatsApp paused: it waits."""
+    assert isinstance(content, TemplateContent)
+    return Verdict(content, category, hold="template_paused",
+                   detail=f"{content.name} is paused by WhatsApp; the message waits until the pause ends")
+
+
+def check_template(facts: BatchFacts, content: TemplateContent, business_number: str | None = None) -> Verdict:
+    found = sendable_template(facts, content, business_number)
+    if isinstance(found, Verdict):
+        return found
+    info, category = found
     cleaned = clean_template(content)
     problem = templates.check_params(info, cleaned, facts.expectation(info))
     if problem:
         return Verdict(None, category, "param_mismatch", problem)
     if info.status == templates.PAUSED:
-        return Verdict(cleaned, category, hold="template_paused",
-                       detail=f"{content.name} is paused by WhatsApp; the message waits until the pause ends")
+        return paused(cleaned, category)
     return Verdict(cleaned, category)
 
 
@@ -311,10 +330,17 @@ def evaluate(facts: BatchFacts, key: str, content: MessageContent, fallback: Tem
     verdict = check_template(facts, content, business_number)
     if verdict.reason:
         return verdict
-    record = facts.latest(key, verdict.category) if verdict.category in Category._value2member_map_ else None
-    if record is not None and not record.granted:
-        return Verdict(None, verdict.category, "opted_out", f"opted out of {verdict.category} via {record.source}")
-    if record is None or not record.granted:
+    return consented(facts, key, verdict, business_number, at)
+
+
+def consented(facts: BatchFacts, key: str, verdict: Verdict, business_number: str | None,
+              at: float | None) -> Verdict:
+    """The checks after the template's on WhatsApp: ``verdict`` (a template that fits) when the
+    contact's consent for its category, or the window they opened, lets it go to ``key`` now."""
+    given = facts.consent_given(key, verdict.category) if verdict.category in Category._value2member_map_ else None
+    if given is not None and not given[0]:
+        return Verdict(None, verdict.category, "opted_out", f"opted out of {verdict.category} via {given[1]}")
+    if given is None:
         reply_in_window = (verdict.category != Category.MARKETING.value
                            and facts.window_open(key, at, business_number))
         if not reply_in_window:
@@ -328,10 +354,10 @@ def _evaluate_elsewhere(facts: BatchFacts, key: str, content: MessageContent, me
                         category: str) -> Verdict:
     """A medium without WhatsApp's rules: no window, no template cache (the channel renders its own
     templates), so the opt-in for the message's category on this very medium decides."""
-    record = facts.latest(key, category, medium)
-    if record is not None and not record.granted:
-        return Verdict(None, category, "opted_out", f"opted out of {category} on {medium} via {record.source}")
-    if record is None:
+    given = facts.consent_given(key, category, medium)
+    if given is not None and not given[0]:
+        return Verdict(None, category, "opted_out", f"opted out of {category} on {medium} via {given[1]}")
+    if given is None:
         return Verdict(None, category, "no_consent", f"no {category} opt-in on {medium} on record")
     if facts.unreachable(key, medium):
         return Verdict(None, category, "unreachable",
@@ -373,7 +399,8 @@ _EXISTING_COLUMNS = (outbox_table.c.idempotency_key, outbox_table.c.id, outbox_t
                      outbox_table.c.reason, outbox_table.c.error_details, outbox_table.c.request_hash)
 
 
-def _existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
+def existing(conn: Connection, keys: list[str]) -> dict[str, Any]:
+    """The outbox's messages under ``keys`` (the columns :func:`repeated` answers from)."""
     return outbox.by_keys(conn, keys, _EXISTING_COLUMNS)
 
 
@@ -404,41 +431,45 @@ def admit_many(db: Database, conn: Connection, secret: bytes, admissions: list[A
     if not admissions:
         return []
     facts = facts or facts_for(conn, secret, [a.outgoing for a in admissions], accounts)
-    earlier = _existing(conn, [a.idempotency_key for a in admissions if not a.fresh_key])
+    earlier = existing(conn, [a.idempotency_key for a in admissions if not a.fresh_key])
     decisions: list[Decision] = []
     rows: list[dict[str, Any]] = []
-    origins: dict[int, tuple[Any, str]] = {}  # a batch's messages mostly share one origin: encoded once
     for a in admissions:
         digest = "" if a.fresh_key else request_hash(a.outgoing)
         first = earlier.get(a.idempotency_key)
         if first is not None:
-            decisions.append(_repeated(a, first, digest, strict_key, report_conflicts))
+            decisions.append(repeated(a.idempotency_key, first, digest, strict_key, report_conflicts))
             continue
-        decision, row = _decide(secret, facts, a, digest, source_event_id, plugin, origins)
+        decision, row = _decide(secret, facts, a, digest, source_event_id, plugin)
         earlier[a.idempotency_key] = _Earlier(a.idempotency_key, decision.id, decision.status, decision.reason,
                                               decision.detail, digest)
         decisions.append(decision)
         rows.append(row)
     lost = {row["idempotency_key"] for row in rows} - set(outbox.add_many(db, conn, rows))
     if lost:  # another transaction committed the same key first (PostgreSQL): its message stands
-        winners = _existing(conn, sorted(lost))
+        winners = existing(conn, sorted(lost))
         for n, a in enumerate(admissions):
             first = winners.get(a.idempotency_key)
             if first is not None:
                 # A fresh key lost only to its own earlier commit (a transaction retried after its
                 # commit's answer was lost): the stored message is this one, not a conflict.
                 digest = "" if a.fresh_key else request_hash(a.outgoing)
-                decisions[n] = _repeated(a, first, digest, strict_key, report_conflicts)
+                decisions[n] = repeated(a.idempotency_key, first, digest, strict_key, report_conflicts)
     _fall_back_refused(db, conn, secret, admissions, decisions, rows, lost, source_event_id=source_event_id,
                        plugin=plugin, accounts=accounts)
     _withdraw_held(db, conn, secret, admissions, decisions, rows, lost, accounts=accounts)
     _schedule_fallback_checks(db, conn, admissions, decisions, rows, lost)
+    log_refused(rows, lost, plugin, source_event_id)
+    return decisions
+
+
+def log_refused(rows: list[dict[str, Any]], lost: set[str], plugin: str | None, source_event_id: int | None) -> None:
+    """One INFO line per refused message written (outbox ``rows`` but those whose key was ``lost``)."""
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             if row["status"] == "refused" and row["idempotency_key"] not in lost:
                 logs.emit(log, logging.INFO, "message refused", message_id=row["id"], reason=row["reason"],
                           what=row["template_name"] or row["content_type"], plugin=plugin, event=source_event_id)
-    return decisions
 
 
 def _fall_back_refused(db: Database, conn: Connection, secret: bytes, admissions: list[Admission],
@@ -507,15 +538,16 @@ def admit_fallback(db: Database, conn: Connection, secret: bytes, outgoing: Outg
                       source_event_id=source_event_id, plugin=plugin, accounts=accounts)[0]
 
 
-def _repeated(a: Admission, first: Any, digest: str, strict_key: bool, report_conflicts: bool) -> Decision:
-    """The decision for a key that ``first`` (an outbox row or :class:`_Earlier`) already holds."""
+def repeated(key: str, first: Any, digest: str = "", strict_key: bool = False,
+             report_conflicts: bool = False) -> Decision:
+    """The decision for a message under idempotency ``key`` that ``first`` (an outbox row or
+    :class:`_Earlier`) already holds."""
     if strict_key and first.request_hash != digest:
         if not report_conflicts:
             raise ConflictError("Idempotency-Key was already used for a different message")
         return Decision(first.id, CONFLICT, "idempotency_conflict", REASONS["idempotency_conflict"],
-                        idempotency_key=a.idempotency_key)
-    return Decision(first.id, first.status, first.reason, first.error_details, duplicate=True,
-                    idempotency_key=a.idempotency_key)
+                        idempotency_key=key)
+    return Decision(first.id, first.status, first.reason, first.error_details, duplicate=True, idempotency_key=key)
 
 
 @dataclass(frozen=True)
@@ -547,7 +579,7 @@ def _address(outgoing: Outgoing, phone_or_user_id: str | None) -> str | None:
     return outgoing.to.email if outgoing.medium == EMAIL else phone_or_user_id
 
 
-def _stored(outgoing: Outgoing, shown: MessageContent, not_before: float | None, t: float) -> str:
+def stored_json(outgoing: Outgoing, shown: MessageContent, not_before: float | None, t: float) -> str:
     """The stored message (what the sender sends and a fallback needs) as JSON: ``content`` (what
     the gate let through), ``original``, ``fallback``, ``reply_to`` and :func:`_fallback_fields`.
     The contents are encoded by pydantic straight to JSON (the same values as their ``mode="json"``
@@ -563,20 +595,10 @@ def _stored(outgoing: Outgoing, shown: MessageContent, not_before: float | None,
     return f'{{"content": {sent}, "original": {original}, {rest[1:]}'
 
 
-def _origin_json(origin: dict[str, Any], encoded: dict[int, tuple[Any, str]]) -> str:
-    """``origin`` as stored (sorted JSON), encoded once per object in a batch (``encoded``: by id,
-    with the object itself, so the id cannot be reused while the batch runs)."""
-    found = encoded.get(id(origin))
-    if found is None or found[0] is not origin:
-        found = encoded[id(origin)] = (origin, json.dumps(origin, sort_keys=True))
-    return found[1]
-
-
 def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_event_id: int | None,
-            plugin: str | None, encoded: dict[int, tuple[Any, str]]) -> tuple[Decision, dict[str, Any]]:
+            plugin: str | None) -> tuple[Decision, dict[str, Any]]:
     outgoing = a.outgoing
     phone = outgoing.to.phone
-    user_id = outgoing.to.user_id if phone is None and is_bsuid(outgoing.to.user_id) else None
     found = facts.recipients.get((phone, outgoing.to.user_id if is_bsuid(outgoing.to.user_id) else None))
     if found is None and outgoing.medium == EMAIL and outgoing.to.email:
         found = facts.emails.get(outgoing.to.email)
@@ -593,13 +615,20 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         if verdict.reason is None and outgoing.automatic and not a.held and facts.human_handles(key, source_event_id):
             # held answers are decided by arbitration; any other (a bot answering later via REST) here
             verdict = Verdict(None, verdict.category, "human_handling", REASONS["human_handling"])
-    message_id = new_message_id()
-    t = now()
+    return message_row(a, key, verdict, digest, source_event_id, plugin, new_message_id(), now())
+
+
+def message_row(a: Admission, key: str, verdict: Verdict, digest: str, source_event_id: int | None,
+                plugin: str | None, message_id: str, t: float) -> tuple[Decision, dict[str, Any]]:
+    """The decision on ``a`` and the outbox row that records it: ``verdict`` for contact ``key``."""
+    outgoing = a.outgoing
+    phone = outgoing.to.phone
+    user_id = outgoing.to.user_id if phone is None and is_bsuid(outgoing.to.user_id) else None
     not_before = outgoing.not_before.timestamp() if outgoing.not_before else None
     refused = verdict.reason is not None
     shown = outgoing.content if refused else verdict.content
     assert shown is not None  # a verdict without a reason always carries the content to send
-    stored = _stored(outgoing, shown, not_before, t) if not refused else None
+    stored = stored_json(outgoing, shown, not_before, t) if not refused else None
     status = StatusValue.REFUSED if refused else StatusValue.QUEUED
     template = shown if isinstance(shown, TemplateContent) else None
     held = a.held and not refused
@@ -614,7 +643,7 @@ def _decide(secret: bytes, facts: BatchFacts, a: Admission, digest: str, source_
         error_details=verdict.detail, not_before=not_before, next_attempt_at=next_attempt_at, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,
-        origin=_origin_json(outgoing.origin, encoded) if outgoing.origin else None,
+        origin=json.dumps(outgoing.origin, sort_keys=True) if outgoing.origin else None,
         automatic=outgoing.automatic.value if outgoing.automatic else None, medium=outgoing.medium,
         fallback_of=a.fallback_of,
     )

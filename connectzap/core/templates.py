@@ -95,19 +95,31 @@ def check_params(info: TemplateInfo, content: TemplateContent, exp: Expectation 
     """Why ``content`` does not fit ``info`` (whose :func:`expectation` ``exp`` is, when already
     worked out), or None when it fits exactly."""
     exp = exp or expectation(info)
+    return check_body(info, content.body, exp) or check_rest(info, content, exp)
+
+
+def check_body(info: TemplateInfo, body: list[Any] | dict[str, Any], exp: Expectation) -> str | None:
+    """Why ``body`` (a send's body parameters) does not fit ``info``: the part of :func:`check_params`
+    that differs between the recipients of one campaign."""
     named = info.parameter_format == "NAMED"
-    if named and isinstance(content.body, list) and content.body:
+    if named and isinstance(body, list) and body:
         return "template uses named parameters: pass body as a mapping"
-    if not named and isinstance(content.body, dict) and content.body:
+    if not named and isinstance(body, dict) and body:
         return "template uses positional parameters: pass body as a list"
     if named:
-        given = set(content.body) if isinstance(content.body, dict) else set()
+        given = set(body) if isinstance(body, dict) else set()
         if given != set(exp.body_params):
             missing = sorted(set(exp.body_params) - given)
             extra = sorted(given - set(exp.body_params))
             return f"body parameters differ: missing {missing}, unexpected {extra}"
-    elif len(content.body) != len(exp.body_params):
-        return f"body expects {len(exp.body_params)} parameters, got {len(content.body)}"
+    elif len(body) != len(exp.body_params):
+        return f"body expects {len(exp.body_params)} parameters, got {len(body)}"
+    return None
+
+
+def check_rest(info: TemplateInfo, content: TemplateContent, exp: Expectation) -> str | None:
+    """Why the header or buttons of ``content`` do not fit ``info`` (:func:`check_params` after the body)."""
+    named = info.parameter_format == "NAMED"
     if exp.header is None and content.header is not None:
         return "template has no header parameter"
     if exp.header is not None and (content.header is None or content.header.type != exp.header):

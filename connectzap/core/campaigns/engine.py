@@ -24,6 +24,8 @@ The number and parameters of a recipient are erased once its message is settled.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -44,6 +46,7 @@ from ..store.schema import outbox as outbox_table
 from . import send_window
 from .marketing_api import SENDER_PREFIX
 from ..templates import BusinessAccounts
+from ..template_waves import Body, TemplateWave, WaveMember, admit_wave
 from .states import Action, State, after
 
 IN_FLIGHT = 1000
@@ -115,6 +118,21 @@ def _copied(model: M, **changes: Any) -> M:
 
 
 _TEXT = TextParam(type="text", text="-")
+
+
+def _text_body(base: TemplateContent, default: Body | None, params: str | None) -> Body | None:
+    """:func:`content_for`'s body of the stored ``params`` as text for a wave (default: the base's
+    own body as text), or None when it holds anything but text."""
+    given = json.loads(params) if params else None
+    if not given:
+        return default
+    if isinstance(given, list) and all(type(v) is str for v in given):
+        return given
+    if isinstance(given, dict) and all(type(v) is str for v in given.values()):
+        if isinstance(base.body, dict) and base.body:
+            return {**default, **given} if isinstance(default, dict) else None
+        return given
+    return None
 
 
 def _content(base: TemplateContent, template: dict[str, Any], params: str | None) -> TemplateContent:
@@ -237,9 +255,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         if slot > t + LOOKAHEAD:
             return 0, None  # the campaign rate: the next send times are already given out
         room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
-    due = conn.execute(select(recipients).where(
-        recipients.c.campaign_id == campaign.id, recipients.c.outcome.in_(WAITING), recipients.c.due_at <= t)
-        .order_by(recipients.c.due_at, recipients.c.line).limit(room)).all()
+    due = _due(conn, campaign.id, t, room)
     if not due:
         return 0, _next_due(conn, campaign.id, t)
     ready, later = _in_window(due, campaign, t)
@@ -258,32 +274,63 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
     everyone = Outgoing.model_construct(to=Contact.model_construct(), content=base, cancel_key=cancel_key(campaign.id),
                                         origin={"campaign": campaign.id},
                                         business_phone_number_id=campaign.business_phone_number_id)
-    admissions, send_times = [], []
+    wave = TemplateWave.of(everyone)
+    default = wave.text_body() if wave else None
+    members: list[tuple[int, WaveMember]] = []
+    admissions: list[tuple[int, gate.Admission]] = []
+    send_times = []
     for n, row in enumerate(ready):
         at = slot + n * spacing
         send_times.append(at)
-        outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
-                           content=_content(base, template, row.params), not_before=_utc(at) if at > t else None)
-        # fresh_key: no earlier message can hold this key -- the key is admitted in the transaction that
+        not_before = _utc(at) if at > t else None
+        # fresh key: no earlier message can hold this key -- the key is admitted in the transaction that
         # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
         # looking it up; the outbox's unique key still stops a second message, whatever happens.
-        admissions.append(gate.Admission(outgoing, idempotency_key(campaign.id, row.contact_key, row.attempt),
-                                         fresh_key=True))
+        key = idempotency_key(campaign.id, row.contact_key, row.attempt)
+        body = _text_body(base, default, row.params) if wave else None
+        if body is not None:
+            members.append((n, WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
+                                          not_before.timestamp() if not_before else None)))
+            continue
+        outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
+                           content=_content(base, template, row.params), not_before=not_before)
+        admissions.append((n, gate.Admission(outgoing, key, fresh_key=True)))
     # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number).
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
                                                        for row in ready if row.recipient}
     facts = gate.BatchFacts(conn, set(known.values()), {base.name}, known, accounts)
-    decisions = gate.admit_many(db, conn, secret, admissions, plugin=SENDER_PREFIX + campaign.id, facts=facts)
+    plugin = SENDER_PREFIX + campaign.id
+    decided: dict[int, gate.Decision] = {}
+    if members:
+        assert wave is not None
+        decided.update(zip((n for n, _ in members), admit_wave(db, conn, facts, wave, [m for _, m in members],
+                                                               plugin=plugin), strict=True))
+    if admissions:
+        decided.update(zip((n for n, _ in admissions), gate.admit_many(
+            db, conn, secret, [a for _, a in admissions], plugin=plugin, facts=facts), strict=True))
+    decisions = [decided[n] for n in range(len(ready))]
     _record_admitted(db, conn, campaign.id, t, [
-        (row.contact_key, IN_OUTBOX if decision.accepted else "refused", decision.id, decision.status,
-         decision.reason, None if decision.accepted else decision.detail, row.attempt + 1,
-         row.recipient if decision.accepted else None,  # a refused one is settled: number and parameters erased
-         row.params if decision.accepted else None)
+        (row.contact_key, IN_OUTBOX, decision.id, decision.status, decision.reason, None, row.attempt + 1,
+         row.recipient, row.params) if decision.accepted else
+        # a refused one is settled: number and parameters erased
+        (row.contact_key, "refused", decision.id, decision.status, decision.reason, decision.detail, row.attempt + 1,
+         None, None)
         for row, decision in zip(ready, decisions, strict=True)])
     if spacing:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
                      .values(next_slot_at=send_times[-1] + spacing))
     return len(ready), None
+
+
+def _due(conn: Connection, campaign_id: str, t: float, room: int) -> list[Any]:
+    """The first ``room`` recipients due at ``t``, by due time and audience order. One query per
+    waiting outcome, each read in the order of ``ix_campaign_recipients_due``: with both outcomes in
+    one query the database sorted every waiting recipient of the campaign to return the first few,
+    each round -- a campaign's admission grew with the square of its size."""
+    rows = [conn.execute(select(recipients).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome == outcome, recipients.c.due_at <= t)
+        .order_by(recipients.c.due_at, recipients.c.line).limit(room)).all() for outcome in WAITING]
+    return list(itertools.islice(heapq.merge(*rows, key=lambda r: (r.due_at, r.line)), room))
 
 
 _ADMITTED = ("contact", "outcome", "message", "status", "reason", "title", "attempt", "number", "params")
