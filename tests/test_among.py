@@ -1,7 +1,7 @@
 """``store.among``: the rows ``column IN (values)`` selects, for any list (empty, duplicates, values
 no row has), on both databases -- and on PostgreSQL as one parameter, so the statement's text is
 the same whatever the list's length (psycopg parses a statement with more than 50 parameters anew
-on every execution); on SQLite as one JSON parameter from ``LONG`` values on."""
+on every execution)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from connectzap import Connectzap
-from connectzap.core.store.among import LONG, among
+from connectzap.core.store.among import among, among_keys
 from connectzap.core.store.schema import identities
 
-KEYS = [f"k{n}" for n in range(240)]
+KEYS = [f"k{n}" for n in range(80)]
 
 
 def seeded(app: Connectzap) -> None:
@@ -27,16 +27,17 @@ def seeded(app: Connectzap) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.lists(st.sampled_from(KEYS + ["missing"]), max_size=40),
-                 st.lists(st.sampled_from(KEYS + ["missing"]), min_size=LONG - 5, max_size=2 * LONG)))
+@given(st.lists(st.sampled_from(KEYS + ["missing"]), max_size=120))
 def test_among_selects_what_in_selects(app: Connectzap, wanted: list[str]) -> None:
     seeded(app)
     with app.db.read() as conn:
         found = set(conn.execute(select(identities.c.identity_key)
                                  .where(among(conn, identities.c.identity_key, wanted))).scalars())
+        by_keys = set(conn.execute(select(identities.c.identity_key)
+                                   .where(among_keys(conn, identities.c.identity_key, wanted))).scalars())
         listed = set(conn.execute(select(identities.c.identity_key)
                                   .where(identities.c.identity_key.in_(wanted))).scalars())
-    assert found == listed == set(wanted) & set(KEYS[::2])
+    assert found == by_keys == listed == set(wanted) & set(KEYS[::2])
 
 
 def test_on_postgresql_the_statement_text_does_not_grow_with_the_list(app: Connectzap) -> None:
@@ -49,14 +50,32 @@ def test_on_postgresql_the_statement_text_does_not_grow_with_the_list(app: Conne
     sa_event.listen(app.db.engine, "before_cursor_execute", record)
     try:
         with app.db.read() as conn:
-            for size in (1, 50, 80, LONG, 2 * LONG):
+            for size in (1, 50, 80):
                 conn.execute(select(identities.c.identity_key).where(among(conn, identities.c.identity_key,
                                                                            KEYS[:size]))).all()
     finally:
         sa_event.remove(app.db.engine, "before_cursor_execute", record)
     selects = [t for t in texts if t.lstrip().upper().startswith("SELECT")]
     if app.db.is_sqlite:
-        # IN (?, ?, ...) below LONG values, one placeholder per value; from LONG on one JSON parameter
-        assert len(set(selects)) == 4
+        assert len(set(selects)) == 3  # IN (?, ?, ...): one placeholder per value
     else:
         assert len(set(selects)) == 1, selects
+
+
+def test_among_keys_is_one_parameter_on_both_databases(app: Connectzap) -> None:
+    seeded(app)
+    texts: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        texts.append(statement)
+
+    sa_event.listen(app.db.engine, "before_cursor_execute", record)
+    try:
+        with app.db.read() as conn:
+            for size in (1, 50, 80):
+                found = conn.execute(select(identities.c.identity_key).where(
+                    among_keys(conn, identities.c.identity_key, KEYS[:size]))).scalars().all()
+                assert set(found) == set(KEYS[:size:2])
+    finally:
+        sa_event.remove(app.db.engine, "before_cursor_execute", record)
+    assert len({t for t in texts if t.lstrip().upper().startswith("SELECT")}) == 1

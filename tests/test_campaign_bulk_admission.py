@@ -98,7 +98,7 @@ def _one_by_one(app: Any, campaign_id: str) -> dict[str, tuple[gate.Decision, di
                                    content=engine.content_for(template, json.loads(row.params or "null")),
                                    cancel_key=engine.cancel_key(campaign_id), origin={"campaign": campaign_id},
                                    business_phone_number_id=stored.business_phone_number_id)
-                key = engine.idempotency_key(campaign_id, row.contact_key, row.attempt)
+                key = engine.idempotency_key(campaign_id, row.line, row.contact_key, row.attempt)
                 decision = gate.admit(app.db, conn, app.secret, message, idempotency_key=key,
                                       plugin=f"campaign:{campaign_id}", fresh_key=True,
                                       accounts=app.business_accounts)

@@ -39,7 +39,7 @@ from .media import EMAIL, WHATSAPP
 from .messages import MessageContent, Outgoing, TemplateContent, TextParam
 from .models import Category, Event, EventKind, FallbackDue, StatusValue, TemplateInfo
 from .store import journal, outbox
-from .store.among import among
+from .store.among import among_keys
 from .store.database import Database, now
 from .store.outbox import new_message_id
 from .store.schema import consents, contacts, conversations, windows
@@ -157,11 +157,11 @@ class BatchFacts:
         if keys:
             for row in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.medium,
                                            consents.c.granted, consents.c.source)
-                                    .where(among(conn, consents.c.contact_key, keys))
+                                    .where(among_keys(conn, consents.c.contact_key, keys))
                                     .order_by(consents.c.at, consents.c.id)).all():
                 self._consent_rows[(row.contact_key, row.category, row.medium)] = row  # newest wins
             self._unreachable = {r[0] for r in conn.execute(
-                select(contacts.c.contact_key).where(among(conn, contacts.c.contact_key, keys),
+                select(contacts.c.contact_key).where(among_keys(conn, contacts.c.contact_key, keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
         else:
             self._unreachable = set()

@@ -9,7 +9,7 @@ One :func:`tick` per worker every few seconds, for each running campaign, in one
    again after a growing delay (1 day, then 2), never at once.
 2. **Admit** the next recipients in audience order, each through :func:`..gate.admit_many`
    exactly like any send (consent, template, idempotency), with the idempotency key
-   ``campaign:<id>:<contact>:<attempt>`` -- the admission and the recipient's new outcome commit
+   ``campaign:<id>:<line>:<contact>:<attempt>`` -- the admission and the recipient's new outcome commit
    together, so a crash at any point neither loses a recipient nor admits one twice, and the
    sender sends each admitted message once. Admission stops while the campaign already has
    :data:`IN_FLIGHT` messages waiting in the outbox: the channel's own limits (the messaging-limit
@@ -79,14 +79,19 @@ _OUTCOME_OF = {S.QUEUED: IN_OUTBOX, S.SENDING: IN_OUTBOX, S.UNKNOWN: IN_OUTBOX, 
                S.DELIVERED: "delivered", S.READ: "read", S.PLAYED: "read", S.FAILED: "failed",
                S.REFUSED: "refused", S.CANCELLED: "cancelled"}
 _ERASED = {"recipient": None, "params": None}
+_NOT_HANDED_OVER = sorted(set(OUTCOMES) - {"sent", "delivered", "read"})
+"""Outcomes of recipients a reply cannot be to (:func:`follow`)."""
 
 
 def cancel_key(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
-def idempotency_key(campaign_id: str, contact: str, attempt: int) -> str:
-    return scoped_key("campaign", f"{campaign_id}:{contact}:{attempt}")
+def idempotency_key(campaign_id: str, line: int, contact: str, attempt: int) -> str:
+    """A recipient's key for its ``attempt``. The audience line comes first so that a round's keys
+    follow one another in the outbox's key index (contact keys are random: each message's key
+    landed on a page of its own, and SQLite's commits and PostgreSQL's backends grew with the outbox)."""
+    return scoped_key("campaign", f"{campaign_id}:{line:010d}:{contact}:{attempt}")
 
 
 def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
@@ -186,13 +191,20 @@ def follow(db: Database, conn: Connection, campaign: Any, limit: int = 5000) -> 
     for same_columns in by_change.values():
         bulk.update_by(db, conn, recipients, ("campaign_id", "contact_key"), same_columns)
     changed = len(rows)
+    # Who wrote since the last look, then those of them among the campaign's recipients: starting
+    # from the recipients, the database read every one the campaign had sent to, each round. (The
+    # outcome is asked as NOT IN the others: with IN, SQLite's planner preferred the outcome index
+    # to the recipients' key once there were a few hundred writers.)
+    writers = sorted({r[0] for r in conn.execute(select(windows.c.contact_key)
+                                                 .where(windows.c.last_inbound_at >= since))})
     wrote = select(windows.c.contact_key).where(windows.c.last_inbound_at >= since,
                                                 windows.c.contact_key == recipients.c.contact_key,
                                                 windows.c.last_inbound_at > recipients.c.admitted_at)
-    changed += conn.execute(recipients.update().where(
-        recipients.c.campaign_id == campaign.id, recipients.c.outcome.in_(("sent", "delivered", "read")),
-        recipients.c.contact_key.in_(select(windows.c.contact_key).where(windows.c.last_inbound_at >= since)),
-        wrote.exists()).values(outcome="replied", replied_at=_reply_time, updated_at=t, **_ERASED)).rowcount
+    for at in range(0, len(writers), CHUNK):
+        changed += conn.execute(recipients.update().where(
+            recipients.c.campaign_id == campaign.id, recipients.c.contact_key.in_(writers[at:at + CHUNK]),
+            recipients.c.outcome.not_in(_NOT_HANDED_OVER), wrote.exists())
+            .values(outcome="replied", replied_at=_reply_time, updated_at=t, **_ERASED)).rowcount
     if int(since // 3600) != int(t // 3600):  # hourly: a sent message nobody reported on for a day is settled
         changed += conn.execute(recipients.update().where(
             recipients.c.campaign_id == campaign.id, recipients.c.outcome == "sent",
@@ -286,7 +298,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         # fresh key: no earlier message can hold this key -- the key is admitted in the transaction that
         # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
         # looking it up; the outbox's unique key still stops a second message, whatever happens.
-        key = idempotency_key(campaign.id, row.contact_key, row.attempt)
+        key = idempotency_key(campaign.id, row.line, row.contact_key, row.attempt)
         body = _text_body(base, default, row.params) if wave else None
         if body is not None:
             members.append((n, WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
@@ -322,12 +334,17 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
     return len(ready), None
 
 
+_DUE_COLUMNS = (recipients.c.contact_key, recipients.c.line, recipients.c.recipient, recipients.c.params,
+                recipients.c.zones, recipients.c.attempt, recipients.c.due_at)
+"""What admission reads of a due recipient."""
+
+
 def _due(conn: Connection, campaign_id: str, t: float, room: int) -> list[Any]:
     """The first ``room`` recipients due at ``t``, by due time and audience order. One query per
     waiting outcome, each read in the order of ``ix_campaign_recipients_due``: with both outcomes in
     one query the database sorted every waiting recipient of the campaign to return the first few,
     each round -- a campaign's admission grew with the square of its size."""
-    rows = [conn.execute(select(recipients).where(
+    rows = [conn.execute(select(*_DUE_COLUMNS).where(
         recipients.c.campaign_id == campaign_id, recipients.c.outcome == outcome, recipients.c.due_at <= t)
         .order_by(recipients.c.due_at, recipients.c.line).limit(room)).all() for outcome in WAITING]
     return list(itertools.islice(heapq.merge(*rows, key=lambda r: (r.due_at, r.line)), room))

@@ -1,13 +1,11 @@
-"""``column IN (values)`` that stays one parameter however many values there are.
+"""``column IN (values)`` that stays one parameter on PostgreSQL.
 
 SQLAlchemy expands an IN list into one placeholder per value, so the SQL text changes with the
 list's length, and psycopg parses the text of a statement with more than 50 parameters anew on
 every execution (it caches only shorter ones). The dispatcher's lists are a batch long (50 by
 default) and one query may hold several: on PostgreSQL that parsing was a tenth of a worker's
 time per inbound message. ``column = ANY(:array)`` is one parameter whatever the length, uses the
-same indexes, and its text is parsed once. On SQLite a long list is one JSON parameter read by
-``json_each`` (SQLAlchemy's expansion of a campaign round's 2,000 contact keys cost more than the
-query itself); a short one keeps IN.
+same indexes, and its text is parsed once. SQLite keeps IN.
 """
 
 from __future__ import annotations
@@ -18,16 +16,23 @@ from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, Connection, String, any_, bindparam, func, select
 
-LONG = 100
-"""From this many values on, SQLite gets them as one JSON parameter."""
-
 
 def among(conn: Connection, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
     """``column`` is one of ``values``, in the form the database of ``conn`` runs best."""
     values = list(values)
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    if len(values) < LONG:
+    if conn.dialect.name != "postgresql":
         return column.in_(values)
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+
+
+def among_keys(conn: Connection, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """:func:`among` for a long list of values of a column whose own index is the query's way into
+    its table (a batch's contact keys): on SQLite too one parameter, a JSON array read by
+    ``json_each`` -- SQLAlchemy's expansion of 2,000 keys into placeholders cost more than the
+    query. Not for a query another index could start from: SQLite's planner does not know how many
+    values ``json_each`` gives and may prefer that index (it did for a campaign's recipients)."""
+    values = list(values)
+    if conn.dialect.name == "postgresql":
+        return among(conn, column, values)
     each = func.json_each(bindparam(None, json.dumps(values), type_=String)).table_valued("value")
     return column.in_(select(each.c.value))

@@ -4,7 +4,9 @@ SQLAlchemy's executemany builds every row's parameters through the compiled stat
 PostgreSQL psycopg then adapts each row again): at a few thousand rows a batch that was most of
 a campaign's admission time. Here SQLite gets one prepared statement run by ``executemany`` in the
 caller's transaction, and PostgreSQL one statement whose parameters are one array per column
-(``unnest``), so the driver adapts a handful of arrays instead of thousands of rows.
+(``unnest``), so the driver adapts a handful of arrays instead of thousands of rows -- in binary
+(``%b``): psycopg writes a text-format array element by element with a regular expression that
+escapes it, 80 µs a row of the outbox's columns where binary takes under 5.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def insert_new(db: Database, conn: Connection, table: Table, rows: Sequence[dict
                f"ON CONFLICT ({unique}) DO NOTHING")
         return int(conn.exec_driver_sql(sql, list(map(_getter(names), rows))).rowcount)
     types, arrays = _arrays(table, names, rows)
-    sql = (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) "
+    sql = (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(f'%b::{t}' for t in types)}) "
            f"ON CONFLICT ({unique}) DO NOTHING")
     return int(conn.exec_driver_sql(sql, tuple(arrays)).rowcount)
 
@@ -87,7 +89,7 @@ def insert_new_returning(conn: Connection, table: Table, rows: Sequence[dict[str
     names = _columns(table, rows)
     types, arrays = _arrays(table, names, rows)
     sql = (f"INSERT INTO {table.name} ({', '.join(_quoted(conn, names))}) "
-           f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) "
+           f"SELECT * FROM unnest({', '.join(f'%b::{t}' for t in types)}) "
            f"ON CONFLICT ({unique}) DO NOTHING RETURNING *")
     return list(conn.exec_driver_sql(sql, tuple(arrays)))
 
@@ -107,7 +109,7 @@ def update_by(db: Database, conn: Connection, table: Table, keys: Sequence[str],
                f"WHERE {' AND '.join(f'{q[k]} = ?' for k in keys)}")
         return int(conn.exec_driver_sql(sql, list(map(_getter(order), rows))).rowcount)
     types, arrays = _arrays(table, names, rows)
-    given = ", ".join(f"%s::{t}" for t in types)
+    given = ", ".join(f"%b::{t}" for t in types)
     sql = (f"UPDATE {table.name} AS t SET {', '.join(f'{q[n]} = u.{q[n]}' for n in values)} "
            f"FROM unnest({given}) AS u({', '.join(q[n] for n in names)}) "
            f"WHERE {' AND '.join(f't.{q[k]} = u.{q[k]}' for k in keys)}")

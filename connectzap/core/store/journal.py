@@ -266,7 +266,7 @@ one delivery per event and hook)."""
 
 _FINISH_ARRAYS = (
     "UPDATE deliveries AS d SET status = 'done', attempts = d.attempts + 1, result = u.result, last_error = NULL, "
-    "updated_at = %s FROM unnest(%s::int8[], %s::text[], %s::text[]) AS u(event_id, target, result) "
+    "updated_at = %s FROM unnest(%b::int8[], %b::text[], %b::text[]) AS u(event_id, target, result) "
     "WHERE d.event_id = u.event_id AND d.target = u.target")
 """PostgreSQL: a wave's finished deliveries as one array per column -- one statement text whatever the
 wave's size, where an executemany sends and psycopg adapts a row at a time."""
