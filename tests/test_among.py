@@ -40,42 +40,34 @@ def test_among_selects_what_in_selects(app: Connectzap, wanted: list[str]) -> No
     assert found == by_keys == listed == set(wanted) & set(KEYS[::2])
 
 
-def test_on_postgresql_the_statement_text_does_not_grow_with_the_list(app: Connectzap) -> None:
-    seeded(app)
+def _select_texts(app: Connectzap, form: Any) -> set[str]:
+    """The SELECT statements' texts for lists of 1, 50 and 80 keys in ``form`` (:func:`among` or
+    :func:`among_keys`), each checked to select what it should."""
     texts: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         texts.append(statement)
 
-    sa_event.listen(app.db.engine, "before_cursor_execute", record)
-    try:
-        with app.db.read() as conn:
-            for size in (1, 50, 80):
-                conn.execute(select(identities.c.identity_key).where(among(conn, identities.c.identity_key,
-                                                                           KEYS[:size]))).all()
-    finally:
-        sa_event.remove(app.db.engine, "before_cursor_execute", record)
-    selects = [t for t in texts if t.lstrip().upper().startswith("SELECT")]
-    if app.db.is_sqlite:
-        assert len(set(selects)) == 3  # IN (?, ?, ...): one placeholder per value
-    else:
-        assert len(set(selects)) == 1, selects
-
-
-def test_among_keys_is_one_parameter_on_both_databases(app: Connectzap) -> None:
     seeded(app)
-    texts: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        texts.append(statement)
-
     sa_event.listen(app.db.engine, "before_cursor_execute", record)
     try:
         with app.db.read() as conn:
             for size in (1, 50, 80):
                 found = conn.execute(select(identities.c.identity_key).where(
-                    among_keys(conn, identities.c.identity_key, KEYS[:size]))).scalars().all()
+                    form(conn, identities.c.identity_key, KEYS[:size]))).scalars().all()
                 assert set(found) == set(KEYS[:size:2])
     finally:
         sa_event.remove(app.db.engine, "before_cursor_execute", record)
-    assert len({t for t in texts if t.lstrip().upper().startswith("SELECT")}) == 1
+    return {t for t in texts if t.lstrip().upper().startswith("SELECT")}
+
+
+def test_on_postgresql_the_statement_text_does_not_grow_with_the_list(app: Connectzap) -> None:
+    selects = _select_texts(app, among)
+    if app.db.is_sqlite:
+        assert len(selects) == 3  # IN (?, ?, ...): one placeholder per value
+    else:
+        assert len(selects) == 1, selects
+
+
+def test_among_keys_is_one_parameter_on_both_databases(app: Connectzap) -> None:
+    assert len(_select_texts(app, among_keys)) == 1
