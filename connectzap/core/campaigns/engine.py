@@ -125,15 +125,18 @@ def _copied(model: M, **changes: Any) -> M:
 _TEXT = TextParam(type="text", text="-")
 
 
+_is_text = str.__instancecheck__  # json.loads makes no subclass of str; mapped in C, unlike a generator
+
+
 def _text_body(base: TemplateContent, default: Body | None, params: str | None) -> Body | None:
     """:func:`content_for`'s body of the stored ``params`` as text for a wave (default: the base's
     own body as text), or None when it holds anything but text."""
     given = json.loads(params) if params else None
     if not given:
         return default
-    if isinstance(given, list) and all(type(v) is str for v in given):
+    if isinstance(given, list) and all(map(_is_text, given)):
         return given
-    if isinstance(given, dict) and all(type(v) is str for v in given.values()):
+    if isinstance(given, dict) and all(map(_is_text, given.values())):
         if isinstance(base.body, dict) and base.body:
             return {**default, **given} if isinstance(default, dict) else None
         return given
