@@ -2,8 +2,11 @@
 decides: the same verdict (queued, or refused with the same reason and words) and the same outbox
 row, for any mix of consent, opt-outs, windows, unreachable contacts, template states and parameters.
 
-The bulk path builds each message from the campaign's template checked once and the number stored
-at audience load, and loads the batch's facts in one query per table; the reference here builds
+The bulk path admits a round as a template wave (:mod:`connectzap.core.template_waves`: the
+template checked once, each recipient's text spliced into its encoded frame) and what a wave does
+not take -- a default body that is not all text, a header the gate cleans -- through
+``gate.admit_many``, both with the number stored at audience load and the batch's facts loaded in
+one query per table; the reference here builds
 every message in full (``Outgoing`` validation, phonenumbers) and admits it alone with
 ``gate.admit``, in a transaction that is rolled back before the campaign runs."""
 
@@ -63,7 +66,13 @@ template = st.fixed_dictionaries({
     "named": st.booleans(),
     "placeholders": st.integers(0, 2),
     "default": st.one_of(st.none(), st.lists(TEXT, min_size=1, max_size=2)),
+    # a default that is not all text, or a header the gate cleans: recipients without parameters of
+    # their own (or the whole round) go through the gate one by one, the others as a wave
+    "currency_default": st.sampled_from([False, False, True]),
+    "header": st.sampled_from([None, None, "Sale", "Two  spaces"]),
 })
+
+CURRENCY = {"type": "currency", "fallback_value": "EUR 9.99", "code": "EUR", "amount_1000": 9990}
 
 
 class _Rollback(Exception):
@@ -119,6 +128,9 @@ BOTH_PEOPLE = [{"consent": "granted", "marketing": "granted", "window": False, "
 
 
 @example(shape=BOTH_SIDES, people=BOTH_PEOPLE)
+@example(shape={**BOTH_SIDES, "default": ["20%"], "currency_default": True},  # one round, both paths:
+         people=[{**BOTH_PEOPLE[0], "params": "none"}, BOTH_PEOPLE[0]])  # the default's currency, own text
+@example(shape={**BOTH_SIDES, "header": "Two  spaces"}, people=BOTH_PEOPLE)  # the gate cleans the header
 @example(shape={**BOTH_SIDES, "named": True, "placeholders": 2, "default": ["20%"]},  # the default fills a gap
          people=[{**BOTH_PEOPLE[0], "params": "part"}, {**BOTH_PEOPLE[0], "params": "fit"}])
 @settings(max_examples=int(os.environ.get("CONNECTZAP_GATE_EXAMPLES", "40")), deadline=None,
@@ -133,10 +145,14 @@ def test_bulk_admission_decides_and_writes_what_the_gate_does_one_by_one(app, sh
     if shape["seeded"]:
         seed_template(app, name, body, category=shape["category"], status=shape["status"],
                       parameter_format="NAMED" if shape["named"] else "POSITIONAL")
-    default = shape["default"]
+    default: Any = shape["default"]
+    if default is not None and shape.get("currency_default"):
+        default = [CURRENCY, *default[1:]]
     if default is not None and shape["named"]:
         default = dict(zip(names[::-1] or ["first_name"], default, strict=False))
-    made = app.campaigns.create(f"c{n}", {"name": name, "language": "en", **({"body": default} if default else {})})
+    header = {"header": {"type": "text", "text": shape["header"]}} if shape.get("header") else {}
+    made = app.campaigns.create(f"c{n}", {"name": name, "language": "en", **({"body": default} if default else {}),
+                                          **header})
     phones = [f"+49151{30_000_000 + n * 100 + i}" for i in range(len(people))]
     for phone, person in zip(phones, people, strict=True):
         _facts(app, phone, person, shape["category"].lower())
