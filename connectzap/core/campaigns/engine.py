@@ -290,26 +290,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                                         origin={"campaign": campaign.id},
                                         business_phone_number_id=campaign.business_phone_number_id)
     wave = TemplateWave.of(everyone)
-    default = wave.text_body() if wave else None
-    members: list[tuple[int, WaveMember]] = []
-    admissions: list[tuple[int, gate.Admission]] = []
-    send_times = []
-    for n, row in enumerate(ready):
-        at = slot + n * spacing
-        send_times.append(at)
-        not_before = _utc(at) if at > t else None
-        # fresh key: no earlier message can hold this key -- the key is admitted in the transaction that
-        # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
-        # looking it up; the outbox's unique key still stops a second message, whatever happens.
-        key = idempotency_key(campaign.id, row.line, row.contact_key, row.attempt)
-        body = _text_body(base, default, row.params) if wave else None
-        if body is not None:
-            members.append((n, WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
-                                          not_before.timestamp() if not_before else None)))
-            continue
-        outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
-                           content=_content(base, template, row.params), not_before=not_before)
-        admissions.append((n, gate.Admission(outgoing, key, fresh_key=True)))
+    members, admissions, send_times = _split_round(campaign.id, ready, everyone, template, wave, t, slot, spacing)
     # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number).
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
                                                        for row in ready if row.recipient}
@@ -335,6 +316,36 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
                      .values(next_slot_at=send_times[-1] + spacing))
     return len(ready), None
+
+
+def _split_round(campaign_id: str, ready: list[Any], everyone: Outgoing, template: dict[str, Any],
+                 wave: TemplateWave | None, t: float, slot: float, spacing: float,
+                 ) -> tuple[list[tuple[int, WaveMember]], list[tuple[int, gate.Admission]], list[float]]:
+    """The round's recipients (by their place in ``ready``) as members of ``wave``, or, where the wave
+    cannot take them, as messages for ``gate.admit_many``; and each one's send time."""
+    base = everyone.content
+    assert isinstance(base, TemplateContent)
+    default = wave.text_body() if wave else None
+    members: list[tuple[int, WaveMember]] = []
+    admissions: list[tuple[int, gate.Admission]] = []
+    send_times = []
+    for n, row in enumerate(ready):
+        at = slot + n * spacing
+        send_times.append(at)
+        not_before = _utc(at) if at > t else None
+        # fresh key: no earlier message can hold this key -- the key is admitted in the transaction that
+        # moves the recipient past this attempt, under the campaign's row lock -- so the gate skips
+        # looking it up; the outbox's unique key still stops a second message, whatever happens.
+        key = idempotency_key(campaign_id, row.line, row.contact_key, row.attempt)
+        body = _text_body(base, default, row.params) if wave else None
+        if body is not None:
+            members.append((n, WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
+                                          not_before.timestamp() if not_before else None)))
+            continue
+        outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
+                           content=_content(base, template, row.params), not_before=not_before)
+        admissions.append((n, gate.Admission(outgoing, key, fresh_key=True)))
+    return members, admissions, send_times
 
 
 _DUE_COLUMNS = (recipients.c.contact_key, recipients.c.line, recipients.c.recipient, recipients.c.params,
