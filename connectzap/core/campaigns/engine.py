@@ -291,10 +291,11 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                                         business_phone_number_id=campaign.business_phone_number_id)
     wave = TemplateWave.of(everyone)
     members, admissions, send_times = _split_round(campaign.id, ready, everyone, template, wave, t, slot, spacing)
-    # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number).
+    # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number);
+    # only one-by-one admission looks them up by number.
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
-                                                       for row in ready if row.recipient}
-    facts = gate.BatchFacts(conn, set(known.values()), {base.name}, known, accounts)
+                                                       for row in ready if row.recipient} if admissions else {}
+    facts = gate.BatchFacts(conn, {row.contact_key for row in ready if row.recipient}, {base.name}, known, accounts)
     plugin = SENDER_PREFIX + campaign.id
     decided: dict[int, gate.Decision] = {}
     if members:
