@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from connectzap.core.app import Connectzap
 from connectzap.core.campaigns import Action, engine, read_file
 from connectzap.core.phones import contact_key
 from connectzap.core.store.schema import campaign_recipients as recipients
@@ -72,6 +73,31 @@ def server_cpu_since(app: object, before: dict[int, float]) -> str:
     return f", PostgreSQL backends' CPU {spent:.1f} s"
 
 
+def phone(i: int) -> str:
+    """The bench's ``i``-th recipient: a distinct German mobile number."""
+    return f"+49151{10_000_000 + i}"
+
+
+def marketing_audience(app: Connectzap, folder: Path, n: int) -> Path:
+    """The bench's campaign set-up, not measured: the marketing template ``december_news`` (two body
+    parameters), a CSV of ``n`` recipients in ``folder`` (returned), and each one's marketing opt-in
+    written straight into the consent ledger."""
+    seed_template(app, "december_news", "Hi {{1}}, {{2}} off until Sunday", category="MARKETING")
+    audience = folder / "audience.csv"
+    with audience.open("w") as fh:
+        fh.write("phone,1,2\n")
+        for i in range(n):
+            fh.write(f"{phone(i)},Reader {i},20%\n")
+    t = time.time()
+    for at in range(0, n, 10_000):
+        with app.db.begin() as conn:
+            conn.execute(consents.insert(), [
+                dict(contact_key=contact_key(phone(i), app.secret), category="marketing", granted=True, source="bench",
+                     proof="bench opt-in", at=t, recorded_at=t)
+                for i in range(at, min(at + 10_000, n))])
+    return audience
+
+
 def counted(run: Callable[[], int]) -> int:
     """``run()`` called from inside libc's ``bsearch`` (as its comparison), so that
     ``valgrind --tool=callgrind --collect-atstart=no --toggle-collect=bsearch`` counts the
@@ -106,19 +132,7 @@ def main() -> None:
         root = Path(tmp)
         app = make_app(root, database_url=args.database_url or f"sqlite:///{root / 'bench.db'}",
                        privacy={"hash_secret": "bench-secret-0123456789abcdef"}, sandbox={"quiet": True})
-        seed_template(app, "december_news", "Hi {{1}}, {{2}} off until Sunday", category="MARKETING")
-        audience = root / "audience.csv"
-        with audience.open("w") as fh:
-            fh.write("phone,1,2\n")
-            for i in range(n):
-                fh.write(f"+49151{10_000_000 + i},Reader {i},20%\n")
-        t = time.time()
-        for at in range(0, n, 10_000):
-            with app.db.begin() as conn:
-                conn.execute(consents.insert(), [
-                    dict(contact_key=contact_key(f"+49151{10_000_000 + i}", app.secret), category="marketing",
-                         granted=True, source="bench", proof="bench opt-in", at=t, recorded_at=t)
-                    for i in range(at, min(at + 10_000, n))])
+        audience = marketing_audience(app, root, n)
         print(f"{n} recipients on {app.db.dialect}, load average {os.getloadavg()[0]:.1f}; "
               f"setup done, peak RSS {peak_mb():.0f} MB")
 

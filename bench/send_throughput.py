@@ -84,6 +84,17 @@ def section(url: str, **overrides: Any) -> dict[str, Any]:
     return data
 
 
+def write_config(path: Path, data_dir: Path, database_url: str, whatsapp: dict[str, Any],
+                 **tables: dict[str, Any]) -> Path:
+    """A config file at ``path`` for another process of the bench: the same database and data_dir
+    (so the same hash key), ``whatsapp`` as [connectors.whatsapp], and ``tables`` (``workers={...}``)."""
+    lines = [f'data_dir = "{data_dir}"', "[database]", f'url = "{database_url}"']
+    for name, table in {**tables, "connectors.whatsapp": whatsapp}.items():
+        lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 async def bare_client(url: str, transport: str, total: int, concurrency: int) -> float:
     client = GraphClient(WhatsAppSettings(**section(url, transport=transport)), max_connections=concurrency)
     body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234", "type": "text",
@@ -139,11 +150,7 @@ def whole_path(url: str, total: int, rate: float | None, database_url: str | Non
         def start_admitter() -> subprocess.Popen[str]:
             """Admission as `serve --no-workers` would do it: another process, the same database. It
             starts up (imports, engine) first and admits when told to, so start-up is not timed."""
-            lines = [f'data_dir = "{tmp}"', "[database]", f'url = "{app.settings.database_url}"',
-                     "[connectors.whatsapp]"]
-            lines += [f"{k} = {json.dumps(v)}" for k, v in section(url).items() if v is not None]
-            config = Path(tmp) / "admit.toml"
-            config.write_text("\n".join(lines) + "\n")
+            config = write_config(Path(tmp) / "admit.toml", Path(tmp), app.settings.database_url, section(url))
             code = (
                 "import json, sys\n"
                 "from connectzap import Connectzap, Outgoing, TemplateContent, load_settings\n"

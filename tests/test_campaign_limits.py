@@ -189,3 +189,29 @@ def test_a_campaign_beyond_todays_limit_waits_for_the_next_window_and_says_so(ap
         run(app)
         assert sorted(sent_numbers(fake)) == NUMBERS[:5]
         assert app.campaigns.get(made.id).state == "finished"
+
+
+def test_the_last_recipients_held_by_the_limit_say_so_too(app) -> None:
+    """Fewer recipients left than the in-flight cap: all are admitted and the messaging limit holds
+    them in the outbox; the campaign still says why nothing goes out and when it continues
+    (it said nothing: no recipient was left to admit, and the cap was not reached)."""
+    clock = Clock(datetime(2026, 12, 2, 20, 0, tzinfo=UTC))
+    fake = DailyLimit(clock, per_day=3)
+    app.use_channel(fake)
+    for phone in NUMBERS[:5]:
+        grant(app, phone)
+    with use_clock(clock):
+        made = campaign_with(app, NUMBERS[:5])
+        app.campaigns.control(made.id, Action.START)
+        run(app)
+        run(app)
+        view = app.campaigns.get(made.id)
+        assert len(fake.sent()) == 3
+        assert view.state == "running" and view.outcomes == {"queued": 2, "sent": 3}
+        assert view.waiting == ("2 messages wait in the outbox; the channel's limits (the messaging limit, throughput) "
+                                "hold them until 2026-12-03 00:00 UTC, and the campaign continues then")
+        clock.t = datetime(2026, 12, 3, 0, 0, 1, tzinfo=UTC).timestamp()
+        run(app)
+        view = app.campaigns.get(made.id)
+        assert sorted(sent_numbers(fake)) == NUMBERS[:5]
+        assert view.state == "finished" and view.waiting is None

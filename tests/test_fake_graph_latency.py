@@ -1,4 +1,5 @@
-"""The Graph stand-in's response latency: every answer waits, side by side, as a round trip to Meta does."""
+"""The Graph stand-in's response latency: every answer waits, side by side, as a round trip to Meta does.
+And its log of accepted sends, for a benchmark in another process."""
 
 from __future__ import annotations
 
@@ -62,3 +63,16 @@ async def test_the_command_line_takes_a_latency():
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_the_sends_log_has_a_line_per_accepted_send(tmp_path):
+    log = tmp_path / "sends.log"
+    with FakeGraph(token="t", sends_log=str(log)) as fake:
+        fake.fail(131047, to="4915100000000")
+        await timed_sends(fake.url, 2)
+        async with httpx.AsyncClient(base_url=fake.url, headers={"Authorization": "Bearer t"}) as client:
+            refused = await client.post("/v27.0/1/messages", json={**SEND, "to": "4915100000000"})
+            assert refused.status_code == 400
+        lines = log.read_text().splitlines()  # written at once: readable while the fake runs
+    assert [line.split("\t")[1] for line in lines] == ["4915112345678", "4915112345678"]
+    assert all(abs(float(line.split("\t")[0]) - time.time()) < 60 for line in lines)

@@ -16,6 +16,9 @@ In tests::
 For a benchmark run it as its own process: ``python -m connectzap.testing.fake_graph --port 8089``.
 ``latency_ms`` (``--latency-ms 150``) makes every answer wait that long first, as a round trip to
 Meta does; requests wait side by side, so throughput is then bounded by how many are in flight.
+``sends_log`` (``--sends-log FILE``) appends a line per accepted message send -- its time (Unix
+seconds), a tab, the recipient -- so another process can see what arrived (the process keeps no
+record otherwise).
 
 Several business accounts: :meth:`FakeGraph.add_account` gives a WABA its own token, numbers,
 templates and app secret. A request for one of its numbers (or the WABA) then needs that
@@ -84,8 +87,11 @@ class FakeAccount:
 
 class FakeGraph:
     def __init__(self, *, token: str = "test-token", version: str = "v27.0", record: bool = True,
-                 page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0) -> None:
+                 page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0,
+                 sends_log: str | None = None) -> None:
         self.token = token
+        self._sends_log = open(sends_log, "a", buffering=1) if sends_log else None  # noqa: SIM115 - kept open
+        """Where each accepted send is appended as ``time<TAB>to`` (a line, written at once)."""
         self.latency_ms = latency_ms
         """How long every answer waits before it is sent (may be changed while running)."""
         self.version = version
@@ -237,6 +243,9 @@ class FakeGraph:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
+        if self._sends_log is not None:
+            self._sends_log.close()
+            self._sends_log = None
 
     def __enter__(self) -> FakeGraph:
         return self.start()
@@ -316,6 +325,8 @@ class FakeGraph:
                                   is_transient=rule.is_transient)
         self.send_times.append(time.time())
         to = str(body.get("to", ""))
+        if self._sends_log is not None:
+            self._sends_log.write(f"{self.send_times[-1]:.6f}\t{to}\n")
         wamid = f"wamid.fake.{next(self._ids)}"
         if body.get("biz_opaque_callback_data"):
             with self._accepted_lock:
@@ -553,9 +564,11 @@ def main() -> None:
     parser.add_argument("--version", default="v27.0")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="Wait this long before every answer, like a round trip to Meta (default 0).")
+    parser.add_argument("--sends-log", metavar="FILE",
+                        help="Append a line per accepted message send: its time (Unix seconds), a tab, the recipient.")
     args = parser.parse_args()
     fake = FakeGraph(token=args.token, version=args.version, record=False, host=args.host, port=args.port,
-                     latency_ms=args.latency_ms)
+                     latency_ms=args.latency_ms, sends_log=args.sends_log)
     print(json.dumps({"url": f"http://{args.host}:{args.port}"}), flush=True)
     web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
 

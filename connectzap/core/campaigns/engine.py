@@ -263,7 +263,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         recipients.c.campaign_id == campaign.id, recipients.c.outcome == IN_OUTBOX)).scalar_one()
     room = min(BATCH, IN_FLIGHT - waiting_in_outbox)
     if room <= 0:
-        return 0, _held_by_channel(conn, campaign.id, t)
+        return 0, _held_by_channel(conn, campaign.id, t, waiting_in_outbox, full=True)
     slot = max(t, campaign.next_slot_at or t)
     spacing = 60.0 / campaign.rate_per_minute if campaign.rate_per_minute else 0.0
     if spacing:
@@ -271,8 +271,9 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
             return 0, None  # the campaign rate: the next send times are already given out
         room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
     due = _due(conn, campaign.id, t, room)
-    if not due:
-        return 0, _next_due(conn, campaign.id, t)
+    if not due:  # the last ones may all be admitted, and held by the channel: say so as when the cap is reached
+        return 0, _next_due(conn, campaign.id, t) or (
+            _held_by_channel(conn, campaign.id, t, waiting_in_outbox, full=False) if waiting_in_outbox else None)
     ready, later = _in_window(due, campaign, t)
     if later:
         conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
@@ -406,13 +407,16 @@ def _next_due(conn: Connection, campaign_id: str, t: float) -> str | None:
     return f"the next recipients are due at {_utc(first):%Y-%m-%d %H:%M} UTC (their send window or a backoff)"
 
 
-def _held_by_channel(conn: Connection, campaign_id: str, t: float) -> str:
+def _held_by_channel(conn: Connection, campaign_id: str, t: float, waiting: int, full: bool) -> str | None:
+    """Why nothing is admitted while ``waiting`` of the campaign's messages wait in the outbox: the
+    channel's limits hold them beyond the next minute, or (``full``: :data:`IN_FLIGHT` reached) more
+    are admitted as they go out; None when neither (``full`` false and the channel not holding them)."""
     held: float | None = conn.execute(select(func.min(outbox_table.c.next_attempt_at)).where(
         outbox_table.c.cancel_key == cancel_key(campaign_id), outbox_table.c.status == S.QUEUED)).scalar_one()
     if held is not None and held > t + 60:
-        return (f"{IN_FLIGHT} messages wait in the outbox; the channel's limits (the messaging limit, "
+        return (f"{waiting} messages wait in the outbox; the channel's limits (the messaging limit, "
                 f"throughput) hold them until {_utc(held):%Y-%m-%d %H:%M} UTC, and the campaign continues then")
-    return f"{IN_FLIGHT} messages wait in the outbox; more are admitted as they go out"
+    return f"{waiting} messages wait in the outbox; more are admitted as they go out" if full else None
 
 
 # --- the whole tick ----------------------------------------------------------------------------
