@@ -90,7 +90,7 @@ class FakeGraph:
                  page_size: int = 25, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0,
                  sends_log: str | None = None) -> None:
         self.token = token
-        self._sends_log = open(sends_log, "a", buffering=1) if sends_log else None  # noqa: SIM115 - kept open
+        self._sends_log = open(sends_log, "a", buffering=1) if sends_log else None  # closed by stop()
         """Where each accepted send is appended as ``time<TAB>to`` (a line, written at once)."""
         self.latency_ms = latency_ms
         """How long every answer waits before it is sent (may be changed while running)."""
