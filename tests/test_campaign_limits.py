@@ -4,10 +4,16 @@ zone, the per-user marketing limit (back off, never resend at once), and the cha
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -18,8 +24,9 @@ from connectzap.core.channel import OutboundSend
 from connectzap.core.clock import use_clock
 from connectzap.core.errors import PacedError
 from connectzap.core.store.schema import campaign_recipients, outbox
-from connectzap.testing import FakeWhatsApp, run
-from test_campaigns import NUMBERS, campaign_with, grant
+from connectzap.core.worker import Worker
+from connectzap.testing import FakeWhatsApp, make_app, run
+from test_campaigns import NUMBERS, campaign_with, grant, restarted
 
 
 class Clock:
@@ -68,30 +75,40 @@ def test_the_window_opens_at_the_first_open_time(zones: tuple[str, ...], at: flo
         t += 300
 
 
-def test_recipients_are_admitted_only_inside_their_own_send_window(app) -> None:
+GERMAN, BRAZILIAN = NUMBERS[0], "+5511987654321"
+
+
+def _berlin_and_sao_paulo(app) -> tuple[FakeWhatsApp, str]:
+    """A consented German and Brazilian recipient, a campaign to both with the window 09:00-21:00,
+    started now (inside a test's ``use_clock``); the channel and the campaign's id."""
     fake = FakeWhatsApp()
     app.use_channel(fake)
-    german, brazilian = NUMBERS[0], "+5511987654321"
-    for phone in (german, brazilian):
+    for phone in (GERMAN, BRAZILIAN):
         grant(app, phone)
+    made = campaign_with(app, [GERMAN, BRAZILIAN], window="09:00-21:00")
+    app.campaigns.control(made.id, Action.START)
+    return fake, made.id
+
+
+def test_recipients_are_admitted_only_inside_their_own_send_window(app) -> None:
+    german, brazilian = GERMAN, BRAZILIAN
     clock = Clock(datetime(2026, 12, 2, 22, 30, tzinfo=UTC))  # 23:30 in Berlin, 19:30 in Sao Paulo
     with use_clock(clock):
-        made = campaign_with(app, [german, brazilian], window="09:00-21:00")
-        app.campaigns.control(made.id, Action.START)
+        fake, campaign_id = _berlin_and_sao_paulo(app)
         run(app)
         assert sent_numbers(fake) == [brazilian]
         with app.db.read() as conn:
             due = conn.execute(select(campaign_recipients.c.due_at)
                                .where(campaign_recipients.c.outcome == "pending")).scalar_one()
         assert datetime.fromtimestamp(due, UTC) == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
-        assert "due at 2026-12-03 08:00 UTC" in (app.campaigns.get(made.id).waiting or "")
+        assert "due at 2026-12-03 08:00 UTC" in (app.campaigns.get(campaign_id).waiting or "")
         clock.t = due - 60
         run(app)
         assert sent_numbers(fake) == [brazilian]
         clock.t = due
         run(app)
         assert sent_numbers(fake) == [brazilian, german]
-        assert app.campaigns.get(made.id).state == "finished"
+        assert app.campaigns.get(campaign_id).state == "finished"
 
 
 # --- the campaign's rate -------------------------------------------------------------------------
@@ -194,3 +211,126 @@ def test_a_campaign_beyond_todays_limit_waits_for_the_next_window_and_says_so(ap
         view = app.campaigns.get(made.id)
         assert sorted(sent_numbers(fake)) == NUMBERS[:5]
         assert view.state == "finished" and view.waiting is None
+
+
+# --- the send window, again at send time ----------------------------------------------------------
+
+def test_a_message_whose_window_closed_while_it_waited_waits_for_the_next_window(app) -> None:
+    """Admitted at 20:59 in Berlin (the window 09:00-21:00 open), not sent before 21:00 (a sender that
+    was down): the sender holds it, no attempt counted, until 09:00 Berlin time -- while the
+    Brazilian recipient admitted with it, whose window is still open, gets theirs at once."""
+    german, brazilian = GERMAN, BRAZILIAN
+    clock = Clock(datetime(2026, 12, 2, 19, 59, tzinfo=UTC))  # 20:59 in Berlin, 16:59 in Sao Paulo
+    with use_clock(clock):
+        fake, campaign_id = _berlin_and_sao_paulo(app)
+        app.campaigns.run_once()
+        assert app.campaigns.get(campaign_id).outcomes == {"queued": 2}  # both admitted inside their windows
+        clock.t = datetime(2026, 12, 2, 20, 30, tzinfo=UTC).timestamp()  # 21:30 in Berlin
+        worker = Worker(app)
+        asyncio.run(worker.send_once())
+        assert sent_numbers(fake) == [brazilian]
+        with app.db.read() as conn:
+            held = conn.execute(select(outbox.c.status, outbox.c.reason, outbox.c.next_attempt_at, outbox.c.attempts,
+                                       outbox.c.error_details).where(outbox.c.recipient == german)).one()
+        assert (held.status, held.reason, held.attempts) == ("queued", "quiet_hours", 0)
+        assert datetime.fromtimestamp(held.next_attempt_at, UTC) == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+        assert "09:00-21:00" in held.error_details and "2026-12-03 09:00 CET" in held.error_details
+        clock.t = datetime(2026, 12, 3, 7, 59, tzinfo=UTC).timestamp()
+        run(app)
+        assert sent_numbers(fake) == [brazilian]
+        clock.t = datetime(2026, 12, 3, 8, 0, tzinfo=UTC).timestamp()
+        run(app)
+        assert sent_numbers(fake) == [brazilian, german]
+        assert app.campaigns.get(campaign_id).state == "finished"
+
+
+# --- the state machine: windows, the messaging limit and restarts ----------------------------------
+
+ZONED = [NUMBERS[0], NUMBERS[1], "+5511987654321", "+5511987654322", "+819012345678"]
+"""Recipients in Berlin, Sao Paulo and Tokyo."""
+WINDOWS = ["09:00-21:00", "22:00-06:00", "08:00-12:00"]
+
+
+class WindowedCampaignMachine(RuleBasedStateMachine):
+    """A campaign with a send window, a channel whose messaging limit allows a few recipients a day,
+    and random engine rounds, sends, clock jumps (a sender that was down for minutes or hours) and
+    restarts (a new engine and worker on the same database): nobody gets the campaign twice, nobody
+    outside their own window at the moment it is sent, nobody beyond the day's limit, and in the
+    end everyone consented is reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp())
+        self.closing = ExitStack()
+        self.sent_at: list[tuple[str, float]] = []
+
+    @initialize(consented=st.sets(st.sampled_from(ZONED), min_size=1), window=st.sampled_from(WINDOWS),
+                hour=st.integers(0, 23), per_day=st.sampled_from([2, 50]))
+    def campaign(self, consented: set[str], window: str, hour: int, per_day: int) -> None:
+        self.clock = Clock(datetime(2026, 12, 2, hour, 0, tzinfo=UTC))
+        self.closing.enter_context(use_clock(self.clock))
+        self.fake = DailyLimit(self.clock, per_day=per_day)
+        self.app = make_app(self.folder, channel=self.fake)
+        self.worker = Worker(self.app)
+        self.consented, self.window, self.per_day = consented, parse_window(window), per_day
+        for phone in consented:
+            grant(self.app, phone)
+        self.campaign_id = campaign_with(self.app, ZONED, window=window).id
+        self.app.campaigns.control(self.campaign_id, Action.START)
+
+    @rule()
+    def engine_round(self) -> None:
+        self.app.campaigns.run_once()
+
+    @rule()
+    def send(self) -> None:
+        before = len(self.fake.sent())
+        asyncio.run(self.worker.send_once())
+        asyncio.run(self.worker.dispatch_once())
+        self.sent_at += [(phone, self.clock.t) for phone in sent_numbers(self.fake)[before:]]
+
+    @rule(minutes=st.sampled_from([1, 45, 240, 600]))
+    def time_passes(self, minutes: int) -> None:
+        self.clock.t += minutes * 60
+
+    @rule()
+    def restart(self) -> None:
+        self.app, self.worker = restarted(self.app, self.folder, self.fake)
+
+    @invariant()
+    def nobody_twice_outside_their_window_or_beyond_the_limit(self) -> None:
+        if not hasattr(self, "fake"):
+            return
+        phones = [phone for phone, _ in self.sent_at]
+        assert len(phones) == len(set(phones))
+        assert set(phones) <= self.consented
+        for phone, at in self.sent_at:
+            assert next_open(zones_of(phone), at, *self.window) <= at, (phone, at)
+        per_day: dict[int, int] = {}
+        for _, at in self.sent_at:
+            per_day[int(at // 86400)] = per_day.get(int(at // 86400), 0) + 1
+        assert max(per_day.values(), default=0) <= self.per_day
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "fake"):
+                for _ in range(8 * 6):  # up to eight days, four hours at a time: every window opens
+                    if self.app.campaigns.get(self.campaign_id).state == "finished":
+                        break
+                    self.clock.t += 4 * 3600
+                    self.app.campaigns.run_once()
+                    self.send()
+                    self.app.campaigns.run_once()
+                    self.nobody_twice_outside_their_window_or_beyond_the_limit()
+                assert self.app.campaigns.get(self.campaign_id).state == "finished"
+                assert {phone for phone, _ in self.sent_at} == self.consented
+        finally:
+            if hasattr(self, "app"):
+                self.app.close()
+            self.closing.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+WindowedCampaignMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
+                                                     suppress_health_check=[HealthCheck.too_slow])
+test_windowed_campaign_state_machine = WindowedCampaignMachine.TestCase

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select
 
-from connectzap import Category, ConsentChange
+from connectzap import Category, ConsentChange, Connectzap
 from connectzap.core.campaigns import Action, State, read_file
 from connectzap.core.campaigns.states import TRANSITIONS, after, allowed
 from connectzap.core.errors import ConflictError
@@ -113,10 +113,19 @@ def test_a_failed_message_records_the_channels_code_and_title(app) -> None:
 
 # --- the hypothesis state machine ----------------------------------------------------------------
 
+def restarted(app: Connectzap, folder: Path, channel: FakeWhatsApp) -> tuple[Connectzap, Worker]:
+    """The process stops and starts again: a new engine and worker on the same database."""
+    url = app.settings.database_url
+    app.close()
+    again = make_app(folder, channel=channel, database_url=url)
+    return again, Worker(again)
+
+
 class CampaignMachine(RuleBasedStateMachine):
-    """Random starts, pauses, resumes, cancels, engine rounds, sends and opt-outs: the campaign
-    follows the state table, nothing is admitted while paused, a cancel leaves nothing queued,
-    nobody gets the campaign twice or without consent, and a resumed campaign reaches everyone."""
+    """Random starts, pauses, resumes, cancels, engine rounds, sends, opt-outs and restarts (a new
+    engine and worker on the same database): the campaign follows the state table, nothing is
+    admitted while paused, a cancel leaves nothing queued, nobody gets the campaign twice or without
+    consent, and a resumed campaign reaches everyone."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -164,6 +173,11 @@ class CampaignMachine(RuleBasedStateMachine):
     async def _send(self) -> None:
         await self.worker.send_once()
         await self.worker.dispatch_once()
+
+    @rule()
+    def restart(self) -> None:
+        self.app, self.worker = restarted(self.app, self.folder, self.fake)
+        assert State(self.app.campaigns.get(self.campaign).state) is self.state
 
     @rule(phone=st.sampled_from(NUMBERS))
     def opt_out(self, phone: str) -> None:

@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 
 from . import bsuids, fallbacks, gate, logs
 from .bookkeeping import Bookkeeping
+from .campaigns import quiet_hours
 from .campaigns.marketing_api import preferences as marketing_api_preferences
 from .channel import EMAIL, NOT_SUPPORTED, WHATSAPP, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
@@ -168,6 +169,7 @@ class Sender:
             facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names,
                                     accounts=self.app.business_accounts)
             marketing_api = marketing_api_preferences(conn, rows)  # a campaign's own choice, by sender
+            quiet = quiet_hours.held_until(conn, rows, now())  # a campaign's window closed while it waited
             for row, item in zip(rows, stored, strict=True):
                 original = CONTENT.validate_python(item["original"])
                 fallback = item.get("fallback")
@@ -193,6 +195,11 @@ class Sender:
                     outbox.wait(conn, row["id"], now() + HOLD_RECHECK_SECONDS, row["attempts"], verdict.hold,
                                 verdict.detail, (held.name, held.language) if held else None)
                     _log_outcome(logging.INFO, "message waits", row, reason=verdict.hold)
+                    continue
+                if row["id"] in quiet:
+                    opens, why = quiet[row["id"]]
+                    outbox.wait(conn, row["id"], opens, row["attempts"], quiet_hours.REASON, why, None)
+                    _log_outcome(logging.INFO, "message waits", row, reason=quiet_hours.REASON)
                     continue
                 assert verdict.content is not None  # a verdict without a reason carries the content to send
                 message = OutboundSend(outbox_id=row["id"], recipient=row["recipient"], content=verdict.content,

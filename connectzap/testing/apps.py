@@ -43,10 +43,12 @@ def drop_postgres_schema(url: str) -> None:
 
 def make_app(tmp_path: Path, *, database_url: str | None = None, channel: Channel | ChannelFactory | None = None,
              start: bool = True, simulation: Simulation | None = None, **settings: Any) -> Connectzap:
-    """An engine in ``tmp_path``. PostgreSQL when ``database_url`` (or CONNECTZAP_TEST_DATABASE_URL) says so.
+    """An engine in ``tmp_path``. PostgreSQL when ``database_url`` (or CONNECTZAP_TEST_DATABASE_URL) says so:
+    in a fresh schema, unless the URL already names one (another engine's ``settings.database_url``,
+    to restart on the same database).
     With ``simulation``, a simulating engine (connectors rehearsed: test a ``Connector.rehearse``)."""
     url = database_url or os.environ.get("CONNECTZAP_TEST_DATABASE_URL")
-    if url and url.startswith("postgres"):
+    if url and url.startswith("postgres") and "search_path%3D" not in url:  # one naming its schema: a restart
         url = _postgres_schema_url(url)
     data: dict[str, Any] = {"data_dir": tmp_path, "sandbox": {"quiet": True}}
     data.update(settings)
