@@ -281,8 +281,7 @@ def finish_each(conn: Connection, finished: list[tuple[int, str, Any]]) -> None:
     pairs = [(event_id, target) for event_id, target, _ in finished]
     # A pair named twice would be finished once by the join (the executemany counts both attempts).
     if conn.dialect.name == "postgresql" and len(set(pairs)) == len(pairs):
-        with bulk.by_key_lookups(conn):
-            conn.exec_driver_sql(_FINISH_ARRAYS, (t, [e for e, _ in pairs], [g for _, g in pairs], results))
+        conn.exec_driver_sql(_FINISH_ARRAYS, (t, [e for e, _ in pairs], [g for _, g in pairs], results))
         return
     conn.execute(_FINISH, [{"b_event": event_id, "b_target": target, "b_result": result, "b_at": t}
                            for (event_id, target), result in zip(pairs, results, strict=True)])
