@@ -239,3 +239,25 @@ async def test_opt_out_keyword_is_mirrored_to_the_contact_property(make, fake):
     assert props["whatsapp_marketing_consent_source"] == "whatsapp:keyword"
     patches = fake.calls("PATCH", f"/crm/v3/objects/contacts/{ana}")
     assert patches and patches[-1].body["properties"]["whatsapp_marketing_optin"] == "revoked"
+
+
+async def test_a_change_naming_only_the_contact_key_is_mirrored_onto_the_contact_known_by_it(make, fake):
+    """A change about the recipient of one of our messages names only the keyed hash, which HubSpot
+    cannot be searched by: it lands on the contact the connector already knows under that key, and
+    a key it knows no contact for is skipped with the reason, not silently."""
+    ana = fake.add_contact({"firstname": "Ana", "mobilephone": PHONE, "whatsapp_marketing_optin": "granted",
+                            "whatsapp_marketing_legal_basis": "CONSENT_WITH_NOTICE"})
+    app = engine(make, fake)
+    message = inbound("wamid.hello")  # the timeline entry finds Ana and remembers her under the key
+    app.ingest([Event.of("inbound_message", message, source="whatsapp", dedupe_key=message.wamid)])
+    await Worker(app).run_until_idle()
+    app.set_consent(ConsentChange(contact_key=app.contact_key(PHONE), category=Category.MARKETING, granted=False,
+                                  source="unsubscribe-link", proof="one click"))
+    app.set_consent(ConsentChange(contact_key="f" * 32, category=Category.MARKETING, granted=False,
+                                  source="unsubscribe-link", proof="one click"))
+    await Worker(app).run_until_idle()
+    props = fake.records["contacts"][ana]["properties"]
+    assert props["whatsapp_marketing_optin"] == "revoked"
+    assert props["whatsapp_marketing_consent_source"] == "unsubscribe-link"
+    results = sorted(str(d["result"]) for d in deliveries_of(app, "connector:hubspot") if d["status"] == "done")
+    assert sum("no_contact" in r and "only by its key" in r for r in results) == 1

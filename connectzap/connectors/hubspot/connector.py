@@ -36,7 +36,7 @@ from .campaign_results import CampaignResults
 from .campaign_timeline import CampaignTimeline
 from .calls import CallLog
 from .client import HubSpotClient
-from .consent_sync import ConsentMirror
+from .consent_sync import ConsentMirror, known_contact
 from .contacts import ContactRef, Contacts
 from .settings import HubSpotSettings
 from .timeline import Entry, Timeline, describe_content
@@ -330,7 +330,13 @@ class HubSpotConnector(Connector):
             planned = await asyncio.to_thread(self.consent_mirror.pending, payload, ctx)
             if planned is None:
                 return []
-            contact, calls = self._rehearse_find(ctx, payload.phone, None, payload.user_id)
+            if payload.phone or payload.user_id:
+                contact, calls = self._rehearse_find(ctx, payload.phone, None, payload.user_id)
+            else:  # named by its key only: the contact known under it, else the delivery skips it
+                known = known_contact(ctx, str(payload.contact_key))
+                if known is None:
+                    return []
+                contact, calls = known, []
             return [*calls, OutboundCall("PATCH", self._url(f"contacts/{contact.id}"), {"properties": planned[0]},
                                          note="mirror the consent ledger to the contact's properties")]
         entry = self._inbound_entry(payload) if kind == EventKind.INBOUND_MESSAGE.value \
@@ -349,9 +355,9 @@ class HubSpotConnector(Connector):
         """The contact a delivery would use, and the calls finding it would take."""
         who = phone or user_id
         key = ctx.contact_key(who) if who else None
-        cached = ctx.state.get(f"contact:{key}") if key else None
+        cached = known_contact(ctx, key) if key else None
         if cached:
-            return ContactRef(cached["id"], cached.get("owner")), []
+            return cached, []
         request = self.contacts.search_request(phone) if phone else self.contacts.bsuid_search_request(str(user_id))
         body = {"filterGroups": request["filter_groups"], "properties": request["properties"],
                 "sorts": request["sorts"], "limit": request["limit"]}

@@ -5,14 +5,20 @@ category (not the change that triggered it): a late or repeated delivery writes 
 again, and two changes delivered out of order still leave HubSpot showing the latest. What was
 last written is kept in state, so a repeat costs no API call. Changes that came from HubSpot's
 own properties are not written back.
+
+A change that names the contact only by its key (``ConsentChange.contact_key``: about the recipient
+of a message connectzap sent, e.g. an unsubscribe link) cannot be searched for in HubSpot; it is
+mirrored onto the contact this connector already knows under that key, else the delivery says it
+was skipped and why.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...core.errors import SkippableError
 from ...core.models import ConsentChange
-from .contacts import Contacts
+from .contacts import ContactRef, Contacts
 from .settings import ConsentProperty, HubSpotSettings
 
 if TYPE_CHECKING:
@@ -41,13 +47,13 @@ class ConsentMirror:
         when nothing needs writing."""
         rule = self.settings.consent.get(change.category)
         who = change.phone or change.user_id
-        if rule is None or not rule.mirror or change.source.startswith("hubspot") or who is None:
+        key = ctx.contact_key(who) if who else change.contact_key
+        if rule is None or not rule.mirror or change.source.startswith("hubspot") or key is None:
             return None
-        current = ctx.app.consent(who).get(change.category)
+        current = ctx.app.consent(key=key).get(change.category)
         if current is None:
             return None
         values = properties_for(rule, current.granted, current.at.isoformat(), current.source)
-        key = ctx.contact_key(who)
         state_key = f"consent-mirrored:{key}:{change.category.value}"
         if ctx.state.get(state_key) == values:
             return None
@@ -58,9 +64,22 @@ class ConsentMirror:
         if planned is None:
             return
         values, state_key = planned
-        contact = await self.contacts.find(ctx, change.phone, user_id=change.user_id)
+        if not (change.phone or change.user_id):
+            contact = known_contact(ctx, str(change.contact_key))
+            if contact is None:
+                raise SkippableError("consent change not mirrored: it names the contact only by its key, and no "
+                                     "HubSpot contact is known for that key (HubSpot is searched by number or "
+                                     "BSUID)", code="no_contact")
+        else:
+            contact = await self.contacts.find(ctx, change.phone, user_id=change.user_id)
         if contact is None:
             ctx.log.info("consent change not mirrored: no HubSpot contact has this number or BSUID")
             return
         await self.contacts.update(contact.id, values)
         ctx.state.set(state_key, values)
+
+
+def known_contact(ctx: EventContext, key: str) -> ContactRef | None:
+    """The HubSpot contact this connector found or made for contact ``key`` before (its state), if any."""
+    cached = ctx.state.get(f"contact:{key}")
+    return ContactRef(cached["id"], cached.get("owner")) if cached else None
