@@ -94,15 +94,23 @@ def idempotency_key(campaign_id: str, line: int, contact: str, attempt: int) -> 
     return scoped_key("campaign", f"{campaign_id}:{line:010d}:{contact}:{attempt}")
 
 
-def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
-    """The template a recipient gets: the campaign's, with the recipient's body parameters (a list
-    replaces the default body; named ones are merged over the campaign's)."""
-    body = template.get("body") or []
+def merged_body(default: Any, params: Any) -> Any:
+    """The body a recipient gets from the template's ``default`` body and the recipient's body
+    ``params``: a non-empty list replaces the default; a non-empty mapping (named parameters) is
+    merged over the default's named ones (over none when the default is a list); anything else,
+    empty or None, leaves the default. The one place this rule is written: :func:`content_for`,
+    :func:`_content` and :func:`_text_body` all take their body from here."""
     if isinstance(params, list) and params:
-        body = params
-    elif isinstance(params, dict) and params:
-        body = {**(body if isinstance(body, dict) else {}), **params}
-    return TemplateContent.model_validate({**template, "body": body})
+        return params
+    if isinstance(params, dict) and params:
+        return {**default, **params} if isinstance(default, dict) else params
+    return default
+
+
+def content_for(template: dict[str, Any], params: Any) -> TemplateContent:
+    """The template a recipient gets: the campaign's, its body :func:`merged_body` with the
+    recipient's parameters."""
+    return TemplateContent.model_validate({**template, "body": merged_body(template.get("body") or [], params)})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -128,33 +136,37 @@ _TEXT = TextParam(type="text", text="-")
 _is_text = str.__instancecheck__  # json.loads makes no subclass of str; mapped in C, unlike a generator
 
 
+def _all_text(given: Any) -> bool:
+    """Whether JSON-loaded ``given`` is a list or a mapping of text only."""
+    if isinstance(given, list):
+        return all(map(_is_text, given))
+    return isinstance(given, dict) and all(map(_is_text, given.values()))
+
+
 def _text_body(base: TemplateContent, default: Body | None, params: str | None) -> Body | None:
-    """:func:`content_for`'s body of the stored ``params`` as text for a wave (default: the base's
-    own body as text), or None when it holds anything but text."""
+    """:func:`content_for`'s body of the stored ``params`` as text for a wave (``default``: the
+    base's own body as text, None when it is not all text), or None when that body holds anything
+    but text."""
     given = json.loads(params) if params else None
-    if not given:
-        return default
-    if isinstance(given, list) and all(map(_is_text, given)):
-        return given
-    if isinstance(given, dict) and all(map(_is_text, given.values())):
-        if isinstance(base.body, dict) and base.body:
-            return {**default, **given} if isinstance(default, dict) else None
-        return given
-    return None
+    if given and not _all_text(given):
+        return None  # a parameter of another kind, or not parameters at all: the gate's path
+    # Where the base's body is not text, the body is text only if the recipient's replaces it.
+    body = merged_body(base.body if default is None else default, given)
+    return body if default is not None or body is given else None
 
 
 def _content(base: TemplateContent, template: dict[str, Any], params: str | None) -> TemplateContent:
     """:func:`content_for` of the stored ``params`` (JSON), without validating ``base`` again when
     they are plain text -- what every audience loader stores; anything else is validated in full."""
     given = json.loads(params) if params else None
-    if not given:
-        return base
-    if isinstance(given, list) and all(type(v) is str for v in given):
-        return _copied(base, body=[_copied(_TEXT, text=v) for v in given])
-    if isinstance(given, dict) and all(type(v) is str for v in given.values()):
-        named = {k: _copied(_TEXT, text=v) for k, v in given.items()}
-        return _copied(base, body={**(base.body if isinstance(base.body, dict) else {}), **named})
-    return content_for(template, given)
+    if given and not _all_text(given):
+        return content_for(template, given)
+    if isinstance(given, dict):
+        given = {k: _copied(_TEXT, text=v) for k, v in given.items()}
+    elif given:
+        given = [_copied(_TEXT, text=v) for v in given]
+    body = merged_body(base.body, given)
+    return base if body is base.body else _copied(base, body=body)
 
 
 # --- follow ------------------------------------------------------------------------------------
