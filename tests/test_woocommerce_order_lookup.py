@@ -152,6 +152,18 @@ def test_off_by_default(make):
     assert answers(app, ANA) == []
 
 
+@pytest.mark.parametrize("configured", [False, True])
+def test_without_woocommerce_its_hook_costs_no_delivery_per_message(make, configured):
+    """The hook has nothing to do without the connector: no delivery row per inbound message. With
+    the connector, each message still gets its delivery (the order lookup may answer it)."""
+    from test_woocommerce_notes import deliveries
+    connectors = {**WHATSAPP, "woocommerce": {"shops": {"main": shop_config()}}} if configured else WHATSAPP
+    app = make(channel=FakeWhatsApp(), connectors=connectors)
+    ask(app, ANA, "hello")
+    ask(app, STRANGER, "pedido 1042")
+    assert len(deliveries(app, "woocommerce")) == (2 if configured else 0)
+
+
 @pytest.mark.parametrize(("written", "number"), [("#1234", "1234"), ("order 1234", "1234"), ("pedido 1234", "1234"),
                                                  ("Pedido nº 0042 por favor", "42"), ("Bestellung Nr. 77", "77"),
                                                  ("ORDER #1042", "1042"), ("I ordered 2 mugs", None)])

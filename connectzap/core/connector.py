@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -446,6 +446,32 @@ class OutboundCall:
             out["note"] = self.note
         return out
 
+
+_NEEDS = "connectzap_needs_connector"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def needs_connector(name: str) -> Callable[[_F], _F]:
+    """Declare that an event hook implementation has nothing to do unless connector ``name`` is
+    configured (e.g. a shop's hook without the shop)::
+
+        @hookimpl
+        @needs_connector("woocommerce")
+        def on_inbound_message(message, ctx): ...
+
+    Without that connector the dispatcher does not call it and records no delivery for it: a hook
+    called for every inbound message would otherwise cost a delivery row per message for nothing.
+    A connector's own ``sync_*`` methods need no such declaration (they exist only when it is)."""
+    def declare(function: _F) -> _F:
+        setattr(function, _NEEDS, name)
+        return function
+
+    return declare
+
+
+def needed_connector(function: Callable[..., Any]) -> str | None:
+    """The connector ``function`` (an event hook implementation) declared it needs, if any."""
+    return getattr(function, _NEEDS, None)
 
 
 def secret_value(secret: SecretStr | None) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .connector import Connector
+from .connector import Connector, needed_connector
 from .context import EventContext
 from .errors import StartupError
 from .hookspecs import EVENT_HOOKS
@@ -47,6 +47,8 @@ class HookTarget:
     media: frozenset[str] | None = None
     """The media of the inbound messages it is called for (None: every event it hooks);
     :func:`connectzap.core.media.inbound_media`."""
+    needs: str | None = None
+    """The connector it has nothing to do without (:func:`connectzap.core.connector.needs_connector`)."""
 
     def accepts(self, medium: str | None) -> bool:
         """Whether it is called for an event on ``medium`` (None: an event of no medium)."""
@@ -136,7 +138,7 @@ def event_targets(kind: str) -> list[HookTarget]:
     for impl in reversed(caller.get_hookimpls()):  # pluggy calls LIFO; keep the same order
         declared = declared_inbound_media(impl.function) if kind == EventKind.INBOUND_MESSAGE.value else None
         targets.append(HookTarget(name=impl.plugin_name, function=impl.function, argnames=tuple(impl.argnames),
-                                  media=declared))
+                                  media=declared, needs=needed_connector(impl.function)))
     return targets
 
 
@@ -153,9 +155,12 @@ class DeliveryTarget:
 
 def delivery_targets(kind: str, connectors: Iterable[Connector], medium: str | None = None) -> list[DeliveryTarget]:
     """Every receiver of an event of ``kind``: hook implementations first, then connectors. With
-    ``medium`` (an inbound message's), only the hooks that act on it; connectors get every medium."""
+    ``medium`` (an inbound message's), only the hooks that act on it; connectors get every medium.
+    A hook that needs a connector not among ``connectors`` is left out (no call, no delivery)."""
+    connectors = list(connectors)
+    configured = {connector.name for connector in connectors}
     out = [DeliveryTarget(name=h.name, hook=h) for h in event_targets(kind)
-           if h.accepts(medium)] if kind in EVENT_HOOKS else []
+           if h.accepts(medium) and h.needs in (None, *configured)] if kind in EVENT_HOOKS else []
     for connector in connectors:
         for target_name, method in connector.delivery_targets(kind).items():
             out.append(DeliveryTarget(name=target_name, connector_method=method, connector=connector))

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.hookspecs import hookimpl
-from ...core.connector import OutboundCall
+from ...core.connector import OutboundCall, needs_connector
 from ..base import Connector
 from . import order_lookup, replies, review_requests
 from .connector import WooCommerceConnector
@@ -62,10 +62,10 @@ async def on_order_updated(order: Order, ctx: EventContext) -> None:
 
 
 @hookimpl
+@needs_connector("woocommerce")  # a deployment without a shop records no delivery per inbound message
 def on_inbound_message(message: InboundMessage, ctx: EventContext) -> Coroutine[Any, Any, None] | None:
-    # A plain function returning the lookup's coroutine, not an async hook: every deployment calls
-    # it for every inbound message, and one async hook in a wave makes the dispatcher send each
-    # other plain hook to a thread on its own; without the connector there is nothing to await.
+    # A plain function returning the lookup's coroutine, not an async hook: one async hook in a wave
+    # makes the dispatcher send each other plain hook to a thread on its own.
     connector = ctx.app.connectors.get("woocommerce")
     if isinstance(connector, WooCommerceConnector):
         return order_lookup.answer(message, ctx, connector)
