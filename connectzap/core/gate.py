@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -261,11 +261,18 @@ def clean_template(content: TemplateContent) -> TemplateContent:
     return TemplateContent.model_validate(data)
 
 
+class Sendable(NamedTuple):
+    """A template :func:`sendable_template` lets through: its cached version ``info`` and the
+    ``category`` whose consent rule applies."""
+
+    info: TemplateInfo
+    category: str
+
+
 def sendable_template(facts: BatchFacts, content: TemplateContent,
-                      business_number: str | None = None) -> tuple[TemplateInfo, str] | Verdict:
-    """The first checks of :func:`check_template`, those that depend on the template alone: its
-    cached version ``business_number`` may send and the category whose consent rule applies, or
-    the refusal."""
+                      business_number: str | None = None) -> Sendable | Verdict:
+    """The first checks of :func:`check_template`, those that depend on the template alone: the
+    template ``business_number`` may send, or the refusal."""
     account = facts.account_of(business_number)
     info = facts.template(content.name, content.language, account)
     if info is None:
@@ -283,7 +290,7 @@ def sendable_template(facts: BatchFacts, content: TemplateContent,
     category = info.category_at(now()).lower()
     if info.status not in ("APPROVED", templates.PAUSED):
         return Verdict(None, category, "template_not_approved", f"{content.name} is {info.status}")
-    return info, category
+    return Sendable(info, category)
 
 
 def paused(content: MessageContent, category: str) -> Verdict:

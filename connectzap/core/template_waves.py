@@ -37,6 +37,7 @@ Body = list[str] | dict[str, str]
 _MARK = "\x00body\x00"
 _MARK_JSON = pydantic_core.to_json([{"type": "text", "text": _MARK}]).decode()
 _SHARED = Verdict(None, "", "shared")
+_INVALID = Verdict(None, "service", "invalid_phone", REASONS["invalid_phone"])
 
 
 class WaveMember(NamedTuple):
@@ -131,36 +132,22 @@ def admit_wave(db: Database, conn: Connection, facts: BatchFacts, wave: Template
     number = base.business_phone_number_id
     t = now()
     found = gate.sendable_template(facts, content, number)
-    if isinstance(found, Verdict):
-        fits, rest = found, None
+    if isinstance(found, Verdict):  # the template is refused: so is every member (a bad number says so first)
+        judged = [(_INVALID if m.contact_key is None else found, m.body) for m in members]
     else:
-        info, category = found
-        expectation = facts.expectation(info)
-        rest = templates.check_rest(info, content, expectation)
-        fits = gate.paused(content, category) if info.status == templates.PAUSED else Verdict(content, category)
+        judged = _judged(facts, content, found, members, number)
     # The columns every member shares, as the gate writes them (refused, so that no content is
     # encoded: each member's own columns are set below).
     _, shared = gate.message_row(Admission(base, ""), "-", _SHARED, "", None, plugin, "", t)
     decisions: list[Decision] = []
     rows = []
-    for m, message_id in zip(members, _message_ids(len(members)), strict=True):
-        body = m.body
-        cleaned = body
-        if m.contact_key is None:
-            verdict = Verdict(None, "service", "invalid_phone", REASONS["invalid_phone"])
-        elif fits.reason:
-            verdict = fits
-        else:
-            cleaned = _cleaned(body)
-            problem = templates.check_body(info, cleaned, expectation) or rest
-            verdict = Verdict(None, fits.category, "param_mismatch", problem) if problem else \
-                gate.consented(facts, m.contact_key, fits, number, m.not_before)
+    for m, (verdict, cleaned), message_id in zip(members, judged, _message_ids(len(members)), strict=True):
         refused = verdict.reason is not None
         reason = verdict.reason or verdict.hold
         status = StatusValue.REFUSED if refused else StatusValue.QUEUED
         rows.append({**shared, "id": message_id, "idempotency_key": m.idempotency_key,
                      "contact_key": m.contact_key or "-", "recipient": None if refused else m.phone,
-                     "category": verdict.category, "content": None if refused else wave.stored(body, cleaned),
+                     "category": verdict.category, "content": None if refused else wave.stored(m.body, cleaned),
                      "status": status, "reason": reason, "error_details": verdict.detail,
                      "not_before": m.not_before, "next_attempt_at": m.not_before or t})
         decisions.append(Decision(message_id, status.value, reason, verdict.detail, idempotency_key=m.idempotency_key))
@@ -173,3 +160,22 @@ def admit_wave(db: Database, conn: Connection, facts: BatchFacts, wave: Template
                 decisions[n] = gate.repeated(m.idempotency_key, first)
     gate.log_refused(rows, lost, plugin, None)
     return decisions
+
+
+def _judged(facts: BatchFacts, content: TemplateContent, found: gate.Sendable, members: list[WaveMember],
+            number: str | None) -> list[tuple[Verdict, Body]]:
+    """Each member's verdict under the template ``found`` sendable, with its body as the gate cleans it."""
+    expectation = facts.expectation(found.info)
+    rest = templates.check_rest(found.info, content, expectation)  # header and buttons: the same for all
+    fits = gate.paused(content, found.category) if found.info.status == templates.PAUSED else \
+        Verdict(content, found.category)
+    judged: list[tuple[Verdict, Body]] = []
+    for m in members:
+        if m.contact_key is None:
+            judged.append((_INVALID, m.body))
+            continue
+        cleaned = _cleaned(m.body)
+        problem = templates.check_body(found.info, cleaned, expectation) or rest
+        judged.append((Verdict(None, found.category, "param_mismatch", problem) if problem else
+                       gate.consented(facts, m.contact_key, fits, number, m.not_before), cleaned))
+    return judged
