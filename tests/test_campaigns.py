@@ -111,6 +111,23 @@ def test_a_failed_message_records_the_channels_code_and_title(app) -> None:
     assert result["error_title"] == "fake WhatsApp failure: fatal" and result["error_code"]
 
 
+def test_a_cancelled_campaign_follows_what_was_already_on_its_way(app) -> None:
+    """Messages sent before the cancel (nothing left to take back) are still followed: their
+    recipients show ``sent``, not ``queued`` for ever with their numbers kept."""
+    fake = FakeWhatsApp()
+    app.use_channel(fake)
+    for phone in NUMBERS[:2]:
+        grant(app, phone)
+    made = campaign_with(app, NUMBERS[:2])
+    app.campaigns.control(made.id, Action.START)
+    app.campaigns.run_once()
+    asyncio.run(Worker(app).send_once())
+    assert len(fake.sent()) == 2
+    app.campaigns.control(made.id, Action.CANCEL)
+    app.campaigns.run_once()
+    assert app.campaigns.get(made.id).outcomes == {"sent": 2}
+
+
 # --- the hypothesis state machine ----------------------------------------------------------------
 
 def restarted(app: Connectzap, folder: Path, channel: FakeWhatsApp) -> tuple[Connectzap, Worker]:

@@ -401,9 +401,13 @@ def _iso(ts: float | None) -> str | None:
 def _campaign_choice(app: Any, message: dict[str, Any]) -> bool | None:
     """The Marketing Messages API choice of the campaign that sent ``message`` (None: not a
     campaign's, or it leaves the choice to the account), as the sender tells the channel."""
-    from ..core.campaigns.marketing_api import preferences
+    from ..core.campaigns.send_rules import campaign_of, rules_for
+    campaign = campaign_of(message)
+    if campaign is None:
+        return None
     with app.db.read() as conn:
-        return preferences(conn, [message]).get(message.get("plugin") or "")
+        rules = rules_for(conn, [message]).get(campaign)
+    return rules.marketing_api if rules is not None else None
 
 
 def _cloud_api_url(app: Any, body: dict[str, Any], category: str, number: str | None = None,

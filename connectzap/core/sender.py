@@ -20,11 +20,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
+from sqlalchemy import Connection
 
 from . import bsuids, fallbacks, gate, logs
 from .bookkeeping import Bookkeeping
-from .campaigns import quiet_hours
-from .campaigns.marketing_api import preferences as marketing_api_preferences
+from .campaigns import quiet_hours, rate
+from .campaigns.send_rules import SendRules, campaign_of, rules_for
 from .channel import EMAIL, NOT_SUPPORTED, WHATSAPP, Channel, MediumRules, OutboundSend, ReadReceipts, Throughput
 from .handoff import HandOffMarks
 from .lanes import LaneSizing
@@ -35,7 +36,7 @@ from .models import ApiErrorInfo, DeliveryOutcome, Event, EventKind, MessageStat
 from .email_addresses import masked_recipient
 from .retries import backoff
 from .store import flags, journal, outbox
-from .store.database import now
+from .store.database import Database, now
 from .store.outbox import ErrorRecord
 
 if TYPE_CHECKING:
@@ -168,8 +169,9 @@ class Sender:
                      if c and c.get("type") == "template"}
             facts = gate.BatchFacts(conn, {row["contact_key"] for row in rows}, names,
                                     accounts=self.app.business_accounts)
-            marketing_api = marketing_api_preferences(conn, rows)  # a campaign's own choice, by sender
-            quiet = quiet_hours.held_until(conn, rows, now())  # a campaign's window closed while it waited
+            t = now()
+            campaign_rules = rules_for(conn, rows)  # a campaign's window, rate and Marketing Messages API choice
+            quiet = quiet_hours.held_until(conn, rows, campaign_rules, t)  # its window closed while it waited
             for row, item in zip(rows, stored, strict=True):
                 original = CONTENT.validate_python(item["original"])
                 fallback = item.get("fallback")
@@ -198,17 +200,19 @@ class Sender:
                     continue
                 if row["id"] in quiet:
                     opens, why = quiet[row["id"]]
-                    outbox.wait(conn, row["id"], opens, row["attempts"], quiet_hours.REASON, why, None)
-                    _log_outcome(logging.INFO, "message waits", row, reason=quiet_hours.REASON)
+                    outbox.give_back(conn, row["id"], quiet_hours.REASON, why, opens)
+                    _log_outcome(logging.INFO, "message given back to its campaign", row, reason=quiet_hours.REASON)
                     continue
+                campaign = campaign_of(row)
+                rules = campaign_rules[campaign] if campaign is not None else None
                 assert verdict.content is not None  # a verdict without a reason carries the content to send
                 message = OutboundSend(outbox_id=row["id"], recipient=row["recipient"], content=verdict.content,
                                        category=verdict.category, reply_to=item.get("reply_to"),
                                        business_phone_number_id=row["business_phone_number_id"],
                                        contact_key=row["contact_key"], medium=row["medium"],
-                                       prefer_marketing_api=marketing_api.get(row["plugin"]))
-                rules = with_rules.get(row["medium"])
-                refusal = rules.refusal(message, now()) if rules is not None else None
+                                       prefer_marketing_api=rules.marketing_api if rules is not None else None)
+                medium_rules = with_rules.get(row["medium"])
+                refusal = medium_rules.refusal(message, now()) if medium_rules is not None else None
                 if refusal is not None and refusal.retry_at is not None:
                     outbox.wait(conn, row["id"], refusal.retry_at, row["attempts"], refusal.reason, refusal.detail,
                                 None)
@@ -218,7 +222,7 @@ class Sender:
                     _log_outcome(logging.INFO, "message refused before sending", row, reason=refusal.reason)
                 else:
                     ready.append((row, message))
-        return ready
+            return _at_campaign_rates(self.db, conn, ready, campaign_rules, t)
 
     async def _send_one(self, channel: Channel, row: dict[str, Any], message: OutboundSend, *,
                         latencies: list[float] | None = None) -> SendOutcome:
@@ -461,3 +465,30 @@ def error_record(err: Exception | None) -> ErrorRecord:
     return ErrorRecord(code=str((delivery.vendor_code if delivery else None) or code) or None,
                        details=details[:2000] if details else None,
                        trace_id=delivery.trace_id if delivery else None)
+
+
+def _at_campaign_rates(db: Database, conn: Connection, ready: list[tuple[dict[str, Any], OutboundSend]],
+                       rules: dict[str, SendRules], t: float) -> list[tuple[dict[str, Any], OutboundSend]]:
+    """``ready`` without the campaign messages that would break their campaign's rate: a message
+    late for its send time gets a new one (:mod:`.campaigns.rate`) and waits for it, unless that
+    is now."""
+    late: dict[str, list[tuple[dict[str, Any], OutboundSend]]] = {}
+    going = []
+    for item in ready:
+        campaign = campaign_of(item[0])
+        if campaign is None or not rules[campaign].spacing or rate.on_time(item[0], t):
+            going.append(item)
+        else:
+            late.setdefault(campaign, []).append(item)
+    for campaign, items in late.items():
+        spacing = rules[campaign].spacing
+        items.sort(key=lambda item: rate.send_time(item[0]))
+        times = rate.give_out(db, conn, campaign, len(items), spacing, t)
+        for (row, message), at in zip(items, times or [t + 1.0] * len(items), strict=True):
+            if times is not None and at <= t:
+                going.append((row, message))
+                continue
+            outbox.wait(conn, row["id"], at, row["attempts"], rate.REASON, rate.why_waiting(60.0 / spacing, at), None,
+                        new_send_time=times is not None)
+            _log_outcome(logging.INFO, "message waits", row, reason=rate.REASON)
+    return going

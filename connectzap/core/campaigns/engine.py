@@ -44,7 +44,8 @@ from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
 from ..store.schema import outbox as outbox_table
 from . import send_window
-from .marketing_api import SENDER_PREFIX
+from .send_rules import SENDER_PREFIX
+from .quiet_hours import REASON as QUIET_HOURS
 from ..templates import BusinessAccounts
 from ..template_waves import Body, TemplateWave, WaveMember, admit_wave
 from .states import Action, State, after
@@ -198,10 +199,11 @@ def follow(db: Database, conn: Connection, campaign: Any, limit: int = 5000) -> 
                 rows.append((r, message))
         if len(rows) >= limit:
             break
+    readmit = campaign.state in (State.RUNNING, State.PAUSED)  # a recipient given back is admitted again
     by_change: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r, message in rows:
         values = {"campaign_id": campaign.id, "contact_key": r.contact_key, "message_status": message.status,
-                  "updated_at": t, **_followed(r.backoffs, message, t)}
+                  "updated_at": t, **_followed(r.backoffs, message, t, readmit)}
         by_change.setdefault(tuple(values), []).append(values)
     for same_columns in by_change.values():
         bulk.update_by(db, conn, recipients, ("campaign_id", "contact_key"), same_columns)
@@ -235,7 +237,7 @@ def changed_messages(campaign_id: str, since: float) -> Select[Any]:
     ``ix_outbox_cancel_changed``). :func:`follow` reads these first, then their recipients: a plan
     starting from the recipients would read the whole campaign."""
     return (select(outbox_table.c.id, outbox_table.c.status, outbox_table.c.reason, outbox_table.c.error_code,
-                   outbox_table.c.error_details)
+                   outbox_table.c.error_details, outbox_table.c.next_attempt_at)
             .where(outbox_table.c.cancel_key == cancel_key(campaign_id), outbox_table.c.updated_at >= since,
                    _CHANGED_SINCE_ADMITTED))
 
@@ -249,11 +251,15 @@ _reply_time = (select(func.max(windows.c.last_inbound_at)).where(windows.c.conta
 """When the customer last wrote: looked at every few seconds, it is (close to) their first reply."""
 
 
-def _followed(backoffs: int, row: Any, t: float) -> dict[str, Any]:
-    """A recipient's new values for its message ``row`` (status, reason, error) after ``backoffs`` deferrals."""
+def _followed(backoffs: int, row: Any, t: float, readmit: bool) -> dict[str, Any]:
+    """A recipient's new values for its message ``row`` (status, reason, error) after ``backoffs``
+    deferrals; ``readmit``: the campaign still admits (running or paused)."""
     outcome = _OUTCOME_OF.get(row.status, IN_OUTBOX)
     values: dict[str, Any] = {"outcome": outcome}
-    if outcome == "failed" and row.reason == PER_USER_LIMIT and backoffs < len(BACKOFFS):
+    if outcome == "cancelled" and row.reason == QUIET_HOURS and readmit:
+        # the sender gave it back: the recipient's window closed while it waited; admitted again when it opens
+        return {"outcome": "pending", "due_at": row.next_attempt_at, "message_id": None}
+    if outcome == "failed" and row.reason == PER_USER_LIMIT and backoffs < len(BACKOFFS) and readmit:
         # never resent at once: the recipient waits, and then goes through the gate again
         return {"outcome": "deferred", "due_at": t + BACKOFFS[backoffs], "backoffs": backoffs + 1,
                 "reason": PER_USER_LIMIT, "error_code": row.error_code, "error_title": row.error_details,
@@ -447,7 +453,8 @@ def tick(db: Database, secret: bytes, notify: bool = True, accounts: BusinessAcc
     t = now()
     with db.read() as conn:
         ids = [r[0] for r in conn.execute(select(campaigns.c.id).where(
-            campaigns.c.state.in_((State.SCHEDULED, State.RUNNING, State.PAUSED, State.FINISHED)),
+            # a cancelled or finished campaign's outcomes still follow what was already on its way
+            campaigns.c.state.in_((State.SCHEDULED, State.RUNNING, State.PAUSED, State.FINISHED, State.CANCELLED)),
             (campaigns.c.ended_at.is_(None)) | (campaigns.c.ended_at > t - FOLLOW_DAYS * 86400)))]
     done = 0
     for campaign_id in ids:
@@ -515,8 +522,6 @@ def set_state(conn: Connection, campaign: Any, action: Action) -> State:
     values: dict[str, Any] = {"state": target.value, "updated_at": t}
     if target is State.RUNNING and campaign.started_at is None:
         values["started_at"] = t
-    if action is Action.RESUME:
-        values["next_slot_at"] = None
     if target in (State.FINISHED, State.CANCELLED):
         values.update(ended_at=t, waiting=None)
     if action in (Action.PAUSE, Action.CANCEL):

@@ -9,13 +9,10 @@ configured: the campaign would otherwise go out through the Cloud API without an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
-
-from sqlalchemy import Connection, select
+from collections.abc import Callable
+from typing import Literal
 
 from ..errors import PayloadError
-from ..store.schema import campaigns
 
 MarketingApi = Literal["account", "use", "avoid"]
 CHOICES: tuple[MarketingApi, ...] = ("account", "use", "avoid")
@@ -50,17 +47,3 @@ def check(value: str | None, number: str | None, configured: Callable[[str | Non
         raise PayloadError(f"marketing_api is use, but the account of {sender} has no Marketing Messages API "
                            "configured (marketing_messages_api in [connectors.whatsapp] or its account): set it, "
                            "or choose avoid or account", field="marketing_api")
-
-
-SENDER_PREFIX = "campaign:"
-"""How a campaign's outbox rows name their sender (the ``plugin`` column): ``campaign:<id>``."""
-
-
-def preferences(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> dict[str, bool | None]:
-    """For the campaigns among the senders of outbox ``rows``: sender name -> :func:`preference`
-    (one query for the batch; none when no row is a campaign's)."""
-    ids = {row["plugin"][len(SENDER_PREFIX):] for row in rows if (row["plugin"] or "").startswith(SENDER_PREFIX)}
-    if not ids:
-        return {}
-    found = conn.execute(select(campaigns.c.id, campaigns.c.marketing_api).where(campaigns.c.id.in_(ids))).all()
-    return {SENDER_PREFIX + r.id: preference(r.marketing_api) for r in found}

@@ -160,13 +160,24 @@ def hold_back(conn: Connection, message_id: str, until: float, attempts: int) ->
 
 
 def wait(conn: Connection, message_id: str, until: float, attempts: int, reason: str, detail: str | None,
-         template: tuple[str, str] | None) -> None:
+         template: tuple[str, str] | None, *, new_send_time: bool = False) -> None:
     """The gate says "not now" (``template``, its name and language, is paused): back to the queue
     until ``until`` or until :func:`release_waiting`, with ``reason`` showing why it waits; the
-    attempt is given back."""
-    named = {"template_name": template[0], "language": template[1]} if template else {}
+    attempt is given back. ``new_send_time``: ``until`` is the message's send time from now on
+    (its ``not_before``: a campaign's rate gave it a new one)."""
+    named: dict[str, Any] = {"template_name": template[0], "language": template[1]} if template else {}
+    if new_send_time:
+        named["not_before"] = until
     _update(conn, message_id, status=S.QUEUED, next_attempt_at=until, attempts=attempts, reason=reason,
             error_details=detail, **named, **_RELEASE)
+
+
+def give_back(conn: Connection, message_id: str, reason: str, detail: str, again_at: float) -> None:
+    """A claimed campaign message may not leave now and goes back to its campaign, which admits its
+    recipient again from ``again_at`` (kept as ``next_attempt_at``); the message itself is over:
+    cancelled, with ``reason`` and its content and number erased."""
+    _update(conn, message_id, status=S.CANCELLED, reason=reason, error_details=detail, next_attempt_at=again_at,
+            content=None, recipient=None, **_RELEASE)
 
 
 WAITING_FOR_TEMPLATE = "template_paused"
