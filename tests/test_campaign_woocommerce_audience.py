@@ -83,7 +83,8 @@ orders = st.lists(st.tuples(st.integers(0, 6), st.decimals(0, 200, places=2), st
 @given(orders, st.integers(0, 150))
 def test_each_customer_once_exactly_when_their_total_reaches_the_threshold(placed, threshold) -> None:
     """Both sides: nobody below the threshold is yielded, everybody at or above it is, once."""
-    pages = [[{"id": i, "customer_id": c, "total": str(t), "billing": {"phone": f"+49151123456{c}{g}"}}
+    # order ids are unique across the shop, as WooCommerce's are (a guest's reference is their order's id)
+    pages = [[{"id": n + i, "customer_id": c, "total": str(t), "billing": {"phone": f"+49151123456{c}{g}"}}
               for i, (c, t, g) in enumerate(placed[n:n + 7])] for n in range(0, len(placed), 7)]
 
     class Pages:
