@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -176,28 +178,28 @@ def test_after_an_outage_the_campaign_goes_on_at_its_rate_not_at_the_numbers_thr
         assert app.campaigns.get(made.id).state == "finished"
 
 
-class RatedCampaignMachine(RuleBasedStateMachine):
-    """A campaign with a rate, and random engine rounds, sends, pauses and resumes, restarts, and
-    time that passes by a second or by hours (a sender that was down): nobody gets it twice, the
-    rate holds over every period, and in the end everyone consented is reached."""
+class CampaignOnAClock(RuleBasedStateMachine):
+    """What the machines below share: one campaign on a clock the test moves, engine rounds, sends
+    (each recorded with the time it left), restarts (a new engine and worker on the same database)
+    and, at the end, rounds until the campaign has finished."""
 
     def __init__(self) -> None:
         super().__init__()
         self.folder = Path(tempfile.mkdtemp())
         self.closing = ExitStack()
-        self.sent_at: list[float] = []
+        self.sent_at: list[tuple[str, float]] = []
 
-    @initialize(consented=st.sets(st.sampled_from(NUMBERS), min_size=1), per_minute=st.sampled_from([6, 20, 60]))
-    def campaign(self, consented: set[str], per_minute: int) -> None:
-        self.clock = Clock(datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    def start(self, at: datetime, channel: Callable[[Clock], FakeWhatsApp], consented: set[str],
+              numbers: list[str], **options: Any) -> None:
+        self.clock = Clock(at)
         self.closing.enter_context(use_clock(self.clock))
-        self.fake = FakeWhatsApp()
+        self.fake = channel(self.clock)
         self.app = make_app(self.folder, channel=self.fake)
         self.worker = Worker(self.app)
-        self.consented, self.spacing = consented, 60.0 / per_minute
+        self.consented = consented
         for phone in consented:
             grant(self.app, phone)
-        self.campaign_id = campaign_with(self.app, NUMBERS, rate_per_minute=per_minute).id
+        self.campaign_id = campaign_with(self.app, numbers, **options).id
         self.app.campaigns.control(self.campaign_id, Action.START)
 
     @rule()
@@ -209,7 +211,55 @@ class RatedCampaignMachine(RuleBasedStateMachine):
         before = len(self.fake.sent())
         asyncio.run(self.worker.send_once())
         asyncio.run(self.worker.dispatch_once())
-        self.sent_at += [self.clock.t] * (len(self.fake.sent()) - before)
+        self.sent_at += [(phone, self.clock.t) for phone in sent_numbers(self.fake)[before:]]
+
+    @rule()
+    def restart(self) -> None:
+        self.app, self.worker = restarted(self.app, self.folder, self.fake)
+
+    def check(self) -> None:
+        """Nobody twice, nobody without consent; each machine adds its own limit."""
+        phones = [phone for phone, _ in self.sent_at]
+        assert len(phones) == len(set(phones)) and set(phones) <= self.consented
+
+    def finish(self, rounds: int, step: float) -> None:
+        """Engine rounds and sends, ``step`` seconds apart, until the campaign has finished (at most
+        ``rounds``): everyone consented is reached, and the limits hold all along."""
+        if self.app.campaigns.get(self.campaign_id).state == "paused":
+            self.app.campaigns.control(self.campaign_id, Action.RESUME)
+        for _ in range(rounds):
+            if self.app.campaigns.get(self.campaign_id).state == "finished":
+                break
+            self.clock.t += step
+            self.app.campaigns.run_once()
+            self.send()
+            self.app.campaigns.run_once()
+            self.check()
+        assert self.app.campaigns.get(self.campaign_id).state == "finished"
+        assert {phone for phone, _ in self.sent_at} == self.consented
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "fake"):
+                self.finish(*self.ending)
+        finally:
+            if hasattr(self, "app"):
+                self.app.close()
+            self.closing.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RatedCampaignMachine(CampaignOnAClock):
+    """A campaign with a rate, and random engine rounds, sends, pauses and resumes, restarts, and
+    time that passes by a second or by hours (a sender that was down): nobody gets it twice, the
+    rate holds over every period, and in the end everyone consented is reached."""
+
+    @initialize(consented=st.sets(st.sampled_from(NUMBERS), min_size=1), per_minute=st.sampled_from([6, 20, 60]))
+    def campaign(self, consented: set[str], per_minute: int) -> None:
+        self.spacing = 60.0 / per_minute
+        self.ending = (int(len(NUMBERS) * self.spacing) + 60, 1.0)
+        self.start(datetime(2026, 12, 2, 12, 0, tzinfo=UTC), lambda clock: FakeWhatsApp(), consented, NUMBERS,
+                   rate_per_minute=per_minute)
 
     @rule(seconds=st.sampled_from([0.5, 1, 3, 10, 600, 7200]))
     def time_passes(self, seconds: float) -> None:
@@ -222,41 +272,19 @@ class RatedCampaignMachine(RuleBasedStateMachine):
         except ConflictError:
             pass  # not allowed in the campaign's state: the state table's own test covers that
 
-    @rule()
-    def restart(self) -> None:
-        self.app, self.worker = restarted(self.app, self.folder, self.fake)
-
     @invariant()
     def nobody_twice_and_the_rate_holds(self) -> None:
-        if not hasattr(self, "fake"):
-            return
-        phones = sent_numbers(self.fake)
-        assert len(phones) == len(set(phones)) and set(phones) <= self.consented
-        assert_keeps_the_rate(self.sent_at, self.spacing)
+        if hasattr(self, "fake"):
+            self.check()
 
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "fake"):
-                if self.app.campaigns.get(self.campaign_id).state == "paused":
-                    self.app.campaigns.control(self.campaign_id, Action.RESUME)
-                for _ in range(int(len(NUMBERS) * self.spacing) + 60):
-                    if self.app.campaigns.get(self.campaign_id).state == "finished":
-                        break
-                    self.app.campaigns.run_once()
-                    self.send()
-                    self.clock.t += 1
-                    self.nobody_twice_and_the_rate_holds()
-                assert self.app.campaigns.get(self.campaign_id).state == "finished"
-                assert set(sent_numbers(self.fake)) == self.consented
-        finally:
-            if hasattr(self, "app"):
-                self.app.close()
-            self.closing.close()
-            shutil.rmtree(self.folder, ignore_errors=True)
+    def check(self) -> None:
+        super().check()
+        assert_keeps_the_rate([at for _, at in self.sent_at], self.spacing)
 
 
 RatedCampaignMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
                                                   suppress_health_check=[HealthCheck.too_slow])
+
 test_rated_campaign_state_machine = RatedCampaignMachine.TestCase
 
 
@@ -383,59 +411,31 @@ ZONED = [NUMBERS[0], NUMBERS[1], "+5511987654321", "+5511987654322", "+819012345
 WINDOWS = ["09:00-21:00", "22:00-06:00", "08:00-12:00"]
 
 
-class WindowedCampaignMachine(RuleBasedStateMachine):
+class WindowedCampaignMachine(CampaignOnAClock):
     """A campaign with a send window, a channel whose messaging limit allows a few recipients a day,
     and random engine rounds, sends, clock jumps (a sender that was down for minutes or hours) and
-    restarts (a new engine and worker on the same database): nobody gets the campaign twice, nobody
-    outside their own window at the moment it is sent, nobody beyond the day's limit, and in the
-    end everyone consented is reached."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.folder = Path(tempfile.mkdtemp())
-        self.closing = ExitStack()
-        self.sent_at: list[tuple[str, float]] = []
+    restarts: nobody gets the campaign twice, nobody outside their own window at the moment it is
+    sent, nobody beyond the day's limit, and in the end everyone consented is reached."""
 
     @initialize(consented=st.sets(st.sampled_from(ZONED), min_size=1), window=st.sampled_from(WINDOWS),
                 hour=st.integers(0, 23), per_day=st.sampled_from([2, 50]))
     def campaign(self, consented: set[str], window: str, hour: int, per_day: int) -> None:
-        self.clock = Clock(datetime(2026, 12, 2, hour, 0, tzinfo=UTC))
-        self.closing.enter_context(use_clock(self.clock))
-        self.fake = DailyLimit(self.clock, per_day=per_day)
-        self.app = make_app(self.folder, channel=self.fake)
-        self.worker = Worker(self.app)
-        self.consented, self.window, self.per_day = consented, parse_window(window), per_day
-        for phone in consented:
-            grant(self.app, phone)
-        self.campaign_id = campaign_with(self.app, ZONED, window=window).id
-        self.app.campaigns.control(self.campaign_id, Action.START)
-
-    @rule()
-    def engine_round(self) -> None:
-        self.app.campaigns.run_once()
-
-    @rule()
-    def send(self) -> None:
-        before = len(self.fake.sent())
-        asyncio.run(self.worker.send_once())
-        asyncio.run(self.worker.dispatch_once())
-        self.sent_at += [(phone, self.clock.t) for phone in sent_numbers(self.fake)[before:]]
+        self.window, self.per_day = parse_window(window), per_day
+        self.ending = (8 * 6, 4 * 3600.0)  # up to eight days, four hours at a time: every window opens
+        self.start(datetime(2026, 12, 2, hour, 0, tzinfo=UTC), lambda clock: DailyLimit(clock, per_day=per_day),
+                   consented, ZONED, window=window)
 
     @rule(minutes=st.sampled_from([1, 45, 240, 600]))
     def time_passes(self, minutes: int) -> None:
         self.clock.t += minutes * 60
 
-    @rule()
-    def restart(self) -> None:
-        self.app, self.worker = restarted(self.app, self.folder, self.fake)
-
     @invariant()
     def nobody_twice_outside_their_window_or_beyond_the_limit(self) -> None:
-        if not hasattr(self, "fake"):
-            return
-        phones = [phone for phone, _ in self.sent_at]
-        assert len(phones) == len(set(phones))
-        assert set(phones) <= self.consented
+        if hasattr(self, "fake"):
+            self.check()
+
+    def check(self) -> None:
+        super().check()
         for phone, at in self.sent_at:
             assert next_open(zones_of(phone), at, *self.window) <= at, (phone, at)
         per_day: dict[int, int] = {}
@@ -443,26 +443,8 @@ class WindowedCampaignMachine(RuleBasedStateMachine):
             per_day[int(at // 86400)] = per_day.get(int(at // 86400), 0) + 1
         assert max(per_day.values(), default=0) <= self.per_day
 
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "fake"):
-                for _ in range(8 * 6):  # up to eight days, four hours at a time: every window opens
-                    if self.app.campaigns.get(self.campaign_id).state == "finished":
-                        break
-                    self.clock.t += 4 * 3600
-                    self.app.campaigns.run_once()
-                    self.send()
-                    self.app.campaigns.run_once()
-                    self.nobody_twice_outside_their_window_or_beyond_the_limit()
-                assert self.app.campaigns.get(self.campaign_id).state == "finished"
-                assert {phone for phone, _ in self.sent_at} == self.consented
-        finally:
-            if hasattr(self, "app"):
-                self.app.close()
-            self.closing.close()
-            shutil.rmtree(self.folder, ignore_errors=True)
-
 
 WindowedCampaignMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
                                                      suppress_health_check=[HealthCheck.too_slow])
+
 test_windowed_campaign_state_machine = WindowedCampaignMachine.TestCase
