@@ -178,6 +178,28 @@ def test_after_an_outage_the_campaign_goes_on_at_its_rate_not_at_the_numbers_thr
         assert app.campaigns.get(made.id).state == "finished"
 
 
+def test_a_slow_campaign_after_an_outage_says_its_rate_spaces_the_messages(app) -> None:
+    """One message every two minutes, a sender down for an hour: the late messages get send times
+    two minutes apart, and the campaign says its own rate holds them, not the channel."""
+    fake = FakeWhatsApp()
+    app.use_channel(fake)
+    for phone in NUMBERS[:4]:
+        grant(app, phone)
+    clock = Clock(datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    with use_clock(clock):
+        made = campaign_with(app, NUMBERS[:4], rate_per_minute=0.5)
+        app.campaigns.control(made.id, Action.START)
+        for _ in range(12):
+            app.campaigns.run_once()
+            clock.t += 300
+        asyncio.run(Worker(app).send_once())
+        assert len(fake.sent()) == 1
+        app.campaigns.run_once()
+        assert app.campaigns.get(made.id).waiting == (
+            "3 messages wait in the outbox; the campaign's rate spaces their send times; the next is due at "
+            "2026-12-02 13:02 UTC, and the campaign continues then")
+
+
 class CampaignOnAClock(RuleBasedStateMachine):
     """What the machines below share: one campaign on a clock the test moves, engine rounds, sends
     (each recorded with the time it left), restarts (a new engine and worker on the same database)

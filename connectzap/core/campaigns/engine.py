@@ -43,7 +43,7 @@ from ..store.database import Database, now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
 from ..store.schema import outbox as outbox_table
-from . import send_window
+from . import rate, send_window
 from .send_rules import SENDER_PREFIX
 from .quiet_hours import REASON as QUIET_HOURS
 from ..templates import BusinessAccounts
@@ -281,17 +281,17 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         recipients.c.campaign_id == campaign.id, recipients.c.outcome == IN_OUTBOX)).scalar_one()
     room = min(BATCH, IN_FLIGHT - waiting_in_outbox)
     if room <= 0:
-        return 0, _held_by_channel(conn, campaign.id, t, waiting_in_outbox, full=True)
+        return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, full=True)
     slot = max(t, campaign.next_slot_at or t)
     spacing = 60.0 / campaign.rate_per_minute if campaign.rate_per_minute else 0.0
     if spacing:
-        if slot > t + LOOKAHEAD:
-            return 0, None  # the campaign rate: the next send times are already given out
+        if slot > t + LOOKAHEAD:  # the campaign rate: the next send times are already given out
+            return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, full=False)
         room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
     due = _due(conn, campaign.id, t, room)
     if not due:  # the last ones may all be admitted, and held by the channel: say so as when the cap is reached
-        return 0, _next_due(conn, campaign.id, t) or (
-            _held_by_channel(conn, campaign.id, t, waiting_in_outbox, full=False) if waiting_in_outbox else None)
+        return 0, _next_due(conn, campaign.id, t) or _held_in_outbox(conn, campaign.id, t, waiting_in_outbox,
+                                                                      full=False)
     ready, later = _in_window(due, campaign, t)
     if later:
         conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
@@ -425,15 +425,24 @@ def _next_due(conn: Connection, campaign_id: str, t: float) -> str | None:
     return f"the next recipients are due at {_utc(first):%Y-%m-%d %H:%M} UTC (their send window or a backoff)"
 
 
-def _held_by_channel(conn: Connection, campaign_id: str, t: float, waiting: int, full: bool) -> str | None:
+def _held_in_outbox(conn: Connection, campaign_id: str, t: float, waiting: int, full: bool) -> str | None:
     """Why nothing is admitted while ``waiting`` of the campaign's messages wait in the outbox: the
-    channel's limits hold them beyond the next minute, or (``full``: :data:`IN_FLIGHT` reached) more
-    are admitted as they go out; None when neither (``full`` false and the channel not holding them)."""
-    held: float | None = conn.execute(select(func.min(outbox_table.c.next_attempt_at)).where(
-        outbox_table.c.cancel_key == cancel_key(campaign_id), outbox_table.c.status == S.QUEUED)).scalar_one()
-    if held is not None and held > t + 60:
-        return (f"{waiting} messages wait in the outbox; the channel's limits (the messaging limit, "
-                f"throughput) hold them until {_utc(held):%Y-%m-%d %H:%M} UTC, and the campaign continues then")
+    channel's limits or the campaign's own rate hold them beyond the next minute, or (``full``:
+    :data:`IN_FLIGHT` reached) more are admitted as they go out; None when neither (``full`` false
+    and nothing holding them, or nothing waiting)."""
+    if not waiting:
+        return None
+    # from the recipients in the outbox (IN_FLIGHT at most): the campaign's key names all its messages ever sent
+    in_outbox = select(recipients.c.message_id).where(recipients.c.campaign_id == campaign_id,
+                                                      recipients.c.outcome == IN_OUTBOX)
+    first = conn.execute(select(outbox_table.c.next_attempt_at, outbox_table.c.reason).where(
+        outbox_table.c.id.in_(in_outbox), outbox_table.c.status == S.QUEUED)
+        .order_by(outbox_table.c.next_attempt_at).limit(1)).first()
+    if first is not None and first.next_attempt_at > t + 60:
+        held_by = ("the campaign's rate spaces their send times; the next is due at" if first.reason == rate.REASON
+                   else "the channel's limits (the messaging limit, throughput) hold them until")
+        return (f"{waiting} messages wait in the outbox; {held_by} {_utc(first.next_attempt_at):%Y-%m-%d %H:%M} UTC, "
+                "and the campaign continues then")
     return f"{waiting} messages wait in the outbox; more are admitted as they go out" if full else None
 
 
