@@ -178,6 +178,30 @@ def test_after_an_outage_the_campaign_goes_on_at_its_rate_not_at_the_numbers_thr
         assert app.campaigns.get(made.id).state == "finished"
 
 
+def test_messages_the_messaging_limit_held_overnight_leave_at_the_campaigns_rate(app) -> None:
+    """The day's limit holds the rest of the campaign in the outbox until the next day: then they
+    leave one spacing apart, as the campaign asks, not all at once at the number's throughput."""
+    clock = Clock(datetime(2026, 12, 2, 23, 59, 0, tzinfo=UTC))
+    fake = DailyLimit(clock, per_day=3)
+    app.use_channel(fake)
+    for phone in NUMBERS[:6]:
+        grant(app, phone)
+    with use_clock(clock):
+        made = campaign_with(app, NUMBERS[:6], rate_per_minute=6)
+        app.campaigns.control(made.id, Action.START)
+        worker, sent_at = Worker(app), []
+        for _ in range(240):  # four minutes across midnight, a round and a send each second
+            before = len(fake.sent())
+            app.campaigns.run_once()
+            asyncio.run(worker.send_once())
+            sent_at += [clock.t] * (len(fake.sent()) - before)
+            clock.t += 1
+        assert sorted(sent_numbers(fake)) == NUMBERS[:6]
+        after_midnight = [at for at in sent_at if at >= datetime(2026, 12, 3, tzinfo=UTC).timestamp()]
+        assert len(after_midnight) == 3
+        assert_keeps_the_rate(after_midnight, 10.0)
+
+
 def test_a_slow_campaign_after_an_outage_says_its_rate_spaces_the_messages(app) -> None:
     """One message every two minutes, a sender down for an hour: the late messages get send times
     two minutes apart, and the campaign says its own rate holds them, not the channel."""
