@@ -16,7 +16,8 @@ One :func:`tick` per worker every few seconds, for each running campaign, in one
    budget, the per-number throughput and per-recipient pacing) hold those back, and the campaign
    continues when they go out -- in the next 24-hour window when today's limit is used up.
    A recipient outside the send window in their own time zone waits until it opens; the
-   campaign's rate spaces the messages' send times (``not_before``).
+   campaign's rate spaces the messages' send times (``not_before``). The sender keeps both again
+   as each message leaves (:mod:`.quiet_hours`, :mod:`.rate`).
 3. **Finish** when no recipient is left to admit or waiting in the outbox.
 
 The number and parameters of a recipient are erased once its message is settled.
