@@ -137,6 +137,16 @@ def test_the_campaign_rate_spaces_the_send_times(app) -> None:
         assert [t - times[0] for t in times] == [0, 2, 4, 6, 8, 10, 12, 14]
 
 
+def test_a_message_naming_a_campaign_that_is_not_there_is_sent_as_it_is() -> None:
+    """The send-time rules look campaigns up by the sender's name; one that names no campaign (its
+    row gone, or a plugin so named) is neither held nor paced -- and does not stop the batch."""
+    from connectzap.core.campaigns.quiet_hours import held_until
+    from connectzap.core.sender import _at_campaign_rates
+    row = {"id": "m1", "plugin": "campaign:gone", "contact_key": "k", "not_before": 0.0, "created_at": 0.0}
+    assert held_until(None, [row], {}, 1e9) == {}  # type: ignore[arg-type]
+    assert _at_campaign_rates(None, None, [(row, None)], {}, 1e9) == [(row, None)]  # type: ignore[arg-type]
+
+
 def assert_keeps_the_rate(times: list[float], spacing: float) -> None:
     """In any period, no more messages than the rate allows give or take its tolerance: of the
     send ``times`` (sorted), the i-th and j-th lie at least ``(j - i) * spacing - TOLERANCE`` apart."""

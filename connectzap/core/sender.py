@@ -204,7 +204,7 @@ class Sender:
                     _log_outcome(logging.INFO, "message given back to its campaign", row, reason=quiet_hours.REASON)
                     continue
                 campaign = campaign_of(row)
-                rules = campaign_rules[campaign] if campaign is not None else None
+                rules = campaign_rules.get(campaign) if campaign is not None else None
                 assert verdict.content is not None  # a verdict without a reason carries the content to send
                 message = OutboundSend(outbox_id=row["id"], recipient=row["recipient"], content=verdict.content,
                                        category=verdict.category, reply_to=item.get("reply_to"),
@@ -476,7 +476,8 @@ def _at_campaign_rates(db: Database, conn: Connection, ready: list[tuple[dict[st
     going = []
     for item in ready:
         campaign = campaign_of(item[0])
-        if campaign is None or not rules[campaign].spacing or rate.on_time(item[0], t):
+        own = rules.get(campaign) if campaign is not None else None  # None: no such campaign (any more)
+        if campaign is None or own is None or not own.spacing or rate.on_time(item[0], t):
             going.append(item)
         else:
             late.setdefault(campaign, []).append(item)

@@ -31,7 +31,8 @@ def held_until(conn: Connection, rows: Iterable[Mapping[str, Any]], rules: Mappi
     ``at``: message id -> (when it opens, why it may not leave now). One query for their
     recipients' zones, and only when a campaign among them has a window (``rules``: by campaign)."""
     windowed = [(row, window) for row in rows
-                if (campaign := campaign_of(row)) is not None and (window := rules[campaign].window) is not None]
+                if (campaign := campaign_of(row)) is not None and (own := rules.get(campaign)) is not None
+                and (window := own.window) is not None]
     if not windowed:
         return {}
     pairs = {(campaign_of(row), row["contact_key"]) for row, _ in windowed}
