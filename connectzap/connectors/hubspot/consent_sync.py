@@ -6,6 +6,11 @@ again, and two changes delivered out of order still leave HubSpot showing the la
 last written is kept in state, so a repeat costs no API call. Changes that came from HubSpot's
 own properties are not written back.
 
+The properties hold WhatsApp opt-ins (:class:`.settings.ConsentProperty`), so only a change on
+WhatsApp is mirrored. Consent on another medium says nothing about WhatsApp, and the mirror writes
+the ledger's *WhatsApp* state: mirroring an email unsubscribe or an SMS STOP would re-write a WhatsApp
+opt-in over whatever HubSpot shows now (e.g. an opt-out an agent just set there).
+
 A change that names the contact only by its key (``ConsentChange.contact_key``: about the recipient
 of a message connectzap sent, e.g. an unsubscribe link) cannot be searched for in HubSpot; it is
 mirrored onto the contact this connector already knows under that key, else the delivery says it
@@ -17,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...core.errors import SkippableError
+from ...core.media import WHATSAPP
 from ...core.models import ConsentChange
 from .contacts import ContactRef, Contacts
 from .settings import ConsentProperty, HubSpotSettings
@@ -48,7 +54,8 @@ class ConsentMirror:
         rule = self.settings.consent.get(change.category)
         who = change.phone or change.user_id
         key = ctx.contact_key(who) if who else change.contact_key
-        if rule is None or not rule.mirror or change.source.startswith("hubspot") or key is None:
+        if rule is None or not rule.mirror or change.source.startswith("hubspot") or key is None \
+                or change.medium != WHATSAPP:
             return None
         current = ctx.app.consent(key=key).get(change.category)
         if current is None:
