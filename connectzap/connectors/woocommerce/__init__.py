@@ -51,12 +51,17 @@ async def _track(order: Order, ctx: EventContext) -> None:
         review_requests.schedule(order, ctx, connector.settings.review_requests)
 
 
+# The order hooks need the connector too: a partial order is completed with its REST keys, and the
+# latest order remembered is read only by it (order notes, order lookup). Without it, no delivery
+# row per order event (e.g. orders from a generic webhook on a shop that is not WooCommerce).
 @hookimpl
+@needs_connector("woocommerce")
 async def on_order_created(order: Order, ctx: EventContext) -> None:
     await _track(order, ctx)
 
 
 @hookimpl
+@needs_connector("woocommerce")
 async def on_order_updated(order: Order, ctx: EventContext) -> None:
     await _track(order, ctx)
 
