@@ -3,6 +3,7 @@
     .venv/bin/python bench/campaign.py [--recipients 1000000] [--database-url postgresql+psycopg://...]
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=bsearch \\
         .venv/bin/python bench/campaign.py --recipients 2000 --callgrind
+    .venv/bin/python bench/campaign.py --database-time [...]
 
 Writes a CSV of N distinct German mobile numbers with two template parameters, grants each a
 marketing opt-in (straight into the ledger: setup, not measured), then measures what a user's
@@ -10,7 +11,8 @@ campaign does: the audience streamed into the campaign (``load_audience``), and 
 rounds admitting every recipient into the outbox through the send gate (between rounds, untimed,
 the bench takes the round's messages as sent, since no sender drains the outbox here). Prints each
 phase's wall time and rate, the CPU per recipient, and the process's peak RSS. The default database
-is a fresh SQLite file.
+is a fresh SQLite file. ``--database-time`` adds how long the admission rounds waited on the
+database: the floor under admission that no Python work can lower.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
+
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -98,6 +103,37 @@ def marketing_audience(app: Connectzap, folder: Path, n: int) -> Path:
     return audience
 
 
+class DatabaseTime:
+    """Wall time spent in the database's statements and commits while ``on`` (the admission rounds):
+    on SQLite the library's own work, on this process's thread; on PostgreSQL the round trips and
+    the server's work this process waited for. A statement counts from its execution to its first
+    row (a query's remaining rows are fetched afterwards, not counted), an ``executemany`` with its
+    parameters' binding."""
+
+    def __init__(self, app: Connectzap) -> None:
+        self.on = False
+        self.statements = self.commits = 0.0
+        engine_ = app.db.engine
+        event.listen(engine_, "before_cursor_execute", self._before)
+        event.listen(engine_, "after_cursor_execute", self._after)
+        dialect, commit = engine_.dialect, engine_.dialect.do_commit
+
+        def timed_commit(dbapi_conn: Any) -> None:
+            started = time.perf_counter()
+            commit(dbapi_conn)
+            if self.on:
+                self.commits += time.perf_counter() - started
+
+        dialect.do_commit = timed_commit  # type: ignore[method-assign,assignment]
+
+    def _before(self, conn: object, *_: object) -> None:
+        conn.info["bench_started"] = time.perf_counter()  # type: ignore[attr-defined]
+
+    def _after(self, conn: object, *_: object) -> None:
+        if self.on:
+            self.statements += time.perf_counter() - conn.info["bench_started"]  # type: ignore[attr-defined]
+
+
 def counted(run: Callable[[], int]) -> int:
     """``run()`` called from inside libc's ``bsearch`` (as its comparison), so that
     ``valgrind --tool=callgrind --collect-atstart=no --toggle-collect=bsearch`` counts the
@@ -125,6 +161,9 @@ def main() -> None:
                         help="Under valgrind --tool=callgrind --collect-atstart=no --toggle-collect=bsearch: count "
                              "the instructions of the admission rounds only (repeatable where CPU time on a "
                              "shared machine is not).")
+    parser.add_argument("--database-time", action="store_true",
+                        help="Also print how long the admission rounds waited on the database's statements "
+                             "and commits.")
     args = parser.parse_args()
     n = args.recipients
     os.environ["PGAPPNAME"] = APP_NAME  # libpq names this run's connections: their server CPU is counted
@@ -137,12 +176,12 @@ def main() -> None:
               f"setup done, peak RSS {peak_mb():.0f} MB")
 
         made = app.campaigns.create("bench", {"name": "december_news", "language": "en"})
-        started, cpu, backends = time.perf_counter(), time.process_time(), server_cpu(app)
+        started, cpu, at_start = time.perf_counter(), time.process_time(), server_cpu(app)
         with audience.open(encoding="utf-8") as fh:
             loaded = app.campaigns.load_audience(made.id, read_file(fh, "csv", app.secret))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         print(f"audience   {elapsed:7.1f} s  {loaded.added / elapsed:8.0f} recipients/s  "
-              f"(this process's CPU {cpu:.1f} s: {loaded.added / cpu:.0f}/s{server_cpu_since(app, backends)})  "
+              f"(this process's CPU {cpu:.1f} s: {loaded.added / cpu:.0f}/s{server_cpu_since(app, at_start)})  "
               f"peak RSS {peak_mb():.0f} MB")
 
         engine.BATCH = engine.IN_FLIGHT = 2000
@@ -153,10 +192,15 @@ def main() -> None:
         elapsed = cpu = 0.0
         backends: dict[int, float] = {}
         pids: list[int] | None = None
+        waited = DatabaseTime(app) if args.database_time else None
         while True:
             started, spent = time.perf_counter(), time.process_time()
             before = server_cpu(app, pids)
+            if waited:
+                waited.on = True
             done = counted(app.campaigns.run_once) if args.callgrind else app.campaigns.run_once()
+            if waited:
+                waited.on = False
             elapsed += time.perf_counter() - started
             cpu += time.process_time() - spent
             after = server_cpu(app, pids)
@@ -173,6 +217,10 @@ def main() -> None:
         print(f"admission  {elapsed:7.1f} s  {n / elapsed:8.0f} recipients/s  (this process's CPU {cpu:.1f} s: "
               f"{n / cpu:.0f}/s{server}; {1e6 * (cpu + sum(backends.values())) / n:.0f} µs a recipient)  "
               f"peak RSS {peak_mb():.0f} MB  outcomes {view.outcomes}  load average {os.getloadavg()[0]:.1f}")
+        if waited:
+            print(f"database   {waited.statements + waited.commits:7.1f} s of the admission's {elapsed:.1f} s "
+                  f"waited on the database: statements {waited.statements:.1f} s, commits {waited.commits:.1f} s; "
+                  f"{1e6 * (waited.statements + waited.commits) / n:.0f} µs a recipient")
         app.close()
         drop_postgres_schema(app.settings.database_url)
 
