@@ -149,3 +149,14 @@ def test_the_preview_reports_parameters_that_do_not_fit_the_template(app) -> Non
     made = app.campaigns.create("p", {"name": "two_params", "language": "en"})
     app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{NUMBERS[0]},Ana\n"), "csv", app.secret))
     assert app.campaigns.preview(made.id).refused == {"param_mismatch": 1}
+
+
+def test_a_line_with_fewer_fields_than_the_header_says_which_columns_it_lacks() -> None:
+    """A row cut short (a parameter column missing) was "every parameter must be text or a number",
+    which names neither the problem nor the fix."""
+    [short, shorter, whole] = read("phone,country,1,2\n+4915112345600,,Ana\n+4915112345601\n+4915112345602,,Bo,5%\n")
+    assert isinstance(short, BadLine) and isinstance(shorter, BadLine) and isinstance(whole, Recipient)
+    assert (short.line, short.reason) == (2, "1 field(s) fewer than the header has: no value for column 2")
+    assert (shorter.line, shorter.reason) == (3, "3 field(s) fewer than the header has: no value for columns "
+                                                 "country, 1, 2")
+

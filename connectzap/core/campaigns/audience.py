@@ -113,6 +113,12 @@ def read_csv(stream: TextIO, secret: bytes, country: str | None = None) -> Itera
         if None in row:
             yield BadLine(reader.line_num, f"{len(row[None])} more field(s) than the header has")
             continue
+        missing = [c for c in header if c and row.get(c) is None]
+        if missing and any(c not in (phone_column, COUNTRY_COLUMN) for c in missing):
+            # csv fills a short row with None: say which columns it lacks, not that a parameter is not text
+            yield BadLine(reader.line_num, f"{len(missing)} field(s) fewer than the header has: no value for "
+                                           f"column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+            continue
         params: Any = [row[c] for c in order] if positional else {c: row[c] for c in others}
         yield recipient(reader.line_num, row.get(phone_column), row.get(COUNTRY_COLUMN) or None, params, secret,
                          country)
