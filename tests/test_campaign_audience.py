@@ -160,3 +160,14 @@ def test_a_line_with_fewer_fields_than_the_header_says_which_columns_it_lacks() 
     assert (shorter.line, shorter.reason) == (3, "3 field(s) fewer than the header has: no value for columns "
                                                  "country, 1, 2")
 
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("phone;country;1;2\n+4915112345600;;Ana;5%\n", "separated by ';'"),
+    ("phone\tcountry\n+4915112345600\t\n", "separated by tabs"),
+    ("", "the file is empty"),
+    ("\n\n", "the file is empty"),
+])
+def test_a_semicolon_separated_or_empty_file_is_refused_saying_so(text: str, problem: str) -> None:
+    with pytest.raises(BadAudience, match=problem) as refused:
+        read(text)
+    assert "comma" in str(refused.value) or "empty" in problem

@@ -98,8 +98,7 @@ def read_csv(stream: TextIO, secret: bytes, country: str | None = None) -> Itera
     header = [(name or "").strip() for name in reader.fieldnames or []]
     phone_column = next((c for c in header if c.lower() in PHONE_COLUMNS), None)
     if phone_column is None:
-        raise BadAudience(f"the header needs a phone column ({', '.join(PHONE_COLUMNS)}); it has: "
-                          f"{', '.join(header) or 'nothing'}")
+        raise BadAudience(_no_phone_column(header))
     reader.fieldnames = header
     others = [c for c in header if c not in (phone_column, COUNTRY_COLUMN) and c]
     positional = [c for c in others if c.isdigit()]
@@ -122,6 +121,22 @@ def read_csv(stream: TextIO, secret: bytes, country: str | None = None) -> Itera
         params: Any = [row[c] for c in order] if positional else {c: row[c] for c in others}
         yield recipient(reader.line_num, row.get(phone_column), row.get(COUNTRY_COLUMN) or None, params, secret,
                          country)
+
+
+def _no_phone_column(header: list[str]) -> str:
+    """Why a header has no phone column, and what to do: an empty file, or one separated by
+    semicolons or tabs (a spreadsheet's export in many locales) read as a single column."""
+    wanted = f"a phone column ({', '.join(PHONE_COLUMNS)})"
+    if not any(header):
+        return (f"the file is empty or its first line is blank; the first line must be the header, "
+                f"with {wanted}, e.g. phone,country,1,2")
+    if len(header) == 1:
+        for separator, named in ((";", "';'"), ("\t", "tabs")):
+            if separator in header[0]:
+                return (f"the file is separated by {named}, not commas (its header reads as one column: "
+                        f"{header[0]!r}); save it as comma-separated CSV (in a spreadsheet: CSV, comma "
+                        "delimited), or as JSON lines")
+    return f"the header needs {wanted}; it has: {', '.join(header)}"
 
 
 def read_jsonl(lines: Iterable[str], secret: bytes, country: str | None = None) -> Iterator[Recipient | BadLine]:
