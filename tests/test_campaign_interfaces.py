@@ -172,3 +172,29 @@ def test_the_report_counts_rates_failures_refusals_replies_and_pricing(make, tmp
     assert report.failed_by_code == {"100": 1}
     assert report.refused_by_reason == {"no_consent": 1}
     assert report.pricing == [{"category": "marketing", "type": "regular", "billable": True, "messages": 3}]
+
+
+def test_cli_create_with_an_audience_it_refuses_leaves_no_campaign_behind(make, tmp_path: Path) -> None:
+    """`campaigns create` that fails on its audience file (exit 1, "no audience loaded; fix them")
+    kept an empty draft of that name: after fixing the file and creating again, `campaigns list`
+    showed two campaigns of the name, one of them empty."""
+    app = ready(make)
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\nnot a number,Bo,5%\n")
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text(f"phone;1;2\n{NUMBERS[0]};Di;30%\n")
+    runner = CliRunner()
+    for audience in (bad, semicolons):
+        failed = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "autumn", "--template",
+                                     "spring_sale", "--audience", str(audience)])
+        assert failed.exit_code == 1 and "error:" in failed.output
+        listed = runner.invoke(cli, ["--config", str(config), "campaigns", "list", "--json"])
+        assert listed.exit_code == 0 and json.loads(listed.output) == []
+    bad.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\n")
+    made = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "autumn", "--template", "spring_sale",
+                               "--audience", str(bad)])
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(cli, ["--config", str(config), "campaigns", "list", "--json"])
+    assert [(c["name"], c["recipients"]) for c in json.loads(listed.output)] == [("autumn", 1)]

@@ -139,7 +139,11 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
     if audience is not None:
-        _load(app, made.id, audience, fmt, country, skip_invalid)
+        try:
+            _load(app, made.id, audience, fmt, country, skip_invalid)
+        except BaseException:
+            app.campaigns.discard(made.id)  # a create that failed leaves no empty draft of the name behind
+            raise
     if opened is not None and from_source:
         try:
             _load_source(app, made.id, opened, from_source)
