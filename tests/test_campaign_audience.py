@@ -117,6 +117,31 @@ def test_bad_lines_stop_the_load_unless_skipped(app) -> None:
     assert app.campaigns.get(made.id).recipients == 1
 
 
+@pytest.mark.parametrize("replacement", ["phone,1\n+4915112345602,Cy\nbad,Di\n",  # a bad line
+                                         "phone;1\n+4915112345602;Cy\n",  # a header it cannot read
+                                         "phone,1\n+4915112345602,Cy\n+4915112345603"])  # a line cut short
+def test_a_replacement_audience_that_is_refused_leaves_the_audience_as_it_was(app, replacement: str) -> None:
+    """`campaigns audience NAME FILE` (REST PUT .../audience) with a file it refuses said "no audience
+    loaded" but had already deleted the campaign's audience: a scheduled campaign was left with
+    nobody to send to."""
+    seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
+    first = "phone,1\n+4915112345600,Ana\n+4915112345601,Bo\n"
+    assert app.campaigns.load_audience(made.id, read_file(io.StringIO(first), "csv", app.secret)).added == 2
+    try:
+        refused = app.campaigns.load_audience(made.id, read_file(io.StringIO(replacement), "csv", app.secret))
+        assert not refused.loaded
+    except BadAudience:
+        pass
+    assert app.campaigns.get(made.id).recipients == 2
+    assert [(r["line"], r["phone"]) for r in app.campaigns.results(made.id)] == [(2, "+49*********00"),
+                                                                                (3, "+49*********01")]
+    good = "phone,1\n+4915112345602,Cy\n+4915112345602,Cy again\n"
+    replaced = app.campaigns.load_audience(made.id, read_file(io.StringIO(good), "csv", app.secret))
+    assert (replaced.loaded, replaced.added, replaced.duplicates) == (True, 1, 1)
+    assert [r["phone"] for r in app.campaigns.results(made.id)] == ["+49*********02"]
+
+
 def test_the_audience_cannot_change_once_the_campaign_runs(app) -> None:
     grant(app, NUMBERS[0])
     made = campaign_with(app, NUMBERS[:1])

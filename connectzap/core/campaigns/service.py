@@ -233,6 +233,12 @@ def _time(at: float | None) -> datetime | None:
     return datetime.fromtimestamp(at, UTC) if at is not None else None
 
 
+
+def _staging(campaign_id: str) -> str:
+    """Where a replacement audience is written until it is complete: an id no campaign has (``~`` is
+    not in the ids :func:`new_campaign_id` makes), so the engine never sees its rows."""
+    return f"~{campaign_id}"
+
 class Campaigns:
     """The campaigns of an engine (``app.campaigns``)."""
 
@@ -291,11 +297,18 @@ class Campaigns:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
         million lines take constant memory). A contact on several lines is kept once (its first).
         A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
-        the rows' source (re-raised). ``source``: the connector source the rows came from."""
+        the rows' source (re-raised). ``source``: the connector source the rows came from.
+
+        An audience that replaces one is written aside (under :func:`_staging`'s id, which no
+        campaign has) and takes the old one's place in one transaction once it is complete: a load
+        that is refused or fails leaves the campaign's audience as it was."""
         self._editable(campaign_id)
         with self.db.begin() as conn:
-            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
-            conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
+            replacing = self._has_audience(conn, campaign_id)
+            target = _staging(campaign_id) if replacing else campaign_id
+            conn.execute(recipients.delete().where(recipients.c.campaign_id == target))  # a crashed load's rows
+            if not replacing:
+                conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
         result = AudienceResult()
         batch: list[Recipient] = []
         try:
@@ -308,17 +321,31 @@ class Campaigns:
                     continue
                 batch.append(row)
                 if len(batch) >= AUDIENCE_BATCH:
-                    self._add(campaign_id, batch, result)
+                    self._add(target, batch, result)
                     batch = []
-            self._add(campaign_id, batch, result)
+            self._add(target, batch, result)
         except BaseException:
-            self._clear(campaign_id)
+            self._clear(target)
             raise
         if result.bad_count and not skip_invalid:
-            self._clear(campaign_id)
+            self._clear(target)
             result.added = result.duplicates = 0
             result.loaded = False
+        elif replacing:
+            self._replace(campaign_id, target, source)
         return result
+
+    def _replace(self, campaign_id: str, staged: str, source: str | None) -> None:
+        """The staged audience in place of the campaign's, if it may still change (not started meanwhile)."""
+        with self.db.begin() as conn:
+            row = self._locked(conn, campaign_id)
+            if row.state not in EDITABLE:
+                conn.execute(recipients.delete().where(recipients.c.campaign_id == staged))
+                raise ConflictError(f"campaign {campaign_id} is {row.state}: its audience can only change while it "
+                                    "is a draft or scheduled")
+            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
+            conn.execute(recipients.update().where(recipients.c.campaign_id == staged).values(campaign_id=campaign_id))
+            conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
 
     def _clear(self, campaign_id: str) -> None:
         with self.db.begin() as conn:
