@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from server_support import AUTH, api_engine, serving
@@ -15,7 +16,7 @@ from server_support import AUTH, api_engine, serving
 from connectzap.cli import cli
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
-from test_campaigns import NUMBERS, grant
+from test_campaigns import NUMBERS, campaign_messages, grant
 
 TEMPLATE = {"name": "spring_sale", "language": "en"}
 
@@ -98,13 +99,19 @@ def test_rest_audience_upload_as_csv_and_json_lines(make) -> None:
     asyncio.run(walk())
 
 
+def cli_files(app, folder: Path, numbers: list[str]) -> tuple[Path, Path]:
+    """A config for the CLI on the engine's own folder (its hash key) and database, and an audience
+    file of ``numbers`` for spring_sale."""
+    config = folder / "cli.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    audience = folder / "list.csv"
+    audience.write_text("phone,1,2\n" + "".join(f"{n},Di,30%\n" for n in numbers))
+    return config, audience
+
+
 def test_cli_walk(make, tmp_path: Path) -> None:
     app = ready(make)
-    config = tmp_path / "cli.toml"
-    # the engine's own folder (its hash key) and database
-    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
-    audience = tmp_path / "list.csv"
-    audience.write_text("phone,1,2\n" + "".join(f"{n},Di,30%\n" for n in NUMBERS[:3]))
+    config, audience = cli_files(app, tmp_path, NUMBERS[:3])
     runner = CliRunner()
 
     def run(*args: str) -> str:
@@ -179,8 +186,7 @@ def test_cli_create_with_an_audience_it_refuses_leaves_no_campaign_behind(make, 
     kept an empty draft of that name: after fixing the file and creating again, `campaigns list`
     showed two campaigns of the name, one of them empty."""
     app = ready(make)
-    config = tmp_path / "cli.toml"
-    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n')
+    config, _ = cli_files(app, tmp_path, [])
     bad = tmp_path / "bad.csv"
     bad.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\nnot a number,Bo,5%\n")
     semicolons = tmp_path / "semicolons.csv"
@@ -198,3 +204,34 @@ def test_cli_create_with_an_audience_it_refuses_leaves_no_campaign_behind(make, 
     assert made.exit_code == 0, made.output
     listed = runner.invoke(cli, ["--config", str(config), "campaigns", "list", "--json"])
     assert [(c["name"], c["recipients"]) for c in json.loads(listed.output)] == [("autumn", 1)]
+
+
+def test_start_at_a_time_in_the_past_is_refused_not_sent_at_once(make, tmp_path: Path) -> None:
+    """`start --at 2025-12-24T09:00:00Z` (a year typed wrong) started the campaign at once, to
+    everyone, and `show` went on giving the past time as starts_at; a campaign already scheduled
+    was started the same way. Now it is refused and changes nothing, on the CLI and REST."""
+    app = ready(make)
+    config, audience = cli_files(app, tmp_path, NUMBERS[:2])
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["--config", str(config), *args])
+
+    assert run("campaigns", "create", "autumn", "--template", "spring_sale", "--audience", str(audience)).exit_code == 0
+    past = run("campaigns", "start", "autumn", "--at", "2025-12-24T09:00:00Z")
+    assert past.exit_code == 1, past.output
+    assert "2025-12-24 09:00 UTC is in the past" in past.output and "without a time" in past.output
+    assert json.loads(run("campaigns", "show", "autumn", "--json").output)["state"] == "draft"
+    assert run("campaigns", "start", "autumn", "--at", "2099-12-24T09:00:00Z").exit_code == 0
+    assert run("campaigns", "start", "autumn", "--at", "2025-12-24T09:00:00Z").exit_code == 1
+    shown = json.loads(run("campaigns", "show", "autumn", "--json").output)
+    assert (shown["state"], shown["starts_at"][:10]) == ("scheduled", "2099-12-24")
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            refused = await client.post("/v1/campaigns/autumn/start?at=2025-12-24T09:00:00Z", headers=AUTH)
+            assert refused.status_code == 422 and "in the past" in refused.text
+            assert (await client.get("/v1/campaigns/autumn", headers=AUTH)).json()["state"] == "scheduled"
+
+    asyncio.run(walk())
+    assert campaign_messages(app, shown["id"]) == 0

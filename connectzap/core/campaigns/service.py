@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 AUDIENCE_BATCH = 1000
 SHOWN_BAD_LINES = 100
 EDITABLE = (State.DRAFT, State.SCHEDULED)
+PAST_SLACK_SECONDS = 60.0
+"""How far in the past a start time may be and still mean "now" (``--at`` from a clock a little behind)."""
 CHOICE_EDITABLE = (State.DRAFT, State.SCHEDULED, State.PAUSED)
 """While a campaign's Marketing Messages API choice may change: nothing of it is sending then
 (a pause takes back what waited in the outbox)."""
@@ -457,7 +459,13 @@ class Campaigns:
     # --- control --------------------------------------------------------------------------
 
     def start(self, campaign_id: str, at: datetime | None = None) -> CampaignView:
-        """Start now, or at ``at`` (scheduled: the engine starts it then)."""
+        """Start now, or at ``at`` (scheduled: the engine starts it then). A time in the past is
+        refused (beyond a minute's slack for clocks): started at once, a year typed wrong would send
+        to everyone now."""
+        if at is not None and at.timestamp() < now() - PAST_SLACK_SECONDS:
+            raise PayloadError(f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC is in the past: give a later time to "
+                               "schedule the campaign, or start it without a time to start it now",
+                               field="at")
         if at is not None and at.timestamp() > now():
             with self.db.begin() as conn:
                 row = self._locked(conn, campaign_id)
