@@ -145,7 +145,7 @@ class BatchFacts:
         self.emails: dict[str, str] = {}
         """The contact key of each email address the batch sends to whose customer it knows by no
         number or BSUID (:func:`.email_addresses.email_key`)."""
-        self._consent_rows: dict[tuple[str, str, str], Any] = {}  # the newest ledger row of each
+        self._consents: dict[tuple[str, str, str], tuple[bool, str]] = {}  # the newest ledger row's (granted, source)
         self._expectations: dict[tuple[str | None, str, str], templates.Expectation] = {}
         self._picked: dict[tuple[str, str, str | None], TemplateInfo | None] = {}
         self._conn, self._keys = conn, keys
@@ -158,8 +158,10 @@ class BatchFacts:
             for row in conn.execute(select(consents.c.contact_key, consents.c.category, consents.c.medium,
                                            consents.c.granted, consents.c.source)
                                     .where(among_keys(conn, consents.c.contact_key, keys))
-                                    .order_by(consents.c.at, consents.c.id)).all():
-                self._consent_rows[(row.contact_key, row.category, row.medium)] = row  # newest wins
+                                    .order_by(consents.c.at, consents.c.id)):
+                # newest wins; kept as a plain tuple, not the Row: a tuple of atomic values leaves the
+                # garbage collector's lists, and a campaign round's rows were a full collection's worth
+                self._consents[(row.contact_key, row.category, row.medium)] = (bool(row.granted), row.source)
             self._unreachable = {r[0] for r in conn.execute(
                 select(contacts.c.contact_key).where(among_keys(conn, contacts.c.contact_key, keys),
                                                      contacts.c.unreachable_since.is_not(None)))}
@@ -196,8 +198,7 @@ class BatchFacts:
     def consent_given(self, key: str, category: str, medium: str = WHATSAPP) -> tuple[bool, str] | None:
         """Whether ``key``'s newest consent record for ``category`` on ``medium`` grants it, and its
         source; None when there is none."""
-        row = self._consent_rows.get((key, category, medium))
-        return None if row is None else (bool(row.granted), row.source)
+        return self._consents.get((key, category, medium))
 
     def unreachable(self, key: str, medium: str = WHATSAPP) -> bool:
         if medium == WHATSAPP:
@@ -641,12 +642,14 @@ def message_row(a: Admission, key: str, verdict: Verdict, digest: str, source_ev
     held = a.held and not refused
     next_attempt_at = automatic.NEVER if held else not_before or t
     reason = automatic.PENDING if held else verdict.reason or verdict.hold
+    # Every value atomic (the status as its plain text, what is stored): a dict holding nothing else
+    # is not tracked by the garbage collector (see :func:`.template_waves.admit_wave`).
     row = dict(
         id=message_id, idempotency_key=a.idempotency_key, request_hash=digest, contact_key=key,
         recipient=None if refused else _address(outgoing, phone or user_id), category=verdict.category,
         content_type=shown.type,
         template_name=template.name if template else None, language=template.language if template else None,
-        content=stored, status=status, reason=reason,
+        content=stored, status=status.value, reason=reason,
         error_details=verdict.detail, not_before=not_before, next_attempt_at=next_attempt_at, attempts=0,
         cancel_key=outgoing.cancel_key, business_phone_number_id=outgoing.business_phone_number_id,
         source_event_id=source_event_id, plugin=plugin, created_at=t, updated_at=t,

@@ -30,7 +30,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Select, and_, bindparam, func, select, text, update
@@ -310,7 +310,8 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                                         origin={"campaign": campaign.id},
                                         business_phone_number_id=campaign.business_phone_number_id)
     wave = TemplateWave.of(everyone)
-    members, admissions, send_times = _split_round(campaign.id, ready, everyone, template, wave, t, slot, spacing)
+    split = _split_round(campaign.id, ready, everyone, template, wave, t, slot, spacing)
+    admissions = split.admissions
     # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number);
     # only one-by-one admission looks them up by number.
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
@@ -318,13 +319,13 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
     facts = gate.BatchFacts(conn, {row.contact_key for row in ready if row.recipient}, {base.name}, known, accounts)
     plugin = SENDER_PREFIX + campaign.id
     decided: dict[int, gate.Decision] = {}
-    if members:
+    if split.members:
         assert wave is not None
-        decided.update(zip((n for n, _ in members), admit_wave(db, conn, facts, wave, [m for _, m in members],
-                                                               plugin=plugin), strict=True))
+        decided.update(zip(split.member_places, admit_wave(db, conn, facts, wave, split.members, plugin=plugin),
+                           strict=True))
     if admissions:
-        decided.update(zip((n for n, _ in admissions), gate.admit_many(
-            db, conn, secret, [a for _, a in admissions], plugin=plugin, facts=facts), strict=True))
+        decided.update(zip(split.admission_places, gate.admit_many(
+            db, conn, secret, admissions, plugin=plugin, facts=facts), strict=True))
     decisions = [decided[n] for n in range(len(ready))]
     _record_admitted(db, conn, campaign.id, t, [
         (row.contact_key, IN_OUTBOX, decision.id, decision.status, decision.reason, None, row.attempt + 1,
@@ -335,21 +336,32 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         for row, decision in zip(ready, decisions, strict=True)])
     if spacing:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
-                     .values(next_slot_at=send_times[-1] + spacing))
+                     .values(next_slot_at=split.send_times[-1] + spacing))
     return len(ready), None
 
 
+class _Split(NamedTuple):
+    """A round's recipients split by :func:`_split_round`: the wave's members and the gate's
+    admissions, each with their places in the round. (Places in lists of their own, not a pair per
+    recipient: a pair holding a member stays tracked by the garbage collector, and the objects a
+    round keeps alive are what its full collections are made of.)"""
+
+    member_places: list[int]
+    members: list[WaveMember]
+    admission_places: list[int]
+    admissions: list[gate.Admission]
+    send_times: list[float]
+
+
 def _split_round(campaign_id: str, ready: list[Any], everyone: Outgoing, template: dict[str, Any],
-                 wave: TemplateWave | None, t: float, slot: float, spacing: float,
-                 ) -> tuple[list[tuple[int, WaveMember]], list[tuple[int, gate.Admission]], list[float]]:
+                 wave: TemplateWave | None, t: float, slot: float, spacing: float) -> _Split:
     """The round's recipients (by their place in ``ready``) as members of ``wave``, or, where the wave
     cannot take them, as messages for ``gate.admit_many``; and each one's send time."""
     base = everyone.content
     assert isinstance(base, TemplateContent)
     default = wave.text_body() if wave else None
-    members: list[tuple[int, WaveMember]] = []
-    admissions: list[tuple[int, gate.Admission]] = []
-    send_times = []
+    split = _Split([], [], [], [], [])
+    send_times = split.send_times
     for n, row in enumerate(ready):
         at = slot + n * spacing
         send_times.append(at)
@@ -360,13 +372,15 @@ def _split_round(campaign_id: str, ready: list[Any], everyone: Outgoing, templat
         key = idempotency_key(campaign_id, row.line, row.contact_key, row.attempt)
         body = _text_body(base, default, row.params) if wave else None
         if body is not None:
-            members.append((n, WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
-                                          not_before.timestamp() if not_before else None)))
+            split.member_places.append(n)
+            split.members.append(WaveMember(row.contact_key if row.recipient else None, row.recipient, key, body,
+                                            not_before.timestamp() if not_before else None))
             continue
         outgoing = _copied(everyone, to=_copied(everyone.to, phone=row.recipient),
                            content=_content(base, template, row.params), not_before=not_before)
-        admissions.append((n, gate.Admission(outgoing, key, fresh_key=True)))
-    return members, admissions, send_times
+        split.admission_places.append(n)
+        split.admissions.append(gate.Admission(outgoing, key, fresh_key=True))
+    return split
 
 
 _DUE_COLUMNS = (recipients.c.contact_key, recipients.c.line, recipients.c.recipient, recipients.c.params,
