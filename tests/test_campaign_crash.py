@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from serve_support import config_file, database_url, logged_ids, process_env, st
 from sqlalchemy import select
 
 from connectzap import Category, ConsentChange, Connectzap
-from connectzap.core.campaigns import Action, read_file
+from connectzap.core.campaigns import Action, engine, read_file
 from connectzap.core.settings import load_settings
 from connectzap.core.store.schema import campaign_recipients, outbox
 from connectzap.testing import seed_template
@@ -93,6 +95,53 @@ latency_seconds = 0.05
         assert Counter(outcomes.values()) == {"sent": RECIPIENTS - UNCONSENTED, "refused": UNCONSENTED}
         assert set(sent) == {m for m, s in campaign_rows if s != "refused"}  # one message per sent recipient
         assert sorted(message_of[m] for m in sent) == list(range(2, RECIPIENTS - UNCONSENTED + 2))
+    finally:
+        app.close()
+        drop_postgres_schema(url)
+
+
+def test_an_audience_replacement_killed_mid_file_keeps_the_audience_and_leaves_no_number_behind(
+        backend: str, tmp_path: Path) -> None:
+    """`connectzap campaigns audience NAME -` SIGKILLed halfway through its file: the campaign keeps
+    the audience it had, and the rows the load wrote aside (numbers and parameters) go once the
+    campaign starts -- nothing else would ever erase them."""
+    url = database_url(backend, tmp_path)
+    config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest="""
+[privacy]
+hash_secret = "campaign-crash-secret-0123456789"
+[sandbox]
+quiet = true
+""")
+    app = Connectzap(load_settings(config)).start()
+    stderr = tmp_path / "audience-stderr.log"
+    try:
+        seed_template(app, "newsletter", "Hello {{1}}, our December news", category="MARKETING")
+        made = app.campaigns.create("december", {"name": "newsletter", "language": "en"})
+        first = "phone,1\n+4915120000000,Ana\n+4915120000001,Bo\n"
+        assert app.campaigns.load_audience(made.id, read_file(io.StringIO(first), "csv", app.secret)).added == 2
+
+        def aside() -> int:
+            with app.db.read() as conn:
+                return len(conn.execute(select(campaign_recipients.c.line).where(
+                    campaign_recipients.c.campaign_id == engine.staging_id(made.id),
+                    campaign_recipients.c.recipient.is_not(None))).all())
+
+        with stderr.open("ab") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(config), "campaigns",
+                                     "audience", "december", "-", "--format", "csv"],
+                                    env=process_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        assert proc.stdin is not None
+        proc.stdin.write(b"phone,1\n" + b"".join(b"+49151%d,Reader\n" % (30000000 + n) for n in range(1500)))
+        proc.stdin.flush()  # one batch of the file is written aside; the load waits for the rest
+        wait_for(lambda: aside() >= 1000, "the first batch written aside", 60, proc=proc, log=stderr)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+        assert app.campaigns.get(made.id).recipients == 2
+        assert [r["phone"] for r in app.campaigns.results(made.id)] == ["+49*********00", "+49*********01"]
+        assert aside() >= 1000  # what the killed load left: numbers no one would ever erase
+        app.campaigns.control(made.id, Action.START)
+        assert aside() == 0
     finally:
         app.close()
         drop_postgres_schema(url)

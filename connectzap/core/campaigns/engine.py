@@ -89,6 +89,12 @@ def cancel_key(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
+def staging_id(campaign_id: str) -> str:
+    """Where a replacement audience is written until it is complete: an id no campaign has (``~`` is
+    not in the ids campaigns get), so admission never sees its rows."""
+    return f"~{campaign_id}"
+
+
 def idempotency_key(campaign_id: str, line: int, contact: str, attempt: int) -> str:
     """A recipient's key for its ``attempt``. The audience line comes first so that a round's keys
     follow one another in the outbox's key index (contact keys are random: each message's key
@@ -548,6 +554,10 @@ def set_state(conn: Connection, campaign: Any, action: Action) -> State:
         values["started_at"] = t
     if target in (State.FINISHED, State.CANCELLED):
         values.update(ended_at=t, waiting=None)
+    if target not in (State.DRAFT, State.SCHEDULED):
+        # A replacement audience can no longer take the audience's place: rows a load left behind
+        # (its process killed mid-file) hold numbers and parameters that no one would ever erase.
+        conn.execute(recipients.delete().where(recipients.c.campaign_id == staging_id(campaign.id)))
     if action in (Action.PAUSE, Action.CANCEL):
         taken = outbox.take_back(conn, cancel_key(campaign.id), f"campaign_{target.value}")
         mine = and_(recipients.c.campaign_id == campaign.id, recipients.c.message_id.in_(taken))

@@ -235,12 +235,6 @@ def _time(at: float | None) -> datetime | None:
     return datetime.fromtimestamp(at, UTC) if at is not None else None
 
 
-
-def _staging(campaign_id: str) -> str:
-    """Where a replacement audience is written until it is complete: an id no campaign has (``~`` is
-    not in the ids :func:`new_campaign_id` makes), so the engine never sees its rows."""
-    return f"~{campaign_id}"
-
 class Campaigns:
     """The campaigns of an engine (``app.campaigns``)."""
 
@@ -301,13 +295,13 @@ class Campaigns:
         A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
         the rows' source (re-raised). ``source``: the connector source the rows came from.
 
-        An audience that replaces one is written aside (under :func:`_staging`'s id, which no
+        An audience that replaces one is written aside (under :func:`.engine.staging_id`, which no
         campaign has) and takes the old one's place in one transaction once it is complete: a load
         that is refused or fails leaves the campaign's audience as it was."""
         self._editable(campaign_id)
         with self.db.begin() as conn:
             replacing = self._has_audience(conn, campaign_id)
-            target = _staging(campaign_id) if replacing else campaign_id
+            target = engine.staging_id(campaign_id) if replacing else campaign_id
             conn.execute(recipients.delete().where(recipients.c.campaign_id == target))  # a crashed load's rows
             if not replacing:
                 conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
