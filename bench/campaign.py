@@ -32,6 +32,7 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from connectzap.core import heap
 from connectzap.core.app import Connectzap
 from connectzap.core.campaigns import Action, engine, read_file
 from connectzap.core.phones import contact_key
@@ -172,6 +173,7 @@ def main() -> None:
         app = make_app(root, database_url=args.database_url or f"sqlite:///{root / 'bench.db'}",
                        privacy={"hash_secret": "bench-secret-0123456789abcdef"}, sandbox={"quiet": True})
         audience = marketing_audience(app, root, n)
+        heap.settle()  # as `serve` and `worker` do once started: this process stands in for a worker
         print(f"{n} recipients on {app.db.dialect}, load average {os.getloadavg()[0]:.1f}; "
               f"setup done, peak RSS {peak_mb():.0f} MB")
 

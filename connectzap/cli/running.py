@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..core import logs
+from ..core import heap, logs
 from .base import Ctx, cli, pass_ctx
 from .exits import CommandFailed
 from .setup import refuse_unready
@@ -63,6 +63,7 @@ def worker(obj: Ctx, no_dispatch: bool, no_send: bool, log_level: str, log_forma
         if lifeline is not None:  # under `serve`: say so, and stop (draining) if the supervisor is gone
             lifeline.watch(stop.set)
             lifeline.ready()
+        heap.settle()  # what started lives as long as the process: out of the collector's passes
         await w.run(stop, dispatch=not no_dispatch, send=not no_send)
         await app.aclose()
 

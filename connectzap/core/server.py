@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
+from . import heap
 from .app import Connectzap
 from .errors import ConfigurationError, StartupError
 from .event_loop import loop_factory
@@ -108,6 +109,8 @@ async def run(engine: Connectzap, *, host: str, port: int, run_workers: bool,
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
+    if server.started:
+        heap.settle()  # what started lives as long as the process: out of the collector's passes
     if server.started and announce is not None:
         bound = server.servers[0].sockets[0].getsockname()
         announce(f"http://{bound[0]}:{bound[1]}")
