@@ -30,7 +30,7 @@ def test_settle_collects_what_start_up_dropped_and_freezes_what_it_keeps() -> No
     try:
         frozen = heap.settle()
         assert gone() is None  # collected, not frozen for the process's life
-        assert frozen == gc.get_freeze_count() > 0
+        assert frozen > 0  # (not compared with a later count: a frozen object freed since lowers it)
         assert not any(o is kept for o in gc.get_objects())  # out of the collector's generations
         made_after = _Node()
         assert any(o is made_after for o in gc.get_objects())
