@@ -51,7 +51,7 @@ def test_bad_lines_are_named_with_their_line_number_and_reason() -> None:
     assert [line for line, _ in bad] == [3, 4, 5, 6]
     assert "invalid phone number" in bad[0][1]
     assert "empty" in bad[1][1]
-    assert "more field" in bad[2][1]
+    assert bad[2][1] == "1 more field than the header has"
     assert bad[3][1] == "no phone number"
     assert all("not a number" not in reason for _, reason in bad)
 
@@ -181,8 +181,8 @@ def test_a_line_with_fewer_fields_than_the_header_says_which_columns_it_lacks() 
     which names neither the problem nor the fix."""
     [short, shorter, whole] = read("phone,country,1,2\n+4915112345600,,Ana\n+4915112345601\n+4915112345602,,Bo,5%\n")
     assert isinstance(short, BadLine) and isinstance(shorter, BadLine) and isinstance(whole, Recipient)
-    assert (short.line, short.reason) == (2, "1 field(s) fewer than the header has: no value for column 2")
-    assert (shorter.line, shorter.reason) == (3, "3 field(s) fewer than the header has: no value for columns "
+    assert (short.line, short.reason) == (2, "1 field fewer than the header has: no value for column 2")
+    assert (shorter.line, shorter.reason) == (3, "3 fields fewer than the header has: no value for columns "
                                                  "country, 1, 2")
 
 

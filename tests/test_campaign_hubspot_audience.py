@@ -136,7 +136,7 @@ def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
     made = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "winter", "--template", "winter_news",
                                "--from", "hubspot-list:77", "--param-from", "first_name=firstname"])
     assert made.exit_code == 0, made.output
-    assert "audience from hubspot-list:77: 4 recipients, 1 duplicate(s)" in made.output
+    assert "audience from hubspot-list:77: 4 recipients, 1 duplicate of an earlier record" in made.output
     assert "2 skipped (no phone number 1, invalid phone number 1)" in made.output
     missing = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "other", "--template",
                                   "winter_news", "--from", "hubspot-list:404"])

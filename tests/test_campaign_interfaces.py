@@ -206,6 +206,37 @@ def test_cli_create_with_an_audience_it_refuses_leaves_no_campaign_behind(make, 
     assert [(c["name"], c["recipients"]) for c in json.loads(listed.output)] == [("autumn", 1)]
 
 
+def test_cli_counts_agree_in_number(make, tmp_path: Path) -> None:
+    """One recipient read "audience: 1 recipients", "(draft, 1 recipients)" and "1 recipients still
+    to send to"; one duplicate or bad line "1 duplicate(s)", "1 bad line(s)"."""
+    app = ready(make)
+    config, _ = cli_files(app, tmp_path, [])
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(cli, ["--config", str(config), *args])
+        assert result.exit_code == code, result.output
+        return result
+
+    one = tmp_path / "one.csv"
+    one.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\n{NUMBERS[0]},Bo,5%\nnot a number,Cy,5%\n")
+    made = run("campaigns", "create", "autumn", "--template", "spring_sale", "--audience", str(one), "--skip-invalid")
+    assert made.stdout.splitlines()[0] == "audience: 1 recipient, 1 duplicate of an earlier line skipped, " \
+                                          "1 bad line skipped"
+    assert made.stdout.splitlines()[1].endswith(" (draft, 1 recipient)")
+    assert run("campaigns", "preview", "autumn").stdout.startswith("1 recipient still to send to;")
+    two = tmp_path / "two.csv"
+    two.write_text("phone,1,2\n" + "".join(f"{n},Di,30%\n{n},Bo,5%\n" for n in NUMBERS[:2])
+                   + "not a number,Cy,5%\n" * 2)
+    assert run("campaigns", "audience", "autumn", str(two), "--skip-invalid").stdout == \
+        "audience: 2 recipients, 2 duplicates of an earlier line skipped, 2 bad lines skipped\n"
+    assert run("campaigns", "preview", "autumn").stdout.startswith("2 recipients still to send to;")
+    many_bad = tmp_path / "bad.csv"
+    many_bad.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\n" + "not a number,Cy,5%\n" * 21)
+    refused = run("campaigns", "audience", "autumn", str(many_bad), code=1)
+    assert f"{many_bad}: ... and 1 more bad line\n" in refused.stderr
+
+
 def test_start_at_a_time_in_the_past_is_refused_not_sent_at_once(make, tmp_path: Path) -> None:
     """`start --at 2025-12-24T09:00:00Z` (a year typed wrong) started the campaign at once, to
     everyone, and `show` went on giving the past time as starts_at; a campaign already scheduled

@@ -230,7 +230,7 @@ def test_a_slow_campaign_after_an_outage_says_its_rate_spaces_the_messages(app) 
         assert len(fake.sent()) == 1
         app.campaigns.run_once()
         assert app.campaigns.get(made.id).waiting == (
-            "3 messages wait in the outbox; the campaign's rate spaces their send times; the next is due at "
+            "3 messages wait in the outbox; the campaign's rate spaces the send times; the next is due at "
             "2026-12-02 13:02 UTC, and the campaign continues then")
 
 
@@ -395,31 +395,42 @@ class DailyLimit(FakeWhatsApp):
         self.used[day] = self.used.get(day, 0) + 1
 
 
+@pytest.mark.parametrize(("held", "held_text"), [(2, "2 messages wait"), (1, "1 message waits")])
 @pytest.mark.parametrize("in_flight", [2, engine.IN_FLIGHT], ids=["cap reached", "fewer left than the cap"])
-def test_a_campaign_beyond_todays_limit_waits_for_the_next_window_and_says_so(app, monkeypatch, in_flight) -> None:
+def test_a_campaign_beyond_todays_limit_waits_for_the_next_window_and_says_so(app, monkeypatch, in_flight, held,
+                                                                              held_text) -> None:
     """Also when fewer recipients are left than the in-flight cap: all are admitted and the limit
-    holds them in the outbox (the campaign said nothing then: none was left to admit, the cap not reached)."""
+    holds them in the outbox (the campaign said nothing then: none was left to admit, the cap not reached).
+    One held is one message (it said "1 messages wait")."""
     monkeypatch.setattr(engine, "IN_FLIGHT", in_flight)
     clock = Clock(datetime(2026, 12, 2, 20, 0, tzinfo=UTC))
     fake = DailyLimit(clock, per_day=3)
     app.use_channel(fake)
-    for phone in NUMBERS[:5]:
+    audience = NUMBERS[:3 + held]
+    for phone in audience:
         grant(app, phone)
     with use_clock(clock):
-        made = campaign_with(app, NUMBERS[:5])
+        made = campaign_with(app, audience)
         app.campaigns.control(made.id, Action.START)
         run(app)
         assert len(fake.sent()) == 3
         run(app)
         view = app.campaigns.get(made.id)
-        assert view.state == "running" and view.outcomes == {"queued": 2, "sent": 3}
-        assert view.waiting == ("2 messages wait in the outbox; the channel's limits (the messaging limit, throughput) "
-                                "hold them until 2026-12-03 00:00 UTC, and the campaign continues then")
+        assert view.state == "running" and view.outcomes == {"queued": held, "sent": 3}
+        assert view.waiting == (f"{held_text} in the outbox; the channel's limits (the messaging limit, throughput) "
+                                "hold the next until 2026-12-03 00:00 UTC, and the campaign continues then")
         clock.t = datetime(2026, 12, 3, 0, 0, 1, tzinfo=UTC).timestamp()
         run(app)
         view = app.campaigns.get(made.id)
-        assert sorted(sent_numbers(fake)) == NUMBERS[:5]
+        assert sorted(sent_numbers(fake)) == audience
         assert view.state == "finished" and view.waiting is None
+
+
+def test_the_rate_a_waiting_message_names_agrees_in_number() -> None:
+    until = datetime(2026, 12, 2, 12, 0, tzinfo=UTC).timestamp()
+    assert rate.why_waiting(1.0, until).startswith("the campaign sends 1 message a minute;")
+    assert rate.why_waiting(0.5, until).startswith("the campaign sends 0.5 messages a minute;")
+    assert rate.why_waiting(0.9999999, until).startswith("the campaign sends 1 message a minute;")  # as shown
 
 
 # --- the send window, again at send time ----------------------------------------------------------

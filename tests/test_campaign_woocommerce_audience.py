@@ -158,5 +158,6 @@ def test_cli_create_from_the_shop(shop_app, tmp_path: Path) -> None:
                                         "winter_news", "--from", "woocommerce:since=2026-11-01,min_total=50",
                                         "--param-from", "first_name=first_name"])
     assert made.exit_code == 0, made.output
-    assert "audience from woocommerce:since=2026-11-01,min_total=50: 2 recipients, 1 duplicate(s)" in made.output
+    assert "audience from woocommerce:since=2026-11-01,min_total=50: 2 recipients, 1 duplicate of an earlier " \
+           "record" in made.output
     assert "1 skipped (no phone number 1)" in made.output

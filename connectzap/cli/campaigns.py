@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from ..core.wording import counted, plural
 from .base import Ctx, cli, drain, pass_ctx
 from .exits import CommandFailed
 from .output import Column, emit, emit_json, json_option, progress
@@ -51,23 +52,24 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
     name = getattr(audience, "name", "-")
     try:
         with progress("loading", None) as bar:
-            def counted() -> Any:
+            def advancing() -> Any:
                 for row in read_file(audience, fmt or format_of(name), app.secret, country):
                     bar.advance(1)
                     yield row
-            result = app.campaigns.load_audience(campaign_id, counted(), skip_invalid=skip_invalid)
+            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid)
     except BadAudience as exc:
         raise CommandFailed(f"{name}: {exc}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
     if result.bad_count > SHOWN_BAD_LINES:
-        click.echo(f"{name}: ... and {result.bad_count - SHOWN_BAD_LINES} more bad lines", err=True)
+        click.echo(f"{name}: ... and {counted(result.bad_count - SHOWN_BAD_LINES, 'more bad line')}", err=True)
     if not result.loaded:
-        raise CommandFailed(f"{name}: {result.bad_count} bad line(s), no audience loaded; fix them (or load the "
-                            "other lines with --skip-invalid)")
-    click.echo(f"audience: {result.added} recipients" + (f", {result.duplicates} duplicate(s) of an earlier line "
-                                                         "skipped" if result.duplicates else "")
-               + (f", {result.bad_count} bad line(s) skipped" if result.bad_count else ""))
+        raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}, no audience loaded; fix "
+                            f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)")
+    click.echo(f"audience: {counted(result.added, 'recipient')}"
+               + (f", {counted(result.duplicates, 'duplicate')} of an earlier line skipped" if result.duplicates
+                  else "")
+               + (f", {counted(result.bad_count, 'bad line')} skipped" if result.bad_count else ""))
 
 
 def _field_map(pairs: tuple[str, ...]) -> list[str] | dict[str, str] | None:
@@ -86,8 +88,9 @@ def _load_source(app: Any, campaign_id: str, opened: Any, spec: str) -> None:
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
     skipped = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
-    click.echo(f"audience from {spec}: {result.added} recipients"
-               + (f", {result.duplicates} duplicate(s) of an earlier record skipped" if result.duplicates else "")
+    click.echo(f"audience from {spec}: {counted(result.added, 'recipient')}"
+               + (f", {counted(result.duplicates, 'duplicate')} of an earlier record skipped" if result.duplicates
+                  else "")
                + (f", {result.bad_count} skipped ({skipped})" if result.bad_count else ""))
 
 
@@ -154,7 +157,7 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
     if as_json:
         emit_json(view.as_dict())
     else:
-        click.echo(f"created campaign {view.id} ({view.state}, {view.recipients} recipients)")
+        click.echo(f"created campaign {view.id} ({view.state}, {counted(view.recipients, 'recipient')})")
 
 
 @campaigns.command("audience")
@@ -193,7 +196,7 @@ def campaigns_preview(obj: Ctx, campaign_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(preview.as_dict())
         return
-    click.echo(f"{preview.recipients} recipients still to send to; category {preview.category or '-'}")
+    click.echo(f"{counted(preview.recipients, 'recipient')} still to send to; category {preview.category or '-'}")
     click.echo(f"  reachable now: {preview.reachable}")
     for reason, n in sorted(preview.refused.items(), key=lambda item: -item[1]):
         click.echo(f"  refused, {reason}: {n} ({preview.examples.get(reason, '')})")

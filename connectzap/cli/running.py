@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..core import heap, logs
+from ..core.wording import counted
 from .base import Ctx, cli, pass_ctx
 from .exits import CommandFailed
 from .setup import refuse_unready
@@ -131,7 +132,8 @@ def serve(obj: Ctx, host: str | None, port: int | None, edge_processes: int | No
         if single:
             processes = "with workers" if workers else "without workers"
         else:
-            processes = f"{_count(edges, 'edge process')} + {_count(workers, 'worker process')}"
+            processes = (f"{counted(edges, 'edge process', 'edge processes')} + "
+                         f"{counted(workers, 'worker process', 'worker processes')}")
         webhooks = sorted(app.connectors)
         logs.announce(f"connectzap serving on {url} ({app.db.dialect}, channel {app.channel.name}, {processes}); "
                       f"webhooks: {', '.join(webhooks) or 'none'}", url=url, database=app.db.dialect,
@@ -186,10 +188,6 @@ def supervise(obj: Ctx, app: Any, listener: socket.socket, *, edges: int, worker
     app.close()
     supervisor = Supervisor(children, on_ready=on_ready, on_stopping=listener.close)
     return asyncio.run(supervisor.run())
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "es")
 
 
 @cli.command()

@@ -19,6 +19,7 @@ import phonenumbers
 
 from ..errors import InvalidPhoneError
 from ..phones import contact_key, country_of_number, mask, scrub, to_e164
+from ..wording import counted, plural
 from .send_window import zones_of_number
 
 PHONE_COLUMNS = ("phone", "number", "phone_number")
@@ -110,13 +111,13 @@ def read_csv(stream: TextIO, secret: bytes, country: str | None = None) -> Itera
     order = sorted(positional, key=int)
     for row in reader:
         if None in row:
-            yield BadLine(reader.line_num, f"{len(row[None])} more field(s) than the header has")
+            yield BadLine(reader.line_num, f"{counted(len(row[None]), 'more field')} than the header has")
             continue
         missing = [c for c in header if c and row.get(c) is None]
         if missing and any(c not in (phone_column, COUNTRY_COLUMN) for c in missing):
             # csv fills a short row with None: say which columns it lacks, not that a parameter is not text
-            yield BadLine(reader.line_num, f"{len(missing)} field(s) fewer than the header has: no value for "
-                                           f"column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+            yield BadLine(reader.line_num, f"{counted(len(missing), 'field')} fewer than the header has: no value "
+                                           f"for {plural(len(missing), 'column')} {', '.join(missing)}")
             continue
         params: Any = [row[c] for c in order] if positional else {c: row[c] for c in others}
         yield recipient(reader.line_num, row.get(phone_column), row.get(COUNTRY_COLUMN) or None, params, secret,

@@ -50,6 +50,7 @@ from .quiet_hours import REASON as QUIET_HOURS
 from ..templates import BusinessAccounts
 from ..template_waves import Body, TemplateWave, WaveMember, admit_wave
 from .states import Action, State, after
+from ..wording import counted
 
 IN_FLIGHT = 1000
 """At most this many of a campaign's messages wait in the outbox at once (what a pause takes back)."""
@@ -460,11 +461,15 @@ def _held_in_outbox(conn: Connection, campaign_id: str, t: float, waiting: int, 
         outbox_table.c.id.in_(in_outbox), outbox_table.c.status == S.QUEUED)
         .order_by(outbox_table.c.next_attempt_at).limit(1)).first()
     if first is not None and first.next_attempt_at > t + 60:
-        held_by = ("the campaign's rate spaces their send times; the next is due at" if first.reason == rate.REASON
-                   else "the channel's limits (the messaging limit, throughput) hold them until")
-        return (f"{waiting} messages wait in the outbox; {held_by} {_utc(first.next_attempt_at):%Y-%m-%d %H:%M} UTC, "
+        held_by = ("the campaign's rate spaces the send times; the next is due at" if first.reason == rate.REASON
+                   else "the channel's limits (the messaging limit, throughput) hold the next until")
+        return (f"{_in_outbox(waiting)}; {held_by} {_utc(first.next_attempt_at):%Y-%m-%d %H:%M} UTC, "
                 "and the campaign continues then")
-    return f"{waiting} messages wait in the outbox; more are admitted as they go out" if full else None
+    return f"{_in_outbox(waiting)}; more are admitted as they go out" if full else None
+
+
+def _in_outbox(waiting: int) -> str:
+    return f"{counted(waiting, 'message waits', 'messages wait')} in the outbox"
 
 
 # --- the whole tick ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select
 
 from ..store.database import Database
 from ..store.schema import campaigns
+from ..wording import counted
 
 REASON = "campaign_rate"
 """What a message waiting for its new send time shows."""
@@ -62,5 +63,5 @@ def give_out(db: Database, conn: Connection, campaign_id: str, count: int, spaci
 
 
 def why_waiting(rate_per_minute: float, until: float) -> str:
-    return (f"the campaign sends {rate_per_minute:g} messages a minute; this one leaves at "
+    return (f"the campaign sends {counted(rate_per_minute, 'message')} a minute; this one leaves at "
             f"{datetime.fromtimestamp(until, UTC):%Y-%m-%d %H:%M:%S} UTC")
