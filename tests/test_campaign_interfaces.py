@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from server_support import AUTH, api_engine, serving
 
@@ -235,6 +236,89 @@ def test_cli_counts_agree_in_number(make, tmp_path: Path) -> None:
     many_bad.write_text(f"phone,1,2\n{NUMBERS[0]},Di,30%\n" + "not a number,Cy,5%\n" * 21)
     refused = run("campaigns", "audience", "autumn", str(many_bad), code=1)
     assert f"{many_bad}: ... and 1 more bad line\n" in refused.stderr
+
+
+def test_cli_a_refused_audience_file_says_the_previous_audience_is_kept(make, tmp_path: Path) -> None:
+    """`campaigns audience NAME FILE` refused for a bad line said "no audience loaded" while the
+    campaign kept the audience it had (a replacement is staged and swapped in only whole)."""
+    app = ready(make)
+    config, three = cli_files(app, tmp_path, NUMBERS[:3])
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"phone,1,2\n{NUMBERS[4]},Di,30%\nnot a number,Bo,5%\n")
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text(f"phone;1;2\n{NUMBERS[4]};Di;30%\n")
+    one = tmp_path / "one.csv"
+    one.write_text(f"phone,1,2\n{NUMBERS[5]},Di,30%\n")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["--config", str(config), *args])
+
+    def recipients(name: str) -> int:
+        count: int = json.loads(run("campaigns", "show", name, "--json").stdout)["recipients"]
+        return count
+
+    assert run("campaigns", "create", "autumn", "--template", "spring_sale", "--audience", str(three)).exit_code == 0
+    assert run("campaigns", "create", "winter", "--template", "spring_sale").exit_code == 0
+    assert run("campaigns", "create", "spring", "--template", "spring_sale", "--audience", str(one)).exit_code == 0
+    for campaign, kept in (("autumn", "the previous audience (3 recipients) is kept"),
+                           ("spring", "the previous audience (1 recipient) is kept"),
+                           ("winter", "no audience is loaded")):
+        before = recipients(campaign)
+        for file in (bad, semicolons):
+            refused = run("campaigns", "audience", campaign, str(file))
+            assert refused.exit_code == 1, refused.output
+            assert refused.stderr.splitlines()[-1].endswith(f" -- {kept}"), refused.stderr
+            assert "no audience loaded" not in refused.stderr
+            assert recipients(campaign) == before
+    refused = run("campaigns", "audience", "autumn", str(bad)).stderr.splitlines()[-1]
+    assert refused == f"error: {bad}: 1 bad line; fix it (or load the other lines with --skip-invalid) -- " \
+                      "the previous audience (3 recipients) is kept"
+    created = run("campaigns", "create", "summer", "--template", "spring_sale", "--audience", str(bad))
+    assert created.exit_code == 1 and created.stderr.splitlines()[-1].endswith(" -- no campaign was created")
+
+
+@pytest.mark.parametrize(("text", "fmt"), [("phone,1,2\n", "csv"), ("phone,1,2\n\n\n", "csv"), ("", "jsonl"),
+                                           ("\n", "jsonl")])
+def test_cli_an_audience_file_without_recipients_is_refused(make, tmp_path: Path, text: str, fmt: str) -> None:
+    """A file with a header line and no recipients loaded 0 recipients and exited 0: `audience`
+    replaced the campaign's audience with nobody, `create` made a draft with nobody to send to."""
+    app = ready(make)
+    config, three = cli_files(app, tmp_path, NUMBERS[:3])
+    empty = tmp_path / f"empty.{fmt}"
+    empty.write_text(text)
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["--config", str(config), *args])
+
+    assert run("campaigns", "create", "autumn", "--template", "spring_sale", "--audience", str(three)).exit_code == 0
+    refused = run("campaigns", "audience", "autumn", str(empty))
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr == f"error: {empty}: no recipients in the file -- the previous audience (3 recipients) " \
+                             "is kept\n"
+    assert json.loads(run("campaigns", "show", "autumn", "--json").stdout)["recipients"] == 3
+    created = run("campaigns", "create", "winter", "--template", "spring_sale", "--audience", str(empty))
+    assert created.exit_code == 1, created.output
+    assert created.stderr == f"error: {empty}: no recipients in the file -- no campaign was created\n"
+    assert [c["name"] for c in json.loads(run("campaigns", "list", "--json").stdout)] == ["autumn"]
+
+
+def test_cli_an_audience_of_bad_lines_only_is_refused_even_with_skip_invalid(make, tmp_path: Path) -> None:
+    app = ready(make)
+    config, three = cli_files(app, tmp_path, NUMBERS[:3])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("phone,1,2\nnot a number,Bo,5%\n,Cy,5%\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--config", str(config), "campaigns", "create", "autumn", "--template", "spring_sale",
+                               "--audience", str(three)]).exit_code == 0
+    refused = runner.invoke(cli, ["--config", str(config), "campaigns", "audience", "autumn", str(bad),
+                                  "--skip-invalid"])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.splitlines()[-1] == f"error: {bad}: no recipients in the file (2 bad lines skipped) -- " \
+                                              "the previous audience (3 recipients) is kept"
+    shown = runner.invoke(cli, ["--config", str(config), "campaigns", "show", "autumn", "--json"])
+    assert json.loads(shown.stdout)["recipients"] == 3
 
 
 def test_start_at_a_time_in_the_past_is_refused_not_sent_at_once(make, tmp_path: Path) -> None:

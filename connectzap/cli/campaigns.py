@@ -47,7 +47,7 @@ def _params(pairs: tuple[str, ...]) -> list[str] | dict[str, str]:
 
 
 def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
-          skip_invalid: bool) -> None:
+          skip_invalid: bool, *, creating: bool = False) -> None:
     from ..core.campaigns import BadAudience, format_of, read_file
     name = getattr(audience, "name", "-")
     try:
@@ -56,20 +56,35 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
                 for row in read_file(audience, fmt or format_of(name), app.secret, country):
                     bar.advance(1)
                     yield row
-            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid)
+            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid,
+                                                  refuse_empty=True)
     except BadAudience as exc:
-        raise CommandFailed(f"{name}: {exc}") from None
+        raise CommandFailed(f"{name}: {exc} -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
     if result.bad_count > SHOWN_BAD_LINES:
         click.echo(f"{name}: ... and {counted(result.bad_count - SHOWN_BAD_LINES, 'more bad line')}", err=True)
-    if not result.loaded:
-        raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}, no audience loaded; fix "
-                            f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)")
+    if not result.loaded and result.bad_count and not skip_invalid:
+        raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}; fix "
+                            f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
+                            f" -- {_kept(app, campaign_id, creating)}")
+    if not result.loaded:  # a header and nothing else, or nothing but bad lines skipped
+        raise CommandFailed(f"{name}: no recipients in the file"
+                            + (f" ({counted(result.bad_count, 'bad line')} skipped)" if result.bad_count else "")
+                            + f" -- {_kept(app, campaign_id, creating)}")
     click.echo(f"audience: {counted(result.added, 'recipient')}"
                + (f", {counted(result.duplicates, 'duplicate')} of an earlier line skipped" if result.duplicates
                   else "")
                + (f", {counted(result.bad_count, 'bad line')} skipped" if result.bad_count else ""))
+
+
+def _kept(app: Any, campaign_id: str, creating: bool) -> str:
+    """What a refused file leaves: a replacement audience takes the old one's place only once loaded whole."""
+    if creating:
+        return "no campaign was created"
+    recipients = app.campaigns.get(campaign_id).recipients
+    return f"the previous audience ({counted(recipients, 'recipient')}) is kept" if recipients else \
+        "no audience is loaded"
 
 
 def _field_map(pairs: tuple[str, ...]) -> list[str] | dict[str, str] | None:
@@ -143,7 +158,7 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
         raise click.BadParameter(str(exc), param_hint="--window") from None
     if audience is not None:
         try:
-            _load(app, made.id, audience, fmt, country, skip_invalid)
+            _load(app, made.id, audience, fmt, country, skip_invalid, creating=True)
         except BaseException:
             app.campaigns.discard(made.id)  # a create that failed leaves no empty draft of the name behind
             raise

@@ -83,7 +83,7 @@ class AudienceResult:
     bad: list[BadLine] = field(default_factory=list)
     bad_count: int = 0
     loaded: bool = True
-    """False when bad lines stopped the load (nothing was kept)."""
+    """False when bad lines (or, when refused, no recipient at all) stopped the load: nothing was kept."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
 
@@ -289,11 +289,13 @@ class Campaigns:
         return self.get(campaign_id)
 
     def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
-                      skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
+                      skip_invalid: bool = False, source: str | None = None,
+                      refuse_empty: bool = False) -> AudienceResult:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
         million lines take constant memory). A contact on several lines is kept once (its first).
         A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
-        the rows' source (re-raised). ``source``: the connector source the rows came from.
+        the rows' source (re-raised), and, with ``refuse_empty``, rows without a single recipient.
+        ``source``: the connector source the rows came from.
 
         An audience that replaces one is written aside (under :func:`.engine.staging_id`, which no
         campaign has) and takes the old one's place in one transaction once it is complete: a load
@@ -323,7 +325,7 @@ class Campaigns:
         except BaseException:
             self._clear(target)
             raise
-        if result.bad_count and not skip_invalid:
+        if (result.bad_count and not skip_invalid) or (refuse_empty and not result.added):
             self._clear(target)
             result.added = result.duplicates = 0
             result.loaded = False
