@@ -139,6 +139,18 @@ def test_cli_walk(make, tmp_path: Path) -> None:
     assert [(r["phone"], r["outcome"] in ("sent", "delivered")) for r in rows] == [
         ("+49*********00", True), ("+49*********01", True), ("+49*********02", False)]
     assert [c["name"] for c in json.loads(run("campaigns", "list", "--json"))] == ["autumn"]
+    # --json writes times as REST does (UTC as Z); results wrote admitted_at with +00:00
+    listed = json.loads(run("campaigns", "results", "autumn", "--json"))
+    shown = json.loads(run("campaigns", "show", "autumn", "--json"))
+
+    async def rest() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with serving(app) as client:
+            page = (await client.get("/v1/campaigns/autumn/results", headers=AUTH)).json()
+            return page["results"], (await client.get("/v1/campaigns/autumn", headers=AUTH)).json()
+
+    rest_results, rest_campaign = asyncio.run(rest())
+    assert listed == rest_results and all(r["admitted_at"].endswith("Z") for r in listed)
+    assert shown["started_at"] == rest_campaign["started_at"] and shown["started_at"].endswith("Z")
 
 
 def test_the_report_counts_rates_failures_refusals_replies_and_pricing(make, tmp_path: Path) -> None:

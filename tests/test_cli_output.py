@@ -45,7 +45,7 @@ def test_piped_tables_have_a_header_and_one_line_per_row():
 
 def test_json_has_iso_times_and_a_show_is_a_field_list():
     rows = json.loads(CliRunner().invoke(things, ["--json"]).stdout)
-    assert rows[1] == {"name": "b", "at": "2026-01-31T12:00:05+00:00", "n": 2, "gone": None}
+    assert rows[1] == {"name": "b", "at": "2026-01-31T12:00:05Z", "n": 2, "gone": None}
     shown = CliRunner().invoke(things, ["--one"]).stdout.splitlines()
     assert shown[0].split() == ["field", "value"] and shown[2].split() == ["when", "2026-01-31", "12:00:05"]
 

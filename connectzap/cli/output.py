@@ -11,7 +11,8 @@ progress bar for long work -- one helper each, for bundled and plugin commands a
         rows = [{"name": "a", "at": datetime.now(UTC)}]
         emit(rows, as_json, columns=[Column("name"), Column("when", "at")], empty="no things")
 
-JSON output is indented, keeps non-ASCII text, and writes times as ISO 8601. Tables go to
+JSON output is indented, keeps non-ASCII text, and writes times as ISO 8601 (UTC as ``Z``, as the
+REST API does). Tables go to
 stdout with a header row; on a terminal they are drawn with rich, and when piped each row stays
 on one line so ``grep`` and ``head`` work. Progress bars appear only when stderr is a terminal.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 __all__ = ["Column", "TimeParam", "emit", "emit_json", "json_option", "progress", "text", "track"]
 
@@ -73,11 +74,15 @@ def text(value: Any) -> str:
     return str(value)
 
 
+_TIME = TypeAdapter(datetime)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        # written as pydantic writes a model's times (REST, the --json of views): UTC as Z, not +00:00
+        return _TIME.dump_python(value if value.tzinfo else value.replace(tzinfo=UTC), mode="json")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (Decimal, Path)):
