@@ -114,6 +114,7 @@ class DatabaseTime:
     def __init__(self, app: Connectzap) -> None:
         self.on = False
         self.statements = self.commits = 0.0
+        self.by_kind: dict[str, float] = {}
         engine_ = app.db.engine
         event.listen(engine_, "before_cursor_execute", self._before)
         event.listen(engine_, "after_cursor_execute", self._after)
@@ -130,9 +131,29 @@ class DatabaseTime:
     def _before(self, conn: object, *_: object) -> None:
         conn.info["bench_started"] = time.perf_counter()  # type: ignore[attr-defined]
 
-    def _after(self, conn: object, *_: object) -> None:
+    def _after(self, conn: object, _cursor: object, statement: str, *_: object) -> None:
         if self.on:
-            self.statements += time.perf_counter() - conn.info["bench_started"]  # type: ignore[attr-defined]
+            spent = time.perf_counter() - conn.info["bench_started"]  # type: ignore[attr-defined]
+            self.statements += spent
+            kind = statement_kind(statement)
+            self.by_kind[kind] = self.by_kind.get(kind, 0.0) + spent
+
+    def top(self, n: int, recipients: int) -> str:
+        """The ``n`` kinds of statement that took longest, in µs a recipient."""
+        ranked = sorted(self.by_kind.items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"{kind} {1e6 * spent / recipients:.0f}" for kind, spent in ranked)
+
+
+def statement_kind(statement: str) -> str:
+    """A statement named by what it does and to which table: ``insert outbox``, ``select consents``."""
+    words = statement.split()
+    verb = words[0].lower() if words else "?"
+    marker = {"insert": "INTO", "update": None, "delete": "FROM", "select": "FROM"}.get(verb, "")
+    if marker is None:
+        table = words[1] if len(words) > 1 else "?"
+    else:
+        table = next((words[i + 1] for i, w in enumerate(words[:-1]) if w.upper() == marker), "?")
+    return f"{verb} {table.strip('()')}"
 
 
 def counted(run: Callable[[], int]) -> int:
@@ -223,6 +244,7 @@ def main() -> None:
             print(f"database   {waited.statements + waited.commits:7.1f} s of the admission's {elapsed:.1f} s "
                   f"waited on the database: statements {waited.statements:.1f} s, commits {waited.commits:.1f} s; "
                   f"{1e6 * (waited.statements + waited.commits) / n:.0f} µs a recipient")
+            print(f"           by statement, µs a recipient: {waited.top(6, n)}")
         app.close()
         drop_postgres_schema(app.settings.database_url)
 

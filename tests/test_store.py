@@ -15,6 +15,7 @@ from connectzap import Category, ConsentChange, Connectzap, Event, EventKind, Or
 from connectzap.core.channel import BaseChannel, OutboundSend
 from connectzap.core.plugins import pm
 from connectzap.core.store import outbox
+from connectzap.core.store.database import WAL_AUTOCHECKPOINT_PAGES
 from connectzap.core.store.schema import events, metadata
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
@@ -124,6 +125,7 @@ def test_sqlite_pragmas(make: Callable[..., Connectzap], backend: str) -> None:
         for conn in connections:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1  # erased data leaves no trace
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_AUTOCHECKPOINT_PAGES > 1000
 
 
 def test_journal_skips_duplicates_within_and_across_batches(app: Connectzap) -> None:
