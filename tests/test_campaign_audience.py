@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap.core.campaigns import BadAudience, BadLine, Recipient, read_file, read_items
+from connectzap.core.campaigns import BadAudience, BadLine, NoRecipients, Recipient, read_file, read_items
 from connectzap.core.campaigns.audience import format_of
 from connectzap.core.errors import ConflictError
 from connectzap.core.phones import contact_key
@@ -141,6 +141,26 @@ def test_a_replacement_audience_that_is_refused_leaves_the_audience_as_it_was(ap
     assert (replaced.loaded, replaced.added, replaced.duplicates) == (True, 1, 1)
     assert [r["phone"] for r in app.campaigns.results(made.id)] == ["+49*********02"]
 
+
+
+@pytest.mark.parametrize("replacement", ["phone,1\n", "phone,1\nbad,Di\n,Ed\n"])
+def test_an_audience_without_a_single_recipient_is_refused_and_the_previous_one_kept(app, replacement: str) -> None:
+    """Every caller (CLI, REST, console, a connector's source) replaced a campaign's audience with
+    nobody when the rows held no recipient; loading refuses it, whoever calls."""
+    seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
+    made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
+    first = "phone,1\n+4915112345600,Ana\n+4915112345601,Bo\n"
+    assert app.campaigns.load_audience(made.id, read_file(io.StringIO(first), "csv", app.secret)).added == 2
+    with pytest.raises(NoRecipients) as refused:
+        app.campaigns.load_audience(made.id, read_file(io.StringIO(replacement), "csv", app.secret),
+                                    skip_invalid=True)
+    assert refused.value.code == "no_recipients" and refused.value.result.added == 0
+    assert app.campaigns.get(made.id).recipients == 2
+    assert app.campaigns.kept_audience(made.id) == "the previous audience (2 recipients) is kept"
+    empty = app.campaigns.create("empty", {"name": "spring_sale", "language": "en"})
+    with pytest.raises(NoRecipients, match="^no recipients$"):
+        app.campaigns.load_audience(empty.id, iter([]))
+    assert app.campaigns.kept_audience(empty.id) == "no audience is loaded"
 
 def test_the_audience_cannot_change_once_the_campaign_runs(app) -> None:
     grant(app, NUMBERS[0])

@@ -21,6 +21,7 @@ from connectzap.connectors.hubspot.client import HubSpotClient
 from connectzap.connectors.hubspot.contacts import Contacts
 from connectzap.connectors.hubspot.fake import FakeHubSpot
 from connectzap.connectors.hubspot.settings import HubSpotSettings
+from connectzap.core.campaigns import NoRecipients
 from connectzap.core.connector import AudienceQuery
 from connectzap.core.context import EventContext
 from connectzap.core.errors import FatalDeliveryError, NotFoundError, PayloadError
@@ -89,11 +90,13 @@ def test_a_list_is_read_page_by_page_normalised_and_deduplicated(make, fake, mon
     assert preview.refused == {"no_consent": 3, "param_mismatch": 1}
 
 
-def test_an_empty_list_makes_an_empty_audience(make, fake) -> None:
+def test_an_empty_list_is_refused(make, fake) -> None:
+    """An empty list made an empty audience (0 recipients, loaded); it is refused as a file without a
+    single recipient is."""
     fake.add_list("5", [])
     app = engine(make, fake)
-    _campaign, result = load(app, "5")
-    assert (result.added, result.bad_count, result.loaded) == (0, 0, True)
+    with pytest.raises(NoRecipients, match="^no recipients$"):
+        load(app, "5")
 
 
 def test_a_missing_list_or_refused_token_creates_nothing(make, fake) -> None:
@@ -124,14 +127,20 @@ def test_a_failure_after_the_first_page_keeps_nothing_of_the_audience(make, fake
     assert app.campaigns.get(made.id).recipients == 0
 
 
-def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
-    contacts_in(fake)
-    app = engine(make, fake)
-    config = tmp_path / "cli.toml"
+def cli_config(app, fake: FakeHubSpot, folder: Path) -> Path:
+    """A config for the CLI on the engine's folder and database, with the stand-in's HubSpot."""
+    config = folder / "cli.toml"
     config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.settings.database_url}"\n'
                       f'[connectors.hubspot]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in
                                                           hubspot_config(fake.url, default_region="DE").items()
                                                           if not isinstance(v, dict)))
+    return config
+
+
+def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
+    contacts_in(fake)
+    app = engine(make, fake)
+    config = cli_config(app, fake, tmp_path)
     runner = CliRunner()
     made = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "winter", "--template", "winter_news",
                                "--from", "hubspot-list:77", "--param-from", "first_name=firstname"])
@@ -170,6 +179,51 @@ def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
 
     asyncio.run(rest())
     assert sorted(c.name for c in app.campaigns.listing()) == ["rest", "winter"]
+
+
+def test_a_list_without_a_reachable_contact_is_refused_and_the_audience_kept(make, fake, tmp_path: Path) -> None:
+    """`campaigns audience NAME --from hubspot-list:ID` of an empty list, or of one where nobody has
+    a usable number, replaced the campaign's audience with nobody (0 recipients, exit 0); REST's
+    PUT .../audience/source answered 200 and POST created a draft with nobody to send to."""
+    contacts_in(fake)
+    fake.add_list("8", [fake.add_contact({"firstname": "Nobody else"}, "108")])
+    fake.add_list("9", [])
+    app = engine(make, fake)
+    config = cli_config(app, fake, tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(cli, ["--config", str(config), "campaigns", *args])
+
+    assert run("create", "winter", "--template", "winter_news", "--from", "hubspot-list:77").exit_code == 0
+    for list_id, said in (("8", "no recipients (1 skipped: no phone number 1)"), ("9", "no recipients")):
+        refused = run("audience", "winter", "--from", f"hubspot-list:{list_id}")
+        assert refused.exit_code == 1, refused.output
+        assert refused.stderr.splitlines()[-1] == \
+            f"error: hubspot-list:{list_id}: {said} -- the previous audience (4 recipients) is kept"
+        assert app.campaigns.get(app.campaigns.resolve("winter")).recipients == 4
+        created = run("create", f"other{list_id}", "--template", "winter_news", "--from", f"hubspot-list:{list_id}")
+        assert created.exit_code == 1, created.output
+        assert created.stderr.splitlines()[-1] == f"error: hubspot-list:{list_id}: {said} -- no campaign was created"
+    assert [c.name for c in app.campaigns.listing()] == ["winter"]
+
+    async def rest() -> None:
+        async with serving(app) as client:
+            campaign = app.campaigns.resolve("winter")
+            kept = await client.put(f"/v1/campaigns/{campaign}/audience/source", headers=AUTH,
+                                    json={"source": "hubspot_list", "id": "8"})
+            assert kept.status_code == 422, kept.text
+            assert kept.json() == {"error": "no_recipients", "field": "audience",
+                                   "detail": "hubspot_list: no recipients (1 skipped: no phone number 1) -- the "
+                                             "previous audience (4 recipients) is kept"}
+            assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 4
+            created = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "rest", "template": TEMPLATE, "audience_source": {"source": "hubspot_list", "id": "9"}})
+            assert created.status_code == 422, created.text
+            assert created.json()["detail"] == "audience_source: no recipients -- no campaign was created"
+
+    asyncio.run(rest())
+    assert [c.name for c in app.campaigns.listing()] == ["winter"]
 
 
 def replay_finished(app, campaign: str) -> tuple[CampaignFinished, EventContext]:
@@ -309,7 +363,7 @@ def test_console_creates_a_campaign_from_a_list(make, fake) -> None:
                                      files={"audience": ("", b"", "text/csv")})
             assert made.status_code == 303, made.text
             shown = await client.get(made.headers["location"])
-            assert "4 recipients from hubspot-list:77, 1 duplicate(s) skipped, 2 skipped" in shown.text
+            assert "4 recipients from hubspot-list:77, 1 duplicate skipped, 2 skipped" in shown.text
 
     asyncio.run(walk())
     assert [c.recipients for c in app.campaigns.listing()] == [4]
@@ -439,3 +493,28 @@ def test_cassette_batch_create_of_timeline_notes() -> None:
     with replay().use_cassette("notes_batch_create_campaign.yaml") as cassette:
         asyncio.run(CampaignTimeline(client, 0).create(ended, batch, 1796119200000))
     assert cassette.all_played
+
+
+async def test_the_console_refuses_a_list_with_nobody_and_creates_nothing(make, fake) -> None:
+    """The console's New campaign from `hubspot-list:ID` with nobody reachable created a draft of 0
+    recipients (and said "0 recipients from ...")."""
+    from console_support import PASSWORD, USER, csrf_of, log_in
+    from test_console_routes import console
+
+    from connectzap.console.passwords import hash_password
+    fake.add_list("8", [fake.add_contact({"firstname": "Nobody"}, "108")])
+    app = make(api=SETTINGS["api"], console={"enabled": True},
+               connectors={**SETTINGS["connectors"], "hubspot": hubspot_config(fake.url, default_region="DE")})
+    seed_template(app, "winter_news", "Hi {{first_name}}, the winter collection is in", category="MARKETING",
+                  parameter_format="NAMED")
+    app.operators.add_user(USER, hash_password(PASSWORD))
+    async with console(app) as client:
+        await log_in(client)
+        page = await client.get("/console/campaigns")
+        answer = await client.post("/console/campaigns", data={
+            "csrf": csrf_of(page.text), "name": "winter", "template": "winter_news|en", "source": "hubspot-list:8"},
+            files={"audience": ("", b"", "application/octet-stream")})  # the form's empty file field
+        assert answer.status_code == 400, answer.text
+        assert 'id="error">hubspot-list:8: no recipients (1 skipped: no phone number 1), nothing was created.<' \
+            in answer.text
+    assert app.campaigns.listing() == []

@@ -100,6 +100,71 @@ def test_rest_audience_upload_as_csv_and_json_lines(make) -> None:
     asyncio.run(walk())
 
 
+@pytest.mark.parametrize(("text", "kind"), [("phone,1,2\n", "text/csv"), ("phone,1,2\n\n\n", "text/csv"),
+                                            ("", "application/x-ndjson"), ("\n\n", "application/x-ndjson")])
+def test_rest_an_audience_upload_without_recipients_is_refused_and_the_audience_kept(make, text: str,
+                                                                                     kind: str) -> None:
+    """PUT .../audience of a header-only CSV or empty JSON lines answered 200 {"loaded": true,
+    "added": 0} and the campaign's audience was gone."""
+    app = ready(make)
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            made = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "upload", "template": TEMPLATE,
+                "audience": [{"phone": n, "params": ["Ana", "5%"]} for n in NUMBERS[:3]]})
+            campaign = made.json()["campaign"]["id"]
+            refused = await client.put(f"/v1/campaigns/{campaign}/audience", content=text,
+                                       headers={**AUTH, "Content-Type": kind})
+            assert refused.status_code == 422, refused.text
+            assert refused.json() == {"error": "no_recipients", "field": "audience",
+                                      "detail": "audience: no recipients -- the previous audience (3 recipients) "
+                                                "is kept"}
+            skipped = await client.put(f"/v1/campaigns/{campaign}/audience?skip_invalid=true",
+                                       content="phone,1,2\n12,x,y\n", headers={**AUTH, "Content-Type": "text/csv"})
+            assert skipped.status_code == 422, skipped.text
+            assert skipped.json()["detail"] == "audience: no recipients (1 bad line skipped) -- the previous " \
+                                               "audience (3 recipients) is kept"
+            assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 3
+            assert len((await client.get(f"/v1/campaigns/{campaign}/results", headers=AUTH)).json()["results"]) == 3
+            bare = await client.post("/v1/campaigns", headers=AUTH, json={"name": "bare", "template": TEMPLATE})
+            nobody = await client.put(f"/v1/campaigns/{bare.json()['campaign']['id']}/audience", content=text,
+                                      headers={**AUTH, "Content-Type": kind})
+            assert nobody.status_code == 422 and nobody.json()["detail"].endswith(" -- no audience is loaded")
+
+    asyncio.run(walk())
+
+
+def test_rest_create_with_an_audience_without_recipients_creates_nothing(make) -> None:
+    """POST /v1/campaigns with "audience": [] (or only invalid recipients, skipped) created a draft
+    with nobody to send to; it is refused as PUT .../audience refuses such a file. Leaving the
+    audience out still creates a draft whose audience is uploaded later."""
+    app = ready(make)
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            empty = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "empty", "template": TEMPLATE, "audience": []})
+            assert empty.status_code == 422, empty.text
+            assert empty.json() == {"error": "no_recipients", "field": "audience",
+                                    "detail": "audience: no recipients -- no campaign was created"}
+            invalid = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "invalid", "template": TEMPLATE, "skip_invalid": True,
+                "audience": [{"phone": "12", "params": ["x", "y"]}, {"phone": "34", "params": ["x", "y"]}]})
+            assert invalid.status_code == 422, invalid.text
+            assert invalid.json()["detail"] == "audience: no recipients (2 bad lines skipped) -- no campaign was " \
+                                               "created"
+            assert (await client.get("/v1/campaigns", headers=AUTH)).json() == []
+            later = await client.post("/v1/campaigns", headers=AUTH, json={"name": "later", "template": TEMPLATE})
+            assert later.status_code == 201 and later.json()["audience"]["added"] == 0
+            again = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "empty", "template": TEMPLATE, "audience": [{"phone": NUMBERS[0], "params": ["Ana", "5%"]}]})
+            assert again.status_code == 201, again.text  # the refused create left no campaign of the name
+            assert [c["name"] for c in (await client.get("/v1/campaigns", headers=AUTH)).json()] == ["empty", "later"]
+
+    asyncio.run(walk())
+
+
 def cli_files(app, folder: Path, numbers: list[str]) -> tuple[Path, Path]:
     """A config for the CLI on the engine's own folder (its hash key) and database, and an audience
     file of ``numbers`` for spring_sale."""

@@ -146,13 +146,19 @@ def test_a_simulation_shows_the_batch_updates_and_sends_nothing(shop_app) -> Non
                                                           "value": "pending"}
 
 
-def test_cli_create_from_the_shop(shop_app, tmp_path: Path) -> None:
-    config = tmp_path / "cli.toml"
-    settings = shop_app.settings
+def cli_config(app, folder: Path) -> Path:
+    """A config for the CLI on the engine's folder and database, with the cassettes' shop."""
+    config = folder / "cli.toml"
+    settings = app.settings
     config.write_text(f'data_dir = "{settings.data_dir}"\n[database]\nurl = "{settings.database_url}"\n'
                       '[connectors.woocommerce.shops.main]\nurl = "https://shop.example.com"\n'
                       'webhook_secrets = ["s3cr3t-for-the-cli-0001"]\nconsumer_key = "ck_test"\n'
                       'consumer_secret = "cs_test"\n')
+    return config
+
+
+def test_cli_create_from_the_shop(shop_app, tmp_path: Path) -> None:
+    config = cli_config(shop_app, tmp_path)
     with wc_vcr.use_cassette("orders_audience_two_pages.yaml"):
         made = CliRunner().invoke(cli, ["--config", str(config), "campaigns", "create", "winter", "--template",
                                         "winter_news", "--from", "woocommerce:since=2026-11-01,min_total=50",
@@ -161,3 +167,19 @@ def test_cli_create_from_the_shop(shop_app, tmp_path: Path) -> None:
     assert "audience from woocommerce:since=2026-11-01,min_total=50: 2 recipients, 1 duplicate of an earlier " \
            "record" in made.output
     assert "1 skipped (no phone number 1)" in made.output
+
+
+def test_cli_a_selection_of_nobody_is_refused_and_the_audience_kept(shop_app, tmp_path: Path) -> None:
+    """`campaigns audience NAME --from woocommerce:...` that no customer meets replaced the audience
+    with nobody (0 recipients, exit 0)."""
+    config = cli_config(shop_app, tmp_path)
+    with wc_vcr.use_cassette("orders_audience_two_pages.yaml"):
+        campaign, _ = load(shop_app)
+    nobody = "woocommerce:since=2026-11-01,min_total=100000"
+    with wc_vcr.use_cassette("orders_audience_two_pages.yaml"):
+        refused = CliRunner().invoke(cli, ["--config", str(config), "campaigns", "audience", "winter",
+                                           "--from", nobody])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.splitlines()[-1] == f"error: {nobody}: no recipients -- the previous audience " \
+                                              "(2 recipients) is kept"
+    assert [r["phone"] for r in shop_app.campaigns.results(campaign)] == ["+49*********02", "+49*********01"]

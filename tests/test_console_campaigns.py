@@ -78,7 +78,6 @@ async def test_every_campaign_page_needs_a_login_and_every_action_its_csrf_token
         assert forged.status_code == 403 and "out of date" in forged.text and stored(app) == (1, 0)
         plain = await client.post("/console/campaigns", data={"name": "x", "template": "spring_sale|en"})
         assert plain.status_code == 403 and stored(app) == (1, 0)
-        app.campaigns.load_audience(made.id, iter([]))
         for what in ("start", "pause", "resume", "cancel"):
             for csrf in ({"csrf": "f" * 64}, {}):
                 answer = await client.post(f"/console/campaigns/{made.id}/{what}", data=csrf)
@@ -96,7 +95,7 @@ async def test_an_upload_with_a_bad_line_names_it_and_keeps_nothing(shop):
         assert answer.status_code == 400
         shown = answer.text
         assert "line 5: invalid phone number" in shown and "line 6: a parameter is empty" in shown
-        assert "2 bad line(s), nothing was created" in shown
+        assert "2 bad lines, nothing was created; fix them" in shown
         assert stored(app) == (0, 0)
         jsonl = await create(client, '{"phone": "+4915112345600"}\n{"phone": 7, "nope": 1}\n', filename="l.jsonl")
         assert jsonl.status_code == 400 and "line 2: unknown field(s): nope" in jsonl.text
@@ -106,7 +105,7 @@ async def test_an_upload_with_a_bad_line_names_it_and_keeps_nothing(shop):
         # the other lines, when asked for
         skipped = await create(client, bad, skip_invalid="on")
         assert skipped.status_code == 303
-        assert "3 recipients, 2 bad line(s) skipped" in (await client.get(skipped.headers["location"])).text
+        assert "3 recipients, 2 bad lines skipped" in (await client.get(skipped.headers["location"])).text
     assert stored(app) == (1, 3)
 
 
@@ -215,7 +214,7 @@ async def test_a_new_audience_with_a_bad_line_leaves_the_old_one_and_a_started_c
         assert [r["phone"] for r in app.campaigns.results(campaign_id)] == ["+49*********00", "+49*********01",
                                                                            "+49*********02"]
         good = await replace("phone,1,2\n" + f"{NUMBERS[5]},Di,30%\n")
-        assert "new audience: 1 recipients" in (await client.get(good.headers["location"])).text
+        assert ">new audience: 1 recipient<" in (await client.get(good.headers["location"])).text
         assert [r["phone"] for r in app.campaigns.results(campaign_id)] == ["+49*********05"]
         app.campaigns.start(campaign_id)
         assert 'id="audience"' not in (await client.get(path)).text
@@ -223,7 +222,52 @@ async def test_a_new_audience_with_a_bad_line_leaves_the_old_one_and_a_started_c
         assert "its audience can only change while it is a draft or scheduled" in (
             await client.get(late.headers["location"])).text
         assert stored(app) == (1, 1)
-    assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "campaign_audience"] == ["1 recipients"]
+    assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "campaign_audience"] == ["1 recipient"]
+
+
+@pytest.mark.parametrize(("text", "filename"), [("phone,1,2\n", "new.csv"), ("phone,1,2\n\n", "new.csv"),
+                                                ("", "new.jsonl"), ("\n", "new.jsonl")])
+async def test_an_audience_file_without_recipients_is_refused_and_keeps_the_audience(shop, text, filename):
+    """A header-only file replaced the audience with nobody ("new audience: 0 recipients"), and
+    created a draft with nobody to send to."""
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        made = await create(client, AUDIENCE)
+        path = made.headers["location"].split("?")[0]
+        token = csrf_of((await client.get(path)).text)
+        refused = await client.post(f"{path}/audience", data={"csrf": token},
+                                    files={"audience": (filename, text.encode(), "text/csv")})
+        assert refused.status_code == 400
+        assert f'id="error">{filename}: no recipients in the file, the audience is unchanged.<' in refused.text
+        assert stored(app) == (1, 3)
+        created = await create(client, text, filename=filename, name="winter")
+        assert created.status_code == 400
+        assert f'id="error">{filename}: no recipients in the file, nothing was created.<' in created.text
+        skipped = await create(client, "phone,1,2\n12,Di,30%\n", name="winter", skip_invalid="on")
+        assert skipped.status_code == 400
+        assert "list.csv: no recipients in the file (1 bad line skipped), nothing was created." in skipped.text
+        assert stored(app) == (1, 3)
+    assert [a["action"] for a in app.operators.audit_log() if a["action"].startswith("campaign")] == \
+        ["campaign_create"]
+
+
+async def test_the_console_counts_agree_in_number(shop):
+    """It said "1 bad line(s)", "1 duplicate(s) skipped" and "1 recipients"."""
+    app = shop
+    async with console(app) as client:
+        await log_in(client)
+        one_bad = await create(client, AUDIENCE + "12,Di,30%\n")
+        assert one_bad.status_code == 400
+        assert "list.csv: 1 bad line, nothing was created; fix it (or tick" in one_bad.text
+        made = await create(client, AUDIENCE + f"{NUMBERS[0]},Di,30%\n" + "12,Di,30%\n", skip_invalid="on")
+        page = (await client.get(made.headers["location"])).text
+        assert 'id="done">created autumn: 3 recipients, 1 duplicate skipped, 1 bad line skipped<' in page
+        path = made.headers["location"].split("?")[0]
+        replaced = await client.post(f"{path}/audience", data={"csrf": csrf_of(page)},
+                                     files={"audience": ("one.csv", f"phone,1,2\n{NUMBERS[5]},Di,30%\n".encode(),
+                                                         "text/csv")})
+        assert 'id="done">new audience: 1 recipient<' in (await client.get(replaced.headers["location"])).text
 
 
 async def test_an_audience_may_be_larger_than_other_requests_up_to_its_own_limit(make):

@@ -48,7 +48,7 @@ def _params(pairs: tuple[str, ...]) -> list[str] | dict[str, str]:
 
 def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
           skip_invalid: bool, *, creating: bool = False) -> None:
-    from ..core.campaigns import BadAudience, format_of, read_file
+    from ..core.campaigns import BadAudience, NoRecipients, format_of, read_file
     name = getattr(audience, "name", "-")
     try:
         with progress("loading", None) as bar:
@@ -56,22 +56,22 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
                 for row in read_file(audience, fmt or format_of(name), app.secret, country):
                     bar.advance(1)
                     yield row
-            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid,
-                                                  refuse_empty=True)
+            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid)
     except BadAudience as exc:
         raise CommandFailed(f"{name}: {exc} -- {_kept(app, campaign_id, creating)}") from None
+    except NoRecipients as exc:  # a header and nothing else, or nothing but bad lines skipped
+        raise CommandFailed(f"{name}: no recipients in the file"
+                            + (f" ({counted(exc.result.bad_count, 'bad line')} skipped)" if exc.result.bad_count
+                               else "")
+                            + f" -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
     if result.bad_count > SHOWN_BAD_LINES:
         click.echo(f"{name}: ... and {counted(result.bad_count - SHOWN_BAD_LINES, 'more bad line')}", err=True)
-    if not result.loaded and result.bad_count and not skip_invalid:
+    if not result.loaded:
         raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}; fix "
                             f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
                             f" -- {_kept(app, campaign_id, creating)}")
-    if not result.loaded:  # a header and nothing else, or nothing but bad lines skipped
-        raise CommandFailed(f"{name}: no recipients in the file"
-                            + (f" ({counted(result.bad_count, 'bad line')} skipped)" if result.bad_count else "")
-                            + f" -- {_kept(app, campaign_id, creating)}")
     click.echo(f"audience: {counted(result.added, 'recipient')}"
                + (f", {counted(result.duplicates, 'duplicate')} of an earlier line skipped" if result.duplicates
                   else "")
@@ -82,9 +82,8 @@ def _kept(app: Any, campaign_id: str, creating: bool) -> str:
     """What a refused file leaves: a replacement audience takes the old one's place only once loaded whole."""
     if creating:
         return "no campaign was created"
-    recipients = app.campaigns.get(campaign_id).recipients
-    return f"the previous audience ({counted(recipients, 'recipient')}) is kept" if recipients else \
-        "no audience is loaded"
+    kept: str = app.campaigns.kept_audience(campaign_id)
+    return kept
 
 
 def _field_map(pairs: tuple[str, ...]) -> list[str] | dict[str, str] | None:
@@ -98,8 +97,12 @@ def _open_source(app: Any, spec: str, field_map: tuple[str, ...], country: str |
     return app.campaigns.open_source(source, options, _field_map(field_map), country)
 
 
-def _load_source(app: Any, campaign_id: str, opened: Any, spec: str) -> None:
-    result = app.campaigns.load_source(campaign_id, opened)
+def _load_source(app: Any, campaign_id: str, opened: Any, spec: str, *, creating: bool = False) -> None:
+    from ..core.campaigns import NoRecipients
+    try:
+        result = app.campaigns.load_source(campaign_id, opened)
+    except NoRecipients as exc:  # an empty list, or no record with a usable number
+        raise CommandFailed(f"{spec}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
     skipped = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
@@ -164,7 +167,7 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
             raise
     if opened is not None and from_source:
         try:
-            _load_source(app, made.id, opened, from_source)
+            _load_source(app, made.id, opened, from_source, creating=True)
         except BaseException:
             app.campaigns.discard(made.id)
             raise

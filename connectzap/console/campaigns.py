@@ -17,11 +17,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap
-from ..core.campaigns import Action, BadAudience, BadLine, State, format_of, read_file, report_csv, results_csv
+from ..core.campaigns import (Action, BadAudience, BadLine, NoRecipients, State, format_of, read_file, report_csv,
+                              results_csv)
 from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
 from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
 from ..core.errors import ConnectzapError, NotFoundError
+from ..core.wording import counted, plural
 from ..core.templates import expectation
 from . import sessions
 from .pages import _address, _engine, _see, action, page, router, upload_action
@@ -89,11 +91,13 @@ def _text(stream: BinaryIO) -> io.TextIOWrapper:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str, country: str | None) -> tuple[list[BadLine], int]:
-    """The audience's bad lines (the first shown ones) and how many, read with the loader the CLI uses,
-    before anything is created: a file with a bad line leaves no campaign behind."""
+def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str,
+               country: str | None) -> tuple[list[BadLine], int, int]:
+    """The audience's bad lines (the first shown ones), how many, and how many good ones, read with
+    the loader the CLI uses before anything is created: a file with a bad line, or without a single
+    recipient, leaves no campaign behind."""
     shown: list[BadLine] = []
-    count = 0
+    count = good = 0
     text = _text(upload.file)
     try:
         for row in read_file(text, fmt, engine.secret, country):
@@ -101,10 +105,12 @@ def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str, country: str | 
                 count += 1
                 if len(shown) < SHOWN_BAD_LINES:
                     shown.append(row)
+            else:
+                good += 1
     finally:
         text.detach()
     upload.file.seek(0)
-    return shown, count
+    return shown, count, good
 
 
 def create(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],
@@ -160,7 +166,11 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
                                        marketing_api=choice)
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
-    said = _load(engine, made.id, upload, country, skip)
+    try:
+        said = _load(engine, made.id, upload, country, skip)
+    except ConnectzapError as exc:  # checked above; the file is read again, so say it rather than crash
+        engine.campaigns.discard(made.id)
+        return again(exc.message)
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
 
@@ -190,10 +200,10 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
         loaded = engine.campaigns.load_source(made.id, opened)
     except ConnectzapError as exc:
         engine.campaigns.discard(made.id)
-        return again(f"{spec}: {exc.message}")
+        return again(f"{spec}: {exc.message}" + (", nothing was created." if isinstance(exc, NoRecipients) else ""))
     skipped = ", ".join(f"{reason} {n}" for reason, n in loaded.skipped.most_common())
-    said = f"{loaded.added} recipients from {spec}" \
-        + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
+    said = f"{counted(loaded.added, 'recipient')} from {spec}" \
+        + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
         + (f", {loaded.bad_count} skipped ({skipped})" if loaded.bad_count else "")
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
@@ -204,12 +214,15 @@ def _check_upload(engine: Connectzap, upload: UploadFile, country: str | None, s
     """Why the uploaded audience cannot be loaded (the message, the bad lines shown, how many), or None."""
     name = upload.filename or "the audience"
     try:
-        bad, bad_count = _bad_lines(engine, upload, format_of(name), country)
+        bad, bad_count, good = _bad_lines(engine, upload, format_of(name), country)
     except (BadAudience, UnicodeDecodeError) as exc:
         return f"{name}: {exc}", [], 0
     if bad_count and not skip:
-        return (f"{name}: {bad_count} bad line(s), {kept}; fix them (or tick “load the other lines”).", bad,
-                bad_count)
+        return (f"{name}: {counted(bad_count, 'bad line')}, {kept}; fix {plural(bad_count, 'it', 'them')} "
+                "(or tick “load the other lines”).", bad, bad_count)
+    if not good:
+        skipped = f" ({counted(bad_count, 'bad line')} skipped)" if bad_count else ""
+        return f"{name}: no recipients in the file{skipped}, {kept}.", bad, bad_count
     return None
 
 
@@ -221,8 +234,9 @@ def _load(engine: Connectzap, campaign_id: str, upload: UploadFile, country: str
             campaign_id, read_file(text, format_of(upload.filename or ""), engine.secret, country), skip_invalid=skip)
     finally:
         text.detach()
-    return f"{loaded.added} recipients" + (f", {loaded.duplicates} duplicate(s) skipped" if loaded.duplicates else "") \
-        + (f", {loaded.bad_count} bad line(s) skipped" if loaded.bad_count else "")
+    return counted(loaded.added, "recipient") \
+        + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
+        + (f", {counted(loaded.bad_count, 'bad line')} skipped" if loaded.bad_count else "")
 
 
 def replace_audience(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],

@@ -28,6 +28,7 @@ from ..store import bulk
 from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
+from ..wording import counted
 from . import engine, send_window, sources
 from . import marketing_api as mm_api
 from .audience import BadLine, Recipient
@@ -76,6 +77,20 @@ class CampaignView(BaseModel):
         return self.model_dump(mode="json")
 
 
+class NoRecipients(PayloadError):
+    """The audience has not a single recipient: refused, the campaign's audience left as it was.
+    ``result`` counts what was skipped on the way (bad lines, records without a number)."""
+
+    code = "no_recipients"
+
+    def __init__(self, result: AudienceResult, *, records: bool = False) -> None:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
+        skipped = "" if not result.bad_count else f" ({result.bad_count} skipped: {reasons})" if records else \
+            f" ({counted(result.bad_count, 'bad line')} skipped)"
+        super().__init__(f"no recipients{skipped}", field="audience")
+        self.result = result
+
+
 @dataclass
 class AudienceResult:
     added: int = 0
@@ -83,7 +98,7 @@ class AudienceResult:
     bad: list[BadLine] = field(default_factory=list)
     bad_count: int = 0
     loaded: bool = True
-    """False when bad lines (or, when refused, no recipient at all) stopped the load: nothing was kept."""
+    """False when bad lines stopped the load: nothing was kept."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
 
@@ -289,13 +304,13 @@ class Campaigns:
         return self.get(campaign_id)
 
     def load_audience(self, campaign_id: str, rows: Iterable[Recipient | BadLine], *,
-                      skip_invalid: bool = False, source: str | None = None,
-                      refuse_empty: bool = False) -> AudienceResult:
+                      skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
         million lines take constant memory). A contact on several lines is kept once (its first).
         A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
-        the rows' source (re-raised), and, with ``refuse_empty``, rows without a single recipient.
-        ``source``: the connector source the rows came from.
+        the rows' source (re-raised). Rows without a single recipient (a header only, nothing but
+        skipped bad lines or records) raise :class:`NoRecipients`: an audience of nobody is never
+        loaded. ``source``: the connector source the rows came from.
 
         An audience that replaces one is written aside (under :func:`.engine.staging_id`, which no
         campaign has) and takes the old one's place in one transaction once it is complete: a load
@@ -325,13 +340,22 @@ class Campaigns:
         except BaseException:
             self._clear(target)
             raise
-        if (result.bad_count and not skip_invalid) or (refuse_empty and not result.added):
+        if result.bad_count and not skip_invalid:
             self._clear(target)
             result.added = result.duplicates = 0
             result.loaded = False
+        elif not result.added:
+            self._clear(target)
+            raise NoRecipients(result, records=source is not None)
         elif replacing:
             self._replace(campaign_id, target, source)
         return result
+
+    def kept_audience(self, campaign_id: str) -> str:
+        """What a refused replacement leaves, in words (a new audience takes the old one's place only
+        once loaded whole): ``the previous audience (3 recipients) is kept``."""
+        count = self.get(campaign_id).recipients
+        return f"the previous audience ({counted(count, 'recipient')}) is kept" if count else "no audience is loaded"
 
     def _replace(self, campaign_id: str, staged: str, source: str | None) -> None:
         """The staged audience in place of the campaign's, if it may still change (not started meanwhile)."""

@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, Preview, read_file,
-                         read_items, report_csv, results_csv)
+from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, NoRecipients, Preview,
+                         read_file, read_items, report_csv, results_csv)
 from ..campaigns.marketing_api import MarketingApi
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
@@ -155,18 +155,30 @@ class ResultPage(BaseModel):
     next_cursor: int | None = Field(None, description="Pass as `after` for the next page; null at the end.")
 
 
+NO_RECIPIENTS = (422, "Invalid input, or an audience without a single recipient (`no_recipients`: the audience "
+                      "is left as it was, no campaign is created)")
+
+
+def _refused(exc: NoRecipients, what: str, kept: str) -> PayloadError:
+    """The refusal of an audience without a single recipient, saying what the campaign keeps."""
+    return PayloadError(f"{what}: {exc.message} -- {kept}", code=exc.code, field=exc.field)
+
+
 def _resolve(app: Any, ref: str) -> str:
     resolved: str = app.campaigns.resolve(ref)
     return resolved
 
 
 @router.post("", status_code=201, response_model=CreatedCampaign, summary="Create a draft campaign with its audience",
-             responses=_errors((415, "Body is not application/json")))
+             responses=_errors((415, "Body is not application/json"), NO_RECIPIENTS))
 def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
     """A draft: nothing is sent until it is started. Invalid recipients are listed with their index
     (from 1) and why; unless ``skip_invalid``, none of the audience is kept then. With
     ``audience_source`` the records come from a connector (those without a usable number are skipped
-    and counted); if the source fails (no such list, refused credentials), no campaign is created."""
+    and counted); if the source fails (no such list, refused credentials), no campaign is created.
+    An audience given without a single recipient (``[]``, only invalid ones skipped, a source with
+    nobody to send to) is refused with ``no_recipients`` and no campaign is created; leave
+    ``audience`` out to create a draft and upload its audience later."""
     if body.audience and body.audience_source:
         raise PayloadError("give `audience` or `audience_source`, not both", field="audience_source")
     opened = _open(app, body.audience_source) if body.audience_source else None
@@ -181,40 +193,51 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
         if isinstance(exc, PayloadError):  # e.g. marketing_api use where the account has no such API
             raise
         raise PayloadError(str(exc), field="window") from None
-    if opened is not None:
-        try:
+    given = opened is not None or "audience" in body.model_fields_set
+    try:
+        if opened is not None:
             loaded = app.campaigns.load_source(made.id, opened)
-        except BaseException:
-            app.campaigns.discard(made.id)
-            raise
-    else:
-        rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
-        loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
+        elif given:
+            rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
+            loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
+        else:  # no audience yet: a draft whose audience is uploaded later (PUT .../audience)
+            loaded = AudienceResult()
+    except BaseException as exc:
+        app.campaigns.discard(made.id)
+        if isinstance(exc, NoRecipients):
+            raise _refused(exc, "audience_source" if opened is not None else "audience",
+                           "no campaign was created") from None
+        raise
     return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
 
 
 @router.put("/{campaign}/audience/source", response_model=AudienceOut,
             summary="Replace the audience with the records of a connector's source",
             responses=_errors((409, "The campaign is no longer a draft or scheduled"),
-                              (415, "Body is not application/json")))
+                              (415, "Body is not application/json"), NO_RECIPIENTS))
 def put_audience_source(app: Engine, campaign: CampaignRef, body: AudienceSource) -> AudienceOut:
     """E.g. ``{"source": "hubspot_list", "id": "123", "params_from": {"first_name": "firstname"}}``.
-    The source is read first: when it fails (no such list, refused credentials) the audience is
-    left as it was."""
+    The source is read first: when it fails (no such list, refused credentials) or gives nobody to
+    send to (``no_recipients``), the audience is left as it was."""
     campaign_id = _resolve(app, campaign)
-    return AudienceOut.of(app.campaigns.load_source(campaign_id, _open(app, body)))
+    try:
+        return AudienceOut.of(app.campaigns.load_source(campaign_id, _open(app, body)))
+    except NoRecipients as exc:
+        raise _refused(exc, body.source, app.campaigns.kept_audience(campaign_id)) from None
 
 
 @router.put("/{campaign}/audience", response_model=AudienceOut, summary="Replace the audience with an uploaded file",
             openapi_extra={"requestBody": {"required": True, "content": {
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}},
             responses=_errors((409, "The campaign is no longer a draft or scheduled"),
-                              (415, "Body is not text/csv or application/x-ndjson")))
+                              (415, "Body is not text/csv or application/x-ndjson"), NO_RECIPIENTS))
 async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
                        country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
                        skip_invalid: bool = False) -> AudienceOut:
     """A CSV file (``phone``, optional ``country``, one column per body parameter) or JSON lines
-    (``{"phone": ..., "country": ..., "params": ...}``), checked line by line."""
+    (``{"phone": ..., "country": ..., "params": ...}``), checked line by line. A file without a
+    single recipient (a header only, only invalid lines skipped) is refused with ``no_recipients``
+    and the audience is left as it was."""
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     fmt = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}.get(kind)
     if fmt is None:
@@ -229,6 +252,8 @@ async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
                                                skip_invalid=skip_invalid)
         except (BadAudience, UnicodeDecodeError) as exc:
             raise PayloadError(f"audience: {exc}") from None
+        except NoRecipients as exc:
+            raise _refused(exc, "audience", app.campaigns.kept_audience(campaign_id)) from None
 
     return AudienceOut.of(await run_in_threadpool(load))
 
