@@ -177,7 +177,7 @@ def test_consent_import_names_bad_rows_and_export_has_no_numbers(config: Path, t
     assert ok(run(config, "consent", "export")).strip().splitlines()[1:] == []
     result = run(config, "consent", "import", str(csv_file), "--country", "DE", "--skip-invalid")
     assert result.exit_code == 0
-    assert result.stdout.strip() == "imported 2, already recorded 0, skipped 2 bad line(s)"
+    assert result.stdout.strip() == "imported 2, already recorded 0, skipped 2 bad lines"
     exported = ok(run(config, "consent", "export"))
     rows = exported.strip().splitlines()
     assert rows[0].startswith("contact_key,hash_key_id,category,granted") and len(rows) == 3

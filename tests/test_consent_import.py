@@ -77,7 +77,7 @@ def test_bad_rows_are_named_by_line_and_a_bad_file_changes_nothing(config: Path,
     lines = done.stderr.splitlines()
     assert [line.split(": ")[1] for line in lines[:-1]] == [f"line {n}" for n in range(3, 10)]
     assert "granted 'maybe' is not true or false" in lines[0] and "granted '' is not" in lines[1]
-    assert lines[-1] == f"error: {source}: 7 bad line(s), nothing imported; fix them " \
+    assert lines[-1] == f"error: {source}: 7 bad lines, nothing imported; fix them " \
                         "(or import the other rows with --skip-invalid)"
     assert "+49" not in done.stderr  # the bad lines name the line, not the number
     assert history(config, ANA) == [] and history(config, BEN) == []  # not even the good row
@@ -85,9 +85,26 @@ def test_bad_rows_are_named_by_line_and_a_bad_file_changes_nothing(config: Path,
 
     kept = cz(config, "consent", "import", "--skip-invalid", str(source))
     assert kept.returncode == 0, kept.stderr
-    assert kept.stdout.strip() == "imported 1, already recorded 0, skipped 7 bad line(s)"
+    assert kept.stdout.strip() == "imported 1, already recorded 0, skipped 7 bad lines"
     assert [(r["category"], r["granted"]) for r in history(config, ANA)] == [("marketing", True)]
     assert history(config, BEN) == []  # 'maybe' was never read as a revocation
+
+
+def test_one_bad_line_is_counted_as_one(config: Path, tmp_path: Path):
+    source = tmp_path / "one-bad.csv"
+    source.write_text(HEADER + f"{ANA},marketing,true,shop,box,\n" + f"{BEN},marketing,perhaps,shop,box,\n")
+    refused = cz(config, "consent", "import", str(source))
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1].startswith(f"error: {source}: 1 bad line, nothing imported;")
+    kept = cz(config, "consent", "import", "--skip-invalid", str(source))
+    assert kept.stdout.strip() == "imported 1, already recorded 0, skipped 1 bad line"
+
+
+def test_one_bad_line_beyond_the_first_twenty_is_one_more(config: Path, tmp_path: Path):
+    source = tmp_path / "bad.csv"
+    source.write_text(HEADER + "".join(f"{ANA},marketing,perhaps,shop,box,\n" for _ in range(21)))
+    lines = cz(config, "consent", "import", str(source)).stderr.splitlines()
+    assert lines[20] == f"{source}: ... and 1 more bad line" and "21 bad lines," in lines[21]
 
 
 def test_many_bad_lines_are_counted_after_the_first_twenty(config: Path, tmp_path: Path):
@@ -97,7 +114,7 @@ def test_many_bad_lines_are_counted_after_the_first_twenty(config: Path, tmp_pat
     lines = done.stderr.splitlines()
     assert done.returncode == 1 and len(lines) == 22
     assert lines[19].startswith(f"{source}: line 21: ") and lines[20] == f"{source}: ... and 5 more bad lines"
-    assert "25 bad line(s)" in lines[21]
+    assert "25 bad lines," in lines[21]
 
 
 @pytest.mark.parametrize("header", ["phone,category\n", "phone,category,granted,proff\n", ""])

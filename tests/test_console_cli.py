@@ -57,7 +57,7 @@ def test_events_retry_by_target_and_resume(shop):
     assert run(config, "events", "retry", "--target", "lead_welcome").output.strip().startswith("nothing to retry")
     assert [d.event_id for d in app.dead_letters()] == [ids["dead"]]
     done = run(config, "events", "retry", "--target", "order_notifications")
-    assert done.output.strip() == "requeued 1 deliveries" and app.dead_letters() == []
+    assert done.output.strip() == "requeued 1 delivery" and app.dead_letters() == []
     assert run(config, "resume").output.strip() == f"sending resumed (it was paused: {PAUSE_REASON})"
     assert app.paused() is None
     assert run(config, "resume").output.strip() == "sending is not paused"

@@ -101,7 +101,7 @@ async def test_create_submits_to_the_sandbox_as_the_cli_does_and_is_audited(shop
 @pytest.mark.parametrize(("change", "field", "says"), [
     ({"name": "Spring Sale"}, "name", "lowercase letters"),
     ({"language": "english"}, "language", "language code"),
-    ({"body_examples": "Ana"}, "body_examples", "give 2 example value(s)"),
+    ({"body_examples": "Ana"}, "body_examples", "give 2 example values"),
     ({"body": "{{1}} off for {{2}} today"}, "body", "cannot start or end the body"),
     ({"footer": "Bye {{1}}"}, "footer", "takes no parameters"),
     ({"header": "A {{1}} and {{2}}"}, "header", "at most one parameter"),
@@ -133,13 +133,13 @@ async def test_sync_copies_the_sandbox_into_the_cache_and_filters_narrow_the_lis
         spanish = (await client.get("/console/templates?language=es&category=MARKETING")).text
         none = (await client.get("/console/templates?category=AUTHENTICATION")).text
         unknown = await post(client, "/console/templates/sync", account="elsewhere")
-    assert "synced 1 template(s) from the sandbox" in page
+    assert "synced 1 template from the sandbox" in page
     assert set(rows_of(page)) == {"order_confirmation:en", "winter_sale:es@sandbox"}
     assert set(rows_of(pending)) == set(rows_of(spanish)) == {"winter_sale:es@sandbox"}
     assert rows_of(none) == {} and "No cached template matches these filters." in none
     assert unknown.status_code == 303 and "choose+one+of+sandbox" in unknown.headers["location"]
     assert [a["detail"] for a in actions(shop, "templates_sync")] == [
-        "failed: account: choose one of sandbox", "synced 1 template(s) from the sandbox"]
+        "failed: account: choose one of sandbox", "synced 1 template from the sandbox"]
 
 
 async def test_a_test_send_goes_through_the_gate_and_links_the_message(shop):
@@ -211,7 +211,7 @@ async def test_live_sync_and_create_go_to_the_business_account(make, graph):
         page = (await client.get(synced.headers["location"])).text
         red = (await client.get("/console/templates?quality=RED&account=waba1")).text
         created = await post(client, "/console/templates/create", do="create", **SPRING)
-    assert "synced 2 template(s) from the business account" in page
+    assert "synced 2 templates from the business account" in page
     rows = rows_of(page)
     assert {"order_confirmation:en@waba1", "welcome:de@waba1"} <= set(rows)
     assert '<td class="quality-green" data-quality>GREEN</td>' in rows["order_confirmation:en@waba1"]

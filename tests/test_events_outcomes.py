@@ -197,4 +197,35 @@ def test_cli_events_list_show_dead_and_retry(story):
 
     letters = json.loads(cli(app, "events", "dead", "--json").stdout)
     assert [(d["event_id"], d["target"]) for d in letters] == [(ids["dead"], "order_notifications")]
-    assert cli(app, "events", "retry", str(ids["dead"])).stdout.strip() == "requeued 1 deliveries"
+    assert cli(app, "events", "retry", str(ids["dead"])).stdout.strip() == "requeued 1 delivery"
+
+
+# --- counts in outcomes agree in number ----------------------------------------------------------
+
+@pytest.mark.parametrize(("status", "attempts", "extra", "said"), [
+    ("dead", 1, {}, "dead letter after 1 attempt: boom"),
+    ("dead", 2, {}, "dead letter after 2 attempts: boom"),
+    ("pending", 1, {}, "failed 1 time, next try soon: boom"),
+    ("pending", 2, {}, "failed 2 times, next try soon: boom"),
+    ("done", 1, {"released": 1}, "1 message waiting for the template judged again"),
+    ("done", 1, {"released": 2}, "2 messages waiting for the template judged again"),
+    ("done", 1, {"cancelled": 1}, "cancelled 1 scheduled message"),
+    ("done", 1, {"cancelled": 2}, "cancelled 2 scheduled messages"),
+])
+def test_delivery_outcomes_count_in_words(status, attempts, extra, said):
+    from datetime import UTC, datetime
+
+    from connectzap.core.outcomes import _delivery_outcome
+    from connectzap.core.views import DeliveryView
+    view = DeliveryView(target="core", role="core", status=status, outcome="", attempts=attempts, last_error="boom",
+                        updated_at=datetime.now(UTC))
+    assert _delivery_outcome(view, extra) == said
+
+
+@pytest.mark.parametrize(("minutes", "said"), [(1, "after 1 minute?"), (2, "after 2 minutes?")])
+def test_a_fallback_check_counts_its_minutes_in_words(minutes, said):
+    from connectzap.core.models import FallbackDue
+    from connectzap.core.outcomes import _subject
+    check = Event.of(EventKind.FALLBACK_DUE, FallbackDue(message_id="m1", minutes=minutes), source="connectzap",
+                     dedupe_key="fallback_after:m1")
+    assert _subject(check.model_dump_json()) == f"is message m1 delivered {said} if not, its fallback"

@@ -504,15 +504,17 @@ async def test_a_time_critical_message_that_was_delivered_or_failed_in_time_does
     assert fallbacks_of(app, decision.id) == [] and texts.messages == []
 
 
-async def test_a_time_critical_message_still_queued_is_withdrawn_for_its_fallback(make):
+@pytest.mark.parametrize(("minutes", "within"), [(10, "10 minutes"), (1, "1 minute")])
+async def test_a_time_critical_message_still_queued_is_withdrawn_for_its_fallback(make, minutes, within):
     app, whatsapp, texts, _ = engine(make)
     grant(app, SMS)
-    decision = app.send(urgent(SMS))
-    no_consent = app.send(urgent(EMAIL))  # no email consent: no fallback, so it is not withdrawn
-    with minutes_later(11):  # nothing sent it meanwhile (sending paused, say): the check comes first
+    decision = app.send(urgent(SMS, minutes=minutes))
+    no_consent = app.send(urgent(EMAIL, minutes=minutes))  # no email consent: no fallback, so it is not withdrawn
+    with minutes_later(minutes + 1):  # nothing sent it meanwhile (sending paused, say): the check comes first
         assert await Worker(app).dispatch_once() > 0
         row = app.message(decision.id)
         assert (row["status"], row["reason"]) == ("refused", "not_delivered_in_time")
+        assert row["error_details"].startswith(f"not sent within {within}; withdrawn")
         assert app.message(no_consent.id)["status"] == "queued"
         await Worker(app).run_until_idle()
     assert [m.outbox_id for m in texts.messages] == [r["id"] for r in fallbacks_of(app, decision.id)]

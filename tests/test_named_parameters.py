@@ -96,3 +96,14 @@ def test_payload_keeps_names_for_every_parameter_type():
         "first_name": "Ana"}))["components"][0]["parameters"]
     assert [p["parameter_name"] for p in body] == ["total", "first_name"]
     assert body[0]["type"] == "currency"
+
+
+def test_a_wrong_count_of_positional_parameters_is_said_in_words():
+    from connectzap.core.templates import TemplateInfo, check_params
+
+    def expected(text: str, given: list[str]) -> str | None:
+        info = TemplateInfo(name="t", language="en", components=[{"type": "BODY", "text": text}])
+        return check_params(info, TemplateContent(name="t", language="en", body=given))
+
+    assert expected("Hi {{1}}.", ["a", "b"]) == "body expects 1 parameter, got 2"
+    assert expected("Hi {{1}}, order {{2}}.", ["a"]) == "body expects 2 parameters, got 1"

@@ -124,7 +124,7 @@ def test_doctor_reports_unknown_environment_variables(tmp_path: Path) -> None:
         "warning: environment variable CONNECTZAP_WORKERS_MAX_ATTEMPTS is not a connectzap setting "
         "(did you mean CONNECTZAP_WORKERS__MAX_ATTEMPTS?)",
     ]
-    assert done.stdout.strip().endswith("3 warning(s)")
+    assert done.stdout.strip().endswith("3 warnings")
 
 
 @pytest.mark.slow

@@ -89,6 +89,26 @@ def test_what_meta_refuses_at_creation_is_one_error_naming_the_field(changes: di
     assert "\n" not in refused.value.message
 
 
+def _buttons(kind: str, n: int) -> dict[str, Any]:
+    extra = {"PHONE_NUMBER": {"phone_number": "+15550001111"}, "URL": {"url": "https://t.example/x"}}[kind]
+    return {"type": "BUTTONS", "buttons": [{"type": kind, "text": f"Go {n}", **extra} for n in range(n)]}
+
+
+COUNTED = [
+    ([body("Hi {{1}}, thanks.")], "give 1 example value: "),
+    ([body("Hi {{1}}, order {{2}} ships.")], "give 2 example values: "),
+    ([body("Hi."), _buttons("PHONE_NUMBER", 2)], "at most 1 PHONE_NUMBER button"),
+    ([body("Hi."), _buttons("URL", 3)], "at most 2 URL buttons"),
+]
+
+
+@pytest.mark.parametrize(("components", "said"), COUNTED, ids=[s for _, s in COUNTED])
+def test_counts_in_refusals_agree_in_number(components: list[dict[str, Any]], said: str) -> None:
+    with pytest.raises(PayloadError) as refused:
+        template_rules.check(with_changes(ORDER_CONFIRMATION, components=components))
+    assert said in refused.value.message and "(s)" not in refused.value.message
+
+
 def test_valid_templates_pass_and_adjacent_parameters_fail_review() -> None:
     named = with_changes(ORDER_CONFIRMATION, parameter_format="NAMED", components=[
         {"type": "HEADER", "format": "TEXT", "text": "Order {{number}}",
@@ -214,7 +234,7 @@ def test_templates_on_the_sandbox_from_the_command_line(sandbox_config: Path, tm
     assert "created order_confirmation (en) on the sandbox: PENDING, UTILITY" in created.stdout
     listed = cli(sandbox_config, "templates", "list").stdout
     assert "PENDING" in listed and "run `connectzap templates sync`" in listed
-    assert "synced 1 template(s) from the sandbox" in cli(sandbox_config, "templates", "sync").stdout
+    assert "synced 1 template from the sandbox" in cli(sandbox_config, "templates", "sync").stdout
     assert "APPROVED" in cli(sandbox_config, "templates", "list").stdout
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(with_changes(ORDER_CONFIRMATION, name="Bad Name")))

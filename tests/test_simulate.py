@@ -223,7 +223,7 @@ def test_real_consent_is_copied_only_when_asked(world: World) -> None:
     assert "REFUSED template order_confirmation (en) to +34*******78 [core]: no_consent" in plain.stdout
     copied = world.run("simulate", "--real-consent", str(send))
     assert "WOULD SEND template order_confirmation (en) to +34*******78 [core]" in copied.stdout, copied.stdout
-    assert "1 consent record(s)" in copied.stdout
+    assert "1 consent record," in copied.stdout
     assert world.snapshot() == before
     assert world.graph.sends() == []
 
@@ -233,7 +233,7 @@ def test_live_asks_first_and_a_no_changes_nothing(world: World) -> None:
     before = world.snapshot()
     result = world.run("simulate", "--live", str(order_then_reply(world.folder)), input="n\n")
     assert result.returncode == 1
-    assert "Feed 2 event(s) into the real journal" in result.stderr and "error: aborted" in result.stderr
+    assert "Feed 2 events into the real journal" in result.stderr and "error: aborted" in result.stderr
     assert world.snapshot() == before and world.outside_calls() == []
 
 
@@ -323,3 +323,18 @@ def test_the_testing_kit_builds_a_rehearsing_engine(connectzap_factory: Any) -> 
     assert [(c.method, c.url, c.body) for c in calls] == [
         ("POST", "https://crm.example/notes", {"text": InboundMessage.model_validate(inbound.data).text})]
     assert DescribingConnector.called == []
+
+
+def test_counts_in_the_question_and_the_seeding_line_agree_in_number() -> None:
+    from types import SimpleNamespace
+
+    from connectzap.cli.simulate import _live_question, _seeding_line
+    app = SimpleNamespace(channel=SimpleNamespace(name="sandbox"), settings=SimpleNamespace(database_url="sqlite://"))
+    assert _live_question(app, 1).startswith("Feed 1 event into the real journal")
+    assert _live_question(app, 2).startswith("Feed 2 events into the real journal")
+
+    def seeded(templates: int, consents: int, windows: int) -> str:
+        return _seeding_line({"database": "db", "found": True, "problem": None, "real_consent": True,
+                              "copied": {"templates": templates, "consents": consents, "windows": windows}})
+    assert seeded(1, 1, 1).endswith(": 1 template from db, 1 consent record, 1 open window")
+    assert seeded(2, 0, 2).endswith(": 2 templates from db, 0 consent records, 2 open windows")

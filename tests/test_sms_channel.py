@@ -224,6 +224,8 @@ def test_settings_refuse_what_cannot_work() -> None:
     assert SmsSettings(**settings(from_number="MyShop")).from_number == "MyShop"
     notes = SmsSettings(**settings(status_callback_url=PUBLIC_URL)).doctor_notes()
     assert notes == [f"sends from {FROM}; status callbacks on; marketing window 08:00-21:00; at most 10 segments"]
+    one = SmsSettings(**settings(max_segments=1)).doctor_notes()
+    assert one[0].endswith("; at most 1 segment")  # not "1 segments"
     assert AUTH_TOKEN not in " ".join(notes)
 
 

@@ -49,7 +49,7 @@ pair_spacing_seconds = 0
 def test_templates_sync_follows_pages_then_list_and_show(run, fake):
     result = run("templates", "sync")
     assert result.exit_code == 0, result.output
-    assert "synced 3 template(s) from the business account" in result.output
+    assert "synced 3 templates from the business account" in result.output
     pages = [r for r in fake.requests if r.path.endswith("/message_templates")]
     assert len(pages) == 2  # page size 2: the second page came from paging.next
     listed = run("templates", "list").output

@@ -77,7 +77,7 @@ reconcile_page_size = 2
         result = runner.invoke(cli, ["--config", str(toml), "woocommerce", "reconcile", "--shop", "main",
                                      "--since", "2026-03-01", "--no-wait"])
     assert result.exit_code == 0, result.output
-    assert "main: 3 order(s) modified since 2026-03-01 00:00:00Z, 3 new change(s); last seen 2026-03-08T12:00:00" \
+    assert "main: 3 orders modified since 2026-03-01 00:00:00Z, 3 new changes; last seen 2026-03-08T12:00:00" \
         in result.output
     with wc_vcr.use_cassette("orders_unauthorized.yaml"):
         failed = runner.invoke(cli, ["--config", str(toml), "woocommerce", "reconcile", "--since", "2026-03-01"])

@@ -60,7 +60,7 @@ params = ["{{{{ number }}}}"]
                                "--since", "2026-03-01"], capture_output=True, text=True, env=env, timeout=120)
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("main: 1 order(s) modified since 2026-03-01 00:00:00Z, 1 new change(s)")
+    assert done.stdout.startswith("main: 1 order modified since 2026-03-01 00:00:00Z, 1 new change;")
     assert done.stderr == ""  # an unclosed aiohttp session or connector would warn here
     assert [body["template"]["name"] for body in graph.sends()] == ["order_confirmation"]
     [listing] = [r for r in shop.requests if r.method == "GET"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..core.phones import mask
+from ..core.wording import counted
 from .base import Ctx, cli, pass_ctx
 from .exits import CommandFailed
 from .output import Column, emit, json_option, progress
@@ -127,14 +128,14 @@ def consent_import(obj: Ctx, csv_file: Any, country: str | None, skip_invalid: b
     for bad in checked.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{csv_file.name}: line {bad.line}: {bad.reason}", err=True)
     if len(checked.bad) > SHOWN_BAD_LINES:
-        click.echo(f"{csv_file.name}: ... and {len(checked.bad) - SHOWN_BAD_LINES} more bad lines", err=True)
+        click.echo(f"{csv_file.name}: ... and {counted(len(checked.bad) - SHOWN_BAD_LINES, 'more bad line')}", err=True)
     if checked.bad and not skip_invalid:
-        raise CommandFailed(f"{csv_file.name}: {len(checked.bad)} bad line(s), nothing imported; fix them "
+        raise CommandFailed(f"{csv_file.name}: {counted(len(checked.bad), 'bad line')}, nothing imported; fix them "
                             "(or import the other rows with --skip-invalid)")
     with progress("importing", len(checked.rows)) as bar:
         result = app.import_consent(checked.rows, bar.advance)
     click.echo(f"imported {result.added}, already recorded {result.unchanged}"
-               + (f", skipped {len(checked.bad)} bad line(s)" if checked.bad else ""))
+               + (f", skipped {counted(len(checked.bad), 'bad line')}" if checked.bad else ""))
 
 
 @consent.command("export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..core.models import EventKind
+from ..core.wording import counted
 from .base import Ctx, cli, pass_ctx
 from .output import Column, TimeParam, emit, emit_json, json_option, text
 
@@ -98,4 +99,5 @@ def events_retry(obj: Ctx, event_id: int | None, target: str | None) -> None:
     if event_id is None and target is None:
         raise click.UsageError("name an EVENT_ID, or --target for every dead delivery of one plugin")
     n = obj.app().retry_dead(event_id, target=target)
-    click.echo(f"requeued {n} deliveries" if n else "nothing to retry (or its payload was already erased)")
+    click.echo(f"requeued {counted(n, 'delivery', 'deliveries')}" if n
+               else "nothing to retry (or its payload was already erased)")

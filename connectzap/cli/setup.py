@@ -12,6 +12,7 @@ import click
 
 from ..core.clock import utcnow
 from ..core.settings import unknown_environment
+from ..core.wording import counted
 from .base import Ctx, cli, pass_ctx
 
 
@@ -64,7 +65,7 @@ def doctor(obj: Ctx) -> None:
     if os.environ.get("CONNECTZAP_DOCTOR_SHOW"):
         click.echo(json.dumps(redacted(settings.model_dump()), indent=2, default=str))
     refuse_unready(app)  # what serve and worker would refuse to run with: one line, exit 1
-    click.echo("ok" if not problems else f"{len(problems)} warning(s)")
+    click.echo("ok" if not problems else counted(len(problems), "warning"))
 
 
 def environment_sections(app: Any) -> dict[str, dict[str, set[str] | None]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from ..core.wording import counted
 from .base import Ctx, cli, drain, pass_ctx
 
 
@@ -169,7 +170,8 @@ def _live_question(app: Any, count: int) -> str:
     from ..core.simulation import mask_url
     where = "the WhatsApp Cloud API" if app.channel.name != "sandbox" else "the sandbox (no WhatsApp credentials)"
     url = app.settings.database_url
-    return (f"Feed {count} event(s) into the real journal ({url if url.startswith('sqlite') else mask_url(url)})? "
+    shown = url if url.startswith("sqlite") else mask_url(url)
+    return (f"Feed {counted(count, 'event')} into the real journal ({shown})? "
             f"They take the normal path: sends go to {where}; CRM write-backs and subscriptions run for real")
 
 
@@ -219,9 +221,10 @@ def _seeding_line(seeding: dict[str, Any]) -> str:
         base = f"no database at {seeding['database']} yet" + (f" ({seeding['problem']})" if seeding["problem"] else "")
     else:
         copied = seeding["copied"]
-        base = f"{copied.get('templates', 0)} template(s) from {seeding['database']}"
+        base = f"{counted(copied.get('templates', 0), 'template')} from {seeding['database']}"
         if seeding["real_consent"]:
-            base += f", {copied.get('consents', 0)} consent record(s), {copied.get('windows', 0)} open window(s)"
+            base += (f", {counted(copied.get('consents', 0), 'consent record')}, "
+                     f"{counted(copied.get('windows', 0), 'open window')}")
     ledger = "" if seeding["real_consent"] else "; consent: only what the file carries (--real-consent copies yours)"
     return f"simulation on a scratch engine: {base}{ledger}"
 
@@ -291,7 +294,7 @@ def _run(app: Any, events: list[Any], *, live: bool) -> Report:
                                               "detail": skipped.detail})
                 entry["problems"] += [{"target": d["target"], "status": n.code, "detail": n.detail} for n in notes]
                 if d["target"] == "core" and "cancelled" in recorded:
-                    entry["effects"].append(f"cancel: {recorded['cancelled']} waiting message(s) cancelled")
+                    entry["effects"].append(f"cancel: {counted(recorded['cancelled'], 'waiting message')} cancelled")
                 for decision in decisions:
                     entry["messages"].append(_message(app, decision, d["target"], requests, masker))
             if app.simulation is not None:

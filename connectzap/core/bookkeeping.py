@@ -27,6 +27,7 @@ from .store import journal, outbox
 from .store.database import Database
 from .settings import ReplySettings
 from .templates import BusinessAccounts
+from .wording import counted
 
 log = logging.getLogger("connectzap.bookkeeping")
 
@@ -266,7 +267,8 @@ class Bookkeeping:
         if row is None or row["medium"] != WHATSAPP or row["status"] not in fallbacks.LATE:
             return {"late": False, "status": row["status"] if row else None}
         if row["status"] == StatusValue.QUEUED:
-            said = self.instead(conn, row["id"], fallbacks.NOT_DELIVERED, f"not sent within {due.minutes} minutes")
+            said = self.instead(conn, row["id"], fallbacks.NOT_DELIVERED,
+                                f"not sent within {counted(due.minutes, 'minute')}")
             return {"late": True, "withdrawn": said is not None}
         self.fall_back_on(conn, row["id"], fallbacks.NOT_DELIVERED)
         if row["status"] in (StatusValue.ACCEPTED, StatusValue.SENT):

@@ -26,6 +26,7 @@ from .phones import mask, scrub
 from .store import journal
 from .store.schema import events, outbox
 from .views import DeadLetter, DeliveryView, EventDetail, EventSummary, MessageOutcome, Note, utc
+from .wording import counted
 
 
 def read_result(raw: str | None) -> tuple[list[dict[str, Any]], Note | None, list[Note], dict[str, Any]]:
@@ -159,12 +160,12 @@ def _message_line(m: MessageOutcome) -> str:
 
 def _delivery_outcome(view: DeliveryView, extra: dict[str, Any]) -> str:
     if view.status == "dead":
-        return f"dead letter after {view.attempts} attempt(s): {view.last_error or 'no error recorded'}"
+        return f"dead letter after {counted(view.attempts, 'attempt')}: {view.last_error or 'no error recorded'}"
     if view.status == "pending":
         if not view.attempts:
             return "waiting"
         when = view.next_attempt_at.isoformat() if view.next_attempt_at else "soon"
-        return f"failed {view.attempts} time(s), next try {when}: {view.last_error or 'no error recorded'}"
+        return f"failed {counted(view.attempts, 'time')}, next try {when}: {view.last_error or 'no error recorded'}"
     if view.skipped is not None:
         return f"skipped ({view.skipped.code}): {view.skipped.detail}"
     parts = [_message_line(m) for m in view.messages]
@@ -174,12 +175,12 @@ def _delivery_outcome(view: DeliveryView, extra: dict[str, Any]) -> str:
     if extra.get("announced"):
         parts.append(f"warning: {extra['announced']}")
     if extra.get("released"):
-        parts.append(f"{extra['released']} message(s) waiting for the template judged again")
+        parts.append(f"{counted(extra['released'], 'message')} waiting for the template judged again")
     if "changed" in extra:  # an edit or deletion made in the WhatsApp Business app
         parts.append("the message is marked as changed in the WhatsApp Business app" if extra["changed"]
                      else "no recorded message has this wamid: nothing to mark")
     if "cancelled" in extra:
-        parts.append(f"cancelled {extra['cancelled']} scheduled message(s)")
+        parts.append(f"cancelled {counted(extra['cancelled'], 'scheduled message')}")
     if parts:
         return "; ".join(parts)
     return "done" if view.role == "core" else "done, proposed nothing"
@@ -239,7 +240,7 @@ def _subject(payload: str | None) -> str | None:
     if kind == EventKind.CANCEL:
         return f"cancel messages keyed {data.cancel_key}"
     if kind == EventKind.FALLBACK_DUE:
-        return f"is message {data.message_id} delivered after {data.minutes} minutes? if not, its fallback"
+        return f"is message {data.message_id} delivered after {counted(data.minutes, 'minute')}? if not, its fallback"
     # A connector's own payload model (its ``resolve`` notices) may say what the event is about.
     said = getattr(data, "subject", None)
     return said() if callable(said) else None

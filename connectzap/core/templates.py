@@ -15,6 +15,7 @@ from .messages import TemplateContent
 from .models import TemplateInfo, TemplateUpdate
 from .store.database import Database, now
 from .store.schema import templates
+from .wording import counted
 
 PAUSED = "PAUSED"
 """WhatsApp's status for a template paused for low quality (3 h, then 6 h; a third pause disables
@@ -113,7 +114,7 @@ def check_body(info: TemplateInfo, body: list[Any] | dict[str, Any], exp: Expect
             extra = sorted(given - set(exp.body_params))
             return f"body parameters differ: missing {missing}, unexpected {extra}"
     elif len(body) != len(exp.body_params):
-        return f"body expects {len(exp.body_params)} parameters, got {len(body)}"
+        return f"body expects {counted(len(exp.body_params), 'parameter')}, got {len(body)}"
     return None
 
 

@@ -13,6 +13,7 @@ from ...cli.output import Column, emit, json_option
 from ...core.errors import ConfigurationError, PayloadError
 from ...core.phones import scrub
 from ...core.views import utc
+from ...core.wording import counted
 from .settings import GenericSettings
 
 
@@ -109,5 +110,5 @@ def webhooks_replay(event_id: int, subscription: str | None) -> None:
     """Queue EVENT_ID again for delivery (a dead letter after the receiver was fixed, or a re-send)."""
     from . import subscriptions
     count = subscriptions.replay(_obj().app(), event_id, subscription)
-    click.echo(f"event {event_id}: {count} deliver{'y' if count == 1 else 'ies'} queued again; "
+    click.echo(f"event {event_id}: {counted(count, 'delivery', 'deliveries')} queued again; "
                "running workers send it on their next round")

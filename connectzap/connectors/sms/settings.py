@@ -27,6 +27,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...core.campaigns.send_window import parse_window
 from ...core.phones import to_e164
+from ...core.wording import counted
 from ..base import ConnectorSettings
 from .rendering import compile_text
 
@@ -136,4 +137,4 @@ class SmsSettings(ConnectorSettings):
         sender = self.from_number or f"messaging service {self.messaging_service_sid}"
         callbacks = "on" if self.status_callback_url else "off (no status_callback_url)"
         return [f"sends from {sender}; status callbacks {callbacks}; marketing window "
-                f"{self.marketing_send_window or 'none'}; at most {self.max_segments} segments"]
+                f"{self.marketing_send_window or 'none'}; at most {counted(self.max_segments, 'segment')}"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from ...core.wording import counted
+
 END_OF_LIFE: dict[str, date | None] = {
     "v27.0": None,  # released 2026-11-04
     "v26.0": None,  # released 2026-07-29; Meta still says TBD
@@ -50,7 +52,7 @@ def warning(api_version: str, today: date) -> str | None:
                 f"Meta no longer serves it; move to {newest()}")
     if left <= WARN_DAYS:
         return (f"connectors.whatsapp.api_version {version} reaches its end of life on {ends.isoformat()} "
-                f"({left} days): move to {newest()}")
+                f"({counted(left, 'day')}): move to {newest()}")
     return None
 
 

@@ -17,6 +17,7 @@ import click
 from ...cli.output import Column, emit, json_option
 from ...core.errors import ConfigurationError
 from ...core.hookspecs import hookimpl
+from ...core.wording import counted
 from .client import GraphClient
 from .settings import WhatsAppSettings
 from .template_management import fmt_time
@@ -246,7 +247,7 @@ def templates_delete(obj: Any, name: str, yes: bool, account: str | None) -> Non
     else:
         from . import sandbox_templates
         removed = sandbox_templates.delete(app, name)
-    click.echo(f"deleted {name} from {where} ({removed} cached language{'s' if removed != 1 else ''} removed)")
+    click.echo(f"deleted {name} from {where} ({counted(removed, 'cached language')} removed)")
 
 
 # --- profile ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from ...core.errors import ConfigurationError
+from ...core.wording import plural
 from ..base import ConnectorSettings
 
 MM_FALLBACK_CODES = (10, 200)
@@ -243,7 +244,8 @@ class WhatsAppSettings(ConnectorSettings):
         for view in self.account_settings():
             numbers = [f"{n} (default)" if n == default else n for n in (view.phone_number_id, *view.phone_number_ids)
                        if n]
-            notes.append(f"whatsapp account {view.account_label} (waba {view.waba_id}): numbers {', '.join(numbers)}")
+            notes.append(f"whatsapp account {view.account_label} (waba {view.waba_id}): "
+                         f"{plural(len(numbers), 'number')} {', '.join(numbers)}")
         return notes
 
     @property

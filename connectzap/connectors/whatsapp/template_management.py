@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...core.connector import TemplateAccount, TemplateManagement
 from ...core.errors import PayloadError
+from ...core.wording import counted
 from . import sandbox_templates, template_rules
 from .settings import WhatsAppSettings
 
@@ -36,7 +37,7 @@ async def _with_client(settings: WhatsAppSettings, work: Callable[[GraphClient],
 
 
 def _said(kept: int, removed: int, where: str) -> str:
-    return f"synced {kept} template(s) from {where}" + (f", removed {removed} gone from it" if removed else "")
+    return f"synced {counted(kept, 'template')} from {where}" + (f", removed {removed} gone from it" if removed else "")
 
 
 async def sync(app: Connectzap, settings: WhatsAppSettings, account: str | None = None) -> list[str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.errors import PayloadError
+from ...core.wording import counted
 
 NAME = re.compile(r"[a-z0-9_]{1,512}")
 LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")  # en, es, en_US, pt_BR, zh_CN ...
@@ -140,7 +141,7 @@ def _examples(component: dict[str, Any], names: list[str], fmt: str, positional_
     if not isinstance(values, list) or len(values) != count or any(v in (None, "") for v in values):
         shape = "[[" + ", ".join(f'"value {n}"' for n in range(1, count + 1)) + "]]" if nested \
             else '["value"]'
-        raise _fail(f"{where}.example.{positional_key}", f"give {count} example value(s): {shape}")
+        raise _fail(f"{where}.example.{positional_key}", f"give {counted(count, 'example value')}: {shape}")
 
 
 def _body(component: dict[str, Any], fmt: str, category: str) -> Review:
@@ -210,7 +211,7 @@ def _buttons(component: dict[str, Any], category: str) -> None:
                 raise _fail(f"{where}.example", "an example code of at most 20 characters is required")
     for kind, limit in BUTTON_LIMITS.items():
         if kinds.count(kind) > limit:
-            raise _fail("BUTTONS.buttons", f"at most {limit} {kind} button(s)")
+            raise _fail("BUTTONS.buttons", f"at most {counted(limit, f'{kind} button')}")
     if "REQUEST_CONTACT_INFO" in kinds:
         _request_contact_info(buttons, kinds, category)
     if category == "AUTHENTICATION" and kinds != ["OTP"]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ConfigurationError, ConnectzapError
 from ...core.models import EventKind
+from ...core.wording import counted
 from .mapping import SOURCE, gmt, order_event
 from .rest import ShopClient
 from .settings import WooCommerceSettings
@@ -40,8 +41,8 @@ class ReconcileResult:
     def summary(self) -> str:
         """One line for the operator (the CLI's and the console's)."""
         seen = self.last_seen.isoformat() if self.last_seen else "-"
-        return (f"{self.shop}: {self.fetched} order(s) modified since {self.since:%Y-%m-%d %H:%M:%S}Z, "
-                f"{self.journaled} new change(s); last seen {seen}")
+        return (f"{self.shop}: {counted(self.fetched, 'order')} modified since {self.since:%Y-%m-%d %H:%M:%S}Z, "
+                f"{counted(self.journaled, 'new change')}; last seen {seen}")
 
 
 def change_key(shop: str, data: dict[str, Any]) -> str:
