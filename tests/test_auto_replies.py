@@ -256,3 +256,20 @@ def test_settings_validate_as_the_doc_writes_them():
         settings = AutoRepliesSettings.model_validate(config["plugins"]["auto_replies"])
         assert settings.rules and all(rule.answer for rule in settings.rules)
     assert AutomaticAnswer.faq.rank > AutomaticAnswer.keyword.rank
+
+
+def _notes(app: Any, target: str) -> list[tuple[str, str]]:
+    return [(n.code, n.detail) for e in app.events(limit=200) for d in app.event(e.id).deliveries
+            if d.target == target for n in d.notes]
+
+
+@pytest.mark.parametrize(("minutes", "said"), [(1, "1 minute"), (2, "2 minutes")])
+def test_the_stale_and_cooldown_notes_agree_in_number(make, minutes, said):
+    """They said "older than 1 minutes" and "less than 1 minutes ago"."""
+    app = shop(make, {"plugins": {"auto_replies": {**SPANISH["plugins"]["auto_replies"], "cooldown_minutes": minutes,
+                                                   "stale_after_minutes": minutes}}})
+    receive(app, older(text("horario", wa_id=BRAZIL), minutes=minutes + 0.5))
+    receive(app, text("horario"), text("horario, otra vez"))
+    notes = _notes(app, "auto_replies")
+    assert ("stale", f"rule horario: the message is older than {said}") in notes
+    assert ("cooldown", f"rule horario answered this contact less than {said} ago") in notes

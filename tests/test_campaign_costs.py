@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -71,17 +72,23 @@ def test_the_price_table_is_checked_at_start():
         Decimal("0.1"), Decimal("0.2"), None)
 
 
-def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Path) -> None:
+def sent_campaign(make, name: str, numbers: list[str]) -> tuple[Any, FakeWhatsApp, Any]:
+    """A campaign to ``numbers`` at the PRICING rates (SPAIN and NUMBERS[:2] consented), started and sent."""
     app = ready(make)
     app.settings.pricing = PricingSettings.model_validate(PRICING)
     fake = FakeWhatsApp()
     app.use_channel(fake)
     grant(app, SPAIN)
-    made = app.campaigns.create("costs", TEMPLATE)
-    text = "phone,1,2\n" + "".join(f"{n},Eve,5%\n" for n in [*NUMBERS[:3], SPAIN])  # NUMBERS[2]: no consent
+    made = app.campaigns.create(name, TEMPLATE)
+    text = "phone,1,2\n" + "".join(f"{n},Eve,5%\n" for n in numbers)
     app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
     app.campaigns.control(made.id, "start")
     run_workers(app)
+    return app, fake, made
+
+
+def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Path) -> None:
+    app, fake, made = sent_campaign(make, "costs", [*NUMBERS[:3], SPAIN])  # NUMBERS[2]: no consent
     sent_at = time.time() - 7200  # two hours before the reply; delivered after 30 minutes, read after 90
     after = {"sent": 0, "delivered": 1800, "read": 5400}
     billable = {"category": "marketing", "type": "regular", "billable": True, "pricing_model": "PMP"}
@@ -148,3 +155,23 @@ def test_report_cost_by_outcome_replies_within_hours_and_csv(make, tmp_path: Pat
             assert exported.status_code == 200 and exported.text == report_csv(app.campaigns.report(made.id))
 
     asyncio.run(on_the_console())
+
+
+def test_one_billable_message_on_the_console_is_one(make) -> None:
+    """The campaign page said "for 1 billable messages"."""
+    app, fake, made = sent_campaign(make, "one", [SPAIN])
+    [attempt] = fake.attempts
+    billable = {"category": "marketing", "type": "regular", "billable": True, "pricing_model": "PMP"}
+    app.ingest([Event.of(EventKind.MESSAGE_STATUS, MessageStatus(
+        wamid=attempt.wamid, status="delivered", timestamp=datetime.now(UTC), outbox_id=attempt.outbox_id,
+        recipient=SPAIN, pricing=billable), source="whatsapp", dedupe_key=f"{attempt.wamid}:delivered")])
+    run_workers(app)
+    assert app.campaigns.report(made.id).billable_messages == 1
+
+    async def on_the_console() -> str:
+        app.operators.add_user(USER, hash_password(PASSWORD))
+        async with console(app) as client:
+            await log_in(client)
+            return (await client.get(f"/console/campaigns/{made.id}")).text
+
+    assert "0.05 EUR for 1 billable message<" in asyncio.run(on_the_console())

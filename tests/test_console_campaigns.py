@@ -267,7 +267,9 @@ async def test_the_console_counts_agree_in_number(shop):
         replaced = await client.post(f"{path}/audience", data={"csrf": csrf_of(page)},
                                      files={"audience": ("one.csv", f"phone,1,2\n{NUMBERS[5]},Di,30%\n".encode(),
                                                          "text/csv")})
-        assert 'id="done">new audience: 1 recipient<' in (await client.get(replaced.headers["location"])).text
+        assert "(CSV or JSON lines; replaces the 3 recipients)" in page
+        after = (await client.get(replaced.headers["location"])).text
+        assert 'id="done">new audience: 1 recipient<' in after and "replaces the 1 recipient)" in after
 
 
 async def test_an_audience_may_be_larger_than_other_requests_up_to_its_own_limit(make):

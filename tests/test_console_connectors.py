@@ -103,3 +103,11 @@ async def test_run_reconcile_needs_csrf_and_does_what_the_cli_does(shop):
     assert last_seen(shop, "main") == datetime(2026, 3, 8, 12, tzinfo=UTC)
     [audited] = [a for a in shop.operators.audit_log() if a["action"] == "connector_reconcile"]
     assert (audited["target"], audited["detail"]) == ("woocommerce", said)
+
+
+@pytest.mark.parametrize(("failed", "said"), [(1, "1 delivery to it failed"), (2, "2 deliveries to it failed")])
+def test_dead_deliveries_to_a_connector_agree_in_number(shop, failed, said):
+    """It said "1 deliveries to it failed every attempt"."""
+    from connectzap.console.connector_pages import view_of
+    view = view_of(shop, shop.connectors["woocommerce"], "http://console.test", {"connector:woocommerce": failed})
+    assert f"{said} every attempt (see Dead letters)" in (view.problem or "")

@@ -138,12 +138,12 @@ async def test_import_without_js_checks_everything_first_and_names_bad_lines(led
         assert bad.status_code == 400 and granted(app) == 0  # nothing half-applied
         text = html.unescape(bad.text)
         assert "line 3: an opt-in needs its proof" in text and "line 5: granted 'maybe' is not true or false" in text
-        assert "2 bad line(s), nothing imported" in text
+        assert "optins.csv: 2 bad lines, nothing imported" in text
         header = await post_import(client, b"telefono,categoria\n+4915112300001,marketing\n", csrf)
         assert header.status_code == 400 and "unknown column(s) 'telefono'" in html.unescape(header.text)
         skipped = await post_import(client, csv_file(GOOD[0], BAD_PROOF, GOOD[1]), csrf, skip_invalid="on")
         assert skipped.status_code == 200 and granted(app) == 2
-        assert "imported 2, already recorded 0, skipped 1 bad line(s)" in skipped.text
+        assert "imported 2, already recorded 0, skipped 1 bad line<" in skipped.text
         again = await post_import(client, csv_file(*GOOD), csrf)
         assert again.status_code == 200 and "imported 0, already recorded 2" in again.text and granted(app) == 2
     for answer in (bad, skipped, again):
@@ -172,7 +172,7 @@ async def test_import_with_progress_streams_what_it_did_then_the_result(ledger_s
     assert refusal[-1]["ok"] is False and "line 2: an opt-in needs its proof" in html.unescape(refusal[-1]["html"])
     assert not [s for s in refusal if s["phase"] == "importing"] and granted(app) == 1200
     assert [a["detail"] for a in app.operators.audit_log() if a["action"] == "consent_import"][0].startswith(
-        "optins.csv: 1 bad line(s)")
+        "optins.csv: 1 bad line, nothing imported")
 
 
 async def test_import_upload_limit_is_the_consoles(ledger_shop):
@@ -235,3 +235,15 @@ async def test_with_one_number_there_is_no_choice(make):
         page, refused = await new_campaign(client, "sale", send_from="106540352242922")
     assert 'name="send_from"' not in page.text
     assert refused.status_code == 400 and sent_from(app) == {}
+
+
+@pytest.mark.parametrize(("more", "said"), [(1, "... and 1 more bad line<"), (2, "... and 2 more bad lines<")])
+def test_bad_lines_beyond_those_shown_agree_in_number(more, said):
+    """They said "... and 1 more bad lines"."""
+    from connectzap.console.consent_import import ImportOutcome
+    from connectzap.console.rendering import environment
+    from connectzap.core.consent_files import BadLine
+    shown = [BadLine(line=2, reason="no proof")]
+    outcome = ImportOutcome("optins.csv", error="refused", bad=shown, bad_count=1 + more)
+    assert said in environment().get_template("_import_result.html").render(imported=outcome)
+    assert said in environment().get_template("_bad_lines.html").render(bad=shown, bad_count=1 + more)

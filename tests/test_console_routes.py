@@ -183,9 +183,10 @@ async def test_retry_a_dead_letter_and_all_of_one_plugin(shop):
         await log_in(client)
         page = await client.get("/console/dead")
         assert "Retry all for order_notifications" in page.text
+        assert 'data-confirm="Retry the 1 dead delivery of order_notifications?"' in page.text
         done = await client.post(f"/console/events/{ids['dead']}/retry", data={"csrf": csrf_of(page.text)})
         assert done.status_code == 303
-        assert "requeued 1 deliveries" in (await client.get(done.headers["location"])).text
+        assert f"requeued 1 delivery of event {ids['dead']}<" in (await client.get(done.headers["location"])).text
         assert app.dead_letters() == []
         # dead again, then every dead delivery of the plugin at once
         app.settings.workers.max_attempts = 1
@@ -194,10 +195,10 @@ async def test_retry_a_dead_letter_and_all_of_one_plugin(shop):
         page = await client.get("/console/dead")
         allof = await client.post("/console/dead/retry", data={"csrf": csrf_of(page.text),
                                                               "target": "order_notifications"})
-        assert "requeued 1 deliveries of order_notifications" in (await client.get(allof.headers["location"])).text
+        assert "requeued 1 delivery of order_notifications<" in (await client.get(allof.headers["location"])).text
         assert app.dead_letters() == []
-    assert [a["target"] for a in app.operators.audit_log() if a["action"] == "retry_dead"] == [
-        "order_notifications", f"event {ids['dead']}"]
+    assert [(a["target"], a["detail"]) for a in app.operators.audit_log() if a["action"] == "retry_dead"] == [
+        ("order_notifications", "1 delivery requeued"), (f"event {ids['dead']}", "1 delivery requeued")]
 
 
 async def test_the_overview_shows_the_metrics_numbers(shop):
@@ -357,3 +358,13 @@ async def test_with_several_accounts_the_templates_page_shows_each_accounts_own(
     shop, outlet = rows["order_shipped:en@102290129340398"], rows["order_shipped:en@204410775512001"]
     assert "Order {{1}} is on its way." in html.unescape(shop) and "20% off" not in shop
     assert "{{1}}: 20% off, code {{2}}" in html.unescape(outlet) and "MARKETING" in outlet
+
+
+@pytest.mark.parametrize(("grace", "said"), [(1, "within 1 second,"), (2, "within 2 seconds,")])
+async def test_unknown_messages_grace_agrees_in_number(shop, grace, said):
+    """It said "within 1 seconds"."""
+    app, _ = shop
+    app.settings.workers.unknown_grace_seconds = grace
+    async with console(app) as client:
+        await log_in(client)
+        assert said in (await client.get("/console/messages/unknown")).text

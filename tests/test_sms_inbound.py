@@ -209,7 +209,7 @@ async def test_hubspot_logs_the_sms_on_the_contacts_timeline_as_sms(make: Callab
     assert props["hs_communication_channel_type"] == "SMS"
     body = props["hs_communication_body"]
     assert "SMS received" in body and "WhatsApp" not in body and SID in body
-    assert "Zebrastrasse 17" in body and "1 attachment(s): image/png" in body
+    assert "Zebrastrasse 17" in body and "[1 attachment: image/png]" in body
     assert hubspot.associations == [("communications", entry["id"], ana, 81)]
     assert app.window(PHONE).open is False
 

@@ -305,3 +305,25 @@ def test_the_away_allowance_follows_the_customer_when_their_number_is_linked(cus
     write_as(chat, saturday + timedelta(hours=1), phone=SAM_NUMBER, user_id=SAM_BSUID)
     write_as(chat, saturday + timedelta(hours=2), user_id=SAM_BSUID)
     assert len([b for b in sent_bodies(chat.app) if b.get("type") == "text"]) == 1
+
+
+@pytest.mark.parametrize(("n", "hours", "days"), [(1, "1 hour", "1 day"), (2, "2 hours", "2 days")])
+def test_the_console_summaries_agree_in_number(n, hours, days):
+    """They said "at most once every 1 hours" and "again after 1 days of silence"."""
+    assert AwaySettings(enabled=True, once_every_hours=n).console_summary()[0] == (
+        "away", f"on: outside business hours, at most once every {hours}")
+    assert WelcomeSettings(enabled=True, after_silence_days=n).console_summary()[0] == (
+        "welcome", f"on: again after {days} of silence")
+
+
+@pytest.mark.parametrize(("silent", "said"), [(1, "1 day"), (1.5, "1.5 days")])
+def test_the_known_contact_note_agrees_in_number(customers, silent, said):
+    """It said "(1.0 days ago, ...)"."""
+    chat = customers(welcome={"enabled": True, "after_silence_days": 30})
+    start = utc(2026, 1, 5, 11)
+    chat.write(SPAIN, start)
+    chat.write(SPAIN, start + timedelta(days=silent))
+    (latest, *_) = chat.app.events(kind="inbound_message")
+    (welcome,) = [d for d in chat.app.event(latest.id).deliveries if d.target == "welcome"]
+    assert [(n.code, n.detail) for n in welcome.notes] == [
+        ("known_contact", f"the customer wrote before ({said} ago, less than after_silence_days)")]

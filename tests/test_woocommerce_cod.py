@@ -337,3 +337,13 @@ def test_a_rehearsal_says_the_question_would_be_asked(make, shop) -> None:
                          "(a reminder after 6 h, the timeout after 24 h)")
     not_cod = order.model_copy(update={"payment_method": "stripe"})
     assert flow.rehearse_ask(not_cod) == [] and shop.requests == []
+
+
+@pytest.mark.parametrize(("hours", "said"), [(1, "within 1 hour;"), (2, "within 2 hours;")])
+def test_the_timeout_note_agrees_in_number(make, shop, now, hours, said) -> None:
+    """The shop's note said "within 1 hours"."""
+    app = build(make, shop, reminder_hours=0, timeout_hours=hours, timeout_action="nothing")
+    place(app, shop, cod_order())
+    later(app, now, hours + 0.5)
+    [note] = shop.note_texts(ORDER_ID)
+    assert note.startswith(f"No cash-on-delivery confirmation on WhatsApp {said} the order was left as it is")

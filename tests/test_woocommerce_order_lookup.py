@@ -233,3 +233,34 @@ def test_a_simulation_reads_no_shop_and_says_what_it_would_read(make):
     calls = [r.call for r in app.simulation.rehearsed if r.target == "woocommerce"]
     assert [(c.method, c.url) for c in calls] == [("GET", "https://shop.example.com/wp-json/wc/v3/orders/1042")]
     assert hook_notes(app) == []
+
+
+def hook_details(app, code: str) -> list[str]:
+    """What the woocommerce plugin's inbound-message hook noted under ``code``, in words."""
+    import json
+
+    from test_woocommerce_notes import deliveries
+    results = [json.loads(d["result"] or "{}") for d in deliveries(app, "woocommerce") if d["status"] == "done"]
+    return [note["detail"] for result in results if isinstance(result, dict) for note in result.get("notes", [])
+            if note["code"] == code]
+
+
+@pytest.mark.parametrize(("n", "numbers", "minutes"), [(1, "1 number", "1 minute"), (2, "2 numbers", "2 minutes")])
+def test_the_limited_note_agrees_in_number(shop, n, numbers, minutes):
+    """It said "1 numbers found nothing ... in the last 1 minutes"."""
+    app = shop(max_misses=n, miss_window_minutes=n)
+    for _ in range(n + 1):
+        ask(app, STRANGER, "order 1042", "lookup_order_1042.yaml")
+    assert hook_details(app, "lookup_limited") == [
+        f"order lookup: {numbers} found nothing of this contact's in the last {minutes}; not answered"]
+
+
+def test_the_answered_note_agrees_in_number(shop):
+    """It said "answered with 1 order(s)"."""
+    app = shop(latest_orders=2)
+    ask(app, ANA, "pedido 1042", "lookup_order_1042.yaml")
+    import asyncio
+    asyncio.run(deliver(app, "order_updated_completed.json", delivery="c1"))
+    tap(app, ANA, "lookup_latest.yaml")
+    assert hook_details(app, "order_status") == ["order lookup: answered with 1 order of the sender",
+                                                 "order lookup: answered with 2 orders of the sender"]

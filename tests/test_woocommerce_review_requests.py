@@ -223,3 +223,13 @@ async def test_a_simulation_schedules_nothing_and_says_what_it_would_schedule(ma
     assert app.events(kind="resolve") == []
     notes = [r.call.note or "" for r in app.simulation.rehearsed if r.target == "woocommerce"]
     assert notes == ["schedule the review request of order 1042 for 2026-03-11 16:02 UTC"]
+
+
+@pytest.mark.parametrize(("days", "said"), [(1, "1 day"), (2, "2 days")])
+async def test_the_scheduled_note_agrees_in_number(shop, days, said):
+    """It said "due in 1 day(s)"."""
+    app = shop(days_after_completion=days)
+    with frozen(COMPLETED + timedelta(minutes=5)):
+        await deliver(app, "order_updated_completed.json", delivery="c1")
+    notes = [(n.code, n.detail) for e in app.events() for d in app.event(e.id).deliveries for n in d.notes]
+    assert ("review_scheduled", f"review request of order 1042 due in {said}") in notes

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from ..core.app import Connectzap
 from ..core.connector import Connector, OperatorAction
 from ..core.errors import ConnectzapError
+from ..core.wording import counted
 from . import sessions
 from .pages import _address, _see, action, page, router
 from .rendering import render
@@ -62,7 +63,7 @@ def view_of(engine: Connectzap, connector: Connector, base: str, dead: dict[str,
         facts, problems = [], [f"its status cannot be read ({type(exc).__name__})"]
     failed = dead.get(f"connector:{connector.name}", 0)
     if failed:
-        problems.append(f"{failed} deliveries to it failed every attempt (see Dead letters)")
+        problems.append(f"{counted(failed, 'delivery', 'deliveries')} to it failed every attempt (see Dead letters)")
     latest = engine.events(source=connector.name, limit=1)
     return ConnectorView(name=connector.name, title=connector.title or connector.name,
                          problem="; ".join(problems) or None, facts=facts,

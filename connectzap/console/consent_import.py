@@ -29,6 +29,7 @@ from starlette.datastructures import UploadFile
 from ..core.app import Connectzap
 from ..core.consent_files import BadHeader, BadLine, records
 from ..core.errors import ConnectzapError
+from ..core.wording import counted
 from . import sessions
 from .pages import _address, contacts, log, router, upload_action
 from .rendering import HEADERS, environment
@@ -55,7 +56,7 @@ class ImportOutcome:
         if self.error:
             return self.error
         return f"imported {self.added}, already recorded {self.unchanged}" + (
-            f", skipped {self.bad_count} bad line(s)" if self.bad_count else "")
+            f", skipped {counted(self.bad_count, 'bad line')}" if self.bad_count else "")
 
 
 def run_import(engine: Connectzap, stream: IO[bytes], name: str, country: str | None, skip_invalid: bool,
@@ -78,7 +79,7 @@ def run_import(engine: Connectzap, stream: IO[bytes], name: str, country: str | 
     report({"phase": "checking", "lines": checked_lines})
     outcome = ImportOutcome(name, bad=checked.bad[:SHOWN_BAD_LINES], bad_count=len(checked.bad))
     if checked.bad and not skip_invalid:
-        outcome.error = (f"{name}: {len(checked.bad)} bad line(s), nothing imported; fix them "
+        outcome.error = (f"{name}: {counted(len(checked.bad), 'bad line')}, nothing imported; fix them "
                          "(or tick “import the other lines”)")
         return outcome
     total, written = len(checked.rows), 0

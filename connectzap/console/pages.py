@@ -27,6 +27,7 @@ from ..core.models import Category, EventKind, StatusValue
 from ..core.phones import mask, to_e164
 from ..core.views import MessageView, utc
 from ..core.windows import WINDOW_SECONDS, is_open
+from ..core.wording import counted
 from . import passwords, sessions
 from .rendering import HEADERS, render
 
@@ -468,12 +469,11 @@ def retry_event(request: Request, engine: Connectzap, session: sessions.Session,
     raw = request.path_params["event_id"]
     if not raw.isdigit():
         return render(request, engine, session, "missing.html", status=404, nav="events", what=f"no event {raw}")
-    n = engine.retry_dead(int(raw))
-    engine.operators.record(session.actor, "retry_dead", f"event {raw}", f"{n} deliveries requeued",
-                            _address(request))
+    n = counted(engine.retry_dead(int(raw)), "delivery", "deliveries")
+    engine.operators.record(session.actor, "retry_dead", f"event {raw}", f"{n} requeued", _address(request))
     back = form.get("back") if form.get("back") in ("dead", "event") else "dead"
     url = f"/console/events/{raw}" if back == "event" else "/console/dead"
-    return _see(url + "?" + urlencode({"done": f"requeued {n} deliveries of event {raw}"}))
+    return _see(url + "?" + urlencode({"done": f"requeued {n} of event {raw}"}))
 
 
 def replay(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str]) -> Response:
@@ -496,9 +496,9 @@ def retry_target(request: Request, engine: Connectzap, session: sessions.Session
     target = form.get("target", "").strip()[:128]
     if not target:
         return _see("/console/dead")
-    n = engine.retry_dead(target=target)
-    engine.operators.record(session.actor, "retry_dead", target, f"{n} deliveries requeued", _address(request))
-    return _see("/console/dead?" + urlencode({"done": f"requeued {n} deliveries of {target}"}))
+    n = counted(engine.retry_dead(target=target), "delivery", "deliveries")
+    engine.operators.record(session.actor, "retry_dead", target, f"{n} requeued", _address(request))
+    return _see("/console/dead?" + urlencode({"done": f"requeued {n} of {target}"}))
 
 
 # --- assets ----------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..core.app import Connectzap
 from ..core.version import __version__
 from ..core.views import utc
+from ..core.wording import counted
 from .sessions import Session, csrf_token
 
 HEADERS = {
@@ -53,6 +54,7 @@ def environment() -> Environment:
     env.filters["age"] = age
     env.filters["at"] = at
     env.globals["version"] = __version__
+    env.globals["counted"] = counted  # counts in templates agree in number too
     return env
 
 

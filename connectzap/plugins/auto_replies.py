@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectzap import (AutomaticAnswer, ButtonsContent, EventContext, InboundMessage, ListContent, MessageContent,
                         PluginSettings, TemplateContent, TemplateUse, hookimpl, is_bsuid)
+from connectzap.core.wording import counted
 
 from .languages import LanguageChoice, choose_language, language_of
 from .matching import contains, words_of
@@ -226,14 +227,15 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
         return
     now = datetime.now(UTC).timestamp()
     if config.stale_after_minutes is not None and now - message.timestamp.timestamp() > config.stale_after_minutes * 60:
-        ctx.note("stale", f"rule {rule.name}: the message is older than {config.stale_after_minutes:g} minutes")
+        ctx.note("stale", f"rule {rule.name}: the message is older than "
+                          f"{counted(config.stale_after_minutes, 'minute')}")
         return
     if ctx.conversation.handled_by == "human":
         ctx.note("human_handling", f"rule {rule.name}: a person handles this conversation")
         return
     cooldown = config.cooldown_minutes if rule.cooldown_minutes is None else rule.cooldown_minutes
     if cooldown and _cooling(ctx, config, rule, contact_key, now, cooldown, tapped):
-        ctx.note("cooldown", f"rule {rule.name} answered this contact less than {cooldown:g} minutes ago")
+        ctx.note("cooldown", f"rule {rule.name} answered this contact less than {counted(cooldown, 'minute')} ago")
         return
     if rule.handoff:
         ctx.conversation.hand_to_human(f"auto_replies rule {rule.name}", rule.handoff_minutes or None)

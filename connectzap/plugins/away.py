@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 
 from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, Settings,
                         TextContent, hookimpl, jinja_names_known)
+from connectzap.core.wording import counted
 from connectzap.plugins.languages import TextsByLanguage
 from connectzap.plugins.welcome import customer_of
 
@@ -100,7 +101,7 @@ class AwaySettings(TextsByLanguage):
     once_every_hours: float = Field(default=12, gt=0)
 
     def console_summary(self) -> list[tuple[str, str]]:
-        state = f"on: outside business hours, at most once every {self.once_every_hours:g} hours"
+        state = f"on: outside business hours, at most once every {counted(self.once_every_hours, 'hour')}"
         return [("away", state), *self.texts_summary()] if self.enabled else [("away", "off")]
     """At most one away message per customer within this many hours."""
 

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from connectzap import (AutomaticAnswer, ContactTime, EventContext, InboundMessage, PluginSettings, TextContent,
                         hookimpl, is_bsuid)
+from connectzap.core.wording import counted
 from connectzap.plugins.languages import TextsByLanguage
 
 GREETINGS: dict[str, str] = {
@@ -60,7 +61,8 @@ class WelcomeSettings(TextsByLanguage):
     after_silence_days: float = Field(default=0, ge=0)
 
     def console_summary(self) -> list[tuple[str, str]]:
-        again = f"again after {self.after_silence_days:g} days of silence" if self.after_silence_days else "once"
+        days = self.after_silence_days
+        again = f"again after {counted(days, 'day')} of silence" if days else "once"
         return [("welcome", f"on: {again}"), *self.texts_summary()] if self.enabled else [("welcome", "off")]
     """Greet again a customer who wrote nothing for this many days; 0: only the very first message."""
 
@@ -95,9 +97,9 @@ def on_inbound_message(message: InboundMessage, ctx: EventContext) -> None:
     if last is not None:
         silence = at - last
         if not config.after_silence_days or silence < config.after_silence_days * 86400:
+            ago = counted(round(silence / 86400, 1), "day")  # to a tenth, as before: "1 day", "0.5 days"
             ctx.note("known_contact", "the customer wrote before" + (
-                f" ({silence / 86400:.1f} days ago, less than after_silence_days)" if config.after_silence_days
-                and silence >= 0 else ""))
+                f" ({ago} ago, less than after_silence_days)" if config.after_silence_days and silence >= 0 else ""))
             return
     ctx.send(who, TextContent(body=config.text_for(who)[1]), reply_to=message.wamid, key=f"welcome:{message.wamid}",
              business_phone_number_id=message.business_phone_number_id, automatic=AutomaticAnswer.welcome)

@@ -29,6 +29,7 @@ from ...core.models import (CHANGED_IN_APP, Contact, SENT_FROM_BUSINESS_APP, Cal
 from ...core.connector import AudienceMember, AudienceQuery, OutboundCall
 from ...core.models import CampaignFinished
 from ...core.store.schema import events
+from ...core.wording import counted
 from ..base import Connector, ConnectorSettings, WebhookRequest
 from ...core.replies import ReplyRequest
 from . import agent_replies, audience, webhooks, workflow_sends
@@ -216,7 +217,7 @@ class HubSpotConnector(Connector):
         text = message.text or (f"[{message.type}]" if message.type != "text" else "")
         if message.media_types:  # an MMS: its attachments by type only (never fetched)
             text = "\n".join([*([message.text] if message.text else []),
-                              f"[{len(message.media_types)} attachment(s): {', '.join(message.media_types)}]"])
+                              f"[{counted(len(message.media_types), 'attachment')}: {', '.join(message.media_types)}]"])
         return Entry(wamid=message.wamid, phone=message.contact.phone, direction="inbound", text=text,
                      at=message.timestamp, name=message.contact.name, user_id=user_id,
                      source=message.referral.summary() if message.referral else None, medium=message.medium)

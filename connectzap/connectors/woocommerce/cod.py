@@ -41,6 +41,7 @@ from ...core.models import Event, EventKind, InboundMessage, Order
 from ...core.store import outbox
 from ...core.store.schema import outbox as outbox_table
 from ...core.plugin_settings import render_strict
+from ...core.wording import counted
 from ...plugins.order_notifications import build_template, order_values
 from .mapping import SOURCE, order_from_json
 
@@ -261,13 +262,13 @@ class CashOnDelivery:
                          origin={"source": SOURCE, "shop": due.shop, "order": due.order, "flow": FLOW})
             ctx.state.set(key, {**record, "state": "reminded"})
             return
-        hours = f"{cod.timeout_hours:g}"
+        hours = counted(cod.timeout_hours, "hour")
         target = cod.timeout_status()
         if target is None:
-            text = f"No cash-on-delivery confirmation on WhatsApp within {hours} hours; the order was left as it is."
+            text = f"No cash-on-delivery confirmation on WhatsApp within {hours}; the order was left as it is."
             target = order.status if order.status in cod.awaiting_statuses else ""
         else:
-            text = (f"No cash-on-delivery confirmation on WhatsApp within {hours} hours: the order was set to "
+            text = (f"No cash-on-delivery confirmation on WhatsApp within {hours}: the order was set to "
                     f"{target}.")
         if not target or not await self._apply(ctx, record, order, target, "timed_out", by="timeout", text=text):
             ctx.state.set(key, {**record, "state": "closed", "status": order.status})

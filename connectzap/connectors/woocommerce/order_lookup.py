@@ -39,6 +39,7 @@ from ...core.connector import OutboundCall
 from ...core.errors import SkippableDeliveryError
 from ...core.messages import TextContent
 from ...core.models import InboundMessage
+from ...core.wording import counted
 from ...plugins.languages import country_language
 from . import cod, replies
 from .lookup_settings import OrderLookupSettings
@@ -251,8 +252,8 @@ async def answer(message: InboundMessage, ctx: EventContext, connector: WooComme
     window = settings.miss_window_minutes * 60
     misses = [t for t in ctx.state.get(misses_key) or [] if t > now - window]
     if question.number is not None and len(misses) >= settings.max_misses:
-        ctx.note("lookup_limited", f"order lookup: {len(misses)} numbers found nothing of this contact's in the "
-                                   f"last {settings.miss_window_minutes:g} minutes; not answered")
+        ctx.note("lookup_limited", f"order lookup: {counted(len(misses), 'number')} found nothing of this contact's in "
+                                   f"the last {counted(settings.miss_window_minutes, 'minute')}; not answered")
         return
     shops = [name for name, shop in connector.settings.shops.items()
              if settings.applies_to(name) and shop.has_rest_keys]
@@ -270,7 +271,7 @@ async def answer(message: InboundMessage, ctx: EventContext, connector: WooComme
     language = language_for(who, settings)
     if found:
         text = describe(found, language, settings)
-        ctx.note("order_status", f"order lookup: answered with {len(found)} order(s) of the sender")
+        ctx.note("order_status", f"order lookup: answered with {counted(len(found), 'order')} of the sender")
     else:
         text = not_found(language, settings)
         if question.number is not None:

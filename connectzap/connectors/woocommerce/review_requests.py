@@ -35,6 +35,7 @@ from ...core.gate import REASONS
 from ...core.messages import ButtonParam, Outgoing, TemplateContent, TextParam
 from ...core.models import Event, EventKind, Order
 from ...core.plugin_settings import render_strict
+from ...core.wording import counted
 from .mapping import SOURCE, customer_of, money, ordering_key
 from .review_settings import ReviewRequestSettings
 
@@ -96,7 +97,7 @@ def schedule(order: Order, ctx: EventContext, settings: ReviewRequestSettings) -
     ctx.app.ingest([event], due_at=due)
     ctx.state.set(key, {"state": "scheduled", "round": notice.round, "due": due})
     ctx.note("review_scheduled", f"review request of order {order.id} due in "
-                                 f"{settings.days_after_completion:g} day(s)")
+                                 f"{counted(settings.days_after_completion, 'day')}")
 
 
 # --- 2. the decision when due -------------------------------------------------------------------
