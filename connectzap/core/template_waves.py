@@ -147,7 +147,8 @@ def admit_wave(db: Database, conn: Connection, facts: BatchFacts, wave: Template
         reason = verdict.reason or verdict.hold
         # The status as its plain string (the same text stored): a dict of atomic values only is not
         # tracked by the garbage collector, and a round's rows otherwise outlived collections into
-        # the oldest generation, making full collections a fifth of admission's CPU.
+        # the oldest generation, making full collections about a tenth of admission's CPU
+        # (docs/campaigns.md, "The garbage collector").
         status = (StatusValue.REFUSED if refused else StatusValue.QUEUED).value
         rows.append({**shared, "id": message_id, "idempotency_key": m.idempotency_key,
                      "contact_key": m.contact_key or "-", "recipient": None if refused else m.phone,
