@@ -49,12 +49,15 @@ def verified(request: dict) -> dict:
 
 async def test_500_then_200_is_delivered_once_signed_with_a_stable_id(make):
     async with receiver(answers=[500]) as crm:
-        app = make(connectors={"generic": {"subscriptions": {"crm": subscription(crm.url)}}})
+        # a first retry a minute out (not the default 1-3 s): on a loaded machine the worker's rounds
+        # outlasted the short one and delivered the retry inside the first run (CI, 2026-12-05)
+        app = make(connectors={"generic": {"subscriptions": {"crm": subscription(crm.url)}}},
+                   workers={"backoff_base_seconds": 60})
         event_id = inbound(app)
         await Worker(app).run_until_idle()
         first = delivery(app, event_id, "connector:generic:crm")
         assert first["status"] == "pending" and first["attempts"] == 1 and "HTTP 500" in first["last_error"]
-        assert first["next_attempt_at"] > time.time()  # backed off, not hammered
+        assert first["next_attempt_at"] > time.time() + 20  # backed off (the base above), not hammered
         make_due(app)
         await Worker(app).run_until_idle()
         make_due(app)
