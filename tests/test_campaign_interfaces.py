@@ -63,6 +63,10 @@ def test_rest_create_preview_start_and_results(make) -> None:
             rows = list(csv.DictReader(io.StringIO(exported.text)))
             assert [r["phone"] for r in rows] == ["+49*********00", "+49*********01", "+49*********02"]
             assert all(n.lstrip("+") not in exported.text for n in NUMBERS)
+            # the CSV writes times as the JSON does (UTC as Z)
+            listed = page["results"] + rest["results"]
+            assert [r["admitted_at"] for r in rows] == [r["admitted_at"] or "" for r in listed]
+            assert rows[0]["admitted_at"].endswith("Z")
             assert (await client.get("/v1/campaigns/nope", headers=AUTH)).status_code == 404
 
     asyncio.run(walk())
@@ -204,8 +208,9 @@ def test_cli_walk(make, tmp_path: Path) -> None:
     assert [(r["phone"], r["outcome"] in ("sent", "delivered")) for r in rows] == [
         ("+49*********00", True), ("+49*********01", True), ("+49*********02", False)]
     assert [c["name"] for c in json.loads(run("campaigns", "list", "--json"))] == ["autumn"]
-    # --json writes times as REST does (UTC as Z); results wrote admitted_at with +00:00
+    # --json and --csv write times as REST does (UTC as Z); results wrote admitted_at with +00:00
     listed = json.loads(run("campaigns", "results", "autumn", "--json"))
+    assert [r["admitted_at"] for r in rows] == [r["admitted_at"] or "" for r in listed]
     shown = json.loads(run("campaigns", "show", "autumn", "--json"))
 
     async def rest() -> tuple[list[dict[str, Any]], dict[str, Any]]:

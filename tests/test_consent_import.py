@@ -338,6 +338,21 @@ def test_a_medium_column_records_each_row_on_its_medium_and_an_export_keeps_it(a
     assert {row.medium for row in as_whatsapp.rows} == {"whatsapp"}
 
 
+def test_the_export_writes_times_in_utc_with_z_and_imports_either_form(app: Connectzap):
+    """The export writes times as the REST API does (UTC as ``Z``); a file written before, with
+    ``+00:00``, still imports, and so does the export itself."""
+    as_before = (HEADER + f"{ANA},marketing,true,shop,box A,2026-01-05T10:00:00+00:00\n"
+                 + f"{BEN},marketing,true,shop,box A,2026-01-05T11:00:00.412000+00:00\n")
+    checked = app.check_consent_rows(records_of(as_before))
+    assert checked.bad == [] and app.import_consent(checked.rows).added == 2
+    exported = list(app.consent_export())
+    at = exported[0].index("at")
+    assert [row[at] for row in exported[1:]] == ["2026-01-05T10:00:00Z", "2026-01-05T11:00:00.412000Z"]
+    dump = "\n".join(",".join(f'"{v}"' for v in row) for row in exported) + "\n"
+    again = app.check_consent_rows(records_of(dump))
+    assert again.bad == [] and app.import_consent(again.rows).added == 0  # the same records, read back
+
+
 @pytest.mark.parametrize(("phone", "medium", "reason"), [
     (ANA, "E-Mail", "is not a medium"),
     ("ana@example.org", "whatsapp", "on medium email only"),

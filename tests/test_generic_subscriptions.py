@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -68,6 +69,7 @@ async def test_500_then_200_is_delivered_once_signed_with_a_stable_id(make):
     assert ids == {subscriptions.webhook_id("whatsapp", "wamid.in1", "crm")}
     body = verified(crm.ok()[0])
     assert body["type"] == "inbound_message" and body["event_id"] == event_id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", body["timestamp"])  # UTC as Z, as REST
     assert body["data"]["text"] == "Is my order on its way?" and body["data"]["contact"]["phone"] == PHONE
     tampered = {**crm.ok()[0], "body": crm.ok()[0]["body"].replace(b"way", b"WAY")}
     with pytest.raises(SignatureError):

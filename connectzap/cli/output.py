@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
+
+from ..core.clock import iso_utc
 
 __all__ = ["Column", "TimeParam", "emit", "emit_json", "json_option", "progress", "text", "track"]
 
@@ -74,15 +76,11 @@ def text(value: Any) -> str:
     return str(value)
 
 
-_TIME = TypeAdapter(datetime)
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, datetime):
-        # written as pydantic writes a model's times (REST, the --json of views): UTC as Z, not +00:00
-        return _TIME.dump_python(value if value.tzinfo else value.replace(tzinfo=UTC), mode="json")
+        return iso_utc(value)  # as pydantic writes a model's times (REST, the --json of views)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (Decimal, Path)):

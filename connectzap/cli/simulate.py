@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from ..core.clock import iso_utc
 from ..core.wording import counted
 from .base import Ctx, cli, drain, pass_ctx
 
@@ -398,7 +399,7 @@ def _masked(phone: str | None) -> str:
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
+    return iso_utc(datetime.fromtimestamp(ts, UTC)) if ts else None
 
 
 def _campaign_choice(app: Any, message: dict[str, Any]) -> bool | None:

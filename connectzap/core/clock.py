@@ -1,4 +1,5 @@
-"""The one clock the engine reads (windows, leases, backoff, consent times).
+"""The one clock the engine reads (windows, leases, backoff, consent times), and the one way a
+time is written out (:func:`iso_utc`).
 
 Tests swap it with :func:`use_clock` to move time forward without sleeping.
 """
@@ -20,6 +21,14 @@ def now() -> float:
 
 def utcnow() -> datetime:
     return datetime.fromtimestamp(_source(), UTC)
+
+
+def iso_utc(when: datetime, timespec: str = "auto") -> str:
+    """``when`` as ISO 8601 in UTC, written ``Z`` (``2026-12-05T21:40:27.220279Z``), as pydantic
+    writes the REST API's times: exports, reports, logs and outgoing payloads read the same. A naive
+    time is taken as UTC; ``timespec`` is :meth:`datetime.isoformat`'s."""
+    aware = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    return aware.isoformat(timespec=timespec).removesuffix("+00:00") + "Z"
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, select
 
 from .bsuids import bsuid_key, identify
+from .clock import iso_utc
 from .email_addresses import email_key, normalized
 from .media import EMAIL, WHATSAPP, checked
 from .errors import InvalidPhoneError, InvalidRecipientError
@@ -239,7 +240,7 @@ def _time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"at {text!r} is not an ISO 8601 time (2026-01-31 or 2026-01-31T12:00:00+00:00)") from None
+        raise ValueError(f"at {text!r} is not an ISO 8601 time (2026-01-31 or 2026-01-31T12:00:00Z)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -332,4 +333,4 @@ def export_rows(records: Iterable[ConsentRecord], secret: bytes) -> Iterator[lis
     yield list(EXPORT_COLUMNS)
     for r in records:
         yield [r.contact_key, key_id, r.category.value, "true" if r.granted else "false", r.source, r.proof or "",
-               r.at.isoformat(), r.medium]
+               iso_utc(r.at), r.medium]

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, SecretStr
 
+from .clock import iso_utc
 from .phones import scrub
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -66,7 +67,7 @@ class Redact(logging.Filter):
 
 
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.fromtimestamp(record.created, UTC), timespec="milliseconds")
 
 
 class TextFormatter(logging.Formatter):

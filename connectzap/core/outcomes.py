@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
+from .clock import iso_utc
 from .media import WHATSAPP
 from .models import Event, EventKind
 from .templates import announcement
@@ -152,7 +153,7 @@ def _message_line(m: MessageOutcome) -> str:
     if m.reason and m.reason != m.status:
         line += f" ({m.reason}" + (f": {m.detail})" if m.detail else ")")
     if m.status == "queued" and m.not_before is not None:
-        line += f", scheduled for {m.not_before.isoformat()}"
+        line += f", scheduled for {iso_utc(m.not_before)}"
     if m.duplicate:
         line += " [already proposed by an earlier event]"
     return line
@@ -164,7 +165,7 @@ def _delivery_outcome(view: DeliveryView, extra: dict[str, Any]) -> str:
     if view.status == "pending":
         if not view.attempts:
             return "waiting"
-        when = view.next_attempt_at.isoformat() if view.next_attempt_at else "soon"
+        when = iso_utc(view.next_attempt_at) if view.next_attempt_at else "soon"
         return f"failed {counted(view.attempts, 'time')}, next try {when}: {view.last_error or 'no error recorded'}"
     if view.skipped is not None:
         return f"skipped ({view.skipped.code}): {view.skipped.detail}"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy import Connection, select
 
+from ...core.clock import iso_utc
 from ...core.errors import FatalDeliveryError, NotFoundError, RetriableDeliveryError
 from ...core.models import Event
 from ...core.retries import retry_after_header
@@ -42,7 +43,7 @@ def webhook_id(source: str, dedupe_key: str, subscription: str) -> str:
 
 
 def envelope(event: Event, event_id: int) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": event.kind.value, "timestamp": event.occurred_at.isoformat(),
+    body: dict[str, Any] = {"type": event.kind.value, "timestamp": iso_utc(event.occurred_at),
                             "event_id": event_id, "source": event.source, "data": event.data}
     if event.previous_status is not None:
         body["previous_status"] = event.previous_status

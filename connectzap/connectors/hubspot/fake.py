@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ...core.clock import iso_utc
+
 OBJECTS = {"contacts", "communications", "notes", "calls"}
 
 
@@ -113,7 +115,7 @@ class FakeHubSpot:
 
     @staticmethod
     def _record(object_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stamp = iso_utc(datetime.now(UTC))
         props = {k: None if v is None else str(v) for k, v in properties.items()}
         props.setdefault("hs_object_id", object_id)
         props.setdefault("createdate", stamp)
@@ -234,7 +236,7 @@ class FakeHubSpot:
         inputs = body.get("inputs") or []
         if len(inputs) > 100:
             return 400, {"status": "error", "category": "VALIDATION_ERROR", "message": "too many inputs"}, {}
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stamp = iso_utc(datetime.now(UTC))
         done = {"status": "COMPLETE", "startedAt": stamp, "completedAt": stamp}
         contacts = self.records["contacts"]
         if rest == ["read"]:
@@ -277,7 +279,7 @@ class FakeHubSpot:
                 for spec in assoc.get("types", []):
                     self.associations.append(("notes", new_id, str(assoc["to"]["id"]), int(spec["associationTypeId"])))
             created.append(record)
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stamp = iso_utc(datetime.now(UTC))
         return 201, {"status": "COMPLETE", "startedAt": stamp, "completedAt": stamp, "results": created}, {}
 
     def _search(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, and_, case, func, select
 
 from .. import gate
+from ..clock import iso_utc
 from ..errors import ConflictError, NotFoundError, PayloadError
 from ..messages import TemplateContent
 from ..settings import PricingSettings
@@ -148,7 +149,7 @@ def results_csv(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     writer.writeheader()
     for row in rows:
         at = row.get("admitted_at")
-        writer.writerow({**row, "admitted_at": at.isoformat() if at else ""})
+        writer.writerow({**row, "admitted_at": iso_utc(at) if at else ""})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
