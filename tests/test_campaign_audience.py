@@ -75,7 +75,7 @@ def test_json_lines_are_read_line_by_line() -> None:
     assert [(r.line, r.phone, r.params) for r in good] == [(1, "+4915112345600", {"first_name": "Ana"}),
                                                            (3, "+4915112345601", ["Bo"])]
     assert [(r.line, r.reason.split(":")[0]) for r in rows if isinstance(r, BadLine)] == [
-        (4, "not JSON"), (5, "each line must be a JSON object"), (6, "unknown field(s)"),
+        (4, "not JSON"), (5, "each line must be a JSON object"), (6, "unknown field"),
         (7, "every parameter must be text or a number")]
     assert format_of("list.JSONL") == "jsonl" and format_of("list.ndjson") == "jsonl" and format_of("a.csv") == "csv"
 

@@ -185,7 +185,7 @@ def test_consent_import_names_bad_rows_and_export_has_no_numbers(config: Path, t
         assert number not in exported
     bad = tmp_path / "bad.csv"
     bad.write_text("number,consent\n1,2\n")
-    assert "unknown column(s) 'number', 'consent'" in one_line_error(run(config, "consent", "import", str(bad)), 1)
+    assert "unknown columns 'number', 'consent'" in one_line_error(run(config, "consent", "import", str(bad)), 1)
 
 
 # --- messages / events / plugins -------------------------------------------------------------------

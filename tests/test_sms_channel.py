@@ -197,6 +197,7 @@ async def test_a_text_over_max_segments_is_refused_with_the_count(twilio: Twilio
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     channel = channel_for(twilio, max_segments=2)
     caplog.set_level(logging.INFO, "connectzap.connectors.sms")
+    await channel.send(outbound(TextContent(body="a" * 160)))  # one GSM-7 segment
     await channel.send(outbound(TextContent(body="a" * 306)))  # two GSM-7 segments
     with pytest.raises(FatalDeliveryError) as raised:
         await channel.send(outbound(TextContent(body="a" * 307)))
@@ -204,9 +205,9 @@ async def test_a_text_over_max_segments_is_refused_with_the_count(twilio: Twilio
     with pytest.raises(FatalDeliveryError):
         await channel.send(outbound(TextContent(body="ú" * 135)))  # UCS-2: 3 segments of 67
     await channel.aclose()
-    assert len(twilio.calls) == 1
+    assert len(twilio.calls) == 2
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "2 segment(s), GSM-7" in logged
+    assert ": 1 segment, GSM-7" in logged and ": 2 segments, GSM-7" in logged
     assert CUSTOMER not in logged and "aaaa" not in logged, "no number and no text in logs"
 
 

@@ -34,6 +34,7 @@ from . import identities, ordering
 from .store import journal
 from .store.database import Database, now
 from .store.schema import consents
+from .wording import plural
 
 PHONE_COLUMNS = ("phone", "category", "granted", "source", "proof", "at", "country", "medium")
 EXPORT_COLUMNS = ("contact_key", "hash_key_id", "category", "granted", "source", "proof", "at", "medium")
@@ -112,15 +113,15 @@ def check_header(columns: Iterable[str] | None) -> None:
                         "(phone,category,granted,source,proof,at or an export's columns)")
     unknown = [c for c in names if c not in KNOWN_COLUMNS]
     if unknown:
-        raise BadHeader(f"unknown column(s) {', '.join(repr(c) for c in unknown)}; the columns are "
-                        f"{', '.join(PHONE_COLUMNS)} (or an export's {', '.join(EXPORT_COLUMNS)})")
+        raise BadHeader(f"unknown {plural(len(unknown), 'column')} {', '.join(repr(c) for c in unknown)}; "
+                        f"the columns are {', '.join(PHONE_COLUMNS)} (or an export's {', '.join(EXPORT_COLUMNS)})")
     missing = [c for c in ("category", "granted") if c not in names]
     if "phone" not in names and "contact_key" not in names:
         missing.insert(0, "phone")
     if "contact_key" in names and "hash_key_id" not in names:
         missing.append("hash_key_id")
     if missing:
-        raise BadHeader(f"missing column(s): {', '.join(missing)}")
+        raise BadHeader(f"missing {plural(len(missing), 'column')}: {', '.join(missing)}")
 
 
 def records(stream: TextIO, seen: Callable[[int], None] = lambda n: None

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...core.connector import AudienceMember, AudienceQuery
 from ...core.errors import NotFoundError, PayloadError
+from ...core.wording import plural
 from .client import HubSpotClient, HubSpotNotFound
 from .contacts import Contacts
 from .settings import HubSpotSettings
@@ -38,8 +39,8 @@ def as_json(function: Callable[..., Any]) -> Callable[..., Any]:
 def list_id_of(options: dict[str, Any]) -> str:
     unknown = sorted(set(options) - {"id", "list_id"})
     if unknown:
-        raise PayloadError(f"{SOURCE}: unknown option(s) {', '.join(unknown)}; it takes the list's id only",
-                           field="source")
+        raise PayloadError(f"{SOURCE}: unknown {plural(len(unknown), 'option')} {', '.join(unknown)}; "
+                           "it takes the list's id only", field="source")
     value = str(options.get("id") or options.get("list_id") or "").strip()
     if not value.isdigit():
         raise PayloadError(f"{SOURCE}: give the list's id (digits, as in the list's URL in HubSpot), e.g. "

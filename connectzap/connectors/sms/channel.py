@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from ...core.campaigns import send_window
 from ...core.channel import NOT_SUPPORTED, SMS, BaseChannel, OutboundSend, Refusal, SentId
 from ...core.errors import FatalDeliveryError, PhoneRequiredError
+from ...core.wording import counted
 from .client import TwilioClient
 from .rendering import render
 from .segments import SegmentCount, count_segments
@@ -86,8 +87,8 @@ class TwilioSmsChannel(BaseChannel):
         body, count = self.text_of(message)
         answer = await self.client.create_message(self.form(message, body))
         sid = str(answer["sid"])
-        log.info("sms for outbox %s accepted by Twilio as %s: %d segment(s), %s", message.outbox_id, sid,
-                 count.segments, count.encoding)
+        log.info("sms for outbox %s accepted by Twilio as %s: %s, %s", message.outbox_id, sid,
+                 counted(count.segments, "segment"), count.encoding)
         return SentId(sid, segments=count.segments)  # kept on the message record (outbox.segments)
 
     async def reconcile(self, outbox_id: str) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 from ...core.campaigns.write_back import Outcome
 from ...core.connector import AudienceMember, AudienceQuery
 from ...core.errors import PayloadError
+from ...core.wording import plural
 from .rest import ShopClient
 
 log = logging.getLogger("connectzap.woocommerce")
@@ -66,8 +67,8 @@ def filter_of(options: dict[str, Any], shops: list[str], default_shop: str | Non
     (REST: the same names, ``status`` also a list), checked."""
     unknown = sorted(set(options) - {"shop", "days", "since", "min_total", "status"})
     if unknown:
-        raise PayloadError(f"{SOURCE}: unknown option(s) {', '.join(unknown)}; it takes shop, days (or since), "
-                           "min_total and status", field="source")
+        raise PayloadError(f"{SOURCE}: unknown {plural(len(unknown), 'option')} {', '.join(unknown)}; "
+                           "it takes shop, days (or since), min_total and status", field="source")
     shop = str(options.get("shop") or default_shop or "")
     if shop not in shops:
         raise PayloadError(f"{SOURCE}: name the shop (shop=...), one of {', '.join(shops)}", field="source")

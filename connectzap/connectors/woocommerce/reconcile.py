@@ -122,7 +122,7 @@ async def reconcile_forever(app: Connectzap, stop: asyncio.Event) -> None:
         try:
             for result in await asyncio.to_thread(reconcile_all, app):
                 if result.journaled:
-                    log.info("reconcile %s: %d missed change(s) journaled", result.shop, result.journaled)
+                    log.info("reconcile %s: %s journaled", result.shop, counted(result.journaled, "missed change"))
         except Exception as exc:  # noqa: BLE001 - the loop must survive a shop being down
             log.warning("reconcile failed: %s: %s", type(exc).__name__,
                         exc.message if isinstance(exc, ConnectzapError) else exc)

@@ -154,7 +154,8 @@ def read_jsonl(lines: Iterable[str], secret: bytes, country: str | None = None) 
             continue
         unknown = set(item) - {"phone", "country", "params"}
         if unknown:
-            yield BadLine(number, f"unknown field(s): {', '.join(sorted(unknown))} (use phone, country, params)")
+            yield BadLine(number, f"unknown {plural(len(unknown), 'field')}: {', '.join(sorted(unknown))} "
+                                  "(use phone, country, params)")
             continue
         yield recipient(number, item.get("phone"), item.get("country"), item.get("params"), secret, country)
 

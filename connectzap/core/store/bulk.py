@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
 
+from ..wording import plural
 from .database import Database
 
 
@@ -40,7 +41,7 @@ def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[str]:
     names = list(rows[0])
     unknown = set(names) - set(table.c.keys())
     if unknown:
-        raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        raise ValueError(f"{table.name} has no {plural(len(unknown), 'column')} {sorted(unknown)}")
     return names
 
 
