@@ -10,11 +10,14 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from connectzap import Category, ConfigurationError, ConsentChange, Contact, Order
 from connectzap.cli import cli
+from connectzap.console.automation_pages import plugin_summaries
 from connectzap.core import ingress
 from connectzap.core.store import journal
+from connectzap.core.store.schema import deliveries, events
 from connectzap.core.worker import Worker
 from connectzap.plugins import order_notifications
 from connectzap.testing import seed_template
@@ -162,6 +165,44 @@ async def test_owner_without_consent_is_refused(shop):
     await deliver(app, "order_created_classic.json", topic="order.created", delivery="o1")
     refused = [m for m in app.messages() if m["template_name"] == "new_order_alert"]
     assert [m["reason"] for m in refused] == ["no_consent"]
+
+
+def order_deliveries(app) -> list[tuple[str, str | None]]:
+    """(target, result) of every delivery of the order events journaled so far."""
+    with app.db.read() as conn:
+        rows = conn.execute(select(deliveries.c.target, deliveries.c.result).join(
+            events, events.c.id == deliveries.c.event_id).where(events.c.kind.in_(["order_created", "order_updated"])))
+        return [(row.target, row.result) for row in rows]
+
+
+async def test_without_rules_orders_record_nothing_and_doctor_and_the_console_say_it_once(make, tmp_path):
+    app = make(connectors={"woocommerce": {"shops": {"main": shop_config()}}})  # no [plugins.order_notifications]
+    await deliver(app, "order_created_classic.json", topic="order.created", delivery="q1")
+    await deliver(app, "order_updated_completed.json", delivery="q2")
+    targets = [target for target, _ in order_deliveries(app)]
+    assert "core" in targets and "order_notifications" not in targets  # no entry per order
+    assert app.messages() == []
+    assert plugin_summaries(app) and dict(plugin_summaries(app))["order_notifications"] == [
+        ("order notifications", f"off: {order_notifications.NOT_CONFIGURED}")]
+    config = tmp_path / "cz.toml"
+    config.write_text(f'data_dir = "{app.settings.data_dir}"\n[database]\nurl = "{app.db.url}"\n'
+                      '[sandbox]\nquiet = true\n')
+    doctor = CliRunner().invoke(cli, ["--config", str(config), "doctor"])
+    assert doctor.exit_code == 0, doctor.output
+    assert f"plugins:\n  order_notifications: {order_notifications.NOT_CONFIGURED}\n" in doctor.output
+    assert doctor.output.strip().endswith("ok")  # a note, not a warning: no rules is a choice
+
+
+async def test_with_rules_a_status_no_rule_names_is_still_noted_on_its_order(shop):
+    app = shop()
+    await deliver(app, {**payload("order_created_classic.json"), "status": "on-hold"}, topic="order.created",
+                  delivery="h1")
+    [(_, result)] = [d for d in order_deliveries(app) if d[0] == "order_notifications"]
+    assert "no_rule" in result and "on-hold" in result
+    summary = dict(plugin_summaries(app))["order_notifications"]
+    assert summary[0] == ("rule 0", "status processing: template order_confirmation")
+    assert summary[2] == ("rule 2", "status cancelled or refunded: template order_cancelled")
+    assert order_notifications.NotificationConfig.model_validate(RULES).doctor_notes() == []
 
 
 def test_a_misspelt_parameter_stops_the_engine_before_any_order(shop):

@@ -48,6 +48,10 @@ def doctor(obj: Ctx) -> None:
     for connector in app.connectors.values():
         for note in connector.settings.doctor_notes():
             click.echo(f"  {note}")
+    plugin_notes = [f"  {name}: {note}" for name, section in sorted(app.plugin_settings.items())
+                    for note in section.doctor_notes()]
+    if plugin_notes:
+        click.echo("plugins:\n" + "\n".join(plugin_notes))
     cached = app.templates()
     click.echo(f"templates cached: {len(cached)} ({sum(t.status == 'APPROVED' for t in cached)} approved)")
     from ..core.plugins import load_failures

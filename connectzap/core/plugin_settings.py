@@ -93,6 +93,11 @@ class PluginSettings(BaseModel):
         ``origin`` names decides, else ``[fallback] media``)."""
         return None
 
+    def doctor_notes(self) -> list[str]:
+        """What ``connectzap doctor`` should show about this section (one line each, never a secret),
+        e.g. that it leaves the plugin nothing to do. Default: nothing."""
+        return []
+
     def console_summary(self) -> list[tuple[str, str]]:
         """What the console's automation page shows about this section, as ``(label, value)`` pairs:
         whether it is on, what it matches, what it answers. Never a secret (say whether one is set)

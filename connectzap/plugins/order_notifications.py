@@ -29,6 +29,9 @@ Which status notifies (webhooks arrive coalesced, repeated and out of order):
 * Draft statuses (``checkout-draft``, ``auto-draft``, ``draft``, ``new``) and partial orders never
   notify and are not remembered.
 
+Without rules (and without ``owner``) the plugin is not called for orders at all and records
+nothing on them; ``connectzap doctor`` and the console's Automation page say it is off.
+
 Fallback: ``fallback = ["sms", "email"]`` in the section or a rule names the media a customer's
 notification goes on when WhatsApp cannot deliver it (docs/channels.md, "Fallback"); unset, the
 shop's ``fallback`` applies (docs/woocommerce.md), else ``[fallback] media``.
@@ -147,6 +150,17 @@ class OwnerSpec(MessageSpec):
             raise ValueError("not a valid phone number (write it with its country code, e.g. +49...)") from None
 
 
+NOT_CONFIGURED = "no rules in [plugins.order_notifications]: orders notify nobody (docs/woocommerce.md)"
+
+
+def _statuses(status: str | list[str]) -> str:
+    return "status " + (status if isinstance(status, str) else " or ".join(status))
+
+
+def _shops(shops: list[str]) -> str:
+    return f" (shop {' or '.join(shops)})" if shops else ""
+
+
 class NotificationConfig(PluginSettings):
     """``[plugins.order_notifications]``, validated when the engine starts."""
 
@@ -169,6 +183,27 @@ class NotificationConfig(PluginSettings):
 
     def rank(self, status: str) -> int:
         return self.status_rank.get(status, DEFAULT_RANK.get(status, UNKNOWN_RANK))
+
+    @property
+    def notifies_anyone(self) -> bool:
+        return bool(self.rules) or self.owner is not None
+
+    def wants(self, kind: str) -> bool:
+        # Without rules every order would only record that nothing is configured, one entry per
+        # order; doctor and the console's Automation page say it once instead.
+        return self.notifies_anyone
+
+    def doctor_notes(self) -> list[str]:
+        return [] if self.notifies_anyone else [NOT_CONFIGURED]
+
+    def console_summary(self) -> list[tuple[str, str]]:
+        if not self.notifies_anyone:
+            return [("order notifications", f"off: {NOT_CONFIGURED}")]
+        rules = [(f"rule {index}", f"{_statuses(rule.status)}{_shops(rule.shops)}: template {rule.template}")
+                 for index, rule in enumerate(self.rules)]
+        owner = [] if self.owner is None else [
+            ("owner", f"{_statuses(self.owner.statuses)}{_shops(self.owner.shops)}: template {self.owner.template}")]
+        return rules + owner
 
     def templates_used(self) -> Iterator[TemplateUse]:
         for index, rule in enumerate(self.rules):
@@ -250,10 +285,9 @@ def build_template(spec: MessageSpec, order: Order) -> TemplateContent:
 
 def _notify(order: Order, ctx: EventContext) -> None:
     config = config_of(ctx)
-    # Every way of sending nothing leaves a note, so `connectzap events show` can say why.
-    if not config.rules and config.owner is None:
-        ctx.note("not_configured", "no rules in [plugins.order_notifications]")
+    if not config.notifies_anyone:  # the dispatcher does not call it then (wants); a direct call records nothing
         return
+    # Every other way of sending nothing leaves a note, so `connectzap events show` can say why.
     if order.partial or order.status in DRAFT_STATUSES:
         ctx.note("not_notified", f"a {'partial' if order.partial else 'draft'} order ({order.status}) never notifies")
         return
