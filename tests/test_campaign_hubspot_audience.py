@@ -146,7 +146,7 @@ def test_cli_and_rest_create_from_a_list(make, fake, tmp_path: Path) -> None:
                                "--from", "hubspot-list:77", "--param-from", "first_name=firstname"])
     assert made.exit_code == 0, made.output
     assert "audience from hubspot-list:77: 4 recipients, 1 duplicate of an earlier record" in made.output
-    assert "2 skipped (no phone number 1, invalid phone number 1)" in made.output
+    assert made.output.splitlines()[-2].endswith(", 2 records skipped (no phone number 1, invalid phone number 1)")
     missing = runner.invoke(cli, ["--config", str(config), "campaigns", "create", "other", "--template",
                                   "winter_news", "--from", "hubspot-list:404"])
     assert missing.exit_code != 0 and "HubSpot has no list 404" in missing.output
@@ -196,7 +196,7 @@ def test_a_list_without_a_reachable_contact_is_refused_and_the_audience_kept(mak
         return runner.invoke(cli, ["--config", str(config), "campaigns", *args])
 
     assert run("create", "winter", "--template", "winter_news", "--from", "hubspot-list:77").exit_code == 0
-    for list_id, said in (("8", "no recipients (1 skipped: no phone number 1)"), ("9", "no recipients")):
+    for list_id, said in (("8", "no recipients, 1 record skipped (no phone number 1)"), ("9", "no recipients")):
         refused = run("audience", "winter", "--from", f"hubspot-list:{list_id}")
         assert refused.exit_code == 1, refused.output
         assert refused.stderr.splitlines()[-1] == \
@@ -214,7 +214,7 @@ def test_a_list_without_a_reachable_contact_is_refused_and_the_audience_kept(mak
                                     json={"source": "hubspot_list", "id": "8"})
             assert kept.status_code == 422, kept.text
             assert kept.json() == {"error": "no_recipients", "field": "audience",
-                                   "detail": "hubspot_list: no recipients (1 skipped: no phone number 1) -- the "
+                                   "detail": "hubspot_list: no recipients, 1 record skipped (no phone number 1) -- the "
                                              "previous audience (4 recipients) is kept"}
             assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 4
             created = await client.post("/v1/campaigns", headers=AUTH, json={
@@ -363,7 +363,8 @@ def test_console_creates_a_campaign_from_a_list(make, fake) -> None:
                                      files={"audience": ("", b"", "text/csv")})
             assert made.status_code == 303, made.text
             shown = await client.get(made.headers["location"])
-            assert "4 recipients from hubspot-list:77, 1 duplicate skipped, 2 skipped" in shown.text
+            assert "4 recipients from hubspot-list:77, 1 duplicate skipped, 2 records skipped (no phone number 1, " \
+                   "invalid phone number 1)" in shown.text
 
     asyncio.run(walk())
     assert [c.recipients for c in app.campaigns.listing()] == [4]
@@ -515,6 +516,6 @@ async def test_the_console_refuses_a_list_with_nobody_and_creates_nothing(make, 
             "csrf": csrf_of(page.text), "name": "winter", "template": "winter_news|en", "source": "hubspot-list:8"},
             files={"audience": ("", b"", "application/octet-stream")})  # the form's empty file field
         assert answer.status_code == 400, answer.text
-        assert 'id="error">hubspot-list:8: no recipients (1 skipped: no phone number 1), nothing was created.<' \
+        assert 'id="error">hubspot-list:8: no recipients, 1 record skipped (no phone number 1), nothing was created.<' \
             in answer.text
     assert app.campaigns.listing() == []

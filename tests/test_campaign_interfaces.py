@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from server_support import AUTH, api_engine, serving
 
 from connectzap.cli import cli
+from connectzap.core.campaigns import BadLine, read_items
 from connectzap.core.worker import Worker
 from connectzap.testing import seed_template
 from test_campaigns import NUMBERS, campaign_messages, grant
@@ -82,13 +83,20 @@ def test_rest_audience_upload_as_csv_and_json_lines(make) -> None:
             text = "phone,1,2\n" + "".join(f"{n},Bo,10%\n" for n in NUMBERS[:4]) + "bad,x,y\n"
             stopped = await client.put(f"/v1/campaigns/{campaign}/audience", content=text,
                                        headers={**AUTH, "Content-Type": "text/csv"})
-            assert stopped.json() == {"loaded": False, "added": 0, "duplicates": 0, "invalid": 1,
-                                      "invalid_lines": [{"line": 6, "reason": stopped.json()["invalid_lines"][0]
-                                                         ["reason"]}],
+            assert stopped.status_code == 422, stopped.text  # it answered 200 {"loaded": false, ...}
+            assert stopped.json() == {"error": "invalid_lines", "field": "audience",
+                                      "detail": "audience: 1 bad line; fix it (or load the other lines with "
+                                                "skip_invalid) -- no audience is loaded",
+                                      "invalid": 1, "invalid_lines": [{"line": 6, "reason": bad_reason("bad")}],
                                       "invalid_by_reason": {"invalid phone number": 1}}
             kept = await client.put(f"/v1/campaigns/{campaign}/audience?skip_invalid=true", content=text,
                                     headers={**AUTH, "Content-Type": "text/csv"})
             assert kept.json()["added"] == 4
+            again = await client.put(f"/v1/campaigns/{campaign}/audience", content=text,
+                                     headers={**AUTH, "Content-Type": "text/csv"})
+            assert again.status_code == 422 and again.json()["detail"].endswith(
+                " -- the previous audience (4 recipients) is kept")
+            assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 4
             lines = "\n".join(json.dumps({"phone": n, "params": ["Cy", "5%"]}) for n in NUMBERS[:2])
             replaced = await client.put(f"/v1/campaigns/{campaign}/audience", content=lines,
                                         headers={**AUTH, "Content-Type": "application/x-ndjson"})
@@ -127,7 +135,7 @@ def test_rest_an_audience_upload_without_recipients_is_refused_and_the_audience_
             skipped = await client.put(f"/v1/campaigns/{campaign}/audience?skip_invalid=true",
                                        content="phone,1,2\n12,x,y\n", headers={**AUTH, "Content-Type": "text/csv"})
             assert skipped.status_code == 422, skipped.text
-            assert skipped.json()["detail"] == "audience: no recipients (1 bad line skipped) -- the previous " \
+            assert skipped.json()["detail"] == "audience: no recipients, 1 bad line skipped -- the previous " \
                                                "audience (3 recipients) is kept"
             assert (await client.get(f"/v1/campaigns/{campaign}", headers=AUTH)).json()["recipients"] == 3
             assert len((await client.get(f"/v1/campaigns/{campaign}/results", headers=AUTH)).json()["results"]) == 3
@@ -156,7 +164,7 @@ def test_rest_create_with_an_audience_without_recipients_creates_nothing(make) -
                 "name": "invalid", "template": TEMPLATE, "skip_invalid": True,
                 "audience": [{"phone": "12", "params": ["x", "y"]}, {"phone": "34", "params": ["x", "y"]}]})
             assert invalid.status_code == 422, invalid.text
-            assert invalid.json()["detail"] == "audience: no recipients (2 bad lines skipped) -- no campaign was " \
+            assert invalid.json()["detail"] == "audience: no recipients, 2 bad lines skipped -- no campaign was " \
                                                "created"
             assert (await client.get("/v1/campaigns", headers=AUTH)).json() == []
             later = await client.post("/v1/campaigns", headers=AUTH, json={"name": "later", "template": TEMPLATE})
@@ -165,6 +173,47 @@ def test_rest_create_with_an_audience_without_recipients_creates_nothing(make) -
                 "name": "empty", "template": TEMPLATE, "audience": [{"phone": NUMBERS[0], "params": ["Ana", "5%"]}]})
             assert again.status_code == 201, again.text  # the refused create left no campaign of the name
             assert [c["name"] for c in (await client.get("/v1/campaigns", headers=AUTH)).json()] == ["empty", "later"]
+
+    asyncio.run(walk())
+
+
+def bad_reason(phone: str) -> str:
+    """Why the audience loader refuses ``phone``: the reason the CLI prints for its line."""
+    [bad] = list(read_items([{"phone": phone}], b"secret"))
+    assert isinstance(bad, BadLine)
+    return bad.reason
+
+
+def test_rest_create_with_invalid_recipients_is_refused_and_creates_nothing(make) -> None:
+    """POST /v1/campaigns with invalid recipients and no skip_invalid answered 201 {"loaded": false}
+    and kept an empty draft of the name (the CLI and the console create nothing then): it is refused
+    with each invalid line and why, and no campaign is left."""
+    app = ready(make)
+    audience = [{"phone": n, "params": ["Ana", "5%"]} for n in NUMBERS[:3]]
+    audience[1:1] = [{"phone": "12", "params": ["x", "y"]}]
+    audience.append({"phone": "not a number", "params": ["x", "y"]})
+
+    async def walk() -> None:
+        async with serving(app) as client:
+            refused = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "spring", "template": TEMPLATE, "audience": audience})
+            assert refused.status_code == 422, refused.text
+            assert refused.json() == {
+                "error": "invalid_lines", "field": "audience",
+                "detail": "audience: 2 bad lines; fix them (or load the other lines with skip_invalid) -- no "
+                          "campaign was created",
+                "invalid": 2, "invalid_lines": [{"line": 2, "reason": bad_reason("12")},
+                                                {"line": 5, "reason": bad_reason("not a number")}],
+                "invalid_by_reason": {"invalid phone number": 2}}
+            assert (await client.get("/v1/campaigns", headers=AUTH)).json() == []
+            assert app.campaigns.listing() == []
+            kept = await client.post("/v1/campaigns", headers=AUTH, json={
+                "name": "spring", "template": TEMPLATE, "audience": audience, "skip_invalid": True})
+            assert kept.status_code == 201, kept.text  # the refusal left no campaign of the name behind
+            assert (kept.json()["audience"]["added"], [b["line"] for b in kept.json()["audience"]["invalid_lines"]]) \
+                == (3, [2, 5])
+            listed = (await client.get("/v1/campaigns", headers=AUTH)).json()
+            assert [(c["name"], c["recipients"]) for c in listed] == [("spring", 3)]
 
     asyncio.run(walk())
 
@@ -377,12 +426,11 @@ def test_cli_an_audience_file_without_recipients_is_refused(make, tmp_path: Path
     assert run("campaigns", "create", "autumn", "--template", "spring_sale", "--audience", str(three)).exit_code == 0
     refused = run("campaigns", "audience", "autumn", str(empty))
     assert refused.exit_code == 1, refused.output
-    assert refused.stderr == f"error: {empty}: no recipients in the file -- the previous audience (3 recipients) " \
-                             "is kept\n"
+    assert refused.stderr == f"error: {empty}: no recipients -- the previous audience (3 recipients) is kept\n"
     assert json.loads(run("campaigns", "show", "autumn", "--json").stdout)["recipients"] == 3
     created = run("campaigns", "create", "winter", "--template", "spring_sale", "--audience", str(empty))
     assert created.exit_code == 1, created.output
-    assert created.stderr == f"error: {empty}: no recipients in the file -- no campaign was created\n"
+    assert created.stderr == f"error: {empty}: no recipients -- no campaign was created\n"
     assert [c["name"] for c in json.loads(run("campaigns", "list", "--json").stdout)] == ["autumn"]
 
 
@@ -397,8 +445,8 @@ def test_cli_an_audience_of_bad_lines_only_is_refused_even_with_skip_invalid(mak
     refused = runner.invoke(cli, ["--config", str(config), "campaigns", "audience", "autumn", str(bad),
                                   "--skip-invalid"])
     assert refused.exit_code == 1, refused.output
-    assert refused.stderr.splitlines()[-1] == f"error: {bad}: no recipients in the file (2 bad lines skipped) -- " \
-                                              "the previous audience (3 recipients) is kept"
+    assert refused.stderr.splitlines()[-1] == f"error: {bad}: no recipients, 2 bad lines skipped -- the " \
+                                              "previous audience (3 recipients) is kept"
     shown = runner.invoke(cli, ["--config", str(config), "campaigns", "show", "autumn", "--json"])
     assert json.loads(shown.stdout)["recipients"] == 3
 

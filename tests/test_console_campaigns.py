@@ -239,14 +239,14 @@ async def test_an_audience_file_without_recipients_is_refused_and_keeps_the_audi
         refused = await client.post(f"{path}/audience", data={"csrf": token},
                                     files={"audience": (filename, text.encode(), "text/csv")})
         assert refused.status_code == 400
-        assert f'id="error">{filename}: no recipients in the file, the audience is unchanged.<' in refused.text
+        assert f'id="error">{filename}: no recipients, the audience is unchanged.<' in refused.text
         assert stored(app) == (1, 3)
         created = await create(client, text, filename=filename, name="winter")
         assert created.status_code == 400
-        assert f'id="error">{filename}: no recipients in the file, nothing was created.<' in created.text
+        assert f'id="error">{filename}: no recipients, nothing was created.<' in created.text
         skipped = await create(client, "phone,1,2\n12,Di,30%\n", name="winter", skip_invalid="on")
         assert skipped.status_code == 400
-        assert "list.csv: no recipients in the file (1 bad line skipped), nothing was created." in skipped.text
+        assert "list.csv: no recipients, 1 bad line skipped, nothing was created." in skipped.text
         assert stored(app) == (1, 3)
     assert [a["action"] for a in app.operators.audit_log() if a["action"].startswith("campaign")] == \
         ["campaign_create"]

@@ -60,10 +60,7 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
     except BadAudience as exc:
         raise CommandFailed(f"{name}: {exc} -- {_kept(app, campaign_id, creating)}") from None
     except NoRecipients as exc:  # a header and nothing else, or nothing but bad lines skipped
-        raise CommandFailed(f"{name}: no recipients in the file"
-                            + (f" ({counted(exc.result.bad_count, 'bad line')} skipped)" if exc.result.bad_count
-                               else "")
-                            + f" -- {_kept(app, campaign_id, creating)}") from None
+        raise CommandFailed(f"{name}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
     if result.bad_count > SHOWN_BAD_LINES:
@@ -75,7 +72,7 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
     click.echo(f"audience: {counted(result.added, 'recipient')}"
                + (f", {counted(result.duplicates, 'duplicate')} of an earlier line skipped" if result.duplicates
                   else "")
-               + (f", {counted(result.bad_count, 'bad line')} skipped" if result.bad_count else ""))
+               + (f", {result.skipped_text()}" if result.bad_count else ""))
 
 
 def _kept(app: Any, campaign_id: str, creating: bool) -> str:
@@ -105,11 +102,10 @@ def _load_source(app: Any, campaign_id: str, opened: Any, spec: str, *, creating
         raise CommandFailed(f"{spec}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
-    skipped = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
     click.echo(f"audience from {spec}: {counted(result.added, 'recipient')}"
                + (f", {counted(result.duplicates, 'duplicate')} of an earlier record skipped" if result.duplicates
                   else "")
-               + (f", {result.bad_count} skipped ({skipped})" if result.bad_count else ""))
+               + (f", {result.skipped_text(records=True)}" if result.bad_count else ""))
 
 
 AUDIENCE = click.File("r", encoding="utf-8-sig")

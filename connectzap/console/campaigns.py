@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap
-from ..core.campaigns import (Action, BadAudience, BadLine, NoRecipients, State, format_of, read_file, report_csv,
-                              results_csv)
+from ..core.campaigns import (Action, AudienceResult, BadAudience, BadLine, NoRecipients, State, format_of, read_file,
+                              report_csv, results_csv)
 from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
 from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
@@ -201,10 +201,9 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
     except ConnectzapError as exc:
         engine.campaigns.discard(made.id)
         return again(f"{spec}: {exc.message}" + (", nothing was created." if isinstance(exc, NoRecipients) else ""))
-    skipped = ", ".join(f"{reason} {n}" for reason, n in loaded.skipped.most_common())
     said = f"{counted(loaded.added, 'recipient')} from {spec}" \
         + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
-        + (f", {loaded.bad_count} skipped ({skipped})" if loaded.bad_count else "")
+        + (f", {loaded.skipped_text(records=True)}" if loaded.bad_count else "")
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
 
@@ -220,9 +219,8 @@ def _check_upload(engine: Connectzap, upload: UploadFile, country: str | None, s
     if bad_count and not skip:
         return (f"{name}: {counted(bad_count, 'bad line')}, {kept}; fix {plural(bad_count, 'it', 'them')} "
                 "(or tick “load the other lines”).", bad, bad_count)
-    if not good:
-        skipped = f" ({counted(bad_count, 'bad line')} skipped)" if bad_count else ""
-        return f"{name}: no recipients in the file{skipped}, {kept}.", bad, bad_count
+    if not good:  # in the words loading would refuse it with
+        return f"{name}: {NoRecipients(AudienceResult(bad_count=bad_count)).message}, {kept}.", bad, bad_count
     return None
 
 
@@ -236,7 +234,7 @@ def _load(engine: Connectzap, campaign_id: str, upload: UploadFile, country: str
         text.detach()
     return counted(loaded.added, "recipient") \
         + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
-        + (f", {counted(loaded.bad_count, 'bad line')} skipped" if loaded.bad_count else "")
+        + (f", {loaded.skipped_text()}" if loaded.bad_count else "")
 
 
 def replace_audience(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],

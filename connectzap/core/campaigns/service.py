@@ -85,10 +85,8 @@ class NoRecipients(PayloadError):
     code = "no_recipients"
 
     def __init__(self, result: AudienceResult, *, records: bool = False) -> None:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in result.skipped.most_common())
-        skipped = "" if not result.bad_count else f" ({result.bad_count} skipped: {reasons})" if records else \
-            f" ({counted(result.bad_count, 'bad line')} skipped)"
-        super().__init__(f"no recipients{skipped}", field="audience")
+        skipped = result.skipped_text(records=records)
+        super().__init__("no recipients" + (f", {skipped}" if skipped else ""), field="audience")
         self.result = result
 
 
@@ -102,6 +100,17 @@ class AudienceResult:
     """False when bad lines stopped the load: nothing was kept."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
+
+    def skipped_text(self, *, records: bool = False) -> str:
+        """What the load skipped, in the one wording a refusal and a success line share: ``2 bad
+        lines skipped`` (a file's), ``2 records skipped (no phone number 1, invalid phone number 1)``
+        (a source's, by reason); empty when nothing was."""
+        if not self.bad_count:
+            return ""
+        if not records:
+            return f"{counted(self.bad_count, 'bad line')} skipped"
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.skipped.most_common())
+        return f"{counted(self.bad_count, 'record')} skipped ({reasons})"
 
 
 def _reason_of(bad: BadLine) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, NoRecipients, Preview,
@@ -17,8 +17,9 @@ from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, Ca
 from ..campaigns.marketing_api import MarketingApi
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
+from ..wording import counted, plural
 from .auth import bearer_scheme
-from .errors import ErrorBody
+from .errors import ErrorBody, error_response
 from .guards import ApiRoute
 from .rest import ERRORS, Engine, IsoTime
 
@@ -105,7 +106,8 @@ class BadLineOut(BaseModel):
 
 
 class AudienceOut(BaseModel):
-    loaded: bool = Field(description="False when invalid lines stopped the load: nothing was kept.")
+    loaded: bool = Field(True, description="Always true (kept for clients of earlier versions): invalid lines "
+                                           "without `skip_invalid` are refused with 422 `invalid_lines`.")
     added: int
     duplicates: int = Field(description="Lines naming a contact an earlier line named (the first is kept).")
     invalid: int
@@ -116,9 +118,18 @@ class AudienceOut(BaseModel):
 
     @classmethod
     def of(cls, result: AudienceResult) -> AudienceOut:
-        return cls(loaded=result.loaded, added=result.added, duplicates=result.duplicates, invalid=result.bad_count,
+        return cls(added=result.added, duplicates=result.duplicates, invalid=result.bad_count,
                    invalid_lines=[BadLineOut(line=b.line, reason=b.reason) for b in result.bad],
                    invalid_by_reason=dict(result.skipped))
+
+
+class AudienceRefusal(ErrorBody):
+    """A 422 of the routes that load an audience. Refused for ``invalid_lines``, it lists the lines
+    that stopped the load, each with why; nothing was created or replaced."""
+
+    invalid: int | None = Field(None, description="How many lines were invalid.")
+    invalid_lines: list[BadLineOut] | None = Field(None, description="The first 100 invalid lines, each with why.")
+    invalid_by_reason: dict[str, int] | None = Field(None, description="Invalid lines by reason.")
 
 
 class CreatedCampaign(BaseModel):
@@ -155,13 +166,28 @@ class ResultPage(BaseModel):
     next_cursor: int | None = Field(None, description="Pass as `after` for the next page; null at the end.")
 
 
-NO_RECIPIENTS = (422, "Invalid input, or an audience without a single recipient (`no_recipients`: the audience "
-                      "is left as it was, no campaign is created)")
+AUDIENCE_REFUSED: dict[int | str, dict[str, Any]] = {422: {
+    "model": AudienceRefusal,
+    "description": "Invalid input; or an audience with invalid lines and no `skip_invalid` (`invalid_lines`, each "
+                   "line listed with why), or without a single recipient (`no_recipients`): nothing is created "
+                   "or replaced"}}
 
 
 def _refused(exc: NoRecipients, what: str, kept: str) -> PayloadError:
     """The refusal of an audience without a single recipient, saying what the campaign keeps."""
     return PayloadError(f"{what}: {exc.message} -- {kept}", code=exc.code, field=exc.field)
+
+
+def _invalid_lines(result: AudienceResult, kept: str) -> JSONResponse:
+    """The refusal of an audience with invalid lines (no ``skip_invalid``): each line and why, as
+    the CLI prints them, and what the campaign keeps."""
+    count = result.bad_count
+    detail = (f"audience: {counted(count, 'bad line')}; fix {plural(count, 'it', 'them')} (or load the other lines "
+              f"with skip_invalid) -- {kept}")
+    lines = AudienceOut.of(result)
+    return error_response(422, "invalid_lines", detail, field="audience", invalid=lines.invalid,
+                          invalid_lines=[line.model_dump() for line in lines.invalid_lines],
+                          invalid_by_reason=lines.invalid_by_reason)
 
 
 def _resolve(app: Any, ref: str) -> str:
@@ -170,15 +196,16 @@ def _resolve(app: Any, ref: str) -> str:
 
 
 @router.post("", status_code=201, response_model=CreatedCampaign, summary="Create a draft campaign with its audience",
-             responses=_errors((415, "Body is not application/json"), NO_RECIPIENTS))
-def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
+             responses=_errors((415, "Body is not application/json")) | AUDIENCE_REFUSED)
+def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign | JSONResponse:
     """A draft: nothing is sent until it is started. Invalid recipients are listed with their index
-    (from 1) and why; unless ``skip_invalid``, none of the audience is kept then. With
-    ``audience_source`` the records come from a connector (those without a usable number are skipped
-    and counted); if the source fails (no such list, refused credentials), no campaign is created.
-    An audience given without a single recipient (``[]``, only invalid ones skipped, a source with
-    nobody to send to) is refused with ``no_recipients`` and no campaign is created; leave
-    ``audience`` out to create a draft and upload its audience later."""
+    (from 1) and why; unless ``skip_invalid``, the campaign is refused then (422 ``invalid_lines``)
+    and none is created. With ``audience_source`` the records come from a connector (those without a
+    usable number are skipped and counted, never refused); if the source fails (no such list,
+    refused credentials), no campaign is created. An audience given without a single recipient
+    (``[]``, only invalid ones skipped, a source with nobody to send to) is refused with
+    ``no_recipients`` and no campaign is created; leave ``audience`` out to create a draft and
+    upload its audience later."""
     if body.audience and body.audience_source:
         raise PayloadError("give `audience` or `audience_source`, not both", field="audience_source")
     opened = _open(app, body.audience_source) if body.audience_source else None
@@ -208,13 +235,18 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign:
             raise _refused(exc, "audience_source" if opened is not None else "audience",
                            "no campaign was created") from None
         raise
+    if not loaded.loaded:  # invalid lines without skip_invalid: nothing was kept, so nothing is created
+        app.campaigns.discard(made.id)
+        return _invalid_lines(loaded, "no campaign was created")
     return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
 
 
 @router.put("/{campaign}/audience/source", response_model=AudienceOut,
             summary="Replace the audience with the records of a connector's source",
             responses=_errors((409, "The campaign is no longer a draft or scheduled"),
-                              (415, "Body is not application/json"), NO_RECIPIENTS))
+                              (415, "Body is not application/json"),
+                              (422, "Invalid input, or a source with nobody to send to (`no_recipients`): the "
+                                    "audience is left as it was")))
 def put_audience_source(app: Engine, campaign: CampaignRef, body: AudienceSource) -> AudienceOut:
     """E.g. ``{"source": "hubspot_list", "id": "123", "params_from": {"first_name": "firstname"}}``.
     The source is read first: when it fails (no such list, refused credentials) or gives nobody to
@@ -230,14 +262,15 @@ def put_audience_source(app: Engine, campaign: CampaignRef, body: AudienceSource
             openapi_extra={"requestBody": {"required": True, "content": {
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}},
             responses=_errors((409, "The campaign is no longer a draft or scheduled"),
-                              (415, "Body is not text/csv or application/x-ndjson"), NO_RECIPIENTS))
+                              (415, "Body is not text/csv or application/x-ndjson")) | AUDIENCE_REFUSED)
 async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
                        country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
-                       skip_invalid: bool = False) -> AudienceOut:
+                       skip_invalid: bool = False) -> AudienceOut | JSONResponse:
     """A CSV file (``phone``, optional ``country``, one column per body parameter) or JSON lines
-    (``{"phone": ..., "country": ..., "params": ...}``), checked line by line. A file without a
-    single recipient (a header only, only invalid lines skipped) is refused with ``no_recipients``
-    and the audience is left as it was."""
+    (``{"phone": ..., "country": ..., "params": ...}``), checked line by line. A file with invalid
+    lines is refused with ``invalid_lines`` (each listed) unless ``skip_invalid``; one without a
+    single recipient (a header only, only invalid lines skipped) with ``no_recipients``. Refused,
+    the audience is left as it was."""
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     fmt = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}.get(kind)
     if fmt is None:
@@ -255,7 +288,11 @@ async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
         except NoRecipients as exc:
             raise _refused(exc, "audience", app.campaigns.kept_audience(campaign_id)) from None
 
-    return AudienceOut.of(await run_in_threadpool(load))
+    loaded = await run_in_threadpool(load)
+    if not loaded.loaded:
+        kept = await run_in_threadpool(app.campaigns.kept_audience, campaign_id)
+        return _invalid_lines(loaded, kept)
+    return AudienceOut.of(loaded)
 
 
 @router.get("", response_model=list[CampaignView], summary="Campaigns, newest first", responses=_errors())
