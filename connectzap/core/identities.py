@@ -27,6 +27,7 @@ from . import contact_times, ordering, reachability
 from .bsuids import bsuid_key
 from .phones import contact_key
 from .store.database import Database, now
+from .store import outbox as outbox_rows
 from .store.schema import (consents, contacts, conversations, events, identities, outbox, plugin_state,
                            unreachable_media, windows)
 from .store.among import among
@@ -70,7 +71,7 @@ def observe(db: Database, conn: Connection, secret: bytes, phone: str | None, us
         _move(db, conn, own, key)
         # Same customer: their messages (queued ones are re-checked under this key) follow them,
         # and so do their events still waiting, ordered with the number's from now on (by journal order).
-        conn.execute(outbox.update().where(outbox.c.contact_key == own).values(contact_key=key))
+        conn.execute(outbox.update().where(outbox_rows.of_contacts(conn, [own])).values(contact_key=key))
         conn.execute(events.update().where(events.c.ordering_key == ordering.hashed(ordering.contact(own), secret),
                                            events.c.status == "pending")
                      .values(ordering_key=ordering.hashed(ordering.contact(key), secret)))
@@ -95,7 +96,9 @@ def plain_first_links(conn: Connection, secret: bytes, firsts: Mapping[str, str]
              .where(among(conn, identities.c.contact_key, numbers))]
     parts += [select(literal("own").label(what), table.c.contact_key.label(key))
               .where(among(conn, table.c.contact_key, owns))
-              for table in (consents, windows, contacts, unreachable_media, conversations, outbox)]
+              for table in (consents, windows, contacts, unreachable_media, conversations)]
+    parts.append(select(literal("own").label(what), outbox.c.contact_key.label(key))
+                 .where(outbox_rows.of_contacts(conn, owns)))
     parts.append(select(literal("ordering").label(what), events.c.ordering_key.label(key))
                  .where(among(conn, events.c.ordering_key, sorted(by_ordering)), events.c.status == "pending"))
     if by_time:

@@ -18,14 +18,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, bindparam, case, func, or_, select, text, union_all
 
 from ..channel import SentId
 from ..models import StatusValue
 from ..phones import scrub
 from . import bulk
 from .database import Database, now
-from .schema import outbox
+from .schema import CONTACT_INDEXED, campaign_recipients, campaigns, outbox
 from .among import among
 
 S = StatusValue
@@ -538,6 +538,23 @@ def by_wamid(conn: Connection, wamid: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+_CONTACT_INDEXED = text(f"({CONTACT_INDEXED})")
+"""``ix_outbox_contact``'s predicate as literal SQL, in parentheses (beside other conditions), as the
+planner must see it to use the partial index: with 'queued' a bound parameter it could not."""
+
+
+def of_contacts(conn: Connection, keys: Collection[str]) -> ColumnElement[bool]:
+    """The outbox rows of these contacts: through ``ix_outbox_contact`` (its predicate repeated, so
+    that the database uses it), and a campaign's messages still queued, which that index leaves out
+    (:data:`.schema.CONTACT_INDEXED`), through the campaigns' recipients (each keeps its message's id;
+    a seek of their primary key per campaign)."""
+    return outbox.c.id.in_(union_all(
+        select(outbox.c.id).where(among(conn, outbox.c.contact_key, keys), _CONTACT_INDEXED),
+        select(campaign_recipients.c.message_id).where(
+            campaign_recipients.c.campaign_id.in_(select(campaigns.c.id)),
+            among(conn, campaign_recipients.c.contact_key, keys), campaign_recipients.c.message_id.is_not(None))))
+
+
 def listing(conn: Connection, *, contact_key: str | None = None, status: str | None = None,
             since: float | None = None, until: float | None = None, before_id: str | None = None,
             source_event_id: int | None = None, reason: str | None = None, plugin: str | None = None,
@@ -554,7 +571,7 @@ def listing(conn: Connection, *, contact_key: str | None = None, status: str | N
     if plugin:
         stmt = stmt.where(outbox.c.plugin == plugin)
     if contact_key:
-        stmt = stmt.where(outbox.c.contact_key == contact_key)
+        stmt = stmt.where(of_contacts(conn, [contact_key]))
     if status:
         stmt = stmt.where(outbox.c.status == status)
     if since is not None:
