@@ -390,19 +390,30 @@ def _split_round(campaign_id: str, ready: list[Any], everyone: Outgoing, templat
     return split
 
 
-_DUE_COLUMNS = (recipients.c.contact_key, recipients.c.line, recipients.c.recipient, recipients.c.params,
-                recipients.c.zones, recipients.c.attempt, recipients.c.due_at)
-"""What admission reads of a due recipient."""
+class _Due(NamedTuple):
+    """What admission reads of a due recipient. A plain tuple, not the database's row: a round reads
+    each field several times, and a row's attribute lookup costs several times a tuple's."""
+
+    contact_key: str
+    line: int
+    recipient: str | None
+    params: str | None
+    zones: str | None
+    attempt: int
+    due_at: float
 
 
-def _due(conn: Connection, campaign_id: str, t: float, room: int) -> list[Any]:
+_DUE_COLUMNS = tuple(recipients.c[name] for name in _Due._fields)
+
+
+def _due(conn: Connection, campaign_id: str, t: float, room: int) -> list[_Due]:
     """The first ``room`` recipients due at ``t``, by due time and audience order. One query per
     waiting outcome, each read in the order of ``ix_campaign_recipients_due``: with both outcomes in
     one query the database sorted every waiting recipient of the campaign to return the first few,
     each round -- a campaign's admission grew with the square of its size."""
-    rows = [conn.execute(select(*_DUE_COLUMNS).where(
+    rows = [list(map(_Due._make, conn.execute(select(*_DUE_COLUMNS).where(
         recipients.c.campaign_id == campaign_id, recipients.c.outcome == outcome, recipients.c.due_at <= t)
-        .order_by(recipients.c.due_at, recipients.c.line).limit(room)).all() for outcome in WAITING]
+        .order_by(recipients.c.due_at, recipients.c.line).limit(room)))) for outcome in WAITING]
     return list(itertools.islice(heapq.merge(*rows, key=lambda r: (r.due_at, r.line)), room))
 
 
