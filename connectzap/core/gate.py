@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, select
 
@@ -155,10 +156,11 @@ class BatchFacts:
         self.accounts = accounts
         self._templates: dict[tuple[str, str], list[TemplateInfo]] = {}  # every account's version
         if keys:
-            for key, category, medium, granted, source in conn.execute(
-                    select(consents.c.contact_key, consents.c.category, consents.c.medium, consents.c.granted,
-                           consents.c.source)
-                    .where(among_keys(conn, consents.c.contact_key, keys)).order_by(consents.c.at, consents.c.id)):
+            ledger = cast("Iterable[tuple[str, str, str, bool, str]]", conn.execute(
+                select(consents.c.contact_key, consents.c.category, consents.c.medium, consents.c.granted,
+                       consents.c.source)
+                .where(among_keys(conn, consents.c.contact_key, keys)).order_by(consents.c.at, consents.c.id)))
+            for key, category, medium, granted, source in ledger:
                 # newest wins; kept as a plain tuple, not the Row: a tuple of atomic values leaves the
                 # garbage collector's lists, and a campaign round's rows were a full collection's worth.
                 # (Unpacked, not read by name: a row's attribute lookup cost a few % of admission.)
