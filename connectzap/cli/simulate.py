@@ -132,7 +132,7 @@ def _events(app: Any, items: list[dict[str, Any]]) -> list[Any]:
         item = {"source": "simulate", "dedupe_key": f"simulate:{secrets.token_hex(8)}", **item}
         if item.get("kind") in ("inbound_message", "message_status") and isinstance(item.get("data"), dict):
             # A simulated customer message happens now unless the file says otherwise.
-            item["data"] = {"timestamp": datetime.now(UTC).isoformat(), **item["data"]}
+            item["data"] = {"timestamp": iso_utc(datetime.now(UTC)), **item["data"]}
         try:
             event = Event.model_validate(item)
             event.payload()

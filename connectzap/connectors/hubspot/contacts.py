@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...core.clock import iso_utc
 from ...core.errors import DeliveryError, InvalidPhoneError, SkippableError
 from ...core.bsuids import is_bsuid
 from ...core.models import Category, ConsentChange, Contact, InboundMessage, Lead
@@ -94,7 +95,7 @@ class Contacts:
                 continue
             proof = (f"HubSpot portal {portal_id}, contact {contact['id']}: property {rule.property}={value}"
                      + (f", {rule.legal_basis_property}={basis}" if rule.legal_basis_property else "")
-                     + f" (read {at.isoformat()})")
+                     + f" (read {iso_utc(at)})")
             out.append(ConsentChange(phone=phone, category=Category(category), granted=granted,
                                      source=f"hubspot:{rule.property}", proof=proof, at=at))
         return out

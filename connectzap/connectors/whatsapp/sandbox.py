@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.bsuids import split
 from ...core.channel import BaseChannel, OutboundSend
+from ...core.clock import iso_utc
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
 from .payloads import checked_body, read_receipt_body
@@ -38,7 +39,7 @@ class SandboxChannel(BaseChannel):
     async def send(self, message: OutboundSend) -> str:
         body = checked_body(message)
         wamid = "wamid.sandbox." + secrets.token_hex(12)
-        self._append({"at": datetime.now(UTC).isoformat(), "wamid": wamid, "body": body})
+        self._append({"at": iso_utc(datetime.now(UTC)), "wamid": wamid, "body": body})
         if not self.app.settings.sandbox.quiet:
             what = body["type"] + (f" {body['template']['name']}" if body["type"] == "template" else "")
             print(f"[sandbox] {what} -> {mask(message.recipient)} ({wamid})", file=sys.stderr)
@@ -50,7 +51,7 @@ class SandboxChannel(BaseChannel):
 
     async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
         """Log the read receipt (and typing indicator) request the Cloud API would get."""
-        self._append({"at": datetime.now(UTC).isoformat(), "read": read_receipt_body(wamid, typing)})
+        self._append({"at": iso_utc(datetime.now(UTC)), "read": read_receipt_body(wamid, typing)})
         return True
 
     def _append(self, record: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ...core.clock import iso_utc
 from ...core.errors import InvalidPhoneError, PayloadError
 from ...core.media import WHATSAPP
 from ...core.models import Category, ConsentChange, Contact, Event, EventKind, Order, OrderItem
@@ -155,7 +156,7 @@ def consents_from(data: dict[str, Any], contact: Contact, shop_name: str, shop: 
     for (medium, category), key in granted.items():
         wording = f'; wording: "{shop.consent_wording}"' if shop.consent_wording else ""
         proof = (f"WooCommerce shop {shop_name} ({shop.url}), {what}: field {key} = {meta[key]!r} "
-                 f"at {when.isoformat()}{wording}")
+                 f"at {iso_utc(when)}{wording}")
         changes.append(ConsentChange(phone=contact.phone, category=category, granted=True, medium=medium,
                                      source=f"woocommerce:{shop_name}", proof=proof, at=when))
     return changes

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ...core.clock import iso_utc
 from ...core.errors import ConfigurationError, ConnectzapError
 from ...core.models import EventKind
 from ...core.wording import counted
@@ -40,7 +41,7 @@ class ReconcileResult:
 
     def summary(self) -> str:
         """One line for the operator (the CLI's and the console's)."""
-        seen = self.last_seen.isoformat() if self.last_seen else "-"
+        seen = iso_utc(self.last_seen) if self.last_seen else "-"
         return (f"{self.shop}: {counted(self.fetched, 'order')} modified since {self.since:%Y-%m-%d %H:%M:%S}Z, "
                 f"{counted(self.journaled, 'new change')}; last seen {seen}")
 
@@ -68,7 +69,7 @@ def last_seen(app: Connectzap, shop: str) -> datetime | None:
 
 
 def _save_last_seen(app: Connectzap, shop: str, when: datetime) -> None:
-    app.plugin_state(STATE_PLUGIN).set(_state_key(shop), when.isoformat())
+    app.plugin_state(STATE_PLUGIN).set(_state_key(shop), iso_utc(when))
 
 
 def feed_order(app: Connectzap, shop: str, data: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from ...core.clock import iso_utc
 from ...core.models import Event, EventKind
 
 EVENT_KINDS = ("order_created", "order_updated", "lead", "inbound_message", "message_status", "consent_changed")
@@ -57,7 +58,7 @@ def sample_event(kind: str | EventKind, *, source: str | None = None, dedupe_key
     inbound message opens a current 24-hour window as a real one would."""
     raw = load_payload(f"events/{EventKind(kind).value}")
     if raw["kind"] in ("inbound_message", "message_status"):
-        raw["data"]["timestamp"] = datetime.now(UTC).isoformat()
+        raw["data"]["timestamp"] = iso_utc(datetime.now(UTC))
     raw["data"].update(data)
     if source is not None:
         raw["source"] = source
