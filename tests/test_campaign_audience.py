@@ -216,3 +216,18 @@ def test_a_semicolon_separated_or_empty_file_is_refused_saying_so(text: str, pro
     with pytest.raises(BadAudience, match=problem) as refused:
         read(text)
     assert "comma" in str(refused.value) or "empty" in problem
+
+
+def test_skipped_lines_and_duplicates_are_worded_once_in_the_core() -> None:
+    """The CLI said "1 duplicate of an earlier line skipped", the console "1 duplicate skipped":
+    both show AudienceResult.skipped_text, which words duplicates with the bad lines."""
+    from collections import Counter
+
+    from connectzap.core.campaigns import AudienceResult
+    assert AudienceResult(added=3).skipped_text() == ""
+    assert AudienceResult(added=3, duplicates=1).skipped_text() == "1 duplicate of an earlier line skipped"
+    assert AudienceResult(added=3, duplicates=2, bad_count=1).skipped_text() == \
+        "2 duplicates of an earlier line skipped, 1 bad line skipped"
+    assert AudienceResult(added=3, duplicates=1, bad_count=2,
+                          skipped=Counter({"no phone number": 2})).skipped_text(records=True) == \
+        "1 duplicate of an earlier record skipped, 2 records skipped (no phone number 2)"

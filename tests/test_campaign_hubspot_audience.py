@@ -363,8 +363,8 @@ def test_console_creates_a_campaign_from_a_list(make, fake) -> None:
                                      files={"audience": ("", b"", "text/csv")})
             assert made.status_code == 303, made.text
             shown = await client.get(made.headers["location"])
-            assert "4 recipients from hubspot-list:77, 1 duplicate skipped, 2 records skipped (no phone number 1, " \
-                   "invalid phone number 1)" in shown.text
+            assert "4 recipients from hubspot-list:77, 1 duplicate of an earlier record skipped, 2 records skipped " \
+                   "(no phone number 1, invalid phone number 1)" in shown.text
 
     asyncio.run(walk())
     assert [c.recipients for c in app.campaigns.listing()] == [4]

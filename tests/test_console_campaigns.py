@@ -253,7 +253,8 @@ async def test_an_audience_file_without_recipients_is_refused_and_keeps_the_audi
 
 
 async def test_the_console_counts_agree_in_number(shop):
-    """It said "1 bad line(s)", "1 duplicate(s) skipped" and "1 recipients"."""
+    """It said "1 bad line(s)", "1 duplicate(s) skipped" and "1 recipients"; duplicates are worded as
+    everywhere (AudienceResult.skipped_text), no longer "1 duplicate skipped"."""
     app = shop
     async with console(app) as client:
         await log_in(client)
@@ -262,7 +263,8 @@ async def test_the_console_counts_agree_in_number(shop):
         assert "list.csv: 1 bad line, nothing was created; fix it (or tick" in one_bad.text
         made = await create(client, AUDIENCE + f"{NUMBERS[0]},Di,30%\n" + "12,Di,30%\n", skip_invalid="on")
         page = (await client.get(made.headers["location"])).text
-        assert 'id="done">created autumn: 3 recipients, 1 duplicate skipped, 1 bad line skipped<' in page
+        assert 'id="done">created autumn: 3 recipients, 1 duplicate of an earlier line skipped, ' \
+               '1 bad line skipped<' in page
         path = made.headers["location"].split("?")[0]
         replaced = await client.post(f"{path}/audience", data={"csrf": csrf_of(page)},
                                      files={"audience": ("one.csv", f"phone,1,2\n{NUMBERS[5]},Di,30%\n".encode(),

@@ -69,10 +69,8 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
         raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}; fix "
                             f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
                             f" -- {_kept(app, campaign_id, creating)}")
-    click.echo(f"audience: {counted(result.added, 'recipient')}"
-               + (f", {counted(result.duplicates, 'duplicate')} of an earlier line skipped" if result.duplicates
-                  else "")
-               + (f", {result.skipped_text()}" if result.bad_count else ""))
+    skipped = result.skipped_text()
+    click.echo(f"audience: {counted(result.added, 'recipient')}" + (f", {skipped}" if skipped else ""))
 
 
 def _kept(app: Any, campaign_id: str, creating: bool) -> str:
@@ -102,10 +100,8 @@ def _load_source(app: Any, campaign_id: str, opened: Any, spec: str, *, creating
         raise CommandFailed(f"{spec}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
-    click.echo(f"audience from {spec}: {counted(result.added, 'recipient')}"
-               + (f", {counted(result.duplicates, 'duplicate')} of an earlier record skipped" if result.duplicates
-                  else "")
-               + (f", {result.skipped_text(records=True)}" if result.bad_count else ""))
+    skipped = result.skipped_text(records=True)
+    click.echo(f"audience from {spec}: {counted(result.added, 'recipient')}" + (f", {skipped}" if skipped else ""))
 
 
 AUDIENCE = click.File("r", encoding="utf-8-sig")

@@ -201,9 +201,8 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
     except ConnectzapError as exc:
         engine.campaigns.discard(made.id)
         return again(f"{spec}: {exc.message}" + (", nothing was created." if isinstance(exc, NoRecipients) else ""))
-    said = f"{counted(loaded.added, 'recipient')} from {spec}" \
-        + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
-        + (f", {loaded.skipped_text(records=True)}" if loaded.bad_count else "")
+    skipped = loaded.skipped_text(records=True)
+    said = f"{counted(loaded.added, 'recipient')} from {spec}" + (f", {skipped}" if skipped else "")
     engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
 
@@ -232,9 +231,8 @@ def _load(engine: Connectzap, campaign_id: str, upload: UploadFile, country: str
             campaign_id, read_file(text, format_of(upload.filename or ""), engine.secret, country), skip_invalid=skip)
     finally:
         text.detach()
-    return counted(loaded.added, "recipient") \
-        + (f", {counted(loaded.duplicates, 'duplicate')} skipped" if loaded.duplicates else "") \
-        + (f", {loaded.skipped_text()}" if loaded.bad_count else "")
+    skipped = loaded.skipped_text()
+    return counted(loaded.added, "recipient") + (f", {skipped}" if skipped else "")
 
 
 def replace_audience(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],

@@ -102,15 +102,21 @@ class AudienceResult:
     """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
 
     def skipped_text(self, *, records: bool = False) -> str:
-        """What the load skipped, in the one wording a refusal and a success line share: ``2 bad
-        lines skipped`` (a file's), ``2 records skipped (no phone number 1, invalid phone number 1)``
-        (a source's, by reason); empty when nothing was."""
-        if not self.bad_count:
-            return ""
-        if not records:
-            return f"{counted(self.bad_count, 'bad line')} skipped"
-        reasons = ", ".join(f"{reason} {n}" for reason, n in self.skipped.most_common())
-        return f"{counted(self.bad_count, 'record')} skipped ({reasons})"
+        """What the load skipped, in the one wording the CLI, the console and REST's refusals share
+        (a refusal's and a success line's alike): ``1 duplicate of an earlier line skipped`` (a contact
+        an earlier line named; ``record`` for a source's), ``2 bad lines skipped`` (a file's), ``2
+        records skipped (no phone number 1, invalid phone number 1)`` (a source's, by reason), joined
+        by commas; empty when nothing was."""
+        said = []
+        if self.duplicates:
+            said.append(f"{counted(self.duplicates, 'duplicate')} of an earlier {'record' if records else 'line'} "
+                        "skipped")
+        if self.bad_count and not records:
+            said.append(f"{counted(self.bad_count, 'bad line')} skipped")
+        elif self.bad_count:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in self.skipped.most_common())
+            said.append(f"{counted(self.bad_count, 'record')} skipped ({reasons})")
+        return ", ".join(said)
 
 
 def _reason_of(bad: BadLine) -> str:
