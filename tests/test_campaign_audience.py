@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectzap.core.campaigns import BadAudience, BadLine, NoRecipients, Recipient, read_file, read_items
+from connectzap.core.campaigns import (BadAudience, BadLine, InvalidLines, NoRecipients, Recipient, read_file,
+                                      read_items)
 from connectzap.core.campaigns.audience import format_of
-from connectzap.core.errors import ConflictError
+from connectzap.core.errors import ConflictError, PayloadError
 from connectzap.core.phones import contact_key
 from connectzap.testing import seed_template
 from test_campaigns import NUMBERS, campaign_with, grant
@@ -108,8 +109,13 @@ def test_bad_lines_stop_the_load_unless_skipped(app) -> None:
     seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
     made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
     text = "phone,1\n+4915112345600,Ana\nbad,Bo\n"
-    stopped = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
-    assert not stopped.loaded and stopped.bad == [BadLine(3, stopped.bad[0].reason)] and stopped.added == 0
+    with pytest.raises(InvalidLines) as stopped:  # it returned loaded=False, for each caller to check
+        app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
+    assert isinstance(stopped.value, PayloadError) and stopped.value.code == "invalid_lines"
+    assert [b.line for b in stopped.value.bad] == [3] and stopped.value.bad[0].reason.startswith("invalid phone number")
+    assert (stopped.value.bad_count, dict(stopped.value.skipped)) == (1, {"invalid phone number": 1})
+    assert stopped.value.message == "1 bad line; fix it (or load the other lines with skip_invalid)"
+    assert stopped.value.result.added == 0 and not stopped.value.result.loaded
     assert app.campaigns.get(made.id).recipients == 0
     skipped = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret),
                                           skip_invalid=True)
@@ -128,11 +134,8 @@ def test_a_replacement_audience_that_is_refused_leaves_the_audience_as_it_was(ap
     made = app.campaigns.create("spring", {"name": "spring_sale", "language": "en"})
     first = "phone,1\n+4915112345600,Ana\n+4915112345601,Bo\n"
     assert app.campaigns.load_audience(made.id, read_file(io.StringIO(first), "csv", app.secret)).added == 2
-    try:
-        refused = app.campaigns.load_audience(made.id, read_file(io.StringIO(replacement), "csv", app.secret))
-        assert not refused.loaded
-    except BadAudience:
-        pass
+    with pytest.raises((InvalidLines, BadAudience)):
+        app.campaigns.load_audience(made.id, read_file(io.StringIO(replacement), "csv", app.secret))
     assert app.campaigns.get(made.id).recipients == 2
     assert [(r["line"], r["phone"]) for r in app.campaigns.results(made.id)] == [(2, "+49*********00"),
                                                                                 (3, "+49*********01")]
@@ -231,3 +234,28 @@ def test_skipped_lines_and_duplicates_are_worded_once_in_the_core() -> None:
     assert AudienceResult(added=3, duplicates=1, bad_count=2,
                           skipped=Counter({"no phone number": 2})).skipped_text(records=True) == \
         "1 duplicate of an earlier record skipped, 2 records skipped (no phone number 2)"
+
+
+@given(st.lists(st.sampled_from([*NUMBERS[:4], "bad", "12"]), min_size=1, max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_a_load_with_invalid_lines_raises_and_keeps_nothing(tmp_path_factory, lines: list[str]) -> None:
+    """Without skip_invalid, any invalid line raises InvalidLines (each one named with its line) and
+    the audience the campaign had is exactly what it has after: no caller can forget to check."""
+    from connectzap.testing import make_app
+    app = make_app(tmp_path_factory.mktemp("refusal"))
+    try:
+        seed_template(app, "spring_sale", "Hi {{1}}", category="MARKETING")
+        made = app.campaigns.create("refusal", {"name": "spring_sale", "language": "en"})
+        app.campaigns.load_audience(made.id, read_file(io.StringIO(f"phone,1\n{NUMBERS[7]},x\n"), "csv", app.secret))
+        before = app.campaigns.results(made.id)
+        text = "phone,1\n" + "".join(f"{n},x{i}\n" for i, n in enumerate(lines))
+        invalid = [i + 2 for i, n in enumerate(lines) if n in ("bad", "12")]
+        try:
+            result = app.campaigns.load_audience(made.id, read_file(io.StringIO(text), "csv", app.secret))
+        except InvalidLines as exc:
+            assert invalid and [b.line for b in exc.bad] == invalid and exc.bad_count == len(invalid)
+            assert app.campaigns.results(made.id) == before
+        else:
+            assert not invalid and result.loaded and result.added == len(set(lines))
+    finally:
+        app.close()

@@ -48,7 +48,7 @@ def _params(pairs: tuple[str, ...]) -> list[str] | dict[str, str]:
 
 def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
           skip_invalid: bool, *, creating: bool = False) -> None:
-    from ..core.campaigns import BadAudience, NoRecipients, format_of, read_file
+    from ..core.campaigns import BadAudience, InvalidLines, NoRecipients, format_of, read_file
     name = getattr(audience, "name", "-")
     try:
         with progress("loading", None) as bar:
@@ -61,16 +61,22 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
         raise CommandFailed(f"{name}: {exc} -- {_kept(app, campaign_id, creating)}") from None
     except NoRecipients as exc:  # a header and nothing else, or nothing but bad lines skipped
         raise CommandFailed(f"{name}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
+    except InvalidLines as exc:  # refused: nothing of the file was kept
+        _show_bad_lines(name, exc.result)
+        raise CommandFailed(f"{name}: {counted(exc.bad_count, 'bad line')}; fix "
+                            f"{plural(exc.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
+                            f" -- {_kept(app, campaign_id, creating)}") from None
+    _show_bad_lines(name, result)
+    skipped = result.skipped_text()
+    click.echo(f"audience: {counted(result.added, 'recipient')}" + (f", {skipped}" if skipped else ""))
+
+
+def _show_bad_lines(name: str, result: Any) -> None:
+    """The file's bad lines on stderr, each with its number and why (the first few, then how many more)."""
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{name}: line {bad.line}: {bad.reason}", err=True)
     if result.bad_count > SHOWN_BAD_LINES:
         click.echo(f"{name}: ... and {counted(result.bad_count - SHOWN_BAD_LINES, 'more bad line')}", err=True)
-    if not result.loaded:
-        raise CommandFailed(f"{name}: {counted(result.bad_count, 'bad line')}; fix "
-                            f"{plural(result.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
-                            f" -- {_kept(app, campaign_id, creating)}")
-    skipped = result.skipped_text()
-    click.echo(f"audience: {counted(result.added, 'recipient')}" + (f", {skipped}" if skipped else ""))
 
 
 def _kept(app: Any, campaign_id: str, creating: bool) -> str:

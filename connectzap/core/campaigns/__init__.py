@@ -6,10 +6,10 @@ the workers), :mod:`.service` (what the CLI and the REST API call).
 """
 
 from .audience import BadAudience, BadLine, Recipient, format_of, read_file, read_items
-from .service import (RESULT_COLUMNS, AudienceResult, CampaignReport, CampaignView, Campaigns, NoRecipients,
-                      Preview, report_csv, results_csv)
+from .service import (RESULT_COLUMNS, AudienceResult, CampaignReport, CampaignView, Campaigns, InvalidLines,
+                      NoRecipients, Preview, report_csv, results_csv)
 from .states import Action, State
 
 __all__ = ["RESULT_COLUMNS", "Action", "AudienceResult", "BadAudience", "BadLine", "CampaignReport", "CampaignView",
-           "Campaigns", "NoRecipients", "Preview", "Recipient", "State", "format_of", "read_file", "read_items",
-           "report_csv", "results_csv"]
+           "Campaigns", "InvalidLines", "NoRecipients", "Preview", "Recipient", "State", "format_of", "read_file",
+           "read_items", "report_csv", "results_csv"]

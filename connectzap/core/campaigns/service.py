@@ -29,7 +29,7 @@ from ..store import bulk
 from ..store.database import now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns
-from ..wording import counted
+from ..wording import counted, plural
 from . import engine, send_window, sources
 from . import marketing_api as mm_api
 from .audience import BadLine, Recipient
@@ -90,6 +90,35 @@ class NoRecipients(PayloadError):
         self.result = result
 
 
+class InvalidLines(PayloadError):
+    """The audience has invalid lines and ``skip_invalid`` was not given: refused, and nothing of it
+    is kept (a replaced audience stays as it was). ``bad`` holds the first 100 of them, each a
+    :class:`BadLine` with its line number (a file's line, or a list's index from 1) and why;
+    ``bad_count`` how many there were, ``skipped`` how many by reason; ``result`` is the whole
+    :class:`AudienceResult` (nothing added). Fix the lines, or load again with ``skip_invalid=True``
+    to keep the valid ones."""
+
+    code = "invalid_lines"
+
+    def __init__(self, result: AudienceResult) -> None:
+        count = result.bad_count
+        super().__init__(f"{counted(count, 'bad line')}; fix {plural(count, 'it', 'them')} (or load the other lines "
+                         "with skip_invalid)", field="audience")
+        self.result = result
+
+    @property
+    def bad(self) -> list[BadLine]:
+        return self.result.bad
+
+    @property
+    def bad_count(self) -> int:
+        return self.result.bad_count
+
+    @property
+    def skipped(self) -> Counter[str]:
+        return self.result.skipped
+
+
 @dataclass
 class AudienceResult:
     added: int = 0
@@ -97,7 +126,8 @@ class AudienceResult:
     bad: list[BadLine] = field(default_factory=list)
     bad_count: int = 0
     loaded: bool = True
-    """False when bad lines stopped the load: nothing was kept."""
+    """Always True for a result :meth:`Campaigns.load_audience` returns (kept for earlier callers):
+    invalid lines without ``skip_invalid`` raise :class:`InvalidLines`, whose ``result`` says False."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Bad lines by their reason without its details (``no phone number``, ``invalid phone number``)."""
 
@@ -323,10 +353,11 @@ class Campaigns:
                       skip_invalid: bool = False, source: str | None = None) -> AudienceResult:
         """Replace the campaign's audience with ``rows`` (streamed: written a batch at a time, so a
         million lines take constant memory). A contact on several lines is kept once (its first).
-        A bad line stops the load and nothing is kept, unless ``skip_invalid``; so does a failure of
-        the rows' source (re-raised). Rows without a single recipient (a header only, nothing but
-        skipped bad lines or records) raise :class:`NoRecipients`: an audience of nobody is never
-        loaded. ``source``: the connector source the rows came from.
+        A bad line stops the load and nothing is kept, unless ``skip_invalid``: it raises
+        :class:`InvalidLines`, which carries each bad line's number and reason. A failure of the
+        rows' source stops it too (re-raised). Rows without a single recipient (a header only,
+        nothing but skipped bad lines or records) raise :class:`NoRecipients`: an audience of nobody
+        is never loaded. ``source``: the connector source the rows came from.
 
         An audience that replaces one is written aside (under :func:`.engine.staging_id`, which no
         campaign has) and takes the old one's place in one transaction once it is complete: a load
@@ -360,7 +391,8 @@ class Campaigns:
             self._clear(target)
             result.added = result.duplicates = 0
             result.loaded = False
-        elif not result.added:
+            raise InvalidLines(result)
+        if not result.added:
             self._clear(target)
             raise NoRecipients(result, records=source is not None)
         elif replacing:

@@ -12,12 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, NoRecipients, Preview,
-                         read_file, read_items, report_csv, results_csv)
+from ..campaigns import (Action, AudienceResult, BadAudience, CampaignReport, CampaignView, InvalidLines,
+                         NoRecipients, Preview, read_file, read_items, report_csv, results_csv)
 from ..campaigns.marketing_api import MarketingApi
 from ..errors import PayloadError
 from ..messages import ButtonParam, HeaderParam
-from ..wording import counted, plural
 from .auth import bearer_scheme
 from .errors import ErrorBody, error_response
 from .guards import ApiRoute
@@ -178,14 +177,11 @@ def _refused(exc: NoRecipients, what: str, kept: str) -> PayloadError:
     return PayloadError(f"{what}: {exc.message} -- {kept}", code=exc.code, field=exc.field)
 
 
-def _invalid_lines(result: AudienceResult, kept: str) -> JSONResponse:
+def _invalid_lines(exc: InvalidLines, kept: str) -> JSONResponse:
     """The refusal of an audience with invalid lines (no ``skip_invalid``): each line and why, as
     the CLI prints them, and what the campaign keeps."""
-    count = result.bad_count
-    detail = (f"audience: {counted(count, 'bad line')}; fix {plural(count, 'it', 'them')} (or load the other lines "
-              f"with skip_invalid) -- {kept}")
-    lines = AudienceOut.of(result)
-    return error_response(422, "invalid_lines", detail, field="audience", invalid=lines.invalid,
+    lines = AudienceOut.of(exc.result)
+    return error_response(422, exc.code, f"audience: {exc.message} -- {kept}", field="audience", invalid=lines.invalid,
                           invalid_lines=[line.model_dump() for line in lines.invalid_lines],
                           invalid_by_reason=lines.invalid_by_reason)
 
@@ -229,15 +225,15 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign | JSON
             loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
         else:  # no audience yet: a draft whose audience is uploaded later (PUT .../audience)
             loaded = AudienceResult()
+    except InvalidLines as exc:  # nothing of the audience was kept: the draft goes, nothing is created
+        app.campaigns.discard(made.id)
+        return _invalid_lines(exc, "no campaign was created")
     except BaseException as exc:
         app.campaigns.discard(made.id)
         if isinstance(exc, NoRecipients):
             raise _refused(exc, "audience_source" if opened is not None else "audience",
                            "no campaign was created") from None
         raise
-    if not loaded.loaded:  # invalid lines without skip_invalid: nothing was kept, so nothing is created
-        app.campaigns.discard(made.id)
-        return _invalid_lines(loaded, "no campaign was created")
     return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
 
 
@@ -288,10 +284,11 @@ async def put_audience(request: Request, app: Engine, campaign: CampaignRef,
         except NoRecipients as exc:
             raise _refused(exc, "audience", app.campaigns.kept_audience(campaign_id)) from None
 
-    loaded = await run_in_threadpool(load)
-    if not loaded.loaded:
+    try:
+        loaded = await run_in_threadpool(load)
+    except InvalidLines as exc:  # nothing of the file was kept: the audience is as it was
         kept = await run_in_threadpool(app.campaigns.kept_audience, campaign_id)
-        return _invalid_lines(loaded, kept)
+        return _invalid_lines(exc, kept)
     return AudienceOut.of(loaded)
 
 
