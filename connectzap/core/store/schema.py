@@ -117,7 +117,10 @@ outbox = Table(
     Column("erase_after", Float, nullable=True),
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_created", "created_at"),  # messages of the last minutes / 24 hours (console, counts)
-    Index("ix_outbox_wamid", "wamid"),
+    # Only messages that have one: a message has no wamid until the channel accepts it, and most
+    # have no source event (campaigns, API sends); every lookup asks for given values.
+    Index("ix_outbox_wamid", "wamid", postgresql_where=text("wamid IS NOT NULL"),
+          sqlite_where=text("wamid IS NOT NULL")),
     Index("ix_outbox_cancel", "cancel_key"),
     # A campaign's messages changed since they were admitted (what its outcomes follow): admission's
     # own rows are left out, so following costs the changes, not the admissions.
@@ -125,7 +128,8 @@ outbox = Table(
           sqlite_where=text(CHANGED_SINCE_ADMITTED)),
     Index("ix_outbox_contact", "contact_key", postgresql_where=text(CONTACT_INDEXED),
           sqlite_where=text(CONTACT_INDEXED)),
-    Index("ix_outbox_event", "source_event_id"),
+    Index("ix_outbox_event", "source_event_id", postgresql_where=text("source_event_id IS NOT NULL"),
+          sqlite_where=text("source_event_id IS NOT NULL")),
     # a message's fallbacks (the console links them both ways); only fallbacks are in it
     Index("ix_outbox_fallback_of", "fallback_of", postgresql_where=text("fallback_of IS NOT NULL"),
           sqlite_where=text("fallback_of IS NOT NULL")),
