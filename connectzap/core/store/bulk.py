@@ -37,9 +37,15 @@ def _pg_array(column: Any) -> tuple[str, Any]:
     return "text[]", str
 
 
+ROWID = "rowid"
+"""SQLite's own number of a row, a key :func:`update_by` can match on there: the table's row is
+found by it directly, where a key of the table's own is first sought in that key's index -- a
+random page of it per row when the key is a hash (a campaign's recipients by contact)."""
+
+
 def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[str]:
     names = list(rows[0])
-    unknown = set(names) - set(table.c.keys())
+    unknown = set(names) - set(table.c.keys()) - {ROWID}
     if unknown:
         raise ValueError(f"{table.name} has no {plural(len(unknown), 'column')} {sorted(unknown)}")
     return names
@@ -99,10 +105,12 @@ def insert_new_returning(conn: Connection, table: Table, rows: Sequence[dict[str
 def update_by(db: Database, conn: Connection, table: Table, keys: Sequence[str],
               rows: Sequence[dict[str, Any]]) -> int:
     """Update one row per item of ``rows``: the row whose ``keys`` columns equal the item's, set to
-    the item's other values. Returns how many rows changed."""
+    the item's other values. Returns how many rows changed. On SQLite a key may be :data:`ROWID`."""
     if not rows:
         return 0
     names = _columns(table, rows)
+    if ROWID in keys and not db.is_sqlite:
+        raise ValueError(f"{ROWID} is a key on SQLite only")
     values = [n for n in names if n not in keys]
     q = dict(zip(names, _quoted(conn, names), strict=True))
     if db.is_sqlite:
