@@ -49,8 +49,14 @@ CHOICE_EDITABLE = (State.DRAFT, State.SCHEDULED, State.PAUSED)
 (a pause takes back what waited in the outbox)."""
 
 
-def new_campaign_id() -> str:
-    return f"c{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+ABANDONED_AFTER = 86_400.0
+"""Seconds after which an audience staged for a campaign being created, and no such campaign, was
+left by a create killed mid-load: no create's load lasts that long."""
+
+
+def new_campaign_id(at: float | None = None) -> str:
+    """An id that sorts by its time ``at`` (now by default): fixed-width hex milliseconds first."""
+    return f"c{int((time.time() if at is None else at) * 1000):011x}{secrets.token_hex(4)}"
 
 
 class CampaignView(BaseModel):
@@ -156,6 +162,13 @@ def _reason_of(bad: BadLine) -> str:
 
 
 _RECORD_PREFIX = re.compile(r"^[\w.:-]+: ")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A new campaign's row, checked but not written (:meth:`Campaigns.draft`, :meth:`Campaigns.save`)."""
+
+    values: dict[str, Any]
 
 
 @dataclass
@@ -310,6 +323,16 @@ class Campaigns:
                business_phone_number_id: str | None = None, marketing_api: str | None = None) -> CampaignView:
         """A draft campaign of ``template`` (name, language, optional header, buttons and default body);
         ``marketing_api``: use, avoid or account (:mod:`.marketing_api`)."""
+        return self.save(self.draft(name, template, starts_at=starts_at, window=window,
+                                    rate_per_minute=rate_per_minute,
+                                    business_phone_number_id=business_phone_number_id,
+                                    marketing_api=marketing_api))[0]
+
+    def draft(self, name: str, template: dict[str, Any], *, starts_at: datetime | None = None,
+              window: str | None = None, rate_per_minute: float | None = None,
+              business_phone_number_id: str | None = None, marketing_api: str | None = None) -> Draft:
+        """What :meth:`create` would write, checked (a :class:`PayloadError`, or a ``ValueError`` for
+        a bad ``window``) but not written: :meth:`save` writes it."""
         try:
             checked = TemplateContent.model_validate({**template, "type": "template"})
         except ValueError as exc:
@@ -318,16 +341,44 @@ class Campaigns:
             raise PayloadError("rate_per_minute must be more than 0")
         start, end = send_window.parse_window(window) if window else (None, None)
         choice = self._marketing_api(marketing_api, business_phone_number_id)
-        t = now()
-        campaign_id = new_campaign_id()
         stored = checked.model_dump(mode="json", exclude_none=True)
-        with self.db.begin() as conn:
-            conn.execute(campaigns.insert().values(
-                id=campaign_id, name=name, state=State.DRAFT.value, template=json.dumps(stored),
-                business_phone_number_id=business_phone_number_id,
-                starts_at=starts_at.timestamp() if starts_at else None, window_start=start, window_end=end,
-                rate_per_minute=rate_per_minute, marketing_api=choice, created_at=t, updated_at=t))
-        return self.get(campaign_id)
+        return Draft(dict(id=new_campaign_id(), name=name, state=State.DRAFT.value, template=json.dumps(stored),
+                          business_phone_number_id=business_phone_number_id,
+                          starts_at=starts_at.timestamp() if starts_at else None, window_start=start,
+                          window_end=end, rate_per_minute=rate_per_minute, marketing_api=choice))
+
+    def save(self, draft: Draft, audience: Iterable[Recipient | BadLine] | SourceRows | None = None, *,
+             skip_invalid: bool = False) -> tuple[CampaignView, AudienceResult]:
+        """Write ``draft`` with ``audience`` (rows, or an opened source: :meth:`load_source`), refused
+        as :meth:`load_audience` refuses it. The audience is loaded first, under the draft's
+        :func:`.engine.staging_id`, and becomes the campaign's in the transaction that creates the
+        campaign: a refused or interrupted create leaves no campaign (never an empty draft)."""
+        if isinstance(audience, SourceRows):
+            try:
+                return self._save(draft, audience.rows, True, audience.source)
+            finally:
+                audience.reader.close()
+        return self._save(draft, audience, skip_invalid, None)
+
+    def _save(self, draft: Draft, rows: Iterable[Recipient | BadLine] | None, skip_invalid: bool,
+              source: str | None) -> tuple[CampaignView, AudienceResult]:
+        campaign_id = draft.values["id"]
+        staged = engine.staging_id(campaign_id)
+        if rows is not None:
+            self._sweep_abandoned()
+        result = AudienceResult() if rows is None else self._fill(staged, rows, skip_invalid, source)
+        t = now()
+        try:
+            with self.db.begin() as conn:
+                conn.execute(campaigns.insert().values(**draft.values, audience_source=source, created_at=t,
+                                                       updated_at=t))
+                if rows is not None:
+                    conn.execute(recipients.update().where(recipients.c.campaign_id == staged)
+                                 .values(campaign_id=campaign_id))
+        except BaseException:
+            self._clear(staged)
+            raise
+        return self.get(campaign_id), result
 
     def _marketing_api(self, choice: str | None, number: str | None) -> str | None:
         """The stored form of a campaign's ``marketing_api``, refused when its number cannot honour it."""
@@ -366,9 +417,29 @@ class Campaigns:
         with self.db.begin() as conn:
             replacing = self._has_audience(conn, campaign_id)
             target = engine.staging_id(campaign_id) if replacing else campaign_id
-            conn.execute(recipients.delete().where(recipients.c.campaign_id == target))  # a crashed load's rows
             if not replacing:
                 conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(audience_source=source))
+        result = self._fill(target, rows, skip_invalid, source)
+        if replacing:
+            self._replace(campaign_id, target, source)
+        return result
+
+    def _sweep_abandoned(self) -> None:
+        """Erase what creates killed mid-load left staged (:meth:`save`): numbers and parameters of no
+        campaign, which nothing else would ever erase."""
+        prefix = engine.staging_id("")
+        before = engine.staging_id(new_campaign_id(time.time() - ABANDONED_AFTER))
+        with self.db.begin() as conn:
+            conn.execute(recipients.delete().where(
+                recipients.c.campaign_id > prefix, recipients.c.campaign_id < before,
+                ~select(campaigns.c.id).where(
+                    campaigns.c.id == func.substr(recipients.c.campaign_id, len(prefix) + 1)).exists()))
+
+    def _fill(self, target: str, rows: Iterable[Recipient | BadLine], skip_invalid: bool,
+              source: str | None) -> AudienceResult:
+        """Write ``rows`` under the campaign id ``target``, refused as :meth:`load_audience` says; a
+        refused or failed load leaves nothing there."""
+        self._clear(target)  # a crashed load's rows
         result = AudienceResult()
         batch: list[Recipient] = []
         try:
@@ -395,8 +466,6 @@ class Campaigns:
         if not result.added:
             self._clear(target)
             raise NoRecipients(result, records=source is not None)
-        elif replacing:
-            self._replace(campaign_id, target, source)
         return result
 
     def kept_audience(self, campaign_id: str) -> str:

@@ -206,7 +206,7 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign | JSON
         raise PayloadError("give `audience` or `audience_source`, not both", field="audience_source")
     opened = _open(app, body.audience_source) if body.audience_source else None
     try:
-        made = app.campaigns.create(body.name, body.template.model_dump(mode="json", exclude_none=True),
+        draft = app.campaigns.draft(body.name, body.template.model_dump(mode="json", exclude_none=True),
                                     window=body.window, rate_per_minute=body.rate_per_minute,
                                     business_phone_number_id=body.business_phone_number_id,
                                     marketing_api=body.marketing_api)
@@ -216,25 +216,17 @@ def create_campaign(app: Engine, body: CampaignCreate) -> CreatedCampaign | JSON
         if isinstance(exc, PayloadError):  # e.g. marketing_api use where the account has no such API
             raise
         raise PayloadError(str(exc), field="window") from None
-    given = opened is not None or "audience" in body.model_fields_set
-    try:
-        if opened is not None:
-            loaded = app.campaigns.load_source(made.id, opened)
-        elif given:
-            rows = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
-            loaded = app.campaigns.load_audience(made.id, rows, skip_invalid=body.skip_invalid)
-        else:  # no audience yet: a draft whose audience is uploaded later (PUT .../audience)
-            loaded = AudienceResult()
-    except InvalidLines as exc:  # nothing of the audience was kept: the draft goes, nothing is created
-        app.campaigns.discard(made.id)
+    audience: Any = opened  # None: a draft whose audience is uploaded later (PUT .../audience)
+    if opened is None and "audience" in body.model_fields_set:
+        audience = read_items((item.model_dump() for item in body.audience), app.secret, body.country)
+    try:  # the audience is loaded before the campaign is written: refused, nothing was
+        made, loaded = app.campaigns.save(draft, audience, skip_invalid=body.skip_invalid)
+    except InvalidLines as exc:
         return _invalid_lines(exc, "no campaign was created")
-    except BaseException as exc:
-        app.campaigns.discard(made.id)
-        if isinstance(exc, NoRecipients):
-            raise _refused(exc, "audience_source" if opened is not None else "audience",
-                           "no campaign was created") from None
-        raise
-    return CreatedCampaign(campaign=app.campaigns.get(made.id), audience=AudienceOut.of(loaded))
+    except NoRecipients as exc:
+        raise _refused(exc, "audience_source" if opened is not None else "audience",
+                       "no campaign was created") from None
+    return CreatedCampaign(campaign=made, audience=AudienceOut.of(loaded))
 
 
 @router.put("/{campaign}/audience/source", response_model=AudienceOut,
