@@ -18,8 +18,9 @@ from test_campaigns import NUMBERS, grant
 from test_console_routes import console, digits
 
 from connectzap.cli import cli
+from connectzap.console import campaigns as console_campaigns
 from connectzap.console.passwords import hash_password
-from connectzap.core.campaigns import State
+from connectzap.core.campaigns import State, read_file
 from connectzap.core.store.schema import campaign_recipients, campaigns
 from connectzap.testing import seed_template
 from sqlalchemy import func, select
@@ -295,3 +296,28 @@ async def test_an_audience_may_be_larger_than_other_requests_up_to_its_own_limit
         other = await client.post(f"/console/campaigns/{campaign_id}/pause", data={"csrf": csrf_of(page),
                                                                                    "pad": "x" * 5000})
         assert other.status_code == 413
+
+
+async def test_an_uploaded_audience_is_read_once(shop, monkeypatch):
+    """The upload was read twice, checked and then loaded: the loader's own refusal (InvalidLines,
+    NoRecipients) now gives the page its words."""
+    app = shop
+    reads: list[str] = []
+
+    def counted_read(stream, fmt, *args):
+        reads.append(fmt)
+        return read_file(stream, fmt, *args)
+
+    monkeypatch.setattr(console_campaigns, "read_file", counted_read)
+    async with console(app) as client:
+        await log_in(client)
+        refused = await create(client, AUDIENCE + "12,Di,30%\n")
+        assert refused.status_code == 400 and "1 bad line, nothing was created" in refused.text
+        made = await create(client, AUDIENCE)
+        assert made.status_code == 303 and stored(app) == (1, 3)
+        path = made.headers["location"].split("?")[0]
+        for text, status in (("phone,1,2\n12,Di,30%\n", 400), (f"phone,1,2\n{NUMBERS[5]},Di,30%\n", 303)):
+            replaced = await client.post(f"{path}/audience", data={"csrf": csrf_of((await client.get(path)).text)},
+                                         files={"audience": ("new.csv", text.encode(), "text/csv")})
+            assert replaced.status_code == status
+    assert reads == ["csv"] * 4 and stored(app) == (1, 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
@@ -17,9 +18,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from ..core.app import Connectzap
-from ..core.campaigns import (Action, AudienceResult, BadAudience, BadLine, NoRecipients, State, format_of, read_file,
-                              report_csv, results_csv)
-from ..core.campaigns.service import EDITABLE, SHOWN_BAD_LINES
+from ..core.campaigns import (Action, AudienceResult, BadAudience, BadLine, InvalidLines, NoRecipients, Recipient,
+                              State, format_of, read_file, report_csv, results_csv)
+from ..core.campaigns.service import EDITABLE
 from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
 from ..core.errors import ConnectzapError, NotFoundError
@@ -91,28 +92,6 @@ def _text(stream: BinaryIO) -> io.TextIOWrapper:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _bad_lines(engine: Connectzap, upload: UploadFile, fmt: str,
-               country: str | None) -> tuple[list[BadLine], int, int]:
-    """The audience's bad lines (the first shown ones), how many, and how many good ones, read with
-    the loader the CLI uses before anything is created: a file with a bad line, or without a single
-    recipient, leaves no campaign behind."""
-    shown: list[BadLine] = []
-    count = good = 0
-    text = _text(upload.file)
-    try:
-        for row in read_file(text, fmt, engine.secret, country):
-            if isinstance(row, BadLine):
-                count += 1
-                if len(shown) < SHOWN_BAD_LINES:
-                    shown.append(row)
-            else:
-                good += 1
-    finally:
-        text.detach()
-    upload.file.seek(0)
-    return shown, count, good
-
-
 def create(request: Request, engine: Connectzap, session: sessions.Session, form: dict[str, str],
            files: dict[str, UploadFile]) -> Response:
     """``connectzap campaigns create NAME --template T --audience FILE ...``: a draft with its audience."""
@@ -157,22 +136,22 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
                                    again)
     assert upload is not None
     skip = bool(form.get("skip_invalid"))
-    problem = _check_upload(engine, upload, country, skip, "nothing was created")
-    if problem is not None:
-        return again(*problem)
     try:
-        made = engine.campaigns.create(name, {"name": template_name, "language": language, "body": body},
+        draft = engine.campaigns.draft(name, {"name": template_name, "language": language, "body": body},
                                        window=window, rate_per_minute=rate, business_phone_number_id=sender,
                                        marketing_api=choice)
     except (ConnectzapError, ValueError) as exc:
         return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
-    try:
-        said = _load(engine, made.id, upload, country, skip)
-    except ConnectzapError as exc:  # checked above; the file is read again, so say it rather than crash
-        engine.campaigns.discard(made.id)
+    try:  # the campaign is written with its audience: a refused file leaves none
+        said = _load(engine, upload, country, "nothing was created",
+                     lambda rows: engine.campaigns.save(draft, rows, skip_invalid=skip)[1])
+    except ConnectzapError as exc:
         return again(exc.message)
-    engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
-    return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
+    if isinstance(said, Refusal):
+        return again(said.error, said.bad, said.bad_count)
+    campaign_id = draft.values["id"]
+    engine.operators.record(session.actor, "campaign_create", f"campaign {campaign_id}", said, _address(request))
+    return _see(f"/console/campaigns/{campaign_id}?" + urlencode({"done": f"created {name}: {said}"}))
 
 
 def _create_from_source(request: Request, engine: Connectzap, session: sessions.Session, name: str,
@@ -207,28 +186,32 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
     return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
 
 
-def _check_upload(engine: Connectzap, upload: UploadFile, country: str | None, skip: bool,
-                  kept: str) -> tuple[str, list[BadLine], int] | None:
-    """Why the uploaded audience cannot be loaded (the message, the bad lines shown, how many), or None."""
+@dataclass
+class Refusal:
+    """Why an uploaded audience was not loaded: the message, the bad lines shown, how many there were."""
+
+    error: str
+    bad: list[BadLine] = field(default_factory=list)
+    bad_count: int = 0
+
+
+def _load(engine: Connectzap, upload: UploadFile, country: str | None, kept: str,
+          load: Callable[[Iterator[Recipient | BadLine]], AudienceResult]) -> str | Refusal:
+    """The upload's rows through ``load`` (read once: the loader refuses a bad line, or a file
+    without a single recipient, keeping nothing); what was loaded, or the refusal, ``kept`` saying
+    what stays."""
     name = upload.filename or "the audience"
-    try:
-        bad, bad_count, good = _bad_lines(engine, upload, format_of(name), country)
-    except (BadAudience, UnicodeDecodeError) as exc:
-        return f"{name}: {exc}", [], 0
-    if bad_count and not skip:
-        return (f"{name}: {counted(bad_count, 'bad line')}, {kept}; fix {plural(bad_count, 'it', 'them')} "
-                "(or tick “load the other lines”).", bad, bad_count)
-    if not good:  # in the words loading would refuse it with
-        return f"{name}: {NoRecipients(AudienceResult(bad_count=bad_count)).message}, {kept}.", bad, bad_count
-    return None
-
-
-def _load(engine: Connectzap, campaign_id: str, upload: UploadFile, country: str | None, skip: bool) -> str:
-    """Load a checked upload as the campaign's audience (``Campaigns.load_audience``); what was loaded."""
     text = _text(upload.file)
     try:
-        loaded = engine.campaigns.load_audience(
-            campaign_id, read_file(text, format_of(upload.filename or ""), engine.secret, country), skip_invalid=skip)
+        loaded = load(read_file(text, format_of(name), engine.secret, country))
+    except (BadAudience, UnicodeDecodeError) as exc:
+        return Refusal(f"{name}: {exc}")
+    except InvalidLines as exc:
+        count = exc.bad_count
+        return Refusal(f"{name}: {counted(count, 'bad line')}, {kept}; fix {plural(count, 'it', 'them')} "
+                       "(or tick “load the other lines”).", exc.bad, count)
+    except NoRecipients as exc:
+        return Refusal(f"{name}: {exc.message}, {kept}.", exc.result.bad, exc.result.bad_count)
     finally:
         text.detach()
     skipped = loaded.skipped_text()
@@ -250,14 +233,14 @@ def replace_audience(request: Request, engine: Connectzap, session: sessions.Ses
                                     "draft or scheduled.")
     country = form.get("country", "").strip().upper() or None
     skip = bool(form.get("skip_invalid"))
-    problem = _check_upload(engine, upload, country, skip, "the audience is unchanged")
-    if problem is not None:
-        error, bad, bad_count = problem
-        return _campaign_page(request, engine, session, view, status=400, error=error, bad=bad, bad_count=bad_count)
     try:
-        said = _load(engine, view.id, upload, country, skip)
+        said = _load(engine, upload, country, "the audience is unchanged",
+                     lambda rows: engine.campaigns.load_audience(view.id, rows, skip_invalid=skip))
     except ConnectzapError as exc:
         return _back(view.id, error=exc.message)
+    if isinstance(said, Refusal):
+        return _campaign_page(request, engine, session, view, status=400, error=said.error, bad=said.bad,
+                              bad_count=said.bad_count)
     engine.operators.record(session.actor, "campaign_audience", f"campaign {view.id}", said, _address(request))
     return _back(view.id, done=f"new audience: {said}")
 
