@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..core.clock import iso_utc
+from ..core.clock import iso_utc, now, utcnow
 from ..core.wording import counted
 from .base import Ctx, cli, drain, pass_ctx
 
@@ -131,8 +131,9 @@ def _events(app: Any, items: list[dict[str, Any]]) -> list[Any]:
             continue
         item = {"source": "simulate", "dedupe_key": f"simulate:{secrets.token_hex(8)}", **item}
         if item.get("kind") in ("inbound_message", "message_status") and isinstance(item.get("data"), dict):
-            # A simulated customer message happens now unless the file says otherwise.
-            item["data"] = {"timestamp": iso_utc(datetime.now(UTC)), **item["data"]}
+            # A simulated customer message happens now (the engine's clock, which its window is read
+            # by) unless the file says otherwise.
+            item["data"] = {"timestamp": iso_utc(utcnow()), **item["data"]}
         try:
             event = Event.model_validate(item)
             event.payload()
@@ -159,7 +160,7 @@ def _webhook_events(app: Any, item: dict[str, Any]) -> list[Any]:
             headers.setdefault("content-type", "application/json" if not isinstance(body, str)
                                else "application/x-www-form-urlencoded")
             request = WebhookRequest(method="POST", url=f"http://simulate{path}", path=path, headers=headers,
-                                     body=raw, path_params=found.groupdict(), received_at=datetime.now(UTC).timestamp())
+                                     body=raw, path_params=found.groupdict(), received_at=now())
             answer = connector.handshake(request)
             if answer is not None and answer.status >= 300:
                 raise PayloadError(f"{path}: the connector answers {answer.status}: {answer.body}", field="webhook")
@@ -337,7 +338,6 @@ def _work_until_settled(app: Any, event_ids: list[int], wait_seconds: float = 30
 
     from sqlalchemy import and_, func, or_, select
 
-    from ..core.store.database import now
     from ..core.store.schema import events as events_table
     from ..core.store.schema import outbox
     from ..core.worker import Worker

@@ -13,13 +13,12 @@ import os
 import secrets
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...core.bsuids import split
 from ...core.channel import BaseChannel, OutboundSend
-from ...core.clock import iso_utc
+from ...core.clock import iso_utc, utcnow
 from ...core.models import Event, EventKind, MessageStatus
 from ...core.phones import mask
 from .payloads import checked_body, read_receipt_body
@@ -39,7 +38,8 @@ class SandboxChannel(BaseChannel):
     async def send(self, message: OutboundSend) -> str:
         body = checked_body(message)
         wamid = "wamid.sandbox." + secrets.token_hex(12)
-        self._append({"at": iso_utc(datetime.now(UTC)), "wamid": wamid, "body": body})
+        # the engine's clock: the log's times agree with the outbox's, also under a test's clock
+        self._append({"at": iso_utc(utcnow()), "wamid": wamid, "body": body})
         if not self.app.settings.sandbox.quiet:
             what = body["type"] + (f" {body['template']['name']}" if body["type"] == "template" else "")
             print(f"[sandbox] {what} -> {mask(message.recipient)} ({wamid})", file=sys.stderr)
@@ -51,7 +51,7 @@ class SandboxChannel(BaseChannel):
 
     async def mark_read(self, wamid: str, *, typing: bool = False, phone_number_id: str | None = None) -> bool:
         """Log the read receipt (and typing indicator) request the Cloud API would get."""
-        self._append({"at": iso_utc(datetime.now(UTC)), "read": read_receipt_body(wamid, typing)})
+        self._append({"at": iso_utc(utcnow()), "read": read_receipt_body(wamid, typing)})
         return True
 
     def _append(self, record: dict[str, Any]) -> None:
@@ -68,7 +68,7 @@ class SandboxChannel(BaseChannel):
         events = []
         for status in ("sent", "delivered"):
             phone, user_id = split(message.recipient)
-            st = MessageStatus(wamid=wamid, status=status, timestamp=datetime.now(UTC), recipient=phone,
+            st = MessageStatus(wamid=wamid, status=status, timestamp=utcnow(), recipient=phone,
                                recipient_user_id=user_id, outbox_id=message.outbox_id)
             events.append(Event.of(EventKind.MESSAGE_STATUS, st, source="sandbox", dedupe_key=f"{wamid}:{status}"))
         self.app.ingest(events)

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from ...core.clock import iso_utc
+from ...core.clock import iso_utc, utcnow
 from ...core.models import Event, EventKind
 
 EVENT_KINDS = ("order_created", "order_updated", "lead", "inbound_message", "message_status", "consent_changed")
@@ -54,11 +53,12 @@ def sample_event(kind: str | EventKind, *, source: str | None = None, dedupe_key
                  **data: Any) -> Event:
     """The canonical event of ``kind``; keyword arguments replace fields of its ``data``.
 
-    Inbound messages and statuses are stamped *now* (unless ``timestamp`` is given), so an
-    inbound message opens a current 24-hour window as a real one would."""
+    Inbound messages and statuses are stamped *now* by the engine's clock (unless ``timestamp``
+    is given), so an inbound message opens a current 24-hour window as a real one would, also
+    under a clock a test moved (:func:`connectzap.core.clock.use_clock`)."""
     raw = load_payload(f"events/{EventKind(kind).value}")
     if raw["kind"] in ("inbound_message", "message_status"):
-        raw["data"]["timestamp"] = iso_utc(datetime.now(UTC))
+        raw["data"]["timestamp"] = iso_utc(utcnow())
     raw["data"].update(data)
     if source is not None:
         raw["source"] = source
