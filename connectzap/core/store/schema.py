@@ -26,6 +26,18 @@ message enters it when it leaves the queue -- at the pace it is sent. Queries by
 
 Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
 
+
+def Key(length: int) -> String:
+    """A key column's type: ASCII ids, keyed hashes and status codes, which the database compares byte
+    by byte. PostgreSQL compares text by the database's collation (``C.UTF-8``, ``en_US.UTF-8``), through
+    the C library's ``strcoll`` at every step of an index descent, except under ``"C"``; nobody reads
+    these in a human's order, so they are declared ``COLLATE "C"`` there (migration 0031): the columns
+    admission and the sender compare per message, and those joined to them (a recipient's window), so
+    that a join's comparison keeps the collation of both sides' indexes. SQLite's default
+    (``BINARY``) is byte order already: its DDL is unchanged."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 events = Table(
     "events", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
@@ -71,17 +83,17 @@ deliveries = Table(
 
 outbox = Table(
     "outbox", metadata,
-    Column("id", String(32), primary_key=True),
-    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("id", Key(32), primary_key=True),
+    Column("idempotency_key", Key(255), nullable=False, unique=True),
     Column("request_hash", String(64), nullable=False),
-    Column("contact_key", String(32), nullable=False),
+    Column("contact_key", Key(32), nullable=False),
     Column("recipient", String(160), nullable=True),  # E.164, or a BSUID (up to 131 characters)
     Column("category", String(16), nullable=False),
     Column("content_type", String(16), nullable=False),
     Column("template_name", String(512), nullable=True),
     Column("language", String(16), nullable=True),
     Column("content", Text, nullable=True),
-    Column("status", String(16), nullable=False),
+    Column("status", Key(16), nullable=False),
     Column("reason", String(64), nullable=True),
     Column("error_code", String(32), nullable=True),
     Column("error_details", Text, nullable=True),
@@ -94,7 +106,7 @@ outbox = Table(
     Column("claimed_until", Float, nullable=True),
     Column("handed_off_at", Float, nullable=True),  # set right before the channel got the request
     Column("unknown_since", Float, nullable=True),  # when it became unknown: the settle grace counts from here
-    Column("cancel_key", String(255), nullable=True),
+    Column("cancel_key", Key(255), nullable=True),
     Column("business_phone_number_id", String(64), nullable=True),
     Column("source_event_id", BigInteger, nullable=True),
     Column("plugin", String(128), nullable=True),
@@ -140,20 +152,20 @@ outbox = Table(
 consents = Table(
     "consents", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("contact_key", String(32), nullable=False),
-    Column("category", String(16), nullable=False),
+    Column("contact_key", Key(32), nullable=False),
+    Column("category", Key(16), nullable=False),
     Column("granted", Boolean, nullable=False),
     Column("source", String(128), nullable=False),
     Column("proof", Text, nullable=True),
     Column("at", Float, nullable=False),
     Column("recorded_at", Float, nullable=False),
-    Column("medium", String(16), nullable=False, server_default="whatsapp"),  # consent is per category and medium
+    Column("medium", Key(16), nullable=False, server_default="whatsapp"),  # consent is per category and medium
     Index("ix_consents_contact", "contact_key", "category", "medium", "at"),
 )
 
 windows = Table(
     "windows", metadata,
-    Column("contact_key", String(32), primary_key=True),
+    Column("contact_key", Key(32), primary_key=True),
     Column("business_phone_number_id", String(64), primary_key=True),
     Column("last_inbound_at", Float, nullable=False),
     Index("ix_windows_inbound", "last_inbound_at"),  # who wrote lately (a campaign's replies)
@@ -161,7 +173,7 @@ windows = Table(
 
 contacts = Table(
     "contacts", metadata,
-    Column("contact_key", String(32), primary_key=True),
+    Column("contact_key", Key(32), primary_key=True),
     Column("unreachable_since", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
 )
@@ -210,7 +222,7 @@ templates = Table(
 conversations = Table(
     # Who answers a contact: a row only while people do (no row: the bot). Keyed by the keyed hash.
     "conversations", metadata,
-    Column("contact_key", String(32), primary_key=True),
+    Column("contact_key", Key(32), primary_key=True),
     Column("handled_by", String(16), nullable=False),  # human
     Column("reason", String(255), nullable=False),
     Column("since", Float, nullable=False),
@@ -296,18 +308,18 @@ campaign_recipients = Table(
     # template parameters are kept only until the recipient's message is settled (then erased);
     # the contact's keyed hash, the masked number and the outcome stay.
     "campaign_recipients", metadata,
-    Column("campaign_id", String(32), primary_key=True),
-    Column("contact_key", String(32), primary_key=True),
+    Column("campaign_id", Key(32), primary_key=True),
+    Column("contact_key", Key(32), primary_key=True),
     Column("line", Integer, nullable=False),  # where it came from in the audience (admission order)
     Column("recipient", String(32), nullable=True),  # E.164; erased once settled
     Column("masked", String(32), nullable=False),
     Column("zones", String(255), nullable=True),  # IANA time zones of the number's region, space-separated
     Column("params", Text, nullable=True),  # JSON body parameters; erased once settled
-    Column("outcome", String(16), nullable=False),
+    Column("outcome", Key(16), nullable=False),
     Column("reason", String(64), nullable=True),
     Column("error_code", String(32), nullable=True),
     Column("error_title", Text, nullable=True),
-    Column("message_id", String(32), nullable=True),
+    Column("message_id", Key(32), nullable=True),
     Column("message_status", String(16), nullable=True),  # the message's status when last looked at
     Column("attempt", Integer, nullable=False, default=0),  # admissions so far: part of the idempotency key
     Column("backoffs", Integer, nullable=False, default=0),  # times the per-user marketing limit deferred it
