@@ -65,6 +65,8 @@ def test_a_rowid_that_no_longer_names_its_recipient_is_recorded_by_key(app, monk
 
     def misplaced(*args: Any) -> list[Any]:
         rows = due(*args)
+        if len(rows) != 3:  # not the round's: whether any recipient is left
+            return rows
         # the first two swapped, the last one's rowid no row has: no guard holds for them
         places = [rows[1].place, rows[0].place, 10**9]
         return [row._replace(place=place) for row, place in zip(rows, places, strict=True)]

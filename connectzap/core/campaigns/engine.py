@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Select, and_, bindparam, func, literal_column, null, select, text, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, literal_column, null, select, text, tuple_, update
 
 from .. import gate
 from ..idempotency import scoped_key
@@ -215,6 +215,10 @@ def follow(db: Database, conn: Connection, campaign: Any, limit: int = 5000) -> 
         by_change.setdefault(tuple(values), []).append(values)
     for same_columns in by_change.values():
         bulk.update_by(db, conn, recipients, ("campaign_id", "contact_key"), same_columns)
+    waiting_again = [v["due_at"] for same_columns in by_change.values() for v in same_columns
+                     if v["outcome"] in WAITING]
+    if waiting_again:
+        reopen(conn, campaign.id, min(waiting_again))
     changed = len(rows)
     # Who wrote since the last look, then those of them among the campaign's recipients: starting
     # from the recipients, the database read every one the campaign had sent to, each round. (The
@@ -296,10 +300,13 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
         if slot > t + LOOKAHEAD:  # the campaign rate: the next send times are already given out
             return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, full=False)
         room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
-    due = _due(conn, campaign.id, t, room)
+    due = _due(conn, campaign.id, t, room, _cursor(conn, campaign.id))
     if not due:  # the last ones may all be admitted, and held by the channel: say so as when the cap is reached
         return 0, _next_due(conn, campaign.id, t) or _held_in_outbox(conn, campaign.id, t, waiting_in_outbox,
                                                                       full=False)
+    # Every recipient read is admitted now or (``later``) due again when its window opens, after ``t``:
+    # whoever still waits sorts after the last one read.
+    moved: dict[str, Any] = {"cursor_due_at": due[-1].due_at, "cursor_line": due[-1].line}
     ready, later = _in_window(due, campaign, t)
     if later:
         conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
@@ -307,6 +314,7 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                      .values(due_at=bindparam("b_due"), updated_at=t),
                      [{"b_contact": contact, "b_due": opens} for contact, opens in later])
     if not ready:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(**moved))
         return 0, None
     template = json.loads(campaign.template)
     base = TemplateContent.model_validate(template)  # checked once; each recipient adds only parameters
@@ -342,8 +350,8 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
          row.attempt + 1, None, None)
         for row, decision in zip(ready, decisions, strict=True)])
     if spacing:
-        conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
-                     .values(next_slot_at=split.send_times[-1] + spacing))
+        moved["next_slot_at"] = split.send_times[-1] + spacing
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(**moved))
     return len(ready), None
 
 
@@ -408,16 +416,34 @@ class _Due(NamedTuple):
 _DUE_COLUMNS = tuple(recipients.c[name] for name in _Due._fields[:-1])
 
 
-def _due(conn: Connection, campaign_id: str, t: float, room: int) -> list[_Due]:
-    """The first ``room`` recipients due at ``t``, by due time and audience order. One query per
-    waiting outcome, each read in the order of ``ix_campaign_recipients_due``: with both outcomes in
-    one query the database sorted every waiting recipient of the campaign to return the first few,
-    each round -- a campaign's admission grew with the square of its size."""
+def _due(conn: Connection, campaign_id: str, t: float, room: int, after: tuple[float, int]) -> list[_Due]:
+    """The first ``room`` recipients due at ``t``, by due time and audience order, from ``after``
+    (the campaign's cursor: :func:`reopen`). One query per waiting outcome, each read in the order
+    of ``ix_campaign_recipients_due``: with both outcomes in one query the database sorted every
+    waiting recipient of the campaign to return the first few, each round -- a campaign's admission
+    grew with the square of its size. Starting after the cursor, a round does not step over the
+    index entries every earlier round left behind (PostgreSQL keeps them until it vacuums)."""
     place = literal_column(bulk.ROWID) if conn.dialect.name == "sqlite" else null()
+    start = tuple_(recipients.c.due_at, recipients.c.line) > tuple_(*after)
     rows = [list(map(_Due._make, conn.execute(select(*_DUE_COLUMNS, place).where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome == outcome, recipients.c.due_at <= t)
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome == outcome, start, recipients.c.due_at <= t)
         .order_by(recipients.c.due_at, recipients.c.line).limit(room)))) for outcome in WAITING]
     return list(itertools.islice(heapq.merge(*rows, key=lambda r: (r.due_at, r.line)), room))
+
+
+def _cursor(conn: Connection, campaign_id: str) -> tuple[float, int]:
+    """Where the campaign's admission goes on: read afresh, as :func:`follow` may have lowered it."""
+    row = conn.execute(select(campaigns.c.cursor_due_at, campaigns.c.cursor_line)
+                       .where(campaigns.c.id == campaign_id)).one()
+    return float(row.cursor_due_at), int(row.cursor_line)
+
+
+def reopen(conn: Connection, campaign_id: str, due_at: float) -> None:
+    """Recipients of the campaign wait again from ``due_at`` on (given back, deferred): the cursor
+    moves before them if it is not already, so that admission finds them. Every statement that makes
+    a recipient wait calls this in its transaction; recipients only ever sort after the cursor."""
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.cursor_due_at >= due_at)
+                 .values(cursor_due_at=due_at, cursor_line=-1))
 
 
 _ADMITTED = ("place", "contact", "outcome", "message", "status", "reason", "title", "attempt", "number", "params")
@@ -544,9 +570,7 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
         return done
     admitted, waiting = admit(db, conn, secret, campaign, accounts)
     done += admitted
-    left = conn.execute(select(recipients.c.line).where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome.in_((*WAITING, IN_OUTBOX))).limit(1)).first()
-    if left is None:
+    if not _anything_left(conn, campaign_id):
         set_state(conn, campaign, Action.FINISH)
         if notify:
             announce_end(db, conn, campaign_id)
@@ -554,6 +578,16 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
     if waiting != campaign.waiting:
         conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(waiting=waiting, updated_at=t))
     return done
+
+
+def _anything_left(conn: Connection, campaign_id: str) -> bool:
+    """Whether a recipient of the campaign still waits to be admitted or waits in the outbox. The
+    waiting are looked for after the cursor; the outbox's only when none wait (near the end), as that
+    search steps over an entry for every recipient that has left the outbox."""
+    if _due(conn, campaign_id, math.inf, 1, _cursor(conn, campaign_id)):
+        return True
+    return conn.execute(select(recipients.c.line).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.outcome == IN_OUTBOX).limit(1)).first() is not None
 
 
 def announce_end(db: Database, conn: Connection, campaign_id: str) -> None:
@@ -593,6 +627,7 @@ def set_state(conn: Connection, campaign: Any, action: Action) -> State:
             # admitted again on resume, under a new key (the attempt it was taken back in is over)
             conn.execute(update(recipients).where(mine).values(outcome="pending", message_id=None,
                                                                message_status=None, due_at=t, updated_at=t))
+            reopen(conn, campaign.id, t)
         else:
             conn.execute(update(recipients).where(mine).values(outcome="cancelled", updated_at=t, **_ERASED))
             conn.execute(update(recipients).where(recipients.c.campaign_id == campaign.id,

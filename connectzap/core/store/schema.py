@@ -294,6 +294,10 @@ campaigns = Table(
     Column("next_slot_at", Float, nullable=True),  # the campaign rate's next free send time
     Column("waiting", Text, nullable=True),  # why nothing is admitted now, and until when
     Column("followed_until", Float, nullable=True),  # outcomes follow the messages' changes up to here
+    # Every recipient still waiting to be admitted sorts after (cursor_due_at, cursor_line) in
+    # admission order: each round starts its search there (connectzap.core.campaigns.engine).
+    Column("cursor_due_at", Float, nullable=False, server_default="-1"),
+    Column("cursor_line", Integer, nullable=False, server_default="-1"),
     Column("audience_source", String(64), nullable=True),  # e.g. hubspot_list: whose records source_ref names
     Column("marketing_api", String(8), nullable=True),  # use | avoid; null: the number's account decides
     Column("created_at", Float, nullable=False),
