@@ -209,10 +209,15 @@ def follow(db: Database, conn: Connection, campaign: Any, limit: int = 5000) -> 
             break
     readmit = campaign.state in (State.RUNNING, State.PAUSED)  # a recipient given back is admitted again
     by_change: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    back_in_outbox = False
     for r, message in rows:
         values = {"campaign_id": campaign.id, "contact_key": r.contact_key, "message_status": message.status,
                   "updated_at": t, **_followed(r.backoffs, message, t, readmit)}
         by_change.setdefault(tuple(values), []).append(values)
+        back_in_outbox |= values["outcome"] == IN_OUTBOX and r.outcome != IN_OUTBOX
+    if back_in_outbox:  # a message reported handed over, then not (unknown): counted from the start again
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign.id)
+                     .values(queued_from_due_at=-1, queued_from_line=-1))
     for same_columns in by_change.values():
         bulk.update_by(db, conn, recipients, ("campaign_id", "contact_key"), same_columns)
     waiting_again = [v["due_at"] for same_columns in by_change.values() for v in same_columns
@@ -289,24 +294,25 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
           accounts: BusinessAccounts | None = None) -> tuple[int, str | None]:
     """Admit the campaign's next due recipients. Returns how many, and why it waits (or None)."""
     t = now()
-    waiting_in_outbox = conn.execute(select(func.count()).select_from(recipients).where(
-        recipients.c.campaign_id == campaign.id, recipients.c.outcome == IN_OUTBOX)).scalar_one()
+    marks = _marks(conn, campaign.id)
+    waiting_in_outbox, marks = _count_in_outbox(conn, campaign.id, marks)
     room = min(BATCH, IN_FLIGHT - waiting_in_outbox)
     if room <= 0:
-        return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, full=True)
+        return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, marks, full=True)
     slot = max(t, campaign.next_slot_at or t)
     spacing = 60.0 / campaign.rate_per_minute if campaign.rate_per_minute else 0.0
     if spacing:
         if slot > t + LOOKAHEAD:  # the campaign rate: the next send times are already given out
-            return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, full=False)
+            return 0, _held_in_outbox(conn, campaign.id, t, waiting_in_outbox, marks, full=False)
         room = min(room, math.floor((t + LOOKAHEAD - slot) / spacing) + 1)
-    due = _due(conn, campaign.id, t, room, _cursor(conn, campaign.id))
+    due = _due(conn, campaign.id, t, room, marks.cursor)
     if not due:  # the last ones may all be admitted, and held by the channel: say so as when the cap is reached
         return 0, _next_due(conn, campaign.id, t) or _held_in_outbox(conn, campaign.id, t, waiting_in_outbox,
-                                                                      full=False)
+                                                                      marks, full=False)
     # Every recipient read is admitted now or (``later``) due again when its window opens, after ``t``:
-    # whoever still waits sorts after the last one read.
+    # whoever still waits sorts after the last one read; whoever goes into the outbox, after the first.
     moved: dict[str, Any] = {"cursor_due_at": due[-1].due_at, "cursor_line": due[-1].line}
+    moved["queued_from_due_at"], moved["queued_from_line"] = min(marks.in_outbox, (due[0].due_at, due[0].line))
     ready, later = _in_window(due, campaign, t)
     if later:
         conn.execute(recipients.update().where(recipients.c.campaign_id == campaign.id,
@@ -431,11 +437,44 @@ def _due(conn: Connection, campaign_id: str, t: float, room: int, after: tuple[f
     return list(itertools.islice(heapq.merge(*rows, key=lambda r: (r.due_at, r.line)), room))
 
 
-def _cursor(conn: Connection, campaign_id: str) -> tuple[float, int]:
-    """Where the campaign's admission goes on: read afresh, as :func:`follow` may have lowered it."""
-    row = conn.execute(select(campaigns.c.cursor_due_at, campaigns.c.cursor_line)
-                       .where(campaigns.c.id == campaign_id)).one()
-    return float(row.cursor_due_at), int(row.cursor_line)
+class _Marks(NamedTuple):
+    """Where a campaign's searches of ``ix_campaign_recipients_due`` start, in (due time, line) order."""
+
+    cursor: tuple[float, int]
+    """Every recipient waiting to be admitted sorts after it."""
+    in_outbox: tuple[float, int]
+    """Every recipient waiting in the outbox sorts at or after it."""
+
+
+def _marks(conn: Connection, campaign_id: str) -> _Marks:
+    """The campaign's marks, read afresh: :func:`follow` may have moved them back in this transaction."""
+    row = conn.execute(select(campaigns.c.cursor_due_at, campaigns.c.cursor_line, campaigns.c.queued_from_due_at,
+                              campaigns.c.queued_from_line).where(campaigns.c.id == campaign_id)).one()
+    return _Marks((float(row[0]), int(row[1])), (float(row[2]), int(row[3])))
+
+
+def _count_in_outbox(conn: Connection, campaign_id: str, marks: _Marks) -> tuple[int, _Marks]:
+    """How many of the campaign's recipients wait in the outbox, counted from the first of them, which
+    becomes the mark the next count starts from: a count from the campaign's start stepped over an
+    index entry for every recipient that had ever left the outbox (until the database cleans them).
+    With none there, the mark moves to the cursor: admission moves it back to what it admits."""
+    first = conn.execute(select(recipients.c.due_at, recipients.c.line).where(_queued(campaign_id, marks))
+                         .order_by(recipients.c.due_at, recipients.c.line).limit(1)).first()
+    start = (float(first.due_at), int(first.line)) if first is not None else marks.cursor
+    if start != marks.in_outbox:
+        conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
+                     .values(queued_from_due_at=start[0], queued_from_line=start[1]))
+    marks = marks._replace(in_outbox=start)
+    if first is None:
+        return 0, marks
+    counted = conn.execute(select(func.count()).select_from(recipients).where(_queued(campaign_id, marks)))
+    return counted.scalar_one(), marks
+
+
+def _queued(campaign_id: str, marks: _Marks) -> Any:
+    """The campaign's recipients waiting in the outbox, searched from the mark."""
+    return and_(recipients.c.campaign_id == campaign_id, recipients.c.outcome == IN_OUTBOX,
+                tuple_(recipients.c.due_at, recipients.c.line) >= tuple_(*marks.in_outbox))
 
 
 def reopen(conn: Connection, campaign_id: str, due_at: float) -> None:
@@ -496,7 +535,8 @@ def _next_due(conn: Connection, campaign_id: str, t: float) -> str | None:
     return f"the next recipients are due at {_utc(first):%Y-%m-%d %H:%M} UTC (their send window or a backoff)"
 
 
-def _held_in_outbox(conn: Connection, campaign_id: str, t: float, waiting: int, full: bool) -> str | None:
+def _held_in_outbox(conn: Connection, campaign_id: str, t: float, waiting: int, marks: _Marks,
+                    full: bool) -> str | None:
     """Why nothing is admitted while ``waiting`` of the campaign's messages wait in the outbox: the
     channel's limits or the campaign's own rate hold them beyond the next minute, or (``full``:
     :data:`IN_FLIGHT` reached) more are admitted as they go out; None when neither (``full`` false
@@ -504,8 +544,7 @@ def _held_in_outbox(conn: Connection, campaign_id: str, t: float, waiting: int, 
     if not waiting:
         return None
     # from the recipients in the outbox (IN_FLIGHT at most): the campaign's key names all its messages ever sent
-    in_outbox = select(recipients.c.message_id).where(recipients.c.campaign_id == campaign_id,
-                                                      recipients.c.outcome == IN_OUTBOX)
+    in_outbox = select(recipients.c.message_id).where(_queued(campaign_id, marks))
     first = conn.execute(select(outbox_table.c.next_attempt_at, outbox_table.c.reason).where(
         outbox_table.c.id.in_(in_outbox), outbox_table.c.status == S.QUEUED)
         .order_by(outbox_table.c.next_attempt_at).limit(1)).first()
@@ -582,12 +621,11 @@ def _tick_one(db: Database, conn: Connection, secret: bytes, campaign_id: str, n
 
 def _anything_left(conn: Connection, campaign_id: str) -> bool:
     """Whether a recipient of the campaign still waits to be admitted or waits in the outbox. The
-    waiting are looked for after the cursor; the outbox's only when none wait (near the end), as that
-    search steps over an entry for every recipient that has left the outbox."""
-    if _due(conn, campaign_id, math.inf, 1, _cursor(conn, campaign_id)):
+    waiting are looked for after the cursor, those in the outbox from their mark."""
+    marks = _marks(conn, campaign_id)
+    if _due(conn, campaign_id, math.inf, 1, marks.cursor):
         return True
-    return conn.execute(select(recipients.c.line).where(
-        recipients.c.campaign_id == campaign_id, recipients.c.outcome == IN_OUTBOX).limit(1)).first() is not None
+    return conn.execute(select(recipients.c.line).where(_queued(campaign_id, marks)).limit(1)).first() is not None
 
 
 def announce_end(db: Database, conn: Connection, campaign_id: str) -> None:

@@ -298,6 +298,10 @@ campaigns = Table(
     # admission order: each round starts its search there (connectzap.core.campaigns.engine).
     Column("cursor_due_at", Float, nullable=False, server_default="-1"),
     Column("cursor_line", Integer, nullable=False, server_default="-1"),
+    # Every recipient waiting in the outbox sorts at or after (queued_from_due_at, queued_from_line):
+    # the count of them starts there.
+    Column("queued_from_due_at", Float, nullable=False, server_default="-1"),
+    Column("queued_from_line", Integer, nullable=False, server_default="-1"),
     Column("audience_source", String(64), nullable=True),  # e.g. hubspot_list: whose records source_ref names
     Column("marketing_api", String(8), nullable=True),  # use | avoid; null: the number's account decides
     Column("created_at", Float, nullable=False),
