@@ -1,5 +1,7 @@
 """SIGKILL a real ``connectzap worker`` while it runs a campaign, restart it: every recipient ends
-with exactly one outcome and no Graph request is made twice.
+with exactly one outcome and no Graph request is made twice. SIGKILL ``connectzap campaigns
+audience`` and ``campaigns create`` halfway through their audience file: the audience stays as it
+was, no campaign appears, and what the load wrote aside is erased later.
 
 The worker runs as users run it (``python -m connectzap --config FILE worker``); the sandbox
 channel appends each request body to a JSON-lines log (slowly: 50 ms each, so kills land between
@@ -10,18 +12,24 @@ the killed process.
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from serve_support import config_file, database_url, logged_ids, process_env, start_worker, wait_for
 from sqlalchemy import select
+from test_campaign_create_atomic import rows, staged
 
 from connectzap import Category, ConsentChange, Connectzap
-from connectzap.core.campaigns import Action, engine, read_file
+from connectzap.cli import cli
+from connectzap.core.campaigns import Action, engine, read_file, service
 from connectzap.core.settings import load_settings
 from connectzap.core.store.schema import campaign_recipients, outbox
 from connectzap.testing import seed_template
@@ -100,11 +108,9 @@ latency_seconds = 0.05
         drop_postgres_schema(url)
 
 
-def test_an_audience_replacement_killed_mid_file_keeps_the_audience_and_leaves_no_number_behind(
-        backend: str, tmp_path: Path) -> None:
-    """`connectzap campaigns audience NAME -` SIGKILLed halfway through its file: the campaign keeps
-    the audience it had, and the rows the load wrote aside (numbers and parameters) go once the
-    campaign starts -- nothing else would ever erase them."""
+@contextmanager
+def cli_engine(backend: str, tmp_path: Path) -> Iterator[tuple[Path, Connectzap]]:
+    """A config for CLI processes on a fresh database, and an engine on it with the template seeded."""
     url = database_url(backend, tmp_path)
     config = config_file(tmp_path / "connectzap.toml", data_dir=tmp_path / "data", database_url=url, rest="""
 [privacy]
@@ -113,9 +119,35 @@ hash_secret = "campaign-crash-secret-0123456789"
 quiet = true
 """)
     app = Connectzap(load_settings(config)).start()
-    stderr = tmp_path / "audience-stderr.log"
     try:
         seed_template(app, "newsletter", "Hello {{1}}, our December news", category="MARKETING")
+        yield config, app
+    finally:
+        app.close()
+        drop_postgres_schema(url)
+
+
+def killed_mid_file(config: Path, args: list[str], stderr: Path, written: Callable[[], bool]) -> None:
+    """``python -m connectzap --config FILE *args`` with its audience file on stdin, SIGKILLed once
+    ``written`` says its first batch is in the database: the first 1,500 lines are given, the load
+    waits for the rest."""
+    with stderr.open("ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(config), *args],
+                                env=process_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+    assert proc.stdin is not None
+    proc.stdin.write(b"phone,1\n" + b"".join(b"+49151%d,Reader\n" % (30000000 + n) for n in range(1500)))
+    proc.stdin.flush()
+    wait_for(written, "the first batch written", 60, proc=proc, log=stderr)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_an_audience_replacement_killed_mid_file_keeps_the_audience_and_leaves_no_number_behind(
+        backend: str, tmp_path: Path) -> None:
+    """`connectzap campaigns audience NAME -` SIGKILLed halfway through its file: the campaign keeps
+    the audience it had, and the rows the load wrote aside (numbers and parameters) go once the
+    campaign starts -- nothing else would ever erase them."""
+    with cli_engine(backend, tmp_path) as (config, app):
         made = app.campaigns.create("december", {"name": "newsletter", "language": "en"})
         first = "phone,1\n+4915120000000,Ana\n+4915120000001,Bo\n"
         assert app.campaigns.load_audience(made.id, read_file(io.StringIO(first), "csv", app.secret)).added == 2
@@ -126,22 +158,41 @@ quiet = true
                     campaign_recipients.c.campaign_id == engine.staging_id(made.id),
                     campaign_recipients.c.recipient.is_not(None))).all())
 
-        with stderr.open("ab") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "connectzap", "--config", str(config), "campaigns",
-                                     "audience", "december", "-", "--format", "csv"],
-                                    env=process_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        assert proc.stdin is not None
-        proc.stdin.write(b"phone,1\n" + b"".join(b"+49151%d,Reader\n" % (30000000 + n) for n in range(1500)))
-        proc.stdin.flush()  # one batch of the file is written aside; the load waits for the rest
-        wait_for(lambda: aside() >= 1000, "the first batch written aside", 60, proc=proc, log=stderr)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        killed_mid_file(config, ["campaigns", "audience", "december", "-", "--format", "csv"],
+                        tmp_path / "audience-stderr.log", lambda: aside() >= 1000)
 
         assert app.campaigns.get(made.id).recipients == 2
         assert [r["phone"] for r in app.campaigns.results(made.id)] == ["+49*********00", "+49*********01"]
         assert aside() >= 1000  # what the killed load left: numbers no one would ever erase
         app.campaigns.control(made.id, Action.START)
         assert aside() == 0
-    finally:
-        app.close()
-        drop_postgres_schema(url)
+
+
+def test_a_create_killed_mid_file_lists_no_campaign_and_its_rows_are_swept_later(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`connectzap campaigns create NAME --template T --audience -` SIGKILLed halfway through its
+    file: `campaigns list` shows no campaign (the old create wrote the draft first: an empty draft of
+    the name stayed for good). The rows the load wrote aside are erased by a later create, once no
+    load could still be running (after ABANDONED_AFTER)."""
+    with cli_engine(backend, tmp_path) as (config, app):
+        killed_mid_file(config, ["campaigns", "create", "december", "--template", "newsletter", "--audience", "-",
+                                 "--format", "csv"], tmp_path / "create-stderr.log", lambda: rows(app)[1] >= 1000)
+
+        listed = subprocess.run([sys.executable, "-m", "connectzap", "--config", str(config), "campaigns", "list",
+                                 "--json"], env=process_env(), capture_output=True, timeout=120, check=True)
+        assert json.loads(listed.stdout) == []
+        assert rows(app) == (0, staged(app)) and staged(app) >= 1000  # numbers of no campaign
+
+        audience = tmp_path / "small.csv"
+        audience.write_text("phone,1\n+4915120000000,Ana\n")
+
+        def create(name: str) -> None:
+            made = CliRunner().invoke(cli, ["--config", str(config), "campaigns", "create", name, "--template",
+                                            "newsletter", "--audience", str(audience)])
+            assert made.exit_code == 0, made.output
+
+        create("january")
+        assert staged(app) >= 1000  # the killed load might still be running: kept
+        monkeypatch.setattr(service, "ABANDONED_AFTER", 0.0)  # now it could not be
+        create("february")
+        assert (staged(app), rows(app)) == (0, (2, 2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sys
 
@@ -13,6 +13,9 @@ from ..core.wording import counted, plural
 from .base import Ctx, cli, drain, pass_ctx
 from .exits import CommandFailed
 from .output import Column, emit, emit_json, json_option, progress
+
+if TYPE_CHECKING:
+    from ..core.campaigns.service import Draft
 
 CAMPAIGN_COLUMNS = [Column("id"), Column("name"), Column("state"), Column("template"), Column("recipients"),
                     Column("outcomes", lambda c: _counts(c.outcomes)), Column("waiting")]
@@ -46,8 +49,10 @@ def _params(pairs: tuple[str, ...]) -> list[str] | dict[str, str]:
     return dict(p.split("=", 1) for p in pairs) if named else list(pairs)
 
 
-def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: str | None,
-          skip_invalid: bool, *, creating: bool = False) -> None:
+def _load(app: Any, target: str | Draft, audience: Any, fmt: str | None, country: str | None,
+          skip_invalid: bool) -> None:
+    """The file's rows into ``target``: a campaign's id (its audience replaced) or a :class:`Draft`
+    (written with them, or not at all)."""
     from ..core.campaigns import BadAudience, InvalidLines, NoRecipients, format_of, read_file
     name = getattr(audience, "name", "-")
     try:
@@ -56,19 +61,31 @@ def _load(app: Any, campaign_id: str, audience: Any, fmt: str | None, country: s
                 for row in read_file(audience, fmt or format_of(name), app.secret, country):
                     bar.advance(1)
                     yield row
-            result = app.campaigns.load_audience(campaign_id, advancing(), skip_invalid=skip_invalid)
+            result = _fill(app, target, advancing(), skip_invalid)
     except BadAudience as exc:
-        raise CommandFailed(f"{name}: {exc} -- {_kept(app, campaign_id, creating)}") from None
+        raise CommandFailed(f"{name}: {exc} -- {_kept(app, target)}") from None
     except NoRecipients as exc:  # a header and nothing else, or nothing but bad lines skipped
-        raise CommandFailed(f"{name}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
+        raise CommandFailed(f"{name}: {exc.message} -- {_kept(app, target)}") from None
     except InvalidLines as exc:  # refused: nothing of the file was kept
         _show_bad_lines(name, exc.result)
         raise CommandFailed(f"{name}: {counted(exc.bad_count, 'bad line')}; fix "
                             f"{plural(exc.bad_count, 'it', 'them')} (or load the other lines with --skip-invalid)"
-                            f" -- {_kept(app, campaign_id, creating)}") from None
+                            f" -- {_kept(app, target)}") from None
     _show_bad_lines(name, result)
     skipped = result.skipped_text()
     click.echo(f"audience: {counted(result.added, 'recipient')}" + (f", {skipped}" if skipped else ""))
+
+
+def _fill(app: Any, target: str | Draft, rows: Any, skip_invalid: bool) -> Any:
+    """Load ``rows`` (file rows, or an opened source) into ``target``: a :class:`Draft` is written
+    with its whole audience in one go (a refused or killed load leaves no campaign); a campaign's id
+    has its audience replaced."""
+    from ..core.campaigns.service import Draft, SourceRows
+    if isinstance(target, Draft):
+        return app.campaigns.save(target, rows, skip_invalid=skip_invalid)[1]
+    if isinstance(rows, SourceRows):
+        return app.campaigns.load_source(target, rows)
+    return app.campaigns.load_audience(target, rows, skip_invalid=skip_invalid)
 
 
 def _show_bad_lines(name: str, result: Any) -> None:
@@ -79,11 +96,13 @@ def _show_bad_lines(name: str, result: Any) -> None:
         click.echo(f"{name}: ... and {counted(result.bad_count - SHOWN_BAD_LINES, 'more bad line')}", err=True)
 
 
-def _kept(app: Any, campaign_id: str, creating: bool) -> str:
-    """What a refused file leaves: a replacement audience takes the old one's place only once loaded whole."""
-    if creating:
+def _kept(app: Any, target: str | Draft) -> str:
+    """What a refused audience leaves: no campaign for a :class:`Draft`; for a campaign, its audience
+    (a replacement takes the old one's place only once loaded whole)."""
+    from ..core.campaigns.service import Draft
+    if isinstance(target, Draft):
         return "no campaign was created"
-    kept: str = app.campaigns.kept_audience(campaign_id)
+    kept: str = app.campaigns.kept_audience(target)
     return kept
 
 
@@ -98,12 +117,13 @@ def _open_source(app: Any, spec: str, field_map: tuple[str, ...], country: str |
     return app.campaigns.open_source(source, options, _field_map(field_map), country)
 
 
-def _load_source(app: Any, campaign_id: str, opened: Any, spec: str, *, creating: bool = False) -> None:
+def _load_source(app: Any, target: str | Draft, opened: Any, spec: str) -> None:
+    """An opened source's records into ``target`` (as :func:`_load`); a source failing mid-way keeps nothing."""
     from ..core.campaigns import NoRecipients
     try:
-        result = app.campaigns.load_source(campaign_id, opened)
+        result = _fill(app, target, opened, True)
     except NoRecipients as exc:  # an empty list, or no record with a usable number
-        raise CommandFailed(f"{spec}: {exc.message} -- {_kept(app, campaign_id, creating)}") from None
+        raise CommandFailed(f"{spec}: {exc.message} -- {_kept(app, target)}") from None
     for bad in result.bad[:SHOWN_BAD_LINES]:
         click.echo(f"{spec}: record {bad.line}: {bad.reason}", err=True)
     skipped = result.skipped_text(records=True)
@@ -148,28 +168,28 @@ def campaigns_create(obj: Ctx, name: str, template_name: str, language: str, par
     app = obj.app()
     if audience is not None and from_source:
         raise click.UsageError("give the audience as --audience FILE or --from SOURCE:SPEC, not both")
-    # The source is opened (its first page read) before the campaign exists: a missing list
-    # or refused credentials leave nothing behind.
+    # The source is opened (its first page read) before anything is written: a missing list or
+    # refused credentials leave nothing behind.
     opened = _open_source(app, from_source, param_from, country) if from_source else None
     try:
-        made = app.campaigns.create(name, {"name": template_name, "language": language, "body": _params(params)},
+        draft = app.campaigns.draft(name, {"name": template_name, "language": language, "body": _params(params)},
                                     window=window, rate_per_minute=rate, business_phone_number_id=phone_number_id,
                                     marketing_api=marketing_api)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--window") from None
+    except BaseException as exc:
+        if opened is not None:
+            opened.reader.close()
+        if isinstance(exc, ValueError):
+            raise click.BadParameter(str(exc), param_hint="--window") from None
+        raise
+    # The campaign is written with its whole audience, or not at all: a refused file or source, or
+    # a process killed mid-load, leaves no campaign (and no empty draft of the name).
     if audience is not None:
-        try:
-            _load(app, made.id, audience, fmt, country, skip_invalid, creating=True)
-        except BaseException:
-            app.campaigns.discard(made.id)  # a create that failed leaves no empty draft of the name behind
-            raise
-    if opened is not None and from_source:
-        try:
-            _load_source(app, made.id, opened, from_source, creating=True)
-        except BaseException:
-            app.campaigns.discard(made.id)
-            raise
-    view = app.campaigns.get(made.id)
+        _load(app, draft, audience, fmt, country, skip_invalid)
+    elif opened is not None and from_source:
+        _load_source(app, draft, opened, from_source)
+    else:
+        app.campaigns.save(draft)
+    view = app.campaigns.get(draft.values["id"])
     if as_json:
         emit_json(view.as_dict())
     else:

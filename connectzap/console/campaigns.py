@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 from ..core.app import Connectzap
 from ..core.campaigns import (Action, AudienceResult, BadAudience, BadLine, InvalidLines, NoRecipients, Recipient,
                               State, format_of, read_file, report_csv, results_csv)
-from ..core.campaigns.service import EDITABLE
+from ..core.campaigns.service import EDITABLE, Draft
 from ..core.campaigns.sources import parse_from
 from ..core.campaigns.states import allowed
 from ..core.errors import ConnectzapError, NotFoundError
@@ -136,12 +136,9 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
                                    again)
     assert upload is not None
     skip = bool(form.get("skip_invalid"))
-    try:
-        draft = engine.campaigns.draft(name, {"name": template_name, "language": language, "body": body},
-                                       window=window, rate_per_minute=rate, business_phone_number_id=sender,
-                                       marketing_api=choice)
-    except (ConnectzapError, ValueError) as exc:
-        return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
+    draft = _draft(engine, name, template, window, rate, sender, choice)
+    if isinstance(draft, str):
+        return again(draft)
     try:  # the campaign is written with its audience: a refused file leaves none
         said = _load(engine, upload, country, "nothing was created",
                      lambda rows: engine.campaigns.save(draft, rows, skip_invalid=skip)[1])
@@ -149,9 +146,7 @@ def create(request: Request, engine: Connectzap, session: sessions.Session, form
         return again(exc.message)
     if isinstance(said, Refusal):
         return again(said.error, said.bad, said.bad_count)
-    campaign_id = draft.values["id"]
-    engine.operators.record(session.actor, "campaign_create", f"campaign {campaign_id}", said, _address(request))
-    return _see(f"/console/campaigns/{campaign_id}?" + urlencode({"done": f"created {name}: {said}"}))
+    return _created(request, engine, session, draft, said)
 
 
 def _create_from_source(request: Request, engine: Connectzap, session: sessions.Session, name: str,
@@ -169,21 +164,34 @@ def _create_from_source(request: Request, engine: Connectzap, session: sessions.
         opened = engine.campaigns.open_source(source, options, field_map or None, country)
     except ConnectzapError as exc:
         return again(f"{spec}: {exc.message}")
-    try:
-        made = engine.campaigns.create(name, template, window=window, rate_per_minute=rate,
-                                       business_phone_number_id=sender, marketing_api=choice)
-    except (ConnectzapError, ValueError) as exc:
+    draft = _draft(engine, name, template, window, rate, sender, choice)
+    if isinstance(draft, str):
         opened.reader.close()
-        return again(exc.message if isinstance(exc, ConnectzapError) else str(exc))
-    try:
-        loaded = engine.campaigns.load_source(made.id, opened)
+        return again(draft)
+    try:  # the campaign is written with its whole audience: a source failing mid-way leaves none
+        loaded = engine.campaigns.save(draft, opened)[1]
     except ConnectzapError as exc:
-        engine.campaigns.discard(made.id)
         return again(f"{spec}: {exc.message}" + (", nothing was created." if isinstance(exc, NoRecipients) else ""))
     skipped = loaded.skipped_text(records=True)
     said = f"{counted(loaded.added, 'recipient')} from {spec}" + (f", {skipped}" if skipped else "")
-    engine.operators.record(session.actor, "campaign_create", f"campaign {made.id}", said, _address(request))
-    return _see(f"/console/campaigns/{made.id}?" + urlencode({"done": f"created {name}: {said}"}))
+    return _created(request, engine, session, draft, said)
+
+
+def _draft(engine: Connectzap, name: str, template: dict[str, Any], window: str | None, rate: float | None,
+           sender: str | None, choice: str | None) -> Draft | str:
+    """The new campaign, checked but not written (it is written with its audience); a string says why not."""
+    try:
+        return engine.campaigns.draft(name, template, window=window, rate_per_minute=rate,
+                                      business_phone_number_id=sender, marketing_api=choice)
+    except (ConnectzapError, ValueError) as exc:
+        return exc.message if isinstance(exc, ConnectzapError) else str(exc)
+
+
+def _created(request: Request, engine: Connectzap, session: sessions.Session, draft: Draft, said: str) -> Response:
+    """The operator's record of a campaign written with its audience, and its page saying so."""
+    campaign_id = draft.values["id"]
+    engine.operators.record(session.actor, "campaign_create", f"campaign {campaign_id}", said, _address(request))
+    return _see(f"/console/campaigns/{campaign_id}?" + urlencode({"done": f"created {draft.values['name']}: {said}"}))
 
 
 @dataclass

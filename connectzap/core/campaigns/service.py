@@ -507,13 +507,6 @@ class Campaigns:
         finally:
             opened.reader.close()
 
-    def discard(self, campaign_id: str) -> None:
-        """Delete a draft that could not be completed (its audience's source failed)."""
-        with self.db.begin() as conn:
-            conn.execute(recipients.delete().where(recipients.c.campaign_id == campaign_id))
-            conn.execute(campaigns.delete().where(campaigns.c.id == campaign_id,
-                                                  campaigns.c.state == State.DRAFT.value))
-
     def source_outcomes(self, campaign_id: str, *, after_line: int = 0,
                         limit: int = AUDIENCE_BATCH) -> list[tuple[int, str, str, str | None]]:
         """``(line, source_ref, outcome, reason)`` of the recipients read from a source, in audience
