@@ -5,10 +5,11 @@ already (``BINARY``), so its schema is unchanged. What orders by these columns s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, select, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, select, text
 
 from connectzap import Connectzap
 from connectzap.core.store import outbox as outbox_rows
@@ -90,9 +91,42 @@ def test_a_schema_created_from_the_tables_matches_the_migrated_one(app: Connectz
         drop_postgres_schema(url)
     assert {key: created[key] for key in KEYS} == dict.fromkeys(KEYS, "C")
     assert created == migrated
-    # by column, not by index name: the migrations named a few primary keys otherwise (templates')
-    assert {(t, c, coll) for (t, _, c), coll in created_indexes.items()} == \
-        {(t, c, coll) for (t, _, c), coll in migrated_indexes.items()}
+    assert created_indexes == migrated_indexes  # by name too (test_..._name_their_constraints_alike)
+
+
+def _constraints(engine: Engine) -> set[tuple[str, str, str | None, tuple[str, ...]]]:
+    """Every primary key, unique and foreign key constraint and index of the schema: (kind, table, name,
+    columns). SQLite reads a constraint's name from its table's ``CREATE TABLE`` (None: unnamed)."""
+    found: set[tuple[str, str, str | None, tuple[str, ...]]] = set()
+    inspector = inspect(engine)
+    for table in set(inspector.get_table_names()) - {"alembic_version"}:
+        key = inspector.get_pk_constraint(table)
+        found.add(("primary key", table, key.get("name"), tuple(key["constrained_columns"])))
+        found |= {("unique", table, u.get("name"), tuple(u["column_names"]))
+                  for u in inspector.get_unique_constraints(table)}
+        found |= {("foreign key", table, f.get("name"), tuple(f["constrained_columns"]))
+                  for f in inspector.get_foreign_keys(table)}
+        found |= {("index", table, i.get("name"), tuple(str(c) for c in i["column_names"]))
+                  for i in inspector.get_indexes(table)}
+    return found
+
+
+def test_the_tables_and_the_migrations_name_their_constraints_alike(app: Connectzap, backend: str,
+                                                                     tmp_path: Path) -> None:
+    """A schema made by ``metadata.create_all`` names every constraint and index as the migrations
+    named it, so tools comparing the two (autogenerate, a DBA's diff) see no difference; the templates'
+    primary key is ``templates_account_pkey`` either way (migration 0014), not ``templates_pkey``."""
+    url = _postgres_schema_url(PG_URL or "") if backend == "postgres" else f"sqlite:///{tmp_path / 'created.db'}"
+    engine = create_engine(url)
+    try:
+        metadata.create_all(engine)
+        created = _constraints(engine)
+    finally:
+        engine.dispose()
+        drop_postgres_schema(url)
+    migrated = _constraints(app.db.engine)
+    assert ("primary key", "templates", "templates_account_pkey", ("waba_id", "name", "language")) in migrated
+    assert (created - migrated, migrated - created) == (set(), set())
 
 
 def test_the_migration_goes_back_to_the_database_collation_and_forth(app: Connectzap) -> None:

@@ -7,8 +7,8 @@ are erased once their row is finished; contacts are otherwise identified by a ke
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String,
+                        Table, Text, UniqueConstraint, text)
 
 metadata = MetaData()
 
@@ -217,6 +217,8 @@ templates = Table(
     Column("category_effective_at", Float, nullable=True),
     # Meta's quality rating of the template (GREEN, YELLOW, RED, UNKNOWN); None until synced or updated
     Column("quality", String(16), nullable=True),
+    # named as migration 0014 named it when it added waba_id to the key: what every migrated database has
+    PrimaryKeyConstraint("waba_id", "name", "language", name="templates_account_pkey"),
 )
 
 conversations = Table(
