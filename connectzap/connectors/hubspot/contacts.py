@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...core.bsuids import is_bsuid
 from ...core.clock import iso_utc
 from ...core.errors import DeliveryError, InvalidPhoneError, SkippableError
-from ...core.bsuids import is_bsuid
 from ...core.models import Category, ConsentChange, Contact, InboundMessage, Lead
 from ...core.phones import to_e164
 from . import marks
