@@ -44,8 +44,9 @@ def test_an_engine_declares_its_connectors_kinds(tmp_path: Path) -> None:
     out = fresh_python(f"""
         from connectzap.core.models import Event, EventKind
         from connectzap.testing.apps import make_app
-        app = make_app({str(tmp_path)!r}, connectors={{"hubspot": {{"access_token": "pat-x",
-                                                                 "client_secrets": ["s"]}}}})
+        # SQLite: a fresh process has no pytest plugin to drop a PostgreSQL schema it would leave
+        app = make_app({str(tmp_path)!r}, database_url={f"sqlite:///{tmp_path / 'cz.db'}"!r},
+                       connectors={{"hubspot": {{"access_token": "pat-x", "client_secrets": ["s"]}}}})
         event = Event(kind=EventKind.RESOLVE, source="hubspot", dedupe_key="k",
                       data={{"portal_id": "1", "object_id": "2", "purpose": "lead", "trigger": "creation"}})
         send = Event(kind=EventKind.SEND, source="api", dedupe_key="s",
