@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 from connectzap.core.campaigns import Action, engine
 from connectzap.core.store import bulk
 from connectzap.core.store.schema import campaign_recipients as recipients
+from connectzap.core.store.schema import outbox
 
 from tests.test_campaigns import NUMBERS, campaign_with, grant
 
@@ -87,3 +88,54 @@ def test_rowid_is_no_key_on_postgresql(app) -> None:
         pytest.skip("a PostgreSQL check")
     with app.db.begin() as conn, pytest.raises(ValueError, match="SQLite only"):
         bulk.update_by(app.db, conn, recipients, (bulk.ROWID,), [{bulk.ROWID: 1, "outcome": "queued"}])
+
+
+def test_a_key_taken_already_is_recorded_with_the_message_that_holds_it(app, monkeypatch) -> None:
+    """Only a round retried after its first commit went through finds its keys taken: the recipient
+    then answers for the message stored first, also when its round's writes were sent ahead in parts."""
+    monkeypatch.setattr(engine, "PART", 2)  # three recipients: the last one in a second part
+    campaign_id = _started(app, NUMBERS[:3])
+    with app.db.read() as conn:
+        last = conn.execute(select(recipients).where(recipients.c.campaign_id == campaign_id)
+                            .order_by(recipients.c.line.desc()).limit(1)).one()
+    key = engine.idempotency_key(campaign_id, last.line, last.contact_key, last.attempt)
+    with app.db.begin() as conn:
+        conn.execute(outbox.insert().values(
+            id="mearlier", idempotency_key=key, request_hash="-", contact_key=last.contact_key, category="marketing",
+            content_type="template", status="queued", next_attempt_at=0.0, created_at=0.0, updated_at=0.0,
+            cancel_key=engine.cancel_key(campaign_id)))
+
+    assert app.campaigns.run_once()
+
+    outcomes = _outcomes(app, campaign_id)
+    assert outcomes[last.contact_key] == ("queued", "mearlier", 1)
+    with app.db.read() as conn:
+        held = conn.execute(select(outbox.c.id).where(outbox.c.idempotency_key == key)).scalars().all()
+        queued = set(conn.execute(select(outbox.c.id).where(outbox.c.status == "queued")).scalars())
+    assert held == ["mearlier"]
+    assert {m for _, m, _ in outcomes.values()} == queued and len(queued) == 3
+
+
+def test_a_round_is_written_in_parts_each_sent_ahead_on_postgresql(app, monkeypatch) -> None:
+    """While this process builds a part of the round, PostgreSQL writes the one before (pipeline mode)."""
+    monkeypatch.setattr(engine, "PART", 2)
+    campaign_id = _started(app, NUMBERS[:5])
+    writes: list[tuple[str, bool]] = []
+
+    def record(conn: Any, _cursor: object, statement: str, *_: object) -> None:
+        table = {"INSERT INTO outbox": "outbox", "UPDATE campaign_recipients AS t": "recipients"}
+        kind = next((name for start, name in table.items() if statement.startswith(start)), None)
+        if kind:
+            driver = conn.connection.driver_connection
+            writes.append((kind, not app.db.is_sqlite and driver.pgconn.pipeline_status != 0))
+
+    event.listen(app.db.engine, "before_cursor_execute", record)
+    try:
+        assert app.campaigns.run_once()
+    finally:
+        event.remove(app.db.engine, "before_cursor_execute", record)
+
+    assert [kind for kind, _ in writes if kind == "outbox"] == ["outbox"] * 3  # parts of 2, 2 and 1
+    if not app.db.is_sqlite:
+        assert writes == [("outbox", True), ("recipients", True)] * 3
+    assert {o for o, _, _ in _outcomes(app, campaign_id).values()} == {"queued"}

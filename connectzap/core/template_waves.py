@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pydantic_core
 from sqlalchemy import Connection
@@ -120,12 +120,28 @@ def _message_ids(n: int) -> list[str]:
     return [stamp + part.hex() for part in sorted(noise[6 * i:6 * i + 6] for i in range(n))]
 
 
+class Judged(NamedTuple):
+    """A wave's outbox rows and the decision for each member, before the rows are written."""
+
+    rows: list[dict[str, Any]]
+    decisions: list[Decision]
+
+
 def admit_wave(db: Database, conn: Connection, facts: BatchFacts, wave: TemplateWave, members: list[WaveMember], *,
                plugin: str | None = None) -> list[Decision]:
     """Admit each member of ``wave`` through the gate's checks, in ``conn``'s transaction, with
     ``facts`` loaded for their contacts and the template. One decision per member, in order."""
+    judged = judge_wave(facts, wave, members, plugin=plugin)
+    return stored(conn, judged, outbox.add_many(db, conn, judged.rows), plugin)
+
+
+def judge_wave(facts: BatchFacts, wave: TemplateWave, members: list[WaveMember], *,
+               plugin: str | None = None) -> Judged:
+    """:func:`admit_wave` up to the writing: each member's row and decision (nothing is read or
+    written: ``facts`` hold what the gate needs). :func:`stored` says what became of them once the
+    rows are inserted."""
     if not members:
-        return []
+        return Judged([], [])
     base = wave.base
     content = base.content
     assert isinstance(content, TemplateContent)
@@ -156,14 +172,22 @@ def admit_wave(db: Database, conn: Connection, facts: BatchFacts, wave: Template
                      "status": status, "reason": reason, "error_details": verdict.detail,
                      "not_before": m.not_before, "next_attempt_at": m.not_before or t})
         decisions.append(Decision(message_id, status, reason, verdict.detail, idempotency_key=m.idempotency_key))
-    lost = {row["idempotency_key"] for row in rows} - set(outbox.add_many(db, conn, rows))
+    return Judged(rows, decisions)
+
+
+def stored(conn: Connection, judged: Judged, inserted: list[str], plugin: str | None) -> list[Decision]:
+    """The decisions of a :func:`judge_wave` whose rows were inserted but for those whose key was
+    taken already (``inserted``: the keys that went in): those answer for the message stored first."""
+    decisions = judged.decisions
+    lost = {row["idempotency_key"] for row in judged.rows} - set(inserted)
     if lost:  # only a retried transaction whose first commit went through: the stored message is this one
+        decisions = list(decisions)
         winners = gate.existing(conn, sorted(lost))
-        for n, m in enumerate(members):
-            first = winners.get(m.idempotency_key)
+        for n, row in enumerate(judged.rows):
+            first = winners.get(row["idempotency_key"])
             if first is not None:
-                decisions[n] = gate.repeated(m.idempotency_key, first)
-    gate.log_refused(rows, lost, plugin, None)
+                decisions[n] = gate.repeated(row["idempotency_key"], first)
+    gate.log_refused(judged.rows, lost, plugin, None)
     return decisions
 
 

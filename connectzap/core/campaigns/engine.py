@@ -39,7 +39,7 @@ from .. import gate
 from ..idempotency import scoped_key
 from ..messages import Outgoing, TemplateContent, TextParam
 from ..models import CampaignFinished, Contact, Event, EventKind, StatusValue
-from ..store import bulk, journal, outbox
+from ..store import bulk, journal, outbox, pipeline
 from ..store.database import Database, now
 from ..store.schema import campaign_recipients as recipients
 from ..store.schema import campaigns, windows
@@ -48,13 +48,17 @@ from . import rate, send_window
 from .send_rules import SENDER_PREFIX
 from .quiet_hours import REASON as QUIET_HOURS
 from ..templates import BusinessAccounts
-from ..template_waves import Body, TemplateWave, WaveMember, admit_wave
+from ..store.pipeline import Sent
+from ..template_waves import Body, Judged, TemplateWave, WaveMember, judge_wave, stored
 from .states import Action, State, after
 from ..wording import counted
 
 IN_FLIGHT = 1000
 """At most this many of a campaign's messages wait in the outbox at once (what a pause takes back)."""
 BATCH = 500
+PART = 250
+"""A round's recipients are admitted this many at a time: on PostgreSQL the server writes one part's
+messages and outcomes while this process builds the next (:mod:`..store.pipeline`)."""
 LOOKAHEAD = 10.0
 """The campaign rate's send times are given out this far ahead at most."""
 PER_USER_LIMIT = "marketing_limited"
@@ -331,30 +335,28 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                                         origin={"campaign": campaign.id},
                                         business_phone_number_id=campaign.business_phone_number_id)
     wave = TemplateWave.of(everyone)
-    split = _split_round(campaign.id, ready, everyone, template, wave, t, slot, spacing)
-    admissions = split.admissions
-    # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number);
-    # only one-by-one admission looks them up by number.
     known: dict[tuple[str | None, str | None], str] = {(row.recipient, None): row.contact_key
-                                                       for row in ready if row.recipient} if admissions else {}
+                                                       for row in ready if row.recipient}
+    # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number);
+    # only one-by-one admission looks them up by number (``known``).
     facts = gate.BatchFacts(conn, {row.contact_key for row in ready if row.recipient}, {base.name}, known, accounts)
     plugin = SENDER_PREFIX + campaign.id
-    decided: dict[int, gate.Decision] = {}
-    if split.members:
-        assert wave is not None
-        decided.update(zip(split.member_places, admit_wave(db, conn, facts, wave, split.members, plugin=plugin),
-                           strict=True))
-    if admissions:
-        decided.update(zip(split.admission_places, gate.admit_many(
-            db, conn, secret, admissions, plugin=plugin, facts=facts), strict=True))
-    decisions = [decided[n] for n in range(len(ready))]
-    _record_admitted(db, conn, campaign.id, t, [
-        (row.place, row.contact_key, IN_OUTBOX, decision.id, decision.status, decision.reason, None,
-         row.attempt + 1, row.recipient, row.params) if decision.accepted else
-        # a refused one is settled: number and parameters erased
-        (row.place, row.contact_key, "refused", decision.id, decision.status, decision.reason, decision.detail,
-         row.attempt + 1, None, None)
-        for row, decision in zip(ready, decisions, strict=True)])
+    parts: list[_Part] = []
+    with pipeline.writes(conn) as writes:
+        for at in range(0, len(ready), PART):
+            split = _split_round(campaign.id, ready[at:at + PART], everyone, template, wave, t, slot + at * spacing,
+                                 spacing)
+            parts.append(_admit_part(db, conn, writes, secret, campaign.id, t, ready[at:at + PART], split, facts,
+                                     wave, plugin))
+        writes.settle()
+        for part in parts:  # what the outbox took, now that the writes are done
+            if part.judged is not None and part.sent is not None:
+                inserted = outbox.inserted_keys(conn, part.judged.rows, part.sent.rowcount)
+                kept = stored(conn, part.judged, inserted, plugin)
+                if kept != part.judged.decisions:
+                    part.decided.update(zip(part.split.member_places, kept, strict=True))
+                    _record_admitted(db, conn, writes, campaign.id, t, part.rows, part.decided)
+    split = parts[-1].split
     if spacing:
         moved["next_slot_at"] = split.send_times[-1] + spacing
     conn.execute(campaigns.update().where(campaigns.c.id == campaign.id).values(**moved))
@@ -372,6 +374,37 @@ class _Split(NamedTuple):
     admission_places: list[int]
     admissions: list[gate.Admission]
     send_times: list[float]
+
+
+class _Part(NamedTuple):
+    """A part of a round, admitted (:func:`_admit_part`): its recipients, their split, and each one's
+    decision by place; a wave's rows and their insert, whose count is known once the writes settle."""
+
+    rows: list[_Due]
+    split: _Split
+    decided: dict[int, gate.Decision]
+    judged: Judged | None
+    sent: Sent | None
+
+
+def _admit_part(db: Database, conn: Connection, writes: pipeline.Writes, secret: bytes, campaign_id: str, t: float,
+                rows: list[_Due], split: _Split, facts: gate.BatchFacts, wave: TemplateWave | None,
+                plugin: str) -> _Part:
+    """Admit the recipients ``rows`` of a round (``split`` between the wave and the gate) and record
+    their outcomes: the wave's messages and the outcomes are sent through ``writes`` (PostgreSQL
+    writes them while the next part is built)."""
+    decided: dict[int, gate.Decision] = {}
+    judged = sent = None
+    if split.members:
+        assert wave is not None
+        judged = judge_wave(facts, wave, split.members, plugin=plugin)
+        sent = outbox.send_many(writes, conn, judged.rows)
+        decided.update(zip(split.member_places, judged.decisions, strict=True))
+    if split.admissions:
+        decided.update(zip(split.admission_places, gate.admit_many(
+            db, conn, secret, split.admissions, plugin=plugin, facts=facts), strict=True))
+    _record_admitted(db, conn, writes, campaign_id, t, rows, decided)
+    return _Part(rows, split, decided, judged, sent)
 
 
 def _split_round(campaign_id: str, ready: list[Any], everyone: Outgoing, template: dict[str, Any],
@@ -485,26 +518,34 @@ def reopen(conn: Connection, campaign_id: str, due_at: float) -> None:
                  .values(cursor_due_at=due_at, cursor_line=-1))
 
 
-_ADMITTED = ("place", "contact", "outcome", "message", "status", "reason", "title", "attempt", "number", "params")
 _BY_KEY = ("campaign_id", "contact_key")
 
 
-def _record_admitted(db: Database, conn: Connection, campaign_id: str, t: float, rows: list[tuple[Any, ...]]) -> None:
-    """Each admitted recipient's outcome (tuples of :data:`_ADMITTED`), one statement for the batch
-    (:func:`..store.bulk.update_by`). On SQLite each row is found by its rowid (``place``), with its
-    key as a guard: found by the key, each recipient cost a random page of the key's index (its
-    contact's hash), read from disk -- a tenth of admission's time at a million recipients. Where a
-    guard does not hold (no statement here moves a row, but rowids are SQLite's to give), the batch
-    is written again by key: the same values, so a row written twice is unchanged."""
-    values = [dict(campaign_id=campaign_id, contact_key=contact, outcome=outcome, message_id=message,
-                   message_status=status, reason=reason, error_title=title, error_code=None, attempt=attempt,
-                   admitted_at=t, updated_at=t, recipient=number, params=params)
-              for _, contact, outcome, message, status, reason, title, attempt, number, params in rows]
+def _record_admitted(db: Database, conn: Connection, writes: pipeline.Writes, campaign_id: str, t: float,
+                     rows: list[_Due], decided: dict[int, gate.Decision]) -> None:
+    """Each admitted recipient's outcome (``decided``: the decision for each of ``rows`` by place),
+    one statement for the batch (:func:`..store.bulk.update_by`), sent through ``writes`` on
+    PostgreSQL. On SQLite each row is found by its rowid (``place``), with its key as a guard: found
+    by the key, each recipient cost a random page of the key's index (its contact's hash), read from
+    disk -- a tenth of admission's time at a million recipients. Where a guard does not hold (no
+    statement here moves a row, but rowids are SQLite's to give), the batch is written again by key:
+    the same values, so a row written twice is unchanged. A refused recipient is settled: its number
+    and parameters are erased."""
+    values = []
+    for n, row in enumerate(rows):
+        decision = decided[n]
+        kept = decision.accepted
+        values.append(dict(campaign_id=campaign_id, contact_key=row.contact_key,
+                           outcome=IN_OUTBOX if kept else "refused", message_id=decision.id,
+                           message_status=decision.status, reason=decision.reason,
+                           error_title=None if kept else decision.detail, error_code=None, attempt=row.attempt + 1,
+                           admitted_at=t, updated_at=t, recipient=row.recipient if kept else None,
+                           params=row.params if kept else None))
     if db.is_sqlite:
-        by_place = [{bulk.ROWID: row[0], **value} for row, value in zip(rows, values, strict=True)]
+        by_place = [{bulk.ROWID: row.place, **value} for row, value in zip(rows, values, strict=True)]
         if bulk.update_by(db, conn, recipients, (bulk.ROWID, *_BY_KEY), by_place) == len(values):
             return
-    bulk.update_by(db, conn, recipients, _BY_KEY, values)
+    bulk.send_update_by(writes, conn, recipients, _BY_KEY, values)
 
 
 def _utc(at: float) -> Any:

@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, Table
 
 from ..wording import plural
 from .database import Database
+from .pipeline import Sent, Writes
 
 
 def _pg_array(column: Any) -> tuple[str, Any]:
@@ -76,16 +77,24 @@ def insert_new(db: Database, conn: Connection, table: Table, rows: Sequence[dict
     values: ``"a, b"`` names a unique pair) is already taken; returns how many were inserted."""
     if not rows:
         return 0
+    return int(conn.exec_driver_sql(*_insert_new(conn, table, rows, unique)).rowcount)
+
+
+def send_insert_new(writes: Writes, conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                    unique: str) -> Sent:
+    """:func:`insert_new` sent through ``writes``: how many were inserted is known once they settle."""
+    return writes.execute(*_insert_new(conn, table, rows, unique))
+
+
+def _insert_new(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], unique: str) -> tuple[str, Any]:
     names = _columns(table, rows)
     columns = ", ".join(_quoted(conn, names))
-    if db.is_sqlite:
-        sql = (f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))}) "
-               f"ON CONFLICT ({unique}) DO NOTHING")
-        return int(conn.exec_driver_sql(sql, list(map(_getter(names), rows))).rowcount)
+    if conn.dialect.name == "sqlite":
+        return (f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT ({unique}) DO NOTHING", list(map(_getter(names), rows)))
     types, arrays = _arrays(table, names, rows)
-    sql = (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(f'%b::{t}' for t in types)}) "
-           f"ON CONFLICT ({unique}) DO NOTHING")
-    return int(conn.exec_driver_sql(sql, tuple(arrays)).rowcount)
+    return (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({', '.join(f'%b::{t}' for t in types)}) "
+            f"ON CONFLICT ({unique}) DO NOTHING", tuple(arrays))
 
 
 def insert_new_returning(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], unique: str) -> list[Any]:
@@ -108,23 +117,46 @@ def update_by(db: Database, conn: Connection, table: Table, keys: Sequence[str],
     the item's other values. Returns how many rows changed. On SQLite a key may be :data:`ROWID`."""
     if not rows:
         return 0
+    statement = _update_by(conn, table, keys, rows)
+    if db.is_sqlite:
+        return int(conn.exec_driver_sql(*statement).rowcount)
+    with by_key_lookups(conn):
+        return int(conn.exec_driver_sql(*statement).rowcount)
+
+
+def send_update_by(writes: Writes, conn: Connection, table: Table, keys: Sequence[str],
+                   rows: Sequence[dict[str, Any]]) -> Sent:
+    """:func:`update_by` sent through ``writes``: how many rows changed is known once they settle."""
+    statement = _update_by(conn, table, keys, rows)
+    if conn.dialect.name == "sqlite":
+        return writes.execute(*statement)
+    # each setting a statement of its own: pipeline mode sends every statement as a prepared one
+    for setting in _BY_KEY_LOOKUPS:
+        writes.execute(f"SET LOCAL {setting} = off")
+    sent = writes.execute(*statement)
+    for setting in _BY_KEY_LOOKUPS:
+        writes.execute(f"SET LOCAL {setting} TO DEFAULT")
+    return sent
+
+
+def _update_by(conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> tuple[str, Any]:
     names = _columns(table, rows)
-    if ROWID in keys and not db.is_sqlite:
+    if ROWID in keys and conn.dialect.name != "sqlite":
         raise ValueError(f"{ROWID} is a key on SQLite only")
     values = [n for n in names if n not in keys]
     q = dict(zip(names, _quoted(conn, names), strict=True))
-    if db.is_sqlite:
+    if conn.dialect.name == "sqlite":
         order = values + list(keys)
-        sql = (f"UPDATE {table.name} SET {', '.join(f'{q[n]} = ?' for n in values)} "
-               f"WHERE {' AND '.join(f'{q[k]} = ?' for k in keys)}")
-        return int(conn.exec_driver_sql(sql, list(map(_getter(order), rows))).rowcount)
+        return (f"UPDATE {table.name} SET {', '.join(f'{q[n]} = ?' for n in values)} "
+                f"WHERE {' AND '.join(f'{q[k]} = ?' for k in keys)}", list(map(_getter(order), rows)))
     types, arrays = _arrays(table, names, rows)
     given = ", ".join(f"%b::{t}" for t in types)
-    sql = (f"UPDATE {table.name} AS t SET {', '.join(f'{q[n]} = u.{q[n]}' for n in values)} "
-           f"FROM unnest({given}) AS u({', '.join(q[n] for n in names)}) "
-           f"WHERE {' AND '.join(f't.{q[k]} = u.{q[k]}' for k in keys)}")
-    with by_key_lookups(conn):
-        return int(conn.exec_driver_sql(sql, tuple(arrays)).rowcount)
+    return (f"UPDATE {table.name} AS t SET {', '.join(f'{q[n]} = u.{q[n]}' for n in values)} "
+            f"FROM unnest({given}) AS u({', '.join(q[n] for n in names)}) "
+            f"WHERE {' AND '.join(f't.{q[k]} = u.{q[k]}' for k in keys)}", tuple(arrays))
+
+
+_BY_KEY_LOOKUPS = ("enable_hashjoin", "enable_mergejoin")
 
 
 @contextmanager
@@ -138,8 +170,8 @@ def by_key_lookups(conn: Connection) -> Iterator[None]:
     dispatcher's finished deliveries, which hash the same way at tens of thousands of rows: a
     dispatch wave's round trips are counted (tests/test_inbound_batches.py), a campaign round's 2,000
     rows are not."""
-    conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+    conn.exec_driver_sql("; ".join(f"SET LOCAL {setting} = off" for setting in _BY_KEY_LOOKUPS))
     try:
         yield
     finally:
-        conn.exec_driver_sql("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+        conn.exec_driver_sql("; ".join(f"SET LOCAL {setting} TO DEFAULT" for setting in _BY_KEY_LOOKUPS))

@@ -25,6 +25,7 @@ from ..models import StatusValue
 from ..phones import scrub
 from . import bulk
 from .database import Database, now
+from .pipeline import Sent, Writes
 from .schema import CONTACT_INDEXED, campaign_recipients, campaigns, outbox
 from .among import among
 
@@ -77,7 +78,18 @@ def add_many(db: Database, conn: Connection, rows: list[dict[str, Any]]) -> list
     keys inserted."""
     if not rows:
         return []
-    if bulk.insert_new(db, conn, outbox, rows, "idempotency_key") == len(rows):
+    return inserted_keys(conn, rows, bulk.insert_new(db, conn, outbox, rows, "idempotency_key"))
+
+
+def send_many(writes: Writes, conn: Connection, rows: list[dict[str, Any]]) -> Sent:
+    """:func:`add_many` sent through ``writes``: :func:`inserted_keys` of its count, once settled,
+    says which keys went in."""
+    return bulk.send_insert_new(writes, conn, outbox, rows, "idempotency_key")
+
+
+def inserted_keys(conn: Connection, rows: list[dict[str, Any]], count: int) -> list[str]:
+    """The keys of ``rows`` an insert of ``count`` of them (skipping keys already taken) put in."""
+    if count == len(rows):
         return [row["idempotency_key"] for row in rows]
     # Some key was taken already: those stored under one of these ids are the ones inserted.
     ids = {row["id"] for row in rows}
