@@ -111,8 +111,8 @@ class DatabaseTime:
     the server's work this process waited for. A statement counts from its execution to its first
     row (a query's remaining rows are fetched afterwards, not counted), an ``executemany`` with its
     parameters' binding. Writes sent ahead in PostgreSQL's pipeline mode (:mod:`connectzap.core.store.pipeline`)
-    count as sent, and what this process then waited for them counts apart (``pipelined``), taken
-    out of the statement during which it waited."""
+    count as sent, and what this process then waited for them and for queries' answers asked ahead
+    counts apart (``pipelined``), taken out of the statement during which it waited."""
 
     def __init__(self, app: Connectzap) -> None:
         self.on = False
@@ -130,7 +130,7 @@ class DatabaseTime:
                 self.commits += time.perf_counter() - started
 
         dialect.do_commit = timed_commit  # type: ignore[method-assign,assignment]
-        settle = pipeline.Writes.settle
+        settle, rows = pipeline.Writes.settle, pipeline.Asked.rows
 
         def timed_settle(writes: pipeline.Writes) -> None:
             started = time.perf_counter()
@@ -138,7 +138,15 @@ class DatabaseTime:
             if self.on:
                 self.pipelined += time.perf_counter() - started
 
+        def timed_rows(asked: pipeline.Asked) -> list[tuple[Any, ...]]:
+            started = time.perf_counter()
+            answer = rows(asked)
+            if self.on:
+                self.pipelined += time.perf_counter() - started
+            return answer
+
         pipeline.Writes.settle = timed_settle  # type: ignore[method-assign]
+        pipeline.Asked.rows = timed_rows  # type: ignore[method-assign]
 
     def _before(self, conn: object, *_: object) -> None:
         conn.info["bench_started"] = time.perf_counter(), self.pipelined  # type: ignore[attr-defined]
@@ -256,7 +264,7 @@ def main() -> None:
         if waited:
             total = waited.statements + waited.pipelined + waited.commits
             print(f"database   {total:7.1f} s of the admission's {elapsed:.1f} s waited on the database: "
-                  f"statements {waited.statements:.1f} s, pipelined writes {waited.pipelined:.1f} s, "
+                  f"statements {waited.statements:.1f} s, sent ahead {waited.pipelined:.1f} s, "
                   f"commits {waited.commits:.1f} s; {1e6 * total / n:.0f} µs a recipient")
             print(f"           by statement, µs a recipient: {waited.top(6, n)}")
         app.close()

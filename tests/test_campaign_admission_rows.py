@@ -117,13 +117,15 @@ def test_a_key_taken_already_is_recorded_with_the_message_that_holds_it(app, mon
 
 
 def test_a_round_is_written_in_parts_each_sent_ahead_on_postgresql(app, monkeypatch) -> None:
-    """While this process builds a part of the round, PostgreSQL writes the one before (pipeline mode)."""
+    """While this process builds a part of the round, PostgreSQL writes the one before (pipeline mode);
+    the contacts' consents are asked for first, read while the round is split."""
     monkeypatch.setattr(engine, "PART", 2)
     campaign_id = _started(app, NUMBERS[:5])
     writes: list[tuple[str, bool]] = []
 
     def record(conn: Any, _cursor: object, statement: str, *_: object) -> None:
-        table = {"INSERT INTO outbox": "outbox", "UPDATE campaign_recipients AS t": "recipients"}
+        table = {"INSERT INTO outbox": "outbox", "UPDATE campaign_recipients AS t": "recipients",
+                 "SELECT consents.contact_key": "consents"}
         kind = next((name for start, name in table.items() if statement.startswith(start)), None)
         if kind:
             driver = conn.connection.driver_connection
@@ -137,5 +139,5 @@ def test_a_round_is_written_in_parts_each_sent_ahead_on_postgresql(app, monkeypa
 
     assert [kind for kind, _ in writes if kind == "outbox"] == ["outbox"] * 3  # parts of 2, 2 and 1
     if not app.db.is_sqlite:
-        assert writes == [("outbox", True), ("recipients", True)] * 3
+        assert writes == [("consents", True)] + [("outbox", True), ("recipients", True)] * 3
     assert {o for o, _, _ in _outcomes(app, campaign_id).values()} == {"queued"}

@@ -120,3 +120,14 @@ def _plain_insert(conn, key: int) -> tuple[str, Any]:
     if conn.dialect.name == "sqlite":
         return "INSERT INTO pipeline_notes (id, body) VALUES (?, ?)", (key, "again")
     return "INSERT INTO pipeline_notes (id, body) VALUES (%s, %s)", (key, "again")
+
+
+def test_a_query_sent_ahead_answers_after_the_writes_sent_before_it(db) -> None:
+    count = sa.select(sa.func.count()).select_from(NOTES)
+    with db.begin() as conn, pipeline.writes(conn) as writes:
+        bulk.send_insert_new(writes, conn, NOTES, _rows(3), "id")
+        first = writes.query(count)
+        bulk.send_insert_new(writes, conn, NOTES, _rows(2, start=3), "id")
+        second = writes.query(sa.select(NOTES.c.id).where(NOTES.c.id.in_([1, 4, 7])).order_by(NOTES.c.id))
+        assert first.rows() == [(3,)]
+        assert second.rows() == [(1,), (4,)]

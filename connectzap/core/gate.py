@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from functools import partial
 from datetime import UTC, datetime
 from collections.abc import Iterable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from . import automatic, fallbacks, identities, logs, reachability, templates
 from .arbitration import handed_over
@@ -155,24 +155,42 @@ class BatchFacts:
         self._unreachable_elsewhere: set[tuple[str, str]] | None = None  # likewise (messages off WhatsApp)
         self.accounts = accounts
         self._templates: dict[tuple[str, str], list[TemplateInfo]] = {}  # every account's version
+        self._unreachable: set[str] = set()
         if keys:
-            ledger = cast("Iterable[tuple[str, str, str, bool, str]]", conn.execute(
-                select(consents.c.contact_key, consents.c.category, consents.c.medium, consents.c.granted,
-                       consents.c.source)
-                .where(among_keys(conn, consents.c.contact_key, keys)).order_by(consents.c.at, consents.c.id)))
-            for key, category, medium, granted, source in ledger:
-                # newest wins; kept as a plain tuple, not the Row: a tuple of atomic values leaves the
-                # garbage collector's lists, and a campaign round's rows were a full collection's worth.
-                # (Unpacked, not read by name: a row's attribute lookup cost a few % of admission.)
-                self._consents[(key, category, medium)] = (bool(granted), source)
-            self._unreachable = {r[0] for r in conn.execute(
-                select(contacts.c.contact_key).where(among_keys(conn, contacts.c.contact_key, keys),
-                                                     contacts.c.unreachable_since.is_not(None)))}
-        else:
-            self._unreachable = set()
+            ledger, unreachable = self.contact_queries(conn, keys)
+            self._absorb(conn.execute(ledger), conn.execute(unreachable))
         if template_names:
             for info in templates.named(conn, template_names):
                 self._templates.setdefault((info.name, info.language), []).append(info)
+
+    @staticmethod
+    def contact_queries(conn: Connection, keys: set[str]) -> tuple[Select[Any], Select[Any]]:
+        """What these facts read of the contacts ``keys``: their consent ledger, oldest first, and
+        those of them unreachable on WhatsApp."""
+        return (select(consents.c.contact_key, consents.c.category, consents.c.medium, consents.c.granted,
+                       consents.c.source)
+                .where(among_keys(conn, consents.c.contact_key, keys)).order_by(consents.c.at, consents.c.id),
+                select(contacts.c.contact_key).where(among_keys(conn, contacts.c.contact_key, keys),
+                                                     contacts.c.unreachable_since.is_not(None)))
+
+    def _absorb(self, ledger: Iterable[Any], unreachable: Iterable[Any]) -> None:
+        """The answers to :meth:`contact_queries`."""
+        for key, category, medium, granted, source in ledger:
+            # newest wins; kept as a plain tuple, not the Row: a tuple of atomic values leaves the
+            # garbage collector's lists, and a campaign round's rows were a full collection's worth.
+            # (Unpacked, not read by name: a row's attribute lookup cost a few % of admission.)
+            self._consents[(key, category, medium)] = (bool(granted), source)
+        self._unreachable.update(r[0] for r in unreachable)
+
+    def for_contacts(self, keys: set[str], ledger: Iterable[Any], unreachable: Iterable[Any],
+                     recipients: dict[tuple[str | None, str | None], str] | None = None) -> BatchFacts:
+        """Facts of the contacts ``keys`` from the answers to their :meth:`contact_queries`, read
+        elsewhere (ahead of time: a campaign round's parts), with these facts' templates."""
+        facts = BatchFacts(self._conn, set(), set(), recipients, self.accounts)
+        facts._keys = keys
+        facts._templates, facts._picked, facts._expectations = self._templates, self._picked, self._expectations
+        facts._absorb(ledger, unreachable)
+        return facts
 
     def window_open(self, key: str, at: float | None, business_number: str | None) -> bool:
         return is_open(self.last_inbound(key, business_number), at)

@@ -339,15 +339,21 @@ def admit(db: Database, conn: Connection, secret: bytes, campaign: Any,
                                                        for row in ready if row.recipient}
     # The contact keys were made when the audience was loaded (the HMAC of the same E.164 number);
     # only one-by-one admission looks them up by number (``known``).
-    facts = gate.BatchFacts(conn, {row.contact_key for row in ready if row.recipient}, {base.name}, known, accounts)
+    keys = {row.contact_key for row in ready if row.recipient}
+    templates_known = gate.BatchFacts(conn, set(), {base.name}, None, accounts)
     plugin = SENDER_PREFIX + campaign.id
     parts: list[_Part] = []
     with pipeline.writes(conn) as writes:
-        for at in range(0, len(ready), PART):
-            split = _split_round(campaign.id, ready[at:at + PART], everyone, template, wave, t, slot + at * spacing,
-                                 spacing)
-            parts.append(_admit_part(db, conn, writes, secret, campaign.id, t, ready[at:at + PART], split, facts,
-                                     wave, plugin))
+        # The contacts' facts are asked for first: the server reads them while the round is split.
+        # (Read before any write is sent: reading an answer waits for everything sent before it.)
+        asked = [writes.query(q) for q in gate.BatchFacts.contact_queries(conn, keys)] if keys else []
+        pieces = [ready[at:at + PART] for at in range(0, len(ready), PART)]
+        splits = [_split_round(campaign.id, rows, everyone, template, wave, t, slot + n * PART * spacing, spacing)
+                  for n, rows in enumerate(pieces)]
+        ledger, unreachable = [answer.rows() for answer in asked] or [[], []]
+        facts = templates_known.for_contacts(keys, ledger, unreachable, known)
+        for rows, split in zip(pieces, splits, strict=True):
+            parts.append(_admit_part(db, conn, writes, secret, campaign.id, t, rows, split, facts, wave, plugin))
         writes.settle()
         for part in parts:  # what the outbox took, now that the writes are done
             if part.judged is not None and part.sent is not None:

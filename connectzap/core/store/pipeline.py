@@ -1,4 +1,4 @@
-"""Writes a transaction sends to PostgreSQL without waiting for each one to finish.
+"""Writes (and reads) a transaction sends to PostgreSQL without waiting for each one to finish.
 
 A campaign round is work in turns: this process builds a batch of messages, the server writes them,
 this process builds the next. In libpq's pipeline mode (psycopg's ``Connection.pipeline``) a write
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Select, event
 from sqlalchemy.exc import DBAPIError
 
 
@@ -39,6 +39,20 @@ class Sent:
         return self._count
 
 
+class Asked:
+    """A query :meth:`Writes.query` sent: its rows, read when asked for."""
+
+    def __init__(self, writes: Writes, cursor: Any = None, rows: list[tuple[Any, ...]] | None = None) -> None:
+        self._writes, self._cursor, self._rows = writes, cursor, rows or []
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._cursor is not None:
+            with self._writes._as_sqlalchemy_raises():  # an earlier write's error arrives first
+                self._rows = self._cursor.fetchall()
+            self._cursor = None
+        return self._rows
+
+
 class Writes:
     """Statements sent on ``conn`` without waiting for their results (PostgreSQL), or run at once (SQLite)."""
 
@@ -53,11 +67,26 @@ class Writes:
         """Send ``sql`` (the driver's own placeholders, as ``exec_driver_sql`` takes them)."""
         if self._driver is None:
             return Sent(self, count=int(self._conn.exec_driver_sql(sql, params).rowcount))
+        return Sent(self, cursor=self._send(sql, params))
+
+    def query(self, statement: Select[Any]) -> Asked:
+        """Send the query ``statement``; its rows are read when asked for (:meth:`Asked.rows`), which
+        waits for everything sent so far (psycopg reads the answers in order): a query asked ahead is
+        read before what should not be waited for is sent. Its parameters go to the driver as they
+        are (no SQLAlchemy type processing: lists, text, numbers)."""
+        if self._driver is None:
+            return Asked(self, rows=[tuple(row) for row in self._conn.execute(statement)])
+        compiled = statement.compile(dialect=self._conn.dialect, compile_kwargs={"render_postcompile": True})
+        return Asked(self, cursor=self._send(compiled.string, compiled.construct_params()))
+
+    def _send(self, sql: str, params: Any) -> Any:
+        driver = self._driver
+        assert driver is not None  # PostgreSQL's: SQLite runs each statement at once
         if self._out is None:
             out = ExitStack()
-            out.enter_context(self._driver.pipeline())
+            out.enter_context(driver.pipeline())
             self._out = out
-        cursor = self._driver.cursor()
+        cursor = driver.cursor()
         # SQLAlchemy's cursor events see this statement like any other (tests and the bench count
         # statements by them); the "after" one comes once it is sent, not once it has run.
         events = self._conn.dispatch
@@ -71,7 +100,7 @@ class Writes:
             cursor.execute(sql, params)
         for after in events.after_cursor_execute:
             after(self._conn, cursor, sql, params, None, False)
-        return Sent(self, cursor=cursor)
+        return cursor
 
     def settle(self) -> None:
         """Wait for every write sent so far; raises the first one's error, as SQLAlchemy raises a
