@@ -74,8 +74,10 @@ def test_the_off_switch_sends_the_answer_without_a_receipt(make):
 def test_a_plain_reply_quoting_a_message_shows_no_typing(customers):
     chat = customers()   # no automatic plugin enabled
     wamid = chat.write(SPAIN, SATURDAY)
-    chat.app.send(Outgoing(to=f"+{SPAIN}", content=TextContent(body="Hola, soy Ana"), reply_to=wamid))
-    run(chat.app)
+    # a minute later, inside the window the customer's message opened (not today: it closed a day after)
+    with clock.use_clock(lambda: SATURDAY.timestamp() + 60):
+        chat.app.send(Outgoing(to=f"+{SPAIN}", content=TextContent(body="Hola, soy Ana"), reply_to=wamid))
+        run(chat.app)
     channel = fake_channel(chat)
     assert chat.answers(SPAIN) == ["Hola, soy Ana"] and channel.reads == []
 
